@@ -1,0 +1,13 @@
+//! Nix's data formats, byte for byte.
+//!
+//! This crate is pure: it does no filesystem IO and no async. Streams are plain
+//! [`std::io::Read`]/[`std::io::Write`]; walking or restoring a directory tree belongs to the
+//! store crate. Everything here must match CppNix exactly, since firn and Nix share stores and
+//! caches.
+
+pub mod hash;
+pub mod nixbase32;
+pub mod store_path;
+
+pub use hash::{Hash, HashAlgo, HashFormat, Hasher};
+pub use store_path::{ContentAddress, FileIngestionMethod, StoreDir, StorePath};

@@ -1,0 +1,130 @@
+//! Nix's base-32 encoding ("nixbase32").
+//!
+//! Nix encodes hashes in a base-32 variant with its own alphabet (no `e`, `o`, `u`, `t`) and its
+//! own bit order: the last character holds the lowest bits of the first byte. The encoded length
+//! of `n` bytes is `ceil(n * 8 / 5)`.
+
+use thiserror::Error;
+
+/// The 32 characters Nix uses, in digit order.
+pub const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+
+/// A string that is not valid nixbase32 for the expected length.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("invalid character {0:?} in nixbase32 string")]
+    InvalidChar(char),
+    #[error("nixbase32 string has length {got}, expected {expected}")]
+    BadLength { got: usize, expected: usize },
+    #[error("nixbase32 string has bits set beyond the decoded length")]
+    TrailingBits,
+}
+
+/// Length of the nixbase32 encoding of `len` bytes.
+pub const fn encoded_len(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len * 8 - 1) / 5 + 1
+    }
+}
+
+/// Encode bytes as nixbase32.
+pub fn encode(bytes: &[u8]) -> String {
+    let len = encoded_len(bytes.len());
+    let mut out = String::with_capacity(len);
+    for n in (0..len).rev() {
+        let b = n * 5;
+        let i = b / 8;
+        let j = b % 8;
+        let lo = (bytes[i] as u16) >> j;
+        let hi = if i + 1 < bytes.len() {
+            (bytes[i + 1] as u16) << (8 - j)
+        } else {
+            0
+        };
+        out.push(ALPHABET[((lo | hi) & 0x1f) as usize] as char);
+    }
+    out
+}
+
+fn digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'd' => Some(c - b'a' + 10),
+        b'f'..=b'n' => Some(c - b'f' + 14),
+        b'p'..=b's' => Some(c - b'p' + 23),
+        b'v'..=b'z' => Some(c - b'v' + 27),
+        _ => None,
+    }
+}
+
+/// Is `c` a character of the nixbase32 alphabet?
+pub fn is_valid_char(c: u8) -> bool {
+    digit(c).is_some()
+}
+
+/// Decode a nixbase32 string into exactly `out_len` bytes.
+pub fn decode(s: &str, out_len: usize) -> Result<Vec<u8>, DecodeError> {
+    let s = s.as_bytes();
+    if s.len() != encoded_len(out_len) {
+        return Err(DecodeError::BadLength {
+            got: s.len(),
+            expected: encoded_len(out_len),
+        });
+    }
+    let mut out = vec![0u8; out_len];
+    for (n, &c) in s.iter().rev().enumerate() {
+        let d = digit(c).ok_or(DecodeError::InvalidChar(c as char))? as u16;
+        let b = n * 5;
+        let i = b / 8;
+        let j = b % 8;
+        out[i] |= (d << j) as u8;
+        let carry = d >> (8 - j);
+        if i + 1 < out_len {
+            out[i + 1] |= carry as u8;
+        } else if carry != 0 {
+            return Err(DecodeError::TrailingBits);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vectors() {
+        // sha256("") as Nix prints it.
+        let h = sha2_empty();
+        assert_eq!(
+            encode(&h),
+            "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"
+        );
+        assert_eq!(decode(&encode(&h), 32).unwrap(), h);
+    }
+
+    fn sha2_empty() -> Vec<u8> {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"").to_vec()
+    }
+
+    #[test]
+    fn roundtrip_all_lengths() {
+        for len in 0..70usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(decode(&encode(&bytes), len).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(decode("e", 0), Err(DecodeError::BadLength { got: 1, expected: 0 }));
+        let s = "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c7e";
+        assert_eq!(decode(s, 32), Err(DecodeError::InvalidChar('e')));
+        // The first character carries only 1 meaningful bit for 32 bytes.
+        let s = "zmdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73";
+        assert_eq!(decode(s, 32), Err(DecodeError::TrailingBits));
+    }
+}

@@ -1,0 +1,2 @@
+//! firn's multi-call binary.
+fn main() {}
