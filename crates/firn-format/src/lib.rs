@@ -11,3 +11,7 @@ pub mod store_path;
 
 pub use hash::{Hash, HashAlgo, HashFormat, Hasher};
 pub use store_path::{ContentAddress, FileIngestionMethod, StoreDir, StorePath};
+pub mod derivation;
+pub mod nar;
+pub mod narinfo;
+pub mod signature;

@@ -1,1 +1,3 @@
 //! The Nix store.
+
+pub mod nar_fs;

@@ -1,0 +1,1 @@
+//! The Nix language's syntax (being written).
