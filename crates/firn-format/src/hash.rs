@@ -120,7 +120,10 @@ pub enum HashError {
     #[error("hash '{hash}' has wrong length for hash algorithm '{algo}'")]
     BadLength { hash: String, algo: HashAlgo },
     #[error("invalid {encoding} hash '{hash}'")]
-    BadEncoding { hash: String, encoding: &'static str },
+    BadEncoding {
+        hash: String,
+        encoding: &'static str,
+    },
 }
 
 /// A digest together with its algorithm.
@@ -217,6 +220,28 @@ impl Hash {
             return Self::decode_base64(s, rest, algo);
         }
         Self::parse_digits(s, rest, algo)
+    }
+
+    /// Like [`Hash::parse`], also telling which encoding the string was in.
+    pub fn parse_with_format(
+        s: &str,
+        algo: Option<HashAlgo>,
+    ) -> Result<(Hash, HashFormat), HashError> {
+        let h = Self::parse(s, algo)?;
+        let is_sri = s
+            .split_once('-')
+            .is_some_and(|(a, _)| !a.contains(':') && a.parse::<HashAlgo>().is_ok());
+        let digits = s.rsplit_once(':').map(|(_, d)| d).unwrap_or(s);
+        let format = if is_sri {
+            HashFormat::Sri
+        } else if digits.len() == h.algo().size() * 2 {
+            HashFormat::Base16
+        } else if digits.len() == nixbase32::encoded_len(h.algo().size()) {
+            HashFormat::Nix32
+        } else {
+            HashFormat::Base64
+        };
+        Ok((h, format))
     }
 
     /// Parse an SRI hash (`algo-base64`) only.
@@ -363,7 +388,10 @@ mod tests {
             h.to_base16(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert_eq!(h.to_sri(), "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert_eq!(
+            h.to_sri(),
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
         assert_eq!(
             h.to_string(),
             "sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"

@@ -120,7 +120,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(decode("e", 0), Err(DecodeError::BadLength { got: 1, expected: 0 }));
+        assert_eq!(
+            decode("e", 0),
+            Err(DecodeError::BadLength {
+                got: 1,
+                expected: 0
+            })
+        );
         let s = "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c7e";
         assert_eq!(decode(s, 32), Err(DecodeError::InvalidChar('e')));
         // The first character carries only 1 meaningful bit for 32 bytes.

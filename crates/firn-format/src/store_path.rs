@@ -48,7 +48,9 @@ pub fn validate_name(name: &str) -> Result<(), StorePathError> {
         )));
     }
     if name == "." || name == ".." || name.starts_with(".-") || name.starts_with("..-") {
-        return Err(bad("names must not be '.' or '..' or begin with '.-' or '..-'".into()));
+        return Err(bad(
+            "names must not be '.' or '..' or begin with '.-' or '..-'".into(),
+        ));
     }
     if let Some(c) = name
         .chars()
@@ -241,7 +243,10 @@ impl StoreDir {
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| StorePathError::NotInStore(s.to_string()))?;
         if base.contains('/') {
-            return Err(StorePathError::Invalid(s.to_string(), "it has a path below the store path"));
+            return Err(StorePathError::Invalid(
+                s.to_string(),
+                "it has a path below the store path",
+            ));
         }
         StorePath::from_base_name(base)
     }
@@ -403,8 +408,12 @@ mod tests {
         let p = sd.parse(s).unwrap();
         assert_eq!(p.name(), "x");
         assert_eq!(sd.display(&p), s);
-        assert!(sd.parse("/nix/store/ffffffffffffffffffffffffffffffff-x/y").is_err());
-        assert!(sd.parse("/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x").is_err());
+        assert!(sd
+            .parse("/nix/store/ffffffffffffffffffffffffffffffff-x/y")
+            .is_err());
+        assert!(sd
+            .parse("/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x")
+            .is_err());
         assert!(sd.parse("/tmp/ffffffffffffffffffffffffffffffff-x").is_err());
         let inside = format!("{s}/bin/sh");
         let (p2, rest) = sd.parse_inside(&inside).unwrap();
