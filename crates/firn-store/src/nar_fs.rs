@@ -313,3 +313,107 @@ mod tests {
         assert!(matches!(e, NarFsError::UnsupportedType(_)), "{e}");
     }
 }
+
+/// Copy the tree at `src` to `dst` (which must not exist) in one pass, returning the NAR hash
+/// and NAR size of `src` as it was read. Symlinks are copied, never followed.
+pub fn copy_path_hashed(src: &Path, dst: &Path, algo: HashAlgo) -> Result<(Hash, u64), NarFsError> {
+    let mut h = io::BufWriter::with_capacity(1 << 16, Hasher::new(algo));
+    {
+        let wr = |source| NarFsError::Write {
+            path: src.to_path_buf(),
+            source,
+        };
+        let mut w = NarWriter::new(&mut h).map_err(wr)?;
+        copy_node(src, dst, &mut w)?;
+        w.finish().map_err(wr)?;
+    }
+    let h = h.into_inner().map_err(|e| NarFsError::Io {
+        op: "hashing",
+        path: src.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    let size = h.len();
+    Ok((h.finish(), size))
+}
+
+/// Copies what it reads into a second file.
+struct TeeFile<'a> {
+    src: fs::File,
+    dst: fs::File,
+    src_path: &'a Path,
+    dst_path: &'a Path,
+    err: Option<NarFsError>,
+}
+
+impl Read for TeeFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.src.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let kind = e.kind();
+                self.err = Some(io_err("reading file", self.src_path)(e));
+                return Err(io::Error::new(kind, "read failed"));
+            }
+        };
+        if let Err(e) = self.dst.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.err = Some(io_err("writing file", self.dst_path)(e));
+            return Err(io::Error::new(kind, "write failed"));
+        }
+        Ok(n)
+    }
+}
+
+fn copy_node<W: Write>(src: &Path, dst: &Path, w: &mut NarWriter<W>) -> Result<(), NarFsError> {
+    let wr = |source| NarFsError::Write {
+        path: src.to_path_buf(),
+        source,
+    };
+    let meta = fs::symlink_metadata(src).map_err(io_err("getting status of", src))?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(io_err("reading symbolic link", src))?;
+        w.symlink(target.as_os_str().as_bytes()).map_err(wr)?;
+        std::os::unix::fs::symlink(&target, dst).map_err(io_err("creating symbolic link", dst))?;
+    } else if ft.is_file() {
+        let executable = meta.permissions().mode() & 0o100 != 0;
+        let f = fs::File::open(src).map_err(io_err("opening file", src))?;
+        let out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if executable { 0o755 } else { 0o644 })
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dst)
+            .map_err(io_err("creating file", dst))?;
+        let mut tee = TeeFile {
+            src: f,
+            dst: out,
+            src_path: src,
+            dst_path: dst,
+            err: None,
+        };
+        match w.regular(executable, meta.len(), &mut tee) {
+            Ok(()) => {}
+            Err(NarError::SizeMismatch { .. }) => return Err(NarFsError::Changed(src.into())),
+            Err(e) => return Err(tee.err.take().unwrap_or_else(|| wr(e))),
+        }
+    } else if ft.is_dir() {
+        fs::create_dir(dst).map_err(io_err("creating directory", dst))?;
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for e in fs::read_dir(src).map_err(io_err("reading directory", src))? {
+            let e = e.map_err(io_err("reading directory", src))?;
+            names.push(e.file_name().as_bytes().to_vec());
+        }
+        names.sort();
+        w.begin_directory().map_err(wr)?;
+        for n in names {
+            let name = OsStr::from_bytes(&n);
+            w.entry(&n).map_err(wr)?;
+            copy_node(&src.join(name), &dst.join(name), w)?;
+        }
+        w.end_directory().map_err(wr)?;
+    } else {
+        return Err(NarFsError::UnsupportedType(src.to_path_buf()));
+    }
+    Ok(())
+}

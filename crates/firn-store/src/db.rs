@@ -1,0 +1,511 @@
+//! The SQLite database, with CppNix's schema (version 10) and pragmas, and every query the store
+//! makes. Paths are stored as full (logical) store paths, hashes as `sha256:<base16>`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use firn_format::{ContentAddress, Hash, StoreDir, StorePath};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Result, StoreError};
+use crate::path_info::ValidPathInfo;
+
+/// The schema of a new database, as CppNix 2.8 creates it (plus the tables of its
+/// `ca-derivations` extension, which CppNix creates the same way when the feature is on).
+const SCHEMA: &str = "
+create table if not exists ValidPaths (
+    id               integer primary key autoincrement not null,
+    path             text unique not null,
+    hash             text not null,
+    registrationTime integer not null,
+    deriver          text,
+    narSize          integer,
+    ultimate         integer,
+    sigs             text,
+    ca               text
+);
+create table if not exists Refs (
+    referrer  integer not null,
+    reference integer not null,
+    primary key (referrer, reference),
+    foreign key (referrer) references ValidPaths(id) on delete cascade,
+    foreign key (reference) references ValidPaths(id) on delete restrict
+);
+create index if not exists IndexReferrer on Refs(referrer);
+create index if not exists IndexReference on Refs(reference);
+create trigger if not exists DeleteSelfRefs before delete on ValidPaths
+  begin
+    delete from Refs where referrer = old.id and reference = old.id;
+  end;
+create table if not exists DerivationOutputs (
+    drv  integer not null,
+    id   text not null,
+    path text not null,
+    primary key (drv, id),
+    foreign key (drv) references ValidPaths(id) on delete cascade
+);
+create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
+";
+
+/// A valid path as the garbage collector loads it.
+#[derive(Clone, Debug)]
+pub struct GraphNode {
+    pub id: i64,
+    pub path: String,
+    pub deriver: Option<String>,
+}
+
+/// The schema version this store uses and writes to `db/schema`.
+pub const SCHEMA_VERSION: u32 = 10;
+
+/// An open database.
+pub struct Db {
+    conn: Connection,
+    file: PathBuf,
+    store_dir: StoreDir,
+}
+
+fn sql_err<'a>(op: &'static str, db: &'a Path) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+    move |source| StoreError::Sqlite {
+        op,
+        db: db.to_path_buf(),
+        source,
+    }
+}
+
+impl Db {
+    /// Open (and with `create`, initialise) the database at `file`.
+    pub fn open(
+        file: &Path,
+        store_dir: StoreDir,
+        create: bool,
+        wal: bool,
+        fsync: bool,
+    ) -> Result<Db> {
+        let conn = Connection::open(file).map_err(sql_err("opening the database", file))?;
+        conn.busy_timeout(Duration::from_secs(60 * 60))
+            .map_err(sql_err("setting the busy timeout", file))?;
+        let db = Db {
+            conn,
+            file: file.to_path_buf(),
+            store_dir,
+        };
+        let e = |op| sql_err(op, file);
+        db.conn
+            .execute_batch("pragma foreign_keys = 1;")
+            .map_err(e("enabling foreign keys"))?;
+        db.conn
+            .execute_batch(if fsync {
+                "pragma synchronous = normal;"
+            } else {
+                "pragma synchronous = off;"
+            })
+            .map_err(e("setting the synchronous mode"))?;
+        let want = if wal { "wal" } else { "truncate" };
+        let mode: String = db
+            .conn
+            .query_row("pragma main.journal_mode;", [], |r| r.get(0))
+            .map_err(e("querying the journal mode"))?;
+        if mode != want {
+            db.conn
+                .query_row(&format!("pragma main.journal_mode = {want};"), [], |_| {
+                    Ok(())
+                })
+                .map_err(e("setting the journal mode"))?;
+        }
+        if wal {
+            db.conn
+                .query_row("pragma wal_autocheckpoint = 40000;", [], |_| Ok(()))
+                .map_err(e("setting the checkpoint interval"))?;
+        }
+        if create {
+            db.conn
+                .execute_batch(SCHEMA)
+                .map_err(e("creating the schema"))?;
+        }
+        Ok(db)
+    }
+
+    /// The raw connection, for queries that live with their callers (GC, roots).
+    pub fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    fn e(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        sql_err(op, &self.file)
+    }
+
+    fn parse(&self, s: &str) -> Result<StorePath> {
+        self.store_dir
+            .parse(s)
+            .map_err(|err| StoreError::Corrupt(self.file.clone(), format!("bad path '{s}': {err}")))
+    }
+
+    /// The row id of a valid path.
+    pub fn path_id(&self, p: &StorePath) -> Result<Option<i64>> {
+        self.conn
+            .prepare_cached("select id from ValidPaths where path = ?")
+            .and_then(|mut st| {
+                st.query_row([self.store_dir.display(p)], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.e("querying a path"))
+    }
+
+    pub fn is_valid(&self, p: &StorePath) -> Result<bool> {
+        Ok(self.path_id(p)?.is_some())
+    }
+
+    pub fn query_path_info(&self, p: &StorePath) -> Result<Option<ValidPathInfo>> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "select id, hash, registrationTime, deriver, narSize, ultimate, sigs, ca from ValidPaths where path = ?",
+            )
+            .and_then(|mut st| {
+                st.query_row([self.store_dir.display(p)], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(self.e("querying path info"))?;
+        let Some((id, hash, time, deriver, nar_size, ultimate, sigs, ca)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |m: String| StoreError::Corrupt(self.file.clone(), m);
+        let nar_hash = Hash::parse(&hash, None)
+            .map_err(|e| corrupt(format!("bad hash for '{}': {e}", self.store_dir.display(p))))?;
+        let mut info = ValidPathInfo::new(p.clone(), nar_hash, nar_size.unwrap_or(0).max(0) as u64);
+        info.registration_time = time;
+        info.deriver = match deriver.filter(|d| !d.is_empty()) {
+            Some(d) => Some(self.parse(&d)?),
+            None => None,
+        };
+        info.ultimate = ultimate.unwrap_or(0) != 0;
+        info.sigs = sigs
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        info.ca = match ca.filter(|c| !c.is_empty()) {
+            Some(c) => Some(ContentAddress::parse(&c).map_err(|e| corrupt(e.to_string()))?),
+            None => None,
+        };
+        info.references = self.references_of_id(id)?;
+        Ok(Some(info))
+    }
+
+    fn references_of_id(&self, id: i64) -> Result<BTreeSet<StorePath>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "select path from Refs join ValidPaths on reference = id where referrer = ?",
+            )
+            .map_err(self.e("querying references"))?;
+        let rows = st
+            .query_map([id], |r| r.get::<_, String>(0))
+            .map_err(self.e("querying references"))?;
+        let mut out = BTreeSet::new();
+        for r in rows {
+            out.insert(self.parse(&r.map_err(self.e("querying references"))?)?);
+        }
+        Ok(out)
+    }
+
+    fn paths_query(&self, sql: &str, arg: &str, op: &'static str) -> Result<BTreeSet<StorePath>> {
+        let mut st = self.conn.prepare_cached(sql).map_err(self.e(op))?;
+        let rows = st
+            .query_map([arg], |r| r.get::<_, String>(0))
+            .map_err(self.e(op))?;
+        let mut out = BTreeSet::new();
+        for r in rows {
+            out.insert(self.parse(&r.map_err(self.e(op))?)?);
+        }
+        Ok(out)
+    }
+
+    pub fn query_referrers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
+        self.paths_query(
+            "select path from Refs join ValidPaths on referrer = id where reference = (select id from ValidPaths where path = ?)",
+            &self.store_dir.display(p),
+            "querying referrers",
+        )
+    }
+
+    pub fn query_valid_derivers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
+        self.paths_query(
+            "select v.path from DerivationOutputs d join ValidPaths v on d.drv = v.id where d.path = ?",
+            &self.store_dir.display(p),
+            "querying valid derivers",
+        )
+    }
+
+    /// Output name -> output path, as registered for a derivation.
+    pub fn query_derivation_outputs(&self, drv: &StorePath) -> Result<BTreeMap<String, StorePath>> {
+        let Some(id) = self.path_id(drv)? else {
+            return Err(StoreError::InvalidPath(self.store_dir.display(drv)));
+        };
+        let op = "querying derivation outputs";
+        let mut st = self
+            .conn
+            .prepare_cached("select id, path from DerivationOutputs where drv = ?")
+            .map_err(self.e(op))?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(self.e(op))?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (name, path) = r.map_err(self.e(op))?;
+            out.insert(name, self.parse(&path)?);
+        }
+        Ok(out)
+    }
+
+    pub fn query_path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>> {
+        let prefix = format!("{}/{}", self.store_dir, hash_part);
+        let found: Option<String> = self
+            .conn
+            .prepare_cached("select path from ValidPaths where path >= ? limit 1")
+            .and_then(|mut st| st.query_row([&prefix], |r| r.get(0)).optional())
+            .map_err(self.e("querying a path by hash part"))?;
+        match found {
+            Some(p) if p.starts_with(&prefix) && p.as_bytes().get(prefix.len()) == Some(&b'-') => {
+                Ok(Some(self.parse(&p)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub fn query_all_valid_paths(&self) -> Result<BTreeSet<StorePath>> {
+        let op = "listing valid paths";
+        let mut st = self
+            .conn
+            .prepare_cached("select path from ValidPaths")
+            .map_err(self.e(op))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.e(op))?;
+        let mut out = BTreeSet::new();
+        for r in rows {
+            out.insert(self.parse(&r.map_err(self.e(op))?)?);
+        }
+        Ok(out)
+    }
+
+    /// Register (or update) paths and their references in one transaction. `drv_outputs` gives,
+    /// for derivations among them, their output paths.
+    pub fn register(
+        &mut self,
+        infos: &[ValidPathInfo],
+        drv_outputs: &BTreeMap<StorePath, BTreeMap<String, StorePath>>,
+    ) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let sd = self.store_dir.clone();
+        let file = self.file.clone();
+        let e = |op| sql_err(op, &file);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e("starting a transaction"))?;
+        let mut ids: BTreeMap<&StorePath, i64> = BTreeMap::new();
+        for i in infos {
+            let path = sd.display(&i.path);
+            let hash = format!("sha256:{}", i.nar_hash.to_base16());
+            let sigs = i.sigs.iter().cloned().collect::<Vec<_>>().join(" ");
+            let ca = i.ca.as_ref().map(|c| c.to_string());
+            let existing: Option<i64> = tx
+                .prepare_cached("select id from ValidPaths where path = ?")
+                .and_then(|mut st| st.query_row([&path], |r| r.get(0)).optional())
+                .map_err(e("querying a path"))?;
+            let id = match existing {
+                Some(id) => {
+                    tx.prepare_cached(
+                        "update ValidPaths set narSize = ?, hash = ?, ultimate = ?, sigs = ?, ca = ? where path = ?",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            i.nar_size as i64,
+                            hash,
+                            i.ultimate as i64,
+                            sigs,
+                            ca,
+                            path
+                        ])
+                    })
+                    .map_err(e("updating path info"))?;
+                    id
+                }
+                None => {
+                    let time = if i.registration_time == 0 {
+                        now
+                    } else {
+                        i.registration_time
+                    };
+                    tx.prepare_cached(
+                        "insert into ValidPaths (path, hash, registrationTime, deriver, narSize, ultimate, sigs, ca) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            path,
+                            hash,
+                            time,
+                            i.deriver.as_ref().map(|d| sd.display(d)),
+                            if i.nar_size != 0 { Some(i.nar_size as i64) } else { None },
+                            if i.ultimate { Some(1i64) } else { None },
+                            if sigs.is_empty() { None } else { Some(sigs) },
+                            ca
+                        ])
+                    })
+                    .map_err(e("registering a path"))?;
+                    tx.last_insert_rowid()
+                }
+            };
+            ids.insert(&i.path, id);
+            if let Some(outs) = drv_outputs.get(&i.path) {
+                for (name, out) in outs {
+                    tx.prepare_cached(
+                        "insert or replace into DerivationOutputs (drv, id, path) values (?, ?, ?)",
+                    )
+                    .and_then(|mut st| st.execute(params![id, name, sd.display(out)]))
+                    .map_err(e("registering derivation outputs"))?;
+                }
+            }
+        }
+        for i in infos {
+            let referrer = ids[&i.path];
+            for r in &i.references {
+                let reference = match ids.get(r) {
+                    Some(id) => *id,
+                    None => tx
+                        .prepare_cached("select id from ValidPaths where path = ?")
+                        .and_then(|mut st| st.query_row([sd.display(r)], |row| row.get(0)).optional())
+                        .map_err(e("querying a reference"))?
+                        .ok_or_else(|| {
+                            StoreError::Other(format!(
+                                "cannot add path '{}' because it references path '{}' which is not valid",
+                                sd.display(&i.path),
+                                sd.display(r)
+                            ))
+                        })?,
+                };
+                tx.prepare_cached(
+                    "insert or replace into Refs (referrer, reference) values (?, ?)",
+                )
+                .and_then(|mut st| st.execute(params![referrer, reference]))
+                .map_err(e("registering a reference"))?;
+            }
+        }
+        tx.commit().map_err(e("committing a transaction"))?;
+        Ok(())
+    }
+
+    /// Replace the signatures of a valid path.
+    pub fn set_sigs(&mut self, p: &StorePath, sigs: &BTreeSet<String>) -> Result<()> {
+        let s = sigs.iter().cloned().collect::<Vec<_>>().join(" ");
+        self.conn
+            .prepare_cached("update ValidPaths set sigs = ? where path = ?")
+            .and_then(|mut st| st.execute(params![s, self.store_dir.display(p)]))
+            .map_err(self.e("updating signatures"))?;
+        Ok(())
+    }
+
+    /// Remove paths from the database in one transaction (the caller checked referrers).
+    pub fn invalidate(&mut self, paths: &[StorePath]) -> Result<()> {
+        let sd = self.store_dir.clone();
+        let file = self.file.clone();
+        let e = |op| sql_err(op, &file);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e("starting a transaction"))?;
+        for p in paths {
+            tx.prepare_cached("delete from ValidPaths where path = ?")
+                .and_then(|mut st| st.execute([sd.display(p)]))
+                .map_err(e("invalidating a path"))?;
+        }
+        tx.commit().map_err(e("committing a transaction"))?;
+        Ok(())
+    }
+
+    /// Every valid path with its row id, and every reference edge (by id): the whole graph in
+    /// two queries, for the garbage collector.
+    pub fn load_graph(&self) -> Result<(Vec<GraphNode>, Vec<(i64, i64)>)> {
+        let op = "loading the reference graph";
+        let mut st = self
+            .conn
+            .prepare("select id, path, deriver from ValidPaths")
+            .map_err(self.e(op))?;
+        let nodes = st
+            .query_map([], |r| {
+                Ok(GraphNode {
+                    id: r.get::<_, i64>(0)?,
+                    path: r.get::<_, String>(1)?,
+                    deriver: r.get::<_, Option<String>>(2)?.filter(|d| !d.is_empty()),
+                })
+            })
+            .map_err(self.e(op))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.e(op))?;
+        let mut st = self
+            .conn
+            .prepare("select referrer, reference from Refs")
+            .map_err(self.e(op))?;
+        let edges = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(self.e(op))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.e(op))?;
+        Ok((nodes, edges))
+    }
+
+    /// (drv id, output path) for every registered derivation output.
+    pub fn load_derivation_outputs(&self) -> Result<Vec<(i64, String)>> {
+        let op = "loading derivation outputs";
+        let mut st = self
+            .conn
+            .prepare("select drv, path from DerivationOutputs")
+            .map_err(self.e(op))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.e(op))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.e(op))?;
+        Ok(rows)
+    }
+
+    /// Delete rows by id in one transaction.
+    pub fn invalidate_ids(&mut self, ids: &[i64]) -> Result<()> {
+        let file = self.file.clone();
+        let e = |op| sql_err(op, &file);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e("starting a transaction"))?;
+        for id in ids {
+            tx.prepare_cached("delete from ValidPaths where id = ?")
+                .and_then(|mut st| st.execute([id]))
+                .map_err(e("invalidating a path"))?;
+        }
+        tx.commit().map_err(e("committing a transaction"))?;
+        Ok(())
+    }
+}

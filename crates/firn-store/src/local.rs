@@ -1,0 +1,605 @@
+//! The local store: CppNix's on-disk layout and database, shared with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use firn_format::{
+    ContentAddress, FileIngestionMethod, Hash, HashAlgo, Hasher, StoreDir, StorePath,
+};
+
+use crate::canon::{canonicalise, delete_path};
+use crate::config::{Layout, LocalStoreConfig};
+use crate::db::{Db, SCHEMA_VERSION};
+use crate::error::{io_err, Result, StoreError};
+use crate::lock::{lock_file, open_lock_file, LockType, PathLocks};
+use crate::nar_fs;
+use crate::path_info::ValidPathInfo;
+
+/// A local store (the real `/nix/store` or a chroot store).
+pub struct LocalStore {
+    config: LocalStoreConfig,
+    layout: Layout,
+    db: Mutex<Db>,
+    _big_lock: Option<File>,
+    pub(crate) temp_roots: Mutex<crate::temproots::TempRootsState>,
+    tmp_counter: AtomicU64,
+}
+
+fn create_dirs(p: &Path) -> Result<()> {
+    fs::create_dir_all(p).map_err(io_err("creating directory", p))
+}
+
+impl LocalStore {
+    /// Open the store, creating its directories and database on first use.
+    pub fn open(config: LocalStoreConfig) -> Result<LocalStore> {
+        let layout = Layout::new(&config);
+        if !config.read_only {
+            create_dirs(&layout.real_store_dir)?;
+            create_dirs(&layout.links_dir)?;
+            create_dirs(&layout.profiles_dir)?;
+            create_dirs(&layout.temproots_dir)?;
+            create_dirs(&layout.db_dir)?;
+            if !layout.gcroots_dir.exists() {
+                create_dirs(&layout.gcroots_dir)?;
+                let link = layout.gcroots_dir.join("profiles");
+                std::os::unix::fs::symlink(&layout.profiles_dir, &link)
+                    .map_err(io_err("creating symbolic link", &link))?;
+            }
+            for d in [
+                layout.profiles_dir.join("per-user"),
+                layout.gcroots_dir.join("per-user"),
+            ] {
+                create_dirs(&d)?;
+                fs::set_permissions(&d, fs::Permissions::from_mode(0o755))
+                    .map_err(io_err("changing mode of", &d))?;
+            }
+            if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+                if !user.is_empty() && !user.contains('/') {
+                    for base in [&layout.profiles_dir, &layout.gcroots_dir] {
+                        let d = base.join("per-user").join(&user);
+                        create_dirs(&d)?;
+                    }
+                }
+            }
+            // Dummy space to free before a GC when the disk is full, as CppNix keeps it.
+            if fs::metadata(&layout.reserved).map(|m| m.len()).unwrap_or(0) != 8 * 1024 * 1024 {
+                if let Ok(f) = File::create(&layout.reserved) {
+                    let _ = f.set_len(8 * 1024 * 1024);
+                }
+            }
+        }
+        let big_lock = if config.read_only {
+            None
+        } else {
+            let f = open_lock_file(&layout.big_lock, true)?;
+            if let Some(f) = &f {
+                if !lock_file(f, LockType::Read, false, &layout.big_lock)? {
+                    tracing::info!("waiting for the big Nix store lock...");
+                    lock_file(f, LockType::Read, true, &layout.big_lock)?;
+                }
+            }
+            f
+        };
+        let schema = match fs::read_to_string(&layout.schema_file) {
+            Ok(s) => s.trim().parse::<u32>().map_err(|_| {
+                StoreError::Corrupt(layout.schema_file.clone(), "bad schema version".into())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_err("reading", &layout.schema_file)(e)),
+        };
+        if schema > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew(schema));
+        }
+        if schema != 0 && schema < SCHEMA_VERSION {
+            return Err(StoreError::Other(format!(
+                "the Nix store database has schema version {schema}; upgrade it with CppNix first"
+            )));
+        }
+        if config.read_only && schema == 0 {
+            return Err(StoreError::Other(format!(
+                "the Nix store at '{}' does not exist yet",
+                layout.real_store_dir.display()
+            )));
+        }
+        let db = Db::open(
+            &layout.db_file,
+            config.store_dir.clone(),
+            schema == 0,
+            true,
+            true,
+        )?;
+        if schema == 0 {
+            fs::write(&layout.schema_file, SCHEMA_VERSION.to_string())
+                .map_err(io_err("writing", &layout.schema_file))?;
+        }
+        Ok(LocalStore {
+            config,
+            layout,
+            db: Mutex::new(db),
+            _big_lock: big_lock,
+            temp_roots: Mutex::new(Default::default()),
+            tmp_counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn store_dir(&self) -> &StoreDir {
+        &self.config.store_dir
+    }
+
+    pub fn config(&self) -> &LocalStoreConfig {
+        &self.config
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The database, locked for this thread.
+    pub fn db(&self) -> MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where a store path's files are on disk.
+    pub fn real_path(&self, p: &StorePath) -> PathBuf {
+        self.layout.real_store_dir.join(p.base_name())
+    }
+
+    pub fn is_valid_path(&self, p: &StorePath) -> Result<bool> {
+        self.db().is_valid(p)
+    }
+
+    pub fn query_path_info(&self, p: &StorePath) -> Result<Option<ValidPathInfo>> {
+        self.db().query_path_info(p)
+    }
+
+    pub fn query_referrers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
+        self.db().query_referrers(p)
+    }
+
+    pub fn query_valid_derivers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
+        self.db().query_valid_derivers(p)
+    }
+
+    /// The outputs registered for a derivation, by name.
+    pub fn query_derivation_outputs(&self, drv: &StorePath) -> Result<BTreeMap<String, StorePath>> {
+        self.db().query_derivation_outputs(drv)
+    }
+
+    pub fn query_path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>> {
+        self.db().query_path_from_hash_part(hash_part)
+    }
+
+    pub fn query_all_valid_paths(&self) -> Result<BTreeSet<StorePath>> {
+        self.db().query_all_valid_paths()
+    }
+
+    fn info_or_invalid(&self, p: &StorePath) -> Result<ValidPathInfo> {
+        self.query_path_info(p)?
+            .ok_or_else(|| StoreError::InvalidPath(self.store_dir().display(p)))
+    }
+
+    /// A fresh temporary name inside the real store directory (removed by the GC if left behind).
+    fn temp_dir(&self) -> Result<PathBuf> {
+        loop {
+            let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+            let p = self
+                .layout
+                .real_store_dir
+                .join(format!("add-{}-{}", std::process::id(), n));
+            match fs::create_dir(&p) {
+                Ok(()) => return Ok(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("creating temporary directory", &p)(e)),
+            }
+        }
+    }
+
+    /// The store path `add_path` would give, without adding anything.
+    pub fn compute_path_for(
+        &self,
+        name: &str,
+        src: &Path,
+        method: FileIngestionMethod,
+        algo: HashAlgo,
+    ) -> Result<StorePath> {
+        let h = match method {
+            FileIngestionMethod::Recursive => nar_fs::hash_path(src, algo)?.0,
+            FileIngestionMethod::Flat => hash_file(src, algo)?.0,
+        };
+        Ok(self
+            .store_dir()
+            .make_fixed_output_path(name, method, &h, [], false)?)
+    }
+
+    /// Add a file or tree from the filesystem (`nix-store --add`, `--add-fixed`).
+    pub fn add_path(
+        &self,
+        name: &str,
+        src: &Path,
+        method: FileIngestionMethod,
+        algo: HashAlgo,
+    ) -> Result<StorePath> {
+        firn_format::store_path::validate_name(name)?;
+        let tmp = self.temp_dir()?;
+        let guard = TempGuard(tmp.clone());
+        let staged = tmp.join("x");
+        // One pass over the source: copy it while hashing.
+        let (ca_hash, nar) = match method {
+            FileIngestionMethod::Recursive => {
+                let (h, n) = nar_fs::copy_path_hashed(src, &staged, algo)?;
+                if algo == HashAlgo::Sha256 {
+                    (h.clone(), Some((h, n)))
+                } else {
+                    (h, None)
+                }
+            }
+            FileIngestionMethod::Flat => {
+                let meta = fs::symlink_metadata(src).map_err(io_err("getting status of", src))?;
+                if !meta.file_type().is_file() {
+                    return Err(StoreError::Other(format!(
+                        "cannot add '{}' as a flat file: it is not a regular file",
+                        src.display()
+                    )));
+                }
+                let (h, _) = copy_file_hashed(src, &staged, algo)?;
+                (h, None)
+            }
+        };
+        let path = self
+            .store_dir()
+            .make_fixed_output_path(name, method, &ca_hash, [], false)?;
+        let (nar_hash, nar_size) = match nar {
+            Some(x) => x,
+            None => nar_fs::hash_path(&staged, HashAlgo::Sha256)?,
+        };
+        let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
+        info.ca = Some(ContentAddress::Fixed(method, ca_hash));
+        self.commit_staged(&staged, info)?;
+        drop(guard);
+        Ok(path)
+    }
+
+    /// Move a staged tree into place as `info.path` and register it, unless the path is already
+    /// valid. The caller's temp dir is removed by its guard either way.
+    fn commit_staged(&self, staged: &Path, info: ValidPathInfo) -> Result<()> {
+        let path = info.path.clone();
+        self.add_temp_root(&path)?;
+        if self.is_valid_path(&path)? {
+            return Ok(());
+        }
+        let real = self.real_path(&path);
+        let mut locks = PathLocks::lock(std::slice::from_ref(&real))?;
+        if !self.is_valid_path(&path)? {
+            // Left over from a crash: an invalid path is junk.
+            delete_path(&real)?;
+            canonicalise(staged)?;
+            if self.config.fsync_store_paths {
+                fsync_tree(staged)?;
+            }
+            fs::rename(staged, &real).map_err(io_err("moving into place", &real))?;
+            if self.config.auto_optimise {
+                self.optimise_path(&real)?;
+            }
+            let drv_outputs = self.drv_outputs_for(&[info.clone()])?;
+            self.db().register(&[info], &drv_outputs)?;
+        }
+        locks.set_deletion(true);
+        Ok(())
+    }
+
+    /// For `.drv` paths being registered, their output paths (from the file itself).
+    fn drv_outputs_for(
+        &self,
+        infos: &[ValidPathInfo],
+    ) -> Result<BTreeMap<StorePath, BTreeMap<String, StorePath>>> {
+        let mut out = BTreeMap::new();
+        for i in infos.iter().filter(|i| i.path.is_derivation()) {
+            let real = self.real_path(&i.path);
+            let text = match fs::read_to_string(&real) {
+                Ok(t) => t,
+                Err(e) => return Err(io_err("reading derivation", &real)(e)),
+            };
+            let outputs =
+                crate::drv_outputs::output_paths(self.store_dir(), &text).map_err(|e| {
+                    StoreError::Other(format!(
+                        "error parsing derivation '{}': {e}",
+                        self.store_dir().display(&i.path)
+                    ))
+                })?;
+            out.insert(i.path.clone(), outputs);
+        }
+        Ok(out)
+    }
+
+    /// Add a text file with references (`builtins.toFile`, `.drv` files).
+    pub fn add_text(
+        &self,
+        name: &str,
+        text: &[u8],
+        refs: &BTreeSet<StorePath>,
+    ) -> Result<StorePath> {
+        let h = Hash::digest(HashAlgo::Sha256, text);
+        let path = self.store_dir().make_text_path(name, &h, refs)?;
+        self.add_temp_root(&path)?;
+        if self.is_valid_path(&path)? {
+            return Ok(path);
+        }
+        let tmp = self.temp_dir()?;
+        let guard = TempGuard(tmp.clone());
+        let staged = tmp.join("x");
+        fs::write(&staged, text).map_err(io_err("writing", &staged))?;
+        let (nar_hash, nar_size) = nar_fs::hash_path(&staged, HashAlgo::Sha256)?;
+        let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
+        info.references = refs.clone();
+        info.ca = Some(ContentAddress::Text(h));
+        self.commit_staged(&staged, info)?;
+        drop(guard);
+        Ok(path)
+    }
+
+    /// Add a path from its NAR and metadata (import, substitution). The NAR is restored while
+    /// it streams and its hash and size are checked against `info`; on a mismatch nothing is
+    /// registered.
+    pub fn add_nar(&self, info: &ValidPathInfo, nar: &mut dyn Read) -> Result<()> {
+        self.add_temp_root(&info.path)?;
+        if self.is_valid_path(&info.path)? {
+            // Consume the NAR so the stream stays in sync.
+            firn_format::nar::parse(&mut { nar }, &mut firn_format::nar::reader::Validate)?;
+            return Ok(());
+        }
+        let tmp = self.temp_dir()?;
+        let guard = TempGuard(tmp.clone());
+        let staged = tmp.join("x");
+        let (h, n) = nar_fs::restore_path_hashed(&mut { nar }, &staged, info.nar_hash.algo())?;
+        if h != info.nar_hash {
+            return Err(StoreError::HashMismatch {
+                path: self.store_dir().display(&info.path),
+                expected: info.nar_hash.to_string(),
+                got: h.to_string(),
+            });
+        }
+        if info.nar_size != 0 && n != info.nar_size {
+            return Err(StoreError::Other(format!(
+                "size mismatch importing path '{}': expected {} bytes, got {}",
+                self.store_dir().display(&info.path),
+                info.nar_size,
+                n
+            )));
+        }
+        let mut info = info.clone();
+        info.nar_size = n;
+        self.commit_staged(&staged, info)?;
+        drop(guard);
+        Ok(())
+    }
+
+    /// Register paths that are already in place (`--register-validity`, `--load-db`), in one
+    /// transaction.
+    pub fn register_valid_paths(&self, infos: &[ValidPathInfo]) -> Result<()> {
+        let drv_outputs = self.drv_outputs_for(infos)?;
+        self.db().register(infos, &drv_outputs)
+    }
+
+    /// Write the NAR of a valid path.
+    pub fn nar_from_path(&self, p: &StorePath, out: &mut dyn Write) -> Result<()> {
+        if !self.is_valid_path(p)? {
+            return Err(StoreError::InvalidPath(self.store_dir().display(p)));
+        }
+        nar_fs::dump_path(&self.real_path(p), &mut { out })?;
+        Ok(())
+    }
+
+    /// Hash the NAR of a valid path as it is on disk now.
+    pub fn hash_valid_path(&self, p: &StorePath, algo: HashAlgo) -> Result<(Hash, u64)> {
+        Ok(nar_fs::hash_path(&self.real_path(p), algo)?)
+    }
+
+    /// Add signatures to a valid path.
+    pub fn add_signatures(&self, p: &StorePath, sigs: &[String]) -> Result<()> {
+        let mut info = self.info_or_invalid(p)?;
+        info.sigs.extend(sigs.iter().cloned());
+        self.db().set_sigs(p, &info.sigs)
+    }
+
+    /// `nix-store --export`: the paths in topological order, each as its NAR and trailer.
+    pub fn export_paths(&self, paths: &BTreeSet<StorePath>, out: &mut dyn Write) -> Result<()> {
+        let sorted = crate::export::sort_for_export(self, paths)?;
+        for p in sorted {
+            crate::export::write_u64(out, 1)?;
+            let info = self.info_or_invalid(&p)?;
+            let mut tee = HashingWriter {
+                inner: &mut *out,
+                hasher: Hasher::new(HashAlgo::Sha256),
+            };
+            nar_fs::dump_path(&self.real_path(&p), &mut tee)?;
+            let h = tee.hasher.finish();
+            if h != info.nar_hash {
+                return Err(StoreError::Other(format!(
+                    "hash of path '{}' has changed from '{}' to '{}'!",
+                    self.store_dir().display(&p),
+                    info.nar_hash,
+                    h
+                )));
+            }
+            crate::export::write_trailer(out, self.store_dir(), &info)?;
+        }
+        crate::export::write_u64(out, 0)?;
+        Ok(())
+    }
+
+    /// `nix-store --import`: add every path in an export stream.
+    pub fn import_paths(&self, input: &mut dyn Read) -> Result<Vec<StorePath>> {
+        let mut res = Vec::new();
+        loop {
+            match crate::export::read_u64(input)? {
+                0 => break,
+                1 => {}
+                _ => {
+                    return Err(StoreError::Other(
+                        "input doesn't look like something created by 'nix-store --export'".into(),
+                    ))
+                }
+            }
+            let tmp = self.temp_dir()?;
+            let guard = TempGuard(tmp.clone());
+            let staged = tmp.join("x");
+            let (nar_hash, nar_size) =
+                nar_fs::restore_path_hashed(&mut { &mut *input }, &staged, HashAlgo::Sha256)?;
+            let t = crate::export::read_trailer(input, self.store_dir())?;
+            let mut info = ValidPathInfo::new(t.path.clone(), nar_hash, nar_size);
+            info.references = t.references;
+            info.deriver = t.deriver;
+            self.commit_staged(&staged, info)?;
+            drop(guard);
+            res.push(t.path);
+        }
+        Ok(res)
+    }
+
+    /// Check the store: every valid path exists, and with `check_contents` has its recorded
+    /// NAR hash. Returns whether errors remain. With `repair`, invalid entries whose files are
+    /// gone are removed from the database.
+    pub fn verify_store(&self, check_contents: bool, repair: bool) -> Result<bool> {
+        let sd = self.store_dir().clone();
+        let mut errors = false;
+        tracing::info!("checking path existence...");
+        eprintln!("reading the Nix store...");
+        eprintln!("checking path existence...");
+        let all = self.query_all_valid_paths()?;
+        let mut missing = Vec::new();
+        for p in &all {
+            if fs::symlink_metadata(self.real_path(p)).is_err() {
+                eprintln!(
+                    "error: path '{}' disappeared, but it still has valid referrers!",
+                    sd.display(p)
+                );
+                missing.push(p.clone());
+            }
+        }
+        if !missing.is_empty() {
+            if repair {
+                // Only paths without referrers can be dropped from the database.
+                let mut droppable = Vec::new();
+                for p in &missing {
+                    let refs = self.query_referrers(p)?;
+                    if refs.iter().all(|r| r == p || missing.contains(r)) {
+                        droppable.push(p.clone());
+                    } else {
+                        errors = true;
+                    }
+                }
+                self.db().invalidate(&droppable)?;
+            } else {
+                errors = true;
+            }
+        }
+        if check_contents {
+            eprintln!("checking link count of the Nix store...");
+            eprintln!("checking hashes...");
+            for p in &all {
+                if missing.contains(p) {
+                    continue;
+                }
+                let info = self.info_or_invalid(p)?;
+                let (h, n) = self.hash_valid_path(p, info.nar_hash.algo())?;
+                if h != info.nar_hash {
+                    eprintln!(
+                        "error: path '{}' was modified! expected hash '{}', got '{}'",
+                        sd.display(p),
+                        info.nar_hash,
+                        h
+                    );
+                    errors = true;
+                } else if info.nar_size != n {
+                    let mut fixed = info.clone();
+                    fixed.nar_size = n;
+                    if repair || info.nar_size == 0 {
+                        self.db().register(&[fixed], &BTreeMap::new())?;
+                    }
+                }
+            }
+        }
+        Ok(errors)
+    }
+}
+
+/// Hash a regular file's bytes.
+pub fn hash_file(p: &Path, algo: HashAlgo) -> Result<(Hash, u64)> {
+    let mut f = File::open(p).map_err(io_err("opening file", p))?;
+    let mut h = Hasher::new(algo);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("reading file", p))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let n = h.len();
+    Ok((h.finish(), n))
+}
+
+/// Copy a regular file to `dst` (created), hashing its bytes.
+fn copy_file_hashed(src: &Path, dst: &Path, algo: HashAlgo) -> Result<(Hash, u64)> {
+    let mut f = File::open(src).map_err(io_err("opening file", src))?;
+    let mut out = File::create_new(dst).map_err(io_err("creating file", dst))?;
+    let mut h = Hasher::new(algo);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("reading file", src))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(io_err("writing file", dst))?;
+    }
+    let n = h.len();
+    Ok((h.finish(), n))
+}
+
+fn fsync_tree(p: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(p).map_err(io_err("getting status of", p))?;
+    if meta.is_dir() {
+        for e in fs::read_dir(p).map_err(io_err("reading directory", p))? {
+            let e = e.map_err(io_err("reading directory", p))?;
+            fsync_tree(&e.path())?;
+        }
+    }
+    if !meta.file_type().is_symlink() {
+        File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("syncing", p))?;
+    }
+    Ok(())
+}
+
+/// Removes a temporary directory when dropped.
+struct TempGuard(PathBuf);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        let _ = delete_path(&self.0);
+    }
+}
+
+struct HashingWriter<'a> {
+    inner: &'a mut dyn Write,
+    hasher: Hasher,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,116 @@
+//! File locks compatible with CppNix: `flock(2)` on lock files, and per-path `<path>.lock` files
+//! with CppNix's protocol for stale lock files (a lock file that has been written to has been
+//! unlinked by its last holder, so whoever locked it must retry).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{flock, FlockOperation};
+
+use crate::error::{io_err, StoreError};
+
+/// Shared (read) or exclusive (write) lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockType {
+    Read,
+    Write,
+    Unlock,
+}
+
+/// Open (creating if needed, mode 0600) a lock file.
+pub fn open_lock_file(path: &Path, create: bool) -> Result<Option<File>, StoreError> {
+    let r = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path);
+    match r {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(None),
+        Err(e) => Err(io_err("opening lock file", path)(e)),
+    }
+}
+
+/// Lock `f`; with `wait == false`, return `Ok(false)` if someone else holds it.
+pub fn lock_file(f: &File, ty: LockType, wait: bool, path: &Path) -> Result<bool, StoreError> {
+    let op = match (ty, wait) {
+        (LockType::Read, true) => FlockOperation::LockShared,
+        (LockType::Read, false) => FlockOperation::NonBlockingLockShared,
+        (LockType::Write, true) => FlockOperation::LockExclusive,
+        (LockType::Write, false) => FlockOperation::NonBlockingLockExclusive,
+        (LockType::Unlock, _) => FlockOperation::Unlock,
+    };
+    loop {
+        match flock(f.as_fd(), op) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) if !wait => return Ok(false),
+            Err(e) => return Err(io_err("locking", path)(e.into())),
+        }
+    }
+}
+
+/// Exclusive locks on `<path>.lock` for a set of store paths, taken in sorted order.
+pub struct PathLocks {
+    held: Vec<(File, PathBuf)>,
+    delete_on_release: bool,
+}
+
+impl PathLocks {
+    /// Lock every path (real paths, without `.lock`), waiting as long as needed.
+    pub fn lock(paths: &[PathBuf]) -> Result<PathLocks, StoreError> {
+        let mut sorted: Vec<&PathBuf> = paths.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut held = Vec::new();
+        for p in sorted {
+            let mut lock_path = p.clone().into_os_string();
+            lock_path.push(".lock");
+            let lock_path = PathBuf::from(lock_path);
+            loop {
+                let f = open_lock_file(&lock_path, true)?.ok_or_else(|| {
+                    StoreError::Other(format!("cannot create '{}'", lock_path.display()))
+                })?;
+                if !lock_file(&f, LockType::Write, false, &lock_path)? {
+                    tracing::info!("waiting for lock on '{}'", p.display());
+                    lock_file(&f, LockType::Write, true, &lock_path)?;
+                }
+                let meta = f
+                    .metadata()
+                    .map_err(io_err("getting status of lock file", &lock_path))?;
+                if meta.len() != 0 {
+                    // Its last holder deleted it: lock the new file instead.
+                    continue;
+                }
+                held.push((f, lock_path));
+                break;
+            }
+        }
+        Ok(PathLocks {
+            held,
+            delete_on_release: false,
+        })
+    }
+
+    /// Delete the lock files when the locks are released (once the paths are valid).
+    pub fn set_deletion(&mut self, delete: bool) {
+        self.delete_on_release = delete;
+    }
+}
+
+impl Drop for PathLocks {
+    fn drop(&mut self) {
+        for (mut f, path) in self.held.drain(..) {
+            if self.delete_on_release {
+                // Unlink first, then mark the file stale for anyone already waiting on it.
+                let _ = std::fs::remove_file(&path);
+                let _ = f.write_all(b"d");
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! What the store knows about a valid path.
+
+use std::collections::BTreeSet;
+
+use firn_format::{ContentAddress, Hash, StorePath};
+
+/// A valid path's metadata: the `ValidPaths` row and its references.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidPathInfo {
+    pub path: StorePath,
+    pub deriver: Option<StorePath>,
+    /// SHA-256 of the NAR serialisation.
+    pub nar_hash: Hash,
+    pub references: BTreeSet<StorePath>,
+    /// Seconds since the epoch; 0 means "now" when registering.
+    pub registration_time: i64,
+    pub nar_size: u64,
+    /// Built locally (trusted without signatures).
+    pub ultimate: bool,
+    pub sigs: BTreeSet<String>,
+    pub ca: Option<ContentAddress>,
+}
+
+impl ValidPathInfo {
+    pub fn new(path: StorePath, nar_hash: Hash, nar_size: u64) -> ValidPathInfo {
+        ValidPathInfo {
+            path,
+            deriver: None,
+            nar_hash,
+            references: BTreeSet::new(),
+            registration_time: 0,
+            nar_size,
+            ultimate: false,
+            sigs: BTreeSet::new(),
+            ca: None,
+        }
+    }
+}
