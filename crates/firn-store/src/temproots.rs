@@ -16,7 +16,7 @@ use crate::lock::{lock_file, open_lock_file, LockType};
 /// This process's temp-roots file, the GC lock file and a connection to a running GC.
 #[derive(Default)]
 pub struct TempRootsState {
-    file: Option<File>,
+    file: Option<(File, std::path::PathBuf)>,
     gc_lock: Option<File>,
     socket: Option<UnixStream>,
 }
@@ -43,7 +43,7 @@ impl LocalStore {
                     .map_err(io_err("getting status of", &fname))?
                     .len();
                 if len == 0 {
-                    st.file = Some(f);
+                    st.file = Some((f, fname.clone()));
                     break;
                 }
                 // A GC deleted it before we locked it; try again.
@@ -87,12 +87,22 @@ impl LocalStore {
             // The GC went away; start over.
             st.socket = None;
         }
-        let f = st
+        let f = &mut st
             .file
             .as_mut()
-            .ok_or_else(|| StoreError::Other("temp roots file is not open".into()))?;
+            .ok_or_else(|| StoreError::Other("temp roots file is not open".into()))?
+            .0;
         f.write_all(format!("{printed}\0").as_bytes())
             .map_err(io_err("writing temporary roots of", &layout.temproots_dir))?;
         Ok(())
+    }
+}
+
+impl Drop for TempRootsState {
+    fn drop(&mut self) {
+        // Our roots end with us; remove the file (the lock goes with the descriptor).
+        if let Some((_, path)) = self.file.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

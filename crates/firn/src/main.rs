@@ -1,2 +1,67 @@
-//! firn's multi-call binary.
-fn main() {}
+//! firn's multi-call binary: `firn <command>` is `nix <command>`; invoked through a link named
+//! `nix-store`, `nix-hash`, ... it behaves as that legacy tool.
+
+mod closure;
+mod cmd;
+mod context;
+mod legacy;
+mod paths;
+mod settings;
+
+use std::process::ExitCode;
+
+use context::{Failure, UsageError};
+
+/// The names firn answers to, for `firn install-links`.
+pub const TOOL_NAMES: &[&str] = &[
+    "nix",
+    "nix-build",
+    "nix-shell",
+    "nix-instantiate",
+    "nix-store",
+    "nix-env",
+    "nix-hash",
+    "nix-collect-garbage",
+    "nix-copy-closure",
+    "nix-prefetch-url",
+    "nix-daemon",
+];
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().collect();
+    let argv0 = args.remove(0);
+    let prog = std::path::Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "firn".into());
+    let result = match prog.as_str() {
+        "nix-hash" => legacy::nix_hash::main(args),
+        "nix-store" => legacy::nix_store::main(args),
+        "nix" | "firn" => cmd::main(args),
+        other if TOOL_NAMES.contains(&other) => Err(anyhow::anyhow!(
+            "'{other}' is not implemented by firn yet; use 'nix-store', 'nix-hash' or the 'nix' commands"
+        )),
+        _ => cmd::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.downcast_ref::<Failure>().map(|f| f.code).unwrap_or(1);
+            if let Some(f) = e.downcast_ref::<Failure>() {
+                if f.silent {
+                    return ExitCode::from(code);
+                }
+            }
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                let tool = if prog == "firn" {
+                    "nix".to_string()
+                } else {
+                    prog
+                };
+                eprintln!("Try '{tool} --help' for more information.");
+            }
+            ExitCode::from(code)
+        }
+    }
+}

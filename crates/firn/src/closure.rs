@@ -1,0 +1,210 @@
+//! Closures and topological order over the store's reference graph, as CppNix computes them
+//! (the output order of `nix-store -qR`, `--tree` and `nix path-info -r` depends on it).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context, Result};
+use firn_format::derivation::Derivation;
+use firn_format::StorePath;
+use firn_store::LocalStore;
+
+use crate::paths::path_info;
+
+/// What to follow besides references.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClosureOptions {
+    /// Follow referrers instead of references.
+    pub flip: bool,
+    /// Include the outputs of derivations (or, flipped, the derivers of outputs).
+    pub include_outputs: bool,
+    /// Include derivers (or, flipped, the outputs of derivations).
+    pub include_derivers: bool,
+}
+
+/// Nix's `computeFSClosure`.
+pub fn compute_closure(
+    store: &LocalStore,
+    start: impl IntoIterator<Item = StorePath>,
+    opts: &ClosureOptions,
+) -> Result<BTreeSet<StorePath>> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<StorePath> = start.into_iter().collect();
+    while let Some(p) = stack.pop() {
+        if !seen.insert(p.clone()) {
+            continue;
+        }
+        let mut next: Vec<StorePath> = Vec::new();
+        if opts.flip {
+            next.extend(store.query_referrers(&p)?);
+            if opts.include_outputs {
+                for d in store.query_valid_derivers(&p)? {
+                    next.push(d);
+                }
+            }
+            if opts.include_derivers && p.is_derivation() {
+                for o in store.query_derivation_outputs(&p)?.into_values() {
+                    if store.is_valid_path(&o)? {
+                        next.push(o);
+                    }
+                }
+            }
+        } else {
+            let info = path_info(store, &p)?;
+            next.extend(info.references.iter().cloned());
+            if opts.include_outputs && p.is_derivation() {
+                for o in store.query_derivation_outputs(&p)?.into_values() {
+                    if store.is_valid_path(&o)? {
+                        next.push(o);
+                    }
+                }
+            }
+            if opts.include_derivers {
+                if let Some(d) = &info.deriver {
+                    if store.is_valid_path(d)? {
+                        next.push(d.clone());
+                    }
+                }
+            }
+        }
+        stack.extend(next.into_iter().filter(|n| !seen.contains(n)));
+    }
+    Ok(seen)
+}
+
+/// Nix's `topoSortPaths`: referrers before the paths they reference; ties broken by the sorted
+/// order of the set, exactly as CppNix's depth-first search does.
+pub fn topo_sort(store: &LocalStore, paths: &BTreeSet<StorePath>) -> Result<Vec<StorePath>> {
+    let mut refs: BTreeMap<&StorePath, BTreeSet<StorePath>> = BTreeMap::new();
+    for p in paths {
+        refs.insert(p, path_info(store, p)?.references);
+    }
+    topo_sort_with(paths, |p| refs.get(p).cloned().unwrap_or_default())
+}
+
+/// [`topo_sort`] over any graph.
+pub fn topo_sort_with(
+    paths: &BTreeSet<StorePath>,
+    refs_of: impl Fn(&StorePath) -> BTreeSet<StorePath>,
+) -> Result<Vec<StorePath>> {
+    let mut sorted = Vec::with_capacity(paths.len());
+    let mut visited = BTreeSet::new();
+    let mut parents = BTreeSet::new();
+    // An explicit stack keeps deep chains from overflowing: (path, its children, next index).
+    for start in paths {
+        if visited.contains(start) {
+            continue;
+        }
+        let mut stack: Vec<(StorePath, Vec<StorePath>, usize)> = Vec::new();
+        let enter = |p: &StorePath,
+                     visited: &mut BTreeSet<StorePath>,
+                     parents: &mut BTreeSet<StorePath>|
+         -> Option<(StorePath, Vec<StorePath>, usize)> {
+            if !visited.insert(p.clone()) {
+                return None;
+            }
+            parents.insert(p.clone());
+            let children = refs_of(p)
+                .into_iter()
+                .filter(|c| c != p && paths.contains(c))
+                .collect();
+            Some((p.clone(), children, 0))
+        };
+        if let Some(f) = enter(start, &mut visited, &mut parents) {
+            stack.push(f);
+        }
+        while let Some(top) = stack.last_mut() {
+            if top.2 < top.1.len() {
+                let child = top.1[top.2].clone();
+                top.2 += 1;
+                if parents.contains(&child) {
+                    bail!(
+                        "cycle detected in the references of '{}' from '{}'",
+                        child,
+                        top.0
+                    );
+                }
+                if let Some(f) = enter(&child, &mut visited, &mut parents) {
+                    stack.push(f);
+                }
+            } else {
+                let (p, _, _) = stack.pop().expect("stack is not empty");
+                parents.remove(&p);
+                sorted.push(p);
+            }
+        }
+    }
+    sorted.reverse();
+    Ok(sorted)
+}
+
+/// Read and parse a `.drv` file from the store.
+pub fn read_derivation(store: &LocalStore, drv: &StorePath) -> Result<Derivation> {
+    let real = store.real_path(drv);
+    let text = std::fs::read_to_string(&real)
+        .with_context(|| format!("reading derivation '{}'", store.store_dir().display(drv)))?;
+    Derivation::parse(
+        store.store_dir(),
+        &text,
+        drv.name().trim_end_matches(".drv"),
+    )
+    .with_context(|| format!("parsing derivation '{}'", store.store_dir().display(drv)))
+}
+
+/// The output paths a `.drv` file names, by output name.
+pub fn derivation_outputs(
+    store: &LocalStore,
+    drv: &StorePath,
+) -> Result<BTreeMap<String, StorePath>> {
+    let real = store.real_path(drv);
+    let text = std::fs::read_to_string(&real)
+        .with_context(|| format!("reading derivation '{}'", store.store_dir().display(drv)))?;
+    firn_store::drv_outputs::output_paths(store.store_dir(), &text).map_err(|e| {
+        anyhow::anyhow!(
+            "parsing derivation '{}': {e}",
+            store.store_dir().display(drv)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(n: &str) -> StorePath {
+        StorePath::from_base_name(&format!("{}-{n}", "0".repeat(31) + &n[..1])).unwrap()
+    }
+
+    #[test]
+    fn referrers_come_first() {
+        let (a, b, c) = (sp("a"), sp("b"), sp("c"));
+        // a -> b -> c
+        let set: BTreeSet<_> = [a.clone(), b.clone(), c.clone()].into();
+        let g = |p: &StorePath| -> BTreeSet<StorePath> {
+            if *p == a {
+                [b.clone()].into()
+            } else if *p == b {
+                [c.clone()].into()
+            } else {
+                BTreeSet::new()
+            }
+        };
+        assert_eq!(
+            topo_sort_with(&set, g).unwrap(),
+            vec![a.clone(), b.clone(), c.clone()]
+        );
+    }
+
+    #[test]
+    fn cycles_are_errors() {
+        let (a, b) = (sp("a"), sp("b"));
+        let set: BTreeSet<_> = [a.clone(), b.clone()].into();
+        let g = |p: &StorePath| -> BTreeSet<StorePath> {
+            if *p == a {
+                [b.clone()].into()
+            } else {
+                [a.clone()].into()
+            }
+        };
+        assert!(topo_sort_with(&set, g).is_err());
+    }
+}

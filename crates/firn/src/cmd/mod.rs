@@ -1,0 +1,126 @@
+//! The new-style `nix` command line (`firn <command>`), parsed with clap.
+
+pub mod accessor;
+pub mod derivation;
+pub mod hash;
+pub mod installables;
+pub mod key;
+pub mod nar;
+pub mod path_info;
+pub mod store;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::context::{usage, Ctx};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nix",
+    version,
+    about = "firn: a drop-in Nix",
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute and convert cryptographic hashes.
+    #[command(subcommand)]
+    Hash(hash::HashCmd),
+    /// Manipulate a Nix store.
+    #[command(subcommand)]
+    Store(store::StoreCmd),
+    /// Query information about store paths.
+    #[command(name = "path-info")]
+    PathInfo(path_info::PathInfoArgs),
+    /// Create or inspect NAR files.
+    #[command(subcommand)]
+    Nar(nar::NarCmd),
+    /// Work with derivations.
+    #[command(subcommand)]
+    Derivation(DerivationCmd),
+    /// Show the contents of store derivations (deprecated; use `nix derivation show`).
+    #[command(name = "show-derivation")]
+    ShowDerivation(derivation::ShowArgs),
+    /// Generate and convert Nix signing keys.
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// Create links named after the Nix tools (nix, nix-store, nix-hash, ...) pointing to firn.
+    #[command(name = "install-links")]
+    InstallLinks {
+        /// The directory to create the links in.
+        dir: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DerivationCmd {
+    /// Show the contents of store derivations as JSON.
+    Show(derivation::ShowArgs),
+}
+
+pub fn main(args: Vec<String>) -> Result<()> {
+    let (ctx, args) = Ctx::new(args)?;
+    let cli = match Cli::try_parse_from(std::iter::once("nix".to_string()).chain(args)) {
+        Ok(c) => c,
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                e.print()?;
+                return Ok(());
+            }
+            _ => {
+                let msg = e.to_string();
+                let first = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                return Err(usage(first.to_string()));
+            }
+        },
+    };
+    run(ctx, cli.command)
+}
+
+fn run(ctx: Ctx, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Hash(c) => hash::run(c),
+        Command::Store(c) => store::run(&ctx, c),
+        Command::PathInfo(a) => path_info::run(&ctx.open_store()?, a),
+        Command::Nar(c) => nar::run(c),
+        Command::Key(c) => key::run(c),
+        Command::Derivation(DerivationCmd::Show(a)) | Command::ShowDerivation(a) => {
+            derivation::show(&ctx.open_store()?, a)
+        }
+        Command::InstallLinks { dir } => install_links(&dir),
+    }
+}
+
+fn install_links(dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("finding the firn executable")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating '{}'", dir.display()))?;
+    for name in crate::TOOL_NAMES {
+        let link = dir.join(name);
+        match std::fs::symlink_metadata(&link) {
+            Ok(_) => std::fs::remove_file(&link)
+                .with_context(|| format!("replacing '{}'", link.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("checking '{}'", link.display())),
+        }
+        std::os::unix::fs::symlink(&exe, &link)
+            .with_context(|| format!("creating link '{}'", link.display()))?;
+    }
+    println!(
+        "created {} links in '{}'",
+        crate::TOOL_NAMES.len(),
+        dir.display()
+    );
+    Ok(())
+}

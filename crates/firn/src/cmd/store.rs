@@ -1,0 +1,349 @@
+//! `nix store ...`: add, cat, ls, dump-path, gc, delete, verify, optimise, info,
+//! path-from-hash-part, sign.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use firn_format::{FileIngestionMethod, HashAlgo};
+use firn_store::gc::{GcAction, GcOptions};
+use firn_store::LocalStore;
+
+use crate::cmd::accessor::{list_json, list_text, FsAccessor};
+use crate::cmd::installables::StorePathArgs;
+use crate::context::{Ctx, Failure};
+use crate::paths::{absolute, follow_links_to_store_path, path_info, show_bytes};
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Add a file or directory to the Nix store.
+    Add(AddArgs),
+    /// Add a path to the Nix store (its NAR serialisation).
+    #[command(name = "add-path")]
+    AddPath(AddArgs),
+    /// Add a regular file to the Nix store (its contents, flat).
+    #[command(name = "add-file")]
+    AddFile(AddArgs),
+    /// Print the contents of a file in the Nix store on stdout.
+    Cat { path: String },
+    /// Show information about a path in the Nix store.
+    Ls(LsArgs),
+    /// Serialise a store path to stdout in NAR format.
+    #[command(name = "dump-path")]
+    DumpPath(StorePathArgs),
+    /// Perform garbage collection on a Nix store.
+    Gc {
+        /// Do not delete anything; print the paths that would be deleted.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// Stop after freeing N bytes of disk space.
+        #[arg(long = "max")]
+        max: Option<String>,
+    },
+    /// Delete paths from the Nix store.
+    Delete {
+        /// Do not check whether the paths are reachable from a root.
+        #[arg(long = "ignore-liveness")]
+        ignore_liveness: bool,
+        #[command(flatten)]
+        paths: StorePathArgs,
+    },
+    /// Verify the integrity of store paths.
+    Verify(VerifyArgs),
+    /// Replace identical files in the store by hard links.
+    Optimise,
+    /// Test whether a store can be accessed.
+    #[command(alias = "ping")]
+    Info,
+    /// Get a store path from its hash part.
+    #[command(name = "path-from-hash-part")]
+    PathFromHashPart { hash_part: String },
+    /// Sign store paths with a local key.
+    Sign {
+        /// File containing the secret signing key.
+        #[arg(short = 'k', long = "key-file")]
+        key_file: String,
+        #[command(flatten)]
+        paths: StorePathArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// Override the name of the store path (default: the base name of the path).
+    #[arg(short = 'n', long)]
+    name: Option<String>,
+    /// How to hash the input: `nar` (default for add and add-path) or `flat`.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Hash algorithm (default sha256).
+    #[arg(long = "hash-algo", default_value = "sha256")]
+    hash_algo: String,
+    /// Show what would be added without adding it.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    path: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// List subdirectories recursively.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    /// Show detailed file information.
+    #[arg(short = 'l', long)]
+    long: bool,
+    /// Show directories rather than their contents.
+    #[arg(short = 'd', long)]
+    directory: bool,
+    /// Produce output in JSON format.
+    #[arg(long)]
+    json: bool,
+    path: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Do not verify the contents of each store path.
+    #[arg(long = "no-contents")]
+    no_contents: bool,
+    /// Do not verify whether each store path is trusted.
+    #[arg(long = "no-trust")]
+    no_trust: bool,
+    /// Require that each path is signed by at least N different keys.
+    #[arg(short = 'n', long = "sigs-needed", default_value_t = 0)]
+    sigs_needed: usize,
+    #[command(flatten)]
+    paths: StorePathArgs,
+}
+
+pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
+    let store = ctx.open_store()?;
+    let sd = store.store_dir().clone();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cmd {
+        StoreCmd::Add(a) => add(&store, &mut out, a, FileIngestionMethod::Recursive)?,
+        StoreCmd::AddPath(a) => add(&store, &mut out, a, FileIngestionMethod::Recursive)?,
+        StoreCmd::AddFile(a) => add(&store, &mut out, a, FileIngestionMethod::Flat)?,
+        StoreCmd::Cat { path } => {
+            let (sp, rest) = store_subpath(&store, &path)?;
+            let acc = FsAccessor {
+                root: store.real_path(&sp),
+            };
+            use crate::cmd::accessor::{Accessor, Stat};
+            match acc.stat(&rest)? {
+                Some(Stat::Regular { .. }) => out.write_all(&acc.read_file(&rest)?)?,
+                Some(_) => bail!("path '{path}' is not a regular file"),
+                None => bail!("path '{path}' does not exist"),
+            }
+        }
+        StoreCmd::Ls(a) => {
+            let (sp, rest) = store_subpath(&store, &a.path)?;
+            let acc = FsAccessor {
+                root: store.real_path(&sp),
+            };
+            if a.json {
+                if a.directory {
+                    return Err(crate::context::usage(
+                        "'--directory' is useless with '--json'",
+                    ));
+                }
+                writeln!(out, "{}", list_json(&acc, &rest, a.recursive)?)?;
+            } else {
+                let mut lines = Vec::new();
+                list_text(&acc, &rest, a.recursive, a.long, a.directory, &mut lines)?;
+                for l in lines {
+                    writeln!(out, "{l}")?;
+                }
+            }
+        }
+        StoreCmd::DumpPath(p) => {
+            let paths = p.resolve(&store)?;
+            if paths.len() != 1 {
+                bail!("this command requires exactly one store path");
+            }
+            store.nar_from_path(&paths[0], &mut out)?;
+        }
+        StoreCmd::Gc { dry_run, max } => {
+            let mut opts = GcOptions {
+                keep_outputs: ctx.settings.get_bool("keep-outputs"),
+                keep_derivations: ctx.settings.get_bool("keep-derivations"),
+                ..GcOptions::default()
+            };
+            opts.action = if dry_run {
+                GcAction::ReturnDead
+            } else {
+                GcAction::DeleteDead
+            };
+            if let Some(m) = max {
+                opts.max_freed = crate::legacy::gc::parse_size(&m)?;
+            }
+            let res = store.collect_garbage(&opts)?;
+            if dry_run {
+                for p in &res.paths {
+                    writeln!(out, "{p}")?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{} store paths deleted, {} freed",
+                    res.paths.len(),
+                    show_bytes(res.bytes_freed)
+                )?;
+            }
+        }
+        StoreCmd::Delete {
+            ignore_liveness,
+            paths,
+        } => {
+            let set: BTreeSet<_> = paths.resolve(&store)?.into_iter().collect();
+            let opts = GcOptions {
+                action: GcAction::DeleteSpecific(set),
+                ignore_liveness,
+                keep_outputs: ctx.settings.get_bool("keep-outputs"),
+                keep_derivations: ctx.settings.get_bool("keep-derivations"),
+                ..GcOptions::default()
+            };
+            let res = store.collect_garbage(&opts)?;
+            writeln!(
+                out,
+                "{} store paths deleted, {} freed",
+                res.paths.len(),
+                show_bytes(res.bytes_freed)
+            )?;
+        }
+        StoreCmd::Verify(v) => {
+            out.flush()?;
+            drop(out);
+            return verify(ctx, &store, v);
+        }
+        StoreCmd::Optimise => {
+            let stats = store.optimise_store()?;
+            eprintln!(
+                "{} freed by hard-linking {} files",
+                show_bytes(stats.bytes_freed),
+                stats.files_linked
+            );
+        }
+        StoreCmd::Info => {
+            let uri = ctx.settings.get("store").unwrap_or("auto");
+            let uri = if uri == "auto" { "local" } else { uri };
+            writeln!(out, "Store URL: {uri}")?;
+        }
+        StoreCmd::PathFromHashPart { hash_part } => {
+            match store.query_path_from_hash_part(&hash_part)? {
+                Some(p) => writeln!(out, "{}", sd.display(&p))?,
+                None => bail!("there is no store path corresponding to '{hash_part}'"),
+            }
+        }
+        StoreCmd::Sign { key_file, paths } => {
+            let key = crate::cmd::key::read_secret_key(Path::new(&key_file))?;
+            let mut added = 0usize;
+            for p in paths.resolve(&store)? {
+                let info = path_info(&store, &p)?;
+                let sig = crate::cmd::key::sign_path_info(&key, &sd, &info)?;
+                if !info.sigs.contains(&sig) {
+                    store.add_signatures(&p, &[sig])?;
+                    added += 1;
+                }
+            }
+            eprintln!("added {added} signatures");
+        }
+    }
+    out.flush().context("writing to standard output")?;
+    Ok(())
+}
+
+fn add(
+    store: &LocalStore,
+    out: &mut impl Write,
+    a: AddArgs,
+    default: FileIngestionMethod,
+) -> Result<()> {
+    let method = match a.mode.as_deref() {
+        None => default,
+        Some("nar") => FileIngestionMethod::Recursive,
+        Some("flat") => FileIngestionMethod::Flat,
+        Some(m) => bail!("unknown file ingestion method '{m}', expect 'flat' or 'nar'"),
+    };
+    let algo: HashAlgo = a.hash_algo.parse()?;
+    let path = absolute(&a.path)?;
+    let name = match a.name {
+        Some(n) => n,
+        None => path.rsplit('/').next().unwrap_or("").to_string(),
+    };
+    let sp = if a.dry_run {
+        store.compute_path_for(&name, Path::new(&path), method, algo)?
+    } else {
+        store.add_path(&name, Path::new(&path), method, algo)?
+    };
+    writeln!(out, "{}", store.store_dir().display(&sp))?;
+    Ok(())
+}
+
+/// A path inside the store: the store path and the path below it.
+fn store_subpath(store: &LocalStore, s: &str) -> Result<(firn_format::StorePath, String)> {
+    let sd = store.store_dir();
+    let abs = absolute(s)?;
+    if let Ok((sp, rest)) = sd.parse_inside(&abs) {
+        return Ok((sp, rest.to_string()));
+    }
+    let sp = follow_links_to_store_path(sd, s)?;
+    Ok((sp, String::new()))
+}
+
+fn verify(ctx: &Ctx, store: &LocalStore, v: VerifyArgs) -> Result<()> {
+    let sd = store.store_dir().clone();
+    let keys = crate::cmd::key::trusted_public_keys(&ctx.settings)?;
+    let (mut corrupted, mut untrusted, mut failed) = (0usize, 0usize, 0usize);
+    for p in v.paths.resolve(store)? {
+        let res: Result<()> = (|| {
+            let info = path_info(store, &p)?;
+            if !v.no_contents {
+                let (h, _) = store.hash_valid_path(&p, info.nar_hash.algo())?;
+                if h != info.nar_hash {
+                    corrupted += 1;
+                    eprintln!(
+                        "error: path '{}' was modified! expected hash '{}', got '{}'",
+                        sd.display(&p),
+                        info.nar_hash,
+                        h
+                    );
+                }
+            }
+            if !v.no_trust {
+                let good = if info.ultimate && v.sigs_needed == 0 {
+                    true
+                } else {
+                    let needed = v.sigs_needed.max(1);
+                    let valid = crate::cmd::key::count_valid_signatures(&sd, &info, &keys);
+                    valid >= needed
+                };
+                if !good {
+                    untrusted += 1;
+                    eprintln!("error: path '{}' is untrusted", sd.display(&p));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            eprintln!("error: {e:#}");
+            failed += 1;
+        }
+    }
+    let code = (if corrupted > 0 { 1 } else { 0 })
+        | (if untrusted > 0 { 2 } else { 0 })
+        | (if failed > 0 { 4 } else { 0 });
+    if code != 0 {
+        return Err(Failure {
+            code,
+            msg: "verification failed".into(),
+            silent: true,
+        }
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Nix configuration: `nix.conf` files, `NIX_CONFIG`, and `--option`/setting flags.
+//!
+//! Settings are read in Nix's order, later sources overriding earlier ones: the system file
+//! `$NIX_CONF_DIR/nix.conf` (default `/etc/nix`), the user files (`$XDG_CONFIG_DIRS` and
+//! `$XDG_CONFIG_HOME`, `nix/nix.conf`; or only `$NIX_USER_CONF_FILES`), then `NIX_CONFIG`, then
+//! the command line. `extra-NAME = v` appends to `NAME`; `include`/`!include` pull in other files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// What kind of value a known setting takes on the command line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Value,
+}
+
+/// Settings firn knows, with their defaults (those that differ from "unset").
+pub const KNOWN: &[(&str, Kind, &str)] = &[
+    ("store", Kind::Value, "auto"),
+    ("experimental-features", Kind::Value, ""),
+    ("keep-outputs", Kind::Bool, "false"),
+    ("keep-derivations", Kind::Bool, "true"),
+    ("auto-optimise-store", Kind::Bool, "false"),
+    ("max-jobs", Kind::Value, "1"),
+    ("cores", Kind::Value, "0"),
+    ("sandbox", Kind::Value, "true"),
+    ("substituters", Kind::Value, "https://cache.nixos.org/"),
+    (
+        "trusted-public-keys",
+        Kind::Value,
+        "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=",
+    ),
+    ("require-sigs", Kind::Bool, "true"),
+    ("secret-key-files", Kind::Value, ""),
+    ("min-free", Kind::Value, "0"),
+    ("max-free", Kind::Value, "18446744073709551615"),
+    ("system", Kind::Value, "x86_64-linux"),
+    ("fsync-metadata", Kind::Bool, "true"),
+    ("fsync-store-paths", Kind::Bool, "false"),
+    ("use-sqlite-wal", Kind::Bool, "true"),
+    ("warn-dirty", Kind::Bool, "true"),
+];
+
+/// The effective configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Load from the files and the environment (not yet the command line).
+    pub fn load() -> Result<Settings> {
+        let mut s = Settings::default();
+        for (name, _, default) in KNOWN {
+            s.values.insert(name.to_string(), default.to_string());
+        }
+        let conf_dir = std::env::var_os("NIX_CONF_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/etc/nix"));
+        s.apply_file(&conf_dir.join("nix.conf"), false)?;
+        if let Some(files) = std::env::var_os("NIX_USER_CONF_FILES") {
+            for f in std::env::split_paths(&files) {
+                s.apply_file(&f, false)?;
+            }
+        } else {
+            let dirs = std::env::var("XDG_CONFIG_DIRS").unwrap_or_else(|_| "/etc/xdg".into());
+            for d in dirs.split(':').filter(|d| !d.is_empty()).rev() {
+                s.apply_file(&Path::new(d).join("nix/nix.conf"), false)?;
+            }
+            let home = std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+            if let Some(h) = home {
+                s.apply_file(&h.join("nix/nix.conf"), false)?;
+            }
+        }
+        if let Ok(text) = std::env::var("NIX_CONFIG") {
+            s.apply_text(&text, Path::new("NIX_CONFIG"), None)?;
+        }
+        Ok(s)
+    }
+
+    fn apply_file(&mut self, path: &Path, must_exist: bool) -> Result<()> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("reading '{}'", path.display())),
+        };
+        self.apply_text(&text, path, path.parent())
+    }
+
+    /// Apply `name = value` lines; `dir` resolves relative `include`s.
+    pub fn apply_text(&mut self, text: &str, origin: &Path, dir: Option<&Path>) -> Result<()> {
+        for (lineno, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words[0] == "include" || words[0] == "!include" {
+                if words.len() != 2 {
+                    bail!(
+                        "syntax error in configuration line '{}' in '{}'",
+                        raw,
+                        origin.display()
+                    );
+                }
+                let p = match dir {
+                    Some(d) => d.join(words[1]),
+                    None => PathBuf::from(words[1]),
+                };
+                self.apply_file(&p, words[0] == "include")?;
+                continue;
+            }
+            let Some((name, value)) = line.split_once('=') else {
+                bail!(
+                    "illegal configuration line '{}' in '{}' (line {})",
+                    raw,
+                    origin.display(),
+                    lineno + 1
+                );
+            };
+            let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            self.set(name.trim(), &value);
+        }
+        Ok(())
+    }
+
+    /// Set a setting; `extra-NAME` appends.
+    pub fn set(&mut self, name: &str, value: &str) {
+        if let Some(base) = name.strip_prefix("extra-") {
+            let e = self.values.entry(base.to_string()).or_default();
+            if e.is_empty() {
+                *e = value.to_string();
+            } else if !value.is_empty() {
+                e.push(' ');
+                e.push_str(value);
+            }
+        } else {
+            self.values.insert(name.to_string(), value.to_string());
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        matches!(self.get(name), Some("true") | Some("1") | Some("yes"))
+    }
+
+    /// A whitespace-separated list setting.
+    pub fn get_list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Options common to every command, taken out of the argument list before the command's own
+/// parser sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Common {
+    pub verbosity: i32,
+}
+
+/// Remove the global options (`--option N V`, `--store URI`, `-v`, `--quiet`, `--debug`,
+/// `--log-format F`, `-j N`, `--experimental-features`, and `--NAME [V]` / `--no-NAME` for known
+/// settings) from `args`, applying them to `settings`.
+pub fn take_common_args(
+    args: Vec<String>,
+    settings: &mut Settings,
+) -> Result<(Vec<String>, Common)> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut common = Common::default();
+    let mut it = args.into_iter();
+    let need = |it: &mut std::vec::IntoIter<String>, flag: &str| -> Result<String> {
+        it.next()
+            .with_context(|| format!("flag '{flag}' requires an argument"))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--" => {
+                out.push(a);
+                out.extend(it.by_ref());
+                break;
+            }
+            "--option" => {
+                let n = need(&mut it, "--option")?;
+                let v = need(&mut it, "--option")?;
+                settings.set(&n, &v);
+            }
+            "-v" | "--verbose" => common.verbosity += 1,
+            "--quiet" => common.verbosity -= 1,
+            "--debug" => common.verbosity = 4,
+            "--log-format" => {
+                let v = need(&mut it, "--log-format")?;
+                settings.set("log-format", &v);
+            }
+            "-j" | "--max-jobs" => {
+                let v = need(&mut it, &a)?;
+                settings.set("max-jobs", &v);
+            }
+            _ => {
+                if let Some(name) = a.strip_prefix("--") {
+                    let (base, negated) = match name.strip_prefix("no-") {
+                        Some(b) => (b, true),
+                        None => (name, false),
+                    };
+                    let lookup = base.strip_prefix("extra-").unwrap_or(base);
+                    if let Some((_, kind, _)) = KNOWN.iter().find(|(n, _, _)| *n == lookup) {
+                        match kind {
+                            Kind::Bool => {
+                                settings.set(base, if negated { "false" } else { "true" });
+                                continue;
+                            }
+                            Kind::Value if !negated => {
+                                let v = need(&mut it, &a)?;
+                                settings.set(base, &v);
+                                continue;
+                            }
+                            Kind::Value => {}
+                        }
+                    }
+                }
+                if a.len() > 2
+                    && a.starts_with('-')
+                    && !a.starts_with("--")
+                    && a[1..].bytes().all(|b| b == b'v')
+                {
+                    common.verbosity += (a.len() - 1) as i32;
+                    continue;
+                }
+                out.push(a);
+            }
+        }
+    }
+    Ok((out, common))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_lines_and_extra() {
+        let mut s = Settings::default();
+        s.apply_text(
+            "substituters = a b # comment\nextra-substituters = c\n\n",
+            Path::new("t"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.get_list("substituters"), vec!["a", "b", "c"]);
+        assert!(s.apply_text("nonsense", Path::new("t"), None).is_err());
+    }
+
+    #[test]
+    fn common_args_are_taken() {
+        let mut s = Settings::default();
+        let args = [
+            "--store",
+            "/x",
+            "-vv",
+            "store",
+            "--option",
+            "a",
+            "b",
+            "--keep-outputs",
+            "p",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (rest, c) = take_common_args(args, &mut s).unwrap();
+        assert_eq!(rest, vec!["store", "p"]);
+        assert_eq!(c.verbosity, 2);
+        assert_eq!(s.get("store"), Some("/x"));
+        assert_eq!(s.get("a"), Some("b"));
+        assert!(s.get_bool("keep-outputs"));
+    }
+}
