@@ -1,4 +1,4 @@
-//! Store optimisation: identical regular files are hard-linked through
+//! Store optimisation: identical regular files (and symlinks) are hard-linked through
 //! `<store>/.links/<nix32 of the SHA-256 of the file's NAR>`, the same names CppNix uses, so
 //! both implementations share `.links`.
 
@@ -57,11 +57,12 @@ impl LocalStore {
             }
             return Ok(());
         }
-        if !ft.is_file() {
+        // Regular files and, as on Linux CppNix does too, symlinks are linked.
+        if !ft.is_file() && !ft.is_symlink() {
             return Ok(());
         }
         // A writable file may still be changing (e.g. a build output being written).
-        if meta.mode() & 0o200 != 0 {
+        if ft.is_file() && meta.mode() & 0o200 != 0 {
             return Ok(());
         }
         // Already linked to an inode we saw in this run.

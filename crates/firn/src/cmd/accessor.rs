@@ -103,7 +103,7 @@ impl NarAccessor {
             std::fs::File::open(&file)
                 .with_context(|| format!("opening NAR file '{}'", file.display()))?,
         );
-        let root = firn_format::nar::listing::list_nar(&mut f, true)
+        let root = firn_format::nar::listing::list_nar(&mut f, false)
             .with_context(|| format!("reading NAR file '{}'", file.display()))?;
         Ok(NarAccessor { file, root })
     }

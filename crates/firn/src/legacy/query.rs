@@ -94,7 +94,9 @@ pub fn run(
     match query {
         Query::Default | Query::Outputs => {
             for a in &args {
-                for o in maybe_outputs(follow(a)?, true)? {
+                let outs: BTreeSet<StorePath> =
+                    maybe_outputs(follow(a)?, true)?.into_iter().collect();
+                for o in outs {
                     writeln!(out, "{}", sd.display(&o))?;
                 }
             }

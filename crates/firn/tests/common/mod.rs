@@ -1,0 +1,120 @@
+//! Shared helpers for the integration tests: the firn binary under Nix's tool names, CppNix's
+//! tools (the oracle), isolated chroot stores, and awkward file trees.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// A directory of links named `nix`, `nix-store`, ... pointing at the firn binary.
+pub fn firn_bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("firn-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the link directory");
+        for name in ["nix", "nix-store", "nix-hash"] {
+            let link = dir.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_firn"), &link)
+                .expect("creating a link to firn");
+        }
+        dir
+    })
+}
+
+/// Run firn as `tool`.
+pub fn firn(tool: &str) -> Command {
+    let mut c = Command::new(firn_bin_dir().join(tool));
+    isolate(&mut c);
+    c
+}
+
+/// Run CppNix's `tool`.
+pub fn cppnix(tool: &str) -> Command {
+    let mut c = Command::new(format!("/usr/bin/{tool}"));
+    isolate(&mut c);
+    if tool == "nix" {
+        c.args(["--extra-experimental-features", "nix-command"]);
+    }
+    c
+}
+
+/// No user configuration leaks into the tests.
+fn isolate(c: &mut Command) {
+    c.env("NIX_CONF_DIR", "/nonexistent-firn-test-conf")
+        .env("NIX_USER_CONF_FILES", "")
+        .env("NIX_CONFIG", "substituters =")
+        .env_remove("NIX_REMOTE")
+        .env("NIX_IGNORE_SYMLINK_STORE", "1");
+}
+
+/// Run and require success; return stdout.
+pub fn ok(c: &mut Command) -> Vec<u8> {
+    let out = c.output().expect("running a command");
+    assert!(
+        out.status.success(),
+        "{:?} failed ({}):\n{}",
+        c,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn ok_str(c: &mut Command) -> String {
+    String::from_utf8(ok(c)).expect("output is UTF-8")
+}
+
+/// Run with `input` on stdin.
+pub fn run_with_input(c: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning a command");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("waiting for a command");
+    let _ = writer.join();
+    out
+}
+
+/// A fresh directory for a chroot store (`--store DIR`).
+pub fn store_dir(tmp: &Path, name: &str) -> String {
+    tmp.join(name).to_string_lossy().into_owned()
+}
+
+/// A tree with the awkward cases: executable files, relative, absolute and dangling symlinks,
+/// empty directories, names that sort differently by bytes than by locale, non-ASCII names,
+/// files without a trailing newline, an empty file, a large file, and nesting.
+pub fn awkward_tree(root: &Path) {
+    let w = |p: &str, data: &[u8]| {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(path, data).expect("write");
+    };
+    w("a", b"hello\n");
+    w("B", b"no newline");
+    w("_under", b"");
+    w("Z", b"zed\n");
+    w("\u{fc}n\u{ef}c\u{f6}d\u{e9}", "caf\u{e9}\n".as_bytes());
+    w("sub/exe", b"#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(root.join("sub/exe"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    w("sub/deeper/deepest/file", b"deep");
+    std::fs::create_dir_all(root.join("empty")).expect("mkdir");
+    std::fs::create_dir_all(root.join("sub/empty2")).expect("mkdir");
+    std::os::unix::fs::symlink("../a", root.join("sub/rel")).expect("symlink");
+    std::os::unix::fs::symlink("/etc/passwd", root.join("abs")).expect("symlink");
+    std::os::unix::fs::symlink("/nonexistent/dangling", root.join("dangling")).expect("symlink");
+    let big: Vec<u8> = (0..5 * 1024 * 1024 + 3)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    w("big.bin", &big);
+}
