@@ -86,55 +86,7 @@ pub fn topo_sort_with(
     paths: &BTreeSet<StorePath>,
     refs_of: impl Fn(&StorePath) -> BTreeSet<StorePath>,
 ) -> Result<Vec<StorePath>> {
-    let mut sorted = Vec::with_capacity(paths.len());
-    let mut visited = BTreeSet::new();
-    let mut parents = BTreeSet::new();
-    // An explicit stack keeps deep chains from overflowing: (path, its children, next index).
-    for start in paths {
-        if visited.contains(start) {
-            continue;
-        }
-        let mut stack: Vec<(StorePath, Vec<StorePath>, usize)> = Vec::new();
-        let enter = |p: &StorePath,
-                     visited: &mut BTreeSet<StorePath>,
-                     parents: &mut BTreeSet<StorePath>|
-         -> Option<(StorePath, Vec<StorePath>, usize)> {
-            if !visited.insert(p.clone()) {
-                return None;
-            }
-            parents.insert(p.clone());
-            let children = refs_of(p)
-                .into_iter()
-                .filter(|c| c != p && paths.contains(c))
-                .collect();
-            Some((p.clone(), children, 0))
-        };
-        if let Some(f) = enter(start, &mut visited, &mut parents) {
-            stack.push(f);
-        }
-        while let Some(top) = stack.last_mut() {
-            if top.2 < top.1.len() {
-                let child = top.1[top.2].clone();
-                top.2 += 1;
-                if parents.contains(&child) {
-                    bail!(
-                        "cycle detected in the references of '{}' from '{}'",
-                        child,
-                        top.0
-                    );
-                }
-                if let Some(f) = enter(&child, &mut visited, &mut parents) {
-                    stack.push(f);
-                }
-            } else {
-                let (p, _, _) = stack.pop().expect("stack is not empty");
-                parents.remove(&p);
-                sorted.push(p);
-            }
-        }
-    }
-    sorted.reverse();
-    Ok(sorted)
+    firn_store::topo::topo_sort(paths, refs_of).map_err(anyhow::Error::msg)
 }
 
 /// Read and parse a `.drv` file from the store.
