@@ -183,14 +183,24 @@ impl LocalStore {
             .ok_or_else(|| StoreError::InvalidPath(self.store_dir().display(p)))
     }
 
-    /// A fresh temporary name inside the real store directory (removed by the GC if left behind).
+    /// A fresh staging directory inside the real store directory. Its name has the form of a
+    /// store path and it is registered as a temporary root first, so that no garbage collector,
+    /// firn's or CppNix's, deletes it while this process works in it; if the process dies, the
+    /// next GC removes it.
     fn temp_dir(&self) -> Result<PathBuf> {
         loop {
             let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-            let p = self
-                .layout
-                .real_store_dir
-                .join(format!("add-{}-{}", std::process::id(), n));
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let seed = format!("{}-{}-{}", std::process::id(), n, nanos);
+            let digest = Hash::digest(HashAlgo::Sha256, seed.as_bytes()).truncate_xor(20);
+            let mut bytes = [0u8; 20];
+            bytes.copy_from_slice(&digest);
+            let name = StorePath::from_parts(&bytes, "firn-staging")?;
+            self.add_temp_root(&name)?;
+            let p = self.layout.real_store_dir.join(name.base_name());
             match fs::create_dir(&p) {
                 Ok(()) => return Ok(p),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
