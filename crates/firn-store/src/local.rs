@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use firn_format::{
     ContentAddress, FileIngestionMethod, Hash, HashAlgo, Hasher, StoreDir, StorePath,
@@ -28,6 +29,10 @@ pub struct LocalStore {
     _big_lock: Option<File>,
     pub(crate) temp_roots: Mutex<crate::temproots::TempRootsState>,
     tmp_counter: AtomicU64,
+    /// Path infos already read, as CppNix caches them per store object: closures and
+    /// topological sorts read each path many times. Only valid paths are cached, and any
+    /// access to the database for writing drops the cache.
+    info_cache: Mutex<HashMap<StorePath, Arc<ValidPathInfo>>>,
 }
 
 fn create_dirs(p: &Path) -> Result<()> {
@@ -124,6 +129,7 @@ impl LocalStore {
             _big_lock: big_lock,
             temp_roots: Mutex::new(Default::default()),
             tmp_counter: AtomicU64::new(0),
+            info_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -139,8 +145,15 @@ impl LocalStore {
         &self.layout
     }
 
-    /// The database, locked for this thread.
+    /// The database, locked for this thread, for writing: the path-info cache is dropped, since
+    /// the caller may change anything.
     pub fn db(&self) -> MutexGuard<'_, Db> {
+        self.cache().clear();
+        self.db_read()
+    }
+
+    /// The database, for queries only.
+    fn db_read(&self) -> MutexGuard<'_, Db> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -150,32 +163,53 @@ impl LocalStore {
     }
 
     pub fn is_valid_path(&self, p: &StorePath) -> Result<bool> {
-        self.db().is_valid(p)
+        self.db_read().is_valid(p)
     }
 
     pub fn query_path_info(&self, p: &StorePath) -> Result<Option<ValidPathInfo>> {
-        self.db().query_path_info(p)
+        Ok(self.query_path_info_shared(p)?.map(|i| (*i).clone()))
+    }
+
+    /// Like [`LocalStore::query_path_info`], without copying a cached entry.
+    pub fn query_path_info_shared(&self, p: &StorePath) -> Result<Option<Arc<ValidPathInfo>>> {
+        if let Some(i) = self.cache().get(p) {
+            return Ok(Some(i.clone()));
+        }
+        let info = self.db_read().query_path_info(p)?.map(Arc::new);
+        if let Some(i) = &info {
+            self.cache().insert(p.clone(), i.clone());
+        }
+        Ok(info)
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<StorePath, Arc<ValidPathInfo>>> {
+        self.info_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget every cached info (when another process may have changed the database).
+    pub fn forget_cached_infos(&self) {
+        self.cache().clear();
     }
 
     pub fn query_referrers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
-        self.db().query_referrers(p)
+        self.db_read().query_referrers(p)
     }
 
     pub fn query_valid_derivers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
-        self.db().query_valid_derivers(p)
+        self.db_read().query_valid_derivers(p)
     }
 
     /// The outputs registered for a derivation, by name.
     pub fn query_derivation_outputs(&self, drv: &StorePath) -> Result<BTreeMap<String, StorePath>> {
-        self.db().query_derivation_outputs(drv)
+        self.db_read().query_derivation_outputs(drv)
     }
 
     pub fn query_path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>> {
-        self.db().query_path_from_hash_part(hash_part)
+        self.db_read().query_path_from_hash_part(hash_part)
     }
 
     pub fn query_all_valid_paths(&self) -> Result<BTreeSet<StorePath>> {
-        self.db().query_all_valid_paths()
+        self.db_read().query_all_valid_paths()
     }
 
     fn info_or_invalid(&self, p: &StorePath) -> Result<ValidPathInfo> {

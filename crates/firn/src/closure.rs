@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use firn_format::derivation::Derivation;
 use firn_format::StorePath;
 use firn_store::LocalStore;
