@@ -17,6 +17,7 @@ pub mod lock;
 pub mod nar_fs;
 pub mod optimise;
 pub mod path_info;
+pub mod pipe;
 pub mod registration;
 pub mod roots;
 pub mod temproots;

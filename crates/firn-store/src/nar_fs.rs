@@ -65,16 +65,10 @@ pub fn dump_path(path: &Path, out: &mut impl Write) -> Result<(), NarFsError> {
 }
 
 /// The NAR hash and NAR size of `path`.
+/// Reading and hashing overlap on two threads.
 pub fn hash_path(path: &Path, algo: HashAlgo) -> Result<(Hash, u64), NarFsError> {
-    let mut h = io::BufWriter::with_capacity(1 << 16, Hasher::new(algo));
-    dump_path(path, &mut h)?;
-    let h = h.into_inner().map_err(|e| NarFsError::Io {
-        op: "hashing",
-        path: path.to_path_buf(),
-        source: e.into_error(),
-    })?;
-    let size = h.len();
-    Ok((h.finish(), size))
+    let ((), h, n) = crate::pipe::hash_produced(algo, |w| dump_path(path, w))?;
+    Ok((h, n))
 }
 
 fn dump_node<W: Write>(path: &Path, w: &mut NarWriter<W>) -> Result<(), NarFsError> {
@@ -317,23 +311,17 @@ mod tests {
 /// Copy the tree at `src` to `dst` (which must not exist) in one pass, returning the NAR hash
 /// and NAR size of `src` as it was read. Symlinks are copied, never followed.
 pub fn copy_path_hashed(src: &Path, dst: &Path, algo: HashAlgo) -> Result<(Hash, u64), NarFsError> {
-    let mut h = io::BufWriter::with_capacity(1 << 16, Hasher::new(algo));
-    {
+    let ((), h, n) = crate::pipe::hash_produced(algo, |out| {
         let wr = |source| NarFsError::Write {
             path: src.to_path_buf(),
             source,
         };
-        let mut w = NarWriter::new(&mut h).map_err(wr)?;
+        let mut w = NarWriter::new(out).map_err(wr)?;
         copy_node(src, dst, &mut w)?;
         w.finish().map_err(wr)?;
-    }
-    let h = h.into_inner().map_err(|e| NarFsError::Io {
-        op: "hashing",
-        path: src.to_path_buf(),
-        source: e.into_error(),
+        Ok(())
     })?;
-    let size = h.len();
-    Ok((h.finish(), size))
+    Ok((h, n))
 }
 
 /// Copies what it reads into a second file.
