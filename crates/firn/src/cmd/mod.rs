@@ -8,6 +8,7 @@ pub mod key;
 pub mod nar;
 pub mod path_info;
 pub mod store;
+pub mod why_depends;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum Command {
     /// Show the contents of store derivations (deprecated; use `nix derivation show`).
     #[command(name = "show-derivation")]
     ShowDerivation(derivation::ShowArgs),
+    /// Show why a package has another package in its closure.
+    #[command(name = "why-depends")]
+    WhyDepends(why_depends::WhyDependsArgs),
     /// Generate and convert Nix signing keys.
     #[command(subcommand)]
     Key(key::KeyCmd),
@@ -95,6 +99,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::PathInfo(a) => path_info::run(&ctx.open_store()?, a),
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),
+        Command::WhyDepends(a) => why_depends::run(&ctx.open_store()?, a),
         Command::Derivation(DerivationCmd::Show(a)) | Command::ShowDerivation(a) => {
             derivation::show(&ctx.open_store()?, a)
         }
