@@ -54,12 +54,8 @@ fn main() -> ExitCode {
             }
             eprintln!("error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
-                let tool = if prog == "firn" {
-                    "nix".to_string()
-                } else {
-                    prog
-                };
-                eprintln!("Try '{tool} --help' for more information.");
+                // As CppNix: the program name exactly as it was invoked.
+                eprintln!("Try '{argv0} --help' for more information.");
             }
             ExitCode::from(code)
         }
