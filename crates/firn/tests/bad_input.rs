@@ -298,3 +298,30 @@ fn gc_during_add_deletes_nothing_being_added() {
         ok(firn("nix-store").args(["--store", &store, "--delete", &p]));
     }
 }
+
+#[test]
+fn firn_gc_during_cppnix_add_spares_the_new_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    big_tree(&tree);
+    let store = store_dir(tmp.path(), "s");
+    ok(cppnix("nix-store").args(["--store", &store, "--init"]));
+    for _ in 0..2 {
+        // CppNix announces its temporary root to firn's GC over the GC socket.
+        let child = cppnix("nix-store")
+            .args(["--store", &store, "--add"])
+            .arg(&tree)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..5 {
+            ok(firn("nix-store").args(["--store", &store, "--gc"]));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        ok(cppnix("nix-store").args(["--store", &store, "--verify-path", &p]));
+        ok(firn("nix-store").args(["--store", &store, "--delete", &p]));
+    }
+}
