@@ -56,22 +56,22 @@ impl NarInfo {
         let mut ca = None;
         for (n, line) in text.split_inclusive('\n').enumerate() {
             let Some(line) = line.strip_suffix('\n') else {
-                return Err(corrupt(format!("line {} does not end with a newline", n + 1)));
+                return Err(corrupt(format!(
+                    "line {} does not end with a newline",
+                    n + 1
+                )));
             };
             let (key, value) = line
                 .split_once(": ")
                 .ok_or_else(|| corrupt(format!("line {} is not 'Key: value'", n + 1)))?;
-            let hash = |v: &str| {
-                Hash::parse(v, None).map_err(|e| corrupt(format!("bad {key}: {e}")))
-            };
+            let hash =
+                |v: &str| Hash::parse(v, None).map_err(|e| corrupt(format!("bad {key}: {e}")));
             let num = |v: &str| {
                 v.parse::<u64>()
                     .map_err(|_| corrupt(format!("bad {key}: '{v}' is not a number")))
             };
             match key {
-                "StorePath" => {
-                    path = Some(sd.parse(value).map_err(|e| corrupt(e.to_string()))?)
-                }
+                "StorePath" => path = Some(sd.parse(value).map_err(|e| corrupt(e.to_string()))?),
                 "URL" => url = value.to_string(),
                 "Compression" => compression = value.to_string(),
                 "FileHash" => file_hash = Some(hash(value)?),
@@ -90,14 +90,11 @@ impl NarInfo {
                     }
                     references = Some(refs);
                 }
-                "Deriver" => {
-                    if value != "unknown-deriver" {
-                        deriver = Some(
-                            StorePath::from_base_name(value)
-                                .map_err(|e| corrupt(e.to_string()))?,
-                        );
-                    }
+                "Deriver" if value != "unknown-deriver" => {
+                    deriver =
+                        Some(StorePath::from_base_name(value).map_err(|e| corrupt(e.to_string()))?);
                 }
+                "Deriver" => {}
                 "System" => system = value.to_string(),
                 "Sig" => {
                     sigs.insert(value.to_string());
@@ -170,7 +167,13 @@ impl NarInfo {
 
     /// The fingerprint signatures are made over.
     pub fn fingerprint(&self, sd: &StoreDir) -> Result<String, &'static str> {
-        fingerprint(sd, &self.path, &self.nar_hash, self.nar_size, &self.references)
+        fingerprint(
+            sd,
+            &self.path,
+            &self.nar_hash,
+            self.nar_size,
+            &self.references,
+        )
     }
 
     /// Add a signature by `key`.
@@ -273,7 +276,9 @@ Sig: cache.nixos.org-1:AAAA\n";
         assert_eq!(n.references.len(), 2);
         assert_eq!(n.to_text(&sd), SAMPLE);
         let fp = n.fingerprint(&sd).unwrap();
-        assert!(fp.starts_with("1;/nix/store/ffffffffffffffffffffffffffffffff-hello-2.12;sha256:0mdq"));
+        assert!(
+            fp.starts_with("1;/nix/store/ffffffffffffffffffffffffffffffff-hello-2.12;sha256:0mdq")
+        );
         assert!(fp.ends_with(";206024;/nix/store/00000000000000000000000000000000-glibc,/nix/store/ffffffffffffffffffffffffffffffff-hello-2.12"));
     }
 

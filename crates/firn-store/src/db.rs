@@ -48,14 +48,6 @@ create table if not exists DerivationOutputs (
 create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
 ";
 
-/// A valid path as the garbage collector loads it.
-#[derive(Clone, Debug)]
-pub struct GraphNode {
-    pub id: i64,
-    pub path: String,
-    pub deriver: Option<String>,
-}
-
 /// The schema version this store uses and writes to `db/schema`.
 pub const SCHEMA_VERSION: u32 = 10;
 
@@ -440,69 +432,6 @@ impl Db {
         for p in paths {
             tx.prepare_cached("delete from ValidPaths where path = ?")
                 .and_then(|mut st| st.execute([sd.display(p)]))
-                .map_err(e("invalidating a path"))?;
-        }
-        tx.commit().map_err(e("committing a transaction"))?;
-        Ok(())
-    }
-
-    /// Every valid path with its row id, and every reference edge (by id): the whole graph in
-    /// two queries, for the garbage collector.
-    pub fn load_graph(&self) -> Result<(Vec<GraphNode>, Vec<(i64, i64)>)> {
-        let op = "loading the reference graph";
-        let mut st = self
-            .conn
-            .prepare("select id, path, deriver from ValidPaths")
-            .map_err(self.e(op))?;
-        let nodes = st
-            .query_map([], |r| {
-                Ok(GraphNode {
-                    id: r.get::<_, i64>(0)?,
-                    path: r.get::<_, String>(1)?,
-                    deriver: r.get::<_, Option<String>>(2)?.filter(|d| !d.is_empty()),
-                })
-            })
-            .map_err(self.e(op))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(self.e(op))?;
-        let mut st = self
-            .conn
-            .prepare("select referrer, reference from Refs")
-            .map_err(self.e(op))?;
-        let edges = st
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(self.e(op))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(self.e(op))?;
-        Ok((nodes, edges))
-    }
-
-    /// (drv id, output path) for every registered derivation output.
-    pub fn load_derivation_outputs(&self) -> Result<Vec<(i64, String)>> {
-        let op = "loading derivation outputs";
-        let mut st = self
-            .conn
-            .prepare("select drv, path from DerivationOutputs")
-            .map_err(self.e(op))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .map_err(self.e(op))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(self.e(op))?;
-        Ok(rows)
-    }
-
-    /// Delete rows by id in one transaction.
-    pub fn invalidate_ids(&mut self, ids: &[i64]) -> Result<()> {
-        let file = self.file.clone();
-        let e = |op| sql_err(op, &file);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(e("starting a transaction"))?;
-        for id in ids {
-            tx.prepare_cached("delete from ValidPaths where id = ?")
-                .and_then(|mut st| st.execute([id]))
                 .map_err(e("invalidating a path"))?;
         }
         tx.commit().map_err(e("committing a transaction"))?;

@@ -1,12 +1,12 @@
 //! The local store: CppNix's on-disk layout and database, shared with it.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use firn_format::{
@@ -329,7 +329,7 @@ impl LocalStore {
             if self.config.auto_optimise {
                 self.optimise_path(&real)?;
             }
-            let drv_outputs = self.drv_outputs_for(&[info.clone()])?;
+            let drv_outputs = self.drv_outputs_for(std::slice::from_ref(&info))?;
             self.db().register(&[info], &drv_outputs)?;
         }
         locks.set_deletion(true);

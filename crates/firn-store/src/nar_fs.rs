@@ -270,44 +270,6 @@ impl Visitor for Restorer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dump_restore_roundtrip() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("src");
-        fs::create_dir(&src).unwrap();
-        fs::write(src.join("b"), b"bee").unwrap();
-        fs::write(src.join("x"), b"#!/bin/sh\n").unwrap();
-        fs::set_permissions(src.join("x"), fs::Permissions::from_mode(0o755)).unwrap();
-        fs::create_dir(src.join("empty")).unwrap();
-        std::os::unix::fs::symlink("b", src.join("link")).unwrap();
-        let mut nar = Vec::new();
-        dump_path(&src, &mut nar).unwrap();
-        let dst = d.path().join("dst");
-        let (h, n) = restore_path_hashed(&mut &nar[..], &dst, HashAlgo::Sha256).unwrap();
-        assert_eq!(n, nar.len() as u64);
-        assert_eq!(h, Hash::digest(HashAlgo::Sha256, &nar));
-        let mut nar2 = Vec::new();
-        dump_path(&dst, &mut nar2).unwrap();
-        assert_eq!(nar, nar2);
-        assert_eq!(hash_path(&dst, HashAlgo::Sha256).unwrap(), (h, n));
-        // The target must not exist.
-        assert!(restore_path(&mut &nar[..], &dst).is_err());
-    }
-
-    #[test]
-    fn special_files_are_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let sock = d.path().join("s");
-        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let e = dump_path(&sock, &mut io::sink()).unwrap_err();
-        assert!(matches!(e, NarFsError::UnsupportedType(_)), "{e}");
-    }
-}
-
 /// Copy the tree at `src` to `dst` (which must not exist) in one pass, returning the NAR hash
 /// and NAR size of `src` as it was read. Symlinks are copied, never followed.
 pub fn copy_path_hashed(src: &Path, dst: &Path, algo: HashAlgo) -> Result<(Hash, u64), NarFsError> {
@@ -404,4 +366,42 @@ fn copy_node<W: Write>(src: &Path, dst: &Path, w: &mut NarWriter<W>) -> Result<(
         return Err(NarFsError::UnsupportedType(src.to_path_buf()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_restore_roundtrip() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("b"), b"bee").unwrap();
+        fs::write(src.join("x"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(src.join("x"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(src.join("empty")).unwrap();
+        std::os::unix::fs::symlink("b", src.join("link")).unwrap();
+        let mut nar = Vec::new();
+        dump_path(&src, &mut nar).unwrap();
+        let dst = d.path().join("dst");
+        let (h, n) = restore_path_hashed(&mut &nar[..], &dst, HashAlgo::Sha256).unwrap();
+        assert_eq!(n, nar.len() as u64);
+        assert_eq!(h, Hash::digest(HashAlgo::Sha256, &nar));
+        let mut nar2 = Vec::new();
+        dump_path(&dst, &mut nar2).unwrap();
+        assert_eq!(nar, nar2);
+        assert_eq!(hash_path(&dst, HashAlgo::Sha256).unwrap(), (h, n));
+        // The target must not exist.
+        assert!(restore_path(&mut &nar[..], &dst).is_err());
+    }
+
+    #[test]
+    fn special_files_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("s");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let e = dump_path(&sock, &mut io::sink()).unwrap_err();
+        assert!(matches!(e, NarFsError::UnsupportedType(_)), "{e}");
+    }
 }

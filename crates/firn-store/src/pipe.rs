@@ -22,7 +22,10 @@ impl ChunkWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self.empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let next = self
+            .empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
         let full = std::mem::replace(&mut self.buf, next);
         self.full
             .send(full)
@@ -90,7 +93,8 @@ mod tests {
     #[test]
     fn hashes_what_was_written() {
         let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 253) as u8).collect();
-        let (_, h, n) = hash_produced::<(), io::Error>(HashAlgo::Sha256, |w| w.write_all(&data)).unwrap();
+        let (_, h, n) =
+            hash_produced::<(), io::Error>(HashAlgo::Sha256, |w| w.write_all(&data)).unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(h, Hash::digest(HashAlgo::Sha256, &data));
     }

@@ -108,7 +108,7 @@ impl LocalStore {
                     Err(e) => {
                         // The GC may be starting (no socket yet) or exiting; check again.
                         attempts += 1;
-                        if attempts % 500 == 0 {
+                        if attempts.is_multiple_of(500) {
                             tracing::warn!(
                                 "still waiting for the garbage collector's socket '{}': {e}",
                                 layout.gc_socket.display()

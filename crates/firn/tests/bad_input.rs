@@ -319,7 +319,11 @@ fn firn_gc_during_cppnix_add_spares_the_new_path() {
             ok(firn("nix-store").args(["--store", &store, "--gc"]));
         }
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
         ok(cppnix("nix-store").args(["--store", &store, "--verify-path", &p]));
         ok(firn("nix-store").args(["--store", &store, "--delete", &p]));

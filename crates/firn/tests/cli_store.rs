@@ -213,12 +213,12 @@ fn keys_and_hash_conversion() {
     let sk = ok_str(firn("nix").args(["key", "generate-secret", "--key-name", "k-1"]));
     assert!(sk.starts_with("k-1:"));
     let out = run_with_input(
-        &mut firn("nix").args(["key", "convert-secret-to-public"]),
+        firn("nix").args(["key", "convert-secret-to-public"]),
         sk.as_bytes(),
     );
     let ours = String::from_utf8_lossy(&out.stdout).to_string();
     let out = run_with_input(
-        &mut cppnix("nix").args(["key", "convert-secret-to-public"]),
+        cppnix("nix").args(["key", "convert-secret-to-public"]),
         sk.as_bytes(),
     );
     assert_eq!(ours, String::from_utf8_lossy(&out.stdout));

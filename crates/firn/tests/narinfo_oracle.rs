@@ -44,7 +44,7 @@ fn cppnix_narinfos_roundtrip_and_verify() {
     let added = ok_str(
         cppnix("nix-store")
             .args(["--store", &store, "--add"])
-            .arg(&pk_placeholder(tmp.path())),
+            .arg(plain_file(tmp.path())),
     );
     let sk = tmp.path().join("sk");
     let pk = tmp.path().join("pk");
@@ -86,7 +86,7 @@ fn cppnix_narinfos_roundtrip_and_verify() {
     assert_eq!(info.store_dir, "/nix/store");
 }
 
-fn pk_placeholder(dir: &std::path::Path) -> std::path::PathBuf {
+fn plain_file(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("plain.txt");
     std::fs::write(&p, "plain").unwrap();
     p

@@ -536,7 +536,7 @@ fn signatures_verify_across_implementations() {
     assert_eq!(out.status.code(), Some(2));
     // Same key files format: CppNix converts firn's secret key to the same public key.
     let out = run_with_input(
-        &mut cppnix("nix").args(["key", "convert-secret-to-public"]),
+        cppnix("nix").args(["key", "convert-secret-to-public"]),
         &std::fs::read(&sk2).unwrap(),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pubkey2.trim());

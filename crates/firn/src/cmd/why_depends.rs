@@ -174,7 +174,8 @@ pub fn run(store: &LocalStore, a: WhyDependsArgs) -> Result<()> {
             .filter(|r| !(**r == *node && package != dependency))
             .filter_map(|r| dist.get(r).map(|d| (*d, r.clone())))
             .collect();
-        children.sort_by(|x, y| x.0.cmp(&y.0));
+        // Stable: ties keep the sorted order of the references, as CppNix's multimap does.
+        children.sort_by_key(|x| x.0);
         let mut hits: HashMap<String, Vec<String>> = HashMap::new();
         if a.precise {
             let hashes: BTreeSet<String> = children
