@@ -78,6 +78,23 @@ pub fn path_info(store: &LocalStore, p: &StorePath) -> Result<ValidPathInfo> {
     }
 }
 
+/// What CppNix says after deleting garbage: the `.links` savings, then the summary.
+pub fn print_gc_summary(
+    out: &mut impl std::io::Write,
+    res: &firn_store::gc::GcResults,
+) -> std::io::Result<()> {
+    eprintln!(
+        "note: currently hard linking saves {:.2} MiB",
+        res.hard_linking_saves as f64 / (1024.0 * 1024.0)
+    );
+    writeln!(
+        out,
+        "{} store paths deleted, {} freed",
+        res.paths.len(),
+        show_bytes(res.bytes_freed)
+    )
+}
+
 /// `showBytes`: a byte count in MiB with two decimals.
 pub fn show_bytes(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))

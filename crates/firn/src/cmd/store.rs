@@ -187,12 +187,7 @@ pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
                     writeln!(out, "{p}")?;
                 }
             } else {
-                writeln!(
-                    out,
-                    "{} store paths deleted, {} freed",
-                    res.paths.len(),
-                    show_bytes(res.bytes_freed)
-                )?;
+                crate::paths::print_gc_summary(&mut out, &res)?;
             }
         }
         StoreCmd::Delete {
@@ -208,12 +203,7 @@ pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
                 ..GcOptions::default()
             };
             let res = store.collect_garbage(&opts)?;
-            writeln!(
-                out,
-                "{} store paths deleted, {} freed",
-                res.paths.len(),
-                show_bytes(res.bytes_freed)
-            )?;
+            crate::paths::print_gc_summary(&mut out, &res)?;
         }
         StoreCmd::Verify(v) => {
             out.flush()?;

@@ -8,7 +8,7 @@ use firn_store::gc::{GcAction, GcOptions};
 use firn_store::LocalStore;
 
 use crate::context::{usage, Ctx};
-use crate::paths::{follow_links_to_store_path, show_bytes};
+use crate::paths::follow_links_to_store_path;
 
 pub fn run(
     ctx: &Ctx,
@@ -39,12 +39,7 @@ pub fn run(
             .collect::<Result<_>>()?;
         opts.action = GcAction::DeleteSpecific(paths);
         let res = store.collect_garbage(&opts)?;
-        writeln!(
-            out,
-            "{} store paths deleted, {} freed",
-            res.paths.len(),
-            show_bytes(res.bytes_freed)
-        )?;
+        crate::paths::print_gc_summary(&mut out, &res)?;
         out.flush()?;
         return Ok(());
     }
@@ -82,12 +77,7 @@ pub fn run(
         let action_deletes = matches!(opts.action, GcAction::DeleteDead);
         let res = store.collect_garbage(&opts)?;
         if action_deletes {
-            writeln!(
-                out,
-                "{} store paths deleted, {} freed",
-                res.paths.len(),
-                show_bytes(res.bytes_freed)
-            )?;
+            crate::paths::print_gc_summary(&mut out, &res)?;
         } else {
             for p in &res.paths {
                 writeln!(out, "{p}")?;
