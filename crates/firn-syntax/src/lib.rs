@@ -1,1 +1,98 @@
-//! The Nix language's syntax (being written).
+//! The Nix language's syntax: a lexer and parser that produce the same (desugared) AST as
+//! CppNix's, with byte spans on every node, interned identifiers, readable parse errors with
+//! line, column and a caret, and CppNix's `--parse` printer.
+
+pub mod ast;
+pub mod lexer;
+pub mod parser;
+pub mod scope;
+pub mod show;
+
+pub use ast::{Expr, ExprKind, Interner, Span, Symbol};
+pub use parser::{line_col, ParseError};
+
+/// Where a source text comes from, for error messages and resolving relative paths.
+#[derive(Clone, Debug)]
+pub struct Source<'a> {
+    /// The file name as shown in errors (`«stdin»`, `«string»` or a path).
+    pub origin: &'a str,
+    /// The directory relative path literals are resolved against.
+    pub base_dir: &'a str,
+    /// `$HOME`, for `~/` paths.
+    pub home: &'a str,
+}
+
+/// Parse a whole Nix expression. Runs on a thread with a large stack so that deep (but
+/// allowed) nesting cannot overflow; deeper nesting than [`parser::MAX_DEPTH`] is an error.
+pub fn parse(text: &str, src: &Source<'_>, interner: &mut Interner) -> Result<Expr, ParseError> {
+    parse_on_big_stack(text, src, interner, true)
+}
+
+/// Parse without checking variable scopes (for tools that print or format syntax only).
+pub fn parse_syntax(
+    text: &str,
+    src: &Source<'_>,
+    interner: &mut Interner,
+) -> Result<Expr, ParseError> {
+    parse_on_big_stack(text, src, interner, false)
+}
+
+fn parse_on_big_stack(
+    text: &str,
+    src: &Source<'_>,
+    interner: &mut Interner,
+    check_scopes: bool,
+) -> Result<Expr, ParseError> {
+    std::thread::scope(|scope| {
+        let h = std::thread::Builder::new()
+            .stack_size(512 * 1024 * 1024)
+            .spawn_scoped(scope, || {
+                let e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
+                    .parse_file()?;
+                if check_scopes {
+                    scope::check(interner, &e)?;
+                }
+                Ok(e)
+            });
+        match h {
+            Ok(h) => match h.join() {
+                Ok(r) => r,
+                Err(p) => std::panic::resume_unwind(p),
+            },
+            // No thread could be made: parse here (deep nesting may then be refused earlier).
+            Err(_) => Err(ParseError {
+                msg: "could not start the parser thread".into(),
+                span: Span::default(),
+            }),
+        }
+    })
+}
+
+/// An error rendered as CppNix prints it: the message, `at ORIGIN:LINE:COL:`, then the line
+/// before, the line itself, a caret under the position, and the line after.
+pub fn render_error(e: &ParseError, text: &str, origin: &str) -> String {
+    let (line, col) = line_col(text.as_bytes(), e.span.start as usize);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let show = |n: usize| -> String {
+        let t = lines.get(n - 1).copied().unwrap_or("").trim_end();
+        if t.is_empty() {
+            format!("{n:>13}|\n")
+        } else {
+            format!("{n:>13}| {t}\n")
+        }
+    };
+    let mut out = format!("error: {}\n       at {origin}:{line}:{col}:\n", e.msg);
+    if line > 1 {
+        out.push_str(&show(line - 1));
+    }
+    out.push_str(&show(line));
+    out.push_str(&format!(
+        "{:>13}| {}^\n",
+        "",
+        " ".repeat(col.saturating_sub(1))
+    ));
+    if line < lines.len() {
+        out.push_str(&show(line + 1));
+    }
+    out
+}

@@ -1,0 +1,196 @@
+//! The abstract syntax tree, with byte spans on every node and interned identifiers.
+//!
+//! The parser desugars as CppNix does (so `nix-instantiate --parse` output matches): `a - b` is a
+//! call of `__sub`, `a < b` of `__lessThan`, `<p>` of `__findFile __nixPath "p"`, `a + b` is a
+//! (non-string) concatenation, and nested attribute paths in bindings become nested sets.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// A byte range in the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+}
+
+/// An interned identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Symbol(pub u32);
+
+/// Interns identifier strings; shared by the parser and, later, the evaluator.
+#[derive(Debug, Default)]
+pub struct Interner {
+    names: Vec<String>,
+    ids: HashMap<String, Symbol>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> Symbol {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = Symbol(self.names.len() as u32);
+        self.names.push(s.to_string());
+        self.ids.insert(s.to_string(), id);
+        id
+    }
+
+    pub fn name(&self, s: Symbol) -> &str {
+        &self.names[s.0 as usize]
+    }
+}
+
+/// An element of an attribute path: a name, or an interpolation `${e}` / `"${e}"`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrName {
+    Static(Symbol),
+    Dynamic(Box<Expr>),
+}
+
+/// Binary operators that stay operators after desugaring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Eq,
+    NEq,
+    And,
+    Or,
+    Impl,
+    Update,
+    ConcatLists,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Eq => "==",
+            BinOp::NEq => "!=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+            BinOp::Impl => "->",
+            BinOp::Update => "//",
+            BinOp::ConcatLists => "++",
+        }
+    }
+}
+
+/// How an attribute got its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttrKind {
+    Plain,
+    /// `inherit x;`
+    Inherited,
+    /// `inherit (e) x;`: the index of `e` in [`Attrs::inherit_from`].
+    InheritedFrom(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrDef {
+    pub kind: AttrKind,
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// An attribute set (also the bindings of `let`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Attrs {
+    pub rec: bool,
+    pub attrs: BTreeMap<Symbol, AttrDef>,
+    pub dynamic: Vec<(Expr, Expr, Span)>,
+    pub inherit_from: Vec<Expr>,
+}
+
+/// A formal argument of a lambda with a set pattern.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Formal {
+    pub name: Symbol,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Formals {
+    pub formals: Vec<Formal>,
+    pub ellipsis: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// An absolute path (relative ones are resolved against the file's directory).
+    Path(String),
+    Var(Symbol),
+    CurPos,
+    Select {
+        e: Box<Expr>,
+        path: Vec<AttrName>,
+        default: Option<Box<Expr>>,
+    },
+    HasAttr {
+        e: Box<Expr>,
+        path: Vec<AttrName>,
+    },
+    Attrs(Box<Attrs>),
+    List(Vec<Expr>),
+    Lambda {
+        arg: Option<Symbol>,
+        formals: Option<Formals>,
+        body: Box<Expr>,
+    },
+    Call {
+        fun: Box<Expr>,
+        args: Vec<Expr>,
+    },
+    Let {
+        attrs: Box<Attrs>,
+        body: Box<Expr>,
+    },
+    With {
+        env: Box<Expr>,
+        body: Box<Expr>,
+    },
+    If {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        else_: Box<Expr>,
+    },
+    Assert {
+        cond: Box<Expr>,
+        body: Box<Expr>,
+    },
+    Not(Box<Expr>),
+    Bin {
+        op: BinOp,
+        a: Box<Expr>,
+        b: Box<Expr>,
+    },
+    /// `a + b` (`force_string == false`) or string interpolation (`true`).
+    Concat {
+        force_string: bool,
+        parts: Vec<Expr>,
+    },
+    /// The `e` of an `inherit (e)`, by index into the enclosing set's `inherit_from`.
+    InheritFrom(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+impl Expr {
+    pub fn new(kind: ExprKind, span: Span) -> Expr {
+        Expr { kind, span }
+    }
+}

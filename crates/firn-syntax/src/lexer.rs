@@ -1,0 +1,428 @@
+//! Tokens of the Nix language outside strings and paths, matched as Nix's flex lexer matches
+//! them: the longest match wins, and keywords win over identifiers of the same length.
+//! Strings, indented strings and interpolated paths are scanned by the parser, which knows
+//! when it is inside one.
+
+/// A token in the default lexer state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tok {
+    Id(String),
+    Int(String),
+    Float(String),
+    /// A path literal, possibly ending in `/` (then an interpolation must follow).
+    Path(String),
+    /// `~/...`
+    HPath(String),
+    /// `<nixpkgs/lib>` without the brackets.
+    SPath(String),
+    Uri(String),
+    If,
+    Then,
+    Else,
+    Assert,
+    With,
+    Let,
+    In,
+    Rec,
+    Inherit,
+    OrKw,
+    Ellipsis,
+    Eq,
+    NEq,
+    Leq,
+    Geq,
+    And,
+    Or,
+    Impl,
+    Update,
+    Concat,
+    PipeFrom,
+    PipeInto,
+    DollarCurly,
+    /// `"`: a string starts.
+    Quote,
+    /// `''`: an indented string starts (the optional spaces and newline after it included).
+    IndOpen,
+    /// Any other single character: `{ } [ ] ( ) ; : . , @ ? = + - * / ! < >`.
+    Char(char),
+    Eof,
+}
+
+impl Tok {
+    /// How the token is named in error messages (as bison names them).
+    pub fn describe(&self) -> String {
+        match self {
+            Tok::Id(_) => "identifier".into(),
+            Tok::Int(_) => "integer".into(),
+            Tok::Float(_) => "floating-point literal".into(),
+            Tok::Path(_) => "path".into(),
+            Tok::HPath(_) => "'~/…' path".into(),
+            Tok::SPath(_) => "'<…>' path".into(),
+            Tok::Uri(_) => "URI".into(),
+            Tok::If => "'if'".into(),
+            Tok::Then => "'then'".into(),
+            Tok::Else => "'else'".into(),
+            Tok::Assert => "'assert'".into(),
+            Tok::With => "'with'".into(),
+            Tok::Let => "'let'".into(),
+            Tok::In => "'in'".into(),
+            Tok::Rec => "'rec'".into(),
+            Tok::Inherit => "'inherit'".into(),
+            Tok::OrKw => "'or'".into(),
+            Tok::Ellipsis => "'...'".into(),
+            Tok::Eq => "'=='".into(),
+            Tok::NEq => "'!='".into(),
+            Tok::Leq => "'<='".into(),
+            Tok::Geq => "'>='".into(),
+            Tok::And => "'&&'".into(),
+            Tok::Or => "'||'".into(),
+            Tok::Impl => "'->'".into(),
+            Tok::Update => "'//'".into(),
+            Tok::Concat => "'++'".into(),
+            Tok::PipeFrom => "'<|'".into(),
+            Tok::PipeInto => "'|>'".into(),
+            Tok::DollarCurly => "'${'".into(),
+            Tok::Quote => "'\"'".into(),
+            Tok::IndOpen => "start of an indented string".into(),
+            Tok::Char(c) if "{}[]();:.,@?=+-*/!<>".contains(*c) => format!("'{c}'"),
+            Tok::Char(_) => "invalid token".into(),
+            Tok::Eof => "end of file".into(),
+        }
+    }
+}
+
+pub fn is_path_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'+')
+}
+
+fn id_len(s: &[u8]) -> usize {
+    match s.first() {
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {}
+        _ => return 0,
+    }
+    1 + s[1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'\'' | b'-'))
+        .count()
+}
+
+fn digits(s: &[u8]) -> usize {
+    s.iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
+fn float_len(s: &[u8]) -> usize {
+    // (([1-9][0-9]*\.[0-9]*)|(0?\.[0-9]+))([Ee][+-]?[0-9]+)?
+    let mut n = 0;
+    let a = match s.first() {
+        Some(b'1'..=b'9') => {
+            let d = digits(s);
+            if s.get(d) == Some(&b'.') {
+                d + 1 + digits(&s[d + 1..])
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    };
+    let b = {
+        let z = usize::from(s.first() == Some(&b'0'));
+        if s.get(z) == Some(&b'.') && digits(&s[z + 1..]) > 0 {
+            z + 1 + digits(&s[z + 1..])
+        } else {
+            0
+        }
+    };
+    n = n.max(a).max(b);
+    if n == 0 {
+        return 0;
+    }
+    if matches!(s.get(n), Some(b'e') | Some(b'E')) {
+        let mut m = n + 1;
+        if matches!(s.get(m), Some(b'+') | Some(b'-')) {
+            m += 1;
+        }
+        let d = digits(&s[m.min(s.len())..]);
+        if d > 0 {
+            n = m + d;
+        }
+    }
+    n
+}
+
+/// `{PATH_CHAR}*(\/{PATH_CHAR}+)+\/?`
+pub fn path_len(s: &[u8]) -> usize {
+    let mut i = s.iter().take_while(|c| is_path_char(**c)).count();
+    let mut segs = 0;
+    loop {
+        if s.get(i) == Some(&b'/') {
+            let k = s[i + 1..].iter().take_while(|c| is_path_char(**c)).count();
+            if k > 0 {
+                i += 1 + k;
+                segs += 1;
+                continue;
+            }
+        }
+        break;
+    }
+    if segs == 0 {
+        return 0;
+    }
+    if s.get(i) == Some(&b'/') {
+        i += 1;
+    }
+    i
+}
+
+/// `{PATH_CHAR}*\/`
+pub fn path_seg_len(s: &[u8]) -> usize {
+    let i = s.iter().take_while(|c| is_path_char(**c)).count();
+    if s.get(i) == Some(&b'/') {
+        i + 1
+    } else {
+        0
+    }
+}
+
+/// `\~(\/{PATH_CHAR}+)+\/?`
+fn hpath_len(s: &[u8]) -> usize {
+    if s.first() != Some(&b'~') || s.get(1) != Some(&b'/') {
+        return 0;
+    }
+    let n = path_len(&s[1..]);
+    // path_len allows a leading PATH_CHAR run, which cannot happen after '~' here since s[1]=='/'.
+    if n == 0 {
+        0
+    } else {
+        1 + n
+    }
+}
+
+fn spath_len(s: &[u8]) -> usize {
+    if s.first() != Some(&b'<') {
+        return 0;
+    }
+    let mut i = 1;
+    let k = s[i..].iter().take_while(|c| is_path_char(**c)).count();
+    if k == 0 {
+        return 0;
+    }
+    i += k;
+    while s.get(i) == Some(&b'/') {
+        let k = s[i + 1..].iter().take_while(|c| is_path_char(**c)).count();
+        if k == 0 {
+            return 0;
+        }
+        i += 1 + k;
+    }
+    if s.get(i) == Some(&b'>') {
+        i + 1
+    } else {
+        0
+    }
+}
+
+fn uri_len(s: &[u8]) -> usize {
+    match s.first() {
+        Some(c) if c.is_ascii_alphabetic() => {}
+        _ => return 0,
+    }
+    let scheme = 1 + s[1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        .count();
+    if s.get(scheme) != Some(&b':') {
+        return 0;
+    }
+    let rest = s[scheme + 1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || b"%/?:@&=+$,-_.!~*'".contains(c))
+        .count();
+    if rest == 0 {
+        0
+    } else {
+        scheme + 1 + rest
+    }
+}
+
+/// Skip whitespace and comments from `i`; returns the new position, or an error position for
+/// an unterminated `/*` comment.
+pub fn skip_trivia(s: &[u8], mut i: usize) -> Result<usize, usize> {
+    loop {
+        match s.get(i) {
+            Some(b' ' | b'\t' | b'\r' | b'\n') => i += 1,
+            Some(b'#') => {
+                while i < s.len() && s[i] != b'\n' && s[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            Some(b'/') if s.get(i + 1) == Some(&b'*') => {
+                let start = i;
+                i += 2;
+                loop {
+                    if i + 1 >= s.len() {
+                        return Err(start);
+                    }
+                    if s[i] == b'*' && s[i + 1] == b'/' {
+                        i += 2;
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            _ => return Ok(i),
+        }
+    }
+}
+
+/// The token at `i` (after trivia) and its length.
+pub fn next_token(s: &[u8], i: usize) -> (Tok, usize) {
+    next_token_cached(s, i, &mut (0, 0))
+}
+
+/// [`next_token`] remembering, in `run`, the last run of path characters that is not followed
+/// by `/`: inside it no path can start, which keeps long runs like `------1` linear.
+pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
+    let rest = &s[i..];
+    let in_dead_run = i >= run.0 && i < run.1;
+    if rest.is_empty() {
+        return (Tok::Eof, 0);
+    }
+    let text = |n: usize| String::from_utf8_lossy(&rest[..n]).into_owned();
+    // Longest match among the pattern rules; fixed tokens are checked after, and since flex
+    // prefers the earlier rule on ties, keywords beat identifiers.
+    let mut best: (usize, u8) = (0, 0);
+    let mut consider = |n: usize, kind: u8| {
+        if n > best.0 {
+            best = (n, kind);
+        }
+    };
+    consider(id_len(rest), 1);
+    consider(digits(rest), 2);
+    consider(float_len(rest), 3);
+    // `{PATH_SEG}\$\{` and `{HPATH_START}\$\{` count their `${` for the longest match.
+    if !in_dead_run {
+        let run_len = rest.iter().take_while(|c| is_path_char(**c)).count();
+        if rest.get(run_len) != Some(&b'/') {
+            *run = (i, i + run_len);
+        } else {
+            let ps = path_seg_len(rest);
+            if ps > 0 && rest[ps..].starts_with(b"${") {
+                consider(ps + 2, 4);
+            }
+            consider(path_len(rest), 6);
+        }
+    }
+    if rest.starts_with(b"~/${") {
+        consider(4, 5);
+    }
+    consider(hpath_len(rest), 7);
+    consider(spath_len(rest), 8);
+    consider(uri_len(rest), 9);
+    let fixed: &[(&str, Tok)] = &[
+        ("...", Tok::Ellipsis),
+        ("==", Tok::Eq),
+        ("!=", Tok::NEq),
+        ("<=", Tok::Leq),
+        (">=", Tok::Geq),
+        ("&&", Tok::And),
+        ("||", Tok::Or),
+        ("->", Tok::Impl),
+        ("//", Tok::Update),
+        ("++", Tok::Concat),
+        ("<|", Tok::PipeFrom),
+        ("|>", Tok::PipeInto),
+        ("${", Tok::DollarCurly),
+        ("''", Tok::IndOpen),
+    ];
+    let mut fixed_match: Option<(usize, Tok)> = None;
+    for (lit, tok) in fixed {
+        if rest.starts_with(lit.as_bytes()) {
+            fixed_match = Some((lit.len(), tok.clone()));
+            break;
+        }
+    }
+    if let Some((n, tok)) = &fixed_match {
+        // Fixed tokens come before the pattern rules in Nix's lexer: they win ties.
+        if *n >= best.0 {
+            if *tok == Tok::IndOpen {
+                // `''(\ *\n)?`
+                let sp = rest[2..].iter().take_while(|c| **c == b' ').count();
+                let n = if rest.get(2 + sp) == Some(&b'\n') {
+                    2 + sp + 1
+                } else {
+                    2
+                };
+                return (Tok::IndOpen, n);
+            }
+            return (tok.clone(), *n);
+        }
+    }
+    match best {
+        (0, _) => {
+            let c = rest[0];
+            if c == b'"' {
+                return (Tok::Quote, 1);
+            }
+            let ch = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|s| s.chars().next())
+                .unwrap_or(c as char);
+            (Tok::Char(ch), ch.len_utf8().max(1))
+        }
+        (n, 1) => {
+            let t = text(n);
+            let kw = match t.as_str() {
+                "if" => Some(Tok::If),
+                "then" => Some(Tok::Then),
+                "else" => Some(Tok::Else),
+                "assert" => Some(Tok::Assert),
+                "with" => Some(Tok::With),
+                "let" => Some(Tok::Let),
+                "in" => Some(Tok::In),
+                "rec" => Some(Tok::Rec),
+                "inherit" => Some(Tok::Inherit),
+                "or" => Some(Tok::OrKw),
+                _ => None,
+            };
+            (kw.unwrap_or(Tok::Id(t)), n)
+        }
+        (n, 2) => (Tok::Int(text(n)), n),
+        (n, 3) => (Tok::Float(text(n)), n),
+        (n, 4) => (Tok::Path(text(n - 2)), n - 2),
+        (_, 5) => (Tok::HPath("~/".into()), 2),
+        (n, 6) => (Tok::Path(text(n)), n),
+        (n, 7) => (Tok::HPath(text(n)), n),
+        (n, 8) => (Tok::SPath(text(n)[1..n - 1].to_string()), n),
+        (n, _) => (Tok::Uri(text(n)), n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(s: &str) -> (Tok, usize) {
+        next_token(s.as_bytes(), 0)
+    }
+
+    #[test]
+    fn longest_match() {
+        assert_eq!(tok("if"), (Tok::If, 2));
+        assert_eq!(tok("iffy"), (Tok::Id("iffy".into()), 4));
+        assert_eq!(tok("a/b c"), (Tok::Path("a/b".into()), 3));
+        assert_eq!(tok("2/3"), (Tok::Path("2/3".into()), 3));
+        assert_eq!(tok("1.5e3"), (Tok::Float("1.5e3".into()), 5));
+        assert_eq!(tok(".5"), (Tok::Float(".5".into()), 2));
+        assert_eq!(tok("123"), (Tok::Int("123".into()), 3));
+        assert_eq!(tok("./${x}"), (Tok::Path("./".into()), 2));
+        assert_eq!(
+            tok("http://x.org/y"),
+            (Tok::Uri("http://x.org/y".into()), 14)
+        );
+        assert_eq!(tok("<nixpkgs/lib>"), (Tok::SPath("nixpkgs/lib".into()), 13));
+        assert_eq!(tok("a-b'"), (Tok::Id("a-b'".into()), 4));
+        assert_eq!(tok("//"), (Tok::Update, 2));
+        assert_eq!(tok("''  \nx"), (Tok::IndOpen, 5));
+        assert_eq!(tok("~/a/b"), (Tok::HPath("~/a/b".into()), 5));
+    }
+}

@@ -1,0 +1,215 @@
+//! Static scope checking, done right after parsing as CppNix does (its `bindVars`): a variable
+//! must be bound by an enclosing lambda, `let`, recursive set or the global scope, unless a
+//! `with` encloses it.
+
+use std::collections::HashSet;
+
+use crate::ast::*;
+use crate::parser::ParseError;
+
+/// Names in the global scope besides the `__`-prefixed builtins.
+const GLOBALS: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "builtins",
+    "derivation",
+    "derivationStrict",
+    "import",
+    "abort",
+    "throw",
+    "baseNameOf",
+    "dirOf",
+    "isNull",
+    "map",
+    "removeAttrs",
+    "toString",
+    "fetchTarball",
+    "fetchGit",
+    "fetchMercurial",
+    "fetchTree",
+    "placeholder",
+    "scopedImport",
+    "fromTOML",
+];
+
+struct Checker<'a> {
+    interner: &'a Interner,
+    scopes: Vec<HashSet<Symbol>>,
+    withs: usize,
+}
+
+/// Check that every variable in `e` is bound.
+pub fn check(interner: &Interner, e: &Expr) -> Result<(), ParseError> {
+    let mut c = Checker {
+        interner,
+        scopes: Vec::new(),
+        withs: 0,
+    };
+    c.expr(e)
+}
+
+impl Checker<'_> {
+    fn bound(&self, s: Symbol) -> bool {
+        if self.scopes.iter().rev().any(|sc| sc.contains(&s)) || self.withs > 0 {
+            return true;
+        }
+        let n = self.interner.name(s);
+        // Every builtin is reachable as `__name`; unknown ones are left to the evaluator.
+        n.starts_with("__") || GLOBALS.contains(&n)
+    }
+
+    fn path(&mut self, path: &[AttrName]) -> Result<(), ParseError> {
+        for a in path {
+            if let AttrName::Dynamic(e) = a {
+                self.expr(e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bindings of a set: `rec` (and `let`) bind their own names for their values.
+    fn attrs(&mut self, a: &Attrs, recursive: bool) -> Result<(), ParseError> {
+        if recursive {
+            self.scopes.push(a.attrs.keys().copied().collect());
+        }
+        for e in &a.inherit_from {
+            self.expr(e)?;
+        }
+        for d in a.attrs.values() {
+            match d.kind {
+                // `inherit x;` takes `x` from the scope outside the set.
+                AttrKind::Inherited => {
+                    if recursive {
+                        let inner = self.scopes.pop();
+                        let r = self.expr(&d.value);
+                        if let Some(i) = inner {
+                            self.scopes.push(i);
+                        }
+                        r?;
+                    } else {
+                        self.expr(&d.value)?;
+                    }
+                }
+                AttrKind::InheritedFrom(_) => {}
+                AttrKind::Plain => self.expr(&d.value)?,
+            }
+        }
+        for (n, v, _) in &a.dynamic {
+            self.expr(n)?;
+            self.expr(v)?;
+        }
+        if recursive {
+            self.scopes.pop();
+        }
+        Ok(())
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<(), ParseError> {
+        match &e.kind {
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Path(_)
+            | ExprKind::CurPos
+            | ExprKind::InheritFrom(_) => Ok(()),
+            ExprKind::Var(s) => {
+                if self.bound(*s) {
+                    Ok(())
+                } else {
+                    Err(ParseError {
+                        msg: format!("undefined variable '{}'", self.interner.name(*s)),
+                        span: e.span,
+                    })
+                }
+            }
+            ExprKind::Select { e, path, default } => {
+                self.expr(e)?;
+                self.path(path)?;
+                if let Some(d) = default {
+                    self.expr(d)?;
+                }
+                Ok(())
+            }
+            ExprKind::HasAttr { e, path } => {
+                self.expr(e)?;
+                self.path(path)
+            }
+            ExprKind::Attrs(a) => self.attrs(a, a.rec),
+            ExprKind::List(items) => items.iter().try_for_each(|i| self.expr(i)),
+            ExprKind::Lambda { arg, formals, body } => {
+                let mut sc = HashSet::new();
+                if let Some(a) = arg {
+                    sc.insert(*a);
+                }
+                if let Some(f) = formals {
+                    sc.extend(f.formals.iter().map(|x| x.name));
+                }
+                self.scopes.push(sc);
+                let r = (|| {
+                    if let Some(f) = formals {
+                        for x in &f.formals {
+                            if let Some(d) = &x.default {
+                                self.expr(d)?;
+                            }
+                        }
+                    }
+                    self.expr(body)
+                })();
+                self.scopes.pop();
+                r
+            }
+            ExprKind::Call { fun, args } => {
+                self.expr(fun)?;
+                args.iter().try_for_each(|a| self.expr(a))
+            }
+            ExprKind::Let { attrs, body } => {
+                self.scopes.push(attrs.attrs.keys().copied().collect());
+                let r = (|| {
+                    for x in &attrs.inherit_from {
+                        self.expr(x)?;
+                    }
+                    for d in attrs.attrs.values() {
+                        match d.kind {
+                            AttrKind::Inherited => {
+                                let inner = self.scopes.pop();
+                                let r = self.expr(&d.value);
+                                if let Some(i) = inner {
+                                    self.scopes.push(i);
+                                }
+                                r?;
+                            }
+                            AttrKind::InheritedFrom(_) => {}
+                            AttrKind::Plain => self.expr(&d.value)?,
+                        }
+                    }
+                    self.expr(body)
+                })();
+                self.scopes.pop();
+                r
+            }
+            ExprKind::With { env, body } => {
+                self.expr(env)?;
+                self.withs += 1;
+                let r = self.expr(body);
+                self.withs -= 1;
+                r
+            }
+            ExprKind::If { cond, then, else_ } => {
+                self.expr(cond)?;
+                self.expr(then)?;
+                self.expr(else_)
+            }
+            ExprKind::Assert { cond, body } => {
+                self.expr(cond)?;
+                self.expr(body)
+            }
+            ExprKind::Not(e) => self.expr(e),
+            ExprKind::Bin { a, b, .. } => {
+                self.expr(a)?;
+                self.expr(b)
+            }
+            ExprKind::Concat { parts, .. } => parts.iter().try_for_each(|p| self.expr(p)),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The parser on its own: every construct, precedence, strings, errors and their positions,
+//! deep nesting, and arbitrary bytes (no panic, ever).
+
+use firn_syntax::show::show;
+use firn_syntax::{parse, parse_syntax, render_error, Interner, Source};
+
+/// The error of a full parse, scope check included.
+fn unbound(text: &str) -> String {
+    let mut i = Interner::default();
+    match parse(text, &src(), &mut i) {
+        Ok(e) => panic!("{text:?} parsed as {}", show(&i, &e)),
+        Err(e) => e.msg,
+    }
+}
+
+fn src() -> Source<'static> {
+    Source {
+        origin: "«string»",
+        base_dir: "/base",
+        home: "/home/u",
+    }
+}
+
+fn p(text: &str) -> String {
+    let mut i = Interner::default();
+    match parse_syntax(text, &src(), &mut i) {
+        Ok(e) => show(&i, &e),
+        Err(e) => panic!("{text:?} failed: {}", render_error(&e, text, "«string»")),
+    }
+}
+
+/// A syntax error (variables are not checked).
+fn fails(text: &str) -> String {
+    let mut i = Interner::default();
+    match parse_syntax(text, &src(), &mut i) {
+        Ok(e) => panic!("{text:?} parsed as {}", show(&i, &e)),
+        Err(e) => e.msg,
+    }
+}
+
+#[test]
+fn precedence_and_desugaring() {
+    assert_eq!(p("1 + 2 * 3"), "(1 + (__mul 2 3))");
+    assert_eq!(p("1 - 2 - 3"), "(__sub (__sub 1 2) 3)");
+    assert_eq!(p("-1"), "(__sub 0 1)");
+    assert_eq!(p("- f x"), "(__sub 0 (f x))");
+    assert_eq!(
+        p("!a && b || c -> d"),
+        "(((! a) && b) || c) -> d"
+            .replace("(((! a) && b) || c) -> d", "((((! a) && b) || c) -> d)")
+    );
+    assert_eq!(p("a -> b -> c"), "(a -> (b -> c))");
+    assert_eq!(p("a // b // c"), "(a // (b // c))");
+    assert_eq!(p("a ++ b ++ c"), "(a ++ (b ++ c))");
+    assert_eq!(p("a < b"), "(__lessThan a b)");
+    assert_eq!(p("a > b"), "(__lessThan b a)");
+    assert_eq!(p("a <= b"), "(! (__lessThan b a))");
+    assert_eq!(p("a >= b"), "(! (__lessThan a b))");
+    assert_eq!(p("!a == b"), "((! a) == b)");
+    assert_eq!(p("a ? b.c"), "((a) ? b.c)");
+    assert_eq!(p("a.b.c or d"), "(a).b.c or (d)");
+    assert_eq!(p("f a.b c"), "(f (a).b c)");
+    assert_eq!(p("x |> f |> g"), "(g (f x))");
+    assert_eq!(p("g <| f <| x"), "(g (f x))");
+    assert_eq!(p("map or [ ]"), "(map or [ ])");
+    fails("a == b == c");
+    fails("a < b < c");
+    fails("x |> f <| y");
+}
+
+#[test]
+fn literals() {
+    assert_eq!(p("123"), "123");
+    assert_eq!(p("1.5e3"), "1500");
+    assert_eq!(p(".5"), "0.5");
+    assert_eq!(p("./a/../b"), "/base/b");
+    assert_eq!(p("/x/./y"), "/x/y");
+    assert_eq!(p("~/z"), "/home/u/z");
+    assert_eq!(p("<nixpkgs/lib>"), "(__findFile __nixPath \"nixpkgs/lib\")");
+    assert_eq!(p("http://example.org/?a=b"), "\"http://example.org/?a=b\"");
+    assert_eq!(p("./a/${b}/c"), "(/base/a/ + b + \"/c\")");
+    assert_eq!(p("__curPos"), "__curPos");
+    assert!(fails("9223372036854775808").contains("invalid integer"));
+    assert!(fails("./a/").contains("trailing slash"));
+}
+
+#[test]
+fn strings() {
+    assert_eq!(p(r#""a\nb\t\"\\\$\{x}""#), r#""a\nb\t\"\\\${x}""#);
+    assert_eq!(p(r#""a${b}c""#), r#"("a" + b + "c")"#);
+    assert_eq!(p(r#""$${x}""#), r#""$\${x}""#);
+    assert_eq!(p("''\n  a\n    b\n  ''"), r#""a\n  b\n""#);
+    // Escapes stay separate parts, as in CppNix.
+    assert_eq!(p("''''$ ''' ''\\n''"), r#"("$" + " " + "''" + " " + "\n")"#);
+    assert_eq!(p("'' a ${b} ''"), r#"("a " + b + " ")"#);
+    assert_eq!(
+        p("{ \"a b\" = 1; ${\"c\"} = 2; ${d} = 3; }"),
+        "{ a b = 1; c = 2; \"${d}\" = 3; }"
+    );
+    assert!(fails("\"abc").contains("end of file"));
+    assert!(fails("''abc").contains("end of file"));
+}
+
+#[test]
+fn bindings_and_functions() {
+    assert_eq!(p("{ a.b = 1; a.c = 2; }"), "{ a = { b = 1; c = 2; }; }");
+    assert_eq!(
+        p("let a = 1; inherit (x) b c; in a"),
+        "(let inherit (x) b c; a = 1; in a)"
+    );
+    assert_eq!(p("rec { a = 1; b = a; }"), "rec { a = 1; b = a; }");
+    assert_eq!(p("let { body = 1; }"), "(rec { body = 1; }).body");
+    assert_eq!(
+        p("{ a, b ? 1, ... }@args: a"),
+        "({ a, b ? 1, ... } @ args: a)"
+    );
+    assert_eq!(p("args@{ }: args"), "({  } @ args: args)");
+    assert_eq!(p("x: y: x"), "(x: (y: x))");
+    assert_eq!(p("with x; assert y; z"), "(with x; assert y; z)");
+    assert_eq!(p("if a then b else c"), "(if a then b else c)");
+    assert!(fails("{ a = 1; a = 2; }").contains("attribute 'a' already defined at «string»:1:3"));
+    assert!(fails("{ a, a }: a").contains("duplicate formal function argument 'a'"));
+    assert!(fails("let ${x} = 1; in 2").contains("dynamic attributes not allowed in let"));
+    assert_eq!(p("let ${\"x\"} = 1; in x"), "(let x = 1; in x)");
+    assert!(unbound("x").contains("undefined variable 'x'"));
+    assert!(unbound("let x = y; in x").contains("undefined variable 'y'"));
+    assert!(unbound("{ a, b ? a }: c").contains("undefined variable 'c'"));
+    let mut i = Interner::default();
+    assert!(parse(
+        "{ a, b ? a }: let c = b; in rec { d = c; e = d; } // builtins.x",
+        &src(),
+        &mut i
+    )
+    .is_ok());
+    assert_eq!(p("with {}; y"), "(with { }; y)");
+    // `inherit` in a recursive set still takes the name from outside.
+    assert!(unbound("rec { inherit b; a = 1; }").contains("undefined variable 'b'"));
+    assert!(fails("rec { inherit a; a = 1; }").contains("attribute 'a' already defined"));
+}
+
+#[test]
+fn errors_point_at_the_problem() {
+    let text = "let\n  x = 1;\n  y = ;\nin x";
+    let mut i = Interner::default();
+    let e = parse(text, &src(), &mut i).unwrap_err();
+    let r = render_error(&e, text, "«string»");
+    assert_eq!(
+        r,
+        "error: syntax error, unexpected ';'\n       at «string»:3:7:\n            2|   x = 1;\n            3|   y = ;\n             |       ^\n            4| in x\n"
+    );
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    for (open, close) in [
+        ("(", ")"),
+        ("[", "]"),
+        ("{a=", ";}"),
+        ("x: ", ""),
+        ("-", ""),
+        ("!", ""),
+    ] {
+        let n = 100_000;
+        let text = format!("{}1{}", open.repeat(n), close.repeat(n));
+        let mut i = Interner::default();
+        let r = parse(&text, &src(), &mut i);
+        assert!(r.is_err(), "{open}");
+        let msg = r.unwrap_err().msg;
+        assert!(msg.contains("nested too deeply"), "{open}: {msg}");
+    }
+    // Moderate nesting is fine.
+    let text = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
+    assert_eq!(p(&text), "1");
+    let chain = format!("a{}", ".b".repeat(10_000));
+    let mut i = Interner::default();
+    assert!(parse(&format!("let a = {{}}; in {chain}"), &src(), &mut i).is_ok());
+}
+
+#[test]
+fn arbitrary_input_never_panics() {
+    // A deterministic generator over Nix-ish fragments and raw bytes.
+    let frags = [
+        "{", "}", "[", "]", "(", ")", ";", ":", ".", ",", "@", "?", "=", "+", "-", "*", "/", "!",
+        "<", ">", "\"", "''", "${", "$", "\\", "'", "a", "or", "let", "in", "rec", "inherit", "if",
+        "then", "else", "with", "assert", "...", "1", "1.5", "./p", "~/h", "<s>", "x:y", " ", "\n",
+        "#c\n", "/*", "*/", "é", "\r", "\t", "|>", "<|", "//", "++", "->",
+    ];
+    let mut state: u64 = 0x9e3779b97f4a7c15;
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        for _ in 0..(state % 24) {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push_str(frags[(state >> 33) as usize % frags.len()]);
+        }
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut i = Interner::default();
+        if let Err(e) =
+            firn_syntax::parser::Parser::new(&text, &mut i, "«t»", "/b", "/h").parse_file()
+        {
+            let _ = render_error(&e, &text, "«t»");
+        }
+    }
+}
