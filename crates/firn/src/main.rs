@@ -37,9 +37,10 @@ fn main() -> ExitCode {
     let result = match prog.as_str() {
         "nix-hash" => legacy::nix_hash::main(args),
         "nix-store" => legacy::nix_store::main(args),
+        "nix-instantiate" => legacy::nix_instantiate::main(args),
         "nix" | "firn" => cmd::main(args),
         other if TOOL_NAMES.contains(&other) => Err(anyhow::anyhow!(
-            "'{other}' is not implemented by firn yet; use 'nix-store', 'nix-hash' or the 'nix' commands"
+            "'{other}' is not implemented by firn yet; use 'nix-store', 'nix-hash', 'nix-instantiate --parse' or the 'nix' commands"
         )),
         _ => cmd::main(args),
     };

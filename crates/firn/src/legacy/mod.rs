@@ -2,6 +2,7 @@
 
 pub mod gc;
 pub mod nix_hash;
+pub mod nix_instantiate;
 pub mod nix_store;
 pub mod query;
 
