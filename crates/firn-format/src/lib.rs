@@ -9,8 +9,13 @@ pub mod hash;
 pub mod nixbase32;
 pub mod store_path;
 
+pub use cache_info::CacheInfo;
+pub use derivation::{Derivation, DerivationOutput, DrvError};
 pub use hash::{Hash, HashAlgo, HashFormat, Hasher};
+pub use narinfo::NarInfo;
+pub use signature::{PublicKey, PublicKeys, SecretKey};
 pub use store_path::{ContentAddress, FileIngestionMethod, StoreDir, StorePath};
+pub mod cache_info;
 pub mod derivation;
 pub mod nar;
 pub mod narinfo;

@@ -1,17 +1,22 @@
-//! `.narinfo` files (a binary cache's metadata for one store path) and `nix-cache-info`.
+//! `.narinfo` files: a binary cache's metadata for one store path.
 //!
 //! A narinfo is `Key: value` lines: `StorePath`, `URL`, `Compression`, `FileHash`, `FileSize`,
 //! `NarHash`, `NarSize`, `References` (base names), `Deriver`, `System`, any number of `Sig`,
-//! and `CA`. Printing uses CppNix's order and hash forms (`sha256:<nix32>`).
+//! and `CA`. Reading follows CppNix (unknown keys are ignored; `StorePath`, `NarHash`, `URL`
+//! and a non-zero `NarSize` are required); printing uses its field order and hash forms
+//! (`sha256:<nix32>`).
 
 use std::collections::BTreeSet;
 
 use thiserror::Error;
 
 use crate::hash::{Hash, HashAlgo};
-use crate::signature::{fingerprint, PublicKeys, SecretKey};
+use crate::signature::{fingerprint, FingerprintError, PublicKeys, SecretKey};
 use crate::store_path::{ContentAddress, StoreDir, StorePath};
 
+pub use crate::cache_info::CacheInfo;
+
+/// A narinfo that cannot be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum NarInfoError {
     #[error("NAR info file '{whence}' is corrupt: {why}")]
@@ -22,7 +27,9 @@ pub enum NarInfoError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NarInfo {
     pub path: StorePath,
+    /// Where the (compressed) NAR is, relative to the cache.
     pub url: String,
+    /// `none`, `xz`, `bzip2`, `zstd`, ... (`bzip2` when the file does not say).
     pub compression: String,
     pub file_hash: Option<Hash>,
     pub file_size: u64,
@@ -36,6 +43,24 @@ pub struct NarInfo {
 }
 
 impl NarInfo {
+    /// A narinfo with only the required fields (and `Compression: none`).
+    pub fn new(path: StorePath, url: String, nar_hash: Hash, nar_size: u64) -> NarInfo {
+        NarInfo {
+            path,
+            url,
+            compression: "none".into(),
+            file_hash: None,
+            file_size: 0,
+            nar_hash,
+            nar_size,
+            references: BTreeSet::new(),
+            deriver: None,
+            system: String::new(),
+            sigs: BTreeSet::new(),
+            ca: None,
+        }
+    }
+
     /// Parse narinfo text; `whence` names it in errors (a URL or file).
     pub fn parse(sd: &StoreDir, text: &str, whence: &str) -> Result<NarInfo, NarInfoError> {
         let corrupt = |why: String| NarInfoError::Corrupt {
@@ -49,29 +74,41 @@ impl NarInfo {
         let mut file_size = 0u64;
         let mut nar_hash = None;
         let mut nar_size = 0u64;
-        let mut references: Option<BTreeSet<StorePath>> = None;
+        let mut references = BTreeSet::new();
         let mut deriver = None;
         let mut system = String::new();
         let mut sigs = BTreeSet::new();
         let mut ca = None;
         for (n, line) in text.split_inclusive('\n').enumerate() {
+            let n = n + 1;
             let Some(line) = line.strip_suffix('\n') else {
-                return Err(corrupt(format!(
-                    "line {} does not end with a newline",
-                    n + 1
-                )));
+                return Err(corrupt(format!("line {n} does not end with a newline")));
             };
-            let (key, value) = line
-                .split_once(": ")
-                .ok_or_else(|| corrupt(format!("line {} is not 'Key: value'", n + 1)))?;
-            let hash =
-                |v: &str| Hash::parse(v, None).map_err(|e| corrupt(format!("bad {key}: {e}")));
+            let (key, value) = match line.split_once(": ") {
+                Some(kv) => kv,
+                None => match line.strip_suffix(':') {
+                    Some(k) if !k.contains(':') => (k, ""),
+                    _ => return Err(corrupt(format!("line {n} is not 'Key: value'"))),
+                },
+            };
+            let hash = |v: &str| {
+                Hash::parse(v, None).map_err(|e| corrupt(format!("bad {key} on line {n}: {e}")))
+            };
             let num = |v: &str| {
                 v.parse::<u64>()
-                    .map_err(|_| corrupt(format!("bad {key}: '{v}' is not a number")))
+                    .map_err(|_| corrupt(format!("bad {key} on line {n}: '{v}' is not a number")))
+            };
+            let base_name = |v: &str| {
+                StorePath::from_base_name(v)
+                    .map_err(|e| corrupt(format!("bad {key} on line {n}: {e}")))
             };
             match key {
-                "StorePath" => path = Some(sd.parse(value).map_err(|e| corrupt(e.to_string()))?),
+                "StorePath" => {
+                    path = Some(
+                        sd.parse(value)
+                            .map_err(|e| corrupt(format!("bad StorePath: {e}")))?,
+                    )
+                }
                 "URL" => url = value.to_string(),
                 "Compression" => compression = value.to_string(),
                 "FileHash" => file_hash = Some(hash(value)?),
@@ -79,21 +116,15 @@ impl NarInfo {
                 "NarHash" => nar_hash = Some(hash(value)?),
                 "NarSize" => nar_size = num(value)?,
                 "References" => {
-                    if references.is_some() {
-                        return Err(corrupt("References given twice".into()));
+                    // A second References line is an error only if the first named anything.
+                    if !references.is_empty() {
+                        return Err(corrupt(format!("References given twice (line {n})")));
                     }
-                    let mut refs = BTreeSet::new();
                     for r in value.split(' ').filter(|r| !r.is_empty()) {
-                        refs.insert(
-                            StorePath::from_base_name(r).map_err(|e| corrupt(e.to_string()))?,
-                        );
+                        references.insert(base_name(r)?);
                     }
-                    references = Some(refs);
                 }
-                "Deriver" if value != "unknown-deriver" => {
-                    deriver =
-                        Some(StorePath::from_base_name(value).map_err(|e| corrupt(e.to_string()))?);
-                }
+                "Deriver" if value != "unknown-deriver" => deriver = Some(base_name(value)?),
                 "Deriver" => {}
                 "System" => system = value.to_string(),
                 "Sig" => {
@@ -101,9 +132,14 @@ impl NarInfo {
                 }
                 "CA" => {
                     if ca.is_some() {
-                        return Err(corrupt("CA given twice".into()));
+                        return Err(corrupt(format!("CA given twice (line {n})")));
                     }
-                    ca = Some(ContentAddress::parse(value).map_err(|e| corrupt(e.to_string()))?);
+                    if !value.is_empty() {
+                        ca = Some(
+                            ContentAddress::parse(value)
+                                .map_err(|e| corrupt(format!("bad CA on line {n}: {e}")))?,
+                        );
+                    }
                 }
                 // Unknown keys are ignored, as CppNix does.
                 _ => {}
@@ -112,13 +148,13 @@ impl NarInfo {
         if compression.is_empty() {
             compression = "bzip2".into();
         }
-        let path = path.ok_or_else(|| corrupt("no StorePath".into()))?;
-        let nar_hash = nar_hash.ok_or_else(|| corrupt("no NarHash".into()))?;
+        let path = path.ok_or_else(|| corrupt("it has no StorePath".into()))?;
+        let nar_hash = nar_hash.ok_or_else(|| corrupt("it has no NarHash".into()))?;
         if url.is_empty() {
-            return Err(corrupt("no URL".into()));
+            return Err(corrupt("it has no URL".into()));
         }
         if nar_size == 0 {
-            return Err(corrupt("no NarSize".into()));
+            return Err(corrupt("it has no NarSize, or a NarSize of 0".into()));
         }
         Ok(NarInfo {
             path,
@@ -128,7 +164,7 @@ impl NarInfo {
             file_size,
             nar_hash,
             nar_size,
-            references: references.unwrap_or_default(),
+            references,
             deriver,
             system,
             sigs,
@@ -166,7 +202,7 @@ impl NarInfo {
     }
 
     /// The fingerprint signatures are made over.
-    pub fn fingerprint(&self, sd: &StoreDir) -> Result<String, &'static str> {
+    pub fn fingerprint(&self, sd: &StoreDir) -> Result<String, FingerprintError> {
         fingerprint(
             sd,
             &self.path,
@@ -177,13 +213,14 @@ impl NarInfo {
     }
 
     /// Add a signature by `key`.
-    pub fn sign(&mut self, sd: &StoreDir, key: &SecretKey) -> Result<(), &'static str> {
+    pub fn sign(&mut self, sd: &StoreDir, key: &SecretKey) -> Result<(), FingerprintError> {
         let fp = self.fingerprint(sd)?;
         self.sigs.insert(key.sign(fp.as_bytes()));
         Ok(())
     }
 
-    /// How many signatures verify with `keys`.
+    /// How many signatures verify with `keys` (not counting content addressing; see
+    /// [`NarInfo::is_content_addressed`]).
     pub fn valid_signatures(&self, sd: &StoreDir, keys: &PublicKeys) -> usize {
         match self.fingerprint(sd) {
             Ok(fp) => self
@@ -194,61 +231,24 @@ impl NarInfo {
             Err(_) => 0,
         }
     }
-}
 
-/// `nix-cache-info`: what a binary cache says about itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CacheInfo {
-    pub store_dir: String,
-    pub want_mass_query: bool,
-    pub priority: u32,
-}
-
-impl Default for CacheInfo {
-    fn default() -> Self {
-        CacheInfo {
-            store_dir: "/nix/store".into(),
-            want_mass_query: false,
-            priority: 50,
+    /// Does the path follow from its `CA` field and references? Such paths need no
+    /// signature: CppNix trusts them fully.
+    pub fn is_content_addressed(&self, sd: &StoreDir) -> bool {
+        let Some(ca) = &self.ca else {
+            return false;
+        };
+        let self_ref = self.references.contains(&self.path);
+        if self_ref && matches!(ca, ContentAddress::Text(_)) {
+            return false;
         }
+        let others = self.references.iter().filter(|r| **r != self.path);
+        sd.make_path_from_ca(self.path.name(), ca, others, self_ref)
+            .is_ok_and(|p| p == self.path)
     }
 }
 
-impl CacheInfo {
-    /// Parse, ignoring unknown keys (missing ones keep their defaults).
-    pub fn parse(text: &str) -> Result<CacheInfo, NarInfoError> {
-        let mut c = CacheInfo::default();
-        for line in text.lines() {
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            let v = v.trim();
-            match k.trim() {
-                "StoreDir" => c.store_dir = v.to_string(),
-                "WantMassQuery" => c.want_mass_query = v == "1",
-                "Priority" => {
-                    c.priority = v.parse().map_err(|_| NarInfoError::Corrupt {
-                        whence: "nix-cache-info".into(),
-                        why: format!("bad Priority '{v}'"),
-                    })?
-                }
-                _ => {}
-            }
-        }
-        Ok(c)
-    }
-
-    pub fn to_text(&self) -> String {
-        format!(
-            "StoreDir: {}\nWantMassQuery: {}\nPriority: {}\n",
-            self.store_dir,
-            if self.want_mass_query { 1 } else { 0 },
-            self.priority
-        )
-    }
-}
-
-/// Only SHA-256 NAR hashes are signed and stored by Nix.
+/// Only SHA-256 NAR hashes are written to narinfo files by CppNix.
 pub fn is_supported_nar_hash(h: &Hash) -> bool {
     h.algo() == HashAlgo::Sha256
 }
@@ -312,13 +312,5 @@ Sig: cache.nixos.org-1:AAAA\n";
         ] {
             assert!(NarInfo::parse(&sd, bad, "t").is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn cache_info() {
-        let c = CacheInfo::parse("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n").unwrap();
-        assert!(c.want_mass_query);
-        assert_eq!(c.priority, 40);
-        assert_eq!(CacheInfo::parse(&c.to_text()).unwrap(), c);
     }
 }

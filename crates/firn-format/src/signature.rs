@@ -5,13 +5,13 @@
 //! is signed for a store path is its fingerprint
 //! `1;<path>;<sha256:nix32 NAR hash>;<NAR size>;<comma-separated reference paths>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use data_encoding::BASE64;
 use ed25519_dalek::{Signer, Verifier};
 use thiserror::Error;
 
-use crate::hash::{Hash, HashAlgo};
+use crate::hash::{Hash, HashFormat};
 use crate::store_path::{StoreDir, StorePath};
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -181,22 +181,33 @@ impl PublicKeys {
     }
 }
 
-/// The fingerprint of a store path that binary caches sign.
+/// A fingerprint that cannot be made.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FingerprintError {
+    #[error("cannot calculate fingerprint of path '{0}' because its size is not known")]
+    UnknownSize(String),
+}
+
+/// The fingerprint of a store path that signatures are made over:
+/// `1;<path>;<algo>:<nix32 NAR hash>;<NAR size>;<comma-separated full reference paths>`.
+/// Like CppNix, any hash algorithm is printed (in practice NAR hashes are SHA-256); a NAR size
+/// of 0 means unknown and is an error.
 pub fn fingerprint<'a>(
     sd: &StoreDir,
     path: &StorePath,
     nar_hash: &Hash,
     nar_size: u64,
     references: impl IntoIterator<Item = &'a StorePath>,
-) -> Result<String, &'static str> {
-    if nar_hash.algo() != HashAlgo::Sha256 {
-        return Err("the NAR hash of a signed path must be SHA-256");
+) -> Result<String, FingerprintError> {
+    if nar_size == 0 {
+        return Err(FingerprintError::UnknownSize(sd.display(path)));
     }
-    let refs: Vec<String> = references.into_iter().map(|r| sd.display(r)).collect();
+    let refs: BTreeSet<&StorePath> = references.into_iter().collect();
+    let refs: Vec<String> = refs.into_iter().map(|r| sd.display(r)).collect();
     Ok(format!(
         "1;{};{};{};{}",
         sd.display(path),
-        nar_hash,
+        nar_hash.encode(HashFormat::Nix32, true),
         nar_size,
         refs.join(",")
     ))
@@ -205,6 +216,7 @@ pub fn fingerprint<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::HashAlgo;
 
     #[test]
     fn roundtrip_and_verify() {

@@ -53,6 +53,23 @@ pub fn canonicalise(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Canonicalise only `path` itself, not what is below it.
+pub fn canonicalise_top(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(io_err("getting status of", path))?;
+    if !meta.file_type().is_symlink() {
+        let mode = meta.mode() & 0o7777;
+        if mode != 0o444 && mode != 0o555 {
+            let new = 0o444 | if mode & 0o100 != 0 { 0o111 } else { 0 };
+            fs::set_permissions(path, fs::Permissions::from_mode(new))
+                .map_err(io_err("changing mode of", path))?;
+        }
+    }
+    if meta.mtime() != MTIME_STORE {
+        canonicalise_times(path)?;
+    }
+    Ok(())
+}
+
 /// Make a (canonicalised, read-only) tree writable again so it can be deleted or replaced.
 pub fn make_writable(path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {

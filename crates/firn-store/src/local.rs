@@ -303,14 +303,15 @@ impl LocalStore {
         };
         let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
         info.ca = Some(ContentAddress::Fixed(method, ca_hash));
-        self.commit_staged(&staged, info)?;
+        // A recursive copy is canonical as made; a flat file is canonicalised here.
+        self.commit_staged(&staged, info, method == FileIngestionMethod::Recursive)?;
         drop(guard);
         Ok(path)
     }
 
     /// Move a staged tree into place as `info.path` and register it, unless the path is already
     /// valid. The caller's temp dir is removed by its guard either way.
-    fn commit_staged(&self, staged: &Path, info: ValidPathInfo) -> Result<()> {
+    fn commit_staged(&self, staged: &Path, info: ValidPathInfo, canonical: bool) -> Result<()> {
         let path = info.path.clone();
         self.add_temp_root(&path)?;
         if self.is_valid_path(&path)? {
@@ -321,11 +322,18 @@ impl LocalStore {
         if !self.is_valid_path(&path)? {
             // Left over from a crash: an invalid path is junk.
             delete_path(&real)?;
-            canonicalise(staged)?;
+            if !canonical {
+                canonicalise(staged)?;
+            }
             if self.config.fsync_store_paths {
                 fsync_tree(staged)?;
             }
+            // Moving a directory to another parent needs write access to it (for `..`), which a
+            // canonical directory lacks unless we are root: open it up for the rename, and
+            // canonicalise the top again after it (the rename may touch its times).
+            crate::canon::make_writable(staged)?;
             fs::rename(staged, &real).map_err(io_err("moving into place", &real))?;
+            crate::canon::canonicalise_top(&real)?;
             if self.config.auto_optimise {
                 self.optimise_path(&real)?;
             }
@@ -381,7 +389,7 @@ impl LocalStore {
         let mut info = ValidPathInfo::new(path.clone(), nar_hash, nar_size);
         info.references = refs.clone();
         info.ca = Some(ContentAddress::Text(h));
-        self.commit_staged(&staged, info)?;
+        self.commit_staged(&staged, info, false)?;
         drop(guard);
         Ok(path)
     }
@@ -417,7 +425,7 @@ impl LocalStore {
         }
         let mut info = info.clone();
         info.nar_size = n;
-        self.commit_staged(&staged, info)?;
+        self.commit_staged(&staged, info, false)?;
         drop(guard);
         Ok(())
     }
@@ -498,7 +506,7 @@ impl LocalStore {
             let mut info = ValidPathInfo::new(t.path.clone(), nar_hash, nar_size);
             info.references = t.references;
             info.deriver = t.deriver;
-            self.commit_staged(&staged, info)?;
+            self.commit_staged(&staged, info, false)?;
             drop(guard);
             res.push(t.path);
         }

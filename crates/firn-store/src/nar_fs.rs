@@ -271,7 +271,8 @@ impl Visitor for Restorer {
 }
 
 /// Copy the tree at `src` to `dst` (which must not exist) in one pass, returning the NAR hash
-/// and NAR size of `src` as it was read. Symlinks are copied, never followed.
+/// and NAR size of `src` as it was read. Symlinks are copied, never followed. The copy is
+/// already canonical (modes 0444/0555, modification time 1).
 pub fn copy_path_hashed(src: &Path, dst: &Path, algo: HashAlgo) -> Result<(Hash, u64), NarFsError> {
     let ((), h, n) = crate::pipe::hash_produced(algo, |out| {
         let wr = |source| NarFsError::Write {
@@ -284,6 +285,30 @@ pub fn copy_path_hashed(src: &Path, dst: &Path, algo: HashAlgo) -> Result<(Hash,
         Ok(())
     })?;
     Ok((h, n))
+}
+
+/// Access time left alone, modification time 1: what canonical store objects have.
+fn store_times() -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        },
+    }
+}
+
+fn set_store_time(p: &Path) -> Result<(), NarFsError> {
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &store_times(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| io_err("setting the time of", p)(e.into()))
 }
 
 /// Copies what it reads into a second file.
@@ -325,13 +350,16 @@ fn copy_node<W: Write>(src: &Path, dst: &Path, w: &mut NarWriter<W>) -> Result<(
         let target = fs::read_link(src).map_err(io_err("reading symbolic link", src))?;
         w.symlink(target.as_os_str().as_bytes()).map_err(wr)?;
         std::os::unix::fs::symlink(&target, dst).map_err(io_err("creating symbolic link", dst))?;
+        set_store_time(dst)?;
     } else if ft.is_file() {
         let executable = meta.permissions().mode() & 0o100 != 0;
         let f = fs::File::open(src).map_err(io_err("opening file", src))?;
+        // Created with the store's final mode; the timestamp is set through the descriptor,
+        // so the copy needs no canonicalising walk afterwards.
         let out = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(if executable { 0o755 } else { 0o644 })
+            .mode(if executable { 0o555 } else { 0o444 })
             .custom_flags(libc::O_NOFOLLOW)
             .open(dst)
             .map_err(io_err("creating file", dst))?;
@@ -347,6 +375,8 @@ fn copy_node<W: Write>(src: &Path, dst: &Path, w: &mut NarWriter<W>) -> Result<(
             Err(NarError::SizeMismatch { .. }) => return Err(NarFsError::Changed(src.into())),
             Err(e) => return Err(tee.err.take().unwrap_or_else(|| wr(e))),
         }
+        rustix::fs::futimens(&tee.dst, &store_times())
+            .map_err(|e| io_err("setting the time of", dst)(e.into()))?;
     } else if ft.is_dir() {
         fs::create_dir(dst).map_err(io_err("creating directory", dst))?;
         let mut names: Vec<Vec<u8>> = Vec::new();
@@ -362,6 +392,10 @@ fn copy_node<W: Write>(src: &Path, dst: &Path, w: &mut NarWriter<W>) -> Result<(
             copy_node(&src.join(name), &dst.join(name), w)?;
         }
         w.end_directory().map_err(wr)?;
+        // Last, once nothing more is created in it.
+        fs::set_permissions(dst, fs::Permissions::from_mode(0o555))
+            .map_err(io_err("changing mode of", dst))?;
+        set_store_time(dst)?;
     } else {
         return Err(NarFsError::UnsupportedType(src.to_path_buf()));
     }

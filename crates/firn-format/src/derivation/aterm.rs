@@ -1,0 +1,457 @@
+//! The ATerm text of a `.drv` file:
+//! `Derive([outputs],[input drvs],[input srcs],"system","builder",[args],[env])`.
+//!
+//! Printing follows CppNix exactly, including which strings it escapes (`"`, `\`, newline,
+//! carriage return and tab in the builder, arguments and environment) and which it writes as
+//! they are (output names and paths, input paths, the system). Parsing never panics: malformed
+//! text gives an error with the byte offset.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{output_path_name, parse_method_algo, Derivation, DerivationOutput, DrvError};
+use crate::store_path::{StoreDir, StorePath};
+
+/// A cursor over the text being parsed.
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn expect(&mut self, lit: &str) -> Result<(), DrvError> {
+        if self.s[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            Ok(())
+        } else {
+            Err(DrvError::Expected {
+                offset: self.i,
+                expected: format!("'{lit}'"),
+            })
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    /// A quoted string with backslash escapes (`\n`, `\r`, `\t`, and `\c` for any other `c`).
+    fn string(&mut self) -> Result<String, DrvError> {
+        self.expect("\"")?;
+        let start = self.i;
+        let mut v = Vec::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(DrvError::Bad {
+                    offset: start - 1,
+                    msg: "unterminated string".into(),
+                });
+            };
+            self.i += 1;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let Some(e) = self.peek() else {
+                        return Err(DrvError::Bad {
+                            offset: start - 1,
+                            msg: "unterminated string".into(),
+                        });
+                    };
+                    self.i += 1;
+                    v.push(match e {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        other => other,
+                    });
+                }
+                c => v.push(c),
+            }
+        }
+        String::from_utf8(v).map_err(|_| DrvError::Bad {
+            offset: start,
+            msg: "string is not valid UTF-8".into(),
+        })
+    }
+
+    /// A quoted store path.
+    fn path(&mut self, sd: &StoreDir) -> Result<StorePath, DrvError> {
+        let offset = self.i;
+        let s = self.string()?;
+        sd.parse(&s).map_err(|e| DrvError::Bad {
+            offset,
+            msg: e.to_string(),
+        })
+    }
+
+    /// `[item,item,...]`
+    fn list<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<T, DrvError>,
+    ) -> Result<Vec<T>, DrvError> {
+        self.expect("[")?;
+        let mut out = Vec::new();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(out);
+        }
+        loop {
+            out.push(item(self)?);
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                _ => {
+                    return Err(DrvError::Expected {
+                        offset: self.i,
+                        expected: "',' or ']'".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `("id","path","hashAlgo","hash")`, checked and normalised as CppNix reads it.
+    fn output(
+        &mut self,
+        sd: &StoreDir,
+        drv_name: &str,
+    ) -> Result<(String, DerivationOutput), DrvError> {
+        self.expect("(")?;
+        let id = self.string()?;
+        self.expect(",")?;
+        let path_offset = self.i;
+        let path = self.string()?;
+        self.expect(",")?;
+        let algo_offset = self.i;
+        let hash_algo = self.string()?;
+        self.expect(",")?;
+        let hash_offset = self.i;
+        let hash = self.string()?;
+        self.expect(")")?;
+        let bad = |offset: usize, msg: String| DrvError::Bad { offset, msg };
+        let store_path = |p: &str| sd.parse(p).map_err(|e| bad(path_offset, e.to_string()));
+        if hash_algo.is_empty() {
+            // CppNix ignores the hash of an output without an algorithm.
+            let out = if path.is_empty() {
+                DerivationOutput::deferred()
+            } else {
+                DerivationOutput::input_addressed(store_path(&path)?)
+            };
+            return Ok((id, out));
+        }
+        let (method, algo) = parse_method_algo(&hash_algo)
+            .map_err(|e| bad(algo_offset, format!("output '{id}': {e}")))?;
+        if hash.is_empty() || hash == "impure" {
+            if !path.is_empty() {
+                return Err(bad(
+                    path_offset,
+                    format!("output '{id}' has a path but no fixed hash"),
+                ));
+            }
+            let out = if hash.is_empty() {
+                DerivationOutput::floating(method, algo)
+            } else {
+                DerivationOutput::impure(method, algo)
+            };
+            return Ok((id, out));
+        }
+        if !path.starts_with('/') {
+            return Err(bad(
+                path_offset,
+                format!("bad path '{path}' of fixed output '{id}'"),
+            ));
+        }
+        let h =
+            super::parse_fixed_hash(&hash, algo).map_err(|e| bad(hash_offset, e.to_string()))?;
+        // CppNix keeps only the hash of a fixed output and recomputes its path.
+        let p = sd
+            .make_fixed_output_path(&output_path_name(drv_name, &id), method, &h, [], false)
+            .map_err(|e| bad(path_offset, e.to_string()))?;
+        Ok((id, DerivationOutput::fixed_output(method, &h, Some(p))))
+    }
+}
+
+/// Append `s` in quotes with CppNix's escapes.
+fn escaped(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Append `s` in quotes as it is (CppNix does not escape names, paths and the system).
+fn raw(out: &mut String, s: &str) {
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+}
+
+/// Append `[s,s,...]` with each string written by `item`.
+fn list<'a>(
+    out: &mut String,
+    items: impl IntoIterator<Item = &'a str>,
+    item: fn(&mut String, &str),
+) {
+    out.push('[');
+    for (i, s) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(out, s);
+    }
+    out.push(']');
+}
+
+impl Derivation {
+    /// Parse the ATerm text of a derivation named `name` (the `.drv` file's name without
+    /// `.drv`). Like CppNix, a repeated output keeps its first definition and a repeated
+    /// input derivation or environment variable its last.
+    pub fn parse(sd: &StoreDir, text: &str, name: &str) -> Result<Derivation, DrvError> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        p.expect("Derive(")?;
+        let mut outputs = BTreeMap::new();
+        for (id, o) in p.list(|p| p.output(sd, name))? {
+            outputs.entry(id).or_insert(o);
+        }
+        p.expect(",")?;
+        let mut input_drvs = BTreeMap::new();
+        for (d, outs) in p.list(|p| {
+            p.expect("(")?;
+            let d = p.path(sd)?;
+            p.expect(",")?;
+            let outs = p.list(|p| p.string())?;
+            p.expect(")")?;
+            Ok((d, outs))
+        })? {
+            input_drvs.insert(d, outs.into_iter().collect());
+        }
+        p.expect(",")?;
+        let input_srcs = p.list(|p| p.path(sd))?.into_iter().collect();
+        p.expect(",")?;
+        let platform = p.string()?;
+        p.expect(",")?;
+        let builder = p.string()?;
+        p.expect(",")?;
+        let args = p.list(|p| p.string())?;
+        p.expect(",")?;
+        let mut env = BTreeMap::new();
+        for (k, v) in p.list(|p| {
+            p.expect("(")?;
+            let k = p.string()?;
+            p.expect(",")?;
+            let v = p.string()?;
+            p.expect(")")?;
+            Ok((k, v))
+        })? {
+            env.insert(k, v);
+        }
+        p.expect(")")?;
+        if p.i != p.s.len() {
+            return Err(DrvError::Bad {
+                offset: p.i,
+                msg: "trailing data after the derivation".into(),
+            });
+        }
+        Ok(Derivation {
+            name: name.to_string(),
+            outputs,
+            input_drvs,
+            input_srcs,
+            platform,
+            builder,
+            args,
+            env,
+        })
+    }
+
+    /// The ATerm text. With `mask_outputs`, output paths and the environment variables named
+    /// after outputs are blanked; `input_hashes` (base16 hash modulo → output names) replaces
+    /// the input derivations, as for the hash modulo.
+    pub fn unparse(
+        &self,
+        sd: &StoreDir,
+        mask_outputs: bool,
+        input_hashes: Option<&BTreeMap<String, BTreeSet<String>>>,
+    ) -> String {
+        let mut s = String::with_capacity(1024);
+        s.push_str("Derive([");
+        for (i, (id, o)) in self.outputs.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push('(');
+            raw(&mut s, id);
+            s.push(',');
+            match (&o.path, mask_outputs) {
+                (Some(p), false) => raw(&mut s, &sd.display(p)),
+                _ => raw(&mut s, ""),
+            }
+            s.push(',');
+            raw(&mut s, &o.hash_algo);
+            s.push(',');
+            raw(&mut s, &o.hash);
+            s.push(')');
+        }
+        s.push_str("],[");
+        let mut first = true;
+        let mut input = |s: &mut String, key: &str, outs: &BTreeSet<String>| {
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push('(');
+            raw(s, key);
+            s.push(',');
+            list(s, outs.iter().map(String::as_str), raw);
+            s.push(')');
+        };
+        match input_hashes {
+            Some(h) => {
+                for (k, outs) in h {
+                    input(&mut s, k, outs);
+                }
+            }
+            None => {
+                for (d, outs) in &self.input_drvs {
+                    input(&mut s, &sd.display(d), outs);
+                }
+            }
+        }
+        s.push_str("],");
+        let srcs: Vec<String> = self.input_srcs.iter().map(|p| sd.display(p)).collect();
+        list(&mut s, srcs.iter().map(String::as_str), raw);
+        s.push(',');
+        raw(&mut s, &self.platform);
+        s.push(',');
+        escaped(&mut s, &self.builder);
+        s.push(',');
+        list(&mut s, self.args.iter().map(String::as_str), escaped);
+        s.push_str(",[");
+        for (i, (k, v)) in self.env.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push('(');
+            escaped(&mut s, k);
+            s.push(',');
+            let masked = mask_outputs && self.outputs.contains_key(k);
+            escaped(&mut s, if masked { "" } else { v });
+            s.push(')');
+        }
+        s.push_str("])");
+        s
+    }
+
+    /// The ATerm text as written to the `.drv` file.
+    pub fn to_aterm(&self, sd: &StoreDir) -> String {
+        self.unparse(sd, false, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"Derive([("out","/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-x","","")],[("/nix/store/ffffffffffffffffffffffffffffffff-dep.drv",["dev","out"])],["/nix/store/ssssssssssssssssssssssssssssssss-src"],"x86_64-linux","/bin/sh",["-c","echo \"hi\"\n\\ \t"],[("a","b\r"),("out","/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-x")])"#;
+
+    #[test]
+    fn parse_print_roundtrip() {
+        let sd = StoreDir::default();
+        let d = Derivation::parse(&sd, SAMPLE, "x").unwrap();
+        assert_eq!(d.args[1], "echo \"hi\"\n\\ \t");
+        assert_eq!(d.env["a"], "b\r");
+        assert_eq!(d.input_drvs.values().next().unwrap().len(), 2);
+        assert_eq!(d.to_aterm(&sd), SAMPLE);
+    }
+
+    #[test]
+    fn every_prefix_is_an_error() {
+        let sd = StoreDir::default();
+        for cut in 0..SAMPLE.len() {
+            assert!(Derivation::parse(&sd, &SAMPLE[..cut], "x").is_err());
+        }
+        assert!(Derivation::parse(&sd, &format!("{SAMPLE}x"), "x").is_err());
+    }
+
+    #[test]
+    fn errors_carry_the_offset() {
+        let sd = StoreDir::default();
+        let e = Derivation::parse(&sd, "Derive([],[],[],\"s\",\"b\",[\"a\" \"b\"],[])", "x");
+        assert_eq!(
+            e,
+            Err(DrvError::Expected {
+                offset: 28,
+                expected: "',' or ']'".into()
+            })
+        );
+        let e = Derivation::parse(
+            &sd,
+            "Derive([(\"out\",\"/tmp/x\",\"\",\"\")],[],[],\"\",\"\",[],[])",
+            "x",
+        );
+        assert!(matches!(e, Err(DrvError::Bad { offset: 15, .. })), "{e:?}");
+    }
+
+    #[test]
+    fn names_and_system_are_not_escaped_but_env_is() {
+        let sd = StoreDir::default();
+        let mut d = Derivation::parse(&sd, SAMPLE, "x").unwrap();
+        d.platform = "a\tb".into();
+        d.env.insert("k\"".into(), "\\".into());
+        let text = d.to_aterm(&sd);
+        assert!(text.contains(",\"a\tb\","), "{text}");
+        assert!(text.contains("(\"k\\\"\",\"\\\\\")"), "{text}");
+    }
+
+    #[test]
+    fn outputs_are_normalised_like_cppnix() {
+        let sd = StoreDir::default();
+        // A fixed output given in nix32 with a wrong path: the hash is printed back in base16
+        // and the path recomputed.
+        let text = "Derive([(\"out\",\"/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-f\",\"sha256\",\"0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73\")],[],[],\"s\",\"b\",[],[])";
+        let d = Derivation::parse(&sd, text, "f").unwrap();
+        let o = &d.outputs["out"];
+        assert_eq!(
+            o.hash,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_ne!(o.path.as_ref().unwrap().hash_part(), "z".repeat(32));
+        // An input-addressed output's stray hash is dropped.
+        let text = "Derive([(\"out\",\"/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-f\",\"\",\"junk\")],[],[],\"s\",\"b\",[],[])";
+        let d = Derivation::parse(&sd, text, "f").unwrap();
+        assert_eq!(d.outputs["out"].hash, "");
+        // A repeated output keeps the first.
+        let text = "Derive([(\"out\",\"\",\"\",\"\"),(\"out\",\"/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-f\",\"\",\"\")],[],[],\"s\",\"b\",[],[])";
+        let d = Derivation::parse(&sd, text, "f").unwrap();
+        assert_eq!(d.outputs["out"].path, None);
+    }
+
+    #[test]
+    fn bad_outputs() {
+        let sd = StoreDir::default();
+        for o in [
+            r#"("out","","sha257","")"#,
+            r#"("out","/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-f","sha256","")"#,
+            r#"("out","","sha256","abcd")"#,
+            r#"("out","/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-f","sha256","abcd")"#,
+            r#"("out","/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-f","sha256","sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73")"#,
+            r#"("out","relative","","")"#,
+        ] {
+            let text = format!("Derive([{o}],[],[],\"s\",\"b\",[],[])");
+            assert!(Derivation::parse(&sd, &text, "f").is_err(), "{o}");
+        }
+    }
+}
