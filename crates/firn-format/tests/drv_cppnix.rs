@@ -64,7 +64,11 @@ fn instantiate(dir: &Path, store: &Path, n: usize, expr: &str) -> StorePath {
 fn read_drv(store: &Path, p: &StorePath) -> Result<Derivation, DrvError> {
     let text = std::fs::read_to_string(store.join("nix/store").join(p.base_name()))
         .map_err(|e| DrvError::Invalid(format!("reading {p}: {e}")))?;
-    Derivation::parse(&StoreDir::default(), &text, p.name().trim_end_matches(".drv"))
+    Derivation::parse(
+        &StoreDir::default(),
+        &text,
+        p.name().trim_end_matches(".drv"),
+    )
 }
 
 const SH: &str = r#"system = "x86_64-linux"; builder = "/bin/sh";"#;
@@ -111,7 +115,9 @@ fn recompute(store: &Path, memo: &mut DrvHashes, d: &Derivation) -> Derivation {
     for (id, o) in blank.outputs.iter_mut() {
         blank.env.insert(id.clone(), String::new());
         *o = match o.kind().expect("CppNix writes valid outputs") {
-            OutputKind::Fixed { method, hash } => DerivationOutput::fixed_output(method, &hash, None),
+            OutputKind::Fixed { method, hash } => {
+                DerivationOutput::fixed_output(method, &hash, None)
+            }
             _ => DerivationOutput::deferred(),
         };
     }
@@ -190,7 +196,11 @@ fn from_scratch(n: usize, system: &str, system_nix: &str, outputs: &[&str], read
         // CppNix writes the file, then fails reading it back: take it from the store.
         let f = dir.0.join("e.nix");
         std::fs::write(&f, &expr).expect("writing an expression");
-        let out = cppnix("nix-instantiate").arg("--store").arg(&store).arg(&f).output();
+        let out = cppnix("nix-instantiate")
+            .arg("--store")
+            .arg(&store)
+            .arg(&f)
+            .output();
         assert!(!out.expect("running nix-instantiate").status.success());
         let drvs: Vec<StorePath> = std::fs::read_dir(store.join("nix/store"))
             .expect("listing the store")
@@ -234,7 +244,13 @@ fn from_scratch(n: usize, system: &str, system_nix: &str, outputs: &[&str], read
 
 #[test]
 fn derivation_built_from_scratch_matches_cppnix() {
-    from_scratch(0, "x86_64-linux", "x86_64-linux", &["out", "doc", "bin"], true);
+    from_scratch(
+        0,
+        "x86_64-linux",
+        "x86_64-linux",
+        &["out", "doc", "bin"],
+        true,
+    );
 }
 
 /// CppNix writes the system string without escapes (so a `"` in it makes a `.drv` that neither
