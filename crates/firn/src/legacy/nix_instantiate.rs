@@ -1,5 +1,6 @@
-//! `nix-instantiate`: today `--parse` (print the parsed expression as CppNix does); evaluation
-//! and instantiation need the evaluator, which firn does not have yet, and say so.
+//! `nix-instantiate`: `--parse` (print the parsed expression as CppNix does) and `--eval`
+//! (`--strict`) with firn's early evaluator; instantiating derivations is not there yet and
+//! says so.
 
 use std::io::Read;
 
@@ -11,6 +12,8 @@ use crate::context::{usage, Ctx, Failure};
 pub fn main(args: Vec<String>) -> Result<()> {
     let (_ctx, args) = Ctx::new(super::expand_short_flags(args))?;
     let mut parse_only = false;
+    let mut eval = false;
+    let mut strict = false;
     let mut exprs: Vec<String> = Vec::new();
     let mut from_expr = false;
     let mut it = args.into_iter();
@@ -26,9 +29,12 @@ pub fn main(args: Vec<String>) -> Result<()> {
             }
             "--parse" => parse_only = true,
             "-E" | "--expr" => from_expr = true,
-            "--eval" | "--eval-only" | "--strict" | "--json" | "--xml" | "-A" | "--attr"
-            | "--arg" | "--argstr" | "--read-write-mode" | "--add-root" | "--find-file" => {
-                bail!("nix-instantiate '{a}' needs the evaluator, which firn does not have yet")
+            "--eval" | "--eval-only" => eval = true,
+            "--strict" => strict = true,
+            "--read-write-mode" | "--show-trace" => {}
+            "--json" | "--xml" | "-A" | "--attr" | "--arg" | "--argstr" | "--add-root"
+            | "--find-file" => {
+                bail!("nix-instantiate '{a}' is not implemented by firn yet")
             }
             "-I" => {
                 it.next()
@@ -40,9 +46,9 @@ pub fn main(args: Vec<String>) -> Result<()> {
             _ => exprs.push(a),
         }
     }
-    if !parse_only {
+    if !parse_only && !eval {
         bail!(
-            "nix-instantiate without '--parse' needs the evaluator, which firn does not have yet"
+            "instantiating derivations is not implemented by firn yet; use '--eval' or '--parse'"
         );
     }
     if exprs.is_empty() {
@@ -81,6 +87,10 @@ pub fn main(args: Vec<String>) -> Result<()> {
             base_dir: &base_dir,
             home: &home,
         };
+        if eval && !parse_only {
+            evaluate(&text, &origin, &base_dir, strict)?;
+            continue;
+        }
         let mut interner = Interner::default();
         match parse(&text, &src, &mut interner) {
             Ok(expr) => println!("{}", show(&interner, &expr)),
@@ -96,4 +106,38 @@ pub fn main(args: Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Evaluate `text` and print the value, on a thread with a stack sized for deep evaluations.
+fn evaluate(text: &str, origin: &str, base_dir: &str, strict: bool) -> Result<()> {
+    let (text, origin, base_dir) = (text.to_string(), origin.to_string(), base_dir.to_string());
+    let result = std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(move || -> Result<String, String> {
+            let mut ev = firn_eval::Evaluator::new();
+            let e = ev.parse(&text, &origin, &base_dir).map_err(|e| e.msg)?;
+            let v = ev.eval_top(e).map_err(|e| e.msg)?;
+            if strict {
+                firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
+            }
+            firn_eval::print::print_value(&mut ev, &v, strict).map_err(|e| e.msg)
+        })
+        .context("starting the evaluator thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the evaluator panicked"))?;
+    match result {
+        Ok(s) => {
+            println!("{s}");
+            Ok(())
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            Err(Failure {
+                code: 1,
+                msg,
+                silent: true,
+            }
+            .into())
+        }
+    }
 }

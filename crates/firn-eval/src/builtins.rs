@@ -1,0 +1,1102 @@
+//! The builtin functions (`builtins.*` and the global ones such as `map` and `throw`).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::error::{err, EResult, ErrorKind, EvalError};
+use crate::eval::Evaluator;
+use crate::value::*;
+
+pub type PrimFn = fn(&mut Evaluator, &[Thunk]) -> EResult<Value>;
+
+fn force(ev: &mut Evaluator, t: &Thunk) -> EResult<Value> {
+    ev.force(t)
+}
+
+fn int(ev: &mut Evaluator, t: &Thunk) -> EResult<i64> {
+    match force(ev, t)? {
+        Value::Int(i) => Ok(i),
+        v => err(format!("expected an integer but found {}", v.type_name())),
+    }
+}
+
+fn list(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<Vec<Thunk>>> {
+    match force(ev, t)? {
+        Value::List(l) => Ok(l),
+        v => err(format!("expected a list but found {}", v.type_name())),
+    }
+}
+
+fn attrs(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<AttrMap>> {
+    match force(ev, t)? {
+        Value::Attrs(a) => Ok(a),
+        v => err(format!("expected a set but found {}", v.type_name())),
+    }
+}
+
+fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
+    match force(ev, t)? {
+        Value::String(s) => Ok(s),
+        v => err(format!("expected a string but found {}", v.type_name())),
+    }
+}
+
+fn boolean(ev: &mut Evaluator, t: &Thunk) -> EResult<bool> {
+    match force(ev, t)? {
+        Value::Bool(b) => Ok(b),
+        v => err(format!("expected a Boolean but found {}", v.type_name())),
+    }
+}
+
+/// Integer and float arithmetic with Nix's rules (overflow is an error).
+pub fn arith(op: char, a: &Value, b: &Value) -> EResult<Value> {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => {
+            let r = match op {
+                '+' => x.checked_add(*y),
+                '-' => x.checked_sub(*y),
+                '*' => x.checked_mul(*y),
+                _ => {
+                    if *y == 0 {
+                        return err("division by zero");
+                    }
+                    x.checked_div(*y)
+                }
+            };
+            let verb = match op {
+                '+' => "adding",
+                '-' => "subtracting",
+                '*' => "multiplying",
+                _ => "dividing",
+            };
+            r.map(Value::Int)
+                .ok_or_else(|| EvalError::new(format!("integer overflow in {verb} {x} {op} {y}")))
+        }
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            let f = |v: &Value| match v {
+                Value::Int(i) => *i as f64,
+                Value::Float(f) => *f,
+                _ => 0.0,
+            };
+            let (x, y) = (f(a), f(b));
+            Ok(Value::Float(match op {
+                '+' => x + y,
+                '-' => x - y,
+                '*' => x * y,
+                _ => {
+                    if y == 0.0 {
+                        return err("division by zero");
+                    }
+                    x / y
+                }
+            }))
+        }
+        (Value::Int(_) | Value::Float(_), other) | (other, _) => err(format!(
+            "expected an integer but found {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn arith_prim(op: char) -> PrimFn {
+    match op {
+        '+' => |ev, a| {
+            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
+            arith('+', &x, &y)
+        },
+        '-' => |ev, a| {
+            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
+            arith('-', &x, &y)
+        },
+        '*' => |ev, a| {
+            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
+            arith('*', &x, &y)
+        },
+        _ => |ev, a| {
+            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
+            arith('/', &x, &y)
+        },
+    }
+}
+
+/// `builtins.lessThan`.
+pub fn less_than(ev: &mut Evaluator, a: &Value, b: &Value) -> EResult<bool> {
+    Ok(match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x < y,
+        (Value::Int(x), Value::Float(y)) => (*x as f64) < *y,
+        (Value::Float(x), Value::Int(y)) => *x < (*y as f64),
+        (Value::Float(x), Value::Float(y)) => x < y,
+        (Value::String(x), Value::String(y)) => x.s < y.s,
+        (Value::Path(x), Value::Path(y)) => x < y,
+        (Value::List(x), Value::List(y)) => {
+            for (p, q) in x.iter().zip(y.iter()) {
+                let p = ev.force(p)?;
+                let q = ev.force(q)?;
+                if !ev.equal(&p, &q)? {
+                    return less_than(ev, &p, &q);
+                }
+            }
+            x.len() < y.len()
+        }
+        _ => {
+            return err(format!(
+                "cannot compare {} with {}",
+                a.type_name(),
+                b.type_name()
+            ))
+        }
+    })
+}
+
+/// Force a value deeply (`deepSeq`, `--strict`).
+pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
+    let mut stack = vec![v.clone()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = stack.pop() {
+        match &v {
+            Value::Attrs(a) => {
+                if !seen.insert(Rc::as_ptr(a) as usize) {
+                    continue;
+                }
+                for t in a.values() {
+                    stack.push(ev.force(t)?);
+                }
+            }
+            Value::List(l) => {
+                if !seen.insert(Rc::as_ptr(l) as usize) {
+                    continue;
+                }
+                for t in l.iter() {
+                    stack.push(ev.force(t)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+macro_rules! prim {
+    ($ev:ident, $a:ident, $body:expr) => {
+        |$ev: &mut Evaluator, $a: &[Thunk]| -> EResult<Value> { $body }
+    };
+}
+
+fn sort_by(ev: &mut Evaluator, items: &[Thunk], cmp: &Value) -> EResult<Vec<Thunk>> {
+    // A stable merge sort calling the user's comparator.
+    if items.len() <= 1 {
+        return Ok(items.to_vec());
+    }
+    let mid = items.len() / 2;
+    let left = sort_by(ev, &items[..mid], cmp)?;
+    let right = sort_by(ev, &items[mid..], cmp)?;
+    let mut out = Vec::with_capacity(items.len());
+    let (mut i, mut j) = (0, 0);
+    while i < left.len() && j < right.len() {
+        let f = ev.call(cmp.clone(), right[j].clone())?;
+        let r = ev.call(f, left[i].clone())?;
+        let right_first = match r {
+            Value::Bool(b) => b,
+            v => return err(format!("expected a Boolean but found {}", v.type_name())),
+        };
+        if right_first {
+            out.push(right[j].clone());
+            j += 1;
+        } else {
+            out.push(left[i].clone());
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&left[i..]);
+    out.extend_from_slice(&right[j..]);
+    Ok(out)
+}
+
+fn table() -> Vec<(&'static str, usize, PrimFn)> {
+    vec![
+        ("add", 2, arith_prim('+')),
+        ("sub", 2, arith_prim('-')),
+        ("mul", 2, arith_prim('*')),
+        ("div", 2, arith_prim('/')),
+        (
+            "lessThan",
+            2,
+            prim!(ev, a, {
+                let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
+                Ok(Value::Bool(less_than(ev, &x, &y)?))
+            }),
+        ),
+        (
+            "bitAnd",
+            2,
+            prim!(ev, a, Ok(Value::Int(int(ev, &a[0])? & int(ev, &a[1])?))),
+        ),
+        (
+            "bitOr",
+            2,
+            prim!(ev, a, Ok(Value::Int(int(ev, &a[0])? | int(ev, &a[1])?))),
+        ),
+        (
+            "bitXor",
+            2,
+            prim!(ev, a, Ok(Value::Int(int(ev, &a[0])? ^ int(ev, &a[1])?))),
+        ),
+        (
+            "ceil",
+            1,
+            prim!(
+                ev,
+                a,
+                match force(ev, &a[0])? {
+                    Value::Float(f) => Ok(Value::Int(f.ceil() as i64)),
+                    Value::Int(i) => Ok(Value::Int(i)),
+                    v => err(format!("expected a float but found {}", v.type_name())),
+                }
+            ),
+        ),
+        (
+            "floor",
+            1,
+            prim!(
+                ev,
+                a,
+                match force(ev, &a[0])? {
+                    Value::Float(f) => Ok(Value::Int(f.floor() as i64)),
+                    Value::Int(i) => Ok(Value::Int(i)),
+                    v => err(format!("expected a float but found {}", v.type_name())),
+                }
+            ),
+        ),
+        (
+            "length",
+            1,
+            prim!(ev, a, Ok(Value::Int(list(ev, &a[0])?.len() as i64))),
+        ),
+        (
+            "head",
+            1,
+            prim!(ev, a, {
+                let l = list(ev, &a[0])?;
+                match l.first() {
+                    Some(t) => force(ev, &t.clone()),
+                    None => err("'builtins.head' called on an empty list"),
+                }
+            }),
+        ),
+        (
+            "tail",
+            1,
+            prim!(ev, a, {
+                let l = list(ev, &a[0])?;
+                if l.is_empty() {
+                    return err("'builtins.tail' called on an empty list");
+                }
+                Ok(Value::List(Rc::new(l[1..].to_vec())))
+            }),
+        ),
+        (
+            "elemAt",
+            2,
+            prim!(ev, a, {
+                let l = list(ev, &a[0])?;
+                let i = int(ev, &a[1])?;
+                match usize::try_from(i).ok().and_then(|i| l.get(i)) {
+                    Some(t) => force(ev, &t.clone()),
+                    None => err(format!(
+                        "'builtins.elemAt' called with index {i} on a list of size {}",
+                        l.len()
+                    )),
+                }
+            }),
+        ),
+        (
+            "elem",
+            2,
+            prim!(ev, a, {
+                let x = force(ev, &a[0])?;
+                let l = list(ev, &a[1])?;
+                for t in l.iter() {
+                    let y = force(ev, t)?;
+                    if ev.equal(&x, &y)? {
+                        return Ok(Value::Bool(true));
+                    }
+                }
+                Ok(Value::Bool(false))
+            }),
+        ),
+        (
+            "map",
+            2,
+            prim!(ev, a, {
+                let l = list(ev, &a[1])?;
+                Ok(Value::List(Rc::new(
+                    l.iter()
+                        .map(|t| Thunk::apply(a[0].clone(), t.clone()))
+                        .collect(),
+                )))
+            }),
+        ),
+        (
+            "filter",
+            2,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                let l = list(ev, &a[1])?;
+                let mut out = Vec::new();
+                for t in l.iter() {
+                    match ev.call(f.clone(), t.clone())? {
+                        Value::Bool(true) => out.push(t.clone()),
+                        Value::Bool(false) => {}
+                        v => return err(format!("expected a Boolean but found {}", v.type_name())),
+                    }
+                }
+                Ok(Value::List(Rc::new(out)))
+            }),
+        ),
+        (
+            "foldl'",
+            3,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                // The initial accumulator is only forced if it is the result.
+                let mut acc = a[1].clone();
+                let l = list(ev, &a[2])?;
+                for t in l.iter() {
+                    let g = ev.call(f.clone(), acc)?;
+                    let v = ev.call(g, t.clone())?;
+                    acc = Thunk::value(v);
+                }
+                force(ev, &acc)
+            }),
+        ),
+        (
+            "concatLists",
+            1,
+            prim!(ev, a, {
+                let l = list(ev, &a[0])?;
+                let mut out = Vec::new();
+                for t in l.iter() {
+                    out.extend(list(ev, t)?.iter().cloned());
+                }
+                Ok(Value::List(Rc::new(out)))
+            }),
+        ),
+        (
+            "concatMap",
+            2,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                let l = list(ev, &a[1])?;
+                let mut out = Vec::new();
+                for t in l.iter() {
+                    match ev.call(f.clone(), t.clone())? {
+                        Value::List(x) => out.extend(x.iter().cloned()),
+                        v => return err(format!("expected a list but found {}", v.type_name())),
+                    }
+                }
+                Ok(Value::List(Rc::new(out)))
+            }),
+        ),
+        (
+            "genList",
+            2,
+            prim!(ev, a, {
+                let n = int(ev, &a[1])?;
+                if n < 0 {
+                    return err(format!("cannot create list of size {n}"));
+                }
+                Ok(Value::List(Rc::new(
+                    (0..n)
+                        .map(|i| Thunk::apply(a[0].clone(), Thunk::value(Value::Int(i))))
+                        .collect(),
+                )))
+            }),
+        ),
+        (
+            "any",
+            2,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                for t in list(ev, &a[1])?.iter() {
+                    if let Value::Bool(true) = ev.call(f.clone(), t.clone())? {
+                        return Ok(Value::Bool(true));
+                    }
+                }
+                Ok(Value::Bool(false))
+            }),
+        ),
+        (
+            "all",
+            2,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                for t in list(ev, &a[1])?.iter() {
+                    if let Value::Bool(false) = ev.call(f.clone(), t.clone())? {
+                        return Ok(Value::Bool(false));
+                    }
+                }
+                Ok(Value::Bool(true))
+            }),
+        ),
+        (
+            "sort",
+            2,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                let l = list(ev, &a[1])?;
+                Ok(Value::List(Rc::new(sort_by(ev, &l, &f)?)))
+            }),
+        ),
+        (
+            "partition",
+            2,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                let (mut r, mut w) = (Vec::new(), Vec::new());
+                for t in list(ev, &a[1])?.iter() {
+                    let keep = Thunk::value(ev.call(f.clone(), t.clone())?);
+                    if boolean(ev, &keep)? {
+                        r.push(t.clone());
+                    } else {
+                        w.push(t.clone());
+                    }
+                }
+                let mut m = AttrMap::new();
+                m.insert("right".into(), Thunk::value(Value::List(Rc::new(r))));
+                m.insert("wrong".into(), Thunk::value(Value::List(Rc::new(w))));
+                Ok(Value::Attrs(Rc::new(m)))
+            }),
+        ),
+        (
+            "attrNames",
+            1,
+            prim!(ev, a, {
+                let m = attrs(ev, &a[0])?;
+                Ok(Value::List(Rc::new(
+                    m.keys()
+                        .map(|k| Thunk::value(Value::str(k.clone())))
+                        .collect(),
+                )))
+            }),
+        ),
+        (
+            "attrValues",
+            1,
+            prim!(ev, a, {
+                let m = attrs(ev, &a[0])?;
+                Ok(Value::List(Rc::new(m.values().cloned().collect())))
+            }),
+        ),
+        (
+            "hasAttr",
+            2,
+            prim!(ev, a, {
+                let n = string(ev, &a[0])?;
+                let m = attrs(ev, &a[1])?;
+                Ok(Value::Bool(m.contains_key(&n.s)))
+            }),
+        ),
+        (
+            "getAttr",
+            2,
+            prim!(ev, a, {
+                let n = string(ev, &a[0])?;
+                let m = attrs(ev, &a[1])?;
+                match m.get(&n.s) {
+                    Some(t) => force(ev, &t.clone()),
+                    None => err(format!("attribute '{}' missing", n.s)),
+                }
+            }),
+        ),
+        (
+            "removeAttrs",
+            2,
+            prim!(ev, a, {
+                let m = attrs(ev, &a[0])?;
+                let names = list(ev, &a[1])?;
+                let mut out = (*m).clone();
+                for t in names.iter() {
+                    let n = string(ev, t)?;
+                    out.remove(&n.s);
+                }
+                Ok(Value::Attrs(Rc::new(out)))
+            }),
+        ),
+        (
+            "listToAttrs",
+            1,
+            prim!(ev, a, {
+                let l = list(ev, &a[0])?;
+                let mut out = AttrMap::new();
+                for t in l.iter() {
+                    let p = attrs(ev, t)?;
+                    let name = match p.get("name") {
+                        Some(n) => string(ev, &n.clone())?,
+                        None => return err("attribute 'name' missing"),
+                    };
+                    let value = match p.get("value") {
+                        Some(v) => v.clone(),
+                        None => return err("attribute 'value' missing"),
+                    };
+                    // The first occurrence of a name wins.
+                    out.entry(name.s).or_insert(value);
+                }
+                Ok(Value::Attrs(Rc::new(out)))
+            }),
+        ),
+        (
+            "intersectAttrs",
+            2,
+            prim!(ev, a, {
+                let x = attrs(ev, &a[0])?;
+                let y = attrs(ev, &a[1])?;
+                let out: AttrMap = y
+                    .iter()
+                    .filter(|(k, _)| x.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Ok(Value::Attrs(Rc::new(out)))
+            }),
+        ),
+        (
+            "mapAttrs",
+            2,
+            prim!(ev, a, {
+                let m = attrs(ev, &a[1])?;
+                let out: AttrMap = m
+                    .iter()
+                    .map(|(k, v)| {
+                        let partial =
+                            Thunk::apply(a[0].clone(), Thunk::value(Value::str(k.clone())));
+                        (k.clone(), Thunk::apply(partial, v.clone()))
+                    })
+                    .collect();
+                Ok(Value::Attrs(Rc::new(out)))
+            }),
+        ),
+        (
+            "catAttrs",
+            2,
+            prim!(ev, a, {
+                let n = string(ev, &a[0])?;
+                let mut out = Vec::new();
+                for t in list(ev, &a[1])?.iter() {
+                    if let Some(v) = attrs(ev, t)?.get(&n.s) {
+                        out.push(v.clone());
+                    }
+                }
+                Ok(Value::List(Rc::new(out)))
+            }),
+        ),
+        (
+            "functionArgs",
+            1,
+            prim!(ev, a, {
+                match force(ev, &a[0])? {
+                    Value::Lambda(l) => {
+                        let mut out = AttrMap::new();
+                        if let firn_syntax::ExprKind::Lambda {
+                            formals: Some(f), ..
+                        } = &l.expr.kind
+                        {
+                            for fm in &f.formals {
+                                out.insert(
+                                    ev.interner.name(fm.name).into(),
+                                    Thunk::value(Value::Bool(fm.default.is_some())),
+                                );
+                            }
+                        }
+                        Ok(Value::Attrs(Rc::new(out)))
+                    }
+                    Value::PrimOp(_) | Value::PrimOpApp(..) => {
+                        Ok(Value::Attrs(Rc::new(AttrMap::new())))
+                    }
+                    v => err(format!("expected a function but found {}", v.type_name())),
+                }
+            }),
+        ),
+        (
+            "isAttrs",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::Attrs(_))))
+            ),
+        ),
+        (
+            "isList",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::List(_))))
+            ),
+        ),
+        (
+            "isString",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::String(_))))
+            ),
+        ),
+        (
+            "isInt",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::Int(_))))
+            ),
+        ),
+        (
+            "isFloat",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::Float(_))))
+            ),
+        ),
+        (
+            "isBool",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::Bool(_))))
+            ),
+        ),
+        (
+            "isNull",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::Null)))
+            ),
+        ),
+        (
+            "isPath",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(force(ev, &a[0])?, Value::Path(_))))
+            ),
+        ),
+        (
+            "isFunction",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(matches!(
+                    force(ev, &a[0])?,
+                    Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(..)
+                )))
+            ),
+        ),
+        (
+            "typeOf",
+            1,
+            prim!(ev, a, Ok(Value::str(force(ev, &a[0])?.type_of()))),
+        ),
+        (
+            "toString",
+            1,
+            prim!(ev, a, {
+                let v = force(ev, &a[0])?;
+                Ok(Value::String(ev.coerce_to_string(&v, true)?))
+            }),
+        ),
+        (
+            "stringLength",
+            1,
+            prim!(ev, a, {
+                let v = force(ev, &a[0])?;
+                Ok(Value::Int(ev.coerce_to_string(&v, false)?.s.len() as i64))
+            }),
+        ),
+        (
+            "substring",
+            3,
+            prim!(ev, a, {
+                let start = int(ev, &a[0])?;
+                let len = int(ev, &a[1])?;
+                let v = force(ev, &a[2])?;
+                let s = ev.coerce_to_string(&v, false)?;
+                if start < 0 {
+                    return err("negative start position in 'substring'");
+                }
+                let b = s.s.as_bytes();
+                let st = (start as usize).min(b.len());
+                let en = if len < 0 {
+                    b.len()
+                } else {
+                    st.saturating_add(len as usize).min(b.len())
+                };
+                Ok(Value::String(NixString {
+                    s: String::from_utf8_lossy(&b[st..en]).into_owned().into(),
+                    context: s.context.clone(),
+                }))
+            }),
+        ),
+        (
+            "concatStringsSep",
+            2,
+            prim!(ev, a, {
+                let sep = string(ev, &a[0])?;
+                let l = list(ev, &a[1])?;
+                let mut out = String::new();
+                let mut ctx = (*sep.context).clone();
+                for (i, t) in l.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&sep.s);
+                    }
+                    let v = force(ev, t)?;
+                    let s = ev.coerce_to_string(&v, false)?;
+                    out.push_str(&s.s);
+                    ctx.extend(s.context.iter().cloned());
+                }
+                Ok(Value::String(NixString {
+                    s: out.into(),
+                    context: Rc::new(ctx),
+                }))
+            }),
+        ),
+        (
+            "replaceStrings",
+            3,
+            prim!(ev, a, {
+                let from = list(ev, &a[0])?;
+                let to = list(ev, &a[1])?;
+                if from.len() != to.len() {
+                    return err("'from' and 'to' arguments passed to builtins.replaceStrings have different lengths");
+                }
+                let mut froms = Vec::new();
+                for t in from.iter() {
+                    froms.push(string(ev, t)?.s);
+                }
+                let s = string(ev, &a[2])?;
+                let mut out = String::new();
+                let mut i = 0;
+                let bytes = s.s.as_bytes();
+                let mut cache: Vec<Option<NixString>> = vec![None; to.len()];
+                while i <= bytes.len() {
+                    let mut matched = false;
+                    for (k, f) in froms.iter().enumerate() {
+                        if bytes[i..].starts_with(f.as_bytes()) {
+                            if cache[k].is_none() {
+                                cache[k] = Some(string(ev, &to[k])?);
+                            }
+                            out.push_str(
+                                &cache[k].as_ref().map(|x| x.s.clone()).unwrap_or_default(),
+                            );
+                            if f.is_empty() {
+                                if i < bytes.len() {
+                                    let ch =
+                                        s.s[i..].chars().next().map(|c| c.len_utf8()).unwrap_or(1);
+                                    out.push_str(&s.s[i..i + ch]);
+                                    i += ch;
+                                } else {
+                                    i += 1;
+                                }
+                            } else {
+                                i += f.len();
+                            }
+                            matched = true;
+                            break;
+                        }
+                    }
+                    if !matched {
+                        if i < bytes.len() {
+                            let ch = s.s[i..].chars().next().map(|c| c.len_utf8()).unwrap_or(1);
+                            out.push_str(&s.s[i..i + ch]);
+                            i += ch;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                Ok(Value::String(NixString {
+                    s: out.into(),
+                    context: s.context.clone(),
+                }))
+            }),
+        ),
+        (
+            "throw",
+            1,
+            prim!(ev, a, {
+                let s = string(ev, &a[0])?;
+                Err(EvalError::with_kind(ErrorKind::Throw, s.s.to_string()))
+            }),
+        ),
+        (
+            "abort",
+            1,
+            prim!(ev, a, {
+                let s = string(ev, &a[0])?;
+                Err(EvalError::with_kind(
+                    ErrorKind::Abort,
+                    format!(
+                        "evaluation aborted with the following error message: '{}'",
+                        s.s
+                    ),
+                ))
+            }),
+        ),
+        (
+            "tryEval",
+            1,
+            prim!(ev, a, {
+                let mut m = AttrMap::new();
+                match force(ev, &a[0]) {
+                    Ok(v) => {
+                        m.insert("success".into(), Thunk::value(Value::Bool(true)));
+                        m.insert("value".into(), Thunk::value(v));
+                    }
+                    Err(e) if e.catchable() => {
+                        m.insert("success".into(), Thunk::value(Value::Bool(false)));
+                        m.insert("value".into(), Thunk::value(Value::Bool(false)));
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(Value::Attrs(Rc::new(m)))
+            }),
+        ),
+        (
+            "seq",
+            2,
+            prim!(ev, a, {
+                force(ev, &a[0])?;
+                force(ev, &a[1])
+            }),
+        ),
+        (
+            "deepSeq",
+            2,
+            prim!(ev, a, {
+                let v = force(ev, &a[0])?;
+                deep_force(ev, &v)?;
+                force(ev, &a[1])
+            }),
+        ),
+        (
+            "trace",
+            2,
+            prim!(ev, a, {
+                let v = force(ev, &a[0])?;
+                let shown = match &v {
+                    Value::String(s) => s.s.to_string(),
+                    other => crate::print::print_value(ev, other, false)?,
+                };
+                eprintln!("trace: {shown}");
+                force(ev, &a[1])
+            }),
+        ),
+        (
+            "import",
+            1,
+            prim!(ev, a, {
+                let v = force(ev, &a[0])?;
+                let p = match &v {
+                    Value::Path(p) => p.to_string(),
+                    Value::String(s) => s.s.to_string(),
+                    Value::Attrs(_) => ev.coerce_to_string(&v, false)?.s.to_string(),
+                    other => {
+                        return err(format!("cannot coerce {} to a string", other.type_name()))
+                    }
+                };
+                ev.import(&p)
+            }),
+        ),
+        (
+            "baseNameOf",
+            1,
+            prim!(ev, a, {
+                let v = force(ev, &a[0])?;
+                let s = ev.coerce_to_string(&v, true)?;
+                let t = s.s.trim_end_matches('/');
+                let b = t.rsplit('/').next().unwrap_or(t);
+                Ok(Value::String(NixString {
+                    s: b.into(),
+                    context: s.context.clone(),
+                }))
+            }),
+        ),
+        (
+            "dirOf",
+            1,
+            prim!(ev, a, {
+                let v = force(ev, &a[0])?;
+                let is_path = matches!(v, Value::Path(_));
+                let s = ev.coerce_to_string(&v, true)?;
+                let d = match s.s.rfind('/') {
+                    Some(0) => "/".to_string(),
+                    Some(i) => s.s[..i].to_string(),
+                    None => ".".to_string(),
+                };
+                if is_path {
+                    Ok(Value::Path(d.into()))
+                } else {
+                    Ok(Value::String(NixString {
+                        s: d.into(),
+                        context: s.context.clone(),
+                    }))
+                }
+            }),
+        ),
+        (
+            "unsafeDiscardStringContext",
+            1,
+            prim!(ev, a, {
+                let s = string(ev, &a[0])?;
+                Ok(Value::str(s.s))
+            }),
+        ),
+        (
+            "hasContext",
+            1,
+            prim!(
+                ev,
+                a,
+                Ok(Value::Bool(!string(ev, &a[0])?.context.is_empty()))
+            ),
+        ),
+        (
+            "getEnv",
+            1,
+            prim!(ev, a, {
+                let n = string(ev, &a[0])?;
+                Ok(Value::str(std::env::var(&*n.s).unwrap_or_default()))
+            }),
+        ),
+        (
+            "parseDrvName",
+            1,
+            prim!(ev, a, {
+                let s = string(ev, &a[0])?;
+                // The version starts at the first dash followed by something that is not a letter.
+                let b = s.s.as_bytes();
+                let mut split = b.len();
+                for i in 0..b.len() {
+                    if b[i] == b'-' && b.get(i + 1).is_some_and(|c| !c.is_ascii_alphabetic()) {
+                        split = i;
+                        break;
+                    }
+                }
+                let (name, version) = if split < b.len() {
+                    (&s.s[..split], &s.s[split + 1..])
+                } else {
+                    (&*s.s, "")
+                };
+                let mut m = AttrMap::new();
+                m.insert("name".into(), Thunk::value(Value::str(name)));
+                m.insert("version".into(), Thunk::value(Value::str(version)));
+                Ok(Value::Attrs(Rc::new(m)))
+            }),
+        ),
+        (
+            "zipAttrsWith",
+            2,
+            prim!(ev, a, {
+                let l = list(ev, &a[1])?;
+                let mut acc: BTreeMap<Rc<str>, Vec<Thunk>> = BTreeMap::new();
+                for t in l.iter() {
+                    for (k, v) in attrs(ev, t)?.iter() {
+                        acc.entry(k.clone()).or_default().push(v.clone());
+                    }
+                }
+                let out: AttrMap = acc
+                    .into_iter()
+                    .map(|(k, vs)| {
+                        let partial =
+                            Thunk::apply(a[0].clone(), Thunk::value(Value::str(k.clone())));
+                        (
+                            k,
+                            Thunk::apply(partial, Thunk::value(Value::List(Rc::new(vs)))),
+                        )
+                    })
+                    .collect();
+                Ok(Value::Attrs(Rc::new(out)))
+            }),
+        ),
+        (
+            "groupBy",
+            2,
+            prim!(ev, a, {
+                let f = force(ev, &a[0])?;
+                let mut acc: BTreeMap<Rc<str>, Vec<Thunk>> = BTreeMap::new();
+                for t in list(ev, &a[1])?.iter() {
+                    let k = ev.call(f.clone(), t.clone())?;
+                    let k = string(ev, &Thunk::value(k))?;
+                    acc.entry(k.s).or_default().push(t.clone());
+                }
+                Ok(Value::Attrs(Rc::new(
+                    acc.into_iter()
+                        .map(|(k, v)| (k, Thunk::value(Value::List(Rc::new(v)))))
+                        .collect(),
+                )))
+            }),
+        ),
+    ]
+}
+
+/// Put the builtins into the evaluator's global scope.
+pub fn install(ev: &mut Evaluator) {
+    let mut set = AttrMap::new();
+    let mut globals: BTreeMap<&'static str, Thunk> = BTreeMap::new();
+    for (name, arity, f) in table() {
+        let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
+        set.insert(name.into(), t.clone());
+        globals.insert(name, t);
+    }
+    let consts: Vec<(&str, Value)> = vec![
+        ("true", Value::Bool(true)),
+        ("false", Value::Bool(false)),
+        ("null", Value::Null),
+        ("langVersion", Value::Int(6)),
+        ("nixVersion", Value::str("2.24.0")),
+        ("storeDir", Value::str("/nix/store")),
+        ("currentSystem", Value::str("x86_64-linux")),
+    ];
+    for (name, v) in consts {
+        let t = Thunk::value(v);
+        set.insert(name.into(), t.clone());
+        globals.insert(name, t);
+    }
+    let builtins = Thunk::value(Value::Null);
+    set.insert("builtins".into(), builtins.clone());
+    let set = Rc::new(set);
+    *builtins.0.borrow_mut() = ThunkState::Done(Value::Attrs(set.clone()));
+    ev.builtins = builtins.clone();
+    let mut vars = BTreeMap::new();
+    // Every builtin as `__name`, a few also without the prefix, and `builtins` itself.
+    for (name, t) in set.iter() {
+        vars.insert(ev.sym(&format!("__{name}")), t.clone());
+    }
+    for name in [
+        "true",
+        "false",
+        "null",
+        "throw",
+        "abort",
+        "map",
+        "toString",
+        "import",
+        "baseNameOf",
+        "dirOf",
+        "isNull",
+        "removeAttrs",
+    ] {
+        if let Some(t) = globals.get(name) {
+            vars.insert(ev.sym(name), t.clone());
+        }
+    }
+    vars.insert(ev.sym("builtins"), builtins);
+    ev.base_env = Env::empty().push(Scope::Vars(vars.into()));
+}

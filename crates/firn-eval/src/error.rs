@@ -1,0 +1,54 @@
+//! Evaluation errors. `throw` and failed assertions are catchable by `builtins.tryEval`;
+//! everything else is not.
+
+use thiserror::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `throw`: catchable.
+    Throw,
+    /// A failed `assert`: catchable.
+    Assert,
+    /// `abort`: never caught.
+    Abort,
+    /// Everything else (type errors, missing attributes, infinite recursion, ...).
+    Other,
+}
+
+#[derive(Clone, Debug, Error)]
+#[error("{msg}")]
+pub struct EvalError {
+    pub kind: ErrorKind,
+    pub msg: String,
+    /// `… while …` frames, innermost first.
+    pub trace: Vec<String>,
+}
+
+impl EvalError {
+    pub fn new(msg: impl Into<String>) -> EvalError {
+        EvalError {
+            kind: ErrorKind::Other,
+            msg: msg.into(),
+            trace: Vec::new(),
+        }
+    }
+
+    pub fn with_kind(kind: ErrorKind, msg: impl Into<String>) -> EvalError {
+        EvalError {
+            kind,
+            msg: msg.into(),
+            trace: Vec::new(),
+        }
+    }
+
+    /// Is this caught by `tryEval`?
+    pub fn catchable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Throw | ErrorKind::Assert)
+    }
+}
+
+pub type EResult<T> = Result<T, EvalError>;
+
+pub fn err<T>(msg: impl Into<String>) -> EResult<T> {
+    Err(EvalError::new(msg))
+}

@@ -1,0 +1,783 @@
+//! The evaluator: forcing thunks, evaluating expressions in environments, calling functions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use firn_syntax::ast::{AttrKind, AttrName, Attrs, BinOp, Expr, ExprKind, Interner, Symbol};
+use firn_syntax::Source;
+
+use crate::error::{err, EResult, ErrorKind, EvalError};
+use crate::value::*;
+
+/// Deepest nesting of function calls and forcing before "stack overflow" is reported.
+pub const MAX_CALL_DEPTH: usize = 10_000;
+
+/// One evaluation: the symbol table, the global scope, and the files imported so far.
+pub struct Evaluator {
+    pub interner: Interner,
+    pub base_env: Env,
+    pub builtins: Thunk,
+    imports: HashMap<String, Value>,
+    depth: usize,
+    pub home: String,
+}
+
+impl Evaluator {
+    pub fn new() -> Evaluator {
+        let mut ev = Evaluator {
+            interner: Interner::default(),
+            base_env: Env::empty(),
+            builtins: Thunk::value(Value::Null),
+            imports: HashMap::new(),
+            depth: 0,
+            home: std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into()),
+        };
+        crate::builtins::install(&mut ev);
+        ev
+    }
+
+    pub fn sym(&mut self, s: &str) -> Symbol {
+        self.interner.intern(s)
+    }
+
+    /// Parse `text` (from `origin`, with relative paths against `base_dir`) and keep its AST
+    /// for the rest of the evaluation.
+    pub fn parse(&mut self, text: &str, origin: &str, base_dir: &str) -> EResult<&'static Expr> {
+        let home = self.home.clone();
+        let src = Source {
+            origin,
+            base_dir,
+            home: &home,
+        };
+        match firn_syntax::parse(text, &src, &mut self.interner) {
+            Ok(e) => Ok(Box::leak(Box::new(e))),
+            Err(e) => Err(EvalError::new(
+                firn_syntax::render_error(&e, text, origin)
+                    .trim_start_matches("error: ")
+                    .trim_end()
+                    .to_string(),
+            )),
+        }
+    }
+
+    /// Evaluate a parsed expression in the global scope.
+    pub fn eval_top(&mut self, e: &'static Expr) -> EResult<Value> {
+        let env = self.base_env.clone();
+        self.eval(e, &env)
+    }
+
+    /// `import path`.
+    pub fn import(&mut self, path: &str) -> EResult<Value> {
+        let mut p = path.to_string();
+        if std::path::Path::new(&p).is_dir() {
+            p = format!("{}/default.nix", p.trim_end_matches('/'));
+        }
+        if let Some(v) = self.imports.get(&p) {
+            return Ok(v.clone());
+        }
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| EvalError::new(format!("reading file '{p}': {e}")))?;
+        let dir = std::path::Path::new(&p)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into());
+        let e = self.parse(&text, &p, &dir)?;
+        let v = self.eval_top(e)?;
+        self.imports.insert(p, v.clone());
+        Ok(v)
+    }
+
+    pub fn force(&mut self, t: &Thunk) -> EResult<Value> {
+        let state = {
+            let mut b = t.0.borrow_mut();
+            match &*b {
+                ThunkState::Done(v) => return Ok(v.clone()),
+                ThunkState::Forcing => return err("infinite recursion encountered"),
+                _ => std::mem::replace(&mut *b, ThunkState::Forcing),
+            }
+        };
+        self.depth += 1;
+        if self.depth > MAX_CALL_DEPTH {
+            self.depth -= 1;
+            *t.0.borrow_mut() = state;
+            return err("stack overflow; max-call-depth exceeded");
+        }
+        let r = match &state {
+            ThunkState::Pending(e, env) => self.eval(e, env),
+            ThunkState::Apply(f, a) => {
+                let fv = self.force(f);
+                match fv {
+                    Ok(fv) => self.call(fv, a.clone()),
+                    Err(e) => Err(e),
+                }
+            }
+            ThunkState::Select(src, name) => match self.force(src) {
+                Ok(Value::Attrs(a)) => match a.get(name) {
+                    Some(x) => {
+                        let x = x.clone();
+                        self.force(&x)
+                    }
+                    None => err(format!("attribute '{name}' missing")),
+                },
+                Ok(v) => err(format!("expected a set but found {}", v.type_name())),
+                Err(e) => Err(e),
+            },
+            ThunkState::Forcing | ThunkState::Done(_) => unreachable!("handled above"),
+        };
+        self.depth -= 1;
+        match r {
+            Ok(v) => {
+                *t.0.borrow_mut() = ThunkState::Done(v.clone());
+                Ok(v)
+            }
+            Err(e) => {
+                // Restore, so a later force (e.g. after tryEval) reports the error again.
+                *t.0.borrow_mut() = state;
+                Err(e)
+            }
+        }
+    }
+
+    /// A thunk for `e` in `env` (literals are made directly).
+    pub fn thunk(&mut self, e: &'static Expr, env: &Env) -> Thunk {
+        match &e.kind {
+            ExprKind::Int(i) => Thunk::value(Value::Int(*i)),
+            ExprKind::Float(f) => Thunk::value(Value::Float(*f)),
+            ExprKind::Str(s) => Thunk::value(Value::str(s.as_str())),
+            ExprKind::Path(p) => Thunk::value(Value::Path(p.as_str().into())),
+            _ => Thunk::pending(e, env.clone()),
+        }
+    }
+
+    fn lookup(&mut self, s: Symbol, env: &Env) -> EResult<Thunk> {
+        let mut cur = &env.0;
+        while let Some(node) = cur {
+            if let Scope::Vars(vars) = &node.0 {
+                if let Some(t) = vars.borrow().get(&s) {
+                    return Ok(t.clone());
+                }
+            }
+            cur = &node.1 .0;
+        }
+        let name: Rc<str> = self.interner.name(s).into();
+        let mut cur = env.0.clone();
+        while let Some(node) = cur {
+            if let Scope::With(t) = &node.0 {
+                match self.force(t)? {
+                    Value::Attrs(a) => {
+                        if let Some(x) = a.get(&name) {
+                            return Ok(x.clone());
+                        }
+                    }
+                    v => return err(format!("expected a set but found {}", v.type_name())),
+                }
+            }
+            cur = node.1 .0.clone();
+        }
+        err(format!("undefined variable '{name}'"))
+    }
+
+    fn attr_name(&mut self, a: &'static AttrName, env: &Env) -> EResult<Option<Rc<str>>> {
+        match a {
+            AttrName::Static(s) => Ok(Some(self.interner.name(*s).into())),
+            AttrName::Dynamic(e) => match self.eval(e, env)? {
+                Value::String(s) => Ok(Some(s.s)),
+                Value::Null => Ok(None),
+                v => err(format!("expected a string but found {}", v.type_name())),
+            },
+        }
+    }
+
+    /// Build an attribute set (or `let`/`rec` bindings): returns the map and, for recursive
+    /// ones, the environment the values live in.
+    fn build_attrs(
+        &mut self,
+        a: &'static Attrs,
+        env: &Env,
+        recursive: bool,
+    ) -> EResult<(AttrMap, Env)> {
+        let inner = if recursive {
+            env.push(Scope::Vars(Default::default()))
+        } else {
+            env.clone()
+        };
+        let from: Vec<Thunk> = a
+            .inherit_from
+            .iter()
+            .map(|e| self.thunk(e, &inner))
+            .collect();
+        let mut map: AttrMap = BTreeMap::new();
+        let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
+        for (sym, def) in &a.attrs {
+            let name: Rc<str> = self.interner.name(*sym).into();
+            let t = match def.kind {
+                AttrKind::Plain => self.thunk(&def.value, &inner),
+                AttrKind::Inherited => self.lookup(*sym, env)?,
+                AttrKind::InheritedFrom(i) => Thunk(Rc::new(std::cell::RefCell::new(
+                    ThunkState::Select(from[i].clone(), name.clone()),
+                ))),
+            };
+            vars.insert(*sym, t.clone());
+            map.insert(name, t);
+        }
+        if recursive {
+            if let Some(node) = &inner.0 {
+                if let Scope::Vars(v) = &node.0 {
+                    *v.borrow_mut() = vars;
+                }
+            }
+        }
+        for (n, v, _) in &a.dynamic {
+            let name = match self.eval(n, &inner)? {
+                Value::String(s) => s.s,
+                Value::Null => continue,
+                x => return err(format!("expected a string but found {}", x.type_name())),
+            };
+            if map.contains_key(&name) {
+                return err(format!("dynamic attribute '{name}' already defined"));
+            }
+            let t = self.thunk(v, &inner);
+            map.insert(name, t);
+        }
+        Ok((map, inner))
+    }
+
+    pub fn eval(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
+        match &e.kind {
+            ExprKind::Int(i) => Ok(Value::Int(*i)),
+            ExprKind::Float(f) => Ok(Value::Float(*f)),
+            ExprKind::Str(s) => Ok(Value::str(s.as_str())),
+            ExprKind::Path(p) => Ok(Value::Path(p.as_str().into())),
+            ExprKind::Var(s) => {
+                let t = self.lookup(*s, env)?;
+                self.force(&t)
+            }
+            ExprKind::CurPos => Ok(Value::Null),
+            ExprKind::InheritFrom(_) => err("internal error: inherit source outside a set"),
+            ExprKind::Select {
+                e: inner,
+                path,
+                default,
+            } => {
+                let mut v = self.eval(inner, env)?;
+                for a in path {
+                    let name = self.attr_name(a, env)?;
+                    let found = match (&v, &name) {
+                        (Value::Attrs(m), Some(n)) => m.get(n).cloned(),
+                        _ => None,
+                    };
+                    match found {
+                        Some(t) => v = self.force(&t)?,
+                        None => {
+                            if let Some(d) = default {
+                                return self.eval(d, env);
+                            }
+                            return match v {
+                                Value::Attrs(m) => {
+                                    let n = name.unwrap_or_else(|| "null".into());
+                                    let mut msg = format!("attribute '{n}' missing");
+                                    if let Some(s) = suggest(&n, m.keys()) {
+                                        msg.push_str(&format!("; did you mean '{s}'?"));
+                                    }
+                                    err(msg)
+                                }
+                                other => {
+                                    err(format!("expected a set but found {}", other.type_name()))
+                                }
+                            };
+                        }
+                    }
+                }
+                Ok(v)
+            }
+            ExprKind::HasAttr { e: inner, path } => {
+                let mut v = self.eval(inner, env)?;
+                for a in path {
+                    let name = self.attr_name(a, env)?;
+                    let found = match (&v, &name) {
+                        (Value::Attrs(m), Some(n)) => m.get(n).cloned(),
+                        _ => None,
+                    };
+                    match found {
+                        Some(t) => v = self.force(&t)?,
+                        None => return Ok(Value::Bool(false)),
+                    }
+                }
+                Ok(Value::Bool(true))
+            }
+            ExprKind::Attrs(a) => {
+                let (map, _) = self.build_attrs(a, env, a.rec)?;
+                Ok(Value::Attrs(Rc::new(map)))
+            }
+            ExprKind::List(items) => {
+                let ts = items.iter().map(|i| self.thunk(i, env)).collect();
+                Ok(Value::List(Rc::new(ts)))
+            }
+            ExprKind::Lambda { .. } => Ok(Value::Lambda(Rc::new(Lambda {
+                expr: e,
+                env: env.clone(),
+            }))),
+            ExprKind::Call { fun, args } => {
+                let mut f = self.eval(fun, env)?;
+                for a in args {
+                    let t = self.thunk(a, env);
+                    f = self.call(f, t)?;
+                }
+                Ok(f)
+            }
+            ExprKind::Let { attrs, body } => {
+                let (_, inner) = self.build_attrs(attrs, env, true)?;
+                self.eval(body, &inner)
+            }
+            ExprKind::With { env: w, body } => {
+                let t = self.thunk(w, env);
+                let inner = env.push(Scope::With(t));
+                self.eval(body, &inner)
+            }
+            ExprKind::If { cond, then, else_ } => {
+                if self.eval_bool(cond, env, "while evaluating a branch condition")? {
+                    self.eval(then, env)
+                } else {
+                    self.eval(else_, env)
+                }
+            }
+            ExprKind::Assert { cond, body } => {
+                if self.eval_bool(cond, env, "in the condition of the assert statement")? {
+                    self.eval(body, env)
+                } else {
+                    let text = firn_syntax::show::show(&self.interner, cond);
+                    Err(EvalError::with_kind(
+                        ErrorKind::Assert,
+                        format!("assertion '{text}' failed"),
+                    ))
+                }
+            }
+            ExprKind::Not(x) => Ok(Value::Bool(!self.eval_bool(
+                x,
+                env,
+                "in the argument of the not operator",
+            )?)),
+            ExprKind::Bin { op, a, b } => self.binop(*op, a, b, env),
+            ExprKind::Concat {
+                force_string,
+                parts,
+            } => self.concat(*force_string, parts, env),
+        }
+    }
+
+    fn eval_bool(&mut self, e: &'static Expr, env: &Env, _ctx: &str) -> EResult<bool> {
+        match self.eval(e, env)? {
+            Value::Bool(b) => Ok(b),
+            v => err(format!("expected a Boolean but found {}", v.type_name())),
+        }
+    }
+
+    fn binop(
+        &mut self,
+        op: BinOp,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
+        match op {
+            BinOp::And => Ok(Value::Bool(
+                self.eval_bool(a, env, "")? && self.eval_bool(b, env, "")?,
+            )),
+            BinOp::Or => Ok(Value::Bool(
+                self.eval_bool(a, env, "")? || self.eval_bool(b, env, "")?,
+            )),
+            BinOp::Impl => Ok(Value::Bool(
+                !self.eval_bool(a, env, "")? || self.eval_bool(b, env, "")?,
+            )),
+            BinOp::Eq | BinOp::NEq => {
+                let x = self.eval(a, env)?;
+                let y = self.eval(b, env)?;
+                let eq = self.equal(&x, &y)?;
+                Ok(Value::Bool(if op == BinOp::Eq { eq } else { !eq }))
+            }
+            BinOp::Update => {
+                let x = self.eval(a, env)?;
+                let y = self.eval(b, env)?;
+                match (x, y) {
+                    (Value::Attrs(x), Value::Attrs(y)) => {
+                        if y.is_empty() {
+                            return Ok(Value::Attrs(x));
+                        }
+                        if x.is_empty() {
+                            return Ok(Value::Attrs(y));
+                        }
+                        let mut m = (*x).clone();
+                        for (k, v) in y.iter() {
+                            m.insert(k.clone(), v.clone());
+                        }
+                        Ok(Value::Attrs(Rc::new(m)))
+                    }
+                    (x, y) => err(format!(
+                        "expected a set but found {}",
+                        if matches!(x, Value::Attrs(_)) {
+                            y.type_name()
+                        } else {
+                            x.type_name()
+                        }
+                    )),
+                }
+            }
+            BinOp::ConcatLists => {
+                let x = self.eval(a, env)?;
+                let y = self.eval(b, env)?;
+                match (x, y) {
+                    (Value::List(x), Value::List(y)) => {
+                        let mut v = (*x).clone();
+                        v.extend(y.iter().cloned());
+                        Ok(Value::List(Rc::new(v)))
+                    }
+                    (x, y) => err(format!(
+                        "expected a list but found {}",
+                        if matches!(x, Value::List(_)) {
+                            y.type_name()
+                        } else {
+                            x.type_name()
+                        }
+                    )),
+                }
+            }
+        }
+    }
+
+    fn concat(&mut self, force_string: bool, parts: &'static [Expr], env: &Env) -> EResult<Value> {
+        let mut vals = Vec::with_capacity(parts.len());
+        for p in parts {
+            vals.push(self.eval(p, env)?);
+        }
+        let first = vals.first().cloned().unwrap_or(Value::str(""));
+        if !force_string {
+            match first {
+                Value::Int(_) | Value::Float(_) => {
+                    let mut acc = first;
+                    for v in &vals[1..] {
+                        acc = crate::builtins::arith('+', &acc, v)?;
+                    }
+                    return Ok(acc);
+                }
+                Value::Path(p) => {
+                    let mut s = p.to_string();
+                    for v in &vals[1..] {
+                        match v {
+                            Value::String(x) => {
+                                if !x.context.is_empty() {
+                                    return err("a string that refers to a store path cannot be appended to a path");
+                                }
+                                s.push_str(&x.s)
+                            }
+                            Value::Path(x) => s.push_str(x),
+                            other => {
+                                return err(format!(
+                                    "cannot coerce {} to a string",
+                                    other.type_name()
+                                ))
+                            }
+                        }
+                    }
+                    return Ok(Value::Path(canon_path(&s).into()));
+                }
+                _ => {}
+            }
+        }
+        let mut s = String::new();
+        let mut ctx: Vec<String> = Vec::new();
+        for v in &vals {
+            let part = self.coerce_to_string(v, false)?;
+            s.push_str(&part.s);
+            ctx.extend(part.context.iter().cloned());
+        }
+        ctx.sort();
+        ctx.dedup();
+        Ok(Value::String(NixString {
+            s: s.into(),
+            context: Rc::new(ctx),
+        }))
+    }
+
+    /// `coerceToString`: strings, paths, sets with `__toString` or `outPath`; with
+    /// `coerce_more` (as `toString` does) also numbers, booleans, null and lists.
+    pub fn coerce_to_string(&mut self, v: &Value, coerce_more: bool) -> EResult<NixString> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Path(p) => {
+                if coerce_more {
+                    Ok(NixString::plain(p.clone()))
+                } else {
+                    err(format!(
+                        "copying the path '{p}' to the store is not implemented by firn's evaluator yet"
+                    ))
+                }
+            }
+            Value::Attrs(a) => {
+                if let Some(f) = a.get("__toString") {
+                    let f = self.force(&f.clone())?;
+                    let r = self.call(f, Thunk::value(v.clone()))?;
+                    return self.coerce_to_string(&r, coerce_more);
+                }
+                if let Some(o) = a.get("outPath") {
+                    let o = self.force(&o.clone())?;
+                    return self.coerce_to_string(&o, coerce_more);
+                }
+                err("cannot coerce a set to a string")
+            }
+            Value::Int(i) if coerce_more => Ok(NixString::plain(i.to_string())),
+            // C++'s std::to_string: six decimals.
+            Value::Float(f) if coerce_more => Ok(NixString::plain(format!("{f:.6}"))),
+            Value::Bool(b) if coerce_more => Ok(NixString::plain(if *b { "1" } else { "" })),
+            Value::Null if coerce_more => Ok(NixString::plain("")),
+            Value::List(items) if coerce_more => {
+                let mut s = String::new();
+                let mut ctx = Vec::new();
+                for (i, t) in items.iter().enumerate() {
+                    let x = self.force(t)?;
+                    let part = self.coerce_to_string(&x, true)?;
+                    if i > 0 && !(matches!(x, Value::List(ref l) if l.is_empty())) {
+                        s.push(' ');
+                    }
+                    s.push_str(&part.s);
+                    ctx.extend(part.context.iter().cloned());
+                }
+                Ok(NixString {
+                    s: s.into(),
+                    context: Rc::new(ctx),
+                })
+            }
+            other => err(format!("cannot coerce {} to a string", other.type_name())),
+        }
+    }
+
+    /// Apply a function value to an argument.
+    pub fn call(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
+        self.depth += 1;
+        if self.depth > MAX_CALL_DEPTH {
+            self.depth -= 1;
+            return err("stack overflow; max-call-depth exceeded");
+        }
+        let r = self.call_inner(f, arg);
+        self.depth -= 1;
+        r
+    }
+
+    fn call_inner(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
+        match f {
+            Value::Lambda(l) => {
+                let ExprKind::Lambda {
+                    arg: name,
+                    formals,
+                    body,
+                } = &l.expr.kind
+                else {
+                    return err("internal error: a lambda without a lambda expression");
+                };
+                let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
+                if let Some(n) = name {
+                    vars.insert(*n, arg.clone());
+                }
+                let Some(formals) = formals else {
+                    let env = l.env.push(Scope::Vars(vars.into()));
+                    return self.eval(body, &env);
+                };
+                let attrs = match self.force(&arg)? {
+                    Value::Attrs(a) => a,
+                    v => return err(format!("expected a set but found {}", v.type_name())),
+                };
+                let env = l.env.push(Scope::Vars(Default::default()));
+                let mut used = 0;
+                for fm in &formals.formals {
+                    let n = self.interner.name(fm.name).to_string();
+                    match attrs.get(n.as_str()) {
+                        Some(t) => {
+                            used += 1;
+                            vars.insert(fm.name, t.clone());
+                        }
+                        None => match &fm.default {
+                            Some(d) => {
+                                let t = self.thunk(d, &env);
+                                vars.insert(fm.name, t);
+                            }
+                            None => {
+                                return err(format!(
+                                    "function '{}' called without required argument '{n}'",
+                                    self.lambda_name(&l)
+                                ))
+                            }
+                        },
+                    }
+                }
+                if !formals.ellipsis && used < attrs.len() {
+                    for k in attrs.keys() {
+                        let known = formals
+                            .formals
+                            .iter()
+                            .any(|fm| self.interner.name(fm.name) == &**k);
+                        if !known {
+                            return err(format!(
+                                "function '{}' called with unexpected argument '{k}'",
+                                self.lambda_name(&l)
+                            ));
+                        }
+                    }
+                }
+                if let Some(node) = &env.0 {
+                    if let Scope::Vars(v) = &node.0 {
+                        *v.borrow_mut() = vars;
+                    }
+                }
+                self.eval(body, &env)
+            }
+            Value::PrimOp(p) => {
+                if p.arity == 1 {
+                    (p.f)(self, &[arg])
+                } else {
+                    Ok(Value::PrimOpApp(p, Rc::new(vec![arg])))
+                }
+            }
+            Value::PrimOpApp(p, args) => {
+                let mut all = (*args).clone();
+                all.push(arg);
+                if all.len() == p.arity {
+                    (p.f)(self, &all)
+                } else {
+                    Ok(Value::PrimOpApp(p, Rc::new(all)))
+                }
+            }
+            Value::Attrs(a) if a.contains_key("__functor") => {
+                let f = a
+                    .get("__functor")
+                    .cloned()
+                    .ok_or_else(|| EvalError::new("no functor"))?;
+                let fv = self.force(&f)?;
+                let partial = self.call(fv, Thunk::value(Value::Attrs(a.clone())))?;
+                self.call(partial, arg)
+            }
+            v => err(format!(
+                "attempt to call something which is not a function but {}",
+                v.type_name()
+            )),
+        }
+    }
+
+    fn lambda_name(&self, _l: &Lambda) -> String {
+        "anonymous lambda".to_string()
+    }
+
+    /// Nix's `==`.
+    pub fn equal(&mut self, a: &Value, b: &Value) -> EResult<bool> {
+        Ok(match (a, b) {
+            (Value::Int(x), Value::Int(y)) => x == y,
+            (Value::Int(x), Value::Float(y)) => (*x as f64) == *y,
+            (Value::Float(x), Value::Int(y)) => *x == (*y as f64),
+            (Value::Float(x), Value::Float(y)) => x == y,
+            (Value::String(x), Value::String(y)) => x.s == y.s,
+            (Value::Path(x), Value::Path(y)) => x == y,
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(x), Value::Bool(y)) => x == y,
+            (Value::List(x), Value::List(y)) => {
+                if Rc::ptr_eq(x, y) {
+                    return Ok(true);
+                }
+                if x.len() != y.len() {
+                    return Ok(false);
+                }
+                for (p, q) in x.iter().zip(y.iter()) {
+                    let p = self.force(p)?;
+                    let q = self.force(q)?;
+                    if !self.equal(&p, &q)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            (Value::Attrs(x), Value::Attrs(y)) => {
+                if Rc::ptr_eq(x, y) {
+                    return Ok(true);
+                }
+                // Derivations compare by their output path.
+                if self.is_derivation(x)? && self.is_derivation(y)? {
+                    if let (Some(p), Some(q)) = (x.get("outPath"), y.get("outPath")) {
+                        let p = self.force(&p.clone())?;
+                        let q = self.force(&q.clone())?;
+                        return self.equal(&p, &q);
+                    }
+                }
+                if x.len() != y.len() {
+                    return Ok(false);
+                }
+                for ((k1, v1), (k2, v2)) in x.iter().zip(y.iter()) {
+                    if k1 != k2 {
+                        return Ok(false);
+                    }
+                    let p = self.force(v1)?;
+                    let q = self.force(v2)?;
+                    if !self.equal(&p, &q)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            _ => false,
+        })
+    }
+
+    pub fn is_derivation(&mut self, a: &AttrMap) -> EResult<bool> {
+        match a.get("type") {
+            Some(t) => match self.force(&t.clone())? {
+                Value::String(s) => Ok(&*s.s == "derivation"),
+                _ => Ok(false),
+            },
+            None => Ok(false),
+        }
+    }
+}
+
+impl Default for Evaluator {
+    fn default() -> Self {
+        Evaluator::new()
+    }
+}
+
+/// Lexical normalisation of an absolute path.
+pub fn canon_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// A close name among `candidates`, for "did you mean" hints (edit distance at most 2).
+pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a Rc<str>>) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(name, c);
+        if d <= 2 && d < name.len().max(1) && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, s)| s.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,83 @@
+//! The evaluator on its own: laziness, black-holing, recursion limits, error kinds.
+
+use firn_eval::{builtins::deep_force, print::print_value, ErrorKind, Evaluator};
+
+fn eval(text: &str) -> Result<String, (ErrorKind, String)> {
+    let text = text.to_string();
+    std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(move || {
+            let mut ev = Evaluator::new();
+            let e = ev
+                .parse(&text, "«test»", "/")
+                .map_err(|e| (e.kind, e.msg))?;
+            let v = ev.eval_top(e).map_err(|e| (e.kind, e.msg))?;
+            deep_force(&mut ev, &v).map_err(|e| (e.kind, e.msg))?;
+            print_value(&mut ev, &v, true).map_err(|e| (e.kind, e.msg))
+        })
+        .expect("spawning")
+        .join()
+        .expect("no panic")
+}
+
+#[test]
+fn laziness() {
+    assert_eq!(eval("let x = throw \"never\"; in 1").unwrap(), "1");
+    assert_eq!(
+        eval("builtins.length [ (throw \"a\") (abort \"b\") ]").unwrap(),
+        "2"
+    );
+    assert_eq!(eval("({ a = throw \"x\"; b = 2; }).b").unwrap(), "2");
+    assert_eq!(
+        eval("builtins.attrNames { a = throw \"x\"; }").unwrap(),
+        "[ \"a\" ]"
+    );
+}
+
+#[test]
+fn infinite_recursion_is_detected() {
+    let (_, msg) = eval("let x = x + 1; in x").unwrap_err();
+    assert!(msg.contains("infinite recursion"), "{msg}");
+    let (_, msg) = eval("rec { a = b; b = a; }.a").unwrap_err();
+    assert!(msg.contains("infinite recursion"), "{msg}");
+}
+
+#[test]
+fn runaway_recursion_is_an_error_not_a_crash() {
+    let (_, msg) = eval("let f = x: f (x + 1) + 1; in f 0").unwrap_err();
+    assert!(msg.contains("max-call-depth"), "{msg}");
+    // Deep but finite work is fine.
+    assert_eq!(
+        eval("builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: 1) 1000000)").unwrap(),
+        "1000000"
+    );
+}
+
+#[test]
+fn only_throw_and_assert_are_catchable() {
+    assert_eq!(
+        eval("(builtins.tryEval (throw \"x\")).success").unwrap(),
+        "false"
+    );
+    assert_eq!(
+        eval("(builtins.tryEval (assert false; 1)).success").unwrap(),
+        "false"
+    );
+    let (kind, _) = eval("builtins.tryEval (abort \"x\")").unwrap_err();
+    assert_eq!(kind, ErrorKind::Abort);
+    let (kind, _) = eval("builtins.tryEval ({ }.a)").unwrap_err();
+    assert_eq!(kind, ErrorKind::Other);
+}
+
+#[test]
+fn did_you_mean() {
+    let (_, msg) = eval("{ foo = 1; }.fooo").unwrap_err();
+    assert!(msg.contains("did you mean 'foo'"), "{msg}");
+}
+
+#[test]
+fn lexical_scope_beats_with() {
+    assert_eq!(eval("let x = 1; in with { x = 2; }; x").unwrap(), "1");
+    assert_eq!(eval("with { x = 2; }; with { x = 3; }; x").unwrap(), "3");
+    assert_eq!(eval("with { true = 2; }; true").unwrap(), "true");
+}

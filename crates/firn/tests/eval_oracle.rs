@@ -1,0 +1,176 @@
+//! `nix-instantiate --eval --strict`: firn's early evaluator against CppNix 2.8 on a corpus of
+//! expressions (outputs equal when both succeed; both fail on the same inputs).
+
+mod common;
+
+use common::*;
+
+const CORPUS: &[&str] = &[
+    "1 + 2 * 3 - 4",
+    "7 / 2",
+    "7.0 / 2",
+    "1 + 0.5",
+    "-3",
+    "2 - -3",
+    "9223372036854775807",
+    "\"a\" + \"b\"",
+    "\"x${toString 1}y\"",
+    "toString [ 1 \"a\" null true false [ 2 ] ]",
+    "toString 1.5",
+    "[ 1 2 ] ++ [ 3 ]",
+    "{ a = 1; } // { b = 2; a = 3; }",
+    "{ a.b.c = 1; }.a.b.c",
+    "let x = 1; y = x + 1; in y",
+    "rec { a = b; b = 2; }.a",
+    "let f = x: y: x - y; in f 5 3",
+    "({ a, b ? 10, ... }: a + b) { a = 1; c = 3; }",
+    "(args@{ a, ... }: args.c) { a = 1; c = 2; }",
+    "with { x = 1; }; x",
+    "let x = 2; in with { x = 1; }; x",
+    "if 1 < 2 then \"yes\" else \"no\"",
+    "assert 1 == 1; 2",
+    "[ (1 == 1.0) (\"a\" < \"b\") ([ 1 2 ] < [ 1 3 ]) (null == null) ]",
+    "{ a = 1; } == { a = 1; }",
+    "[ 1 2 ] == [ 1 2 ]",
+    "(x: x) == (x: x)",
+    "{ a = 1; } ? a",
+    "{ a = { b = 1; }; } ? a.b",
+    "{ } ? a.b",
+    "{ a = 1; }.b or 5",
+    "1.a or 7",
+    "builtins.length [ 1 2 3 ]",
+    "builtins.head [ 1 2 ]",
+    "builtins.tail [ 1 2 3 ]",
+    "builtins.elemAt [ 1 2 3 ] 1",
+    "builtins.elem 2 [ 1 2 ]",
+    "map (x: x * x) [ 1 2 3 ]",
+    "builtins.filter (x: x > 1) [ 1 2 3 ]",
+    "builtins.foldl' (a: b: a + b) 0 [ 1 2 3 ]",
+    "builtins.concatLists [ [ 1 ] [ 2 3 ] ]",
+    "builtins.genList (x: x * 2) 4",
+    "builtins.attrNames { b = 1; a = 2; }",
+    "builtins.attrValues { b = 1; a = 2; }",
+    "builtins.hasAttr \"a\" { a = 1; }",
+    "builtins.getAttr \"a\" { a = 1; }",
+    "builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ]",
+    "builtins.listToAttrs [ { name = \"x\"; value = 1; } { name = \"x\"; value = 2; } ]",
+    "builtins.intersectAttrs { a = 1; } { a = 2; b = 3; }",
+    "builtins.mapAttrs (n: v: n + v) { a = \"1\"; }",
+    "builtins.typeOf 1",
+    "builtins.typeOf 1.0",
+    "builtins.typeOf \"\"",
+    "builtins.typeOf { }",
+    "builtins.typeOf [ ]",
+    "builtins.typeOf null",
+    "builtins.typeOf (x: x)",
+    "builtins.typeOf ./.",
+    "builtins.isString \"a\"",
+    "builtins.stringLength \"hello\"",
+    "builtins.substring 1 3 \"hello\"",
+    "builtins.substring 3 100 \"hello\"",
+    "builtins.concatStringsSep \", \" [ \"a\" \"b\" ]",
+    "builtins.replaceStrings [ \"a\" \"b\" ] [ \"x\" \"yy\" ] \"abcab\"",
+    "builtins.tryEval (throw \"x\")",
+    "builtins.tryEval 1",
+    "builtins.tryEval (assert false; 1)",
+    "builtins.seq 1 2",
+    "builtins.sort (a: b: a < b) [ 3 1 2 ]",
+    "builtins.any (x: x > 2) [ 1 3 ]",
+    "builtins.all (x: x > 2) [ 1 3 ]",
+    "builtins.partition (x: x > 1) [ 1 2 3 ]",
+    "builtins.catAttrs \"a\" [ { a = 1; } { b = 2; } { a = 3; } ]",
+    "builtins.functionArgs ({ a, b ? 1 }: a)",
+    "builtins.parseDrvName \"hello-2.12.1\"",
+    "builtins.bitAnd 12 10",
+    "builtins.bitOr 12 10",
+    "builtins.bitXor 12 10",
+    "builtins.ceil 1.5",
+    "builtins.floor 1.5",
+    "builtins.baseNameOf \"/a/b\"",
+    "builtins.dirOf \"/a/b\"",
+    "./a/../b",
+    "{ \"a b\" = 1; \"if\" = 2; x-y = 3; }",
+    "[ 1.5 100.0 1e10 0.1 ]",
+    "\"\\n\\t\\\\ \\${x}\"",
+    "builtins.zipAttrsWith (n: v: v) [ { a = 1; } { a = 2; b = 3; } ]",
+    "builtins.groupBy (x: if x > 1 then \"big\" else \"small\") [ 1 2 3 ]",
+    "let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 20",
+    "builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 100000)",
+    // Failures.
+    "throw \"boom\"",
+    "abort \"no\"",
+    "assert false; 1",
+    "1 + \"a\"",
+    "{ }.a",
+    "undefined",
+    "let x = x; in x",
+    "builtins.head [ ]",
+    "(x: x) 1 2",
+    "({ a }: a) { }",
+    "({ a }: a) { a = 1; b = 2; }",
+    "1 / 0",
+    "\"${1}\"",
+    "[ 1 ] < 2",
+];
+
+#[test]
+fn evaluation_agrees_with_cppnix() {
+    let mut mismatches = Vec::new();
+    for expr in CORPUS {
+        let ours = firn("nix-instantiate")
+            .args(["--eval", "--strict", "-E", expr])
+            .output()
+            .unwrap();
+        let theirs = cppnix("nix-instantiate")
+            .args(["--eval", "--strict", "-E", expr])
+            .output()
+            .unwrap();
+        if ours.status.success() != theirs.status.success() || ours.stdout != theirs.stdout {
+            mismatches.push(format!(
+                "{expr:?}\n  firn:   {} {}{}\n  CppNix: {} {}{}",
+                ours.status,
+                String::from_utf8_lossy(&ours.stdout).trim(),
+                String::from_utf8_lossy(&ours.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or(""),
+                theirs.status,
+                String::from_utf8_lossy(&theirs.stdout).trim(),
+                String::from_utf8_lossy(&theirs.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or(""),
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// CppNix 2.8 wraps around on integer overflow; the current manual makes it an error, and so
+/// does firn.
+#[test]
+fn integer_overflow_is_an_error() {
+    for (expr, msg) in [
+        (
+            "9223372036854775807 + 1",
+            "integer overflow in adding 9223372036854775807 + 1",
+        ),
+        (
+            "(-9223372036854775807) - 2",
+            "integer overflow in subtracting",
+        ),
+        ("9223372036854775807 * 2", "integer overflow in multiplying"),
+    ] {
+        let out = firn("nix-instantiate")
+            .args(["--eval", "-E", expr])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{expr}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(msg), "{expr}");
+    }
+}
