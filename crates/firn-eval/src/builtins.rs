@@ -418,8 +418,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let f = force(ev, &a[0])?;
                 for t in list(ev, &a[1])?.iter() {
-                    if let Value::Bool(true) = ev.call(f.clone(), t.clone())? {
-                        return Ok(Value::Bool(true));
+                    match ev.call(f.clone(), t.clone())? {
+                        Value::Bool(true) => return Ok(Value::Bool(true)),
+                        Value::Bool(false) => {}
+                        v => return err(format!("expected a Boolean but found {}", v.type_name())),
                     }
                 }
                 Ok(Value::Bool(false))
@@ -431,8 +433,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let f = force(ev, &a[0])?;
                 for t in list(ev, &a[1])?.iter() {
-                    if let Value::Bool(false) = ev.call(f.clone(), t.clone())? {
-                        return Ok(Value::Bool(false));
+                    match ev.call(f.clone(), t.clone())? {
+                        Value::Bool(false) => return Ok(Value::Bool(false)),
+                        Value::Bool(true) => {}
+                        v => return err(format!("expected a Boolean but found {}", v.type_name())),
                     }
                 }
                 Ok(Value::Bool(true))
@@ -443,6 +447,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             2,
             prim!(ev, a, {
                 let f = force(ev, &a[0])?;
+                if !matches!(
+                    f,
+                    Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(..)
+                ) {
+                    return err(format!("expected a function but found {}", f.type_name()));
+                }
                 let l = list(ev, &a[1])?;
                 Ok(Value::List(Rc::new(sort_by(ev, &l, &f)?)))
             }),
@@ -919,7 +929,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             1,
             prim!(ev, a, {
                 let v = force(ev, &a[0])?;
-                let s = ev.coerce_to_string(&v, true)?;
+                let s = match &v {
+                    Value::Path(p) => NixString::plain(p.clone()),
+                    _ => ev.coerce_to_string(&v, false)?,
+                };
                 let t = s.s.trim_end_matches('/');
                 let b = t.rsplit('/').next().unwrap_or(t);
                 Ok(Value::String(NixString {
@@ -1050,7 +1063,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
 pub fn install(ev: &mut Evaluator) {
     let mut set = AttrMap::new();
     let mut globals: BTreeMap<&'static str, Thunk> = BTreeMap::new();
-    for (name, arity, f) in table() {
+    for (name, arity, f) in table().into_iter().chain(crate::builtins_more::table()) {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(name.into(), t.clone());
         globals.insert(name, t);

@@ -226,6 +226,28 @@ impl Evaluator {
                     *v.borrow_mut() = vars;
                 }
             }
+            // `__overrides` in a recursive set replaces attributes, for the set and its scope.
+            if let Some(o) = map.get("__overrides").cloned() {
+                match self.force(&o)? {
+                    Value::Attrs(over) => {
+                        for (k, t) in over.iter() {
+                            map.insert(k.clone(), t.clone());
+                            let sym = self.interner.intern(k);
+                            if let Some(node) = &inner.0 {
+                                if let Scope::Vars(v) = &node.0 {
+                                    v.borrow_mut().insert(sym, t.clone());
+                                }
+                            }
+                        }
+                    }
+                    v => {
+                        return err(format!(
+                            "expected a set but found {} (while evaluating the `__overrides` attribute)",
+                            v.type_name()
+                        ))
+                    }
+                }
+            }
         }
         for (n, v, _) in &a.dynamic {
             let name = match self.eval(n, &inner)? {
@@ -675,6 +697,9 @@ impl Evaluator {
             (Value::String(x), Value::String(y)) => x.s == y.s,
             (Value::Path(x), Value::Path(y)) => x == y,
             (Value::Null, Value::Null) => true,
+            // Value identity: the very same function equals itself.
+            (Value::Lambda(x), Value::Lambda(y)) => Rc::ptr_eq(x, y),
+            (Value::PrimOp(x), Value::PrimOp(y)) => Rc::ptr_eq(x, y),
             (Value::Bool(x), Value::Bool(y)) => x == y,
             (Value::List(x), Value::List(y)) => {
                 if Rc::ptr_eq(x, y) {

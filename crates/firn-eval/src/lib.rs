@@ -4,6 +4,7 @@
 //! to the store are not here yet.
 
 pub mod builtins;
+pub mod builtins_more;
 pub mod error;
 pub mod eval;
 pub mod print;

@@ -1,0 +1,298 @@
+//! More builtins: JSON, hashing, versions, closures, warnings, and reading files (through the
+//! evaluator's IO).
+
+use std::rc::Rc;
+
+use firn_format::{Hash, HashAlgo};
+
+use crate::builtins::PrimFn;
+use crate::error::{err, EResult, EvalError};
+use crate::eval::Evaluator;
+use crate::value::*;
+
+fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
+    match ev.force(t)? {
+        Value::String(s) => Ok(s),
+        v => err(format!("expected a string but found {}", v.type_name())),
+    }
+}
+
+fn path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
+    match ev.force(t)? {
+        Value::Path(p) => Ok(p.to_string()),
+        Value::String(s) if s.s.starts_with('/') => Ok(s.s.to_string()),
+        v => err(format!("expected a path but found {}", v.type_name())),
+    }
+}
+
+/// `builtins.toJSON`.
+pub fn to_json(ev: &mut Evaluator, v: &Value, out: &mut String) -> EResult<()> {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Float(f) => out.push_str(
+            &serde_json::Number::from_f64(*f)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "null".into()),
+        ),
+        Value::String(s) => out.push_str(&serde_json::Value::String(s.s.to_string()).to_string()),
+        Value::Path(p) => {
+            return err(format!(
+                "copying the path '{p}' to the store is not implemented by firn's evaluator yet"
+            ))
+        }
+        Value::List(l) => {
+            out.push('[');
+            for (i, t) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let x = ev.force(t)?;
+                to_json(ev, &x, out)?;
+            }
+            out.push(']');
+        }
+        Value::Attrs(a) => {
+            if a.contains_key("__toString") || a.contains_key("outPath") {
+                let s = ev.coerce_to_string(v, false)?;
+                out.push_str(&serde_json::Value::String(s.s.to_string()).to_string());
+                return Ok(());
+            }
+            out.push('{');
+            for (i, (k, t)) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.to_string()).to_string());
+                out.push(':');
+                let x = ev.force(t)?;
+                to_json(ev, &x, out)?;
+            }
+            out.push('}');
+        }
+        other => return err(format!("cannot convert {} to JSON", other.type_name())),
+    }
+    Ok(())
+}
+
+fn from_json(j: serde_json::Value) -> EResult<Value> {
+    Ok(match j {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => Value::str(s),
+        serde_json::Value::Array(a) => Value::List(Rc::new(
+            a.into_iter()
+                .map(|x| from_json(x).map(Thunk::value))
+                .collect::<EResult<_>>()?,
+        )),
+        serde_json::Value::Object(o) => {
+            let mut m = AttrMap::new();
+            for (k, v) in o {
+                m.insert(k.into(), Thunk::value(from_json(v)?));
+            }
+            Value::Attrs(Rc::new(m))
+        }
+    })
+}
+
+/// Nix's version components: runs of digits, runs of other non-separator characters.
+pub fn split_version(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == '.' || b[i] == '-' {
+            i += 1;
+            continue;
+        }
+        let digit = b[i].is_ascii_digit();
+        let start = i;
+        while i < b.len() && b[i] != '.' && b[i] != '-' && b[i].is_ascii_digit() == digit {
+            i += 1;
+        }
+        out.push(b[start..i].iter().collect());
+    }
+    out
+}
+
+fn component_less(a: &str, b: &str) -> bool {
+    let an = a.parse::<u64>().ok();
+    let bn = b.parse::<u64>().ok();
+    match (an, bn) {
+        (Some(x), Some(y)) => x < y,
+        _ if a.is_empty() && bn.is_some() => true,
+        _ if a == "pre" && b != "pre" => true,
+        _ if b == "pre" => false,
+        // Numbers are newer than words.
+        (None, Some(_)) => true,
+        (Some(_), None) => false,
+        _ => a < b,
+    }
+}
+
+/// `builtins.compareVersions`.
+pub fn compare_versions(a: &str, b: &str) -> i64 {
+    let x = split_version(a);
+    let y = split_version(b);
+    let n = x.len().max(y.len());
+    for i in 0..n {
+        let p = x.get(i).map(String::as_str).unwrap_or("");
+        let q = y.get(i).map(String::as_str).unwrap_or("");
+        if component_less(p, q) {
+            return -1;
+        }
+        if component_less(q, p) {
+            return 1;
+        }
+    }
+    0
+}
+
+pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
+    vec![
+        ("toJSON", 1, |ev, a| {
+            let v = ev.force(&a[0])?;
+            let mut s = String::new();
+            to_json(ev, &v, &mut s)?;
+            Ok(Value::str(s))
+        }),
+        ("fromJSON", 1, |ev, a| {
+            let s = string(ev, &a[0])?;
+            let j: serde_json::Value = serde_json::from_str(&s.s)
+                .map_err(|e| EvalError::new(format!("while parsing JSON: {e}")))?;
+            from_json(j)
+        }),
+        ("hashString", 2, |ev, a| {
+            let algo = string(ev, &a[0])?;
+            let algo: HashAlgo = algo
+                .s
+                .parse()
+                .map_err(|e: firn_format::hash::HashError| EvalError::new(e.to_string()))?;
+            let s = string(ev, &a[1])?;
+            Ok(Value::str(Hash::digest(algo, s.s.as_bytes()).to_base16()))
+        }),
+        ("compareVersions", 2, |ev, a| {
+            let x = string(ev, &a[0])?;
+            let y = string(ev, &a[1])?;
+            Ok(Value::Int(compare_versions(&x.s, &y.s)))
+        }),
+        ("splitVersion", 1, |ev, a| {
+            let s = string(ev, &a[0])?;
+            Ok(Value::List(Rc::new(
+                split_version(&s.s)
+                    .into_iter()
+                    .map(|c| Thunk::value(Value::str(c)))
+                    .collect(),
+            )))
+        }),
+        ("genericClosure", 1, |ev, a| {
+            let args = match ev.force(&a[0])? {
+                Value::Attrs(m) => m,
+                v => return err(format!("expected a set but found {}", v.type_name())),
+            };
+            let start = args
+                .get("startSet")
+                .cloned()
+                .ok_or_else(|| EvalError::new("attribute 'startSet' missing"))?;
+            let op = args
+                .get("operator")
+                .cloned()
+                .ok_or_else(|| EvalError::new("attribute 'operator' missing"))?;
+            let op = ev.force(&op)?;
+            let mut work: Vec<Thunk> = match ev.force(&start)? {
+                Value::List(l) => l.iter().rev().cloned().collect(),
+                v => return err(format!("expected a list but found {}", v.type_name())),
+            };
+            let mut seen: Vec<Value> = Vec::new();
+            let mut out = Vec::new();
+            while let Some(t) = work.pop() {
+                let item = match ev.force(&t)? {
+                    Value::Attrs(m) => m,
+                    v => return err(format!("expected a set but found {}", v.type_name())),
+                };
+                let key = item
+                    .get("key")
+                    .cloned()
+                    .ok_or_else(|| EvalError::new("attribute 'key' missing"))?;
+                let key = ev.force(&key)?;
+                let mut dup = false;
+                for k in &seen {
+                    if ev.equal(k, &key)? {
+                        dup = true;
+                        break;
+                    }
+                }
+                if dup {
+                    continue;
+                }
+                seen.push(key);
+                out.push(t.clone());
+                match ev.call(op.clone(), t)? {
+                    Value::List(l) => work.extend(l.iter().rev().cloned()),
+                    v => return err(format!("expected a list but found {}", v.type_name())),
+                }
+            }
+            Ok(Value::List(Rc::new(out)))
+        }),
+        ("warn", 2, |ev, a| {
+            let msg = string(ev, &a[0])?;
+            eprintln!("evaluation warning: {}", msg.s);
+            ev.force(&a[1])
+        }),
+        ("readFile", 1, |ev, a| {
+            let p = path_of(ev, &a[0])?;
+            let bytes = std::fs::read(&p)
+                .map_err(|e| EvalError::new(format!("reading file '{p}': {e}")))?;
+            if bytes.contains(&0) {
+                return err(format!(
+                    "the contents of the file '{p}' cannot be represented as a Nix string"
+                ));
+            }
+            Ok(Value::str(String::from_utf8_lossy(&bytes).into_owned()))
+        }),
+        ("pathExists", 1, |ev, a| {
+            let p = path_of(ev, &a[0])?;
+            Ok(Value::Bool(std::fs::symlink_metadata(&p).is_ok()))
+        }),
+        ("readFileType", 1, |ev, a| {
+            let p = path_of(ev, &a[0])?;
+            let m = std::fs::symlink_metadata(&p)
+                .map_err(|e| EvalError::new(format!("getting status of '{p}': {e}")))?;
+            Ok(Value::str(file_type(&m.file_type())))
+        }),
+        ("readDir", 1, |ev, a| {
+            let p = path_of(ev, &a[0])?;
+            let mut m = AttrMap::new();
+            for e in std::fs::read_dir(&p)
+                .map_err(|e| EvalError::new(format!("reading directory '{p}': {e}")))?
+            {
+                let e = e.map_err(|e| EvalError::new(format!("reading directory '{p}': {e}")))?;
+                let ft = e
+                    .file_type()
+                    .map_err(|e| EvalError::new(format!("reading directory '{p}': {e}")))?;
+                m.insert(
+                    e.file_name().to_string_lossy().into_owned().into(),
+                    Thunk::value(Value::str(file_type(&ft))),
+                );
+            }
+            Ok(Value::Attrs(Rc::new(m)))
+        }),
+    ]
+}
+
+fn file_type(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_file() {
+        "regular"
+    } else {
+        "unknown"
+    }
+}
