@@ -20,6 +20,8 @@ pub struct Evaluator {
     imports: HashMap<String, Value>,
     depth: usize,
     pub home: String,
+    /// Each symbol's name as a shared string, made once (attribute maps are keyed by them).
+    names: Vec<Option<Rc<str>>>,
 }
 
 impl Evaluator {
@@ -31,6 +33,7 @@ impl Evaluator {
             imports: HashMap::new(),
             depth: 0,
             home: std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into()),
+            names: Vec::new(),
         };
         crate::builtins::install(&mut ev);
         ev
@@ -38,6 +41,20 @@ impl Evaluator {
 
     pub fn sym(&mut self, s: &str) -> Symbol {
         self.interner.intern(s)
+    }
+
+    /// The name of a symbol as a shared string.
+    pub fn name_rc(&mut self, s: Symbol) -> Rc<str> {
+        let i = s.0 as usize;
+        if i >= self.names.len() {
+            self.names.resize(i + 1, None);
+        }
+        if let Some(n) = &self.names[i] {
+            return n.clone();
+        }
+        let n: Rc<str> = self.interner.name(s).into();
+        self.names[i] = Some(n.clone());
+        n
     }
 
     /// Parse `text` (from `origin`, with relative paths against `base_dir`) and keep its AST
@@ -138,8 +155,21 @@ impl Evaluator {
         }
     }
 
-    /// A thunk for `e` in `env` (literals are made directly).
+    /// A thunk for `e` in `env` (literals are made directly, and a variable bound lexically
+    /// shares the binding's thunk). Only for complete environments: see [`Self::lazy_thunk`].
     pub fn thunk(&mut self, e: &'static Expr, env: &Env) -> Thunk {
+        if let ExprKind::Var(s) = &e.kind {
+            return match lookup_lexical(*s, env) {
+                Some(t) => t,
+                None => Thunk::pending(e, env.clone()),
+            };
+        }
+        self.lazy_thunk(e, env)
+    }
+
+    /// A thunk for `e` in an environment whose innermost scope may still be being filled
+    /// (`rec`, `let`, formals' defaults): variables are looked up only when forced.
+    pub fn lazy_thunk(&mut self, e: &'static Expr, env: &Env) -> Thunk {
         match &e.kind {
             ExprKind::Int(i) => Thunk::value(Value::Int(*i)),
             ExprKind::Float(f) => Thunk::value(Value::Float(*f)),
@@ -159,7 +189,7 @@ impl Evaluator {
             }
             cur = &node.1 .0;
         }
-        let name: Rc<str> = self.interner.name(s).into();
+        let name = self.name_rc(s);
         let mut cur = env.0.clone();
         while let Some(node) = cur {
             if let Scope::With(t) = &node.0 {
@@ -179,7 +209,7 @@ impl Evaluator {
 
     fn attr_name(&mut self, a: &'static AttrName, env: &Env) -> EResult<Option<Rc<str>>> {
         match a {
-            AttrName::Static(s) => Ok(Some(self.interner.name(*s).into())),
+            AttrName::Static(s) => Ok(Some(self.name_rc(*s))),
             AttrName::Dynamic(e) => match self.eval(e, env)? {
                 Value::String(s) => Ok(Some(s.s)),
                 Value::Null => Ok(None),
@@ -204,14 +234,14 @@ impl Evaluator {
         let from: Vec<Thunk> = a
             .inherit_from
             .iter()
-            .map(|e| self.thunk(e, &inner))
+            .map(|e| self.lazy_thunk(e, &inner))
             .collect();
         let mut map: AttrMap = BTreeMap::new();
         let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
         for (sym, def) in &a.attrs {
-            let name: Rc<str> = self.interner.name(*sym).into();
+            let name = self.name_rc(*sym);
             let t = match def.kind {
-                AttrKind::Plain => self.thunk(&def.value, &inner),
+                AttrKind::Plain => self.lazy_thunk(&def.value, &inner),
                 AttrKind::Inherited => self.lookup(*sym, env)?,
                 AttrKind::InheritedFrom(i) => Thunk(Rc::new(std::cell::RefCell::new(
                     ThunkState::Select(from[i].clone(), name.clone()),
@@ -258,7 +288,7 @@ impl Evaluator {
             if map.contains_key(&name) {
                 return err(format!("dynamic attribute '{name}' already defined"));
             }
-            let t = self.thunk(v, &inner);
+            let t = self.lazy_thunk(v, &inner);
             map.insert(name, t);
         }
         Ok((map, inner))
@@ -341,7 +371,25 @@ impl Evaluator {
             }))),
             ExprKind::Call { fun, args } => {
                 let mut f = self.eval(fun, env)?;
-                for a in args {
+                let mut rest: &'static [Expr] = args;
+                // A builtin given all its arguments at once is called directly.
+                if let Value::PrimOp(p) = &f {
+                    if rest.len() >= p.arity {
+                        let ts: Vec<Thunk> =
+                            rest[..p.arity].iter().map(|a| self.thunk(a, env)).collect();
+                        let p = p.clone();
+                        self.depth += 1;
+                        let r = if self.depth > MAX_CALL_DEPTH {
+                            err("stack overflow; max-call-depth exceeded")
+                        } else {
+                            (p.f)(self, &ts)
+                        };
+                        self.depth -= 1;
+                        f = r?;
+                        rest = &rest[p.arity..];
+                    }
+                }
+                for a in rest {
                     let t = self.thunk(a, env);
                     f = self.call(f, t)?;
                 }
@@ -610,15 +658,15 @@ impl Evaluator {
                 let env = l.env.push(Scope::Vars(Default::default()));
                 let mut used = 0;
                 for fm in &formals.formals {
-                    let n = self.interner.name(fm.name).to_string();
-                    match attrs.get(n.as_str()) {
+                    let n = self.name_rc(fm.name);
+                    match attrs.get(&n) {
                         Some(t) => {
                             used += 1;
                             vars.insert(fm.name, t.clone());
                         }
                         None => match &fm.default {
                             Some(d) => {
-                                let t = self.thunk(d, &env);
+                                let t = self.lazy_thunk(d, &env);
                                 vars.insert(fm.name, t);
                             }
                             None => {
@@ -763,6 +811,20 @@ impl Default for Evaluator {
     fn default() -> Self {
         Evaluator::new()
     }
+}
+
+/// The thunk of a lexically bound variable, without forcing any `with` scope.
+fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
+    let mut cur = &env.0;
+    while let Some(node) = cur {
+        if let Scope::Vars(vars) = &node.0 {
+            if let Some(t) = vars.borrow().get(&s) {
+                return Some(t.clone());
+            }
+        }
+        cur = &node.1 .0;
+    }
+    None
 }
 
 /// Lexical normalisation of an absolute path.

@@ -81,3 +81,14 @@ fn lexical_scope_beats_with() {
     assert_eq!(eval("with { x = 2; }; with { x = 3; }; x").unwrap(), "3");
     assert_eq!(eval("with { true = 2; }; true").unwrap(), "true");
 }
+
+#[test]
+fn recursive_bindings_see_their_own_scope() {
+    assert_eq!(eval("let x = 1; in rec { x = 2; y = x; }.y").unwrap(), "2");
+    assert_eq!(eval("let x = 1; in let x = 2; y = x; in y").unwrap(), "2");
+    assert_eq!(
+        eval("let a = 1; in ({ a ? 5, b ? a }: b) { }").unwrap(),
+        "5"
+    );
+    assert_eq!(eval("let x = 1; in { x = 2; y = x; }.y").unwrap(), "1");
+}
