@@ -1111,5 +1111,5 @@ pub fn install(ev: &mut Evaluator) {
         }
     }
     vars.insert(ev.sym("builtins"), builtins);
-    ev.base_env = Env::empty().push(Scope::Vars(vars.into()));
+    ev.base_env = Env::empty().push(Scope::Vars(VarMap::from(vars).into()));
 }

@@ -253,7 +253,7 @@ impl Evaluator {
         if recursive {
             if let Some(node) = &inner.0 {
                 if let Scope::Vars(v) = &node.0 {
-                    *v.borrow_mut() = vars;
+                    *v.borrow_mut() = VarMap::from(vars);
                 }
             }
             // `__overrides` in a recursive set replaces attributes, for the set and its scope.
@@ -648,7 +648,7 @@ impl Evaluator {
                     vars.insert(*n, arg.clone());
                 }
                 let Some(formals) = formals else {
-                    let env = l.env.push(Scope::Vars(vars.into()));
+                    let env = l.env.push(Scope::Vars(VarMap::from(vars).into()));
                     return self.eval(body, &env);
                 };
                 let attrs = match self.force(&arg)? {
@@ -694,7 +694,7 @@ impl Evaluator {
                 }
                 if let Some(node) = &env.0 {
                     if let Scope::Vars(v) = &node.0 {
-                        *v.borrow_mut() = vars;
+                        *v.borrow_mut() = VarMap::from(vars);
                     }
                 }
                 self.eval(body, &env)

@@ -128,9 +128,36 @@ impl Thunk {
     }
 }
 
+/// The bindings of one lexical scope: a vector sorted by symbol (one allocation, binary
+/// search), which suits both one-argument lambdas and large `let`s.
+#[derive(Default)]
+pub struct VarMap(Vec<(Symbol, Thunk)>);
+
+impl VarMap {
+    pub fn get(&self, s: &Symbol) -> Option<&Thunk> {
+        self.0
+            .binary_search_by(|(k, _)| k.cmp(s))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn insert(&mut self, s: Symbol, t: Thunk) {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&s)) {
+            Ok(i) => self.0[i].1 = t,
+            Err(i) => self.0.insert(i, (s, t)),
+        }
+    }
+}
+
+impl From<BTreeMap<Symbol, Thunk>> for VarMap {
+    fn from(m: BTreeMap<Symbol, Thunk>) -> VarMap {
+        VarMap(m.into_iter().collect())
+    }
+}
+
 /// A scope: lexical bindings, or the set of a `with`.
 pub enum Scope {
-    Vars(RefCell<BTreeMap<Symbol, Thunk>>),
+    Vars(RefCell<VarMap>),
     With(Thunk),
 }
 
