@@ -827,20 +827,7 @@ fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
     None
 }
 
-/// Lexical normalisation of an absolute path.
-pub fn canon_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+pub use firn_syntax::parser::canon_path;
 
 /// A close name among `candidates`, for "did you mean" hints (edit distance at most 2).
 pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a Rc<str>>) -> Option<String> {

@@ -28,29 +28,7 @@ pub fn canonicalise(path: &Path) -> Result<()> {
             canonicalise(&e.path())?;
         }
     }
-    if !ft.is_symlink() {
-        let mode = meta.mode() & 0o7777;
-        if mode != 0o444 && mode != 0o555 {
-            let new = 0o444 | if mode & 0o100 != 0 { 0o111 } else { 0 };
-            fs::set_permissions(path, fs::Permissions::from_mode(new))
-                .map_err(io_err("changing mode of", path))?;
-        }
-    }
-    if meta.mtime() != MTIME_STORE {
-        let times = Timestamps {
-            last_access: Timespec {
-                tv_sec: meta.atime(),
-                tv_nsec: 0,
-            },
-            last_modification: Timespec {
-                tv_sec: MTIME_STORE,
-                tv_nsec: 0,
-            },
-        };
-        utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| io_err("changing modification time of", path)(e.into()))?;
-    }
-    Ok(())
+    canonicalise_top(path)
 }
 
 /// Canonicalise only `path` itself, not what is below it.

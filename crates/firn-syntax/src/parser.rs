@@ -40,8 +40,8 @@ fn err<T>(msg: impl Into<String>, start: usize, end: usize) -> PResult<T> {
     })
 }
 
-/// Resolve `.` and `..` lexically in an absolute path.
-fn canon_path(p: &str) -> String {
+/// Resolve `.` and `..` lexically in an absolute path (Nix's `canonPath`, without symlinks).
+pub fn canon_path(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {

@@ -20,19 +20,7 @@ pub fn absolute(s: &str) -> Result<String> {
 }
 
 /// Lexically normalise an absolute path: collapse `//`, drop `.`, resolve `..`.
-pub fn canon(s: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in s.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+pub use firn_syntax::parser::canon_path as canon;
 
 /// Nix's `followLinksToStorePath`: follow symlinks (e.g. `./result`) until the path is in the
 /// store, then take the store path it is in.
