@@ -174,3 +174,37 @@ fn integer_overflow_is_an_error() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(msg), "{expr}");
     }
 }
+
+#[test]
+fn nix_eval_json_raw_and_apply_agree_with_cppnix() {
+    let cases: &[&[&str]] = &[
+        &[
+            "--json",
+            "--expr",
+            "{ a = [ 1 \"x\" null true 1.5 ]; b.c = \"\\n\\u0001\"; }",
+        ],
+        &["--raw", "--expr", "\"plain\\ntext\""],
+        &["--expr", "{ a.b = 5; }", "a.b", "--apply", "x: x * 2"],
+        &[
+            "--json",
+            "--expr",
+            "builtins.fromJSON ''{\"x\": [1, 2.5, \"s\", {\"y\": null}]}''",
+        ],
+        &["--expr", "builtins.toJSON { b = 1; a = [ true ]; }"],
+    ];
+    for args in cases {
+        let ours = firn("nix").arg("eval").args(*args).output().unwrap();
+        let theirs = cppnix("nix").arg("eval").args(*args).output().unwrap();
+        assert!(
+            ours.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        // CppNix 2.8 ends `--json` output without a newline; newer Nix (and firn) add one.
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout).trim_end_matches('\n'),
+            String::from_utf8_lossy(&theirs.stdout).trim_end_matches('\n'),
+            "{args:?}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod accessor;
 pub mod derivation;
+pub mod eval;
 pub mod hash;
 pub mod installables;
 pub mod key;
@@ -47,6 +48,8 @@ enum Command {
     /// Show the contents of store derivations (deprecated; use `nix derivation show`).
     #[command(name = "show-derivation")]
     ShowDerivation(derivation::ShowArgs),
+    /// Evaluate a Nix expression.
+    Eval(eval::EvalArgs),
     /// Show why a package has another package in its closure.
     #[command(name = "why-depends")]
     WhyDepends(why_depends::WhyDependsArgs),
@@ -99,6 +102,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::PathInfo(a) => path_info::run(&ctx.open_store()?, a),
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),
+        Command::Eval(a) => eval::run(a),
         Command::WhyDepends(a) => why_depends::run(&ctx.open_store()?, a),
         Command::Derivation(DerivationCmd::Show(a)) | Command::ShowDerivation(a) => {
             derivation::show(&ctx.open_store()?, a)

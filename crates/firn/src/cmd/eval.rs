@@ -1,0 +1,107 @@
+//! `nix eval`: evaluate an expression (`--expr`) or a file (`--file`), optionally select an
+//! attribute path and apply a function, and print the result as Nix, `--json` or `--raw`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Interpret the installable as this Nix expression.
+    #[arg(long)]
+    expr: Option<String>,
+    /// Interpret the installable as an attribute path of the value of this file.
+    #[arg(short = 'f', long)]
+    file: Option<String>,
+    /// Apply the function to the result.
+    #[arg(long)]
+    apply: Option<String>,
+    /// Print strings without quotes or escapes.
+    #[arg(long)]
+    raw: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// An attribute path (with --file or --expr).
+    installable: Option<String>,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let cwd = std::env::current_dir()
+        .context("getting the current directory")?
+        .to_string_lossy()
+        .into_owned();
+    let (text, origin, base) = match (&a.expr, &a.file) {
+        (Some(e), None) => (e.clone(), "«string»".to_string(), cwd),
+        (None, Some(f)) => {
+            let mut path = crate::paths::absolute(f)?;
+            if std::path::Path::new(&path).is_dir() {
+                path = format!("{path}/default.nix");
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading file '{path}'"))?;
+            let dir = std::path::Path::new(&path)
+                .parent()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "/".into());
+            (text, path, dir)
+        }
+        (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
+        (None, None) => bail!(
+            "'nix eval' of a flake installable is not implemented by firn yet; use '--expr' or '--file'"
+        ),
+    };
+    let attr = a.installable.clone().unwrap_or_default();
+    let (apply, raw, json) = (a.apply.clone(), a.raw, a.json);
+    let out = std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(move || -> Result<String, String> {
+            use firn_eval::value::{Thunk, Value};
+            let mut ev = firn_eval::Evaluator::new();
+            let e = ev.parse(&text, &origin, &base).map_err(|e| e.msg)?;
+            let mut v = ev.eval_top(e).map_err(|e| e.msg)?;
+            for part in attr.split('.').filter(|p| !p.is_empty()) {
+                v = match &v {
+                    Value::Attrs(m) => match m.get(part) {
+                        Some(t) => ev.force(&t.clone()).map_err(|e| e.msg)?,
+                        None => return Err(format!("attribute '{part}' missing")),
+                    },
+                    other => return Err(format!("expected a set but found {}", other.type_name())),
+                };
+            }
+            if let Some(f) = apply {
+                let fe = ev.parse(&f, "«string»", "/").map_err(|e| e.msg)?;
+                let fv = ev.eval_top(fe).map_err(|e| e.msg)?;
+                v = ev.call(fv, Thunk::value(v)).map_err(|e| e.msg)?;
+            }
+            firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
+            if json {
+                let mut s = String::new();
+                firn_eval::builtins_more::to_json(&mut ev, &v, &mut s).map_err(|e| e.msg)?;
+                return Ok(s);
+            }
+            if raw {
+                return match &v {
+                    Value::String(s) => Ok(s.s.to_string()),
+                    other => ev
+                        .coerce_to_string(other, false)
+                        .map(|s| s.s.to_string())
+                        .map_err(|e| e.msg),
+                };
+            }
+            firn_eval::print::print_value(&mut ev, &v, true).map_err(|e| e.msg)
+        })
+        .context("starting the evaluator thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the evaluator panicked"))?;
+    match out {
+        Ok(s) => {
+            if raw {
+                print!("{s}");
+            } else {
+                println!("{s}");
+            }
+            Ok(())
+        }
+        Err(msg) => bail!("{msg}"),
+    }
+}
