@@ -1063,7 +1063,11 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
 pub fn install(ev: &mut Evaluator) {
     let mut set = AttrMap::new();
     let mut globals: BTreeMap<&'static str, Thunk> = BTreeMap::new();
-    for (name, arity, f) in table().into_iter().chain(crate::builtins_more::table()) {
+    for (name, arity, f) in table()
+        .into_iter()
+        .chain(crate::builtins_more::table())
+        .chain(crate::builtins_more::search_table())
+    {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(name.into(), t.clone());
         globals.insert(name, t);
@@ -1076,6 +1080,7 @@ pub fn install(ev: &mut Evaluator) {
         ("nixVersion", Value::str("2.24.0")),
         ("storeDir", Value::str("/nix/store")),
         ("currentSystem", Value::str("x86_64-linux")),
+        ("nixPath", crate::builtins_more::nix_path_value(&[])),
     ];
     for (name, v) in consts {
         let t = Thunk::value(v);

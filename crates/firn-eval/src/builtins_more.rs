@@ -296,3 +296,81 @@ fn file_type(ft: &std::fs::FileType) -> &'static str {
         "unknown"
     }
 }
+
+/// `NIX_PATH` (and `-I` entries, given first) as `__nixPath`'s list of `{ prefix; path; }`.
+pub fn nix_path_value(extra: &[String]) -> Value {
+    let mut entries: Vec<String> = extra.to_vec();
+    if let Ok(p) = std::env::var("NIX_PATH") {
+        entries.extend(p.split(':').filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    let items = entries
+        .into_iter()
+        .map(|e| {
+            let (prefix, path) = match e.split_once('=') {
+                Some((p, v)) => (p.to_string(), v.to_string()),
+                None => (String::new(), e),
+            };
+            let mut m = AttrMap::new();
+            m.insert("prefix".into(), Thunk::value(Value::str(prefix)));
+            m.insert("path".into(), Thunk::value(Value::str(path)));
+            Thunk::value(Value::Attrs(Rc::new(m)))
+        })
+        .collect();
+    Value::List(Rc::new(items))
+}
+
+/// `builtins.findFile`: the first entry of the search path under which `name` exists.
+pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Value> {
+    let list = match ev.force(search)? {
+        Value::List(l) => l,
+        v => return err(format!("expected a list but found {}", v.type_name())),
+    };
+    for t in list.iter() {
+        let entry = match ev.force(t)? {
+            Value::Attrs(m) => m,
+            v => return err(format!("expected a set but found {}", v.type_name())),
+        };
+        let prefix = match entry.get("prefix") {
+            Some(p) => string(ev, &p.clone())?.s.to_string(),
+            None => String::new(),
+        };
+        let path = match entry.get("path") {
+            Some(p) => match ev.force(&p.clone())? {
+                Value::Path(x) => x.to_string(),
+                Value::String(s) => s.s.to_string(),
+                v => return err(format!("expected a path but found {}", v.type_name())),
+            },
+            None => return err("attribute 'path' missing"),
+        };
+        let rest = if prefix.is_empty() {
+            Some(name.to_string())
+        } else if name == prefix {
+            Some(String::new())
+        } else {
+            name.strip_prefix(&format!("{prefix}/")).map(str::to_string)
+        };
+        if let Some(rest) = rest {
+            let candidate = if rest.is_empty() {
+                path.clone()
+            } else {
+                format!("{}/{}", path.trim_end_matches('/'), rest)
+            };
+            if std::path::Path::new(&candidate).exists() {
+                return Ok(Value::Path(crate::eval::canon_path(&candidate).into()));
+            }
+        }
+    }
+    Err(EvalError::with_kind(
+        crate::error::ErrorKind::Throw,
+        format!(
+            "file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"
+        ),
+    ))
+}
+
+pub fn search_table() -> Vec<(&'static str, usize, PrimFn)> {
+    vec![("findFile", 2, |ev, a| {
+        let name = string(ev, &a[1])?;
+        find_file(ev, &a[0], &name.s)
+    })]
+}

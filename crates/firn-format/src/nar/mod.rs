@@ -8,7 +8,7 @@
 //!
 //! [`writer::NarWriter`] produces NARs from a stream of calls; [`reader::parse`] checks a NAR
 //! from any reader and reports it to a [`reader::Visitor`]; [`listing`] builds the JSON listing
-//! CppNix writes next to cached NARs.
+//! CppNix writes next to cached NARs (`.ls` files) and prints for `nix nar ls --json`.
 
 pub mod listing;
 pub mod reader;
@@ -22,7 +22,10 @@ pub const MAGIC: &[u8] = b"nix-archive-1";
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest symlink target accepted (Linux's PATH_MAX less the NUL).
 pub const MAX_TARGET_LEN: usize = 4095;
-/// Deepest directory nesting accepted when reading.
+/// Deepest directory nesting accepted, when reading and when writing: a node may have at most
+/// this many directories above it. Well beyond what real trees use (CppNix itself cannot
+/// restore much deeper trees, as its paths would exceed PATH_MAX), and low enough that restoring
+/// keeps a bounded number of directory handles and the stack of open directories stays small.
 pub const MAX_DEPTH: usize = 1024;
 
 pub use reader::{parse, Visitor};

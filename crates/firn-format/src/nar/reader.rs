@@ -84,7 +84,7 @@ impl<R: Read> Parser<'_, R> {
             let mut b = [0u8; 8];
             self.exact(&mut b[..p])?;
             if b[..p].iter().any(|&x| x != 0) {
-                return Err(NarError::BadPadding(self.r.pos));
+                return Err(NarError::BadPadding(self.r.pos - p as u64));
             }
         }
         Ok(())
@@ -97,9 +97,14 @@ impl<R: Read> Parser<'_, R> {
         if len > max {
             return Err(NarError::TooLong { offset, len, what });
         }
-        let mut v = vec![0u8; len as usize];
+        // The string and its padding in one read.
+        let pad = padding(len);
+        let mut v = vec![0u8; len as usize + pad];
         self.exact(&mut v)?;
-        self.pad(len)?;
+        if v[len as usize..].iter().any(|&x| x != 0) {
+            return Err(NarError::BadPadding(self.r.pos - pad as u64));
+        }
+        v.truncate(len as usize);
         Ok(v)
     }
 
@@ -244,10 +249,9 @@ impl<R: Read> Parser<'_, R> {
         let start = self.r.pos;
         {
             let mut contents = (&mut self.r).take(size);
-            let res = v.regular(executable, size, &mut contents);
+            v.regular(executable, size, &mut contents)?;
             // Skip what the visitor did not read.
             io::copy(&mut contents, &mut io::sink())?;
-            res?;
         }
         if self.r.pos - start != size {
             return Err(NarError::Truncated(self.r.pos));
@@ -263,7 +267,6 @@ pub fn parse<R: Read>(input: &mut R, visitor: &mut dyn Visitor) -> Result<u64, N
     let mut p = Parser {
         r: Counting::new(input),
     };
-    let offset = p.r.pos;
     let magic = match p.string(MAX_TOKEN, "the magic") {
         Ok(m) => m,
         Err(NarError::TooLong { .. }) | Err(NarError::BadPadding(_)) => {
@@ -272,7 +275,6 @@ pub fn parse<R: Read>(input: &mut R, visitor: &mut dyn Visitor) -> Result<u64, N
         Err(e) => return Err(e),
     };
     if magic != super::MAGIC {
-        let _ = offset;
         return Err(NarError::BadMagic);
     }
     p.node(visitor)?;
@@ -429,6 +431,174 @@ mod tests {
             parse(&mut &nar[..], &mut Validate),
             Err(NarError::Unexpected { .. })
         ));
+    }
+
+    fn regular_nar(tokens_before_size: &[&[u8]], contents: &[u8]) -> Vec<u8> {
+        let mut t: Vec<&[u8]> = vec![b"nix-archive-1", b"(", b"type", b"regular"];
+        t.extend_from_slice(tokens_before_size);
+        let mut nar = nar_of(&t);
+        nar.extend_from_slice(&s(contents));
+        nar.extend_from_slice(&s(b")"));
+        nar
+    }
+
+    #[test]
+    fn refuses_bad_tokens_and_lengths() {
+        // The well-formed baselines parse.
+        let ok = regular_nar(&[b"executable", b"", b"contents"], b"x");
+        assert_eq!(parse(&mut &ok[..], &mut Validate).unwrap(), ok.len() as u64);
+        // 'executable' must be followed by an empty string.
+        let bad = regular_nar(&[b"executable", b"yes", b"contents"], b"x");
+        assert!(matches!(
+            parse(&mut &bad[..], &mut Validate),
+            Err(NarError::Unexpected { offset: 96, .. })
+        ));
+        // An unknown token where 'contents' belongs.
+        let bad = regular_nar(&[b"content"], b"x");
+        assert!(matches!(
+            parse(&mut &bad[..], &mut Validate),
+            Err(NarError::Unexpected { .. })
+        ));
+        // A token with an absurd length is refused before anything is allocated.
+        let mut bad = nar_of(&[b"nix-archive-1", b"("]);
+        bad.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(matches!(
+            parse(&mut &bad[..], &mut Validate),
+            Err(NarError::TooLong { offset: 40, .. })
+        ));
+        let bad = nar_of(&[b"nix-archive-1", b"(", b"typetypetypetypetype"]);
+        assert!(matches!(
+            parse(&mut &bad[..], &mut Validate),
+            Err(NarError::TooLong { .. })
+        ));
+        // Symlink targets: too long, empty, with NUL.
+        let symlink = |target: &[u8]| {
+            nar_of(&[
+                b"nix-archive-1",
+                b"(",
+                b"type",
+                b"symlink",
+                b"target",
+                target,
+                b")",
+            ])
+        };
+        parse(&mut &symlink(&[b'x'; 4095])[..], &mut Validate).unwrap();
+        assert!(matches!(
+            parse(&mut &symlink(&[b'x'; 4096])[..], &mut Validate),
+            Err(NarError::TooLong { .. })
+        ));
+        for bad in [&b""[..], b"a\0b"] {
+            assert!(matches!(
+                parse(&mut &symlink(bad)[..], &mut Validate),
+                Err(NarError::BadTarget(_))
+            ));
+        }
+        // A name of 255 bytes is fine.
+        parse(&mut &dir_with(&[&[b'n'; 255]])[..], &mut Validate).unwrap();
+        // Non-zero padding inside a token.
+        let mut bad = nar_of(&[b"nix-archive-1", b"(", b"type", b"symlink", b"target", b"t"]);
+        let last = bad.len() - 1;
+        bad[last] = 7;
+        assert!(matches!(
+            parse(&mut &bad[..], &mut Validate),
+            Err(NarError::BadPadding(o)) if o == last as u64 - 6
+        ));
+        // A missing closing parenthesis after the root.
+        let mut bad = symlink(b"t");
+        bad.truncate(bad.len() - 16);
+        bad.extend_from_slice(&s(b"("));
+        assert!(matches!(
+            parse(&mut &bad[..], &mut Validate),
+            Err(NarError::Unexpected { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_magic() {
+        for magic in [
+            &b"nix-archive-2"[..],
+            b"",
+            b"nix-archive-1\0",
+            b"NIX-ARCHIVE-1",
+        ] {
+            let nar = nar_of(&[magic, b"(", b"type", b"symlink", b"target", b"t", b")"]);
+            assert!(
+                matches!(parse(&mut &nar[..], &mut Validate), Err(NarError::BadMagic)),
+                "{magic:?}"
+            );
+        }
+        let mut nar = (u64::MAX).to_le_bytes().to_vec();
+        nar.extend_from_slice(b"nix-archive-1");
+        assert!(matches!(
+            parse(&mut &nar[..], &mut Validate),
+            Err(NarError::BadMagic)
+        ));
+        assert!(matches!(
+            parse(&mut &b""[..], &mut Validate),
+            Err(NarError::Truncated(0))
+        ));
+    }
+
+    #[test]
+    fn visitor_errors_stop_the_parse() {
+        struct Refuse;
+        impl Visitor for Refuse {
+            fn regular(&mut self, _: bool, _: u64, _: &mut dyn Read) -> Result<(), NarError> {
+                Err(NarError::Visitor("no files".into()))
+            }
+            fn symlink(&mut self, _: &[u8]) -> Result<(), NarError> {
+                Ok(())
+            }
+            fn directory_start(&mut self) -> Result<(), NarError> {
+                Ok(())
+            }
+            fn directory_end(&mut self) -> Result<(), NarError> {
+                Ok(())
+            }
+            fn entry_start(&mut self, _: &[u8]) -> Result<(), NarError> {
+                Ok(())
+            }
+        }
+        // The error comes back at once, without reading the rest of a (here endless) file.
+        let mut head = regular_nar(&[b"contents"], b"");
+        head.truncate(head.len() - 16);
+        let len_at = head.len() - 8;
+        head[len_at..].copy_from_slice(&u64::MAX.to_le_bytes());
+        let mut input = std::io::Read::chain(&head[..], std::io::repeat(0));
+        assert!(matches!(
+            parse(&mut input, &mut Refuse),
+            Err(NarError::Visitor(_))
+        ));
+    }
+
+    #[test]
+    fn partial_reads_by_the_visitor_are_skipped() {
+        struct ReadOne(Vec<u8>);
+        impl Visitor for ReadOne {
+            fn regular(&mut self, _: bool, _: u64, c: &mut dyn Read) -> Result<(), NarError> {
+                let mut b = [0u8; 1];
+                c.read_exact(&mut b)?;
+                self.0.push(b[0]);
+                Ok(())
+            }
+            fn symlink(&mut self, _: &[u8]) -> Result<(), NarError> {
+                Ok(())
+            }
+            fn directory_start(&mut self) -> Result<(), NarError> {
+                Ok(())
+            }
+            fn directory_end(&mut self) -> Result<(), NarError> {
+                Ok(())
+            }
+            fn entry_start(&mut self, _: &[u8]) -> Result<(), NarError> {
+                Ok(())
+            }
+        }
+        let nar = sample();
+        let mut v = ReadOne(Vec::new());
+        assert_eq!(parse(&mut &nar[..], &mut v).unwrap(), nar.len() as u64);
+        assert_eq!(v.0, b"h");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use super::{padding, valid_name, NarError, MAX_TARGET_LEN};
+use super::{padding, valid_name, NarError, MAX_DEPTH, MAX_TARGET_LEN};
 
 enum Frame {
     /// An open directory and the last entry name written in it.
@@ -17,10 +17,17 @@ enum Frame {
 pub struct NarWriter<W: Write> {
     out: W,
     stack: Vec<Frame>,
+    /// Open directories (the `Dir` frames in `stack`).
+    depth: usize,
     expect_node: bool,
     done: bool,
     written: u64,
+    /// Copy buffer for file contents, kept between files.
+    buf: Vec<u8>,
 }
+
+/// Largest copy buffer used for file contents.
+const COPY_BUF: usize = 256 * 1024;
 
 impl<W: Write> NarWriter<W> {
     /// Start a NAR (writes the magic).
@@ -28,9 +35,11 @@ impl<W: Write> NarWriter<W> {
         let mut w = NarWriter {
             out,
             stack: Vec::new(),
+            depth: 0,
             expect_node: true,
             done: false,
             written: 0,
+            buf: Vec::new(),
         };
         w.str(super::MAGIC)?;
         Ok(w)
@@ -60,6 +69,10 @@ impl<W: Write> NarWriter<W> {
     fn begin_node(&mut self) -> Result<(), NarError> {
         if !self.expect_node || self.done {
             return Err(NarError::Misuse("a node is not expected here"));
+        }
+        // The same limit as the reader's, so whatever is written can be read back.
+        if self.depth > MAX_DEPTH {
+            return Err(NarError::TooDeep(self.written));
         }
         self.expect_node = false;
         self.str(b"(")?;
@@ -94,18 +107,26 @@ impl<W: Write> NarWriter<W> {
         }
         self.str(b"contents")?;
         self.raw(&size.to_le_bytes())?;
-        let mut buf = vec![0u8; (size as usize).clamp(1, 1 << 16)];
+        let want_buf = size.clamp(1, COPY_BUF as u64) as usize;
+        if self.buf.len() < want_buf {
+            self.buf.resize(want_buf, 0);
+        }
         let mut left = size;
         while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = contents.read(&mut buf[..want])?;
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match contents.read(&mut self.buf[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 return Err(NarError::SizeMismatch {
                     expected: size,
                     got: size - left,
                 });
             }
-            self.raw(&buf[..n])?;
+            self.out.write_all(&self.buf[..n])?;
+            self.written += n as u64;
             left -= n as u64;
         }
         let pad = padding(size);
@@ -132,6 +153,7 @@ impl<W: Write> NarWriter<W> {
         self.begin_node()?;
         self.str(b"directory")?;
         self.stack.push(Frame::Dir(None));
+        self.depth += 1;
         Ok(())
     }
 
@@ -175,6 +197,7 @@ impl<W: Write> NarWriter<W> {
         match self.stack.last() {
             Some(Frame::Dir(_)) if !self.expect_node => {
                 self.stack.pop();
+                self.depth -= 1;
                 self.end_node()
             }
             _ => Err(NarError::Misuse("no directory to end")),
@@ -194,6 +217,7 @@ impl<W: Write> NarWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn s(x: &[u8]) -> Vec<u8> {
         let mut v = (x.len() as u64).to_le_bytes().to_vec();
@@ -281,5 +305,176 @@ mod tests {
         ));
         let w = NarWriter::new(Vec::new()).unwrap();
         assert!(w.finish().is_err());
+    }
+
+    #[test]
+    fn refuses_more_misuse() {
+        // An entry at the root, ending a directory that is not open, a second root.
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        assert!(matches!(w.entry(b"a"), Err(NarError::Misuse(_))));
+        assert!(matches!(w.end_directory(), Err(NarError::Misuse(_))));
+        w.symlink(b"t").unwrap();
+        assert!(matches!(w.symlink(b"u"), Err(NarError::Misuse(_))));
+        assert!(matches!(w.begin_directory(), Err(NarError::Misuse(_))));
+        // Ending a directory while an entry waits for its node.
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.begin_directory().unwrap();
+        w.entry(b"a").unwrap();
+        assert!(matches!(w.end_directory(), Err(NarError::Misuse(_))));
+        assert!(matches!(w.entry(b"b"), Err(NarError::Misuse(_))));
+        // Names and targets.
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.begin_directory().unwrap();
+        for bad in [&b""[..], b".", b"..", b"a\0", b"/"] {
+            assert!(
+                matches!(w.entry(bad), Err(NarError::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            w.entry(&[b'n'; 256]),
+            Err(NarError::BadName { .. })
+        ));
+        w.entry(&[b'n'; 255]).unwrap();
+        for bad in [&b""[..], b"a\0b", &[b't'; 4096]] {
+            assert!(matches!(w.symlink(bad), Err(NarError::BadTarget(_))));
+        }
+        w.symlink(&[b't'; 4095]).unwrap();
+        w.end_directory().unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn depth_limit_matches_the_reader() {
+        let deep = |levels: usize| -> Result<Vec<u8>, NarError> {
+            let mut w = NarWriter::new(Vec::new())?;
+            for _ in 0..levels {
+                w.begin_directory()?;
+                w.entry(b"d")?;
+            }
+            w.symlink(b"x")?;
+            for _ in 0..levels {
+                w.end_directory()?;
+            }
+            w.finish()
+        };
+        let ok = deep(MAX_DEPTH).unwrap();
+        super::super::parse(&mut &ok[..], &mut super::super::reader::Validate).unwrap();
+        assert!(matches!(deep(MAX_DEPTH + 1), Err(NarError::TooDeep(_))));
+    }
+
+    #[test]
+    fn small_trees_byte_for_byte() {
+        // An executable file at the root.
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.regular(true, 9, &mut &b"#!/bin/sh"[..]).unwrap();
+        let mut want = cat(&[
+            b"nix-archive-1",
+            b"(",
+            b"type",
+            b"regular",
+            b"executable",
+            b"",
+            b"contents",
+        ]);
+        want.extend_from_slice(&s(b"#!/bin/sh"));
+        want.extend_from_slice(&s(b")"));
+        assert_eq!(w.finish().unwrap(), want);
+
+        // An empty file, a symlink at the root, an empty directory.
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.regular(false, 0, &mut &b""[..]).unwrap();
+        let want = cat(&[
+            b"nix-archive-1",
+            b"(",
+            b"type",
+            b"regular",
+            b"contents",
+            b"",
+            b")",
+        ]);
+        assert_eq!(w.finish().unwrap(), want);
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.symlink(b"../a b").unwrap();
+        let want = cat(&[
+            b"nix-archive-1",
+            b"(",
+            b"type",
+            b"symlink",
+            b"target",
+            b"../a b",
+            b")",
+        ]);
+        assert_eq!(w.finish().unwrap(), want);
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.begin_directory().unwrap();
+        w.end_directory().unwrap();
+        let want = cat(&[b"nix-archive-1", b"(", b"type", b"directory", b")"]);
+        assert_eq!(w.finish().unwrap(), want);
+
+        // Nested directories: d/e/f holding 8 bytes (no padding needed).
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.begin_directory().unwrap();
+        w.entry(b"d").unwrap();
+        w.begin_directory().unwrap();
+        w.entry(b"e").unwrap();
+        w.begin_directory().unwrap();
+        w.entry(b"f").unwrap();
+        w.regular(false, 8, &mut &b"12345678"[..]).unwrap();
+        w.end_directory().unwrap();
+        w.end_directory().unwrap();
+        w.end_directory().unwrap();
+        let mut want = cat(&[b"nix-archive-1", b"(", b"type", b"directory"]);
+        for n in [b"d", b"e"] {
+            want.extend(cat(&[
+                b"entry",
+                b"(",
+                b"name",
+                n,
+                b"node",
+                b"(",
+                b"type",
+                b"directory",
+            ]));
+        }
+        want.extend(cat(&[
+            b"entry",
+            b"(",
+            b"name",
+            b"f",
+            b"node",
+            b"(",
+            b"type",
+            b"regular",
+            b"contents",
+            b"12345678",
+            b")",
+            b")",
+        ]));
+        want.extend(cat(&[b")", b")", b")", b")", b")"]));
+        assert_eq!(w.finish().unwrap(), want);
+    }
+
+    #[test]
+    fn written_counts_bytes_and_reads_are_chunked() {
+        // A reader that hands out one byte at a time still yields the whole file.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() || buf.is_empty() {
+                    return Ok(0);
+                }
+                buf[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.regular(false, 1000, &mut Trickle(&data)).unwrap();
+        let n = w.written();
+        let out = w.finish().unwrap();
+        assert_eq!(n, out.len() as u64);
+        assert!(out.windows(1000).any(|x| x == &data[..]));
     }
 }
