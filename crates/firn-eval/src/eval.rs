@@ -515,10 +515,24 @@ impl Evaluator {
     }
 
     fn concat(&mut self, force_string: bool, parts: &'static [Expr], env: &Env) -> EResult<Value> {
+        // `a + b` on numbers, without collecting the parts.
+        if !force_string && parts.len() == 2 {
+            let a = self.eval(&parts[0], env)?;
+            if matches!(a, Value::Int(_) | Value::Float(_)) {
+                let b = self.eval(&parts[1], env)?;
+                return crate::builtins::arith('+', &a, &b);
+            }
+            let b = self.eval(&parts[1], env)?;
+            return self.concat_values(force_string, vec![a, b]);
+        }
         let mut vals = Vec::with_capacity(parts.len());
         for p in parts {
             vals.push(self.eval(p, env)?);
         }
+        self.concat_values(force_string, vals)
+    }
+
+    fn concat_values(&mut self, force_string: bool, vals: Vec<Value>) -> EResult<Value> {
         let first = vals.first().cloned().unwrap_or(Value::str(""));
         if !force_string {
             match first {
@@ -643,14 +657,19 @@ impl Evaluator {
                 else {
                     return err("internal error: a lambda without a lambda expression");
                 };
+                let Some(formals) = formals else {
+                    // The common case: one argument, one binding, no map to build.
+                    let mut vars = VarMap::default();
+                    if let Some(n) = name {
+                        vars.insert(*n, arg);
+                    }
+                    let env = l.env.push(Scope::Vars(vars.into()));
+                    return self.eval(body, &env);
+                };
                 let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
                 if let Some(n) = name {
                     vars.insert(*n, arg.clone());
                 }
-                let Some(formals) = formals else {
-                    let env = l.env.push(Scope::Vars(VarMap::from(vars).into()));
-                    return self.eval(body, &env);
-                };
                 let attrs = match self.force(&arg)? {
                     Value::Attrs(a) => a,
                     v => return err(format!("expected a set but found {}", v.type_name())),
