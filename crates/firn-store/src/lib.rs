@@ -8,7 +8,6 @@
 pub mod canon;
 pub mod config;
 pub mod db;
-pub mod drv_outputs;
 pub mod error;
 pub mod export;
 pub mod gc;

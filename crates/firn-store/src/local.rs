@@ -356,13 +356,20 @@ impl LocalStore {
                 Ok(t) => t,
                 Err(e) => return Err(io_err("reading derivation", &real)(e)),
             };
-            let outputs =
-                crate::drv_outputs::output_paths(self.store_dir(), &text).map_err(|e| {
+            let name = i.path.name().trim_end_matches(".drv");
+            let drv = firn_format::derivation::Derivation::parse(self.store_dir(), &text, name)
+                .map_err(|e| {
                     StoreError::Other(format!(
                         "error parsing derivation '{}': {e}",
                         self.store_dir().display(&i.path)
                     ))
                 })?;
+            // Outputs without a path (floating content-addressed ones) are not recorded.
+            let outputs = drv
+                .outputs
+                .into_iter()
+                .filter_map(|(id, o)| o.path.map(|p| (id, p)))
+                .collect();
             out.insert(i.path.clone(), outputs);
         }
         Ok(out)

@@ -107,15 +107,19 @@ pub fn derivation_outputs(
     store: &LocalStore,
     drv: &StorePath,
 ) -> Result<BTreeMap<String, StorePath>> {
-    let real = store.real_path(drv);
-    let text = std::fs::read_to_string(&real)
-        .with_context(|| format!("reading derivation '{}'", store.store_dir().display(drv)))?;
-    firn_store::drv_outputs::output_paths(store.store_dir(), &text).map_err(|e| {
-        anyhow::anyhow!(
-            "parsing derivation '{}': {e}",
-            store.store_dir().display(drv)
-        )
-    })
+    let d = read_derivation(store, drv)?;
+    let mut out = BTreeMap::new();
+    for (id, o) in d.outputs {
+        match o.path {
+            Some(p) => {
+                out.insert(id, p);
+            }
+            None => anyhow::bail!(
+                "Cannot use output path of floating content-addressed derivation until we know what it is (e.g. by building it)"
+            ),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
