@@ -754,6 +754,34 @@ impl Evaluator {
         "anonymous lambda".to_string()
     }
 
+    /// CppNix's `autoCallFunction` (`--arg`, `--argstr`): a function with a set pattern is
+    /// called with the given arguments it accepts (all of them if it has `...`); anything else
+    /// is returned as it is.
+    pub fn auto_call(&mut self, v: Value, args: &AttrMap) -> EResult<Value> {
+        let Value::Lambda(l) = &v else {
+            return Ok(v);
+        };
+        let ExprKind::Lambda {
+            formals: Some(formals),
+            ..
+        } = &l.expr.kind
+        else {
+            return Ok(v);
+        };
+        let mut given = AttrMap::new();
+        if formals.ellipsis {
+            given = args.clone();
+        } else {
+            for fm in &formals.formals {
+                let n = self.name_rc(fm.name);
+                if let Some(t) = args.get(&n) {
+                    given.insert(n, t.clone());
+                }
+            }
+        }
+        self.call(v.clone(), Thunk::value(Value::Attrs(Rc::new(given))))
+    }
+
     /// Nix's `==`.
     pub fn equal(&mut self, a: &Value, b: &Value) -> EResult<bool> {
         Ok(match (a, b) {

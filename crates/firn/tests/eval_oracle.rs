@@ -208,3 +208,54 @@ fn nix_eval_json_raw_and_apply_agree_with_cppnix() {
         );
     }
 }
+
+#[test]
+fn nix_instantiate_attr_paths_and_auto_args_agree_with_cppnix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("auto.nix");
+    std::fs::write(
+        &f,
+        "{ a ? 1, b, ... }: { sum = a + b; s = \"x\"; inner = { c = a; g = { x }: x; }; }",
+    )
+    .unwrap();
+    let f = f.to_string_lossy().into_owned();
+    let cases: &[&[&str]] = &[
+        &["--eval", "--strict", "--arg", "b", "2"],
+        &["--eval", "--arg", "b", "2", "-A", "sum"],
+        &[
+            "--eval", "--strict", "--json", "--arg", "b", "2", "--argstr", "a", "q", "-A", "s",
+        ],
+        &["--eval", "--arg", "b", "2", "-A", "inner.c", "-A", "sum"],
+        &[
+            "--eval", "--arg", "b", "2", "--arg", "x", "7", "-A", "inner.g",
+        ],
+    ];
+    for args in cases {
+        let ours = firn("nix-instantiate")
+            .args(*args)
+            .arg(&f)
+            .output()
+            .unwrap();
+        let theirs = cppnix("nix-instantiate")
+            .args(*args)
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            ours.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout).trim_end(),
+            String::from_utf8_lossy(&theirs.stdout).trim_end(),
+            "{args:?}"
+        );
+    }
+    let out = firn("nix-instantiate")
+        .args(["--eval", "-A", "nope"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

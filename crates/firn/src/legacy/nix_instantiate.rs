@@ -13,7 +13,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     let (_ctx, args) = Ctx::new(super::expand_short_flags(args))?;
     let mut parse_only = false;
     let mut eval = false;
-    let mut strict = false;
+    let mut opts = EvalOptions::default();
     let mut exprs: Vec<String> = Vec::new();
     let mut from_expr = false;
     let mut it = args.into_iter();
@@ -30,10 +30,23 @@ pub fn main(args: Vec<String>) -> Result<()> {
             "--parse" => parse_only = true,
             "-E" | "--expr" => from_expr = true,
             "--eval" | "--eval-only" => eval = true,
-            "--strict" => strict = true,
+            "--strict" => opts.strict = true,
+            "--json" => opts.json = true,
             "--read-write-mode" | "--show-trace" => {}
-            "--json" | "--xml" | "-A" | "--attr" | "--arg" | "--argstr" | "--add-root"
-            | "--find-file" => {
+            "-A" | "--attr" => opts.attr_paths.push(
+                it.next()
+                    .ok_or_else(|| usage(format!("flag '{a}' requires 1 argument")))?,
+            ),
+            "--arg" | "--argstr" => {
+                let name = it
+                    .next()
+                    .ok_or_else(|| usage(format!("flag '{a}' requires 2 arguments")))?;
+                let value = it
+                    .next()
+                    .ok_or_else(|| usage(format!("flag '{a}' requires 2 arguments")))?;
+                opts.args.push((name, value, a == "--argstr"));
+            }
+            "--xml" | "--add-root" | "--find-file" => {
                 bail!("nix-instantiate '{a}' is not implemented by firn yet")
             }
             "-I" => {
@@ -88,7 +101,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
             home: &home,
         };
         if eval && !parse_only {
-            evaluate(&text, &origin, &base_dir, strict)?;
+            evaluate(&text, &origin, &base_dir, &opts)?;
             continue;
         }
         let mut interner = Interner::default();
@@ -108,19 +121,79 @@ pub fn main(args: Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// What `--eval` does with the value.
+#[derive(Clone, Debug, Default)]
+struct EvalOptions {
+    strict: bool,
+    json: bool,
+    /// `-A` attribute paths (each printed in turn; none means the whole value).
+    attr_paths: Vec<String>,
+    /// `--arg NAME EXPR` and `--argstr NAME STRING` (the flag is true for `--argstr`).
+    args: Vec<(String, String, bool)>,
+}
+
 /// Evaluate `text` and print the value, on a thread with a stack sized for deep evaluations.
-fn evaluate(text: &str, origin: &str, base_dir: &str, strict: bool) -> Result<()> {
-    let (text, origin, base_dir) = (text.to_string(), origin.to_string(), base_dir.to_string());
+fn evaluate(text: &str, origin: &str, base_dir: &str, opts: &EvalOptions) -> Result<()> {
+    let (text, origin, base_dir, opts) = (
+        text.to_string(),
+        origin.to_string(),
+        base_dir.to_string(),
+        opts.clone(),
+    );
     let result = std::thread::Builder::new()
         .stack_size(1 << 30)
         .spawn(move || -> Result<String, String> {
+            use firn_eval::value::{AttrMap, Thunk, Value};
             let mut ev = firn_eval::Evaluator::new();
-            let e = ev.parse(&text, &origin, &base_dir).map_err(|e| e.msg)?;
-            let v = ev.eval_top(e).map_err(|e| e.msg)?;
-            if strict {
-                firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
+            let mut args = AttrMap::new();
+            for (name, value, is_str) in &opts.args {
+                let v = if *is_str {
+                    Value::str(value.as_str())
+                } else {
+                    let e = ev.parse(value, "«string»", &base_dir).map_err(|e| e.msg)?;
+                    ev.eval_top(e).map_err(|e| e.msg)?
+                };
+                args.insert(name.as_str().into(), Thunk::value(v));
             }
-            firn_eval::print::print_value(&mut ev, &v, strict).map_err(|e| e.msg)
+            let e = ev.parse(&text, &origin, &base_dir).map_err(|e| e.msg)?;
+            let top = ev.eval_top(e).map_err(|e| e.msg)?;
+            let top = ev.auto_call(top, &args).map_err(|e| e.msg)?;
+            let paths = if opts.attr_paths.is_empty() {
+                vec![String::new()]
+            } else {
+                opts.attr_paths.clone()
+            };
+            let mut outs = Vec::new();
+            for path in paths {
+                let mut v = top.clone();
+                for part in path.split('.').filter(|p| !p.is_empty()) {
+                    v = match &v {
+                        Value::Attrs(m) => match m.get(part) {
+                            Some(t) => ev.force(&t.clone()).map_err(|e| e.msg)?,
+                            None => {
+                                return Err(format!(
+                                    "attribute '{part}' in selection path '{path}' not found"
+                                ))
+                            }
+                        },
+                        other => {
+                            return Err(format!("expected a set but found {}", other.type_name()))
+                        }
+                    };
+                    v = ev.auto_call(v, &args).map_err(|e| e.msg)?;
+                }
+                if opts.strict || opts.json {
+                    firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
+                }
+                outs.push(if opts.json {
+                    let mut s = String::new();
+                    firn_eval::builtins_more::to_json(&mut ev, &v, &mut s).map_err(|e| e.msg)?;
+                    s
+                } else {
+                    firn_eval::print::print_value(&mut ev, &v, opts.strict).map_err(|e| e.msg)?
+                });
+            }
+            Ok(outs.join("\n"))
         })
         .context("starting the evaluator thread")?
         .join()
