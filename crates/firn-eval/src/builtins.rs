@@ -1067,6 +1067,7 @@ pub fn install(ev: &mut Evaluator) {
         .into_iter()
         .chain(crate::builtins_more::table())
         .chain(crate::builtins_more::search_table())
+        .chain(crate::builtins_more::regex_table())
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(name.into(), t.clone());

@@ -374,3 +374,63 @@ pub fn search_table() -> Vec<(&'static str, usize, PrimFn)> {
         find_file(ev, &a[0], &name.s)
     })]
 }
+
+/// Compile a POSIX extended regular expression with the `regex` crate (the syntaxes agree on
+/// what Nix code uses; POSIX classes like `[[:alpha:]]` are supported by both). Compiled
+/// expressions are cached for the evaluation.
+fn compile_regex(ev: &mut Evaluator, re: &str, anchored: bool) -> EResult<regex::Regex> {
+    let key = format!("{}{re}", if anchored { "^" } else { "~" });
+    if let Some(r) = ev.regex_cache.get(&key) {
+        return Ok(r.clone());
+    }
+    // In POSIX expressions `.` matches newlines too.
+    let pattern = if anchored {
+        format!("(?s)^(?:{re})$")
+    } else {
+        format!("(?s){re}")
+    };
+    let r = regex::Regex::new(&pattern)
+        .map_err(|e| EvalError::new(format!("invalid regular expression '{re}': {e}")))?;
+    ev.regex_cache.insert(key, r.clone());
+    Ok(r)
+}
+
+fn group_value(m: Option<regex::Match<'_>>) -> Thunk {
+    Thunk::value(match m {
+        Some(m) => Value::str(m.as_str()),
+        None => Value::Null,
+    })
+}
+
+pub fn regex_table() -> Vec<(&'static str, usize, PrimFn)> {
+    vec![
+        ("match", 2, |ev, a| {
+            let re = string(ev, &a[0])?;
+            let s = string(ev, &a[1])?;
+            let r = compile_regex(ev, &re.s, true)?;
+            match r.captures(&s.s) {
+                None => Ok(Value::Null),
+                Some(c) => Ok(Value::List(Rc::new(
+                    (1..c.len()).map(|i| group_value(c.get(i))).collect(),
+                ))),
+            }
+        }),
+        ("split", 2, |ev, a| {
+            let re = string(ev, &a[0])?;
+            let s = string(ev, &a[1])?;
+            let r = compile_regex(ev, &re.s, false)?;
+            let mut out = Vec::new();
+            let mut last = 0;
+            for c in r.captures_iter(&s.s) {
+                let whole = c.get(0).expect("group 0 is the whole match");
+                out.push(Thunk::value(Value::str(&s.s[last..whole.start()])));
+                out.push(Thunk::value(Value::List(Rc::new(
+                    (1..c.len()).map(|i| group_value(c.get(i))).collect(),
+                ))));
+                last = whole.end();
+            }
+            out.push(Thunk::value(Value::str(&s.s[last..])));
+            Ok(Value::List(Rc::new(out)))
+        }),
+    ]
+}

@@ -22,6 +22,8 @@ pub struct Evaluator {
     pub home: String,
     /// Each symbol's name as a shared string, made once (attribute maps are keyed by them).
     names: Vec<Option<Rc<str>>>,
+    /// Regular expressions compiled so far (`match`, `split`).
+    pub regex_cache: HashMap<String, regex::Regex>,
 }
 
 impl Evaluator {
@@ -34,6 +36,7 @@ impl Evaluator {
             depth: 0,
             home: std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into()),
             names: Vec::new(),
+            regex_cache: HashMap::new(),
         };
         crate::builtins::install(&mut ev);
         ev

@@ -95,6 +95,13 @@ const CORPUS: &[&str] = &[
     "builtins.zipAttrsWith (n: v: v) [ { a = 1; } { a = 2; b = 3; } ]",
     "builtins.groupBy (x: if x > 1 then \"big\" else \"small\") [ 1 2 3 ]",
     "let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 20",
+    "builtins.match \"([a-z]+)-([0-9.]+)\" \"hello-2.12\"",
+    "builtins.match \"a\" \"ab\"",
+    "builtins.match \"(a)|b\" \"b\"",
+    "builtins.match \".*x\" \"a\\nx\"",
+    "builtins.split \"(a)|b\" \"xaybz\"",
+    "builtins.split \",\" \"a,b,,c\"",
+    "builtins.match \"[[:alpha:]]+([[:digit:]]*)\" \"abc123\"",
     "builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 100000)",
     // Failures.
     "throw \"boom\"",
