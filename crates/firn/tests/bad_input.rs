@@ -270,6 +270,9 @@ fn gc_during_add_deletes_nothing_being_added() {
     big_tree(&tree);
     let store = store_dir(tmp.path(), "s");
     ok(firn("nix-store").args(["--store", &store, "--init"]));
+    // Root the path before it exists: once the add is over the path is kept by the root, and
+    // while it runs (the root's target still invalid) only the temporary roots protect it.
+    let keep = root_for_coming_path(&store, &tree, tmp.path());
     for gc_tool in ["cppnix", "firn"] {
         let child = firn("nix-store")
             .args(["--store", &store, "--add"])
@@ -295,8 +298,9 @@ fn gc_during_add_deletes_nothing_being_added() {
         );
         let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
         ok(cppnix("nix-store").args(["--store", &store, "--verify-path", &p]));
-        ok(firn("nix-store").args(["--store", &store, "--delete", &p]));
+        ok(firn("nix-store").args(["--store", &store, "--delete", "--ignore-liveness", &p]));
     }
+    std::fs::remove_file(keep).unwrap();
 }
 
 #[test]
@@ -306,6 +310,7 @@ fn firn_gc_during_cppnix_add_spares_the_new_path() {
     big_tree(&tree);
     let store = store_dir(tmp.path(), "s");
     ok(cppnix("nix-store").args(["--store", &store, "--init"]));
+    let keep = root_for_coming_path(&store, &tree, tmp.path());
     for _ in 0..2 {
         // CppNix announces its temporary root to firn's GC over the GC socket.
         let child = cppnix("nix-store")
@@ -326,6 +331,20 @@ fn firn_gc_during_cppnix_add_spares_the_new_path() {
         );
         let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
         ok(cppnix("nix-store").args(["--store", &store, "--verify-path", &p]));
-        ok(firn("nix-store").args(["--store", &store, "--delete", &p]));
+        ok(firn("nix-store").args(["--store", &store, "--delete", "--ignore-liveness", &p]));
     }
+    std::fs::remove_file(keep).unwrap();
+}
+
+/// A GC root (symlink in `gcroots`) for the path `tree` will be added as, made before it exists.
+fn root_for_coming_path(store: &str, tree: &Path, tmp: &Path) -> std::path::PathBuf {
+    let reference = store_dir(tmp, "reference");
+    let p = ok_str(
+        cppnix("nix-store")
+            .args(["--store", &reference, "--add"])
+            .arg(tree),
+    );
+    let link = Path::new(store).join("nix/var/nix/gcroots/coming");
+    std::os::unix::fs::symlink(p.trim(), &link).unwrap();
+    link
 }
