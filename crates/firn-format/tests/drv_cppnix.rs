@@ -2,54 +2,15 @@
 //! byte; their `.drv` paths, output paths (recomputed from scratch the way the evaluator does)
 //! and `nix show-derivation` JSON match CppNix's.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
 use firn_format::derivation::{Derivation, DerivationOutput, DrvError, DrvHashes, OutputKind};
 use firn_format::{StoreDir, StorePath};
 use rand::{Rng, SeedableRng};
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("firn-format-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("creating a scratch directory");
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// CppNix's `tool`, with no user configuration.
-fn cppnix(tool: &str) -> Command {
-    let mut c = Command::new(tool);
-    c.env("NIX_CONF_DIR", "/nonexistent-firn-test-conf")
-        .env("NIX_USER_CONF_FILES", "")
-        .env("NIX_CONFIG", "substituters =")
-        .env_remove("NIX_REMOTE");
-    if tool == "nix" {
-        c.args(["--extra-experimental-features", "nix-command"]);
-    }
-    c
-}
-
-fn run(c: &mut Command) -> String {
-    let out = c.output().expect("running CppNix");
-    assert!(
-        out.status.success(),
-        "{c:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("CppNix prints UTF-8")
-}
 
 /// Instantiate `expr` into the chroot store `store`; the `.drv` path.
 fn instantiate(dir: &Path, store: &Path, n: usize, expr: &str) -> StorePath {
