@@ -9,39 +9,39 @@ use crate::value::*;
 
 pub type PrimFn = fn(&mut Evaluator, &[Thunk]) -> EResult<Value>;
 
-fn force(ev: &mut Evaluator, t: &Thunk) -> EResult<Value> {
+pub(crate) fn force(ev: &mut Evaluator, t: &Thunk) -> EResult<Value> {
     ev.force(t)
 }
 
-fn int(ev: &mut Evaluator, t: &Thunk) -> EResult<i64> {
+pub(crate) fn int(ev: &mut Evaluator, t: &Thunk) -> EResult<i64> {
     match force(ev, t)? {
         Value::Int(i) => Ok(i),
         v => err(format!("expected an integer but found {}", v.type_name())),
     }
 }
 
-fn list(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<Vec<Thunk>>> {
+pub(crate) fn list(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<Vec<Thunk>>> {
     match force(ev, t)? {
         Value::List(l) => Ok(l),
         v => err(format!("expected a list but found {}", v.type_name())),
     }
 }
 
-fn attrs(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<AttrMap>> {
+pub(crate) fn attrs(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<AttrMap>> {
     match force(ev, t)? {
         Value::Attrs(a) => Ok(a),
         v => err(format!("expected a set but found {}", v.type_name())),
     }
 }
 
-fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
+pub(crate) fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
     match force(ev, t)? {
         Value::String(s) => Ok(s),
         v => err(format!("expected a string but found {}", v.type_name())),
     }
 }
 
-fn boolean(ev: &mut Evaluator, t: &Thunk) -> EResult<bool> {
+pub(crate) fn boolean(ev: &mut Evaluator, t: &Thunk) -> EResult<bool> {
     match force(ev, t)? {
         Value::Bool(b) => Ok(b),
         v => err(format!("expected a Boolean but found {}", v.type_name())),
@@ -719,7 +719,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             1,
             prim!(ev, a, {
                 let v = force(ev, &a[0])?;
-                Ok(Value::String(ev.coerce_to_string(&v, true)?))
+                Ok(Value::String(ev.coerce_to_string(&v, true, false)?))
             }),
         ),
         (
@@ -727,7 +727,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             1,
             prim!(ev, a, {
                 let v = force(ev, &a[0])?;
-                Ok(Value::Int(ev.coerce_to_string(&v, false)?.s.len() as i64))
+                Ok(Value::Int(
+                    ev.coerce_to_string(&v, false, true)?.s.len() as i64
+                ))
             }),
         ),
         (
@@ -737,7 +739,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let start = int(ev, &a[0])?;
                 let len = int(ev, &a[1])?;
                 let v = force(ev, &a[2])?;
-                let s = ev.coerce_to_string(&v, false)?;
+                let s = ev.coerce_to_string(&v, false, true)?;
                 if start < 0 {
                     return err("negative start position in 'substring'");
                 }
@@ -767,7 +769,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         out.push_str(&sep.s);
                     }
                     let v = force(ev, t)?;
-                    let s = ev.coerce_to_string(&v, false)?;
+                    let s = ev.coerce_to_string(&v, false, true)?;
                     out.push_str(&s.s);
                     ctx.extend(s.context.iter().cloned());
                 }
@@ -916,7 +918,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let p = match &v {
                     Value::Path(p) => p.to_string(),
                     Value::String(s) => s.s.to_string(),
-                    Value::Attrs(_) => ev.coerce_to_string(&v, false)?.s.to_string(),
+                    Value::Attrs(_) => ev.coerce_to_string(&v, false, false)?.s.to_string(),
                     other => {
                         return err(format!("cannot coerce {} to a string", other.type_name()))
                     }
@@ -931,7 +933,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let v = force(ev, &a[0])?;
                 let s = match &v {
                     Value::Path(p) => NixString::plain(p.clone()),
-                    _ => ev.coerce_to_string(&v, false)?,
+                    _ => ev.coerce_to_string(&v, false, false)?,
                 };
                 let t = s.s.trim_end_matches('/');
                 let b = t.rsplit('/').next().unwrap_or(t);
@@ -947,7 +949,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let v = force(ev, &a[0])?;
                 let is_path = matches!(v, Value::Path(_));
-                let s = ev.coerce_to_string(&v, true)?;
+                let s = ev.coerce_to_string(&v, false, false)?;
                 let d = match s.s.rfind('/') {
                     Some(0) => "/".to_string(),
                     Some(i) => s.s[..i].to_string(),
@@ -1068,6 +1070,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::builtins_more::table())
         .chain(crate::builtins_more::search_table())
         .chain(crate::builtins_more::regex_table())
+        .chain(crate::builtins_drv::table())
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(name.into(), t.clone());
@@ -1088,6 +1091,11 @@ pub fn install(ev: &mut Evaluator) {
         set.insert(name.into(), t.clone());
         globals.insert(name, t);
     }
+    // `derivation` is Nix code over `derivationStrict`; it is parsed once the global scope it
+    // closes over exists.
+    let derivation = Thunk::value(Value::Null);
+    set.insert("derivation".into(), derivation.clone());
+    globals.insert("derivation", derivation.clone());
     let builtins = Thunk::value(Value::Null);
     set.insert("builtins".into(), builtins.clone());
     let set = Rc::new(set);
@@ -1111,6 +1119,16 @@ pub fn install(ev: &mut Evaluator) {
         "dirOf",
         "isNull",
         "removeAttrs",
+        "derivation",
+        "placeholder",
+        "fetchTarball",
+        "fetchGit",
+        "fetchMercurial",
+        "fetchTree",
+        "fromTOML",
+        "scopedImport",
+        "derivationStrict",
+        "break",
     ] {
         if let Some(t) = globals.get(name) {
             vars.insert(ev.sym(name), t.clone());
@@ -1118,4 +1136,12 @@ pub fn install(ev: &mut Evaluator) {
     }
     vars.insert(ev.sym("builtins"), builtins);
     ev.base_env = Env::empty().push(Scope::Vars(VarMap::from(vars).into()));
+    match ev.parse(
+        crate::builtins_drv::DERIVATION_NIX,
+        "«nix-internal»/derivation-internal.nix",
+        "/",
+    ) {
+        Ok(e) => *derivation.0.borrow_mut() = ThunkState::Pending(e, ev.base_env.clone()),
+        Err(e) => unreachable!("the built-in definition of 'derivation' parses: {}", e.msg),
+    }
 }

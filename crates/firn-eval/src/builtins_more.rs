@@ -25,8 +25,15 @@ fn path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     }
 }
 
-/// `builtins.toJSON`.
-pub fn to_json(ev: &mut Evaluator, v: &Value, out: &mut String) -> EResult<()> {
+/// `builtins.toJSON`, collecting the context of the strings in `ctx`; paths are copied to the
+/// store when `copy` (as `toJSON` and structured attributes do).
+pub fn to_json(
+    ev: &mut Evaluator,
+    v: &Value,
+    out: &mut String,
+    ctx: &mut Vec<String>,
+    copy: bool,
+) -> EResult<()> {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -36,11 +43,18 @@ pub fn to_json(ev: &mut Evaluator, v: &Value, out: &mut String) -> EResult<()> {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "null".into()),
         ),
-        Value::String(s) => out.push_str(&serde_json::Value::String(s.s.to_string()).to_string()),
+        Value::String(s) => {
+            ctx.extend(s.context.iter().cloned());
+            out.push_str(&serde_json::Value::String(s.s.to_string()).to_string())
+        }
         Value::Path(p) => {
-            return err(format!(
-                "copying the path '{p}' to the store is not implemented by firn's evaluator yet"
-            ))
+            let s = if copy {
+                ev.copy_path_to_store(p)?
+            } else {
+                NixString::plain(p.clone())
+            };
+            ctx.extend(s.context.iter().cloned());
+            out.push_str(&serde_json::Value::String(s.s.to_string()).to_string())
         }
         Value::List(l) => {
             out.push('[');
@@ -49,15 +63,20 @@ pub fn to_json(ev: &mut Evaluator, v: &Value, out: &mut String) -> EResult<()> {
                     out.push(',');
                 }
                 let x = ev.force(t)?;
-                to_json(ev, &x, out)?;
+                to_json(ev, &x, out, ctx, copy)?;
             }
             out.push(']');
         }
         Value::Attrs(a) => {
-            if a.contains_key("__toString") || a.contains_key("outPath") {
-                let s = ev.coerce_to_string(v, false)?;
+            if a.contains_key("__toString") {
+                let s = ev.coerce_to_string(v, false, false)?;
+                ctx.extend(s.context.iter().cloned());
                 out.push_str(&serde_json::Value::String(s.s.to_string()).to_string());
                 return Ok(());
+            }
+            if let Some(o) = a.get("outPath") {
+                let x = ev.force(&o.clone())?;
+                return to_json(ev, &x, out, ctx, copy);
             }
             out.push('{');
             for (i, (k, t)) in a.iter().enumerate() {
@@ -67,7 +86,7 @@ pub fn to_json(ev: &mut Evaluator, v: &Value, out: &mut String) -> EResult<()> {
                 out.push_str(&serde_json::Value::String(k.to_string()).to_string());
                 out.push(':');
                 let x = ev.force(t)?;
-                to_json(ev, &x, out)?;
+                to_json(ev, &x, out, ctx, copy)?;
             }
             out.push('}');
         }
@@ -158,8 +177,9 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         ("toJSON", 1, |ev, a| {
             let v = ev.force(&a[0])?;
             let mut s = String::new();
-            to_json(ev, &v, &mut s)?;
-            Ok(Value::str(s))
+            let mut ctx = Vec::new();
+            to_json(ev, &v, &mut s, &mut ctx, true)?;
+            Ok(Value::String(NixString::with_context(s, ctx)))
         }),
         ("fromJSON", 1, |ev, a| {
             let s = string(ev, &a[0])?;

@@ -24,6 +24,8 @@ pub struct Evaluator {
     names: Vec<Option<Rc<str>>>,
     /// Regular expressions compiled so far (`match`, `split`).
     pub regex_cache: HashMap<String, regex::Regex>,
+    /// Where sources, text files and derivations go (or are only computed for).
+    pub store: crate::store::EvalStore,
 }
 
 impl Evaluator {
@@ -37,9 +39,19 @@ impl Evaluator {
             home: std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into()),
             names: Vec::new(),
             regex_cache: HashMap::new(),
+            store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
         };
         crate::builtins::install(&mut ev);
         ev
+    }
+
+    /// Put `-I` entries before `NIX_PATH` in `builtins.nixPath` (and so in `<...>` lookups).
+    pub fn set_search_path(&mut self, extra: &[String]) {
+        if let Value::Attrs(set) = self.builtins.peek().unwrap_or(Value::Null) {
+            if let Some(t) = set.get("nixPath") {
+                *t.0.borrow_mut() = ThunkState::Done(crate::builtins_more::nix_path_value(extra));
+            }
+        }
     }
 
     pub fn sym(&mut self, s: &str) -> Symbol {
@@ -214,7 +226,7 @@ impl Evaluator {
         match a {
             AttrName::Static(s) => Ok(Some(self.name_rc(*s))),
             AttrName::Dynamic(e) => match self.eval(e, env)? {
-                Value::String(s) => Ok(Some(s.s)),
+                Value::String(s) => Ok(Some(no_context(s)?)),
                 Value::Null => Ok(None),
                 v => err(format!("expected a string but found {}", v.type_name())),
             },
@@ -284,7 +296,7 @@ impl Evaluator {
         }
         for (n, v, _) in &a.dynamic {
             let name = match self.eval(n, &inner)? {
-                Value::String(s) => s.s,
+                Value::String(s) => no_context(s)?,
                 Value::Null => continue,
                 x => return err(format!("expected a string but found {}", x.type_name())),
             };
@@ -573,7 +585,7 @@ impl Evaluator {
         let mut s = String::new();
         let mut ctx: Vec<String> = Vec::new();
         for v in &vals {
-            let part = self.coerce_to_string(v, false)?;
+            let part = self.coerce_to_string(v, false, true)?;
             s.push_str(&part.s);
             ctx.extend(part.context.iter().cloned());
         }
@@ -585,29 +597,33 @@ impl Evaluator {
         }))
     }
 
-    /// `coerceToString`: strings, paths, sets with `__toString` or `outPath`; with
-    /// `coerce_more` (as `toString` does) also numbers, booleans, null and lists.
-    pub fn coerce_to_string(&mut self, v: &Value, coerce_more: bool) -> EResult<NixString> {
+    /// `coerceToString`: strings, paths (copied to the store when `copy`, as string
+    /// interpolation does), sets with `__toString` or `outPath`; with `coerce_more` (as
+    /// `toString` does) also numbers, booleans, null and lists.
+    pub fn coerce_to_string(
+        &mut self,
+        v: &Value,
+        coerce_more: bool,
+        copy: bool,
+    ) -> EResult<NixString> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Path(p) => {
-                if coerce_more {
-                    Ok(NixString::plain(p.clone()))
+                if copy {
+                    self.copy_path_to_store(p)
                 } else {
-                    err(format!(
-                        "copying the path '{p}' to the store is not implemented by firn's evaluator yet"
-                    ))
+                    Ok(NixString::plain(p.clone()))
                 }
             }
             Value::Attrs(a) => {
                 if let Some(f) = a.get("__toString") {
                     let f = self.force(&f.clone())?;
                     let r = self.call(f, Thunk::value(v.clone()))?;
-                    return self.coerce_to_string(&r, coerce_more);
+                    return self.coerce_to_string(&r, coerce_more, copy);
                 }
                 if let Some(o) = a.get("outPath") {
                     let o = self.force(&o.clone())?;
-                    return self.coerce_to_string(&o, coerce_more);
+                    return self.coerce_to_string(&o, coerce_more, copy);
                 }
                 err("cannot coerce a set to a string")
             }
@@ -621,7 +637,7 @@ impl Evaluator {
                 let mut ctx = Vec::new();
                 for (i, t) in items.iter().enumerate() {
                     let x = self.force(t)?;
-                    let part = self.coerce_to_string(&x, true)?;
+                    let part = self.coerce_to_string(&x, true, copy)?;
                     if i > 0 && !(matches!(x, Value::List(ref l) if l.is_empty())) {
                         s.push(' ');
                     }
@@ -635,6 +651,17 @@ impl Evaluator {
             }
             other => err(format!("cannot coerce {} to a string", other.type_name())),
         }
+    }
+
+    /// A path copied into the store (once per path), as its store path with that path as
+    /// context.
+    pub fn copy_path_to_store(&mut self, p: &str) -> EResult<NixString> {
+        let name = crate::store::EvalStore::source_name(p)?;
+        let sp = self
+            .store
+            .add_source(&name, std::path::Path::new(p), true, None, None)?;
+        let s = self.store.dir.display(&sp);
+        Ok(NixString::with_context(s.clone(), vec![s]))
     }
 
     /// Apply a function value to an argument.
@@ -860,6 +887,17 @@ impl Evaluator {
 impl Default for Evaluator {
     fn default() -> Self {
         Evaluator::new()
+    }
+}
+
+/// The text of a string that must not refer to the store (attribute names, for example).
+pub fn no_context(s: NixString) -> EResult<Rc<str>> {
+    match s.context.first() {
+        None => Ok(s.s),
+        Some(c) => err(format!(
+            "the string '{}' is not allowed to refer to a store path (such as '{c}')",
+            s.s
+        )),
     }
 }
 

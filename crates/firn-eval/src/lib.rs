@@ -1,13 +1,16 @@
-//! The Nix evaluator (early): lazy evaluation with shared thunks and black-holing, lexical and
-//! `with` scopes, the core builtins, and `nix-instantiate --eval` printing. See `value.rs` for
-//! the memory strategy. Derivations, string context from the store, fetchers and paths copied
-//! to the store are not here yet.
+//! The Nix evaluator: lazy evaluation with shared thunks and black-holing, lexical and `with`
+//! scopes, the builtins, string context, derivations and sources written through
+//! [`store::EvalStore`], and `nix-instantiate --eval` printing. See `value.rs` for the memory
+//! strategy. Fetchers are not here yet.
 
 pub mod builtins;
+pub mod builtins_drv;
 pub mod builtins_more;
+pub mod drv_info;
 pub mod error;
 pub mod eval;
 pub mod print;
+pub mod store;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError};

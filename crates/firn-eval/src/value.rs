@@ -26,6 +26,16 @@ impl NixString {
             context: Rc::new(Vec::new()),
         }
     }
+
+    /// A string with the given context (sorted and made unique here).
+    pub fn with_context(s: impl Into<Rc<str>>, mut ctx: Vec<String>) -> NixString {
+        ctx.sort_unstable();
+        ctx.dedup();
+        NixString {
+            s: s.into(),
+            context: Rc::new(ctx),
+        }
+    }
 }
 
 /// An attribute set: names (by their text, so iteration is in Nix's order) to thunks.

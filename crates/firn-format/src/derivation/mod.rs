@@ -190,7 +190,7 @@ pub enum DerivationType {
 }
 
 /// A derivation: how to build some outputs from some inputs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Derivation {
     /// The name (the `.drv` file's name without `.drv`); not part of the ATerm.
     pub name: String,

@@ -69,7 +69,27 @@ pub fn dump_path(path: &Path, out: &mut impl Write) -> Result<(), NarFsError> {
         source,
     };
     let mut w = NarWriter::new(out).map_err(wr)?;
-    dump_tree(path, &mut w)?;
+    dump_tree(path, &mut w, None)?;
+    w.finish().map_err(wr)?;
+    Ok(())
+}
+
+/// Decides whether an entry (its path and type) goes into a NAR being dumped.
+pub type KeepFn<'a> = &'a mut dyn FnMut(&Path, fs::FileType) -> bool;
+
+/// [`dump_path`], leaving out every entry below `path` for which `keep(entry, type)` is false
+/// (a directory left out is not entered). This is how `builtins.path`'s `filter` works.
+pub fn dump_path_filtered(
+    path: &Path,
+    out: &mut impl Write,
+    keep: KeepFn<'_>,
+) -> Result<(), NarFsError> {
+    let wr = |source| NarFsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = NarWriter::new(out).map_err(wr)?;
+    dump_tree(path, &mut w, Some(keep))?;
     w.finish().map_err(wr)?;
     Ok(())
 }
@@ -100,7 +120,11 @@ struct Pending {
 
 /// Dump the tree at `root`, depth first with an explicit stack (deep trees cannot overflow the
 /// Rust stack; the writer stops them at `MAX_DEPTH`).
-fn dump_tree<W: Write>(root: &Path, w: &mut NarWriter<W>) -> Result<(), NarFsError> {
+fn dump_tree<W: Write>(
+    root: &Path,
+    w: &mut NarWriter<W>,
+    mut keep: Option<KeepFn<'_>>,
+) -> Result<(), NarFsError> {
     let mut stack: Vec<Pending> = Vec::new();
     let mut next = root.to_path_buf();
     loop {
@@ -118,6 +142,14 @@ fn dump_tree<W: Write>(root: &Path, w: &mut NarWriter<W>) -> Result<(), NarFsErr
             match top.names.next() {
                 Some(n) => {
                     let child = top.path.join(OsStr::from_bytes(&n));
+                    if let Some(keep) = keep.as_mut() {
+                        let ft = fs::symlink_metadata(&child)
+                            .map_err(io_err("getting status of", &child))?
+                            .file_type();
+                        if !keep(&child, ft) {
+                            continue;
+                        }
+                    }
                     w.entry(&n).map_err(|source| NarFsError::Write {
                         path: child.clone(),
                         source,

@@ -76,14 +76,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
             firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
             if json {
                 let mut s = String::new();
-                firn_eval::builtins_more::to_json(&mut ev, &v, &mut s).map_err(|e| e.msg)?;
+                firn_eval::builtins_more::to_json(&mut ev, &v, &mut s, &mut Vec::new(), true)
+                    .map_err(|e| e.msg)?;
                 return Ok(s);
             }
             if raw {
                 return match &v {
                     Value::String(s) => Ok(s.s.to_string()),
                     other => ev
-                        .coerce_to_string(other, false)
+                        .coerce_to_string(other, false, true)
                         .map(|s| s.s.to_string())
                         .map_err(|e| e.msg),
                 };

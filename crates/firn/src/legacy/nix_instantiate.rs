@@ -1,18 +1,17 @@
-//! `nix-instantiate`: `--parse` (print the parsed expression as CppNix does) and `--eval`
-//! (`--strict`) with firn's early evaluator; instantiating derivations is not there yet and
-//! says so.
+//! `nix-instantiate`: instantiate derivations (write their `.drv` files and print their paths),
+//! `--eval` (`--strict`, `--json`) in CppNix's read-only mode, and `--parse`.
 
 use std::io::Read;
+use std::rc::Rc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use firn_syntax::{parse, render_error, show::show, Interner, Source};
 
 use crate::context::{usage, Ctx, Failure};
 
 pub fn main(args: Vec<String>) -> Result<()> {
-    let (_ctx, args) = Ctx::new(super::expand_short_flags(args))?;
+    let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
     let mut parse_only = false;
-    let mut eval = false;
     let mut opts = EvalOptions::default();
     let mut exprs: Vec<String> = Vec::new();
     let mut from_expr = false;
@@ -20,7 +19,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--help" => {
-                println!("Usage: nix-instantiate [--parse] [-E] FILES... (evaluation is not implemented by firn yet)");
+                println!("Usage: nix-instantiate [--parse | --eval [--strict] [--json]] [-E] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [--add-root PATH] [-I PATH] FILES...");
                 return Ok(());
             }
             "--version" => {
@@ -29,10 +28,19 @@ pub fn main(args: Vec<String>) -> Result<()> {
             }
             "--parse" => parse_only = true,
             "-E" | "--expr" => from_expr = true,
-            "--eval" | "--eval-only" => eval = true,
+            "--eval" | "--eval-only" => opts.eval = true,
             "--strict" => opts.strict = true,
             "--json" => opts.json = true,
-            "--read-write-mode" | "--show-trace" => {}
+            "--read-write-mode" => opts.read_write = true,
+            "--show-trace" => opts.show_trace = true,
+            "--find-file" => opts.find_file = true,
+            "--add-root" => {
+                opts.add_root = Some(
+                    it.next()
+                        .ok_or_else(|| usage("flag '--add-root' requires 1 argument"))?,
+                )
+            }
+            "--indirect" => {}
             "-A" | "--attr" => opts.attr_paths.push(
                 it.next()
                     .ok_or_else(|| usage(format!("flag '{a}' requires 1 argument")))?,
@@ -46,23 +54,24 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     .ok_or_else(|| usage(format!("flag '{a}' requires 2 arguments")))?;
                 opts.args.push((name, value, a == "--argstr"));
             }
-            "--xml" | "--add-root" | "--find-file" => {
-                bail!("nix-instantiate '{a}' is not implemented by firn yet")
+            "--xml" => {
+                return Err(anyhow::anyhow!(
+                    "nix-instantiate '--xml' is not implemented by firn yet"
+                ))
             }
-            "-I" => {
+            "-I" => opts.include.push(
                 it.next()
-                    .ok_or_else(|| usage("flag '-I' requires 1 argument"))?;
-            }
+                    .ok_or_else(|| usage("flag '-I' requires 1 argument"))?,
+            ),
+            s if s.starts_with("-I") && s.len() > 2 => opts.include.push(s[2..].to_string()),
             s if s.starts_with('-') && s != "-" => {
                 return Err(usage(format!("unrecognised flag '{s}'")))
             }
             _ => exprs.push(a),
         }
     }
-    if !parse_only && !eval {
-        bail!(
-            "instantiating derivations is not implemented by firn yet; use '--eval' or '--parse'"
-        );
+    if opts.find_file {
+        return find_files(&exprs, &opts);
     }
     if exprs.is_empty() {
         if from_expr {
@@ -73,6 +82,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     let cwd = std::env::current_dir().context("getting the current directory")?;
     let cwd = cwd.to_string_lossy().into_owned();
     let home = std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into());
+    let mut inputs = Vec::new();
     for e in &exprs {
         let (text, origin, base_dir) = if from_expr {
             (e.clone(), "«string»".to_string(), cwd.clone())
@@ -95,15 +105,19 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 .unwrap_or_else(|| "/".into());
             (text, path, dir)
         };
+        if !parse_only {
+            inputs.push(Input {
+                text,
+                origin,
+                base_dir,
+            });
+            continue;
+        }
         let src = Source {
             origin: &origin,
             base_dir: &base_dir,
             home: &home,
         };
-        if eval && !parse_only {
-            evaluate(&text, &origin, &base_dir, &opts)?;
-            continue;
-        }
         let mut interner = Interner::default();
         match parse(&text, &src, &mut interner) {
             Ok(expr) => println!("{}", show(&interner, &expr)),
@@ -118,91 +132,166 @@ pub fn main(args: Vec<String>) -> Result<()> {
             }
         }
     }
+    if parse_only {
+        return Ok(());
+    }
+    let store = ctx.open_store()?;
+    evaluate(inputs, opts, store)
+}
+
+/// `--find-file`: print where each `<path>` is found in the search path.
+fn find_files(names: &[String], opts: &EvalOptions) -> Result<()> {
+    let mut ev = firn_eval::Evaluator::new();
+    ev.set_search_path(&opts.include);
+    for n in names {
+        let t = ev
+            .builtins
+            .peek()
+            .and_then(|b| match b {
+                firn_eval::Value::Attrs(m) => m.get("nixPath").cloned(),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow::anyhow!("no search path"))?;
+        match firn_eval::builtins_more::find_file(&mut ev, &t, n) {
+            Ok(firn_eval::Value::Path(p)) => println!("{p}"),
+            Ok(_) => {}
+            Err(e) => return Err(anyhow::anyhow!("{}", e.msg)),
+        }
+    }
     Ok(())
 }
 
-/// What `--eval` does with the value.
+/// One expression to evaluate.
+struct Input {
+    text: String,
+    origin: String,
+    base_dir: String,
+}
+
+/// What to do with the values.
 #[derive(Clone, Debug, Default)]
 struct EvalOptions {
+    /// `--eval`: print values instead of instantiating derivations.
+    eval: bool,
     strict: bool,
     json: bool,
+    read_write: bool,
+    show_trace: bool,
+    find_file: bool,
+    /// `--add-root`: register each `.drv` as an indirect root (`PATH`, `PATH-2`, ...).
+    add_root: Option<String>,
     /// `-A` attribute paths (each printed in turn; none means the whole value).
     attr_paths: Vec<String>,
     /// `--arg NAME EXPR` and `--argstr NAME STRING` (the flag is true for `--argstr`).
     args: Vec<(String, String, bool)>,
+    /// `-I` search path entries.
+    include: Vec<String>,
 }
 
-/// Evaluate `text` and print the value, on a thread with a stack sized for deep evaluations.
-fn evaluate(text: &str, origin: &str, base_dir: &str, opts: &EvalOptions) -> Result<()> {
-    let (text, origin, base_dir, opts) = (
-        text.to_string(),
-        origin.to_string(),
-        base_dir.to_string(),
-        opts.clone(),
-    );
+/// Evaluate the inputs and print values or `.drv` paths, on a thread with a stack sized for
+/// deep evaluations.
+fn evaluate(inputs: Vec<Input>, opts: EvalOptions, store: firn_store::LocalStore) -> Result<()> {
     let result = std::thread::Builder::new()
         .stack_size(1 << 30)
-        .spawn(move || -> Result<String, String> {
+        .spawn(move || -> Result<(), String> {
             use firn_eval::value::{AttrMap, Thunk, Value};
+            let store = Rc::new(store);
             let mut ev = firn_eval::Evaluator::new();
+            // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
+            ev.store = firn_eval::store::EvalStore::with_store(
+                store.clone(),
+                !opts.eval || opts.read_write,
+            );
+            ev.set_search_path(&opts.include);
             let mut args = AttrMap::new();
             for (name, value, is_str) in &opts.args {
                 let v = if *is_str {
                     Value::str(value.as_str())
                 } else {
-                    let e = ev.parse(value, "«string»", &base_dir).map_err(|e| e.msg)?;
+                    let cwd = std::env::current_dir()
+                        .map(|d| d.to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| "/".into());
+                    let e = ev.parse(value, "«string»", &cwd).map_err(|e| e.msg)?;
                     ev.eval_top(e).map_err(|e| e.msg)?
                 };
                 args.insert(name.as_str().into(), Thunk::value(v));
             }
-            let e = ev.parse(&text, &origin, &base_dir).map_err(|e| e.msg)?;
-            let top = ev.eval_top(e).map_err(|e| e.msg)?;
-            let top = ev.auto_call(top, &args).map_err(|e| e.msg)?;
-            let paths = if opts.attr_paths.is_empty() {
-                vec![String::new()]
-            } else {
-                opts.attr_paths.clone()
-            };
-            let mut outs = Vec::new();
-            for path in paths {
-                let mut v = top.clone();
-                for part in path.split('.').filter(|p| !p.is_empty()) {
-                    v = match &v {
-                        Value::Attrs(m) => match m.get(part) {
-                            Some(t) => ev.force(&t.clone()).map_err(|e| e.msg)?,
-                            None => {
-                                return Err(format!(
-                                    "attribute '{part}' in selection path '{path}' not found"
-                                ))
-                            }
-                        },
-                        other => {
-                            return Err(format!("expected a set but found {}", other.type_name()))
-                        }
-                    };
-                    v = ev.auto_call(v, &args).map_err(|e| e.msg)?;
-                }
-                if opts.strict || opts.json {
-                    firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
-                }
-                outs.push(if opts.json {
-                    let mut s = String::new();
-                    firn_eval::builtins_more::to_json(&mut ev, &v, &mut s).map_err(|e| e.msg)?;
-                    s
+            let mut root_nr = 0;
+            let mut warned = false;
+            for input in &inputs {
+                let e = ev
+                    .parse(&input.text, &input.origin, &input.base_dir)
+                    .map_err(|e| e.msg)?;
+                let top = ev.eval_top(e).map_err(|e| e.msg)?;
+                let paths = if opts.attr_paths.is_empty() {
+                    vec![String::new()]
                 } else {
-                    firn_eval::print::print_value(&mut ev, &v, opts.strict).map_err(|e| e.msg)?
-                });
+                    opts.attr_paths.clone()
+                };
+                for path in paths {
+                    let v = select(&mut ev, top.clone(), &path, &args)?;
+                    if opts.eval {
+                        let v = ev.auto_call(v, &args).map_err(|e| e.msg)?;
+                        if opts.strict || opts.json {
+                            firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
+                        }
+                        let s = if opts.json {
+                            let mut s = String::new();
+                            firn_eval::builtins_more::to_json(&mut ev, &v, &mut s, &mut Vec::new(), true)
+                                .map_err(|e| e.msg)?;
+                            s
+                        } else {
+                            firn_eval::print::print_value(&mut ev, &v, opts.strict)
+                                .map_err(|e| e.msg)?
+                        };
+                        println!("{s}");
+                        continue;
+                    }
+                    let drvs = firn_eval::drv_info::get_derivations(&mut ev, v, &args)
+                        .map_err(|e| e.msg)?;
+                    for d in drvs {
+                        let drv_path = d.drv_path(&mut ev).map_err(|e| e.msg)?;
+                        let output = d.output_name(&mut ev).map_err(|e| e.msg)?;
+                        let mut shown = drv_path.clone();
+                        match &opts.add_root {
+                            Some(root) => {
+                                root_nr += 1;
+                                let mut name = root.clone();
+                                if root_nr > 1 {
+                                    name = format!("{name}-{root_nr}");
+                                }
+                                let sp = store
+                                    .store_dir()
+                                    .parse(&drv_path)
+                                    .map_err(|e| e.to_string())?;
+                                shown = store
+                                    .add_perm_root(&sp, std::path::Path::new(&name))
+                                    .map_err(|e| e.to_string())?
+                                    .to_string_lossy()
+                                    .into_owned();
+                            }
+                            None => {
+                                if !warned {
+                                    eprintln!("warning: you did not specify '--add-root'; the result might be removed by the garbage collector");
+                                    warned = true;
+                                }
+                            }
+                        }
+                        if output != "out" {
+                            println!("{shown}!{output}");
+                        } else {
+                            println!("{shown}");
+                        }
+                    }
+                }
             }
-            Ok(outs.join("\n"))
+            Ok(())
         })
         .context("starting the evaluator thread")?
         .join()
         .map_err(|_| anyhow::anyhow!("the evaluator panicked"))?;
     match result {
-        Ok(s) => {
-            println!("{s}");
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(msg) => {
             eprintln!("error: {msg}");
             Err(Failure {
@@ -213,4 +302,38 @@ fn evaluate(text: &str, origin: &str, base_dir: &str, opts: &EvalOptions) -> Res
             .into())
         }
     }
+}
+
+/// Follow a `-A` attribute path (dots separate names, numbers index lists), calling functions
+/// with the `--arg`s on the way.
+fn select(
+    ev: &mut firn_eval::Evaluator,
+    mut v: firn_eval::Value,
+    path: &str,
+    args: &firn_eval::value::AttrMap,
+) -> Result<firn_eval::Value, String> {
+    use firn_eval::Value;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        v = ev.auto_call(v, args).map_err(|e| e.msg)?;
+        v = match &v {
+            Value::Attrs(m) => match m.get(part) {
+                Some(t) => ev.force(&t.clone()).map_err(|e| e.msg)?,
+                None => {
+                    return Err(format!(
+                        "attribute '{part}' in selection path '{path}' not found"
+                    ))
+                }
+            },
+            Value::List(l) => match part.parse::<usize>() {
+                Ok(i) if i < l.len() => ev.force(&l[i].clone()).map_err(|e| e.msg)?,
+                _ => {
+                    return Err(format!(
+                        "list index '{part}' in selection path '{path}' is out of range"
+                    ))
+                }
+            },
+            other => return Err(format!("expected a set but found {}", other.type_name())),
+        };
+    }
+    Ok(v)
 }

@@ -1,0 +1,666 @@
+//! Builtins that make store paths and work with string context: `derivationStrict` (and the
+//! `derivation` wrapper, written in Nix), `placeholder`, `toFile`, `path`, `filterSource`,
+//! `storePath`, and the context functions (`getContext`, `appendContext`, ...).
+//!
+//! Context elements are kept in CppNix's encoding: `/nix/store/…` for a plain path,
+//! `=/nix/store/….drv` for a derivation with all its outputs (what `drvPath` carries), and
+//! `!out!/nix/store/….drv` for one output of a derivation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use firn_format::derivation::{hash_placeholder, Derivation, DerivationOutput};
+use firn_format::store_path::FileIngestionMethod;
+use firn_format::{Hash, HashAlgo, StorePath};
+
+use crate::builtins::{attrs, boolean, force, list, string, PrimFn};
+use crate::error::{err, EResult, EvalError};
+use crate::eval::Evaluator;
+use crate::value::*;
+
+/// `derivation`, as CppNix defines it: `derivationStrict` plus the attributes every output
+/// shares (`all`, `drvAttrs`, one attribute per output, `outPath`, `drvPath`, `type`).
+pub const DERIVATION_NIX: &str = r#"
+attrs @ { outputs ? [ "out" ], ... }:
+let
+  made = derivationStrict attrs;
+  shared = attrs // builtins.listToAttrs perOutput // {
+    all = map (o: o.value) perOutput;
+    drvAttrs = attrs;
+  };
+  forOutput = outputName: {
+    name = outputName;
+    value = shared // {
+      outPath = builtins.getAttr outputName made;
+      drvPath = made.drvPath;
+      type = "derivation";
+      inherit outputName;
+    };
+  };
+  perOutput = map forOutput outputs;
+in (builtins.head perOutput).value
+"#;
+
+/// A string that must not refer to the store (CppNix's `forceStringNoCtx`).
+fn string_no_ctx(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<str>> {
+    crate::eval::no_context(string(ev, t)?)
+}
+
+/// The store path a context element is about.
+pub fn context_path(c: &str) -> &str {
+    if let Some(p) = c.strip_prefix('=') {
+        p
+    } else if let Some(rest) = c.strip_prefix('!') {
+        rest.split_once('!').map(|(_, p)| p).unwrap_or(rest)
+    } else {
+        c
+    }
+}
+
+fn parse_store_path(ev: &Evaluator, s: &str) -> EResult<StorePath> {
+    ev.store
+        .dir
+        .parse(s)
+        .map_err(|e| EvalError::new(format!("'{s}' is not a valid store path: {e}")))
+}
+
+fn with_trace(r: EResult<()>, frame: impl FnOnce() -> String) -> EResult<()> {
+    r.map_err(|mut e| {
+        e.trace.push(frame());
+        e
+    })
+}
+
+/// What `derivationStrict` learns from the attributes.
+#[derive(Default)]
+struct DrvSpec {
+    output_hash: Option<String>,
+    output_hash_algo: String,
+    method: Option<FileIngestionMethod>,
+    outputs: Vec<String>,
+}
+
+fn hash_mode(s: &str) -> EResult<FileIngestionMethod> {
+    match s {
+        "recursive" | "nar" => Ok(FileIngestionMethod::Recursive),
+        "flat" => Ok(FileIngestionMethod::Flat),
+        _ => err(format!(
+            "invalid value '{s}' for 'outputHashMode' attribute"
+        )),
+    }
+}
+
+fn set_outputs(spec: &mut DrvSpec, names: Vec<String>) -> EResult<()> {
+    let mut seen = BTreeSet::new();
+    for n in &names {
+        if !seen.insert(n.clone()) {
+            return err(format!("duplicate derivation output '{n}'"));
+        }
+        if n == "drv" {
+            return err("invalid derivation output name 'drv'");
+        }
+    }
+    if names.is_empty() {
+        return err("derivation cannot have an empty set of outputs");
+    }
+    spec.outputs = names;
+    Ok(())
+}
+
+fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let args = attrs(ev, &a[0])?;
+    let name_t = args
+        .get("name")
+        .cloned()
+        .ok_or_else(|| EvalError::new("required attribute 'name' missing"))?;
+    let drv_name = string_no_ctx(ev, &name_t)
+        .map_err(|mut e| {
+            e.trace
+                .push("while evaluating the derivation attribute 'name'".into());
+            e
+        })?
+        .to_string();
+    let structured = match args.get("__structuredAttrs") {
+        Some(t) => boolean(ev, &t.clone())?,
+        None => false,
+    };
+    let ignore_nulls = match args.get("__ignoreNulls") {
+        Some(t) => boolean(ev, &t.clone())?,
+        None => false,
+    };
+
+    let mut drv = Derivation {
+        name: drv_name.clone(),
+        ..Default::default()
+    };
+    let mut ctx: Vec<String> = Vec::new();
+    let mut spec = DrvSpec {
+        outputs: vec!["out".into()],
+        ..Default::default()
+    };
+    let mut json = String::from("{");
+    for (key, t) in args.iter() {
+        if &**key == "__ignoreNulls" {
+            continue;
+        }
+        let r = (|| -> EResult<()> {
+            if ignore_nulls && matches!(force(ev, t)?, Value::Null) {
+                return Ok(());
+            }
+            match &**key {
+                "__contentAddressed" => {
+                    if boolean(ev, t)? {
+                        return err("experimental Nix feature 'ca-derivations' is disabled; enable it with '--extra-experimental-features ca-derivations'");
+                    }
+                }
+                "__impure" => {
+                    if boolean(ev, t)? {
+                        return err("experimental Nix feature 'impure-derivations' is disabled; enable it with '--extra-experimental-features impure-derivations'");
+                    }
+                }
+                "args" => {
+                    for x in list(ev, t)?.iter() {
+                        let v = force(ev, x)?;
+                        let s = ev.coerce_to_string(&v, true, true)?;
+                        ctx.extend(s.context.iter().cloned());
+                        drv.args.push(s.s.to_string());
+                    }
+                }
+                _ if structured => {
+                    if &**key == "__structuredAttrs" {
+                        return Ok(());
+                    }
+                    let v = force(ev, t)?;
+                    if json.len() > 1 {
+                        json.push(',');
+                    }
+                    json.push_str(&serde_json::Value::String(key.to_string()).to_string());
+                    json.push(':');
+                    crate::builtins_more::to_json(ev, &v, &mut json, &mut ctx, true)?;
+                    match &**key {
+                        "builder" => {
+                            let s = string(ev, t)?;
+                            ctx.extend(s.context.iter().cloned());
+                            drv.builder = s.s.to_string();
+                        }
+                        "system" => drv.platform = string_no_ctx(ev, t)?.to_string(),
+                        "outputHash" => spec.output_hash = Some(string_no_ctx(ev, t)?.to_string()),
+                        "outputHashAlgo" => {
+                            spec.output_hash_algo = string_no_ctx(ev, t)?.to_string()
+                        }
+                        "outputHashMode" => spec.method = Some(hash_mode(&string_no_ctx(ev, t)?)?),
+                        "outputs" => {
+                            let mut names = Vec::new();
+                            for x in list(ev, t)?.iter() {
+                                names.push(string_no_ctx(ev, x)?.to_string());
+                            }
+                            set_outputs(&mut spec, names)?;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {
+                    let v = force(ev, t)?;
+                    let s = ev.coerce_to_string(&v, true, true)?;
+                    ctx.extend(s.context.iter().cloned());
+                    let s = s.s.to_string();
+                    match &**key {
+                        "builder" => drv.builder = s.clone(),
+                        "system" => drv.platform = s.clone(),
+                        "outputHash" => spec.output_hash = Some(s.clone()),
+                        "outputHashAlgo" => spec.output_hash_algo = s.clone(),
+                        "outputHashMode" => spec.method = Some(hash_mode(&s)?),
+                        "outputs" => set_outputs(
+                            &mut spec,
+                            s.split([' ', '\t', '\n', '\r'])
+                                .filter(|x| !x.is_empty())
+                                .map(String::from)
+                                .collect(),
+                        )?,
+                        _ => {}
+                    }
+                    drv.env.insert(key.to_string(), s);
+                }
+            }
+            Ok(())
+        })();
+        with_trace(r, || {
+            format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'")
+        })?;
+    }
+    if structured {
+        json.push('}');
+        drv.env.insert("__json".into(), json);
+    }
+
+    // Everything the strings refer to becomes an input.
+    ctx.sort_unstable();
+    ctx.dedup();
+    for c in &ctx {
+        if let Some(p) = c.strip_prefix('=') {
+            let sp = parse_store_path(ev, p)?;
+            for q in ev.store.closure(&sp)? {
+                if q.is_derivation() {
+                    let outs: BTreeSet<String> = ev
+                        .store
+                        .read_derivation(&q)?
+                        .outputs
+                        .keys()
+                        .cloned()
+                        .collect();
+                    drv.input_drvs.insert(q.clone(), outs);
+                }
+                drv.input_srcs.insert(q);
+            }
+        } else if let Some(rest) = c.strip_prefix('!') {
+            let (out, p) = rest
+                .split_once('!')
+                .ok_or_else(|| EvalError::new(format!("invalid string context '{c}'")))?;
+            let sp = parse_store_path(ev, p)?;
+            drv.input_drvs.entry(sp).or_default().insert(out.into());
+        } else {
+            let sp = parse_store_path(ev, c)?;
+            drv.input_srcs.insert(sp);
+        }
+    }
+
+    if drv.builder.is_empty() {
+        return err("required attribute 'builder' missing");
+    }
+    if drv.platform.is_empty() {
+        return err("required attribute 'system' missing");
+    }
+    if drv_name.ends_with(".drv") {
+        return err("derivation names are not allowed to end in '.drv'");
+    }
+
+    if let Some(h) = &spec.output_hash {
+        if spec.outputs != ["out"] {
+            return err("multiple outputs are not supported in fixed-output derivations");
+        }
+        let algo = if spec.output_hash_algo.is_empty() {
+            None
+        } else {
+            Some(
+                spec.output_hash_algo
+                    .parse::<HashAlgo>()
+                    .map_err(|e| EvalError::new(e.to_string()))?,
+            )
+        };
+        let hash = if h.is_empty() {
+            let algo = algo.unwrap_or(HashAlgo::Sha256);
+            let zero = Hash::from_bytes(algo, &vec![0u8; algo.size()])
+                .ok_or_else(|| EvalError::new("cannot make an empty hash"))?;
+            eprintln!(
+                "warning: found empty hash, assuming '{}'",
+                zero.encode(firn_format::hash::HashFormat::Sri, true)
+            );
+            zero
+        } else {
+            Hash::parse(h, algo).map_err(|e| EvalError::new(e.to_string()))?
+        };
+        let method = spec.method.unwrap_or(FileIngestionMethod::Flat);
+        drv.outputs.insert(
+            "out".into(),
+            DerivationOutput::fixed_output(method, &hash, None),
+        );
+    } else {
+        for o in &spec.outputs {
+            drv.outputs.insert(o.clone(), DerivationOutput::deferred());
+        }
+    }
+    ev.store.compute_output_paths(&mut drv)?;
+    let drv_path = ev.store.write_derivation(drv.clone())?;
+    let shown = ev.store.dir.display(&drv_path);
+
+    let mut out = AttrMap::new();
+    out.insert(
+        "drvPath".into(),
+        Thunk::value(Value::String(NixString::with_context(
+            shown.clone(),
+            vec![format!("={shown}")],
+        ))),
+    );
+    for (id, o) in &drv.outputs {
+        let s = match &o.path {
+            Some(p) => ev.store.dir.display(p),
+            None => hash_placeholder(id),
+        };
+        out.insert(
+            id.as_str().into(),
+            Thunk::value(Value::String(NixString::with_context(
+                s,
+                vec![format!("!{id}!{shown}")],
+            ))),
+        );
+    }
+    Ok(Value::Attrs(Rc::new(out)))
+}
+
+fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let name = string_no_ctx(ev, &a[0])?;
+    let contents = string(ev, &a[1])?;
+    let mut refs = BTreeSet::new();
+    for c in contents.context.iter() {
+        if !c.starts_with('/') {
+            return err(format!(
+                "in 'toFile': the file named '{name}' must not contain a reference to a derivation but contains ({c})"
+            ));
+        }
+        refs.insert(parse_store_path(ev, c)?);
+    }
+    let p = ev.store.add_text(&name, &contents.s, &refs)?;
+    let s = ev.store.dir.display(&p);
+    Ok(Value::String(NixString::with_context(s.clone(), vec![s])))
+}
+
+/// A path argument (`coerceToPath`): a path, or a string that is an absolute path.
+fn coerce_to_path(ev: &mut Evaluator, t: &Thunk) -> EResult<(String, Vec<String>)> {
+    let v = force(ev, t)?;
+    let s = ev.coerce_to_string(&v, false, false)?;
+    if !s.s.starts_with('/') {
+        return err(format!(
+            "string '{}' doesn't represent an absolute path",
+            s.s
+        ));
+    }
+    Ok((s.s.to_string(), (*s.context).clone()))
+}
+
+/// `builtins.path` and `filterSource`: copy `path` under `name`, through `filter` if given.
+fn add_path(
+    ev: &mut Evaluator,
+    path: &str,
+    name: &str,
+    filter: Option<Value>,
+    recursive: bool,
+    expected: Option<Hash>,
+) -> EResult<Value> {
+    let real = ev.store.real_path(path);
+    let p = match filter {
+        Some(f) if recursive => {
+            // Ask the filter first (it is Nix code and may do anything), then copy what it kept.
+            let kept = filtered_entries(ev, &real, path, &f)?;
+            let mut keep = |entry: &std::path::Path, _: std::fs::FileType| kept.contains(entry);
+            ev.store
+                .add_source(name, &real, recursive, Some(&mut keep), expected.as_ref())?
+        }
+        _ => ev
+            .store
+            .add_source(name, &real, recursive, None, expected.as_ref())?,
+    };
+    let s = ev.store.dir.display(&p);
+    Ok(Value::String(NixString::with_context(s.clone(), vec![s])))
+}
+
+/// The entries under `real` that `filter` keeps (a directory it drops is not entered). The
+/// filter sees each entry as a path under `shown`, the path as the user named it, with its
+/// type: `regular`, `directory`, `symlink` or `unknown`.
+fn filtered_entries(
+    ev: &mut Evaluator,
+    real: &std::path::Path,
+    shown: &str,
+    filter: &Value,
+) -> EResult<std::collections::HashSet<std::path::PathBuf>> {
+    let mut kept = std::collections::HashSet::new();
+    if !std::fs::symlink_metadata(real).is_ok_and(|m| m.is_dir()) {
+        return Ok(kept);
+    }
+    let io = |e: std::io::Error, p: &std::path::Path| {
+        EvalError::new(format!("reading directory '{}': {e}", p.display()))
+    };
+    let mut todo = vec![real.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| io(e, &dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| io(e, &dir))?;
+        names.sort();
+        for n in names {
+            let entry = dir.join(&n);
+            let ft = std::fs::symlink_metadata(&entry)
+                .map_err(|e| {
+                    EvalError::new(format!("getting status of '{}': {e}", entry.display()))
+                })?
+                .file_type();
+            let kind = if ft.is_file() {
+                "regular"
+            } else if ft.is_dir() {
+                "directory"
+            } else if ft.is_symlink() {
+                "symlink"
+            } else {
+                "unknown"
+            };
+            let rel = entry.strip_prefix(real).unwrap_or(&entry);
+            let as_named = format!("{}/{}", shown.trim_end_matches('/'), rel.display());
+            let g = ev.call(filter.clone(), Thunk::value(Value::str(as_named)))?;
+            let keep = match ev.call(g, Thunk::value(Value::str(kind)))? {
+                Value::Bool(b) => b,
+                v => return err(format!("expected a Boolean but found {}", v.type_name())),
+            };
+            if keep {
+                if ft.is_dir() {
+                    todo.push(entry.clone());
+                }
+                kept.insert(entry);
+            }
+        }
+    }
+    Ok(kept)
+}
+
+fn prim_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let args = attrs(ev, &a[0])?;
+    let mut path = None;
+    let mut name = None;
+    let mut filter = None;
+    let mut recursive = true;
+    let mut expected = None;
+    for (k, t) in args.iter() {
+        match &**k {
+            "path" => path = Some(coerce_to_path(ev, t)?.0),
+            "name" => name = Some(string_no_ctx(ev, t)?.to_string()),
+            "filter" => filter = Some(force(ev, t)?),
+            "recursive" => recursive = boolean(ev, t)?,
+            "sha256" => {
+                let s = string_no_ctx(ev, t)?;
+                expected = Some(
+                    Hash::parse(&s, Some(HashAlgo::Sha256))
+                        .map_err(|e| EvalError::new(e.to_string()))?,
+                );
+            }
+            other => return err(format!("unsupported argument '{other}' to 'addPath'")),
+        }
+    }
+    let Some(path) = path else {
+        return err("'path' required");
+    };
+    let name = match name {
+        Some(n) if !n.is_empty() => n,
+        _ => path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    };
+    add_path(ev, &path, &name, filter, recursive, expected).map_err(|mut e| {
+        e.trace.push(format!("while adding path '{path}'"));
+        e
+    })
+}
+
+fn filter_source(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let (path, _) = coerce_to_path(ev, &a[1])?;
+    let f = force(ev, &a[0])?;
+    if !matches!(
+        f,
+        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(..)
+    ) {
+        return err(format!(
+            "first argument in call to 'filterSource' is not a function but {}",
+            f.type_name()
+        ));
+    }
+    let name = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    add_path(ev, &path, &name, Some(f), true, None)
+}
+
+fn store_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let (path, _) = coerce_to_path(ev, &a[0])?;
+    let (sp, _) = ev
+        .store
+        .dir
+        .parse_inside(&path)
+        .map_err(|_| EvalError::new(format!("path '{path}' is not in the Nix store")))?;
+    if ev.store.writes() && !ev.store.is_valid(&sp)? {
+        return err(format!("path '{}' is not valid", ev.store.dir.display(&sp)));
+    }
+    let s = ev.store.dir.display(&sp);
+    Ok(Value::String(NixString::with_context(path, vec![s])))
+}
+
+fn get_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let s = string(ev, &a[0])?;
+    #[derive(Default)]
+    struct Info {
+        path: bool,
+        all: bool,
+        outputs: Vec<String>,
+    }
+    let mut infos: BTreeMap<String, Info> = BTreeMap::new();
+    for c in s.context.iter() {
+        if let Some(p) = c.strip_prefix('=') {
+            infos.entry(p.into()).or_default().all = true;
+        } else if let Some(rest) = c.strip_prefix('!') {
+            if let Some((o, p)) = rest.split_once('!') {
+                infos.entry(p.into()).or_default().outputs.push(o.into());
+            }
+        } else {
+            infos.entry(c.clone()).or_default().path = true;
+        }
+    }
+    let mut out = AttrMap::new();
+    for (p, i) in infos {
+        let mut m = AttrMap::new();
+        if i.path {
+            m.insert("path".into(), Thunk::value(Value::Bool(true)));
+        }
+        if i.all {
+            m.insert("allOutputs".into(), Thunk::value(Value::Bool(true)));
+        }
+        if !i.outputs.is_empty() {
+            let l = i
+                .outputs
+                .into_iter()
+                .map(|o| Thunk::value(Value::str(o)))
+                .collect();
+            m.insert("outputs".into(), Thunk::value(Value::List(Rc::new(l))));
+        }
+        out.insert(p.into(), Thunk::value(Value::Attrs(Rc::new(m))));
+    }
+    Ok(Value::Attrs(Rc::new(out)))
+}
+
+fn append_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let s = string(ev, &a[0])?;
+    let m = attrs(ev, &a[1])?;
+    let mut ctx = (*s.context).clone();
+    for (p, t) in m.iter() {
+        let sp = ev
+            .store
+            .dir
+            .parse(p)
+            .map_err(|_| EvalError::new(format!("context key '{p}' is not a store path")))?;
+        let info = attrs(ev, t)?;
+        if let Some(x) = info.get("path") {
+            if boolean(ev, &x.clone())? {
+                ctx.push(p.to_string());
+            }
+        }
+        if let Some(x) = info.get("allOutputs") {
+            if boolean(ev, &x.clone())? {
+                if !sp.is_derivation() {
+                    return err(format!(
+                        "tried to add all-outputs context of {p}, which is not a derivation, to a string"
+                    ));
+                }
+                ctx.push(format!("={p}"));
+            }
+        }
+        if let Some(x) = info.get("outputs") {
+            let outs = list(ev, &x.clone())?;
+            if !outs.is_empty() && !sp.is_derivation() {
+                return err(format!(
+                    "tried to add derivation output context of {p}, which is not a derivation, to a string"
+                ));
+            }
+            for o in outs.iter() {
+                let o = string(ev, o)?;
+                ctx.push(format!("!{}!{p}", o.s));
+            }
+        }
+    }
+    Ok(Value::String(NixString::with_context(s.s.clone(), ctx)))
+}
+
+fn map_context(s: NixString, f: impl Fn(&str) -> String) -> Value {
+    let ctx = s.context.iter().map(|c| f(c)).collect();
+    Value::String(NixString::with_context(s.s.clone(), ctx))
+}
+
+pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
+    vec![
+        ("derivationStrict", 1, derivation_strict),
+        ("placeholder", 1, |ev, a| {
+            let o = string_no_ctx(ev, &a[0])?;
+            Ok(Value::str(hash_placeholder(&o)))
+        }),
+        ("toFile", 2, to_file),
+        ("path", 1, prim_path),
+        ("filterSource", 2, filter_source),
+        ("storePath", 1, store_path),
+        ("getContext", 1, get_context),
+        ("appendContext", 2, append_context),
+        ("unsafeDiscardOutputDependency", 1, |ev, a| {
+            let s = string(ev, &a[0])?;
+            Ok(map_context(s, |c| {
+                c.strip_prefix('=').unwrap_or(c).to_string()
+            }))
+        }),
+        ("addDrvOutputDependencies", 1, |ev, a| {
+            let s = string(ev, &a[0])?;
+            if s.context.len() != 1 {
+                return err(format!(
+                    "context of string '{}' must have exactly one element, but has {}",
+                    s.s,
+                    s.context.len()
+                ));
+            }
+            let c = &s.context[0];
+            if c.starts_with('!') {
+                return err(format!(
+                    "`addDrvOutputDependencies` can only act on derivations, not on a derivation output such as '{}'",
+                    context_path(c)
+                ));
+            }
+            if !c.starts_with('=') && !c.ends_with(".drv") {
+                return err(format!("path '{c}' is not a derivation"));
+            }
+            Ok(map_context(s.clone(), |c| {
+                if c.starts_with('=') {
+                    c.to_string()
+                } else {
+                    format!("={c}")
+                }
+            }))
+        }),
+    ]
+}

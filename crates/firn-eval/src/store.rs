@@ -1,0 +1,348 @@
+//! The evaluator's side of the store: the store paths of sources copied in (`"${./src}"`,
+//! `builtins.path`, `filterSource`), of text files (`toFile`) and of derivations, written to a
+//! real store when the evaluation may write, or only computed when it may not (as CppNix's
+//! read-only mode, which `nix-instantiate --eval` uses).
+//!
+//! Derivations made by this evaluation are remembered with their hashes modulo, so inputs
+//! never have to be read back (in read-only mode they could not be).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use firn_format::derivation::{Derivation, DrvHash, DrvHashes};
+use firn_format::store_path::{ContentAddress, FileIngestionMethod};
+use firn_format::{Hash, HashAlgo, StoreDir, StorePath};
+use firn_store::{LocalStore, ValidPathInfo};
+
+use crate::error::{EResult, EvalError};
+
+/// Where store paths go during an evaluation.
+pub struct EvalStore {
+    pub dir: StoreDir,
+    /// The store read from (validity, references, derivations), if any.
+    backend: Option<Rc<LocalStore>>,
+    /// Whether new paths are written to `backend` (otherwise only computed).
+    write: bool,
+    /// Hashes modulo of derivations, by `.drv` path (unmasked, as their dependents need).
+    drv_hashes: DrvHashes,
+    /// Derivations made by this evaluation.
+    drvs: HashMap<StorePath, Rc<Derivation>>,
+    /// Sources copied without a filter, by their path on disk.
+    sources: HashMap<PathBuf, StorePath>,
+}
+
+fn store_err(op: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> EvalError {
+    EvalError::new(format!("{op} '{what}': {e}"))
+}
+
+impl EvalStore {
+    /// Paths are computed for `dir`, nothing is written.
+    pub fn read_only(dir: StoreDir) -> EvalStore {
+        EvalStore {
+            dir,
+            backend: None,
+            write: false,
+            drv_hashes: DrvHashes::new(),
+            drvs: HashMap::new(),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// Paths are read from `store`, and written to it when `write` (CppNix's read-only mode
+    /// is `write == false`).
+    pub fn with_store(store: Rc<LocalStore>, write: bool) -> EvalStore {
+        let mut s = EvalStore::read_only(store.store_dir().clone());
+        s.backend = Some(store);
+        s.write = write;
+        s
+    }
+
+    /// The store being read, if any.
+    pub fn backend(&self) -> Option<&Rc<LocalStore>> {
+        self.backend.as_ref()
+    }
+
+    /// Whether new paths are written (not only computed).
+    pub fn writes(&self) -> bool {
+        self.writer().is_some()
+    }
+
+    /// The store being written to, if any.
+    fn writer(&self) -> Option<&Rc<LocalStore>> {
+        self.backend.as_ref().filter(|_| self.write)
+    }
+
+    /// The name of a path copied to the store: its last component, which must make a valid
+    /// store path name and must not look like a derivation.
+    pub fn source_name(path: &str) -> EResult<String> {
+        let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        if name.ends_with(".drv") {
+            return Err(EvalError::new(format!(
+                "file names are not allowed to end in '.drv' (while copying '{path}')"
+            )));
+        }
+        firn_format::store_path::validate_name(name).map_err(|e| store_err("copying", path, e))?;
+        Ok(name.to_string())
+    }
+
+    /// Copy the file or tree at `path` into the store under `name`; `recursive` as NAR
+    /// serialisation, otherwise as a flat file. `keep` leaves entries out (for a recursive copy
+    /// only); `expected` is the SHA-256 the result must have (NAR hash when recursive).
+    pub fn add_source(
+        &mut self,
+        name: &str,
+        path: &Path,
+        recursive: bool,
+        keep: Option<firn_store::nar_fs::KeepFn<'_>>,
+        expected: Option<&Hash>,
+    ) -> EResult<StorePath> {
+        let method = if recursive {
+            FileIngestionMethod::Recursive
+        } else {
+            FileIngestionMethod::Flat
+        };
+        if let Some(h) = expected {
+            // Already there: nothing to read.
+            let p = self
+                .dir
+                .make_fixed_output_path(name, method, h, [], false)
+                .map_err(|e| store_err("adding", path.display(), e))?;
+            if self.is_valid(&p)? {
+                return Ok(p);
+            }
+        }
+        let plain = keep.is_none() && recursive && name == Self::source_name_of(path);
+        if plain && expected.is_none() {
+            if let Some(p) = self.sources.get(path) {
+                return Ok(p.clone());
+            }
+        }
+        let p = match keep {
+            Some(keep) if recursive => self.add_filtered(name, path, keep)?,
+            _ => match self.writer() {
+                Some(store) => store
+                    .add_path(name, path, method, HashAlgo::Sha256)
+                    .map_err(|e| store_err("copying", path.display(), e))?,
+                None => {
+                    let h = if recursive {
+                        firn_store::nar_fs::hash_path(path, HashAlgo::Sha256)
+                            .map_err(|e| store_err("hashing", path.display(), e))?
+                            .0
+                    } else {
+                        firn_store::local::hash_file(path, HashAlgo::Sha256)
+                            .map_err(|e| store_err("hashing", path.display(), e))?
+                            .0
+                    };
+                    self.dir
+                        .make_fixed_output_path(name, method, &h, [], false)
+                        .map_err(|e| store_err("copying", path.display(), e))?
+                }
+            },
+        };
+        if let Some(h) = expected {
+            let want = self
+                .dir
+                .make_fixed_output_path(name, method, h, [], false)
+                .map_err(|e| store_err("adding", path.display(), e))?;
+            if want != p {
+                return Err(EvalError::new(format!(
+                    "store path mismatch in (possibly filtered) path added from '{}'",
+                    path.display()
+                )));
+            }
+        }
+        if plain {
+            self.sources.insert(path.to_path_buf(), p.clone());
+        }
+        Ok(p)
+    }
+
+    fn source_name_of(path: &Path) -> String {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// A recursive copy with a filter: the NAR is made in memory (sources are small), hashed,
+    /// and added from it.
+    fn add_filtered(
+        &mut self,
+        name: &str,
+        path: &Path,
+        keep: firn_store::nar_fs::KeepFn<'_>,
+    ) -> EResult<StorePath> {
+        let mut nar = Vec::new();
+        firn_store::nar_fs::dump_path_filtered(path, &mut nar, keep)
+            .map_err(|e| store_err("copying", path.display(), e))?;
+        let h = Hash::digest(HashAlgo::Sha256, &nar);
+        let p = self
+            .dir
+            .make_fixed_output_path(name, FileIngestionMethod::Recursive, &h, [], false)
+            .map_err(|e| store_err("copying", path.display(), e))?;
+        if let Some(store) = self.writer() {
+            let mut info = ValidPathInfo::new(p.clone(), h.clone(), nar.len() as u64);
+            info.ca = Some(ContentAddress::Fixed(FileIngestionMethod::Recursive, h));
+            store
+                .add_nar(&info, &mut &nar[..])
+                .map_err(|e| store_err("copying", path.display(), e))?;
+        }
+        Ok(p)
+    }
+
+    /// A text file with references (`builtins.toFile`).
+    pub fn add_text(
+        &mut self,
+        name: &str,
+        text: &str,
+        refs: &BTreeSet<StorePath>,
+    ) -> EResult<StorePath> {
+        match self.writer() {
+            Some(store) => store
+                .add_text(name, text.as_bytes(), refs)
+                .map_err(|e| store_err("writing", name, e)),
+            None => {
+                let h = Hash::digest(HashAlgo::Sha256, text.as_bytes());
+                self.dir
+                    .make_text_path(name, &h, refs)
+                    .map_err(|e| store_err("writing", name, e))
+            }
+        }
+    }
+
+    /// Write (or compute the path of) a derivation whose outputs are filled in, and remember it
+    /// with its hash modulo.
+    pub fn write_derivation(&mut self, drv: Derivation) -> EResult<StorePath> {
+        let text = drv.to_aterm(&self.dir);
+        let refs = drv.references();
+        let p = self.add_text(&format!("{}.drv", drv.name), &text, &refs)?;
+        if self.drv_hashes.get(&p).is_none() {
+            let h = self.hash_modulo(&drv, false)?;
+            self.drv_hashes.insert(p.clone(), h);
+        }
+        self.drvs.insert(p.clone(), Rc::new(drv));
+        Ok(p)
+    }
+
+    /// The hash modulo of `drv`, reading the inputs it needs.
+    pub fn hash_modulo(&mut self, drv: &Derivation, mask_outputs: bool) -> EResult<DrvHash> {
+        let dir = self.dir.clone();
+        let drvs = &self.drvs;
+        let backend = &self.backend;
+        self.drv_hashes.of_derivation(&dir, drv, mask_outputs, |p| {
+            load_derivation(&dir, drvs, backend, p).map(|d| (*d).clone())
+        })
+    }
+
+    /// Fill in the output paths of a freshly made derivation (CppNix's `derivationStrict`).
+    pub fn compute_output_paths(&mut self, drv: &mut Derivation) -> EResult<()> {
+        let dir = self.dir.clone();
+        let drvs = &self.drvs;
+        let backend = &self.backend;
+        self.drv_hashes.compute_output_paths(&dir, drv, |p| {
+            load_derivation(&dir, drvs, backend, p).map(|d| (*d).clone())
+        })
+    }
+
+    /// A derivation made by this evaluation or found in the store.
+    pub fn read_derivation(&self, p: &StorePath) -> EResult<Rc<Derivation>> {
+        load_derivation(&self.dir, &self.drvs, &self.backend, p)
+    }
+
+    /// Whether `p` exists: made by this evaluation, or valid in the store.
+    pub fn is_valid(&self, p: &StorePath) -> EResult<bool> {
+        if self.drvs.contains_key(p) {
+            return Ok(true);
+        }
+        match &self.backend {
+            Some(store) => store
+                .is_valid_path(p)
+                .map_err(|e| store_err("querying", self.dir.display(p), e)),
+            None => Ok(false),
+        }
+    }
+
+    /// The references of `p` (a derivation of this evaluation, or a valid path).
+    pub fn references(&self, p: &StorePath) -> EResult<BTreeSet<StorePath>> {
+        if let Some(d) = self.drvs.get(p) {
+            return Ok(d.references());
+        }
+        let Some(store) = &self.backend else {
+            return Err(EvalError::new(format!(
+                "path '{}' is not valid (the evaluation does not write to a store)",
+                self.dir.display(p)
+            )));
+        };
+        match store
+            .query_path_info(p)
+            .map_err(|e| store_err("querying", self.dir.display(p), e))?
+        {
+            Some(i) => Ok(i.references.clone()),
+            None => Err(EvalError::new(format!(
+                "path '{}' is not valid",
+                self.dir.display(p)
+            ))),
+        }
+    }
+
+    /// `p` and everything it refers to, transitively.
+    pub fn closure(&self, p: &StorePath) -> EResult<BTreeSet<StorePath>> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![p.clone()];
+        while let Some(q) = todo.pop() {
+            if !seen.insert(q.clone()) {
+                continue;
+            }
+            for r in self.references(&q)? {
+                if !seen.contains(&r) {
+                    todo.push(r);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Where the files of a path inside the store are on disk (chroot stores keep them
+    /// elsewhere); other paths are returned as they are.
+    pub fn real_path(&self, path: &str) -> PathBuf {
+        if let Some(store) = &self.backend {
+            if let Ok((sp, rest)) = self.dir.parse_inside(path) {
+                let base = store.real_path(&sp);
+                return if rest.is_empty() {
+                    base
+                } else {
+                    base.join(rest)
+                };
+            }
+        }
+        PathBuf::from(path)
+    }
+}
+
+fn load_derivation(
+    dir: &StoreDir,
+    drvs: &HashMap<StorePath, Rc<Derivation>>,
+    backend: &Option<Rc<LocalStore>>,
+    p: &StorePath,
+) -> EResult<Rc<Derivation>> {
+    if let Some(d) = drvs.get(p) {
+        return Ok(d.clone());
+    }
+    let shown = dir.display(p);
+    let real = match backend {
+        Some(store) => store.real_path(p),
+        None => PathBuf::from(&shown),
+    };
+    let text = fs::read_to_string(&real).map_err(|e| store_err("reading derivation", &shown, e))?;
+    let name = p.name().strip_suffix(".drv").unwrap_or(p.name());
+    Derivation::parse(dir, &text, name)
+        .map(Rc::new)
+        .map_err(|e| store_err("parsing derivation", &shown, e))
+}
+
+impl From<firn_format::derivation::DrvError> for EvalError {
+    fn from(e: firn_format::derivation::DrvError) -> EvalError {
+        EvalError::new(e.to_string())
+    }
+}
