@@ -1071,6 +1071,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::builtins_more::search_table())
         .chain(crate::builtins_more::regex_table())
         .chain(crate::builtins_drv::table())
+        .chain(crate::builtins_misc::table())
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(name.into(), t.clone());

@@ -26,6 +26,8 @@ pub struct Evaluator {
     pub regex_cache: HashMap<String, regex::Regex>,
     /// Where sources, text files and derivations go (or are only computed for).
     pub store: crate::store::EvalStore,
+    /// Whether `builtins.traceVerbose` prints (the `trace-verbose` setting).
+    pub trace_verbose: bool,
 }
 
 impl Evaluator {
@@ -40,6 +42,7 @@ impl Evaluator {
             names: Vec::new(),
             regex_cache: HashMap::new(),
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
+            trace_verbose: false,
         };
         crate::builtins::install(&mut ev);
         ev
@@ -75,13 +78,25 @@ impl Evaluator {
     /// Parse `text` (from `origin`, with relative paths against `base_dir`) and keep its AST
     /// for the rest of the evaluation.
     pub fn parse(&mut self, text: &str, origin: &str, base_dir: &str) -> EResult<&'static Expr> {
+        self.parse_with_names(text, origin, base_dir, &[])
+    }
+
+    /// [`Self::parse`] for a file that will be evaluated with `names` in scope above the
+    /// globals (`scopedImport`).
+    pub fn parse_with_names(
+        &mut self,
+        text: &str,
+        origin: &str,
+        base_dir: &str,
+        names: &[Symbol],
+    ) -> EResult<&'static Expr> {
         let home = self.home.clone();
         let src = Source {
             origin,
             base_dir,
             home: &home,
         };
-        match firn_syntax::parse(text, &src, &mut self.interner) {
+        match firn_syntax::parse_with_names(text, &src, &mut self.interner, names) {
             Ok(e) => Ok(Box::leak(Box::new(e))),
             Err(e) => Err(EvalError::new(
                 firn_syntax::render_error(&e, text, origin)
@@ -359,13 +374,15 @@ impl Evaluator {
             }
             ExprKind::HasAttr { e: inner, path } => {
                 let mut v = self.eval(inner, env)?;
-                for a in path {
+                for (i, a) in path.iter().enumerate() {
                     let name = self.attr_name(a, env)?;
                     let found = match (&v, &name) {
                         (Value::Attrs(m), Some(n)) => m.get(n).cloned(),
                         _ => None,
                     };
                     match found {
+                        // The last attribute only has to exist, not to be evaluated.
+                        Some(_) if i + 1 == path.len() => return Ok(Value::Bool(true)),
                         Some(t) => v = self.force(&t)?,
                         None => return Ok(Value::Bool(false)),
                     }

@@ -5,6 +5,7 @@
 
 pub mod builtins;
 pub mod builtins_drv;
+pub mod builtins_misc;
 pub mod builtins_more;
 pub mod drv_info;
 pub mod error;

@@ -25,7 +25,18 @@ pub struct Source<'a> {
 /// Parse a whole Nix expression. Runs on a thread with a large stack so that deep (but
 /// allowed) nesting cannot overflow; deeper nesting than [`parser::MAX_DEPTH`] is an error.
 pub fn parse(text: &str, src: &Source<'_>, interner: &mut Interner) -> Result<Expr, ParseError> {
-    parse_on_big_stack(text, src, interner, true)
+    parse_on_big_stack(text, src, interner, Some(&[]))
+}
+
+/// [`parse`] for a file evaluated with `extra` names in scope above the globals
+/// (`scopedImport`).
+pub fn parse_with_names(
+    text: &str,
+    src: &Source<'_>,
+    interner: &mut Interner,
+    extra: &[Symbol],
+) -> Result<Expr, ParseError> {
+    parse_on_big_stack(text, src, interner, Some(extra))
 }
 
 /// Parse without checking variable scopes (for tools that print or format syntax only).
@@ -34,14 +45,14 @@ pub fn parse_syntax(
     src: &Source<'_>,
     interner: &mut Interner,
 ) -> Result<Expr, ParseError> {
-    parse_on_big_stack(text, src, interner, false)
+    parse_on_big_stack(text, src, interner, None)
 }
 
 fn parse_on_big_stack(
     text: &str,
     src: &Source<'_>,
     interner: &mut Interner,
-    check_scopes: bool,
+    check_scopes: Option<&[Symbol]>,
 ) -> Result<Expr, ParseError> {
     std::thread::scope(|scope| {
         let h = std::thread::Builder::new()
@@ -49,8 +60,8 @@ fn parse_on_big_stack(
             .spawn_scoped(scope, || {
                 let e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
                     .parse_file()?;
-                if check_scopes {
-                    scope::check(interner, &e)?;
+                if let Some(extra) = check_scopes {
+                    scope::check(interner, &e, extra)?;
                 }
                 Ok(e)
             });

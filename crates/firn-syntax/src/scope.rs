@@ -39,13 +39,16 @@ struct Checker<'a> {
     withs: usize,
 }
 
-/// Check that every variable in `e` is bound.
-pub fn check(interner: &Interner, e: &Expr) -> Result<(), ParseError> {
+/// Check that every variable in `e` is bound (by `e` itself, as a global, or in `extra`).
+pub fn check(interner: &Interner, e: &Expr, extra: &[Symbol]) -> Result<(), ParseError> {
     let mut c = Checker {
         interner,
         scopes: Vec::new(),
         withs: 0,
     };
+    if !extra.is_empty() {
+        c.scopes.push(extra.iter().copied().collect());
+    }
     c.expr(e)
 }
 

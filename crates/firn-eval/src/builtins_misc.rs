@@ -1,0 +1,357 @@
+//! Builtins for errors and debugging (`addErrorContext`, `break`, `traceVerbose`), hashes of
+//! files and conversions between hash formats, `toPath`, `scopedImport`, `fromTOML`,
+//! `toXML`, and `unsafeGetAttrPos`.
+
+use std::rc::Rc;
+
+use firn_format::{Hash, HashAlgo};
+
+use crate::builtins::{attrs, force, string, PrimFn};
+use crate::error::{err, EResult, EvalError};
+use crate::eval::Evaluator;
+use crate::value::*;
+
+fn algo(s: &str) -> EResult<HashAlgo> {
+    s.parse::<HashAlgo>()
+        .map_err(|_| EvalError::new(format!("unknown hash algorithm '{s}'")))
+}
+
+fn convert_hash(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let args = attrs(ev, &a[0])?;
+    let get = |n: &str| args.get(n).cloned();
+    let hash = match get("hash") {
+        Some(t) => string(ev, &t)?.s,
+        None => return err("attribute 'hash' missing in call to 'convertHash'"),
+    };
+    let algo = match get("hashAlgo") {
+        Some(t) => Some(algo(&string(ev, &t)?.s)?),
+        None => None,
+    };
+    let format = match get("toHashFormat") {
+        Some(t) => string(ev, &t)?.s,
+        None => return err("attribute 'toHashFormat' missing in call to 'convertHash'"),
+    };
+    let h = Hash::parse(&hash, algo).map_err(|e| EvalError::new(e.to_string()))?;
+    let out = match &*format {
+        "base16" => h.to_base16(),
+        "nix32" | "base32" => h.to_nix32(),
+        "base64" => h.to_base64(),
+        "sri" => h.to_sri(),
+        other => {
+            return err(format!(
+                "unknown hash format '{other}', expect 'base16', 'base32', 'base64', or 'sri'"
+            ))
+        }
+    };
+    Ok(Value::str(out))
+}
+
+fn hash_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let algo = algo(&string(ev, &a[0])?.s)?;
+    let v = force(ev, &a[1])?;
+    let p = ev.coerce_to_string(&v, false, false)?;
+    let real = ev.store.real_path(&p.s);
+    let data =
+        std::fs::read(&real).map_err(|e| EvalError::new(format!("reading file '{}': {e}", p.s)))?;
+    Ok(Value::str(Hash::digest(algo, data).to_base16()))
+}
+
+/// `scopedImport attrs path`: evaluate the file with `attrs` in scope above the globals (not
+/// cached, since the scope differs between calls).
+fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let scope = attrs(ev, &a[0])?;
+    let v = force(ev, &a[1])?;
+    let mut path = ev.coerce_to_string(&v, false, false)?.s.to_string();
+    if std::path::Path::new(&path).is_dir() {
+        path = format!("{}/default.nix", path.trim_end_matches('/'));
+    }
+    let text = std::fs::read_to_string(ev.store.real_path(&path))
+        .map_err(|e| EvalError::new(format!("reading file '{path}': {e}")))?;
+    let dir = std::path::Path::new(&path)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into());
+    let names: Vec<_> = scope.keys().map(|k| ev.sym(k)).collect();
+    let e = ev.parse_with_names(&text, &path, &dir, &names)?;
+    let mut vars = VarMap::default();
+    for (sym, t) in names.iter().zip(scope.values()) {
+        vars.insert(*sym, t.clone());
+    }
+    let env = ev.base_env.push(Scope::Vars(vars.into()));
+    ev.eval(e, &env)
+}
+
+fn toml_value(v: toml::Value) -> EResult<Value> {
+    Ok(match v {
+        toml::Value::String(s) => Value::str(s),
+        toml::Value::Integer(i) => Value::Int(i),
+        toml::Value::Float(f) => Value::Float(f),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(_) => {
+            return err("while parsing TOML: Dates and times are not supported")
+        }
+        toml::Value::Array(a) => Value::List(Rc::new(
+            a.into_iter()
+                .map(|x| toml_value(x).map(Thunk::value))
+                .collect::<EResult<_>>()?,
+        )),
+        toml::Value::Table(t) => {
+            let mut m = AttrMap::new();
+            for (k, x) in t {
+                m.insert(k.into(), Thunk::value(toml_value(x)?));
+            }
+            Value::Attrs(Rc::new(m))
+        }
+    })
+}
+
+fn from_toml(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let s = string(ev, &a[0])?;
+    let t: toml::Table = s.s.parse().map_err(|e: toml::de::Error| {
+        EvalError::new(format!("while parsing TOML: {}", e.message()))
+    })?;
+    toml_value(toml::Value::Table(t))
+}
+
+/// Escape text for an XML attribute value, as CppNix's XML writer does.
+fn xml_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\n' => out.push_str("&#xA;"),
+            '\r' => out.push_str("&#xD;"),
+            '\t' => out.push_str("&#x9;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// An XML document written with CppNix's layout: two spaces per level, `<e a="v" />` for empty
+/// elements.
+struct Xml {
+    out: String,
+    depth: usize,
+}
+
+impl Xml {
+    fn tag(&mut self, name: &str, attrs: &[(&str, &str)], empty: bool) {
+        for _ in 0..self.depth {
+            self.out.push_str("  ");
+        }
+        self.out.push('<');
+        self.out.push_str(name);
+        for (k, v) in attrs {
+            self.out.push(' ');
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            xml_escape(v, &mut self.out);
+            self.out.push('"');
+        }
+        self.out.push_str(if empty { " />\n" } else { ">\n" });
+        if !empty {
+            self.depth += 1;
+        }
+    }
+
+    fn close(&mut self, name: &str) {
+        self.depth -= 1;
+        for _ in 0..self.depth {
+            self.out.push_str("  ");
+        }
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
+    }
+}
+
+fn xml_attrs(
+    ev: &mut Evaluator,
+    m: &AttrMap,
+    x: &mut Xml,
+    ctx: &mut Vec<String>,
+    seen: &mut std::collections::HashSet<String>,
+) -> EResult<()> {
+    for (k, t) in m.iter() {
+        x.tag("attr", &[("name", k)], false);
+        let v = ev.force(t)?;
+        xml_value(ev, &v, x, ctx, seen)?;
+        x.close("attr");
+    }
+    Ok(())
+}
+
+fn xml_value(
+    ev: &mut Evaluator,
+    v: &Value,
+    x: &mut Xml,
+    ctx: &mut Vec<String>,
+    seen: &mut std::collections::HashSet<String>,
+) -> EResult<()> {
+    match v {
+        Value::Int(i) => x.tag("int", &[("value", &i.to_string())], true),
+        Value::Bool(b) => x.tag(
+            "bool",
+            &[("value", if *b { "true" } else { "false" })],
+            true,
+        ),
+        Value::String(s) => {
+            ctx.extend(s.context.iter().cloned());
+            x.tag("string", &[("value", &s.s)], true)
+        }
+        Value::Path(p) => x.tag("path", &[("value", p)], true),
+        Value::Null => x.tag("null", &[], true),
+        Value::Float(f) => x.tag(
+            "float",
+            &[("value", &firn_syntax::show::format_float(*f))],
+            true,
+        ),
+        Value::List(l) => {
+            x.tag("list", &[], false);
+            for t in l.iter() {
+                let v = ev.force(t)?;
+                xml_value(ev, &v, x, ctx, seen)?;
+            }
+            x.close("list");
+        }
+        Value::Attrs(m) => {
+            if ev.is_derivation(m)? {
+                let mut found = Vec::new();
+                let mut drv_path = String::new();
+                for key in ["drvPath", "outPath"] {
+                    if let Some(t) = m.get(key) {
+                        if let Value::String(s) = ev.force(&t.clone())? {
+                            ctx.extend(s.context.iter().cloned());
+                            if key == "drvPath" {
+                                drv_path = s.s.to_string();
+                            }
+                            found.push((key, s.s.to_string()));
+                        }
+                    }
+                }
+                let attrs: Vec<(&str, &str)> =
+                    found.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                x.tag("derivation", &attrs, false);
+                if !drv_path.is_empty() && seen.insert(drv_path) {
+                    xml_attrs(ev, m, x, ctx, seen)?;
+                } else {
+                    x.tag("repeated", &[], true);
+                }
+                x.close("derivation");
+            } else {
+                x.tag("attrs", &[], false);
+                xml_attrs(ev, m, x, ctx, seen)?;
+                x.close("attrs");
+            }
+        }
+        Value::Lambda(l) => {
+            let firn_syntax::ExprKind::Lambda { arg, formals, .. } = &l.expr.kind else {
+                return err("internal error: a lambda without a lambda expression");
+            };
+            x.tag("function", &[], false);
+            match formals {
+                Some(f) => {
+                    let name = arg.map(|a| ev.interner.name(a).to_string());
+                    let mut attrs: Vec<(&str, &str)> = Vec::new();
+                    if f.ellipsis {
+                        attrs.push(("ellipsis", "1"));
+                    }
+                    if let Some(n) = &name {
+                        attrs.push(("name", n));
+                    }
+                    x.tag("attrspat", &attrs, false);
+                    let mut names: Vec<String> = f
+                        .formals
+                        .iter()
+                        .map(|fm| ev.interner.name(fm.name).to_string())
+                        .collect();
+                    names.sort();
+                    for n in names {
+                        x.tag("attr", &[("name", &n)], true);
+                    }
+                    x.close("attrspat");
+                }
+                None => {
+                    let n = arg
+                        .map(|a| ev.interner.name(a).to_string())
+                        .unwrap_or_default();
+                    x.tag("varpat", &[("name", &n)], true);
+                }
+            }
+            x.close("function");
+        }
+        Value::PrimOp(_) | Value::PrimOpApp(..) => x.tag("unevaluated", &[], true),
+    }
+    Ok(())
+}
+
+/// `builtins.toXML` (and `nix-instantiate --xml`): the value as CppNix's XML, with the context
+/// of the strings in it.
+pub fn to_xml(ev: &mut Evaluator, v: &Value) -> EResult<NixString> {
+    let mut x = Xml {
+        out: String::from("<?xml version='1.0' encoding='utf-8'?>\n"),
+        depth: 0,
+    };
+    let mut ctx = Vec::new();
+    x.tag("expr", &[], false);
+    xml_value(ev, v, &mut x, &mut ctx, &mut Default::default())?;
+    x.close("expr");
+    Ok(NixString::with_context(x.out, ctx))
+}
+
+pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
+    vec![
+        ("addErrorContext", 2, |ev, a| {
+            let s = string(ev, &a[0])?;
+            force(ev, &a[1]).map_err(|mut e| {
+                e.trace.push(s.s.to_string());
+                e
+            })
+        }),
+        // Without a debugger attached, `break` is the identity.
+        ("break", 1, |ev, a| force(ev, &a[0])),
+        ("traceVerbose", 2, |ev, a| {
+            if ev.trace_verbose {
+                let v = force(ev, &a[0])?;
+                let shown = match &v {
+                    Value::String(s) => s.s.to_string(),
+                    other => crate::print::print_value(ev, other, false)?,
+                };
+                eprintln!("trace: {shown}");
+            }
+            force(ev, &a[1])
+        }),
+        ("convertHash", 1, convert_hash),
+        ("hashFile", 2, hash_file),
+        ("toPath", 1, |ev, a| {
+            let v = force(ev, &a[0])?;
+            let s = ev.coerce_to_string(&v, false, false)?;
+            if !s.s.starts_with('/') {
+                return err(format!(
+                    "string '{}' doesn't represent an absolute path",
+                    s.s
+                ));
+            }
+            Ok(Value::String(NixString {
+                s: crate::eval::canon_path(&s.s).into(),
+                context: s.context.clone(),
+            }))
+        }),
+        ("scopedImport", 2, scoped_import),
+        ("fromTOML", 1, from_toml),
+        ("toXML", 1, |ev, a| {
+            let v = force(ev, &a[0])?;
+            crate::builtins::deep_force(ev, &v)?;
+            Ok(Value::String(to_xml(ev, &v)?))
+        }),
+        // Attribute positions are not recorded by firn's evaluator yet: every attribute's
+        // position is unknown, which Nix reports as `null`.
+        ("unsafeGetAttrPos", 2, |ev, a| {
+            string(ev, &a[0])?;
+            attrs(ev, &a[1])?;
+            Ok(Value::Null)
+        }),
+    ]
+}
