@@ -1,6 +1,7 @@
 //! The legacy tools (`nix-store`, `nix-hash`, ...), with Nix's hand-rolled argument style.
 
 pub mod gc;
+pub mod nix_build;
 pub mod nix_hash;
 pub mod nix_instantiate;
 pub mod nix_store;

@@ -84,27 +84,11 @@ pub fn main(args: Vec<String>) -> Result<()> {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into());
     let mut inputs = Vec::new();
     for e in &exprs {
-        let (text, origin, base_dir) = if from_expr {
-            (e.clone(), "«string»".to_string(), cwd.clone())
-        } else if e == "-" {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading standard input")?;
-            (s, "«stdin»".to_string(), cwd.clone())
-        } else {
-            let mut path = crate::paths::absolute(e)?;
-            if std::path::Path::new(&path).is_dir() {
-                path = format!("{path}/default.nix");
-            }
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("reading file '{path}'"))?;
-            let dir = std::path::Path::new(&path)
-                .parent()
-                .map(|d| d.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "/".into());
-            (text, path, dir)
-        };
+        let Input {
+            text,
+            origin,
+            base_dir,
+        } = read_input(e, from_expr, &cwd)?;
         if !parse_only {
             inputs.push(Input {
                 text,
@@ -136,7 +120,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         return Ok(());
     }
     let store = ctx.open_store()?;
-    evaluate(inputs, opts, store)
+    evaluate(inputs, opts, store, true).map(|_| ())
 }
 
 /// `--find-file`: print where each `<path>` is found in the search path.
@@ -162,38 +146,46 @@ fn find_files(names: &[String], opts: &EvalOptions) -> Result<()> {
 }
 
 /// One expression to evaluate.
-struct Input {
-    text: String,
-    origin: String,
-    base_dir: String,
+pub struct Input {
+    pub text: String,
+    pub origin: String,
+    pub base_dir: String,
 }
 
 /// What to do with the values.
 #[derive(Clone, Debug, Default)]
-struct EvalOptions {
+pub struct EvalOptions {
     /// `--eval`: print values instead of instantiating derivations.
-    eval: bool,
-    strict: bool,
-    json: bool,
-    read_write: bool,
-    show_trace: bool,
-    find_file: bool,
+    pub eval: bool,
+    pub strict: bool,
+    pub json: bool,
+    pub read_write: bool,
+    pub show_trace: bool,
+    pub find_file: bool,
     /// `--add-root`: register each `.drv` as an indirect root (`PATH`, `PATH-2`, ...).
-    add_root: Option<String>,
+    pub add_root: Option<String>,
     /// `-A` attribute paths (each printed in turn; none means the whole value).
-    attr_paths: Vec<String>,
+    pub attr_paths: Vec<String>,
     /// `--arg NAME EXPR` and `--argstr NAME STRING` (the flag is true for `--argstr`).
-    args: Vec<(String, String, bool)>,
+    pub args: Vec<(String, String, bool)>,
     /// `-I` search path entries.
-    include: Vec<String>,
+    pub include: Vec<String>,
 }
 
-/// Evaluate the inputs and print values or `.drv` paths, on a thread with a stack sized for
-/// deep evaluations.
-fn evaluate(inputs: Vec<Input>, opts: EvalOptions, store: firn_store::LocalStore) -> Result<()> {
+/// The derivations an evaluation produced (`.drv` path and output name), and the store.
+pub type Instantiated = (Vec<(String, String)>, firn_store::LocalStore);
+
+/// Evaluate the inputs and print values or (when `print`) `.drv` paths, on a thread with a
+/// stack sized for deep evaluations. Returns the derivations and the store back.
+pub fn evaluate(
+    inputs: Vec<Input>,
+    opts: EvalOptions,
+    store: firn_store::LocalStore,
+    print: bool,
+) -> Result<Instantiated> {
     let result = std::thread::Builder::new()
         .stack_size(1 << 30)
-        .spawn(move || -> Result<(), String> {
+        .spawn(move || -> Result<Instantiated, String> {
             use firn_eval::value::{AttrMap, Thunk, Value};
             let store = Rc::new(store);
             let mut ev = firn_eval::Evaluator::new();
@@ -217,7 +209,8 @@ fn evaluate(inputs: Vec<Input>, opts: EvalOptions, store: firn_store::LocalStore
                 args.insert(name.as_str().into(), Thunk::value(v));
             }
             let mut root_nr = 0;
-            let mut warned = false;
+            let mut warned = !print;
+            let mut found = Vec::new();
             for input in &inputs {
                 let e = ev
                     .parse(&input.text, &input.origin, &input.base_dir)
@@ -252,6 +245,10 @@ fn evaluate(inputs: Vec<Input>, opts: EvalOptions, store: firn_store::LocalStore
                     for d in drvs {
                         let drv_path = d.drv_path(&mut ev).map_err(|e| e.msg)?;
                         let output = d.output_name(&mut ev).map_err(|e| e.msg)?;
+                        found.push((drv_path.clone(), output.clone()));
+                        if !print {
+                            continue;
+                        }
                         let mut shown = drv_path.clone();
                         match &opts.add_root {
                             Some(root) => {
@@ -285,13 +282,16 @@ fn evaluate(inputs: Vec<Input>, opts: EvalOptions, store: firn_store::LocalStore
                     }
                 }
             }
-            Ok(())
+            drop(ev);
+            let store = Rc::try_unwrap(store)
+                .map_err(|_| "the evaluator still holds the store".to_string())?;
+            Ok((found, store))
         })
         .context("starting the evaluator thread")?
         .join()
         .map_err(|_| anyhow::anyhow!("the evaluator panicked"))?;
     match result {
-        Ok(()) => Ok(()),
+        Ok(r) => Ok(r),
         Err(msg) => {
             eprintln!("error: {msg}");
             Err(Failure {
@@ -336,4 +336,35 @@ fn select(
         };
     }
     Ok(v)
+}
+
+/// One expression from the command line: `-E` text, `-` for stdin, or a file (a directory
+/// means its `default.nix`).
+pub fn read_input(e: &str, from_expr: bool, cwd: &str) -> Result<Input> {
+    let (text, origin, base_dir) = if from_expr {
+        (e.to_string(), "«string»".to_string(), cwd.to_string())
+    } else if e == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        (s, "«stdin»".to_string(), cwd.to_string())
+    } else {
+        let mut path = crate::paths::absolute(e)?;
+        if std::path::Path::new(&path).is_dir() {
+            path = format!("{path}/default.nix");
+        }
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("reading file '{path}'"))?;
+        let dir = std::path::Path::new(&path)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into());
+        (text, path, dir)
+    };
+    Ok(Input {
+        text,
+        origin,
+        base_dir,
+    })
 }

@@ -32,6 +32,8 @@ enum Op {
     VerifyPath,
     Optimise,
     GenerateBinaryCacheKey,
+    Realise,
+    ReadLog,
 }
 
 struct Invocation {
@@ -39,6 +41,7 @@ struct Invocation {
     flags: Vec<String>,
     args: Vec<String>,
     gc_root: Option<String>,
+    build: crate::realise::BuildFlags,
 }
 
 fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
@@ -46,11 +49,15 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
     let mut flags = Vec::new();
     let mut rest = Vec::new();
     let mut gc_root = None;
+    let mut build = crate::realise::BuildFlags::default();
     let mut it = args.into_iter();
     let mut dash_dash = false;
     while let Some(a) = it.next() {
         if dash_dash {
             rest.push(a);
+            continue;
+        }
+        if build.take(&a) {
             continue;
         }
         let new_op = match a.as_str() {
@@ -82,8 +89,9 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
             "--verify-path" => Some(Op::VerifyPath),
             "--optimise" | "--optimize" => Some(Op::Optimise),
             "--generate-binary-cache-key" => Some(Op::GenerateBinaryCacheKey),
-            "--realise" | "--realize" | "-r" | "--serve" | "--read-log" | "-l" | "--print-env"
-            | "--repair-path" => {
+            "--realise" | "--realize" | "-r" => Some(Op::Realise),
+            "--read-log" | "-l" => Some(Op::ReadLog),
+            "--serve" | "--print-env" | "--repair-path" => {
                 bail!("nix-store operation '{a}' is not implemented by firn yet")
             }
             "--add-root" => {
@@ -93,8 +101,8 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
                 gc_root = Some(crate::paths::absolute(&v)?);
                 None
             }
-            "--indirect" | "--no-output" | "-Q" | "--no-build-output" | "-K" | "--keep-failed"
-            | "-k" | "--keep-going" | "--fallback" | "--readonly-mode" | "--no-gc-warning" => None,
+            "--indirect" | "--no-output" | "-Q" | "--no-build-output" | "--fallback"
+            | "--readonly-mode" | "--no-gc-warning" | "--ignore-unknown" => None,
             "--cores" | "--max-silent-time" | "--timeout" => {
                 it.next()
                     .ok_or_else(|| usage(format!("flag '{a}' requires 1 argument")))?;
@@ -128,6 +136,7 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
         flags,
         args: rest,
         gc_root,
+        build,
     }))
 }
 
@@ -141,6 +150,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         flags,
         args,
         gc_root,
+        build,
     } = inv;
     let no_flags = |flags: &[String]| -> Result<()> {
         match flags.first() {
@@ -187,6 +197,20 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 return Err(usage("no arguments expected"));
             }
             ctx.open_store()?;
+            Ok(())
+        }
+        Op::Realise => {
+            no_flags(&flags)?;
+            let store = ctx.open_store()?;
+            realise_op(&ctx, &store, &args, gc_root, &build)
+        }
+        Op::ReadLog => {
+            no_flags(&flags)?;
+            let store = ctx.open_store()?;
+            let settings = crate::realise::build_settings(&ctx, &store, &build)?;
+            for a in &args {
+                crate::realise::print_log(&store, &settings.log_dir, a)?;
+            }
             Ok(())
         }
         _ => {
@@ -437,7 +461,13 @@ fn run_store_op(
                 stats.files_linked
             );
         }
-        Op::Version | Op::Dump | Op::Restore | Op::GenerateBinaryCacheKey | Op::Init => {
+        Op::Version
+        | Op::Dump
+        | Op::Restore
+        | Op::GenerateBinaryCacheKey
+        | Op::Init
+        | Op::Realise
+        | Op::ReadLog => {
             unreachable!("handled before opening the store")
         }
     }
@@ -477,3 +507,44 @@ Operations:\n\
   --dump-db [PATHS] / --load-db / --register-validity / --check-validity\n\
 \n\
 Global options: --store URI, --option NAME VALUE, -v, --quiet, --add-root PATH\n";
+
+/// `nix-store --realise`: build derivations (or check that paths are valid) and print the
+/// output paths, or the roots made with `--add-root`.
+fn realise_op(
+    ctx: &Ctx,
+    store: &LocalStore,
+    args: &[String],
+    gc_root: Option<String>,
+    build: &crate::realise::BuildFlags,
+) -> Result<()> {
+    let sd = store.store_dir();
+    let wanted = args
+        .iter()
+        .map(|a| crate::realise::parse_derived_path(store, a))
+        .collect::<Result<Vec<_>>>()?;
+    crate::realise::realise(ctx, store, &wanted, build)?;
+    if build.dry_run {
+        return Ok(());
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut root_nr = 0;
+    for w in &wanted {
+        for (_, p) in crate::realise::resolved_outputs(store, w)? {
+            match &gc_root {
+                Some(root) => {
+                    root_nr += 1;
+                    let mut name = root.clone();
+                    if root_nr > 1 {
+                        name = format!("{name}-{root_nr}");
+                    }
+                    let link = store.add_perm_root(&p, std::path::Path::new(&name))?;
+                    writeln!(out, "{}", link.display())?;
+                }
+                None => writeln!(out, "{}", sd.display(&p))?,
+            }
+        }
+    }
+    out.flush().context("writing to standard output")?;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Realising derivations: turning `.drv` files into valid store paths the way Nix does.
+//!
+//! - [`plan`] walks the derivation graph from what was asked for and finds what must be built
+//!   (and what is missing);
+//! - [`schedule`] builds it, inputs first, up to `max-jobs` at once, each build in its own
+//!   thread that holds the outputs' locks (CppNix's `.lock` protocol);
+//! - [`sandbox`] is the Linux sandbox (namespaces and a chroot of the input closure), [`run`]
+//!   starts a builder and watches it, [`env`] is its environment;
+//! - [`outputs`] checks and registers what a build produced; [`refscan`] finds references;
+//! - [`log`] stores build logs where CppNix keeps them; [`builtin`] holds the builders that run
+//!   inside firn (`builtin:fetchurl`, `builtin:buildenv`).
+
+pub mod builtin;
+pub mod env;
+pub mod log;
+pub mod outputs;
+pub mod plan;
+pub mod refscan;
+pub mod run;
+pub mod sandbox;
+pub mod schedule;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use firn_format::StorePath;
+use thiserror::Error;
+
+/// Errors that stop the realisation itself (not a failing builder, see [`Failure`]).
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] firn_store::StoreError),
+    #[error("{op} '{path}': {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BuildError {
+    pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> BuildError {
+        BuildError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// `sandbox = true | false | relaxed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    Off,
+    On,
+    /// On, except for derivations with `__noChroot = true`.
+    Relaxed,
+}
+
+/// The settings a realisation runs with (Nix's names in the comments).
+#[derive(Clone, Debug)]
+pub struct BuildSettings {
+    /// `max-jobs`.
+    pub max_jobs: usize,
+    /// `cores`, passed as `NIX_BUILD_CORES`.
+    pub cores: usize,
+    pub sandbox: SandboxMode,
+    /// `sandbox-fallback`: build without the sandbox where namespaces cannot be created.
+    pub sandbox_fallback: bool,
+    /// `sandbox-paths` and `extra-sandbox-paths`: `target=source` (a trailing `?` makes one
+    /// optional).
+    pub sandbox_paths: Vec<String>,
+    /// `sandbox-build-dir`.
+    pub sandbox_build_dir: String,
+    /// `sandbox-dev-shm-size`.
+    pub shm_size: String,
+    /// Where build directories are made (`build-dir`, else `$TMPDIR`, else `/tmp`).
+    pub build_dir: PathBuf,
+    pub keep_going: bool,
+    /// `keep-failed` (`-K`).
+    pub keep_failed: bool,
+    /// `--check`: build again and compare with the valid outputs.
+    pub check: bool,
+    pub timeout: Option<Duration>,
+    pub max_silent_time: Option<Duration>,
+    /// `system` and `extra-platforms`.
+    pub system: String,
+    pub extra_platforms: Vec<String>,
+    /// `system-features`.
+    pub system_features: BTreeSet<String>,
+    /// `keep-build-log`, `compress-build-log`, and the log directory.
+    pub keep_build_log: bool,
+    pub compress_build_log: bool,
+    pub log_dir: PathBuf,
+    /// `impersonate-linux-26`.
+    pub impersonate_linux26: bool,
+    /// How many log lines a failure shows (`log-lines`).
+    pub log_lines: usize,
+    /// The firn executable that runs the sandbox stage.
+    pub stage_exe: PathBuf,
+}
+
+impl BuildSettings {
+    /// Nix's defaults for a store whose log directory is `log_dir`.
+    pub fn new(log_dir: PathBuf) -> BuildSettings {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        BuildSettings {
+            max_jobs: 1,
+            cores,
+            sandbox: SandboxMode::On,
+            sandbox_fallback: true,
+            sandbox_paths: Vec::new(),
+            sandbox_build_dir: "/build".into(),
+            shm_size: "50%".into(),
+            build_dir: std::env::var_os("TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp")),
+            keep_going: false,
+            keep_failed: false,
+            check: false,
+            timeout: None,
+            max_silent_time: None,
+            system: default_system().into(),
+            extra_platforms: Vec::new(),
+            system_features: ["nixos-test", "benchmark", "big-parallel"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            keep_build_log: true,
+            compress_build_log: true,
+            log_dir,
+            impersonate_linux26: true,
+            log_lines: 10,
+            stage_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        }
+    }
+}
+
+/// Nix's name for this platform.
+pub fn default_system() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86_64-linux",
+        "aarch64" => "aarch64-linux",
+        "x86" => "i686-linux",
+        "riscv64" => "riscv64-linux",
+        "powerpc64" => "powerpc64-linux",
+        "arm" => "armv7l-linux",
+        _ => "unknown-linux",
+    }
+}
+
+/// What kind of failure a build had; decides the exit code as CppNix's does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    /// The builder failed, or its outputs were refused.
+    Failed,
+    /// `timeout` or `max-silent-time`.
+    TimedOut,
+    /// A fixed-output hash mismatch.
+    HashMismatch,
+    /// `--check` found different outputs.
+    NotDeterministic,
+    /// An input failed, so this was never started.
+    DependencyFailed,
+    /// Cannot be built here (wrong system, missing features, sandbox setup).
+    Misc,
+}
+
+/// One derivation that could not be built.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub drv: StorePath,
+    pub kind: FailKind,
+    pub msg: String,
+}
+
+/// CppNix's exit status for a set of failures: 100 plus 1 for a timeout, 2 for a hash
+/// mismatch, 4 for a `--check` mismatch (only that bit: 104), or 1 for anything else.
+pub fn exit_status(failures: &[Failure]) -> u8 {
+    if failures.is_empty() {
+        return 0;
+    }
+    let mut mask = 0u8;
+    let mut other = false;
+    for f in failures {
+        match f.kind {
+            FailKind::Failed => mask |= 0x04,
+            FailKind::TimedOut => mask |= 0x04 | 0x01,
+            FailKind::HashMismatch => mask |= 0x04 | 0x02,
+            FailKind::NotDeterministic => mask |= 0x08,
+            FailKind::DependencyFailed => {}
+            FailKind::Misc => other = true,
+        }
+    }
+    if mask == 0 {
+        return 1;
+    }
+    let _ = other;
+    0x60 | mask
+}
+
+/// Something a user asked to realise.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DerivedPath {
+    /// A store path that must be valid.
+    Opaque(StorePath),
+    /// Outputs of a derivation (`None`: all of them).
+    Built {
+        drv: StorePath,
+        outputs: Option<BTreeSet<String>>,
+    },
+}

@@ -1,0 +1,328 @@
+//! After a successful build: check and register the outputs as CppNix does. Each output is
+//! canonicalised (permissions, times, ownership, no setuid), serialised once to compute its NAR
+//! hash and size and to find its references (hash parts of the input closure and of the other
+//! outputs), checked against a fixed-output hash and against `allowedReferences` and friends,
+//! moved from the sandbox into the store under its lock, and registered with the others in one
+//! transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use firn_format::derivation::Derivation;
+use firn_format::{ContentAddress, FileIngestionMethod, Hash, HashAlgo, StoreDir, StorePath};
+use firn_store::{LocalStore, ValidPathInfo};
+
+use crate::refscan::ScanSink;
+use crate::{BuildError, FailKind};
+
+/// A checked output, ready to be moved into place and registered.
+pub struct Checked {
+    pub name: String,
+    pub info: ValidPathInfo,
+    /// Where the builder left it.
+    pub location: PathBuf,
+}
+
+/// Why the outputs were refused.
+pub struct Refused {
+    pub kind: FailKind,
+    pub msg: String,
+}
+
+impl From<BuildError> for Refused {
+    fn from(e: BuildError) -> Refused {
+        Refused {
+            kind: FailKind::Failed,
+            msg: e.to_string(),
+        }
+    }
+}
+
+/// Canonicalise, hash, scan and check every output of `drv`.
+pub fn check_outputs(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    outputs: &BTreeMap<String, StorePath>,
+    location: &dyn Fn(&StorePath) -> PathBuf,
+    input_closure: &BTreeSet<StorePath>,
+) -> Result<Vec<Checked>, Refused> {
+    let sd = store.store_dir();
+    let mut candidates: BTreeSet<StorePath> = input_closure.clone();
+    candidates.extend(outputs.values().cloned());
+    let mut checked = Vec::new();
+    for (name, path) in outputs {
+        let loc = location(path);
+        if fs::symlink_metadata(&loc).is_err() {
+            return Err(Refused {
+                kind: FailKind::Failed,
+                msg: format!(
+                    "builder for '{}' failed to produce output path for output '{name}' at '{}'",
+                    sd.display(drv_path),
+                    sd.display(path)
+                ),
+            });
+        }
+        canonicalise_output(&loc)?;
+        let mut sink = ScanSink::new(candidates.iter());
+        firn_store::nar_fs::dump_path(&loc, &mut sink)
+            .map_err(|e| BuildError::Other(format!("serialising '{}': {e}", loc.display())))?;
+        let (nar_hash, nar_size, refs) = sink.finish();
+        let mut info = ValidPathInfo::new(path.clone(), nar_hash.clone(), nar_size);
+        info.references = refs;
+        info.deriver = Some(drv_path.clone());
+        info.ultimate = true;
+        if let Some(o) = drv.outputs.get(name) {
+            if let Some((method, expected)) = o.fixed() {
+                let got = match method {
+                    FileIngestionMethod::Recursive if expected.algo() == HashAlgo::Sha256 => {
+                        nar_hash.clone()
+                    }
+                    FileIngestionMethod::Recursive => {
+                        firn_store::nar_fs::hash_path(&loc, expected.algo())
+                            .map_err(|e| BuildError::Other(e.to_string()))?
+                            .0
+                    }
+                    FileIngestionMethod::Flat => {
+                        let meta = fs::symlink_metadata(&loc)
+                            .map_err(|e| BuildError::io("getting status of", &loc, e))?;
+                        if !meta.is_file() {
+                            return Err(Refused {
+                                kind: FailKind::Failed,
+                                msg: format!(
+                                    "output path '{}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)",
+                                    sd.display(path)
+                                ),
+                            });
+                        }
+                        firn_store::local::hash_file(&loc, expected.algo())
+                            .map_err(|e| BuildError::Other(e.to_string()))?
+                            .0
+                    }
+                };
+                if got != expected {
+                    return Err(Refused {
+                        kind: FailKind::HashMismatch,
+                        msg: hash_mismatch_message(sd, drv_path, path, &expected, &got),
+                    });
+                }
+                info.ca = Some(ContentAddress::Fixed(method, got));
+            }
+        }
+        checked.push(Checked {
+            name: name.clone(),
+            info,
+            location: loc,
+        });
+    }
+    check_reference_rules(sd, drv, &checked, store)?;
+    Ok(checked)
+}
+
+/// The fixed-output mismatch message, with the hashes in the forms a user can paste.
+pub fn hash_mismatch_message(
+    sd: &StoreDir,
+    drv_path: &StorePath,
+    path: &StorePath,
+    expected: &Hash,
+    got: &Hash,
+) -> String {
+    format!(
+        "hash mismatch in fixed-output derivation '{}':\n         specified: {}\n            got:    {}\n       (as nix32: specified {}:{}, got {}:{}; output path '{}')",
+        sd.display(drv_path),
+        expected.to_sri(),
+        got.to_sri(),
+        expected.algo(),
+        expected.to_nix32(),
+        got.algo(),
+        got.to_nix32(),
+        sd.display(path),
+    )
+}
+
+/// Permissions 0444/0555, modification time 1, no setuid/setgid, owned by us.
+fn canonicalise_output(path: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::MetadataExt;
+    // Our own uid: files the builder made as another user (a build user) are taken over.
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta =
+            fs::symlink_metadata(&p).map_err(|e| BuildError::io("getting status of", &p, e))?;
+        if meta.uid() != uid || meta.gid() != gid {
+            let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+                .map_err(|_| BuildError::Other("a path contains a NUL byte".into()))?;
+            // SAFETY: `c` is NUL-terminated.
+            if unsafe { libc::lchown(c.as_ptr(), uid, gid) } == -1 {
+                return Err(BuildError::io(
+                    "changing ownership of",
+                    &p,
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        if meta.is_dir() {
+            // The directory may be unreadable as the builder left it.
+            firn_store::canon::make_writable(&p)?;
+            for e in fs::read_dir(&p).map_err(|e| BuildError::io("reading directory", &p, e))? {
+                let e = e.map_err(|e| BuildError::io("reading directory", &p, e))?;
+                stack.push(e.path());
+            }
+        }
+    }
+    firn_store::canon::canonicalise(path)?;
+    Ok(())
+}
+
+/// Resolve an `allowedReferences`-style list: output names of this derivation or store paths.
+fn resolve_spec(
+    sd: &StoreDir,
+    items: &[String],
+    checked: &[Checked],
+) -> Result<BTreeSet<StorePath>, BuildError> {
+    let mut out = BTreeSet::new();
+    for i in items {
+        if let Some(c) = checked.iter().find(|c| &c.name == i) {
+            out.insert(c.info.path.clone());
+        } else if sd.is_in_store(i) {
+            out.insert(sd.parse(i).map_err(|e| BuildError::Other(e.to_string()))?);
+        } else {
+            return Err(BuildError::Other(format!(
+                "derivation contains an illegal reference specifier '{i}'"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The checks one output is subject to: from `outputChecks.<name>` with structured
+/// attributes, else from the derivation's environment.
+#[derive(Default)]
+struct Rules {
+    allowed_refs: Option<Vec<String>>,
+    allowed_reqs: Option<Vec<String>>,
+    disallowed_refs: Vec<String>,
+    disallowed_reqs: Vec<String>,
+}
+
+fn rules_for(drv: &Derivation, output: &str) -> Rules {
+    let list = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if let Some(json) = drv.env.get("__json") {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+            return Rules::default();
+        };
+        let Some(c) = v.get("outputChecks").and_then(|c| c.get(output)) else {
+            return Rules::default();
+        };
+        return Rules {
+            allowed_refs: c.get("allowedReferences").map(list),
+            allowed_reqs: c.get("allowedRequisites").map(list),
+            disallowed_refs: c.get("disallowedReferences").map(list).unwrap_or_default(),
+            disallowed_reqs: c.get("disallowedRequisites").map(list).unwrap_or_default(),
+        };
+    }
+    let words = |k: &str| {
+        drv.env
+            .get(k)
+            .map(|s| s.split_ascii_whitespace().map(String::from).collect())
+    };
+    Rules {
+        allowed_refs: words("allowedReferences"),
+        allowed_reqs: words("allowedRequisites"),
+        disallowed_refs: words("disallowedReferences").unwrap_or_default(),
+        disallowed_reqs: words("disallowedRequisites").unwrap_or_default(),
+    }
+}
+
+fn check_reference_rules(
+    sd: &StoreDir,
+    drv: &Derivation,
+    checked: &[Checked],
+    store: &LocalStore,
+) -> Result<(), Refused> {
+    // References of the new outputs, for closures that run through them.
+    let new_refs: BTreeMap<&StorePath, &BTreeSet<StorePath>> = checked
+        .iter()
+        .map(|c| (&c.info.path, &c.info.references))
+        .collect();
+    let closure = |start: &StorePath| -> Result<BTreeSet<StorePath>, BuildError> {
+        let mut done = BTreeSet::new();
+        let mut todo = vec![start.clone()];
+        while let Some(p) = todo.pop() {
+            if !done.insert(p.clone()) {
+                continue;
+            }
+            if let Some(r) = new_refs.get(&p) {
+                todo.extend(r.iter().cloned());
+            } else if let Some(info) = store.query_path_info_shared(&p)? {
+                todo.extend(info.references.iter().cloned());
+            }
+        }
+        Ok(done)
+    };
+    for c in checked {
+        let rules = rules_for(drv, &c.name);
+        let path = &c.info.path;
+        let check = |allowed: bool,
+                     items: &[String],
+                     requisites: bool,
+                     what: &str|
+         -> Result<(), Refused> {
+            let spec = resolve_spec(sd, items, checked)?;
+            let used: BTreeSet<StorePath> = if requisites {
+                closure(path)?
+            } else {
+                c.info.references.clone()
+            };
+            let bad: Vec<String> = used
+                .iter()
+                .filter(|p| *p != path)
+                .filter(|p| spec.contains(*p) != allowed)
+                .map(|p| sd.display(p))
+                .collect();
+            if bad.is_empty() {
+                return Ok(());
+            }
+            let mut msg = format!(
+                "output '{}' is not allowed to refer to the following paths{}:",
+                sd.display(path),
+                if requisites {
+                    " (through its closure)"
+                } else {
+                    ""
+                }
+            );
+            for b in bad {
+                msg.push_str(&format!("\n         {b}"));
+            }
+            msg.push_str(&format!("\n       (see '{what}')"));
+            Err(Refused {
+                kind: FailKind::Failed,
+                msg,
+            })
+        };
+        if let Some(a) = &rules.allowed_refs {
+            check(true, a, false, "allowedReferences")?;
+        }
+        if let Some(a) = &rules.allowed_reqs {
+            check(true, a, true, "allowedRequisites")?;
+        }
+        if !rules.disallowed_refs.is_empty() {
+            check(false, &rules.disallowed_refs, false, "disallowedReferences")?;
+        }
+        if !rules.disallowed_reqs.is_empty() {
+            check(false, &rules.disallowed_reqs, true, "disallowedRequisites")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! What a realisation has to do: the derivations whose wanted outputs are not valid (and, for
+//! those, the derivations of their missing inputs), as a graph with edges from each build to
+//! the builds it waits for; plus the store paths that are neither valid nor buildable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use firn_format::derivation::{Derivation, OutputKind};
+use firn_format::StorePath;
+use firn_store::LocalStore;
+
+use crate::{BuildError, DerivedPath};
+
+/// One derivation to build.
+pub struct Node {
+    pub drv_path: StorePath,
+    pub drv: Derivation,
+    /// Every output's path.
+    pub outputs: BTreeMap<String, StorePath>,
+    /// Builds this one waits for.
+    pub deps: BTreeSet<usize>,
+    /// Builds that wait for this one.
+    pub dependents: BTreeSet<usize>,
+}
+
+/// The builds to run, in an order where every node comes after its dependencies.
+#[derive(Default)]
+pub struct Plan {
+    pub nodes: Vec<Node>,
+    /// Store paths that are needed but neither valid nor the output of a known build.
+    pub missing: BTreeSet<StorePath>,
+}
+
+/// Read and parse a `.drv` file from the store.
+pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation, BuildError> {
+    let sd = store.store_dir();
+    if !store.is_valid_path(drv_path)? {
+        return Err(BuildError::Other(format!(
+            "path '{}' is not valid",
+            sd.display(drv_path)
+        )));
+    }
+    let real = store.real_path(drv_path);
+    let text = std::fs::read_to_string(&real)
+        .map_err(|e| BuildError::io("reading derivation", &real, e))?;
+    let name = drv_path.name().trim_end_matches(".drv");
+    Derivation::parse(sd, &text, name).map_err(|e| {
+        BuildError::Other(format!(
+            "error parsing derivation '{}': {e}",
+            sd.display(drv_path)
+        ))
+    })
+}
+
+/// The output paths of a derivation; every output must have a known path.
+pub fn output_paths(
+    drv_path: &StorePath,
+    drv: &Derivation,
+    store: &LocalStore,
+) -> Result<BTreeMap<String, StorePath>, BuildError> {
+    let mut out = BTreeMap::new();
+    for (name, o) in &drv.outputs {
+        let kind = o.kind().map_err(|e| BuildError::Other(e.to_string()))?;
+        match (kind, &o.path) {
+            (OutputKind::InputAddressed(p), _) => {
+                out.insert(name.clone(), p);
+            }
+            (OutputKind::Fixed { .. }, Some(p)) => {
+                out.insert(name.clone(), p.clone());
+            }
+            _ => {
+                return Err(BuildError::Other(format!(
+                    "derivation '{}' has output '{name}' without a known path (content-addressed derivations need the 'ca-derivations' feature, which firn does not build yet)",
+                    store.store_dir().display(drv_path)
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Planner<'a> {
+    store: &'a LocalStore,
+    check: bool,
+    plan: Plan,
+    index: HashMap<StorePath, usize>,
+    visiting: BTreeSet<StorePath>,
+}
+
+impl Planner<'_> {
+    /// The node for `drv_path` if any of `wanted` (None: all) must be built.
+    fn visit(
+        &mut self,
+        drv_path: &StorePath,
+        wanted: Option<&BTreeSet<String>>,
+        top: bool,
+    ) -> Result<Option<usize>, BuildError> {
+        if let Some(&i) = self.index.get(drv_path) {
+            return Ok(Some(i));
+        }
+        if !self.visiting.insert(drv_path.clone()) {
+            return Err(BuildError::Other(format!(
+                "derivation '{}' depends on itself",
+                self.store.store_dir().display(drv_path)
+            )));
+        }
+        let drv = read_derivation(self.store, drv_path)?;
+        let outputs = output_paths(drv_path, &drv, self.store)?;
+        if let Some(w) = wanted {
+            for name in w {
+                if !outputs.contains_key(name) {
+                    return Err(BuildError::Other(format!(
+                        "derivation '{}' does not have wanted outputs '{name}'",
+                        self.store.store_dir().display(drv_path)
+                    )));
+                }
+            }
+        }
+        let mut all_valid = true;
+        for (name, p) in &outputs {
+            if wanted.is_some_and(|w| !w.contains(name)) {
+                continue;
+            }
+            if !self.store.is_valid_path(p)? {
+                all_valid = false;
+                break;
+            }
+        }
+        if all_valid && !(self.check && top) {
+            self.visiting.remove(drv_path);
+            return Ok(None);
+        }
+        let mut deps = BTreeSet::new();
+        for (input, outs) in &drv.input_drvs {
+            if let Some(i) = self.visit(input, Some(outs), false)? {
+                deps.insert(i);
+            }
+        }
+        for src in &drv.input_srcs {
+            if !self.store.is_valid_path(src)? {
+                self.plan.missing.insert(src.clone());
+            }
+        }
+        let i = self.plan.nodes.len();
+        for &d in &deps {
+            self.plan.nodes[d].dependents.insert(i);
+        }
+        self.plan.nodes.push(Node {
+            drv_path: drv_path.clone(),
+            drv,
+            outputs,
+            deps,
+            dependents: BTreeSet::new(),
+        });
+        self.index.insert(drv_path.clone(), i);
+        self.visiting.remove(drv_path);
+        Ok(Some(i))
+    }
+}
+
+/// Work out what realising `wanted` takes. With `check`, the requested derivations are built
+/// again even when their outputs are valid.
+pub fn plan(store: &LocalStore, wanted: &[DerivedPath], check: bool) -> Result<Plan, BuildError> {
+    let mut p = Planner {
+        store,
+        check,
+        plan: Plan::default(),
+        index: HashMap::new(),
+        visiting: BTreeSet::new(),
+    };
+    for w in wanted {
+        match w {
+            DerivedPath::Opaque(path) => {
+                if !store.is_valid_path(path)? {
+                    p.plan.missing.insert(path.clone());
+                }
+            }
+            DerivedPath::Built { drv, outputs } => {
+                p.visit(drv, outputs.as_ref(), true)?;
+            }
+        }
+    }
+    Ok(p.plan)
+}

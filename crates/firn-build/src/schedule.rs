@@ -1,0 +1,894 @@
+//! Running a [`Plan`]: builds start as soon as their inputs are done, up to `max-jobs` at once,
+//! each in its own thread; the calling thread receives their log lines and results and reports
+//! them to the display. A failure stops everything else unless `keep-going` is set; builds that
+//! depend on a failed one are reported as such.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use firn_format::derivation::hash_placeholder;
+use firn_format::StorePath;
+use firn_store::lock::PathLocks;
+use firn_store::LocalStore;
+
+use crate::env::{builder_env, EnvInputs};
+use crate::log::LogWriter;
+use crate::outputs::{check_outputs, Checked};
+use crate::plan::{output_paths, read_derivation, Node, Plan};
+use crate::run::{run, Ended, Launch, Limits};
+use crate::sandbox::{self, Bind, Spec};
+use crate::{BuildError, BuildSettings, FailKind, Failure, SandboxMode};
+
+/// What the display hears about.
+pub enum Event<'a> {
+    /// A build started (`building '...drv'...`).
+    Started { drv: &'a StorePath },
+    /// One line the builder printed (without the newline).
+    Log { drv: &'a StorePath, line: &'a str },
+    /// A build ended; `None` on success.
+    Finished {
+        drv: &'a StorePath,
+        failure: Option<&'a Failure>,
+    },
+}
+
+/// The result of running a plan.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Derivations built (or found built by another process).
+    pub built: Vec<StorePath>,
+    pub failures: Vec<Failure>,
+}
+
+enum Msg {
+    Log(usize, String),
+    Done(usize, Result<(), Failure>),
+}
+
+static BUILD_COUNTER: AtomicU64 = AtomicU64::new(0);
+static SANDBOX_WORKS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+/// Whether namespaces can be created here (checked once per process by running the stage in
+/// probe mode).
+pub fn sandbox_available(settings: &BuildSettings) -> Result<(), String> {
+    SANDBOX_WORKS
+        .get_or_init(|| {
+            let spec = Spec {
+                chroot: PathBuf::from("/"),
+                binds: Vec::new(),
+                private_network: true,
+                work_dir: "/".into(),
+                builder: String::new(),
+                argv: Vec::new(),
+                env: Vec::new(),
+                shm_size: String::new(),
+                linux32: false,
+                uname26: false,
+                probe: true,
+            };
+            let never = AtomicBool::new(false);
+            match run(
+                Launch::Sandboxed {
+                    stage_exe: settings.stage_exe.clone(),
+                    spec: Box::new(spec),
+                },
+                Limits::default(),
+                &never,
+                &mut |_| {},
+            ) {
+                Ok(Ended::Exited(0)) => Ok(()),
+                Ok(Ended::SetupFailed(m)) => Err(m),
+                Ok(other) => Err(format!("the sandbox check ended with {other:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .clone()
+}
+
+/// Build everything in `plan`.
+pub fn realise(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    plan: &Plan,
+    display: &mut dyn FnMut(Event),
+) -> Result<Outcome, BuildError> {
+    let n = plan.nodes.len();
+    let mut waiting: Vec<usize> = plan.nodes.iter().map(|x| x.deps.len()).collect();
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut state = vec![0u8; n]; // 0 pending, 1 running, 2 done, 3 failed/skipped
+    let mut outcome = Outcome::default();
+    let cancel = AtomicBool::new(false);
+    let max_jobs = settings.max_jobs.max(1);
+    let mut stopping = false;
+    std::thread::scope(|scope| -> Result<(), BuildError> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let mut running = 0usize;
+        loop {
+            while running < max_jobs && !stopping {
+                let Some(i) = ready.pop_front() else { break };
+                if state[i] != 0 {
+                    continue;
+                }
+                state[i] = 1;
+                running += 1;
+                let node = &plan.nodes[i];
+                display(Event::Started {
+                    drv: &node.drv_path,
+                });
+                let tx = tx.clone();
+                let cancel = &cancel;
+                std::thread::Builder::new()
+                    .name(format!("build {}", node.drv.name))
+                    .spawn_scoped(scope, move || {
+                        let r = build_one(store, settings, node, cancel, &|line| {
+                            let _ = tx.send(Msg::Log(i, line));
+                        });
+                        let r = match r {
+                            Ok(r) => r,
+                            Err(e) => Err(Failure {
+                                drv: node.drv_path.clone(),
+                                kind: FailKind::Misc,
+                                msg: e.to_string(),
+                            }),
+                        };
+                        let _ = tx.send(Msg::Done(i, r));
+                    })
+                    .map_err(|e| BuildError::Other(format!("starting a build thread: {e}")))?;
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok(msg) = rx.recv() else { break };
+            match msg {
+                Msg::Log(i, line) => display(Event::Log {
+                    drv: &plan.nodes[i].drv_path,
+                    line: &line,
+                }),
+                Msg::Done(i, r) => {
+                    running -= 1;
+                    let node = &plan.nodes[i];
+                    match r {
+                        Ok(()) => {
+                            state[i] = 2;
+                            outcome.built.push(node.drv_path.clone());
+                            display(Event::Finished {
+                                drv: &node.drv_path,
+                                failure: None,
+                            });
+                            for &d in &node.dependents {
+                                waiting[d] -= 1;
+                                if waiting[d] == 0 && state[d] == 0 {
+                                    ready.push_back(d);
+                                }
+                            }
+                        }
+                        Err(f) => {
+                            state[i] = 3;
+                            let cancelled = f.kind == FailKind::Misc && f.msg.is_empty();
+                            if !cancelled {
+                                display(Event::Finished {
+                                    drv: &node.drv_path,
+                                    failure: Some(&f),
+                                });
+                                outcome.failures.push(f);
+                            }
+                            // Everything downstream can no longer be built.
+                            let mut todo: Vec<usize> = node.dependents.iter().copied().collect();
+                            while let Some(d) = todo.pop() {
+                                if state[d] != 0 {
+                                    continue;
+                                }
+                                state[d] = 3;
+                                let dn = &plan.nodes[d];
+                                let failed_deps =
+                                    dn.deps.iter().filter(|&&x| state[x] == 3).count();
+                                outcome.failures.push(Failure {
+                                    drv: dn.drv_path.clone(),
+                                    kind: FailKind::DependencyFailed,
+                                    msg: format!(
+                                        "{failed_deps} dependencies of derivation '{}' failed to build",
+                                        store.store_dir().display(&dn.drv_path)
+                                    ),
+                                });
+                                todo.extend(dn.dependents.iter().copied());
+                            }
+                            if !settings.keep_going && !cancelled {
+                                stopping = true;
+                                cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(outcome)
+}
+
+/// Outputs of the input derivations a build uses, plus its input sources.
+fn direct_inputs(store: &LocalStore, node: &Node) -> Result<BTreeSet<StorePath>, BuildError> {
+    let mut inputs: BTreeSet<StorePath> = node.drv.input_srcs.clone();
+    for (drv, outs) in &node.drv.input_drvs {
+        let d = read_derivation(store, drv)?;
+        let paths = output_paths(drv, &d, store)?;
+        for o in outs {
+            match paths.get(o) {
+                Some(p) => {
+                    inputs.insert(p.clone());
+                }
+                None => {
+                    return Err(BuildError::Other(format!(
+                        "derivation '{}' has no output '{o}'",
+                        store.store_dir().display(drv)
+                    )))
+                }
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// The closure of `start` in the store; every path must be valid.
+fn closure(
+    store: &LocalStore,
+    start: &BTreeSet<StorePath>,
+) -> Result<BTreeSet<StorePath>, BuildError> {
+    let mut done = BTreeSet::new();
+    let mut todo: Vec<StorePath> = start.iter().cloned().collect();
+    while let Some(p) = todo.pop() {
+        if done.contains(&p) {
+            continue;
+        }
+        let info = store.query_path_info_shared(&p)?.ok_or_else(|| {
+            BuildError::Other(format!(
+                "dependency '{}' of the build is not valid",
+                store.store_dir().display(&p)
+            ))
+        })?;
+        todo.extend(
+            info.references
+                .iter()
+                .filter(|r| !done.contains(*r))
+                .cloned(),
+        );
+        done.insert(p);
+    }
+    Ok(done)
+}
+
+fn fail(node: &Node, kind: FailKind, msg: String) -> Result<Result<(), Failure>, BuildError> {
+    Ok(Err(Failure {
+        drv: node.drv_path.clone(),
+        kind,
+        msg,
+    }))
+}
+
+/// Keeps the last lines of a log for the failure message.
+struct Tail {
+    lines: VecDeque<String>,
+    max: usize,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8], emit: &dyn Fn(String)) {
+        for &b in data {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                let line = line.strip_suffix('\r').unwrap_or(&line).to_string();
+                self.partial.clear();
+                if self.lines.len() == self.max {
+                    self.lines.pop_front();
+                }
+                self.lines.push_back(line.clone());
+                emit(line);
+            } else {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: &dyn Fn(String)) {
+        if !self.partial.is_empty() {
+            self.push(b"\n", emit);
+        }
+    }
+}
+
+fn signal_name(s: i32) -> &'static str {
+    match s {
+        libc::SIGKILL => "Killed",
+        libc::SIGTERM => "Terminated",
+        libc::SIGSEGV => "Segmentation fault",
+        libc::SIGABRT => "Aborted",
+        libc::SIGINT => "Interrupt",
+        libc::SIGHUP => "Hangup",
+        libc::SIGPIPE => "Broken pipe",
+        libc::SIGBUS => "Bus error",
+        libc::SIGFPE => "Floating point exception",
+        libc::SIGILL => "Illegal instruction",
+        _ => "Unknown signal",
+    }
+}
+
+/// Removes a directory tree when dropped (unless disarmed).
+struct Cleanup(Option<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = firn_store::canon::delete_path(&p);
+        }
+    }
+}
+
+fn env_bool(drv: &firn_format::derivation::Derivation, name: &str) -> bool {
+    if let Some(json) = drv.env.get("__json") {
+        return serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get(name).and_then(|b| b.as_bool()))
+            .unwrap_or(false);
+    }
+    drv.env.get(name).map(String::as_str) == Some("1")
+}
+
+fn required_features(drv: &firn_format::derivation::Derivation) -> BTreeSet<String> {
+    if let Some(json) = drv.env.get("__json") {
+        return serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| {
+                v.get("requiredSystemFeatures").and_then(|l| {
+                    l.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                })
+            })
+            .unwrap_or_default();
+    }
+    drv.env
+        .get("requiredSystemFeatures")
+        .map(|s| s.split_ascii_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// Build one derivation whose inputs are all valid. `Ok(Err(..))` is a failed build.
+pub fn build_one(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    node: &Node,
+    cancel: &AtomicBool,
+    emit: &dyn Fn(String),
+) -> Result<Result<(), Failure>, BuildError> {
+    let sd = store.store_dir();
+    let drv = &node.drv;
+    let drv_shown = sd.display(&node.drv_path);
+    let builtin = drv.builder.starts_with("builtin:");
+
+    // Can this machine build it at all?
+    let features = required_features(drv);
+    let platform_ok = drv.platform == settings.system
+        || settings.extra_platforms.contains(&drv.platform)
+        || builtin;
+    if !platform_ok || !features.is_subset(&settings.system_features) {
+        let f: Vec<&str> = features.iter().map(String::as_str).collect();
+        let have: Vec<&str> = settings
+            .system_features
+            .iter()
+            .map(String::as_str)
+            .collect();
+        return fail(
+            node,
+            FailKind::Misc,
+            format!(
+                "a '{}' with features {{{}}} is required to build '{drv_shown}', but I am a '{}' with features {{{}}}",
+                drv.platform,
+                f.join(", "),
+                settings.system,
+                have.join(", ")
+            ),
+        );
+    }
+
+    // Lock the outputs, then look again: another process may have built them meanwhile.
+    for p in node.outputs.values() {
+        store.add_temp_root(p)?;
+    }
+    let real_outputs: Vec<PathBuf> = node.outputs.values().map(|p| store.real_path(p)).collect();
+    let mut locks = PathLocks::lock(&real_outputs)?;
+    let mut valid = BTreeSet::new();
+    for p in node.outputs.values() {
+        if store.is_valid_path(p)? {
+            valid.insert(p.clone());
+        }
+    }
+    if !settings.check && valid.len() == node.outputs.len() {
+        locks.set_deletion(true);
+        return Ok(Ok(()));
+    }
+
+    let no_chroot = env_bool(drv, "__noChroot");
+    let mut use_sandbox = match settings.sandbox {
+        SandboxMode::Off => false,
+        SandboxMode::Relaxed => !no_chroot,
+        SandboxMode::On => {
+            if no_chroot {
+                return fail(
+                    node,
+                    FailKind::Misc,
+                    format!("derivation '{drv_shown}' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'"),
+                );
+            }
+            true
+        }
+    };
+    if builtin {
+        use_sandbox = false;
+    }
+    if use_sandbox {
+        if let Err(e) = sandbox_available(settings) {
+            if settings.sandbox_fallback {
+                tracing::warn!("building '{drv_shown}' without the sandbox: {e}");
+                use_sandbox = false;
+            } else {
+                return fail(
+                    node,
+                    FailKind::Misc,
+                    format!("the sandbox cannot be set up here ({e}); set 'sandbox = false' to build without it"),
+                );
+            }
+        }
+    }
+    if !use_sandbox && (settings.check || !valid.is_empty()) {
+        return fail(
+            node,
+            FailKind::Misc,
+            format!("rebuilding '{drv_shown}' while some of its outputs are valid needs the sandbox (firn does not rewrite hashes yet)"),
+        );
+    }
+
+    let inputs = direct_inputs(store, node)?;
+    let input_closure = closure(store, &inputs)?;
+    for p in &input_closure {
+        store.add_temp_root(p)?;
+    }
+
+    // The build directory.
+    let counter = BUILD_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp_dir = settings.build_dir.join(format!(
+        "nix-build-{}-{}-{counter}",
+        drv.name,
+        std::process::id()
+    ));
+    let _ = firn_store::canon::delete_path(&tmp_dir);
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tmp_dir)
+            .map_err(|e| BuildError::io("creating build directory", &tmp_dir, e))?;
+    }
+    let mut tmp_cleanup = Cleanup(Some(tmp_dir.clone()));
+    let tmp_in_sandbox = if use_sandbox {
+        settings.sandbox_build_dir.clone()
+    } else {
+        tmp_dir.to_string_lossy().into_owned()
+    };
+
+    // Stale leftovers at the output paths (invalid, since we hold the locks) go first.
+    for p in node.outputs.values() {
+        if !valid.contains(p) {
+            firn_store::canon::delete_path(&store.real_path(p))?;
+        }
+    }
+
+    let chroot = store
+        .layout()
+        .real_store_dir
+        .join(format!("{}.chroot", node.drv_path.base_name()));
+    let chroot_cleanup = Cleanup(if use_sandbox {
+        Some(chroot.clone())
+    } else {
+        None
+    });
+    let location = |p: &StorePath| -> PathBuf {
+        if use_sandbox {
+            chroot.join(sd.display(p).trim_start_matches('/'))
+        } else {
+            store.real_path(p)
+        }
+    };
+
+    let rewrites: BTreeMap<String, String> = node
+        .outputs
+        .iter()
+        .map(|(name, p)| (hash_placeholder(name), sd.display(p)))
+        .collect();
+    let closure_json = |paths: &BTreeSet<StorePath>| -> Result<serde_json::Value, BuildError> {
+        let c = closure(store, paths)?;
+        let mut list = Vec::new();
+        for p in &c {
+            if let Some(info) = store.query_path_info_shared(p)? {
+                list.push(serde_json::json!({
+                    "path": sd.display(p),
+                    "narHash": info.nar_hash.to_sri(),
+                    "narSize": info.nar_size,
+                    "references": info.references.iter().map(|r| sd.display(r)).collect::<Vec<_>>(),
+                }));
+            }
+        }
+        Ok(serde_json::Value::Array(list))
+    };
+    let env = builder_env(&EnvInputs {
+        drv,
+        store_dir: sd,
+        tmp_dir: &tmp_dir,
+        tmp_dir_in_sandbox: &tmp_in_sandbox,
+        cores: settings.cores,
+        rewrites: &rewrites,
+        closure_json: &closure_json,
+    })?;
+    if !drv.env.contains_key("__json") {
+        write_reference_graphs(store, drv, &tmp_dir, &input_closure)?;
+    }
+
+    let mut log = if settings.keep_build_log {
+        Some(LogWriter::create(
+            &settings.log_dir,
+            &node.drv_path,
+            settings.compress_build_log,
+        )?)
+    } else {
+        None
+    };
+    let mut tail = Tail {
+        lines: VecDeque::new(),
+        max: settings.log_lines.max(1),
+        partial: Vec::new(),
+    };
+    let start = Instant::now();
+    let ended = if builtin {
+        let out = node.outputs.get("out").ok_or_else(|| {
+            BuildError::Other(format!(
+                "'{drv_shown}': builtin builders need an output named 'out'"
+            ))
+        })?;
+        match crate::builtin::run_builtin(&drv.builder, &env, &store.real_path(out)) {
+            Ok(text) => {
+                tail.push(text.as_bytes(), emit);
+                if let Some(l) = log.as_mut() {
+                    let _ = l.write(text.as_bytes());
+                }
+                Ended::Exited(0)
+            }
+            Err(msg) => Ended::SetupFailed(msg),
+        }
+    } else {
+        let args: Vec<String> = drv
+            .args
+            .iter()
+            .map(|a| crate::env::rewrite(a, &rewrites))
+            .collect();
+        let argv0 = Path::new(&drv.builder)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| drv.builder.clone());
+        let launch = if use_sandbox {
+            let fixed = drv.is_fixed_output();
+            let mut binds: Vec<Bind> = input_closure
+                .iter()
+                .map(|p| Bind {
+                    source: store.real_path(p),
+                    target: sd.display(p),
+                    read_only: true,
+                    optional: false,
+                })
+                .collect();
+            binds.push(Bind {
+                source: tmp_dir.clone(),
+                target: settings.sandbox_build_dir.clone(),
+                read_only: false,
+                optional: false,
+            });
+            for entry in &settings.sandbox_paths {
+                let (entry, optional) = match entry.strip_suffix('?') {
+                    Some(e) => (e, true),
+                    None => (entry.as_str(), false),
+                };
+                let (target, source) = entry.split_once('=').unwrap_or((entry, entry));
+                binds.push(Bind {
+                    source: PathBuf::from(source),
+                    target: target.to_string(),
+                    read_only: false,
+                    optional,
+                });
+            }
+            if fixed {
+                for p in ["/etc/resolv.conf", "/etc/services", "/etc/hosts"] {
+                    binds.push(Bind {
+                        source: PathBuf::from(p),
+                        target: p.to_string(),
+                        read_only: true,
+                        optional: true,
+                    });
+                }
+            }
+            let _ = firn_store::canon::delete_path(&chroot);
+            sandbox::prepare_chroot(
+                &chroot,
+                sd.as_str(),
+                &settings.sandbox_build_dir,
+                &binds,
+                fixed,
+            )
+            .map_err(|e| BuildError::io("setting up the sandbox in", &chroot, e))?;
+            Launch::Sandboxed {
+                stage_exe: settings.stage_exe.clone(),
+                spec: Box::new(Spec {
+                    chroot: chroot.clone(),
+                    binds,
+                    private_network: !fixed,
+                    work_dir: settings.sandbox_build_dir.clone(),
+                    builder: drv.builder.clone(),
+                    argv: std::iter::once(argv0).chain(args).collect(),
+                    env: env.into_iter().collect(),
+                    shm_size: settings.shm_size.clone(),
+                    linux32: drv.platform == "i686-linux" && settings.system == "x86_64-linux",
+                    uname26: settings.impersonate_linux26
+                        && (drv.platform == "i686-linux" || drv.platform == "x86_64-linux"),
+                    probe: false,
+                }),
+            }
+        } else {
+            Launch::Direct {
+                builder: drv.builder.clone(),
+                argv0,
+                args,
+                env,
+                cwd: tmp_dir.clone(),
+            }
+        };
+        let limits = Limits {
+            timeout: settings.timeout,
+            max_silent: settings.max_silent_time,
+        };
+        run(launch, limits, cancel, &mut |data| {
+            if let Some(l) = log.as_mut() {
+                let _ = l.write(data);
+            }
+            tail.push(data, emit);
+        })?
+    };
+    tail.finish(emit);
+    if let Some(l) = log.take() {
+        l.finish().map_err(|e| {
+            BuildError::Other(format!("writing the build log of '{drv_shown}': {e}"))
+        })?;
+    }
+    tracing::debug!(
+        "builder of '{drv_shown}' ended after {:?}: {ended:?}",
+        start.elapsed()
+    );
+
+    let failure = |kind: FailKind, head: String| -> Failure {
+        let mut msg = head;
+        if !tail.lines.is_empty() && matches!(kind, FailKind::Failed | FailKind::TimedOut) {
+            msg.push_str(&format!(";\n       last {} log lines:", tail.lines.len()));
+            for l in &tail.lines {
+                msg.push_str(&format!("\n       > {l}"));
+            }
+            if settings.keep_build_log {
+                msg.push_str(&format!(
+                    "\n       For full logs, run 'nix log {drv_shown}'."
+                ));
+            }
+        }
+        Failure {
+            drv: node.drv_path.clone(),
+            kind,
+            msg,
+        }
+    };
+    let result: Result<(), Failure> = match ended {
+        Ended::Exited(0) => {
+            match check_outputs(
+                store,
+                &node.drv_path,
+                drv,
+                &node.outputs,
+                &location,
+                &input_closure,
+            ) {
+                Err(r) => Err(Failure {
+                    drv: node.drv_path.clone(),
+                    kind: r.kind,
+                    msg: r.msg,
+                }),
+                Ok(checked) => {
+                    if settings.check {
+                        compare_with_valid(store, node, &checked)
+                    } else {
+                        install(store, use_sandbox, &checked, &valid)?;
+                        locks.set_deletion(true);
+                        Ok(())
+                    }
+                }
+            }
+        }
+        Ended::Exited(c) => Err(failure(
+            FailKind::Failed,
+            format!("builder for '{drv_shown}' failed with exit code {c}"),
+        )),
+        Ended::Signaled(s) => Err(failure(
+            FailKind::Failed,
+            format!(
+                "builder for '{drv_shown}' failed due to signal {s} ({})",
+                signal_name(s)
+            ),
+        )),
+        Ended::TimedOut(t) => Err(failure(
+            FailKind::TimedOut,
+            format!("building of '{drv_shown}' timed out after {t} seconds"),
+        )),
+        Ended::Silent(t) => Err(failure(
+            FailKind::TimedOut,
+            format!("building of '{drv_shown}' timed out after {t} seconds of silence"),
+        )),
+        Ended::SetupFailed(m) => Err(failure(
+            FailKind::Failed,
+            format!("while setting up the build environment of '{drv_shown}': {m}"),
+        )),
+        Ended::Cancelled => Err(Failure {
+            drv: node.drv_path.clone(),
+            kind: FailKind::Misc,
+            msg: String::new(),
+        }),
+    };
+    if let Err(f) = &result {
+        // Nothing of a failed build stays at an output path.
+        for p in node.outputs.values() {
+            if !valid.contains(p) {
+                let _ = firn_store::canon::delete_path(&store.real_path(p));
+            }
+        }
+        if settings.keep_failed && f.kind != FailKind::Misc {
+            let kept = tmp_cleanup.0.take();
+            if let Some(k) = kept {
+                emit(format!("note: keeping build directory '{}'", k.display()));
+            }
+        }
+    }
+    drop(chroot_cleanup);
+    drop(tmp_cleanup);
+    Ok(result)
+}
+
+/// Move checked outputs into the store (from the sandbox) and register them in one
+/// transaction. Outputs that were already valid keep their old copy.
+fn install(
+    store: &LocalStore,
+    from_sandbox: bool,
+    checked: &[Checked],
+    valid: &BTreeSet<StorePath>,
+) -> Result<(), BuildError> {
+    let mut infos = Vec::new();
+    for c in checked {
+        if valid.contains(&c.info.path) {
+            continue;
+        }
+        let real = store.real_path(&c.info.path);
+        if from_sandbox {
+            firn_store::canon::delete_path(&real)?;
+            // A directory needs write permission to be moved to another parent.
+            firn_store::canon::make_writable(&c.location)?;
+            fs::rename(&c.location, &real)
+                .map_err(|e| BuildError::io("moving output into place", &real, e))?;
+            firn_store::canon::canonicalise_top(&real)?;
+        }
+        infos.push(c.info.clone());
+    }
+    store.register_valid_paths(&infos)?;
+    Ok(())
+}
+
+/// `--check`: the new outputs must equal the valid ones.
+fn compare_with_valid(store: &LocalStore, node: &Node, checked: &[Checked]) -> Result<(), Failure> {
+    let sd = store.store_dir();
+    for c in checked {
+        let old = store.query_path_info(&c.info.path).ok().flatten();
+        match old {
+            Some(old) if old.nar_hash != c.info.nar_hash => {
+                return Err(Failure {
+                    drv: node.drv_path.clone(),
+                    kind: FailKind::NotDeterministic,
+                    msg: format!(
+                        "derivation '{}' may not be deterministic: output '{}' differs",
+                        sd.display(&node.drv_path),
+                        sd.display(&c.info.path)
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => {
+                return Err(Failure {
+                    drv: node.drv_path.clone(),
+                    kind: FailKind::Misc,
+                    msg: format!(
+                        "some outputs of '{}' are not valid, so checking is not possible",
+                        sd.display(&node.drv_path)
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `exportReferencesGraph = [ name path ... ]` without structured attributes: a file `name`
+/// in the build directory with the closure of `path` in the `--register-validity` format.
+fn write_reference_graphs(
+    store: &LocalStore,
+    drv: &firn_format::derivation::Derivation,
+    tmp_dir: &Path,
+    input_closure: &BTreeSet<StorePath>,
+) -> Result<(), BuildError> {
+    let Some(spec) = drv.env.get("exportReferencesGraph") else {
+        return Ok(());
+    };
+    let sd = store.store_dir();
+    let words: Vec<&str> = spec.split_ascii_whitespace().collect();
+    if words.len() % 2 != 0 {
+        return Err(BuildError::Other(format!(
+            "odd number of tokens in 'exportReferencesGraph': '{spec}'"
+        )));
+    }
+    for pair in words.chunks(2) {
+        let (name, path) = (pair[0], pair[1]);
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(BuildError::Other(format!(
+                "invalid file name '{name}' in 'exportReferencesGraph'"
+            )));
+        }
+        let (p, _) = sd
+            .parse_inside(path)
+            .map_err(|e| BuildError::Other(format!("exportReferencesGraph: {e}")))?;
+        if !input_closure.contains(&p) {
+            return Err(BuildError::Other(format!(
+                "'exportReferencesGraph' contains a non-input path '{path}'"
+            )));
+        }
+        let c = closure(store, &BTreeSet::from([p]))?;
+        let mut text = String::new();
+        for q in &c {
+            let info = store
+                .query_path_info_shared(q)?
+                .ok_or_else(|| BuildError::Other(format!("'{}' is not valid", sd.display(q))))?;
+            text.push_str(&sd.display(q));
+            text.push('\n');
+            text.push_str(
+                &info
+                    .deriver
+                    .as_ref()
+                    .map(|d| sd.display(d))
+                    .unwrap_or_default(),
+            );
+            text.push('\n');
+            text.push_str(&format!("{}\n", info.references.len()));
+            for r in &info.references {
+                text.push_str(&sd.display(r));
+                text.push('\n');
+            }
+        }
+        let f = tmp_dir.join(name);
+        fs::write(&f, text).map_err(|e| BuildError::io("writing", &f, e))?;
+    }
+    Ok(())
+}

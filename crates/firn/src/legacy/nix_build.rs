@@ -1,0 +1,119 @@
+//! `nix-build`: instantiate the derivations an expression yields, build them, make `result`
+//! links (`result`, `result-2`, `result-dev`...) registered as GC roots, and print the output
+//! paths, as CppNix 2.8 does.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use firn_build::DerivedPath;
+
+use super::nix_instantiate::{evaluate, read_input, EvalOptions};
+use crate::context::{usage, Ctx};
+use crate::realise::{make_result_link, realise, BuildFlags};
+
+pub fn main(args: Vec<String>) -> Result<()> {
+    let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
+    let mut opts = EvalOptions::default();
+    let mut flags = BuildFlags::default();
+    let mut exprs: Vec<String> = Vec::new();
+    let mut from_expr = false;
+    let mut out_link = Some("./result".to_string());
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if flags.take(&a) {
+            continue;
+        }
+        let mut need = |flag: &str| {
+            it.next()
+                .ok_or_else(|| usage(format!("flag '{flag}' requires an argument")))
+        };
+        match a.as_str() {
+            "--help" => {
+                println!("Usage: nix-build [FILE | -E EXPR] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [-o LINK | --no-out-link] [--dry-run] [--check] [-K] [-k] [-j N] [-I PATH]");
+                return Ok(());
+            }
+            "--version" => {
+                println!("nix-build (firn) {}", env!("CARGO_PKG_VERSION"));
+                return Ok(());
+            }
+            "-E" | "--expr" => from_expr = true,
+            "-A" | "--attr" => opts.attr_paths.push(need(&a)?),
+            "--arg" | "--argstr" => {
+                let name = need(&a)?;
+                let value = need(&a)?;
+                opts.args.push((name, value, a == "--argstr"));
+            }
+            "-o" | "--out-link" => out_link = Some(need(&a)?),
+            "--no-out-link" | "--no-link" => out_link = None,
+            "-I" => opts.include.push(need("-I")?),
+            s if s.starts_with("-I") && s.len() > 2 => opts.include.push(s[2..].to_string()),
+            "--show-trace" => opts.show_trace = true,
+            "-Q" | "--no-build-output" | "--add-drv-link" | "--drv-link" => {}
+            s if s.starts_with('-') && s != "-" => {
+                return Err(usage(format!("unrecognised flag '{s}'")))
+            }
+            _ => exprs.push(a),
+        }
+    }
+    if exprs.is_empty() {
+        if from_expr {
+            return Err(usage("'-E' needs an expression"));
+        }
+        exprs.push("./default.nix".into());
+    }
+    let cwd = std::env::current_dir().context("getting the current directory")?;
+    let cwd = cwd.to_string_lossy().into_owned();
+    let inputs = exprs
+        .iter()
+        .map(|e| read_input(e, from_expr, &cwd))
+        .collect::<Result<Vec<_>>>()?;
+    let store = ctx.open_store()?;
+    let (drvs, store) = evaluate(inputs, opts, store, false)?;
+    let sd = store.store_dir().clone();
+
+    // One entry per derivation (numbered in order of first appearance) with its outputs.
+    let mut wanted = Vec::new();
+    let mut numbering: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ordered = Vec::new();
+    for (drv, output) in &drvs {
+        let sp = sd.parse(drv)?;
+        wanted.push(DerivedPath::Built {
+            drv: sp.clone(),
+            outputs: Some([output.clone()].into()),
+        });
+        let n = numbering.len();
+        let nr = *numbering.entry(drv.clone()).or_insert(n);
+        ordered.push((sp, output.clone(), nr));
+    }
+    realise(&ctx, &store, &wanted, &flags)?;
+    if flags.dry_run {
+        return Ok(());
+    }
+    let mut printed = Vec::new();
+    for (drv, output, nr) in ordered {
+        let d = firn_build::plan::read_derivation(&store, &drv)?;
+        let outs = firn_build::plan::output_paths(&drv, &d, &store)?;
+        let path = outs
+            .get(&output)
+            .ok_or_else(|| {
+                anyhow::anyhow!("derivation '{}' has no output '{output}'", sd.display(&drv))
+            })?
+            .clone();
+        if let Some(link) = &out_link {
+            let mut name = link.clone();
+            if nr > 0 {
+                name.push_str(&format!("-{}", nr + 1));
+            }
+            if output != "out" {
+                name.push('-');
+                name.push_str(&output);
+            }
+            make_result_link(&store, std::path::Path::new(&name), &path)?;
+        }
+        printed.push(sd.display(&path));
+    }
+    for p in printed {
+        println!("{p}");
+    }
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! The CLI side of building: settings to [`BuildSettings`], what-will-be-built messages, the
+//! build display on stderr, failure reporting with CppNix's exit codes, and `result` links.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use firn_build::schedule::Event;
+use firn_build::{BuildSettings, DerivedPath, SandboxMode};
+use firn_format::StorePath;
+use firn_store::LocalStore;
+
+use crate::context::{Ctx, Failure};
+
+/// Flags shared by `nix-store -r`, `nix-build` and `nix build`.
+#[derive(Clone, Debug, Default)]
+pub struct BuildFlags {
+    pub dry_run: bool,
+    pub check: bool,
+    pub keep_failed: bool,
+    pub keep_going: bool,
+    pub print_build_logs: bool,
+}
+
+impl BuildFlags {
+    /// Take a build flag (`-K`, `-k`, `--check`, `--dry-run`, `-L`) if `a` is one.
+    pub fn take(&mut self, a: &str) -> bool {
+        match a {
+            "--dry-run" => self.dry_run = true,
+            "--check" => self.check = true,
+            "-K" | "--keep-failed" => self.keep_failed = true,
+            "-k" | "--keep-going" => self.keep_going = true,
+            "-L" | "--print-build-logs" => self.print_build_logs = true,
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn duration(ctx: &Ctx, name: &str) -> Option<Duration> {
+    ctx.settings
+        .get(name)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .map(Duration::from_secs)
+}
+
+/// The build settings from `nix.conf`, the environment and the command line.
+pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Result<BuildSettings> {
+    let root = store.config().root.clone();
+    let log_dir = match std::env::var_os("NIX_LOG_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => firn_store::config::rooted(root.as_deref(), Path::new("/nix/var/log/nix")),
+    };
+    let mut s = BuildSettings::new(log_dir);
+    let s_get = |n: &str| ctx.settings.get(n).unwrap_or("").to_string();
+    s.max_jobs = match s_get("max-jobs").as_str() {
+        "auto" => s.cores,
+        "" => 1,
+        v => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid value '{v}' for 'max-jobs'"))?,
+    };
+    if s.max_jobs == 0 {
+        anyhow::bail!("'max-jobs' is 0 and there are no remote builders, so nothing can be built");
+    }
+    if let Ok(c) = s_get("cores").parse::<usize>() {
+        if c > 0 {
+            s.cores = c;
+        }
+    }
+    s.sandbox = match s_get("sandbox").as_str() {
+        "false" | "0" | "no" => SandboxMode::Off,
+        "relaxed" => SandboxMode::Relaxed,
+        _ => SandboxMode::On,
+    };
+    s.sandbox_fallback = ctx.settings.get("sandbox-fallback") != Some("false");
+    s.sandbox_paths = ctx.settings.get_list("sandbox-paths");
+    if let Some(d) = ctx
+        .settings
+        .get("sandbox-build-dir")
+        .filter(|d| !d.is_empty())
+    {
+        s.sandbox_build_dir = d.to_string();
+    }
+    if let Some(d) = ctx.settings.get("build-dir").filter(|d| !d.is_empty()) {
+        s.build_dir = PathBuf::from(d);
+    }
+    s.keep_going = flags.keep_going || ctx.settings.get_bool("keep-going");
+    s.keep_failed = flags.keep_failed || ctx.settings.get_bool("keep-failed");
+    s.check = flags.check;
+    s.timeout = duration(ctx, "timeout");
+    s.max_silent_time = duration(ctx, "max-silent-time");
+    if let Some(sys) = ctx.settings.get("system").filter(|v| !v.is_empty()) {
+        s.system = sys.to_string();
+    }
+    s.extra_platforms = ctx.settings.get_list("extra-platforms");
+    let features = ctx.settings.get_list("system-features");
+    if !features.is_empty() {
+        s.system_features = features.into_iter().collect();
+    }
+    s.compress_build_log = ctx.settings.get("compress-build-log") != Some("false");
+    s.keep_build_log = ctx.settings.get("keep-build-log") != Some("false");
+    if let Some(n) = ctx.settings.get("log-lines").and_then(|v| v.parse().ok()) {
+        s.log_lines = n;
+    }
+    s.impersonate_linux26 = ctx.settings.get("impersonate-linux-26") != Some("false");
+    Ok(s)
+}
+
+/// How builds are shown on stderr.
+struct Display {
+    sd: firn_format::StoreDir,
+    print_logs: bool,
+    /// A status line is drawn (stderr is a terminal and `-L` is off).
+    status: bool,
+    running: BTreeMap<StorePath, String>,
+    done: usize,
+    total: usize,
+    start: Instant,
+    status_drawn: bool,
+}
+
+impl Display {
+    fn clear_status(&mut self, err: &mut impl Write) {
+        if self.status_drawn {
+            let _ = write!(err, "\r\x1b[K");
+            self.status_drawn = false;
+        }
+    }
+
+    fn draw_status(&mut self, err: &mut impl Write) {
+        if !self.status || self.running.is_empty() {
+            return;
+        }
+        let (drv, last) = self
+            .running
+            .iter()
+            .next_back()
+            .map(|(d, l)| (d.name().to_string(), l.clone()))
+            .unwrap_or_default();
+        let mut line = format!(
+            "[{}/{}/{} built, {:.0}s] building {}",
+            self.done,
+            self.running.len(),
+            self.total,
+            self.start.elapsed().as_secs_f64(),
+            drv.trim_end_matches(".drv")
+        );
+        if !last.is_empty() {
+            line.push_str(": ");
+            line.push_str(&last);
+        }
+        let width = terminal_width();
+        let shown: String = line.chars().take(width.saturating_sub(1)).collect();
+        let _ = write!(err, "\r\x1b[K{shown}");
+        self.status_drawn = true;
+    }
+
+    fn event(&mut self, e: Event) {
+        let stderr = std::io::stderr();
+        let mut err = stderr.lock();
+        self.clear_status(&mut err);
+        match e {
+            Event::Started { drv } => {
+                let _ = writeln!(err, "building '{}'...", self.sd.display(drv));
+                self.running.insert(drv.clone(), String::new());
+            }
+            Event::Log { drv, line } => {
+                if self.print_logs {
+                    let name = drv.name().trim_end_matches(".drv");
+                    let _ = writeln!(err, "{name}> {line}");
+                }
+                if let Some(l) = self.running.get_mut(drv) {
+                    *l = line.to_string();
+                }
+            }
+            Event::Finished { drv, .. } => {
+                self.running.remove(drv);
+                self.done += 1;
+            }
+        }
+        self.draw_status(&mut err);
+        let _ = err.flush();
+    }
+
+    fn finish(&mut self) {
+        let stderr = std::io::stderr();
+        let mut err = stderr.lock();
+        self.clear_status(&mut err);
+    }
+}
+
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the zeroed winsize struct.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// Print what would be built (`these N derivations will be built:`), as CppNix does.
+fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan) {
+    let sd = store.store_dir();
+    let mut err = std::io::stderr().lock();
+    if !plan.nodes.is_empty() {
+        let n = plan.nodes.len();
+        if n == 1 {
+            let _ = writeln!(err, "this derivation will be built:");
+        } else {
+            let _ = writeln!(err, "these {n} derivations will be built:");
+        }
+        for node in &plan.nodes {
+            let _ = writeln!(err, "  {}", sd.display(&node.drv_path));
+        }
+    }
+}
+
+/// Realise `wanted`; returns nothing, or fails with CppNix's exit status after printing each
+/// failure.
+pub fn realise(
+    ctx: &Ctx,
+    store: &LocalStore,
+    wanted: &[DerivedPath],
+    flags: &BuildFlags,
+) -> Result<()> {
+    let settings = build_settings(ctx, store, flags)?;
+    let plan = firn_build::plan::plan(store, wanted, flags.check)?;
+    let sd = store.store_dir();
+    if !plan.missing.is_empty() {
+        let mut msg = String::new();
+        for p in &plan.missing {
+            if !msg.is_empty() {
+                msg.push_str("\n       ");
+            }
+            msg.push_str(&format!(
+                "path '{}' is required, but there is no substituter that can build it",
+                sd.display(p)
+            ));
+        }
+        if !flags.dry_run {
+            return Err(anyhow::anyhow!(msg));
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "don't know how to build these paths:");
+        for p in &plan.missing {
+            let _ = writeln!(err, "  {}", sd.display(p));
+        }
+    }
+    print_missing(store, &plan);
+    if flags.dry_run {
+        return Ok(());
+    }
+    let mut display = Display {
+        sd: sd.clone(),
+        print_logs: flags.print_build_logs,
+        status: std::io::stderr().is_terminal() && !flags.print_build_logs,
+        running: BTreeMap::new(),
+        done: 0,
+        total: plan.nodes.len(),
+        start: Instant::now(),
+        status_drawn: false,
+    };
+    let outcome =
+        firn_build::schedule::realise(store, &settings, &plan, &mut |e| display.event(e))?;
+    display.finish();
+    if outcome.failures.is_empty() {
+        return Ok(());
+    }
+    let code = firn_build::exit_status(&outcome.failures);
+    let mut err = std::io::stderr().lock();
+    let mut failed_drvs = BTreeSet::new();
+    for f in &outcome.failures {
+        let _ = writeln!(err, "error: {}", f.msg);
+        failed_drvs.insert(f.drv.clone());
+    }
+    Err(Failure {
+        code,
+        msg: format!("{} derivations failed to build", failed_drvs.len()),
+        silent: true,
+    }
+    .into())
+}
+
+/// Parse `PATH`, `PATH.drv`, `PATH.drv!out,dev` / `^out` (CppNix's legacy `!` and the new `^`).
+pub fn parse_derived_path(store: &LocalStore, s: &str) -> Result<DerivedPath> {
+    let sd = store.store_dir();
+    let (path, outputs) = match s.rsplit_once(['!', '^']) {
+        Some((p, o)) if p.ends_with(".drv") => (p, Some(o)),
+        _ => (s, None),
+    };
+    let sp = crate::paths::follow_links_to_store_path(sd, path)?;
+    if sp.is_derivation() {
+        let outputs = match outputs {
+            None | Some("*") => None,
+            Some(o) => Some(o.split(',').map(String::from).collect()),
+        };
+        Ok(DerivedPath::Built { drv: sp, outputs })
+    } else {
+        Ok(DerivedPath::Opaque(sp))
+    }
+}
+
+/// The output paths a derived path stands for, after it was realised (`None`: all outputs).
+pub fn resolved_outputs(store: &LocalStore, p: &DerivedPath) -> Result<Vec<(String, StorePath)>> {
+    match p {
+        DerivedPath::Opaque(sp) => Ok(vec![(String::new(), sp.clone())]),
+        DerivedPath::Built { drv, outputs } => {
+            let d = firn_build::plan::read_derivation(store, drv)?;
+            let all = firn_build::plan::output_paths(drv, &d, store)?;
+            Ok(all
+                .into_iter()
+                .filter(|(n, _)| outputs.as_ref().map_or(true, |o| o.contains(n)))
+                .collect())
+        }
+    }
+}
+
+/// Make `link` an indirect GC root pointing to `target` (replacing an old link), as
+/// `nix-build`'s `result` links.
+pub fn make_result_link(store: &LocalStore, link: &Path, target: &StorePath) -> Result<PathBuf> {
+    let abs = PathBuf::from(crate::paths::absolute(&link.to_string_lossy())?);
+    Ok(store.add_perm_root(target, &abs)?)
+}
+
+/// Print the stored build log of a derivation, or of the derivation that built a path
+/// (`nix log`, `nix-store -l`).
+pub fn print_log(store: &LocalStore, log_dir: &Path, arg: &str) -> Result<()> {
+    let sd = store.store_dir();
+    let p = crate::paths::follow_links_to_store_path(sd, arg)?;
+    let drv = if p.is_derivation() {
+        Some(p.clone())
+    } else {
+        store.query_path_info(&p)?.and_then(|i| i.deriver)
+    };
+    if let Some(d) = drv {
+        if let Some(log) = firn_build::log::read_log(log_dir, &d)? {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&log)?;
+            out.flush()?;
+            return Ok(());
+        }
+    }
+    anyhow::bail!("build log of '{}' is not available", sd.display(&p))
+}
