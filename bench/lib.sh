@@ -31,7 +31,7 @@ now_ms() { date +%s%3N; }
 time_ms() {
     local t0 t1
     t0=$(now_ms)
-    "$@" >/dev/null
+    "$@" >/dev/null 2>&1
     t1=$(now_ms)
     echo $((t1 - t0))
 }

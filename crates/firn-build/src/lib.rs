@@ -100,8 +100,6 @@ pub struct BuildSettings {
     pub impersonate_linux26: bool,
     /// How many log lines a failure shows (`log-lines`).
     pub log_lines: usize,
-    /// The firn executable that runs the sandbox stage.
-    pub stage_exe: PathBuf,
 }
 
 impl BuildSettings {
@@ -137,7 +135,6 @@ impl BuildSettings {
             log_dir,
             impersonate_linux26: true,
             log_lines: 10,
-            stage_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
         }
     }
 }

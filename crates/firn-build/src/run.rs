@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Spec, SPEC_VAR, STAGE_ARG, STATUS_FD};
+use crate::sandbox::Spec;
 use crate::BuildError;
 
 /// How the builder is started.
@@ -25,8 +25,8 @@ pub enum Launch {
         env: BTreeMap<String, String>,
         cwd: PathBuf,
     },
-    /// Through the sandbox stage (firn re-executed).
-    Sandboxed { stage_exe: PathBuf, spec: Box<Spec> },
+    /// In the sandbox (see [`crate::sandbox`]).
+    Sandboxed(Box<Spec>),
 }
 
 /// How a builder run ended.
@@ -64,6 +64,39 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), BuildError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A running builder.
+enum Proc {
+    Cmd(std::process::Child),
+    Sandboxed(crate::sandbox::Started),
+}
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        match self {
+            Proc::Cmd(c) => c.id() as i32,
+            Proc::Sandboxed(s) => s.pid,
+        }
+    }
+}
+
+fn wait_pid(pid: i32) -> Result<i32, BuildError> {
+    let mut status = 0;
+    loop {
+        // SAFETY: reaping our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if r == -1 {
+            return Err(BuildError::Other(format!(
+                "waiting for the builder: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        return Ok(status);
+    }
+}
+
 /// Start the builder, pass everything it writes to `on_output`, and wait for it.
 pub fn run(
     launch: Launch,
@@ -71,12 +104,7 @@ pub fn run(
     cancel: &AtomicBool,
     on_output: &mut dyn FnMut(&[u8]),
 ) -> Result<Ended, BuildError> {
-    let (out_r, out_w) = pipe()?;
-    let out_w2 = out_w
-        .try_clone()
-        .map_err(|e| BuildError::Other(format!("duplicating a pipe: {e}")))?;
-    let mut status_pipe = None;
-    let (mut cmd, kill_group, what) = match launch {
+    let (proc_, out_r) = match launch {
         Launch::Direct {
             builder,
             argv0,
@@ -84,12 +112,19 @@ pub fn run(
             env,
             cwd,
         } => {
+            let (out_r, out_w) = pipe()?;
+            let out_w2 = out_w
+                .try_clone()
+                .map_err(|e| BuildError::Other(format!("duplicating a pipe: {e}")))?;
             let mut c = Command::new(&builder);
             c.arg0(argv0)
                 .args(args)
                 .env_clear()
                 .envs(env)
-                .current_dir(cwd);
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out_w))
+                .stderr(Stdio::from(out_w2));
             // SAFETY: setsid is async-signal-safe.
             unsafe {
                 c.pre_exec(|| {
@@ -97,47 +132,30 @@ pub fn run(
                     Ok(())
                 });
             }
-            (c, true, builder)
+            let child = match c.spawn() {
+                Ok(ch) => ch,
+                Err(e) => return Ok(Ended::SetupFailed(format!("executing '{builder}': {e}"))),
+            };
+            drop(c);
+            (Proc::Cmd(child), out_r)
         }
-        Launch::Sandboxed { stage_exe, spec } => {
-            let (sr, sw) = pipe()?;
-            let json = serde_json::to_string(&spec)
-                .map_err(|e| BuildError::Other(format!("encoding the sandbox spec: {e}")))?;
-            let mut c = Command::new(&stage_exe);
-            c.arg(STAGE_ARG).env_clear().env(SPEC_VAR, json);
-            let sw_fd = sw.as_raw_fd();
-            // SAFETY: dup2 and fcntl are async-signal-safe.
-            unsafe {
-                c.pre_exec(move || {
-                    if sw_fd != STATUS_FD && libc::dup2(sw_fd, STATUS_FD) == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::fcntl(STATUS_FD, libc::F_SETFD, 0);
-                    Ok(())
-                });
+        Launch::Sandboxed(spec) => match crate::sandbox::start(&spec) {
+            Ok(mut started) => {
+                let log = std::mem::replace(
+                    &mut started.log,
+                    // A placeholder that is never read: the real log end is returned.
+                    pipe()?.0,
+                );
+                (Proc::Sandboxed(started), log)
             }
-            status_pipe = Some((sr, sw));
-            let b = spec.builder.clone();
-            (c, false, b)
-        }
+            Err(e) => return Ok(Ended::SetupFailed(e)),
+        },
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(out_w2));
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(Ended::SetupFailed(format!("executing '{what}': {e}")));
-        }
-    };
-    drop(cmd);
-    let status_r = status_pipe.map(|(r, w)| {
-        drop(w);
-        r
-    });
-    let pid = child.id() as i32;
+    let pid = proc_.pid();
+    let kill_group = matches!(proc_, Proc::Cmd(_));
     let kill = || {
-        // SAFETY: signalling our own child (or its process group).
+        // SAFETY: signalling our own child (or its process group). Killing PID 1 of the
+        // sandbox's PID namespace kills everything in it.
         unsafe {
             if kill_group {
                 libc::kill(-pid, libc::SIGKILL);
@@ -151,6 +169,7 @@ pub fn run(
     let fd = file.as_raw_fd();
     let mut buf = vec![0u8; 64 * 1024];
     let mut ended: Option<Ended> = None;
+    let mut read_error = None;
     loop {
         let now = Instant::now();
         if ended.is_none() {
@@ -179,10 +198,8 @@ pub fn run(
                 continue;
             }
             kill();
-            let _ = child.wait();
-            return Err(BuildError::Other(format!(
-                "waiting for the builder's output: {e}"
-            )));
+            read_error = Some(format!("waiting for the builder's output: {e}"));
+            break;
         }
         if r == 0 {
             continue;
@@ -196,30 +213,36 @@ pub fn run(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 kill();
-                let _ = child.wait();
-                return Err(BuildError::Other(format!(
-                    "reading the builder's output: {e}"
-                )));
+                read_error = Some(format!("reading the builder's output: {e}"));
+                break;
             }
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| BuildError::Other(format!("waiting for the builder: {e}")))?;
-    if kill_group {
-        // Anything the builder left running in its session goes with it.
-        // SAFETY: signalling the builder's process group.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let status = match proc_ {
+        Proc::Cmd(mut child) => {
+            let st = child
+                .wait()
+                .map_err(|e| BuildError::Other(format!("waiting for the builder: {e}")))?;
+            // Anything the builder left running in its session goes with it.
+            // SAFETY: signalling the builder's process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            st
+        }
+        Proc::Sandboxed(started) => {
+            let st = wait_pid(pid)?;
+            if let Some(msg) = started.setup_failure() {
+                if ended.is_none() {
+                    return Ok(Ended::SetupFailed(msg));
+                }
+            }
+            std::process::ExitStatus::from_raw(st)
+        }
+    };
+    if let Some(e) = read_error {
+        return Err(BuildError::Other(e));
     }
     if let Some(e) = ended {
         return Ok(e);
-    }
-    if let Some(r) = status_r {
-        let mut msg = String::new();
-        let _ = File::from(r).read_to_string(&mut msg);
-        if !msg.is_empty() {
-            return Ok(Ended::SetupFailed(msg));
-        }
     }
     Ok(match (status.code(), status.signal()) {
         (Some(c), _) => Ended::Exited(c),

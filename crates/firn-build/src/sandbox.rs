@@ -1,39 +1,32 @@
 //! The Linux sandbox: the builder runs in new user, mount, PID, IPC, UTS and (unless the
-//! derivation is fixed-output) network namespaces, inside a chroot that holds only its input
+//! derivation is fixed-output) network namespaces, inside a root that holds only its input
 //! closure, the configured sandbox paths, a private build directory, a minimal `/dev`, a fresh
 //! `/proc` and Nix's `/etc` files.
 //!
-//! The parent (the scheduler) prepares the chroot directory as plain files and directories;
-//! the namespaces are entered by a separate, single-threaded *stage* process (firn re-executed
-//! with [`STAGE_ARG`]), because `unshare(CLONE_NEWUSER)` needs a single-threaded caller and a
-//! PID namespace needs a fork. The stage maps the sandbox uid/gid (1000/100, as Nix) to the
-//! calling user, forks the namespace's PID 1, which mounts everything, pivots into the chroot,
-//! drops every capability by executing the builder as a non-root user, and dies with the stage
-//! (`PR_SET_PDEATHSIG`), so killing the stage kills the whole build.
-//!
-//! Input store paths are bind-mounted read-only: the builder owns nothing it did not create.
+//! How: everything the child must do is worked out first, in the parent, as a list of
+//! [`Op`]s (mounts, directories, files) with every string already converted. The builder is
+//! then started with `clone()` directly into the new namespaces, as PID 1 of its PID namespace;
+//! the parent writes its uid/gid maps (sandbox uid 1000 and gid 100, as Nix, mapped to the
+//! calling user) and lets it go. The child only makes system calls (no allocation, no locks,
+//! which is what a child of a multi-threaded process may do): it mounts a tmpfs as the sandbox
+//! root, builds the skeleton there, mounts the store directory as an overlay whose upper layer
+//! is on the store's filesystem (the outputs land there and are renamed into the store
+//! afterwards), bind-mounts the inputs read-only, pivots into the root and executes the
+//! builder, which drops every capability because it is not uid 0. A setup failure is reported
+//! as the index of the failed operation and `errno` on a pipe that a successful `exec` closes.
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
-
-/// The first argument that makes the firn binary run [`stage_main`].
-pub const STAGE_ARG: &str = "__firn-sandbox-stage";
-/// The environment variable that carries the [`Spec`] (JSON) to the stage.
-pub const SPEC_VAR: &str = "FIRN_SANDBOX_SPEC";
-/// The file descriptor on which the stage reports a setup failure (closed on a good `exec`).
-pub const STATUS_FD: i32 = 3;
 
 /// Nix's uid and gid for the builder inside the sandbox.
 pub const SANDBOX_UID: u32 = 1000;
 pub const SANDBOX_GID: u32 = 100;
 
-/// One bind mount: `source` on the host to `target` inside the chroot.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One bind mount: `source` on the host to `target` inside the sandbox.
+#[derive(Clone, Debug)]
 pub struct Bind {
     pub source: PathBuf,
     /// Absolute path inside the sandbox.
@@ -43,11 +36,13 @@ pub struct Bind {
     pub optional: bool,
 }
 
-/// Everything the stage needs to start a sandboxed builder.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Everything needed to start a sandboxed builder.
+#[derive(Clone, Debug)]
 pub struct Spec {
-    /// The prepared chroot directory on the host.
+    /// The sandbox directory on the host (see [`prepare_chroot`]).
     pub chroot: PathBuf,
+    /// The store directory as builders see it (`/nix/store`).
+    pub store_dir: String,
     pub binds: Vec<Bind>,
     pub private_network: bool,
     /// The working directory inside the sandbox (`/build`).
@@ -62,89 +57,27 @@ pub struct Spec {
     pub linux32: bool,
     /// `impersonate-linux-26`.
     pub uname26: bool,
-    /// Only create the namespaces and exit: a check that the sandbox works here.
-    #[serde(default)]
-    pub probe: bool,
 }
 
-/// Prepare the chroot's skeleton on the host: `/etc` files, `/tmp`, the store directory, the
-/// build directory, `/dev` and `/proc` mount points, and a mount point for every bind.
-pub fn prepare_chroot(
-    chroot: &Path,
-    store_dir: &str,
-    work_dir: &str,
-    binds: &[Bind],
-    fixed_output: bool,
-) -> std::io::Result<()> {
+/// Prepare the sandbox directory on the host: `root/` (where the child mounts a tmpfs with the
+/// sandbox's skeleton), and `upper/` and `work/` for the store directory's overlay, on the
+/// store's filesystem so outputs can be renamed into place.
+pub fn prepare_chroot(chroot: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let mkdir = |p: &Path, mode: u32| -> std::io::Result<()> {
-        fs::DirBuilder::new().recursive(true).mode(mode).create(p)?;
+        fs::DirBuilder::new().mode(mode).create(p)?;
         fs::set_permissions(p, fs::Permissions::from_mode(mode))
     };
-    mkdir(chroot, 0o750)?;
-    mkdir(&chroot.join("tmp"), 0o1777)?;
-    mkdir(&chroot.join("etc"), 0o755)?;
-    fs::write(
-        chroot.join("etc/passwd"),
-        format!(
-            "root:x:0:0:Nix build user:{work_dir}:/noshell\n\
-             nixbld:x:{SANDBOX_UID}:{SANDBOX_GID}:Nix build user:{work_dir}:/noshell\n\
-             nobody:x:65534:65534:Nobody:/:/noshell\n"
-        ),
-    )?;
-    fs::write(
-        chroot.join("etc/group"),
-        format!("root:x:0:\nnixbld:!:{SANDBOX_GID}:\nnogroup:x:65534:\n"),
-    )?;
-    if fixed_output {
-        fs::write(
-            chroot.join("etc/nsswitch.conf"),
-            "hosts: files dns\nservices: files\n",
-        )?;
-    } else {
-        fs::write(
-            chroot.join("etc/hosts"),
-            "127.0.0.1 localhost\n::1 localhost\n",
-        )?;
-    }
-    let inner = |p: &str| chroot.join(p.trim_start_matches('/'));
-    mkdir(&inner(store_dir), 0o1775)?;
-    mkdir(&inner(work_dir), 0o700)?;
-    mkdir(&chroot.join("proc"), 0o555)?;
-    mkdir(&chroot.join("dev/shm"), 0o1777)?;
-    mkdir(&chroot.join("dev/pts"), 0o755)?;
-    for (link, to) in [
-        ("dev/fd", "/proc/self/fd"),
-        ("dev/stdin", "/proc/self/fd/0"),
-        ("dev/stdout", "/proc/self/fd/1"),
-        ("dev/stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(to, chroot.join(link))?;
-    }
-    for b in binds {
-        let meta = match fs::metadata(&b.source) {
-            Ok(m) => m,
-            Err(e) if b.optional && e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!("getting attributes of path '{}': {e}", b.source.display()),
-                ))
-            }
-        };
-        let t = inner(&b.target);
-        if meta.is_dir() {
-            fs::create_dir_all(&t)?;
-        } else {
-            if let Some(parent) = t.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            if fs::symlink_metadata(&t).is_err() {
-                fs::write(&t, b"")?;
-            }
-        }
-    }
+    mkdir(chroot, 0o700)?;
+    mkdir(&chroot.join("root"), 0o755)?;
+    mkdir(&chroot.join("upper"), 0o1775)?;
+    mkdir(&chroot.join("work"), 0o700)?;
     Ok(())
+}
+
+/// Where an output the builder made is found on the host after the build.
+pub fn output_location(chroot: &Path, base_name: &str) -> PathBuf {
+    chroot.join("upper").join(base_name)
 }
 
 /// The device nodes every sandbox gets.
@@ -157,6 +90,61 @@ pub const DEVICES: &[&str] = &[
     "/dev/zero",
 ];
 
+/// One step of the child's setup, with every argument ready for the system call.
+enum Op {
+    Mkdir(CString, libc::mode_t),
+    /// Create an empty file (a mount point for a non-directory).
+    Touch(CString),
+    Write(CString, Vec<u8>),
+    Symlink(CString, CString),
+    Mount {
+        src: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    /// Remount a bind mount read-only, keeping the flags it has.
+    RemountReadOnly(CString),
+    /// Mount an overlay; when that fails, run the fallback instead.
+    Overlay {
+        target: CString,
+        data: CString,
+        fallback: Vec<Op>,
+    },
+    /// Mount devpts (optional: failure is ignored, as Nix does).
+    Devpts(CString, CString),
+    SetHostname,
+    LoopbackUp,
+    PivotRoot(CString),
+    Chdir(CString),
+}
+
+impl Op {
+    fn describe(&self) -> String {
+        let s = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            Op::Mkdir(p, _) => format!("creating directory '{}'", s(p)),
+            Op::Touch(p) | Op::Write(p, _) => format!("writing '{}'", s(p)),
+            Op::Symlink(_, l) => format!("creating symlink '{}'", s(l)),
+            Op::Mount { src, target, .. } => format!(
+                "mounting {}'{}'",
+                src.as_ref()
+                    .map(|x| format!("'{}' on ", s(x)))
+                    .unwrap_or_default(),
+                s(target)
+            ),
+            Op::RemountReadOnly(t) => format!("remounting '{}' read-only", s(t)),
+            Op::Overlay { target, .. } => format!("mounting the store overlay on '{}'", s(target)),
+            Op::Devpts(t, _) => format!("mounting devpts on '{}'", s(t)),
+            Op::SetHostname => "setting the host name".into(),
+            Op::LoopbackUp => "setting the loopback interface flags".into(),
+            Op::PivotRoot(r) => format!("pivoting into '{}'", s(r)),
+            Op::Chdir(d) => format!("changing into '{}'", s(d)),
+        }
+    }
+}
+
 fn cstr(p: impl AsRef<[u8]>) -> Result<CString, String> {
     CString::new(p.as_ref().to_vec()).map_err(|_| "a path contains a NUL byte".to_string())
 }
@@ -165,95 +153,523 @@ fn path_c(p: &Path) -> Result<CString, String> {
     cstr(p.as_os_str().as_bytes())
 }
 
-fn last_os_error(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
+/// What the child runs: the ops, then `execve`.
+struct Plan {
+    ops: Vec<Op>,
+    builder: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    argv_p: Vec<*const libc::c_char>,
+    env_p: Vec<*const libc::c_char>,
+    linux32: bool,
+    uname26: bool,
+    /// Read end of the "maps are written" pipe, write end of the status pipe, the log pipe.
+    sync_r: i32,
+    sync_w: i32,
+    status_w: i32,
+    status_r: i32,
+    log_w: i32,
+    log_r: i32,
 }
 
-fn write_file(path: &str, text: &str) -> Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("writing '{path}': {e}"))
+fn inner(root: &Path, p: &str) -> PathBuf {
+    root.join(p.trim_start_matches('/'))
 }
 
-fn mount(
-    src: Option<&CString>,
-    target: &CString,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
+/// Ops making `rel` (and its missing parents) under `root`, each directory once.
+fn mkdirs(
+    root: &Path,
+    made: &mut std::collections::BTreeSet<String>,
+    ops: &mut Vec<Op>,
+    rel: &str,
+    mode: libc::mode_t,
 ) -> Result<(), String> {
-    let fstype = fstype.map(cstr).transpose()?;
-    let data = data.map(cstr).transpose()?;
-    // SAFETY: every pointer is either null or a NUL-terminated string that outlives the call.
-    let r = unsafe {
-        libc::mount(
-            src.map_or(std::ptr::null(), |s| s.as_ptr()),
-            target.as_ptr(),
-            fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            flags,
-            data.as_ref()
-                .map_or(std::ptr::null(), |s| s.as_ptr() as *const libc::c_void),
-        )
-    };
-    if r == -1 {
-        return Err(last_os_error(&format!(
-            "mounting '{}'",
-            target.to_string_lossy()
-        )));
+    let mut acc = String::new();
+    let parts: Vec<&str> = rel.split('/').filter(|x| !x.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        acc.push('/');
+        acc.push_str(part);
+        if made.insert(acc.clone()) {
+            let m = if i + 1 == parts.len() { mode } else { 0o755 };
+            ops.push(Op::Mkdir(path_c(&inner(root, &acc))?, m));
+        }
     }
     Ok(())
 }
 
-/// Remount a bind mount read-only, keeping the flags the kernel will not let us drop.
-fn remount_read_only(target: &CString) -> Result<(), String> {
-    // SAFETY: statvfs fills the zeroed struct; `target` is NUL-terminated.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(target.as_ptr(), &mut st) } == -1 {
-        return Err(last_os_error(&format!(
-            "getting the mount flags of '{}'",
-            target.to_string_lossy()
-        )));
+/// Work out the child's operations.
+fn plan_ops(spec: &Spec) -> Result<Vec<Op>, String> {
+    let root = spec.chroot.join("root");
+    let p = |rel: &str| path_c(&inner(&root, rel));
+    let mut ops = Vec::new();
+    if spec.private_network {
+        ops.push(Op::LoopbackUp);
     }
-    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-    let f = st.f_flag;
-    for (st_flag, ms_flag) in [
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ops.push(Op::SetHostname);
+    ops.push(Op::Mount {
+        src: None,
+        target: cstr("/")?,
+        fstype: None,
+        flags: libc::MS_PRIVATE | libc::MS_REC,
+        data: None,
+    });
+    ops.push(Op::Mount {
+        src: Some(cstr("none")?),
+        target: path_c(&root)?,
+        fstype: Some(cstr("tmpfs")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: Some(cstr("mode=0755")?),
+    });
+    // The skeleton, on the tmpfs.
+    ops.push(Op::Mkdir(p("/tmp")?, 0o1777));
+    ops.push(Op::Mkdir(p("/etc")?, 0o755));
+    let wd = &spec.work_dir;
+    ops.push(Op::Write(
+        p("/etc/passwd")?,
+        format!(
+            "root:x:0:0:Nix build user:{wd}:/noshell\n\
+             nixbld:x:{SANDBOX_UID}:{SANDBOX_GID}:Nix build user:{wd}:/noshell\n\
+             nobody:x:65534:65534:Nobody:/:/noshell\n"
+        )
+        .into_bytes(),
+    ));
+    ops.push(Op::Write(
+        p("/etc/group")?,
+        format!("root:x:0:\nnixbld:!:{SANDBOX_GID}:\nnogroup:x:65534:\n").into_bytes(),
+    ));
+    if spec.private_network {
+        ops.push(Op::Write(
+            p("/etc/hosts")?,
+            b"127.0.0.1 localhost\n::1 localhost\n".to_vec(),
+        ));
+    } else {
+        ops.push(Op::Write(
+            p("/etc/nsswitch.conf")?,
+            b"hosts: files dns\nservices: files\n".to_vec(),
+        ));
+    }
+    let mut made = std::collections::BTreeSet::new();
+    made.insert("/tmp".to_string());
+    made.insert("/etc".to_string());
+    mkdirs(&root, &mut made, &mut ops, &spec.store_dir, 0o1775)?;
+    mkdirs(&root, &mut made, &mut ops, wd, 0o700)?;
+    mkdirs(&root, &mut made, &mut ops, "/proc", 0o555)?;
+    mkdirs(&root, &mut made, &mut ops, "/dev/shm", 0o1777)?;
+    mkdirs(&root, &mut made, &mut ops, "/dev/pts", 0o755)?;
+    for (link, to) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
     ] {
-        if f & st_flag != 0 {
-            flags |= ms_flag;
+        ops.push(Op::Symlink(cstr(to)?, p(link)?));
+    }
+    let devices: Vec<&str> = DEVICES
+        .iter()
+        .copied()
+        .filter(|d| Path::new(d).exists())
+        .collect();
+    for d in &devices {
+        ops.push(Op::Touch(p(d)?));
+    }
+    // Mount points for the binds (those in the store directory are in the overlay's lower
+    // layer, so they cost nothing on disk).
+    let mut binds = Vec::new();
+    let mut store_points = Vec::new();
+    for b in &spec.binds {
+        let meta = match fs::metadata(&b.source) {
+            Ok(m) => m,
+            Err(e) if b.optional && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(format!(
+                    "getting attributes of path '{}': {e}",
+                    b.source.display()
+                ))
+            }
+        };
+        let target = b.target.trim_end_matches('/');
+        if let Some((parent, _)) = target.rsplit_once('/') {
+            mkdirs(&root, &mut made, &mut ops, parent, 0o755)?;
+        }
+        let point = if meta.is_dir() {
+            if made.insert(target.to_string()) {
+                Some(Op::Mkdir(p(target)?, 0o755))
+            } else {
+                None
+            }
+        } else {
+            Some(Op::Touch(p(target)?))
+        };
+        if let Some(pt) = point {
+            let in_store = target.starts_with(&format!("{}/", spec.store_dir));
+            if in_store {
+                store_points.push(match &pt {
+                    Op::Mkdir(c, m) => Op::Mkdir(c.clone(), *m),
+                    Op::Touch(c) => Op::Touch(c.clone()),
+                    _ => unreachable!("mount points are directories or files"),
+                });
+            }
+            ops.push(pt);
+        }
+        binds.push(b);
+    }
+    let store_c = p(&spec.store_dir)?;
+    let lower = inner(&root, &spec.store_dir);
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lower.display(),
+        spec.chroot.join("upper").display(),
+        spec.chroot.join("work").display()
+    );
+    let mut fallback = vec![Op::Mount {
+        src: Some(path_c(&spec.chroot.join("upper"))?),
+        target: store_c.clone(),
+        fstype: None,
+        flags: libc::MS_BIND,
+        data: None,
+    }];
+    fallback.extend(store_points);
+    ops.push(Op::Overlay {
+        target: store_c,
+        data: cstr(data)?,
+        fallback,
+    });
+    for b in binds {
+        let t = p(&b.target)?;
+        ops.push(Op::Mount {
+            src: Some(path_c(&b.source)?),
+            target: t.clone(),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        });
+        if b.read_only {
+            ops.push(Op::RemountReadOnly(t));
         }
     }
-    mount(None, target, None, flags | libc::MS_NOSUID, None)
+    for d in &devices {
+        ops.push(Op::Mount {
+            src: Some(cstr(*d)?),
+            target: p(d)?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+    }
+    ops.push(Op::Mount {
+        src: Some(cstr("none")?),
+        target: p("/proc")?,
+        fstype: Some(cstr("proc")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: None,
+    });
+    ops.push(Op::Mount {
+        src: Some(cstr("none")?),
+        target: p("/dev/shm")?,
+        fstype: Some(cstr("tmpfs")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: Some(cstr(format!("size={}", spec.shm_size))?),
+    });
+    ops.push(Op::Devpts(p("/dev/pts")?, p("/dev/ptmx")?));
+    ops.push(Op::PivotRoot(path_c(&root)?));
+    ops.push(Op::Chdir(cstr(wd)?));
+    Ok(ops)
 }
 
-/// The stage's entry point: read the spec, enter the namespaces and run the builder as PID 1 of
-/// the new PID namespace. Never returns.
-pub fn stage_main() -> ! {
-    let code = match stage() {
-        Ok(code) => code,
-        Err(msg) => {
-            report_setup_failure(&msg);
-            126
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Run one op in the child. Only system calls.
+unsafe fn run_op(op: &Op) -> Result<(), i32> {
+    let ptr = |o: &Option<CString>| o.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    let check = |r: libc::c_int| if r == -1 { Err(errno()) } else { Ok(()) };
+    match op {
+        Op::Mkdir(p, mode) => check(libc::mkdir(p.as_ptr(), *mode)),
+        Op::Touch(p) => {
+            let fd = libc::open(
+                p.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            );
+            check(fd)?;
+            libc::close(fd);
+            Ok(())
         }
+        Op::Write(p, data) => {
+            let fd = libc::open(
+                p.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC,
+                0o644,
+            );
+            check(fd)?;
+            let n = libc::write(fd, data.as_ptr() as *const libc::c_void, data.len());
+            libc::close(fd);
+            if n as usize != data.len() {
+                return Err(libc::EIO);
+            }
+            Ok(())
+        }
+        Op::Symlink(to, link) => check(libc::symlink(to.as_ptr(), link.as_ptr())),
+        Op::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+        } => check(libc::mount(
+            ptr(src),
+            target.as_ptr(),
+            ptr(fstype),
+            *flags,
+            ptr(data) as *const libc::c_void,
+        )),
+        Op::RemountReadOnly(t) => {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            check(libc::statvfs(t.as_ptr(), &mut st))?;
+            let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID;
+            for (stf, msf) in [
+                (libc::ST_NOSUID, libc::MS_NOSUID),
+                (libc::ST_NODEV, libc::MS_NODEV),
+                (libc::ST_NOEXEC, libc::MS_NOEXEC),
+                (libc::ST_NOATIME, libc::MS_NOATIME),
+                (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+                (libc::ST_RELATIME, libc::MS_RELATIME),
+            ] {
+                if st.f_flag & stf != 0 {
+                    flags |= msf;
+                }
+            }
+            check(libc::mount(
+                std::ptr::null(),
+                t.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            ))
+        }
+        Op::Overlay {
+            target,
+            data,
+            fallback,
+        } => {
+            let r = libc::mount(
+                c"overlay".as_ptr(),
+                target.as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                data.as_ptr() as *const libc::c_void,
+            );
+            if r == 0 {
+                return Ok(());
+            }
+            for f in fallback {
+                run_op(f)?;
+            }
+            Ok(())
+        }
+        Op::Devpts(pts, ptmx) => {
+            let r = libc::mount(
+                c"none".as_ptr(),
+                pts.as_ptr(),
+                c"devpts".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                c"newinstance,mode=0620".as_ptr() as *const libc::c_void,
+            );
+            if r == 0 {
+                libc::symlink(c"/dev/pts/ptmx".as_ptr(), ptmx.as_ptr());
+            }
+            Ok(())
+        }
+        Op::SetHostname => {
+            let host = b"localhost";
+            let domain = b"(none)";
+            check(libc::sethostname(
+                host.as_ptr() as *const libc::c_char,
+                host.len(),
+            ))?;
+            check(libc::setdomainname(
+                domain.as_ptr() as *const libc::c_char,
+                domain.len(),
+            ))
+        }
+        Op::LoopbackUp => {
+            let fd = libc::socket(
+                libc::PF_INET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_IP,
+            );
+            check(fd)?;
+            let mut ifr: libc::ifreq = std::mem::zeroed();
+            ifr.ifr_name[0] = b'l' as libc::c_char;
+            ifr.ifr_name[1] = b'o' as libc::c_char;
+            ifr.ifr_ifru.ifru_flags =
+                (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+            let r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+            libc::close(fd);
+            check(r)
+        }
+        Op::PivotRoot(root) => {
+            check(libc::chdir(root.as_ptr()))?;
+            check(libc::mkdir(c"real-root".as_ptr(), 0))?;
+            if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c"real-root".as_ptr()) == -1 {
+                return Err(errno());
+            }
+            check(libc::chroot(c".".as_ptr()))?;
+            check(libc::umount2(c"real-root".as_ptr(), libc::MNT_DETACH))?;
+            check(libc::rmdir(c"real-root".as_ptr()))
+        }
+        Op::Chdir(d) => check(libc::chdir(d.as_ptr())),
+    }
+}
+
+/// Report a failed op (its index, or -1 for exec) and errno, then exit.
+unsafe fn child_fail(status_w: i32, index: i32, err: i32) -> ! {
+    let mut buf = [0u8; 8];
+    buf[..4].copy_from_slice(&index.to_le_bytes());
+    buf[4..].copy_from_slice(&err.to_le_bytes());
+    libc::write(status_w, buf.as_ptr() as *const libc::c_void, 8);
+    libc::_exit(126)
+}
+
+/// The child: wait for the uid/gid maps, set up, exec. Only system calls.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the parent's Plan, copied into this address space by clone().
+    unsafe {
+        let plan = &*(arg as *const Plan);
+        // Without CLONE_FILES the descriptor table is our own copy.
+        libc::close(plan.sync_w);
+        libc::close(plan.status_r);
+        libc::close(plan.log_r);
+        let mut b = 0u8;
+        if libc::read(plan.sync_r, &mut b as *mut u8 as *mut libc::c_void, 1) != 1 {
+            libc::_exit(126);
+        }
+        libc::close(plan.sync_r);
+        // stdin from /dev/null, stdout and stderr to the log pipe.
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null == -1 || libc::dup2(null, 0) == -1 {
+            child_fail(plan.status_w, -2, errno());
+        }
+        if libc::dup2(plan.log_w, 1) == -1 || libc::dup2(plan.log_w, 2) == -1 {
+            child_fail(plan.status_w, -2, errno());
+        }
+        libc::umask(0);
+        for (i, op) in plan.ops.iter().enumerate() {
+            if let Err(e) = run_op(op) {
+                child_fail(plan.status_w, i as i32, e);
+            }
+        }
+        libc::umask(0o022);
+        const UNAME26: libc::c_ulong = 0x0020000;
+        const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
+        if plan.linux32 {
+            libc::personality(0x0008);
+        }
+        let cur = libc::personality(0xffffffff);
+        if cur != -1 {
+            let mut pers = cur as libc::c_ulong | ADDR_NO_RANDOMIZE;
+            if plan.uname26 {
+                pers |= UNAME26;
+            }
+            libc::personality(pers);
+        }
+        libc::setsid();
+        libc::execve(
+            plan.builder.as_ptr(),
+            plan.argv_p.as_ptr(),
+            plan.env_p.as_ptr(),
+        );
+        child_fail(plan.status_w, -1, errno())
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(format!(
+            "creating a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: both descriptors are new and owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A started sandboxed builder.
+pub struct Started {
+    pub pid: libc::pid_t,
+    /// Everything the builder writes (stdout and stderr).
+    pub log: OwnedFd,
+    /// What the child reported on the status pipe (8 bytes on a setup failure).
+    status: Option<[u8; 8]>,
+    ops: Vec<String>,
+    builder: String,
+}
+
+impl Started {
+    /// After the builder ended: why its setup failed, if it did.
+    pub fn setup_failure(self) -> Option<String> {
+        let buf = self.status?;
+        let index = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let err =
+            std::io::Error::from_raw_os_error(i32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]));
+        Some(match index {
+            -1 => format!("executing '{}': {err}", self.builder),
+            -2 => format!("setting up standard input and output: {err}"),
+            i => match self.ops.get(i as usize) {
+                Some(what) => format!("{what}: {err}"),
+                None => format!("sandbox setup: {err}"),
+            },
+        })
+    }
+}
+
+fn write_proc(pid: libc::pid_t, file: &str, text: &str) -> Result<(), String> {
+    let p = format!("/proc/{pid}/{file}");
+    fs::write(&p, text).map_err(|e| format!("writing '{p}': {e}"))
+}
+
+/// Start the builder in the sandbox. The caller reads `log` until EOF and then reaps `pid`.
+pub fn start(spec: &Spec) -> Result<Started, String> {
+    let ops = plan_ops(spec)?;
+    let descriptions = ops.iter().map(Op::describe).collect();
+    let (sync_r, sync_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    let (log_r, log_w) = pipe()?;
+    let builder = cstr(&spec.builder)?;
+    let argv: Vec<CString> = spec.argv.iter().map(cstr).collect::<Result<_, _>>()?;
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}")))
+        .collect::<Result<_, _>>()?;
+    let mut plan = Plan {
+        ops,
+        builder,
+        argv_p: Vec::new(),
+        env_p: Vec::new(),
+        argv,
+        env,
+        linux32: spec.linux32,
+        uname26: spec.uname26,
+        sync_r: sync_r.as_raw_fd(),
+        sync_w: sync_w.as_raw_fd(),
+        status_w: status_w.as_raw_fd(),
+        status_r: status_r.as_raw_fd(),
+        log_w: log_w.as_raw_fd(),
+        log_r: log_r.as_raw_fd(),
     };
-    std::process::exit(code)
-}
-
-fn report_setup_failure(msg: &str) {
-    // SAFETY: STATUS_FD was set up by the parent; if it is not open, the write fails harmlessly.
-    let mut f = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(STATUS_FD) };
-    let _ = f.write_all(msg.as_bytes());
-    std::mem::forget(f);
-}
-
-fn stage() -> Result<i32, String> {
-    let spec = std::env::var(SPEC_VAR).map_err(|_| format!("{SPEC_VAR} is not set"))?;
-    let spec: Spec = serde_json::from_str(&spec).map_err(|e| format!("bad sandbox spec: {e}"))?;
-    // SAFETY: plain syscalls without pointers.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    plan.argv_p = plan.argv.iter().map(|s| s.as_ptr()).collect();
+    plan.argv_p.push(std::ptr::null());
+    plan.env_p = plan.env.iter().map(|s| s.as_ptr()).collect();
+    plan.env_p.push(std::ptr::null());
+    // Without an exec in between, the child keeps every descriptor: it closes the ones it
+    // must not hold, dup2s the log pipe onto stdout and stderr, and the status pipe closes on
+    // its exec.
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -262,207 +678,106 @@ fn stage() -> Result<i32, String> {
     if spec.private_network {
         flags |= libc::CLONE_NEWNET;
     }
-    if unsafe { libc::unshare(flags) } == -1 {
-        return Err(last_os_error("creating the sandbox namespaces"));
-    }
-    write_file("/proc/self/setgroups", "deny")?;
-    write_file("/proc/self/uid_map", &format!("{SANDBOX_UID} {uid} 1"))?;
-    write_file("/proc/self/gid_map", &format!("{SANDBOX_GID} {gid} 1"))?;
-    if spec.probe {
-        return Ok(0);
-    }
-    // The builder must be PID 1 of the new PID namespace, which only a child can be.
-    let pid = unsafe { libc::fork() };
+    // The child shares our memory (CLONE_VM, as posix_spawn does: no page tables to copy, no
+    // copy-on-write faults) until it executes the builder; it runs on `stack`, only makes
+    // system calls, and we keep `plan` and `stack` alive until its exec (see below).
+    let mut stack = Vec::<u8>::with_capacity(128 * 1024);
+    // SAFETY: see above; `stack` is never read by us, only used as the child's stack.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.capacity());
+        let top = (top as usize & !15) as *mut libc::c_void;
+        libc::clone(
+            child_main,
+            top,
+            flags | libc::CLONE_VM | libc::SIGCHLD,
+            &plan as *const Plan as *mut libc::c_void,
+        )
+    };
     if pid == -1 {
-        return Err(last_os_error("forking the sandbox's first process"));
+        return Err(format!(
+            "cloning the builder into new namespaces: {}",
+            std::io::Error::last_os_error()
+        ));
     }
-    if pid == 0 {
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-        let err = match child(&spec) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
-        report_setup_failure(&err);
-        unsafe { libc::_exit(126) };
-    }
-    // The stage's copy of the status pipe must not keep it open.
-    unsafe { libc::close(STATUS_FD) };
-    let mut status = 0;
-    loop {
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        if r == -1 {
-            return Err(last_os_error("waiting for the builder"));
-        }
-        break;
-    }
-    if libc::WIFEXITED(status) {
-        return Ok(libc::WEXITSTATUS(status));
-    }
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        // Die of the same signal, so the scheduler sees what happened to the builder.
+    drop(sync_r);
+    drop(status_w);
+    drop(log_w);
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let maps = write_proc(pid, "setgroups", "deny")
+        .and_then(|_| write_proc(pid, "uid_map", &format!("{SANDBOX_UID} {uid} 1")))
+        .and_then(|_| write_proc(pid, "gid_map", &format!("{SANDBOX_GID} {gid} 1")));
+    if let Err(e) = maps {
+        // SAFETY: killing and reaping our own child.
         unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-            libc::kill(libc::getpid(), sig);
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        return Ok(128 + sig);
+        return Err(e);
     }
-    Ok(1)
-}
-
-enum Never {}
-
-fn child(spec: &Spec) -> Result<Never, String> {
-    if spec.private_network {
-        bring_up_loopback()?;
-    }
-    let host = b"localhost";
-    let domain = b"(none)";
-    if unsafe { libc::sethostname(host.as_ptr() as *const libc::c_char, host.len()) } == -1 {
-        return Err(last_os_error("setting the host name"));
-    }
-    if unsafe { libc::setdomainname(domain.as_ptr() as *const libc::c_char, domain.len()) } == -1 {
-        return Err(last_os_error("setting the domain name"));
-    }
-    let root = cstr("/")?;
-    mount(None, &root, None, libc::MS_PRIVATE | libc::MS_REC, None)?;
-    let chroot = path_c(&spec.chroot)?;
-    mount(Some(&chroot), &chroot, None, libc::MS_BIND, None)?;
-
-    for b in &spec.binds {
-        if b.optional && fs::symlink_metadata(&b.source).is_err() {
-            continue;
-        }
-        let target = spec.chroot.join(b.target.trim_start_matches('/'));
-        let src = path_c(&b.source)?;
-        let tgt = path_c(&target)?;
-        mount(Some(&src), &tgt, None, libc::MS_BIND | libc::MS_REC, None)
-            .map_err(|e| format!("bind mount from '{}' failed: {e}", b.source.display()))?;
-        if b.read_only {
-            remount_read_only(&tgt)?;
-        }
-    }
-    for d in DEVICES {
-        let target = path_c(&spec.chroot.join(&d[1..]))?;
-        if Path::new(d).exists() {
-            let _ = fs::write(spec.chroot.join(&d[1..]), b"");
-            mount(Some(&cstr(*d)?), &target, None, libc::MS_BIND, None)?;
-        }
-    }
-    let proc_dir = path_c(&spec.chroot.join("proc"))?;
-    mount(
-        Some(&cstr("none")?),
-        &proc_dir,
-        Some("proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    )?;
-    let shm = path_c(&spec.chroot.join("dev/shm"))?;
-    mount(
-        Some(&cstr("none")?),
-        &shm,
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some(&format!("size={}", spec.shm_size)),
-    )?;
-    let pts = path_c(&spec.chroot.join("dev/pts"))?;
-    if mount(
-        Some(&cstr("none")?),
-        &pts,
-        Some("devpts"),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        Some("newinstance,mode=0620"),
-    )
-    .is_ok()
-    {
-        let _ = std::os::unix::fs::symlink("/dev/pts/ptmx", spec.chroot.join("dev/ptmx"));
-    }
-
-    // Into the chroot: pivot_root so the host's tree is not reachable at all.
-    if unsafe { libc::chdir(chroot.as_ptr()) } == -1 {
-        return Err(last_os_error("changing into the chroot"));
-    }
-    let real_root = cstr("real-root")?;
-    if unsafe { libc::mkdir(real_root.as_ptr(), 0) } == -1 {
-        return Err(last_os_error("creating the real-root directory"));
-    }
-    let dot = cstr(".")?;
-    if unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), real_root.as_ptr()) } == -1 {
-        return Err(last_os_error("pivoting into the chroot"));
-    }
-    if unsafe { libc::chroot(dot.as_ptr()) } == -1 {
-        return Err(last_os_error("changing the root directory"));
-    }
-    if unsafe { libc::umount2(real_root.as_ptr(), libc::MNT_DETACH) } == -1 {
-        return Err(last_os_error("unmounting the real root"));
-    }
-    if unsafe { libc::rmdir(real_root.as_ptr()) } == -1 {
-        return Err(last_os_error("removing the real-root directory"));
-    }
-    let work = cstr(&spec.work_dir)?;
-    if unsafe { libc::chdir(work.as_ptr()) } == -1 {
-        return Err(last_os_error(&format!("changing into '{}'", spec.work_dir)));
-    }
-    set_personality(spec);
-    unsafe { libc::setsid() };
-
-    let builder = cstr(&spec.builder)?;
-    let argv: Vec<CString> = spec.argv.iter().map(cstr).collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = spec
-        .env
-        .iter()
-        .map(|(k, v)| cstr(format!("{k}={v}")))
-        .collect::<Result<_, _>>()?;
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
-    // Mark the status pipe close-on-exec: a successful exec closes it, telling the parent the
-    // setup worked.
-    unsafe { libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: argv and envp are null-terminated arrays of NUL-terminated strings.
-    unsafe { libc::execve(builder.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    Err(last_os_error(&format!("executing '{}'", spec.builder)))
-}
-
-fn set_personality(spec: &Spec) {
-    const UNAME26: libc::c_ulong = 0x0020000;
-    const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
+    // Let the child go, and wait until it has executed the builder (the status pipe closes)
+    // or failed (it reports why): until then it runs on `stack` and reads `plan`.
+    // SAFETY: writing one byte to our pipe, reading into a local buffer.
+    let mut buf = [0u8; 8];
+    let mut got = 0usize;
     unsafe {
-        if spec.linux32 {
-            libc::personality(0x0008); // PER_LINUX32
-        }
-        let cur = libc::personality(0xffffffff);
-        if cur != -1 {
-            let mut p = cur as libc::c_ulong | ADDR_NO_RANDOMIZE;
-            if spec.uname26 {
-                p |= UNAME26;
+        libc::write(sync_w.as_raw_fd(), b"1".as_ptr() as *const libc::c_void, 1);
+        loop {
+            let n = libc::read(
+                status_r.as_raw_fd(),
+                buf[got..].as_mut_ptr() as *mut libc::c_void,
+                8 - got,
+            );
+            if n == -1 && errno() == libc::EINTR {
+                continue;
             }
-            libc::personality(p);
+            if n <= 0 {
+                break;
+            }
+            got += n as usize;
+            if got == 8 {
+                break;
+            }
         }
     }
+    drop(sync_w);
+    drop(plan);
+    drop(stack);
+    Ok(Started {
+        pid,
+        log: log_r,
+        status: if got == 8 { Some(buf) } else { None },
+        ops: descriptions,
+        builder: spec.builder.clone(),
+    })
 }
 
-fn bring_up_loopback() -> Result<(), String> {
-    unsafe {
-        let fd = libc::socket(libc::PF_INET, libc::SOCK_DGRAM, libc::IPPROTO_IP);
-        if fd == -1 {
-            return Err(last_os_error("opening an IP socket"));
-        }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo".iter().enumerate() {
-            ifr.ifr_name[i] = *b as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as i16;
-        let r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
-        libc::close(fd);
-        if r == -1 {
-            return Err(last_os_error("setting the loopback interface flags"));
-        }
+/// Whether namespaces can be created here: clone a child into them that exits at once.
+pub fn probe() -> Result<(), String> {
+    extern "C" fn exit_now(_: *mut libc::c_void) -> libc::c_int {
+        0
     }
+    let mut stack = vec![0u8; 64 * 1024];
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNET;
+    // SAFETY: as in `start`, with a child that only returns.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len());
+        let top = (top as usize & !15) as *mut libc::c_void;
+        libc::clone(exit_now, top, flags | libc::SIGCHLD, std::ptr::null_mut())
+    };
+    if pid == -1 {
+        return Err(format!(
+            "cannot create the sandbox's namespaces: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
     Ok(())
 }

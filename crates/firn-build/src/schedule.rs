@@ -52,41 +52,9 @@ enum Msg {
 static BUILD_COUNTER: AtomicU64 = AtomicU64::new(0);
 static SANDBOX_WORKS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
 
-/// Whether namespaces can be created here (checked once per process by running the stage in
-/// probe mode).
-pub fn sandbox_available(settings: &BuildSettings) -> Result<(), String> {
-    SANDBOX_WORKS
-        .get_or_init(|| {
-            let spec = Spec {
-                chroot: PathBuf::from("/"),
-                binds: Vec::new(),
-                private_network: true,
-                work_dir: "/".into(),
-                builder: String::new(),
-                argv: Vec::new(),
-                env: Vec::new(),
-                shm_size: String::new(),
-                linux32: false,
-                uname26: false,
-                probe: true,
-            };
-            let never = AtomicBool::new(false);
-            match run(
-                Launch::Sandboxed {
-                    stage_exe: settings.stage_exe.clone(),
-                    spec: Box::new(spec),
-                },
-                Limits::default(),
-                &never,
-                &mut |_| {},
-            ) {
-                Ok(Ended::Exited(0)) => Ok(()),
-                Ok(Ended::SetupFailed(m)) => Err(m),
-                Ok(other) => Err(format!("the sandbox check ended with {other:?}")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .clone()
+/// Whether namespaces can be created here (checked once per process).
+pub fn sandbox_available() -> Result<(), String> {
+    SANDBOX_WORKS.get_or_init(sandbox::probe).clone()
 }
 
 /// Build everything in `plan`.
@@ -433,7 +401,7 @@ pub fn build_one(
         use_sandbox = false;
     }
     if use_sandbox {
-        if let Err(e) = sandbox_available(settings) {
+        if let Err(e) = sandbox_available() {
             if settings.sandbox_fallback {
                 tracing::warn!("building '{drv_shown}' without the sandbox: {e}");
                 use_sandbox = false;
@@ -501,7 +469,7 @@ pub fn build_one(
     });
     let location = |p: &StorePath| -> PathBuf {
         if use_sandbox {
-            chroot.join(sd.display(p).trim_start_matches('/'))
+            sandbox::output_location(&chroot, p.base_name())
         } else {
             store.real_path(p)
         }
@@ -622,31 +590,22 @@ pub fn build_one(
                 }
             }
             let _ = firn_store::canon::delete_path(&chroot);
-            sandbox::prepare_chroot(
-                &chroot,
-                sd.as_str(),
-                &settings.sandbox_build_dir,
-                &binds,
-                fixed,
-            )
-            .map_err(|e| BuildError::io("setting up the sandbox in", &chroot, e))?;
-            Launch::Sandboxed {
-                stage_exe: settings.stage_exe.clone(),
-                spec: Box::new(Spec {
-                    chroot: chroot.clone(),
-                    binds,
-                    private_network: !fixed,
-                    work_dir: settings.sandbox_build_dir.clone(),
-                    builder: drv.builder.clone(),
-                    argv: std::iter::once(argv0).chain(args).collect(),
-                    env: env.into_iter().collect(),
-                    shm_size: settings.shm_size.clone(),
-                    linux32: drv.platform == "i686-linux" && settings.system == "x86_64-linux",
-                    uname26: settings.impersonate_linux26
-                        && (drv.platform == "i686-linux" || drv.platform == "x86_64-linux"),
-                    probe: false,
-                }),
-            }
+            sandbox::prepare_chroot(&chroot)
+                .map_err(|e| BuildError::io("setting up the sandbox in", &chroot, e))?;
+            Launch::Sandboxed(Box::new(Spec {
+                chroot: chroot.clone(),
+                store_dir: sd.as_str().to_string(),
+                binds,
+                private_network: !fixed,
+                work_dir: settings.sandbox_build_dir.clone(),
+                builder: drv.builder.clone(),
+                argv: std::iter::once(argv0).chain(args).collect(),
+                env: env.into_iter().collect(),
+                shm_size: settings.shm_size.clone(),
+                linux32: drv.platform == "i686-linux" && settings.system == "x86_64-linux",
+                uname26: settings.impersonate_linux26
+                    && (drv.platform == "i686-linux" || drv.platform == "x86_64-linux"),
+            }))
         } else {
             Launch::Direct {
                 builder: drv.builder.clone(),

@@ -35,10 +35,6 @@ pub const TOOL_NAMES: &[&str] = &[
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(firn_build::sandbox::STAGE_ARG) {
-        // The sandbox stage of a build (see firn_build::sandbox): nothing else runs here.
-        firn_build::sandbox::stage_main();
-    }
     let argv0 = args.remove(0);
     let prog = std::path::Path::new(&argv0)
         .file_name()

@@ -314,7 +314,10 @@ pub fn resolved_outputs(store: &LocalStore, p: &DerivedPath) -> Result<Vec<(Stri
             let all = firn_build::plan::output_paths(drv, &d, store)?;
             Ok(all
                 .into_iter()
-                .filter(|(n, _)| outputs.as_ref().map_or(true, |o| o.contains(n)))
+                .filter(|(n, _)| match outputs {
+                    None => true,
+                    Some(o) => o.contains(n),
+                })
                 .collect())
         }
     }
