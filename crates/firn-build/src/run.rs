@@ -129,6 +129,8 @@ pub fn run(
             unsafe {
                 c.pre_exec(|| {
                     libc::setsid();
+                    // The build dies with the thread that runs it (and so with firn).
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
                     Ok(())
                 });
             }

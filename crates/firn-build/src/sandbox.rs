@@ -548,6 +548,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::_exit(126);
         }
         libc::close(plan.sync_r);
+        // The build dies with the thread that runs it (and so with firn).
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         // stdin from /dev/null, stdout and stderr to the log pipe.
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null == -1 || libc::dup2(null, 0) == -1 {

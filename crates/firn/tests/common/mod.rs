@@ -13,7 +13,13 @@ pub fn firn_bin_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("firn-test-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("creating the link directory");
-        for name in ["nix", "nix-store", "nix-hash", "nix-instantiate"] {
+        for name in [
+            "nix",
+            "nix-store",
+            "nix-hash",
+            "nix-instantiate",
+            "nix-build",
+        ] {
             let link = dir.join(name);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_firn"), &link)

@@ -1,0 +1,463 @@
+//! Builds: `nix-build` by firn (sandbox on) and by CppNix 2.8 (which always sandboxes in a
+//! chroot store) on the same deterministic derivations must give the same output paths, the
+//! same bytes and the same references; and the sandbox, failures, hash mismatches, crashes and
+//! concurrent builders must behave as Nix's do. The builders are the host's static busybox,
+//! imported into the store by the expression itself.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn have_busybox() -> bool {
+    Path::new("/usr/bin/busybox").exists()
+}
+
+/// The prelude every test expression starts with: busybox in the store and `mk`.
+const PRELUDE: &str = r#"
+  bb = builtins.path {
+    path = /usr/bin;
+    name = "busybox";
+    filter = p: t: baseNameOf p == "busybox";
+  };
+  mk = name: script: attrs: derivation ({
+    inherit name;
+    system = "x86_64-linux";
+    builder = "${bb}/busybox";
+    args = [ "sh" "-c" script ];
+  } // attrs);
+"#;
+
+fn expr(body: &str) -> String {
+    format!("let {PRELUDE} in {body}")
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    Env { _tmp: tmp, dir }
+}
+
+impl Env {
+    fn store(&self, name: &str) -> String {
+        store_dir(&self.dir, name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+fn firn_build(store: &str, file: &Path) -> Command {
+    let mut c = firn("nix-build");
+    c.arg("--store")
+        .arg(store)
+        .arg(file)
+        .arg("--no-out-link")
+        .args(["--option", "sandbox", "true"]);
+    c
+}
+
+fn real(store: &str, path: &str) -> PathBuf {
+    Path::new(store).join(path.trim_start_matches('/'))
+}
+
+fn nar_hash(store: &str, path: &str) -> String {
+    ok_str(
+        cppnix("nix-hash")
+            .args(["--type", "sha256"])
+            .arg(real(store, path)),
+    )
+}
+
+fn references(store: &str, path: &str) -> String {
+    ok_str(cppnix("nix-store").args(["--store", store, "-q", "--references", path]))
+}
+
+const DETERMINISTIC: &str = r#"
+rec {
+  plain = mk "plain" "echo hello > $out" { };
+  envdump = mk "envdump" "env | sort > $out; id >> $out; hostname >> $out; pwd >> $out" { extra = "x y"; };
+  multi = mk "multi" "mkdir $out $dev; echo lib > $out/lib; echo $out > $dev/points-to-out; ln -s $out/lib $dev/link" { outputs = [ "out" "dev" ]; };
+  usesMulti = mk "uses-multi" "cat ${multi.dev}/points-to-out > $out; echo ${multi} >> $out" { };
+  passFile = mk "pass-file" "cat $bigPath > $out; echo $bigPath >> $out" { passAsFile = [ "big" ]; big = "a lot of text"; };
+  structured = mk "structured" "cat /build/.attrs.sh /build/.attrs.json > $(sed -n \"s/^declare -A outputs=(\\['out'\\]='\\([^']*\\)'.*/\\1/p\" /build/.attrs.sh)" {
+    __structuredAttrs = true; list = [ "a" "b" ]; set = { k = "v"; }; n = 3; f = 1.5; b = true; nul = null;
+  };
+  fodFlat = mk "fod-flat" "echo -n foo > $out" {
+    outputHash = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"; outputHashAlgo = "sha256";
+  };
+  fodRec = mk "fod-rec" "mkdir $out; echo -n foo > $out/f" {
+    outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = "sha256-MRcueSIcIWcgEdsA9xNTkkXNTeoD8PR28VWuJ1vZ/zA=";
+  };
+  usesFod = mk "uses-fod" "cat ${fodFlat} ${fodRec}/f > $out" { };
+  chain = let a = mk "a" "echo a > $out" { }; b = mk "b" "cat ${a} > $out; echo ${a} >> $out" { }; in mk "c" "cat ${b} > $out" { };
+  placeholder = mk "ph" "echo $marker > $out" { marker = builtins.placeholder "out"; };
+}
+"#;
+
+/// The same derivations built by firn and by CppNix give the same paths, bytes and references.
+#[test]
+fn builds_equal_cppnix() {
+    if !have_busybox() {
+        eprintln!("skipping: /usr/bin/busybox is missing (apt-get install busybox-static)");
+        return;
+    }
+    let e = env();
+    let file = e.write("default.nix", &expr(DETERMINISTIC));
+    let (sf, sc) = (e.store("firn"), e.store("cppnix"));
+    let attrs = [
+        "plain",
+        "envdump",
+        "multi",
+        "multi.dev",
+        "usesMulti",
+        "passFile",
+        "structured",
+        "fodFlat",
+        "fodRec",
+        "usesFod",
+        "chain",
+        "placeholder",
+    ];
+    for a in attrs {
+        let pf = ok_str(firn_build(&sf, &file).args(["-A", a]));
+        let pc = ok_str(
+            cppnix("nix-build")
+                .args(["--store", &sc, "--no-out-link", "-A", a])
+                .arg(&file),
+        );
+        assert_eq!(pf, pc, "output path of {a}");
+        let p = pf.trim();
+        assert_eq!(nar_hash(&sf, p), nar_hash(&sc, p), "contents of {a} ({p})");
+        assert_eq!(references(&sf, p), references(&sc, p), "references of {a}");
+    }
+    // firn's store is consistent in CppNix's eyes, and CppNix reads firn's logs.
+    ok(cppnix("nix-store").args(["--store", &sf, "--verify", "--check-contents"]));
+    let drv = ok_str(
+        firn("nix-instantiate")
+            .args(["--store", &sf, "-A", "plain"])
+            .arg(&file),
+    );
+    let log = ok_str(cppnix("nix-store").args(["--store", &sf, "-l", drv.trim()]));
+    let _ = log;
+    // Nothing is rebuilt the second time.
+    let out = firn_build(&sf, &file)
+        .args(["-A", "chain"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("building"),
+        "rebuilt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stderr_of(c: &mut Command) -> (Option<i32>, String) {
+    let out = c.output().expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A build sees only its inputs: no host files, no network, no writes to its inputs.
+#[test]
+fn sandbox_isolates_builds() {
+    if !have_busybox() {
+        return;
+    }
+    let e = env();
+    let secret = e.write("secret", "host data\n");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let file = e.write(
+        "default.nix",
+        &expr(&format!(
+            r#"{{
+  readHost = mk "read-host" "cat {secret} > $out" {{ }};
+  readEtc = mk "read-etc" "grep -q root:x:0:0:Nix /etc/passwd && ! test -e /etc/shadow && touch $out" {{ }};
+  net = mk "net" "echo hi | nc -w 2 127.0.0.1 {port} && touch $out" {{ }};
+  writeInput = mk "write-input" "chmod u+w ${{bb}}; echo x > ${{bb}}/evil && touch $out" {{ }};
+  listStore = mk "list-store" "ls /nix/store > $out" {{ dep = mk "dep" "touch $out" {{ }}; }};
+  home = mk "home" "test ! -e /homeless-shelter && test -d /build && test -w /tmp && touch $out" {{ }};
+}}"#,
+            secret = secret.display()
+        )),
+    );
+    let s = e.store("s");
+    for (attr, should_work) in [
+        ("readHost", false),
+        ("readEtc", true),
+        ("net", false),
+        ("writeInput", false),
+        ("home", true),
+    ] {
+        let (code, err) = stderr_of(firn_build(&s, &file).args(["-A", attr]));
+        assert_eq!(code == Some(0), should_work, "{attr}: {err}");
+        if !should_work {
+            assert_eq!(code, Some(100), "{attr}: {err}");
+            assert!(err.contains("failed with exit code"), "{attr}: {err}");
+        }
+    }
+    // The input was not modified.
+    let bb_dir = std::fs::read_dir(Path::new(&s).join("nix/store"))
+        .expect("store")
+        .filter_map(|d| d.ok())
+        .find(|d| d.file_name().to_string_lossy().ends_with("-busybox"))
+        .expect("busybox in the store");
+    assert!(!bb_dir.path().join("evil").exists());
+    // Only the input closure is visible.
+    let p = ok_str(firn_build(&s, &file).args(["-A", "listStore"]));
+    let listing = std::fs::read_to_string(real(&s, p.trim())).expect("read");
+    let names: Vec<&str> = listing.lines().collect();
+    assert_eq!(names.len(), 3, "{listing}");
+    assert!(names.iter().any(|n| n.ends_with("-busybox")));
+    assert!(names.iter().any(|n| n.ends_with("-dep")));
+    assert!(names.iter().any(|n| n.ends_with("-list-store")));
+    drop(listener);
+}
+
+/// A fixed-output hash mismatch exits 102, names both hashes, and registers nothing.
+#[test]
+fn fixed_output_mismatch() {
+    if !have_busybox() {
+        return;
+    }
+    let e = env();
+    let file = e.write(
+        "default.nix",
+        &expr(
+            r#"mk "fod" "echo -n bar > $out" {
+  outputHash = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"; outputHashAlgo = "sha256";
+}"#,
+        ),
+    );
+    let s = e.store("s");
+    let (code, err) = stderr_of(&mut firn_build(&s, &file));
+    assert_eq!(code, Some(102), "{err}");
+    assert!(
+        err.contains("hash mismatch in fixed-output derivation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("specified: sha256-LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564="),
+        "{err}"
+    );
+    assert!(err.contains("got:    sha256-"), "{err}");
+    let out = ok_str(
+        firn("nix-store")
+            .args(["--store", &s, "-q", "--outputs"])
+            .arg(ok_str(firn("nix-instantiate").args(["--store", &s]).arg(&file)).trim()),
+    );
+    let (code, _) =
+        stderr_of(cppnix("nix-store").args(["--store", &s, "--check-validity", out.trim()]));
+    assert_ne!(code, Some(0), "the output must not be valid");
+    assert!(!real(&s, out.trim()).exists());
+}
+
+/// A failing builder: exit 100, the last log lines, the log stored for `nix-store -l` (firn's
+/// and CppNix's), dependents reported; `--keep-going` still builds what does not depend on it.
+#[test]
+fn failing_build_and_keep_going() {
+    if !have_busybox() {
+        return;
+    }
+    let e = env();
+    let file = e.write(
+        "default.nix",
+        &expr(
+            r#"let bad = mk "bad" "echo line-one; echo line-two >&2; exit 3" { };
+                   good = mk "good" "sleep 0.3; echo ok > $out" { };
+               in [ (mk "top" "cat ${bad} > $out" { }) good ]"#,
+        ),
+    );
+    let s = e.store("s");
+    let (code, err) = stderr_of(&mut firn_build(&s, &file));
+    assert_eq!(code, Some(100), "{err}");
+    assert!(err.contains("failed with exit code 3"), "{err}");
+    assert!(
+        err.contains("> line-one") && err.contains("> line-two"),
+        "{err}"
+    );
+    assert!(err.contains("dependencies of derivation"), "{err}");
+    // The stored log, read by both implementations.
+    let bad_drv = std::fs::read_dir(Path::new(&s).join("nix/store"))
+        .expect("store")
+        .filter_map(|d| d.ok())
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with("-bad.drv"))
+        .expect("bad.drv");
+    let bad_drv = format!("/nix/store/{bad_drv}");
+    for tool in [firn("nix-store"), cppnix("nix-store")] {
+        let mut tool = tool;
+        let log = ok_str(tool.args(["--store", &s, "-l", &bad_drv]));
+        assert_eq!(log, "line-one\nline-two\n");
+    }
+    // With --keep-going the independent derivation is built.
+    let (code, err) = stderr_of(firn_build(&s, &file).arg("--keep-going"));
+    assert_eq!(code, Some(100), "{err}");
+    let good = ok_str(firn_build(&s, &file).args(["-A", "1"]));
+    assert!(real(&s, good.trim()).exists());
+}
+
+/// `--check` passes for a deterministic build and exits 104 for one that is not.
+#[test]
+fn check_detects_nondeterminism() {
+    if !have_busybox() {
+        return;
+    }
+    let e = env();
+    let file = e.write(
+        "default.nix",
+        &expr(
+            r#"{ det = mk "det" "echo same > $out" { };
+                 nondet = mk "nondet" "cat /proc/sys/kernel/random/uuid > $out" { }; }"#,
+        ),
+    );
+    let s = e.store("s");
+    ok(firn_build(&s, &file).args(["-A", "det"]));
+    ok(firn_build(&s, &file).args(["-A", "nondet"]));
+    ok(firn_build(&s, &file).args(["-A", "det", "--check"]));
+    let (code, err) = stderr_of(firn_build(&s, &file).args(["-A", "nondet", "--check"]));
+    assert_eq!(code, Some(104), "{err}");
+    assert!(err.contains("may not be deterministic"), "{err}");
+}
+
+/// `timeout` kills the build and exits 101; disallowed references fail the build.
+#[test]
+fn timeout_and_reference_rules() {
+    if !have_busybox() {
+        return;
+    }
+    let e = env();
+    let file = e.write(
+        "default.nix",
+        &expr(
+            r#"{ slow = mk "slow" "sleep 30; touch $out" { };
+                 refs = mk "refs" "echo ${bb} > $out" { allowedReferences = [ ]; };
+                 refsOk = mk "refs-ok" "echo ${bb} > $out" { allowedReferences = [ bb ]; }; }"#,
+        ),
+    );
+    let s = e.store("s");
+    let t = std::time::Instant::now();
+    let (code, err) =
+        stderr_of(firn_build(&s, &file).args(["-A", "slow", "--option", "timeout", "1"]));
+    assert_eq!(code, Some(101), "{err}");
+    assert!(err.contains("timed out after 1 seconds"), "{err}");
+    assert!(t.elapsed().as_secs() < 20);
+    let (code, err) = stderr_of(firn_build(&s, &file).args(["-A", "refs"]));
+    assert_eq!(code, Some(100), "{err}");
+    assert!(err.contains("is not allowed to refer to"), "{err}");
+    ok(firn_build(&s, &file).args(["-A", "refsOk"]));
+}
+
+/// `kill -9` of firn in the middle of a build leaves a consistent store, and a rerun builds.
+#[test]
+fn killed_mid_build_then_rerun() {
+    if !have_busybox() {
+        return;
+    }
+    let e = env();
+    let flag_dir = e.dir.join("flags");
+    std::fs::create_dir_all(&flag_dir).expect("mkdir");
+    std::fs::write(flag_dir.join("wait"), "").expect("flag");
+    let file = e.write(
+        "default.nix",
+        &expr(&format!(
+            r#"mk "waits" "mkdir $out; echo partial > $out/a; while test -e {d}/wait; do sleep 0.05; done; echo done > $out/b" {{ }}"#,
+            d = flag_dir.display()
+        )),
+    );
+    let s = e.store("s");
+    let sandbox_path = format!("{}", flag_dir.display());
+    let mut child = firn_build(&s, &file)
+        .args(["--option", "extra-sandbox-paths", &sandbox_path])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the builder is running (its output directory exists in the sandbox).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let running = std::fs::read_dir(Path::new(&s).join("nix/store"))
+            .map(|rd| {
+                rd.filter_map(|d| d.ok())
+                    .any(|d| d.file_name().to_string_lossy().ends_with(".chroot"))
+            })
+            .unwrap_or(false);
+        if running {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    // Nothing incomplete is valid.
+    let drv = ok_str(firn("nix-instantiate").args(["--store", &s]).arg(&file));
+    let out = ok_str(firn("nix-store").args(["--store", &s, "-q", "--outputs", drv.trim()]));
+    let (code, _) =
+        stderr_of(cppnix("nix-store").args(["--store", &s, "--check-validity", out.trim()]));
+    assert_ne!(code, Some(0));
+    ok(cppnix("nix-store").args(["--store", &s, "--verify", "--check-contents"]));
+    // A rerun succeeds.
+    std::fs::remove_file(flag_dir.join("wait")).expect("unflag");
+    let p = ok_str(firn_build(&s, &file).args(["--option", "extra-sandbox-paths", &sandbox_path]));
+    assert_eq!(
+        std::fs::read_to_string(real(&s, p.trim()).join("b")).expect("read"),
+        "done\n"
+    );
+}
+
+/// Two firn processes realising the same graph build each derivation once.
+#[test]
+fn concurrent_builders_build_once() {
+    if !have_busybox() {
+        return;
+    }
+    let e = env();
+    let shared = e.dir.join("shared");
+    std::fs::create_dir_all(&shared).expect("mkdir");
+    std::fs::write(shared.join("log"), "").expect("log");
+    let file = e.write(
+        "default.nix",
+        &expr(&format!(
+            r#"let n = name: deps: mk name "echo ${{name}} >> {d}/log; sleep 0.2; echo ${{toString deps}} > $out" {{ }};
+                   a = n "a" [ ]; b = n "b" [ a ]; c = n "c" [ a ]; d = n "d" [ b c ];
+               in d"#,
+            d = shared.display()
+        )),
+    );
+    let s = e.store("s");
+    let sp = shared.display().to_string();
+    // Write the .drv files first, so both processes race only on building.
+    ok(firn("nix-instantiate").args(["--store", &s]).arg(&file));
+    let spawn = || {
+        firn_build(&s, &file)
+            .args(["--option", "extra-sandbox-paths", &sp, "-j", "2"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let (mut x, mut y) = (spawn(), spawn());
+    assert!(x.wait().expect("wait").success());
+    assert!(y.wait().expect("wait").success());
+    let log = std::fs::read_to_string(shared.join("log")).expect("read");
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["a", "b", "c", "d"], "{log}");
+}
