@@ -397,11 +397,24 @@ pub fn build_one(
             true
         }
     };
+    // A store whose files live elsewhere than its store directory (a chroot store) can only be
+    // built for through the sandbox, which mounts it where builders expect it (as CppNix does).
+    let chroot_store = store.layout().real_store_dir != Path::new(sd.as_str());
+    if chroot_store {
+        use_sandbox = true;
+    }
     if builtin {
         use_sandbox = false;
     }
     if use_sandbox {
         if let Err(e) = sandbox_available() {
+            if chroot_store {
+                return fail(
+                    node,
+                    FailKind::Misc,
+                    format!("building '{drv_shown}' in a chroot store needs the sandbox, which cannot be set up here: {e}"),
+                );
+            }
             if settings.sandbox_fallback {
                 tracing::warn!("building '{drv_shown}' without the sandbox: {e}");
                 use_sandbox = false;

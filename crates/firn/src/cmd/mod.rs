@@ -1,6 +1,7 @@
 //! The new-style `nix` command line (`firn <command>`), parsed with clap.
 
 pub mod accessor;
+pub mod build;
 pub mod derivation;
 pub mod eval;
 pub mod hash;
@@ -50,6 +51,10 @@ enum Command {
     ShowDerivation(derivation::ShowArgs),
     /// Evaluate a Nix expression.
     Eval(eval::EvalArgs),
+    /// Build derivations (`--file`/`--expr` attribute paths, store paths, DRV^OUTPUTS).
+    Build(build::BuildArgs),
+    /// Show the build log of a derivation or of the derivation that built a path.
+    Log(build::LogArgs),
     /// Show why a package has another package in its closure.
     #[command(name = "why-depends")]
     WhyDepends(why_depends::WhyDependsArgs),
@@ -103,6 +108,8 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),
         Command::Eval(a) => eval::run(a),
+        Command::Build(a) => build::build(&ctx, a),
+        Command::Log(a) => build::log(&ctx, a),
         Command::WhyDepends(a) => why_depends::run(&ctx.open_store()?, a),
         Command::Derivation(DerivationCmd::Show(a)) | Command::ShowDerivation(a) => {
             derivation::show(&ctx.open_store()?, a)

@@ -1,0 +1,205 @@
+//! `nix build` and `nix log`: installables are attribute paths of `--file`/`--expr`, store
+//! paths, or `DRV^OUTPUTS`; `nix build` realises them and makes `result` links (`result`,
+//! `result-1`, `result-dev`, ...) as GC roots, with `--no-link`, `-o`, `--print-out-paths`,
+//! `--json`, `--dry-run`, `-L`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use firn_build::DerivedPath;
+use firn_store::LocalStore;
+
+use crate::context::Ctx;
+use crate::legacy::nix_instantiate::{evaluate, read_input, EvalOptions};
+use crate::realise::{make_result_link, realise, BuildFlags};
+
+#[derive(Args, Debug, Default)]
+pub struct InstallableArgs {
+    /// Interpret installables as attribute paths of the value of this Nix expression.
+    #[arg(long)]
+    pub expr: Option<String>,
+    /// Interpret installables as attribute paths of the value of this file.
+    #[arg(short = 'f', long)]
+    pub file: Option<String>,
+    /// `--arg NAME EXPR` for functions taking a set.
+    #[arg(long, num_args = 2, value_names = ["NAME", "EXPR"])]
+    pub arg: Vec<String>,
+    /// `--argstr NAME STRING` for functions taking a set.
+    #[arg(long, num_args = 2, value_names = ["NAME", "STRING"])]
+    pub argstr: Vec<String>,
+    /// Add a path to the search path (`<nixpkgs>`).
+    #[arg(short = 'I', long = "include")]
+    pub include: Vec<String>,
+    /// Installables: attribute paths (with --file/--expr), store paths, or DRV^OUTPUTS.
+    pub installables: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub inst: InstallableArgs,
+    /// Do not create `result` links.
+    #[arg(long)]
+    no_link: bool,
+    /// The prefix of the links to create (default `result`).
+    #[arg(short = 'o', long = "out-link")]
+    out_link: Option<String>,
+    /// Print the output paths.
+    #[arg(long)]
+    print_out_paths: bool,
+    /// Print what was built as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Show what would be built without building.
+    #[arg(long)]
+    dry_run: bool,
+    /// Rebuild and compare with the valid outputs.
+    #[arg(long)]
+    check: bool,
+    /// Keep the build directory of failed builds.
+    #[arg(short = 'K', long)]
+    keep_failed: bool,
+    /// Go on with other builds after one failed.
+    #[arg(short = 'k', long)]
+    keep_going: bool,
+    /// Print full build logs on stderr.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub inst: InstallableArgs,
+}
+
+/// One installable, resolved to what must be realised.
+struct Resolved {
+    path: DerivedPath,
+}
+
+/// Resolve installables (evaluating `--file`/`--expr` where given).
+fn resolve(ctx: &Ctx, inst: &InstallableArgs) -> Result<(Vec<Resolved>, LocalStore)> {
+    let mut store = ctx.open_store()?;
+    if inst.file.is_none() && inst.expr.is_none() {
+        if inst.installables.is_empty() {
+            bail!("'nix build' without --file or --expr needs a flake, which firn does not support yet; give store paths, DRV^OUTPUTS, or use --file/--expr");
+        }
+        let mut out = Vec::new();
+        for i in &inst.installables {
+            if i.contains('#') || !(i.starts_with('/') || i.starts_with('.')) {
+                bail!("flake installables such as '{i}' are not supported by firn yet; use --file or --expr");
+            }
+            out.push(Resolved {
+                path: crate::realise::parse_derived_path(&store, i)?,
+            });
+        }
+        return Ok((out, store));
+    }
+    let cwd = std::env::current_dir()
+        .context("getting the current directory")?
+        .to_string_lossy()
+        .into_owned();
+    let (src, from_expr) = match (&inst.expr, &inst.file) {
+        (Some(e), None) => (e.clone(), true),
+        (None, Some(f)) => (f.clone(), false),
+        _ => bail!("'--expr' and '--file' cannot be used together"),
+    };
+    let mut args = Vec::new();
+    for pair in inst.arg.chunks(2) {
+        args.push((pair[0].clone(), pair[1].clone(), false));
+    }
+    for pair in inst.argstr.chunks(2) {
+        args.push((pair[0].clone(), pair[1].clone(), true));
+    }
+    let attrs = if inst.installables.is_empty() {
+        vec![String::new()]
+    } else {
+        inst.installables.clone()
+    };
+    let mut out = Vec::new();
+    for attr in attrs {
+        let opts = EvalOptions {
+            attr_paths: vec![attr],
+            args: args.clone(),
+            include: inst.include.clone(),
+            ..Default::default()
+        };
+        let input = read_input(&src, from_expr, &cwd)?;
+        let (drvs, s) = evaluate(vec![input], opts, store, false)?;
+        store = s;
+        for (drv, output) in drvs {
+            out.push(Resolved {
+                path: DerivedPath::Built {
+                    drv: store.store_dir().parse(&drv)?,
+                    outputs: Some([output].into()),
+                },
+            });
+        }
+    }
+    Ok((out, store))
+}
+
+pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
+    let (resolved, store) = resolve(ctx, &a.inst)?;
+    let flags = BuildFlags {
+        dry_run: a.dry_run,
+        check: a.check,
+        keep_failed: a.keep_failed,
+        keep_going: a.keep_going,
+        print_build_logs: a.print_build_logs,
+    };
+    let wanted: Vec<DerivedPath> = resolved.iter().map(|r| r.path.clone()).collect();
+    realise(ctx, &store, &wanted, &flags)?;
+    if a.dry_run {
+        return Ok(());
+    }
+    let sd = store.store_dir();
+    let link_prefix = a.out_link.clone().unwrap_or_else(|| "result".into());
+    let mut json = Vec::new();
+    for (i, r) in resolved.iter().enumerate() {
+        let outs = crate::realise::resolved_outputs(&store, &r.path)?;
+        let mut outputs = BTreeMap::new();
+        for (name, p) in &outs {
+            if !a.no_link {
+                let mut link = link_prefix.clone();
+                if i > 0 {
+                    link.push_str(&format!("-{i}"));
+                }
+                if !name.is_empty() && name != "out" {
+                    link.push_str(&format!("-{name}"));
+                }
+                make_result_link(&store, std::path::Path::new(&link), p)?;
+            }
+            if a.print_out_paths {
+                println!("{}", sd.display(p));
+            }
+            outputs.insert(name.clone(), sd.display(p));
+        }
+        match &r.path {
+            DerivedPath::Built { drv, .. } => json.push(serde_json::json!({
+                "drvPath": sd.display(drv),
+                "outputs": outputs,
+            })),
+            DerivedPath::Opaque(p) => json.push(serde_json::json!({ "path": sd.display(p) })),
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Array(json));
+    }
+    Ok(())
+}
+
+pub fn log(ctx: &Ctx, a: LogArgs) -> Result<()> {
+    let (resolved, store) = resolve(ctx, &a.inst)?;
+    let settings = crate::realise::build_settings(ctx, &store, &BuildFlags::default())?;
+    for r in resolved {
+        let p = match r.path {
+            DerivedPath::Built { drv, .. } => drv,
+            DerivedPath::Opaque(p) => p,
+        };
+        crate::realise::print_log(&store, &settings.log_dir, &store.store_dir().display(&p))?;
+    }
+    Ok(())
+}
