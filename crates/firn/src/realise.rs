@@ -114,6 +114,10 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
 struct Display {
     sd: firn_format::StoreDir,
     print_logs: bool,
+    /// `--log-format internal-json`: CppNix's `@nix {...}` activity lines instead of text.
+    json: bool,
+    /// Activity ids for `json`.
+    ids: BTreeMap<StorePath, u64>,
     /// A status line is drawn (stderr is a terminal and `-L` is off).
     status: bool,
     running: BTreeMap<StorePath, String>,
@@ -159,9 +163,45 @@ impl Display {
         self.status_drawn = true;
     }
 
+    fn json_event(&mut self, e: Event, err: &mut impl Write) {
+        // Activity type 105 is a build, result type 101 a build log line (CppNix's numbering).
+        let pid = u64::from(std::process::id()) << 32;
+        let line = match e {
+            Event::Started { drv } => {
+                let id = pid + self.ids.len() as u64 + 1;
+                self.ids.insert(drv.clone(), id);
+                serde_json::json!({
+                    "action": "start", "id": id, "level": 3, "type": 105, "parent": 0,
+                    "text": format!("building '{}'", self.sd.display(drv)),
+                    "fields": [self.sd.display(drv), "", 1, 1],
+                })
+            }
+            Event::Log { drv, line } => serde_json::json!({
+                "action": "result", "id": self.ids.get(drv).copied().unwrap_or(0),
+                "type": 101, "fields": [line],
+            }),
+            Event::Finished { drv, failure } => {
+                if let Some(f) = failure {
+                    let _ = writeln!(
+                        err,
+                        "@nix {}",
+                        serde_json::json!({ "action": "msg", "level": 0, "msg": format!("error: {}", f.msg) })
+                    );
+                }
+                serde_json::json!({ "action": "stop", "id": self.ids.get(drv).copied().unwrap_or(0) })
+            }
+        };
+        let _ = writeln!(err, "@nix {line}");
+    }
+
     fn event(&mut self, e: Event) {
         let stderr = std::io::stderr();
         let mut err = stderr.lock();
+        if self.json {
+            self.json_event(e, &mut err);
+            let _ = err.flush();
+            return;
+        }
         self.clear_status(&mut err);
         match e {
             Event::Started { drv } => {
@@ -255,10 +295,24 @@ pub fn realise(
     if flags.dry_run {
         return Ok(());
     }
+    let format = ctx.settings.get("log-format").unwrap_or("").to_string();
+    let tty = std::io::stderr().is_terminal();
+    let print_logs = flags.print_build_logs
+        || format == "bar-with-logs"
+        || ctx.settings.get_bool("print-build-logs");
     let mut display = Display {
         sd: sd.clone(),
-        print_logs: flags.print_build_logs,
-        status: std::io::stderr().is_terminal() && !flags.print_build_logs,
+        print_logs,
+        json: format == "internal-json",
+        ids: BTreeMap::new(),
+        // `raw` never draws a status line; `bar` and `bar-with-logs` do on a terminal, as does
+        // the default when logs are not printed.
+        status: tty
+            && match format.as_str() {
+                "raw" => false,
+                "bar" | "bar-with-logs" => true,
+                _ => !print_logs,
+            },
         running: BTreeMap::new(),
         done: 0,
         total: plan.nodes.len(),

@@ -82,6 +82,7 @@ pub const KNOWN: &[(&str, Kind, &str)] = &[
     ("compress-build-log", Kind::Bool, "true"),
     ("max-build-log-size", Kind::Value, "0"),
     ("log-lines", Kind::Value, "25"),
+    ("print-build-logs", Kind::Bool, "false"),
     ("print-missing", Kind::Bool, "true"),
     ("repeat", Kind::Value, "0"),
     ("pre-build-hook", Kind::Value, ""),

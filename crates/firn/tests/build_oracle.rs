@@ -465,6 +465,38 @@ fn concurrent_builders_build_once() {
     let mut lines: Vec<&str> = log.lines().collect();
     lines.sort();
     assert_eq!(lines, vec!["a", "b", "c", "d"], "{log}");
+
+    // firn and CppNix on one store take the same output locks: each derivation is built once.
+    std::fs::write(shared.join("log"), "").expect("log");
+    let file2 = e.write(
+        "second.nix",
+        &expr(&format!(
+            r#"let n = name: deps: mk name "echo ${{name}} >> {d}/log; sleep 0.3; echo ${{toString deps}} > $out" {{ }};
+                   a = n "a2" [ ]; b = n "b2" [ a ]; c = n "c2" [ a ]; d = n "d2" [ b c ];
+               in d"#,
+            d = shared.display()
+        )),
+    );
+    ok(firn("nix-instantiate").args(["--store", &s]).arg(&file2));
+    let mut x = firn_build(&s, &file2)
+        .args(["--option", "extra-sandbox-paths", &sp, "-j", "2"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut y = cppnix("nix-build")
+        .args(["--store", &s, "--no-out-link", "-j", "2"])
+        .args(["--option", "extra-sandbox-paths", &sp])
+        .arg(&file2)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(x.wait().expect("wait").success());
+    assert!(y.wait().expect("wait").success());
+    let log = std::fs::read_to_string(shared.join("log")).expect("read");
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["a2", "b2", "c2", "d2"], "{log}");
 }
 
 /// The README's example package set builds, with firn and with CppNix, to the same paths and
