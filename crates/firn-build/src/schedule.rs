@@ -475,6 +475,13 @@ pub fn build_one(
         .layout()
         .real_store_dir
         .join(format!("{}.chroot", node.drv_path.base_name()));
+    if use_sandbox {
+        // The sandbox directory lives in the store directory: a temporary root keeps a
+        // collector (firn's or CppNix's) from deleting it under the running build.
+        if let Ok(p) = StorePath::from_base_name(&format!("{}.chroot", node.drv_path.base_name())) {
+            store.add_temp_root(&p)?;
+        }
+    }
     let chroot_cleanup = Cleanup(if use_sandbox {
         Some(chroot.clone())
     } else {
