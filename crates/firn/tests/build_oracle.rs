@@ -467,7 +467,12 @@ fn concurrent_builders_build_once() {
     assert_eq!(lines, vec!["a", "b", "c", "d"], "{log}");
 
     // firn and CppNix on one store take the same output locks: each derivation is built once.
+    // (CppNix's builder is not the owner of the log, so it must be writable by all.)
     std::fs::write(shared.join("log"), "").expect("log");
+    for (p, mode) in [(shared.clone(), 0o777), (shared.join("log"), 0o666)] {
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+    }
     let file2 = e.write(
         "second.nix",
         &expr(&format!(
