@@ -80,9 +80,10 @@ pub fn output_location(chroot: &Path, base_name: &str) -> PathBuf {
     chroot.join("upper").join(base_name)
 }
 
-/// The device nodes every sandbox gets.
+/// The device nodes every sandbox gets (those the host has).
 pub const DEVICES: &[&str] = &[
     "/dev/full",
+    "/dev/kvm",
     "/dev/null",
     "/dev/random",
     "/dev/tty",

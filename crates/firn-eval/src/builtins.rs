@@ -1092,6 +1092,13 @@ pub fn install(ev: &mut Evaluator) {
         set.insert(name.into(), t.clone());
         globals.insert(name, t);
     }
+    // `builtins.currentTime` (impure, only under `builtins`): seconds since the epoch, fixed
+    // for the whole evaluation.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    set.insert("currentTime".into(), Thunk::value(Value::Int(now)));
     // `derivation` is Nix code over `derivationStrict`; it is parsed once the global scope it
     // closes over exists.
     let derivation = Thunk::value(Value::Null);

@@ -101,6 +101,12 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
     if !features.is_empty() {
         s.system_features = features.into_iter().collect();
     }
+    // Features firn cannot provide are not claimed: `uid-range` builds (no uid ranges are
+    // allocated) and `kvm` without /dev/kvm.
+    s.system_features.remove("uid-range");
+    if !Path::new("/dev/kvm").exists() {
+        s.system_features.remove("kvm");
+    }
     s.compress_build_log = ctx.settings.get("compress-build-log") != Some("false");
     s.keep_build_log = ctx.settings.get("keep-build-log") != Some("false");
     if let Some(n) = ctx.settings.get("log-lines").and_then(|v| v.parse().ok()) {
