@@ -167,6 +167,8 @@ pub enum FailKind {
     DependencyFailed,
     /// Cannot be built here (wrong system, missing features, sandbox setup).
     Misc,
+    /// Stopped because another build failed (without `keep-going`); not reported.
+    Cancelled,
 }
 
 /// One derivation that could not be built.
@@ -184,21 +186,18 @@ pub fn exit_status(failures: &[Failure]) -> u8 {
         return 0;
     }
     let mut mask = 0u8;
-    let mut other = false;
     for f in failures {
         match f.kind {
             FailKind::Failed => mask |= 0x04,
             FailKind::TimedOut => mask |= 0x04 | 0x01,
             FailKind::HashMismatch => mask |= 0x04 | 0x02,
             FailKind::NotDeterministic => mask |= 0x08,
-            FailKind::DependencyFailed => {}
-            FailKind::Misc => other = true,
+            FailKind::DependencyFailed | FailKind::Misc | FailKind::Cancelled => {}
         }
     }
     if mask == 0 {
         return 1;
     }
-    let _ = other;
     0x60 | mask
 }
 

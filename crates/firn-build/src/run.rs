@@ -142,14 +142,7 @@ pub fn run(
             (Proc::Cmd(child), out_r)
         }
         Launch::Sandboxed(spec) => match crate::sandbox::start(&spec) {
-            Ok(mut started) => {
-                let log = std::mem::replace(
-                    &mut started.log,
-                    // A placeholder that is never read: the real log end is returned.
-                    pipe()?.0,
-                );
-                (Proc::Sandboxed(started), log)
-            }
+            Ok((started, log)) => (Proc::Sandboxed(started), log),
             Err(e) => return Ok(Ended::SetupFailed(e)),
         },
     };

@@ -605,8 +605,6 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 /// A started sandboxed builder.
 pub struct Started {
     pub pid: libc::pid_t,
-    /// Everything the builder writes (stdout and stderr).
-    pub log: OwnedFd,
     /// What the child reported on the status pipe (8 bytes on a setup failure).
     status: Option<[u8; 8]>,
     ops: Vec<String>,
@@ -636,8 +634,9 @@ fn write_proc(pid: libc::pid_t, file: &str, text: &str) -> Result<(), String> {
     fs::write(&p, text).map_err(|e| format!("writing '{p}': {e}"))
 }
 
-/// Start the builder in the sandbox. The caller reads `log` until EOF and then reaps `pid`.
-pub fn start(spec: &Spec) -> Result<Started, String> {
+/// Start the builder in the sandbox; also returns the read end of its output (stdout and
+/// stderr). The caller reads that until EOF and then reaps `pid`.
+pub fn start(spec: &Spec) -> Result<(Started, OwnedFd), String> {
     let ops = plan_ops(spec)?;
     let descriptions = ops.iter().map(Op::describe).collect();
     let (sync_r, sync_w) = pipe()?;
@@ -746,13 +745,13 @@ pub fn start(spec: &Spec) -> Result<Started, String> {
     drop(sync_w);
     drop(plan);
     drop(stack);
-    Ok(Started {
+    let started = Started {
         pid,
-        log: log_r,
         status: if got == 8 { Some(buf) } else { None },
         ops: descriptions,
         builder: spec.builder.clone(),
-    })
+    };
+    Ok((started, log_r))
 }
 
 /// Whether namespaces can be created here: clone a child into them that exits at once.

@@ -136,7 +136,7 @@ pub fn realise(
                         }
                         Err(f) => {
                             state[i] = 3;
-                            let cancelled = f.kind == FailKind::Misc && f.msg.is_empty();
+                            let cancelled = f.kind == FailKind::Cancelled;
                             if !cancelled {
                                 display(Event::Finished {
                                     drv: &node.drv_path,
@@ -182,8 +182,12 @@ pub fn realise(
 fn direct_inputs(store: &LocalStore, node: &Node) -> Result<BTreeSet<StorePath>, BuildError> {
     let mut inputs: BTreeSet<StorePath> = node.drv.input_srcs.clone();
     for (drv, outs) in &node.drv.input_drvs {
-        let d = read_derivation(store, drv)?;
-        let paths = output_paths(drv, &d, store)?;
+        // The database records every registered .drv's outputs; parse the file only when it
+        // does not (a .drv registered by something that did not fill that table).
+        let mut paths = store.query_derivation_outputs(drv)?;
+        if !outs.iter().all(|o| paths.contains_key(o)) {
+            paths = output_paths(drv, &read_derivation(store, drv)?, store)?;
+        }
         for o in outs {
             match paths.get(o) {
                 Some(p) => {
@@ -727,8 +731,8 @@ pub fn build_one(
         )),
         Ended::Cancelled => Err(Failure {
             drv: node.drv_path.clone(),
-            kind: FailKind::Misc,
-            msg: String::new(),
+            kind: FailKind::Cancelled,
+            msg: format!("building '{drv_shown}' was cancelled"),
         }),
     };
     if let Err(f) = &result {
@@ -738,7 +742,7 @@ pub fn build_one(
                 let _ = firn_store::canon::delete_path(&store.real_path(p));
             }
         }
-        if settings.keep_failed && f.kind != FailKind::Misc {
+        if settings.keep_failed && !matches!(f.kind, FailKind::Misc | FailKind::Cancelled) {
             let kept = tmp_cleanup.0.take();
             if let Some(k) = kept {
                 emit(format!("note: keeping build directory '{}'", k.display()));

@@ -12,12 +12,31 @@ use std::process::Command;
 use common::*;
 
 /// The builders are busybox; `.ci/run` installs it, so its absence is a failure, not a skip.
-fn have_busybox() -> bool {
+fn need_busybox() {
     assert!(
         Path::new("/usr/bin/busybox").exists(),
         "the build tests need /usr/bin/busybox (apt-get install busybox-static)"
     );
-    true
+}
+
+/// The base name of the entry of `store`'s store directory ending in `suffix`.
+fn store_entry(store: &str, suffix: &str) -> Option<String> {
+    std::fs::read_dir(Path::new(store).join("nix/store"))
+        .ok()?
+        .filter_map(|d| d.ok())
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(suffix))
+}
+
+/// The lines of a shared build log, sorted.
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
 }
 
 /// The prelude every test expression starts with: busybox in the store and `mk`.
@@ -113,10 +132,7 @@ rec {
 /// The same derivations built by firn and by CppNix give the same paths, bytes and references.
 #[test]
 fn builds_equal_cppnix() {
-    if !have_busybox() {
-        eprintln!("skipping: /usr/bin/busybox is missing (apt-get install busybox-static)");
-        return;
-    }
+    need_busybox();
     let e = env();
     let file = e.write("default.nix", &expr(DETERMINISTIC));
     let (sf, sc) = (e.store("firn"), e.store("cppnix"));
@@ -179,9 +195,7 @@ fn stderr_of(c: &mut Command) -> (Option<i32>, String) {
 /// A build sees only its inputs: no host files, no network, no writes to its inputs.
 #[test]
 fn sandbox_isolates_builds() {
-    if !have_busybox() {
-        return;
-    }
+    need_busybox();
     let e = env();
     let secret = e.write("secret", "host data\n");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
@@ -216,12 +230,12 @@ fn sandbox_isolates_builds() {
         }
     }
     // The input was not modified.
-    let bb_dir = std::fs::read_dir(Path::new(&s).join("nix/store"))
-        .expect("store")
-        .filter_map(|d| d.ok())
-        .find(|d| d.file_name().to_string_lossy().ends_with("-busybox"))
-        .expect("busybox in the store");
-    assert!(!bb_dir.path().join("evil").exists());
+    let bb_dir = store_entry(&s, "-busybox").expect("busybox in the store");
+    assert!(!Path::new(&s)
+        .join("nix/store")
+        .join(bb_dir)
+        .join("evil")
+        .exists());
     // Only the input closure is visible.
     let p = ok_str(firn_build(&s, &file).args(["-A", "listStore"]));
     let listing = std::fs::read_to_string(real(&s, p.trim())).expect("read");
@@ -236,9 +250,7 @@ fn sandbox_isolates_builds() {
 /// A fixed-output hash mismatch exits 102, names both hashes, and registers nothing.
 #[test]
 fn fixed_output_mismatch() {
-    if !have_busybox() {
-        return;
-    }
+    need_busybox();
     let e = env();
     let file = e.write(
         "default.nix",
@@ -275,9 +287,7 @@ fn fixed_output_mismatch() {
 /// and CppNix's), dependents reported; `--keep-going` still builds what does not depend on it.
 #[test]
 fn failing_build_and_keep_going() {
-    if !have_busybox() {
-        return;
-    }
+    need_busybox();
     let e = env();
     let file = e.write(
         "default.nix",
@@ -297,12 +307,7 @@ fn failing_build_and_keep_going() {
     );
     assert!(err.contains("dependencies of derivation"), "{err}");
     // The stored log, read by both implementations.
-    let bad_drv = std::fs::read_dir(Path::new(&s).join("nix/store"))
-        .expect("store")
-        .filter_map(|d| d.ok())
-        .map(|d| d.file_name().to_string_lossy().into_owned())
-        .find(|n| n.ends_with("-bad.drv"))
-        .expect("bad.drv");
+    let bad_drv = store_entry(&s, "-bad.drv").expect("bad.drv");
     let bad_drv = format!("/nix/store/{bad_drv}");
     for tool in [firn("nix-store"), cppnix("nix-store")] {
         let mut tool = tool;
@@ -319,9 +324,7 @@ fn failing_build_and_keep_going() {
 /// `--check` passes for a deterministic build and exits 104 for one that is not.
 #[test]
 fn check_detects_nondeterminism() {
-    if !have_busybox() {
-        return;
-    }
+    need_busybox();
     let e = env();
     let file = e.write(
         "default.nix",
@@ -342,9 +345,7 @@ fn check_detects_nondeterminism() {
 /// `timeout` kills the build and exits 101; disallowed references fail the build.
 #[test]
 fn timeout_and_reference_rules() {
-    if !have_busybox() {
-        return;
-    }
+    need_busybox();
     let e = env();
     let file = e.write(
         "default.nix",
@@ -370,9 +371,7 @@ fn timeout_and_reference_rules() {
 /// `kill -9` of firn in the middle of a build leaves a consistent store, and a rerun builds.
 #[test]
 fn killed_mid_build_then_rerun() {
-    if !have_busybox() {
-        return;
-    }
+    need_busybox();
     let e = env();
     let flag_dir = e.dir.join("flags");
     std::fs::create_dir_all(&flag_dir).expect("mkdir");
@@ -394,13 +393,7 @@ fn killed_mid_build_then_rerun() {
     // Wait until the builder is running (its output directory exists in the sandbox).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let running = std::fs::read_dir(Path::new(&s).join("nix/store"))
-            .map(|rd| {
-                rd.filter_map(|d| d.ok())
-                    .any(|d| d.file_name().to_string_lossy().ends_with(".chroot"))
-            })
-            .unwrap_or(false);
-        if running {
+        if store_entry(&s, ".chroot").is_some() {
             std::thread::sleep(std::time::Duration::from_millis(300));
             break;
         }
@@ -431,9 +424,7 @@ fn killed_mid_build_then_rerun() {
 /// Two firn processes realising the same graph build each derivation once.
 #[test]
 fn concurrent_builders_build_once() {
-    if !have_busybox() {
-        return;
-    }
+    need_busybox();
     let e = env();
     let shared = e.dir.join("shared");
     std::fs::create_dir_all(&shared).expect("mkdir");
@@ -461,10 +452,7 @@ fn concurrent_builders_build_once() {
     let (mut x, mut y) = (spawn(), spawn());
     assert!(x.wait().expect("wait").success());
     assert!(y.wait().expect("wait").success());
-    let log = std::fs::read_to_string(shared.join("log")).expect("read");
-    let mut lines: Vec<&str> = log.lines().collect();
-    lines.sort();
-    assert_eq!(lines, vec!["a", "b", "c", "d"], "{log}");
+    assert_eq!(sorted_lines(&shared.join("log")), ["a", "b", "c", "d"]);
 
     // firn and CppNix on one store take the same output locks: each derivation is built once.
     // (CppNix's builder is not the owner of the log, so it must be writable by all.)
@@ -498,17 +486,14 @@ fn concurrent_builders_build_once() {
         .expect("spawn");
     assert!(x.wait().expect("wait").success());
     assert!(y.wait().expect("wait").success());
-    let log = std::fs::read_to_string(shared.join("log")).expect("read");
-    let mut lines: Vec<&str> = log.lines().collect();
-    lines.sort();
-    assert_eq!(lines, vec!["a2", "b2", "c2", "d2"], "{log}");
+    assert_eq!(sorted_lines(&shared.join("log")), ["a2", "b2", "c2", "d2"]);
 }
 
 /// The README's example package set builds, with firn and with CppNix, to the same paths and
 /// bytes, and its program runs.
 #[test]
 fn readme_example_package_set() {
-    have_busybox();
+    need_busybox();
     let e = env();
     let pkgs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pkgs");
     let (sf, sc) = (e.store("firn"), e.store("cppnix"));
