@@ -1,0 +1,415 @@
+//! A binary cache over a [`Backend`]: the `nix-cache-info` handshake, narinfo lookups, NAR
+//! download (decompressed as it streams) and upload (NAR hash, compression, file hash and the
+//! staged file in one pass), signing, and the `.ls` listing.
+//!
+//! Upload order is CppNix's: the NAR file first, then the narinfo, so a reader that finds a
+//! narinfo always finds its NAR.
+
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use firn_format::hash::{HashAlgo, HashFormat, Hasher};
+use firn_format::narinfo::NarInfo;
+use firn_format::signature::SecretKey;
+use firn_format::{CacheInfo, StoreDir, StorePath};
+use firn_store::ValidPathInfo;
+
+use crate::backend::file::FileBackend;
+use crate::backend::http::HttpBackend;
+use crate::backend::{check_key, Backend, Upload};
+use crate::compression::Compression;
+use crate::uri::{CacheUri, Location};
+use crate::{CacheError, Result};
+
+/// How to open caches (from the settings).
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// `http-connections`.
+    pub http_connections: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            http_connections: 25,
+        }
+    }
+}
+
+pub struct BinaryCache {
+    backend: Box<dyn Backend>,
+    uri: String,
+    sd: StoreDir,
+    pub compression: Compression,
+    compression_level: i32,
+    parallel_compression: bool,
+    write_nar_listing: bool,
+    secret_keys: Vec<SecretKey>,
+    /// Lower is preferred (cache.nixos.org says 40).
+    pub priority: i32,
+    pub want_mass_query: bool,
+    /// Whether narinfos should go through the disk cache (remote caches only, as CppNix).
+    pub remote: bool,
+    counter: AtomicU64,
+}
+
+/// A NAR as it comes from somewhere: something that writes it, or something to read it from.
+pub enum NarSource<'a> {
+    Producer(&'a mut dyn FnMut(&mut dyn Write) -> Result<()>),
+    Reader(&'a mut dyn Read),
+}
+
+struct CountingHasher<W> {
+    inner: W,
+    hasher: Hasher,
+    n: u64,
+}
+
+impl<W: Write> Write for CountingHasher<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl BinaryCache {
+    /// Open the cache at `uri` (with its `?parameters`). File caches are created as CppNix
+    /// does (the directory, `nar/`, and `nix-cache-info`); an HTTP cache must answer for
+    /// `nix-cache-info`.
+    pub fn open(uri: &str, sd: &StoreDir, opts: &OpenOptions) -> Result<BinaryCache> {
+        let parsed = CacheUri::parse(uri)?;
+        let base = parsed.base();
+        let (backend, remote): (Box<dyn Backend>, bool) = match &parsed.location {
+            Location::File(dir) => {
+                let b = FileBackend::new(dir.clone());
+                b.create_dirs()?;
+                (Box::new(b), false)
+            }
+            Location::Http(url) => (
+                Box::new(HttpBackend::new(url.clone(), opts.http_connections)),
+                true,
+            ),
+            Location::S3 { .. } => {
+                return Err(CacheError::BadUri {
+                    uri: uri.to_string(),
+                    why: "s3:// caches are not supported by firn yet".into(),
+                })
+            }
+        };
+        let compression = Compression::parse(parsed.param("compression").unwrap_or("xz"))?;
+        let int = |name: &str, default: i32| -> Result<i32> {
+            match parsed.param(name) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| CacheError::BadUri {
+                    uri: uri.to_string(),
+                    why: format!("parameter '{name}' must be an integer, not '{v}'"),
+                }),
+            }
+        };
+        let mut secret_keys = Vec::new();
+        if let Some(files) = parsed.param("secret-key").or(parsed.param("secret-keys")) {
+            for file in files.split(',').filter(|s| !s.is_empty()) {
+                secret_keys.push(read_secret_key(file)?);
+            }
+        }
+        let mut cache = BinaryCache {
+            backend,
+            uri: base,
+            sd: sd.clone(),
+            compression,
+            compression_level: int("compression-level", -1)?,
+            parallel_compression: parsed.flag("parallel-compression", false),
+            write_nar_listing: parsed.flag("write-nar-listing", false),
+            secret_keys,
+            priority: 50,
+            want_mass_query: false,
+            remote,
+            counter: AtomicU64::new(0),
+        };
+        match cache.backend.get_bytes("nix-cache-info")? {
+            Some(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let info = CacheInfo::parse_from(&text, &cache.uri)?;
+                info.check_store_dir(sd, &cache.uri)?;
+                cache.priority = info.priority.unwrap_or(50);
+                cache.want_mass_query = info.want_mass_query.unwrap_or(false);
+            }
+            None => {
+                let text = CacheInfo::new(sd).to_text();
+                cache
+                    .backend
+                    .put(
+                        "nix-cache-info",
+                        Upload::Bytes(text.as_bytes()),
+                        "text/x-nix-cache-info",
+                    )
+                    .map_err(|e| match e {
+                        CacheError::Upload { .. } => CacheError::Other(format!(
+                            "'{}' does not appear to be a binary cache",
+                            cache.uri
+                        )),
+                        e => e,
+                    })?;
+            }
+        }
+        if let Some(p) = parsed.param("priority") {
+            cache.priority = p.parse().map_err(|_| CacheError::BadUri {
+                uri: uri.to_string(),
+                why: format!("parameter 'priority' must be an integer, not '{p}'"),
+            })?;
+        }
+        cache.want_mass_query = parsed.flag("want-mass-query", cache.want_mass_query);
+        Ok(cache)
+    }
+
+    /// The URI without parameters.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    pub fn store_dir(&self) -> &StoreDir {
+        &self.sd
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    fn narinfo_key(p: &StorePath) -> String {
+        format!("{}.narinfo", p.hash_part())
+    }
+
+    /// The narinfo for `p`, or `None`. A narinfo that names another path is an error.
+    pub fn query_narinfo(&self, p: &StorePath) -> Result<Option<NarInfo>> {
+        let key = Self::narinfo_key(p);
+        let Some(bytes) = self.backend.get_bytes(&key)? else {
+            return Ok(None);
+        };
+        let whence = format!("{}/{key}", self.uri);
+        let text = String::from_utf8(bytes).map_err(|_| {
+            CacheError::Other(format!("NAR info file '{whence}' is not valid UTF-8"))
+        })?;
+        let info = NarInfo::parse(&self.sd, &text, &whence)?;
+        if info.path != *p {
+            return Err(CacheError::Other(format!(
+                "NAR info file '{whence}' is for path '{}', not '{}'",
+                self.sd.display(&info.path),
+                self.sd.display(p)
+            )));
+        }
+        Ok(Some(info))
+    }
+
+    /// Whether the cache has a narinfo for `p` (without reading it).
+    pub fn has_narinfo(&self, p: &StorePath) -> Result<bool> {
+        self.backend.exists(&Self::narinfo_key(p))
+    }
+
+    /// The decompressed NAR of `info` as a stream.
+    pub fn open_nar(&self, info: &NarInfo) -> Result<Box<dyn Read + Send>> {
+        check_key(&info.url, &self.uri)?;
+        let compression = Compression::parse(&info.compression)?;
+        let raw = self
+            .backend
+            .get(&info.url)?
+            .ok_or_else(|| CacheError::NoSuchFile {
+                key: info.url.clone(),
+                cache: self.uri.clone(),
+            })?;
+        compression
+            .decoder(raw)
+            .map_err(|e| self.io_err("decompressing", &info.url, e))
+    }
+
+    fn io_err(&self, op: &'static str, key: &str, e: io::Error) -> CacheError {
+        CacheError::Io {
+            op,
+            key: key.to_string(),
+            cache: self.uri.clone(),
+            source: e,
+        }
+    }
+
+    fn staging_path(&self) -> PathBuf {
+        let dir = self
+            .backend
+            .staging_dir()
+            .unwrap_or_else(std::env::temp_dir);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        dir.join(format!(".firn-upload-{}-{n}", std::process::id()))
+    }
+
+    /// Add a path: the NAR (from `nar`) is hashed, compressed and staged in one pass, checked
+    /// against `info`, uploaded unless the cache has that file already, then the narinfo is
+    /// written, signed with the cache's secret keys. Returns the narinfo written.
+    pub fn add_path(&self, info: &ValidPathInfo, nar: NarSource<'_>) -> Result<NarInfo> {
+        let staged = self.staging_path();
+        let result = self.add_path_staged(info, nar, &staged);
+        let _ = fs::remove_file(&staged);
+        result
+    }
+
+    fn add_path_staged(
+        &self,
+        info: &ValidPathInfo,
+        nar: NarSource<'_>,
+        staged: &std::path::Path,
+    ) -> Result<NarInfo> {
+        let what = self.sd.display(&info.path);
+        let file = fs::File::create(staged)
+            .map_err(|e| self.io_err("creating", &staged.display().to_string(), e))?;
+        let file_side = CountingHasher {
+            inner: BufWriter::with_capacity(1 << 17, file),
+            hasher: Hasher::new(HashAlgo::Sha256),
+            n: 0,
+        };
+        let encoder = self
+            .compression
+            .encoder(file_side, self.compression_level, self.parallel_compression)
+            .map_err(|e| self.io_err("compressing", &what, e))?;
+        let mut nar_side = CountingHasher {
+            inner: encoder,
+            hasher: Hasher::new(HashAlgo::Sha256),
+            n: 0,
+        };
+        match nar {
+            NarSource::Producer(produce) => produce(&mut nar_side)?,
+            NarSource::Reader(r) => {
+                io::copy(r, &mut nar_side)
+                    .map_err(|e| self.io_err("reading the NAR of", &what, e))?;
+            }
+        }
+        let nar_hash = nar_side.hasher.finish();
+        let nar_size = nar_side.n;
+        let mut file_side = nar_side
+            .inner
+            .finish()
+            .map_err(|e| self.io_err("compressing", &what, e))?;
+        file_side
+            .flush()
+            .map_err(|e| self.io_err("writing", &staged.display().to_string(), e))?;
+        let file_hash = file_side.hasher.finish();
+        let file_size = file_side.n;
+        drop(file_side.inner);
+
+        if nar_hash != info.nar_hash || (info.nar_size != 0 && nar_size != info.nar_size) {
+            return Err(CacheError::Other(format!(
+                "refusing to copy '{what}' to '{}': its NAR has hash {} and size {nar_size}, but the path is registered with hash {} and size {}",
+                self.uri,
+                nar_hash.encode(HashFormat::Nix32, true),
+                info.nar_hash.encode(HashFormat::Nix32, true),
+                info.nar_size
+            )));
+        }
+        let url = format!(
+            "nar/{}.nar{}",
+            file_hash.encode(HashFormat::Nix32, false),
+            self.compression.extension()
+        );
+        if self.write_nar_listing {
+            self.write_listing(info, staged)?;
+        }
+        if !self.backend.exists(&url)? {
+            self.backend.put(
+                &url,
+                Upload::File {
+                    path: staged,
+                    size: file_size,
+                },
+                "application/x-nix-nar",
+            )?;
+        }
+        let mut ni = NarInfo::new(info.path.clone(), url, nar_hash, nar_size);
+        ni.compression = self.compression.name().to_string();
+        ni.file_hash = Some(file_hash);
+        ni.file_size = file_size;
+        ni.references = info.references.clone();
+        ni.deriver = info.deriver.clone();
+        ni.sigs = info.sigs.clone();
+        ni.ca = info.ca.clone();
+        self.write_narinfo(ni)
+    }
+
+    /// The `<hash>.ls` file, read back from the staged (compressed) NAR.
+    fn write_listing(&self, info: &ValidPathInfo, staged: &std::path::Path) -> Result<()> {
+        let f = fs::File::open(staged)
+            .map_err(|e| self.io_err("opening", &staged.display().to_string(), e))?;
+        let mut nar = self
+            .compression
+            .decoder(Box::new(io::BufReader::new(f)))
+            .map_err(|e| self.io_err("decompressing", &staged.display().to_string(), e))?;
+        let mut listing = Vec::new();
+        firn_format::nar::listing::write_listing(&mut nar, &mut listing, true)?;
+        self.backend.put(
+            &format!("{}.ls", info.path.hash_part()),
+            Upload::Bytes(&listing),
+            "application/json",
+        )
+    }
+
+    /// Sign (with the cache's keys) and write a narinfo.
+    pub fn write_narinfo(&self, mut ni: NarInfo) -> Result<NarInfo> {
+        for k in &self.secret_keys {
+            ni.sign(&self.sd, k)
+                .map_err(|e| CacheError::Other(e.to_string()))?;
+        }
+        let text = ni.to_text(&self.sd);
+        self.backend.put(
+            &Self::narinfo_key(&ni.path),
+            Upload::Bytes(text.as_bytes()),
+            "text/x-nix-narinfo",
+        )?;
+        Ok(ni)
+    }
+
+    /// Add signatures to a path's narinfo (`nix store sign --store`).
+    pub fn add_signatures(&self, p: &StorePath, sigs: &[String]) -> Result<()> {
+        let mut ni = self.query_narinfo(p)?.ok_or_else(|| {
+            CacheError::Other(format!(
+                "path '{}' is not valid in '{}'",
+                self.sd.display(p),
+                self.uri
+            ))
+        })?;
+        let before = ni.sigs.len();
+        ni.sigs.extend(sigs.iter().cloned());
+        if ni.sigs.len() != before {
+            let text = ni.to_text(&self.sd);
+            self.backend.put(
+                &Self::narinfo_key(p),
+                Upload::Bytes(text.as_bytes()),
+                "text/x-nix-narinfo",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Read a secret key file (`name:base64`).
+pub fn read_secret_key(file: &str) -> Result<SecretKey> {
+    let text = fs::read_to_string(file).map_err(|e| CacheError::Io {
+        op: "reading secret key",
+        key: file.to_string(),
+        cache: String::new(),
+        source: e,
+    })?;
+    SecretKey::parse(text.trim())
+        .map_err(|e| CacheError::Other(format!("secret key file '{file}': {e}")))
+}
+
+/// A narinfo as the store's path info (for registering a substituted path).
+pub fn narinfo_to_path_info(ni: &NarInfo) -> ValidPathInfo {
+    let mut info = ValidPathInfo::new(ni.path.clone(), ni.nar_hash.clone(), ni.nar_size);
+    info.references = ni.references.clone();
+    info.deriver = ni.deriver.clone();
+    info.sigs = ni.sigs.clone();
+    info.ca = ni.ca.clone();
+    info
+}

@@ -1,0 +1,291 @@
+//! Copying closures between stores (`nix copy`): the local store and binary caches in any
+//! direction. Paths the destination has are skipped; the rest are copied several at once, each
+//! after its references (so a cache never shows a narinfo whose references it lacks), with
+//! the NAR streamed from source to destination without being held whole anywhere.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use firn_format::{StoreDir, StorePath};
+use firn_store::{LocalStore, ValidPathInfo};
+
+use crate::cache::{narinfo_to_path_info, BinaryCache, NarSource};
+use crate::graph::{self, Outcome};
+use crate::substitute::TrustPolicy;
+use crate::{CacheError, Result};
+
+/// Either end of a copy.
+pub enum AnyStore {
+    Local(LocalStore),
+    Cache(BinaryCache),
+}
+
+impl AnyStore {
+    pub fn store_dir(&self) -> &StoreDir {
+        match self {
+            AnyStore::Local(s) => s.store_dir(),
+            AnyStore::Cache(c) => c.store_dir(),
+        }
+    }
+
+    /// A name for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            AnyStore::Local(s) => match &s.config().root {
+                Some(r) => r.display().to_string(),
+                None => "local".to_string(),
+            },
+            AnyStore::Cache(c) => c.uri().to_string(),
+        }
+    }
+
+    pub fn query_info(&self, p: &StorePath) -> Result<Option<ValidPathInfo>> {
+        Ok(match self {
+            AnyStore::Local(s) => s.query_path_info(p)?,
+            AnyStore::Cache(c) => c.query_narinfo(p)?.map(|ni| narinfo_to_path_info(&ni)),
+        })
+    }
+
+    pub fn is_valid(&self, p: &StorePath) -> Result<bool> {
+        match self {
+            AnyStore::Local(s) => Ok(s.is_valid_path(p)?),
+            AnyStore::Cache(c) => c.has_narinfo(p),
+        }
+    }
+
+    /// Write the NAR of `p` (known to be valid, described by `info`).
+    pub fn dump_nar(&self, p: &StorePath, out: &mut dyn Write) -> Result<()> {
+        match self {
+            AnyStore::Local(s) => Ok(s.nar_from_path(p, out)?),
+            AnyStore::Cache(c) => {
+                let ni = c.query_narinfo(p)?.ok_or_else(|| {
+                    CacheError::Other(format!(
+                        "path '{}' is not valid in '{}'",
+                        c.store_dir().display(p),
+                        c.uri()
+                    ))
+                })?;
+                let mut r = c.open_nar(&ni)?;
+                std::io::copy(&mut r, out).map_err(|e| CacheError::Io {
+                    op: "reading the NAR of",
+                    key: ni.url.clone(),
+                    cache: c.uri().to_string(),
+                    source: e,
+                })?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Run `f` for each item on up to `jobs` threads, keeping the results in order.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() {
+                    break;
+                }
+                let r = f(&items[i]);
+                *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every item is mapped")
+        })
+        .collect()
+}
+
+/// The closure of `roots` in `src`, with each path's info.
+pub fn closure_infos(
+    src: &AnyStore,
+    roots: &BTreeSet<StorePath>,
+    jobs: usize,
+) -> Result<HashMap<StorePath, ValidPathInfo>> {
+    let mut infos = HashMap::new();
+    let mut seen: BTreeSet<StorePath> = roots.clone();
+    let mut frontier: Vec<StorePath> = roots.iter().cloned().collect();
+    while !frontier.is_empty() {
+        let got = parallel_map(&frontier, jobs, |p| src.query_info(p));
+        let mut next = Vec::new();
+        for (p, r) in frontier.into_iter().zip(got) {
+            let info = r?.ok_or_else(|| {
+                CacheError::Other(format!(
+                    "path '{}' is not valid in '{}'",
+                    src.store_dir().display(&p),
+                    src.describe()
+                ))
+            })?;
+            for r in &info.references {
+                if seen.insert(r.clone()) {
+                    next.push(r.clone());
+                }
+            }
+            infos.insert(p, info);
+        }
+        frontier = next;
+    }
+    Ok(infos)
+}
+
+pub struct CopyOptions {
+    pub jobs: usize,
+    /// Check signatures when the destination is the local store (`--no-check-sigs` = None).
+    pub check_sigs: Option<TrustPolicy>,
+}
+
+/// What a copy did.
+#[derive(Debug, Default)]
+pub struct CopyReport {
+    pub copied: Vec<StorePath>,
+    pub failed: Vec<(StorePath, CacheError)>,
+}
+
+/// Copy `paths` and their closures from `src` to `dst`. `on_copy` is told of each path as
+/// its copy starts.
+pub fn copy_closure(
+    src: &AnyStore,
+    dst: &AnyStore,
+    paths: &BTreeSet<StorePath>,
+    opts: &CopyOptions,
+    on_copy: &(dyn Fn(&StorePath) + Sync),
+) -> Result<CopyReport> {
+    let infos = closure_infos(src, paths, opts.jobs)?;
+    let all: Vec<&StorePath> = infos.keys().collect();
+    let present = parallel_map(&all, opts.jobs, |p| dst.is_valid(p));
+    let mut todo: Vec<&ValidPathInfo> = Vec::new();
+    for (p, has) in all.iter().zip(present) {
+        if !has? {
+            todo.push(&infos[*p]);
+        }
+    }
+    todo.sort_by(|a, b| a.path.cmp(&b.path));
+    let index: HashMap<&StorePath, usize> =
+        todo.iter().enumerate().map(|(i, x)| (&x.path, i)).collect();
+    let deps: Vec<Vec<usize>> = todo
+        .iter()
+        .map(|info| {
+            info.references
+                .iter()
+                .filter(|r| **r != info.path)
+                .filter_map(|r| index.get(r).copied())
+                .collect()
+        })
+        .collect();
+    let sd = src.store_dir();
+    let outcomes = graph::run(&deps, opts.jobs, |i| {
+        let info = todo[i];
+        on_copy(&info.path);
+        copy_one(src, dst, info, opts)
+    });
+    let mut report = CopyReport::default();
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let p = todo[i].path.clone();
+        match o {
+            Outcome::Done => report.copied.push(p),
+            Outcome::Failed(e) => report.failed.push((p, e)),
+            Outcome::Skipped(d) => {
+                let why = match todo.get(d) {
+                    Some(x) => format!(
+                        "cannot copy '{}' because its reference '{}' could not be copied",
+                        sd.display(&p),
+                        sd.display(&x.path)
+                    ),
+                    None => format!(
+                        "cannot copy '{}': its references form a cycle",
+                        sd.display(&p)
+                    ),
+                };
+                report.failed.push((p, CacheError::Other(why)));
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn copy_one(
+    src: &AnyStore,
+    dst: &AnyStore,
+    info: &ValidPathInfo,
+    opts: &CopyOptions,
+) -> Result<()> {
+    let sd = src.store_dir();
+    match dst {
+        AnyStore::Cache(c) => {
+            let mut produce = |w: &mut dyn Write| src.dump_nar(&info.path, w);
+            c.add_path(info, NarSource::Producer(&mut produce))?;
+            Ok(())
+        }
+        AnyStore::Local(d) => {
+            if let Some(trust) = &opts.check_sigs {
+                let ni = path_info_as_narinfo(info);
+                if !trust.accepts(sd, &ni) {
+                    return Err(CacheError::Other(format!(
+                        "cannot add path '{}' because it lacks a valid signature",
+                        sd.display(&info.path)
+                    )));
+                }
+            }
+            match src {
+                AnyStore::Cache(c) => {
+                    let ni = c.query_narinfo(&info.path)?.ok_or_else(|| {
+                        CacheError::Other(format!(
+                            "path '{}' disappeared from '{}'",
+                            sd.display(&info.path),
+                            c.uri()
+                        ))
+                    })?;
+                    let mut r = c.open_nar(&ni)?;
+                    d.add_nar(info, &mut r)?;
+                }
+                AnyStore::Local(s) => {
+                    let (mut reader, mut writer) = std::io::pipe().map_err(|e| CacheError::Io {
+                        op: "creating a pipe for",
+                        key: sd.display(&info.path),
+                        cache: String::new(),
+                        source: e,
+                    })?;
+                    std::thread::scope(|scope| -> Result<()> {
+                        let dumper = scope.spawn(move || s.nar_from_path(&info.path, &mut writer));
+                        let added = d.add_nar(info, &mut reader);
+                        drop(reader);
+                        let dumped = dumper
+                            .join()
+                            .map_err(|_| CacheError::Other("the NAR writer panicked".into()))?;
+                        dumped?;
+                        added?;
+                        Ok(())
+                    })?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The signature-relevant part of a path info, as a narinfo.
+pub fn path_info_as_narinfo(info: &ValidPathInfo) -> firn_format::NarInfo {
+    let mut ni = firn_format::NarInfo::new(
+        info.path.clone(),
+        String::new(),
+        info.nar_hash.clone(),
+        info.nar_size,
+    );
+    ni.references = info.references.clone();
+    ni.sigs = info.sigs.clone();
+    ni.ca = info.ca.clone();
+    ni
+}

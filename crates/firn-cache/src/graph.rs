@@ -1,0 +1,132 @@
+//! Running jobs over a graph of paths in parallel: a job starts once the jobs it depends on
+//! (its references) are done; a job whose dependency failed is not run.
+
+use std::sync::{Condvar, Mutex};
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome<E> {
+    Done,
+    Failed(E),
+    /// A dependency failed (its index).
+    Skipped(usize),
+}
+
+/// Run `job(i)` for every node `0..deps.len()`, each after the nodes in `deps[i]`, on up to
+/// `jobs` threads. Returns each node's outcome.
+pub fn run<E: Send>(
+    deps: &[Vec<usize>],
+    jobs: usize,
+    job: impl Fn(usize) -> Result<(), E> + Sync,
+) -> Vec<Outcome<E>> {
+    let n = deps.len();
+    let mut dependents = vec![Vec::new(); n];
+    let mut waiting = vec![0usize; n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            if d != i {
+                dependents[d].push(i);
+                waiting[i] += 1;
+            }
+        }
+    }
+    struct State<E> {
+        ready: Vec<usize>,
+        waiting: Vec<usize>,
+        outcome: Vec<Option<Outcome<E>>>,
+        finished: usize,
+    }
+    let ready: Vec<usize> = (0..n).rev().filter(|&i| waiting[i] == 0).collect();
+    let state = Mutex::new(State {
+        ready,
+        waiting,
+        outcome: (0..n).map(|_| None).collect(),
+        finished: 0,
+    });
+    let cv = Condvar::new();
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+
+    // Mark `i` finished; dependents become ready, or are skipped (transitively) on failure.
+    let finish = |st: &mut State<E>, i: usize, o: Outcome<E>| {
+        let ok = matches!(o, Outcome::Done);
+        st.outcome[i] = Some(o);
+        st.finished += 1;
+        let mut stack = vec![(i, ok)];
+        while let Some((j, ok)) = stack.pop() {
+            for &k in &dependents[j] {
+                if st.outcome[k].is_some() {
+                    continue;
+                }
+                if ok {
+                    st.waiting[k] -= 1;
+                    if st.waiting[k] == 0 {
+                        st.ready.push(k);
+                    }
+                } else {
+                    st.outcome[k] = Some(Outcome::Skipped(j));
+                    st.finished += 1;
+                    stack.push((k, false));
+                }
+            }
+        }
+    };
+
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                let i = {
+                    let mut st = lock();
+                    loop {
+                        if let Some(i) = st.ready.pop() {
+                            break i;
+                        }
+                        if st.finished == n {
+                            return;
+                        }
+                        st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                    }
+                };
+                let o = match job(i) {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => Outcome::Failed(e),
+                };
+                let mut st = lock();
+                finish(&mut st, i, o);
+                cv.notify_all();
+            });
+        }
+    });
+    let st = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    st.outcome
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Skipped(usize::MAX)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn order_and_failure() {
+        // 0 <- 1 <- 2, 3 independent, 4 depends on 3 and 0.
+        let deps = vec![vec![], vec![0], vec![1], vec![], vec![3, 0]];
+        let log = Mutex::new(Vec::new());
+        let out = run(&deps, 3, |i| {
+            log.lock().unwrap().push(i);
+            if i == 1 {
+                Err("boom")
+            } else {
+                Ok(())
+            }
+        });
+        let log = log.into_inner().unwrap();
+        assert!(log.iter().position(|&x| x == 0) < log.iter().position(|&x| x == 1));
+        assert!(!log.contains(&2));
+        assert!(matches!(out[2], Outcome::Skipped(1)));
+        assert!(matches!(out[1], Outcome::Failed("boom")));
+        assert!(matches!(out[4], Outcome::Done));
+        assert_eq!(run::<()>(&[], 4, |_| Ok(())).len(), 0);
+    }
+}

@@ -1,0 +1,67 @@
+//! Binary caches: stores that hold compressed NARs and `.narinfo` files instead of a live
+//! `/nix/store`, as CppNix's `file://`, `http(s)://` and `s3://` stores do.
+//!
+//! - [`uri`] parses store URIs and their parameters;
+//! - [`backend`] moves files (`get`/`put`/`exists`) for each kind of location;
+//! - [`compression`] wraps xz, zstd, bzip2 and `none` as streams;
+//! - [`cache`] is a binary cache over a backend: narinfos, NAR upload (compress + hash in one
+//!   pass) and download (decompress + hash + restore in one pass);
+//! - [`disk_cache`] is CppNix's narinfo cache (`~/.cache/nix/binary-cache-v6.sqlite`, shared);
+//! - [`substitute`] asks a list of caches for paths, in parallel, and fetches closures;
+//! - [`copy`] copies closures between the local store and caches (`nix copy`).
+
+pub mod backend;
+pub mod cache;
+pub mod compression;
+pub mod copy;
+pub mod disk_cache;
+pub mod graph;
+pub mod substitute;
+pub mod uri;
+
+pub use cache::BinaryCache;
+pub use substitute::{Substituters, TrustPolicy};
+pub use uri::CacheUri;
+
+use thiserror::Error;
+
+/// What can go wrong talking to a binary cache.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("invalid store URI '{uri}': {why}")]
+    BadUri { uri: String, why: String },
+    #[error("{op} '{key}' in binary cache '{cache}': {source}")]
+    Io {
+        op: &'static str,
+        key: String,
+        cache: String,
+        source: std::io::Error,
+    },
+    #[error("unable to download '{url}': {why}")]
+    Download { url: String, why: String },
+    #[error("unable to upload '{url}': {why}")]
+    Upload { url: String, why: String },
+    #[error("binary cache '{0}' is read-only")]
+    ReadOnly(String),
+    #[error("file '{key}' does not exist in binary cache '{cache}'")]
+    NoSuchFile { key: String, cache: String },
+    #[error("unsupported compression method '{0}'")]
+    UnknownCompression(String),
+    #[error(transparent)]
+    NarInfo(#[from] firn_format::narinfo::NarInfoError),
+    #[error(transparent)]
+    CacheInfo(#[from] firn_format::cache_info::CacheInfoError),
+    #[error(transparent)]
+    Store(#[from] firn_store::StoreError),
+    #[error(transparent)]
+    Nar(#[from] firn_format::nar::NarError),
+    #[error("narinfo cache '{path}': {source}")]
+    DiskCache {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = CacheError> = std::result::Result<T, E>;

@@ -1,0 +1,383 @@
+//! Substitution: asking the configured caches (`substituters`, in priority order) for paths,
+//! checking what they say against `trusted-public-keys` (`require-sigs`), and fetching whole
+//! closures into the local store — references before referrers, several at once, each path
+//! once, the NAR downloaded, decompressed, hashed and restored in one streaming pass.
+//!
+//! A cache that cannot be reached is warned about once and not asked again in this run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use firn_format::narinfo::NarInfo;
+use firn_format::signature::PublicKeys;
+use firn_format::{StoreDir, StorePath};
+use firn_store::LocalStore;
+
+use crate::cache::{narinfo_to_path_info, BinaryCache, OpenOptions};
+use crate::disk_cache::{DiskCache, Lookup};
+use crate::graph::{self, Outcome};
+use crate::{CacheError, Result};
+
+/// Which narinfos to believe.
+#[derive(Clone, Debug, Default)]
+pub struct TrustPolicy {
+    pub require_sigs: bool,
+    pub keys: PublicKeys,
+}
+
+impl TrustPolicy {
+    /// A narinfo is trusted with a valid signature by a trusted key, when it is content
+    /// addressed (its path follows from its contents), or when signatures are not required.
+    pub fn accepts(&self, sd: &StoreDir, ni: &NarInfo) -> bool {
+        !self.require_sigs || ni.valid_signatures(sd, &self.keys) > 0 || ni.is_content_addressed(sd)
+    }
+}
+
+struct Entry {
+    cache: BinaryCache,
+    disk_id: Option<i64>,
+    broken: AtomicBool,
+}
+
+/// A path some cache can provide.
+#[derive(Clone, Debug)]
+pub struct Available {
+    /// Index into [`Substituters::uris`].
+    pub cache: usize,
+    pub info: NarInfo,
+}
+
+/// What substitution reports while it works.
+pub enum Progress<'a> {
+    /// `copying path '...' from '...'`.
+    Start {
+        path: &'a StorePath,
+        from: &'a str,
+        nar_size: u64,
+    },
+    /// Bytes of NAR received so far for a path.
+    Bytes {
+        path: &'a StorePath,
+        done: u64,
+    },
+    Done {
+        path: &'a StorePath,
+    },
+}
+
+pub struct Substituters {
+    entries: Vec<Entry>,
+    disk: Option<DiskCache>,
+    trust: TrustPolicy,
+    sd: StoreDir,
+    /// Parallel queries and downloads.
+    pub jobs: usize,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl Substituters {
+    /// Open each cache; one that cannot be opened is left out with a warning (see
+    /// [`Substituters::take_warnings`]).
+    pub fn open(
+        uris: &[String],
+        sd: &StoreDir,
+        opts: &OpenOptions,
+        trust: TrustPolicy,
+        disk: Option<DiskCache>,
+    ) -> Substituters {
+        let mut entries = Vec::new();
+        let mut warnings = Vec::new();
+        let mut seen = BTreeSet::new();
+        for uri in uris {
+            if uri.is_empty() || !seen.insert(uri.clone()) {
+                continue;
+            }
+            match BinaryCache::open(uri, sd, opts) {
+                Ok(cache) => {
+                    let disk_id = match (&disk, cache.remote) {
+                        (Some(d), true) => d
+                            .cache_exists(cache.uri())
+                            .ok()
+                            .flatten()
+                            .map(|(id, _, _)| id)
+                            .or_else(|| {
+                                d.create_cache(
+                                    cache.uri(),
+                                    sd,
+                                    cache.want_mass_query,
+                                    cache.priority,
+                                )
+                                .ok()
+                            }),
+                        _ => None,
+                    };
+                    entries.push(Entry {
+                        cache,
+                        disk_id,
+                        broken: AtomicBool::new(false),
+                    });
+                }
+                Err(e) => warnings.push(format!("ignoring substituter '{uri}': {e}")),
+            }
+        }
+        // Stable: equal priorities keep the configured order.
+        entries.sort_by_key(|e| e.cache.priority);
+        Substituters {
+            entries,
+            disk,
+            trust,
+            sd: sd.clone(),
+            jobs: opts.http_connections.clamp(1, 64),
+            warnings: Mutex::new(warnings),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn uris(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.cache.uri()).collect()
+    }
+
+    pub fn uri(&self, i: usize) -> &str {
+        self.entries[i].cache.uri()
+    }
+
+    /// Warnings gathered so far (unreachable caches, untrusted narinfos).
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn warn(&self, w: String) {
+        tracing::debug!("{w}");
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(w);
+    }
+
+    /// The narinfo of `p` from one cache, through the disk cache for remote caches.
+    fn lookup(&self, e: &Entry, p: &StorePath) -> Result<Option<NarInfo>> {
+        if let (Some(d), Some(id)) = (&self.disk, e.disk_id) {
+            match d.lookup(id, &self.sd, p.hash_part())? {
+                Lookup::Missing => return Ok(None),
+                Lookup::Present(ni) if ni.path == *p => return Ok(Some(*ni)),
+                _ => {}
+            }
+        }
+        let ni = e.cache.query_narinfo(p)?;
+        if let (Some(d), Some(id)) = (&self.disk, e.disk_id) {
+            d.upsert(id, p.hash_part(), ni.as_ref())?;
+        }
+        Ok(ni)
+    }
+
+    /// The first cache (by priority) with a trusted narinfo for `p`.
+    pub fn query(&self, p: &StorePath) -> Option<Available> {
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.broken.load(Ordering::Relaxed) {
+                continue;
+            }
+            match self.lookup(e, p) {
+                Ok(None) => {}
+                Ok(Some(info)) => {
+                    if self.trust.accepts(&self.sd, &info) {
+                        return Some(Available { cache: i, info });
+                    }
+                    self.warn(format!(
+                        "substituter '{}' does not have a valid signature for path '{}'",
+                        e.cache.uri(),
+                        self.sd.display(p)
+                    ));
+                }
+                Err(err) => {
+                    if matches!(err, CacheError::Download { .. }) {
+                        e.broken.store(true, Ordering::Relaxed);
+                        self.warn(format!(
+                            "disabling substituter '{}' for this run: {err}",
+                            e.cache.uri()
+                        ));
+                    } else {
+                        self.warn(err.to_string());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Query many paths at once (up to `jobs` in flight).
+    pub fn query_many(&self, paths: &[StorePath]) -> Vec<Option<Available>> {
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Available>>> =
+            paths.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..self.jobs.min(paths.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= paths.len() {
+                        break;
+                    }
+                    let r = self.query(&paths[i]);
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = r;
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+
+    /// What fetching `roots` takes: every path of their closures that is not valid locally,
+    /// with where to get it. `Err` lists the paths no cache has (the closure cannot be
+    /// substituted).
+    pub fn query_closure(
+        &self,
+        store: &LocalStore,
+        roots: &BTreeSet<StorePath>,
+    ) -> Result<std::result::Result<Vec<(StorePath, Available)>, BTreeSet<StorePath>>> {
+        let mut seen: BTreeSet<StorePath> = BTreeSet::new();
+        let mut found = Vec::new();
+        let mut missing = BTreeSet::new();
+        let mut frontier: Vec<StorePath> = Vec::new();
+        for r in roots {
+            if seen.insert(r.clone()) && !store.is_valid_path(r)? {
+                frontier.push(r.clone());
+            }
+        }
+        while !frontier.is_empty() {
+            let answers = self.query_many(&frontier);
+            let mut next = Vec::new();
+            for (p, a) in frontier.into_iter().zip(answers) {
+                match a {
+                    None => {
+                        missing.insert(p);
+                    }
+                    Some(a) => {
+                        for r in &a.info.references {
+                            if seen.insert(r.clone()) && !store.is_valid_path(r)? {
+                                next.push(r.clone());
+                            }
+                        }
+                        found.push((p, a));
+                    }
+                }
+            }
+            frontier = next;
+        }
+        if missing.is_empty() {
+            Ok(Ok(found))
+        } else {
+            Ok(Err(missing))
+        }
+    }
+
+    /// Fetch `items` (as from [`Substituters::query_closure`]) into `store`, references first,
+    /// up to `jobs` at once. Returns the paths that failed, with why.
+    pub fn fetch(
+        &self,
+        store: &LocalStore,
+        items: &[(StorePath, Available)],
+        progress: &(dyn Fn(Progress<'_>) + Sync),
+    ) -> Vec<(StorePath, CacheError)> {
+        let index: HashMap<&StorePath, usize> =
+            items.iter().enumerate().map(|(i, (p, _))| (p, i)).collect();
+        let deps: Vec<Vec<usize>> = items
+            .iter()
+            .map(|(p, a)| {
+                a.info
+                    .references
+                    .iter()
+                    .filter(|r| *r != p)
+                    .filter_map(|r| index.get(r).copied())
+                    .collect()
+            })
+            .collect();
+        let outcomes = graph::run(&deps, self.jobs.min(16), |i| {
+            let (p, a) = &items[i];
+            self.fetch_one(store, p, a, progress)
+        });
+        let mut failed = Vec::new();
+        for (i, o) in outcomes.into_iter().enumerate() {
+            match o {
+                Outcome::Done => {}
+                Outcome::Failed(e) => failed.push((items[i].0.clone(), e)),
+                Outcome::Skipped(d) => {
+                    let why = match items.get(d) {
+                        Some((dp, _)) => format!(
+                            "its reference '{}' could not be substituted",
+                            self.sd.display(dp)
+                        ),
+                        None => "its references form a cycle".to_string(),
+                    };
+                    failed.push((items[i].0.clone(), CacheError::Other(why)));
+                }
+            }
+        }
+        failed
+    }
+
+    fn fetch_one(
+        &self,
+        store: &LocalStore,
+        p: &StorePath,
+        a: &Available,
+        progress: &(dyn Fn(Progress<'_>) + Sync),
+    ) -> Result<()> {
+        if store.is_valid_path(p)? {
+            return Ok(());
+        }
+        let e = &self.entries[a.cache];
+        progress(Progress::Start {
+            path: p,
+            from: e.cache.uri(),
+            nar_size: a.info.nar_size,
+        });
+        let nar = e.cache.open_nar(&a.info)?;
+        let mut counting = ProgressReader {
+            inner: nar,
+            done: AtomicU64::new(0),
+            last: 0,
+            path: p,
+            progress,
+        };
+        store
+            .add_nar(&narinfo_to_path_info(&a.info), &mut counting)
+            .map_err(|err| {
+                CacheError::Other(format!(
+                    "substituting '{}' from '{}': {err}",
+                    self.sd.display(p),
+                    e.cache.uri()
+                ))
+            })?;
+        progress(Progress::Done { path: p });
+        Ok(())
+    }
+}
+
+struct ProgressReader<'a, R> {
+    inner: R,
+    done: AtomicU64,
+    last: u64,
+    path: &'a StorePath,
+    progress: &'a (dyn Fn(Progress<'_>) + Sync),
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let done = self.done.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if done - self.last >= 1 << 20 {
+            self.last = done;
+            (self.progress)(Progress::Bytes {
+                path: self.path,
+                done,
+            });
+        }
+        Ok(n)
+    }
+}
