@@ -26,8 +26,21 @@ pub struct Node {
 #[derive(Default)]
 pub struct Plan {
     pub nodes: Vec<Node>,
-    /// Store paths that are needed but neither valid nor the output of a known build.
+    /// Store paths that are needed but neither valid, nor buildable, nor substitutable.
     pub missing: BTreeSet<StorePath>,
+    /// Paths to fetch from substituters (whole closures, minus what is valid) before building.
+    pub substitutions: BTreeSet<StorePath>,
+}
+
+/// The planner's view of the substituters.
+pub trait Substitutable {
+    /// If every one of `paths` (none valid here) can be fetched with its closure, the paths
+    /// that fetching takes (the closures minus valid paths); otherwise `None`.
+    fn closure(
+        &self,
+        store: &LocalStore,
+        paths: &BTreeSet<StorePath>,
+    ) -> Result<Option<BTreeSet<StorePath>>, BuildError>;
 }
 
 /// Read and parse a `.drv` file from the store.
@@ -80,6 +93,7 @@ pub fn output_paths(
 
 struct Planner<'a> {
     store: &'a LocalStore,
+    subst: Option<&'a dyn Substitutable>,
     check: bool,
     plan: Plan,
     index: HashMap<StorePath, usize>,
@@ -115,19 +129,28 @@ impl Planner<'_> {
                 }
             }
         }
-        let mut all_valid = true;
+        let mut invalid = BTreeSet::new();
         for (name, p) in &outputs {
             if wanted.is_some_and(|w| !w.contains(name)) {
                 continue;
             }
             if !self.store.is_valid_path(p)? {
-                all_valid = false;
-                break;
+                invalid.insert(p.clone());
             }
         }
-        if all_valid && !(self.check && top) {
+        if invalid.is_empty() && !(self.check && top) {
             self.visiting.remove(drv_path);
             return Ok(None);
+        }
+        // Outputs a cache has need no build (nor the inputs' builds), unless the derivation
+        // says `allowSubstitutes = false` or this is `--check`.
+        let allow = drv.env.get("allowSubstitutes").is_none_or(|v| v == "1");
+        if !invalid.is_empty() && allow && !(self.check && top) {
+            if let Some(fetch) = self.substitutable(&invalid)? {
+                self.plan.substitutions.extend(fetch);
+                self.visiting.remove(drv_path);
+                return Ok(None);
+            }
         }
         let mut deps = BTreeSet::new();
         for (input, outs) in &drv.input_drvs {
@@ -136,9 +159,7 @@ impl Planner<'_> {
             }
         }
         for src in &drv.input_srcs {
-            if !self.store.is_valid_path(src)? {
-                self.plan.missing.insert(src.clone());
-            }
+            self.need_path(src)?;
         }
         let i = self.plan.nodes.len();
         for &d in &deps {
@@ -155,13 +176,44 @@ impl Planner<'_> {
         self.visiting.remove(drv_path);
         Ok(Some(i))
     }
+
+    fn substitutable(
+        &self,
+        paths: &BTreeSet<StorePath>,
+    ) -> Result<Option<BTreeSet<StorePath>>, BuildError> {
+        match self.subst {
+            Some(s) => s.closure(self.store, paths),
+            None => Ok(None),
+        }
+    }
+
+    /// A path that must be valid: fine if it is, fetched if a cache has it, else missing.
+    fn need_path(&mut self, p: &StorePath) -> Result<(), BuildError> {
+        if self.store.is_valid_path(p)? || self.plan.substitutions.contains(p) {
+            return Ok(());
+        }
+        match self.substitutable(&BTreeSet::from([p.clone()]))? {
+            Some(fetch) => self.plan.substitutions.extend(fetch),
+            None => {
+                self.plan.missing.insert(p.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Work out what realising `wanted` takes. With `check`, the requested derivations are built
-/// again even when their outputs are valid.
-pub fn plan(store: &LocalStore, wanted: &[DerivedPath], check: bool) -> Result<Plan, BuildError> {
+/// again even when their outputs are valid. With `subst`, what caches have is fetched rather
+/// than built.
+pub fn plan(
+    store: &LocalStore,
+    wanted: &[DerivedPath],
+    check: bool,
+    subst: Option<&dyn Substitutable>,
+) -> Result<Plan, BuildError> {
     let mut p = Planner {
         store,
+        subst,
         check,
         plan: Plan::default(),
         index: HashMap::new(),
@@ -169,11 +221,7 @@ pub fn plan(store: &LocalStore, wanted: &[DerivedPath], check: bool) -> Result<P
     };
     for w in wanted {
         match w {
-            DerivedPath::Opaque(path) => {
-                if !store.is_valid_path(path)? {
-                    p.plan.missing.insert(path.clone());
-                }
-            }
+            DerivedPath::Opaque(path) => p.need_path(path)?,
             DerivedPath::Built { drv, outputs } => {
                 p.visit(drv, outputs.as_ref(), true)?;
             }

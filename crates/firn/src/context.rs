@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use firn_cache::cache::OpenOptions;
+use firn_cache::copy::AnyStore;
+use firn_cache::{BinaryCache, CacheUri, Substituters, TrustPolicy};
 use firn_store::LocalStore;
 
 use crate::settings::{take_common_args, Settings};
@@ -41,8 +44,8 @@ impl Ctx {
         Ok((Ctx { settings }, rest))
     }
 
-    /// Open the store named by `--store`, the `store` setting or `NIX_REMOTE`.
-    pub fn open_store(&self) -> Result<LocalStore> {
+    /// The URI of the store named by `--store`, the `store` setting or `NIX_REMOTE`.
+    pub fn store_uri(&self) -> String {
         let mut uri = self.settings.get("store").unwrap_or("auto").to_string();
         if uri == "auto" || uri.is_empty() {
             if let Ok(r) = std::env::var("NIX_REMOTE") {
@@ -51,7 +54,107 @@ impl Ctx {
                 }
             }
         }
-        let root = parse_local_uri(&uri)?;
+        uri
+    }
+
+    /// Open the local store named by `--store`, the `store` setting or `NIX_REMOTE`.
+    pub fn open_store(&self) -> Result<LocalStore> {
+        let uri = self.store_uri();
+        if CacheUri::is_cache_uri(&uri) {
+            bail!("this operation needs a local store, but '{uri}' is a binary cache");
+        }
+        self.open_local_at(&uri)
+    }
+
+    /// Open the store at `uri`: a binary cache or a local store.
+    pub fn open_any_at(&self, uri: &str) -> Result<AnyStore> {
+        if CacheUri::is_cache_uri(uri) {
+            Ok(AnyStore::Cache(BinaryCache::open(
+                uri,
+                &self.store_dir(),
+                &self.cache_options(),
+            )?))
+        } else {
+            Ok(AnyStore::Local(self.open_local_at(uri)?))
+        }
+    }
+
+    /// Open the store named by `--store` (a binary cache or the local store).
+    pub fn open_any(&self) -> Result<AnyStore> {
+        self.open_any_at(&self.store_uri())
+    }
+
+    /// The logical store directory (`NIX_STORE_DIR` or `/nix/store`).
+    pub fn store_dir(&self) -> firn_format::StoreDir {
+        match std::env::var_os("NIX_STORE_DIR") {
+            Some(dir) => firn_format::StoreDir::new(dir.to_string_lossy().into_owned()),
+            None => firn_format::StoreDir::default(),
+        }
+    }
+
+    pub fn cache_options(&self) -> OpenOptions {
+        OpenOptions {
+            http_connections: self
+                .settings
+                .get("http-connections")
+                .and_then(|v| v.parse().ok())
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or(25),
+        }
+    }
+
+    /// Which narinfos to trust: `require-sigs` and `trusted-public-keys`.
+    pub fn trust_policy(&self) -> Result<TrustPolicy> {
+        Ok(TrustPolicy {
+            require_sigs: self.settings.get_bool("require-sigs"),
+            keys: crate::cmd::key::trusted_public_keys(&self.settings)?,
+        })
+    }
+
+    /// The configured substituters (`substituters`, `extra-substituters`), opened; `None`
+    /// when substitution is off (`substitute = false` or no substituters).
+    pub fn substituters(&self) -> Result<Option<Substituters>> {
+        if !self.settings.get_bool("substitute") {
+            return Ok(None);
+        }
+        let uris: Vec<String> = self.settings.get_list("substituters");
+        if uris.is_empty() {
+            return Ok(None);
+        }
+        let ttl = |name: &str, default: i64| {
+            self.settings
+                .get(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let disk = firn_cache::disk_cache::default_path().and_then(|p| {
+            match firn_cache::disk_cache::DiskCache::open(
+                &p,
+                ttl("narinfo-cache-positive-ttl", 30 * 24 * 3600),
+                ttl("narinfo-cache-negative-ttl", 3600),
+            ) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!("not using the narinfo disk cache: {e}");
+                    None
+                }
+            }
+        });
+        let subs = Substituters::open(
+            &uris,
+            &self.store_dir(),
+            &self.cache_options(),
+            self.trust_policy()?,
+            disk,
+        );
+        for w in subs.take_warnings() {
+            eprintln!("warning: {w}");
+        }
+        Ok((!subs.is_empty()).then_some(subs))
+    }
+
+    fn open_local_at(&self, uri: &str) -> Result<LocalStore> {
+        let root = parse_local_uri(uri)?;
         let mut config = firn_store::LocalStoreConfig::default();
         if let Some(dir) = std::env::var_os("NIX_STORE_DIR") {
             config.store_dir = firn_format::StoreDir::new(dir.to_string_lossy().into_owned());

@@ -7,10 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use firn_build::plan::Substitutable;
 use firn_build::schedule::Event;
-use firn_build::{BuildSettings, DerivedPath, SandboxMode};
+use firn_build::{BuildError, BuildSettings, DerivedPath, SandboxMode};
+use firn_cache::substitute::{Available, Progress};
+use firn_cache::Substituters;
 use firn_format::StorePath;
 use firn_store::LocalStore;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::context::{Ctx, Failure};
 
@@ -249,8 +254,74 @@ fn terminal_width() -> usize {
     }
 }
 
-/// Print what would be built (`these N derivations will be built:`), as CppNix does.
-fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan) {
+/// The planner's access to the substituters; remembers where each path is to be fetched from.
+struct Finder<'a> {
+    ctx: &'a Ctx,
+    subs: std::sync::OnceLock<Option<Substituters>>,
+    found: Mutex<HashMap<StorePath, Available>>,
+}
+
+impl Substitutable for Finder<'_> {
+    fn closure(
+        &self,
+        store: &LocalStore,
+        paths: &BTreeSet<StorePath>,
+    ) -> Result<Option<BTreeSet<StorePath>>, BuildError> {
+        let subs = self.subs.get_or_init(|| match self.ctx.substituters() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warning: not using substituters: {e:#}");
+                None
+            }
+        });
+        let Some(subs) = subs else {
+            return Ok(None);
+        };
+        let r = subs
+            .query_closure(store, paths)
+            .map_err(|e| BuildError::Other(e.to_string()))?;
+        Ok(match r {
+            Ok(items) => {
+                let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+                let mut set = BTreeSet::new();
+                for (p, a) in items {
+                    set.insert(p.clone());
+                    found.insert(p, a);
+                }
+                Some(set)
+            }
+            Err(_) => None,
+        })
+    }
+}
+
+/// Fetch the planned substitutions, printing `copying path ... from ...` for each; returns
+/// the failures.
+fn fetch_substitutions(
+    store: &LocalStore,
+    f: &Finder<'_>,
+    paths: &BTreeSet<StorePath>,
+) -> Vec<(StorePath, firn_cache::CacheError)> {
+    let found = f.found.lock().unwrap_or_else(|p| p.into_inner());
+    let items: Vec<(StorePath, Available)> = paths
+        .iter()
+        .filter_map(|p| found.get(p).map(|a| (p.clone(), a.clone())))
+        .collect();
+    drop(found);
+    let sd = store.store_dir().clone();
+    let Some(Some(subs)) = f.subs.get() else {
+        return Vec::new();
+    };
+    subs.fetch(store, &items, &|ev| {
+        if let Progress::Start { path, from, .. } = ev {
+            eprintln!("copying path '{}' from '{from}'...", sd.display(path));
+        }
+    })
+}
+
+/// Print what would be built and fetched (`these N derivations will be built:`, `these N
+/// paths will be fetched (...)`), as CppNix does.
+fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Option<&Finder<'_>>) {
     let sd = store.store_dir();
     let mut err = std::io::stderr().lock();
     if !plan.nodes.is_empty() {
@@ -264,6 +335,32 @@ fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan) {
             let _ = writeln!(err, "  {}", sd.display(&node.drv_path));
         }
     }
+    if let (Some(f), false) = (finder, plan.substitutions.is_empty()) {
+        let found = f.found.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut download, mut unpacked) = (0u64, 0u64);
+        for p in &plan.substitutions {
+            if let Some(a) = found.get(p) {
+                download += a.info.file_size;
+                unpacked += a.info.nar_size;
+            }
+        }
+        let mib = |n: u64| n as f64 / (1024.0 * 1024.0);
+        let n = plan.substitutions.len();
+        let _ = writeln!(
+            err,
+            "{} ({:.2} MiB download, {:.2} MiB unpacked):",
+            if n == 1 {
+                "this path will be fetched".to_string()
+            } else {
+                format!("these {n} paths will be fetched")
+            },
+            mib(download),
+            mib(unpacked)
+        );
+        for p in &plan.substitutions {
+            let _ = writeln!(err, "  {}", sd.display(p));
+        }
+    }
 }
 
 /// Realise `wanted`; returns nothing, or fails with CppNix's exit status after printing each
@@ -275,7 +372,23 @@ pub fn realise(
     flags: &BuildFlags,
 ) -> Result<()> {
     let settings = build_settings(ctx, store, flags)?;
-    let plan = firn_build::plan::plan(store, wanted, flags.check)?;
+    // Substituters are opened when the plan first needs one.
+    let finder = (!flags.check && ctx.settings.get_bool("substitute")).then(|| Finder {
+        ctx,
+        subs: std::sync::OnceLock::new(),
+        found: Mutex::new(HashMap::new()),
+    });
+    let mut plan = firn_build::plan::plan(
+        store,
+        wanted,
+        flags.check,
+        finder.as_ref().map(|f| f as &dyn Substitutable),
+    )?;
+    if let Some(Some(s)) = finder.as_ref().and_then(|f| f.subs.get()) {
+        for w in s.take_warnings() {
+            eprintln!("warning: {w}");
+        }
+    }
     let sd = store.store_dir();
     if !plan.missing.is_empty() {
         let mut msg = String::new();
@@ -297,9 +410,43 @@ pub fn realise(
             let _ = writeln!(err, "  {}", sd.display(p));
         }
     }
-    print_missing(store, &plan);
+    print_missing(store, &plan, finder.as_ref());
     if flags.dry_run {
         return Ok(());
+    }
+    if let (Some(f), false) = (&finder, plan.substitutions.is_empty()) {
+        let failed = fetch_substitutions(store, f, &plan.substitutions);
+        if !failed.is_empty() {
+            if !ctx.settings.get_bool("fallback") {
+                for (p, e) in &failed {
+                    eprintln!("error: substituting '{}': {e}", sd.display(p));
+                }
+                return Err(Failure {
+                    code: 1,
+                    msg: "some substitutes failed (usually happens due to networking issues); try '--fallback' to build derivations from source".into(),
+                    silent: false,
+                }
+                .into());
+            }
+            for (p, e) in &failed {
+                eprintln!(
+                    "warning: substituting '{}' failed ({e}); building from source (--fallback)",
+                    sd.display(p)
+                );
+            }
+            plan = firn_build::plan::plan(store, wanted, flags.check, None)?;
+            if !plan.missing.is_empty() {
+                let p = plan
+                    .missing
+                    .iter()
+                    .next()
+                    .map(|p| sd.display(p))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "path '{p}' is required, but there is no substituter that can build it"
+                );
+            }
+        }
     }
     let format = ctx.settings.get("log-format").unwrap_or("").to_string();
     let tty = std::io::stderr().is_terminal();

@@ -2,6 +2,7 @@
 
 pub mod accessor;
 pub mod build;
+pub mod copy;
 pub mod derivation;
 pub mod eval;
 pub mod hash;
@@ -55,6 +56,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Show the build log of a derivation or of the derivation that built a path.
     Log(build::LogArgs),
+    /// Copy paths (with their closures) between stores and binary caches.
+    Copy(copy::CopyArgs),
     /// Show why a package has another package in its closure.
     #[command(name = "why-depends")]
     WhyDepends(why_depends::WhyDependsArgs),
@@ -108,6 +111,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),
         Command::Eval(a) => eval::run(a),
+        Command::Copy(a) => copy::run(&ctx, a),
         Command::Build(a) => build::build(&ctx, a),
         Command::Log(a) => build::log(&ctx, a),
         Command::WhyDepends(a) => why_depends::run(&ctx.open_store()?, a),
