@@ -1,0 +1,580 @@
+//! Binary caches against CppNix 2.8, both ways: CppNix copies and substitutes from caches firn
+//! wrote (xz, zstd, bzip2, none; signed), firn copies and substitutes from caches CppNix
+//! wrote, signatures made by one verify in the other; and bad caches (unsigned, wrongly signed,
+//! corrupted NARs, lying narinfos, malicious NARs, URLs leaving the cache) are refused with
+//! nothing registered.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// A store with a small closure: `plain`, an input-addressed path (no `CA`, so it needs a
+/// signature) registered with `--register-validity`, referring to a text file (`note`) that
+/// refers to an awkward source tree. Returns `plain` and `note`.
+fn make_closure(tmp: &Path, store: &str) -> (String, String) {
+    let tree = tmp.join("tree");
+    awkward_tree(&tree);
+    let e = format!(
+        r#"let tree = builtins.path {{ path = {}; name = "tree"; }};
+           in builtins.toFile "note" "see ${{tree}}""#,
+        tree.display()
+    );
+    let note = ok_str(firn("nix-instantiate").args([
+        "--store",
+        store,
+        "--eval",
+        "--read-write-mode",
+        "-E",
+        &e,
+    ]));
+    let note = note.trim().trim_matches('"').to_string();
+    // The input-addressed path: a directory naming `note`, put in place and registered.
+    let plain = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-plain".to_string();
+    let real = Path::new(store).join(&plain[1..]);
+    std::fs::create_dir_all(real.join("share")).expect("mkdir");
+    std::fs::write(real.join("share/ref"), format!("uses {note}\n")).expect("write");
+    std::fs::write(real.join("data"), vec![7u8; 100_000]).expect("write");
+    let hash = ok_str(
+        cppnix("nix-hash")
+            .args(["--type", "sha256", "--base32"])
+            .arg(&real),
+    );
+    let mut dump = cppnix("nix-store");
+    dump.args(["--dump"]).arg(&real);
+    let size = ok(&mut dump).len();
+    let reg = format!("{plain}\nsha256:{}\n{size}\n\n1\n{note}\n", hash.trim());
+    let out = run_with_input(
+        // (CppNix 2.8 looks at the logical path here, so chroot stores need firn.)
+        firn("nix-store").args(["--store", store, "--register-validity", "--hash-given"]),
+        reg.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (plain, note)
+}
+
+fn keygen(tmp: &Path, name: &str) -> (String, String) {
+    let sk = tmp.join(format!("{name}.sk"));
+    let pk = tmp.join(format!("{name}.pk"));
+    ok(cppnix("nix-store")
+        .args(["--generate-binary-cache-key", name])
+        .arg(&sk)
+        .arg(&pk));
+    (
+        sk.to_string_lossy().into_owned(),
+        std::fs::read_to_string(&pk).expect("read pk"),
+    )
+}
+
+fn closure(store: &str, p: &str) -> Vec<String> {
+    let mut v: Vec<String> = ok_str(cppnix("nix-store").args(["--store", store, "-qR", p]))
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+fn hashes(store: &str, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| ok_str(cppnix("nix-store").args(["--store", store, "-q", "--hash", p])))
+        .collect()
+}
+
+fn assert_same_closure(a: &str, b: &str, root: &str) {
+    let ca = closure(a, root);
+    assert_eq!(ca, closure(b, root));
+    assert_eq!(hashes(a, &ca), hashes(b, &ca));
+    ok(cppnix("nix-store").args(["--store", b, "--verify", "--check-contents"]));
+}
+
+fn is_valid(store: &str, p: &str) -> bool {
+    cppnix("nix-store")
+        .args(["--store", store, "--check-validity", p])
+        .output()
+        .expect("run")
+        .status
+        .success()
+}
+
+#[test]
+fn cppnix_reads_caches_firn_wrote() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, txt) = make_closure(tmp.path(), &a);
+    let (sk, pk) = keygen(tmp.path(), "firn-test-1");
+    for compression in ["xz", "zstd", "bzip2", "none"] {
+        let cache = tmp.path().join(format!("cache-{compression}"));
+        let uri = format!(
+            "file://{}?compression={compression}&secret-key={sk}",
+            cache.display()
+        );
+        ok(firn("nix").args(["copy", "--store", &a, "--to", &uri, &root]));
+        // Every narinfo of the closure is there, with a NAR of the right extension.
+        let narinfos = std::fs::read_dir(&cache)
+            .expect("cache dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".narinfo"))
+            })
+            .count();
+        assert_eq!(narinfos, closure(&a, &root).len(), "{compression}");
+
+        // CppNix copies the closure out of it, checking firn's signatures.
+        let b = store_dir(tmp.path(), &format!("b-{compression}"));
+        let base = format!("file://{}", cache.display());
+        ok(cppnix("nix").args([
+            "copy",
+            "--from",
+            &base,
+            "--store",
+            &b,
+            "--option",
+            "trusted-public-keys",
+            &pk,
+            &root,
+        ]));
+        assert_same_closure(&a, &b, &root);
+        // The signatures travelled and verify with CppNix.
+        ok(cppnix("nix").args([
+            "store",
+            "verify",
+            "--store",
+            &b,
+            "--sigs-needed",
+            "1",
+            "-r",
+            "--option",
+            "trusted-public-keys",
+            &pk,
+            &root,
+        ]));
+        // CppNix substitutes from it during a realisation.
+        let c = store_dir(tmp.path(), &format!("c-{compression}"));
+        ok(cppnix("nix-store").args([
+            "--store",
+            &c,
+            "-r",
+            &txt,
+            "--option",
+            "substituters",
+            &base,
+            "--option",
+            "trusted-public-keys",
+            &pk,
+        ]));
+        assert_same_closure(&a, &c, &txt);
+    }
+}
+
+#[test]
+fn firn_reads_caches_cppnix_wrote() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, txt) = make_closure(tmp.path(), &a);
+    let (sk, pk) = keygen(tmp.path(), "cppnix-test-1");
+    for compression in ["xz", "bzip2", "none"] {
+        let cache = tmp.path().join(format!("cache-{compression}"));
+        let uri = format!(
+            "file://{}?compression={compression}&secret-key={sk}",
+            cache.display()
+        );
+        ok(cppnix("nix").args(["copy", "--store", &a, "--to", &uri, &root]));
+        let base = format!("file://{}", cache.display());
+
+        let b = store_dir(tmp.path(), &format!("b-{compression}"));
+        ok(firn("nix").args([
+            "copy",
+            "--from",
+            &base,
+            "--store",
+            &b,
+            "--option",
+            "trusted-public-keys",
+            &pk,
+            &root,
+        ]));
+        assert_same_closure(&a, &b, &root);
+        // CppNix's signatures verify in firn.
+        ok(firn("nix").args([
+            "store",
+            "verify",
+            "--store",
+            &b,
+            "--sigs-needed",
+            "1",
+            "-r",
+            "--option",
+            "trusted-public-keys",
+            &pk,
+            &root,
+        ]));
+
+        // firn substitutes from it when realising a path it does not have.
+        let c = store_dir(tmp.path(), &format!("c-{compression}"));
+        let out = firn("nix-store")
+            .args([
+                "--store",
+                &c,
+                "-r",
+                &txt,
+                "--option",
+                "substituters",
+                &base,
+                "--option",
+                "trusted-public-keys",
+                &pk,
+            ])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("copying path '{txt}' from '{base}'")),
+            "{err}"
+        );
+        assert_same_closure(&a, &c, &txt);
+    }
+}
+
+#[test]
+fn caches_firn_writes_and_reads() {
+    // firn → cache → firn, with the `.ls` listing, and `nix copy` between two local stores.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, _) = make_closure(tmp.path(), &a);
+    let cache = tmp.path().join("cache");
+    let uri = format!(
+        "file://{}?write-nar-listing=1&compression=zstd",
+        cache.display()
+    );
+    ok(firn("nix").args(["copy", "--store", &a, "--to", &uri, &root]));
+    // Copying again uploads nothing new.
+    let before = std::fs::read_dir(cache.join("nar"))
+        .expect("nar dir")
+        .count();
+    ok(firn("nix").args(["copy", "--store", &a, "--to", &uri, &root]));
+    assert_eq!(
+        before,
+        std::fs::read_dir(cache.join("nar"))
+            .expect("nar dir")
+            .count()
+    );
+    let tree_path = closure(&a, &root)
+        .into_iter()
+        .find(|p| p.ends_with("-tree"))
+        .expect("tree in closure");
+    let hash = &tree_path["/nix/store/".len().."/nix/store/".len() + 32];
+    let ls = std::fs::read_to_string(cache.join(format!("{hash}.ls"))).expect("listing");
+    assert!(
+        ls.starts_with("{\"version\":1,\"root\":{\"type\":\"directory\""),
+        "{ls}"
+    );
+
+    let b = store_dir(tmp.path(), "b");
+    ok(firn("nix").args([
+        "copy",
+        "--no-check-sigs",
+        "--from",
+        &format!("file://{}", cache.display()),
+        "--store",
+        &b,
+        &root,
+    ]));
+    assert_same_closure(&a, &b, &root);
+
+    // Local to local (a chroot store as the destination).
+    let c = store_dir(tmp.path(), "c");
+    ok(firn("nix").args(["copy", "--no-check-sigs", "--store", &a, "--to", &c, &root]));
+    assert_same_closure(&a, &c, &root);
+}
+
+/// A cache with the closure of `root`, written by firn with `compression=none`.
+fn plain_cache(tmp: &Path, a: &str, root: &str, sk: Option<&str>) -> std::path::PathBuf {
+    let cache = tmp.join("cache");
+    let mut uri = format!("file://{}?compression=none", cache.display());
+    if let Some(sk) = sk {
+        uri.push_str(&format!("&secret-key={sk}"));
+    }
+    ok(firn("nix").args(["copy", "--store", a, "--to", &uri, root]));
+    cache
+}
+
+fn narinfo_file(cache: &Path, p: &str) -> std::path::PathBuf {
+    let hash = &p["/nix/store/".len().."/nix/store/".len() + 32];
+    cache.join(format!("{hash}.narinfo"))
+}
+
+fn copy_from(cache: &Path, store: &str, p: &str, extra: &[&str]) -> (bool, String) {
+    let out = firn("nix")
+        .args([
+            "copy",
+            "--from",
+            &format!("file://{}", cache.display()),
+            "--store",
+            store,
+        ])
+        .args(extra)
+        .arg(p)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn signatures_are_required() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, _) = make_closure(tmp.path(), &a);
+    let (sk, pk) = keygen(tmp.path(), "signer-1");
+    let (_, other_pk) = keygen(tmp.path(), "other-1");
+    let cache = plain_cache(tmp.path(), &a, &root, Some(&sk));
+    let base = format!("file://{}", cache.display());
+
+    // Signed, but not by a key we trust: refused, nothing registered.
+    let b = store_dir(tmp.path(), "b");
+    let (okay, err) = copy_from(
+        &cache,
+        &b,
+        &root,
+        &["--option", "trusted-public-keys", &other_pk],
+    );
+    assert!(!okay);
+    assert!(err.contains("lacks a valid signature"), "{err}");
+    assert!(!is_valid(&b, &root));
+    // Substitution skips the untrusted cache and says why.
+    let out = firn("nix-store")
+        .args([
+            "--store",
+            &b,
+            "-r",
+            &root,
+            "--option",
+            "substituters",
+            &base,
+            "--option",
+            "trusted-public-keys",
+            &other_pk,
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("does not have a valid signature"), "{err}");
+    assert!(!is_valid(&b, &root));
+
+    // A narinfo changed after signing (its references dropped) no longer verifies.
+    let ni = narinfo_file(&cache, &root);
+    let signed = std::fs::read_to_string(&ni).expect("narinfo");
+    let tampered: String = signed
+        .lines()
+        .map(|l| {
+            if l.starts_with("References: ") {
+                "References: ".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&ni, tampered).expect("write");
+    let (okay, err) = copy_from(&cache, &b, &root, &["--option", "trusted-public-keys", &pk]);
+    assert!(!okay);
+    assert!(err.contains("lacks a valid signature"), "{err}");
+    assert!(!is_valid(&b, &root));
+    std::fs::write(&ni, signed).expect("restore");
+
+    // The right key: accepted.
+    let (okay, err) = copy_from(&cache, &b, &root, &["--option", "trusted-public-keys", &pk]);
+    assert!(okay, "{err}");
+    assert_same_closure(&a, &b, &root);
+    // And without signatures at all, only with --no-check-sigs.
+    let unsigned = tmp.path().join("unsigned");
+    ok(firn("nix").args([
+        "copy",
+        "--store",
+        &a,
+        "--to",
+        &format!("file://{}", unsigned.display()),
+        &root,
+    ]));
+    let c = store_dir(tmp.path(), "c");
+    let (okay, _) = copy_from(
+        &unsigned,
+        &c,
+        &root,
+        &["--option", "trusted-public-keys", &pk],
+    );
+    assert!(!okay);
+    assert!(!is_valid(&c, &root));
+    let (okay, err) = copy_from(&unsigned, &c, &root, &["--no-check-sigs"]);
+    assert!(okay, "{err}");
+    assert!(is_valid(&c, &root));
+}
+
+#[test]
+fn corrupt_caches_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, txt) = make_closure(tmp.path(), &a);
+    let cache = plain_cache(tmp.path(), &a, &root, None);
+    let ni_path = narinfo_file(&cache, &txt);
+    let original = std::fs::read_to_string(&ni_path).expect("narinfo");
+    let url = original
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .expect("URL")
+        .to_string();
+    let nar_file = cache.join(&url);
+    let nar = std::fs::read(&nar_file).expect("nar");
+    let fresh = |name: &str| store_dir(tmp.path(), name);
+
+    // 1. A NAR whose bytes differ from the narinfo's hash.
+    let mut bad = nar.clone();
+    let i = bad.windows(4).position(|w| w == b"see ").expect("contents") + 1;
+    bad[i] ^= 0x20;
+    std::fs::write(&nar_file, &bad).expect("write");
+    let s = fresh("s1");
+    let (okay, err) = copy_from(&cache, &s, &txt, &["--no-check-sigs"]);
+    assert!(!okay);
+    assert!(err.contains("hash mismatch"), "{err}");
+    assert!(!is_valid(&s, &txt));
+    std::fs::write(&nar_file, &nar).expect("restore");
+
+    // 2. A narinfo that lies about the NAR's size.
+    let lied = original
+        .lines()
+        .map(|l| match l.strip_prefix("NarSize: ") {
+            Some(n) => format!("NarSize: {}", n.parse::<u64>().expect("size") + 8),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&ni_path, lied).expect("write");
+    let s = fresh("s2");
+    let (okay, err) = copy_from(&cache, &s, &txt, &["--no-check-sigs"]);
+    assert!(!okay, "{err}");
+    assert!(!is_valid(&s, &txt));
+
+    // 3. A narinfo for another path under this path's hash.
+    let other = closure(&a, &root)
+        .into_iter()
+        .find(|p| p.ends_with("-tree"))
+        .expect("tree");
+    let foreign = std::fs::read_to_string(narinfo_file(&cache, &other)).expect("narinfo");
+    std::fs::write(&ni_path, foreign).expect("write");
+    let s = fresh("s3");
+    let (okay, err) = copy_from(&cache, &s, &txt, &["--no-check-sigs"]);
+    assert!(!okay);
+    assert!(err.contains("is for path"), "{err}");
+    assert!(!is_valid(&s, &txt));
+
+    // 4. A URL that leaves the cache.
+    let escaping = original.replace(&format!("URL: {url}"), "URL: ../../../../etc/passwd");
+    std::fs::write(&ni_path, escaping).expect("write");
+    let s = fresh("s4");
+    let (okay, err) = copy_from(&cache, &s, &txt, &["--no-check-sigs"]);
+    assert!(!okay);
+    assert!(err.contains("invalid file name"), "{err}");
+    assert!(!is_valid(&s, &txt));
+
+    // 5. A malicious NAR (an entry named `..`) with a narinfo that matches it.
+    let evil = evil_nar();
+    let evil_hash = ok_str(
+        cppnix("nix-hash")
+            .args(["--type", "sha256", "--flat", "--base32"])
+            .arg({
+                let p = tmp.path().join("evil.nar");
+                std::fs::write(&p, &evil).expect("write");
+                p
+            }),
+    );
+    std::fs::write(cache.join("nar/evil.nar"), &evil).expect("write");
+    let mut ni = String::new();
+    for l in original.lines() {
+        if l.starts_with("URL: ") {
+            ni.push_str("URL: nar/evil.nar\n");
+        } else if l.starts_with("NarHash: ") {
+            ni.push_str(&format!("NarHash: sha256:{}\n", evil_hash.trim()));
+        } else if l.starts_with("NarSize: ") {
+            ni.push_str(&format!("NarSize: {}\n", evil.len()));
+        } else if l.starts_with("FileHash: ")
+            || l.starts_with("FileSize: ")
+            || l.starts_with("CA: ")
+        {
+        } else {
+            ni.push_str(l);
+            ni.push('\n');
+        }
+    }
+    std::fs::write(&ni_path, ni).expect("write");
+    let s = fresh("s5");
+    let (okay, err) = copy_from(&cache, &s, &txt, &["--no-check-sigs"]);
+    assert!(!okay);
+    assert!(!is_valid(&s, &txt));
+    assert!(!tmp.path().join("pwned").exists(), "{err}");
+    std::fs::write(&ni_path, &original).expect("restore");
+
+    // After all that, the intact cache still works.
+    let s = fresh("s6");
+    let (okay, err) = copy_from(&cache, &s, &txt, &["--no-check-sigs"]);
+    assert!(okay, "{err}");
+    assert_same_closure(&a, &s, &txt);
+}
+
+/// A NAR of a directory with an entry named `..` holding a file `pwned`.
+fn evil_nar() -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, x: &[u8]) {
+        out.extend_from_slice(&(x.len() as u64).to_le_bytes());
+        out.extend_from_slice(x);
+        out.resize(out.len().div_ceil(8) * 8, 0);
+    }
+    let mut o = Vec::new();
+    for t in [
+        &b"nix-archive-1"[..],
+        b"(",
+        b"type",
+        b"directory",
+        b"entry",
+        b"(",
+        b"name",
+        b"..",
+        b"node",
+        b"(",
+        b"type",
+        b"directory",
+        b"entry",
+        b"(",
+        b"name",
+        b"pwned",
+        b"node",
+        b"(",
+        b"type",
+        b"regular",
+        b"contents",
+        b"x",
+        b")",
+        b")",
+        b")",
+        b")",
+        b")",
+    ] {
+        s(&mut o, t);
+    }
+    o
+}
+
+#[allow(dead_code)]
+fn unused(_: Command) {}
