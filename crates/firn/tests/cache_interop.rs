@@ -578,3 +578,68 @@ fn evil_nar() -> Vec<u8> {
 
 #[allow(dead_code)]
 fn unused(_: Command) {}
+
+#[test]
+fn queries_on_caches_match_cppnix() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, _) = make_closure(tmp.path(), &a);
+    let (sk, pk) = keygen(tmp.path(), "q-1");
+    let (sk2, pk2) = keygen(tmp.path(), "q-2");
+    let cache = tmp.path().join("cache");
+    let uri = format!("file://{}?secret-key={sk}", cache.display());
+    ok(firn("nix").args(["copy", "--store", &a, "--to", &uri, &root]));
+    let base = format!("file://{}", cache.display());
+    for args in [
+        vec!["path-info", "-r", "--sigs", "-S", "-s"],
+        vec!["path-info", "-r", "--json", "-S"],
+        vec!["path-info", "--json"],
+    ] {
+        let mine = ok_str(firn("nix").args(&args).args(["--store", &base, &root]));
+        let theirs = ok_str(cppnix("nix").args(&args).args(["--store", &base, &root]));
+        if args.contains(&"--json") {
+            let m: serde_json::Value = serde_json::from_str(&mine).expect("json");
+            let t: serde_json::Value = serde_json::from_str(&theirs).expect("json");
+            assert_eq!(m, t, "{args:?}");
+        } else {
+            assert_eq!(mine, theirs, "{args:?}");
+        }
+    }
+    // A second signature added by firn verifies with CppNix, and the other way round.
+    ok(firn("nix").args(["store", "sign", "--store", &base, "-k", &sk2, "-r", &root]));
+    let both = format!("{pk} {pk2}");
+    for tool in [cppnix("nix"), firn("nix")] {
+        let mut c = tool;
+        ok(c.args([
+            "store",
+            "verify",
+            "--store",
+            &base,
+            "-r",
+            "--sigs-needed",
+            "2",
+            "--option",
+            "trusted-public-keys",
+            &both,
+            &root,
+        ]));
+    }
+    // With a key missing, two signatures cannot be found.
+    let out = firn("nix")
+        .args([
+            "store",
+            "verify",
+            "--store",
+            &base,
+            "-r",
+            "--sigs-needed",
+            "2",
+            "--option",
+            "trusted-public-keys",
+            &pk,
+            &root,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -107,7 +107,10 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
     match cmd {
         Command::Hash(c) => hash::run(c),
         Command::Store(c) => store::run(&ctx, c),
-        Command::PathInfo(a) => path_info::run(&ctx.open_store()?, a),
+        Command::PathInfo(a) => match ctx.open_any()? {
+            firn_cache::copy::AnyStore::Cache(c) => path_info::run_cache(&c, a),
+            firn_cache::copy::AnyStore::Local(s) => path_info::run(&s, a),
+        },
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),
         Command::Eval(a) => eval::run(a),

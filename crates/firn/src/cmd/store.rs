@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use firn_cache::copy::AnyStore;
+use firn_cache::BinaryCache;
 use firn_format::{FileIngestionMethod, HashAlgo};
 use firn_store::gc::{GcAction, GcOptions};
 use firn_store::LocalStore;
@@ -120,6 +122,9 @@ pub struct VerifyArgs {
 }
 
 pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
+    if firn_cache::CacheUri::is_cache_uri(&ctx.store_uri()) {
+        return run_cache(ctx, cmd);
+    }
     let store = ctx.open_store()?;
     let sd = store.store_dir().clone();
     let stdout = std::io::stdout();
@@ -283,6 +288,112 @@ fn store_subpath(store: &LocalStore, s: &str) -> Result<(firn_format::StorePath,
     }
     let sp = follow_links_to_store_path(sd, s)?;
     Ok((sp, String::new()))
+}
+
+/// The store paths named on the command line, for a binary cache (no `--all`; `-r` follows
+/// the narinfos' references).
+fn cache_paths(cache: &BinaryCache, args: &StorePathArgs) -> Result<Vec<firn_format::StorePath>> {
+    let sd = cache.store_dir();
+    if args.all {
+        bail!(
+            "'--all' is not supported for the binary cache '{}'",
+            cache.uri()
+        );
+    }
+    let mut roots = BTreeSet::new();
+    for i in &args.installables {
+        roots.insert(follow_links_to_store_path(sd, i)?);
+    }
+    if !args.recursive {
+        return Ok(roots.into_iter().collect());
+    }
+    let any = AnyStore::Cache(BinaryCache::open(
+        cache.uri(),
+        sd,
+        &firn_cache::cache::OpenOptions::default(),
+    )?);
+    let infos = firn_cache::copy::closure_infos(&any, &roots, 16)?;
+    let mut v: Vec<_> = infos.into_keys().collect();
+    v.sort();
+    Ok(v)
+}
+
+/// `nix store sign|verify|info --store <binary cache>`.
+fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
+    let uri = ctx.store_uri();
+    let cache = BinaryCache::open(&uri, &ctx.store_dir(), &ctx.cache_options())?;
+    let sd = cache.store_dir().clone();
+    match cmd {
+        StoreCmd::Info => println!("Store URL: {}", cache.uri()),
+        StoreCmd::Sign { key_file, paths } => {
+            let key = crate::cmd::key::read_secret_key(Path::new(&key_file))?;
+            let mut added = 0usize;
+            for p in cache_paths(&cache, &paths)? {
+                let ni = cache
+                    .query_narinfo(&p)?
+                    .ok_or_else(|| anyhow::anyhow!("path '{}' is not valid", sd.display(&p)))?;
+                let info = firn_cache::cache::narinfo_to_path_info(&ni);
+                let sig = crate::cmd::key::sign_path_info(&key, &sd, &info)?;
+                if !ni.sigs.contains(&sig) {
+                    cache.add_signatures(&p, &[sig])?;
+                    added += 1;
+                }
+            }
+            eprintln!("added {added} signatures");
+        }
+        StoreCmd::Verify(v) => {
+            let keys = crate::cmd::key::trusted_public_keys(&ctx.settings)?;
+            let (mut corrupted, mut untrusted, mut failed) = (0usize, 0usize, 0usize);
+            for p in cache_paths(&cache, &v.paths)? {
+                let res: Result<()> = (|| {
+                    let ni = cache
+                        .query_narinfo(&p)?
+                        .ok_or_else(|| anyhow::anyhow!("path '{}' is not valid", sd.display(&p)))?;
+                    if !v.no_contents {
+                        let mut nar = cache.open_nar(&ni)?;
+                        let mut h = firn_format::Hasher::new(ni.nar_hash.algo());
+                        std::io::copy(&mut nar, &mut h)?;
+                        let got = h.finish();
+                        if got != ni.nar_hash {
+                            corrupted += 1;
+                            eprintln!(
+                                "error: path '{}' was modified! expected hash '{}', got '{}'",
+                                sd.display(&p),
+                                ni.nar_hash,
+                                got
+                            );
+                        }
+                    }
+                    if !v.no_trust {
+                        let info = firn_cache::cache::narinfo_to_path_info(&ni);
+                        let valid = crate::cmd::key::count_valid_signatures(&sd, &info, &keys);
+                        if valid < v.sigs_needed.max(1) {
+                            untrusted += 1;
+                            eprintln!("error: path '{}' is untrusted", sd.display(&p));
+                        }
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    eprintln!("error: {e:#}");
+                    failed += 1;
+                }
+            }
+            let code = (if corrupted > 0 { 1 } else { 0 })
+                | (if untrusted > 0 { 2 } else { 0 })
+                | (if failed > 0 { 4 } else { 0 });
+            if code != 0 {
+                return Err(Failure {
+                    code,
+                    msg: "verification failed".into(),
+                    silent: true,
+                }
+                .into());
+            }
+        }
+        _ => bail!("this operation is not supported for the binary cache '{}' (firn supports info, sign and verify there)", cache.uri()),
+    }
+    Ok(())
 }
 
 fn verify(ctx: &Ctx, store: &LocalStore, v: VerifyArgs) -> Result<()> {
