@@ -250,6 +250,13 @@ impl BinaryCache {
     /// against `info`, uploaded unless the cache has that file already, then the narinfo is
     /// written, signed with the cache's secret keys. Returns the narinfo written.
     pub fn add_path(&self, info: &ValidPathInfo, nar: NarSource<'_>) -> Result<NarInfo> {
+        let ni = self.upload_nar(info, nar)?;
+        self.write_narinfo(ni)
+    }
+
+    /// The first half of [`BinaryCache::add_path`]: the NAR file only. Returns the narinfo to
+    /// write (unsigned) once the path's references are in the cache.
+    pub fn upload_nar(&self, info: &ValidPathInfo, nar: NarSource<'_>) -> Result<NarInfo> {
         let staged = self.staging_path();
         let result = self.add_path_staged(info, nar, &staged);
         let _ = fs::remove_file(&staged);
@@ -334,7 +341,7 @@ impl BinaryCache {
         ni.deriver = info.deriver.clone();
         ni.sigs = info.sigs.clone();
         ni.ca = info.ca.clone();
-        self.write_narinfo(ni)
+        Ok(ni)
     }
 
     /// The `<hash>.ls` file, read back from the staged (compressed) NAR.

@@ -163,9 +163,14 @@ pub fn copy_closure(
     opts: &CopyOptions,
     on_copy: &(dyn Fn(&StorePath) + Sync),
 ) -> Result<CopyReport> {
-    let infos = closure_infos(src, paths, opts.jobs)?;
+    // The local store answers from one database connection: no point in threads there.
+    let query_jobs = |s: &AnyStore| match s {
+        AnyStore::Local(_) => 1,
+        AnyStore::Cache(_) => opts.jobs.max(8),
+    };
+    let infos = closure_infos(src, paths, query_jobs(src))?;
     let all: Vec<&StorePath> = infos.keys().collect();
-    let present = parallel_map(&all, opts.jobs, |p| dst.is_valid(p));
+    let present = parallel_map(&all, query_jobs(dst), |p| dst.is_valid(p));
     let mut todo: Vec<&ValidPathInfo> = Vec::new();
     for (p, has) in all.iter().zip(present) {
         if !has? {
@@ -186,11 +191,35 @@ pub fn copy_closure(
         })
         .collect();
     let sd = src.store_dir();
-    let outcomes = graph::run(&deps, opts.jobs, |i| {
-        let info = todo[i];
-        on_copy(&info.path);
-        copy_one(src, dst, info, opts)
-    });
+    let outcomes = match dst {
+        // Into a cache, the NARs (the work: compression, upload) go up in any order, all at
+        // once; only the narinfos must follow the references, and they are small.
+        AnyStore::Cache(c) => {
+            let uploaded: Vec<Mutex<Option<Result<firn_format::NarInfo>>>> =
+                todo.iter().map(|_| Mutex::new(None)).collect();
+            let idx: Vec<usize> = (0..todo.len()).collect();
+            parallel_map(&idx, opts.jobs, |&i| {
+                let info = todo[i];
+                on_copy(&info.path);
+                let mut produce = |w: &mut dyn Write| src.dump_nar(&info.path, w);
+                let r = c.upload_nar(info, NarSource::Producer(&mut produce));
+                *uploaded[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+            graph::run(&deps, 1, |i| {
+                let r = uploaded[i]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_else(|| Err(CacheError::Other("not uploaded".into())));
+                c.write_narinfo(r?).map(|_| ())
+            })
+        }
+        AnyStore::Local(_) => graph::run(&deps, opts.jobs, |i| {
+            let info = todo[i];
+            on_copy(&info.path);
+            copy_one(src, dst, info, opts)
+        }),
+    };
     let mut report = CopyReport::default();
     for (i, o) in outcomes.into_iter().enumerate() {
         let p = todo[i].path.clone();

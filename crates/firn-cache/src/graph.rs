@@ -47,7 +47,9 @@ pub fn run<E: Send>(
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
 
     // Mark `i` finished; dependents become ready, or are skipped (transitively) on failure.
-    let finish = |st: &mut State<E>, i: usize, o: Outcome<E>| {
+    // Returns how many nodes became ready.
+    let finish = |st: &mut State<E>, i: usize, o: Outcome<E>| -> usize {
+        let before = st.ready.len();
         let ok = matches!(o, Outcome::Done);
         st.outcome[i] = Some(o);
         st.finished += 1;
@@ -69,6 +71,7 @@ pub fn run<E: Send>(
                 }
             }
         }
+        st.ready.len() - before
     };
 
     std::thread::scope(|s| {
@@ -91,8 +94,16 @@ pub fn run<E: Send>(
                     Err(e) => Outcome::Failed(e),
                 };
                 let mut st = lock();
-                finish(&mut st, i, o);
-                cv.notify_all();
+                let woken = finish(&mut st, i, o);
+                // Wake only as many workers as there is new work for (this one takes one
+                // itself); everyone when all is done.
+                if st.finished == n {
+                    cv.notify_all();
+                } else {
+                    for _ in 1..woken {
+                        cv.notify_one();
+                    }
+                }
             });
         }
     });

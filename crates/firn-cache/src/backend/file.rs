@@ -83,7 +83,11 @@ impl Backend for FileBackend {
     fn put(&self, key: &str, data: Upload<'_>, _mime: &str) -> Result<()> {
         check_key(key, &self.name)?;
         let target = self.dir.join(key);
-        if let Some(parent) = target.parent() {
+        // `nar/` and the top exist; other directories (`log/`, `debuginfo/`) on demand.
+        if let Some(parent) = target
+            .parent()
+            .filter(|p| *p != self.dir && *p != self.dir.join("nar"))
+        {
             fs::create_dir_all(parent).map_err(|e| self.io("creating directory", parent, e))?;
         }
         match data {

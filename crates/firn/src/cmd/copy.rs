@@ -65,7 +65,15 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     } else {
         Some(ctx.trust_policy()?)
     };
-    let jobs = ctx.cache_options().http_connections.clamp(1, 32);
+    // Remote ends wait on the network: many at once. Otherwise the work is compression and
+    // hashing: one per core.
+    let remote = |s: &AnyStore| matches!(s, AnyStore::Cache(c) if c.remote);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = if remote(&src) || remote(&dst) {
+        ctx.cache_options().http_connections.clamp(1, 64)
+    } else {
+        cores
+    };
     let opts = CopyOptions { jobs, check_sigs };
     let from = src.describe();
     let to = dst.describe();
