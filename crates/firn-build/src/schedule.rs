@@ -828,7 +828,7 @@ fn write_reference_graphs(
     };
     let sd = store.store_dir();
     let words: Vec<&str> = spec.split_ascii_whitespace().collect();
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err(BuildError::Other(format!(
             "odd number of tokens in 'exportReferencesGraph': '{spec}'"
         )));

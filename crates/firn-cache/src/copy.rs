@@ -16,7 +16,8 @@ use crate::graph::{self, Outcome};
 use crate::substitute::TrustPolicy;
 use crate::{CacheError, Result};
 
-/// Either end of a copy.
+/// Either end of a copy (a command has one or two, so the size difference does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum AnyStore {
     Local(LocalStore),
     Cache(BinaryCache),

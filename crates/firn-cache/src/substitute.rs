@@ -49,6 +49,9 @@ pub struct Available {
     pub info: NarInfo,
 }
 
+/// A closure to fetch (each path with where from), or the paths no cache has.
+pub type ClosurePlan = std::result::Result<Vec<(StorePath, Available)>, BTreeSet<StorePath>>;
+
 /// What substitution reports while it works.
 pub enum Progress<'a> {
     /// `copying path '...' from '...'`.
@@ -239,7 +242,7 @@ impl Substituters {
         &self,
         store: &LocalStore,
         roots: &BTreeSet<StorePath>,
-    ) -> Result<std::result::Result<Vec<(StorePath, Available)>, BTreeSet<StorePath>>> {
+    ) -> Result<ClosurePlan> {
         let mut seen: BTreeSet<StorePath> = BTreeSet::new();
         let mut found = Vec::new();
         let mut missing = BTreeSet::new();
