@@ -379,17 +379,7 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
                     failed += 1;
                 }
             }
-            let code = (if corrupted > 0 { 1 } else { 0 })
-                | (if untrusted > 0 { 2 } else { 0 })
-                | (if failed > 0 { 4 } else { 0 });
-            if code != 0 {
-                return Err(Failure {
-                    code,
-                    msg: "verification failed".into(),
-                    silent: true,
-                }
-                .into());
-            }
+            return verify_status(corrupted, untrusted, failed);
         }
         _ => bail!("this operation is not supported for the binary cache '{}' (firn supports info, sign and verify there)", cache.uri()),
     }
@@ -435,6 +425,11 @@ fn verify(ctx: &Ctx, store: &LocalStore, v: VerifyArgs) -> Result<()> {
             failed += 1;
         }
     }
+    verify_status(corrupted, untrusted, failed)
+}
+
+/// `nix store verify`'s exit status: 1 corrupted, 2 untrusted, 4 other failures, or'ed.
+fn verify_status(corrupted: usize, untrusted: usize, failed: usize) -> Result<()> {
     let code = (if corrupted > 0 { 1 } else { 0 })
         | (if untrusted > 0 { 2 } else { 0 })
         | (if failed > 0 { 4 } else { 0 });
