@@ -18,6 +18,7 @@ use firn_store::ValidPathInfo;
 
 use crate::backend::file::FileBackend;
 use crate::backend::http::HttpBackend;
+use crate::backend::s3::S3Backend;
 use crate::backend::{check_key, Backend, Upload};
 use crate::compression::Compression;
 use crate::uri::{CacheUri, Location};
@@ -96,12 +97,10 @@ impl BinaryCache {
                 Box::new(HttpBackend::new(url.clone(), opts.http_connections)),
                 true,
             ),
-            Location::S3 { .. } => {
-                return Err(CacheError::BadUri {
-                    uri: uri.to_string(),
-                    why: "s3:// caches are not supported by firn yet".into(),
-                })
-            }
+            Location::S3 { bucket } => (
+                Box::new(S3Backend::new(bucket, &parsed, opts.http_connections)?),
+                true,
+            ),
         };
         let compression = Compression::parse(parsed.param("compression").unwrap_or("xz"))?;
         let int = |name: &str, default: i32| -> Result<i32> {

@@ -643,3 +643,147 @@ fn queries_on_caches_match_cppnix() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// An S3-compatible server (s3s-fs 0.14.1, which `.ci/run` installs) on a free port, killed
+/// when dropped.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+    root: std::path::PathBuf,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3s_fs_binary() -> std::path::PathBuf {
+    let candidates = [
+        std::env::var_os("S3S_FS").map(std::path::PathBuf::from),
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
+        Some("/usr/local/bin/s3s-fs".into()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .expect("the S3 tests need s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)")
+}
+
+fn start_s3(tmp: &Path, bucket: &str) -> S3Server {
+    let root = tmp.join("s3root");
+    std::fs::create_dir_all(root.join(bucket)).expect("mkdir bucket");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(s3s_fs_binary())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--access-key",
+            "firn-test-ak",
+            "--secret-key",
+            "firn-test-sk",
+        ])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting s3s-fs");
+    let server = S3Server { child, port, root };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("s3s-fs did not start");
+}
+
+#[test]
+fn s3_caches() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, _) = make_closure(tmp.path(), &a);
+    let (sk, pk) = keygen(tmp.path(), "s3-test-1");
+    let s3 = start_s3(tmp.path(), "cache");
+    let base = format!(
+        "s3://cache?endpoint=127.0.0.1:{}&scheme=http&region=eu-test-1",
+        s3.port
+    );
+    let with_creds = |c: &mut Command, secret: &str| {
+        c.env("AWS_ACCESS_KEY_ID", "firn-test-ak")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("HOME", tmp.path())
+            .env("XDG_CACHE_HOME", tmp.path().join("xdg"));
+    };
+
+    // A wrong secret is refused by the server: nothing is written.
+    let mut c = firn("nix");
+    with_creds(&mut c, "wrong");
+    let out = c
+        .args(["copy", "--store", &a, "--to", &base, &root])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP error 403"), "{err}");
+
+    // The seeds' flow: sign, copy to the bucket (multipart for the 5 MiB file), then build in
+    // an empty store and watch the paths come from the bucket.
+    let mut c = firn("nix");
+    with_creds(&mut c, "firn-test-sk");
+    ok(c.args([
+        "copy",
+        "--store",
+        &a,
+        "--to",
+        &format!(
+            "{base}&secret-key={sk}&compression=none&multipart-upload=true&buffer-size=5242880"
+        ),
+        &root,
+    ]));
+    let b = store_dir(tmp.path(), "b");
+    let mut c = firn("nix-store");
+    with_creds(&mut c, "firn-test-sk");
+    let out = c
+        .args([
+            "--store",
+            &b,
+            "-r",
+            &root,
+            "--option",
+            "substituters",
+            &base,
+            "--option",
+            "trusted-public-keys",
+            &pk,
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("copying path '{root}' from 's3://cache'")),
+        "{err}"
+    );
+    assert_same_closure(&a, &b, &root);
+
+    // s3s-fs keeps objects as files, so the bucket is also a file:// cache: CppNix (built
+    // without S3 support on Debian) reads what firn uploaded, signatures included.
+    let c_store = store_dir(tmp.path(), "c");
+    ok(cppnix("nix").args([
+        "copy",
+        "--from",
+        &format!("file://{}", s3.root.join("cache").display()),
+        "--store",
+        &c_store,
+        "--option",
+        "trusted-public-keys",
+        &pk,
+        &root,
+    ]));
+    assert_same_closure(&a, &c_store, &root);
+}

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod http;
+pub mod s3;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
