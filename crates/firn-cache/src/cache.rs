@@ -278,7 +278,12 @@ impl BinaryCache {
         };
         let encoder = self
             .compression
-            .encoder(file_side, self.compression_level, self.parallel_compression)
+            .encoder(
+                file_side,
+                self.compression_level,
+                self.parallel_compression,
+                (info.nar_size != 0).then_some(info.nar_size),
+            )
             .map_err(|e| self.io_err("compressing", &what, e))?;
         let mut nar_side = CountingHasher {
             inner: encoder,

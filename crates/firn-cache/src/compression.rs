@@ -59,12 +59,15 @@ impl Compression {
     }
 
     /// A writer that compresses into `out`; `level` < 0 means the method's default, `parallel`
-    /// uses every core (xz, zstd).
+    /// uses every core (xz, zstd). `size_hint`, the input's size when known, lets xz use a
+    /// dictionary no larger than the input (the same compression, but far less memory to set
+    /// up for the many small files of a store).
     pub fn encoder<'a, W: Write + Send + 'a>(
         self,
         out: W,
         level: i32,
         parallel: bool,
+        size_hint: Option<u64>,
     ) -> io::Result<Encoder<'a, W>> {
         let threads = if parallel {
             std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
@@ -75,14 +78,24 @@ impl Compression {
             Compression::None => Encoder::None(out),
             Compression::Xz => {
                 let preset = if level < 0 { 6 } else { level.min(9) as u32 };
+                let mut opts =
+                    xz2::stream::LzmaOptions::new_preset(preset).map_err(io::Error::other)?;
+                if let Some(n) = size_hint {
+                    // LZMA2's smallest dictionary is 4 KiB.
+                    let want = n.clamp(4096, 1 << 30).next_power_of_two() as u32;
+                    let preset_dict = xz_preset_dict(preset);
+                    opts.dict_size(want.min(preset_dict));
+                }
+                let mut filters = xz2::stream::Filters::new();
+                filters.lzma2(&opts);
                 let stream = if threads > 1 {
                     xz2::stream::MtStreamBuilder::new()
-                        .preset(preset)
+                        .filters(filters)
                         .threads(threads)
                         .check(xz2::stream::Check::Crc64)
                         .encoder()
                 } else {
-                    xz2::stream::Stream::new_easy_encoder(preset, xz2::stream::Check::Crc64)
+                    xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::Crc64)
                 }
                 .map_err(io::Error::other)?;
                 Encoder::Xz(xz2::write::XzEncoder::new_stream(out, stream))
@@ -107,6 +120,20 @@ impl Compression {
                 ))
             }
         })
+    }
+}
+
+/// The dictionary size of an xz preset (as liblzma defines them).
+fn xz_preset_dict(preset: u32) -> u32 {
+    match preset {
+        0 => 256 << 10,
+        1 => 1 << 20,
+        2 => 2 << 20,
+        3 | 4 => 4 << 20,
+        5 | 6 => 8 << 20,
+        7 => 16 << 20,
+        8 => 32 << 20,
+        _ => 64 << 20,
     }
 }
 
@@ -175,7 +202,8 @@ mod tests {
             Compression::Bzip2,
         ] {
             for parallel in [false, true] {
-                let mut e = c.encoder(Vec::new(), -1, parallel).unwrap();
+                let hint = parallel.then_some(data.len() as u64);
+                let mut e = c.encoder(Vec::new(), -1, parallel, hint).unwrap();
                 e.write_all(&data).unwrap();
                 let packed = e.finish().unwrap();
                 let mut back = Vec::new();

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use firn_format::{StoreDir, StorePath};
+use firn_store::local::StagedNar;
 use firn_store::{LocalStore, ValidPathInfo};
 
 use crate::cache::{narinfo_to_path_info, BinaryCache, NarSource};
@@ -81,34 +81,7 @@ impl AnyStore {
     }
 }
 
-/// Run `f` for each item on up to `jobs` threads, keeping the results in order.
-pub fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    jobs: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
-    out.into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every item is mapped")
-        })
-        .collect()
-}
+pub use crate::graph::parallel_map;
 
 /// The closure of `roots` in `src`, with each path's info.
 pub fn closure_infos(
@@ -215,6 +188,30 @@ pub fn copy_closure(
                 c.write_narinfo(r?).map(|_| ())
             })
         }
+        // From a cache, the downloads (and decompression) run all at once into staging
+        // directories; registration follows the references.
+        AnyStore::Local(d) if matches!(src, AnyStore::Cache(_)) => {
+            let staged: Vec<Mutex<Option<Result<Option<StagedNar>>>>> =
+                todo.iter().map(|_| Mutex::new(None)).collect();
+            let idx: Vec<usize> = (0..todo.len()).collect();
+            parallel_map(&idx, opts.jobs, |&i| {
+                let info = todo[i];
+                on_copy(&info.path);
+                let r = stage_from_cache(src, d, info, opts);
+                *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+            graph::run(&deps, 1, |i| {
+                let r = staged[i]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_else(|| Err(CacheError::Other("not downloaded".into())));
+                match r? {
+                    Some(s) => Ok(d.commit_nar(s)?),
+                    None => Ok(()),
+                }
+            })
+        }
         AnyStore::Local(_) => graph::run(&deps, opts.jobs, |i| {
             let info = todo[i];
             on_copy(&info.path);
@@ -260,15 +257,7 @@ fn copy_one(
             Ok(())
         }
         AnyStore::Local(d) => {
-            if let Some(trust) = &opts.check_sigs {
-                let ni = path_info_as_narinfo(info);
-                if !trust.accepts(sd, &ni) {
-                    return Err(CacheError::Other(format!(
-                        "cannot add path '{}' because it lacks a valid signature",
-                        sd.display(&info.path)
-                    )));
-                }
-            }
+            check_signature(sd, info, opts)?;
             match src {
                 AnyStore::Cache(c) => {
                     let ni = c.query_narinfo(&info.path)?.ok_or_else(|| {
@@ -304,6 +293,42 @@ fn copy_one(
             Ok(())
         }
     }
+}
+
+/// Check the signature and download, decompress, hash and restore a path from a cache into a
+/// staging directory of `d`.
+fn stage_from_cache(
+    src: &AnyStore,
+    d: &LocalStore,
+    info: &ValidPathInfo,
+    opts: &CopyOptions,
+) -> Result<Option<StagedNar>> {
+    let AnyStore::Cache(c) = src else {
+        return Err(CacheError::Other("not a binary cache".into()));
+    };
+    let sd = c.store_dir();
+    check_signature(sd, info, opts)?;
+    let ni = c.query_narinfo(&info.path)?.ok_or_else(|| {
+        CacheError::Other(format!(
+            "path '{}' disappeared from '{}'",
+            sd.display(&info.path),
+            c.uri()
+        ))
+    })?;
+    let mut r = c.open_nar(&ni)?;
+    Ok(d.stage_nar(info, &mut r)?)
+}
+
+fn check_signature(sd: &StoreDir, info: &ValidPathInfo, opts: &CopyOptions) -> Result<()> {
+    if let Some(trust) = &opts.check_sigs {
+        if !trust.accepts(sd, &path_info_as_narinfo(info)) {
+            return Err(CacheError::Other(format!(
+                "cannot add path '{}' because it lacks a valid signature",
+                sd.display(&info.path)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The signature-relevant part of a path info, as a narinfo.

@@ -1,6 +1,7 @@
 //! Running jobs over a graph of paths in parallel: a job starts once the jobs it depends on
 //! (its references) are done; a job whose dependency failed is not run.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// How a job ended.
@@ -111,6 +112,35 @@ pub fn run<E: Send>(
     st.outcome
         .into_iter()
         .map(|o| o.unwrap_or(Outcome::Skipped(usize::MAX)))
+        .collect()
+}
+
+/// Run `f` for each item on up to `jobs` threads, keeping the results in order.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() {
+                    break;
+                }
+                let r = f(&items[i]);
+                *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every item is mapped")
+        })
         .collect()
 }
 

@@ -7,12 +7,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use firn_format::narinfo::NarInfo;
 use firn_format::signature::PublicKeys;
 use firn_format::{StoreDir, StorePath};
+use firn_store::local::StagedNar;
 use firn_store::LocalStore;
 
 use crate::cache::{narinfo_to_path_info, BinaryCache, OpenOptions};
@@ -214,25 +215,7 @@ impl Substituters {
 
     /// Query many paths at once (up to `jobs` in flight).
     pub fn query_many(&self, paths: &[StorePath]) -> Vec<Option<Available>> {
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Available>>> =
-            paths.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..self.jobs.min(paths.len()) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= paths.len() {
-                        break;
-                    }
-                    let r = self.query(&paths[i]);
-                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = r;
-                });
-            }
-        });
-        results
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-            .collect()
+        graph::parallel_map(paths, self.jobs, |p| self.query(p))
     }
 
     /// What fetching `roots` takes: every path of their closures that is not valid locally,
@@ -300,9 +283,38 @@ impl Substituters {
                     .collect()
             })
             .collect();
-        let outcomes = graph::run(&deps, self.jobs.min(16), |i| {
+        // Download, decompress, hash and restore everything at once (network-bound for remote
+        // caches, CPU-bound for local ones); then register in reference order.
+        let remote = self.entries.iter().any(|e| e.cache.remote);
+        let jobs = if remote {
+            self.jobs.min(16)
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        let staged: Vec<Mutex<Option<Result<Option<StagedNar>>>>> =
+            items.iter().map(|_| Mutex::new(None)).collect();
+        let idx: Vec<usize> = (0..items.len()).collect();
+        graph::parallel_map(&idx, jobs, |&i| {
             let (p, a) = &items[i];
-            self.fetch_one(store, p, a, progress)
+            let r = self.stage_one(store, p, a, progress);
+            *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        });
+        let outcomes = graph::run(&deps, 1, |i| {
+            let r = staged[i]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| Err(CacheError::Other("not downloaded".into())));
+            if let Some(st) = r? {
+                store.commit_nar(st).map_err(|err| {
+                    CacheError::Other(format!(
+                        "registering '{}': {err}",
+                        self.sd.display(&items[i].0)
+                    ))
+                })?;
+            }
+            progress(Progress::Done { path: &items[i].0 });
+            Ok(())
         });
         let mut failed = Vec::new();
         for (i, o) in outcomes.into_iter().enumerate() {
@@ -324,15 +336,15 @@ impl Substituters {
         failed
     }
 
-    fn fetch_one(
+    fn stage_one(
         &self,
         store: &LocalStore,
         p: &StorePath,
         a: &Available,
         progress: &(dyn Fn(Progress<'_>) + Sync),
-    ) -> Result<()> {
+    ) -> Result<Option<StagedNar>> {
         if store.is_valid_path(p)? {
-            return Ok(());
+            return Ok(None);
         }
         let e = &self.entries[a.cache];
         progress(Progress::Start {
@@ -349,16 +361,14 @@ impl Substituters {
             progress,
         };
         store
-            .add_nar(&narinfo_to_path_info(&a.info), &mut counting)
+            .stage_nar(&narinfo_to_path_info(&a.info), &mut counting)
             .map_err(|err| {
                 CacheError::Other(format!(
                     "substituting '{}' from '{}': {err}",
                     self.sd.display(p),
                     e.cache.uri()
                 ))
-            })?;
-        progress(Progress::Done { path: p });
-        Ok(())
+            })
     }
 }
 

@@ -405,11 +405,22 @@ impl LocalStore {
     /// it streams and its hash and size are checked against `info`; on a mismatch nothing is
     /// registered.
     pub fn add_nar(&self, info: &ValidPathInfo, nar: &mut dyn Read) -> Result<()> {
+        match self.stage_nar(info, nar)? {
+            Some(staged) => self.commit_nar(staged),
+            None => Ok(()),
+        }
+    }
+
+    /// The first half of [`LocalStore::add_nar`]: restore and check the NAR in a staging
+    /// directory (a temporary root), without registering anything, so that many paths can be
+    /// fetched at once and registered in reference order with [`LocalStore::commit_nar`].
+    /// `None` when the path is valid already (the NAR is read to its end).
+    pub fn stage_nar(&self, info: &ValidPathInfo, nar: &mut dyn Read) -> Result<Option<StagedNar>> {
         self.add_temp_root(&info.path)?;
         if self.is_valid_path(&info.path)? {
             // Consume the NAR so the stream stays in sync.
             firn_format::nar::parse(&mut { nar }, &mut firn_format::nar::reader::Validate)?;
-            return Ok(());
+            return Ok(None);
         }
         let tmp = self.temp_dir()?;
         let guard = TempGuard(tmp.clone());
@@ -432,8 +443,17 @@ impl LocalStore {
         }
         let mut info = info.clone();
         info.nar_size = n;
-        self.commit_staged(&staged, info, false)?;
-        drop(guard);
+        Ok(Some(StagedNar {
+            guard,
+            staged,
+            info,
+        }))
+    }
+
+    /// Move a staged path into place and register it (its references must be valid).
+    pub fn commit_nar(&self, s: StagedNar) -> Result<()> {
+        self.commit_staged(&s.staged, s.info, false)?;
+        drop(s.guard);
         Ok(())
     }
 
@@ -640,6 +660,20 @@ fn fsync_tree(p: &Path) -> Result<()> {
 
 /// Removes a temporary directory when dropped.
 struct TempGuard(PathBuf);
+
+/// A path restored and checked by [`LocalStore::stage_nar`], not yet valid; dropping it
+/// deletes it.
+pub struct StagedNar {
+    guard: TempGuard,
+    staged: PathBuf,
+    info: ValidPathInfo,
+}
+
+impl StagedNar {
+    pub fn path(&self) -> &StorePath {
+        &self.info.path
+    }
+}
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
