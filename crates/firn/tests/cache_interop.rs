@@ -787,3 +787,48 @@ fn s3_caches() {
     ]));
     assert_same_closure(&a, &c_store, &root);
 }
+
+#[test]
+fn ls_and_cat_on_caches_match_cppnix() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, _) = make_closure(tmp.path(), &a);
+    let tree = closure(&a, &root)
+        .into_iter()
+        .find(|p| p.ends_with("-tree"))
+        .expect("tree");
+    let cache = tmp.path().join("cache");
+    ok(firn("nix").args([
+        "copy",
+        "--store",
+        &a,
+        "--to",
+        &format!("file://{}", cache.display()),
+        &root,
+    ]));
+    let base = format!("file://{}", cache.display());
+    for args in [
+        vec!["store", "ls", "-lR"],
+        vec!["store", "ls", "--json", "-R"],
+        vec!["store", "ls", "-d"],
+    ] {
+        let mine = ok(firn("nix").args(&args).args(["--store", &base, &tree]));
+        let theirs = ok(cppnix("nix").args(&args).args(["--store", &base, &tree]));
+        assert_eq!(
+            String::from_utf8_lossy(&mine),
+            String::from_utf8_lossy(&theirs),
+            "{args:?}"
+        );
+    }
+    for file in ["sub/exe", "big.bin", "a"] {
+        let p = format!("{tree}/{file}");
+        let mine = ok(firn("nix").args(["store", "cat", "--store", &base, &p]));
+        let theirs = ok(cppnix("nix").args(["store", "cat", "--store", &base, &p]));
+        assert!(mine == theirs, "{file}");
+    }
+    let out = firn("nix")
+        .args(["store", "cat", "--store", &base, &format!("{tree}/sub")])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+}

@@ -13,7 +13,7 @@ use firn_format::{FileIngestionMethod, HashAlgo};
 use firn_store::gc::{GcAction, GcOptions};
 use firn_store::LocalStore;
 
-use crate::cmd::accessor::{list_json, list_text, FsAccessor};
+use crate::cmd::accessor::{list_json, list_text, Accessor, FsAccessor, NarAccessor, Stat};
 use crate::cmd::installables::StorePathArgs;
 use crate::context::{Ctx, Failure};
 use crate::paths::{absolute, follow_links_to_store_path, path_info, show_bytes};
@@ -134,36 +134,18 @@ pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
         StoreCmd::AddPath(a) => add(&store, &mut out, a, FileIngestionMethod::Recursive)?,
         StoreCmd::AddFile(a) => add(&store, &mut out, a, FileIngestionMethod::Flat)?,
         StoreCmd::Cat { path } => {
-            let (sp, rest) = store_subpath(&store, &path)?;
+            let (sp, rest) = store_subpath(&sd, &path)?;
             let acc = FsAccessor {
                 root: store.real_path(&sp),
             };
-            use crate::cmd::accessor::{Accessor, Stat};
-            match acc.stat(&rest)? {
-                Some(Stat::Regular { .. }) => out.write_all(&acc.read_file(&rest)?)?,
-                Some(_) => bail!("path '{path}' is not a regular file"),
-                None => bail!("path '{path}' does not exist"),
-            }
+            cat(&acc, &rest, &path, &mut out)?;
         }
         StoreCmd::Ls(a) => {
-            let (sp, rest) = store_subpath(&store, &a.path)?;
+            let (sp, rest) = store_subpath(&sd, &a.path)?;
             let acc = FsAccessor {
                 root: store.real_path(&sp),
             };
-            if a.json {
-                if a.directory {
-                    return Err(crate::context::usage(
-                        "'--directory' is useless with '--json'",
-                    ));
-                }
-                writeln!(out, "{}", list_json(&acc, &rest, a.recursive)?)?;
-            } else {
-                let mut lines = Vec::new();
-                list_text(&acc, &rest, a.recursive, a.long, a.directory, &mut lines)?;
-                for l in lines {
-                    writeln!(out, "{l}")?;
-                }
-            }
+            ls(&acc, &rest, &a, &mut out)?;
         }
         StoreCmd::DumpPath(p) => {
             let paths = p.resolve(&store)?;
@@ -279,9 +261,78 @@ fn add(
     Ok(())
 }
 
+/// `nix store cat`: a regular file's contents.
+fn cat(acc: &dyn Accessor, rest: &str, path: &str, out: &mut dyn Write) -> Result<()> {
+    match acc.stat(rest)? {
+        Some(Stat::Regular { .. }) => out.write_all(&acc.read_file(rest)?)?,
+        Some(_) => bail!("path '{path}' is not a regular file"),
+        None => bail!("path '{path}' does not exist"),
+    }
+    Ok(())
+}
+
+/// `nix store ls`.
+fn ls(acc: &dyn Accessor, rest: &str, a: &LsArgs, out: &mut dyn Write) -> Result<()> {
+    if a.json {
+        if a.directory {
+            return Err(crate::context::usage(
+                "'--directory' is useless with '--json'",
+            ));
+        }
+        // No newline, as CppNix.
+        write!(out, "{}", list_json(acc, rest, a.recursive)?)?;
+    } else {
+        let mut lines = Vec::new();
+        list_text(acc, rest, a.recursive, a.long, a.directory, &mut lines)?;
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The NAR of a path in a binary cache, downloaded (decompressed) to a temporary file that is
+/// deleted when the accessor is dropped.
+struct CacheNar {
+    acc: NarAccessor,
+    file: std::path::PathBuf,
+}
+
+impl Drop for CacheNar {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+fn cache_nar(cache: &BinaryCache, p: &firn_format::StorePath) -> Result<CacheNar> {
+    let sd = cache.store_dir();
+    let ni = cache
+        .query_narinfo(p)?
+        .ok_or_else(|| anyhow::anyhow!("path '{}' is not valid", sd.display(p)))?;
+    let file = std::env::temp_dir().join(format!(
+        "firn-nar-{}-{}.nar",
+        std::process::id(),
+        p.hash_part()
+    ));
+    let mut nar = cache.open_nar(&ni)?;
+    let mut f =
+        std::fs::File::create(&file).with_context(|| format!("creating '{}'", file.display()))?;
+    let copied = std::io::copy(&mut nar, &mut f);
+    let guard = (|| -> Result<CacheNar> {
+        copied.with_context(|| format!("downloading the NAR of '{}'", sd.display(p)))?;
+        Ok(CacheNar {
+            acc: NarAccessor::open(file.clone())?,
+            file: file.clone(),
+        })
+    })();
+    if guard.is_err() {
+        let _ = std::fs::remove_file(&file);
+    }
+    guard
+}
+
 /// A path inside the store: the store path and the path below it.
-fn store_subpath(store: &LocalStore, s: &str) -> Result<(firn_format::StorePath, String)> {
-    let sd = store.store_dir();
+fn store_subpath(sd: &firn_format::StoreDir, s: &str) -> Result<(firn_format::StorePath, String)> {
     let abs = absolute(s)?;
     if let Ok((sp, rest)) = sd.parse_inside(&abs) {
         return Ok((sp, rest.to_string()));
@@ -325,6 +376,20 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
     let sd = cache.store_dir().clone();
     match cmd {
         StoreCmd::Info => println!("Store URL: {}", cache.uri()),
+        StoreCmd::Cat { path } => {
+            let (sp, rest) = store_subpath(&sd, &path)?;
+            let nar = cache_nar(&cache, &sp)?;
+            let mut out = std::io::stdout().lock();
+            cat(&nar.acc, &rest, &path, &mut out)?;
+            out.flush()?;
+        }
+        StoreCmd::Ls(a) => {
+            let (sp, rest) = store_subpath(&sd, &a.path)?;
+            let nar = cache_nar(&cache, &sp)?;
+            let mut out = std::io::stdout().lock();
+            ls(&nar.acc, &rest, &a, &mut out)?;
+            out.flush()?;
+        }
         StoreCmd::Sign { key_file, paths } => {
             let key = crate::cmd::key::read_secret_key(Path::new(&key_file))?;
             let mut added = 0usize;
@@ -381,7 +446,7 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
             }
             return verify_status(corrupted, untrusted, failed);
         }
-        _ => bail!("this operation is not supported for the binary cache '{}' (firn supports info, sign and verify there)", cache.uri()),
+        _ => bail!("this operation is not supported for the binary cache '{}' (firn supports info, sign, verify, cat and ls there)", cache.uri()),
     }
     Ok(())
 }
