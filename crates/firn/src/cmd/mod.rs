@@ -10,6 +10,7 @@ pub mod installables;
 pub mod key;
 pub mod nar;
 pub mod path_info;
+pub mod serve;
 pub mod store;
 pub mod why_depends;
 
@@ -64,6 +65,8 @@ enum Command {
     /// Generate and convert Nix signing keys.
     #[command(subcommand)]
     Key(key::KeyCmd),
+    /// Serve the store as an HTTP binary cache (as nix-serve and harmonia).
+    Serve(serve::ServeArgs),
     /// Create links named after the Nix tools (nix, nix-store, nix-hash, ...) pointing to firn.
     #[command(name = "install-links")]
     InstallLinks {
@@ -115,6 +118,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::Key(c) => key::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Copy(a) => copy::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
         Command::Build(a) => build::build(&ctx, a),
         Command::Log(a) => build::log(&ctx, a),
         Command::WhyDepends(a) => why_depends::run(&ctx.open_store()?, a),

@@ -1,0 +1,638 @@
+//! The `nix-store --serve` protocol (CppNix 2.8's version 2.7), over any byte stream: as a
+//! client, an `ssh://HOST` store runs `nix-store --serve --write` on the host through `ssh`
+//! (or, for `localhost`, through `sh -c`, as CppNix does) and speaks to it on its
+//! stdin/stdout; as a server, [`serve`] answers on a reader/writer pair.
+//!
+//! Commands: query valid paths (1), query path infos (2), dump a path's NAR (3), import
+//! paths (4), export paths (5), build paths (6), query a closure (7), build a derivation (8,
+//! not served by firn), add a path from its NAR (9).
+
+use std::collections::BTreeSet;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
+
+use firn_format::hash::HashFormat;
+use firn_format::{ContentAddress, Hash, HashAlgo, StoreDir, StorePath};
+use firn_store::{LocalStore, ValidPathInfo};
+
+use crate::wire::*;
+use crate::{RemoteError, Result};
+
+pub const MAGIC_1: u64 = 0x390c9deb;
+pub const MAGIC_2: u64 = 0x5452eecb;
+pub const VERSION: u64 = 0x207;
+
+pub const CMD_QUERY_VALID_PATHS: u64 = 1;
+pub const CMD_QUERY_PATH_INFOS: u64 = 2;
+pub const CMD_DUMP_STORE_PATH: u64 = 3;
+pub const CMD_IMPORT_PATHS: u64 = 4;
+pub const CMD_EXPORT_PATHS: u64 = 5;
+pub const CMD_BUILD_PATHS: u64 = 6;
+pub const CMD_QUERY_CLOSURE: u64 = 7;
+pub const CMD_BUILD_DERIVATION: u64 = 8;
+pub const CMD_ADD_TO_STORE_NAR: u64 = 9;
+
+fn minor(v: u64) -> u64 {
+    v & 0xff
+}
+
+/// How to reach the remote `nix-store` (the `ssh://` URI's parameters).
+#[derive(Clone, Debug, Default)]
+pub struct SshParams {
+    /// `remote-program` (default `nix-store`).
+    pub remote_program: Option<String>,
+    /// `remote-store`: `--store` for the remote command.
+    pub remote_store: Option<String>,
+    /// `ssh-key`: `-i FILE`.
+    pub ssh_key: Option<String>,
+    /// `compress`: `-C`.
+    pub compress: bool,
+}
+
+struct Conn {
+    child: Child,
+    to: BufWriter<ChildStdin>,
+    from: BufReader<ChildStdout>,
+    version: u64,
+    good: bool,
+}
+
+impl Conn {
+    /// Close the session: the server sees end-of-file and exits; then it is reaped.
+    fn close(self) {
+        let Conn {
+            mut child,
+            mut to,
+            from,
+            ..
+        } = self;
+        let _ = to.flush();
+        drop(to);
+        drop(from);
+        let _ = child.wait();
+    }
+}
+
+/// An `ssh://HOST` store: one `nix-store --serve --write` session, used by one operation at
+/// a time.
+pub struct SshStore {
+    host: String,
+    params: SshParams,
+    sd: StoreDir,
+    conn: Mutex<Option<Conn>>,
+}
+
+/// A paired, quoted string for `sh -c`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl SshStore {
+    /// Connect to `host` (`user@host` allowed) and exchange the greeting.
+    pub fn open(host: &str, params: SshParams, sd: &StoreDir) -> Result<SshStore> {
+        let s = SshStore {
+            host: host.to_string(),
+            params,
+            sd: sd.clone(),
+            conn: Mutex::new(None),
+        };
+        let conn = s.connect()?;
+        *s.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        Ok(s)
+    }
+
+    pub fn uri(&self) -> String {
+        format!("ssh://{}", self.host)
+    }
+
+    pub fn store_dir(&self) -> &StoreDir {
+        &self.sd
+    }
+
+    /// End the session now (also done when the store is dropped).
+    pub fn close(&self) {
+        if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            c.close();
+        }
+    }
+
+    fn io(&self, op: &'static str) -> impl Fn(io::Error) -> RemoteError + '_ {
+        move |e| RemoteError::Io {
+            op,
+            host: self.host.clone(),
+            source: e,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut remote = format!(
+            "{} --serve --write",
+            self.params.remote_program.as_deref().unwrap_or("nix-store")
+        );
+        if let Some(st) = self.params.remote_store.as_deref().filter(|s| !s.is_empty()) {
+            remote.push_str(" --store ");
+            remote.push_str(&shell_quote(st));
+        }
+        if self.host == "localhost" {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(remote);
+            return c;
+        }
+        let mut c = Command::new("ssh");
+        c.arg(&self.host).args(["-x", "-a"]);
+        if let Ok(opts) = std::env::var("NIX_SSHOPTS") {
+            c.args(opts.split_whitespace());
+        }
+        if let Some(k) = &self.params.ssh_key {
+            c.args(["-i", k]);
+        }
+        if self.params.compress {
+            c.arg("-C");
+        }
+        c.arg(remote);
+        c
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let mut child = self
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(self.io("starting ssh for"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(RemoteError::Connect(self.host.clone()));
+        };
+        let mut to = BufWriter::new(stdin);
+        let mut from = BufReader::new(stdout);
+        let greet = (|| -> io::Result<u64> {
+            write_u64(&mut to, MAGIC_1)?;
+            write_u64(&mut to, VERSION)?;
+            to.flush()?;
+            read_u64(&mut from)
+        })();
+        let magic = match greet {
+            Ok(m) => m,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(RemoteError::Connect(self.host.clone()));
+            }
+        };
+        if magic != MAGIC_2 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RemoteError::Mismatch {
+                host: self.host.clone(),
+                got: String::new(),
+            });
+        }
+        let version = read_u64(&mut from).map_err(self.io("reading the protocol version of"))?;
+        if version & 0xff00 != 0x200 || minor(version) < 4 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RemoteError::Version {
+                host: self.host.clone(),
+                version,
+            });
+        }
+        // The client's version was sent with the magic.
+        Ok(Conn {
+            child,
+            to,
+            from,
+            version,
+            good: true,
+        })
+    }
+
+    /// Run `f` on the connection (reconnecting if the last one broke).
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|c| !c.good) {
+            if let Some(old) = guard.take() {
+                old.close();
+            }
+            *guard = Some(self.connect()?);
+        }
+        let conn = guard.as_mut().ok_or_else(|| RemoteError::Connect(self.host.clone()))?;
+        let r = f(conn);
+        if r.is_err() {
+            conn.good = false;
+        }
+        r
+    }
+
+    fn paths_out<'a>(&'a self, paths: impl IntoIterator<Item = &'a StorePath>) -> Vec<String> {
+        paths.into_iter().map(|p| self.sd.display(p)).collect()
+    }
+
+    fn parse_paths(&self, v: Vec<String>) -> Result<BTreeSet<StorePath>> {
+        v.iter()
+            .map(|s| {
+                self.sd.parse(s).map_err(|e| RemoteError::Protocol {
+                    host: self.host.clone(),
+                    why: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Which of `paths` the remote store has.
+    pub fn query_valid_paths(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        let out = self.paths_out(paths);
+        let got = self.with_conn(|c| {
+            let io = self.io("querying valid paths on");
+            write_u64(&mut c.to, CMD_QUERY_VALID_PATHS).map_err(&io)?;
+            write_u64(&mut c.to, 0).map_err(&io)?; // lock
+            write_u64(&mut c.to, 0).map_err(&io)?; // substitute
+            write_strings(&mut c.to, out.iter().map(String::as_str)).map_err(&io)?;
+            c.to.flush().map_err(&io)?;
+            read_strings(&mut c.from).map_err(&io)
+        })?;
+        self.parse_paths(got)
+    }
+
+    /// The infos of those of `paths` that are valid remotely.
+    pub fn query_path_infos(&self, paths: &[StorePath]) -> Result<Vec<ValidPathInfo>> {
+        let out = self.paths_out(paths);
+        self.with_conn(|c| {
+            let io = self.io("querying path info on");
+            write_u64(&mut c.to, CMD_QUERY_PATH_INFOS).map_err(&io)?;
+            write_strings(&mut c.to, out.iter().map(String::as_str)).map_err(&io)?;
+            c.to.flush().map_err(&io)?;
+            let mut infos = Vec::new();
+            loop {
+                let p = read_string(&mut c.from).map_err(&io)?;
+                if p.is_empty() {
+                    break;
+                }
+                let bad = |why: String| RemoteError::Protocol {
+                    host: self.host.clone(),
+                    why,
+                };
+                let path = self.sd.parse(&p).map_err(|e| bad(e.to_string()))?;
+                let deriver = read_string(&mut c.from).map_err(&io)?;
+                let refs = read_strings(&mut c.from).map_err(&io)?;
+                let _download_size = read_u64(&mut c.from).map_err(&io)?;
+                let nar_size = read_u64(&mut c.from).map_err(&io)?;
+                let hash = read_string(&mut c.from).map_err(&io)?;
+                let ca = read_string(&mut c.from).map_err(&io)?;
+                let sigs = read_strings(&mut c.from).map_err(&io)?;
+                let nar_hash = Hash::parse(&hash, None).map_err(|e| bad(e.to_string()))?;
+                let mut info = ValidPathInfo::new(path, nar_hash, nar_size);
+                if !deriver.is_empty() {
+                    info.deriver = Some(self.sd.parse(&deriver).map_err(|e| bad(e.to_string()))?);
+                }
+                for r in refs {
+                    info.references.insert(self.sd.parse(&r).map_err(|e| bad(e.to_string()))?);
+                }
+                if !ca.is_empty() {
+                    info.ca = Some(ContentAddress::parse(&ca).map_err(|e| bad(e.to_string()))?);
+                }
+                info.sigs = sigs.into_iter().collect();
+                infos.push(info);
+            }
+            Ok(infos)
+        })
+    }
+
+    /// The closure of `paths` in the remote store.
+    pub fn query_closure(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        let out = self.paths_out(paths);
+        let got = self.with_conn(|c| {
+            let io = self.io("querying a closure on");
+            write_u64(&mut c.to, CMD_QUERY_CLOSURE).map_err(&io)?;
+            write_u64(&mut c.to, 0).map_err(&io)?;
+            write_strings(&mut c.to, out.iter().map(String::as_str)).map_err(&io)?;
+            c.to.flush().map_err(&io)?;
+            read_strings(&mut c.from).map_err(&io)
+        })?;
+        self.parse_paths(got)
+    }
+
+    /// Stream the NAR of `p` to `f`, which must read exactly one NAR from its reader.
+    pub fn with_nar<T>(
+        &self,
+        p: &StorePath,
+        f: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let path = self.sd.display(p);
+        self.with_conn(|c| {
+            let io = self.io("asking for a NAR from");
+            write_u64(&mut c.to, CMD_DUMP_STORE_PATH).map_err(&io)?;
+            write_string(&mut c.to, &path).map_err(&io)?;
+            c.to.flush().map_err(&io)?;
+            f(&mut c.from)
+        })
+    }
+
+    /// Write the NAR of `p` to `out`.
+    pub fn dump_nar(&self, p: &StorePath, out: &mut dyn Write) -> Result<()> {
+        self.with_nar(p, |r| {
+            let mut tee = Tee { inner: r, out };
+            firn_format::nar::parse(&mut tee, &mut firn_format::nar::reader::Validate)?;
+            Ok(())
+        })
+    }
+
+    /// Add a path to the remote store from its NAR (written by `produce`).
+    pub fn add_to_store_nar(
+        &self,
+        info: &ValidPathInfo,
+        produce: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let sd = &self.sd;
+        self.with_conn(|c| {
+            if minor(c.version) < 5 {
+                return Err(RemoteError::Other(format!(
+                    "'{}' speaks 'nix-store --serve' {:#x}, too old to add paths to",
+                    self.host, c.version
+                )));
+            }
+            let io = self.io("adding a path to");
+            let w = &mut c.to;
+            write_u64(w, CMD_ADD_TO_STORE_NAR).map_err(&io)?;
+            write_string(w, &sd.display(&info.path)).map_err(&io)?;
+            let deriver = info.deriver.as_ref().map(|d| sd.display(d)).unwrap_or_default();
+            write_string(w, &deriver).map_err(&io)?;
+            write_string(w, &info.nar_hash.encode(HashFormat::Base16, false)).map_err(&io)?;
+            let refs = self.paths_out(&info.references);
+            write_strings(w, refs.iter().map(String::as_str)).map_err(&io)?;
+            write_u64(w, info.registration_time.max(0) as u64).map_err(&io)?;
+            write_u64(w, info.nar_size).map_err(&io)?;
+            write_u64(w, info.ultimate as u64).map_err(&io)?;
+            write_strings(w, info.sigs.iter().map(String::as_str)).map_err(&io)?;
+            let ca = info.ca.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            write_string(w, &ca).map_err(&io)?;
+            let mut counting = CountingWriter { inner: w, n: 0 };
+            produce(&mut counting)?;
+            if counting.n != info.nar_size {
+                return Err(RemoteError::Other(format!(
+                    "the NAR of '{}' has {} bytes, not {} as registered",
+                    sd.display(&info.path),
+                    counting.n,
+                    info.nar_size
+                )));
+            }
+            c.to.flush().map_err(&io)?;
+            if read_u64(&mut c.from).map_err(&io)? != 1 {
+                return Err(RemoteError::Other(format!(
+                    "failed to add path '{}' to remote host '{}'",
+                    sd.display(&info.path),
+                    self.host
+                )));
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for SshStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Tee<'a> {
+    inner: &'a mut dyn Read,
+    out: &'a mut dyn Write,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    n: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What the server does for `cmdBuildPaths`: build the given `path[!outputs]` strings;
+/// `Err((status, message))` on failure.
+pub type BuildHook<'a> = dyn FnMut(&[String]) -> std::result::Result<(), (u64, String)> + 'a;
+
+/// Serve one session of the protocol on `input`/`output` for `store` until the client hangs
+/// up. Without `write`, commands that change the store are refused (which ends the session,
+/// as in CppNix).
+pub fn serve(
+    store: &LocalStore,
+    write: bool,
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    build: &mut BuildHook<'_>,
+) -> Result<()> {
+    let sd = store.store_dir().clone();
+    let io = |op: &'static str| {
+        move |e: io::Error| RemoteError::Io {
+            op,
+            host: "the client".into(),
+            source: e,
+        }
+    };
+    let magic = read_u64(input).map_err(io("reading the greeting of"))?;
+    if magic != MAGIC_1 {
+        return Err(RemoteError::Other("protocol mismatch".into()));
+    }
+    write_u64(output, MAGIC_2).map_err(io("greeting"))?;
+    write_u64(output, VERSION).map_err(io("greeting"))?;
+    output.flush().map_err(io("greeting"))?;
+    let client = read_u64(input).map_err(io("reading the version of"))?;
+    let parse = |v: Vec<String>| -> Result<Vec<StorePath>> {
+        v.iter()
+            .map(|s| sd.parse(s).map_err(|e| RemoteError::Other(e.to_string())))
+            .collect()
+    };
+    let refuse = |what: &str| -> Result<()> {
+        if write {
+            Ok(())
+        } else {
+            Err(RemoteError::Other(format!("{what} is not allowed")))
+        }
+    };
+    loop {
+        let cmd = match read_u64(input) {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io("reading a command from")(e)),
+        };
+        let rd = io("reading a request from");
+        let wr = io("answering");
+        match cmd {
+            CMD_QUERY_VALID_PATHS => {
+                let lock = read_bool(input).map_err(&rd)?;
+                let _substitute = read_bool(input).map_err(&rd)?;
+                let paths = parse(read_strings(input).map_err(&rd)?)?;
+                let mut valid = Vec::new();
+                for p in &paths {
+                    if lock && write {
+                        store.add_temp_root(p)?;
+                    }
+                    if store.is_valid_path(p)? {
+                        valid.push(sd.display(p));
+                    }
+                }
+                valid.sort();
+                valid.dedup();
+                write_strings(output, valid.iter().map(String::as_str)).map_err(&wr)?;
+            }
+            CMD_QUERY_PATH_INFOS => {
+                let paths = parse(read_strings(input).map_err(&rd)?)?;
+                for p in &paths {
+                    let Some(info) = store.query_path_info(p)? else {
+                        continue;
+                    };
+                    write_string(output, &sd.display(&info.path)).map_err(&wr)?;
+                    let deriver = info.deriver.as_ref().map(|d| sd.display(d)).unwrap_or_default();
+                    write_string(output, &deriver).map_err(&wr)?;
+                    let refs: Vec<String> = info.references.iter().map(|r| sd.display(r)).collect();
+                    write_strings(output, refs.iter().map(String::as_str)).map_err(&wr)?;
+                    write_u64(output, info.nar_size).map_err(&wr)?;
+                    write_u64(output, info.nar_size).map_err(&wr)?;
+                    if minor(client) >= 4 {
+                        write_string(output, &info.nar_hash.encode(HashFormat::Nix32, true))
+                            .map_err(&wr)?;
+                        let ca = info.ca.as_ref().map(|c| c.to_string()).unwrap_or_default();
+                        write_string(output, &ca).map_err(&wr)?;
+                        write_strings(output, info.sigs.iter().map(String::as_str)).map_err(&wr)?;
+                    }
+                }
+                write_string(output, "").map_err(&wr)?;
+            }
+            CMD_DUMP_STORE_PATH => {
+                let p = read_string(input).map_err(&rd)?;
+                let p = sd.parse(&p).map_err(|e| RemoteError::Other(e.to_string()))?;
+                store.nar_from_path(&p, output)?;
+            }
+            CMD_IMPORT_PATHS => {
+                refuse("importing paths")?;
+                store.import_paths(input)?;
+                write_u64(output, 1).map_err(&wr)?;
+            }
+            CMD_EXPORT_PATHS => {
+                let _obsolete = read_u64(input).map_err(&rd)?;
+                let paths = parse(read_strings(input).map_err(&rd)?)?;
+                store.export_paths(&paths.into_iter().collect(), output)?;
+            }
+            CMD_BUILD_PATHS => {
+                refuse("building paths")?;
+                let paths = read_strings(input).map_err(&rd)?;
+                // The build settings: max-silent-time, timeout, max-log-size, build-repeat,
+                // enforce-determinism, keep-failed (as far as the client's version has them).
+                let mut n = 2;
+                if minor(client) >= 2 {
+                    n += 1;
+                }
+                if minor(client) >= 3 {
+                    n += 2;
+                }
+                if minor(client) >= 7 {
+                    n += 1;
+                }
+                for _ in 0..n {
+                    read_u64(input).map_err(&rd)?;
+                }
+                match build(&paths) {
+                    Ok(()) => write_u64(output, 0).map_err(&wr)?,
+                    Err((status, msg)) => {
+                        write_u64(output, status).map_err(&wr)?;
+                        write_string(output, &msg).map_err(&wr)?;
+                    }
+                }
+            }
+            CMD_QUERY_CLOSURE => {
+                let include_outputs = read_bool(input).map_err(&rd)?;
+                let paths = parse(read_strings(input).map_err(&rd)?)?;
+                let closure = closure(store, paths, include_outputs)?;
+                let out: Vec<String> = closure.iter().map(|p| sd.display(p)).collect();
+                write_strings(output, out.iter().map(String::as_str)).map_err(&wr)?;
+            }
+            CMD_ADD_TO_STORE_NAR => {
+                refuse("importing paths")?;
+                let bad = |e: String| RemoteError::Other(e);
+                let path = sd.parse(&read_string(input).map_err(&rd)?).map_err(|e| bad(e.to_string()))?;
+                let deriver = read_string(input).map_err(&rd)?;
+                let hash = read_string(input).map_err(&rd)?;
+                let hash = Hash::parse(&hash, Some(HashAlgo::Sha256)).map_err(|e| bad(e.to_string()))?;
+                let refs = parse(read_strings(input).map_err(&rd)?)?;
+                let registration_time = read_u64(input).map_err(&rd)?;
+                let nar_size = read_u64(input).map_err(&rd)?;
+                let ultimate = read_bool(input).map_err(&rd)?;
+                let sigs = read_strings(input).map_err(&rd)?;
+                let ca = read_string(input).map_err(&rd)?;
+                if nar_size == 0 {
+                    return Err(bad("narInfo is too old and missing the narSize field".into()));
+                }
+                let mut info = ValidPathInfo::new(path, hash, nar_size);
+                if !deriver.is_empty() {
+                    info.deriver = Some(sd.parse(&deriver).map_err(|e| bad(e.to_string()))?);
+                }
+                info.references = refs.into_iter().collect();
+                info.registration_time = registration_time.min(i64::MAX as u64) as i64;
+                info.ultimate = ultimate;
+                info.sigs = sigs.into_iter().collect();
+                if !ca.is_empty() {
+                    info.ca = Some(ContentAddress::parse(&ca).map_err(|e| bad(e.to_string()))?);
+                }
+                let mut sized = input.take(nar_size);
+                let r = store.add_nar(&info, &mut sized);
+                // Whatever happened, keep the stream in step.
+                io::copy(&mut sized, &mut io::sink()).map_err(&rd)?;
+                r?;
+                write_u64(output, 1).map_err(&wr)?;
+            }
+            CMD_BUILD_DERIVATION => {
+                return Err(RemoteError::Other(
+                    "firn's 'nix-store --serve' does not build derivations sent over the wire (cmdBuildDerivation) yet".into(),
+                ))
+            }
+            other => return Err(RemoteError::Other(format!("unknown serve command {other}"))),
+        }
+        output.flush().map_err(io("answering"))?;
+    }
+    Ok(())
+}
+
+/// The closure of `paths` in `store` (with the outputs of derivations when asked).
+fn closure(
+    store: &LocalStore,
+    paths: Vec<StorePath>,
+    include_outputs: bool,
+) -> Result<BTreeSet<StorePath>> {
+    let mut seen = BTreeSet::new();
+    let mut stack = paths;
+    while let Some(p) = stack.pop() {
+        if !seen.insert(p.clone()) {
+            continue;
+        }
+        let info = store.query_path_info(&p)?.ok_or_else(|| {
+            RemoteError::Store(firn_store::StoreError::InvalidPath(store.store_dir().display(&p)))
+        })?;
+        stack.extend(info.references.iter().filter(|r| !seen.contains(*r)).cloned());
+        if include_outputs && p.is_derivation() {
+            for out in store.query_derivation_outputs(&p)?.into_values() {
+                if store.is_valid_path(&out)? {
+                    stack.push(out);
+                }
+            }
+        }
+    }
+    Ok(seen)
+}

@@ -1,0 +1,183 @@
+//! Request paths to routes. Only the cache's exact file names are accepted: a hash part is 32
+//! nixbase32 characters, a NAR hash is nixbase32, a log name is a valid store path base name.
+//! Nothing is percent-decoded, so `%2f`, `..` and the like can never form a file name; they are
+//! refused here, before any lookup.
+
+use firn_cache::compression::Compression;
+use firn_format::nixbase32;
+use firn_format::store_path::HASH_CHARS;
+use firn_format::StorePath;
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/nix-cache-info`
+    CacheInfo,
+    /// `/<hash>.narinfo`
+    NarInfo { hash: String },
+    /// `/<hash>.ls`
+    Listing { hash: String },
+    /// `/nar/<hash>[-<nar hash>].nar[.zst]`
+    Nar {
+        hash: String,
+        nar_hash: Option<String>,
+        compression: Compression,
+    },
+    /// `/log/<base name>` (a `.drv`, or a path whose deriver's log is wanted)
+    Log { path: StorePath },
+}
+
+/// Why a path is not a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// No such file in a binary cache (404).
+    NotFound,
+    /// The right shape but a malformed hash or name (400).
+    BadRequest,
+}
+
+/// Is `s` a store path hash part?
+pub fn is_hash_part(s: &str) -> bool {
+    s.len() == HASH_CHARS && s.bytes().all(nixbase32::is_valid_char)
+}
+
+fn hash_part(s: &str) -> Result<String, Reject> {
+    if is_hash_part(s) {
+        Ok(s.to_string())
+    } else {
+        Err(Reject::BadRequest)
+    }
+}
+
+/// The route of a request path (without the query string).
+pub fn parse(path: &str) -> Result<Route, Reject> {
+    if path == "/nix-cache-info" {
+        return Ok(Route::CacheInfo);
+    }
+    if let Some(rest) = path.strip_prefix("/nar/") {
+        return parse_nar(rest);
+    }
+    if let Some(base) = path.strip_prefix("/log/") {
+        return StorePath::from_base_name(base)
+            .map(|path| Route::Log { path })
+            .map_err(|_| Reject::BadRequest);
+    }
+    let Some(file) = path.strip_prefix('/') else {
+        return Err(Reject::BadRequest);
+    };
+    if file.contains('/') {
+        return Err(Reject::NotFound);
+    }
+    if let Some(h) = file.strip_suffix(".narinfo") {
+        return Ok(Route::NarInfo {
+            hash: hash_part(h)?,
+        });
+    }
+    if let Some(h) = file.strip_suffix(".ls") {
+        return Ok(Route::Listing {
+            hash: hash_part(h)?,
+        });
+    }
+    Err(Reject::NotFound)
+}
+
+fn parse_nar(file: &str) -> Result<Route, Reject> {
+    let (stem, compression) = if let Some(s) = file.strip_suffix(".nar.zst") {
+        (s, Compression::Zstd)
+    } else if let Some(s) = file.strip_suffix(".nar") {
+        (s, Compression::None)
+    } else {
+        return Err(Reject::NotFound);
+    };
+    let (hash, nar_hash) = match stem.split_once('-') {
+        None => (stem, None),
+        Some((h, nh)) => {
+            let ok = !nh.is_empty() && nh.len() <= 128 && nh.bytes().all(nixbase32::is_valid_char);
+            if !ok {
+                return Err(Reject::BadRequest);
+            }
+            (h, Some(nh.to_string()))
+        }
+    };
+    Ok(Route::Nar {
+        hash: hash_part(hash)?,
+        nar_hash,
+        compression,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "7rjj86a15146cq1d3qy068lml7n8ykzm";
+    const NH: &str = "0mw6qwsrz35cck0wnjgmfnjzwnjbspsyihnfkng38kxghdc9k9zd";
+
+    #[test]
+    fn good_routes() {
+        assert_eq!(parse("/nix-cache-info"), Ok(Route::CacheInfo));
+        assert_eq!(
+            parse(&format!("/{H}.narinfo")),
+            Ok(Route::NarInfo { hash: H.into() })
+        );
+        assert_eq!(
+            parse(&format!("/{H}.ls")),
+            Ok(Route::Listing { hash: H.into() })
+        );
+        assert_eq!(
+            parse(&format!("/nar/{H}-{NH}.nar")),
+            Ok(Route::Nar {
+                hash: H.into(),
+                nar_hash: Some(NH.into()),
+                compression: Compression::None
+            })
+        );
+        assert_eq!(
+            parse(&format!("/nar/{H}-{NH}.nar.zst")),
+            Ok(Route::Nar {
+                hash: H.into(),
+                nar_hash: Some(NH.into()),
+                compression: Compression::Zstd
+            })
+        );
+        assert_eq!(
+            parse(&format!("/nar/{H}.nar")),
+            Ok(Route::Nar {
+                hash: H.into(),
+                nar_hash: None,
+                compression: Compression::None
+            })
+        );
+        let log = parse(&format!("/log/{H}-hello.drv")).unwrap();
+        assert!(matches!(log, Route::Log { path } if path.name() == "hello.drv"));
+    }
+
+    #[test]
+    fn refused() {
+        use Reject::*;
+        for (p, why) in [
+            ("", BadRequest),
+            ("nix-cache-info", BadRequest),
+            ("/", NotFound),
+            ("/index.html", NotFound),
+            ("/nix-cache-info/", NotFound),
+            ("/nar/../../etc/passwd", NotFound),
+            ("/nar/../../etc/passwd.nar", BadRequest),
+            ("/nar/%2e%2e%2fetc.nar", BadRequest),
+            ("/xxxx.narinfo", BadRequest),
+            ("/7rjj86a15146cq1d3qy068lml7n8ykze.narinfo", BadRequest),
+            ("/7RJJ86A15146CQ1D3QY068LML7N8YKZM.narinfo", BadRequest),
+            ("/../7rjj86a15146cq1d3qy068lml7n8ykzm.narinfo", NotFound),
+            ("/a/7rjj86a15146cq1d3qy068lml7n8ykzm.narinfo", NotFound),
+            ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm.nar.xz", NotFound),
+            ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm-.nar", BadRequest),
+            ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm-a/b.nar", BadRequest),
+            ("/log/..", BadRequest),
+            ("/log/../../etc/passwd", BadRequest),
+            ("/log/7rjj86a15146cq1d3qy068lml7n8ykzm-a%2fb", BadRequest),
+            ("/log/7rjj86a15146cq1d3qy068lml7n8ykzm-a/b", BadRequest),
+        ] {
+            assert_eq!(parse(p), Err(why), "{p:?}");
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! `firn serve`: CppNix 2.8 copies closures from it (uncompressed and zstd, signatures checked
+//! against the server's key) into fresh stores that then verify; raw HTTP requests check the
+//! narinfo, ranges, listings, logs, HEAD, keep-alive, many connections at once, and that bad
+//! paths, methods and oversized headers are refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use firn_cache::compression::Compression;
+
+/// A running `firn serve`; killed when dropped (also when a test panics).
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(store: &str, extra: &[&str]) -> Server {
+        let mut c = firn("nix");
+        c.args(["serve", "--store", store, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("starting firn serve");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut server = Server { child, port: 0 };
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            let line = line.expect("reading the server's stderr");
+            if let Some(addr) = line.strip_prefix("firn serve: listening on http://") {
+                let port = addr.rsplit(':').next().expect("an address with a port");
+                server.port = port.parse().expect("a port number");
+                break;
+            }
+        }
+        assert!(server.port != 0, "firn serve did not start");
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((200, _, body)) = server.try_get("/nix-cache-info") {
+                assert!(String::from_utf8_lossy(&body).contains("StoreDir: /nix/store"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "firn serve does not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn try_get(&self, path: &str) -> Option<(u16, String, Vec<u8>)> {
+        request(
+            self.port,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    }
+
+    /// `GET path`: status, head, body.
+    fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        self.try_get(path).expect("the server answers")
+    }
+
+    fn raw(&self, req: &[u8]) -> Option<(u16, String, Vec<u8>)> {
+        request(self.port, req)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send `req` on a new connection and read until the server closes it; `None` when the
+/// connection fails or is closed without an answer.
+fn request(port: u16, req: &[u8]) -> Option<(u16, String, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    // The server may answer and close before reading all of an oversized request.
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_response(&out)
+}
+
+fn parse_response(out: &[u8]) -> Option<(u16, String, Vec<u8>)> {
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&out[..end]).into_owned();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let mut body = out[end + 4..].to_vec();
+    if header(&head, "transfer-encoding") == Some("chunked") {
+        body = dechunk(&body)?;
+    }
+    Some((status, head, body))
+}
+
+/// The data of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&b[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+const EXPR: &str = r#"
+let
+  bb = builtins.path { path = /usr/bin; name = "busybox"; filter = p: t: baseNameOf p == "busybox"; };
+  mk = name: script: derivation {
+    inherit name; system = "x86_64-linux"; builder = "${bb}/busybox"; args = [ "sh" "-c" script ];
+  };
+  dep = mk "dep" "echo dep-data > $out; echo building dep";
+in mk "top" "echo building top; mkdir $out; echo ${dep} > $out/ref; ln -s ${bb}/busybox $out/bb; echo data > $out/file"
+"#;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    store: String,
+    drv: String,
+    /// The built output; its closure is itself, `dep` and the busybox source.
+    top: String,
+    closure: Vec<String>,
+    pk: String,
+    /// A key the server does not sign with.
+    other_pk: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        assert!(
+            Path::new("/usr/bin/busybox").exists(),
+            "the serve test needs /usr/bin/busybox (apt-get install busybox-static)"
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let store = store_dir(&dir, "a");
+        let file = dir.join("default.nix");
+        std::fs::write(&file, EXPR).expect("write");
+        let top = ok_str(
+            firn("nix-build")
+                .args(["--store", &store, "--no-out-link"])
+                .args(["--option", "sandbox", "true"])
+                .arg(&file),
+        )
+        .trim()
+        .to_string();
+        let drv = ok_str(firn("nix-instantiate").args(["--store", &store]).arg(&file))
+            .trim()
+            .to_string();
+        let closure: Vec<String> =
+            ok_str(cppnix("nix-store").args(["--store", &store, "-qR", &top]))
+                .lines()
+                .map(String::from)
+                .collect();
+        assert_eq!(closure.len(), 3, "{closure:?}");
+        ok(cppnix("nix-store").current_dir(&dir).args([
+            "--generate-binary-cache-key",
+            "test-1",
+            "sk",
+            "pk",
+        ]));
+        let pk = std::fs::read_to_string(dir.join("pk")).expect("read pk");
+        ok(cppnix("nix-store").current_dir(&dir).args([
+            "--generate-binary-cache-key",
+            "test-2",
+            "sk2",
+            "pk2",
+        ]));
+        let other_pk = std::fs::read_to_string(dir.join("pk2")).expect("read pk2");
+        Fixture {
+            _tmp: tmp,
+            dir,
+            store,
+            drv,
+            top,
+            closure,
+            pk,
+            other_pk,
+        }
+    }
+
+    fn sk(&self) -> String {
+        self.dir.join("sk").to_string_lossy().into_owned()
+    }
+
+    /// A private narinfo disk cache for one client run.
+    fn xdg(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("xdg-{name}"))
+    }
+
+    /// Each path of the closure is valid in `dst` with the same NAR hash and references, and
+    /// `dst` verifies.
+    fn check_copy(&self, dst: &str) {
+        ok(cppnix("nix-store").args(["--store", dst, "--verify", "--check-contents"]));
+        for p in &self.closure {
+            for q in ["--hash", "--references", "--deriver"] {
+                let a = ok_str(cppnix("nix-store").args(["--store", &self.store, "-q", q, p]));
+                let b = ok_str(cppnix("nix-store").args(["--store", dst, "-q", q, p]));
+                assert_eq!(a, b, "{q} of {p}");
+            }
+        }
+    }
+
+    /// `nix-store --dump` of a path of the store (a file-system path: the chroot's).
+    fn dump(&self, p: &str) -> Vec<u8> {
+        let real = Path::new(&self.store).join(p.trim_start_matches('/'));
+        ok(cppnix("nix-store").arg("--dump").arg(real))
+    }
+
+    fn hash_part(p: &str) -> &str {
+        let base = p.rsplit('/').next().expect("a store path");
+        &base[..32]
+    }
+}
+
+/// CppNix 2.8 copies the closure from the server, uncompressed and zstd, only with the
+/// server's key trusted.
+#[test]
+fn cppnix_copies_from_firn_serve() {
+    let f = Fixture::new();
+    for (name, extra) in [("none", vec![]), ("zstd", vec!["--compression", "zstd"])] {
+        let sk = f.sk();
+        let mut args = vec!["--secret-key-file", sk.as_str()];
+        args.extend(extra);
+        let server = Server::start(&f.store, &args);
+        let (status, _, info) = server.get(&format!("/{}.narinfo", Fixture::hash_part(&f.top)));
+        assert_eq!(status, 200);
+        let info = String::from_utf8(info).expect("UTF-8 narinfo");
+        assert!(info.contains(&format!("Compression: {name}\n")), "{info}");
+
+        let dst = store_dir(&f.dir, &format!("copy-{name}"));
+        ok(cppnix("nix")
+            .env("XDG_CACHE_HOME", f.xdg(name))
+            .args(["copy", "--from", &server.url(), "--store", &dst])
+            .args(["--option", "trusted-public-keys", f.pk.trim()])
+            .arg(&f.top));
+        f.check_copy(&dst);
+
+        // Another key trusted: the signatures do not verify and nothing is copied.
+        let wrong = f.other_pk.trim();
+        let bad = store_dir(&f.dir, &format!("bad-{name}"));
+        let out = cppnix("nix")
+            .env("XDG_CACHE_HOME", f.xdg(&format!("bad-{name}")))
+            .args(["copy", "--from", &server.url(), "--store", &bad])
+            .args(["--option", "trusted-public-keys", wrong])
+            .arg(&f.top)
+            .output()
+            .expect("running nix copy");
+        assert!(!out.status.success(), "copied without a trusted signature");
+    }
+}
+
+/// firn's own binary-cache client copies from the server too.
+#[test]
+fn firn_copies_from_firn_serve() {
+    let f = Fixture::new();
+    let sk = f.sk();
+    let server = Server::start(
+        &f.store,
+        &["--secret-key-file", &sk, "--compression", "zstd"],
+    );
+    let dst = store_dir(&f.dir, "copy-firn");
+    ok(firn("nix")
+        .env("XDG_CACHE_HOME", f.xdg("firn"))
+        .args(["copy", "--from", &server.url(), "--store", &dst])
+        .args(["--option", "trusted-public-keys", f.pk.trim()])
+        .arg(&f.top));
+    f.check_copy(&dst);
+}
+
+/// The HTTP side: narinfo, ranges, listings, logs, HEAD, keep-alive, concurrency, refusals.
+#[test]
+fn http_requests() {
+    let f = Fixture::new();
+    let sk = f.sk();
+    let server = Server::start(&f.store, &["--secret-key-file", &sk, "--priority", "42"]);
+
+    let (status, head, body) = server.get("/nix-cache-info");
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "content-type"), Some("text/x-nix-cache-info"));
+    assert_eq!(
+        body,
+        b"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 42\n"
+    );
+
+    // The narinfo: signed, with the references and deriver of the store.
+    let h = Fixture::hash_part(&f.top);
+    let (status, head, body) = server.get(&format!("/{h}.narinfo"));
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "content-type"), Some("text/x-nix-narinfo"));
+    let info = String::from_utf8(body).expect("UTF-8 narinfo");
+    assert!(info.contains(&format!("StorePath: {}\n", f.top)), "{info}");
+    assert!(info.contains("Sig: test-1:"), "{info}");
+    let nar_hash = ok_str(cppnix("nix-store").args(["--store", &f.store, "-q", "--hash", &f.top]));
+    assert!(info.contains(&format!("NarHash: {nar_hash}")), "{info}");
+    let drv_base = f.drv.rsplit('/').next().expect("a store path");
+    assert!(info.contains(&format!("Deriver: {drv_base}\n")), "{info}");
+    let url = info
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .expect("a URL line")
+        .to_string();
+    assert!(
+        url.starts_with(&format!("nar/{h}-")) && url.ends_with(".nar"),
+        "{url}"
+    );
+
+    // The NARs are byte for byte `nix-store --dump`, under both URL forms.
+    for p in &f.closure {
+        let dump = f.dump(p);
+        let (status, head, body) = server.get(&format!("/nar/{}.nar", Fixture::hash_part(p)));
+        assert_eq!(status, 200);
+        assert_eq!(header(&head, "content-type"), Some("application/x-nix-nar"));
+        assert!(body == dump, "the NAR of {p} differs from nix-store --dump");
+        let (status, head, zst) = server.get(&format!("/nar/{}.nar.zst", Fixture::hash_part(p)));
+        assert_eq!(status, 200);
+        assert_eq!(header(&head, "transfer-encoding"), Some("chunked"));
+        let mut unpacked = Vec::new();
+        Compression::Zstd
+            .decoder(Box::new(&zst[..]))
+            .and_then(|mut d| d.read_to_end(&mut unpacked))
+            .expect("a zstd stream");
+        assert!(
+            unpacked == dump,
+            "the zstd NAR of {p} differs from nix-store --dump"
+        );
+    }
+    let dump = f.dump(&f.top);
+    let (status, _, body) = server.get(&format!("/{url}"));
+    assert_eq!((status, body == dump), (200, true));
+    // A NAR hash that is not the path's: not found.
+    let wrong_url = format!("/nar/{h}-{}.nar", "1".repeat(52));
+    assert_eq!(server.get(&wrong_url).0, 404);
+
+    // Ranges.
+    let range = |spec: &str| {
+        server
+            .raw(
+                format!(
+                    "GET /{url} HTTP/1.1\r\nHost: x\r\nRange: {spec}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .expect("an answer")
+    };
+    let (status, head, body) = range("bytes=0-9");
+    assert_eq!(status, 206);
+    assert_eq!(body, &dump[..10]);
+    let n = dump.len();
+    let content_range = format!("bytes 0-9/{n}");
+    assert_eq!(header(&head, "content-range"), Some(content_range.as_str()));
+    let (status, _, body) = range(&format!("bytes={}-", n - 7));
+    assert_eq!((status, body.as_slice()), (206, &dump[n - 7..]));
+    let (status, head, _) = range(&format!("bytes={n}-"));
+    assert_eq!(status, 416);
+    let unsatisfiable = format!("bytes */{n}");
+    assert_eq!(header(&head, "content-range"), Some(unsatisfiable.as_str()));
+
+    // HEAD: the GET's headers, no body.
+    let (status, head, body) = server
+        .raw(format!("HEAD /{url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("an answer");
+    assert_eq!((status, body.len()), (200, 0));
+    let len = n.to_string();
+    assert_eq!(header(&head, "content-length"), Some(len.as_str()));
+
+    // The listing is CppNix's `.ls` for the same path.
+    let cache = f.dir.join("lscache");
+    ok(cppnix("nix")
+        .args(["copy", "--store", &f.store, "--to"])
+        .arg(format!("file://{}?write-nar-listing=true", cache.display()))
+        .arg(&f.top));
+    let expected = std::fs::read(cache.join(format!("{h}.ls"))).expect("CppNix's listing");
+    let (status, head, body) = server.get(&format!("/{h}.ls"));
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "content-type"), Some("application/json"));
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        String::from_utf8_lossy(&expected)
+    );
+
+    // Build logs, by derivation or by output.
+    let (status, _, body) = server.get(&format!("/log/{drv_base}"));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("building top"));
+    let top_base = f.top.rsplit('/').next().expect("a store path");
+    let (status, _, body) = server.get(&format!("/log/{top_base}"));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("building top"));
+    assert_eq!(
+        server.get("/log/00000000000000000000000000000000-x.drv").0,
+        404
+    );
+
+    // Keep-alive: two requests on one connection.
+    let both = format!(
+        "GET /{h}.narinfo HTTP/1.1\r\nHost: x\r\n\r\nGET /nix-cache-info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(both.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert!(text.ends_with("Priority: 42\n"), "{text}");
+
+    // Many connections at once: all are open before any is answered.
+    let conns: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("connect"))
+        .collect();
+    let threads: Vec<_> = conns
+        .into_iter()
+        .map(|mut s| {
+            let req = format!("GET /{h}.narinfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(60)))
+                    .expect("timeout");
+                s.write_all(req.as_bytes()).expect("write");
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).expect("read");
+                parse_response(&out).map(|r| r.0)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("a client thread"), Some(200));
+    }
+
+    // Refusals: nothing outside the store, bad hashes, other methods, huge headers.
+    for bad in [
+        "/nar/../../etc/passwd",
+        "/../../etc/passwd",
+        "/nar/..%2f..%2fetc%2fpasswd",
+        "/xxxx.narinfo",
+        "/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.narinfo",
+        "/log/../../../etc/passwd",
+        "/log/..%2f..%2fetc%2fpasswd",
+        "/nar/",
+        "/",
+    ] {
+        let (status, _, body) = server.get(bad);
+        assert!(status == 400 || status == 404, "{bad}: {status}");
+        assert!(!String::from_utf8_lossy(&body).contains("root:"), "{bad}");
+    }
+    assert_eq!(server.get(&format!("/{}.narinfo", "0".repeat(32))).0, 404);
+    let (status, head, _) = server
+        .raw(b"POST /nix-cache-info HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("an answer");
+    assert_eq!(status, 405);
+    assert_eq!(header(&head, "allow"), Some("GET, HEAD"));
+    let big = format!(
+        "GET /nix-cache-info HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    match server.raw(big.as_bytes()) {
+        None => {}
+        Some((status, _, _)) => assert!(status == 431 || status == 400, "{status}"),
+    }
+    // Still serving.
+    assert_eq!(server.get("/nix-cache-info").0, 200);
+}
