@@ -85,6 +85,18 @@ impl BinaryCache {
     /// does (the directory, `nar/`, and `nix-cache-info`); an HTTP cache must answer for
     /// `nix-cache-info`.
     pub fn open(uri: &str, sd: &StoreDir, opts: &OpenOptions) -> Result<BinaryCache> {
+        Self::open_known(uri, sd, opts, None)
+    }
+
+    /// Like [`BinaryCache::open`], but when `known` gives the cache's priority and
+    /// `WantMassQuery` (from the narinfo disk cache, as CppNix does for remote caches),
+    /// `nix-cache-info` is not fetched again.
+    pub fn open_known(
+        uri: &str,
+        sd: &StoreDir,
+        opts: &OpenOptions,
+        known: Option<(i32, bool)>,
+    ) -> Result<BinaryCache> {
         let parsed = CacheUri::parse(uri)?;
         let base = parsed.base();
         let (backend, remote): (Box<dyn Backend>, bool) = match &parsed.location {
@@ -132,15 +144,24 @@ impl BinaryCache {
             remote,
             counter: AtomicU64::new(0),
         };
-        match cache.backend.get_bytes("nix-cache-info")? {
-            Some(bytes) => {
+        let info = match known {
+            Some((priority, wmq)) => {
+                cache.priority = priority;
+                cache.want_mass_query = wmq;
+                None
+            }
+            None => Some(cache.backend.get_bytes("nix-cache-info")?),
+        };
+        match info {
+            None => {}
+            Some(Some(bytes)) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let info = CacheInfo::parse_from(&text, &cache.uri)?;
                 info.check_store_dir(sd, &cache.uri)?;
                 cache.priority = info.priority.unwrap_or(50);
                 cache.want_mass_query = info.want_mass_query.unwrap_or(false);
             }
-            None => {
+            Some(None) => {
                 let text = CacheInfo::new(sd).to_text();
                 cache
                     .backend

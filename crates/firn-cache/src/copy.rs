@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use firn_format::{StoreDir, StorePath};
+use firn_remote::serve::SshStore;
 use firn_store::local::StagedNar;
 use firn_store::{LocalStore, ValidPathInfo};
 
@@ -21,6 +22,8 @@ use crate::{CacheError, Result};
 pub enum AnyStore {
     Local(LocalStore),
     Cache(BinaryCache),
+    /// `ssh://HOST`: a `nix-store --serve` session.
+    Ssh(SshStore),
 }
 
 impl AnyStore {
@@ -28,6 +31,7 @@ impl AnyStore {
         match self {
             AnyStore::Local(s) => s.store_dir(),
             AnyStore::Cache(c) => c.store_dir(),
+            AnyStore::Ssh(s) => s.store_dir(),
         }
     }
 
@@ -39,6 +43,7 @@ impl AnyStore {
                 None => "local".to_string(),
             },
             AnyStore::Cache(c) => c.uri().to_string(),
+            AnyStore::Ssh(s) => s.uri(),
         }
     }
 
@@ -46,6 +51,11 @@ impl AnyStore {
         Ok(match self {
             AnyStore::Local(s) => s.query_path_info(p)?,
             AnyStore::Cache(c) => c.query_narinfo(p)?.map(|ni| narinfo_to_path_info(&ni)),
+            AnyStore::Ssh(s) => s
+                .query_path_infos(std::slice::from_ref(p))
+                .map_err(remote_err)?
+                .into_iter()
+                .find(|i| i.path == *p),
         })
     }
 
@@ -53,6 +63,10 @@ impl AnyStore {
         match self {
             AnyStore::Local(s) => Ok(s.is_valid_path(p)?),
             AnyStore::Cache(c) => c.has_narinfo(p),
+            AnyStore::Ssh(s) => Ok(s
+                .query_valid_paths(&BTreeSet::from([p.clone()]))
+                .map_err(remote_err)?
+                .contains(p)),
         }
     }
 
@@ -60,6 +74,7 @@ impl AnyStore {
     pub fn dump_nar(&self, p: &StorePath, out: &mut dyn Write) -> Result<()> {
         match self {
             AnyStore::Local(s) => Ok(s.nar_from_path(p, out)?),
+            AnyStore::Ssh(s) => s.dump_nar(p, out).map_err(remote_err),
             AnyStore::Cache(c) => {
                 let ni = c.query_narinfo(p)?.ok_or_else(|| {
                     CacheError::Other(format!(
@@ -139,7 +154,7 @@ pub fn copy_closure(
 ) -> Result<CopyReport> {
     // The local store answers from one database connection: no point in threads there.
     let query_jobs = |s: &AnyStore| match s {
-        AnyStore::Local(_) => 1,
+        AnyStore::Local(_) | AnyStore::Ssh(_) => 1,
         AnyStore::Cache(_) => opts.jobs.max(8),
     };
     let infos = closure_infos(src, paths, query_jobs(src))?;
@@ -217,6 +232,16 @@ pub fn copy_closure(
             on_copy(&info.path);
             copy_one(src, dst, info, opts)
         }),
+        // One session: one path at a time, references first.
+        AnyStore::Ssh(s) => graph::run(&deps, 1, |i| {
+            let info = todo[i];
+            on_copy(&info.path);
+            let mut produce = |w: &mut dyn Write| {
+                src.dump_nar(&info.path, w)
+                    .map_err(|e| firn_remote::RemoteError::Other(e.to_string()))
+            };
+            s.add_to_store_nar(info, &mut produce).map_err(remote_err)
+        }),
     };
     let mut report = CopyReport::default();
     for (i, o) in outcomes.into_iter().enumerate() {
@@ -256,9 +281,19 @@ fn copy_one(
             c.add_path(info, NarSource::Producer(&mut produce))?;
             Ok(())
         }
+        AnyStore::Ssh(_) => Err(CacheError::Other(
+            "copy to ssh:// is done by copy_closure".into(),
+        )),
         AnyStore::Local(d) => {
             check_signature(sd, info, opts)?;
             match src {
+                AnyStore::Ssh(s) => {
+                    s.with_nar(&info.path, |r| {
+                        d.add_nar(info, r)
+                            .map_err(|e| firn_remote::RemoteError::Other(e.to_string()))
+                    })
+                    .map_err(remote_err)?;
+                }
                 AnyStore::Cache(c) => {
                     let ni = c.query_narinfo(&info.path)?.ok_or_else(|| {
                         CacheError::Other(format!(
@@ -329,6 +364,10 @@ fn check_signature(sd: &StoreDir, info: &ValidPathInfo, opts: &CopyOptions) -> R
         }
     }
     Ok(())
+}
+
+fn remote_err(e: firn_remote::RemoteError) -> CacheError {
+    CacheError::Other(e.to_string())
 }
 
 /// The signature-relevant part of a path info, as a narinfo.

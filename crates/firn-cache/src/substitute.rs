@@ -98,23 +98,20 @@ impl Substituters {
             if uri.is_empty() || !seen.insert(uri.clone()) {
                 continue;
             }
-            match BinaryCache::open(uri, sd, opts) {
+            // What the disk cache knows of a remote cache saves asking for nix-cache-info.
+            let remote = !uri.starts_with("file://");
+            let base = crate::uri::CacheUri::parse(uri).map(|u| u.base()).ok();
+            let known = match (&disk, remote, &base) {
+                (Some(d), true, Some(b)) => d.cache_exists(b).ok().flatten(),
+                _ => None,
+            };
+            match BinaryCache::open_known(uri, sd, opts, known.map(|(_, p, w)| (p, w))) {
                 Ok(cache) => {
                     let disk_id = match (&disk, cache.remote) {
-                        (Some(d), true) => d
-                            .cache_exists(cache.uri())
-                            .ok()
-                            .flatten()
-                            .map(|(id, _, _)| id)
-                            .or_else(|| {
-                                d.create_cache(
-                                    cache.uri(),
-                                    sd,
-                                    cache.want_mass_query,
-                                    cache.priority,
-                                )
+                        (Some(d), true) => known.map(|(id, _, _)| id).or_else(|| {
+                            d.create_cache(cache.uri(), sd, cache.want_mass_query, cache.priority)
                                 .ok()
-                            }),
+                        }),
                         _ => None,
                     };
                     entries.push(Entry {

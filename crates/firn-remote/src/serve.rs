@@ -130,7 +130,12 @@ impl SshStore {
             "{} --serve --write",
             self.params.remote_program.as_deref().unwrap_or("nix-store")
         );
-        if let Some(st) = self.params.remote_store.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(st) = self
+            .params
+            .remote_store
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        {
             remote.push_str(" --store ");
             remote.push_str(&shell_quote(st));
         }
@@ -217,7 +222,9 @@ impl SshStore {
             }
             *guard = Some(self.connect()?);
         }
-        let conn = guard.as_mut().ok_or_else(|| RemoteError::Connect(self.host.clone()))?;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| RemoteError::Connect(self.host.clone()))?;
         let r = f(conn);
         if r.is_err() {
             conn.good = false;
@@ -287,7 +294,8 @@ impl SshStore {
                     info.deriver = Some(self.sd.parse(&deriver).map_err(|e| bad(e.to_string()))?);
                 }
                 for r in refs {
-                    info.references.insert(self.sd.parse(&r).map_err(|e| bad(e.to_string()))?);
+                    info.references
+                        .insert(self.sd.parse(&r).map_err(|e| bad(e.to_string()))?);
                 }
                 if !ca.is_empty() {
                     info.ca = Some(ContentAddress::parse(&ca).map_err(|e| bad(e.to_string()))?);
@@ -356,7 +364,11 @@ impl SshStore {
             let w = &mut c.to;
             write_u64(w, CMD_ADD_TO_STORE_NAR).map_err(&io)?;
             write_string(w, &sd.display(&info.path)).map_err(&io)?;
-            let deriver = info.deriver.as_ref().map(|d| sd.display(d)).unwrap_or_default();
+            let deriver = info
+                .deriver
+                .as_ref()
+                .map(|d| sd.display(d))
+                .unwrap_or_default();
             write_string(w, &deriver).map_err(&io)?;
             write_string(w, &info.nar_hash.encode(HashFormat::Base16, false)).map_err(&io)?;
             let refs = self.paths_out(&info.references);
@@ -623,9 +635,16 @@ fn closure(
             continue;
         }
         let info = store.query_path_info(&p)?.ok_or_else(|| {
-            RemoteError::Store(firn_store::StoreError::InvalidPath(store.store_dir().display(&p)))
+            RemoteError::Store(firn_store::StoreError::InvalidPath(
+                store.store_dir().display(&p),
+            ))
         })?;
-        stack.extend(info.references.iter().filter(|r| !seen.contains(*r)).cloned());
+        stack.extend(
+            info.references
+                .iter()
+                .filter(|r| !seen.contains(*r))
+                .cloned(),
+        );
         if include_outputs && p.is_derivation() {
             for out in store.query_derivation_outputs(&p)?.into_values() {
                 if store.is_valid_path(&out)? {

@@ -34,7 +34,10 @@ pub fn read_bytes(r: &mut dyn Read, max: u64) -> io::Result<Vec<u8>> {
     let mut p = [0u8; 8];
     r.read_exact(&mut p[..pad as usize])?;
     if p.iter().any(|&b| b != 0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "non-zero padding"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "non-zero padding",
+        ));
     }
     Ok(v)
 }

@@ -66,8 +66,28 @@ impl Ctx {
         self.open_local_at(&uri)
     }
 
-    /// Open the store at `uri`: a binary cache or a local store.
+    /// Open the store at `uri`: a binary cache, an `ssh://` store or a local store.
     pub fn open_any_at(&self, uri: &str) -> Result<AnyStore> {
+        if let Some(rest) = uri.strip_prefix("ssh://") {
+            let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if host.is_empty() {
+                bail!("store URI '{uri}' has no host");
+            }
+            let mut params = firn_remote::serve::SshParams::default();
+            for kv in query.split('&').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                match k {
+                    "remote-program" => params.remote_program = Some(v.to_string()),
+                    "remote-store" => params.remote_store = Some(v.to_string()),
+                    "ssh-key" => params.ssh_key = Some(v.to_string()),
+                    "compress" => params.compress = v == "true" || v == "1",
+                    "max-connections" | "base64-ssh-public-host-key" | "trusted" => {}
+                    _ => bail!("unsupported parameter '{k}' in store URI '{uri}'"),
+                }
+            }
+            let store = firn_remote::serve::SshStore::open(host, params, &self.store_dir())?;
+            return Ok(AnyStore::Ssh(store));
+        }
         if CacheUri::is_cache_uri(uri) {
             Ok(AnyStore::Cache(BinaryCache::open(
                 uri,

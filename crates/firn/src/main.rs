@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         "nix-store" => legacy::nix_store::main(args),
         "nix-instantiate" => legacy::nix_instantiate::main(args),
         "nix-build" => legacy::nix_build::main(args),
+        "nix-copy-closure" => legacy::nix_copy_closure::main(args),
         "nix" | "firn" => cmd::main(args),
         other if TOOL_NAMES.contains(&other) => Err(anyhow::anyhow!(
             "'{other}' is not implemented by firn yet; use 'nix-store', 'nix-hash', 'nix-instantiate --parse' or the 'nix' commands"

@@ -51,10 +51,7 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
         }
         match &src {
             AnyStore::Local(s) => paths.extend(s.query_all_valid_paths()?),
-            AnyStore::Cache(c) => bail!(
-                "'--all' is not supported for the binary cache '{}'",
-                c.uri()
-            ),
+            other => bail!("'--all' is not supported for '{}'", other.describe()),
         }
     }
     for i in &a.installables {
@@ -69,7 +66,10 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     // hashing: one per core.
     let remote = |s: &AnyStore| matches!(s, AnyStore::Cache(c) if c.remote);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = if remote(&src) || remote(&dst) {
+    let ssh = |s: &AnyStore| matches!(s, AnyStore::Ssh(_));
+    let jobs = if ssh(&src) || ssh(&dst) {
+        1
+    } else if remote(&src) || remote(&dst) {
         ctx.cache_options().http_connections.clamp(1, 64)
     } else {
         cores

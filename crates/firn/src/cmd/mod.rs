@@ -113,6 +113,12 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::PathInfo(a) => match ctx.open_any()? {
             firn_cache::copy::AnyStore::Cache(c) => path_info::run_cache(&c, a),
             firn_cache::copy::AnyStore::Local(s) => path_info::run(&s, a),
+            firn_cache::copy::AnyStore::Ssh(s) => {
+                anyhow::bail!(
+                    "'nix path-info' is not supported for '{}' by firn yet",
+                    s.uri()
+                )
+            }
         },
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),

@@ -2,6 +2,7 @@
 
 pub mod gc;
 pub mod nix_build;
+pub mod nix_copy_closure;
 pub mod nix_hash;
 pub mod nix_instantiate;
 pub mod nix_store;

@@ -34,6 +34,7 @@ enum Op {
     GenerateBinaryCacheKey,
     Realise,
     ReadLog,
+    Serve,
 }
 
 struct Invocation {
@@ -91,7 +92,8 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
             "--generate-binary-cache-key" => Some(Op::GenerateBinaryCacheKey),
             "--realise" | "--realize" | "-r" => Some(Op::Realise),
             "--read-log" | "-l" => Some(Op::ReadLog),
-            "--serve" | "--print-env" | "--repair-path" => {
+            "--serve" => Some(Op::Serve),
+            "--print-env" | "--repair-path" => {
                 bail!("nix-store operation '{a}' is not implemented by firn yet")
             }
             "--add-root" => {
@@ -204,6 +206,20 @@ pub fn main(args: Vec<String>) -> Result<()> {
             let store = ctx.open_store()?;
             realise_op(&ctx, &store, &args, gc_root, &build)
         }
+        Op::Serve => {
+            let mut write = false;
+            for f in &flags {
+                match f.as_str() {
+                    "--write" => write = true,
+                    _ => return Err(usage(format!("unknown flag '{f}'"))),
+                }
+            }
+            if !args.is_empty() {
+                return Err(usage("no arguments expected"));
+            }
+            let store = ctx.open_store()?;
+            serve_op(&ctx, &store, write)
+        }
         Op::ReadLog => {
             no_flags(&flags)?;
             let store = ctx.open_store()?;
@@ -218,6 +234,28 @@ pub fn main(args: Vec<String>) -> Result<()> {
             run_store_op(&ctx, &store, op, flags, args, gc_root)
         }
     }
+}
+
+/// `nix-store --serve [--write]`: the `nix-store --serve` protocol on stdin/stdout (what
+/// `ssh://` stores and `nix-copy-closure` talk to).
+fn serve_op(ctx: &Ctx, store: &LocalStore, write: bool) -> Result<()> {
+    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+    let mut output = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut build = |paths: &[String]| -> std::result::Result<(), (u64, String)> {
+        let wanted: Result<Vec<_>> = paths
+            .iter()
+            .map(|p| crate::realise::parse_derived_path(store, p))
+            .collect();
+        let r = wanted.and_then(|w| {
+            crate::realise::realise(ctx, store, &w, &crate::realise::BuildFlags::default())
+        });
+        r.map_err(|e| {
+            let code = e.downcast_ref::<Failure>().map_or(1, |f| f.code as u64);
+            (code, format!("{e:#}"))
+        })
+    };
+    firn_remote::serve::serve(store, write, &mut input, &mut output, &mut build)?;
+    Ok(())
 }
 
 fn run_store_op(
@@ -467,6 +505,7 @@ fn run_store_op(
         | Op::GenerateBinaryCacheKey
         | Op::Init
         | Op::Realise
+        | Op::Serve
         | Op::ReadLog => {
             unreachable!("handled before opening the store")
         }

@@ -19,6 +19,7 @@ pub fn firn_bin_dir() -> &'static Path {
             "nix-hash",
             "nix-instantiate",
             "nix-build",
+            "nix-copy-closure",
         ] {
             let link = dir.join(name);
             let _ = std::fs::remove_file(&link);
