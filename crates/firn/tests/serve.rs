@@ -488,3 +488,75 @@ fn http_requests() {
     // Still serving.
     assert_eq!(server.get("/nix-cache-info").0, 200);
 }
+
+/// Substitution over HTTP: `nix-build`'s realisation fetches the closure from `firn serve`
+/// instead of building it, and the narinfos it learnt go into the narinfo disk cache shared
+/// with CppNix: with the server gone, CppNix still answers from what firn recorded, and the
+/// other way round.
+#[test]
+fn substitution_over_http_shares_the_disk_cache() {
+    let f = Fixture::new();
+    let sk = f.sk();
+    let server = Server::start(&f.store, &["--secret-key-file", &sk]);
+    let url = server.url();
+    let xdg = f.xdg("shared");
+    let b = store_dir(&f.dir, "subst");
+    let out = firn("nix-store")
+        .env("XDG_CACHE_HOME", &xdg)
+        .args(["--store", &b, "-r", &f.top])
+        .args(["--option", "substituters", &url])
+        .args(["--option", "trusted-public-keys", f.pk.trim()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("copying path '{}' from '{url}'", f.top)),
+        "{err}"
+    );
+    f.check_copy(&b);
+    // The realisation of the derivation itself also substitutes instead of building.
+    let c = store_dir(&f.dir, "subst-drv");
+    ok(firn("nix").args([
+        "copy",
+        "--no-check-sigs",
+        "--store",
+        &f.store,
+        "--to",
+        &c,
+        &f.drv,
+    ]));
+    let out = firn("nix-store")
+        .env("XDG_CACHE_HOME", &xdg)
+        .args(["--store", &c, "-r", &f.drv])
+        .args(["--option", "substituters", &url])
+        .args(["--option", "trusted-public-keys", f.pk.trim()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("building '"), "{err}");
+    assert!(err.contains("will be fetched"), "{err}");
+
+    drop(server);
+    // CppNix, with the server gone, knows the cache and the path from firn's entries.
+    let info = ok_str(cppnix("nix").env("XDG_CACHE_HOME", &xdg).args([
+        "path-info",
+        "--store",
+        &url,
+        &f.top,
+    ]));
+    assert_eq!(info.trim(), f.top);
+    // And firn's planner answers a dry run from the same entries.
+    let d = store_dir(&f.dir, "dry");
+    let out = firn("nix-store")
+        .env("XDG_CACHE_HOME", &xdg)
+        .args(["--store", &d, "-r", "--dry-run", &f.top])
+        .args(["--option", "substituters", &url])
+        .args(["--option", "trusted-public-keys", f.pk.trim()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("these 3 paths will be fetched"), "{err}");
+}
