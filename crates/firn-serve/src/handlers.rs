@@ -216,8 +216,19 @@ async fn blocking<T: Send + 'static>(
     r.map_err(|_| ServeError::Panicked { op, path: shown() })?
 }
 
-/// The valid path with hash part `hash`, and its info.
+/// The valid path with hash part `hash`, and its info. Answers are remembered for
+/// [`RECENT_TTL`], so bursts of lookups (a client fetching a closure asks for each narinfo,
+/// then each NAR) do not each go to the database.
 async fn lookup(state: &Arc<State>, hash: String) -> Result<Option<ValidPathInfo>> {
+    if let Some(hit) = state.recent.get(&hash) {
+        return Ok(hit);
+    }
+    let found = lookup_uncached(state, hash.clone()).await?;
+    state.recent.put(hash, found.clone());
+    Ok(found)
+}
+
+async fn lookup_uncached(state: &Arc<State>, hash: String) -> Result<Option<ValidPathInfo>> {
     let st = state.clone();
     let shown = || format!("{}/{hash}", state.store.store_dir());
     let h = hash.clone();

@@ -142,6 +142,40 @@ pub struct State {
     pub producers: Arc<tokio::sync::Semaphore>,
     /// Permits for store queries ([`QUERY_THREADS`]).
     pub queries: Arc<tokio::sync::Semaphore>,
+    /// Recent lookups by hash part.
+    pub recent: Recent,
+}
+
+/// How long a lookup is remembered. Short: a path deleted or added meanwhile is seen within
+/// this time (clients cache narinfos for far longer anyway).
+pub const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+const RECENT_MAX: usize = 1 << 16;
+
+/// Recent answers of the store (path infos, or "no such path") by hash part.
+#[derive(Default)]
+pub struct Recent(
+    std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, Option<firn_store::ValidPathInfo>)>,
+    >,
+);
+
+impl Recent {
+    pub fn get(&self, hash: &str) -> Option<Option<firn_store::ValidPathInfo>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, v) = map.get(hash)?;
+        (at.elapsed() < RECENT_TTL).then(|| v.clone())
+    }
+
+    pub fn put(&self, hash: String, v: Option<firn_store::ValidPathInfo>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= RECENT_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < RECENT_TTL);
+            if map.len() >= RECENT_MAX {
+                map.clear();
+            }
+        }
+        map.insert(hash, (std::time::Instant::now(), v));
+    }
 }
 
 /// A bound server, not yet accepting.
@@ -185,6 +219,7 @@ impl Server {
             log_dir: config.log_dir,
             producers: nar_stream::producer_limit(),
             queries: Arc::new(tokio::sync::Semaphore::new(QUERY_THREADS)),
+            recent: Recent::default(),
         });
         Ok(Server {
             runtime,
