@@ -312,11 +312,60 @@ fn fetch_substitutions(
     let Some(Some(subs)) = f.subs.get() else {
         return Vec::new();
     };
-    subs.fetch(store, &items, &|ev| {
-        if let Progress::Start { path, from, .. } = ev {
-            eprintln!("copying path '{}' from '{from}'...", sd.display(path));
+    // On a terminal, a status line under the `copying path` lines: paths done of all, and
+    // MiB received of the NARs' total.
+    let tty = std::io::stderr().is_terminal();
+    let total_paths = items.len();
+    let sizes: HashMap<&StorePath, u64> = items.iter().map(|(p, a)| (p, a.info.nar_size)).collect();
+    let total_bytes: u64 = sizes.values().sum();
+    struct FetchStatus {
+        done: usize,
+        bytes: BTreeMap<StorePath, u64>,
+    }
+    let state = Mutex::new(FetchStatus {
+        done: 0,
+        bytes: BTreeMap::new(),
+    });
+    let draw = |st: &FetchStatus, err: &mut std::io::StderrLock<'_>| {
+        let got: u64 = st.bytes.values().sum();
+        let mib = |n: u64| n as f64 / (1024.0 * 1024.0);
+        let _ = write!(
+            err,
+            "\r\x1b[K[{}/{} paths fetched, {:.1}/{:.1} MiB]",
+            st.done,
+            total_paths,
+            mib(got),
+            mib(total_bytes)
+        );
+    };
+    let failed = subs.fetch(store, &items, &|ev| {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut err = std::io::stderr().lock();
+        match ev {
+            Progress::Start { path, from, .. } => {
+                if tty {
+                    let _ = write!(err, "\r\x1b[K");
+                }
+                let _ = writeln!(err, "copying path '{}' from '{from}'...", sd.display(path));
+            }
+            Progress::Bytes { path, done } => {
+                st.bytes.insert(path.clone(), done);
+            }
+            Progress::Done { path } => {
+                st.done += 1;
+                if let Some(&n) = sizes.get(path) {
+                    st.bytes.insert(path.clone(), n);
+                }
+            }
         }
-    })
+        if tty {
+            draw(&st, &mut err);
+        }
+    });
+    if tty {
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
+    }
+    failed
 }
 
 /// Print what would be built and fetched (`these N derivations will be built:`, `these N

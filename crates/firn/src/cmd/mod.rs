@@ -57,6 +57,15 @@ enum Command {
     Build(build::BuildArgs),
     /// Show the build log of a derivation or of the derivation that built a path.
     Log(build::LogArgs),
+    /// Sign store paths (deprecated; use `nix store sign`).
+    #[command(name = "sign-paths")]
+    SignPaths {
+        /// File containing the secret signing key.
+        #[arg(short = 'k', long = "key-file")]
+        key_file: String,
+        #[command(flatten)]
+        paths: installables::StorePathArgs,
+    },
     /// Copy paths (with their closures) between stores and binary caches.
     Copy(copy::CopyArgs),
     /// Show why a package has another package in its closure.
@@ -110,6 +119,9 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
     match cmd {
         Command::Hash(c) => hash::run(c),
         Command::Store(c) => store::run(&ctx, c),
+        Command::SignPaths { key_file, paths } => {
+            store::run(&ctx, store::StoreCmd::Sign { key_file, paths })
+        }
         Command::PathInfo(a) => match ctx.open_any()? {
             firn_cache::copy::AnyStore::Cache(c) => path_info::run_cache(&c, a),
             firn_cache::copy::AnyStore::Local(s) => path_info::run(&s, a),
