@@ -1,4 +1,6 @@
-//! Builders that run inside firn instead of as a process: `builtin:fetchurl`.
+//! Builders that run inside firn instead of as a process: `builtin:fetchurl` (`file://`,
+//! `http://`, `https://`; with `unpack`, a NAR, xz-compressed when the URL ends in `.xz`;
+//! `executable`). The hash of a fixed output is checked afterwards like any other.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,12 +28,20 @@ fn fetchurl(env: &BTreeMap<String, String>, out: &Path) -> Result<String, String
         .get("url")
         .ok_or_else(|| "attribute 'url' missing".to_string())?;
     let unpack = env.get("unpack").map(String::as_str) == Some("1");
-    let mut reader: Box<dyn Read> = if let Some(path) = url.strip_prefix("file://") {
+    let raw: Box<dyn Read> = if let Some(path) = url.strip_prefix("file://") {
         Box::new(fs::File::open(path).map_err(|e| format!("unable to download '{url}': {e}"))?)
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        http_get(url)?
     } else {
         return Err(format!(
-            "unable to download '{url}': firn's builtin:fetchurl only fetches file:// URLs so far"
+            "unable to download '{url}': unsupported URL scheme (builtin:fetchurl fetches file://, http:// and https://)"
         ));
+    };
+    // As CppNix: only an unpacked `.xz` download is decompressed.
+    let mut reader: Box<dyn Read> = if unpack && url.ends_with(".xz") {
+        Box::new(xz2::read::XzDecoder::new_multi_decoder(raw))
+    } else {
+        raw
     };
     if unpack {
         firn_store::nar_fs::restore_path_hashed(&mut reader, out, firn_format::HashAlgo::Sha256)
@@ -47,4 +57,21 @@ fn fetchurl(env: &BTreeMap<String, String>, out: &Path) -> Result<String, String
         }
     }
     Ok(format!("downloading '{url}'...\n"))
+}
+
+/// GET `url`, following redirects; any status but 2xx is an error naming it.
+fn http_get(url: &str) -> Result<Box<dyn Read>, String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(30))
+        .timeout_read(std::time::Duration::from_secs(300))
+        .user_agent(concat!("firn/", env!("CARGO_PKG_VERSION")))
+        .build();
+    match agent.get(url).call() {
+        Ok(resp) => Ok(resp.into_reader()),
+        Err(ureq::Error::Status(code, resp)) => Err(format!(
+            "unable to download '{url}': HTTP error {code} ({})",
+            resp.status_text()
+        )),
+        Err(ureq::Error::Transport(t)) => Err(format!("unable to download '{url}': {t}")),
+    }
 }

@@ -531,3 +531,143 @@ fn readme_example_package_set() {
     let text = std::fs::read_to_string(real(&sf, greeting)).expect("greeting");
     assert_eq!(text, "Hello from firn, built in a sandbox on Linux.\n");
 }
+
+/// A minimal HTTP/1.1 server on a free port serving `files` (path → bytes), 404 otherwise;
+/// it runs until the test process ends.
+fn http_server(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut conn = conn;
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(body);
+                }
+                None => {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    port
+}
+
+/// `builtin:fetchurl` over HTTP (a file, an executable, an unpacked NAR and an unpacked
+/// `.nar.xz`) gives the same paths and contents as CppNix's; a 404 fails in both.
+#[test]
+fn builtin_fetchurl_over_http() {
+    let e = env();
+    let tree = e.dir.join("tree");
+    std::fs::create_dir_all(tree.join("d")).expect("mkdir");
+    std::fs::write(tree.join("d/f"), "inside\n").expect("write");
+    let nar = ok(cppnix("nix-store").arg("--dump").arg(&tree));
+    let nar_sri = ok_str(
+        cppnix("nix")
+            .args(["hash", "path", "--type", "sha256"])
+            .arg(&tree),
+    );
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+    std::io::Write::write_all(&mut xz, &nar).expect("compress");
+    let nar_xz = xz.finish().expect("compress");
+    let port = http_server(vec![
+        ("/hello.txt", b"hello over http\n".to_vec()),
+        ("/tree.nar", nar),
+        ("/tree.nar.xz", nar_xz),
+    ]);
+    let file_hash = ok_str(
+        cppnix("nix-hash")
+            .args(["--type", "sha256", "--flat", "--base32"])
+            .arg(e.write("hello.txt", "hello over http\n")),
+    );
+    let expr = format!(
+        r#"let f = attrs: derivation ({{ builder = "builtin:fetchurl"; system = "builtin"; outputHashAlgo = "sha256"; }} // attrs);
+           u = p: "http://127.0.0.1:{port}/${{p}}";
+        in {{
+          flat = f {{ name = "hello.txt"; url = u "hello.txt"; outputHash = "{h}"; outputHashMode = "flat"; }};
+          nar = f {{ name = "tree"; url = u "tree.nar"; unpack = true; outputHashMode = "recursive"; outputHash = "{n}"; }};
+          narxz = f {{ name = "tree-xz"; url = u "tree.nar.xz"; unpack = true; outputHashMode = "recursive"; outputHash = "{n}"; }};
+        }}"#,
+        h = file_hash.trim(),
+        n = nar_sri.trim()
+    );
+    let file = e.write("fetch.nix", &expr);
+    for attr in ["flat", "nar", "narxz"] {
+        let c = e.store(&format!("cpp-{attr}"));
+        let cpp = ok_str(
+            cppnix("nix-build")
+                .args(["--store", &c, "--no-out-link", "-A", attr])
+                .arg(&file),
+        );
+        let f = e.store(&format!("firn-{attr}"));
+        let mine = ok_str(firn_build(&f, &file).args(["-A", attr]));
+        assert_eq!(cpp, mine, "{attr}");
+        assert_eq!(
+            nar_hash(&c, cpp.trim()),
+            nar_hash(&f, mine.trim()),
+            "{attr}"
+        );
+    }
+    // Executable: the NAR hash of an executable file with those bytes.
+    let exe_dir = e.dir.join("exe");
+    std::fs::write(&exe_dir, "hello over http\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let exe_hash = ok_str(
+        cppnix("nix")
+            .args(["hash", "path", "--type", "sha256"])
+            .arg(&exe_dir),
+    );
+    let exe_file = e.write(
+        "exe.nix",
+        &format!(
+            r#"derivation {{ builder = "builtin:fetchurl"; system = "builtin"; name = "hello-exe"; url = "http://127.0.0.1:{port}/hello.txt"; executable = true; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = "{}"; }}"#,
+            exe_hash.trim()
+        ),
+    );
+    let c = e.store("cpp-exe");
+    let cpp = ok_str(
+        cppnix("nix-build")
+            .args(["--store", &c, "--no-out-link"])
+            .arg(&exe_file),
+    );
+    let f = e.store("firn-exe");
+    let mine = ok_str(&mut firn_build(&f, &exe_file));
+    assert_eq!(cpp, mine);
+    let mode = std::fs::metadata(real(&f, mine.trim()))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111);
+
+    // A 404: both fail, nothing valid.
+    let missing = e.write(
+        "missing.nix",
+        &format!(
+            r#"derivation {{ builder = "builtin:fetchurl"; system = "builtin"; name = "missing"; url = "http://127.0.0.1:{port}/nope"; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "{}"; }}"#,
+            file_hash.trim()
+        ),
+    );
+    let f = e.store("firn-missing");
+    let (code, err) = stderr_of(&mut firn_build(&f, &missing));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("HTTP error 404"), "{err}");
+}
