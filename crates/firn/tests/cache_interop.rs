@@ -833,3 +833,138 @@ fn ls_and_cat_on_caches_match_cppnix() {
         .expect("run");
     assert!(!out.status.success());
 }
+
+/// A small HTTP/1.1 server over a directory: GET and HEAD (404 when missing) and PUT (the
+/// body, by Content-Length, written atomically). What `nix copy --to http://...` needs of a
+/// WebDAV-ish server, for the test's lifetime.
+fn put_server(dir: std::path::PathBuf) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut out = conn;
+                loop {
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut parts = first.split_whitespace();
+                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let rel = path.trim_start_matches('/');
+                    assert!(!rel.contains(".."), "{rel}");
+                    let file = dir.join(rel);
+                    match method {
+                        "PUT" => {
+                            let mut body = vec![0u8; len];
+                            if reader.read_exact(&mut body).is_err() {
+                                return;
+                            }
+                            std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+                            let tmp = file.with_extension("uploading");
+                            std::fs::write(&tmp, &body).expect("write");
+                            std::fs::rename(&tmp, &file).expect("rename");
+                            let _ =
+                                out.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+                        }
+                        "GET" | "HEAD" => match std::fs::read(&file) {
+                            Ok(body) => {
+                                let _ = write!(
+                                    out,
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                    body.len()
+                                );
+                                if method == "GET" {
+                                    let _ = out.write_all(&body);
+                                }
+                            }
+                            Err(_) => {
+                                let _ = out.write_all(
+                                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                                );
+                            }
+                        },
+                        _ => {
+                            let _ = out.write_all(
+                                b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn http_caches_are_written_with_put() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, _) = make_closure(tmp.path(), &a);
+    let (sk, pk) = keygen(tmp.path(), "put-1");
+    let dir = tmp.path().join("webroot");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let port = put_server(dir.clone());
+    let url = format!("http://127.0.0.1:{port}");
+    // An empty server: firn creates nix-cache-info, then uploads NARs and narinfos.
+    ok(firn("nix")
+        .env("XDG_CACHE_HOME", tmp.path().join("xdg"))
+        .args([
+            "copy",
+            "--store",
+            &a,
+            "--to",
+            &format!("{url}?secret-key={sk}&compression=zstd"),
+            &root,
+        ]));
+    assert!(dir.join("nix-cache-info").exists());
+    // CppNix reads what arrived on the server's disk as a file:// cache.
+    let b = store_dir(tmp.path(), "b");
+    ok(cppnix("nix").args([
+        "copy",
+        "--from",
+        &format!("file://{}", dir.display()),
+        "--store",
+        &b,
+        "--option",
+        "trusted-public-keys",
+        &pk,
+        &root,
+    ]));
+    assert_same_closure(&a, &b, &root);
+    // And firn reads it back over HTTP.
+    let c = store_dir(tmp.path(), "c");
+    ok(firn("nix")
+        .env("XDG_CACHE_HOME", tmp.path().join("xdg"))
+        .args([
+            "copy",
+            "--from",
+            &url,
+            "--store",
+            &c,
+            "--option",
+            "trusted-public-keys",
+            &pk,
+            &root,
+        ]));
+    assert_same_closure(&a, &c, &root);
+}
