@@ -1072,6 +1072,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::builtins_more::regex_table())
         .chain(crate::builtins_drv::table())
         .chain(crate::builtins_misc::table())
+        .chain(crate::fetch::table())
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(name.into(), t.clone());

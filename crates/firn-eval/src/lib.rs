@@ -9,6 +9,7 @@ pub mod builtins_misc;
 pub mod builtins_more;
 pub mod drv_info;
 pub mod error;
+pub mod fetch;
 pub mod eval;
 pub mod print;
 pub mod store;

@@ -191,6 +191,68 @@ impl EvalStore {
         Ok(p)
     }
 
+    /// Add something a fetcher downloaded (a file, flat; or an unpacked tree, recursive) under
+    /// `name`. Fetchers write to the store even when evaluation is otherwise read-only (as
+    /// CppNix's do), so that what they fetched can be read; without any store the path is only
+    /// computed. Returns the path and the SHA-256 of the contents (of the NAR when recursive).
+    pub fn add_download(
+        &mut self,
+        name: &str,
+        path: &Path,
+        recursive: bool,
+    ) -> EResult<(StorePath, Hash)> {
+        let method = if recursive {
+            FileIngestionMethod::Recursive
+        } else {
+            FileIngestionMethod::Flat
+        };
+        let h = if recursive {
+            firn_store::nar_fs::hash_path(path, HashAlgo::Sha256)
+                .map_err(|e| store_err("hashing", path.display(), e))?
+                .0
+        } else {
+            firn_store::local::hash_file(path, HashAlgo::Sha256)
+                .map_err(|e| store_err("hashing", path.display(), e))?
+                .0
+        };
+        let p = match &self.backend {
+            Some(store) => store
+                .add_path(name, path, method, HashAlgo::Sha256)
+                .map_err(|e| store_err("adding", path.display(), e))?,
+            None => self
+                .dir
+                .make_fixed_output_path(name, method, &h, [], false)
+                .map_err(|e| store_err("adding", path.display(), e))?,
+        };
+        Ok((p, h))
+    }
+
+    /// The path a fetcher's result would have, if its hash is known (`FileIngestionMethod`
+    /// recursive or flat), and whether it is valid already.
+    pub fn known_download(
+        &mut self,
+        name: &str,
+        recursive: bool,
+        h: &Hash,
+    ) -> EResult<(StorePath, bool)> {
+        let method = if recursive {
+            FileIngestionMethod::Recursive
+        } else {
+            FileIngestionMethod::Flat
+        };
+        let p = self
+            .dir
+            .make_fixed_output_path(name, method, h, [], false)
+            .map_err(|e| store_err("adding", name, e))?;
+        let valid = match &self.backend {
+            Some(store) => store
+                .is_valid_path(&p)
+                .map_err(|e| store_err("querying", self.dir.display(&p), e))?,
+            None => false,
+        };
+        Ok((p, valid))
+    }
+
     /// A text file with references (`builtins.toFile`).
     pub fn add_text(
         &mut self,

@@ -532,45 +532,6 @@ fn readme_example_package_set() {
     assert_eq!(text, "Hello from firn, built in a sandbox on Linux.\n");
 }
 
-/// A minimal HTTP/1.1 server on a free port serving `files` (path → bytes), 404 otherwise;
-/// it runs until the test process ends.
-fn http_server(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
-                continue;
-            }
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut conn = conn;
-            match files.iter().find(|(p, _)| *p == path) {
-                Some((_, body)) => {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(body);
-                }
-                None => {
-                    let _ = conn.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-            }
-        }
-    });
-    port
-}
-
 /// `builtin:fetchurl` over HTTP (a file, an executable, an unpacked NAR and an unpacked
 /// `.nar.xz`) gives the same paths and contents as CppNix's; a 404 fails in both.
 #[test]
