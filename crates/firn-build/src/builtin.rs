@@ -7,15 +7,19 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-/// Run a builtin builder; `out` is where the output must be written. Returns the log text or
-/// an error message.
+/// Run a builtin builder; `out` is where the output must be written, `store_dir` the logical
+/// store directory and `real_store_dir` where its files are. Returns the log text or an error
+/// message.
 pub fn run_builtin(
     builder: &str,
     env: &BTreeMap<String, String>,
     out: &Path,
+    store_dir: &str,
+    real_store_dir: &Path,
 ) -> Result<String, String> {
     match builder {
         "builtin:fetchurl" => fetchurl(env, out),
+        "builtin:buildenv" => crate::buildenv::build(env, out, store_dir, real_store_dir),
         other => Err(format!(
             "unsupported builtin builder '{}'",
             other.trim_start_matches("builtin:")

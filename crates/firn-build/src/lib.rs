@@ -10,6 +10,7 @@
 //! - [`log`] stores build logs where CppNix keeps them; [`builtin`] holds the builders that run
 //!   inside firn (`builtin:fetchurl`, `builtin:buildenv`).
 
+pub mod buildenv;
 pub mod builtin;
 pub mod env;
 pub mod log;

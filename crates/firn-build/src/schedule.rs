@@ -553,7 +553,13 @@ pub fn build_one(
                 "'{drv_shown}': builtin builders need an output named 'out'"
             ))
         })?;
-        match crate::builtin::run_builtin(&drv.builder, &env, &store.real_path(out)) {
+        match crate::builtin::run_builtin(
+            &drv.builder,
+            &env,
+            &store.real_path(out),
+            sd.as_str(),
+            &store.layout().real_store_dir,
+        ) {
             Ok(text) => {
                 tail.push(text.as_bytes(), emit);
                 if let Some(l) = log.as_mut() {
