@@ -935,7 +935,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::Path(p) => NixString::plain(p.clone()),
                     _ => ev.coerce_to_string(&v, false, false)?,
                 };
-                let t = s.s.trim_end_matches('/');
+                // One trailing slash is dropped (so "a//" gives ""), as Nix has always done.
+                let t = s.s.strip_suffix('/').unwrap_or(&s.s);
                 let b = t.rsplit('/').next().unwrap_or(t);
                 Ok(Value::String(NixString {
                     s: b.into(),

@@ -96,8 +96,8 @@ fn set_outputs(spec: &mut DrvSpec, names: Vec<String>) -> EResult<()> {
         if !seen.insert(n.clone()) {
             return err(format!("duplicate derivation output '{n}'"));
         }
-        if n == "drv" {
-            return err("invalid derivation output name 'drv'");
+        if n == "drv" || n == "drvPath" {
+            return err(format!("invalid derivation output name '{n}'"));
         }
     }
     if names.is_empty() {

@@ -83,7 +83,7 @@ fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 
 fn toml_value(v: toml::Value) -> EResult<Value> {
     Ok(match v {
-        toml::Value::String(s) => Value::str(s),
+        toml::Value::String(s) => Value::str(crate::builtins_more::no_nul(&s)?),
         toml::Value::Integer(i) => Value::Int(i),
         toml::Value::Float(f) => Value::Float(f),
         toml::Value::Boolean(b) => Value::Bool(b),
@@ -98,6 +98,7 @@ fn toml_value(v: toml::Value) -> EResult<Value> {
         toml::Value::Table(t) => {
             let mut m = AttrMap::new();
             for (k, x) in t {
+                crate::builtins_more::no_nul(&k)?;
                 m.insert(k.into(), Thunk::value(toml_value(x)?));
             }
             Value::Attrs(Rc::new(m))

@@ -34,6 +34,24 @@ pub fn to_json(
     ctx: &mut Vec<String>,
     copy: bool,
 ) -> EResult<()> {
+    // Nesting counts against max-call-depth, so a deep structure is an error, not a crash.
+    ev.depth += 1;
+    if ev.depth > crate::eval::MAX_CALL_DEPTH {
+        ev.depth -= 1;
+        return err("stack overflow; max-call-depth exceeded");
+    }
+    let r = to_json_inner(ev, v, out, ctx, copy);
+    ev.depth -= 1;
+    r
+}
+
+fn to_json_inner(
+    ev: &mut Evaluator,
+    v: &Value,
+    out: &mut String,
+    ctx: &mut Vec<String>,
+    copy: bool,
+) -> EResult<()> {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -95,15 +113,99 @@ pub fn to_json(
     Ok(())
 }
 
+/// The keys `genericClosure` has seen.
+#[derive(Default)]
+struct SeenKeys {
+    /// A key of the first kind, for error messages when another kind turns up.
+    first: Option<Value>,
+    strings: std::collections::HashSet<Rc<str>>,
+    ints: std::collections::HashSet<i64>,
+    /// Other keys (floats, paths, lists, and ints once a float was seen), sorted.
+    sorted: Vec<Value>,
+}
+
+impl SeenKeys {
+    /// Add `key`; false if an equal key was there.
+    fn insert(&mut self, ev: &mut Evaluator, key: Value) -> EResult<bool> {
+        let Some(first) = &self.first else {
+            self.first = Some(key.clone());
+            return self.insert_kind(ev, key);
+        };
+        let same_kind = matches!(
+            (first, &key),
+            (Value::String(_), Value::String(_))
+                | (
+                    Value::Int(_) | Value::Float(_),
+                    Value::Int(_) | Value::Float(_)
+                )
+                | (Value::Path(_), Value::Path(_))
+                | (Value::List(_), Value::List(_))
+        );
+        if !same_kind {
+            // Raises the comparison error.
+            let first = first.clone();
+            crate::builtins::less_than(ev, &first, &key)?;
+        }
+        if matches!(key, Value::Float(_)) && !self.ints.is_empty() {
+            for i in self.ints.drain() {
+                self.sorted.push(Value::Int(i));
+            }
+            self.sorted.sort_by(|a, b| match (a, b) {
+                (Value::Int(x), Value::Int(y)) => x.cmp(y),
+                _ => std::cmp::Ordering::Equal,
+            });
+        }
+        self.insert_kind(ev, key)
+    }
+
+    fn insert_kind(&mut self, ev: &mut Evaluator, key: Value) -> EResult<bool> {
+        match &key {
+            Value::String(s) => return Ok(self.strings.insert(s.s.clone())),
+            Value::Int(i) if self.sorted.is_empty() => return Ok(self.ints.insert(*i)),
+            _ => {}
+        }
+        let (mut lo, mut hi) = (0, self.sorted.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if crate::builtins::less_than(ev, &self.sorted[mid], &key)? {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < self.sorted.len() && !crate::builtins::less_than(ev, &key, &self.sorted[lo])? {
+            return Ok(false);
+        }
+        self.sorted.insert(lo, key);
+        Ok(true)
+    }
+}
+
+/// Nix strings cannot hold NUL bytes.
+pub fn no_nul(s: &str) -> EResult<&str> {
+    if s.contains('\0') {
+        return err(format!(
+            "input string '{}' cannot be represented as Nix string because it contains null bytes",
+            s.replace('\0', "\u{2400}")
+        ));
+    }
+    Ok(s)
+}
+
 fn from_json(j: serde_json::Value) -> EResult<Value> {
     Ok(match j {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(b),
         serde_json::Value::Number(n) => match n.as_i64() {
             Some(i) => Value::Int(i),
+            None if n.is_u64() => {
+                return err(format!(
+                    "unsigned json number {n} outside of Nix integer range"
+                ))
+            }
             None => Value::Float(n.as_f64().unwrap_or(0.0)),
         },
-        serde_json::Value::String(s) => Value::str(s),
+        serde_json::Value::String(s) => Value::str(no_nul(&s)?),
         serde_json::Value::Array(a) => Value::List(Rc::new(
             a.into_iter()
                 .map(|x| from_json(x).map(Thunk::value))
@@ -112,6 +214,7 @@ fn from_json(j: serde_json::Value) -> EResult<Value> {
         serde_json::Value::Object(o) => {
             let mut m = AttrMap::new();
             for (k, v) in o {
+                no_nul(&k)?;
                 m.insert(k.into(), Thunk::value(from_json(v)?));
             }
             Value::Attrs(Rc::new(m))
@@ -228,7 +331,10 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 Value::List(l) => l.iter().rev().cloned().collect(),
                 v => return err(format!("expected a list but found {}", v.type_name())),
             };
-            let mut seen: Vec<Value> = Vec::new();
+            // Keys are compared with Nix's ordering, as CppNix's std::set with CompareValues:
+            // keys that cannot be compared (sets, different types) are an error. Strings and
+            // integers (nearly all keys) go in hash sets; other keys in a sorted vector.
+            let mut seen = SeenKeys::default();
             let mut out = Vec::new();
             while let Some(t) = work.pop() {
                 let item = match ev.force(&t)? {
@@ -240,17 +346,9 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     .cloned()
                     .ok_or_else(|| EvalError::new("attribute 'key' missing"))?;
                 let key = ev.force(&key)?;
-                let mut dup = false;
-                for k in &seen {
-                    if ev.equal(k, &key)? {
-                        dup = true;
-                        break;
-                    }
-                }
-                if dup {
+                if !seen.insert(ev, key)? {
                     continue;
                 }
-                seen.push(key);
                 out.push(t.clone());
                 match ev.call(op.clone(), t)? {
                     Value::List(l) => work.extend(l.iter().rev().cloned()),

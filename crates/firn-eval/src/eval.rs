@@ -18,7 +18,7 @@ pub struct Evaluator {
     pub base_env: Env,
     pub builtins: Thunk,
     imports: HashMap<String, Value>,
-    depth: usize,
+    pub(crate) depth: usize,
     pub home: String,
     /// Each symbol's name as a shared string, made once (attribute maps are keyed by them).
     names: Vec<Option<Rc<str>>>,
@@ -28,6 +28,8 @@ pub struct Evaluator {
     pub store: crate::store::EvalStore,
     /// Whether `builtins.traceVerbose` prints (the `trace-verbose` setting).
     pub trace_verbose: bool,
+    /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
+    var_exprs: HashMap<Symbol, &'static Expr>,
 }
 
 impl Evaluator {
@@ -43,6 +45,7 @@ impl Evaluator {
             regex_cache: HashMap::new(),
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
+            var_exprs: HashMap::new(),
         };
         crate::builtins::install(&mut ev);
         ev
@@ -203,7 +206,7 @@ impl Evaluator {
         match &e.kind {
             ExprKind::Int(i) => Thunk::value(Value::Int(*i)),
             ExprKind::Float(f) => Thunk::value(Value::Float(*f)),
-            ExprKind::Str(s) => Thunk::value(Value::str(s.as_str())),
+            ExprKind::Str(s) if !s.contains('\0') => Thunk::value(Value::str(s.as_str())),
             ExprKind::Path(p) => Thunk::value(Value::Path(p.as_str().into())),
             _ => Thunk::pending(e, env.clone()),
         }
@@ -261,18 +264,38 @@ impl Evaluator {
         } else {
             env.clone()
         };
-        let from: Vec<Thunk> = a
-            .inherit_from
-            .iter()
-            .map(|e| self.lazy_thunk(e, &inner))
-            .collect();
+        // In a recursive set the scope is filled in after the thunks are made: a variable
+        // must not be resolved early (it may name one of the set's own attributes). In a
+        // plain set a lexical variable is shared (the same element, as CppNix's maybeThunk).
+        let thunk = |ev: &mut Evaluator, e: &'static Expr| {
+            if recursive {
+                ev.lazy_thunk(e, &inner)
+            } else {
+                ev.thunk(e, &inner)
+            }
+        };
+        let from: Vec<Thunk> = a.inherit_from.iter().map(|e| thunk(self, e)).collect();
         let mut map: AttrMap = BTreeMap::new();
         let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
         for (sym, def) in &a.attrs {
             let name = self.name_rc(*sym);
             let t = match def.kind {
-                AttrKind::Plain => self.lazy_thunk(&def.value, &inner),
-                AttrKind::Inherited => self.lookup(*sym, env)?,
+                AttrKind::Plain => thunk(self, &def.value),
+                // A lexical variable is shared as is; one that can only come from a `with`
+                // is looked up when used (looking now could force the `with`'s set while it
+                // is being built).
+                AttrKind::Inherited => match lookup_lexical(*sym, env) {
+                    Some(t) => t,
+                    None => {
+                        let e = *self.var_exprs.entry(*sym).or_insert_with(|| {
+                            &*Box::leak(Box::new(Expr::new(
+                                ExprKind::Var(*sym),
+                                firn_syntax::ast::Span::new(0, 0),
+                            )))
+                        });
+                        Thunk::pending(e, env.clone())
+                    }
+                },
                 AttrKind::InheritedFrom(i) => Thunk(Rc::new(std::cell::RefCell::new(
                     ThunkState::Select(from[i].clone(), name.clone()),
                 ))),
@@ -286,7 +309,8 @@ impl Evaluator {
                     *v.borrow_mut() = VarMap::from(vars);
                 }
             }
-            // `__overrides` in a recursive set replaces attributes, for the set and its scope.
+            // `__overrides` in a recursive set replaces attributes in the set; in its scope
+            // only those the set defines itself (as CppNix: new names are not in scope).
             if let Some(o) = map.get("__overrides").cloned() {
                 match self.force(&o)? {
                     Value::Attrs(over) => {
@@ -295,7 +319,10 @@ impl Evaluator {
                             let sym = self.interner.intern(k);
                             if let Some(node) = &inner.0 {
                                 if let Scope::Vars(v) = &node.0 {
-                                    v.borrow_mut().insert(sym, t.clone());
+                                    let mut v = v.borrow_mut();
+                                    if v.get(&sym).is_some() {
+                                        v.insert(sym, t.clone());
+                                    }
                                 }
                             }
                         }
@@ -328,7 +355,7 @@ impl Evaluator {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
-            ExprKind::Str(s) => Ok(Value::str(s.as_str())),
+            ExprKind::Str(s) => Ok(Value::str(crate::builtins_more::no_nul(s)?)),
             ExprKind::Path(p) => Ok(Value::Path(p.as_str().into())),
             ExprKind::Var(s) => {
                 let t = self.lookup(*s, env)?;
@@ -839,9 +866,8 @@ impl Evaluator {
             (Value::String(x), Value::String(y)) => x.s == y.s,
             (Value::Path(x), Value::Path(y)) => x == y,
             (Value::Null, Value::Null) => true,
-            // Value identity: the very same function equals itself.
-            (Value::Lambda(x), Value::Lambda(y)) => Rc::ptr_eq(x, y),
-            (Value::PrimOp(x), Value::PrimOp(y)) => Rc::ptr_eq(x, y),
+            // Functions are never equal as values; only the very same element of two lists
+            // or sets is (see `equal_thunks`), as in CppNix.
             (Value::Bool(x), Value::Bool(y)) => x == y,
             (Value::List(x), Value::List(y)) => {
                 if Rc::ptr_eq(x, y) {
@@ -851,9 +877,7 @@ impl Evaluator {
                     return Ok(false);
                 }
                 for (p, q) in x.iter().zip(y.iter()) {
-                    let p = self.force(p)?;
-                    let q = self.force(q)?;
-                    if !self.equal(&p, &q)? {
+                    if !self.equal_thunks(p, q)? {
                         return Ok(false);
                     }
                 }
@@ -878,9 +902,7 @@ impl Evaluator {
                     if k1 != k2 {
                         return Ok(false);
                     }
-                    let p = self.force(v1)?;
-                    let q = self.force(v2)?;
-                    if !self.equal(&p, &q)? {
+                    if !self.equal_thunks(v1, v2)? {
                         return Ok(false);
                     }
                 }
@@ -888,6 +910,17 @@ impl Evaluator {
             }
             _ => false,
         })
+    }
+
+    /// Equality of two elements: the same thunk is equal to itself (whatever its value, so
+    /// `[ f ] == [ f ]` holds for a function `f`), otherwise their values are compared.
+    pub fn equal_thunks(&mut self, a: &Thunk, b: &Thunk) -> EResult<bool> {
+        let p = self.force(a)?;
+        let q = self.force(b)?;
+        if Rc::ptr_eq(&a.0, &b.0) {
+            return Ok(true);
+        }
+        self.equal(&p, &q)
     }
 
     pub fn is_derivation(&mut self, a: &AttrMap) -> EResult<bool> {
