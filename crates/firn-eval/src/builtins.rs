@@ -1145,6 +1145,13 @@ pub fn install(ev: &mut Evaluator) {
         }
     }
     vars.insert(ev.sym("builtins"), builtins);
+    for (sym, t) in &vars {
+        let i = sym.0 as usize;
+        if ev.globals.len() <= i {
+            ev.globals.resize(i + 1, None);
+        }
+        ev.globals[i] = Some(t.clone());
+    }
     ev.base_env = Env::empty().push(Scope::Vars(VarMap::from(vars).into()));
     match ev.parse(
         crate::builtins_drv::DERIVATION_NIX,

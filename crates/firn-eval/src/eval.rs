@@ -30,6 +30,8 @@ pub struct Evaluator {
     pub trace_verbose: bool,
     /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
     var_exprs: HashMap<Symbol, &'static Expr>,
+    /// The global scope by symbol number, for [`ExprKind::Global`] variables.
+    pub globals: Vec<Option<Thunk>>,
 }
 
 impl Evaluator {
@@ -46,6 +48,7 @@ impl Evaluator {
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
             var_exprs: HashMap::new(),
+            globals: Vec::new(),
         };
         crate::builtins::install(&mut ev);
         ev
@@ -197,6 +200,11 @@ impl Evaluator {
                 None => Thunk::pending(e, env.clone()),
             };
         }
+        if let ExprKind::Global(s) = &e.kind {
+            if let Some(Some(t)) = self.globals.get(s.0 as usize) {
+                return t.clone();
+            }
+        }
         self.lazy_thunk(e, env)
     }
 
@@ -209,6 +217,14 @@ impl Evaluator {
             ExprKind::Str(s) if !s.contains('\0') => Thunk::value(Value::str(s.as_str())),
             ExprKind::Path(p) => Thunk::value(Value::Path(p.as_str().into())),
             _ => Thunk::pending(e, env.clone()),
+        }
+    }
+
+    /// A variable of the global scope.
+    fn global(&mut self, s: Symbol) -> EResult<Thunk> {
+        match self.globals.get(s.0 as usize) {
+            Some(Some(t)) => Ok(t.clone()),
+            _ => err(format!("undefined variable '{}'", self.name_rc(s))),
         }
     }
 
@@ -359,6 +375,10 @@ impl Evaluator {
             ExprKind::Path(p) => Ok(Value::Path(p.as_str().into())),
             ExprKind::Var(s) => {
                 let t = self.lookup(*s, env)?;
+                self.force(&t)
+            }
+            ExprKind::Global(s) => {
+                let t = self.global(*s)?;
                 self.force(&t)
             }
             ExprKind::CurPos => Ok(Value::Null),

@@ -130,6 +130,9 @@ pub enum ExprKind {
     /// An absolute path (relative ones are resolved against the file's directory).
     Path(String),
     Var(Symbol),
+    /// A variable the scope check found bound by nothing but the global scope (no enclosing
+    /// binding, no enclosing `with`): the evaluator looks it up there directly.
+    Global(Symbol),
     CurPos,
     Select {
         e: Box<Expr>,

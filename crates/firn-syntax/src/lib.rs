@@ -58,10 +58,10 @@ fn parse_on_big_stack(
         let h = std::thread::Builder::new()
             .stack_size(512 * 1024 * 1024)
             .spawn_scoped(scope, || {
-                let e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
+                let mut e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
                     .parse_file()?;
                 if let Some(extra) = check_scopes {
-                    scope::check(interner, &e, extra)?;
+                    scope::check(interner, &mut e, extra)?;
                 }
                 Ok(e)
             });

@@ -1,6 +1,7 @@
 //! Static scope checking, done right after parsing as CppNix does (its `bindVars`): a variable
 //! must be bound by an enclosing lambda, `let`, recursive set or the global scope, unless a
-//! `with` encloses it.
+//! `with` encloses it. Variables only the global scope binds (and no `with` encloses) become
+//! [`ExprKind::Global`], which the evaluator finds without walking the environment.
 
 use std::collections::HashSet;
 
@@ -40,7 +41,7 @@ struct Checker<'a> {
 }
 
 /// Check that every variable in `e` is bound (by `e` itself, as a global, or in `extra`).
-pub fn check(interner: &Interner, e: &Expr, extra: &[Symbol]) -> Result<(), ParseError> {
+pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), ParseError> {
     let mut c = Checker {
         interner,
         scopes: Vec::new(),
@@ -53,8 +54,13 @@ pub fn check(interner: &Interner, e: &Expr, extra: &[Symbol]) -> Result<(), Pars
 }
 
 impl Checker<'_> {
+    /// Bound lexically (or possibly by a `with`)?
+    fn lexical(&self, s: Symbol) -> bool {
+        self.scopes.iter().rev().any(|sc| sc.contains(&s)) || self.withs > 0
+    }
+
     fn bound(&self, s: Symbol) -> bool {
-        if self.scopes.iter().rev().any(|sc| sc.contains(&s)) || self.withs > 0 {
+        if self.lexical(s) {
             return true;
         }
         let n = self.interner.name(s);
@@ -62,8 +68,8 @@ impl Checker<'_> {
         n.starts_with("__") || GLOBALS.contains(&n)
     }
 
-    fn path(&mut self, path: &[AttrName]) -> Result<(), ParseError> {
-        for a in path {
+    fn path(&mut self, path: &mut [AttrName]) -> Result<(), ParseError> {
+        for a in path.iter_mut() {
             if let AttrName::Dynamic(e) = a {
                 self.expr(e)?;
             }
@@ -72,33 +78,33 @@ impl Checker<'_> {
     }
 
     /// The bindings of a set: `rec` (and `let`) bind their own names for their values.
-    fn attrs(&mut self, a: &Attrs, recursive: bool) -> Result<(), ParseError> {
+    fn attrs(&mut self, a: &mut Attrs, recursive: bool) -> Result<(), ParseError> {
         if recursive {
             self.scopes.push(a.attrs.keys().copied().collect());
         }
-        for e in &a.inherit_from {
+        for e in a.inherit_from.iter_mut() {
             self.expr(e)?;
         }
-        for d in a.attrs.values() {
+        for d in a.attrs.values_mut() {
             match d.kind {
                 // `inherit x;` takes `x` from the scope outside the set.
                 AttrKind::Inherited => {
                     if recursive {
                         let inner = self.scopes.pop();
-                        let r = self.expr(&d.value);
+                        let r = self.expr(&mut d.value);
                         if let Some(i) = inner {
                             self.scopes.push(i);
                         }
                         r?;
                     } else {
-                        self.expr(&d.value)?;
+                        self.expr(&mut d.value)?;
                     }
                 }
                 AttrKind::InheritedFrom(_) => {}
-                AttrKind::Plain => self.expr(&d.value)?,
+                AttrKind::Plain => self.expr(&mut d.value)?,
             }
         }
-        for (n, v, _) in &a.dynamic {
+        for (n, v, _) in a.dynamic.iter_mut() {
             self.expr(n)?;
             self.expr(v)?;
         }
@@ -108,21 +114,27 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<(), ParseError> {
-        match &e.kind {
+    fn expr(&mut self, e: &mut Expr) -> Result<(), ParseError> {
+        let span = e.span;
+        match &mut e.kind {
             ExprKind::Int(_)
             | ExprKind::Float(_)
             | ExprKind::Str(_)
             | ExprKind::Path(_)
             | ExprKind::CurPos
             | ExprKind::InheritFrom(_) => Ok(()),
+            ExprKind::Global(_) => Ok(()),
             ExprKind::Var(s) => {
-                if self.bound(*s) {
+                let s = *s;
+                if self.lexical(s) {
+                    Ok(())
+                } else if self.bound(s) {
+                    e.kind = ExprKind::Global(s);
                     Ok(())
                 } else {
                     Err(ParseError {
-                        msg: format!("undefined variable '{}'", self.interner.name(*s)),
-                        span: e.span,
+                        msg: format!("undefined variable '{}'", self.interner.name(s)),
+                        span,
                     })
                 }
             }
@@ -139,7 +151,7 @@ impl Checker<'_> {
                 self.path(path)
             }
             ExprKind::Attrs(a) => self.attrs(a, a.rec),
-            ExprKind::List(items) => items.iter().try_for_each(|i| self.expr(i)),
+            ExprKind::List(items) => items.iter_mut().try_for_each(|i| self.expr(i)),
             ExprKind::Lambda { arg, formals, body } => {
                 let mut sc = HashSet::new();
                 if let Some(a) = arg {
@@ -151,8 +163,8 @@ impl Checker<'_> {
                 self.scopes.push(sc);
                 let r = (|| {
                     if let Some(f) = formals {
-                        for x in &f.formals {
-                            if let Some(d) = &x.default {
+                        for x in f.formals.iter_mut() {
+                            if let Some(d) = &mut x.default {
                                 self.expr(d)?;
                             }
                         }
@@ -164,26 +176,26 @@ impl Checker<'_> {
             }
             ExprKind::Call { fun, args } => {
                 self.expr(fun)?;
-                args.iter().try_for_each(|a| self.expr(a))
+                args.iter_mut().try_for_each(|a| self.expr(a))
             }
             ExprKind::Let { attrs, body } => {
                 self.scopes.push(attrs.attrs.keys().copied().collect());
                 let r = (|| {
-                    for x in &attrs.inherit_from {
+                    for x in attrs.inherit_from.iter_mut() {
                         self.expr(x)?;
                     }
-                    for d in attrs.attrs.values() {
+                    for d in attrs.attrs.values_mut() {
                         match d.kind {
                             AttrKind::Inherited => {
                                 let inner = self.scopes.pop();
-                                let r = self.expr(&d.value);
+                                let r = self.expr(&mut d.value);
                                 if let Some(i) = inner {
                                     self.scopes.push(i);
                                 }
                                 r?;
                             }
                             AttrKind::InheritedFrom(_) => {}
-                            AttrKind::Plain => self.expr(&d.value)?,
+                            AttrKind::Plain => self.expr(&mut d.value)?,
                         }
                     }
                     self.expr(body)
@@ -212,7 +224,7 @@ impl Checker<'_> {
                 self.expr(a)?;
                 self.expr(b)
             }
-            ExprKind::Concat { parts, .. } => parts.iter().try_for_each(|p| self.expr(p)),
+            ExprKind::Concat { parts, .. } => parts.iter_mut().try_for_each(|p| self.expr(p)),
         }
     }
 }

@@ -156,7 +156,7 @@ impl Shower<'_> {
             ExprKind::Float(v) => out.push_str(&format_float(*v)),
             ExprKind::Str(s) => literal_string(out, s),
             ExprKind::Path(p) => out.push_str(p),
-            ExprKind::Var(s) => out.push_str(self.name(*s)),
+            ExprKind::Var(s) | ExprKind::Global(s) => out.push_str(self.name(*s)),
             ExprKind::CurPos => out.push_str("__curPos"),
             ExprKind::Select { e, path, default } => {
                 out.push('(');
