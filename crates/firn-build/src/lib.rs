@@ -101,6 +101,9 @@ pub struct BuildSettings {
     pub impersonate_linux26: bool,
     /// How many log lines a failure shows (`log-lines`).
     pub log_lines: usize,
+    /// `post-build-hook`: a program run after each successful build with `DRV_PATH` and
+    /// `OUT_PATHS` in its environment (for example to push the outputs to a cache).
+    pub post_build_hook: Option<PathBuf>,
 }
 
 impl BuildSettings {
@@ -136,6 +139,7 @@ impl BuildSettings {
             log_dir,
             impersonate_linux26: true,
             log_lines: 10,
+            post_build_hook: None,
         }
     }
 }

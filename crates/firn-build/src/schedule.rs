@@ -686,6 +686,8 @@ pub fn build_one(
             msg,
         }
     };
+    // Set once the outputs are valid (a failing post-build hook must not remove them).
+    let mut installed = false;
     let result: Result<(), Failure> = match ended {
         Ended::Exited(0) => {
             match check_outputs(
@@ -706,8 +708,20 @@ pub fn build_one(
                         compare_with_valid(store, node, &checked)
                     } else {
                         install(store, use_sandbox, &checked, &valid)?;
+                        installed = true;
                         locks.set_deletion(true);
-                        Ok(())
+                        match &settings.post_build_hook {
+                            Some(hook) => {
+                                run_post_build_hook(hook, store, node, emit).map_err(|msg| {
+                                    Failure {
+                                        drv: node.drv_path.clone(),
+                                        kind: FailKind::Failed,
+                                        msg,
+                                    }
+                                })
+                            }
+                            None => Ok(()),
+                        }
                     }
                 }
             }
@@ -744,7 +758,7 @@ pub fn build_one(
     if let Err(f) = &result {
         // Nothing of a failed build stays at an output path.
         for p in node.outputs.values() {
-            if !valid.contains(p) {
+            if !valid.contains(p) && !installed {
                 let _ = firn_store::canon::delete_path(&store.real_path(p));
             }
         }
@@ -758,6 +772,43 @@ pub fn build_one(
     drop(chroot_cleanup);
     drop(tmp_cleanup);
     Ok(result)
+}
+
+/// Run the `post-build-hook` for a finished build: `DRV_PATH` and `OUT_PATHS` (the outputs,
+/// space-separated) in its environment, its output shown as build output. A hook that fails
+/// fails the build (its outputs stay valid), as in CppNix.
+fn run_post_build_hook(
+    hook: &Path,
+    store: &LocalStore,
+    node: &Node,
+    emit: &dyn Fn(String),
+) -> Result<(), String> {
+    let sd = store.store_dir();
+    let outs: Vec<String> = node.outputs.values().map(|p| sd.display(p)).collect();
+    emit(format!("running post-build-hook '{}'...", hook.display()));
+    let out = std::process::Command::new(hook)
+        .env("DRV_PATH", sd.display(&node.drv_path))
+        .env("OUT_PATHS", outs.join(" "))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running post-build-hook '{}': {e}", hook.display()))?;
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        emit(format!("post-build-hook: {line}"));
+    }
+    if !out.status.success() {
+        return Err(format!(
+            "post-build-hook '{}' {}",
+            hook.display(),
+            match out.status.code() {
+                Some(c) => format!("exited with code {c}"),
+                None => "was killed by a signal".to_string(),
+            }
+        ));
+    }
+    Ok(())
 }
 
 /// Move checked outputs into the store (from the sandbox) and register them in one

@@ -118,6 +118,11 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
         s.log_lines = n;
     }
     s.impersonate_linux26 = ctx.settings.get("impersonate-linux-26") != Some("false");
+    s.post_build_hook = ctx
+        .settings
+        .get("post-build-hook")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
     Ok(s)
 }
 

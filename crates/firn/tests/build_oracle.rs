@@ -632,3 +632,77 @@ fn builtin_fetchurl_over_http() {
     assert_ne!(code, Some(0));
     assert!(err.contains("HTTP error 404"), "{err}");
 }
+
+/// `post-build-hook` runs after each build with `DRV_PATH` and `OUT_PATHS`; the classic use,
+/// pushing the outputs to a binary cache, works; a failing hook fails the build but leaves
+/// the outputs valid.
+#[test]
+fn post_build_hook() {
+    need_busybox();
+    let e = env();
+    let store = e.store("s");
+    let cache = e.dir.join("cache");
+    let log = e.dir.join("hook.log");
+    let nix = firn_bin_dir().join("nix");
+    let hook = e.dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$DRV_PATH $OUT_PATHS\" >> {log}\necho pushing\nexec {nix} copy --store {store} --to file://{cache} $OUT_PATHS\n",
+            log = log.display(),
+            nix = nix.display(),
+            cache = cache.display()
+        ),
+    )
+    .expect("write hook");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = e.write(
+        "hooked.nix",
+        &expr(r#"mk "hooked" "echo hooked > $out" { }"#),
+    );
+    let (code, err) = stderr_of(
+        firn_build(&store, &file)
+            .args(["--option", "post-build-hook"])
+            .arg(&hook),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let out = store_entry(&store, "-hooked").expect("built");
+    let logged = std::fs::read_to_string(&log).expect("hook ran");
+    assert!(logged.contains(".drv /nix/store/"), "{logged}");
+    assert!(
+        logged.trim_end().ends_with(&format!("/nix/store/{out}")),
+        "{logged}"
+    );
+    let hash = &out[..32];
+    assert!(
+        cache.join(format!("{hash}.narinfo")).exists(),
+        "the hook pushed the output"
+    );
+
+    // A failing hook: the build fails, the output is valid all the same.
+    let bad = e.dir.join("bad.sh");
+    std::fs::write(&bad, "#!/bin/sh\necho broken >&2\nexit 3\n").expect("write");
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = e.write(
+        "hooked2.nix",
+        &expr(r#"mk "hooked2" "echo hooked2 > $out" { }"#),
+    );
+    let (code, err) = stderr_of(
+        firn_build(&store, &file)
+            .args(["--option", "post-build-hook"])
+            .arg(&bad),
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("post-build-hook") && err.contains("exited with code 3"),
+        "{err}"
+    );
+    let out2 = store_entry(&store, "-hooked2").expect("built");
+    let valid = cppnix("nix-store")
+        .args(["--store", &store, "--check-validity"])
+        .arg(format!("/nix/store/{out2}"))
+        .output()
+        .expect("run");
+    assert!(valid.status.success());
+}
