@@ -259,6 +259,78 @@ fn terminal_width() -> usize {
     }
 }
 
+/// CppNix's auto-GC: when the store's file system has less than `min-free` bytes available,
+/// collect garbage until `max-free` bytes are (the derivations being realised, with their
+/// closures, are held as temporary roots first).
+fn auto_gc(ctx: &Ctx, store: &LocalStore, wanted: &[DerivedPath]) -> Result<()> {
+    let num = |name: &str, default: u64| {
+        ctx.settings
+            .get(name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let min_free = num("min-free", 0);
+    if min_free == 0 {
+        return Ok(());
+    }
+    let max_free = num("max-free", u64::MAX);
+    let real = store.layout().real_store_dir.clone();
+    let avail = free_bytes(&real)?;
+    if avail >= min_free {
+        return Ok(());
+    }
+    // What is about to be built must survive: the derivations and their closures.
+    let mut stack: Vec<StorePath> = wanted
+        .iter()
+        .map(|w| match w {
+            DerivedPath::Opaque(p) => p.clone(),
+            DerivedPath::Built { drv, .. } => drv.clone(),
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    while let Some(p) = stack.pop() {
+        if !seen.insert(p.clone()) {
+            continue;
+        }
+        store.add_temp_root(&p)?;
+        if let Some(info) = store.query_path_info(&p)? {
+            stack.extend(
+                info.references
+                    .iter()
+                    .filter(|r| !seen.contains(*r))
+                    .cloned(),
+            );
+        }
+    }
+    let to_free = max_free.saturating_sub(avail);
+    eprintln!("running auto-GC to free {to_free} bytes");
+    let opts = firn_store::gc::GcOptions {
+        max_freed: to_free,
+        keep_outputs: ctx.settings.get_bool("keep-outputs"),
+        keep_derivations: ctx.settings.get_bool("keep-derivations"),
+        ..firn_store::gc::GcOptions::default()
+    };
+    let res = store.collect_garbage(&opts)?;
+    tracing::info!("auto-GC freed {} bytes", res.bytes_freed);
+    Ok(())
+}
+
+/// Bytes available to unprivileged users on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(anyhow::anyhow!(
+            "getting the free space of '{}': {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// The planner's access to the substituters; remembers where each path is to be fetched from.
 struct Finder<'a> {
     ctx: &'a Ctx,
@@ -426,6 +498,9 @@ pub fn realise(
     flags: &BuildFlags,
 ) -> Result<()> {
     let settings = build_settings(ctx, store, flags)?;
+    if !flags.dry_run {
+        auto_gc(ctx, store, wanted)?;
+    }
     // Substituters are opened when the plan first needs one.
     let finder = (!flags.check && ctx.settings.get_bool("substitute")).then(|| Finder {
         ctx,

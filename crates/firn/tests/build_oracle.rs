@@ -706,3 +706,37 @@ fn post_build_hook() {
         .expect("run");
     assert!(valid.status.success());
 }
+
+/// Auto-GC: with less than `min-free` available (here: always), garbage is collected before
+/// building — dead paths go, what is being built and its inputs stay.
+#[test]
+fn auto_gc_before_building() {
+    need_busybox();
+    let e = env();
+    let store = e.store("s");
+    let junk = e.write("junk.txt", "nobody needs me\n");
+    let dead = ok_str(
+        firn("nix-store")
+            .args(["--store", &store, "--add"])
+            .arg(&junk),
+    );
+    let file = e.write(
+        "gc.nix",
+        &expr(r#"mk "after-gc" "cat ${bb}/busybox > /dev/null; echo ok > $out" { }"#),
+    );
+    let (code, err) =
+        stderr_of(firn_build(&store, &file).args(["--option", "min-free", "1000000000000000000"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("running auto-GC to free"), "{err}");
+    let check = |p: &str| {
+        cppnix("nix-store")
+            .args(["--store", &store, "--check-validity", p])
+            .output()
+            .expect("run")
+            .status
+            .success()
+    };
+    assert!(!check(dead.trim()), "the dead path was collected");
+    let out = store_entry(&store, "-after-gc").expect("built");
+    assert!(check(&format!("/nix/store/{out}")));
+}
