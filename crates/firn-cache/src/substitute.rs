@@ -333,6 +333,35 @@ impl Substituters {
         failed
     }
 
+    /// Repair a valid path whose contents were damaged: fetch it again from a cache that has
+    /// it with the registered NAR hash and swap the contents in. Returns false when no cache
+    /// can.
+    pub fn repair(&self, store: &LocalStore, p: &StorePath) -> Result<bool> {
+        let Some(info) = store.query_path_info(p)? else {
+            return Ok(false);
+        };
+        let Some(a) = self.query(p) else {
+            return Ok(false);
+        };
+        if a.info.nar_hash != info.nar_hash {
+            self.warn(format!(
+                "substituter '{}' has another version of '{}' (NAR hash {}); not repairing from it",
+                self.entries[a.cache].cache.uri(),
+                self.sd.display(p),
+                a.info.nar_hash
+            ));
+            return Ok(false);
+        }
+        eprintln!(
+            "repairing path '{}' from '{}'...",
+            self.sd.display(p),
+            self.entries[a.cache].cache.uri()
+        );
+        let mut nar = self.entries[a.cache].cache.open_nar(&a.info)?;
+        store.repair_nar(&info, &mut nar)?;
+        Ok(true)
+    }
+
     fn stage_one(
         &self,
         store: &LocalStore,

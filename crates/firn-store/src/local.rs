@@ -544,6 +544,55 @@ impl LocalStore {
     /// NAR hash. Returns whether errors remain. With `repair`, invalid entries whose files are
     /// gone are removed from the database.
     pub fn verify_store(&self, check_contents: bool, repair: bool) -> Result<bool> {
+        self.verify_store_with(check_contents, repair, &|_| Ok(false))
+    }
+
+    /// Replace the contents of the valid path `info.path` by the NAR from `nar` (which must
+    /// have the registered hash and size): restored aside, checked, then swapped in under the
+    /// path's lock. The registration is unchanged. For repairing modified paths.
+    pub fn repair_nar(&self, info: &ValidPathInfo, nar: &mut dyn Read) -> Result<()> {
+        let registered = self.info_or_invalid(&info.path)?;
+        if registered.nar_hash != info.nar_hash {
+            return Err(StoreError::Other(format!(
+                "cannot repair '{}' from a NAR with another hash",
+                self.store_dir().display(&info.path)
+            )));
+        }
+        let tmp = self.temp_dir()?;
+        let guard = TempGuard(tmp.clone());
+        let staged = tmp.join("x");
+        let (h, _) = nar_fs::restore_path_hashed(&mut { nar }, &staged, info.nar_hash.algo())?;
+        if h != info.nar_hash {
+            return Err(StoreError::HashMismatch {
+                path: self.store_dir().display(&info.path),
+                expected: info.nar_hash.to_string(),
+                got: h.to_string(),
+            });
+        }
+        canonicalise(&staged)?;
+        let real = self.real_path(&info.path);
+        let _locks = PathLocks::lock(std::slice::from_ref(&real))?;
+        let old = tmp.join("old");
+        crate::canon::make_writable(&staged)?;
+        if fs::symlink_metadata(&real).is_ok() {
+            crate::canon::make_writable(&real)?;
+            fs::rename(&real, &old).map_err(io_err("moving aside", &real))?;
+        }
+        fs::rename(&staged, &real).map_err(io_err("moving into place", &real))?;
+        crate::canon::canonicalise_top(&real)?;
+        self.forget_cached_infos();
+        drop(guard);
+        Ok(())
+    }
+
+    /// [`LocalStore::verify_store`], with `repair_modified` asked to repair each path whose
+    /// contents no longer match their hash (it returns whether it did).
+    pub fn verify_store_with(
+        &self,
+        check_contents: bool,
+        repair: bool,
+        repair_modified: &dyn Fn(&StorePath) -> Result<bool>,
+    ) -> Result<bool> {
         let sd = self.store_dir().clone();
         let mut errors = false;
         tracing::info!("checking path existence...");
@@ -593,7 +642,17 @@ impl LocalStore {
                         info.nar_hash,
                         h
                     );
-                    errors = true;
+                    let repaired = repair
+                        && match repair_modified(p) {
+                            Ok(done) => done,
+                            Err(e) => {
+                                eprintln!("error: repairing '{}': {e}", sd.display(p));
+                                false
+                            }
+                        };
+                    if !repaired {
+                        errors = true;
+                    }
                 } else if info.nar_size != n {
                     let mut fixed = info.clone();
                     fixed.nar_size = n;

@@ -968,3 +968,72 @@ fn http_caches_are_written_with_put() {
         ]));
     assert_same_closure(&a, &c, &root);
 }
+
+/// `nix-store --verify --check-contents --repair` and `--repair-path` fetch damaged paths
+/// again from the substituters and swap the contents in; without a cache that has them, the
+/// damage is reported and stays.
+#[test]
+fn repair_from_substituters() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, note) = make_closure(tmp.path(), &a);
+    let (sk, pk) = keygen(tmp.path(), "repair-1");
+    let cache = plain_cache(tmp.path(), &a, &root, Some(&sk));
+    let base = format!("file://{}", cache.display());
+    let damage = |p: &str, file: &str| {
+        let real = Path::new(&a).join(p.trim_start_matches('/'));
+        let target = if file.is_empty() {
+            real.clone()
+        } else {
+            real.join(file)
+        };
+        let _ = std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755));
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::write(&target, "damaged\n").expect("damage");
+    };
+    damage(&root, "data");
+    damage(&note, "");
+    let verify = |extra: &[&str]| {
+        firn("nix-store")
+            .args(["--store", &a, "--verify", "--check-contents"])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let out = verify(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was modified"));
+    // No substituter: reported, not fixed.
+    let out = verify(&["--repair"]);
+    assert!(!out.status.success());
+    // With the cache: both repaired.
+    let out = verify(&[
+        "--repair",
+        "--option",
+        "substituters",
+        &base,
+        "--option",
+        "trusted-public-keys",
+        &pk,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("repairing path '{root}'")), "{err}");
+    ok(cppnix("nix-store").args(["--store", &a, "--verify", "--check-contents"]));
+    // --repair-path on a damaged path.
+    damage(&root, "data");
+    ok(firn("nix-store").args([
+        "--store",
+        &a,
+        "--repair-path",
+        &root,
+        "--option",
+        "substituters",
+        &base,
+        "--option",
+        "trusted-public-keys",
+        &pk,
+    ]));
+    ok(cppnix("nix-store").args(["--store", &a, "--verify", "--check-contents"]));
+}

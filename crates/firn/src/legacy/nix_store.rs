@@ -35,6 +35,7 @@ enum Op {
     Realise,
     ReadLog,
     Serve,
+    RepairPath,
 }
 
 struct Invocation {
@@ -93,7 +94,8 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
             "--realise" | "--realize" | "-r" => Some(Op::Realise),
             "--read-log" | "-l" => Some(Op::ReadLog),
             "--serve" => Some(Op::Serve),
-            "--print-env" | "--repair-path" => {
+            "--repair-path" => Some(Op::RepairPath),
+            "--print-env" => {
                 bail!("nix-store operation '{a}' is not implemented by firn yet")
             }
             "--add-root" => {
@@ -272,6 +274,25 @@ fn run_store_op(
     let follow = |s: &str| follow_links_to_store_path(&sd, s);
     let unknown = |f: &String| usage(format!("unknown flag '{f}'"));
     match op {
+        Op::RepairPath => {
+            if let Some(f) = flags.first() {
+                return Err(unknown(f));
+            }
+            let subs = ctx.substituters()?;
+            for a in &args {
+                let p = follow(a)?;
+                let done = match &subs {
+                    Some(s) => s.repair(store, &p)?,
+                    None => false,
+                };
+                if !done {
+                    bail!(
+                        "cannot repair path '{}': no substituter has it",
+                        sd.display(&p)
+                    );
+                }
+            }
+        }
         Op::Add => {
             if let Some(f) = flags.first() {
                 return Err(unknown(f));
@@ -449,7 +470,21 @@ fn run_store_op(
                     _ => return Err(unknown(f)),
                 }
             }
-            let errors = store.verify_store(check_contents, repair)?;
+            let subs = if repair { ctx.substituters()? } else { None };
+            let repairer = |p: &StorePath| -> firn_store::error::Result<bool> {
+                match &subs {
+                    Some(s) => s
+                        .repair(store, p)
+                        .map_err(|e| firn_store::StoreError::Other(e.to_string())),
+                    None => Ok(false),
+                }
+            };
+            let errors = store.verify_store_with(check_contents, repair, &repairer)?;
+            if let Some(s) = &subs {
+                for w in s.take_warnings() {
+                    eprintln!("warning: {w}");
+                }
+            }
             if errors {
                 eprintln!("warning: not all store errors were fixed");
                 return Err(Failure {
