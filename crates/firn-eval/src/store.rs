@@ -380,6 +380,37 @@ impl EvalStore {
         }
         PathBuf::from(path)
     }
+
+    /// [`EvalStore::add_download`] of a tree (recursive) leaving out the entries for which
+    /// `keep` is false (`fetchGit` of a dirty working tree: only the tracked files). The NAR
+    /// is made in memory. Returns the path and the SHA-256 of the NAR.
+    pub fn add_download_filtered(
+        &mut self,
+        name: &str,
+        path: &Path,
+        keep: firn_store::nar_fs::KeepFn<'_>,
+    ) -> EResult<(StorePath, Hash)> {
+        firn_format::store_path::validate_name(name).map_err(|e| store_err("adding", name, e))?;
+        let mut nar = Vec::new();
+        firn_store::nar_fs::dump_path_filtered(path, &mut nar, keep)
+            .map_err(|e| store_err("copying", path.display(), e))?;
+        let h = Hash::digest(HashAlgo::Sha256, &nar);
+        let p = self
+            .dir
+            .make_fixed_output_path(name, FileIngestionMethod::Recursive, &h, [], false)
+            .map_err(|e| store_err("adding", path.display(), e))?;
+        if let Some(store) = &self.backend {
+            let mut info = ValidPathInfo::new(p.clone(), h.clone(), nar.len() as u64);
+            info.ca = Some(ContentAddress::Fixed(
+                FileIngestionMethod::Recursive,
+                h.clone(),
+            ));
+            store
+                .add_nar(&info, &mut &nar[..])
+                .map_err(|e| store_err("adding", path.display(), e))?;
+        }
+        Ok((p, h))
+    }
 }
 
 fn load_derivation(
