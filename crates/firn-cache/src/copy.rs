@@ -215,17 +215,21 @@ pub fn copy_closure(
                 let r = stage_from_cache(src, d, info, opts);
                 *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
-            graph::run(&deps, 1, |i| {
+            // Registered together, once the references are known to have arrived.
+            let ready: Mutex<Vec<StagedNar>> = Mutex::new(Vec::new());
+            let outcomes = graph::run(&deps, 1, |i| {
                 let r = staged[i]
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .take()
                     .unwrap_or_else(|| Err(CacheError::Other("not downloaded".into())));
-                match r? {
-                    Some(s) => Ok(d.commit_nar(s)?),
-                    None => Ok(()),
+                if let Some(s) = r? {
+                    ready.lock().unwrap_or_else(|p| p.into_inner()).push(s);
                 }
-            })
+                Ok(())
+            });
+            d.commit_nars(ready.into_inner().unwrap_or_else(|p| p.into_inner()))?;
+            outcomes
         }
         AnyStore::Local(_) => graph::run(&deps, opts.jobs, |i| {
             let info = todo[i];

@@ -296,6 +296,8 @@ impl Substituters {
             let r = self.stage_one(store, p, a, progress);
             *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         });
+        // Everything whose references all arrived is registered in one transaction.
+        let ready: Mutex<Vec<StagedNar>> = Mutex::new(Vec::new());
         let outcomes = graph::run(&deps, 1, |i| {
             let r = staged[i]
                 .lock()
@@ -303,16 +305,25 @@ impl Substituters {
                 .take()
                 .unwrap_or_else(|| Err(CacheError::Other("not downloaded".into())));
             if let Some(st) = r? {
-                store.commit_nar(st).map_err(|err| {
-                    CacheError::Other(format!(
-                        "registering '{}': {err}",
-                        self.sd.display(&items[i].0)
-                    ))
-                })?;
+                ready.lock().unwrap_or_else(|p| p.into_inner()).push(st);
             }
-            progress(Progress::Done { path: &items[i].0 });
             Ok(())
         });
+        let ready = ready.into_inner().unwrap_or_else(|p| p.into_inner());
+        let paths: Vec<StorePath> = ready.iter().map(|s| s.path().clone()).collect();
+        if let Err(err) = store.commit_nars(ready) {
+            return paths
+                .into_iter()
+                .map(|p| {
+                    let e =
+                        CacheError::Other(format!("registering '{}': {err}", self.sd.display(&p)));
+                    (p, e)
+                })
+                .collect();
+        }
+        for (p, _) in items {
+            progress(Progress::Done { path: p });
+        }
         let mut failed = Vec::new();
         for (i, o) in outcomes.into_iter().enumerate() {
             match o {

@@ -450,6 +450,44 @@ impl LocalStore {
         }))
     }
 
+    /// Move many staged paths into place and register them in one transaction (their
+    /// references must be valid or among them). Paths that became valid meanwhile are
+    /// skipped.
+    pub fn commit_nars(&self, staged: Vec<StagedNar>) -> Result<()> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let reals: Vec<PathBuf> = staged
+            .iter()
+            .map(|s| self.real_path(&s.info.path))
+            .collect();
+        let mut locks = PathLocks::lock(&reals)?;
+        let mut infos = Vec::new();
+        for (s, real) in staged.iter().zip(&reals) {
+            self.add_temp_root(&s.info.path)?;
+            if self.is_valid_path(&s.info.path)? {
+                continue;
+            }
+            delete_path(real)?;
+            canonicalise(&s.staged)?;
+            if self.config.fsync_store_paths {
+                fsync_tree(&s.staged)?;
+            }
+            crate::canon::make_writable(&s.staged)?;
+            fs::rename(&s.staged, real).map_err(io_err("moving into place", real))?;
+            crate::canon::canonicalise_top(real)?;
+            if self.config.auto_optimise {
+                self.optimise_path(real)?;
+            }
+            infos.push(s.info.clone());
+        }
+        let drv_outputs = self.drv_outputs_for(&infos)?;
+        self.db().register(&infos, &drv_outputs)?;
+        locks.set_deletion(true);
+        drop(staged);
+        Ok(())
+    }
+
     /// Move a staged path into place and register it (its references must be valid).
     pub fn commit_nar(&self, s: StagedNar) -> Result<()> {
         self.commit_staged(&s.staged, s.info, false)?;
