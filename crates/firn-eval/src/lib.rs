@@ -1,7 +1,8 @@
 //! The Nix evaluator: lazy evaluation with shared thunks and black-holing, lexical and `with`
 //! scopes, the builtins, string context, derivations and sources written through
 //! [`store::EvalStore`], and `nix-instantiate --eval` printing. See `value.rs` for the memory
-//! strategy. Fetchers are not here yet.
+//! strategy. The fetchers (`fetchurl`, `fetchTarball`, `fetchGit`) are in `fetch.rs` and
+//! `fetch_git.rs`.
 
 pub mod builtins;
 pub mod builtins_drv;
@@ -11,6 +12,7 @@ pub mod drv_info;
 pub mod error;
 pub mod eval;
 pub mod fetch;
+pub mod fetch_git;
 pub mod print;
 pub mod store;
 pub mod value;

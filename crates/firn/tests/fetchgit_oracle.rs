@@ -1,0 +1,314 @@
+//! `builtins.fetchGit` against CppNix 2.8 on the same repositories: a clean local repository
+//! by path, a `file://` URL with the `rev` of an older commit, `ref = "main"`, a dirty working
+//! tree (tracked files only, the all-zero `rev`), a bare repository (fetched through the
+//! `gitv3` cache), a custom `name`, and errors (an unknown `rev`, an unknown attribute). Every
+//! attribute of the result is compared (as JSON), and the NAR hash of `outPath` in each store.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// git with a fixed identity and dates, and no user or system configuration.
+fn git(dir: &Path, args: &[&str], date: &str) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Firn Test")
+        .env("GIT_AUTHOR_EMAIL", "test@firn.invalid")
+        .env("GIT_COMMITTER_NAME", "Firn Test")
+        .env("GIT_COMMITTER_EMAIL", "test@firn.invalid")
+        .env("GIT_AUTHOR_DATE", date)
+        .env("GIT_COMMITTER_DATE", date)
+        .output()
+        .expect("running git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("git output is UTF-8")
+        .trim()
+        .to_string()
+}
+
+const DATE1: &str = "2021-03-04T05:06:07Z";
+const DATE2: &str = "2022-08-09T10:11:12Z";
+
+/// A repository with an executable, a symlink, a subdirectory and two commits; returns the
+/// two commit ids.
+fn make_repo(dir: &Path) -> (String, String) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    git(dir, &["init", "-q", "-b", "main"], DATE1);
+    std::fs::write(dir.join("README"), "first\n").expect("write");
+    std::fs::create_dir_all(dir.join("sub/deeper")).expect("mkdir");
+    std::fs::write(dir.join("sub/deeper/data"), "deep\n").expect("write");
+    std::fs::write(dir.join("run.sh"), "#!/bin/sh\necho hi\n").expect("write");
+    std::fs::set_permissions(dir.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    std::os::unix::fs::symlink("sub/deeper/data", dir.join("link")).expect("symlink");
+    git(dir, &["add", "-A"], DATE1);
+    git(dir, &["commit", "-q", "-m", "first"], DATE1);
+    let first = git(dir, &["rev-parse", "HEAD"], DATE1);
+    std::fs::write(dir.join("README"), "second\n").expect("write");
+    std::fs::write(dir.join("sub/new"), "new\n").expect("write");
+    git(dir, &["add", "-A"], DATE2);
+    git(dir, &["commit", "-q", "-m", "second"], DATE2);
+    let second = git(dir, &["rev-parse", "HEAD"], DATE2);
+    (first, second)
+}
+
+/// Every attribute of the result; `outPath` as `out` (a set with `outPath` prints as it).
+fn wrap(call: &str) -> String {
+    format!("let r = {call}; in (removeAttrs r [\"outPath\"]) // {{ out = r.outPath; }}")
+}
+
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    store: String,
+}
+
+fn run(mut c: Command, home: &Path, cache: &Path, store: String, expr: &str) -> Ran {
+    let out = c
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", cache)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args([
+            "--store", &store, "--eval", "--strict", "--json", "-E", expr,
+        ])
+        .output()
+        .expect("running nix-instantiate");
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        store,
+    }
+}
+
+/// Evaluate `expr` with firn and CppNix, each with its own store and cache.
+fn both(dir: &Path, tag: &str, expr: &str) -> (Ran, Ran) {
+    let mine = run(
+        firn("nix-instantiate"),
+        dir,
+        &dir.join("cache-firn"),
+        store_dir(dir, &format!("firn-{tag}")),
+        expr,
+    );
+    let theirs = run(
+        cppnix("nix-instantiate"),
+        dir,
+        &dir.join("cache-cpp"),
+        store_dir(dir, &format!("cpp-{tag}")),
+        expr,
+    );
+    (mine, theirs)
+}
+
+/// Both succeed with the same attributes, and `outPath` has the same NAR hash in both stores.
+fn same(dir: &Path, tag: &str, expr: &str) -> Same {
+    let (mine, theirs) = both(dir, tag, expr);
+    assert!(mine.ok, "{tag}: firn failed:\n{}", mine.stderr);
+    assert!(theirs.ok, "{tag}: CppNix failed:\n{}", theirs.stderr);
+    let m: serde_json::Value = serde_json::from_str(&mine.stdout).expect("firn prints JSON");
+    let t: serde_json::Value = serde_json::from_str(&theirs.stdout).expect("CppNix prints JSON");
+    assert_eq!(m, t, "{tag}: {expr}");
+    let out = m["out"].as_str().expect("outPath is a string").to_string();
+    let hash = |s: &str| ok_str(cppnix("nix-store").args(["--store", s, "-q", "--hash", &out]));
+    assert_eq!(hash(&mine.store), hash(&theirs.store), "{tag}");
+    let sri = ok_str(cppnix("nix").args(["hash", "to-sri", hash(&mine.store).trim()]));
+    assert_eq!(
+        m["narHash"].as_str(),
+        Some(sri.trim()),
+        "{tag}: narHash is the NAR hash of outPath"
+    );
+    Same {
+        v: m,
+        stderr: [mine.stderr, theirs.stderr],
+    }
+}
+
+struct Same {
+    v: serde_json::Value,
+    /// firn's and CppNix's.
+    stderr: [String; 2],
+}
+
+/// Where a store path's files are in a chroot store.
+fn real(store: &str, out: &str) -> std::path::PathBuf {
+    Path::new(store).join(out.trim_start_matches('/'))
+}
+
+#[test]
+fn fetchgit_equals_cppnix() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let repo = dir.join("repo");
+    let (first, second) = make_repo(&repo);
+    let repo_s = repo.to_string_lossy().into_owned();
+
+    // A clean repository by path string: HEAD of the current branch.
+    let v = same(
+        dir,
+        "clean",
+        &wrap(&format!("builtins.fetchGit \"{repo_s}\"")),
+    )
+    .v;
+    assert_eq!(v["rev"], second.as_str());
+    assert_eq!(v["shortRev"], &second[..7]);
+    assert_eq!(v["revCount"], 2);
+    assert_eq!(v["submodules"], false);
+    assert_eq!(v["lastModifiedDate"], "20220809101112");
+    assert!(v["out"].as_str().unwrap().ends_with("-source"));
+    let clean_out = v["out"].as_str().unwrap().to_string();
+
+    // A path value gives the same.
+    let v = same(dir, "path", &wrap(&format!("builtins.fetchGit {repo_s}"))).v;
+    assert_eq!(v["out"], clean_out.as_str());
+
+    // A file:// URL with the rev of the first commit.
+    let v = same(
+        dir,
+        "rev",
+        &wrap(&format!(
+            "builtins.fetchGit {{ url = \"file://{repo_s}\"; rev = \"{first}\"; }}"
+        )),
+    )
+    .v;
+    assert_eq!(v["rev"], first.as_str());
+    assert_eq!(v["revCount"], 1);
+    assert_eq!(v["lastModifiedDate"], "20210304050607");
+
+    // ref = "main", and a name.
+    let v = same(
+        dir,
+        "ref",
+        &wrap(&format!(
+            "builtins.fetchGit {{ url = \"{repo_s}\"; ref = \"main\"; name = \"proj\"; }}"
+        )),
+    )
+    .v;
+    assert_eq!(v["rev"], second.as_str());
+    assert!(v["out"].as_str().unwrap().ends_with("-proj"));
+
+    // A bare repository is fetched into the cache.
+    let bare = dir.join("bare.git");
+    git(
+        dir,
+        &["clone", "-q", "--bare", &repo_s, &bare.to_string_lossy()],
+        DATE2,
+    );
+    let v = same(
+        dir,
+        "bare",
+        &wrap(&format!(
+            "builtins.fetchGit {{ url = \"file://{}\"; ref = \"main\"; }}",
+            bare.display()
+        )),
+    )
+    .v;
+    assert_eq!(v["rev"], second.as_str());
+    assert_eq!(v["out"], clean_out.as_str());
+    let gitv3 = dir.join("cache-firn/nix/gitv3");
+    assert!(
+        std::fs::read_dir(&gitv3).is_ok_and(|mut d| d.next().is_some()),
+        "firn keeps a cache repository in {}",
+        gitv3.display()
+    );
+    let v = same(
+        dir,
+        "bare-rev",
+        &wrap(&format!(
+            "builtins.fetchGit {{ url = \"file://{}\"; ref = \"main\"; rev = \"{first}\"; }}",
+            bare.display()
+        )),
+    )
+    .v;
+    assert_eq!(v["revCount"], 1);
+
+    // A dirty working tree: tracked files as they are on disk, untracked ones left out.
+    std::fs::write(repo.join("README"), "changed\n").expect("write");
+    std::fs::write(repo.join("untracked"), "not in git\n").expect("write");
+    let r = same(
+        dir,
+        "dirty",
+        &wrap(&format!("builtins.fetchGit \"{repo_s}\"")),
+    );
+    for e in &r.stderr {
+        assert!(e.contains(&format!("Git tree '{repo_s}' is dirty")), "{e}");
+    }
+    let v = r.v;
+    assert_eq!(v["rev"], "0000000000000000000000000000000000000000");
+    assert_eq!(v["shortRev"], "0000000");
+    assert_eq!(v["revCount"], 0);
+    assert_eq!(v["lastModifiedDate"], "20220809101112");
+    let out = v["out"].as_str().unwrap();
+    let files = real(&store_dir(dir, "firn-dirty"), out);
+    assert_eq!(
+        std::fs::read_to_string(files.join("README")).expect("README"),
+        "changed\n"
+    );
+    assert!(!files.join("untracked").exists());
+    assert!(!files.join(".git").exists());
+    assert!(std::fs::symlink_metadata(files.join("link"))
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    assert!(
+        std::fs::metadata(files.join("run.sh"))
+            .expect("run.sh")
+            .permissions()
+            .mode()
+            & 0o100
+            != 0
+    );
+
+    // An unknown rev fails in both, naming the repository.
+    let (mine, theirs) = both(
+        dir,
+        "badrev",
+        &wrap(&format!(
+            "builtins.fetchGit {{ url = \"{repo_s}\"; rev = \"{}\"; }}",
+            "1".repeat(40)
+        )),
+    );
+    for r in [&mine, &theirs] {
+        assert!(!r.ok);
+        assert!(
+            r.stderr.contains("Cannot find Git revision"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(&repo_s), "{}", r.stderr);
+    }
+
+    // Not a repository, and an unknown attribute: errors in both.
+    let missing = dir.join("missing").to_string_lossy().into_owned();
+    for (tag, expr, msg) in [
+        (
+            "missing",
+            format!("builtins.fetchGit \"{missing}\""),
+            missing.as_str(),
+        ),
+        (
+            "badattr",
+            format!("builtins.fetchGit {{ url = \"{repo_s}\"; foo = 1; }}"),
+            "unsupported Git input attribute 'foo'",
+        ),
+    ] {
+        let (mine, theirs) = both(dir, tag, &wrap(&expr));
+        assert!(!theirs.ok, "{tag}: CppNix succeeded");
+        assert!(!mine.ok, "{tag}: firn succeeded");
+        assert!(mine.stderr.contains(msg), "{tag}: {}", mine.stderr);
+    }
+}
