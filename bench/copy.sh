@@ -38,25 +38,8 @@ report "nix copy --to file:// (zstd), $count paths" "$c" "$f"
 
 # Serve the cache CppNix wrote with nginx, and copy it into empty stores.
 port=$((20000 + RANDOM % 20000))
-cat > "$BENCH_TMP/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 2;
-pid $BENCH_TMP/nginx.pid;
-error_log $BENCH_TMP/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$port; root $BENCH_TMP/cpp-xz; }
-}
-CONF
-nginx -c "$BENCH_TMP/nginx.conf" -p "$BENCH_TMP" &
-nginx_pid=$!
-trap 'kill $nginx_pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-    curl -sf "http://127.0.0.1:$port/nix-cache-info" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_nginx "$BENCH_TMP/cpp-xz" "$port"
+trap 'kill $NGINX_PID 2>/dev/null || true' EXIT
 url="http://127.0.0.1:$port"
 rm -rf "$XDG_CACHE_HOME"
 c=$(time_ms nixc copy --from "$url" --store "$BENCH_TMP/cpp-dst" "$root")

@@ -53,3 +53,35 @@ report() {
     ratio=$(awk -v a="$2" -v b="$3" 'BEGIN { if (b == 0) b = 1; printf "%.2f", a / b }')
     printf '%-40s cppnix %7d ms   firn %7d ms   ratio %sx\n' "$1" "$2" "$3" "$ratio"
 }
+
+# start_nginx ROOT PORT: serve the directory ROOT as static files on 127.0.0.1:PORT (2 workers,
+# sendfile), until the benchmark exits; waits until it answers. Sets NGINX_PID.
+start_nginx() {
+    local root=$1 port=$2
+    cat > "$BENCH_TMP/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes 2;
+pid $BENCH_TMP/nginx.pid;
+error_log $BENCH_TMP/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  server { listen 127.0.0.1:$port; root $root; }
+}
+CONF
+    nginx -c "$BENCH_TMP/nginx.conf" -p "$BENCH_TMP" &
+    NGINX_PID=$!
+    wait_http "http://127.0.0.1:$port/nix-cache-info"
+}
+
+# wait_http URL: wait (up to 10 s) until URL answers.
+wait_http() {
+    for _ in $(seq 100); do
+        curl -sf "$1" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "$1 does not answer" >&2
+    return 1
+}

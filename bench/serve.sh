@@ -27,30 +27,11 @@ big=$("$LINKS/nix-store" --store "$SRC" --add "$BENCH_TMP/big.bin")
 
 nginx_port=$((20000 + RANDOM % 10000))
 firn_port=$((nginx_port + 1))
-cat > "$BENCH_TMP/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 2;
-pid $BENCH_TMP/nginx.pid;
-error_log $BENCH_TMP/nginx.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  server { listen 127.0.0.1:$nginx_port; root $BENCH_TMP/cache; }
-}
-CONF
-nginx -c "$BENCH_TMP/nginx.conf" -p "$BENCH_TMP" &
-nginx_pid=$!
+start_nginx "$BENCH_TMP/cache" "$nginx_port"
 "$FIRN_BIN" serve --store "$SRC" --listen "127.0.0.1:$firn_port" 2>/dev/null &
 firn_pid=$!
-trap 'kill $nginx_pid $firn_pid 2>/dev/null || true' EXIT
-for port in $nginx_port $firn_port; do
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/nix-cache-info" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-done
+trap 'kill $NGINX_PID $firn_pid 2>/dev/null || true' EXIT
+wait_http "http://127.0.0.1:$firn_port/nix-cache-info"
 
 # wrk scripts: cycle through a list of request paths.
 nix-store --store "$SRC" -qR "$root" | sed -E 's|/nix/store/([a-z0-9]{32}).*|/\1.narinfo|' > "$BENCH_TMP/narinfos.txt"

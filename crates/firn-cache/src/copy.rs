@@ -216,19 +216,8 @@ pub fn copy_closure(
                 *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
             // Registered together, once the references are known to have arrived.
-            let ready: Mutex<Vec<StagedNar>> = Mutex::new(Vec::new());
-            let outcomes = graph::run(&deps, 1, |i| {
-                let r = staged[i]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or_else(|| Err(CacheError::Other("not downloaded".into())));
-                if let Some(s) = r? {
-                    ready.lock().unwrap_or_else(|p| p.into_inner()).push(s);
-                }
-                Ok(())
-            });
-            d.commit_nars(ready.into_inner().unwrap_or_else(|p| p.into_inner()))?;
+            let (outcomes, ready) = in_reference_order(&deps, staged);
+            d.commit_nars(ready)?;
             outcomes
         }
         AnyStore::Local(_) => graph::run(&deps, opts.jobs, |i| {
@@ -368,6 +357,34 @@ fn check_signature(sd: &StoreDir, info: &ValidPathInfo, opts: &CopyOptions) -> R
         }
     }
     Ok(())
+}
+
+/// What fetching each node staged: a path to commit, `None` if it was valid already, or the
+/// error (the slot is emptied when taken).
+pub(crate) type Staged = Vec<Mutex<Option<Result<Option<StagedNar>>>>>;
+
+/// Walk the nodes in reference order: the outcome of each (failed, or skipped because a
+/// reference failed), and the staged paths whose references all arrived, ready to commit.
+pub(crate) fn in_reference_order(
+    deps: &[Vec<usize>],
+    staged: Staged,
+) -> (Vec<Outcome<CacheError>>, Vec<StagedNar>) {
+    let ready: Mutex<Vec<StagedNar>> = Mutex::new(Vec::new());
+    let outcomes = graph::run(deps, 1, |i| {
+        let r = staged[i]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Err(CacheError::Other("not downloaded".into())));
+        if let Some(s) = r? {
+            ready.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+        }
+        Ok(())
+    });
+    (
+        outcomes,
+        ready.into_inner().unwrap_or_else(|p| p.into_inner()),
+    )
 }
 
 fn remote_err(e: firn_remote::RemoteError) -> CacheError {

@@ -297,19 +297,7 @@ impl Substituters {
             *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         });
         // Everything whose references all arrived is registered in one transaction.
-        let ready: Mutex<Vec<StagedNar>> = Mutex::new(Vec::new());
-        let outcomes = graph::run(&deps, 1, |i| {
-            let r = staged[i]
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .unwrap_or_else(|| Err(CacheError::Other("not downloaded".into())));
-            if let Some(st) = r? {
-                ready.lock().unwrap_or_else(|p| p.into_inner()).push(st);
-            }
-            Ok(())
-        });
-        let ready = ready.into_inner().unwrap_or_else(|p| p.into_inner());
+        let (outcomes, ready) = crate::copy::in_reference_order(&deps, staged);
         let paths: Vec<StorePath> = ready.iter().map(|s| s.path().clone()).collect();
         if let Err(err) = store.commit_nars(ready) {
             return paths

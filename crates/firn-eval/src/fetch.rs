@@ -16,11 +16,11 @@ use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
 use crate::value::*;
 
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
+/// A temporary directory removed when dropped (read-only parts included).
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> EResult<TempDir> {
+    pub(crate) fn new() -> EResult<TempDir> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let p = std::env::temp_dir().join(format!(
@@ -41,7 +41,8 @@ impl Drop for TempDir {
     }
 }
 
-/// Unpacked archives may contain read-only directories; open them up so they can be removed.
+/// Unpacked archives and git objects may be read-only; open directories up so the tree can be
+/// removed.
 fn make_writable(p: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let m = fs::symlink_metadata(p)?;

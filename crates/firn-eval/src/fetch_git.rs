@@ -31,6 +31,7 @@ use firn_format::{Hash, HashAlgo, StorePath};
 use crate::builtins::{force, PrimFn};
 use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
+use crate::fetch::TempDir;
 use crate::value::*;
 
 /// The initial branch of cache repositories (its value does not matter: CppNix's).
@@ -38,44 +39,6 @@ const GIT_INITIAL_BRANCH: &str = "__nix_dummy_branch";
 
 /// CppNix's default `tarball-ttl`.
 const TARBALL_TTL: u64 = 3600;
-
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> EResult<TempDir> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "firn-fetchgit-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&p)
-            .map_err(|e| EvalError::new(format!("creating '{}': {e}", p.display())))?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = make_writable(&self.0);
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Git object files are read-only; open directories up so the tree can be removed.
-fn make_writable(p: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let m = fs::symlink_metadata(p)?;
-    if m.is_dir() {
-        fs::set_permissions(p, fs::Permissions::from_mode(0o755))?;
-        for e in fs::read_dir(p)? {
-            make_writable(&e?.path())?;
-        }
-    }
-    Ok(())
-}
 
 // ---------------------------------------------------------------------------------------------
 // URLs, as CppNix 2.8's `parseURL`.

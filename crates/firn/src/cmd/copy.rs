@@ -80,6 +80,11 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let report = copy_closure(&src, &dst, &paths, &opts, &|p| {
         tracing::info!("copying path '{}' from '{from}' to '{to}'", sd.display(p));
     })?;
+    finish(&sd, &report)
+}
+
+/// Print each path that could not be copied; fail (exit 1) if any.
+pub fn finish(sd: &firn_format::StoreDir, report: &firn_cache::copy::CopyReport) -> Result<()> {
     if report.failed.is_empty() {
         return Ok(());
     }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use firn_cache::copy::{copy_closure, AnyStore, CopyOptions};
 use firn_format::StorePath;
 
-use crate::context::{usage, Ctx, Failure};
+use crate::context::{usage, Ctx};
 use crate::paths::follow_links_to_store_path;
 
 pub fn main(args: Vec<String>) -> Result<()> {
@@ -75,16 +75,5 @@ pub fn main(args: Vec<String>) -> Result<()> {
             sd.display(p)
         );
     })?;
-    if report.failed.is_empty() {
-        return Ok(());
-    }
-    for (p, e) in &report.failed {
-        eprintln!("error: copying '{}': {e}", sd.display(p));
-    }
-    Err(Failure {
-        code: 1,
-        msg: format!("{} paths could not be copied", report.failed.len()),
-        silent: true,
-    }
-    .into())
+    crate::cmd::copy::finish(&sd, &report)
 }
