@@ -104,6 +104,8 @@ pub struct BuildSettings {
     /// `post-build-hook`: a program run after each successful build with `DRV_PATH` and
     /// `OUT_PATHS` in its environment (for example to push the outputs to a cache).
     pub post_build_hook: Option<PathBuf>,
+    /// `max-build-log-size`: a builder writing more is killed (None: no limit).
+    pub max_log_size: Option<u64>,
 }
 
 impl BuildSettings {
@@ -140,6 +142,7 @@ impl BuildSettings {
             impersonate_linux26: true,
             log_lines: 10,
             post_build_hook: None,
+            max_log_size: None,
         }
     }
 }
@@ -172,6 +175,8 @@ pub enum FailKind {
     DependencyFailed,
     /// Cannot be built here (wrong system, missing features, sandbox setup).
     Misc,
+    /// Killed for writing more than `max-build-log-size` (exit status 1, as CppNix).
+    LogLimit,
     /// Stopped because another build failed (without `keep-going`); not reported.
     Cancelled,
 }
@@ -197,7 +202,10 @@ pub fn exit_status(failures: &[Failure]) -> u8 {
             FailKind::TimedOut => mask |= 0x04 | 0x01,
             FailKind::HashMismatch => mask |= 0x04 | 0x02,
             FailKind::NotDeterministic => mask |= 0x08,
-            FailKind::DependencyFailed | FailKind::Misc | FailKind::Cancelled => {}
+            FailKind::DependencyFailed
+            | FailKind::Misc
+            | FailKind::LogLimit
+            | FailKind::Cancelled => {}
         }
     }
     if mask == 0 {

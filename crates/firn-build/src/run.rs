@@ -38,6 +38,8 @@ pub enum Ended {
     TimedOut(u64),
     /// `max-silent-time` passed without output.
     Silent(u64),
+    /// More than `max-build-log-size` bytes of output.
+    LogLimit(u64),
     /// The sandbox could not be set up (the message says why).
     SetupFailed(String),
     /// Stopped because the whole build is being abandoned.
@@ -49,6 +51,8 @@ pub enum Ended {
 pub struct Limits {
     pub timeout: Option<Duration>,
     pub max_silent: Option<Duration>,
+    /// `max-build-log-size` (bytes; None: unlimited).
+    pub max_log: Option<u64>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), BuildError> {
@@ -160,6 +164,7 @@ pub fn run(
     };
     let start = Instant::now();
     let mut last_output = start;
+    let mut logged = 0u64;
     let mut file = File::from(out_r);
     let fd = file.as_raw_fd();
     let mut buf = vec![0u8; 64 * 1024];
@@ -203,6 +208,14 @@ pub fn run(
             Ok(0) => break,
             Ok(n) => {
                 last_output = Instant::now();
+                logged += n as u64;
+                if let Some(max) = limits.max_log.filter(|m| logged > *m) {
+                    if ended.is_none() {
+                        kill();
+                        ended = Some(Ended::LogLimit(max));
+                    }
+                    continue;
+                }
                 on_output(&buf[..n]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -648,6 +648,7 @@ pub fn build_one(
         let limits = Limits {
             timeout: settings.timeout,
             max_silent: settings.max_silent_time,
+            max_log: settings.max_log_size,
         };
         run(launch, limits, cancel, &mut |data| {
             if let Some(l) = log.as_mut() {
@@ -744,6 +745,12 @@ pub fn build_one(
         Ended::Silent(t) => Err(failure(
             FailKind::TimedOut,
             format!("building of '{drv_shown}' timed out after {t} seconds of silence"),
+        )),
+        Ended::LogLimit(n) => Err(failure(
+            FailKind::LogLimit,
+            format!(
+                "building of '{drv_shown}' killed after writing more than {n} bytes of log output"
+            ),
         )),
         Ended::SetupFailed(m) => Err(failure(
             FailKind::Failed,

@@ -118,6 +118,11 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
         s.log_lines = n;
     }
     s.impersonate_linux26 = ctx.settings.get("impersonate-linux-26") != Some("false");
+    s.max_log_size = ctx
+        .settings
+        .get("max-build-log-size")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0);
     s.post_build_hook = ctx
         .settings
         .get("post-build-hook")

@@ -740,3 +740,44 @@ fn auto_gc_before_building() {
     let out = store_entry(&store, "-after-gc").expect("built");
     assert!(check(&format!("/nix/store/{out}")));
 }
+
+/// `max-build-log-size`: a builder that writes more is killed, with the exit status CppNix
+/// gives.
+#[test]
+fn log_size_limit() {
+    need_busybox();
+    let e = env();
+    let file = e.write(
+        "chatty.nix",
+        &expr(r#"mk "chatty" "i=0; while [ $i -lt 2000 ]; do echo line $i of a rather long log; i=$((i+1)); done; echo > $out" { }"#),
+    );
+    let f = e.store("firn");
+    let (fc, ferr) =
+        stderr_of(firn_build(&f, &file).args(["--option", "max-build-log-size", "1000"]));
+    assert!(
+        ferr.contains("killed after writing more than 1000 bytes of log output"),
+        "{ferr}"
+    );
+    assert!(store_entry(&f, "-chatty").is_none());
+    let c = e.store("cpp");
+    let (cc, cerr) = stderr_of(
+        cppnix("nix-build")
+            .args([
+                "--store",
+                &c,
+                "--no-out-link",
+                "--option",
+                "max-build-log-size",
+                "1000",
+            ])
+            .arg(&file),
+    );
+    assert!(
+        cerr.contains("killed after writing more than 1000 bytes"),
+        "{cerr}"
+    );
+    assert_eq!(fc, cc);
+    // Without the limit it builds.
+    let (code, err) = stderr_of(&mut firn_build(&f, &file));
+    assert_eq!(code, Some(0), "{err}");
+}
