@@ -20,6 +20,7 @@ pub mod refscan;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;
+pub mod users;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,11 @@ pub struct BuildSettings {
     pub post_build_hook: Option<PathBuf>,
     /// `max-build-log-size`: a builder writing more is killed (None: no limit).
     pub max_log_size: Option<u64>,
+    /// `build-users-group`: builds run as its members (when firn runs as root), each taken
+    /// through a lock in `user_pool_dir/userpool`.
+    pub build_users_group: Option<String>,
+    /// The state directory holding `userpool/` (`/nix/var/nix`, shared with CppNix).
+    pub user_pool_dir: PathBuf,
 }
 
 impl BuildSettings {
@@ -143,6 +149,8 @@ impl BuildSettings {
             log_lines: 10,
             post_build_hook: None,
             max_log_size: None,
+            build_users_group: None,
+            user_pool_dir: PathBuf::from("/nix/var/nix"),
         }
     }
 }

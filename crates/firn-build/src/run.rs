@@ -24,6 +24,8 @@ pub enum Launch {
         args: Vec<String>,
         env: BTreeMap<String, String>,
         cwd: PathBuf,
+        /// Run as this build user (uid, gid, supplementary groups).
+        user: Option<(u32, u32, Vec<u32>)>,
     },
     /// In the sandbox (see [`crate::sandbox`]).
     Sandboxed(Box<Spec>),
@@ -115,6 +117,7 @@ pub fn run(
             args,
             env,
             cwd,
+            user,
         } => {
             let (out_r, out_w) = pipe()?;
             let out_w2 = out_w
@@ -129,10 +132,18 @@ pub fn run(
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out_w))
                 .stderr(Stdio::from(out_w2));
-            // SAFETY: setsid is async-signal-safe.
+            // SAFETY: setsid, setgroups, setgid, setuid and prctl are async-signal-safe.
             unsafe {
-                c.pre_exec(|| {
+                c.pre_exec(move || {
                     libc::setsid();
+                    if let Some((uid, gid, groups)) = &user {
+                        if libc::setgroups(groups.len(), groups.as_ptr()) == -1
+                            || libc::setgid(*gid) == -1
+                            || libc::setuid(*uid) == -1
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
                     // The build dies with the thread that runs it (and so with firn).
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
                     Ok(())

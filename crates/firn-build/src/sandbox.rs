@@ -57,6 +57,9 @@ pub struct Spec {
     pub linux32: bool,
     /// `impersonate-linux-26`.
     pub uname26: bool,
+    /// The build user (uid, gid) the sandbox's uid 1000 / gid 100 stand for; None: the
+    /// calling user.
+    pub build_user: Option<(u32, u32)>,
 }
 
 /// Prepare the sandbox directory on the host: `root/` (where the child mounts a tmpfs with the
@@ -119,6 +122,10 @@ enum Op {
     LoopbackUp,
     PivotRoot(CString),
     Chdir(CString),
+    /// Take the sandbox uid/gid (mapped to a build user) before anything is created, keeping
+    /// the namespace's capabilities until `exec` (the old uid was not mapped, so nothing drops
+    /// them).
+    BecomeBuilder,
 }
 
 impl Op {
@@ -142,6 +149,7 @@ impl Op {
             Op::LoopbackUp => "setting the loopback interface flags".into(),
             Op::PivotRoot(r) => format!("pivoting into '{}'", s(r)),
             Op::Chdir(d) => format!("changing into '{}'", s(d)),
+            Op::BecomeBuilder => "taking the build user's uid and gid".into(),
         }
     }
 }
@@ -203,6 +211,10 @@ fn plan_ops(spec: &Spec) -> Result<Vec<Op>, String> {
     let root = spec.chroot.join("root");
     let p = |rel: &str| path_c(&inner(&root, rel));
     let mut ops = Vec::new();
+    if spec.build_user.is_some() {
+        // First: what is made from here on belongs to the build user.
+        ops.push(Op::BecomeBuilder);
+    }
     if spec.private_network {
         ops.push(Op::LoopbackUp);
     }
@@ -523,6 +535,11 @@ unsafe fn run_op(op: &Op) -> Result<(), i32> {
             check(libc::rmdir(c"real-root".as_ptr()))
         }
         Op::Chdir(d) => check(libc::chdir(d.as_ptr())),
+        Op::BecomeBuilder => {
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID))?;
+            check(libc::setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID))
+        }
     }
 }
 
@@ -704,11 +721,19 @@ pub fn start(spec: &Spec) -> Result<(Started, OwnedFd), String> {
     drop(sync_r);
     drop(status_w);
     drop(log_w);
-    // SAFETY: plain getters.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let maps = write_proc(pid, "setgroups", "deny")
-        .and_then(|_| write_proc(pid, "uid_map", &format!("{SANDBOX_UID} {uid} 1")))
-        .and_then(|_| write_proc(pid, "gid_map", &format!("{SANDBOX_GID} {gid} 1")));
+    let maps = match spec.build_user {
+        // As root, for a build user: the child drops its supplementary groups itself, so
+        // `setgroups` stays allowed.
+        Some((uid, gid)) => write_proc(pid, "uid_map", &format!("{SANDBOX_UID} {uid} 1"))
+            .and_then(|_| write_proc(pid, "gid_map", &format!("{SANDBOX_GID} {gid} 1"))),
+        None => {
+            // SAFETY: plain getters.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            write_proc(pid, "setgroups", "deny")
+                .and_then(|_| write_proc(pid, "uid_map", &format!("{SANDBOX_UID} {uid} 1")))
+                .and_then(|_| write_proc(pid, "gid_map", &format!("{SANDBOX_GID} {gid} 1")))
+        }
+    };
     if let Err(e) = maps {
         // SAFETY: killing and reaping our own child.
         unsafe {

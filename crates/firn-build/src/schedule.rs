@@ -547,6 +547,20 @@ pub fn build_one(
         partial: Vec::new(),
     };
     let start = Instant::now();
+    // As root with `build-users-group`: the builder runs as a free member of the group, which
+    // owns the build directory (and the sandbox's directories) while it runs; the user is held
+    // until the outputs are checked and owned by the store again.
+    let user = match &settings.build_users_group {
+        // SAFETY: a plain getter.
+        Some(g) if !builtin && unsafe { libc::geteuid() } == 0 => {
+            Some(crate::users::acquire(g, &settings.user_pool_dir)?)
+        }
+        _ => None,
+    };
+    if let Some(u) = &user {
+        crate::users::chown_tree(&tmp_dir, u.uid, u.gid)?;
+        tracing::debug!("building '{drv_shown}' as build user '{}'", u.name);
+    }
     let ended = if builtin {
         let out = node.outputs.get("out").ok_or_else(|| {
             BuildError::Other(format!(
@@ -622,6 +636,13 @@ pub fn build_one(
             let _ = firn_store::canon::delete_path(&chroot);
             sandbox::prepare_chroot(&chroot)
                 .map_err(|e| BuildError::io("setting up the sandbox in", &chroot, e))?;
+            if let Some(u) = &user {
+                for d in ["", "root", "upper", "work"] {
+                    let p = chroot.join(d);
+                    std::os::unix::fs::lchown(&p, Some(u.uid), Some(u.gid))
+                        .map_err(|e| BuildError::io("changing the owner of", &p, e))?;
+                }
+            }
             Launch::Sandboxed(Box::new(Spec {
                 chroot: chroot.clone(),
                 store_dir: sd.as_str().to_string(),
@@ -635,14 +656,21 @@ pub fn build_one(
                 linux32: drv.platform == "i686-linux" && settings.system == "x86_64-linux",
                 uname26: settings.impersonate_linux26
                     && (drv.platform == "i686-linux" || drv.platform == "x86_64-linux"),
+                build_user: user.as_ref().map(|u| (u.uid, u.gid)),
             }))
         } else {
+            if let Some(u) = &user {
+                // Outputs are made directly in the store: the group may create entries
+                // there (CppNix's 1775 root:<group>).
+                ensure_store_dir_for_group(store, u.gid)?;
+            }
             Launch::Direct {
                 builder: drv.builder.clone(),
                 argv0,
                 args,
                 env,
                 cwd: tmp_dir.clone(),
+                user: user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())),
             }
         };
         let limits = Limits {
@@ -650,12 +678,17 @@ pub fn build_one(
             max_silent: settings.max_silent_time,
             max_log: settings.max_log_size,
         };
-        run(launch, limits, cancel, &mut |data| {
+        let ended = run(launch, limits, cancel, &mut |data| {
             if let Some(l) = log.as_mut() {
                 let _ = l.write(data);
             }
             tail.push(data, emit);
-        })?
+        });
+        if let (Some(u), false) = (&user, use_sandbox) {
+            // Whatever the builder left running (outside a PID namespace) goes.
+            crate::users::kill_user(u.uid);
+        }
+        ended?
     };
     tail.finish(emit);
     if let Some(l) = log.take() {
@@ -776,9 +809,25 @@ pub fn build_one(
             }
         }
     }
+    drop(user);
     drop(chroot_cleanup);
     drop(tmp_cleanup);
     Ok(result)
+}
+
+/// The store directory as CppNix keeps it with build users: owned by root and the build
+/// group, mode 1775 (members create outputs; the sticky bit keeps them from removing others').
+fn ensure_store_dir_for_group(store: &LocalStore, gid: u32) -> Result<(), BuildError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = &store.layout().real_store_dir;
+    let meta = fs::metadata(dir).map_err(|e| BuildError::io("reading", dir, e))?;
+    if meta.uid() != 0 || meta.gid() != gid || meta.mode() & 0o7777 != 0o1775 {
+        std::os::unix::fs::chown(dir, Some(0), Some(gid))
+            .map_err(|e| BuildError::io("changing the owner of", dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o1775))
+            .map_err(|e| BuildError::io("changing the mode of", dir, e))?;
+    }
+    Ok(())
 }
 
 /// Run the `post-build-hook` for a finished build: `DRV_PATH` and `OUT_PATHS` (the outputs,

@@ -118,6 +118,27 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
         s.log_lines = n;
     }
     s.impersonate_linux26 = ctx.settings.get("impersonate-linux-26") != Some("false");
+    // Build users only make sense for root; a group that does not exist (no Nix install
+    // created it) means building as root, with a warning, rather than not building.
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } == 0 {
+        if let Some(g) = ctx
+            .settings
+            .get("build-users-group")
+            .filter(|g| !g.is_empty())
+        {
+            if firn_build::users::group_exists(g) {
+                s.build_users_group = Some(g.to_string());
+            } else {
+                eprintln!(
+                    "warning: the group '{g}' specified in 'build-users-group' does not exist; builds run as root"
+                );
+            }
+        }
+    }
+    s.user_pool_dir = std::env::var_os("NIX_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/nix/var/nix"));
     s.max_log_size = ctx
         .settings
         .get("max-build-log-size")

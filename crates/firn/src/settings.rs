@@ -118,6 +118,12 @@ impl Settings {
         for (name, _, default) in KNOWN {
             s.values.insert(name.to_string(), default.to_string());
         }
+        // As CppNix: root builds as the members of `nixbld` unless configured otherwise.
+        // SAFETY: a plain getter.
+        if unsafe { libc::geteuid() } == 0 {
+            s.values
+                .insert("build-users-group".to_string(), "nixbld".to_string());
+        }
         let conf_dir = std::env::var_os("NIX_CONF_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/etc/nix"));

@@ -429,6 +429,15 @@ fn concurrent_builders_build_once() {
     let shared = e.dir.join("shared");
     std::fs::create_dir_all(&shared).expect("mkdir");
     std::fs::write(shared.join("log"), "").expect("log");
+    // Builders run as build users when the tests run as root (firn's and CppNix's alike), so
+    // the shared log must be writable by all.
+    let open_up = || {
+        for (p, mode) in [(shared.clone(), 0o777), (shared.join("log"), 0o666)] {
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .expect("chmod");
+        }
+    };
+    open_up();
     let file = e.write(
         "default.nix",
         &expr(&format!(
@@ -455,12 +464,8 @@ fn concurrent_builders_build_once() {
     assert_eq!(sorted_lines(&shared.join("log")), ["a", "b", "c", "d"]);
 
     // firn and CppNix on one store take the same output locks: each derivation is built once.
-    // (CppNix's builder is not the owner of the log, so it must be writable by all.)
     std::fs::write(shared.join("log"), "").expect("log");
-    for (p, mode) in [(shared.clone(), 0o777), (shared.join("log"), 0o666)] {
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .expect("chmod");
-    }
+    open_up();
     let file2 = e.write(
         "second.nix",
         &expr(&format!(
@@ -780,4 +785,82 @@ fn log_size_limit() {
     // Without the limit it builds.
     let (code, err) = stderr_of(&mut firn_build(&f, &file));
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// The uids of the running processes whose command line contains `marker`.
+fn uids_running(marker: &str) -> Vec<u32> {
+    let mut uids = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmd).contains(marker) {
+            continue;
+        }
+        if let Ok(status) = std::fs::read_to_string(e.path().join("status")) {
+            if let Some(uid) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+            {
+                uids.push(uid);
+            }
+        }
+    }
+    uids.sort();
+    uids.dedup();
+    uids
+}
+
+/// As root (CI runs as root, and Debian's nix-bin creates `nixbld`), builds run as members
+/// of `build-users-group`, two at a time as two different users, never as root.
+#[test]
+fn builds_run_as_build_users() {
+    need_busybox();
+    // SAFETY: a plain getter.
+    let root = unsafe { libc::geteuid() } == 0;
+    let group = ok_str(
+        Command::new("getent")
+            .args(["group", "nixbld"])
+            .env("LC_ALL", "C"),
+    );
+    assert!(
+        root && !group.trim().is_empty(),
+        "this test needs root and the nixbld group (apt-get install nix-bin)"
+    );
+    let e = env();
+    let marker = format!("marker{}", std::process::id());
+    let file = e.write(
+        "users.nix",
+        &expr(&format!(
+            r#"let s = n: mk "sleepy-${{n}}" ": {marker}-${{n}}; ${{bb}}/busybox sleep 1.5; echo > $out" {{ }};
+               in [ (s "a") (s "b") ]"#
+        )),
+    );
+    let store = e.store("s");
+    let mut child = firn_build(&store, &file)
+        .args(["-j", "2"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        seen = uids_running(&marker);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(seen.len(), 2, "two builds, two build users: {seen:?}");
+    assert!(!seen.contains(&0), "no build runs as root: {seen:?}");
+    let members = group.trim().rsplit(':').next().unwrap_or("").to_string();
+    for uid in seen {
+        let name = ok_str(Command::new("id").args(["-nu", &uid.to_string()]));
+        assert!(
+            members.split(',').any(|m| m == name.trim()),
+            "{name} in {members}"
+        );
+    }
 }
