@@ -1074,6 +1074,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::builtins_drv::table())
         .chain(crate::builtins_misc::table())
         .chain(crate::fetch::table())
+        .chain(crate::flakeref::table())
         .chain(crate::fetch_git::table())
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
