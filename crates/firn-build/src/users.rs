@@ -153,8 +153,13 @@ pub fn kill_user(uid: u32) {
     unsafe {
         let pid = libc::fork();
         if pid == 0 {
+            // One signal to every process of the user (not to this one). Once, as CppNix:
+            // repeating until none is left never ends while one of them is an unreaped zombie.
             if libc::setuid(uid) == 0 {
-                while libc::kill(-1, libc::SIGKILL) == 0 {}
+                while libc::kill(-1, libc::SIGKILL) == -1
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                {
+                }
             }
             libc::_exit(0);
         }
