@@ -605,6 +605,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 match force(ev, &a[0])? {
                     Value::Lambda(l) => {
                         let mut out = AttrMap::new();
+                        let mut origin = None;
                         if let firn_syntax::ExprKind::Lambda {
                             formals: Some(f), ..
                         } = &l.expr.kind
@@ -615,8 +616,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                                     Thunk::value(Value::Bool(fm.default.is_some())),
                                 );
                             }
+                            origin = Some(crate::positions::Origin::Formals(f));
                         }
-                        Ok(Value::Attrs(Rc::new(out)))
+                        let set = Rc::new(out);
+                        if let Some(o) = origin {
+                            ev.positions.remember(&set, o);
+                        }
+                        Ok(Value::Attrs(set))
                     }
                     Value::PrimOp(_) | Value::PrimOpApp(..) => {
                         Ok(Value::Attrs(Rc::new(AttrMap::new())))

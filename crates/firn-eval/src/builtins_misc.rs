@@ -347,12 +347,20 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             crate::builtins::deep_force(ev, &v)?;
             Ok(Value::String(to_xml(ev, &v)?))
         }),
-        // Attribute positions are not recorded by firn's evaluator yet: every attribute's
-        // position is unknown, which Nix reports as `null`.
+        // Known for sets made from syntax (and `functionArgs`), as long as they are the very
+        // set (a `//` result has no positions); otherwise null.
         ("unsafeGetAttrPos", 2, |ev, a| {
-            string(ev, &a[0])?;
-            attrs(ev, &a[1])?;
-            Ok(Value::Null)
+            let name = string(ev, &a[0])?;
+            let set = attrs(ev, &a[1])?;
+            if !set.contains_key(&*name.s) {
+                return Ok(Value::Null);
+            }
+            Ok(
+                match ev.positions.attr_offset(&set, &name.s, &ev.interner) {
+                    Some(off) => ev.positions.value(off),
+                    None => Value::Null,
+                },
+            )
         }),
     ]
 }

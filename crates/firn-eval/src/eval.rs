@@ -32,6 +32,8 @@ pub struct Evaluator {
     var_exprs: HashMap<Symbol, &'static Expr>,
     /// The global scope by symbol number, for [`ExprKind::Global`] variables.
     pub globals: Vec<Option<Thunk>>,
+    /// Parsed files and the origins of attribute sets, for positions.
+    pub positions: crate::positions::Positions,
 }
 
 impl Evaluator {
@@ -49,6 +51,7 @@ impl Evaluator {
             trace_verbose: false,
             var_exprs: HashMap::new(),
             globals: Vec::new(),
+            positions: Default::default(),
         };
         crate::builtins::install(&mut ev);
         ev
@@ -103,7 +106,12 @@ impl Evaluator {
             home: &home,
         };
         match firn_syntax::parse_with_names(text, &src, &mut self.interner, names) {
-            Ok(e) => Ok(Box::leak(Box::new(e))),
+            Ok(mut e) => {
+                if let Some(base) = self.positions.add_file(text, origin) {
+                    firn_syntax::ast::shift_spans(&mut e, base);
+                }
+                Ok(Box::leak(Box::new(e)))
+            }
             Err(e) => Err(EvalError::new(
                 firn_syntax::render_error(&e, text, origin)
                     .trim_start_matches("error: ")
@@ -381,7 +389,7 @@ impl Evaluator {
                 let t = self.global(*s)?;
                 self.force(&t)
             }
-            ExprKind::CurPos => Ok(Value::Null),
+            ExprKind::CurPos => Ok(self.positions.value(e.span.start)),
             ExprKind::InheritFrom(_) => err("internal error: inherit source outside a set"),
             ExprKind::Select {
                 e: inner,
@@ -438,7 +446,10 @@ impl Evaluator {
             }
             ExprKind::Attrs(a) => {
                 let (map, _) = self.build_attrs(a, env, a.rec)?;
-                Ok(Value::Attrs(Rc::new(map)))
+                let set = Rc::new(map);
+                self.positions
+                    .remember(&set, crate::positions::Origin::Attrs(a));
+                Ok(Value::Attrs(set))
             }
             ExprKind::List(items) => {
                 let ts = items.iter().map(|i| self.thunk(i, env)).collect();

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod fetch;
 pub mod fetch_git;
 pub mod flakeref;
+pub mod positions;
 pub mod print;
 pub mod store;
 pub mod value;

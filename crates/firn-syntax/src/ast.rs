@@ -197,3 +197,100 @@ impl Expr {
         Expr { kind, span }
     }
 }
+
+/// Move every span of `e` by `by` bytes: the evaluator gives each parsed file its own range
+/// of offsets, so a span alone says which file (and, with the file's text, which line and
+/// column) a node comes from.
+pub fn shift_spans(e: &mut Expr, by: u32) {
+    fn span(s: &mut Span, by: u32) {
+        s.start += by;
+        s.end += by;
+    }
+    fn names(path: &mut [AttrName], by: u32) {
+        for a in path {
+            if let AttrName::Dynamic(e) = a {
+                shift_spans(e, by);
+            }
+        }
+    }
+    fn attrs(a: &mut Attrs, by: u32) {
+        for d in a.attrs.values_mut() {
+            span(&mut d.span, by);
+            shift_spans(&mut d.value, by);
+        }
+        for (n, v, s) in a.dynamic.iter_mut() {
+            shift_spans(n, by);
+            shift_spans(v, by);
+            span(s, by);
+        }
+        for e in a.inherit_from.iter_mut() {
+            shift_spans(e, by);
+        }
+    }
+    // An explicit stack: nesting may be deep.
+    let mut stack: Vec<&mut Expr> = vec![e];
+    while let Some(e) = stack.pop() {
+        span(&mut e.span, by);
+        match &mut e.kind {
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Path(_)
+            | ExprKind::Var(_)
+            | ExprKind::Global(_)
+            | ExprKind::CurPos
+            | ExprKind::InheritFrom(_) => {}
+            ExprKind::Select { e, path, default } => {
+                names(path, by);
+                stack.push(e);
+                if let Some(d) = default {
+                    stack.push(d);
+                }
+            }
+            ExprKind::HasAttr { e, path } => {
+                names(path, by);
+                stack.push(e);
+            }
+            ExprKind::Attrs(a) => attrs(a, by),
+            ExprKind::List(items) => stack.extend(items.iter_mut()),
+            ExprKind::Lambda { formals, body, .. } => {
+                if let Some(f) = formals {
+                    for x in f.formals.iter_mut() {
+                        span(&mut x.span, by);
+                        if let Some(d) = &mut x.default {
+                            stack.push(d);
+                        }
+                    }
+                }
+                stack.push(body);
+            }
+            ExprKind::Call { fun, args } => {
+                stack.push(fun);
+                stack.extend(args.iter_mut());
+            }
+            ExprKind::Let { attrs: a, body } => {
+                attrs(a, by);
+                stack.push(body);
+            }
+            ExprKind::With { env, body } => {
+                stack.push(env);
+                stack.push(body);
+            }
+            ExprKind::If { cond, then, else_ } => {
+                stack.push(cond);
+                stack.push(then);
+                stack.push(else_);
+            }
+            ExprKind::Assert { cond, body } => {
+                stack.push(cond);
+                stack.push(body);
+            }
+            ExprKind::Not(e) => stack.push(e),
+            ExprKind::Bin { a, b, .. } => {
+                stack.push(a);
+                stack.push(b);
+            }
+            ExprKind::Concat { parts, .. } => stack.extend(parts.iter_mut()),
+        }
+    }
+}

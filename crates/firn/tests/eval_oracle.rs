@@ -277,3 +277,49 @@ fn nix_instantiate_attr_paths_and_auto_args_agree_with_cppnix() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Positions: `__curPos` and `builtins.unsafeGetAttrPos` (plain, nested, formals, imported
+/// files; null for unknown names) give what CppNix 2.8 gives. For `inherit`, CppNix 2.8 gives
+/// the position before the names; firn gives each name's own, as current Nix does (its
+/// upstream test `eval-okay-inherit-attr-pos` passes).
+#[test]
+fn positions_agree_with_cppnix() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lib = tmp.path().join("lib.nix");
+    std::fs::write(
+        &lib,
+        "{\n  alpha = 1;\n    beta.gamma = 2;\n  inherit (builtins) map;\n  fn = { x, y ? 1 }: x;\n}\n",
+    )
+    .expect("write");
+    let main = tmp.path().join("main.nix");
+    std::fs::write(
+        &main,
+        format!(
+            r#"let
+  l = import {lib};
+  here = __curPos;
+  p = n: builtins.unsafeGetAttrPos n l;
+in [
+  here
+  (p "alpha") (p "beta") (p "nope")
+  (builtins.unsafeGetAttrPos "y" (builtins.functionArgs l.fn))
+  (builtins.unsafeGetAttrPos "a" {{ a = 1; }})
+]
+"#,
+            lib = lib.display()
+        ),
+    )
+    .expect("write");
+    let run = |mut c: std::process::Command| ok_str(c.args(["--eval", "--strict"]).arg(&main));
+    assert_eq!(run(firn("nix-instantiate")), run(cppnix("nix-instantiate")));
+    let inherited = ok_str(firn("nix-instantiate").args([
+        "--eval",
+        "--strict",
+        "-E",
+        &format!(
+            "(builtins.unsafeGetAttrPos \"map\" (import {})).column",
+            lib.display()
+        ),
+    ]));
+    assert_eq!(inherited.trim(), "22");
+}

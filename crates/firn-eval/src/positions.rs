@@ -1,0 +1,146 @@
+//! Source positions: every parsed file gets its own range of span offsets (see
+//! [`firn_syntax::ast::shift_spans`]), so an offset names a file, a line and a column; and the
+//! attribute sets made from syntax remember which syntax they came from, for
+//! `builtins.unsafeGetAttrPos` (and `__curPos`).
+
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use firn_syntax::ast::{Attrs, Formals};
+
+use crate::value::*;
+
+/// One parsed file.
+struct SourceFile {
+    base: u32,
+    len: u32,
+    origin: Rc<str>,
+    /// Offsets (relative to the file) where lines start.
+    line_starts: Vec<u32>,
+}
+
+/// Where an attribute set came from.
+#[derive(Clone, Copy)]
+pub enum Origin {
+    Attrs(&'static Attrs),
+    /// `builtins.functionArgs` of a lambda with these formals.
+    Formals(&'static Formals),
+}
+
+#[derive(Default)]
+pub struct Positions {
+    files: Vec<SourceFile>,
+    next_base: u32,
+    /// Attribute sets built from syntax, by address (checked against the weak reference, so
+    /// a reused address is not mistaken for the old set).
+    origins: HashMap<usize, (Weak<AttrMap>, Origin)>,
+    /// When to sweep dead entries out of `origins` next.
+    sweep_at: usize,
+}
+
+impl Positions {
+    /// Register a file's text; returns the offset its spans must be moved by, or None when
+    /// the offsets are used up (positions of later files are then unknown).
+    pub fn add_file(&mut self, text: &str, origin: &str) -> Option<u32> {
+        if self.next_base == 0 {
+            self.next_base = 1;
+        }
+        let len = u32::try_from(text.len()).ok()?;
+        let base = self.next_base;
+        self.next_base = base.checked_add(len)?.checked_add(1)?;
+        let mut line_starts = vec![0u32];
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                line_starts.push(i as u32 + 1);
+            }
+        }
+        self.files.push(SourceFile {
+            base,
+            len,
+            origin: origin.into(),
+            line_starts,
+        });
+        Some(base)
+    }
+
+    /// File, line and column (1-based) of a span offset.
+    pub fn locate(&self, offset: u32) -> Option<(Rc<str>, u32, u32)> {
+        let i = self
+            .files
+            .partition_point(|f| f.base <= offset)
+            .checked_sub(1)?;
+        let f = &self.files[i];
+        let rel = offset - f.base;
+        if rel > f.len {
+            return None;
+        }
+        let line = f.line_starts.partition_point(|&s| s <= rel);
+        let col = rel - f.line_starts[line - 1] + 1;
+        Some((f.origin.clone(), line as u32, col))
+    }
+
+    /// The `{ column, file, line }` set Nix gives for a position (null when unknown).
+    pub fn value(&self, offset: u32) -> Value {
+        match self.locate(offset) {
+            None => Value::Null,
+            Some((file, line, col)) => {
+                let mut m = AttrMap::new();
+                m.insert("column".into(), Thunk::value(Value::Int(col as i64)));
+                m.insert("file".into(), Thunk::value(Value::str(&*file)));
+                m.insert("line".into(), Thunk::value(Value::Int(line as i64)));
+                Value::Attrs(Rc::new(m))
+            }
+        }
+    }
+
+    /// Remember that `set` was made from `origin`.
+    pub fn remember(&mut self, set: &Rc<AttrMap>, origin: Origin) {
+        if self.origins.len() >= self.sweep_at {
+            self.origins.retain(|_, (w, _)| w.strong_count() > 0);
+            self.sweep_at = (self.origins.len() * 2).max(4096);
+        }
+        self.origins
+            .insert(Rc::as_ptr(set) as usize, (Rc::downgrade(set), origin));
+    }
+
+    /// The span offset where attribute `name` of `set` was defined, if known.
+    pub fn attr_offset(
+        &self,
+        set: &Rc<AttrMap>,
+        name: &str,
+        interner: &firn_syntax::Interner,
+    ) -> Option<u32> {
+        let (weak, origin) = self.origins.get(&(Rc::as_ptr(set) as usize))?;
+        if !weak.upgrade().is_some_and(|s| Rc::ptr_eq(&s, set)) {
+            return None;
+        }
+        match origin {
+            Origin::Attrs(a) => a
+                .attrs
+                .iter()
+                .find(|(s, _)| interner.name(**s) == name)
+                .map(|(_, d)| d.span.start),
+            Origin::Formals(f) => f
+                .formals
+                .iter()
+                .find(|x| interner.name(x.name) == name)
+                .map(|x| x.span.start),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_lines_and_columns() {
+        let mut p = Positions::default();
+        let a = p.add_file("ab\ncd\n", "/a.nix").unwrap();
+        let b = p.add_file("x", "/b.nix").unwrap();
+        assert_eq!(p.locate(a).unwrap(), ("/a.nix".into(), 1, 1));
+        assert_eq!(p.locate(a + 4).unwrap(), ("/a.nix".into(), 2, 2));
+        assert_eq!(p.locate(b).unwrap(), ("/b.nix".into(), 1, 1));
+        assert!(p.locate(0).is_none());
+    }
+}
