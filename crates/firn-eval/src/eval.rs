@@ -375,7 +375,119 @@ impl Evaluator {
         Ok((map, inner))
     }
 
+    /// Evaluate `e` in `env`. Tail positions (`if` branches, `let`/`with`/`assert` bodies, and
+    /// a call whose last application is a lambda) continue in this loop instead of
+    /// recursing: a tail call takes no stack and no call depth (so `f = n: if ... else f (n +
+    /// 1)` may run as long as it likes, as in current Nix).
+    #[inline]
     pub fn eval(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
+        if !matches!(
+            e.kind,
+            ExprKind::Call { .. }
+                | ExprKind::If { .. }
+                | ExprKind::Let { .. }
+                | ExprKind::With { .. }
+                | ExprKind::Assert { .. }
+        ) {
+            return self.eval_step(e, env);
+        }
+        // Entering function bodies counts once per `eval` (which is once per level of Rust
+        // recursion): tail calls in this loop add nothing, but recursion through operands
+        // still meets `max-call-depth` rather than the end of the stack.
+        let mut entered = false;
+        let r = self.eval_loop(e, env, &mut entered);
+        if entered {
+            self.depth -= 1;
+        }
+        r
+    }
+
+    fn eval_loop(&mut self, e: &'static Expr, env: &Env, entered: &mut bool) -> EResult<Value> {
+        let mut e = e;
+        let mut owned: Option<Env> = None;
+        loop {
+            let cur = owned.as_ref().unwrap_or(env);
+            let (next, next_env): (&'static Expr, Option<Env>) = match &e.kind {
+                ExprKind::If { cond, then, else_ } => {
+                    if self.eval_bool(cond, cur, "while evaluating a branch condition")? {
+                        (then, None)
+                    } else {
+                        (else_, None)
+                    }
+                }
+                ExprKind::Let { attrs, body } => {
+                    let (_, inner) = self.build_attrs(attrs, cur, true)?;
+                    (body, Some(inner))
+                }
+                ExprKind::With { env: w, body } => {
+                    let t = self.thunk(w, cur);
+                    (body, Some(cur.push(Scope::With(t))))
+                }
+                ExprKind::Assert { cond, body } => {
+                    if self.eval_bool(cond, cur, "in the condition of the assert statement")? {
+                        (body, None)
+                    } else {
+                        let text = firn_syntax::show::show(&self.interner, cond);
+                        return Err(EvalError::with_kind(
+                            ErrorKind::Assert,
+                            format!("assertion '{text}' failed"),
+                        ));
+                    }
+                }
+                ExprKind::Call { fun, args } => {
+                    let mut f = self.eval(fun, cur)?;
+                    let mut rest: &'static [Expr] = args;
+                    // A builtin given all its arguments at once is called directly.
+                    if let Value::PrimOp(p) = &f {
+                        if rest.len() >= p.arity {
+                            let ts: Vec<Thunk> =
+                                rest[..p.arity].iter().map(|a| self.thunk(a, cur)).collect();
+                            let p = p.clone();
+                            self.depth += 1;
+                            let r = if self.depth > MAX_CALL_DEPTH {
+                                err("stack overflow; max-call-depth exceeded")
+                            } else {
+                                (p.f)(self, &ts)
+                            };
+                            self.depth -= 1;
+                            f = r?;
+                            rest = &rest[p.arity..];
+                        }
+                    }
+                    let Some((last, init)) = rest.split_last() else {
+                        return Ok(f);
+                    };
+                    for a in init {
+                        let t = self.thunk(a, cur);
+                        f = self.call(f, t)?;
+                    }
+                    let t = self.thunk(last, cur);
+                    match f {
+                        Value::Lambda(l) => {
+                            if !*entered {
+                                *entered = true;
+                                self.depth += 1;
+                                if self.depth > MAX_CALL_DEPTH {
+                                    return err("stack overflow; max-call-depth exceeded");
+                                }
+                            }
+                            let (body, inner) = self.bind_lambda(&l, t)?;
+                            (body, Some(inner))
+                        }
+                        other => return self.call(other, t),
+                    }
+                }
+                _ => return self.eval_step(e, cur),
+            };
+            e = next;
+            if let Some(n) = next_env {
+                owned = Some(n);
+            }
+        }
+    }
+
+    /// Everything but the tail positions [`Self::eval`] loops over.
+    fn eval_step(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
@@ -459,59 +571,11 @@ impl Evaluator {
                 expr: e,
                 env: env.clone(),
             }))),
-            ExprKind::Call { fun, args } => {
-                let mut f = self.eval(fun, env)?;
-                let mut rest: &'static [Expr] = args;
-                // A builtin given all its arguments at once is called directly.
-                if let Value::PrimOp(p) = &f {
-                    if rest.len() >= p.arity {
-                        let ts: Vec<Thunk> =
-                            rest[..p.arity].iter().map(|a| self.thunk(a, env)).collect();
-                        let p = p.clone();
-                        self.depth += 1;
-                        let r = if self.depth > MAX_CALL_DEPTH {
-                            err("stack overflow; max-call-depth exceeded")
-                        } else {
-                            (p.f)(self, &ts)
-                        };
-                        self.depth -= 1;
-                        f = r?;
-                        rest = &rest[p.arity..];
-                    }
-                }
-                for a in rest {
-                    let t = self.thunk(a, env);
-                    f = self.call(f, t)?;
-                }
-                Ok(f)
-            }
-            ExprKind::Let { attrs, body } => {
-                let (_, inner) = self.build_attrs(attrs, env, true)?;
-                self.eval(body, &inner)
-            }
-            ExprKind::With { env: w, body } => {
-                let t = self.thunk(w, env);
-                let inner = env.push(Scope::With(t));
-                self.eval(body, &inner)
-            }
-            ExprKind::If { cond, then, else_ } => {
-                if self.eval_bool(cond, env, "while evaluating a branch condition")? {
-                    self.eval(then, env)
-                } else {
-                    self.eval(else_, env)
-                }
-            }
-            ExprKind::Assert { cond, body } => {
-                if self.eval_bool(cond, env, "in the condition of the assert statement")? {
-                    self.eval(body, env)
-                } else {
-                    let text = firn_syntax::show::show(&self.interner, cond);
-                    Err(EvalError::with_kind(
-                        ErrorKind::Assert,
-                        format!("assertion '{text}' failed"),
-                    ))
-                }
-            }
+            ExprKind::Call { .. }
+            | ExprKind::Let { .. }
+            | ExprKind::With { .. }
+            | ExprKind::If { .. }
+            | ExprKind::Assert { .. } => self.eval(e, env),
             ExprKind::Not(x) => Ok(Value::Bool(!self.eval_bool(
                 x,
                 env,
@@ -751,76 +815,83 @@ impl Evaluator {
         r
     }
 
+    /// Bind `arg` to a lambda's parameter (or formals): its body and the environment to
+    /// evaluate it in.
+    fn bind_lambda(&mut self, l: &Rc<Lambda>, arg: Thunk) -> EResult<(&'static Expr, Env)> {
+        let ExprKind::Lambda {
+            arg: name,
+            formals,
+            body,
+        } = &l.expr.kind
+        else {
+            return err("internal error: a lambda without a lambda expression");
+        };
+        let Some(formals) = formals else {
+            // The common case: one argument, one binding, no map to build.
+            let mut vars = VarMap::default();
+            if let Some(n) = name {
+                vars.insert(*n, arg);
+            }
+            let env = l.env.push(Scope::Vars(vars.into()));
+            return Ok((body, env));
+        };
+        let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
+        if let Some(n) = name {
+            vars.insert(*n, arg.clone());
+        }
+        let attrs = match self.force(&arg)? {
+            Value::Attrs(a) => a,
+            v => return err(format!("expected a set but found {}", v.type_name())),
+        };
+        let env = l.env.push(Scope::Vars(Default::default()));
+        let mut used = 0;
+        for fm in &formals.formals {
+            let n = self.name_rc(fm.name);
+            match attrs.get(&n) {
+                Some(t) => {
+                    used += 1;
+                    vars.insert(fm.name, t.clone());
+                }
+                None => match &fm.default {
+                    Some(d) => {
+                        let t = self.lazy_thunk(d, &env);
+                        vars.insert(fm.name, t);
+                    }
+                    None => {
+                        return err(format!(
+                            "function '{}' called without required argument '{n}'",
+                            self.lambda_name(l)
+                        ))
+                    }
+                },
+            }
+        }
+        if !formals.ellipsis && used < attrs.len() {
+            for k in attrs.keys() {
+                let known = formals
+                    .formals
+                    .iter()
+                    .any(|fm| self.interner.name(fm.name) == &**k);
+                if !known {
+                    return err(format!(
+                        "function '{}' called with unexpected argument '{k}'",
+                        self.lambda_name(l)
+                    ));
+                }
+            }
+        }
+        if let Some(node) = &env.0 {
+            if let Scope::Vars(v) = &node.0 {
+                *v.borrow_mut() = VarMap::from(vars);
+            }
+        }
+        Ok((body, env))
+    }
+
     fn call_inner(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
         match f {
             Value::Lambda(l) => {
-                let ExprKind::Lambda {
-                    arg: name,
-                    formals,
-                    body,
-                } = &l.expr.kind
-                else {
-                    return err("internal error: a lambda without a lambda expression");
-                };
-                let Some(formals) = formals else {
-                    // The common case: one argument, one binding, no map to build.
-                    let mut vars = VarMap::default();
-                    if let Some(n) = name {
-                        vars.insert(*n, arg);
-                    }
-                    let env = l.env.push(Scope::Vars(vars.into()));
-                    return self.eval(body, &env);
-                };
-                let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
-                if let Some(n) = name {
-                    vars.insert(*n, arg.clone());
-                }
-                let attrs = match self.force(&arg)? {
-                    Value::Attrs(a) => a,
-                    v => return err(format!("expected a set but found {}", v.type_name())),
-                };
-                let env = l.env.push(Scope::Vars(Default::default()));
-                let mut used = 0;
-                for fm in &formals.formals {
-                    let n = self.name_rc(fm.name);
-                    match attrs.get(&n) {
-                        Some(t) => {
-                            used += 1;
-                            vars.insert(fm.name, t.clone());
-                        }
-                        None => match &fm.default {
-                            Some(d) => {
-                                let t = self.lazy_thunk(d, &env);
-                                vars.insert(fm.name, t);
-                            }
-                            None => {
-                                return err(format!(
-                                    "function '{}' called without required argument '{n}'",
-                                    self.lambda_name(&l)
-                                ))
-                            }
-                        },
-                    }
-                }
-                if !formals.ellipsis && used < attrs.len() {
-                    for k in attrs.keys() {
-                        let known = formals
-                            .formals
-                            .iter()
-                            .any(|fm| self.interner.name(fm.name) == &**k);
-                        if !known {
-                            return err(format!(
-                                "function '{}' called with unexpected argument '{k}'",
-                                self.lambda_name(&l)
-                            ));
-                        }
-                    }
-                }
-                if let Some(node) = &env.0 {
-                    if let Scope::Vars(v) = &node.0 {
-                        *v.borrow_mut() = VarMap::from(vars);
-                    }
-                }
+                let (body, env) = self.bind_lambda(&l, arg)?;
                 self.eval(body, &env)
             }
             Value::PrimOp(p) => {

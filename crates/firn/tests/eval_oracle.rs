@@ -323,3 +323,30 @@ in [
     ]));
     assert_eq!(inherited.trim(), "22");
 }
+
+/// Calls in tail position take no call depth (a million of them evaluate, as in current
+/// Nix); recursion through an operand still ends with the max-call-depth error, never a
+/// crash.
+#[test]
+fn tail_calls_and_call_depth() {
+    let run = |e: &str| {
+        firn("nix-instantiate")
+            .args(["--eval", "-E", e])
+            .output()
+            .expect("run")
+    };
+    let out = run("let f = n: if n == 1000000 then n else f (n + 1); in f 0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000000");
+    let out = run("let f = n: if n == 10000000 then n else 1 + f (n + 1); in f 0");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max-call-depth"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
