@@ -14,16 +14,20 @@ use crate::value::*;
 pub fn print_value(ev: &mut Evaluator, v: &Value, strict: bool) -> EResult<String> {
     let mut out = String::new();
     let mut seen = HashSet::new();
-    go(ev, v, strict, &mut out, &mut seen)?;
+    go(ev, v, strict, &mut out, &mut seen, None)?;
     Ok(out)
 }
 
+/// `slot`: the thunk the value was found in. As CppNix, a set is "repeated" when its
+/// attributes were printed before, a list when the same slot (value) was: the top-level list
+/// is a copy, so `let x = [ x ]; in x` prints `[ [ «repeated» ] ]`.
 fn go(
     ev: &mut Evaluator,
     v: &Value,
     strict: bool,
     out: &mut String,
     seen: &mut HashSet<usize>,
+    slot: Option<usize>,
 ) -> EResult<()> {
     match v {
         Value::Null => out.push_str("null"),
@@ -59,9 +63,11 @@ fn go(
             out.push('}');
         }
         Value::List(l) => {
-            if !l.is_empty() && !seen.insert(Rc::as_ptr(l) as usize) {
-                out.push_str("«repeated»");
-                return Ok(());
+            if let Some(slot) = slot.filter(|_| !l.is_empty()) {
+                if !seen.insert(slot) {
+                    out.push_str("«repeated»");
+                    return Ok(());
+                }
             }
             out.push_str("[ ");
             for t in l.iter() {
@@ -81,12 +87,13 @@ fn item(
     out: &mut String,
     seen: &mut HashSet<usize>,
 ) -> EResult<()> {
+    let slot = Some(Rc::as_ptr(&t.0) as *const () as usize);
     if strict {
         let v = ev.force(t)?;
-        go(ev, &v, strict, out, seen)
+        go(ev, &v, strict, out, seen, slot)
     } else {
         match t.peek() {
-            Some(v) => go(ev, &v, strict, out, seen),
+            Some(v) => go(ev, &v, strict, out, seen, slot),
             None => {
                 out.push_str("<CODE>");
                 Ok(())

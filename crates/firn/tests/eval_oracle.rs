@@ -6,6 +6,17 @@ mod common;
 use common::*;
 
 const CORPUS: &[&str] = &[
+    // Printing of shared and cyclic values.
+    "let x = [ x ]; in x",
+    "let x = [ x ]; in [ x ]",
+    "let l = [ 1 ]; in [ l l ]",
+    "let l = [ 1 ]; in { a = l; b = l; }",
+    "let a = { x = 1; }; in [ a a ]",
+    "let x = { a = x; }; in x",
+    // Function equality: never as values, the same element is.
+    "let f = x: x; in f == f",
+    "let f = x: x; in [ f ] == [ f ]",
+    "let f = x: x; in { a = f; } == { a = f; }",
     "1 + 2 * 3 - 4",
     "7 / 2",
     "7.0 / 2",
