@@ -360,6 +360,9 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         ("warn", 2, |ev, a| {
             let msg = string(ev, &a[0])?;
             eprintln!("evaluation warning: {}", msg.s);
+            if ev.abort_on_warn {
+                return err("aborting to reveal stack trace of warning, as abort-on-warn is set");
+            }
             ev.force(&a[1])
         }),
         ("readFile", 1, |ev, a| {

@@ -41,6 +41,19 @@ impl EvalError {
         }
     }
 
+    /// The message, and with `trace` the `… while …` frames (`--show-trace`), outermost
+    /// last, as CppNix prints them.
+    pub fn render(&self, trace: bool) -> String {
+        let mut s = self.msg.clone();
+        if trace {
+            for t in &self.trace {
+                s.push_str("\n\n       … ");
+                s.push_str(t);
+            }
+        }
+        s
+    }
+
     /// Is this caught by `tryEval`?
     pub fn catchable(&self) -> bool {
         matches!(self.kind, ErrorKind::Throw | ErrorKind::Assert)

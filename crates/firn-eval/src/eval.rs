@@ -28,6 +28,8 @@ pub struct Evaluator {
     pub store: crate::store::EvalStore,
     /// Whether `builtins.traceVerbose` prints (the `trace-verbose` setting).
     pub trace_verbose: bool,
+    /// `abort-on-warn`: `builtins.warn` fails after printing.
+    pub abort_on_warn: bool,
     /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
     var_exprs: HashMap<Symbol, &'static Expr>,
     /// The global scope by symbol number, for [`ExprKind::Global`] variables.
@@ -49,6 +51,7 @@ impl Evaluator {
             regex_cache: HashMap::new(),
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
+            abort_on_warn: false,
             var_exprs: HashMap::new(),
             globals: Vec::new(),
             positions: Default::default(),

@@ -361,3 +361,49 @@ fn tail_calls_and_call_depth() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--show-trace` prints `addErrorContext` frames, `--option abort-on-warn true` makes
+/// `builtins.warn` fail, and `-A` paths may quote names with dots — as CppNix / current Nix.
+#[test]
+fn traces_warnings_and_quoted_attr_paths() {
+    let out = firn("nix-instantiate")
+        .args(["--eval", "--show-trace", "-E"])
+        .arg(r#"builtins.addErrorContext "while doing X" (abort "oops")"#)
+        .output()
+        .expect("run");
+    let cpp = cppnix("nix-instantiate")
+        .args(["--eval", "--show-trace", "-E"])
+        .arg(r#"builtins.addErrorContext "while doing X" (abort "oops")"#)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        String::from_utf8_lossy(&cpp.stderr).trim()
+    );
+    // Without --show-trace, no frames.
+    let out = firn("nix-instantiate")
+        .args(["--eval", "-E"])
+        .arg(r#"builtins.addErrorContext "while doing X" (abort "oops")"#)
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("while doing X"));
+
+    let warn = r#"builtins.warn "careful" 1"#;
+    let ok_run = firn("nix-instantiate")
+        .args(["--eval", "-E", warn])
+        .output()
+        .expect("run");
+    assert!(ok_run.status.success());
+    let abort = firn("nix-instantiate")
+        .args(["--eval", "--option", "abort-on-warn", "true", "-E", warn])
+        .output()
+        .expect("run");
+    assert!(!abort.status.success());
+    assert!(String::from_utf8_lossy(&abort.stderr).contains("careful"));
+
+    let e = r#"{ "a.b" = { c = 1; }; }"#;
+    let mine = ok_str(firn("nix-instantiate").args(["--eval", "-E", e, "-A", "\"a.b\".c"]));
+    let theirs = ok_str(cppnix("nix-instantiate").args(["--eval", "-E", e, "-A", "\"a.b\".c"]));
+    assert_eq!(mine, theirs);
+}

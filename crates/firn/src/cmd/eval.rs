@@ -59,7 +59,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
             let mut ev = firn_eval::Evaluator::new();
             let e = ev.parse(&text, &origin, &base).map_err(|e| e.msg)?;
             let mut v = ev.eval_top(e).map_err(|e| e.msg)?;
-            for part in attr.split('.').filter(|p| !p.is_empty()) {
+            for part in crate::legacy::nix_instantiate::attr_path_parts(&attr)? {
+                let part = part.as_str();
                 v = match &v {
                     Value::Attrs(m) => match m.get(part) {
                         Some(t) => ev.force(&t.clone()).map_err(|e| e.msg)?,

@@ -12,7 +12,7 @@ use crate::context::{usage, Ctx, Failure};
 pub fn main(args: Vec<String>) -> Result<()> {
     let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
     let mut parse_only = false;
-    let mut opts = EvalOptions::default();
+    let mut opts = EvalOptions::from_settings(&ctx);
     let mut exprs: Vec<String> = Vec::new();
     let mut from_expr = false;
     let mut it = args.into_iter();
@@ -155,6 +155,11 @@ pub struct Input {
 /// What to do with the values.
 #[derive(Clone, Debug, Default)]
 pub struct EvalOptions {
+    /// `trace-verbose`: `builtins.traceVerbose` prints. (`--show-trace` is the `show-trace`
+    /// setting, taken with the other setting flags.)
+    pub trace_verbose: bool,
+    /// `abort-on-warn`: `builtins.warn` is an error after printing.
+    pub abort_on_warn: bool,
     /// `--eval`: print values instead of instantiating derivations.
     pub eval: bool,
     pub strict: bool,
@@ -172,6 +177,18 @@ pub struct EvalOptions {
     pub include: Vec<String>,
 }
 
+impl EvalOptions {
+    /// The defaults, with the evaluation settings (`trace-verbose`, `abort-on-warn`).
+    pub fn from_settings(ctx: &Ctx) -> EvalOptions {
+        EvalOptions {
+            trace_verbose: ctx.settings.get_bool("trace-verbose"),
+            abort_on_warn: ctx.settings.get_bool("abort-on-warn"),
+            show_trace: ctx.settings.get_bool("show-trace"),
+            ..EvalOptions::default()
+        }
+    }
+}
+
 /// The derivations an evaluation produced (`.drv` path and output name), and the store.
 pub type Instantiated = (Vec<(String, String)>, firn_store::LocalStore);
 
@@ -187,8 +204,12 @@ pub fn evaluate(
         .stack_size(1 << 30)
         .spawn(move || -> Result<Instantiated, String> {
             use firn_eval::value::{AttrMap, Thunk, Value};
+            let show = opts.show_trace;
+            let render = move |e: firn_eval::error::EvalError| e.render(show);
             let store = Rc::new(store);
             let mut ev = firn_eval::Evaluator::new();
+            ev.trace_verbose = opts.trace_verbose;
+            ev.abort_on_warn = opts.abort_on_warn;
             // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
             ev.store = firn_eval::store::EvalStore::with_store(
                 store.clone(),
@@ -203,8 +224,8 @@ pub fn evaluate(
                     let cwd = std::env::current_dir()
                         .map(|d| d.to_string_lossy().into_owned())
                         .unwrap_or_else(|_| "/".into());
-                    let e = ev.parse(value, "«string»", &cwd).map_err(|e| e.msg)?;
-                    ev.eval_top(e).map_err(|e| e.msg)?
+                    let e = ev.parse(value, "«string»", &cwd).map_err(render)?;
+                    ev.eval_top(e).map_err(render)?
                 };
                 args.insert(name.as_str().into(), Thunk::value(v));
             }
@@ -214,37 +235,37 @@ pub fn evaluate(
             for input in &inputs {
                 let e = ev
                     .parse(&input.text, &input.origin, &input.base_dir)
-                    .map_err(|e| e.msg)?;
-                let top = ev.eval_top(e).map_err(|e| e.msg)?;
+                    .map_err(render)?;
+                let top = ev.eval_top(e).map_err(render)?;
                 let paths = if opts.attr_paths.is_empty() {
                     vec![String::new()]
                 } else {
                     opts.attr_paths.clone()
                 };
                 for path in paths {
-                    let v = select(&mut ev, top.clone(), &path, &args)?;
+                    let v = select(&mut ev, top.clone(), &path, &args, render)?;
                     if opts.eval {
-                        let v = ev.auto_call(v, &args).map_err(|e| e.msg)?;
+                        let v = ev.auto_call(v, &args).map_err(render)?;
                         if opts.strict || opts.json {
-                            firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
+                            firn_eval::builtins::deep_force(&mut ev, &v).map_err(render)?;
                         }
                         let s = if opts.json {
                             let mut s = String::new();
                             firn_eval::builtins_more::to_json(&mut ev, &v, &mut s, &mut Vec::new(), true)
-                                .map_err(|e| e.msg)?;
+                                .map_err(render)?;
                             s
                         } else {
                             firn_eval::print::print_value(&mut ev, &v, opts.strict)
-                                .map_err(|e| e.msg)?
+                                .map_err(render)?
                         };
                         println!("{s}");
                         continue;
                     }
                     let drvs = firn_eval::drv_info::get_derivations(&mut ev, v, &args)
-                        .map_err(|e| e.msg)?;
+                        .map_err(render)?;
                     for d in drvs {
-                        let drv_path = d.drv_path(&mut ev).map_err(|e| e.msg)?;
-                        let output = d.output_name(&mut ev).map_err(|e| e.msg)?;
+                        let drv_path = d.drv_path(&mut ev).map_err(render)?;
+                        let output = d.output_name(&mut ev).map_err(render)?;
                         found.push((drv_path.clone(), output.clone()));
                         if !print {
                             continue;
@@ -311,13 +332,15 @@ fn select(
     mut v: firn_eval::Value,
     path: &str,
     args: &firn_eval::value::AttrMap,
+    render: impl Fn(firn_eval::error::EvalError) -> String + Copy,
 ) -> Result<firn_eval::Value, String> {
     use firn_eval::Value;
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        v = ev.auto_call(v, args).map_err(|e| e.msg)?;
+    for part in attr_path_parts(path)? {
+        let part = part.as_str();
+        v = ev.auto_call(v, args).map_err(render)?;
         v = match &v {
             Value::Attrs(m) => match m.get(part) {
-                Some(t) => ev.force(&t.clone()).map_err(|e| e.msg)?,
+                Some(t) => ev.force(&t.clone()).map_err(render)?,
                 None => {
                     return Err(format!(
                         "attribute '{part}' in selection path '{path}' not found"
@@ -325,7 +348,7 @@ fn select(
                 }
             },
             Value::List(l) => match part.parse::<usize>() {
-                Ok(i) if i < l.len() => ev.force(&l[i].clone()).map_err(|e| e.msg)?,
+                Ok(i) if i < l.len() => ev.force(&l[i].clone()).map_err(render)?,
                 _ => {
                     return Err(format!(
                         "list index '{part}' in selection path '{path}' is out of range"
@@ -336,6 +359,32 @@ fn select(
         };
     }
     Ok(v)
+}
+
+/// The names of an attribute path as CppNix parses them: separated by `.`, with `"..."`
+/// quoting names that contain dots.
+pub fn attr_path_parts(path: &str) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in path.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => {
+                if !cur.is_empty() {
+                    parts.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err(format!("missing closing quote in selection path '{path}'"));
+    }
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    Ok(parts)
 }
 
 /// One expression from the command line: `-E` text, `-` for stdin, or a file (a directory
