@@ -11,7 +11,14 @@ use std::sync::OnceLock;
 pub fn firn_bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("firn-test-bin-{}", std::process::id()));
+        // One directory per firn binary (not per test process), so runs do not leave a
+        // directory each behind; links are made under a temporary name and renamed into
+        // place, so concurrent test binaries can share it.
+        let exe = env!("CARGO_BIN_EXE_firn");
+        let tag: u64 = exe.bytes().fold(0xcbf29ce484222325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+        let dir = std::env::temp_dir().join(format!("firn-test-bin-{tag:016x}"));
         std::fs::create_dir_all(&dir).expect("creating the link directory");
         for name in [
             "nix",
@@ -22,9 +29,13 @@ pub fn firn_bin_dir() -> &'static Path {
             "nix-copy-closure",
         ] {
             let link = dir.join(name);
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_firn"), &link)
-                .expect("creating a link to firn");
+            if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(exe)) {
+                continue;
+            }
+            let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(exe, &tmp).expect("creating a link to firn");
+            std::fs::rename(&tmp, &link).expect("moving a link to firn into place");
         }
         dir
     })
