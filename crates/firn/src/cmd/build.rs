@@ -19,6 +19,10 @@ pub struct InstallableArgs {
     /// Interpret installables as attribute paths of the value of this Nix expression.
     #[arg(long)]
     pub expr: Option<String>,
+    /// Allow access to mutable paths and repositories (accepted: firn's evaluation is not
+    /// restricted to pure mode).
+    #[arg(long)]
+    pub impure: bool,
     /// Interpret installables as attribute paths of the value of this file.
     #[arg(short = 'f', long)]
     pub file: Option<String>,

@@ -9,6 +9,10 @@ pub struct EvalArgs {
     /// Interpret the installable as this Nix expression.
     #[arg(long)]
     expr: Option<String>,
+    /// Allow access to mutable paths and repositories (accepted: firn's evaluation is not
+    /// restricted to pure mode).
+    #[arg(long)]
+    impure: bool,
     /// Interpret the installable as an attribute path of the value of this file.
     #[arg(short = 'f', long)]
     file: Option<String>,
