@@ -4,20 +4,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use firn_format::StorePath;
 
 use crate::BuildError;
-
-/// The log files of a derivation (compressed and plain candidates).
-pub fn log_paths(log_dir: &Path, drv: &StorePath) -> [PathBuf; 2] {
-    let base = drv.base_name();
-    let plain = log_dir.join("drvs").join(&base[..2]).join(&base[2..]);
-    let mut bz = plain.clone().into_os_string();
-    bz.push(".bz2");
-    [PathBuf::from(bz), plain]
-}
 
 /// An open log file being written.
 pub enum LogWriter {
@@ -31,7 +22,7 @@ impl LogWriter {
         drv: &StorePath,
         compress: bool,
     ) -> Result<LogWriter, BuildError> {
-        let [bz, plain] = log_paths(log_dir, drv);
+        let [bz, plain, _] = firn_store::config::build_log_paths(log_dir, drv);
         let path = if compress { bz } else { plain };
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)
@@ -65,7 +56,7 @@ impl LogWriter {
 
 /// The stored log of a derivation, decompressed; `None` when there is none.
 pub fn read_log(log_dir: &Path, drv: &StorePath) -> Result<Option<Vec<u8>>, BuildError> {
-    let [bz, plain] = log_paths(log_dir, drv);
+    let [bz, plain, flat] = firn_store::config::build_log_paths(log_dir, drv);
     match File::open(&bz) {
         Ok(f) => {
             let mut out = Vec::new();
@@ -77,8 +68,7 @@ pub fn read_log(log_dir: &Path, drv: &StorePath) -> Result<Option<Vec<u8>>, Buil
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(BuildError::io("opening log file", &bz, e)),
     }
-    // The layout before `drvs/` existed: the base name directly under the log directory.
-    let flat = log_dir.join(drv.base_name());
+    // Uncompressed, or in the layout before `drvs/` existed.
     for p in [plain, flat] {
         match fs::read(&p) {
             Ok(data) => return Ok(Some(data)),

@@ -180,10 +180,10 @@ pub fn copy_closure(
         })
         .collect();
     let sd = src.store_dir();
-    let outcomes = match dst {
+    let outcomes = match (dst, src) {
         // Into a cache, the NARs (the work: compression, upload) go up in any order, all at
         // once; only the narinfos must follow the references, and they are small.
-        AnyStore::Cache(c) => {
+        (AnyStore::Cache(c), _) => {
             let uploaded: Vec<Mutex<Option<Result<firn_format::NarInfo>>>> =
                 todo.iter().map(|_| Mutex::new(None)).collect();
             let idx: Vec<usize> = (0..todo.len()).collect();
@@ -205,14 +205,15 @@ pub fn copy_closure(
         }
         // From a cache, the downloads (and decompression) run all at once into staging
         // directories; registration follows the references.
-        AnyStore::Local(d) if matches!(src, AnyStore::Cache(_)) => {
+        (AnyStore::Local(d), AnyStore::Cache(c)) => {
             let staged: Vec<Mutex<Option<Result<Option<StagedNar>>>>> =
                 todo.iter().map(|_| Mutex::new(None)).collect();
             let idx: Vec<usize> = (0..todo.len()).collect();
             parallel_map(&idx, opts.jobs, |&i| {
                 let info = todo[i];
                 on_copy(&info.path);
-                let r = stage_from_cache(src, d, info, opts);
+                let r = check_signature(c.store_dir(), info, opts)
+                    .and_then(|()| stage_from_cache(c, d, info));
                 *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
             // Registered together, once the references are known to have arrived.
@@ -220,13 +221,13 @@ pub fn copy_closure(
             d.commit_nars(ready)?;
             outcomes
         }
-        AnyStore::Local(_) => graph::run(&deps, opts.jobs, |i| {
+        (AnyStore::Local(_), _) => graph::run(&deps, opts.jobs, |i| {
             let info = todo[i];
             on_copy(&info.path);
             copy_one(src, dst, info, opts)
         }),
         // One session: one path at a time, references first.
-        AnyStore::Ssh(s) => graph::run(&deps, 1, |i| {
+        (AnyStore::Ssh(s), _) => graph::run(&deps, 1, |i| {
             let info = todo[i];
             on_copy(&info.path);
             let mut produce = |w: &mut dyn Write| {
@@ -288,15 +289,9 @@ fn copy_one(
                     .map_err(remote_err)?;
                 }
                 AnyStore::Cache(c) => {
-                    let ni = c.query_narinfo(&info.path)?.ok_or_else(|| {
-                        CacheError::Other(format!(
-                            "path '{}' disappeared from '{}'",
-                            sd.display(&info.path),
-                            c.uri()
-                        ))
-                    })?;
-                    let mut r = c.open_nar(&ni)?;
-                    d.add_nar(info, &mut r)?;
+                    if let Some(staged) = stage_from_cache(c, d, info)? {
+                        d.commit_nar(staged)?;
+                    }
                 }
                 AnyStore::Local(s) => {
                     let (mut reader, mut writer) = std::io::pipe().map_err(|e| CacheError::Io {
@@ -323,19 +318,14 @@ fn copy_one(
     }
 }
 
-/// Check the signature and download, decompress, hash and restore a path from a cache into a
-/// staging directory of `d`.
+/// Download, decompress, hash and restore a path from a cache into a staging directory of
+/// `d` (None when `d` has it already).
 fn stage_from_cache(
-    src: &AnyStore,
+    c: &BinaryCache,
     d: &LocalStore,
     info: &ValidPathInfo,
-    opts: &CopyOptions,
 ) -> Result<Option<StagedNar>> {
-    let AnyStore::Cache(c) = src else {
-        return Err(CacheError::Other("not a binary cache".into()));
-    };
     let sd = c.store_dir();
-    check_signature(sd, info, opts)?;
     let ni = c.query_narinfo(&info.path)?.ok_or_else(|| {
         CacheError::Other(format!(
             "path '{}' disappeared from '{}'",

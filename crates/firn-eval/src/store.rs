@@ -173,6 +173,19 @@ impl EvalStore {
         path: &Path,
         keep: firn_store::nar_fs::KeepFn<'_>,
     ) -> EResult<StorePath> {
+        let to = self.writer().cloned();
+        Ok(self.add_filtered_to(name, path, keep, to.as_ref())?.0)
+    }
+
+    /// The NAR of `path` without what `keep` rejects, made in memory (sources are small),
+    /// hashed, and added to `to` (if any) as a recursive fixed-output path named `name`.
+    fn add_filtered_to(
+        &self,
+        name: &str,
+        path: &Path,
+        keep: firn_store::nar_fs::KeepFn<'_>,
+        to: Option<&Rc<LocalStore>>,
+    ) -> EResult<(StorePath, Hash)> {
         let mut nar = Vec::new();
         firn_store::nar_fs::dump_path_filtered(path, &mut nar, keep)
             .map_err(|e| store_err("copying", path.display(), e))?;
@@ -181,14 +194,14 @@ impl EvalStore {
             .dir
             .make_fixed_output_path(name, FileIngestionMethod::Recursive, &h, [], false)
             .map_err(|e| store_err("copying", path.display(), e))?;
-        if let Some(store) = self.writer() {
+        if let Some(store) = to {
             let mut info = ValidPathInfo::new(p.clone(), h.clone(), nar.len() as u64);
-            info.ca = Some(ContentAddress::Fixed(FileIngestionMethod::Recursive, h));
+            info.ca = Some(ContentAddress::Fixed(FileIngestionMethod::Recursive, h.clone()));
             store
                 .add_nar(&info, &mut &nar[..])
                 .map_err(|e| store_err("copying", path.display(), e))?;
         }
-        Ok(p)
+        Ok((p, h))
     }
 
     /// Add something a fetcher downloaded (a file, flat; or an unpacked tree, recursive) under
@@ -391,25 +404,8 @@ impl EvalStore {
         keep: firn_store::nar_fs::KeepFn<'_>,
     ) -> EResult<(StorePath, Hash)> {
         firn_format::store_path::validate_name(name).map_err(|e| store_err("adding", name, e))?;
-        let mut nar = Vec::new();
-        firn_store::nar_fs::dump_path_filtered(path, &mut nar, keep)
-            .map_err(|e| store_err("copying", path.display(), e))?;
-        let h = Hash::digest(HashAlgo::Sha256, &nar);
-        let p = self
-            .dir
-            .make_fixed_output_path(name, FileIngestionMethod::Recursive, &h, [], false)
-            .map_err(|e| store_err("adding", path.display(), e))?;
-        if let Some(store) = &self.backend {
-            let mut info = ValidPathInfo::new(p.clone(), h.clone(), nar.len() as u64);
-            info.ca = Some(ContentAddress::Fixed(
-                FileIngestionMethod::Recursive,
-                h.clone(),
-            ));
-            store
-                .add_nar(&info, &mut &nar[..])
-                .map_err(|e| store_err("adding", path.display(), e))?;
-        }
-        Ok((p, h))
+        let to = self.backend.clone();
+        self.add_filtered_to(name, path, keep, to.as_ref())
     }
 }
 

@@ -21,15 +21,8 @@ pub struct LogFile {
 
 /// The log of `drv`, opened; `None` when there is none.
 pub fn open_log(log_dir: &Path, drv: &StorePath) -> io::Result<Option<LogFile>> {
-    let base = drv.base_name();
-    let plain = log_dir.join("drvs").join(&base[..2]).join(&base[2..]);
-    let mut bz = plain.clone().into_os_string();
-    bz.push(".bz2");
-    let candidates = [
-        (PathBuf::from(bz), true),
-        (plain, false),
-        (log_dir.join(base), false),
-    ];
+    let [bz, plain, flat] = firn_store::config::build_log_paths(log_dir, drv);
+    let candidates = [(bz, true), (plain, false), (flat, false)];
     for (path, compressed) in candidates {
         match File::open(&path) {
             Ok(file) => {

@@ -84,3 +84,14 @@ impl Layout {
         }
     }
 }
+
+/// Where CppNix keeps the build log of `drv` under `log_dir`, in the order to look: the
+/// bzip2-compressed `drvs/<first two characters of the base name>/<the rest>.bz2`, the same
+/// uncompressed, and the old flat `<log dir>/<base name>`.
+pub fn build_log_paths(log_dir: &Path, drv: &firn_format::StorePath) -> [PathBuf; 3] {
+    let base = drv.base_name();
+    let plain = log_dir.join("drvs").join(&base[..2]).join(&base[2..]);
+    let mut bz = plain.clone().into_os_string();
+    bz.push(".bz2");
+    [PathBuf::from(bz), plain, log_dir.join(base)]
+}

@@ -73,12 +73,7 @@ impl HttpBackend {
 }
 
 fn describe(e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Status(code, resp) => {
-            format!("HTTP error {code} ({})", resp.status_text())
-        }
-        ureq::Error::Transport(t) => t.to_string(),
-    }
+    super::describe_ureq(e, None)
 }
 
 impl Backend for HttpBackend {

@@ -47,6 +47,24 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// A failed HTTP request in words: the status (with `detail` drawn from the response body, if
+/// given: S3 explains its errors there) or the transport error.
+pub(crate) fn describe_ureq(e: ureq::Error, detail: Option<fn(&str) -> Option<String>>) -> String {
+    match e {
+        ureq::Error::Status(code, resp) => {
+            let status = resp.status_text().to_string();
+            let extra = match detail {
+                Some(f) => f(&resp.into_string().unwrap_or_default()).unwrap_or_default(),
+                None => String::new(),
+            };
+            format!("HTTP error {code} ({status}) {extra}")
+                .trim_end()
+                .to_string()
+        }
+        ureq::Error::Transport(t) => t.to_string(),
+    }
+}
+
 /// Keys are made by firn, but a narinfo's `URL` comes from the cache: refuse anything that
 /// could leave the cache (absolute, `..`, empty components, backslashes, control characters).
 pub fn check_key(key: &str, cache: &str) -> Result<()> {

@@ -328,19 +328,10 @@ impl S3Backend {
 }
 
 fn describe(e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Status(code, resp) => {
-            let status = resp.status_text().to_string();
-            let body = resp.into_string().unwrap_or_default();
-            let detail = xml_field(&body, "Message")
-                .or_else(|| xml_field(&body, "Code"))
-                .unwrap_or_default();
-            format!("HTTP error {code} ({status}) {detail}")
-                .trim_end()
-                .to_string()
-        }
-        ureq::Error::Transport(t) => t.to_string(),
-    }
+    super::describe_ureq(
+        e,
+        Some(|body| xml_field(body, "Message").or_else(|| xml_field(body, "Code"))),
+    )
 }
 
 impl Backend for S3Backend {

@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use firn_cache::copy::AnyStore;
 use firn_cache::BinaryCache;
-use firn_format::{FileIngestionMethod, HashAlgo};
+use firn_format::{FileIngestionMethod, Hash, HashAlgo};
 use firn_store::gc::{GcAction, GcOptions};
-use firn_store::LocalStore;
+use firn_store::{LocalStore, ValidPathInfo};
 
 use crate::cmd::accessor::{list_json, list_text, Accessor, FsAccessor, NarAccessor, Stat};
 use crate::cmd::installables::StorePathArgs;
@@ -407,44 +407,23 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
             eprintln!("added {added} signatures");
         }
         StoreCmd::Verify(v) => {
-            let keys = crate::cmd::key::trusted_public_keys(&ctx.settings)?;
-            let (mut corrupted, mut untrusted, mut failed) = (0usize, 0usize, 0usize);
-            for p in cache_paths(&cache, &v.paths)? {
-                let res: Result<()> = (|| {
-                    let ni = cache
-                        .query_narinfo(&p)?
-                        .ok_or_else(|| anyhow::anyhow!("path '{}' is not valid", sd.display(&p)))?;
-                    if !v.no_contents {
-                        let mut nar = cache.open_nar(&ni)?;
-                        let mut h = firn_format::Hasher::new(ni.nar_hash.algo());
-                        std::io::copy(&mut nar, &mut h)?;
-                        let got = h.finish();
-                        if got != ni.nar_hash {
-                            corrupted += 1;
-                            eprintln!(
-                                "error: path '{}' was modified! expected hash '{}', got '{}'",
-                                sd.display(&p),
-                                ni.nar_hash,
-                                got
-                            );
-                        }
-                    }
-                    if !v.no_trust {
-                        let info = firn_cache::cache::narinfo_to_path_info(&ni);
-                        let valid = crate::cmd::key::count_valid_signatures(&sd, &info, &keys);
-                        if valid < v.sigs_needed.max(1) {
-                            untrusted += 1;
-                            eprintln!("error: path '{}' is untrusted", sd.display(&p));
-                        }
-                    }
-                    Ok(())
-                })();
-                if let Err(e) = res {
-                    eprintln!("error: {e:#}");
-                    failed += 1;
-                }
-            }
-            return verify_status(corrupted, untrusted, failed);
+            let paths = cache_paths(&cache, &v.paths)?;
+            // The narinfo, and with `contents` the NAR as the cache has it, hashed.
+            let check = |p: &firn_format::StorePath, contents: bool| {
+                let ni = cache
+                    .query_narinfo(p)?
+                    .ok_or_else(|| anyhow::anyhow!("path '{}' is not valid", sd.display(p)))?;
+                let actual = if contents {
+                    let mut nar = cache.open_nar(&ni)?;
+                    let mut h = firn_format::Hasher::new(ni.nar_hash.algo());
+                    std::io::copy(&mut nar, &mut h)?;
+                    Some(h.finish())
+                } else {
+                    None
+                };
+                Ok((firn_cache::cache::narinfo_to_path_info(&ni), actual))
+            };
+            return verify_paths(ctx, &sd, &v, paths, check);
         }
         _ => bail!("this operation is not supported for the binary cache '{}' (firn supports info, sign, verify, cat and ls there)", cache.uri()),
     }
@@ -453,13 +432,36 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
 
 fn verify(ctx: &Ctx, store: &LocalStore, v: VerifyArgs) -> Result<()> {
     let sd = store.store_dir().clone();
+    let paths = v.paths.resolve(store)?;
+    let check = |p: &firn_format::StorePath, contents: bool| {
+        let info = path_info(store, p)?;
+        let actual = if contents {
+            Some(store.hash_valid_path(p, info.nar_hash.algo())?.0)
+        } else {
+            None
+        };
+        Ok((info, actual))
+    };
+    verify_paths(ctx, &sd, &v, paths, check)
+}
+
+/// `nix store verify` over `paths` of a local store or a cache: the contents against the
+/// registered hash (`check` gives a path's info and, when asked for the contents, their
+/// actual hash), and the signatures against the trusted keys (locally built paths need none
+/// unless `--sigs-needed` asks).
+fn verify_paths(
+    ctx: &Ctx,
+    sd: &firn_format::StoreDir,
+    v: &VerifyArgs,
+    paths: Vec<firn_format::StorePath>,
+    check: impl Fn(&firn_format::StorePath, bool) -> Result<(ValidPathInfo, Option<Hash>)>,
+) -> Result<()> {
     let keys = crate::cmd::key::trusted_public_keys(&ctx.settings)?;
     let (mut corrupted, mut untrusted, mut failed) = (0usize, 0usize, 0usize);
-    for p in v.paths.resolve(store)? {
+    for p in paths {
         let res: Result<()> = (|| {
-            let info = path_info(store, &p)?;
-            if !v.no_contents {
-                let (h, _) = store.hash_valid_path(&p, info.nar_hash.algo())?;
+            let (info, actual) = check(&p, !v.no_contents)?;
+            if let Some(h) = actual {
                 if h != info.nar_hash {
                     corrupted += 1;
                     eprintln!(
@@ -471,13 +473,9 @@ fn verify(ctx: &Ctx, store: &LocalStore, v: VerifyArgs) -> Result<()> {
                 }
             }
             if !v.no_trust {
-                let good = if info.ultimate && v.sigs_needed == 0 {
-                    true
-                } else {
-                    let needed = v.sigs_needed.max(1);
-                    let valid = crate::cmd::key::count_valid_signatures(&sd, &info, &keys);
-                    valid >= needed
-                };
+                let good = (info.ultimate && v.sigs_needed == 0)
+                    || crate::cmd::key::count_valid_signatures(sd, &info, &keys)
+                        >= v.sigs_needed.max(1);
                 if !good {
                     untrusted += 1;
                     eprintln!("error: path '{}' is untrusted", sd.display(&p));
