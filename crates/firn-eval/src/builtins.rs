@@ -27,7 +27,7 @@ pub(crate) fn list(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<Vec<Thunk>>> {
     }
 }
 
-pub(crate) fn attrs(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<AttrMap>> {
+pub(crate) fn attrs(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<AttrSet>> {
     match force(ev, t)? {
         Value::Attrs(a) => Ok(a),
         v => err(format!("expected a set but found {}", v.type_name())),
@@ -474,7 +474,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let mut m = AttrMap::new();
                 m.insert("right".into(), Thunk::value(Value::List(Rc::new(r))));
                 m.insert("wrong".into(), Thunk::value(Value::List(Rc::new(w))));
-                Ok(Value::Attrs(Rc::new(m)))
+                Ok(Value::Attrs(Rc::new(m.into())))
             }),
         ),
         (
@@ -524,12 +524,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let m = attrs(ev, &a[0])?;
                 let names = list(ev, &a[1])?;
-                let mut out = (*m).clone();
+                let mut out = m.map.clone();
                 for t in names.iter() {
                     let n = string(ev, t)?;
                     out.remove(&n.s);
                 }
-                Ok(Value::Attrs(Rc::new(out)))
+                Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
         (
@@ -551,7 +551,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     // The first occurrence of a name wins.
                     out.entry(name.s).or_insert(value);
                 }
-                Ok(Value::Attrs(Rc::new(out)))
+                Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
         (
@@ -565,7 +565,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     .filter(|(k, _)| x.contains_key(*k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                Ok(Value::Attrs(Rc::new(out)))
+                Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
         (
@@ -581,7 +581,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         (k.clone(), Thunk::apply(partial, v.clone()))
                     })
                     .collect();
-                Ok(Value::Attrs(Rc::new(out)))
+                Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
         (
@@ -616,16 +616,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                                     Thunk::value(Value::Bool(fm.default.is_some())),
                                 );
                             }
-                            origin = Some(crate::positions::Origin::Formals(f));
+                            origin = Some(Origin::Formals(f));
                         }
-                        let set = Rc::new(out);
-                        if let Some(o) = origin {
-                            ev.positions.remember(&set, o);
-                        }
-                        Ok(Value::Attrs(set))
+                        Ok(Value::Attrs(Rc::new(AttrSet { map: out, origin })))
                     }
                     Value::PrimOp(_) | Value::PrimOpApp(..) => {
-                        Ok(Value::Attrs(Rc::new(AttrMap::new())))
+                        Ok(Value::Attrs(Rc::new(AttrMap::new().into())))
                     }
                     v => err(format!("expected a function but found {}", v.type_name())),
                 }
@@ -883,7 +879,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     }
                     Err(e) => return Err(e),
                 }
-                Ok(Value::Attrs(Rc::new(m)))
+                Ok(Value::Attrs(Rc::new(m.into())))
             }),
         ),
         (
@@ -1019,7 +1015,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let mut m = AttrMap::new();
                 m.insert("name".into(), Thunk::value(Value::str(name)));
                 m.insert("version".into(), Thunk::value(Value::str(version)));
-                Ok(Value::Attrs(Rc::new(m)))
+                Ok(Value::Attrs(Rc::new(m.into())))
             }),
         ),
         (
@@ -1044,7 +1040,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         )
                     })
                     .collect();
-                Ok(Value::Attrs(Rc::new(out)))
+                Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
         (
@@ -1058,11 +1054,11 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     let k = string(ev, &Thunk::value(k))?;
                     acc.entry(k.s).or_default().push(t.clone());
                 }
-                Ok(Value::Attrs(Rc::new(
-                    acc.into_iter()
-                        .map(|(k, v)| (k, Thunk::value(Value::List(Rc::new(v)))))
-                        .collect(),
-                )))
+                let groups: AttrMap = acc
+                    .into_iter()
+                    .map(|(k, v)| (k, Thunk::value(Value::List(Rc::new(v)))))
+                    .collect();
+                Ok(Value::Attrs(Rc::new(groups.into())))
             }),
         ),
     ]
@@ -1116,7 +1112,7 @@ pub fn install(ev: &mut Evaluator) {
     globals.insert("derivation", derivation.clone());
     let builtins = Thunk::value(Value::Null);
     set.insert("builtins".into(), builtins.clone());
-    let set = Rc::new(set);
+    let set: Rc<AttrSet> = Rc::new(set.into());
     *builtins.0.borrow_mut() = ThunkState::Done(Value::Attrs(set.clone()));
     ev.builtins = builtins.clone();
     let mut vars = BTreeMap::new();

@@ -334,7 +334,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             ))),
         );
     }
-    Ok(Value::Attrs(Rc::new(out)))
+    Ok(Value::Attrs(Rc::new(out.into())))
 }
 
 fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
@@ -564,9 +564,9 @@ fn get_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
                 .collect();
             m.insert("outputs".into(), Thunk::value(Value::List(Rc::new(l))));
         }
-        out.insert(p.into(), Thunk::value(Value::Attrs(Rc::new(m))));
+        out.insert(p.into(), Thunk::value(Value::Attrs(Rc::new(m.into()))));
     }
-    Ok(Value::Attrs(Rc::new(out)))
+    Ok(Value::Attrs(Rc::new(out.into())))
 }
 
 fn append_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {

@@ -101,7 +101,7 @@ fn toml_value(v: toml::Value) -> EResult<Value> {
                 crate::builtins_more::no_nul(&k)?;
                 m.insert(k.into(), Thunk::value(toml_value(x)?));
             }
-            Value::Attrs(Rc::new(m))
+            Value::Attrs(Rc::new(m.into()))
         }
     })
 }

@@ -217,7 +217,7 @@ fn from_json(j: serde_json::Value) -> EResult<Value> {
                 no_nul(&k)?;
                 m.insert(k.into(), Thunk::value(from_json(v)?));
             }
-            Value::Attrs(Rc::new(m))
+            Value::Attrs(Rc::new(m.into()))
         }
     })
 }
@@ -401,7 +401,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Thunk::value(Value::str(file_type(&ft))),
                 );
             }
-            Ok(Value::Attrs(Rc::new(m)))
+            Ok(Value::Attrs(Rc::new(m.into())))
         }),
     ]
 }
@@ -434,7 +434,7 @@ pub fn nix_path_value(extra: &[String]) -> Value {
             let mut m = AttrMap::new();
             m.insert("prefix".into(), Thunk::value(Value::str(prefix)));
             m.insert("path".into(), Thunk::value(Value::str(path)));
-            Thunk::value(Value::Attrs(Rc::new(m)))
+            Thunk::value(Value::Attrs(Rc::new(m.into())))
         })
         .collect();
     Value::List(Rc::new(items))

@@ -15,7 +15,7 @@ use crate::value::{AttrMap, Value};
 pub struct DrvInfo {
     /// The attribute path, dotted (`hello`, `pkgs.hello`, `0`).
     pub attr_path: String,
-    pub attrs: Rc<AttrMap>,
+    pub attrs: Rc<crate::value::AttrSet>,
 }
 
 impl DrvInfo {
@@ -77,7 +77,7 @@ fn take_if_derivation(
     v: &Value,
     path: &str,
     out: &mut Vec<DrvInfo>,
-    done: &mut HashSet<*const AttrMap>,
+    done: &mut HashSet<*const crate::value::AttrSet>,
 ) -> EResult<bool> {
     let Value::Attrs(a) = v else {
         return Ok(false);
@@ -108,7 +108,7 @@ fn walk(
     path: &str,
     auto_args: &AttrMap,
     out: &mut Vec<DrvInfo>,
-    done: &mut HashSet<*const AttrMap>,
+    done: &mut HashSet<*const crate::value::AttrSet>,
 ) -> EResult<()> {
     let v = ev.auto_call(v, auto_args)?;
     if take_if_derivation(ev, &v, path, out, done)? {

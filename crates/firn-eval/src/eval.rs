@@ -561,10 +561,10 @@ impl Evaluator {
             }
             ExprKind::Attrs(a) => {
                 let (map, _) = self.build_attrs(a, env, a.rec)?;
-                let set = Rc::new(map);
-                self.positions
-                    .remember(&set, crate::positions::Origin::Attrs(a));
-                Ok(Value::Attrs(set))
+                Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
+                    map,
+                    Origin::Attrs(a),
+                ))))
             }
             ExprKind::List(items) => {
                 let ts = items.iter().map(|i| self.thunk(i, env)).collect();
@@ -633,11 +633,12 @@ impl Evaluator {
                         if x.is_empty() {
                             return Ok(Value::Attrs(y));
                         }
-                        let mut m = (*x).clone();
+                        // A new set: no syntax, so no positions (as before the update).
+                        let mut m = x.map.clone();
                         for (k, v) in y.iter() {
                             m.insert(k.clone(), v.clone());
                         }
-                        Ok(Value::Attrs(Rc::new(m)))
+                        Ok(Value::Attrs(Rc::new(m.into())))
                     }
                     (x, y) => err(format!(
                         "expected a set but found {}",
@@ -958,7 +959,7 @@ impl Evaluator {
                 }
             }
         }
-        self.call(v.clone(), Thunk::value(Value::Attrs(Rc::new(given))))
+        self.call(v.clone(), Thunk::value(Value::Attrs(Rc::new(given.into()))))
     }
 
     /// Nix's `==`.

@@ -1092,7 +1092,7 @@ fn tree_attrs(ev: &mut Evaluator, f: &Fetched, input: &Input) -> EResult<Value> 
             Thunk::value(Value::str(utc_date(t))),
         );
     }
-    Ok(Value::Attrs(Rc::new(m)))
+    Ok(Value::Attrs(Rc::new(m.into())))
 }
 
 fn fetch_git(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {

@@ -1745,7 +1745,7 @@ fn parse_flake_ref(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             (Rc::from(k.as_str()), Thunk::value(v))
         })
         .collect();
-    Ok(Value::Attrs(Rc::new(out)))
+    Ok(Value::Attrs(Rc::new(out.into())))
 }
 
 /// `builtins.flakeRefToString { type = "github"; ... }`: the URL form.

@@ -1,12 +1,9 @@
 //! Source positions: every parsed file gets its own range of span offsets (see
-//! [`firn_syntax::ast::shift_spans`]), so an offset names a file, a line and a column; and the
-//! attribute sets made from syntax remember which syntax they came from, for
-//! `builtins.unsafeGetAttrPos` (and `__curPos`).
+//! [`firn_syntax::ast::shift_spans`]), so an offset names a file, a line and a column
+//! (`__curPos`); a set made from syntax carries that syntax ([`AttrSet::origin`]), which
+//! gives its attributes' positions (`builtins.unsafeGetAttrPos`).
 
-use std::collections::HashMap;
-use std::rc::{Rc, Weak};
-
-use firn_syntax::ast::{Attrs, Formals};
+use std::rc::Rc;
 
 use crate::value::*;
 
@@ -19,23 +16,10 @@ struct SourceFile {
     line_starts: Vec<u32>,
 }
 
-/// Where an attribute set came from.
-#[derive(Clone, Copy)]
-pub enum Origin {
-    Attrs(&'static Attrs),
-    /// `builtins.functionArgs` of a lambda with these formals.
-    Formals(&'static Formals),
-}
-
 #[derive(Default)]
 pub struct Positions {
     files: Vec<SourceFile>,
     next_base: u32,
-    /// Attribute sets built from syntax, by address (checked against the weak reference, so
-    /// a reused address is not mistaken for the old set).
-    origins: HashMap<usize, (Weak<AttrMap>, Origin)>,
-    /// When to sweep dead entries out of `origins` next.
-    sweep_at: usize,
 }
 
 impl Positions {
@@ -88,33 +72,19 @@ impl Positions {
                 m.insert("column".into(), Thunk::value(Value::Int(col as i64)));
                 m.insert("file".into(), Thunk::value(Value::str(&*file)));
                 m.insert("line".into(), Thunk::value(Value::Int(line as i64)));
-                Value::Attrs(Rc::new(m))
+                Value::Attrs(Rc::new(m.into()))
             }
         }
-    }
-
-    /// Remember that `set` was made from `origin`.
-    pub fn remember(&mut self, set: &Rc<AttrMap>, origin: Origin) {
-        if self.origins.len() >= self.sweep_at {
-            self.origins.retain(|_, (w, _)| w.strong_count() > 0);
-            self.sweep_at = (self.origins.len() * 2).max(4096);
-        }
-        self.origins
-            .insert(Rc::as_ptr(set) as usize, (Rc::downgrade(set), origin));
     }
 
     /// The span offset where attribute `name` of `set` was defined, if known.
     pub fn attr_offset(
         &self,
-        set: &Rc<AttrMap>,
+        set: &AttrSet,
         name: &str,
         interner: &firn_syntax::Interner,
     ) -> Option<u32> {
-        let (weak, origin) = self.origins.get(&(Rc::as_ptr(set) as usize))?;
-        if !weak.upgrade().is_some_and(|s| Rc::ptr_eq(&s, set)) {
-            return None;
-        }
-        match origin {
+        match set.origin? {
             Origin::Attrs(a) => a
                 .attrs
                 .iter()

@@ -196,7 +196,10 @@ impl EvalStore {
             .map_err(|e| store_err("copying", path.display(), e))?;
         if let Some(store) = to {
             let mut info = ValidPathInfo::new(p.clone(), h.clone(), nar.len() as u64);
-            info.ca = Some(ContentAddress::Fixed(FileIngestionMethod::Recursive, h.clone()));
+            info.ca = Some(ContentAddress::Fixed(
+                FileIngestionMethod::Recursive,
+                h.clone(),
+            ));
             store
                 .add_nar(&info, &mut &nar[..])
                 .map_err(|e| store_err("copying", path.display(), e))?;

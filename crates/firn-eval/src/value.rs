@@ -38,8 +38,53 @@ impl NixString {
     }
 }
 
-/// An attribute set: names (by their text, so iteration is in Nix's order) to thunks.
+/// An attribute set's attributes: names (by their text, so iteration is in Nix's order) to
+/// thunks.
 pub type AttrMap = BTreeMap<Rc<str>, Thunk>;
+
+/// Where a set was made from syntax, for attribute positions (`unsafeGetAttrPos`).
+#[derive(Clone, Copy, Debug)]
+pub enum Origin {
+    Attrs(&'static firn_syntax::ast::Attrs),
+    /// `builtins.functionArgs` of a lambda with these formals.
+    Formals(&'static firn_syntax::ast::Formals),
+}
+
+/// An attribute set: its attributes (it derefs to them) and, for a set made from syntax,
+/// that syntax.
+#[derive(Clone, Default)]
+pub struct AttrSet {
+    pub map: AttrMap,
+    pub origin: Option<Origin>,
+}
+
+impl AttrSet {
+    pub fn with_origin(map: AttrMap, origin: Origin) -> AttrSet {
+        AttrSet {
+            map,
+            origin: Some(origin),
+        }
+    }
+}
+
+impl std::ops::Deref for AttrSet {
+    type Target = AttrMap;
+    fn deref(&self) -> &AttrMap {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for AttrSet {
+    fn deref_mut(&mut self) -> &mut AttrMap {
+        &mut self.map
+    }
+}
+
+impl From<AttrMap> for AttrSet {
+    fn from(map: AttrMap) -> AttrSet {
+        AttrSet { map, origin: None }
+    }
+}
 
 #[derive(Clone)]
 pub enum Value {
@@ -49,7 +94,7 @@ pub enum Value {
     Float(f64),
     String(NixString),
     Path(Rc<str>),
-    Attrs(Rc<AttrMap>),
+    Attrs(Rc<AttrSet>),
     List(Rc<Vec<Thunk>>),
     Lambda(Rc<Lambda>),
     PrimOp(Rc<PrimOp>),
