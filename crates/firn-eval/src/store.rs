@@ -222,6 +222,19 @@ impl EvalStore {
         } else {
             FileIngestionMethod::Flat
         };
+        // With a store, adding hashes the contents on the way (the hash is in the path's
+        // content address); without one, hash them here.
+        if let Some(store) = &self.backend {
+            let p = store
+                .add_path(name, path, method, HashAlgo::Sha256)
+                .map_err(|e| store_err("adding", path.display(), e))?;
+            let info = store
+                .query_path_info(&p)
+                .map_err(|e| store_err("querying", path.display(), e))?;
+            if let Some(ContentAddress::Fixed(_, h)) = info.and_then(|i| i.ca) {
+                return Ok((p, h));
+            }
+        }
         let h = if recursive {
             firn_store::nar_fs::hash_path(path, HashAlgo::Sha256)
                 .map_err(|e| store_err("hashing", path.display(), e))?
@@ -231,15 +244,10 @@ impl EvalStore {
                 .map_err(|e| store_err("hashing", path.display(), e))?
                 .0
         };
-        let p = match &self.backend {
-            Some(store) => store
-                .add_path(name, path, method, HashAlgo::Sha256)
-                .map_err(|e| store_err("adding", path.display(), e))?,
-            None => self
-                .dir
-                .make_fixed_output_path(name, method, &h, [], false)
-                .map_err(|e| store_err("adding", path.display(), e))?,
-        };
+        let p = self
+            .dir
+            .make_fixed_output_path(name, method, &h, [], false)
+            .map_err(|e| store_err("adding", path.display(), e))?;
         Ok((p, h))
     }
 
