@@ -524,11 +524,16 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let m = attrs(ev, &a[0])?;
                 let names = list(ev, &a[1])?;
-                let mut out = m.map.clone();
+                let mut gone = Vec::with_capacity(names.len());
                 for t in names.iter() {
-                    let n = string(ev, t)?;
-                    out.remove(&n.s);
+                    gone.push(string(ev, t)?.s);
                 }
+                gone.sort_unstable();
+                let out: AttrMap = m
+                    .iter()
+                    .filter(|(k, _)| gone.binary_search(k).is_err())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
@@ -537,7 +542,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             1,
             prim!(ev, a, {
                 let l = list(ev, &a[0])?;
-                let mut out = AttrMap::new();
+                let mut out = Vec::with_capacity(l.len());
                 for t in l.iter() {
                     let p = attrs(ev, t)?;
                     let name = match p.get("name") {
@@ -548,9 +553,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         Some(v) => v.clone(),
                         None => return err("attribute 'value' missing"),
                     };
-                    // The first occurrence of a name wins.
-                    out.entry(name.s).or_insert(value);
+                    out.push((name.s, value));
                 }
+                // The first occurrence of a name wins.
+                let out = AttrMap::from_unsorted(out, Keep::First);
                 Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),

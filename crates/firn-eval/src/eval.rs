@@ -302,7 +302,7 @@ impl Evaluator {
             }
         };
         let from: Vec<Thunk> = a.inherit_from.iter().map(|e| thunk(self, e)).collect();
-        let mut map: AttrMap = BTreeMap::new();
+        let mut map = AttrMap::with_capacity(a.attrs.len() + a.dynamic.len());
         let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
         for (sym, def) in &a.attrs {
             let name = self.name_rc(*sym);
@@ -634,11 +634,7 @@ impl Evaluator {
                             return Ok(Value::Attrs(y));
                         }
                         // A new set: no syntax, so no positions (as before the update).
-                        let mut m = x.map.clone();
-                        for (k, v) in y.iter() {
-                            m.insert(k.clone(), v.clone());
-                        }
-                        Ok(Value::Attrs(Rc::new(m.into())))
+                        Ok(Value::Attrs(Rc::new(x.map.update(&y.map).into())))
                     }
                     (x, y) => err(format!(
                         "expected a set but found {}",

@@ -38,9 +38,156 @@ impl NixString {
     }
 }
 
-/// An attribute set's attributes: names (by their text, so iteration is in Nix's order) to
-/// thunks.
-pub type AttrMap = BTreeMap<Rc<str>, Thunk>;
+/// An attribute set's attributes: names to thunks, in one vector sorted by name (so
+/// iteration is in Nix's order). As CppNix's `Bindings`: one allocation of exactly the
+/// entries (most sets are small), lookups by binary search, `//` a linear merge. Inserting
+/// in order appends; for names in any order build with [`AttrMap::from_unsorted`].
+#[derive(Clone, Default)]
+pub struct AttrMap(Vec<(Rc<str>, Thunk)>);
+
+/// Which of several entries with one name [`AttrMap::from_unsorted`] keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    First,
+    Last,
+}
+
+impl AttrMap {
+    pub fn new() -> AttrMap {
+        AttrMap(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> AttrMap {
+        AttrMap(Vec::with_capacity(n))
+    }
+
+    /// A map from entries in any order; of equal names, `keep` says which one stays.
+    pub fn from_unsorted(mut v: Vec<(Rc<str>, Thunk)>, keep: Keep) -> AttrMap {
+        if keep == Keep::Last {
+            v.reverse();
+        }
+        // Stable: of equal names, the first in `v` stays first.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|later, earlier| later.0 == earlier.0);
+        AttrMap(v)
+    }
+
+    fn find(&self, k: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| (**n).cmp(k))
+    }
+
+    pub fn get<K: AsRef<str> + ?Sized>(&self, k: &K) -> Option<&Thunk> {
+        self.find(k.as_ref()).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key<K: AsRef<str> + ?Sized>(&self, k: &K) -> bool {
+        self.find(k.as_ref()).is_ok()
+    }
+
+    /// Set `k` to `t` (replacing, as a map does); returns the old thunk.
+    pub fn insert(&mut self, k: Rc<str>, t: Thunk) -> Option<Thunk> {
+        if self.0.last().is_none_or(|(last, _)| *last < k) {
+            self.0.push((k, t));
+            return None;
+        }
+        match self.find(&k) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, t)),
+            Err(i) => {
+                self.0.insert(i, (k, t));
+                None
+            }
+        }
+    }
+
+    pub fn remove<K: AsRef<str> + ?Sized>(&mut self, k: &K) -> Option<Thunk> {
+        self.find(k.as_ref()).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Rc<str>, &Thunk)> + ExactSizeIterator {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Rc<str>> + ExactSizeIterator {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Thunk> + ExactSizeIterator {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    /// `self // other`: one pass over both, `other` winning.
+    pub fn update(&self, other: &AttrMap) -> AttrMap {
+        let (a, b) = (&self.0, &other.0);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j].clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(b[j].clone());
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        AttrMap(out)
+    }
+}
+
+impl FromIterator<(Rc<str>, Thunk)> for AttrMap {
+    /// As a map collects: of equal names the last stays.
+    fn from_iter<I: IntoIterator<Item = (Rc<str>, Thunk)>>(it: I) -> AttrMap {
+        let v: Vec<_> = it.into_iter().collect();
+        if v.windows(2).all(|w| w[0].0 < w[1].0) {
+            return AttrMap(v);
+        }
+        AttrMap::from_unsorted(v, Keep::Last)
+    }
+}
+
+impl Extend<(Rc<str>, Thunk)> for AttrMap {
+    fn extend<I: IntoIterator<Item = (Rc<str>, Thunk)>>(&mut self, it: I) {
+        for (k, v) in it {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl IntoIterator for AttrMap {
+    type Item = (Rc<str>, Thunk);
+    type IntoIter = std::vec::IntoIter<(Rc<str>, Thunk)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a AttrMap {
+    type Item = (&'a Rc<str>, &'a Thunk);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Rc<str>, Thunk)>,
+        fn(&'a (Rc<str>, Thunk)) -> (&'a Rc<str>, &'a Thunk),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
 
 /// Where a set was made from syntax, for attribute positions (`unsafeGetAttrPos`).
 #[derive(Clone, Copy, Debug)]
