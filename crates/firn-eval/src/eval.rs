@@ -1,6 +1,6 @@
 //! The evaluator: forcing thunks, evaluating expressions in environments, calling functions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use firn_syntax::ast::{AttrKind, AttrName, Attrs, BinOp, Expr, ExprKind, Interner, Symbol};
@@ -36,6 +36,10 @@ pub struct Evaluator {
     pub globals: Vec<Option<Thunk>>,
     /// Parsed files and the origins of attribute sets, for positions.
     pub positions: crate::positions::Positions,
+    /// Literals' values, by the index their node keeps in `Expr::memo` (1-based).
+    literals: Vec<(&'static Expr, Thunk)>,
+    /// The symbol `__overrides`.
+    sym_overrides: Symbol,
 }
 
 impl Evaluator {
@@ -55,7 +59,10 @@ impl Evaluator {
             var_exprs: HashMap::new(),
             globals: Vec::new(),
             positions: Default::default(),
+            literals: Vec::new(),
+            sym_overrides: Symbol(0),
         };
+        ev.sym_overrides = ev.sym("__overrides");
         crate::builtins::install(&mut ev);
         ev
     }
@@ -222,13 +229,33 @@ impl Evaluator {
     /// A thunk for `e` in an environment whose innermost scope may still be being filled
     /// (`rec`, `let`, formals' defaults): variables are looked up only when forced.
     pub fn lazy_thunk(&mut self, e: &'static Expr, env: &Env) -> Thunk {
-        match &e.kind {
-            ExprKind::Int(i) => Thunk::value(Value::Int(*i)),
-            ExprKind::Float(f) => Thunk::value(Value::Float(*f)),
-            ExprKind::Str(s) if !s.contains('\0') => Thunk::value(Value::str(s.as_str())),
-            ExprKind::Path(p) => Thunk::value(Value::Path(p.as_str().into())),
-            _ => Thunk::pending(e, env.clone()),
+        match self.literal(e) {
+            Some(t) => t,
+            None => Thunk::pending(e, env.clone()),
         }
+    }
+
+    /// The value of a literal, made once per node and shared by every use (as CppNix keeps
+    /// a literal's value in its node); `None` for anything else.
+    #[inline]
+    fn literal(&mut self, e: &'static Expr) -> Option<Thunk> {
+        let m = e.memo.get() as usize;
+        if let Some((node, t)) = m.checked_sub(1).and_then(|i| self.literals.get(i)) {
+            if std::ptr::eq(*node, e) {
+                return Some(t.clone());
+            }
+        }
+        let v = match &e.kind {
+            ExprKind::Int(i) => Value::Int(*i),
+            ExprKind::Float(f) => Value::Float(*f),
+            ExprKind::Str(s) if !s.contains('\0') => Value::str(s.as_str()),
+            ExprKind::Path(p) => Value::Path(p.as_str().into()),
+            _ => return None,
+        };
+        let t = Thunk::value(v);
+        self.literals.push((e, t.clone()));
+        e.memo.set(u32::try_from(self.literals.len()).unwrap_or(0));
+        Some(t)
     }
 
     /// A variable of the global scope.
@@ -242,10 +269,8 @@ impl Evaluator {
     fn lookup(&mut self, s: Symbol, env: &Env) -> EResult<Thunk> {
         let mut cur = &env.0;
         while let Some(node) = cur {
-            if let Scope::Vars(vars) = &node.0 {
-                if let Some(t) = vars.borrow().get(&s) {
-                    return Ok(t.clone());
-                }
+            if let Some(t) = node.0.get(s) {
+                return Ok(t);
             }
             cur = &node.1 .0;
         }
@@ -279,12 +304,14 @@ impl Evaluator {
     }
 
     /// Build an attribute set (or `let`/`rec` bindings): returns the map and, for recursive
-    /// ones, the environment the values live in.
+    /// ones, the environment the values live in. For a `let` (`is_let`) the map is only
+    /// made when it has `__overrides`.
     fn build_attrs(
         &mut self,
         a: &'static Attrs,
         env: &Env,
         recursive: bool,
+        is_let: bool,
     ) -> EResult<(AttrMap, Env)> {
         let inner = if recursive {
             env.push(Scope::Vars(Default::default()))
@@ -302,10 +329,11 @@ impl Evaluator {
             }
         };
         let from: Vec<Thunk> = a.inherit_from.iter().map(|e| thunk(self, e)).collect();
-        let mut map = AttrMap::with_capacity(a.attrs.len() + a.dynamic.len());
-        let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
+        let want_map = !is_let || a.attrs.contains_key(&self.sym_overrides);
+        let mut entries = Vec::with_capacity(if want_map { a.attrs.len() } else { 0 });
+        // `a.attrs` is in symbol order, as a scope's bindings are.
+        let mut vars = Vec::with_capacity(if recursive { a.attrs.len() } else { 0 });
         for (sym, def) in &a.attrs {
-            let name = self.name_rc(*sym);
             let t = match def.kind {
                 AttrKind::Plain => thunk(self, &def.value),
                 // A lexical variable is shared as is; one that can only come from a `with`
@@ -324,16 +352,23 @@ impl Evaluator {
                     }
                 },
                 AttrKind::InheritedFrom(i) => Thunk(Rc::new(std::cell::RefCell::new(
-                    ThunkState::Select(from[i].clone(), name.clone()),
+                    ThunkState::Select(from[i].clone(), self.name_rc(*sym)),
                 ))),
             };
-            vars.insert(*sym, t.clone());
-            map.insert(name, t);
+            if recursive {
+                vars.push((*sym, t.clone()));
+            }
+            if want_map {
+                entries.push((self.name_rc(*sym), t));
+            }
         }
+        // Static names are unique (the parser checks), so sorting is all that is needed.
+        entries.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        let mut map = AttrMap::from_sorted(entries);
         if recursive {
             if let Some(node) = &inner.0 {
                 if let Scope::Vars(v) = &node.0 {
-                    *v.borrow_mut() = VarMap::from(vars);
+                    *v.borrow_mut() = VarMap::from_sorted(vars);
                 }
             }
             // `__overrides` in a recursive set replaces attributes in the set; in its scope
@@ -419,7 +454,7 @@ impl Evaluator {
                     }
                 }
                 ExprKind::Let { attrs, body } => {
-                    let (_, inner) = self.build_attrs(attrs, cur, true)?;
+                    let (_, inner) = self.build_attrs(attrs, cur, true, true)?;
                     (body, Some(inner))
                 }
                 ExprKind::With { env: w, body } => {
@@ -494,8 +529,14 @@ impl Evaluator {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
-            ExprKind::Str(s) => Ok(Value::str(crate::builtins_more::no_nul(s)?)),
-            ExprKind::Path(p) => Ok(Value::Path(p.as_str().into())),
+            ExprKind::Str(s) => match self.literal(e) {
+                Some(t) => self.force(&t),
+                None => Ok(Value::str(crate::builtins_more::no_nul(s)?)),
+            },
+            ExprKind::Path(_) => match self.literal(e) {
+                Some(t) => self.force(&t),
+                None => err("internal error: a path literal without a value"),
+            },
             ExprKind::Var(s) => {
                 let t = self.lookup(*s, env)?;
                 self.force(&t)
@@ -560,7 +601,7 @@ impl Evaluator {
                 Ok(Value::Bool(true))
             }
             ExprKind::Attrs(a) => {
-                let (map, _) = self.build_attrs(a, env, a.rec)?;
+                let (map, _) = self.build_attrs(a, env, a.rec, false)?;
                 Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
                     map,
                     Origin::Attrs(a),
@@ -828,17 +869,13 @@ impl Evaluator {
         };
         let Some(formals) = formals else {
             // The common case: one argument, one binding, no map to build.
-            let mut vars = VarMap::default();
-            if let Some(n) = name {
-                vars.insert(*n, arg);
-            }
-            let env = l.env.push(Scope::Vars(vars.into()));
-            return Ok((body, env));
+            let scope = match name {
+                Some(n) => Scope::One(*n, arg),
+                None => Scope::Vars(Default::default()),
+            };
+            return Ok((body, l.env.push(scope)));
         };
-        let mut vars: BTreeMap<Symbol, Thunk> = BTreeMap::new();
-        if let Some(n) = name {
-            vars.insert(*n, arg.clone());
-        }
+        let mut vars: Vec<(Symbol, Thunk)> = Vec::with_capacity(formals.formals.len() + 1);
         let attrs = match self.force(&arg)? {
             Value::Attrs(a) => a,
             v => return err(format!("expected a set but found {}", v.type_name())),
@@ -850,12 +887,12 @@ impl Evaluator {
             match attrs.get(&n) {
                 Some(t) => {
                     used += 1;
-                    vars.insert(fm.name, t.clone());
+                    vars.push((fm.name, t.clone()));
                 }
                 None => match &fm.default {
                     Some(d) => {
                         let t = self.lazy_thunk(d, &env);
-                        vars.insert(fm.name, t);
+                        vars.push((fm.name, t));
                     }
                     None => {
                         return err(format!(
@@ -880,9 +917,16 @@ impl Evaluator {
                 }
             }
         }
+        // A formal of the same name hides the `@` name.
+        if let Some(n) = name {
+            if !vars.iter().any(|(s, _)| s == n) {
+                vars.push((*n, arg));
+            }
+        }
+        vars.sort_unstable_by_key(|(s, _)| *s);
         if let Some(node) = &env.0 {
             if let Scope::Vars(v) = &node.0 {
-                *v.borrow_mut() = VarMap::from(vars);
+                *v.borrow_mut() = VarMap::from_sorted(vars);
             }
         }
         Ok((body, env))
@@ -1057,10 +1101,8 @@ pub fn no_context(s: NixString) -> EResult<Rc<str>> {
 fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
     let mut cur = &env.0;
     while let Some(node) = cur {
-        if let Scope::Vars(vars) = &node.0 {
-            if let Some(t) = vars.borrow().get(&s) {
-                return Some(t.clone());
-            }
+        if let Some(t) = node.0.get(s) {
+            return Some(t);
         }
         cur = &node.1 .0;
     }

@@ -21,14 +21,21 @@ pub struct NixString {
 
 impl NixString {
     pub fn plain(s: impl Into<Rc<str>>) -> NixString {
+        thread_local! {
+            // Most strings have no context: they share one empty list.
+            static NO_CONTEXT: Rc<Vec<String>> = Rc::new(Vec::new());
+        }
         NixString {
             s: s.into(),
-            context: Rc::new(Vec::new()),
+            context: NO_CONTEXT.with(Rc::clone),
         }
     }
 
     /// A string with the given context (sorted and made unique here).
     pub fn with_context(s: impl Into<Rc<str>>, mut ctx: Vec<String>) -> NixString {
+        if ctx.is_empty() {
+            return NixString::plain(s);
+        }
         ctx.sort_unstable();
         ctx.dedup();
         NixString {
@@ -69,6 +76,12 @@ impl AttrMap {
         // Stable: of equal names, the first in `v` stays first.
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.dedup_by(|later, earlier| later.0 == earlier.0);
+        AttrMap(v)
+    }
+
+    /// A map from entries already sorted by name, without duplicates.
+    pub fn from_sorted(v: Vec<(Rc<str>, Thunk)>) -> AttrMap {
+        debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
         AttrMap(v)
     }
 
@@ -351,6 +364,14 @@ impl VarMap {
     }
 }
 
+impl VarMap {
+    /// Bindings already sorted by symbol, without duplicates.
+    pub fn from_sorted(v: Vec<(Symbol, Thunk)>) -> VarMap {
+        debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
+        VarMap(v)
+    }
+}
+
 impl From<BTreeMap<Symbol, Thunk>> for VarMap {
     fn from(m: BTreeMap<Symbol, Thunk>) -> VarMap {
         VarMap(m.into_iter().collect())
@@ -360,7 +381,21 @@ impl From<BTreeMap<Symbol, Thunk>> for VarMap {
 /// A scope: lexical bindings, or the set of a `with`.
 pub enum Scope {
     Vars(RefCell<VarMap>),
+    /// The one binding of a plain lambda's argument (no map to allocate).
+    One(Symbol, Thunk),
     With(Thunk),
+}
+
+impl Scope {
+    /// The lexical binding of `s` in this scope (never looks into a `with`).
+    #[inline]
+    pub fn get(&self, s: Symbol) -> Option<Thunk> {
+        match self {
+            Scope::One(n, t) if *n == s => Some(t.clone()),
+            Scope::Vars(vars) => vars.borrow().get(&s).cloned(),
+            _ => None,
+        }
+    }
 }
 
 /// A chain of scopes.

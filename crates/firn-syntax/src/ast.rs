@@ -190,11 +190,18 @@ pub enum ExprKind {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
+    /// Free for the evaluator to remember something per node (it keeps the value of a
+    /// literal here, as an index into its own table); 0 until it does.
+    pub memo: std::cell::Cell<u32>,
 }
 
 impl Expr {
     pub fn new(kind: ExprKind, span: Span) -> Expr {
-        Expr { kind, span }
+        Expr {
+            kind,
+            span,
+            memo: std::cell::Cell::new(0),
+        }
     }
 }
 
