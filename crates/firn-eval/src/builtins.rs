@@ -1084,6 +1084,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::fetch::table())
         .chain(crate::flakeref::table())
         .chain(crate::fetch_git::table())
+        .chain(crate::fetch_tree::table())
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(name.into(), t.clone());

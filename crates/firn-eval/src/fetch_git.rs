@@ -1,339 +1,45 @@
-//! `builtins.fetchGit`, as CppNix 2.8 has it (its `git` input scheme, through `fetchTree`),
-//! driving the `git` command-line tool:
+//! The `git` input scheme of CppNix 2.8 (`builtins.fetchGit`, and `builtins.fetchTree` with
+//! `type = "git"`; the generic part is in [`crate::fetch_tree`]), driving the `git`
+//! command-line tool:
 //!
 //! - A local repository (a path, or a `file://` URL of a directory with a `.git`) without
 //!   `rev` or `ref`: a dirty working tree (`git diff HEAD` finds changes to tracked files)
-//!   gives its tracked files (`git ls-files`) with the all-zero `rev` and `revCount = 0`;
-//!   a clean one gives `HEAD` (the current branch).
+//!   gives its tracked files (`git ls-files`) without a `rev` (`fetchGit` shows the all-zero
+//!   one and `revCount = 0`); a clean one gives `HEAD` (the current branch).
 //! - Otherwise the commit (`rev`, or the tip of `ref`) is exported with `git archive` (or,
 //!   with `submodules = true`, checked out with its submodules, without `.git`). A local
 //!   repository is read in place; any other (a remote, a bare repository) is fetched into a
 //!   bare cache repository `$XDG_CACHE_HOME/nix/gitv3/<nix32 sha256 of the URL>`, the one
 //!   CppNix uses, refreshed when the ref there is older than `tarball-ttl` (one hour).
+//! - CppNix's fetcher cache (`fetcher-cache-v1.sqlite`, see [`crate::fetch`]) remembers each
+//!   exported revision (`{type = "git"; name; rev}`, never expiring) and the tip of a remote
+//!   ref (`{type; name; url; ref}`, for `tarball-ttl`), so a known revision is not exported
+//!   again; the entries are CppNix's own, so either finds the other's.
 //!
-//! The result is `{ outPath, narHash, submodules, rev, shortRev, revCount, lastModified,
-//! lastModifiedDate }`. The store path is added even in read-only evaluation, as CppNix does.
-//! CppNix's fetcher cache (`fetcher-cache-v1.sqlite`) is not consulted: a locked revision
-//! already in the store is still exported again (same path) unless `narHash` and
-//! `lastModified` (and `revCount` with a `ref`) are all given.
+//! The store path is added even in read-only evaluation, as CppNix does.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::rc::Rc;
 use std::sync::OnceLock;
 
 use firn_format::{Hash, HashAlgo, StorePath};
 
-use crate::builtins::{force, PrimFn};
+use crate::builtins::PrimFn;
 use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
-use crate::fetch::TempDir;
+use crate::fetch::{self, attrs_of, TempDir, TARBALL_TTL};
+use crate::fetch_tree::{parse_url, Attr, Attrs, Check, Fetched, Input, Params};
 use crate::value::*;
 
 /// The initial branch of cache repositories (its value does not matter: CppNix's).
 const GIT_INITIAL_BRANCH: &str = "__nix_dummy_branch";
 
-/// CppNix's default `tarball-ttl`.
-const TARBALL_TTL: u64 = 3600;
-
-// ---------------------------------------------------------------------------------------------
-// URLs, as CppNix 2.8's `parseURL`.
-
-struct ParsedUrl {
-    /// Everything before the query and fragment.
-    base: String,
-    scheme: String,
-    authority: Option<String>,
-    path: String,
-    query: BTreeMap<String, String>,
-    fragment: String,
-}
-
-fn url_regex() -> &'static regex::Regex {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        let pct = r"(?:%[0-9a-fA-F][0-9a-fA-F])";
-        let scheme = r"(?:[a-z][a-z0-9+.\-]*)";
-        let seg6 = r"[0-9a-fA-F:]+(?:%\w+)?";
-        let ipv6 = format!(r"(?:\[{seg6}\]|{seg6})");
-        let unreserved = r"(?:[a-zA-Z0-9\-._~])";
-        let subdelims = r#"(?:[!$&'"()*+,;=])"#;
-        let hostname = format!("(?:(?:{unreserved}|{pct}|{subdelims})*)");
-        let host = format!("(?:{ipv6}|{hostname})");
-        let user = format!("(?:(?:{unreserved}|{pct}|{subdelims}|:)*)");
-        let authority = format!("(?:{user}@)?{host}(?::[0-9]+)?");
-        let pchar = format!("(?:{unreserved}|{pct}|{subdelims}|[:@])");
-        let query = format!(r#"(?:{pchar}|[/? "])*"#);
-        let segment = format!("(?:{pchar}*)");
-        let abs_path = format!("(?:(?:/{segment})*/?)");
-        let path = format!("(?:{segment}(?:/{segment})*/?)");
-        let re = format!(
-            r"^(({scheme}):(?:(?://({authority})({abs_path}))|(/?{path})))(?:\?({query}))?(?:#({query}))?$"
-        );
-        regex::Regex::new(&re).expect("the URL regex is valid")
-    })
-}
-
-fn bad_url(msg: String) -> EvalError {
-    EvalError::new(msg)
-}
-
-fn percent_decode(s: &str) -> EResult<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .filter(|_| i + 2 < b.len())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| bad_url(format!("invalid URI parameter '{s}'")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// CppNix's `percentEncode` (bytes above 0x7f come out sign-extended, as there).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for &c in s.as_bytes() {
-        if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&c) {
-            out.push(c as char);
-        } else if c >= 0x80 {
-            out.push_str(&format!("%ffffff{c:02x}"));
-        } else {
-            out.push_str(&format!("%{c:02x}"));
-        }
-    }
-    out
-}
-
-fn parse_url(url: &str) -> EResult<ParsedUrl> {
-    let Some(m) = url_regex().captures(url) else {
-        return Err(bad_url(format!("'{url}' is not a valid URL")));
-    };
-    let get = |i: usize| m.get(i).map(|x| x.as_str().to_string());
-    let scheme = get(2).unwrap_or_default();
-    let authority = get(3);
-    let mut path = get(4).or_else(|| get(5)).unwrap_or_default();
-    let is_file = scheme.contains("file");
-    if let Some(a) = &authority {
-        if !a.is_empty() && is_file {
-            return Err(bad_url(format!(
-                "file:// URL '{url}' has unexpected authority '{a}'"
-            )));
-        }
-    }
-    if is_file && path.is_empty() {
-        path = "/".into();
-    }
-    let mut query = BTreeMap::new();
-    for kv in get(6)
-        .unwrap_or_default()
-        .split('&')
-        .filter(|s| !s.is_empty())
-    {
-        if let Some((k, v)) = kv.split_once('=') {
-            query.entry(k.to_string()).or_insert(percent_decode(v)?);
-        }
-    }
-    Ok(ParsedUrl {
-        base: get(1).unwrap_or_default(),
-        scheme,
-        authority,
-        path,
-        query,
-        fragment: percent_decode(&get(7).unwrap_or_default())?,
-    })
-}
-
-impl ParsedUrl {
-    fn to_url_string(&self) -> String {
-        let mut s = format!("{}:", self.scheme);
-        if let Some(a) = &self.authority {
-            s.push_str("//");
-            s.push_str(a);
-        }
-        s.push_str(&self.path);
-        if !self.query.is_empty() {
-            s.push('?');
-            let q: Vec<String> = self
-                .query
-                .iter()
-                .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-                .collect();
-            s.push_str(&q.join("&"));
-        }
-        if !self.fragment.is_empty() {
-            s.push('#');
-            s.push_str(&percent_encode(&self.fragment));
-        }
-        s
-    }
-}
-
-/// CppNix's `fixURIForGit`: scp-style `user@host:path` becomes `ssh://user@host/path`; a
-/// string without `://` is a `file://` URL.
-fn fix_uri_for_git(uri: &str) -> String {
-    static SCP: OnceLock<regex::Regex> = OnceLock::new();
-    let scp = SCP.get_or_init(|| regex::Regex::new(r"^([^/]*)@(.*):(.*)$").expect("valid"));
-    if !uri.starts_with('/') {
-        if let Some(c) = scp.captures(uri) {
-            let fixed = format!("{}@{}/{}", &c[1], &c[2], &c[3]);
-            return fix_uri(&fixed, "ssh");
-        }
-    }
-    fix_uri(uri, "file")
-}
-
-fn fix_uri(uri: &str, default_scheme: &str) -> String {
-    if uri.contains("://") {
-        uri.to_string()
-    } else {
-        format!("{default_scheme}://{uri}")
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The input: CppNix's `fetchers::Attrs` of a `git` input.
-
-#[derive(Clone, Debug)]
-enum Attr {
-    Str(String),
-    Int(u64),
-    Bool(bool),
-}
-
-#[derive(Clone)]
-struct Input {
-    attrs: BTreeMap<String, Attr>,
-}
-
-impl Input {
-    fn json(&self) -> String {
-        let m: serde_json::Map<String, serde_json::Value> = self
-            .attrs
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Attr::Str(s) => serde_json::Value::from(s.as_str()),
-                    Attr::Int(i) => serde_json::Value::from(*i),
-                    Attr::Bool(b) => serde_json::Value::from(*b),
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        serde_json::Value::Object(m).to_string()
-    }
-
-    fn str(&self, name: &str) -> EResult<Option<String>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Str(s)) => Ok(Some(s.clone())),
-            Some(_) => err(format!(
-                "input attribute '{name}' is not a string {}",
-                self.json()
-            )),
-        }
-    }
-
-    fn int(&self, name: &str) -> EResult<Option<u64>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Int(i)) => Ok(Some(*i)),
-            Some(_) => err(format!("input attribute '{name}' is not an integer")),
-        }
-    }
-
-    fn bool(&self, name: &str) -> EResult<Option<bool>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Bool(b)) => Ok(Some(*b)),
-            Some(_) => err(format!("input attribute '{name}' is not a Boolean")),
-        }
-    }
-
-    fn url(&self) -> EResult<String> {
-        self.str("url")?
-            .ok_or_else(|| EvalError::new("input attribute 'url' is missing"))
-    }
-
-    fn name(&self) -> EResult<String> {
-        Ok(self.str("name")?.unwrap_or_else(|| "source".into()))
-    }
-
-    fn git_ref(&self) -> EResult<Option<String>> {
-        self.str("ref")
-    }
-
-    /// `rev`: a hash with its algorithm named, or SHA-1 in any encoding.
-    fn rev(&self) -> EResult<Option<Hash>> {
-        let Some(s) = self.str("rev")? else {
-            return Ok(None);
-        };
-        let prefixed = (s.contains(':') || s.contains('-'))
-            .then(|| Hash::parse(&s, None).ok())
-            .flatten();
-        match prefixed {
-            Some(h) => Ok(Some(h)),
-            None => Hash::parse(&s, Some(HashAlgo::Sha1))
-                .map(Some)
-                .map_err(|e| EvalError::new(e.to_string())),
-        }
-    }
-
-    fn nar_hash(&self) -> EResult<Option<Hash>> {
-        let Some(s) = self.str("narHash")? else {
-            return Ok(None);
-        };
-        let h = if s.is_empty() {
-            Hash::from_bytes(HashAlgo::Sha256, &[0; 32]).expect("32 bytes")
-        } else {
-            Hash::parse_sri(&s).map_err(|e| EvalError::new(e.to_string()))?
-        };
-        if h.algo() != HashAlgo::Sha256 {
-            return err("narHash must use SHA-256");
-        }
-        Ok(Some(h))
-    }
-
-    fn set(&mut self, name: &str, v: Attr) {
-        self.attrs.insert(name.to_string(), v);
-    }
-
-    /// `Input::to_string`: `git+<url>?ref=...&rev=...`.
-    fn to_url_string(&self) -> String {
-        let Ok(url) = self.url() else {
-            return self.json();
-        };
-        let Ok(mut u) = parse_url(&url) else {
-            return url;
-        };
-        if u.scheme != "git" {
-            u.scheme = format!("git+{}", u.scheme);
-        }
-        if let Ok(Some(rev)) = self.rev() {
-            u.query.insert("rev".into(), rev.to_base16());
-        }
-        if let Ok(Some(r)) = self.git_ref() {
-            u.query.insert("ref".into(), r);
-        }
-        if let Ok(Some(true)) = self.bool("shallow") {
-            u.query.insert("shallow".into(), "1".into());
-        }
-        u.to_url_string()
-    }
-}
 
 fn bad_git_ref(r: &str) -> bool {
     static RE: OnceLock<regex::Regex> = OnceLock::new();
@@ -346,8 +52,8 @@ fn bad_git_ref(r: &str) -> bool {
     .is_match(r)
 }
 
-/// `GitInputScheme::inputFromAttrs` and `fixupInput`: the checks made before fetching.
-fn input_from_attrs(attrs: BTreeMap<String, Attr>) -> EResult<Input> {
+/// `GitInputScheme::inputFromAttrs`: the checks made before fetching.
+pub(crate) fn check_attrs(input: &Input) -> EResult<()> {
     const KNOWN: &[&str] = &[
         "type",
         "url",
@@ -361,10 +67,9 @@ fn input_from_attrs(attrs: BTreeMap<String, Attr>) -> EResult<Input> {
         "allRefs",
         "name",
     ];
-    if let Some(k) = attrs.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+    if let Some(k) = input.attrs.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return err(format!("unsupported Git input attribute '{k}'"));
     }
-    let input = Input { attrs };
     parse_url(&input.url()?)?;
     input.bool("shallow")?;
     input.bool("submodules")?;
@@ -374,49 +79,7 @@ fn input_from_attrs(attrs: BTreeMap<String, Attr>) -> EResult<Input> {
             return err(format!("invalid Git branch/tag name '{r}'"));
         }
     }
-    input.rev()?;
-    input.int("revCount")?;
-    input.int("lastModified")?;
-    input.nar_hash()?;
-    Ok(input)
-}
-
-/// The argument of `fetchGit`: a URL (or path), or a set of input attributes.
-fn input_from_arg(ev: &mut Evaluator, t: &Thunk) -> EResult<Input> {
-    let v = force(ev, t)?;
-    let mut attrs = BTreeMap::new();
-    attrs.insert("type".to_string(), Attr::Str("git".into()));
-    if let Value::Attrs(a) = &v {
-        if a.contains_key("type") {
-            return err("unexpected attribute 'type'");
-        }
-        for (k, t) in a.iter() {
-            let v = force(ev, t)?;
-            let attr = match &v {
-                Value::String(_) | Value::Path(_) => {
-                    let s = ev.coerce_to_string(&v, false, false)?.s.to_string();
-                    Attr::Str(if &**k == "url" {
-                        fix_uri_for_git(&s)
-                    } else {
-                        s
-                    })
-                }
-                Value::Bool(b) => Attr::Bool(*b),
-                Value::Int(i) => Attr::Int(*i as u64),
-                other => {
-                    return err(format!(
-                    "fetchTree argument '{k}' is {} while a string, Boolean or integer is expected",
-                    other.type_name()
-                ))
-                }
-            };
-            attrs.insert(k.to_string(), attr);
-        }
-    } else {
-        let s = ev.coerce_to_string(&v, false, false)?.s.to_string();
-        attrs.insert("url".into(), Attr::Str(fix_uri_for_git(&s)));
-    }
-    input_from_attrs(attrs)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,22 +164,8 @@ fn path_exists(p: &str) -> bool {
     fs::symlink_metadata(p).is_ok()
 }
 
-fn cache_home(ev: &Evaluator) -> String {
-    if let Some(c) = std::env::var_os("XDG_CACHE_HOME") {
-        return c.to_string_lossy().into_owned();
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| ev.home.clone());
-    format!("{home}/.cache")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fetching.
-
-/// What a fetch produced.
-struct Fetched {
-    path: StorePath,
-    nar_hash: Hash,
-}
 
 /// `(is_local, actual_url)`: a `file://` URL of a directory with a `.git` is read in place
 /// (unless `_NIX_FORCE_HTTP=1`); anything else is fetched into the cache.
@@ -528,16 +177,26 @@ fn actual_url(input: &Input) -> EResult<(bool, String)> {
     Ok((local, if local { url.path } else { url.base }))
 }
 
-/// The whole export of `rev` from `repo_dir`, added to the store.
+/// Where a revision is exported from.
+struct Repo<'a> {
+    /// The repository (a working tree, or the bare cache repository).
+    dir: &'a str,
+    /// Its `--git-dir`.
+    git_dir: &'a str,
+    /// The URL being fetched (for messages, and the submodules' `origin`).
+    actual_url: &'a str,
+}
+
+/// The whole export of `rev` from `repo`, added to the store.
 fn export(
     ev: &mut Evaluator,
     name: &str,
-    repo_dir: &str,
-    git_dir: &str,
+    repo: &Repo,
     rev: &str,
-    actual_url: &str,
     submodules: bool,
+    check: &Check,
 ) -> EResult<(StorePath, Hash)> {
+    let (repo_dir, git_dir, actual_url) = (repo.dir, repo.git_dir, repo.actual_url);
     let tmp = TempDir::new()?;
     let dir = tmp.0.join("export");
     fs::create_dir_all(&dir)
@@ -590,7 +249,14 @@ fn export(
             actual_url,
         )?;
         let mut keep = |p: &Path, _: fs::FileType| p.file_name().is_none_or(|n| n != ".git");
-        return ev.store.add_download_filtered(name, &dir, &mut keep);
+        return fetch::add_tree_checked(
+            ev,
+            name,
+            &dir,
+            Some(&mut keep),
+            check.expected,
+            check.mismatch,
+        );
     }
     let mut child = Command::new("git")
         .args(["-C", repo_dir, "--git-dir", git_dir, "archive", rev])
@@ -610,7 +276,7 @@ fn export(
             "unpacking revision '{rev}' of Git repository '{actual_url}': {e}"
         ))
     })?;
-    ev.store.add_download(name, &dir, true)
+    fetch::add_tree_checked(ev, name, &dir, None, check.expected, check.mismatch)
 }
 
 fn unpack(r: impl Read, dir: &Path) -> std::io::Result<()> {
@@ -633,6 +299,7 @@ fn add_dirty(
     actual_url: &str,
     git_dir: &str,
     submodules: bool,
+    check: &Check,
 ) -> EResult<(StorePath, Hash)> {
     let mut args = vec!["-C", actual_url, "--git-dir", git_dir, "ls-files", "-z"];
     if submodules {
@@ -665,23 +332,80 @@ fn add_dirty(
             files.contains(rel)
         }
     };
-    ev.store.add_download_filtered(name, &root, &mut keep)
+    fetch::add_tree_checked(
+        ev,
+        name,
+        &root,
+        Some(&mut keep),
+        check.expected,
+        check.mismatch,
+    )
 }
 
-/// `GitInputScheme::fetch`: the store path, and `input` completed with what was found
+/// The fetcher cache's key of an exported revision.
+fn locked_attrs(cache_type: &str, name: &str, rev: &Hash) -> EResult<Attrs> {
+    if !matches!(rev.algo(), HashAlgo::Sha1 | HashAlgo::Sha256) {
+        return err(format!(
+            "Hash '{}' is not supported by Git. Supported types are sha1 and sha256.",
+            rev.encode(firn_format::hash::HashFormat::Base16, true)
+        ));
+    }
+    Ok(attrs_of([
+        ("type", cache_type.into()),
+        ("name", name.into()),
+        ("rev", rev.to_base16().into()),
+    ]))
+}
+
+/// CppNix's `makeResult`: the input completed from a cache entry's information.
+fn from_cache(
+    ev: &mut Evaluator,
+    input: &mut Input,
+    shallow: bool,
+    info: &Attrs,
+    path: StorePath,
+) -> EResult<Fetched> {
+    let int = |name: &str| match info.get(name) {
+        Some(Attr::Int(n)) => Ok(*n),
+        Some(_) => err(format!("input attribute '{name}' is not an integer")),
+        None => err(format!("input attribute '{name}' is missing")),
+    };
+    if !shallow {
+        input.set("revCount", Attr::Int(int("revCount")?));
+    }
+    input.set("lastModified", Attr::Int(int("lastModified")?));
+    let nar_hash = fetch::nar_hash_of(ev, &path, None)?;
+    Ok(Fetched {
+        path,
+        nar_hash,
+        input: input.clone(),
+    })
+}
+
+/// `GitInputScheme::fetch`: the store path, and the input completed with what was found
 /// (`rev`, `ref`, `revCount`, `lastModified`).
-fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
+pub(crate) fn fetch_scheme(ev: &mut Evaluator, orig: &Input, check: &Check) -> EResult<Fetched> {
+    let mut owned = orig.clone();
+    let input = &mut owned;
     let mut git_dir = std::env::var("GIT_DIR").unwrap_or_else(|_| ".git".into());
     let name = input.name()?;
     let shallow = input.bool("shallow")?.unwrap_or(false);
     let submodules = input.bool("submodules")?.unwrap_or(false);
     let all_refs = input.bool("allRefs")?.unwrap_or(false);
+    let mut cache_type = "git".to_string();
+    if shallow {
+        cache_type.push_str("-shallow");
+    }
+    if submodules {
+        cache_type.push_str("-submodules");
+    }
+    if all_refs {
+        cache_type.push_str("-all-refs");
+    }
     if let Some(rev) = input.rev()? {
-        if !matches!(rev.algo(), HashAlgo::Sha1 | HashAlgo::Sha256) {
-            return err(format!(
-                "Hash '{}' is not supported by Git. Supported types are sha1 and sha256.",
-                rev.encode(firn_format::hash::HashFormat::Base16, true)
-            ));
+        let key = locked_attrs(&cache_type, &name, &rev)?;
+        if let Some((info, path)) = fetch::cache_lookup(ev, &key)? {
+            return from_cache(ev, input, shallow, &info, path);
         }
     }
 
@@ -738,7 +462,7 @@ fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
         }
         if !clean {
             eprintln!("warning: Git tree '{actual}' is dirty");
-            let (path, nar_hash) = add_dirty(ev, &name, &actual, &git_dir, submodules)?;
+            let (path, nar_hash) = add_dirty(ev, &name, &actual, &git_dir, submodules, check)?;
             let last_modified = if has_head {
                 parse_u64(
                     &git(
@@ -761,7 +485,11 @@ fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
                 0
             };
             input.set("lastModified", Attr::Int(last_modified));
-            return Ok(Fetched { path, nar_hash });
+            return Ok(Fetched {
+                path,
+                nar_hash,
+                input: input.clone(),
+            });
         }
     }
 
@@ -786,7 +514,15 @@ fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
         };
         input.set("ref", Attr::Str(head));
     }
-    let git_ref = input.git_ref()?.expect("ref was just set");
+    let Some(git_ref) = input.git_ref()? else {
+        return err("the Git input has no ref");
+    };
+    let unlocked = attrs_of([
+        ("type", cache_type.as_str().into()),
+        ("name", name.as_str().into()),
+        ("url", actual.as_str().into()),
+        ("ref", git_ref.as_str().into()),
+    ]);
 
     let repo_dir: String;
     if is_local {
@@ -799,8 +535,18 @@ fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
         }
         repo_dir = actual.clone();
     } else {
+        if let Some((info, path)) = fetch::cache_lookup(ev, &unlocked)? {
+            let rev2 = match info.get("rev") {
+                Some(Attr::Str(s)) => parse_sha1(s)?,
+                _ => return err("input attribute 'rev' is missing"),
+            };
+            if input.rev()?.is_none_or(|r| r == rev2) {
+                input.set("rev", Attr::Str(rev2.to_base16()));
+                return from_cache(ev, input, shallow, &info, path);
+            }
+        }
         let h = Hash::digest(HashAlgo::Sha256, actual.as_bytes());
-        let cache_dir = format!("{}/nix/gitv3/{}", cache_home(ev), h.to_nix32());
+        let cache_dir = format!("{}/nix/gitv3/{}", fetch::cache_home(ev), h.to_nix32());
         repo_dir = cache_dir.clone();
         git_dir = ".".into();
         let parent = Path::new(&cache_dir)
@@ -912,7 +658,15 @@ fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
         ));
     }
 
-    let rev = input.rev()?.expect("rev is known").to_base16();
+    let Some(rev_hash) = input.rev()? else {
+        return err("the Git input has no rev");
+    };
+    // Now that the revision is known, it may have been exported before.
+    let locked = locked_attrs(&cache_type, &name, &rev_hash)?;
+    if let Some((info, path)) = fetch::cache_lookup(ev, &locked)? {
+        return from_cache(ev, input, shallow, &info, path);
+    }
+    let rev = rev_hash.to_base16();
     let r = git_run(
         &[
             "-C",
@@ -934,7 +688,12 @@ fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
         ));
     }
 
-    let (path, nar_hash) = export(ev, &name, &repo_dir, &git_dir, &rev, &actual, submodules)?;
+    let repo = Repo {
+        dir: &repo_dir,
+        git_dir: &git_dir,
+        actual_url: &actual,
+    };
+    let (path, nar_hash) = export(ev, &name, &repo, &rev, submodules, check)?;
 
     let last_modified = parse_u64(
         &git(
@@ -972,133 +731,34 @@ fn fetch_scheme(ev: &mut Evaluator, input: &mut Input) -> EResult<Fetched> {
         input.set("revCount", Attr::Int(count));
     }
     input.set("lastModified", Attr::Int(last_modified));
-    Ok(Fetched { path, nar_hash })
-}
-
-/// `Input::fetch`: a locked input already in the store is used as it is; otherwise fetched,
-/// then checked against the `narHash`, `lastModified` and `revCount` given.
-fn fetch_input(ev: &mut Evaluator, input: &Input) -> EResult<(Fetched, Input)> {
-    let name = input.name()?;
-    let nar_hash = input.nar_hash()?;
-    if let Some(h) = &nar_hash {
-        let shallow = input.bool("shallow")?.unwrap_or(false);
-        let has_all = input.int("lastModified")?.is_some()
-            && (shallow || input.git_ref()?.is_none() || input.int("revCount")?.is_some());
-        if has_all {
-            let (p, valid) = ev.store.known_download(&name, true, h)?;
-            if valid {
-                let f = Fetched {
-                    path: p,
-                    nar_hash: h.clone(),
-                };
-                return Ok((f, input.clone()));
-            }
-        }
+    let mut info = attrs_of([
+        ("rev", rev.as_str().into()),
+        ("lastModified", Attr::Int(last_modified)),
+    ]);
+    if let Some(n) = input.int("revCount")?.filter(|_| !shallow) {
+        info.insert("revCount".into(), Attr::Int(n));
     }
-    let mut out = input.clone();
-    let fetched = fetch_scheme(ev, &mut out).map_err(|mut e| {
-        e.trace.push(format!(
-            "while fetching the input '{}'",
-            input.to_url_string()
-        ));
-        e
-    })?;
-    if let Some(want) = &nar_hash {
-        if *want != fetched.nar_hash {
-            let shown = ev.store.dir.display(&fetched.path);
-            return err(format!(
-                "NAR hash mismatch in input '{}' ({}), expected '{}', got '{}'",
-                input.to_url_string(),
-                ev.store.real_path(&shown).display(),
-                want.to_sri(),
-                fetched.nar_hash.to_sri()
-            ));
-        }
+    if orig.rev()?.is_none() {
+        fetch::cache_add(ev, &unlocked, &info, &path, false);
     }
-    if let Some(want) = input.int("lastModified")? {
-        if out.int("lastModified")? != Some(want) {
-            return err(format!(
-                "'lastModified' attribute mismatch in input '{}', expected {want}",
-                out.to_url_string()
-            ));
-        }
-    }
-    if let Some(want) = input.int("revCount")? {
-        if out.int("revCount")? != Some(want) {
-            return err(format!(
-                "'revCount' attribute mismatch in input '{}', expected {want}",
-                out.to_url_string()
-            ));
-        }
-    }
-    Ok((fetched, out))
-}
-
-/// `%Y%m%d%H%M%S` of a time in seconds since the epoch, in UTC.
-fn utc_date(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// `emitTreeAttrs` with the empty-revision fallback `fetchGit` has.
-fn tree_attrs(ev: &mut Evaluator, f: &Fetched, input: &Input) -> EResult<Value> {
-    let mut m = AttrMap::new();
-    let out = ev.store.dir.display(&f.path);
-    m.insert(
-        "outPath".into(),
-        Thunk::value(Value::String(NixString::with_context(
-            out.clone(),
-            vec![out],
-        ))),
-    );
-    m.insert(
-        "narHash".into(),
-        Thunk::value(Value::str(f.nar_hash.to_sri())),
-    );
-    m.insert(
-        "submodules".into(),
-        Thunk::value(Value::Bool(input.bool("submodules")?.unwrap_or(false))),
-    );
-    let rev = match input.rev()? {
-        Some(r) => r.to_base16(),
-        None => "0".repeat(40),
-    };
-    m.insert("shortRev".into(), Thunk::value(Value::str(&rev[..7])));
-    m.insert("rev".into(), Thunk::value(Value::str(rev.as_str())));
-    let count = input.int("revCount")?.unwrap_or(0);
-    m.insert("revCount".into(), Thunk::value(Value::Int(count as i64)));
-    if let Some(t) = input.int("lastModified")? {
-        let t = t as i64;
-        m.insert("lastModified".into(), Thunk::value(Value::Int(t)));
-        m.insert(
-            "lastModifiedDate".into(),
-            Thunk::value(Value::str(utc_date(t))),
-        );
-    }
-    Ok(Value::Attrs(Rc::new(m.into())))
+    fetch::cache_add(ev, &locked, &info, &path, true);
+    Ok(Fetched {
+        path,
+        nar_hash,
+        input: input.clone(),
+    })
 }
 
 fn fetch_git(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
-    let input = input_from_arg(ev, &a[0])?;
-    let (fetched, input) = fetch_input(ev, &input)?;
-    tree_attrs(ev, &fetched, &input)
+    crate::fetch_tree::fetch_tree_with(
+        ev,
+        &a[0],
+        Some("git"),
+        Params {
+            empty_rev_fallback: true,
+            allow_name: true,
+        },
+    )
 }
 
 pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
@@ -1108,34 +768,6 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(utc_date(0), "19700101000000");
-        assert_eq!(utc_date(1_577_923_200), "20200102000000");
-        assert_eq!(utc_date(951_782_400 + 3661), "20000229010101");
-    }
-
-    #[test]
-    fn urls() {
-        assert_eq!(fix_uri_for_git("/tmp/x"), "file:///tmp/x");
-        assert_eq!(
-            fix_uri_for_git("git@github.com:NixOS/nix"),
-            "ssh://git@github.com/NixOS/nix"
-        );
-        assert_eq!(
-            fix_uri_for_git("https://example.org/a.git"),
-            "https://example.org/a.git"
-        );
-        let u = parse_url("file:///tmp/x?a=b").unwrap();
-        assert_eq!(u.path, "/tmp/x");
-        assert_eq!(u.base, "file:///tmp/x");
-        assert!(parse_url("file://host/x").is_err());
-        assert!(parse_url("/tmp/my repo").is_err());
-        let u = parse_url("https://example.org:8080/a.git").unwrap();
-        assert_eq!(u.authority.as_deref(), Some("example.org:8080"));
-        assert_eq!(u.path, "/a.git");
-    }
 
     #[test]
     fn refs() {

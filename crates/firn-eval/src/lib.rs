@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod fetch;
 pub mod fetch_git;
+pub mod fetch_tree;
 pub mod flakeref;
 pub mod positions;
 pub mod print;
