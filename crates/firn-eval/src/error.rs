@@ -22,6 +22,9 @@ pub struct EvalError {
     pub msg: String,
     /// `… while …` frames, innermost first.
     pub trace: Vec<String>,
+    /// Where it happened, rendered (`at FILE:LINE:COL:` and the lines there); set by the
+    /// evaluator for the innermost expression that failed.
+    pub at: Option<String>,
 }
 
 impl EvalError {
@@ -30,6 +33,7 @@ impl EvalError {
             kind: ErrorKind::Other,
             msg: msg.into(),
             trace: Vec::new(),
+            at: None,
         }
     }
 
@@ -38,6 +42,7 @@ impl EvalError {
             kind,
             msg: msg.into(),
             trace: Vec::new(),
+            at: None,
         }
     }
 
@@ -45,6 +50,10 @@ impl EvalError {
     /// last, as CppNix prints them.
     pub fn render(&self, trace: bool) -> String {
         let mut s = self.msg.clone();
+        if let Some(at) = self.at.as_deref().filter(|a| !a.is_empty()) {
+            s.push('\n');
+            s.push_str(at.trim_end());
+        }
         if trace {
             for t in &self.trace {
                 s.push_str("\n\n       … ");

@@ -427,23 +427,54 @@ impl Evaluator {
                 | ExprKind::With { .. }
                 | ExprKind::Assert { .. }
         ) {
-            return self.eval_step(e, env);
+            return match self.eval_step(e, env) {
+                Ok(v) => Ok(v),
+                Err(x) => Err(self.locate_error(x, e)),
+            };
         }
         // Entering function bodies counts once per `eval` (which is once per level of Rust
         // recursion): tail calls in this loop add nothing, but recursion through operands
         // still meets `max-call-depth` rather than the end of the stack.
         let mut entered = false;
-        let r = self.eval_loop(e, env, &mut entered);
+        let mut at = e;
+        let r = self.eval_loop(e, env, &mut entered, &mut at);
         if entered {
             self.depth -= 1;
         }
-        r
+        match r {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.locate_error(x, at)),
+        }
     }
 
-    fn eval_loop(&mut self, e: &'static Expr, env: &Env, entered: &mut bool) -> EResult<Value> {
+    /// Give an error the position of `e` (the innermost expression that failed) unless it
+    /// has one; `throw` and `abort` have none, as in CppNix 2.8.
+    #[cold]
+    #[inline(never)]
+    fn locate_error(&self, mut x: EvalError, e: &'static Expr) -> EvalError {
+        if x.at.is_none() && !matches!(x.kind, ErrorKind::Throw | ErrorKind::Abort) {
+            x.at = self.positions.render(e.span.start);
+            if x.at.is_none() {
+                // Not from a parsed file (positions ran out): mark it so outer expressions
+                // do not claim it.
+                x.at = Some(String::new());
+            }
+        }
+        x
+    }
+
+    /// The loop of [`Self::eval`]; `at` follows the expression being evaluated.
+    fn eval_loop(
+        &mut self,
+        e: &'static Expr,
+        env: &Env,
+        entered: &mut bool,
+        at: &mut &'static Expr,
+    ) -> EResult<Value> {
         let mut e = e;
         let mut owned: Option<Env> = None;
         loop {
+            *at = e;
             let cur = owned.as_ref().unwrap_or(env);
             let (next, next_env): (&'static Expr, Option<Env>) = match &e.kind {
                 ExprKind::If { cond, then, else_ } => {
@@ -715,7 +746,7 @@ impl Evaluator {
             let a = self.eval(&parts[0], env)?;
             if matches!(a, Value::Int(_) | Value::Float(_)) {
                 let b = self.eval(&parts[1], env)?;
-                return crate::builtins::arith('+', &a, &b);
+                return add_numbers(&a, &b);
             }
             let b = self.eval(&parts[1], env)?;
             return self.concat_values(force_string, vec![a, b]);
@@ -734,7 +765,7 @@ impl Evaluator {
                 Value::Int(_) | Value::Float(_) => {
                     let mut acc = first;
                     for v in &vals[1..] {
-                        acc = crate::builtins::arith('+', &acc, v)?;
+                        acc = add_numbers(&acc, v)?;
                     }
                     return Ok(acc);
                 }
@@ -1093,6 +1124,22 @@ pub fn no_context(s: NixString) -> EResult<Rc<str>> {
         Some(c) => err(format!(
             "the string '{}' is not allowed to refer to a store path (such as '{c}')",
             s.s
+        )),
+    }
+}
+
+/// `a + b` where `a` is a number: CppNix's message when `b` is not one.
+fn add_numbers(a: &Value, b: &Value) -> EResult<Value> {
+    match b {
+        Value::Int(_) | Value::Float(_) => crate::builtins::arith('+', a, b),
+        other => err(format!(
+            "cannot add {} to {}",
+            other.type_name(),
+            if matches!(a, Value::Int(_)) {
+                "an integer"
+            } else {
+                "a float"
+            }
         )),
     }
 }

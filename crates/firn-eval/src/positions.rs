@@ -12,6 +12,8 @@ struct SourceFile {
     base: u32,
     len: u32,
     origin: Rc<str>,
+    /// The file's text, for error messages.
+    text: Rc<str>,
     /// Offsets (relative to the file) where lines start.
     line_starts: Vec<u32>,
 }
@@ -42,6 +44,7 @@ impl Positions {
             base,
             len,
             origin: origin.into(),
+            text: text.into(),
             line_starts,
         });
         Some(base)
@@ -61,6 +64,22 @@ impl Positions {
         let line = f.line_starts.partition_point(|&s| s <= rel);
         let col = rel - f.line_starts[line - 1] + 1;
         Some((f.origin.clone(), line as u32, col))
+    }
+
+    /// The location of a span offset as an error shows it (`at FILE:LINE:COL:` and the
+    /// lines around it).
+    pub fn render(&self, offset: u32) -> Option<String> {
+        let i = self
+            .files
+            .partition_point(|f| f.base <= offset)
+            .checked_sub(1)?;
+        let f = &self.files[i];
+        let rel = offset.checked_sub(f.base).filter(|r| *r <= f.len)?;
+        Some(firn_syntax::render_location(
+            &f.text,
+            &f.origin,
+            rel as usize,
+        ))
     }
 
     /// The `{ column, file, line }` set Nix gives for a position (null when unknown).

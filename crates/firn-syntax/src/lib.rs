@@ -79,10 +79,21 @@ fn parse_on_big_stack(
     })
 }
 
-/// An error rendered as CppNix prints it: the message, `at ORIGIN:LINE:COL:`, then the line
-/// before, the line itself, a caret under the position, and the line after.
+/// An error rendered as CppNix prints it: the message, then its location (see
+/// [`render_location`]).
 pub fn render_error(e: &ParseError, text: &str, origin: &str) -> String {
-    let (line, col) = line_col(text.as_bytes(), e.span.start as usize);
+    format!(
+        "error: {}\n{}",
+        e.msg,
+        render_location(text, origin, e.span.start as usize)
+    )
+}
+
+/// Where `offset` of `text` is, as current Nix prints it under an error: `at
+/// ORIGIN:LINE:COL:`, then the line before, the line itself, a caret under the position, and
+/// the line after.
+pub fn render_location(text: &str, origin: &str, offset: usize) -> String {
+    let (line, col) = line_col(text.as_bytes(), offset);
     let lines: Vec<&str> = text.split('\n').collect();
     let show = |n: usize| -> String {
         let t = lines.get(n - 1).copied().unwrap_or("").trim_end();
@@ -92,7 +103,7 @@ pub fn render_error(e: &ParseError, text: &str, origin: &str) -> String {
             format!("{n:>13}| {t}\n")
         }
     };
-    let mut out = format!("error: {}\n       at {origin}:{line}:{col}:\n", e.msg);
+    let mut out = format!("       at {origin}:{line}:{col}:\n");
     if line > 1 {
         out.push_str(&show(line - 1));
     }

@@ -407,3 +407,62 @@ fn traces_warnings_and_quoted_attr_paths() {
     let theirs = ok_str(cppnix("nix-instantiate").args(["--eval", "-E", e, "-A", "\"a.b\".c"]));
     assert_eq!(mine, theirs);
 }
+
+/// The `at FILE:LINE:COL:` line of an evaluation error (`None` without one).
+fn error_location(stderr: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("at "))
+        .map(str::to_string)
+}
+
+#[test]
+fn errors_point_where_cppnix_points() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("f.nix");
+    std::fs::write(&file, "let\n  a = 1;\n  b = { };\n  c = b.x;\nin\n  c\n").expect("write");
+    let cases: &[&[&str]] = &[
+        &["-E", "{ }.x"],
+        &["-E", "let f = x: x.y; in f 1"],
+        &["-E", "let a = { b = 1; }; in a.c.d"],
+        &["-E", "assert 1 == 2; 3"],
+        &["-E", "builtins.head []"],
+        &["-E", "let g = { a }: a; in g { }"],
+        &["-E", "1 + \"a\""],
+        &[file.to_str().expect("utf-8 path")],
+    ];
+    for args in cases {
+        let ours = firn("nix-instantiate")
+            .args(["--eval", "--strict"])
+            .args(*args)
+            .output()
+            .expect("run firn");
+        let theirs = cppnix("nix-instantiate")
+            .args(["--eval", "--strict"])
+            .args(*args)
+            .output()
+            .expect("run CppNix");
+        assert!(
+            !ours.status.success() && !theirs.status.success(),
+            "{args:?}"
+        );
+        let (o, t) = (error_location(&ours.stderr), error_location(&theirs.stderr));
+        assert!(
+            o.is_some(),
+            "{args:?}: no location in {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        // `a + b` errors: CppNix points at the operand, firn at the expression.
+        if args.last().is_some_and(|a| a.contains(" + ")) {
+            continue;
+        }
+        assert_eq!(o, t, "{args:?}");
+    }
+    // `throw` has no position in CppNix 2.8, nor in firn.
+    let out = firn("nix-instantiate")
+        .args(["--eval", "-E", "throw \"boom\""])
+        .output()
+        .expect("run firn");
+    assert_eq!(error_location(&out.stderr), None);
+}

@@ -29,7 +29,7 @@ pub struct EvalArgs {
     installable: Option<String>,
 }
 
-pub fn run(a: EvalArgs) -> Result<()> {
+pub fn run(a: EvalArgs, show_trace: bool) -> Result<()> {
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
         .to_string_lossy()
@@ -61,28 +61,34 @@ pub fn run(a: EvalArgs) -> Result<()> {
         .spawn(move || -> Result<String, String> {
             use firn_eval::value::{Thunk, Value};
             let mut ev = firn_eval::Evaluator::new();
-            let e = ev.parse(&text, &origin, &base).map_err(|e| e.msg)?;
-            let mut v = ev.eval_top(e).map_err(|e| e.msg)?;
+            let e = ev
+                .parse(&text, &origin, &base)
+                .map_err(|e| e.render(show_trace))?;
+            let mut v = ev.eval_top(e).map_err(|e| e.render(show_trace))?;
             for part in crate::legacy::nix_instantiate::attr_path_parts(&attr)? {
                 let part = part.as_str();
                 v = match &v {
                     Value::Attrs(m) => match m.get(part) {
-                        Some(t) => ev.force(&t.clone()).map_err(|e| e.msg)?,
+                        Some(t) => ev.force(&t.clone()).map_err(|e| e.render(show_trace))?,
                         None => return Err(format!("attribute '{part}' missing")),
                     },
                     other => return Err(format!("expected a set but found {}", other.type_name())),
                 };
             }
             if let Some(f) = apply {
-                let fe = ev.parse(&f, "«string»", "/").map_err(|e| e.msg)?;
-                let fv = ev.eval_top(fe).map_err(|e| e.msg)?;
-                v = ev.call(fv, Thunk::value(v)).map_err(|e| e.msg)?;
+                let fe = ev
+                    .parse(&f, "«string»", "/")
+                    .map_err(|e| e.render(show_trace))?;
+                let fv = ev.eval_top(fe).map_err(|e| e.render(show_trace))?;
+                v = ev
+                    .call(fv, Thunk::value(v))
+                    .map_err(|e| e.render(show_trace))?;
             }
-            firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg)?;
+            firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.render(show_trace))?;
             if json {
                 let mut s = String::new();
                 firn_eval::builtins_more::to_json(&mut ev, &v, &mut s, &mut Vec::new(), true)
-                    .map_err(|e| e.msg)?;
+                    .map_err(|e| e.render(show_trace))?;
                 return Ok(s);
             }
             if raw {
@@ -91,10 +97,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
                     other => ev
                         .coerce_to_string(other, false, true)
                         .map(|s| s.s.to_string())
-                        .map_err(|e| e.msg),
+                        .map_err(|e| e.render(show_trace)),
                 };
             }
-            firn_eval::print::print_value(&mut ev, &v, true).map_err(|e| e.msg)
+            firn_eval::print::print_value(&mut ev, &v, true).map_err(|e| e.render(show_trace))
         })
         .context("starting the evaluator thread")?
         .join()

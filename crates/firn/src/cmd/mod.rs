@@ -134,7 +134,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         },
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),
-        Command::Eval(a) => eval::run(a),
+        Command::Eval(a) => eval::run(a, ctx.settings.get_bool("show-trace")),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Build(a) => build::build(&ctx, a),
