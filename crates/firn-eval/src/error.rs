@@ -15,9 +15,14 @@ pub enum ErrorKind {
     Other,
 }
 
+/// An evaluation error. Boxed, so that every `EResult` stays as small as its value (errors
+/// are rare; results are returned by every evaluation step).
 #[derive(Clone, Debug, Error)]
-#[error("{msg}")]
-pub struct EvalError {
+#[error("{}", .0.msg)]
+pub struct EvalError(Box<ErrorData>);
+
+#[derive(Clone, Debug)]
+pub struct ErrorData {
     pub kind: ErrorKind,
     pub msg: String,
     /// `… while …` frames, innermost first.
@@ -27,23 +32,31 @@ pub struct EvalError {
     pub at: Option<String>,
 }
 
+impl std::ops::Deref for EvalError {
+    type Target = ErrorData;
+    fn deref(&self) -> &ErrorData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EvalError {
+    fn deref_mut(&mut self) -> &mut ErrorData {
+        &mut self.0
+    }
+}
+
 impl EvalError {
     pub fn new(msg: impl Into<String>) -> EvalError {
-        EvalError {
-            kind: ErrorKind::Other,
-            msg: msg.into(),
-            trace: Vec::new(),
-            at: None,
-        }
+        EvalError::with_kind(ErrorKind::Other, msg)
     }
 
     pub fn with_kind(kind: ErrorKind, msg: impl Into<String>) -> EvalError {
-        EvalError {
+        EvalError(Box::new(ErrorData {
             kind,
             msg: msg.into(),
             trace: Vec::new(),
             at: None,
-        }
+        }))
     }
 
     /// The message, and with `trace` the `… while …` frames (`--show-trace`), outermost

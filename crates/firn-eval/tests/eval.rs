@@ -10,10 +10,10 @@ fn eval(text: &str) -> Result<String, (ErrorKind, String)> {
             let mut ev = Evaluator::new();
             let e = ev
                 .parse(&text, "«test»", "/")
-                .map_err(|e| (e.kind, e.msg))?;
-            let v = ev.eval_top(e).map_err(|e| (e.kind, e.msg))?;
-            deep_force(&mut ev, &v).map_err(|e| (e.kind, e.msg))?;
-            print_value(&mut ev, &v, true).map_err(|e| (e.kind, e.msg))
+                .map_err(|e| (e.kind, e.msg.clone()))?;
+            let v = ev.eval_top(e).map_err(|e| (e.kind, e.msg.clone()))?;
+            deep_force(&mut ev, &v).map_err(|e| (e.kind, e.msg.clone()))?;
+            print_value(&mut ev, &v, true).map_err(|e| (e.kind, e.msg.clone()))
         })
         .expect("spawning")
         .join()
