@@ -13,7 +13,9 @@ use firn_eval::{print::print_value, Evaluator};
 
 fn run_one(path: &Path) -> Result<String, String> {
     let mut ev = Evaluator::new();
-    let v = ev.import(&path.to_string_lossy()).map_err(|e| e.msg.clone())?;
+    let v = ev
+        .import(&path.to_string_lossy())
+        .map_err(|e| e.msg.clone())?;
     firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.msg.clone())?;
     print_value(&mut ev, &v, true).map_err(|e| e.msg.clone())
 }

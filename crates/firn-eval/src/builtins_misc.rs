@@ -320,7 +320,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::String(s) => s.s.to_string(),
                     other => crate::print::print_value(ev, other, false)?,
                 };
-                eprintln!("trace: {shown}");
+                eprintln!("trace: {}", crate::term::for_stderr(&shown));
             }
             force(ev, &a[1])
         }),

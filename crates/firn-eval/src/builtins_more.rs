@@ -359,7 +359,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         }),
         ("warn", 2, |ev, a| {
             let msg = string(ev, &a[0])?;
-            eprintln!("evaluation warning: {}", msg.s);
+            eprintln!("evaluation warning: {}", crate::term::for_stderr(&msg.s));
             if ev.abort_on_warn {
                 return err("aborting to reveal stack trace of warning, as abort-on-warn is set");
             }

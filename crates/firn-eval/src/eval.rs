@@ -158,7 +158,17 @@ impl Evaluator {
         Ok(v)
     }
 
+    #[inline]
     pub fn force(&mut self, t: &Thunk) -> EResult<Value> {
+        if let ThunkState::Done(v) = &*t.0.borrow() {
+            return Ok(v.clone());
+        }
+        self.force_pending(t)
+    }
+
+    /// [`Self::force`] of a thunk not computed yet.
+    #[inline(never)]
+    fn force_pending(&mut self, t: &Thunk) -> EResult<Value> {
         let state = {
             let mut b = t.0.borrow_mut();
             match &*b {

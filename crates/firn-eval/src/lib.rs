@@ -18,6 +18,7 @@ pub mod flakeref;
 pub mod positions;
 pub mod print;
 pub mod store;
+pub mod term;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError};

@@ -314,7 +314,7 @@ pub fn evaluate(
     match result {
         Ok(r) => Ok(r),
         Err(msg) => {
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", firn_eval::term::for_stderr(&msg));
             Err(Failure {
                 code: 1,
                 msg,

@@ -1,0 +1,73 @@
+//! Text for stderr, as Nix's logger writes it: escape sequences (such as the colours that
+//! nixpkgs' module system puts in its messages) are kept on a terminal and removed
+//! otherwise, so logs and `grep` see plain text.
+
+use std::borrow::Cow;
+use std::io::IsTerminal;
+
+/// `s` as it should go to stderr.
+pub fn for_stderr(s: &str) -> Cow<'_, str> {
+    if std::io::stderr().is_terminal() {
+        Cow::Borrowed(s)
+    } else {
+        strip_escapes(s)
+    }
+}
+
+/// `s` without ANSI escape sequences: CSI (`ESC [` … final byte), OSC (`ESC ]` … BEL or
+/// `ESC \`), and two-byte `ESC x` sequences.
+pub fn strip_escapes(s: &str) -> Cow<'_, str> {
+    if !s.contains('\x1b') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                // Parameter and intermediate bytes, then one final byte (0x40..=0x7e).
+                for c in chars.by_ref() {
+                    if ('\x40'..='\x7e').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\x07' {
+                        break;
+                    }
+                    if c == '\x1b' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_removed() {
+        assert_eq!(strip_escapes("plain"), "plain");
+        assert_eq!(
+            strip_escapes("a \x1b[1;35m\"configuration\"\x1b[0m b"),
+            "a \"configuration\" b"
+        );
+        assert_eq!(
+            strip_escapes("\x1b]8;;http://x\x07link\x1b]8;;\x1b\\"),
+            "link"
+        );
+        assert_eq!(strip_escapes("x\x1b"), "x");
+    }
+}
