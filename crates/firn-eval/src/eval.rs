@@ -519,14 +519,32 @@ impl Evaluator {
                     // A builtin given all its arguments at once is called directly.
                     if let Value::PrimOp(p) = &f {
                         if rest.len() >= p.arity {
-                            let ts: Vec<Thunk> =
-                                rest[..p.arity].iter().map(|a| self.thunk(a, cur)).collect();
                             let p = p.clone();
                             self.depth += 1;
                             let r = if self.depth > MAX_CALL_DEPTH {
                                 err("stack overflow; max-call-depth exceeded")
                             } else {
-                                (p.f)(self, &ts)
+                                // The arguments on the stack for the usual arities.
+                                match &rest[..p.arity] {
+                                    [a] => {
+                                        let a = self.thunk(a, cur);
+                                        (p.f)(self, &[a])
+                                    }
+                                    [a, b] => {
+                                        let (a, b) = (self.thunk(a, cur), self.thunk(b, cur));
+                                        (p.f)(self, &[a, b])
+                                    }
+                                    [a, b, c] => {
+                                        let (a, b) = (self.thunk(a, cur), self.thunk(b, cur));
+                                        let c = self.thunk(c, cur);
+                                        (p.f)(self, &[a, b, c])
+                                    }
+                                    args => {
+                                        let ts: Vec<Thunk> =
+                                            args.iter().map(|a| self.thunk(a, cur)).collect();
+                                        (p.f)(self, &ts)
+                                    }
+                                }
                             };
                             self.depth -= 1;
                             f = r?;
