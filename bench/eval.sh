@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Evaluation benchmarks: firn's evaluator vs CppNix 2.8 on the same expressions, in the same
-# run (`nix-instantiate --eval --strict`). Prints ratios (CppNix time / firn time).
-# These are small language workloads; a real package set needs derivations, which firn's
-# evaluator does not have yet.
+# run (`nix-instantiate --eval --strict`). Prints ratios (CppNix time / firn time) and peak
+# memory. Small language workloads, then (with NIXPKGS_LIB=/path/to/nixpkgs/lib, for example
+# from a checkout of nix-community/nixpkgs.lib) nixpkgs' module system evaluating 150 modules
+# with submodule options: the closest to a real package set that runs without nixpkgs.
 source "$(dirname "$0")/lib.sh"
 ensure_firn
 run() {
@@ -21,4 +22,37 @@ run "foldl' over 1e6 elements" "builtins.foldl' (a: b: a + b) 0 (builtins.genLis
 run "attrset building (listToAttrs 1e5)" 'builtins.length (builtins.attrNames (builtins.listToAttrs (builtins.genList (i: { name = toString i; value = i; }) 100000)))'
 run "string concatenation (1e5)" 'builtins.stringLength (builtins.concatStringsSep "," (builtins.genList toString 100000))'
 run "sort 1e5" 'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i: 100000 - i) 100000))'
+peak_kb() {
+    /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1
+}
+if [ -n "${NIXPKGS_LIB:-}" ]; then
+    f="$BENCH_TMP/modules.nix"
+    cat > "$f" <<NIX
+let
+  lib = import $NIXPKGS_LIB;
+  mkMod = i: { lib, ... }: {
+    options."opt\${toString i}" = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.submodule {
+        options.x = lib.mkOption { type = lib.types.int; default = i; };
+        options.s = lib.mkOption { type = lib.types.str; default = "v\${toString i}"; };
+      });
+      default = { };
+    };
+    config."opt\${toString i}" = lib.genAttrs (map toString (lib.range 1 20)) (n: { x = lib.mkDefault (i * 2); });
+  };
+  r = lib.evalModules { modules = map mkMod (lib.range 1 150); };
+in lib.foldl' (a: b: a + b) 0 (lib.concatMap
+  (i: lib.mapAttrsToList (n: v: v.x + builtins.stringLength v.s) r.config."opt\${toString i}")
+  (lib.range 1 150))
+NIX
+    a=$(nix-instantiate --eval --strict "$f")
+    b=$("$LINKS/nix-instantiate" --eval --strict "$f")
+    [ "$a" = "$b" ] || { echo "modules: results differ: $a vs $b"; exit 1; }
+    c=$(best_of 3 nix-instantiate --eval --strict "$f")
+    fm=$(best_of 3 "$LINKS/nix-instantiate" --eval --strict "$f")
+    report "module system (150 modules, 3000 submodules)" "$c" "$fm"
+    echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict "$f") KB (its GC heap starts at 384 MiB), firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict "$f") KB"
+else
+    echo "module system: skipped (set NIXPKGS_LIB to a nixpkgs lib directory)"
+fi
 rm -rf "$BENCH_TMP"
