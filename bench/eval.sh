@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Evaluation benchmarks: firn's evaluator vs CppNix 2.8 on the same expressions, in the same
 # run (`nix-instantiate --eval --strict`). Prints ratios (CppNix time / firn time) and peak
-# memory. Small language workloads, then (with NIXPKGS_LIB=/path/to/nixpkgs/lib, for example
-# from a checkout of nix-community/nixpkgs.lib) nixpkgs' module system evaluating 150 modules
-# with submodule options: the closest to a real package set that runs without nixpkgs.
+# memory: small language workloads; a generated nixpkgs-style package set (gen_pkgset.sh)
+# evaluated to drvPaths; and, with NIXPKGS_LIB=/path/to/nixpkgs/lib (e.g. a checkout of
+# nix-community/nixpkgs.lib), nixpkgs' module system evaluating 150 modules with submodules.
 source "$(dirname "$0")/lib.sh"
 ensure_firn
 run() {
@@ -25,6 +25,16 @@ run "sort 1e5" 'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i:
 peak_kb() {
     /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1
 }
+# A nixpkgs-style package set of 2000 packages to drvPaths (see gen_pkgset.sh).
+bash "$(dirname "$0")/gen_pkgset.sh" "$BENCH_TMP/pkgset" 2000
+f="$BENCH_TMP/pkgset/drvpaths.nix"
+a=$(nix-instantiate --eval --strict --json "$f")
+b=$("$LINKS/nix-instantiate" --eval --strict --json "$f")
+[ "$a" = "$b" ] || { echo "package set: drvPaths differ"; exit 1; }
+c=$(best_of 3 nix-instantiate --eval --strict --json "$f")
+fm=$(best_of 3 "$LINKS/nix-instantiate" --eval --strict --json "$f")
+report "package set (2000 packages) to drvPaths" "$c" "$fm"
+echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict --json "$f") KB, firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict --json "$f") KB"
 if [ -n "${NIXPKGS_LIB:-}" ]; then
     f="$BENCH_TMP/modules.nix"
     cat > "$f" <<NIX

@@ -13,6 +13,7 @@ use firn_eval::{print::print_value, Evaluator};
 
 fn run_one(path: &Path) -> Result<String, String> {
     let mut ev = Evaluator::new();
+    ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
     let v = ev
         .import(&path.to_string_lossy())
         .map_err(|e| e.msg.clone())?;
@@ -52,7 +53,7 @@ fn main() {
         }
         let path = dir.join(n);
         let handle = std::thread::Builder::new()
-            .stack_size(1 << 30)
+            .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
             .spawn(move || run_one(&path))
             .expect("spawning an evaluation thread");
         let result = handle.join().unwrap_or_else(|_| Err("panicked".into()));

@@ -566,11 +566,18 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let x = attrs(ev, &a[0])?;
                 let y = attrs(ev, &a[1])?;
-                let out: AttrMap = y
-                    .iter()
-                    .filter(|(k, _)| x.contains_key(*k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                // Walk the smaller set, look names up in the larger one (`callPackage`
+                // intersects a few formals with a whole package set).
+                let out: AttrMap = if x.len() < y.len() {
+                    x.keys()
+                        .filter_map(|k| y.get(k).map(|v| (k.clone(), v.clone())))
+                        .collect()
+                } else {
+                    y.iter()
+                        .filter(|(k, _)| x.contains_key(*k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                };
                 Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),

@@ -34,13 +34,14 @@ pub fn to_json(
     ctx: &mut Vec<String>,
     copy: bool,
 ) -> EResult<()> {
-    // Nesting counts against max-call-depth, so a deep structure is an error, not a crash.
+    // Nesting counts against max-call-depth, as in current Nix, so a deep structure is an
+    // error, not a crash.
     ev.depth += 1;
     if ev.depth > crate::eval::MAX_CALL_DEPTH {
         ev.depth -= 1;
         return err("stack overflow; max-call-depth exceeded");
     }
-    let r = to_json_inner(ev, v, out, ctx, copy);
+    let r = ev.check_stack().and_then(|()| to_json_inner(ev, v, out, ctx, copy));
     ev.depth -= 1;
     r
 }
@@ -327,8 +328,9 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 .cloned()
                 .ok_or_else(|| EvalError::new("attribute 'operator' missing"))?;
             let op = ev.force(&op)?;
-            let mut work: Vec<Thunk> = match ev.force(&start)? {
-                Value::List(l) => l.iter().rev().cloned().collect(),
+            // A queue, as CppNix's work list: items in the order they were found.
+            let mut work: std::collections::VecDeque<Thunk> = match ev.force(&start)? {
+                Value::List(l) => l.iter().cloned().collect(),
                 v => return err(format!("expected a list but found {}", v.type_name())),
             };
             // Keys are compared with Nix's ordering, as CppNix's std::set with CompareValues:
@@ -336,7 +338,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             // integers (nearly all keys) go in hash sets; other keys in a sorted vector.
             let mut seen = SeenKeys::default();
             let mut out = Vec::new();
-            while let Some(t) = work.pop() {
+            while let Some(t) = work.pop_front() {
                 let item = match ev.force(&t)? {
                     Value::Attrs(m) => m,
                     v => return err(format!("expected a set but found {}", v.type_name())),
@@ -351,7 +353,13 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 }
                 out.push(t.clone());
                 match ev.call(op.clone(), t)? {
-                    Value::List(l) => work.extend(l.iter().rev().cloned()),
+                    Value::List(l) => {
+                        // CppNix forces each new item as it adds it.
+                        for x in l.iter() {
+                            ev.force(x)?;
+                            work.push_back(x.clone());
+                        }
+                    }
                     v => return err(format!("expected a list but found {}", v.type_name())),
                 }
             }

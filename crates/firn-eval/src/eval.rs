@@ -9,8 +9,16 @@ use firn_syntax::Source;
 use crate::error::{err, EResult, ErrorKind, EvalError};
 use crate::value::*;
 
-/// Deepest nesting of function calls and forcing before "stack overflow" is reported.
+/// Deepest nesting of function calls before "stack overflow" is reported (Nix's
+/// `max-call-depth`; tail calls do not count, see [`Evaluator::eval`]).
 pub const MAX_CALL_DEPTH: usize = 10_000;
+
+/// The stack size of the threads firn evaluates on (deep Nix code recurses deeply).
+pub const EVAL_THREAD_STACK: usize = 1 << 30;
+
+/// The stack an evaluator may use when the thread's size is not known (Rust's test threads
+/// have 2 MiB); see [`Evaluator::set_stack_size`].
+const DEFAULT_STACK_LIMIT: usize = 3 << 19;
 
 /// One evaluation: the symbol table, the global scope, and the files imported so far.
 pub struct Evaluator {
@@ -40,6 +48,11 @@ pub struct Evaluator {
     literals: Vec<(&'static Expr, Thunk)>,
     /// The symbol `__overrides`.
     sym_overrides: Symbol,
+    /// Where this thread's stack was when the evaluator was made, and how far below that
+    /// evaluation may go: nesting that is not a function call (forcing a chain of thunks,
+    /// deep data) ends with an error there instead of overflowing the stack.
+    stack_base: usize,
+    stack_limit: usize,
 }
 
 impl Evaluator {
@@ -61,10 +74,27 @@ impl Evaluator {
             positions: Default::default(),
             literals: Vec::new(),
             sym_overrides: Symbol(0),
+            stack_base: stack_pointer(),
+            stack_limit: DEFAULT_STACK_LIMIT,
         };
         ev.sym_overrides = ev.sym("__overrides");
         crate::builtins::install(&mut ev);
         ev
+    }
+
+    /// The size of the stack of the thread this evaluator runs on (it is not `Send`, so that
+    /// is the thread that made it): evaluation may use all but a margin of it.
+    pub fn set_stack_size(&mut self, bytes: usize) {
+        self.stack_limit = bytes - (bytes / 8).min(32 << 20);
+    }
+
+    /// An error instead of a stack overflow when evaluation nests too deep.
+    #[inline]
+    pub(crate) fn check_stack(&self) -> EResult<()> {
+        if self.stack_base.saturating_sub(stack_pointer()) > self.stack_limit {
+            return Err(stack_overflow());
+        }
+        Ok(())
     }
 
     /// Put `-I` entries before `NIX_PATH` in `builtins.nixPath` (and so in `<...>` lookups).
@@ -115,7 +145,16 @@ impl Evaluator {
             base_dir,
             home: &home,
         };
-        match firn_syntax::parse_with_names(text, &src, &mut self.interner, names) {
+        // On a big enough stack, parse here rather than on a thread of its own.
+        let free = self
+            .stack_limit
+            .saturating_sub(self.stack_base.saturating_sub(stack_pointer()));
+        let parsed = if free > firn_syntax::PARSE_STACK + (16 << 20) {
+            firn_syntax::parse_with_names_here(text, &src, &mut self.interner, names)
+        } else {
+            firn_syntax::parse_with_names(text, &src, &mut self.interner, names)
+        };
+        match parsed {
             Ok(mut e) => {
                 if let Some(base) = self.positions.add_file(text, origin) {
                     firn_syntax::ast::shift_spans(&mut e, base);
@@ -177,11 +216,9 @@ impl Evaluator {
                 _ => std::mem::replace(&mut *b, ThunkState::Forcing),
             }
         };
-        self.depth += 1;
-        if self.depth > MAX_CALL_DEPTH {
-            self.depth -= 1;
+        if let Err(e) = self.check_stack() {
             *t.0.borrow_mut() = state;
-            return err("stack overflow; max-call-depth exceeded");
+            return Err(e);
         }
         let r = match &state {
             ThunkState::Pending(e, env) => self.eval(e, env),
@@ -205,7 +242,6 @@ impl Evaluator {
             },
             ThunkState::Forcing | ThunkState::Done(_) => unreachable!("handled above"),
         };
-        self.depth -= 1;
         match r {
             Ok(v) => {
                 *t.0.borrow_mut() = ThunkState::Done(v.clone());
@@ -523,6 +559,8 @@ impl Evaluator {
                             self.depth += 1;
                             let r = if self.depth > MAX_CALL_DEPTH {
                                 err("stack overflow; max-call-depth exceeded")
+                            } else if let Err(e) = self.check_stack() {
+                                Err(e)
                             } else {
                                 // The arguments on the stack for the usual arities.
                                 match &rest[..p.arity] {
@@ -567,6 +605,7 @@ impl Evaluator {
                                 if self.depth > MAX_CALL_DEPTH {
                                     return err("stack overflow; max-call-depth exceeded");
                                 }
+                                self.check_stack()?;
                             }
                             let (body, inner) = self.bind_lambda(&l, t)?;
                             (body, Some(inner))
@@ -910,6 +949,7 @@ impl Evaluator {
             self.depth -= 1;
             return err("stack overflow; max-call-depth exceeded");
         }
+        self.check_stack()?;
         let r = self.call_inner(f, arg);
         self.depth -= 1;
         r
@@ -1078,6 +1118,7 @@ impl Evaluator {
                 if Rc::ptr_eq(x, y) {
                     return Ok(true);
                 }
+                self.check_stack()?;
                 if x.len() != y.len() {
                     return Ok(false);
                 }
@@ -1092,6 +1133,7 @@ impl Evaluator {
                 if Rc::ptr_eq(x, y) {
                     return Ok(true);
                 }
+                self.check_stack()?;
                 // Derivations compare by their output path.
                 if self.is_derivation(x)? && self.is_derivation(y)? {
                     if let (Some(p), Some(q)) = (x.get("outPath"), y.get("outPath")) {
@@ -1154,6 +1196,18 @@ pub fn no_context(s: NixString) -> EResult<Rc<str>> {
             s.s
         )),
     }
+}
+
+/// The address of a local: where the stack is now.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let here = 0u8;
+    std::hint::black_box(std::ptr::addr_of!(here)) as usize
+}
+
+#[cold]
+fn stack_overflow() -> EvalError {
+    EvalError::new("stack overflow (possible infinite recursion)")
 }
 
 /// `a + b` where `a` is a number: CppNix's message when `b` is not one.

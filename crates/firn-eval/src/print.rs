@@ -29,6 +29,7 @@ fn go(
     seen: &mut HashSet<usize>,
     slot: Option<usize>,
 ) -> EResult<()> {
+    ev.check_stack()?;
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

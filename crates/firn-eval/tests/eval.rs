@@ -5,9 +5,10 @@ use firn_eval::{builtins::deep_force, print::print_value, ErrorKind, Evaluator};
 fn eval(text: &str) -> Result<String, (ErrorKind, String)> {
     let text = text.to_string();
     std::thread::Builder::new()
-        .stack_size(1 << 30)
+        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
         .spawn(move || {
             let mut ev = Evaluator::new();
+            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
             let e = ev
                 .parse(&text, "«test»", "/")
                 .map_err(|e| (e.kind, e.msg.clone()))?;
@@ -51,6 +52,33 @@ fn runaway_recursion_is_an_error_not_a_crash() {
         eval("builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: 1) 1000000)").unwrap(),
         "1000000"
     );
+}
+
+#[test]
+fn deep_forcing_is_bounded_by_the_stack_not_by_a_count() {
+    // A chain of 50,000 thunks, each forcing the previous one: no function call nests, so
+    // max-call-depth does not apply; it is deeper than 10,000 and fine (CppNix 2.8 too).
+    let chain = "let l = builtins.genList (i: i) 50000; \
+                 s = builtins.listToAttrs (map (i: { name = toString i; \
+                   value = if i == 0 then 0 else s.${toString (i - 1)} + 1; }) l); \
+                 in s.\"49999\"";
+    assert_eq!(eval(chain).unwrap(), "49999");
+    // Deeper than the stack allows, it stops with an error before the stack ends (here a
+    // thread of 16 MiB).
+    let deep = chain.replace("50000", "400000").replace("49999", "399999");
+    let r = std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || {
+            let mut ev = Evaluator::new();
+            ev.set_stack_size(16 << 20);
+            let e = ev.parse(&deep, "«test»", "/").map_err(|e| e.msg.clone())?;
+            ev.eval_top(e).map(|_| ()).map_err(|e| e.msg.clone())
+        })
+        .expect("spawning")
+        .join()
+        .expect("no crash");
+    let msg = r.unwrap_err();
+    assert!(msg.contains("stack overflow"), "{msg}");
 }
 
 #[test]

@@ -39,6 +39,24 @@ pub fn parse_with_names(
     parse_on_big_stack(text, src, interner, Some(extra))
 }
 
+/// The stack that parsing may need: the most nesting [`parser::MAX_DEPTH`] allows.
+pub const PARSE_STACK: usize = 512 * 1024 * 1024;
+
+/// [`parse_with_names`] on the calling thread, which must have [`PARSE_STACK`] bytes of
+/// stack free (an evaluator on a big stack parses each imported file this way, without a
+/// thread per file).
+pub fn parse_with_names_here(
+    text: &str,
+    src: &Source<'_>,
+    interner: &mut Interner,
+    extra: &[Symbol],
+) -> Result<Expr, ParseError> {
+    let mut e =
+        parser::Parser::new(text, interner, src.origin, src.base_dir, src.home).parse_file()?;
+    scope::check(interner, &mut e, extra)?;
+    Ok(e)
+}
+
 /// Parse without checking variable scopes (for tools that print or format syntax only).
 pub fn parse_syntax(
     text: &str,
@@ -56,7 +74,7 @@ fn parse_on_big_stack(
 ) -> Result<Expr, ParseError> {
     std::thread::scope(|scope| {
         let h = std::thread::Builder::new()
-            .stack_size(512 * 1024 * 1024)
+            .stack_size(PARSE_STACK)
             .spawn_scoped(scope, || {
                 let mut e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
                     .parse_file()?;

@@ -57,10 +57,11 @@ pub fn run(a: EvalArgs, show_trace: bool) -> Result<()> {
     let attr = a.installable.clone().unwrap_or_default();
     let (apply, raw, json) = (a.apply.clone(), a.raw, a.json);
     let out = std::thread::Builder::new()
-        .stack_size(1 << 30)
+        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
         .spawn(move || -> Result<String, String> {
             use firn_eval::value::{Thunk, Value};
             let mut ev = firn_eval::Evaluator::new();
+            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
             let e = ev
                 .parse(&text, &origin, &base)
                 .map_err(|e| e.render(show_trace))?;

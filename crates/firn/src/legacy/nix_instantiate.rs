@@ -201,13 +201,14 @@ pub fn evaluate(
     print: bool,
 ) -> Result<Instantiated> {
     let result = std::thread::Builder::new()
-        .stack_size(1 << 30)
+        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
         .spawn(move || -> Result<Instantiated, String> {
             use firn_eval::value::{AttrMap, Thunk, Value};
             let show = opts.show_trace;
             let render = move |e: firn_eval::error::EvalError| e.render(show);
             let store = Rc::new(store);
             let mut ev = firn_eval::Evaluator::new();
+            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
             ev.trace_verbose = opts.trace_verbose;
             ev.abort_on_warn = opts.abort_on_warn;
             // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
