@@ -6,7 +6,11 @@
 # nginx serves a `file://` cache that firn wrote uncompressed from the same store, so both
 # send the same NAR bytes. Prints requests/s and MB/s of each and the ratio (firn / nginx).
 #   bench/serve.sh [N] [SECONDS]
+# A temporary directory made here (not given as BENCH_TMP) is removed at the end.
+own_tmp=${BENCH_TMP:-yes}
 source "$(dirname "$0")/lib.sh"
+cleanup() { if [ "$own_tmp" = yes ]; then rm -rf "$BENCH_TMP"; fi; }
+trap cleanup EXIT
 ensure_firn
 N=${1:-1000}
 SECS=${2:-10}
@@ -30,7 +34,7 @@ firn_port=$((nginx_port + 1))
 start_nginx "$BENCH_TMP/cache" "$nginx_port"
 "$FIRN_BIN" serve --store "$SRC" --listen "127.0.0.1:$firn_port" 2>/dev/null &
 firn_pid=$!
-trap 'kill $NGINX_PID $firn_pid 2>/dev/null || true' EXIT
+trap 'kill $NGINX_PID $firn_pid 2>/dev/null || true; cleanup' EXIT
 wait_http "http://127.0.0.1:$firn_port/nix-cache-info"
 
 # wrk scripts: cycle through a list of request paths.

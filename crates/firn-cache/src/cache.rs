@@ -54,6 +54,7 @@ pub struct BinaryCache {
     /// Whether narinfos should go through the disk cache (remote caches only, as CppNix).
     pub remote: bool,
     counter: AtomicU64,
+    pid: u32,
 }
 
 /// A NAR as it comes from somewhere: something that writes it, or something to read it from.
@@ -143,6 +144,7 @@ impl BinaryCache {
             want_mass_query: false,
             remote,
             counter: AtomicU64::new(0),
+            pid: std::process::id(),
         };
         let info = match known {
             Some((priority, wmq)) => {
@@ -263,7 +265,7 @@ impl BinaryCache {
             .staging_dir()
             .unwrap_or_else(std::env::temp_dir);
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        dir.join(format!(".firn-upload-{}-{n}", std::process::id()))
+        dir.join(format!(".firn-upload-{}-{n}", self.pid))
     }
 
     /// Add a path: the NAR (from `nar`) is hashed, compressed and staged in one pass, checked
@@ -278,16 +280,22 @@ impl BinaryCache {
     /// write (unsigned) once the path's references are in the cache.
     pub fn upload_nar(&self, info: &ValidPathInfo, nar: NarSource<'_>) -> Result<NarInfo> {
         let staged = self.staging_path();
-        let result = self.add_path_staged(info, nar, &staged);
-        let _ = fs::remove_file(&staged);
+        let mut moved = false;
+        let result = self.add_path_staged(info, nar, &staged, &mut moved);
+        if !moved {
+            let _ = fs::remove_file(&staged);
+        }
         result
     }
 
+    /// Stage, check and upload the NAR; `moved` is set when the staged file was renamed into
+    /// place (nothing is left to remove).
     fn add_path_staged(
         &self,
         info: &ValidPathInfo,
         nar: NarSource<'_>,
         staged: &std::path::Path,
+        moved: &mut bool,
     ) -> Result<NarInfo> {
         let what = self.sd.display(&info.path);
         let file = fs::File::create(staged)
@@ -348,7 +356,11 @@ impl BinaryCache {
         if self.write_nar_listing {
             self.write_listing(info, staged)?;
         }
-        if !self.backend.exists(&url)? {
+        // A file cache renames the staged file into place: that costs no more than asking
+        // whether it is there (and the name is the contents' hash, so a file already there is
+        // the same). Elsewhere an upload is worth saving.
+        let local = self.backend.staging_dir().is_some();
+        if local || !self.backend.exists(&url)? {
             self.backend.put(
                 &url,
                 Upload::File {
@@ -357,6 +369,7 @@ impl BinaryCache {
                 },
                 "application/x-nix-nar",
             )?;
+            *moved = local;
         }
         let mut ni = NarInfo::new(info.path.clone(), url, nar_hash, nar_size);
         ni.compression = self.compression.name().to_string();

@@ -3,99 +3,21 @@
 //! after its references (so a cache never shows a narinfo whose references it lacks), with
 //! the NAR streamed from source to destination without being held whole anywhere.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::sync::Mutex;
 
-use firn_format::{StoreDir, StorePath};
-use firn_remote::serve::SshStore;
+use firn_format::{NarInfo, StoreDir, StorePath};
 use firn_store::local::StagedNar;
 use firn_store::{LocalStore, ValidPathInfo};
 
 use crate::cache::{narinfo_to_path_info, BinaryCache, NarSource};
 use crate::graph::{self, Outcome};
-use crate::substitute::TrustPolicy;
+use crate::substitute::{Progress, Substituters, TrustPolicy};
 use crate::{CacheError, Result};
 
-/// Either end of a copy (a command has one or two, so the size difference does not matter).
-#[allow(clippy::large_enum_variant)]
-pub enum AnyStore {
-    Local(LocalStore),
-    Cache(BinaryCache),
-    /// `ssh://HOST`: a `nix-store --serve` session.
-    Ssh(SshStore),
-}
-
-impl AnyStore {
-    pub fn store_dir(&self) -> &StoreDir {
-        match self {
-            AnyStore::Local(s) => s.store_dir(),
-            AnyStore::Cache(c) => c.store_dir(),
-            AnyStore::Ssh(s) => s.store_dir(),
-        }
-    }
-
-    /// A name for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            AnyStore::Local(s) => match &s.config().root {
-                Some(r) => r.display().to_string(),
-                None => "local".to_string(),
-            },
-            AnyStore::Cache(c) => c.uri().to_string(),
-            AnyStore::Ssh(s) => s.uri(),
-        }
-    }
-
-    pub fn query_info(&self, p: &StorePath) -> Result<Option<ValidPathInfo>> {
-        Ok(match self {
-            AnyStore::Local(s) => s.query_path_info(p)?,
-            AnyStore::Cache(c) => c.query_narinfo(p)?.map(|ni| narinfo_to_path_info(&ni)),
-            AnyStore::Ssh(s) => s
-                .query_path_infos(std::slice::from_ref(p))
-                .map_err(remote_err)?
-                .into_iter()
-                .find(|i| i.path == *p),
-        })
-    }
-
-    pub fn is_valid(&self, p: &StorePath) -> Result<bool> {
-        match self {
-            AnyStore::Local(s) => Ok(s.is_valid_path(p)?),
-            AnyStore::Cache(c) => c.has_narinfo(p),
-            AnyStore::Ssh(s) => Ok(s
-                .query_valid_paths(&BTreeSet::from([p.clone()]))
-                .map_err(remote_err)?
-                .contains(p)),
-        }
-    }
-
-    /// Write the NAR of `p` (known to be valid, described by `info`).
-    pub fn dump_nar(&self, p: &StorePath, out: &mut dyn Write) -> Result<()> {
-        match self {
-            AnyStore::Local(s) => Ok(s.nar_from_path(p, out)?),
-            AnyStore::Ssh(s) => s.dump_nar(p, out).map_err(remote_err),
-            AnyStore::Cache(c) => {
-                let ni = c.query_narinfo(p)?.ok_or_else(|| {
-                    CacheError::Other(format!(
-                        "path '{}' is not valid in '{}'",
-                        c.store_dir().display(p),
-                        c.uri()
-                    ))
-                })?;
-                let mut r = c.open_nar(&ni)?;
-                std::io::copy(&mut r, out).map_err(|e| CacheError::Io {
-                    op: "reading the NAR of",
-                    key: ni.url.clone(),
-                    cache: c.uri().to_string(),
-                    source: e,
-                })?;
-                Ok(())
-            }
-        }
-    }
-}
-
+use crate::any_store::remote_err;
+pub use crate::any_store::AnyStore;
 pub use crate::graph::parallel_map;
 
 /// The closure of `roots` in `src`, with each path's info.
@@ -104,20 +26,47 @@ pub fn closure_infos(
     roots: &BTreeSet<StorePath>,
     jobs: usize,
 ) -> Result<HashMap<StorePath, ValidPathInfo>> {
+    Ok(closure(src, roots, jobs)?.0)
+}
+
+/// The closure of `roots` in `src`: each path's info, and for a cache its narinfo (which says
+/// where the NAR is). A cache is walked by `jobs` threads, each lookup as soon as its path is
+/// found; local and `ssh://` stores a level at a time, each level in one query.
+fn closure(
+    src: &AnyStore,
+    roots: &BTreeSet<StorePath>,
+    jobs: usize,
+) -> Result<(
+    HashMap<StorePath, ValidPathInfo>,
+    HashMap<StorePath, NarInfo>,
+)> {
+    let missing = |p: &StorePath| {
+        CacheError::Other(format!(
+            "path '{}' is not valid in '{}'",
+            src.store_dir().display(p),
+            src.describe()
+        ))
+    };
+    if let AnyStore::Cache(c) = src {
+        let found = graph::discover(roots.iter().cloned().collect(), jobs, |p| {
+            let ni = c.query_narinfo(p)?.ok_or_else(|| missing(p))?;
+            let refs = ni.references.iter().cloned().collect();
+            Ok::<_, CacheError>((ni, refs))
+        })?;
+        let infos = found
+            .iter()
+            .map(|(p, ni)| (p.clone(), narinfo_to_path_info(ni)))
+            .collect();
+        return Ok((infos, found.into_iter().collect()));
+    }
     let mut infos = HashMap::new();
     let mut seen: BTreeSet<StorePath> = roots.clone();
     let mut frontier: Vec<StorePath> = roots.iter().cloned().collect();
     while !frontier.is_empty() {
-        let got = parallel_map(&frontier, jobs, |p| src.query_info(p));
+        let got = src.query_infos(&frontier, jobs)?;
         let mut next = Vec::new();
-        for (p, r) in frontier.into_iter().zip(got) {
-            let info = r?.ok_or_else(|| {
-                CacheError::Other(format!(
-                    "path '{}' is not valid in '{}'",
-                    src.store_dir().display(&p),
-                    src.describe()
-                ))
-            })?;
+        for (p, info) in frontier.into_iter().zip(got) {
+            let info = info.ok_or_else(|| missing(&p))?;
             for r in &info.references {
                 if seen.insert(r.clone()) {
                     next.push(r.clone());
@@ -127,20 +76,32 @@ pub fn closure_infos(
         }
         frontier = next;
     }
-    Ok(infos)
+    Ok((infos, HashMap::new()))
 }
 
-pub struct CopyOptions {
+pub struct CopyOptions<'a> {
     pub jobs: usize,
     /// Check signatures when the destination is the local store (`--no-check-sigs` = None).
     pub check_sigs: Option<TrustPolicy>,
+    /// `--substitute-on-destination`: the destination first fetches the missing paths from
+    /// its own substituters, and only what it could not get is copied from the source. A
+    /// local destination uses `dst_substituters`; an `ssh://` one is asked to (the
+    /// `nix-store --serve` query carries the flag); a binary cache has no substituters.
+    pub substitute: bool,
+    /// The substituters of a local destination (its `substituters` setting).
+    pub dst_substituters: Option<&'a Substituters>,
 }
 
 /// What a copy did.
 #[derive(Debug, Default)]
 pub struct CopyReport {
     pub copied: Vec<StorePath>,
+    /// Fetched by the destination from its substituters instead of copied (local
+    /// destinations; a remote one does not say which paths it substituted).
+    pub substituted: Vec<StorePath>,
     pub failed: Vec<(StorePath, CacheError)>,
+    /// Substitutions that failed (the paths were copied from the source instead).
+    pub warnings: Vec<String>,
 }
 
 /// Copy `paths` and their closures from `src` to `dst`. `on_copy` is told of each path as
@@ -152,21 +113,38 @@ pub fn copy_closure(
     opts: &CopyOptions,
     on_copy: &(dyn Fn(&StorePath) + Sync),
 ) -> Result<CopyReport> {
-    // The local store answers from one database connection: no point in threads there.
-    let query_jobs = |s: &AnyStore| match s {
-        AnyStore::Local(_) | AnyStore::Ssh(_) => 1,
-        AnyStore::Cache(_) => opts.jobs.max(8),
+    let (infos, narinfos) = closure(src, paths, src.query_jobs(opts.jobs))?;
+    let mut all: Vec<StorePath> = infos.keys().cloned().collect();
+    all.sort();
+    let mut report = CopyReport::default();
+    let mut valid: HashSet<StorePath> = match dst {
+        // One round trip; with `substitute`, the remote store substitutes first.
+        AnyStore::Ssh(s) => s
+            .query_valid_paths_substituting(&all.iter().cloned().collect(), opts.substitute)
+            .map_err(remote_err)?
+            .into_iter()
+            .collect(),
+        _ => all
+            .iter()
+            .zip(dst.query_valid(&all, dst.query_jobs(opts.jobs))?)
+            .filter(|(_, v)| *v)
+            .map(|(p, _)| p.clone())
+            .collect(),
     };
-    let infos = closure_infos(src, paths, query_jobs(src))?;
-    let all: Vec<&StorePath> = infos.keys().collect();
-    let present = parallel_map(&all, query_jobs(dst), |p| dst.is_valid(p));
-    let mut todo: Vec<&ValidPathInfo> = Vec::new();
-    for (p, has) in all.iter().zip(present) {
-        if !has? {
-            todo.push(&infos[*p]);
-        }
+    if let (true, AnyStore::Local(d), Some(subs)) = (opts.substitute, dst, opts.dst_substituters) {
+        let missing: BTreeSet<StorePath> = all
+            .iter()
+            .filter(|p| !valid.contains(*p))
+            .cloned()
+            .collect();
+        valid.extend(substitute_on_destination(d, subs, &missing, &mut report)?);
     }
-    todo.sort_by(|a, b| a.path.cmp(&b.path));
+    // In path order (`all` is sorted).
+    let todo: Vec<&ValidPathInfo> = all
+        .iter()
+        .filter(|p| !valid.contains(*p))
+        .map(|p| &infos[p])
+        .collect();
     let index: HashMap<&StorePath, usize> =
         todo.iter().enumerate().map(|(i, x)| (&x.path, i)).collect();
     let deps: Vec<Vec<usize>> = todo
@@ -181,26 +159,12 @@ pub fn copy_closure(
         .collect();
     let sd = src.store_dir();
     let outcomes = match (dst, src) {
-        // Into a cache, the NARs (the work: compression, upload) go up in any order, all at
-        // once; only the narinfos must follow the references, and they are small.
+        // Into a cache, the NARs (the work: compression, upload) go up all at once; each
+        // narinfo follows as soon as its NAR and its references' narinfos are there.
         (AnyStore::Cache(c), _) => {
-            let uploaded: Vec<Mutex<Option<Result<firn_format::NarInfo>>>> =
-                todo.iter().map(|_| Mutex::new(None)).collect();
-            let idx: Vec<usize> = (0..todo.len()).collect();
-            parallel_map(&idx, opts.jobs, |&i| {
-                let info = todo[i];
+            crate::upload::upload_all(c, &todo, &deps, opts.jobs, |info, w| {
                 on_copy(&info.path);
-                let mut produce = |w: &mut dyn Write| src.dump_nar(&info.path, w);
-                let r = c.upload_nar(info, NarSource::Producer(&mut produce));
-                *uploaded[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-            graph::run(&deps, 1, |i| {
-                let r = uploaded[i]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or_else(|| Err(CacheError::Other("not uploaded".into())));
-                c.write_narinfo(r?).map(|_| ())
+                src.dump_nar(&info.path, w)
             })
         }
         // From a cache, the downloads (and decompression) run all at once into staging
@@ -213,7 +177,7 @@ pub fn copy_closure(
                 let info = todo[i];
                 on_copy(&info.path);
                 let r = check_signature(c.store_dir(), info, opts)
-                    .and_then(|()| stage_from_cache(c, d, info));
+                    .and_then(|()| stage_from_cache(c, d, info, narinfos.get(&info.path)));
                 *staged[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
             // Registered together, once the references are known to have arrived.
@@ -237,7 +201,6 @@ pub fn copy_closure(
             s.add_to_store_nar(info, &mut produce).map_err(remote_err)
         }),
     };
-    let mut report = CopyReport::default();
     for (i, o) in outcomes.into_iter().enumerate() {
         let p = todo[i].path.clone();
         match o {
@@ -260,6 +223,31 @@ pub fn copy_closure(
         }
     }
     Ok(report)
+}
+
+/// `--substitute-on-destination` into a local store: fetch what its substituters have of
+/// `missing`; returns the paths now valid (and notes them, and what failed, in `report`).
+fn substitute_on_destination(
+    d: &LocalStore,
+    subs: &Substituters,
+    missing: &BTreeSet<StorePath>,
+    report: &mut CopyReport,
+) -> Result<Vec<StorePath>> {
+    let sd = d.store_dir();
+    let r = subs.substitute_paths(d, missing, &|ev| {
+        if let Progress::Start { path, from, .. } = ev {
+            tracing::info!("copying path '{}' from '{from}'", sd.display(path));
+        }
+    })?;
+    report.warnings.extend(subs.take_warnings());
+    for (p, e) in r.failed {
+        report.warnings.push(format!(
+            "substituting '{}' failed, copying it instead: {e}",
+            sd.display(&p)
+        ));
+    }
+    report.substituted = r.substituted.clone();
+    Ok(r.substituted)
 }
 
 fn copy_one(
@@ -289,7 +277,7 @@ fn copy_one(
                     .map_err(remote_err)?;
                 }
                 AnyStore::Cache(c) => {
-                    if let Some(staged) = stage_from_cache(c, d, info)? {
+                    if let Some(staged) = stage_from_cache(c, d, info, None)? {
                         d.commit_nar(staged)?;
                     }
                 }
@@ -319,21 +307,29 @@ fn copy_one(
 }
 
 /// Download, decompress, hash and restore a path from a cache into a staging directory of
-/// `d` (None when `d` has it already).
+/// `d` (None when `d` has it already). `ni` is its narinfo when already read.
 fn stage_from_cache(
     c: &BinaryCache,
     d: &LocalStore,
     info: &ValidPathInfo,
+    ni: Option<&NarInfo>,
 ) -> Result<Option<StagedNar>> {
     let sd = c.store_dir();
-    let ni = c.query_narinfo(&info.path)?.ok_or_else(|| {
-        CacheError::Other(format!(
-            "path '{}' disappeared from '{}'",
-            sd.display(&info.path),
-            c.uri()
-        ))
-    })?;
-    let mut r = c.open_nar(&ni)?;
+    let read;
+    let ni = match ni {
+        Some(ni) => ni,
+        None => {
+            read = c.query_narinfo(&info.path)?.ok_or_else(|| {
+                CacheError::Other(format!(
+                    "path '{}' disappeared from '{}'",
+                    sd.display(&info.path),
+                    c.uri()
+                ))
+            })?;
+            &read
+        }
+    };
+    let mut r = c.open_nar(ni)?;
     Ok(d.stage_nar(info, &mut r)?)
 }
 
@@ -377,13 +373,9 @@ pub(crate) fn in_reference_order(
     )
 }
 
-fn remote_err(e: firn_remote::RemoteError) -> CacheError {
-    CacheError::Other(e.to_string())
-}
-
 /// The signature-relevant part of a path info, as a narinfo.
-pub fn path_info_as_narinfo(info: &ValidPathInfo) -> firn_format::NarInfo {
-    let mut ni = firn_format::NarInfo::new(
+pub fn path_info_as_narinfo(info: &ValidPathInfo) -> NarInfo {
+    let mut ni = NarInfo::new(
         info.path.clone(),
         String::new(),
         info.nar_hash.clone(),

@@ -8,8 +8,11 @@
 //!   pass) and download (decompress + hash + restore in one pass);
 //! - [`disk_cache`] is CppNix's narinfo cache (`~/.cache/nix/binary-cache-v6.sqlite`, shared);
 //! - [`substitute`] asks a list of caches for paths, in parallel, and fetches closures;
-//! - [`copy`] copies closures between the local store and caches (`nix copy`).
+//! - [`any_store`] is either end of a copy (local, cache, `ssh://`);
+//! - [`copy`] copies closures between the local store and caches (`nix copy`); [`upload`]
+//!   is the many-paths-into-a-cache part of it.
 
+pub mod any_store;
 pub mod backend;
 pub mod cache;
 pub mod compression;
@@ -17,10 +20,11 @@ pub mod copy;
 pub mod disk_cache;
 pub mod graph;
 pub mod substitute;
+pub mod upload;
 pub mod uri;
 
 pub use cache::BinaryCache;
-pub use substitute::{Substituters, TrustPolicy};
+pub use substitute::{SubstituteReport, Substituters, TrustPolicy};
 pub use uri::CacheUri;
 
 use thiserror::Error;

@@ -71,6 +71,17 @@ pub enum Progress<'a> {
     },
 }
 
+/// What [`Substituters::substitute_paths`] did.
+#[derive(Debug, Default)]
+pub struct SubstituteReport {
+    /// Fetched and registered.
+    pub substituted: Vec<StorePath>,
+    /// Not fetched: no cache has them (or one of their references).
+    pub unsubstitutable: BTreeSet<StorePath>,
+    /// Fetching failed (bad download, hash mismatch, ...), with why.
+    pub failed: Vec<(StorePath, CacheError)>,
+}
+
 pub struct Substituters {
     entries: Vec<Entry>,
     disk: Option<DiskCache>,
@@ -257,6 +268,77 @@ impl Substituters {
         } else {
             Ok(Err(missing))
         }
+    }
+
+    /// What CppNix's `Store::substitutePaths` does (for `nix copy --substitute-on-destination`
+    /// into a local store, and for a `nix-store --serve` client that asks for substitution):
+    /// fetch from the caches those of `paths` that are missing from `store`, with whatever
+    /// of their closures is missing too. Derivations are left out (nothing is built), and so
+    /// is a path with a reference that is neither valid nor substitutable (its substitution
+    /// could not succeed; the caller copies it some other way). Failures are not errors: the
+    /// paths stay missing, and what went wrong is returned.
+    pub fn substitute_paths(
+        &self,
+        store: &LocalStore,
+        paths: &BTreeSet<StorePath>,
+        progress: &(dyn Fn(Progress<'_>) + Sync),
+    ) -> Result<SubstituteReport> {
+        let mut report = SubstituteReport::default();
+        let mut planned: HashMap<StorePath, Available> = HashMap::new();
+        let mut seen: BTreeSet<StorePath> = BTreeSet::new();
+        let mut frontier: Vec<StorePath> = Vec::new();
+        for p in paths {
+            if !p.is_derivation() && seen.insert(p.clone()) && !store.is_valid_path(p)? {
+                frontier.push(p.clone());
+            }
+        }
+        // Paths no cache has (and that are not valid).
+        let mut unknown: BTreeSet<StorePath> = BTreeSet::new();
+        while !frontier.is_empty() {
+            let answers = self.query_many(&frontier);
+            let mut next = Vec::new();
+            for (p, a) in frontier.into_iter().zip(answers) {
+                let Some(a) = a else {
+                    unknown.insert(p);
+                    continue;
+                };
+                for r in &a.info.references {
+                    if seen.insert(r.clone()) && !store.is_valid_path(r)? {
+                        next.push(r.clone());
+                    }
+                }
+                planned.insert(p, a);
+            }
+            frontier = next;
+        }
+        // Leave out (transitively) what refers to a path that cannot be had.
+        let mut referrers: HashMap<StorePath, Vec<StorePath>> = HashMap::new();
+        for (p, a) in &planned {
+            for r in a.info.references.iter().filter(|r| *r != p) {
+                referrers.entry(r.clone()).or_default().push(p.clone());
+            }
+        }
+        let mut dropped: Vec<StorePath> = unknown.iter().cloned().collect();
+        while let Some(gone) = dropped.pop() {
+            for r in referrers.remove(&gone).unwrap_or_default() {
+                if planned.remove(&r).is_some() {
+                    report.unsubstitutable.insert(r.clone());
+                    dropped.push(r);
+                }
+            }
+        }
+        report.unsubstitutable.extend(unknown);
+        let mut items: Vec<(StorePath, Available)> = planned.into_iter().collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let failed = self.fetch(store, &items, progress);
+        let failed_paths: BTreeSet<&StorePath> = failed.iter().map(|(p, _)| p).collect();
+        report.substituted = items
+            .iter()
+            .map(|(p, _)| p.clone())
+            .filter(|p| !failed_paths.contains(p))
+            .collect();
+        report.failed = failed;
+        Ok(report)
     }
 
     /// Fetch `items` (as from [`Substituters::query_closure`]) into `store`, references first,

@@ -249,12 +249,22 @@ impl SshStore {
 
     /// Which of `paths` the remote store has.
     pub fn query_valid_paths(&self, paths: &BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        self.query_valid_paths_substituting(paths, false)
+    }
+
+    /// Which of `paths` the remote store has; with `substitute`, it first fetches the missing
+    /// ones from its own substituters (a server without `--write` ignores the flag).
+    pub fn query_valid_paths_substituting(
+        &self,
+        paths: &BTreeSet<StorePath>,
+        substitute: bool,
+    ) -> Result<BTreeSet<StorePath>> {
         let out = self.paths_out(paths);
         let got = self.with_conn(|c| {
             let io = self.io("querying valid paths on");
             write_u64(&mut c.to, CMD_QUERY_VALID_PATHS).map_err(&io)?;
             write_u64(&mut c.to, 0).map_err(&io)?; // lock
-            write_u64(&mut c.to, 0).map_err(&io)?; // substitute
+            write_u64(&mut c.to, substitute as u64).map_err(&io)?;
             write_strings(&mut c.to, out.iter().map(String::as_str)).map_err(&io)?;
             c.to.flush().map_err(&io)?;
             read_strings(&mut c.from).map_err(&io)
@@ -441,6 +451,18 @@ impl Write for CountingWriter<'_> {
 /// `Err((status, message))` on failure.
 pub type BuildHook<'a> = dyn FnMut(&[String]) -> std::result::Result<(), (u64, String)> + 'a;
 
+/// What the server does when a client asks for valid paths with the `substitute` flag (as
+/// `nix copy --substitute-on-destination` and `nix-copy-closure -s` do): try to fetch the
+/// given paths (missing, not derivations) from the store's substituters. Failures are for the
+/// hook to report (as warnings): the answer is then simply what is valid.
+pub type SubstituteHook<'a> = dyn FnMut(&BTreeSet<StorePath>) + 'a;
+
+/// What the server does beyond answering from the store.
+pub struct Hooks<'a> {
+    pub build: &'a mut BuildHook<'a>,
+    pub substitute: &'a mut SubstituteHook<'a>,
+}
+
 /// Serve one session of the protocol on `input`/`output` for `store` until the client hangs
 /// up. Without `write`, commands that change the store are refused (which ends the session,
 /// as in CppNix).
@@ -449,8 +471,9 @@ pub fn serve(
     write: bool,
     input: &mut dyn Read,
     output: &mut dyn Write,
-    build: &mut BuildHook<'_>,
+    hooks: Hooks<'_>,
 ) -> Result<()> {
+    let Hooks { build, substitute } = hooks;
     let sd = store.store_dir().clone();
     let io = |op: &'static str| {
         move |e: io::Error| RemoteError::Io {
@@ -490,13 +513,28 @@ pub fn serve(
         match cmd {
             CMD_QUERY_VALID_PATHS => {
                 let lock = read_bool(input).map_err(&rd)?;
-                let _substitute = read_bool(input).map_err(&rd)?;
+                let subst = read_bool(input).map_err(&rd)?;
                 let paths = parse(read_strings(input).map_err(&rd)?)?;
-                let mut valid = Vec::new();
-                for p in &paths {
-                    if lock && write {
+                if lock && write {
+                    for p in &paths {
                         store.add_temp_root(p)?;
                     }
+                }
+                // As CppNix: only a server that may change the store substitutes, and never
+                // derivations (nothing is built).
+                if subst && write {
+                    let mut missing = BTreeSet::new();
+                    for p in paths.iter().filter(|p| !p.is_derivation()) {
+                        if !store.is_valid_path(p)? {
+                            missing.insert(p.clone());
+                        }
+                    }
+                    if !missing.is_empty() {
+                        substitute(&missing);
+                    }
+                }
+                let mut valid = Vec::new();
+                for p in &paths {
                     if store.is_valid_path(p)? {
                         valid.push(sd.display(p));
                     }
@@ -654,4 +692,70 @@ fn closure(
         }
     }
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session that asks which of `paths` are valid (with `substitute`), then hangs up:
+    /// the server's answer and what its substitute hook was asked for.
+    fn ask(
+        store: &LocalStore,
+        write: bool,
+        substitute: bool,
+        paths: &[String],
+    ) -> (Vec<String>, Vec<BTreeSet<StorePath>>) {
+        let mut req = Vec::new();
+        write_u64(&mut req, MAGIC_1).unwrap();
+        write_u64(&mut req, VERSION).unwrap();
+        write_u64(&mut req, CMD_QUERY_VALID_PATHS).unwrap();
+        write_u64(&mut req, 0).unwrap();
+        write_u64(&mut req, substitute as u64).unwrap();
+        write_strings(&mut req, paths.iter().map(String::as_str)).unwrap();
+        let mut out = Vec::new();
+        let mut asked = Vec::new();
+        let mut build = |_: &[String]| -> std::result::Result<(), (u64, String)> { Ok(()) };
+        let mut subst = |missing: &BTreeSet<StorePath>| asked.push(missing.clone());
+        let hooks = Hooks {
+            build: &mut build,
+            substitute: &mut subst,
+        };
+        serve(store, write, &mut &req[..], &mut out, hooks).unwrap();
+        let mut r = &out[..];
+        assert_eq!(read_u64(&mut r).unwrap(), MAGIC_2);
+        assert_eq!(read_u64(&mut r).unwrap(), VERSION);
+        (read_strings(&mut r).unwrap(), asked)
+    }
+
+    #[test]
+    fn query_valid_paths_substitutes_only_when_asked_and_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(firn_store::LocalStoreConfig {
+            root: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let sd = store.store_dir().clone();
+        let valid = store.add_text("here", b"here", &BTreeSet::new()).unwrap();
+        let missing = sd
+            .parse("/nix/store/11111111111111111111111111111111-missing")
+            .unwrap();
+        let drv = sd
+            .parse("/nix/store/22222222222222222222222222222222-x.drv")
+            .unwrap();
+        let paths: Vec<String> = [&valid, &missing, &drv]
+            .iter()
+            .map(|p| sd.display(p))
+            .collect();
+        let (answer, asked) = ask(&store, true, true, &paths);
+        assert_eq!(answer, vec![sd.display(&valid)]);
+        // Only the missing path that is not a derivation.
+        assert_eq!(asked, vec![BTreeSet::from([missing.clone()])]);
+        // Not asked for, or not allowed to write: no substitution.
+        assert!(ask(&store, true, false, &paths).1.is_empty());
+        assert!(ask(&store, false, true, &paths).1.is_empty());
+        // Nothing missing: the hook is not called.
+        assert!(ask(&store, true, true, &paths[..1]).1.is_empty());
+    }
 }

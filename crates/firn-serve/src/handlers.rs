@@ -1,5 +1,9 @@
 //! The answer to each route. Store queries run on the blocking pool; NARs, zstd streams and
-//! logs are produced there too and streamed ([`crate::nar_stream`]). A `HEAD` request gets the
+//! logs are produced there too and streamed ([`crate::nar_stream`]). A path is held as a
+//! temporary GC root ([`firn_store::temproots::ScopedTempRoots`]) while its narinfo is read
+//! from the database and from just before a NAR or listing request checks it until the body
+//! is produced (or dropped unsent), so a concurrent `nix-store --gc` cannot delete it
+//! mid-stream. A `HEAD` request gets the
 //! same status and headers as a `GET`, and no producer is started.
 
 use std::convert::Infallible;
@@ -11,6 +15,7 @@ use bytes::Bytes;
 use firn_cache::compression::Compression;
 use firn_format::{HashFormat, NarInfo, StorePath};
 use firn_store::path_info::ValidPathInfo;
+use firn_store::temproots::TempRootGuard;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -174,21 +179,31 @@ async fn answer(state: &Arc<State>, route: Route, range: Option<&str>) -> Result
             let Some(info) = lookup(state, hash).await? else {
                 return Ok(Reply::not_found());
             };
+            // The path stays a temporary root until the NAR is sent (the guard goes with the
+            // producer); it is looked up again once held, since a collector may have deleted
+            // it since the (possibly remembered) lookup.
+            let Some((info, root)) = hold_valid(state, info.path).await? else {
+                return Ok(Reply::not_found());
+            };
             if let Some(nh) = nar_hash {
                 if nh != info.nar_hash.encode(HashFormat::Nix32, false) {
                     return Ok(Reply::not_found());
                 }
             }
-            Ok(nar(state, info, compression, range))
+            Ok(nar(state, info, root, compression, range))
         }
         Route::Listing { hash } => {
             let Some(info) = lookup(state, hash).await? else {
+                return Ok(Reply::not_found());
+            };
+            let Some((info, root)) = hold_valid(state, info.path).await? else {
                 return Ok(Reply::not_found());
             };
             let st = state.clone();
             let path = info.path.clone();
             let shown = || state.store.store_dir().display(&info.path);
             let listing = blocking(&state.producers, "listing", shown, move || {
+                let _root = root;
                 listing(&st, &path)
             })
             .await?;
@@ -247,12 +262,43 @@ fn lookup_blocking(state: &State, hash: &str) -> Result<Option<ValidPathInfo>> {
     else {
         return Ok(None);
     };
+    // Held while the narinfo is made from what the database says.
+    Ok(hold_valid_blocking(state, &p)?.map(|(info, _root)| info))
+}
+
+/// Make `path` a temporary root, then read its info (`None`: it is not valid, or no longer).
+async fn hold_valid(
+    state: &Arc<State>,
+    path: StorePath,
+) -> Result<Option<(ValidPathInfo, TempRootGuard)>> {
+    let st = state.clone();
+    let shown = || state.store.store_dir().display(&path);
+    let p = path.clone();
+    blocking(&state.queries, "holding", shown, move || {
+        hold_valid_blocking(&st, &p)
+    })
+    .await
+}
+
+fn hold_valid_blocking(
+    state: &State,
+    path: &StorePath,
+) -> Result<Option<(ValidPathInfo, TempRootGuard)>> {
+    let store = &state.store;
+    let shown = || store.store_dir().display(path);
+    // Rooted first, then checked: a collector either sees the root and keeps the path, or
+    // had deleted it already (then it is not valid any more).
+    let root = state
+        .roots
+        .hold(path)
+        .map_err(|e| ServeError::store("adding a temporary root for", shown(), e))?;
     // Straight from the database, not through the store's path-info cache: that cache never
     // shrinks, and other processes change the store under a long-running server.
-    store
+    let info = store
         .db()
-        .query_path_info(&p)
-        .map_err(|e| err("querying the path info of", e))
+        .query_path_info(path)
+        .map_err(|e| ServeError::store("querying the path info of", shown(), e))?;
+    Ok(info.map(|i| (i, root)))
 }
 
 /// The narinfo of a valid path, signed with the server's keys.
@@ -287,6 +333,7 @@ fn narinfo(state: &State, info: &ValidPathInfo) -> Result<String> {
 fn nar(
     state: &Arc<State>,
     info: ValidPathInfo,
+    root: TempRootGuard,
     compression: Compression,
     range_header: Option<&str>,
 ) -> Reply {
@@ -297,6 +344,7 @@ fn nar(
     if compression != Compression::None {
         let level = state.compression_level;
         let produce: Producer = Box::new(move |w| {
+            let _root = root;
             let shown = st.store.store_dir().display(&info.path);
             let io_err = |source| ServeError::Io {
                 op: "compressing the NAR of",
@@ -322,7 +370,10 @@ fn nar(
                 .header(header::CONTENT_RANGE, format!("bytes */{size}"));
         }
     };
-    let produce: Producer = Box::new(move |w| dump_range(&st, &info.path, start, len, w));
+    let produce: Producer = Box::new(move |w| {
+        let _root = root;
+        dump_range(&st, &info.path, start, len, w)
+    });
     let mut r = Reply::stream(status, NAR, what, Some(len), produce)
         .header(header::ACCEPT_RANGES, "bytes".into());
     if status == StatusCode::PARTIAL_CONTENT {

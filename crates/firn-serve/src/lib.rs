@@ -10,7 +10,9 @@
 //! - [`range`] parses `Range` headers; [`logs`] finds build logs.
 //!
 //! The server is tokio + hyper (HTTP/1.1 with keep-alive): one task per connection, store
-//! queries and NAR dumps on the blocking pool.
+//! queries and NAR dumps on the blocking pool. A path is a temporary GC root while it is
+//! looked up and while its NAR (or listing) is produced, so a collector (firn's or CppNix's)
+//! running meanwhile cannot delete it mid-stream.
 
 pub mod handlers;
 pub mod logs;
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use firn_cache::compression::Compression;
 use firn_format::SecretKey;
+use firn_store::temproots::ScopedTempRoots;
 use firn_store::LocalStore;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -133,6 +136,8 @@ impl ServeConfig {
 /// What every request handler shares.
 pub struct State {
     pub store: LocalStore,
+    /// Temporary GC roots for the paths being sent (see [`handlers`]).
+    pub roots: Arc<ScopedTempRoots>,
     pub secret_keys: Vec<SecretKey>,
     pub priority: i32,
     pub compression: Compression,
@@ -211,6 +216,7 @@ impl Server {
             addrs.iter().map(|a| listen(*a)).collect::<Result<_>>()?
         };
         let state = Arc::new(State {
+            roots: ScopedTempRoots::new(&store),
             store,
             secret_keys: config.secret_keys,
             priority: config.priority,

@@ -182,6 +182,40 @@ impl LocalStore {
         Ok(info)
     }
 
+    /// The infos of many paths (`None` for those not valid), read in one transaction.
+    pub fn query_path_infos(&self, paths: &[StorePath]) -> Result<Vec<Option<Arc<ValidPathInfo>>>> {
+        let mut out: Vec<Option<Arc<ValidPathInfo>>> = {
+            let cache = self.cache();
+            paths.iter().map(|p| cache.get(p).cloned()).collect()
+        };
+        if out.iter().all(Option::is_some) {
+            return Ok(out);
+        }
+        let read = self.db_read().in_read_transaction(|db| {
+            let mut read = Vec::new();
+            for (i, p) in paths.iter().enumerate() {
+                if out[i].is_none() {
+                    read.push((i, db.query_path_info(p)?.map(Arc::new)));
+                }
+            }
+            Ok(read)
+        })?;
+        let mut cache = self.cache();
+        for (i, info) in read {
+            if let Some(info) = &info {
+                cache.insert(paths[i].clone(), info.clone());
+            }
+            out[i] = info;
+        }
+        Ok(out)
+    }
+
+    /// Which of `paths` are valid, read in one transaction.
+    pub fn are_valid_paths(&self, paths: &[StorePath]) -> Result<Vec<bool>> {
+        self.db_read()
+            .in_read_transaction(|db| paths.iter().map(|p| db.is_valid(p)).collect())
+    }
+
     fn cache(&self) -> MutexGuard<'_, HashMap<StorePath, Arc<ValidPathInfo>>> {
         self.info_cache.lock().unwrap_or_else(|e| e.into_inner())
     }

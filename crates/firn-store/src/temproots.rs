@@ -7,13 +7,16 @@
 //! so a collector either starts before the check (and hears about the root on its socket) or
 //! after the write (and reads it from the file).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use firn_format::StorePath;
+use firn_format::{StoreDir, StorePath};
 
+use crate::config::Layout;
 use crate::error::{io_err, Result, StoreError};
 use crate::local::LocalStore;
 use crate::lock::{lock_file, open_lock_file, LockType};
@@ -82,66 +85,247 @@ impl LocalStore {
         if self.config().read_only {
             return Ok(());
         }
-        let layout = self.layout();
         let mut guard = self.temp_roots.lock().unwrap_or_else(|e| e.into_inner());
-        let st = &mut *guard;
-        if st.file.is_none() {
-            st.file = Some(create_temp_roots_file(&layout.temproots_dir)?);
+        announce(&mut guard, self.layout(), &self.store_dir().display(path))
+    }
+}
+
+/// Make `printed` a root: tell a running collector over its socket, or (none running) write
+/// it to the temp-roots file under the shared GC lock, so no collector starts in between.
+fn announce(st: &mut TempRootsState, layout: &Layout, printed: &str) -> Result<()> {
+    if st.file.is_none() {
+        st.file = Some(create_temp_roots_file(&layout.temproots_dir)?);
+    }
+    if st.gc_lock.is_none() {
+        st.gc_lock = open_lock_file(&layout.gc_lock, true)?;
+    }
+    let gc_lock = st
+        .gc_lock
+        .as_ref()
+        .ok_or_else(|| StoreError::Other(format!("cannot open '{}'", layout.gc_lock.display())))?;
+    let mut attempts = 0u32;
+    let _shared = loop {
+        if lock_file(gc_lock, LockType::Read, false, &layout.gc_lock)? {
+            // No GC is running, and none can start until we have written the root.
+            break Some(SharedGcLock(gc_lock, &layout.gc_lock));
         }
-        if st.gc_lock.is_none() {
-            st.gc_lock = open_lock_file(&layout.gc_lock, true)?;
-        }
-        let gc_lock = st.gc_lock.as_ref().ok_or_else(|| {
-            StoreError::Other(format!("cannot open '{}'", layout.gc_lock.display()))
-        })?;
-        let printed = self.store_dir().display(path);
-        let mut attempts = 0u32;
-        let _shared = loop {
-            if lock_file(gc_lock, LockType::Read, false, &layout.gc_lock)? {
-                // No GC is running, and none can start until we have written the root.
-                break Some(SharedGcLock(gc_lock, &layout.gc_lock));
-            }
-            // A GC is running: tell it about the root and wait for its acknowledgement.
-            if st.socket.is_none() {
-                match UnixStream::connect(&layout.gc_socket) {
-                    Ok(s) => st.socket = Some(s),
-                    Err(e) => {
-                        // The GC may be starting (no socket yet) or exiting; check again.
-                        attempts += 1;
-                        if attempts.is_multiple_of(500) {
-                            tracing::warn!(
-                                "still waiting for the garbage collector's socket '{}': {e}",
-                                layout.gc_socket.display()
-                            );
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                        continue;
+        // A GC is running: tell it about the root and wait for its acknowledgement.
+        if st.socket.is_none() {
+            match UnixStream::connect(&layout.gc_socket) {
+                Ok(s) => st.socket = Some(s),
+                Err(e) => {
+                    // The GC may be starting (no socket yet) or exiting; check again.
+                    attempts += 1;
+                    if attempts.is_multiple_of(500) {
+                        tracing::warn!(
+                            "still waiting for the garbage collector's socket '{}': {e}",
+                            layout.gc_socket.display()
+                        );
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
                 }
             }
-            let acked = match st.socket.as_mut() {
-                Some(sock) => {
-                    let mut ack = [0u8; 1];
-                    sock.write_all(format!("{printed}\n").as_bytes()).is_ok()
-                        && sock.read_exact(&mut ack).is_ok()
-                        && ack[0] == b'1'
-                }
-                None => false,
-            };
-            if acked {
-                // The running GC knows; the file is for the collectors after it. We cannot
-                // take the shared lock now, and need not.
-                break None;
+        }
+        let acked = match st.socket.as_mut() {
+            Some(sock) => {
+                let mut ack = [0u8; 1];
+                sock.write_all(format!("{printed}\n").as_bytes()).is_ok()
+                    && sock.read_exact(&mut ack).is_ok()
+                    && ack[0] == b'1'
             }
-            // The GC went away; start over.
-            st.socket = None;
+            None => false,
         };
-        let f = st
-            .file
-            .as_mut()
-            .ok_or_else(|| StoreError::Other("the temporary roots file is not open".into()))?;
-        f.write_all(format!("{printed}\0").as_bytes())
-            .map_err(io_err("writing temporary roots to", &layout.temproots_dir))?;
+        if acked {
+            // The running GC knows; the file is for the collectors after it. We cannot
+            // take the shared lock now, and need not.
+            break None;
+        }
+        // The GC went away; start over.
+        st.socket = None;
+    };
+    let f = st
+        .file
+        .as_mut()
+        .ok_or_else(|| StoreError::Other("the temporary roots file is not open".into()))?;
+    f.write_all(format!("{printed}\0").as_bytes())
+        .map_err(io_err("writing temporary roots to", &layout.temproots_dir))?;
+    Ok(())
+}
+
+/// Temporary roots that are given up again, for a long-running process (`firn serve` holds
+/// each path it is sending): roots added with [`LocalStore::add_temp_root`] last as long as
+/// the store object, so they would pile up. These live in a temp-roots file of their own (the
+/// same format and protocol, so CppNix's collector honours them too); a root is announced
+/// when it is first held and, once no [`TempRootGuard`] holds it any more, the file is
+/// rewritten without it (skipped while a collector runs: it read the file when it started, and
+/// a root kept too long only keeps a path a little longer; the next release catches up).
+pub struct ScopedTempRoots {
+    layout: Layout,
+    store_dir: StoreDir,
+    read_only: bool,
+    state: Mutex<ScopedState>,
+}
+
+#[derive(Default)]
+struct ScopedState {
+    base: TempRootsState,
+    /// Printed paths held, with how many guards hold each.
+    held: HashMap<String, usize>,
+    /// Whether the file lists roots no longer held.
+    stale: bool,
+}
+
+/// Keeps a path a temporary root until dropped.
+pub struct TempRootGuard {
+    roots: Arc<ScopedTempRoots>,
+    printed: String,
+}
+
+impl std::fmt::Debug for TempRootGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TempRootGuard({})", self.printed)
+    }
+}
+
+impl ScopedTempRoots {
+    /// Scoped roots for `store` (its file is created when the first root is held).
+    pub fn new(store: &LocalStore) -> Arc<ScopedTempRoots> {
+        Arc::new(ScopedTempRoots {
+            layout: store.layout().clone(),
+            store_dir: store.store_dir().clone(),
+            read_only: store.config().read_only,
+            state: Mutex::new(ScopedState::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ScopedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Make `path` a temporary root until the guard is dropped. A collector running now or
+    /// later does not delete it meanwhile; if one is deleting it right now, this waits until
+    /// it is gone (so check that the path is valid after this returns).
+    pub fn hold(self: &Arc<Self>, path: &StorePath) -> Result<TempRootGuard> {
+        let printed = self.store_dir.display(path);
+        if !self.read_only {
+            let mut st = self.lock();
+            if let Some(n) = st.held.get_mut(&printed) {
+                *n += 1;
+            } else {
+                announce(&mut st.base, &self.layout, &printed)?;
+                st.held.insert(printed.clone(), 1);
+            }
+        }
+        Ok(TempRootGuard {
+            roots: self.clone(),
+            printed,
+        })
+    }
+
+    /// How many distinct paths are held now.
+    pub fn held(&self) -> usize {
+        self.lock().held.len()
+    }
+
+    fn release(&self, printed: &str) {
+        if self.read_only {
+            return;
+        }
+        let mut st = self.lock();
+        let gone = match st.held.get_mut(printed) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if gone {
+            st.held.remove(printed);
+            st.stale = true;
+        }
+        if st.stale {
+            if let Err(e) = self.rewrite(&mut st) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Write the roots still held over the file, unless a collector is running.
+    fn rewrite(&self, st: &mut ScopedState) -> Result<()> {
+        let ScopedState { base, held, stale } = st;
+        let (Some(file), Some(gc_lock)) = (base.file.as_mut(), base.gc_lock.as_ref()) else {
+            return Ok(());
+        };
+        if !lock_file(gc_lock, LockType::Read, false, &self.layout.gc_lock)? {
+            return Ok(());
+        }
+        let _shared = SharedGcLock(gc_lock, &self.layout.gc_lock);
+        let mut text = String::new();
+        for p in held.keys() {
+            text.push_str(p);
+            text.push('\0');
+        }
+        let dir = &self.layout.temproots_dir;
+        (|| {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(text.as_bytes())
+        })()
+        .map_err(io_err("rewriting temporary roots in", dir))?;
+        *stale = false;
         Ok(())
+    }
+}
+
+impl Drop for TempRootGuard {
+    fn drop(&mut self) {
+        self.roots.release(&self.printed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalStoreConfig;
+
+    #[test]
+    fn scoped_roots_come_and_go() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = LocalStore::open(LocalStoreConfig {
+            root: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("open");
+        let sd = store.store_dir().clone();
+        let a = sd
+            .parse("/nix/store/11111111111111111111111111111111-a")
+            .expect("path");
+        let b = sd
+            .parse("/nix/store/22222222222222222222222222222222-b")
+            .expect("path");
+        let roots = ScopedTempRoots::new(&store);
+        let held = |store: &LocalStore| -> Vec<StorePath> {
+            store
+                .find_temp_roots(true)
+                .expect("temp roots")
+                .into_keys()
+                .collect()
+        };
+        let ga1 = roots.hold(&a).expect("hold");
+        let ga2 = roots.hold(&a).expect("hold");
+        let gb = roots.hold(&b).expect("hold");
+        assert_eq!(held(&store), vec![a.clone(), b.clone()]);
+        drop(ga1);
+        assert_eq!(held(&store), vec![a.clone(), b.clone()]);
+        drop(gb);
+        assert_eq!(held(&store), vec![a.clone()]);
+        drop(ga2);
+        assert!(held(&store).is_empty());
+        assert_eq!(roots.held(), 0);
+        // Held again after being released.
+        let _g = roots.hold(&b).expect("hold");
+        assert_eq!(held(&store), vec![b]);
     }
 }

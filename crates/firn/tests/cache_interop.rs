@@ -1037,3 +1037,170 @@ fn repair_from_substituters() {
     ]));
     ok(cppnix("nix-store").args(["--store", &a, "--verify", "--check-contents"]));
 }
+
+const LEAF: &str = "/nix/store/11111111111111111111111111111111-leaf";
+const MID: &str = "/nix/store/22222222222222222222222222222222-mid";
+const TOP: &str = "/nix/store/33333333333333333333333333333333-top";
+
+/// The source store for the `--substitute-on-destination` tests: `top` → `mid` → `leaf`,
+/// input-addressed, each saying it comes from the source.
+fn substitution_source(store: &str) {
+    register_files(
+        store,
+        &[
+            (LEAF, "leaf from the source\n", &[]),
+            (MID, "mid from the source\n", &[LEAF]),
+            (TOP, "top from the source\n", &[MID]),
+        ],
+    );
+}
+
+/// A signed file:// cache with other versions of `leaf` and `top` (but not `mid`, so `top`
+/// cannot be substituted: its reference can only come from the source). Returns its URI.
+fn substitution_cache(tmp: &Path, sk: &str) -> String {
+    let b = store_dir(tmp, "cache-src");
+    register_files(
+        &b,
+        &[
+            (LEAF, "leaf from the cache\n", &[]),
+            (MID, "mid from the cache\n", &[LEAF]),
+            (TOP, "top from the cache\n", &[MID]),
+        ],
+    );
+    let cache = tmp.join("subst-cache");
+    let uri = format!("file://{}", cache.display());
+    ok(firn("nix").args([
+        "copy",
+        "--store",
+        &b,
+        "--to",
+        &format!("{uri}?compression=xz&secret-key={sk}"),
+        TOP,
+    ]));
+    std::fs::remove_file(narinfo_file(&cache, MID)).expect("removing mid's narinfo");
+    uri
+}
+
+fn contents(store: &str, p: &str) -> String {
+    std::fs::read_to_string(Path::new(store).join(&p[1..])).expect("reading a store path")
+}
+
+#[test]
+fn copy_substitutes_on_destination() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    substitution_source(&a);
+    let (sk, pk) = keygen(tmp.path(), "subst-1");
+    let uri = substitution_cache(tmp.path(), &sk);
+    let subst_opts = [
+        "--option",
+        "substituters",
+        &uri,
+        "--option",
+        "trusted-public-keys",
+        &pk,
+    ];
+
+    // Without -s everything comes from the source.
+    let plain = store_dir(tmp.path(), "plain");
+    ok(firn("nix")
+        .args([
+            "copy",
+            "--no-check-sigs",
+            "--store",
+            &a,
+            "--to",
+            &plain,
+            TOP,
+        ])
+        .args(subst_opts));
+    for p in [LEAF, MID, TOP] {
+        assert!(contents(&plain, p).ends_with("from the source\n"), "{p}");
+    }
+
+    // With -s: `leaf` from the cache; `top` is in the cache too, but `mid` is not, so
+    // both come from the source.
+    let c = store_dir(tmp.path(), "c");
+    let out = firn("nix")
+        .args([
+            "copy",
+            "-v",
+            "-s",
+            "--no-check-sigs",
+            "--store",
+            &a,
+            "--to",
+            &c,
+            TOP,
+        ])
+        .args(subst_opts)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(contents(&c, LEAF), "leaf from the cache\n");
+    assert_eq!(contents(&c, MID), "mid from the source\n");
+    assert_eq!(contents(&c, TOP), "top from the source\n");
+    assert!(
+        err.contains(&format!("copying path '{LEAF}' from '{uri}'")),
+        "{err}"
+    );
+    // The registered hashes are those of what is there, and CppNix agrees.
+    ok(cppnix("nix-store").args(["--store", &c, "--verify", "--check-contents"]));
+    let cached_leaf = std::fs::read_to_string(narinfo_file(
+        Path::new(uri.trim_start_matches("file://")),
+        LEAF,
+    ))
+    .expect("leaf's narinfo");
+    let nar_hash = ok_str(cppnix("nix-store").args(["--store", &c, "-q", "--hash", LEAF]));
+    assert!(
+        cached_leaf.contains(&format!("NarHash: {}", nar_hash.trim())),
+        "{cached_leaf}\n{nar_hash}"
+    );
+
+    // Untrusted (no key): nothing is substituted.
+    let d = store_dir(tmp.path(), "d");
+    ok(firn("nix")
+        .args([
+            "copy",
+            "-s",
+            "--no-check-sigs",
+            "--store",
+            &a,
+            "--to",
+            &d,
+            TOP,
+        ])
+        .args(["--option", "substituters", &uri]));
+    assert_eq!(contents(&d, LEAF), "leaf from the source\n");
+
+    // A substitution that fails (the cached NAR is damaged) is a warning; the path is copied
+    // from the source instead.
+    let cache_dir = Path::new(uri.trim_start_matches("file://"));
+    let leaf_info = std::fs::read_to_string(narinfo_file(cache_dir, LEAF)).expect("narinfo");
+    let url = leaf_info
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .expect("URL");
+    std::fs::write(cache_dir.join(url), b"not xz at all").expect("damaging the NAR");
+    let e = store_dir(tmp.path(), "e");
+    let out = firn("nix")
+        .args([
+            "copy",
+            "-s",
+            "--no-check-sigs",
+            "--store",
+            &a,
+            "--to",
+            &e,
+            TOP,
+        ])
+        .args(subst_opts)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning:"), "{err}");
+    assert_eq!(contents(&e, LEAF), "leaf from the source\n");
+    ok(cppnix("nix-store").args(["--store", &e, "--verify", "--check-contents"]));
+}

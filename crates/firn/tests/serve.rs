@@ -560,3 +560,104 @@ fn substitution_over_http_shares_the_disk_cache() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("these 3 paths will be fetched"), "{err}");
 }
+
+/// A collector (CppNix's, then firn's) run while a NAR is being downloaded slowly does not
+/// delete the path: the server holds it as a temporary root until the NAR is sent, and the
+/// download completes with the right hash. Once the downloads are over, the root is given up
+/// and the next collection deletes the path.
+#[test]
+fn gc_during_a_download_keeps_the_path() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = store_dir(tmp.path(), "s");
+    // Many files, so the dump opens them one after another while it streams (a file already
+    // open could still be read after its deletion); 48 MiB, more than socket buffers hold.
+    let tree = tmp.path().join("big");
+    std::fs::create_dir(&tree).expect("mkdir");
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..192 {
+        let data: Vec<u8> = (0..256 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(tree.join(format!("f{i:03}")), data).expect("write");
+    }
+    let path = ok_str(
+        firn("nix-store")
+            .args(["--store", &store, "--add"])
+            .arg(&tree),
+    )
+    .trim()
+    .to_string();
+    let valid = || {
+        cppnix("nix-store")
+            .args(["--store", &store, "--check-validity", &path])
+            .output()
+            .expect("run")
+            .status
+            .success()
+    };
+    let server = Server::start(&store, &[]);
+    let (status, _, ni) = server.get(&format!("/{}.narinfo", Fixture::hash_part(&path)));
+    assert_eq!(status, 200);
+    let ni = String::from_utf8(ni).expect("utf-8 narinfo");
+    let field = |k: &str| {
+        ni.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .expect("narinfo field")
+            .to_string()
+    };
+    let url = format!("/{}", field("URL: "));
+    let nar_hash = field("NarHash: ");
+
+    for (name, gc) in [("cppnix", cppnix("nix-store")), ("firn", firn("nix-store"))] {
+        let mut gc = gc;
+        let mut conn = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        write!(
+            conn,
+            "GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        // Read the head and the first MiB, then stop reading: the server is mid-stream.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        while got.len() < (1 << 20) {
+            let n = conn.read(&mut buf).expect("reading the response");
+            assert!(n > 0, "the response ended early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let out = gc.args(["--store", &store, "--gc"]).output().expect("gc");
+        assert!(
+            out.status.success(),
+            "{name} GC: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(valid(), "{name}'s GC deleted a path being downloaded");
+        conn.read_to_end(&mut got).expect("reading the rest");
+        let (status, _, body) = parse_response(&got).expect("a response");
+        assert_eq!(status, 200);
+        let h = firn_format::Hash::digest(firn_format::HashAlgo::Sha256, &body)
+            .encode(firn_format::HashFormat::Nix32, true);
+        assert_eq!(h, nar_hash, "{name}: the NAR arrived damaged");
+    }
+    // The roots went with the downloads.
+    let mut deleted = false;
+    for _ in 0..50 {
+        ok(cppnix("nix-store").args(["--store", &store, "--gc"]));
+        if !valid() {
+            deleted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        deleted,
+        "the server kept its temporary root after the download"
+    );
+}

@@ -153,3 +153,100 @@ fn serve_without_write_refuses_changes() {
         .expect("run");
     assert!(!valid.status.success());
 }
+
+const LEAF: &str = "/nix/store/11111111111111111111111111111111-leaf";
+const MID: &str = "/nix/store/22222222222222222222222222222222-mid";
+const TOP: &str = "/nix/store/33333333333333333333333333333333-top";
+
+fn contents(store: &str, p: &str) -> String {
+    std::fs::read_to_string(Path::new(store).join(&p[1..])).expect("reading a store path")
+}
+
+/// `-s` to an `ssh://` store: the query for valid paths carries the `substitute` flag, and
+/// the serving side (firn's or CppNix's `nix-store --serve --write`) fetches what it can from
+/// its own substituters first; the rest is copied. The source has `top` → `mid` → `leaf`; a
+/// signed cache has other versions of `leaf` and `top` (not `mid`, so `top` cannot be
+/// substituted). Every pairing must end with `leaf` from the cache, the others from the
+/// source.
+#[test]
+fn substitute_on_destination_over_ssh() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    register_files(
+        &a,
+        &[
+            (LEAF, "leaf from the source\n", &[]),
+            (MID, "mid from the source\n", &[LEAF]),
+            (TOP, "top from the source\n", &[MID]),
+        ],
+    );
+    let b = store_dir(tmp.path(), "b");
+    register_files(
+        &b,
+        &[
+            (LEAF, "leaf from the cache\n", &[]),
+            (MID, "mid from the cache\n", &[LEAF]),
+            (TOP, "top from the cache\n", &[MID]),
+        ],
+    );
+    let sk = tmp.path().join("k.sk");
+    let pk = tmp.path().join("k.pk");
+    ok(cppnix("nix-store")
+        .args(["--generate-binary-cache-key", "ssh-subst-1"])
+        .arg(&sk)
+        .arg(&pk));
+    let pk = std::fs::read_to_string(&pk).expect("read pk");
+    let cache = tmp.path().join("cache");
+    let uri = format!("file://{}", cache.display());
+    ok(firn("nix")
+        .args(["copy", "--store", &b, "--to"])
+        .arg(format!("{uri}?secret-key={}", sk.display()))
+        .arg(TOP));
+    std::fs::remove_file(cache.join("22222222222222222222222222222222.narinfo"))
+        .expect("removing mid's narinfo");
+    // The remote side reads its settings from NIX_CONFIG (the shell passes it on).
+    let remote_conf = format!("substituters = {uri}\ntrusted-public-keys = {pk}");
+    let check = |store: &str, tag: &str| {
+        assert_eq!(contents(store, LEAF), "leaf from the cache\n", "{tag}");
+        assert_eq!(contents(store, MID), "mid from the source\n", "{tag}");
+        assert_eq!(contents(store, TOP), "top from the source\n", "{tag}");
+        ok(cppnix("nix-store").args(["--store", store, "--verify", "--check-contents"]));
+    };
+    for firn_client in [true, false] {
+        for firn_server in [true, false] {
+            let tag = format!("client-{firn_client}-server-{firn_server}");
+            let remote = store_dir(tmp.path(), &format!("to-{tag}"));
+            ok(client(firn_client, "nix")
+                .env("PATH", remote_path(firn_server))
+                .env("NIX_CONFIG", &remote_conf)
+                .args(["copy", "-s", "--no-check-sigs", "--store", &a, "--to"])
+                .arg(format!("ssh://localhost?remote-store={remote}"))
+                .arg(TOP));
+            check(&remote, &tag);
+        }
+    }
+    // Without the flag, nothing is substituted.
+    let plain = store_dir(tmp.path(), "plain");
+    ok(firn("nix")
+        .env("PATH", remote_path(true))
+        .env("NIX_CONFIG", &remote_conf)
+        .args(["copy", "--no-check-sigs", "--store", &a, "--to"])
+        .arg(format!("ssh://localhost?remote-store={plain}"))
+        .arg(TOP));
+    assert_eq!(contents(&plain, LEAF), "leaf from the source\n");
+    // nix-copy-closure -s, both directions (from: the local store substitutes).
+    let c = store_dir(tmp.path(), "c");
+    ok(firn("nix-copy-closure")
+        .env("PATH", remote_path(true))
+        .env("NIX_REMOTE", &c)
+        .env("NIX_CONFIG", &remote_conf)
+        .args(["--store", &a, "-s", "--to", "localhost", TOP]));
+    check(&c, "nix-copy-closure --to");
+    let d = store_dir(tmp.path(), "d");
+    ok(firn("nix-copy-closure")
+        .env("PATH", remote_path(true))
+        .env("NIX_REMOTE", &a)
+        .env("NIX_CONFIG", &remote_conf)
+        .args(["--store", &d, "-s", "--from", "localhost", TOP]));
+    check(&d, "nix-copy-closure --from");
+}

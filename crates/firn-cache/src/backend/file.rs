@@ -15,6 +15,7 @@ pub struct FileBackend {
     dir: PathBuf,
     name: String,
     counter: AtomicU64,
+    pid: u32,
 }
 
 impl FileBackend {
@@ -23,6 +24,7 @@ impl FileBackend {
             name: format!("file://{}", dir.display()),
             dir,
             counter: AtomicU64::new(0),
+            pid: std::process::id(),
         }
     }
 
@@ -50,7 +52,7 @@ impl FileBackend {
     fn temp_name(&self, target: &Path) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut s = target.as_os_str().to_owned();
-        s.push(format!(".tmp.{}.{n}", std::process::id()));
+        s.push(format!(".tmp.{}.{n}", self.pid));
         PathBuf::from(s)
     }
 }

@@ -22,7 +22,8 @@ pub struct CopyArgs {
     /// Do not require that paths are signed by trusted keys.
     #[arg(long = "no-check-sigs")]
     no_check_sigs: bool,
-    /// Let the destination fetch paths from its substituters (accepted; firn copies them).
+    /// Let the destination first fetch the paths from its own substituters; only what it
+    /// cannot get is copied from the source.
     #[arg(short = 's', long = "substitute-on-destination")]
     substitute_on_destination: bool,
     /// Copy every valid path of the source store.
@@ -36,7 +37,7 @@ pub struct CopyArgs {
 }
 
 pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
-    let _ = (a.substitute_on_destination, a.recursive);
+    let _ = a.recursive;
     let (src, dst) = match (&a.from, &a.to) {
         (None, None) => bail!("you must pass '--from' and/or '--to'"),
         (Some(f), None) => (ctx.open_any_at(f)?, ctx.open_any()?),
@@ -74,7 +75,18 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     } else {
         cores
     };
-    let opts = CopyOptions { jobs, check_sigs };
+    // A local destination substitutes from this command's substituters (ssh:// ones from
+    // their own).
+    let dst_subs = match (&dst, a.substitute_on_destination) {
+        (AnyStore::Local(_), true) => ctx.substituters()?,
+        _ => None,
+    };
+    let opts = CopyOptions {
+        jobs,
+        check_sigs,
+        substitute: a.substitute_on_destination,
+        dst_substituters: dst_subs.as_ref(),
+    };
     let from = src.describe();
     let to = dst.describe();
     let report = copy_closure(&src, &dst, &paths, &opts, &|p| {
@@ -85,6 +97,9 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
 
 /// Print each path that could not be copied; fail (exit 1) if any.
 pub fn finish(sd: &firn_format::StoreDir, report: &firn_cache::copy::CopyReport) -> Result<()> {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     if report.failed.is_empty() {
         return Ok(());
     }

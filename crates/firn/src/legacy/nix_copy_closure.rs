@@ -1,6 +1,7 @@
 //! `nix-copy-closure [--to|--from] [--gzip] [--include-outputs] [-s] HOST PATHS...`: copy
 //! closures to or from another machine's store over SSH (the `nix-store --serve` protocol),
-//! as CppNix does it: signatures are not checked.
+//! as CppNix does it: signatures are not checked. With `-s`, the destination first fetches
+//! what it can from its own substituters.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +17,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     let mut to = true;
     let mut gzip = false;
     let mut include_outputs = false;
+    let mut use_substitutes = false;
     let mut host = None;
     let mut paths = Vec::new();
     for a in args {
@@ -24,8 +26,8 @@ pub fn main(args: Vec<String>) -> Result<()> {
             "--from" => to = false,
             "--gzip" => gzip = true,
             "--include-outputs" => include_outputs = true,
-            // Substitution on the destination is not done: the paths are copied.
-            "--use-substitutes" | "-s" => {}
+            // The destination first fetches what it can from its substituters.
+            "--use-substitutes" | "-s" => use_substitutes = true,
             "--help" => {
                 println!("Usage: nix-copy-closure [--to | --from] [--gzip] [--include-outputs] [--use-substitutes | -s] [user@]machine paths...");
                 return Ok(());
@@ -64,9 +66,18 @@ pub fn main(args: Vec<String>) -> Result<()> {
     } else {
         (&remote, &local)
     };
+    // Copying from the remote host into the local store, the local store substitutes with
+    // this command's substituters; copying to it, the remote does with its own.
+    let local_subs = if use_substitutes && !to {
+        ctx.substituters()?
+    } else {
+        None
+    };
     let opts = CopyOptions {
         jobs: 1,
         check_sigs: None,
+        substitute: use_substitutes,
+        dst_substituters: local_subs.as_ref(),
     };
     let (from, into) = (src.describe(), dst.describe());
     let report = copy_closure(src, dst, &set, &opts, &|p| {

@@ -256,7 +256,41 @@ fn serve_op(ctx: &Ctx, store: &LocalStore, write: bool) -> Result<()> {
             (code, format!("{e:#}"))
         })
     };
-    firn_remote::serve::serve(store, write, &mut input, &mut output, &mut build)?;
+    // Substitution for clients that ask for it, with this store's substituters (opened on
+    // first use); what fails is a warning on stderr, which the client shows.
+    let mut subs: Option<Option<firn_cache::Substituters>> = None;
+    let mut substitute = |missing: &std::collections::BTreeSet<firn_format::StorePath>| {
+        let subs = subs.get_or_insert_with(|| match ctx.substituters() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                None
+            }
+        });
+        let Some(subs) = subs else { return };
+        let sd = store.store_dir();
+        let progress = |ev: firn_cache::substitute::Progress<'_>| {
+            if let firn_cache::substitute::Progress::Start { path, from, .. } = ev {
+                eprintln!("copying path '{}' from '{from}'...", sd.display(path));
+            }
+        };
+        match subs.substitute_paths(store, missing, &progress) {
+            Ok(r) => {
+                for (p, e) in r.failed {
+                    eprintln!("warning: substituting '{}': {e}", sd.display(&p));
+                }
+            }
+            Err(e) => eprintln!("warning: {e}"),
+        }
+        for w in subs.take_warnings() {
+            eprintln!("warning: {w}");
+        }
+    };
+    let hooks = firn_remote::serve::Hooks {
+        build: &mut build,
+        substitute: &mut substitute,
+    };
+    firn_remote::serve::serve(store, write, &mut input, &mut output, hooks)?;
     Ok(())
 }
 

@@ -175,3 +175,41 @@ pub fn http_server(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
     });
     port
 }
+
+/// Put regular files at input-addressed store paths of the chroot store `store` and register
+/// them (in order, so references come first): `(path, contents, references)`. Such paths need
+/// a signature to be trusted from a cache, and the same path can have different contents in
+/// two stores (which shows where a copy came from).
+pub fn register_files(store: &str, paths: &[(&str, &str, &[&str])]) {
+    let mut reg = String::new();
+    for (path, contents, refs) in paths {
+        let real = Path::new(store).join(&path[1..]);
+        std::fs::create_dir_all(real.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&real, contents).expect("write");
+        let hash = ok_str(
+            cppnix("nix-hash")
+                .args(["--type", "sha256", "--base32"])
+                .arg(&real),
+        );
+        let size = ok(cppnix("nix-store").arg("--dump").arg(&real)).len();
+        reg.push_str(&format!(
+            "{path}\nsha256:{}\n{size}\n\n{}\n",
+            hash.trim(),
+            refs.len()
+        ));
+        for r in refs.iter() {
+            reg.push_str(r);
+            reg.push('\n');
+        }
+    }
+    // (CppNix 2.8 looks at the logical path here, so chroot stores need firn.)
+    let out = run_with_input(
+        firn("nix-store").args(["--store", store, "--register-validity", "--hash-given"]),
+        reg.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

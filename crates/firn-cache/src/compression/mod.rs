@@ -1,7 +1,12 @@
 //! The compression methods of binary caches as streams: `xz` (CppNix's default), `zstd`,
-//! `bzip2` and `none`, with the file extensions CppNix gives NARs.
+//! `bzip2` and `none`, with the file extensions CppNix gives NARs. Encoders for small inputs
+//! are reused ([`pooled`]).
+
+pub mod pooled;
 
 use std::io::{self, Read, Write};
+
+use pooled::{XzWriter, ZstdWriter, XZ_POOLED_DICT};
 
 use crate::{CacheError, Result};
 
@@ -62,13 +67,13 @@ impl Compression {
     /// uses every core (xz, zstd). `size_hint`, the input's size when known, lets xz use a
     /// dictionary no larger than the input (the same compression, but far less memory to set
     /// up for the many small files of a store).
-    pub fn encoder<'a, W: Write + Send + 'a>(
+    pub fn encoder<W: Write + Send>(
         self,
         out: W,
         level: i32,
         parallel: bool,
         size_hint: Option<u64>,
-    ) -> io::Result<Encoder<'a, W>> {
+    ) -> io::Result<Encoder<W>> {
         let threads = if parallel {
             std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
         } else {
@@ -78,35 +83,34 @@ impl Compression {
             Compression::None => Encoder::None(out),
             Compression::Xz => {
                 let preset = if level < 0 { 6 } else { level.min(9) as u32 };
-                let mut opts =
-                    xz2::stream::LzmaOptions::new_preset(preset).map_err(io::Error::other)?;
-                if let Some(n) = size_hint {
-                    // LZMA2's smallest dictionary is 4 KiB.
-                    let want = n.clamp(4096, 1 << 30).next_power_of_two() as u32;
-                    let preset_dict = xz_preset_dict(preset);
-                    opts.dict_size(want.min(preset_dict));
-                }
-                let mut filters = xz2::stream::Filters::new();
-                filters.lzma2(&opts);
-                let stream = if threads > 1 {
-                    xz2::stream::MtStreamBuilder::new()
+                let preset_dict = xz_preset_dict(preset);
+                // LZMA2's smallest dictionary is 4 KiB; one no bigger than the input compresses
+                // the same and costs far less to set up. Small inputs all get the pooled size.
+                let dict = match size_hint {
+                    Some(n) if n <= XZ_POOLED_DICT as u64 => XZ_POOLED_DICT.min(preset_dict),
+                    Some(n) => (n.clamp(4096, 1 << 30).next_power_of_two() as u32).min(preset_dict),
+                    None => preset_dict,
+                };
+                if threads > 1 {
+                    let mut opts =
+                        xz2::stream::LzmaOptions::new_preset(preset).map_err(io::Error::other)?;
+                    opts.dict_size(dict);
+                    let mut filters = xz2::stream::Filters::new();
+                    filters.lzma2(&opts);
+                    let stream = xz2::stream::MtStreamBuilder::new()
                         .filters(filters)
                         .threads(threads)
                         .check(xz2::stream::Check::Crc64)
                         .encoder()
+                        .map_err(io::Error::other)?;
+                    Encoder::XzMt(xz2::write::XzEncoder::new_stream(out, stream))
                 } else {
-                    xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::Crc64)
+                    Encoder::Xz(XzWriter::new(out, preset, dict)?)
                 }
-                .map_err(io::Error::other)?;
-                Encoder::Xz(xz2::write::XzEncoder::new_stream(out, stream))
             }
             Compression::Zstd => {
                 let level = if level < 0 { 3 } else { level.min(19) };
-                let mut e = zstd::stream::write::Encoder::new(out, level)?;
-                if threads > 1 {
-                    e.multithread(threads)?;
-                }
-                Encoder::Zstd(e)
+                Encoder::Zstd(ZstdWriter::new(out, level, threads, size_hint)?)
             }
             Compression::Bzip2 => {
                 let level = if level < 0 {
@@ -138,14 +142,15 @@ fn xz_preset_dict(preset: u32) -> u32 {
 }
 
 /// A compressing writer; [`Encoder::finish`] ends the stream and gives the writer back.
-pub enum Encoder<'a, W: Write> {
+pub enum Encoder<W: Write> {
     None(W),
-    Xz(xz2::write::XzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'a, W>),
+    Xz(XzWriter<W>),
+    XzMt(xz2::write::XzEncoder<W>),
+    Zstd(ZstdWriter<W>),
     Bzip2(bzip2::write::BzEncoder<W>),
 }
 
-impl<W: Write> Encoder<'_, W> {
+impl<W: Write> Encoder<W> {
     pub fn finish(self) -> io::Result<W> {
         match self {
             Encoder::None(mut w) => {
@@ -153,17 +158,19 @@ impl<W: Write> Encoder<'_, W> {
                 Ok(w)
             }
             Encoder::Xz(e) => e.finish(),
+            Encoder::XzMt(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
             Encoder::Bzip2(e) => e.finish(),
         }
     }
 }
 
-impl<W: Write> Write for Encoder<'_, W> {
+impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::None(w) => w.write(buf),
             Encoder::Xz(e) => e.write(buf),
+            Encoder::XzMt(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
             Encoder::Bzip2(e) => e.write(buf),
         }
@@ -172,6 +179,7 @@ impl<W: Write> Write for Encoder<'_, W> {
         match self {
             Encoder::None(w) => w.write_all(buf),
             Encoder::Xz(e) => e.write_all(buf),
+            Encoder::XzMt(e) => e.write_all(buf),
             Encoder::Zstd(e) => e.write_all(buf),
             Encoder::Bzip2(e) => e.write_all(buf),
         }
@@ -180,6 +188,7 @@ impl<W: Write> Write for Encoder<'_, W> {
         match self {
             Encoder::None(w) => w.flush(),
             Encoder::Xz(e) => e.flush(),
+            Encoder::XzMt(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
             Encoder::Bzip2(e) => e.flush(),
         }
