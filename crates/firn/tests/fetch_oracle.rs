@@ -36,18 +36,6 @@ fn tarball(wrap: bool) -> Vec<u8> {
     b.into_inner().expect("finish")
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).expect("gzip");
-    e.finish().expect("gzip")
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
-    e.write_all(data).expect("xz");
-    e.finish().expect("xz")
-}
-
 fn bzip(data: &[u8]) -> Vec<u8> {
     let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
     e.write_all(data).expect("bzip2");

@@ -12,34 +12,6 @@ use std::process::Command;
 
 use common::*;
 
-/// git with a fixed identity and dates, and no user or system configuration.
-fn git(dir: &Path, args: &[&str], date: &str) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("HOME", dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Firn Test")
-        .env("GIT_AUTHOR_EMAIL", "test@firn.invalid")
-        .env("GIT_COMMITTER_NAME", "Firn Test")
-        .env("GIT_COMMITTER_EMAIL", "test@firn.invalid")
-        .env("GIT_AUTHOR_DATE", date)
-        .env("GIT_COMMITTER_DATE", date)
-        .output()
-        .expect("running git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("git output is UTF-8")
-        .trim()
-        .to_string()
-}
-
 const DATE1: &str = "2021-03-04T05:06:07Z";
 const DATE2: &str = "2022-08-09T10:11:12Z";
 

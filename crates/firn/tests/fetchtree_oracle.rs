@@ -24,37 +24,6 @@ use common::*;
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-/// git with a fixed identity and dates, and no user or system configuration.
-fn git(dir: &Path, args: &[&str], date: &str) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("HOME", dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_COUNT", "1")
-        .env("GIT_CONFIG_KEY_0", "protocol.file.allow")
-        .env("GIT_CONFIG_VALUE_0", "always")
-        .env("GIT_AUTHOR_NAME", "Firn Test")
-        .env("GIT_AUTHOR_EMAIL", "test@firn.invalid")
-        .env("GIT_COMMITTER_NAME", "Firn Test")
-        .env("GIT_COMMITTER_EMAIL", "test@firn.invalid")
-        .env("GIT_AUTHOR_DATE", date)
-        .env("GIT_COMMITTER_DATE", date)
-        .output()
-        .expect("running git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("git output is UTF-8")
-        .trim()
-        .to_string()
-}
-
 const DATE1: &str = "2021-03-04T05:06:07Z";
 const DATE2: &str = "2022-08-09T10:11:12Z";
 const DATE3: &str = "2023-01-02T03:04:05Z";
@@ -110,18 +79,6 @@ fn tarball(wrap: bool) -> Vec<u8> {
     add("bin/tool", b"#!/bin/sh\necho tool\n", 0o755);
     add("sub/deep/file", b"deep\n", 0o600);
     b.into_inner().expect("finish")
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).expect("gzip");
-    e.finish().expect("gzip")
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
-    e.write_all(data).expect("xz");
-    e.finish().expect("xz")
 }
 
 /// One request the server saw: its path, its `If-None-Match`, the status sent.

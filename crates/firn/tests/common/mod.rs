@@ -213,3 +213,50 @@ pub fn register_files(store: &str, paths: &[(&str, &str, &[&str])]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// git with a fixed identity and dates, and no user or system configuration.
+pub fn git(dir: &Path, args: &[&str], date: &str) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "protocol.file.allow")
+        .env("GIT_CONFIG_VALUE_0", "always")
+        .env("GIT_AUTHOR_NAME", "Firn Test")
+        .env("GIT_AUTHOR_EMAIL", "test@firn.invalid")
+        .env("GIT_COMMITTER_NAME", "Firn Test")
+        .env("GIT_COMMITTER_EMAIL", "test@firn.invalid")
+        .env("GIT_AUTHOR_DATE", date)
+        .env("GIT_COMMITTER_DATE", date)
+        .output()
+        .expect("running git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("git output is UTF-8")
+        .trim()
+        .to_string()
+}
+
+/// `data` gzip-compressed.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// `data` xz-compressed.
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+    e.write_all(data).expect("xz");
+    e.finish().expect("xz")
+}
