@@ -588,30 +588,8 @@ fn input_from_url_28(url: &str) -> EResult<Input> {
             }
             attrs.insert("type".into(), "path".into());
             attrs.insert("path".into(), Attr::Str(u.path.clone()));
-            for (k, v) in &u.query {
-                match k.as_str() {
-                    "rev" | "narHash" => {
-                        attrs.insert(k.clone(), Attr::Str(v.clone()));
-                    }
-                    "revCount" | "lastModified" => match v.parse::<u64>() {
-                        Ok(n) => {
-                            attrs.insert(k.clone(), Attr::Int(n));
-                        }
-                        Err(_) => {
-                            return err(format!(
-                                "path URL '{}' has invalid parameter '{k}'",
-                                u.to_url_string()
-                            ))
-                        }
-                    },
-                    _ => {
-                        return err(format!(
-                            "path URL '{}' has unsupported parameter '{k}'",
-                            u.to_url_string()
-                        ))
-                    }
-                }
-            }
+            crate::flakeref::path_query_attrs(&u.query, &mut attrs)
+                .map_err(|e| EvalError::new(format!("path URL '{}' has {e}", u.to_url_string())))?;
         }
         "flake" => {
             let parts: Vec<&str> = u.path.split('/').filter(|s| !s.is_empty()).collect();

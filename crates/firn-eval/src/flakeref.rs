@@ -118,6 +118,30 @@ fn valid_escapes(s: &[u8]) -> bool {
     true
 }
 
+/// The query parameters a `path:` URL may have (`rev`, `narHash`, `revCount`,
+/// `lastModified`) into `attrs`; the error names the parameter ("invalid parameter 'x'" or
+/// "unsupported parameter 'x'").
+pub(crate) fn path_query_attrs(
+    query: &BTreeMap<String, String>,
+    attrs: &mut Attrs,
+) -> std::result::Result<(), String> {
+    for (name, value) in query {
+        match name.as_str() {
+            "rev" | "narHash" => {
+                attrs.insert(name.clone(), Attr::Str(value.clone()));
+            }
+            "revCount" | "lastModified" => match value.parse::<u64>() {
+                Ok(n) => {
+                    attrs.insert(name.clone(), Attr::Int(n));
+                }
+                Err(_) => return Err(format!("invalid parameter '{name}'")),
+            },
+            _ => return Err(format!("unsupported parameter '{name}'")),
+        }
+    }
+    Ok(())
+}
+
 /// Decode `%XX` escapes; a malformed escape is a bad URL.
 pub fn percent_decode(s: &str) -> Result<String> {
     let b = s.as_bytes();
@@ -1454,28 +1478,8 @@ fn path_from_url(url: &ParsedUrl) -> Result<Option<Attrs>> {
     let mut attrs = Attrs::new();
     attrs.insert("type".into(), "path".into());
     attrs.insert("path".into(), Attr::Str(url_path_to_path(&url.path)?));
-    for (name, value) in &url.query {
-        match name.as_str() {
-            "rev" | "narHash" => {
-                attrs.insert(name.clone(), Attr::Str(value.clone()));
-            }
-            "revCount" | "lastModified" => match value.parse::<u64>() {
-                Ok(n) => {
-                    attrs.insert(name.clone(), Attr::Int(n));
-                }
-                Err(_) => {
-                    return Err(FlakeRefError::other(format!(
-                        "path URL '{url}' has invalid parameter '{name}'"
-                    )))
-                }
-            },
-            _ => {
-                return Err(FlakeRefError::other(format!(
-                    "path URL '{url}' has unsupported parameter '{name}'"
-                )))
-            }
-        }
-    }
+    path_query_attrs(&url.query, &mut attrs)
+        .map_err(|e| FlakeRefError::other(format!("path URL '{url}' has {e}")))?;
     Ok(Some(attrs))
 }
 
