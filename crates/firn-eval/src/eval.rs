@@ -1240,29 +1240,7 @@ fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
 
 pub use firn_syntax::parser::canon_path;
 
-/// A close name among `candidates`, for "did you mean" hints (edit distance at most 2).
+/// A close name among `candidates`, for "did you mean" hints.
 pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a Rc<str>>) -> Option<String> {
-    let mut best: Option<(usize, &str)> = None;
-    for c in candidates {
-        let d = edit_distance(name, c);
-        if d <= 2 && d < name.len().max(1) && best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, s)| s.to_string())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    firn_syntax::suggest::suggest(name, candidates.map(|c| &**c))
 }

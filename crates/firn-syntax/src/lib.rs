@@ -7,6 +7,7 @@ pub mod lexer;
 pub mod parser;
 pub mod scope;
 pub mod show;
+pub mod suggest;
 
 pub use ast::{Expr, ExprKind, Interner, Span, Symbol};
 pub use parser::{line_col, ParseError};

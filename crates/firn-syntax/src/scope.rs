@@ -59,6 +59,12 @@ impl Checker<'_> {
         self.scopes.iter().rev().any(|sc| sc.contains(&s)) || self.withs > 0
     }
 
+    /// A name in scope close to `name` (variables of enclosing scopes and the globals).
+    fn close_name(&self, name: &str) -> Option<String> {
+        let vars = self.scopes.iter().flatten().map(|s| self.interner.name(*s));
+        crate::suggest::suggest(name, vars.chain(GLOBALS.iter().copied()))
+    }
+
     fn bound(&self, s: Symbol) -> bool {
         if self.lexical(s) {
             return true;
@@ -132,10 +138,12 @@ impl Checker<'_> {
                     e.kind = ExprKind::Global(s);
                     Ok(())
                 } else {
-                    Err(ParseError {
-                        msg: format!("undefined variable '{}'", self.interner.name(s)),
-                        span,
-                    })
+                    let name = self.interner.name(s);
+                    let mut msg = format!("undefined variable '{name}'");
+                    if let Some(m) = self.close_name(name) {
+                        msg.push_str(&format!("; did you mean '{m}'?"));
+                    }
+                    Err(ParseError { msg, span })
                 }
             }
             ExprKind::Select { e, path, default } => {
