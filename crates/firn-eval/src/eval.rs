@@ -483,13 +483,67 @@ impl Evaluator {
         // still meets `max-call-depth` rather than the end of the stack.
         let mut entered = false;
         let mut at = e;
-        let r = self.eval_loop(e, env, &mut entered, &mut at);
+        let mut called = None;
+        let r = self.eval_loop(e, env, &mut entered, &mut at, &mut called);
         if entered {
             self.depth -= 1;
         }
         match r {
             Ok(v) => Ok(v),
-            Err(x) => Err(self.locate_error(x, at)),
+            Err(x) => {
+                let x = self.locate_error(x, at);
+                Err(match called {
+                    Some((lambda, site)) => self.call_frames(x, lambda, Some(site)),
+                    None => x,
+                })
+            }
+        }
+    }
+
+    /// `--show-trace` frames for an error out of a call: the function, and where it was
+    /// called from.
+    #[cold]
+    #[inline(never)]
+    fn call_frames(
+        &self,
+        mut x: EvalError,
+        lambda: &'static Expr,
+        site: Option<&'static Expr>,
+    ) -> EvalError {
+        let what = match firn_syntax::scope::lambda_name(lambda) {
+            Some(s) => format!("while calling '{}'", self.interner.name(s)),
+            None => "while calling anonymous lambda".to_string(),
+        };
+        x.trace.push(self.frame(what, lambda.span.start));
+        if let Some(site) = site {
+            x.trace
+                .push(self.frame("from call site".into(), site.span.start));
+        }
+        x
+    }
+
+    /// The `--show-trace` frame for an error out of attribute `name` of `set`, at the
+    /// attribute's definition when the set was made from syntax.
+    #[cold]
+    #[inline(never)]
+    fn attr_frame(&self, mut x: EvalError, set: &Value, name: Option<&str>) -> EvalError {
+        let (Value::Attrs(m), Some(name)) = (set, name) else {
+            return x;
+        };
+        let text = format!("while evaluating the attribute '{name}'");
+        x.trace
+            .push(match self.positions.attr_offset(m, name, &self.interner) {
+                Some(off) => self.frame(text, off),
+                None => text,
+            });
+        x
+    }
+
+    /// A `--show-trace` frame: its text and, when known, where.
+    pub fn frame(&self, text: String, offset: u32) -> String {
+        match self.positions.render(offset) {
+            Some(at) => format!("{text}\n{}", at.trim_end()),
+            None => text,
         }
     }
 
@@ -516,6 +570,7 @@ impl Evaluator {
         env: &Env,
         entered: &mut bool,
         at: &mut &'static Expr,
+        called: &mut Option<(&'static Expr, &'static Expr)>,
     ) -> EResult<Value> {
         let mut e = e;
         let mut owned: Option<Env> = None;
@@ -607,6 +662,7 @@ impl Evaluator {
                                 }
                                 self.check_stack()?;
                             }
+                            *called = Some((l.expr, e));
                             let (body, inner) = self.bind_lambda(&l, t)?;
                             (body, Some(inner))
                         }
@@ -658,7 +714,12 @@ impl Evaluator {
                         _ => None,
                     };
                     match found {
-                        Some(t) => v = self.force(&t)?,
+                        Some(t) => {
+                            v = match self.force(&t) {
+                                Ok(x) => x,
+                                Err(x) => return Err(self.attr_frame(x, &v, name.as_deref())),
+                            }
+                        }
                         None => {
                             if let Some(d) = default {
                                 return self.eval(d, env);
@@ -1034,8 +1095,11 @@ impl Evaluator {
     fn call_inner(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
         match f {
             Value::Lambda(l) => {
-                let (body, env) = self.bind_lambda(&l, arg)?;
-                self.eval(body, &env)
+                let r = match self.bind_lambda(&l, arg) {
+                    Ok((body, env)) => self.eval(body, &env),
+                    Err(x) => Err(x),
+                };
+                r.map_err(|x| self.call_frames(x, l.expr, None))
             }
             Value::PrimOp(p) => {
                 if p.arity == 1 {
@@ -1069,8 +1133,12 @@ impl Evaluator {
         }
     }
 
-    fn lambda_name(&self, _l: &Lambda) -> String {
-        "anonymous lambda".to_string()
+    /// A lambda's name as messages give it: the name it was bound to, if any.
+    fn lambda_name(&self, l: &Lambda) -> String {
+        match firn_syntax::scope::lambda_name(l.expr) {
+            Some(s) => self.interner.name(s).to_string(),
+            None => "anonymous lambda".to_string(),
+        }
     }
 
     /// CppNix's `autoCallFunction` (`--arg`, `--argstr`): a function with a set pattern is

@@ -190,8 +190,9 @@ pub enum ExprKind {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
-    /// Free for the evaluator to remember something per node (it keeps the value of a
-    /// literal here, as an index into its own table); 0 until it does.
+    /// A number remembered per node, 0 until set: for a literal, the evaluator keeps the
+    /// index of its value in its own table here; for a lambda bound to a name, the scope
+    /// check keeps that name (see `scope::lambda_name`).
     pub memo: std::cell::Cell<u32>,
 }
 

@@ -53,6 +53,31 @@ pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), 
     c.expr(e)
 }
 
+/// A lambda bound to a name in a set or `let` is known by that name (CppNix's
+/// `ExprLambda::setName`, for messages and traces): its symbol (plus one) goes in the node's
+/// `memo`, which the evaluator reads through [`lambda_name`].
+fn name_lambdas(a: &mut Attrs) {
+    for (sym, d) in a.attrs.iter_mut() {
+        if !matches!(d.kind, AttrKind::Plain) {
+            continue;
+        }
+        // The lambdas of a curried function share its name, as in CppNix.
+        let mut e = &d.value;
+        while let ExprKind::Lambda { body, .. } = &e.kind {
+            e.memo.set(sym.0.wrapping_add(1));
+            e = body;
+        }
+    }
+}
+
+/// The name a lambda expression was bound to, if any (see [`name_lambdas`]).
+pub fn lambda_name(e: &Expr) -> Option<Symbol> {
+    match (&e.kind, e.memo.get()) {
+        (ExprKind::Lambda { .. }, m) if m != 0 => Some(Symbol(m - 1)),
+        _ => None,
+    }
+}
+
 impl Checker<'_> {
     /// Bound lexically (or possibly by a `with`)?
     fn lexical(&self, s: Symbol) -> bool {
@@ -85,6 +110,7 @@ impl Checker<'_> {
 
     /// The bindings of a set: `rec` (and `let`) bind their own names for their values.
     fn attrs(&mut self, a: &mut Attrs, recursive: bool) -> Result<(), ParseError> {
+        name_lambdas(a);
         if recursive {
             self.scopes.push(a.attrs.keys().copied().collect());
         }
@@ -187,6 +213,7 @@ impl Checker<'_> {
                 args.iter_mut().try_for_each(|a| self.expr(a))
             }
             ExprKind::Let { attrs, body } => {
+                name_lambdas(attrs);
                 self.scopes.push(attrs.attrs.keys().copied().collect());
                 let r = (|| {
                     for x in attrs.inherit_from.iter_mut() {

@@ -466,3 +466,41 @@ fn errors_point_where_cppnix_points() {
         .expect("run firn");
     assert_eq!(error_location(&out.stderr), None);
 }
+
+#[test]
+fn show_trace_names_functions_and_attributes() {
+    let run = |expr: &str, trace: bool| {
+        let mut c = firn("nix-instantiate");
+        c.args(["--eval", "--strict", "-E", expr]);
+        if trace {
+            c.arg("--show-trace");
+        }
+        let out = c.output().expect("run firn");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A function is known by the name it was bound to (all the lambdas of a curried one).
+    let msg = run("let f = { a }: a; in f { }", false);
+    assert!(
+        msg.contains("function 'f' called without required argument 'a'"),
+        "{msg}"
+    );
+    let expr = "let s = { x = 1 + \"a\"; }; g = y: z: s.x; in g 1 2";
+    let plain = run(expr, false);
+    assert!(
+        !plain.contains('…'),
+        "frames only with --show-trace: {plain}"
+    );
+    let traced = run(expr, true);
+    let frames: Vec<&str> = traced.lines().filter(|l| l.contains('…')).collect();
+    assert_eq!(
+        frames,
+        [
+            "       … while evaluating the attribute 'x'",
+            "       … while calling 'g'",
+            "       … from call site",
+        ],
+        "{traced}"
+    );
+    assert!(traced.contains("at «string»:1:15:"), "{traced}");
+}
