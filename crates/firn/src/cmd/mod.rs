@@ -10,6 +10,7 @@ pub mod installables;
 pub mod key;
 pub mod nar;
 pub mod path_info;
+pub mod repl;
 pub mod serve;
 pub mod store;
 pub mod why_depends;
@@ -76,6 +77,8 @@ enum Command {
     Key(key::KeyCmd),
     /// Serve the store as an HTTP binary cache (as nix-serve and harmonia).
     Serve(serve::ServeArgs),
+    /// Start an interactive environment for evaluating Nix expressions.
+    Repl(repl::ReplArgs),
     /// Create links named after the Nix tools (nix, nix-store, nix-hash, ...) pointing to firn.
     #[command(name = "install-links")]
     InstallLinks {
@@ -144,6 +147,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
             derivation::show(&ctx.open_store()?, a)
         }
         Command::InstallLinks { dir } => install_links(&dir),
+        Command::Repl(a) => repl::run(ctx, a),
     }
 }
 
