@@ -41,7 +41,9 @@ pub fn to_json(
         ev.depth -= 1;
         return err("stack overflow; max-call-depth exceeded");
     }
-    let r = ev.check_stack().and_then(|()| to_json_inner(ev, v, out, ctx, copy));
+    let r = ev
+        .check_stack()
+        .and_then(|()| to_json_inner(ev, v, out, ctx, copy));
     ev.depth -= 1;
     r
 }
@@ -479,6 +481,15 @@ pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Valu
             name.strip_prefix(&format!("{prefix}/")).map(str::to_string)
         };
         if let Some(rest) = rest {
+            // A relative entry is relative to the current directory, as CppNix's absPath.
+            let path = if path.starts_with('/') || path.contains("://") {
+                path
+            } else {
+                let cwd = std::env::current_dir()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "/".into());
+                format!("{}/{path}", cwd.trim_end_matches('/'))
+            };
             let candidate = if rest.is_empty() {
                 path.clone()
             } else {

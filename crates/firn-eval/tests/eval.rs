@@ -102,7 +102,10 @@ fn did_you_mean() {
     let (_, msg) = eval("{ foo = 1; }.fooo").unwrap_err();
     assert!(msg.contains("did you mean 'foo'"), "{msg}");
     let (_, msg) = eval("let stdenv = 1; in stdnev").unwrap_err();
-    assert!(msg.contains("undefined variable 'stdnev'; did you mean 'stdenv'?"), "{msg}");
+    assert!(
+        msg.contains("undefined variable 'stdnev'; did you mean 'stdenv'?"),
+        "{msg}"
+    );
     let (_, msg) = eval("toStirng 1").unwrap_err();
     assert!(msg.contains("did you mean 'toString'"), "{msg}");
 }

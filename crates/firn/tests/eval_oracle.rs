@@ -504,3 +504,18 @@ fn show_trace_names_functions_and_attributes() {
     );
     assert!(traced.contains("at «string»:1:15:"), "{traced}");
 }
+
+#[test]
+fn relative_search_path_entries_are_relative_to_the_current_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("sp/foo")).expect("mkdir");
+    let run = |mut c: std::process::Command| {
+        ok_str(
+            c.current_dir(dir.path())
+                .args(["--eval", "-I", "sp", "-E", "<foo>"]),
+        )
+    };
+    let ours = run(firn("nix-instantiate"));
+    assert_eq!(ours, run(cppnix("nix-instantiate")));
+    assert!(ours.trim_end().ends_with("/sp/foo"), "{ours}");
+}
