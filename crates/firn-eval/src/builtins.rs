@@ -16,40 +16,50 @@ pub(crate) fn force(ev: &mut Evaluator, t: &Thunk) -> EResult<Value> {
 pub(crate) fn int(ev: &mut Evaluator, t: &Thunk) -> EResult<i64> {
     match force(ev, t)? {
         Value::Int(i) => Ok(i),
-        v => err(format!("expected an integer but found {}", v.type_name())),
+        v => Err(ev.type_error("an integer", &v)),
     }
 }
 
 pub(crate) fn list(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<Vec<Thunk>>> {
     match force(ev, t)? {
         Value::List(l) => Ok(l),
-        v => err(format!("expected a list but found {}", v.type_name())),
+        v => Err(ev.type_error("a list", &v)),
     }
 }
 
 pub(crate) fn attrs(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<AttrSet>> {
     match force(ev, t)? {
         Value::Attrs(a) => Ok(a),
-        v => err(format!("expected a set but found {}", v.type_name())),
+        v => Err(ev.type_error("a set", &v)),
     }
 }
 
 pub(crate) fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
     match force(ev, t)? {
         Value::String(s) => Ok(s),
-        v => err(format!("expected a string but found {}", v.type_name())),
+        v => Err(ev.type_error("a string", &v)),
+    }
+}
+
+/// A function (or a set with `__functor`), forced; as CppNix's `forceFunction`.
+pub(crate) fn function(ev: &mut Evaluator, t: &Thunk) -> EResult<Value> {
+    let v = force(ev, t)?;
+    match &v {
+        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(..) => Ok(v),
+        Value::Attrs(a) if a.contains_key("__functor") => Ok(v),
+        _ => Err(ev.type_error("a function", &v)),
     }
 }
 
 pub(crate) fn boolean(ev: &mut Evaluator, t: &Thunk) -> EResult<bool> {
     match force(ev, t)? {
         Value::Bool(b) => Ok(b),
-        v => err(format!("expected a Boolean but found {}", v.type_name())),
+        v => Err(ev.type_error("a Boolean", &v)),
     }
 }
 
 /// Integer and float arithmetic with Nix's rules (overflow is an error).
-pub fn arith(op: char, a: &Value, b: &Value) -> EResult<Value> {
+pub fn arith(ev: &Evaluator, op: char, a: &Value, b: &Value) -> EResult<Value> {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => {
             let r = match op {
@@ -91,10 +101,9 @@ pub fn arith(op: char, a: &Value, b: &Value) -> EResult<Value> {
                 }
             }))
         }
-        (Value::Int(_) | Value::Float(_), other) | (other, _) => err(format!(
-            "expected an integer but found {}",
-            other.type_name()
-        )),
+        (Value::Int(_) | Value::Float(_), other) | (other, _) => {
+            Err(ev.type_error("an integer", other))
+        }
     }
 }
 
@@ -102,19 +111,19 @@ fn arith_prim(op: char) -> PrimFn {
     match op {
         '+' => |ev, a| {
             let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith('+', &x, &y)
+            arith(ev, '+', &x, &y)
         },
         '-' => |ev, a| {
             let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith('-', &x, &y)
+            arith(ev, '-', &x, &y)
         },
         '*' => |ev, a| {
             let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith('*', &x, &y)
+            arith(ev, '*', &x, &y)
         },
         _ => |ev, a| {
             let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith('/', &x, &y)
+            arith(ev, '/', &x, &y)
         },
     }
 }
@@ -139,11 +148,23 @@ pub fn less_than(ev: &mut Evaluator, a: &Value, b: &Value) -> EResult<bool> {
             x.len() < y.len()
         }
         _ => {
-            return err(format!(
-                "cannot compare {} with {}",
-                a.type_name(),
-                b.type_name()
-            ))
+            let (x, y) = (
+                crate::print::show_for_error(ev, a),
+                crate::print::show_for_error(ev, b),
+            );
+            return err(if a.type_name() == b.type_name() {
+                format!(
+                    "cannot compare {} with {}; values of that type are incomparable (values are {x} and {y})",
+                    a.type_name(),
+                    b.type_name()
+                )
+            } else {
+                format!(
+                    "cannot compare {} with {}; values are {x} and {y}",
+                    a.type_name(),
+                    b.type_name()
+                )
+            });
         }
     })
 }
@@ -197,7 +218,7 @@ fn sort_by(ev: &mut Evaluator, items: &[Thunk], cmp: &Value) -> EResult<Vec<Thun
         let r = ev.call(f, left[i].clone())?;
         let right_first = match r {
             Value::Bool(b) => b,
-            v => return err(format!("expected a Boolean but found {}", v.type_name())),
+            v => return Err(ev.type_error("a Boolean", &v)),
         };
         if right_first {
             out.push(right[j].clone());
@@ -250,7 +271,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 match force(ev, &a[0])? {
                     Value::Float(f) => Ok(Value::Int(f.ceil() as i64)),
                     Value::Int(i) => Ok(Value::Int(i)),
-                    v => err(format!("expected a float but found {}", v.type_name())),
+                    v => Err(ev.type_error("a float", &v)),
                 }
             ),
         ),
@@ -263,7 +284,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 match force(ev, &a[0])? {
                     Value::Float(f) => Ok(Value::Int(f.floor() as i64)),
                     Value::Int(i) => Ok(Value::Int(i)),
-                    v => err(format!("expected a float but found {}", v.type_name())),
+                    v => Err(ev.type_error("a float", &v)),
                 }
             ),
         ),
@@ -329,6 +350,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             2,
             prim!(ev, a, {
                 let l = list(ev, &a[1])?;
+                if !l.is_empty() {
+                    function(ev, &a[0])?;
+                }
                 Ok(Value::List(Rc::new(
                     l.iter()
                         .map(|t| Thunk::apply(a[0].clone(), t.clone()))
@@ -340,14 +364,14 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "filter",
             2,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
+                let f = function(ev, &a[0])?;
                 let l = list(ev, &a[1])?;
                 let mut out = Vec::new();
                 for t in l.iter() {
                     match ev.call(f.clone(), t.clone())? {
                         Value::Bool(true) => out.push(t.clone()),
                         Value::Bool(false) => {}
-                        v => return err(format!("expected a Boolean but found {}", v.type_name())),
+                        v => return Err(ev.type_error("a Boolean", &v)),
                     }
                 }
                 Ok(Value::List(Rc::new(out)))
@@ -357,7 +381,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "foldl'",
             3,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
+                let f = function(ev, &a[0])?;
                 // The initial accumulator is only forced if it is the result.
                 let mut acc = a[1].clone();
                 let l = list(ev, &a[2])?;
@@ -385,13 +409,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "concatMap",
             2,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
+                let f = function(ev, &a[0])?;
                 let l = list(ev, &a[1])?;
                 let mut out = Vec::new();
                 for t in l.iter() {
                     match ev.call(f.clone(), t.clone())? {
                         Value::List(x) => out.extend(x.iter().cloned()),
-                        v => return err(format!("expected a list but found {}", v.type_name())),
+                        v => return Err(ev.type_error("a list", &v)),
                     }
                 }
                 Ok(Value::List(Rc::new(out)))
@@ -405,6 +429,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 if n < 0 {
                     return err(format!("cannot create list of size {n}"));
                 }
+                if n > 0 {
+                    function(ev, &a[0])?;
+                }
                 Ok(Value::List(Rc::new(
                     (0..n)
                         .map(|i| Thunk::apply(a[0].clone(), Thunk::value(Value::Int(i))))
@@ -416,12 +443,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "any",
             2,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
+                let f = function(ev, &a[0])?;
                 for t in list(ev, &a[1])?.iter() {
                     match ev.call(f.clone(), t.clone())? {
                         Value::Bool(true) => return Ok(Value::Bool(true)),
                         Value::Bool(false) => {}
-                        v => return err(format!("expected a Boolean but found {}", v.type_name())),
+                        v => return Err(ev.type_error("a Boolean", &v)),
                     }
                 }
                 Ok(Value::Bool(false))
@@ -431,12 +458,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "all",
             2,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
+                let f = function(ev, &a[0])?;
                 for t in list(ev, &a[1])?.iter() {
                     match ev.call(f.clone(), t.clone())? {
                         Value::Bool(false) => return Ok(Value::Bool(false)),
                         Value::Bool(true) => {}
-                        v => return err(format!("expected a Boolean but found {}", v.type_name())),
+                        v => return Err(ev.type_error("a Boolean", &v)),
                     }
                 }
                 Ok(Value::Bool(true))
@@ -446,14 +473,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "sort",
             2,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
-                if !matches!(
-                    f,
-                    Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(..)
-                ) {
-                    return err(format!("expected a function but found {}", f.type_name()));
-                }
                 let l = list(ev, &a[1])?;
+                let f = function(ev, &a[0])?;
                 Ok(Value::List(Rc::new(sort_by(ev, &l, &f)?)))
             }),
         ),
@@ -461,7 +482,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "partition",
             2,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
+                let f = function(ev, &a[0])?;
                 let (mut r, mut w) = (Vec::new(), Vec::new());
                 for t in list(ev, &a[1])?.iter() {
                     let keep = Thunk::value(ev.call(f.clone(), t.clone())?);
@@ -636,7 +657,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::PrimOp(_) | Value::PrimOpApp(..) => {
                         Ok(Value::Attrs(Rc::new(AttrMap::new().into())))
                     }
-                    v => err(format!("expected a function but found {}", v.type_name())),
+                    v => Err(ev.type_error("a function", &v)),
                 }
             }),
         ),
@@ -934,9 +955,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::Path(p) => p.to_string(),
                     Value::String(s) => s.s.to_string(),
                     Value::Attrs(_) => ev.coerce_to_string(&v, false, false)?.s.to_string(),
-                    other => {
-                        return err(format!("cannot coerce {} to a string", other.type_name()))
-                    }
+                    other => return Err(ev.coerce_error(other)),
                 };
                 ev.import(&p)
             }),
@@ -1035,6 +1054,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "zipAttrsWith",
             2,
             prim!(ev, a, {
+                function(ev, &a[0])?;
                 let l = list(ev, &a[1])?;
                 let mut acc: BTreeMap<Rc<str>, Vec<Thunk>> = BTreeMap::new();
                 for t in l.iter() {
@@ -1060,7 +1080,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "groupBy",
             2,
             prim!(ev, a, {
-                let f = force(ev, &a[0])?;
+                let f = function(ev, &a[0])?;
                 let mut acc: BTreeMap<Rc<str>, Vec<Thunk>> = BTreeMap::new();
                 for t in list(ev, &a[1])?.iter() {
                     let k = ev.call(f.clone(), t.clone())?;

@@ -438,7 +438,7 @@ fn filtered_entries(
             let g = ev.call(filter.clone(), Thunk::value(Value::str(as_named)))?;
             let keep = match ev.call(g, Thunk::value(Value::str(kind)))? {
                 Value::Bool(b) => b,
-                v => return err(format!("expected a Boolean but found {}", v.type_name())),
+                v => return Err(ev.type_error("a Boolean", &v)),
             };
             if keep {
                 if ft.is_dir() {

@@ -13,7 +13,7 @@ use crate::value::*;
 fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
     match ev.force(t)? {
         Value::String(s) => Ok(s),
-        v => err(format!("expected a string but found {}", v.type_name())),
+        v => Err(ev.type_error("a string", &v)),
     }
 }
 
@@ -21,7 +21,7 @@ fn path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     match ev.force(t)? {
         Value::Path(p) => Ok(p.to_string()),
         Value::String(s) if s.s.starts_with('/') => Ok(s.s.to_string()),
-        v => err(format!("expected a path but found {}", v.type_name())),
+        v => Err(ev.type_error("a path", &v)),
     }
 }
 
@@ -319,7 +319,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         ("genericClosure", 1, |ev, a| {
             let args = match ev.force(&a[0])? {
                 Value::Attrs(m) => m,
-                v => return err(format!("expected a set but found {}", v.type_name())),
+                v => return Err(ev.type_error("a set", &v)),
             };
             let start = args
                 .get("startSet")
@@ -329,11 +329,11 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 .get("operator")
                 .cloned()
                 .ok_or_else(|| EvalError::new("attribute 'operator' missing"))?;
-            let op = ev.force(&op)?;
+            let op = crate::builtins::function(ev, &op)?;
             // A queue, as CppNix's work list: items in the order they were found.
             let mut work: std::collections::VecDeque<Thunk> = match ev.force(&start)? {
                 Value::List(l) => l.iter().cloned().collect(),
-                v => return err(format!("expected a list but found {}", v.type_name())),
+                v => return Err(ev.type_error("a list", &v)),
             };
             // Keys are compared with Nix's ordering, as CppNix's std::set with CompareValues:
             // keys that cannot be compared (sets, different types) are an error. Strings and
@@ -343,7 +343,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             while let Some(t) = work.pop_front() {
                 let item = match ev.force(&t)? {
                     Value::Attrs(m) => m,
-                    v => return err(format!("expected a set but found {}", v.type_name())),
+                    v => return Err(ev.type_error("a set", &v)),
                 };
                 let key = item
                     .get("key")
@@ -362,7 +362,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                             work.push_back(x.clone());
                         }
                     }
-                    v => return err(format!("expected a list but found {}", v.type_name())),
+                    v => return Err(ev.type_error("a list", &v)),
                 }
             }
             Ok(Value::List(Rc::new(out)))
@@ -454,12 +454,12 @@ pub fn nix_path_value(extra: &[String]) -> Value {
 pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Value> {
     let list = match ev.force(search)? {
         Value::List(l) => l,
-        v => return err(format!("expected a list but found {}", v.type_name())),
+        v => return Err(ev.type_error("a list", &v)),
     };
     for t in list.iter() {
         let entry = match ev.force(t)? {
             Value::Attrs(m) => m,
-            v => return err(format!("expected a set but found {}", v.type_name())),
+            v => return Err(ev.type_error("a set", &v)),
         };
         let prefix = match entry.get("prefix") {
             Some(p) => string(ev, &p.clone())?.s.to_string(),
@@ -469,7 +469,7 @@ pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Valu
             Some(p) => match ev.force(&p.clone())? {
                 Value::Path(x) => x.to_string(),
                 Value::String(s) => s.s.to_string(),
-                v => return err(format!("expected a path but found {}", v.type_name())),
+                v => return Err(ev.type_error("a path", &v)),
             },
             None => return err("attribute 'path' missing"),
         };

@@ -237,7 +237,7 @@ impl Evaluator {
                     }
                     None => err(format!("attribute '{name}' missing")),
                 },
-                Ok(v) => err(format!("expected a set but found {}", v.type_name())),
+                Ok(v) => Err(self.type_error("a set", &v)),
                 Err(e) => Err(e),
             },
             ThunkState::Forcing | ThunkState::Done(_) => unreachable!("handled above"),
@@ -330,7 +330,7 @@ impl Evaluator {
                             return Ok(x.clone());
                         }
                     }
-                    v => return err(format!("expected a set but found {}", v.type_name())),
+                    v => return Err(self.type_error("a set", &v)),
                 }
             }
             cur = node.1 .0.clone();
@@ -344,7 +344,7 @@ impl Evaluator {
             AttrName::Dynamic(e) => match self.eval(e, env)? {
                 Value::String(s) => Ok(Some(no_context(s)?)),
                 Value::Null => Ok(None),
-                v => err(format!("expected a string but found {}", v.type_name())),
+                v => Err(self.type_error("a string", &v)),
             },
         }
     }
@@ -448,7 +448,7 @@ impl Evaluator {
             let name = match self.eval(n, &inner)? {
                 Value::String(s) => no_context(s)?,
                 Value::Null => continue,
-                x => return err(format!("expected a string but found {}", x.type_name())),
+                x => return Err(self.type_error("a string", &x)),
             };
             if map.contains_key(&name) {
                 return err(format!("dynamic attribute '{name}' already defined"));
@@ -537,6 +537,28 @@ impl Evaluator {
                 None => text,
             });
         x
+    }
+
+    /// "expected X but found Y: VALUE", as current Nix says when a value has the wrong type.
+    #[cold]
+    #[inline(never)]
+    pub fn type_error(&self, expected: &str, v: &Value) -> EvalError {
+        EvalError::new(format!(
+            "expected {expected} but found {}: {}",
+            v.type_name(),
+            crate::print::show_for_error(self, v)
+        ))
+    }
+
+    /// "cannot coerce X to a string: VALUE".
+    #[cold]
+    #[inline(never)]
+    pub fn coerce_error(&self, v: &Value) -> EvalError {
+        EvalError::new(format!(
+            "cannot coerce {} to a string: {}",
+            v.type_name(),
+            crate::print::show_for_error(self, v)
+        ))
     }
 
     /// A `--show-trace` frame: its text and, when known, where.
@@ -733,9 +755,7 @@ impl Evaluator {
                                     }
                                     err(msg)
                                 }
-                                other => {
-                                    err(format!("expected a set but found {}", other.type_name()))
-                                }
+                                other => Err(self.type_error("a set", &other)),
                             };
                         }
                     }
@@ -795,7 +815,7 @@ impl Evaluator {
     fn eval_bool(&mut self, e: &'static Expr, env: &Env, _ctx: &str) -> EResult<bool> {
         match self.eval(e, env)? {
             Value::Bool(b) => Ok(b),
-            v => err(format!("expected a Boolean but found {}", v.type_name())),
+            v => Err(self.type_error("a Boolean", &v)),
         }
     }
 
@@ -874,7 +894,7 @@ impl Evaluator {
             let a = self.eval(&parts[0], env)?;
             if matches!(a, Value::Int(_) | Value::Float(_)) {
                 let b = self.eval(&parts[1], env)?;
-                return add_numbers(&a, &b);
+                return add_numbers(self, &a, &b);
             }
             let b = self.eval(&parts[1], env)?;
             return self.concat_values(force_string, vec![a, b]);
@@ -893,7 +913,7 @@ impl Evaluator {
                 Value::Int(_) | Value::Float(_) => {
                     let mut acc = first;
                     for v in &vals[1..] {
-                        acc = add_numbers(&acc, v)?;
+                        acc = add_numbers(self, &acc, v)?;
                     }
                     return Ok(acc);
                 }
@@ -908,12 +928,7 @@ impl Evaluator {
                                 s.push_str(&x.s)
                             }
                             Value::Path(x) => s.push_str(x),
-                            other => {
-                                return err(format!(
-                                    "cannot coerce {} to a string",
-                                    other.type_name()
-                                ))
-                            }
+                            other => return Err(self.coerce_error(other)),
                         }
                     }
                     return Ok(Value::Path(canon_path(&s).into()));
@@ -964,7 +979,7 @@ impl Evaluator {
                     let o = self.force(&o.clone())?;
                     return self.coerce_to_string(&o, coerce_more, copy);
                 }
-                err("cannot coerce a set to a string")
+                Err(self.coerce_error(v))
             }
             Value::Int(i) if coerce_more => Ok(NixString::plain(i.to_string())),
             // C++'s std::to_string: six decimals.
@@ -988,7 +1003,7 @@ impl Evaluator {
                     context: Rc::new(ctx),
                 })
             }
-            other => err(format!("cannot coerce {} to a string", other.type_name())),
+            other => Err(self.coerce_error(other)),
         }
     }
 
@@ -1038,7 +1053,7 @@ impl Evaluator {
         let mut vars: Vec<(Symbol, Thunk)> = Vec::with_capacity(formals.formals.len() + 1);
         let attrs = match self.force(&arg)? {
             Value::Attrs(a) => a,
-            v => return err(format!("expected a set but found {}", v.type_name())),
+            v => return Err(self.type_error("a set", &v)),
         };
         let env = l.env.push(Scope::Vars(Default::default()));
         let mut used = 0;
@@ -1127,8 +1142,9 @@ impl Evaluator {
                 self.call(partial, arg)
             }
             v => err(format!(
-                "attempt to call something which is not a function but {}",
-                v.type_name()
+                "attempt to call something which is not a function but {}: {}",
+                v.type_name(),
+                crate::print::show_for_error(self, &v)
             )),
         }
     }
@@ -1279,9 +1295,9 @@ fn stack_overflow() -> EvalError {
 }
 
 /// `a + b` where `a` is a number: CppNix's message when `b` is not one.
-fn add_numbers(a: &Value, b: &Value) -> EResult<Value> {
+fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
     match b {
-        Value::Int(_) | Value::Float(_) => crate::builtins::arith('+', a, b),
+        Value::Int(_) | Value::Float(_) => crate::builtins::arith(ev, '+', a, b),
         other => err(format!(
             "cannot add {} to {}",
             other.type_name(),
