@@ -2,24 +2,32 @@
 //!
 //! - [`plan`] walks the derivation graph from what was asked for and finds what must be built
 //!   (and what is missing);
-//! - [`schedule`] builds it, inputs first, up to `max-jobs` at once, each build in its own
-//!   thread that holds the outputs' locks (CppNix's `.lock` protocol);
-//! - [`sandbox`] is the Linux sandbox (namespaces and a chroot of the input closure), [`run`]
-//!   starts a builder and watches it, [`env`] is its environment;
+//! - [`schedule`] builds it, inputs first, up to `max-jobs` at once on as many build slots
+//!   (threads running one build after another), each build holding its outputs' locks
+//!   (CppNix's `.lock` protocol); [`cache`] remembers what the builds look up, [`trash`]
+//!   deletes what they leave in the background;
+//! - [`sandbox`] is the Linux sandbox (namespaces and a chroot of the input closure), with
+//!   what a slot keeps for its sandboxes (a network namespace, [`netns`]; a store tree or an
+//!   overlay's lower layer); [`run`] starts a builder and watches it, [`env`] is its
+//!   environment;
 //! - [`outputs`] checks and registers what a build produced; [`refscan`] finds references;
 //! - [`log`] stores build logs where CppNix keeps them; [`builtin`] holds the builders that run
 //!   inside firn (`builtin:fetchurl`, `builtin:buildenv`).
 
 pub mod buildenv;
 pub mod builtin;
+pub mod cache;
 pub mod env;
 pub mod log;
+pub mod netns;
 pub mod outputs;
 pub mod plan;
 pub mod refscan;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;
+pub mod slot;
+pub mod trash;
 pub mod users;
 
 use std::collections::BTreeSet;

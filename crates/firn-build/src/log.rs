@@ -30,10 +30,9 @@ impl LogWriter {
         }
         let f = File::create(&path).map_err(|e| BuildError::io("creating log file", &path, e))?;
         Ok(if compress {
-            LogWriter::Bz(bzip2::write::BzEncoder::new(
-                f,
-                bzip2::Compression::default(),
-            ))
+            // The smallest blocks (100 kB): a compressor with bigger ones costs megabytes of
+            // memory to set up for every build, most of whose logs are short.
+            LogWriter::Bz(bzip2::write::BzEncoder::new(f, bzip2::Compression::fast()))
         } else {
             LogWriter::Plain(f)
         })

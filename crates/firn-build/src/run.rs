@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::netns::NetSlot;
+use crate::sandbox::tree::MountNs;
 use crate::sandbox::Spec;
 use crate::BuildError;
 
@@ -103,9 +105,13 @@ fn wait_pid(pid: i32) -> Result<i32, BuildError> {
     }
 }
 
-/// Start the builder, pass everything it writes to `on_output`, and wait for it.
+/// Start the builder, pass everything it writes to `on_output`, and wait for it. A sandboxed
+/// builder gets its network namespace from `net` where it can, and is cloned in `mount`, the
+/// slot's mount namespace, when it has one (see [`crate::sandbox::start`]).
 pub fn run(
     launch: Launch,
+    net: &mut NetSlot,
+    mount: Option<&MountNs>,
     limits: Limits,
     cancel: &AtomicBool,
     on_output: &mut dyn FnMut(&[u8]),
@@ -156,7 +162,7 @@ pub fn run(
             drop(c);
             (Proc::Cmd(child), out_r)
         }
-        Launch::Sandboxed(spec) => match crate::sandbox::start(&spec) {
+        Launch::Sandboxed(spec) => match crate::sandbox::start(&spec, net, mount) {
             Ok((started, log)) => (Proc::Sandboxed(started), log),
             Err(e) => return Ok(Ended::SetupFailed(e)),
         },

@@ -4,22 +4,48 @@
 //! `/proc` and Nix's `/etc` files.
 //!
 //! How: everything the child must do is worked out first, in the parent, as a list of
-//! [`Op`]s (mounts, directories, files) with every string already converted. The builder is
-//! then started with `clone()` directly into the new namespaces, as PID 1 of its PID namespace;
-//! the parent writes its uid/gid maps (sandbox uid 1000 and gid 100, as Nix, mapped to the
-//! calling user) and lets it go. The child only makes system calls (no allocation, no locks,
-//! which is what a child of a multi-threaded process may do): it mounts a tmpfs as the sandbox
-//! root, builds the skeleton there, mounts the store directory as an overlay whose upper layer
-//! is on the store's filesystem (the outputs land there and are renamed into the store
-//! afterwards), bind-mounts the inputs read-only, pivots into the root and executes the
-//! builder, which drops every capability because it is not uid 0. A setup failure is reported
-//! as the index of the failed operation and `errno` on a pipe that a successful `exec` closes.
+//! `Op`s (mounts, directories, files) with every string already converted. The builder
+//! is then started with `clone()` directly into the new namespaces, as PID 1 of its PID
+//! namespace; the parent writes its uid/gid maps (sandbox uid 1000 and gid 100, as Nix, mapped
+//! to the calling user or a build user) and lets it go. The child only makes system calls (no
+//! allocation, no locks, which is what a child of a multi-threaded process may do): it mounts a
+//! tmpfs as the sandbox root and works inside it (relative paths), builds the skeleton there,
+//! makes the store directory (see [`StoreView`]), binds the build directory, the devices and the
+//! sandbox paths, pivots into the root, detaching the host's mounts, and executes the builder,
+//! which drops every capability because it is not uid 0. A setup failure is reported as the
+//! index of the failed operation and `errno` on a pipe that a successful `exec` closes.
+//!
+//! The store directory, where the outputs must land on the store's filesystem (they are renamed
+//! into the store afterwards) next to the read-only inputs:
+//! - with build users, the build slot's store tree ([`tree::StoreTree`]): kept between builds
+//!   in the slot's own mount namespace, one read-only bind per input, and bound as a whole;
+//! - otherwise an overlay whose upper layer is the build's directory in the slot's
+//!   [`SandboxDir`], whose lower layer holds the inputs' mount points (the slot's kept one,
+//!   [`lower::LowerDir`], or made on the tmpfs), with the inputs bound on top: the host's store
+//!   directory is first bound onto itself read-only (in the child's mount namespace only), so
+//!   that each input bound from it is read-only already — one mount per input instead of a bind
+//!   and a remount.
+//!
+//! The network namespace of a non-fixed-output build comes from the build slot
+//! ([`crate::netns::NetSlot`]) where it can be reused; it is new (`CLONE_NEWNET`) otherwise.
+
+mod child;
+mod dirs;
+pub mod lower;
+pub mod tree;
+
+pub use dirs::{BuildDirs, SandboxDir, WORK_DIRS};
 
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::netns::NetSlot;
+use child::{child_main, errno, Op, Plan};
+use tree::MountNs;
 
 /// Nix's uid and gid for the builder inside the sandbox.
 pub const SANDBOX_UID: u32 = 1000;
@@ -36,13 +62,44 @@ pub struct Bind {
     pub optional: bool,
 }
 
+/// A store path of the input closure, bound read-only at the same place in the sandbox.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Its base name in the store directory.
+    pub name: String,
+    /// Whether it is a directory (its mount point must be one).
+    pub is_dir: bool,
+}
+
+/// How a sandbox's store directory is made.
+#[derive(Clone, Debug)]
+pub enum StoreView {
+    /// An overlay: the inputs' mount points below (in `lower`, a slot's kept lower layer, or
+    /// else made on the sandbox's tmpfs), the build's `upper` and `work` directories (see
+    /// [`BuildDirs`]) on the store's filesystem, and each input bound read-only on top.
+    Overlay {
+        upper: PathBuf,
+        work: PathBuf,
+        lower: Option<PathBuf>,
+    },
+    /// The slot's store tree, bound as a whole (see [`tree::StoreTree`]).
+    Tree { base: PathBuf },
+}
+
 /// Everything needed to start a sandboxed builder.
 #[derive(Clone, Debug)]
 pub struct Spec {
-    /// The sandbox directory on the host (see [`prepare_chroot`]).
-    pub chroot: PathBuf,
+    /// The mount point of the sandbox's root (see [`SandboxDir`]).
+    pub root: PathBuf,
+    /// How its store directory is made.
+    pub store: StoreView,
     /// The store directory as builders see it (`/nix/store`).
     pub store_dir: String,
+    /// Where the store directory's files are on the host.
+    pub real_store_dir: PathBuf,
+    /// The input closure.
+    pub inputs: Vec<Input>,
+    /// Every other bind mount (the build directory, `sandbox-paths`, ...).
     pub binds: Vec<Bind>,
     pub private_network: bool,
     /// The working directory inside the sandbox (`/build`).
@@ -62,27 +119,6 @@ pub struct Spec {
     pub build_user: Option<(u32, u32)>,
 }
 
-/// Prepare the sandbox directory on the host: `root/` (where the child mounts a tmpfs with the
-/// sandbox's skeleton), and `upper/` and `work/` for the store directory's overlay, on the
-/// store's filesystem so outputs can be renamed into place.
-pub fn prepare_chroot(chroot: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let mkdir = |p: &Path, mode: u32| -> std::io::Result<()> {
-        fs::DirBuilder::new().mode(mode).create(p)?;
-        fs::set_permissions(p, fs::Permissions::from_mode(mode))
-    };
-    mkdir(chroot, 0o700)?;
-    mkdir(&chroot.join("root"), 0o755)?;
-    mkdir(&chroot.join("upper"), 0o1775)?;
-    mkdir(&chroot.join("work"), 0o700)?;
-    Ok(())
-}
-
-/// Where an output the builder made is found on the host after the build.
-pub fn output_location(chroot: &Path, base_name: &str) -> PathBuf {
-    chroot.join("upper").join(base_name)
-}
-
 /// The device nodes every sandbox gets (those the host has).
 pub const DEVICES: &[&str] = &[
     "/dev/full",
@@ -94,64 +130,16 @@ pub const DEVICES: &[&str] = &[
     "/dev/zero",
 ];
 
-/// One step of the child's setup, with every argument ready for the system call.
-enum Op {
-    Mkdir(CString, libc::mode_t),
-    /// Create an empty file (a mount point for a non-directory).
-    Touch(CString),
-    Write(CString, Vec<u8>),
-    Symlink(CString, CString),
-    Mount {
-        src: Option<CString>,
-        target: CString,
-        fstype: Option<CString>,
-        flags: libc::c_ulong,
-        data: Option<CString>,
-    },
-    /// Remount a bind mount read-only, keeping the flags it has.
-    RemountReadOnly(CString),
-    /// Mount an overlay; when that fails, run the fallback instead.
-    Overlay {
-        target: CString,
-        data: CString,
-        fallback: Vec<Op>,
-    },
-    /// Mount devpts (optional: failure is ignored, as Nix does).
-    Devpts(CString, CString),
-    SetHostname,
-    LoopbackUp,
-    PivotRoot(CString),
-    Chdir(CString),
-    /// Take the sandbox uid/gid (mapped to a build user) before anything is created, keeping
-    /// the namespace's capabilities until `exec` (the old uid was not mapped, so nothing drops
-    /// them).
-    BecomeBuilder,
-}
-
-impl Op {
-    fn describe(&self) -> String {
-        let s = |c: &CString| c.to_string_lossy().into_owned();
-        match self {
-            Op::Mkdir(p, _) => format!("creating directory '{}'", s(p)),
-            Op::Touch(p) | Op::Write(p, _) => format!("writing '{}'", s(p)),
-            Op::Symlink(_, l) => format!("creating symlink '{}'", s(l)),
-            Op::Mount { src, target, .. } => format!(
-                "mounting {}'{}'",
-                src.as_ref()
-                    .map(|x| format!("'{}' on ", s(x)))
-                    .unwrap_or_default(),
-                s(target)
-            ),
-            Op::RemountReadOnly(t) => format!("remounting '{}' read-only", s(t)),
-            Op::Overlay { target, .. } => format!("mounting the store overlay on '{}'", s(target)),
-            Op::Devpts(t, _) => format!("mounting devpts on '{}'", s(t)),
-            Op::SetHostname => "setting the host name".into(),
-            Op::LoopbackUp => "setting the loopback interface flags".into(),
-            Op::PivotRoot(r) => format!("pivoting into '{}'", s(r)),
-            Op::Chdir(d) => format!("changing into '{}'", s(d)),
-            Op::BecomeBuilder => "taking the build user's uid and gid".into(),
-        }
-    }
+/// The devices of [`DEVICES`] this host has (looked up once).
+fn host_devices() -> &'static [&'static str] {
+    static PRESENT: OnceLock<Vec<&'static str>> = OnceLock::new();
+    PRESENT.get_or_init(|| {
+        DEVICES
+            .iter()
+            .copied()
+            .filter(|d| Path::new(d).exists())
+            .collect()
+    })
 }
 
 fn cstr(p: impl AsRef<[u8]>) -> Result<CString, String> {
@@ -162,60 +150,53 @@ fn path_c(p: &Path) -> Result<CString, String> {
     cstr(p.as_os_str().as_bytes())
 }
 
-/// What the child runs: the ops, then `execve`.
-struct Plan {
-    ops: Vec<Op>,
-    builder: CString,
-    argv: Vec<CString>,
-    env: Vec<CString>,
-    argv_p: Vec<*const libc::c_char>,
-    env_p: Vec<*const libc::c_char>,
-    linux32: bool,
-    uname26: bool,
-    /// Read end of the "maps are written" pipe, write end of the status pipe, the log pipe.
-    sync_r: i32,
-    sync_w: i32,
-    status_w: i32,
-    status_r: i32,
-    log_w: i32,
-    log_r: i32,
+/// A path inside the sandbox, relative to its root (the child's working directory while it
+/// sets up).
+fn rel(p: &str) -> Result<CString, String> {
+    let r = p.trim_start_matches('/');
+    cstr(if r.is_empty() { "." } else { r })
 }
 
-fn inner(root: &Path, p: &str) -> PathBuf {
-    root.join(p.trim_start_matches('/'))
-}
-
-/// Ops making `rel` (and its missing parents) under `root`, each directory once.
+/// Ops making `path` (and its missing parents) inside the sandbox, each directory once.
 fn mkdirs(
-    root: &Path,
-    made: &mut std::collections::BTreeSet<String>,
+    made: &mut std::collections::HashSet<String>,
     ops: &mut Vec<Op>,
-    rel: &str,
+    path: &str,
     mode: libc::mode_t,
 ) -> Result<(), String> {
     let mut acc = String::new();
-    let parts: Vec<&str> = rel.split('/').filter(|x| !x.is_empty()).collect();
+    let parts: Vec<&str> = path.split('/').filter(|x| !x.is_empty()).collect();
     for (i, part) in parts.iter().enumerate() {
         acc.push('/');
         acc.push_str(part);
         if made.insert(acc.clone()) {
             let m = if i + 1 == parts.len() { mode } else { 0o755 };
-            ops.push(Op::Mkdir(path_c(&inner(root, &acc))?, m));
+            ops.push(Op::Mkdir(rel(&acc)?, m));
         }
     }
     Ok(())
 }
 
-/// Work out the child's operations.
-fn plan_ops(spec: &Spec) -> Result<Vec<Op>, String> {
-    let root = spec.chroot.join("root");
-    let p = |rel: &str| path_c(&inner(&root, rel));
+fn bind_op(source: &Path, target: &str, flags: libc::c_ulong) -> Result<Op, String> {
+    Ok(Op::Mount {
+        src: Some(path_c(source)?),
+        target: rel(target)?,
+        fstype: None,
+        flags: libc::MS_BIND | flags,
+        data: None,
+    })
+}
+
+/// Work out the child's operations. `fresh_net`: the builder gets a new network namespace,
+/// whose loopback interface it must bring up itself.
+fn plan_ops(spec: &Spec, fresh_net: bool) -> Result<Vec<Op>, String> {
+    let root = &spec.root;
     let mut ops = Vec::new();
     if spec.build_user.is_some() {
         // First: what is made from here on belongs to the build user.
         ops.push(Op::BecomeBuilder);
     }
-    if spec.private_network {
+    if spec.private_network && fresh_net {
         ops.push(Op::LoopbackUp);
     }
     ops.push(Op::SetHostname);
@@ -228,17 +209,19 @@ fn plan_ops(spec: &Spec) -> Result<Vec<Op>, String> {
     });
     ops.push(Op::Mount {
         src: Some(cstr("none")?),
-        target: path_c(&root)?,
+        target: path_c(root)?,
         fstype: Some(cstr("tmpfs")?),
         flags: libc::MS_NOSUID | libc::MS_NODEV,
         data: Some(cstr("mode=0755")?),
     });
+    // From here on, paths are relative to the root.
+    ops.push(Op::Chdir(path_c(root)?));
     // The skeleton, on the tmpfs.
-    ops.push(Op::Mkdir(p("/tmp")?, 0o1777));
-    ops.push(Op::Mkdir(p("/etc")?, 0o755));
+    ops.push(Op::Mkdir(rel("/tmp")?, 0o1777));
+    ops.push(Op::Mkdir(rel("/etc")?, 0o755));
     let wd = &spec.work_dir;
     ops.push(Op::Write(
-        p("/etc/passwd")?,
+        rel("/etc/passwd")?,
         format!(
             "root:x:0:0:Nix build user:{wd}:/noshell\n\
              nixbld:x:{SANDBOX_UID}:{SANDBOX_GID}:Nix build user:{wd}:/noshell\n\
@@ -247,48 +230,72 @@ fn plan_ops(spec: &Spec) -> Result<Vec<Op>, String> {
         .into_bytes(),
     ));
     ops.push(Op::Write(
-        p("/etc/group")?,
+        rel("/etc/group")?,
         format!("root:x:0:\nnixbld:!:{SANDBOX_GID}:\nnogroup:x:65534:\n").into_bytes(),
     ));
     if spec.private_network {
         ops.push(Op::Write(
-            p("/etc/hosts")?,
+            rel("/etc/hosts")?,
             b"127.0.0.1 localhost\n::1 localhost\n".to_vec(),
         ));
     } else {
         ops.push(Op::Write(
-            p("/etc/nsswitch.conf")?,
+            rel("/etc/nsswitch.conf")?,
             b"hosts: files dns\nservices: files\n".to_vec(),
         ));
     }
-    let mut made = std::collections::BTreeSet::new();
+    let mut made = std::collections::HashSet::new();
     made.insert("/tmp".to_string());
     made.insert("/etc".to_string());
-    mkdirs(&root, &mut made, &mut ops, &spec.store_dir, 0o1775)?;
-    mkdirs(&root, &mut made, &mut ops, wd, 0o700)?;
-    mkdirs(&root, &mut made, &mut ops, "/proc", 0o555)?;
-    mkdirs(&root, &mut made, &mut ops, "/dev/shm", 0o1777)?;
-    mkdirs(&root, &mut made, &mut ops, "/dev/pts", 0o755)?;
+    // The store directory's mount point (for an overlay without a kept lower layer, also that
+    // layer).
+    if let Some(parent) = spec.store_dir.rsplit_once('/').map(|(p, _)| p) {
+        mkdirs(&mut made, &mut ops, parent, 0o755)?;
+    }
+    ops.push(Op::Mkdir(rel(&spec.store_dir)?, 0o1775));
+    made.insert(spec.store_dir.clone());
+    mkdirs(&mut made, &mut ops, wd, 0o700)?;
+    mkdirs(&mut made, &mut ops, "/proc", 0o555)?;
+    mkdirs(&mut made, &mut ops, "/dev/shm", 0o1777)?;
+    mkdirs(&mut made, &mut ops, "/dev/pts", 0o755)?;
     for (link, to) in [
         ("/dev/fd", "/proc/self/fd"),
         ("/dev/stdin", "/proc/self/fd/0"),
         ("/dev/stdout", "/proc/self/fd/1"),
         ("/dev/stderr", "/proc/self/fd/2"),
     ] {
-        ops.push(Op::Symlink(cstr(to)?, p(link)?));
+        ops.push(Op::Symlink(cstr(to)?, rel(link)?));
     }
-    let devices: Vec<&str> = DEVICES
-        .iter()
-        .copied()
-        .filter(|d| Path::new(d).exists())
-        .collect();
-    for d in &devices {
-        ops.push(Op::Touch(p(d)?));
+    let devices = host_devices();
+    for d in devices {
+        ops.push(Op::Touch(rel(d)?));
     }
-    // Mount points for the binds (those in the store directory are in the overlay's lower
-    // layer, so they cost nothing on disk).
-    let mut binds = Vec::new();
+    // Mount points. With an overlay, the inputs' are in its lower layer, so they cost nothing
+    // on disk: in the slot's kept lower layer ([`lower::LowerDir`]) where there is one, else
+    // made here on the tmpfs (and if the overlay cannot be mounted, in the upper layer: see
+    // the fallback below). The store tree has its own.
+    let store_prefix = format!("{}/", spec.store_dir);
     let mut store_points = Vec::new();
+    if let StoreView::Overlay { lower, .. } = &spec.store {
+        for i in &spec.inputs {
+            let target = rel(&format!("{store_prefix}{}", i.name))?;
+            let point = |t: CString| {
+                if i.is_dir {
+                    Op::Mkdir(t, 0o755)
+                } else {
+                    Op::Touch(t)
+                }
+            };
+            if lower.is_none() {
+                ops.push(point(target.clone()));
+            }
+            store_points.push(point(target));
+        }
+    }
+    // The other binds: those inside the store directory are made (in the upper layer) and
+    // mounted after the inputs (they may be on top of one), the rest before.
+    let mut early = Vec::new();
+    let mut late = Vec::new();
     for b in &spec.binds {
         let meta = match fs::metadata(&b.source) {
             Ok(m) => m,
@@ -301,309 +308,120 @@ fn plan_ops(spec: &Spec) -> Result<Vec<Op>, String> {
             }
         };
         let target = b.target.trim_end_matches('/');
+        let mut point_ops = Vec::new();
         if let Some((parent, _)) = target.rsplit_once('/') {
-            mkdirs(&root, &mut made, &mut ops, parent, 0o755)?;
+            mkdirs(&mut made, &mut point_ops, parent, 0o755)?;
         }
-        let point = if meta.is_dir() {
-            if made.insert(target.to_string()) {
-                Some(Op::Mkdir(p(target)?, 0o755))
-            } else {
-                None
-            }
-        } else {
-            Some(Op::Touch(p(target)?))
-        };
-        if let Some(pt) = point {
-            let in_store = target.starts_with(&format!("{}/", spec.store_dir));
-            if in_store {
-                store_points.push(match &pt {
-                    Op::Mkdir(c, m) => Op::Mkdir(c.clone(), *m),
-                    Op::Touch(c) => Op::Touch(c.clone()),
-                    _ => unreachable!("mount points are directories or files"),
-                });
-            }
-            ops.push(pt);
+        if !meta.is_dir() {
+            point_ops.push(Op::Touch(rel(target)?));
+        } else if made.insert(target.to_string()) {
+            point_ops.push(Op::Mkdir(rel(target)?, 0o755));
         }
-        binds.push(b);
-    }
-    let store_c = p(&spec.store_dir)?;
-    let lower = inner(&root, &spec.store_dir);
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        lower.display(),
-        spec.chroot.join("upper").display(),
-        spec.chroot.join("work").display()
-    );
-    let mut fallback = vec![Op::Mount {
-        src: Some(path_c(&spec.chroot.join("upper"))?),
-        target: store_c.clone(),
-        fstype: None,
-        flags: libc::MS_BIND,
-        data: None,
-    }];
-    fallback.extend(store_points);
-    ops.push(Op::Overlay {
-        target: store_c,
-        data: cstr(data)?,
-        fallback,
-    });
-    for b in binds {
-        let t = p(&b.target)?;
-        ops.push(Op::Mount {
-            src: Some(path_c(&b.source)?),
-            target: t.clone(),
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
-        });
+        let mut mount_ops = vec![bind_op(&b.source, target, libc::MS_REC)?];
         if b.read_only {
-            ops.push(Op::RemountReadOnly(t));
+            mount_ops.push(Op::MakeReadOnly(rel(target)?));
+        }
+        if target.starts_with(&store_prefix) {
+            late.extend(point_ops);
+            late.extend(mount_ops);
+        } else {
+            ops.extend(point_ops);
+            early.extend(mount_ops);
         }
     }
-    for d in &devices {
-        ops.push(Op::Mount {
-            src: Some(cstr(*d)?),
-            target: p(d)?,
-            fstype: None,
-            flags: libc::MS_BIND,
-            data: None,
-        });
+    let store_rel = rel(&spec.store_dir)?;
+    match &spec.store {
+        StoreView::Tree { base } => {
+            ops.push(Op::Mount {
+                src: Some(path_c(base)?),
+                target: store_rel,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            });
+            ops.extend(early);
+        }
+        StoreView::Overlay { upper, work, lower } => {
+            // (Without a kept lower layer, the mount point doubles as the lower layer: the
+            // overlay is mounted on top of it.)
+            let lower = match lower {
+                Some(l) => l.clone(),
+                None => root.join(spec.store_dir.trim_start_matches('/')),
+            };
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                lower.display(),
+                upper.display(),
+                work.display()
+            );
+            // `volatile` (Linux 5.10): no sync of the store's whole filesystem when the
+            // overlay goes away at the end of the build (the outputs are moved into the store
+            // and registered like any other build's, which are not synced either).
+            // `uuid=off` (6.6): no attempt to record one in an upper layer we do not own.
+            let data = vec![
+                cstr(format!("{data},volatile,uuid=off"))?,
+                cstr(format!("{data},volatile"))?,
+                cstr(data)?,
+            ];
+            let mut fallback = vec![Op::Mount {
+                src: Some(path_c(upper)?),
+                target: store_rel.clone(),
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+            }];
+            fallback.extend(store_points);
+            ops.push(Op::Overlay {
+                target: store_rel,
+                data,
+                fallback,
+            });
+            ops.extend(early);
+            if !spec.inputs.is_empty() {
+                // The host's store directory, read-only (in this mount namespace): binds of
+                // its entries are read-only from the start. (The overlay above was mounted
+                // before, so its upper layer is writable.)
+                let real = path_c(&spec.real_store_dir)?;
+                ops.push(Op::Mount {
+                    src: Some(real.clone()),
+                    target: real.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                });
+                ops.push(Op::MakeReadOnly(real));
+                for i in &spec.inputs {
+                    ops.push(bind_op(
+                        &spec.real_store_dir.join(&i.name),
+                        &format!("{store_prefix}{}", i.name),
+                        0,
+                    )?);
+                }
+            }
+        }
+    }
+    ops.extend(late);
+    for d in devices {
+        ops.push(bind_op(Path::new(d), d, 0)?);
     }
     ops.push(Op::Mount {
         src: Some(cstr("none")?),
-        target: p("/proc")?,
+        target: rel("/proc")?,
         fstype: Some(cstr("proc")?),
         flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         data: None,
     });
     ops.push(Op::Mount {
         src: Some(cstr("none")?),
-        target: p("/dev/shm")?,
+        target: rel("/dev/shm")?,
         fstype: Some(cstr("tmpfs")?),
         flags: libc::MS_NOSUID | libc::MS_NODEV,
         data: Some(cstr(format!("size={}", spec.shm_size))?),
     });
-    ops.push(Op::Devpts(p("/dev/pts")?, p("/dev/ptmx")?));
-    ops.push(Op::PivotRoot(path_c(&root)?));
+    ops.push(Op::Devpts(rel("/dev/pts")?, rel("/dev/ptmx")?));
+    ops.push(Op::PivotRoot);
     ops.push(Op::Chdir(cstr(wd)?));
     Ok(ops)
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// Run one op in the child. Only system calls.
-unsafe fn run_op(op: &Op) -> Result<(), i32> {
-    let ptr = |o: &Option<CString>| o.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-    let check = |r: libc::c_int| if r == -1 { Err(errno()) } else { Ok(()) };
-    match op {
-        Op::Mkdir(p, mode) => check(libc::mkdir(p.as_ptr(), *mode)),
-        Op::Touch(p) => {
-            let fd = libc::open(
-                p.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o644,
-            );
-            check(fd)?;
-            libc::close(fd);
-            Ok(())
-        }
-        Op::Write(p, data) => {
-            let fd = libc::open(
-                p.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC,
-                0o644,
-            );
-            check(fd)?;
-            let n = libc::write(fd, data.as_ptr() as *const libc::c_void, data.len());
-            libc::close(fd);
-            if n as usize != data.len() {
-                return Err(libc::EIO);
-            }
-            Ok(())
-        }
-        Op::Symlink(to, link) => check(libc::symlink(to.as_ptr(), link.as_ptr())),
-        Op::Mount {
-            src,
-            target,
-            fstype,
-            flags,
-            data,
-        } => check(libc::mount(
-            ptr(src),
-            target.as_ptr(),
-            ptr(fstype),
-            *flags,
-            ptr(data) as *const libc::c_void,
-        )),
-        Op::RemountReadOnly(t) => {
-            let mut st: libc::statvfs = std::mem::zeroed();
-            check(libc::statvfs(t.as_ptr(), &mut st))?;
-            let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID;
-            for (stf, msf) in [
-                (libc::ST_NOSUID, libc::MS_NOSUID),
-                (libc::ST_NODEV, libc::MS_NODEV),
-                (libc::ST_NOEXEC, libc::MS_NOEXEC),
-                (libc::ST_NOATIME, libc::MS_NOATIME),
-                (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-                (libc::ST_RELATIME, libc::MS_RELATIME),
-            ] {
-                if st.f_flag & stf != 0 {
-                    flags |= msf;
-                }
-            }
-            check(libc::mount(
-                std::ptr::null(),
-                t.as_ptr(),
-                std::ptr::null(),
-                flags,
-                std::ptr::null(),
-            ))
-        }
-        Op::Overlay {
-            target,
-            data,
-            fallback,
-        } => {
-            let r = libc::mount(
-                c"overlay".as_ptr(),
-                target.as_ptr(),
-                c"overlay".as_ptr(),
-                0,
-                data.as_ptr() as *const libc::c_void,
-            );
-            if r == 0 {
-                return Ok(());
-            }
-            for f in fallback {
-                run_op(f)?;
-            }
-            Ok(())
-        }
-        Op::Devpts(pts, ptmx) => {
-            let r = libc::mount(
-                c"none".as_ptr(),
-                pts.as_ptr(),
-                c"devpts".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NOEXEC,
-                c"newinstance,mode=0620".as_ptr() as *const libc::c_void,
-            );
-            if r == 0 {
-                libc::symlink(c"/dev/pts/ptmx".as_ptr(), ptmx.as_ptr());
-            }
-            Ok(())
-        }
-        Op::SetHostname => {
-            let host = b"localhost";
-            let domain = b"(none)";
-            check(libc::sethostname(
-                host.as_ptr() as *const libc::c_char,
-                host.len(),
-            ))?;
-            check(libc::setdomainname(
-                domain.as_ptr() as *const libc::c_char,
-                domain.len(),
-            ))
-        }
-        Op::LoopbackUp => {
-            let fd = libc::socket(
-                libc::PF_INET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_IP,
-            );
-            check(fd)?;
-            let mut ifr: libc::ifreq = std::mem::zeroed();
-            ifr.ifr_name[0] = b'l' as libc::c_char;
-            ifr.ifr_name[1] = b'o' as libc::c_char;
-            ifr.ifr_ifru.ifru_flags =
-                (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
-            let r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
-            libc::close(fd);
-            check(r)
-        }
-        Op::PivotRoot(root) => {
-            check(libc::chdir(root.as_ptr()))?;
-            check(libc::mkdir(c"real-root".as_ptr(), 0))?;
-            if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c"real-root".as_ptr()) == -1 {
-                return Err(errno());
-            }
-            check(libc::chroot(c".".as_ptr()))?;
-            check(libc::umount2(c"real-root".as_ptr(), libc::MNT_DETACH))?;
-            check(libc::rmdir(c"real-root".as_ptr()))
-        }
-        Op::Chdir(d) => check(libc::chdir(d.as_ptr())),
-        Op::BecomeBuilder => {
-            check(libc::setgroups(0, std::ptr::null()))?;
-            check(libc::setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID))?;
-            check(libc::setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID))
-        }
-    }
-}
-
-/// Report a failed op (its index, or -1 for exec) and errno, then exit.
-unsafe fn child_fail(status_w: i32, index: i32, err: i32) -> ! {
-    let mut buf = [0u8; 8];
-    buf[..4].copy_from_slice(&index.to_le_bytes());
-    buf[4..].copy_from_slice(&err.to_le_bytes());
-    libc::write(status_w, buf.as_ptr() as *const libc::c_void, 8);
-    libc::_exit(126)
-}
-
-/// The child: wait for the uid/gid maps, set up, exec. Only system calls.
-extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` points to the parent's Plan, copied into this address space by clone().
-    unsafe {
-        let plan = &*(arg as *const Plan);
-        // Without CLONE_FILES the descriptor table is our own copy.
-        libc::close(plan.sync_w);
-        libc::close(plan.status_r);
-        libc::close(plan.log_r);
-        let mut b = 0u8;
-        if libc::read(plan.sync_r, &mut b as *mut u8 as *mut libc::c_void, 1) != 1 {
-            libc::_exit(126);
-        }
-        libc::close(plan.sync_r);
-        // The build dies with the thread that runs it (and so with firn).
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        // stdin from /dev/null, stdout and stderr to the log pipe.
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null == -1 || libc::dup2(null, 0) == -1 {
-            child_fail(plan.status_w, -2, errno());
-        }
-        if libc::dup2(plan.log_w, 1) == -1 || libc::dup2(plan.log_w, 2) == -1 {
-            child_fail(plan.status_w, -2, errno());
-        }
-        libc::umask(0);
-        for (i, op) in plan.ops.iter().enumerate() {
-            if let Err(e) = run_op(op) {
-                child_fail(plan.status_w, i as i32, e);
-            }
-        }
-        libc::umask(0o022);
-        const UNAME26: libc::c_ulong = 0x0020000;
-        const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
-        if plan.linux32 {
-            libc::personality(0x0008);
-        }
-        let cur = libc::personality(0xffffffff);
-        if cur != -1 {
-            let mut pers = cur as libc::c_ulong | ADDR_NO_RANDOMIZE;
-            if plan.uname26 {
-                pers |= UNAME26;
-            }
-            libc::personality(pers);
-        }
-        libc::setsid();
-        libc::execve(
-            plan.builder.as_ptr(),
-            plan.argv_p.as_ptr(),
-            plan.env_p.as_ptr(),
-        );
-        child_fail(plan.status_w, -1, errno())
-    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -624,8 +442,12 @@ pub struct Started {
     pub pid: libc::pid_t,
     /// What the child reported on the status pipe (8 bytes on a setup failure).
     status: Option<[u8; 8]>,
-    ops: Vec<String>,
+    /// The setup, to describe a failed step.
+    ops: Vec<Op>,
     builder: String,
+    /// The child's stack: a child that reported a failure may still run on it until it
+    /// exits, so it lives until the child is reaped.
+    _stack: Vec<u8>,
 }
 
 impl Started {
@@ -639,7 +461,7 @@ impl Started {
             -1 => format!("executing '{}': {err}", self.builder),
             -2 => format!("setting up standard input and output: {err}"),
             i => match self.ops.get(i as usize) {
-                Some(what) => format!("{what}: {err}"),
+                Some(op) => format!("{}: {err}", op.describe()),
                 None => format!("sandbox setup: {err}"),
             },
         })
@@ -652,10 +474,16 @@ fn write_proc(pid: libc::pid_t, file: &str, text: &str) -> Result<(), String> {
 }
 
 /// Start the builder in the sandbox; also returns the read end of its output (stdout and
-/// stderr). The caller reads that until EOF and then reaps `pid`.
-pub fn start(spec: &Spec) -> Result<(Started, OwnedFd), String> {
-    let ops = plan_ops(spec)?;
-    let descriptions = ops.iter().map(Op::describe).collect();
+/// stderr). The caller reads that until EOF and then reaps `pid`. `net` is the build slot's
+/// network namespace, used (for a non-fixed-output build) where it can be; `mount` the slot's
+/// mount namespace (with its store tree), where the sandbox must be cloned.
+pub fn start(
+    spec: &Spec,
+    net: &mut NetSlot,
+    mount: Option<&MountNs>,
+) -> Result<(Started, OwnedFd), String> {
+    let reuse_net = spec.private_network && net.ready();
+    let ops = plan_ops(spec, !reuse_net)?;
     let (sync_r, sync_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let (log_r, log_w) = pipe()?;
@@ -694,8 +522,21 @@ pub fn start(spec: &Spec) -> Result<(Started, OwnedFd), String> {
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
-    if spec.private_network {
+    if spec.private_network && !reuse_net {
         flags |= libc::CLONE_NEWNET;
+    }
+    // This thread steps into the slot's namespaces only for the clone (the child inherits
+    // them).
+    if let Some(m) = mount {
+        m.enter().map_err(|e| e.to_string())?;
+    }
+    if reuse_net {
+        if let Err(e) = net.enter() {
+            if let Some(m) = mount {
+                m.leave().map_err(|e| e.to_string())?;
+            }
+            return Err(e.to_string());
+        }
     }
     // The child shares our memory (CLONE_VM, as posix_spawn does: no page tables to copy, no
     // copy-on-write faults) until it executes the builder; it runs on `stack`, only makes
@@ -712,11 +553,28 @@ pub fn start(spec: &Spec) -> Result<(Started, OwnedFd), String> {
             &plan as *const Plan as *mut libc::c_void,
         )
     };
+    let clone_err = std::io::Error::last_os_error();
+    let left = if reuse_net {
+        net.leave().map_err(|e| e.to_string())
+    } else {
+        Ok(())
+    };
+    let left = left.and(match mount {
+        Some(m) => m.leave().map_err(|e| e.to_string()),
+        None => Ok(()),
+    });
     if pid == -1 {
         return Err(format!(
-            "cloning the builder into new namespaces: {}",
-            std::io::Error::last_os_error()
+            "cloning the builder into new namespaces: {clone_err}"
         ));
+    }
+    if let Err(e) = left {
+        // SAFETY: killing and reaping our own child (still waiting for its maps).
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return Err(e);
     }
     drop(sync_r);
     drop(status_w);
@@ -768,13 +626,14 @@ pub fn start(spec: &Spec) -> Result<(Started, OwnedFd), String> {
         }
     }
     drop(sync_w);
+    let ops = std::mem::take(&mut plan.ops);
     drop(plan);
-    drop(stack);
     let started = Started {
         pid,
         status: if got == 8 { Some(buf) } else { None },
-        ops: descriptions,
+        ops,
         builder: spec.builder.clone(),
+        _stack: stack,
     };
     Ok((started, log_r))
 }

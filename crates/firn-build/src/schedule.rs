@@ -1,7 +1,9 @@
 //! Running a [`Plan`]: builds start as soon as their inputs are done, up to `max-jobs` at once,
-//! each in its own thread; the calling thread receives their log lines and results and reports
-//! them to the display. A failure stops everything else unless `keep-going` is set; builds that
-//! depend on a failed one are reported as such.
+//! on as many build slots ([`Slot`]: threads that each run one build after another and keep
+//! what their sandboxes can share); lookups the builds share are in a [`BuildCache`], and what
+//! they leave is deleted in the background ([`Trash`]). The calling thread receives log lines
+//! and results and reports them to the display. A failure stops everything else unless
+//! `keep-going` is set; builds that depend on a failed one are reported as such.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -15,12 +17,15 @@ use firn_format::StorePath;
 use firn_store::lock::PathLocks;
 use firn_store::LocalStore;
 
+use crate::cache::BuildCache;
 use crate::env::{builder_env, EnvInputs};
 use crate::log::LogWriter;
 use crate::outputs::{check_outputs, Checked};
-use crate::plan::{output_paths, read_derivation, Node, Plan};
+use crate::plan::{Node, Plan};
 use crate::run::{run, Ended, Launch, Limits};
-use crate::sandbox::{self, Bind, Spec};
+use crate::sandbox::{self, Bind, Input, Spec};
+use crate::slot::Slot;
+use crate::trash::{Doomed, Trash};
 use crate::{BuildError, BuildSettings, FailKind, Failure, SandboxMode};
 
 /// What the display hears about.
@@ -72,8 +77,18 @@ pub fn realise(
     let cancel = AtomicBool::new(false);
     let max_jobs = settings.max_jobs.max(1);
     let mut stopping = false;
+    let cache = BuildCache::new();
+    // Builds to start, taken by whichever slot is free.
+    let (job_tx, job_rx) = mpsc::channel::<usize>();
+    let job_rx = std::sync::Mutex::new(job_rx);
     std::thread::scope(|scope| -> Result<(), BuildError> {
+        // Moved in: dropped when this closure returns, which ends the slots (and then the
+        // cleanup thread).
+        let job_tx = job_tx;
+        let trash = Trash::spawn(scope)
+            .map_err(|e| BuildError::Other(format!("starting a cleanup thread: {e}")))?;
         let (tx, rx) = mpsc::channel::<Msg>();
+        let mut slots = 0usize;
         let mut running = 0usize;
         loop {
             while running < max_jobs && !stopping {
@@ -83,29 +98,39 @@ pub fn realise(
                 }
                 state[i] = 1;
                 running += 1;
-                let node = &plan.nodes[i];
                 display(Event::Started {
-                    drv: &node.drv_path,
+                    drv: &plan.nodes[i].drv_path,
                 });
-                let tx = tx.clone();
-                let cancel = &cancel;
-                std::thread::Builder::new()
-                    .name(format!("build {}", node.drv.name))
-                    .spawn_scoped(scope, move || {
-                        let r = build_one(store, settings, node, cancel, &|line| {
-                            let _ = tx.send(Msg::Log(i, line));
-                        });
-                        let r = match r {
-                            Ok(r) => r,
-                            Err(e) => Err(Failure {
-                                drv: node.drv_path.clone(),
-                                kind: FailKind::Misc,
-                                msg: e.to_string(),
-                            }),
-                        };
-                        let _ = tx.send(Msg::Done(i, r));
-                    })
-                    .map_err(|e| BuildError::Other(format!("starting a build thread: {e}")))?;
+                if slots < running {
+                    let tx = tx.clone();
+                    let (cancel, job_rx) = (&cancel, &job_rx);
+                    let mut slot = Slot::new(slots, &cache, trash.clone());
+                    std::thread::Builder::new()
+                        .name(format!("build slot {slots}"))
+                        .spawn_scoped(scope, move || loop {
+                            let next = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok(i) = next else { break };
+                            let node = &plan.nodes[i];
+                            let emit = |line| {
+                                let _ = tx.send(Msg::Log(i, line));
+                            };
+                            let r = build_one(store, settings, node, cancel, &emit, &mut slot);
+                            let r = match r {
+                                Ok(r) => r,
+                                Err(e) => Err(Failure {
+                                    drv: node.drv_path.clone(),
+                                    kind: FailKind::Misc,
+                                    msg: e.to_string(),
+                                }),
+                            };
+                            let _ = tx.send(Msg::Done(i, r));
+                        })
+                        .map_err(|e| BuildError::Other(format!("starting a build thread: {e}")))?;
+                    slots += 1;
+                }
+                job_tx
+                    .send(i)
+                    .map_err(|_| BuildError::Other("the build slots are gone".into()))?;
             }
             if running == 0 {
                 break;
@@ -179,15 +204,16 @@ pub fn realise(
 }
 
 /// Outputs of the input derivations a build uses, plus its input sources.
-fn direct_inputs(store: &LocalStore, node: &Node) -> Result<BTreeSet<StorePath>, BuildError> {
+fn direct_inputs(
+    store: &LocalStore,
+    node: &Node,
+    cache: &BuildCache,
+) -> Result<BTreeSet<StorePath>, BuildError> {
     let mut inputs: BTreeSet<StorePath> = node.drv.input_srcs.clone();
     for (drv, outs) in &node.drv.input_drvs {
-        // The database records every registered .drv's outputs; parse the file only when it
-        // does not (a .drv registered by something that did not fill that table).
-        let mut paths = store.query_derivation_outputs(drv)?;
-        if !outs.iter().all(|o| paths.contains_key(o)) {
-            paths = output_paths(drv, &read_derivation(store, drv)?, store)?;
-        }
+        // The database records every registered .drv's outputs; the file is parsed only when
+        // it does not (a .drv registered by something that did not fill that table).
+        let paths = cache.derivation_outputs(store, drv, outs)?;
         for o in outs {
             match paths.get(o) {
                 Some(p) => {
@@ -203,34 +229,6 @@ fn direct_inputs(store: &LocalStore, node: &Node) -> Result<BTreeSet<StorePath>,
         }
     }
     Ok(inputs)
-}
-
-/// The closure of `start` in the store; every path must be valid.
-fn closure(
-    store: &LocalStore,
-    start: &BTreeSet<StorePath>,
-) -> Result<BTreeSet<StorePath>, BuildError> {
-    let mut done = BTreeSet::new();
-    let mut todo: Vec<StorePath> = start.iter().cloned().collect();
-    while let Some(p) = todo.pop() {
-        if done.contains(&p) {
-            continue;
-        }
-        let info = store.query_path_info_shared(&p)?.ok_or_else(|| {
-            BuildError::Other(format!(
-                "dependency '{}' of the build is not valid",
-                store.store_dir().display(&p)
-            ))
-        })?;
-        todo.extend(
-            info.references
-                .iter()
-                .filter(|r| !done.contains(*r))
-                .cloned(),
-        );
-        done.insert(p);
-    }
-    Ok(done)
 }
 
 fn fail(node: &Node, kind: FailKind, msg: String) -> Result<Result<(), Failure>, BuildError> {
@@ -289,13 +287,24 @@ fn signal_name(s: i32) -> &'static str {
     }
 }
 
-/// Removes a directory tree when dropped (unless disarmed).
-struct Cleanup(Option<PathBuf>);
+/// Removes a directory tree when dropped (unless disarmed), through the slot's [`Trash`].
+/// `.1`: the directories it holds when all went as expected, `.3`: where to move it first
+/// (see [`Doomed`]).
+struct Cleanup<'a>(
+    Option<PathBuf>,
+    &'static [&'static str],
+    &'a Trash,
+    Option<PathBuf>,
+);
 
-impl Drop for Cleanup {
+impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = firn_store::canon::delete_path(&p);
+        if let Some(path) = self.0.take() {
+            self.2.throw(Doomed {
+                path,
+                dirs: self.1,
+                stash: self.3.take(),
+            });
         }
     }
 }
@@ -331,14 +340,17 @@ fn required_features(drv: &firn_format::derivation::Derivation) -> BTreeSet<Stri
         .unwrap_or_default()
 }
 
-/// Build one derivation whose inputs are all valid. `Ok(Err(..))` is a failed build.
+/// Build one derivation whose inputs are all valid, in `slot`. `Ok(Err(..))` is a failed
+/// build.
 pub fn build_one(
     store: &LocalStore,
     settings: &BuildSettings,
     node: &Node,
     cancel: &AtomicBool,
     emit: &dyn Fn(String),
+    slot: &mut Slot,
 ) -> Result<Result<(), Failure>, BuildError> {
+    let cache = slot.cache();
     let sd = store.store_dir();
     let drv = &node.drv;
     let drv_shown = sd.display(&node.drv_path);
@@ -371,7 +383,7 @@ pub fn build_one(
 
     // Lock the outputs, then look again: another process may have built them meanwhile.
     for p in node.outputs.values() {
-        store.add_temp_root(p)?;
+        cache.add_temp_root(store, p)?;
     }
     let real_outputs: Vec<PathBuf> = node.outputs.values().map(|p| store.real_path(p)).collect();
     let mut locks = PathLocks::lock(&real_outputs)?;
@@ -439,10 +451,10 @@ pub fn build_one(
         );
     }
 
-    let inputs = direct_inputs(store, node)?;
-    let input_closure = closure(store, &inputs)?;
+    let inputs = direct_inputs(store, node, cache)?;
+    let input_closure = cache.closure(store, &inputs)?;
     for p in &input_closure {
-        store.add_temp_root(p)?;
+        cache.add_temp_root(store, p)?;
     }
 
     // The build directory.
@@ -461,7 +473,16 @@ pub fn build_one(
             .create(&tmp_dir)
             .map_err(|e| BuildError::io("creating build directory", &tmp_dir, e))?;
     }
-    let mut tmp_cleanup = Cleanup(Some(tmp_dir.clone()));
+    // What a build leaves is deleted in the background, except after an unsandboxed build as
+    // a build user: the next build as that user could look into it meanwhile, so it goes
+    // before the user is released.
+    let trash = if !use_sandbox && settings.build_users_group.is_some() {
+        Trash::inline()
+    } else {
+        slot.trash().clone()
+    };
+    let trash = &trash;
+    let mut tmp_cleanup = Cleanup(Some(tmp_dir.clone()), &[], trash, None);
     let tmp_in_sandbox = if use_sandbox {
         settings.sandbox_build_dir.clone()
     } else {
@@ -475,29 +496,11 @@ pub fn build_one(
         }
     }
 
-    let chroot = store
-        .layout()
-        .real_store_dir
-        .join(format!("{}.chroot", node.drv_path.base_name()));
-    if use_sandbox {
-        // The sandbox directory lives in the store directory: a temporary root keeps a
-        // collector (firn's or CppNix's) from deleting it under the running build.
-        if let Ok(p) = StorePath::from_base_name(&format!("{}.chroot", node.drv_path.base_name())) {
-            store.add_temp_root(&p)?;
-        }
-    }
-    let chroot_cleanup = Cleanup(if use_sandbox {
-        Some(chroot.clone())
-    } else {
-        None
-    });
-    let location = |p: &StorePath| -> PathBuf {
-        if use_sandbox {
-            sandbox::output_location(&chroot, p.base_name())
-        } else {
-            store.real_path(p)
-        }
-    };
+    // Where the sandbox's outputs appear (known once the build user is), and its directories,
+    // removed afterwards.
+    let mut out_dir: Option<PathBuf> = None;
+    let mut upper_cleanup = Cleanup(None, &[], trash, None);
+    let mut work_cleanup = Cleanup(None, sandbox::WORK_DIRS, trash, None);
 
     let rewrites: BTreeMap<String, String> = node
         .outputs
@@ -505,7 +508,7 @@ pub fn build_one(
         .map(|(name, p)| (hash_placeholder(name), sd.display(p)))
         .collect();
     let closure_json = |paths: &BTreeSet<StorePath>| -> Result<serde_json::Value, BuildError> {
-        let c = closure(store, paths)?;
+        let c = cache.closure(store, paths)?;
         let mut list = Vec::new();
         for p in &c {
             if let Some(info) = store.query_path_info_shared(p)? {
@@ -529,7 +532,7 @@ pub fn build_one(
         closure_json: &closure_json,
     })?;
     if !drv.env.contains_key("__json") {
-        write_reference_graphs(store, drv, &tmp_dir, &input_closure)?;
+        write_reference_graphs(store, drv, &tmp_dir, &input_closure, cache)?;
     }
 
     let mut log = if settings.keep_build_log {
@@ -553,7 +556,7 @@ pub fn build_one(
     let user = match &settings.build_users_group {
         // SAFETY: a plain getter.
         Some(g) if !builtin && unsafe { libc::geteuid() } == 0 => {
-            Some(crate::users::acquire(g, &settings.user_pool_dir)?)
+            Some(cache.build_user(g, &settings.user_pool_dir)?)
         }
         _ => None,
     };
@@ -595,21 +598,21 @@ pub fn build_one(
             .unwrap_or_else(|| drv.builder.clone());
         let launch = if use_sandbox {
             let fixed = drv.is_fixed_output();
-            let mut binds: Vec<Bind> = input_closure
+            let inputs = input_closure
                 .iter()
-                .map(|p| Bind {
-                    source: store.real_path(p),
-                    target: sd.display(p),
-                    read_only: true,
-                    optional: false,
+                .map(|p| {
+                    Ok(Input {
+                        name: p.base_name().to_string(),
+                        is_dir: cache.is_dir(store, p)?,
+                    })
                 })
-                .collect();
-            binds.push(Bind {
+                .collect::<Result<Vec<_>, BuildError>>()?;
+            let mut binds = vec![Bind {
                 source: tmp_dir.clone(),
                 target: settings.sandbox_build_dir.clone(),
                 read_only: false,
                 optional: false,
-            });
+            }];
             for entry in &settings.sandbox_paths {
                 let (entry, optional) = match entry.strip_suffix('?') {
                     Some(e) => (e, true),
@@ -633,19 +636,21 @@ pub fn build_one(
                     });
                 }
             }
-            let _ = firn_store::canon::delete_path(&chroot);
-            sandbox::prepare_chroot(&chroot)
-                .map_err(|e| BuildError::io("setting up the sandbox in", &chroot, e))?;
-            if let Some(u) = &user {
-                for d in ["", "root", "upper", "work"] {
-                    let p = chroot.join(d);
-                    std::os::unix::fs::lchown(&p, Some(u.uid), Some(u.gid))
-                        .map_err(|e| BuildError::io("changing the owner of", &p, e))?;
-                }
+            let sandbox =
+                slot.sandbox_store(store, &inputs, user.as_ref().map(|u| (u.uid, u.gid)))?;
+            if let Some(d) = &sandbox.dirs {
+                upper_cleanup.0 = Some(d.upper.clone());
+                upper_cleanup.3 = Some(sandbox.trash.clone());
+                work_cleanup.0 = Some(d.work.clone());
+                work_cleanup.3 = Some(sandbox.trash.clone());
             }
+            out_dir = Some(sandbox.out_dir.clone());
             Launch::Sandboxed(Box::new(Spec {
-                chroot: chroot.clone(),
+                root: sandbox.root,
+                store: sandbox.view,
                 store_dir: sd.as_str().to_string(),
+                real_store_dir: store.layout().real_store_dir.clone(),
+                inputs,
                 binds,
                 private_network: !fixed,
                 work_dir: settings.sandbox_build_dir.clone(),
@@ -678,7 +683,8 @@ pub fn build_one(
             max_silent: settings.max_silent_time,
             max_log: settings.max_log_size,
         };
-        let ended = run(launch, limits, cancel, &mut |data| {
+        let (net, mount) = slot.namespaces(out_dir.as_deref());
+        let ended = run(launch, net, mount, limits, cancel, &mut |data| {
             if let Some(l) = log.as_mut() {
                 let _ = l.write(data);
             }
@@ -718,6 +724,13 @@ pub fn build_one(
             drv: node.drv_path.clone(),
             kind,
             msg,
+        }
+    };
+    // Where the outputs are: in the sandbox's upper layer, or already in place.
+    let location = |p: &StorePath| -> PathBuf {
+        match &out_dir {
+            Some(d) => d.join(p.base_name()),
+            None => store.real_path(p),
         }
     };
     // Set once the outputs are valid (a failing post-build hook must not remove them).
@@ -809,9 +822,10 @@ pub fn build_one(
             }
         }
     }
-    drop(user);
-    drop(chroot_cleanup);
+    drop(upper_cleanup);
+    drop(work_cleanup);
     drop(tmp_cleanup);
+    drop(user);
     Ok(result)
 }
 
@@ -935,6 +949,7 @@ fn write_reference_graphs(
     drv: &firn_format::derivation::Derivation,
     tmp_dir: &Path,
     input_closure: &BTreeSet<StorePath>,
+    cache: &BuildCache,
 ) -> Result<(), BuildError> {
     let Some(spec) = drv.env.get("exportReferencesGraph") else {
         return Ok(());
@@ -961,7 +976,7 @@ fn write_reference_graphs(
                 "'exportReferencesGraph' contains a non-input path '{path}'"
             )));
         }
-        let c = closure(store, &BTreeSet::from([p]))?;
+        let c = cache.closure(store, &BTreeSet::from([p]))?;
         let mut text = String::new();
         for q in &c {
             let info = store

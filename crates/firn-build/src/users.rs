@@ -7,7 +7,7 @@ use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::BuildError;
@@ -93,57 +93,95 @@ pub fn group_exists(group: &str) -> bool {
     matches!(group_members(group), Ok(Some(_)))
 }
 
+/// A member of a build users group: its uid and supplementary groups, or why they are unknown.
+type Member = (String, Result<(u32, Vec<u32>), String>);
+
+/// The members of a build users group, looked up once (the user database is read with every
+/// lookup, which costs more than the rest of taking a user).
+pub struct UserPool {
+    group: String,
+    gid: u32,
+    members: Vec<Member>,
+    pool_dir: PathBuf,
+}
+
+impl UserPool {
+    /// Look up `group` and its members; `state_dir/userpool` holds the locks.
+    pub fn new(group: &str, state_dir: &Path) -> Result<UserPool, BuildError> {
+        let (gid, names) = group_members(group)?.ok_or_else(|| {
+            BuildError::Other(format!(
+                "the group '{group}' specified in 'build-users-group' does not exist"
+            ))
+        })?;
+        if names.is_empty() {
+            return Err(BuildError::Other(format!(
+                "the build users group '{group}' has no members"
+            )));
+        }
+        let pool_dir = state_dir.join("userpool");
+        std::fs::create_dir_all(&pool_dir)
+            .map_err(|e| BuildError::io("creating directory", &pool_dir, e))?;
+        let mut members = Vec::new();
+        for m in names {
+            let ids = match user_ids(&m) {
+                Ok(Some((uid, _, groups))) => Ok((uid, groups)),
+                Ok(None) => Err(format!(
+                    "the user '{m}' in the group '{group}' does not exist"
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            members.push((m, ids));
+        }
+        Ok(UserPool {
+            group: group.to_string(),
+            gid,
+            members,
+            pool_dir,
+        })
+    }
+
+    /// Take a free member, waiting while all are busy.
+    pub fn acquire(&self) -> Result<BuildUser, BuildError> {
+        loop {
+            for (m, ids) in &self.members {
+                let (uid, groups) = ids.clone().map_err(BuildError::Other)?;
+                // SAFETY: plain getters.
+                if uid == unsafe { libc::getuid() } || uid == unsafe { libc::geteuid() } {
+                    return Err(BuildError::Other(format!(
+                        "the Nix user should not be a member of '{}'",
+                        self.group
+                    )));
+                }
+                let lock_path = self.pool_dir.join(uid.to_string());
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&lock_path)
+                    .map_err(|e| BuildError::io("opening user lock", &lock_path, e))?;
+                // SAFETY: flock on a descriptor we own.
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                    return Ok(BuildUser {
+                        name: m.clone(),
+                        uid,
+                        gid: self.gid,
+                        groups,
+                        _lock: f,
+                    });
+                }
+            }
+            // Every build user is busy: wait for one.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Take a free member of `group`, waiting while all are busy.
 pub fn acquire(group: &str, state_dir: &Path) -> Result<BuildUser, BuildError> {
-    let (gid, members) = group_members(group)?.ok_or_else(|| {
-        BuildError::Other(format!(
-            "the group '{group}' specified in 'build-users-group' does not exist"
-        ))
-    })?;
-    if members.is_empty() {
-        return Err(BuildError::Other(format!(
-            "the build users group '{group}' has no members"
-        )));
-    }
-    let pool = state_dir.join("userpool");
-    std::fs::create_dir_all(&pool).map_err(|e| BuildError::io("creating directory", &pool, e))?;
-    loop {
-        for m in &members {
-            let (uid, _, groups) = user_ids(m)?.ok_or_else(|| {
-                BuildError::Other(format!(
-                    "the user '{m}' in the group '{group}' does not exist"
-                ))
-            })?;
-            // SAFETY: plain getters.
-            if uid == unsafe { libc::getuid() } || uid == unsafe { libc::geteuid() } {
-                return Err(BuildError::Other(format!(
-                    "the Nix user should not be a member of '{group}'"
-                )));
-            }
-            let lock_path = pool.join(uid.to_string());
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&lock_path)
-                .map_err(|e| BuildError::io("opening user lock", &lock_path, e))?;
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(BuildUser {
-                    name: m.clone(),
-                    uid,
-                    gid,
-                    groups,
-                    _lock: f,
-                });
-            }
-        }
-        // Every build user is busy: wait for one.
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    UserPool::new(group, state_dir)?.acquire()
 }
 
 /// Kill every process of `uid` (what an unsandboxed build may have left behind), from a
