@@ -173,8 +173,9 @@ impl Parser<'_> {
     }
 }
 
-/// Append `s` in quotes with CppNix's escapes.
-fn escaped(out: &mut String, s: &str) {
+/// Append `s` in quotes with CppNix's escapes (`"`, `\`, newline, return, tab; the same
+/// escapes CppNix 2.8's repl prints strings with).
+pub fn escaped(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -182,20 +182,9 @@ impl Printer<'_> {
 }
 
 /// A string in double quotes, as the repl escapes it (`"`, `\`, newline, return, tab; `${`
-/// is left alone).
+/// is left alone): the escapes of `.drv` files.
 fn quote(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    firn_format::derivation::aterm::escaped(out, s);
 }
 
 /// Attribute names shown without quotes (the repl's test: keywords such as `if` pass).
