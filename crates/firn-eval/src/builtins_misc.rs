@@ -52,7 +52,7 @@ fn hash_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let p = ev.coerce_to_string(&v, false, false)?;
     let real = ev.store.real_path(&p.s);
     let data =
-        std::fs::read(&real).map_err(|e| EvalError::new(format!("reading file '{}': {e}", p.s)))?;
+        std::fs::read(&real).map_err(|e| crate::error::io_error("reading file", &p.s, &e))?;
     Ok(Value::str(Hash::digest(algo, data).to_base16()))
 }
 

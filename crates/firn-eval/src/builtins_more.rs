@@ -377,8 +377,8 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         }),
         ("readFile", 1, |ev, a| {
             let p = path_of(ev, &a[0])?;
-            let bytes = std::fs::read(&p)
-                .map_err(|e| EvalError::new(format!("reading file '{p}': {e}")))?;
+            let bytes =
+                std::fs::read(&p).map_err(|e| crate::error::io_error("reading file", &p, &e))?;
             if bytes.contains(&0) {
                 return err(format!(
                     "the contents of the file '{p}' cannot be represented as a Nix string"
@@ -393,14 +393,14 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         ("readFileType", 1, |ev, a| {
             let p = path_of(ev, &a[0])?;
             let m = std::fs::symlink_metadata(&p)
-                .map_err(|e| EvalError::new(format!("getting status of '{p}': {e}")))?;
+                .map_err(|e| crate::error::io_error("getting status of", &p, &e))?;
             Ok(Value::str(file_type(&m.file_type())))
         }),
         ("readDir", 1, |ev, a| {
             let p = path_of(ev, &a[0])?;
             let mut m = AttrMap::new();
             for e in std::fs::read_dir(&p)
-                .map_err(|e| EvalError::new(format!("reading directory '{p}': {e}")))?
+                .map_err(|e| crate::error::io_error("reading directory", &p, &e))?
             {
                 let e = e.map_err(|e| EvalError::new(format!("reading directory '{p}': {e}")))?;
                 let ft = e

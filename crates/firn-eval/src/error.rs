@@ -87,3 +87,20 @@ pub type EResult<T> = Result<T, EvalError>;
 pub fn err<T>(msg: impl Into<String>) -> EResult<T> {
     Err(EvalError::new(msg))
 }
+
+/// An error about a file, as current Nix words the common cases: a missing path is "path
+/// 'P' does not exist", a file where a directory was needed "'P' is not a directory";
+/// otherwise "OP 'P': the system's message".
+pub fn io_error(op: &str, path: &str, e: &std::io::Error) -> EvalError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => EvalError::new(format!("path '{path}' does not exist")),
+        std::io::ErrorKind::NotADirectory => {
+            // Through symlinks, as Nix resolves them before reading.
+            let shown = std::fs::canonicalize(path)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| path.to_string());
+            EvalError::new(format!("'{shown}' is not a directory"))
+        }
+        _ => EvalError::new(format!("{op} '{path}': {e}")),
+    }
+}

@@ -436,23 +436,25 @@ impl Evaluator {
                         }
                     }
                     v => {
-                        return err(format!(
-                            "expected a set but found {} (while evaluating the `__overrides` attribute)",
-                            v.type_name()
-                        ))
+                        let mut x = self.type_error("a set", &v);
+                        x.trace
+                            .push("while evaluating the `__overrides` attribute".into());
+                        return Err(x);
                     }
                 }
             }
         }
-        for (n, v, _) in &a.dynamic {
+        let mut dynamic_seen: Vec<(Rc<str>, u32)> = Vec::new();
+        for (n, v, span) in &a.dynamic {
             let name = match self.eval(n, &inner)? {
                 Value::String(s) => no_context(s)?,
                 Value::Null => continue,
                 x => return Err(self.type_error("a string", &x)),
             };
             if map.contains_key(&name) {
-                return err(format!("dynamic attribute '{name}' already defined"));
+                return Err(self.duplicate_dynamic(a, &dynamic_seen, &name));
             }
+            dynamic_seen.push((name.clone(), span.start));
             let t = self.lazy_thunk(v, &inner);
             map.insert(name, t);
         }
@@ -548,6 +550,34 @@ impl Evaluator {
             v.type_name(),
             crate::print::show_for_error(self, v)
         ))
+    }
+
+    /// "dynamic attribute 'x' already defined at POS": the position of the first definition
+    /// (a static one, or an earlier dynamic one of the same name).
+    #[cold]
+    #[inline(never)]
+    fn duplicate_dynamic(
+        &mut self,
+        a: &'static Attrs,
+        dynamic_seen: &[(Rc<str>, u32)],
+        name: &str,
+    ) -> EvalError {
+        let first = a
+            .attrs
+            .iter()
+            .find(|(s, _)| self.interner.name(**s) == name)
+            .map(|(_, d)| d.span.start)
+            .or_else(|| {
+                dynamic_seen
+                    .iter()
+                    .find(|(n, _)| &**n == name)
+                    .map(|(_, off)| *off)
+            });
+        let mut msg = format!("dynamic attribute '{name}' already defined");
+        if let Some((file, line, col)) = first.and_then(|o| self.positions.locate(o)) {
+            msg.push_str(&format!(" at {file}:{line}:{col}"));
+        }
+        EvalError::new(msg)
     }
 
     /// "cannot coerce X to a string: VALUE".
@@ -1010,6 +1040,9 @@ impl Evaluator {
     /// A path copied into the store (once per path), as its store path with that path as
     /// context.
     pub fn copy_path_to_store(&mut self, p: &str) -> EResult<NixString> {
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            return Err(crate::error::io_error("getting status of", p, &e));
+        }
         let name = crate::store::EvalStore::source_name(p)?;
         let sp = self
             .store

@@ -127,3 +127,15 @@ fn recursive_bindings_see_their_own_scope() {
     );
     assert_eq!(eval("let x = 1; in { x = 2; y = x; }.y").unwrap(), "1");
 }
+
+#[test]
+fn file_errors_are_worded_as_nix_does() {
+    let (_, msg) = eval("builtins.readDir /nonexistent-firn-path").unwrap_err();
+    assert_eq!(msg, "path '/nonexistent-firn-path' does not exist");
+    let (_, msg) = eval("builtins.readDir /etc/hostname").unwrap_err();
+    assert_eq!(msg, "'/etc/hostname' is not a directory");
+    let (_, msg) = eval("\"${/nonexistent-firn-path}\"").unwrap_err();
+    assert_eq!(msg, "path '/nonexistent-firn-path' does not exist");
+    let (_, msg) = eval("{ a = 1; ${\"a\" + \"\"} = 2; }").unwrap_err();
+    assert_eq!(msg, "dynamic attribute 'a' already defined at «test»:1:3");
+}
