@@ -88,10 +88,16 @@ impl Evaluator {
         self.stack_limit = bytes - (bytes / 8).min(32 << 20);
     }
 
+    /// Bytes of stack used below where the evaluator was made.
+    #[inline]
+    fn stack_used(&self) -> usize {
+        self.stack_base.saturating_sub(stack_pointer())
+    }
+
     /// An error instead of a stack overflow when evaluation nests too deep.
     #[inline]
     pub(crate) fn check_stack(&self) -> EResult<()> {
-        if self.stack_base.saturating_sub(stack_pointer()) > self.stack_limit {
+        if self.stack_used() > self.stack_limit {
             return Err(stack_overflow());
         }
         Ok(())
@@ -146,9 +152,7 @@ impl Evaluator {
             home: &home,
         };
         // On a big enough stack, parse here rather than on a thread of its own.
-        let free = self
-            .stack_limit
-            .saturating_sub(self.stack_base.saturating_sub(stack_pointer()));
+        let free = self.stack_limit.saturating_sub(self.stack_used());
         let parsed = if free > firn_syntax::PARSE_STACK + (16 << 20) {
             firn_syntax::parse_with_names_here(text, &src, &mut self.interner, names)
         } else {
@@ -285,6 +289,12 @@ impl Evaluator {
     /// a literal's value in its node); `None` for anything else.
     #[inline]
     fn literal(&mut self, e: &'static Expr) -> Option<Thunk> {
+        if !matches!(
+            e.kind,
+            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Str(_) | ExprKind::Path(_)
+        ) {
+            return None;
+        }
         let m = e.memo.get() as usize;
         if let Some((node, t)) = m.checked_sub(1).and_then(|i| self.literals.get(i)) {
             if std::ptr::eq(*node, e) {
@@ -1040,13 +1050,20 @@ impl Evaluator {
     /// A path copied into the store (once per path), as its store path with that path as
     /// context.
     pub fn copy_path_to_store(&mut self, p: &str) -> EResult<NixString> {
-        if let Err(e) = std::fs::symlink_metadata(p) {
-            return Err(crate::error::io_error("getting status of", p, &e));
-        }
         let name = crate::store::EvalStore::source_name(p)?;
-        let sp = self
+        let sp = match self
             .store
-            .add_source(&name, std::path::Path::new(p), true, None, None)?;
+            .add_source(&name, std::path::Path::new(p), true, None, None)
+        {
+            Ok(sp) => sp,
+            // A missing path is worded as Nix does (looked at only when adding failed).
+            Err(x) => {
+                return Err(match std::fs::symlink_metadata(p) {
+                    Err(e) => crate::error::io_error("getting status of", p, &e),
+                    Ok(_) => x,
+                })
+            }
+        };
         let s = self.store.dir.display(&sp);
         Ok(NixString::with_context(s.clone(), vec![s]))
     }
