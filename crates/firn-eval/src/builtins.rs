@@ -1,5 +1,6 @@
 //! The builtin functions (`builtins.*` and the global ones such as `map` and `throw`).
 
+use crate::rc_str::RcStr;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -1056,7 +1057,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 function(ev, &a[0])?;
                 let l = list(ev, &a[1])?;
-                let mut acc: BTreeMap<Rc<str>, Vec<Thunk>> = BTreeMap::new();
+                let mut acc: BTreeMap<RcStr, Vec<Thunk>> = BTreeMap::new();
                 for t in l.iter() {
                     for (k, v) in attrs(ev, t)?.iter() {
                         acc.entry(k.clone()).or_default().push(v.clone());
@@ -1081,7 +1082,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             2,
             prim!(ev, a, {
                 let f = function(ev, &a[0])?;
-                let mut acc: BTreeMap<Rc<str>, Vec<Thunk>> = BTreeMap::new();
+                let mut acc: BTreeMap<RcStr, Vec<Thunk>> = BTreeMap::new();
                 for t in list(ev, &a[1])?.iter() {
                     let k = ev.call(f.clone(), t.clone())?;
                     let k = string(ev, &Thunk::value(k))?;
@@ -1147,7 +1148,7 @@ pub fn install(ev: &mut Evaluator) {
     let builtins = Thunk::value(Value::Null);
     set.insert("builtins".into(), builtins.clone());
     let set: Rc<AttrSet> = Rc::new(set.into());
-    *builtins.0.borrow_mut() = ThunkState::Done(Value::Attrs(set.clone()));
+    builtins.set(ThunkState::Done(Value::Attrs(set.clone())));
     ev.builtins = builtins.clone();
     let mut vars = BTreeMap::new();
     // Every builtin as `__name`, a few also without the prefix, and `builtins` itself.
@@ -1190,13 +1191,13 @@ pub fn install(ev: &mut Evaluator) {
         }
         ev.globals[i] = Some(t.clone());
     }
-    ev.base_env = Env::empty().push(Scope::Vars(VarMap::from(vars).into()));
+    ev.base_env = Env::empty().push(Scope::Vars(VarMap::from(vars)));
     match ev.parse(
         crate::builtins_drv::DERIVATION_NIX,
         "«nix-internal»/derivation-internal.nix",
         "/",
     ) {
-        Ok(e) => *derivation.0.borrow_mut() = ThunkState::Pending(e, ev.base_env.clone()),
+        Ok(e) => derivation.set(ThunkState::Pending(e, ev.base_env.clone())),
         Err(e) => unreachable!("the built-in definition of 'derivation' parses: {}", e.msg),
     }
 }

@@ -6,6 +6,7 @@
 //! `=/nix/store/….drv` for a derivation with all its outputs (what `drvPath` carries), and
 //! `!out!/nix/store/….drv` for one output of a derivation.
 
+use crate::rc_str::RcStr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
@@ -42,7 +43,7 @@ in (builtins.head perOutput).value
 "#;
 
 /// A string that must not refer to the store (CppNix's `forceStringNoCtx`).
-fn string_no_ctx(ev: &mut Evaluator, t: &Thunk) -> EResult<Rc<str>> {
+fn string_no_ctx(ev: &mut Evaluator, t: &Thunk) -> EResult<RcStr> {
     crate::eval::no_context(string(ev, t)?)
 }
 

@@ -73,11 +73,9 @@ fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         .unwrap_or_else(|| "/".into());
     let names: Vec<_> = scope.keys().map(|k| ev.sym(k)).collect();
     let e = ev.parse_with_names(&text, &path, &dir, &names)?;
-    let mut vars = VarMap::default();
-    for (sym, t) in names.iter().zip(scope.values()) {
-        vars.insert(*sym, t.clone());
-    }
-    let env = ev.base_env.push(Scope::Vars(vars.into()));
+    let vars: std::collections::BTreeMap<_, _> =
+        names.iter().copied().zip(scope.values().cloned()).collect();
+    let env = ev.base_env.push(Scope::Vars(VarMap::from(vars)));
     ev.eval(e, &env)
 }
 

@@ -1,6 +1,7 @@
 //! More builtins: JSON, hashing, versions, closures, warnings, and reading files (through the
 //! evaluator's IO).
 
+use crate::rc_str::RcStr;
 use std::rc::Rc;
 
 use firn_format::{Hash, HashAlgo};
@@ -121,7 +122,7 @@ fn to_json_inner(
 struct SeenKeys {
     /// A key of the first kind, for error messages when another kind turns up.
     first: Option<Value>,
-    strings: std::collections::HashSet<Rc<str>>,
+    strings: std::collections::HashSet<RcStr>,
     ints: std::collections::HashSet<i64>,
     /// Other keys (floats, paths, lists, and ints once a float was seen), sorted.
     sorted: Vec<Value>,

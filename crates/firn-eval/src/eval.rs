@@ -1,5 +1,6 @@
 //! The evaluator: forcing thunks, evaluating expressions in environments, calling functions.
 
+use crate::rc_str::RcStr;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -29,7 +30,7 @@ pub struct Evaluator {
     pub(crate) depth: usize,
     pub home: String,
     /// Each symbol's name as a shared string, made once (attribute maps are keyed by them).
-    names: Vec<Option<Rc<str>>>,
+    names: Vec<Option<RcStr>>,
     /// Regular expressions compiled so far (`match`, `split`).
     pub regex_cache: HashMap<String, regex::Regex>,
     /// Where sources, text files and derivations go (or are only computed for).
@@ -107,7 +108,9 @@ impl Evaluator {
     pub fn set_search_path(&mut self, extra: &[String]) {
         if let Value::Attrs(set) = self.builtins.peek().unwrap_or(Value::Null) {
             if let Some(t) = set.get("nixPath") {
-                *t.0.borrow_mut() = ThunkState::Done(crate::builtins_more::nix_path_value(extra));
+                t.set(ThunkState::Done(crate::builtins_more::nix_path_value(
+                    extra,
+                )));
             }
         }
     }
@@ -117,7 +120,7 @@ impl Evaluator {
     }
 
     /// The name of a symbol as a shared string.
-    pub fn name_rc(&mut self, s: Symbol) -> Rc<str> {
+    pub fn name_rc(&mut self, s: Symbol) -> RcStr {
         let i = s.0 as usize;
         if i >= self.names.len() {
             self.names.resize(i + 1, None);
@@ -125,7 +128,7 @@ impl Evaluator {
         if let Some(n) = &self.names[i] {
             return n.clone();
         }
-        let n: Rc<str> = self.interner.name(s).into();
+        let n: RcStr = self.interner.name(s).into();
         self.names[i] = Some(n.clone());
         n
     }
@@ -203,8 +206,8 @@ impl Evaluator {
 
     #[inline]
     pub fn force(&mut self, t: &Thunk) -> EResult<Value> {
-        if let ThunkState::Done(v) = &*t.0.borrow() {
-            return Ok(v.clone());
+        if let Some(v) = t.peek() {
+            return Ok(v);
         }
         self.force_pending(t)
     }
@@ -212,16 +215,17 @@ impl Evaluator {
     /// [`Self::force`] of a thunk not computed yet.
     #[inline(never)]
     fn force_pending(&mut self, t: &Thunk) -> EResult<Value> {
-        let state = {
-            let mut b = t.0.borrow_mut();
-            match &*b {
-                ThunkState::Done(v) => return Ok(v.clone()),
-                ThunkState::Forcing => return err("infinite recursion encountered"),
-                _ => std::mem::replace(&mut *b, ThunkState::Forcing),
+        let state = t.replace(ThunkState::Forcing);
+        match state {
+            ThunkState::Done(v) => {
+                t.set(ThunkState::Done(v.clone()));
+                return Ok(v);
             }
-        };
+            ThunkState::Forcing => return err("infinite recursion encountered"),
+            _ => {}
+        }
         if let Err(e) = self.check_stack() {
-            *t.0.borrow_mut() = state;
+            t.set(state);
             return Err(e);
         }
         let r = match &state {
@@ -234,12 +238,12 @@ impl Evaluator {
                 }
             }
             ThunkState::Select(src, name) => match self.force(src) {
-                Ok(Value::Attrs(a)) => match a.get(name) {
+                Ok(Value::Attrs(a)) => match a.get(self.interner.name(*name)) {
                     Some(x) => {
                         let x = x.clone();
                         self.force(&x)
                     }
-                    None => err(format!("attribute '{name}' missing")),
+                    None => err(format!("attribute '{}' missing", self.interner.name(*name))),
                 },
                 Ok(v) => Err(self.type_error("a set", &v)),
                 Err(e) => Err(e),
@@ -248,12 +252,12 @@ impl Evaluator {
         };
         match r {
             Ok(v) => {
-                *t.0.borrow_mut() = ThunkState::Done(v.clone());
+                t.set(ThunkState::Done(v.clone()));
                 Ok(v)
             }
             Err(e) => {
                 // Restore, so a later force (e.g. after tryEval) reports the error again.
-                *t.0.borrow_mut() = state;
+                t.set(state);
                 Err(e)
             }
         }
@@ -323,17 +327,13 @@ impl Evaluator {
     }
 
     fn lookup(&mut self, s: Symbol, env: &Env) -> EResult<Thunk> {
-        let mut cur = &env.0;
-        while let Some(node) = cur {
-            if let Some(t) = node.0.get(s) {
-                return Ok(t);
-            }
-            cur = &node.1 .0;
+        if let Some(t) = lookup_lexical(s, env) {
+            return Ok(t);
         }
         let name = self.name_rc(s);
         let mut cur = env.0.clone();
         while let Some(node) = cur {
-            if let Scope::With(t) = &node.0 {
+            if let Scope::With(t) = &node.scope {
                 match self.force(t)? {
                     Value::Attrs(a) => {
                         if let Some(x) = a.get(&name) {
@@ -343,12 +343,12 @@ impl Evaluator {
                     v => return Err(self.type_error("a set", &v)),
                 }
             }
-            cur = node.1 .0.clone();
+            cur = node.parent.0.clone();
         }
         err(format!("undefined variable '{name}'"))
     }
 
-    fn attr_name(&mut self, a: &'static AttrName, env: &Env) -> EResult<Option<Rc<str>>> {
+    fn attr_name(&mut self, a: &'static AttrName, env: &Env) -> EResult<Option<RcStr>> {
         match a {
             AttrName::Static(s) => Ok(Some(self.name_rc(*s))),
             AttrName::Dynamic(e) => match self.eval(e, env)? {
@@ -407,9 +407,7 @@ impl Evaluator {
                         Thunk::pending(e, env.clone())
                     }
                 },
-                AttrKind::InheritedFrom(i) => Thunk(Rc::new(std::cell::RefCell::new(
-                    ThunkState::Select(from[i].clone(), self.name_rc(*sym)),
-                ))),
+                AttrKind::InheritedFrom(i) => Thunk::new(ThunkState::Select(from[i].clone(), *sym)),
             };
             if recursive {
                 vars.push((*sym, t.clone()));
@@ -422,10 +420,8 @@ impl Evaluator {
         entries.sort_unstable_by(|x, y| x.0.cmp(&y.0));
         let mut map = AttrMap::from_sorted(entries);
         if recursive {
-            if let Some(node) = &inner.0 {
-                if let Scope::Vars(v) = &node.0 {
-                    *v.borrow_mut() = VarMap::from_sorted(vars);
-                }
+            if let Some(Scope::Vars(v)) = inner.scope() {
+                v.set_sorted(vars);
             }
             // `__overrides` in a recursive set replaces attributes in the set; in its scope
             // only those the set defines itself (as CppNix: new names are not in scope).
@@ -435,13 +431,8 @@ impl Evaluator {
                         for (k, t) in over.iter() {
                             map.insert(k.clone(), t.clone());
                             let sym = self.interner.intern(k);
-                            if let Some(node) = &inner.0 {
-                                if let Scope::Vars(v) = &node.0 {
-                                    let mut v = v.borrow_mut();
-                                    if v.get(&sym).is_some() {
-                                        v.insert(sym, t.clone());
-                                    }
-                                }
+                            if let Some(Scope::Vars(v)) = inner.scope() {
+                                v.replace_existing(sym, t.clone());
                             }
                         }
                     }
@@ -454,7 +445,7 @@ impl Evaluator {
                 }
             }
         }
-        let mut dynamic_seen: Vec<(Rc<str>, u32)> = Vec::new();
+        let mut dynamic_seen: Vec<(RcStr, u32)> = Vec::new();
         for (n, v, span) in &a.dynamic {
             let name = match self.eval(n, &inner)? {
                 Value::String(s) => no_context(s)?,
@@ -569,7 +560,7 @@ impl Evaluator {
     fn duplicate_dynamic(
         &mut self,
         a: &'static Attrs,
-        dynamic_seen: &[(Rc<str>, u32)],
+        dynamic_seen: &[(RcStr, u32)],
         name: &str,
     ) -> EvalError {
         let first = a
@@ -1149,10 +1140,8 @@ impl Evaluator {
             }
         }
         vars.sort_unstable_by_key(|(s, _)| *s);
-        if let Some(node) = &env.0 {
-            if let Scope::Vars(v) = &node.0 {
-                *v.borrow_mut() = VarMap::from_sorted(vars);
-            }
+        if let Some(Scope::Vars(v)) = env.scope() {
+            v.set_sorted(vars);
         }
         Ok((body, env))
     }
@@ -1298,7 +1287,7 @@ impl Evaluator {
     pub fn equal_thunks(&mut self, a: &Thunk, b: &Thunk) -> EResult<bool> {
         let p = self.force(a)?;
         let q = self.force(b)?;
-        if Rc::ptr_eq(&a.0, &b.0) {
+        if Thunk::ptr_eq(a, b) {
             return Ok(true);
         }
         self.equal(&p, &q)
@@ -1322,7 +1311,7 @@ impl Default for Evaluator {
 }
 
 /// The text of a string that must not refer to the store (attribute names, for example).
-pub fn no_context(s: NixString) -> EResult<Rc<str>> {
+pub fn no_context(s: NixString) -> EResult<RcStr> {
     match s.context.first() {
         None => Ok(s.s),
         Some(c) => err(format!(
@@ -1364,10 +1353,10 @@ fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
 fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
     let mut cur = &env.0;
     while let Some(node) = cur {
-        if let Some(t) = node.0.get(s) {
+        if let Some(t) = node.scope.get(s) {
             return Some(t);
         }
-        cur = &node.1 .0;
+        cur = &node.parent.0;
     }
     None
 }
@@ -1375,6 +1364,6 @@ fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
 pub use firn_syntax::parser::canon_path;
 
 /// A close name among `candidates`, for "did you mean" hints.
-pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a Rc<str>>) -> Option<String> {
+pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a RcStr>) -> Option<String> {
     firn_syntax::suggest::suggest(name, candidates.map(|c| &**c))
 }

@@ -1746,7 +1746,7 @@ fn parse_flake_ref(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
                 Attr::Int(n) => Value::Int(n as i64),
                 Attr::Bool(b) => Value::Bool(b),
             };
-            (Rc::from(k.as_str()), Thunk::value(v))
+            (crate::rc_str::RcStr::from(k.as_str()), Thunk::value(v))
         })
         .collect();
     Ok(Value::Attrs(Rc::new(out.into())))

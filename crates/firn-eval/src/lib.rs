@@ -17,6 +17,8 @@ pub mod fetch_tree;
 pub mod flakeref;
 pub mod positions;
 pub mod print;
+pub mod rc_str;
+pub mod shared;
 pub mod store;
 pub mod term;
 pub mod value;

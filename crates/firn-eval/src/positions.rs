@@ -3,6 +3,7 @@
 //! (`__curPos`); a set made from syntax carries that syntax ([`AttrSet::origin`]), which
 //! gives its attributes' positions (`builtins.unsafeGetAttrPos`).
 
+use crate::rc_str::RcStr;
 use std::rc::Rc;
 
 use crate::value::*;
@@ -11,9 +12,9 @@ use crate::value::*;
 struct SourceFile {
     base: u32,
     len: u32,
-    origin: Rc<str>,
+    origin: RcStr,
     /// The file's text, for error messages.
-    text: Rc<str>,
+    text: RcStr,
     /// Offsets (relative to the file) where lines start.
     line_starts: Vec<u32>,
 }
@@ -51,7 +52,7 @@ impl Positions {
     }
 
     /// File, line and column (1-based) of a span offset.
-    pub fn locate(&self, offset: u32) -> Option<(Rc<str>, u32, u32)> {
+    pub fn locate(&self, offset: u32) -> Option<(RcStr, u32, u32)> {
         let i = self
             .files
             .partition_point(|f| f.base <= offset)

@@ -88,7 +88,7 @@ fn item(
     out: &mut String,
     seen: &mut HashSet<usize>,
 ) -> EResult<()> {
-    let slot = Some(Rc::as_ptr(&t.0) as *const () as usize);
+    let slot = Some(t.addr());
     if strict {
         let v = ev.force(t)?;
         go(ev, &v, strict, out, seen, slot)

@@ -1,26 +1,33 @@
 //! Values, thunks and environments.
 //!
-//! Memory strategy: reference counting (`Rc`), no tracing GC. Values are immutable once made;
+//! Memory strategy: reference counting, no tracing GC. Values are immutable once made;
 //! thunks are shared cells that are overwritten with their value when forced (black-holed
 //! while being forced, which is how infinite recursion is detected). Cycles through recursive
 //! sets are not freed before the evaluation ends; an evaluation is one process, so this bounds
 //! the leak by the evaluation's own size. Parsed files live for the whole evaluation.
+//!
+//! The layout is kept compact because real evaluations hold millions of thunks and scopes
+//! (the `compact_layout` test pins it): a [`Value`] is 24 bytes, a thunk is one count and a
+//! 24-byte state ([`crate::shared::Shared`], no weak count, no `RefCell` flag), strings and
+//! attribute names are thin 8-byte handles ([`RcStr`]), so an attribute is 16 bytes.
 
-use std::cell::RefCell;
+use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use firn_syntax::ast::{Expr, Symbol};
 
+use crate::shared::Shared;
+
 /// A string with its context (the store paths it refers to).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NixString {
-    pub s: Rc<str>,
+    pub s: RcStr,
     pub context: Rc<Vec<String>>,
 }
 
 impl NixString {
-    pub fn plain(s: impl Into<Rc<str>>) -> NixString {
+    pub fn plain(s: impl Into<RcStr>) -> NixString {
         thread_local! {
             // Most strings have no context: they share one empty list.
             static NO_CONTEXT: Rc<Vec<String>> = Rc::new(Vec::new());
@@ -32,7 +39,7 @@ impl NixString {
     }
 
     /// A string with the given context (sorted and made unique here).
-    pub fn with_context(s: impl Into<Rc<str>>, mut ctx: Vec<String>) -> NixString {
+    pub fn with_context(s: impl Into<RcStr>, mut ctx: Vec<String>) -> NixString {
         if ctx.is_empty() {
             return NixString::plain(s);
         }
@@ -50,7 +57,7 @@ impl NixString {
 /// entries (most sets are small), lookups by binary search, `//` a linear merge. Inserting
 /// in order appends; for names in any order build with [`AttrMap::from_unsorted`].
 #[derive(Clone, Default)]
-pub struct AttrMap(Vec<(Rc<str>, Thunk)>);
+pub struct AttrMap(Vec<(RcStr, Thunk)>);
 
 /// Which of several entries with one name [`AttrMap::from_unsorted`] keeps.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,7 +76,7 @@ impl AttrMap {
     }
 
     /// A map from entries in any order; of equal names, `keep` says which one stays.
-    pub fn from_unsorted(mut v: Vec<(Rc<str>, Thunk)>, keep: Keep) -> AttrMap {
+    pub fn from_unsorted(mut v: Vec<(RcStr, Thunk)>, keep: Keep) -> AttrMap {
         if keep == Keep::Last {
             v.reverse();
         }
@@ -80,7 +87,7 @@ impl AttrMap {
     }
 
     /// A map from entries already sorted by name, without duplicates.
-    pub fn from_sorted(v: Vec<(Rc<str>, Thunk)>) -> AttrMap {
+    pub fn from_sorted(v: Vec<(RcStr, Thunk)>) -> AttrMap {
         debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
         AttrMap(v)
     }
@@ -98,7 +105,7 @@ impl AttrMap {
     }
 
     /// Set `k` to `t` (replacing, as a map does); returns the old thunk.
-    pub fn insert(&mut self, k: Rc<str>, t: Thunk) -> Option<Thunk> {
+    pub fn insert(&mut self, k: RcStr, t: Thunk) -> Option<Thunk> {
         if self.0.last().is_none_or(|(last, _)| *last < k) {
             self.0.push((k, t));
             return None;
@@ -124,11 +131,11 @@ impl AttrMap {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Rc<str>, &Thunk)> + ExactSizeIterator {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&RcStr, &Thunk)> + ExactSizeIterator {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Rc<str>> + ExactSizeIterator {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &RcStr> + ExactSizeIterator {
         self.0.iter().map(|(k, _)| k)
     }
 
@@ -164,9 +171,9 @@ impl AttrMap {
     }
 }
 
-impl FromIterator<(Rc<str>, Thunk)> for AttrMap {
+impl FromIterator<(RcStr, Thunk)> for AttrMap {
     /// As a map collects: of equal names the last stays.
-    fn from_iter<I: IntoIterator<Item = (Rc<str>, Thunk)>>(it: I) -> AttrMap {
+    fn from_iter<I: IntoIterator<Item = (RcStr, Thunk)>>(it: I) -> AttrMap {
         let v: Vec<_> = it.into_iter().collect();
         if v.windows(2).all(|w| w[0].0 < w[1].0) {
             return AttrMap(v);
@@ -175,8 +182,8 @@ impl FromIterator<(Rc<str>, Thunk)> for AttrMap {
     }
 }
 
-impl Extend<(Rc<str>, Thunk)> for AttrMap {
-    fn extend<I: IntoIterator<Item = (Rc<str>, Thunk)>>(&mut self, it: I) {
+impl Extend<(RcStr, Thunk)> for AttrMap {
+    fn extend<I: IntoIterator<Item = (RcStr, Thunk)>>(&mut self, it: I) {
         for (k, v) in it {
             self.insert(k, v);
         }
@@ -184,18 +191,18 @@ impl Extend<(Rc<str>, Thunk)> for AttrMap {
 }
 
 impl IntoIterator for AttrMap {
-    type Item = (Rc<str>, Thunk);
-    type IntoIter = std::vec::IntoIter<(Rc<str>, Thunk)>;
+    type Item = (RcStr, Thunk);
+    type IntoIter = std::vec::IntoIter<(RcStr, Thunk)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
 }
 
 impl<'a> IntoIterator for &'a AttrMap {
-    type Item = (&'a Rc<str>, &'a Thunk);
+    type Item = (&'a RcStr, &'a Thunk);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (Rc<str>, Thunk)>,
-        fn(&'a (Rc<str>, Thunk)) -> (&'a Rc<str>, &'a Thunk),
+        std::slice::Iter<'a, (RcStr, Thunk)>,
+        fn(&'a (RcStr, Thunk)) -> (&'a RcStr, &'a Thunk),
     >;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
@@ -253,7 +260,7 @@ pub enum Value {
     Int(i64),
     Float(f64),
     String(NixString),
-    Path(Rc<str>),
+    Path(RcStr),
     Attrs(Rc<AttrSet>),
     List(Rc<Vec<Thunk>>),
     Lambda(Rc<Lambda>),
@@ -292,7 +299,7 @@ impl Value {
         }
     }
 
-    pub fn str(s: impl Into<Rc<str>>) -> Value {
+    pub fn str(s: impl Into<RcStr>) -> Value {
         Value::String(NixString::plain(s))
     }
 }
@@ -315,72 +322,127 @@ pub enum ThunkState {
     /// A thunk that is computed by applying a function (lazy builtins like `map`).
     Apply(Thunk, Thunk),
     /// An attribute of another thunk's set (`inherit (e) x`).
-    Select(Thunk, Rc<str>),
+    Select(Thunk, Symbol),
     Forcing,
     Done(Value),
 }
 
+/// A thunk's state, changed in place when it is forced. No reference into the cell ever
+/// leaves [`Thunk`]'s methods: they copy a value out or swap the whole state, and neither
+/// runs evaluator code while the cell is being accessed. This saves `RefCell`'s flag (and
+/// its checks) on the most numerous object of an evaluation.
+pub struct ThunkCell(UnsafeCell<ThunkState>);
+
 /// A lazily computed value, shared.
 #[derive(Clone)]
-pub struct Thunk(pub Rc<RefCell<ThunkState>>);
+pub struct Thunk(Shared<ThunkCell>);
 
 impl Thunk {
-    pub fn value(v: Value) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Done(v))))
+    #[inline]
+    pub fn new(state: ThunkState) -> Thunk {
+        Thunk(Shared::new(ThunkCell(UnsafeCell::new(state))))
     }
+    #[inline]
+    pub fn value(v: Value) -> Thunk {
+        Thunk::new(ThunkState::Done(v))
+    }
+    #[inline]
     pub fn pending(e: &'static Expr, env: Env) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Pending(e, env))))
+        Thunk::new(ThunkState::Pending(e, env))
     }
     pub fn apply(f: Thunk, arg: Thunk) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Apply(f, arg))))
+        Thunk::new(ThunkState::Apply(f, arg))
     }
     /// The value if already computed.
+    #[inline]
     pub fn peek(&self) -> Option<Value> {
-        match &*self.0.borrow() {
+        // SAFETY: see `ThunkCell`: a shared look that only clones (cloning a value
+        // touches reference counts, never a thunk's state).
+        match unsafe { &*self.0 .0.get() } {
             ThunkState::Done(v) => Some(v.clone()),
             _ => None,
         }
     }
+    /// Put `state` in and return the state it replaces.
+    #[inline]
+    pub fn replace(&self, state: ThunkState) -> ThunkState {
+        // SAFETY: see `ThunkCell`: no other reference into the cell exists while this
+        // swap runs (the old state is moved out and dropped by the caller, later).
+        unsafe { std::mem::replace(&mut *self.0 .0.get(), state) }
+    }
+    /// Set the state (the old one is dropped after the cell holds the new one).
+    #[inline]
+    pub fn set(&self, state: ThunkState) {
+        drop(self.replace(state));
+    }
+    /// Whether two thunks are the same cell.
+    #[inline]
+    pub fn ptr_eq(a: &Thunk, b: &Thunk) -> bool {
+        Shared::ptr_eq(&a.0, &b.0)
+    }
+    /// The cell's address (an identity for cycle detection when printing).
+    #[inline]
+    pub fn addr(&self) -> usize {
+        Shared::addr(&self.0)
+    }
 }
 
-/// The bindings of one lexical scope: a vector sorted by symbol (one allocation, binary
-/// search), which suits both one-argument lambdas and large `let`s.
+/// The bindings of one lexical scope: a slice sorted by symbol (one allocation, binary
+/// search), which suits both one-argument lambdas and large `let`s. It is filled after
+/// the scope is made (the bindings of `rec`, `let` and formals' defaults refer to the
+/// scope itself); as with [`ThunkCell`], no reference into the cell leaves its methods.
 #[derive(Default)]
-pub struct VarMap(Vec<(Symbol, Thunk)>);
-
-impl VarMap {
-    pub fn get(&self, s: &Symbol) -> Option<&Thunk> {
-        self.0
-            .binary_search_by(|(k, _)| k.cmp(s))
-            .ok()
-            .map(|i| &self.0[i].1)
-    }
-
-    pub fn insert(&mut self, s: Symbol, t: Thunk) {
-        match self.0.binary_search_by(|(k, _)| k.cmp(&s)) {
-            Ok(i) => self.0[i].1 = t,
-            Err(i) => self.0.insert(i, (s, t)),
-        }
-    }
-}
+pub struct VarMap(UnsafeCell<Box<[(Symbol, Thunk)]>>);
 
 impl VarMap {
     /// Bindings already sorted by symbol, without duplicates.
     pub fn from_sorted(v: Vec<(Symbol, Thunk)>) -> VarMap {
         debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
-        VarMap(v)
+        VarMap(UnsafeCell::new(v.into_boxed_slice()))
+    }
+
+    #[inline]
+    pub fn get(&self, s: Symbol) -> Option<Thunk> {
+        // SAFETY: see the type: the search and the clone of a thunk handle run no
+        // evaluator code.
+        let v = unsafe { &*self.0.get() };
+        v.binary_search_by(|(k, _)| k.cmp(&s))
+            .ok()
+            .map(|i| v[i].1.clone())
+    }
+
+    /// Replace all bindings (sorted by symbol, without duplicates).
+    pub fn set_sorted(&self, v: Vec<(Symbol, Thunk)>) {
+        debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
+        // SAFETY: see the type; the old bindings are dropped after the swap.
+        let old = unsafe { std::mem::replace(&mut *self.0.get(), v.into_boxed_slice()) };
+        drop(old);
+    }
+
+    /// Rebind `s` if this scope binds it; returns whether it did.
+    pub fn replace_existing(&self, s: Symbol, t: Thunk) -> bool {
+        // SAFETY: see the type; the old thunk is dropped after the slot holds the new one.
+        let v = unsafe { &mut *self.0.get() };
+        match v.binary_search_by(|(k, _)| k.cmp(&s)) {
+            Ok(i) => {
+                let old = std::mem::replace(&mut v[i].1, t);
+                drop(old);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
 impl From<BTreeMap<Symbol, Thunk>> for VarMap {
     fn from(m: BTreeMap<Symbol, Thunk>) -> VarMap {
-        VarMap(m.into_iter().collect())
+        VarMap::from_sorted(m.into_iter().collect())
     }
 }
 
 /// A scope: lexical bindings, or the set of a `with`.
 pub enum Scope {
-    Vars(RefCell<VarMap>),
+    Vars(VarMap),
     /// The one binding of a plain lambda's argument (no map to allocate).
     One(Symbol, Thunk),
     With(Thunk),
@@ -392,21 +454,51 @@ impl Scope {
     pub fn get(&self, s: Symbol) -> Option<Thunk> {
         match self {
             Scope::One(n, t) if *n == s => Some(t.clone()),
-            Scope::Vars(vars) => vars.borrow().get(&s).cloned(),
+            Scope::Vars(vars) => vars.get(s),
             _ => None,
         }
     }
 }
 
+/// One scope of a chain and the scopes around it.
+pub struct EnvNode {
+    pub scope: Scope,
+    pub parent: Env,
+}
+
 /// A chain of scopes.
 #[derive(Clone)]
-pub struct Env(pub Option<Rc<(Scope, Env)>>);
+pub struct Env(pub Option<Shared<EnvNode>>);
 
 impl Env {
     pub fn empty() -> Env {
         Env(None)
     }
-    pub fn push(&self, s: Scope) -> Env {
-        Env(Some(Rc::new((s, self.clone()))))
+    pub fn push(&self, scope: Scope) -> Env {
+        Env(Some(Shared::new(EnvNode {
+            scope,
+            parent: self.clone(),
+        })))
+    }
+    /// The innermost scope.
+    pub fn scope(&self) -> Option<&Scope> {
+        self.0.as_deref().map(|n| &n.scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sizes the memory strategy depends on (see the module header): a change that
+    /// grows them costs every thunk of an evaluation.
+    #[test]
+    fn compact_layout() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+        assert_eq!(std::mem::size_of::<ThunkState>(), 24);
+        assert_eq!(std::mem::size_of::<Thunk>(), 8);
+        assert_eq!(std::mem::size_of::<Env>(), 8);
+        assert_eq!(std::mem::size_of::<Scope>(), 24);
+        assert_eq!(std::mem::size_of::<(RcStr, Thunk)>(), 16);
     }
 }

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use firn_eval::error::EvalError;
+use firn_eval::rc_str::RcStr;
 use firn_eval::store::EvalStore;
 use firn_eval::value::{AttrMap, Env, Scope, Thunk, Value, VarMap};
 use firn_eval::Evaluator;
@@ -269,7 +270,7 @@ pub(crate) struct Session {
     /// Files loaded with `:l` or on the command line, reloaded by `:r`.
     loaded_files: Vec<String>,
     /// The names `:a`/`:l` added last (`:ll`).
-    last_loaded: Vec<Rc<str>>,
+    last_loaded: Vec<RcStr>,
 }
 
 impl Session {
@@ -331,7 +332,7 @@ impl Session {
             return env.clone();
         }
         let vars = VarMap::from(self.vars.clone());
-        let env = self.ev.base_env.push(Scope::Vars(RefCell::new(vars)));
+        let env = self.ev.base_env.push(Scope::Vars(vars));
         self.env = Some(env.clone());
         env
     }

@@ -6,7 +6,6 @@
 //! place (other errors stop the printing). Colours when asked (stdout on a terminal).
 
 use std::collections::HashSet;
-use std::rc::Rc;
 
 use firn_eval::error::{EResult, EvalError};
 use firn_eval::value::{Thunk, Value};
@@ -156,7 +155,7 @@ impl Printer<'_> {
     /// An attribute's value or a list element: `«repeated»` for a set or list printed
     /// before, `«error: …»` for a `throw` or failed assertion.
     fn child(&mut self, t: &Thunk, depth: usize) -> EResult<()> {
-        let slot = Rc::as_ptr(&t.0) as *const () as usize;
+        let slot = t.addr();
         if self.seen.contains(&slot) {
             self.out.push_str("«repeated»");
             return Ok(());

@@ -1,0 +1,130 @@
+//! [`Shared`]: a single-threaded reference-counted box with one count and no weak
+//! references, for the evaluator's most numerous objects (thunks and scopes).
+//!
+//! `std::rc::Rc` keeps a strong and a weak count (16 bytes) in front of every value; the
+//! evaluator never makes weak references, and with millions of thunks alive on a real
+//! package set the second word is a noticeable share of the heap. This type keeps one
+//! count. It is `!Send` and `!Sync` (it holds a raw pointer), like `Rc`.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+struct Inner<T> {
+    count: Cell<usize>,
+    value: T,
+}
+
+/// A shared, immutable `T` freed when the last handle is dropped.
+pub struct Shared<T> {
+    ptr: NonNull<Inner<T>>,
+    /// Owns an `Inner<T>` (for drop checking).
+    _owns: PhantomData<Inner<T>>,
+}
+
+impl<T> Shared<T> {
+    #[inline]
+    pub fn new(value: T) -> Shared<T> {
+        let inner = Box::new(Inner {
+            count: Cell::new(1),
+            value,
+        });
+        Shared {
+            ptr: NonNull::from(Box::leak(inner)),
+            _owns: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn inner(&self) -> &Inner<T> {
+        // SAFETY: the allocation lives while any handle (such as `self`) does.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Whether two handles point to the same value.
+    #[inline]
+    pub fn ptr_eq(a: &Shared<T>, b: &Shared<T>) -> bool {
+        a.ptr == b.ptr
+    }
+
+    /// The address of the shared value (an identity for cycle detection).
+    #[inline]
+    pub fn addr(this: &Shared<T>) -> usize {
+        this.ptr.as_ptr() as usize
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    #[inline]
+    fn clone(&self) -> Shared<T> {
+        let c = &self.inner().count;
+        // Every handle is at least a word of memory, so the count cannot reach the
+        // maximum without a `mem::forget` loop; stop rather than wrap around.
+        let n = c
+            .get()
+            .checked_add(1)
+            .unwrap_or_else(|| std::process::abort());
+        c.set(n);
+        Shared {
+            ptr: self.ptr,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for Shared<T> {
+    #[inline]
+    fn drop(&mut self) {
+        let c = &self.inner().count;
+        let n = c.get() - 1;
+        if n == 0 {
+            // SAFETY: this was the last handle; the pointer came from `Box::leak`.
+            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+        } else {
+            c.set(n);
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.inner().value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shared;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    struct CountDrops(Rc<Cell<usize>>);
+    impl Drop for CountDrops {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    #[test]
+    fn frees_once_after_the_last_handle() {
+        let drops = Rc::new(Cell::new(0));
+        let a = Shared::new(CountDrops(drops.clone()));
+        let b = a.clone();
+        let c = b.clone();
+        assert!(Shared::ptr_eq(&a, &c));
+        drop(a);
+        drop(b);
+        assert_eq!(drops.get(), 0);
+        drop(c);
+        assert_eq!(drops.get(), 1);
+    }
+
+    #[test]
+    fn one_word_of_header() {
+        assert_eq!(std::mem::size_of::<Shared<u64>>(), 8);
+        assert_eq!(std::mem::size_of::<Option<Shared<u64>>>(), 8);
+        assert_eq!(std::mem::size_of::<super::Inner<u64>>(), 16);
+    }
+}
