@@ -267,7 +267,7 @@ impl Evaluator {
     /// shares the binding's thunk). Only for complete environments: see [`Self::lazy_thunk`].
     pub fn thunk(&mut self, e: &'static Expr, env: &Env) -> Thunk {
         if let ExprKind::Var(s) = &e.kind {
-            return match lookup_lexical(*s, env) {
+            return match lookup_var(e, *s, env) {
                 Some(t) => t,
                 None => Thunk::pending(e, env.clone()),
             };
@@ -395,7 +395,7 @@ impl Evaluator {
                 // A lexical variable is shared as is; one that can only come from a `with`
                 // is looked up when used (looking now could force the `with`'s set while it
                 // is being built).
-                AttrKind::Inherited => match lookup_lexical(*sym, env) {
+                AttrKind::Inherited => match lookup_var(&def.value, *sym, env) {
                     Some(t) => t,
                     None => {
                         let e = *self.var_exprs.entry(*sym).or_insert_with(|| {
@@ -745,7 +745,10 @@ impl Evaluator {
                 None => err("internal error: a path literal without a value"),
             },
             ExprKind::Var(s) => {
-                let t = self.lookup(*s, env)?;
+                let t = match lookup_var(e, *s, env) {
+                    Some(t) => t,
+                    None => self.lookup(*s, env)?,
+                };
                 self.force(&t)
             }
             ExprKind::Global(s) => {
@@ -1347,6 +1350,28 @@ fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
             }
         )),
     }
+}
+
+/// The thunk of variable `e` (named `s`) if it is bound lexically: at the address the scope
+/// check gave it, or else by searching the scopes by name. Never forces a `with` scope.
+#[inline]
+fn lookup_var(e: &Expr, s: Symbol, env: &Env) -> Option<Thunk> {
+    if let Some((up, i)) = firn_syntax::scope::var_address(e) {
+        let mut node = env.0.as_deref();
+        for _ in 0..up {
+            node = node.and_then(|n| n.parent.0.as_deref());
+        }
+        let found = match node.map(|n| &n.scope) {
+            Some(Scope::One(n, t)) if *n == s => Some(t.clone()),
+            Some(Scope::Vars(v)) => v.get_at(i, s),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+        debug_assert!(false, "variable address out of step with the environment");
+    }
+    lookup_lexical(s, env)
 }
 
 /// The thunk of a lexically bound variable, without forcing any `with` scope.

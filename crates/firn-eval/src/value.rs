@@ -11,6 +11,7 @@
 //! 24-byte state ([`crate::shared::Shared`], no weak count, no `RefCell` flag), strings and
 //! attribute names are thin 8-byte handles ([`RcStr`]), so an attribute is 16 bytes.
 
+use crate::rc_str::RcStr;
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -409,6 +410,17 @@ impl VarMap {
         v.binary_search_by(|(k, _)| k.cmp(&s))
             .ok()
             .map(|i| v[i].1.clone())
+    }
+
+    /// The binding at position `i` if it binds `s` (see `firn_syntax::scope::var_address`).
+    #[inline]
+    pub fn get_at(&self, i: usize, s: Symbol) -> Option<Thunk> {
+        // SAFETY: see the type.
+        let v = unsafe { &*self.0.get() };
+        match v.get(i) {
+            Some((k, t)) if *k == s => Some(t.clone()),
+            _ => None,
+        }
     }
 
     /// Replace all bindings (sorted by symbol, without duplicates).

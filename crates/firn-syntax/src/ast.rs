@@ -192,7 +192,8 @@ pub struct Expr {
     pub span: Span,
     /// A number remembered per node, 0 until set: for a literal, the evaluator keeps the
     /// index of its value in its own table here; for a lambda bound to a name, the scope
-    /// check keeps that name (see `scope::lambda_name`).
+    /// check keeps that name (see `scope::lambda_name`); for a variable bound lexically,
+    /// its address (see `scope::var_address`).
     pub memo: std::cell::Cell<u32>,
 }
 

@@ -2,8 +2,12 @@
 //! must be bound by an enclosing lambda, `let`, recursive set or the global scope, unless a
 //! `with` encloses it. Variables only the global scope binds (and no `with` encloses) become
 //! [`ExprKind::Global`], which the evaluator finds without walking the environment.
-
-use std::collections::HashSet;
+//!
+//! A variable bound lexically also gets its address (see [`var_address`]): how many scopes
+//! out it is bound and its position there. The evaluator's environments have one scope per
+//! level seen here (a lambda's argument or formals sorted by symbol, a `let` or recursive
+//! set's names sorted by symbol, a `with` with none), so it finds the binding without
+//! searching by name.
 
 use crate::ast::*;
 use crate::parser::ParseError;
@@ -36,8 +40,27 @@ const GLOBALS: &[&str] = &[
 
 struct Checker<'a> {
     interner: &'a Interner,
-    scopes: Vec<HashSet<Symbol>>,
+    /// Enclosing scopes, innermost last: the names each binds, sorted by symbol (empty for
+    /// a `with`).
+    scopes: Vec<Vec<Symbol>>,
     withs: usize,
+}
+
+/// A scope's names as the evaluator orders them: sorted by symbol, each once.
+fn level(names: impl IntoIterator<Item = Symbol>) -> Vec<Symbol> {
+    let mut v: Vec<Symbol> = names.into_iter().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The address of a lexically bound variable node: `(scopes out, position in that scope)`,
+/// if the scope check found one.
+pub fn var_address(e: &Expr) -> Option<(usize, usize)> {
+    match (&e.kind, e.memo.get()) {
+        (ExprKind::Var(_), m) if m != 0 => Some(((m >> 16) as usize, (m & 0xffff) as usize - 1)),
+        _ => None,
+    }
 }
 
 /// Check that every variable in `e` is bound (by `e` itself, as a global, or in `extra`).
@@ -48,7 +71,7 @@ pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), 
         withs: 0,
     };
     if !extra.is_empty() {
-        c.scopes.push(extra.iter().copied().collect());
+        c.scopes.push(level(extra.iter().copied()));
     }
     c.expr(e)
 }
@@ -81,7 +104,16 @@ pub fn lambda_name(e: &Expr) -> Option<Symbol> {
 impl Checker<'_> {
     /// Bound lexically (or possibly by a `with`)?
     fn lexical(&self, s: Symbol) -> bool {
-        self.scopes.iter().rev().any(|sc| sc.contains(&s)) || self.withs > 0
+        self.address(s).is_some() || self.withs > 0
+    }
+
+    /// Where `s` is bound lexically: scopes out, and position in that scope.
+    fn address(&self, s: Symbol) -> Option<(usize, usize)> {
+        self.scopes
+            .iter()
+            .rev()
+            .enumerate()
+            .find_map(|(up, sc)| sc.binary_search(&s).ok().map(|i| (up, i)))
     }
 
     /// A name in scope close to `name` (variables of enclosing scopes and the globals).
@@ -112,7 +144,7 @@ impl Checker<'_> {
     fn attrs(&mut self, a: &mut Attrs, recursive: bool) -> Result<(), ParseError> {
         name_lambdas(a);
         if recursive {
-            self.scopes.push(a.attrs.keys().copied().collect());
+            self.scopes.push(level(a.attrs.keys().copied()));
         }
         for e in a.inherit_from.iter_mut() {
             self.expr(e)?;
@@ -158,7 +190,13 @@ impl Checker<'_> {
             ExprKind::Global(_) => Ok(()),
             ExprKind::Var(s) => {
                 let s = *s;
-                if self.lexical(s) {
+                if let Some((up, i)) = self.address(s) {
+                    // Addresses that do not fit are left to a search by name.
+                    if up < 0x1_0000 && i < 0xffff {
+                        e.memo.set(((up as u32) << 16) | (i as u32 + 1));
+                    }
+                    Ok(())
+                } else if self.withs > 0 {
                     Ok(())
                 } else if self.bound(s) {
                     e.kind = ExprKind::Global(s);
@@ -187,14 +225,14 @@ impl Checker<'_> {
             ExprKind::Attrs(a) => self.attrs(a, a.rec),
             ExprKind::List(items) => items.iter_mut().try_for_each(|i| self.expr(i)),
             ExprKind::Lambda { arg, formals, body } => {
-                let mut sc = HashSet::new();
+                let mut sc = Vec::new();
                 if let Some(a) = arg {
-                    sc.insert(*a);
+                    sc.push(*a);
                 }
                 if let Some(f) = formals {
                     sc.extend(f.formals.iter().map(|x| x.name));
                 }
-                self.scopes.push(sc);
+                self.scopes.push(level(sc));
                 let r = (|| {
                     if let Some(f) = formals {
                         for x in f.formals.iter_mut() {
@@ -214,7 +252,7 @@ impl Checker<'_> {
             }
             ExprKind::Let { attrs, body } => {
                 name_lambdas(attrs);
-                self.scopes.push(attrs.attrs.keys().copied().collect());
+                self.scopes.push(level(attrs.attrs.keys().copied()));
                 let r = (|| {
                     for x in attrs.inherit_from.iter_mut() {
                         self.expr(x)?;
@@ -241,7 +279,9 @@ impl Checker<'_> {
             ExprKind::With { env, body } => {
                 self.expr(env)?;
                 self.withs += 1;
+                self.scopes.push(Vec::new());
                 let r = self.expr(body);
+                self.scopes.pop();
                 self.withs -= 1;
                 r
             }
