@@ -766,7 +766,7 @@ impl Evaluator {
                 for a in path {
                     let name = self.attr_name(a, env)?;
                     let found = match (&v, &name) {
-                        (Value::Attrs(m), Some(n)) => m.get(n).cloned(),
+                        (Value::Attrs(m), Some(n)) => m.get_rc(n).cloned(),
                         _ => None,
                     };
                     match found {
@@ -801,7 +801,7 @@ impl Evaluator {
                 for (i, a) in path.iter().enumerate() {
                     let name = self.attr_name(a, env)?;
                     let found = match (&v, &name) {
-                        (Value::Attrs(m), Some(n)) => m.get(n).cloned(),
+                        (Value::Attrs(m), Some(n)) => m.get_rc(n).cloned(),
                         _ => None,
                     };
                     match found {
@@ -1103,7 +1103,7 @@ impl Evaluator {
         let mut used = 0;
         for fm in &formals.formals {
             let n = self.name_rc(fm.name);
-            match attrs.get(&n) {
+            match attrs.get_rc(&n) {
                 Some(t) => {
                     used += 1;
                     vars.push((fm.name, t.clone()));

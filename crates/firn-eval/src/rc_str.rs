@@ -84,6 +84,30 @@ impl RcStr {
     }
 }
 
+/// `a.cmp(b)` for the short strings attribute names are: compares eight bytes at a time
+/// in registers instead of calling `memcmp` (the same order: bytewise, then by length).
+#[inline]
+pub fn cmp_str(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_be_bytes(a[i..i + 8].try_into().unwrap_or([0; 8]));
+        let y = u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        if x != y {
+            return x.cmp(&y);
+        }
+        i += 8;
+    }
+    while i < n {
+        if a[i] != b[i] {
+            return a[i].cmp(&b[i]);
+        }
+        i += 1;
+    }
+    a.len().cmp(&b.len())
+}
+
 impl Clone for RcStr {
     #[inline]
     fn clone(&self) -> RcStr {
@@ -174,7 +198,7 @@ impl Ord for RcStr {
         if RcStr::ptr_eq(self, other) {
             return std::cmp::Ordering::Equal;
         }
-        self.as_str().cmp(other.as_str())
+        cmp_str(self.as_str(), other.as_str())
     }
 }
 
@@ -256,6 +280,33 @@ mod tests {
         assert_eq!(RcStr::from("").len(), 0);
         drop(a);
         assert_eq!(b.as_str(), "hello");
+    }
+
+    #[test]
+    fn cmp_str_is_str_order() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefgg",
+            "abcdefgh\u{7f}",
+            "b",
+            "zzzzzzzzzzzzzzzzz",
+            "é",
+            "e",
+            "opt1",
+            "opt10",
+            "opt2",
+            "\u{0}",
+            "abcdefghabcdefgh",
+        ];
+        for x in words {
+            for y in words {
+                assert_eq!(super::cmp_str(x, y), x.cmp(y), "{x:?} vs {y:?}");
+            }
+        }
     }
 
     #[test]

@@ -94,11 +94,26 @@ impl AttrMap {
     }
 
     fn find(&self, k: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(n, _)| (**n).cmp(k))
+        self.0
+            .binary_search_by(|(n, _)| crate::rc_str::cmp_str(n, k))
     }
 
     pub fn get<K: AsRef<str> + ?Sized>(&self, k: &K) -> Option<&Thunk> {
         self.find(k.as_ref()).ok().map(|i| &self.0[i].1)
+    }
+
+    /// [`Self::get`] for a name held as an [`RcStr`]. Names written in the source share
+    /// one handle per symbol (`Evaluator::name_rc`), in the sets made from syntax and in the
+    /// selections of the code, so in a small set the same handle is usually found by
+    /// address alone, without reading the strings.
+    #[inline]
+    pub fn get_rc(&self, k: &RcStr) -> Option<&Thunk> {
+        if self.0.len() <= 16 {
+            if let Some((_, t)) = self.0.iter().find(|(n, _)| RcStr::ptr_eq(n, k)) {
+                return Some(t);
+            }
+        }
+        self.get(k.as_str())
     }
 
     pub fn contains_key<K: AsRef<str> + ?Sized>(&self, k: &K) -> bool {

@@ -30,7 +30,8 @@ pub struct Symbol(pub u32);
 #[derive(Debug, Default)]
 pub struct Interner {
     names: Vec<String>,
-    ids: HashMap<String, Symbol>,
+    /// Identifiers are short and trusted (source text): a fast hash, not SipHash.
+    ids: HashMap<String, Symbol, foldhash::fast::FixedState>,
 }
 
 impl Interner {

@@ -363,7 +363,14 @@ pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, 
             if c == b'"' {
                 return (Tok::Quote, 1);
             }
-            let ch = std::str::from_utf8(rest)
+            // Only the first character is decoded (not the rest of the file).
+            let width = match c {
+                0xc0..=0xdf => 2,
+                0xe0..=0xef => 3,
+                0xf0..=0xf7 => 4,
+                _ => 1,
+            };
+            let ch = std::str::from_utf8(&rest[..width.min(rest.len())])
                 .ok()
                 .and_then(|s| s.chars().next())
                 .unwrap_or(c as char);

@@ -176,17 +176,25 @@ impl Parser<'_> {
 /// Append `s` in quotes with CppNix's escapes (`"`, `\`, newline, return, tab; the same
 /// escapes CppNix 2.8's repl prints strings with).
 pub fn escaped(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
+    // Copy the runs between characters that need escaping whole (all of them are ASCII,
+    // so splitting there keeps the UTF-8 intact).
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        out.push_str(esc);
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -404,6 +412,16 @@ mod tests {
             "x",
         );
         assert!(matches!(e, Err(DrvError::Bad { offset: 15, .. })), "{e:?}");
+    }
+
+    #[test]
+    fn escapes_runs_and_keeps_unicode() {
+        let mut out = String::new();
+        escaped(&mut out, "é\"x\\\n\r\tü end");
+        assert_eq!(out, "\"é\\\"x\\\\\\n\\r\\tü end\"");
+        out.clear();
+        escaped(&mut out, "");
+        assert_eq!(out, "\"\"");
     }
 
     #[test]
