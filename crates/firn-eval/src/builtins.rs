@@ -1115,7 +1115,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::fetch_tree::table())
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
-        set.insert(name.into(), t.clone());
+        set.insert(ev.name_rc_of(name), t.clone());
         globals.insert(name, t);
     }
     let consts: Vec<(&str, Value)> = vec![
@@ -1130,7 +1130,7 @@ pub fn install(ev: &mut Evaluator) {
     ];
     for (name, v) in consts {
         let t = Thunk::value(v);
-        set.insert(name.into(), t.clone());
+        set.insert(ev.name_rc_of(name), t.clone());
         globals.insert(name, t);
     }
     // `builtins.currentTime` (impure, only under `builtins`): seconds since the epoch, fixed
@@ -1139,14 +1139,14 @@ pub fn install(ev: &mut Evaluator) {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    set.insert("currentTime".into(), Thunk::value(Value::Int(now)));
+    set.insert(ev.name_rc_of("currentTime"), Thunk::value(Value::Int(now)));
     // `derivation` is Nix code over `derivationStrict`; it is parsed once the global scope it
     // closes over exists.
     let derivation = Thunk::value(Value::Null);
-    set.insert("derivation".into(), derivation.clone());
+    set.insert(ev.name_rc_of("derivation"), derivation.clone());
     globals.insert("derivation", derivation.clone());
     let builtins = Thunk::value(Value::Null);
-    set.insert("builtins".into(), builtins.clone());
+    set.insert(ev.name_rc_of("builtins"), builtins.clone());
     let set: Rc<AttrSet> = Rc::new(set.into());
     builtins.set(ThunkState::Done(Value::Attrs(set.clone())));
     ev.builtins = builtins.clone();

@@ -133,6 +133,13 @@ impl Evaluator {
         n
     }
 
+    /// The shared handle of an attribute name (the one the code's own selections use, so
+    /// lookups of it match by address).
+    pub fn name_rc_of(&mut self, s: &str) -> RcStr {
+        let sym = self.sym(s);
+        self.name_rc(sym)
+    }
+
     /// Parse `text` (from `origin`, with relative paths against `base_dir`) and keep its AST
     /// for the rest of the evaluation.
     pub fn parse(&mut self, text: &str, origin: &str, base_dir: &str) -> EResult<&'static Expr> {
@@ -763,9 +770,11 @@ impl Evaluator {
                 default,
             } => {
                 let mut v = self.eval(inner, env)?;
-                for a in path {
+                for (i, a) in path.iter().enumerate() {
                     let name = self.attr_name(a, env)?;
                     let found = match (&v, &name) {
+                        // Positions of the first two names are remembered in the node.
+                        (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i).cloned(),
                         (Value::Attrs(m), Some(n)) => m.get_rc(n).cloned(),
                         _ => None,
                     };

@@ -108,12 +108,43 @@ impl AttrMap {
     /// address alone, without reading the strings.
     #[inline]
     pub fn get_rc(&self, k: &RcStr) -> Option<&Thunk> {
+        self.index_rc(k).map(|i| &self.0[i].1)
+    }
+
+    #[inline]
+    fn index_rc(&self, k: &RcStr) -> Option<usize> {
         if self.0.len() <= 16 {
-            if let Some((_, t)) = self.0.iter().find(|(n, _)| RcStr::ptr_eq(n, k)) {
+            if let Some(i) = self.0.iter().position(|(n, _)| RcStr::ptr_eq(n, k)) {
+                return Some(i);
+            }
+        }
+        self.find(k.as_str()).ok()
+    }
+
+    /// [`Self::get_rc`] with a remembered position: half `slot` (0 or 1) of `hints` holds
+    /// where the name was found the last time this piece of code looked (plus one), which
+    /// is checked first. The same selection usually meets the same set (`builtins.x`,
+    /// `lib.x`) or sets of one shape, so most lookups then read a single entry. A stale hint
+    /// costs one comparison of names.
+    #[inline]
+    pub fn get_hinted(
+        &self,
+        k: &RcStr,
+        hints: &std::cell::Cell<u32>,
+        slot: usize,
+    ) -> Option<&Thunk> {
+        let shift = 16 * (slot as u32 & 1);
+        let h = ((hints.get() >> shift) & 0xffff) as usize;
+        if let Some((n, t)) = h.checked_sub(1).and_then(|i| self.0.get(i)) {
+            if n == k {
                 return Some(t);
             }
         }
-        self.get(k.as_str())
+        let i = self.index_rc(k)?;
+        if i < 0xffff {
+            hints.set((hints.get() & !(0xffff << shift)) | ((i as u32 + 1) << shift));
+        }
+        Some(&self.0[i].1)
     }
 
     pub fn contains_key<K: AsRef<str> + ?Sized>(&self, k: &K) -> bool {

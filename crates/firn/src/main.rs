@@ -1,6 +1,7 @@
 //! firn's multi-call binary: `firn <command>` is `nix <command>`; invoked through a link named
 //! `nix-store`, `nix-hash`, ... it behaves as that legacy tool.
 
+mod alloc;
 mod closure;
 mod cmd;
 mod context;
@@ -11,10 +12,8 @@ mod settings;
 
 use std::process::ExitCode;
 
-/// mimalloc: the evaluator allocates and frees many small objects, where glibc's allocator
-/// costs a quarter of the run time.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: alloc::Mimalloc = alloc::Mimalloc;
 
 use context::{Failure, UsageError};
 
