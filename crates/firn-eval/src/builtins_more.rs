@@ -519,9 +519,9 @@ pub fn search_table() -> Vec<(&'static str, usize, PrimFn)> {
 /// Compile a POSIX extended regular expression with the `regex` crate (the syntaxes agree on
 /// what Nix code uses; POSIX classes like `[[:alpha:]]` are supported by both). Compiled
 /// expressions are cached for the evaluation.
-fn compile_regex(ev: &mut Evaluator, re: &str, anchored: bool) -> EResult<regex::Regex> {
-    let key = format!("{}{re}", if anchored { "^" } else { "~" });
-    if let Some(r) = ev.regex_cache.get(&key) {
+fn compile_regex(ev: &mut Evaluator, re: &str, anchored: bool) -> EResult<Rc<regex::Regex>> {
+    let cache = &mut ev.regex_cache[usize::from(!anchored)];
+    if let Some(r) = cache.get(re) {
         return Ok(r.clone());
     }
     // In POSIX expressions `.` matches newlines too.
@@ -532,7 +532,8 @@ fn compile_regex(ev: &mut Evaluator, re: &str, anchored: bool) -> EResult<regex:
     };
     let r = regex::Regex::new(&pattern)
         .map_err(|e| EvalError::new(format!("invalid regular expression '{re}': {e}")))?;
-    ev.regex_cache.insert(key, r.clone());
+    let r = Rc::new(r);
+    cache.insert(re.to_string(), r.clone());
     Ok(r)
 }
 

@@ -31,8 +31,9 @@ pub struct Evaluator {
     pub home: String,
     /// Each symbol's name as a shared string, made once (attribute maps are keyed by them).
     names: Vec<Option<RcStr>>,
-    /// Regular expressions compiled so far (`match`, `split`).
-    pub regex_cache: HashMap<String, regex::Regex>,
+    /// Regular expressions compiled so far (`match`, `split`), whole-string ones first. A
+    /// `Regex` is shared, not cloned: a clone starts with an empty matching cache.
+    pub regex_cache: [HashMap<String, Rc<regex::Regex>, foldhash::fast::FixedState>; 2],
     /// Where sources, text files and derivations go (or are only computed for).
     pub store: crate::store::EvalStore,
     /// Whether `builtins.traceVerbose` prints (the `trace-verbose` setting).
@@ -66,7 +67,7 @@ impl Evaluator {
             depth: 0,
             home: std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into()),
             names: Vec::new(),
-            regex_cache: HashMap::new(),
+            regex_cache: Default::default(),
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
             abort_on_warn: false,
