@@ -242,13 +242,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             let sp = parse_store_path(ev, p)?;
             for q in ev.store.closure(&sp)? {
                 if q.is_derivation() {
-                    let outs: BTreeSet<String> = ev
-                        .store
-                        .read_derivation(&q)?
-                        .outputs
-                        .keys()
-                        .cloned()
-                        .collect();
+                    let outs: BTreeSet<String> = ev.store.output_names(&q)?.into_iter().collect();
                     drv.input_drvs.insert(q.clone(), outs);
                 }
                 drv.input_srcs.insert(q);

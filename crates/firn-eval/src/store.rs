@@ -4,7 +4,9 @@
 //! read-only mode, which `nix-instantiate --eval` uses).
 //!
 //! Derivations made by this evaluation are remembered with their hashes modulo, so inputs
-//! never have to be read back (in read-only mode they could not be).
+//! never have to be read back (in read-only mode they could not be), and with their
+//! references and output names (for `=` contexts); the rest of each derivation is dropped
+//! once written.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -27,10 +29,16 @@ pub struct EvalStore {
     write: bool,
     /// Hashes modulo of derivations, by `.drv` path (unmasked, as their dependents need).
     drv_hashes: DrvHashes,
-    /// Derivations made by this evaluation.
-    drvs: HashMap<StorePath, Rc<Derivation>>,
+    /// Derivations made by this evaluation: what later derivations need of them.
+    drvs: HashMap<StorePath, MadeDrv>,
     /// Sources copied without a filter, by their path on disk.
     sources: HashMap<PathBuf, StorePath>,
+}
+
+/// What is kept of a derivation made by this evaluation.
+struct MadeDrv {
+    references: BTreeSet<StorePath>,
+    outputs: Vec<String>,
 }
 
 fn store_err(op: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> EvalError {
@@ -301,39 +309,49 @@ impl EvalStore {
     /// with its hash modulo.
     pub fn write_derivation(&mut self, drv: Derivation) -> EResult<StorePath> {
         let text = drv.to_aterm(&self.dir);
-        let refs = drv.references();
-        let p = self.add_text(&format!("{}.drv", drv.name), &text, &refs)?;
+        let references = drv.references();
+        let p = self.add_text(&format!("{}.drv", drv.name), &text, &references)?;
         if self.drv_hashes.get(&p).is_none() {
             let h = self.hash_modulo(&drv, false)?;
             self.drv_hashes.insert(p.clone(), h);
         }
-        self.drvs.insert(p.clone(), Rc::new(drv));
+        let outputs = drv.outputs.keys().cloned().collect();
+        self.drvs.insert(
+            p.clone(),
+            MadeDrv {
+                references,
+                outputs,
+            },
+        );
         Ok(p)
     }
 
     /// The hash modulo of `drv`, reading the inputs it needs.
     pub fn hash_modulo(&mut self, drv: &Derivation, mask_outputs: bool) -> EResult<DrvHash> {
         let dir = self.dir.clone();
-        let drvs = &self.drvs;
         let backend = &self.backend;
         self.drv_hashes.of_derivation(&dir, drv, mask_outputs, |p| {
-            load_derivation(&dir, drvs, backend, p).map(|d| (*d).clone())
+            load_derivation(&dir, backend, p)
         })
     }
 
     /// Fill in the output paths of a freshly made derivation (CppNix's `derivationStrict`).
     pub fn compute_output_paths(&mut self, drv: &mut Derivation) -> EResult<()> {
         let dir = self.dir.clone();
-        let drvs = &self.drvs;
         let backend = &self.backend;
-        self.drv_hashes.compute_output_paths(&dir, drv, |p| {
-            load_derivation(&dir, drvs, backend, p).map(|d| (*d).clone())
-        })
+        self.drv_hashes
+            .compute_output_paths(&dir, drv, |p| load_derivation(&dir, backend, p))
     }
 
-    /// A derivation made by this evaluation or found in the store.
-    pub fn read_derivation(&self, p: &StorePath) -> EResult<Rc<Derivation>> {
-        load_derivation(&self.dir, &self.drvs, &self.backend, p)
+    /// The output names of derivation `p` (made by this evaluation or found in the store).
+    pub fn output_names(&self, p: &StorePath) -> EResult<Vec<String>> {
+        match self.drvs.get(p) {
+            Some(d) => Ok(d.outputs.clone()),
+            None => Ok(load_derivation(&self.dir, &self.backend, p)?
+                .outputs
+                .into_keys()
+                .collect()),
+        }
     }
 
     /// Whether `p` exists: made by this evaluation, or valid in the store.
@@ -352,7 +370,7 @@ impl EvalStore {
     /// The references of `p` (a derivation of this evaluation, or a valid path).
     pub fn references(&self, p: &StorePath) -> EResult<BTreeSet<StorePath>> {
         if let Some(d) = self.drvs.get(p) {
-            return Ok(d.references());
+            return Ok(d.references.clone());
         }
         let Some(store) = &self.backend else {
             return Err(EvalError::new(format!(
@@ -420,15 +438,13 @@ impl EvalStore {
     }
 }
 
+/// Read derivation `p` from the store (derivations made by this evaluation have their
+/// hashes remembered and are never read back).
 fn load_derivation(
     dir: &StoreDir,
-    drvs: &HashMap<StorePath, Rc<Derivation>>,
     backend: &Option<Rc<LocalStore>>,
     p: &StorePath,
-) -> EResult<Rc<Derivation>> {
-    if let Some(d) = drvs.get(p) {
-        return Ok(d.clone());
-    }
+) -> EResult<Derivation> {
     let shown = dir.display(p);
     let real = match backend {
         Some(store) => store.real_path(p),
@@ -436,9 +452,7 @@ fn load_derivation(
     };
     let text = fs::read_to_string(&real).map_err(|e| store_err("reading derivation", &shown, e))?;
     let name = p.name().strip_suffix(".drv").unwrap_or(p.name());
-    Derivation::parse(dir, &text, name)
-        .map(Rc::new)
-        .map_err(|e| store_err("parsing derivation", &shown, e))
+    Derivation::parse(dir, &text, name).map_err(|e| store_err("parsing derivation", &shown, e))
 }
 
 impl From<firn_format::derivation::DrvError> for EvalError {
