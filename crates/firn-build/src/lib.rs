@@ -11,6 +11,8 @@
 //!   overlay's lower layer); [`run`] starts a builder and watches it, [`env`] is its
 //!   environment;
 //! - [`outputs`] checks and registers what a build produced; [`refscan`] finds references;
+//!   [`rewrite`] moves outputs that are valid already out of an unsandboxed build's way (hash
+//!   rewriting);
 //! - [`log`] stores build logs where CppNix keeps them; [`builtin`] holds the builders that run
 //!   inside firn (`builtin:fetchurl`, `builtin:buildenv`).
 
@@ -23,6 +25,7 @@ pub mod netns;
 pub mod outputs;
 pub mod plan;
 pub mod refscan;
+pub mod rewrite;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;
@@ -48,6 +51,8 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Rewrite(#[from] rewrite::RewriteError),
     #[error("{0}")]
     Other(String),
 }

@@ -142,7 +142,7 @@ pub fn hash_mismatch_message(
 }
 
 /// Permissions 0444/0555, modification time 1, no setuid/setgid, owned by us.
-fn canonicalise_output(path: &Path) -> Result<(), BuildError> {
+pub(crate) fn canonicalise_output(path: &Path) -> Result<(), BuildError> {
     use std::os::unix::fs::MetadataExt;
     // Our own uid: files the builder made as another user (a build user) are taken over.
     // SAFETY: geteuid/getegid cannot fail.

@@ -20,8 +20,9 @@ use firn_store::LocalStore;
 use crate::cache::BuildCache;
 use crate::env::{builder_env, EnvInputs};
 use crate::log::LogWriter;
-use crate::outputs::{check_outputs, Checked};
+use crate::outputs::{canonicalise_output, check_outputs, Checked, Refused};
 use crate::plan::{Node, Plan};
+use crate::rewrite::{fallback_path, rewrite_path, Rewrites};
 use crate::run::{run, Ended, Launch, Limits};
 use crate::sandbox::{self, Bind, Input, Spec};
 use crate::slot::Slot;
@@ -443,13 +444,17 @@ pub fn build_one(
             }
         }
     }
-    if !use_sandbox && (settings.check || !valid.is_empty()) {
-        return fail(
-            node,
-            FailKind::Misc,
-            format!("rebuilding '{drv_shown}' while some of its outputs are valid needs the sandbox (firn does not rewrite hashes yet)"),
-        );
+    // Without the sandbox, the builder cannot make the outputs that are valid already at their
+    // paths: it makes them at fallback paths, whose hash parts stand for the real ones in its
+    // environment and are rewritten back afterwards (CppNix's hash rewriting, see `rewrite`).
+    // With the sandbox, every output is made in the sandbox's own store.
+    let mut redirected: BTreeMap<StorePath, StorePath> = BTreeMap::new();
+    if !use_sandbox {
+        for p in node.outputs.values().filter(|p| valid.contains(*p)) {
+            redirected.insert(p.clone(), fallback_path(sd, &node.drv_path, p)?);
+        }
     }
+    let scratch = |p: &StorePath| -> StorePath { redirected.get(p).unwrap_or(p).clone() };
 
     let inputs = direct_inputs(store, node, cache)?;
     let input_closure = cache.closure(store, &inputs)?;
@@ -489,12 +494,18 @@ pub fn build_one(
         tmp_dir.to_string_lossy().into_owned()
     };
 
-    // Stale leftovers at the output paths (invalid, since we hold the locks) go first.
+    // Stale leftovers at the output paths (invalid, since we hold the locks) go first, and
+    // whatever is at the fallback paths (never valid; they go again when the build is over).
     for p in node.outputs.values() {
         if !valid.contains(p) {
             firn_store::canon::delete_path(&store.real_path(p))?;
         }
     }
+    for f in redirected.values() {
+        cache.add_temp_root(store, f)?;
+        firn_store::canon::delete_path(&store.real_path(f))?;
+    }
+    let _fallbacks = Fallbacks(redirected.values().map(|f| store.real_path(f)).collect());
 
     // Where the sandbox's outputs appear (known once the build user is), and its directories,
     // removed afterwards.
@@ -502,11 +513,17 @@ pub fn build_one(
     let mut upper_cleanup = Cleanup(None, &[], trash, None);
     let mut work_cleanup = Cleanup(None, sandbox::WORK_DIRS, trash, None);
 
-    let rewrites: BTreeMap<String, String> = node
+    let mut rewrites: BTreeMap<String, String> = node
         .outputs
         .iter()
-        .map(|(name, p)| (hash_placeholder(name), sd.display(p)))
+        .map(|(name, p)| (hash_placeholder(name), sd.display(&scratch(p))))
         .collect();
+    for (real, fallback) in &redirected {
+        rewrites.insert(
+            real.hash_part().to_string(),
+            fallback.hash_part().to_string(),
+        );
+    }
     let closure_json = |paths: &BTreeSet<StorePath>| -> Result<serde_json::Value, BuildError> {
         let c = cache.closure(store, paths)?;
         let mut list = Vec::new();
@@ -573,7 +590,7 @@ pub fn build_one(
         match crate::builtin::run_builtin(
             &drv.builder,
             &env,
-            &store.real_path(out),
+            &store.real_path(&scratch(out)),
             sd.as_str(),
             &store.layout().real_store_dir,
         ) {
@@ -730,21 +747,30 @@ pub fn build_one(
     let location = |p: &StorePath| -> PathBuf {
         match &out_dir {
             Some(d) => d.join(p.base_name()),
-            None => store.real_path(p),
+            None => store.real_path(&scratch(p)),
         }
     };
     // Set once the outputs are valid (a failing post-build hook must not remove them).
     let mut installed = false;
     let result: Result<(), Failure> = match ended {
         Ended::Exited(0) => {
-            match check_outputs(
-                store,
-                &node.drv_path,
-                drv,
-                &node.outputs,
-                &location,
-                &input_closure,
-            ) {
+            // Outputs made at fallback paths get the real hash parts back first.
+            let checked = unredirect(node, &location, &redirected)
+                .map_err(|e| Refused {
+                    kind: FailKind::Misc,
+                    msg: e.to_string(),
+                })
+                .and_then(|()| {
+                    check_outputs(
+                        store,
+                        &node.drv_path,
+                        drv,
+                        &node.outputs,
+                        &location,
+                        &input_closure,
+                    )
+                });
+            match checked {
                 Err(r) => Err(Failure {
                     drv: node.drv_path.clone(),
                     kind: r.kind,
@@ -752,7 +778,7 @@ pub fn build_one(
                 }),
                 Ok(checked) => {
                     if settings.check {
-                        compare_with_valid(store, node, &checked)
+                        compare_with_valid(store, node, &checked, settings.keep_failed)
                     } else {
                         install(store, use_sandbox, &checked, &valid)?;
                         installed = true;
@@ -909,21 +935,81 @@ fn install(
     Ok(())
 }
 
-/// `--check`: the new outputs must equal the valid ones.
-fn compare_with_valid(store: &LocalStore, node: &Node, checked: &[Checked]) -> Result<(), Failure> {
+/// The outputs made at fallback paths take the real paths' hash parts back, in all outputs
+/// (one may mention another); an output the builder did not make is left for
+/// [`check_outputs`] to report.
+fn unredirect(
+    node: &Node,
+    location: &dyn Fn(&StorePath) -> PathBuf,
+    redirected: &BTreeMap<StorePath, StorePath>,
+) -> Result<(), BuildError> {
+    if redirected.is_empty() {
+        return Ok(());
+    }
+    let rewrites = Rewrites::new(redirected.iter().map(|(real, f)| (f, real)));
+    for p in node.outputs.values() {
+        let loc = location(p);
+        if fs::symlink_metadata(&loc).is_err() {
+            continue;
+        }
+        // Canonical first: what is read is then owned by us and readable, and holds no hard
+        // link to a file outside the output.
+        canonicalise_output(&loc)?;
+        rewrite_path(&loc, &rewrites)?;
+    }
+    Ok(())
+}
+
+/// Deletes the fallback paths of a build (see [`crate::rewrite`]) when dropped.
+struct Fallbacks(Vec<PathBuf>);
+
+impl Drop for Fallbacks {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if let Err(e) = firn_store::canon::delete_path(p) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// `--check`: the new outputs must equal the valid ones. With `keep_failed`, a differing
+/// output is kept at `<output>.check`, as CppNix does.
+fn compare_with_valid(
+    store: &LocalStore,
+    node: &Node,
+    checked: &[Checked],
+    keep_failed: bool,
+) -> Result<(), Failure> {
     let sd = store.store_dir();
     for c in checked {
         let old = store.query_path_info(&c.info.path).ok().flatten();
         match old {
             Some(old) if old.nar_hash != c.info.nar_hash => {
+                // CppNix names the outputs by where their files are (in a chroot store too).
+                let real = store.real_path(&c.info.path);
+                let mut msg = format!(
+                    "derivation '{}' may not be deterministic: output '{}' differs",
+                    sd.display(&node.drv_path),
+                    real.display()
+                );
+                if keep_failed {
+                    let mut dst = real.into_os_string();
+                    dst.push(".check");
+                    let dst = PathBuf::from(dst);
+                    if let Err(e) = keep_check_result(&c.location, &dst) {
+                        return Err(Failure {
+                            drv: node.drv_path.clone(),
+                            kind: FailKind::Misc,
+                            msg: e.to_string(),
+                        });
+                    }
+                    msg.push_str(&format!(" from '{}'", dst.display()));
+                }
                 return Err(Failure {
                     drv: node.drv_path.clone(),
                     kind: FailKind::NotDeterministic,
-                    msg: format!(
-                        "derivation '{}' may not be deterministic: output '{}' differs",
-                        sd.display(&node.drv_path),
-                        sd.display(&c.info.path)
-                    ),
+                    msg,
                 });
             }
             Some(_) => {}
@@ -939,6 +1025,16 @@ fn compare_with_valid(store: &LocalStore, node: &Node, checked: &[Checked]) -> R
             }
         }
     }
+    Ok(())
+}
+
+/// Move a differing `--check` result to `dst` (replacing what is there).
+fn keep_check_result(from: &Path, dst: &Path) -> Result<(), BuildError> {
+    firn_store::canon::delete_path(dst)?;
+    // A directory needs write permission to be moved to another parent.
+    firn_store::canon::make_writable(from)?;
+    fs::rename(from, dst).map_err(|e| BuildError::io("moving the check result to", dst, e))?;
+    firn_store::canon::canonicalise_top(dst)?;
     Ok(())
 }
 
