@@ -3,19 +3,22 @@
 //! Strings, indented strings and interpolated paths are scanned by the parser, which knows
 //! when it is inside one.
 
-/// A token in the default lexer state.
+use std::rc::Rc;
+
+/// A token in the default lexer state. Text is shared (`Rc<str>`): the parser copies the
+/// token it looks at, and a copy must not allocate.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
-    Id(String),
-    Int(String),
-    Float(String),
+    Id(Rc<str>),
+    Int(Rc<str>),
+    Float(Rc<str>),
     /// A path literal, possibly ending in `/` (then an interpolation must follow).
-    Path(String),
+    Path(Rc<str>),
     /// `~/...`
-    HPath(String),
+    HPath(Rc<str>),
     /// `<nixpkgs/lib>` without the brackets.
-    SPath(String),
-    Uri(String),
+    SPath(Rc<str>),
+    Uri(Rc<str>),
     If,
     Then,
     Else,
@@ -287,7 +290,7 @@ pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, 
     if rest.is_empty() {
         return (Tok::Eof, 0);
     }
-    let text = |n: usize| String::from_utf8_lossy(&rest[..n]).into_owned();
+    let text = |n: usize| -> Rc<str> { String::from_utf8_lossy(&rest[..n]).into() };
     // Longest match among the pattern rules; fixed tokens are checked after, and since flex
     // prefers the earlier rule on ties, keywords beat identifiers.
     let mut best: (usize, u8) = (0, 0);
@@ -378,7 +381,7 @@ pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, 
         }
         (n, 1) => {
             let t = text(n);
-            let kw = match t.as_str() {
+            let kw = match &*t {
                 "if" => Some(Tok::If),
                 "then" => Some(Tok::Then),
                 "else" => Some(Tok::Else),
@@ -399,7 +402,7 @@ pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, 
         (_, 5) => (Tok::HPath("~/".into()), 2),
         (n, 6) => (Tok::Path(text(n)), n),
         (n, 7) => (Tok::HPath(text(n)), n),
-        (n, 8) => (Tok::SPath(text(n)[1..n - 1].to_string()), n),
+        (n, 8) => (Tok::SPath(text(n)[1..n - 1].into()), n),
         (n, _) => (Tok::Uri(text(n)), n),
     }
 }

@@ -129,7 +129,10 @@ impl<'a> Parser<'a> {
     }
 
     fn bump(&mut self) -> PResult<(Tok, usize, usize)> {
-        let p = self.peek()?;
+        let p = match self.peeked.take() {
+            Some(p) => p,
+            None => self.peek()?,
+        };
         self.pos = p.2;
         self.peeked = None;
         Ok(p)
@@ -801,7 +804,7 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(n) => {
                 self.bump()?;
-                if n == "__curPos" {
+                if &*n == "__curPos" {
                     Ok(Expr::new(ExprKind::CurPos, span))
                 } else {
                     Ok(self.var(&n, span))
@@ -858,14 +861,14 @@ impl<'a> Parser<'a> {
                 Ok(Expr::new(
                     ExprKind::Call {
                         fun: Box::new(f),
-                        args: vec![np, Expr::new(ExprKind::Str(p), span)],
+                        args: vec![np, Expr::new(ExprKind::Str(p.to_string()), span)],
                     },
                     span,
                 ))
             }
             Tok::Uri(u) => {
                 self.bump()?;
-                Ok(Expr::new(ExprKind::Str(u), span))
+                Ok(Expr::new(ExprKind::Str(u.to_string()), span))
             }
             Tok::Char('(') => {
                 self.bump()?;

@@ -203,3 +203,93 @@ fn arbitrary_input_never_panics() {
         }
     }
 }
+
+/// The addresses the scope check gives variables (scopes out, position among the scope's
+/// names sorted by symbol), for each kind of scope the evaluator pushes.
+#[test]
+fn variable_addresses() {
+    use firn_syntax::ast::{Expr, ExprKind};
+    use firn_syntax::scope::var_address;
+
+    fn collect(e: &Expr, i: &Interner, out: &mut Vec<(String, Option<(usize, usize)>)>) {
+        if let ExprKind::Var(s) = &e.kind {
+            out.push((i.name(*s).to_string(), var_address(e)));
+        }
+        match &e.kind {
+            ExprKind::Lambda { body, formals, .. } => {
+                if let Some(f) = formals {
+                    for x in &f.formals {
+                        if let Some(d) = &x.default {
+                            collect(d, i, out);
+                        }
+                    }
+                }
+                collect(body, i, out)
+            }
+            ExprKind::Let { attrs, body } => {
+                for d in attrs.attrs.values() {
+                    collect(&d.value, i, out);
+                }
+                collect(body, i, out)
+            }
+            ExprKind::With { env, body } => {
+                collect(env, i, out);
+                collect(body, i, out)
+            }
+            ExprKind::Attrs(a) => {
+                for d in a.attrs.values() {
+                    collect(&d.value, i, out);
+                }
+            }
+            ExprKind::Call { fun, args } => {
+                collect(fun, i, out);
+                args.iter().for_each(|a| collect(a, i, out));
+            }
+            ExprKind::List(items) => items.iter().for_each(|x| collect(x, i, out)),
+            _ => {}
+        }
+    }
+    let addresses = |text: &str| {
+        let mut i = Interner::default();
+        // Intern in a known order, so symbol order is alphabetical here.
+        for n in ["a", "b", "c", "f", "s", "x", "y", "z"] {
+            i.intern(n);
+        }
+        let e = parse(text, &src(), &mut i).expect("parses");
+        let mut out = Vec::new();
+        collect(&e, &i, &mut out);
+        out
+    };
+    let v = |n: &str, a: Option<(usize, usize)>| (n.to_string(), a);
+    // A plain lambda's argument, one scope out from inside a nested lambda.
+    assert_eq!(
+        addresses("x: y: [ x y ]"),
+        [v("x", Some((1, 0))), v("y", Some((0, 0)))]
+    );
+    // Formals and the `@` name share one scope, sorted by symbol.
+    assert_eq!(
+        addresses("s@{ z, a ? z }: [ a s z ]"),
+        [
+            v("z", Some((0, 2))),
+            v("a", Some((0, 0))),
+            v("s", Some((0, 1))),
+            v("z", Some((0, 2)))
+        ]
+    );
+    // `let` and `rec` bind their names sorted by symbol; `inherit x` in a `rec` set looks
+    // in the scope outside the set.
+    assert_eq!(
+        addresses("x: let c = x; a = c; in rec { b = a; inherit x; }"),
+        [
+            v("c", Some((0, 1))),
+            v("x", Some((1, 0))),
+            v("a", Some((1, 0))),
+            v("x", Some((1, 0)))
+        ]
+    );
+    // A `with` is a scope of its own (with no names): variables it may bind have no address.
+    assert_eq!(
+        addresses("f: with f; [ f a ]"),
+        [v("f", Some((0, 0))), v("f", Some((1, 0))), v("a", None)]
+    );
+}
