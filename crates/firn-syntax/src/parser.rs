@@ -115,17 +115,28 @@ impl<'a> Parser<'a> {
     }
 
     fn peek(&mut self) -> PResult<(Tok, usize, usize)> {
-        if let Some(p) = &self.peeked {
-            return Ok(p.clone());
+        self.peek_ref().cloned()
+    }
+
+    /// The next token, without copying it.
+    fn peek_ref(&mut self) -> PResult<&(Tok, usize, usize)> {
+        if self.peeked.is_none() {
+            let start = match skip_trivia(self.src, self.pos) {
+                Ok(s) => s,
+                Err(at) => return err("unterminated comment", at, self.src.len()),
+            };
+            let (tok, n) = next_token_cached(self.src, start, &mut self.dead_run);
+            self.peeked = Some((tok, start, start + n));
         }
-        let start = match skip_trivia(self.src, self.pos) {
-            Ok(s) => s,
-            Err(at) => return err("unterminated comment", at, self.src.len()),
-        };
-        let (tok, n) = next_token_cached(self.src, start, &mut self.dead_run);
-        let p = (tok, start, start + n);
-        self.peeked = Some(p.clone());
-        Ok(p)
+        match &self.peeked {
+            Some(p) => Ok(p),
+            None => err("internal error: no token", self.pos, self.pos),
+        }
+    }
+
+    /// The kind of the next token (a cheap look: no copy of its text).
+    fn peek_tok(&mut self) -> PResult<&Tok> {
+        Ok(&self.peek_ref()?.0)
     }
 
     fn bump(&mut self) -> PResult<(Tok, usize, usize)> {
@@ -154,17 +165,14 @@ impl<'a> Parser<'a> {
     }
 
     fn expect_char(&mut self, c: char) -> PResult<usize> {
-        match self.peek()? {
-            (Tok::Char(x), _, e) if x == c => {
-                self.bump()?;
-                Ok(e)
-            }
+        match *self.peek_tok()? {
+            Tok::Char(x) if x == c => Ok(self.bump()?.2),
             _ => self.unexpected(&format!("'{c}'")),
         }
     }
 
     fn expect(&mut self, t: Tok, what: &str) -> PResult<usize> {
-        if self.peek()?.0 == t {
+        if *self.peek_tok()? == t {
             Ok(self.bump()?.2)
         } else {
             self.unexpected(what)
@@ -238,7 +246,7 @@ impl<'a> Parser<'a> {
                 // `x: body` or `x @ { ... }: body`
                 let save = (self.pos, self.peeked.clone());
                 self.bump()?;
-                match self.peek()?.0 {
+                match *self.peek_tok()? {
                     Tok::Char(':') => {
                         self.bump()?;
                         let body = self.parse_expr()?;
@@ -284,7 +292,7 @@ impl<'a> Parser<'a> {
             Tok::Char('{') if self.looks_like_formals()? => {
                 let formals = self.parse_formals()?;
                 let mut arg = None;
-                if self.peek()?.0 == Tok::Char('@') {
+                if *self.peek_tok()? == Tok::Char('@') {
                     self.bump()?;
                     match self.bump()? {
                         (Tok::Id(n), s, e) => arg = Some((self.sym(&n), s, e)),
@@ -345,7 +353,7 @@ impl<'a> Parser<'a> {
                 // `let { ... }` is the legacy form, handled as a simple expression.
                 let save = (self.pos, self.peeked.clone());
                 self.bump()?;
-                if self.peek()?.0 != Tok::Char('{') {
+                if *self.peek_tok()? != Tok::Char('{') {
                     let attrs = self.parse_binds(&[Tok::In])?;
                     self.expect(Tok::In, "'in'")?;
                     if let Some((_, _, span)) = attrs.dynamic.first() {
@@ -441,7 +449,7 @@ impl<'a> Parser<'a> {
                 (Tok::Id(n), s, e) => {
                     self.bump()?;
                     let name = self.sym(&n);
-                    let default = if self.peek()?.0 == Tok::Char('?') {
+                    let default = if *self.peek_tok()? == Tok::Char('?') {
                         self.bump()?;
                         Some(self.parse_expr()?)
                     } else {
@@ -452,7 +460,7 @@ impl<'a> Parser<'a> {
                         default,
                         span: Span::new(s, e),
                     });
-                    match self.peek()?.0 {
+                    match *self.peek_tok()? {
                         Tok::Char(',') => {
                             self.bump()?;
                         }
@@ -508,28 +516,28 @@ impl<'a> Parser<'a> {
     /// `expr_pipe_from` / `expr_pipe_into` / `expr_op`.
     fn parse_pipes(&mut self) -> PResult<Expr> {
         let first = self.parse_op(0)?;
-        match self.peek()?.0 {
+        match *self.peek_tok()? {
             Tok::PipeInto => {
                 let mut acc = first;
-                while self.peek()?.0 == Tok::PipeInto {
+                while *self.peek_tok()? == Tok::PipeInto {
                     let (_, s, _) = self.bump()?;
                     let f = self.parse_op(0)?;
                     let span = Span::new(acc.span.start as usize, f.span.end as usize);
                     let _ = s;
                     acc = self.call(f, vec![acc], span);
                 }
-                if self.peek()?.0 == Tok::PipeFrom {
+                if *self.peek_tok()? == Tok::PipeFrom {
                     return self.unexpected("'|>'");
                 }
                 Ok(acc)
             }
             Tok::PipeFrom => {
                 let mut items = vec![first];
-                while self.peek()?.0 == Tok::PipeFrom {
+                while *self.peek_tok()? == Tok::PipeFrom {
                     self.bump()?;
                     items.push(self.parse_op(0)?);
                 }
-                if self.peek()?.0 == Tok::PipeInto {
+                if *self.peek_tok()? == Tok::PipeInto {
                     return self.unexpected("'<|'");
                 }
                 let mut acc = items.pop().expect("at least two items");
@@ -698,7 +706,7 @@ impl<'a> Parser<'a> {
         let f = self.parse_select()?;
         let mut args = Vec::new();
         let mut end = f.span.end as usize;
-        while Self::starts_simple(&self.peek()?.0) {
+        while Self::starts_simple(self.peek_tok()?) {
             let a = self.parse_select()?;
             end = a.span.end as usize;
             args.push(a);
@@ -713,11 +721,11 @@ impl<'a> Parser<'a> {
     fn parse_select(&mut self) -> PResult<Expr> {
         let (_, start, _) = self.peek()?;
         let e = self.parse_simple()?;
-        match self.peek()?.0 {
+        match *self.peek_tok()? {
             Tok::Char('.') => {
                 self.bump()?;
                 let path = self.parse_attrpath()?;
-                let default = if self.peek()?.0 == Tok::OrKw {
+                let default = if *self.peek_tok()? == Tok::OrKw {
                     self.bump()?;
                     Some(Box::new(self.parse_select()?))
                 } else {
@@ -753,7 +761,7 @@ impl<'a> Parser<'a> {
 
     fn parse_attrpath(&mut self) -> PResult<Vec<AttrName>> {
         let mut path = vec![self.parse_attr()?];
-        while self.peek()?.0 == Tok::Char('.') {
+        while *self.peek_tok()? == Tok::Char('.') {
             self.bump()?;
             path.push(self.parse_attr()?);
         }
@@ -918,11 +926,11 @@ impl<'a> Parser<'a> {
                 self.bump()?;
                 let mut items = Vec::new();
                 loop {
-                    if self.peek()?.0 == Tok::Char(']') {
+                    if *self.peek_tok()? == Tok::Char(']') {
                         let (_, _, e2) = self.bump()?;
                         return Ok(Expr::new(ExprKind::List(items), Span::new(start, e2)));
                     }
-                    if !Self::starts_simple(&self.peek()?.0) {
+                    if !Self::starts_simple(self.peek_tok()?) {
                         return self.unexpected("']'");
                     }
                     self.enter()?;
@@ -1175,7 +1183,7 @@ impl<'a> Parser<'a> {
             }
             if t == Tok::Inherit {
                 self.bump()?;
-                let from = if self.peek()?.0 == Tok::Char('(') {
+                let from = if *self.peek_tok()? == Tok::Char('(') {
                     self.bump()?;
                     let e = self.parse_expr()?;
                     self.expect_char(')')?;
@@ -1259,7 +1267,7 @@ impl<'a> Parser<'a> {
             }
             let path = self.parse_attrpath()?;
             let path_end = self.pos;
-            if self.peek()?.0 != Tok::Char('=') {
+            if *self.peek_tok()? != Tok::Char('=') {
                 return self.unexpected("'.' or '='");
             }
             self.bump()?;
