@@ -184,8 +184,11 @@ pub fn default_system() -> &'static str {
 /// What kind of failure a build had; decides the exit code as CppNix's does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailKind {
-    /// The builder failed, or its outputs were refused.
+    /// The builder failed (or its environment could not be set up).
     Failed,
+    /// The builder succeeded but its outputs were refused (missing, wrong type, forbidden
+    /// references): CppNix's `OutputRejected`.
+    Rejected,
     /// `timeout` or `max-silent-time`.
     TimedOut,
     /// A fixed-output hash mismatch.
@@ -219,7 +222,7 @@ pub fn exit_status(failures: &[Failure]) -> u8 {
     let mut mask = 0u8;
     for f in failures {
         match f.kind {
-            FailKind::Failed => mask |= 0x04,
+            FailKind::Failed | FailKind::Rejected => mask |= 0x04,
             FailKind::TimedOut => mask |= 0x04 | 0x01,
             FailKind::HashMismatch => mask |= 0x04 | 0x02,
             FailKind::NotDeterministic => mask |= 0x08,

@@ -33,7 +33,7 @@ pub struct Refused {
 impl From<BuildError> for Refused {
     fn from(e: BuildError) -> Refused {
         Refused {
-            kind: FailKind::Failed,
+            kind: FailKind::Rejected,
             msg: e.to_string(),
         }
     }
@@ -56,7 +56,7 @@ pub fn check_outputs(
         let loc = location(path);
         if fs::symlink_metadata(&loc).is_err() {
             return Err(Refused {
-                kind: FailKind::Failed,
+                kind: FailKind::Rejected,
                 msg: format!(
                     "builder for '{}' failed to produce output path for output '{name}' at '{}'",
                     sd.display(drv_path),
@@ -89,7 +89,7 @@ pub fn check_outputs(
                             .map_err(|e| BuildError::io("getting status of", &loc, e))?;
                         if !meta.is_file() {
                             return Err(Refused {
-                                kind: FailKind::Failed,
+                                kind: FailKind::Rejected,
                                 msg: format!(
                                     "output path '{}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)",
                                     sd.display(path)
@@ -307,7 +307,7 @@ fn check_reference_rules(
             }
             msg.push_str(&format!("\n       (see '{what}')"));
             Err(Refused {
-                kind: FailKind::Failed,
+                kind: FailKind::Rejected,
                 msg,
             })
         };

@@ -111,13 +111,27 @@ impl Planner<'_> {
         if let Some(&i) = self.index.get(drv_path) {
             return Ok(Some(i));
         }
+        let drv = read_derivation(self.store, drv_path)?;
+        self.visit_derivation(drv_path, drv, wanted, top)
+    }
+
+    /// [`Planner::visit`] for a derivation already in hand (read from the store, or given).
+    fn visit_derivation(
+        &mut self,
+        drv_path: &StorePath,
+        drv: Derivation,
+        wanted: Option<&BTreeSet<String>>,
+        top: bool,
+    ) -> Result<Option<usize>, BuildError> {
+        if let Some(&i) = self.index.get(drv_path) {
+            return Ok(Some(i));
+        }
         if !self.visiting.insert(drv_path.clone()) {
             return Err(BuildError::Other(format!(
                 "derivation '{}' depends on itself",
                 self.store.store_dir().display(drv_path)
             )));
         }
-        let drv = read_derivation(self.store, drv_path)?;
         let outputs = output_paths(drv_path, &drv, self.store)?;
         if let Some(w) = wanted {
             for name in w {
@@ -228,4 +242,69 @@ pub fn plan(
         }
     }
     Ok(p.plan)
+}
+
+/// Work out what building all outputs of `drv` takes, the derivation given in memory under
+/// `drv_path`, whose `.drv` file need not be in the store (a derivation a client sent over the
+/// wire: CppNix's `buildDerivation`). Its input derivations, if any, are read from the store as
+/// in [`plan`]; its input sources must be valid, substitutable, or end up in `missing`.
+pub fn plan_derivation(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: Derivation,
+    subst: Option<&dyn Substitutable>,
+) -> Result<Plan, BuildError> {
+    let mut p = Planner {
+        store,
+        subst,
+        check: false,
+        plan: Plan::default(),
+        index: HashMap::new(),
+        visiting: BTreeSet::new(),
+    };
+    p.visit_derivation(drv_path, drv, None, true)?;
+    Ok(p.plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firn_format::DerivationOutput;
+
+    #[test]
+    fn a_given_derivation_is_planned_without_its_drv_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(firn_store::LocalStoreConfig {
+            root: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let sd = store.store_dir().clone();
+        let src = store.add_text("src", b"src", &BTreeSet::new()).unwrap();
+        let gone = sd
+            .parse("/nix/store/11111111111111111111111111111111-gone")
+            .unwrap();
+        let out = sd
+            .parse("/nix/store/22222222222222222222222222222222-x")
+            .unwrap();
+        let drv_path = sd
+            .parse("/nix/store/33333333333333333333333333333333-x.drv")
+            .unwrap();
+        let mut drv = Derivation {
+            name: "x".into(),
+            outputs: [("out".into(), DerivationOutput::input_addressed(out))].into(),
+            input_srcs: [src.clone(), gone.clone()].into(),
+            ..Default::default()
+        };
+        let plan = plan_derivation(&store, &drv_path, drv.clone(), None).unwrap();
+        assert_eq!(plan.nodes.len(), 1);
+        assert_eq!(plan.nodes[0].drv_path, drv_path);
+        assert_eq!(plan.nodes[0].drv, drv);
+        assert_eq!(plan.missing, BTreeSet::from([gone]));
+        // Outputs that are valid already: nothing to build.
+        drv.outputs
+            .insert("out".into(), DerivationOutput::input_addressed(src));
+        let plan = plan_derivation(&store, &drv_path, drv, None).unwrap();
+        assert!(plan.nodes.is_empty());
+    }
 }

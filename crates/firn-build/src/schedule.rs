@@ -726,7 +726,12 @@ pub fn build_one(
 
     let failure = |kind: FailKind, head: String| -> Failure {
         let mut msg = head;
-        if !tail.lines.is_empty() && matches!(kind, FailKind::Failed | FailKind::TimedOut) {
+        if !tail.lines.is_empty()
+            && matches!(
+                kind,
+                FailKind::Failed | FailKind::Rejected | FailKind::TimedOut
+            )
+        {
             msg.push_str(&format!(";\n       last {} log lines:", tail.lines.len()));
             for l in &tail.lines {
                 msg.push_str(&format!("\n       > {l}"));

@@ -4,8 +4,11 @@
 //!   padded to 8 bytes, counted lists);
 //! - [`serve`]: the `nix-store --serve` protocol (version 2.7, CppNix 2.8's): the client side
 //!   ([`serve::SshStore`], `ssh://HOST` stores, `nix-copy-closure`) and the server side
-//!   ([`serve::serve`], `nix-store --serve [--write]`).
+//!   ([`serve::serve`], `nix-store --serve [--write]`);
+//! - [`build`]: what builds over that protocol carry (build options, basic derivations, build
+//!   results), for remote builders.
 
+pub mod build;
 pub mod serve;
 pub mod wire;
 

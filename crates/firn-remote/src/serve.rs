@@ -4,18 +4,23 @@
 //! stdin/stdout; as a server, [`serve`] answers on a reader/writer pair.
 //!
 //! Commands: query valid paths (1), query path infos (2), dump a path's NAR (3), import
-//! paths (4), export paths (5), build paths (6), query a closure (7), build a derivation (8,
-//! not served by firn), add a path from its NAR (9).
+//! paths (4), export paths (5), build paths (6), query a closure (7), build a derivation sent
+//! whole (8, what CppNix's remote-build hook uses; see [`crate::build`]), add a path from its
+//! NAR (9).
 
 use std::collections::BTreeSet;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
+use firn_format::derivation::Derivation;
 use firn_format::hash::HashFormat;
 use firn_format::{ContentAddress, Hash, HashAlgo, StoreDir, StorePath};
 use firn_store::{LocalStore, ValidPathInfo};
 
+use crate::build::{
+    realisations, write_basic_derivation, BuildOptions, BuildResult, BuildStatus, WireDerivation,
+};
 use crate::wire::*;
 use crate::{RemoteError, Result};
 
@@ -410,6 +415,27 @@ impl SshStore {
             Ok(())
         })
     }
+
+    /// Build `drv` on the remote store as `drv_path` (`cmdBuildDerivation`): its input
+    /// sources must be valid there already; the outputs are valid there afterwards if the
+    /// result says so.
+    pub fn build_derivation(
+        &self,
+        drv_path: &StorePath,
+        drv: &Derivation,
+        options: &BuildOptions,
+    ) -> Result<BuildResult> {
+        let path = self.sd.display(drv_path);
+        self.with_conn(|c| {
+            let io = self.io("building a derivation on");
+            write_u64(&mut c.to, CMD_BUILD_DERIVATION).map_err(&io)?;
+            write_string(&mut c.to, &path).map_err(&io)?;
+            write_basic_derivation(&mut c.to, &self.sd, drv).map_err(&io)?;
+            options.write(&mut c.to, c.version).map_err(&io)?;
+            c.to.flush().map_err(&io)?;
+            BuildResult::read(&mut c.from, c.version).map_err(&io)
+        })
+    }
 }
 
 impl Drop for SshStore {
@@ -447,9 +473,17 @@ impl Write for CountingWriter<'_> {
     }
 }
 
-/// What the server does for `cmdBuildPaths`: build the given `path[!outputs]` strings;
-/// `Err((status, message))` on failure.
-pub type BuildHook<'a> = dyn FnMut(&[String]) -> std::result::Result<(), (u64, String)> + 'a;
+/// What the server does for `cmdBuildPaths`: build the given `path[!outputs]` strings with the
+/// client's options; `Err((status, message))` on failure.
+pub type BuildHook<'a> =
+    dyn FnMut(&[String], &BuildOptions) -> std::result::Result<(), (u64, String)> + 'a;
+
+/// What the server does for `cmdBuildDerivation`: build all outputs of the derivation (checked
+/// already, without input derivations) as its `.drv` path, which need not be valid, with the
+/// client's options. The realisations of a successful result are filled in by the server if
+/// the hook leaves them out.
+pub type BuildDerivationHook<'a> =
+    dyn FnMut(&StorePath, &Derivation, &BuildOptions) -> BuildResult + 'a;
 
 /// What the server does when a client asks for valid paths with the `substitute` flag (as
 /// `nix copy --substitute-on-destination` and `nix-copy-closure -s` do): try to fetch the
@@ -460,6 +494,7 @@ pub type SubstituteHook<'a> = dyn FnMut(&BTreeSet<StorePath>) + 'a;
 /// What the server does beyond answering from the store.
 pub struct Hooks<'a> {
     pub build: &'a mut BuildHook<'a>,
+    pub build_derivation: &'a mut BuildDerivationHook<'a>,
     pub substitute: &'a mut SubstituteHook<'a>,
 }
 
@@ -473,7 +508,11 @@ pub fn serve(
     output: &mut dyn Write,
     hooks: Hooks<'_>,
 ) -> Result<()> {
-    let Hooks { build, substitute } = hooks;
+    let Hooks {
+        build,
+        build_derivation,
+        substitute,
+    } = hooks;
     let sd = store.store_dir().clone();
     let io = |op: &'static str| {
         move |e: io::Error| RemoteError::Io {
@@ -550,7 +589,11 @@ pub fn serve(
                         continue;
                     };
                     write_string(output, &sd.display(&info.path)).map_err(&wr)?;
-                    let deriver = info.deriver.as_ref().map(|d| sd.display(d)).unwrap_or_default();
+                    let deriver = info
+                        .deriver
+                        .as_ref()
+                        .map(|d| sd.display(d))
+                        .unwrap_or_default();
                     write_string(output, &deriver).map_err(&wr)?;
                     let refs: Vec<String> = info.references.iter().map(|r| sd.display(r)).collect();
                     write_strings(output, refs.iter().map(String::as_str)).map_err(&wr)?;
@@ -568,7 +611,9 @@ pub fn serve(
             }
             CMD_DUMP_STORE_PATH => {
                 let p = read_string(input).map_err(&rd)?;
-                let p = sd.parse(&p).map_err(|e| RemoteError::Other(e.to_string()))?;
+                let p = sd
+                    .parse(&p)
+                    .map_err(|e| RemoteError::Other(e.to_string()))?;
                 store.nar_from_path(&p, output)?;
             }
             CMD_IMPORT_PATHS => {
@@ -584,22 +629,8 @@ pub fn serve(
             CMD_BUILD_PATHS => {
                 refuse("building paths")?;
                 let paths = read_strings(input).map_err(&rd)?;
-                // The build settings: max-silent-time, timeout, max-log-size, build-repeat,
-                // enforce-determinism, keep-failed (as far as the client's version has them).
-                let mut n = 2;
-                if minor(client) >= 2 {
-                    n += 1;
-                }
-                if minor(client) >= 3 {
-                    n += 2;
-                }
-                if minor(client) >= 7 {
-                    n += 1;
-                }
-                for _ in 0..n {
-                    read_u64(input).map_err(&rd)?;
-                }
-                match build(&paths) {
+                let options = BuildOptions::read(input, client).map_err(&rd)?;
+                match build(&paths, &options) {
                     Ok(()) => write_u64(output, 0).map_err(&wr)?,
                     Err((status, msg)) => {
                         write_u64(output, status).map_err(&wr)?;
@@ -617,10 +648,13 @@ pub fn serve(
             CMD_ADD_TO_STORE_NAR => {
                 refuse("importing paths")?;
                 let bad = |e: String| RemoteError::Other(e);
-                let path = sd.parse(&read_string(input).map_err(&rd)?).map_err(|e| bad(e.to_string()))?;
+                let path = sd
+                    .parse(&read_string(input).map_err(&rd)?)
+                    .map_err(|e| bad(e.to_string()))?;
                 let deriver = read_string(input).map_err(&rd)?;
                 let hash = read_string(input).map_err(&rd)?;
-                let hash = Hash::parse(&hash, Some(HashAlgo::Sha256)).map_err(|e| bad(e.to_string()))?;
+                let hash =
+                    Hash::parse(&hash, Some(HashAlgo::Sha256)).map_err(|e| bad(e.to_string()))?;
                 let refs = parse(read_strings(input).map_err(&rd)?)?;
                 let registration_time = read_u64(input).map_err(&rd)?;
                 let nar_size = read_u64(input).map_err(&rd)?;
@@ -628,7 +662,9 @@ pub fn serve(
                 let sigs = read_strings(input).map_err(&rd)?;
                 let ca = read_string(input).map_err(&rd)?;
                 if nar_size == 0 {
-                    return Err(bad("narInfo is too old and missing the narSize field".into()));
+                    return Err(bad(
+                        "narInfo is too old and missing the narSize field".into()
+                    ));
                 }
                 let mut info = ValidPathInfo::new(path, hash, nar_size);
                 if !deriver.is_empty() {
@@ -649,15 +685,56 @@ pub fn serve(
                 write_u64(output, 1).map_err(&wr)?;
             }
             CMD_BUILD_DERIVATION => {
-                return Err(RemoteError::Other(
-                    "firn's 'nix-store --serve' does not build derivations sent over the wire (cmdBuildDerivation) yet".into(),
-                ))
+                refuse("building paths")?;
+                // All of the request is read before anything is checked, so that a derivation
+                // that makes no sense fails its build and leaves the session in step.
+                let drv_path = read_string(input).map_err(&rd)?;
+                let wire = WireDerivation::read(input).map_err(&rd)?;
+                let options = BuildOptions::read(input, client).map_err(&rd)?;
+                let result =
+                    build_sent_derivation(&sd, &drv_path, &wire, &options, build_derivation);
+                result.write(output, client).map_err(&wr)?;
             }
             other => return Err(RemoteError::Other(format!("unknown serve command {other}"))),
         }
         output.flush().map_err(io("answering"))?;
     }
     Ok(())
+}
+
+/// Check a derivation a client sent and have `hook` build it; a derivation that makes no sense
+/// is a failed build (`MiscFailure`, as CppNix's errors before a build starts).
+fn build_sent_derivation(
+    sd: &StoreDir,
+    drv_path: &str,
+    wire: &WireDerivation,
+    options: &BuildOptions,
+    hook: &mut BuildDerivationHook<'_>,
+) -> BuildResult {
+    let checked = sd
+        .parse(drv_path)
+        .map_err(|e| format!("cannot build '{drv_path}': {e}"))
+        .and_then(|p| {
+            let drv = wire.to_derivation(sd, &p).map_err(|e| e.to_string())?;
+            Ok((p, drv))
+        });
+    let (path, drv) = match checked {
+        Ok(x) => x,
+        Err(msg) => return BuildResult::new(BuildStatus::MiscFailure, msg),
+    };
+    let mut result = hook(&path, &drv, options);
+    if result.status.success() && result.built_outputs.is_empty() {
+        let outputs = drv
+            .outputs
+            .iter()
+            .filter_map(|(name, o)| Some((name.clone(), o.path.clone()?)))
+            .collect();
+        match realisations(sd, &path, &drv, &outputs) {
+            Ok(r) => result.built_outputs = r,
+            Err(e) => return BuildResult::new(BuildStatus::MiscFailure, e.to_string()),
+        }
+    }
+    result
 }
 
 /// The closure of `paths` in `store` (with the outputs of derivations when asked).
@@ -715,10 +792,15 @@ mod tests {
         write_strings(&mut req, paths.iter().map(String::as_str)).unwrap();
         let mut out = Vec::new();
         let mut asked = Vec::new();
-        let mut build = |_: &[String]| -> std::result::Result<(), (u64, String)> { Ok(()) };
+        let mut build =
+            |_: &[String], _: &BuildOptions| -> std::result::Result<(), (u64, String)> { Ok(()) };
+        let mut build_drv = |_: &StorePath, _: &Derivation, _: &BuildOptions| {
+            BuildResult::new(BuildStatus::MiscFailure, "not here")
+        };
         let mut subst = |missing: &BTreeSet<StorePath>| asked.push(missing.clone());
         let hooks = Hooks {
             build: &mut build,
+            build_derivation: &mut build_drv,
             substitute: &mut subst,
         };
         serve(store, write, &mut &req[..], &mut out, hooks).unwrap();
@@ -726,6 +808,198 @@ mod tests {
         assert_eq!(read_u64(&mut r).unwrap(), MAGIC_2);
         assert_eq!(read_u64(&mut r).unwrap(), VERSION);
         (read_strings(&mut r).unwrap(), asked)
+    }
+
+    /// What a build-derivation hook was asked to build.
+    type Asked = Vec<(StorePath, Derivation, BuildOptions)>;
+
+    /// A session that sends `cmdBuildDerivation` for each of `requests` (a `.drv` path and a
+    /// basic derivation, built or refused by a hook that records what it got and answers
+    /// `answer`), then asks which paths are valid (to show the session is still in step).
+    fn build_session(
+        write: bool,
+        requests: &[(String, Vec<u8>)],
+        answer: BuildResult,
+    ) -> (Result<Vec<u8>>, Asked) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(firn_store::LocalStoreConfig {
+            root: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let options = BuildOptions {
+            max_silent_time: 7,
+            build_timeout: 8,
+            max_log_size: 9,
+            build_repeat: 0,
+            enforce_determinism: false,
+            keep_failed: true,
+        };
+        let mut req = Vec::new();
+        write_u64(&mut req, MAGIC_1).unwrap();
+        write_u64(&mut req, VERSION).unwrap();
+        for (drv_path, drv) in requests {
+            write_u64(&mut req, CMD_BUILD_DERIVATION).unwrap();
+            write_string(&mut req, drv_path).unwrap();
+            req.extend_from_slice(drv);
+            options.write(&mut req, VERSION).unwrap();
+        }
+        write_u64(&mut req, CMD_QUERY_VALID_PATHS).unwrap();
+        write_u64(&mut req, 0).unwrap();
+        write_u64(&mut req, 0).unwrap();
+        write_strings(&mut req, std::iter::empty()).unwrap();
+        let mut got = Vec::new();
+        let mut build =
+            |_: &[String], _: &BuildOptions| -> std::result::Result<(), (u64, String)> { Ok(()) };
+        let mut build_drv = |p: &StorePath, d: &Derivation, o: &BuildOptions| {
+            got.push((p.clone(), d.clone(), o.clone()));
+            answer.clone()
+        };
+        let mut subst = |_: &BTreeSet<StorePath>| {};
+        let hooks = Hooks {
+            build: &mut build,
+            build_derivation: &mut build_drv,
+            substitute: &mut subst,
+        };
+        let mut out = Vec::new();
+        let r = serve(&store, write, &mut &req[..], &mut out, hooks).map(|()| out);
+        (r, got)
+    }
+
+    fn basic(drv: &Derivation) -> Vec<u8> {
+        let mut b = Vec::new();
+        write_basic_derivation(&mut b, &StoreDir::default(), drv).unwrap();
+        b
+    }
+
+    fn hello() -> (String, Derivation) {
+        let sd = StoreDir::default();
+        let out = sd
+            .parse("/nix/store/11111111111111111111111111111111-hello")
+            .unwrap();
+        let drv = Derivation {
+            name: "hello".into(),
+            outputs: [(
+                "out".to_string(),
+                firn_format::DerivationOutput::input_addressed(out),
+            )]
+            .into(),
+            platform: "x86_64-linux".into(),
+            builder: "/bin/sh".into(),
+            ..Default::default()
+        };
+        (
+            "/nix/store/00000000000000000000000000000000-hello.drv".into(),
+            drv,
+        )
+    }
+
+    #[test]
+    fn build_derivation_reaches_the_hook_and_answers_with_realisations() {
+        let (path, drv) = hello();
+        let (out, got) = build_session(
+            true,
+            &[(path.clone(), basic(&drv))],
+            BuildResult::new(BuildStatus::Built, ""),
+        );
+        let out = out.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(StoreDir::default().display(&got[0].0), path);
+        assert_eq!(got[0].1, drv);
+        assert_eq!(got[0].2.build_timeout, 8);
+        assert!(got[0].2.keep_failed);
+        let mut r = &out[16..];
+        let res = BuildResult::read(&mut r, VERSION).unwrap();
+        assert_eq!(res.status, BuildStatus::Built);
+        assert_eq!(res.built_outputs.len(), 1);
+        assert!(res.built_outputs[0].0.ends_with("!out"));
+        assert!(res.built_outputs[0]
+            .1
+            .contains("11111111111111111111111111111111-hello"));
+        assert!(read_strings(&mut r).unwrap().is_empty());
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn bad_derivations_fail_their_build_and_keep_the_session() {
+        let (path, drv) = hello();
+        let mut unknown_algo = drv.clone();
+        unknown_algo.outputs.insert(
+            "out".into(),
+            firn_format::DerivationOutput {
+                path: None,
+                hash_algo: "r:sha257".into(),
+                hash: String::new(),
+            },
+        );
+        let requests = [
+            (path.clone(), basic(&unknown_algo)),
+            (
+                "/nix/store/00000000000000000000000000000000-hello".into(),
+                basic(&drv),
+            ),
+            ("not a path".into(), basic(&drv)),
+        ];
+        let (out, got) = build_session(true, &requests, BuildResult::new(BuildStatus::Built, ""));
+        let out = out.unwrap();
+        assert!(got.is_empty(), "the hook must not see bad derivations");
+        let mut r = &out[16..];
+        for want in ["sha257", "'.drv'", "not a path"] {
+            let res = BuildResult::read(&mut r, VERSION).unwrap();
+            assert_eq!(res.status, BuildStatus::MiscFailure);
+            assert!(res.error_msg.contains(want), "{}", res.error_msg);
+            assert!(res.built_outputs.is_empty());
+        }
+        assert!(read_strings(&mut r).unwrap().is_empty());
+        // A failed build has no realisations either.
+        let (out, _) = build_session(
+            true,
+            &[(path.clone(), basic(&drv))],
+            BuildResult::new(BuildStatus::PermanentFailure, "builder failed"),
+        );
+        let res = BuildResult::read(&mut &out.unwrap()[16..], VERSION).unwrap();
+        assert_eq!(res.status, BuildStatus::PermanentFailure);
+        assert!(res.built_outputs.is_empty());
+        // A stream cut short in the derivation ends the session with an error.
+        let mut cut = basic(&drv);
+        cut.truncate(20);
+        let mut req = Vec::new();
+        write_u64(&mut req, MAGIC_1).unwrap();
+        write_u64(&mut req, VERSION).unwrap();
+        write_u64(&mut req, CMD_BUILD_DERIVATION).unwrap();
+        write_string(&mut req, &path).unwrap();
+        req.extend_from_slice(&cut);
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(firn_store::LocalStoreConfig {
+            root: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut build =
+            |_: &[String], _: &BuildOptions| -> std::result::Result<(), (u64, String)> { Ok(()) };
+        let mut build_drv = |_: &StorePath, _: &Derivation, _: &BuildOptions| -> BuildResult {
+            panic!("a cut request reached the hook")
+        };
+        let mut subst = |_: &BTreeSet<StorePath>| {};
+        let hooks = Hooks {
+            build: &mut build,
+            build_derivation: &mut build_drv,
+            substitute: &mut subst,
+        };
+        assert!(serve(&store, true, &mut &req[..], &mut Vec::new(), hooks).is_err());
+    }
+
+    #[test]
+    fn build_derivation_needs_write() {
+        let (path, drv) = hello();
+        let (out, got) = build_session(
+            false,
+            &[(path, basic(&drv))],
+            BuildResult::new(BuildStatus::Built, ""),
+        );
+        let e = out.unwrap_err().to_string();
+        assert!(e.contains("building paths is not allowed"), "{e}");
+        assert!(got.is_empty());
     }
 
     #[test]

@@ -10,6 +10,8 @@ use firn_store::LocalStore;
 use crate::context::{usage, Ctx, Failure};
 use crate::paths::{follow_links_to_store_path, show_bytes};
 
+mod serve;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
     Version,
@@ -220,7 +222,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 return Err(usage("no arguments expected"));
             }
             let store = ctx.open_store()?;
-            serve_op(&ctx, &store, write)
+            serve::serve_op(&ctx, &store, write)
         }
         Op::ReadLog => {
             no_flags(&flags)?;
@@ -236,62 +238,6 @@ pub fn main(args: Vec<String>) -> Result<()> {
             run_store_op(&ctx, &store, op, flags, args, gc_root)
         }
     }
-}
-
-/// `nix-store --serve [--write]`: the `nix-store --serve` protocol on stdin/stdout (what
-/// `ssh://` stores and `nix-copy-closure` talk to).
-fn serve_op(ctx: &Ctx, store: &LocalStore, write: bool) -> Result<()> {
-    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
-    let mut output = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut build = |paths: &[String]| -> std::result::Result<(), (u64, String)> {
-        let wanted: Result<Vec<_>> = paths
-            .iter()
-            .map(|p| crate::realise::parse_derived_path(store, p))
-            .collect();
-        let r = wanted.and_then(|w| {
-            crate::realise::realise(ctx, store, &w, &crate::realise::BuildFlags::default())
-        });
-        r.map_err(|e| {
-            let code = e.downcast_ref::<Failure>().map_or(1, |f| f.code as u64);
-            (code, format!("{e:#}"))
-        })
-    };
-    // Substitution for clients that ask for it, with this store's substituters (opened on
-    // first use); what fails is a warning on stderr, which the client shows.
-    let mut subs: Option<Option<firn_cache::Substituters>> = None;
-    let mut substitute = |missing: &std::collections::BTreeSet<firn_format::StorePath>| {
-        let subs = subs.get_or_insert_with(|| match ctx.substituters() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("warning: {e:#}");
-                None
-            }
-        });
-        let Some(subs) = subs else { return };
-        let sd = store.store_dir();
-        let progress = |ev: firn_cache::substitute::Progress<'_>| {
-            if let firn_cache::substitute::Progress::Start { path, from, .. } = ev {
-                eprintln!("copying path '{}' from '{from}'...", sd.display(path));
-            }
-        };
-        match subs.substitute_paths(store, missing, &progress) {
-            Ok(r) => {
-                for (p, e) in r.failed {
-                    eprintln!("warning: substituting '{}': {e}", sd.display(&p));
-                }
-            }
-            Err(e) => eprintln!("warning: {e}"),
-        }
-        for w in subs.take_warnings() {
-            eprintln!("warning: {w}");
-        }
-    };
-    let hooks = firn_remote::serve::Hooks {
-        build: &mut build,
-        substitute: &mut substitute,
-    };
-    firn_remote::serve::serve(store, write, &mut input, &mut output, hooks)?;
-    Ok(())
 }
 
 fn run_store_op(

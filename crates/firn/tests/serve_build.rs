@@ -1,0 +1,422 @@
+//! Remote builds on firn: CppNix 2.8's `nix-build` with no local build slots (`max-jobs 0`)
+//! and `builders = ssh://localhost?remote-store=...` hands its derivations to its build hook,
+//! which copies the inputs to the remote store, sends each derivation whole
+//! (`cmdBuildDerivation`) and copies the outputs back. `localhost` is reached by running the
+//! remote command through a shell, and `PATH` puts firn's `nix-store` first, so firn's
+//! `nix-store --serve --write` builds them (in a chroot store, so in its sandbox). Every
+//! CppNix-client test runs against CppNix's server too, to hold it to the oracle. Then firn's
+//! own client drives firn's server at the protocol level.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use firn_format::{Derivation, StoreDir, StorePath};
+use firn_remote::build::{BuildOptions, BuildStatus};
+use firn_remote::serve::{SshParams, SshStore};
+
+/// The builders are busybox (see build_oracle.rs).
+fn need_busybox() {
+    assert!(
+        Path::new("/usr/bin/busybox").exists(),
+        "the build tests need /usr/bin/busybox (apt-get install busybox-static)"
+    );
+}
+
+/// `dep` and a fixed-output `fod` are inputs of `top`, whose output refers to `dep`'s; `fail`
+/// fails after printing a line; `slow` would take a minute.
+const EXPR: &str = r#"
+let
+  bb = builtins.path {
+    path = /usr/bin;
+    name = "busybox";
+    filter = p: t: baseNameOf p == "busybox";
+  };
+  mk = name: script: attrs: derivation ({
+    inherit name;
+    system = "x86_64-linux";
+    builder = "${bb}/busybox";
+    args = [ "sh" "-c" script ];
+  } // attrs);
+in rec {
+  dep = mk "dep" "echo dep-contents > $out" { };
+  fod = mk "fod" "echo fixed > $out" {
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = builtins.hashString "sha256" "fixed\n";
+  };
+  top = mk "top" ''
+    read x < ${dep}
+    read y < ${fod}
+    echo "top sees $x and $y" > $out
+    echo "${dep}" >> $out
+    echo log-line-from-top
+  '' { };
+  fail = mk "fail" "echo about-to-fail; mkdir -p $out; exit 3" { };
+  slow = mk "slow" "sleep 60; echo done > $out" { };
+}
+"#;
+
+struct Env {
+    tmp: tempfile::TempDir,
+    file: String,
+}
+
+fn env() -> Env {
+    need_busybox();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("default.nix");
+    std::fs::write(&file, EXPR).expect("writing the expression");
+    Env {
+        file: file.to_string_lossy().into_owned(),
+        tmp,
+    }
+}
+
+/// Which `nix-store --serve` builds: firn's, or (to hold the test to the oracle) CppNix's.
+const REMOTES: [(&str, bool); 2] = [("firn", true), ("cppnix", false)];
+
+impl Env {
+    fn store(&self, name: &str) -> String {
+        store_dir(self.tmp.path(), name)
+    }
+
+    /// CppNix's `nix-build -A attr` into the `client` store, building only on `remote`.
+    fn nix_build(
+        &self,
+        firn_serves: bool,
+        client: &str,
+        remote: &str,
+        attr: &str,
+        extra: &[&str],
+    ) -> Command {
+        let mut c = cppnix("nix-build");
+        let path = if firn_serves {
+            format!("{}:/usr/bin:/bin", firn_bin_dir().display())
+        } else {
+            "/usr/bin:/bin".to_string()
+        };
+        // Build directories (kept with -K) go to the test's directory.
+        c.env("PATH", path)
+            .env("TMPDIR", self.tmp.path())
+            .args(["--store", client, "--no-out-link", "--max-jobs", "0"])
+            .arg("--builders")
+            .arg(format!(
+                "ssh://localhost?remote-store={remote} x86_64-linux"
+            ))
+            .args(extra)
+            .args([self.file.as_str(), "-A", attr]);
+        c
+    }
+
+    fn contents(&self, store: &str, path: &str) -> String {
+        std::fs::read_to_string(Path::new(store).join(&path[1..])).expect("reading a store path")
+    }
+
+    fn valid(&self, store: &str, path: &str) -> bool {
+        cppnix("nix-store")
+            .args(["--store", store, "--check-validity", path])
+            .output()
+            .expect("running nix-store")
+            .status
+            .success()
+    }
+
+    /// The output path of `attr`.
+    fn out_path(&self, attr: &str) -> String {
+        let e = format!("(import {}).{attr}.outPath", self.file);
+        let out = ok_str(cppnix("nix-instantiate").args([
+            "--store",
+            &self.store("eval"),
+            "--eval",
+            "--read-write-mode",
+            "-E",
+            &e,
+        ]));
+        out.trim().trim_matches('"').to_string()
+    }
+}
+
+#[test]
+fn cppnix_builds_remotely_on_firn() {
+    let e = env();
+    let (dep, fod) = (e.out_path("dep"), e.out_path("fod"));
+    for (tag, firn_serves) in REMOTES {
+        let client = e.store(&format!("client-{tag}"));
+        let remote = e.store(&format!("remote-{tag}"));
+        let out = ok_str(&mut e.nix_build(firn_serves, &client, &remote, "top", &[]));
+        let top = out.trim().to_string();
+        assert_eq!(
+            e.contents(&client, &top),
+            format!("top sees dep-contents and fixed\n{dep}\n"),
+            "{tag}"
+        );
+        assert_eq!(e.contents(&client, &fod), "fixed\n", "{tag}");
+        // Built on the remote (registered there), copied back with their references.
+        for p in [&top, &dep, &fod] {
+            assert!(e.valid(&remote, p), "{tag}: {p} is not valid on the remote");
+            assert!(e.valid(&client, p), "{tag}: {p} did not come back");
+        }
+        let refs =
+            ok_str(cppnix("nix-store").args(["--store", &client, "-q", "--references", &top]));
+        assert_eq!(refs.trim(), dep, "{tag}");
+        // What came back is what the remote has, and both stores are sound.
+        for p in [&top, &dep, &fod] {
+            let h = |s: &str| ok_str(cppnix("nix-store").args(["--store", s, "-q", "--hash", p]));
+            assert_eq!(h(&client), h(&remote), "{tag}: {p}");
+        }
+        ok(cppnix("nix-store").args(["--store", &remote, "--verify", "--check-contents"]));
+        ok(cppnix("nix-store").args(["--store", &client, "--verify", "--check-contents"]));
+        // Another client asks for the same: the remote has the outputs already (and says so
+        // with their realisations), the client copies them.
+        let client2 = e.store(&format!("client2-{tag}"));
+        let out = e
+            .nix_build(firn_serves, &client2, &remote, "top", &[])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{tag}: {err}");
+        assert!(
+            !err.contains("log-line-from-top"),
+            "{tag}: built again: {err}"
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), top);
+        assert_eq!(
+            e.contents(&client2, &top),
+            e.contents(&client, &top),
+            "{tag}"
+        );
+    }
+}
+
+#[test]
+fn failing_remote_build_fails_the_client() {
+    let e = env();
+    let fail = e.out_path("fail");
+    let mut messages = Vec::new();
+    for (tag, firn_serves) in REMOTES {
+        let client = e.store(&format!("client-{tag}"));
+        let remote = e.store(&format!("remote-{tag}"));
+        let out = e
+            .nix_build(firn_serves, &client, &remote, "fail", &["--keep-failed"])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{tag}: {err}");
+        assert!(err.contains("about-to-fail"), "{tag}: {err}");
+        // The remote's message, as the client reports it.
+        let msg = err
+            .lines()
+            .find(|l| l.starts_with("error: build of "))
+            .unwrap_or_else(|| panic!("{tag}: no remote failure in:\n{err}"))
+            .replace(&remote, "REMOTE");
+        assert!(msg.ends_with("failed with exit code 3"), "{tag}: {msg}");
+        messages.push(msg);
+        // Nothing of the failed build is valid anywhere, nor left at the output path.
+        assert!(!e.valid(&remote, &fail), "{tag}");
+        assert!(!e.valid(&client, &fail), "{tag}");
+        assert!(!Path::new(&remote).join(&fail[1..]).exists(), "{tag}");
+        // The client's keep-failed reached the remote, which kept the build directory.
+        let kept = err
+            .lines()
+            .find_map(|l| {
+                let rest = l.split("note: keeping build directory '").nth(1)?;
+                Some(rest.split('\'').next()?.to_string())
+            })
+            .unwrap_or_else(|| panic!("{tag}: no kept build directory in:\n{err}"));
+        assert!(Path::new(&kept).is_dir(), "{tag}: {kept}");
+        assert!(
+            kept.starts_with(&*e.tmp.path().to_string_lossy()),
+            "{tag}: {kept}"
+        );
+    }
+    assert_eq!(messages[0], messages[1]);
+}
+
+#[test]
+fn client_timeout_reaches_the_remote() {
+    let e = env();
+    let slow = e.out_path("slow");
+    for (tag, firn_serves) in REMOTES {
+        let client = e.store(&format!("client-{tag}"));
+        let remote = e.store(&format!("remote-{tag}"));
+        let start = std::time::Instant::now();
+        let out = e
+            .nix_build(
+                firn_serves,
+                &client,
+                &remote,
+                "slow",
+                &["--option", "timeout", "2"],
+            )
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{tag}: {err}");
+        assert!(err.contains("timed out after 2 seconds"), "{tag}: {err}");
+        assert!(
+            start.elapsed().as_secs() < 50,
+            "{tag}: the remote did not stop the build"
+        );
+        assert!(!e.valid(&remote, &slow), "{tag}");
+    }
+}
+
+/// A derivation named `name` running `script` with busybox (the directory `bb`), its output
+/// paths computed as `derivation` does.
+fn busybox_drv(bb: &StorePath, name: &str, script: &str) -> (StorePath, Derivation) {
+    let sd = StoreDir::default();
+    let mut d = Derivation {
+        name: name.into(),
+        platform: "x86_64-linux".into(),
+        builder: format!("{}/busybox", sd.display(bb)),
+        args: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    };
+    d.input_srcs.insert(bb.clone());
+    d.outputs
+        .insert("out".into(), firn_format::DerivationOutput::deferred());
+    d.env.insert("out".into(), String::new());
+    d.env.insert("name".into(), name.into());
+    d.env.insert("system".into(), d.platform.clone());
+    d.env.insert("builder".into(), d.builder.clone());
+    d.compute_output_paths::<firn_format::DrvError>(&sd, |_| unreachable!("no input derivations"))
+        .expect("output paths");
+    (d.drv_path(&sd).expect("drv path"), d)
+}
+
+/// firn's own client (`SshStore::build_derivation`) against firn's server, at the protocol
+/// level: a build, the same build again, a failing builder, a timeout from the client's
+/// options, a missing input and an unknown hash algorithm, all in one session.
+#[test]
+fn firn_client_builds_on_firn() {
+    need_busybox();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = store_dir(tmp.path(), "remote");
+    let bb_dir = tmp.path().join("bb");
+    std::fs::create_dir(&bb_dir).expect("mkdir");
+    std::fs::copy("/usr/bin/busybox", bb_dir.join("busybox")).expect("copying busybox");
+    let bb = ok_str(
+        cppnix("nix-store")
+            .args(["--store", &remote, "--add"])
+            .arg(&bb_dir),
+    );
+    let sd = StoreDir::default();
+    let bb = sd.parse(bb.trim()).expect("busybox path");
+    // The remote side, isolated from this machine's configuration as the other tools are.
+    let program = tmp.path().join("remote-nix-store");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\nexport NIX_CONF_DIR=/nonexistent-firn-test-conf NIX_USER_CONF_FILES= NIX_CONFIG='substituters ='\nexec {} \"$@\"\n",
+            firn_bin_dir().join("nix-store").display()
+        ),
+    )
+    .expect("writing the remote program");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let params = SshParams {
+        remote_program: Some(program.to_string_lossy().into_owned()),
+        remote_store: Some(remote.clone()),
+        ..Default::default()
+    };
+    let conn = SshStore::open("localhost", params, &sd).expect("connecting");
+    let options = BuildOptions::default();
+    let valid = |p: &StorePath| {
+        cppnix("nix-store")
+            .args(["--store", &remote, "--check-validity", &sd.display(p)])
+            .output()
+            .expect("run")
+            .status
+            .success()
+    };
+
+    let (ok_drv, ok) = busybox_drv(&bb, "ok", "echo hello > $out");
+    let out = ok.outputs["out"].path.clone().expect("output path");
+    let r = conn
+        .build_derivation(&ok_drv, &ok, &options)
+        .expect("build");
+    assert_eq!(r.status, BuildStatus::Built, "{}", r.error_msg);
+    assert_eq!(r.times_built, 1);
+    assert!(r.start_time > 0 && r.start_time <= r.stop_time);
+    assert_eq!(r.built_outputs.len(), 1);
+    assert!(r.built_outputs[0].0.starts_with("sha256:") && r.built_outputs[0].0.ends_with("!out"));
+    assert!(r.built_outputs[0].1.contains(out.base_name()));
+    assert!(valid(&out));
+    let text = std::fs::read_to_string(Path::new(&remote).join(&sd.display(&out)[1..]));
+    assert_eq!(text.expect("reading the output"), "hello\n");
+
+    let again = conn
+        .build_derivation(&ok_drv, &ok, &options)
+        .expect("build");
+    assert_eq!(again.status, BuildStatus::AlreadyValid);
+    assert_eq!(again.times_built, 0);
+    assert_eq!(again.built_outputs, r.built_outputs);
+
+    let (fail_drv, fail) = busybox_drv(&bb, "fail", "echo failing; exit 3");
+    let r = conn
+        .build_derivation(&fail_drv, &fail, &options)
+        .expect("build");
+    assert_eq!(r.status, BuildStatus::PermanentFailure);
+    assert!(
+        r.error_msg.ends_with("failed with exit code 3"),
+        "{}",
+        r.error_msg
+    );
+    assert_eq!(r.times_built, 1);
+    assert!(r.built_outputs.is_empty());
+    assert!(!valid(fail.outputs["out"].path.as_ref().expect("path")));
+
+    let (slow_drv, slow) = busybox_drv(&bb, "slow", "sleep 30; echo > $out");
+    let quick = BuildOptions {
+        build_timeout: 1,
+        ..Default::default()
+    };
+    let r = conn
+        .build_derivation(&slow_drv, &slow, &quick)
+        .expect("build");
+    assert_eq!(r.status, BuildStatus::TimedOut, "{}", r.error_msg);
+    assert!(
+        r.error_msg.contains("timed out after 1 seconds"),
+        "{}",
+        r.error_msg
+    );
+
+    let missing = sd
+        .parse("/nix/store/00000000000000000000000000000000-missing")
+        .expect("path");
+    let (lost_drv, mut lost) = busybox_drv(&bb, "lost", "echo > $out");
+    lost.input_srcs.insert(missing.clone());
+    let r = conn
+        .build_derivation(&lost_drv, &lost, &options)
+        .expect("build");
+    assert_eq!(r.status, BuildStatus::MiscFailure);
+    assert!(
+        r.error_msg
+            .contains("does not exist, and substitution is disabled"),
+        "{}",
+        r.error_msg
+    );
+
+    let (odd_drv, mut odd) = busybox_drv(&bb, "odd", "echo > $out");
+    odd.outputs.insert(
+        "out".into(),
+        firn_format::DerivationOutput {
+            path: None,
+            hash_algo: "r:sha257".into(),
+            hash: String::new(),
+        },
+    );
+    let r = conn
+        .build_derivation(&odd_drv, &odd, &options)
+        .expect("build");
+    assert_eq!(r.status, BuildStatus::MiscFailure);
+    assert!(r.error_msg.contains("sha257"), "{}", r.error_msg);
+
+    // The session is still in step.
+    let asked = [bb.clone(), out.clone(), missing].into_iter().collect();
+    let v = conn.query_valid_paths(&asked).expect("query");
+    assert_eq!(v, [bb, out].into_iter().collect());
+}
