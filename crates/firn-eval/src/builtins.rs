@@ -102,10 +102,28 @@ pub fn arith(ev: &Evaluator, op: char, a: &Value, b: &Value) -> EResult<Value> {
                 }
             }))
         }
-        (Value::Int(_) | Value::Float(_), other) | (other, _) => {
-            Err(ev.type_error("an integer", other))
+        _ => Err(arith_error(ev, op, a, b)),
+    }
+}
+
+/// The error of an arithmetic builtin given something that is not a number, as CppNix
+/// checks: a division's divisor first (as a float; then whether it is zero), then the
+/// operands in order, as floats if either is one, else as integers.
+#[cold]
+#[inline(never)]
+fn arith_error(ev: &Evaluator, op: char, a: &Value, b: &Value) -> EvalError {
+    let number = |v: &Value| matches!(v, Value::Int(_) | Value::Float(_));
+    if op == '/' {
+        match b {
+            Value::Int(0) => return EvalError::new("division by zero"),
+            Value::Float(f) if *f == 0.0 => return EvalError::new("division by zero"),
+            Value::Int(_) | Value::Float(_) => {}
+            _ => return ev.type_error("a float", b),
         }
     }
+    let float = matches!(a, Value::Float(_)) || matches!(b, Value::Float(_));
+    let wrong = if number(a) { b } else { a };
+    ev.type_error(if float { "a float" } else { "an integer" }, wrong)
 }
 
 fn arith_prim(op: char) -> PrimFn {
@@ -170,32 +188,104 @@ pub fn less_than(ev: &mut Evaluator, a: &Value, b: &Value) -> EResult<bool> {
     })
 }
 
-/// Force a value deeply (`deepSeq`, `--strict`).
+/// Force a value deeply (`deepSeq`, `--strict`), as CppNix: depth first, in order (so the
+/// first failing element is the one CppNix reports), each level of nesting counting as a
+/// call against `max-call-depth`; an error says, with `--show-trace`, which attributes and
+/// list elements lead to it. A set or list met again is not entered again.
 pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
-    let mut stack = vec![v.clone()];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(v) = stack.pop() {
-        match &v {
-            Value::Attrs(a) => {
-                if !seen.insert(Rc::as_ptr(a) as usize) {
-                    continue;
-                }
-                for t in a.values() {
-                    stack.push(ev.force(t)?);
-                }
+    // The sets and lists entered, outermost first, each with its index in its parent.
+    let mut path: Vec<(Value, usize)> = Vec::new();
+    // What is left to do: an element, its depth (`path` length of its parent + 1) and its
+    // index in its parent; the next one last.
+    let mut todo: Vec<(DeepNext, usize, usize)> = Vec::new();
+    let mut seen = DeepSeen::default();
+    deep_enter(v, 0, 0, &mut path, &mut todo, &mut seen);
+    while let Some((next, depth, index)) = todo.pop() {
+        path.truncate(depth);
+        let r = if ev.depth + depth > crate::eval::MAX_CALL_DEPTH {
+            err("stack overflow; max-call-depth exceeded")
+        } else {
+            match next {
+                DeepNext::Force(t) => ev.force(&t),
+                DeepNext::Enter(v) => Ok(v),
             }
-            Value::List(l) => {
-                if !seen.insert(Rc::as_ptr(l) as usize) {
-                    continue;
-                }
-                for t in l.iter() {
-                    stack.push(ev.force(t)?);
-                }
-            }
-            _ => {}
+        };
+        match r {
+            Ok(v) => deep_enter(&v, depth, index, &mut path, &mut todo, &mut seen),
+            Err(e) => return Err(deep_frames(ev, e, &path, index)),
         }
     }
     Ok(())
+}
+
+/// An element [`deep_force`] has yet to visit: a thunk to force, or a set or list computed
+/// already, to enter.
+enum DeepNext {
+    Force(Thunk),
+    Enter(Value),
+}
+
+/// The sets and lists [`deep_force`] has entered, by address.
+type DeepSeen = std::collections::HashSet<usize, foldhash::fast::FixedState>;
+
+/// If `v` is a set or list not entered before, enter it (at `depth`, as element `index` of
+/// its parent): it joins `path`, its elements that may need work `todo`.
+fn deep_enter(
+    v: &Value,
+    depth: usize,
+    index: usize,
+    path: &mut Vec<(Value, usize)>,
+    todo: &mut Vec<(DeepNext, usize, usize)>,
+    seen: &mut DeepSeen,
+) {
+    // An element computed already to something other than a set or list has nothing left
+    // to force.
+    let element = |(i, t): (usize, &Thunk)| match t.peek() {
+        None => Some((DeepNext::Force(t.clone()), depth + 1, i)),
+        Some(v @ (Value::Attrs(_) | Value::List(_))) => Some((DeepNext::Enter(v), depth + 1, i)),
+        Some(_) => None,
+    };
+    match v {
+        Value::Attrs(a) if seen.insert(Rc::as_ptr(a) as usize) => {
+            todo.extend(a.values().enumerate().rev().filter_map(element))
+        }
+        Value::List(l) if seen.insert(Rc::as_ptr(l) as usize) => {
+            todo.extend(l.iter().enumerate().rev().filter_map(element))
+        }
+        _ => return,
+    }
+    path.push((v.clone(), index));
+}
+
+/// The `--show-trace` frames of an error forcing element `index` of the innermost set or
+/// list of `path`: that element, then each enclosing one.
+#[cold]
+#[inline(never)]
+fn deep_frames(
+    ev: &Evaluator,
+    mut e: EvalError,
+    path: &[(Value, usize)],
+    index: usize,
+) -> EvalError {
+    let mut index = index;
+    for (parent, parent_index) in path.iter().rev() {
+        let frame = match parent {
+            Value::Attrs(a) => match a.iter().nth(index) {
+                Some((name, _)) => {
+                    let text = format!("while evaluating the attribute '{name}'");
+                    match ev.positions.attr_offset(a, name, &ev.interner) {
+                        Some(off) => ev.frame(text, off),
+                        None => text,
+                    }
+                }
+                None => break,
+            },
+            _ => format!("while evaluating list element at index {index}"),
+        };
+        e.trace.push(frame);
+        index = *parent_index;
+    }
+    e
 }
 
 macro_rules! prim {
@@ -365,8 +455,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "filter",
             2,
             prim!(ev, a, {
-                let f = function(ev, &a[0])?;
+                // As CppNix: the list first, and an empty one needs no function.
                 let l = list(ev, &a[1])?;
+                if l.is_empty() {
+                    return Ok(Value::List(l));
+                }
+                let f = function(ev, &a[0])?;
                 let mut out = Vec::new();
                 for t in l.iter() {
                     match ev.call(f.clone(), t.clone())? {
@@ -658,7 +752,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::PrimOp(_) | Value::PrimOpApp(..) => {
                         Ok(Value::Attrs(Rc::new(AttrMap::new().into())))
                     }
-                    v => Err(ev.type_error("a function", &v)),
+                    _ => err("'functionArgs' requires a function"),
                 }
             }),
         ),

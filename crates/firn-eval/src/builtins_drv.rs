@@ -113,7 +113,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let name_t = args
         .get("name")
         .cloned()
-        .ok_or_else(|| EvalError::new("required attribute 'name' missing"))?;
+        .ok_or_else(|| EvalError::new("attribute 'name' missing"))?;
     let drv_name = string_no_ctx(ev, &name_t)
         .map_err(|mut e| {
             e.trace
@@ -121,6 +121,11 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             e
         })?
         .to_string();
+    if let Some(problem) = crate::store::name_problem(&drv_name) {
+        return err(format!(
+            "invalid derivation name: {problem}. Please pass a different 'name'."
+        ));
+    }
     let structured = match args.get("__structuredAttrs") {
         Some(t) => boolean(ev, &t.clone())?,
         None => false,
@@ -349,8 +354,9 @@ fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     Ok(Value::String(NixString::with_context(s.clone(), vec![s])))
 }
 
-/// A path argument (`coerceToPath`): a path, or a string that is an absolute path.
-fn coerce_to_path(ev: &mut Evaluator, t: &Thunk) -> EResult<(String, Vec<String>)> {
+/// A path argument, as CppNix's `coerceToPath`: the value coerced to a string (not copied
+/// to the store), which must be an absolute path; with its context.
+pub(crate) fn coerce_to_path(ev: &mut Evaluator, t: &Thunk) -> EResult<(String, Vec<String>)> {
     let v = force(ev, t)?;
     let s = ev.coerce_to_string(&v, false, false)?;
     if !s.s.starts_with('/') {
@@ -489,16 +495,7 @@ fn prim_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 
 fn filter_source(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let (path, _) = coerce_to_path(ev, &a[1])?;
-    let f = force(ev, &a[0])?;
-    if !matches!(
-        f,
-        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(..)
-    ) {
-        return err(format!(
-            "first argument in call to 'filterSource' is not a function but {}",
-            f.type_name()
-        ));
-    }
+    let f = crate::builtins::function(ev, &a[0])?;
     let name = path
         .trim_end_matches('/')
         .rsplit('/')
@@ -640,10 +637,11 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 ));
             }
             let c = &s.context[0];
-            if c.starts_with('!') {
+            // `!OUTPUT!DRV`: named by its output.
+            if let Some(built) = c.strip_prefix('!') {
                 return err(format!(
                     "`addDrvOutputDependencies` can only act on derivations, not on a derivation output such as '{}'",
-                    context_path(c)
+                    built.split('!').next().unwrap_or_default()
                 ));
             }
             if !c.starts_with('=') && !c.ends_with(".drv") {

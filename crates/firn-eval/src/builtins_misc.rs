@@ -11,9 +11,13 @@ use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
 use crate::value::*;
 
-fn algo(s: &str) -> EResult<HashAlgo> {
-    s.parse::<HashAlgo>()
-        .map_err(|_| EvalError::new(format!("unknown hash algorithm '{s}'")))
+/// A hash algorithm by name, with current Nix's message for an unknown one.
+pub(crate) fn algo(s: &str) -> EResult<HashAlgo> {
+    s.parse::<HashAlgo>().map_err(|_| {
+        EvalError::new(format!(
+            "unknown hash algorithm '{s}', expect 'blake3', 'md5', 'sha1', 'sha256', or 'sha512'"
+        ))
+    })
 }
 
 fn convert_hash(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
@@ -79,9 +83,16 @@ fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     ev.eval(e, &env)
 }
 
+/// A string from TOML, which must not contain a NUL (CppNix's message, as it reaches
+/// `fromTOML`'s own).
+fn toml_no_nul(s: &str) -> EResult<&str> {
+    crate::builtins_more::no_nul(s)
+        .map_err(|e| EvalError::new(format!("while parsing TOML: error: {}", e.msg)))
+}
+
 fn toml_value(v: toml::Value) -> EResult<Value> {
     Ok(match v {
-        toml::Value::String(s) => Value::str(crate::builtins_more::no_nul(&s)?),
+        toml::Value::String(s) => Value::str(toml_no_nul(&s)?),
         toml::Value::Integer(i) => Value::Int(i),
         toml::Value::Float(f) => Value::Float(f),
         toml::Value::Boolean(b) => Value::Bool(b),
@@ -96,7 +107,7 @@ fn toml_value(v: toml::Value) -> EResult<Value> {
         toml::Value::Table(t) => {
             let mut m = AttrMap::new();
             for (k, x) in t {
-                crate::builtins_more::no_nul(&k)?;
+                toml_no_nul(&k)?;
                 m.insert(k.into(), Thunk::value(toml_value(x)?));
             }
             Value::Attrs(Rc::new(m.into()))
@@ -107,9 +118,47 @@ fn toml_value(v: toml::Value) -> EResult<Value> {
 fn from_toml(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let s = string(ev, &a[0])?;
     let t: toml::Table = s.s.parse().map_err(|e: toml::de::Error| {
-        EvalError::new(format!("while parsing TOML: {}", e.message()))
+        let msg = integer_range_error(&s.s, &e).unwrap_or_else(|| e.message().to_string());
+        EvalError::new(format!("while parsing TOML: {msg}"))
     })?;
     toml_value(toml::Value::Table(t))
+}
+
+/// For a decimal integer outside the 64-bit range, the message (with the line pointed at)
+/// of the TOML parser CppNix uses, indented as a continued error message is.
+fn integer_range_error(text: &str, e: &toml::de::Error) -> Option<String> {
+    let m = e.message();
+    if !m.starts_with("number too large") && !m.starts_with("number too small") {
+        return None;
+    }
+    // The number around where the parser stopped.
+    let in_number = |c: char| c.is_ascii_digit() || matches!(c, '_' | '+' | '-');
+    let at = e.span()?.start.min(text.len());
+    let start = text[..at].rfind(|c| !in_number(c)).map_or(0, |i| i + 1);
+    let end = text[at..]
+        .find(|c| !in_number(c))
+        .map_or(text.len(), |i| at + i);
+    if text[..start].ends_with(['x', 'o', 'b'])
+        || text[start..end]
+            .trim_start_matches(['+', '-'])
+            .starts_with('0')
+    {
+        return None; // hexadecimal, octal, binary: another message
+    }
+    let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let line_no = text[..line_start].matches('\n').count() + 1;
+    let pad = " ".repeat(line_no.to_string().len());
+    let ind = "       ";
+    let caret = " ".repeat(text[line_start..end].chars().count());
+    Some(format!(
+        "[error] toml::parse_dec_integer: too large integer: current max digits = 2^63\n\
+         {ind} --> fromTOML\n\
+         {ind} {pad} |\n\
+         {ind} {line_no} | {}\n\
+         {ind} {pad} | {caret}^-- must be < 2^63\n{ind}",
+        &text[line_start..line_end]
+    ))
 }
 
 /// Escape text for an XML attribute value, as CppNix's XML writer does.

@@ -4,7 +4,7 @@
 use crate::rc_str::RcStr;
 use std::rc::Rc;
 
-use firn_format::{Hash, HashAlgo};
+use firn_format::Hash;
 
 use crate::builtins::PrimFn;
 use crate::error::{err, EResult, EvalError};
@@ -18,12 +18,11 @@ fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
     }
 }
 
+/// The path a file builtin (`readFile`, `pathExists`, ...) is given: as CppNix's
+/// `realisePath`, anything that coerces to an absolute path (a path, a string, a set with
+/// `__toString` or `outPath`).
 fn path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
-    match ev.force(t)? {
-        Value::Path(p) => Ok(p.to_string()),
-        Value::String(s) if s.s.starts_with('/') => Ok(s.s.to_string()),
-        v => Err(ev.type_error("a path", &v)),
-    }
+    Ok(crate::builtins_drv::coerce_to_path(ev, t)?.0)
 }
 
 /// `builtins.toJSON`, collecting the context of the strings in `ctx`; paths are copied to the
@@ -90,30 +89,80 @@ fn to_json_inner(
             out.push(']');
         }
         Value::Attrs(a) => {
-            if a.contains_key("__toString") {
-                let s = ev.coerce_to_string(v, false, false)?;
-                ctx.extend(s.context.iter().cloned());
-                out.push_str(&serde_json::Value::String(s.s.to_string()).to_string());
-                return Ok(());
+            if !a.contains_key("__toString") && !a.contains_key("outPath") {
+                return json_object(ev, a, out, ctx, copy);
             }
-            if let Some(o) = a.get("outPath") {
-                let x = ev.force(&o.clone())?;
-                return to_json(ev, &x, out, ctx, copy);
-            }
-            out.push('{');
-            for (i, (k, t)) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::Value::String(k.to_string()).to_string());
-                out.push(':');
-                let x = ev.force(t)?;
-                to_json(ev, &x, out, ctx, copy)?;
-            }
-            out.push('}');
+            return match peel_for_json(ev, v)? {
+                (Value::Attrs(p), _) => json_object(ev, &p, out, ctx, copy),
+                // A path from `__toString` is not copied (CppNix's quirk).
+                (p, through_to_string) => to_json(ev, &p, out, ctx, copy && !through_to_string),
+            };
         }
         other => return err(format!("cannot convert {} to JSON", other.type_name())),
     }
+    Ok(())
+}
+
+/// What `toJSON` writes for a set with `__toString` or `outPath`, as CppNix peels it: the
+/// result of `__toString` (called with the set) or the `outPath`, again while that is a set
+/// with either; and whether a `__toString` was called, whose result must then be a string
+/// or a path.
+fn peel_for_json(ev: &mut Evaluator, v: &Value) -> EResult<(Value, bool)> {
+    let mut cur = v.clone();
+    let mut through_to_string = false;
+    loop {
+        ev.check_stack()?;
+        let next = match &cur {
+            Value::Attrs(a) => {
+                if let Some(f) = a.get("__toString") {
+                    let f = ev.force(&f.clone())?;
+                    through_to_string = true;
+                    ev.call(f, Thunk::value(cur.clone()))?
+                } else if let Some(o) = a.get("outPath") {
+                    ev.force(&o.clone())?
+                } else if through_to_string {
+                    return Err(to_string_result_error(ev, "must", &cur));
+                } else {
+                    return Ok((cur, false));
+                }
+            }
+            Value::String(_) | Value::Path(_) => return Ok((cur, through_to_string)),
+            _ if through_to_string => return Err(to_string_result_error(ev, "should", &cur)),
+            _ => return Ok((cur, false)),
+        };
+        cur = next;
+    }
+}
+
+/// "`__toString` should/must return a string, but got …" (CppNix says "must" for a set).
+#[cold]
+fn to_string_result_error(ev: &Evaluator, verb: &str, v: &Value) -> EvalError {
+    EvalError::new(format!(
+        "`__toString` {verb} return a string, but got {}: {}",
+        crate::print::show_type(v),
+        crate::print::show_for_error(ev, v)
+    ))
+}
+
+/// A set as a JSON object (attributes in order).
+fn json_object(
+    ev: &mut Evaluator,
+    a: &AttrMap,
+    out: &mut String,
+    ctx: &mut Vec<String>,
+    copy: bool,
+) -> EResult<()> {
+    out.push('{');
+    for (i, (k, t)) in a.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::String(k.to_string()).to_string());
+        out.push(':');
+        let x = ev.force(t)?;
+        to_json(ev, &x, out, ctx, copy)?;
+    }
+    out.push('}');
     Ok(())
 }
 
@@ -146,9 +195,10 @@ impl SeenKeys {
                 | (Value::List(_), Value::List(_))
         );
         if !same_kind {
-            // Raises the comparison error.
+            // Raises the comparison error: the new key is the left operand, as in
+            // CppNix's `std::set` insertion.
             let first = first.clone();
-            crate::builtins::less_than(ev, &first, &key)?;
+            crate::builtins::less_than(ev, &key, &first)?;
         }
         if matches!(key, Value::Float(_)) && !self.ints.is_empty() {
             for i in self.ints.drain() {
@@ -296,10 +346,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         }),
         ("hashString", 2, |ev, a| {
             let algo = string(ev, &a[0])?;
-            let algo: HashAlgo = algo
-                .s
-                .parse()
-                .map_err(|e: firn_format::hash::HashError| EvalError::new(e.to_string()))?;
+            let algo = crate::builtins_misc::algo(&algo.s)?;
             let s = string(ev, &a[1])?;
             Ok(Value::str(Hash::digest(algo, s.s.as_bytes()).to_base16()))
         }),
@@ -530,8 +577,14 @@ fn compile_regex(ev: &mut Evaluator, re: &str, anchored: bool) -> EResult<Rc<reg
     } else {
         format!("(?s){re}")
     };
-    let r = regex::Regex::new(&pattern)
-        .map_err(|e| EvalError::new(format!("invalid regular expression '{re}': {e}")))?;
+    let r = regex::Regex::new(&pattern).map_err(|e| {
+        EvalError::new(match e {
+            regex::Error::CompiledTooBig(_) => {
+                format!("memory limit exceeded by regular expression '{re}'")
+            }
+            _ => format!("invalid regular expression '{re}'"),
+        })
+    })?;
     let r = Rc::new(r);
     cache.insert(re.to_string(), r.clone());
     Ok(r)

@@ -589,6 +589,21 @@ impl Evaluator {
         EvalError::new(msg)
     }
 
+    /// A string literal with a NUL (the only ones without a value made once): as CppNix's
+    /// lexer says, with the fragment's source text for an indented string.
+    #[cold]
+    #[inline(never)]
+    fn nul_in_string(&self, e: &Expr, s: &str) -> EvalError {
+        let raw = self
+            .positions
+            .text(e.span.start, e.span.end)
+            .filter(|r| r.contains('\0') && !r.starts_with('"'));
+        match crate::builtins_more::no_nul(raw.unwrap_or(s)) {
+            Err(x) => x,
+            Ok(_) => EvalError::new("internal error: a string literal without a value"),
+        }
+    }
+
     /// "cannot coerce X to a string: VALUE".
     #[cold]
     #[inline(never)]
@@ -658,11 +673,7 @@ impl Evaluator {
                     if self.eval_bool(cond, cur, "in the condition of the assert statement")? {
                         (body, None)
                     } else {
-                        let text = firn_syntax::show::show(&self.interner, cond);
-                        return Err(EvalError::with_kind(
-                            ErrorKind::Assert,
-                            format!("assertion '{text}' failed"),
-                        ));
+                        return Err(self.assertion_failed(e, cond, cur));
                     }
                 }
                 ExprKind::Call { fun, args } => {
@@ -746,7 +757,7 @@ impl Evaluator {
             ExprKind::Float(f) => Ok(Value::Float(*f)),
             ExprKind::Str(s) => match self.literal(e) {
                 Some(t) => self.force(&t),
-                None => Ok(Value::str(crate::builtins_more::no_nul(s)?)),
+                None => Err(self.nul_in_string(e, s)),
             },
             ExprKind::Path(_) => match self.literal(e) {
                 Some(t) => self.force(&t),
@@ -900,14 +911,8 @@ impl Evaluator {
                         // A new set: no syntax, so no positions (as before the update).
                         Ok(Value::Attrs(Rc::new(x.map.update(&y.map).into())))
                     }
-                    (x, y) => err(format!(
-                        "expected a set but found {}",
-                        if matches!(x, Value::Attrs(_)) {
-                            y.type_name()
-                        } else {
-                            x.type_name()
-                        }
-                    )),
+                    (x, y) => Err(self
+                        .type_error("a set", if matches!(x, Value::Attrs(_)) { &y } else { &x })),
                 }
             }
             BinOp::ConcatLists => {
@@ -919,14 +924,8 @@ impl Evaluator {
                         v.extend(y.iter().cloned());
                         Ok(Value::List(Rc::new(v)))
                     }
-                    (x, y) => err(format!(
-                        "expected a list but found {}",
-                        if matches!(x, Value::List(_)) {
-                            y.type_name()
-                        } else {
-                            x.type_name()
-                        }
-                    )),
+                    (x, y) => Err(self
+                        .type_error("a list", if matches!(x, Value::List(_)) { &y } else { &x })),
                 }
             }
         }

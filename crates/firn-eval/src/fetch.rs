@@ -852,6 +852,29 @@ struct Args {
     url: String,
     name: Option<String>,
     sha256: Option<Hash>,
+    /// Whether they were given as a set.
+    attrs: bool,
+}
+
+impl Args {
+    /// Fail as CppNix does, before anything is downloaded, when `name` (given or derived
+    /// from the URL) cannot name a store path, saying how `who` can be given a valid one.
+    fn check_name(&self, name: &str, who: &str) -> EResult<()> {
+        let Some(problem) = crate::store::name_problem(name) else {
+            return Ok(());
+        };
+        let how = if self.name.is_some() {
+            format!("Please change the value for the 'name' attribute passed to '{who}', so that it can create a valid store path.")
+        } else if self.attrs {
+            format!("Please add a valid 'name' attribute to the argument for '{who}', so that it can create a valid store path.")
+        } else {
+            format!("Please pass an attribute set with 'url' and 'name' attributes to '{who}',  so that it can create a valid store path.")
+        };
+        err(format!(
+            "invalid store path name when fetching URL '{}': {problem}. {how}",
+            self.url
+        ))
+    }
 }
 
 fn args(ev: &mut Evaluator, t: &Thunk, who: &str) -> EResult<Args> {
@@ -872,6 +895,7 @@ fn args(ev: &mut Evaluator, t: &Thunk, who: &str) -> EResult<Args> {
             url: String::new(),
             name: None,
             sha256: None,
+            attrs: true,
         };
         for (k, t) in a.iter() {
             match &**k {
@@ -898,6 +922,7 @@ fn args(ev: &mut Evaluator, t: &Thunk, who: &str) -> EResult<Args> {
             url: str_of(ev, t)?,
             name: None,
             sha256: None,
+            attrs: false,
         })
     }
 }
@@ -917,8 +942,8 @@ fn mismatch(url: &str, want: &Hash, got: &Hash) -> EvalError {
 
 fn fetchurl(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let args = args(ev, &a[0], "fetchurl")?;
-    let name = match args.name {
-        Some(n) => n,
+    let name = match &args.name {
+        Some(n) => n.clone(),
         None => args
             .url
             .trim_end_matches('/')
@@ -927,6 +952,7 @@ fn fetchurl(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             .unwrap_or("")
             .to_string(),
     };
+    args.check_name(&name, "fetchurl")?;
     if let Some(h) = &args.sha256 {
         let (p, valid) = ev.store.known_download(&name, false, h)?;
         if valid {
@@ -949,7 +975,8 @@ fn fetchurl(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 
 fn fetch_tarball(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let args = args(ev, &a[0], "fetchTarball")?;
-    let name = args.name.unwrap_or_else(|| "source".to_string());
+    let name = args.name.clone().unwrap_or_else(|| "source".to_string());
+    args.check_name(&name, "fetchTarball")?;
     if let Some(h) = &args.sha256 {
         let (p, valid) = ev.store.known_download(&name, true, h)?;
         if valid {

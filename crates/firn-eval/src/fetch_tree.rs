@@ -643,6 +643,16 @@ fn input_from_url_28(url: &str) -> EResult<Input> {
 /// A URL argument: as CppNix 2.8 reads it (after `fixURI`), or else as a URL-like reference
 /// of the current manual.
 pub(crate) fn input_from_url(s: &str) -> EResult<Input> {
+    // `file:` with a relative path (2.8 would read `file:.` as a host): current Nix's
+    // complaint about a tarball there.
+    if let Some(path) = s.strip_prefix("file:").filter(|p| !p.starts_with('/')) {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        if has_tarball_extension(path) {
+            return err(format!(
+                "tarball '{s}' must use an absolute path. The 'file' scheme does not support relative paths."
+            ));
+        }
+    }
     let e28 = match input_from_url_28(&fix_uri(s, "file")) {
         Ok(i) => return Ok(i),
         Err(e) => e,
@@ -1344,6 +1354,7 @@ pub(crate) fn fetch_tree_with(
     params: Params,
 ) -> EResult<Value> {
     let v = force(ev, arg)?;
+    let ty_given = ty;
     let input = if let Value::Attrs(a) = &v {
         let ty = match a.get("type") {
             Some(t) => {
@@ -1374,6 +1385,16 @@ pub(crate) fn fetch_tree_with(
                     })
                 }
                 Value::Bool(b) => Attr::Bool(*b),
+                Value::Int(i) if *i < 0 => {
+                    let fetcher = if ty_given.is_some() {
+                        "fetchGit"
+                    } else {
+                        "fetchTree"
+                    };
+                    return err(format!(
+                        "negative value given for '{fetcher}' argument '{k}': {i}"
+                    ));
+                }
                 Value::Int(i) => Attr::Int(*i as u64),
                 other => {
                     return err(format!(

@@ -4,6 +4,7 @@
 //! strategy. The fetchers (`fetchurl`, `fetchTarball`, `fetchGit`) are in `fetch.rs` and
 //! `fetch_git.rs`.
 
+mod assert_eq;
 pub mod builtins;
 pub mod builtins_drv;
 pub mod builtins_misc;

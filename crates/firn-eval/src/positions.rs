@@ -83,6 +83,25 @@ impl Positions {
         ))
     }
 
+    /// The source text between span offsets `start` and `end` of one file.
+    pub fn text(&self, start: u32, end: u32) -> Option<&str> {
+        let i = self
+            .files
+            .partition_point(|f| f.base <= start)
+            .checked_sub(1)?;
+        let f = &self.files[i];
+        let from = start.checked_sub(f.base)? as usize;
+        let to = (end.checked_sub(f.base)? as usize).min(f.len as usize);
+        f.text.get(from..to)
+    }
+
+    /// The offset of the first `needle` between span offsets `start` and `end` of one
+    /// file (an operator between its operands, say), if there is one.
+    pub fn find_between(&self, start: u32, end: u32, needle: &str) -> Option<u32> {
+        let found = self.text(start, end)?.find(needle)?;
+        u32::try_from(found).ok()?.checked_add(start)
+    }
+
     /// The `{ column, file, line }` set Nix gives for a position (null when unknown).
     pub fn value(&self, offset: u32) -> Value {
         match self.locate(offset) {

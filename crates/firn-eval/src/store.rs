@@ -41,6 +41,35 @@ struct MadeDrv {
     outputs: Vec<String>,
 }
 
+/// What is wrong with a store path name, in CppNix's words (`checkName`): it must be 1 to
+/// 211 characters from `[A-Za-z0-9+-._?=]`, not `.` or `..`, and not start with `.-` or
+/// `..-`.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("name must not be empty".to_string());
+    }
+    let max = firn_format::store_path::MAX_NAME_LEN;
+    if name.len() > max {
+        return Some(format!(
+            "name '{name}' must be no longer than {max} characters"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("name '{name}' is not valid"));
+    }
+    for dots in ["..", "."] {
+        if name.starts_with(&format!("{dots}-")) {
+            return Some(format!(
+                "name '{name}' is not valid: first dash-separated component must not be '{dots}'"
+            ));
+        }
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "+-._?=".contains(c);
+    name.chars()
+        .find(|c| !allowed(*c))
+        .map(|c| format!("name '{name}' contains illegal character '{c}'"))
+}
+
 fn store_err(op: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> EvalError {
     EvalError::new(format!("{op} '{what}': {e}"))
 }

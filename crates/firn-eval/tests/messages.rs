@@ -1,0 +1,435 @@
+//! Error messages worded as current Nix words them: explained equality assertions, values
+//! shown within a budget, and the messages of single builtins.
+
+use firn_eval::{builtins::deep_force, print::print_value, ErrorKind, EvalError, Evaluator};
+
+/// Evaluate `text` strictly on a big stack: its printed value, or the error.
+fn run(text: &str) -> Result<String, EvalError> {
+    let text = text.to_string();
+    std::thread::Builder::new()
+        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
+        .spawn(move || {
+            let mut ev = Evaluator::new();
+            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+            let e = ev.parse(&text, "«test»", "/")?;
+            let v = ev.eval_top(e)?;
+            deep_force(&mut ev, &v)?;
+            print_value(&mut ev, &v, true)
+        })
+        .expect("spawning")
+        .join()
+        .expect("no panic")
+}
+
+/// The error message of `text`, which must fail.
+fn msg(text: &str) -> String {
+    match run(text) {
+        Ok(v) => panic!("{text} evaluated to {v}"),
+        Err(e) => e.msg.clone(),
+    }
+}
+
+/// The message of a failed assertion (which must be catchable), with its frames' first
+/// lines, innermost first.
+fn assertion(text: &str) -> (String, Vec<String>) {
+    let e = run(text).expect_err("the assertion fails");
+    assert_eq!(e.kind, ErrorKind::Assert, "{}", e.msg);
+    let frames = e
+        .trace
+        .iter()
+        .map(|t| t.lines().next().unwrap_or_default().to_string())
+        .collect();
+    (e.msg.clone(), frames)
+}
+
+#[test]
+fn unequal_numbers_say_their_types_and_values() {
+    let (m, _) = assertion("assert 1 + 1 == 3; 0");
+    assert_eq!(
+        m,
+        "an integer with value '2' is not equal to an integer with value '3'"
+    );
+    let (m, _) = assertion("assert 0.5 == 1; 0");
+    assert_eq!(
+        m,
+        "a float with value '0.5' is not equal to an integer with value '1'"
+    );
+    // Numbers of both kinds that are equal are equal.
+    assert_eq!(run("assert 2 == 2.0; true").unwrap(), "true");
+}
+
+#[test]
+fn values_of_different_types() {
+    let (m, _) = assertion("assert \"a\" == null; 0");
+    assert_eq!(
+        m,
+        "a string of value '\"a\"' is not equal to null of value 'null'"
+    );
+    let (m, _) = assertion("assert builtins.head == true; 0");
+    assert_eq!(
+        m,
+        "the built-in function 'head' of value '«primop head»' is not equal to a Boolean of value 'true'"
+    );
+}
+
+#[test]
+fn unequal_scalars() {
+    let (m, frames) = assertion("assert [ true ] == [ false ]; 0");
+    assert_eq!(m, "boolean 'true' is not equal to boolean 'false'");
+    assert_eq!(
+        frames,
+        [
+            "while comparing list element 0",
+            "while evaluating the condition of the assertion '([ (true) ] == [ (false) ])'"
+        ]
+    );
+    let (m, _) = assertion("let s = \"x\"; in assert s == \"y\"; 0");
+    assert_eq!(m, "string '\"x\"' is not equal to string '\"y\"'");
+    let (m, _) = assertion("assert /a == /b; 0");
+    assert_eq!(m, "path '/a' is not equal to path '/b'");
+}
+
+#[test]
+fn lists_of_different_sizes_are_shown() {
+    let (m, _) = assertion("assert [ 1 2 3 ] == [ 1 ]; 0");
+    assert_eq!(
+        m,
+        "list of size '3' is not equal to list of size '1', left hand side is '[ 1 2 3 ]', \
+         right hand side is '[ 1 ]'"
+    );
+}
+
+#[test]
+fn sets_differ_by_size_names_or_an_attribute() {
+    let (m, _) = assertion("assert { a = 1; } == { }; 0");
+    assert_eq!(
+        m,
+        "attribute names of attribute set '{ a = 1; }' differs from attribute set '{ }'"
+    );
+    let (m, _) = assertion("assert { x = 1; } == { y = 1; }; 0");
+    assert_eq!(
+        m,
+        "attribute name 'x' is contained in '{ x = 1; }', but not in '{ y = 1; }'"
+    );
+    let (m, _) = assertion("assert { b = 1; c = 1; } == { a = 1; b = 1; }; 0");
+    assert_eq!(
+        m,
+        "attribute name 'a' is missing in '{ b = 1; c = 1; }', but is contained in '{ a = 1; b = 1; }'"
+    );
+    let (m, frames) = assertion("assert { p.q = 1; } == { p.q = 2; }; 0");
+    assert_eq!(
+        m,
+        "an integer with value '1' is not equal to an integer with value '2'"
+    );
+    assert_eq!(
+        frames,
+        [
+            "where right hand side is",
+            "where left hand side is",
+            "while comparing attribute 'q'",
+            "where right hand side is",
+            "where left hand side is",
+            "while comparing attribute 'p'",
+            "while evaluating the condition of the assertion '({ p = { q = 1; }; } == { p = { q = 2; }; })'"
+        ]
+    );
+}
+
+#[test]
+fn derivations_compare_by_out_path_and_functions_never() {
+    let (m, frames) = assertion(
+        "assert { type = \"derivation\"; outPath = \"/x\"; a = 1; } \
+         == { type = \"derivation\"; outPath = \"/y\"; }; 0",
+    );
+    assert_eq!(m, "string '\"/x\"' is not equal to string '\"/y\"'");
+    assert_eq!(
+        frames[0],
+        "while comparing a derivation by its 'outPath' attribute"
+    );
+    let (m, _) = assertion("let f = x: x; in assert f == f; 0");
+    assert_eq!(
+        m,
+        "distinct functions and immediate comparisons of identical functions compare as unequal"
+    );
+}
+
+#[test]
+fn other_assertions_and_catching() {
+    let (m, _) = assertion("assert 1 > 2; 0");
+    assert_eq!(m, "assertion '(__lessThan 2 1)' failed");
+    assert_eq!(
+        run("(builtins.tryEval (assert 1 == 2; 0)).success").unwrap(),
+        "false"
+    );
+}
+
+#[test]
+fn attributes_and_items_shown_are_budgeted_over_the_whole_value() {
+    assert_eq!(
+        msg("\"\" + { a = 1; b = 2; c = 3; d = 4; e = 5; f = 6; g = 7; h = 8; i = 9; j = 10; k = 11; l = 12; }"),
+        "cannot coerce a set to a string: { a = 1; b = 2; c = 3; d = 4; e = 5; f = 6; g = 7; \
+         h = 8; i = 9; j = 10; «2 attributes elided» }"
+    );
+    assert_eq!(
+        msg("let v = [ [ 1 2 3 4 5 6 7 8 9 ] [ 10 11 ] ]; in builtins.deepSeq v (\"\" + v)"),
+        "cannot coerce a list to a string: [ [ 1 2 3 4 5 6 7 8 9 ] «1 item elided» ]"
+    );
+    assert_eq!(
+        msg("let v = [ [ 1 2 3 4 5 6 7 8 ] [ 9 10 11 12 ] ]; in builtins.deepSeq v (\"\" + v)"),
+        "cannot coerce a list to a string: [ [ 1 2 3 4 5 6 7 8 ] [ 9 «3 items elided» ] ]"
+    );
+}
+
+#[test]
+fn how_values_are_shown_in_errors() {
+    // `type` first; unevaluated parts as thunks; a set met again is "repeated".
+    assert_eq!(
+        msg("\"\" + { a = 1; type = \"t\"; z = 1 + 1; }"),
+        "cannot coerce a set to a string: { type = \"t\"; a = 1; z = «thunk»; }"
+    );
+    assert_eq!(
+        msg("let x = { a = 1; }; in builtins.seq x (\"\" + { p = x; q = x; })"),
+        "cannot coerce a set to a string: { p = { a = 1; }; q = «repeated»; }"
+    );
+    let m = msg("let s = builtins.concatStringsSep \"\" (builtins.genList (x: \"a\") 1030); in builtins.length s");
+    assert!(m.ends_with("aaaa\" «6 bytes elided»"), "{m}");
+    // An empty set or list is never "repeated".
+    assert_eq!(
+        msg("let v = { a = { }; b = { }; }; in builtins.deepSeq v (\"\" + v)"),
+        "cannot coerce a set to a string: { a = { }; b = { }; }"
+    );
+}
+
+#[test]
+fn derivation_names() {
+    assert_eq!(
+        msg("builtins.derivationStrict { name = \"a b\"; }"),
+        "invalid derivation name: name 'a b' contains illegal character ' '. Please pass a different 'name'."
+    );
+    assert_eq!(
+        msg("builtins.derivationStrict { name = \".-x\"; }"),
+        "invalid derivation name: name '.-x' is not valid: first dash-separated component must not be '.'. \
+         Please pass a different 'name'."
+    );
+    assert_eq!(
+        msg("builtins.derivationStrict { }"),
+        "attribute 'name' missing"
+    );
+}
+
+#[test]
+fn arithmetic_checks_arguments_in_nix_order() {
+    assert_eq!(
+        msg("builtins.div 1 \"x\""),
+        "expected a float but found a string: \"x\""
+    );
+    assert_eq!(msg("builtins.div \"x\" 0"), "division by zero");
+    assert_eq!(
+        msg("builtins.div \"x\" 2"),
+        "expected an integer but found a string: \"x\""
+    );
+    assert_eq!(
+        msg("builtins.div \"x\" 2.0"),
+        "expected a float but found a string: \"x\""
+    );
+    assert_eq!(
+        msg("builtins.mul 2.5 null"),
+        "expected a float but found null: null"
+    );
+}
+
+#[test]
+fn functions_are_checked_after_their_data() {
+    assert_eq!(run("builtins.filter 1 [ ]").unwrap(), "[ ]");
+    assert_eq!(
+        msg("builtins.filter 1 \"x\""),
+        "expected a list but found a string: \"x\""
+    );
+    assert_eq!(
+        msg("builtins.filter 1 [ 1 ]"),
+        "expected a function but found an integer: 1"
+    );
+    assert_eq!(
+        msg("builtins.filterSource null /tmp"),
+        "expected a function but found null: null"
+    );
+    assert_eq!(
+        msg("builtins.functionArgs 1"),
+        "'functionArgs' requires a function"
+    );
+}
+
+#[test]
+fn operators_show_the_wrong_operand() {
+    assert_eq!(msg("8 ++ [ ]"), "expected a list but found an integer: 8");
+    assert_eq!(msg("{ } // 1"), "expected a set but found an integer: 1");
+}
+
+#[test]
+fn regular_expressions_and_hash_algorithms() {
+    assert_eq!(
+        msg("builtins.match \"(\" \"\""),
+        "invalid regular expression '('"
+    );
+    assert_eq!(
+        msg("builtins.split \"a)\" \"\""),
+        "invalid regular expression 'a)'"
+    );
+    assert_eq!(
+        msg("builtins.hashString \"sha3\" \"\""),
+        "unknown hash algorithm 'sha3', expect 'blake3', 'md5', 'sha1', 'sha256', or 'sha512'"
+    );
+}
+
+#[test]
+fn file_builtins_coerce_their_argument_to_a_path() {
+    assert_eq!(
+        msg("builtins.pathExists \"relative\""),
+        "string 'relative' doesn't represent an absolute path"
+    );
+    assert_eq!(
+        run("builtins.pathExists { outPath = \"/\"; }").unwrap(),
+        "true"
+    );
+    assert_eq!(
+        run("builtins.readFileType { __toString = _: \"/\"; }").unwrap(),
+        "\"directory\""
+    );
+    assert_eq!(
+        msg("builtins.pathExists [ ]"),
+        "cannot coerce a list to a string: [ ]"
+    );
+    assert_eq!(
+        msg("builtins.readDir { outPath = throw \"no path\"; }"),
+        "no path"
+    );
+}
+
+#[test]
+fn to_json_peels_to_string_and_out_path() {
+    assert_eq!(
+        msg("builtins.toJSON { __toString = _: 1; }"),
+        "`__toString` should return a string, but got an integer: 1"
+    );
+    assert_eq!(
+        msg("builtins.toJSON { outPath = { __toString = _: { }; }; }"),
+        "`__toString` must return a string, but got a set: { }"
+    );
+    assert_eq!(
+        run("builtins.toJSON { outPath = { x = 1; }; }").unwrap(),
+        "\"{\\\"x\\\":1}\""
+    );
+    assert_eq!(
+        run("builtins.toJSON [ { __toString = _: \"s\"; } ]").unwrap(),
+        "\"[\\\"s\\\"]\""
+    );
+}
+
+#[test]
+fn from_toml_messages() {
+    let m = msg("builtins.fromTOML \"x = 99999999999999999999\"");
+    assert!(
+        m.starts_with(
+            "while parsing TOML: [error] toml::parse_dec_integer: too large integer: \
+             current max digits = 2^63\n"
+        ),
+        "{m}"
+    );
+    assert_eq!(
+        msg("builtins.fromTOML \"x = \\\"a\\\\u0000\\\"\""),
+        "while parsing TOML: error: input string 'a\u{2400}' cannot be represented as Nix string \
+         because it contains null bytes"
+    );
+}
+
+#[test]
+fn generic_closure_compares_the_new_key_first() {
+    assert_eq!(
+        msg("builtins.genericClosure { startSet = [ { key = 1; } { key = \"a\"; } ]; operator = _: [ ]; }"),
+        "cannot compare a string with an integer; values are \"a\" and 1"
+    );
+}
+
+#[test]
+fn fetcher_arguments_are_checked_before_fetching() {
+    assert_eq!(
+        msg("builtins.fetchurl \"http://127.0.0.1:1/a~b\""),
+        "invalid store path name when fetching URL 'http://127.0.0.1:1/a~b': name 'a~b' contains \
+         illegal character '~'. Please pass an attribute set with 'url' and 'name' attributes to \
+         'fetchurl',  so that it can create a valid store path."
+    );
+    assert_eq!(
+        msg("builtins.fetchurl { url = \"http://127.0.0.1:1/a~b\"; }"),
+        "invalid store path name when fetching URL 'http://127.0.0.1:1/a~b': name 'a~b' contains \
+         illegal character '~'. Please add a valid 'name' attribute to the argument for \
+         'fetchurl', so that it can create a valid store path."
+    );
+    assert_eq!(
+        msg("builtins.fetchTarball { url = \"http://127.0.0.1:1/a\"; name = \"\"; }"),
+        "invalid store path name when fetching URL 'http://127.0.0.1:1/a': name must not be \
+         empty. Please change the value for the 'name' attribute passed to 'fetchTarball', so \
+         that it can create a valid store path."
+    );
+    assert_eq!(
+        msg("builtins.fetchTree { type = \"file\"; url = \"file:///x\"; revCount = -1; }"),
+        "negative value given for 'fetchTree' argument 'revCount': -1"
+    );
+    assert_eq!(
+        msg("builtins.fetchTree \"file:./x.tar.gz\""),
+        "tarball 'file:./x.tar.gz' must use an absolute path. The 'file' scheme does not \
+         support relative paths."
+    );
+}
+
+#[test]
+fn deep_seq_goes_depth_first_and_counts_nesting() {
+    let e = run("builtins.deepSeq { a = { x = throw \"x\"; }; b = throw \"b\"; } 1").unwrap_err();
+    assert_eq!(e.msg, "x");
+    let frames: Vec<_> = e
+        .trace
+        .iter()
+        .map(|t| t.lines().next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            "while evaluating the attribute 'x'",
+            "while evaluating the attribute 'a'"
+        ]
+    );
+    let e = run("builtins.deepSeq [ 1 (throw \"e\") ] 1").unwrap_err();
+    assert_eq!(e.trace, ["while evaluating list element at index 1"]);
+    assert_eq!(
+        msg(
+            "let l = builtins.foldl' (t: h: { inherit t; }) null (builtins.genList (x: x) 20000); \
+             in builtins.deepSeq l 1"
+        ),
+        "stack overflow; max-call-depth exceeded"
+    );
+    // Shared and cyclic structures are entered once.
+    assert_eq!(
+        run("let x = { a = x; b = [ x x ]; }; in builtins.deepSeq x 1").unwrap(),
+        "1"
+    );
+}
+
+#[test]
+fn nul_in_an_indented_string_shows_its_source() {
+    assert_eq!(
+        msg("''\n  a\0\n''"),
+        "input string '  a\u{2400}\n' cannot be represented as Nix string because it contains \
+         null bytes"
+    );
+}
+
+#[test]
+fn add_drv_output_dependencies_names_the_output() {
+    assert_eq!(
+        msg(
+            "builtins.addDrvOutputDependencies (derivation { name = \"x\"; system = \"s\"; \
+             builder = \"/b\"; outputs = [ \"out\" \"dev\" ]; }).dev.outPath"
+        ),
+        "`addDrvOutputDependencies` can only act on derivations, not on a derivation output \
+         such as 'dev'"
+    );
+}
