@@ -294,6 +294,15 @@ macro_rules! prim {
     };
 }
 
+/// `cmp a b`: whether the user's comparator puts `a` before `b`.
+fn sort_less(ev: &mut Evaluator, cmp: &Value, a: &Thunk, b: &Thunk) -> EResult<bool> {
+    let f = ev.call(cmp.clone(), a.clone())?;
+    match ev.call(f, b.clone())? {
+        Value::Bool(b) => Ok(b),
+        v => Err(ev.type_error("a Boolean", &v)),
+    }
+}
+
 fn sort_by(ev: &mut Evaluator, items: &[Thunk], cmp: &Value) -> EResult<Vec<Thunk>> {
     // A stable merge sort calling the user's comparator.
     if items.len() <= 1 {
@@ -302,15 +311,25 @@ fn sort_by(ev: &mut Evaluator, items: &[Thunk], cmp: &Value) -> EResult<Vec<Thun
     let mid = items.len() / 2;
     let left = sort_by(ev, &items[..mid], cmp)?;
     let right = sort_by(ev, &items[mid..], cmp)?;
+    let (l_first, l_last) = (&left[0], &left[left.len() - 1]);
+    let (r_first, r_last) = (&right[0], &right[right.len() - 1]);
+    // Halves already in order (the least of the right not before the greatest of the left),
+    // or in reverse order (all of the right strictly before all of the left), are joined
+    // without merging: sorted and reversed input take a linear number of comparisons.
+    if !sort_less(ev, cmp, r_first, l_last)? {
+        let mut out = left;
+        out.extend_from_slice(&right);
+        return Ok(out);
+    }
+    if sort_less(ev, cmp, r_last, l_first)? {
+        let mut out = right;
+        out.extend_from_slice(&left);
+        return Ok(out);
+    }
     let mut out = Vec::with_capacity(items.len());
     let (mut i, mut j) = (0, 0);
     while i < left.len() && j < right.len() {
-        let f = ev.call(cmp.clone(), right[j].clone())?;
-        let r = ev.call(f, left[i].clone())?;
-        let right_first = match r {
-            Value::Bool(b) => b,
-            v => return Err(ev.type_error("a Boolean", &v)),
-        };
+        let right_first = sort_less(ev, cmp, &right[j], &left[i])?;
         if right_first {
             out.push(right[j].clone());
             j += 1;

@@ -139,3 +139,37 @@ fn file_errors_are_worded_as_nix_does() {
     let (_, msg) = eval("{ a = 1; ${\"a\" + \"\"} = 2; }").unwrap_err();
     assert_eq!(msg, "dynamic attribute 'a' already defined at «test»:1:3");
 }
+
+/// `sort` is stable and right on sorted, reversed, mixed and equal-keyed input (the merge
+/// joins halves that are already in order, or in reverse order, without merging).
+#[test]
+fn sort_is_stable_on_every_shape() {
+    let by_key = "builtins.sort (a: b: a.k < b.k)";
+    // Equal keys keep their order, in each shape of input.
+    assert_eq!(
+        eval(&format!(
+            "map (x: x.v) ({by_key} [ {{k=2;v=1;}} {{k=1;v=2;}} {{k=2;v=3;}} {{k=1;v=4;}} {{k=0;v=5;}} ])"
+        ))
+        .unwrap(),
+        "[ 5 2 4 1 3 ]"
+    );
+    assert_eq!(
+        eval(&format!(
+            "map (x: x.v) ({by_key} (builtins.genList (i: {{ k = 3 - i / 3; v = i; }}) 9))"
+        ))
+        .unwrap(),
+        "[ 6 7 8 3 4 5 0 1 2 ]"
+    );
+    let n = 1000;
+    let sorted = eval(&format!("builtins.genList (i: i) {n}")).unwrap();
+    for input in [
+        format!("builtins.genList (i: i) {n}"),
+        format!("builtins.genList (i: {n} - 1 - i) {n}"),
+        format!("builtins.genList (i: (i * 7919) - (i * 7919) / {n} * {n}) {n}"),
+    ] {
+        assert_eq!(
+            eval(&format!("builtins.sort (a: b: a < b) ({input})")).unwrap(),
+            sorted
+        );
+    }
+}
