@@ -11,14 +11,6 @@ use std::process::Command;
 
 use common::*;
 
-/// The builders are busybox; `.ci/run` installs it, so its absence is a failure, not a skip.
-fn need_busybox() {
-    assert!(
-        Path::new("/usr/bin/busybox").exists(),
-        "the build tests need /usr/bin/busybox (apt-get install busybox-static)"
-    );
-}
-
 /// The base name of the entry of `store`'s store directory ending in `suffix`.
 fn store_entry(store: &str, suffix: &str) -> Option<String> {
     std::fs::read_dir(Path::new(store).join("nix/store"))

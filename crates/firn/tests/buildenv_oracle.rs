@@ -10,14 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-/// The builders are busybox; its absence is a failure, not a skip.
-fn need_busybox() {
-    assert!(
-        Path::new("/usr/bin/busybox").exists(),
-        "the buildenv tests need /usr/bin/busybox (apt-get install busybox-static)"
-    );
-}
-
 const EXPR: &str = r#"
 let
   bb = builtins.path {

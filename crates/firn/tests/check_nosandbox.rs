@@ -16,13 +16,6 @@ use std::process::Command;
 
 use common::*;
 
-fn need_busybox() {
-    assert!(
-        Path::new("/usr/bin/busybox").exists(),
-        "the build tests need /usr/bin/busybox (apt-get install busybox-static)"
-    );
-}
-
 const EXPR: &str = r#"
 let
   mk = name: script: attrs: derivation ({

@@ -17,14 +17,6 @@ use firn_format::{Derivation, StoreDir, StorePath};
 use firn_remote::build::{BuildOptions, BuildStatus};
 use firn_remote::serve::{SshParams, SshStore};
 
-/// The builders are busybox (see build_oracle.rs).
-fn need_busybox() {
-    assert!(
-        Path::new("/usr/bin/busybox").exists(),
-        "the build tests need /usr/bin/busybox (apt-get install busybox-static)"
-    );
-}
-
 /// `dep` and a fixed-output `fod` are inputs of `top`, whose output refers to `dep`'s; `fail`
 /// fails after printing a line; `slow` would take a minute.
 const EXPR: &str = r#"

@@ -260,3 +260,12 @@ pub fn xz(data: &[u8]) -> Vec<u8> {
     e.write_all(data).expect("xz");
     e.finish().expect("xz")
 }
+
+/// The build tests' builders are the host's static busybox (copied into the test stores);
+/// its absence is a failure, not a skip.
+pub fn need_busybox() {
+    assert!(
+        Path::new("/usr/bin/busybox").exists(),
+        "the build tests need /usr/bin/busybox (apt-get install busybox-static)"
+    );
+}
