@@ -22,12 +22,17 @@ pub struct NarWriter<W: Write> {
     expect_node: bool,
     done: bool,
     written: u64,
+    /// The size announced by [`NarWriter::begin_contents`] while its contents are written.
+    contents: Option<u64>,
     /// Copy buffer for file contents, kept between files.
     buf: Vec<u8>,
 }
 
 /// Largest copy buffer used for file contents.
 const COPY_BUF: usize = 256 * 1024;
+
+/// Strings up to this long are framed in one write (names are at most 255 bytes).
+const SHORT_STR: usize = 256;
 
 impl<W: Write> NarWriter<W> {
     /// Start a NAR (writes the magic).
@@ -39,6 +44,7 @@ impl<W: Write> NarWriter<W> {
             expect_node: true,
             done: false,
             written: 0,
+            contents: None,
             buf: Vec::new(),
         };
         w.str(super::MAGIC)?;
@@ -57,16 +63,32 @@ impl<W: Write> NarWriter<W> {
     }
 
     fn str(&mut self, s: &[u8]) -> Result<(), NarError> {
+        let pad = padding(s.len() as u64);
+        if s.len() <= SHORT_STR {
+            // Length, bytes and padding in one write: most strings are tokens and names.
+            let mut framed = [0u8; SHORT_STR + 16];
+            framed[..8].copy_from_slice(&(s.len() as u64).to_le_bytes());
+            framed[8..8 + s.len()].copy_from_slice(s);
+            return self.raw(&framed[..8 + s.len() + pad]);
+        }
         self.raw(&(s.len() as u64).to_le_bytes())?;
         self.raw(s)?;
-        let pad = padding(s.len() as u64);
         if pad > 0 {
             self.raw(&[0u8; 8][..pad])?;
         }
         Ok(())
     }
 
+    /// Refuses every call while a file's contents are being written by the caller.
+    fn check_not_in_contents(&self) -> Result<(), NarError> {
+        match self.contents {
+            Some(_) => Err(NarError::Misuse("the contents of a file are not finished")),
+            None => Ok(()),
+        }
+    }
+
     fn begin_node(&mut self) -> Result<(), NarError> {
+        self.check_not_in_contents()?;
         if !self.expect_node || self.done {
             return Err(NarError::Misuse("a node is not expected here"));
         }
@@ -99,14 +121,7 @@ impl<W: Write> NarWriter<W> {
         size: u64,
         contents: &mut dyn Read,
     ) -> Result<(), NarError> {
-        self.begin_node()?;
-        self.str(b"regular")?;
-        if executable {
-            self.str(b"executable")?;
-            self.str(b"")?;
-        }
-        self.str(b"contents")?;
-        self.raw(&size.to_le_bytes())?;
+        self.regular_header(executable, size)?;
         let want_buf = size.clamp(1, COPY_BUF as u64) as usize;
         if self.buf.len() < want_buf {
             self.buf.resize(want_buf, 0);
@@ -129,11 +144,54 @@ impl<W: Write> NarWriter<W> {
             self.written += n as u64;
             left -= n as u64;
         }
+        self.regular_trailer(size)
+    }
+
+    /// Everything of a regular file node up to its contents.
+    fn regular_header(&mut self, executable: bool, size: u64) -> Result<(), NarError> {
+        self.begin_node()?;
+        self.str(b"regular")?;
+        if executable {
+            self.str(b"executable")?;
+            self.str(b"")?;
+        }
+        self.str(b"contents")?;
+        self.raw(&size.to_le_bytes())
+    }
+
+    /// The padding after `size` bytes of contents, and the end of the node.
+    fn regular_trailer(&mut self, size: u64) -> Result<(), NarError> {
         let pad = padding(size);
         if pad > 0 {
             self.raw(&[0u8; 8][..pad])?;
         }
         self.end_node()
+    }
+
+    /// A regular file of `size` bytes whose contents the caller writes itself, straight into
+    /// the returned output (no copy through this writer's buffer): exactly `size` bytes, then
+    /// [`NarWriter::end_contents`] with the number written. Every other call in between is
+    /// refused.
+    pub fn begin_contents(&mut self, executable: bool, size: u64) -> Result<&mut W, NarError> {
+        self.regular_header(executable, size)?;
+        self.contents = Some(size);
+        Ok(&mut self.out)
+    }
+
+    /// Finish the contents started by [`NarWriter::begin_contents`]: `written` must be the
+    /// size announced there.
+    pub fn end_contents(&mut self, written: u64) -> Result<(), NarError> {
+        let Some(size) = self.contents.take() else {
+            return Err(NarError::Misuse("no file contents to end"));
+        };
+        self.written += written;
+        if written != size {
+            return Err(NarError::SizeMismatch {
+                expected: size,
+                got: written,
+            });
+        }
+        self.regular_trailer(size)
     }
 
     /// A symbolic link to `target`.
@@ -160,6 +218,7 @@ impl<W: Write> NarWriter<W> {
     /// Start an entry named `name` in the open directory; a node must follow. Names must come in
     /// strictly increasing byte order.
     pub fn entry(&mut self, name: &[u8]) -> Result<(), NarError> {
+        self.check_not_in_contents()?;
         if !valid_name(name) {
             return Err(NarError::BadName {
                 offset: self.written,
@@ -178,7 +237,14 @@ impl<W: Write> NarWriter<W> {
                         });
                     }
                 }
-                *last = Some(name.to_vec());
+                // The buffer is kept from entry to entry.
+                match last {
+                    Some(prev) => {
+                        prev.clear();
+                        prev.extend_from_slice(name);
+                    }
+                    None => *last = Some(name.to_vec()),
+                }
             }
             _ => return Err(NarError::Misuse("an entry outside a directory")),
         }
@@ -194,6 +260,7 @@ impl<W: Write> NarWriter<W> {
 
     /// Close the innermost open directory.
     pub fn end_directory(&mut self) -> Result<(), NarError> {
+        self.check_not_in_contents()?;
         match self.stack.last() {
             Some(Frame::Dir(_)) if !self.expect_node => {
                 self.stack.pop();
@@ -206,6 +273,7 @@ impl<W: Write> NarWriter<W> {
 
     /// Check the NAR is complete, flush, and give back the writer.
     pub fn finish(mut self) -> Result<W, NarError> {
+        self.check_not_in_contents()?;
         if !self.done {
             return Err(NarError::Misuse("the NAR is incomplete"));
         }
@@ -453,6 +521,46 @@ mod tests {
         ]));
         want.extend(cat(&[b")", b")", b")", b")", b")"]));
         assert_eq!(w.finish().unwrap(), want);
+    }
+
+    #[test]
+    fn contents_written_by_the_caller() {
+        // The same bytes as `regular`, with and without padding, executable or not.
+        for (exec, data) in [(false, &b"abc"[..]), (true, b"12345678"), (false, b"")] {
+            let mut a = NarWriter::new(Vec::new()).unwrap();
+            a.begin_directory().unwrap();
+            a.entry(b"f").unwrap();
+            a.regular(exec, data.len() as u64, &mut &data[..]).unwrap();
+            a.end_directory().unwrap();
+            let mut b = NarWriter::new(Vec::new()).unwrap();
+            b.begin_directory().unwrap();
+            b.entry(b"f").unwrap();
+            let out = b.begin_contents(exec, data.len() as u64).unwrap();
+            out.extend_from_slice(data);
+            b.end_contents(data.len() as u64).unwrap();
+            b.end_directory().unwrap();
+            assert_eq!(b.written(), a.written());
+            assert_eq!(b.finish().unwrap(), a.finish().unwrap());
+        }
+        // Nothing else while contents are open; the count must match.
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.begin_directory().unwrap();
+        w.entry(b"f").unwrap();
+        w.begin_contents(false, 4).unwrap();
+        assert!(matches!(w.entry(b"g"), Err(NarError::Misuse(_))));
+        assert!(matches!(w.end_directory(), Err(NarError::Misuse(_))));
+        assert!(matches!(w.symlink(b"t"), Err(NarError::Misuse(_))));
+        assert!(matches!(
+            w.end_contents(3),
+            Err(NarError::SizeMismatch {
+                expected: 4,
+                got: 3
+            })
+        ));
+        assert!(matches!(w.end_contents(4), Err(NarError::Misuse(_))));
+        let mut w = NarWriter::new(Vec::new()).unwrap();
+        w.begin_contents(false, 0).unwrap();
+        assert!(matches!(w.finish(), Err(NarError::Misuse(_))));
     }
 
     #[test]

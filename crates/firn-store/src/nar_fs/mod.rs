@@ -3,25 +3,30 @@
 //!
 //! Dumping never follows symlinks and sorts entries by the raw bytes of their names, as Nix
 //! does; a regular file is executable in the NAR when its owner may execute it (`S_IXUSR`), as
-//! in CppNix. Restoring is in [`restore`], the one-pass copy the store uses to add trees in
-//! [`copy`].
+//! in CppNix. Dumping, hashing and the one-pass copy the store uses to add trees ([`copy`]) share
+//! one walk ([`walk`]) that writes into a [`sink`]; restoring is in [`restore`].
 
 mod copy;
+mod dirs;
+pub(crate) mod place;
 mod restore;
+pub(crate) mod sink;
+mod walk;
+
+pub(crate) use walk::hash_given_file;
 
 pub use copy::copy_path_hashed;
 pub use restore::{restore_path, restore_path_hashed, TeeHash};
 
-use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use firn_format::nar::{NarError, NarWriter};
+use firn_format::nar::NarError;
 use firn_format::{Hash, HashAlgo};
 use thiserror::Error;
+
+use sink::Plain;
 
 /// Errors from dumping or restoring, naming the path involved.
 #[derive(Debug, Error)]
@@ -62,16 +67,23 @@ pub(crate) fn io_err<'a>(
     }
 }
 
+/// Access time left alone, modification time 1: what canonical store objects have.
+pub(crate) fn store_times() -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        },
+    }
+}
+
 /// Serialise the file, directory or symlink at `path` as a NAR into `out`.
 pub fn dump_path(path: &Path, out: &mut impl Write) -> Result<(), NarFsError> {
-    let wr = |source| NarFsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut w = NarWriter::new(out).map_err(wr)?;
-    dump_tree(path, &mut w, None)?;
-    w.finish().map_err(wr)?;
-    Ok(())
+    walk::walk(path, &mut Plain::new(out), None, None)
 }
 
 /// Decides whether an entry (its path and type) goes into a NAR being dumped.
@@ -84,162 +96,21 @@ pub fn dump_path_filtered(
     out: &mut impl Write,
     keep: KeepFn<'_>,
 ) -> Result<(), NarFsError> {
-    let wr = |source| NarFsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut w = NarWriter::new(out).map_err(wr)?;
-    dump_tree(path, &mut w, Some(keep))?;
-    w.finish().map_err(wr)?;
-    Ok(())
+    walk::walk(path, &mut Plain::new(out), Some(keep), None)
 }
 
 /// The NAR hash and NAR size of `path`.
 /// Reading and hashing overlap on two threads.
 pub fn hash_path(path: &Path, algo: HashAlgo) -> Result<(Hash, u64), NarFsError> {
-    let ((), h, n) = crate::pipe::hash_produced(algo, |w| dump_path(path, w))?;
+    let ((), h, n) = crate::pipe::hash_produced(algo, |w| walk::walk(path, w, None, None))?;
     Ok((h, n))
-}
-
-/// The names in directory `path`, sorted by their bytes.
-pub(crate) fn sorted_names(path: &Path) -> Result<Vec<Vec<u8>>, NarFsError> {
-    let mut names: Vec<Vec<u8>> = Vec::new();
-    for e in fs::read_dir(path).map_err(io_err("reading directory", path))? {
-        let e = e.map_err(io_err("reading directory", path))?;
-        names.push(e.file_name().as_bytes().to_vec());
-    }
-    names.sort_unstable();
-    Ok(names)
-}
-
-/// A directory being walked: its path and the names still to visit, in order.
-struct Pending {
-    path: PathBuf,
-    names: std::vec::IntoIter<Vec<u8>>,
-}
-
-/// Dump the tree at `root`, depth first with an explicit stack (deep trees cannot overflow the
-/// Rust stack; the writer stops them at `MAX_DEPTH`).
-fn dump_tree<W: Write>(
-    root: &Path,
-    w: &mut NarWriter<W>,
-    mut keep: Option<KeepFn<'_>>,
-) -> Result<(), NarFsError> {
-    let mut stack: Vec<Pending> = Vec::new();
-    let mut next = root.to_path_buf();
-    loop {
-        if let Some(names) = dump_one(&next, w)? {
-            stack.push(Pending {
-                path: next,
-                names: names.into_iter(),
-            });
-        }
-        // Find the next object: the next entry of the innermost unfinished directory.
-        loop {
-            let Some(top) = stack.last_mut() else {
-                return Ok(());
-            };
-            match top.names.next() {
-                Some(n) => {
-                    let child = top.path.join(OsStr::from_bytes(&n));
-                    if let Some(keep) = keep.as_mut() {
-                        let ft = fs::symlink_metadata(&child)
-                            .map_err(io_err("getting status of", &child))?
-                            .file_type();
-                        if !keep(&child, ft) {
-                            continue;
-                        }
-                    }
-                    w.entry(&n).map_err(|source| NarFsError::Write {
-                        path: child.clone(),
-                        source,
-                    })?;
-                    next = child;
-                    break;
-                }
-                None => {
-                    let done = stack.pop().expect("the stack has a top: just looked at it");
-                    w.end_directory().map_err(|source| NarFsError::Write {
-                        path: done.path,
-                        source,
-                    })?;
-                }
-            }
-        }
-    }
-}
-
-/// Write the node at `path`; for a directory, only open it and return its sorted names.
-fn dump_one<W: Write>(
-    path: &Path,
-    w: &mut NarWriter<W>,
-) -> Result<Option<Vec<Vec<u8>>>, NarFsError> {
-    let wr = |source| NarFsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = fs::symlink_metadata(path).map_err(io_err("getting status of", path))?;
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let target = fs::read_link(path).map_err(io_err("reading symbolic link", path))?;
-        w.symlink(target.as_os_str().as_bytes()).map_err(wr)?;
-    } else if ft.is_file() {
-        let executable = meta.permissions().mode() & 0o100 != 0;
-        // Not following a symlink that replaced the file since it was examined.
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(io_err("opening file", path))?;
-        let size = meta.len();
-        let mut r = ExactReader {
-            inner: f,
-            path,
-            err: None,
-        };
-        match w.regular(executable, size, &mut r) {
-            Ok(()) => {}
-            Err(NarError::SizeMismatch { .. }) => return Err(NarFsError::Changed(path.into())),
-            Err(e) => return Err(r.err.take().unwrap_or_else(|| wr(e))),
-        }
-    } else if ft.is_dir() {
-        let names = sorted_names(path)?;
-        w.begin_directory().map_err(wr)?;
-        return Ok(Some(names));
-    } else {
-        return Err(NarFsError::UnsupportedType(path.to_path_buf()));
-    }
-    Ok(None)
-}
-
-/// Reads a file, keeping the real IO error (with the path) for the caller.
-struct ExactReader<'a> {
-    inner: fs::File,
-    path: &'a Path,
-    err: Option<NarFsError>,
-}
-
-impl Read for ExactReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                let kind = e.kind();
-                self.err = Some(NarFsError::Io {
-                    op: "reading file",
-                    path: self.path.to_path_buf(),
-                    source: e,
-                });
-                Err(io::Error::new(kind, "read failed"))
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use firn_format::nar;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn dump_restore_roundtrip() {
