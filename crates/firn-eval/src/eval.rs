@@ -334,10 +334,9 @@ impl Evaluator {
         }
     }
 
-    fn lookup(&mut self, s: Symbol, env: &Env) -> EResult<Thunk> {
-        if let Some(t) = lookup_lexical(s, env) {
-            return Ok(t);
-        }
+    /// A variable no lexical scope binds (see [`lookup_var`], which the caller has tried):
+    /// from the innermost `with` whose set has it.
+    fn lookup_with(&mut self, s: Symbol, env: &Env) -> EResult<Thunk> {
         let name = self.name_rc(s);
         let mut cur = env.0.clone();
         while let Some(node) = cur {
@@ -766,7 +765,7 @@ impl Evaluator {
             ExprKind::Var(s) => {
                 let t = match lookup_var(e, *s, env) {
                     Some(t) => t,
-                    None => self.lookup(*s, env)?,
+                    None => self.lookup_with(*s, env)?,
                 };
                 self.force(&t)
             }

@@ -1,24 +1,11 @@
 //! The evaluator on its own: laziness, black-holing, recursion limits, error kinds.
 
-use firn_eval::{builtins::deep_force, print::print_value, ErrorKind, Evaluator};
+mod common;
+
+use firn_eval::{ErrorKind, Evaluator};
 
 fn eval(text: &str) -> Result<String, (ErrorKind, String)> {
-    let text = text.to_string();
-    std::thread::Builder::new()
-        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
-        .spawn(move || {
-            let mut ev = Evaluator::new();
-            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-            let e = ev
-                .parse(&text, "«test»", "/")
-                .map_err(|e| (e.kind, e.msg.clone()))?;
-            let v = ev.eval_top(e).map_err(|e| (e.kind, e.msg.clone()))?;
-            deep_force(&mut ev, &v).map_err(|e| (e.kind, e.msg.clone()))?;
-            print_value(&mut ev, &v, true).map_err(|e| (e.kind, e.msg.clone()))
-        })
-        .expect("spawning")
-        .join()
-        .expect("no panic")
+    common::run(text).map_err(|e| (e.kind, e.msg.clone()))
 }
 
 #[test]

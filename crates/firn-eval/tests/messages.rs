@@ -1,25 +1,10 @@
 //! Error messages worded as current Nix words them: explained equality assertions, values
 //! shown within a budget, and the messages of single builtins.
 
-use firn_eval::{builtins::deep_force, print::print_value, ErrorKind, EvalError, Evaluator};
+mod common;
 
-/// Evaluate `text` strictly on a big stack: its printed value, or the error.
-fn run(text: &str) -> Result<String, EvalError> {
-    let text = text.to_string();
-    std::thread::Builder::new()
-        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
-        .spawn(move || {
-            let mut ev = Evaluator::new();
-            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-            let e = ev.parse(&text, "«test»", "/")?;
-            let v = ev.eval_top(e)?;
-            deep_force(&mut ev, &v)?;
-            print_value(&mut ev, &v, true)
-        })
-        .expect("spawning")
-        .join()
-        .expect("no panic")
-}
+use common::run;
+use firn_eval::ErrorKind;
 
 /// The error message of `text`, which must fail.
 fn msg(text: &str) -> String {

@@ -47,10 +47,14 @@ pub(crate) trait NarSink: Write {
     fn copy_kept(&mut self, to: &Arc<CopyFile>, offset: u64, n: usize) -> Result<(), NarFsError>;
 
     /// The copy `to` has all its bytes: give it the store's time and close it.
-    fn finish_copy(&mut self, to: Arc<CopyFile>) -> Result<(), NarFsError>;
+    fn finish_copy(&mut self, to: Arc<CopyFile>) -> Result<(), NarFsError> {
+        to.finish()
+    }
 
     /// Close a file that has been read.
-    fn close(&mut self, fd: OwnedFd);
+    fn close(&mut self, fd: OwnedFd) {
+        drop(fd);
+    }
 
     /// Whether the sink would rather read a whole file of `size` bytes itself
     /// ([`NarSink::give_file`]) than be filled with it.
@@ -169,14 +173,6 @@ impl NarSink for HashSink<'_> {
     fn copy_kept(&mut self, to: &Arc<CopyFile>, offset: u64, n: usize) -> Result<(), NarFsError> {
         write_copy(to, &self.buf[..n], offset)
     }
-
-    fn finish_copy(&mut self, to: Arc<CopyFile>) -> Result<(), NarFsError> {
-        to.finish()
-    }
-
-    fn close(&mut self, fd: OwnedFd) {
-        drop(fd);
-    }
 }
 
 /// Any writer as a sink, with a copy buffer for file contents.
@@ -223,13 +219,5 @@ impl<W: Write> NarSink for Plain<W> {
 
     fn copy_kept(&mut self, to: &Arc<CopyFile>, offset: u64, n: usize) -> Result<(), NarFsError> {
         write_copy(to, &self.buf[..n], offset)
-    }
-
-    fn finish_copy(&mut self, to: Arc<CopyFile>) -> Result<(), NarFsError> {
-        to.finish()
-    }
-
-    fn close(&mut self, fd: OwnedFd) {
-        drop(fd);
     }
 }
