@@ -35,6 +35,7 @@ pub mod users;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use firn_format::StorePath;
@@ -53,6 +54,9 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Rewrite(#[from] rewrite::RewriteError),
+    /// The realisation was interrupted ([`interrupt`]); its builders were killed.
+    #[error("interrupted by the user")]
+    Interrupted,
     #[error("{0}")]
     Other(String),
 }
@@ -98,8 +102,11 @@ pub struct BuildSettings {
     pub keep_going: bool,
     /// `keep-failed` (`-K`).
     pub keep_failed: bool,
-    /// `--check`: build again and compare with the valid outputs.
-    pub check: bool,
+    /// `run-diff-hook` and `diff-hook`: when `--check` finds an output that differs, the
+    /// program is run (as the build's user) on the valid output and the new one (kept at
+    /// `<output>.check`, as with `keep-failed`), the derivation and the build directory.
+    pub run_diff_hook: bool,
+    pub diff_hook: Option<PathBuf>,
     pub timeout: Option<Duration>,
     pub max_silent_time: Option<Duration>,
     /// `system` and `extra-platforms`.
@@ -146,7 +153,8 @@ impl BuildSettings {
                 .unwrap_or_else(|| PathBuf::from("/tmp")),
             keep_going: false,
             keep_failed: false,
-            check: false,
+            run_diff_hook: false,
+            diff_hook: None,
             timeout: None,
             max_silent_time: None,
             system: default_system().into(),
@@ -166,6 +174,22 @@ impl BuildSettings {
             user_pool_dir: PathBuf::from("/nix/var/nix"),
         }
     }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Interrupt every realisation of this process, as CppNix's `triggerInterrupt` (for example
+/// when the client of `nix-store --serve` hangs up while its build runs): running builders are
+/// killed, nothing more starts, and [`schedule::realise`] returns [`BuildError::Interrupted`].
+/// Builds that were killed leave nothing valid, as any failed build. It cannot be undone: the
+/// process is expected to end.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
 }
 
 /// Nix's name for this platform.

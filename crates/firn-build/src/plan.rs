@@ -20,6 +20,13 @@ pub struct Node {
     pub deps: BTreeSet<usize>,
     /// Builds that wait for this one.
     pub dependents: BTreeSet<usize>,
+    /// `--check` of a derivation asked for: built again and compared with its valid outputs
+    /// (CppNix's `bmCheck`, which the derivations it waits for do not get).
+    pub check: bool,
+    /// Listed in "these N derivations will be built" (CppNix's `queryMissing`): reached from
+    /// what was asked for through derivations whose wanted outputs are not all valid. A
+    /// derivation only checked is not, nor what only it waits for.
+    pub announced: bool,
 }
 
 /// The builds to run, in an order where every node comes after its dependencies.
@@ -30,6 +37,9 @@ pub struct Plan {
     pub missing: BTreeSet<StorePath>,
     /// Paths to fetch from substituters (whole closures, minus what is valid) before building.
     pub substitutions: BTreeSet<StorePath>,
+    /// Derivations to check (`--check`) whose wanted outputs are not all valid, so that
+    /// checking is not possible: the realisation fails before building anything.
+    pub uncheckable: Vec<StorePath>,
 }
 
 /// The planner's view of the substituters.
@@ -109,10 +119,36 @@ impl Planner<'_> {
         top: bool,
     ) -> Result<Option<usize>, BuildError> {
         if let Some(&i) = self.index.get(drv_path) {
+            if self.check && top {
+                // Asked for, and met before as an input: checked all the same (CppNix makes
+                // the goals of what was asked for first).
+                self.plan.nodes[i].check = true;
+                let outputs = self.plan.nodes[i].outputs.clone();
+                if !self.all_valid(&outputs, wanted)? {
+                    self.plan.uncheckable.push(drv_path.clone());
+                }
+            }
             return Ok(Some(i));
         }
         let drv = read_derivation(self.store, drv_path)?;
         self.visit_derivation(drv_path, drv, wanted, top)
+    }
+
+    /// Whether the `wanted` outputs (None: all) among `outputs` are valid.
+    fn all_valid(
+        &self,
+        outputs: &BTreeMap<String, StorePath>,
+        wanted: Option<&BTreeSet<String>>,
+    ) -> Result<bool, BuildError> {
+        for (name, p) in outputs {
+            if wanted.is_some_and(|w| !w.contains(name)) {
+                continue;
+            }
+            if !self.store.is_valid_path(p)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// [`Planner::visit`] for a derivation already in hand (read from the store, or given).
@@ -152,14 +188,18 @@ impl Planner<'_> {
                 invalid.insert(p.clone());
             }
         }
-        if invalid.is_empty() && !(self.check && top) {
+        let check = self.check && top;
+        if check && !invalid.is_empty() {
+            self.plan.uncheckable.push(drv_path.clone());
+        }
+        if invalid.is_empty() && !check {
             self.visiting.remove(drv_path);
             return Ok(None);
         }
         // Outputs a cache has need no build (nor the inputs' builds), unless the derivation
         // says `allowSubstitutes = false` or this is `--check`.
         let allow = drv.env.get("allowSubstitutes").is_none_or(|v| v == "1");
-        if !invalid.is_empty() && allow && !(self.check && top) {
+        if !invalid.is_empty() && allow && !check {
             if let Some(fetch) = self.substitutable(&invalid)? {
                 self.plan.substitutions.extend(fetch);
                 self.visiting.remove(drv_path);
@@ -185,10 +225,30 @@ impl Planner<'_> {
             outputs,
             deps,
             dependents: BTreeSet::new(),
+            check,
+            // Only checked: all wanted outputs are valid (see `announce`).
+            announced: !invalid.is_empty(),
         });
         self.index.insert(drv_path.clone(), i);
         self.visiting.remove(drv_path);
         Ok(Some(i))
+    }
+
+    /// Settle [`Node::announced`]: what was asked for (`tops`) and, through each node that is
+    /// announced, what it waits for. Dependencies come before their dependents in the plan,
+    /// so one pass from the end does.
+    fn announce(&mut self, tops: &BTreeSet<usize>) {
+        let nodes = &mut self.plan.nodes;
+        let mut reached: Vec<bool> = (0..nodes.len()).map(|i| tops.contains(&i)).collect();
+        for i in (0..nodes.len()).rev() {
+            let n = &mut nodes[i];
+            n.announced = reached[i] && (!n.check || n.announced);
+            if n.announced {
+                for &d in &n.deps {
+                    reached[d] = true;
+                }
+            }
+        }
     }
 
     fn substitutable(
@@ -233,14 +293,16 @@ pub fn plan(
         index: HashMap::new(),
         visiting: BTreeSet::new(),
     };
+    let mut tops = BTreeSet::new();
     for w in wanted {
         match w {
             DerivedPath::Opaque(path) => p.need_path(path)?,
             DerivedPath::Built { drv, outputs } => {
-                p.visit(drv, outputs.as_ref(), true)?;
+                tops.extend(p.visit(drv, outputs.as_ref(), true)?);
             }
         }
     }
+    p.announce(&tops);
     Ok(p.plan)
 }
 
@@ -262,7 +324,8 @@ pub fn plan_derivation(
         index: HashMap::new(),
         visiting: BTreeSet::new(),
     };
-    p.visit_derivation(drv_path, drv, None, true)?;
+    let top = p.visit_derivation(drv_path, drv, None, true)?;
+    p.announce(&top.into_iter().collect());
     Ok(p.plan)
 }
 

@@ -1,6 +1,6 @@
 //! Running one builder process: with or without the sandbox stage, its output collected from
 //! one pipe (stdout and stderr together, as Nix logs them), `timeout` and `max-silent-time`
-//! enforced, and cancellation when another build fails.
+//! enforced, and cancellation when another build fails (or the process is interrupted).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -190,7 +190,7 @@ pub fn run(
     loop {
         let now = Instant::now();
         if ended.is_none() {
-            if cancel.load(Ordering::Relaxed) {
+            if cancel.load(Ordering::Relaxed) || crate::interrupted() {
                 kill();
                 ended = Some(Ended::Cancelled);
             } else if let Some(t) = limits.timeout.filter(|t| now - start >= *t) {

@@ -51,6 +51,20 @@ use tree::MountNs;
 pub const SANDBOX_UID: u32 = 1000;
 pub const SANDBOX_GID: u32 = 100;
 
+/// With a build user, the host's `nobody`, mapped to itself in the sandbox, owns the sandbox's
+/// root and what is made on it (`/etc` and its files, `/tmp`, the parents of mount points), so
+/// that the builder cannot write there nor change their modes: CppNix's root (`root:<build
+/// group>`, 0750) and skeleton belong to root, which the builder sees as 65534 too. A builder
+/// writing to its `HOME` (`/homeless-shelter`) thus fails with "Permission denied", as in
+/// CppNix. (Without a build user, only the caller's uid is mapped and the root is the
+/// builder's own, as in CppNix.)
+const NOBODY: u32 = 65534;
+
+/// Whether the sandbox of `spec` maps [`NOBODY`] to give it the root.
+fn root_owned_by_nobody(spec: &Spec) -> bool {
+    spec.build_user.is_some_and(|(uid, _)| uid != NOBODY)
+}
+
 /// One bind mount: `source` on the host to `target` inside the sandbox.
 #[derive(Clone, Debug)]
 pub struct Bind {
@@ -207,12 +221,13 @@ fn plan_ops(spec: &Spec, fresh_net: bool) -> Result<Vec<Op>, String> {
         flags: libc::MS_PRIVATE | libc::MS_REC,
         data: None,
     });
+    // As CppNix's root: 0750, of the builder's group (its owner, see `NOBODY`).
     ops.push(Op::Mount {
         src: Some(cstr("none")?),
         target: path_c(root)?,
         fstype: Some(cstr("tmpfs")?),
         flags: libc::MS_NOSUID | libc::MS_NODEV,
-        data: Some(cstr("mode=0755")?),
+        data: Some(cstr("mode=0750")?),
     });
     // From here on, paths are relative to the root.
     ops.push(Op::Chdir(path_c(root)?));
@@ -233,16 +248,19 @@ fn plan_ops(spec: &Spec, fresh_net: bool) -> Result<Vec<Op>, String> {
         rel("/etc/group")?,
         format!("root:x:0:\nnixbld:!:{SANDBOX_GID}:\nnogroup:x:65534:\n").into_bytes(),
     ));
+    let mut etc_files = vec!["/etc/passwd", "/etc/group"];
     if spec.private_network {
         ops.push(Op::Write(
             rel("/etc/hosts")?,
             b"127.0.0.1 localhost\n::1 localhost\n".to_vec(),
         ));
+        etc_files.push("/etc/hosts");
     } else {
         ops.push(Op::Write(
             rel("/etc/nsswitch.conf")?,
             b"hosts: files dns\nservices: files\n".to_vec(),
         ));
+        etc_files.push("/etc/nsswitch.conf");
     }
     let mut made = std::collections::HashSet::new();
     made.insert("/tmp".to_string());
@@ -327,6 +345,22 @@ fn plan_ops(spec: &Spec, fresh_net: bool) -> Result<Vec<Op>, String> {
         } else {
             ops.extend(point_ops);
             early.extend(mount_ops);
+        }
+    }
+    if root_owned_by_nobody(spec) {
+        // Everything on the tmpfs is made by now (what is made later is in the store
+        // directory); mount points are given away before anything is mounted on them. The
+        // child keeps its capabilities over what `NOBODY` owns, since it is mapped.
+        let mut owned: Vec<&str> = made
+            .iter()
+            .map(String::as_str)
+            .filter(|d| *d != spec.store_dir && !d.starts_with(&store_prefix))
+            .chain(etc_files)
+            .collect();
+        owned.sort_unstable();
+        ops.push(Op::Disown(rel("/")?));
+        for p in owned {
+            ops.push(Op::Disown(rel(p)?));
         }
     }
     let store_rel = rel(&spec.store_dir)?;
@@ -581,9 +615,15 @@ pub fn start(
     drop(log_w);
     let maps = match spec.build_user {
         // As root, for a build user: the child drops its supplementary groups itself, so
-        // `setgroups` stays allowed.
-        Some((uid, gid)) => write_proc(pid, "uid_map", &format!("{SANDBOX_UID} {uid} 1"))
-            .and_then(|_| write_proc(pid, "gid_map", &format!("{SANDBOX_GID} {gid} 1"))),
+        // `setgroups` stays allowed. `NOBODY` owns the root (see there).
+        Some((uid, gid)) => {
+            let mut uids = format!("{SANDBOX_UID} {uid} 1");
+            if root_owned_by_nobody(spec) {
+                uids.push_str(&format!("\n{NOBODY} {NOBODY} 1"));
+            }
+            write_proc(pid, "uid_map", &uids)
+                .and_then(|_| write_proc(pid, "gid_map", &format!("{SANDBOX_GID} {gid} 1")))
+        }
         None => {
             // SAFETY: plain getters.
             let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };

@@ -31,10 +31,14 @@ use crate::{BuildError, BuildSettings, FailKind, Failure, SandboxMode};
 
 /// What the display hears about.
 pub enum Event<'a> {
-    /// A build started (`building '...drv'...`).
-    Started { drv: &'a StorePath },
+    /// A build started (`building '...drv'...`, or with `check`, `--check` of a derivation
+    /// asked for: `checking outputs of '...drv'...`).
+    Started { drv: &'a StorePath, check: bool },
     /// One line the builder printed (without the newline).
     Log { drv: &'a StorePath, line: &'a str },
+    /// A message about a build that is shown whether or not build logs are (CppNix prints
+    /// these as errors: `note: keeping build directory '...'`).
+    Note { drv: &'a StorePath, text: &'a str },
     /// A build ended; `None` on success.
     Finished {
         drv: &'a StorePath,
@@ -52,6 +56,7 @@ pub struct Outcome {
 
 enum Msg {
     Log(usize, String),
+    Note(usize, String),
     Done(usize, Result<(), Failure>),
 }
 
@@ -63,13 +68,21 @@ pub fn sandbox_available() -> Result<(), String> {
     SANDBOX_WORKS.get_or_init(sandbox::probe).clone()
 }
 
-/// Build everything in `plan`.
+/// Build everything in `plan`. A derivation to check whose outputs are not valid fails it
+/// before anything is built (as CppNix); so does [`crate::interrupt`], at any time, killing
+/// what runs.
 pub fn realise(
     store: &LocalStore,
     settings: &BuildSettings,
     plan: &Plan,
     display: &mut dyn FnMut(Event),
 ) -> Result<Outcome, BuildError> {
+    if let Some(drv) = plan.uncheckable.first() {
+        return Err(BuildError::Other(format!(
+            "some outputs of '{}' are not valid, so checking is not possible",
+            store.store_dir().display(drv)
+        )));
+    }
     let n = plan.nodes.len();
     let mut waiting: Vec<usize> = plan.nodes.iter().map(|x| x.deps.len()).collect();
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
@@ -78,6 +91,8 @@ pub fn realise(
     let cancel = AtomicBool::new(false);
     let max_jobs = settings.max_jobs.max(1);
     let mut stopping = false;
+    // An error that ends the realisation (not a failed build).
+    let mut fatal = None;
     let cache = BuildCache::new();
     // Builds to start, taken by whichever slot is free.
     let (job_tx, job_rx) = mpsc::channel::<usize>();
@@ -92,15 +107,26 @@ pub fn realise(
         let mut slots = 0usize;
         let mut running = 0usize;
         loop {
+            if crate::interrupted() {
+                stopping = true;
+                cancel.store(true, Ordering::Relaxed);
+            }
             while running < max_jobs && !stopping {
                 let Some(i) = ready.pop_front() else { break };
                 if state[i] != 0 {
                     continue;
                 }
+                if let Err(e) = check_homeless_shelter(store, settings, &plan.nodes[i]) {
+                    fatal = Some(e);
+                    stopping = true;
+                    cancel.store(true, Ordering::Relaxed);
+                    break;
+                }
                 state[i] = 1;
                 running += 1;
                 display(Event::Started {
                     drv: &plan.nodes[i].drv_path,
+                    check: plan.nodes[i].check,
                 });
                 if slots < running {
                     let tx = tx.clone();
@@ -115,7 +141,11 @@ pub fn realise(
                             let emit = |line| {
                                 let _ = tx.send(Msg::Log(i, line));
                             };
-                            let r = build_one(store, settings, node, cancel, &emit, &mut slot);
+                            let note = |text| {
+                                let _ = tx.send(Msg::Note(i, text));
+                            };
+                            let r =
+                                build_one(store, settings, node, cancel, &emit, &note, &mut slot);
                             let r = match r {
                                 Ok(r) => r,
                                 Err(e) => Err(Failure {
@@ -141,6 +171,10 @@ pub fn realise(
                 Msg::Log(i, line) => display(Event::Log {
                     drv: &plan.nodes[i].drv_path,
                     line: &line,
+                }),
+                Msg::Note(i, text) => display(Event::Note {
+                    drv: &plan.nodes[i].drv_path,
+                    text: &text,
                 }),
                 Msg::Done(i, r) => {
                     running -= 1;
@@ -201,6 +235,12 @@ pub fn realise(
         }
         Ok(())
     })?;
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    if crate::interrupted() {
+        return Err(BuildError::Interrupted);
+    }
     Ok(outcome)
 }
 
@@ -341,14 +381,66 @@ fn required_features(drv: &firn_format::derivation::Derivation) -> BTreeSet<Stri
         .unwrap_or_default()
 }
 
+/// Where a builder's `HOME` points; without the sandbox it must not exist (CppNix's
+/// `homeDir`).
+pub const HOMELESS_SHELTER: &str = "/homeless-shelter";
+
+/// Whether the store's files live elsewhere than its store directory (a chroot store): then
+/// it can only be built for through the sandbox, which mounts it where builders expect it (as
+/// CppNix does).
+fn is_chroot_store(store: &LocalStore) -> bool {
+    store.layout().real_store_dir != Path::new(store.store_dir().as_str())
+}
+
+/// Whether `node` is to be built in the sandbox (CppNix's `useChroot`, before a
+/// `sandbox-fallback`); `Err` when the settings forbid what it asks for.
+fn chroot_build(store: &LocalStore, settings: &BuildSettings, node: &Node) -> Result<bool, String> {
+    let no_chroot = env_bool(&node.drv, "__noChroot");
+    let sandbox = match settings.sandbox {
+        SandboxMode::Off => false,
+        SandboxMode::Relaxed => !no_chroot,
+        SandboxMode::On => {
+            if no_chroot {
+                return Err(format!(
+                    "derivation '{}' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'",
+                    store.store_dir().display(&node.drv_path)
+                ));
+            }
+            true
+        }
+    };
+    Ok(sandbox || is_chroot_store(store))
+}
+
+/// Before a build starts without the sandbox, the builder's `HOME` must not exist on the host:
+/// whatever an earlier build (or anything else) left there would leak into this one. As in
+/// CppNix, this fails the whole realisation (an error, not a failed build), before the build
+/// is announced; it is not checked for a build that only ends up unsandboxed through
+/// `sandbox-fallback`.
+fn check_homeless_shelter(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    node: &Node,
+) -> Result<(), BuildError> {
+    if chroot_build(store, settings, node) == Ok(false)
+        && fs::symlink_metadata(HOMELESS_SHELTER).is_ok()
+    {
+        return Err(BuildError::Other(format!(
+            "home directory '{HOMELESS_SHELTER}' exists; please remove it to assure purity of builds without sandboxing"
+        )));
+    }
+    Ok(())
+}
+
 /// Build one derivation whose inputs are all valid, in `slot`. `Ok(Err(..))` is a failed
-/// build.
+/// build. `emit` gets the builder's output lines, `note` messages to show in any case.
 pub fn build_one(
     store: &LocalStore,
     settings: &BuildSettings,
     node: &Node,
     cancel: &AtomicBool,
     emit: &dyn Fn(String),
+    note: &dyn Fn(String),
     slot: &mut Slot,
 ) -> Result<Result<(), Failure>, BuildError> {
     let cache = slot.cache();
@@ -394,32 +486,16 @@ pub fn build_one(
             valid.insert(p.clone());
         }
     }
-    if !settings.check && valid.len() == node.outputs.len() {
+    if !node.check && valid.len() == node.outputs.len() {
         locks.set_deletion(true);
         return Ok(Ok(()));
     }
 
-    let no_chroot = env_bool(drv, "__noChroot");
-    let mut use_sandbox = match settings.sandbox {
-        SandboxMode::Off => false,
-        SandboxMode::Relaxed => !no_chroot,
-        SandboxMode::On => {
-            if no_chroot {
-                return fail(
-                    node,
-                    FailKind::Misc,
-                    format!("derivation '{drv_shown}' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'"),
-                );
-            }
-            true
-        }
+    let mut use_sandbox = match chroot_build(store, settings, node) {
+        Ok(b) => b,
+        Err(msg) => return fail(node, FailKind::Misc, msg),
     };
-    // A store whose files live elsewhere than its store directory (a chroot store) can only be
-    // built for through the sandbox, which mounts it where builders expect it (as CppNix does).
-    let chroot_store = store.layout().real_store_dir != Path::new(sd.as_str());
-    if chroot_store {
-        use_sandbox = true;
-    }
+    let chroot_store = is_chroot_store(store);
     if builtin {
         use_sandbox = false;
     }
@@ -782,8 +858,14 @@ pub fn build_one(
                     msg: r.msg,
                 }),
                 Ok(checked) => {
-                    if settings.check {
-                        compare_with_valid(store, node, &checked, settings.keep_failed)
+                    if node.check {
+                        let hook = DiffHook {
+                            settings,
+                            user: user.as_ref().map(|u| (u.uid, u.gid)),
+                            tmp_dir: &tmp_dir,
+                            note,
+                        };
+                        compare_with_valid(store, node, &checked, &hook)
                     } else {
                         install(store, use_sandbox, &checked, &valid)?;
                         installed = true;
@@ -849,7 +931,7 @@ pub fn build_one(
         if settings.keep_failed && !matches!(f.kind, FailKind::Misc | FailKind::Cancelled) {
             let kept = tmp_cleanup.0.take();
             if let Some(k) = kept {
-                emit(format!("note: keeping build directory '{}'", k.display()));
+                note(format!("note: keeping build directory '{}'", k.display()));
             }
         }
     }
@@ -978,13 +1060,82 @@ impl Drop for Fallbacks {
     }
 }
 
-/// `--check`: the new outputs must equal the valid ones. With `keep_failed`, a differing
-/// output is kept at `<output>.check`, as CppNix does.
+/// What `--check` needs for an output that differs: whether to keep it, and the diff hook.
+struct DiffHook<'a> {
+    settings: &'a BuildSettings,
+    /// The build's user (uid, gid), which runs the hook.
+    user: Option<(u32, u32)>,
+    tmp_dir: &'a Path,
+    /// Where the hook's output is shown.
+    note: &'a dyn Fn(String),
+}
+
+impl DiffHook<'_> {
+    /// Whether a differing output is kept at `<output>.check` (CppNix: with `keep-failed` or
+    /// `run-diff-hook`).
+    fn keeps(&self) -> bool {
+        self.settings.keep_failed || self.settings.run_diff_hook
+    }
+
+    /// CppNix's `handleDiffHook`: run `diff-hook` (if `run-diff-hook`) with the valid output,
+    /// the new one, the derivation and the build directory, from `/`; what it prints on
+    /// stdout is shown, and its failure too, neither failing anything.
+    fn run(&self, valid: &str, new: &Path, drv: &str) {
+        let Some(hook) = self
+            .settings
+            .diff_hook
+            .as_ref()
+            .filter(|_| self.settings.run_diff_hook)
+        else {
+            return;
+        };
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(hook);
+        c.arg(valid)
+            .arg(new)
+            .arg(drv)
+            .arg(self.tmp_dir)
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        if let Some((uid, gid)) = self.user {
+            c.uid(uid).gid(gid);
+        }
+        let failed = match c.output() {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let text = text.trim_end_matches('\n');
+                if !text.is_empty() {
+                    (self.note)(text.to_string());
+                }
+                return;
+            }
+            Ok(out) => match (
+                out.status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&out.status),
+            ) {
+                (Some(c), _) => format!("failed with exit code {c}"),
+                (None, Some(s)) => format!("failed due to signal {s} ({})", signal_name(s)),
+                _ => "failed".to_string(),
+            },
+            Err(e) => format!("could not be started: {e}"),
+        };
+        (self.note)(format!(
+            "error: diff hook execution failed: diff-hook program '{}' {failed}",
+            hook.display()
+        ));
+    }
+}
+
+/// `--check`: the new outputs must equal the valid ones (those not valid are not compared,
+/// nor registered, as in CppNix). A differing output is kept at `<output>.check` with
+/// `keep-failed` or `run-diff-hook`, and the diff hook runs, as CppNix does (which also keeps
+/// the build directory with `keep-failed`).
 fn compare_with_valid(
     store: &LocalStore,
     node: &Node,
     checked: &[Checked],
-    keep_failed: bool,
+    hook: &DiffHook<'_>,
 ) -> Result<(), Failure> {
     let sd = store.store_dir();
     for c in checked {
@@ -993,13 +1144,13 @@ fn compare_with_valid(
             Some(old) if old.nar_hash != c.info.nar_hash => {
                 // CppNix names the outputs by where their files are (in a chroot store too).
                 let real = store.real_path(&c.info.path);
+                let drv_shown = sd.display(&node.drv_path);
                 let mut msg = format!(
-                    "derivation '{}' may not be deterministic: output '{}' differs",
-                    sd.display(&node.drv_path),
+                    "derivation '{drv_shown}' may not be deterministic: output '{}' differs",
                     real.display()
                 );
-                if keep_failed {
-                    let mut dst = real.into_os_string();
+                if hook.keeps() {
+                    let mut dst = real.clone().into_os_string();
                     dst.push(".check");
                     let dst = PathBuf::from(dst);
                     if let Err(e) = keep_check_result(&c.location, &dst) {
@@ -1009,6 +1160,7 @@ fn compare_with_valid(
                             msg: e.to_string(),
                         });
                     }
+                    hook.run(&sd.display(&c.info.path), &dst, &drv_shown);
                     msg.push_str(&format!(" from '{}'", dst.display()));
                 }
                 return Err(Failure {
@@ -1017,17 +1169,7 @@ fn compare_with_valid(
                     msg,
                 });
             }
-            Some(_) => {}
-            None => {
-                return Err(Failure {
-                    drv: node.drv_path.clone(),
-                    kind: FailKind::Misc,
-                    msg: format!(
-                        "some outputs of '{}' are not valid, so checking is not possible",
-                        sd.display(&node.drv_path)
-                    ),
-                })
-            }
+            Some(_) | None => {}
         }
     }
     Ok(())

@@ -6,9 +6,11 @@
 //!   ([`serve::SshStore`], `ssh://HOST` stores, `nix-copy-closure`) and the server side
 //!   ([`serve::serve`], `nix-store --serve [--write]`);
 //! - [`build`]: what builds over that protocol carry (build options, basic derivations, build
-//!   results), for remote builders.
+//!   results), for remote builders;
+//! - [`hangup`]: the server's watch for a client that hangs up while its build runs.
 
 pub mod build;
+pub mod hangup;
 pub mod serve;
 pub mod wire;
 

@@ -95,7 +95,6 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
     }
     s.keep_going = flags.keep_going || ctx.settings.get_bool("keep-going");
     s.keep_failed = flags.keep_failed || ctx.settings.get_bool("keep-failed");
-    s.check = flags.check;
     s.timeout = duration(ctx, "timeout");
     s.max_silent_time = duration(ctx, "max-silent-time");
     if let Some(sys) = ctx.settings.get("system").filter(|v| !v.is_empty()) {
@@ -144,6 +143,12 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
         .get("max-build-log-size")
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|&n| n > 0);
+    s.run_diff_hook = ctx.settings.get_bool("run-diff-hook");
+    s.diff_hook = ctx
+        .settings
+        .get("diff-hook")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
     s.post_build_hook = ctx
         .settings
         .get("post-build-hook")
@@ -209,15 +214,18 @@ impl Display {
         // Activity type 105 is a build, result type 101 a build log line (CppNix's numbering).
         let pid = u64::from(std::process::id()) << 32;
         let line = match e {
-            Event::Started { drv } => {
+            Event::Started { drv, check } => {
                 let id = pid + self.ids.len() as u64 + 1;
                 self.ids.insert(drv.clone(), id);
                 serde_json::json!({
                     "action": "start", "id": id, "level": 3, "type": 105, "parent": 0,
-                    "text": format!("building '{}'", self.sd.display(drv)),
+                    "text": started_text(&self.sd, drv, check),
                     "fields": [self.sd.display(drv), "", 1, 1],
                 })
             }
+            Event::Note { text, .. } => serde_json::json!({
+                "action": "msg", "level": 0, "msg": text,
+            }),
             Event::Log { drv, line } => serde_json::json!({
                 "action": "result", "id": self.ids.get(drv).copied().unwrap_or(0),
                 "type": 101, "fields": [line],
@@ -246,9 +254,12 @@ impl Display {
         }
         self.clear_status(&mut err);
         match e {
-            Event::Started { drv } => {
-                let _ = writeln!(err, "building '{}'...", self.sd.display(drv));
+            Event::Started { drv, check } => {
+                let _ = writeln!(err, "{}...", started_text(&self.sd, drv, check));
                 self.running.insert(drv.clone(), String::new());
+            }
+            Event::Note { text, .. } => {
+                let _ = writeln!(err, "{text}");
             }
             Event::Log { drv, line } => {
                 if self.print_logs {
@@ -272,6 +283,16 @@ impl Display {
         let stderr = std::io::stderr();
         let mut err = stderr.lock();
         self.clear_status(&mut err);
+    }
+}
+
+/// CppNix's text for a build that starts: `building '...drv'`, or for `--check` of what was
+/// asked for, `checking outputs of '...drv'`.
+fn started_text(sd: &firn_format::StoreDir, drv: &StorePath, check: bool) -> String {
+    if check {
+        format!("checking outputs of '{}'", sd.display(drv))
+    } else {
+        format!("building '{}'", sd.display(drv))
     }
 }
 
@@ -476,15 +497,22 @@ fn fetch_substitutions(
 fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Option<&Finder<'_>>) {
     let sd = store.store_dir();
     let mut err = std::io::stderr().lock();
-    if !plan.nodes.is_empty() {
-        let n = plan.nodes.len();
+    // Not what is only checked (`--check`), nor what only that waits for.
+    let announced: Vec<&StorePath> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.announced)
+        .map(|n| &n.drv_path)
+        .collect();
+    if !announced.is_empty() {
+        let n = announced.len();
         if n == 1 {
             let _ = writeln!(err, "this derivation will be built:");
         } else {
             let _ = writeln!(err, "these {n} derivations will be built:");
         }
-        for node in &plan.nodes {
-            let _ = writeln!(err, "  {}", sd.display(&node.drv_path));
+        for drv in announced {
+            let _ = writeln!(err, "  {}", sd.display(drv));
         }
     }
     if let (Some(f), false) = (finder, plan.substitutions.is_empty()) {

@@ -412,3 +412,197 @@ fn firn_client_builds_on_firn() {
     let v = conn.query_valid_paths(&asked).expect("query");
     assert_eq!(v, [bb, out].into_iter().collect());
 }
+
+/// The processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("reading /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline).contains(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Wait up to `secs` seconds for `cond`.
+fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// A session with a server (firn's, or CppNix's) that is building a derivation that would
+/// sleep for an hour, asked for with `cmd` (`cmdBuildDerivation` or `cmdBuildPaths`).
+struct SleeperBuild {
+    remote: String,
+    server: std::process::Child,
+    to: Option<std::process::ChildStdin>,
+    from: Option<std::process::ChildStdout>,
+    /// In the builder's command line (its script), and nowhere else.
+    marker: String,
+    out: String,
+}
+
+impl SleeperBuild {
+    fn start(e: &Env, tag: &str, firn_serves: bool, cmd: u64) -> SleeperBuild {
+        use firn_remote::serve::{CMD_BUILD_DERIVATION, MAGIC_1, MAGIC_2};
+        use firn_remote::wire::{read_u64, write_string, write_strings, write_u64};
+        use std::io::Write;
+        use std::process::Stdio;
+
+        let sd = StoreDir::default();
+        let remote = e.store(&format!("{tag}-{cmd}"));
+        // A derivation of its own per run, instantiated in the remote store.
+        let marker = format!("sleeper-marker-{tag}-{cmd}-{}", std::process::id());
+        let file = e.tmp.path().join(format!("{marker}.nix"));
+        std::fs::write(
+            &file,
+            format!(
+                "let bb = builtins.path {{ path = /usr/bin; name = \"busybox\"; filter = p: t: baseNameOf p == \"busybox\"; }};\n\
+                 in derivation {{ name = \"sleeper\"; system = \"x86_64-linux\"; builder = \"${{bb}}/busybox\";\n\
+                 args = [ \"sh\" \"-c\" \"sleep 3600; : {marker}; touch $out\" ]; }}\n"
+            ),
+        )
+        .expect("writing the expression");
+        let drv_path = ok_str(
+            cppnix("nix-instantiate")
+                .args(["--store", &remote])
+                .arg(&file),
+        );
+        let drv_path = sd.parse(drv_path.trim()).expect("a .drv path");
+        let real_drv = Path::new(&remote).join(&sd.display(&drv_path)[1..]);
+        let text = std::fs::read_to_string(&real_drv).expect("reading the .drv");
+        let drv = Derivation::parse(&sd, &text, "sleeper").expect("parsing the .drv");
+        let out = sd.display(&drv.outputs["out"].path.clone().expect("an output path"));
+
+        let mut server = if firn_serves {
+            firn("nix-store")
+        } else {
+            cppnix("nix-store")
+        };
+        let mut server = server
+            .args(["--store", &remote, "--serve", "--write"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the server");
+        let mut to = server.stdin.take().expect("stdin");
+        let mut from = server.stdout.take().expect("stdout");
+        write_u64(&mut to, MAGIC_1).expect("greeting");
+        to.flush().expect("greeting");
+        assert_eq!(read_u64(&mut from).expect("greeting"), MAGIC_2);
+        let version = read_u64(&mut from).expect("the server's version");
+        write_u64(&mut to, 0x207).expect("our version");
+        write_u64(&mut to, cmd).expect("the command");
+        if cmd == CMD_BUILD_DERIVATION {
+            write_string(&mut to, &sd.display(&drv_path)).expect("the .drv path");
+            firn_remote::build::write_basic_derivation(&mut to, &sd, &drv).expect("the derivation");
+        } else {
+            let wanted = format!("{}!out", sd.display(&drv_path));
+            write_strings(&mut to, [wanted.as_str()].into_iter()).expect("the paths");
+        }
+        BuildOptions::default()
+            .write(&mut to, version.min(0x207))
+            .expect("the options");
+        to.flush().expect("sending the request");
+        let b = SleeperBuild {
+            remote,
+            server,
+            to: Some(to),
+            from: Some(from),
+            marker,
+            out,
+        };
+        assert!(
+            wait_until(60, || !b.builders().is_empty()),
+            "{tag}/{cmd}: the builder never started"
+        );
+        b
+    }
+
+    /// The builder's processes.
+    fn builders(&self) -> Vec<u32> {
+        processes_with(&self.marker)
+    }
+
+    /// The builder is gone within seconds, and so is the server; nothing is valid or left at
+    /// the output path, and its lock is free.
+    fn assert_stopped(&mut self, e: &Env, what: &str) {
+        assert!(
+            wait_until(10, || self.builders().is_empty()),
+            "{what}: the builder still runs: {:?}",
+            self.builders()
+        );
+        assert!(
+            wait_until(10, || self.server.try_wait().expect("waiting").is_some()),
+            "{what}: the server still runs"
+        );
+        let status = self.server.wait().expect("reaping the server");
+        assert!(!status.success(), "{what}: {status}");
+        assert!(!e.valid(&self.remote, &self.out), "{what}");
+        assert!(
+            !Path::new(&self.remote).join(&self.out[1..]).exists(),
+            "{what}: something is left at the output path"
+        );
+        let lock = Path::new(&self.remote).join(format!("{}.lock", &self.out[1..]));
+        if let Ok(f) = std::fs::File::open(&lock) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor we own.
+            let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            assert_eq!(r, 0, "{what}: the output is still locked");
+        }
+    }
+}
+
+impl Drop for SleeperBuild {
+    /// A failed test leaves nothing running: the server and the builder (by their ids).
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        for pid in self.builders() {
+            // SAFETY: killing the builder this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A client that hangs up while the build it asked for runs (`cmdBuildDerivation` or
+/// `cmdBuildPaths`) stops it, as CppNix's server does: the builder is killed within seconds,
+/// the output is not valid, its lock is free, and the server ends.
+#[test]
+fn client_hanging_up_cancels_its_build() {
+    use firn_remote::serve::{CMD_BUILD_DERIVATION, CMD_BUILD_PATHS};
+    need_busybox();
+    let e = env();
+    for (tag, firn_serves) in REMOTES {
+        for cmd in [CMD_BUILD_DERIVATION, CMD_BUILD_PATHS] {
+            let mut b = SleeperBuild::start(&e, &format!("hangup-{tag}"), firn_serves, cmd);
+            // The client goes away.
+            drop(b.to.take());
+            drop(b.from.take());
+            b.assert_stopped(&e, &format!("{tag}/{cmd}"));
+        }
+    }
+}
+
+/// A server that is killed takes its (sandboxed) builder along.
+#[test]
+fn killed_server_takes_its_builder_along() {
+    use firn_remote::serve::CMD_BUILD_DERIVATION;
+    need_busybox();
+    let e = env();
+    let mut b = SleeperBuild::start(&e, "killed", true, CMD_BUILD_DERIVATION);
+    b.server.kill().expect("kill -9 of the server");
+    b.assert_stopped(&e, "killed");
+}

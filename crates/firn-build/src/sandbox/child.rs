@@ -39,6 +39,9 @@ pub(super) enum Op {
     /// `pivot_root` into the current directory and detach the old root.
     PivotRoot,
     Chdir(CString),
+    /// Give a path on the sandbox's root to its owner `NOBODY` (see there), keeping the
+    /// group.
+    Disown(CString),
     /// Take the sandbox uid/gid (mapped to a build user) before anything is created, keeping
     /// the namespace's capabilities until `exec` (the old uid was not mapped, so nothing drops
     /// them).
@@ -68,6 +71,7 @@ impl Op {
             Op::PivotRoot => "pivoting into the sandbox's root".into(),
             Op::Chdir(d) => format!("changing into '{}'", s(d)),
             Op::BecomeBuilder => "taking the build user's uid and gid".into(),
+            Op::Disown(p) => format!("changing the owner of '{}'", s(p)),
         }
     }
 }
@@ -267,10 +271,13 @@ unsafe fn run_op(op: &Op) -> Result<(), i32> {
             check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))
         }
         Op::Chdir(d) => check(libc::chdir(d.as_ptr())),
+        Op::Disown(p) => check(libc::lchown(p.as_ptr(), super::NOBODY, libc::gid_t::MAX)),
         Op::BecomeBuilder => {
             check(libc::setgroups(0, std::ptr::null()))?;
             check(libc::setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID))?;
-            check(libc::setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID))
+            check(libc::setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID))?;
+            // Changing credentials cleared the parent-death signal: set it again.
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))
         }
     }
 }

@@ -45,6 +45,8 @@ struct Invocation {
     flags: Vec<String>,
     args: Vec<String>,
     gc_root: Option<String>,
+    /// Without `--no-gc-warning`: warn that a realised path without `--add-root` is no root.
+    gc_warning: bool,
     build: crate::realise::BuildFlags,
 }
 
@@ -53,6 +55,7 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
     let mut flags = Vec::new();
     let mut rest = Vec::new();
     let mut gc_root = None;
+    let mut gc_warning = true;
     let mut build = crate::realise::BuildFlags::default();
     let mut it = args.into_iter();
     let mut dash_dash = false;
@@ -107,8 +110,12 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
                 gc_root = Some(crate::paths::absolute(&v)?);
                 None
             }
+            "--no-gc-warning" => {
+                gc_warning = false;
+                None
+            }
             "--indirect" | "--no-output" | "-Q" | "--no-build-output" | "--fallback"
-            | "--readonly-mode" | "--no-gc-warning" | "--ignore-unknown" => None,
+            | "--readonly-mode" | "--ignore-unknown" => None,
             "--cores" | "--max-silent-time" | "--timeout" => {
                 it.next()
                     .ok_or_else(|| usage(format!("flag '{a}' requires 1 argument")))?;
@@ -142,6 +149,7 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
         flags,
         args: rest,
         gc_root,
+        gc_warning,
         build,
     }))
 }
@@ -156,6 +164,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         flags,
         args,
         gc_root,
+        gc_warning,
         build,
     } = inv;
     let no_flags = |flags: &[String]| -> Result<()> {
@@ -208,7 +217,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         Op::Realise => {
             no_flags(&flags)?;
             let store = ctx.open_store()?;
-            realise_op(&ctx, &store, &args, gc_root, &build)
+            realise_op(&ctx, &store, &args, gc_root, gc_warning, &build)
         }
         Op::Serve => {
             let mut write = false;
@@ -563,12 +572,14 @@ Operations:\n\
 Global options: --store URI, --option NAME VALUE, -v, --quiet, --add-root PATH\n";
 
 /// `nix-store --realise`: build derivations (or check that paths are valid) and print the
-/// output paths, or the roots made with `--add-root`.
+/// output paths, or the roots made with `--add-root` (without it, CppNix's warning once, unless
+/// `--no-gc-warning`).
 fn realise_op(
     ctx: &Ctx,
     store: &LocalStore,
     args: &[String],
     gc_root: Option<String>,
+    gc_warning: bool,
     build: &crate::realise::BuildFlags,
 ) -> Result<()> {
     let sd = store.store_dir();
@@ -583,6 +594,7 @@ fn realise_op(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut root_nr = 0;
+    let mut warned = false;
     for w in &wanted {
         for (_, p) in crate::realise::resolved_outputs(store, w)? {
             match &gc_root {
@@ -595,7 +607,13 @@ fn realise_op(
                     let link = store.add_perm_root(&p, std::path::Path::new(&name))?;
                     writeln!(out, "{}", link.display())?;
                 }
-                None => writeln!(out, "{}", sd.display(&p))?,
+                None => {
+                    if gc_warning && !warned {
+                        warned = true;
+                        eprintln!("warning: you did not specify '--add-root'; the result might be removed by the garbage collector");
+                    }
+                    writeln!(out, "{}", sd.display(&p))?
+                }
             }
         }
     }

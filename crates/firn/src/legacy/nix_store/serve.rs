@@ -7,7 +7,9 @@
 //! Builds take the client's options as CppNix's server does: `max-silent-time`, `timeout`,
 //! `max-build-log-size` and `keep-failed` replace this machine's settings, substitution is
 //! off and no build log is kept here (the client keeps what the builder prints, which goes to
-//! stderr).
+//! stderr). A client that hangs up while its build runs interrupts it (as CppNix's
+//! `MonitorFdHup`): the builders are killed, nothing is registered, and the session ends
+//! with "interrupted by the user".
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -28,6 +30,7 @@ pub fn serve_op(ctx: &Ctx, store: &LocalStore, write: bool) -> Result<()> {
     let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
     let mut output = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut build = |paths: &[String], options: &BuildOptions| {
+        let _watch = watch_client();
         let ctx = &with_client_options(ctx, options);
         let wanted: Result<Vec<_>> = paths
             .iter()
@@ -41,6 +44,7 @@ pub fn serve_op(ctx: &Ctx, store: &LocalStore, write: bool) -> Result<()> {
         })
     };
     let mut build_derivation = |drv_path: &StorePath, drv: &Derivation, options: &BuildOptions| {
+        let _watch = watch_client();
         build_sent_derivation(&with_client_options(ctx, options), store, drv_path, drv)
     };
     // Substitution for clients that ask for it, with this store's substituters (opened on
@@ -78,8 +82,25 @@ pub fn serve_op(ctx: &Ctx, store: &LocalStore, write: bool) -> Result<()> {
         build_derivation: &mut build_derivation,
         substitute: &mut substitute,
     };
-    firn_remote::serve::serve(store, write, &mut input, &mut output, hooks)?;
+    let served = firn_remote::serve::serve(store, write, &mut input, &mut output, hooks);
+    if firn_build::interrupted() {
+        // The client went away during a build (answering it may have failed too).
+        anyhow::bail!("interrupted by the user");
+    }
+    served?;
     Ok(())
+}
+
+/// While a build runs, nothing reads from the client: watch stdin for it hanging up, which
+/// interrupts the build.
+fn watch_client() -> Option<firn_remote::hangup::HangupWatch> {
+    match firn_remote::hangup::HangupWatch::start(0, firn_build::interrupt) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("cannot watch the client for hanging up: {e}");
+            None
+        }
+    }
 }
 
 /// This machine's settings with a client's build options in place (CppNix's
@@ -148,9 +169,9 @@ fn build_sent_derivation(
     }
     let start = now();
     let outcome = firn_build::schedule::realise(store, &settings, &plan, &mut |e| {
-        if let Event::Log { line, .. } = e {
+        if let Event::Log { line: text, .. } | Event::Note { text, .. } = e {
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{line}");
+            let _ = writeln!(err, "{text}");
         }
     });
     let stop = now();
