@@ -45,6 +45,9 @@ impl Evaluator {
                 if x.kind == ErrorKind::Assert {
                     let what = format!("while evaluating the condition of the assertion '{text}'");
                     x.trace.push(self.frame(what, assert.span.start));
+                    // As CppNix: the difference has no position of its own (the frames say
+                    // where it is); an empty one keeps the `assert` from claiming it.
+                    x.at.get_or_insert_with(String::new);
                 }
                 return x;
             }

@@ -1056,7 +1056,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::String(s) => s.s.to_string(),
                     other => crate::print::print_value(ev, other, false)?,
                 };
-                eprintln!("trace: {}", crate::term::for_stderr(&shown));
+                crate::term::write_stderr_line(&format!("trace: {shown}"));
                 force(ev, &a[1])
             }),
         ),

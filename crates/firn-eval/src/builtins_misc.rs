@@ -69,7 +69,8 @@ fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     if std::path::Path::new(&path).is_dir() {
         path = format!("{}/default.nix", path.trim_end_matches('/'));
     }
-    let text = std::fs::read_to_string(ev.store.real_path(&path))
+    let text = std::fs::read(ev.store.real_path(&path))
+        .map(firn_syntax::bytes::decode)
         .map_err(|e| EvalError::new(format!("reading file '{path}': {e}")))?;
     let dir = std::path::Path::new(&path)
         .parent()
@@ -367,7 +368,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::String(s) => s.s.to_string(),
                     other => crate::print::print_value(ev, other, false)?,
                 };
-                eprintln!("trace: {}", crate::term::for_stderr(&shown));
+                crate::term::write_stderr_line(&format!("trace: {shown}"));
             }
             force(ev, &a[1])
         }),

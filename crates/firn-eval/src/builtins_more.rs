@@ -48,6 +48,18 @@ pub fn to_json(
     r
 }
 
+/// A JSON string: `s` quoted and escaped, or CppNix's error when the bytes `s` stands for
+/// are not UTF-8 (see [`firn_syntax::bytes`]).
+fn json_string(out: &mut String, s: &str) -> EResult<()> {
+    let s = firn_syntax::bytes::utf8_for_json(s).map_err(|e| {
+        EvalError::new(format!(
+            "JSON serialization error: [json.exception.type_error.316] {e}"
+        ))
+    })?;
+    out.push_str(&serde_json::Value::String(s.into_owned()).to_string());
+    Ok(())
+}
+
 fn to_json_inner(
     ev: &mut Evaluator,
     v: &Value,
@@ -66,7 +78,7 @@ fn to_json_inner(
         ),
         Value::String(s) => {
             ctx.extend(s.context.iter().cloned());
-            out.push_str(&serde_json::Value::String(s.s.to_string()).to_string())
+            json_string(out, &s.s)?
         }
         Value::Path(p) => {
             let s = if copy {
@@ -75,7 +87,7 @@ fn to_json_inner(
                 NixString::plain(p.clone())
             };
             ctx.extend(s.context.iter().cloned());
-            out.push_str(&serde_json::Value::String(s.s.to_string()).to_string())
+            json_string(out, &s.s)?
         }
         Value::List(l) => {
             out.push('[');
@@ -157,7 +169,7 @@ fn json_object(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&serde_json::Value::String(k.to_string()).to_string());
+        json_string(out, k)?;
         out.push(':');
         let x = ev.force(t)?;
         to_json(ev, &x, out, ctx, copy)?;
@@ -417,7 +429,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         }),
         ("warn", 2, |ev, a| {
             let msg = string(ev, &a[0])?;
-            eprintln!("evaluation warning: {}", crate::term::for_stderr(&msg.s));
+            crate::term::write_stderr_line(&format!("evaluation warning: {}", msg.s));
             if ev.abort_on_warn {
                 return err("aborting to reveal stack trace of warning, as abort-on-warn is set");
             }
@@ -432,7 +444,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     "the contents of the file '{p}' cannot be represented as a Nix string"
                 ));
             }
-            Ok(Value::str(String::from_utf8_lossy(&bytes).into_owned()))
+            Ok(Value::str(firn_syntax::bytes::decode(bytes)))
         }),
         ("pathExists", 1, |ev, a| {
             let p = path_of(ev, &a[0])?;

@@ -59,27 +59,131 @@ impl EvalError {
         }))
     }
 
-    /// The message, and with `trace` the `… while …` frames (`--show-trace`), outermost
-    /// last, as CppNix prints them.
+    /// The message and its position, as printed after `error: `; with `trace`
+    /// (`--show-trace`) and frames, current Nix's layout instead: a line break (so the
+    /// prefix stands alone, see [`error_line`]), the `… while …` frames outermost first
+    /// (repeats folded, see [`fold_frames`]), then `error: ` and the message.
+    ///
+    /// Without the frames, an error that has no position of its own (`at` empty) shows its
+    /// innermost frame's, which current Nix would show in that frame.
     pub fn render(&self, trace: bool) -> String {
-        let mut s = self.msg.clone();
-        if let Some(at) = self.at.as_deref().filter(|a| !a.is_empty()) {
+        let frames = trace && !self.trace.is_empty();
+        let at = match self.at.as_deref() {
+            Some("") if !frames => self
+                .trace
+                .iter()
+                .find_map(|f| f.find(FRAME_AT).map(|i| &f[i + 1..])),
+            at => at.filter(|a| !a.is_empty()),
+        };
+        let mut s = indent_rest(&self.msg);
+        if let Some(at) = at {
             s.push('\n');
             s.push_str(at.trim_end());
         }
-        if trace {
-            for t in &self.trace {
-                s.push_str("\n\n       … ");
-                s.push_str(t);
+        if !frames {
+            return s;
+        }
+        let mut out = String::new();
+        for item in fold_frames(self.trace.iter().rev().map(String::as_str)) {
+            match item {
+                Folded::Frame(f) => {
+                    out.push_str("\n       … ");
+                    out.push_str(&frame_layout(f));
+                    out.push('\n');
+                }
+                Folded::Omitted(n) => {
+                    out.push_str(&format!("\n       ({n} duplicate frames omitted)\n"));
+                }
             }
         }
-        s
+        out.push_str("\n       error: ");
+        out.push_str(&s);
+        out
     }
 
     /// Is this caught by `tryEval`?
     pub fn catchable(&self) -> bool {
         matches!(self.kind, ErrorKind::Throw | ErrorKind::Assert)
     }
+}
+
+/// `error: ` and a [`EvalError::render`]ed text (just `error:` before a text that starts on
+/// the next line), as the CLI prints an error.
+pub fn error_line(text: &str) -> String {
+    if text.starts_with('\n') {
+        format!("error:{text}")
+    } else {
+        format!("error: {text}")
+    }
+}
+
+/// A frame of a `--show-trace` listing, or how many repeated frames were left out there.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Folded<'a> {
+    Frame(&'a str),
+    Omitted(usize),
+}
+
+/// Current Nix's folding of repeated frames (given outermost first): a frame (text and
+/// position) that was shown already is held back; the run of held-back frames is shown
+/// anyway if it has at most 5, else it becomes "(N duplicate frames omitted)". What was
+/// shown is remembered for the whole listing (CppNix means to forget it after each omission,
+/// but clears a copy). Frames without text are not shown.
+pub fn fold_frames<'a>(frames: impl Iterator<Item = &'a str>) -> Vec<Folded<'a>> {
+    fn flush<'a>(out: &mut Vec<Folded<'a>>, held: &mut Vec<&'a str>) {
+        if held.len() > 5 {
+            out.push(Folded::Omitted(held.len()));
+        } else {
+            out.extend(held.iter().map(|f| Folded::Frame(f)));
+        }
+        held.clear();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut held = Vec::new();
+    let mut out = Vec::new();
+    for f in frames.filter(|f| !f.is_empty()) {
+        if !seen.insert(f) {
+            held.push(f);
+            continue;
+        }
+        flush(&mut out, &mut held);
+        out.push(Folded::Frame(f));
+    }
+    flush(&mut out, &mut held);
+    out
+}
+
+/// Where a frame's position starts (see [`frame_layout`]).
+const FRAME_AT: &str = "\n       at ";
+
+/// A frame (its text, then maybe its position as [`crate::positions::Positions::render`]
+/// gives it) laid out under its `… `: the position's `at` two columns further in.
+fn frame_layout(frame: &str) -> String {
+    match frame.find(FRAME_AT) {
+        Some(i) => format!(
+            "{}\n  {}",
+            indent_rest(&frame[..i]),
+            frame[i + 1..].trim_end()
+        ),
+        None => indent_rest(frame),
+    }
+}
+
+/// A message's lines after the first indented to line up under its first (which follows
+/// `error: ` or `… `), and no line with trailing blanks, as CppNix prints messages.
+fn indent_rest(text: &str) -> String {
+    let chomp = |l: &str| l.trim_end_matches([' ', '\t', '\r', '\n']).to_string();
+    let mut lines = text.split('\n');
+    let mut out = chomp(lines.next().unwrap_or_default());
+    for l in lines {
+        out.push('\n');
+        let l = chomp(l);
+        if !l.is_empty() {
+            out.push_str("       ");
+            out.push_str(&l);
+        }
+    }
+    out
 }
 
 pub type EResult<T> = Result<T, EvalError>;

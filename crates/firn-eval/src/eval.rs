@@ -40,6 +40,8 @@ pub struct Evaluator {
     pub trace_verbose: bool,
     /// `abort-on-warn`: `builtins.warn` fails after printing.
     pub abort_on_warn: bool,
+    /// The `pipe-operators` experimental feature: whether `|>` and `<|` parse.
+    pub pipe_operators: bool,
     /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
     var_exprs: HashMap<Symbol, &'static Expr>,
     /// The global scope by symbol number, for [`ExprKind::Global`] variables.
@@ -71,6 +73,7 @@ impl Evaluator {
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
             abort_on_warn: false,
+            pipe_operators: false,
             var_exprs: HashMap::new(),
             globals: Vec::new(),
             positions: Default::default(),
@@ -161,6 +164,7 @@ impl Evaluator {
             origin,
             base_dir,
             home: &home,
+            pipe_operators: self.pipe_operators,
         };
         // On a big enough stack, parse here rather than on a thread of its own.
         let free = self.stack_limit.saturating_sub(self.stack_used());
@@ -176,12 +180,15 @@ impl Evaluator {
                 }
                 Ok(Box::leak(Box::new(e)))
             }
-            Err(e) => Err(EvalError::new(
-                firn_syntax::render_error(&e, text, origin)
-                    .trim_start_matches("error: ")
-                    .trim_end()
-                    .to_string(),
-            )),
+            Err(e) => {
+                let mut x = EvalError::new(e.msg);
+                x.at = Some(firn_syntax::render_location(
+                    text,
+                    origin,
+                    e.span.start as usize,
+                ));
+                Err(x)
+            }
         }
     }
 
@@ -200,7 +207,8 @@ impl Evaluator {
         if let Some(v) = self.imports.get(&p) {
             return Ok(v.clone());
         }
-        let text = std::fs::read_to_string(&p)
+        let text = std::fs::read(&p)
+            .map(firn_syntax::bytes::decode)
             .map_err(|e| EvalError::new(format!("reading file '{p}': {e}")))?;
         let dir = std::path::Path::new(&p)
             .parent()

@@ -35,12 +35,11 @@ impl Positions {
         let len = u32::try_from(text.len()).ok()?;
         let base = self.next_base;
         self.next_base = base.checked_add(len)?.checked_add(1)?;
-        let mut line_starts = vec![0u32];
-        for (i, b) in text.bytes().enumerate() {
-            if b == b'\n' {
-                line_starts.push(i as u32 + 1);
-            }
-        }
+        // Within `len`, which fits in a u32.
+        let line_starts = firn_syntax::line_starts(text.as_bytes())
+            .into_iter()
+            .map(|s| s as u32)
+            .collect();
         self.files.push(SourceFile {
             base,
             len,
@@ -63,7 +62,14 @@ impl Positions {
             return None;
         }
         let line = f.line_starts.partition_point(|&s| s <= rel);
-        let col = rel - f.line_starts[line - 1] + 1;
+        let start = f.line_starts[line - 1];
+        // Columns count the bytes the text stands for (see `firn_syntax::bytes`).
+        let stand_ins = f
+            .text
+            .as_bytes()
+            .get(start as usize..rel as usize)
+            .map_or(0, firn_syntax::bytes::count_stand_ins);
+        let col = rel - start - 3 * stand_ins as u32 + 1;
         Some((f.origin.clone(), line as u32, col))
     }
 

@@ -3,7 +3,7 @@
 //! otherwise, so logs and `grep` see plain text.
 
 use std::borrow::Cow;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 /// `s` as it should go to stderr.
 pub fn for_stderr(s: &str) -> Cow<'_, str> {
@@ -12,6 +12,27 @@ pub fn for_stderr(s: &str) -> Cow<'_, str> {
     } else {
         strip_escapes(s)
     }
+}
+
+/// Write `s` and a line break to stderr (as [`for_stderr`] has it), raw bytes as the bytes
+/// (see [`firn_syntax::bytes`]).
+pub fn write_stderr_line(s: &str) {
+    let s = for_stderr(s);
+    let mut out = firn_syntax::bytes::encode(&s).into_owned();
+    out.push(b'\n');
+    // As `eprintln!`, but a closed stderr is not worth a panic.
+    let _ = std::io::stderr().lock().write_all(&out);
+}
+
+/// Write `s` (and a line break when `newline`) to stdout, raw bytes as the bytes (see
+/// [`firn_syntax::bytes`]), as Nix prints strings.
+pub fn write_stdout(s: &str, newline: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(&firn_syntax::bytes::encode(s))?;
+    if newline {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 /// `s` without ANSI escape sequences: CSI (`ESC [` … final byte), OSC (`ESC ]` … BEL or

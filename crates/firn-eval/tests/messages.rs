@@ -1,10 +1,13 @@
 //! Error messages worded as current Nix words them: explained equality assertions, values
-//! shown within a budget, and the messages of single builtins.
+//! shown within a budget, the messages of single builtins, and how errors are laid out
+//! (`--show-trace` frames, positions, source files that are not UTF-8).
 
 mod common;
 
-use common::run;
+use common::{run, run_with};
+use firn_eval::error::{error_line, fold_frames, Folded};
 use firn_eval::ErrorKind;
+use firn_syntax::bytes::{decode, encode};
 
 /// The error message of `text`, which must fail.
 fn msg(text: &str) -> String {
@@ -417,4 +420,240 @@ fn add_drv_output_dependencies_names_the_output() {
         "`addDrvOutputDependencies` can only act on derivations, not on a derivation output \
          such as 'dev'"
     );
+}
+
+/// A directory of its own under the system's temporary directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("firn-messages-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+        TempDir(dir)
+    }
+
+    /// Write `bytes` to `name` in it; the file's path.
+    fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).expect("writing a test file");
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const PIPES_OFF: &str = "experimental Nix feature 'pipe-operators' is disabled; add \
+                         '--extra-experimental-features pipe-operators' to enable it";
+
+#[test]
+fn pipe_operators_need_the_experimental_feature() {
+    let e = run("1 |> (x: x + 1)").unwrap_err();
+    assert_eq!(e.msg, PIPES_OFF);
+    assert_eq!(
+        e.render(true),
+        format!("{PIPES_OFF}\n       at «test»:1:3:\n            1| 1 |> (x: x + 1)\n             |   ^")
+    );
+    assert_eq!(run("f <| 1").unwrap_err().msg, PIPES_OFF);
+
+    let on = |text: &str| run_with(text, |ev| ev.pipe_operators = true);
+    assert_eq!(on("1 |> (x: x + 1)").unwrap(), "2");
+    assert_eq!(
+        on("[ 1 2 ] |> map (x: x * 3) |> builtins.length").unwrap(),
+        "2"
+    );
+    assert_eq!(on("(x: x * 2) <| (x: x + 1) <| 3").unwrap(), "8");
+
+    // Imported files follow the setting too.
+    let dir = TempDir::new("pipes");
+    let f = dir.file("pipes.nix", b"2 |> (x: x * 5)\n");
+    assert_eq!(run(&format!("import {f}")).unwrap_err().msg, PIPES_OFF);
+    assert_eq!(
+        run_with(&format!("import {f}"), |ev| ev.pipe_operators = true).unwrap(),
+        "10"
+    );
+}
+
+#[test]
+fn source_files_that_are_not_utf8_are_read_as_bytes() {
+    let dir = TempDir::new("bytes");
+    // As upstream's eval-fail-toJSON-non-utf-8: the byte is kept, and toJSON refuses it.
+    let f = dir.file("json.nix", b"builtins.toJSON \"_invalid UTF-8: \xff_\"\n");
+    let e = run(&format!("import {f}")).unwrap_err();
+    assert_eq!(
+        e.msg,
+        "JSON serialization error: [json.exception.type_error.316] invalid UTF-8 byte at index \
+         16: 0xFF"
+    );
+    // The source line is shown with the byte itself.
+    let shown = encode(&e.render(false)).into_owned();
+    let line: &[u8] = b"            1| builtins.toJSON \"_invalid UTF-8: \xff_\"\n";
+    assert!(
+        shown.windows(line.len()).any(|w| w == line),
+        "{}",
+        e.render(false)
+    );
+
+    // Strings keep the bytes: printed as they are, and columns count bytes.
+    let printed = run(&decode(b"\"a\xffb\xc3\"".to_vec())).unwrap();
+    assert_eq!(&*encode(&printed), b"\"a\xffb\xc3\"");
+    let column = decode(b"{ a = \"\xff\xfe\"; b = __curPos; }.b.column".to_vec());
+    assert_eq!(run(&column).unwrap(), "17");
+    // Bytes that make a character again are that character to toJSON.
+    let joined = decode(b"builtins.toJSON (\"\xc3\" + \"\xa9\")".to_vec());
+    assert_eq!(run(&joined).unwrap(), "\"\\\"\u{e9}\\\"\"");
+
+    // `readFile` of a file that is not UTF-8 keeps its bytes too.
+    let data = dir.file("data", b"\x80abc");
+    let e = run(&format!("builtins.toJSON (builtins.readFile {data})")).unwrap_err();
+    assert!(
+        e.msg.ends_with("invalid UTF-8 byte at index 0: 0x80"),
+        "{}",
+        e.msg
+    );
+}
+
+#[test]
+fn messages_of_several_lines_line_up_under_the_first() {
+    let e = run("throw \"a\\nb  \\n\\n  c\"").unwrap_err();
+    assert_eq!(e.render(false), "a\n       b\n\n         c");
+    assert_eq!(
+        error_line(&e.render(false)),
+        "error: a\n       b\n\n         c"
+    );
+}
+
+#[test]
+fn lines_end_at_cr_lf_and_lone_cr_as_in_nix() {
+    // As upstream's eval-fail-eol-2: a lone `\r` ends a line, for numbers and for the lines
+    // shown.
+    let e = run("# foo\rinvalid\n# bar\n").unwrap_err();
+    assert_eq!(
+        e.render(false),
+        "undefined variable 'invalid'\n       at «test»:2:1:\n            1| # foo\n            \
+         2| invalid\n             | ^\n            3| # bar"
+    );
+    let e = run("# a\r\n# b\r\n  x\r\n").unwrap_err();
+    assert!(e
+        .render(false)
+        .contains("at «test»:3:3:\n            2| # b\n            3|   x\n"));
+    assert_eq!(run("# a\r\r__curPos.line").unwrap(), "3");
+}
+
+#[test]
+fn explained_assertions_have_no_position_of_their_own() {
+    let e = run("assert 1 == 2; 0").unwrap_err();
+    assert_eq!(e.at.as_deref(), Some(""));
+    // Their frame says where: without `--show-trace`, below the message.
+    assert_eq!(
+        e.render(false),
+        "an integer with value '1' is not equal to an integer with value '2'\n       at \
+         «test»:1:1:\n            1| assert 1 == 2; 0\n             | ^"
+    );
+    assert_eq!(
+        error_line(&e.render(true)),
+        "error:\n       … while evaluating the condition of the assertion '(1 == 2)'\n         \
+         at «test»:1:1:\n            1| assert 1 == 2; 0\n             | ^\n\n       error: an \
+         integer with value '1' is not equal to an integer with value '2'"
+    );
+    // A plain failed assertion has its position.
+    assert_eq!(
+        run("assert false; 0").unwrap_err().render(false),
+        "assertion 'false' failed\n       at «test»:1:1:\n            1| assert false; 0\n             | ^"
+    );
+}
+
+#[test]
+fn parse_errors_have_their_position_apart() {
+    let e = run("let\n  ${\"a\" + \"\"} = 1;\nin\na").unwrap_err();
+    assert_eq!(e.msg, "dynamic attributes not allowed in let");
+    assert_eq!(
+        e.at.as_deref(),
+        Some("       at «test»:1:1:\n            1| let\n             | ^\n            2|   ${\"a\" + \"\"} = 1;\n")
+    );
+}
+
+#[test]
+fn show_trace_lists_frames_outermost_first() {
+    let e = run("let s = { x = 1 + \"a\"; }; g = y: s.x; in g 1").unwrap_err();
+    let shown = error_line(&e.render(true));
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines[0], "error:");
+    let frames: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("       … "))
+        .copied()
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            "       … from call site",
+            "       … while calling 'g'",
+            "       … while evaluating the attribute 'x'"
+        ]
+    );
+    // A frame's position is two columns further in than the error's.
+    assert_eq!(lines[2], "         at «test»:1:42:");
+    let error = lines
+        .iter()
+        .position(|l| l.starts_with("       error: "))
+        .unwrap();
+    assert_eq!(lines[error + 1], "       at «test»:1:15:");
+    assert_eq!(lines[error - 1], "");
+    // Without `--show-trace`, the message alone.
+    assert!(error_line(&e.render(false)).starts_with("error: cannot add"));
+}
+
+#[test]
+fn repeated_frames_are_folded_as_current_nix_folds_them() {
+    use Folded::{Frame, Omitted};
+    // At most 5 repeats are shown anyway.
+    let few = ["a", "b", "a", "b", "a", "b", "c"];
+    assert_eq!(
+        fold_frames(few.into_iter()),
+        few.iter().map(|f| Frame(f)).collect::<Vec<_>>()
+    );
+    // More are counted; what was shown stays known for the whole listing (A×10 B×10 A×10).
+    let runs: Vec<&str> = ["a"; 10]
+        .into_iter()
+        .chain(["b"; 10])
+        .chain(["a"; 10])
+        .collect();
+    assert_eq!(
+        fold_frames(runs.into_iter()),
+        [Frame("a"), Omitted(9), Frame("b"), Omitted(19)]
+    );
+    // Frames without text are left out.
+    assert_eq!(fold_frames(["", "a", ""].into_iter()), [Frame("a")]);
+
+    // A recursion that fails deep down.
+    let e = run("let f = n: if n == 0 then throw \"x\" else 1 + f (n - 1); in f 10").unwrap_err();
+    let shown = error_line(&e.render(true));
+    let outline: Vec<&str> = shown
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect();
+    assert_eq!(
+        outline,
+        [
+            "error:",
+            "       … from call site",
+            "         at «test»:1:60:",
+            "       … while calling 'f'",
+            "         at «test»:1:9:",
+            "       … from call site",
+            "         at «test»:1:46:",
+            "       (19 duplicate frames omitted)",
+            "       error: x"
+        ]
+    );
+    // Three calls repeat only 3 frames: all shown.
+    let e = run("let f = n: if n == 0 then throw \"x\" else 1 + f (n - 1); in f 2").unwrap_err();
+    let shown = e.render(true);
+    assert!(!shown.contains("omitted"), "{shown}");
+    assert_eq!(shown.matches("… while calling 'f'").count(), 3);
 }

@@ -19,6 +19,7 @@ fn main() {
         origin: "«stdin»",
         base_dir: "/pwd",
         home: "/home/user",
+        pipe_operators: false,
     };
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("reading the test directory")
@@ -33,7 +34,8 @@ fn main() {
     let mut failures = Vec::new();
     for n in &names {
         let path = Path::new(&dir).join(n);
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        // As bytes: sources need not be UTF-8 (see `firn_syntax::bytes`).
+        let Ok(text) = std::fs::read(&path).map(firn_syntax::bytes::decode) else {
             continue;
         };
         let stem = n.trim_end_matches(".nix");
@@ -91,6 +93,7 @@ fn main() {
                     "already defined",
                     "duplicate formal",
                     "dynamic attributes not allowed",
+                    "experimental Nix feature",
                     "invalid integer",
                     "path has a trailing slash",
                     "undefined variable",

@@ -3,6 +3,7 @@
 //! line, column and a caret, and CppNix's `--parse` printer.
 
 pub mod ast;
+pub mod bytes;
 pub mod lexer;
 pub mod parser;
 pub mod scope;
@@ -10,7 +11,7 @@ pub mod show;
 pub mod suggest;
 
 pub use ast::{Expr, ExprKind, Interner, Span, Symbol};
-pub use parser::{line_col, ParseError};
+pub use parser::{line_col, line_starts, ParseError};
 
 /// Where a source text comes from, for error messages and resolving relative paths.
 #[derive(Clone, Debug)]
@@ -21,6 +22,9 @@ pub struct Source<'a> {
     pub base_dir: &'a str,
     /// `$HOME`, for `~/` paths.
     pub home: &'a str,
+    /// Whether `|>` and `<|` are allowed: the `pipe-operators` experimental feature
+    /// (`experimental-features`); without it they are an error where they appear.
+    pub pipe_operators: bool,
 }
 
 /// Parse a whole Nix expression. Runs on a thread with a large stack so that deep (but
@@ -52,8 +56,9 @@ pub fn parse_with_names_here(
     interner: &mut Interner,
     extra: &[Symbol],
 ) -> Result<Expr, ParseError> {
-    let mut e =
-        parser::Parser::new(text, interner, src.origin, src.base_dir, src.home).parse_file()?;
+    let mut e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
+        .with_pipe_operators(src.pipe_operators)
+        .parse_file()?;
     scope::check(interner, &mut e, extra)?;
     Ok(e)
 }
@@ -78,6 +83,7 @@ fn parse_on_big_stack(
             .stack_size(PARSE_STACK)
             .spawn_scoped(scope, || {
                 let mut e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
+                    .with_pipe_operators(src.pipe_operators)
                     .parse_file()?;
                 if let Some(extra) = check_scopes {
                     scope::check(interner, &mut e, extra)?;
@@ -113,7 +119,18 @@ pub fn render_error(e: &ParseError, text: &str, origin: &str) -> String {
 /// the line after.
 pub fn render_location(text: &str, origin: &str, offset: usize) -> String {
     let (line, col) = line_col(text.as_bytes(), offset);
-    let lines: Vec<&str> = text.split('\n').collect();
+    let starts = line_starts(text.as_bytes());
+    let lines: Vec<&str> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let end = starts.get(i + 1).copied().unwrap_or(text.len());
+            text.get(s..end)
+                .unwrap_or("")
+                .trim_end_matches('\n')
+                .trim_end_matches('\r')
+        })
+        .collect();
     let show = |n: usize| -> String {
         let t = lines.get(n - 1).copied().unwrap_or("").trim_end();
         if t.is_empty() {

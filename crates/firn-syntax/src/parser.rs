@@ -31,6 +31,8 @@ pub struct Parser<'a> {
     home: String,
     origin: String,
     depth: usize,
+    /// Whether `|>` and `<|` are allowed (the `pipe-operators` experimental feature).
+    pipe_operators: bool,
 }
 
 fn err<T>(msg: impl Into<String>, start: usize, end: usize) -> PResult<T> {
@@ -111,7 +113,14 @@ impl<'a> Parser<'a> {
             home: home.to_string(),
             origin: origin.to_string(),
             depth: 0,
+            pipe_operators: false,
         }
+    }
+
+    /// Allow `|>` and `<|` (the `pipe-operators` experimental feature; refused by default).
+    pub fn with_pipe_operators(mut self, on: bool) -> Parser<'a> {
+        self.pipe_operators = on;
+        self
     }
 
     fn peek(&mut self) -> PResult<(Tok, usize, usize)> {
@@ -126,6 +135,15 @@ impl<'a> Parser<'a> {
                 Err(at) => return err("unterminated comment", at, self.src.len()),
             };
             let (tok, n) = next_token_cached(self.src, start, &mut self.dead_run);
+            if matches!(tok, Tok::PipeInto | Tok::PipeFrom) && !self.pipe_operators {
+                // As CppNix's lexer: as soon as the token is read, whatever follows.
+                return err(
+                    "experimental Nix feature 'pipe-operators' is disabled; add \
+                     '--extra-experimental-features pipe-operators' to enable it",
+                    start,
+                    start + n,
+                );
+            }
             self.peeked = Some((tok, start, start + n));
         }
         match &self.peeked {
@@ -356,14 +374,11 @@ impl<'a> Parser<'a> {
                 if *self.peek_tok()? != Tok::Char('{') {
                     let attrs = self.parse_binds(&[Tok::In])?;
                     self.expect(Tok::In, "'in'")?;
-                    if let Some((_, _, span)) = attrs.dynamic.first() {
-                        return err(
-                            "dynamic attributes not allowed in let",
-                            span.start as usize,
-                            span.end as usize,
-                        );
-                    }
                     let body = self.parse_expr()?;
+                    // As CppNix's grammar: once the whole `let` is read, at the `let`.
+                    if !attrs.dynamic.is_empty() {
+                        return err("dynamic attributes not allowed in let", start, start + 3);
+                    }
                     let span = Span::new(start, body.span.end as usize);
                     return Ok(Expr::new(
                         ExprKind::Let {
@@ -972,11 +987,9 @@ impl<'a> Parser<'a> {
                 continue;
             }
             if slash {
-                return err(
-                    "path has a trailing slash",
-                    self.pos.saturating_sub(1),
-                    self.pos,
-                );
+                // As CppNix's lexer: at what follows the slash.
+                let end = (self.pos + 1).min(self.src.len()).max(self.pos);
+                return err("path has a trailing slash", self.pos, end);
             }
             break;
         }
@@ -1440,15 +1453,30 @@ fn bin(op: BinOp, a: Expr, b: Expr, span: Span) -> Expr {
 /// 1-based line and column of a byte offset.
 pub fn line_col(src: &[u8], offset: usize) -> (usize, usize) {
     let off = offset.min(src.len());
-    let line = src[..off].iter().filter(|&&c| c == b'\n').count() + 1;
-    let col = off
-        - src[..off]
-            .iter()
-            .rposition(|&c| c == b'\n')
-            .map(|p| p + 1)
-            .unwrap_or(0)
-        + 1;
-    (line, col)
+    let starts = line_starts(&src[..off]);
+    let last = starts.last().copied().unwrap_or(0);
+    // In the bytes the text stands for (see `crate::bytes`).
+    let stand_ins = crate::bytes::count_stand_ins(&src[last..off]);
+    (starts.len(), off - last - 3 * stand_ins + 1)
+}
+
+/// Where the lines of `src` start (the first at 0): after each `\n`, `\r\n` or lone `\r`,
+/// the line ends Nix counts (columns are then bytes into the line, from 1).
+pub fn line_starts(src: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut i = 0;
+    while i < src.len() {
+        match src[i] {
+            b'\r' if src.get(i + 1) == Some(&b'\n') => i += 2,
+            b'\r' | b'\n' => i += 1,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        starts.push(i);
+    }
+    starts
 }
 
 /// CppNix's indentation stripping of `''` strings.

@@ -18,6 +18,7 @@ fn src() -> Source<'static> {
         origin: "«string»",
         base_dir: "/base",
         home: "/home/u",
+        pipe_operators: true,
     }
 }
 
@@ -66,6 +67,61 @@ fn precedence_and_desugaring() {
     fails("a == b == c");
     fails("a < b < c");
     fails("x |> f <| y");
+}
+
+/// Where some parse errors are, as CppNix's parser puts them.
+#[test]
+fn parse_error_positions() {
+    let at = |text: &str| {
+        let mut i = Interner::default();
+        let e = parse_syntax(text, &src(), &mut i).expect_err(text);
+        firn_syntax::line_col(text.as_bytes(), e.span.start as usize)
+    };
+    // After the slash (the end of the file here).
+    assert_eq!(at("# c\n/nix/store/"), (2, 12));
+    assert_eq!(at("[ ./a/ ]"), (1, 7));
+    // At the `let`, once it is read whole (a syntax error in its body comes first).
+    assert_eq!(at("let\n  ${a} = 1;\nin\na"), (1, 1));
+    assert_eq!(at("x: let \"${a}\" = 1; in a"), (1, 4));
+    assert!(fails("let ${a} = 1; in )").starts_with("syntax error"));
+    // Lines end at `\n`, `\r\n` and a lone `\r`; columns count bytes.
+    assert_eq!(at("#\r#\r\n#\n  )"), (4, 3));
+    assert_eq!(firn_syntax::line_starts(b"a\r\nb\rc\n"), [0, 3, 5, 7]);
+}
+
+/// Without the `pipe-operators` feature, `|>` and `<|` are refused where they are read, as
+/// CppNix's lexer does (even where a syntax error would follow).
+#[test]
+fn pipe_operators_need_their_feature() {
+    let off = Source {
+        pipe_operators: false,
+        ..src()
+    };
+    for (text, col) in [
+        ("1 |> 2", 3),
+        ("f <| x", 3),
+        ("[ (x) |> ]", 7),
+        ("a |> b <| c", 3),
+    ] {
+        let mut i = Interner::default();
+        let e = parse_syntax(text, &off, &mut i).expect_err(text);
+        assert_eq!(
+            render_error(&e, text, "«string»"),
+            format!(
+                "error: experimental Nix feature 'pipe-operators' is disabled; add \
+                 '--extra-experimental-features pipe-operators' to enable it\n       \
+                 at «string»:1:{col}:\n            1| {text}\n             | {}^\n",
+                " ".repeat(col - 1)
+            )
+        );
+    }
+    // An earlier syntax error comes first; `||`, `>` and a string are not the operator.
+    let mut i = Interner::default();
+    let e = parse_syntax("1 ) |> 2", &off, &mut i).expect_err("syntax error");
+    assert!(e.msg.starts_with("syntax error"), "{}", e.msg);
+    for text in ["a || b > c", "\"|>\" + ''<|''", "# |>\n1"] {
+        assert!(parse_syntax(text, &off, &mut i).is_ok(), "{text}");
+    }
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(code);
                 }
             }
-            eprintln!("error: {}", firn_eval::term::for_stderr(&format!("{e:#}")));
+            firn_eval::term::write_stderr_line(&firn_eval::error::error_line(&format!("{e:#}")));
             if e.downcast_ref::<UsageError>().is_some() {
                 // As CppNix: the program name exactly as it was invoked.
                 eprintln!("Try '{argv0} --help' for more information.");

@@ -225,6 +225,13 @@ impl Settings {
             .map(|v| v.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default()
     }
+
+    /// Whether the experimental feature `name` is enabled (`experimental-features`, also
+    /// through `extra-experimental-features`).
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.get("experimental-features")
+            .is_some_and(|v| v.split_whitespace().any(|f| f == name))
+    }
 }
 
 /// Options common to every command, taken out of the argument list before the command's own

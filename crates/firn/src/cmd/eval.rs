@@ -29,7 +29,8 @@ pub struct EvalArgs {
     installable: Option<String>,
 }
 
-pub fn run(a: EvalArgs, show_trace: bool) -> Result<()> {
+/// `nix eval`; `pipe_operators` is the `pipe-operators` experimental feature.
+pub fn run(a: EvalArgs, show_trace: bool, pipe_operators: bool) -> Result<()> {
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
         .to_string_lossy()
@@ -41,7 +42,8 @@ pub fn run(a: EvalArgs, show_trace: bool) -> Result<()> {
             if std::path::Path::new(&path).is_dir() {
                 path = format!("{path}/default.nix");
             }
-            let text = std::fs::read_to_string(&path)
+            let text = std::fs::read(&path)
+                .map(firn_syntax::bytes::decode)
                 .with_context(|| format!("reading file '{path}'"))?;
             let dir = std::path::Path::new(&path)
                 .parent()
@@ -62,6 +64,7 @@ pub fn run(a: EvalArgs, show_trace: bool) -> Result<()> {
             use firn_eval::value::{Thunk, Value};
             let mut ev = firn_eval::Evaluator::new();
             ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+            ev.pipe_operators = pipe_operators;
             let e = ev
                 .parse(&text, &origin, &base)
                 .map_err(|e| e.render(show_trace))?;
@@ -107,14 +110,7 @@ pub fn run(a: EvalArgs, show_trace: bool) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the evaluator panicked"))?;
     match out {
-        Ok(s) => {
-            if raw {
-                print!("{s}");
-            } else {
-                println!("{s}");
-            }
-            Ok(())
-        }
+        Ok(s) => Ok(firn_eval::term::write_stdout(&s, !raw)?),
         Err(msg) => bail!("{msg}"),
     }
 }

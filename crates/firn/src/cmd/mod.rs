@@ -137,7 +137,11 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         },
         Command::Nar(c) => nar::run(c),
         Command::Key(c) => key::run(c),
-        Command::Eval(a) => eval::run(a, ctx.settings.get_bool("show-trace")),
+        Command::Eval(a) => eval::run(
+            a,
+            ctx.settings.get_bool("show-trace"),
+            ctx.settings.has_feature("pipe-operators"),
+        ),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Build(a) => build::build(&ctx, a),

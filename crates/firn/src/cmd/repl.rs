@@ -200,7 +200,7 @@ fn repl_thread(ctx: Ctx, opts: Options, store: Option<LocalStore>, files: Vec<St
 /// written).
 pub(crate) fn notice(msg: &str) {
     let _ = std::io::stdout().flush();
-    eprintln!("{}", firn_eval::term::for_stderr(msg));
+    firn_eval::term::write_stderr_line(msg);
 }
 
 /// Print an error as the CLI does.
@@ -210,7 +210,7 @@ fn report(e: &LineError) {
         LineError::Eval(e, trace) => e.render(*trace),
         LineError::Msg(m) => m.clone(),
     };
-    notice(&format!("error: {msg}"));
+    notice(&firn_eval::error::error_line(&msg));
 }
 
 /// What the command line asked for, kept for reloading.
@@ -298,6 +298,7 @@ impl Session {
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.trace_verbose = self.ctx.settings.get_bool("trace-verbose");
         ev.abort_on_warn = self.ctx.settings.get_bool("abort-on-warn");
+        ev.pipe_operators = self.ctx.settings.has_feature("pipe-operators");
         if let Some(store) = &self.store {
             ev.store = EvalStore::with_store(store.clone(), true);
         }

@@ -101,12 +101,14 @@ pub fn main(args: Vec<String>) -> Result<()> {
             origin: &origin,
             base_dir: &base_dir,
             home: &home,
+            pipe_operators: opts.pipe_operators,
         };
         let mut interner = Interner::default();
         match parse(&text, &src, &mut interner) {
-            Ok(expr) => println!("{}", show(&interner, &expr)),
+            Ok(expr) => firn_eval::term::write_stdout(&show(&interner, &expr), true)?,
             Err(err) => {
-                eprint!("{}", render_error(&err, &text, &origin));
+                let shown = render_error(&err, &text, &origin);
+                firn_eval::term::write_stderr_line(shown.trim_end_matches('\n'));
                 return Err(Failure {
                     code: 1,
                     msg: err.msg,
@@ -160,6 +162,8 @@ pub struct EvalOptions {
     pub trace_verbose: bool,
     /// `abort-on-warn`: `builtins.warn` is an error after printing.
     pub abort_on_warn: bool,
+    /// The `pipe-operators` experimental feature: `|>` and `<|` parse.
+    pub pipe_operators: bool,
     /// `--eval`: print values instead of instantiating derivations.
     pub eval: bool,
     pub strict: bool,
@@ -183,6 +187,7 @@ impl EvalOptions {
         EvalOptions {
             trace_verbose: ctx.settings.get_bool("trace-verbose"),
             abort_on_warn: ctx.settings.get_bool("abort-on-warn"),
+            pipe_operators: ctx.settings.has_feature("pipe-operators"),
             show_trace: ctx.settings.get_bool("show-trace"),
             ..EvalOptions::default()
         }
@@ -211,6 +216,7 @@ pub fn evaluate(
             ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
             ev.trace_verbose = opts.trace_verbose;
             ev.abort_on_warn = opts.abort_on_warn;
+            ev.pipe_operators = opts.pipe_operators;
             // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
             ev.store = firn_eval::store::EvalStore::with_store(
                 store.clone(),
@@ -259,7 +265,7 @@ pub fn evaluate(
                             firn_eval::print::print_value(&mut ev, &v, opts.strict)
                                 .map_err(render)?
                         };
-                        println!("{s}");
+                        firn_eval::term::write_stdout(&s, true).map_err(|e| e.to_string())?;
                         continue;
                     }
                     let drvs = firn_eval::drv_info::get_derivations(&mut ev, v, &args)
@@ -315,7 +321,7 @@ pub fn evaluate(
     match result {
         Ok(r) => Ok(r),
         Err(msg) => {
-            eprintln!("error: {}", firn_eval::term::for_stderr(&msg));
+            firn_eval::term::write_stderr_line(&firn_eval::error::error_line(&msg));
             Err(Failure {
                 code: 1,
                 msg,
@@ -394,18 +400,23 @@ pub fn read_input(e: &str, from_expr: bool, cwd: &str) -> Result<Input> {
     let (text, origin, base_dir) = if from_expr {
         (e.to_string(), "«string»".to_string(), cwd.to_string())
     } else if e == "-" {
-        let mut s = String::new();
+        let mut s = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut s)
+            .read_to_end(&mut s)
             .context("reading standard input")?;
-        (s, "«stdin»".to_string(), cwd.to_string())
+        (
+            firn_syntax::bytes::decode(s),
+            "«stdin»".to_string(),
+            cwd.to_string(),
+        )
     } else {
         let mut path = crate::paths::absolute(e)?;
         if std::path::Path::new(&path).is_dir() {
             path = format!("{path}/default.nix");
         }
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading file '{path}'"))?;
+        let text = std::fs::read(&path)
+            .map(firn_syntax::bytes::decode)
+            .with_context(|| format!("reading file '{path}'"))?;
         let dir = std::path::Path::new(&path)
             .parent()
             .map(|d| d.to_string_lossy().into_owned())
