@@ -5,6 +5,7 @@ mod alloc;
 mod closure;
 mod cmd;
 mod context;
+mod eval_thread;
 mod legacy;
 mod paths;
 mod realise;
