@@ -179,7 +179,23 @@ pub fn escaped(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     // Copy the runs between characters that need escaping whole (all of them are ASCII,
-    // so splitting there keeps the UTF-8 intact).
+    // so splitting there keeps the UTF-8 intact). Without a return or a tab, which is nearly
+    // always, the others are found with a vectorised search.
+    if memchr::memchr2(b'\r', b'\t', s.as_bytes()).is_none() {
+        let mut start = 0;
+        for i in memchr::memchr3_iter(b'"', b'\\', b'\n', s.as_bytes()) {
+            out.push_str(&s[start..i]);
+            out.push_str(match s.as_bytes()[i] {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                _ => "\\n",
+            });
+            start = i + 1;
+        }
+        out.push_str(&s[start..]);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc = match b {
@@ -196,6 +212,13 @@ pub fn escaped(out: &mut String, s: &str) {
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// An input derivation's key in the ATerm: its path, or (for the hash modulo) a hash.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Text(&'a str),
+    Path(&'a StorePath),
 }
 
 /// Append `s` in quotes as it is (CppNix does not escape names, paths and the system).
@@ -305,7 +328,11 @@ impl Derivation {
             raw(&mut s, id);
             s.push(',');
             match (&o.path, mask_outputs) {
-                (Some(p), false) => raw(&mut s, &sd.display(p)),
+                (Some(p), false) => {
+                    s.push('"');
+                    sd.display_into(&mut s, p);
+                    s.push('"');
+                }
                 _ => raw(&mut s, ""),
             }
             s.push(',');
@@ -316,32 +343,43 @@ impl Derivation {
         }
         s.push_str("],[");
         let mut first = true;
-        let mut input = |s: &mut String, key: &str, outs: &BTreeSet<String>| {
+        let mut input = |s: &mut String, key: Key<'_>, outs: &BTreeSet<String>| {
             if !first {
                 s.push(',');
             }
             first = false;
-            s.push('(');
-            raw(s, key);
-            s.push(',');
+            s.push_str("(\"");
+            match key {
+                Key::Text(k) => s.push_str(k),
+                Key::Path(p) => sd.display_into(s, p),
+            }
+            s.push_str("\",");
             list(s, outs.iter().map(String::as_str), raw);
             s.push(')');
         };
         match input_hashes {
             Some(h) => {
                 for (k, outs) in h {
-                    input(&mut s, k, outs);
+                    input(&mut s, Key::Text(k), outs);
                 }
             }
             None => {
                 for (d, outs) in &self.input_drvs {
-                    input(&mut s, &sd.display(d), outs);
+                    input(&mut s, Key::Path(d), outs);
                 }
             }
         }
         s.push_str("],");
-        let srcs: Vec<String> = self.input_srcs.iter().map(|p| sd.display(p)).collect();
-        list(&mut s, srcs.iter().map(String::as_str), raw);
+        s.push('[');
+        for (i, p) in self.input_srcs.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push('"');
+            sd.display_into(&mut s, p);
+            s.push('"');
+        }
+        s.push(']');
         s.push(',');
         raw(&mut s, &self.platform);
         s.push(',');
@@ -384,6 +422,56 @@ mod tests {
         assert_eq!(d.env["a"], "b\r");
         assert_eq!(d.input_drvs.values().next().unwrap().len(), 2);
         assert_eq!(d.to_aterm(&sd), SAMPLE);
+    }
+
+    #[test]
+    fn escaping_agrees_with_a_byte_by_byte_reference() {
+        fn reference(s: &str) -> String {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        let pieces = [
+            "",
+            "a",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "é",
+            "long run of text ",
+            "$",
+        ];
+        // Every string of up to four pieces: both the vectorised path (no return, no tab) and
+        // the byte loop, escapes at the start, the end and next to each other.
+        let mut cases = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for c in &cases {
+                for p in pieces {
+                    next.push(format!("{c}{p}"));
+                }
+            }
+            cases.extend(next);
+            cases.sort();
+            cases.dedup();
+        }
+        for c in &cases {
+            let mut out = String::new();
+            escaped(&mut out, c);
+            assert_eq!(out, reference(c), "escaping {c:?}");
+        }
     }
 
     #[test]

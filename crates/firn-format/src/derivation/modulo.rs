@@ -238,7 +238,7 @@ impl Derivation {
 /// Memoised hashes modulo of derivations by path (unmasked, as inputs use them).
 #[derive(Clone, Debug, Default)]
 pub struct DrvHashes {
-    memo: HashMap<StorePath, DrvHash>,
+    memo: HashMap<StorePath, DrvHash, foldhash::fast::RandomState>,
 }
 
 impl DrvHashes {
