@@ -33,6 +33,13 @@ pub struct Parser<'a> {
     depth: usize,
 }
 
+/// `v` without spare capacity: syntax trees live as long as the evaluation, so the slack a
+/// growing vector leaves would be kept for good.
+fn tight<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
+}
+
 fn err<T>(msg: impl Into<String>, start: usize, end: usize) -> PResult<T> {
     Err(ParseError {
         msg: msg.into(),
@@ -474,7 +481,10 @@ impl<'a> Parser<'a> {
                 _ => return self.unexpected("identifier, '...' or '}'"),
             }
         }
-        Ok(Formals { formals, ellipsis })
+        Ok(Formals {
+            formals: tight(formals),
+            ellipsis,
+        })
     }
 
     fn validate_formals(
@@ -714,7 +724,7 @@ impl<'a> Parser<'a> {
         if args.is_empty() {
             return Ok(f);
         }
-        Ok(self.call(f, args, Span::new(start, end)))
+        Ok(self.call(f, tight(args), Span::new(start, end)))
     }
 
     /// `expr_select`: `e.a.b`, `e.a or d`, and the legacy `e or` (a call of `or`).
@@ -765,7 +775,7 @@ impl<'a> Parser<'a> {
             self.bump()?;
             path.push(self.parse_attr()?);
         }
-        Ok(path)
+        Ok(tight(path))
     }
 
     /// One attribute name: an identifier (`or` included), a string, or `${e}`.
@@ -928,7 +938,10 @@ impl<'a> Parser<'a> {
                 loop {
                     if *self.peek_tok()? == Tok::Char(']') {
                         let (_, _, e2) = self.bump()?;
-                        return Ok(Expr::new(ExprKind::List(items), Span::new(start, e2)));
+                        return Ok(Expr::new(
+                            ExprKind::List(tight(items)),
+                            Span::new(start, e2),
+                        ));
                     }
                     if !Self::starts_simple(self.peek_tok()?) {
                         return self.unexpected("']'");
@@ -1072,7 +1085,7 @@ impl<'a> Parser<'a> {
         Ok(Expr::new(
             ExprKind::Concat {
                 force_string: true,
-                parts,
+                parts: tight(parts),
             },
             Span::new(start, end),
         ))
@@ -1179,6 +1192,9 @@ impl<'a> Parser<'a> {
         loop {
             let (t, s, _) = self.peek()?;
             if until.contains(&t) {
+                attrs.attrs.shrink_to_fit();
+                attrs.dynamic.shrink_to_fit();
+                attrs.inherit_from.shrink_to_fit();
                 return Ok(attrs);
             }
             if t == Tok::Inherit {
@@ -1550,7 +1566,7 @@ fn strip_indentation(parts: Vec<IndPart>, span: Span) -> Expr {
     Expr::new(
         ExprKind::Concat {
             force_string: true,
-            parts: out,
+            parts: tight(out),
         },
         span,
     )
