@@ -37,8 +37,9 @@ pub struct EvalStore {
 
 /// What is kept of a derivation made by this evaluation.
 struct MadeDrv {
-    references: BTreeSet<StorePath>,
-    outputs: Vec<String>,
+    /// In order (from a set); a boxed slice, as a B-tree would spend a node on each.
+    references: Box<[StorePath]>,
+    outputs: Box<[String]>,
 }
 
 /// What is wrong with a store path name, in CppNix's words (`checkName`): it must be 1 to
@@ -348,7 +349,7 @@ impl EvalStore {
         self.drvs.insert(
             p.clone(),
             MadeDrv {
-                references,
+                references: references.into_iter().collect(),
                 outputs,
             },
         );
@@ -375,7 +376,7 @@ impl EvalStore {
     /// The output names of derivation `p` (made by this evaluation or found in the store).
     pub fn output_names(&self, p: &StorePath) -> EResult<Vec<String>> {
         match self.drvs.get(p) {
-            Some(d) => Ok(d.outputs.clone()),
+            Some(d) => Ok(d.outputs.to_vec()),
             None => Ok(load_derivation(&self.dir, &self.backend, p)?
                 .outputs
                 .into_keys()
@@ -399,7 +400,7 @@ impl EvalStore {
     /// The references of `p` (a derivation of this evaluation, or a valid path).
     pub fn references(&self, p: &StorePath) -> EResult<BTreeSet<StorePath>> {
         if let Some(d) = self.drvs.get(p) {
-            return Ok(d.references.clone());
+            return Ok(d.references.iter().cloned().collect());
         }
         let Some(store) = &self.backend else {
             return Err(EvalError::new(format!(

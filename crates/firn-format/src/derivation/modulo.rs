@@ -29,8 +29,58 @@ pub enum DrvHashKind {
 /// the same hash; a fixed-output derivation's `out` has its own).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DrvHash {
-    pub hashes: BTreeMap<String, Hash>,
+    pub hashes: OutputHashes,
     pub kind: DrvHashKind,
+}
+
+/// The hash of each output, by output name. A short sorted vector: every derivation an
+/// evaluation makes keeps one, and most have a single output.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OutputHashes(Vec<(String, Hash)>);
+
+impl OutputHashes {
+    pub fn get(&self, output: &str) -> Option<&Hash> {
+        self.0
+            .binary_search_by(|(o, _)| o.as_str().cmp(output))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn insert(&mut self, output: String, hash: Hash) {
+        match self.0.binary_search_by(|(o, _)| o.cmp(&output)) {
+            Ok(i) => self.0[i].1 = hash,
+            Err(i) => self.0.insert(i, (output, hash)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Hash)> {
+        self.0.iter().map(|(o, h)| (o, h))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Hash> {
+        self.0.iter().map(|(_, h)| h)
+    }
+}
+
+impl FromIterator<(String, Hash)> for OutputHashes {
+    fn from_iter<I: IntoIterator<Item = (String, Hash)>>(iter: I) -> Self {
+        let mut v: Vec<(String, Hash)> = iter.into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        v.shrink_to_fit();
+        OutputHashes(v)
+    }
+}
+
+impl<'a> IntoIterator for &'a OutputHashes {
+    type Item = (&'a String, &'a Hash);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Hash)>,
+        fn(&'a (String, Hash)) -> (&'a String, &'a Hash),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(o, h)| (o, h))
+    }
 }
 
 /// The placeholder that stands for output `output` of the derivation being built, in the
@@ -63,7 +113,7 @@ impl Derivation {
     ) -> Result<DrvHash, E> {
         let kind = match self.derivation_type()? {
             DerivationType::ContentAddressed { fixed: true } => {
-                let mut hashes = BTreeMap::new();
+                let mut hashes = OutputHashes::default();
                 for (id, o) in &self.outputs {
                     let OutputKind::Fixed { method, hash } = o.kind()? else {
                         return Err(DrvError::Invalid(format!("output '{id}' is not fixed")).into());
