@@ -30,7 +30,7 @@ pub struct EvalStore {
     /// Hashes modulo of derivations, by `.drv` path (unmasked, as their dependents need).
     drv_hashes: DrvHashes,
     /// Derivations made by this evaluation: what later derivations need of them.
-    drvs: HashMap<StorePath, MadeDrv>,
+    drvs: HashMap<StorePath, MadeDrv, foldhash::fast::RandomState>,
     /// Sources copied without a filter, by their path on disk.
     sources: HashMap<PathBuf, StorePath>,
 }
@@ -83,7 +83,7 @@ impl EvalStore {
             backend: None,
             write: false,
             drv_hashes: DrvHashes::new(),
-            drvs: HashMap::new(),
+            drvs: HashMap::default(),
             sources: HashMap::new(),
         }
     }
@@ -338,11 +338,14 @@ impl EvalStore {
     /// Write (or compute the path of) a derivation whose outputs are filled in, and remember it
     /// with its hash modulo.
     pub fn write_derivation(&mut self, drv: Derivation) -> EResult<StorePath> {
-        let text = drv.to_aterm(&self.dir);
+        let dir = self.dir.clone();
+        let backend = &self.backend;
+        let (text, h) = self
+            .drv_hashes
+            .aterm_and_hash(&dir, &drv, |p| load_derivation(&dir, backend, p))?;
         let references = drv.references();
         let p = self.add_text(&format!("{}.drv", drv.name), &text, &references)?;
         if self.drv_hashes.get(&p).is_none() {
-            let h = self.hash_modulo(&drv, false)?;
             self.drv_hashes.insert(p.clone(), h);
         }
         let outputs = drv.outputs.keys().cloned().collect();

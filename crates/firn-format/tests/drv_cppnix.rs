@@ -110,6 +110,16 @@ fn cppnix_drvs_roundtrip_and_paths_match() {
             assert_eq!(d.to_aterm(&sd), text, "printing {p}");
             assert_eq!(d.drv_path(&sd).expect("drv path"), p, "drv path of {p}");
             assert_eq!(recompute(&store, &mut memo, &d), d, "output paths of {p}");
+            // The text and the hash modulo made together, as the evaluator makes them, equal
+            // the ones made apart.
+            let (aterm, together) = memo
+                .aterm_and_hash(&sd, &d, |q| read_drv(&store, q))
+                .expect("text and hash modulo");
+            assert_eq!(aterm, text, "text made with the hash modulo of {p}");
+            let apart = memo
+                .of_derivation(&sd, &d, false, |q| read_drv(&store, q))
+                .expect("hash modulo");
+            assert_eq!(together, apart, "hash modulo made with the text of {p}");
             // Output paths as nix-store lists them.
             let outs = run(cppnix("nix-store")
                 .arg("--store")

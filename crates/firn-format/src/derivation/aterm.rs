@@ -319,29 +319,69 @@ impl Derivation {
         input_hashes: Option<&BTreeMap<String, BTreeSet<String>>>,
     ) -> String {
         let mut s = String::with_capacity(1024);
+        self.unparse_outputs(&mut s, sd, mask_outputs);
+        self.unparse_inputs(&mut s, sd, input_hashes);
+        self.unparse_rest(&mut s, sd, mask_outputs);
+        s
+    }
+
+    /// The ATerm text as written to the `.drv` file, and the text the (unmasked) hash modulo
+    /// is taken of, with `input_hashes` in place of the input derivations: the two differ only
+    /// there, so the rest (the environment, mostly) is written once.
+    pub fn unparse_with_modulo(
+        &self,
+        sd: &StoreDir,
+        input_hashes: &BTreeMap<String, BTreeSet<String>>,
+    ) -> (String, String) {
+        let mut head = String::with_capacity(256);
+        self.unparse_outputs(&mut head, sd, false);
+        let mut rest = String::with_capacity(1024);
+        self.unparse_rest(&mut rest, sd, false);
+        let mut aterm = String::with_capacity(head.len() + rest.len() + 512);
+        aterm.push_str(&head);
+        self.unparse_inputs(&mut aterm, sd, None);
+        aterm.push_str(&rest);
+        let mut modulo = head;
+        self.unparse_inputs(&mut modulo, sd, Some(input_hashes));
+        modulo.push_str(&rest);
+        (aterm, modulo)
+    }
+
+    /// `Derive([outputs],`
+    fn unparse_outputs(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
         s.push_str("Derive([");
         for (i, (id, o)) in self.outputs.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             s.push('(');
-            raw(&mut s, id);
+            raw(s, id);
             s.push(',');
             match (&o.path, mask_outputs) {
                 (Some(p), false) => {
                     s.push('"');
-                    sd.display_into(&mut s, p);
+                    sd.display_into(s, p);
                     s.push('"');
                 }
-                _ => raw(&mut s, ""),
+                _ => raw(s, ""),
             }
             s.push(',');
-            raw(&mut s, &o.hash_algo);
+            raw(s, &o.hash_algo);
             s.push(',');
-            raw(&mut s, &o.hash);
+            raw(s, &o.hash);
             s.push(')');
         }
-        s.push_str("],[");
+        s.push_str("],");
+    }
+
+    /// `[input derivations],`, by path or (for the hash modulo) by hash.
+    fn unparse_inputs(
+        &self,
+        s: &mut String,
+        sd: &StoreDir,
+        input_hashes: Option<&BTreeMap<String, BTreeSet<String>>>,
+    ) {
+        s.push('[');
         let mut first = true;
         let mut input = |s: &mut String, key: Key<'_>, outs: &BTreeSet<String>| {
             if !first {
@@ -360,46 +400,49 @@ impl Derivation {
         match input_hashes {
             Some(h) => {
                 for (k, outs) in h {
-                    input(&mut s, Key::Text(k), outs);
+                    input(s, Key::Text(k), outs);
                 }
             }
             None => {
                 for (d, outs) in &self.input_drvs {
-                    input(&mut s, Key::Path(d), outs);
+                    input(s, Key::Path(d), outs);
                 }
             }
         }
         s.push_str("],");
+    }
+
+    /// `[sources],"system","builder",[args],[env])`
+    fn unparse_rest(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
         s.push('[');
         for (i, p) in self.input_srcs.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             s.push('"');
-            sd.display_into(&mut s, p);
+            sd.display_into(s, p);
             s.push('"');
         }
         s.push(']');
         s.push(',');
-        raw(&mut s, &self.platform);
+        raw(s, &self.platform);
         s.push(',');
-        escaped(&mut s, &self.builder);
+        escaped(s, &self.builder);
         s.push(',');
-        list(&mut s, self.args.iter().map(String::as_str), escaped);
+        list(s, self.args.iter().map(String::as_str), escaped);
         s.push_str(",[");
         for (i, (k, v)) in self.env.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             s.push('(');
-            escaped(&mut s, k);
+            escaped(s, k);
             s.push(',');
             let masked = mask_outputs && self.outputs.contains_key(k);
-            escaped(&mut s, if masked { "" } else { v });
+            escaped(s, if masked { "" } else { v });
             s.push(')');
         }
         s.push_str("])");
-        s
     }
 
     /// The ATerm text as written to the `.drv` file.

@@ -149,7 +149,29 @@ impl Derivation {
             DerivationType::ContentAddressed { fixed: false } => DrvHashKind::Deferred,
             DerivationType::InputAddressed { .. } => DrvHashKind::Regular,
         };
-        let mut kind = kind;
+        let (inputs, kind) = self.modulo_inputs(sd, kind, &mut input)?;
+        let h = Hash::digest(
+            HashAlgo::Sha256,
+            self.unparse(sd, mask_outputs, Some(&inputs)),
+        );
+        Ok(DrvHash {
+            hashes: self
+                .outputs
+                .keys()
+                .map(|k| (k.clone(), h.clone()))
+                .collect(),
+            kind,
+        })
+    }
+
+    /// The input derivations as the hash modulo writes them (base16 of each input's hash
+    /// modulo → the output names used), and the kind of hash (deferred if any input is).
+    fn modulo_inputs<E: From<DrvError>>(
+        &self,
+        sd: &StoreDir,
+        mut kind: DrvHashKind,
+        input: &mut impl FnMut(&StorePath) -> Result<DrvHash, E>,
+    ) -> Result<(BTreeMap<String, BTreeSet<String>>, DrvHashKind), E> {
         let mut inputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (d, outs) in &self.input_drvs {
             let res = input(d)?;
@@ -167,18 +189,34 @@ impl Derivation {
                 inputs.entry(h.to_base16()).or_default().insert(out.clone());
             }
         }
-        let h = Hash::digest(
-            HashAlgo::Sha256,
-            self.unparse(sd, mask_outputs, Some(&inputs)),
-        );
-        Ok(DrvHash {
-            hashes: self
-                .outputs
-                .keys()
-                .map(|k| (k.clone(), h.clone()))
-                .collect(),
-            kind,
-        })
+        Ok((inputs, kind))
+    }
+
+    /// The ATerm text of the `.drv` file and the (unmasked) hash modulo, together: for
+    /// input-addressed and floating derivations the two texts share everything but the input
+    /// derivations, which saves writing the environment twice.
+    pub fn aterm_and_hash_modulo<E: From<DrvError>>(
+        &self,
+        sd: &StoreDir,
+        mut input: impl FnMut(&StorePath) -> Result<DrvHash, E>,
+    ) -> Result<(String, DrvHash), E> {
+        let kind = match self.derivation_type()? {
+            DerivationType::ContentAddressed { fixed: false } => DrvHashKind::Deferred,
+            DerivationType::InputAddressed { .. } => DrvHashKind::Regular,
+            DerivationType::ContentAddressed { fixed: true } | DerivationType::Impure => {
+                let h = self.hash_derivation_modulo(sd, false, input)?;
+                return Ok((self.to_aterm(sd), h));
+            }
+        };
+        let (inputs, kind) = self.modulo_inputs(sd, kind, &mut input)?;
+        let (aterm, modulo) = self.unparse_with_modulo(sd, &inputs);
+        let h = Hash::digest(HashAlgo::Sha256, modulo);
+        let hashes = self
+            .outputs
+            .keys()
+            .map(|k| (k.clone(), h.clone()))
+            .collect();
+        Ok((aterm, DrvHash { hashes, kind }))
     }
 
     /// [`Derivation::hash_derivation_modulo`] for the common case where each input derivation
@@ -379,6 +417,26 @@ impl DrvHashes {
         self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
         let memo = &self.memo;
         drv.hash_derivation_modulo(sd, mask_outputs, |i| {
+            memo.get(i).cloned().ok_or_else(|| {
+                E::from(DrvError::Invalid(format!(
+                    "no hash for input '{}'",
+                    sd.display(i)
+                )))
+            })
+        })
+    }
+
+    /// [`Derivation::aterm_and_hash_modulo`] with the inputs' hashes from here (read with
+    /// `load` as needed).
+    pub fn aterm_and_hash<E: From<DrvError>>(
+        &mut self,
+        sd: &StoreDir,
+        drv: &Derivation,
+        mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<(String, DrvHash), E> {
+        self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
+        let memo = &self.memo;
+        drv.aterm_and_hash_modulo(sd, |i| {
             memo.get(i).cloned().ok_or_else(|| {
                 E::from(DrvError::Invalid(format!(
                     "no hash for input '{}'",
