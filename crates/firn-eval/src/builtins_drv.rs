@@ -309,13 +309,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             drv.outputs.insert(o.clone(), DerivationOutput::deferred());
         }
     }
-    ev.store.compute_output_paths(&mut drv)?;
-    let outputs: Vec<(String, Option<StorePath>)> = drv
-        .outputs
-        .iter()
-        .map(|(id, o)| (id.clone(), o.path.clone()))
-        .collect();
-    let drv_path = ev.store.write_derivation(drv)?;
+    let (drv_path, outputs) = ev.store.instantiate(drv)?;
     let shown = ev.store.dir.display(&drv_path);
 
     let mut out = AttrMap::new();

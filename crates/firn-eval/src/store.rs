@@ -335,14 +335,35 @@ impl EvalStore {
         }
     }
 
-    /// Write (or compute the path of) a derivation whose outputs are filled in, and remember it
-    /// with its hash modulo.
-    pub fn write_derivation(&mut self, drv: Derivation) -> EResult<StorePath> {
+    /// Fill in the output paths of a freshly made derivation and write it (or compute its
+    /// path): [`Self::compute_output_paths`] and [`Self::write_derivation`] in one, sharing
+    /// the work of writing its text (see [`firn_format::derivation::DrvHashes::instantiate`]).
+    /// Gives the `.drv` path and each output's path (none for outputs known only after a
+    /// build).
+    pub fn instantiate(
+        &mut self,
+        mut drv: Derivation,
+    ) -> EResult<(StorePath, Vec<(String, Option<StorePath>)>)> {
         let dir = self.dir.clone();
         let backend = &self.backend;
         let (text, h) = self
             .drv_hashes
-            .aterm_and_hash(&dir, &drv, |p| load_derivation(&dir, backend, p))?;
+            .instantiate(&dir, &mut drv, |p| load_derivation(&dir, backend, p))?;
+        let outputs = drv
+            .outputs
+            .iter()
+            .map(|(id, o)| (id.clone(), o.path.clone()))
+            .collect();
+        Ok((self.register_derivation(drv, text, h)?, outputs))
+    }
+
+    /// Write (or compute the path of) `drv` with its text and hash modulo already made.
+    fn register_derivation(
+        &mut self,
+        drv: Derivation,
+        text: String,
+        h: DrvHash,
+    ) -> EResult<StorePath> {
         let references = drv.references();
         let p = self.add_text(&format!("{}.drv", drv.name), &text, &references)?;
         if self.drv_hashes.get(&p).is_none() {
@@ -357,23 +378,6 @@ impl EvalStore {
             },
         );
         Ok(p)
-    }
-
-    /// The hash modulo of `drv`, reading the inputs it needs.
-    pub fn hash_modulo(&mut self, drv: &Derivation, mask_outputs: bool) -> EResult<DrvHash> {
-        let dir = self.dir.clone();
-        let backend = &self.backend;
-        self.drv_hashes.of_derivation(&dir, drv, mask_outputs, |p| {
-            load_derivation(&dir, backend, p)
-        })
-    }
-
-    /// Fill in the output paths of a freshly made derivation (CppNix's `derivationStrict`).
-    pub fn compute_output_paths(&mut self, drv: &mut Derivation) -> EResult<()> {
-        let dir = self.dir.clone();
-        let backend = &self.backend;
-        self.drv_hashes
-            .compute_output_paths(&dir, drv, |p| load_derivation(&dir, backend, p))
     }
 
     /// The output names of derivation `p` (made by this evaluation or found in the store).

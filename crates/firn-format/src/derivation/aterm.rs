@@ -221,6 +221,29 @@ enum Key<'a> {
     Path(&'a StorePath),
 }
 
+/// `rest` (written masked by [`Derivation::unparse_rest_marked`]) with `value(output)`
+/// put in at each mark: the text written unmasked once output paths are known. The values
+/// are store paths, which need no escaping.
+pub(super) fn splice_output_paths<'a>(
+    rest: &str,
+    marks: &[(usize, &'a str)],
+    mut value: impl FnMut(&'a str) -> String,
+) -> String {
+    let mut out = String::with_capacity(rest.len() + marks.len() * 64);
+    let mut at = 0;
+    for (pos, output) in marks {
+        out.push_str(&rest[at..*pos]);
+        let v = value(output);
+        debug_assert!(!v
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\r' | b'\t')));
+        out.push_str(&v);
+        at = *pos;
+    }
+    out.push_str(&rest[at..]);
+    out
+}
+
 /// Append `s` in quotes as it is (CppNix does not escape names, paths and the system).
 fn raw(out: &mut String, s: &str) {
     out.push('"');
@@ -348,7 +371,7 @@ impl Derivation {
     }
 
     /// `Derive([outputs],`
-    fn unparse_outputs(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
+    pub(super) fn unparse_outputs(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
         s.push_str("Derive([");
         for (i, (id, o)) in self.outputs.iter().enumerate() {
             if i > 0 {
@@ -375,7 +398,7 @@ impl Derivation {
     }
 
     /// `[input derivations],`, by path or (for the hash modulo) by hash.
-    fn unparse_inputs(
+    pub(super) fn unparse_inputs(
         &self,
         s: &mut String,
         sd: &StoreDir,
@@ -414,6 +437,20 @@ impl Derivation {
 
     /// `[sources],"system","builder",[args],[env])`
     fn unparse_rest(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
+        self.unparse_rest_marked(s, sd, mask_outputs, &mut Vec::new());
+    }
+
+    /// [`Self::unparse_rest`], noting in `marks` (in the order of the environment) where the
+    /// value of each variable named after an output starts, with the output's name: with
+    /// `mask_outputs` these are empty, and the paths can be put in later (see
+    /// [`splice_output_paths`]).
+    pub(super) fn unparse_rest_marked<'a>(
+        &'a self,
+        s: &mut String,
+        sd: &StoreDir,
+        mask_outputs: bool,
+        marks: &mut Vec<(usize, &'a str)>,
+    ) {
         s.push('[');
         for (i, p) in self.input_srcs.iter().enumerate() {
             if i > 0 {
@@ -439,6 +476,9 @@ impl Derivation {
             escaped(s, k);
             s.push(',');
             let masked = mask_outputs && self.outputs.contains_key(k);
+            if masked {
+                marks.push((s.len() + 1, k.as_str()));
+            }
             escaped(s, if masked { "" } else { v });
             s.push(')');
         }

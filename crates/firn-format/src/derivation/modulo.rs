@@ -446,6 +446,87 @@ impl DrvHashes {
         })
     }
 
+    /// What `derivationStrict` does with a freshly made derivation, in one go: fill in its
+    /// output paths ([`Derivation::compute_output_paths`]) and give the `.drv` text and the
+    /// derivation's (unmasked) hash modulo ([`Derivation::aterm_and_hash_modulo`]). For an
+    /// input-addressed derivation the environment is written once, masked, and the output
+    /// paths are put into that text afterwards; the three texts (masked for the output paths,
+    /// the `.drv` file, unmasked for the hash modulo) share it.
+    pub fn instantiate<E: From<DrvError>>(
+        &mut self,
+        sd: &StoreDir,
+        drv: &mut Derivation,
+        mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<(String, DrvHash), E> {
+        self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
+        let memo = &self.memo;
+        let mut input = |i: &StorePath| {
+            memo.get(i).cloned().ok_or_else(|| {
+                E::from(DrvError::Invalid(format!(
+                    "no hash for input '{}'",
+                    sd.display(i)
+                )))
+            })
+        };
+        if !matches!(
+            drv.derivation_type()?,
+            DerivationType::InputAddressed { .. }
+        ) {
+            drv.compute_output_paths(sd, &mut input)?;
+            return drv.aterm_and_hash_modulo(sd, input);
+        }
+        for (id, o) in drv.outputs.iter_mut() {
+            *o = DerivationOutput::deferred();
+            drv.env.insert(id.clone(), String::new());
+        }
+        let (inputs, kind) = drv.modulo_inputs(sd, DrvHashKind::Regular, &mut input)?;
+        if kind == DrvHashKind::Deferred {
+            // Output paths wait for a build: nothing to share.
+            drv.compute_output_paths(sd, &mut input)?;
+            return drv.aterm_and_hash_modulo(sd, input);
+        }
+        let mut inputs_by_hash = String::with_capacity(inputs.len() * 80 + 4);
+        drv.unparse_inputs(&mut inputs_by_hash, sd, Some(&inputs));
+        let mut rest_masked = String::with_capacity(1024);
+        let mut marks = Vec::new();
+        drv.unparse_rest_marked(&mut rest_masked, sd, true, &mut marks);
+        let mut head = String::with_capacity(256);
+        drv.unparse_outputs(&mut head, sd, true);
+        let mut hasher = crate::hash::Hasher::new(HashAlgo::Sha256);
+        for part in [&head, &inputs_by_hash, &rest_masked] {
+            hasher.update(part.as_bytes());
+        }
+        let masked = hasher.finish();
+        let mut paths = BTreeMap::new();
+        for id in drv.outputs.keys() {
+            let p = sd
+                .make_output_path(id, &masked, &drv.name)
+                .map_err(DrvError::from)?;
+            paths.insert(id.clone(), p);
+        }
+        let rest = super::aterm::splice_output_paths(&rest_masked, &marks, |id| {
+            paths.get(id).map(|p| sd.display(p)).unwrap_or_default()
+        });
+        drop(marks);
+        for (id, p) in paths {
+            drv.env.insert(id.clone(), sd.display(&p));
+            drv.outputs.insert(id, DerivationOutput::input_addressed(p));
+        }
+        head.clear();
+        drv.unparse_outputs(&mut head, sd, false);
+        let mut aterm = String::with_capacity(head.len() + rest.len() + 512);
+        aterm.push_str(&head);
+        drv.unparse_inputs(&mut aterm, sd, None);
+        aterm.push_str(&rest);
+        let mut hasher = crate::hash::Hasher::new(HashAlgo::Sha256);
+        for part in [&head, &inputs_by_hash, &rest] {
+            hasher.update(part.as_bytes());
+        }
+        let h = hasher.finish();
+        let hashes = drv.outputs.keys().map(|k| (k.clone(), h.clone())).collect();
+        Ok((aterm, DrvHash { hashes, kind }))
+    }
+
     /// [`Derivation::compute_output_paths`] with the inputs' hashes from here (read with
     /// `load` as needed).
     pub fn compute_output_paths<E: From<DrvError>>(
