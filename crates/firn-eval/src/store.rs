@@ -35,6 +35,9 @@ pub struct EvalStore {
     sources: HashMap<PathBuf, StorePath>,
 }
 
+/// Each output of a derivation with its path (none for outputs known only after a build).
+pub type OutputPaths = Vec<(String, Option<StorePath>)>;
+
 /// What is kept of a derivation made by this evaluation.
 struct MadeDrv {
     /// In order (from a set); a boxed slice, as a B-tree would spend a node on each.
@@ -340,10 +343,7 @@ impl EvalStore {
     /// the work of writing its text (see [`firn_format::derivation::DrvHashes::instantiate`]).
     /// Gives the `.drv` path and each output's path (none for outputs known only after a
     /// build).
-    pub fn instantiate(
-        &mut self,
-        mut drv: Derivation,
-    ) -> EResult<(StorePath, Vec<(String, Option<StorePath>)>)> {
+    pub fn instantiate(&mut self, mut drv: Derivation) -> EResult<(StorePath, OutputPaths)> {
         let dir = self.dir.clone();
         let backend = &self.backend;
         let (text, h) = self
