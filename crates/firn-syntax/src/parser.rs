@@ -23,7 +23,7 @@ pub struct Parser<'a> {
     src: &'a [u8],
     pos: usize,
     /// Lookahead: the token at `pos` (after trivia), its start and end.
-    peeked: Option<(Tok, usize, usize)>,
+    peeked: Option<(Tok<'a>, usize, usize)>,
     /// See [`next_token_cached`].
     dead_run: (usize, usize),
     pub interner: &'a mut Interner,
@@ -121,12 +121,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn peek(&mut self) -> PResult<(Tok, usize, usize)> {
+    fn peek(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
         self.peek_ref().cloned()
     }
 
     /// The next token, without copying it.
-    fn peek_ref(&mut self) -> PResult<&(Tok, usize, usize)> {
+    fn peek_ref(&mut self) -> PResult<&(Tok<'a>, usize, usize)> {
         if self.peeked.is_none() {
             let start = match skip_trivia(self.src, self.pos) {
                 Ok(s) => s,
@@ -142,11 +142,11 @@ impl<'a> Parser<'a> {
     }
 
     /// The kind of the next token (a cheap look: no copy of its text).
-    fn peek_tok(&mut self) -> PResult<&Tok> {
+    fn peek_tok(&mut self) -> PResult<&Tok<'a>> {
         Ok(&self.peek_ref()?.0)
     }
 
-    fn bump(&mut self) -> PResult<(Tok, usize, usize)> {
+    fn bump(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
         let p = match self.peeked.take() {
             Some(p) => p,
             None => self.peek()?,
@@ -409,7 +409,7 @@ impl<'a> Parser<'a> {
     fn looks_like_formals(&mut self) -> PResult<bool> {
         let s = self.src;
         let (_, _, mut i) = self.peek()?;
-        let tok_at = |i: usize| -> (Tok, usize, usize) {
+        let tok_at = |i: usize| -> (Tok<'a>, usize, usize) {
             let st = skip_trivia(s, i).unwrap_or(s.len());
             let (t, n) = next_token(s, st);
             (t, st, st + n)
