@@ -251,13 +251,13 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(name) => {
                 // `x: body` or `x @ { ... }: body`
-                let save = (self.pos, self.peeked.clone());
+                let save = (self.pos, self.peeked);
                 self.bump()?;
                 match *self.peek_tok()? {
                     Tok::Char(':') => {
                         self.bump()?;
                         let body = self.parse_expr()?;
-                        let arg = self.sym(&name);
+                        let arg = self.sym(name);
                         let span = Span::new(start, body.span.end as usize);
                         return Ok(Expr::new(
                             ExprKind::Lambda {
@@ -278,7 +278,7 @@ impl<'a> Parser<'a> {
                         let formals = self.parse_formals()?;
                         self.expect_char(':')?;
                         let body = self.parse_expr()?;
-                        let arg = self.sym(&name);
+                        let arg = self.sym(name);
                         self.validate_formals(&formals, Some((arg, start, end)))?;
                         let span = Span::new(start, body.span.end as usize);
                         return Ok(Expr::new(
@@ -302,7 +302,7 @@ impl<'a> Parser<'a> {
                 if *self.peek_tok()? == Tok::Char('@') {
                     self.bump()?;
                     match self.bump()? {
-                        (Tok::Id(n), s, e) => arg = Some((self.sym(&n), s, e)),
+                        (Tok::Id(n), s, e) => arg = Some((self.sym(n), s, e)),
                         (t, s, e) => {
                             return err(
                                 format!(
@@ -358,7 +358,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Let => {
                 // `let { ... }` is the legacy form, handled as a simple expression.
-                let save = (self.pos, self.peeked.clone());
+                let save = (self.pos, self.peeked);
                 self.bump()?;
                 if *self.peek_tok()? != Tok::Char('{') {
                     let attrs = self.parse_binds(&[Tok::In])?;
@@ -455,7 +455,7 @@ impl<'a> Parser<'a> {
                 }
                 (Tok::Id(n), s, e) => {
                     self.bump()?;
-                    let name = self.sym(&n);
+                    let name = self.sym(n);
                     let default = if *self.peek_tok()? == Tok::Char('?') {
                         self.bump()?;
                         Some(self.parse_expr()?)
@@ -784,7 +784,7 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(n) => {
                 self.bump()?;
-                Ok(AttrName::Static(self.sym(&n)))
+                Ok(AttrName::Static(self.sym(n)))
             }
             Tok::OrKw => {
                 self.bump()?;
@@ -822,10 +822,10 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(n) => {
                 self.bump()?;
-                if &*n == "__curPos" {
+                if n == "__curPos" {
                     Ok(Expr::new(ExprKind::CurPos, span))
                 } else {
-                    Ok(self.var(&n, span))
+                    Ok(self.var(n, span))
                 }
             }
             Tok::Int(s) => {
@@ -853,7 +853,7 @@ impl<'a> Parser<'a> {
             Tok::Path(p) => {
                 self.bump()?;
                 let resolved = if p.starts_with('/') {
-                    let mut c = canon_path(&p);
+                    let mut c = canon_path(p);
                     if p.len() > 1 && p.ends_with('/') {
                         c.push('/');
                     }
@@ -1220,7 +1220,7 @@ impl<'a> Parser<'a> {
                         }
                         Tok::Id(n) => {
                             self.bump()?;
-                            self.sym(&n)
+                            self.sym(n)
                         }
                         Tok::OrKw => {
                             self.bump()?;
