@@ -309,8 +309,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             drv.outputs.insert(o.clone(), DerivationOutput::deferred());
         }
     }
-    ev.store.compute_output_paths(&mut drv)?;
-    let drv_path = ev.store.write_derivation(drv.clone())?;
+    let (drv_path, outputs) = ev.store.instantiate(drv)?;
     let shown = ev.store.dir.display(&drv_path);
 
     let mut out = AttrMap::new();
@@ -321,8 +320,8 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             vec![format!("={shown}")],
         ))),
     );
-    for (id, o) in &drv.outputs {
-        let s = match &o.path {
+    for (id, path) in &outputs {
+        let s = match path {
             Some(p) => ev.store.dir.display(p),
             None => hash_placeholder(id),
         };

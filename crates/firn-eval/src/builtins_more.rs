@@ -183,8 +183,8 @@ fn json_object(
 struct SeenKeys {
     /// A key of the first kind, for error messages when another kind turns up.
     first: Option<Value>,
-    strings: std::collections::HashSet<RcStr>,
-    ints: std::collections::HashSet<i64>,
+    strings: std::collections::HashSet<RcStr, foldhash::fast::RandomState>,
+    ints: std::collections::HashSet<i64, foldhash::fast::RandomState>,
     /// Other keys (floats, paths, lists, and ints once a float was seen), sorted.
     sorted: Vec<Value>,
 }

@@ -30,15 +30,19 @@ pub struct EvalStore {
     /// Hashes modulo of derivations, by `.drv` path (unmasked, as their dependents need).
     drv_hashes: DrvHashes,
     /// Derivations made by this evaluation: what later derivations need of them.
-    drvs: HashMap<StorePath, MadeDrv>,
+    drvs: HashMap<StorePath, MadeDrv, foldhash::fast::RandomState>,
     /// Sources copied without a filter, by their path on disk.
     sources: HashMap<PathBuf, StorePath>,
 }
 
+/// Each output of a derivation with its path (none for outputs known only after a build).
+pub type OutputPaths = Vec<(String, Option<StorePath>)>;
+
 /// What is kept of a derivation made by this evaluation.
 struct MadeDrv {
-    references: BTreeSet<StorePath>,
-    outputs: Vec<String>,
+    /// In order (from a set); a boxed slice, as a B-tree would spend a node on each.
+    references: Box<[StorePath]>,
+    outputs: Box<[String]>,
 }
 
 /// What is wrong with a store path name, in CppNix's words (`checkName`): it must be 1 to
@@ -82,7 +86,7 @@ impl EvalStore {
             backend: None,
             write: false,
             drv_hashes: DrvHashes::new(),
-            drvs: HashMap::new(),
+            drvs: HashMap::default(),
             sources: HashMap::new(),
         }
     }
@@ -334,48 +338,52 @@ impl EvalStore {
         }
     }
 
-    /// Write (or compute the path of) a derivation whose outputs are filled in, and remember it
-    /// with its hash modulo.
-    pub fn write_derivation(&mut self, drv: Derivation) -> EResult<StorePath> {
-        let text = drv.to_aterm(&self.dir);
+    /// Fill in the output paths of a freshly made derivation and write it (or compute its
+    /// path): [`Self::compute_output_paths`] and [`Self::write_derivation`] in one, sharing
+    /// the work of writing its text (see [`firn_format::derivation::DrvHashes::instantiate`]).
+    /// Gives the `.drv` path and each output's path (none for outputs known only after a
+    /// build).
+    pub fn instantiate(&mut self, mut drv: Derivation) -> EResult<(StorePath, OutputPaths)> {
+        let dir = self.dir.clone();
+        let backend = &self.backend;
+        let (text, h) = self
+            .drv_hashes
+            .instantiate(&dir, &mut drv, |p| load_derivation(&dir, backend, p))?;
+        let outputs = drv
+            .outputs
+            .iter()
+            .map(|(id, o)| (id.clone(), o.path.clone()))
+            .collect();
+        Ok((self.register_derivation(drv, text, h)?, outputs))
+    }
+
+    /// Write (or compute the path of) `drv` with its text and hash modulo already made.
+    fn register_derivation(
+        &mut self,
+        drv: Derivation,
+        text: String,
+        h: DrvHash,
+    ) -> EResult<StorePath> {
         let references = drv.references();
         let p = self.add_text(&format!("{}.drv", drv.name), &text, &references)?;
         if self.drv_hashes.get(&p).is_none() {
-            let h = self.hash_modulo(&drv, false)?;
             self.drv_hashes.insert(p.clone(), h);
         }
         let outputs = drv.outputs.keys().cloned().collect();
         self.drvs.insert(
             p.clone(),
             MadeDrv {
-                references,
+                references: references.into_iter().collect(),
                 outputs,
             },
         );
         Ok(p)
     }
 
-    /// The hash modulo of `drv`, reading the inputs it needs.
-    pub fn hash_modulo(&mut self, drv: &Derivation, mask_outputs: bool) -> EResult<DrvHash> {
-        let dir = self.dir.clone();
-        let backend = &self.backend;
-        self.drv_hashes.of_derivation(&dir, drv, mask_outputs, |p| {
-            load_derivation(&dir, backend, p)
-        })
-    }
-
-    /// Fill in the output paths of a freshly made derivation (CppNix's `derivationStrict`).
-    pub fn compute_output_paths(&mut self, drv: &mut Derivation) -> EResult<()> {
-        let dir = self.dir.clone();
-        let backend = &self.backend;
-        self.drv_hashes
-            .compute_output_paths(&dir, drv, |p| load_derivation(&dir, backend, p))
-    }
-
     /// The output names of derivation `p` (made by this evaluation or found in the store).
     pub fn output_names(&self, p: &StorePath) -> EResult<Vec<String>> {
         match self.drvs.get(p) {
-            Some(d) => Ok(d.outputs.clone()),
+            Some(d) => Ok(d.outputs.to_vec()),
             None => Ok(load_derivation(&self.dir, &self.backend, p)?
                 .outputs
                 .into_keys()
@@ -399,7 +407,7 @@ impl EvalStore {
     /// The references of `p` (a derivation of this evaluation, or a valid path).
     pub fn references(&self, p: &StorePath) -> EResult<BTreeSet<StorePath>> {
         if let Some(d) = self.drvs.get(p) {
-            return Ok(d.references.clone());
+            return Ok(d.references.iter().cloned().collect());
         }
         let Some(store) = &self.backend else {
             return Err(EvalError::new(format!(

@@ -91,8 +91,7 @@ impl StorePath {
                 "the hash part is not nixbase32",
             ));
         }
-        nixbase32::decode(h, HASH_BYTES)
-            .map_err(|_| StorePathError::Invalid(base.to_string(), "the hash part is invalid"))?;
+        // 32 nixbase32 characters are exactly 160 bits: any of them decode to 20 bytes.
         validate_name(name)?;
         Ok(StorePath {
             base: base.to_string(),
@@ -233,7 +232,16 @@ impl StoreDir {
 
     /// The full path of a store path.
     pub fn display(&self, p: &StorePath) -> String {
-        format!("{}/{}", self.0, p.base_name())
+        let mut s = String::with_capacity(self.0.len() + 1 + p.base_name().len());
+        self.display_into(&mut s, p);
+        s
+    }
+
+    /// Append the full path of `p` to `out`.
+    pub fn display_into(&self, out: &mut String, p: &StorePath) {
+        out.push_str(&self.0);
+        out.push('/');
+        out.push_str(p.base_name());
     }
 
     /// Parse a full store path (exactly `<dir>/<base>`, nothing after it).
@@ -279,14 +287,19 @@ impl StoreDir {
         name: &str,
     ) -> Result<StorePath, StorePathError> {
         validate_name(name)?;
-        let fingerprint = format!(
-            "{}:{}:{}:{}:{}",
-            ty,
-            inner.algo(),
-            inner.to_base16(),
-            self.0,
-            name
+        let algo = inner.algo().name();
+        let mut fingerprint = String::with_capacity(
+            ty.len() + algo.len() + 2 * inner.as_bytes().len() + self.0.len() + name.len() + 4,
         );
+        for (i, part) in [ty, algo, &inner.to_base16(), &self.0, name]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                fingerprint.push(':');
+            }
+            fingerprint.push_str(part);
+        }
         let h = Hash::digest(HashAlgo::Sha256, fingerprint.as_bytes());
         let folded = h.truncate_xor(HASH_BYTES);
         let mut arr = [0u8; HASH_BYTES];
@@ -304,7 +317,7 @@ impl StoreDir {
         let mut ty = base.to_string();
         for r in sorted {
             ty.push(':');
-            ty.push_str(&self.display(r));
+            self.display_into(&mut ty, r);
         }
         if self_ref {
             ty.push_str(":self");

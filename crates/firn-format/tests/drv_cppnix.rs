@@ -72,6 +72,14 @@ end"; "k" = "$ {{ }} ' `"; }}"#
 /// does.
 fn recompute(store: &Path, memo: &mut DrvHashes, d: &Derivation) -> Derivation {
     let sd = StoreDir::default();
+    let mut b = blank(d);
+    memo.compute_output_paths(&sd, &mut b, |p| read_drv(store, p))
+        .expect("computing output paths");
+    b
+}
+
+/// A derivation CppNix made with its outputs as the evaluator first makes them.
+fn blank(d: &Derivation) -> Derivation {
     let mut blank = d.clone();
     for (id, o) in blank.outputs.iter_mut() {
         blank.env.insert(id.clone(), String::new());
@@ -82,8 +90,6 @@ fn recompute(store: &Path, memo: &mut DrvHashes, d: &Derivation) -> Derivation {
             _ => DerivationOutput::deferred(),
         };
     }
-    memo.compute_output_paths(&sd, &mut blank, |p| read_drv(store, p))
-        .expect("computing output paths");
     blank
 }
 
@@ -110,6 +116,24 @@ fn cppnix_drvs_roundtrip_and_paths_match() {
             assert_eq!(d.to_aterm(&sd), text, "printing {p}");
             assert_eq!(d.drv_path(&sd).expect("drv path"), p, "drv path of {p}");
             assert_eq!(recompute(&store, &mut memo, &d), d, "output paths of {p}");
+            // The text and the hash modulo made together, as the evaluator makes them, equal
+            // the ones made apart.
+            let (aterm, together) = memo
+                .aterm_and_hash(&sd, &d, |q| read_drv(&store, q))
+                .expect("text and hash modulo");
+            assert_eq!(aterm, text, "text made with the hash modulo of {p}");
+            let apart = memo
+                .of_derivation(&sd, &d, false, |q| read_drv(&store, q))
+                .expect("hash modulo");
+            assert_eq!(together, apart, "hash modulo made with the text of {p}");
+            // All of it at once from the blanked derivation, as derivationStrict does.
+            let mut fresh = blank(&d);
+            let (aterm, h) = memo
+                .instantiate(&sd, &mut fresh, |q| read_drv(&store, q))
+                .expect("instantiating");
+            assert_eq!(fresh, d, "outputs filled in by instantiating {p}");
+            assert_eq!(aterm, text, "text made by instantiating {p}");
+            assert_eq!(h, apart, "hash modulo made by instantiating {p}");
             // Output paths as nix-store lists them.
             let outs = run(cppnix("nix-store")
                 .arg("--store")

@@ -4,7 +4,9 @@
 //! call of `__sub`, `a < b` of `__lessThan`, `<p>` of `__findFile __nixPath "p"`, `a + b` is a
 //! (non-string) concatenation, and nested attribute paths in bindings become nested sets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+pub use crate::symmap::SymMap;
 
 /// A byte range in the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -104,7 +106,7 @@ pub struct AttrDef {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Attrs {
     pub rec: bool,
-    pub attrs: BTreeMap<Symbol, AttrDef>,
+    pub attrs: SymMap<AttrDef>,
     pub dynamic: Vec<(Expr, Expr, Span)>,
     pub inherit_from: Vec<Expr>,
 }

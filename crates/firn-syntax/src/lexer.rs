@@ -3,22 +3,20 @@
 //! Strings, indented strings and interpolated paths are scanned by the parser, which knows
 //! when it is inside one.
 
-use std::rc::Rc;
-
-/// A token in the default lexer state. Text is shared (`Rc<str>`): the parser copies the
-/// token it looks at, and a copy must not allocate.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Tok {
-    Id(Rc<str>),
-    Int(Rc<str>),
-    Float(Rc<str>),
+/// A token in the default lexer state. Text is borrowed from the source, so a token is a
+/// small `Copy` value the parser can look at and pass around freely.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tok<'a> {
+    Id(&'a str),
+    Int(&'a str),
+    Float(&'a str),
     /// A path literal, possibly ending in `/` (then an interpolation must follow).
-    Path(Rc<str>),
+    Path(&'a str),
     /// `~/...`
-    HPath(Rc<str>),
+    HPath(&'a str),
     /// `<nixpkgs/lib>` without the brackets.
-    SPath(Rc<str>),
-    Uri(Rc<str>),
+    SPath(&'a str),
+    Uri(&'a str),
     If,
     Then,
     Else,
@@ -51,7 +49,7 @@ pub enum Tok {
     Eof,
 }
 
-impl Tok {
+impl Tok<'_> {
     /// How the token is named in error messages (as bison names them).
     pub fn describe(&self) -> String {
         match self {
@@ -278,12 +276,19 @@ pub fn skip_trivia(s: &[u8], mut i: usize) -> Result<usize, usize> {
 }
 
 /// The token at `i` (after trivia) and its length.
-pub fn next_token(s: &[u8], i: usize) -> (Tok, usize) {
+pub fn next_token(s: &[u8], i: usize) -> (Tok<'_>, usize) {
     next_token_cached(s, i, &mut (0, 0))
 }
 
+/// The text of a token whose characters are all ASCII by the rule that matched it
+/// (identifiers, numbers, paths, URIs).
+fn ascii(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii(), "token text is ASCII");
+    std::str::from_utf8(b).unwrap_or("")
+}
+
 /// The keyword spelled `word`, if it is one.
-fn keyword(word: &[u8]) -> Option<Tok> {
+fn keyword(word: &[u8]) -> Option<Tok<'static>> {
     Some(match word {
         b"if" => Tok::If,
         b"then" => Tok::Then,
@@ -304,12 +309,12 @@ fn keyword(word: &[u8]) -> Option<Tok> {
 /// the token to the full longest-match rules. `fresh` is whether `i` is outside the known
 /// run of path characters (which is updated as the full rules would).
 #[inline]
-fn quick_token(
-    rest: &[u8],
+fn quick_token<'a>(
+    rest: &'a [u8],
     fresh: bool,
     i: usize,
     run: &mut (usize, usize),
-) -> Option<(Tok, usize)> {
+) -> Option<(Tok<'a>, usize)> {
     let c = *rest.first()?;
     match c {
         // None of these is a path, URI or identifier character, nor starts a fixed token.
@@ -337,8 +342,7 @@ fn quick_token(
             let word = &rest[..n];
             let tok = match keyword(word) {
                 Some(k) => k,
-                // Identifier characters are ASCII.
-                None => Tok::Id(String::from_utf8_lossy(word).into()),
+                None => Tok::Id(ascii(word)),
             };
             Some((tok, n))
         }
@@ -348,7 +352,7 @@ fn quick_token(
 
 /// [`next_token`] remembering, in `run`, the last run of path characters that is not followed
 /// by `/`: inside it no path can start, which keeps long runs like `------1` linear.
-pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
+pub fn next_token_cached<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, usize) {
     let rest = &s[i..];
     let in_dead_run = i >= run.0 && i < run.1;
     if rest.is_empty() {
@@ -361,13 +365,13 @@ pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, 
 }
 
 /// [`next_token_cached`] by the full longest-match rules only.
-fn full_token(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
+fn full_token<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, usize) {
     let rest = &s[i..];
     let in_dead_run = i >= run.0 && i < run.1;
     if rest.is_empty() {
         return (Tok::Eof, 0);
     }
-    let text = |n: usize| -> Rc<str> { String::from_utf8_lossy(&rest[..n]).into() };
+    let text = |n: usize| -> &'a str { ascii(&rest[..n]) };
     // Longest match among the pattern rules; fixed tokens are checked after, and since flex
     // prefers the earlier rule on ties, keywords beat identifiers.
     let mut best: (usize, u8) = (0, 0);
@@ -417,7 +421,7 @@ fn full_token(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
     let mut fixed_match: Option<(usize, Tok)> = None;
     for (lit, tok) in fixed {
         if rest.starts_with(lit.as_bytes()) {
-            fixed_match = Some((lit.len(), tok.clone()));
+            fixed_match = Some((lit.len(), *tok));
             break;
         }
     }
@@ -434,7 +438,7 @@ fn full_token(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
                 };
                 return (Tok::IndOpen, n);
             }
-            return (tok.clone(), *n);
+            return (*tok, *n);
         }
     }
     match best {
@@ -460,10 +464,10 @@ fn full_token(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
         (n, 2) => (Tok::Int(text(n)), n),
         (n, 3) => (Tok::Float(text(n)), n),
         (n, 4) => (Tok::Path(text(n - 2)), n - 2),
-        (_, 5) => (Tok::HPath("~/".into()), 2),
+        (_, 5) => (Tok::HPath("~/"), 2),
         (n, 6) => (Tok::Path(text(n)), n),
         (n, 7) => (Tok::HPath(text(n)), n),
-        (n, 8) => (Tok::SPath(text(n)[1..n - 1].into()), n),
+        (n, 8) => (Tok::SPath(&text(n)[1..n - 1]), n),
         (n, _) => (Tok::Uri(text(n)), n),
     }
 }
@@ -472,7 +476,7 @@ fn full_token(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
 mod tests {
     use super::*;
 
-    fn tok(s: &str) -> (Tok, usize) {
+    fn tok(s: &str) -> (Tok<'_>, usize) {
         next_token(s.as_bytes(), 0)
     }
 
@@ -507,21 +511,18 @@ mod tests {
     #[test]
     fn longest_match() {
         assert_eq!(tok("if"), (Tok::If, 2));
-        assert_eq!(tok("iffy"), (Tok::Id("iffy".into()), 4));
-        assert_eq!(tok("a/b c"), (Tok::Path("a/b".into()), 3));
-        assert_eq!(tok("2/3"), (Tok::Path("2/3".into()), 3));
-        assert_eq!(tok("1.5e3"), (Tok::Float("1.5e3".into()), 5));
-        assert_eq!(tok(".5"), (Tok::Float(".5".into()), 2));
-        assert_eq!(tok("123"), (Tok::Int("123".into()), 3));
-        assert_eq!(tok("./${x}"), (Tok::Path("./".into()), 2));
-        assert_eq!(
-            tok("http://x.org/y"),
-            (Tok::Uri("http://x.org/y".into()), 14)
-        );
-        assert_eq!(tok("<nixpkgs/lib>"), (Tok::SPath("nixpkgs/lib".into()), 13));
-        assert_eq!(tok("a-b'"), (Tok::Id("a-b'".into()), 4));
+        assert_eq!(tok("iffy"), (Tok::Id("iffy"), 4));
+        assert_eq!(tok("a/b c"), (Tok::Path("a/b"), 3));
+        assert_eq!(tok("2/3"), (Tok::Path("2/3"), 3));
+        assert_eq!(tok("1.5e3"), (Tok::Float("1.5e3"), 5));
+        assert_eq!(tok(".5"), (Tok::Float(".5"), 2));
+        assert_eq!(tok("123"), (Tok::Int("123"), 3));
+        assert_eq!(tok("./${x}"), (Tok::Path("./"), 2));
+        assert_eq!(tok("http://x.org/y"), (Tok::Uri("http://x.org/y"), 14));
+        assert_eq!(tok("<nixpkgs/lib>"), (Tok::SPath("nixpkgs/lib"), 13));
+        assert_eq!(tok("a-b'"), (Tok::Id("a-b'"), 4));
         assert_eq!(tok("//"), (Tok::Update, 2));
         assert_eq!(tok("''  \nx"), (Tok::IndOpen, 5));
-        assert_eq!(tok("~/a/b"), (Tok::HPath("~/a/b".into()), 5));
+        assert_eq!(tok("~/a/b"), (Tok::HPath("~/a/b"), 5));
     }
 }

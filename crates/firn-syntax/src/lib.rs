@@ -9,6 +9,7 @@ pub mod parser;
 pub mod scope;
 pub mod show;
 pub mod suggest;
+pub mod symmap;
 
 pub use ast::{Expr, ExprKind, Interner, Span, Symbol};
 pub use parser::{line_col, line_starts, ParseError};

@@ -23,7 +23,7 @@ pub struct Parser<'a> {
     src: &'a [u8],
     pos: usize,
     /// Lookahead: the token at `pos` (after trivia), its start and end.
-    peeked: Option<(Tok, usize, usize)>,
+    peeked: Option<(Tok<'a>, usize, usize)>,
     /// See [`next_token_cached`].
     dead_run: (usize, usize),
     pub interner: &'a mut Interner,
@@ -33,6 +33,13 @@ pub struct Parser<'a> {
     depth: usize,
     /// Whether `|>` and `<|` are allowed (the `pipe-operators` experimental feature).
     pipe_operators: bool,
+}
+
+/// `v` without spare capacity: syntax trees live as long as the evaluation, so the slack a
+/// growing vector leaves would be kept for good.
+fn tight<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 fn err<T>(msg: impl Into<String>, start: usize, end: usize) -> PResult<T> {
@@ -123,12 +130,12 @@ impl<'a> Parser<'a> {
         self
     }
 
-    fn peek(&mut self) -> PResult<(Tok, usize, usize)> {
+    fn peek(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
         self.peek_ref().cloned()
     }
 
     /// The next token, without copying it.
-    fn peek_ref(&mut self) -> PResult<&(Tok, usize, usize)> {
+    fn peek_ref(&mut self) -> PResult<&(Tok<'a>, usize, usize)> {
         if self.peeked.is_none() {
             let start = match skip_trivia(self.src, self.pos) {
                 Ok(s) => s,
@@ -153,11 +160,11 @@ impl<'a> Parser<'a> {
     }
 
     /// The kind of the next token (a cheap look: no copy of its text).
-    fn peek_tok(&mut self) -> PResult<&Tok> {
+    fn peek_tok(&mut self) -> PResult<&Tok<'a>> {
         Ok(&self.peek_ref()?.0)
     }
 
-    fn bump(&mut self) -> PResult<(Tok, usize, usize)> {
+    fn bump(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
         let p = match self.peeked.take() {
             Some(p) => p,
             None => self.peek()?,
@@ -262,13 +269,13 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(name) => {
                 // `x: body` or `x @ { ... }: body`
-                let save = (self.pos, self.peeked.clone());
+                let save = (self.pos, self.peeked);
                 self.bump()?;
                 match *self.peek_tok()? {
                     Tok::Char(':') => {
                         self.bump()?;
                         let body = self.parse_expr()?;
-                        let arg = self.sym(&name);
+                        let arg = self.sym(name);
                         let span = Span::new(start, body.span.end as usize);
                         return Ok(Expr::new(
                             ExprKind::Lambda {
@@ -289,7 +296,7 @@ impl<'a> Parser<'a> {
                         let formals = self.parse_formals()?;
                         self.expect_char(':')?;
                         let body = self.parse_expr()?;
-                        let arg = self.sym(&name);
+                        let arg = self.sym(name);
                         self.validate_formals(&formals, Some((arg, start, end)))?;
                         let span = Span::new(start, body.span.end as usize);
                         return Ok(Expr::new(
@@ -313,7 +320,7 @@ impl<'a> Parser<'a> {
                 if *self.peek_tok()? == Tok::Char('@') {
                     self.bump()?;
                     match self.bump()? {
-                        (Tok::Id(n), s, e) => arg = Some((self.sym(&n), s, e)),
+                        (Tok::Id(n), s, e) => arg = Some((self.sym(n), s, e)),
                         (t, s, e) => {
                             return err(
                                 format!(
@@ -369,7 +376,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Let => {
                 // `let { ... }` is the legacy form, handled as a simple expression.
-                let save = (self.pos, self.peeked.clone());
+                let save = (self.pos, self.peeked);
                 self.bump()?;
                 if *self.peek_tok()? != Tok::Char('{') {
                     let attrs = self.parse_binds(&[Tok::In])?;
@@ -417,7 +424,7 @@ impl<'a> Parser<'a> {
     fn looks_like_formals(&mut self) -> PResult<bool> {
         let s = self.src;
         let (_, _, mut i) = self.peek()?;
-        let tok_at = |i: usize| -> (Tok, usize, usize) {
+        let tok_at = |i: usize| -> (Tok<'a>, usize, usize) {
             let st = skip_trivia(s, i).unwrap_or(s.len());
             let (t, n) = next_token(s, st);
             (t, st, st + n)
@@ -463,7 +470,7 @@ impl<'a> Parser<'a> {
                 }
                 (Tok::Id(n), s, e) => {
                     self.bump()?;
-                    let name = self.sym(&n);
+                    let name = self.sym(n);
                     let default = if *self.peek_tok()? == Tok::Char('?') {
                         self.bump()?;
                         Some(self.parse_expr()?)
@@ -489,7 +496,10 @@ impl<'a> Parser<'a> {
                 _ => return self.unexpected("identifier, '...' or '}'"),
             }
         }
-        Ok(Formals { formals, ellipsis })
+        Ok(Formals {
+            formals: tight(formals),
+            ellipsis,
+        })
     }
 
     fn validate_formals(
@@ -729,7 +739,7 @@ impl<'a> Parser<'a> {
         if args.is_empty() {
             return Ok(f);
         }
-        Ok(self.call(f, args, Span::new(start, end)))
+        Ok(self.call(f, tight(args), Span::new(start, end)))
     }
 
     /// `expr_select`: `e.a.b`, `e.a or d`, and the legacy `e or` (a call of `or`).
@@ -780,7 +790,7 @@ impl<'a> Parser<'a> {
             self.bump()?;
             path.push(self.parse_attr()?);
         }
-        Ok(path)
+        Ok(tight(path))
     }
 
     /// One attribute name: an identifier (`or` included), a string, or `${e}`.
@@ -789,7 +799,7 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(n) => {
                 self.bump()?;
-                Ok(AttrName::Static(self.sym(&n)))
+                Ok(AttrName::Static(self.sym(n)))
             }
             Tok::OrKw => {
                 self.bump()?;
@@ -827,10 +837,10 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(n) => {
                 self.bump()?;
-                if &*n == "__curPos" {
+                if n == "__curPos" {
                     Ok(Expr::new(ExprKind::CurPos, span))
                 } else {
-                    Ok(self.var(&n, span))
+                    Ok(self.var(n, span))
                 }
             }
             Tok::Int(s) => {
@@ -858,7 +868,7 @@ impl<'a> Parser<'a> {
             Tok::Path(p) => {
                 self.bump()?;
                 let resolved = if p.starts_with('/') {
-                    let mut c = canon_path(&p);
+                    let mut c = canon_path(p);
                     if p.len() > 1 && p.ends_with('/') {
                         c.push('/');
                     }
@@ -943,7 +953,10 @@ impl<'a> Parser<'a> {
                 loop {
                     if *self.peek_tok()? == Tok::Char(']') {
                         let (_, _, e2) = self.bump()?;
-                        return Ok(Expr::new(ExprKind::List(items), Span::new(start, e2)));
+                        return Ok(Expr::new(
+                            ExprKind::List(tight(items)),
+                            Span::new(start, e2),
+                        ));
                     }
                     if !Self::starts_simple(self.peek_tok()?) {
                         return self.unexpected("']'");
@@ -1085,7 +1098,7 @@ impl<'a> Parser<'a> {
         Ok(Expr::new(
             ExprKind::Concat {
                 force_string: true,
-                parts,
+                parts: tight(parts),
             },
             Span::new(start, end),
         ))
@@ -1192,6 +1205,9 @@ impl<'a> Parser<'a> {
         loop {
             let (t, s, _) = self.peek()?;
             if until.contains(&t) {
+                attrs.attrs.shrink_to_fit();
+                attrs.dynamic.shrink_to_fit();
+                attrs.inherit_from.shrink_to_fit();
                 return Ok(attrs);
             }
             if t == Tok::Inherit {
@@ -1217,7 +1233,7 @@ impl<'a> Parser<'a> {
                         }
                         Tok::Id(n) => {
                             self.bump()?;
-                            self.sym(&n)
+                            self.sym(n)
                         }
                         Tok::OrKw => {
                             self.bump()?;
@@ -1578,7 +1594,7 @@ fn strip_indentation(parts: Vec<IndPart>, span: Span) -> Expr {
     Expr::new(
         ExprKind::Concat {
             force_string: true,
-            parts: out,
+            parts: tight(out),
         },
         span,
     )

@@ -51,3 +51,88 @@ unsafe impl GlobalAlloc for Mimalloc {
         }
     }
 }
+
+/// mimalloc's `mi_option_allow_thp` (its header's option number; the bindings predate it).
+const OPTION_ALLOW_THP: std::ffi::c_int = 43;
+
+extern "C" {
+    // Part of mimalloc's API (`mimalloc.h`), compiled in by libmimalloc-sys; its Rust
+    // declaration sits behind a feature this crate does not need otherwise.
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// Keep mimalloc's heap on ordinary pages. mimalloc asks for transparent huge pages on its
+/// arenas, where a 2 MiB page is committed whole for the first small object placed in it: an
+/// evaluation's resident memory was a third larger for it (87 MB instead of 66 MB for the
+/// 2000-package benchmark), with no measurable gain in speed.
+///
+/// The first arena is mapped before `main` runs, so the option alone comes too late for it:
+/// its mapping (found in /proc/self/maps from the address of a fresh block) is advised
+/// against huge pages directly. Process-wide switches (`PR_SET_THP_DISABLE`) are avoided
+/// because builders would inherit them.
+pub fn configure() {
+    // SAFETY: setting an option is allowed at any time; it affects later OS allocations.
+    unsafe { mi_option_set(OPTION_ALLOW_THP, 0) };
+    let probe = Box::new(0u64);
+    let addr = &*probe as *const u64 as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let range = maps.lines().find_map(|l| {
+        let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        (start <= addr && addr < end).then_some((start, end))
+    });
+    if let Some((start, end)) = range {
+        // SAFETY: advice on a mapping of this process; it changes no contents. Failure
+        // leaves the default, which is only a matter of memory use.
+        unsafe {
+            libc::madvise(
+                start as *mut libc::c_void,
+                end - start,
+                libc::MADV_NOHUGEPAGE,
+            )
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kernel's flags for the mapping that holds `addr` (`VmFlags` in /proc/self/smaps).
+    fn vm_flags(addr: usize) -> Option<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for l in smaps.lines() {
+            if let Some((range, _)) = l.split_once(' ') {
+                if let Some((s, e)) = range.split_once('-') {
+                    if let (Ok(s), Ok(e)) =
+                        (usize::from_str_radix(s, 16), usize::from_str_radix(e, 16))
+                    {
+                        inside = s <= addr && addr < e;
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(f) = l.strip_prefix("VmFlags:") {
+                    return Some(f.trim().to_string());
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_heap_is_kept_off_huge_pages() {
+        super::configure();
+        let b = Box::new([0u8; 64]);
+        let flags = vm_flags(b.as_ptr() as usize).expect("the heap's mapping is listed");
+        assert!(
+            flags.split_whitespace().any(|f| f == "nh"),
+            "heap mapping flags: {flags}"
+        );
+    }
+}

@@ -5,6 +5,7 @@ mod alloc;
 mod closure;
 mod cmd;
 mod context;
+mod eval_thread;
 mod legacy;
 mod paths;
 mod realise;
@@ -33,6 +34,7 @@ pub const TOOL_NAMES: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
+    alloc::configure();
     let mut args: Vec<String> = std::env::args().collect();
     let argv0 = args.remove(0);
     let prog = std::path::Path::new(&argv0)

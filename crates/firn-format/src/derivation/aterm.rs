@@ -179,7 +179,23 @@ pub fn escaped(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     // Copy the runs between characters that need escaping whole (all of them are ASCII,
-    // so splitting there keeps the UTF-8 intact).
+    // so splitting there keeps the UTF-8 intact). Without a return or a tab, which is nearly
+    // always, the others are found with a vectorised search.
+    if memchr::memchr2(b'\r', b'\t', s.as_bytes()).is_none() {
+        let mut start = 0;
+        for i in memchr::memchr3_iter(b'"', b'\\', b'\n', s.as_bytes()) {
+            out.push_str(&s[start..i]);
+            out.push_str(match s.as_bytes()[i] {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                _ => "\\n",
+            });
+            start = i + 1;
+        }
+        out.push_str(&s[start..]);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc = match b {
@@ -196,6 +212,36 @@ pub fn escaped(out: &mut String, s: &str) {
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// An input derivation's key in the ATerm: its path, or (for the hash modulo) a hash.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Text(&'a str),
+    Path(&'a StorePath),
+}
+
+/// `rest` (written masked by [`Derivation::unparse_rest_marked`]) with `value(output)`
+/// put in at each mark: the text written unmasked once output paths are known. The values
+/// are store paths, which need no escaping.
+pub(super) fn splice_output_paths<'a>(
+    rest: &str,
+    marks: &[(usize, &'a str)],
+    mut value: impl FnMut(&'a str) -> String,
+) -> String {
+    let mut out = String::with_capacity(rest.len() + marks.len() * 64);
+    let mut at = 0;
+    for (pos, output) in marks {
+        out.push_str(&rest[at..*pos]);
+        let v = value(output);
+        debug_assert!(!v
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\r' | b'\t')));
+        out.push_str(&v);
+        at = *pos;
+    }
+    out.push_str(&rest[at..]);
+    out
 }
 
 /// Append `s` in quotes as it is (CppNix does not escape names, paths and the system).
@@ -296,72 +342,147 @@ impl Derivation {
         input_hashes: Option<&BTreeMap<String, BTreeSet<String>>>,
     ) -> String {
         let mut s = String::with_capacity(1024);
+        self.unparse_outputs(&mut s, sd, mask_outputs);
+        self.unparse_inputs(&mut s, sd, input_hashes);
+        self.unparse_rest(&mut s, sd, mask_outputs);
+        s
+    }
+
+    /// The ATerm text as written to the `.drv` file, and the text the (unmasked) hash modulo
+    /// is taken of, with `input_hashes` in place of the input derivations: the two differ only
+    /// there, so the rest (the environment, mostly) is written once.
+    pub fn unparse_with_modulo(
+        &self,
+        sd: &StoreDir,
+        input_hashes: &BTreeMap<String, BTreeSet<String>>,
+    ) -> (String, String) {
+        let mut head = String::with_capacity(256);
+        self.unparse_outputs(&mut head, sd, false);
+        let mut rest = String::with_capacity(1024);
+        self.unparse_rest(&mut rest, sd, false);
+        let mut aterm = String::with_capacity(head.len() + rest.len() + 512);
+        aterm.push_str(&head);
+        self.unparse_inputs(&mut aterm, sd, None);
+        aterm.push_str(&rest);
+        let mut modulo = head;
+        self.unparse_inputs(&mut modulo, sd, Some(input_hashes));
+        modulo.push_str(&rest);
+        (aterm, modulo)
+    }
+
+    /// `Derive([outputs],`
+    pub(super) fn unparse_outputs(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
         s.push_str("Derive([");
         for (i, (id, o)) in self.outputs.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             s.push('(');
-            raw(&mut s, id);
+            raw(s, id);
             s.push(',');
             match (&o.path, mask_outputs) {
-                (Some(p), false) => raw(&mut s, &sd.display(p)),
-                _ => raw(&mut s, ""),
+                (Some(p), false) => {
+                    s.push('"');
+                    sd.display_into(s, p);
+                    s.push('"');
+                }
+                _ => raw(s, ""),
             }
             s.push(',');
-            raw(&mut s, &o.hash_algo);
+            raw(s, &o.hash_algo);
             s.push(',');
-            raw(&mut s, &o.hash);
+            raw(s, &o.hash);
             s.push(')');
         }
-        s.push_str("],[");
+        s.push_str("],");
+    }
+
+    /// `[input derivations],`, by path or (for the hash modulo) by hash.
+    pub(super) fn unparse_inputs(
+        &self,
+        s: &mut String,
+        sd: &StoreDir,
+        input_hashes: Option<&BTreeMap<String, BTreeSet<String>>>,
+    ) {
+        s.push('[');
         let mut first = true;
-        let mut input = |s: &mut String, key: &str, outs: &BTreeSet<String>| {
+        let mut input = |s: &mut String, key: Key<'_>, outs: &BTreeSet<String>| {
             if !first {
                 s.push(',');
             }
             first = false;
-            s.push('(');
-            raw(s, key);
-            s.push(',');
+            s.push_str("(\"");
+            match key {
+                Key::Text(k) => s.push_str(k),
+                Key::Path(p) => sd.display_into(s, p),
+            }
+            s.push_str("\",");
             list(s, outs.iter().map(String::as_str), raw);
             s.push(')');
         };
         match input_hashes {
             Some(h) => {
                 for (k, outs) in h {
-                    input(&mut s, k, outs);
+                    input(s, Key::Text(k), outs);
                 }
             }
             None => {
                 for (d, outs) in &self.input_drvs {
-                    input(&mut s, &sd.display(d), outs);
+                    input(s, Key::Path(d), outs);
                 }
             }
         }
         s.push_str("],");
-        let srcs: Vec<String> = self.input_srcs.iter().map(|p| sd.display(p)).collect();
-        list(&mut s, srcs.iter().map(String::as_str), raw);
+    }
+
+    /// `[sources],"system","builder",[args],[env])`
+    fn unparse_rest(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
+        self.unparse_rest_marked(s, sd, mask_outputs, &mut Vec::new());
+    }
+
+    /// [`Self::unparse_rest`], noting in `marks` (in the order of the environment) where the
+    /// value of each variable named after an output starts, with the output's name: with
+    /// `mask_outputs` these are empty, and the paths can be put in later (see
+    /// [`splice_output_paths`]).
+    pub(super) fn unparse_rest_marked<'a>(
+        &'a self,
+        s: &mut String,
+        sd: &StoreDir,
+        mask_outputs: bool,
+        marks: &mut Vec<(usize, &'a str)>,
+    ) {
+        s.push('[');
+        for (i, p) in self.input_srcs.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push('"');
+            sd.display_into(s, p);
+            s.push('"');
+        }
+        s.push(']');
         s.push(',');
-        raw(&mut s, &self.platform);
+        raw(s, &self.platform);
         s.push(',');
-        escaped(&mut s, &self.builder);
+        escaped(s, &self.builder);
         s.push(',');
-        list(&mut s, self.args.iter().map(String::as_str), escaped);
+        list(s, self.args.iter().map(String::as_str), escaped);
         s.push_str(",[");
         for (i, (k, v)) in self.env.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             s.push('(');
-            escaped(&mut s, k);
+            escaped(s, k);
             s.push(',');
             let masked = mask_outputs && self.outputs.contains_key(k);
-            escaped(&mut s, if masked { "" } else { v });
+            if masked {
+                marks.push((s.len() + 1, k.as_str()));
+            }
+            escaped(s, if masked { "" } else { v });
             s.push(')');
         }
         s.push_str("])");
-        s
     }
 
     /// The ATerm text as written to the `.drv` file.
@@ -384,6 +505,56 @@ mod tests {
         assert_eq!(d.env["a"], "b\r");
         assert_eq!(d.input_drvs.values().next().unwrap().len(), 2);
         assert_eq!(d.to_aterm(&sd), SAMPLE);
+    }
+
+    #[test]
+    fn escaping_agrees_with_a_byte_by_byte_reference() {
+        fn reference(s: &str) -> String {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        let pieces = [
+            "",
+            "a",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "é",
+            "long run of text ",
+            "$",
+        ];
+        // Every string of up to four pieces: both the vectorised path (no return, no tab) and
+        // the byte loop, escapes at the start, the end and next to each other.
+        let mut cases = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for c in &cases {
+                for p in pieces {
+                    next.push(format!("{c}{p}"));
+                }
+            }
+            cases.extend(next);
+            cases.sort();
+            cases.dedup();
+        }
+        for c in &cases {
+            let mut out = String::new();
+            escaped(&mut out, c);
+            assert_eq!(out, reference(c), "escaping {c:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::hash::{Hash, HashAlgo, HashError};
 use crate::store_path::{FileIngestionMethod, StorePath, StorePathError};
 
-pub use modulo::{hash_placeholder, DrvHash, DrvHashKind, DrvHashes};
+pub use modulo::{hash_placeholder, DrvHash, DrvHashKind, DrvHashes, OutputHashes};
 
 /// One output as the `.drv` file states it: the three strings after the output's name.
 ///

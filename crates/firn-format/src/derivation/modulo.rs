@@ -29,8 +29,58 @@ pub enum DrvHashKind {
 /// the same hash; a fixed-output derivation's `out` has its own).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DrvHash {
-    pub hashes: BTreeMap<String, Hash>,
+    pub hashes: OutputHashes,
     pub kind: DrvHashKind,
+}
+
+/// The hash of each output, by output name. A short sorted vector: every derivation an
+/// evaluation makes keeps one, and most have a single output.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OutputHashes(Vec<(String, Hash)>);
+
+impl OutputHashes {
+    pub fn get(&self, output: &str) -> Option<&Hash> {
+        self.0
+            .binary_search_by(|(o, _)| o.as_str().cmp(output))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn insert(&mut self, output: String, hash: Hash) {
+        match self.0.binary_search_by(|(o, _)| o.cmp(&output)) {
+            Ok(i) => self.0[i].1 = hash,
+            Err(i) => self.0.insert(i, (output, hash)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Hash)> {
+        self.0.iter().map(|(o, h)| (o, h))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Hash> {
+        self.0.iter().map(|(_, h)| h)
+    }
+}
+
+impl FromIterator<(String, Hash)> for OutputHashes {
+    fn from_iter<I: IntoIterator<Item = (String, Hash)>>(iter: I) -> Self {
+        let mut v: Vec<(String, Hash)> = iter.into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        v.shrink_to_fit();
+        OutputHashes(v)
+    }
+}
+
+impl<'a> IntoIterator for &'a OutputHashes {
+    type Item = (&'a String, &'a Hash);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Hash)>,
+        fn(&'a (String, Hash)) -> (&'a String, &'a Hash),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(o, h)| (o, h))
+    }
 }
 
 /// The placeholder that stands for output `output` of the derivation being built, in the
@@ -63,7 +113,7 @@ impl Derivation {
     ) -> Result<DrvHash, E> {
         let kind = match self.derivation_type()? {
             DerivationType::ContentAddressed { fixed: true } => {
-                let mut hashes = BTreeMap::new();
+                let mut hashes = OutputHashes::default();
                 for (id, o) in &self.outputs {
                     let OutputKind::Fixed { method, hash } = o.kind()? else {
                         return Err(DrvError::Invalid(format!("output '{id}' is not fixed")).into());
@@ -99,7 +149,29 @@ impl Derivation {
             DerivationType::ContentAddressed { fixed: false } => DrvHashKind::Deferred,
             DerivationType::InputAddressed { .. } => DrvHashKind::Regular,
         };
-        let mut kind = kind;
+        let (inputs, kind) = self.modulo_inputs(sd, kind, &mut input)?;
+        let h = Hash::digest(
+            HashAlgo::Sha256,
+            self.unparse(sd, mask_outputs, Some(&inputs)),
+        );
+        Ok(DrvHash {
+            hashes: self
+                .outputs
+                .keys()
+                .map(|k| (k.clone(), h.clone()))
+                .collect(),
+            kind,
+        })
+    }
+
+    /// The input derivations as the hash modulo writes them (base16 of each input's hash
+    /// modulo → the output names used), and the kind of hash (deferred if any input is).
+    fn modulo_inputs<E: From<DrvError>>(
+        &self,
+        sd: &StoreDir,
+        mut kind: DrvHashKind,
+        input: &mut impl FnMut(&StorePath) -> Result<DrvHash, E>,
+    ) -> Result<(BTreeMap<String, BTreeSet<String>>, DrvHashKind), E> {
         let mut inputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (d, outs) in &self.input_drvs {
             let res = input(d)?;
@@ -117,18 +189,34 @@ impl Derivation {
                 inputs.entry(h.to_base16()).or_default().insert(out.clone());
             }
         }
-        let h = Hash::digest(
-            HashAlgo::Sha256,
-            self.unparse(sd, mask_outputs, Some(&inputs)),
-        );
-        Ok(DrvHash {
-            hashes: self
-                .outputs
-                .keys()
-                .map(|k| (k.clone(), h.clone()))
-                .collect(),
-            kind,
-        })
+        Ok((inputs, kind))
+    }
+
+    /// The ATerm text of the `.drv` file and the (unmasked) hash modulo, together: for
+    /// input-addressed and floating derivations the two texts share everything but the input
+    /// derivations, which saves writing the environment twice.
+    pub fn aterm_and_hash_modulo<E: From<DrvError>>(
+        &self,
+        sd: &StoreDir,
+        mut input: impl FnMut(&StorePath) -> Result<DrvHash, E>,
+    ) -> Result<(String, DrvHash), E> {
+        let kind = match self.derivation_type()? {
+            DerivationType::ContentAddressed { fixed: false } => DrvHashKind::Deferred,
+            DerivationType::InputAddressed { .. } => DrvHashKind::Regular,
+            DerivationType::ContentAddressed { fixed: true } | DerivationType::Impure => {
+                let h = self.hash_derivation_modulo(sd, false, input)?;
+                return Ok((self.to_aterm(sd), h));
+            }
+        };
+        let (inputs, kind) = self.modulo_inputs(sd, kind, &mut input)?;
+        let (aterm, modulo) = self.unparse_with_modulo(sd, &inputs);
+        let h = Hash::digest(HashAlgo::Sha256, modulo);
+        let hashes = self
+            .outputs
+            .keys()
+            .map(|k| (k.clone(), h.clone()))
+            .collect();
+        Ok((aterm, DrvHash { hashes, kind }))
     }
 
     /// [`Derivation::hash_derivation_modulo`] for the common case where each input derivation
@@ -238,7 +326,7 @@ impl Derivation {
 /// Memoised hashes modulo of derivations by path (unmasked, as inputs use them).
 #[derive(Clone, Debug, Default)]
 pub struct DrvHashes {
-    memo: HashMap<StorePath, DrvHash>,
+    memo: HashMap<StorePath, DrvHash, foldhash::fast::RandomState>,
 }
 
 impl DrvHashes {
@@ -336,6 +424,107 @@ impl DrvHashes {
                 )))
             })
         })
+    }
+
+    /// [`Derivation::aterm_and_hash_modulo`] with the inputs' hashes from here (read with
+    /// `load` as needed).
+    pub fn aterm_and_hash<E: From<DrvError>>(
+        &mut self,
+        sd: &StoreDir,
+        drv: &Derivation,
+        mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<(String, DrvHash), E> {
+        self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
+        let memo = &self.memo;
+        drv.aterm_and_hash_modulo(sd, |i| {
+            memo.get(i).cloned().ok_or_else(|| {
+                E::from(DrvError::Invalid(format!(
+                    "no hash for input '{}'",
+                    sd.display(i)
+                )))
+            })
+        })
+    }
+
+    /// What `derivationStrict` does with a freshly made derivation, in one go: fill in its
+    /// output paths ([`Derivation::compute_output_paths`]) and give the `.drv` text and the
+    /// derivation's (unmasked) hash modulo ([`Derivation::aterm_and_hash_modulo`]). For an
+    /// input-addressed derivation the environment is written once, masked, and the output
+    /// paths are put into that text afterwards; the three texts (masked for the output paths,
+    /// the `.drv` file, unmasked for the hash modulo) share it.
+    pub fn instantiate<E: From<DrvError>>(
+        &mut self,
+        sd: &StoreDir,
+        drv: &mut Derivation,
+        mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<(String, DrvHash), E> {
+        self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
+        let memo = &self.memo;
+        let mut input = |i: &StorePath| {
+            memo.get(i).cloned().ok_or_else(|| {
+                E::from(DrvError::Invalid(format!(
+                    "no hash for input '{}'",
+                    sd.display(i)
+                )))
+            })
+        };
+        if !matches!(
+            drv.derivation_type()?,
+            DerivationType::InputAddressed { .. }
+        ) {
+            drv.compute_output_paths(sd, &mut input)?;
+            return drv.aterm_and_hash_modulo(sd, input);
+        }
+        for (id, o) in drv.outputs.iter_mut() {
+            *o = DerivationOutput::deferred();
+            drv.env.insert(id.clone(), String::new());
+        }
+        let (inputs, kind) = drv.modulo_inputs(sd, DrvHashKind::Regular, &mut input)?;
+        if kind == DrvHashKind::Deferred {
+            // Output paths wait for a build: nothing to share.
+            drv.compute_output_paths(sd, &mut input)?;
+            return drv.aterm_and_hash_modulo(sd, input);
+        }
+        let mut inputs_by_hash = String::with_capacity(inputs.len() * 80 + 4);
+        drv.unparse_inputs(&mut inputs_by_hash, sd, Some(&inputs));
+        let mut rest_masked = String::with_capacity(1024);
+        let mut marks = Vec::new();
+        drv.unparse_rest_marked(&mut rest_masked, sd, true, &mut marks);
+        let mut head = String::with_capacity(256);
+        drv.unparse_outputs(&mut head, sd, true);
+        let mut hasher = crate::hash::Hasher::new(HashAlgo::Sha256);
+        for part in [&head, &inputs_by_hash, &rest_masked] {
+            hasher.update(part.as_bytes());
+        }
+        let masked = hasher.finish();
+        let mut paths = BTreeMap::new();
+        for id in drv.outputs.keys() {
+            let p = sd
+                .make_output_path(id, &masked, &drv.name)
+                .map_err(DrvError::from)?;
+            paths.insert(id.clone(), p);
+        }
+        let rest = super::aterm::splice_output_paths(&rest_masked, &marks, |id| {
+            paths.get(id).map(|p| sd.display(p)).unwrap_or_default()
+        });
+        drop(marks);
+        for (id, p) in paths {
+            drv.env.insert(id.clone(), sd.display(&p));
+            drv.outputs.insert(id, DerivationOutput::input_addressed(p));
+        }
+        head.clear();
+        drv.unparse_outputs(&mut head, sd, false);
+        let mut aterm = String::with_capacity(head.len() + rest.len() + 512);
+        aterm.push_str(&head);
+        drv.unparse_inputs(&mut aterm, sd, None);
+        aterm.push_str(&rest);
+        let mut hasher = crate::hash::Hasher::new(HashAlgo::Sha256);
+        for part in [&head, &inputs_by_hash, &rest] {
+            hasher.update(part.as_bytes());
+        }
+        let h = hasher.finish();
+        let hashes = drv.outputs.keys().map(|k| (k.clone(), h.clone())).collect();
+        Ok((aterm, DrvHash { hashes, kind }))
     }
 
     /// [`Derivation::compute_output_paths`] with the inputs' hashes from here (read with

@@ -58,13 +58,12 @@ pub fn run(a: EvalArgs, show_trace: bool, pipe_operators: bool) -> Result<()> {
     };
     let attr = a.installable.clone().unwrap_or_default();
     let (apply, raw, json) = (a.apply.clone(), a.raw, a.json);
-    let out = std::thread::Builder::new()
-        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
-        .spawn(move || -> Result<String, String> {
-            use firn_eval::value::{Thunk, Value};
-            let mut ev = firn_eval::Evaluator::new();
-            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-            ev.pipe_operators = pipe_operators;
+    let out = crate::eval_thread::run(move || -> Result<String, String> {
+        use firn_eval::value::{Thunk, Value};
+        let mut ev = firn_eval::Evaluator::new();
+        ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+        ev.pipe_operators = pipe_operators;
+        let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let e = ev
                 .parse(&text, &origin, &base)
                 .map_err(|e| e.render(show_trace))?;
@@ -88,10 +87,10 @@ pub fn run(a: EvalArgs, show_trace: bool, pipe_operators: bool) -> Result<()> {
                     .call(fv, Thunk::value(v))
                     .map_err(|e| e.render(show_trace))?;
             }
-            firn_eval::builtins::deep_force(&mut ev, &v).map_err(|e| e.render(show_trace))?;
+            firn_eval::builtins::deep_force(ev, &v).map_err(|e| e.render(show_trace))?;
             if json {
                 let mut s = String::new();
-                firn_eval::builtins_more::to_json(&mut ev, &v, &mut s, &mut Vec::new(), true)
+                firn_eval::builtins_more::to_json(ev, &v, &mut s, &mut Vec::new(), true)
                     .map_err(|e| e.render(show_trace))?;
                 return Ok(s);
             }
@@ -104,11 +103,13 @@ pub fn run(a: EvalArgs, show_trace: bool, pipe_operators: bool) -> Result<()> {
                         .map_err(|e| e.render(show_trace)),
                 };
             }
-            firn_eval::print::print_value(&mut ev, &v, true).map_err(|e| e.render(show_trace))
-        })
-        .context("starting the evaluator thread")?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the evaluator panicked"))?;
+            firn_eval::print::print_value(ev, &v, true).map_err(|e| e.render(show_trace))
+        };
+        let out = body(&mut ev);
+        // Its values are left to the process's end (see eval_thread).
+        std::mem::forget(ev);
+        out
+    })?;
     match out {
         Ok(s) => Ok(firn_eval::term::write_stdout(&s, !raw)?),
         Err(msg) => bail!("{msg}"),

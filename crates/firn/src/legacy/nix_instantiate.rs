@@ -205,119 +205,120 @@ pub fn evaluate(
     store: firn_store::LocalStore,
     print: bool,
 ) -> Result<Instantiated> {
-    let result = std::thread::Builder::new()
-        .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
-        .spawn(move || -> Result<Instantiated, String> {
-            use firn_eval::value::{AttrMap, Thunk, Value};
-            let show = opts.show_trace;
-            let render = move |e: firn_eval::error::EvalError| e.render(show);
-            let store = Rc::new(store);
-            let mut ev = firn_eval::Evaluator::new();
-            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-            ev.trace_verbose = opts.trace_verbose;
-            ev.abort_on_warn = opts.abort_on_warn;
-            ev.pipe_operators = opts.pipe_operators;
-            // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
-            ev.store = firn_eval::store::EvalStore::with_store(
-                store.clone(),
-                !opts.eval || opts.read_write,
-            );
-            ev.set_search_path(&opts.include);
-            let mut args = AttrMap::new();
-            for (name, value, is_str) in &opts.args {
-                let v = if *is_str {
-                    Value::str(value.as_str())
-                } else {
-                    let cwd = std::env::current_dir()
-                        .map(|d| d.to_string_lossy().into_owned())
-                        .unwrap_or_else(|_| "/".into());
-                    let e = ev.parse(value, "«string»", &cwd).map_err(render)?;
-                    ev.eval_top(e).map_err(render)?
-                };
-                args.insert(name.as_str().into(), Thunk::value(v));
-            }
-            let mut root_nr = 0;
-            let mut warned = !print;
-            let mut found = Vec::new();
-            for input in &inputs {
-                let e = ev
-                    .parse(&input.text, &input.origin, &input.base_dir)
-                    .map_err(render)?;
-                let top = ev.eval_top(e).map_err(render)?;
-                let paths = if opts.attr_paths.is_empty() {
-                    vec![String::new()]
-                } else {
-                    opts.attr_paths.clone()
-                };
-                for path in paths {
-                    let v = select(&mut ev, top.clone(), &path, &args, render)?;
-                    if opts.eval {
-                        let v = ev.auto_call(v, &args).map_err(render)?;
-                        if opts.strict || opts.json {
-                            firn_eval::builtins::deep_force(&mut ev, &v).map_err(render)?;
-                        }
-                        let s = if opts.json {
-                            let mut s = String::new();
-                            firn_eval::builtins_more::to_json(&mut ev, &v, &mut s, &mut Vec::new(), true)
-                                .map_err(render)?;
-                            s
-                        } else {
-                            firn_eval::print::print_value(&mut ev, &v, opts.strict)
-                                .map_err(render)?
-                        };
-                        firn_eval::term::write_stdout(&s, true).map_err(|e| e.to_string())?;
+    let result = crate::eval_thread::run(move || -> Result<Instantiated, String> {
+        use firn_eval::value::{AttrMap, Thunk, Value};
+        let show = opts.show_trace;
+        let render = move |e: firn_eval::error::EvalError| e.render(show);
+        let store = Rc::new(store);
+        let mut ev = firn_eval::Evaluator::new();
+        ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+        ev.trace_verbose = opts.trace_verbose;
+        ev.abort_on_warn = opts.abort_on_warn;
+        ev.pipe_operators = opts.pipe_operators;
+        // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
+        ev.store =
+            firn_eval::store::EvalStore::with_store(store.clone(), !opts.eval || opts.read_write);
+        ev.set_search_path(&opts.include);
+        let mut args = AttrMap::new();
+        for (name, value, is_str) in &opts.args {
+            let v = if *is_str {
+                Value::str(value.as_str())
+            } else {
+                let cwd = std::env::current_dir()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "/".into());
+                let e = ev.parse(value, "«string»", &cwd).map_err(render)?;
+                ev.eval_top(e).map_err(render)?
+            };
+            args.insert(name.as_str().into(), Thunk::value(v));
+        }
+        let mut root_nr = 0;
+        let mut warned = !print;
+        let mut found = Vec::new();
+        for input in &inputs {
+            let e = ev
+                .parse(&input.text, &input.origin, &input.base_dir)
+                .map_err(render)?;
+            let top = ev.eval_top(e).map_err(render)?;
+            let paths = if opts.attr_paths.is_empty() {
+                vec![String::new()]
+            } else {
+                opts.attr_paths.clone()
+            };
+            for path in paths {
+                let v = select(&mut ev, top.clone(), &path, &args, render)?;
+                if opts.eval {
+                    let v = ev.auto_call(v, &args).map_err(render)?;
+                    if opts.strict || opts.json {
+                        firn_eval::builtins::deep_force(&mut ev, &v).map_err(render)?;
+                    }
+                    let s = if opts.json {
+                        let mut s = String::new();
+                        firn_eval::builtins_more::to_json(
+                            &mut ev,
+                            &v,
+                            &mut s,
+                            &mut Vec::new(),
+                            true,
+                        )
+                        .map_err(render)?;
+                        s
+                    } else {
+                        firn_eval::print::print_value(&mut ev, &v, opts.strict).map_err(render)?
+                    };
+                    firn_eval::term::write_stdout(&s, true).map_err(|e| e.to_string())?;
+                    continue;
+                }
+                let drvs =
+                    firn_eval::drv_info::get_derivations(&mut ev, v, &args).map_err(render)?;
+                for d in drvs {
+                    let drv_path = d.drv_path(&mut ev).map_err(render)?;
+                    let output = d.output_name(&mut ev).map_err(render)?;
+                    found.push((drv_path.clone(), output.clone()));
+                    if !print {
                         continue;
                     }
-                    let drvs = firn_eval::drv_info::get_derivations(&mut ev, v, &args)
-                        .map_err(render)?;
-                    for d in drvs {
-                        let drv_path = d.drv_path(&mut ev).map_err(render)?;
-                        let output = d.output_name(&mut ev).map_err(render)?;
-                        found.push((drv_path.clone(), output.clone()));
-                        if !print {
-                            continue;
-                        }
-                        let mut shown = drv_path.clone();
-                        match &opts.add_root {
-                            Some(root) => {
-                                root_nr += 1;
-                                let mut name = root.clone();
-                                if root_nr > 1 {
-                                    name = format!("{name}-{root_nr}");
-                                }
-                                let sp = store
-                                    .store_dir()
-                                    .parse(&drv_path)
-                                    .map_err(|e| e.to_string())?;
-                                shown = store
-                                    .add_perm_root(&sp, std::path::Path::new(&name))
-                                    .map_err(|e| e.to_string())?
-                                    .to_string_lossy()
-                                    .into_owned();
+                    let mut shown = drv_path.clone();
+                    match &opts.add_root {
+                        Some(root) => {
+                            root_nr += 1;
+                            let mut name = root.clone();
+                            if root_nr > 1 {
+                                name = format!("{name}-{root_nr}");
                             }
-                            None => {
-                                if !warned {
-                                    eprintln!("warning: you did not specify '--add-root'; the result might be removed by the garbage collector");
-                                    warned = true;
-                                }
+                            let sp = store
+                                .store_dir()
+                                .parse(&drv_path)
+                                .map_err(|e| e.to_string())?;
+                            shown = store
+                                .add_perm_root(&sp, std::path::Path::new(&name))
+                                .map_err(|e| e.to_string())?
+                                .to_string_lossy()
+                                .into_owned();
+                        }
+                        None => {
+                            if !warned {
+                                eprintln!("warning: you did not specify '--add-root'; the result might be removed by the garbage collector");
+                                warned = true;
                             }
                         }
-                        if output != "out" {
-                            println!("{shown}!{output}");
-                        } else {
-                            println!("{shown}");
-                        }
+                    }
+                    if output != "out" {
+                        println!("{shown}!{output}");
+                    } else {
+                        println!("{shown}");
                     }
                 }
             }
-            drop(ev);
-            let store = Rc::try_unwrap(store)
-                .map_err(|_| "the evaluator still holds the store".to_string())?;
-            Ok((found, store))
-        })
-        .context("starting the evaluator thread")?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the evaluator panicked"))?;
+        }
+        // The evaluator lets go of the store; its values are left to the process's end
+        // (see eval_thread).
+        ev.store = firn_eval::store::EvalStore::read_only(store.store_dir().clone());
+        std::mem::forget(ev);
+        let store =
+            Rc::try_unwrap(store).map_err(|_| "the evaluator still holds the store".to_string())?;
+        Ok((found, store))
+    })?;
     match result {
         Ok(r) => Ok(r),
         Err(msg) => {
