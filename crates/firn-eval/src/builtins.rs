@@ -202,7 +202,7 @@ pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
     deep_enter(v, 0, 0, &mut path, &mut todo, &mut seen);
     while let Some((next, depth, index)) = todo.pop() {
         path.truncate(depth);
-        let r = if ev.depth + depth > crate::eval::MAX_CALL_DEPTH {
+        let r = if ev.depth + depth > ev.max_call_depth {
             err("stack overflow; max-call-depth exceeded")
         } else {
             match next {

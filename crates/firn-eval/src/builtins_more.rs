@@ -37,7 +37,7 @@ pub fn to_json(
     // Nesting counts against max-call-depth, as in current Nix, so a deep structure is an
     // error, not a crash.
     ev.depth += 1;
-    if ev.depth > crate::eval::MAX_CALL_DEPTH {
+    if ev.depth > ev.max_call_depth {
         ev.depth -= 1;
         return err("stack overflow; max-call-depth exceeded");
     }

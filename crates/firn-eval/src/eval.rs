@@ -10,8 +10,9 @@ use firn_syntax::Source;
 use crate::error::{err, EResult, ErrorKind, EvalError};
 use crate::value::*;
 
-/// Deepest nesting of function calls before "stack overflow" is reported (Nix's
-/// `max-call-depth`; tail calls do not count, see [`Evaluator::eval`]).
+/// Deepest nesting of function calls before "stack overflow" is reported: the default of
+/// Nix's `max-call-depth` ([`Evaluator::max_call_depth`]). Tail calls count, as every call
+/// does in Nix, though they take no stack here (see [`Evaluator::eval`]).
 pub const MAX_CALL_DEPTH: usize = 10_000;
 
 /// The stack size of the threads firn evaluates on (deep Nix code recurses deeply).
@@ -42,6 +43,8 @@ pub struct Evaluator {
     pub abort_on_warn: bool,
     /// The `pipe-operators` experimental feature: whether `|>` and `<|` parse.
     pub pipe_operators: bool,
+    /// `max-call-depth`: how deeply calls may nest.
+    pub max_call_depth: usize,
     /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
     var_exprs: HashMap<Symbol, &'static Expr>,
     /// The global scope by symbol number, for [`ExprKind::Global`] variables.
@@ -74,6 +77,7 @@ impl Evaluator {
             trace_verbose: false,
             abort_on_warn: false,
             pipe_operators: false,
+            max_call_depth: MAX_CALL_DEPTH,
             var_exprs: HashMap::new(),
             globals: Vec::new(),
             positions: Default::default(),
@@ -496,16 +500,14 @@ impl Evaluator {
                 Err(x) => Err(self.locate_error(x, e)),
             };
         }
-        // Entering function bodies counts once per `eval` (which is once per level of Rust
-        // recursion): tail calls in this loop add nothing, but recursion through operands
-        // still meets `max-call-depth` rather than the end of the stack.
-        let mut entered = false;
+        // Every function body entered counts towards `max-call-depth`, tail calls in this
+        // loop too (they take no Rust stack, but Nix counts them, and an endless tail
+        // recursion must end as it does in Nix); the count is given back on the way out.
+        let mut entered = 0;
         let mut at = e;
         let mut called = None;
         let r = self.eval_loop(e, env, &mut entered, &mut at, &mut called);
-        if entered {
-            self.depth -= 1;
-        }
+        self.depth -= entered;
         match r {
             Ok(v) => Ok(v),
             Err(x) => {
@@ -651,7 +653,7 @@ impl Evaluator {
         &mut self,
         e: &'static Expr,
         env: &Env,
-        entered: &mut bool,
+        entered: &mut usize,
         at: &mut &'static Expr,
         called: &mut Option<(&'static Expr, &'static Expr)>,
     ) -> EResult<Value> {
@@ -691,7 +693,7 @@ impl Evaluator {
                         if rest.len() >= p.arity {
                             let p = p.clone();
                             self.depth += 1;
-                            let r = if self.depth > MAX_CALL_DEPTH {
+                            let r = if self.depth > self.max_call_depth {
                                 err("stack overflow; max-call-depth exceeded")
                             } else if let Err(e) = self.check_stack() {
                                 Err(e)
@@ -733,12 +735,12 @@ impl Evaluator {
                     let t = self.thunk(last, cur);
                     match f {
                         Value::Lambda(l) => {
-                            if !*entered {
-                                *entered = true;
-                                self.depth += 1;
-                                if self.depth > MAX_CALL_DEPTH {
-                                    return err("stack overflow; max-call-depth exceeded");
-                                }
+                            *entered += 1;
+                            self.depth += 1;
+                            if self.depth > self.max_call_depth {
+                                return err("stack overflow; max-call-depth exceeded");
+                            }
+                            if *entered == 1 {
                                 self.check_stack()?;
                             }
                             *called = Some((l.expr, e));
@@ -1081,7 +1083,7 @@ impl Evaluator {
     /// Apply a function value to an argument.
     pub fn call(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
         self.depth += 1;
-        if self.depth > MAX_CALL_DEPTH {
+        if self.depth > self.max_call_depth {
             self.depth -= 1;
             return err("stack overflow; max-call-depth exceeded");
         }

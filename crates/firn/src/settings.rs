@@ -226,6 +226,21 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// `max-call-depth`, which must be a positive integer (Nix's message otherwise).
+    pub fn max_call_depth(&self) -> anyhow::Result<usize> {
+        match self.get("max-call-depth") {
+            None => Ok(firn_eval::eval::MAX_CALL_DEPTH),
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("configuration setting 'max-call-depth' should be an integer")
+                }),
+        }
+    }
+
     /// Whether the experimental feature `name` is enabled (`experimental-features`, also
     /// through `extra-experimental-features`).
     pub fn has_feature(&self, name: &str) -> bool {

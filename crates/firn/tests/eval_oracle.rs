@@ -335,30 +335,61 @@ in [
     assert_eq!(inherited.trim(), "22");
 }
 
-/// Calls in tail position take no call depth (a million of them evaluate, as in current
-/// Nix); recursion through an operand still ends with the max-call-depth error, never a
-/// crash.
+/// Every call counts towards `max-call-depth`, tail calls too, as in current Nix (where each
+/// call nests on the C++ stack; CppNix 2.8 overflows its stack instead): deep enough recursion
+/// ends with the max-call-depth error, never a crash, and an endless tail recursion ends too
+/// instead of running forever. `--max-call-depth` moves the limit.
 #[test]
 fn tail_calls_and_call_depth() {
-    let run = |e: &str| {
-        firn("nix-instantiate")
-            .args(["--eval", "-E", e])
-            .output()
-            .expect("run")
+    let run = |args: &[&str], e: &str| {
+        let mut c = firn("nix-instantiate");
+        c.args(args).args(["--eval", "-E", e]);
+        // A regression would loop forever: give up after a minute.
+        let mut child = c
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        let start = std::time::Instant::now();
+        while child.try_wait().expect("waiting").is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("'{e}' did not end");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("output")
     };
-    let out = run("let f = n: if n == 1000000 then n else f (n + 1); in f 0");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let tail = |n: u32| format!("let f = n: if n == {n} then n else f (n + 1); in f 0");
+    let out = run(&[], &tail(9000));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "9000");
+    for (args, e) in [
+        (&[][..], tail(20000)),
+        (
+            &[][..],
+            "let f = n: if n == 10000000 then n else 1 + f (n + 1); in f 0".into(),
+        ),
+        (&[][..], "(x: x x) (x: x x)".into()),
+        (&["--max-call-depth", "100"][..], tail(200)),
+    ] {
+        let out = run(args, &e);
+        assert_eq!(out.status.code(), Some(1), "{e}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("error: stack overflow; max-call-depth exceeded"),
+            "{e}: {}",
+            stderr(&out)
+        );
+    }
+    let out = run(&["--max-call-depth", "30000"], &tail(20000));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["--max-call-depth", "many"], "1");
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        out.status.success(),
+        stderr(&out).contains("configuration setting 'max-call-depth' should be an integer"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000000");
-    let out = run("let f = n: if n == 10000000 then n else 1 + f (n + 1); in f 0");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("max-call-depth"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 }
 

@@ -128,7 +128,7 @@ fn resolve(ctx: &Ctx, inst: &InstallableArgs) -> Result<(Vec<Resolved>, LocalSto
             attr_paths: vec![attr],
             args: args.clone(),
             include: inst.include.clone(),
-            ..EvalOptions::from_settings(ctx)
+            ..EvalOptions::from_settings(ctx)?
         };
         let input = read_input(&src, from_expr, &cwd)?;
         let (drvs, s) = evaluate(vec![input], opts, store, false)?;

@@ -29,8 +29,14 @@ pub struct EvalArgs {
     installable: Option<String>,
 }
 
-/// `nix eval`; `pipe_operators` is the `pipe-operators` experimental feature.
-pub fn run(a: EvalArgs, show_trace: bool, pipe_operators: bool) -> Result<()> {
+/// `nix eval`; `pipe_operators` is the `pipe-operators` experimental feature,
+/// `max_call_depth` the setting of that name.
+pub fn run(
+    a: EvalArgs,
+    show_trace: bool,
+    pipe_operators: bool,
+    max_call_depth: usize,
+) -> Result<()> {
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
         .to_string_lossy()
@@ -63,6 +69,7 @@ pub fn run(a: EvalArgs, show_trace: bool, pipe_operators: bool) -> Result<()> {
         let mut ev = firn_eval::Evaluator::new();
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.pipe_operators = pipe_operators;
+        ev.max_call_depth = max_call_depth;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let e = ev
                 .parse(&text, &origin, &base)

@@ -141,6 +141,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
             a,
             ctx.settings.get_bool("show-trace"),
             ctx.settings.has_feature("pipe-operators"),
+            ctx.settings.max_call_depth()?,
         ),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),

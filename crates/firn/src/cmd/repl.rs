@@ -299,6 +299,11 @@ impl Session {
         ev.trace_verbose = self.ctx.settings.get_bool("trace-verbose");
         ev.abort_on_warn = self.ctx.settings.get_bool("abort-on-warn");
         ev.pipe_operators = self.ctx.settings.has_feature("pipe-operators");
+        ev.max_call_depth = self
+            .ctx
+            .settings
+            .max_call_depth()
+            .unwrap_or(firn_eval::eval::MAX_CALL_DEPTH);
         if let Some(store) = &self.store {
             ev.store = EvalStore::with_store(store.clone(), true);
         }

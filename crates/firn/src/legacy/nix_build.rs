@@ -13,7 +13,7 @@ use crate::realise::{make_result_link, realise, BuildFlags};
 
 pub fn main(args: Vec<String>) -> Result<()> {
     let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
-    let mut opts = EvalOptions::from_settings(&ctx);
+    let mut opts = EvalOptions::from_settings(&ctx)?;
     let mut flags = BuildFlags::default();
     let mut exprs: Vec<String> = Vec::new();
     let mut from_expr = false;

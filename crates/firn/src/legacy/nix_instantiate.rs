@@ -12,7 +12,7 @@ use crate::context::{usage, Ctx, Failure};
 pub fn main(args: Vec<String>) -> Result<()> {
     let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
     let mut parse_only = false;
-    let mut opts = EvalOptions::from_settings(&ctx);
+    let mut opts = EvalOptions::from_settings(&ctx)?;
     let mut exprs: Vec<String> = Vec::new();
     let mut from_expr = false;
     let mut it = args.into_iter();
@@ -164,6 +164,8 @@ pub struct EvalOptions {
     pub abort_on_warn: bool,
     /// The `pipe-operators` experimental feature: `|>` and `<|` parse.
     pub pipe_operators: bool,
+    /// `max-call-depth` (None: Nix's default).
+    pub max_call_depth: Option<usize>,
     /// `--eval`: print values instead of instantiating derivations.
     pub eval: bool,
     pub strict: bool,
@@ -182,15 +184,17 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
-    /// The defaults, with the evaluation settings (`trace-verbose`, `abort-on-warn`).
-    pub fn from_settings(ctx: &Ctx) -> EvalOptions {
-        EvalOptions {
+    /// The defaults, with the evaluation settings (`trace-verbose`, `abort-on-warn`,
+    /// `max-call-depth`, ...).
+    pub fn from_settings(ctx: &Ctx) -> Result<EvalOptions> {
+        Ok(EvalOptions {
             trace_verbose: ctx.settings.get_bool("trace-verbose"),
             abort_on_warn: ctx.settings.get_bool("abort-on-warn"),
             pipe_operators: ctx.settings.has_feature("pipe-operators"),
+            max_call_depth: Some(ctx.settings.max_call_depth()?),
             show_trace: ctx.settings.get_bool("show-trace"),
             ..EvalOptions::default()
-        }
+        })
     }
 }
 
@@ -215,6 +219,9 @@ pub fn evaluate(
         ev.trace_verbose = opts.trace_verbose;
         ev.abort_on_warn = opts.abort_on_warn;
         ev.pipe_operators = opts.pipe_operators;
+        ev.max_call_depth = opts
+            .max_call_depth
+            .unwrap_or(firn_eval::eval::MAX_CALL_DEPTH);
         // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
         ev.store =
             firn_eval::store::EvalStore::with_store(store.clone(), !opts.eval || opts.read_write);
