@@ -323,6 +323,21 @@ impl Derivation {
     }
 }
 
+/// The hash modulo of an input derivation, from `memo` (where [`DrvHashes::ensure`] put it).
+fn known<'m, E: From<DrvError>>(
+    memo: &'m HashMap<StorePath, DrvHash, foldhash::fast::RandomState>,
+    sd: &'m StoreDir,
+) -> impl FnMut(&StorePath) -> Result<DrvHash, E> + 'm {
+    move |i| {
+        memo.get(i).cloned().ok_or_else(|| {
+            E::from(DrvError::Invalid(format!(
+                "no hash for input '{}'",
+                sd.display(i)
+            )))
+        })
+    }
+}
+
 /// Memoised hashes modulo of derivations by path (unmasked, as inputs use them).
 #[derive(Clone, Debug, Default)]
 pub struct DrvHashes {
@@ -375,14 +390,7 @@ impl DrvHashes {
                     None => {
                         let Some((p, d)) = stack.pop() else { break };
                         let memo = &self.memo;
-                        let h = d.hash_derivation_modulo(sd, false, |i| {
-                            memo.get(i).cloned().ok_or_else(|| {
-                                E::from(DrvError::Invalid(format!(
-                                    "no hash for input '{}'",
-                                    sd.display(i)
-                                )))
-                            })
-                        })?;
+                        let h = d.hash_derivation_modulo(sd, false, known(memo, sd))?;
                         active.remove(&p);
                         self.memo.insert(p, h);
                     }
@@ -416,14 +424,7 @@ impl DrvHashes {
     ) -> Result<DrvHash, E> {
         self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
         let memo = &self.memo;
-        drv.hash_derivation_modulo(sd, mask_outputs, |i| {
-            memo.get(i).cloned().ok_or_else(|| {
-                E::from(DrvError::Invalid(format!(
-                    "no hash for input '{}'",
-                    sd.display(i)
-                )))
-            })
-        })
+        drv.hash_derivation_modulo(sd, mask_outputs, known(memo, sd))
     }
 
     /// [`Derivation::aterm_and_hash_modulo`] with the inputs' hashes from here (read with
@@ -436,14 +437,7 @@ impl DrvHashes {
     ) -> Result<(String, DrvHash), E> {
         self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
         let memo = &self.memo;
-        drv.aterm_and_hash_modulo(sd, |i| {
-            memo.get(i).cloned().ok_or_else(|| {
-                E::from(DrvError::Invalid(format!(
-                    "no hash for input '{}'",
-                    sd.display(i)
-                )))
-            })
-        })
+        drv.aterm_and_hash_modulo(sd, known(memo, sd))
     }
 
     /// What `derivationStrict` does with a freshly made derivation, in one go: fill in its
@@ -460,14 +454,7 @@ impl DrvHashes {
     ) -> Result<(String, DrvHash), E> {
         self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
         let memo = &self.memo;
-        let mut input = |i: &StorePath| {
-            memo.get(i).cloned().ok_or_else(|| {
-                E::from(DrvError::Invalid(format!(
-                    "no hash for input '{}'",
-                    sd.display(i)
-                )))
-            })
-        };
+        let mut input = known::<E>(memo, sd);
         if !matches!(
             drv.derivation_type()?,
             DerivationType::InputAddressed { .. }
@@ -537,13 +524,6 @@ impl DrvHashes {
     ) -> Result<(), E> {
         self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
         let memo = &self.memo;
-        drv.compute_output_paths(sd, |i| {
-            memo.get(i).cloned().ok_or_else(|| {
-                E::from(DrvError::Invalid(format!(
-                    "no hash for input '{}'",
-                    sd.display(i)
-                )))
-            })
-        })
+        drv.compute_output_paths(sd, known(memo, sd))
     }
 }
