@@ -15,8 +15,9 @@ struct SourceFile {
     origin: RcStr,
     /// The file's text, for error messages.
     text: RcStr,
-    /// Offsets (relative to the file) where lines start.
-    line_starts: Vec<u32>,
+    /// Offsets (relative to the file) where lines start: found the first time a position in
+    /// the file is asked for (most files never are).
+    line_starts: std::cell::OnceCell<Box<[u32]>>,
 }
 
 #[derive(Default)]
@@ -35,17 +36,12 @@ impl Positions {
         let len = u32::try_from(text.len()).ok()?;
         let base = self.next_base;
         self.next_base = base.checked_add(len)?.checked_add(1)?;
-        // Within `len`, which fits in a u32.
-        let line_starts = firn_syntax::line_starts(text.as_bytes())
-            .into_iter()
-            .map(|s| s as u32)
-            .collect();
         self.files.push(SourceFile {
             base,
             len,
             origin: origin.into(),
             text: text.into(),
-            line_starts,
+            line_starts: std::cell::OnceCell::new(),
         });
         Some(base)
     }
@@ -61,8 +57,15 @@ impl Positions {
         if rel > f.len {
             return None;
         }
-        let line = f.line_starts.partition_point(|&s| s <= rel);
-        let start = f.line_starts[line - 1];
+        let starts = f.line_starts.get_or_init(|| {
+            // Within `len`, which fits in a u32.
+            firn_syntax::line_starts(f.text.as_bytes())
+                .into_iter()
+                .map(|s| s as u32)
+                .collect()
+        });
+        let line = starts.partition_point(|&s| s <= rel);
+        let start = starts[line - 1];
         // Columns count the bytes the text stands for (see `firn_syntax::bytes`).
         let stand_ins = f
             .text
