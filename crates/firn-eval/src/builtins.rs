@@ -59,6 +59,55 @@ pub(crate) fn boolean(ev: &mut Evaluator, t: &Thunk) -> EResult<bool> {
     }
 }
 
+/// Which argument of which builtin a value is (0 for the first), and the builtin as current
+/// Nix names it in the `--show-trace` frame of an error evaluating it ("builtins.map", or
+/// "'builtins.head'" for a few).
+pub(crate) type Arg = (usize, &'static str);
+
+/// The frame "while evaluating the first argument passed to builtins.X"; made only when an
+/// error propagates.
+#[cold]
+#[inline(never)]
+pub(crate) fn arg_frame(mut x: EvalError, (n, name): Arg) -> EvalError {
+    let nth = ["first", "second", "third", "fourth"]
+        .get(n)
+        .copied()
+        .unwrap_or("next");
+    x.trace.push(format!(
+        "while evaluating the {nth} argument passed to {name}"
+    ));
+    x
+}
+
+/// [`list`] for argument `arg` of a builtin: as CppNix's `forceList`, a value of the wrong
+/// type (not an error forcing it) gets the argument's frame.
+pub(crate) fn list_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<Rc<Vec<Thunk>>> {
+    match force(ev, t)? {
+        Value::List(l) => Ok(l),
+        v => Err(arg_frame(ev.type_error("a list", &v), arg)),
+    }
+}
+
+/// [`attrs`] for argument `arg` of a builtin, as CppNix's `forceAttrs` (see [`list_arg`]).
+pub(crate) fn attrs_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<Rc<AttrSet>> {
+    match force(ev, t)? {
+        Value::Attrs(a) => Ok(a),
+        v => Err(arg_frame(ev.type_error("a set", &v), arg)),
+    }
+}
+
+/// [`int`] for argument `arg` of a builtin: as CppNix's `forceInt`, any error gets the
+/// argument's frame.
+pub(crate) fn int_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<i64> {
+    int(ev, t).map_err(|x| arg_frame(x, arg))
+}
+
+/// [`function`] for argument `arg` of a builtin, as CppNix's `forceFunction` (see
+/// [`int_arg`]).
+pub(crate) fn function_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<Value> {
+    function(ev, t).map_err(|x| arg_frame(x, arg))
+}
+
 /// Integer and float arithmetic with Nix's rules (overflow is an error).
 pub fn arith(ev: &Evaluator, op: char, a: &Value, b: &Value) -> EResult<Value> {
     match (a, b) {
@@ -360,17 +409,26 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
         (
             "bitAnd",
             2,
-            prim!(ev, a, Ok(Value::Int(int(ev, &a[0])? & int(ev, &a[1])?))),
+            prim!(ev, a, {
+                let x = int_arg(ev, &a[0], (0, "builtins.bitAnd"))?;
+                Ok(Value::Int(x & int_arg(ev, &a[1], (1, "builtins.bitAnd"))?))
+            }),
         ),
         (
             "bitOr",
             2,
-            prim!(ev, a, Ok(Value::Int(int(ev, &a[0])? | int(ev, &a[1])?))),
+            prim!(ev, a, {
+                let x = int_arg(ev, &a[0], (0, "builtins.bitOr"))?;
+                Ok(Value::Int(x | int_arg(ev, &a[1], (1, "builtins.bitOr"))?))
+            }),
         ),
         (
             "bitXor",
             2,
-            prim!(ev, a, Ok(Value::Int(int(ev, &a[0])? ^ int(ev, &a[1])?))),
+            prim!(ev, a, {
+                let x = int_arg(ev, &a[0], (0, "builtins.bitXor"))?;
+                Ok(Value::Int(x ^ int_arg(ev, &a[1], (1, "builtins.bitXor"))?))
+            }),
         ),
         (
             "ceil",
@@ -401,13 +459,16 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
         (
             "length",
             1,
-            prim!(ev, a, Ok(Value::Int(list(ev, &a[0])?.len() as i64))),
+            prim!(ev, a, {
+                let l = list_arg(ev, &a[0], (0, "builtins.length"))?;
+                Ok(Value::Int(l.len() as i64))
+            }),
         ),
         (
             "head",
             1,
             prim!(ev, a, {
-                let l = list(ev, &a[0])?;
+                let l = list_arg(ev, &a[0], (0, "'builtins.head'"))?;
                 match l.first() {
                     Some(t) => force(ev, &t.clone()),
                     None => err("'builtins.head' called on an empty list"),
@@ -418,7 +479,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "tail",
             1,
             prim!(ev, a, {
-                let l = list(ev, &a[0])?;
+                let l = list_arg(ev, &a[0], (0, "'builtins.tail'"))?;
                 if l.is_empty() {
                     return err("'builtins.tail' called on an empty list");
                 }
@@ -429,8 +490,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "elemAt",
             2,
             prim!(ev, a, {
-                let l = list(ev, &a[0])?;
-                let i = int(ev, &a[1])?;
+                let l = list_arg(ev, &a[0], (0, "'builtins.elemAt'"))?;
+                let i = int_arg(ev, &a[1], (1, "'builtins.elemAt'"))?;
                 match usize::try_from(i).ok().and_then(|i| l.get(i)) {
                     Some(t) => force(ev, &t.clone()),
                     None => err(format!(
@@ -445,7 +506,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             2,
             prim!(ev, a, {
                 let x = force(ev, &a[0])?;
-                let l = list(ev, &a[1])?;
+                let l = list_arg(ev, &a[1], (1, "builtins.elem"))?;
                 for t in l.iter() {
                     let y = force(ev, t)?;
                     if ev.equal(&x, &y)? {
@@ -459,9 +520,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "map",
             2,
             prim!(ev, a, {
-                let l = list(ev, &a[1])?;
+                let l = list_arg(ev, &a[1], (1, "builtins.map"))?;
                 if !l.is_empty() {
-                    function(ev, &a[0])?;
+                    function_arg(ev, &a[0], (0, "builtins.map"))?;
                 }
                 Ok(Value::List(Rc::new(
                     l.iter()
@@ -475,11 +536,11 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             2,
             prim!(ev, a, {
                 // As CppNix: the list first, and an empty one needs no function.
-                let l = list(ev, &a[1])?;
+                let l = list_arg(ev, &a[1], (1, "builtins.filter"))?;
                 if l.is_empty() {
                     return Ok(Value::List(l));
                 }
-                let f = function(ev, &a[0])?;
+                let f = function_arg(ev, &a[0], (0, "builtins.filter"))?;
                 let mut out = Vec::new();
                 for t in l.iter() {
                     match ev.call(f.clone(), t.clone())? {
@@ -495,10 +556,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "foldl'",
             3,
             prim!(ev, a, {
-                let f = function(ev, &a[0])?;
+                let f = function_arg(ev, &a[0], (0, "builtins.foldlStrict"))?;
                 // The initial accumulator is only forced if it is the result.
                 let mut acc = a[1].clone();
-                let l = list(ev, &a[2])?;
+                let l = list_arg(ev, &a[2], (2, "builtins.foldlStrict"))?;
                 for t in l.iter() {
                     let g = ev.call(f.clone(), acc)?;
                     let v = ev.call(g, t.clone())?;
@@ -511,7 +572,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "concatLists",
             1,
             prim!(ev, a, {
-                let l = list(ev, &a[0])?;
+                let l = list_arg(ev, &a[0], (0, "builtins.concatLists"))?;
                 let mut out = Vec::new();
                 for t in l.iter() {
                     out.extend(list(ev, t)?.iter().cloned());
@@ -523,8 +584,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "concatMap",
             2,
             prim!(ev, a, {
-                let f = function(ev, &a[0])?;
-                let l = list(ev, &a[1])?;
+                let f = function_arg(ev, &a[0], (0, "builtins.concatMap"))?;
+                let l = list_arg(ev, &a[1], (1, "builtins.concatMap"))?;
                 let mut out = Vec::new();
                 for t in l.iter() {
                     match ev.call(f.clone(), t.clone())? {
@@ -539,12 +600,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "genList",
             2,
             prim!(ev, a, {
-                let n = int(ev, &a[1])?;
+                let n = int_arg(ev, &a[1], (1, "builtins.genList"))?;
                 if n < 0 {
                     return err(format!("cannot create list of size {n}"));
                 }
                 if n > 0 {
-                    function(ev, &a[0])?;
+                    function_arg(ev, &a[0], (0, "builtins.genList"))?;
                 }
                 Ok(Value::List(Rc::new(
                     (0..n)
@@ -557,8 +618,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "any",
             2,
             prim!(ev, a, {
-                let f = function(ev, &a[0])?;
-                for t in list(ev, &a[1])?.iter() {
+                let f = function_arg(ev, &a[0], (0, "builtins.any"))?;
+                for t in list_arg(ev, &a[1], (1, "builtins.any"))?.iter() {
                     match ev.call(f.clone(), t.clone())? {
                         Value::Bool(true) => return Ok(Value::Bool(true)),
                         Value::Bool(false) => {}
@@ -572,8 +633,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "all",
             2,
             prim!(ev, a, {
-                let f = function(ev, &a[0])?;
-                for t in list(ev, &a[1])?.iter() {
+                let f = function_arg(ev, &a[0], (0, "builtins.all"))?;
+                for t in list_arg(ev, &a[1], (1, "builtins.all"))?.iter() {
                     match ev.call(f.clone(), t.clone())? {
                         Value::Bool(false) => return Ok(Value::Bool(false)),
                         Value::Bool(true) => {}
@@ -587,8 +648,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "sort",
             2,
             prim!(ev, a, {
-                let l = list(ev, &a[1])?;
-                let f = function(ev, &a[0])?;
+                let l = list_arg(ev, &a[1], (1, "builtins.sort"))?;
+                let f = function_arg(ev, &a[0], (0, "builtins.sort"))?;
                 Ok(Value::List(Rc::new(sort_by(ev, &l, &f)?)))
             }),
         ),
@@ -596,9 +657,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "partition",
             2,
             prim!(ev, a, {
-                let f = function(ev, &a[0])?;
+                let f = function_arg(ev, &a[0], (0, "builtins.partition"))?;
                 let (mut r, mut w) = (Vec::new(), Vec::new());
-                for t in list(ev, &a[1])?.iter() {
+                for t in list_arg(ev, &a[1], (1, "builtins.partition"))?.iter() {
                     let keep = Thunk::value(ev.call(f.clone(), t.clone())?);
                     if boolean(ev, &keep)? {
                         r.push(t.clone());
@@ -657,8 +718,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "removeAttrs",
             2,
             prim!(ev, a, {
-                let m = attrs(ev, &a[0])?;
-                let names = list(ev, &a[1])?;
+                let m = attrs_arg(ev, &a[0], (0, "builtins.removeAttrs"))?;
+                let names = list_arg(ev, &a[1], (1, "builtins.removeAttrs"))?;
                 let mut gone = Vec::with_capacity(names.len());
                 for t in names.iter() {
                     gone.push(string(ev, t)?.s);
@@ -699,8 +760,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "intersectAttrs",
             2,
             prim!(ev, a, {
-                let x = attrs(ev, &a[0])?;
-                let y = attrs(ev, &a[1])?;
+                let x = attrs_arg(ev, &a[0], (0, "builtins.intersectAttrs"))?;
+                let y = attrs_arg(ev, &a[1], (1, "builtins.intersectAttrs"))?;
                 // Walk the smaller set, look names up in the larger one (`callPackage`
                 // intersects a few formals with a whole package set).
                 let out: AttrMap = if x.len() < y.len() {
@@ -720,7 +781,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "mapAttrs",
             2,
             prim!(ev, a, {
-                let m = attrs(ev, &a[1])?;
+                let m = attrs_arg(ev, &a[1], (1, "builtins.mapAttrs"))?;
                 let out: AttrMap = m
                     .iter()
                     .map(|(k, v)| {
@@ -933,8 +994,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "replaceStrings",
             3,
             prim!(ev, a, {
-                let from = list(ev, &a[0])?;
-                let to = list(ev, &a[1])?;
+                let from = list_arg(ev, &a[0], (0, "builtins.replaceStrings"))?;
+                let to = list_arg(ev, &a[1], (1, "builtins.replaceStrings"))?;
                 if from.len() != to.len() {
                     return err("'from' and 'to' arguments passed to builtins.replaceStrings have different lengths");
                 }
@@ -1168,8 +1229,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "zipAttrsWith",
             2,
             prim!(ev, a, {
-                function(ev, &a[0])?;
-                let l = list(ev, &a[1])?;
+                function_arg(ev, &a[0], (0, "builtins.zipAttrsWith"))?;
+                let l = list_arg(ev, &a[1], (1, "builtins.zipAttrsWith"))?;
                 let mut acc: BTreeMap<RcStr, Vec<Thunk>> = BTreeMap::new();
                 for t in l.iter() {
                     for (k, v) in attrs(ev, t)?.iter() {
@@ -1194,9 +1255,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "groupBy",
             2,
             prim!(ev, a, {
-                let f = function(ev, &a[0])?;
+                let f = function_arg(ev, &a[0], (0, "builtins.groupBy"))?;
                 let mut acc: BTreeMap<RcStr, Vec<Thunk>> = BTreeMap::new();
-                for t in list(ev, &a[1])?.iter() {
+                for t in list_arg(ev, &a[1], (1, "builtins.groupBy"))?.iter() {
                     let k = ev.call(f.clone(), t.clone())?;
                     let k = string(ev, &Thunk::value(k))?;
                     acc.entry(k.s).or_default().push(t.clone());

@@ -377,10 +377,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             )))
         }),
         ("genericClosure", 1, |ev, a| {
-            let args = match ev.force(&a[0])? {
-                Value::Attrs(m) => m,
-                v => return Err(ev.type_error("a set", &v)),
-            };
+            let args = crate::builtins::attrs_arg(ev, &a[0], (0, "builtins.genericClosure"))?;
             let start = args
                 .get("startSet")
                 .cloned()

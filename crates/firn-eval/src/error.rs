@@ -30,6 +30,9 @@ pub struct ErrorData {
     /// Where it happened, rendered (`at FILE:LINE:COL:` and the lines there); set by the
     /// evaluator for the innermost expression that failed.
     pub at: Option<String>,
+    /// The error had no position of its own when a builtin's frame (which has the call's)
+    /// was added: with `--show-trace` its `at` is not shown, as current Nix has none there.
+    pub at_in_frame: bool,
 }
 
 impl std::ops::Deref for EvalError {
@@ -56,6 +59,7 @@ impl EvalError {
             msg: msg.into(),
             trace: Vec::new(),
             at: None,
+            at_in_frame: false,
         }))
     }
 
@@ -69,6 +73,7 @@ impl EvalError {
     pub fn render(&self, trace: bool) -> String {
         let frames = trace && !self.trace.is_empty();
         let at = match self.at.as_deref() {
+            _ if frames && self.at_in_frame => None,
             Some("") if !frames => self
                 .trace
                 .iter()

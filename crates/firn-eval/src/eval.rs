@@ -542,6 +542,26 @@ impl Evaluator {
         x
     }
 
+    /// The `--show-trace` frame for an error out of builtin `p`, called at offset `site`
+    /// (not for `addErrorContext`, whose own frame says enough, as in current Nix). An error
+    /// without a position of its own keeps none with the frames shown: the frame has it.
+    #[cold]
+    #[inline(never)]
+    fn builtin_frame(&self, mut x: EvalError, p: &PrimOp, site: Option<u32>) -> EvalError {
+        if p.name == "addErrorContext" {
+            return x;
+        }
+        if x.at.is_none() {
+            x.at_in_frame = true;
+        }
+        let text = format!("while calling the '{}' builtin", p.name);
+        x.trace.push(match site {
+            Some(off) => self.frame(text, off),
+            None => text,
+        });
+        x
+    }
+
     /// The `--show-trace` frame for an error out of attribute `name` of `set`, at the
     /// attribute's definition when the set was made from syntax.
     #[cold]
@@ -699,7 +719,7 @@ impl Evaluator {
                                 Err(e)
                             } else {
                                 // The arguments on the stack for the usual arities.
-                                match &rest[..p.arity] {
+                                let r = match &rest[..p.arity] {
                                     [a] => {
                                         let a = self.thunk(a, cur);
                                         (p.f)(self, &[a])
@@ -718,6 +738,10 @@ impl Evaluator {
                                             args.iter().map(|a| self.thunk(a, cur)).collect();
                                         (p.f)(self, &ts)
                                     }
+                                };
+                                match r {
+                                    Ok(v) => Ok(v),
+                                    Err(x) => Err(self.builtin_frame(x, &p, Some(e.span.start))),
                                 }
                             };
                             self.depth -= 1;
@@ -730,7 +754,7 @@ impl Evaluator {
                     };
                     for a in init {
                         let t = self.thunk(a, cur);
-                        f = self.call(f, t)?;
+                        f = self.call_at(f, t, Some(e.span.start))?;
                     }
                     let t = self.thunk(last, cur);
                     match f {
@@ -747,7 +771,7 @@ impl Evaluator {
                             let (body, inner) = self.bind_lambda(&l, t)?;
                             (body, Some(inner))
                         }
-                        other => return self.call(other, t),
+                        other => return self.call_at(other, t, Some(e.span.start)),
                     }
                 }
                 _ => return self.eval_step(e, cur),
@@ -1082,13 +1106,20 @@ impl Evaluator {
 
     /// Apply a function value to an argument.
     pub fn call(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
+        self.call_at(f, arg, None)
+    }
+
+    /// [`Self::call`] from a call at offset `site` (for the `--show-trace` frame of a
+    /// builtin called there).
+    #[inline]
+    fn call_at(&mut self, f: Value, arg: Thunk, site: Option<u32>) -> EResult<Value> {
         self.depth += 1;
         if self.depth > self.max_call_depth {
             self.depth -= 1;
             return err("stack overflow; max-call-depth exceeded");
         }
         self.check_stack()?;
-        let r = self.call_inner(f, arg);
+        let r = self.call_inner(f, arg, site);
         self.depth -= 1;
         r
     }
@@ -1167,7 +1198,7 @@ impl Evaluator {
         Ok((body, env))
     }
 
-    fn call_inner(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
+    fn call_inner(&mut self, f: Value, arg: Thunk, site: Option<u32>) -> EResult<Value> {
         match f {
             Value::Lambda(l) => {
                 let r = match self.bind_lambda(&l, arg) {
@@ -1178,7 +1209,7 @@ impl Evaluator {
             }
             Value::PrimOp(p) => {
                 if p.arity == 1 {
-                    (p.f)(self, &[arg])
+                    (p.f)(self, &[arg]).map_err(|x| self.builtin_frame(x, &p, site))
                 } else {
                     Ok(Value::PrimOpApp(p, Rc::new(vec![arg])))
                 }
@@ -1187,7 +1218,7 @@ impl Evaluator {
                 let mut all = (*args).clone();
                 all.push(arg);
                 if all.len() == p.arity {
-                    (p.f)(self, &all)
+                    (p.f)(self, &all).map_err(|x| self.builtin_frame(x, &p, site))
                 } else {
                     Ok(Value::PrimOpApp(p, Rc::new(all)))
                 }

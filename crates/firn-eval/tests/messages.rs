@@ -381,12 +381,26 @@ fn deep_seq_goes_depth_first_and_counts_nesting() {
     assert_eq!(
         frames,
         [
+            "while calling the 'throw' builtin",
             "while evaluating the attribute 'x'",
-            "while evaluating the attribute 'a'"
+            "while evaluating the attribute 'a'",
+            "while calling the 'deepSeq' builtin"
         ]
     );
     let e = run("builtins.deepSeq [ 1 (throw \"e\") ] 1").unwrap_err();
-    assert_eq!(e.trace, ["while evaluating list element at index 1"]);
+    let frames: Vec<_> = e
+        .trace
+        .iter()
+        .map(|t| t.lines().next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            "while calling the 'throw' builtin",
+            "while evaluating list element at index 1",
+            "while calling the 'deepSeq' builtin"
+        ]
+    );
     assert_eq!(
         msg(
             "let l = builtins.foldl' (t: h: { inherit t; }) null (builtins.genList (x: x) 20000); \
@@ -648,6 +662,8 @@ fn repeated_frames_are_folded_as_current_nix_folds_them() {
             "       … from call site",
             "         at «test»:1:46:",
             "       (19 duplicate frames omitted)",
+            "       … while calling the 'throw' builtin",
+            "         at «test»:1:27:",
             "       error: x"
         ]
     );
@@ -656,4 +672,92 @@ fn repeated_frames_are_folded_as_current_nix_folds_them() {
     let shown = e.render(true);
     assert!(!shown.contains("omitted"), "{shown}");
     assert_eq!(shown.matches("… while calling 'f'").count(), 3);
+}
+
+/// The lines of an error with `--show-trace` that are neither blank nor source lines.
+fn trace_outline(text: &str) -> Vec<String> {
+    let e = run(text).unwrap_err();
+    error_line(&e.render(true))
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn show_trace_names_the_builtin_called_and_its_argument() {
+    // A wrong argument: the builtin's frame has the call's position, the error none.
+    assert_eq!(
+        trace_outline("builtins.length 1"),
+        [
+            "error:",
+            "       … while calling the 'length' builtin",
+            "         at «test»:1:1:",
+            "       … while evaluating the first argument passed to builtins.length",
+            "       error: expected a list but found an integer: 1",
+        ]
+    );
+    // Without `--show-trace`, the message at the call, as before.
+    let e = run("builtins.length 1").unwrap_err();
+    assert!(e
+        .render(false)
+        .starts_with("expected a list but found an integer: 1\n       at «test»:1:1:"));
+    assert_eq!(
+        trace_outline("builtins.genList (x: x) \"n\""),
+        [
+            "error:",
+            "       … while calling the 'genList' builtin",
+            "         at «test»:1:1:",
+            "       … while evaluating the second argument passed to builtins.genList",
+            "       error: expected an integer but found a string: \"n\"",
+        ]
+    );
+    // `forceInt` gives the frame to an error forcing the argument too.
+    assert_eq!(
+        trace_outline("builtins.genList (x: x) (throw \"n\")"),
+        [
+            "error:",
+            "       … while calling the 'genList' builtin",
+            "         at «test»:1:1:",
+            "       … while evaluating the second argument passed to builtins.genList",
+            "       … while calling the 'throw' builtin",
+            "         at «test»:1:26:",
+            "       error: n",
+        ]
+    );
+}
+
+#[test]
+fn show_trace_frames_of_functions_called_by_builtins() {
+    // An error in the function `map` applied: the element is forced outside `map`, so no
+    // frame of `map`'s; the lambda has no call site.
+    assert_eq!(
+        trace_outline("map (x: x + \"a\") [ 1 ]"),
+        [
+            "error:",
+            "       … while evaluating list element at index 0",
+            "       … while calling anonymous lambda",
+            "         at «test»:1:6:",
+            "       error: cannot add a string to an integer",
+            "       at «test»:1:9:",
+        ]
+    );
+    // `foldl'` calls its function itself: its frame, then the lambda's.
+    assert_eq!(
+        trace_outline("builtins.foldl' (a: b: abort \"no\") 0 [ 1 ]"),
+        [
+            "error:",
+            "       … while calling the 'foldl'' builtin",
+            "         at «test»:1:1:",
+            "       … while calling anonymous lambda",
+            "         at «test»:1:21:",
+            "       … while calling the 'abort' builtin",
+            "         at «test»:1:24:",
+            "       error: evaluation aborted with the following error message: 'no'",
+        ]
+    );
+    assert_eq!(
+        trace_outline("builtins.foldl' 1 0 [ 1 ]")[3],
+        "       … while evaluating the first argument passed to builtins.foldlStrict"
+    );
 }

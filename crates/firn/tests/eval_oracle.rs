@@ -408,14 +408,16 @@ fn traces_warnings_and_quoted_attr_paths() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    // The frame and the message are CppNix 2.8's; the layout is current Nix's (frames
-    // first, outermost first). Current Nix also has a "while calling the 'abort' builtin"
-    // frame, which firn does not make yet.
+    // The frame and the message are CppNix 2.8's; the layout and the "while calling the
+    // 'abort' builtin" frame are current Nix's (frames first, outermost first; none for
+    // `addErrorContext` itself).
     let ours = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         ours.trim_end(),
-        "error:\n       … while doing X\n\n       error: evaluation aborted with the following \
-         error message: 'oops'"
+        "error:\n       … while doing X\n\n       … while calling the 'abort' builtin\n         \
+         at «string»:1:43:\n            1| builtins.addErrorContext \"while doing X\" (abort \
+         \"oops\")\n             |                                           ^\n\n       \
+         error: evaluation aborted with the following error message: 'oops'"
     );
     let theirs = String::from_utf8_lossy(&cpp.stderr);
     for line in [
