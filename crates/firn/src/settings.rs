@@ -65,6 +65,8 @@ pub const KNOWN: &[(&str, Kind, &str)] = &[
     ("max-silent-time", Kind::Value, "0"),
     ("keep-going", Kind::Bool, "false"),
     ("keep-failed", Kind::Bool, "false"),
+    ("run-diff-hook", Kind::Bool, "false"),
+    ("diff-hook", Kind::Value, ""),
     ("keep-env-derivations", Kind::Bool, "false"),
     ("fallback", Kind::Bool, "false"),
     ("build-dir", Kind::Value, ""),
@@ -359,6 +361,9 @@ mod tests {
             "a",
             "b",
             "--keep-outputs",
+            "--run-diff-hook",
+            "--diff-hook",
+            "/bin/hook",
             "p",
         ]
         .map(String::from)
@@ -369,5 +374,7 @@ mod tests {
         assert_eq!(s.get("store"), Some("/x"));
         assert_eq!(s.get("a"), Some("b"));
         assert!(s.get_bool("keep-outputs"));
+        assert!(s.get_bool("run-diff-hook"));
+        assert_eq!(s.get("diff-hook"), Some("/bin/hook"));
     }
 }
