@@ -69,13 +69,29 @@ pub(crate) type Arg = (usize, &'static str);
 #[cold]
 #[inline(never)]
 pub(crate) fn arg_frame(mut x: EvalError, (n, name): Arg) -> EvalError {
-    let nth = ["first", "second", "third", "fourth"]
-        .get(n)
-        .copied()
-        .unwrap_or("next");
+    let nth = match n {
+        ONLY => "",
+        _ => ["first ", "second ", "third ", "fourth "]
+            .get(n)
+            .copied()
+            .unwrap_or("next "),
+    };
     x.trace.push(format!(
-        "while evaluating the {nth} argument passed to {name}"
+        "while evaluating the {nth}argument passed to {name}"
     ));
+    x
+}
+
+/// The argument number of a builtin's only argument where current Nix's frame says "the
+/// argument passed to builtins.X" (`attrNames`, `listToAttrs`, ...).
+pub(crate) const ONLY: usize = usize::MAX;
+
+/// A frame of fixed text (for the few builtins whose frame is not [`arg_frame`]'s), made only
+/// when an error propagates.
+#[cold]
+#[inline(never)]
+pub(crate) fn text_frame(mut x: EvalError, text: &'static str) -> EvalError {
+    x.trace.push(text.to_string());
     x
 }
 
@@ -106,6 +122,37 @@ pub(crate) fn int_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<i64> {
 /// [`int_arg`]).
 pub(crate) fn function_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<Value> {
     function(ev, t).map_err(|x| arg_frame(x, arg))
+}
+
+/// [`string`] for argument `arg` of a builtin: as CppNix's `forceString` and
+/// `forceStringNoCtx`, any error (one forcing the argument included) gets the argument's frame.
+pub(crate) fn string_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<NixString> {
+    string(ev, t).map_err(|x| arg_frame(x, arg))
+}
+
+/// A number as a float for argument `arg` of a builtin (an integer as is), as CppNix's
+/// `forceFloat`: any error gets the argument's frame.
+pub(crate) fn float_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<Value> {
+    match force(ev, t) {
+        Ok(v @ (Value::Float(_) | Value::Int(_))) => Ok(v),
+        Ok(v) => Err(arg_frame(ev.type_error("a float", &v), arg)),
+        Err(x) => Err(arg_frame(x, arg)),
+    }
+}
+
+/// Argument `arg` of a builtin coerced to a string, as CppNix's `coerceToString`: an error
+/// forcing the value itself passes unchanged; one coercing it (a value that cannot be coerced,
+/// a list element that fails) gets the argument's frame.
+pub(crate) fn coerce_arg(
+    ev: &mut Evaluator,
+    t: &Thunk,
+    coerce_more: bool,
+    copy: bool,
+    arg: Arg,
+) -> EResult<NixString> {
+    let v = force(ev, t)?;
+    ev.coerce_to_string(&v, coerce_more, copy)
+        .map_err(|x| arg_frame(x, arg))
 }
 
 /// Integer and float arithmetic with Nix's rules (overflow is an error).
@@ -177,23 +224,49 @@ fn arith_error(ev: &Evaluator, op: char, a: &Value, b: &Value) -> EvalError {
 
 fn arith_prim(op: char) -> PrimFn {
     match op {
-        '+' => |ev, a| {
-            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith(ev, '+', &x, &y)
-        },
-        '-' => |ev, a| {
-            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith(ev, '-', &x, &y)
-        },
-        '*' => |ev, a| {
-            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith(ev, '*', &x, &y)
-        },
-        _ => |ev, a| {
-            let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
-            arith(ev, '/', &x, &y)
-        },
+        '+' => |ev, a| arith_call(ev, '+', a),
+        '-' => |ev, a| arith_call(ev, '-', a),
+        '*' => |ev, a| arith_call(ev, '*', a),
+        _ => |ev, a| arith_call(ev, '/', a),
     }
+}
+
+/// `builtins.add` and the like: both arguments forced, then [`arith`]; an argument of the wrong
+/// type gets current Nix's frame.
+fn arith_call(ev: &mut Evaluator, op: char, a: &[Thunk]) -> EResult<Value> {
+    let (x, y) = (force(ev, &a[0])?, force(ev, &a[1])?);
+    arith(ev, op, &x, &y).map_err(|e| arith_arg_frame(e, op, &x, &y))
+}
+
+/// The frame CppNix's `forceInt`/`forceFloat` give the argument of an arithmetic builtin that
+/// is not a number (`div` checks its second argument first); none for other errors.
+#[cold]
+#[inline(never)]
+fn arith_arg_frame(e: EvalError, op: char, x: &Value, y: &Value) -> EvalError {
+    let number = |v: &Value| matches!(v, Value::Int(_) | Value::Float(_));
+    let float = matches!(x, Value::Float(_)) || matches!(y, Value::Float(_));
+    let first = match op {
+        _ if number(x) && number(y) => return e,
+        // "division by zero" comes before the first argument's type, and has no frame.
+        '/' if matches!(y, Value::Int(0)) || matches!(y, Value::Float(f) if *f == 0.0) => return e,
+        '/' => number(y),
+        _ => !number(x),
+    };
+    text_frame(
+        e,
+        match (op, first) {
+            ('+', true) => "while evaluating the first argument of the addition",
+            ('+', false) => "while evaluating the second argument of the addition",
+            ('-', true) => "while evaluating the first argument of the subtraction",
+            ('-', false) => "while evaluating the second argument of the subtraction",
+            // (sic, in current Nix)
+            ('*', true) if float => "while evaluating the first of the multiplication",
+            ('*', true) => "while evaluating the first argument of the multiplication",
+            ('*', false) => "while evaluating the second argument of the multiplication",
+            (_, true) => "while evaluating the first operand of the division",
+            (_, false) => "while evaluating the second operand of the division",
+        },
+    )
 }
 
 /// `builtins.lessThan`.
@@ -343,13 +416,24 @@ macro_rules! prim {
     };
 }
 
+/// A function's result as a Boolean for a builtin that calls it (`filter`, `sort`, ...), as
+/// CppNix's `forceBool` on it: a value of another type gets the frame `what`.
+fn bool_result(ev: &Evaluator, v: Value, what: &'static str) -> EResult<bool> {
+    match v {
+        Value::Bool(b) => Ok(b),
+        v => Err(text_frame(ev.type_error("a Boolean", &v), what)),
+    }
+}
+
 /// `cmp a b`: whether the user's comparator puts `a` before `b`.
 fn sort_less(ev: &mut Evaluator, cmp: &Value, a: &Thunk, b: &Thunk) -> EResult<bool> {
     let f = ev.call(cmp.clone(), a.clone())?;
-    match ev.call(f, b.clone())? {
-        Value::Bool(b) => Ok(b),
-        v => Err(ev.type_error("a Boolean", &v)),
-    }
+    let v = ev.call(f, b.clone())?;
+    bool_result(
+        ev,
+        v,
+        "while evaluating the return value of the sorting function passed to builtins.sort",
+    )
 }
 
 fn sort_by(ev: &mut Evaluator, items: &[Thunk], cmp: &Value) -> EResult<Vec<Thunk>> {
@@ -436,7 +520,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(
                 ev,
                 a,
-                match force(ev, &a[0])? {
+                match float_arg(ev, &a[0], (0, "builtins.ceil"))? {
                     Value::Float(f) => Ok(Value::Int(f.ceil() as i64)),
                     Value::Int(i) => Ok(Value::Int(i)),
                     v => Err(ev.type_error("a float", &v)),
@@ -449,7 +533,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(
                 ev,
                 a,
-                match force(ev, &a[0])? {
+                match float_arg(ev, &a[0], (0, "builtins.floor"))? {
                     Value::Float(f) => Ok(Value::Int(f.floor() as i64)),
                     Value::Int(i) => Ok(Value::Int(i)),
                     v => Err(ev.type_error("a float", &v)),
@@ -543,10 +627,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let f = function_arg(ev, &a[0], (0, "builtins.filter"))?;
                 let mut out = Vec::new();
                 for t in l.iter() {
-                    match ev.call(f.clone(), t.clone())? {
-                        Value::Bool(true) => out.push(t.clone()),
-                        Value::Bool(false) => {}
-                        v => return Err(ev.type_error("a Boolean", &v)),
+                    let v = ev.call(f.clone(), t.clone())?;
+                    if bool_result(
+                        ev,
+                        v,
+                        "while evaluating the return value of the filtering function passed to builtins.filter",
+                    )? {
+                        out.push(t.clone());
                     }
                 }
                 Ok(Value::List(Rc::new(out)))
@@ -575,7 +662,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let l = list_arg(ev, &a[0], (0, "builtins.concatLists"))?;
                 let mut out = Vec::new();
                 for t in l.iter() {
-                    out.extend(list(ev, t)?.iter().cloned());
+                    match force(ev, t)? {
+                        Value::List(x) => out.extend(x.iter().cloned()),
+                        v => return Err(text_frame(
+                            ev.type_error("a list", &v),
+                            "while evaluating a value of the list passed to builtins.concatLists",
+                        )),
+                    }
                 }
                 Ok(Value::List(Rc::new(out)))
             }),
@@ -620,10 +713,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let f = function_arg(ev, &a[0], (0, "builtins.any"))?;
                 for t in list_arg(ev, &a[1], (1, "builtins.any"))?.iter() {
-                    match ev.call(f.clone(), t.clone())? {
-                        Value::Bool(true) => return Ok(Value::Bool(true)),
-                        Value::Bool(false) => {}
-                        v => return Err(ev.type_error("a Boolean", &v)),
+                    let v = ev.call(f.clone(), t.clone())?;
+                    if bool_result(
+                        ev,
+                        v,
+                        "while evaluating the return value of the function passed to builtins.any",
+                    )? {
+                        return Ok(Value::Bool(true));
                     }
                 }
                 Ok(Value::Bool(false))
@@ -635,10 +731,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let f = function_arg(ev, &a[0], (0, "builtins.all"))?;
                 for t in list_arg(ev, &a[1], (1, "builtins.all"))?.iter() {
-                    match ev.call(f.clone(), t.clone())? {
-                        Value::Bool(false) => return Ok(Value::Bool(false)),
-                        Value::Bool(true) => {}
-                        v => return Err(ev.type_error("a Boolean", &v)),
+                    let v = ev.call(f.clone(), t.clone())?;
+                    if !bool_result(
+                        ev,
+                        v,
+                        "while evaluating the return value of the function passed to builtins.all",
+                    )? {
+                        return Ok(Value::Bool(false));
                     }
                 }
                 Ok(Value::Bool(true))
@@ -660,8 +759,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let f = function_arg(ev, &a[0], (0, "builtins.partition"))?;
                 let (mut r, mut w) = (Vec::new(), Vec::new());
                 for t in list_arg(ev, &a[1], (1, "builtins.partition"))?.iter() {
-                    let keep = Thunk::value(ev.call(f.clone(), t.clone())?);
-                    if boolean(ev, &keep)? {
+                    let v = ev.call(f.clone(), t.clone())?;
+                    if bool_result(
+                        ev,
+                        v,
+                        "while evaluating the return value of the partition function passed to builtins.partition",
+                    )? {
                         r.push(t.clone());
                     } else {
                         w.push(t.clone());
@@ -677,7 +780,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "attrNames",
             1,
             prim!(ev, a, {
-                let m = attrs(ev, &a[0])?;
+                let m = attrs_arg(ev, &a[0], (ONLY, "builtins.attrNames"))?;
                 Ok(Value::List(Rc::new(
                     m.keys()
                         .map(|k| Thunk::value(Value::str(k.clone())))
@@ -689,7 +792,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "attrValues",
             1,
             prim!(ev, a, {
-                let m = attrs(ev, &a[0])?;
+                let m = attrs_arg(ev, &a[0], (ONLY, "builtins.attrValues"))?;
                 Ok(Value::List(Rc::new(m.values().cloned().collect())))
             }),
         ),
@@ -697,8 +800,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "hasAttr",
             2,
             prim!(ev, a, {
-                let n = string(ev, &a[0])?;
-                let m = attrs(ev, &a[1])?;
+                let n = string_arg(ev, &a[0], (0, "builtins.hasAttr"))?;
+                let m = attrs_arg(ev, &a[1], (1, "builtins.hasAttr"))?;
                 Ok(Value::Bool(m.contains_key(&n.s)))
             }),
         ),
@@ -706,8 +809,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "getAttr",
             2,
             prim!(ev, a, {
-                let n = string(ev, &a[0])?;
-                let m = attrs(ev, &a[1])?;
+                let n = string_arg(ev, &a[0], (0, "builtins.getAttr"))?;
+                let m = attrs_arg(ev, &a[1], (1, "builtins.getAttr"))?;
                 match m.get(&n.s) {
                     Some(t) => force(ev, &t.clone()),
                     None => err(format!("attribute '{}' missing", n.s)),
@@ -737,10 +840,18 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "listToAttrs",
             1,
             prim!(ev, a, {
-                let l = list(ev, &a[0])?;
+                let l = list_arg(ev, &a[0], (ONLY, "builtins.listToAttrs"))?;
                 let mut out = Vec::with_capacity(l.len());
                 for t in l.iter() {
-                    let p = attrs(ev, t)?;
+                    let p = match force(ev, t)? {
+                        Value::Attrs(p) => p,
+                        v => {
+                            return Err(text_frame(
+                                ev.type_error("a set", &v),
+                                "while evaluating an element of the list passed to builtins.listToAttrs",
+                            ))
+                        }
+                    };
                     let name = match p.get("name") {
                         Some(n) => string(ev, &n.clone())?,
                         None => return err("attribute 'name' missing"),
@@ -797,10 +908,19 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "catAttrs",
             2,
             prim!(ev, a, {
-                let n = string(ev, &a[0])?;
+                let n = string_arg(ev, &a[0], (0, "builtins.catAttrs"))?;
                 let mut out = Vec::new();
-                for t in list(ev, &a[1])?.iter() {
-                    if let Some(v) = attrs(ev, t)?.get(&n.s) {
+                for t in list_arg(ev, &a[1], (1, "builtins.catAttrs"))?.iter() {
+                    let m = match force(ev, t)? {
+                        Value::Attrs(m) => m,
+                        v => {
+                            return Err(text_frame(
+                                ev.type_error("a set", &v),
+                                "while evaluating an element in the list passed as second argument to builtins.catAttrs",
+                            ))
+                        }
+                    };
+                    if let Some(v) = m.get(&n.s) {
                         out.push(v.clone());
                     }
                 }
@@ -929,28 +1049,41 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "toString",
             1,
             prim!(ev, a, {
-                let v = force(ev, &a[0])?;
-                Ok(Value::String(ev.coerce_to_string(&v, true, false)?))
+                let s = coerce_arg(ev, &a[0], true, false, (0, "builtins.toString"))?;
+                Ok(Value::String(s))
             }),
         ),
         (
             "stringLength",
             1,
             prim!(ev, a, {
-                let v = force(ev, &a[0])?;
-                Ok(Value::Int(
-                    ev.coerce_to_string(&v, false, true)?.s.len() as i64
-                ))
+                let s = coerce_arg(ev, &a[0], false, true, (ONLY, "builtins.stringLength"))?;
+                Ok(Value::Int(s.s.len() as i64))
             }),
         ),
         (
             "substring",
             3,
             prim!(ev, a, {
-                let start = int(ev, &a[0])?;
-                let len = int(ev, &a[1])?;
+                let start = int(ev, &a[0]).map_err(|x| {
+                    text_frame(
+                        x,
+                        "while evaluating the first argument (the start offset) passed to builtins.substring",
+                    )
+                })?;
+                let len = int(ev, &a[1]).map_err(|x| {
+                    text_frame(
+                        x,
+                        "while evaluating the second argument (the substring length) passed to builtins.substring",
+                    )
+                })?;
                 let v = force(ev, &a[2])?;
-                let s = ev.coerce_to_string(&v, false, true)?;
+                let s = ev.coerce_to_string(&v, false, true).map_err(|x| {
+                    text_frame(
+                        x,
+                        "while evaluating the third argument (the string) passed to builtins.substring",
+                    )
+                })?;
                 if start < 0 {
                     return err("negative start position in 'substring'");
                 }
@@ -971,8 +1104,21 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "concatStringsSep",
             2,
             prim!(ev, a, {
-                let sep = string(ev, &a[0])?;
-                let l = list(ev, &a[1])?;
+                let sep = string(ev, &a[0]).map_err(|x| {
+                    text_frame(
+                        x,
+                        "while evaluating the first argument (the separator string) passed to builtins.concatStringsSep",
+                    )
+                })?;
+                let l = match force(ev, &a[1])? {
+                    Value::List(l) => l,
+                    v => {
+                        return Err(text_frame(
+                            ev.type_error("a list", &v),
+                            "while evaluating the second argument (the list of strings to concat) passed to builtins.concatStringsSep",
+                        ))
+                    }
+                };
                 let mut out = String::new();
                 let mut ctx = (*sep.context).clone();
                 for (i, t) in l.iter().enumerate() {
@@ -980,7 +1126,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         out.push_str(&sep.s);
                     }
                     let v = force(ev, t)?;
-                    let s = ev.coerce_to_string(&v, false, true)?;
+                    let s = ev.coerce_to_string(&v, false, true).map_err(|x| {
+                        text_frame(
+                            x,
+                            "while evaluating one element of the list of strings to concat passed to builtins.concatStringsSep",
+                        )
+                    })?;
                     out.push_str(&s.s);
                     ctx.extend(s.context.iter().cloned());
                 }
@@ -1001,9 +1152,18 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 }
                 let mut froms = Vec::new();
                 for t in from.iter() {
-                    froms.push(string(ev, t)?.s);
+                    froms.push(
+                        string(ev, t)
+                            .map_err(|x| {
+                                text_frame(
+                                    x,
+                                    "while evaluating one of the strings to replace passed to builtins.replaceStrings",
+                                )
+                            })?
+                            .s,
+                    );
                 }
-                let s = string(ev, &a[2])?;
+                let s = string_arg(ev, &a[2], (2, "builtins.replaceStrings"))?;
                 let mut out = String::new();
                 let mut i = 0;
                 let bytes = s.s.as_bytes();
@@ -1013,7 +1173,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     for (k, f) in froms.iter().enumerate() {
                         if bytes[i..].starts_with(f.as_bytes()) {
                             if cache[k].is_none() {
-                                cache[k] = Some(string(ev, &to[k])?);
+                                cache[k] = Some(string(ev, &to[k]).map_err(|x| {
+                                    text_frame(
+                                        x,
+                                        "while evaluating one of the replacement strings passed to builtins.replaceStrings",
+                                    )
+                                })?);
                             }
                             out.push_str(
                                 &cache[k].as_ref().map(|x| x.s.clone()).unwrap_or_default(),
@@ -1139,11 +1304,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "baseNameOf",
             1,
             prim!(ev, a, {
-                let v = force(ev, &a[0])?;
-                let s = match &v {
-                    Value::Path(p) => NixString::plain(p.clone()),
-                    _ => ev.coerce_to_string(&v, false, false)?,
-                };
+                let s = coerce_arg(ev, &a[0], false, false, (0, "builtins.baseNameOf"))?;
                 // One trailing slash is dropped (so "a//" gives ""), as Nix has always done.
                 let t = s.s.strip_suffix('/').unwrap_or(&s.s);
                 let b = t.rsplit('/').next().unwrap_or(t);
@@ -1159,7 +1320,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let v = force(ev, &a[0])?;
                 let is_path = matches!(v, Value::Path(_));
-                let s = ev.coerce_to_string(&v, false, false)?;
+                let s = ev
+                    .coerce_to_string(&v, false, false)
+                    .map_err(|x| arg_frame(x, (0, "'builtins.dirOf'")))?;
                 let d = match s.s.rfind('/') {
                     Some(0) => "/".to_string(),
                     Some(i) => s.s[..i].to_string(),
@@ -1196,7 +1359,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "getEnv",
             1,
             prim!(ev, a, {
-                let n = string(ev, &a[0])?;
+                let n = string_arg(ev, &a[0], (0, "builtins.getEnv"))?;
                 Ok(Value::str(std::env::var(&*n.s).unwrap_or_default()))
             }),
         ),
@@ -1204,7 +1367,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             "parseDrvName",
             1,
             prim!(ev, a, {
-                let s = string(ev, &a[0])?;
+                let s = string_arg(ev, &a[0], (0, "builtins.parseDrvName"))?;
                 // The version starts at the first dash followed by something that is not a letter.
                 let b = s.s.as_bytes();
                 let mut split = b.len();
@@ -1233,7 +1396,16 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let l = list_arg(ev, &a[1], (1, "builtins.zipAttrsWith"))?;
                 let mut acc: BTreeMap<RcStr, Vec<Thunk>> = BTreeMap::new();
                 for t in l.iter() {
-                    for (k, v) in attrs(ev, t)?.iter() {
+                    let m = match force(ev, t)? {
+                        Value::Attrs(m) => m,
+                        v => {
+                            return Err(text_frame(
+                                ev.type_error("a set", &v),
+                                "while evaluating a value of the list passed as second argument to builtins.zipAttrsWith",
+                            ))
+                        }
+                    };
+                    for (k, v) in m.iter() {
                         acc.entry(k.clone()).or_default().push(v.clone());
                     }
                 }
@@ -1259,7 +1431,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let mut acc: BTreeMap<RcStr, Vec<Thunk>> = BTreeMap::new();
                 for t in list_arg(ev, &a[1], (1, "builtins.groupBy"))?.iter() {
                     let k = ev.call(f.clone(), t.clone())?;
-                    let k = string(ev, &Thunk::value(k))?;
+                    let k = string(ev, &Thunk::value(k)).map_err(|x| {
+                        text_frame(
+                            x,
+                            "while evaluating the return value of the grouping function passed to builtins.groupBy",
+                        )
+                    })?;
                     acc.entry(k.s).or_default().push(t.clone());
                 }
                 let groups: AttrMap = acc

@@ -14,7 +14,10 @@ use firn_format::derivation::{hash_placeholder, Derivation, DerivationOutput};
 use firn_format::store_path::FileIngestionMethod;
 use firn_format::{Hash, HashAlgo, StorePath};
 
-use crate::builtins::{attrs, boolean, force, list, string, PrimFn};
+use crate::builtins::{
+    arg_frame, attrs, attrs_arg, boolean, force, function_arg, list, string, string_arg,
+    text_frame, Arg, PrimFn, ONLY,
+};
 use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
 use crate::value::*;
@@ -45,6 +48,12 @@ in (builtins.head perOutput).value
 /// A string that must not refer to the store (CppNix's `forceStringNoCtx`).
 fn string_no_ctx(ev: &mut Evaluator, t: &Thunk) -> EResult<RcStr> {
     crate::eval::no_context(string(ev, t)?)
+}
+
+/// [`string_no_ctx`] for argument `arg` of a builtin, as CppNix's `forceStringNoCtx`: any error
+/// gets the argument's frame.
+fn string_no_ctx_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<RcStr> {
+    crate::eval::no_context(string_arg(ev, t, arg)?).map_err(|x| arg_frame(x, arg))
 }
 
 /// The store path a context element is about.
@@ -109,7 +118,7 @@ fn set_outputs(spec: &mut DrvSpec, names: Vec<String>) -> EResult<()> {
 }
 
 fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
-    let args = attrs(ev, &a[0])?;
+    let args = attrs_arg(ev, &a[0], (ONLY, "builtins.derivationStrict"))?;
     let name_t = args
         .get("name")
         .cloned()
@@ -337,8 +346,8 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 }
 
 fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
-    let name = string_no_ctx(ev, &a[0])?;
-    let contents = string(ev, &a[1])?;
+    let name = string_no_ctx_arg(ev, &a[0], (0, "builtins.toFile"))?;
+    let contents = string_arg(ev, &a[1], (1, "builtins.toFile"))?;
     let mut refs = BTreeSet::new();
     for c in contents.context.iter() {
         if !c.starts_with('/') {
@@ -493,8 +502,13 @@ fn prim_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 }
 
 fn filter_source(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
-    let (path, _) = coerce_to_path(ev, &a[1])?;
-    let f = crate::builtins::function(ev, &a[0])?;
+    let (path, _) = coerce_to_path(ev, &a[1]).map_err(|x| {
+        text_frame(
+            x,
+            "while evaluating the second argument (the path to filter) passed to 'builtins.filterSource'",
+        )
+    })?;
+    let f = function_arg(ev, &a[0], (0, "builtins.filterSource"))?;
     let name = path
         .trim_end_matches('/')
         .rsplit('/')
@@ -505,7 +519,8 @@ fn filter_source(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 }
 
 fn store_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
-    let (path, _) = coerce_to_path(ev, &a[0])?;
+    let (path, _) =
+        coerce_to_path(ev, &a[0]).map_err(|x| arg_frame(x, (0, "'builtins.storePath'")))?;
     let (sp, _) = ev
         .store
         .dir
@@ -611,7 +626,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
     vec![
         ("derivationStrict", 1, derivation_strict),
         ("placeholder", 1, |ev, a| {
-            let o = string_no_ctx(ev, &a[0])?;
+            let o = string_no_ctx_arg(ev, &a[0], (0, "builtins.placeholder"))?;
             Ok(Value::str(hash_placeholder(&o)))
         }),
         ("toFile", 2, to_file),

@@ -51,7 +51,7 @@ fn convert_hash(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 }
 
 fn hash_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
-    let algo = algo(&string(ev, &a[0])?.s)?;
+    let algo = algo(&crate::builtins::string_arg(ev, &a[0], (0, "builtins.hashFile"))?.s)?;
     let v = force(ev, &a[1])?;
     let p = ev.coerce_to_string(&v, false, false)?;
     let real = ev.store.real_path(&p.s);
@@ -375,12 +375,15 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         ("convertHash", 1, convert_hash),
         ("hashFile", 2, hash_file),
         ("toPath", 1, |ev, a| {
-            let v = force(ev, &a[0])?;
-            let s = ev.coerce_to_string(&v, false, false)?;
+            const ARG: crate::builtins::Arg = (0, "builtins.toPath");
+            let s = crate::builtins::coerce_arg(ev, &a[0], false, false, ARG)?;
             if !s.s.starts_with('/') {
-                return err(format!(
-                    "string '{}' doesn't represent an absolute path",
-                    s.s
+                return Err(crate::builtins::arg_frame(
+                    EvalError::new(format!(
+                        "string '{}' doesn't represent an absolute path",
+                        s.s
+                    )),
+                    ARG,
                 ));
             }
             Ok(Value::String(NixString {

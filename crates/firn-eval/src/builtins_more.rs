@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use firn_format::Hash;
 
-use crate::builtins::PrimFn;
+use crate::builtins::{string_arg, PrimFn};
 use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
 use crate::value::*;
@@ -351,24 +351,24 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             Ok(Value::String(NixString::with_context(s, ctx)))
         }),
         ("fromJSON", 1, |ev, a| {
-            let s = string(ev, &a[0])?;
+            let s = string_arg(ev, &a[0], (0, "builtins.fromJSON"))?;
             let j: serde_json::Value = serde_json::from_str(&s.s)
                 .map_err(|e| EvalError::new(format!("while parsing JSON: {e}")))?;
             from_json(j)
         }),
         ("hashString", 2, |ev, a| {
-            let algo = string(ev, &a[0])?;
+            let algo = string_arg(ev, &a[0], (0, "builtins.hashString"))?;
             let algo = crate::builtins_misc::algo(&algo.s)?;
-            let s = string(ev, &a[1])?;
+            let s = string_arg(ev, &a[1], (1, "builtins.hashString"))?;
             Ok(Value::str(Hash::digest(algo, s.s.as_bytes()).to_base16()))
         }),
         ("compareVersions", 2, |ev, a| {
-            let x = string(ev, &a[0])?;
-            let y = string(ev, &a[1])?;
+            let x = string_arg(ev, &a[0], (0, "builtins.compareVersions"))?;
+            let y = string_arg(ev, &a[1], (1, "builtins.compareVersions"))?;
             Ok(Value::Int(compare_versions(&x.s, &y.s)))
         }),
         ("splitVersion", 1, |ev, a| {
-            let s = string(ev, &a[0])?;
+            let s = string_arg(ev, &a[0], (0, "builtins.splitVersion"))?;
             Ok(Value::List(Rc::new(
                 split_version(&s.s)
                     .into_iter()
@@ -378,20 +378,32 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         }),
         ("genericClosure", 1, |ev, a| {
             let args = crate::builtins::attrs_arg(ev, &a[0], (0, "builtins.genericClosure"))?;
-            let start = args
-                .get("startSet")
-                .cloned()
-                .ok_or_else(|| EvalError::new("attribute 'startSet' missing"))?;
-            let op = args
-                .get("operator")
-                .cloned()
-                .ok_or_else(|| EvalError::new("attribute 'operator' missing"))?;
-            let op = crate::builtins::function(ev, &op)?;
-            // A queue, as CppNix's work list: items in the order they were found.
-            let mut work: std::collections::VecDeque<Thunk> = match ev.force(&start)? {
-                Value::List(l) => l.iter().cloned().collect(),
-                v => return Err(ev.type_error("a list", &v)),
+            // As CppNix: the start set (an empty one needs no operator), then the operator.
+            let missing = |name: &str| {
+                crate::builtins::text_frame(
+                    EvalError::new(format!("attribute '{name}' missing")),
+                    "in the attrset passed as argument to builtins.genericClosure",
+                )
             };
+            let start = args.get("startSet").ok_or_else(|| missing("startSet"))?;
+            // A queue, as CppNix's work list: items in the order they were found.
+            let mut work: std::collections::VecDeque<Thunk> = match ev.force(start)? {
+                Value::List(l) if l.is_empty() => return Ok(Value::List(l)),
+                Value::List(l) => l.iter().cloned().collect(),
+                v => {
+                    return Err(crate::builtins::text_frame(
+                        ev.type_error("a list", &v),
+                        "while evaluating the 'startSet' attribute passed as argument to builtins.genericClosure",
+                    ))
+                }
+            };
+            let op = args.get("operator").ok_or_else(|| missing("operator"))?;
+            let op = crate::builtins::function(ev, op).map_err(|x| {
+                crate::builtins::text_frame(
+                    x,
+                    "while evaluating the 'operator' attribute passed as argument to builtins.genericClosure",
+                )
+            })?;
             // Keys are compared with Nix's ordering, as CppNix's std::set with CompareValues:
             // keys that cannot be compared (sets, different types) are an error. Strings and
             // integers (nearly all keys) go in hash sets; other keys in a sorted vector.
@@ -609,8 +621,8 @@ fn group_value(m: Option<regex::Match<'_>>) -> Thunk {
 pub fn regex_table() -> Vec<(&'static str, usize, PrimFn)> {
     vec![
         ("match", 2, |ev, a| {
-            let re = string(ev, &a[0])?;
-            let s = string(ev, &a[1])?;
+            let re = string_arg(ev, &a[0], (0, "builtins.match"))?;
+            let s = string_arg(ev, &a[1], (1, "builtins.match"))?;
             let r = compile_regex(ev, &re.s, true)?;
             match r.captures(&s.s) {
                 None => Ok(Value::Null),
@@ -620,8 +632,8 @@ pub fn regex_table() -> Vec<(&'static str, usize, PrimFn)> {
             }
         }),
         ("split", 2, |ev, a| {
-            let re = string(ev, &a[0])?;
-            let s = string(ev, &a[1])?;
+            let re = string_arg(ev, &a[0], (0, "builtins.split"))?;
+            let s = string_arg(ev, &a[1], (1, "builtins.split"))?;
             let r = compile_regex(ev, &re.s, false)?;
             let mut out = Vec::new();
             let mut last = 0;

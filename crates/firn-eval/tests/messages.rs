@@ -761,3 +761,48 @@ fn show_trace_frames_of_functions_called_by_builtins() {
         "       … while evaluating the first argument passed to builtins.foldlStrict"
     );
 }
+
+#[test]
+fn show_trace_names_string_and_only_arguments_of_builtins() {
+    // `forceString`: an error forcing the argument gets the frame too.
+    assert_eq!(
+        trace_outline("builtins.hasAttr (throw \"n\") { }"),
+        [
+            "error:",
+            "       … while calling the 'hasAttr' builtin",
+            "         at «test»:1:1:",
+            "       … while evaluating the first argument passed to builtins.hasAttr",
+            "       … while calling the 'throw' builtin",
+            "         at «test»:1:19:",
+            "       error: n",
+        ]
+    );
+    assert_eq!(
+        trace_outline("builtins.getAttr \"a\" [ ]")[3],
+        "       … while evaluating the second argument passed to builtins.getAttr"
+    );
+    // A builtin of one argument whose frame says "the argument".
+    assert_eq!(
+        trace_outline("builtins.attrNames [ ]")[3],
+        "       … while evaluating the argument passed to builtins.attrNames"
+    );
+    // `coerceToString`: a value that cannot be coerced gets the frame, an error forcing the
+    // value does not.
+    assert_eq!(
+        trace_outline("builtins.toString { }")[3],
+        "       … while evaluating the first argument passed to builtins.toString"
+    );
+    assert!(!trace_outline("builtins.toString (throw \"n\")")
+        .iter()
+        .any(|l| l.contains("argument passed")));
+    // The result of the function a builtin calls.
+    assert_eq!(
+        trace_outline("builtins.filter (x: 1) [ 1 ]")[3],
+        "       … while evaluating the return value of the filtering function passed to builtins.filter"
+    );
+    // Arithmetic builtins: the argument that is not a number, `div`'s second one first.
+    assert_eq!(
+        trace_outline("builtins.div \"a\" \"b\"")[3],
+        "       … while evaluating the second operand of the division"
+    );
+}
