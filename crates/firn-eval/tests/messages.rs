@@ -369,15 +369,19 @@ fn fetcher_arguments_are_checked_before_fetching() {
     );
 }
 
+/// The first line of each `--show-trace` frame of `e` (without its position).
+fn first_lines(e: &firn_eval::EvalError) -> Vec<&str> {
+    e.trace
+        .iter()
+        .map(|t| t.lines().next().unwrap_or_default())
+        .collect()
+}
+
 #[test]
 fn deep_seq_goes_depth_first_and_counts_nesting() {
     let e = run("builtins.deepSeq { a = { x = throw \"x\"; }; b = throw \"b\"; } 1").unwrap_err();
     assert_eq!(e.msg, "x");
-    let frames: Vec<_> = e
-        .trace
-        .iter()
-        .map(|t| t.lines().next().unwrap_or_default())
-        .collect();
+    let frames = first_lines(&e);
     assert_eq!(
         frames,
         [
@@ -388,11 +392,7 @@ fn deep_seq_goes_depth_first_and_counts_nesting() {
         ]
     );
     let e = run("builtins.deepSeq [ 1 (throw \"e\") ] 1").unwrap_err();
-    let frames: Vec<_> = e
-        .trace
-        .iter()
-        .map(|t| t.lines().next().unwrap_or_default())
-        .collect();
+    let frames = first_lines(&e);
     assert_eq!(
         frames,
         [
