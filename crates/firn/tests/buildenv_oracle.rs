@@ -10,14 +10,8 @@ use std::process::Command;
 
 use common::*;
 
-const EXPR: &str = r#"
-let
-  bb = builtins.path {
-    path = /usr/bin;
-    name = "busybox";
-    filter = p: t: baseNameOf p == "busybox";
-  };
-  mk = name: script: attrs: derivation ({
+/// (Written after [`LET_BUSYBOX`].)
+const EXPR: &str = r#"  mk = name: script: attrs: derivation ({
     inherit name;
     system = "x86_64-linux";
     builder = "${bb}/busybox";
@@ -92,7 +86,7 @@ fn setup() -> Setup {
     need_busybox();
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("default.nix");
-    std::fs::write(&file, EXPR).expect("write");
+    std::fs::write(&file, format!("{LET_BUSYBOX}{EXPR}")).expect("write");
     let firn_store = store_dir(tmp.path(), "firn");
     let cppnix_store = store_dir(tmp.path(), "cppnix");
     Setup {

@@ -14,14 +14,8 @@ use std::process::Command;
 
 use common::*;
 
-const EXPR: &str = r#"
-let
-  bb = builtins.path {
-    path = /usr/bin;
-    name = "busybox";
-    filter = p: t: baseNameOf p == "busybox";
-  };
-  mk = name: script: derivation {
+/// (Written after [`LET_BUSYBOX`].)
+const EXPR: &str = r#"  mk = name: script: derivation {
     inherit name;
     system = "x86_64-linux";
     builder = "${bb}/busybox";
@@ -117,7 +111,7 @@ fn check_in_the_sandbox_as_cppnix() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let file = tmp.path().join("default.nix");
-    std::fs::write(&file, EXPR).expect("writing the expression");
+    std::fs::write(&file, format!("{LET_BUSYBOX}{EXPR}")).expect("writing the expression");
     let hook = tmp.path().join("diff-hook");
     std::fs::write(
         &hook,

@@ -35,14 +35,8 @@ in {
 "#;
 
 /// The same builders from the store (for the sandbox, which has no `/usr/bin`).
-const SANDBOX_EXPR: &str = r#"
-let
-  bb = builtins.path {
-    path = /usr/bin;
-    name = "busybox";
-    filter = p: t: baseNameOf p == "busybox";
-  };
-  mk = name: script: derivation {
+/// (Written after [`LET_BUSYBOX`].)
+const SANDBOX_EXPR: &str = r#"  mk = name: script: derivation {
     inherit name;
     system = "x86_64-linux";
     builder = "${bb}/busybox";
@@ -240,7 +234,8 @@ fn an_existing_home_stops_unsandboxed_builds() {
     let file = tmp.path().join("default.nix");
     std::fs::write(&file, EXPR).expect("writing the expression");
     let sandbox_file = tmp.path().join("sandbox.nix");
-    std::fs::write(&sandbox_file, SANDBOX_EXPR).expect("writing the expression");
+    std::fs::write(&sandbox_file, format!("{LET_BUSYBOX}{SANDBOX_EXPR}"))
+        .expect("writing the expression");
     let mut results = Vec::new();
     for (tag, tool) in [("cppnix", cppnix as fn(&str) -> Command), ("firn", firn)] {
         let dir = tmp.path().join(tag);
@@ -316,7 +311,7 @@ fn sandboxed_builder_cannot_write_home() {
     need_busybox();
     let tmp = tempfile::tempdir().expect("tmp");
     let file = tmp.path().join("sandbox.nix");
-    std::fs::write(&file, SANDBOX_EXPR).expect("writing the expression");
+    std::fs::write(&file, format!("{LET_BUSYBOX}{SANDBOX_EXPR}")).expect("writing the expression");
     let users = build_users();
     let mut codes = Vec::new();
     for (tag, tool) in [("cppnix", cppnix as fn(&str) -> Command), ("firn", firn)] {

@@ -19,14 +19,8 @@ use firn_remote::serve::{SshParams, SshStore};
 
 /// `dep` and a fixed-output `fod` are inputs of `top`, whose output refers to `dep`'s; `fail`
 /// fails after printing a line; `slow` would take a minute.
-const EXPR: &str = r#"
-let
-  bb = builtins.path {
-    path = /usr/bin;
-    name = "busybox";
-    filter = p: t: baseNameOf p == "busybox";
-  };
-  mk = name: script: attrs: derivation ({
+/// (Written after [`LET_BUSYBOX`].)
+const EXPR: &str = r#"  mk = name: script: attrs: derivation ({
     inherit name;
     system = "x86_64-linux";
     builder = "${bb}/busybox";
@@ -60,7 +54,7 @@ fn env() -> Env {
     need_busybox();
     let tmp = tempfile::tempdir().expect("tmp");
     let file = tmp.path().join("default.nix");
-    std::fs::write(&file, EXPR).expect("writing the expression");
+    std::fs::write(&file, format!("{LET_BUSYBOX}{EXPR}")).expect("writing the expression");
     Env {
         file: file.to_string_lossy().into_owned(),
         tmp,

@@ -261,6 +261,17 @@ pub fn xz(data: &[u8]) -> Vec<u8> {
     e.finish().expect("xz")
 }
 
+/// The start of the build tests' expressions: `let` and `bb`, the host's static busybox
+/// copied into the store (the builders run it). Their own text follows it.
+pub const LET_BUSYBOX: &str = r#"
+let
+  bb = builtins.path {
+    path = /usr/bin;
+    name = "busybox";
+    filter = p: t: baseNameOf p == "busybox";
+  };
+"#;
+
 /// The build tests' builders are the host's static busybox (copied into the test stores);
 /// its absence is a failure, not a skip.
 pub fn need_busybox() {
