@@ -64,13 +64,20 @@ extern "C" {
 /// Keep mimalloc's heap on ordinary pages. mimalloc asks for transparent huge pages on its
 /// arenas, where a 2 MiB page is committed whole for the first small object placed in it: an
 /// evaluation's resident memory was a third larger for it (87 MB instead of 66 MB for the
-/// 2000-package benchmark), with no measurable gain in speed.
+/// 2000-package benchmark, at the same speed). The price is more page faults on a heap that
+/// fills its pages anyway (`foldl'` over a million elements: about a tenth slower).
 ///
 /// The first arena is mapped before `main` runs, so the option alone comes too late for it:
 /// its mapping (found in /proc/self/maps from the address of a fresh block) is advised
 /// against huge pages directly. Process-wide switches (`PR_SET_THP_DISABLE`) are avoided
-/// because builders would inherit them.
+/// because builders would inherit them. Called (once) by the commands that evaluate, before
+/// the evaluator's heap grows; the others do not pay for reading the mappings.
 pub fn configure() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(keep_off_huge_pages);
+}
+
+fn keep_off_huge_pages() {
     // SAFETY: setting an option is allowed at any time; it affects later OS allocations.
     unsafe { mi_option_set(OPTION_ALLOW_THP, 0) };
     let probe = Box::new(0u64);

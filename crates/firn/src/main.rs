@@ -34,7 +34,6 @@ pub const TOOL_NAMES: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
-    alloc::configure();
     let mut args: Vec<String> = std::env::args().collect();
     let argv0 = args.remove(0);
     let prog = std::path::Path::new(&argv0)

@@ -348,28 +348,6 @@ impl Derivation {
         s
     }
 
-    /// The ATerm text as written to the `.drv` file, and the text the (unmasked) hash modulo
-    /// is taken of, with `input_hashes` in place of the input derivations: the two differ only
-    /// there, so the rest (the environment, mostly) is written once.
-    pub fn unparse_with_modulo(
-        &self,
-        sd: &StoreDir,
-        input_hashes: &BTreeMap<String, BTreeSet<String>>,
-    ) -> (String, String) {
-        let mut head = String::with_capacity(256);
-        self.unparse_outputs(&mut head, sd, false);
-        let mut rest = String::with_capacity(1024);
-        self.unparse_rest(&mut rest, sd, false);
-        let mut aterm = String::with_capacity(head.len() + rest.len() + 512);
-        aterm.push_str(&head);
-        self.unparse_inputs(&mut aterm, sd, None);
-        aterm.push_str(&rest);
-        let mut modulo = head;
-        self.unparse_inputs(&mut modulo, sd, Some(input_hashes));
-        modulo.push_str(&rest);
-        (aterm, modulo)
-    }
-
     /// `Derive([outputs],`
     pub(super) fn unparse_outputs(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
         s.push_str("Derive([");

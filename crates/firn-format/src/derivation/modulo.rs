@@ -192,31 +192,15 @@ impl Derivation {
         Ok((inputs, kind))
     }
 
-    /// The ATerm text of the `.drv` file and the (unmasked) hash modulo, together: for
-    /// input-addressed and floating derivations the two texts share everything but the input
-    /// derivations, which saves writing the environment twice.
+    /// The ATerm text of the `.drv` file and the (unmasked) hash modulo (what
+    /// [`DrvHashes::instantiate`] gives in one pass for input-addressed derivations).
     pub fn aterm_and_hash_modulo<E: From<DrvError>>(
         &self,
         sd: &StoreDir,
-        mut input: impl FnMut(&StorePath) -> Result<DrvHash, E>,
+        input: impl FnMut(&StorePath) -> Result<DrvHash, E>,
     ) -> Result<(String, DrvHash), E> {
-        let kind = match self.derivation_type()? {
-            DerivationType::ContentAddressed { fixed: false } => DrvHashKind::Deferred,
-            DerivationType::InputAddressed { .. } => DrvHashKind::Regular,
-            DerivationType::ContentAddressed { fixed: true } | DerivationType::Impure => {
-                let h = self.hash_derivation_modulo(sd, false, input)?;
-                return Ok((self.to_aterm(sd), h));
-            }
-        };
-        let (inputs, kind) = self.modulo_inputs(sd, kind, &mut input)?;
-        let (aterm, modulo) = self.unparse_with_modulo(sd, &inputs);
-        let h = Hash::digest(HashAlgo::Sha256, modulo);
-        let hashes = self
-            .outputs
-            .keys()
-            .map(|k| (k.clone(), h.clone()))
-            .collect();
-        Ok((aterm, DrvHash { hashes, kind }))
+        let h = self.hash_derivation_modulo(sd, false, input)?;
+        Ok((self.to_aterm(sd), h))
     }
 
     /// [`Derivation::hash_derivation_modulo`] for the common case where each input derivation

@@ -106,6 +106,7 @@ pub fn run(ctx: Ctx, a: ReplArgs) -> Result<()> {
         attr_paths,
         color: use_color(),
     };
+    crate::alloc::configure();
     let code = std::thread::Builder::new()
         .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
         .spawn(move || repl_thread(ctx, opts, store, files))
