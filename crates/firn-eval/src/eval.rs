@@ -128,13 +128,20 @@ impl Evaluator {
     }
 
     /// The name of a symbol as a shared string.
+    #[inline]
     pub fn name_rc(&mut self, s: Symbol) -> RcStr {
+        if let Some(Some(n)) = self.names.get(s.0 as usize) {
+            return n.clone();
+        }
+        self.new_name_rc(s)
+    }
+
+    /// [`Self::name_rc`] the first time a symbol is asked for.
+    #[inline(never)]
+    fn new_name_rc(&mut self, s: Symbol) -> RcStr {
         let i = s.0 as usize;
         if i >= self.names.len() {
             self.names.resize(i + 1, None);
-        }
-        if let Some(n) = &self.names[i] {
-            return n.clone();
         }
         let n: RcStr = self.interner.name(s).into();
         self.names[i] = Some(n.clone());
@@ -236,50 +243,71 @@ impl Evaluator {
     #[inline(never)]
     fn force_pending(&mut self, t: &Thunk) -> EResult<Value> {
         let state = t.replace(ThunkState::Forcing);
-        match state {
-            ThunkState::Done(v) => {
-                t.set(ThunkState::Done(v.clone()));
-                return Ok(v);
-            }
-            ThunkState::Forcing => return err("infinite recursion encountered"),
-            _ => {}
+        if matches!(state, ThunkState::Forcing) {
+            return err("infinite recursion encountered");
         }
         if let Err(e) = self.check_stack() {
             t.set(state);
             return Err(e);
         }
-        let r = match &state {
-            ThunkState::Pending(e, env) => self.eval(e, env),
+        // Each state is taken apart by value (no generic drop of the state afterwards); on
+        // an error the state is put back, so a later force (e.g. after `tryEval`) reports
+        // the error again.
+        match state {
+            ThunkState::Pending(e, env) => match self.eval(e, &env) {
+                Ok(v) => {
+                    t.finish(v.clone());
+                    Ok(v)
+                }
+                Err(x) => {
+                    t.set(ThunkState::Pending(e, env));
+                    Err(x)
+                }
+            },
             ThunkState::Apply(f, a) => {
-                let fv = self.force(f);
-                match fv {
+                let r = match self.force(&f) {
                     Ok(fv) => self.call(fv, a.clone()),
                     Err(e) => Err(e),
+                };
+                match r {
+                    Ok(v) => {
+                        t.finish(v.clone());
+                        Ok(v)
+                    }
+                    Err(x) => {
+                        t.set(ThunkState::Apply(f, a));
+                        Err(x)
+                    }
                 }
             }
-            ThunkState::Select(src, name) => match self.force(src) {
-                Ok(Value::Attrs(a)) => match a.get(self.interner.name(*name)) {
-                    Some(x) => {
-                        let x = x.clone();
-                        self.force(&x)
+            ThunkState::Select(src, name) => {
+                let r = match self.force(&src) {
+                    Ok(Value::Attrs(a)) => match a.get(self.interner.name(name)) {
+                        Some(x) => {
+                            let x = x.clone();
+                            self.force(&x)
+                        }
+                        None => err(format!("attribute '{}' missing", self.interner.name(name))),
+                    },
+                    Ok(v) => Err(self.type_error("a set", &v)),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(v) => {
+                        t.finish(v.clone());
+                        Ok(v)
                     }
-                    None => err(format!("attribute '{}' missing", self.interner.name(*name))),
-                },
-                Ok(v) => Err(self.type_error("a set", &v)),
-                Err(e) => Err(e),
-            },
-            ThunkState::Forcing | ThunkState::Done(_) => unreachable!("handled above"),
-        };
-        match r {
-            Ok(v) => {
+                    Err(x) => {
+                        t.set(ThunkState::Select(src, name));
+                        Err(x)
+                    }
+                }
+            }
+            ThunkState::Done(v) => {
                 t.set(ThunkState::Done(v.clone()));
                 Ok(v)
             }
-            Err(e) => {
-                // Restore, so a later force (e.g. after tryEval) reports the error again.
-                t.set(state);
-                Err(e)
-            }
+            ThunkState::Forcing => err("infinite recursion encountered"),
         }
     }
 
@@ -311,7 +339,7 @@ impl Evaluator {
 
     /// The value of a literal, made once per node and shared by every use (as CppNix keeps
     /// a literal's value in its node); `None` for anything else.
-    #[inline]
+    #[inline(always)]
     fn literal(&mut self, e: &'static Expr) -> Option<Thunk> {
         if !matches!(
             e.kind,
@@ -325,6 +353,12 @@ impl Evaluator {
                 return Some(t.clone());
             }
         }
+        self.new_literal(e)
+    }
+
+    /// [`Self::literal`] the first time a node is met.
+    #[inline(never)]
+    fn new_literal(&mut self, e: &'static Expr) -> Option<Thunk> {
         let v = match &e.kind {
             ExprKind::Int(i) => Value::Int(*i),
             ExprKind::Float(f) => Value::Float(*f),
@@ -487,6 +521,19 @@ impl Evaluator {
     /// 1)` may run as long as it likes, as in current Nix).
     #[inline]
     pub fn eval(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
+        // The most common case first, without a call: a lexically bound variable whose
+        // value is computed already.
+        if let ExprKind::Var(s) = &e.kind {
+            if let Some(v) = lookup_var_ref(e, *s, env).and_then(Thunk::peek) {
+                return Ok(v);
+            }
+        }
+        self.eval_any(e, env)
+    }
+
+    /// [`Self::eval`] beyond its first case.
+    #[inline(never)]
+    fn eval_any(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
         if !matches!(
             e.kind,
             ExprKind::Call { .. }
@@ -797,7 +844,16 @@ impl Evaluator {
                 None => err("internal error: a path literal without a value"),
             },
             ExprKind::Var(s) => {
-                let t = match lookup_var(e, *s, env) {
+                // Most variables are bound lexically and already computed: their value is
+                // copied out without taking a handle on the thunk.
+                if let Some(t) = lookup_var_ref(e, *s, env) {
+                    if let Some(v) = t.peek() {
+                        return Ok(v);
+                    }
+                    let t = t.clone();
+                    return self.force_pending(&t);
+                }
+                let t = match lookup_lexical(*s, env) {
                     Some(t) => t,
                     None => self.lookup_with(*s, env)?,
                 };
@@ -819,13 +875,19 @@ impl Evaluator {
                     let name = self.attr_name(a, env)?;
                     let found = match (&v, &name) {
                         // Positions of the first two names are remembered in the node.
-                        (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i).cloned(),
-                        (Value::Attrs(m), Some(n)) => m.get_rc(n).cloned(),
+                        (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i),
+                        (Value::Attrs(m), Some(n)) => m.get_rc(n),
                         _ => None,
                     };
                     match found {
                         Some(t) => {
-                            v = match self.force(&t) {
+                            // A computed attribute is copied out without a handle on it.
+                            if let Some(x) = t.peek() {
+                                v = x;
+                                continue;
+                            }
+                            let t = t.clone();
+                            v = match self.force_pending(&t) {
                                 Ok(x) => x,
                                 Err(x) => return Err(self.attr_frame(x, &v, name.as_deref())),
                             }
@@ -1405,22 +1467,32 @@ fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
 /// check gave it, or else by searching the scopes by name. Never forces a `with` scope.
 #[inline]
 fn lookup_var(e: &Expr, s: Symbol, env: &Env) -> Option<Thunk> {
-    if let Some((up, i)) = firn_syntax::scope::var_address(e) {
-        let mut node = env.0.as_deref();
-        for _ in 0..up {
-            node = node.and_then(|n| n.parent.0.as_deref());
-        }
-        let found = match node.map(|n| &n.scope) {
-            Some(Scope::One(n, t)) if *n == s => Some(t.clone()),
-            Some(Scope::Vars(v)) => v.get_at(i, s),
-            _ => None,
-        };
-        if found.is_some() {
-            return found;
-        }
-        debug_assert!(false, "variable address out of step with the environment");
+    match lookup_var_ref(e, s, env) {
+        Some(t) => Some(t.clone()),
+        None => lookup_lexical(s, env),
     }
-    lookup_lexical(s, env)
+}
+
+/// The thunk of variable `e` at the address the scope check gave it, by reference (see
+/// [`VarMap::get_at_ref`] for how long it may be held); `None` when it has no address (a
+/// variable of a `with`, or one the check could not place), to be looked up by name.
+#[inline]
+fn lookup_var_ref<'e>(e: &Expr, s: Symbol, env: &'e Env) -> Option<&'e Thunk> {
+    let (up, i) = firn_syntax::scope::var_address(e)?;
+    let mut node = env.0.as_deref();
+    for _ in 0..up {
+        node = node.and_then(|n| n.parent.0.as_deref());
+    }
+    let found = match node.map(|n| &n.scope) {
+        Some(Scope::One(n, t)) if *n == s => Some(t),
+        Some(Scope::Vars(v)) => v.get_at_ref(i, s),
+        _ => None,
+    };
+    debug_assert!(
+        found.is_some(),
+        "variable address out of step with the environment"
+    );
+    found
 }
 
 /// The thunk of a lexically bound variable, without forcing any `with` scope.

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod fetch_git;
 pub mod fetch_tree;
 pub mod flakeref;
+pub mod pool;
 pub mod positions;
 pub mod print;
 pub mod rc_str;

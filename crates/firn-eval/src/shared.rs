@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 
 struct Inner<T> {
     count: Cell<usize>,
@@ -23,14 +23,29 @@ pub struct Shared<T> {
 }
 
 impl<T> Shared<T> {
+    /// The pool block size for this type (see [`crate::pool`]), or 0 for the general
+    /// allocator.
+    const CLASS: usize = crate::pool::class(std::alloc::Layout::new::<Inner<T>>());
+
     #[inline]
     pub fn new(value: T) -> Shared<T> {
-        let inner = Box::new(Inner {
+        let inner = Inner {
             count: Cell::new(1),
             value,
-        });
+        };
+        if Self::CLASS == 0 {
+            return Shared {
+                ptr: NonNull::from(Box::leak(Box::new(inner))),
+                _owns: PhantomData,
+            };
+        }
+        let block = crate::pool::take(Self::CLASS).cast::<Inner<T>>();
+        // SAFETY: a fresh block of at least `size_of::<Inner<T>>()` bytes, aligned to 16
+        // (at least `T`'s alignment, by `class`).
+        unsafe { block.write(inner) };
         Shared {
-            ptr: NonNull::from(Box::leak(inner)),
+            // SAFETY: blocks are never null.
+            ptr: unsafe { NonNull::new_unchecked(block) },
             _owns: PhantomData,
         }
     }
@@ -78,8 +93,19 @@ impl<T> Drop for Shared<T> {
         let c = &self.inner().count;
         let n = c.get() - 1;
         if n == 0 {
-            // SAFETY: this was the last handle; the pointer came from `Box::leak`.
-            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+            let p = self.ptr.as_ptr();
+            if Self::CLASS == 0 {
+                // SAFETY: this was the last handle; the pointer came from `Box::leak`.
+                drop(unsafe { Box::from_raw(p) });
+            } else {
+                // SAFETY: this was the last handle; the block came from the pool for this
+                // class on this thread (`Shared` is not `Send`). The value is dropped
+                // first: its drop may free other objects, into the same lists.
+                unsafe {
+                    ptr::drop_in_place(p);
+                    crate::pool::give(p.cast(), Self::CLASS);
+                }
+            }
         } else {
             c.set(n);
         }

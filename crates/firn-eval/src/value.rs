@@ -422,6 +422,18 @@ impl Thunk {
     pub fn set(&self, state: ThunkState) {
         drop(self.replace(state));
     }
+    /// Store the value of a thunk being forced (its state is [`ThunkState::Forcing`], which
+    /// holds nothing to drop, so the state is overwritten without a drop).
+    #[inline]
+    pub fn finish(&self, v: Value) {
+        let cell = self.0 .0.get();
+        // SAFETY: see `ThunkCell`; writing over the state without dropping it is at worst a
+        // leak (if it were not `Forcing`), never a double free.
+        unsafe {
+            debug_assert!(matches!(&*cell, ThunkState::Forcing));
+            std::ptr::write(cell, ThunkState::Done(v));
+        }
+    }
     /// Whether two thunks are the same cell.
     #[inline]
     pub fn ptr_eq(a: &Thunk, b: &Thunk) -> bool {
@@ -461,10 +473,19 @@ impl VarMap {
     /// The binding at position `i` if it binds `s` (see `firn_syntax::scope::var_address`).
     #[inline]
     pub fn get_at(&self, i: usize, s: Symbol) -> Option<Thunk> {
-        // SAFETY: see the type.
+        self.get_at_ref(i, s).cloned()
+    }
+
+    /// [`Self::get_at`] without taking a handle: for a look at the thunk's value (copied
+    /// out at once) or a clone of the handle. The reference must not be kept while
+    /// evaluator code runs, which could refill this scope (only scope construction does).
+    #[inline]
+    pub fn get_at_ref(&self, i: usize, s: Symbol) -> Option<&Thunk> {
+        // SAFETY: see the type, and above: the slice is replaced only while the scope is
+        // being built, never while a caller holds this reference.
         let v = unsafe { &*self.0.get() };
         match v.get(i) {
-            Some((k, t)) if *k == s => Some(t.clone()),
+            Some((k, t)) if *k == s => Some(t),
             _ => None,
         }
     }
