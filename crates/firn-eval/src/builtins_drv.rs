@@ -148,7 +148,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         name: drv_name.clone(),
         ..Default::default()
     };
-    let mut ctx: Vec<String> = Vec::new();
+    let mut ctx: Vec<RcStr> = Vec::new();
     let mut spec = DrvSpec {
         outputs: vec!["out".into()],
         ..Default::default()
@@ -326,7 +326,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         "drvPath".into(),
         Thunk::value(Value::String(NixString::with_context(
             shown.clone(),
-            vec![format!("={shown}")],
+            vec![format!("={shown}").into()],
         ))),
     );
     for (id, path) in &outputs {
@@ -338,7 +338,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             id.as_str().into(),
             Thunk::value(Value::String(NixString::with_context(
                 s,
-                vec![format!("!{id}!{shown}")],
+                vec![format!("!{id}!{shown}").into()],
             ))),
         );
     }
@@ -359,12 +359,12 @@ fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     }
     let p = ev.store.add_text(&name, &contents.s, &refs)?;
     let s = ev.store.dir.display(&p);
-    Ok(Value::String(NixString::with_context(s.clone(), vec![s])))
+    Ok(Value::String(NixString::with_context(s.clone(), vec![s.as_str().into()])))
 }
 
 /// A path argument, as CppNix's `coerceToPath`: the value coerced to a string (not copied
 /// to the store), which must be an absolute path; with its context.
-pub(crate) fn coerce_to_path(ev: &mut Evaluator, t: &Thunk) -> EResult<(String, Vec<String>)> {
+pub(crate) fn coerce_to_path(ev: &mut Evaluator, t: &Thunk) -> EResult<(String, Vec<RcStr>)> {
     let v = force(ev, t)?;
     let s = ev.coerce_to_string(&v, false, false)?;
     if !s.s.starts_with('/') {
@@ -399,7 +399,7 @@ fn add_path(
             .add_source(name, &real, recursive, None, expected.as_ref())?,
     };
     let s = ev.store.dir.display(&p);
-    Ok(Value::String(NixString::with_context(s.clone(), vec![s])))
+    Ok(Value::String(NixString::with_context(s.clone(), vec![s.as_str().into()])))
 }
 
 /// The entries under `real` that `filter` keeps (a directory it drops is not entered). The
@@ -530,7 +530,7 @@ fn store_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         return err(format!("path '{}' is not valid", ev.store.dir.display(&sp)));
     }
     let s = ev.store.dir.display(&sp);
-    Ok(Value::String(NixString::with_context(path, vec![s])))
+    Ok(Value::String(NixString::with_context(path, vec![s.into()])))
 }
 
 fn get_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
@@ -550,7 +550,7 @@ fn get_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
                 infos.entry(p.into()).or_default().outputs.push(o.into());
             }
         } else {
-            infos.entry(c.clone()).or_default().path = true;
+            infos.entry(c.to_string()).or_default().path = true;
         }
     }
     let mut out = AttrMap::new();
@@ -588,7 +588,7 @@ fn append_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         let info = attrs(ev, t)?;
         if let Some(x) = info.get("path") {
             if boolean(ev, &x.clone())? {
-                ctx.push(p.to_string());
+                ctx.push(p.as_str().into());
             }
         }
         if let Some(x) = info.get("allOutputs") {
@@ -598,7 +598,7 @@ fn append_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
                         "tried to add all-outputs context of {p}, which is not a derivation, to a string"
                     ));
                 }
-                ctx.push(format!("={p}"));
+                ctx.push(format!("={p}").into());
             }
         }
         if let Some(x) = info.get("outputs") {
@@ -610,7 +610,7 @@ fn append_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             }
             for o in outs.iter() {
                 let o = string(ev, o)?;
-                ctx.push(format!("!{}!{p}", o.s));
+                ctx.push(format!("!{}!{p}", o.s).into());
             }
         }
     }
@@ -618,7 +618,7 @@ fn append_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 }
 
 fn map_context(s: NixString, f: impl Fn(&str) -> String) -> Value {
-    let ctx = s.context.iter().map(|c| f(c)).collect();
+    let ctx = s.context.iter().map(|c| RcStr::from(f(c))).collect();
     Value::String(NixString::with_context(s.s.clone(), ctx))
 }
 

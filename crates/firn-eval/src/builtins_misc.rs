@@ -2,6 +2,7 @@
 //! files and conversions between hash formats, `toPath`, `scopedImport`, `fromTOML`,
 //! `toXML`, and `unsafeGetAttrPos`.
 
+use crate::rc_str::RcStr;
 use std::rc::Rc;
 
 use firn_format::{Hash, HashAlgo};
@@ -220,7 +221,7 @@ fn xml_attrs(
     ev: &mut Evaluator,
     m: &AttrMap,
     x: &mut Xml,
-    ctx: &mut Vec<String>,
+    ctx: &mut Vec<RcStr>,
     seen: &mut std::collections::HashSet<String>,
 ) -> EResult<()> {
     for (k, t) in m.iter() {
@@ -236,7 +237,7 @@ fn xml_value(
     ev: &mut Evaluator,
     v: &Value,
     x: &mut Xml,
-    ctx: &mut Vec<String>,
+    ctx: &mut Vec<RcStr>,
     seen: &mut std::collections::HashSet<String>,
 ) -> EResult<()> {
     match v {

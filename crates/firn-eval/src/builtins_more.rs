@@ -31,7 +31,7 @@ pub fn to_json(
     ev: &mut Evaluator,
     v: &Value,
     out: &mut String,
-    ctx: &mut Vec<String>,
+    ctx: &mut Vec<RcStr>,
     copy: bool,
 ) -> EResult<()> {
     // Nesting counts against max-call-depth, as in current Nix, so a deep structure is an
@@ -64,7 +64,7 @@ fn to_json_inner(
     ev: &mut Evaluator,
     v: &Value,
     out: &mut String,
-    ctx: &mut Vec<String>,
+    ctx: &mut Vec<RcStr>,
     copy: bool,
 ) -> EResult<()> {
     match v {
@@ -161,7 +161,7 @@ fn json_object(
     ev: &mut Evaluator,
     a: &AttrMap,
     out: &mut String,
-    ctx: &mut Vec<String>,
+    ctx: &mut Vec<RcStr>,
     copy: bool,
 ) -> EResult<()> {
     out.push('{');

@@ -1075,17 +1075,29 @@ impl Evaluator {
             }
         }
         let mut s = String::new();
-        let mut ctx: Vec<String> = Vec::new();
+        // The context of the one part that has one is shared as it is (the usual case:
+        // `"${drv}/bin"`); only parts with different contexts make a merged list.
+        let mut first: Option<Rc<Vec<RcStr>>> = None;
+        let mut more: Vec<RcStr> = Vec::new();
         for v in &vals {
             let part = self.coerce_to_string(v, false, true)?;
             s.push_str(&part.s);
-            ctx.extend(part.context.iter().cloned());
+            if part.context.is_empty() {
+                continue;
+            }
+            match &first {
+                None => first = Some(part.context),
+                Some(f) if Rc::ptr_eq(f, &part.context) || **f == *part.context => {}
+                Some(_) => more.extend(part.context.iter().cloned()),
+            }
         }
-        ctx.sort();
-        ctx.dedup();
-        Ok(Value::String(NixString {
-            s: s.into(),
-            context: Rc::new(ctx),
+        Ok(Value::String(match first {
+            None => NixString::plain(s),
+            Some(f) if more.is_empty() => NixString { s: s.into(), context: f },
+            Some(f) => {
+                more.extend(f.iter().cloned());
+                NixString::with_context(s, more)
+            }
         }))
     }
 
@@ -1163,7 +1175,7 @@ impl Evaluator {
             }
         };
         let s = self.store.dir.display(&sp);
-        Ok(NixString::with_context(s.clone(), vec![s]))
+        Ok(NixString::with_context(s.clone(), vec![s.as_str().into()]))
     }
 
     /// Apply a function value to an argument.

@@ -929,7 +929,7 @@ fn args(ev: &mut Evaluator, t: &Thunk, who: &str) -> EResult<Args> {
 
 fn result(ev: &mut Evaluator, p: &StorePath) -> Value {
     let s = ev.store.dir.display(p);
-    Value::String(NixString::with_context(s.clone(), vec![s]))
+    Value::String(NixString::with_context(s.clone(), vec![s.as_str().into()]))
 }
 
 fn mismatch(url: &str, want: &Hash, got: &Hash) -> EvalError {

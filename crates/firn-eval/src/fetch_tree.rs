@@ -1284,7 +1284,7 @@ pub(crate) fn emit_tree_attrs(
         "outPath".into(),
         Thunk::value(Value::String(NixString::with_context(
             out.clone(),
-            vec![out],
+            vec![out.into()],
         ))),
     );
     if let Some(h) = input.nar_hash()? {

@@ -24,14 +24,14 @@ use crate::shared::Shared;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NixString {
     pub s: RcStr,
-    pub context: Rc<Vec<String>>,
+    pub context: Rc<Vec<RcStr>>,
 }
 
 impl NixString {
     pub fn plain(s: impl Into<RcStr>) -> NixString {
         thread_local! {
             // Most strings have no context: they share one empty list.
-            static NO_CONTEXT: Rc<Vec<String>> = Rc::new(Vec::new());
+            static NO_CONTEXT: Rc<Vec<RcStr>> = Rc::new(Vec::new());
         }
         NixString {
             s: s.into(),
@@ -40,7 +40,7 @@ impl NixString {
     }
 
     /// A string with the given context (sorted and made unique here).
-    pub fn with_context(s: impl Into<RcStr>, mut ctx: Vec<String>) -> NixString {
+    pub fn with_context(s: impl Into<RcStr>, mut ctx: Vec<RcStr>) -> NixString {
         if ctx.is_empty() {
             return NixString::plain(s);
         }
