@@ -282,9 +282,12 @@ pub fn next_token(s: &[u8], i: usize) -> (Tok<'_>, usize) {
 
 /// The text of a token whose characters are all ASCII by the rule that matched it
 /// (identifiers, numbers, paths, URIs).
+#[inline]
 fn ascii(b: &[u8]) -> &str {
     debug_assert!(b.is_ascii(), "token text is ASCII");
-    std::str::from_utf8(b).unwrap_or("")
+    // SAFETY: the rules these tokens come from admit ASCII bytes only (whatever the
+    // input), and ASCII is valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
 }
 
 /// The keyword spelled `word`, if it is one.
@@ -323,22 +326,18 @@ fn quick_token<'a>(
         }
         b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
             // A path needs a `/` after a run of path characters, a URI a `:` after its
-            // scheme; with neither, the identifier is the longest match.
-            let path_run = rest.iter().take_while(|c| is_path_char(**c)).count();
+            // scheme; with neither, the identifier is the longest match. The three runs
+            // are measured in one pass over the word.
+            let (path_run, scheme, n) = word_runs(rest);
             if rest.get(path_run) == Some(&b'/') {
                 return None;
             }
-            let scheme = rest
-                .iter()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
-                .count();
             if rest.get(scheme) == Some(&b':') {
                 return None;
             }
             if fresh {
                 *run = (i, i + path_run);
             }
-            let n = id_len(rest);
             let word = &rest[..n];
             let tok = match keyword(word) {
                 Some(k) => k,
@@ -347,6 +346,68 @@ fn quick_token<'a>(
             Some((tok, n))
         }
         _ => None,
+    }
+}
+
+/// Character classes of the three runs [`word_runs`] measures.
+const PATH_C: u8 = 1;
+const SCHEME_C: u8 = 2;
+const ID_C: u8 = 4;
+
+/// Which runs each byte may continue: path characters (`[a-zA-Z0-9._+-]`), URI scheme
+/// characters (`[a-zA-Z0-9+.-]`), identifier characters (`[a-zA-Z0-9_'-]`).
+static CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alnum = b.is_ascii_alphanumeric();
+        let mut k = 0;
+        if alnum || matches!(b, b'.' | b'_' | b'-' | b'+') {
+            k |= PATH_C;
+        }
+        if alnum || matches!(b, b'+' | b'-' | b'.') {
+            k |= SCHEME_C;
+        }
+        if alnum || matches!(b, b'_' | b'\'' | b'-') {
+            k |= ID_C;
+        }
+        t[c] = k;
+        c += 1;
+    }
+    t
+};
+
+/// For a word starting with a letter or `_`: the lengths of its run of path characters,
+/// of its URI scheme (0 unless it starts with a letter) and of its identifier, in one pass.
+#[inline]
+fn word_runs(s: &[u8]) -> (usize, usize, usize) {
+    let first = CLASSES[s[0] as usize];
+    let mut open = first | ID_C;
+    if !s[0].is_ascii_alphabetic() {
+        open &= !SCHEME_C;
+    }
+    let (mut path, mut scheme, mut id) = (0, 0, 0);
+    let mut k = 1;
+    loop {
+        let c = s.get(k).map_or(0, |b| CLASSES[*b as usize]);
+        let closing = open & !c;
+        if closing != 0 {
+            if closing & PATH_C != 0 {
+                path = k;
+            }
+            if closing & SCHEME_C != 0 {
+                scheme = k;
+            }
+            if closing & ID_C != 0 {
+                id = k;
+            }
+            open &= c;
+            if open == 0 {
+                return (path, scheme, id);
+            }
+        }
+        k += 1;
     }
 }
 

@@ -135,8 +135,21 @@ impl<'a> Parser<'a> {
     }
 
     /// The next token, without copying it.
+    #[inline]
     fn peek_ref(&mut self) -> PResult<&(Tok<'a>, usize, usize)> {
         if self.peeked.is_none() {
+            self.lex_next()?;
+        }
+        match &self.peeked {
+            Some(p) => Ok(p),
+            None => err("internal error: no token", self.pos, self.pos),
+        }
+    }
+
+    /// Read the token at `pos` (after trivia) into `peeked`.
+    #[inline(never)]
+    fn lex_next(&mut self) -> PResult<()> {
+        {
             let start = match skip_trivia(self.src, self.pos) {
                 Ok(s) => s,
                 Err(at) => return err("unterminated comment", at, self.src.len()),
@@ -153,10 +166,7 @@ impl<'a> Parser<'a> {
             }
             self.peeked = Some((tok, start, start + n));
         }
-        match &self.peeked {
-            Some(p) => Ok(p),
-            None => err("internal error: no token", self.pos, self.pos),
-        }
+        Ok(())
     }
 
     /// The kind of the next token (a cheap look: no copy of its text).
