@@ -359,7 +359,10 @@ fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     }
     let p = ev.store.add_text(&name, &contents.s, &refs)?;
     let s = ev.store.dir.display(&p);
-    Ok(Value::String(NixString::with_context(s.clone(), vec![s.as_str().into()])))
+    Ok(Value::String(NixString::with_context(
+        s.clone(),
+        vec![s.as_str().into()],
+    )))
 }
 
 /// A path argument, as CppNix's `coerceToPath`: the value coerced to a string (not copied
@@ -399,7 +402,10 @@ fn add_path(
             .add_source(name, &real, recursive, None, expected.as_ref())?,
     };
     let s = ev.store.dir.display(&p);
-    Ok(Value::String(NixString::with_context(s.clone(), vec![s.as_str().into()])))
+    Ok(Value::String(NixString::with_context(
+        s.clone(),
+        vec![s.as_str().into()],
+    )))
 }
 
 /// The entries under `real` that `filter` keeps (a directory it drops is not entered). The

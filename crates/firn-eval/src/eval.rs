@@ -758,7 +758,6 @@ impl Evaluator {
                     // A builtin given all its arguments at once is called directly.
                     if let Value::PrimOp(p) = &f {
                         if rest.len() >= p.arity {
-                            let p = p.clone();
                             self.depth += 1;
                             let r = if self.depth > self.max_call_depth {
                                 err("stack overflow; max-call-depth exceeded")
@@ -792,8 +791,9 @@ impl Evaluator {
                                 }
                             };
                             self.depth -= 1;
+                            let arity = p.arity;
                             f = r?;
-                            rest = &rest[p.arity..];
+                            rest = &rest[arity..];
                         }
                     }
                     let Some((last, init)) = rest.split_last() else {
@@ -1093,7 +1093,10 @@ impl Evaluator {
         }
         Ok(Value::String(match first {
             None => NixString::plain(s),
-            Some(f) if more.is_empty() => NixString { s: s.into(), context: f },
+            Some(f) if more.is_empty() => NixString {
+                s: s.into(),
+                context: f,
+            },
             Some(f) => {
                 more.extend(f.iter().cloned());
                 NixString::with_context(s, more)
