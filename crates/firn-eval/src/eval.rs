@@ -362,8 +362,8 @@ impl Evaluator {
         let v = match &e.kind {
             ExprKind::Int(i) => Value::Int(*i),
             ExprKind::Float(f) => Value::Float(*f),
-            ExprKind::Str(s) if !s.contains('\0') => Value::str(s.as_str()),
-            ExprKind::Path(p) => Value::Path(p.as_str().into()),
+            ExprKind::Str(s) if !s.contains('\0') => Value::str(&**s),
+            ExprKind::Path(p) => Value::Path((&**p).into()),
             _ => return None,
         };
         let t = Thunk::value(v);
@@ -460,7 +460,9 @@ impl Evaluator {
                         Thunk::pending(e, env.clone())
                     }
                 },
-                AttrKind::InheritedFrom(i) => Thunk::new(ThunkState::Select(from[i].clone(), *sym)),
+                AttrKind::InheritedFrom(i) => {
+                    Thunk::new(ThunkState::Select(from[i as usize].clone(), *sym))
+                }
             };
             if recursive {
                 vars.push((*sym, t.clone()));
@@ -865,53 +867,8 @@ impl Evaluator {
             }
             ExprKind::CurPos => Ok(self.positions.value(e.span.start)),
             ExprKind::InheritFrom(_) => err("internal error: inherit source outside a set"),
-            ExprKind::Select {
-                e: inner,
-                path,
-                default,
-            } => {
-                let mut v = self.eval(inner, env)?;
-                for (i, a) in path.iter().enumerate() {
-                    let name = self.attr_name(a, env)?;
-                    let found = match (&v, &name) {
-                        // Positions of the first two names are remembered in the node.
-                        (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i),
-                        (Value::Attrs(m), Some(n)) => m.get_rc(n),
-                        _ => None,
-                    };
-                    match found {
-                        Some(t) => {
-                            // A computed attribute is copied out without a handle on it.
-                            if let Some(x) = t.peek() {
-                                v = x;
-                                continue;
-                            }
-                            let t = t.clone();
-                            v = match self.force_pending(&t) {
-                                Ok(x) => x,
-                                Err(x) => return Err(self.attr_frame(x, &v, name.as_deref())),
-                            }
-                        }
-                        None => {
-                            if let Some(d) = default {
-                                return self.eval(d, env);
-                            }
-                            return match v {
-                                Value::Attrs(m) => {
-                                    let n = name.unwrap_or_else(|| "null".into());
-                                    let mut msg = format!("attribute '{n}' missing");
-                                    if let Some(s) = suggest(&n, m.keys()) {
-                                        msg.push_str(&format!("; did you mean '{s}'?"));
-                                    }
-                                    err(msg)
-                                }
-                                other => Err(self.type_error("a set", &other)),
-                            };
-                        }
-                    }
-                }
-                Ok(v)
-            }
+            ExprKind::Select { e: inner, path } => self.select(e, inner, path, None, env),
+            ExprKind::SelectOr(x) => self.select(e, &x.e, &x.path, Some(&x.default), env),
             ExprKind::HasAttr { e: inner, path } => {
                 let mut v = self.eval(inner, env)?;
                 for (i, a) in path.iter().enumerate() {
@@ -960,6 +917,60 @@ impl Evaluator {
                 parts,
             } => self.concat(*force_string, parts, env),
         }
+    }
+
+    /// `inner.path` (node `e`, whose memo keeps the lookup hints), or `default` where an
+    /// attribute is missing.
+    #[inline]
+    fn select(
+        &mut self,
+        e: &'static Expr,
+        inner: &'static Expr,
+        path: &'static [AttrName],
+        default: Option<&'static Expr>,
+        env: &Env,
+    ) -> EResult<Value> {
+        let mut v = self.eval(inner, env)?;
+        for (i, a) in path.iter().enumerate() {
+            let name = self.attr_name(a, env)?;
+            let found = match (&v, &name) {
+                // Positions of the first two names are remembered in the node.
+                (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i),
+                (Value::Attrs(m), Some(n)) => m.get_rc(n),
+                _ => None,
+            };
+            match found {
+                Some(t) => {
+                    // A computed attribute is copied out without a handle on it.
+                    if let Some(x) = t.peek() {
+                        v = x;
+                        continue;
+                    }
+                    let t = t.clone();
+                    v = match self.force_pending(&t) {
+                        Ok(x) => x,
+                        Err(x) => return Err(self.attr_frame(x, &v, name.as_deref())),
+                    }
+                }
+                None => {
+                    if let Some(d) = default {
+                        return self.eval(d, env);
+                    }
+                    return match v {
+                        Value::Attrs(m) => {
+                            let n = name.unwrap_or_else(|| "null".into());
+                            let mut msg = format!("attribute '{n}' missing");
+                            if let Some(s) = suggest(&n, m.keys()) {
+                                msg.push_str(&format!("; did you mean '{s}'?"));
+                            }
+                            err(msg)
+                        }
+                        other => Err(self.type_error("a set", &other)),
+                    };
+                }
+            }
+        }
+        Ok(v)
     }
 
     fn eval_bool(&mut self, e: &'static Expr, env: &Env, _ctx: &str) -> EResult<bool> {

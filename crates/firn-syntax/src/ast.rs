@@ -92,7 +92,7 @@ pub enum AttrKind {
     /// `inherit x;`
     Inherited,
     /// `inherit (e) x;`: the index of `e` in [`Attrs::inherit_from`].
-    InheritedFrom(usize),
+    InheritedFrom(u32),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,17 +121,25 @@ pub struct Formal {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Formals {
-    pub formals: Vec<Formal>,
+    pub formals: Box<[Formal]>,
     pub ellipsis: bool,
+}
+
+/// A selection with a default: `e.path or default`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelectOr {
+    pub e: Expr,
+    pub path: Box<[AttrName]>,
+    pub default: Expr,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(Box<str>),
     /// An absolute path (relative ones are resolved against the file's directory).
-    Path(String),
+    Path(Box<str>),
     Var(Symbol),
     /// A variable the scope check found bound by nothing but the global scope (no enclosing
     /// binding, no enclosing `with`): the evaluator looks it up there directly.
@@ -139,23 +147,24 @@ pub enum ExprKind {
     CurPos,
     Select {
         e: Box<Expr>,
-        path: Vec<AttrName>,
-        default: Option<Box<Expr>>,
+        path: Box<[AttrName]>,
     },
+    /// `e.path or default` (boxed: a node is as small as its largest kind).
+    SelectOr(Box<SelectOr>),
     HasAttr {
         e: Box<Expr>,
-        path: Vec<AttrName>,
+        path: Box<[AttrName]>,
     },
     Attrs(Box<Attrs>),
-    List(Vec<Expr>),
+    List(Box<[Expr]>),
     Lambda {
         arg: Option<Symbol>,
-        formals: Option<Formals>,
+        formals: Option<Box<Formals>>,
         body: Box<Expr>,
     },
     Call {
         fun: Box<Expr>,
-        args: Vec<Expr>,
+        args: Box<[Expr]>,
     },
     Let {
         attrs: Box<Attrs>,
@@ -183,7 +192,7 @@ pub enum ExprKind {
     /// `a + b` (`force_string == false`) or string interpolation (`true`).
     Concat {
         force_string: bool,
-        parts: Vec<Expr>,
+        parts: Box<[Expr]>,
     },
     /// The `e` of an `inherit (e)`, by index into the enclosing set's `inherit_from`.
     InheritFrom(usize),
@@ -253,12 +262,14 @@ pub fn shift_spans(e: &mut Expr, by: u32) {
             | ExprKind::Global(_)
             | ExprKind::CurPos
             | ExprKind::InheritFrom(_) => {}
-            ExprKind::Select { e, path, default } => {
+            ExprKind::Select { e, path } => {
                 names(path, by);
                 stack.push(e);
-                if let Some(d) = default {
-                    stack.push(d);
-                }
+            }
+            ExprKind::SelectOr(s) => {
+                names(&mut s.path, by);
+                stack.push(&mut s.e);
+                stack.push(&mut s.default);
             }
             ExprKind::HasAttr { e, path } => {
                 names(path, by);
@@ -305,5 +316,19 @@ pub fn shift_spans(e: &mut Expr, by: u32) {
             }
             ExprKind::Concat { parts, .. } => stack.extend(parts.iter_mut()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Syntax trees live for the whole evaluation (they were two fifths of a package set's
+    /// heap): a change that grows a node costs every node of every file.
+    #[test]
+    fn compact_nodes() {
+        assert_eq!(std::mem::size_of::<ExprKind>(), 32);
+        assert_eq!(std::mem::size_of::<Expr>(), 48);
+        assert_eq!(std::mem::size_of::<AttrDef>(), 64);
     }
 }

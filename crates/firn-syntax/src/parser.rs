@@ -226,17 +226,21 @@ impl<'a> Parser<'a> {
     fn call(&mut self, fun: Expr, args: Vec<Expr>, span: Span) -> Expr {
         // `f a b` is one call with two arguments, as CppNix's makeCall builds it.
         match fun.kind {
-            ExprKind::Call {
-                fun: f,
-                args: mut a,
-            } => {
-                a.extend(args);
-                Expr::new(ExprKind::Call { fun: f, args: a }, span)
+            ExprKind::Call { fun: f, args: a } => {
+                let mut all = a.into_vec();
+                all.extend(args);
+                Expr::new(
+                    ExprKind::Call {
+                        fun: f,
+                        args: all.into_boxed_slice(),
+                    },
+                    span,
+                )
             }
             kind => Expr::new(
                 ExprKind::Call {
                     fun: Box::new(Expr::new(kind, fun.span)),
-                    args,
+                    args: args.into_boxed_slice(),
                 },
                 span,
             ),
@@ -312,7 +316,7 @@ impl<'a> Parser<'a> {
                         return Ok(Expr::new(
                             ExprKind::Lambda {
                                 arg: Some(arg),
-                                formals: Some(formals),
+                                formals: Some(Box::new(formals)),
                                 body: Box::new(body),
                             },
                             span,
@@ -350,7 +354,7 @@ impl<'a> Parser<'a> {
                 return Ok(Expr::new(
                     ExprKind::Lambda {
                         arg: arg.map(|a| a.0),
-                        formals: Some(formals),
+                        formals: Some(Box::new(formals)),
                         body: Box::new(body),
                     },
                     span,
@@ -507,7 +511,7 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Formals {
-            formals: tight(formals),
+            formals: formals.into_boxed_slice(),
             ellipsis,
         })
     }
@@ -630,7 +634,7 @@ impl<'a> Parser<'a> {
                 Expr::new(
                     ExprKind::Call {
                         fun: Box::new(sub),
-                        args: vec![zero, e],
+                        args: vec![zero, e].into_boxed_slice(),
                     },
                     span,
                 )
@@ -658,7 +662,7 @@ impl<'a> Parser<'a> {
                 lhs = Expr::new(
                     ExprKind::HasAttr {
                         e: Box::new(lhs),
-                        path,
+                        path: path.into_boxed_slice(),
                     },
                     Span::new(start, end),
                 );
@@ -679,7 +683,7 @@ impl<'a> Parser<'a> {
                 Tok::Char('+') => Expr::new(
                     ExprKind::Concat {
                         force_string: false,
-                        parts: vec![lhs, rhs],
+                        parts: vec![lhs, rhs].into_boxed_slice(),
                     },
                     span,
                 ),
@@ -708,7 +712,7 @@ impl<'a> Parser<'a> {
         Expr::new(
             ExprKind::Call {
                 fun: Box::new(f),
-                args: vec![a, b],
+                args: vec![a, b].into_boxed_slice(),
             },
             span,
         )
@@ -770,14 +774,19 @@ impl<'a> Parser<'a> {
                     .as_ref()
                     .map(|d| d.span.end as usize)
                     .unwrap_or(self.pos);
-                Ok(Expr::new(
-                    ExprKind::Select {
+                let path = path.into_boxed_slice();
+                let kind = match default {
+                    None => ExprKind::Select {
                         e: Box::new(e),
                         path,
-                        default,
                     },
-                    Span::new(start, end),
-                ))
+                    Some(default) => ExprKind::SelectOr(Box::new(SelectOr {
+                        e,
+                        path,
+                        default: *default,
+                    })),
+                };
+                Ok(Expr::new(kind, Span::new(start, end)))
             }
             Tok::OrKw => {
                 let (_, s, en) = self.bump()?;
@@ -785,7 +794,7 @@ impl<'a> Parser<'a> {
                 Ok(Expr::new(
                     ExprKind::Call {
                         fun: Box::new(e),
-                        args: vec![or],
+                        args: vec![or].into_boxed_slice(),
                     },
                     Span::new(start, en),
                 ))
@@ -904,14 +913,15 @@ impl<'a> Parser<'a> {
                 Ok(Expr::new(
                     ExprKind::Call {
                         fun: Box::new(f),
-                        args: vec![np, Expr::new(ExprKind::Str(p.to_string()), span)],
+                        args: vec![np, Expr::new(ExprKind::Str(p.to_string().into()), span)]
+                            .into_boxed_slice(),
                     },
                     span,
                 ))
             }
             Tok::Uri(u) => {
                 self.bump()?;
-                Ok(Expr::new(ExprKind::Str(u.to_string()), span))
+                Ok(Expr::new(ExprKind::Str(u.to_string().into()), span))
             }
             Tok::Char('(') => {
                 self.bump()?;
@@ -931,8 +941,7 @@ impl<'a> Parser<'a> {
                 Ok(Expr::new(
                     ExprKind::Select {
                         e: Box::new(Expr::new(ExprKind::Attrs(Box::new(attrs)), sp)),
-                        path: vec![AttrName::Static(body)],
-                        default: None,
+                        path: Box::new([AttrName::Static(body)]),
                     },
                     sp,
                 ))
@@ -964,7 +973,7 @@ impl<'a> Parser<'a> {
                     if *self.peek_tok()? == Tok::Char(']') {
                         let (_, _, e2) = self.bump()?;
                         return Ok(Expr::new(
-                            ExprKind::List(tight(items)),
+                            ExprKind::List(items.into_boxed_slice()),
                             Span::new(start, e2),
                         ));
                     }
@@ -984,7 +993,7 @@ impl<'a> Parser<'a> {
     /// The rest of an interpolated path after its first token.
     fn parse_path_rest(&mut self, first: String, mut slash: bool, start: usize) -> PResult<Expr> {
         let first_span = Span::new(start, self.pos);
-        let mut parts = vec![Expr::new(ExprKind::Path(first), first_span)];
+        let mut parts = vec![Expr::new(ExprKind::Path(first.into()), first_span)];
         loop {
             let rest = &self.src[self.pos..];
             if rest.starts_with(b"${") {
@@ -1006,7 +1015,7 @@ impl<'a> Parser<'a> {
                 self.pos += n;
                 self.peeked = None;
                 slash = s.ends_with('/');
-                parts.push(Expr::new(ExprKind::Str(s), sp));
+                parts.push(Expr::new(ExprKind::Str(s.into()), sp));
                 continue;
             }
             if slash {
@@ -1023,7 +1032,7 @@ impl<'a> Parser<'a> {
         Ok(Expr::new(
             ExprKind::Concat {
                 force_string: false,
-                parts,
+                parts: parts.into_boxed_slice(),
             },
             Span::new(start, self.pos),
         ))
@@ -1053,7 +1062,10 @@ impl<'a> Parser<'a> {
                 Some(b'$') if s.get(i + 1) == Some(&b'{') => {
                     if !buf.is_empty() {
                         let text = String::from_utf8_lossy(&unescape(&buf)).into_owned();
-                        parts.push(Expr::new(ExprKind::Str(text), Span::new(buf_start, i)));
+                        parts.push(Expr::new(
+                            ExprKind::Str(text.into()),
+                            Span::new(buf_start, i),
+                        ));
                         buf.clear();
                     }
                     self.pos += 2;
@@ -1096,19 +1108,19 @@ impl<'a> Parser<'a> {
         let end = self.pos;
         if parts.is_empty() {
             let text = String::from_utf8_lossy(&unescape(&buf)).into_owned();
-            return Ok(Expr::new(ExprKind::Str(text), Span::new(start, end)));
+            return Ok(Expr::new(ExprKind::Str(text.into()), Span::new(start, end)));
         }
         if !buf.is_empty() {
             let text = String::from_utf8_lossy(&unescape(&buf)).into_owned();
             parts.push(Expr::new(
-                ExprKind::Str(text),
+                ExprKind::Str(text.into()),
                 Span::new(buf_start, end - 1),
             ));
         }
         Ok(Expr::new(
             ExprKind::Concat {
                 force_string: true,
-                parts: tight(parts),
+                parts: parts.into_boxed_slice(),
             },
             Span::new(start, end),
         ))
@@ -1285,12 +1297,11 @@ impl<'a> Parser<'a> {
                     let (kind, value) = match from_idx {
                         None => (AttrKind::Inherited, Expr::new(ExprKind::Var(name), span)),
                         Some(i) => (
-                            AttrKind::InheritedFrom(i),
+                            AttrKind::InheritedFrom(i as u32),
                             Expr::new(
                                 ExprKind::Select {
                                     e: Box::new(Expr::new(ExprKind::InheritFrom(i), span)),
-                                    path: vec![AttrName::Static(name)],
-                                    default: None,
+                                    path: Box::new([AttrName::Static(name)]),
                                 },
                                 span,
                             ),
@@ -1445,9 +1456,9 @@ impl<'a> Parser<'a> {
             moved.sort_by_key(|(s, _)| *s);
             for (s, mut d) in moved {
                 if let AttrKind::InheritedFrom(i) = d.kind {
-                    d.kind = AttrKind::InheritedFrom(i + offset);
+                    d.kind = AttrKind::InheritedFrom(i + offset as u32);
                     if let ExprKind::Select { e, .. } = &mut d.value.kind {
-                        e.kind = ExprKind::InheritFrom(i + offset);
+                        e.kind = ExprKind::InheritFrom(i as usize + offset);
                     }
                 }
                 path.push(AttrName::Static(s));
@@ -1508,7 +1519,7 @@ pub fn line_starts(src: &[u8]) -> Vec<usize> {
 /// CppNix's indentation stripping of `''` strings.
 fn strip_indentation(parts: Vec<IndPart>, span: Span) -> Expr {
     if parts.is_empty() {
-        return Expr::new(ExprKind::Str(String::new()), span);
+        return Expr::new(ExprKind::Str(String::new().into()), span);
     }
     let mut at_start = true;
     let mut min_indent = usize::MAX;
@@ -1588,7 +1599,7 @@ fn strip_indentation(parts: Vec<IndPart>, span: Span) -> Expr {
                 }
                 if !s2.is_empty() {
                     out.push(Expr::new(
-                        ExprKind::Str(String::from_utf8_lossy(&s2).into_owned()),
+                        ExprKind::Str(String::from_utf8_lossy(&s2).into_owned().into()),
                         sp,
                     ));
                 }
@@ -1596,7 +1607,7 @@ fn strip_indentation(parts: Vec<IndPart>, span: Span) -> Expr {
         }
     }
     if out.is_empty() {
-        return Expr::new(ExprKind::Str(String::new()), span);
+        return Expr::new(ExprKind::Str(String::new().into()), span);
     }
     if out.len() == 1 && matches!(out[0].kind, ExprKind::Str(_)) {
         return out.pop().expect("one element");
@@ -1604,7 +1615,7 @@ fn strip_indentation(parts: Vec<IndPart>, span: Span) -> Expr {
     Expr::new(
         ExprKind::Concat {
             force_string: true,
-            parts: tight(out),
+            parts: out.into_boxed_slice(),
         },
         span,
     )

@@ -210,13 +210,14 @@ impl Checker<'_> {
                     Err(ParseError { msg, span })
                 }
             }
-            ExprKind::Select { e, path, default } => {
+            ExprKind::Select { e, path } => {
                 self.expr(e)?;
-                self.path(path)?;
-                if let Some(d) = default {
-                    self.expr(d)?;
-                }
-                Ok(())
+                self.path(path)
+            }
+            ExprKind::SelectOr(s) => {
+                self.expr(&mut s.e)?;
+                self.path(&mut s.path)?;
+                self.expr(&mut s.default)
             }
             ExprKind::HasAttr { e, path } => {
                 self.expr(e)?;

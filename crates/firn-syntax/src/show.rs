@@ -116,7 +116,7 @@ impl Shower<'_> {
         let mut from: std::collections::BTreeMap<usize, Vec<&str>> = Default::default();
         for (s, d) in &sorted {
             if let AttrKind::InheritedFrom(i) = d.kind {
-                from.entry(i).or_default().push(self.name(**s));
+                from.entry(i as usize).or_default().push(self.name(**s));
             }
         }
         for (i, names) in from {
@@ -158,16 +158,20 @@ impl Shower<'_> {
             ExprKind::Path(p) => out.push_str(p),
             ExprKind::Var(s) | ExprKind::Global(s) => out.push_str(self.name(*s)),
             ExprKind::CurPos => out.push_str("__curPos"),
-            ExprKind::Select { e, path, default } => {
+            ExprKind::Select { e, path } => {
                 out.push('(');
                 self.expr(out, e, inherit_from);
                 out.push_str(").");
                 self.attr_path(out, path, inherit_from);
-                if let Some(d) = default {
-                    out.push_str(" or (");
-                    self.expr(out, d, inherit_from);
-                    out.push(')');
-                }
+            }
+            ExprKind::SelectOr(s) => {
+                out.push('(');
+                self.expr(out, &s.e, inherit_from);
+                out.push_str(").");
+                self.attr_path(out, &s.path, inherit_from);
+                out.push_str(" or (");
+                self.expr(out, &s.default, inherit_from);
+                out.push(')');
             }
             ExprKind::HasAttr { e, path } => {
                 out.push_str("((");
