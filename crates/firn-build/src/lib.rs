@@ -18,6 +18,7 @@
 
 pub mod buildenv;
 pub mod builtin;
+pub mod ca;
 pub mod cache;
 pub mod env;
 pub mod log;

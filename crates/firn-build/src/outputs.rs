@@ -244,7 +244,7 @@ fn rules_for(drv: &Derivation, output: &str) -> Rules {
     }
 }
 
-fn check_reference_rules(
+pub(crate) fn check_reference_rules(
     sd: &StoreDir,
     drv: &Derivation,
     checked: &[Checked],

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use firn_format::derivation::{Derivation, OutputKind};
+use firn_format::derivation::Derivation;
 use firn_format::StorePath;
 use firn_store::LocalStore;
 
@@ -14,7 +14,8 @@ use crate::{BuildError, DerivedPath};
 pub struct Node {
     pub drv_path: StorePath,
     pub drv: Derivation,
-    /// Every output's path.
+    /// Every output's path (for a floating content-addressed derivation, the scratch path it
+    /// is built at, see [`crate::ca::scratch_path`]).
     pub outputs: BTreeMap<String, StorePath>,
     /// Builds this one waits for.
     pub deps: BTreeSet<usize>,
@@ -23,6 +24,10 @@ pub struct Node {
     /// `--check` of a derivation asked for: built again and compared with its valid outputs
     /// (CppNix's `bmCheck`, which the derivations it waits for do not get).
     pub check: bool,
+    /// It depends on derivations whose outputs are not known before they are built
+    /// (`ca-derivations`): it is resolved then (see [`crate::ca::resolve`]) and the resolved
+    /// derivation is built in its place (`outputs` is not used).
+    pub resolve: bool,
     /// Listed in "these N derivations will be built" (CppNix's `queryMissing`): reached from
     /// what was asked for through derivations whose wanted outputs are not all valid. A
     /// derivation only checked is not, nor what only it waits for.
@@ -40,6 +45,10 @@ pub struct Plan {
     /// Derivations to check (`--check`) whose wanted outputs are not all valid, so that
     /// checking is not possible: the realisation fails before building anything.
     pub uncheckable: Vec<StorePath>,
+    /// With `ca-derivations`: derivations met whose outputs (known from the derivation) are
+    /// valid, with those outputs. Running the plan records their realisations, as CppNix 2.8
+    /// does for the goals it makes.
+    pub realised: Vec<(Derivation, BTreeMap<String, StorePath>)>,
 }
 
 /// The planner's view of the substituters.
@@ -74,25 +83,23 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
     })
 }
 
-/// The output paths of a derivation; every output must have a known path.
+/// The output paths of a derivation; every output must have a known path: from the
+/// derivation, or (`ca-derivations`) from a realisation.
 pub fn output_paths(
     drv_path: &StorePath,
     drv: &Derivation,
     store: &LocalStore,
 ) -> Result<BTreeMap<String, StorePath>, BuildError> {
     let mut out = BTreeMap::new();
-    for (name, o) in &drv.outputs {
-        let kind = o.kind().map_err(|e| BuildError::Other(e.to_string()))?;
-        match (kind, &o.path) {
-            (OutputKind::InputAddressed(p), _) => {
-                out.insert(name.clone(), p);
+    for (name, p) in crate::ca::output_map(store, drv)? {
+        match p {
+            Some(p) => {
+                out.insert(name, p);
             }
-            (OutputKind::Fixed { .. }, Some(p)) => {
-                out.insert(name.clone(), p.clone());
-            }
-            _ => {
+            None if !store.ca_derivations() => return Err(crate::ca::feature_disabled()),
+            None => {
                 return Err(BuildError::Other(format!(
-                    "derivation '{}' has output '{name}' without a known path (content-addressed derivations need the 'ca-derivations' feature, which firn does not build yet)",
+                    "output '{name}' of derivation '{}' is not built yet",
                     store.store_dir().display(drv_path)
                 )))
             }
@@ -168,10 +175,15 @@ impl Planner<'_> {
                 self.store.store_dir().display(drv_path)
             )));
         }
-        let outputs = output_paths(drv_path, &drv, self.store)?;
+        let feature = self.store.ca_derivations();
+        let known = crate::ca::has_known_paths(&drv)?;
+        if !known && !feature {
+            return Err(crate::ca::feature_disabled());
+        }
+        let partial = crate::ca::output_map(self.store, &drv)?;
         if let Some(w) = wanted {
             for name in w {
-                if !outputs.contains_key(name) {
+                if !partial.contains_key(name) {
                     return Err(BuildError::Other(format!(
                         "derivation '{}' does not have wanted outputs '{name}'",
                         self.store.store_dir().display(drv_path)
@@ -180,26 +192,60 @@ impl Planner<'_> {
             }
         }
         let mut invalid = BTreeSet::new();
-        for (name, p) in &outputs {
-            if wanted.is_some_and(|w| !w.contains(name)) {
+        let mut unknown = false;
+        let mut valid = BTreeMap::new();
+        for (name, p) in &partial {
+            let Some(p) = p else {
+                unknown |= wanted.is_none_or(|w| w.contains(name));
                 continue;
-            }
-            if !self.store.is_valid_path(p)? {
+            };
+            if self.store.is_valid_path(p)? {
+                valid.insert(name.clone(), p.clone());
+            } else if wanted.is_none_or(|w| w.contains(name)) {
                 invalid.insert(p.clone());
             }
         }
+        // As CppNix 2.8 with the feature on: outputs found valid get their realisations
+        // (when the plan runs).
+        if feature && known && !valid.is_empty() {
+            self.plan.realised.push((drv.clone(), valid));
+        }
+        let resolve = crate::ca::needs_resolution(&drv, feature)?;
+        let outputs: BTreeMap<String, StorePath> = if !known {
+            if crate::ca::is_floating(&drv) && !resolve {
+                let sd = self.store.store_dir();
+                drv.outputs
+                    .keys()
+                    .map(|o| {
+                        Ok((
+                            o.clone(),
+                            crate::ca::scratch_path(sd, drv_path, &drv.name, o)?,
+                        ))
+                    })
+                    .collect::<Result<_, BuildError>>()?
+            } else {
+                BTreeMap::new()
+            }
+        } else {
+            partial
+                .iter()
+                .filter_map(|(n, p)| p.clone().map(|p| (n.clone(), p)))
+                .collect()
+        };
+        let needed = !invalid.is_empty() || unknown;
         let check = self.check && top;
-        if check && !invalid.is_empty() {
+        if check && needed {
             self.plan.uncheckable.push(drv_path.clone());
         }
-        if invalid.is_empty() && !check {
+        if !needed && !check {
             self.visiting.remove(drv_path);
             return Ok(None);
         }
         // Outputs a cache has need no build (nor the inputs' builds), unless the derivation
-        // says `allowSubstitutes = false` or this is `--check`.
+        // says `allowSubstitutes = false` or this is `--check`. (Realisations are not
+        // substituted: outputs not known yet are built.)
         let allow = drv.env.get("allowSubstitutes").is_none_or(|v| v == "1");
-        if !invalid.is_empty() && allow && !check {
+        if !invalid.is_empty() && !unknown && allow && !check {
             if let Some(fetch) = self.substitutable(&invalid)? {
                 self.plan.substitutions.extend(fetch);
                 self.visiting.remove(drv_path);
@@ -226,8 +272,9 @@ impl Planner<'_> {
             deps,
             dependents: BTreeSet::new(),
             check,
+            resolve,
             // Only checked: all wanted outputs are valid (see `announce`).
-            announced: !invalid.is_empty(),
+            announced: needed,
         });
         self.index.insert(drv_path.clone(), i);
         self.visiting.remove(drv_path);

@@ -36,6 +36,12 @@ pub enum Event<'a> {
     Started { drv: &'a StorePath, check: bool },
     /// One line the builder printed (without the newline).
     Log { drv: &'a StorePath, line: &'a str },
+    /// A derivation was resolved (`ca-derivations`): `resolved` is built in its place (from
+    /// here on, the events of the build name it).
+    Resolved {
+        drv: &'a StorePath,
+        resolved: &'a StorePath,
+    },
     /// A message about a build that is shown whether or not build logs are (CppNix prints
     /// these as errors: `note: keeping build directory '...'`).
     Note { drv: &'a StorePath, text: &'a str },
@@ -55,6 +61,8 @@ pub struct Outcome {
 }
 
 enum Msg {
+    /// Resolved to this derivation, which is built (`true`) or found built already.
+    Resolved(usize, StorePath, bool),
     Log(usize, String),
     Note(usize, String),
     Done(usize, Result<(), Failure>),
@@ -83,6 +91,9 @@ pub fn realise(
             store.store_dir().display(drv)
         )));
     }
+    for (drv, outputs) in &plan.realised {
+        crate::ca::register_realisations(store, drv, outputs, false)?;
+    }
     let n = plan.nodes.len();
     let mut waiting: Vec<usize> = plan.nodes.iter().map(|x| x.deps.len()).collect();
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
@@ -94,6 +105,8 @@ pub fn realise(
     // An error that ends the realisation (not a failed build).
     let mut fatal = None;
     let cache = BuildCache::new();
+    // The derivation each build is shown as: its own, or once resolved, the resolved one.
+    let mut shown: Vec<StorePath> = plan.nodes.iter().map(|n| n.drv_path.clone()).collect();
     // Builds to start, taken by whichever slot is free.
     let (job_tx, job_rx) = mpsc::channel::<usize>();
     let job_rx = std::sync::Mutex::new(job_rx);
@@ -124,10 +137,12 @@ pub fn realise(
                 }
                 state[i] = 1;
                 running += 1;
-                display(Event::Started {
-                    drv: &plan.nodes[i].drv_path,
-                    check: plan.nodes[i].check,
-                });
+                if !plan.nodes[i].resolve {
+                    display(Event::Started {
+                        drv: &plan.nodes[i].drv_path,
+                        check: plan.nodes[i].check,
+                    });
+                }
                 if slots < running {
                     let tx = tx.clone();
                     let (cancel, job_rx) = (&cancel, &job_rx);
@@ -144,8 +159,15 @@ pub fn realise(
                             let note = |text| {
                                 let _ = tx.send(Msg::Note(i, text));
                             };
-                            let r =
-                                build_one(store, settings, node, cancel, &emit, &note, &mut slot);
+                            let resolved = |p: &StorePath, building: bool| {
+                                let _ = tx.send(Msg::Resolved(i, p.clone(), building));
+                            };
+                            let hooks = Hooks {
+                                emit: &emit,
+                                note: &note,
+                                resolved: &resolved,
+                            };
+                            let r = build_one(store, settings, node, cancel, &hooks, &mut slot);
                             let r = match r {
                                 Ok(r) => r,
                                 Err(e) => Err(Failure {
@@ -168,12 +190,25 @@ pub fn realise(
             }
             let Ok(msg) = rx.recv() else { break };
             match msg {
+                Msg::Resolved(i, p, building) => {
+                    display(Event::Resolved {
+                        drv: &plan.nodes[i].drv_path,
+                        resolved: &p,
+                    });
+                    shown[i] = p;
+                    if building {
+                        display(Event::Started {
+                            drv: &shown[i],
+                            check: false,
+                        });
+                    }
+                }
                 Msg::Log(i, line) => display(Event::Log {
-                    drv: &plan.nodes[i].drv_path,
+                    drv: &shown[i],
                     line: &line,
                 }),
                 Msg::Note(i, text) => display(Event::Note {
-                    drv: &plan.nodes[i].drv_path,
+                    drv: &shown[i],
                     text: &text,
                 }),
                 Msg::Done(i, r) => {
@@ -184,7 +219,7 @@ pub fn realise(
                             state[i] = 2;
                             outcome.built.push(node.drv_path.clone());
                             display(Event::Finished {
-                                drv: &node.drv_path,
+                                drv: &shown[i],
                                 failure: None,
                             });
                             for &d in &node.dependents {
@@ -199,7 +234,7 @@ pub fn realise(
                             let cancelled = f.kind == FailKind::Cancelled;
                             if !cancelled {
                                 display(Event::Finished {
-                                    drv: &node.drv_path,
+                                    drv: &shown[i],
                                     failure: Some(&f),
                                 });
                                 outcome.failures.push(f);
@@ -432,22 +467,42 @@ fn check_homeless_shelter(
     Ok(())
 }
 
+/// Where a build reports to: `emit` gets the builder's output lines, `note` messages to show
+/// in any case, `resolved` the derivation a derivation was resolved to (and whether that is
+/// built now).
+pub struct Hooks<'a> {
+    pub emit: &'a dyn Fn(String),
+    pub note: &'a dyn Fn(String),
+    pub resolved: &'a dyn Fn(&StorePath, bool),
+}
+
 /// Build one derivation whose inputs are all valid, in `slot`. `Ok(Err(..))` is a failed
-/// build. `emit` gets the builder's output lines, `note` messages to show in any case.
+/// build.
 pub fn build_one(
     store: &LocalStore,
     settings: &BuildSettings,
     node: &Node,
     cancel: &AtomicBool,
-    emit: &dyn Fn(String),
-    note: &dyn Fn(String),
+    hooks: &Hooks,
     slot: &mut Slot,
 ) -> Result<Result<(), Failure>, BuildError> {
+    if node.resolve {
+        return build_resolved(store, settings, node, cancel, hooks, slot);
+    }
+    let (emit, note) = (hooks.emit, hooks.note);
     let cache = slot.cache();
     let sd = store.store_dir();
     let drv = &node.drv;
     let drv_shown = sd.display(&node.drv_path);
     let builtin = drv.builder.starts_with("builtin:");
+    let floating = crate::ca::is_floating(drv);
+    if floating && node.check {
+        return fail(
+            node,
+            FailKind::Misc,
+            format!("checking the floating content-addressed derivation '{drv_shown}' is not supported by firn yet"),
+        );
+    }
 
     // Can this machine build it at all?
     let features = required_features(drv);
@@ -488,6 +543,7 @@ pub fn build_one(
     }
     if !node.check && valid.len() == node.outputs.len() {
         locks.set_deletion(true);
+        crate::ca::register_realisations(store, drv, &node.outputs, false)?;
         return Ok(Ok(()));
     }
 
@@ -842,14 +898,25 @@ pub fn build_one(
                     msg: e.to_string(),
                 })
                 .and_then(|()| {
-                    check_outputs(
-                        store,
-                        &node.drv_path,
-                        drv,
-                        &node.outputs,
-                        &location,
-                        &input_closure,
-                    )
+                    if floating {
+                        crate::ca::finish_floating(
+                            store,
+                            &node.drv_path,
+                            drv,
+                            &node.outputs,
+                            &location,
+                            &input_closure,
+                        )
+                    } else {
+                        check_outputs(
+                            store,
+                            &node.drv_path,
+                            drv,
+                            &node.outputs,
+                            &location,
+                            &input_closure,
+                        )
+                    }
                 });
             match checked {
                 Err(r) => Err(Failure {
@@ -867,19 +934,31 @@ pub fn build_one(
                         };
                         compare_with_valid(store, node, &checked, &hook)
                     } else {
-                        install(store, use_sandbox, &checked, &valid)?;
+                        if floating {
+                            install_floating(store, &checked)?;
+                        } else {
+                            install(store, use_sandbox, &checked, &valid)?;
+                        }
                         installed = true;
                         locks.set_deletion(true);
+                        let finals: BTreeMap<String, StorePath> = checked
+                            .iter()
+                            .map(|c| (c.name.clone(), c.info.path.clone()))
+                            .chain(
+                                node.outputs
+                                    .iter()
+                                    .filter(|(_, p)| valid.contains(*p))
+                                    .map(|(n, p)| (n.clone(), p.clone())),
+                            )
+                            .collect();
+                        crate::ca::register_realisations(store, drv, &finals, false)?;
                         match &settings.post_build_hook {
-                            Some(hook) => {
-                                run_post_build_hook(hook, store, node, emit).map_err(|msg| {
-                                    Failure {
-                                        drv: node.drv_path.clone(),
-                                        kind: FailKind::Failed,
-                                        msg,
-                                    }
-                                })
-                            }
+                            Some(hook) => run_post_build_hook(hook, store, node, &finals, emit)
+                                .map_err(|msg| Failure {
+                                    drv: node.drv_path.clone(),
+                                    kind: FailKind::Failed,
+                                    msg,
+                                }),
                             None => Ok(()),
                         }
                     }
@@ -964,10 +1043,11 @@ fn run_post_build_hook(
     hook: &Path,
     store: &LocalStore,
     node: &Node,
+    outputs: &BTreeMap<String, StorePath>,
     emit: &dyn Fn(String),
 ) -> Result<(), String> {
     let sd = store.store_dir();
-    let outs: Vec<String> = node.outputs.values().map(|p| sd.display(p)).collect();
+    let outs: Vec<String> = outputs.values().map(|p| sd.display(p)).collect();
     emit(format!("running post-build-hook '{}'...", hook.display()));
     let out = std::process::Command::new(hook)
         .env("DRV_PATH", sd.display(&node.drv_path))
@@ -1020,6 +1100,125 @@ fn install(
     }
     store.register_valid_paths(&infos)?;
     Ok(())
+}
+
+/// Move the outputs of a floating derivation from their scratch locations to their
+/// content-addressed paths, each under its lock, and register them in one transaction. A
+/// path already valid (the same contents made by another derivation) is kept, and the new
+/// copy dropped.
+fn install_floating(store: &LocalStore, checked: &[Checked]) -> Result<(), BuildError> {
+    let reals: Vec<PathBuf> = checked
+        .iter()
+        .map(|c| store.real_path(&c.info.path))
+        .collect();
+    for c in checked {
+        store.add_temp_root(&c.info.path)?;
+    }
+    let mut locks = PathLocks::lock(&reals)?;
+    let mut infos = Vec::new();
+    for (c, real) in checked.iter().zip(&reals) {
+        if store.is_valid_path(&c.info.path)? {
+            firn_store::canon::delete_path(&c.location)?;
+            continue;
+        }
+        firn_store::canon::delete_path(real)?;
+        firn_store::canon::make_writable(&c.location)?;
+        fs::rename(&c.location, real)
+            .map_err(|e| BuildError::io("moving output into place", real, e))?;
+        firn_store::canon::canonicalise_top(real)?;
+        infos.push(c.info.clone());
+    }
+    store.register_valid_paths(&infos)?;
+    locks.set_deletion(true);
+    Ok(())
+}
+
+/// Build a derivation that must be resolved first (`ca-derivations`): resolve it now that its
+/// inputs are built, write the resolved derivation to the store, build that (unless its
+/// outputs are known and valid already), and record the realisations of the original.
+fn build_resolved(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    node: &Node,
+    cancel: &AtomicBool,
+    hooks: &Hooks,
+    slot: &mut Slot,
+) -> Result<Result<(), Failure>, BuildError> {
+    let sd = store.store_dir();
+    if node.check {
+        return fail(
+            node,
+            FailKind::Misc,
+            format!(
+                "checking '{}', which is resolved before it is built, is not supported by firn yet",
+                sd.display(&node.drv_path)
+            ),
+        );
+    }
+    let (path, drv) = crate::ca::resolve(store, &node.drv_path, &node.drv)?;
+    let known = crate::ca::has_known_paths(&drv)?;
+    let partial = crate::ca::output_map(store, &drv)?;
+    let mut all_valid = true;
+    for p in partial.values() {
+        match p {
+            Some(p) if store.is_valid_path(p)? => {}
+            _ => all_valid = false,
+        }
+    }
+    (hooks.resolved)(&path, !all_valid);
+    if !all_valid {
+        let outputs = if known {
+            partial
+                .iter()
+                .filter_map(|(n, p)| p.clone().map(|p| (n.clone(), p)))
+                .collect()
+        } else {
+            drv.outputs
+                .keys()
+                .map(|o| Ok((o.clone(), crate::ca::scratch_path(sd, &path, &drv.name, o)?)))
+                .collect::<Result<_, BuildError>>()?
+        };
+        let inner = Node {
+            drv_path: path.clone(),
+            drv: drv.clone(),
+            outputs,
+            deps: BTreeSet::new(),
+            dependents: BTreeSet::new(),
+            check: false,
+            resolve: false,
+            announced: true,
+        };
+        if let Err(f) = build_one(store, settings, &inner, cancel, hooks, slot)? {
+            return Ok(Err(Failure {
+                drv: node.drv_path.clone(),
+                ..f
+            }));
+        }
+    } else if known {
+        let valid = partial
+            .iter()
+            .filter_map(|(n, p)| p.clone().map(|p| (n.clone(), p)))
+            .collect();
+        crate::ca::register_realisations(store, &drv, &valid, false)?;
+    }
+    // The resolved derivation's outputs are the original's.
+    let mut paths = BTreeMap::new();
+    for (name, p) in crate::ca::output_map(store, &drv)? {
+        match p {
+            Some(p) => {
+                paths.insert(name, p);
+            }
+            None => {
+                return Err(BuildError::Other(format!(
+                    "output '{name}' of the resolved derivation '{}' has no realisation after its build",
+                    sd.display(&path)
+                )))
+            }
+        }
+    }
+    let fixed = node.drv.is_fixed_output();
+    crate::ca::register_realisations(store, &node.drv, &paths, !fixed)?;
+    Ok(Ok(()))
 }
 
 /// The outputs made at fallback paths take the real paths' hash parts back, in all outputs

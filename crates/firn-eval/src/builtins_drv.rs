@@ -10,7 +10,9 @@ use crate::rc_str::RcStr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use firn_format::derivation::{hash_placeholder, Derivation, DerivationOutput};
+use firn_format::derivation::{
+    downstream_placeholder, hash_placeholder, Derivation, DerivationOutput,
+};
 use firn_format::store_path::FileIngestionMethod;
 use firn_format::{Hash, HashAlgo, StorePath};
 
@@ -154,6 +156,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         ..Default::default()
     };
     let mut json = String::from("{");
+    let mut content_addressed = false;
     for (key, t) in args.iter() {
         if &**key == "__ignoreNulls" {
             continue;
@@ -164,7 +167,8 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             }
             match &**key {
                 "__contentAddressed" => {
-                    if boolean(ev, t)? {
+                    content_addressed = boolean(ev, t)?;
+                    if content_addressed && !ev.ca_derivations {
                         return err("experimental Nix feature 'ca-derivations' is disabled; enable it with '--extra-experimental-features ca-derivations'");
                     }
                 }
@@ -313,6 +317,17 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             "out".into(),
             DerivationOutput::fixed_output(method, &hash, None),
         );
+    } else if content_addressed {
+        // As CppNix's `parseHashTypeOpt`: a name it does not know means SHA-256.
+        let algo = spec
+            .output_hash_algo
+            .parse::<HashAlgo>()
+            .unwrap_or(HashAlgo::Sha256);
+        let method = spec.method.unwrap_or(FileIngestionMethod::Recursive);
+        for o in &spec.outputs {
+            drv.outputs
+                .insert(o.clone(), DerivationOutput::floating(method, algo));
+        }
     } else {
         for o in &spec.outputs {
             drv.outputs.insert(o.clone(), DerivationOutput::deferred());
@@ -332,7 +347,9 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     for (id, path) in &outputs {
         let s = match path {
             Some(p) => ev.store.dir.display(p),
-            None => hash_placeholder(id),
+            // Built later (floating content-addressed, or deferred): dependents refer to the
+            // output through a placeholder that resolving replaces.
+            None => downstream_placeholder(&drv_path, &drv_name, id),
         };
         out.insert(
             id.as_str().into(),

@@ -43,6 +43,8 @@ pub struct Evaluator {
     pub abort_on_warn: bool,
     /// The `pipe-operators` experimental feature: whether `|>` and `<|` parse.
     pub pipe_operators: bool,
+    /// The `ca-derivations` experimental feature: `__contentAddressed = true` is allowed.
+    pub ca_derivations: bool,
     /// `max-call-depth`: how deeply calls may nest.
     pub max_call_depth: usize,
     /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
@@ -77,6 +79,7 @@ impl Evaluator {
             trace_verbose: false,
             abort_on_warn: false,
             pipe_operators: false,
+            ca_derivations: false,
             max_call_depth: MAX_CALL_DEPTH,
             var_exprs: HashMap::new(),
             globals: Vec::new(),

@@ -20,6 +20,9 @@ pub struct LocalStoreConfig {
     pub fsync_store_paths: bool,
     /// Hard-link identical files when adding paths (`auto-optimise-store`).
     pub auto_optimise: bool,
+    /// The `ca-derivations` experimental feature: the `Realisations` tables are created on
+    /// opening (as CppNix does with the feature on) and builds record realisations.
+    pub ca_derivations: bool,
 }
 
 impl Default for LocalStoreConfig {
@@ -31,6 +34,7 @@ impl Default for LocalStoreConfig {
             read_only: false,
             fsync_store_paths: false,
             auto_optimise: false,
+            ca_derivations: false,
         }
     }
 }

@@ -11,8 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{Result, StoreError};
 use crate::path_info::ValidPathInfo;
 
-/// The schema of a new database, as CppNix 2.8 creates it (plus the tables of its
-/// `ca-derivations` extension, which CppNix creates the same way when the feature is on).
+/// The schema of a new database, as CppNix 2.8 creates it. (The tables of its
+/// `ca-derivations` extension are made by [`crate::realisations::migrate_ca_schema`], only
+/// when the feature is on, as CppNix does.)
 const SCHEMA: &str = "
 create table if not exists ValidPaths (
     id               integer primary key autoincrement not null,
@@ -126,6 +127,10 @@ impl Db {
 
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    pub fn store_dir(&self) -> &StoreDir {
+        &self.store_dir
     }
 
     fn e(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {

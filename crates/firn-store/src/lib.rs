@@ -17,6 +17,7 @@ pub mod nar_fs;
 pub mod optimise;
 pub mod path_info;
 pub mod pipe;
+pub mod realisations;
 pub mod registration;
 pub mod roots;
 pub mod temproots;

@@ -122,6 +122,10 @@ impl LocalStore {
             fs::write(&layout.schema_file, SCHEMA_VERSION.to_string())
                 .map_err(io_err("writing", &layout.schema_file))?;
         }
+        let mut db = db;
+        if config.ca_derivations && !config.read_only {
+            crate::realisations::migrate_ca_schema(&mut db, &layout.db_dir.join("ca-schema"))?;
+        }
         Ok(LocalStore {
             config,
             layout,
@@ -158,6 +162,28 @@ impl LocalStore {
     }
 
     /// Where a store path's files are on disk.
+    /// Whether the `ca-derivations` feature is on for this store.
+    pub fn ca_derivations(&self) -> bool {
+        self.config.ca_derivations
+    }
+
+    /// The realisation of an output of a derivation, if one is recorded (and the feature is
+    /// on; without it CppNix does not look).
+    pub fn query_realisation(
+        &self,
+        id: &crate::realisations::DrvOutput,
+    ) -> Result<Option<crate::realisations::Realisation>> {
+        if !self.config.ca_derivations {
+            return Ok(None);
+        }
+        crate::realisations::query_realisation(&mut self.db(), id)
+    }
+
+    /// Record a realisation (its output path must be valid).
+    pub fn register_realisation(&self, r: &crate::realisations::Realisation) -> Result<()> {
+        crate::realisations::register_realisation(&mut self.db(), r)
+    }
+
     pub fn real_path(&self, p: &StorePath) -> PathBuf {
         self.layout.real_store_dir.join(p.base_name())
     }

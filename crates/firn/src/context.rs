@@ -185,6 +185,7 @@ impl Ctx {
         config.root = root;
         config.fsync_store_paths = self.settings.get_bool("fsync-store-paths");
         config.auto_optimise = self.settings.get_bool("auto-optimise-store");
+        config.ca_derivations = self.settings.has_feature("ca-derivations");
         Ok(LocalStore::open(config)?)
     }
 }

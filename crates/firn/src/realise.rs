@@ -226,6 +226,9 @@ impl Display {
             Event::Note { text, .. } => serde_json::json!({
                 "action": "msg", "level": 0, "msg": text,
             }),
+            Event::Resolved { drv, resolved } => serde_json::json!({
+                "action": "msg", "level": 3, "msg": resolved_text(&self.sd, drv, resolved),
+            }),
             Event::Log { drv, line } => serde_json::json!({
                 "action": "result", "id": self.ids.get(drv).copied().unwrap_or(0),
                 "type": 101, "fields": [line],
@@ -261,6 +264,9 @@ impl Display {
             Event::Note { text, .. } => {
                 let _ = writeln!(err, "{text}");
             }
+            Event::Resolved { drv, resolved } => {
+                let _ = writeln!(err, "{}...", resolved_text(&self.sd, drv, resolved));
+            }
             Event::Log { drv, line } => {
                 if self.print_logs {
                     let name = drv.name().trim_end_matches(".drv");
@@ -284,6 +290,15 @@ impl Display {
         let mut err = stderr.lock();
         self.clear_status(&mut err);
     }
+}
+
+/// CppNix's text for a derivation resolved before its build (`ca-derivations`).
+fn resolved_text(sd: &firn_format::StoreDir, drv: &StorePath, resolved: &StorePath) -> String {
+    format!(
+        "resolved derivation: '{}' -> '{}'",
+        sd.display(drv),
+        sd.display(resolved)
+    )
 }
 
 /// CppNix's text for a build that starts: `building '...drv'`, or for `--check` of what was

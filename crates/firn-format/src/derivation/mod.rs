@@ -8,6 +8,7 @@
 pub mod aterm;
 pub mod json;
 pub mod modulo;
+pub mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +17,9 @@ use thiserror::Error;
 use crate::hash::{Hash, HashAlgo, HashError};
 use crate::store_path::{FileIngestionMethod, StorePath, StorePathError};
 
-pub use modulo::{hash_placeholder, DrvHash, DrvHashKind, DrvHashes, OutputHashes};
+pub use modulo::{
+    downstream_placeholder, hash_placeholder, DrvHash, DrvHashKind, DrvHashes, OutputHashes,
+};
 
 /// One output as the `.drv` file states it: the three strings after the output's name.
 ///

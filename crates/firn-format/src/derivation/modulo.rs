@@ -90,6 +90,19 @@ pub fn hash_placeholder(output: &str) -> String {
     format!("/{}", h.to_nix32())
 }
 
+/// The placeholder that stands for output `output` of the derivation at `drv_path` (named
+/// `drv_name`) in derivations that depend on it while its path is not known (a floating
+/// content-addressed or deferred derivation): `/<nix32 of sha256("nix-upstream-output:<drv
+/// hash part>:<output path name>")>`.
+pub fn downstream_placeholder(drv_path: &StorePath, drv_name: &str, output: &str) -> String {
+    let clear = format!(
+        "nix-upstream-output:{}:{}",
+        drv_path.hash_part(),
+        output_path_name(drv_name, output)
+    );
+    format!("/{}", Hash::digest(HashAlgo::Sha256, clear).to_nix32())
+}
+
 impl Derivation {
     /// The path of fixed output `id` with the given method and hash.
     fn fixed_path(

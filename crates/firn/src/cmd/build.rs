@@ -146,7 +146,16 @@ fn resolve(ctx: &Ctx, inst: &InstallableArgs) -> Result<(Vec<Resolved>, LocalSto
 }
 
 pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
-    let (resolved, store) = resolve(ctx, &a.inst)?;
+    let (mut resolved, store) = resolve(ctx, &a.inst)?;
+    // CppNix 2.8 reports (and links) the results in the order of its goals, which it keeps
+    // sorted by key: paths (`a$<name>$<path>`) before derivations (`b$<name>$<path>`).
+    {
+        let sd = store.store_dir();
+        resolved.sort_by_cached_key(|r| match &r.path {
+            DerivedPath::Opaque(p) => format!("a${}${}", p.name(), sd.display(p)),
+            DerivedPath::Built { drv, .. } => format!("b${}${}", drv.name(), sd.display(drv)),
+        });
+    }
     let flags = BuildFlags {
         dry_run: a.dry_run,
         check: a.check,

@@ -29,14 +29,15 @@ pub struct EvalArgs {
     installable: Option<String>,
 }
 
-/// `nix eval`; `pipe_operators` is the `pipe-operators` experimental feature,
-/// `max_call_depth` the setting of that name.
+/// `nix eval`; `features` are the experimental features `pipe-operators` and
+/// `ca-derivations`, `max_call_depth` the setting of that name.
 pub fn run(
     a: EvalArgs,
     show_trace: bool,
-    pipe_operators: bool,
+    features: (bool, bool),
     max_call_depth: usize,
 ) -> Result<()> {
+    let (pipe_operators, ca_derivations) = features;
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
         .to_string_lossy()
@@ -69,6 +70,7 @@ pub fn run(
         let mut ev = firn_eval::Evaluator::new();
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.pipe_operators = pipe_operators;
+        ev.ca_derivations = ca_derivations;
         ev.max_call_depth = max_call_depth;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let e = ev

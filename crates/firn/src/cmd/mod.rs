@@ -140,7 +140,10 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::Eval(a) => eval::run(
             a,
             ctx.settings.get_bool("show-trace"),
-            ctx.settings.has_feature("pipe-operators"),
+            (
+                ctx.settings.has_feature("pipe-operators"),
+                ctx.settings.has_feature("ca-derivations"),
+            ),
             ctx.settings.max_call_depth()?,
         ),
         Command::Copy(a) => copy::run(&ctx, a),

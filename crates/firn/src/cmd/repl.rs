@@ -300,6 +300,7 @@ impl Session {
         ev.trace_verbose = self.ctx.settings.get_bool("trace-verbose");
         ev.abort_on_warn = self.ctx.settings.get_bool("abort-on-warn");
         ev.pipe_operators = self.ctx.settings.has_feature("pipe-operators");
+        ev.ca_derivations = self.ctx.settings.has_feature("ca-derivations");
         ev.max_call_depth = self
             .ctx
             .settings
