@@ -13,7 +13,7 @@ use crate::path_info::ValidPathInfo;
 
 /// The schema of a new database, as CppNix 2.8 creates it (plus the tables of its
 /// `ca-derivations` extension, which CppNix creates the same way when the feature is on).
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 create table if not exists ValidPaths (
     id               integer primary key autoincrement not null,
     path             text unique not null,
