@@ -14,7 +14,7 @@ use crate::path_info::ValidPathInfo;
 /// The schema of a new database, as CppNix 2.8 creates it. (The tables of its
 /// `ca-derivations` extension are made by [`crate::realisations::migrate_ca_schema`], only
 /// when the feature is on, as CppNix does.)
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 create table if not exists ValidPaths (
     id               integer primary key autoincrement not null,
     path             text unique not null,

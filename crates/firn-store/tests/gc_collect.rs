@@ -105,6 +105,60 @@ fn deletes_exactly_the_unreachable_set() {
 }
 
 #[test]
+fn many_batches_delete_exactly_the_unreachable_set() {
+    // More dead paths than the first batches hold, in chains whose links land in different
+    // batches: each batch is deleted while the next is unregistered.
+    let ts = TestStore::new();
+    let s = ts.open();
+    let mut live = Vec::new();
+    let mut dead = Vec::new();
+    for chain in 0..150 {
+        let mut prev: Option<StorePath> = None;
+        for k in 0..10 {
+            let refs: Vec<&StorePath> = prev.iter().collect();
+            let p = add(&s, &format!("c{chain}-{k}"), &format!("{chain} {k}"), &refs);
+            prev = Some(p);
+        }
+        let head = prev.expect("a chain has paths");
+        if chain % 7 == 0 {
+            direct_root(&ts, &s, &format!("r{chain}"), &head);
+        }
+        // Every path of a chain is live or dead with its head.
+        let closure = s
+            .query_all_valid_paths()
+            .expect("listing")
+            .into_iter()
+            .filter(|p| p.name().starts_with(&format!("c{chain}-")))
+            .collect::<Vec<_>>();
+        if chain % 7 == 0 {
+            live.extend(closure);
+        } else {
+            dead.extend(closure);
+        }
+    }
+    assert_eq!(live.len() + dead.len(), 1500);
+    drop(s);
+    let s = ts.open();
+    let res = gc(&s, GcAction::DeleteDead);
+    assert_eq!(res.paths, printed(&s, &dead.iter().collect::<Vec<_>>()));
+    assert_eq!(valid(&s), printed(&s, &live.iter().collect::<Vec<_>>()));
+    for p in &dead {
+        assert!(!ts.real(p).exists(), "{p} is still on disk");
+    }
+    for p in &live {
+        assert!(ts.real(p).exists(), "{p} was deleted");
+    }
+    drop(s);
+    let out = ts.cppnix(&["--verify", "--check-contents"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ts.cppnix_lines(&["--gc", "--print-dead"]).is_empty());
+}
+
+#[test]
 fn max_freed_stops_early() {
     let ts = TestStore::new();
     let s = ts.open();

@@ -71,7 +71,10 @@ extern "C" {
 /// its mapping (found in /proc/self/maps from the address of a fresh block) is advised
 /// against huge pages directly. Process-wide switches (`PR_SET_THP_DISABLE`) are avoided
 /// because builders would inherit them. Called (once) by the commands that evaluate, before
-/// the evaluator's heap grows; the others do not pay for reading the mappings.
+/// the evaluator's heap grows, and by garbage collections, which build their graph at once:
+/// there each huge page was cleared for a few blocks (a collection of 10,000 paths spent
+/// 6-28% of its time in `clear_page`, and its resident memory was 39 MB instead of 18 MB).
+/// The others do not pay for reading the mappings.
 pub fn configure() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(keep_off_huge_pages);

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use firn_format::StorePath;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 
 use crate::error::{io_err, Result, StoreError};
 use crate::local::LocalStore;
@@ -84,6 +84,46 @@ pub struct GcResults {
 
 /// Paths unregistered per transaction.
 const BATCH: usize = 4096;
+
+/// The bytes freed by a batch sent to the deleting thread, or its error.
+fn wait_freed(rx: &std::sync::mpsc::Receiver<Result<u64>>) -> Result<u64> {
+    rx.recv().unwrap_or_else(|_| {
+        Err(StoreError::Other(
+            "the thread deleting dead paths stopped".into(),
+        ))
+    })
+}
+
+/// Remove the paths with these row ids (and their references) from the database: two
+/// statements for the whole batch rather than one per path (each of which would open a
+/// statement journal). The batch's own references go first, so that the `on delete restrict`
+/// of `Refs.reference` (checked row by row, in whatever order SQLite deletes) fails exactly
+/// when a path outside the batch still references one in it.
+fn unregister_ids(
+    conn: &rusqlite::Connection,
+    ids: impl Iterator<Item = i64>,
+) -> rusqlite::Result<()> {
+    let ids = id_list(ids);
+    conn.prepare_cached("delete from Refs where referrer in (select value from json_each(?1))")?
+        .execute([&ids])?;
+    conn.prepare_cached("delete from ValidPaths where id in (select value from json_each(?1))")?
+        .execute([&ids])?;
+    Ok(())
+}
+
+/// Row ids as a JSON array, for `json_each` in one statement over a whole batch.
+fn id_list(ids: impl Iterator<Item = i64>) -> String {
+    use std::fmt::Write;
+    let mut s = String::from("[");
+    for (k, id) in ids.enumerate() {
+        if k > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{id}");
+    }
+    s.push(']');
+    s
+}
 
 /// Clears the pending deletions (waking waiting clients) when dropped.
 struct PendingGuard<'a>(&'a SharedState);
@@ -383,9 +423,16 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Unregister and delete `order` (referrers first) in batches; returns whether
-    /// `max_freed` was reached. A path that became a temporary root, or that a path
-    /// registered since the graph was loaded keeps, is spared with everything it keeps.
+    /// Unregister and delete the paths of `order` (referrers first) that are not `rescued`
+    /// (nor `deleted` already), in batches; returns whether `max_freed` was reached. A path
+    /// that became a temporary root, or that a path registered since the graph was loaded
+    /// keeps, is spared with everything it keeps.
+    ///
+    /// Each batch is unregistered in one transaction, then its files are deleted on another
+    /// thread while the next batch is unregistered (with a byte limit, a batch is planned only
+    /// once the bytes of the last one are counted). The first batches are small, so that
+    /// deleting starts early. A batch's paths stay pending (clients announcing one of them as
+    /// a root wait) until its files are gone.
     fn delete_valid(
         &mut self,
         g: &Graph,
@@ -396,53 +443,116 @@ impl Run<'_> {
         let mut max_id = g.max_id;
         let mut pos = 0;
         let real_store_dir = self.store.layout().real_store_dir.clone();
-        while pos < order.len() {
-            if self.limit_reached() {
-                return Ok(true);
-            }
-            // With a byte limit, take about as much as is left to free (by NAR size, which
-            // is never less than what deleting frees), so that we do not unregister paths
-            // we then leave on disk.
-            let budget = self.opts.max_freed - self.results.bytes_freed;
-            let mut batch: Vec<Ix> = Vec::new();
-            let _pending = PendingGuard(&self.shared);
-            {
-                let mut s = self.shared.lock();
-                let mut planned = 0u64;
-                while pos < order.len() && batch.len() < BATCH && planned <= budget {
-                    let i = order[pos];
-                    pos += 1;
-                    if rescued[i as usize] || deleted[i as usize] {
-                        continue;
+        let limited = self.opts.max_freed != u64::MAX;
+        // However this ends, no deletion stays pending.
+        let guarded = self.shared.clone();
+        let _pending = PendingGuard(&guarded);
+        let shared = self.shared.clone();
+        let store_fd = self
+            .store_fd
+            .try_clone()
+            .map_err(io_err("duplicating the handle of", &real_store_dir))?;
+        // Batches unregistered, on their way to the deleting thread: base names and hash parts.
+        let (to_delete, batches) = std::sync::mpsc::sync_channel::<(Vec<String>, Vec<String>)>(1);
+        let (freed_tx, freed_rx) = std::sync::mpsc::channel::<Result<u64>>();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for (names, hashes) in batches {
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let r = delete::delete_entries(store_fd.as_fd(), &real_store_dir, &names);
+                    // Clients waiting for these paths may go on: they are gone.
+                    shared.remove_pending(&hashes);
+                    let failed = r.is_err();
+                    if freed_tx.send(r).is_err() || failed {
+                        break;
                     }
-                    let hash = g.paths[i as usize].hash_part();
-                    if s.temp_roots.contains(hash) {
-                        g.mark([i], self.keep, rescued);
-                        continue;
+                }
+            });
+            let mut in_flight = 0usize;
+            let mut size = 256usize;
+            let r = (|| -> Result<bool> {
+                while pos < order.len() {
+                    if limited {
+                        // Count what the last batch freed before planning the next.
+                        while in_flight > 0 {
+                            self.results.bytes_freed += wait_freed(&freed_rx)?;
+                            in_flight -= 1;
+                        }
+                    } else {
+                        while let Ok(r) = freed_rx.try_recv() {
+                            self.results.bytes_freed += r?;
+                            in_flight -= 1;
+                        }
                     }
-                    s.pending.insert(hash.to_string());
-                    planned = planned.saturating_add(g.nar_size[i as usize].max(1));
-                    batch.push(i);
+                    if self.limit_reached() {
+                        return Ok(true);
+                    }
+                    // With a byte limit, take about as much as is left to free (by NAR size,
+                    // which is never less than what deleting frees), so that we do not
+                    // unregister paths we then leave on disk.
+                    let budget = self.opts.max_freed - self.results.bytes_freed;
+                    let mut batch: Vec<Ix> = Vec::new();
+                    let mut hashes: Vec<String> = Vec::new();
+                    {
+                        let mut s = self.shared.lock();
+                        let mut planned = 0u64;
+                        while pos < order.len() && batch.len() < size && planned <= budget {
+                            let i = order[pos];
+                            pos += 1;
+                            if rescued[i as usize] || deleted[i as usize] {
+                                continue;
+                            }
+                            let hash = g.paths[i as usize].hash_part();
+                            if s.temp_roots.contains(hash) {
+                                g.mark([i], self.keep, rescued);
+                                continue;
+                            }
+                            s.pending.insert(hash.to_string());
+                            hashes.push(hash.to_string());
+                            planned = planned.saturating_add(g.nar_size[i as usize].max(1));
+                            batch.push(i);
+                        }
+                    }
+                    size = (size * 2).min(BATCH);
+                    self.unregister(g, &mut batch, &mut max_id, rescued)?;
+                    let names: Vec<String> = batch
+                        .iter()
+                        .map(|&i| g.paths[i as usize].base_name().to_string())
+                        .collect();
+                    for &i in &batch {
+                        let p = self.store.store_dir().display(&g.paths[i as usize]);
+                        tracing::info!("deleting '{p}'");
+                        self.results.paths.insert(p);
+                        deleted[i as usize] = true;
+                    }
+                    // Rescued paths stay pending until the deletion of their batch ends,
+                    // which only makes a client wait a little.
+                    if to_delete.send((names, hashes)).is_err() {
+                        // The deleting thread stopped: its error is waiting.
+                        break;
+                    }
+                    in_flight += 1;
+                }
+                Ok(false)
+            })();
+            drop(to_delete);
+            // Whatever happened, wait for the deletions under way (their files are no longer
+            // registered) and count them.
+            let mut first_err = r.as_ref().err().is_some();
+            let mut result = r;
+            for _ in 0..in_flight {
+                match wait_freed(&freed_rx) {
+                    Ok(n) => self.results.bytes_freed += n,
+                    Err(e) => {
+                        if !first_err {
+                            result = Err(e);
+                            first_err = true;
+                        }
+                    }
                 }
             }
-            self.unregister(g, &mut batch, &mut max_id, rescued)?;
-            for p in batch.iter().map(|&i| &g.paths[i as usize]) {
-                tracing::info!("deleting '{}'", self.store.store_dir().display(p));
-            }
-            let names: Vec<&str> = batch
-                .iter()
-                .map(|&i| g.paths[i as usize].base_name())
-                .collect();
-            self.results.bytes_freed +=
-                delete::delete_entries(self.store_fd.as_fd(), &real_store_dir, &names)?;
-            for &i in &batch {
-                self.results
-                    .paths
-                    .insert(self.store.store_dir().display(&g.paths[i as usize]));
-                deleted[i as usize] = true;
-            }
-        }
-        Ok(self.limit_reached())
+            result.map(|stopped| stopped || self.limit_reached())
+        })
     }
 
     /// Remove `batch` from the database in one transaction. Paths registered since the graph
@@ -527,18 +637,12 @@ impl Run<'_> {
                 g.mark(kept, self.keep, rescued);
                 batch.retain(|&i| !rescued[i as usize]);
             }
-            let mut failed = None;
-            {
-                let mut st = tx
-                    .prepare_cached("delete from ValidPaths where id = ?1")
-                    .map_err(e("invalidating a path"))?;
-                for &i in batch.iter() {
-                    if let Err(err) = st.execute(params![g.ids[i as usize]]) {
-                        failed = Some(err);
-                        break;
-                    }
-                }
-            }
+            // Two statements for the whole batch rather than one per path (each of which
+            // would open a statement journal): the batch's own references go first, so that
+            // the `on delete restrict` of `Refs.reference` (checked row by row, in whatever
+            // order SQLite deletes) fails exactly when a path outside the batch still
+            // references one in it.
+            let failed = unregister_ids(&tx, batch.iter().map(|&i| g.ids[i as usize])).err();
             match failed {
                 None => {
                     tx.commit().map_err(e("committing a transaction"))?;
@@ -580,5 +684,70 @@ impl Run<'_> {
         Err(StoreError::Other(
             "cannot unregister dead paths: their references keep changing".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_with(paths: &[(i64, &[i64])]) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("pragma foreign_keys = 1;").unwrap();
+        conn.execute_batch(crate::db::SCHEMA).unwrap();
+        for (id, _) in paths {
+            conn.execute(
+                "insert into ValidPaths (id, path, hash, registrationTime, narSize) \
+                 values (?1, ?2, 'sha256:0', 1, 1)",
+                rusqlite::params![id, format!("/nix/store/p{id}")],
+            )
+            .unwrap();
+        }
+        for (id, refs) in paths {
+            for r in *refs {
+                conn.execute(
+                    "insert into Refs (referrer, reference) values (?1, ?2)",
+                    [id, r],
+                )
+                .unwrap();
+            }
+        }
+        conn
+    }
+
+    fn count(conn: &rusqlite::Connection, table: &str) -> i64 {
+        conn.query_row(&format!("select count(*) from {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_goes_whole_in_any_order_unless_referenced_from_outside() {
+        // 3 -> 2 -> 1, 3 -> 3 (itself), 4 -> 1.
+        let paths: &[(i64, &[i64])] = &[(1, &[]), (2, &[1]), (3, &[2, 3]), (4, &[1])];
+        // Referenced paths before their referrers, and the other way: both go.
+        for order in [[1i64, 2, 3], [3, 2, 1], [2, 1, 3]] {
+            let mut conn = db_with(paths);
+            // 4 references 1: the batch {1, 2, 3} cannot go, and nothing of it goes.
+            let tx = conn.transaction().unwrap();
+            let e = unregister_ids(&tx, order.into_iter()).unwrap_err();
+            assert!(
+                matches!(&e, rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation),
+                "{e}"
+            );
+            drop(tx);
+            assert_eq!((count(&conn, "ValidPaths"), count(&conn, "Refs")), (4, 4));
+            // With 4 in the batch too, everything goes with its references.
+            let tx = conn.transaction().unwrap();
+            unregister_ids(&tx, order.into_iter().chain([4])).unwrap();
+            tx.commit().unwrap();
+            assert_eq!((count(&conn, "ValidPaths"), count(&conn, "Refs")), (0, 0));
+        }
+        // A batch that nothing outside references: the rest stays as it was.
+        let mut conn = db_with(paths);
+        let tx = conn.transaction().unwrap();
+        unregister_ids(&tx, [3i64].into_iter()).unwrap();
+        tx.commit().unwrap();
+        assert_eq!((count(&conn, "ValidPaths"), count(&conn, "Refs")), (3, 2));
     }
 }

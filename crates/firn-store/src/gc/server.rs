@@ -35,6 +35,16 @@ impl SharedState {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// These deletions are over: wake the clients waiting for them.
+    pub fn remove_pending(&self, hashes: &[String]) {
+        let mut s = self.lock();
+        for h in hashes {
+            s.pending.remove(h);
+        }
+        drop(s);
+        self.done.notify_all();
+    }
+
     /// Forget the pending deletions and wake the clients waiting for them.
     pub fn clear_pending(&self) {
         self.lock().pending.clear();

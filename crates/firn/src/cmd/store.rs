@@ -155,6 +155,8 @@ pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
             store.nar_from_path(&paths[0], &mut out)?;
         }
         StoreCmd::Gc { dry_run, max } => {
+            // A collection builds its graph in one go: keep its heap off huge pages.
+            crate::alloc::configure();
             let mut opts = GcOptions {
                 keep_outputs: ctx.settings.get_bool("keep-outputs"),
                 keep_derivations: ctx.settings.get_bool("keep-derivations"),

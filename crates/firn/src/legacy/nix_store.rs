@@ -420,6 +420,8 @@ fn run_store_op(
             }
         }
         Op::Gc | Op::Delete => {
+            // A collection builds its graph in one go: keep its heap off huge pages.
+            crate::alloc::configure();
             out.flush()?;
             drop(out);
             return crate::legacy::gc::run(ctx, store, op == Op::Delete, flags, args);
