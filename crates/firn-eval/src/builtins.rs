@@ -95,6 +95,44 @@ pub(crate) fn text_frame(mut x: EvalError, text: &'static str) -> EvalError {
     x
 }
 
+/// The error of a `name` in `listToAttrs` that is not a string (`r`: the name forced, or the
+/// error forcing it): the frame and the type error are at the attribute, as current Nix's.
+#[cold]
+#[inline(never)]
+fn pair_name_error(ev: &Evaluator, r: EResult<Value>, pair: &AttrSet) -> EvalError {
+    let off = ev.positions.attr_offset(pair, "name", &ev.interner);
+    let mut x = match r {
+        Ok(v) => {
+            let mut x = ev.type_error("a string", &v);
+            x.at = off.and_then(|o| ev.positions.render(o));
+            x
+        }
+        Err(x) => x,
+    };
+    let text = "while evaluating the `name` attribute of an element of the list passed to builtins.listToAttrs".to_string();
+    x.trace.push(match off {
+        Some(o) => ev.frame(text, o),
+        None => text,
+    });
+    x
+}
+
+/// `concatMap`'s function returned `v`, not a list: the frame is at the function, the
+/// error has no position of its own (as current Nix's).
+#[cold]
+#[inline(never)]
+fn concat_map_error(ev: &Evaluator, v: &Value, f: &Value) -> EvalError {
+    let mut x = ev.type_error("a list", v);
+    x.at = Some(String::new());
+    let text = "while evaluating the return value of the function passed to builtins.concatMap"
+        .to_string();
+    x.trace.push(match f {
+        Value::Lambda(l) => ev.frame(text, l.expr.span.start),
+        _ => text,
+    });
+    x
+}
+
 /// [`list`] for argument `arg` of a builtin: as CppNix's `forceList`, a value of the wrong
 /// type (not an error forcing it) gets the argument's frame.
 pub(crate) fn list_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<Rc<Vec<Thunk>>> {
@@ -283,7 +321,8 @@ pub fn less_than(ev: &mut Evaluator, a: &Value, b: &Value) -> EResult<bool> {
                 let p = ev.force(p)?;
                 let q = ev.force(q)?;
                 if !ev.equal(&p, &q)? {
-                    return less_than(ev, &p, &q);
+                    return less_than(ev, &p, &q)
+                        .map_err(|x| text_frame(x, "while comparing two list elements"));
                 }
             }
             x.len() < y.len()
@@ -369,7 +408,13 @@ fn deep_enter(
     };
     match v {
         Value::Attrs(a) if seen.insert(Rc::as_ptr(a) as usize) => {
-            todo.extend(a.values().enumerate().rev().filter_map(element))
+            let start = todo.len();
+            todo.extend(a.values().enumerate().rev().filter_map(element));
+            // CppNix goes through a set in the order of its names' symbols, where `outPath`
+            // comes first (a derivation fails there, at the output's path): taken first.
+            if a.contains_key("outPath") {
+                outpath_first(a, &mut todo[start..]);
+            }
         }
         Value::List(l) if seen.insert(Rc::as_ptr(l) as usize) => {
             todo.extend(l.iter().enumerate().rev().filter_map(element))
@@ -377,6 +422,19 @@ fn deep_enter(
         _ => return,
     }
     path.push((v.clone(), index));
+}
+
+/// Move the `outPath` element of set `a` (if it is among `todo`, the set's elements in
+/// reverse order) to the end of `todo`, so that it is done first.
+#[cold]
+#[inline(never)]
+fn outpath_first(a: &AttrSet, todo: &mut [(DeepNext, usize, usize)]) {
+    let Some(k) = a.keys().position(|k| &**k == "outPath") else {
+        return;
+    };
+    if let Some(p) = todo.iter().position(|e| e.2 == k) {
+        todo[p..].rotate_left(1);
+    }
 }
 
 /// The `--show-trace` frames of an error forcing element `index` of the innermost set or
@@ -683,7 +741,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 for t in l.iter() {
                     match ev.call(f.clone(), t.clone())? {
                         Value::List(x) => out.extend(x.iter().cloned()),
-                        v => return Err(ev.type_error("a list", &v)),
+                        v => return Err(concat_map_error(ev, &v, &f)),
                     }
                 }
                 Ok(Value::List(Rc::new(out)))
@@ -813,7 +871,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let m = attrs_arg(ev, &a[1], (1, "builtins.getAttr"))?;
                 match m.get(&n.s) {
                     Some(t) => force(ev, &t.clone()),
-                    None => err(format!("attribute '{}' missing", n.s)),
+                    None => Err(text_frame(
+                        EvalError::new(format!("attribute '{}' missing", n.s)),
+                        "in the attribute set under consideration",
+                    )),
                 }
             }),
         ),
@@ -852,13 +913,27 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                             ))
                         }
                     };
+                    const PAIR: &str = "in a {name=...; value=...;} pair";
                     let name = match p.get("name") {
-                        Some(n) => string(ev, &n.clone())?,
-                        None => return err("attribute 'name' missing"),
+                        Some(n) => match force(ev, &n.clone()) {
+                            Ok(Value::String(s)) => s,
+                            r => return Err(pair_name_error(ev, r, &p)),
+                        },
+                        None => {
+                            return Err(text_frame(
+                                EvalError::new("attribute 'name' missing"),
+                                PAIR,
+                            ))
+                        }
                     };
                     let value = match p.get("value") {
                         Some(v) => v.clone(),
-                        None => return err("attribute 'value' missing"),
+                        None => {
+                            return Err(text_frame(
+                                EvalError::new("attribute 'value' missing"),
+                                PAIR,
+                            ))
+                        }
                     };
                     out.push((name.s, value));
                 }

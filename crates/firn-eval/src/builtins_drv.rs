@@ -26,25 +26,66 @@ use crate::value::*;
 
 /// `derivation`, as CppNix defines it: `derivationStrict` plus the attributes every output
 /// shares (`all`, `drvAttrs`, one attribute per output, `outPath`, `drvPath`, `type`).
+/// Error traces show lines of this text, as current Nix shows its own: the lines they show
+/// (the call of `derivationStrict`, each output's `outPath`) are where current Nix has them.
 pub const DERIVATION_NIX: &str = r#"
-attrs @ { outputs ? [ "out" ], ... }:
+# The built-in `derivation` function.
+#
+# Its argument is the set of derivation attributes; `derivationStrict` turns it into a
+# store derivation and returns the paths (`drvPath` and one attribute per output).
+#
+# The result is the set for the first output. Every output's set has:
+#   - all the attributes that were given (also as `drvAttrs`);
+#   - one attribute per output, that output's set;
+#   - `all`, the list of the outputs' sets;
+#   - `outPath`, the output's path; `drvPath`, the derivation's;
+#   - `outputName`, the output's name;
+#   - `type = "derivation"`.
+#
+# Evaluating any output's path (or `drvPath`) instantiates the derivation, once for all
+# outputs: `strict` is shared.
+#
+# Error traces of a failing derivation point at these lines:
+#   - the call of `derivationStrict` (the derivation could not be made);
+#   - the `outPath` of an output (what asked for it).
+# Their line numbers are kept as they are in current Nix, so that traces read the same
+# (this header only makes room for that).
+#
+#
+#
+#
+#
+#
+drvAttrs@{
+  outputs ? [ "out" ],
+  ...
+}:
+
 let
-  made = derivationStrict attrs;
-  shared = attrs // builtins.listToAttrs perOutput // {
-    all = map (o: o.value) perOutput;
-    drvAttrs = attrs;
+
+  strict = derivationStrict drvAttrs;
+
+  commonAttrs = drvAttrs // builtins.listToAttrs outputsList // {
+    all = map (o: o.value) outputsList;
+    inherit drvAttrs;
   };
-  forOutput = outputName: {
+
+  # An element of `outputsList` (a name-value pair for `listToAttrs`): the output's name
+  # and its set, the common attributes with this output's paths.
+  outputToAttrListElement = outputName: {
     name = outputName;
-    value = shared // {
-      outPath = builtins.getAttr outputName made;
-      drvPath = made.drvPath;
+    # `strict` is only evaluated when a path is.
+    value = commonAttrs // {
+      outPath = strict.${outputName};
+      drvPath = strict.drvPath;
       type = "derivation";
       inherit outputName;
     };
   };
-  perOutput = map forOutput outputs;
-in (builtins.head perOutput).value
+
+  outputsList = map outputToAttrListElement outputs;
+in
+(builtins.head outputsList).value
 "#;
 
 /// A string that must not refer to the store (CppNix's `forceStringNoCtx`).
@@ -74,13 +115,6 @@ fn parse_store_path(ev: &Evaluator, s: &str) -> EResult<StorePath> {
         .dir
         .parse(s)
         .map_err(|e| EvalError::new(format!("'{s}' is not a valid store path: {e}")))
-}
-
-fn with_trace(r: EResult<()>, frame: impl FnOnce() -> String) -> EResult<()> {
-    r.map_err(|mut e| {
-        e.trace.push(frame());
-        e
-    })
 }
 
 /// What `derivationStrict` learns from the attributes.
@@ -121,28 +155,98 @@ fn set_outputs(spec: &mut DrvSpec, names: Vec<String>) -> EResult<()> {
 
 fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let args = attrs_arg(ev, &a[0], (ONLY, "builtins.derivationStrict"))?;
-    let name_t = args
-        .get("name")
-        .cloned()
-        .ok_or_else(|| EvalError::new("attribute 'name' missing"))?;
-    let drv_name = string_no_ctx(ev, &name_t)
-        .map_err(|mut e| {
-            e.trace
-                .push("while evaluating the derivation attribute 'name'".into());
-            e
-        })?
-        .to_string();
+    let Some(name_t) = args.get("name").cloned() else {
+        return Err(text_frame(
+            EvalError::new("attribute 'name' missing"),
+            "in the attrset passed as argument to builtins.derivationStrict",
+        ));
+    };
+    let drv_name = match string_no_ctx(ev, &name_t) {
+        Ok(s) => s.to_string(),
+        Err(x) => return Err(drv_name_frames(ev, x, &args)),
+    };
+    derivation_strict_named(ev, &args, &drv_name).map_err(|x| drv_frame(ev, x, &args, &drv_name))
+}
+
+/// The frames of an error evaluating the `name` of a derivation, as current Nix's.
+#[cold]
+#[inline(never)]
+fn drv_name_frames(ev: &Evaluator, x: EvalError, args: &AttrSet) -> EvalError {
+    let mut x = text_frame(
+        x,
+        "while evaluating the `name` attribute passed to builtins.derivationStrict",
+    );
+    let text = "while evaluating the derivation attribute 'name'".to_string();
+    x.trace
+        .push(match ev.positions.attr_offset(args, "name", &ev.interner) {
+            Some(off) => ev.frame(text, off),
+            None => text,
+        });
+    x
+}
+
+/// "while evaluating derivation 'N'", with where its name was given (a position, not the
+/// source lines: current Nix shows it so).
+#[cold]
+#[inline(never)]
+fn drv_frame(ev: &Evaluator, mut x: EvalError, args: &AttrSet, drv_name: &str) -> EvalError {
+    let at = match ev
+        .positions
+        .attr_offset(args, "name", &ev.interner)
+        .and_then(|off| ev.positions.locate(off))
+    {
+        Some((file, line, col)) => format!("{file}:{line}:{col}"),
+        None => "«none»:0".to_string(),
+    };
+    x.trace.push(format!(
+        "while evaluating derivation '{drv_name}'\n  whose name attribute is located at {at}"
+    ));
+    x
+}
+
+/// "while evaluating attribute 'K' of derivation 'N'", at the attribute's definition.
+#[cold]
+#[inline(never)]
+fn drv_attr_frame(
+    ev: &Evaluator,
+    mut x: EvalError,
+    args: &AttrSet,
+    key: &str,
+    drv_name: &str,
+) -> EvalError {
+    let text = format!("while evaluating attribute '{key}' of derivation '{drv_name}'");
+    x.trace
+        .push(match ev.positions.attr_offset(args, key, &ev.interner) {
+            Some(off) => ev.frame(text, off),
+            None => text,
+        });
+    x
+}
+
+/// `derivationStrict` once the derivation's name is known.
+fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -> EResult<Value> {
+    let drv_name = drv_name.to_string();
     if let Some(problem) = crate::store::name_problem(&drv_name) {
         return err(format!(
             "invalid derivation name: {problem}. Please pass a different 'name'."
         ));
     }
     let structured = match args.get("__structuredAttrs") {
-        Some(t) => boolean(ev, &t.clone())?,
+        Some(t) => boolean(ev, &t.clone()).map_err(|x| {
+            text_frame(
+                x,
+                "while evaluating the `__structuredAttrs` attribute passed to builtins.derivationStrict",
+            )
+        })?,
         None => false,
     };
     let ignore_nulls = match args.get("__ignoreNulls") {
-        Some(t) => boolean(ev, &t.clone())?,
+        Some(t) => boolean(ev, &t.clone()).map_err(|x| {
+            text_frame(
+                x,
+                "while evaluating the `__ignoreNulls` attribute passed to builtins.derivationStrict",
+            )
+        })?,
         None => false,
     };
 
@@ -179,8 +283,11 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
                 }
                 "args" => {
                     for x in list(ev, t)?.iter() {
-                        let v = force(ev, x)?;
-                        let s = ev.coerce_to_string(&v, true, true)?;
+                        let s = force(ev, x)
+                            .and_then(|v| ev.coerce_to_string(&v, true, true))
+                            .map_err(|x| {
+                                text_frame(x, "while evaluating an element of the argument list")
+                            })?;
                         ctx.extend(s.context.iter().cloned());
                         drv.args.push(s.s.to_string());
                     }
@@ -243,9 +350,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             }
             Ok(())
         })();
-        with_trace(r, || {
-            format!("while evaluating the attribute '{key}' of the derivation '{drv_name}'")
-        })?;
+        r.map_err(|x| drv_attr_frame(ev, x, args, key, &drv_name))?;
     }
     if structured {
         json.push('}');
@@ -386,12 +491,44 @@ fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 /// to the store), which must be an absolute path; with its context.
 pub(crate) fn coerce_to_path(ev: &mut Evaluator, t: &Thunk) -> EResult<(String, Vec<RcStr>)> {
     let v = force(ev, t)?;
-    let s = ev.coerce_to_string(&v, false, false)?;
+    coerce_path_value(ev, &v, None)
+}
+
+/// CppNix's `coerceToPath` of a value (`ctx` as for [`Evaluator::coerce_in`]): a set's
+/// `__toString` or `outPath` is used (with its frames), then the string must be absolute.
+pub(crate) fn coerce_path_value(
+    ev: &mut Evaluator,
+    v: &Value,
+    ctx: crate::eval::CoerceCtx,
+) -> EResult<(String, Vec<RcStr>)> {
+    if let Value::Attrs(a) = v {
+        if let Some(f) = a.get("__toString") {
+            let r = match ev.force(&f.clone()) {
+                Ok(f) => ev.call(f, Thunk::value(v.clone())),
+                Err(x) => Err(x),
+            };
+            let r = r.map_err(|x| ev.peel_frame(x, a, "__toString", false))?;
+            return coerce_path_value(ev, &r, ctx)
+                .map_err(|x| ev.peel_frame(x, a, "__toString", true));
+        }
+        if let Some(o) = a.get("outPath") {
+            let o = ev
+                .force(&o.clone())
+                .map_err(|x| ev.peel_frame(x, a, "outPath", false))?;
+            return coerce_path_value(ev, &o, ctx)
+                .map_err(|x| ev.peel_frame(x, a, "outPath", true));
+        }
+    }
+    let s = ev.coerce_in(v, false, false, ctx)?;
     if !s.s.starts_with('/') {
-        return err(format!(
+        let x = EvalError::new(format!(
             "string '{}' doesn't represent an absolute path",
             s.s
         ));
+        return Err(match ctx {
+            Some((text, _)) => text_frame(x, text),
+            None => x,
+        });
     }
     Ok((s.s.to_string(), (*s.context).clone()))
 }
@@ -470,7 +607,12 @@ fn filtered_entries(
             let g = ev.call(filter.clone(), Thunk::value(Value::str(as_named)))?;
             let keep = match ev.call(g, Thunk::value(Value::str(kind)))? {
                 Value::Bool(b) => b,
-                v => return Err(ev.type_error("a Boolean", &v)),
+                v => {
+                    return Err(text_frame(
+                        ev.type_error("a Boolean", &v),
+                        "while evaluating the return value of the path filter function",
+                    ))
+                }
             };
             if keep {
                 if ft.is_dir() {
@@ -538,7 +680,10 @@ fn filter_source(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         .next()
         .unwrap_or("")
         .to_string();
-    add_path(ev, &path, &name, Some(f), true, None)
+    add_path(ev, &path, &name, Some(f), true, None).map_err(|mut e| {
+        e.trace.push(format!("while adding path '{path}'"));
+        e
+    })
 }
 
 fn store_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {

@@ -22,7 +22,9 @@ fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
 /// `realisePath`, anything that coerces to an absolute path (a path, a string, a set with
 /// `__toString` or `outPath`).
 fn path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
-    Ok(crate::builtins_drv::coerce_to_path(ev, t)?.0)
+    let v = ev.force(t)?;
+    let ctx = Some(("while realising the context of a path", None));
+    Ok(crate::builtins_drv::coerce_path_value(ev, &v, ctx)?.0)
 }
 
 /// `builtins.toJSON`, collecting the context of the strings in `ctx`; paths are copied to the
@@ -34,18 +36,74 @@ pub fn to_json(
     ctx: &mut Vec<RcStr>,
     copy: bool,
 ) -> EResult<()> {
+    to_json_at(ev, v, out, ctx, copy, None)
+}
+
+/// Where a value [`to_json_at`] writes was defined, for its error frames: the set and the
+/// name of the attribute it is (looked up only when an error needs it).
+type JsonPos<'a> = Option<(&'a AttrSet, &'a str)>;
+
+/// The span offset of a [`JsonPos`].
+#[cold]
+#[inline(never)]
+fn json_pos_offset(ev: &Evaluator, pos: JsonPos) -> Option<u32> {
+    let (set, name) = pos?;
+    ev.positions.attr_offset(set, name, &ev.interner)
+}
+
+/// [`to_json`] of a value found at `pos`.
+fn to_json_at(
+    ev: &mut Evaluator,
+    v: &Value,
+    out: &mut String,
+    ctx: &mut Vec<RcStr>,
+    copy: bool,
+    pos: JsonPos,
+) -> EResult<()> {
     // Nesting counts against max-call-depth, as in current Nix, so a deep structure is an
     // error, not a crash.
-    ev.depth += 1;
     if ev.depth > ev.max_call_depth {
-        ev.depth -= 1;
-        return err("stack overflow; max-call-depth exceeded");
+        return Err(json_depth_error(ev, pos));
     }
+    ev.depth += 1;
     let r = ev
         .check_stack()
-        .and_then(|()| to_json_inner(ev, v, out, ctx, copy));
+        .and_then(|()| to_json_inner(ev, v, out, ctx, copy, pos));
     ev.depth -= 1;
     r
+}
+
+/// [`to_json_at`] of an element: forced at the depth of its nesting, as in current Nix.
+fn to_json_thunk(
+    ev: &mut Evaluator,
+    t: &Thunk,
+    out: &mut String,
+    ctx: &mut Vec<RcStr>,
+    copy: bool,
+    pos: JsonPos,
+) -> EResult<()> {
+    if let Some(v) = t.peek() {
+        return to_json_at(ev, &v, out, ctx, copy, pos);
+    }
+    if ev.depth > ev.max_call_depth {
+        return Err(json_depth_error(ev, pos));
+    }
+    ev.depth += 1;
+    let r = ev.force(t).and_then(|v| {
+        ev.check_stack()
+            .and_then(|()| to_json_inner(ev, &v, out, ctx, copy, pos))
+    });
+    ev.depth -= 1;
+    r
+}
+
+/// max-call-depth exceeded writing the value at `pos` (the error is there, as CppNix's).
+#[cold]
+#[inline(never)]
+fn json_depth_error(ev: &Evaluator, pos: JsonPos) -> EvalError {
+    let mut x = EvalError::new("stack overflow; max-call-depth exceeded");
+    x.at = json_pos_offset(ev, pos).and_then(|o| ev.positions.render(o));
+    x
 }
 
 /// A JSON string: `s` quoted and escaped, or CppNix's error when the bytes `s` stands for
@@ -66,6 +124,7 @@ fn to_json_inner(
     out: &mut String,
     ctx: &mut Vec<RcStr>,
     copy: bool,
+    pos: JsonPos,
 ) -> EResult<()> {
     match v {
         Value::Null => out.push_str("null"),
@@ -95,8 +154,9 @@ fn to_json_inner(
                 if i > 0 {
                     out.push(',');
                 }
-                let x = ev.force(t)?;
-                to_json(ev, &x, out, ctx, copy)?;
+                if let Err(x) = to_json_thunk(ev, t, out, ctx, copy, pos) {
+                    return Err(json_element_frame(ev, x, i, pos));
+                }
             }
             out.push(']');
         }
@@ -104,62 +164,91 @@ fn to_json_inner(
             if !a.contains_key("__toString") && !a.contains_key("outPath") {
                 return json_object(ev, a, out, ctx, copy);
             }
-            return match peel_for_json(ev, v)? {
-                (Value::Attrs(p), _) => json_object(ev, &p, out, ctx, copy),
-                // A path from `__toString` is not copied (CppNix's quirk).
-                (p, through_to_string) => to_json(ev, &p, out, ctx, copy && !through_to_string),
-            };
+            return json_peel(ev, v, out, ctx, copy, pos, None);
         }
         other => return err(format!("cannot convert {} to JSON", other.type_name())),
     }
     Ok(())
 }
 
-/// What `toJSON` writes for a set with `__toString` or `outPath`, as CppNix peels it: the
-/// result of `__toString` (called with the set) or the `outPath`, again while that is a set
-/// with either; and whether a `__toString` was called, whose result must then be a string
-/// or a path.
-fn peel_for_json(ev: &mut Evaluator, v: &Value) -> EResult<(Value, bool)> {
-    let mut cur = v.clone();
-    let mut through_to_string = false;
-    loop {
-        ev.check_stack()?;
-        let next = match &cur {
-            Value::Attrs(a) => {
-                if let Some(f) = a.get("__toString") {
-                    let f = ev.force(&f.clone())?;
-                    through_to_string = true;
-                    ev.call(f, Thunk::value(cur.clone()))?
-                } else if let Some(o) = a.get("outPath") {
-                    ev.force(&o.clone())?
-                } else if through_to_string {
-                    return Err(to_string_result_error(ev, "must", &cur));
-                } else {
-                    return Ok((cur, false));
-                }
+/// "while evaluating list element at index I", at the list's position.
+#[cold]
+#[inline(never)]
+fn json_element_frame(ev: &Evaluator, mut x: EvalError, i: usize, pos: JsonPos) -> EvalError {
+    let text = format!("while evaluating list element at index {i}");
+    x.trace.push(match json_pos_offset(ev, pos) {
+        Some(o) => ev.frame(text, o),
+        None => text,
+    });
+    x
+}
+
+/// What `toJSON` writes for `v`, a set with `__toString` or `outPath` (or what they gave), as
+/// CppNix peels it: the result of `__toString` (called with the set) or the `outPath`, again
+/// while that is a set with either; with the frames of each step. `to_string` is the set and
+/// its `__toString` once one was called: its result must then be a string or a path (the
+/// error is at that attribute), and a path is not copied (CppNix's quirk).
+fn json_peel(
+    ev: &mut Evaluator,
+    v: &Value,
+    out: &mut String,
+    ctx: &mut Vec<RcStr>,
+    copy: bool,
+    pos: JsonPos,
+    to_string: Option<&AttrSet>,
+) -> EResult<()> {
+    ev.check_stack()?;
+    match v {
+        Value::Attrs(a) => {
+            if let Some(f) = a.get("__toString") {
+                let r = match ev.force(&f.clone()) {
+                    Ok(f) => ev.call(f, Thunk::value(v.clone())),
+                    Err(x) => Err(x),
+                };
+                let r = r.map_err(|x| ev.peel_frame(x, a, "__toString", false))?;
+                return json_peel(ev, &r, out, ctx, copy, pos, Some(a))
+                    .map_err(|x| ev.peel_frame(x, a, "__toString", true));
             }
-            Value::String(_) | Value::Path(_) => return Ok((cur, through_to_string)),
-            _ if through_to_string => return Err(to_string_result_error(ev, "should", &cur)),
-            _ => return Ok((cur, false)),
-        };
-        cur = next;
+            if let Some(o) = a.get("outPath") {
+                let o = ev
+                    .force(&o.clone())
+                    .map_err(|x| ev.peel_frame(x, a, "outPath", false))?;
+                return json_peel(ev, &o, out, ctx, copy, pos, to_string)
+                    .map_err(|x| ev.peel_frame(x, a, "outPath", true));
+            }
+            match to_string {
+                Some(t) => Err(to_string_result_error(ev, "must", v, t)),
+                None => json_object(ev, a, out, ctx, copy),
+            }
+        }
+        Value::String(_) | Value::Path(_) => {
+            to_json_at(ev, v, out, ctx, copy && to_string.is_none(), pos)
+        }
+        _ => match to_string {
+            Some(t) => Err(to_string_result_error(ev, "should", v, t)),
+            None => to_json_at(ev, v, out, ctx, copy, pos),
+        },
     }
 }
 
-/// "`__toString` should/must return a string, but got …" (CppNix says "must" for a set).
+/// "`__toString` should/must return a string, but got …" (CppNix says "must" for a set), at
+/// the `__toString` of `set`.
 #[cold]
-fn to_string_result_error(ev: &Evaluator, verb: &str, v: &Value) -> EvalError {
-    EvalError::new(format!(
+#[inline(never)]
+fn to_string_result_error(ev: &Evaluator, verb: &str, v: &Value, set: &AttrSet) -> EvalError {
+    let mut x = EvalError::new(format!(
         "`__toString` {verb} return a string, but got {}: {}",
         crate::print::show_type(v),
         crate::print::show_for_error(ev, v)
-    ))
+    ));
+    x.at = json_pos_offset(ev, Some((set, "__toString"))).and_then(|o| ev.positions.render(o));
+    x
 }
 
 /// A set as a JSON object (attributes in order).
 fn json_object(
     ev: &mut Evaluator,
-    a: &AttrMap,
+    a: &AttrSet,
     out: &mut String,
     ctx: &mut Vec<RcStr>,
     copy: bool,
@@ -171,11 +260,24 @@ fn json_object(
         }
         json_string(out, k)?;
         out.push(':');
-        let x = ev.force(t)?;
-        to_json(ev, &x, out, ctx, copy)?;
+        if let Err(x) = to_json_thunk(ev, t, out, ctx, copy, Some((a, k))) {
+            return Err(json_attr_frame(ev, x, a, k));
+        }
     }
     out.push('}');
     Ok(())
+}
+
+/// "while evaluating attribute 'K'", at the attribute.
+#[cold]
+#[inline(never)]
+fn json_attr_frame(ev: &Evaluator, mut x: EvalError, a: &AttrSet, k: &str) -> EvalError {
+    let text = format!("while evaluating attribute '{k}'");
+    x.trace.push(match json_pos_offset(ev, Some((a, k))) {
+        Some(o) => ev.frame(text, o),
+        None => text,
+    });
+    x
 }
 
 /// The keys `genericClosure` has seen.
@@ -245,6 +347,43 @@ impl SeenKeys {
         self.sorted.insert(lo, key);
         Ok(true)
     }
+}
+
+/// A `genericClosure` frame naming element `v` (`text` and the value, shown as in errors).
+#[cold]
+#[inline(never)]
+fn closure_frame(ev: &Evaluator, mut x: EvalError, text: &str, v: &Value) -> EvalError {
+    x.trace
+        .push(format!("{text} {}", crate::print::show_for_error(ev, v)));
+    x
+}
+
+/// The frames of an error comparing the key of `genericClosure` element `item` with those
+/// of the elements kept (`out`), as current Nix: the element and the first kept one whose
+/// key cannot be compared with it.
+#[cold]
+#[inline(never)]
+fn compare_frames(
+    ev: &mut Evaluator,
+    x: EvalError,
+    key: &Value,
+    item: &Rc<AttrSet>,
+    out: &[Thunk],
+) -> EvalError {
+    let this = Value::Attrs(item.clone());
+    for t in out {
+        let Some(Value::Attrs(other)) = t.peek() else {
+            continue;
+        };
+        let Some(Some(k)) = other.get("key").map(Thunk::peek) else {
+            continue;
+        };
+        if crate::builtins::less_than(ev, key, &k).is_err() {
+            let x = closure_frame(ev, x, "with element", &Value::Attrs(other.clone()));
+            return closure_frame(ev, x, "while comparing element", &this);
+        }
+    }
+    closure_frame(ev, x, "while checking key of element", &this)
 }
 
 /// Nix strings cannot hold NUL bytes.
@@ -410,28 +549,49 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             let mut seen = SeenKeys::default();
             let mut out = Vec::new();
             while let Some(t) = work.pop_front() {
-                let item = match ev.force(&t)? {
-                    Value::Attrs(m) => m,
-                    v => return Err(ev.type_error("a set", &v)),
+                let item = match ev.force(&t) {
+                    Ok(Value::Attrs(m)) => m,
+                    Ok(v) => {
+                        let x = ev.type_error("a set", &v);
+                        return Err(closure_frame(ev, x, "in genericClosure element", &v));
+                    }
+                    Err(x) => return Err(x),
                 };
-                let key = item
-                    .get("key")
-                    .cloned()
-                    .ok_or_else(|| EvalError::new("attribute 'key' missing"))?;
+                let Some(key) = item.get("key").cloned() else {
+                    let x = EvalError::new("attribute 'key' missing");
+                    let v = Value::Attrs(item);
+                    return Err(closure_frame(ev, x, "in genericClosure element", &v));
+                };
                 let key = ev.force(&key)?;
-                if !seen.insert(ev, key)? {
-                    continue;
+                match seen.insert(ev, key.clone()) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(x) => return Err(compare_frames(ev, x, &key, &item, &out)),
                 }
                 out.push(t.clone());
-                match ev.call(op.clone(), t)? {
-                    Value::List(l) => {
+                let r = match ev.call(op.clone(), t) {
+                    Ok(Value::List(l)) => {
                         // CppNix forces each new item as it adds it.
-                        for x in l.iter() {
+                        l.iter().try_for_each(|x| {
                             ev.force(x)?;
                             work.push_back(x.clone());
-                        }
+                            Ok(())
+                        })
                     }
-                    v => return Err(ev.type_error("a list", &v)),
+                    Ok(v) => Err(crate::builtins::text_frame(
+                        ev.type_error("a list", &v),
+                        "while evaluating the return value of the `operator` passed to builtins.genericClosure",
+                    )),
+                    Err(x) => Err(x),
+                };
+                if let Err(x) = r {
+                    let v = Value::Attrs(item);
+                    return Err(closure_frame(
+                        ev,
+                        x,
+                        "while calling operator on genericClosure element",
+                        &v,
+                    ));
                 }
             }
             Ok(Value::List(Rc::new(out)))

@@ -33,6 +33,9 @@ pub struct ErrorData {
     /// The error had no position of its own when a builtin's frame (which has the call's)
     /// was added: with `--show-trace` its `at` is not shown, as current Nix has none there.
     pub at_in_frame: bool,
+    /// For "infinite recursion encountered": the address of the thunk found being forced
+    /// again (its first force adds "entering the infinite recursion"), else 0.
+    pub blackhole: usize,
 }
 
 impl std::ops::Deref for EvalError {
@@ -60,6 +63,7 @@ impl EvalError {
             trace: Vec::new(),
             at: None,
             at_in_frame: false,
+            blackhole: 0,
         }))
     }
 

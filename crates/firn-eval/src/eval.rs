@@ -247,7 +247,7 @@ impl Evaluator {
     fn force_pending(&mut self, t: &Thunk) -> EResult<Value> {
         let state = t.replace(ThunkState::Forcing);
         if matches!(state, ThunkState::Forcing) {
-            return err("infinite recursion encountered");
+            return Err(recursion_error(t));
         }
         if let Err(e) = self.check_stack() {
             t.set(state);
@@ -263,6 +263,7 @@ impl Evaluator {
                     Ok(v)
                 }
                 Err(x) => {
+                    let x = entering_recursion(x, t);
                     t.set(ThunkState::Pending(e, env));
                     Err(x)
                 }
@@ -278,6 +279,8 @@ impl Evaluator {
                         Ok(v)
                     }
                     Err(x) => {
+                        let x = self.apply_error(x, &f);
+                        let x = entering_recursion(x, t);
                         t.set(ThunkState::Apply(f, a));
                         Err(x)
                     }
@@ -301,6 +304,7 @@ impl Evaluator {
                         Ok(v)
                     }
                     Err(x) => {
+                        let x = entering_recursion(x, t);
                         t.set(ThunkState::Select(src, name));
                         Err(x)
                     }
@@ -310,8 +314,21 @@ impl Evaluator {
                 t.set(ThunkState::Done(v.clone()));
                 Ok(v)
             }
-            ThunkState::Forcing => err("infinite recursion encountered"),
+            ThunkState::Forcing => Err(recursion_error(t)),
         }
+    }
+
+    /// An error applying function `f` (a thunk made by a builtin such as `genList`) that has
+    /// no position of its own is at the function, as current Nix places the call.
+    #[cold]
+    #[inline(never)]
+    fn apply_error(&self, mut x: EvalError, f: &Thunk) -> EvalError {
+        if x.at.is_none() && x.kind == ErrorKind::Other {
+            if let Some(Value::Lambda(l)) = f.peek() {
+                x.at = self.positions.render(l.expr.span.start);
+            }
+        }
+        x
     }
 
     /// A thunk for `e` in `env` (literals are made directly, and a variable bound lexically
@@ -631,6 +648,32 @@ impl Evaluator {
         x
     }
 
+    /// A `--show-trace` frame of fixed text at expression `e` (current Nix's `errorCtx` of an
+    /// expression evaluated for an operator or a selection).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn text_frame_at(&self, mut x: EvalError, text: &str, e: &Expr) -> EvalError {
+        x.trace.push(self.frame(text.to_string(), op_pos(e)));
+        x
+    }
+
+    /// `a ++ b` where `v` (one of them) is not a list: the frame is at the operator, the
+    /// error has no position of its own (as current Nix's).
+    #[cold]
+    #[inline(never)]
+    fn concat_lists_error(&self, v: &Value, a: &Expr, b: &Expr) -> EvalError {
+        let mut x = self.type_error("a list", v);
+        x.at = Some(String::new());
+        let text = "while evaluating one of the elements to concatenate".to_string();
+        x.trace.push(
+            match self.positions.find_between(a.span.end, b.span.start, "++") {
+                Some(off) => self.frame(text, off),
+                None => text,
+            },
+        );
+        x
+    }
+
     /// "expected X but found Y: VALUE", as current Nix says when a value has the wrong type.
     #[cold]
     #[inline(never)]
@@ -792,7 +835,7 @@ impl Evaluator {
                                 };
                                 match r {
                                     Ok(v) => Ok(v),
-                                    Err(x) => Err(self.builtin_frame(x, &p, Some(e.span.start))),
+                                    Err(x) => Err(self.builtin_frame(x, &p, Some(op_pos(e)))),
                                 }
                             };
                             self.depth -= 1;
@@ -873,7 +916,7 @@ impl Evaluator {
             ExprKind::Select { e: inner, path } => self.select(e, inner, path, None, env),
             ExprKind::SelectOr(x) => self.select(e, &x.e, &x.path, Some(&x.default), env),
             ExprKind::HasAttr { e: inner, path } => {
-                let mut v = self.eval(inner, env)?;
+                let mut v = self.eval_operand(inner, env, "in the argument of '?'")?;
                 for (i, a) in path.iter().enumerate() {
                     let name = self.attr_name(a, env)?;
                     let found = match (&v, &name) {
@@ -912,7 +955,7 @@ impl Evaluator {
             ExprKind::Not(x) => Ok(Value::Bool(!self.eval_bool(
                 x,
                 env,
-                "in the argument of the not operator",
+                "in the argument of '!'",
             )?)),
             ExprKind::Bin { op, a, b } => self.binop(*op, a, b, env),
             ExprKind::Concat {
@@ -933,7 +976,10 @@ impl Evaluator {
         default: Option<&'static Expr>,
         env: &Env,
     ) -> EResult<Value> {
-        let mut v = self.eval(inner, env)?;
+        let mut v = match self.eval(inner, env) {
+            Ok(v) => v,
+            Err(x) => return Err(self.text_frame_at(x, "while selecting an attribute", inner)),
+        };
         for (i, a) in path.iter().enumerate() {
             let name = self.attr_name(a, env)?;
             let found = match (&v, &name) {
@@ -976,10 +1022,25 @@ impl Evaluator {
         Ok(v)
     }
 
-    fn eval_bool(&mut self, e: &'static Expr, env: &Env, _ctx: &str) -> EResult<bool> {
-        match self.eval(e, env)? {
-            Value::Bool(b) => Ok(b),
-            v => Err(self.type_error("a Boolean", &v)),
+    /// `e` evaluated to a Boolean; an error gets the frame `ctx` (what `e` is to its
+    /// operator), at `e`.
+    fn eval_bool(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<bool> {
+        match self.eval(e, env) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(v) => {
+                let x = self.type_error("a Boolean", &v);
+                Err(self.text_frame_at(x, ctx, e))
+            }
+            Err(x) => Err(self.text_frame_at(x, ctx, e)),
+        }
+    }
+
+    /// `e` evaluated as an operand; an error gets the frame `ctx`, at `e`.
+    #[inline]
+    fn eval_operand(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<Value> {
+        match self.eval(e, env) {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.text_frame_at(x, ctx, e)),
         }
     }
 
@@ -992,23 +1053,30 @@ impl Evaluator {
     ) -> EResult<Value> {
         match op {
             BinOp::And => Ok(Value::Bool(
-                self.eval_bool(a, env, "")? && self.eval_bool(b, env, "")?,
+                self.eval_bool(a, env, "in the left operand of '&&'")?
+                    && self.eval_bool(b, env, "in the right operand of '&&'")?,
             )),
             BinOp::Or => Ok(Value::Bool(
-                self.eval_bool(a, env, "")? || self.eval_bool(b, env, "")?,
+                self.eval_bool(a, env, "in the left operand of '||'")?
+                    || self.eval_bool(b, env, "in the right operand of '||'")?,
             )),
             BinOp::Impl => Ok(Value::Bool(
-                !self.eval_bool(a, env, "")? || self.eval_bool(b, env, "")?,
+                !self.eval_bool(a, env, "in the left operand of '->'")?
+                    || self.eval_bool(b, env, "in the right operand of '->'")?,
             )),
-            BinOp::Eq | BinOp::NEq => {
-                let x = self.eval(a, env)?;
-                let y = self.eval(b, env)?;
-                let eq = self.equal(&x, &y)?;
-                Ok(Value::Bool(if op == BinOp::Eq { eq } else { !eq }))
+            BinOp::Eq => {
+                let x = self.eval_operand(a, env, "in the left operand of '=='")?;
+                let y = self.eval_operand(b, env, "in the right operand of '=='")?;
+                Ok(Value::Bool(self.equal(&x, &y)?))
+            }
+            BinOp::NEq => {
+                let x = self.eval_operand(a, env, "in the left operand of '!='")?;
+                let y = self.eval_operand(b, env, "in the right operand of '!='")?;
+                Ok(Value::Bool(!self.equal(&x, &y)?))
             }
             BinOp::Update => {
-                let x = self.eval(a, env)?;
-                let y = self.eval(b, env)?;
+                let x = self.eval_operand(a, env, "in the left operand of '//'")?;
+                let y = self.eval_operand(b, env, "in the right operand of '//'")?;
                 match (x, y) {
                     (Value::Attrs(x), Value::Attrs(y)) => {
                         if y.is_empty() {
@@ -1017,24 +1085,30 @@ impl Evaluator {
                         if x.is_empty() {
                             return Ok(Value::Attrs(y));
                         }
-                        // A new set: no syntax, so no positions (as before the update).
-                        Ok(Value::Attrs(Rc::new(x.map.update(&y.map).into())))
+                        // The right side's syntax still gives the positions of its own
+                        // attributes (those of the left side are not known).
+                        Ok(Value::Attrs(Rc::new(AttrSet {
+                            map: x.map.update(&y.map),
+                            origin: y.origin,
+                        })))
                     }
                     (x, y) => Err(self
                         .type_error("a set", if matches!(x, Value::Attrs(_)) { &y } else { &x })),
                 }
             }
             BinOp::ConcatLists => {
-                let x = self.eval(a, env)?;
-                let y = self.eval(b, env)?;
+                let x = self.eval_operand(a, env, "in the left operand of '++'")?;
+                let y = self.eval_operand(b, env, "in the right operand of '++'")?;
                 match (x, y) {
                     (Value::List(x), Value::List(y)) => {
                         let mut v = (*x).clone();
                         v.extend(y.iter().cloned());
                         Ok(Value::List(Rc::new(v)))
                     }
-                    (x, y) => Err(self
-                        .type_error("a list", if matches!(x, Value::List(_)) { &y } else { &x })),
+                    (x, y) => {
+                        let v = if matches!(x, Value::List(_)) { &y } else { &x };
+                        Err(self.concat_lists_error(v, a, b))
+                    }
                 }
             }
         }
@@ -1043,22 +1117,28 @@ impl Evaluator {
     fn concat(&mut self, force_string: bool, parts: &'static [Expr], env: &Env) -> EResult<Value> {
         // `a + b` on numbers, without collecting the parts.
         if !force_string && parts.len() == 2 {
-            let a = self.eval(&parts[0], env)?;
+            let a = self.eval_operand(&parts[0], env, PLUS_OPERAND)?;
             if matches!(a, Value::Int(_) | Value::Float(_)) {
-                let b = self.eval(&parts[1], env)?;
+                let b = self.eval_operand(&parts[1], env, PLUS_OPERAND)?;
                 return add_numbers(self, &a, &b);
             }
-            let b = self.eval(&parts[1], env)?;
-            return self.concat_values(force_string, vec![a, b]);
+            let b = self.eval_operand(&parts[1], env, PLUS_OPERAND)?;
+            return self.concat_values(force_string, vec![a, b], parts);
         }
         let mut vals = Vec::with_capacity(parts.len());
         for p in parts {
-            vals.push(self.eval(p, env)?);
+            vals.push(self.eval_operand(p, env, PLUS_OPERAND)?);
         }
-        self.concat_values(force_string, vals)
+        self.concat_values(force_string, vals, parts)
     }
 
-    fn concat_values(&mut self, force_string: bool, vals: Vec<Value>) -> EResult<Value> {
+    /// The values of `parts` joined (or added, when the first is a number).
+    fn concat_values(
+        &mut self,
+        force_string: bool,
+        vals: Vec<Value>,
+        parts: &'static [Expr],
+    ) -> EResult<Value> {
         let first = vals.first().cloned().unwrap_or(Value::str(""));
         if !force_string {
             match first {
@@ -1071,7 +1151,7 @@ impl Evaluator {
                 }
                 Value::Path(p) => {
                     let mut s = p.to_string();
-                    for v in &vals[1..] {
+                    for (v, part) in vals[1..].iter().zip(&parts[1..]) {
                         match v {
                             Value::String(x) => {
                                 if !x.context.is_empty() {
@@ -1080,7 +1160,11 @@ impl Evaluator {
                                 s.push_str(&x.s)
                             }
                             Value::Path(x) => s.push_str(x),
-                            other => return Err(self.coerce_error(other)),
+                            other => {
+                                return Err(
+                                    self.coerce_error_in(other, Some((PATH_SEGMENT, Some(part))))
+                                );
+                            }
                         }
                     }
                     return Ok(Value::Path(canon_path(&s).into()));
@@ -1093,8 +1177,11 @@ impl Evaluator {
         // `"${drv}/bin"`); only parts with different contexts make a merged list.
         let mut first: Option<Rc<Vec<RcStr>>> = None;
         let mut more: Vec<RcStr> = Vec::new();
-        for v in &vals {
-            let part = self.coerce_to_string(v, false, true)?;
+        for (v, p) in vals.iter().zip(parts) {
+            let part = match v {
+                Value::String(s) => s.clone(),
+                v => self.coerce_in(v, false, true, Some((PATH_SEGMENT, Some(p))))?,
+            };
             s.push_str(&part.s);
             if part.context.is_empty() {
                 continue;
@@ -1127,6 +1214,19 @@ impl Evaluator {
         coerce_more: bool,
         copy: bool,
     ) -> EResult<NixString> {
+        self.coerce_in(v, coerce_more, copy, None)
+    }
+
+    /// [`Self::coerce_to_string`] for a value the caller names in `ctx` (a frame's text and
+    /// the operand it is about), as current Nix's `errorCtx`: a value that cannot be coerced (also one a
+    /// `__toString` or `outPath` gives) gets that frame, and no position of its own.
+    pub fn coerce_in(
+        &mut self,
+        v: &Value,
+        coerce_more: bool,
+        copy: bool,
+        ctx: CoerceCtx,
+    ) -> EResult<NixString> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Path(p) => {
@@ -1138,15 +1238,24 @@ impl Evaluator {
             }
             Value::Attrs(a) => {
                 if let Some(f) = a.get("__toString") {
-                    let f = self.force(&f.clone())?;
-                    let r = self.call(f, Thunk::value(v.clone()))?;
-                    return self.coerce_to_string(&r, coerce_more, copy);
+                    let r = match self.force(&f.clone()) {
+                        Ok(f) => self.call(f, Thunk::value(v.clone())),
+                        Err(x) => Err(x),
+                    };
+                    let r = r.map_err(|x| self.peel_frame(x, a, "__toString", false))?;
+                    return self
+                        .coerce_in(&r, coerce_more, copy, ctx)
+                        .map_err(|x| self.peel_frame(x, a, "__toString", true));
                 }
                 if let Some(o) = a.get("outPath") {
-                    let o = self.force(&o.clone())?;
-                    return self.coerce_to_string(&o, coerce_more, copy);
+                    let o = self
+                        .force(&o.clone())
+                        .map_err(|x| self.peel_frame(x, a, "outPath", false))?;
+                    return self
+                        .coerce_in(&o, coerce_more, copy, ctx)
+                        .map_err(|x| self.peel_frame(x, a, "outPath", true));
                 }
-                Err(self.coerce_error(v))
+                Err(self.coerce_error_in(v, ctx))
             }
             Value::Int(i) if coerce_more => Ok(NixString::plain(i.to_string())),
             // C++'s std::to_string: six decimals.
@@ -1155,23 +1264,83 @@ impl Evaluator {
             Value::Null if coerce_more => Ok(NixString::plain("")),
             Value::List(items) if coerce_more => {
                 let mut s = String::new();
-                let mut ctx = Vec::new();
+                let mut ctx_ = Vec::new();
+                let inner = ctx.map(|(_, e)| ("while evaluating one element of the list", e));
                 for (i, t) in items.iter().enumerate() {
-                    let x = self.force(t)?;
-                    let part = self.coerce_to_string(&x, true, copy)?;
+                    let r = match self.force(t) {
+                        Ok(x) => self.coerce_in(&x, true, copy, inner).map(|p| (x, p)),
+                        Err(x) => Err(x),
+                    };
+                    let (x, part) = r.map_err(|x| self.ctx_frame(x, ctx))?;
                     if i > 0 && !(matches!(x, Value::List(ref l) if l.is_empty())) {
                         s.push(' ');
                     }
                     s.push_str(&part.s);
-                    ctx.extend(part.context.iter().cloned());
+                    ctx_.extend(part.context.iter().cloned());
                 }
                 Ok(NixString {
                     s: s.into(),
-                    context: Rc::new(ctx),
+                    context: Rc::new(ctx_),
                 })
             }
-            other => Err(self.coerce_error(other)),
+            other => Err(self.coerce_error_in(other, ctx)),
         }
+    }
+
+    /// The frame `ctx` of [`Self::coerce_in`].
+    #[cold]
+    #[inline(never)]
+    fn ctx_frame(&self, mut x: EvalError, ctx: CoerceCtx) -> EvalError {
+        match ctx {
+            Some((text, Some(e))) => {
+                let at = self.positions.operand_start(e.span.start, e.span.end);
+                x.trace.push(self.frame(text.to_string(), at));
+            }
+            Some((text, None)) => x.trace.push(text.to_string()),
+            None => {}
+        }
+        x
+    }
+
+    /// "cannot coerce" with the frame `ctx` of [`Self::coerce_in`], and then no position of
+    /// its own, as in current Nix.
+    #[cold]
+    #[inline(never)]
+    fn coerce_error_in(&self, v: &Value, ctx: CoerceCtx) -> EvalError {
+        let mut x = self.coerce_error(v);
+        if ctx.is_some() {
+            x.at = Some(String::new());
+        }
+        self.ctx_frame(x, ctx)
+    }
+
+    /// The frame of an error getting (`used` false) or using (`used` true) a set's
+    /// `__toString` or `outPath` to coerce it, at that attribute; an error of the call
+    /// itself (calling something that is not a function) is placed there too.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn peel_frame(
+        &self,
+        mut x: EvalError,
+        a: &AttrSet,
+        name: &str,
+        used: bool,
+    ) -> EvalError {
+        let text = match (name, used) {
+            ("__toString", false) => "while calling the `__toString` attribute",
+            ("__toString", true) => "while using the result of the `__toString` attribute",
+            (_, false) => "while evaluating the `outPath` attribute",
+            (_, true) => "while using the `outPath` attribute",
+        };
+        let off = self.positions.attr_offset(a, name, &self.interner);
+        if name == "__toString" && !used && x.at.is_none() && x.kind == ErrorKind::Other {
+            x.at = off.and_then(|o| self.positions.render(o));
+        }
+        x.trace.push(match off {
+            Some(o) => self.frame(text.to_string(), o),
+            None => text.to_string(),
+        });
+        x
     }
 
     /// A path copied into the store (once per path), as its store path with that path as
@@ -1464,11 +1633,56 @@ pub fn no_context(s: NixString) -> EResult<RcStr> {
     }
 }
 
+/// Where CppNix places expression `e` in a frame: an operator written as a call of a builtin
+/// (`a < b` is `__lessThan a b`) at the operator, otherwise where `e` starts.
+#[cold]
+#[inline(never)]
+fn op_pos(e: &Expr) -> u32 {
+    match &e.kind {
+        ExprKind::Call { fun, .. } if fun.span.start > e.span.start => fun.span.start,
+        ExprKind::Not(x) if x.span.start == e.span.start => match &x.kind {
+            ExprKind::Call { fun, .. } if fun.span.start > e.span.start => fun.span.start,
+            _ => e.span.start,
+        },
+        _ => e.span.start,
+    }
+}
+
+/// What a value being coerced to a string is, for the frame of an error (see
+/// [`Evaluator::coerce_in`]): the frame's text and the operand it is about, if any.
+pub type CoerceCtx = Option<(&'static str, Option<&'static Expr>)>;
+
+/// The frame of an error evaluating a part of a string, a path or a sum.
+const PLUS_OPERAND: &str = "in an operand of '+'";
+
+/// The frame of a part of a string or path that cannot be coerced to a string.
+const PATH_SEGMENT: &str = "while evaluating a path segment";
+
 /// The address of a local: where the stack is now.
 #[inline(always)]
 fn stack_pointer() -> usize {
     let here = 0u8;
     std::hint::black_box(std::ptr::addr_of!(here)) as usize
+}
+
+/// "infinite recursion encountered": thunk `t` was forced while being forced.
+#[cold]
+#[inline(never)]
+fn recursion_error(t: &Thunk) -> EvalError {
+    let mut x = EvalError::new("infinite recursion encountered");
+    x.blackhole = t.addr();
+    x
+}
+
+/// An error out of forcing thunk `t`: if it is the infinite recursion found at `t`, this is
+/// where the cycle starts (current Nix's frame, without a position).
+#[inline]
+fn entering_recursion(mut x: EvalError, t: &Thunk) -> EvalError {
+    if x.blackhole != 0 && x.blackhole == t.addr() {
+        x.blackhole = 0;
+        x.trace.push("entering the infinite recursion".into());
+    }
+    x
 }
 
 #[cold]

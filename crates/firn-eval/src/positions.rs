@@ -111,6 +111,45 @@ impl Positions {
         u32::try_from(found).ok()?.checked_add(start)
     }
 
+    /// Where an operand written between span offsets `start` and `end` begins as CppNix
+    /// places it: at the parentheses around it, or the `${` of an interpolation (the
+    /// expression's own span leaves them out). Only blanks may stand between them.
+    pub fn operand_start(&self, start: u32, end: u32) -> u32 {
+        let Some(i) = self
+            .files
+            .partition_point(|f| f.base <= start)
+            .checked_sub(1)
+        else {
+            return start;
+        };
+        let f = &self.files[i];
+        let text = f.text.as_bytes();
+        let (Some(mut from), Some(mut to)) = (
+            start.checked_sub(f.base).map(|x| x as usize),
+            end.checked_sub(f.base).map(|x| x as usize),
+        ) else {
+            return start;
+        };
+        let blank = |c: &u8| c.is_ascii_whitespace();
+        loop {
+            let before = text[..from.min(text.len())].iter().rposition(|c| !blank(c));
+            let after = text
+                .get(to..)
+                .and_then(|t| t.iter().position(|c| !blank(c)))
+                .map(|p| to + p);
+            match (before, after) {
+                (Some(b), Some(a)) if text[b] == b'(' && text[a] == b')' => {
+                    from = b;
+                    to = a + 1;
+                }
+                (Some(b), Some(a)) if b > 0 && &text[b - 1..=b] == b"${" && text[a] == b'}' => {
+                    return f.base + (b - 1) as u32;
+                }
+                _ => return f.base + from as u32,
+            }
+        }
+    }
+
     /// The `{ column, file, line }` set Nix gives for a position (null when unknown).
     pub fn value(&self, offset: u32) -> Value {
         match self.locate(offset) {

@@ -659,9 +659,13 @@ fn repeated_frames_are_folded_as_current_nix_folds_them() {
             "         at «test»:1:60:",
             "       … while calling 'f'",
             "         at «test»:1:9:",
+            // The operand of `+` that failed (as current Nix says, see upstream's
+            // eval-fail-addErrorContext-example).
+            "       … in an operand of '+'",
+            "         at «test»:1:46:",
             "       … from call site",
             "         at «test»:1:46:",
-            "       (19 duplicate frames omitted)",
+            "       (28 duplicate frames omitted)",
             "       … while calling the 'throw' builtin",
             "         at «test»:1:27:",
             "       error: x"
@@ -805,4 +809,257 @@ fn show_trace_names_string_and_only_arguments_of_builtins() {
         trace_outline("builtins.div \"a\" \"b\"")[3],
         "       … while evaluating the second operand of the division"
     );
+}
+
+/// The first lines of `text`'s error frames (innermost first) and its message.
+fn frames_of(text: &str) -> (Vec<String>, firn_eval::EvalError) {
+    let e = run(text).expect_err("the evaluation fails");
+    let frames = first_lines(&e).into_iter().map(String::from).collect();
+    (frames, e)
+}
+
+#[test]
+fn derivation_strict_names_the_derivation_and_the_attribute() {
+    let (f, e) = frames_of(
+        "builtins.derivationStrict { name = \"foo\"; builder = 1; system = 1; outputs = { }; }",
+    );
+    assert_eq!(e.msg, "cannot coerce a set to a string: { }");
+    assert_eq!(
+        f,
+        [
+            "while evaluating attribute 'outputs' of derivation 'foo'",
+            "while evaluating derivation 'foo'",
+            "while calling the 'derivationStrict' builtin"
+        ]
+    );
+    // The derivation's frame says where its name is, without the source lines.
+    assert_eq!(
+        e.trace[1],
+        "while evaluating derivation 'foo'\n  whose name attribute is located at «test»:1:29"
+    );
+    assert!(e.render(true).contains(
+        "       … while evaluating derivation 'foo'\n         whose name attribute is located at «test»:1:29\n"
+    ));
+    let (f, e) = frames_of("builtins.derivationStrict { }");
+    assert_eq!(e.msg, "attribute 'name' missing");
+    assert_eq!(
+        f[0],
+        "in the attrset passed as argument to builtins.derivationStrict"
+    );
+    let (f, _) = frames_of("builtins.derivationStrict { name = 1; }");
+    assert_eq!(
+        f[..2],
+        [
+            "while evaluating the `name` attribute passed to builtins.derivationStrict",
+            "while evaluating the derivation attribute 'name'"
+        ]
+    );
+    let (f, _) = frames_of(
+        "builtins.derivationStrict { name = \"foo\"; builder = 1; __structuredAttrs = 15; }",
+    );
+    assert_eq!(
+        f[0],
+        "while evaluating the `__structuredAttrs` attribute passed to builtins.derivationStrict"
+    );
+    let (f, _) = frames_of(
+        "builtins.derivationStrict { name = \"foo\"; builder = 1; system = 1; args = [ { } ]; }",
+    );
+    assert_eq!(
+        f[..2],
+        [
+            "while evaluating an element of the argument list",
+            "while evaluating attribute 'args' of derivation 'foo'"
+        ]
+    );
+}
+
+#[test]
+fn a_derivation_fails_at_its_out_path() {
+    // Its `outPath` is forced first (CppNix's attribute order), inside `derivation`.
+    let (f, e) = frames_of(
+        "derivation { name = \"~jiggle~\"; system = \"some-system\"; builder = \"/dontcare\"; }",
+    );
+    assert!(e.msg.starts_with("invalid derivation name: "), "{}", e.msg);
+    assert_eq!(
+        f,
+        [
+            "while evaluating derivation '~jiggle~'",
+            "while calling the 'derivationStrict' builtin",
+            "while selecting an attribute",
+            "while evaluating the attribute 'outPath'"
+        ]
+    );
+    let r = e.render(true);
+    assert!(
+        r.contains("at «nix-internal»/derivation-internal.nix:49:7:"),
+        "{r}"
+    );
+    assert!(
+        r.contains("at «nix-internal»/derivation-internal.nix:49:17:"),
+        "{r}"
+    );
+    assert!(
+        r.contains("at «nix-internal»/derivation-internal.nix:36:12:"),
+        "{r}"
+    );
+}
+
+#[test]
+fn coercions_say_which_part_and_which_attribute() {
+    let (f, e) = frames_of("\"${x: x}\"");
+    assert_eq!(f, ["while evaluating a path segment"]);
+    let r = e.render(true);
+    assert!(r.contains("at «test»:1:2:"), "{r}");
+    // The error itself has no position then.
+    assert!(
+        r.ends_with("error: cannot coerce a function to a string: «lambda @ «test»:1:4»"),
+        "{r}"
+    );
+    let (f, _) = frames_of("\"\" + (let v = [ 1 ]; in v)");
+    assert_eq!(f, ["while evaluating a path segment"]);
+    let (f, e) = frames_of("\"${{ __toString = self: null; }}\"");
+    assert_eq!(
+        f,
+        [
+            "while evaluating a path segment",
+            "while using the result of the `__toString` attribute"
+        ]
+    );
+    assert_eq!(e.msg, "cannot coerce null to a string: null");
+    let (f, e) = frames_of("\"${{ __toString = \"not a function\"; }}\"");
+    assert_eq!(f, ["while calling the `__toString` attribute"]);
+    assert!(e.render(true).contains("\n       at «test»:1:6:"));
+    let (f, _) = frames_of("builtins.pathExists { outPath = \"a\"; }");
+    assert_eq!(
+        f,
+        [
+            "while realising the context of a path",
+            "while using the `outPath` attribute",
+            "while calling the 'pathExists' builtin"
+        ]
+    );
+}
+
+#[test]
+fn operators_name_their_operand() {
+    let (f, _) = frames_of("!(throw \"uh oh!\")");
+    assert_eq!(
+        f,
+        [
+            "while calling the 'throw' builtin",
+            "in the argument of '!'"
+        ]
+    );
+    let (f, _) = frames_of("let a = throw \"k\"; in (a == 1) && a");
+    assert_eq!(
+        f[1..],
+        ["in the left operand of '=='", "in the left operand of '&&'"]
+    );
+    let (f, _) = frames_of("let a = throw \"k\"; in { } // a");
+    assert_eq!(f[1], "in the right operand of '//'");
+    let (f, _) = frames_of("let a = throw \"k\"; in a ? x");
+    assert_eq!(f[1], "in the argument of '?'");
+    let (f, _) = frames_of("let a = throw \"k\"; in 1 + a");
+    assert_eq!(f[1], "in an operand of '+'");
+    let (f, e) = frames_of("8 ++ 1");
+    assert_eq!(f, ["while evaluating one of the elements to concatenate"]);
+    assert!(e.render(true).contains("at «test»:1:3:"));
+    // `a >= b` is `!(b < a)`: its frames are at the operator.
+    let (f, e) = frames_of("let n = throw \"k\"; in n >= 1");
+    assert_eq!(
+        f[1..],
+        [
+            "while calling the 'lessThan' builtin",
+            "in the argument of '!'"
+        ]
+    );
+    assert!(!e.render(true).contains("at «test»:1:23:"));
+    assert!(e.render(true).contains("at «test»:1:25:"));
+    let (f, _) = frames_of("let a = { } // a; in a.foo");
+    assert_eq!(
+        f,
+        [
+            "in the right operand of '//'",
+            "entering the infinite recursion",
+            "while selecting an attribute"
+        ]
+    );
+}
+
+#[test]
+fn builtins_frames_as_current_nix() {
+    let (f, _) = frames_of(
+        "builtins.genericClosure { startSet = [ { key = 1; } { key = \"string\"; } ]; operator = x: [ ]; }",
+    );
+    assert_eq!(
+        f[..2],
+        [
+            "with element { key = 1; }",
+            "while comparing element { key = \"string\"; }"
+        ]
+    );
+    let (f, _) =
+        frames_of("builtins.genericClosure { startSet = [ { nokey = 1; } ]; operator = x: [ ]; }");
+    assert_eq!(f[0], "in genericClosure element { nokey = 1; }");
+    let (f, _) = frames_of(
+        "builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: \"not a list\"; }",
+    );
+    assert_eq!(
+        f[..2],
+        [
+            "while evaluating the return value of the `operator` passed to builtins.genericClosure",
+            "while calling operator on genericClosure element { key = 1; }"
+        ]
+    );
+    let (f, _) = frames_of("builtins.listToAttrs [ { name = \"a\"; } ]");
+    assert_eq!(f[0], "in a {name=...; value=...;} pair");
+    let (f, e) = frames_of("builtins.listToAttrs [ { name = 1; } ]");
+    assert_eq!(
+        f[0],
+        "while evaluating the `name` attribute of an element of the list passed to builtins.listToAttrs"
+    );
+    assert!(e.render(true).contains("\n       at «test»:1:26:"));
+    let (f, _) = frames_of("builtins.getAttr \"foo\" { }");
+    assert_eq!(f[0], "in the attribute set under consideration");
+    let (f, _) = frames_of("builtins.lessThan [ 1 2 ] [ \"foo\" ]");
+    assert_eq!(f[0], "while comparing two list elements");
+    let (f, e) = frames_of("builtins.concatMap (x: 1) [ \"foo\" ]");
+    assert_eq!(
+        f[0],
+        "while evaluating the return value of the function passed to builtins.concatMap"
+    );
+    assert!(e.render(true).contains("at «test»:1:21:"));
+    let (f, _) = frames_of("let f = builtins.add f 1; in toString f");
+    assert_eq!(
+        f,
+        [
+            "while calling the 'add' builtin",
+            "entering the infinite recursion",
+            "while calling the 'toString' builtin"
+        ]
+    );
+}
+
+#[test]
+fn to_json_says_which_attribute_and_element() {
+    let (f, e) = frames_of("builtins.toJSON { a.b = [ true { c = throw \"hah no\"; } ]; }");
+    assert_eq!(e.msg, "hah no");
+    assert_eq!(
+        f,
+        [
+            "while calling the 'throw' builtin",
+            "while evaluating attribute 'c'",
+            "while evaluating list element at index 1",
+            "while evaluating attribute 'b'",
+            "while evaluating attribute 'a'",
+            "while calling the 'toJSON' builtin"
+        ]
+    );
+    let (f, e) = frames_of("builtins.toJSON { __toString = self: { a = 1; }; }");
+    assert_eq!(f[0], "while using the result of the `__toString` attribute");
+    assert_eq!(
+        e.msg,
+        "`__toString` must return a string, but got a set: { a = 1; }"
+    );
+    assert!(e.render(true).contains("\n       at «test»:1:19:"));
 }
