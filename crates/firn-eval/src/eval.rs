@@ -835,7 +835,7 @@ impl Evaluator {
                                 };
                                 match r {
                                     Ok(v) => Ok(v),
-                                    Err(x) => Err(self.builtin_frame(x, &p, Some(op_pos(e)))),
+                                    Err(x) => Err(self.builtin_frame(x, p, Some(op_pos(e)))),
                                 }
                             };
                             self.depth -= 1;
