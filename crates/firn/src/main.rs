@@ -9,6 +9,7 @@ mod eval_thread;
 mod legacy;
 mod paths;
 mod realise;
+mod report;
 mod settings;
 
 use std::process::ExitCode;
@@ -61,7 +62,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(code);
                 }
             }
-            firn_eval::term::write_stderr_line(&firn_eval::error::error_line(&format!("{e:#}")));
+            firn_eval::term::write_stderr_line(&firn_eval::error::error_line(&report::error_text(
+                e.as_ref(),
+            )));
             if e.downcast_ref::<UsageError>().is_some() {
                 // As CppNix: the program name exactly as it was invoked.
                 eprintln!("Try '{argv0} --help' for more information.");

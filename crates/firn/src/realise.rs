@@ -409,7 +409,10 @@ impl Substitutable for Finder<'_> {
         let subs = self.subs.get_or_init(|| match self.ctx.substituters() {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("warning: not using substituters: {e:#}");
+                eprintln!(
+                    "warning: not using substituters: {}",
+                    crate::report::error_text(e.as_ref())
+                );
                 None
             }
         });

@@ -89,7 +89,7 @@ pub fn run(ctx: Ctx, a: ReplArgs) -> Result<()> {
         Err(e) => {
             eprintln!(
                 "warning: {}; evaluating without writing to the store",
-                firn_eval::term::for_stderr(&format!("{e:#}"))
+                firn_eval::term::for_stderr(&crate::report::error_text(e.as_ref()))
             );
             None
         }
@@ -549,7 +549,8 @@ impl Session {
                 .map_err(|e| self.eval_err(e))?;
             return self.path_of(&v);
         }
-        crate::paths::absolute(arg).map_err(|e| LineError::Msg(format!("{e:#}")))
+        crate::paths::absolute(arg)
+            .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))
     }
 
     fn path_of(&mut self, v: &Value) -> LineResult<String> {
@@ -737,7 +738,7 @@ impl Session {
             .ok()
             .map(|sp| store.is_valid_path(&sp))
             .transpose()
-            .map_err(|e| LineError::Msg(format!("{e:#}")))?
+            .map_err(|e| LineError::Msg(crate::report::error_text(&e)))?
             .unwrap_or(false);
         if !valid {
             return msg(format!("expression evaluated to invalid derivation '{p}'"));
@@ -765,10 +766,10 @@ impl Session {
                 // The failures were printed; the repl goes on.
                 return Ok(());
             }
-            return msg(format!("{e:#}"));
+            return msg(crate::report::error_text(e.as_ref()));
         }
         let mut outs = crate::realise::resolved_outputs(&store, &wanted)
-            .map_err(|e| LineError::Msg(format!("{e:#}")))?;
+            .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))?;
         outs.sort();
         println!();
         println!("This derivation produced the following outputs:");
@@ -776,7 +777,7 @@ impl Session {
             if links {
                 let link = format!("repl-result-{name}");
                 crate::realise::make_result_link(&store, std::path::Path::new(&link), &p)
-                    .map_err(|e| LineError::Msg(format!("{e:#}")))?;
+                    .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))?;
                 println!("  ./{link} -> {}", sd.display(&p));
             } else {
                 println!("  {name} -> {}", sd.display(&p));
@@ -794,10 +795,10 @@ impl Session {
             &store,
             &crate::realise::BuildFlags::default(),
         )
-        .map_err(|e| LineError::Msg(format!("{e:#}")))?;
+        .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))?;
         let _ = std::io::stdout().flush();
         crate::realise::print_log(&store, &settings.log_dir, &drv)
-            .map_err(|e| LineError::Msg(format!("{e:#}")))
+            .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))
     }
 
     /// `:e EXPR`: open a file, a function's definition or a package's `meta.position` in
