@@ -28,11 +28,22 @@ pub fn write_stderr_line(s: &str) {
 /// [`firn_syntax::bytes`]), as Nix prints strings.
 pub fn write_stdout(s: &str, newline: bool) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(&firn_syntax::bytes::encode(s))?;
-    if newline {
-        out.write_all(b"\n")?;
+    let r = out
+        .write_all(&firn_syntax::bytes::encode(s))
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    match r {
+        // As CppNix, whose results go to `std::cout`: a reader that went away
+        // (`nix eval ... | head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
     }
-    out.flush()
 }
 
 /// `s` without ANSI escape sequences: CSI (`ESC [` … final byte), OSC (`ESC ]` … BEL or

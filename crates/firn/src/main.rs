@@ -1,6 +1,8 @@
 //! firn's multi-call binary: `firn <command>` is `nix <command>`; invoked through a link named
 //! `nix-store`, `nix-hash`, ... it behaves as that legacy tool.
 
+#[macro_use]
+mod out;
 mod alloc;
 mod closure;
 mod cmd;

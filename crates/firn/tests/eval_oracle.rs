@@ -568,3 +568,47 @@ fn relative_search_path_entries_are_relative_to_the_current_directory() {
     assert_eq!(ours, run(cppnix("nix-instantiate")));
     assert!(ours.trim_end().ends_with("/sp/foo"), "{ours}");
 }
+
+/// A reader that goes away (`nix-instantiate ... | head -c 10`) is not an error for the
+/// commands that print results, as with CppNix (whose results go to `std::cout`): exit 0,
+/// nothing on stderr, no panic. Each command writes far more than a pipe holds.
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    use std::process::Stdio;
+    let big = "builtins.genList (x: x) 200000";
+    let doc = std::env::temp_dir().join(format!("firn-closed-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&doc).unwrap();
+    std::fs::write(doc.join("f"), "x").unwrap();
+    let doc = doc.to_string_lossy().into_owned();
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("nix-instantiate", vec!["--eval", "--strict", "--expr", big]),
+        (
+            "nix-instantiate",
+            vec!["--eval", "--strict", "--json", "--expr", big],
+        ),
+        ("nix", vec!["eval", "--expr", big]),
+        // 2,000 lines of hashes.
+        ("nix-hash", [&*doc; 2000].to_vec()),
+    ];
+    for (tool, args) in cases {
+        for (who, mut cmd) in [("cppnix", cppnix(tool)), ("firn", firn(tool))] {
+            let mut child = cmd
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Close the reading end at once.
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && err.is_empty(),
+                "{who} {tool} {:?}: {:?}, stderr {err}",
+                &args[..args.len().min(3)],
+                out.status
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&doc);
+}

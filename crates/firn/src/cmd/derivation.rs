@@ -34,6 +34,6 @@ pub fn show(store: &LocalStore, a: ShowArgs) -> Result<()> {
         let drv = read_derivation(store, d)?;
         root.insert(sd.display(d), drv.to_json(&sd));
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Object(root))?);
+    outln!("{}", serde_json::to_string_pretty(&Value::Object(root))?);
     Ok(())
 }

@@ -62,7 +62,7 @@ pub fn hash_paths(
         } else {
             h.encode(format, format == HashFormat::Sri)
         };
-        println!("{h}");
+        outln!("{h}");
     }
     Ok(())
 }
@@ -157,7 +157,7 @@ pub fn run(cmd: HashCmd) -> Result<()> {
                         );
                     }
                 }
-                println!("{}", h.encode(to, to == HashFormat::Sri));
+                outln!("{}", h.encode(to, to == HashFormat::Sri));
             }
         }
         HashCmd::ToBase16(a) => to_base(a, HashFormat::Base16)?,
@@ -173,7 +173,7 @@ fn to_base(a: ToArgs, format: HashFormat) -> Result<()> {
     let algo = a.algo.as_deref().map(parse_algo).transpose()?;
     for s in &a.hashes {
         let h = Hash::parse(s, algo)?;
-        println!("{}", h.encode(format, format == HashFormat::Sri));
+        outln!("{}", h.encode(format, format == HashFormat::Sri));
     }
     Ok(())
 }

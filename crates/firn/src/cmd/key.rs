@@ -31,14 +31,14 @@ pub fn run(cmd: KeyCmd) -> Result<()> {
     match cmd {
         KeyCmd::GenerateSecret { key_name } => {
             // No newline, as CppNix writes it, so `> file` gives a key file as is.
-            print!("{}", SecretKey::generate(&key_name));
+            out!("{}", SecretKey::generate(&key_name));
         }
         KeyCmd::ConvertSecretToPublic => {
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
                 .context("reading the secret key from standard input")?;
-            print!("{}", SecretKey::parse(&s)?.to_public());
+            out!("{}", SecretKey::parse(&s)?.to_public());
         }
     }
     Ok(())

@@ -174,7 +174,7 @@ fn install_links(dir: &std::path::Path) -> Result<()> {
         std::os::unix::fs::symlink(&exe, &link)
             .with_context(|| format!("creating link '{}'", link.display()))?;
     }
-    println!(
+    outln!(
         "created {} links in '{}'",
         crate::TOOL_NAMES.len(),
         dir.display()

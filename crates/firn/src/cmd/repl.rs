@@ -192,7 +192,7 @@ fn repl_thread(ctx: Ctx, opts: Options, store: Option<LocalStore>, files: Vec<St
             Err(e) => report(&e),
         }
         text.clear();
-        println!();
+        outln!();
     }
     0
 }
@@ -412,7 +412,7 @@ impl Session {
             ("", line)
         };
         match command {
-            ":?" | ":help" => print!("{}", HELP),
+            ":?" | ":help" => out!("{}", HELP),
             ":a" | ":add" => {
                 let v = self.eval_string(arg)?;
                 self.add_attrs(v)?;
@@ -425,13 +425,13 @@ impl Session {
             }
             ":t" => {
                 let v = self.eval_string(arg)?;
-                println!("{}", show_type(&v));
+                outln!("{}", show_type(&v));
             }
             ":q" | ":quit" => return Ok(Flow::Quit),
             ":doc" => self.doc(arg)?,
             ":ll" | ":last-loaded" => {
                 for n in &self.last_loaded {
-                    println!("{n}");
+                    outln!("{n}");
                 }
             }
             ":st" | ":te" | ":trace-enable" => {
@@ -442,7 +442,7 @@ impl Session {
                     _ => return msg(format!("unexpected argument '{arg}' to {command}")),
                 };
                 self.show_trace = on;
-                println!(
+                outln!(
                     "{}",
                     if on {
                         "showing error traces"
@@ -494,11 +494,11 @@ impl Session {
         let r = print::print_value(&mut self.ev, v, depth, self.opts.color, &mut out);
         match r {
             Ok(()) => {
-                println!("{out}");
+                outln!("{out}");
                 Ok(())
             }
             Err(e) => {
-                print!("{out}");
+                out!("{out}");
                 Err(self.eval_err(e))
             }
         }
@@ -695,13 +695,13 @@ impl Session {
         match v {
             Value::PrimOp(p) => {
                 let name = p.name.trim_start_matches("__");
-                println!(
+                outln!(
                     "builtins.{name}: a built-in function of {} argument{}",
                     p.arity,
                     if p.arity == 1 { "" } else { "s" }
                 );
-                println!();
-                println!(
+                outln!();
+                outln!(
                     "    firn has no documentation of builtins; see the Nix manual's list of built-in functions."
                 );
                 Ok(())
@@ -771,16 +771,16 @@ impl Session {
         let mut outs = crate::realise::resolved_outputs(&store, &wanted)
             .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))?;
         outs.sort();
-        println!();
-        println!("This derivation produced the following outputs:");
+        outln!();
+        outln!("This derivation produced the following outputs:");
         for (name, p) in outs {
             if links {
                 let link = format!("repl-result-{name}");
                 crate::realise::make_result_link(&store, std::path::Path::new(&link), &p)
                     .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))?;
-                println!("  ./{link} -> {}", sd.display(&p));
+                outln!("  ./{link} -> {}", sd.display(&p));
             } else {
-                println!("  {name} -> {}", sd.display(&p));
+                outln!("  {name} -> {}", sd.display(&p));
             }
         }
         Ok(())

@@ -377,7 +377,7 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
     let cache = BinaryCache::open(&uri, &ctx.store_dir(), &ctx.cache_options())?;
     let sd = cache.store_dir().clone();
     match cmd {
-        StoreCmd::Info => println!("Store URL: {}", cache.uri()),
+        StoreCmd::Info => outln!("Store URL: {}", cache.uri()),
         StoreCmd::Cat { path } => {
             let (sp, rest) = store_subpath(&sd, &path)?;
             let nar = cache_nar(&cache, &sp)?;

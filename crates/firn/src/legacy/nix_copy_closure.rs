@@ -29,7 +29,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
             // The destination first fetches what it can from its substituters.
             "--use-substitutes" | "-s" => use_substitutes = true,
             "--help" => {
-                println!("Usage: nix-copy-closure [--to | --from] [--gzip] [--include-outputs] [--use-substitutes | -s] [user@]machine paths...");
+                outln!("Usage: nix-copy-closure [--to | --from] [--gzip] [--include-outputs] [--use-substitutes | -s] [user@]machine paths...");
                 return Ok(());
             }
             s if s.starts_with('-') => return Err(usage(format!("unrecognised flag '{s}'"))),

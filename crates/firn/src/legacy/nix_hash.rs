@@ -18,11 +18,11 @@ pub fn main(args: Vec<String>) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--help" => {
-                print!("{}", HELP);
+                out!("{}", HELP);
                 return Ok(());
             }
             "--version" => {
-                println!("nix-hash (firn) {}", env!("CARGO_PKG_VERSION"));
+                outln!("nix-hash (firn) {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
             }
             "--flat" => flat = true,
@@ -58,7 +58,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     if convert {
         for s in &rest {
             let h = Hash::parse(s, algo)?;
-            println!("{}", h.encode(format, format == HashFormat::Sri));
+            outln!("{}", h.encode(format, format == HashFormat::Sri));
         }
         return Ok(());
     }

@@ -19,11 +19,11 @@ pub fn main(args: Vec<String>) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--help" => {
-                println!("Usage: nix-instantiate [--parse | --eval [--strict] [--json]] [-E] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [--add-root PATH] [-I PATH] FILES...");
+                outln!("Usage: nix-instantiate [--parse | --eval [--strict] [--json]] [-E] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [--add-root PATH] [-I PATH] FILES...");
                 return Ok(());
             }
             "--version" => {
-                println!("nix-instantiate (firn) {}", env!("CARGO_PKG_VERSION"));
+                outln!("nix-instantiate (firn) {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
             }
             "--parse" => parse_only = true,
@@ -139,7 +139,7 @@ fn find_files(names: &[String], opts: &EvalOptions) -> Result<()> {
             })
             .ok_or_else(|| anyhow::anyhow!("no search path"))?;
         match firn_eval::builtins_more::find_file(&mut ev, &t, n) {
-            Ok(firn_eval::Value::Path(p)) => println!("{p}"),
+            Ok(firn_eval::Value::Path(p)) => outln!("{p}"),
             Ok(_) => {}
             Err(e) => return Err(anyhow::anyhow!("{}", e.msg)),
         }
@@ -315,9 +315,9 @@ pub fn evaluate(
                         }
                     }
                     if output != "out" {
-                        println!("{shown}!{output}");
+                        outln!("{shown}!{output}");
                     } else {
-                        println!("{shown}");
+                        outln!("{shown}");
                     }
                 }
             }

@@ -73,7 +73,7 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
                 continue;
             }
             "--help" => {
-                print!("{HELP}");
+                out!("{HELP}");
                 return Ok(None);
             }
             "--version" => Some(Op::Version),
@@ -175,7 +175,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     };
     match op {
         Op::Version => {
-            println!("nix-store (firn) {}", env!("CARGO_PKG_VERSION"));
+            outln!("nix-store (firn) {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         Op::Dump => {

@@ -112,7 +112,7 @@ impl Reader {
     /// At the end of the input: leave the terminal on a new line.
     pub fn finish(&mut self) {
         if let Kind::Terminal { .. } = self.kind {
-            println!();
+            outln!();
         }
     }
 }
