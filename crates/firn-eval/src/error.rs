@@ -36,6 +36,9 @@ pub struct ErrorData {
     /// For "infinite recursion encountered": the address of the thunk found being forced
     /// again (its first force adds "entering the infinite recursion"), else 0.
     pub blackhole: usize,
+    /// Close names for a misspelt one (current Nix's suggestions), shown after the position
+    /// as "Did you mean ...?".
+    pub suggestions: Vec<String>,
 }
 
 impl std::ops::Deref for EvalError {
@@ -64,6 +67,7 @@ impl EvalError {
             at: None,
             at_in_frame: false,
             blackhole: 0,
+            suggestions: Vec::new(),
         }))
     }
 
@@ -88,6 +92,10 @@ impl EvalError {
         if let Some(at) = at {
             s.push('\n');
             s.push_str(at.trim_end());
+        }
+        if let Some(hint) = firn_syntax::suggest::did_you_mean(&self.suggestions) {
+            s.push_str("\n       ");
+            s.push_str(&hint);
         }
         if !frames {
             return s;

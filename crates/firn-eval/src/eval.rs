@@ -421,13 +421,24 @@ impl Evaluator {
         err(format!("undefined variable '{name}'"))
     }
 
+    /// A selected attribute's name `v` (of `e`) that is not a string.
+    #[cold]
+    #[inline(never)]
+    fn attr_name_error(&self, v: &Value, e: &Expr) -> EvalError {
+        let mut x = self.type_error("a string", v);
+        x.at = Some(self.positions.render(e.span.start).unwrap_or_default());
+        x.trace
+            .push(self.frame("while evaluating an attribute name".into(), e.span.start));
+        x
+    }
+
     fn attr_name(&mut self, a: &'static AttrName, env: &Env) -> EResult<Option<RcStr>> {
         match a {
             AttrName::Static(s) => Ok(Some(self.name_rc(*s))),
             AttrName::Dynamic(e) => match self.eval(e, env)? {
                 Value::String(s) => Ok(Some(no_context(s)?)),
                 Value::Null => Ok(None),
-                v => Err(self.type_error("a string", &v)),
+                v => Err(self.attr_name_error(&v, e)),
             },
         }
     }
@@ -513,6 +524,7 @@ impl Evaluator {
                     }
                     v => {
                         let mut x = self.type_error("a set", &v);
+                        x.at = Some(String::new());
                         x.trace
                             .push("while evaluating the `__overrides` attribute".into());
                         return Err(x);
@@ -528,7 +540,7 @@ impl Evaluator {
                 x => return Err(self.type_error("a string", &x)),
             };
             if map.contains_key(&name) {
-                return Err(self.duplicate_dynamic(a, &dynamic_seen, &name));
+                return Err(self.duplicate_dynamic(a, &dynamic_seen, &name, span.start));
             }
             dynamic_seen.push((name.clone(), span.start));
             let t = self.lazy_thunk(v, &inner);
@@ -631,21 +643,128 @@ impl Evaluator {
         x
     }
 
-    /// The `--show-trace` frame for an error out of attribute `name` of `set`, at the
-    /// attribute's definition when the set was made from syntax.
+    /// Where attribute `name` of `set` is defined, when the set was made from syntax.
     #[cold]
     #[inline(never)]
-    fn attr_frame(&self, mut x: EvalError, set: &Value, name: Option<&str>) -> EvalError {
-        let (Value::Attrs(m), Some(name)) = (set, name) else {
-            return x;
+    fn def_offset(&self, set: &Value, name: Option<&str>) -> Option<u32> {
+        match (set, name) {
+            (Value::Attrs(m), Some(name)) => self.positions.attr_offset(m, name, &self.interner),
+            _ => None,
+        }
+    }
+
+    /// The error of a selection that found no attribute `name` in `v` (or `v` is no set):
+    /// without a position of its own, as current Nix (its frames have the selection's).
+    #[cold]
+    #[inline(never)]
+    fn select_missing(&self, v: &Value, name: Option<RcStr>, e: &Expr) -> EvalError {
+        let mut x = match v {
+            Value::Attrs(m) => missing_attr(name, m),
+            other => {
+                let x = self.type_error("a set", other);
+                self.text_frame_at(x, "while selecting an attribute", e)
+            }
         };
-        let text = format!("while evaluating the attribute '{name}'");
-        x.trace
-            .push(match self.positions.attr_offset(m, name, &self.interner) {
-                Some(off) => self.frame(text, off),
-                None => text,
-            });
+        x.at = Some(String::new());
         x
+    }
+
+    /// `--show-trace` frames for an error of selection `e` (`inner.path`) once `resolved`
+    /// names of the path were found, as current Nix: "from the definition of" the last one
+    /// found (at `def`, or found again when `inner` can be evaluated again without effects),
+    /// then "while evaluating the attribute" at the selection.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn select_error(
+        &mut self,
+        mut x: EvalError,
+        e: &'static Expr,
+        inner: &'static Expr,
+        path: &'static [AttrName],
+        env: &Env,
+        resolved: usize,
+        def: Option<u32>,
+    ) -> EvalError {
+        let def = match def {
+            None if resolved > 0 => self.find_definition(inner, &path[..resolved], env),
+            def => def,
+        };
+        if let Some(off) = def {
+            let internal = self
+                .positions
+                .locate(off)
+                .is_some_and(|(f, _, _)| f.starts_with("«nix-internal»/derivation-internal"));
+            if !internal {
+                let shown = self.show_attr_path(&path[..resolved], env);
+                x.trace
+                    .push(self.frame(format!("from the definition of '{shown}'"), off));
+            }
+        }
+        let shown = self.show_attr_path(path, env);
+        x.trace.push(self.frame(
+            format!("while evaluating the attribute '{shown}'"),
+            e.span.start,
+        ));
+        x
+    }
+
+    /// An attribute path as current Nix shows it in frames: dynamic names evaluated again,
+    /// those that fail as `"${e}"`.
+    #[cold]
+    #[inline(never)]
+    fn show_attr_path(&mut self, path: &'static [AttrName], env: &Env) -> String {
+        let mut out = String::new();
+        for (i, a) in path.iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            match a {
+                AttrName::Static(s) => out.push_str(self.interner.name(*s)),
+                AttrName::Dynamic(d) => match self.attr_name(a, env) {
+                    Ok(Some(n)) => out.push_str(&n),
+                    _ => {
+                        out.push_str("\"${");
+                        out.push_str(&firn_syntax::show::show(&self.interner, d));
+                        out.push_str("}\"");
+                    }
+                },
+            }
+        }
+        out
+    }
+
+    /// Where the last attribute of `path` in `inner` is defined, found again after an error
+    /// of its selection: only when `inner` is a variable or a selection from one (whose
+    /// values were computed already, so nothing is evaluated for a second time).
+    #[cold]
+    #[inline(never)]
+    fn find_definition(
+        &mut self,
+        inner: &'static Expr,
+        path: &'static [AttrName],
+        env: &Env,
+    ) -> Option<u32> {
+        let mut base = inner;
+        while let ExprKind::Select { e, path } = &base.kind {
+            if path.iter().any(|a| matches!(a, AttrName::Dynamic(_))) {
+                return None;
+            }
+            base = e;
+        }
+        if !matches!(base.kind, ExprKind::Var(_)) {
+            return None;
+        }
+        let mut v = self.eval(inner, env).ok()?;
+        let (last, init) = path.split_last()?;
+        for a in init {
+            let n = self.attr_name(a, env).ok()??;
+            let Value::Attrs(m) = &v else { return None };
+            let t = m.get_rc(&n)?.clone();
+            v = self.force(&t).ok()?;
+        }
+        let n = self.attr_name(last, env).ok()??;
+        self.def_offset(&v, Some(&n))
     }
 
     /// A `--show-trace` frame of fixed text at expression `e` (current Nix's `errorCtx` of an
@@ -694,6 +813,7 @@ impl Evaluator {
         a: &'static Attrs,
         dynamic_seen: &[(RcStr, u32)],
         name: &str,
+        here: u32,
     ) -> EvalError {
         let first = a
             .attrs
@@ -710,7 +830,10 @@ impl Evaluator {
         if let Some((file, line, col)) = first.and_then(|o| self.positions.locate(o)) {
             msg.push_str(&format!(" at {file}:{line}:{col}"));
         }
-        EvalError::new(msg)
+        // At the second definition, as current Nix.
+        let mut x = EvalError::new(msg);
+        x.at = self.positions.render(here);
+        x
     }
 
     /// A string literal with a NUL (the only ones without a value made once): as CppNix's
@@ -862,8 +985,11 @@ impl Evaluator {
                             if *entered == 1 {
                                 self.check_stack()?;
                             }
+                            let (body, inner) = match self.bind_lambda(&l, t) {
+                                Ok(b) => b,
+                                Err(x) => return Err(self.bind_error(x, Some(e.span.start))),
+                            };
                             *called = Some((l.expr, e));
-                            let (body, inner) = self.bind_lambda(&l, t)?;
                             (body, Some(inner))
                         }
                         other => return self.call_at(other, t, Some(e.span.start)),
@@ -981,7 +1107,10 @@ impl Evaluator {
             Err(x) => return Err(self.text_frame_at(x, "while selecting an attribute", inner)),
         };
         for (i, a) in path.iter().enumerate() {
-            let name = self.attr_name(a, env)?;
+            let name = match self.attr_name(a, env) {
+                Ok(n) => n,
+                Err(x) => return Err(self.select_error(x, e, inner, path, env, i, None)),
+            };
             let found = match (&v, &name) {
                 // Positions of the first two names are remembered in the node.
                 (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i),
@@ -998,24 +1127,21 @@ impl Evaluator {
                     let t = t.clone();
                     v = match self.force_pending(&t) {
                         Ok(x) => x,
-                        Err(x) => return Err(self.attr_frame(x, &v, name.as_deref())),
+                        Err(x) => {
+                            let def = self.def_offset(&v, name.as_deref());
+                            return Err(self.select_error(x, e, inner, path, env, i + 1, def));
+                        }
                     }
                 }
                 None => {
                     if let Some(d) = default {
-                        return self.eval(d, env);
+                        return match self.eval(d, env) {
+                            Ok(v) => Ok(v),
+                            Err(x) => Err(self.select_error(x, e, inner, path, env, i, None)),
+                        };
                     }
-                    return match v {
-                        Value::Attrs(m) => {
-                            let n = name.unwrap_or_else(|| "null".into());
-                            let mut msg = format!("attribute '{n}' missing");
-                            if let Some(s) = suggest(&n, m.keys()) {
-                                msg.push_str(&format!("; did you mean '{s}'?"));
-                            }
-                            err(msg)
-                        }
-                        other => Err(self.type_error("a set", &other)),
-                    };
+                    let x = self.select_missing(&v, name, e);
+                    return Err(self.select_error(x, e, inner, path, env, i, None));
                 }
             }
         }
@@ -1120,7 +1246,8 @@ impl Evaluator {
             let a = self.eval_operand(&parts[0], env, PLUS_OPERAND)?;
             if matches!(a, Value::Int(_) | Value::Float(_)) {
                 let b = self.eval_operand(&parts[1], env, PLUS_OPERAND)?;
-                return add_numbers(self, &a, &b);
+                // An error (overflow, a non-number) is at the operand added, as in Nix.
+                return add_numbers(self, &a, &b).map_err(|x| self.locate_error(x, &parts[1]));
             }
             let b = self.eval_operand(&parts[1], env, PLUS_OPERAND)?;
             return self.concat_values(force_string, vec![a, b], parts);
@@ -1144,8 +1271,8 @@ impl Evaluator {
             match first {
                 Value::Int(_) | Value::Float(_) => {
                     let mut acc = first;
-                    for v in &vals[1..] {
-                        acc = add_numbers(self, &acc, v)?;
+                    for (v, part) in vals[1..].iter().zip(&parts[1..]) {
+                        acc = add_numbers(self, &acc, v).map_err(|x| self.locate_error(x, part))?;
                     }
                     return Ok(acc);
                 }
@@ -1354,10 +1481,13 @@ impl Evaluator {
             Ok(sp) => sp,
             // A missing path is worded as Nix does (looked at only when adding failed).
             Err(x) => {
-                return Err(match std::fs::symlink_metadata(p) {
+                let mut x = match std::fs::symlink_metadata(p) {
                     Err(e) => crate::error::io_error("getting status of", p, &e),
                     Ok(_) => x,
-                })
+                };
+                // Without a position, as current Nix.
+                x.at.get_or_insert_with(String::new);
+                return Err(x);
             }
         };
         let s = self.store.dir.display(&sp);
@@ -1404,9 +1534,10 @@ impl Evaluator {
             return Ok((body, l.env.push(scope)));
         };
         let mut vars: Vec<(Symbol, Thunk)> = Vec::with_capacity(formals.formals.len() + 1);
-        let attrs = match self.force(&arg)? {
-            Value::Attrs(a) => a,
-            v => return Err(self.type_error("a set", &v)),
+        let attrs = match self.force(&arg) {
+            Ok(Value::Attrs(a)) => a,
+            Ok(v) => return Err(self.lambda_arg_frame(self.type_error("a set", &v), l)),
+            Err(x) => return Err(self.lambda_arg_frame(x, l)),
         };
         let env = l.env.push(Scope::Vars(Default::default()));
         let mut used = 0;
@@ -1423,10 +1554,11 @@ impl Evaluator {
                         vars.push((fm.name, t));
                     }
                     None => {
-                        return err(format!(
+                        let msg = format!(
                             "function '{}' called without required argument '{n}'",
                             self.lambda_name(l)
-                        ))
+                        );
+                        return Err(self.lambda_arg_error(l, msg, Vec::new()));
                     }
                 },
             }
@@ -1438,10 +1570,13 @@ impl Evaluator {
                     .iter()
                     .any(|fm| self.interner.name(fm.name) == &**k);
                 if !known {
-                    return err(format!(
+                    let msg = format!(
                         "function '{}' called with unexpected argument '{k}'",
                         self.lambda_name(l)
-                    ));
+                    );
+                    let names = formals.formals.iter().map(|f| self.interner.name(f.name));
+                    let suggestions = firn_syntax::suggest::best_matches(k, names);
+                    return Err(self.lambda_arg_error(l, msg, suggestions));
                 }
             }
         }
@@ -1458,14 +1593,53 @@ impl Evaluator {
         Ok((body, env))
     }
 
+    /// A lambda called with arguments its formals do not take: the error is at the lambda,
+    /// as in current Nix (which gives it no "while calling" frame, see [`Self::bind_error`]).
+    #[cold]
+    #[inline(never)]
+    fn lambda_arg_error(&self, l: &Lambda, msg: String, suggestions: Vec<String>) -> EvalError {
+        let mut x = EvalError::new(msg);
+        x.at = Some(self.positions.render(l.expr.span.start).unwrap_or_default());
+        x.suggestions = suggestions;
+        x
+    }
+
+    /// An error forcing the argument of a lambda with formals.
+    #[cold]
+    #[inline(never)]
+    fn lambda_arg_frame(&self, mut x: EvalError, l: &Lambda) -> EvalError {
+        if x.at.is_none() {
+            x.at_in_frame = true;
+        }
+        let text = "while evaluating the value passed for the lambda argument";
+        x.trace
+            .push(self.frame(text.to_string(), l.expr.span.start));
+        x
+    }
+
+    /// An error binding a lambda's argument (from [`Self::bind_lambda`]), called at offset
+    /// `site`: only the call site's frame, as current Nix adds.
+    #[cold]
+    #[inline(never)]
+    fn bind_error(&self, mut x: EvalError, site: Option<u32>) -> EvalError {
+        if let Some(site) = site {
+            if x.at.is_none() {
+                x.at = Some(String::new());
+            }
+            x.trace.push(self.frame("from call site".into(), site));
+        }
+        x
+    }
+
     fn call_inner(&mut self, f: Value, arg: Thunk, site: Option<u32>) -> EResult<Value> {
         match f {
             Value::Lambda(l) => {
-                let r = match self.bind_lambda(&l, arg) {
-                    Ok((body, env)) => self.eval(body, &env),
-                    Err(x) => Err(x),
+                let (body, env) = match self.bind_lambda(&l, arg) {
+                    Ok(b) => b,
+                    Err(x) => return Err(self.bind_error(x, site)),
                 };
-                r.map_err(|x| self.call_frames(x, l.expr, None))
+                self.eval(body, &env)
+                    .map_err(|x| self.call_frames(x, l.expr, None))
             }
             Value::PrimOp(p) => {
                 if p.arity == 1 {
@@ -1751,6 +1925,16 @@ fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
 }
 
 pub use firn_syntax::parser::canon_path;
+
+/// "attribute 'n' missing", with current Nix's suggestions among the set's names.
+#[cold]
+#[inline(never)]
+fn missing_attr(name: Option<RcStr>, m: &AttrMap) -> EvalError {
+    let n = name.unwrap_or_else(|| "null".into());
+    let mut x = EvalError::new(format!("attribute '{n}' missing"));
+    x.suggestions = firn_syntax::suggest::best_matches(&n, m.keys().map(|k| &**k));
+    x
+}
 
 /// A close name among `candidates`, for "did you mean" hints.
 pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a RcStr>) -> Option<String> {

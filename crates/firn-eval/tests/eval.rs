@@ -86,8 +86,10 @@ fn only_throw_and_assert_are_catchable() {
 
 #[test]
 fn did_you_mean() {
-    let (_, msg) = eval("{ foo = 1; }.fooo").unwrap_err();
-    assert!(msg.contains("did you mean 'foo'"), "{msg}");
+    // A missing attribute: current Nix's "Did you mean" line after the position.
+    let e = common::run("{ foo = 1; }.fooo").unwrap_err();
+    assert_eq!(e.msg, "attribute 'fooo' missing");
+    assert!(e.render(false).ends_with("\n       Did you mean foo?"));
     let (_, msg) = eval("let stdenv = 1; in stdnev").unwrap_err();
     assert!(
         msg.contains("undefined variable 'stdnev'; did you mean 'stdenv'?"),

@@ -607,7 +607,8 @@ fn show_trace_lists_frames_outermost_first() {
         [
             "       … from call site",
             "       … while calling 'g'",
-            "       … while evaluating the attribute 'x'"
+            "       … while evaluating the attribute 'x'",
+            "       … from the definition of 'x'"
         ]
     );
     // A frame's position is two columns further in than the error's.
@@ -616,7 +617,8 @@ fn show_trace_lists_frames_outermost_first() {
         .iter()
         .position(|l| l.starts_with("       error: "))
         .unwrap();
-    assert_eq!(lines[error + 1], "       at «test»:1:15:");
+    // At the operand added, as current Nix.
+    assert_eq!(lines[error + 1], "       at «test»:1:19:");
     assert_eq!(lines[error - 1], "");
     // Without `--show-trace`, the message alone.
     assert!(error_line(&e.render(false)).starts_with("error: cannot add"));
@@ -743,7 +745,7 @@ fn show_trace_frames_of_functions_called_by_builtins() {
             "       … while calling anonymous lambda",
             "         at «test»:1:6:",
             "       error: cannot add a string to an integer",
-            "       at «test»:1:9:",
+            "       at «test»:1:13:",
         ]
     );
     // `foldl'` calls its function itself: its frame, then the lambda's.
@@ -1062,4 +1064,92 @@ fn to_json_says_which_attribute_and_element() {
         "`__toString` must return a string, but got a set: { a = 1; }"
     );
     assert!(e.render(true).contains("\n       at «test»:1:19:"));
+}
+
+/// The column of `e`'s own position (`at FILE:LINE:COL:`), if it has one.
+fn at_column(e: &firn_eval::EvalError) -> Option<u32> {
+    let first = e.at.as_deref()?.lines().next()?;
+    first.trim_end_matches(':').rsplit(':').next()?.parse().ok()
+}
+
+#[test]
+fn selections_have_their_frames_as_current_nix() {
+    // The attribute found last ("from the definition of"), then the selection itself.
+    let e = run("let attrs = { puppy.doggy = { }; }; key = 1; in attrs.puppy.${key}").unwrap_err();
+    assert_eq!(e.msg, "expected a string but found an integer: 1");
+    assert_eq!(
+        first_lines(&e),
+        [
+            "while evaluating an attribute name",
+            "from the definition of 'puppy'",
+            "while evaluating the attribute 'puppy.\"${key}\"'"
+        ]
+    );
+    assert_eq!(at_column(&e), Some(63));
+    // `let { body = ...; }` selects `body`; a missing attribute has no position of its own.
+    let e = run("let { attrs = { x = 1; y = 2; }; body = (removeAttrs attrs [ \"x\" ]).x; }")
+        .unwrap_err();
+    assert_eq!(e.msg, "attribute 'x' missing");
+    assert_eq!(
+        first_lines(&e),
+        [
+            "while evaluating the attribute 'x'",
+            "from the definition of 'body'",
+            "while evaluating the attribute 'body'"
+        ]
+    );
+    let shown = e.render(true);
+    assert!(
+        shown.ends_with("\n       error: attribute 'x' missing\n       Did you mean y?"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn lambda_arguments_are_wrong_at_the_lambda() {
+    let e = run("({ x, z }: x + z) { x = \"foo\"; y = \"bar\"; z = \"baz\"; }").unwrap_err();
+    assert_eq!(
+        e.msg,
+        "function 'anonymous lambda' called with unexpected argument 'y'"
+    );
+    // No "while calling" frame: the body was never entered.
+    assert_eq!(first_lines(&e), ["from call site"]);
+    assert_eq!(at_column(&e), Some(2));
+    assert!(e
+        .render(false)
+        .ends_with("\n       Did you mean one of x or z?"));
+    let e = run("(foo@{ }: 1) { a = 3; }").unwrap_err();
+    assert_eq!(first_lines(&e), ["from call site"]);
+    assert_eq!(e.suggestions, Vec::<String>::new());
+    let e = run("let f = { a }: a; in f { }").unwrap_err();
+    assert_eq!(e.msg, "function 'f' called without required argument 'a'");
+    assert_eq!(at_column(&e), Some(9));
+}
+
+#[test]
+fn errors_at_the_operand_or_definition_current_nix_names() {
+    let text = "let a = 9223372036854775807; b = 1; in a + b";
+    let e = run(text).unwrap_err();
+    assert_eq!(e.msg, "integer overflow in adding 9223372036854775807 + 1");
+    assert_eq!(at_column(&e), Some(text.len() as u32));
+    let e = run("1 + \"foo\"").unwrap_err();
+    assert_eq!(e.msg, "cannot add a string to an integer");
+    assert_eq!(at_column(&e), Some(5));
+    // A repeated dynamic attribute is at its second definition.
+    let e = run("{ \"${\"b\"}\" = 1; \"${\"b\"}\" = 2; }").unwrap_err();
+    assert!(
+        e.msg
+            .starts_with("dynamic attribute 'b' already defined at "),
+        "{}",
+        e.msg
+    );
+    assert_eq!(at_column(&e), Some(17));
+    // `__overrides` that is not a set: only its frame.
+    let e = run("rec { __overrides = 1; }").unwrap_err();
+    assert_eq!(
+        e.render(true).matches(" at ").count(),
+        0,
+        "{}",
+        e.render(true)
+    );
 }
