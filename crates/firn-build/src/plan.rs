@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use firn_format::derivation::Derivation;
 use firn_format::StorePath;
+use firn_store::realisations::{DrvOutput, Realisation};
 use firn_store::LocalStore;
 
 use crate::{BuildError, DerivedPath};
@@ -49,6 +50,11 @@ pub struct Plan {
     /// valid, with those outputs. Running the plan records their realisations, as CppNix 2.8
     /// does for the goals it makes.
     pub realised: Vec<(Derivation, BTreeMap<String, StorePath>)>,
+    /// With `ca-derivations`: realisations found in substituters for outputs not known
+    /// locally, dependencies first; their output paths are among `substitutions`. Running the
+    /// plan (after the substitutions are fetched) records them, as CppNix 2.8's
+    /// `DrvOutputSubstitutionGoal` does.
+    pub substituted_realisations: Vec<Realisation>,
 }
 
 /// The planner's view of the substituters.
@@ -60,6 +66,15 @@ pub trait Substitutable {
         store: &LocalStore,
         paths: &BTreeSet<StorePath>,
     ) -> Result<Option<BTreeSet<StorePath>>, BuildError>;
+
+    /// A substituter's (trusted) realisation of `id` (`ca-derivations`), if one has it.
+    fn realisation(
+        &self,
+        _store: &LocalStore,
+        _id: &DrvOutput,
+    ) -> Result<Option<Realisation>, BuildError> {
+        Ok(None)
+    }
 }
 
 /// Read and parse a `.drv` file from the store.
@@ -242,14 +257,41 @@ impl Planner<'_> {
             return Ok(None);
         }
         // Outputs a cache has need no build (nor the inputs' builds), unless the derivation
-        // says `allowSubstitutes = false` or this is `--check`. (Realisations are not
-        // substituted: outputs not known yet are built.)
+        // says `allowSubstitutes = false` or this is `--check`. Outputs whose paths are not
+        // known (`ca-derivations`) are substituted when a cache has their realisations.
         let allow = drv.env.get("allowSubstitutes").is_none_or(|v| v == "1");
-        if !invalid.is_empty() && !unknown && allow && !check {
-            if let Some(fetch) = self.substitutable(&invalid)? {
-                self.plan.substitutions.extend(fetch);
-                self.visiting.remove(drv_path);
-                return Ok(None);
+        if needed && allow && !check {
+            let mut fetch_paths = invalid.clone();
+            let mut found = Some(Vec::new());
+            if unknown {
+                found = self.substitutable_realisations(&drv, &partial, wanted)?;
+                for r in found.iter().flatten() {
+                    if !self.store.is_valid_path(&r.out_path)? {
+                        fetch_paths.insert(r.out_path.clone());
+                    }
+                }
+            }
+            if let Some(realisations) = found {
+                let fetch = if fetch_paths.is_empty() {
+                    Some(BTreeSet::new())
+                } else {
+                    self.substitutable(&fetch_paths)?
+                };
+                if let Some(fetch) = fetch {
+                    self.plan.substitutions.extend(fetch);
+                    for r in realisations {
+                        if !self
+                            .plan
+                            .substituted_realisations
+                            .iter()
+                            .any(|x| x.id == r.id)
+                        {
+                            self.plan.substituted_realisations.push(r);
+                        }
+                    }
+                    self.visiting.remove(drv_path);
+                    return Ok(None);
+                }
             }
         }
         let mut deps = BTreeSet::new();
@@ -296,6 +338,70 @@ impl Planner<'_> {
                 }
             }
         }
+    }
+
+    /// The realisations (with the ones they depend on, dependencies first) that substituters
+    /// have for the wanted outputs (None: all) of `drv` whose paths are not known here; `None`
+    /// unless every one is found. As CppNix's `DrvOutputSubstitutionGoal`, a realisation that
+    /// depends on an output realised here at another path is not taken.
+    fn substitutable_realisations(
+        &self,
+        drv: &Derivation,
+        partial: &BTreeMap<String, Option<StorePath>>,
+        wanted: Option<&BTreeSet<String>>,
+    ) -> Result<Option<Vec<Realisation>>, BuildError> {
+        let Some(subst) = self.subst else {
+            return Ok(None);
+        };
+        if !self.store.ca_derivations() {
+            return Ok(None);
+        }
+        let hashes = crate::ca::static_hashes(self.store, drv)?;
+        let mut out: Vec<Realisation> = Vec::new();
+        for (name, p) in partial {
+            if p.is_some() || wanted.is_some_and(|w| !w.contains(name)) {
+                continue;
+            }
+            let Some(h) = hashes.get(name) else {
+                return Ok(None);
+            };
+            let id = DrvOutput {
+                drv_hash: h.clone(),
+                output: name.clone(),
+            };
+            // Depth first through the dependent realisations, each after what it depends on.
+            let mut stack: Vec<(DrvOutput, Option<Realisation>)> = vec![(id, None)];
+            let mut fetched: BTreeSet<DrvOutput> = BTreeSet::new();
+            while let Some((id, r)) = stack.pop() {
+                if let Some(r) = r {
+                    out.push(r);
+                    continue;
+                }
+                if out.iter().any(|x| x.id == id) || !fetched.insert(id.clone()) {
+                    continue;
+                }
+                let Some(r) = subst.realisation(self.store, &id)? else {
+                    return Ok(None);
+                };
+                stack.push((id.clone(), Some(r.clone())));
+                for (dep, dep_path) in &r.dependent {
+                    if *dep == id {
+                        continue;
+                    }
+                    match self.store.query_realisation(dep)? {
+                        Some(local) if &local.out_path != dep_path => {
+                            tracing::warn!(
+                                "substituter has an incompatible realisation for '{dep}', ignoring"
+                            );
+                            return Ok(None);
+                        }
+                        Some(_) => {}
+                        None => stack.push((dep.clone(), None)),
+                    }
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn substitutable(

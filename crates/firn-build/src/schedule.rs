@@ -94,6 +94,9 @@ pub fn realise(
     for (drv, outputs) in &plan.realised {
         crate::ca::register_realisations(store, drv, outputs, false)?;
     }
+    for r in &plan.substituted_realisations {
+        store.register_realisation(r)?;
+    }
     let n = plan.nodes.len();
     let mut waiting: Vec<usize> = plan.nodes.iter().map(|x| x.deps.len()).collect();
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();

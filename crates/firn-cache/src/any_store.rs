@@ -8,6 +8,7 @@ use std::io::Write;
 
 use firn_format::{StoreDir, StorePath};
 use firn_remote::serve::SshStore;
+use firn_store::realisations::{DrvOutput, Realisation};
 use firn_store::{LocalStore, ValidPathInfo};
 
 use crate::cache::{narinfo_to_path_info, BinaryCache};
@@ -89,6 +90,50 @@ impl AnyStore {
                 })?;
                 Ok(())
             }
+        }
+    }
+}
+
+impl AnyStore {
+    /// The realisation of `id` (`ca-derivations`), if the store has one. An `ssh://` store
+    /// (the `nix-store --serve` protocol) has no way to say.
+    pub fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>> {
+        match self {
+            AnyStore::Local(s) => Ok(s.query_realisation(id)?),
+            AnyStore::Cache(c) => c.query_realisation(id),
+            AnyStore::Ssh(s) => Err(CacheError::Other(format!(
+                "querying the realisation of '{id}': '{}' does not support realisations",
+                s.uri()
+            ))),
+        }
+    }
+
+    /// Record a realisation (its output path is there already). A cache signs it with its
+    /// keys; a local store, given `trust`, refuses one without a valid signature by a trusted
+    /// key (CppNix's `registerDrvOutput` with `checkSigs`).
+    pub fn register_realisation(
+        &self,
+        r: &Realisation,
+        trust: Option<&crate::TrustPolicy>,
+    ) -> Result<()> {
+        match self {
+            AnyStore::Local(s) => {
+                if let Some(t) = trust {
+                    if t.require_sigs && crate::realisation::valid_signatures(r, &t.keys) == 0 {
+                        return Err(CacheError::Other(format!(
+                            "cannot register realisation '{}' because it lacks a valid signature",
+                            r.out_path.base_name()
+                        )));
+                    }
+                }
+                Ok(s.register_realisation(r)?)
+            }
+            AnyStore::Cache(c) => c.write_realisation(r).map(|_| ()),
+            AnyStore::Ssh(s) => Err(CacheError::Other(format!(
+                "registering the realisation of '{}': '{}' does not support realisations",
+                r.id,
+                s.uri()
+            ))),
         }
     }
 }

@@ -14,6 +14,7 @@ use firn_format::hash::{HashAlgo, HashFormat, Hasher};
 use firn_format::narinfo::NarInfo;
 use firn_format::signature::SecretKey;
 use firn_format::{CacheInfo, StoreDir, StorePath};
+use firn_store::realisations::{DrvOutput, Realisation};
 use firn_store::ValidPathInfo;
 
 use crate::backend::file::FileBackend;
@@ -227,6 +228,42 @@ impl BinaryCache {
             )));
         }
         Ok(Some(info))
+    }
+
+    /// The realisation of `id` (`realisations/<id>.doi`), or `None`. A file for another
+    /// derivation output is an error.
+    pub fn query_realisation(&self, id: &DrvOutput) -> Result<Option<Realisation>> {
+        let key = crate::realisation::key(id);
+        let Some(bytes) = self.backend.get_bytes(&key)? else {
+            return Ok(None);
+        };
+        let whence = format!("{}/{key}", self.uri);
+        let r = crate::realisation::parse(&bytes, &whence)?;
+        if r.id != *id {
+            return Err(CacheError::Other(format!(
+                "realisation file '{whence}' is for '{}', not '{id}'",
+                r.id
+            )));
+        }
+        Ok(Some(r))
+    }
+
+    /// Sign `r` with the cache's keys (`secret-key=`) and write it (CppNix's
+    /// `registerDrvOutput` on a binary cache, which writes the signatures the realisation has
+    /// but adds none of the cache's: firn adds them, so that a cache's realisations can be
+    /// checked as its narinfos are). Returns what was written.
+    pub fn write_realisation(&self, r: &Realisation) -> Result<Realisation> {
+        let mut r = r.clone();
+        for k in &self.secret_keys {
+            crate::realisation::sign(&mut r, k);
+        }
+        let json = crate::realisation::to_json(&r);
+        self.backend.put(
+            &crate::realisation::key(&r.id),
+            Upload::Bytes(json.as_bytes()),
+            "application/json",
+        )?;
+        Ok(r)
     }
 
     /// Whether the cache has a narinfo for `p` (without reading it).

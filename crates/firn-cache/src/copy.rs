@@ -3,12 +3,13 @@
 //! after its references (so a cache never shows a narinfo whose references it lacks), with
 //! the NAR streamed from source to destination without being held whole anywhere.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::sync::Mutex;
 
 use firn_format::{NarInfo, StoreDir, StorePath};
 use firn_store::local::StagedNar;
+use firn_store::realisations::{DrvOutput, Realisation};
 use firn_store::{LocalStore, ValidPathInfo};
 
 use crate::cache::{narinfo_to_path_info, BinaryCache, NarSource};
@@ -385,4 +386,66 @@ pub fn path_info_as_narinfo(info: &ValidPathInfo) -> NarInfo {
     ni.sigs = info.sigs.clone();
     ni.ca = info.ca.clone();
     ni
+}
+
+/// The realisations half of CppNix's `copyPaths` (`ca-derivations`): `roots` and, through
+/// their dependent realisations (read from `src`), everything they depend on, recorded on
+/// `dst` dependencies first. Their output paths must have been copied already. `check_sigs`
+/// as for paths: a local destination refuses realisations without a trusted signature.
+/// Returns the number recorded.
+pub fn copy_realisations(
+    src: &AnyStore,
+    dst: &AnyStore,
+    roots: &[Realisation],
+    check_sigs: Option<&TrustPolicy>,
+) -> Result<usize> {
+    let mut known: BTreeMap<DrvOutput, Realisation> = BTreeMap::new();
+    let mut order: Vec<DrvOutput> = Vec::new();
+    let mut done: BTreeSet<DrvOutput> = BTreeSet::new();
+    let mut visiting: BTreeSet<DrvOutput> = BTreeSet::new();
+    for root in roots {
+        known.insert(root.id.clone(), root.clone());
+    }
+    // Depth first, each realisation after its dependencies (iteratively: the depth is the
+    // source's to choose).
+    for root in roots {
+        let mut stack: Vec<(DrvOutput, bool)> = vec![(root.id.clone(), false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if done.contains(&id) {
+                continue;
+            }
+            if expanded {
+                visiting.remove(&id);
+                done.insert(id.clone());
+                order.push(id);
+                continue;
+            }
+            if !visiting.insert(id.clone()) {
+                return Err(CacheError::Other(format!(
+                    "the realisations of '{}' depend on themselves (through '{id}')",
+                    root.id
+                )));
+            }
+            stack.push((id.clone(), true));
+            let deps: Vec<DrvOutput> = known[&id].dependent.keys().cloned().collect();
+            for dep in deps {
+                if done.contains(&dep) {
+                    continue;
+                }
+                if !known.contains_key(&dep) {
+                    let r = src.query_realisation(&dep)?.ok_or_else(|| {
+                        CacheError::Other(format!(
+                            "incomplete realisation closure: '{dep}' is a dependency of '{id}' but isn't registered"
+                        ))
+                    })?;
+                    known.insert(dep.clone(), r);
+                }
+                stack.push((dep, false));
+            }
+        }
+    }
+    for id in &order {
+        dst.register_realisation(&known[id], check_sigs)?;
+    }
+    Ok(order.len())
 }

@@ -7,6 +7,7 @@
 //! - [`cache`] is a binary cache over a backend: narinfos, NAR upload (compress + hash in one
 //!   pass) and download (decompress + hash + restore in one pass);
 //! - [`disk_cache`] is CppNix's narinfo cache (`~/.cache/nix/binary-cache-v6.sqlite`, shared);
+//! - [`realisation`] is the realisation files (`ca-derivations`) caches hold;
 //! - [`substitute`] asks a list of caches for paths, in parallel, and fetches closures;
 //! - [`any_store`] is either end of a copy (local, cache, `ssh://`);
 //! - [`copy`] copies closures between the local store and caches (`nix copy`); [`upload`]
@@ -19,6 +20,7 @@ pub mod compression;
 pub mod copy;
 pub mod disk_cache;
 pub mod graph;
+pub mod realisation;
 pub mod substitute;
 pub mod upload;
 pub mod uri;
@@ -64,6 +66,8 @@ pub enum CacheError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error(transparent)]
+    Realisation(#[from] realisation::RealisationError),
     #[error("{0}")]
     Other(String),
 }

@@ -14,6 +14,7 @@ use firn_format::narinfo::NarInfo;
 use firn_format::signature::PublicKeys;
 use firn_format::{StoreDir, StorePath};
 use firn_store::local::StagedNar;
+use firn_store::realisations::{DrvOutput, Realisation};
 use firn_store::LocalStore;
 
 use crate::cache::{narinfo_to_path_info, BinaryCache, OpenOptions};
@@ -203,6 +204,45 @@ impl Substituters {
                         "substituter '{}' does not have a valid signature for path '{}'",
                         e.cache.uri(),
                         self.sd.display(p)
+                    ));
+                }
+                Err(err) => {
+                    if matches!(err, CacheError::Download { .. }) {
+                        e.broken.store(true, Ordering::Relaxed);
+                        self.warn(format!(
+                            "disabling substituter '{}' for this run: {err}",
+                            e.cache.uri()
+                        ));
+                    } else {
+                        self.warn(err.to_string());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The first cache (by priority) with a trusted realisation of `id` (`ca-derivations`):
+    /// with `require-sigs`, one signed by a trusted key; a cache whose realisation is not is
+    /// passed over with a warning. (CppNix 2.8 takes a cache's realisation without checking its
+    /// signatures; the output path itself is checked as every substituted path is.)
+    /// Realisations are not kept in the narinfo disk cache.
+    pub fn query_realisation(&self, id: &DrvOutput) -> Option<(usize, Realisation)> {
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.broken.load(Ordering::Relaxed) {
+                continue;
+            }
+            match e.cache.query_realisation(id) {
+                Ok(None) => {}
+                Ok(Some(r)) => {
+                    if !self.trust.require_sigs
+                        || crate::realisation::valid_signatures(&r, &self.trust.keys) > 0
+                    {
+                        return Some((i, r));
+                    }
+                    self.warn(format!(
+                        "substituter '{}' does not have a valid signature for realisation '{id}'",
+                        e.cache.uri()
                     ));
                 }
                 Err(err) => {

@@ -400,23 +400,41 @@ struct Finder<'a> {
     found: Mutex<HashMap<StorePath, Available>>,
 }
 
+impl Finder<'_> {
+    fn subs(&self) -> Option<&Substituters> {
+        self.subs
+            .get_or_init(|| match self.ctx.substituters() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!(
+                        "warning: not using substituters: {}",
+                        crate::report::error_text(e.as_ref())
+                    );
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
 impl Substitutable for Finder<'_> {
+    fn realisation(
+        &self,
+        _store: &LocalStore,
+        id: &firn_store::realisations::DrvOutput,
+    ) -> Result<Option<firn_store::realisations::Realisation>, BuildError> {
+        Ok(self
+            .subs()
+            .and_then(|s| s.query_realisation(id))
+            .map(|(_, r)| r))
+    }
+
     fn closure(
         &self,
         store: &LocalStore,
         paths: &BTreeSet<StorePath>,
     ) -> Result<Option<BTreeSet<StorePath>>, BuildError> {
-        let subs = self.subs.get_or_init(|| match self.ctx.substituters() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "warning: not using substituters: {}",
-                    crate::report::error_text(e.as_ref())
-                );
-                None
-            }
-        });
-        let Some(subs) = subs else {
+        let Some(subs) = self.subs() else {
             return Ok(None);
         };
         let r = subs

@@ -85,19 +85,32 @@ struct Resolved {
 
 /// Resolve installables (evaluating `--file`/`--expr` where given).
 fn resolve(ctx: &Ctx, inst: &InstallableArgs) -> Result<(Vec<Resolved>, LocalStore)> {
+    resolve_installables(ctx, inst, "nix build").map(|(paths, store)| {
+        (
+            paths.into_iter().map(|path| Resolved { path }).collect(),
+            store,
+        )
+    })
+}
+
+/// Resolve installables (evaluating `--file`/`--expr` where given) to derived paths, for the
+/// command `cmd` (named in messages); the local store they were resolved in.
+pub(crate) fn resolve_installables(
+    ctx: &Ctx,
+    inst: &InstallableArgs,
+    cmd: &str,
+) -> Result<(Vec<DerivedPath>, LocalStore)> {
     let mut store = ctx.open_store()?;
     if inst.file.is_none() && inst.expr.is_none() {
         if inst.installables.is_empty() {
-            bail!("'nix build' without --file or --expr needs a flake, which firn does not support yet; give store paths, DRV^OUTPUTS, or use --file/--expr");
+            bail!("'{cmd}' without --file or --expr needs a flake, which firn does not support yet; give store paths, DRV^OUTPUTS, or use --file/--expr");
         }
         let mut out = Vec::new();
         for i in &inst.installables {
             if i.contains('#') || !(i.starts_with('/') || i.starts_with('.')) {
                 bail!("flake installables such as '{i}' are not supported by firn yet; use --file or --expr");
             }
-            out.push(Resolved {
-                path: crate::realise::parse_derived_path(&store, i)?,
-            });
+            out.push(crate::realise::parse_derived_path(&store, i)?);
         }
         return Ok((out, store));
     }
@@ -134,11 +147,9 @@ fn resolve(ctx: &Ctx, inst: &InstallableArgs) -> Result<(Vec<Resolved>, LocalSto
         let (drvs, s) = evaluate(vec![input], opts, store, false)?;
         store = s;
         for (drv, output) in drvs {
-            out.push(Resolved {
-                path: DerivedPath::Built {
-                    drv: store.store_dir().parse(&drv)?,
-                    outputs: Some([output].into()),
-                },
+            out.push(DerivedPath::Built {
+                drv: store.store_dir().parse(&drv)?,
+                outputs: Some([output].into()),
             });
         }
     }
@@ -186,7 +197,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
                 make_result_link(&store, std::path::Path::new(&link), p)?;
             }
             if a.print_out_paths {
-                println!("{}", sd.display(p));
+                outln!("{}", sd.display(p));
             }
             outputs.insert(name.clone(), sd.display(p));
         }
@@ -199,7 +210,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         }
     }
     if a.json {
-        println!("{}", serde_json::Value::Array(json));
+        outln!("{}", serde_json::Value::Array(json));
     }
     Ok(())
 }

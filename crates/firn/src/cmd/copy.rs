@@ -5,11 +5,16 @@ use std::collections::BTreeSet;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use firn_cache::copy::{copy_closure, AnyStore, CopyOptions};
+use firn_build::DerivedPath;
+use firn_cache::copy::{copy_closure, copy_realisations, AnyStore, CopyOptions};
 use firn_format::StorePath;
+use firn_store::realisations::{DrvOutput, Realisation};
+use firn_store::LocalStore;
 
+use crate::cmd::build::InstallableArgs;
 use crate::context::{Ctx, Failure};
 use crate::paths::follow_links_to_store_path;
+use crate::realise::BuildFlags;
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -32,8 +37,9 @@ pub struct CopyArgs {
     /// Accepted for compatibility: closures are always copied.
     #[arg(short = 'r', long)]
     recursive: bool,
-    /// Store paths, or links to them.
-    installables: Vec<String>,
+    /// Store paths (or links to them), DRV^OUTPUTS, or with --file/--expr attribute paths.
+    #[command(flatten)]
+    inst: InstallableArgs,
 }
 
 pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
@@ -47,7 +53,7 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let sd = src.store_dir().clone();
     let mut paths: BTreeSet<StorePath> = BTreeSet::new();
     if a.all {
-        if !a.installables.is_empty() {
+        if !a.inst.installables.is_empty() {
             bail!("'--all' does not expect arguments");
         }
         match &src {
@@ -55,8 +61,34 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
             other => bail!("'--all' is not supported for '{}'", other.describe()),
         }
     }
-    for i in &a.installables {
-        paths.insert(follow_links_to_store_path(&sd, i)?);
+    // Derivation outputs (`DRV^OUT`, or what --file/--expr evaluate to) are realised first,
+    // and with `ca-derivations` their realisations are copied after the paths, as CppNix's
+    // `copyPaths` does for built paths.
+    let derived = a.inst.file.is_some()
+        || a.inst.expr.is_some()
+        || a.inst.installables.iter().any(|i| {
+            i.rsplit_once(['!', '^'])
+                .is_some_and(|(p, _)| p.ends_with(".drv"))
+        });
+    let mut realisations = Vec::new();
+    if derived {
+        let (resolved, local) = crate::cmd::build::resolve_installables(ctx, &a.inst, "nix copy")?;
+        for path in resolved {
+            match path {
+                DerivedPath::Opaque(p) => {
+                    paths.insert(p);
+                }
+                DerivedPath::Built { drv, outputs } => {
+                    let (outs, rs) = built_outputs(ctx, &src, &local, &drv, outputs)?;
+                    paths.extend(outs);
+                    realisations.extend(rs);
+                }
+            }
+        }
+    } else {
+        for i in &a.inst.installables {
+            paths.insert(follow_links_to_store_path(&sd, i)?);
+        }
     }
     let check_sigs = if a.no_check_sigs || !ctx.settings.get_bool("require-sigs") {
         None
@@ -92,7 +124,64 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let report = copy_closure(&src, &dst, &paths, &opts, &|p| {
         tracing::info!("copying path '{}' from '{from}' to '{to}'", sd.display(p));
     })?;
-    finish(&sd, &report)
+    finish(&sd, &report)?;
+    if !realisations.is_empty() {
+        copy_realisations(&src, &dst, &realisations, opts.check_sigs.as_ref())?;
+    }
+    Ok(())
+}
+
+/// The paths of the wanted outputs (`None`: all) of `drv` in the source store, and with
+/// `ca-derivations` their realisations there. A local source builds what is missing first.
+fn built_outputs(
+    ctx: &Ctx,
+    src: &AnyStore,
+    local: &LocalStore,
+    drv_path: &StorePath,
+    outputs: Option<BTreeSet<String>>,
+) -> Result<(Vec<StorePath>, Vec<Realisation>)> {
+    let sd = local.store_dir();
+    if matches!(src, AnyStore::Local(_)) {
+        let wanted = [DerivedPath::Built {
+            drv: drv_path.clone(),
+            outputs: outputs.clone(),
+        }];
+        crate::realise::realise(ctx, local, &wanted, &BuildFlags::default())?;
+    }
+    let drv = firn_build::plan::read_derivation(local, drv_path)?;
+    let known = firn_build::ca::output_map(local, &drv)?;
+    let hashes = if local.ca_derivations() {
+        Some(firn_build::ca::static_hashes(local, &drv)?)
+    } else {
+        None
+    };
+    let mut paths = Vec::new();
+    let mut realisations = Vec::new();
+    for name in drv.outputs.keys() {
+        if outputs.as_ref().is_some_and(|o| !o.contains(name)) {
+            continue;
+        }
+        let realisation = match hashes.as_ref().and_then(|h| h.get(name)) {
+            Some(h) => src.query_realisation(&DrvOutput {
+                drv_hash: h.clone(),
+                output: name.clone(),
+            })?,
+            None => None,
+        };
+        match (realisation, known.get(name)) {
+            (Some(r), _) => {
+                paths.push(r.out_path.clone());
+                realisations.push(r);
+            }
+            (None, Some(Some(p))) => paths.push(p.clone()),
+            (None, _) => bail!(
+                "output '{name}' of '{}' is not realised in '{}'",
+                sd.display(drv_path),
+                src.describe()
+            ),
+        }
+    }
+    Ok((paths, realisations))
 }
 
 /// Print each path that could not be copied; fail (exit 1) if any.

@@ -29,11 +29,11 @@ pub fn main(args: Vec<String>) -> Result<()> {
         };
         match a.as_str() {
             "--help" => {
-                println!("Usage: nix-build [FILE | -E EXPR] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [-o LINK | --no-out-link] [--dry-run] [--check] [-K] [-k] [-j N] [-I PATH]");
+                outln!("Usage: nix-build [FILE | -E EXPR] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [-o LINK | --no-out-link] [--dry-run] [--check] [-K] [-k] [-j N] [-I PATH]");
                 return Ok(());
             }
             "--version" => {
-                println!("nix-build (firn) {}", env!("CARGO_PKG_VERSION"));
+                outln!("nix-build (firn) {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
             }
             "-E" | "--expr" => from_expr = true,
@@ -113,7 +113,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         printed.push(sd.display(&path));
     }
     for p in printed {
-        println!("{p}");
+        outln!("{p}");
     }
     Ok(())
 }
