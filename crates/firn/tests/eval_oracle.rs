@@ -501,8 +501,15 @@ fn errors_point_where_cppnix_points() {
             "{args:?}: no location in {}",
             String::from_utf8_lossy(&ours.stderr)
         );
-        // `a + b` errors: CppNix points at the operand, firn at the expression.
+        // Where firn follows current Nix's error positions (the upstream .err.exp files)
+        // rather than 2.8's: `a + b` errors at the operand (both at the expression's start
+        // here), a missing argument at the lambda (eval-fail-missing-arg), not the call.
         if args.last().is_some_and(|a| a.contains(" + ")) {
+            continue;
+        }
+        if args.last().is_some_and(|a| a.starts_with("let g = { a }")) {
+            assert_eq!(o.as_deref(), Some("at «string»:1:9:"), "{args:?}");
+            assert_eq!(t.as_deref(), Some("at «string»:1:22:"), "{args:?}");
             continue;
         }
         assert_eq!(o, t, "{args:?}");
@@ -548,10 +555,12 @@ fn show_trace_names_functions_and_attributes() {
             "       … from call site",
             "       … while calling 'g'",
             "       … while evaluating the attribute 'x'",
+            "       … from the definition of 'x'",
         ],
         "{traced}"
     );
-    assert!(traced.contains("at «string»:1:15:"), "{traced}");
+    // The error is at the operand of `+` that is not a number, as in current Nix.
+    assert!(traced.contains("at «string»:1:19:"), "{traced}");
 }
 
 #[test]
