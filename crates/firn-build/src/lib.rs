@@ -211,8 +211,12 @@ pub fn default_system() -> &'static str {
 pub enum FailKind {
     /// The builder failed (or its environment could not be set up).
     Failed,
+    /// The builder of a fixed-output derivation failed: CppNix's `TransientFailure` (such
+    /// builds depend on the network), which does not make the exit status 100.
+    Transient,
     /// The builder succeeded but its outputs were refused (missing, wrong type, forbidden
-    /// references): CppNix's `OutputRejected`.
+    /// references): CppNix's `OutputRejected`, which does not make the exit status 100 either
+    /// (only a hash mismatch does, 102).
     Rejected,
     /// `timeout` or `max-silent-time`.
     TimedOut,
@@ -238,8 +242,10 @@ pub struct Failure {
     pub msg: String,
 }
 
-/// CppNix's exit status for a set of failures: 100 plus 1 for a timeout, 2 for a hash
-/// mismatch, 4 for a `--check` mismatch (only that bit: 104), or 1 for anything else.
+/// CppNix's exit status for a set of failures (`Worker::exitStatus`): 100 plus 1 for a
+/// timeout, 2 for a hash mismatch, 4 for a `--check` mismatch (only that bit: 104), or 1 when
+/// none of those happened and no builder failed permanently (refused outputs, failed
+/// fixed-output builders, dependencies, setup problems).
 pub fn exit_status(failures: &[Failure]) -> u8 {
     if failures.is_empty() {
         return 0;
@@ -247,11 +253,13 @@ pub fn exit_status(failures: &[Failure]) -> u8 {
     let mut mask = 0u8;
     for f in failures {
         match f.kind {
-            FailKind::Failed | FailKind::Rejected => mask |= 0x04,
+            FailKind::Failed => mask |= 0x04,
             FailKind::TimedOut => mask |= 0x04 | 0x01,
             FailKind::HashMismatch => mask |= 0x04 | 0x02,
             FailKind::NotDeterministic => mask |= 0x08,
-            FailKind::DependencyFailed
+            FailKind::Transient
+            | FailKind::Rejected
+            | FailKind::DependencyFailed
             | FailKind::Misc
             | FailKind::LogLimit
             | FailKind::Cancelled => {}
@@ -273,4 +281,46 @@ pub enum DerivedPath {
         drv: StorePath,
         outputs: Option<BTreeSet<String>>,
     },
+}
+
+#[cfg(test)]
+mod exit_status_tests {
+    use super::*;
+
+    fn failures(kinds: &[FailKind]) -> Vec<Failure> {
+        let drv = StorePath::from_base_name("p5gi1gqmzx6i7jy18f8ywh20hiqviagq-top.drv")
+            .expect("a store path");
+        kinds
+            .iter()
+            .map(|&kind| Failure {
+                drv: drv.clone(),
+                kind,
+                msg: String::new(),
+            })
+            .collect()
+    }
+
+    /// As CppNix 2.8's `Worker::exitStatus`: only permanent builder failures, timeouts, hash
+    /// and `--check` mismatches make it 100 and more; refused outputs and failed
+    /// fixed-output builders alone give 1.
+    #[test]
+    fn exit_status_as_cppnix() {
+        use FailKind::*;
+        for (kinds, want) in [
+            (&[][..], 0),
+            (&[Rejected][..], 1),
+            (&[Transient][..], 1),
+            (&[Rejected, DependencyFailed][..], 1),
+            (&[Rejected, Transient, Misc, LogLimit][..], 1),
+            (&[Failed][..], 100),
+            (&[Rejected, Failed][..], 100),
+            (&[TimedOut, Rejected][..], 101),
+            (&[HashMismatch][..], 102),
+            (&[NotDeterministic][..], 104),
+            (&[NotDeterministic, Rejected][..], 104),
+            (&[NotDeterministic, Failed][..], 108),
+        ] {
+            assert_eq!(exit_status(&failures(kinds)), want, "{kinds:?}");
+        }
+    }
 }

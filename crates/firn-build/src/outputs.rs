@@ -39,7 +39,8 @@ impl From<BuildError> for Refused {
     }
 }
 
-/// Canonicalise, hash, scan and check every output of `drv`.
+/// Canonicalise, hash, scan and check every output of `drv`; `allowedReferences` and
+/// friends only with `apply_rules` (not for `--check`, as CppNix 2.8).
 pub fn check_outputs(
     store: &LocalStore,
     drv_path: &StorePath,
@@ -47,6 +48,7 @@ pub fn check_outputs(
     outputs: &BTreeMap<String, StorePath>,
     location: &dyn Fn(&StorePath) -> PathBuf,
     input_closure: &BTreeSet<StorePath>,
+    apply_rules: bool,
 ) -> Result<Vec<Checked>, Refused> {
     let sd = store.store_dir();
     let mut candidates: BTreeSet<StorePath> = input_closure.clone();
@@ -116,7 +118,9 @@ pub fn check_outputs(
             location: loc,
         });
     }
-    check_reference_rules(sd, drv, &checked, store)?;
+    if apply_rules {
+        check_reference_rules(sd, drv, &checked, store)?;
+    }
     Ok(checked)
 }
 
@@ -273,11 +277,7 @@ pub(crate) fn check_reference_rules(
     for c in checked {
         let rules = rules_for(drv, &c.name);
         let path = &c.info.path;
-        let check = |allowed: bool,
-                     items: &[String],
-                     requisites: bool,
-                     what: &str|
-         -> Result<(), Refused> {
+        let check = |allowed: bool, items: &[String], requisites: bool| -> Result<(), Refused> {
             let spec = resolve_spec(sd, items, checked)?;
             let used: BTreeSet<StorePath> = if requisites {
                 closure(path)?
@@ -293,35 +293,30 @@ pub(crate) fn check_reference_rules(
             if bad.is_empty() {
                 return Ok(());
             }
+            // CppNix 2.8's words, for references and requisites alike.
             let mut msg = format!(
-                "output '{}' is not allowed to refer to the following paths{}:",
-                sd.display(path),
-                if requisites {
-                    " (through its closure)"
-                } else {
-                    ""
-                }
+                "output '{}' is not allowed to refer to the following paths:",
+                sd.display(path)
             );
             for b in bad {
                 msg.push_str(&format!("\n         {b}"));
             }
-            msg.push_str(&format!("\n       (see '{what}')"));
             Err(Refused {
                 kind: FailKind::Rejected,
                 msg,
             })
         };
         if let Some(a) = &rules.allowed_refs {
-            check(true, a, false, "allowedReferences")?;
+            check(true, a, false)?;
         }
         if let Some(a) = &rules.allowed_reqs {
-            check(true, a, true, "allowedRequisites")?;
+            check(true, a, true)?;
         }
         if !rules.disallowed_refs.is_empty() {
-            check(false, &rules.disallowed_refs, false, "disallowedReferences")?;
+            check(false, &rules.disallowed_refs, false)?;
         }
         if !rules.disallowed_reqs.is_empty() {
-            check(false, &rules.disallowed_reqs, true, "disallowedRequisites")?;
+            check(false, &rules.disallowed_reqs, true)?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -68,7 +68,6 @@ enum Msg {
     Done(usize, Result<(), Failure>),
 }
 
-static BUILD_COUNTER: AtomicU64 = AtomicU64::new(0);
 static SANDBOX_WORKS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
 
 /// Whether namespaces can be created here (checked once per process).
@@ -598,21 +597,7 @@ pub fn build_one(
     }
 
     // The build directory.
-    let counter = BUILD_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp_dir = settings.build_dir.join(format!(
-        "nix-build-{}-{}-{counter}",
-        drv.name,
-        std::process::id()
-    ));
-    let _ = firn_store::canon::delete_path(&tmp_dir);
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&tmp_dir)
-            .map_err(|e| BuildError::io("creating build directory", &tmp_dir, e))?;
-    }
+    let tmp_dir = make_build_dir(&settings.build_dir, &node.drv_path)?;
     // What a build leaves is deleted in the background, except after an unsandboxed build as
     // a build user: the next build as that user could look into it meanwhile, so it goes
     // before the user is released.
@@ -864,7 +849,7 @@ pub fn build_one(
         if !tail.lines.is_empty()
             && matches!(
                 kind,
-                FailKind::Failed | FailKind::Rejected | FailKind::TimedOut
+                FailKind::Failed | FailKind::Transient | FailKind::Rejected | FailKind::TimedOut
             )
         {
             msg.push_str(&format!(";\n       last {} log lines:", tail.lines.len()));
@@ -890,6 +875,13 @@ pub fn build_one(
             None => store.real_path(&scratch(p)),
         }
     };
+    // A builder that failed is a permanent failure, except for fixed-output derivations
+    // (CppNix's `TransientFailure`: they are not sandboxed and depend on the network).
+    let builder_failed = if drv.is_fixed_output() {
+        FailKind::Transient
+    } else {
+        FailKind::Failed
+    };
     // Set once the outputs are valid (a failing post-build hook must not remove them).
     let mut installed = false;
     let result: Result<(), Failure> = match ended {
@@ -911,6 +903,8 @@ pub fn build_one(
                             &input_closure,
                         )
                     } else {
+                        // `--check` leaves out `allowedReferences` and friends (CppNix
+                        // 2.8 compares with the valid outputs instead).
                         check_outputs(
                             store,
                             &node.drv_path,
@@ -918,6 +912,7 @@ pub fn build_one(
                             &node.outputs,
                             &location,
                             &input_closure,
+                            !node.check,
                         )
                     }
                 });
@@ -935,7 +930,30 @@ pub fn build_one(
                             tmp_dir: &tmp_dir,
                             note,
                         };
-                        compare_with_valid(store, node, &checked, &hook)
+                        compare_with_valid(store, node, &checked, &hook).and_then(|()| {
+                            mark_ultimate(store, &checked).map_err(|e| Failure {
+                                drv: node.drv_path.clone(),
+                                kind: FailKind::Misc,
+                                msg: e.to_string(),
+                            })?;
+                            // As CppNix 2.8, the hook runs after a check that passed, with
+                            // no output paths (`OUT_PATHS` empty).
+                            match &settings.post_build_hook {
+                                Some(hook) => run_post_build_hook(
+                                    hook,
+                                    store,
+                                    node,
+                                    &BTreeMap::new(),
+                                    (emit, note),
+                                )
+                                .map_err(|msg| Failure {
+                                    drv: node.drv_path.clone(),
+                                    kind: FailKind::Failed,
+                                    msg,
+                                }),
+                                None => Ok(()),
+                            }
+                        })
                     } else {
                         if floating {
                             install_floating(store, &checked)?;
@@ -956,12 +974,14 @@ pub fn build_one(
                             .collect();
                         crate::ca::register_realisations(store, drv, &finals, false)?;
                         match &settings.post_build_hook {
-                            Some(hook) => run_post_build_hook(hook, store, node, &finals, emit)
-                                .map_err(|msg| Failure {
-                                    drv: node.drv_path.clone(),
-                                    kind: FailKind::Failed,
-                                    msg,
-                                }),
+                            Some(hook) => {
+                                run_post_build_hook(hook, store, node, &finals, (emit, note))
+                                    .map_err(|msg| Failure {
+                                        drv: node.drv_path.clone(),
+                                        kind: FailKind::Failed,
+                                        msg,
+                                    })
+                            }
                             None => Ok(()),
                         }
                     }
@@ -969,11 +989,11 @@ pub fn build_one(
             }
         }
         Ended::Exited(c) => Err(failure(
-            FailKind::Failed,
+            builder_failed,
             format!("builder for '{drv_shown}' failed with exit code {c}"),
         )),
         Ended::Signaled(s) => Err(failure(
-            FailKind::Failed,
+            builder_failed,
             format!(
                 "builder for '{drv_shown}' failed due to signal {s} ({})",
                 signal_name(s)
@@ -994,7 +1014,7 @@ pub fn build_one(
             ),
         )),
         Ended::SetupFailed(m) => Err(failure(
-            FailKind::Failed,
+            builder_failed,
             format!("while setting up the build environment of '{drv_shown}': {m}"),
         )),
         Ended::Cancelled => Err(Failure {
@@ -1024,6 +1044,25 @@ pub fn build_one(
     Ok(result)
 }
 
+/// A build's temporary directory as CppNix 2.8 makes it (`createTempDir`):
+/// `<root>/nix-build-<drv name>.drv-<n>` with the first `n` from 0 whose directory does not
+/// exist yet (mode 0700), in `root` with its symbolic links resolved.
+pub(crate) fn make_build_dir(root: &Path, drv_path: &StorePath) -> Result<PathBuf, BuildError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::create_dir_all(root).map_err(|e| BuildError::io("creating build directory", root, e))?;
+    let root = fs::canonicalize(root)
+        .map_err(|e| BuildError::io("resolving the build directory root", root, e))?;
+    let mut n: u64 = 0;
+    loop {
+        let dir = root.join(format!("nix-build-{}-{n}", drv_path.name()));
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(BuildError::io("creating build directory", &dir, e)),
+        }
+    }
+}
+
 /// The store directory as CppNix keeps it with build users: owned by root and the build
 /// group, mode 1775 (members create outputs; the sticky bit keeps them from removing others').
 fn ensure_store_dir_for_group(store: &LocalStore, gid: u32) -> Result<(), BuildError> {
@@ -1040,18 +1079,20 @@ fn ensure_store_dir_for_group(store: &LocalStore, gid: u32) -> Result<(), BuildE
 }
 
 /// Run the `post-build-hook` for a finished build: `DRV_PATH` and `OUT_PATHS` (the outputs,
-/// space-separated) in its environment, its output shown as build output. A hook that fails
-/// fails the build (its outputs stay valid), as in CppNix.
+/// space-separated) in its environment, announced as CppNix's (`running post-build-hook
+/// '…'...`, shown without `-L`), its output shown as build output. A hook that fails fails
+/// the build (its outputs stay valid), as in CppNix.
 fn run_post_build_hook(
     hook: &Path,
     store: &LocalStore,
     node: &Node,
     outputs: &BTreeMap<String, StorePath>,
-    emit: &dyn Fn(String),
+    hooks: (&dyn Fn(String), &dyn Fn(String)),
 ) -> Result<(), String> {
+    let (emit, note) = hooks;
     let sd = store.store_dir();
     let outs: Vec<String> = outputs.values().map(|p| sd.display(p)).collect();
-    emit(format!("running post-build-hook '{}'...", hook.display()));
+    note(format!("running post-build-hook '{}'...", hook.display()));
     let out = std::process::Command::new(hook)
         .env("DRV_PATH", sd.display(&node.drv_path))
         .env("OUT_PATHS", outs.join(" "))
@@ -1377,6 +1418,24 @@ fn compare_with_valid(
     Ok(())
 }
 
+/// After a `--check` that passed, the outputs are ultimately trusted: CppNix registers them
+/// again with `ultimate` set (their registration time stays).
+fn mark_ultimate(store: &LocalStore, checked: &[Checked]) -> Result<(), BuildError> {
+    let mut again = Vec::new();
+    for c in checked {
+        if let Some(mut info) = store.query_path_info(&c.info.path)? {
+            if !info.ultimate {
+                info.ultimate = true;
+                again.push(info);
+            }
+        }
+    }
+    if !again.is_empty() {
+        store.register_valid_paths(&again)?;
+    }
+    Ok(())
+}
+
 /// Move a differing `--check` result to `dst` (replacing what is there).
 fn keep_check_result(from: &Path, dst: &Path) -> Result<(), BuildError> {
     firn_store::canon::delete_path(dst)?;
@@ -1447,4 +1506,39 @@ fn write_reference_graphs(
         fs::write(&f, text).map_err(|e| BuildError::io("writing", &f, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `nix-build-<name>.drv-<n>`: the first free `n`, in the root with its links resolved.
+    #[test]
+    fn build_dirs_are_named_as_cppnix() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        let drv = StorePath::from_base_name("p5gi1gqmzx6i7jy18f8ywh20hiqviagq-top.drv")
+            .expect("a store path");
+        let first = make_build_dir(&root, &drv).expect("first");
+        let root = fs::canonicalize(&root).expect("canonicalize");
+        assert_eq!(first, root.join("nix-build-top.drv-0"));
+        // Taken names are skipped, free ones below are used again.
+        fs::create_dir(root.join("nix-build-top.drv-2")).expect("mkdir");
+        let second = make_build_dir(&root, &drv).expect("second");
+        assert_eq!(second, root.join("nix-build-top.drv-1"));
+        let third = make_build_dir(&root, &drv).expect("third");
+        assert_eq!(third, root.join("nix-build-top.drv-3"));
+        fs::remove_dir(&first).expect("rmdir");
+        assert_eq!(make_build_dir(&root, &drv).expect("again"), first);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&third).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Through a link, the directory is under its target.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).expect("symlink");
+        assert_eq!(
+            make_build_dir(&link, &drv).expect("through a link"),
+            root.join("nix-build-top.drv-4")
+        );
+    }
 }

@@ -5,7 +5,8 @@
 //! the thread before it returns, so nothing is left behind.
 //!
 //! What is handed over is never used again: build directories and a sandbox's directories
-//! have names no other build uses.
+//! have names no other build uses while they exist (a build directory's name is taken again
+//! only once it is gone, as CppNix's counter skips existing directories).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -354,10 +354,134 @@ fn timeout_and_reference_rules() {
     assert_eq!(code, Some(101), "{err}");
     assert!(err.contains("timed out after 1 seconds"), "{err}");
     assert!(t.elapsed().as_secs() < 20);
+    // Refused outputs are no permanent failure for CppNix 2.8: exit status 1.
     let (code, err) = stderr_of(firn_build(&s, &file).args(["-A", "refs"]));
-    assert_eq!(code, Some(100), "{err}");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("is not allowed to refer to"), "{err}");
     ok(firn_build(&s, &file).args(["-A", "refsOk"]));
+}
+
+/// Exit statuses of refused outputs (missing, or breaking `allowedReferences`,
+/// `disallowedReferences`, `allowedRequisites`, `disallowedRequisites`) and failed
+/// fixed-output builders, alone and beside other failures, with and without `--keep-going`,
+/// through `nix-build`, `nix-store --realise` and `nix build`: those of CppNix 2.8, run on a
+/// store of its own.
+#[test]
+fn refused_outputs_exit_as_cppnix() {
+    need_busybox();
+    let e = env();
+    let file = e.write(
+        "default.nix",
+        &expr(
+            r#"let dep = mk "dep" "echo ${bb} > $out" { }; in rec {
+  noOut = mk "no-out" "echo nothing" { };
+  noDev = mk "no-dev" "touch $out" { outputs = [ "out" "dev" ]; };
+  allowedRefs = mk "allowed-refs" "echo ${bb} > $out" { allowedReferences = [ ]; };
+  disallowedRefs = mk "disallowed-refs" "echo ${bb} > $out" { disallowedReferences = [ bb ]; };
+  allowedReqs = mk "allowed-reqs" "echo ${dep} > $out" { allowedRequisites = [ dep ]; };
+  disallowedReqs = mk "disallowed-reqs" "echo ${dep} > $out" { disallowedRequisites = [ bb ]; };
+  fails = mk "fails" "exit 3" { };
+  good = mk "good" "touch $out" { };
+  fodFails = mk "fod-fails" "exit 3" {
+    outputHash = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"; outputHashAlgo = "sha256";
+  };
+  depOnRefused = mk "dep-on-refused" "cat ${allowedRefs} > $out" { };
+}"#,
+        ),
+    );
+    let (sf, sc) = (e.store("firn"), e.store("cppnix"));
+    let tool = |firn_side: bool, name: &str| -> Command {
+        let mut c = if firn_side { firn(name) } else { cppnix(name) };
+        c.arg("--store")
+            .arg(if firn_side { &sf } else { &sc })
+            .args(["--option", "sandbox", "true"]);
+        c
+    };
+    // (attributes, --keep-going, CppNix 2.8's exit status, what the message says)
+    let cases: &[(&[&str], bool, i32, &str)] = &[
+        (
+            &["noOut"],
+            false,
+            1,
+            "failed to produce output path for output 'out'",
+        ),
+        (
+            &["noDev"],
+            false,
+            1,
+            "failed to produce output path for output 'dev'",
+        ),
+        (&["allowedRefs"], false, 1, "is not allowed to refer to"),
+        (&["disallowedRefs"], false, 1, "is not allowed to refer to"),
+        (&["allowedReqs"], false, 1, "is not allowed to refer to"),
+        (&["disallowedReqs"], false, 1, "is not allowed to refer to"),
+        (&["fodFails"], false, 1, "failed with exit code 3"),
+        (&["fails"], false, 100, "failed with exit code 3"),
+        (&["depOnRefused"], false, 1, "dependencies of derivation"),
+        (&["noOut", "good"], true, 1, "failed to produce output path"),
+        (
+            &["disallowedRefs", "fails"],
+            true,
+            100,
+            "is not allowed to refer to",
+        ),
+        (
+            &["disallowedReqs", "fodFails"],
+            true,
+            1,
+            "is not allowed to refer to",
+        ),
+        (
+            &["allowedRefs", "depOnRefused"],
+            true,
+            1,
+            "is not allowed to refer to",
+        ),
+    ];
+    for (attrs, keep_going, want, msg) in cases {
+        let mut errors = Vec::new();
+        for side in [false, true] {
+            let mut c = tool(side, "nix-build");
+            c.arg(&file).arg("--no-out-link");
+            for a in attrs.iter() {
+                c.args(["-A", a]);
+            }
+            if *keep_going {
+                c.arg("--keep-going");
+            }
+            let (code, err) = stderr_of(&mut c);
+            assert_eq!(code, Some(*want), "{attrs:?} (firn: {side}): {err}");
+            assert!(err.contains(msg), "{attrs:?} (firn: {side}): {err}");
+            errors.push(err);
+        }
+        // A refused reference is reported in CppNix's words, its paths included.
+        if attrs.len() == 1 && msg.contains("refer to") {
+            let from = |e: &str| e[e.find("error:").unwrap_or(0)..].to_string();
+            assert_eq!(from(&errors[1]), from(&errors[0]), "{attrs:?}");
+        }
+    }
+    // The same through `nix-store --realise` and `nix build`.
+    for attr in ["noOut", "disallowedReqs", "fodFails"] {
+        for keep_going in [false, true] {
+            for side in [false, true] {
+                let drv = ok_str(tool(side, "nix-instantiate").arg(&file).args(["-A", attr]));
+                let mut c = tool(side, "nix-store");
+                c.args(["--realise", drv.trim()]);
+                let mut n = tool(side, "nix");
+                if side {
+                    n.args(["--extra-experimental-features", "nix-command"]);
+                }
+                n.args(["build", "--no-link", "-f"]).arg(&file).arg(attr);
+                for c in [&mut c, &mut n] {
+                    if keep_going {
+                        c.arg("--keep-going");
+                    }
+                    let (code, err) = stderr_of(c);
+                    assert_eq!(code, Some(1), "{c:?}: {err}");
+                }
+            }
+        }
+    }
 }
 
 /// `kill -9` of firn in the middle of a build leaves a consistent store, and a rerun builds.

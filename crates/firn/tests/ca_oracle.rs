@@ -399,10 +399,9 @@ fn failed_ca_build_registers_nothing() {
     );
     let (sf, sc) = (e.store("firn"), e.store("cppnix"));
     for (side, store) in [(true, &sf), (false, &sc)] {
-        // Refused outputs: CppNix 2.8 exits 1 (`OutputRejected` is no permanent failure);
-        // firn exits 100 for them, input-addressed or not (`FailKind::Rejected`), a known
-        // difference asserted here until it is fixed.
-        let refused = if side { 100 } else { 1 };
+        // Refused outputs: CppNix 2.8 exits 1 (`OutputRejected` is no permanent failure),
+        // and so does firn.
+        let refused = 1;
         for (attr, msg, want) in [
             ("fails", "failed with exit code 3", 100),
             (

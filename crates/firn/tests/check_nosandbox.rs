@@ -42,6 +42,12 @@ in {
     touch $out/''${h%%-*} $out/$h
   '' { };
   nondet = mk "nondet" "cat /proc/sys/kernel/random/uuid > $out" { };
+  # Refers to `dep` (which it must not) only when the file `flag` beside this one exists.
+  refs = let dep = mk "dep" "echo dep > $out" { }; in mk "refs" ''
+    if test -e ${toString ./flag}; then echo ${dep} > $out; else echo none > $out; fi
+  '' { disallowedReferences = [ dep ]; };
+  # Says where it is built, and fails.
+  top = mk "top" "echo TOP=$NIX_BUILD_TOP; echo TMPDIR=$TMPDIR; exit 1" { };
   # `dev` refers to `out`, and says where `out` is.
   multi = mk "multi" "mkdir $out $dev; echo lib > $out/lib; echo $out > $dev/where" {
     outputs = [ "out" "dev" ];
@@ -285,4 +291,166 @@ fn partly_valid_derivation_is_rebuilt() {
     want.sort();
     assert_eq!(e.entries(), want);
     ok(e.nix_store().args(["--verify", "--check-contents"]));
+}
+
+/// The `ultimate` flag of a valid path in the store's database, and its registration time.
+fn ultimate_and_time(e: &Env, path: &str) -> (i64, i64) {
+    let db = rusqlite::Connection::open(e.dir.join("state/db/db.sqlite")).expect("db");
+    db.query_row(
+        "select ultimate, registrationTime from ValidPaths where path = ?",
+        [path],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .expect("querying the path")
+}
+
+fn set_not_ultimate(e: &Env, path: &str) {
+    let db = rusqlite::Connection::open(e.dir.join("state/db/db.sqlite")).expect("db");
+    db.execute(
+        "update ValidPaths set ultimate = 0, registrationTime = 5 where path = ?",
+        [path],
+    )
+    .expect("updating the path");
+}
+
+/// As CppNix 2.8's `--check`: the rebuilt output is compared with the valid one without
+/// `allowedReferences` and friends (a differing one is not deterministic, exit 104, not a
+/// refused output); a check that passes makes the valid output ultimately trusted (its
+/// registration time stays) and runs the `post-build-hook` with no `OUT_PATHS`; one that
+/// fails does not run it.
+#[test]
+fn check_rules_hook_and_ultimate_as_cppnix() {
+    let e = env();
+    let refs = ok_str(&mut e.firn("refs")).trim().to_string();
+    let det = ok_str(&mut e.firn("det")).trim().to_string();
+    ok(&mut e.firn("nondet"));
+
+    // The rebuilt `refs` refers to what it must not.
+    let flag = e.dir.join("flag");
+    std::fs::write(&flag, "").expect("writing the flag");
+    let (code, firn_err) = status_and_stderr(e.firn("refs").arg("--check"));
+    let (cpp_code, cpp_err) = status_and_stderr(e.cppnix("refs").arg("--check"));
+    assert_eq!(cpp_code, Some(104), "CppNix:\n{cpp_err}");
+    assert_eq!(code, Some(104), "firn:\n{firn_err}");
+    assert!(
+        firn_err.contains(&format!("output '{refs}' differs")),
+        "{firn_err}"
+    );
+    assert_eq!(error_lines(&firn_err), error_lines(&cpp_err));
+    std::fs::remove_file(&flag).expect("removing the flag");
+
+    // `ultimate` and the post-build-hook.
+    let hook = e.dir.join("hook.sh");
+    let log = e.dir.join("hook.log");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"DRV_PATH=$DRV_PATH OUT_PATHS=[$OUT_PATHS]\" >> {}\n",
+            log.display()
+        ),
+    )
+    .expect("writing the hook");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let with_hook = |mut c: Command| -> Vec<String> {
+        let _ = std::fs::remove_file(&log);
+        let (code, err) = status_and_stderr(c.args(["--option", "post-build-hook"]).arg(&hook));
+        assert!(code == Some(0) || code == Some(104), "{err}");
+        // Announced without `-L` when it runs.
+        let announced = format!("running post-build-hook '{}'...", hook.display());
+        assert_eq!(err.contains(&announced), code == Some(0), "{err}");
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for side in ["cppnix", "firn"] {
+        set_not_ultimate(&e, &det);
+        assert_eq!(ultimate_and_time(&e, &det), (0, 5));
+        let run = |attr: &str| {
+            let mut c = if side == "firn" {
+                e.firn(attr)
+            } else {
+                e.cppnix(attr)
+            };
+            c.arg("--check");
+            c
+        };
+        let passed = with_hook(run("det"));
+        assert_eq!(ultimate_and_time(&e, &det), (1, 5), "{side}");
+        let failed = with_hook(run("nondet"));
+        assert!(failed.is_empty(), "{side}: {failed:?}");
+        seen.push(passed);
+    }
+    assert_eq!(seen[0].len(), 1, "{seen:?}");
+    assert!(seen[0][0].ends_with("OUT_PATHS=[]"), "{seen:?}");
+    assert_eq!(seen[0], seen[1]);
+}
+
+/// Without the sandbox the builder runs in `$TMPDIR/nix-build-<drv name>.drv-<n>` (the first
+/// free `n`), as CppNix 2.8's; with `--keep-failed` that directory is kept, a `--check` that
+/// finds a difference included.
+#[test]
+fn build_directory_named_as_cppnix() {
+    let e = env();
+    // Taken names are skipped.
+    std::fs::create_dir(e.dir.join("nix-build-top.drv-0")).expect("mkdir");
+    let tops = |c: &mut Command| -> (String, String) {
+        let (code, err) = status_and_stderr(c.arg("-K"));
+        assert_eq!(code, Some(100), "{err}");
+        let value = |key: &str| {
+            err.lines()
+                .find_map(|l| l.split_once(key).map(|(_, v)| v.to_string()))
+                .unwrap_or_else(|| panic!("no {key} in:\n{err}"))
+        };
+        let top = value("TOP=");
+        assert_eq!(value("TMPDIR="), top);
+        assert!(
+            err.contains(&format!("note: keeping build directory '{top}'")),
+            "{err}"
+        );
+        let base = Path::new(&top)
+            .file_name()
+            .expect("a base name")
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(
+            Path::new(&top).parent(),
+            Some(e.dir.canonicalize().expect("canonicalize").as_path())
+        );
+        (base, top)
+    };
+    let (cpp, _) = tops(&mut e.cppnix("top"));
+    assert_eq!(cpp, "nix-build-top.drv-1");
+    let (firn, kept) = tops(&mut e.firn("top"));
+    assert_eq!(firn, "nix-build-top.drv-2");
+    assert!(Path::new(&kept).is_dir());
+
+    // A `--check` that finds a difference keeps the build directory with `-K`, as CppNix's.
+    ok(&mut e.firn("nondet"));
+    for side in ["cppnix", "firn"] {
+        let mut c = if side == "firn" {
+            e.firn("nondet")
+        } else {
+            e.cppnix("nondet")
+        };
+        let (code, err) = status_and_stderr(c.args(["--check", "-K"]));
+        assert_eq!(code, Some(104), "{side}: {err}");
+        let note = err
+            .lines()
+            .find(|l| l.starts_with("note: keeping build directory"))
+            .unwrap_or_else(|| panic!("{side}: no note in:\n{err}"));
+        assert!(note.contains("/nix-build-nondet.drv-0'"), "{side}: {note}");
+        let dir = note
+            .trim_start_matches("note: keeping build directory '")
+            .trim_end_matches('\'');
+        std::fs::remove_dir_all(dir).expect("removing the kept directory");
+        for n in e.entries() {
+            if n.ends_with(".check") {
+                let _ = std::fs::remove_file(e.store_dir().join(n));
+            }
+        }
+    }
 }

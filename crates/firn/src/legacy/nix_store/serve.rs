@@ -212,6 +212,7 @@ fn status_of(f: &BuildFailure, drv: &Derivation) -> BuildStatus {
         FailKind::DependencyFailed => BuildStatus::DependencyFailed,
         FailKind::Misc | FailKind::Cancelled => BuildStatus::MiscFailure,
         FailKind::Rejected => BuildStatus::OutputRejected,
+        FailKind::Transient => BuildStatus::TransientFailure,
         FailKind::Failed if drv.is_fixed_output() => BuildStatus::TransientFailure,
         FailKind::Failed => BuildStatus::PermanentFailure,
     }
