@@ -25,9 +25,8 @@ use firn_format::{
 use firn_store::realisations::{DrvOutput, Realisation};
 use firn_store::{LocalStore, ValidPathInfo};
 
-use crate::outputs::{canonicalise_output, check_reference_rules, Checked, Refused};
+use crate::outputs::{canonicalise_output, check_reference_rules, scan_output, Checked, Refused};
 use crate::plan::read_derivation;
-use crate::refscan::ScanSink;
 use crate::rewrite::{rewrite_path, Rewrites};
 use crate::{BuildError, FailKind};
 
@@ -251,19 +250,9 @@ pub fn finish_floating(
         BTreeMap::new();
     for (name, scratch) in outputs {
         let loc = location(scratch);
-        if fs::symlink_metadata(&loc).is_err() {
-            return Err(refused(format!(
-                "builder for '{drv_shown}' failed to produce output path for output '{name}' at '{}'",
-                sd.display(scratch)
-            )));
-        }
-        canonicalise_output(&loc)?;
+        let (_, _, refs) = scan_output(sd, drv_path, name, scratch, &loc, &candidates)?;
         let meta =
             fs::symlink_metadata(&loc).map_err(|e| BuildError::io("getting status of", &loc, e))?;
-        let mut sink = ScanSink::new(candidates.iter());
-        firn_store::nar_fs::dump_path(&loc, &mut sink)
-            .map_err(|e| BuildError::Other(format!("serialising '{}': {e}", loc.display())))?;
-        let (_, _, refs) = sink.finish();
         scanned.insert(name.clone(), (loc, refs, meta));
     }
     let order = reference_order(&drv_shown, outputs, &scanned)?;

@@ -56,21 +56,7 @@ pub fn check_outputs(
     let mut checked = Vec::new();
     for (name, path) in outputs {
         let loc = location(path);
-        if fs::symlink_metadata(&loc).is_err() {
-            return Err(Refused {
-                kind: FailKind::Rejected,
-                msg: format!(
-                    "builder for '{}' failed to produce output path for output '{name}' at '{}'",
-                    sd.display(drv_path),
-                    sd.display(path)
-                ),
-            });
-        }
-        canonicalise_output(&loc)?;
-        let mut sink = ScanSink::new(candidates.iter());
-        firn_store::nar_fs::dump_path(&loc, &mut sink)
-            .map_err(|e| BuildError::Other(format!("serialising '{}': {e}", loc.display())))?;
-        let (nar_hash, nar_size, refs) = sink.finish();
+        let (nar_hash, nar_size, refs) = scan_output(sd, drv_path, name, path, &loc, &candidates)?;
         let mut info = ValidPathInfo::new(path.clone(), nar_hash.clone(), nar_size);
         info.references = refs;
         info.deriver = Some(drv_path.clone());
@@ -122,6 +108,34 @@ pub fn check_outputs(
         check_reference_rules(sd, drv, &checked, store)?;
     }
     Ok(checked)
+}
+
+/// Output `name` (store path `path`) of `drv_path` where the builder left it (`loc`):
+/// refused if missing, canonicalised, then serialised once for its NAR hash and size and the
+/// `candidates` it refers to.
+pub fn scan_output(
+    sd: &StoreDir,
+    drv_path: &StorePath,
+    name: &str,
+    path: &StorePath,
+    loc: &Path,
+    candidates: &BTreeSet<StorePath>,
+) -> Result<(Hash, u64, BTreeSet<StorePath>), Refused> {
+    if fs::symlink_metadata(loc).is_err() {
+        return Err(Refused {
+            kind: FailKind::Rejected,
+            msg: format!(
+                "builder for '{}' failed to produce output path for output '{name}' at '{}'",
+                sd.display(drv_path),
+                sd.display(path)
+            ),
+        });
+    }
+    canonicalise_output(loc)?;
+    let mut sink = ScanSink::new(candidates.iter());
+    firn_store::nar_fs::dump_path(loc, &mut sink)
+        .map_err(|e| BuildError::Other(format!("serialising '{}': {e}", loc.display())))?;
+    Ok(sink.finish())
 }
 
 /// The fixed-output mismatch message, with the hashes in the forms a user can paste.

@@ -188,6 +188,20 @@ impl Substituters {
         Ok(ni)
     }
 
+    /// A failed lookup in cache `e`: a download error disables the cache for this run (as
+    /// CppNix does), anything else is a warning.
+    fn lookup_failed(&self, e: &Entry, err: CacheError) {
+        if matches!(err, CacheError::Download { .. }) {
+            e.broken.store(true, Ordering::Relaxed);
+            self.warn(format!(
+                "disabling substituter '{}' for this run: {err}",
+                e.cache.uri()
+            ));
+        } else {
+            self.warn(err.to_string());
+        }
+    }
+
     /// The first cache (by priority) with a trusted narinfo for `p`.
     pub fn query(&self, p: &StorePath) -> Option<Available> {
         for (i, e) in self.entries.iter().enumerate() {
@@ -206,17 +220,7 @@ impl Substituters {
                         self.sd.display(p)
                     ));
                 }
-                Err(err) => {
-                    if matches!(err, CacheError::Download { .. }) {
-                        e.broken.store(true, Ordering::Relaxed);
-                        self.warn(format!(
-                            "disabling substituter '{}' for this run: {err}",
-                            e.cache.uri()
-                        ));
-                    } else {
-                        self.warn(err.to_string());
-                    }
-                }
+                Err(err) => self.lookup_failed(e, err),
             }
         }
         None
@@ -245,17 +249,7 @@ impl Substituters {
                         e.cache.uri()
                     ));
                 }
-                Err(err) => {
-                    if matches!(err, CacheError::Download { .. }) {
-                        e.broken.store(true, Ordering::Relaxed);
-                        self.warn(format!(
-                            "disabling substituter '{}' for this run: {err}",
-                            e.cache.uri()
-                        ));
-                    } else {
-                        self.warn(err.to_string());
-                    }
-                }
+                Err(err) => self.lookup_failed(e, err),
             }
         }
         None

@@ -50,29 +50,6 @@ fn expr(body: &str) -> String {
     format!("let {PRELUDE} in {body}")
 }
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().to_path_buf();
-    Env { _tmp: tmp, dir }
-}
-
-impl Env {
-    fn store(&self, name: &str) -> String {
-        store_dir(&self.dir, name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    }
-}
-
 fn firn_build(store: &str, file: &Path) -> Command {
     let mut c = firn("nix-build");
     c.arg("--store")

@@ -74,27 +74,9 @@ const ATTRS: &[&str] = &[
     "same2",
 ];
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().to_path_buf();
-    Env { _tmp: tmp, dir }
-}
-
-impl Env {
-    fn store(&self, name: &str) -> String {
-        store_dir(&self.dir, name)
-    }
-
-    fn write(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        std::fs::write(&p, format!("let {PRELUDE} in {body}")).expect("write");
-        p
-    }
+/// Write expression `body` (with the prelude in scope) to file `name` of `e`.
+fn write_expr(e: &Env, name: &str, body: &str) -> PathBuf {
+    e.write(name, &format!("let {PRELUDE} in {body}"))
 }
 
 /// `tool` of firn or CppNix on `store` with the feature on.
@@ -181,7 +163,7 @@ fn count(store: &str, table: &str) -> i64 {
 fn ca_graph_equals_cppnix() {
     need_busybox();
     let e = env();
-    let file = e.write("default.nix", GRAPH);
+    let file = write_expr(&e, "default.nix", GRAPH);
     let (sf, sc) = (e.store("firn"), e.store("cppnix"));
 
     // One input-addressed output is built without the feature first: it gets its realisation
@@ -343,7 +325,7 @@ fn ca_graph_equals_cppnix() {
 fn ca_needs_the_feature() {
     need_busybox();
     let e = env();
-    let file = e.write("default.nix", GRAPH);
+    let file = write_expr(&e, "default.nix", GRAPH);
     let (sf, sc) = (e.store("firn"), e.store("cppnix"));
     const DISABLED: &str = "experimental Nix feature 'ca-derivations' is disabled";
     for (side, store) in [(true, &sf), (false, &sc)] {
@@ -389,7 +371,8 @@ fn ca_needs_the_feature() {
 fn failed_ca_build_registers_nothing() {
     need_busybox();
     let e = env();
-    let file = e.write(
+    let file = write_expr(
+        &e,
         "default.nix",
         r#"rec {
   fails = mk "ca-fails" "mkdir $out; echo partial > $out/f; exit 3" (ca { });

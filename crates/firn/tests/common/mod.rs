@@ -41,6 +41,33 @@ pub fn firn_bin_dir() -> &'static Path {
     })
 }
 
+/// A scratch directory for one test (removed when dropped), for chroot stores and files.
+pub struct Env {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+/// A fresh [`Env`].
+pub fn env() -> Env {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    Env { _tmp: tmp, dir }
+}
+
+impl Env {
+    /// The chroot store `name` in this directory.
+    pub fn store(&self, name: &str) -> String {
+        store_dir(&self.dir, name)
+    }
+
+    /// Write `text` to file `name` here; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
 /// Run firn as `tool`.
 pub fn firn(tool: &str) -> Command {
     let mut c = Command::new(firn_bin_dir().join(tool));
