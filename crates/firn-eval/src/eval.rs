@@ -173,6 +173,30 @@ impl Evaluator {
         base_dir: &str,
         names: &[Symbol],
     ) -> EResult<&'static Expr> {
+        self.parse_source(text, origin, base_dir, names, false)
+    }
+
+    /// [`Self::parse_with_names`] of the text of file `path` as
+    /// [`firn_syntax::bytes::decode`] gives it: the text is not kept for error messages but
+    /// read again if one needs it.
+    pub fn parse_file(
+        &mut self,
+        text: &str,
+        path: &str,
+        base_dir: &str,
+        names: &[Symbol],
+    ) -> EResult<&'static Expr> {
+        self.parse_source(text, path, base_dir, names, true)
+    }
+
+    fn parse_source(
+        &mut self,
+        text: &str,
+        origin: &str,
+        base_dir: &str,
+        names: &[Symbol],
+        from_disk: bool,
+    ) -> EResult<&'static Expr> {
         let home = self.home.clone();
         let src = Source {
             origin,
@@ -189,7 +213,12 @@ impl Evaluator {
         };
         match parsed {
             Ok(mut e) => {
-                if let Some(base) = self.positions.add_file(text, origin) {
+                let base = if from_disk {
+                    self.positions.add_disk_file(text, origin)
+                } else {
+                    self.positions.add_file(text, origin)
+                };
+                if let Some(base) = base {
                     firn_syntax::ast::shift_spans(&mut e, base);
                 }
                 Ok(Box::leak(Box::new(e)))
@@ -228,7 +257,7 @@ impl Evaluator {
             .parent()
             .map(|d| d.to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into());
-        let e = self.parse(&text, &p, &dir)?;
+        let e = self.parse_file(&text, &p, &dir, &[])?;
         let v = self.eval_top(e)?;
         self.imports.insert(p, v.clone());
         Ok(v)

@@ -13,11 +13,36 @@ struct SourceFile {
     base: u32,
     len: u32,
     origin: RcStr,
-    /// The file's text, for error messages.
-    text: RcStr,
+    /// The file's text, for error messages and line numbers. A file read from disk does not
+    /// keep it (the texts of a package set's files were a twentieth of its evaluation's
+    /// heap): it is read again the first time it is needed, as CppNix does for its error
+    /// messages, and used only if it is still the text that was parsed.
+    text: std::cell::OnceCell<Option<RcStr>>,
+    /// For a file read from disk: a hash of the text parsed, to recognise it when read again.
+    disk_hash: Option<u64>,
     /// Offsets (relative to the file) where lines start: found the first time a position in
     /// the file is asked for (most files never are).
     line_starts: std::cell::OnceCell<Box<[u32]>>,
+}
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6669726e).hash_one(text)
+}
+
+impl SourceFile {
+    /// The text that was parsed, if it is still at hand.
+    fn text(&self) -> Option<&str> {
+        self.text
+            .get_or_init(|| {
+                let hash = self.disk_hash?;
+                let text = std::fs::read(&*self.origin)
+                    .map(firn_syntax::bytes::decode)
+                    .ok()?;
+                (text.len() == self.len as usize && text_hash(&text) == hash).then(|| text.into())
+            })
+            .as_deref()
+    }
 }
 
 #[derive(Default)]
@@ -27,20 +52,36 @@ pub struct Positions {
 }
 
 impl Positions {
-    /// Register a file's text; returns the offset its spans must be moved by, or None when
-    /// the offsets are used up (positions of later files are then unknown).
+    /// Register the text of a source that is not a file (an expression given on the command
+    /// line, say); returns the offset its spans must be moved by, or None when the offsets
+    /// are used up (positions of later files are then unknown).
     pub fn add_file(&mut self, text: &str, origin: &str) -> Option<u32> {
+        self.add(text, origin, None)
+    }
+
+    /// [`Self::add_file`] for the text of file `path` as [`firn_syntax::bytes::decode`]
+    /// gives it: the text is read again when needed rather than kept.
+    pub fn add_disk_file(&mut self, text: &str, path: &str) -> Option<u32> {
+        self.add(text, path, Some(text_hash(text)))
+    }
+
+    fn add(&mut self, text: &str, origin: &str, disk_hash: Option<u64>) -> Option<u32> {
         if self.next_base == 0 {
             self.next_base = 1;
         }
         let len = u32::try_from(text.len()).ok()?;
         let base = self.next_base;
         self.next_base = base.checked_add(len)?.checked_add(1)?;
+        let kept = std::cell::OnceCell::new();
+        if disk_hash.is_none() {
+            let _ = kept.set(Some(text.into()));
+        }
         self.files.push(SourceFile {
             base,
             len,
             origin: origin.into(),
-            text: text.into(),
+            text: kept,
+            disk_hash,
             line_starts: std::cell::OnceCell::new(),
         });
         Some(base)
@@ -57,9 +98,10 @@ impl Positions {
         if rel > f.len {
             return None;
         }
+        let text = f.text()?;
         let starts = f.line_starts.get_or_init(|| {
             // Within `len`, which fits in a u32.
-            firn_syntax::line_starts(f.text.as_bytes())
+            firn_syntax::line_starts(text.as_bytes())
                 .into_iter()
                 .map(|s| s as u32)
                 .collect()
@@ -67,8 +109,7 @@ impl Positions {
         let line = starts.partition_point(|&s| s <= rel);
         let start = starts[line - 1];
         // Columns count the bytes the text stands for (see `firn_syntax::bytes`).
-        let stand_ins = f
-            .text
+        let stand_ins = text
             .as_bytes()
             .get(start as usize..rel as usize)
             .map_or(0, firn_syntax::bytes::count_stand_ins);
@@ -86,7 +127,7 @@ impl Positions {
         let f = &self.files[i];
         let rel = offset.checked_sub(f.base).filter(|r| *r <= f.len)?;
         Some(firn_syntax::render_location(
-            &f.text,
+            f.text()?,
             &f.origin,
             rel as usize,
         ))
@@ -101,7 +142,7 @@ impl Positions {
         let f = &self.files[i];
         let from = start.checked_sub(f.base)? as usize;
         let to = (end.checked_sub(f.base)? as usize).min(f.len as usize);
-        f.text.get(from..to)
+        f.text()?.get(from..to)
     }
 
     /// The offset of the first `needle` between span offsets `start` and `end` of one
@@ -123,7 +164,9 @@ impl Positions {
             return start;
         };
         let f = &self.files[i];
-        let text = f.text.as_bytes();
+        let Some(text) = f.text().map(str::as_bytes) else {
+            return start;
+        };
         let (Some(mut from), Some(mut to)) = (
             start.checked_sub(f.base).map(|x| x as usize),
             end.checked_sub(f.base).map(|x| x as usize),
@@ -199,5 +242,25 @@ mod tests {
         assert_eq!(p.locate(a + 4).unwrap(), ("/a.nix".into(), 2, 2));
         assert_eq!(p.locate(b).unwrap(), ("/b.nix".into(), 1, 1));
         assert!(p.locate(0).is_none());
+    }
+
+    /// A file's text is read again for positions, and only trusted while it is unchanged.
+    #[test]
+    fn a_file_is_read_again_while_unchanged() {
+        let dir = std::env::temp_dir().join(format!("firn-positions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.nix");
+        let path_s = path.to_string_lossy().into_owned();
+        std::fs::write(&path, "ab\ncd\n").unwrap();
+        let mut p = Positions::default();
+        let a = p.add_disk_file("ab\ncd\n", &path_s).unwrap();
+        let b = p.add_disk_file("xy\n", &path_s).unwrap();
+        assert_eq!(p.locate(a + 4).unwrap(), (path_s.as_str().into(), 2, 2));
+        assert_eq!(p.text(a + 3, a + 5), Some("cd"));
+        assert!(p.render(a + 4).unwrap().contains("cd"));
+        // The second registration's text is no longer what the file holds.
+        assert!(p.locate(b).is_none());
+        assert!(p.render(b).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

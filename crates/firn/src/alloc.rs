@@ -54,6 +54,26 @@ unsafe impl GlobalAlloc for Mimalloc {
 
 /// mimalloc's `mi_option_allow_thp` (its header's option number; the bindings predate it).
 const OPTION_ALLOW_THP: std::ffi::c_int = 43;
+/// mimalloc's `mi_option_arena_eager_commit` (as above).
+const OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+
+/// Commit arena memory as it is used rather than all at once. An eagerly committed arena is
+/// also advised onto transparent huge pages, so the blocks allocated at startup (before
+/// [`configure`] can advise otherwise) sat on two 2 MiB pages: 5 MB resident for
+/// `nix-instantiate --eval -E 1` instead of 1.3 MB, and 3.5 MB more for a whole evaluation.
+/// Committing on demand costs no measurable time (A/B on the package-set and module-system
+/// benchmarks). This has to be set before mimalloc initialises, which its own constructor
+/// does: this one runs first (a numbered `.init_array` entry runs before unnumbered ones),
+/// and an option set before initialisation is kept. (`allow_thp` cannot be set here: at
+/// initialisation mimalloc turns it into `PR_SET_THP_DISABLE`, which builders would inherit.)
+#[used]
+#[link_section = ".init_array.00101"]
+static EARLY_OPTIONS: extern "C" fn() = early_options;
+
+extern "C" fn early_options() {
+    // SAFETY: setting an option only writes mimalloc's option table; no allocation yet.
+    unsafe { mi_option_set(OPTION_ARENA_EAGER_COMMIT, 0) };
+}
 
 extern "C" {
     // Part of mimalloc's API (`mimalloc.h`), compiled in by libmimalloc-sys; its Rust
