@@ -497,7 +497,11 @@ impl Evaluator {
                 ev.thunk(e, &inner)
             }
         };
-        let from: Vec<Thunk> = a.inherit_from.iter().map(|e| thunk(self, e)).collect();
+        let from: Box<[Thunk]> = if a.inherit_from.is_empty() {
+            Box::default()
+        } else {
+            a.inherit_from.iter().map(|e| thunk(self, e)).collect()
+        };
         let want_map = !is_let || a.attrs.contains_key(&self.sym_overrides);
         let mut entries = Vec::with_capacity(if want_map { a.attrs.len() } else { 0 });
         // `a.attrs` is in symbol order, as a scope's bindings are.
@@ -561,9 +565,23 @@ impl Evaluator {
                 }
             }
         }
+        if !a.dynamic.is_empty() {
+            self.add_dynamic_attrs(a, &inner, &mut map)?;
+        }
+        Ok((map, inner))
+    }
+
+    /// The `"${name}" = value;` bindings of set `a` (scope `inner`), added to `map`.
+    #[inline(never)]
+    fn add_dynamic_attrs(
+        &mut self,
+        a: &'static Attrs,
+        inner: &Env,
+        map: &mut AttrMap,
+    ) -> EResult<()> {
         let mut dynamic_seen: Vec<(RcStr, u32)> = Vec::new();
         for (n, v, span) in &a.dynamic {
-            let name = match self.eval(n, &inner)? {
+            let name = match self.eval(n, inner)? {
                 Value::String(s) => no_context(s)?,
                 Value::Null => continue,
                 x => return Err(self.type_error("a string", &x)),
@@ -572,10 +590,10 @@ impl Evaluator {
                 return Err(self.duplicate_dynamic(a, &dynamic_seen, &name, span.start));
             }
             dynamic_seen.push((name.clone(), span.start));
-            let t = self.lazy_thunk(v, &inner);
+            let t = self.lazy_thunk(v, inner);
             map.insert(name, t);
         }
-        Ok((map, inner))
+        Ok(())
     }
 
     /// Evaluate `e` in `env`. Tail positions (`if` branches, `let`/`with`/`assert` bodies, and
@@ -1098,10 +1116,10 @@ impl Evaluator {
                 let ts = items.iter().map(|i| self.thunk(i, env)).collect();
                 Ok(Value::List(Rc::new(ts)))
             }
-            ExprKind::Lambda { .. } => Ok(Value::Lambda(Rc::new(Lambda {
+            ExprKind::Lambda { .. } => Ok(Value::Lambda(Lambda {
                 expr: e,
                 env: env.clone(),
-            }))),
+            })),
             ExprKind::Call { .. }
             | ExprKind::Let { .. }
             | ExprKind::With { .. }
@@ -1545,7 +1563,7 @@ impl Evaluator {
 
     /// Bind `arg` to a lambda's parameter (or formals): its body and the environment to
     /// evaluate it in.
-    fn bind_lambda(&mut self, l: &Rc<Lambda>, arg: Thunk) -> EResult<(&'static Expr, Env)> {
+    fn bind_lambda(&mut self, l: &Lambda, arg: Thunk) -> EResult<(&'static Expr, Env)> {
         let ExprKind::Lambda {
             arg: name,
             formals,
