@@ -397,12 +397,14 @@ fn reference_order(
 }
 
 /// Record realisations of `drv` (a pure derivation just built, or found valid): each output
-/// of `paths` under `drv`'s static hash, with `dependent` realisations.
+/// of `paths` under `drv`'s static hash, with `dependent` realisations, signed with `keys`
+/// (CppNix signs those of outputs it built, not those it found valid).
 pub fn register_realisations(
     store: &LocalStore,
     drv: &Derivation,
     paths: &BTreeMap<String, StorePath>,
     with_dependents: bool,
+    keys: &[firn_format::signature::SecretKey],
 ) -> Result<(), BuildError> {
     if !store.ca_derivations() || matches!(drv.derivation_type(), Ok(DerivationType::Impure)) {
         return Ok(());
@@ -415,7 +417,7 @@ pub fn register_realisations(
         } else {
             BTreeMap::new()
         };
-        store.register_realisation(&Realisation {
+        let mut r = Realisation {
             id: DrvOutput {
                 drv_hash: h.clone(),
                 output: name.clone(),
@@ -423,7 +425,9 @@ pub fn register_realisations(
             out_path: path.clone(),
             signatures: BTreeSet::new(),
             dependent,
-        })?;
+        };
+        crate::sign::sign_realisation(&mut r, keys);
+        store.register_realisation(&r)?;
     }
     Ok(())
 }

@@ -30,6 +30,7 @@ pub mod rewrite;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;
+pub mod sign;
 pub mod slot;
 pub mod trash;
 pub mod users;
@@ -55,6 +56,8 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Rewrite(#[from] rewrite::RewriteError),
+    #[error(transparent)]
+    Sign(#[from] sign::SignError),
     /// The realisation was interrupted ([`interrupt`]); its builders were killed.
     #[error("interrupted by the user")]
     Interrupted,
@@ -123,6 +126,9 @@ pub struct BuildSettings {
     pub impersonate_linux26: bool,
     /// How many log lines a failure shows (`log-lines`).
     pub log_lines: usize,
+    /// A failed builder's message ends with its last `log_lines` lines (CppNix leaves them
+    /// out when the log was shown as it came).
+    pub log_tail: bool,
     /// `post-build-hook`: a program run after each successful build with `DRV_PATH` and
     /// `OUT_PATHS` in its environment (for example to push the outputs to a cache).
     pub post_build_hook: Option<PathBuf>,
@@ -133,6 +139,8 @@ pub struct BuildSettings {
     pub build_users_group: Option<String>,
     /// The state directory holding `userpool/` (`/nix/var/nix`, shared with CppNix).
     pub user_pool_dir: PathBuf,
+    /// `secret-key-files`: the built outputs (and their realisations) are signed with each.
+    pub secret_key_files: Vec<PathBuf>,
 }
 
 impl BuildSettings {
@@ -169,10 +177,12 @@ impl BuildSettings {
             log_dir,
             impersonate_linux26: true,
             log_lines: 10,
+            log_tail: true,
             post_build_hook: None,
             max_log_size: None,
             build_users_group: None,
             user_pool_dir: PathBuf::from("/nix/var/nix"),
+            secret_key_files: Vec::new(),
         }
     }
 }

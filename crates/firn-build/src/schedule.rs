@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use firn_format::derivation::hash_placeholder;
+use firn_format::signature::SecretKey;
 use firn_format::StorePath;
 use firn_store::lock::PathLocks;
 use firn_store::LocalStore;
@@ -91,7 +92,7 @@ pub fn realise(
         )));
     }
     for (drv, outputs) in &plan.realised {
-        crate::ca::register_realisations(store, drv, outputs, false)?;
+        crate::ca::register_realisations(store, drv, outputs, false, &[])?;
     }
     for r in &plan.substituted_realisations {
         store.register_realisation(r)?;
@@ -545,7 +546,7 @@ pub fn build_one(
     }
     if !node.check && valid.len() == node.outputs.len() {
         locks.set_deletion(true);
-        crate::ca::register_realisations(store, drv, &node.outputs, false)?;
+        crate::ca::register_realisations(store, drv, &node.outputs, false, &[])?;
         return Ok(Ok(()));
     }
 
@@ -846,7 +847,8 @@ pub fn build_one(
 
     let failure = |kind: FailKind, head: String| -> Failure {
         let mut msg = head;
-        if !tail.lines.is_empty()
+        if settings.log_tail
+            && !tail.lines.is_empty()
             && matches!(
                 kind,
                 FailKind::Failed | FailKind::Transient | FailKind::Rejected | FailKind::TimedOut
@@ -931,7 +933,7 @@ pub fn build_one(
                             note,
                         };
                         compare_with_valid(store, node, &checked, &hook).and_then(|()| {
-                            mark_ultimate(store, &checked).map_err(|e| Failure {
+                            mark_ultimate(store, settings, &checked).map_err(|e| Failure {
                                 drv: node.drv_path.clone(),
                                 kind: FailKind::Misc,
                                 msg: e.to_string(),
@@ -955,10 +957,11 @@ pub fn build_one(
                             }
                         })
                     } else {
+                        let keys = crate::sign::read_keys(&settings.secret_key_files)?;
                         if floating {
-                            install_floating(store, &checked)?;
+                            install_floating(store, &checked, &keys)?;
                         } else {
-                            install(store, use_sandbox, &checked, &valid)?;
+                            install(store, use_sandbox, &checked, &valid, &keys)?;
                         }
                         installed = true;
                         locks.set_deletion(true);
@@ -972,7 +975,7 @@ pub fn build_one(
                                     .map(|(n, p)| (n.clone(), p.clone())),
                             )
                             .collect();
-                        crate::ca::register_realisations(store, drv, &finals, false)?;
+                        crate::ca::register_realisations(store, drv, &finals, false, &keys)?;
                         match &settings.post_build_hook {
                             Some(hook) => {
                                 run_post_build_hook(hook, store, node, &finals, (emit, note))
@@ -1119,12 +1122,13 @@ fn run_post_build_hook(
 }
 
 /// Move checked outputs into the store (from the sandbox) and register them in one
-/// transaction. Outputs that were already valid keep their old copy.
+/// transaction, signed with `keys`. Outputs that were already valid keep their old copy.
 fn install(
     store: &LocalStore,
     from_sandbox: bool,
     checked: &[Checked],
     valid: &BTreeSet<StorePath>,
+    keys: &[SecretKey],
 ) -> Result<(), BuildError> {
     let mut infos = Vec::new();
     for c in checked {
@@ -1140,17 +1144,23 @@ fn install(
                 .map_err(|e| BuildError::io("moving output into place", &real, e))?;
             firn_store::canon::canonicalise_top(&real)?;
         }
-        infos.push(c.info.clone());
+        let mut info = c.info.clone();
+        crate::sign::sign_path_info(store.store_dir(), &mut info, keys)?;
+        infos.push(info);
     }
     store.register_valid_paths(&infos)?;
     Ok(())
 }
 
 /// Move the outputs of a floating derivation from their scratch locations to their
-/// content-addressed paths, each under its lock, and register them in one transaction. A
-/// path already valid (the same contents made by another derivation) is kept, and the new
-/// copy dropped.
-fn install_floating(store: &LocalStore, checked: &[Checked]) -> Result<(), BuildError> {
+/// content-addressed paths, each under its lock, and register them in one transaction, signed
+/// with `keys`. A path already valid (the same contents made by another derivation) is kept,
+/// and the new copy dropped.
+fn install_floating(
+    store: &LocalStore,
+    checked: &[Checked],
+    keys: &[SecretKey],
+) -> Result<(), BuildError> {
     let reals: Vec<PathBuf> = checked
         .iter()
         .map(|c| store.real_path(&c.info.path))
@@ -1170,7 +1180,9 @@ fn install_floating(store: &LocalStore, checked: &[Checked]) -> Result<(), Build
         fs::rename(&c.location, real)
             .map_err(|e| BuildError::io("moving output into place", real, e))?;
         firn_store::canon::canonicalise_top(real)?;
-        infos.push(c.info.clone());
+        let mut info = c.info.clone();
+        crate::sign::sign_path_info(store.store_dir(), &mut info, keys)?;
+        infos.push(info);
     }
     store.register_valid_paths(&infos)?;
     locks.set_deletion(true);
@@ -1243,7 +1255,7 @@ fn build_resolved(
             .iter()
             .filter_map(|(n, p)| p.clone().map(|p| (n.clone(), p)))
             .collect();
-        crate::ca::register_realisations(store, &drv, &valid, false)?;
+        crate::ca::register_realisations(store, &drv, &valid, false, &[])?;
     }
     // The resolved derivation's outputs are the original's.
     let mut paths = BTreeMap::new();
@@ -1261,7 +1273,10 @@ fn build_resolved(
         }
     }
     let fixed = node.drv.is_fixed_output();
-    crate::ca::register_realisations(store, &node.drv, &paths, !fixed)?;
+    // As CppNix, the original derivation's realisations are signed even when the resolved
+    // derivation's outputs were valid already.
+    let keys = crate::sign::read_keys(&settings.secret_key_files)?;
+    crate::ca::register_realisations(store, &node.drv, &paths, !fixed, &keys)?;
     Ok(Ok(()))
 }
 
@@ -1419,13 +1434,27 @@ fn compare_with_valid(
 }
 
 /// After a `--check` that passed, the outputs are ultimately trusted: CppNix registers them
-/// again with `ultimate` set (their registration time stays).
-fn mark_ultimate(store: &LocalStore, checked: &[Checked]) -> Result<(), BuildError> {
+/// again with `ultimate` set and signed with `secret-key-files` (their registration time
+/// stays).
+fn mark_ultimate(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    checked: &[Checked],
+) -> Result<(), BuildError> {
     let mut again = Vec::new();
+    let mut keys = None;
     for c in checked {
         if let Some(mut info) = store.query_path_info(&c.info.path)? {
             if !info.ultimate {
                 info.ultimate = true;
+                if keys.is_none() {
+                    keys = Some(crate::sign::read_keys(&settings.secret_key_files)?);
+                }
+                crate::sign::sign_path_info(
+                    store.store_dir(),
+                    &mut info,
+                    keys.as_deref().unwrap_or_default(),
+                )?;
                 again.push(info);
             }
         }

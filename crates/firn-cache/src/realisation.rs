@@ -37,59 +37,19 @@ pub fn parse_id(s: &str) -> Result<DrvOutput, String> {
     })
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
-}
-
-/// The JSON of `r` without or with its signatures: CppNix's `toJSON().dump()`, keys sorted.
-fn to_json_inner(r: &Realisation, with_sigs: bool) -> String {
-    // Keys of the dependent map sorted as strings (CppNix's JSON objects are sorted maps).
-    let deps: BTreeMap<String, &str> = r
-        .dependent
-        .iter()
-        .map(|(id, p)| (id.to_string(), p.base_name()))
-        .collect();
-    let mut s = String::from("{\"dependentRealisations\":{");
-    for (i, (id, p)) in deps.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&json_str(id));
-        s.push(':');
-        s.push_str(&json_str(p));
-    }
-    s.push_str("},\"id\":");
-    s.push_str(&json_str(&r.id.to_string()));
-    s.push_str(",\"outPath\":");
-    s.push_str(&json_str(r.out_path.base_name()));
-    if with_sigs {
-        s.push_str(",\"signatures\":[");
-        for (i, sig) in r.signatures.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(&json_str(sig));
-        }
-        s.push(']');
-    }
-    s.push('}');
-    s
-}
-
 /// The file's contents for `r`.
 pub fn to_json(r: &Realisation) -> String {
-    to_json_inner(r, true)
+    r.to_json(true)
 }
 
 /// What signatures of `r` are made over: its JSON without the `signatures` key.
 pub fn fingerprint(r: &Realisation) -> String {
-    to_json_inner(r, false)
+    r.fingerprint()
 }
 
 /// Add a signature by `key`.
 pub fn sign(r: &mut Realisation, key: &SecretKey) {
-    let sig = key.sign(fingerprint(r).as_bytes());
-    r.signatures.insert(sig);
+    r.sign(key)
 }
 
 /// How many of `r`'s signatures are valid signatures by `keys`.

@@ -73,6 +73,58 @@ pub struct Realisation {
     pub dependent: BTreeMap<DrvOutput, StorePath>,
 }
 
+impl Realisation {
+    /// The JSON CppNix 2.8 writes for a realisation (its `toJSON().dump()`: keys sorted, no
+    /// spaces, output paths as base names), with or without the `signatures` key.
+    pub fn to_json(&self, with_sigs: bool) -> String {
+        fn json_str(s: &str) -> String {
+            serde_json::Value::from(s).to_string()
+        }
+        // Keys of the dependent map sorted as strings (CppNix's JSON objects are sorted maps).
+        let deps: BTreeMap<String, &str> = self
+            .dependent
+            .iter()
+            .map(|(id, p)| (id.to_string(), p.base_name()))
+            .collect();
+        let mut s = String::from("{\"dependentRealisations\":{");
+        for (i, (id, p)) in deps.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&json_str(id));
+            s.push(':');
+            s.push_str(&json_str(p));
+        }
+        s.push_str("},\"id\":");
+        s.push_str(&json_str(&self.id.to_string()));
+        s.push_str(",\"outPath\":");
+        s.push_str(&json_str(self.out_path.base_name()));
+        if with_sigs {
+            s.push_str(",\"signatures\":[");
+            for (i, sig) in self.signatures.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(&json_str(sig));
+            }
+            s.push(']');
+        }
+        s.push('}');
+        s
+    }
+
+    /// What signatures of a realisation are made over: its JSON without `signatures`.
+    pub fn fingerprint(&self) -> String {
+        self.to_json(false)
+    }
+
+    /// Add a signature by `key`.
+    pub fn sign(&mut self, key: &firn_format::signature::SecretKey) {
+        let sig = key.sign(self.fingerprint().as_bytes());
+        self.signatures.insert(sig);
+    }
+}
+
 fn sql<'a>(op: &'static str, db: &'a Path) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     move |source| StoreError::Sqlite {
         op,

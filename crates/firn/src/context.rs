@@ -33,6 +33,9 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 /// Settings plus the remaining arguments.
 pub struct Ctx {
     pub settings: Settings,
+    /// `-v` adds one, `--quiet` takes one away; below 0, informational messages (what will
+    /// be built, `building '…'`) are not printed.
+    pub verbosity: i32,
 }
 
 impl Ctx {
@@ -41,7 +44,13 @@ impl Ctx {
         let mut settings = Settings::load()?;
         let (rest, common) = take_common_args(args, &mut settings)?;
         init_logging(common.verbosity);
-        Ok((Ctx { settings }, rest))
+        Ok((
+            Ctx {
+                settings,
+                verbosity: common.verbosity,
+            },
+            rest,
+        ))
     }
 
     /// The URI of the store named by `--store`, the `store` setting or `NIX_REMOTE`.

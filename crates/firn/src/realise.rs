@@ -27,6 +27,12 @@ pub struct BuildFlags {
     pub keep_failed: bool,
     pub keep_going: bool,
     pub print_build_logs: bool,
+    /// A legacy command (`nix-build`, `nix-store --realise`): as CppNix's, it logs plainly
+    /// (`raw`, no status line) and shows the builders' output as it comes, unprefixed.
+    pub legacy: bool,
+    /// `-Q`/`--no-build-output` (legacy commands): the builders' output is not shown; a
+    /// failure ends with its last lines instead.
+    pub no_build_output: bool,
 }
 
 impl BuildFlags {
@@ -154,13 +160,53 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
         .get("post-build-hook")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from);
+    s.secret_key_files = ctx
+        .settings
+        .get_list("secret-key-files")
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    s.log_tail = !log_display(ctx, flags).print_logs;
     Ok(s)
+}
+
+/// How a realisation shows itself on stderr, from `--log-format`, `-L` and `-Q`.
+struct LogDisplay {
+    /// The `--log-format` in effect (a legacy command's default is `raw`).
+    format: String,
+    /// The builders' output is shown as it comes (a failure then leaves out its last lines).
+    print_logs: bool,
+    /// Shown lines start with `<name>> ` (the new CLI and `bar-with-logs`).
+    prefix: bool,
+}
+
+fn log_display(ctx: &Ctx, flags: &BuildFlags) -> LogDisplay {
+    let mut format = ctx.settings.get("log-format").unwrap_or("").to_string();
+    if flags.legacy && format.is_empty() {
+        format = "raw".into();
+    }
+    // A legacy command in a plain format shows the logs unless told not to (`-Q`, CppNix's
+    // `verbose-build`); elsewhere `-L`, `print-build-logs` or `bar-with-logs` do.
+    let plain_legacy = flags.legacy && format == "raw";
+    let print_logs = flags.print_build_logs
+        || format == "bar-with-logs"
+        || ctx.settings.get_bool("print-build-logs")
+        || (plain_legacy && !flags.no_build_output);
+    LogDisplay {
+        print_logs: print_logs && format != "internal-json",
+        prefix: !plain_legacy,
+        format,
+    }
 }
 
 /// How builds are shown on stderr.
 struct Display {
     sd: firn_format::StoreDir,
     print_logs: bool,
+    /// Log lines start with `<name>> `.
+    prefix_logs: bool,
+    /// `--quiet`: `building '…'` is not printed.
+    quiet: bool,
     /// `--log-format internal-json`: CppNix's `@nix {...}` activity lines instead of text.
     json: bool,
     /// Activity ids for `json`.
@@ -258,19 +304,25 @@ impl Display {
         self.clear_status(&mut err);
         match e {
             Event::Started { drv, check } => {
-                let _ = writeln!(err, "{}...", started_text(&self.sd, drv, check));
+                if !self.quiet {
+                    let _ = writeln!(err, "{}...", started_text(&self.sd, drv, check));
+                }
                 self.running.insert(drv.clone(), String::new());
             }
             Event::Note { text, .. } => {
                 let _ = writeln!(err, "{text}");
             }
             Event::Resolved { drv, resolved } => {
-                let _ = writeln!(err, "{}...", resolved_text(&self.sd, drv, resolved));
+                if !self.quiet {
+                    let _ = writeln!(err, "{}...", resolved_text(&self.sd, drv, resolved));
+                }
             }
             Event::Log { drv, line } => {
-                if self.print_logs {
+                if self.print_logs && self.prefix_logs {
                     let name = drv.name().trim_end_matches(".drv");
                     let _ = writeln!(err, "{name}> {line}");
+                } else if self.print_logs {
+                    let _ = writeln!(err, "{line}");
                 }
                 if let Some(l) = self.running.get_mut(drv) {
                     *l = line.to_string();
@@ -455,12 +507,13 @@ impl Substitutable for Finder<'_> {
     }
 }
 
-/// Fetch the planned substitutions, printing `copying path ... from ...` for each; returns
-/// the failures.
+/// Fetch the planned substitutions, printing `copying path ... from ...` for each (unless
+/// `quiet`); returns the failures.
 fn fetch_substitutions(
     store: &LocalStore,
     f: &Finder<'_>,
     paths: &BTreeSet<StorePath>,
+    quiet: bool,
 ) -> Vec<(StorePath, firn_cache::CacheError)> {
     let found = f.found.lock().unwrap_or_else(|p| p.into_inner());
     let items: Vec<(StorePath, Available)> = paths
@@ -506,7 +559,9 @@ fn fetch_substitutions(
                 if tty {
                     let _ = write!(err, "\r\x1b[K");
                 }
-                let _ = writeln!(err, "copying path '{}' from '{from}'...", sd.display(path));
+                if !quiet {
+                    let _ = writeln!(err, "copying path '{}' from '{from}'...", sd.display(path));
+                }
             }
             Progress::Bytes { path, done } => {
                 st.bytes.insert(path.clone(), done);
@@ -533,13 +588,30 @@ fn fetch_substitutions(
 fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Option<&Finder<'_>>) {
     let sd = store.store_dir();
     let mut err = std::io::stderr().lock();
-    // Not what is only checked (`--check`), nor what only that waits for.
-    let announced: Vec<&StorePath> = plan
+    // Not what is only checked (`--check`), nor what only that waits for. In CppNix's order:
+    // its topological sort of the derivations (referrers first), reversed.
+    let nodes: BTreeMap<&StorePath, &firn_build::plan::Node> = plan
         .nodes
         .iter()
         .filter(|n| n.announced)
-        .map(|n| &n.drv_path)
+        .map(|n| (&n.drv_path, n))
         .collect();
+    let set: BTreeSet<StorePath> = nodes.keys().map(|&p| p.clone()).collect();
+    let mut announced = firn_store::topo::topo_sort(&set, |p| {
+        nodes
+            .get(p)
+            .map(|n| {
+                n.drv
+                    .input_drvs
+                    .keys()
+                    .chain(&n.drv.input_srcs)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .unwrap_or_else(|_| set.iter().cloned().collect());
+    announced.reverse();
     if !announced.is_empty() {
         let n = announced.len();
         if n == 1 {
@@ -547,7 +619,7 @@ fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Opti
         } else {
             let _ = writeln!(err, "these {n} derivations will be built:");
         }
-        for drv in announced {
+        for drv in &announced {
             let _ = writeln!(err, "  {}", sd.display(drv));
         }
     }
@@ -560,7 +632,8 @@ fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Opti
                 unpacked += a.info.nar_size;
             }
         }
-        let mib = |n: u64| n as f64 / (1024.0 * 1024.0);
+        // Single precision, as CppNix computes them.
+        let mib = |n: u64| n as f32 / (1024.0 * 1024.0);
         let n = plan.substitutions.len();
         let _ = writeln!(
             err,
@@ -574,6 +647,12 @@ fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Opti
             mib(unpacked)
         );
         for p in &plan.substitutions {
+            let _ = writeln!(err, "  {}", sd.display(p));
+        }
+    }
+    if !plan.missing.is_empty() {
+        let _ = writeln!(err, "don't know how to build these paths:");
+        for p in &plan.missing {
             let _ = writeln!(err, "  {}", sd.display(p));
         }
     }
@@ -623,18 +702,22 @@ pub fn realise(
         if !flags.dry_run {
             return Err(anyhow::anyhow!(msg));
         }
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "don't know how to build these paths:");
-        for p in &plan.missing {
-            let _ = writeln!(err, "  {}", sd.display(p));
-        }
     }
-    print_missing(store, &plan, finder.as_ref());
+    // The legacy commands announce what they do unless `--quiet`; `nix build` only what
+    // `--dry-run` would do (whatever the verbosity), as CppNix 2.8.
+    let announce = if flags.legacy {
+        ctx.verbosity >= 0
+    } else {
+        flags.dry_run
+    };
+    if announce {
+        print_missing(store, &plan, finder.as_ref());
+    }
     if flags.dry_run {
         return Ok(());
     }
     if let (Some(f), false) = (&finder, plan.substitutions.is_empty()) {
-        let failed = fetch_substitutions(store, f, &plan.substitutions);
+        let failed = fetch_substitutions(store, f, &plan.substitutions, ctx.verbosity < 0);
         if !failed.is_empty() {
             if !ctx.settings.get_bool("fallback") {
                 for (p, e) in &failed {
@@ -667,14 +750,17 @@ pub fn realise(
             }
         }
     }
-    let format = ctx.settings.get("log-format").unwrap_or("").to_string();
+    let LogDisplay {
+        format,
+        print_logs,
+        prefix,
+    } = log_display(ctx, flags);
     let tty = std::io::stderr().is_terminal();
-    let print_logs = flags.print_build_logs
-        || format == "bar-with-logs"
-        || ctx.settings.get_bool("print-build-logs");
     let mut display = Display {
         sd: sd.clone(),
         print_logs,
+        prefix_logs: prefix,
+        quiet: ctx.verbosity < 0,
         json: format == "internal-json",
         ids: BTreeMap::new(),
         // `raw` never draws a status line; `bar` and `bar-with-logs` do on a terminal, as does

@@ -83,7 +83,7 @@ pub const KNOWN: &[(&str, Kind, &str)] = &[
     ("extra-platforms", Kind::Value, ""),
     ("compress-build-log", Kind::Bool, "true"),
     ("max-build-log-size", Kind::Value, "0"),
-    ("log-lines", Kind::Value, "25"),
+    ("log-lines", Kind::Value, "10"),
     ("print-build-logs", Kind::Bool, "false"),
     ("print-missing", Kind::Bool, "true"),
     ("repeat", Kind::Value, "0"),

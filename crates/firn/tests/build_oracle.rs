@@ -252,7 +252,7 @@ fn fixed_output_mismatch() {
     assert!(!real(&s, out.trim()).exists());
 }
 
-/// A failing builder: exit 100, the last log lines, the log stored for `nix-store -l` (firn's
+/// A failing builder: exit 100, its output (or with `-Q`, the last log lines), the log stored for `nix-store -l` (firn's
 /// and CppNix's), dependents reported; `--keep-going` still builds what does not depend on it.
 #[test]
 fn failing_build_and_keep_going() {
@@ -270,11 +270,20 @@ fn failing_build_and_keep_going() {
     let (code, err) = stderr_of(&mut firn_build(&s, &file));
     assert_eq!(code, Some(100), "{err}");
     assert!(err.contains("failed with exit code 3"), "{err}");
+    // The builder's output was shown as it came, so no last log lines follow (as CppNix).
     assert!(
-        err.contains("> line-one") && err.contains("> line-two"),
+        err.lines().any(|l| l == "line-one") && err.lines().any(|l| l == "line-two"),
         "{err}"
     );
+    assert!(!err.contains("log lines"), "{err}");
     assert!(err.contains("dependencies of derivation"), "{err}");
+    // With `-Q` they are not shown as they come, but end the error.
+    let (code, err) = stderr_of(firn_build(&s, &file).arg("-Q"));
+    assert_eq!(code, Some(100), "{err}");
+    assert!(
+        err.contains("last 2 log lines:\n       > line-one\n       > line-two"),
+        "{err}"
+    );
     // The stored log, read by both implementations.
     let bad_drv = store_entry(&s, "-bad.drv").expect("bad.drv");
     let bad_drv = format!("/nix/store/{bad_drv}");

@@ -10,7 +10,7 @@ use clap::Args;
 use firn_build::DerivedPath;
 use firn_store::LocalStore;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, Failure};
 use crate::legacy::nix_instantiate::{evaluate, read_input, EvalOptions};
 use crate::realise::{make_result_link, realise, BuildFlags};
 
@@ -173,9 +173,15 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         keep_failed: a.keep_failed,
         keep_going: a.keep_going,
         print_build_logs: a.print_build_logs,
+        ..BuildFlags::default()
     };
     let wanted: Vec<DerivedPath> = resolved.iter().map(|r| r.path.clone()).collect();
-    realise(ctx, &store, &wanted, &flags)?;
+    // CppNix 2.8's `nix build` ends with status 1 when builds failed, not with the legacy
+    // commands' 100 and up.
+    realise(ctx, &store, &wanted, &flags).map_err(|e| match e.downcast::<Failure>() {
+        Ok(f) => Failure { code: 1, ..f }.into(),
+        Err(e) => e,
+    })?;
     if a.dry_run {
         return Ok(());
     }

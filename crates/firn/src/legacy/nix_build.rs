@@ -14,7 +14,10 @@ use crate::realise::{make_result_link, realise, BuildFlags};
 pub fn main(args: Vec<String>) -> Result<()> {
     let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
     let mut opts = EvalOptions::from_settings(&ctx)?;
-    let mut flags = BuildFlags::default();
+    let mut flags = BuildFlags {
+        legacy: true,
+        ..BuildFlags::default()
+    };
     let mut exprs: Vec<String> = Vec::new();
     let mut from_expr = false;
     let mut out_link = Some("./result".to_string());
@@ -48,7 +51,8 @@ pub fn main(args: Vec<String>) -> Result<()> {
             "-I" => opts.include.push(need("-I")?),
             s if s.starts_with("-I") && s.len() > 2 => opts.include.push(s[2..].to_string()),
             "--show-trace" => opts.show_trace = true,
-            "-Q" | "--no-build-output" | "--add-drv-link" | "--drv-link" => {}
+            "-Q" | "--no-build-output" => flags.no_build_output = true,
+            "--add-drv-link" | "--drv-link" => {}
             s if s.starts_with('-') && s != "-" => {
                 return Err(usage(format!("unrecognised flag '{s}'")))
             }

@@ -56,7 +56,10 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
     let mut rest = Vec::new();
     let mut gc_root = None;
     let mut gc_warning = true;
-    let mut build = crate::realise::BuildFlags::default();
+    let mut build = crate::realise::BuildFlags {
+        legacy: true,
+        ..crate::realise::BuildFlags::default()
+    };
     let mut it = args.into_iter();
     let mut dash_dash = false;
     while let Some(a) = it.next() {
@@ -114,8 +117,12 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
                 gc_warning = false;
                 None
             }
-            "--indirect" | "--no-output" | "-Q" | "--no-build-output" | "--fallback"
-            | "--readonly-mode" | "--ignore-unknown" => None,
+            "-Q" | "--no-build-output" => {
+                build.no_build_output = true;
+                None
+            }
+            "--indirect" | "--no-output" | "--fallback" | "--readonly-mode"
+            | "--ignore-unknown" => None,
             "--cores" | "--max-silent-time" | "--timeout" => {
                 it.next()
                     .ok_or_else(|| usage(format!("flag '{a}' requires 1 argument")))?;

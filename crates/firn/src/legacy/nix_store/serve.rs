@@ -119,7 +119,10 @@ fn with_client_options(ctx: &Ctx, o: &BuildOptions) -> Ctx {
             o.build_repeat
         );
     }
-    Ctx { settings }
+    Ctx {
+        settings,
+        verbosity: ctx.verbosity,
+    }
 }
 
 fn now() -> u64 {
