@@ -338,7 +338,12 @@ fn run_store_op(
             let p = sd.make_fixed_output_path(&args[2], method, &h, [], false)?;
             writeln!(out, "{}", sd.display(&p))?;
         }
-        Op::Query => crate::legacy::query::run(ctx, store, &mut out, flags, args)?,
+        Op::Query => {
+            // Text results: a reader that went away is not an error (as CppNix).
+            let mut text = crate::out::text_stdout();
+            crate::legacy::query::run(ctx, store, &mut text, flags, args)?;
+            text.flush()?;
+        }
         Op::DumpDb => {
             if let Some(f) = flags.first() {
                 return Err(unknown(f));
@@ -600,8 +605,8 @@ fn realise_op(
     if build.dry_run {
         return Ok(());
     }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    // The paths realised, as text: a reader that went away is not an error (as CppNix).
+    let mut out = crate::out::text_stdout();
     let mut root_nr = 0;
     let mut warned = false;
     for w in &wanted {
