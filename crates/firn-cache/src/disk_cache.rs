@@ -2,12 +2,15 @@
 //! binary-cache-v6.sqlite`), so firn and CppNix share what they learnt about remote caches:
 //! positive entries (a narinfo) and negative ones (the cache does not have the path), each
 //! trusted for its TTL (`narinfo-cache-positive-ttl`, `narinfo-cache-negative-ttl`).
+//! Realisations (`ca-derivations`) are kept the same way in the `Realisations` table: the
+//! realisation file's JSON, or null for one the cache does not have, under the same TTLs.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use firn_format::narinfo::NarInfo;
 use firn_format::{ContentAddress, Hash, StoreDir, StorePath};
+use firn_store::realisations::{DrvOutput, Realisation};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{CacheError, Result};
@@ -54,13 +57,13 @@ create table if not exists LastPurge (
 );
 ";
 
-/// What the disk cache knows about a path in a cache.
+/// What the disk cache knows about a path (or a realisation) in a cache.
 #[derive(Debug, PartialEq)]
-pub enum Lookup {
+pub enum Lookup<T = NarInfo> {
     Unknown,
     /// The cache did not have it (recently).
     Missing,
-    Present(Box<NarInfo>),
+    Present(Box<T>),
 }
 
 pub struct DiskCache {
@@ -139,6 +142,12 @@ impl DiskCache {
         if last.is_none_or(|l| l < t - 24 * 3600) {
             c.execute(
                 "delete from NARs where ((present = 0 and timestamp < ?1) or (present = 1 and timestamp < ?2))",
+                params![t - self.negative_ttl.max(3600), t - self.positive_ttl.max(30 * 24 * 3600)],
+            )
+            .map_err(|e| self.err(e))?;
+            // (CppNix leaves expired realisations in the file; neither reads them.)
+            c.execute(
+                "delete from Realisations where ((content is null and timestamp < ?1) or (content is not null and timestamp < ?2))",
                 params![t - self.negative_ttl.max(3600), t - self.positive_ttl.max(30 * 24 * 3600)],
             )
             .map_err(|e| self.err(e))?;
@@ -290,6 +299,59 @@ impl DiskCache {
         };
         r.map(|_| ()).map_err(|e| self.err(e))
     }
+
+    /// What is known about the realisation of `id` in a cache (an entry that cannot be read,
+    /// or is for another output, counts as unknown).
+    pub fn lookup_realisation(&self, cache: i64, id: &DrvOutput) -> Result<Lookup<Realisation>> {
+        let t = now();
+        let row: Option<Option<Vec<u8>>> = self
+            .conn()
+            .query_row(
+                "select content from Realisations where cache = ?1 and outputId = ?2 and ((content is null and timestamp > ?3) or (content is not null and timestamp > ?4))",
+                params![cache, id.to_string(), t - self.negative_ttl, t - self.positive_ttl],
+                // CppNix binds the JSON as text; read either.
+                |r| match r.get_ref(0)? {
+                    rusqlite::types::ValueRef::Null => Ok(None),
+                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                        Ok(Some(b.to_vec()))
+                    }
+                    _ => Ok(Some(Vec::new())),
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(match row {
+            None => Lookup::Unknown,
+            Some(None) => Lookup::Missing,
+            Some(Some(json)) => {
+                match crate::realisation::parse(&json, &self.path.display().to_string()) {
+                    Ok(r) if r.id == *id => Lookup::Present(Box::new(r)),
+                    _ => Lookup::Unknown,
+                }
+            }
+        })
+    }
+
+    /// Remember a realisation (or, with `None`, that the cache lacks `id`).
+    pub fn upsert_realisation(
+        &self,
+        cache: i64,
+        id: &DrvOutput,
+        r: Option<&Realisation>,
+    ) -> Result<()> {
+        let c = self.conn();
+        let r = match r {
+            Some(r) => c.execute(
+                "insert or replace into Realisations(cache, outputId, content, timestamp) values (?1, ?2, ?3, ?4)",
+                params![cache, id.to_string(), crate::realisation::to_json(r), now()],
+            ),
+            None => c.execute(
+                "insert or replace into Realisations(cache, outputId, timestamp) values (?1, ?2, ?3)",
+                params![cache, id.to_string(), now()],
+            ),
+        };
+        r.map(|_| ()).map_err(|e| self.err(e))
+    }
 }
 
 #[cfg(test)]
@@ -327,5 +389,51 @@ mod tests {
         // Expired entries are not returned.
         let c2 = DiskCache::open(&db, -10, -10).unwrap();
         assert_eq!(c2.lookup(id, &sd, p.hash_part()).unwrap(), Lookup::Unknown);
+    }
+
+    #[test]
+    fn realisations_positive_negative_and_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StoreDir::default();
+        let db = dir.path().join("nix/binary-cache-v6.sqlite");
+        let c = DiskCache::open(&db, 3600, 3600).unwrap();
+        let id = c.create_cache("https://x", &sd, true, 40).unwrap();
+        let out = |h: &[u8]| DrvOutput {
+            drv_hash: Hash::digest(firn_format::HashAlgo::Sha256, h),
+            output: "out".into(),
+        };
+        let (a, b) = (out(b"a"), out(b"b"));
+        let mut r = Realisation {
+            id: a.clone(),
+            out_path: StorePath::from_base_name("7rjj86a15146cq1d3qy068lml7n8ykzm-hello").unwrap(),
+            signatures: ["k:sig".to_string()].into_iter().collect(),
+            dependent: Default::default(),
+        };
+        r.dependent.insert(
+            b.clone(),
+            StorePath::from_base_name("0000000000000000000000000000000a-dep").unwrap(),
+        );
+        assert_eq!(c.lookup_realisation(id, &a).unwrap(), Lookup::Unknown);
+        c.upsert_realisation(id, &a, Some(&r)).unwrap();
+        c.upsert_realisation(id, &b, None).unwrap();
+        assert_eq!(
+            c.lookup_realisation(id, &a).unwrap(),
+            Lookup::Present(Box::new(r.clone()))
+        );
+        assert_eq!(c.lookup_realisation(id, &b).unwrap(), Lookup::Missing);
+        // The row is CppNix's: the id as text, the realisation file's JSON.
+        let conn = Connection::open(&db).unwrap();
+        let (key, json): (String, String) = conn
+            .query_row(
+                "select outputId, content from Realisations where content is not null",
+                [],
+                |x| Ok((x.get(0)?, x.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(key, a.to_string());
+        assert_eq!(json, crate::realisation::to_json(&r));
+        let c2 = DiskCache::open(&db, -10, -10).unwrap();
+        assert_eq!(c2.lookup_realisation(id, &a).unwrap(), Lookup::Unknown);
+        assert_eq!(c2.lookup_realisation(id, &b).unwrap(), Lookup::Unknown);
     }
 }

@@ -188,6 +188,22 @@ impl Substituters {
         Ok(ni)
     }
 
+    /// The realisation of `id` from one cache, through the disk cache for remote caches.
+    fn lookup_realisation(&self, e: &Entry, id: &DrvOutput) -> Result<Option<Realisation>> {
+        if let (Some(d), Some(cache)) = (&self.disk, e.disk_id) {
+            match d.lookup_realisation(cache, id)? {
+                Lookup::Missing => return Ok(None),
+                Lookup::Present(r) => return Ok(Some(*r)),
+                Lookup::Unknown => {}
+            }
+        }
+        let r = e.cache.query_realisation(id)?;
+        if let (Some(d), Some(cache)) = (&self.disk, e.disk_id) {
+            d.upsert_realisation(cache, id, r.as_ref())?;
+        }
+        Ok(r)
+    }
+
     /// A failed lookup in cache `e`: a download error disables the cache for this run (as
     /// CppNix does), anything else is a warning.
     fn lookup_failed(&self, e: &Entry, err: CacheError) {
@@ -230,13 +246,13 @@ impl Substituters {
     /// with `require-sigs`, one signed by a trusted key; a cache whose realisation is not is
     /// passed over with a warning. (CppNix 2.8 takes a cache's realisation without checking its
     /// signatures; the output path itself is checked as every substituted path is.)
-    /// Realisations are not kept in the narinfo disk cache.
+    /// Remote caches' answers go through the narinfo disk cache, as CppNix's.
     pub fn query_realisation(&self, id: &DrvOutput) -> Option<(usize, Realisation)> {
         for (i, e) in self.entries.iter().enumerate() {
             if e.broken.load(Ordering::Relaxed) {
                 continue;
             }
-            match e.cache.query_realisation(id) {
+            match self.lookup_realisation(e, id) {
                 Ok(None) => {}
                 Ok(Some(r)) => {
                     if !self.trust.require_sigs

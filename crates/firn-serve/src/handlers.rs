@@ -3,7 +3,8 @@
 //! temporary GC root ([`firn_store::temproots::ScopedTempRoots`]) while its narinfo is read
 //! from the database and from just before a NAR or listing request checks it until the body
 //! is produced (or dropped unsent), so a concurrent `nix-store --gc` cannot delete it
-//! mid-stream. A `HEAD` request gets the
+//! mid-stream. Realisations (`ca-derivations`) come from the store's `Realisations` table,
+//! signed on the fly as narinfos are. A `HEAD` request gets the
 //! same status and headers as a `GET`, and no producer is started.
 
 use std::convert::Infallible;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use firn_cache::compression::Compression;
 use firn_format::{HashFormat, NarInfo, StorePath};
 use firn_store::path_info::ValidPathInfo;
+use firn_store::realisations::Realisation;
 use firn_store::temproots::TempRootGuard;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -210,7 +212,32 @@ async fn answer(state: &Arc<State>, route: Route, range: Option<&str>) -> Result
             Ok(Reply::whole(StatusCode::OK, "application/json", listing))
         }
         Route::Log { path } => log(state, path).await,
+        Route::Realisation { id } => {
+            let st = state.clone();
+            let shown = || format!("realisation '{id}'");
+            let q = id.clone();
+            let found = blocking(&state.queries, "looking up", shown, move || {
+                st.store
+                    .query_realisation(&q)
+                    .map_err(|e| ServeError::store("querying", format!("realisation '{q}'"), e))
+            })
+            .await?;
+            Ok(match found {
+                None => Reply::not_found(),
+                Some(r) => Reply::whole(StatusCode::OK, "application/json", realisation(state, r)),
+            })
+        }
     }
+}
+
+/// A realisation's file (`ca-derivations`): as the store records it, with a signature by each
+/// of the server's keys added (as its narinfos get). A store opened without the feature has
+/// none to serve.
+fn realisation(state: &State, mut r: Realisation) -> String {
+    for key in &state.secret_keys {
+        firn_cache::realisation::sign(&mut r, key);
+    }
+    firn_cache::realisation::to_json(&r)
 }
 
 /// Run `f` on the blocking pool once one of the `limit` permits is free: the store answers

@@ -4,7 +4,7 @@
 //! - [`routes`] turns a request path into a [`routes::Route`] (pure; refuses anything that is
 //!   not exactly one of the cache's file names, so no request reaches outside the store);
 //! - [`handlers`] answers each route: `nix-cache-info`, narinfos signed on the fly, NARs,
-//!   `.ls` listings and build logs;
+//!   `.ls` listings, build logs and (with `ca-derivations`) realisations;
 //! - [`nar_stream`] produces response bodies on blocking threads through a bounded channel, so a
 //!   NAR is never held whole in memory;
 //! - [`range`] parses `Range` headers; [`logs`] finds build logs.

@@ -1,12 +1,15 @@
 //! Request paths to routes. Only the cache's exact file names are accepted: a hash part is 32
-//! nixbase32 characters, a NAR hash is nixbase32, a log name is a valid store path base name.
+//! nixbase32 characters, a NAR hash is nixbase32, a log name is a valid store path base name, a
+//! realisation's name is `sha256:<base16>!<output name>` as CppNix writes it.
 //! Nothing is percent-decoded, so `%2f`, `..` and the like can never form a file name; they are
 //! refused here, before any lookup.
 
 use firn_cache::compression::Compression;
 use firn_format::nixbase32;
+use firn_format::store_path::validate_name;
 use firn_format::store_path::HASH_CHARS;
-use firn_format::StorePath;
+use firn_format::{Hash, HashAlgo, StorePath};
+use firn_store::realisations::DrvOutput;
 
 /// What a request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub enum Route {
     },
     /// `/log/<base name>` (a `.drv`, or a path whose deriver's log is wanted)
     Log { path: StorePath },
+    /// `/realisations/<sha256:base16>!<output>.doi` (`ca-derivations`)
+    Realisation { id: DrvOutput },
 }
 
 /// Why a path is not a route.
@@ -62,6 +67,10 @@ pub fn parse(path: &str) -> Result<Route, Reject> {
             .map(|path| Route::Log { path })
             .map_err(|_| Reject::BadRequest);
     }
+    if let Some(file) = path.strip_prefix("/realisations/") {
+        let id = file.strip_suffix(".doi").ok_or(Reject::NotFound)?;
+        return parse_drv_output(id).map(|id| Route::Realisation { id });
+    }
     let Some(file) = path.strip_prefix('/') else {
         return Err(Reject::BadRequest);
     };
@@ -79,6 +88,22 @@ pub fn parse(path: &str) -> Result<Route, Reject> {
         });
     }
     Err(Reject::NotFound)
+}
+
+/// A realisation's id in the one form CppNix names its files by: a SHA-256 in lower-case
+/// base16 with its algorithm, `!`, and an output name.
+fn parse_drv_output(id: &str) -> Result<DrvOutput, Reject> {
+    let (hash, output) = id.split_once('!').ok_or(Reject::BadRequest)?;
+    let hex = hash.strip_prefix("sha256:").ok_or(Reject::BadRequest)?;
+    let canonical = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !canonical || validate_name(output).is_err() {
+        return Err(Reject::BadRequest);
+    }
+    let drv_hash = Hash::parse(hex, Some(HashAlgo::Sha256)).map_err(|_| Reject::BadRequest)?;
+    Ok(DrvOutput {
+        drv_hash,
+        output: output.to_string(),
+    })
 }
 
 fn parse_nar(file: &str) -> Result<Route, Reject> {
@@ -150,6 +175,9 @@ mod tests {
         );
         let log = parse(&format!("/log/{H}-hello.drv")).unwrap();
         assert!(matches!(log, Route::Log { path } if path.name() == "hello.drv"));
+        let id = format!("sha256:{}!out", "5e".repeat(32));
+        let r = parse(&format!("/realisations/{id}.doi")).unwrap();
+        assert!(matches!(r, Route::Realisation { id: ref d } if d.to_string() == id));
     }
 
     #[test]
@@ -176,6 +204,21 @@ mod tests {
             ("/log/../../etc/passwd", BadRequest),
             ("/log/7rjj86a15146cq1d3qy068lml7n8ykzm-a%2fb", BadRequest),
             ("/log/7rjj86a15146cq1d3qy068lml7n8ykzm-a/b", BadRequest),
+            ("/realisations/x.doi", BadRequest),
+            ("/realisations/sha256:5e!out.doi", BadRequest),
+            (
+                "/realisations/sha256:5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E!out.doi",
+                BadRequest,
+            ),
+            (
+                "/realisations/sha256:5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e!../x.doi",
+                BadRequest,
+            ),
+            (
+                "/realisations/sha256%3a5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e!out.doi",
+                BadRequest,
+            ),
+            ("/realisations/a", NotFound),
         ] {
             assert_eq!(parse(p), Err(why), "{p:?}");
         }

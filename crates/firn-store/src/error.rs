@@ -38,6 +38,9 @@ pub enum StoreError {
     SchemaTooNew(u32),
     #[error("the database '{0}' is corrupt: {1}")]
     Corrupt(PathBuf, String),
+    /// Given up on request ([`crate::lock::interrupt_path_lock_waits`]).
+    #[error("interrupted while {op} '{path}'")]
+    Interrupted { op: &'static str, path: PathBuf },
     #[error("{0}")]
     Other(String),
 }

@@ -1,12 +1,19 @@
 //! File locks compatible with CppNix: `flock(2)` on lock files, and per-path `<path>.lock` files
 //! with CppNix's protocol for stale lock files (a lock file that has been written to has been
 //! unlinked by its last holder, so whoever locked it must retry).
+//!
+//! Waiting for a path lock that another process holds (its build of the same output) can be
+//! given up: [`interrupt_path_lock_waits`] makes every wait end with
+//! [`StoreError::Interrupted`], as CppNix's interrupt ends its goals' waits for locks (for
+//! example when the client of `nix-store --serve` hangs up).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rustix::fs::{flock, FlockOperation};
 
@@ -55,6 +62,38 @@ pub fn lock_file(f: &File, ty: LockType, wait: bool, path: &Path) -> Result<bool
     }
 }
 
+static PATH_LOCK_WAITS_INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// End every wait for a path lock in this process, now and from now on, with
+/// [`StoreError::Interrupted`] (locks already held are kept until dropped). It cannot be
+/// undone: the process is expected to end.
+pub fn interrupt_path_lock_waits() {
+    PATH_LOCK_WAITS_INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// The longest pause between two attempts at a lock someone else holds.
+const MAX_LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// Wait for an exclusive lock on `f` that another process holds: attempts without blocking,
+/// the pauses growing to [`MAX_LOCK_POLL`], so that [`interrupt_path_lock_waits`] is noticed
+/// (a blocking `flock` would not return).
+fn wait_for_lock(f: &File, lock_path: &Path) -> Result<(), StoreError> {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if PATH_LOCK_WAITS_INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(StoreError::Interrupted {
+                op: "waiting for the lock",
+                path: lock_path.to_path_buf(),
+            });
+        }
+        std::thread::sleep(pause);
+        if lock_file(f, LockType::Write, false, lock_path)? {
+            return Ok(());
+        }
+        pause = (pause * 2).min(MAX_LOCK_POLL);
+    }
+}
+
 /// Exclusive locks on `<path>.lock` for a set of store paths, taken in sorted order.
 pub struct PathLocks {
     held: Vec<(File, PathBuf)>,
@@ -62,7 +101,8 @@ pub struct PathLocks {
 }
 
 impl PathLocks {
-    /// Lock every path (real paths, without `.lock`), waiting as long as needed.
+    /// Lock every path (real paths, without `.lock`), waiting as long as needed (or until
+    /// [`interrupt_path_lock_waits`]).
     pub fn lock(paths: &[PathBuf]) -> Result<PathLocks, StoreError> {
         let mut sorted: Vec<&PathBuf> = paths.iter().collect();
         sorted.sort();
@@ -78,7 +118,7 @@ impl PathLocks {
                 })?;
                 if !lock_file(&f, LockType::Write, false, &lock_path)? {
                     tracing::info!("waiting for lock on '{}'", p.display());
-                    lock_file(&f, LockType::Write, true, &lock_path)?;
+                    wait_for_lock(&f, &lock_path)?;
                 }
                 let meta = f
                     .metadata()

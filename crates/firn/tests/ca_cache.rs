@@ -5,12 +5,20 @@
 //! realisations. The other way round, firn's `nix copy` writes the same realisation files
 //! (signed with the cache's key), which CppNix verifies (`nix copy --from`) and substitutes
 //! from. A realisation whose signature does not verify is not taken: firn builds instead.
+//! Over HTTP, `firn serve` serves a store's realisations to firn and to CppNix 2.8 (which asks
+//! HTTP caches for them as it asks file caches), and both keep what they learnt in the shared
+//! narinfo disk cache (`Realisations` table), so a second lookup does not reach the server.
+//! `nix copy --to` an S3 bucket (s3s-fs) and an HTTP server taking `PUT` writes CppNix's
+//! realisation files, which firn substitutes from. (CppNix 2.8 on Debian has no S3 support: it
+//! reads the bucket's directory as a `file://` cache.)
 //! The builders are the host's static busybox.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use common::*;
 
@@ -29,6 +37,7 @@ let
 in rec {
   a = mk "ca-a" "mkdir $out; echo hello > $out/f; echo $out > $out/self";
   b = mk "ca-b" "mkdir $out; echo ${a} > $out/ref; cat ${a}/f > $out/g";
+  c = mk "ca-c" "echo never-in-a-cache > $out";
 }
 "#;
 
@@ -293,4 +302,251 @@ fn a_realisation_with_a_bad_signature_is_not_taken() {
     assert!(success, "firn failed:\n{stderr}");
     assert_eq!(stdout.trim(), want);
     assert!(!has_build_logs(&t), "firn built:\n{stderr}");
+}
+
+/// `firn serve` of a store with `ca-derivations` on, signing with `key`, and the requests it
+/// answered (from its debug log: `PEER METHOD PATH STATUS`); killed when dropped.
+struct Serve {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn start(store: &str, key: &str) -> Serve {
+        let mut child = firn("nix")
+            .args(FEATURE)
+            .args(["serve", "--store", store, "--listen", "127.0.0.1:0"])
+            .args(["--secret-key-file", key, "-vv"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting firn serve");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut port = 0;
+        for line in lines.by_ref() {
+            let line = line.expect("reading the server's log");
+            if let Some(addr) = line.strip_prefix("firn serve: listening on http://") {
+                port = addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("a port");
+                break;
+            }
+        }
+        assert!(port != 0, "firn serve did not start");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                l.lock().expect("the log").push(line);
+            }
+        });
+        Serve { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests for realisation files it has answered.
+    fn realisation_requests(&self) -> usize {
+        // (The log is written before the response is: by the time a client is done, its
+        // requests are there.)
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let log = self.log.lock().expect("the log");
+        log.iter()
+            .filter(|l| l.contains(" GET /realisations/"))
+            .count()
+    }
+
+    /// `GET path`: status and body.
+    fn get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connecting");
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("sending");
+        let mut out = String::new();
+        c.read_to_string(&mut out).expect("reading");
+        let (head, body) = out.split_once("\r\n\r\n").expect("a response");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        (status, body.to_string())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Env {
+    /// [`Env::build_from`] with the narinfo disk cache in `xdg` (`XDG_CACHE_HOME`).
+    fn build_cached(
+        &self,
+        firn_side: bool,
+        store: &str,
+        cache: &str,
+        xdg: &str,
+        extra: &[&str],
+    ) -> Command {
+        let mut c = self.build_from(firn_side, store, cache, extra);
+        c.env("XDG_CACHE_HOME", self.dir.join(xdg));
+        c
+    }
+}
+
+/// Substituted without a builder running, with both realisations recorded.
+fn assert_substituted(store: &str, want: &str, r: (bool, String, String)) {
+    let (success, stdout, stderr) = r;
+    assert!(success, "failed:\n{stderr}");
+    assert_eq!(stdout.trim(), want);
+    assert!(!has_build_logs(store), "a builder ran:\n{stderr}");
+    assert_eq!(realisation_rows(store).len(), 2, "{stderr}");
+}
+
+#[test]
+fn realisations_over_http_from_firn_serve() {
+    need_busybox();
+    let e = env();
+    // CppNix's own cache of the same outputs, for comparison.
+    let (cpp_dir, cpp_uri) = e.cache("cpp-cache");
+    let want = cppnix_cache(&e, &cpp_uri);
+    let server = Serve::start(&e.store("cpp"), &e.secret);
+    let url = server.url();
+
+    // The files are CppNix's byte for byte (CppNix signed them with the same key at build
+    // time; ed25519 signatures are deterministic).
+    let files = doi_files(&cpp_dir);
+    assert_eq!(files.len(), 2);
+    for (name, text) in &files {
+        assert_eq!(
+            server.get(&format!("/realisations/{name}")),
+            (200, text.clone())
+        );
+    }
+    let absent = format!("/realisations/sha256:{}!out.doi", "0".repeat(64));
+    assert_eq!(server.get(&absent).0, 404);
+    assert_eq!(server.get("/realisations/sha256:00!out.doi").0, 400);
+
+    // firn substitutes both outputs over HTTP, asking once for each realisation.
+    let before = server.realisation_requests();
+    let s = e.store("firn");
+    assert_substituted(
+        &s,
+        &want,
+        run(&mut e.build_cached(true, &s, &url, "xdg", &[])),
+    );
+    let asked = server.realisation_requests();
+    assert_eq!(asked, before + 2);
+    // Again into an empty store: the realisations come from the disk cache (the NARs from
+    // the server).
+    let t = e.store("firn-again");
+    assert_substituted(
+        &t,
+        &want,
+        run(&mut e.build_cached(true, &t, &url, "xdg", &[])),
+    );
+    assert_eq!(server.realisation_requests(), asked);
+    // A realisation the cache does not have is remembered as missing.
+    let dry = |name: &str| {
+        let u = e.store(name);
+        let subs = ["--option", "substituters", &url];
+        let keys = ["--option", "trusted-public-keys", &e.public];
+        let mut c = e.build(
+            true,
+            &u,
+            "c",
+            &[&subs[..], &keys[..], &["--dry-run"]].concat(),
+        );
+        c.env("XDG_CACHE_HOME", e.dir.join("xdg"));
+        let (success, _, stderr) = run(&mut c);
+        assert!(success, "{stderr}");
+        assert!(stderr.contains("will be built"), "{stderr}");
+    };
+    dry("dry-1");
+    assert_eq!(server.realisation_requests(), asked + 1);
+    dry("dry-2");
+    assert_eq!(server.realisation_requests(), asked + 1);
+
+    // CppNix 2.8 asks HTTP caches for realisations too: it substitutes from firn serve.
+    let u = e.store("cpp-subst");
+    assert_substituted(
+        &u,
+        &want,
+        run(&mut e.build_cached(false, &u, &url, "xdg-cpp", &[])),
+    );
+    let with_cpp = server.realisation_requests();
+    assert_eq!(with_cpp, asked + 1 + 2);
+    // And it reads the realisations firn put in the shared disk cache: no request.
+    let v = e.store("cpp-shared");
+    assert_substituted(
+        &v,
+        &want,
+        run(&mut e.build_cached(false, &v, &url, "xdg", &[])),
+    );
+    assert_eq!(server.realisation_requests(), with_cpp);
+}
+
+#[test]
+fn realisations_through_s3_and_http_put_caches() {
+    need_busybox();
+    let e = env();
+    let (cpp_dir, cpp_uri) = e.cache("cpp-cache");
+    let want = cppnix_cache(&e, &cpp_uri);
+    let s = e.store("firn");
+    assert_eq!(ok_str(&mut e.build(true, &s, "b", &[])).trim(), want);
+    let aws = |c: &mut Command| {
+        c.env("AWS_ACCESS_KEY_ID", "firn-test-ak")
+            .env("AWS_SECRET_ACCESS_KEY", "firn-test-sk")
+            .env("HOME", &e.dir)
+            .env("XDG_CACHE_HOME", e.dir.join("xdg"));
+    };
+
+    // S3: `nix copy --to` writes the realisations (CppNix's files, byte for byte) ...
+    let s3 = start_s3(&e.dir, "cache");
+    let bucket = format!(
+        "s3://cache?endpoint=127.0.0.1:{}&scheme=http&region=eu-test-1",
+        s3.port
+    );
+    let mut c = e.copy_to(true, &s, &format!("{bucket}&secret-key={}", e.secret));
+    aws(&mut c);
+    ok(&mut c);
+    assert_eq!(doi_files(&cpp_dir).len(), 2);
+    assert_eq!(doi_files(&s3.root.join("cache")), doi_files(&cpp_dir));
+    // ... which firn substitutes from,
+    let t = e.store("from-s3");
+    let mut c = e.build_from(true, &t, &bucket, &[]);
+    aws(&mut c);
+    assert_substituted(&t, &want, run(&mut c));
+    // and CppNix too (the bucket's directory as a file:// cache).
+    let u = e.store("cpp-from-s3");
+    let dir_uri = format!("file://{}", s3.root.join("cache").display());
+    assert_substituted(&u, &want, run(&mut e.build_from(false, &u, &dir_uri, &[])));
+
+    // HTTP with PUT: the same.
+    let web = e.dir.join("web");
+    std::fs::create_dir_all(&web).expect("mkdir");
+    let http = format!("http://127.0.0.1:{}", put_server(web.clone()));
+    let mut c = e.copy_to(true, &s, &format!("{http}?secret-key={}", e.secret));
+    c.env("XDG_CACHE_HOME", e.dir.join("xdg"));
+    ok(&mut c);
+    assert_eq!(doi_files(&web), doi_files(&cpp_dir));
+    let v = e.store("from-http");
+    assert_substituted(
+        &v,
+        &want,
+        run(&mut e.build_cached(true, &v, &http, "xdg-http", &[])),
+    );
 }

@@ -445,15 +445,65 @@ struct SleeperBuild {
     /// In the builder's command line (its script), and nowhere else.
     marker: String,
     out: String,
+    drv_path: StorePath,
+    drv: Derivation,
+}
+
+/// A session with a new server (firn's, or CppNix's) on `remote` that asks it to build `drv`
+/// with `cmd` (`cmdBuildDerivation` or `cmdBuildPaths`): the server, and the client's ends.
+fn request_build(
+    remote: &str,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    firn_serves: bool,
+    cmd: u64,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::process::ChildStdout,
+) {
+    use firn_remote::serve::{CMD_BUILD_DERIVATION, MAGIC_1, MAGIC_2};
+    use firn_remote::wire::{read_u64, write_string, write_strings, write_u64};
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let sd = StoreDir::default();
+    let mut server = if firn_serves {
+        firn("nix-store")
+    } else {
+        cppnix("nix-store")
+    };
+    let mut server = server
+        .args(["--store", remote, "--serve", "--write"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the server");
+    let mut to = server.stdin.take().expect("stdin");
+    let mut from = server.stdout.take().expect("stdout");
+    write_u64(&mut to, MAGIC_1).expect("greeting");
+    to.flush().expect("greeting");
+    assert_eq!(read_u64(&mut from).expect("greeting"), MAGIC_2);
+    let version = read_u64(&mut from).expect("the server's version");
+    write_u64(&mut to, 0x207).expect("our version");
+    write_u64(&mut to, cmd).expect("the command");
+    if cmd == CMD_BUILD_DERIVATION {
+        write_string(&mut to, &sd.display(drv_path)).expect("the .drv path");
+        firn_remote::build::write_basic_derivation(&mut to, &sd, drv).expect("the derivation");
+    } else {
+        let wanted = format!("{}!out", sd.display(drv_path));
+        write_strings(&mut to, [wanted.as_str()].into_iter()).expect("the paths");
+    }
+    BuildOptions::default()
+        .write(&mut to, version.min(0x207))
+        .expect("the options");
+    to.flush().expect("sending the request");
+    (server, to, from)
 }
 
 impl SleeperBuild {
     fn start(e: &Env, tag: &str, firn_serves: bool, cmd: u64) -> SleeperBuild {
-        use firn_remote::serve::{CMD_BUILD_DERIVATION, MAGIC_1, MAGIC_2};
-        use firn_remote::wire::{read_u64, write_string, write_strings, write_u64};
-        use std::io::Write;
-        use std::process::Stdio;
-
         let sd = StoreDir::default();
         let remote = e.store(&format!("{tag}-{cmd}"));
         // A derivation of its own per run, instantiated in the remote store.
@@ -479,37 +529,7 @@ impl SleeperBuild {
         let drv = Derivation::parse(&sd, &text, "sleeper").expect("parsing the .drv");
         let out = sd.display(&drv.outputs["out"].path.clone().expect("an output path"));
 
-        let mut server = if firn_serves {
-            firn("nix-store")
-        } else {
-            cppnix("nix-store")
-        };
-        let mut server = server
-            .args(["--store", &remote, "--serve", "--write"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the server");
-        let mut to = server.stdin.take().expect("stdin");
-        let mut from = server.stdout.take().expect("stdout");
-        write_u64(&mut to, MAGIC_1).expect("greeting");
-        to.flush().expect("greeting");
-        assert_eq!(read_u64(&mut from).expect("greeting"), MAGIC_2);
-        let version = read_u64(&mut from).expect("the server's version");
-        write_u64(&mut to, 0x207).expect("our version");
-        write_u64(&mut to, cmd).expect("the command");
-        if cmd == CMD_BUILD_DERIVATION {
-            write_string(&mut to, &sd.display(&drv_path)).expect("the .drv path");
-            firn_remote::build::write_basic_derivation(&mut to, &sd, &drv).expect("the derivation");
-        } else {
-            let wanted = format!("{}!out", sd.display(&drv_path));
-            write_strings(&mut to, [wanted.as_str()].into_iter()).expect("the paths");
-        }
-        BuildOptions::default()
-            .write(&mut to, version.min(0x207))
-            .expect("the options");
-        to.flush().expect("sending the request");
+        let (server, to, from) = request_build(&remote, &drv_path, &drv, firn_serves, cmd);
         let b = SleeperBuild {
             remote,
             server,
@@ -517,6 +537,8 @@ impl SleeperBuild {
             from: Some(from),
             marker,
             out,
+            drv_path,
+            drv,
         };
         assert!(
             wait_until(60, || !b.builders().is_empty()),
@@ -528,6 +550,17 @@ impl SleeperBuild {
     /// The builder's processes.
     fn builders(&self) -> Vec<u32> {
         processes_with(&self.marker)
+    }
+
+    /// Whether the output's lock is held (by someone else).
+    fn output_locked(&self) -> bool {
+        let lock = Path::new(&self.remote).join(format!("{}.lock", &self.out[1..]));
+        let Ok(f) = std::fs::File::open(&lock) else {
+            return false;
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own (closed, which unlocks, when `f` is dropped).
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
     }
 
     /// The builder is gone within seconds, and so is the server; nothing is valid or left at
@@ -586,6 +619,57 @@ fn client_hanging_up_cancels_its_build() {
             drop(b.to.take());
             drop(b.from.take());
             b.assert_stopped(&e, &format!("{tag}/{cmd}"));
+        }
+    }
+}
+
+/// A second client asks for the same build while the first one's runs: its server waits for
+/// the output's lock. When that client hangs up, its server notices (as CppNix's does) and
+/// ends; the first build goes on, its lock held. Once its client hangs up too, nothing is
+/// left: no valid output, nothing at the output path, the lock free.
+#[test]
+fn client_hanging_up_while_waiting_for_the_lock() {
+    use firn_remote::serve::{CMD_BUILD_DERIVATION, CMD_BUILD_PATHS};
+    need_busybox();
+    let e = env();
+    for (tag, firn_serves) in REMOTES {
+        for cmd in [CMD_BUILD_DERIVATION, CMD_BUILD_PATHS] {
+            let what = format!("{tag}/{cmd}");
+            let mut first = SleeperBuild::start(&e, &format!("lockwait-{tag}"), firn_serves, cmd);
+            let (mut second, to, from) =
+                request_build(&first.remote, &first.drv_path, &first.drv, firn_serves, cmd);
+            // It waits (for as long as the first build runs).
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            assert!(
+                second.try_wait().expect("waiting").is_none(),
+                "{what}: the second server did not wait"
+            );
+            assert_eq!(
+                first.builders().len(),
+                1,
+                "{what}: a second builder started"
+            );
+            drop(to);
+            drop(from);
+            let ended = wait_until(10, || second.try_wait().expect("waiting").is_some());
+            if !ended {
+                let _ = second.kill();
+            }
+            let status = second.wait().expect("reaping the second server");
+            assert!(ended, "{what}: the second server still waits");
+            assert!(!status.success(), "{what}: {status}");
+            // The first build is untouched.
+            assert!(
+                !first.builders().is_empty(),
+                "{what}: the first build stopped"
+            );
+            assert!(
+                first.output_locked(),
+                "{what}: the output's lock was given up"
+            );
+            drop(first.to.take());
+            drop(first.from.take());
+            first.assert_stopped(&e, &what);
         }
     }
 }

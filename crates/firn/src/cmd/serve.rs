@@ -21,7 +21,7 @@ pub struct ServeArgs {
     /// Address and port to listen on (`host:port`; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:5000")]
     listen: String,
-    /// Sign narinfos with the secret key in this file (may be repeated).
+    /// Sign narinfos and realisations with the secret key in this file (may be repeated).
     #[arg(long = "secret-key-file")]
     secret_key_files: Vec<PathBuf>,
     /// The cache's priority in `nix-cache-info` (lower is preferred).

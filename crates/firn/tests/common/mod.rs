@@ -307,3 +307,145 @@ pub fn need_busybox() {
         "the build tests need /usr/bin/busybox (apt-get install busybox-static)"
     );
 }
+
+/// An S3-compatible server (s3s-fs 0.14.1, which `.ci/run` installs) on a free port, killed
+/// when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    pub port: u16,
+    /// The directory s3s-fs keeps its buckets in (one directory each).
+    pub root: std::path::PathBuf,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn s3s_fs_binary() -> std::path::PathBuf {
+    let candidates = [
+        std::env::var_os("S3S_FS").map(std::path::PathBuf::from),
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
+        Some("/usr/local/bin/s3s-fs".into()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .expect("the S3 tests need s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)")
+}
+
+/// s3s-fs on a free port with the bucket `bucket`, the credentials `firn-test-ak` /
+/// `firn-test-sk`.
+pub fn start_s3(tmp: &Path, bucket: &str) -> S3Server {
+    let root = tmp.join("s3root");
+    std::fs::create_dir_all(root.join(bucket)).expect("mkdir bucket");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(s3s_fs_binary())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--access-key",
+            "firn-test-ak",
+            "--secret-key",
+            "firn-test-sk",
+        ])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting s3s-fs");
+    let server = S3Server { child, port, root };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("s3s-fs did not start");
+}
+
+/// A small HTTP/1.1 server over a directory: GET and HEAD (404 when missing) and PUT (the
+/// body, by Content-Length, written atomically). What `nix copy --to http://...` needs of a
+/// WebDAV-ish server, for the test's lifetime.
+pub fn put_server(dir: std::path::PathBuf) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut out = conn;
+                loop {
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut parts = first.split_whitespace();
+                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let rel = path.trim_start_matches('/');
+                    assert!(!rel.contains(".."), "{rel}");
+                    let file = dir.join(rel);
+                    match method {
+                        "PUT" => {
+                            let mut body = vec![0u8; len];
+                            if reader.read_exact(&mut body).is_err() {
+                                return;
+                            }
+                            std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+                            let tmp = file.with_extension("uploading");
+                            std::fs::write(&tmp, &body).expect("write");
+                            std::fs::rename(&tmp, &file).expect("rename");
+                            let _ =
+                                out.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+                        }
+                        "GET" | "HEAD" => match std::fs::read(&file) {
+                            Ok(body) => {
+                                let _ = write!(
+                                    out,
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                    body.len()
+                                );
+                                if method == "GET" {
+                                    let _ = out.write_all(&body);
+                                }
+                            }
+                            Err(_) => {
+                                let _ = out.write_all(
+                                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                                );
+                            }
+                        },
+                        _ => {
+                            let _ = out.write_all(
+                                b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}

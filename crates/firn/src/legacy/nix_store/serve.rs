@@ -9,7 +9,8 @@
 //! off and no build log is kept here (the client keeps what the builder prints, which goes to
 //! stderr). A client that hangs up while its build runs interrupts it (as CppNix's
 //! `MonitorFdHup`): the builders are killed, nothing is registered, and the session ends
-//! with "interrupted by the user".
+//! with "interrupted by the user". So does one that hangs up while its build waits for the
+//! lock on an output another process is building (the wait is given up).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -92,9 +93,14 @@ pub fn serve_op(ctx: &Ctx, store: &LocalStore, write: bool) -> Result<()> {
 }
 
 /// While a build runs, nothing reads from the client: watch stdin for it hanging up, which
-/// interrupts the build.
+/// interrupts the build, also while it waits for the lock on an output that another process
+/// is building.
 fn watch_client() -> Option<firn_remote::hangup::HangupWatch> {
-    match firn_remote::hangup::HangupWatch::start(0, firn_build::interrupt) {
+    let on_hangup = || {
+        firn_build::interrupt();
+        firn_store::lock::interrupt_path_lock_waits();
+    };
+    match firn_remote::hangup::HangupWatch::start(0, on_hangup) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("cannot watch the client for hanging up: {e}");
