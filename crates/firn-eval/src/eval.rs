@@ -1550,6 +1550,19 @@ impl Evaluator {
     /// builtin called there).
     #[inline]
     fn call_at(&mut self, f: Value, arg: Thunk, site: Option<u32>) -> EResult<Value> {
+        // A closure whose body is a function (`a: b: ...`, applied to its first argument):
+        // the result is that function in the bound scope, made here without evaluating
+        // anything (so no call depth or stack to check).
+        if let Value::Lambda(l) = &f {
+            if let ExprKind::Lambda { body, .. } = &l.expr.kind {
+                if matches!(body.kind, ExprKind::Lambda { .. }) {
+                    return match self.bind_lambda(l, arg) {
+                        Ok((body, env)) => Ok(Value::Lambda(Lambda { expr: body, env })),
+                        Err(x) => Err(self.bind_error(x, site)),
+                    };
+                }
+            }
+        }
         self.depth += 1;
         if self.depth > self.max_call_depth {
             self.depth -= 1;
