@@ -609,13 +609,9 @@ impl Evaluator {
                 return Ok(v);
             }
         }
-        self.eval_any(e, env)
-    }
-
-    /// [`Self::eval`] beyond its first case.
-    #[inline(never)]
-    fn eval_any(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
-        if !matches!(
+        // Straight to the step for the kinds that are not tail positions: the loop's
+        // function keeps more state, and entering it costs more.
+        if matches!(
             e.kind,
             ExprKind::Call { .. }
                 | ExprKind::If { .. }
@@ -623,11 +619,16 @@ impl Evaluator {
                 | ExprKind::With { .. }
                 | ExprKind::Assert { .. }
         ) {
-            return match self.eval_step(e, env) {
-                Ok(v) => Ok(v),
-                Err(x) => Err(self.locate_error(x, e)),
-            };
+            self.eval_any(e, env)
+        } else {
+            self.eval_step(e, env)
         }
+    }
+
+    /// [`Self::eval`] of the kinds with tail positions (calls, `if`, `let`, `with`,
+    /// `assert`).
+    #[inline(never)]
+    fn eval_any(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
         // Every function body entered counts towards `max-call-depth`, tail calls in this
         // loop too (they take no Rust stack, but Nix counts them, and an endless tail
         // recursion must end as it does in Nix); the count is given back on the way out.
@@ -1051,8 +1052,19 @@ impl Evaluator {
         }
     }
 
-    /// Everything but the tail positions [`Self::eval`] loops over.
+    /// Everything but the tail positions [`Self::eval`] loops over; an error is placed at
+    /// `e` unless it has a place already.
+    #[inline(never)]
     fn eval_step(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
+        match self.eval_kind(e, env) {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.locate_error(x, e)),
+        }
+    }
+
+    /// [`Self::eval_step`] without placing errors.
+    #[inline(always)]
+    fn eval_kind(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
