@@ -243,14 +243,31 @@ impl Evaluator {
 
     /// `import path`.
     pub fn import(&mut self, path: &str) -> EResult<Value> {
-        let mut p = path.to_string();
-        if std::path::Path::new(&p).is_dir() {
-            p = format!("{}/default.nix", p.trim_end_matches('/'));
-        }
-        if let Some(v) = self.imports.get(&p) {
+        if let Some(v) = self.imports.get(path) {
             return Ok(v.clone());
         }
-        let text = std::fs::read(&p)
+        // One open and one `fstat` tell a file from a directory (whose `default.nix` is
+        // meant) and give the size to read.
+        let mut p = path.to_string();
+        let mut opened = open_with_len(&p);
+        if matches!(&opened, Ok((_, None))) {
+            p = format!("{}/default.nix", p.trim_end_matches('/'));
+            if let Some(v) = self.imports.get(&p) {
+                return Ok(v.clone());
+            }
+            opened = open_with_len(&p);
+        }
+        let text = opened
+            .and_then(|(f, len)| {
+                use std::io::Read;
+                let mut buf = Vec::with_capacity(len.unwrap_or(0) as usize + 1);
+                // Through `Take`, which reads into the capacity reserved (a `File` itself
+                // would ask the kernel for its size again).
+                std::io::Read::by_ref(&mut &f)
+                    .take(u64::MAX)
+                    .read_to_end(&mut buf)?;
+                Ok(buf)
+            })
             .map(firn_syntax::bytes::decode)
             .map_err(|e| EvalError::new(format!("reading file '{p}': {e}")))?;
         let dir = std::path::Path::new(&p)
@@ -1909,6 +1926,14 @@ const PATH_SEGMENT: &str = "while evaluating a path segment";
 fn stack_pointer() -> usize {
     let here = 0u8;
     std::hint::black_box(std::ptr::addr_of!(here)) as usize
+}
+
+/// Open `path` for reading: the file and its length, or no length for a directory.
+fn open_with_len(path: &str) -> std::io::Result<(std::fs::File, Option<u64>)> {
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    let len = (!meta.is_dir()).then_some(meta.len());
+    Ok((f, len))
 }
 
 /// "infinite recursion encountered": thunk `t` was forced while being forced.
