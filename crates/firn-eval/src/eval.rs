@@ -269,7 +269,7 @@ impl Evaluator {
                 Ok(buf)
             })
             .map(firn_syntax::bytes::decode)
-            .map_err(|e| EvalError::new(format!("reading file '{p}': {e}")))?;
+            .map_err(|e| crate::error::io_error("reading file", &p, &e))?;
         let dir = std::path::Path::new(&p)
             .parent()
             .map(|d| d.to_string_lossy().into_owned())
