@@ -889,11 +889,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     gone.push(string(ev, t)?.s);
                 }
                 gone.sort_unstable();
-                let out: AttrMap = m
-                    .iter()
-                    .filter(|(k, _)| gone.binary_search(k).is_err())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                // A subset of a set's names, in its order: sorted and unique.
+                let out = AttrMap::from_sorted(
+                    m.iter()
+                        .filter(|(k, _)| gone.binary_search(k).is_err())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
                 Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
@@ -968,14 +970,16 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             2,
             prim!(ev, a, {
                 let m = attrs_arg(ev, &a[1], (1, "builtins.mapAttrs"))?;
-                let out: AttrMap = m
-                    .iter()
-                    .map(|(k, v)| {
-                        let partial =
-                            Thunk::apply(a[0].clone(), Thunk::value(Value::str(k.clone())));
-                        (k.clone(), Thunk::apply(partial, v.clone()))
-                    })
-                    .collect();
+                // The names of a set, in its order: already sorted and unique.
+                let out = AttrMap::from_sorted(
+                    m.iter()
+                        .map(|(k, v)| {
+                            let partial =
+                                Thunk::apply(a[0].clone(), Thunk::value(Value::str(k.clone())));
+                            (k.clone(), Thunk::apply(partial, v.clone()))
+                        })
+                        .collect(),
+                );
                 Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
@@ -1484,17 +1488,19 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         acc.entry(k.clone()).or_default().push(v.clone());
                     }
                 }
-                let out: AttrMap = acc
-                    .into_iter()
-                    .map(|(k, vs)| {
-                        let partial =
-                            Thunk::apply(a[0].clone(), Thunk::value(Value::str(k.clone())));
-                        (
-                            k,
-                            Thunk::apply(partial, Thunk::value(Value::List(Rc::new(vs)))),
-                        )
-                    })
-                    .collect();
+                // A B-tree's keys, in order: sorted and unique.
+                let out = AttrMap::from_sorted(
+                    acc.into_iter()
+                        .map(|(k, vs)| {
+                            let partial =
+                                Thunk::apply(a[0].clone(), Thunk::value(Value::str(k.clone())));
+                            (
+                                k,
+                                Thunk::apply(partial, Thunk::value(Value::List(Rc::new(vs)))),
+                            )
+                        })
+                        .collect(),
+                );
                 Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
@@ -1514,10 +1520,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     })?;
                     acc.entry(k.s).or_default().push(t.clone());
                 }
-                let groups: AttrMap = acc
-                    .into_iter()
-                    .map(|(k, v)| (k, Thunk::value(Value::List(Rc::new(v)))))
-                    .collect();
+                // A B-tree's keys, in order: sorted and unique.
+                let groups = AttrMap::from_sorted(
+                    acc.into_iter()
+                        .map(|(k, v)| (k, Thunk::value(Value::List(Rc::new(v)))))
+                        .collect(),
+                );
                 Ok(Value::Attrs(Rc::new(groups.into())))
             }),
         ),
