@@ -77,6 +77,34 @@ pub fn is_floating(drv: &Derivation) -> bool {
     )
 }
 
+/// Whether `drv` is impure (`impure-derivations`): built every time it is needed, its
+/// outputs content-addressed afterwards, without realisations.
+pub fn is_impure(drv: &Derivation) -> bool {
+    matches!(drv.derivation_type(), Ok(DerivationType::Impure))
+}
+
+/// The outputs of the impure derivations built by this process, by derivation. They have no
+/// realisations: only the build that made them knows them (CppNix's goal results), for the
+/// derivations resolved on top of them and for `nix build`'s report.
+fn impure_outputs() -> MutexGuard<'static, BTreeMap<StorePath, BTreeMap<String, StorePath>>> {
+    static BUILT: OnceLock<Mutex<BTreeMap<StorePath, BTreeMap<String, StorePath>>>> =
+        OnceLock::new();
+    BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Remember the outputs an impure derivation's build made.
+pub fn record_impure(drv_path: &StorePath, outputs: &BTreeMap<String, StorePath>) {
+    impure_outputs().insert(drv_path.clone(), outputs.clone());
+}
+
+/// The outputs of impure derivation `drv_path` if this process built it.
+pub fn built_impure(drv_path: &StorePath) -> Option<BTreeMap<String, StorePath>> {
+    impure_outputs().get(drv_path).cloned()
+}
+
 /// Whether `drv` must be resolved before it is built (CppNix 2.8's `inputsRealised`): a
 /// deferred input-addressed derivation, a floating one with input derivations, or (with the
 /// feature on) a fixed-output one with input derivations.
@@ -120,7 +148,8 @@ pub fn output_map(
             }
         }
     }
-    if !unknown.is_empty() && store.ca_derivations() {
+    // Impure outputs have no realisations.
+    if !unknown.is_empty() && store.ca_derivations() && !is_impure(drv) {
         let hashes = static_hashes(store, drv)?;
         for name in unknown {
             let Some(h) = hashes.get(&name) else { continue };
@@ -231,8 +260,9 @@ fn refused(msg: String) -> Refused {
 /// The outputs of a floating derivation after its builder succeeded: each moved (in
 /// reference order) from its scratch path to its content-addressed path, with the scratch
 /// hash parts of itself and of the outputs done before rewritten, and checked against the
-/// reference rules. `outputs` are the scratch paths by output name, `location` where the
-/// builder left each.
+/// reference rules (unless `rules` is false: `--check`). `outputs` are the scratch paths by
+/// output name, `location` where the builder left each. Impure outputs are content-addressed
+/// the same way.
 pub fn finish_floating(
     store: &LocalStore,
     drv_path: &StorePath,
@@ -240,6 +270,7 @@ pub fn finish_floating(
     outputs: &BTreeMap<String, StorePath>,
     location: &dyn Fn(&StorePath) -> PathBuf,
     input_closure: &BTreeSet<StorePath>,
+    rules: bool,
 ) -> Result<Vec<Checked>, Refused> {
     let sd = store.store_dir();
     let drv_shown = sd.display(drv_path);
@@ -263,7 +294,9 @@ pub fn finish_floating(
         let scratch = &outputs[&name];
         let (loc, refs, meta) = &scanned[&name];
         let (method, algo) = match drv.outputs.get(&name).map(|o| o.kind()) {
-            Some(Ok(OutputKind::Floating { method, algo })) => (method, algo),
+            Some(Ok(
+                OutputKind::Floating { method, algo } | OutputKind::Impure { method, algo },
+            )) => (method, algo),
             _ => {
                 return Err(refused(format!(
                     "output '{name}' of '{drv_shown}' is not floating content-addressed"
@@ -342,7 +375,9 @@ pub fn finish_floating(
             location: loc.clone(),
         });
     }
-    check_reference_rules(sd, drv, &checked, store)?;
+    if rules {
+        check_reference_rules(sd, drv, &checked, store)?;
+    }
     Ok(checked)
 }
 
@@ -486,7 +521,15 @@ pub fn resolve(
     let mut inputs = BTreeMap::new();
     for (input, outs) in &drv.input_drvs {
         let d = read_derivation(store, input)?;
-        let map = output_map(store, &d)?;
+        let map = if is_impure(&d) {
+            built_impure(input)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(n, p)| (n, Some(p)))
+                .collect()
+        } else {
+            output_map(store, &d)?
+        };
         for o in outs {
             match map.get(o) {
                 Some(Some(p)) => {

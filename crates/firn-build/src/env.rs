@@ -77,6 +77,14 @@ pub fn builder_env(i: &EnvInputs) -> Result<BTreeMap<String, String>, BuildError
     }
     if i.drv.is_fixed_output() {
         env.insert("NIX_OUTPUT_CHECKED".into(), "1".into());
+    }
+    // Builders that are not sandboxed (fixed-output and impure ones) get the caller's values
+    // of the variables `impureEnvVars` names.
+    let impure = matches!(
+        i.drv.derivation_type(),
+        Ok(firn_format::derivation::DerivationType::Impure)
+    );
+    if i.drv.is_fixed_output() || impure {
         if let Some(vars) = impure_env_vars(i.drv, structured)? {
             for v in vars {
                 env.insert(v.clone(), std::env::var(&v).unwrap_or_default());

@@ -90,12 +90,19 @@ pub fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Deriv
     let text = std::fs::read_to_string(&real)
         .map_err(|e| BuildError::io("reading derivation", &real, e))?;
     let name = drv_path.name().trim_end_matches(".drv");
-    Derivation::parse(sd, &text, name).map_err(|e| {
+    let drv = Derivation::parse(sd, &text, name).map_err(|e| {
         BuildError::Other(format!(
             "error parsing derivation '{}': {e}",
             sd.display(drv_path)
         ))
-    })
+    })?;
+    // As CppNix, a derivation with impure outputs is not even read without the feature.
+    if !store.impure_derivations() && crate::ca::is_impure(&drv) {
+        return Err(BuildError::Other(
+            "experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override".into(),
+        ));
+    }
+    Ok(drv)
 }
 
 /// The output paths of a derivation; every output must have a known path: from the
@@ -114,7 +121,7 @@ pub fn output_paths(
             None if !store.ca_derivations() => return Err(crate::ca::feature_disabled()),
             None => {
                 return Err(BuildError::Other(format!(
-                    "output '{name}' of derivation '{}' is not built yet",
+                    "output '{name}' of derivation '{}' has no store path mapped to it",
                     store.store_dir().display(drv_path)
                 )))
             }
@@ -227,7 +234,7 @@ impl Planner<'_> {
         }
         let resolve = crate::ca::needs_resolution(&drv, feature)?;
         let outputs: BTreeMap<String, StorePath> = if !known {
-            if crate::ca::is_floating(&drv) && !resolve {
+            if (crate::ca::is_floating(&drv) || crate::ca::is_impure(&drv)) && !resolve {
                 let sd = self.store.store_dir();
                 drv.outputs
                     .keys()
@@ -259,7 +266,9 @@ impl Planner<'_> {
         // Outputs a cache has need no build (nor the inputs' builds), unless the derivation
         // says `allowSubstitutes = false` or this is `--check`. Outputs whose paths are not
         // known (`ca-derivations`) are substituted when a cache has their realisations.
-        let allow = drv.env.get("allowSubstitutes").is_none_or(|v| v == "1");
+        // Impure derivations are always built.
+        let allow =
+            drv.env.get("allowSubstitutes").is_none_or(|v| v == "1") && !crate::ca::is_impure(&drv);
         if needed && allow && !check {
             let mut fetch_paths = invalid.clone();
             let mut found = Some(Vec::new());
@@ -451,6 +460,13 @@ pub fn plan(
         match w {
             DerivedPath::Opaque(path) => p.need_path(path)?,
             DerivedPath::Built { drv, outputs } => {
+                // A derivation that is not there and cannot be fetched is missing, as a path.
+                if !store.is_valid_path(drv)? {
+                    p.need_path(drv)?;
+                    if p.plan.missing.contains(drv) {
+                        continue;
+                    }
+                }
                 tops.extend(p.visit(drv, outputs.as_ref(), true)?);
             }
         }

@@ -76,6 +76,34 @@ pub fn sandbox_available() -> Result<(), String> {
     SANDBOX_WORKS.get_or_init(sandbox::probe).clone()
 }
 
+/// Only impure and fixed-output derivations may depend on impure ones: as CppNix, a build of
+/// another that does ends the realisation before anything is built.
+fn check_impure_inputs(store: &LocalStore, plan: &Plan) -> Result<(), BuildError> {
+    let impure: BTreeSet<&StorePath> = plan
+        .nodes
+        .iter()
+        .filter(|n| crate::ca::is_impure(&n.drv))
+        .map(|n| &n.drv_path)
+        .collect();
+    if impure.is_empty() {
+        return Ok(());
+    }
+    for n in &plan.nodes {
+        if crate::ca::is_impure(&n.drv) || n.drv.is_fixed_output() {
+            continue;
+        }
+        if let Some(input) = n.drv.input_drvs.keys().find(|i| impure.contains(i)) {
+            let sd = store.store_dir();
+            return Err(BuildError::Other(format!(
+                "pure derivation '{}' depends on impure derivation '{}'",
+                sd.display(&n.drv_path),
+                sd.display(input)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Build everything in `plan`. A derivation to check whose outputs are not valid fails it
 /// before anything is built (as CppNix); so does [`crate::interrupt`], at any time, killing
 /// what runs.
@@ -91,6 +119,7 @@ pub fn realise(
             store.store_dir().display(drv)
         )));
     }
+    check_impure_inputs(store, plan)?;
     for (drv, outputs) in &plan.realised {
         crate::ca::register_realisations(store, drv, outputs, false, &[])?;
     }
@@ -202,7 +231,7 @@ pub fn realise(
                     if building {
                         display(Event::Started {
                             drv: &shown[i],
-                            check: false,
+                            check: plan.nodes[i].check,
                         });
                     }
                 }
@@ -498,14 +527,9 @@ pub fn build_one(
     let drv = &node.drv;
     let drv_shown = sd.display(&node.drv_path);
     let builtin = drv.builder.starts_with("builtin:");
-    let floating = crate::ca::is_floating(drv);
-    if floating && node.check {
-        return fail(
-            node,
-            FailKind::Misc,
-            format!("checking the floating content-addressed derivation '{drv_shown}' is not supported by firn yet"),
-        );
-    }
+    // Floating content-addressed outputs (and impure ones, which are built the same way)
+    // get their paths from their contents after the build.
+    let floating = crate::ca::is_floating(drv) || crate::ca::is_impure(drv);
 
     // Can this machine build it at all?
     let features = required_features(drv);
@@ -735,7 +759,9 @@ pub fn build_one(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| drv.builder.clone());
         let launch = if use_sandbox {
-            let fixed = drv.is_fixed_output();
+            // Fixed-output and impure builders keep the host's network (CppNix's
+            // `isSandboxed`).
+            let fixed = drv.is_fixed_output() || crate::ca::is_impure(drv);
             let inputs = input_closure
                 .iter()
                 .map(|p| {
@@ -879,7 +905,7 @@ pub fn build_one(
     };
     // A builder that failed is a permanent failure, except for fixed-output derivations
     // (CppNix's `TransientFailure`: they are not sandboxed and depend on the network).
-    let builder_failed = if drv.is_fixed_output() {
+    let builder_failed = if drv.is_fixed_output() || crate::ca::is_impure(drv) {
         FailKind::Transient
     } else {
         FailKind::Failed
@@ -896,6 +922,8 @@ pub fn build_one(
                 })
                 .and_then(|()| {
                     if floating {
+                        // `--check` compares with the valid outputs instead of applying the
+                        // reference rules, as for the other derivations.
                         crate::ca::finish_floating(
                             store,
                             &node.drv_path,
@@ -903,6 +931,7 @@ pub fn build_one(
                             &node.outputs,
                             &location,
                             &input_closure,
+                            !node.check,
                         )
                     } else {
                         // `--check` leaves out `allowedReferences` and friends (CppNix
@@ -976,6 +1005,9 @@ pub fn build_one(
                             )
                             .collect();
                         crate::ca::register_realisations(store, drv, &finals, false, &keys)?;
+                        if crate::ca::is_impure(drv) {
+                            crate::ca::record_impure(&node.drv_path, &finals);
+                        }
                         match &settings.post_build_hook {
                             Some(hook) => {
                                 run_post_build_hook(hook, store, node, &finals, (emit, note))
@@ -1026,6 +1058,13 @@ pub fn build_one(
             msg: format!("building '{drv_shown}' was cancelled"),
         }),
     };
+    if node.check && floating {
+        // What a check of a floating derivation built is only compared: nothing of it stays
+        // at its scratch paths (without the sandbox, that is where it was made).
+        for p in node.outputs.values() {
+            let _ = firn_store::canon::delete_path(&store.real_path(p));
+        }
+    }
     if let Err(f) = &result {
         // Nothing of a failed build stays at an output path.
         for p in node.outputs.values() {
@@ -1201,16 +1240,6 @@ fn build_resolved(
     slot: &mut Slot,
 ) -> Result<Result<(), Failure>, BuildError> {
     let sd = store.store_dir();
-    if node.check {
-        return fail(
-            node,
-            FailKind::Misc,
-            format!(
-                "checking '{}', which is resolved before it is built, is not supported by firn yet",
-                sd.display(&node.drv_path)
-            ),
-        );
-    }
     let (path, drv) = crate::ca::resolve(store, &node.drv_path, &node.drv)?;
     let known = crate::ca::has_known_paths(&drv)?;
     let partial = crate::ca::output_map(store, &drv)?;
@@ -1221,8 +1250,20 @@ fn build_resolved(
             _ => all_valid = false,
         }
     }
-    (hooks.resolved)(&path, !all_valid);
-    if !all_valid {
+    // `--check` checks the resolved derivation (CppNix hands its build mode on), which needs
+    // its outputs valid.
+    (hooks.resolved)(&path, !all_valid || node.check);
+    if node.check && !all_valid {
+        return fail(
+            node,
+            FailKind::Misc,
+            format!(
+                "some outputs of '{}' are not valid, so checking is not possible",
+                sd.display(&path)
+            ),
+        );
+    }
+    if !all_valid || node.check {
         let outputs = if known {
             partial
                 .iter()
@@ -1240,7 +1281,7 @@ fn build_resolved(
             outputs,
             deps: BTreeSet::new(),
             dependents: BTreeSet::new(),
-            check: false,
+            check: node.check,
             resolve: false,
             announced: true,
         };
@@ -1257,8 +1298,14 @@ fn build_resolved(
             .collect();
         crate::ca::register_realisations(store, &drv, &valid, false, &[])?;
     }
-    // The resolved derivation's outputs are the original's.
+    // The resolved derivation's outputs are the original's (an impure one's are known from
+    // its build only).
     let mut paths = BTreeMap::new();
+    if crate::ca::is_impure(&drv) {
+        let built = crate::ca::built_impure(&path).unwrap_or_default();
+        crate::ca::record_impure(&node.drv_path, &built);
+        return Ok(Ok(()));
+    }
     for (name, p) in crate::ca::output_map(store, &drv)? {
         match p {
             Some(p) => {

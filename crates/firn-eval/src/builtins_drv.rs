@@ -261,6 +261,7 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
     };
     let mut json = String::from("{");
     let mut content_addressed = false;
+    let mut impure = false;
     for (key, t) in args.iter() {
         if &**key == "__ignoreNulls" {
             continue;
@@ -273,12 +274,13 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                 "__contentAddressed" => {
                     content_addressed = boolean(ev, t)?;
                     if content_addressed && !ev.ca_derivations {
-                        return err("experimental Nix feature 'ca-derivations' is disabled; enable it with '--extra-experimental-features ca-derivations'");
+                        return err("experimental Nix feature 'ca-derivations' is disabled; use '--extra-experimental-features ca-derivations' to override");
                     }
                 }
                 "__impure" => {
-                    if boolean(ev, t)? {
-                        return err("experimental Nix feature 'impure-derivations' is disabled; enable it with '--extra-experimental-features impure-derivations'");
+                    impure = boolean(ev, t)?;
+                    if impure && !ev.impure_derivations {
+                        return err("experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override");
                     }
                 }
                 "args" => {
@@ -422,7 +424,10 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
             "out".into(),
             DerivationOutput::fixed_output(method, &hash, None),
         );
-    } else if content_addressed {
+    } else if content_addressed || impure {
+        if content_addressed && impure {
+            return err("derivation cannot be both content-addressed and impure");
+        }
         // As CppNix's `parseHashTypeOpt`: a name it does not know means SHA-256.
         let algo = spec
             .output_hash_algo
@@ -430,8 +435,12 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
             .unwrap_or(HashAlgo::Sha256);
         let method = spec.method.unwrap_or(FileIngestionMethod::Recursive);
         for o in &spec.outputs {
-            drv.outputs
-                .insert(o.clone(), DerivationOutput::floating(method, algo));
+            let out = if impure {
+                DerivationOutput::impure(method, algo)
+            } else {
+                DerivationOutput::floating(method, algo)
+            };
+            drv.outputs.insert(o.clone(), out);
         }
     } else {
         for o in &spec.outputs {

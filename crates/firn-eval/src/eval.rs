@@ -45,6 +45,8 @@ pub struct Evaluator {
     pub pipe_operators: bool,
     /// The `ca-derivations` experimental feature: `__contentAddressed = true` is allowed.
     pub ca_derivations: bool,
+    /// The `impure-derivations` experimental feature: `__impure = true` is allowed.
+    pub impure_derivations: bool,
     /// `max-call-depth`: how deeply calls may nest.
     pub max_call_depth: usize,
     /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
@@ -80,6 +82,7 @@ impl Evaluator {
             abort_on_warn: false,
             pipe_operators: false,
             ca_derivations: false,
+            impure_derivations: false,
             max_call_depth: MAX_CALL_DEPTH,
             var_exprs: HashMap::new(),
             globals: Vec::new(),

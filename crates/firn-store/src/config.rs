@@ -23,6 +23,9 @@ pub struct LocalStoreConfig {
     /// The `ca-derivations` experimental feature: the `Realisations` tables are created on
     /// opening (as CppNix does with the feature on) and builds record realisations.
     pub ca_derivations: bool,
+    /// The `impure-derivations` experimental feature: derivations with impure outputs can be
+    /// read (and built).
+    pub impure_derivations: bool,
 }
 
 impl Default for LocalStoreConfig {
@@ -35,6 +38,7 @@ impl Default for LocalStoreConfig {
             fsync_store_paths: false,
             auto_optimise: false,
             ca_derivations: false,
+            impure_derivations: false,
         }
     }
 }

@@ -167,6 +167,11 @@ impl LocalStore {
         self.config.ca_derivations
     }
 
+    /// Whether the `impure-derivations` feature is on for this store's builds.
+    pub fn impure_derivations(&self) -> bool {
+        self.config.impure_derivations
+    }
+
     /// The realisation of an output of a derivation, if one is recorded (and the feature is
     /// on; without it CppNix does not look).
     pub fn query_realisation(

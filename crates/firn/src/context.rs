@@ -195,6 +195,7 @@ impl Ctx {
         config.fsync_store_paths = self.settings.get_bool("fsync-store-paths");
         config.auto_optimise = self.settings.get_bool("auto-optimise-store");
         config.ca_derivations = self.settings.has_feature("ca-derivations");
+        config.impure_derivations = self.settings.has_feature("impure-derivations");
         Ok(LocalStore::open(config)?)
     }
 }

@@ -36,14 +36,15 @@ pub struct BuildFlags {
 }
 
 impl BuildFlags {
-    /// Take a build flag (`-K`, `-k`, `--check`, `--dry-run`, `-L`) if `a` is one.
+    /// Take a legacy command's build flag (`-K`, `-k`, `--check`, `--dry-run`) if `a` is one.
+    /// `-L`/`--print-build-logs` is not one: CppNix 2.8's `nix-build` and `nix-store` reject
+    /// it as an unknown flag (the print-build-logs setting still applies).
     pub fn take(&mut self, a: &str) -> bool {
         match a {
             "--dry-run" => self.dry_run = true,
             "--check" => self.check = true,
             "-K" | "--keep-failed" => self.keep_failed = true,
             "-k" | "--keep-going" => self.keep_going = true,
-            "-L" | "--print-build-logs" => self.print_build_logs = true,
             _ => return false,
         }
         true
@@ -688,9 +689,24 @@ pub fn realise(
         }
     }
     let sd = store.store_dir();
-    if !plan.missing.is_empty() {
+    // What was asked for and cannot be had (CppNix's goals that find no substituter): the
+    // legacy commands list it, build the rest, and fail at the end (`top_missing`).
+    let top_missing: BTreeSet<StorePath> = if flags.legacy {
+        wanted
+            .iter()
+            .map(|w| match w {
+                DerivedPath::Opaque(p) => p,
+                DerivedPath::Built { drv, .. } => drv,
+            })
+            .filter(|p| plan.missing.contains(*p))
+            .cloned()
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    if plan.missing.iter().any(|p| !top_missing.contains(p)) {
         let mut msg = String::new();
-        for p in &plan.missing {
+        for p in plan.missing.iter().filter(|p| !top_missing.contains(*p)) {
             if !msg.is_empty() {
                 msg.push_str("\n       ");
             }
@@ -780,15 +796,25 @@ pub fn realise(
     let outcome =
         firn_build::schedule::realise(store, &settings, &plan, &mut |e| display.event(e))?;
     display.finish();
-    if outcome.failures.is_empty() {
+    if outcome.failures.is_empty() && top_missing.is_empty() {
         return Ok(());
     }
-    let code = firn_build::exit_status(&outcome.failures);
-    let mut err = std::io::stderr().lock();
+    let code = match firn_build::exit_status(&outcome.failures) {
+        0 => 1,
+        c => c,
+    };
     let mut failed_drvs = BTreeSet::new();
     for f in &outcome.failures {
-        let _ = writeln!(err, "error: {}", f.msg);
         failed_drvs.insert(f.drv.clone());
+    }
+    let lines = if flags.legacy {
+        legacy_failure_lines(sd, wanted, &plan, &outcome.failures, &top_missing)
+    } else {
+        outcome.failures.iter().map(|f| f.msg.clone()).collect()
+    };
+    let mut err = std::io::stderr().lock();
+    for l in lines {
+        let _ = writeln!(err, "error: {l}");
     }
     Err(Failure {
         code,
@@ -796,6 +822,74 @@ pub fn realise(
         silent: true,
     }
     .into())
+}
+
+/// The errors a legacy command shows after its builds, in CppNix 2.8's order (`buildPaths`):
+/// failures of what was not asked for (and of resolved derivations built in place of what
+/// was) as they came; then those of the requests (CppNix's goals, ordered by name), the first
+/// last; and when more than one request failed, or one without an error of its own (a path
+/// that could be neither substituted nor built, a resolved derivation's build), `build of
+/// ... failed` naming every failed request.
+fn legacy_failure_lines(
+    sd: &firn_format::StoreDir,
+    wanted: &[DerivedPath],
+    plan: &firn_build::plan::Plan,
+    failures: &[firn_build::Failure],
+    missing: &BTreeSet<StorePath>,
+) -> Vec<String> {
+    let tops: BTreeSet<&StorePath> = wanted
+        .iter()
+        .filter_map(|w| match w {
+            DerivedPath::Built { drv, .. } => Some(drv),
+            DerivedPath::Opaque(_) => None,
+        })
+        .collect();
+    let resolved: BTreeSet<&StorePath> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.resolve)
+        .map(|n| &n.drv_path)
+        .collect();
+    // CppNix orders the derivation goals (the only ones with errors here) by name.
+    let key = |p: &StorePath| (p.name().to_string(), sd.display(p));
+    let mut lines = Vec::new();
+    let mut held: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut failed: BTreeSet<StorePath> = missing.clone();
+    for f in failures {
+        if !tops.contains(&f.drv) {
+            lines.push(f.msg.clone());
+            continue;
+        }
+        failed.insert(f.drv.clone());
+        if resolved.contains(&f.drv) && f.kind != firn_build::FailKind::DependencyFailed {
+            lines.push(f.msg.clone());
+        } else {
+            held.insert(key(&f.drv), f.msg.clone());
+        }
+    }
+    for m in missing.iter().filter(|m| tops.contains(m)) {
+        held.insert(
+            key(m),
+            format!("cannot build missing derivation '{}'", sd.display(m)),
+        );
+    }
+    let mut held = held.into_values();
+    let first = held.next();
+    lines.extend(held);
+    match first {
+        Some(ex) if failed.len() == 1 => lines.push(ex),
+        first => {
+            lines.extend(first);
+            if !failed.is_empty() {
+                let names: Vec<String> = failed
+                    .iter()
+                    .map(|p| format!("'{}'", sd.display(p)))
+                    .collect();
+                lines.push(format!("build of {} failed", names.join(", ")));
+            }
+        }
+    }
+    lines
 }
 
 /// Parse `PATH`, `PATH.drv`, `PATH.drv!out,dev` / `^out` (CppNix's legacy `!` and the new `^`).
@@ -833,6 +927,22 @@ pub fn resolved_outputs(store: &LocalStore, p: &DerivedPath) -> Result<Vec<(Stri
                 .collect())
         }
     }
+}
+
+/// The output paths a derived path stands for after this process realised it: as
+/// [`resolved_outputs`], but an impure derivation's outputs (which have no realisations) are
+/// those its build made (`nix build` reports them; the legacy commands, as CppNix 2.8's, only
+/// look in the store and fail).
+pub fn built_outputs(store: &LocalStore, p: &DerivedPath) -> Result<Vec<(String, StorePath)>> {
+    if let DerivedPath::Built { drv, outputs } = p {
+        if let Some(all) = firn_build::ca::built_impure(drv) {
+            return Ok(all
+                .into_iter()
+                .filter(|(n, _)| outputs.as_ref().is_none_or(|o| o.contains(n)))
+                .collect());
+        }
+    }
+    resolved_outputs(store, p)
 }
 
 /// Make `link` an indirect GC root pointing to `target` (replacing an old link), as

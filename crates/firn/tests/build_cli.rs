@@ -324,3 +324,90 @@ fn dry_run_messages_as_cppnix() {
         }
     }
 }
+
+/// What cannot be substituted or built, as CppNix 2.8's legacy commands: `nix-store -r` lists
+/// it under "don't know how to build these paths" (unless `--quiet`; also with `--dry-run`,
+/// which then succeeds), builds the rest, and fails with exit code 1 naming every failed
+/// request in one `build of ... failed` (a missing derivation alone: "cannot build missing
+/// derivation"). With `-k`, two failed builds end the same way. `-L` is an unknown flag of
+/// `nix-build` and `nix-store`. (`--print-build-logs` is not compared: CppNix 2.8 rejects it
+/// too, but firn takes it as a setting flag, see `settings.rs`.)
+#[test]
+fn missing_paths_and_unknown_flags_equal_cppnix() {
+    need_busybox();
+    let e = env();
+    let file = write_expr(&e);
+    let two = e.write(
+        "two.nix",
+        &format!(
+            "{LET_BUSYBOX}{}",
+            r#"
+  mk = name: script: derivation {
+    inherit name;
+    system = "x86_64-linux";
+    builder = "${bb}/busybox";
+    args = [ "sh" "-c" script ];
+  };
+in [ (mk "f1" "exit 1") (mk "f2" "exit 2") ]
+"#
+        ),
+    );
+    let sides = [(true, e.store("firn")), (false, e.store("cppnix"))];
+    let drvs: Vec<String> = sides
+        .iter()
+        .map(|(side, s)| {
+            ok_str(
+                tool(*side, "nix-instantiate", s, &e)
+                    .args(["-A", "plain"])
+                    .arg(&file),
+            )
+            .trim()
+            .to_string()
+        })
+        .collect();
+    assert_eq!(drvs[0], drvs[1]);
+    let foo = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-foo";
+    let bar = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-bar";
+    let missing_drv = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-foo.drv";
+    let cases: Vec<Vec<&str>> = vec![
+        vec![foo],
+        vec![foo, bar],
+        vec![foo, "--dry-run"],
+        vec![foo, "--quiet"],
+        vec![foo, "-k"],
+        vec![foo, &drvs[0]],
+        vec![missing_drv],
+        vec![missing_drv, bar],
+        vec!["-L", foo],
+    ];
+    // Usage errors name the program as it was called.
+    let bin_dir = format!("{}/", firn_bin_dir().display());
+    let plain = |(code, err): (Option<i32>, String)| {
+        (code, err.replace(&bin_dir, "").replace("/usr/bin/", ""))
+    };
+    for args in &cases {
+        let got: Vec<(Option<i32>, String)> = sides
+            .iter()
+            .map(|(side, s)| plain(run(tool(*side, "nix-store", s, &e).arg("-r").args(args))))
+            .collect();
+        assert_eq!(got[0], got[1], "nix-store -r {args:?}");
+        assert_eq!(
+            got[0].0,
+            Some(if args.contains(&"--dry-run") { 0 } else { 1 })
+        );
+    }
+    for args in [
+        vec!["-L", "-A", "plain"],
+        vec!["-KL", "-A", "plain"],
+        vec!["-k", "--no-out-link"],
+    ] {
+        let got: Vec<(Option<i32>, String)> = sides
+            .iter()
+            .map(|(side, s)| {
+                let f = if args.contains(&"-k") { &two } else { &file };
+                plain(run(tool(*side, "nix-build", s, &e).args(&args).arg(f)))
+            })
+            .collect();
+        assert_eq!(got[0], got[1], "nix-build {args:?}");
+    }
+}

@@ -427,3 +427,269 @@ fn failed_ca_build_registers_nothing() {
         assert!(left.is_empty(), "firn: {side}: {left:?}");
     }
 }
+
+/// stderr with the chroot store's root left out (CppNix names outputs by their files).
+fn plain_stderr(err: &str, store: &str) -> String {
+    err.replace(store, "<root>")
+}
+
+/// `--check` of content-addressed derivations, as CppNix 2.8: a floating one is built again
+/// and passes whether or not its builder is deterministic (a new result has another path,
+/// which is not valid, so there is nothing to compare: 2.8 lets it pass and keeps nothing of
+/// it); a deterministic one is compared and passes. A derivation resolved before its build is
+/// checked through its resolved derivation (`checking outputs of` that one), and a
+/// non-deterministic input-addressed one on top of a floating one fails with 104. Without
+/// valid outputs, checking is refused. Stderr, exit codes and rows as CppNix's.
+#[test]
+fn check_of_ca_derivations_equals_cppnix() {
+    need_busybox();
+    let e = env();
+    let file = write_expr(
+        &e,
+        "default.nix",
+        r#"rec {
+          det = mk "det" "mkdir $out; echo hi > $out/f; echo $out > $out/self" (ca { });
+          nondet = mk "nondet" "mkdir $out; cat /proc/sys/kernel/random/uuid > $out/f" (ca { });
+          caOn = mk "ca-on" "mkdir $out; cat ${det}/f > $out/g; echo ${det} > $out/ref" (ca { });
+          iaOnNondet = mk "ia-on-nondet" "cat ${det}/f > $out; cat /proc/sys/kernel/random/uuid >> $out" { };
+        }"#,
+    );
+    let (sf, sc) = (e.store("firn"), e.store("cppnix"));
+    let build = |side: bool, store: &str, attr: &str, check: bool| {
+        let mut c = tool(side, "nix-build", store);
+        c.args(["--no-out-link", "-A", attr]).arg(&file);
+        if check {
+            c.arg("--check");
+        }
+        let (code, out, err) = run(&mut c);
+        (code, out, plain_stderr(&err, store))
+    };
+    for attr in ["det", "nondet", "caOn", "iaOnNondet"] {
+        // Not built yet: refused.
+        let f = build(true, &sf, attr, true);
+        let c = build(false, &sc, attr, true);
+        assert_eq!(f, c, "--check of {attr} before it is built");
+        assert_eq!(f.0, Some(1), "{}", f.2);
+        // Built, then checked. Floating outputs differ between the sides when the builder is
+        // not deterministic: only the exit code and messages are compared then.
+        let f0 = build(true, &sf, attr, false);
+        let c0 = build(false, &sc, attr, false);
+        assert_eq!((f0.0, c0.0), (Some(0), Some(0)), "{}\n{}", f0.2, c0.2);
+        let f = build(true, &sf, attr, true);
+        let c = build(false, &sc, attr, true);
+        let same_paths = f0.1 == c0.1;
+        if same_paths {
+            assert_eq!(f, c, "--check of {attr}");
+        } else {
+            assert_eq!(f.0, c.0, "--check of {attr}: {}\n{}", f.2, c.2);
+        }
+        // What each side's check says, with its own output path for the other's.
+        let f_err = f.2.replace(f0.1.trim(), "<out>");
+        let c_err = c.2.replace(c0.1.trim(), "<out>");
+        assert_eq!(f_err, c_err, "--check of {attr}");
+        // The output printed is the valid one (none after a failed check).
+        if f.0 == Some(0) {
+            assert_eq!(f.1, f0.1, "{attr}");
+        }
+    }
+    // The deterministic and non-deterministic floating ones pass; the input-addressed one on
+    // top of a floating one does not.
+    assert_eq!(build(true, &sf, "nondet", true).0, Some(0));
+    let (code, _, err) = build(true, &sf, "iaOnNondet", true);
+    assert_eq!(code, Some(104), "{err}");
+    assert!(err.contains("may not be deterministic"), "{err}");
+    // Checks leave nothing new in the store: no new valid paths, no leftovers of the builds.
+    for store in [&sf, &sc] {
+        let names: Vec<String> = std::fs::read_dir(Path::new(store).join("nix/store"))
+            .expect("listing the store")
+            .map(|d| d.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock") && !n.ends_with(".drv") && !n.starts_with('.'))
+            .collect();
+        // busybox, det, nondet, ca-on, ia-on-nondet.
+        assert_eq!(names.len(), 5, "{store}: {names:?}");
+    }
+    assert_eq!(count(&sf, "ValidPaths"), count(&sc, "ValidPaths"));
+    assert_eq!(count(&sf, "Realisations"), count(&sc, "Realisations"));
+}
+
+const IMPURE: &str = r#"rec {
+  imp = mk "imp" "mkdir $out; cat /proc/sys/kernel/random/uuid > $out/f; echo $out > $out/self" { __impure = true; };
+  impMulti = mk "imp-multi" "mkdir $out $dev; echo $out > $dev/p" { __impure = true; outputs = [ "out" "dev" ]; };
+  impFlat = mk "imp-flat" "echo flat > $out" { __impure = true; outputHashMode = "flat"; outputHashAlgo = "sha1"; };
+  onImp = mk "on-imp" "cat ${imp}/f > $out" { };
+  caOnImp = mk "ca-on-imp" "cat ${imp}/f > $out" (ca { });
+  impOnImp = mk "imp-on-imp" "cat ${imp}/f > $out" { __impure = true; };
+  fodOnImp = mk "fod-on-imp" "echo -n foo > $out; true ${imp}" {
+    outputHash = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"; outputHashAlgo = "sha256";
+  };
+  both = mk "both" "true" (ca { __impure = true; });
+}"#;
+
+const IMPURE_FEATURES: [&str; 2] = [
+    "--extra-experimental-features",
+    "impure-derivations ca-derivations",
+];
+
+/// Impure derivations (`impure-derivations`), as CppNix 2.8: the same `.drv` files (impure
+/// outputs; input-addressed dependents deferred); the feature is needed to instantiate and to
+/// build; every build runs the builder again and registers content-addressed outputs without
+/// realisations; a pure derivation other than a fixed-output one may not depend on an impure
+/// one; `nix-store -r` then fails, since the outputs have no recorded paths (2.8's
+/// `nix-build` even aborts there; firn's fails with the same message), while `nix build`
+/// reports the outputs built.
+#[test]
+fn impure_derivations_equal_cppnix() {
+    need_busybox();
+    let e = env();
+    let file = write_expr(&e, "default.nix", IMPURE);
+    let (sf, sc) = (e.store("firn"), e.store("cppnix"));
+    let side_tool = |side: bool, name: &str, store: &str| {
+        let mut c = if side { firn(name) } else { cppnix(name) };
+        c.args(IMPURE_FEATURES).args(["--store", store]);
+        if side && name != "nix-store" {
+            c.args(["--option", "sandbox", "true"]);
+        }
+        c
+    };
+    // Without the feature: refused, as CppNix.
+    for side in [true, false] {
+        let store = if side { &sf } else { &sc };
+        let mut c = if side {
+            firn("nix-instantiate")
+        } else {
+            cppnix("nix-instantiate")
+        };
+        let (code, _, err) = run(c.args(["--store", store, "-A", "imp"]).arg(&file));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override"),
+            "{err}"
+        );
+    }
+    // Same drvPaths and bytes.
+    let mut drvs = std::collections::BTreeMap::new();
+    for a in [
+        "imp", "impMulti", "impFlat", "onImp", "caOnImp", "impOnImp", "fodOnImp",
+    ] {
+        let df = ok_str(
+            side_tool(true, "nix-instantiate", &sf)
+                .args(["-A", a])
+                .arg(&file),
+        );
+        let dc = ok_str(
+            side_tool(false, "nix-instantiate", &sc)
+                .args(["-A", a])
+                .arg(&file),
+        );
+        assert_eq!(df, dc, "drvPath of {a}");
+        let d = df.trim().to_string();
+        assert_eq!(
+            std::fs::read(real(&sf, &d)).expect("read"),
+            std::fs::read(real(&sc, &d)).expect("read"),
+            ".drv of {a}"
+        );
+        drvs.insert(a, d);
+    }
+    for side in [true, false] {
+        let (code, _, err) = run(side_tool(side, "nix-instantiate", &sf)
+            .args(["-A", "both"])
+            .arg(&file));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("derivation cannot be both content-addressed and impure"),
+            "{err}"
+        );
+    }
+    // Reading an impure .drv for a build needs the feature too.
+    for side in [true, false] {
+        let store = if side { &sf } else { &sc };
+        let mut c = if side {
+            firn("nix-store")
+        } else {
+            cppnix("nix-store")
+        };
+        c.args(FEATURE).args(["--store", store, "-r", &drvs["imp"]]);
+        let (code, _, err) = run(&mut c);
+        assert_eq!(code, Some(1), "{err}");
+        assert_eq!(
+            err,
+            "error: experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override\n"
+        );
+    }
+    // nix-store -r: built, then no path to print.
+    let realise = |side: bool, attr: &str| {
+        let store = if side { &sf } else { &sc };
+        let (code, out, err) = run(side_tool(side, "nix-store", store).args(["-r", &drvs[attr]]));
+        (code, out, err)
+    };
+    for attr in [
+        "imp", "impMulti", "impFlat", "impOnImp", "fodOnImp", "onImp", "caOnImp",
+    ] {
+        let f = realise(true, attr);
+        let c = realise(false, attr);
+        // The resolved derivations of `impOnImp` and `fodOnImp` name the (random) output of
+        // `imp`: their paths differ between the sides.
+        let strip = |s: &str| -> String {
+            s.lines()
+                .filter(|l| {
+                    !l.starts_with("resolved derivation")
+                        && !l.contains("imp-on-imp.drv'...")
+                        && !l.contains("fod-on-imp.drv'...")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            (f.0, &f.1),
+            (c.0, &c.1),
+            "nix-store -r {attr}: {}\n{}",
+            f.2,
+            c.2
+        );
+        assert_eq!(strip(&f.2), strip(&c.2), "nix-store -r {attr}");
+    }
+    // Built again every time: a new output each time for `imp` (its builder prints a random
+    // id), none of them with a realisation.
+    let outs_of = |store: &str, drv: &str| -> Vec<String> {
+        let db = rusqlite::Connection::open(Path::new(store).join("nix/var/nix/db/db.sqlite"))
+            .expect("opening the database");
+        let mut st = db
+            .prepare("select path||' '||ifnull(ca,'-')||' '||ifnull(ultimate,'-') from ValidPaths where deriver = ?1")
+            .expect("prepare");
+        st.query_map([drv], |r| r.get::<_, String>(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    for store in [&sf, &sc] {
+        let imp = outs_of(store, &drvs["imp"]);
+        assert_eq!(imp.len(), 3, "{imp:?}");
+        assert!(
+            imp.iter()
+                .all(|r| r.contains(" fixed:r:sha256:") && r.ends_with(" 1")),
+            "{imp:?}"
+        );
+        assert_eq!(
+            count(store, "Realisations"),
+            count(&sc, "Realisations"),
+            "{store}"
+        );
+        // Deterministic builders give the same content-addressed paths on both sides.
+        let flat = outs_of(store, &drvs["impFlat"]);
+        assert_eq!(flat, outs_of(&sc, &drvs["impFlat"]));
+        assert_eq!(
+            outs_of(store, &drvs["impMulti"]),
+            outs_of(&sc, &drvs["impMulti"])
+        );
+    }
+    // `nix build` reports what the build made.
+    let (code, out, err) = run(side_tool(true, "nix", &sf)
+        .args(["--extra-experimental-features", "nix-command"])
+        .args(["build", "--no-link", "--json", "-f"])
+        .arg(&file)
+        .arg("impFlat"));
+    assert_eq!(code, Some(0), "{err}");
+    let flat = outs_of(&sc, &drvs["impFlat"]);
+    let path = flat[0].split(' ').next().unwrap_or_default();
+    assert!(out.contains(&format!("\"out\":\"{path}\"")), "{out}");
+}

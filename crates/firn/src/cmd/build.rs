@@ -189,7 +189,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
     let link_prefix = a.out_link.clone().unwrap_or_else(|| "result".into());
     let mut json = Vec::new();
     for (i, r) in resolved.iter().enumerate() {
-        let outs = crate::realise::resolved_outputs(&store, &r.path)?;
+        let outs = crate::realise::built_outputs(&store, &r.path)?;
         let mut outputs = BTreeMap::new();
         for (name, p) in &outs {
             if !a.no_link {

@@ -301,6 +301,7 @@ impl Session {
         ev.abort_on_warn = self.ctx.settings.get_bool("abort-on-warn");
         ev.pipe_operators = self.ctx.settings.has_feature("pipe-operators");
         ev.ca_derivations = self.ctx.settings.has_feature("ca-derivations");
+        ev.impure_derivations = self.ctx.settings.has_feature("impure-derivations");
         ev.max_call_depth = self
             .ctx
             .settings

@@ -166,6 +166,8 @@ pub struct EvalOptions {
     pub pipe_operators: bool,
     /// The `ca-derivations` experimental feature: content-addressed derivations.
     pub ca_derivations: bool,
+    /// The `impure-derivations` experimental feature: impure derivations.
+    pub impure_derivations: bool,
     /// `max-call-depth` (None: Nix's default).
     pub max_call_depth: Option<usize>,
     /// `--eval`: print values instead of instantiating derivations.
@@ -194,6 +196,7 @@ impl EvalOptions {
             abort_on_warn: ctx.settings.get_bool("abort-on-warn"),
             pipe_operators: ctx.settings.has_feature("pipe-operators"),
             ca_derivations: ctx.settings.has_feature("ca-derivations"),
+            impure_derivations: ctx.settings.has_feature("impure-derivations"),
             max_call_depth: Some(ctx.settings.max_call_depth()?),
             show_trace: ctx.settings.get_bool("show-trace"),
             ..EvalOptions::default()
@@ -223,6 +226,7 @@ pub fn evaluate(
         ev.abort_on_warn = opts.abort_on_warn;
         ev.pipe_operators = opts.pipe_operators;
         ev.ca_derivations = opts.ca_derivations;
+        ev.impure_derivations = opts.impure_derivations;
         ev.max_call_depth = opts
             .max_call_depth
             .unwrap_or(firn_eval::eval::MAX_CALL_DEPTH);
