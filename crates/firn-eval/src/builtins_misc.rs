@@ -8,16 +8,19 @@ use std::rc::Rc;
 use firn_format::{Hash, HashAlgo};
 
 use crate::builtins::{attrs, force, string, PrimFn};
-use crate::error::{err, EResult, EvalError};
+use crate::error::{err, EResult, ErrorKind, EvalError};
 use crate::eval::Evaluator;
 use crate::value::*;
 
 /// A hash algorithm by name, with current Nix's message for an unknown one.
 pub(crate) fn algo(s: &str) -> EResult<HashAlgo> {
     s.parse::<HashAlgo>().map_err(|_| {
-        EvalError::new(format!(
-            "unknown hash algorithm '{s}', expect 'blake3', 'md5', 'sha1', 'sha256', or 'sha512'"
-        ))
+        EvalError::with_kind(
+            ErrorKind::Usage,
+            format!(
+                "unknown hash algorithm '{s}', expect 'blake3', 'md5', 'sha1', 'sha256', or 'sha512'"
+            ),
+        )
     })
 }
 
@@ -43,8 +46,11 @@ fn convert_hash(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         "base64" => h.to_base64(),
         "sri" => h.to_sri(),
         other => {
-            return err(format!(
-                "unknown hash format '{other}', expect 'base16', 'base32', 'base64', or 'sri'"
+            return Err(EvalError::with_kind(
+                ErrorKind::Usage,
+                format!(
+                    "unknown hash format '{other}', expect 'base16', 'base32', 'base64', or 'sri'"
+                ),
             ))
         }
     };
@@ -127,7 +133,9 @@ fn from_toml(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 }
 
 /// For a decimal integer outside the 64-bit range, the message (with the line pointed at)
-/// of the TOML parser CppNix uses, indented as a continued error message is.
+/// of the TOML parser CppNix uses. As CppNix shows it: highlighted (the escapes are removed
+/// when stderr is not a terminal), so the message's last line, empty but for the closing
+/// escape, keeps the indentation of a continued message.
 fn integer_range_error(text: &str, e: &toml::de::Error) -> Option<String> {
     let m = e.message();
     if !m.starts_with("number too large") && !m.starts_with("number too small") {
@@ -151,14 +159,13 @@ fn integer_range_error(text: &str, e: &toml::de::Error) -> Option<String> {
     let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
     let line_no = text[..line_start].matches('\n').count() + 1;
     let pad = " ".repeat(line_no.to_string().len());
-    let ind = "       ";
     let caret = " ".repeat(text[line_start..end].chars().count());
     Some(format!(
-        "[error] toml::parse_dec_integer: too large integer: current max digits = 2^63\n\
-         {ind} --> fromTOML\n\
-         {ind} {pad} |\n\
-         {ind} {line_no} | {}\n\
-         {ind} {pad} | {caret}^-- must be < 2^63\n{ind}",
+        "\x1b[35;1m[error] toml::parse_dec_integer: too large integer: current max digits = 2^63\n \
+         --> fromTOML\n \
+         {pad} |\n \
+         {line_no} | {}\n \
+         {pad} | {caret}^-- must be < 2^63\n\x1b[0m",
         &text[line_start..line_end]
     ))
 }

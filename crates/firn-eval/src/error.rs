@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Abort,
     /// Everything else (type errors, missing attributes, infinite recursion, ...).
     Other,
+    /// A bad name of a hash algorithm or format: CppNix's `UsageError`, which its command
+    /// line tools follow with "Try 'PROGRAM --help' for more information.".
+    Usage,
 }
 
 /// An evaluation error. Boxed, so that every `EResult` stays as small as its value (errors

@@ -318,6 +318,8 @@ impl Evaluator {
                 }
             },
             ThunkState::Apply(f, a) => {
+                // For an error, where the call is (see `Thunk::applied_site`).
+                let site = f.applied_site();
                 let r = match self.force(&f) {
                     Ok(fv) => self.call(fv, a.clone()),
                     Err(e) => Err(e),
@@ -328,7 +330,7 @@ impl Evaluator {
                         Ok(v)
                     }
                     Err(x) => {
-                        let x = self.apply_error(x, &f);
+                        let x = self.apply_error(x, &f, site);
                         let x = entering_recursion(x, t);
                         t.set(ThunkState::Apply(f, a));
                         Err(x)
@@ -367,15 +369,32 @@ impl Evaluator {
         }
     }
 
-    /// An error applying function `f` (a thunk made by a builtin such as `genList`) that has
-    /// no position of its own is at the function, as current Nix places the call.
+    /// An error applying thunk `f` (the function of a thunk made by a builtin such as
+    /// `genList`), which was the application `site` says (see [`Thunk::applied_site`]). An
+    /// error of the call (`f` is computed) is placed as current Nix's `determinePos` does:
+    /// at the lambda `f` is, or (when `f` was an application) at the lambda it applied if
+    /// that was computed before. There a lambda's body gets a "from call site" frame, and an
+    /// error without a position of its own (say, `f` is no function) gets that position.
     #[cold]
     #[inline(never)]
-    fn apply_error(&self, mut x: EvalError, f: &Thunk) -> EvalError {
+    fn apply_error(&self, mut x: EvalError, f: &Thunk, site: u32) -> EvalError {
+        let Some(fv) = f.peek() else { return x };
+        let lambda = match &fv {
+            Value::Lambda(l) => Some(l.expr.span.start),
+            _ => None,
+        };
+        let site = match site {
+            crate::value::NOT_APPLIED => lambda,
+            crate::value::NO_SITE => None,
+            off => Some(off),
+        };
         if x.at.is_none() && x.kind == ErrorKind::Other {
-            if let Some(Value::Lambda(l)) = f.peek() {
-                x.at = self.positions.render(l.expr.span.start);
+            if let Some(off) = lambda.or(site) {
+                x.at = self.positions.render(off);
             }
+        }
+        if let (Some(_), Some(off)) = (lambda, site) {
+            x.trace.push(self.frame("from call site".into(), off));
         }
         x
     }
@@ -913,10 +932,17 @@ impl Evaluator {
             .positions
             .text(e.span.start, e.span.end)
             .filter(|r| r.contains('\0') && !r.starts_with('"'));
-        match crate::builtins_more::no_nul(raw.unwrap_or(s)) {
+        let mut x = match crate::builtins_more::no_nul(raw.unwrap_or(s)) {
             Err(x) => x,
             Ok(_) => EvalError::new("internal error: a string literal without a value"),
+        };
+        // A quoted string's text starts after its quote, where CppNix's lexer places it.
+        if let Some(r) = self.positions.text(e.span.start, e.span.end) {
+            if r.starts_with('"') {
+                x.at = self.positions.render(e.span.start + 1);
+            }
         }
+        x
     }
 
     /// "cannot coerce X to a string: VALUE".

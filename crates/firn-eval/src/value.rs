@@ -376,6 +376,11 @@ pub enum ThunkState {
     Done(Value),
 }
 
+/// [`Thunk::applied_site`]: the thunk is no application (offsets start at 1).
+pub const NOT_APPLIED: u32 = 0;
+/// [`Thunk::applied_site`]: the function applied has no known position.
+pub const NO_SITE: u32 = u32::MAX;
+
 /// A thunk's state, changed in place when it is forced. No reference into the cell ever
 /// leaves [`Thunk`]'s methods: they copy a value out or swap the whole state, and neither
 /// runs evaluator code while the cell is being accessed. This saves `RefCell`'s flag (and
@@ -410,6 +415,20 @@ impl Thunk {
         match unsafe { &*self.0 .0.get() } {
             ThunkState::Done(v) => Some(v.clone()),
             _ => None,
+        }
+    }
+    /// For the errors of a call of this thunk's value: [`NOT_APPLIED`] when it is not an
+    /// application not computed yet; else the position of the function it applies when that
+    /// is a computed lambda (current Nix's `determinePos`), or [`NO_SITE`].
+    #[inline]
+    pub fn applied_site(&self) -> u32 {
+        // SAFETY: see `ThunkCell`: shared looks that copy a number out.
+        match unsafe { &*self.0 .0.get() } {
+            ThunkState::Apply(g, _) => match unsafe { &*g.0 .0.get() } {
+                ThunkState::Done(Value::Lambda(l)) => l.expr.span.start,
+                _ => NO_SITE,
+            },
+            _ => NOT_APPLIED,
         }
     }
     /// Put `state` in and return the state it replaces.

@@ -315,13 +315,17 @@ fn to_json_peels_to_string_and_out_path() {
 
 #[test]
 fn from_toml_messages() {
-    let m = msg("builtins.fromTOML \"x = 99999999999999999999\"");
+    // Highlighted as CppNix's: its last line, the closing escape, keeps its indentation.
+    let e = run("builtins.fromTOML \"x = 99999999999999999999\"").unwrap_err();
+    let shown = firn_eval::term::strip_escapes(&e.render(false)).into_owned();
     assert!(
-        m.starts_with(
+        shown.starts_with(
             "while parsing TOML: [error] toml::parse_dec_integer: too large integer: \
-             current max digits = 2^63\n"
+             current max digits = 2^63\n        --> fromTOML\n          |\n        \
+             1 | x = 99999999999999999999\n          |                         ^-- must be < \
+             2^63\n       \n       at «test»:1:1:"
         ),
-        "{m}"
+        "{shown}"
     );
     assert_eq!(
         msg("builtins.fromTOML \"x = \\\"a\\\\u0000\\\"\""),
@@ -736,12 +740,15 @@ fn show_trace_names_the_builtin_called_and_its_argument() {
 #[test]
 fn show_trace_frames_of_functions_called_by_builtins() {
     // An error in the function `map` applied: the element is forced outside `map`, so no
-    // frame of `map`'s; the lambda has no call site.
+    // frame of `map`'s; the lambda's call site is the lambda (`map` computed it first), as
+    // current Nix's `determinePos` has it.
     assert_eq!(
         trace_outline("map (x: x + \"a\") [ 1 ]"),
         [
             "error:",
             "       … while evaluating list element at index 0",
+            "       … from call site",
+            "         at «test»:1:6:",
             "       … while calling anonymous lambda",
             "         at «test»:1:6:",
             "       error: cannot add a string to an integer",
@@ -1151,5 +1158,73 @@ fn errors_at_the_operand_or_definition_current_nix_names() {
         0,
         "{}",
         e.render(true)
+    );
+}
+
+#[test]
+fn a_bad_hash_algorithm_is_a_usage_error() {
+    let e = run("builtins.hashString \"foo\" \"content\"").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Usage);
+    assert!(!e.catchable());
+    let e =
+        run("builtins.convertHash { hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"; hashAlgo = \"sha256\"; toHashFormat = \"x\"; }")
+            .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Usage, "{}", e.msg);
+}
+
+#[test]
+fn a_nul_in_a_quoted_string_is_after_the_quote() {
+    let e = run("\"foo\u{0}bar\"").unwrap_err();
+    assert!(
+        e.at.as_deref().unwrap_or_default().contains("«test»:1:2:"),
+        "{:?}",
+        e.at
+    );
+}
+
+#[test]
+fn calls_made_by_builtins_have_their_call_site() {
+    // A lambda applied by a builtin: "from call site" at the lambda, as current Nix's
+    // `determinePos` has it.
+    assert_eq!(
+        trace_outline("builtins.genList (x: x + \"foo\") 2"),
+        [
+            "error:",
+            "       … while evaluating list element at index 0",
+            "       … from call site",
+            "         at «test»:1:19:",
+            "       … while calling anonymous lambda",
+            "         at «test»:1:19:",
+            "       error: cannot add a string to an integer",
+            "       at «test»:1:26:",
+        ]
+    );
+    // Applied to a name first: the call site is the function the name was given to.
+    let shown = trace_outline("builtins.zipAttrsWith (a: b: a + b) [ { foo = 1; } ]");
+    assert_eq!(
+        shown[2..5],
+        [
+            "       … from call site",
+            "         at «test»:1:24:",
+            "       … while calling anonymous lambda"
+        ],
+        "{shown:?}"
+    );
+    // ... and something not a function called there has that position.
+    let shown = trace_outline("builtins.zipAttrsWith (_: 1) [ { foo = 1; } ]");
+    assert_eq!(shown.last().unwrap(), "       at «test»:1:24:", "{shown:?}");
+    // Unless that function was not computed before (`mapAttrs` does not force it).
+    let shown = trace_outline("builtins.mapAttrs (x: y: x + 1) { foo.bar = 1; }");
+    assert!(
+        !shown.iter().any(|l| l.contains("from call site")),
+        "{shown:?}"
+    );
+    let shown = trace_outline("builtins.mapAttrs (x: x + \"1\") { foo.bar = 1; }");
+    assert!(
+        shown
+            .last()
+            .unwrap()
+            .starts_with("       error: attempt to call"),
+        "{shown:?}"
     );
 }

@@ -564,6 +564,25 @@ fn show_trace_names_functions_and_attributes() {
 }
 
 #[test]
+fn a_bad_hash_algorithm_is_a_usage_error() {
+    // As current Nix (2.8 words the message otherwise): its tools follow a usage error with
+    // where to find help, the program named as it was invoked.
+    let out = firn("nix-instantiate")
+        .args(["--eval", "-E", "builtins.hashString \"foo\" \"x\""])
+        .output()
+        .expect("run firn");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("Try '")
+            && last.ends_with("nix-instantiate --help' for more information."),
+        "{err}"
+    );
+    assert!(err.contains("error: unknown hash algorithm 'foo'"), "{err}");
+}
+
+#[test]
 fn relative_search_path_entries_are_relative_to_the_current_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("sp/foo")).expect("mkdir");

@@ -218,7 +218,15 @@ pub fn evaluate(
     let result = crate::eval_thread::run(move || -> Result<Instantiated, String> {
         use firn_eval::value::{AttrMap, Thunk, Value};
         let show = opts.show_trace;
-        let render = move |e: firn_eval::error::EvalError| e.render(show);
+        let render = move |e: firn_eval::error::EvalError| {
+            let mut text = e.render(show);
+            if e.kind == firn_eval::ErrorKind::Usage {
+                // As CppNix's tools follow a usage error: the program as it was invoked.
+                let argv0 = std::env::args().next().unwrap_or_default();
+                text.push_str(&format!("\nTry '{argv0} --help' for more information."));
+            }
+            text
+        };
         let store = Rc::new(store);
         let mut ev = firn_eval::Evaluator::new();
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
