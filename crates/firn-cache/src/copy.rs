@@ -171,6 +171,10 @@ pub fn copy_closure(
         // From a cache, the downloads (and decompression) run all at once into staging
         // directories; registration follows the references.
         (AnyStore::Local(d), AnyStore::Cache(c)) => {
+            // Every path a temporary root at once (one shared lock on `gc.lock`), rather
+            // than each as it is staged.
+            let paths: Vec<StorePath> = todo.iter().map(|i| i.path.clone()).collect();
+            d.add_temp_roots(&paths)?;
             let staged: Vec<Mutex<Option<Result<Option<StagedNar>>>>> =
                 todo.iter().map(|_| Mutex::new(None)).collect();
             let idx: Vec<usize> = (0..todo.len()).collect();

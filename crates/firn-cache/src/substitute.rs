@@ -420,6 +420,21 @@ impl Substituters {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         };
+        // Every path a temporary root at once (one shared lock on `gc.lock`), rather than
+        // each as it is staged.
+        let paths: Vec<StorePath> = items.iter().map(|(p, _)| p.clone()).collect();
+        if let Err(err) = store.add_temp_roots(&paths) {
+            return paths
+                .into_iter()
+                .map(|p| {
+                    let e = CacheError::Other(format!(
+                        "adding a temporary root for '{}': {err}",
+                        self.sd.display(&p)
+                    ));
+                    (p, e)
+                })
+                .collect();
+        }
         let staged: Vec<Mutex<Option<Result<Option<StagedNar>>>>> =
             items.iter().map(|_| Mutex::new(None)).collect();
         let idx: Vec<usize> = (0..items.len()).collect();

@@ -1,8 +1,9 @@
 //! The SQLite database, with CppNix's schema (version 10) and pragmas, and every query the store
 //! makes. Paths are stored as full (logical) store paths, hashes as `sha256:<base16>`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use firn_format::{ContentAddress, Hash, StoreDir, StorePath};
@@ -57,6 +58,25 @@ pub struct Db {
     conn: Connection,
     file: PathBuf,
     store_dir: StoreDir,
+    infos: InfoCache,
+}
+
+/// Path infos already read, as CppNix caches them per store object: closures and topological
+/// sorts read each path many times. Only valid paths are kept.
+///
+/// It never serves what the database no longer says:
+/// - this connection's writes drop the entries of the paths they touch (registration,
+///   signatures, invalidation, and the collector's deletions through
+///   [`Db::forget_infos`]);
+/// - another connection's (another process: CppNix, a concurrent firn) commits change SQLite's
+///   `data_version`, which is read before an entry is served: when it moved, everything is
+///   dropped. The version is read before the first entry of a generation is, so an entry is
+///   never older than the version it is checked against (a miss need not read it again).
+#[derive(Default)]
+struct InfoCache {
+    map: HashMap<StorePath, Arc<ValidPathInfo>>,
+    /// `pragma data_version` when the entries of `map` started to be read.
+    version: Option<i64>,
 }
 
 fn sql_err<'a>(op: &'static str, db: &'a Path) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
@@ -83,6 +103,7 @@ impl Db {
             conn,
             file: file.to_path_buf(),
             store_dir,
+            infos: InfoCache::default(),
         };
         let e = |op| sql_err(op, file);
         db.conn
@@ -120,9 +141,113 @@ impl Db {
         Ok(db)
     }
 
-    /// The raw connection, for queries that live with their callers (GC, roots).
+    /// The raw connection, for queries that live with their callers. The caller may write
+    /// anything through it, so every cached path info is forgotten.
     pub fn conn(&mut self) -> &mut Connection {
+        self.forget_all_infos();
         &mut self.conn
+    }
+
+    /// The raw connection, for callers that change no `ValidPaths` or `Refs` row through it
+    /// (queries, realisations) or that call [`Db::forget_infos`] for those they change (the
+    /// collector).
+    pub(crate) fn conn_keeping_infos(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Forget the cached infos of `paths` (their rows were changed through the raw connection).
+    pub fn forget_infos<'a>(&mut self, paths: impl IntoIterator<Item = &'a StorePath>) {
+        for p in paths {
+            self.infos.map.remove(p);
+        }
+    }
+
+    /// Forget every cached path info.
+    pub fn forget_all_infos(&mut self) {
+        self.infos.map.clear();
+        self.infos.version = None;
+    }
+
+    /// SQLite's count of commits by other connections to this database (`pragma
+    /// data_version`).
+    fn data_version(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("pragma data_version")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(self.e("checking for changes by other processes"))
+    }
+
+    /// Drop the cached infos if another connection committed since they were read; start a
+    /// new generation (reading the version) when there are none.
+    fn revalidate_infos(&mut self) -> Result<()> {
+        let now = self.data_version()?;
+        if self.infos.version != Some(now) {
+            self.infos.map.clear();
+            self.infos.version = Some(now);
+        }
+        Ok(())
+    }
+
+    /// A valid path's info through the cache (`None` when the path is not valid).
+    pub fn cached_path_info(&mut self, p: &StorePath) -> Result<Option<Arc<ValidPathInfo>>> {
+        if self.infos.map.contains_key(p) {
+            self.revalidate_infos()?;
+            if let Some(i) = self.infos.map.get(p) {
+                return Ok(Some(i.clone()));
+            }
+        } else if self.infos.version.is_none() {
+            // What is read now is at least as new as the version read first; reading the
+            // version again for every miss would add a query to each.
+            self.infos.version = Some(self.data_version()?);
+        }
+        let info = self.query_path_info(p)?.map(Arc::new);
+        if let Some(i) = &info {
+            self.infos.map.insert(p.clone(), i.clone());
+        }
+        Ok(info)
+    }
+
+    /// The infos of many paths through the cache, those not cached read in one transaction
+    /// (`None` for paths that are not valid).
+    pub fn cached_path_infos(
+        &mut self,
+        paths: &[StorePath],
+    ) -> Result<Vec<Option<Arc<ValidPathInfo>>>> {
+        self.conn
+            .execute_batch("begin")
+            .map_err(sql_err("starting a transaction", &self.file))?;
+        let r = self.cached_path_infos_in_transaction(paths);
+        // Nothing was written: ending it cannot lose anything.
+        let end = self
+            .conn
+            .execute_batch("commit")
+            .map_err(sql_err("ending a transaction", &self.file));
+        let v = r?;
+        end?;
+        Ok(v)
+    }
+
+    fn cached_path_infos_in_transaction(
+        &mut self,
+        paths: &[StorePath],
+    ) -> Result<Vec<Option<Arc<ValidPathInfo>>>> {
+        // Inside the transaction the version is that of the snapshot every read below sees.
+        self.revalidate_infos()?;
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            let info = match self.infos.map.get(p) {
+                Some(i) => Some(i.clone()),
+                None => {
+                    let info = self.query_path_info(p)?.map(Arc::new);
+                    if let Some(i) = &info {
+                        self.infos.map.insert(p.clone(), i.clone());
+                    }
+                    info
+                }
+            };
+            out.push(info);
+        }
+        Ok(out)
     }
 
     pub fn file(&self) -> &Path {
@@ -333,6 +458,9 @@ impl Db {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        // Their rows change (or appear); nothing else's info does (a path's references are
+        // its own `Refs` rows).
+        self.forget_infos(infos.iter().map(|i| &i.path));
         let sd = self.store_dir.clone();
         let file = self.file.clone();
         let e = |op| sql_err(op, &file);
@@ -434,6 +562,7 @@ impl Db {
 
     /// Replace the signatures of a valid path.
     pub fn set_sigs(&mut self, p: &StorePath, sigs: &BTreeSet<String>) -> Result<()> {
+        self.forget_infos([p]);
         let s = sigs.iter().cloned().collect::<Vec<_>>().join(" ");
         self.conn
             .prepare_cached("update ValidPaths set sigs = ? where path = ?")
@@ -444,6 +573,8 @@ impl Db {
 
     /// Remove paths from the database in one transaction (the caller checked referrers).
     pub fn invalidate(&mut self, paths: &[StorePath]) -> Result<()> {
+        // Deleting a row deletes its own `Refs`; no other path can still refer to it.
+        self.forget_infos(paths);
         let sd = self.store_dir.clone();
         let file = self.file.clone();
         let e = |op| sql_err(op, &file);
@@ -458,5 +589,89 @@ impl Db {
         }
         tx.commit().map_err(e("committing a transaction"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firn_format::HashAlgo;
+
+    fn info(sd: &StoreDir, c: char, name: &str) -> ValidPathInfo {
+        let p = sd
+            .parse(&format!("/nix/store/{}-{name}", c.to_string().repeat(32)))
+            .expect("path");
+        ValidPathInfo::new(p, Hash::digest(HashAlgo::Sha256, name.as_bytes()), 8)
+    }
+
+    fn cached(db: &Db) -> BTreeSet<String> {
+        db.infos.map.keys().map(|p| p.name().to_string()).collect()
+    }
+
+    fn names(n: &[&str]) -> BTreeSet<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A write forgets the infos of the paths it touches, and only those.
+    #[test]
+    fn writes_forget_only_what_they_touch() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sd = StoreDir::default();
+        let mut db =
+            Db::open(&dir.path().join("db.sqlite"), sd.clone(), true, true, false).expect("open");
+        let (a, b, c) = (
+            info(&sd, '1', "a"),
+            info(&sd, '2', "b"),
+            info(&sd, '3', "c"),
+        );
+        db.register(&[a.clone(), b.clone()], &BTreeMap::new())
+            .expect("register");
+        db.cached_path_infos(&[a.path.clone(), b.path.clone()])
+            .expect("query");
+        assert_eq!(cached(&db), names(&["a", "b"]));
+        db.register(std::slice::from_ref(&c), &BTreeMap::new())
+            .expect("register");
+        assert_eq!(cached(&db), names(&["a", "b"]));
+        db.cached_path_info(&c.path).expect("query");
+        db.set_sigs(&a.path, &BTreeSet::from(["k:c2ln".to_string()]))
+            .expect("sigs");
+        assert_eq!(cached(&db), names(&["b", "c"]));
+        let a2 = db.cached_path_info(&a.path).expect("query").expect("valid");
+        assert_eq!(a2.sigs.len(), 1);
+        db.invalidate(std::slice::from_ref(&b.path))
+            .expect("invalidate");
+        assert_eq!(cached(&db), names(&["a", "c"]));
+        assert_eq!(db.cached_path_info(&b.path).expect("query"), None);
+        // Not valid paths are not cached.
+        assert_eq!(cached(&db), names(&["a", "c"]));
+        // Raw access may change anything.
+        db.conn();
+        assert!(cached(&db).is_empty());
+    }
+
+    /// Another connection's commit drops the cache; this connection's own do not.
+    #[test]
+    fn other_connections_commits_drop_the_cache() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("db.sqlite");
+        let sd = StoreDir::default();
+        let mut db = Db::open(&file, sd.clone(), true, true, false).expect("open");
+        let (a, b) = (info(&sd, '1', "a"), info(&sd, '2', "b"));
+        db.register(&[a.clone(), b.clone()], &BTreeMap::new())
+            .expect("register");
+        db.cached_path_infos(&[a.path.clone(), b.path.clone()])
+            .expect("query");
+        db.cached_path_info(&a.path).expect("query");
+        assert_eq!(cached(&db), names(&["a", "b"]));
+        let other = Connection::open(&file).expect("open");
+        other
+            .execute(
+                "update ValidPaths set narSize = 99 where path = ?",
+                [sd.display(&b.path)],
+            )
+            .expect("update");
+        let got = db.cached_path_info(&b.path).expect("query").expect("valid");
+        assert_eq!(got.nar_size, 99);
+        assert_eq!(cached(&db), names(&["b"]));
     }
 }

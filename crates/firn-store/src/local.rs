@@ -1,6 +1,5 @@
 //! The local store: CppNix's on-disk layout and database, shared with it.
 
-use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -27,12 +26,10 @@ pub struct LocalStore {
     layout: Layout,
     db: Mutex<Db>,
     _big_lock: Option<File>,
-    pub(crate) temp_roots: Mutex<crate::temproots::TempRootsState>,
+    pub(crate) temp_roots: Mutex<crate::temproots::LocalTempRoots>,
     tmp_counter: AtomicU64,
-    /// Path infos already read, as CppNix caches them per store object: closures and
-    /// topological sorts read each path many times. Only valid paths are cached, and any
-    /// access to the database for writing drops the cache.
-    info_cache: Mutex<HashMap<StorePath, Arc<ValidPathInfo>>>,
+    /// This store object's staging directory (see [`LocalStore::temp_dir`]), once made.
+    staging: Mutex<Option<PathBuf>>,
 }
 
 fn create_dirs(p: &Path) -> Result<()> {
@@ -133,7 +130,7 @@ impl LocalStore {
             _big_lock: big_lock,
             temp_roots: Mutex::new(Default::default()),
             tmp_counter: AtomicU64::new(0),
-            info_cache: Mutex::new(HashMap::new()),
+            staging: Mutex::new(None),
         })
     }
 
@@ -149,15 +146,9 @@ impl LocalStore {
         &self.layout
     }
 
-    /// The database, locked for this thread, for writing: the path-info cache is dropped, since
-    /// the caller may change anything.
+    /// The database, locked for this thread. It keeps the path-info cache: its writing
+    /// methods forget the infos they change (see [`Db::conn`] for raw access).
     pub fn db(&self) -> MutexGuard<'_, Db> {
-        self.cache().clear();
-        self.db_read()
-    }
-
-    /// The database, for queries only.
-    fn db_read(&self) -> MutexGuard<'_, Db> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -194,7 +185,7 @@ impl LocalStore {
     }
 
     pub fn is_valid_path(&self, p: &StorePath) -> Result<bool> {
-        self.db_read().is_valid(p)
+        self.db().is_valid(p)
     }
 
     pub fn query_path_info(&self, p: &StorePath) -> Result<Option<ValidPathInfo>> {
@@ -203,78 +194,44 @@ impl LocalStore {
 
     /// Like [`LocalStore::query_path_info`], without copying a cached entry.
     pub fn query_path_info_shared(&self, p: &StorePath) -> Result<Option<Arc<ValidPathInfo>>> {
-        if let Some(i) = self.cache().get(p) {
-            return Ok(Some(i.clone()));
-        }
-        let info = self.db_read().query_path_info(p)?.map(Arc::new);
-        if let Some(i) = &info {
-            self.cache().insert(p.clone(), i.clone());
-        }
-        Ok(info)
+        self.db().cached_path_info(p)
     }
 
     /// The infos of many paths (`None` for those not valid), read in one transaction.
     pub fn query_path_infos(&self, paths: &[StorePath]) -> Result<Vec<Option<Arc<ValidPathInfo>>>> {
-        let mut out: Vec<Option<Arc<ValidPathInfo>>> = {
-            let cache = self.cache();
-            paths.iter().map(|p| cache.get(p).cloned()).collect()
-        };
-        if out.iter().all(Option::is_some) {
-            return Ok(out);
-        }
-        let read = self.db_read().in_read_transaction(|db| {
-            let mut read = Vec::new();
-            for (i, p) in paths.iter().enumerate() {
-                if out[i].is_none() {
-                    read.push((i, db.query_path_info(p)?.map(Arc::new)));
-                }
-            }
-            Ok(read)
-        })?;
-        let mut cache = self.cache();
-        for (i, info) in read {
-            if let Some(info) = &info {
-                cache.insert(paths[i].clone(), info.clone());
-            }
-            out[i] = info;
-        }
-        Ok(out)
+        self.db().cached_path_infos(paths)
     }
 
     /// Which of `paths` are valid, read in one transaction.
     pub fn are_valid_paths(&self, paths: &[StorePath]) -> Result<Vec<bool>> {
-        self.db_read()
+        self.db()
             .in_read_transaction(|db| paths.iter().map(|p| db.is_valid(p)).collect())
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<StorePath, Arc<ValidPathInfo>>> {
-        self.info_cache.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forget every cached info (when another process may have changed the database).
+    /// Forget every cached info.
     pub fn forget_cached_infos(&self) {
-        self.cache().clear();
+        self.db().forget_all_infos();
     }
 
     pub fn query_referrers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
-        self.db_read().query_referrers(p)
+        self.db().query_referrers(p)
     }
 
     pub fn query_valid_derivers(&self, p: &StorePath) -> Result<BTreeSet<StorePath>> {
-        self.db_read().query_valid_derivers(p)
+        self.db().query_valid_derivers(p)
     }
 
     /// The outputs registered for a derivation, by name.
     pub fn query_derivation_outputs(&self, drv: &StorePath) -> Result<BTreeMap<String, StorePath>> {
-        self.db_read().query_derivation_outputs(drv)
+        self.db().query_derivation_outputs(drv)
     }
 
     pub fn query_path_from_hash_part(&self, hash_part: &str) -> Result<Option<StorePath>> {
-        self.db_read().query_path_from_hash_part(hash_part)
+        self.db().query_path_from_hash_part(hash_part)
     }
 
     pub fn query_all_valid_paths(&self) -> Result<BTreeSet<StorePath>> {
-        self.db_read().query_all_valid_paths()
+        self.db().query_all_valid_paths()
     }
 
     fn info_or_invalid(&self, p: &StorePath) -> Result<ValidPathInfo> {
@@ -282,17 +239,37 @@ impl LocalStore {
             .ok_or_else(|| StoreError::InvalidPath(self.store_dir().display(p)))
     }
 
-    /// A fresh staging directory inside the real store directory. Its name has the form of a
-    /// store path and it is registered as a temporary root first, so that no garbage collector,
-    /// firn's or CppNix's, deletes it while this process works in it; if the process dies, the
-    /// next GC removes it.
+    /// A fresh staging directory: a new subdirectory of this store object's staging directory
+    /// (see [`LocalStore::staging_dir`]).
     fn temp_dir(&self) -> Result<PathBuf> {
+        let base = self.staging_dir()?;
         loop {
             let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+            let p = base.join(n.to_string());
+            match fs::create_dir(&p) {
+                Ok(()) => return Ok(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("creating temporary directory", &p)(e)),
+            }
+        }
+    }
+
+    /// The directory, inside the real store directory, where this store object stages what
+    /// it adds, made on first use. Its name has the form of a store path and it is registered
+    /// as a temporary root first, so that no garbage collector, firn's or CppNix's, deletes it
+    /// while this process works in it; if the process dies, the next GC removes it. One
+    /// directory (and one root) serves every path added, so staging a path takes no lock.
+    fn staging_dir(&self) -> Result<PathBuf> {
+        let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = &*staging {
+            return Ok(p.clone());
+        }
+        loop {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or(0);
+            let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
             let seed = format!("{}-{}-{}", std::process::id(), n, nanos);
             let digest = Hash::digest(HashAlgo::Sha256, seed.as_bytes()).truncate_xor(20);
             let mut bytes = [0u8; 20];
@@ -301,7 +278,10 @@ impl LocalStore {
             self.add_temp_root(&name)?;
             let p = self.layout.real_store_dir.join(name.base_name());
             match fs::create_dir(&p) {
-                Ok(()) => return Ok(p),
+                Ok(()) => {
+                    *staging = Some(p.clone());
+                    return Ok(p);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_err("creating temporary directory", &p)(e)),
             }
@@ -526,10 +506,12 @@ impl LocalStore {
             .iter()
             .map(|s| self.real_path(&s.info.path))
             .collect();
+        // Roots already when staged by this store object: then this takes no lock.
+        let paths: Vec<StorePath> = staged.iter().map(|s| s.info.path.clone()).collect();
+        self.add_temp_roots(&paths)?;
         let mut locks = PathLocks::lock(&reals)?;
         let mut infos = Vec::new();
         for (s, real) in staged.iter().zip(&reals) {
-            self.add_temp_root(&s.info.path)?;
             if self.is_valid_path(&s.info.path)? {
                 continue;
             }
@@ -766,6 +748,17 @@ impl LocalStore {
             }
         }
         Ok(errors)
+    }
+}
+
+impl Drop for LocalStore {
+    fn drop(&mut self) {
+        // Empty unless something staged outlives the store object (then the next GC removes
+        // it, once this process's temporary roots are gone).
+        let staging = self.staging.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = staging.take() {
+            let _ = fs::remove_dir(&p);
+        }
     }
 }
 

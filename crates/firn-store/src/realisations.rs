@@ -157,7 +157,7 @@ pub fn migrate_ca_schema(db: &mut Db, schema_file: &Path) -> Result<()> {
         )));
     }
     let file = db.file().to_path_buf();
-    db.conn()
+    db.conn_keeping_infos()
         .execute_batch(CA_SCHEMA)
         .map_err(sql("creating the ca-derivations tables", &file))?;
     std::fs::write(schema_file, CA_SCHEMA_VERSION.to_string())
@@ -169,7 +169,7 @@ pub fn migrate_ca_schema(db: &mut Db, schema_file: &Path) -> Result<()> {
 fn query_core(db: &mut Db, id: &DrvOutput) -> Result<Option<(i64, StorePath, String)>> {
     let file = db.file().to_path_buf();
     let row: Option<(i64, String, Option<String>)> = db
-        .conn()
+        .conn_keeping_infos()
         .query_row(
             "select Realisations.id, Output.path, Realisations.signatures from Realisations \
              inner join ValidPaths as Output on Output.id = Realisations.outputPath \
@@ -199,7 +199,7 @@ pub fn query_realisation(db: &mut Db, id: &DrvOutput) -> Result<Option<Realisati
     };
     let file = db.file().to_path_buf();
     let refs: Vec<(String, String)> = {
-        let conn = db.conn();
+        let conn = db.conn_keeping_infos();
         let mut st = conn
             .prepare_cached(
                 "select drvPath, outputName from Realisations \
@@ -243,13 +243,13 @@ pub fn query_realisation(db: &mut Db, id: &DrvOutput) -> Result<Option<Realisati
 /// as is a dependent realisation that is missing or differs.
 pub fn register_realisation(db: &mut Db, r: &Realisation) -> Result<()> {
     let file = db.file().to_path_buf();
-    db.conn()
+    db.conn_keeping_infos()
         .execute_batch("begin immediate")
         .map_err(sql("starting a transaction", &file))?;
     let res = register_in_transaction(db, r);
     let end = if res.is_ok() { "commit" } else { "rollback" };
     let ended = db
-        .conn()
+        .conn_keeping_infos()
         .execute_batch(end)
         .map_err(sql("ending a transaction", &file));
     res?;
@@ -272,7 +272,7 @@ fn register_in_transaction(db: &mut Db, r: &Realisation) -> Result<()> {
             let mut sigs = old.signatures;
             sigs.extend(r.signatures.iter().cloned());
             let joined = sigs.into_iter().collect::<Vec<_>>().join(" ");
-            db.conn()
+            db.conn_keeping_infos()
                 .execute(
                     "update Realisations set signatures = ? where drvPath = ? and outputName = ?",
                     params![joined, r.id.hash_str(), r.id.output],
@@ -281,7 +281,7 @@ fn register_in_transaction(db: &mut Db, r: &Realisation) -> Result<()> {
         }
         None => {
             let joined = r.signatures.iter().cloned().collect::<Vec<_>>().join(" ");
-            db.conn()
+            db.conn_keeping_infos()
                 .execute(
                     "insert into Realisations (drvPath, outputName, outputPath, signatures) \
                      values (?, ?, (select id from ValidPaths where path = ?), ?)",
@@ -311,7 +311,7 @@ fn register_in_transaction(db: &mut Db, r: &Realisation) -> Result<()> {
             }
             Some(_) => {}
         }
-        db.conn()
+        db.conn_keeping_infos()
             .execute(
                 "insert or replace into RealisationsRefs (referrer, realisationReference) values (\
                  (select id from Realisations where drvPath = ? and outputName = ?), \

@@ -7,7 +7,7 @@
 //! so a collector either starts before the check (and hears about the root on its socket) or
 //! after the write (and reads it from the file).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
@@ -27,6 +27,15 @@ pub struct TempRootsState {
     file: Option<File>,
     gc_lock: Option<File>,
     socket: Option<UnixStream>,
+}
+
+/// A store object's temporary roots: the file and locks, and the paths announced already. A
+/// root lasts as long as the store object (its file is never rewritten), so announcing a path
+/// again would change nothing: it is skipped, without touching `gc.lock`.
+#[derive(Default)]
+pub struct LocalTempRoots {
+    state: TempRootsState,
+    announced: HashSet<StorePath>,
 }
 
 /// Releases a shared lock on `gc.lock` when dropped.
@@ -82,17 +91,37 @@ impl LocalStore {
     /// Register `path` as a temporary root of this process: a collector (firn's or CppNix's)
     /// running now or later will not delete it while this store object lives.
     pub fn add_temp_root(&self, path: &StorePath) -> Result<()> {
+        self.add_temp_roots(std::slice::from_ref(path))
+    }
+
+    /// [`LocalStore::add_temp_root`] for many paths at once: those not announced yet are
+    /// announced together (under one shared lock on `gc.lock`, in one write).
+    pub fn add_temp_roots(&self, paths: &[StorePath]) -> Result<()> {
         if self.config().read_only {
             return Ok(());
         }
         let mut guard = self.temp_roots.lock().unwrap_or_else(|e| e.into_inner());
-        announce(&mut guard, self.layout(), &self.store_dir().display(path))
+        let roots = &mut *guard;
+        let mut new: Vec<&StorePath> = paths
+            .iter()
+            .filter(|p| !roots.announced.contains(*p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        new.sort();
+        new.dedup();
+        let printed: Vec<String> = new.iter().map(|p| self.store_dir().display(p)).collect();
+        announce(&mut roots.state, self.layout(), &printed)?;
+        roots.announced.extend(new.into_iter().cloned());
+        Ok(())
     }
 }
 
-/// Make `printed` a root: tell a running collector over its socket, or (none running) write
-/// it to the temp-roots file under the shared GC lock, so no collector starts in between.
-fn announce(st: &mut TempRootsState, layout: &Layout, printed: &str) -> Result<()> {
+/// Make the paths `printed` roots: tell a running collector over its socket, or (none
+/// running) write them to the temp-roots file under the shared GC lock, so no collector
+/// starts in between.
+fn announce(st: &mut TempRootsState, layout: &Layout, printed: &[String]) -> Result<()> {
     if st.file.is_none() {
         st.file = Some(create_temp_roots_file(&layout.temproots_dir)?);
     }
@@ -128,12 +157,12 @@ fn announce(st: &mut TempRootsState, layout: &Layout, printed: &str) -> Result<(
             }
         }
         let acked = match st.socket.as_mut() {
-            Some(sock) => {
+            Some(sock) => printed.iter().all(|p| {
                 let mut ack = [0u8; 1];
-                sock.write_all(format!("{printed}\n").as_bytes()).is_ok()
+                sock.write_all(format!("{p}\n").as_bytes()).is_ok()
                     && sock.read_exact(&mut ack).is_ok()
                     && ack[0] == b'1'
-            }
+            }),
             None => false,
         };
         if acked {
@@ -148,7 +177,12 @@ fn announce(st: &mut TempRootsState, layout: &Layout, printed: &str) -> Result<(
         .file
         .as_mut()
         .ok_or_else(|| StoreError::Other("the temporary roots file is not open".into()))?;
-    f.write_all(format!("{printed}\0").as_bytes())
+    let mut text = String::new();
+    for p in printed {
+        text.push_str(p);
+        text.push('\0');
+    }
+    f.write_all(text.as_bytes())
         .map_err(io_err("writing temporary roots to", &layout.temproots_dir))?;
     Ok(())
 }
@@ -213,7 +247,7 @@ impl ScopedTempRoots {
             if let Some(n) = st.held.get_mut(&printed) {
                 *n += 1;
             } else {
-                announce(&mut st.base, &self.layout, &printed)?;
+                announce(&mut st.base, &self.layout, std::slice::from_ref(&printed))?;
                 st.held.insert(printed.clone(), 1);
             }
         }

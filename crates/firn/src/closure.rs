@@ -74,11 +74,21 @@ pub fn compute_closure(
 /// Nix's `topoSortPaths`: referrers before the paths they reference; ties broken by the sorted
 /// order of the set, exactly as CppNix's depth-first search does.
 pub fn topo_sort(store: &LocalStore, paths: &BTreeSet<StorePath>) -> Result<Vec<StorePath>> {
-    let mut refs: BTreeMap<&StorePath, BTreeSet<StorePath>> = BTreeMap::new();
-    for p in paths {
-        refs.insert(p, path_info(store, p)?.references);
+    // One batch: the store then reads what it has not cached in one transaction.
+    let list: Vec<StorePath> = paths.iter().cloned().collect();
+    let infos = store.query_path_infos(&list)?;
+    let mut refs: BTreeMap<&StorePath, std::sync::Arc<firn_store::ValidPathInfo>> = BTreeMap::new();
+    for (p, info) in paths.iter().zip(infos) {
+        match info {
+            Some(i) => refs.insert(p, i),
+            None => anyhow::bail!("path '{}' is not valid", store.store_dir().display(p)),
+        };
     }
-    topo_sort_with(paths, |p| refs.get(p).cloned().unwrap_or_default())
+    topo_sort_with(paths, |p| {
+        refs.get(p)
+            .map(|i| i.references.clone())
+            .unwrap_or_default()
+    })
 }
 
 /// [`topo_sort`] over any graph.

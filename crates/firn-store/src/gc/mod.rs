@@ -201,7 +201,7 @@ impl LocalStore {
         let g = {
             let mut db = self.db();
             let file = db.file().to_path_buf();
-            Graph::load(db.conn(), &file, self.store_dir())?
+            Graph::load(db.conn_keeping_infos(), &file, self.store_dir())?
         };
         let mut live = vec![false; g.len()];
         let announced = shared.lock().temp_roots.clone();
@@ -581,7 +581,7 @@ impl Run<'_> {
         };
         for attempt in 0..2 {
             let tx = db
-                .conn()
+                .conn_keeping_infos()
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(e("starting a transaction"))?;
             let mut kept: Vec<Ix> = Vec::new();
@@ -646,6 +646,8 @@ impl Run<'_> {
             match failed {
                 None => {
                     tx.commit().map_err(e("committing a transaction"))?;
+                    // Unregistered: what this process had cached of them is gone too.
+                    db.forget_infos(batch.iter().map(|&i| &g.paths[i as usize]));
                     return Ok(());
                 }
                 Some(rusqlite::Error::SqliteFailure(f, _))
@@ -659,7 +661,7 @@ impl Run<'_> {
                         batch.iter().map(|&i| g.ids[i as usize]).collect();
                     let mut spare = Vec::new();
                     {
-                        let conn = db.conn();
+                        let conn = db.conn_keeping_infos();
                         let mut st = conn
                             .prepare_cached("select referrer from Refs where reference = ?1")
                             .map_err(e("querying referrers"))?;

@@ -272,8 +272,12 @@ pub fn run(store: &LocalStore, a: PathInfoArgs) -> Result<()> {
         .map(|p| sd.display(p).len())
         .max()
         .unwrap_or(0);
-    for p in &sorted {
-        let info = crate::paths::path_info(store, p)?;
+    let infos = store.query_path_infos(&sorted)?;
+    for (p, info) in sorted.iter().zip(infos) {
+        let Some(info) = info else {
+            out.flush()?;
+            bail!("path '{}' is not valid", sd.display(p));
+        };
         let s = sd.display(p);
         write!(out, "{s}")?;
         if a.size || a.closure_size || a.sigs {
