@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use firn_format::signature::{fingerprint, KeyError, SecretKey};
+use firn_format::signature::{KeyError, SecretKey};
 use firn_format::StoreDir;
 use firn_store::realisations::Realisation;
 use firn_store::ValidPathInfo;
@@ -51,14 +51,7 @@ pub fn sign_path_info(
     if keys.is_empty() {
         return Ok(());
     }
-    let fp = fingerprint(
-        sd,
-        &info.path,
-        &info.nar_hash,
-        info.nar_size,
-        &info.references,
-    )
-    .map_err(|e| SignError::Fingerprint {
+    let fp = info.fingerprint(sd).map_err(|e| SignError::Fingerprint {
         path: sd.display(&info.path),
         why: e.to_string(),
     })?;

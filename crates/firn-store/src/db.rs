@@ -213,18 +213,7 @@ impl Db {
         &mut self,
         paths: &[StorePath],
     ) -> Result<Vec<Option<Arc<ValidPathInfo>>>> {
-        self.conn
-            .execute_batch("begin")
-            .map_err(sql_err("starting a transaction", &self.file))?;
-        let r = self.cached_path_infos_in_transaction(paths);
-        // Nothing was written: ending it cannot lose anything.
-        let end = self
-            .conn
-            .execute_batch("commit")
-            .map_err(sql_err("ending a transaction", &self.file));
-        let v = r?;
-        end?;
-        Ok(v)
+        self.in_read_transaction(|db| db.cached_path_infos_in_transaction(paths))
     }
 
     fn cached_path_infos_in_transaction(
@@ -270,7 +259,7 @@ impl Db {
 
     /// Run `f` inside one read transaction: many queries then take the database's locks once
     /// instead of once each.
-    pub fn in_read_transaction<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+    pub fn in_read_transaction<T>(&mut self, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
         self.conn
             .execute_batch("begin")
             .map_err(sql_err("starting a transaction", &self.file))?;

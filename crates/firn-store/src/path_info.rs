@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use firn_format::{ContentAddress, Hash, StorePath};
+use firn_format::signature::{fingerprint, FingerprintError, SecretKey};
+use firn_format::{ContentAddress, Hash, StoreDir, StorePath};
 
 /// A valid path's metadata: the `ValidPaths` row and its references.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,5 +35,21 @@ impl ValidPathInfo {
             sigs: BTreeSet::new(),
             ca: None,
         }
+    }
+
+    /// The text a signature of this path signs (`1;<path>;<narHash>;<narSize>;<refs>`).
+    pub fn fingerprint(&self, sd: &StoreDir) -> Result<String, FingerprintError> {
+        fingerprint(
+            sd,
+            &self.path,
+            &self.nar_hash,
+            self.nar_size,
+            &self.references,
+        )
+    }
+
+    /// This path's signature by `key`.
+    pub fn signature(&self, sd: &StoreDir, key: &SecretKey) -> Result<String, FingerprintError> {
+        Ok(key.sign(self.fingerprint(sd)?.as_bytes()))
     }
 }

@@ -14,14 +14,8 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-const EXPR: &str = r#"
-  mk = name: script: attrs: derivation ({
-    inherit name;
-    system = "x86_64-linux";
-    builder = "${bb}/busybox";
-    args = [ "sh" "-c" script ];
-  } // attrs);
-in rec {
+/// (Written after [`LET_BUSYBOX`] and [`MK_BUSYBOX`].)
+const EXPR: &str = r#"in rec {
   plain = mk "plain" "echo hello > $out" { };
   multi = mk "multi" "mkdir $out $dev; echo $out > $dev/out" { outputs = [ "out" "dev" ]; };
   fod = mk "fod" "echo -n foo > $out" {
@@ -38,7 +32,7 @@ in rec {
 "#;
 
 fn write_expr(e: &Env) -> PathBuf {
-    e.write("default.nix", &format!("{LET_BUSYBOX}{EXPR}"))
+    e.write("default.nix", &format!("{LET_BUSYBOX}{MK_BUSYBOX}{EXPR}"))
 }
 
 /// `tool` of firn or of CppNix on `store`, with the narinfo cache in the test's directory.
@@ -65,16 +59,7 @@ fn run(c: &mut Command) -> (Option<i32>, String) {
 fn signatures(store: &str) -> (Vec<String>, Vec<String>) {
     let db = rusqlite::Connection::open(Path::new(store).join("nix/var/nix/db/db.sqlite"))
         .expect("opening the database");
-    let query = |q: &str| -> Vec<String> {
-        let mut st = db.prepare(q).expect("prepare");
-        let mut v: Vec<String> = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .expect("query")
-            .map(|r| r.expect("row"))
-            .collect();
-        v.sort();
-        v
-    };
+    let query = |q: &str| sorted_rows(&db, q);
     let has_realisations: bool = db
         .query_row(
             "select count(*) > 0 from sqlite_master where name = 'Realisations'",

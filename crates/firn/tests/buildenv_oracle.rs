@@ -10,14 +10,8 @@ use std::process::Command;
 
 use common::*;
 
-/// (Written after [`LET_BUSYBOX`].)
-const EXPR: &str = r#"  mk = name: script: attrs: derivation ({
-    inherit name;
-    system = "x86_64-linux";
-    builder = "${bb}/busybox";
-    args = [ "sh" "-c" script ];
-  } // attrs);
-in rec {
+/// (Written after [`LET_BUSYBOX`] and [`MK_BUSYBOX`].)
+const EXPR: &str = r#"in rec {
   d = mk "d" "mkdir -p $out/share/doc; echo d > $out/share/doc/d" { };
   a = mk "a" ''
     mkdir -p $out/bin $out/share/doc $out/share/info $out/nix-support $out/lib
@@ -86,7 +80,7 @@ fn setup() -> Setup {
     need_busybox();
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("default.nix");
-    std::fs::write(&file, format!("{LET_BUSYBOX}{EXPR}")).expect("write");
+    std::fs::write(&file, format!("{LET_BUSYBOX}{MK_BUSYBOX}{EXPR}")).expect("write");
     let firn_store = store_dir(tmp.path(), "firn");
     let cppnix_store = store_dir(tmp.path(), "cppnix");
     Setup {

@@ -138,16 +138,7 @@ fn rows(store: &str) -> Vec<(&'static str, Vec<String>)> {
     ];
     queries
         .into_iter()
-        .map(|(table, q)| {
-            let mut st = db.prepare(q).expect("prepare");
-            let mut v: Vec<String> = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .expect("query")
-                .map(|r| r.expect("row"))
-                .collect();
-            v.sort();
-            (table, v)
-        })
+        .map(|(table, q)| (table, sorted_rows(&db, q)))
         .collect()
 }
 

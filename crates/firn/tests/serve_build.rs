@@ -19,14 +19,8 @@ use firn_remote::serve::{SshParams, SshStore};
 
 /// `dep` and a fixed-output `fod` are inputs of `top`, whose output refers to `dep`'s; `fail`
 /// fails after printing a line; `slow` would take a minute.
-/// (Written after [`LET_BUSYBOX`].)
-const EXPR: &str = r#"  mk = name: script: attrs: derivation ({
-    inherit name;
-    system = "x86_64-linux";
-    builder = "${bb}/busybox";
-    args = [ "sh" "-c" script ];
-  } // attrs);
-in rec {
+/// (Written after [`LET_BUSYBOX`] and [`MK_BUSYBOX`].)
+const EXPR: &str = r#"in rec {
   dep = mk "dep" "echo dep-contents > $out" { };
   fod = mk "fod" "echo fixed > $out" {
     outputHashMode = "flat";
@@ -54,7 +48,8 @@ fn env() -> Env {
     need_busybox();
     let tmp = tempfile::tempdir().expect("tmp");
     let file = tmp.path().join("default.nix");
-    std::fs::write(&file, format!("{LET_BUSYBOX}{EXPR}")).expect("writing the expression");
+    std::fs::write(&file, format!("{LET_BUSYBOX}{MK_BUSYBOX}{EXPR}"))
+        .expect("writing the expression");
     Env {
         file: file.to_string_lossy().into_owned(),
         tmp,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use firn_format::signature::{fingerprint, PublicKey, PublicKeys, SecretKey};
+use firn_format::signature::{PublicKey, PublicKeys, SecretKey};
 use firn_format::StoreDir;
 use firn_store::ValidPathInfo;
 
@@ -69,15 +69,7 @@ pub fn read_secret_key(p: &Path) -> Result<SecretKey> {
 
 /// The signature of a path's fingerprint with `key`.
 pub fn sign_path_info(key: &SecretKey, sd: &StoreDir, info: &ValidPathInfo) -> Result<String> {
-    let fp = fingerprint(
-        sd,
-        &info.path,
-        &info.nar_hash,
-        info.nar_size,
-        &info.references,
-    )
-    .map_err(anyhow::Error::msg)?;
-    Ok(key.sign(fp.as_bytes()))
+    info.signature(sd, key).map_err(anyhow::Error::msg)
 }
 
 /// The `trusted-public-keys` setting (also from `secret-key-files`, as Nix does).
@@ -109,13 +101,7 @@ pub fn count_valid_signatures(sd: &StoreDir, info: &ValidPathInfo, keys: &Public
             return usize::MAX;
         }
     }
-    let Ok(fp) = fingerprint(
-        sd,
-        &info.path,
-        &info.nar_hash,
-        info.nar_size,
-        &info.references,
-    ) else {
+    let Ok(fp) = info.fingerprint(sd) else {
         return 0;
     };
     info.sigs

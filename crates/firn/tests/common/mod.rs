@@ -299,6 +299,29 @@ let
   };
 "#;
 
+/// The first column of every row `q` gives on store database `db`, sorted (to compare two
+/// stores' tables).
+pub fn sorted_rows(db: &rusqlite::Connection, q: &str) -> Vec<String> {
+    let mut st = db.prepare(q).expect("preparing a query");
+    let mut v: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("querying")
+        .map(|r| r.expect("reading a row"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `mk name script attrs`: a derivation whose builder runs `script` with busybox's `sh`
+/// (written after [`LET_BUSYBOX`]).
+pub const MK_BUSYBOX: &str = r#"  mk = name: script: attrs: derivation ({
+    inherit name;
+    system = "x86_64-linux";
+    builder = "${bb}/busybox";
+    args = [ "sh" "-c" script ];
+  } // attrs);
+"#;
+
 /// The build tests' builders are the host's static busybox (copied into the test stores);
 /// its absence is a failure, not a skip.
 pub fn need_busybox() {
