@@ -108,14 +108,33 @@ fn keep_off_huge_pages() {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
     };
-    let range = maps.lines().find_map(|l| {
-        let (start, end) = l.split_whitespace().next()?.split_once('-')?;
-        let (start, end) = (
-            usize::from_str_radix(start, 16).ok()?,
-            usize::from_str_radix(end, 16).ok()?,
-        );
-        (start <= addr && addr < end).then_some((start, end))
-    });
+    // The mapping that holds the probe, widened over the anonymous mappings next to it: an
+    // arena committed on demand is a run of them (committed parts and reserved ones), and
+    // other threads commit more while the list is read (so lines of one read may overlap).
+    let mut anon: Vec<(usize, usize)> = maps
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            // Anonymous: no file name after the five fixed fields.
+            if fields.nth(4).is_some() {
+                return None;
+            }
+            Some((
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            ))
+        })
+        .collect();
+    anon.sort_unstable();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (s, e) in anon {
+        match runs.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => runs.push((s, e)),
+        }
+    }
+    let range = runs.into_iter().find(|&(s, e)| s <= addr && addr < e);
     if let Some((start, end)) = range {
         // SAFETY: advice on a mapping of this process; it changes no contents. Failure
         // leaves the default, which is only a matter of memory use.
