@@ -367,7 +367,7 @@ pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
             err("stack overflow; max-call-depth exceeded")
         } else {
             match next {
-                DeepNext::Force(t) => ev.force(&t),
+                DeepNext::Force(t) => deep_force_thunk(ev, &t, depth),
                 DeepNext::Enter(v) => Ok(v),
             }
         };
@@ -377,6 +377,33 @@ pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
         }
     }
     Ok(())
+}
+
+/// Force an element of [`deep_force`] at nesting `depth`, which counts against
+/// `max-call-depth` as the calls around it do: in current Nix, each level of nesting is a
+/// level of calls, and the element is forced one level further in.
+fn deep_force_thunk(ev: &mut Evaluator, t: &Thunk, depth: usize) -> EResult<Value> {
+    // A builtin's application (`genList`, `map`) is a call made right there, which current
+    // Nix lets go one level deeper than it is forced: too deep, it fails before it starts,
+    // at the function applied (current Nix's `determinePos`).
+    if ev.depth + depth >= ev.max_call_depth && t.applied_site() != NOT_APPLIED {
+        return Err(deep_call_too_deep(ev, t.applied_site()));
+    }
+    ev.depth += depth + 1;
+    let r = ev.force(t);
+    ev.depth -= depth + 1;
+    r
+}
+
+/// "stack overflow" for [`deep_force_thunk`]: at `site` (see [`Thunk::applied_site`]).
+#[cold]
+#[inline(never)]
+fn deep_call_too_deep(ev: &Evaluator, site: u32) -> EvalError {
+    let mut e = EvalError::new("stack overflow; max-call-depth exceeded");
+    if site != NO_SITE {
+        e.at = ev.positions.render(site);
+    }
+    e
 }
 
 /// An element [`deep_force`] has yet to visit: a thunk to force, or a set or list computed

@@ -85,7 +85,11 @@ fn to_json_thunk(
     if let Some(v) = t.peek() {
         return to_json_at(ev, &v, out, ctx, copy, pos);
     }
-    if ev.depth > ev.max_call_depth {
+    // Forcing it is a call one deeper (for a builtin's application, one that fails before
+    // it starts, at the element: current Nix's positions).
+    if ev.depth > ev.max_call_depth
+        || (ev.depth >= ev.max_call_depth && t.applied_site() != NOT_APPLIED)
+    {
         return Err(json_depth_error(ev, pos));
     }
     ev.depth += 1;

@@ -312,7 +312,10 @@ impl Evaluator {
                     Ok(v)
                 }
                 Err(x) => {
-                    let x = entering_recursion(x, t);
+                    let mut x = entering_recursion(x, t);
+                    if x.blackhole != 0 {
+                        x = aliased_recursion(x, t, e, &env);
+                    }
                     t.set(ThunkState::Pending(e, env));
                     Err(x)
                 }
@@ -1023,8 +1026,10 @@ impl Evaluator {
                     // A builtin given all its arguments at once is called directly.
                     if let Value::PrimOp(p) = &f {
                         if rest.len() >= p.arity {
+                            // As in current Nix, the depth before the call is checked.
+                            let over = self.depth > self.max_call_depth;
                             self.depth += 1;
-                            let r = if self.depth > self.max_call_depth {
+                            let r = if over {
                                 err("stack overflow; max-call-depth exceeded")
                             } else if let Err(e) = self.check_stack() {
                                 Err(e)
@@ -1071,11 +1076,11 @@ impl Evaluator {
                     let t = self.thunk(last, cur);
                     match f {
                         Value::Lambda(l) => {
-                            *entered += 1;
-                            self.depth += 1;
                             if self.depth > self.max_call_depth {
                                 return err("stack overflow; max-call-depth exceeded");
                             }
+                            *entered += 1;
+                            self.depth += 1;
                             if *entered == 1 {
                                 self.check_stack()?;
                             }
@@ -1621,11 +1626,11 @@ impl Evaluator {
                 }
             }
         }
-        self.depth += 1;
+        // As in current Nix, the depth before the call is checked.
         if self.depth > self.max_call_depth {
-            self.depth -= 1;
             return err("stack overflow; max-call-depth exceeded");
         }
+        self.depth += 1;
         self.check_stack()?;
         let r = self.call_inner(f, arg, site);
         self.depth -= 1;
@@ -1982,6 +1987,34 @@ fn entering_recursion(mut x: EvalError, t: &Thunk) -> EvalError {
         x.blackhole = 0;
         x.trace.push("entering the infinite recursion".into());
     }
+    x
+}
+
+/// An infinite recursion found forcing thunk `t` (of `e` in `env`) that is met again
+/// through `t`'s variable: current Nix binds a variable (in `rec`, `let`, formals'
+/// defaults) that is just another variable bound before it to that one's thunk, so there
+/// `t` is the thunk met again, and the error is where `t` was forced, not at `e`.
+#[cold]
+#[inline(never)]
+fn aliased_recursion(mut x: EvalError, t: &Thunk, e: &'static Expr, env: &Env) -> EvalError {
+    let ExprKind::Var(s) = &e.kind else {
+        return x;
+    };
+    let Some((up, i)) = firn_syntax::scope::var_address(e) else {
+        return x;
+    };
+    match lookup_var_ref(e, *s, env) {
+        Some(target) if target.addr() == x.blackhole => {}
+        _ => return x,
+    }
+    // In the same scope, only a variable bound before (scopes are in CppNix's order).
+    if up == 0 {
+        match env.scope() {
+            Some(Scope::Vars(v)) if v.position(t).is_some_and(|j| i < j) => {}
+            _ => return x,
+        }
+    }
+    x.at = None;
     x
 }
 

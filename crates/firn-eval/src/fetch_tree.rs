@@ -644,13 +644,15 @@ fn input_from_url_28(url: &str) -> EResult<Input> {
 /// of the current manual.
 pub(crate) fn input_from_url(s: &str) -> EResult<Input> {
     // `file:` with a relative path (2.8 would read `file:.` as a host): current Nix's
-    // complaint about a tarball there.
+    // complaint about a tarball there, which it makes when fetching the input.
     if let Some(path) = s.strip_prefix("file:").filter(|p| !p.starts_with('/')) {
         let path = path.split(['?', '#']).next().unwrap_or_default();
         if has_tarball_extension(path) {
-            return err(format!(
+            let mut e = EvalError::new(format!(
                 "tarball '{s}' must use an absolute path. The 'file' scheme does not support relative paths."
             ));
+            e.trace.push(format!("while fetching the input '{s}'"));
+            return Err(e);
         }
     }
     let e28 = match input_from_url_28(&fix_uri(s, "file")) {

@@ -511,6 +511,13 @@ impl VarMap {
         }
     }
 
+    /// Where thunk `t` (the same one) is bound, if it is.
+    pub fn position(&self, t: &Thunk) -> Option<usize> {
+        // SAFETY: see the type: a search that runs no evaluator code.
+        let v = unsafe { &*self.0.get() };
+        v.iter().position(|(_, u)| u.addr() == t.addr())
+    }
+
     /// Replace all bindings (sorted by symbol, without duplicates).
     pub fn set_sorted(&self, v: Vec<(Symbol, Thunk)>) {
         debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0));

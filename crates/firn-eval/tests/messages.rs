@@ -371,6 +371,74 @@ fn fetcher_arguments_are_checked_before_fetching() {
         "tarball 'file:./x.tar.gz' must use an absolute path. The 'file' scheme does not \
          support relative paths."
     );
+    // Current Nix makes that complaint while fetching the input.
+    assert_eq!(
+        trace_outline("builtins.fetchTree \"file:./x.tar.gz\"")[1..4],
+        [
+            "       … while calling the 'fetchTree' builtin",
+            "         at «test»:1:1:",
+            "       … while fetching the input 'file:./x.tar.gz'",
+        ]
+    );
+}
+
+/// The error of `text` evaluated with `max-call-depth` at `depth`.
+fn too_deep(text: &str, depth: usize) -> firn_eval::EvalError {
+    run_with(text, move |ev| ev.max_call_depth = depth).unwrap_err()
+}
+
+#[test]
+fn deep_structures_overflow_where_current_nix_does() {
+    // Upstream's eval-fail-{deepseq,toJSON}-stack-overflow, with a limit of 20 calls (the
+    // builtin's call is the first): a builtin's application fails before it is called.
+    let list = "let l = builtins.foldl' (tail: head: { inherit head tail; }) null \
+                (builtins.genList (x: x) 100); in";
+    for (f, at) in [("builtins.deepSeq l 1", 86), ("builtins.toJSON l", 48)] {
+        let e = too_deep(&format!("{list} {f}"), 20);
+        assert_eq!(e.msg, "stack overflow; max-call-depth exceeded", "{f}");
+        let frames = first_lines(&e);
+        assert!(
+            frames[0].ends_with("attribute 'head'"),
+            "{f}: {}",
+            frames[0]
+        );
+        let tails = frames.iter().filter(|l| l.contains("'tail'")).count();
+        assert_eq!(tails, 18, "{f}");
+        // At the function applied (deepSeq), at the attribute (toJSON): not in a call.
+        let shown = e.render(true);
+        assert!(!shown.contains("from call site"), "{shown}");
+        let col = e.at.as_deref().unwrap_or_default().trim_start();
+        assert!(col.starts_with(&format!("at «test»:1:{at}:")), "{f}: {col}");
+    }
+    // As in current Nix, a call may start at the depth of the limit: 10 calls of `f` (the
+    // last calls `isNull` at depth 10) are fine, 11 are not.
+    let chain = |n: usize| {
+        let nested = (0..n).fold("null".to_string(), |s, _| format!("{{ t = {s}; }}"));
+        format!("let f = l: if builtins.isNull l then 0 else f l.t; in f ({nested})")
+    };
+    let ok = |n: usize| run_with(&chain(n), |ev| ev.max_call_depth = 10).is_ok();
+    assert!(ok(9) && !ok(10));
+}
+
+#[test]
+fn a_variable_bound_to_a_variable_shares_its_thunk_in_errors() {
+    // As current Nix: `y = x` binds `y` to `x`'s thunk, so the recursion is met at `y` in
+    // `x = y` (upstream's eval-fail-blackhole and eval-fail-scope-5).
+    for (text, at) in [
+        ("let x = y; y = x; in x", "1:9"),
+        ("let x = y; y = x; in y", "1:9"),
+        ("({ a ? b, b ? a }: a) { }", "1:8"),
+        // `y` is `x`'s thunk: the recursion is met where `y` is used.
+        ("let x = let y = x; in y; in x", "1:23"),
+    ] {
+        let e = run(text).unwrap_err();
+        assert_eq!(e.msg, "infinite recursion encountered", "{text}");
+        let shown = e.at.as_deref().unwrap_or_default().trim_start();
+        assert!(
+            shown.starts_with(&format!("at «test»:{at}:")),
+            "{text}: {shown}"
+        );
+    }
 }
 
 /// The first line of each `--show-trace` frame of `e` (without its position).
