@@ -447,7 +447,10 @@ impl Evaluator {
         self.new_literal(e)
     }
 
-    /// [`Self::literal`] the first time a node is met.
+    /// [`Self::literal`] when this evaluator has no value for the node yet. Most literals
+    /// are met once (a package's name, version, flags), so the value is remembered in the
+    /// table only when the node is met again: the first time, the memo is only marked
+    /// [`LITERAL_SEEN`].
     #[inline(never)]
     fn new_literal(&mut self, e: &'static Expr) -> Option<Thunk> {
         let v = match &e.kind {
@@ -458,8 +461,12 @@ impl Evaluator {
             _ => return None,
         };
         let t = Thunk::value(v);
-        self.literals.push((e, t.clone()));
-        e.memo.set(u32::try_from(self.literals.len()).unwrap_or(0));
+        if e.memo.get() == 0 {
+            e.memo.set(LITERAL_SEEN);
+        } else {
+            self.literals.push((e, t.clone()));
+            e.memo.set(u32::try_from(self.literals.len()).unwrap_or(0));
+        }
         Some(t)
     }
 
@@ -1956,6 +1963,9 @@ const PLUS_OPERAND: &str = "in an operand of '+'";
 const PATH_SEGMENT: &str = "while evaluating a path segment";
 
 /// The address of a local: where the stack is now.
+/// The memo of a literal met once and not yet given a place in the literal table.
+const LITERAL_SEEN: u32 = u32::MAX;
+
 #[inline(always)]
 fn stack_pointer() -> usize {
     let here = 0u8;

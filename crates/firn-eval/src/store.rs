@@ -31,6 +31,10 @@ pub struct EvalStore {
     drv_hashes: DrvHashes,
     /// Derivations made by this evaluation: what later derivations need of them.
     drvs: HashMap<StorePath, MadeDrv, foldhash::fast::RandomState>,
+    /// The paths those derivations refer to, each kept once.
+    referenced: PathTable,
+    /// Lists of output names those derivations have, each kept once.
+    output_lists: Vec<Rc<[String]>>,
     /// Sources copied without a filter, by their path on disk.
     sources: HashMap<PathBuf, StorePath>,
 }
@@ -40,10 +44,39 @@ pub type OutputPaths = Vec<(String, Option<StorePath>)>;
 
 /// What is kept of a derivation made by this evaluation.
 struct MadeDrv {
-    /// In order (from a set); a boxed slice, as a B-tree would spend a node on each.
-    references: Box<[StorePath]>,
-    outputs: Box<[String]>,
+    /// In order (from a set), as places in [`EvalStore::referenced`]: the derivations of a
+    /// package set refer to each other many times over, and a path is some 70 bytes.
+    references: Box<[u32]>,
+    /// Shared with the other derivations that have the same outputs.
+    outputs: Rc<[String]>,
 }
+
+/// Store paths, each kept once and known by its place.
+#[derive(Default)]
+struct PathTable {
+    ids: HashMap<StorePath, u32, foldhash::fast::RandomState>,
+    paths: Vec<StorePath>,
+}
+
+impl PathTable {
+    fn id(&mut self, p: StorePath) -> u32 {
+        if let Some(&i) = self.ids.get(&p) {
+            return i;
+        }
+        let i = u32::try_from(self.paths.len()).expect("fewer than 2^32 store paths");
+        self.paths.push(p.clone());
+        self.ids.insert(p, i);
+        i
+    }
+
+    fn get(&self, id: u32) -> &StorePath {
+        &self.paths[id as usize]
+    }
+}
+
+/// How many of the latest distinct lists of output names are looked through for one to
+/// share (derivations of one package set mostly have one of a few).
+const OUTPUT_LISTS_KEPT: usize = 8;
 
 /// What is wrong with a store path name, in CppNix's words (`checkName`): it must be 1 to
 /// 211 characters from `[A-Za-z0-9+-._?=]`, not `.` or `..`, and not start with `.-` or
@@ -87,6 +120,8 @@ impl EvalStore {
             write: false,
             drv_hashes: DrvHashes::new(),
             drvs: HashMap::default(),
+            referenced: PathTable::default(),
+            output_lists: Vec::new(),
             sources: HashMap::new(),
         }
     }
@@ -369,15 +404,39 @@ impl EvalStore {
         if self.drv_hashes.get(&p).is_none() {
             self.drv_hashes.insert(p.clone(), h);
         }
-        let outputs = drv.outputs.keys().cloned().collect();
+        let outputs = self.output_list(drv.outputs.keys());
+        let references = references
+            .into_iter()
+            .map(|r| self.referenced.id(r))
+            .collect();
         self.drvs.insert(
             p.clone(),
             MadeDrv {
-                references: references.into_iter().collect(),
+                references,
                 outputs,
             },
         );
         Ok(p)
+    }
+
+    /// The shared list of these output names.
+    fn output_list<'a>(
+        &mut self,
+        names: impl ExactSizeIterator<Item = &'a String>,
+    ) -> Rc<[String]> {
+        let names: Vec<&String> = names.collect();
+        let same = |l: &&Rc<[String]>| {
+            l.len() == names.len() && l.iter().zip(&names).all(|(a, b)| a == *b)
+        };
+        if let Some(l) = self.output_lists.iter().rev().find(same) {
+            return l.clone();
+        }
+        let l: Rc<[String]> = names.into_iter().cloned().collect();
+        if self.output_lists.len() == OUTPUT_LISTS_KEPT {
+            self.output_lists.remove(0);
+        }
+        self.output_lists.push(l.clone());
+        l
     }
 
     /// The output names of derivation `p` (made by this evaluation or found in the store).
@@ -407,7 +466,11 @@ impl EvalStore {
     /// The references of `p` (a derivation of this evaluation, or a valid path).
     pub fn references(&self, p: &StorePath) -> EResult<BTreeSet<StorePath>> {
         if let Some(d) = self.drvs.get(p) {
-            return Ok(d.references.iter().cloned().collect());
+            return Ok(d
+                .references
+                .iter()
+                .map(|&i| self.referenced.get(i).clone())
+                .collect());
         }
         let Some(store) = &self.backend else {
             return Err(EvalError::new(format!(

@@ -115,7 +115,8 @@ pub struct Attrs {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Formal {
     pub name: Symbol,
-    pub default: Option<Expr>,
+    /// Boxed: most formals have no default, and a formal is then 24 bytes, not 64.
+    pub default: Option<Box<Expr>>,
     pub span: Span,
 }
 
@@ -330,5 +331,6 @@ mod tests {
         assert_eq!(std::mem::size_of::<ExprKind>(), 32);
         assert_eq!(std::mem::size_of::<Expr>(), 48);
         assert_eq!(std::mem::size_of::<AttrDef>(), 64);
+        assert_eq!(std::mem::size_of::<Formal>(), 24);
     }
 }

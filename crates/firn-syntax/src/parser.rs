@@ -42,6 +42,28 @@ fn tight<T>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
+/// Give back the spare capacity of a parsed set and of the sets its attribute paths made
+/// (`a.b.c = 1;` makes `b` and `c`, which grow as bindings arrive). Sets written out are
+/// tight already, as their own bindings were tightened when parsed, so only the made ones
+/// (with spare room) are descended into.
+fn tighten(attrs: &mut Attrs) {
+    attrs.attrs.shrink_to_fit();
+    attrs.dynamic.shrink_to_fit();
+    attrs.inherit_from.shrink_to_fit();
+    let made = attrs
+        .attrs
+        .values_mut()
+        .map(|d| &mut d.value)
+        .chain(attrs.dynamic.iter_mut().map(|(_, v, _)| v));
+    for v in made {
+        if let ExprKind::Attrs(inner) = &mut v.kind {
+            if inner.attrs.has_spare() {
+                tighten(inner);
+            }
+        }
+    }
+}
+
 fn err<T>(msg: impl Into<String>, start: usize, end: usize) -> PResult<T> {
     Err(ParseError {
         msg: msg.into(),
@@ -487,7 +509,7 @@ impl<'a> Parser<'a> {
                     let name = self.sym(n);
                     let default = if *self.peek_tok()? == Tok::Char('?') {
                         self.bump()?;
-                        Some(self.parse_expr()?)
+                        Some(Box::new(self.parse_expr()?))
                     } else {
                         None
                     };
@@ -1227,9 +1249,7 @@ impl<'a> Parser<'a> {
         loop {
             let (t, s, _) = self.peek()?;
             if until.contains(&t) {
-                attrs.attrs.shrink_to_fit();
-                attrs.dynamic.shrink_to_fit();
-                attrs.inherit_from.shrink_to_fit();
+                tighten(&mut attrs);
                 return Ok(attrs);
             }
             if t == Tok::Inherit {

@@ -82,6 +82,11 @@ impl<V> SymMap<V> {
         self.entries.shrink_to_fit();
     }
 
+    /// Whether there is spare capacity to give back.
+    pub fn has_spare(&self) -> bool {
+        self.entries.capacity() > self.entries.len()
+    }
+
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Symbol, &V)> + ExactSizeIterator {
         self.entries.iter().map(|(k, v)| (k, v))
     }
