@@ -141,6 +141,9 @@ pub struct BuildSettings {
     pub user_pool_dir: PathBuf,
     /// `secret-key-files`: the built outputs (and their realisations) are signed with each.
     pub secret_key_files: Vec<PathBuf>,
+    /// `substitute`: off, a derivation whose input source is missing ends the realisation
+    /// (CppNix's "does not exist, and substitution is disabled") instead of failing alone.
+    pub substitute: bool,
 }
 
 impl BuildSettings {
@@ -183,6 +186,7 @@ impl BuildSettings {
             build_users_group: None,
             user_pool_dir: PathBuf::from("/nix/var/nix"),
             secret_key_files: Vec::new(),
+            substitute: true,
         }
     }
 }

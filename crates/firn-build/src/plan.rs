@@ -33,6 +33,11 @@ pub struct Node {
     /// what was asked for through derivations whose wanted outputs are not all valid. A
     /// derivation only checked is not, nor what only it waits for.
     pub announced: bool,
+    /// Input sources that are neither valid nor substitutable: the build fails before it
+    /// starts, as CppNix's, whose substitution goals for them fail ("N dependencies of
+    /// derivation '…' failed to build"); they are not in [`Plan::missing`], as CppNix's
+    /// `queryMissing` does not look at input sources.
+    pub missing_srcs: BTreeSet<StorePath>,
 }
 
 /// The builds to run, in an order where every node comes after its dependencies.
@@ -309,8 +314,11 @@ impl Planner<'_> {
                 deps.insert(i);
             }
         }
+        let mut missing_srcs = BTreeSet::new();
         for src in &drv.input_srcs {
-            self.need_path(src)?;
+            if !self.obtainable(src)? {
+                missing_srcs.insert(src.clone());
+            }
         }
         let i = self.plan.nodes.len();
         for &d in &deps {
@@ -326,6 +334,7 @@ impl Planner<'_> {
             resolve,
             // Only checked: all wanted outputs are valid (see `announce`).
             announced: needed,
+            missing_srcs,
         });
         self.index.insert(drv_path.clone(), i);
         self.visiting.remove(drv_path);
@@ -425,16 +434,25 @@ impl Planner<'_> {
 
     /// A path that must be valid: fine if it is, fetched if a cache has it, else missing.
     fn need_path(&mut self, p: &StorePath) -> Result<(), BuildError> {
-        if self.store.is_valid_path(p)? || self.plan.substitutions.contains(p) {
-            return Ok(());
-        }
-        match self.substitutable(&BTreeSet::from([p.clone()]))? {
-            Some(fetch) => self.plan.substitutions.extend(fetch),
-            None => {
-                self.plan.missing.insert(p.clone());
-            }
+        if !self.obtainable(p)? {
+            self.plan.missing.insert(p.clone());
         }
         Ok(())
+    }
+
+    /// Whether `p` is valid or can be substituted (then it, with what it needs, is planned
+    /// to be).
+    fn obtainable(&mut self, p: &StorePath) -> Result<bool, BuildError> {
+        if self.store.is_valid_path(p)? || self.plan.substitutions.contains(p) {
+            return Ok(true);
+        }
+        match self.substitutable(&BTreeSet::from([p.clone()]))? {
+            Some(fetch) => {
+                self.plan.substitutions.extend(fetch);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 
@@ -495,6 +513,15 @@ pub fn plan_derivation(
     };
     let top = p.visit_derivation(drv_path, drv, None, true)?;
     p.announce(&top.into_iter().collect());
+    // A remote build is refused as a whole when an input is missing (the client sends them
+    // first).
+    let srcs: Vec<StorePath> = p
+        .plan
+        .nodes
+        .iter()
+        .flat_map(|n| n.missing_srcs.iter().cloned())
+        .collect();
+    p.plan.missing.extend(srcs);
     Ok(p.plan)
 }
 
@@ -532,6 +559,7 @@ mod tests {
         assert_eq!(plan.nodes.len(), 1);
         assert_eq!(plan.nodes[0].drv_path, drv_path);
         assert_eq!(plan.nodes[0].drv, drv);
+        assert_eq!(plan.nodes[0].missing_srcs, BTreeSet::from([gone.clone()]));
         assert_eq!(plan.missing, BTreeSet::from([gone]));
         // Outputs that are valid already: nothing to build.
         drv.outputs

@@ -33,8 +33,11 @@ use crate::{BuildError, BuildSettings, FailKind, Failure, SandboxMode};
 /// What the display hears about.
 pub enum Event<'a> {
     /// A build started (`building '...drv'...`, or with `check`, `--check` of a derivation
-    /// asked for: `checking outputs of '...drv'...`).
+    /// asked for: `checking outputs of '...drv'...`): its outputs are locked and not all valid.
     Started { drv: &'a StorePath, check: bool },
+    /// Another process holds a lock on the outputs of `drv`; the build waits for it. `text`
+    /// is CppNix's `waiting for lock on '…', '…'` (the locked outputs' real paths).
+    Waiting { drv: &'a StorePath, text: &'a str },
     /// One line the builder printed (without the newline).
     Log { drv: &'a StorePath, line: &'a str },
     /// A derivation was resolved (`ca-derivations`): `resolved` is built in its place (from
@@ -66,6 +69,10 @@ enum Msg {
     Resolved(usize, StorePath, bool),
     Log(usize, String),
     Note(usize, String),
+    /// The outputs are locked and the build starts.
+    Started(usize),
+    /// Waiting for another process's lock on the outputs.
+    Waiting(usize, String),
     Done(usize, Result<(), Failure>),
 }
 
@@ -161,6 +168,40 @@ pub fn realise(
                 if state[i] != 0 {
                     continue;
                 }
+                if let (Some(src), false) =
+                    (plan.nodes[i].missing_srcs.first(), settings.substitute)
+                {
+                    // CppNix throws out of the whole realisation here.
+                    let sd = store.store_dir();
+                    fatal = Some(BuildError::Other(format!(
+                        "dependency '{}' of '{}' does not exist, and substitution is disabled",
+                        sd.display(src),
+                        sd.display(&plan.nodes[i].drv_path)
+                    )));
+                    stopping = true;
+                    cancel.store(true, Ordering::Relaxed);
+                    break;
+                }
+                if !plan.nodes[i].missing_srcs.is_empty() {
+                    // Fails before it is built, as a failure of its own (CppNix's
+                    // `DependencyFailed` after its sources' substitutions failed).
+                    state[i] = 1;
+                    running += 1;
+                    let node = &plan.nodes[i];
+                    let _ = tx.send(Msg::Done(
+                        i,
+                        Err(Failure {
+                            drv: node.drv_path.clone(),
+                            kind: FailKind::DependencyFailed,
+                            msg: format!(
+                                "{} dependencies of derivation '{}' failed to build",
+                                node.missing_srcs.len(),
+                                store.store_dir().display(&node.drv_path)
+                            ),
+                        }),
+                    ));
+                    continue;
+                }
                 if let Err(e) = check_homeless_shelter(store, settings, &plan.nodes[i]) {
                     fatal = Some(e);
                     stopping = true;
@@ -169,12 +210,6 @@ pub fn realise(
                 }
                 state[i] = 1;
                 running += 1;
-                if !plan.nodes[i].resolve {
-                    display(Event::Started {
-                        drv: &plan.nodes[i].drv_path,
-                        check: plan.nodes[i].check,
-                    });
-                }
                 if slots < running {
                     let tx = tx.clone();
                     let (cancel, job_rx) = (&cancel, &job_rx);
@@ -194,10 +229,18 @@ pub fn realise(
                             let resolved = |p: &StorePath, building: bool| {
                                 let _ = tx.send(Msg::Resolved(i, p.clone(), building));
                             };
+                            let started = || {
+                                let _ = tx.send(Msg::Started(i));
+                            };
+                            let waiting = |text| {
+                                let _ = tx.send(Msg::Waiting(i, text));
+                            };
                             let hooks = Hooks {
                                 emit: &emit,
                                 note: &note,
                                 resolved: &resolved,
+                                started: &started,
+                                waiting: &waiting,
                             };
                             let r = build_one(store, settings, node, cancel, &hooks, &mut slot);
                             let r = match r {
@@ -235,6 +278,16 @@ pub fn realise(
                         });
                     }
                 }
+                // (A resolved derivation's build was announced with its resolution.)
+                Msg::Started(i) if !plan.nodes[i].resolve => display(Event::Started {
+                    drv: &plan.nodes[i].drv_path,
+                    check: plan.nodes[i].check,
+                }),
+                Msg::Started(_) => {}
+                Msg::Waiting(i, text) => display(Event::Waiting {
+                    drv: &shown[i],
+                    text: &text,
+                }),
                 Msg::Log(i, line) => display(Event::Log {
                     drv: &shown[i],
                     line: &line,
@@ -506,6 +559,27 @@ pub struct Hooks<'a> {
     pub emit: &'a dyn Fn(String),
     pub note: &'a dyn Fn(String),
     pub resolved: &'a dyn Fn(&StorePath, bool),
+    /// The build starts (its outputs locked, not all valid).
+    pub started: &'a dyn Fn(),
+    /// The outputs' locks are held by another process (CppNix's message).
+    pub waiting: &'a dyn Fn(String),
+}
+
+/// Lock a build's outputs (their real paths); when another process holds one, say so first
+/// as CppNix 2.8 does (`waiting for lock on 'A', 'B'`: every output, sorted), then wait.
+fn lock_outputs(real_outputs: &[PathBuf], hooks: &Hooks) -> Result<PathLocks, BuildError> {
+    if let Some(locks) = PathLocks::try_lock(real_outputs)? {
+        return Ok(locks);
+    }
+    let mut paths: Vec<String> = real_outputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let shown: Vec<String> = paths.iter().map(|p| format!("'{p}'")).collect();
+    (hooks.waiting)(format!("waiting for lock on {}", shown.join(", ")));
+    Ok(PathLocks::lock(real_outputs)?)
 }
 
 /// Build one derivation whose inputs are all valid, in `slot`. `Ok(Err(..))` is a failed
@@ -561,7 +635,7 @@ pub fn build_one(
         cache.add_temp_root(store, p)?;
     }
     let real_outputs: Vec<PathBuf> = node.outputs.values().map(|p| store.real_path(p)).collect();
-    let mut locks = PathLocks::lock(&real_outputs)?;
+    let mut locks = lock_outputs(&real_outputs, hooks)?;
     let mut valid = BTreeSet::new();
     for p in node.outputs.values() {
         if store.is_valid_path(p)? {
@@ -573,6 +647,7 @@ pub fn build_one(
         crate::ca::register_realisations(store, drv, &node.outputs, false, &[])?;
         return Ok(Ok(()));
     }
+    (hooks.started)();
 
     let mut use_sandbox = match chroot_build(store, settings, node) {
         Ok(b) => b,
@@ -1284,6 +1359,7 @@ fn build_resolved(
             check: node.check,
             resolve: false,
             announced: true,
+            missing_srcs: BTreeSet::new(),
         };
         if let Err(f) = build_one(store, settings, &inner, cancel, hooks, slot)? {
             return Ok(Err(Failure {

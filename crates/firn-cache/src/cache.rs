@@ -9,6 +9,7 @@ use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use firn_format::hash::{HashAlgo, HashFormat, Hasher};
 use firn_format::narinfo::NarInfo;
@@ -22,6 +23,7 @@ use crate::backend::http::HttpBackend;
 use crate::backend::s3::S3Backend;
 use crate::backend::{check_key, Backend, Upload};
 use crate::compression::Compression;
+use crate::disk_cache::DiskCache;
 use crate::uri::{CacheUri, Location};
 use crate::{CacheError, Result};
 
@@ -49,11 +51,15 @@ pub struct BinaryCache {
     parallel_compression: bool,
     write_nar_listing: bool,
     secret_keys: Vec<SecretKey>,
-    /// Lower is preferred (cache.nixos.org says 40).
+    /// Lower is preferred (cache.nixos.org says 40; 0 when `nix-cache-info` does not say, as
+    /// CppNix).
     pub priority: i32,
     pub want_mass_query: bool,
     /// Whether narinfos should go through the disk cache (remote caches only, as CppNix).
     pub remote: bool,
+    /// Where the narinfos this cache writes are recorded (see
+    /// [`BinaryCache::record_uploads_in`]), with the cache's id there.
+    disk: Option<(Arc<DiskCache>, i64)>,
     counter: AtomicU64,
     pid: u32,
 }
@@ -141,9 +147,10 @@ impl BinaryCache {
             parallel_compression: parsed.flag("parallel-compression", false),
             write_nar_listing: parsed.flag("write-nar-listing", false),
             secret_keys,
-            priority: 50,
+            priority: 0,
             want_mass_query: false,
             remote,
+            disk: None,
             counter: AtomicU64::new(0),
             pid: std::process::id(),
         };
@@ -161,7 +168,7 @@ impl BinaryCache {
                 let text = String::from_utf8_lossy(&bytes);
                 let info = CacheInfo::parse_from(&text, &cache.uri)?;
                 info.check_store_dir(sd, &cache.uri)?;
-                cache.priority = info.priority.unwrap_or(50);
+                cache.priority = info.priority.unwrap_or(0);
                 cache.want_mass_query = info.want_mass_query.unwrap_or(false);
             }
             Some(None) => {
@@ -190,6 +197,23 @@ impl BinaryCache {
         }
         cache.want_mass_query = parsed.flag("want-mass-query", cache.want_mass_query);
         Ok(cache)
+    }
+
+    /// Record every narinfo this cache writes in the narinfo disk cache, as found (CppNix's
+    /// `BinaryCacheStore::writeNarInfo`), so that a later substitution or `path-info --store`
+    /// does not ask the cache again. As in CppNix, only remote caches (HTTP, S3) use the disk
+    /// cache: for a `file://` cache this does nothing. The cache's row is made if the disk
+    /// cache does not know it yet (an existing row is kept, as CppNix's `init` keeps it).
+    pub fn record_uploads_in(&mut self, disk: Arc<DiskCache>) -> Result<()> {
+        if !self.remote {
+            return Ok(());
+        }
+        let id = match disk.cache_exists(&self.uri)? {
+            Some((id, _, _)) => id,
+            None => disk.create_cache(&self.uri, &self.sd, self.want_mass_query, self.priority)?,
+        };
+        self.disk = Some((disk, id));
+        Ok(())
     }
 
     /// The URI without parameters.
@@ -448,6 +472,16 @@ impl BinaryCache {
             Upload::Bytes(text.as_bytes()),
             "text/x-nix-narinfo",
         )?;
+        if let Some((disk, id)) = &self.disk {
+            // The narinfo is in the cache: a disk cache that cannot record it only costs a
+            // lookup later.
+            if let Err(e) = disk.upsert(*id, ni.path.hash_part(), Some(&ni)) {
+                tracing::warn!(
+                    "not recording '{}' in the narinfo disk cache: {e}",
+                    self.sd.display(&ni.path)
+                );
+            }
+        }
         Ok(ni)
     }
 

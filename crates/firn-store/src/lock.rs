@@ -117,7 +117,9 @@ impl PathLocks {
                     StoreError::Other(format!("cannot create '{}'", lock_path.display()))
                 })?;
                 if !lock_file(&f, LockType::Write, false, &lock_path)? {
-                    tracing::info!("waiting for lock on '{}'", p.display());
+                    // (Quietly, as CppNix's `lockPaths` without a message: callers that
+                    // report a wait use [`PathLocks::try_lock`] first.)
+                    tracing::debug!("waiting for lock on '{}'", p.display());
                     wait_for_lock(&f, &lock_path)?;
                 }
                 let meta = f
@@ -137,6 +139,42 @@ impl PathLocks {
         })
     }
 
+    /// Lock every path if none is held by someone else now; otherwise take none and return
+    /// `None` (CppNix's `lockPaths(..., wait = false)`, after which a build reports that it
+    /// waits and then waits with [`PathLocks::lock`]).
+    pub fn try_lock(paths: &[PathBuf]) -> Result<Option<PathLocks>, StoreError> {
+        let mut sorted: Vec<&PathBuf> = paths.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut held = Vec::new();
+        for p in sorted {
+            let mut lock_path = p.clone().into_os_string();
+            lock_path.push(".lock");
+            let lock_path = PathBuf::from(lock_path);
+            loop {
+                let f = open_lock_file(&lock_path, true)?.ok_or_else(|| {
+                    StoreError::Other(format!("cannot create '{}'", lock_path.display()))
+                })?;
+                if !lock_file(&f, LockType::Write, false, &lock_path)? {
+                    // Those taken so far are released (not deleted) as `held` is dropped.
+                    return Ok(None);
+                }
+                let meta = f
+                    .metadata()
+                    .map_err(io_err("getting status of lock file", &lock_path))?;
+                if meta.len() != 0 {
+                    continue;
+                }
+                held.push((f, lock_path));
+                break;
+            }
+        }
+        Ok(Some(PathLocks {
+            held,
+            delete_on_release: false,
+        }))
+    }
+
     /// Delete the lock files when the locks are released (once the paths are valid).
     pub fn set_deletion(&mut self, delete: bool) {
         self.delete_on_release = delete;
@@ -152,5 +190,34 @@ impl Drop for PathLocks {
                 let _ = f.write_all(b"d");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn try_lock_takes_all_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let paths = [a.clone(), b.clone()];
+        let held = PathLocks::try_lock(&paths)
+            .unwrap()
+            .expect("free locks are taken");
+        // (flock locks belong to open files: a second open conflicts, even in one process.)
+        assert!(PathLocks::try_lock(std::slice::from_ref(&b))
+            .unwrap()
+            .is_none());
+        drop(held);
+        let only_b = PathLocks::try_lock(std::slice::from_ref(&b))
+            .unwrap()
+            .unwrap();
+        // `a` is free but `b` is not: nothing is kept, so `a` can be taken again.
+        assert!(PathLocks::try_lock(&paths).unwrap().is_none());
+        assert!(PathLocks::try_lock(std::slice::from_ref(&a))
+            .unwrap()
+            .is_some());
+        drop(only_b);
     }
 }

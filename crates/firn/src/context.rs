@@ -39,10 +39,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Load settings and take the global options out of `args`.
+    /// Load settings and take the global options out of `args` (of a `nix` command).
     pub fn new(args: Vec<String>) -> Result<(Ctx, Vec<String>)> {
+        Self::with_args(args, false)
+    }
+
+    /// [`Ctx::new`] for a legacy command (`nix-build`, `nix-store`, ...), which lacks some of
+    /// `nix`'s global flags.
+    pub fn legacy(args: Vec<String>) -> Result<(Ctx, Vec<String>)> {
+        Self::with_args(args, true)
+    }
+
+    fn with_args(args: Vec<String>, legacy: bool) -> Result<(Ctx, Vec<String>)> {
         let mut settings = Settings::load()?;
-        let (rest, common) = take_common_args(args, &mut settings)?;
+        let (rest, common) = take_common_args(args, &mut settings, legacy)?;
         init_logging(common.verbosity);
         Ok((
             Ctx {
@@ -150,25 +160,7 @@ impl Ctx {
         if uris.is_empty() {
             return Ok(None);
         }
-        let ttl = |name: &str, default: i64| {
-            self.settings
-                .get(name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(default)
-        };
-        let disk = firn_cache::disk_cache::default_path().and_then(|p| {
-            match firn_cache::disk_cache::DiskCache::open(
-                &p,
-                ttl("narinfo-cache-positive-ttl", 30 * 24 * 3600),
-                ttl("narinfo-cache-negative-ttl", 3600),
-            ) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    tracing::warn!("not using the narinfo disk cache: {e}");
-                    None
-                }
-            }
-        });
+        let disk = self.disk_cache();
         let subs = Substituters::open(
             &uris,
             &self.store_dir(),
@@ -180,6 +172,29 @@ impl Ctx {
             eprintln!("warning: {w}");
         }
         Ok((!subs.is_empty()).then_some(subs))
+    }
+
+    /// CppNix's narinfo disk cache (`binary-cache-v6.sqlite`) with the configured TTLs, or
+    /// `None` (with a warning in the log) when it cannot be opened.
+    pub fn disk_cache(&self) -> Option<firn_cache::disk_cache::DiskCache> {
+        let ttl = |name: &str, default: i64| {
+            self.settings
+                .get(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let p = firn_cache::disk_cache::default_path()?;
+        match firn_cache::disk_cache::DiskCache::open(
+            &p,
+            ttl("narinfo-cache-positive-ttl", 30 * 24 * 3600),
+            ttl("narinfo-cache-negative-ttl", 3600),
+        ) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!("not using the narinfo disk cache: {e}");
+                None
+            }
+        }
     }
 
     fn open_local_at(&self, uri: &str) -> Result<LocalStore> {

@@ -38,7 +38,7 @@ pub struct BuildFlags {
 impl BuildFlags {
     /// Take a legacy command's build flag (`-K`, `-k`, `--check`, `--dry-run`) if `a` is one.
     /// `-L`/`--print-build-logs` is not one: CppNix 2.8's `nix-build` and `nix-store` reject
-    /// it as an unknown flag (the print-build-logs setting still applies).
+    /// it as an unknown flag (see `settings::NIX_COMMAND_ONLY`).
     pub fn take(&mut self, a: &str) -> bool {
         match a {
             "--dry-run" => self.dry_run = true,
@@ -89,6 +89,7 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
         _ => SandboxMode::On,
     };
     s.sandbox_fallback = ctx.settings.get("sandbox-fallback") != Some("false");
+    s.substitute = ctx.settings.get_bool("substitute");
     s.sandbox_paths = ctx.settings.get_list("sandbox-paths");
     if let Some(d) = ctx
         .settings
@@ -208,10 +209,18 @@ struct Display {
     prefix_logs: bool,
     /// `--quiet`: `building '…'` is not printed.
     quiet: bool,
+    /// `waiting for lock on '…'...` is printed: by the legacy commands, down to two
+    /// `--quiet`s (CppNix 2.8's `lvlWarn` activity, which `nix build`'s progress display
+    /// leaves out).
+    lock_waits: bool,
     /// `--log-format internal-json`: CppNix's `@nix {...}` activity lines instead of text.
     json: bool,
     /// Activity ids for `json`.
     ids: BTreeMap<StorePath, u64>,
+    /// `json`: the ids of lock waits going on (stopped when the build starts or ends).
+    wait_ids: BTreeMap<StorePath, u64>,
+    /// `json`: activities started so far (ids are the pid's, then this count).
+    activities: u64,
     /// A status line is drawn (stderr is a terminal and `-L` is off).
     status: bool,
     running: BTreeMap<StorePath, String>,
@@ -260,9 +269,31 @@ impl Display {
     fn json_event(&mut self, e: Event, err: &mut impl Write) {
         // Activity type 105 is a build, result type 101 a build log line (CppNix's numbering).
         let pid = u64::from(std::process::id()) << 32;
+        let wait_done = match &e {
+            Event::Started { drv, .. } | Event::Finished { drv, .. } => self.wait_ids.remove(*drv),
+            _ => None,
+        };
+        if let Some(id) = wait_done {
+            let _ = writeln!(
+                err,
+                "@nix {}",
+                serde_json::json!({ "action": "stop", "id": id })
+            );
+        }
         let line = match e {
+            Event::Waiting { drv, text } => {
+                // Activity type 111 is CppNix's `actBuildWaiting`, at `lvlWarn`.
+                self.activities += 1;
+                let id = pid + self.activities;
+                self.wait_ids.insert(drv.clone(), id);
+                serde_json::json!({
+                    "action": "start", "id": id, "level": 1, "type": 111, "parent": 0,
+                    "text": text, "fields": [],
+                })
+            }
             Event::Started { drv, check } => {
-                let id = pid + self.ids.len() as u64 + 1;
+                self.activities += 1;
+                let id = pid + self.activities;
                 self.ids.insert(drv.clone(), id);
                 serde_json::json!({
                     "action": "start", "id": id, "level": 3, "type": 105, "parent": 0,
@@ -312,6 +343,11 @@ impl Display {
             }
             Event::Note { text, .. } => {
                 let _ = writeln!(err, "{text}");
+            }
+            Event::Waiting { text, .. } => {
+                if self.lock_waits {
+                    let _ = writeln!(err, "{text}...");
+                }
             }
             Event::Resolved { drv, resolved } => {
                 if !self.quiet {
@@ -777,8 +813,11 @@ pub fn realise(
         print_logs,
         prefix_logs: prefix,
         quiet: ctx.verbosity < 0,
+        lock_waits: flags.legacy && ctx.verbosity >= -2,
         json: format == "internal-json",
         ids: BTreeMap::new(),
+        wait_ids: BTreeMap::new(),
+        activities: 0,
         // `raw` never draws a status line; `bar` and `bar-with-logs` do on a terminal, as does
         // the default when logs are not printed.
         status: tty

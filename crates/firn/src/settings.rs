@@ -258,12 +258,19 @@ pub struct Common {
     pub verbosity: i32,
 }
 
+/// Settings that CppNix 2.8 has only as flags of `nix` (`-L`/`--print-build-logs`), not as
+/// settings: its legacy commands (`nix-build`, `nix-store`, ...) refuse `--NAME` and
+/// `--no-NAME` as unknown flags, so firn's leave them to the command's own parser there.
+const NIX_COMMAND_ONLY: &[&str] = &["print-build-logs"];
+
 /// Remove the global options (`--option N V`, `--store URI`, `-v`, `--quiet`, `--debug`,
 /// `--log-format F`, `-j N`, `--experimental-features`, and `--NAME [V]` / `--no-NAME` for known
-/// settings) from `args`, applying them to `settings`.
+/// settings, but for a `legacy` command not those of [`NIX_COMMAND_ONLY`]) from `args`,
+/// applying them to `settings`.
 pub fn take_common_args(
     args: Vec<String>,
     settings: &mut Settings,
+    legacy: bool,
 ) -> Result<(Vec<String>, Common)> {
     let mut out = Vec::with_capacity(args.len());
     let mut common = Common::default();
@@ -302,7 +309,11 @@ pub fn take_common_args(
                         None => (name, false),
                     };
                     let lookup = base.strip_prefix("extra-").unwrap_or(base);
-                    if let Some((_, kind, _)) = KNOWN.iter().find(|(n, _, _)| *n == lookup) {
+                    let known = KNOWN
+                        .iter()
+                        .find(|(n, _, _)| *n == lookup)
+                        .filter(|_| !(legacy && NIX_COMMAND_ONLY.contains(&lookup)));
+                    if let Some((_, kind, _)) = known {
                         match kind {
                             Kind::Bool => {
                                 settings.set(base, if negated { "false" } else { "true" });
@@ -368,7 +379,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let (rest, c) = take_common_args(args, &mut s).unwrap();
+        let (rest, c) = take_common_args(args, &mut s, false).unwrap();
         assert_eq!(rest, vec!["store", "p"]);
         assert_eq!(c.verbosity, 2);
         assert_eq!(s.get("store"), Some("/x"));
@@ -376,5 +387,22 @@ mod tests {
         assert!(s.get_bool("keep-outputs"));
         assert!(s.get_bool("run-diff-hook"));
         assert_eq!(s.get("diff-hook"), Some("/bin/hook"));
+    }
+
+    #[test]
+    fn nix_only_flags_are_left_to_legacy_commands() {
+        let args = [
+            "--print-build-logs",
+            "--no-print-build-logs",
+            "--keep-going",
+        ]
+        .map(String::from);
+        let mut s = Settings::default();
+        let (rest, _) = take_common_args(args.to_vec(), &mut s, true).unwrap();
+        assert_eq!(rest, vec!["--print-build-logs", "--no-print-build-logs"]);
+        let mut s = Settings::default();
+        let (rest, _) = take_common_args(args[..1].to_vec(), &mut s, false).unwrap();
+        assert!(rest.is_empty());
+        assert!(s.get_bool("print-build-logs"));
     }
 }

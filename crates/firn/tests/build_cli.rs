@@ -314,9 +314,9 @@ fn dry_run_messages_as_cppnix() {
 /// it under "don't know how to build these paths" (unless `--quiet`; also with `--dry-run`,
 /// which then succeeds), builds the rest, and fails with exit code 1 naming every failed
 /// request in one `build of ... failed` (a missing derivation alone: "cannot build missing
-/// derivation"). With `-k`, two failed builds end the same way. `-L` is an unknown flag of
-/// `nix-build` and `nix-store`. (`--print-build-logs` is not compared: CppNix 2.8 rejects it
-/// too, but firn takes it as a setting flag, see `settings.rs`.)
+/// derivation"). With `-k`, two failed builds end the same way. `-L`, `--print-build-logs`
+/// and `--no-print-build-logs` are unknown flags of `nix-build` and `nix-store` (flags of
+/// `nix` only, in CppNix 2.8).
 #[test]
 fn missing_paths_and_unknown_flags_equal_cppnix() {
     need_busybox();
@@ -364,6 +364,8 @@ in [ (mk "f1" "exit 1") (mk "f2" "exit 2") ]
         vec![missing_drv],
         vec![missing_drv, bar],
         vec!["-L", foo],
+        vec![foo, "--print-build-logs"],
+        vec!["--no-print-build-logs", foo],
     ];
     // Usage errors name the program as it was called.
     let bin_dir = format!("{}/", firn_bin_dir().display());
@@ -384,6 +386,7 @@ in [ (mk "f1" "exit 1") (mk "f2" "exit 2") ]
     for args in [
         vec!["-L", "-A", "plain"],
         vec!["-KL", "-A", "plain"],
+        vec!["--print-build-logs", "-A", "plain"],
         vec!["-k", "--no-out-link"],
     ] {
         let got: Vec<(Option<i32>, String)> = sides

@@ -44,12 +44,21 @@ pub struct CopyArgs {
 
 pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let _ = a.recursive;
-    let (src, dst) = match (&a.from, &a.to) {
+    let (src, mut dst) = match (&a.from, &a.to) {
         (None, None) => bail!("you must pass '--from' and/or '--to'"),
         (Some(f), None) => (ctx.open_any_at(f)?, ctx.open_any()?),
         (None, Some(t)) => (ctx.open_any()?, ctx.open_any_at(t)?),
         (Some(f), Some(t)) => (ctx.open_any_at(f)?, ctx.open_any_at(t)?),
     };
+    // What goes up to a remote cache is recorded in the narinfo disk cache as found there,
+    // as CppNix does.
+    if let AnyStore::Cache(c) = &mut dst {
+        if c.remote {
+            if let Some(disk) = ctx.disk_cache() {
+                c.record_uploads_in(std::sync::Arc::new(disk))?;
+            }
+        }
+    }
     let sd = src.store_dir().clone();
     let mut paths: BTreeSet<StorePath> = BTreeSet::new();
     if a.all {

@@ -12,7 +12,7 @@ use crate::context::{usage, Ctx};
 use crate::realise::{make_result_link, realise, BuildFlags};
 
 pub fn main(args: Vec<String>) -> Result<()> {
-    let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
+    let (ctx, args) = Ctx::legacy(super::expand_short_flags(args))?;
     let mut opts = EvalOptions::from_settings(&ctx)?;
     let mut flags = BuildFlags {
         legacy: true,

@@ -13,7 +13,7 @@ use crate::context::{usage, Ctx};
 use crate::paths::follow_links_to_store_path;
 
 pub fn main(args: Vec<String>) -> Result<()> {
-    let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
+    let (ctx, args) = Ctx::legacy(super::expand_short_flags(args))?;
     let mut to = true;
     let mut gzip = false;
     let mut include_outputs = false;

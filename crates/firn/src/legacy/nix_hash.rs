@@ -7,7 +7,7 @@ use crate::cmd::hash::{hash_paths, HashMode};
 use crate::context::{usage, Ctx};
 
 pub fn main(args: Vec<String>) -> Result<()> {
-    let (_ctx, args) = Ctx::new(super::expand_short_flags(args))?;
+    let (_ctx, args) = Ctx::legacy(super::expand_short_flags(args))?;
     let mut algo: Option<HashAlgo> = None;
     let mut flat = false;
     let mut format = HashFormat::Base16;

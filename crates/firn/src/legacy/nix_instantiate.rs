@@ -10,7 +10,7 @@ use firn_syntax::{parse, render_error, show::show, Interner, Source};
 use crate::context::{usage, Ctx, Failure};
 
 pub fn main(args: Vec<String>) -> Result<()> {
-    let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
+    let (ctx, args) = Ctx::legacy(super::expand_short_flags(args))?;
     let mut parse_only = false;
     let mut opts = EvalOptions::from_settings(&ctx)?;
     let mut exprs: Vec<String> = Vec::new();

@@ -162,7 +162,7 @@ fn parse(args: Vec<String>) -> Result<Option<Invocation>> {
 }
 
 pub fn main(args: Vec<String>) -> Result<()> {
-    let (ctx, args) = Ctx::new(super::expand_short_flags(args))?;
+    let (ctx, args) = Ctx::legacy(super::expand_short_flags(args))?;
     let Some(inv) = parse(args)? else {
         return Ok(());
     };
@@ -174,6 +174,8 @@ pub fn main(args: Vec<String>) -> Result<()> {
         gc_warning,
         build,
     } = inv;
+    // The warning is CppNix's `lvlWarn`: three `--quiet`s hide it.
+    let gc_warning = gc_warning && ctx.verbosity >= -2;
     let no_flags = |flags: &[String]| -> Result<()> {
         match flags.first() {
             Some(f) => Err(usage(format!("unknown flag '{f}'"))),
