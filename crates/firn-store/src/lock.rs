@@ -104,6 +104,21 @@ impl PathLocks {
     /// Lock every path (real paths, without `.lock`), waiting as long as needed (or until
     /// [`interrupt_path_lock_waits`]).
     pub fn lock(paths: &[PathBuf]) -> Result<PathLocks, StoreError> {
+        let locks = Self::take(paths, true)?;
+        Ok(locks.expect("a waiting lock is always taken"))
+    }
+
+    /// Lock every path if none is held by someone else now; otherwise take none and return
+    /// `None` (CppNix's `lockPaths(..., wait = false)`, after which a build reports that it
+    /// waits and then waits with [`PathLocks::lock`]).
+    pub fn try_lock(paths: &[PathBuf]) -> Result<Option<PathLocks>, StoreError> {
+        Self::take(paths, false)
+    }
+
+    /// Lock the paths in sorted order, waiting for each if `wait`; without `wait`, `None` as
+    /// soon as one is held elsewhere (those taken so far are released, not deleted, as they
+    /// are dropped).
+    fn take(paths: &[PathBuf], wait: bool) -> Result<Option<PathLocks>, StoreError> {
         let mut sorted: Vec<&PathBuf> = paths.iter().collect();
         sorted.sort();
         sorted.dedup();
@@ -117,6 +132,9 @@ impl PathLocks {
                     StoreError::Other(format!("cannot create '{}'", lock_path.display()))
                 })?;
                 if !lock_file(&f, LockType::Write, false, &lock_path)? {
+                    if !wait {
+                        return Ok(None);
+                    }
                     // (Quietly, as CppNix's `lockPaths` without a message: callers that
                     // report a wait use [`PathLocks::try_lock`] first.)
                     tracing::debug!("waiting for lock on '{}'", p.display());
@@ -127,42 +145,6 @@ impl PathLocks {
                     .map_err(io_err("getting status of lock file", &lock_path))?;
                 if meta.len() != 0 {
                     // Its last holder deleted it: lock the new file instead.
-                    continue;
-                }
-                held.push((f, lock_path));
-                break;
-            }
-        }
-        Ok(PathLocks {
-            held,
-            delete_on_release: false,
-        })
-    }
-
-    /// Lock every path if none is held by someone else now; otherwise take none and return
-    /// `None` (CppNix's `lockPaths(..., wait = false)`, after which a build reports that it
-    /// waits and then waits with [`PathLocks::lock`]).
-    pub fn try_lock(paths: &[PathBuf]) -> Result<Option<PathLocks>, StoreError> {
-        let mut sorted: Vec<&PathBuf> = paths.iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        let mut held = Vec::new();
-        for p in sorted {
-            let mut lock_path = p.clone().into_os_string();
-            lock_path.push(".lock");
-            let lock_path = PathBuf::from(lock_path);
-            loop {
-                let f = open_lock_file(&lock_path, true)?.ok_or_else(|| {
-                    StoreError::Other(format!("cannot create '{}'", lock_path.display()))
-                })?;
-                if !lock_file(&f, LockType::Write, false, &lock_path)? {
-                    // Those taken so far are released (not deleted) as `held` is dropped.
-                    return Ok(None);
-                }
-                let meta = f
-                    .metadata()
-                    .map_err(io_err("getting status of lock file", &lock_path))?;
-                if meta.len() != 0 {
                     continue;
                 }
                 held.push((f, lock_path));
