@@ -105,6 +105,22 @@ fn wait_pid(pid: i32) -> Result<i32, BuildError> {
     }
 }
 
+/// Spawn `c`, trying again for a while when its program is busy (ETXTBSY: open for writing
+/// in a child that another thread forked while copying the file, until that child's exec;
+/// see the sandbox's exec).
+fn spawn_when_not_busy(c: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match c.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Start the builder, pass everything it writes to `on_output`, and wait for it. A sandboxed
 /// builder gets its network namespace from `net` where it can, and is cloned in `mount`, the
 /// slot's mount namespace, when it has one (see [`crate::sandbox::start`]).
@@ -155,7 +171,7 @@ pub fn run(
                     Ok(())
                 });
             }
-            let child = match c.spawn() {
+            let child = match spawn_when_not_busy(&mut c) {
                 Ok(ch) => ch,
                 Err(e) => return Ok(Ended::SetupFailed(format!("executing '{builder}': {e}"))),
             };

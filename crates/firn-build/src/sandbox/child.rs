@@ -95,6 +95,9 @@ pub(super) struct Plan {
     pub log_r: i32,
 }
 
+/// How many times the builder's exec is tried while its file is busy (10 ms apart).
+const EXEC_BUSY_TRIES: u32 = 100;
+
 pub(super) fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
@@ -336,11 +339,27 @@ pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::personality(pers);
         }
         libc::setsid();
-        libc::execve(
-            plan.builder.as_ptr(),
-            plan.argv_p.as_ptr(),
-            plan.env_p.as_ptr(),
-        );
-        child_fail(plan.status_w, -1, errno())
+        // A file cannot be executed while it is open for writing anywhere. A child that
+        // another thread of this process forks while that thread has the builder open for
+        // writing (copying it into the store) holds such a descriptor until its own exec,
+        // which comes soon: wait for it a little (ETXTBSY), as the execution would succeed.
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
+        let mut tries = 0;
+        loop {
+            libc::execve(
+                plan.builder.as_ptr(),
+                plan.argv_p.as_ptr(),
+                plan.env_p.as_ptr(),
+            );
+            let e = errno();
+            tries += 1;
+            if e != libc::ETXTBSY || tries == EXEC_BUSY_TRIES {
+                child_fail(plan.status_w, -1, e)
+            }
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
     }
 }
