@@ -704,7 +704,11 @@ fn store_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         .parse_inside(&path)
         .map_err(|_| EvalError::new(format!("path '{path}' is not in the Nix store")))?;
     if ev.store.writes() && !ev.store.is_valid(&sp)? {
-        return err(format!("path '{}' is not valid", ev.store.dir.display(&sp)));
+        // CppNix's `ensurePath` (after substituting, which firn does not try here).
+        return err(format!(
+            "path '{}' does not exist and cannot be created",
+            ev.store.dir.display(&sp)
+        ));
     }
     let s = ev.store.dir.display(&sp);
     Ok(Value::String(NixString::with_context(path, vec![s.into()])))

@@ -7,6 +7,10 @@
 //! never have to be read back (in read-only mode they could not be), and with their
 //! references and output names (for `=` contexts); the rest of each derivation is dropped
 //! once written.
+//!
+//! A `dummy://` store ([`EvalStore::dummy`]) is CppNix's dummy store: no path is valid and
+//! nothing can be added, so an evaluation that only computes paths (read-only mode) works and
+//! one that must write fails, naming the store operation as CppNix does.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -27,6 +31,8 @@ pub struct EvalStore {
     backend: Option<Rc<LocalStore>>,
     /// Whether new paths are written to `backend` (otherwise only computed).
     write: bool,
+    /// A `dummy://` store: writing (when `write`) fails instead of only computing paths.
+    dummy: bool,
     /// Hashes modulo of derivations, by `.drv` path (unmasked, as their dependents need).
     drv_hashes: DrvHashes,
     /// Derivations made by this evaluation: what later derivations need of them.
@@ -118,6 +124,7 @@ impl EvalStore {
             dir,
             backend: None,
             write: false,
+            dummy: false,
             drv_hashes: DrvHashes::new(),
             drvs: HashMap::default(),
             referenced: PathTable::default(),
@@ -135,14 +142,36 @@ impl EvalStore {
         s
     }
 
+    /// CppNix's `dummy://` store for `dir`: no path is valid; when `write` (the evaluation
+    /// is not read-only) adding anything fails, otherwise paths are computed as in
+    /// [`EvalStore::read_only`]. Fetchers fail either way, since they always write.
+    pub fn dummy(dir: StoreDir, write: bool) -> EvalStore {
+        let mut s = EvalStore::read_only(dir);
+        s.write = write;
+        s.dummy = true;
+        s
+    }
+
+    /// The error for store operation `op` on a `dummy://` store, if this is one and the
+    /// operation writes (`always`: even in read-only mode, as fetchers do).
+    fn refused(&self, op: &str, always: bool) -> EResult<()> {
+        if self.dummy && (self.write || always) {
+            return Err(EvalError::new(format!(
+                "operation '{op}' is not supported by store 'dummy'"
+            )));
+        }
+        Ok(())
+    }
+
     /// The store being read, if any.
     pub fn backend(&self) -> Option<&Rc<LocalStore>> {
         self.backend.as_ref()
     }
 
-    /// Whether new paths are written (not only computed).
+    /// Whether new paths are written (not only computed); a `dummy://` store outside
+    /// read-only mode counts (writing to it fails).
     pub fn writes(&self) -> bool {
-        self.writer().is_some()
+        self.writer().is_some() || (self.dummy && self.write)
     }
 
     /// The store being written to, if any.
@@ -202,6 +231,7 @@ impl EvalStore {
                     .add_path(name, path, method, HashAlgo::Sha256)
                     .map_err(|e| store_err("copying", path.display(), e))?,
                 None => {
+                    self.refused("addToStoreFromDump", false)?;
                     let h = if recursive {
                         firn_store::nar_fs::hash_path(path, HashAlgo::Sha256)
                             .map_err(|e| store_err("hashing", path.display(), e))?
@@ -249,6 +279,7 @@ impl EvalStore {
         path: &Path,
         keep: firn_store::nar_fs::KeepFn<'_>,
     ) -> EResult<StorePath> {
+        self.refused("addToStoreFromDump", false)?;
         let to = self.writer().cloned();
         Ok(self.add_filtered_to(name, path, keep, to.as_ref())?.0)
     }
@@ -298,6 +329,7 @@ impl EvalStore {
         } else {
             FileIngestionMethod::Flat
         };
+        self.refused("addToStore", true)?;
         // With a store, adding hashes the contents on the way (the hash is in the path's
         // content address); without one, hash them here.
         if let Some(store) = &self.backend {
@@ -365,6 +397,7 @@ impl EvalStore {
                 .add_text(name, text.as_bytes(), refs)
                 .map_err(|e| store_err("writing", name, e)),
             None => {
+                self.refused("addTextToStore", false)?;
                 let h = Hash::digest(HashAlgo::Sha256, text.as_bytes());
                 self.dir
                     .make_text_path(name, &h, refs)
@@ -533,6 +566,7 @@ impl EvalStore {
         keep: firn_store::nar_fs::KeepFn<'_>,
     ) -> EResult<(StorePath, Hash)> {
         firn_format::store_path::validate_name(name).map_err(|e| store_err("adding", name, e))?;
+        self.refused("addToStoreFromDump", true)?;
         let to = self.backend.clone();
         self.add_filtered_to(name, path, keep, to.as_ref())
     }

@@ -76,9 +76,18 @@ impl Ctx {
         uri
     }
 
+    /// Whether the store named by `--store`, the `store` setting or `NIX_REMOTE` is
+    /// CppNix's `dummy://` store (see [`is_dummy_uri`]).
+    pub fn dummy_store(&self) -> bool {
+        is_dummy_uri(&self.store_uri())
+    }
+
     /// Open the local store named by `--store`, the `store` setting or `NIX_REMOTE`.
     pub fn open_store(&self) -> Result<LocalStore> {
         let uri = self.store_uri();
+        if is_dummy_uri(&uri) {
+            return Err(DummyStoreError::NeedsStore.into());
+        }
         if CacheUri::is_cache_uri(&uri) {
             bail!("this operation needs a local store, but '{uri}' is a binary cache");
         }
@@ -87,6 +96,9 @@ impl Ctx {
 
     /// Open the store at `uri`: a binary cache, an `ssh://` store or a local store.
     pub fn open_any_at(&self, uri: &str) -> Result<AnyStore> {
+        if is_dummy_uri(uri) {
+            return Err(DummyStoreError::NeedsStore.into());
+        }
         if let Some(rest) = uri.strip_prefix("ssh://") {
             let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
             if host.is_empty() {
@@ -215,6 +227,25 @@ impl Ctx {
     }
 }
 
+/// `dummy://` (parameters after it are ignored): CppNix's dummy store, which holds no paths
+/// and cannot add any. Commands that only compute store paths (evaluation in read-only mode,
+/// `--print-fixed-path`) work with it; validity queries answer "not valid"; the rest fail
+/// with [`DummyStoreError`].
+pub fn is_dummy_uri(uri: &str) -> bool {
+    uri.starts_with("dummy://")
+}
+
+/// What a `dummy://` store refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum DummyStoreError {
+    /// A store operation, named as CppNix names it (`addToStore`, `addTextToStore`, ...).
+    #[error("operation '{0}' is not supported by store 'dummy'")]
+    Unsupported(&'static str),
+    /// A command that needs a store holding paths.
+    #[error("this command needs a store that can hold paths, which store 'dummy' cannot")]
+    NeedsStore,
+}
+
 /// Log to stderr: warnings by default, info with `-v`, debug with `-vv`/`--debug`.
 fn init_logging(verbosity: i32) {
     let level = match verbosity {
@@ -253,7 +284,7 @@ fn parse_local_uri(uri: &str) -> Result<Option<PathBuf>> {
         return Ok(root);
     }
     bail!(
-        "store URI '{uri}' is not supported by firn yet (supported: 'auto', 'local', 'local?root=DIR', '/DIR')"
+        "store URI '{uri}' is not supported by firn yet (supported: 'auto', 'local', 'local?root=DIR', '/DIR', 'dummy://')"
     )
 }
 
@@ -270,5 +301,13 @@ mod tests {
             Some(PathBuf::from("/y"))
         );
         assert!(parse_local_uri("s3://b").is_err());
+    }
+
+    #[test]
+    fn dummy_uris() {
+        assert!(is_dummy_uri("dummy://"));
+        assert!(is_dummy_uri("dummy://?foo=bar"));
+        assert!(!is_dummy_uri("dummy"));
+        assert!(!is_dummy_uri("local"));
     }
 }

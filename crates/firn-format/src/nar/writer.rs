@@ -1,4 +1,8 @@
 //! Writing NARs: a state machine that emits the exact bytes and refuses calls out of order.
+//!
+//! The fixed tokens around each node are framed at compile time, and what one call emits goes
+//! out in one write (framed in a buffer kept from call to call): a tree of small files is
+//! mostly framing, written a few bytes at a time otherwise.
 
 use std::io::{Read, Write};
 
@@ -26,13 +30,56 @@ pub struct NarWriter<W: Write> {
     contents: Option<u64>,
     /// Copy buffer for file contents, kept between files.
     buf: Vec<u8>,
+    /// Where one call's framing is put together, to go out in one write.
+    frame: Vec<u8>,
 }
 
 /// Largest copy buffer used for file contents.
 const COPY_BUF: usize = 256 * 1024;
 
-/// Strings up to this long are framed in one write (names are at most 255 bytes).
-const SHORT_STR: usize = 256;
+/// `parts` framed as NAR strings (length, bytes, zero padding to 8 bytes), one after another;
+/// `N` must be their framed length.
+const fn framed<const N: usize>(parts: &[&[u8]]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let p = parts[i];
+        let len = (p.len() as u64).to_le_bytes();
+        let mut j = 0;
+        while j < 8 {
+            out[at + j] = len[j];
+            j += 1;
+        }
+        at += 8;
+        let mut j = 0;
+        while j < p.len() {
+            out[at + j] = p[j];
+            j += 1;
+        }
+        at += p.len().div_ceil(8) * 8;
+        i += 1;
+    }
+    assert!(at == N, "the framed length is N");
+    out
+}
+
+/// The start of every node.
+const NODE: [u8; 32] = framed(&[b"(", b"type"]);
+/// A regular file's node up to its size.
+const REGULAR: [u8; 64] = framed(&[b"(", b"type", b"regular", b"contents"]);
+/// An executable file's node up to its size.
+const EXECUTABLE: [u8; 96] = framed(&[b"(", b"type", b"regular", b"executable", b"", b"contents"]);
+/// A symlink's node up to its target.
+const SYMLINK: [u8; 64] = framed(&[b"(", b"type", b"symlink", b"target"]);
+/// A directory's node up to its entries.
+const DIRECTORY: [u8; 56] = framed(&[b"(", b"type", b"directory"]);
+/// An entry up to its name.
+const ENTRY: [u8; 48] = framed(&[b"entry", b"(", b"name"]);
+/// Between an entry's name and its node.
+const ENTRY_NODE: [u8; 16] = framed(&[b"node"]);
+/// The end of a node (or of an entry).
+const CLOSE: [u8; 16] = framed(&[b")"]);
 
 impl<W: Write> NarWriter<W> {
     /// Start a NAR (writes the magic).
@@ -46,8 +93,10 @@ impl<W: Write> NarWriter<W> {
             written: 0,
             contents: None,
             buf: Vec::new(),
+            frame: Vec::new(),
         };
-        w.str(super::MAGIC)?;
+        w.frame_str(super::MAGIC);
+        w.flush_frame()?;
         Ok(w)
     }
 
@@ -56,25 +105,38 @@ impl<W: Write> NarWriter<W> {
         self.written
     }
 
-    fn raw(&mut self, b: &[u8]) -> Result<(), NarError> {
-        self.out.write_all(b)?;
-        self.written += b.len() as u64;
+    /// Where the next byte goes: what was written and the framing put together since.
+    fn offset(&self) -> u64 {
+        self.written + self.frame.len() as u64
+    }
+
+    /// Append `s` framed (length, bytes, padding) to the framing being put together.
+    fn frame_str(&mut self, s: &[u8]) {
+        self.frame
+            .extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.frame.extend_from_slice(s);
+        self.frame
+            .extend_from_slice(&[0u8; 8][..padding(s.len() as u64)]);
+    }
+
+    /// Write the framing put together, in one write.
+    fn flush_frame(&mut self) -> Result<(), NarError> {
+        self.out.write_all(&self.frame)?;
+        self.written += self.frame.len() as u64;
+        self.frame.clear();
         Ok(())
     }
 
-    fn str(&mut self, s: &[u8]) -> Result<(), NarError> {
-        let pad = padding(s.len() as u64);
-        if s.len() <= SHORT_STR {
-            // Length, bytes and padding in one write: most strings are tokens and names.
-            let mut framed = [0u8; SHORT_STR + 16];
-            framed[..8].copy_from_slice(&(s.len() as u64).to_le_bytes());
-            framed[8..8 + s.len()].copy_from_slice(s);
-            return self.raw(&framed[..8 + s.len() + pad]);
-        }
-        self.raw(&(s.len() as u64).to_le_bytes())?;
-        self.raw(s)?;
-        if pad > 0 {
-            self.raw(&[0u8; 8][..pad])?;
+    /// Put together the end of a node: `)`, and the `)` of its entry if it is one.
+    fn frame_end_node(&mut self) -> Result<(), NarError> {
+        self.frame.extend_from_slice(&CLOSE);
+        match self.stack.last() {
+            Some(Frame::Entry) => {
+                self.stack.pop();
+                self.frame.extend_from_slice(&CLOSE);
+            }
+            Some(Frame::Dir(_)) => return Err(NarError::Misuse("node ended inside a directory")),
+            None => self.done = true,
         }
         Ok(())
     }
@@ -87,30 +149,20 @@ impl<W: Write> NarWriter<W> {
         }
     }
 
-    fn begin_node(&mut self) -> Result<(), NarError> {
+    /// Check that a node may begin here and begin it: `head` (its start, from `(`) is put
+    /// together to be written.
+    fn begin_node(&mut self, head: &[u8]) -> Result<(), NarError> {
         self.check_not_in_contents()?;
         if !self.expect_node || self.done {
             return Err(NarError::Misuse("a node is not expected here"));
         }
         // The same limit as the reader's, so whatever is written can be read back.
         if self.depth > MAX_DEPTH {
-            return Err(NarError::TooDeep(self.written));
+            return Err(NarError::TooDeep(self.offset()));
         }
         self.expect_node = false;
-        self.str(b"(")?;
-        self.str(b"type")
-    }
-
-    fn end_node(&mut self) -> Result<(), NarError> {
-        self.str(b")")?;
-        match self.stack.last() {
-            Some(Frame::Entry) => {
-                self.stack.pop();
-                self.str(b")")?;
-            }
-            Some(Frame::Dir(_)) => return Err(NarError::Misuse("node ended inside a directory")),
-            None => self.done = true,
-        }
+        debug_assert!(head.starts_with(&NODE));
+        self.frame.extend_from_slice(head);
         Ok(())
     }
 
@@ -147,25 +199,19 @@ impl<W: Write> NarWriter<W> {
         self.regular_trailer(size)
     }
 
-    /// Everything of a regular file node up to its contents.
+    /// Everything of a regular file node up to its contents (with whatever framing was put
+    /// together before it), in one write.
     fn regular_header(&mut self, executable: bool, size: u64) -> Result<(), NarError> {
-        self.begin_node()?;
-        self.str(b"regular")?;
-        if executable {
-            self.str(b"executable")?;
-            self.str(b"")?;
-        }
-        self.str(b"contents")?;
-        self.raw(&size.to_le_bytes())
+        self.begin_node(if executable { &EXECUTABLE } else { &REGULAR })?;
+        self.frame.extend_from_slice(&size.to_le_bytes());
+        self.flush_frame()
     }
 
-    /// The padding after `size` bytes of contents, and the end of the node.
+    /// The padding after `size` bytes of contents, and the end of the node, in one write.
     fn regular_trailer(&mut self, size: u64) -> Result<(), NarError> {
-        let pad = padding(size);
-        if pad > 0 {
-            self.raw(&[0u8; 8][..pad])?;
-        }
-        self.end_node()
+        self.frame.extend_from_slice(&[0u8; 8][..padding(size)]);
+        self.frame_end_node()?;
+        self.flush_frame()
     }
 
     /// A regular file of `size` bytes whose contents the caller writes itself, straight into
@@ -197,19 +243,18 @@ impl<W: Write> NarWriter<W> {
     /// A symbolic link to `target`.
     pub fn symlink(&mut self, target: &[u8]) -> Result<(), NarError> {
         if target.is_empty() || target.len() > MAX_TARGET_LEN || target.contains(&0) {
-            return Err(NarError::BadTarget(self.written));
+            return Err(NarError::BadTarget(self.offset()));
         }
-        self.begin_node()?;
-        self.str(b"symlink")?;
-        self.str(b"target")?;
-        self.str(target)?;
-        self.end_node()
+        self.begin_node(&SYMLINK)?;
+        self.frame_str(target);
+        self.frame_end_node()?;
+        self.flush_frame()
     }
 
     /// Open a directory; its entries follow, then [`NarWriter::end_directory`].
     pub fn begin_directory(&mut self) -> Result<(), NarError> {
-        self.begin_node()?;
-        self.str(b"directory")?;
+        self.begin_node(&DIRECTORY)?;
+        self.flush_frame()?;
         self.stack.push(Frame::Dir(None));
         self.depth += 1;
         Ok(())
@@ -221,11 +266,11 @@ impl<W: Write> NarWriter<W> {
         self.check_not_in_contents()?;
         if !valid_name(name) {
             return Err(NarError::BadName {
-                offset: self.written,
+                offset: self.offset(),
                 name: String::from_utf8_lossy(name).into_owned(),
             });
         }
-        let offset = self.written;
+        let offset = self.offset();
         match self.stack.last_mut() {
             Some(Frame::Dir(last)) if !self.expect_node => {
                 if let Some(prev) = last {
@@ -248,11 +293,10 @@ impl<W: Write> NarWriter<W> {
             }
             _ => return Err(NarError::Misuse("an entry outside a directory")),
         }
-        self.str(b"entry")?;
-        self.str(b"(")?;
-        self.str(b"name")?;
-        self.str(name)?;
-        self.str(b"node")?;
+        // Put together only: it goes out with the start of its node.
+        self.frame.extend_from_slice(&ENTRY);
+        self.frame_str(name);
+        self.frame.extend_from_slice(&ENTRY_NODE);
         self.stack.push(Frame::Entry);
         self.expect_node = true;
         Ok(())
@@ -265,7 +309,8 @@ impl<W: Write> NarWriter<W> {
             Some(Frame::Dir(_)) if !self.expect_node => {
                 self.stack.pop();
                 self.depth -= 1;
-                self.end_node()
+                self.frame_end_node()?;
+                self.flush_frame()
             }
             _ => Err(NarError::Misuse("no directory to end")),
         }

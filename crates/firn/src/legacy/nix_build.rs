@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use firn_build::DerivedPath;
 
-use super::nix_instantiate::{evaluate, read_input, EvalOptions};
-use crate::context::{usage, Ctx};
+use super::nix_instantiate::{evaluate, evaluate_with, read_input, Backend, EvalOptions};
+use crate::context::{usage, Ctx, DummyStoreError};
 use crate::realise::{make_result_link, realise, BuildFlags};
 
 pub fn main(args: Vec<String>) -> Result<()> {
@@ -71,6 +71,15 @@ pub fn main(args: Vec<String>) -> Result<()> {
         .iter()
         .map(|e| read_input(e, from_expr, &cwd))
         .collect::<Result<Vec<_>>>()?;
+    if ctx.dummy_store() {
+        // Instantiating writes `.drv` files, which a dummy store refuses; with nothing to
+        // build there is nothing to do, as in CppNix.
+        let (drvs, _) = evaluate_with(inputs, opts, Backend::Dummy(ctx.store_dir()), false)?;
+        if drvs.is_empty() {
+            return Ok(());
+        }
+        return Err(DummyStoreError::Unsupported("buildPaths").into());
+    }
     let store = ctx.open_store()?;
     let (drvs, store) = evaluate(inputs, opts, store, false)?;
     let sd = store.store_dir().clone();

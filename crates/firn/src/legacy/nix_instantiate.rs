@@ -121,8 +121,12 @@ pub fn main(args: Vec<String>) -> Result<()> {
     if parse_only {
         return Ok(());
     }
-    let store = ctx.open_store()?;
-    evaluate(inputs, opts, store, true).map(|_| ())
+    let store = if ctx.dummy_store() {
+        Backend::Dummy(ctx.store_dir())
+    } else {
+        Backend::Local(Box::new(ctx.open_store()?))
+    };
+    evaluate_with(inputs, opts, store, true).map(|_| ())
 }
 
 /// `--find-file`: print where each `<path>` is found in the search path.
@@ -207,6 +211,15 @@ impl EvalOptions {
 /// The derivations an evaluation produced (`.drv` path and output name), and the store.
 pub type Instantiated = (Vec<(String, String)>, firn_store::LocalStore);
 
+/// The store an evaluation reads and writes.
+pub enum Backend {
+    /// Boxed: a store is much larger than a store directory.
+    Local(Box<firn_store::LocalStore>),
+    /// A `dummy://` store with this store directory: paths are computed (in read-only mode),
+    /// writing fails ([`firn_eval::store::EvalStore::dummy`]).
+    Dummy(firn_format::StoreDir),
+}
+
 /// Evaluate the inputs and print values or (when `print`) `.drv` paths, on a thread with a
 /// stack sized for deep evaluations. Returns the derivations and the store back.
 pub fn evaluate(
@@ -215,7 +228,23 @@ pub fn evaluate(
     store: firn_store::LocalStore,
     print: bool,
 ) -> Result<Instantiated> {
-    let result = crate::eval_thread::run(move || -> Result<Instantiated, String> {
+    match evaluate_with(inputs, opts, Backend::Local(Box::new(store)), print)? {
+        (found, Some(store)) => Ok((found, store)),
+        (_, None) => anyhow::bail!("the evaluation did not give the store back"),
+    }
+}
+
+/// The derivations an evaluation produced, and the local store if it had one.
+pub type Evaluated = (Vec<(String, String)>, Option<firn_store::LocalStore>);
+
+/// [`evaluate`] with any [`Backend`]; the local store, if any, is given back.
+pub fn evaluate_with(
+    inputs: Vec<Input>,
+    opts: EvalOptions,
+    store: Backend,
+    print: bool,
+) -> Result<Evaluated> {
+    let result = crate::eval_thread::run(move || -> Result<Evaluated, String> {
         use firn_eval::value::{AttrMap, Thunk, Value};
         let show = opts.show_trace;
         let render = move |e: firn_eval::error::EvalError| {
@@ -227,7 +256,13 @@ pub fn evaluate(
             }
             text
         };
-        let store = Rc::new(store);
+        let (store, dir) = match store {
+            Backend::Local(s) => {
+                let dir = s.store_dir().clone();
+                (Some(Rc::new(*s)), dir)
+            }
+            Backend::Dummy(dir) => (None, dir),
+        };
         let mut ev = firn_eval::Evaluator::new();
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.trace_verbose = opts.trace_verbose;
@@ -239,8 +274,11 @@ pub fn evaluate(
             .max_call_depth
             .unwrap_or(firn_eval::eval::MAX_CALL_DEPTH);
         // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
-        ev.store =
-            firn_eval::store::EvalStore::with_store(store.clone(), !opts.eval || opts.read_write);
+        let write = !opts.eval || opts.read_write;
+        ev.store = match &store {
+            Some(store) => firn_eval::store::EvalStore::with_store(store.clone(), write),
+            None => firn_eval::store::EvalStore::dummy(dir, write),
+        };
         ev.set_search_path(&opts.include);
         let mut args = AttrMap::new();
         for (name, value, is_str) in &opts.args {
@@ -309,6 +347,12 @@ pub fn evaluate(
                             if root_nr > 1 {
                                 name = format!("{name}-{root_nr}");
                             }
+                            let Some(store) = &store else {
+                                return Err(crate::context::DummyStoreError::Unsupported(
+                                    "addPermRoot",
+                                )
+                                .to_string());
+                            };
                             let sp = store
                                 .store_dir()
                                 .parse(&drv_path)
@@ -336,10 +380,13 @@ pub fn evaluate(
         }
         // The evaluator lets go of the store; its values are left to the process's end
         // (see eval_thread).
-        ev.store = firn_eval::store::EvalStore::read_only(store.store_dir().clone());
+        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
         std::mem::forget(ev);
-        let store =
-            Rc::try_unwrap(store).map_err(|_| "the evaluator still holds the store".to_string())?;
+        let store = store
+            .map(|s| {
+                Rc::try_unwrap(s).map_err(|_| "the evaluator still holds the store".to_string())
+            })
+            .transpose()?;
         Ok((found, store))
     })?;
     match result {

@@ -10,6 +10,7 @@ use firn_store::LocalStore;
 use crate::context::{usage, Ctx, Failure};
 use crate::paths::{follow_links_to_store_path, show_bytes};
 
+mod dummy;
 mod serve;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -215,6 +216,12 @@ pub fn main(args: Vec<String>) -> Result<()> {
             }
             crate::cmd::key::generate_key_files(&args[0], &args[1], &args[2])
         }
+        _ if ctx.dummy_store() => {
+            if matches!(op, Op::Init | Op::Realise | Op::ReadLog) {
+                no_flags(&flags)?;
+            }
+            dummy::run(&ctx, op, &flags, &args)
+        }
         Op::Init => {
             no_flags(&flags)?;
             if !args.is_empty() {
@@ -323,23 +330,7 @@ fn run_store_op(
                 writeln!(out, "{}", sd.display(&sp))?;
             }
         }
-        Op::PrintFixedPath => {
-            let mut method = FileIngestionMethod::Flat;
-            for f in &flags {
-                if f == "--recursive" {
-                    method = FileIngestionMethod::Recursive;
-                } else {
-                    return Err(unknown(f));
-                }
-            }
-            if args.len() != 3 {
-                return Err(usage("'--print-fixed-path' requires three arguments"));
-            }
-            let algo: HashAlgo = args[0].parse()?;
-            let h = firn_format::Hash::parse(&args[1], Some(algo))?;
-            let p = sd.make_fixed_output_path(&args[2], method, &h, [], false)?;
-            writeln!(out, "{}", sd.display(&p))?;
-        }
+        Op::PrintFixedPath => dummy::print_fixed_path(&sd, &flags, &args, &mut out)?,
         Op::Query => {
             // Text results: a reader that went away is not an error (as CppNix).
             let mut text = crate::out::text_stdout();
