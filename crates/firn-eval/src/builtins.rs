@@ -1353,7 +1353,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         m.insert("success".into(), Thunk::value(Value::Bool(true)));
                         m.insert("value".into(), Thunk::value(v));
                     }
-                    Err(e) if e.catchable() => {
+                    Err(mut e) if e.catchable() => {
+                        // Thunks that failed with it keep it from now on.
+                        ev.settle(&mut e);
                         m.insert("success".into(), Thunk::value(Value::Bool(false)));
                         m.insert("value".into(), Thunk::value(Value::Bool(false)));
                     }

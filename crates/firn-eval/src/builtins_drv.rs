@@ -20,7 +20,7 @@ use crate::builtins::{
     arg_frame, attrs, attrs_arg, boolean, force, function_arg, list, string, string_arg,
     text_frame, Arg, PrimFn, ONLY,
 };
-use crate::error::{err, EResult, EvalError};
+use crate::error::{err, EResult, EvalError, FramePrint};
 use crate::eval::Evaluator;
 use crate::value::*;
 
@@ -198,9 +198,12 @@ fn drv_frame(ev: &Evaluator, mut x: EvalError, args: &AttrSet, drv_name: &str) -
         Some((file, line, col)) => format!("{file}:{line}:{col}"),
         None => "«none»:0".to_string(),
     };
-    x.trace.push(format!(
-        "while evaluating derivation '{drv_name}'\n  whose name attribute is located at {at}"
-    ));
+    x.push_frame(
+        format!(
+            "while evaluating derivation '{drv_name}'\n  whose name attribute is located at {at}"
+        ),
+        FramePrint::Always,
+    );
     x
 }
 

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use firn_format::{Hash, HashAlgo};
 
 use crate::builtins::{attrs, force, string, PrimFn};
-use crate::error::{err, EResult, ErrorKind, EvalError};
+use crate::error::{err, EResult, ErrorKind, EvalError, FramePrint};
 use crate::eval::Evaluator;
 use crate::value::*;
 
@@ -363,7 +363,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         ("addErrorContext", 2, |ev, a| {
             let s = string(ev, &a[0])?;
             force(ev, &a[1]).map_err(|mut e| {
-                e.trace.push(s.s.to_string());
+                e.push_frame(s.s.to_string(), FramePrint::Always);
                 e
             })
         }),

@@ -42,6 +42,26 @@ pub struct ErrorData {
     /// Close names for a misspelt one (current Nix's suggestions), shown after the position
     /// as "Did you mean ...?".
     pub suggestions: Vec<String>,
+    /// The frames of `trace` (by index) that are not shown as most are (see [`FramePrint`]),
+    /// in the order they were added.
+    pub marks: Vec<(u32, FramePrint)>,
+    /// Where the thunks this error failed keep it once it is caught: an index into the
+    /// evaluator's `failed` errors (see `Evaluator::settle`).
+    pub memo: Option<u32>,
+}
+
+/// When a frame is shown without `--show-trace` (current Nix's `TracePrint`, and its
+/// frames added only with `--show-trace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramePrint {
+    /// Among the first few frames, before the trace is truncated.
+    Default,
+    /// Even after the trace is truncated (`addErrorContext`, derivations, where an infinite
+    /// recursion starts).
+    Always,
+    /// Only with `--show-trace` (the frames of a function call: "while calling 'f'" and its
+    /// "from call site"), which current Nix adds only then.
+    Verbose,
 }
 
 impl std::ops::Deref for EvalError {
@@ -71,18 +91,53 @@ impl EvalError {
             at_in_frame: false,
             blackhole: 0,
             suggestions: Vec::new(),
+            marks: Vec::new(),
+            memo: None,
         }))
     }
 
-    /// The message and its position, as printed after `error: `; with `trace`
-    /// (`--show-trace`) and frames, current Nix's layout instead: a line break (so the
-    /// prefix stands alone, see [`error_line`]), the `… while …` frames outermost first
-    /// (repeats folded, see [`fold_frames`]), then `error: ` and the message.
+    /// Add frame `text` (outside the frames already there) that is shown as `print` says.
+    /// (Out of line: callers' error paths are inlined in the evaluator's hot functions.)
+    #[cold]
+    #[inline(never)]
+    pub fn push_frame(&mut self, text: String, print: FramePrint) {
+        if print != FramePrint::Default {
+            let i = self.trace.len() as u32;
+            self.marks.push((i, print));
+        }
+        self.trace.push(text);
+    }
+
+    /// How frame `i` of `trace` is shown.
+    pub fn frame_print(&self, i: usize) -> FramePrint {
+        self.marks
+            .iter()
+            .find(|(j, _)| *j as usize == i)
+            .map_or(FramePrint::Default, |(_, p)| *p)
+    }
+
+    /// The message and its position, as printed after `error: `, laid out as current Nix
+    /// does: with frames to show, a line break (so the prefix stands alone, see
+    /// [`error_line`]), the `… while …` frames outermost first (repeats folded, see
+    /// [`fold_frames`]), then `error: ` and the message. With `trace` (`--show-trace`) all
+    /// frames are shown; without, not those of function calls ([`FramePrint::Verbose`]), and
+    /// only the first few before "(stack trace truncated; ...)" except those always shown.
     ///
-    /// Without the frames, an error that has no position of its own (`at` empty) shows its
-    /// innermost frame's, which current Nix would show in that frame.
+    /// Without frames to show, an error that has no position of its own (`at` empty) shows
+    /// its innermost frame's, which current Nix would show in that frame.
     pub fn render(&self, trace: bool) -> String {
-        let frames = trace && !self.trace.is_empty();
+        let shown = self.shown_frames(trace);
+        self.layout(fold_frames_limited(shown.into_iter(), !trace))
+    }
+
+    /// The message and its position without frames (as the repl shows an error in a value).
+    pub fn render_alone(&self) -> String {
+        self.layout((Vec::new(), false))
+    }
+
+    /// [`Self::render`] with the frames to show, folded, and whether some were left out.
+    fn layout(&self, (folded, truncated): (Vec<Folded<'_>>, bool)) -> String {
+        let frames = !folded.is_empty();
         let at = match self.at.as_deref() {
             _ if frames && self.at_in_frame => None,
             Some("") if !frames => self
@@ -104,7 +159,7 @@ impl EvalError {
             return s;
         }
         let mut out = String::new();
-        for item in fold_frames(self.trace.iter().rev().map(String::as_str)) {
+        for item in folded {
             match item {
                 Folded::Frame(f) => {
                     out.push_str("\n       … ");
@@ -116,9 +171,28 @@ impl EvalError {
                 }
             }
         }
+        if truncated {
+            out.push_str(
+                "\n       (stack trace truncated; use '--show-trace' to show the full, detailed trace)\n",
+            );
+        }
         out.push_str("\n       error: ");
         out.push_str(&s);
         out
+    }
+
+    /// The frames (outermost first) that may be shown, with how: all with `trace`, else
+    /// those not [`FramePrint::Verbose`].
+    fn shown_frames(&self, trace: bool) -> Vec<(&str, FramePrint)> {
+        let mut frames: Vec<(&str, FramePrint)> = self
+            .trace
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.as_str(), self.frame_print(i)))
+            .filter(|(_, p)| trace || *p != FramePrint::Verbose)
+            .collect();
+        frames.reverse();
+        frames
     }
 
     /// Is this caught by `tryEval`?
@@ -150,27 +224,63 @@ pub enum Folded<'a> {
 /// shown is remembered for the whole listing (CppNix means to forget it after each omission,
 /// but clears a copy). Frames without text are not shown.
 pub fn fold_frames<'a>(frames: impl Iterator<Item = &'a str>) -> Vec<Folded<'a>> {
-    fn flush<'a>(out: &mut Vec<Folded<'a>>, held: &mut Vec<&'a str>) {
-        if held.len() > 5 {
-            out.push(Folded::Omitted(held.len()));
-        } else {
-            out.extend(held.iter().map(|f| Folded::Frame(f)));
+    fold_frames_limited(frames.map(|f| (f, FramePrint::Default)), false).0
+}
+
+/// [`fold_frames`], and with `limit` (no `--show-trace`) current Nix's truncation: once the
+/// frames shown count more than 3 (a frame with a position counts twice), only
+/// [`FramePrint::Always`] frames are shown. Also says whether any frame was left out so.
+pub fn fold_frames_limited<'a>(
+    frames: impl Iterator<Item = (&'a str, FramePrint)>,
+    limit: bool,
+) -> (Vec<Folded<'a>>, bool) {
+    let mut fold = Fold::default();
+    let mut truncated = false;
+    for (f, print) in frames.filter(|(f, _)| !f.is_empty()) {
+        if limit && fold.count > 3 {
+            truncated = true;
         }
-        held.clear();
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut held = Vec::new();
-    let mut out = Vec::new();
-    for f in frames.filter(|f| !f.is_empty()) {
-        if !seen.insert(f) {
-            held.push(f);
+        if truncated && print != FramePrint::Always {
             continue;
         }
-        flush(&mut out, &mut held);
-        out.push(Folded::Frame(f));
+        if !fold.seen.insert(f) {
+            fold.held.push(f);
+            continue;
+        }
+        fold.flush();
+        fold.show(f);
     }
-    flush(&mut out, &mut held);
-    out
+    fold.flush();
+    (fold.out, truncated)
+}
+
+/// The state of [`fold_frames_limited`].
+#[derive(Default)]
+struct Fold<'a> {
+    seen: std::collections::HashSet<&'a str>,
+    /// Frames shown before, held back.
+    held: Vec<&'a str>,
+    out: Vec<Folded<'a>>,
+    /// Frames shown, those with a position twice.
+    count: usize,
+}
+
+impl<'a> Fold<'a> {
+    fn show(&mut self, f: &'a str) {
+        self.count += if f.contains(FRAME_AT) { 2 } else { 1 };
+        self.out.push(Folded::Frame(f));
+    }
+
+    fn flush(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        if held.len() > 5 {
+            self.out.push(Folded::Omitted(held.len()));
+        } else {
+            for f in held {
+                self.show(f);
+            }
+        }
+    }
 }
 
 /// Where a frame's position starts (see [`frame_layout`]).

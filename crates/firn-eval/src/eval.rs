@@ -7,7 +7,7 @@ use std::rc::Rc;
 use firn_syntax::ast::{AttrKind, AttrName, Attrs, BinOp, Expr, ExprKind, Interner, Symbol};
 use firn_syntax::Source;
 
-use crate::error::{err, EResult, ErrorKind, EvalError};
+use crate::error::{err, EResult, ErrorKind, EvalError, FramePrint};
 use crate::value::*;
 
 /// Deepest nesting of function calls before "stack overflow" is reported: the default of
@@ -43,12 +43,18 @@ pub struct Evaluator {
     pub abort_on_warn: bool,
     /// The `pipe-operators` experimental feature: whether `|>` and `<|` parse.
     pub pipe_operators: bool,
+    /// The parser's lints (`lint-url-literals`, ...): what to do about some literals.
+    pub lints: firn_syntax::Lints,
     /// The `ca-derivations` experimental feature: `__contentAddressed = true` is allowed.
     pub ca_derivations: bool,
     /// The `impure-derivations` experimental feature: `__impure = true` is allowed.
     pub impure_derivations: bool,
     /// `max-call-depth`: how deeply calls may nest.
     pub max_call_depth: usize,
+    /// The errors thunks failed with, once caught (`None` before), by `EvalError::memo`: a
+    /// thunk that failed keeps its error, as current Nix's since 2.34 (see
+    /// [`Self::force_failed`]).
+    failed: Vec<Option<EvalError>>,
     /// `Var(sym)` expressions made for `inherit x` of a `with` variable (one per symbol).
     var_exprs: HashMap<Symbol, &'static Expr>,
     /// The global scope by symbol number, for [`ExprKind::Global`] variables.
@@ -81,9 +87,11 @@ impl Evaluator {
             trace_verbose: false,
             abort_on_warn: false,
             pipe_operators: false,
+            lints: firn_syntax::Lints::default(),
             ca_derivations: false,
             impure_derivations: false,
             max_call_depth: MAX_CALL_DEPTH,
+            failed: Vec::new(),
             var_exprs: HashMap::new(),
             globals: Vec::new(),
             positions: Default::default(),
@@ -206,6 +214,7 @@ impl Evaluator {
             base_dir,
             home: &home,
             pipe_operators: self.pipe_operators,
+            lints: self.lints,
         };
         // On a big enough stack, parse here rather than on a thread of its own.
         let free = self.stack_limit.saturating_sub(self.stack_used());
@@ -215,7 +224,14 @@ impl Evaluator {
             firn_syntax::parse_with_names(text, &src, &mut self.interner, names)
         };
         match parsed {
-            Ok(mut e) => {
+            Ok(firn_syntax::Parsed {
+                expr: mut e,
+                warnings,
+            }) => {
+                for w in &warnings {
+                    let shown = firn_syntax::render_warning(w, text, origin);
+                    crate::term::write_stderr_line(&shown);
+                }
                 let base = if from_disk {
                     self.positions.add_disk_file(text, origin)
                 } else {
@@ -317,6 +333,7 @@ impl Evaluator {
                         x = aliased_recursion(x, t, e, &env);
                     }
                     t.set(ThunkState::Pending(e, env));
+                    self.keep_failure(t, &mut x);
                     Err(x)
                 }
             },
@@ -334,13 +351,17 @@ impl Evaluator {
                     }
                     Err(x) => {
                         let x = self.apply_error(x, &f, site);
-                        let x = entering_recursion(x, t);
+                        let mut x = entering_recursion(x, t);
                         t.set(ThunkState::Apply(f, a));
+                        self.keep_failure(t, &mut x);
                         Err(x)
                     }
                 }
             }
             ThunkState::Select(src, name) => {
+                if name.0 & FAILED != 0 {
+                    return self.force_failed(t, src, name);
+                }
                 let r = match self.force(&src) {
                     Ok(Value::Attrs(a)) => match a.get(self.interner.name(name)) {
                         Some(x) => {
@@ -358,8 +379,9 @@ impl Evaluator {
                         Ok(v)
                     }
                     Err(x) => {
-                        let x = entering_recursion(x, t);
+                        let mut x = entering_recursion(x, t);
                         t.set(ThunkState::Select(src, name));
+                        self.keep_failure(t, &mut x);
                         Err(x)
                     }
                 }
@@ -369,6 +391,60 @@ impl Evaluator {
                 Ok(v)
             }
             ThunkState::Forcing => Err(recursion_error(t)),
+        }
+    }
+
+    /// Thunk `t`, whose computation (its state) failed with `x`: an error `tryEval` can
+    /// catch is kept. The state becomes `Select(retry, FAILED | i)`, `retry` a cell with the
+    /// state before, `i` the error's place in `failed` (shared by the thunks it failed on its
+    /// way out). A state of its own would cost the hot path (a thunk's state is matched and
+    /// dropped there); a selection of a symbol that is not one is never made otherwise.
+    /// After other errors the thunk is computed again when forced.
+    #[cold]
+    #[inline(never)]
+    fn keep_failure(&mut self, t: &Thunk, x: &mut EvalError) {
+        let i = match x.memo {
+            _ if !x.catchable() || self.failed.len() >= FAILED as usize => return,
+            Some(i) => i,
+            None => {
+                self.failed.push(None);
+                (self.failed.len() - 1) as u32
+            }
+        };
+        x.memo = Some(i);
+        let retry = Thunk::new(t.replace(ThunkState::Forcing));
+        t.set(ThunkState::Select(retry, Symbol(FAILED | i)));
+    }
+
+    /// [`Self::force_pending`] of a thunk that failed (see [`Self::failed_state`]): a copy
+    /// of the error it keeps, or (if that error was not caught) its computation again.
+    #[cold]
+    #[inline(never)]
+    fn force_failed(&mut self, t: &Thunk, retry: Thunk, mark: Symbol) -> EResult<Value> {
+        let kept = self
+            .failed
+            .get((mark.0 & !FAILED) as usize)
+            .cloned()
+            .flatten();
+        match kept {
+            Some(x) => {
+                t.set(ThunkState::Select(retry, mark));
+                Err(x)
+            }
+            None => {
+                t.set(retry.replace(ThunkState::Forcing));
+                self.force_pending(t)
+            }
+        }
+    }
+
+    /// Error `x` is caught: the thunks it failed keep it as it is now (current Nix's thunks
+    /// keep the exception itself, which gains frames until it is caught).
+    pub fn settle(&mut self, x: &mut EvalError) {
+        if let Some(i) = x.memo.take() {
+            if let Some(slot) = self.failed.get_mut(i as usize) {
+                *slot = Some(x.clone());
+            }
         }
     }
 
@@ -397,7 +473,8 @@ impl Evaluator {
             }
         }
         if let (Some(_), Some(off)) = (lambda, site) {
-            x.trace.push(self.frame("from call site".into(), off));
+            let frame = self.frame("from call site".into(), off);
+            x.push_frame(frame, FramePrint::Verbose);
         }
         x
     }
@@ -712,10 +789,10 @@ impl Evaluator {
             Some(s) => format!("while calling '{}'", self.interner.name(s)),
             None => "while calling anonymous lambda".to_string(),
         };
-        x.trace.push(self.frame(what, lambda.span.start));
+        x.push_frame(self.frame(what, lambda.span.start), FramePrint::Verbose);
         if let Some(site) = site {
-            x.trace
-                .push(self.frame("from call site".into(), site.span.start));
+            let frame = self.frame("from call site".into(), site.span.start);
+            x.push_frame(frame, FramePrint::Verbose);
         }
         x
     }
@@ -1980,6 +2057,10 @@ fn open_with_len(path: &str) -> std::io::Result<(std::fs::File, Option<u64>)> {
     Ok((f, len))
 }
 
+/// The bit of a symbol in a thunk's `Select` state that marks a thunk that failed (see
+/// [`Evaluator::failed_state`]); no symbol has it.
+const FAILED: u32 = 1 << 31;
+
 /// "infinite recursion encountered": thunk `t` was forced while being forced.
 #[cold]
 #[inline(never)]
@@ -1995,7 +2076,7 @@ fn recursion_error(t: &Thunk) -> EvalError {
 fn entering_recursion(mut x: EvalError, t: &Thunk) -> EvalError {
     if x.blackhole != 0 && x.blackhole == t.addr() {
         x.blackhole = 0;
-        x.trace.push("entering the infinite recursion".into());
+        x.push_frame("entering the infinite recursion".into(), FramePrint::Always);
     }
     x
 }

@@ -318,12 +318,19 @@ fn from_toml_messages() {
     // Highlighted as CppNix's: its last line, the closing escape, keeps its indentation.
     let e = run("builtins.fromTOML \"x = 99999999999999999999\"").unwrap_err();
     let shown = firn_eval::term::strip_escapes(&e.render(false)).into_owned();
+    // The position is the builtin's frame's (shown without `--show-trace` too).
     assert!(
         shown.starts_with(
-            "while parsing TOML: [error] toml::parse_dec_integer: too large integer: \
-             current max digits = 2^63\n        --> fromTOML\n          |\n        \
+            "\n       … while calling the 'fromTOML' builtin\n         at «test»:1:1:\n"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.ends_with(
+            "\n       error: while parsing TOML: [error] toml::parse_dec_integer: too large \
+             integer: current max digits = 2^63\n        --> fromTOML\n          |\n        \
              1 | x = 99999999999999999999\n          |                         ^-- must be < \
-             2^63\n       \n       at «test»:1:1:"
+             2^63\n       "
         ),
         "{shown}"
     );
@@ -605,12 +612,17 @@ fn source_files_that_are_not_utf8_are_read_as_bytes() {
 
 #[test]
 fn messages_of_several_lines_line_up_under_the_first() {
-    let e = run("throw \"a\\nb  \\n\\n  c\"").unwrap_err();
+    let e = firn_eval::EvalError::new("a\nb  \n\n  c");
     assert_eq!(e.render(false), "a\n       b\n\n         c");
     assert_eq!(
         error_line(&e.render(false)),
         "error: a\n       b\n\n         c"
     );
+    // The same after frames.
+    let e = run("throw \"a\\nb  \\n\\n  c\"").unwrap_err();
+    assert!(e
+        .render(false)
+        .ends_with("\n\n       error: a\n       b\n\n         c"));
 }
 
 #[test]
@@ -634,12 +646,8 @@ fn lines_end_at_cr_lf_and_lone_cr_as_in_nix() {
 fn explained_assertions_have_no_position_of_their_own() {
     let e = run("assert 1 == 2; 0").unwrap_err();
     assert_eq!(e.at.as_deref(), Some(""));
-    // Their frame says where: without `--show-trace`, below the message.
-    assert_eq!(
-        e.render(false),
-        "an integer with value '1' is not equal to an integer with value '2'\n       at \
-         «test»:1:1:\n            1| assert 1 == 2; 0\n             | ^"
-    );
+    // Their frame says where (shown without `--show-trace` too: it is no call's).
+    assert_eq!(e.render(false), e.render(true));
     assert_eq!(
         error_line(&e.render(true)),
         "error:\n       … while evaluating the condition of the assertion '(1 == 2)'\n         \
@@ -692,8 +700,16 @@ fn show_trace_lists_frames_outermost_first() {
     // At the operand added, as current Nix.
     assert_eq!(lines[error + 1], "       at «test»:1:19:");
     assert_eq!(lines[error - 1], "");
-    // Without `--show-trace`, the message alone.
-    assert!(error_line(&e.render(false)).starts_with("error: cannot add"));
+    // Without `--show-trace`, the frames but those of the call.
+    let short = e.render(false);
+    let frames: Vec<&str> = short.lines().filter(|l| l.contains('…')).collect();
+    assert_eq!(
+        frames,
+        [
+            "       … while evaluating the attribute 'x'",
+            "       … from the definition of 'x'"
+        ]
+    );
 }
 
 #[test]
@@ -775,11 +791,9 @@ fn show_trace_names_the_builtin_called_and_its_argument() {
             "       error: expected a list but found an integer: 1",
         ]
     );
-    // Without `--show-trace`, the message at the call, as before.
+    // Without `--show-trace`, the same (no frame of a function call among them).
     let e = run("builtins.length 1").unwrap_err();
-    assert!(e
-        .render(false)
-        .starts_with("expected a list but found an integer: 1\n       at «test»:1:1:"));
+    assert_eq!(e.render(false), e.render(true));
     assert_eq!(
         trace_outline("builtins.genList (x: x) \"n\""),
         [
@@ -1294,5 +1308,88 @@ fn calls_made_by_builtins_have_their_call_site() {
             .unwrap()
             .starts_with("       error: attempt to call"),
         "{shown:?}"
+    );
+}
+
+/// The lines of an error without `--show-trace` that are neither blank nor source lines.
+fn short_outline(text: &str) -> Vec<String> {
+    let e = run(text).unwrap_err();
+    error_line(&e.render(false))
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Without `--show-trace`, current Nix's short trace: no frames of function calls; frames
+/// until they count more than 3 (one with a position twice), then only those always shown
+/// (`addErrorContext`'s, derivations'), and a note that the trace was truncated.
+#[test]
+fn frames_without_show_trace_are_few() {
+    let text = "let\n  countDown =\n    n:\n    if n == 0 then\n      throw \"kaboom\"\n    \
+                else\n      builtins.addErrorContext \"while counting down; n = ${toString n}\" \
+                (\"x\" + countDown (n - 1));\nin\ncountDown 3";
+    assert_eq!(
+        short_outline(text),
+        [
+            "error:",
+            "       … while counting down; n = 3",
+            "       … in an operand of '+'",
+            "         at «test»:7:80:",
+            "       … while counting down; n = 2",
+            "       … while counting down; n = 1",
+            "       (stack trace truncated; use '--show-trace' to show the full, detailed trace)",
+            "       error: kaboom",
+        ]
+    );
+    // Few frames: all of them, and no note.
+    assert_eq!(
+        short_outline("let f = x: builtins.length x; in f 1"),
+        [
+            "error:",
+            "       … while calling the 'length' builtin",
+            "         at «test»:1:12:",
+            "       … while evaluating the first argument passed to builtins.length",
+            "       error: expected a list but found an integer: 1",
+        ]
+    );
+    // Only frames of calls: the message and its position alone.
+    let e = run("let f = x: x + \"a\"; in f 1").unwrap_err();
+    assert!(
+        e.render(false).starts_with("cannot add"),
+        "{}",
+        e.render(false)
+    );
+}
+
+/// A thunk that failed keeps its error (current Nix since 2.34): forced again, it gives a
+/// copy of the error as it was caught, whose later frames do not change what it keeps.
+#[test]
+fn failed_thunks_keep_their_error() {
+    let text = "let\n  a = throw \"nope\";\n  b = builtins.addErrorContext \"forcing b\" a;\n  \
+                c = builtins.addErrorContext \"forcing c\" a;\n  d = builtins.addErrorContext \
+                \"forcing d\" a;\nin\nbuiltins.seq (builtins.tryEval b) (builtins.seq \
+                (builtins.tryEval c) d)";
+    let outline: Vec<String> = trace_outline(text)
+        .into_iter()
+        .filter(|l| l.starts_with("       … "))
+        .collect();
+    assert_eq!(
+        outline,
+        [
+            "       … while calling the 'seq' builtin",
+            "       … while calling the 'seq' builtin",
+            "       … forcing d",
+            "       … forcing b",
+            "       … while calling the 'throw' builtin",
+        ]
+    );
+    // An error no `tryEval` caught is not kept: the thunk is computed again.
+    assert_eq!(
+        run(
+            "let a = throw \"x\"; in [ (builtins.tryEval a).success (builtins.tryEval a).success ]"
+        )
+        .unwrap(),
+        "[ false false ]"
     );
 }

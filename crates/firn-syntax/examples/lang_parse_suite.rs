@@ -20,6 +20,7 @@ fn main() {
         base_dir: "/pwd",
         home: "/home/user",
         pipe_operators: false,
+        lints: Default::default(),
     };
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("reading the test directory")

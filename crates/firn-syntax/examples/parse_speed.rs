@@ -47,9 +47,10 @@ fn main() {
                         base_dir: "/",
                         home: "/",
                         pipe_operators: false,
+                        lints: Default::default(),
                     };
                     match firn_syntax::parse_with_names_here(text, &src, &mut interner, &[]) {
-                        Ok(e) => trees.push(e),
+                        Ok(p) => trees.push(p.expr),
                         Err(_) => failed += 1,
                     }
                 }

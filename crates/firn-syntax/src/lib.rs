@@ -5,6 +5,7 @@
 pub mod ast;
 pub mod bytes;
 pub mod lexer;
+pub mod lint;
 pub mod parser;
 pub mod scope;
 pub mod show;
@@ -12,6 +13,7 @@ pub mod suggest;
 pub mod symmap;
 
 pub use ast::{Expr, ExprKind, Interner, Span, Symbol};
+pub use lint::{Diagnose, Lints};
 pub use parser::{line_col, line_starts, ParseError};
 
 /// Where a source text comes from, for error messages and resolving relative paths.
@@ -26,11 +28,29 @@ pub struct Source<'a> {
     /// Whether `|>` and `<|` are allowed: the `pipe-operators` experimental feature
     /// (`experimental-features`); without it they are an error where they appear.
     pub pipe_operators: bool,
+    /// The lints literals are checked against (`lint-*-literals`).
+    pub lints: Lints,
+}
+
+/// A parsed expression and the warnings of the lints set to `warn`.
+#[derive(Debug)]
+pub struct Parsed {
+    pub expr: Expr,
+    pub warnings: Vec<ParseError>,
 }
 
 /// Parse a whole Nix expression. Runs on a thread with a large stack so that deep (but
 /// allowed) nesting cannot overflow; deeper nesting than [`parser::MAX_DEPTH`] is an error.
 pub fn parse(text: &str, src: &Source<'_>, interner: &mut Interner) -> Result<Expr, ParseError> {
+    parse_on_big_stack(text, src, interner, Some(&[])).map(|p| p.expr)
+}
+
+/// [`parse`], with the warnings of the lints (which the caller shows).
+pub fn parse_linted(
+    text: &str,
+    src: &Source<'_>,
+    interner: &mut Interner,
+) -> Result<Parsed, ParseError> {
     parse_on_big_stack(text, src, interner, Some(&[]))
 }
 
@@ -41,7 +61,7 @@ pub fn parse_with_names(
     src: &Source<'_>,
     interner: &mut Interner,
     extra: &[Symbol],
-) -> Result<Expr, ParseError> {
+) -> Result<Parsed, ParseError> {
     parse_on_big_stack(text, src, interner, Some(extra))
 }
 
@@ -56,12 +76,8 @@ pub fn parse_with_names_here(
     src: &Source<'_>,
     interner: &mut Interner,
     extra: &[Symbol],
-) -> Result<Expr, ParseError> {
-    let mut e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
-        .with_pipe_operators(src.pipe_operators)
-        .parse_file()?;
-    scope::check(interner, &mut e, extra)?;
-    Ok(e)
+) -> Result<Parsed, ParseError> {
+    parse_here(text, src, interner, Some(extra))
 }
 
 /// Parse without checking variable scopes (for tools that print or format syntax only).
@@ -70,7 +86,26 @@ pub fn parse_syntax(
     src: &Source<'_>,
     interner: &mut Interner,
 ) -> Result<Expr, ParseError> {
-    parse_on_big_stack(text, src, interner, None)
+    parse_on_big_stack(text, src, interner, None).map(|p| p.expr)
+}
+
+/// Parse on this thread, checking scopes (with `extra` names in scope) unless
+/// `check_scopes` is `None`.
+fn parse_here(
+    text: &str,
+    src: &Source<'_>,
+    interner: &mut Interner,
+    check_scopes: Option<&[Symbol]>,
+) -> Result<Parsed, ParseError> {
+    let mut p = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
+        .with_pipe_operators(src.pipe_operators)
+        .with_lints(src.lints);
+    let mut expr = p.parse_file()?;
+    let warnings = p.take_warnings();
+    if let Some(extra) = check_scopes {
+        scope::check(interner, &mut expr, extra)?;
+    }
+    Ok(Parsed { expr, warnings })
 }
 
 fn parse_on_big_stack(
@@ -78,19 +113,11 @@ fn parse_on_big_stack(
     src: &Source<'_>,
     interner: &mut Interner,
     check_scopes: Option<&[Symbol]>,
-) -> Result<Expr, ParseError> {
+) -> Result<Parsed, ParseError> {
     std::thread::scope(|scope| {
         let h = std::thread::Builder::new()
             .stack_size(PARSE_STACK)
-            .spawn_scoped(scope, || {
-                let mut e = parser::Parser::new(text, interner, src.origin, src.base_dir, src.home)
-                    .with_pipe_operators(src.pipe_operators)
-                    .parse_file()?;
-                if let Some(extra) = check_scopes {
-                    scope::check(interner, &mut e, extra)?;
-                }
-                Ok(e)
-            });
+            .spawn_scoped(scope, || parse_here(text, src, interner, check_scopes));
         match h {
             Ok(h) => match h.join() {
                 Ok(r) => r,
@@ -113,6 +140,21 @@ pub fn render_error(e: &ParseError, text: &str, origin: &str) -> String {
         e.msg,
         render_location(text, origin, e.span.start as usize)
     )
+}
+
+/// A lint's warning as current Nix logs it: `warning: ` and the message, then its location
+/// (see [`render_location`]) indented under the message (two columns further than under
+/// `error: `); no trailing line break.
+pub fn render_warning(w: &ParseError, text: &str, origin: &str) -> String {
+    let mut out = format!("warning: {}", w.msg);
+    for line in render_location(text, origin, w.span.start as usize).lines() {
+        out.push('\n');
+        if !line.trim().is_empty() {
+            out.push_str("  ");
+            out.push_str(line.trim_end());
+        }
+    }
+    out
 }
 
 /// Where `offset` of `text` is, as current Nix prints it under an error: `at

@@ -5,6 +5,7 @@ use crate::ast::*;
 use crate::lexer::{
     is_path_char, next_token, next_token_cached, path_len, path_seg_len, skip_trivia, Tok,
 };
+use crate::lint::{self, Diagnose, Lints};
 
 /// Deepest nesting of expressions accepted; deeper input gets an error instead of exhausting
 /// the stack (the parser runs on a thread with a stack sized for this).
@@ -33,6 +34,10 @@ pub struct Parser<'a> {
     depth: usize,
     /// Whether `|>` and `<|` are allowed (the `pipe-operators` experimental feature).
     pipe_operators: bool,
+    /// The lints to check literals against.
+    lints: Lints,
+    /// What the lints set to `warn` found, in source order.
+    warnings: Vec<ParseError>,
 }
 
 /// `v` without spare capacity: syntax trees live as long as the evaluation, so the slack a
@@ -143,6 +148,60 @@ impl<'a> Parser<'a> {
             origin: origin.to_string(),
             depth: 0,
             pipe_operators: false,
+            lints: Lints::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Check literals against `lints` (none by default).
+    pub fn with_lints(mut self, lints: Lints) -> Parser<'a> {
+        self.lints = lints;
+        self
+    }
+
+    /// The warnings of the lints set to `warn` so far, taken out of the parser.
+    pub fn take_warnings(&mut self) -> Vec<ParseError> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Apply lint `level` (of setting `setting`) to a literal at `start..end`: a warning kept
+    /// for [`Self::take_warnings`], or an error. `msg` is only made when needed.
+    fn lint(
+        &mut self,
+        level: Diagnose,
+        setting: &str,
+        span: (usize, usize),
+        msg: impl FnOnce(bool) -> String,
+    ) -> PResult<()> {
+        if level == Diagnose::Ignore {
+            return Ok(());
+        }
+        let fatal = level == Diagnose::Fatal;
+        let e = ParseError {
+            msg: format!("{} ({setting})", msg(fatal)),
+            span: Span::new(span.0, span.1),
+        };
+        if fatal {
+            return Err(e);
+        }
+        self.warnings.push(e);
+        Ok(())
+    }
+
+    /// The lints on path literal `p` (as written) at `start..end`.
+    fn lint_path(&mut self, p: &str, start: usize, end: usize) -> PResult<()> {
+        if p.starts_with('/') {
+            let level = self.lints.absolute_path_literals;
+            self.lint(level, "lint-absolute-path-literals", (start, end), |_| {
+                lint::absolute_message(p, false)
+            })
+        } else if !p.starts_with('.') {
+            let level = self.lints.short_path_literals;
+            self.lint(level, "lint-short-path-literals", (start, end), |_| {
+                lint::short_message(p)
+            })
+        } else {
+            Ok(())
         }
     }
 
@@ -908,6 +967,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Path(p) => {
                 self.bump()?;
+                self.lint_path(p, start, end)?;
                 let resolved = if p.starts_with('/') {
                     let mut c = canon_path(p);
                     if p.len() > 1 && p.ends_with('/') {
@@ -925,6 +985,10 @@ impl<'a> Parser<'a> {
             }
             Tok::HPath(p) => {
                 self.bump()?;
+                let level = self.lints.absolute_path_literals;
+                self.lint(level, "lint-absolute-path-literals", (start, end), |_| {
+                    lint::absolute_message(p, true)
+                })?;
                 let resolved = format!("{}{}", self.home, &p[1..]);
                 self.parse_path_rest(resolved, p.ends_with('/'), start)
             }
@@ -943,6 +1007,10 @@ impl<'a> Parser<'a> {
             }
             Tok::Uri(u) => {
                 self.bump()?;
+                let level = self.lints.url_literals;
+                self.lint(level, "lint-url-literals", (start, end), |fatal| {
+                    lint::url_message(u, fatal)
+                })?;
                 Ok(Expr::new(ExprKind::Str(u.to_string().into()), span))
             }
             Tok::Char('(') => {

@@ -19,6 +19,7 @@ fn src() -> Source<'static> {
         base_dir: "/base",
         home: "/home/u",
         pipe_operators: true,
+        lints: Default::default(),
     }
 }
 
@@ -348,4 +349,69 @@ fn variable_addresses() {
         addresses("f: with f; [ f a ]"),
         [v("f", Some((0, 0))), v("f", Some((1, 0))), v("a", None)]
     );
+}
+
+/// Current Nix's lints of literals (`lint-*-literals`): ignored by default; `warn` hands
+/// the warnings back with the tree; `fatal` is a parse error at the literal.
+#[test]
+fn lints_of_literals() {
+    use firn_syntax::{parse_linted, render_warning, Diagnose, Lints};
+    let with = |level: Diagnose| Lints {
+        short_path_literals: level,
+        absolute_path_literals: level,
+        url_literals: level,
+    };
+    let text = "[ ./a a/b /c ~/d http://e.org ../f \"g\" ]";
+    let run = |lints: Lints| {
+        let s = Source { lints, ..src() };
+        parse_linted(text, &s, &mut Interner::default())
+    };
+    assert!(run(Lints::default()).expect("parses").warnings.is_empty());
+    let found = run(with(Diagnose::Warn)).expect("parses").warnings;
+    let msgs: Vec<&str> = found.iter().map(|w| w.msg.as_str()).collect();
+    assert_eq!(
+        msgs,
+        [
+            "relative path literal 'a/b' should be prefixed with '.' for clarity: './a/b' \
+             (lint-short-path-literals)",
+            "absolute path literals are not portable. Consider replacing path literal '/c' by \
+             a string, relative path, or parameter (lint-absolute-path-literals)",
+            "home path literals are not portable. Consider replacing path literal '~/d' by a \
+             string, relative path, or parameter (lint-absolute-path-literals)",
+            "URL literals are discouraged. Consider using a string literal \"http://e.org\" \
+             instead (lint-url-literals)",
+        ]
+    );
+    // As current Nix logs it: the location under `warning: `.
+    assert_eq!(
+        render_warning(&found[0], text, "«string»"),
+        format!(
+            "warning: {}\n         at «string»:1:7:\n              1| {text}\n               |       ^",
+            msgs[0]
+        )
+    );
+    // Fatal: the first one is the error, worded as such for URLs.
+    let e = run(with(Diagnose::Fatal)).expect_err("fails");
+    assert_eq!((e.msg.as_str(), e.span.start), (msgs[0], 6));
+    let only_urls = Lints {
+        url_literals: Diagnose::Fatal,
+        ..Lints::default()
+    };
+    let e = run(only_urls).expect_err("fails");
+    assert!(
+        e.msg.starts_with("URL literals are disallowed."),
+        "{}",
+        e.msg
+    );
+    // An interpolated path is linted by its first part, as written.
+    let s = Source {
+        lints: with(Diagnose::Warn),
+        ..src()
+    };
+    let w = parse_linted("x: a/${x}/b", &s, &mut Interner::default())
+        .expect("parses")
+        .warnings;
+    assert!(w[0].msg.starts_with("relative path literal 'a/'"), "{w:?}");
+    assert_eq!("fatal".parse(), Ok(Diagnose::Fatal));
+    assert!("loud".parse::<Diagnose>().is_err());
 }

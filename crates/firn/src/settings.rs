@@ -50,6 +50,9 @@ pub const KNOWN: &[(&str, Kind, &str)] = &[
     ("abort-on-warn", Kind::Bool, "false"),
     ("trace-verbose", Kind::Bool, "false"),
     ("max-call-depth", Kind::Value, "10000"),
+    ("lint-short-path-literals", Kind::Value, "ignore"),
+    ("lint-absolute-path-literals", Kind::Value, "ignore"),
+    ("lint-url-literals", Kind::Value, "ignore"),
     ("nix-path", Kind::Value, ""),
     ("allowed-uris", Kind::Value, ""),
     ("eval-cache", Kind::Bool, "true"),
@@ -241,6 +244,22 @@ impl Settings {
                     anyhow::anyhow!("configuration setting 'max-call-depth' should be an integer")
                 }),
         }
+    }
+
+    /// The parser's lints: `lint-short-path-literals`, `lint-absolute-path-literals` and
+    /// `lint-url-literals` (`ignore` when unset; Nix's message for another value).
+    pub fn lints(&self) -> anyhow::Result<firn_syntax::Lints> {
+        let mut lints = firn_syntax::Lints::default();
+        for name in firn_syntax::Lints::SETTINGS {
+            let Some(v) = self.get(name) else { continue };
+            let level = v.trim().parse().map_err(|_| {
+                crate::context::usage(format!(
+                    "option '{name}' has invalid value '{v}' (expected 'ignore', 'warn', or 'fatal')"
+                ))
+            })?;
+            lints.set(name, level);
+        }
+        Ok(lints)
     }
 
     /// Whether the experimental feature `name` is enabled (`experimental-features`, also

@@ -429,13 +429,14 @@ fn traces_warnings_and_quoted_attr_paths() {
             "{line}: {theirs}"
         );
     }
-    // Without --show-trace, no frames.
+    // Without --show-trace, the same here: current Nix shows the first few frames (and
+    // those of `addErrorContext` always); CppNix 2.8 showed none.
     let out = firn("nix-instantiate")
         .args(["--eval", "-E"])
         .arg(r#"builtins.addErrorContext "while doing X" (abort "oops")"#)
         .output()
         .expect("run");
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("while doing X"));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), ours);
 
     let warn = r#"builtins.warn "careful" 1"#;
     let ok_run = firn("nix-instantiate")
@@ -456,13 +457,17 @@ fn traces_warnings_and_quoted_attr_paths() {
     assert_eq!(mine, theirs);
 }
 
-/// The `at FILE:LINE:COL:` line of an evaluation error (`None` without one).
+/// The `at FILE:LINE:COL:` line of an evaluation error (`None` without one): the error's
+/// own, else that of the innermost frame shown before it (current Nix shows the first few
+/// frames, where 2.8 showed the innermost position under the message).
 fn error_location(stderr: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(stderr)
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("at "))
-        .map(str::to_string)
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let error = lines.iter().rposition(|l| l.starts_with("error:"))?;
+    let is_at = |l: &&&str| l.starts_with("at ");
+    let own = lines[error + 1..].iter().find(is_at);
+    own.or_else(|| lines[..error].iter().rev().find(is_at))
+        .map(|l| l.to_string())
 }
 
 #[test]
@@ -514,12 +519,15 @@ fn errors_point_where_cppnix_points() {
         }
         assert_eq!(o, t, "{args:?}");
     }
-    // `throw` has no position in CppNix 2.8, nor in firn.
+    // `throw` has no position in CppNix 2.8, nor in firn: current Nix shows the call's in
+    // the builtin's frame, before the message.
     let out = firn("nix-instantiate")
         .args(["--eval", "-E", "throw \"boom\""])
         .output()
         .expect("run firn");
-    assert_eq!(error_location(&out.stderr), None);
+    let shown = String::from_utf8_lossy(&out.stderr);
+    assert!(shown.ends_with("\n       error: boom\n"), "{shown}");
+    assert!(shown.contains("… while calling the 'throw' builtin\n         at «string»:1:1:"));
 }
 
 #[test]
@@ -541,10 +549,16 @@ fn show_trace_names_functions_and_attributes() {
         "{msg}"
     );
     let expr = "let s = { x = 1 + \"a\"; }; g = y: z: s.x; in g 1 2";
+    // Without --show-trace, the frames but those of function calls (as current Nix).
     let plain = run(expr, false);
-    assert!(
-        !plain.contains('…'),
-        "frames only with --show-trace: {plain}"
+    let frames: Vec<&str> = plain.lines().filter(|l| l.contains('…')).collect();
+    assert_eq!(
+        frames,
+        [
+            "       … while evaluating the attribute 'x'",
+            "       … from the definition of 'x'",
+        ],
+        "{plain}"
     );
     let traced = run(expr, true);
     let frames: Vec<&str> = traced.lines().filter(|l| l.contains('…')).collect();
@@ -654,4 +668,102 @@ fn a_closed_stdout_is_not_an_error() {
         .args(["-R", "u+w", &store])
         .status();
     let _ = std::fs::remove_dir_all(&store);
+}
+
+/// Current Nix's `lint-url-literals`, `lint-absolute-path-literals` and
+/// `lint-short-path-literals` (`ignore`, `warn`, `fatal`) reach the parser from every source
+/// of settings; `--impure` is accepted (the legacy commands never evaluate purely).
+#[test]
+fn lint_settings_from_every_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("u.nix");
+    std::fs::write(&file, "http://example.com\n").expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let fatal = format!(
+        "error: URL literals are disallowed. Consider using a string literal \
+         \"http://example.com\" instead (lint-url-literals)\n       at {path}:1:1:\n            \
+         1| http://example.com\n             | ^\n            2|\n"
+    );
+    let run = |setup: &dyn Fn(&mut std::process::Command)| {
+        let mut c = firn("nix-instantiate");
+        c.args(["--eval", "--impure"]);
+        setup(&mut c);
+        c.arg(path).output().expect("run firn")
+    };
+    // Ignored by default.
+    let out = run(&|_| {});
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\"http://example.com\"\n"
+    );
+    assert!(out.stderr.is_empty());
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(conf.join("nix.conf"), "lint-url-literals = fatal\n").expect("write");
+    let sources: [&dyn Fn(&mut std::process::Command); 4] = [
+        &|c| {
+            c.args(["--lint-url-literals", "fatal"]);
+        },
+        &|c| {
+            c.args(["--option", "lint-url-literals", "fatal"]);
+        },
+        &|c| {
+            c.env("NIX_CONFIG", "lint-url-literals = fatal");
+        },
+        &|c| {
+            c.env("NIX_CONF_DIR", &conf);
+        },
+    ];
+    for setup in sources {
+        let out = run(setup);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), fatal);
+    }
+    // `warn`: the value, and the warning with its location under `warning: `.
+    let out = run(&|c| {
+        c.args(["--lint-url-literals", "warn"]);
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\"http://example.com\"\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "warning: URL literals are discouraged. Consider using a string literal \
+             \"http://example.com\" instead (lint-url-literals)\n         at {path}:1:1:\n              \
+             1| http://example.com\n               | ^\n              2|\n"
+        )
+    );
+    // The path lints, in `nix eval` too.
+    let out = firn("nix")
+        .args([
+            "eval",
+            "--lint-absolute-path-literals",
+            "fatal",
+            "--expr",
+            "/tmp/foo",
+        ])
+        .output()
+        .expect("run firn");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(
+            "error: absolute path literals are not portable. Consider replacing path literal \
+             '/tmp/foo' by a string, relative path, or parameter (lint-absolute-path-literals)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A value that is no level: Nix's usage error.
+    let out = run(&|c| {
+        c.args(["--lint-short-path-literals", "loud"]);
+    });
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "error: option 'lint-short-path-literals' has invalid value 'loud' (expected \
+             'ignore', 'warn', or 'fatal')"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -30,12 +30,13 @@ pub struct EvalArgs {
 }
 
 /// `nix eval`; `features` are the experimental features `pipe-operators` and
-/// `ca-derivations`, `max_call_depth` the setting of that name.
+/// `ca-derivations`, `max_call_depth` and `lints` the settings of those names.
 pub fn run(
     a: EvalArgs,
     show_trace: bool,
     features: (bool, bool),
     max_call_depth: usize,
+    lints: firn_syntax::Lints,
 ) -> Result<()> {
     let (pipe_operators, ca_derivations) = features;
     let cwd = std::env::current_dir()
@@ -72,6 +73,7 @@ pub fn run(
         ev.pipe_operators = pipe_operators;
         ev.ca_derivations = ca_derivations;
         ev.max_call_depth = max_call_depth;
+        ev.lints = lints;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let e = ev
                 .parse(&text, &origin, &base)

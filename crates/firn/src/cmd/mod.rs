@@ -145,6 +145,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
                 ctx.settings.has_feature("ca-derivations"),
             ),
             ctx.settings.max_call_depth()?,
+            ctx.settings.lints()?,
         ),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),

@@ -208,7 +208,10 @@ pub(crate) fn notice(msg: &str) {
 fn report(e: &LineError) {
     let msg = match e {
         LineError::Incomplete => "unexpected end of input".to_string(),
-        LineError::Eval(e, trace) => e.render(*trace),
+        // Without `--show-trace`, CppNix 2.8's repl shows no frames (current Nix shows the
+        // first few, as the other commands do).
+        LineError::Eval(e, true) => e.render(true),
+        LineError::Eval(e, false) => e.render_alone(),
         LineError::Msg(m) => m.clone(),
     };
     notice(&firn_eval::error::error_line(&msg));
@@ -300,6 +303,7 @@ impl Session {
         ev.trace_verbose = self.ctx.settings.get_bool("trace-verbose");
         ev.abort_on_warn = self.ctx.settings.get_bool("abort-on-warn");
         ev.pipe_operators = self.ctx.settings.has_feature("pipe-operators");
+        ev.lints = self.ctx.settings.lints().unwrap_or_default();
         ev.ca_derivations = self.ctx.settings.has_feature("ca-derivations");
         ev.impure_derivations = self.ctx.settings.has_feature("impure-derivations");
         ev.max_call_depth = self

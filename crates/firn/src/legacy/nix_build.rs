@@ -52,7 +52,8 @@ pub fn main(args: Vec<String>) -> Result<()> {
             s if s.starts_with("-I") && s.len() > 2 => opts.include.push(s[2..].to_string()),
             "--show-trace" => opts.show_trace = true,
             "-Q" | "--no-build-output" => flags.no_build_output = true,
-            "--add-drv-link" | "--drv-link" => {}
+            // `--impure` as current Nix's: the legacy commands never evaluate purely.
+            "--add-drv-link" | "--drv-link" | "--impure" => {}
             s if s.starts_with('-') && s != "-" => {
                 return Err(usage(format!("unrecognised flag '{s}'")))
             }

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::rc::Rc;
 
 use anyhow::{Context, Result};
-use firn_syntax::{parse, render_error, show::show, Interner, Source};
+use firn_syntax::{parse_linted, render_error, render_warning, show::show, Interner, Source};
 
 use crate::context::{usage, Ctx, Failure};
 
@@ -40,7 +40,8 @@ pub fn main(args: Vec<String>) -> Result<()> {
                         .ok_or_else(|| usage("flag '--add-root' requires 1 argument"))?,
                 )
             }
-            "--indirect" => {}
+            // Current Nix's evaluation flag; the legacy commands never evaluate purely.
+            "--indirect" | "--impure" => {}
             "-A" | "--attr" => opts.attr_paths.push(
                 it.next()
                     .ok_or_else(|| usage(format!("flag '{a}' requires 1 argument")))?,
@@ -102,10 +103,16 @@ pub fn main(args: Vec<String>) -> Result<()> {
             base_dir: &base_dir,
             home: &home,
             pipe_operators: opts.pipe_operators,
+            lints: opts.lints,
         };
         let mut interner = Interner::default();
-        match parse(&text, &src, &mut interner) {
-            Ok(expr) => firn_eval::term::write_stdout(&show(&interner, &expr), true)?,
+        match parse_linted(&text, &src, &mut interner) {
+            Ok(parsed) => {
+                for w in &parsed.warnings {
+                    firn_eval::term::write_stderr_line(&render_warning(w, &text, &origin));
+                }
+                firn_eval::term::write_stdout(&show(&interner, &parsed.expr), true)?
+            }
             Err(err) => {
                 let shown = render_error(&err, &text, &origin);
                 firn_eval::term::write_stderr_line(shown.trim_end_matches('\n'));
@@ -168,6 +175,8 @@ pub struct EvalOptions {
     pub abort_on_warn: bool,
     /// The `pipe-operators` experimental feature: `|>` and `<|` parse.
     pub pipe_operators: bool,
+    /// The parser's lints (`lint-url-literals`, ...).
+    pub lints: firn_syntax::Lints,
     /// The `ca-derivations` experimental feature: content-addressed derivations.
     pub ca_derivations: bool,
     /// The `impure-derivations` experimental feature: impure derivations.
@@ -199,6 +208,7 @@ impl EvalOptions {
             trace_verbose: ctx.settings.get_bool("trace-verbose"),
             abort_on_warn: ctx.settings.get_bool("abort-on-warn"),
             pipe_operators: ctx.settings.has_feature("pipe-operators"),
+            lints: ctx.settings.lints()?,
             ca_derivations: ctx.settings.has_feature("ca-derivations"),
             impure_derivations: ctx.settings.has_feature("impure-derivations"),
             max_call_depth: Some(ctx.settings.max_call_depth()?),
@@ -268,6 +278,7 @@ pub fn evaluate_with(
         ev.trace_verbose = opts.trace_verbose;
         ev.abort_on_warn = opts.abort_on_warn;
         ev.pipe_operators = opts.pipe_operators;
+        ev.lints = opts.lints;
         ev.ca_derivations = opts.ca_derivations;
         ev.impure_derivations = opts.impure_derivations;
         ev.max_call_depth = opts

@@ -171,7 +171,7 @@ impl Printer<'_> {
         };
         match r {
             Err(e) if e.catchable() => {
-                let text = format!("«error: error: {}»", e.render(false));
+                let text = format!("«error: error: {}»", e.render_alone());
                 self.colored(RED, &text);
                 Ok(())
             }
