@@ -1,7 +1,7 @@
 //! The `dummy://` store (what the upstream language tests run with): firn against CppNix 2.8
 //! on evaluations that only compute paths (they work), evaluations and commands that would
 //! write (they fail, naming the store operation), and validity queries (nothing is valid).
-//! Exit codes, stdout and the first line of stderr must agree.
+//! Exit codes, stdout and the error message (the `error: ...` line) must agree.
 
 mod common;
 
@@ -12,13 +12,22 @@ use common::*;
 const MISSING: &str = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x";
 const DRV: &str = "derivation { name = \"x\"; system = \"x\"; builder = \"x\"; }";
 
-/// What is compared: exit code, stdout, and the first line of stderr.
+/// What is compared: exit code, stdout, and the error message.
 fn outcome(out: &Output) -> (Option<i32>, String, String) {
     let err = String::from_utf8_lossy(&out.stderr);
+    // The message: CppNix 2.8 prints it first and alone; firn, as current Nix, prints an
+    // evaluation error's frames first and the message last (`error: ...`, indented).
+    let message = err
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|l| l.starts_with("error: "))
+        .or_else(|| err.lines().next())
+        .unwrap_or("");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        err.lines().next().unwrap_or("").to_string(),
+        message.to_string(),
     )
 }
 
