@@ -31,23 +31,9 @@ fn sorted_lines(path: &Path) -> Vec<String> {
     lines
 }
 
-/// The prelude every test expression starts with: busybox in the store and `mk`.
-const PRELUDE: &str = r#"
-  bb = builtins.path {
-    path = /usr/bin;
-    name = "busybox";
-    filter = p: t: baseNameOf p == "busybox";
-  };
-  mk = name: script: attrs: derivation ({
-    inherit name;
-    system = "x86_64-linux";
-    builder = "${bb}/busybox";
-    args = [ "sh" "-c" script ];
-  } // attrs);
-"#;
-
 fn expr(body: &str) -> String {
-    format!("let {PRELUDE} in {body}")
+    // Busybox in the store and `mk`, from the shared test prelude.
+    format!("{LET_BUSYBOX}{MK_BUSYBOX}in {body}")
 }
 
 fn firn_build(store: &str, file: &Path) -> Command {
