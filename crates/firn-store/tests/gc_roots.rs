@@ -140,20 +140,23 @@ fn runtime_roots_of_a_live_process() {
         .spawn()
         .expect("spawning a child");
     let pid = child.id();
+    // Wait for the very links asked for: before `exec`, the shell holds the path only in its
+    // command line (itself a root), so the file descriptor appears a moment later.
+    let fd_link = format!("/proc/{pid}/fd/0");
+    let env_link = format!("/proc/{pid}/environ");
+    let seen = |roots: &Roots| {
+        roots.get(&p).is_some_and(|l| l.contains(&fd_link))
+            && roots.get(&q).is_some_and(|l| l.contains(&env_link))
+    };
     let mut roots = Roots::new();
     for _ in 0..500 {
         roots = s.find_roots(false).expect("roots");
-        if roots.contains_key(&p) && roots.contains_key(&q) {
+        if seen(&roots) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(roots
-        .get(&p)
-        .is_some_and(|l| l.contains(&format!("/proc/{pid}/fd/0"))));
-    assert!(roots
-        .get(&q)
-        .is_some_and(|l| l.contains(&format!("/proc/{pid}/environ"))));
+    assert!(seen(&roots), "{roots:?}");
     // Censored, as the collector asks for them.
     let censored = s.find_roots(true).expect("roots");
     assert_eq!(censored[&q], BTreeSet::from(["{censored}".to_string()]));
