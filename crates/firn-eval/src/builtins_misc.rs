@@ -360,12 +360,22 @@ pub fn to_xml(ev: &mut Evaluator, v: &Value) -> EResult<NixString> {
 
 pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
     vec![
-        ("addErrorContext", 2, |ev, a| {
-            let s = string(ev, &a[0])?;
-            force(ev, &a[1]).map_err(|mut e| {
+        // As in CppNix, the message is evaluated only when there is an error to give it to
+        // (the module system passes messages that are costly to build, such as an option's
+        // name shown with `showOption`); an error in the message replaces the first one.
+        ("addErrorContext", 2, |ev, a| match force(ev, &a[1]) {
+            Ok(v) => Ok(v),
+            Err(mut e) => {
+                let m = force(ev, &a[0])?;
+                let s = ev.coerce_to_string(&m, false, false).map_err(|x| {
+                    crate::builtins::text_frame(
+                        x,
+                        "while evaluating the error message passed to builtins.addErrorContext",
+                    )
+                })?;
                 e.push_frame(s.s.to_string(), FramePrint::Always);
-                e
-            })
+                Err(e)
+            }
         }),
         // Without a debugger attached, `break` is the identity.
         ("break", 1, |ev, a| force(ev, &a[0])),

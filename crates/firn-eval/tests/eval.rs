@@ -22,6 +22,23 @@ fn laziness() {
     );
 }
 
+/// `addErrorContext`'s message is evaluated only when the value fails (as CppNix does; the
+/// module system relies on it for speed); an error in the message then replaces the first.
+#[test]
+fn error_context_messages_are_lazy() {
+    assert_eq!(
+        eval("builtins.addErrorContext (throw \"never\") 1").unwrap(),
+        "1"
+    );
+    let (_, msg) = eval("builtins.addErrorContext (throw \"m\") (throw \"v\")").unwrap_err();
+    assert_eq!(msg, "m");
+    let (_, msg) = eval("builtins.addErrorContext 1 (throw \"v\")").unwrap_err();
+    assert!(
+        msg.contains("cannot coerce an integer to a string"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn infinite_recursion_is_detected() {
     let (_, msg) = eval("let x = x + 1; in x").unwrap_err();
