@@ -399,3 +399,59 @@ in [ (mk "f1" "exit 1") (mk "f2" "exit 2") ]
         assert_eq!(got[0], got[1], "nix-build {args:?}");
     }
 }
+
+/// `nix-build PATH.drv` builds the derivation as it is (the chroot store's logical path is
+/// read through the store), with `!OUTPUT` choosing the output; what is printed, the exit
+/// codes and the errors for an output the derivation lacks or for two outputs are CppNix's.
+#[test]
+fn nix_build_of_a_drv_path_equals_cppnix() {
+    need_busybox();
+    let e = env();
+    let file = write_expr(&e);
+    let sides = [(true, e.store("firn")), (false, e.store("cppnix"))];
+    let mut outcomes: Vec<Vec<(Option<i32>, String, String)>> = Vec::new();
+    for (side, s) in &sides {
+        let drv = ok_str(
+            tool(*side, "nix-instantiate", s, &e)
+                .args(["-A", "multi"])
+                .arg(&file),
+        )
+        .trim()
+        .to_string();
+        let mut got = Vec::new();
+        for arg in [
+            drv.clone(),
+            format!("{drv}!dev"),
+            format!("{drv}!nope"),
+            format!("{drv}!out,dev"),
+        ] {
+            let out = tool(*side, "nix-build", s, &e)
+                .args(["--no-out-link", &arg])
+                .output()
+                .expect("running nix-build");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last_error = stderr
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .last()
+                .unwrap_or("")
+                .to_string();
+            got.push((
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                last_error,
+            ));
+        }
+        outcomes.push(got);
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    let [built, dev, nope, two] = &outcomes[0][..] else {
+        panic!("four cases")
+    };
+    assert_eq!(built.0, Some(0), "{built:?}");
+    assert!(built.1.trim().ends_with("-multi"), "{built:?}");
+    assert_eq!(dev.0, Some(0), "{dev:?}");
+    assert!(dev.1.trim().ends_with("-multi-dev"), "{dev:?}");
+    assert!(nope.2.contains("does not have output 'nope'"), "{nope:?}");
+    assert!(two.2.contains("more than one derivation output"), "{two:?}");
+}

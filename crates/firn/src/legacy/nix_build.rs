@@ -66,6 +66,19 @@ pub fn main(args: Vec<String>) -> Result<()> {
         }
         exprs.push("./default.nix".into());
     }
+    // As CppNix: an argument naming a `.drv` in the store (links followed, `!OUTPUT`
+    // allowed) is built as it is, before what the expressions give; it is not evaluated.
+    let mut drv_args = Vec::new();
+    if !from_expr {
+        let sd = ctx.store_dir();
+        exprs.retain(|e| match drv_argument(e, &sd) {
+            Some(d) => {
+                drv_args.push(d);
+                false
+            }
+            None => true,
+        });
+    }
     let cwd = std::env::current_dir().context("getting the current directory")?;
     let cwd = cwd.to_string_lossy().into_owned();
     let inputs = exprs
@@ -76,14 +89,37 @@ pub fn main(args: Vec<String>) -> Result<()> {
         // Instantiating writes `.drv` files, which a dummy store refuses; with nothing to
         // build there is nothing to do, as in CppNix.
         let (drvs, _) = evaluate_with(inputs, opts, Backend::Dummy(ctx.store_dir()), false)?;
-        if drvs.is_empty() {
+        if drvs.is_empty() && drv_args.is_empty() {
             return Ok(());
         }
         return Err(DummyStoreError::Unsupported("buildPaths").into());
     }
     let store = ctx.open_store()?;
-    let (drvs, store) = evaluate(inputs, opts, store, false)?;
+    let (evaluated, store) = evaluate(inputs, opts, store, false)?;
     let sd = store.store_dir().clone();
+    let mut drvs = Vec::new();
+    for (path, outputs) in &drv_args {
+        let sp = sd.parse(path)?;
+        let d = firn_build::plan::read_derivation(&store, &sp)?;
+        // CppNix's `DrvInfo` of a path: the output named, else the derivation's
+        // `outputName`, else `out`.
+        let output = match outputs {
+            Some(o) if o.contains(',') => anyhow::bail!(
+                "building more than one derivation output is not supported, in '{path}!{o}'"
+            ),
+            Some(o) => o.clone(),
+            None => d
+                .env
+                .get("outputName")
+                .cloned()
+                .unwrap_or_else(|| "out".into()),
+        };
+        if !d.outputs.contains_key(&output) {
+            anyhow::bail!("derivation '{path}' does not have output '{output}'");
+        }
+        drvs.push((path.clone(), output));
+    }
+    drvs.extend(evaluated);
 
     // One entry per derivation (numbered in order of first appearance) with its outputs.
     let mut wanted = Vec::new();
@@ -130,4 +166,21 @@ pub fn main(args: Vec<String>) -> Result<()> {
         outln!("{p}");
     }
     Ok(())
+}
+
+/// A command-line argument that names a derivation in the store, as CppNix's `nix-build`
+/// tells them apart from files to evaluate: the argument made absolute with its links
+/// followed (as it is when that fails, as for a chroot store's logical paths), then split at
+/// `!` into the path and the outputs asked for.
+fn drv_argument(arg: &str, sd: &firn_format::StoreDir) -> Option<(String, Option<String>)> {
+    let resolved = crate::paths::absolute(arg)
+        .ok()
+        .and_then(|a| std::fs::canonicalize(a).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| arg.to_string());
+    let (path, outputs) = match resolved.split_once('!') {
+        Some((p, o)) => (p.to_string(), Some(o.to_string())),
+        None => (resolved, None),
+    };
+    (path.ends_with(".drv") && sd.parse(&path).is_ok()).then_some((path, outputs))
 }
