@@ -54,6 +54,10 @@ impl Ctx {
         let mut settings = Settings::load()?;
         let (rest, common) = take_common_args(args, &mut settings, legacy)?;
         init_logging(common.verbosity);
+        // Warnings are shown down to two `--quiet`s below the default, as in Nix.
+        if common.verbosity >= -2 {
+            settings.warn_unknown();
+        }
         Ok((
             Ctx {
                 settings,

@@ -12,6 +12,7 @@ mod legacy;
 mod paths;
 mod realise;
 mod report;
+mod setting_names;
 mod settings;
 
 use std::process::ExitCode;

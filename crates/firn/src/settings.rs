@@ -114,6 +114,8 @@ pub const KNOWN: &[(&str, Kind, &str)] = &[
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     values: BTreeMap<String, String>,
+    /// Names the user set that Nix does not know (see [`Settings::set_user`]).
+    unknown: std::collections::BTreeSet<String>,
 }
 
 impl Settings {
@@ -196,9 +198,35 @@ impl Settings {
                 );
             };
             let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
-            self.set(name.trim(), &value);
+            self.set_user(name.trim(), &value);
         }
         Ok(())
+    }
+
+    /// A setting as the user gives it (a configuration file, `NIX_CONFIG`, `--option`): an
+    /// old name stands for its setting; a name Nix does not know is not applied but
+    /// remembered, to be warned about as Nix does ([`Settings::warn_unknown`]).
+    pub fn set_user(&mut self, name: &str, value: &str) {
+        let (extra, base) = match name.strip_prefix("extra-") {
+            Some(b) => ("extra-", b),
+            None => ("", name),
+        };
+        let base = crate::setting_names::ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == base)
+            .map_or(base, |(_, target)| target);
+        if !crate::setting_names::is_nix_setting(base) {
+            self.unknown.insert(name.to_string());
+            return;
+        }
+        self.set(&format!("{extra}{base}"), value);
+    }
+
+    /// Nix's "unknown setting" warnings for the names [`Settings::set_user`] did not know.
+    pub fn warn_unknown(&self) {
+        for name in &self.unknown {
+            eprintln!("warning: unknown setting '{name}'");
+        }
     }
 
     /// Set a setting; `extra-NAME` appends.
@@ -308,7 +336,7 @@ pub fn take_common_args(
             "--option" => {
                 let n = need(&mut it, "--option")?;
                 let v = need(&mut it, "--option")?;
-                settings.set(&n, &v);
+                settings.set_user(&n, &v);
             }
             "-v" | "--verbose" => common.verbosity += 1,
             "--quiet" => common.verbosity -= 1,
@@ -377,6 +405,25 @@ mod tests {
         .unwrap();
         assert_eq!(s.get_list("substituters"), vec!["a", "b", "c"]);
         assert!(s.apply_text("nonsense", Path::new("t"), None).is_err());
+    }
+
+    #[test]
+    fn old_names_and_unknown_settings() {
+        let mut s = Settings::default();
+        s.apply_text(
+            "build-use-sandbox = false\nextra-binary-caches = x\nno-such-thing = 1\nprint-build-logs = true\n",
+            Path::new("t"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.get("sandbox"), Some("false"));
+        assert_eq!(s.get_list("substituters"), vec!["x"]);
+        // Nix has `print-build-logs` only as a flag of `nix`: as a setting it is unknown.
+        assert!(!s.get_bool("print-build-logs"));
+        assert_eq!(
+            s.unknown.iter().collect::<Vec<_>>(),
+            ["no-such-thing", "print-build-logs"]
+        );
     }
 
     #[test]
