@@ -435,7 +435,10 @@ mod tests {
             "-vv",
             "store",
             "--option",
-            "a",
+            "cores",
+            "3",
+            "--option",
+            "no-such-setting",
             "b",
             "--keep-outputs",
             "--run-diff-hook",
@@ -449,7 +452,9 @@ mod tests {
         assert_eq!(rest, vec!["store", "p"]);
         assert_eq!(c.verbosity, 2);
         assert_eq!(s.get("store"), Some("/x"));
-        assert_eq!(s.get("a"), Some("b"));
+        assert_eq!(s.get("cores"), Some("3"));
+        assert_eq!(s.get("no-such-setting"), None);
+        assert!(s.unknown.contains("no-such-setting"));
         assert!(s.get_bool("keep-outputs"));
         assert!(s.get_bool("run-diff-hook"));
         assert_eq!(s.get("diff-hook"), Some("/bin/hook"));
