@@ -70,6 +70,10 @@ pub struct Evaluator {
     /// deep data) ends with an error there instead of overflowing the stack.
     stack_base: usize,
     stack_limit: usize,
+    /// The calls [`Self::eval_any`]'s loops made in tail position, innermost last, as
+    /// (lambda, call site): an error out of them gets a pair of frames for each, as from
+    /// CppNix's nested calls. Each loop owns the entries above where it found the stack.
+    tail_calls: Vec<(&'static Expr, &'static Expr)>,
 }
 
 impl Evaluator {
@@ -99,6 +103,7 @@ impl Evaluator {
             sym_overrides: Symbol(0),
             stack_base: stack_pointer(),
             stack_limit: DEFAULT_STACK_LIMIT,
+            tail_calls: Vec::new(),
         };
         ev.sym_overrides = ev.sym("__overrides");
         crate::builtins::install(&mut ev);
@@ -760,19 +765,30 @@ impl Evaluator {
         // recursion must end as it does in Nix); the count is given back on the way out.
         let mut entered = 0;
         let mut at = e;
-        let mut called = None;
-        let r = self.eval_loop(e, env, &mut entered, &mut at, &mut called);
+        let base = self.tail_calls.len();
+        let r = self.eval_loop(e, env, &mut entered, &mut at);
         self.depth -= entered;
         match r {
-            Ok(v) => Ok(v),
-            Err(x) => {
-                let x = self.locate_error(x, at);
-                Err(match called {
-                    Some((lambda, site)) => self.call_frames(x, lambda, Some(site)),
-                    None => x,
-                })
+            Ok(v) => {
+                self.tail_calls.truncate(base);
+                Ok(v)
             }
+            Err(x) => Err(self.tail_call_frames(x, at, base)),
         }
+    }
+
+    /// An error out of [`Self::eval_any`]'s loop, placed at `at` (where the loop was), with
+    /// the frames of the calls the loop made in tail position (those above `base`),
+    /// innermost first.
+    #[cold]
+    #[inline(never)]
+    fn tail_call_frames(&mut self, x: EvalError, at: &'static Expr, base: usize) -> EvalError {
+        let mut x = self.locate_error(x, at);
+        let calls = self.tail_calls.split_off(base);
+        for (lambda, site) in calls.into_iter().rev() {
+            x = self.call_frames(x, lambda, Some(site));
+        }
+        x
     }
 
     /// `--show-trace` frames for an error out of a call: the function, and where it was
@@ -1074,7 +1090,6 @@ impl Evaluator {
         env: &Env,
         entered: &mut usize,
         at: &mut &'static Expr,
-        called: &mut Option<(&'static Expr, &'static Expr)>,
     ) -> EResult<Value> {
         let mut e = e;
         let mut owned: Option<Env> = None;
@@ -1172,7 +1187,7 @@ impl Evaluator {
                                 Ok(b) => b,
                                 Err(x) => return Err(self.bind_error(x, Some(e.span.start))),
                             };
-                            *called = Some((l.expr, e));
+                            self.tail_calls.push((l.expr, e));
                             (body, Some(inner))
                         }
                         other => return self.call_at(other, t, Some(e.span.start)),

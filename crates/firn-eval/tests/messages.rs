@@ -768,6 +768,23 @@ fn repeated_frames_are_folded_as_current_nix_folds_them() {
     assert_eq!(shown.matches("… while calling 'f'").count(), 3);
 }
 
+/// Calls in tail position (which firn's evaluator makes in a loop, without nesting) get the
+/// frames of nested calls, as in CppNix (upstream's eval-fail-duplicate-traces and
+/// eval-fail-mutual-recursion): one "while calling" and one "from call site" for each.
+#[test]
+fn tail_calls_have_their_frames() {
+    let e = run("let f = n: if n == 0 then throw \"x\" else f (n - 1); in f 2").unwrap_err();
+    let shown = e.render(true);
+    assert_eq!(shown.matches("… while calling 'f'").count(), 3, "{shown}");
+    assert_eq!(shown.matches("… from call site").count(), 3, "{shown}");
+    // Outermost first: the call at the top, then the recursive call site.
+    let first = shown.find("… from call site").unwrap_or(usize::MAX);
+    assert!(
+        shown[first..].starts_with("… from call site\n         at «test»:1:56:"),
+        "{shown}"
+    );
+}
+
 /// The lines of an error with `--show-trace` that are neither blank nor source lines.
 fn trace_outline(text: &str) -> Vec<String> {
     let e = run(text).unwrap_err();
