@@ -787,7 +787,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 }
                 Ok(Value::List(Rc::new(
                     (0..n)
-                        .map(|i| Thunk::apply(a[0].clone(), Thunk::value(Value::Int(i))))
+                        .map(|i| Thunk::apply_index(a[0].clone(), i))
                         .collect(),
                 )))
             }),

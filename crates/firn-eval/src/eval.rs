@@ -363,6 +363,26 @@ impl Evaluator {
                     }
                 }
             }
+            ThunkState::ApplyIndex(f, i) => {
+                let site = f.applied_site();
+                let r = match self.force(&f) {
+                    Ok(fv) => self.call(fv, Thunk::value(Value::Int(i))),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(v) => {
+                        t.finish(v.clone());
+                        Ok(v)
+                    }
+                    Err(x) => {
+                        let x = self.apply_error(x, &f, site);
+                        let mut x = entering_recursion(x, t);
+                        t.set(ThunkState::ApplyIndex(f, i));
+                        self.keep_failure(t, &mut x);
+                        Err(x)
+                    }
+                }
+            }
             ThunkState::Select(src, name) => {
                 if name.0 & FAILED != 0 {
                     return self.force_failed(t, src, name);

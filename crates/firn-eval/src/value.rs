@@ -370,6 +370,9 @@ pub enum ThunkState {
     Pending(&'static Expr, Env),
     /// A thunk that is computed by applying a function (lazy builtins like `map`).
     Apply(Thunk, Thunk),
+    /// A function applied to an integer (`genList`'s elements): the argument is made only
+    /// when the element is computed, so a list of n elements holds n cells, not 2n.
+    ApplyIndex(Thunk, i64),
     /// An attribute of another thunk's set (`inherit (e) x`).
     Select(Thunk, Symbol),
     Forcing,
@@ -407,6 +410,10 @@ impl Thunk {
     pub fn apply(f: Thunk, arg: Thunk) -> Thunk {
         Thunk::new(ThunkState::Apply(f, arg))
     }
+    /// `f i`, computed when forced (see [`ThunkState::ApplyIndex`]).
+    pub fn apply_index(f: Thunk, i: i64) -> Thunk {
+        Thunk::new(ThunkState::ApplyIndex(f, i))
+    }
     /// The value if already computed.
     #[inline]
     pub fn peek(&self) -> Option<Value> {
@@ -424,10 +431,12 @@ impl Thunk {
     pub fn applied_site(&self) -> u32 {
         // SAFETY: see `ThunkCell`: shared looks that copy a number out.
         match unsafe { &*self.0 .0.get() } {
-            ThunkState::Apply(g, _) => match unsafe { &*g.0 .0.get() } {
-                ThunkState::Done(Value::Lambda(l)) => l.expr.span.start,
-                _ => NO_SITE,
-            },
+            ThunkState::Apply(g, _) | ThunkState::ApplyIndex(g, _) => {
+                match unsafe { &*g.0 .0.get() } {
+                    ThunkState::Done(Value::Lambda(l)) => l.expr.span.start,
+                    _ => NO_SITE,
+                }
+            }
             _ => NOT_APPLIED,
         }
     }
