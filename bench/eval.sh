@@ -3,7 +3,9 @@
 # run (`nix-instantiate --eval --strict`). Prints ratios (CppNix time / firn time) and peak
 # memory: small language workloads; a generated nixpkgs-style package set (gen_pkgset.sh)
 # evaluated to drvPaths; and, with NIXPKGS_LIB=/path/to/nixpkgs/lib (e.g. a checkout of
-# nix-community/nixpkgs.lib), nixpkgs' module system evaluating 150 modules with submodules.
+# nix-community/nixpkgs.lib), nixpkgs' module system evaluating 150 modules with submodules;
+# with NIXPKGS_LIB_GIT=/path/to/nixpkgs.lib's git directory, lib/tests/misc.nix at a commit of
+# January 2024 (later ones need builtins CppNix 2.8 lacks, or its old `fromTOML` overflow).
 source "$(dirname "$0")/lib.sh"
 ensure_firn
 run() {
@@ -64,5 +66,26 @@ NIX
     echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict "$f") KB (its GC heap starts at 384 MiB), firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict "$f") KB"
 else
     echo "module system: skipped (set NIXPKGS_LIB to a nixpkgs lib directory)"
+fi
+if [ -n "${NIXPKGS_LIB_GIT:-}" ]; then
+    # nixpkgs.lib as of 2024-01-01; two of misc.nix's tests import nixpkgs itself for its
+    # `hello`, which a stub at the top stands in for.
+    commit=95aabeb207339add36de2b42a109564ce55a4a86
+    mkdir -p "$BENCH_TMP/nlib"
+    git -C "$NIXPKGS_LIB_GIT" archive "$commit" | tar -x -C "$BENCH_TMP/nlib"
+    cat > "$BENCH_TMP/nlib/default.nix" <<'NIX'
+{ system ? builtins.currentSystem, ... }:
+{ hello = derivation { name = "hello-2.12"; inherit system; builder = "/bin/sh"; }; }
+NIX
+    f="$BENCH_TMP/nlib/lib/tests/misc.nix"
+    a=$(nix-instantiate --eval --strict "$f")
+    b=$("$LINKS/nix-instantiate" --eval --strict "$f")
+    [ "$a" = "[ ]" ] && [ "$b" = "[ ]" ] || { echo "misc.nix: failing tests: $a vs $b"; exit 1; }
+    c=$(best_of 3 nix-instantiate --eval --strict "$f")
+    fm=$(best_of 3 "$LINKS/nix-instantiate" --eval --strict "$f")
+    report "nixpkgs lib/tests/misc.nix (2024-01)" "$c" "$fm"
+    echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict "$f") KB, firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict "$f") KB"
+else
+    echo "lib/tests/misc.nix: skipped (set NIXPKGS_LIB_GIT to a nixpkgs.lib git directory)"
 fi
 rm -rf "$BENCH_TMP"
