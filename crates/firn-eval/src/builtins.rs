@@ -1586,7 +1586,7 @@ pub fn install(ev: &mut Evaluator) {
         ("false", Value::Bool(false)),
         ("null", Value::Null),
         ("langVersion", Value::Int(6)),
-        ("nixVersion", Value::str("2.24.0")),
+        ("nixVersion", Value::str(crate::NIX_VERSION)),
         ("storeDir", Value::str("/nix/store")),
         ("currentSystem", Value::str("x86_64-linux")),
         ("nixPath", crate::builtins_more::nix_path_value(&[])),

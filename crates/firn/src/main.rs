@@ -37,6 +37,21 @@ pub const TOOL_NAMES: &[&str] = &[
     "nix-daemon",
 ];
 
+/// What `TOOL --version` prints: CppNix's shape (`nix (Nix) 2.8.0`) with the version of Nix
+/// firn implements, so that scripts reading the last word (or the only version number)
+/// accept it; as `firn --version`, firn's own version too.
+pub fn version_line(tool: &str) -> String {
+    if tool == "firn" {
+        format!(
+            "firn {} (Nix {})",
+            env!("CARGO_PKG_VERSION"),
+            firn_eval::NIX_VERSION
+        )
+    } else {
+        format!("{tool} (firn) {}", firn_eval::NIX_VERSION)
+    }
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().collect();
     let argv0 = args.remove(0);
@@ -50,6 +65,10 @@ fn main() -> ExitCode {
         "nix-instantiate" => legacy::nix_instantiate::main(args),
         "nix-build" => legacy::nix_build::main(args),
         "nix-copy-closure" => legacy::nix_copy_closure::main(args),
+        "nix" | "firn" if args.first().is_some_and(|a| a == "--version") => {
+            outln!("{}", version_line(&prog));
+            Ok(())
+        }
         "nix" | "firn" => cmd::main(args),
         other if TOOL_NAMES.contains(&other) => Err(anyhow::anyhow!(
             "'{other}' is not implemented by firn yet; use 'nix-store', 'nix-hash', 'nix-instantiate --parse' or the 'nix' commands"

@@ -257,3 +257,24 @@ fn keys_and_hash_conversion() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `TOOL --version` has CppNix's shape (`nix-store (Nix) 2.8.0`) with the version of Nix firn
+/// implements, the one `builtins.nixVersion` gives, so scripts that check it accept firn.
+#[test]
+fn versions_have_cppnix_shape() {
+    let nix_version = ok_str(firn("nix-instantiate").args(["--eval", "-E", "builtins.nixVersion"]));
+    let nix_version = nix_version.trim().trim_matches('"');
+    for tool in [
+        "nix",
+        "nix-store",
+        "nix-build",
+        "nix-hash",
+        "nix-instantiate",
+    ] {
+        let line = ok_str(firn(tool).arg("--version"));
+        assert_eq!(line.trim(), format!("{tool} (firn) {nix_version}"));
+        // CppNix's own line has the same three words, the version last.
+        let cpp = ok_str(cppnix(tool).arg("--version"));
+        assert_eq!(cpp.split_whitespace().count(), 3, "{cpp}");
+    }
+}

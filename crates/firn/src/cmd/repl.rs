@@ -141,7 +141,8 @@ fn repl_thread(ctx: Ctx, opts: Options, store: Option<LocalStore>, files: Vec<St
         }
     };
     notice(&format!(
-        "Welcome to Nix {}. Type :? for help.\n",
+        "Welcome to Nix {} (firn {}). Type :? for help.\n",
+        firn_eval::NIX_VERSION,
         env!("CARGO_PKG_VERSION")
     ));
     session.loaded_files = files;

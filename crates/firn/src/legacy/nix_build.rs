@@ -36,7 +36,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 return Ok(());
             }
             "--version" => {
-                outln!("nix-build (firn) {}", env!("CARGO_PKG_VERSION"));
+                outln!("{}", crate::version_line("nix-build"));
                 return Ok(());
             }
             "-E" | "--expr" => from_expr = true,

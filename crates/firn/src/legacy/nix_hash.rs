@@ -22,7 +22,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 return Ok(());
             }
             "--version" => {
-                outln!("nix-hash (firn) {}", env!("CARGO_PKG_VERSION"));
+                outln!("{}", crate::version_line("nix-hash"));
                 return Ok(());
             }
             "--flat" => flat = true,

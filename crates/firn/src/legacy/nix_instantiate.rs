@@ -23,7 +23,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 return Ok(());
             }
             "--version" => {
-                outln!("nix-instantiate (firn) {}", env!("CARGO_PKG_VERSION"));
+                outln!("{}", crate::version_line("nix-instantiate"));
                 return Ok(());
             }
             "--parse" => parse_only = true,

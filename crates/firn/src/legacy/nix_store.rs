@@ -185,7 +185,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     };
     match op {
         Op::Version => {
-            outln!("nix-store (firn) {}", env!("CARGO_PKG_VERSION"));
+            outln!("{}", crate::version_line("nix-store"));
             Ok(())
         }
         Op::Dump => {
