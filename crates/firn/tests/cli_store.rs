@@ -270,6 +270,7 @@ fn versions_have_cppnix_shape() {
         "nix-build",
         "nix-hash",
         "nix-instantiate",
+        "nix-copy-closure",
     ] {
         let line = ok_str(firn(tool).arg("--version"));
         assert_eq!(line.trim(), format!("{tool} (firn) {nix_version}"));

@@ -32,6 +32,10 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 outln!("Usage: nix-copy-closure [--to | --from] [--gzip] [--include-outputs] [--use-substitutes | -s] [user@]machine paths...");
                 return Ok(());
             }
+            "--version" => {
+                outln!("{}", crate::version_line("nix-copy-closure"));
+                return Ok(());
+            }
             s if s.starts_with('-') => return Err(usage(format!("unrecognised flag '{s}'"))),
             _ if host.is_none() => host = Some(a),
             _ => paths.push(a),
