@@ -192,7 +192,12 @@ impl Evaluator {
         for ((k1, t1), (k2, t2)) in x.iter().zip(y.iter()) {
             if k1 != k2 {
                 let (a, b) = shown(self);
-                return Err(assertion(if !y.contains_key(k1) {
+                let only_in_x = !y.contains_key(&**k1);
+                let (k1, k2) = (
+                    crate::print::error_attr_name(k1),
+                    crate::print::error_attr_name(k2),
+                );
+                return Err(assertion(if only_in_x {
                     format!("attribute name '{k1}' is contained in '{a}', but not in '{b}'")
                 } else {
                     format!("attribute name '{k2}' is missing in '{a}', but is contained in '{b}'")

@@ -899,7 +899,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 match m.get(&n.s) {
                     Some(t) => force(ev, &t.clone()),
                     None => Err(text_frame(
-                        EvalError::new(format!("attribute '{}' missing", n.s)),
+                        EvalError::new(format!(
+                            "attribute '{}' missing",
+                            crate::print::error_attr_name(&n.s)
+                        )),
                         "in the attribute set under consideration",
                     )),
                 }

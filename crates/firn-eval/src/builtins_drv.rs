@@ -576,7 +576,9 @@ fn add_path(
 
 /// The entries under `real` that `filter` keeps (a directory it drops is not entered). The
 /// filter sees each entry as a path under `shown`, the path as the user named it, with its
-/// type: `regular`, `directory`, `symlink` or `unknown`.
+/// type: `regular`, `directory`, `symlink` or `unknown`. It is called in CppNix's order (as
+/// its dump walks the tree): depth first, the entries of a directory by name, a directory
+/// kept entered before its next sibling is asked about.
 fn filtered_entries(
     ev: &mut Evaluator,
     real: &std::path::Path,
@@ -590,47 +592,54 @@ fn filtered_entries(
     let io = |e: std::io::Error, p: &std::path::Path| {
         EvalError::new(format!("reading directory '{}': {e}", p.display()))
     };
-    let mut todo = vec![real.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| io(e, &dir))?
+    let sorted_names = |dir: &std::path::Path| -> EResult<Vec<std::ffi::OsString>> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| io(e, dir))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
-            .map_err(|e| io(e, &dir))?;
+            .map_err(|e| io(e, dir))?;
+        // Byte order, as CppNix's (and the NAR's) sorted entries.
         names.sort();
-        for n in names {
-            let entry = dir.join(&n);
-            let ft = std::fs::symlink_metadata(&entry)
-                .map_err(|e| {
-                    EvalError::new(format!("getting status of '{}': {e}", entry.display()))
-                })?
-                .file_type();
-            let kind = if ft.is_file() {
-                "regular"
-            } else if ft.is_dir() {
-                "directory"
-            } else if ft.is_symlink() {
-                "symlink"
-            } else {
-                "unknown"
-            };
-            let rel = entry.strip_prefix(real).unwrap_or(&entry);
-            let as_named = format!("{}/{}", shown.trim_end_matches('/'), rel.display());
-            let g = ev.call(filter.clone(), Thunk::value(Value::str(as_named)))?;
-            let keep = match ev.call(g, Thunk::value(Value::str(kind)))? {
-                Value::Bool(b) => b,
-                v => {
-                    return Err(text_frame(
-                        ev.type_error("a Boolean", &v),
-                        "while evaluating the return value of the path filter function",
-                    ))
-                }
-            };
-            if keep {
-                if ft.is_dir() {
-                    todo.push(entry.clone());
-                }
-                kept.insert(entry);
+        names.reverse();
+        Ok(names)
+    };
+    // The directories being walked, each with its entries still to ask about (last first).
+    let mut stack = vec![(real.to_path_buf(), sorted_names(real)?)];
+    while let Some((dir, names)) = stack.last_mut() {
+        let Some(n) = names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let entry = dir.join(&n);
+        let ft = std::fs::symlink_metadata(&entry)
+            .map_err(|e| EvalError::new(format!("getting status of '{}': {e}", entry.display())))?
+            .file_type();
+        let kind = if ft.is_file() {
+            "regular"
+        } else if ft.is_dir() {
+            "directory"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else {
+            "unknown"
+        };
+        let rel = entry.strip_prefix(real).unwrap_or(&entry);
+        let as_named = format!("{}/{}", shown.trim_end_matches('/'), rel.display());
+        let g = ev.call(filter.clone(), Thunk::value(Value::str(as_named)))?;
+        let keep = match ev.call(g, Thunk::value(Value::str(kind)))? {
+            Value::Bool(b) => b,
+            v => {
+                return Err(text_frame(
+                    ev.type_error("a Boolean", &v),
+                    "while evaluating the return value of the path filter function",
+                ))
+            }
+        };
+        if keep {
+            kept.insert(entry.clone());
+            if ft.is_dir() {
+                let inner = sorted_names(&entry)?;
+                stack.push((entry, inner));
             }
         }
     }
@@ -657,11 +666,16 @@ fn prim_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
                         .map_err(|e| EvalError::new(e.to_string()))?,
                 );
             }
-            other => return err(format!("unsupported argument '{other}' to 'addPath'")),
+            other => {
+                return err(format!(
+                    "unsupported argument '{}' to 'builtins.path'",
+                    crate::print::error_attr_name(other)
+                ))
+            }
         }
     }
     let Some(path) = path else {
-        return err("'path' required");
+        return err("missing required 'path' attribute in the first argument to 'builtins.path'");
     };
     let name = match name {
         Some(n) if !n.is_empty() => n,

@@ -393,7 +393,10 @@ impl Evaluator {
                             let x = x.clone();
                             self.force(&x)
                         }
-                        None => err(format!("attribute '{}' missing", self.interner.name(name))),
+                        None => err(format!(
+                            "attribute '{}' missing",
+                            crate::print::error_attr_name(self.interner.name(name))
+                        )),
                     },
                     Ok(v) => Err(self.type_error("a set", &v)),
                     Err(e) => Err(e),
@@ -1036,7 +1039,10 @@ impl Evaluator {
                     .find(|(n, _)| &**n == name)
                     .map(|(_, off)| *off)
             });
-        let mut msg = format!("dynamic attribute '{name}' already defined");
+        let mut msg = format!(
+            "dynamic attribute '{}' already defined",
+            crate::print::error_attr_name(name)
+        );
         if let Some((file, line, col)) = first.and_then(|o| self.positions.locate(o)) {
             msg.push_str(&format!(" at {file}:{line}:{col}"));
         }
@@ -1813,8 +1819,9 @@ impl Evaluator {
                     .any(|fm| self.interner.name(fm.name) == &**k);
                 if !known {
                     let msg = format!(
-                        "function '{}' called with unexpected argument '{k}'",
-                        self.lambda_name(l)
+                        "function '{}' called with unexpected argument '{}'",
+                        self.lambda_name(l),
+                        crate::print::error_attr_name(k)
                     );
                     let names = formals.formals.iter().map(|f| self.interner.name(f.name));
                     let suggestions = firn_syntax::suggest::best_matches(k, names);
@@ -2216,7 +2223,8 @@ pub use firn_syntax::parser::canon_path;
 #[inline(never)]
 fn missing_attr(name: Option<RcStr>, m: &AttrMap) -> EvalError {
     let n = name.unwrap_or_else(|| "null".into());
-    let mut x = EvalError::new(format!("attribute '{n}' missing"));
+    let shown = crate::print::error_attr_name(&n);
+    let mut x = EvalError::new(format!("attribute '{shown}' missing"));
     x.suggestions = firn_syntax::suggest::best_matches(&n, m.keys().map(|k| &**k));
     x
 }

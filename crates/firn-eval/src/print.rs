@@ -282,8 +282,8 @@ impl ErrorPrinter<'_> {
 }
 
 /// An attribute name in an error message: bare when it could be a variable name (`or`
-/// included, as CppNix prints it), quoted otherwise.
-fn error_attr_name(k: &str) -> String {
+/// included), quoted otherwise, as current Nix prints a symbol (`printIdentifier`).
+pub(crate) fn error_attr_name(k: &str) -> String {
     if k == "or" {
         k.to_string()
     } else {

@@ -1410,3 +1410,25 @@ fn failed_thunks_keep_their_error() {
         "[ false false ]"
     );
 }
+
+/// Attribute names in messages are shown as current Nix shows a symbol: bare when they could
+/// be a variable name, quoted and escaped otherwise (nixpkgs' `lib.fileset` tests match
+/// `unexpected argument '"lib.fileset..."'`).
+#[test]
+fn names_in_messages_are_quoted_when_not_identifiers() {
+    let msg = |text: &str| run(text).unwrap_err().msg.clone();
+    assert_eq!(
+        msg("({ a = 1; }).${\"a.b\"}"),
+        "attribute '\"a.b\"' missing"
+    );
+    assert_eq!(msg("({ a = 1; }).b"), "attribute 'b' missing");
+    assert_eq!(msg("({ a = 1; }).${\"if\"}"), "attribute '\"if\"' missing");
+    assert_eq!(
+        msg("builtins.getAttr \"x y\" { }"),
+        "attribute '\"x y\"' missing"
+    );
+    assert_eq!(
+        msg("({ a }: a) { a = 1; \"b c\" = 2; }"),
+        "function 'anonymous lambda' called with unexpected argument '\"b c\"'"
+    );
+}

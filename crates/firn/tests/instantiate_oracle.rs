@@ -294,3 +294,47 @@ fn bad_derivations_fail_like_cppnix() {
         assert!(err.contains(msg), "{expr}: {err}");
     }
 }
+
+/// `builtins.path`'s filter is called in CppNix's order (depth first, names sorted, a kept
+/// directory entered before its next sibling): traces from the filter come out as CppNix's
+/// (nixpkgs' `lib.fileset` tests depend on it).
+#[test]
+fn path_filter_is_called_in_cppnix_order() {
+    let e = env();
+    let src = e.dir.join("tree");
+    for d in ["a/x", "e", "b"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for f in ["a/x/y", "a/c", "d", "e/f", "b/g"] {
+        std::fs::write(src.join(f), f).unwrap();
+    }
+    let file = e.write(
+        "filter.nix",
+        r#"builtins.path {
+  path = ./tree;
+  name = "tree";
+  filter = p: t: builtins.trace "${baseNameOf p} ${t}" (baseNameOf p != "b");
+}"#,
+    );
+    let traces = |mut c: std::process::Command| {
+        let out = c
+            .args(["--eval", "--strict"])
+            .arg(&file)
+            .output()
+            .expect("running nix-instantiate");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let mut firn_cmd = firn("nix-instantiate");
+    firn_cmd.args(["--store", &e.store("firn")]);
+    let mut cpp_cmd = cppnix("nix-instantiate");
+    cpp_cmd.args(["--store", &e.store("cppnix")]);
+    let (ours, theirs) = (traces(firn_cmd), traces(cpp_cmd));
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.starts_with("trace: a directory\ntrace: c regular\ntrace: x directory\n"),
+        "{ours}"
+    );
+    // The directory left out is not entered.
+    assert!(!ours.contains("trace: g "), "{ours}");
+}
