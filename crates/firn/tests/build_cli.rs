@@ -432,8 +432,7 @@ fn nix_build_of_a_drv_path_equals_cppnix() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last_error = stderr
                 .lines()
-                .filter(|l| l.starts_with("error:"))
-                .last()
+                .rfind(|l| l.starts_with("error:"))
                 .unwrap_or("")
                 .to_string();
             got.push((
