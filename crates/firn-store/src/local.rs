@@ -753,6 +753,9 @@ impl LocalStore {
 
 impl Drop for LocalStore {
     fn drop(&mut self) {
+        // Our temporary roots end when their file is closed, after this: a running collector
+        // must hear of them first (see `hand_temp_roots_over`).
+        self.hand_temp_roots_over();
         // Empty unless something staged outlives the store object (then the next GC removes
         // it, once this process's temporary roots are gone).
         let staging = self.staging.get_mut().unwrap_or_else(|e| e.into_inner());

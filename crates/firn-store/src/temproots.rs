@@ -112,16 +112,42 @@ impl LocalStore {
         new.sort();
         new.dedup();
         let printed: Vec<String> = new.iter().map(|p| self.store_dir().display(p)).collect();
-        announce(&mut roots.state, self.layout(), &printed)?;
+        announce(&mut roots.state, self.layout(), &printed, true)?;
         roots.announced.extend(new.into_iter().cloned());
         Ok(())
+    }
+
+    /// Called as the store object goes away, before its temp-roots file is closed (which ends
+    /// its temporary roots): if a collector is running, tell it every root of ours over its
+    /// socket. Such a collector may have read the permanent roots while a path we were adding
+    /// was not valid yet (so a root pointing at it did not count) and read the temporary
+    /// roots only after this: CppNix's collector does so in this order, and would find our
+    /// file stale and delete the path we have just made valid. Announced on the socket, the
+    /// roots last as long as the collector.
+    pub(crate) fn hand_temp_roots_over(&mut self) {
+        let sd = self.store_dir().clone();
+        let layout = self.layout().clone();
+        let roots = self.temp_roots.get_mut().unwrap_or_else(|e| e.into_inner());
+        if roots.state.file.is_none() || roots.announced.is_empty() {
+            return;
+        }
+        let mut printed: Vec<String> = roots.announced.iter().map(|p| sd.display(p)).collect();
+        printed.sort();
+        if let Err(e) = announce(&mut roots.state, &layout, &printed, false) {
+            tracing::warn!("telling the garbage collector about temporary roots: {e}");
+        }
     }
 }
 
 /// Make the paths `printed` roots: tell a running collector over its socket, or (none
 /// running) write them to the temp-roots file under the shared GC lock, so no collector
-/// starts in between.
-fn announce(st: &mut TempRootsState, layout: &Layout, printed: &[String]) -> Result<()> {
+/// starts in between. Without `record`, only a running collector is told: nothing is written.
+fn announce(
+    st: &mut TempRootsState,
+    layout: &Layout,
+    printed: &[String],
+    record: bool,
+) -> Result<()> {
     if st.file.is_none() {
         st.file = Some(create_temp_roots_file(&layout.temproots_dir)?);
     }
@@ -173,6 +199,9 @@ fn announce(st: &mut TempRootsState, layout: &Layout, printed: &[String]) -> Res
         // The GC went away; start over.
         st.socket = None;
     };
+    if !record {
+        return Ok(());
+    }
     let f = st
         .file
         .as_mut()
@@ -247,7 +276,12 @@ impl ScopedTempRoots {
             if let Some(n) = st.held.get_mut(&printed) {
                 *n += 1;
             } else {
-                announce(&mut st.base, &self.layout, std::slice::from_ref(&printed))?;
+                announce(
+                    &mut st.base,
+                    &self.layout,
+                    std::slice::from_ref(&printed),
+                    true,
+                )?;
                 st.held.insert(printed.clone(), 1);
             }
         }

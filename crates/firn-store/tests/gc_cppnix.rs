@@ -148,3 +148,45 @@ fn firn_temp_roots_reach_a_running_cppnix_collector() {
     assert!(!ts.real(&dead).exists());
     assert_eq!(valid(&s), printed(&s, &[&kept]));
 }
+
+#[test]
+fn firn_hands_its_temp_roots_to_a_running_cppnix_collector_when_dropped() {
+    // CppNix reads the permanent roots before the temporary ones: a path we make valid (that
+    // a root points to) after its first read, our store object gone before its second, would
+    // be deleted. So as it goes, a store object tells a running collector all its roots.
+    let ts = TestStore::new();
+    let s = ts.open();
+    // No collector runs: the temporary root goes to our file only.
+    let made = add(&s, "made", "m", &[]);
+    let fifo = ts.root().join("sync");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    let child = ts
+        .cppnix_cmd(&["--gc", "-vvvvv"])
+        .env("_NIX_TEST_GC_SYNC", &fifo)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning CppNix's collector");
+    wait_for_collector(&ts);
+    drop(s);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .and_then(|mut f| f.write_all(b"go"))
+        .expect("releasing the collector");
+    let out = child.wait_with_output().expect("waiting for CppNix");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "got new GC root '/nix/store/{}'",
+            made.base_name()
+        )),
+        "CppNix did not hear of the root over its socket:\n{stderr}"
+    );
+    assert!(ts.real(&made).exists());
+}

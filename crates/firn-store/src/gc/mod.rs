@@ -182,16 +182,27 @@ impl LocalStore {
         let shared = Arc::new(SharedState::default());
         let _server = RootsServer::start(&layout.gc_socket, shared.clone())?;
 
-        // Roots: permanent and runtime ones (the permanent ones cannot grow while we hold the
-        // lock), then the temporary roots written before we took it; newer ones come over the
-        // socket.
+        // Roots: the temporary roots written before we took the lock (newer ones come over the
+        // socket), then the permanent and runtime ones. The temporary roots must come first
+        // (CppNix reads them last): a permanent root only counts once its path is valid, and
+        // a process can make a path valid that a root already points to (or make the root),
+        // then exit, between the two reads. Read the other way round, the permanent root was
+        // read while its path was not valid yet and the temporary root is gone (the process
+        // died: its file is stale), so the new path would be deleted. This way a process
+        // alive when its temporary roots are read keeps them for the whole collection, and
+        // one that is gone by then made its paths valid and rooted before the permanent
+        // roots are read.
         let mut roots: BTreeSet<StorePath> = BTreeSet::new();
-        if !opts.ignore_liveness {
-            roots.extend(self.find_roots_no_temp(true)?.into_keys());
-        }
         for p in self.find_temp_roots(true)?.into_keys() {
             shared.lock().temp_roots.insert(p.hash_part().to_string());
             roots.insert(p);
+        }
+        // A synchronisation point of firn's own for tests: between the two reads.
+        if let Some(p) = std::env::var_os("_FIRN_TEST_GC_SYNC_TEMP_ROOTS") {
+            let _ = std::fs::read(p);
+        }
+        if !opts.ignore_liveness {
+            roots.extend(self.find_roots_no_temp(true)?.into_keys());
         }
         // CppNix's synchronisation point for tests of concurrent collection.
         if let Some(p) = std::env::var_os("_NIX_TEST_GC_SYNC") {
