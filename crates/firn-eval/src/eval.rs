@@ -343,45 +343,12 @@ impl Evaluator {
                 }
             },
             ThunkState::Apply(f, a) => {
-                // For an error, where the call is (see `Thunk::applied_site`).
-                let site = f.applied_site();
-                let r = match self.force(&f) {
-                    Ok(fv) => self.call(fv, a.clone()),
-                    Err(e) => Err(e),
-                };
-                match r {
-                    Ok(v) => {
-                        t.finish(v.clone());
-                        Ok(v)
-                    }
-                    Err(x) => {
-                        let x = self.apply_error(x, &f, site);
-                        let mut x = entering_recursion(x, t);
-                        t.set(ThunkState::Apply(f, a));
-                        self.keep_failure(t, &mut x);
-                        Err(x)
-                    }
-                }
+                let arg = a.clone();
+                self.force_applied(t, f, arg, |f| ThunkState::Apply(f, a))
             }
             ThunkState::ApplyIndex(f, i) => {
-                let site = f.applied_site();
-                let r = match self.force(&f) {
-                    Ok(fv) => self.call(fv, Thunk::value(Value::Int(i))),
-                    Err(e) => Err(e),
-                };
-                match r {
-                    Ok(v) => {
-                        t.finish(v.clone());
-                        Ok(v)
-                    }
-                    Err(x) => {
-                        let x = self.apply_error(x, &f, site);
-                        let mut x = entering_recursion(x, t);
-                        t.set(ThunkState::ApplyIndex(f, i));
-                        self.keep_failure(t, &mut x);
-                        Err(x)
-                    }
-                }
+                let arg = Thunk::value(Value::Int(i));
+                self.force_applied(t, f, arg, |f| ThunkState::ApplyIndex(f, i))
             }
             ThunkState::Select(src, name) => {
                 if name.0 & FAILED != 0 {
@@ -419,6 +386,36 @@ impl Evaluator {
                 Ok(v)
             }
             ThunkState::Forcing => Err(recursion_error(t)),
+        }
+    }
+
+    /// [`Self::force_pending`] of an application: `f` called with `arg`; on an error the
+    /// thunk gets back the state `restore` makes from `f`, so a later force fails again.
+    fn force_applied(
+        &mut self,
+        t: &Thunk,
+        f: Thunk,
+        arg: Thunk,
+        restore: impl FnOnce(Thunk) -> ThunkState,
+    ) -> EResult<Value> {
+        // For an error, where the call is (see `Thunk::applied_site`).
+        let site = f.applied_site();
+        let r = match self.force(&f) {
+            Ok(fv) => self.call(fv, arg),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(v) => {
+                t.finish(v.clone());
+                Ok(v)
+            }
+            Err(x) => {
+                let x = self.apply_error(x, &f, site);
+                let mut x = entering_recursion(x, t);
+                t.set(restore(f));
+                self.keep_failure(t, &mut x);
+                Err(x)
+            }
         }
     }
 

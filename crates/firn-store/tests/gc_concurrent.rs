@@ -32,12 +32,7 @@ fn cppnix_adds_while_firn_collects() {
     let readded = cppnix_add(&ts, &readded_src);
     let dead = cppnix_add(&ts, &write_src(&ts, "dead", "d"));
     let new_src = write_src(&ts, "new", "n");
-    let fifo = ts.root().join("sync");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(st.success());
+    let fifo = sync_fifo(&ts);
     // firn's collector stops after finding its roots until we write to the fifo.
     std::env::set_var("_NIX_TEST_GC_SYNC", &fifo);
     let s = ts.open();

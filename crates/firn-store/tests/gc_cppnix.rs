@@ -4,7 +4,6 @@
 
 mod gc_support;
 
-use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 
 use firn_format::StorePath;
@@ -104,36 +103,34 @@ fn wait_for_collector(ts: &TestStore) {
     panic!("no collector took the GC lock");
 }
 
+/// CppNix's collector (verbose), holding the lock and serving its socket, stopped at its
+/// synchronisation point until [`release`]d.
+fn paused_cppnix_collector(ts: &TestStore, fifo: &std::path::Path) -> std::process::Child {
+    let child = ts
+        .cppnix_cmd(&["--gc", "-vvvvv"])
+        .env("_NIX_TEST_GC_SYNC", fifo)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning CppNix's collector");
+    wait_for_collector(ts);
+    child
+}
+
 #[test]
 fn firn_temp_roots_reach_a_running_cppnix_collector() {
     let ts = TestStore::new();
     let kept = cppnix_add(&ts, "kept", "k");
     let dead = cppnix_add(&ts, "dead", "d");
-    let fifo = ts.root().join("sync");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(st.success());
+    let fifo = sync_fifo(&ts);
     let s = ts.open();
     // CppNix's collector stops at its synchronisation point, holding the lock and serving
     // its socket, until we write to the fifo.
-    let child = ts
-        .cppnix_cmd(&["--gc", "-vvvvv"])
-        .env("_NIX_TEST_GC_SYNC", &fifo)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning CppNix's collector");
-    wait_for_collector(&ts);
+    let child = paused_cppnix_collector(&ts, &fifo);
     let socket = ts.state().join("gc-socket/socket");
     s.add_temp_root(&kept).expect("adding a temporary root");
     assert!(std::fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .and_then(|mut f| f.write_all(b"go"))
-        .expect("releasing the collector");
+    release(&fifo);
     let out = child.wait_with_output().expect("waiting for CppNix");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -158,26 +155,10 @@ fn firn_hands_its_temp_roots_to_a_running_cppnix_collector_when_dropped() {
     let s = ts.open();
     // No collector runs: the temporary root goes to our file only.
     let made = add(&s, "made", "m", &[]);
-    let fifo = ts.root().join("sync");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(st.success());
-    let child = ts
-        .cppnix_cmd(&["--gc", "-vvvvv"])
-        .env("_NIX_TEST_GC_SYNC", &fifo)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning CppNix's collector");
-    wait_for_collector(&ts);
+    let fifo = sync_fifo(&ts);
+    let child = paused_cppnix_collector(&ts, &fifo);
     drop(s);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .and_then(|mut f| f.write_all(b"go"))
-        .expect("releasing the collector");
+    release(&fifo);
     let out = child.wait_with_output().expect("waiting for CppNix");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -39,12 +39,7 @@ fn a_path_made_valid_between_the_reads_of_the_roots_is_kept() {
         .write_all(format!("/nix/store/{}\0", p.base_name()).as_bytes())
         .expect("writing the temporary root");
 
-    let fifo = ts.root().join("sync");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(st.success());
+    let fifo = sync_fifo(&ts);
     std::env::set_var("_FIRN_TEST_GC_SYNC_TEMP_ROOTS", &fifo);
     let res = std::thread::scope(|scope| {
         let gc = scope.spawn(|| s.collect_garbage(&GcOptions::default()));

@@ -101,3 +101,22 @@ pub fn valid(store: &LocalStore) -> BTreeSet<String> {
         .map(|p| store.store_dir().display(p))
         .collect()
 }
+
+/// A fifo in the test's directory, for a collector's synchronisation point
+/// (`_NIX_TEST_GC_SYNC` and the like: the collector reads it and waits for a writer).
+pub fn sync_fifo(ts: &TestStore) -> PathBuf {
+    let fifo = ts.root().join("sync");
+    let st = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(st.success());
+    fifo
+}
+
+/// Let the collector waiting on `fifo` go on.
+pub fn release(fifo: &Path) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .and_then(|mut f| f.write_all(b"go"))
+        .expect("releasing the collector");
+}
