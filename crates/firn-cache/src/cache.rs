@@ -290,9 +290,23 @@ impl BinaryCache {
         Ok(r)
     }
 
-    /// Whether the cache has a narinfo for `p` (without reading it).
+    /// Whether the cache has a narinfo for `p` (without reading it). With the narinfo disk
+    /// cache attached ([`Self::record_uploads_in`]), a recent answer there is taken as it is
+    /// and a path the cache lacks is recorded as missing, as CppNix's `isValidPath` does for a
+    /// binary cache (so a second `nix copy --to` of the same paths asks the cache nothing).
     pub fn has_narinfo(&self, p: &StorePath) -> Result<bool> {
-        self.backend.exists(&Self::narinfo_key(p))
+        if let Some((disk, id)) = &self.disk {
+            match disk.lookup(*id, &self.sd, p.hash_part())? {
+                crate::disk_cache::Lookup::Present(_) => return Ok(true),
+                crate::disk_cache::Lookup::Missing => return Ok(false),
+                crate::disk_cache::Lookup::Unknown => {}
+            }
+        }
+        let found = self.backend.exists(&Self::narinfo_key(p))?;
+        if let (false, Some((disk, id))) = (found, &self.disk) {
+            disk.upsert(*id, p.hash_part(), None)?;
+        }
+        Ok(found)
     }
 
     /// The decompressed NAR of `info` as a stream.

@@ -67,6 +67,21 @@ fn uploads_to_http_caches_are_recorded_as_cppnix_records_them() {
         let hash = &p["/nix/store/".len()..][..32];
         std::fs::remove_file(web_f.join(format!("{hash}.narinfo"))).expect("rm narinfo");
     }
+    // Copied again, the paths count as there (the disk cache says so): neither uploads.
+    for p in [A, B] {
+        let hash = &p["/nix/store/".len()..][..32];
+        std::fs::remove_file(web_c.join(format!("{hash}.narinfo"))).expect("rm narinfo");
+    }
+    copy(false, &xdg_c, &store, &format!("{url_c}?compression=none"));
+    copy(true, &xdg_f, &store, &format!("{url_f}?compression=none"));
+    for (web, side) in [(&web_c, "cppnix"), (&web_f, "firn")] {
+        let narinfos = std::fs::read_dir(web)
+            .expect("read web dir")
+            .filter_map(|d| d.ok())
+            .filter(|d| d.file_name().to_string_lossy().ends_with(".narinfo"))
+            .count();
+        assert_eq!(narinfos, 0, "{side} uploaded again");
+    }
     let info = ok_str(cppnix("nix").env("XDG_CACHE_HOME", &xdg_f).args([
         "path-info",
         "--store",
