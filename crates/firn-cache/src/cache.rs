@@ -57,8 +57,8 @@ pub struct BinaryCache {
     pub want_mass_query: bool,
     /// Whether narinfos should go through the disk cache (remote caches only, as CppNix).
     pub remote: bool,
-    /// Where the narinfos this cache writes are recorded (see
-    /// [`BinaryCache::record_uploads_in`]), with the cache's id there.
+    /// The narinfo disk cache its lookups and uploads go through (see
+    /// [`BinaryCache::use_disk_cache`]), with the cache's id there.
     disk: Option<(Arc<DiskCache>, i64)>,
     counter: AtomicU64,
     pid: u32,
@@ -199,12 +199,14 @@ impl BinaryCache {
         Ok(cache)
     }
 
-    /// Record every narinfo this cache writes in the narinfo disk cache, as found (CppNix's
+    /// Use the narinfo disk cache, as CppNix's binary cache stores do: lookups
+    /// ([`Self::query_narinfo`], [`Self::has_narinfo`]) take a recent answer from it and record
+    /// the cache's, and every narinfo this cache writes is recorded as found (CppNix's
     /// `BinaryCacheStore::writeNarInfo`), so that a later substitution or `path-info --store`
     /// does not ask the cache again. As in CppNix, only remote caches (HTTP, S3) use the disk
     /// cache: for a `file://` cache this does nothing. The cache's row is made if the disk
     /// cache does not know it yet (an existing row is kept, as CppNix's `init` keeps it).
-    pub fn record_uploads_in(&mut self, disk: Arc<DiskCache>) -> Result<()> {
+    pub fn use_disk_cache(&mut self, disk: Arc<DiskCache>) -> Result<()> {
         if !self.remote {
             return Ok(());
         }
@@ -233,8 +235,25 @@ impl BinaryCache {
         format!("{}.narinfo", p.hash_part())
     }
 
-    /// The narinfo for `p`, or `None`. A narinfo that names another path is an error.
+    /// The narinfo for `p`, or `None`. A narinfo that names another path is an error. With
+    /// the disk cache attached ([`Self::use_disk_cache`]), a recent answer there is taken as
+    /// it is, and the cache's answer is recorded.
     pub fn query_narinfo(&self, p: &StorePath) -> Result<Option<NarInfo>> {
+        let Some((disk, id)) = &self.disk else {
+            return self.query_narinfo_uncached(p);
+        };
+        match disk.lookup(*id, &self.sd, p.hash_part())? {
+            crate::disk_cache::Lookup::Present(ni) if ni.path == *p => return Ok(Some(*ni)),
+            crate::disk_cache::Lookup::Missing => return Ok(None),
+            _ => {}
+        }
+        let found = self.query_narinfo_uncached(p)?;
+        disk.upsert(*id, p.hash_part(), found.as_ref())?;
+        Ok(found)
+    }
+
+    /// [`Self::query_narinfo`] from the cache itself.
+    fn query_narinfo_uncached(&self, p: &StorePath) -> Result<Option<NarInfo>> {
         let key = Self::narinfo_key(p);
         let Some(bytes) = self.backend.get_bytes(&key)? else {
             return Ok(None);
@@ -291,7 +310,7 @@ impl BinaryCache {
     }
 
     /// Whether the cache has a narinfo for `p` (without reading it). With the narinfo disk
-    /// cache attached ([`Self::record_uploads_in`]), a recent answer there is taken as it is
+    /// cache attached ([`Self::use_disk_cache`]), a recent answer there is taken as it is
     /// and a path the cache lacks is recorded as missing, as CppNix's `isValidPath` does for a
     /// binary cache (so a second `nix copy --to` of the same paths asks the cache nothing).
     pub fn has_narinfo(&self, p: &StorePath) -> Result<bool> {

@@ -89,6 +89,13 @@ fn uploads_to_http_caches_are_recorded_as_cppnix_records_them() {
         B,
     ]));
     assert_eq!(info.trim(), B);
+    let info =
+        ok_str(
+            firn("nix")
+                .env("XDG_CACHE_HOME", &xdg_f)
+                .args(["path-info", "--store", &url_f, B]),
+        );
+    assert_eq!(info.trim(), B);
     let dst = e.store("d");
     let out = firn("nix-store")
         .env("XDG_CACHE_HOME", &xdg_f)

@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     if let AnyStore::Cache(c) = &mut dst {
         if c.remote {
             if let Some(disk) = ctx.disk_cache() {
-                c.record_uploads_in(std::sync::Arc::new(disk))?;
+                c.use_disk_cache(std::sync::Arc::new(disk))?;
             }
         }
     }
