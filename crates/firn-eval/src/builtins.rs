@@ -899,10 +899,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 match m.get(&n.s) {
                     Some(t) => force(ev, &t.clone()),
                     None => Err(text_frame(
-                        EvalError::new(format!(
-                            "attribute '{}' missing",
-                            crate::print::error_attr_name(&n.s)
-                        )),
+                        EvalError::new(crate::eval::attr_missing_text(&n.s)),
                         "in the attribute set under consideration",
                     )),
                 }

@@ -524,7 +524,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             // As CppNix: the start set (an empty one needs no operator), then the operator.
             let missing = |name: &str| {
                 crate::builtins::text_frame(
-                    EvalError::new(format!("attribute '{name}' missing")),
+                    EvalError::new(crate::eval::attr_missing_text(name)),
                     "in the attrset passed as argument to builtins.genericClosure",
                 )
             };

@@ -360,10 +360,7 @@ impl Evaluator {
                             let x = x.clone();
                             self.force(&x)
                         }
-                        None => err(format!(
-                            "attribute '{}' missing",
-                            crate::print::error_attr_name(self.interner.name(name))
-                        )),
+                        None => err(attr_missing_text(self.interner.name(name))),
                     },
                     Ok(v) => Err(self.type_error("a set", &v)),
                     Err(e) => Err(e),
@@ -441,7 +438,7 @@ impl Evaluator {
         t.set(ThunkState::Select(retry, Symbol(FAILED | i)));
     }
 
-    /// [`Self::force_pending`] of a thunk that failed (see [`Self::failed_state`]): a copy
+    /// [`Self::force_pending`] of a thunk that failed (see [`Self::keep_failure`]): a copy
     /// of the error it keeps, or (if that error was not caught) its computation again.
     #[cold]
     #[inline(never)]
@@ -2078,10 +2075,10 @@ const PLUS_OPERAND: &str = "in an operand of '+'";
 /// The frame of a part of a string or path that cannot be coerced to a string.
 const PATH_SEGMENT: &str = "while evaluating a path segment";
 
-/// The address of a local: where the stack is now.
 /// The memo of a literal met once and not yet given a place in the literal table.
 const LITERAL_SEEN: u32 = u32::MAX;
 
+/// The address of a local: where the stack is now.
 #[inline(always)]
 fn stack_pointer() -> usize {
     let here = 0u8;
@@ -2097,7 +2094,7 @@ fn open_with_len(path: &str) -> std::io::Result<(std::fs::File, Option<u64>)> {
 }
 
 /// The bit of a symbol in a thunk's `Select` state that marks a thunk that failed (see
-/// [`Evaluator::failed_state`]); no symbol has it.
+/// [`Evaluator::keep_failure`]); no symbol has it.
 const FAILED: u32 = 1 << 31;
 
 /// "infinite recursion encountered": thunk `t` was forced while being forced.
@@ -2215,13 +2212,20 @@ fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
 
 pub use firn_syntax::parser::canon_path;
 
+/// "attribute 'n' missing", the name shown as current Nix shows a symbol.
+pub(crate) fn attr_missing_text(name: &str) -> String {
+    format!(
+        "attribute '{}' missing",
+        crate::print::error_attr_name(name)
+    )
+}
+
 /// "attribute 'n' missing", with current Nix's suggestions among the set's names.
 #[cold]
 #[inline(never)]
 fn missing_attr(name: Option<RcStr>, m: &AttrMap) -> EvalError {
     let n = name.unwrap_or_else(|| "null".into());
-    let shown = crate::print::error_attr_name(&n);
-    let mut x = EvalError::new(format!("attribute '{shown}' missing"));
+    let mut x = EvalError::new(attr_missing_text(&n));
     x.suggestions = firn_syntax::suggest::best_matches(&n, m.keys().map(|k| &**k));
     x
 }

@@ -26,9 +26,9 @@ pub mod term;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError};
+pub use eval::Evaluator;
+pub use value::Value;
 
 /// The version of Nix firn implements: `builtins.nixVersion`, and what the tools' `--version`
 /// print, so that code and scripts that check for a Nix version accept firn.
 pub const NIX_VERSION: &str = "2.24.0";
-pub use eval::Evaluator;
-pub use value::Value;

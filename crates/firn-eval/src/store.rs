@@ -37,8 +37,8 @@ pub struct EvalStore {
     drv_hashes: DrvHashes,
     /// Derivations made by this evaluation: what later derivations need of them.
     drvs: HashMap<StorePath, MadeDrv, foldhash::fast::RandomState>,
-    /// The paths those derivations refer to, each kept once.
-    referenced: PathTable,
+    /// The paths those derivations refer to, each kept once and known by its place.
+    referenced: indexmap::IndexSet<StorePath, foldhash::fast::RandomState>,
     /// Lists of output names those derivations have, each kept once.
     output_lists: Vec<Rc<[String]>>,
     /// Sources copied without a filter, by their path on disk.
@@ -55,29 +55,6 @@ struct MadeDrv {
     references: Box<[u32]>,
     /// Shared with the other derivations that have the same outputs.
     outputs: Rc<[String]>,
-}
-
-/// Store paths, each kept once and known by its place.
-#[derive(Default)]
-struct PathTable {
-    ids: HashMap<StorePath, u32, foldhash::fast::RandomState>,
-    paths: Vec<StorePath>,
-}
-
-impl PathTable {
-    fn id(&mut self, p: StorePath) -> u32 {
-        if let Some(&i) = self.ids.get(&p) {
-            return i;
-        }
-        let i = u32::try_from(self.paths.len()).expect("fewer than 2^32 store paths");
-        self.paths.push(p.clone());
-        self.ids.insert(p, i);
-        i
-    }
-
-    fn get(&self, id: u32) -> &StorePath {
-        &self.paths[id as usize]
-    }
 }
 
 /// How many of the latest distinct lists of output names are looked through for one to
@@ -127,7 +104,7 @@ impl EvalStore {
             dummy: false,
             drv_hashes: DrvHashes::new(),
             drvs: HashMap::default(),
-            referenced: PathTable::default(),
+            referenced: Default::default(),
             output_lists: Vec::new(),
             sources: HashMap::new(),
         }
@@ -440,7 +417,10 @@ impl EvalStore {
         let outputs = self.output_list(drv.outputs.keys());
         let references = references
             .into_iter()
-            .map(|r| self.referenced.id(r))
+            .map(|r| {
+                let (i, _) = self.referenced.insert_full(r);
+                u32::try_from(i).expect("fewer than 2^32 store paths")
+            })
             .collect();
         self.drvs.insert(
             p.clone(),
@@ -502,7 +482,7 @@ impl EvalStore {
             return Ok(d
                 .references
                 .iter()
-                .map(|&i| self.referenced.get(i).clone())
+                .filter_map(|&i| self.referenced.get_index(i as usize).cloned())
                 .collect());
         }
         let Some(store) = &self.backend else {
