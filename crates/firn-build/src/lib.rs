@@ -84,6 +84,12 @@ pub enum SandboxMode {
     Relaxed,
 }
 
+/// How many times a builder's exec is tried while its file is busy (ETXTBSY: still open for
+/// writing in a child another thread forked, until that child's own exec), and the pause
+/// between tries; the sandboxed and the unsandboxed start share them.
+pub(crate) const EXEC_BUSY_TRIES: u32 = 100;
+pub(crate) const EXEC_BUSY_PAUSE_MS: u64 = 10;
+
 /// The settings a realisation runs with (Nix's names in the comments).
 #[derive(Clone, Debug)]
 pub struct BuildSettings {

@@ -112,9 +112,9 @@ fn spawn_when_not_busy(c: &mut Command) -> std::io::Result<std::process::Child> 
     let mut tries = 0;
     loop {
         match c.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < crate::EXEC_BUSY_TRIES => {
                 tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::thread::sleep(std::time::Duration::from_millis(crate::EXEC_BUSY_PAUSE_MS));
             }
             r => return r,
         }

@@ -239,17 +239,27 @@ impl BinaryCache {
     /// the disk cache attached ([`Self::use_disk_cache`]), a recent answer there is taken as
     /// it is, and the cache's answer is recorded.
     pub fn query_narinfo(&self, p: &StorePath) -> Result<Option<NarInfo>> {
-        let Some((disk, id)) = &self.disk else {
-            return self.query_narinfo_uncached(p);
-        };
-        match disk.lookup(*id, &self.sd, p.hash_part())? {
-            crate::disk_cache::Lookup::Present(ni) if ni.path == *p => return Ok(Some(*ni)),
-            crate::disk_cache::Lookup::Missing => return Ok(None),
-            _ => {}
+        if let Some(known) = self.disk_answer(p)? {
+            return Ok(known);
         }
         let found = self.query_narinfo_uncached(p)?;
-        disk.upsert(*id, p.hash_part(), found.as_ref())?;
+        if let Some((disk, id)) = &self.disk {
+            disk.upsert(*id, p.hash_part(), found.as_ref())?;
+        }
         Ok(found)
+    }
+
+    /// The attached disk cache's recent answer for `p`: `Some(Some(narinfo))` there,
+    /// `Some(None)` missing, `None` when it does not know (or none is attached).
+    fn disk_answer(&self, p: &StorePath) -> Result<Option<Option<NarInfo>>> {
+        let Some((disk, id)) = &self.disk else {
+            return Ok(None);
+        };
+        Ok(match disk.lookup(*id, &self.sd, p.hash_part())? {
+            crate::disk_cache::Lookup::Present(ni) if ni.path == *p => Some(Some(*ni)),
+            crate::disk_cache::Lookup::Missing => Some(None),
+            _ => None,
+        })
     }
 
     /// [`Self::query_narinfo`] from the cache itself.
@@ -314,12 +324,8 @@ impl BinaryCache {
     /// and a path the cache lacks is recorded as missing, as CppNix's `isValidPath` does for a
     /// binary cache (so a second `nix copy --to` of the same paths asks the cache nothing).
     pub fn has_narinfo(&self, p: &StorePath) -> Result<bool> {
-        if let Some((disk, id)) = &self.disk {
-            match disk.lookup(*id, &self.sd, p.hash_part())? {
-                crate::disk_cache::Lookup::Present(_) => return Ok(true),
-                crate::disk_cache::Lookup::Missing => return Ok(false),
-                crate::disk_cache::Lookup::Unknown => {}
-            }
+        if let Some(known) = self.disk_answer(p)? {
+            return Ok(known.is_some());
         }
         let found = self.backend.exists(&Self::narinfo_key(p))?;
         if let (false, Some((disk, id))) = (found, &self.disk) {

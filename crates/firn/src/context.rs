@@ -54,8 +54,7 @@ impl Ctx {
         let mut settings = Settings::load()?;
         let (rest, common) = take_common_args(args, &mut settings, legacy)?;
         init_logging(common.verbosity);
-        // Warnings are shown down to two `--quiet`s below the default, as in Nix.
-        if common.verbosity >= -2 {
+        if shows_warnings(common.verbosity) {
             settings.warn_unknown();
         }
         Ok((
@@ -190,6 +189,17 @@ impl Ctx {
         Ok((!subs.is_empty()).then_some(subs))
     }
 
+    /// Have a remote binary cache look narinfos up through the narinfo disk cache, as CppNix's
+    /// do (a `file://` cache does not use it, so it is not opened for one).
+    pub fn attach_disk_cache(&self, c: &mut firn_cache::cache::BinaryCache) -> Result<()> {
+        if c.remote {
+            if let Some(disk) = self.disk_cache() {
+                c.use_disk_cache(std::sync::Arc::new(disk))?;
+            }
+        }
+        Ok(())
+    }
+
     /// CppNix's narinfo disk cache (`binary-cache-v6.sqlite`) with the configured TTLs, or
     /// `None` (with a warning in the log) when it cannot be opened.
     pub fn disk_cache(&self) -> Option<firn_cache::disk_cache::DiskCache> {
@@ -248,6 +258,12 @@ pub enum DummyStoreError {
     /// A command that needs a store holding paths.
     #[error("this command needs a store that can hold paths, which store 'dummy' cannot")]
     NeedsStore,
+}
+
+/// Whether warnings are shown at `verbosity`: down to two `--quiet`s below the default, as
+/// Nix's `lvlWarn` messages.
+pub fn shows_warnings(verbosity: i32) -> bool {
+    verbosity >= -2
 }
 
 /// Log to stderr: warnings by default, info with `-v`, debug with `-vv`/`--debug`.

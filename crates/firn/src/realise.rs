@@ -813,7 +813,7 @@ pub fn realise(
         print_logs,
         prefix_logs: prefix,
         quiet: ctx.verbosity < 0,
-        lock_waits: flags.legacy && ctx.verbosity >= -2,
+        lock_waits: flags.legacy && crate::context::shows_warnings(ctx.verbosity),
         json: format == "internal-json",
         ids: BTreeMap::new(),
         wait_ids: BTreeMap::new(),

@@ -281,9 +281,8 @@ impl Settings {
         for name in firn_syntax::Lints::SETTINGS {
             let Some(v) = self.get(name) else { continue };
             let level = v.trim().parse().map_err(|_| {
-                crate::context::usage(format!(
-                    "option '{name}' has invalid value '{v}' (expected 'ignore', 'warn', or 'fatal')"
-                ))
+                let bad = firn_syntax::lint::BadDiagnose(v.to_string());
+                crate::context::usage(format!("option '{name}' has {bad}"))
             })?;
             lints.set(name, level);
         }

@@ -95,9 +95,6 @@ pub(super) struct Plan {
     pub log_r: i32,
 }
 
-/// How many times the builder's exec is tried while its file is busy (10 ms apart).
-const EXEC_BUSY_TRIES: u32 = 100;
-
 pub(super) fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
@@ -345,7 +342,7 @@ pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // which comes soon: wait for it a little (ETXTBSY), as the execution would succeed.
         let pause = libc::timespec {
             tv_sec: 0,
-            tv_nsec: 10_000_000,
+            tv_nsec: crate::EXEC_BUSY_PAUSE_MS as i64 * 1_000_000,
         };
         let mut tries = 0;
         loop {
@@ -356,7 +353,7 @@ pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             );
             let e = errno();
             tries += 1;
-            if e != libc::ETXTBSY || tries == EXEC_BUSY_TRIES {
+            if e != libc::ETXTBSY || tries == crate::EXEC_BUSY_TRIES {
                 child_fail(plan.status_w, -1, e)
             }
             libc::nanosleep(&pause, std::ptr::null_mut());

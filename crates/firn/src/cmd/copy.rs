@@ -50,14 +50,10 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
         (None, Some(t)) => (ctx.open_any()?, ctx.open_any_at(t)?),
         (Some(f), Some(t)) => (ctx.open_any_at(f)?, ctx.open_any_at(t)?),
     };
-    // What goes up to a remote cache is recorded in the narinfo disk cache as found there,
-    // as CppNix does.
+    // What goes up to a remote cache is looked up in, and recorded in, the narinfo disk
+    // cache, as CppNix does.
     if let AnyStore::Cache(c) = &mut dst {
-        if c.remote {
-            if let Some(disk) = ctx.disk_cache() {
-                c.use_disk_cache(std::sync::Arc::new(disk))?;
-            }
-        }
+        ctx.attach_disk_cache(c)?;
     }
     let sd = src.store_dir().clone();
     let mut paths: BTreeSet<StorePath> = BTreeSet::new();

@@ -127,12 +127,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         }
         Command::PathInfo(a) => match ctx.open_any()? {
             firn_cache::copy::AnyStore::Cache(mut c) => {
-                // As CppNix: lookups in a remote cache go through the narinfo disk cache.
-                if c.remote {
-                    if let Some(disk) = ctx.disk_cache() {
-                        c.use_disk_cache(std::sync::Arc::new(disk))?;
-                    }
-                }
+                ctx.attach_disk_cache(&mut c)?;
                 path_info::run_cache(&c, a)
             }
             firn_cache::copy::AnyStore::Local(s) => path_info::run(&s, a),

@@ -175,8 +175,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         gc_warning,
         build,
     } = inv;
-    // The warning is CppNix's `lvlWarn`: three `--quiet`s hide it.
-    let gc_warning = gc_warning && ctx.verbosity >= -2;
+    let gc_warning = gc_warning && crate::context::shows_warnings(ctx.verbosity);
     let no_flags = |flags: &[String]| -> Result<()> {
         match flags.first() {
             Some(f) => Err(usage(format!("unknown flag '{f}'"))),
