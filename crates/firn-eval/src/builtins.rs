@@ -280,7 +280,7 @@ fn arith_call(ev: &mut Evaluator, op: char, a: &[Thunk]) -> EResult<Value> {
 /// is not a number (`div` checks its second argument first); none for other errors.
 #[cold]
 #[inline(never)]
-fn arith_arg_frame(e: EvalError, op: char, x: &Value, y: &Value) -> EvalError {
+pub(crate) fn arith_arg_frame(e: EvalError, op: char, x: &Value, y: &Value) -> EvalError {
     let number = |v: &Value| matches!(v, Value::Int(_) | Value::Float(_));
     let float = matches!(x, Value::Float(_)) || matches!(y, Value::Float(_));
     let first = match op {

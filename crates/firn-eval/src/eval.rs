@@ -65,6 +65,9 @@ pub struct Evaluator {
     literals: Vec<(&'static Expr, Thunk)>,
     /// The symbol `__overrides`.
     sym_overrides: Symbol,
+    /// `__sub`, `__mul`, `__div`, `__lessThan`: the builtins the parser calls for `-`, `*`,
+    /// `/` and the comparisons (see [`Self::direct_op`]).
+    op_syms: [Symbol; 4],
     /// Where this thread's stack was when the evaluator was made, and how far below that
     /// evaluation may go: nesting that is not a function call (forcing a chain of thunks,
     /// deep data) ends with an error there instead of overflowing the stack.
@@ -101,11 +104,18 @@ impl Evaluator {
             positions: Default::default(),
             literals: Vec::new(),
             sym_overrides: Symbol(0),
+            op_syms: [Symbol(u32::MAX); 4],
             stack_base: stack_pointer(),
             stack_limit: DEFAULT_STACK_LIMIT,
             tail_calls: Vec::new(),
         };
         ev.sym_overrides = ev.sym("__overrides");
+        ev.op_syms = [
+            ev.sym("__sub"),
+            ev.sym("__mul"),
+            ev.sym("__div"),
+            ev.sym("__lessThan"),
+        ];
         crate::builtins::install(&mut ev);
         ev
     }
@@ -757,6 +767,9 @@ impl Evaluator {
                 return Ok(v);
             }
         }
+        if let Some((op, a, b)) = self.as_direct_op(e) {
+            return self.direct_op(e, op, a, b, env);
+        }
         // Straight to the step for the kinds that are not tail positions: the loop's
         // function keeps more state, and entering it costs more.
         if matches!(
@@ -1140,6 +1153,9 @@ impl Evaluator {
                     }
                 }
                 ExprKind::Call { fun, args } => {
+                    if let Some((op, a, b)) = self.as_direct_op(e) {
+                        return self.direct_op(e, op, a, b, cur);
+                    }
                     let mut f = self.eval(fun, cur)?;
                     let mut rest: &'static [Expr] = args;
                     // A builtin given all its arguments at once is called directly.
@@ -1220,6 +1236,78 @@ impl Evaluator {
                 owned = Some(n);
             }
         }
+    }
+
+    /// `e` as an operator the parser made a call of a builtin (`a - b` is `__sub a b`, `a < b`
+    /// is `__lessThan a b`, ...), when the name is the global one (not rebound by the
+    /// program, which Nix allows): which operator (the index in `op_syms`) and its operands.
+    #[inline(always)]
+    fn as_direct_op(&self, e: &'static Expr) -> Option<(usize, &'static Expr, &'static Expr)> {
+        if let ExprKind::Call { fun, args } = &e.kind {
+            if let (ExprKind::Global(s), [a, b]) = (&fun.kind, &args[..]) {
+                let op = self.op_syms.iter().position(|o| o == s)?;
+                return Some((op, a, b));
+            }
+        }
+        None
+    }
+
+    /// [`Self::as_direct_op`]'s operator applied: both operands evaluated in order, as the
+    /// builtin forces its arguments, but without a thunk for each and without the call's
+    /// dispatch. As a builtin call, it counts towards the call depth, and an error gets the
+    /// builtin's frame.
+    #[inline(never)]
+    fn direct_op(
+        &mut self,
+        e: &'static Expr,
+        op: usize,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
+        let over = self.depth > self.max_call_depth;
+        self.depth += 1;
+        let r = if over {
+            err("stack overflow; max-call-depth exceeded")
+        } else if let Err(x) = self.check_stack() {
+            Err(x)
+        } else {
+            match (self.eval(a, env), op) {
+                (Err(x), _) => Err(x),
+                (Ok(x), 3) => match self.eval(b, env) {
+                    Ok(y) => crate::builtins::less_than(self, &x, &y).map(Value::Bool),
+                    Err(y) => Err(y),
+                },
+                (Ok(x), _) => match self.eval(b, env) {
+                    Ok(y) => {
+                        let c = [b'-', b'*', b'/'][op] as char;
+                        crate::builtins::arith(self, c, &x, &y)
+                            .map_err(|r| crate::builtins::arith_arg_frame(r, c, &x, &y))
+                    }
+                    Err(y) => Err(y),
+                },
+            }
+        };
+        self.depth -= 1;
+        match r {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.direct_op_error(x, e, op)),
+        }
+    }
+
+    /// An error out of [`Self::direct_op`], as one out of the builtin's call.
+    #[cold]
+    #[inline(never)]
+    fn direct_op_error(&self, x: EvalError, e: &'static Expr, op: usize) -> EvalError {
+        let p = match self.globals.get(self.op_syms[op].0 as usize) {
+            Some(Some(t)) => match t.peek() {
+                Some(Value::PrimOp(p)) => p,
+                _ => return self.locate_error(x, e),
+            },
+            _ => return self.locate_error(x, e),
+        };
+        let x = self.builtin_frame(x, &p, Some(op_pos(e)));
+        self.locate_error(x, e)
     }
 
     /// Everything but the tail positions [`Self::eval`] loops over; an error is placed at

@@ -590,6 +590,7 @@ impl Env {
     pub fn empty() -> Env {
         Env(None)
     }
+    #[inline]
     pub fn push(&self, scope: Scope) -> Env {
         Env(Some(Shared::new(EnvNode {
             scope,
