@@ -512,8 +512,7 @@ fn bool_result(ev: &Evaluator, v: Value, what: &'static str) -> EResult<bool> {
 
 /// `cmp a b`: whether the user's comparator puts `a` before `b`.
 fn sort_less(ev: &mut Evaluator, cmp: &Value, a: &Thunk, b: &Thunk) -> EResult<bool> {
-    let f = ev.call(cmp.clone(), a.clone())?;
-    let v = ev.call(f, b.clone())?;
+    let v = ev.call2(cmp, a.clone(), b.clone())?;
     bool_result(
         ev,
         v,
@@ -733,8 +732,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let mut acc = a[1].clone();
                 let l = list_arg(ev, &a[2], (2, "builtins.foldlStrict"))?;
                 for t in l.iter() {
-                    let g = ev.call(f.clone(), acc)?;
-                    let v = ev.call(g, t.clone())?;
+                    let v = ev.call2(&f, acc, t.clone())?;
                     acc = Thunk::value(v);
                 }
                 force(ev, &acc)

@@ -322,10 +322,48 @@ impl Evaluator {
         self.force_pending(t)
     }
 
-    /// [`Self::force`] of a thunk not computed yet.
+    /// [`Self::force`] of a thunk not computed yet. The common state, an expression in its
+    /// scope, is handled here; the others, and failures, out of line (this keeps the hot
+    /// function's frame small).
     #[inline(never)]
     fn force_pending(&mut self, t: &Thunk) -> EResult<Value> {
-        let state = t.replace(ThunkState::Forcing);
+        match t.replace(ThunkState::Forcing) {
+            ThunkState::Pending(e, env) => {
+                if self.stack_used() > self.stack_limit {
+                    t.set(ThunkState::Pending(e, env));
+                    return Err(stack_overflow());
+                }
+                match self.eval(e, &env) {
+                    Ok(v) => {
+                        t.finish(v.clone());
+                        Ok(v)
+                    }
+                    Err(x) => Err(self.pending_failed(t, x, e, env)),
+                }
+            }
+            state => self.force_state(t, state),
+        }
+    }
+
+    /// [`Self::force_pending`] of an expression that failed with `x`: its state is put back,
+    /// so a later force (e.g. after `tryEval`) reports the error again.
+    #[cold]
+    #[inline(never)]
+    fn pending_failed(&mut self, t: &Thunk, x: EvalError, e: &'static Expr, env: Env) -> EvalError {
+        let mut x = entering_recursion(x, t);
+        if x.blackhole != 0 {
+            x = aliased_recursion(x, t, e, &env);
+        }
+        t.set(ThunkState::Pending(e, env));
+        self.keep_failure(t, &mut x);
+        x
+    }
+
+    /// [`Self::force_pending`] of the states other than an expression (`state`, taken out of
+    /// `t`, which holds `Forcing`). Each state is taken apart by value (no generic drop of
+    /// the state afterwards); on an error the state is put back.
+    #[inline(never)]
+    fn force_state(&mut self, t: &Thunk, state: ThunkState) -> EResult<Value> {
         if matches!(state, ThunkState::Forcing) {
             return Err(recursion_error(t));
         }
@@ -333,25 +371,11 @@ impl Evaluator {
             t.set(state);
             return Err(e);
         }
-        // Each state is taken apart by value (no generic drop of the state afterwards); on
-        // an error the state is put back, so a later force (e.g. after `tryEval`) reports
-        // the error again.
         match state {
-            ThunkState::Pending(e, env) => match self.eval(e, &env) {
-                Ok(v) => {
-                    t.finish(v.clone());
-                    Ok(v)
-                }
-                Err(x) => {
-                    let mut x = entering_recursion(x, t);
-                    if x.blackhole != 0 {
-                        x = aliased_recursion(x, t, e, &env);
-                    }
-                    t.set(ThunkState::Pending(e, env));
-                    self.keep_failure(t, &mut x);
-                    Err(x)
-                }
-            },
+            ThunkState::Pending(..) => {
+                t.set(state);
+                self.force_pending(t)
+            }
             ThunkState::Apply(f, a) => {
                 let arg = a.clone();
                 self.force_applied(t, f, arg, |f| ThunkState::Apply(f, a))
@@ -760,29 +784,43 @@ impl Evaluator {
     /// 1)` may run as long as it likes, as in current Nix).
     #[inline]
     pub fn eval(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
-        // The most common case first, without a call: a lexically bound variable whose
-        // value is computed already.
-        if let ExprKind::Var(s) = &e.kind {
-            if let Some(v) = lookup_var_ref(e, *s, env).and_then(Thunk::peek) {
-                return Ok(v);
+        // One dispatch on the kind: the most common ones go straight to their own
+        // function (or, for a variable whose value is computed already and an integer,
+        // need none), the rest to `eval_step`. The kinds with tail positions go to
+        // `eval_any`, whose loop keeps more state.
+        match &e.kind {
+            ExprKind::Var(s) => {
+                if let Some(v) = lookup_var_ref(e, *s, env).and_then(Thunk::peek) {
+                    return Ok(v);
+                }
+                self.eval_step(e, env)
             }
+            ExprKind::Int(i) => Ok(Value::Int(*i)),
+            ExprKind::Call { .. } => match self.as_direct_op(e) {
+                Some((op, a, b)) => self.direct_op(e, op, a, b, env),
+                None => self.eval_any(e, env),
+            },
+            ExprKind::If { .. }
+            | ExprKind::Let { .. }
+            | ExprKind::With { .. }
+            | ExprKind::Assert { .. } => self.eval_any(e, env),
+            ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, env),
+            _ => self.eval_step(e, env),
         }
-        if let Some((op, a, b)) = self.as_direct_op(e) {
-            return self.direct_op(e, op, a, b, env);
-        }
-        // Straight to the step for the kinds that are not tail positions: the loop's
-        // function keeps more state, and entering it costs more.
-        if matches!(
-            e.kind,
-            ExprKind::Call { .. }
-                | ExprKind::If { .. }
-                | ExprKind::Let { .. }
-                | ExprKind::With { .. }
-                | ExprKind::Assert { .. }
-        ) {
-            self.eval_any(e, env)
-        } else {
-            self.eval_step(e, env)
+    }
+
+    /// [`Self::eval`] of a selection without a default (placed as `eval_step` places).
+    #[inline(never)]
+    fn eval_select(
+        &mut self,
+        e: &'static Expr,
+        inner: &'static Expr,
+        path: &'static [AttrName],
+        env: &Env,
+    ) -> EResult<Value> {
+        match self.select(e, inner, path, None, env) {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.locate_error(x, e)),
         }
     }
 
@@ -1811,6 +1849,44 @@ impl Evaluator {
         Ok(NixString::with_context(s.clone(), vec![s.as_str().into()]))
     }
 
+    /// `f a b`, as `call(call(f, a), b)`. For the usual two-argument lambda (`a: b: ...`),
+    /// as builtins such as `foldl'` and `sort` call, both scopes are made at once and the
+    /// body evaluated, without the closure of the first application in between.
+    pub fn call2(&mut self, f: &Value, a: Thunk, b: Thunk) -> EResult<Value> {
+        if let Value::Lambda(l) = f {
+            if let ExprKind::Lambda {
+                arg: Some(n1),
+                formals: None,
+                body: inner,
+            } = &l.expr.kind
+            {
+                if let ExprKind::Lambda {
+                    arg: Some(n2),
+                    formals: None,
+                    body,
+                } = &inner.kind
+                {
+                    // The first application evaluates nothing (see `call_at`); the second is
+                    // a call, checked as one.
+                    if self.depth > self.max_call_depth {
+                        return err("stack overflow; max-call-depth exceeded");
+                    }
+                    self.check_stack()?;
+                    self.depth += 1;
+                    let env = l.env.push(Scope::One(*n1, a)).push(Scope::One(*n2, b));
+                    let r = match self.eval(body, &env) {
+                        Ok(v) => Ok(v),
+                        Err(x) => Err(self.call_frames(x, inner, None)),
+                    };
+                    self.depth -= 1;
+                    return r;
+                }
+            }
+        }
+        let g = self.call(f.clone(), a)?;
+        self.call(g, b)
+    }
+
     /// Apply a function value to an argument.
     pub fn call(&mut self, f: Value, arg: Thunk) -> EResult<Value> {
         self.call_at(f, arg, None)
@@ -1846,7 +1922,22 @@ impl Evaluator {
 
     /// Bind `arg` to a lambda's parameter (or formals): its body and the environment to
     /// evaluate it in.
+    #[inline]
     fn bind_lambda(&mut self, l: &Lambda, arg: Thunk) -> EResult<(&'static Expr, Env)> {
+        match &l.expr.kind {
+            // The common case: one argument, one binding, no map to build.
+            ExprKind::Lambda {
+                arg: Some(n),
+                formals: None,
+                body,
+            } => Ok((body, l.env.push(Scope::One(*n, arg)))),
+            _ => self.bind_formals(l, arg),
+        }
+    }
+
+    /// [`Self::bind_lambda`] of a lambda with formals.
+    #[inline(never)]
+    fn bind_formals(&mut self, l: &Lambda, arg: Thunk) -> EResult<(&'static Expr, Env)> {
         let ExprKind::Lambda {
             arg: name,
             formals,
@@ -1856,12 +1947,7 @@ impl Evaluator {
             return err("internal error: a lambda without a lambda expression");
         };
         let Some(formals) = formals else {
-            // The common case: one argument, one binding, no map to build.
-            let scope = match name {
-                Some(n) => Scope::One(*n, arg),
-                None => Scope::Vars(Default::default()),
-            };
-            return Ok((body, l.env.push(scope)));
+            return Ok((body, l.env.push(Scope::Vars(Default::default()))));
         };
         let mut vars: Vec<(Symbol, Thunk)> = Vec::with_capacity(formals.formals.len() + 1);
         let attrs = match self.force(&arg) {

@@ -543,6 +543,41 @@ fn errors_point_where_cppnix_points() {
     assert!(shown.contains("… while calling the 'throw' builtin\n         at «string»:1:1:"));
 }
 
+/// `foldl'` and `sort` call a two-argument lambda with both arguments at once
+/// (`Evaluator::call2`): an error in its body still gets the frames of the call (the
+/// builtin's, then the function's, with the position of its second lambda, as current Nix).
+#[test]
+fn two_argument_calls_from_builtins_keep_their_frames() {
+    for (expr, builtin, error) in [
+        (
+            "let add = a: b: a + b; in builtins.foldl' add 0 [ 1 \"x\" ]",
+            "foldl'",
+            "error: cannot add a string to an integer\n       at «string»:1:21:",
+        ),
+        (
+            "let add = a: b: a + b; in builtins.sort add [ 1 \"x\" ]",
+            "sort",
+            "error: cannot coerce an integer to a string: 1",
+        ),
+    ] {
+        let out = firn("nix-instantiate")
+            .args(["--eval", "--strict", "--show-trace", "-E", expr])
+            .output()
+            .expect("run firn");
+        assert!(!out.status.success());
+        let shown = String::from_utf8_lossy(&out.stderr);
+        let frames: Vec<&str> = shown
+            .lines()
+            .filter(|l| l.contains('…') || l.trim_start().starts_with("at "))
+            .collect();
+        let call = format!("       … while calling the '{builtin}' builtin");
+        assert_eq!(frames[0], call, "{shown}");
+        assert_eq!(frames[2], "       … while calling 'add'", "{shown}");
+        assert_eq!(frames[3], "         at «string»:1:14:", "{shown}");
+        assert!(shown.contains(error), "{shown}");
+    }
+}
+
 #[test]
 fn show_trace_names_functions_and_attributes() {
     let run = |expr: &str, trace: bool| {
