@@ -66,7 +66,7 @@ pub struct Outcome {
 
 enum Msg {
     /// Resolved to this derivation, which is built (`true`) or found built already.
-    Resolved(usize, StorePath, bool),
+    Resolved(usize, StorePath),
     Log(usize, String),
     Note(usize, String),
     /// The outputs are locked and the build starts.
@@ -226,8 +226,8 @@ pub fn realise(
                             let note = |text| {
                                 let _ = tx.send(Msg::Note(i, text));
                             };
-                            let resolved = |p: &StorePath, building: bool| {
-                                let _ = tx.send(Msg::Resolved(i, p.clone(), building));
+                            let resolved = |p: &StorePath| {
+                                let _ = tx.send(Msg::Resolved(i, p.clone()));
                             };
                             let started = || {
                                 let _ = tx.send(Msg::Started(i));
@@ -265,25 +265,20 @@ pub fn realise(
             }
             let Ok(msg) = rx.recv() else { break };
             match msg {
-                Msg::Resolved(i, p, building) => {
+                Msg::Resolved(i, p) => {
                     display(Event::Resolved {
                         drv: &plan.nodes[i].drv_path,
                         resolved: &p,
                     });
                     shown[i] = p;
-                    if building {
-                        display(Event::Started {
-                            drv: &shown[i],
-                            check: plan.nodes[i].check,
-                        });
-                    }
                 }
-                // (A resolved derivation's build was announced with its resolution.)
-                Msg::Started(i) if !plan.nodes[i].resolve => display(Event::Started {
-                    drv: &plan.nodes[i].drv_path,
+                // A resolved derivation's build is shown under the derivation it was
+                // resolved to, once its outputs are locked and found missing (not while it
+                // waits for another process's build of them).
+                Msg::Started(i) => display(Event::Started {
+                    drv: &shown[i],
                     check: plan.nodes[i].check,
                 }),
-                Msg::Started(_) => {}
                 Msg::Waiting(i, text) => display(Event::Waiting {
                     drv: &shown[i],
                     text: &text,
@@ -553,12 +548,11 @@ fn check_homeless_shelter(
 }
 
 /// Where a build reports to: `emit` gets the builder's output lines, `note` messages to show
-/// in any case, `resolved` the derivation a derivation was resolved to (and whether that is
-/// built now).
+/// in any case, `resolved` the derivation a derivation was resolved to.
 pub struct Hooks<'a> {
     pub emit: &'a dyn Fn(String),
     pub note: &'a dyn Fn(String),
-    pub resolved: &'a dyn Fn(&StorePath, bool),
+    pub resolved: &'a dyn Fn(&StorePath),
     /// The build starts (its outputs locked, not all valid).
     pub started: &'a dyn Fn(),
     /// The outputs' locks are held by another process (CppNix's message).
@@ -1327,7 +1321,7 @@ fn build_resolved(
     }
     // `--check` checks the resolved derivation (CppNix hands its build mode on), which needs
     // its outputs valid.
-    (hooks.resolved)(&path, !all_valid || node.check);
+    (hooks.resolved)(&path);
     if node.check && !all_valid {
         return fail(
             node,

@@ -230,6 +230,19 @@ fn ca_graph_equals_cppnix() {
         assert!(errf.contains(line), "missing '{line}' in:\n{errf}");
     }
     assert!(errf.contains("resolved derivation"), "{errf}");
+    // And their builds, under the resolved derivation's name: the same set of lines (the
+    // order of parallel builds may differ).
+    let building = |err: &str| -> std::collections::BTreeSet<String> {
+        err.lines()
+            .filter(|l| l.starts_with("building '"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        building(&errf),
+        building(&errc),
+        "firn: {errf}\ncppnix: {errc}"
+    );
 
     // The same rows: outputs (content-addressed, with their deriver), resolved derivations,
     // realisations of every build and their references.
