@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Evaluation benchmarks: firn's evaluator vs CppNix 2.8 on the same expressions, in the same
-# run (`nix-instantiate --eval --strict`). Prints ratios (CppNix time / firn time) and peak
+# run (`nix-instantiate --eval --strict`), the best of 5 runs each, the two alternating. Prints
+# ratios (CppNix time / firn time) and peak
 # memory: small language workloads; a generated nixpkgs-style package set (gen_pkgset.sh)
 # evaluated to drvPaths; and, with NIXPKGS_LIB=/path/to/nixpkgs/lib (e.g. a checkout of
 # nix-community/nixpkgs.lib), nixpkgs' module system evaluating 150 modules with submodules;
@@ -15,8 +16,7 @@ run() {
     b=$("$LINKS/nix-instantiate" --eval --strict -E "$expr")
     [ "$a" = "$b" ] || { echo "$name: results differ: $a vs $b"; exit 1; }
     local c f
-    c=$(best_of 3 nix-instantiate --eval --strict -E "$expr")
-    f=$(best_of 3 "$LINKS/nix-instantiate" --eval --strict -E "$expr")
+    read -r c f < <(best_pair 5 nix-instantiate --eval --strict -E "$expr" ::: "$LINKS/nix-instantiate" --eval --strict -E "$expr")
     report "$name" "$c" "$f"
 }
 run "fib 25 (calls, arithmetic)" 'let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 25'
@@ -33,8 +33,7 @@ f="$BENCH_TMP/pkgset/drvpaths.nix"
 a=$(nix-instantiate --eval --strict --json "$f")
 b=$("$LINKS/nix-instantiate" --eval --strict --json "$f")
 [ "$a" = "$b" ] || { echo "package set: drvPaths differ"; exit 1; }
-c=$(best_of 3 nix-instantiate --eval --strict --json "$f")
-fm=$(best_of 3 "$LINKS/nix-instantiate" --eval --strict --json "$f")
+read -r c fm < <(best_pair 5 nix-instantiate --eval --strict --json "$f" ::: "$LINKS/nix-instantiate" --eval --strict --json "$f")
 report "package set (2000 packages) to drvPaths" "$c" "$fm"
 echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict --json "$f") KB, firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict --json "$f") KB"
 if [ -n "${NIXPKGS_LIB:-}" ]; then
@@ -60,8 +59,7 @@ NIX
     a=$(nix-instantiate --eval --strict "$f")
     b=$("$LINKS/nix-instantiate" --eval --strict "$f")
     [ "$a" = "$b" ] || { echo "modules: results differ: $a vs $b"; exit 1; }
-    c=$(best_of 3 nix-instantiate --eval --strict "$f")
-    fm=$(best_of 3 "$LINKS/nix-instantiate" --eval --strict "$f")
+    read -r c fm < <(best_pair 5 nix-instantiate --eval --strict "$f" ::: "$LINKS/nix-instantiate" --eval --strict "$f")
     report "module system (150 modules, 3000 submodules)" "$c" "$fm"
     echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict "$f") KB (its GC heap starts at 384 MiB), firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict "$f") KB"
 else
@@ -81,8 +79,7 @@ NIX
     a=$(nix-instantiate --eval --strict "$f")
     b=$("$LINKS/nix-instantiate" --eval --strict "$f")
     [ "$a" = "[ ]" ] && [ "$b" = "[ ]" ] || { echo "misc.nix: failing tests: $a vs $b"; exit 1; }
-    c=$(best_of 3 nix-instantiate --eval --strict "$f")
-    fm=$(best_of 3 "$LINKS/nix-instantiate" --eval --strict "$f")
+    read -r c fm < <(best_pair 5 nix-instantiate --eval --strict "$f" ::: "$LINKS/nix-instantiate" --eval --strict "$f")
     report "nixpkgs lib/tests/misc.nix (2024-01)" "$c" "$fm"
     echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict "$f") KB, firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict "$f") KB"
 else

@@ -47,6 +47,22 @@ best_of() {
     echo "$best"
 }
 
+# best_pair N CMD_A... ::: CMD_B...: the fastest of N runs of each, "A_MS B_MS", the two run
+# alternately, so that a slow spell of a shared machine weighs on both alike.
+best_pair() {
+    local n=$1; shift
+    local a=() b=() seen=0 arg
+    for arg in "$@"; do
+        if [ "$arg" = ":::" ]; then seen=1; elif [ $seen = 0 ]; then a+=("$arg"); else b+=("$arg"); fi
+    done
+    local ba=999999999 bb=999999999 t
+    for _ in $(seq "$n"); do
+        t=$(time_ms "${a[@]}"); [ "$t" -lt "$ba" ] && ba=$t
+        t=$(time_ms "${b[@]}"); [ "$t" -lt "$bb" ] && bb=$t
+    done
+    echo "$ba $bb"
+}
+
 # report NAME CPPNIX_MS FIRN_MS
 report() {
     local ratio
