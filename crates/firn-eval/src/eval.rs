@@ -1199,41 +1199,33 @@ impl Evaluator {
                     // A builtin given all its arguments at once is called directly.
                     if let Value::PrimOp(p) = &f {
                         if rest.len() >= p.arity {
-                            // As in current Nix, the depth before the call is checked.
-                            let over = self.depth > self.max_call_depth;
-                            self.depth += 1;
-                            let r = if over {
-                                err("stack overflow; max-call-depth exceeded")
-                            } else if let Err(e) = self.check_stack() {
-                                Err(e)
-                            } else {
+                            let r = self.builtin_call(|ev| {
                                 // The arguments on the stack for the usual arities.
                                 let r = match &rest[..p.arity] {
                                     [a] => {
-                                        let a = self.thunk(a, cur);
-                                        (p.f)(self, &[a])
+                                        let a = ev.thunk(a, cur);
+                                        (p.f)(ev, &[a])
                                     }
                                     [a, b] => {
-                                        let (a, b) = (self.thunk(a, cur), self.thunk(b, cur));
-                                        (p.f)(self, &[a, b])
+                                        let (a, b) = (ev.thunk(a, cur), ev.thunk(b, cur));
+                                        (p.f)(ev, &[a, b])
                                     }
                                     [a, b, c] => {
-                                        let (a, b) = (self.thunk(a, cur), self.thunk(b, cur));
-                                        let c = self.thunk(c, cur);
-                                        (p.f)(self, &[a, b, c])
+                                        let (a, b) = (ev.thunk(a, cur), ev.thunk(b, cur));
+                                        let c = ev.thunk(c, cur);
+                                        (p.f)(ev, &[a, b, c])
                                     }
                                     args => {
                                         let ts: Vec<Thunk> =
-                                            args.iter().map(|a| self.thunk(a, cur)).collect();
-                                        (p.f)(self, &ts)
+                                            args.iter().map(|a| ev.thunk(a, cur)).collect();
+                                        (p.f)(ev, &ts)
                                     }
                                 };
                                 match r {
                                     Ok(v) => Ok(v),
-                                    Err(x) => Err(self.builtin_frame(x, p, Some(op_pos(e)))),
+                                    Err(x) => Err(ev.builtin_frame(x, p, Some(op_pos(e)))),
                                 }
-                            };
-                            self.depth -= 1;
+                            });
                             let arity = p.arity;
                             f = r?;
                             rest = &rest[arity..];
@@ -1276,6 +1268,23 @@ impl Evaluator {
         }
     }
 
+    /// `f` run as a call of a builtin: as in current Nix, the depth before the call is
+    /// checked, and the call counts one level while it runs.
+    #[inline(always)]
+    fn builtin_call(&mut self, f: impl FnOnce(&mut Self) -> EResult<Value>) -> EResult<Value> {
+        let over = self.depth > self.max_call_depth;
+        self.depth += 1;
+        let r = if over {
+            err("stack overflow; max-call-depth exceeded")
+        } else if let Err(x) = self.check_stack() {
+            Err(x)
+        } else {
+            f(self)
+        };
+        self.depth -= 1;
+        r
+    }
+
     /// `e` as an operator the parser made a call of a builtin (`a - b` is `__sub a b`, `a < b`
     /// is `__lessThan a b`, ...), when the name is the global one (not rebound by the
     /// program, which Nix allows): which operator (the index in `op_syms`) and its operands.
@@ -1303,30 +1312,21 @@ impl Evaluator {
         b: &'static Expr,
         env: &Env,
     ) -> EResult<Value> {
-        let over = self.depth > self.max_call_depth;
-        self.depth += 1;
-        let r = if over {
-            err("stack overflow; max-call-depth exceeded")
-        } else if let Err(x) = self.check_stack() {
-            Err(x)
-        } else {
-            match (self.eval(a, env), op) {
-                (Err(x), _) => Err(x),
-                (Ok(x), 3) => match self.eval(b, env) {
-                    Ok(y) => crate::builtins::less_than(self, &x, &y).map(Value::Bool),
-                    Err(y) => Err(y),
-                },
-                (Ok(x), _) => match self.eval(b, env) {
-                    Ok(y) => {
-                        let c = [b'-', b'*', b'/'][op] as char;
-                        crate::builtins::arith(self, c, &x, &y)
-                            .map_err(|r| crate::builtins::arith_arg_frame(r, c, &x, &y))
-                    }
-                    Err(y) => Err(y),
-                },
-            }
-        };
-        self.depth -= 1;
+        let r = self.builtin_call(|ev| match (ev.eval(a, env), op) {
+            (Err(x), _) => Err(x),
+            (Ok(x), 3) => match ev.eval(b, env) {
+                Ok(y) => crate::builtins::less_than(ev, &x, &y).map(Value::Bool),
+                Err(y) => Err(y),
+            },
+            (Ok(x), _) => match ev.eval(b, env) {
+                Ok(y) => {
+                    let c = [b'-', b'*', b'/'][op] as char;
+                    crate::builtins::arith(ev, c, &x, &y)
+                        .map_err(|r| crate::builtins::arith_arg_frame(r, c, &x, &y))
+                }
+                Err(y) => Err(y),
+            },
+        });
         match r {
             Ok(v) => Ok(v),
             Err(x) => Err(self.direct_op_error(x, e, op)),
