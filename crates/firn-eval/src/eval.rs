@@ -1913,8 +1913,8 @@ impl Evaluator {
         if self.depth > self.max_call_depth {
             return err("stack overflow; max-call-depth exceeded");
         }
-        self.depth += 1;
         self.check_stack()?;
+        self.depth += 1;
         let r = self.call_inner(f, arg, site);
         self.depth -= 1;
         r
