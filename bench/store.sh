@@ -81,8 +81,7 @@ CL="$BENCH_TMP/closure"
 nix-store --store "$CL" --init
 python3 "$(dirname "$0")/gen_store.py" "$CL" "$N" "$N" | nix-store --store "$CL" --load-db
 HEAD_PATH=$(nix-store --store "$CL" --dump-db | grep '^/nix/store/' | grep -- "-p$((N - 1))\$")
-c=$(best_of 3 nix --extra-experimental-features nix-command path-info --store "$CL" -r "$HEAD_PATH")
-f=$(best_of 3 "$LINKS/nix" path-info --store "$CL" -r "$HEAD_PATH")
+read -r c f < <(best_pair "$RUNS" nix --extra-experimental-features nix-command path-info --store "$CL" -r "$HEAD_PATH" ::: "$LINKS/nix" path-info --store "$CL" -r "$HEAD_PATH")
 cmp <(nix --extra-experimental-features nix-command path-info --store "$CL" -r "$HEAD_PATH") <("$LINKS/nix" path-info --store "$CL" -r "$HEAD_PATH") || { echo "path-info output differs"; exit 1; }
 rm -rf "$CL"
 report "nix path-info -r ($N-path closure)" "$c" "$f"
