@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Evaluation work counted in instructions (valgrind's callgrind), firn vs CppNix 2.8 on the same
+# expressions: a measure that does not move with the load of a shared machine, where wall times
+# drift by a third within minutes. Instructions are not time (a cache miss costs more than an
+# add, and under valgrind SHA-256 runs in software, so hashing weighs more than it does on
+# hardware with SHA extensions), but a change that removes work shows up here exactly.
+# Prints, for each workload, millions of instructions for each and the ratio (CppNix / firn),
+# less what each takes to start and evaluate `1` (CppNix's dynamic linking alone is 40 M).
+#   bench/eval_instructions.sh
+#   NIXPKGS_LIB=/path/to/nixpkgs/lib bench/eval_instructions.sh   # with the module system
+# Needs valgrind (Debian package).
+source "$(dirname "$0")/lib.sh"
+ensure_firn
+command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
+
+# instructions CMD...: millions of instructions CMD executes (all its threads).
+instructions() {
+    valgrind --tool=callgrind --callgrind-out-file="$BENCH_TMP/cg.out" "$@" 2>&1 >/dev/null \
+        | awk '/Collected/ { printf "%d", $4 / 1000000 }'
+}
+
+BASE_C=$(instructions nix-instantiate --eval -E 1)
+BASE_F=$(instructions "$LINKS/nix-instantiate" --eval -E 1)
+echo "startup (evaluating 1): cppnix ${BASE_C} M, firn ${BASE_F} M (subtracted below)"
+
+run() {
+    local name=$1; shift
+    local a b c f
+    a=$(nix-instantiate "$@")
+    b=$("$LINKS/nix-instantiate" "$@")
+    [ "$a" = "$b" ] || { echo "$name: results differ"; exit 1; }
+    c=$(( $(instructions nix-instantiate "$@") - BASE_C ))
+    f=$(( $(instructions "$LINKS/nix-instantiate" "$@") - BASE_F ))
+    awk -v n="$name" -v c="$c" -v f="$f" \
+        'BEGIN { printf "%-40s cppnix %7d M   firn %7d M   ratio %.2fx\n", n, c, f, c / (f ? f : 1) }'
+}
+
+run "fib 22 (calls, arithmetic)" --eval --strict -E \
+    'let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 22'
+run "foldl' over 2e5 elements" --eval --strict -E \
+    "builtins.foldl' (a: b: if a < 0 then b else a + b) 0 (builtins.genList (x: x) 200000)"
+run "listToAttrs 2e4" --eval --strict -E \
+    'builtins.length (builtins.attrNames (builtins.listToAttrs (builtins.genList (i: { name = toString i; value = i; }) 20000)))'
+run "sort 2e4" --eval --strict -E \
+    'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i: 20000 - i) 20000))'
+bash "$(dirname "$0")/gen_pkgset.sh" "$BENCH_TMP/pkgset" 500 >/dev/null
+run "package set (500 packages) to drvPaths" --eval --strict --json "$BENCH_TMP/pkgset/drvpaths.nix"
+if [ -n "${NIXPKGS_LIB:-}" ]; then
+    f="$BENCH_TMP/modules.nix"
+    cat > "$f" <<NIX
+let
+  lib = import $NIXPKGS_LIB;
+  mkMod = i: { lib, ... }: {
+    options."opt\${toString i}" = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.submodule {
+        options.x = lib.mkOption { type = lib.types.int; default = i; };
+      });
+      default = { };
+    };
+    config."opt\${toString i}" = lib.genAttrs (map toString (lib.range 1 20)) (n: { x = lib.mkDefault (i * 2); });
+  };
+  r = lib.evalModules { modules = map mkMod (lib.range 1 40); };
+in lib.foldl' (a: b: a + b) 0 (lib.concatMap
+  (i: lib.mapAttrsToList (n: v: v.x) r.config."opt\${toString i}")
+  (lib.range 1 40))
+NIX
+    run "module system (40 modules, 800 submodules)" --eval --strict "$f"
+else
+    echo "module system: skipped (set NIXPKGS_LIB to a nixpkgs lib directory)"
+fi
+rm -rf "$BENCH_TMP"
