@@ -38,24 +38,7 @@ report "package set (2000 packages) to drvPaths" "$c" "$fm"
 echo "  peak memory: cppnix $(peak_kb nix-instantiate --eval --strict --json "$f") KB, firn $(peak_kb "$LINKS/nix-instantiate" --eval --strict --json "$f") KB"
 if [ -n "${NIXPKGS_LIB:-}" ]; then
     f="$BENCH_TMP/modules.nix"
-    cat > "$f" <<NIX
-let
-  lib = import $NIXPKGS_LIB;
-  mkMod = i: { lib, ... }: {
-    options."opt\${toString i}" = lib.mkOption {
-      type = lib.types.attrsOf (lib.types.submodule {
-        options.x = lib.mkOption { type = lib.types.int; default = i; };
-        options.s = lib.mkOption { type = lib.types.str; default = "v\${toString i}"; };
-      });
-      default = { };
-    };
-    config."opt\${toString i}" = lib.genAttrs (map toString (lib.range 1 20)) (n: { x = lib.mkDefault (i * 2); });
-  };
-  r = lib.evalModules { modules = map mkMod (lib.range 1 150); };
-in lib.foldl' (a: b: a + b) 0 (lib.concatMap
-  (i: lib.mapAttrsToList (n: v: v.x + builtins.stringLength v.s) r.config."opt\${toString i}")
-  (lib.range 1 150))
-NIX
+    write_modules_nix "$f" 150
     a=$(nix-instantiate --eval --strict "$f")
     b=$("$LINKS/nix-instantiate" --eval --strict "$f")
     [ "$a" = "$b" ] || { echo "modules: results differ: $a vs $b"; exit 1; }

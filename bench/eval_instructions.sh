@@ -47,23 +47,7 @@ bash "$(dirname "$0")/gen_pkgset.sh" "$BENCH_TMP/pkgset" 500 >/dev/null
 run "package set (500 packages) to drvPaths" --eval --strict --json "$BENCH_TMP/pkgset/drvpaths.nix"
 if [ -n "${NIXPKGS_LIB:-}" ]; then
     f="$BENCH_TMP/modules.nix"
-    cat > "$f" <<NIX
-let
-  lib = import $NIXPKGS_LIB;
-  mkMod = i: { lib, ... }: {
-    options."opt\${toString i}" = lib.mkOption {
-      type = lib.types.attrsOf (lib.types.submodule {
-        options.x = lib.mkOption { type = lib.types.int; default = i; };
-      });
-      default = { };
-    };
-    config."opt\${toString i}" = lib.genAttrs (map toString (lib.range 1 20)) (n: { x = lib.mkDefault (i * 2); });
-  };
-  r = lib.evalModules { modules = map mkMod (lib.range 1 40); };
-in lib.foldl' (a: b: a + b) 0 (lib.concatMap
-  (i: lib.mapAttrsToList (n: v: v.x) r.config."opt\${toString i}")
-  (lib.range 1 40))
-NIX
+    write_modules_nix "$f" 40
     run "module system (40 modules, 800 submodules)" --eval --strict "$f"
 else
     echo "module system: skipped (set NIXPKGS_LIB to a nixpkgs lib directory)"

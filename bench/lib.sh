@@ -63,6 +63,30 @@ best_pair() {
     echo "$ba $bb"
 }
 
+# write_modules_nix FILE N: an expression evaluating nixpkgs' module system ($NIXPKGS_LIB)
+# over N modules, each with an option of 20 submodules (20 N in all), to a number.
+write_modules_nix() {
+    local file=$1 n=$2
+    cat > "$file" <<NIX
+let
+  lib = import $NIXPKGS_LIB;
+  mkMod = i: { lib, ... }: {
+    options."opt\${toString i}" = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.submodule {
+        options.x = lib.mkOption { type = lib.types.int; default = i; };
+        options.s = lib.mkOption { type = lib.types.str; default = "v\${toString i}"; };
+      });
+      default = { };
+    };
+    config."opt\${toString i}" = lib.genAttrs (map toString (lib.range 1 20)) (n: { x = lib.mkDefault (i * 2); });
+  };
+  r = lib.evalModules { modules = map mkMod (lib.range 1 $n); };
+in lib.foldl' (a: b: a + b) 0 (lib.concatMap
+  (i: lib.mapAttrsToList (n: v: v.x + builtins.stringLength v.s) r.config."opt\${toString i}")
+  (lib.range 1 $n))
+NIX
+}
+
 # report NAME CPPNIX_MS FIRN_MS
 report() {
     local ratio
