@@ -1312,25 +1312,43 @@ impl Evaluator {
         b: &'static Expr,
         env: &Env,
     ) -> EResult<Value> {
-        let r = self.builtin_call(|ev| match (ev.eval(a, env), op) {
-            (Err(x), _) => Err(x),
-            (Ok(x), 3) => match ev.eval(b, env) {
-                Ok(y) => crate::builtins::less_than(ev, &x, &y).map(Value::Bool),
-                Err(y) => Err(y),
-            },
-            (Ok(x), _) => match ev.eval(b, env) {
-                Ok(y) => {
-                    let c = [b'-', b'*', b'/'][op] as char;
-                    crate::builtins::arith(ev, c, &x, &y)
-                        .map_err(|r| crate::builtins::arith_arg_frame(r, c, &x, &y))
+        let r = self.builtin_call(|ev| {
+            let x = ev.eval(a, env)?;
+            let y = ev.eval(b, env)?;
+            match (x, y) {
+                // Integers, the common case, at once (overflow and division by zero go the
+                // general way, for its errors).
+                (Value::Int(i), Value::Int(j)) => {
+                    let r = match op {
+                        0 => i.checked_sub(j),
+                        1 => i.checked_mul(j),
+                        2 if j != 0 => i.checked_div(j),
+                        3 => return Ok(Value::Bool(i < j)),
+                        _ => None,
+                    };
+                    match r {
+                        Some(v) => Ok(Value::Int(v)),
+                        None => ev.apply_op(op, Value::Int(i), Value::Int(j)),
+                    }
                 }
-                Err(y) => Err(y),
-            },
+                (x, y) => ev.apply_op(op, x, y),
+            }
         });
         match r {
             Ok(v) => Ok(v),
             Err(x) => Err(self.direct_op_error(x, e, op)),
         }
+    }
+
+    /// [`Self::direct_op`]'s operator `op` applied to `x` and `y` as its builtin does.
+    #[inline(never)]
+    fn apply_op(&mut self, op: usize, x: Value, y: Value) -> EResult<Value> {
+        if op == 3 {
+            return crate::builtins::less_than(self, &x, &y).map(Value::Bool);
+        }
+        let c = [b'-', b'*', b'/'][op] as char;
+        crate::builtins::arith(self, c, &x, &y)
+            .map_err(|r| crate::builtins::arith_arg_frame(r, c, &x, &y))
     }
 
     /// An error out of [`Self::direct_op`], as one out of the builtin's call.
