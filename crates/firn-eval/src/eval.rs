@@ -1619,6 +1619,12 @@ impl Evaluator {
             let a = self.eval_operand(&parts[0], env, PLUS_OPERAND)?;
             if matches!(a, Value::Int(_) | Value::Float(_)) {
                 let b = self.eval_operand(&parts[1], env, PLUS_OPERAND)?;
+                // Two integers at once (an overflow takes the general way, for its error).
+                if let (Value::Int(i), Value::Int(j)) = (&a, &b) {
+                    if let Some(v) = i.checked_add(*j) {
+                        return Ok(Value::Int(v));
+                    }
+                }
                 // An error (overflow, a non-number) is at the operand added, as in Nix.
                 return add_numbers(self, &a, &b).map_err(|x| self.locate_error(x, &parts[1]));
             }
