@@ -399,18 +399,7 @@ impl Evaluator {
                     Ok(v) => Err(self.type_error("a set", &v)),
                     Err(e) => Err(e),
                 };
-                match r {
-                    Ok(v) => {
-                        t.finish(v.clone());
-                        Ok(v)
-                    }
-                    Err(x) => {
-                        let mut x = entering_recursion(x, t);
-                        t.set(ThunkState::Select(src, name));
-                        self.keep_failure(t, &mut x);
-                        Err(x)
-                    }
-                }
+                self.finish_forced(t, r, || ThunkState::Select(src, name))
             }
             ThunkState::Done(v) => {
                 t.set(ThunkState::Done(v.clone()));
@@ -435,15 +424,27 @@ impl Evaluator {
             Ok(fv) => self.call(fv, arg),
             Err(e) => Err(e),
         };
+        let r = r.map_err(|x| self.apply_error(x, &f, site));
+        self.finish_forced(t, r, || restore(f))
+    }
+
+    /// The end of forcing thunk `t` (not an expression's: see [`Self::pending_failed`]) with
+    /// result `r`: the value stored; or, on an error, the state `restore` makes put back (so
+    /// a later force fails again) and the error kept if `tryEval` can catch it.
+    fn finish_forced(
+        &mut self,
+        t: &Thunk,
+        r: EResult<Value>,
+        restore: impl FnOnce() -> ThunkState,
+    ) -> EResult<Value> {
         match r {
             Ok(v) => {
                 t.finish(v.clone());
                 Ok(v)
             }
             Err(x) => {
-                let x = self.apply_error(x, &f, site);
                 let mut x = entering_recursion(x, t);
-                t.set(restore(f));
+                t.set(restore());
                 self.keep_failure(t, &mut x);
                 Err(x)
             }

@@ -131,16 +131,7 @@ fn firn_temp_roots_reach_a_running_cppnix_collector() {
     s.add_temp_root(&kept).expect("adding a temporary root");
     assert!(std::fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket()));
     release(&fifo);
-    let out = child.wait_with_output().expect("waiting for CppNix");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "got new GC root '/nix/store/{}'",
-            kept.base_name()
-        )),
-        "CppNix did not hear of the root over its socket:\n{stderr}"
-    );
+    cppnix_heard_root(child, &kept);
     assert!(ts.real(&kept).exists());
     assert!(!ts.real(&dead).exists());
     assert_eq!(valid(&s), printed(&s, &[&kept]));
@@ -159,15 +150,21 @@ fn firn_hands_its_temp_roots_to_a_running_cppnix_collector_when_dropped() {
     let child = paused_cppnix_collector(&ts, &fifo);
     drop(s);
     release(&fifo);
+    cppnix_heard_root(child, &made);
+    assert!(ts.real(&made).exists());
+}
+
+/// Wait for CppNix's collector `child`: it succeeded and was told of root `path` over its
+/// socket.
+fn cppnix_heard_root(child: std::process::Child, path: &StorePath) {
     let out = child.wait_with_output().expect("waiting for CppNix");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "got new GC root '/nix/store/{}'",
-            made.base_name()
+            path.base_name()
         )),
         "CppNix did not hear of the root over its socket:\n{stderr}"
     );
-    assert!(ts.real(&made).exists());
 }
