@@ -43,6 +43,17 @@ impl SourceFile {
             })
             .as_deref()
     }
+
+    /// Where the lines of `text` (this file's, from [`Self::text`]) start.
+    fn starts(&self, text: &str) -> &[u32] {
+        self.line_starts.get_or_init(|| {
+            // Within `len`, which fits in a u32.
+            firn_syntax::line_starts(text.as_bytes())
+                .into_iter()
+                .map(|s| s as u32)
+                .collect()
+        })
+    }
 }
 
 #[derive(Default)]
@@ -99,13 +110,7 @@ impl Positions {
             return None;
         }
         let text = f.text()?;
-        let starts = f.line_starts.get_or_init(|| {
-            // Within `len`, which fits in a u32.
-            firn_syntax::line_starts(text.as_bytes())
-                .into_iter()
-                .map(|s| s as u32)
-                .collect()
-        });
+        let starts = f.starts(text);
         let line = starts.partition_point(|&s| s <= rel);
         let start = starts[line - 1];
         // Columns count the bytes the text stands for (see `firn_syntax::bytes`).
@@ -126,8 +131,10 @@ impl Positions {
             .checked_sub(1)?;
         let f = &self.files[i];
         let rel = offset.checked_sub(f.base).filter(|r| *r <= f.len)?;
-        Some(firn_syntax::render_location(
-            f.text()?,
+        let text = f.text()?;
+        Some(firn_syntax::render_location_in(
+            text,
+            f.starts(text),
             &f.origin,
             rel as usize,
         ))

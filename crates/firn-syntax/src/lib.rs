@@ -161,21 +161,36 @@ pub fn render_warning(w: &ParseError, text: &str, origin: &str) -> String {
 /// ORIGIN:LINE:COL:`, then the line before, the line itself, a caret under the position, and
 /// the line after.
 pub fn render_location(text: &str, origin: &str, offset: usize) -> String {
-    let (line, col) = line_col(text.as_bytes(), offset);
-    let starts = line_starts(text.as_bytes());
-    let lines: Vec<&str> = starts
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| {
-            let end = starts.get(i + 1).copied().unwrap_or(text.len());
-            text.get(s..end)
-                .unwrap_or("")
-                .trim_end_matches('\n')
-                .trim_end_matches('\r')
-        })
+    let starts: Vec<u32> = line_starts(text.as_bytes())
+        .into_iter()
+        .map(|s| u32::try_from(s).unwrap_or(u32::MAX))
         .collect();
+    render_location_in(text, &starts, origin, offset)
+}
+
+/// [`render_location`] given where the lines of `text` start ([`line_starts`]): the work is
+/// then on the lines shown only, not on the whole text (an evaluation may place many errors
+/// in one large file).
+pub fn render_location_in(text: &str, starts: &[u32], origin: &str, offset: usize) -> String {
+    let off = offset.min(text.len());
+    // 1-based: the last line starting at or before `off`.
+    let line = starts.partition_point(|&s| s as usize <= off).max(1);
+    let line_text = |n: usize| -> &str {
+        let Some(&s) = n.checked_sub(1).and_then(|i| starts.get(i)) else {
+            return "";
+        };
+        let end = starts.get(n).map_or(text.len(), |&e| e as usize);
+        text.get(s as usize..end)
+            .unwrap_or("")
+            .trim_end_matches('\n')
+            .trim_end_matches('\r')
+    };
+    let start = starts.get(line - 1).map_or(0, |&s| s as usize);
+    // In the bytes the text stands for (see `crate::bytes`).
+    let stand_ins = crate::bytes::count_stand_ins(&text.as_bytes()[start.min(off)..off]);
+    let col = off - start.min(off) - 3 * stand_ins + 1;
     let show = |n: usize| -> String {
-        let t = lines.get(n - 1).copied().unwrap_or("").trim_end();
+        let t = line_text(n).trim_end();
         if t.is_empty() {
             format!("{n:>13}|\n")
         } else {
@@ -192,7 +207,7 @@ pub fn render_location(text: &str, origin: &str, offset: usize) -> String {
         "",
         " ".repeat(col.saturating_sub(1))
     ));
-    if line < lines.len() {
+    if line < starts.len() {
         out.push_str(&show(line + 1));
     }
     out

@@ -415,3 +415,24 @@ fn lints_of_literals() {
     assert_eq!("fatal".parse(), Ok(Diagnose::Fatal));
     assert!("loud".parse::<Diagnose>().is_err());
 }
+
+#[test]
+fn locations_at_the_edges_of_the_text() {
+    use firn_syntax::render_location;
+    let text = "a\r\nbb\rccc\n";
+    // First line: no line before it.
+    assert_eq!(
+        render_location(text, "f", 0),
+        "       at f:1:1:\n            1| a\n             | ^\n            2| bb\n"
+    );
+    // After a lone `\r`, a new line.
+    assert_eq!(
+        render_location(text, "f", 7),
+        "       at f:3:2:\n            2| bb\n            3| ccc\n             |  ^\n            4|\n"
+    );
+    // The end of the text: the empty last line, nothing after it.
+    assert_eq!(
+        render_location(text, "f", text.len() + 5),
+        "       at f:4:1:\n            3| ccc\n            4|\n             | ^\n"
+    );
+}
