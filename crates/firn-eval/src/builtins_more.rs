@@ -733,6 +733,12 @@ pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Valu
             }
         }
     }
+    // Nix's own files (`<nix/fetchurl.nix>`), where the search path has none of that name.
+    if let Some(rest) = name.strip_prefix("nix/") {
+        return Ok(Value::Path(
+            format!("{}{rest}", crate::eval::COREPKGS).into(),
+        ));
+    }
     Err(EvalError::with_kind(
         crate::error::ErrorKind::Throw,
         format!(

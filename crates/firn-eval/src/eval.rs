@@ -22,6 +22,11 @@ pub const EVAL_THREAD_STACK: usize = 1 << 30;
 /// have 2 MiB); see [`Evaluator::set_stack_size`].
 const DEFAULT_STACK_LIMIT: usize = 3 << 19;
 
+/// Where `<nix/...>` finds Nix's own files when the search path has none (as CppNix).
+pub const COREPKGS: &str = "/__corepkgs__/";
+/// `<nix/fetchurl.nix>`.
+const COREPKGS_FETCHURL: &str = include_str!("corepkgs/fetchurl.nix");
+
 /// One evaluation: the symbol table, the global scope, and the files imported so far.
 pub struct Evaluator {
     pub interner: Interner,
@@ -279,6 +284,13 @@ impl Evaluator {
     pub fn import(&mut self, path: &str) -> EResult<Value> {
         if let Some(v) = self.imports.get(path) {
             return Ok(v.clone());
+        }
+        if path.strip_prefix(COREPKGS) == Some("fetchurl.nix") {
+            // Built in, as in Nix (found by `<nix/fetchurl.nix>`); parsed as a string is.
+            let e = self.parse(COREPKGS_FETCHURL, "«string»", "/")?;
+            let v = self.eval_top(e)?;
+            self.imports.insert(path.to_string(), v.clone());
+            return Ok(v);
         }
         // One open and one `fstat` tell a file from a directory (whose `default.nix` is
         // meant) and give the size to read.

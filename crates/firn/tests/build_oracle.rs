@@ -626,7 +626,8 @@ fn readme_example_package_set() {
 }
 
 /// `builtin:fetchurl` over HTTP (a file, an executable, an unpacked NAR and an unpacked
-/// `.nar.xz`) gives the same paths and contents as CppNix's; a 404 fails in both.
+/// `.nar.xz`, directly and through `<nix/fetchurl.nix>`) gives the same paths and contents as
+/// CppNix's; a 404 fails in both.
 #[test]
 fn builtin_fetchurl_over_http() {
     let e = env();
@@ -659,12 +660,15 @@ fn builtin_fetchurl_over_http() {
           flat = f {{ name = "hello.txt"; url = u "hello.txt"; outputHash = "{h}"; outputHashMode = "flat"; }};
           nar = f {{ name = "tree"; url = u "tree.nar"; unpack = true; outputHashMode = "recursive"; outputHash = "{n}"; }};
           narxz = f {{ name = "tree-xz"; url = u "tree.nar.xz"; unpack = true; outputHashMode = "recursive"; outputHash = "{n}"; }};
+          # Nix's own `<nix/fetchurl.nix>` (built into both).
+          corepkgs = import <nix/fetchurl.nix> {{ url = u "hello.txt"; sha256 = "{h}"; }};
+          corepkgsUnpack = import <nix/fetchurl.nix> {{ url = u "tree.nar.xz"; hash = "{n}"; unpack = true; }};
         }}"#,
         h = file_hash.trim(),
         n = nar_sri.trim()
     );
     let file = e.write("fetch.nix", &expr);
-    for attr in ["flat", "nar", "narxz"] {
+    for attr in ["flat", "nar", "narxz", "corepkgs", "corepkgsUnpack"] {
         let c = e.store(&format!("cpp-{attr}"));
         let cpp = ok_str(
             cppnix("nix-build")

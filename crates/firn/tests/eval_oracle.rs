@@ -154,6 +154,12 @@ const CORPUS: &[&str] = &[
     "1 / 0",
     "\"${1}\"",
     "[ 1 ] < 2",
+    // Nix's own files, found when the search path has no `nix`.
+    "<nix/fetchurl.nix>",
+    "<nix/no-such-file.nix>",
+    "with import <nix/fetchurl.nix> { url = \"http://example.org/a/b-1.0.tar.gz\"; sha256 = \"1b5zvfl9bz6fn4jpq1ym4ckxnqfxyspqpmb2pgwg4mvn2xzgq0hd\"; }; [ drvPath outPath name urls ]",
+    "with import <nix/fetchurl.nix> { url = \"http://x/y\"; md5 = \"d41d8cd98f00b204e9800998ecf8427e\"; unpack = true; name = \"z\"; }; [ drvPath outPath outputHashMode ]",
+    "with import <nix/fetchurl.nix> { url = \"http://x/y\"; hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"; executable = true; }; [ drvPath outputHashAlgo ]",
 ];
 
 #[test]
