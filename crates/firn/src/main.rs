@@ -4,6 +4,7 @@
 #[macro_use]
 mod out;
 mod alloc;
+mod build_display;
 mod closure;
 mod cmd;
 mod context;

@@ -4,11 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use firn_build::plan::Substitutable;
-use firn_build::schedule::Event;
 use firn_build::{BuildError, BuildSettings, DerivedPath, SandboxMode};
 use firn_cache::substitute::{Available, Progress};
 use firn_cache::Substituters;
@@ -17,6 +16,7 @@ use firn_store::LocalStore;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::build_display::{Display, DisplayOptions};
 use crate::context::{Ctx, Failure};
 
 /// Flags shared by `nix-store -r`, `nix-build` and `nix build`.
@@ -198,215 +198,6 @@ fn log_display(ctx: &Ctx, flags: &BuildFlags) -> LogDisplay {
         print_logs: print_logs && format != "internal-json",
         prefix: !plain_legacy,
         format,
-    }
-}
-
-/// How builds are shown on stderr.
-struct Display {
-    sd: firn_format::StoreDir,
-    print_logs: bool,
-    /// Log lines start with `<name>> `.
-    prefix_logs: bool,
-    /// `--quiet`: `building '…'` is not printed.
-    quiet: bool,
-    /// `waiting for lock on '…'...` is printed: by the legacy commands, down to two
-    /// `--quiet`s (CppNix 2.8's `lvlWarn` activity, which `nix build`'s progress display
-    /// leaves out).
-    lock_waits: bool,
-    /// `--log-format internal-json`: CppNix's `@nix {...}` activity lines instead of text.
-    json: bool,
-    /// Activity ids for `json`.
-    ids: BTreeMap<StorePath, u64>,
-    /// `json`: the ids of lock waits going on (stopped when the build starts or ends).
-    wait_ids: BTreeMap<StorePath, u64>,
-    /// `json`: activities started so far (ids are the pid's, then this count).
-    activities: u64,
-    /// A status line is drawn (stderr is a terminal and `-L` is off).
-    status: bool,
-    running: BTreeMap<StorePath, String>,
-    done: usize,
-    total: usize,
-    start: Instant,
-    status_drawn: bool,
-}
-
-impl Display {
-    fn clear_status(&mut self, err: &mut impl Write) {
-        if self.status_drawn {
-            let _ = write!(err, "\r\x1b[K");
-            self.status_drawn = false;
-        }
-    }
-
-    fn draw_status(&mut self, err: &mut impl Write) {
-        if !self.status || self.running.is_empty() {
-            return;
-        }
-        let (drv, last) = self
-            .running
-            .iter()
-            .next_back()
-            .map(|(d, l)| (d.name().to_string(), l.clone()))
-            .unwrap_or_default();
-        let mut line = format!(
-            "[{}/{}/{} built, {:.0}s] building {}",
-            self.done,
-            self.running.len(),
-            self.total,
-            self.start.elapsed().as_secs_f64(),
-            drv.trim_end_matches(".drv")
-        );
-        if !last.is_empty() {
-            line.push_str(": ");
-            line.push_str(&last);
-        }
-        let width = terminal_width();
-        let shown: String = line.chars().take(width.saturating_sub(1)).collect();
-        let _ = write!(err, "\r\x1b[K{shown}");
-        self.status_drawn = true;
-    }
-
-    fn json_event(&mut self, e: Event, err: &mut impl Write) {
-        // Activity type 105 is a build, result type 101 a build log line (CppNix's numbering).
-        let pid = u64::from(std::process::id()) << 32;
-        let wait_done = match &e {
-            Event::Started { drv, .. } | Event::Finished { drv, .. } => self.wait_ids.remove(*drv),
-            _ => None,
-        };
-        if let Some(id) = wait_done {
-            let _ = writeln!(
-                err,
-                "@nix {}",
-                serde_json::json!({ "action": "stop", "id": id })
-            );
-        }
-        let line = match e {
-            Event::Waiting { drv, text } => {
-                // Activity type 111 is CppNix's `actBuildWaiting`, at `lvlWarn`.
-                self.activities += 1;
-                let id = pid + self.activities;
-                self.wait_ids.insert(drv.clone(), id);
-                serde_json::json!({
-                    "action": "start", "id": id, "level": 1, "type": 111, "parent": 0,
-                    "text": text, "fields": [],
-                })
-            }
-            Event::Started { drv, check } => {
-                self.activities += 1;
-                let id = pid + self.activities;
-                self.ids.insert(drv.clone(), id);
-                serde_json::json!({
-                    "action": "start", "id": id, "level": 3, "type": 105, "parent": 0,
-                    "text": started_text(&self.sd, drv, check),
-                    "fields": [self.sd.display(drv), "", 1, 1],
-                })
-            }
-            Event::Note { text, .. } => serde_json::json!({
-                "action": "msg", "level": 0, "msg": text,
-            }),
-            Event::Resolved { drv, resolved } => serde_json::json!({
-                "action": "msg", "level": 3, "msg": resolved_text(&self.sd, drv, resolved),
-            }),
-            Event::Log { drv, line } => serde_json::json!({
-                "action": "result", "id": self.ids.get(drv).copied().unwrap_or(0),
-                "type": 101, "fields": [line],
-            }),
-            Event::Finished { drv, failure } => {
-                if let Some(f) = failure {
-                    let _ = writeln!(
-                        err,
-                        "@nix {}",
-                        serde_json::json!({ "action": "msg", "level": 0, "msg": format!("error: {}", f.msg) })
-                    );
-                }
-                serde_json::json!({ "action": "stop", "id": self.ids.get(drv).copied().unwrap_or(0) })
-            }
-        };
-        let _ = writeln!(err, "@nix {line}");
-    }
-
-    fn event(&mut self, e: Event) {
-        let stderr = std::io::stderr();
-        let mut err = stderr.lock();
-        if self.json {
-            self.json_event(e, &mut err);
-            let _ = err.flush();
-            return;
-        }
-        self.clear_status(&mut err);
-        match e {
-            Event::Started { drv, check } => {
-                if !self.quiet {
-                    let _ = writeln!(err, "{}...", started_text(&self.sd, drv, check));
-                }
-                self.running.insert(drv.clone(), String::new());
-            }
-            Event::Note { text, .. } => {
-                let _ = writeln!(err, "{text}");
-            }
-            Event::Waiting { text, .. } => {
-                if self.lock_waits {
-                    let _ = writeln!(err, "{text}...");
-                }
-            }
-            Event::Resolved { drv, resolved } => {
-                if !self.quiet {
-                    let _ = writeln!(err, "{}...", resolved_text(&self.sd, drv, resolved));
-                }
-            }
-            Event::Log { drv, line } => {
-                if self.print_logs && self.prefix_logs {
-                    let name = drv.name().trim_end_matches(".drv");
-                    let _ = writeln!(err, "{name}> {line}");
-                } else if self.print_logs {
-                    let _ = writeln!(err, "{line}");
-                }
-                if let Some(l) = self.running.get_mut(drv) {
-                    *l = line.to_string();
-                }
-            }
-            Event::Finished { drv, .. } => {
-                self.running.remove(drv);
-                self.done += 1;
-            }
-        }
-        self.draw_status(&mut err);
-        let _ = err.flush();
-    }
-
-    fn finish(&mut self) {
-        let stderr = std::io::stderr();
-        let mut err = stderr.lock();
-        self.clear_status(&mut err);
-    }
-}
-
-/// CppNix's text for a derivation resolved before its build (`ca-derivations`).
-fn resolved_text(sd: &firn_format::StoreDir, drv: &StorePath, resolved: &StorePath) -> String {
-    format!(
-        "resolved derivation: '{}' -> '{}'",
-        sd.display(drv),
-        sd.display(resolved)
-    )
-}
-
-/// CppNix's text for a build that starts: `building '...drv'`, or for `--check` of what was
-/// asked for, `checking outputs of '...drv'`.
-fn started_text(sd: &firn_format::StoreDir, drv: &StorePath, check: bool) -> String {
-    if check {
-        format!("checking outputs of '{}'", sd.display(drv))
-    } else {
-        format!("building '{}'", sd.display(drv))
-    }
-}
-
-fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills the zeroed winsize struct.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        80
     }
 }
 
@@ -808,33 +599,27 @@ pub fn realise(
         prefix,
     } = log_display(ctx, flags);
     let tty = std::io::stderr().is_terminal();
-    let mut display = Display {
-        sd: sd.clone(),
-        print_logs,
-        prefix_logs: prefix,
-        quiet: ctx.verbosity < 0,
-        lock_waits: flags.legacy && crate::context::shows_warnings(ctx.verbosity),
-        json: format == "internal-json",
-        ids: BTreeMap::new(),
-        wait_ids: BTreeMap::new(),
-        activities: 0,
-        // `raw` never draws a status line; `bar` and `bar-with-logs` do on a terminal, as does
-        // the default when logs are not printed.
-        status: tty
-            && match format.as_str() {
-                "raw" => false,
-                "bar" | "bar-with-logs" => true,
-                _ => !print_logs,
-            },
-        running: BTreeMap::new(),
-        done: 0,
-        total: plan.nodes.len(),
-        start: Instant::now(),
-        status_drawn: false,
-    };
+    let display = Display::new(
+        sd.clone(),
+        DisplayOptions {
+            print_logs,
+            prefix_logs: prefix,
+            quiet: ctx.verbosity < 0,
+            lock_waits: flags.legacy && crate::context::shows_warnings(ctx.verbosity),
+            json: format == "internal-json",
+            // `raw` never draws a status area; `bar` and `bar-with-logs` do on a terminal, as
+            // does the default when logs are not printed.
+            status: tty
+                && match format.as_str() {
+                    "raw" => false,
+                    "bar" | "bar-with-logs" => true,
+                    _ => !print_logs,
+                },
+            total: plan.nodes.len(),
+        },
+    );
     let outcome =
-        firn_build::schedule::realise(store, &settings, &plan, &mut |e| display.event(e))?;
-    display.finish();
+        display.run(|report| firn_build::schedule::realise(store, &settings, &plan, report))?;
     if outcome.failures.is_empty() && top_missing.is_empty() {
         return Ok(());
     }

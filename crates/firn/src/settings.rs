@@ -348,6 +348,8 @@ pub fn take_common_args(
                 let v = need(&mut it, &a)?;
                 settings.set("max-jobs", &v);
             }
+            // A short flag's value may follow it at once, as in `-j2` or `-jauto`.
+            j if j.len() > 2 && j.starts_with("-j") => settings.set("max-jobs", &j[2..]),
             _ => {
                 if let Some(name) = a.strip_prefix("--") {
                     let (base, negated) = match name.strip_prefix("no-") {
@@ -457,6 +459,13 @@ mod tests {
         assert!(s.get_bool("keep-outputs"));
         assert!(s.get_bool("run-diff-hook"));
         assert_eq!(s.get("diff-hook"), Some("/bin/hook"));
+        // `-j` with its value attached, as CppNix's short flags take one.
+        for (flag, jobs) in [("-j3", "3"), ("-jauto", "auto")] {
+            let (rest, _) =
+                take_common_args(vec![flag.to_string(), "p".into()], &mut s, false).unwrap();
+            assert_eq!(rest, vec!["p"]);
+            assert_eq!(s.get("max-jobs"), Some(jobs));
+        }
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! The live build display on a terminal (`nix build` with stderr on a pseudo-terminal, made by
+//! util-linux's `script`): a line per running build with how long it has run and its last log
+//! line (escape sequences removed), a summary of done/running/queued builds and the elapsed
+//! time, redrawn while a builder is silent, and nothing of it left on the screen at the end.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// Two builds of 3 s side by side (each silent for 2 s after its first line, then printing
+/// a line in bold), then one that depends on both.
+const DRVS: &str = r#"let
+  bb = builtins.path { path = /usr/bin; name = "busybox"; filter = p: t: baseNameOf p == "busybox"; };
+  mk = name: deps: secs: derivation {
+    inherit name;
+    system = "x86_64-linux";
+    builder = "${bb}/busybox";
+    args = [ "sh" "-c" "echo start ${name} ${toString deps}; ${bb}/busybox sleep ${toString secs}; printf '\\033[1mhalfway\\033[0m\\n'; ${bb}/busybox sleep 1; echo done > $out" ];
+  };
+in mk "top" [ (mk "aaa" [ ] 2) (mk "bbb" [ ] 2) ] 0
+"#;
+
+#[test]
+fn running_builds_are_shown_live_on_a_terminal() {
+    need_busybox();
+    let e = env();
+    let file = e.write("drvs.nix", DRVS);
+    let store = e.store("s");
+    let typescript = e.dir.join("typescript");
+    let nix = firn_bin_dir().join("nix");
+    let cmd = format!(
+        "TERM=xterm '{}' build --store '{store}' --no-link -j2 -f '{}'",
+        nix.display(),
+        file.display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qfec", &cmd])
+        .arg(&typescript)
+        .stdin(std::process::Stdio::null());
+    // The isolation every firn command of the tests gets.
+    for (k, v) in firn("nix").get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script.output().expect("running script (util-linux)");
+    let screen = std::fs::read_to_string(&typescript).expect("reading the typescript");
+    assert!(out.status.success(), "{:?}\n{screen}", out.status);
+    let has = |s: &str| screen.contains(s);
+    assert!(has("building '"), "{screen}");
+    assert!(has("[0 done, 2 running, 1 queued, "), "{screen}");
+    assert!(has("[2 done, 1 running, 0 queued, "), "{screen}");
+    assert!(has("  aaa (0s): start aaa"), "{screen}");
+    // Redrawn while the builders are silent: the clock of a build moves without output.
+    assert!(
+        has("  aaa (1s): start aaa") || has("  bbb (1s): start bbb"),
+        "{screen}"
+    );
+    // The builder's escape sequences are not copied into the status area.
+    assert!(
+        has("  aaa (2s): halfway\r") || has("  aaa (3s): halfway\r"),
+        "{screen}"
+    );
+    assert!(!screen.contains("\x1b[1mhalfway"), "{screen}");
+    // At the end the status area is cleared: the last thing written erases a line (`script`
+    // itself then notes the end in the file).
+    let tail = screen.split("\nScript done").next().unwrap_or(&screen);
+    let tail = tail.trim_end_matches(['\r', '\n']);
+    assert!(tail.ends_with("\x1b[K"), "{tail:?}");
+}
