@@ -54,6 +54,7 @@ pub struct Display {
     activities: u64,
     running: BTreeMap<StorePath, Running>,
     done: usize,
+    failed: usize,
     start: Instant,
     /// Lines of the status area on the screen (the cursor is at the end of the last).
     drawn: usize,
@@ -69,6 +70,7 @@ impl Display {
             activities: 0,
             running: BTreeMap::new(),
             done: 0,
+            failed: 0,
             start: Instant::now(),
             drawn: 0,
         }
@@ -78,7 +80,11 @@ impl Display {
     /// redrawing the status area once a second meanwhile when there is one.
     pub fn run<T>(self, build: impl FnOnce(&mut dyn FnMut(Event)) -> T) -> T {
         let ticking = self.opts.status;
-        let display = Mutex::new(self);
+        let mut this = self;
+        if this.opts.json {
+            this.json_begin();
+        }
+        let display = Mutex::new(this);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let r = std::thread::scope(|s| {
             if ticking {
@@ -149,9 +155,13 @@ impl Display {
                     }
                 }
             }
-            Event::Finished { drv, .. } => {
+            Event::Finished { drv, failure } => {
                 self.running.remove(drv);
-                self.done += 1;
+                if failure.is_some() {
+                    self.failed += 1;
+                } else {
+                    self.done += 1;
+                }
             }
         }
         self.draw_status(&mut err);
@@ -174,7 +184,50 @@ impl Display {
         let stderr = std::io::stderr();
         let mut err = stderr.lock();
         self.clear_status(&mut err);
+        if self.opts.json {
+            // The builds, then the realisation, as CppNix ends them.
+            for id in [BUILDS_ID, REALISE_ID] {
+                let stop = serde_json::json!({ "action": "stop", "id": self.activity(id) });
+                let _ = writeln!(err, "@nix {stop}");
+            }
+        }
         let _ = err.flush();
+    }
+
+    /// `internal-json`: an activity id of this process (CppNix's: the pid, then a count).
+    fn activity(&self, n: u64) -> u64 {
+        (u64::from(std::process::id()) << 32) + n
+    }
+
+    /// `internal-json`: the realisation's activity and its builds' (CppNix's `actRealise`,
+    /// type 102, and `actBuilds`, type 104, whose progress counts tools show), started before
+    /// any build.
+    fn json_begin(&mut self) {
+        let mut err = std::io::stderr().lock();
+        for (id, kind) in [(REALISE_ID, 102), (BUILDS_ID, 104)] {
+            let start = serde_json::json!({
+                "action": "start", "id": self.activity(id), "level": 0, "type": kind,
+                "text": "", "parent": 0, "fields": [],
+            });
+            let _ = writeln!(err, "@nix {start}");
+        }
+        self.json_progress(&mut err);
+        self.activities = BUILDS_ID;
+    }
+
+    /// `internal-json`: the builds' progress (CppNix's `resProgress`, type 105: done,
+    /// expected, running, failed; a failed build is no longer expected).
+    fn json_progress(&self, err: &mut impl Write) {
+        let progress = serde_json::json!({
+            "action": "result", "id": self.activity(BUILDS_ID), "type": 105,
+            "fields": [
+                self.done,
+                self.opts.total.saturating_sub(self.failed),
+                self.running.len(),
+                self.failed,
+            ],
+        });
+        let _ = writeln!(err, "@nix {progress}");
     }
 
     fn clear_status(&mut self, err: &mut impl Write) {
@@ -226,9 +279,13 @@ impl Display {
         let queued = self
             .opts
             .total
-            .saturating_sub(self.done + self.running.len());
+            .saturating_sub(self.done + self.failed + self.running.len());
+        let failed = match self.failed {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        };
         lines.push(format!(
-            "[{} done, {} running, {} queued, {}]",
+            "[{} done{failed}, {} running, {} queued, {}]",
             self.done,
             self.running.len(),
             queued,
@@ -243,6 +300,27 @@ impl Display {
     fn json_event(&mut self, e: Event, err: &mut impl Write) {
         // Activity type 105 is a build, result type 101 a build log line (CppNix's numbering).
         let pid = u64::from(std::process::id()) << 32;
+        let counts_change = matches!(e, Event::Started { .. } | Event::Finished { .. });
+        match &e {
+            Event::Started { drv, .. } => {
+                self.running.insert(
+                    (*drv).clone(),
+                    Running {
+                        last: String::new(),
+                        since: Instant::now(),
+                    },
+                );
+            }
+            Event::Finished { drv, failure } => {
+                self.running.remove(*drv);
+                if failure.is_some() {
+                    self.failed += 1;
+                } else {
+                    self.done += 1;
+                }
+            }
+            _ => {}
+        }
         let wait_done = match &e {
             Event::Started { drv, .. } | Event::Finished { drv, .. } => self.wait_ids.remove(*drv),
             _ => None,
@@ -285,20 +363,22 @@ impl Display {
                 "action": "result", "id": self.ids.get(drv).copied().unwrap_or(0),
                 "type": 101, "fields": [line],
             }),
-            Event::Finished { drv, failure } => {
-                if let Some(f) = failure {
-                    let _ = writeln!(
-                        err,
-                        "@nix {}",
-                        serde_json::json!({ "action": "msg", "level": 0, "msg": format!("error: {}", f.msg) })
-                    );
-                }
+            // A failure's error comes with the others at the end, as in the other formats.
+            Event::Finished { drv, .. } => {
                 serde_json::json!({ "action": "stop", "id": self.ids.get(drv).copied().unwrap_or(0) })
             }
         };
         let _ = writeln!(err, "@nix {line}");
+        if counts_change {
+            self.json_progress(err);
+        }
     }
 }
+
+/// `internal-json` activities of every realisation (see [`Display::json_begin`]); a build's
+/// own activity ids come after these.
+const REALISE_ID: u64 = 1;
+const BUILDS_ID: u64 = 2;
 
 /// CppNix's text for a derivation resolved before its build (`ca-derivations`).
 fn resolved_text(sd: &StoreDir, drv: &StorePath, resolved: &StorePath) -> String {
@@ -427,11 +507,19 @@ mod tests {
                 "[1 done, 2 running, 2 queued, 2m05s]",
             ]
         );
+        d.failed = 1;
+        assert_eq!(
+            d.status_lines(80, 24, now)[2],
+            "[1 done, 1 failed, 2 running, 1 queued, 2m05s]"
+        );
         // Narrow: every line is cut to fit; short: the builds that do not fit are counted.
         assert_eq!(d.status_lines(10, 24, now)[0], "  a-1 (2m");
         assert_eq!(
             d.status_lines(80, 3, now),
-            ["  … and 2 more", "[1 done, 2 running, 2 queued, 2m05s]"]
+            [
+                "  … and 2 more",
+                "[1 done, 1 failed, 2 running, 1 queued, 2m05s]"
+            ]
         );
     }
 

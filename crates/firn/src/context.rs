@@ -54,6 +54,7 @@ impl Ctx {
         let mut settings = Settings::load()?;
         let (rest, common) = take_common_args(args, &mut settings, legacy)?;
         init_logging(common.verbosity);
+        crate::logger::set_json(settings.get("log-format") == Some("internal-json"));
         if shows_warnings(common.verbosity) {
             settings.warn_unknown();
         }
@@ -184,7 +185,7 @@ impl Ctx {
             disk,
         );
         for w in subs.take_warnings() {
-            eprintln!("warning: {w}");
+            crate::logger::line(crate::logger::WARN, &format!("warning: {w}"));
         }
         Ok((!subs.is_empty()).then_some(subs))
     }

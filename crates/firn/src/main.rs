@@ -10,6 +10,7 @@ mod cmd;
 mod context;
 mod eval_thread;
 mod legacy;
+mod logger;
 mod paths;
 mod realise;
 mod report;
@@ -85,9 +86,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(code);
                 }
             }
-            firn_eval::term::write_stderr_line(&firn_eval::error::error_line(&report::error_text(
-                e.as_ref(),
-            )));
+            let text = firn_eval::error::error_line(&report::error_text(e.as_ref()));
+            if logger::json() {
+                logger::line(logger::ERROR, &text);
+            } else {
+                firn_eval::term::write_stderr_line(&text);
+            }
             if e.downcast_ref::<UsageError>().is_some() {
                 // As CppNix: the program name exactly as it was invoked.
                 eprintln!("Try '{argv0} --help' for more information.");

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use crate::build_display::{Display, DisplayOptions};
 use crate::context::{Ctx, Failure};
+use crate::logger;
 
 /// Flags shared by `nix-store -r`, `nix-build` and `nix build`.
 #[derive(Clone, Debug, Default)]
@@ -388,7 +389,8 @@ fn fetch_substitutions(
                     let _ = write!(err, "\r\x1b[K");
                 }
                 if !quiet {
-                    let _ = writeln!(err, "copying path '{}' from '{from}'...", sd.display(path));
+                    let text = format!("copying path '{}' from '{from}'...", sd.display(path));
+                    logger::write_line(&mut err, logger::INFO, &text);
                 }
             }
             Progress::Bytes { path, done } => {
@@ -413,7 +415,12 @@ fn fetch_substitutions(
 
 /// Print what would be built and fetched (`these N derivations will be built:`, `these N
 /// paths will be fetched (...)`), as CppNix does.
-fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Option<&Finder<'_>>) {
+fn print_missing(
+    store: &LocalStore,
+    plan: &firn_build::plan::Plan,
+    finder: Option<&Finder<'_>>,
+    level: u8,
+) {
     let sd = store.store_dir();
     let mut err = std::io::stderr().lock();
     // Not what is only checked (`--check`), nor what only that waits for. In CppNix's order:
@@ -443,12 +450,16 @@ fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Opti
     if !announced.is_empty() {
         let n = announced.len();
         if n == 1 {
-            let _ = writeln!(err, "this derivation will be built:");
+            logger::write_line(&mut err, level, "this derivation will be built:");
         } else {
-            let _ = writeln!(err, "these {n} derivations will be built:");
+            logger::write_line(
+                &mut err,
+                level,
+                &format!("these {n} derivations will be built:"),
+            );
         }
         for drv in &announced {
-            let _ = writeln!(err, "  {}", sd.display(drv));
+            logger::write_line(&mut err, level, &format!("  {}", sd.display(drv)));
         }
     }
     if let (Some(f), false) = (finder, plan.substitutions.is_empty()) {
@@ -463,8 +474,7 @@ fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Opti
         // Single precision, as CppNix computes them.
         let mib = |n: u64| n as f32 / (1024.0 * 1024.0);
         let n = plan.substitutions.len();
-        let _ = writeln!(
-            err,
+        let text = format!(
             "{} ({:.2} MiB download, {:.2} MiB unpacked):",
             if n == 1 {
                 "this path will be fetched".to_string()
@@ -474,14 +484,15 @@ fn print_missing(store: &LocalStore, plan: &firn_build::plan::Plan, finder: Opti
             mib(download),
             mib(unpacked)
         );
+        logger::write_line(&mut err, level, &text);
         for p in &plan.substitutions {
-            let _ = writeln!(err, "  {}", sd.display(p));
+            logger::write_line(&mut err, level, &format!("  {}", sd.display(p)));
         }
     }
     if !plan.missing.is_empty() {
-        let _ = writeln!(err, "don't know how to build these paths:");
+        logger::write_line(&mut err, level, "don't know how to build these paths:");
         for p in &plan.missing {
-            let _ = writeln!(err, "  {}", sd.display(p));
+            logger::write_line(&mut err, level, &format!("  {}", sd.display(p)));
         }
     }
 }
@@ -512,7 +523,7 @@ pub fn realise(
     )?;
     if let Some(Some(s)) = finder.as_ref().and_then(|f| f.subs.get()) {
         for w in s.take_warnings() {
-            eprintln!("warning: {w}");
+            logger::line(logger::WARN, &format!("warning: {w}"));
         }
     }
     let sd = store.store_dir();
@@ -554,7 +565,13 @@ pub fn realise(
         flags.dry_run
     };
     if announce {
-        print_missing(store, &plan, finder.as_ref());
+        // At CppNix's levels: info for the legacy commands, error for `nix build --dry-run`.
+        let level = if flags.legacy {
+            logger::INFO
+        } else {
+            logger::ERROR
+        };
+        print_missing(store, &plan, finder.as_ref(), level);
     }
     if flags.dry_run {
         return Ok(());
@@ -564,7 +581,8 @@ pub fn realise(
         if !failed.is_empty() {
             if !ctx.settings.get_bool("fallback") {
                 for (p, e) in &failed {
-                    eprintln!("error: substituting '{}': {e}", sd.display(p));
+                    let text = format!("error: substituting '{}': {e}", sd.display(p));
+                    logger::line(logger::ERROR, &text);
                 }
                 return Err(Failure {
                     code: 1,
@@ -574,10 +592,11 @@ pub fn realise(
                 .into());
             }
             for (p, e) in &failed {
-                eprintln!(
+                let text = format!(
                     "warning: substituting '{}' failed ({e}); building from source (--fallback)",
                     sd.display(p)
                 );
+                logger::line(logger::WARN, &text);
             }
             plan = firn_build::plan::plan(store, wanted, flags.check, None)?;
             if !plan.missing.is_empty() {
@@ -638,7 +657,7 @@ pub fn realise(
     };
     let mut err = std::io::stderr().lock();
     for l in lines {
-        let _ = writeln!(err, "error: {l}");
+        logger::write_line(&mut err, logger::ERROR, &format!("error: {l}"));
     }
     Err(Failure {
         code,

@@ -72,3 +72,81 @@ fn running_builds_are_shown_live_on_a_terminal() {
     let tail = tail.trim_end_matches(['\r', '\n']);
     assert!(tail.ends_with("\x1b[K"), "{tail:?}");
 }
+
+/// What a tool reading `--log-format internal-json` gets from a build: lines that are all
+/// `@nix` JSON, the activities a build has in CppNix 2.8 (a realisation, its builds, each
+/// build with its log lines) and the builds' final progress counts as CppNix's, and a
+/// failure's error once, as a message.
+#[test]
+fn internal_json_is_all_json_with_cppnix_activities() {
+    need_busybox();
+    let e = env();
+    let file = e.write(
+        "j.nix",
+        &format!(
+            "let\n  bb = builtins.path {{ path = /usr/bin; name = \"busybox\"; filter = p: t: baseNameOf p == \"busybox\"; }};\n{MK_BUSYBOX}in {{\n  ok = mk \"okk\" \"echo hi; echo x > $out\" {{ }};\n  bad = mk \"bad\" \"echo oops; exit 3\" {{ }};\n}}\n"
+        ),
+    );
+    for (attr, progress) in [("ok", [1, 1, 0, 0]), ("bad", [0, 0, 0, 1])] {
+        let mut seen = Vec::new();
+        for (name, mut c) in [("firn", firn("nix")), ("CppNix", cppnix("nix"))] {
+            let out = c
+                .args(["build", "--store", &e.store(&format!("{name}-{attr}"))])
+                .args(["--no-link", "--log-format", "internal-json", "-f"])
+                .arg(&file)
+                .arg(attr)
+                .output()
+                .expect("running nix build");
+            assert_eq!(out.status.success(), attr == "ok", "{name} {attr}");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let mut started = std::collections::BTreeSet::new();
+            let mut builds_id = None;
+            let (mut last_progress, mut logs, mut errors) = (None, Vec::new(), 0);
+            for line in stderr.lines() {
+                let json = line
+                    .strip_prefix("@nix ")
+                    .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+                    .unwrap_or_else(|| panic!("{name}: not internal-json: {line:?}"));
+                let kind = json["type"].as_u64();
+                match json["action"].as_str() {
+                    Some("start") => {
+                        started.insert(kind.unwrap_or(0));
+                        if kind == Some(104) {
+                            builds_id = json["id"].as_u64();
+                        }
+                    }
+                    Some("result") if kind == Some(105) && json["id"].as_u64() == builds_id => {
+                        last_progress = Some(json["fields"].clone());
+                    }
+                    Some("result") if kind == Some(101) => logs.push(json["fields"][0].clone()),
+                    Some("msg")
+                        if json["msg"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("exit code 3")) =>
+                    {
+                        errors += 1
+                    }
+                    _ => {}
+                }
+            }
+            for kind in [102, 104, 105] {
+                assert!(
+                    started.contains(&kind),
+                    "{name} {attr}: no activity {kind}\n{stderr}"
+                );
+            }
+            assert_eq!(
+                last_progress,
+                Some(serde_json::json!(progress)),
+                "{name} {attr}\n{stderr}"
+            );
+            assert_eq!(
+                errors,
+                usize::from(attr == "bad"),
+                "{name} {attr}\n{stderr}"
+            );
+            seen.push(logs);
+        }
+        assert_eq!(seen[0], seen[1], "{attr}: log lines, firn then CppNix");
+    }
+}
