@@ -1466,6 +1466,9 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             1,
             prim!(ev, a, {
                 let n = string_arg(ev, &a[0], (0, "builtins.getEnv"))?;
+                if ev.hides_env() {
+                    return Ok(Value::str(""));
+                }
                 Ok(Value::str(std::env::var(&*n.s).unwrap_or_default()))
             }),
         ),
@@ -1587,7 +1590,10 @@ pub fn install(ev: &mut Evaluator) {
         ("nixVersion", Value::str(crate::NIX_VERSION)),
         ("storeDir", Value::str("/nix/store")),
         ("currentSystem", Value::str("x86_64-linux")),
-        ("nixPath", crate::builtins_more::nix_path_value(&[])),
+        (
+            "nixPath",
+            crate::builtins_more::nix_path_value(crate::builtins_more::nix_path_env()),
+        ),
     ];
     for (name, v) in consts {
         let t = Thunk::value(v);

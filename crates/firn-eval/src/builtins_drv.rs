@@ -493,6 +493,7 @@ fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     }
     let p = ev.store.add_text(&name, &contents.s, &refs)?;
     let s = ev.store.dir.display(&p);
+    ev.allow_store_path(&s);
     Ok(Value::String(NixString::with_context(
         s.clone(),
         vec![s.as_str().into()],
@@ -554,6 +555,10 @@ fn add_path(
     recursive: bool,
     expected: Option<Hash>,
 ) -> EResult<Value> {
+    // A path whose contents are given by their hash may be read even by a pure evaluation.
+    if !(ev.pure() && expected.is_some()) {
+        ev.check_source_path(path)?;
+    }
     let real = ev.store.real_path(path);
     let p = match filter {
         Some(f) if recursive => {
@@ -713,6 +718,9 @@ fn filter_source(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
 }
 
 fn store_path(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    if ev.pure() {
+        return err("'builtins.storePath' is not allowed in pure evaluation mode");
+    }
     let (path, _) =
         coerce_to_path(ev, &a[0]).map_err(|x| arg_frame(x, (0, "'builtins.storePath'")))?;
     let (sp, _) = ev

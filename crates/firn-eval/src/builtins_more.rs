@@ -22,6 +22,13 @@ fn string(ev: &mut Evaluator, t: &Thunk) -> EResult<NixString> {
 /// `realisePath`, anything that coerces to an absolute path (a path, a string, a set with
 /// `__toString` or `outPath`).
 fn path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
+    let p = unchecked_path_of(ev, t)?;
+    ev.check_source_path(&p)?;
+    Ok(p)
+}
+
+/// [`path_of`] before the check of pure and restricted evaluation.
+fn unchecked_path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     let v = ev.force(t)?;
     let ctx = Some(("while realising the context of a path", None));
     Ok(crate::builtins_drv::coerce_path_value(ev, &v, ctx)?.0)
@@ -620,8 +627,12 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             Ok(Value::str(firn_syntax::bytes::decode(bytes)))
         }),
         ("pathExists", 1, |ev, a| {
-            let p = path_of(ev, &a[0])?;
-            Ok(Value::Bool(std::fs::symlink_metadata(&p).is_ok()))
+            // A path evaluation may not read does not exist for it, as in CppNix.
+            let p = unchecked_path_of(ev, &a[0])?;
+            let readable = ev.check_source_path(&p).is_ok();
+            Ok(Value::Bool(
+                readable && std::fs::symlink_metadata(&p).is_ok(),
+            ))
         }),
         ("readFileType", 1, |ev, a| {
             let p = path_of(ev, &a[0])?;
@@ -661,12 +672,21 @@ fn file_type(ft: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// `NIX_PATH` (and `-I` entries, given first) as `__nixPath`'s list of `{ prefix; path; }`.
-pub fn nix_path_value(extra: &[String]) -> Value {
-    let mut entries: Vec<String> = extra.to_vec();
-    if let Ok(p) = std::env::var("NIX_PATH") {
-        entries.extend(p.split(':').filter(|s| !s.is_empty()).map(str::to_string));
-    }
+/// The entries of `NIX_PATH`.
+pub fn nix_path_env() -> Vec<String> {
+    std::env::var("NIX_PATH")
+        .map(|p| {
+            p.split(':')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Search path entries (`PREFIX=PATH` or `PATH`: `-I` entries, then `NIX_PATH`'s) as
+/// `__nixPath`'s list of `{ prefix; path; }`.
+pub fn nix_path_value(entries: Vec<String>) -> Value {
     let items = entries
         .into_iter()
         .map(|e| {
@@ -729,7 +749,9 @@ pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Valu
                 format!("{}/{}", path.trim_end_matches('/'), rest)
             };
             if std::path::Path::new(&candidate).exists() {
-                return Ok(Value::Path(crate::eval::canon_path(&candidate).into()));
+                let found = crate::eval::canon_path(&candidate);
+                ev.check_source_path(&found)?;
+                return Ok(Value::Path(found.into()));
             }
         }
     }
@@ -737,6 +759,14 @@ pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Valu
     if let Some(rest) = name.strip_prefix("nix/") {
         return Ok(Value::Path(
             format!("{}{rest}", crate::eval::COREPKGS).into(),
+        ));
+    }
+    if ev.pure() {
+        return Err(EvalError::with_kind(
+            crate::error::ErrorKind::Throw,
+            format!(
+                "cannot look up '<{name}>' in pure evaluation mode (use '--impure' to override)"
+            ),
         ));
     }
     Err(EvalError::with_kind(

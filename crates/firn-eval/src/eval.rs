@@ -56,6 +56,10 @@ pub struct Evaluator {
     pub impure_derivations: bool,
     /// `max-call-depth`: how deeply calls may nest.
     pub max_call_depth: usize,
+    /// Pure or restricted evaluation (see [`crate::purity`]).
+    pub(crate) restriction: crate::purity::Restriction,
+    /// What pure or restricted evaluation may read (see [`crate::purity`]).
+    pub(crate) allowed_paths: Vec<String>,
     /// The errors thunks failed with, once caught (`None` before), by `EvalError::memo`: a
     /// thunk that failed keeps its error, as current Nix's since 2.34 (see
     /// [`Self::force_failed`]).
@@ -103,6 +107,8 @@ impl Evaluator {
             ca_derivations: false,
             impure_derivations: false,
             max_call_depth: MAX_CALL_DEPTH,
+            restriction: Default::default(),
+            allowed_paths: Vec::new(),
             failed: Vec::new(),
             var_exprs: HashMap::new(),
             globals: Vec::new(),
@@ -148,13 +154,37 @@ impl Evaluator {
 
     /// Put `-I` entries before `NIX_PATH` in `builtins.nixPath` (and so in `<...>` lookups).
     pub fn set_search_path(&mut self, extra: &[String]) {
+        let mut entries = extra.to_vec();
+        entries.extend(crate::builtins_more::nix_path_env());
+        self.set_search_path_entries(entries);
+    }
+
+    /// `builtins.nixPath` made of `entries` (`PREFIX=PATH` or `PATH`).
+    pub(crate) fn set_search_path_entries(&mut self, entries: Vec<String>) {
         if let Value::Attrs(set) = self.builtins.peek().unwrap_or(Value::Null) {
             if let Some(t) = set.get("nixPath") {
                 t.set(ThunkState::Done(crate::builtins_more::nix_path_value(
-                    extra,
+                    entries,
                 )));
             }
         }
+    }
+
+    /// The paths of `builtins.nixPath`'s entries as they were set (not evaluated).
+    pub(crate) fn search_path_entries(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(Value::Attrs(set)) = self.builtins.peek() {
+            if let Some(Value::List(l)) = set.get("nixPath").and_then(Thunk::peek) {
+                for e in l.iter() {
+                    if let Some(Value::Attrs(e)) = e.peek() {
+                        if let Some(Value::String(p)) = e.get("path").and_then(Thunk::peek) {
+                            out.push(p.s.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub fn sym(&mut self, s: &str) -> Symbol {
@@ -292,6 +322,7 @@ impl Evaluator {
             self.imports.insert(path.to_string(), v.clone());
             return Ok(v);
         }
+        self.check_source_path(path)?;
         // One open and one `fstat` tell a file from a directory (whose `default.nix` is
         // meant) and give the size to read.
         let mut p = path.to_string();
@@ -1866,6 +1897,7 @@ impl Evaluator {
     /// context.
     pub fn copy_path_to_store(&mut self, p: &str) -> EResult<NixString> {
         let name = crate::store::EvalStore::source_name(p)?;
+        self.check_source_path(p)?;
         let sp = match self
             .store
             .add_source(&name, std::path::Path::new(p), true, None, None)
@@ -1883,6 +1915,7 @@ impl Evaluator {
             }
         };
         let s = self.store.dir.display(&sp);
+        self.allow_store_path(&s);
         Ok(NixString::with_context(s.clone(), vec![s.as_str().into()]))
     }
 

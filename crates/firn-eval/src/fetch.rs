@@ -929,6 +929,7 @@ fn args(ev: &mut Evaluator, t: &Thunk, who: &str) -> EResult<Args> {
 
 fn result(ev: &mut Evaluator, p: &StorePath) -> Value {
     let s = ev.store.dir.display(p);
+    ev.allow_store_path(&s);
     Value::String(NixString::with_context(s.clone(), vec![s.as_str().into()]))
 }
 
@@ -953,6 +954,7 @@ fn fetchurl(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             .to_string(),
     };
     args.check_name(&name, "fetchurl")?;
+    crate::purity::require_hash(ev, "fetchurl", args.sha256.is_some())?;
     if let Some(h) = &args.sha256 {
         let (p, valid) = ev.store.known_download(&name, false, h)?;
         if valid {
@@ -977,6 +979,7 @@ fn fetch_tarball(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let args = args(ev, &a[0], "fetchTarball")?;
     let name = args.name.clone().unwrap_or_else(|| "source".to_string());
     args.check_name(&name, "fetchTarball")?;
+    crate::purity::require_hash(ev, "fetchTarball", args.sha256.is_some())?;
     if let Some(h) = &args.sha256 {
         let (p, valid) = ev.store.known_download(&name, true, h)?;
         if valid {

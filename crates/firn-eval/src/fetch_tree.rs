@@ -1422,12 +1422,20 @@ pub(crate) fn fetch_tree_with(
             input_from_url(&s)?
         }
     };
-    let input = if input.scheme == Some(Scheme::Indirect) {
+    // A pure evaluation takes only a locked input (one with its revision or NAR hash), as it
+    // is, without the registries.
+    let locked = input.attrs.contains_key("rev") || input.attrs.contains_key("narHash");
+    if ev.pure() && !locked {
+        return err("in pure evaluation mode, 'fetchTree' requires a locked input");
+    }
+    let input = if input.scheme == Some(Scheme::Indirect) && !ev.pure() {
         lookup_in_registries(ev, &input)?
     } else {
         input
     };
     let (path, input) = fetch_input(ev, &input)?;
+    let shown = ev.store.dir.display(&path);
+    ev.allow_store_path(&shown);
     emit_tree_attrs(ev, &path, &input, params.empty_rev_fallback)
 }
 

@@ -19,6 +19,7 @@ pub mod flakeref;
 pub mod pool;
 pub mod positions;
 pub mod print;
+pub mod purity;
 pub mod rc_str;
 pub mod shared;
 pub mod store;

@@ -821,3 +821,155 @@ fn lint_settings_from_every_source() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The message of the error a command ended with: CppNix 2.8 prints it first (its
+/// `fetchTree` message with ", at (string):1:1" after it), firn under the frames of the
+/// builtin that raised it, as current Nix.
+fn final_error(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("error: "))
+        .map(|l| {
+            l.trim_start()
+                .trim_end_matches(", at (string):1:1")
+                .to_string()
+        })
+        .find(|l| l != "error:")
+        .unwrap_or_default()
+}
+
+/// Pure evaluation (`nix eval --expr` without `--impure`, `pure-eval`) and restricted
+/// evaluation (`restrict-eval`) allow and refuse what CppNix 2.8's do, with its messages.
+#[test]
+fn pure_and_restricted_evaluation_as_cppnix() {
+    let e = env();
+    let file = e.write("f.nix", "{ x = builtins.getEnv \"HOME\"; }\n");
+    let pure: &[&str] = &[
+        "builtins.getEnv \"HOME\"",
+        "builtins ? currentSystem",
+        "builtins ? currentTime",
+        "__currentSystem",
+        "builtins.nixPath",
+        "builtins.pathExists /etc",
+        "builtins.fetchurl \"file:///etc/hostname\"",
+        "builtins.fetchTarball \"file:///etc/hostname\"",
+        "builtins.storePath /nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x",
+        "<nixpkgs>",
+        "builtins.findFile [ ] \"x\"",
+        "\"${./x}\"",
+        "builtins.path { path = /etc/hostname; }",
+        "builtins.hashFile \"sha256\" /etc/hostname",
+        "builtins.fetchGit /tmp",
+        "builtins.fetchTree { type = \"path\"; path = \"/etc\"; }",
+        "import /etc/hostname",
+        "builtins.readDir /etc",
+        "builtins.scopedImport { } /etc/hostname",
+        "(import <nix/fetchurl.nix> { url = \"http://x/y\"; sha256 = \"1b5zvfl9bz6fn4jpq1ym4ckxnqfxyspqpmb2pgwg4mvn2xzgq0hd\"; }).outPath",
+    ];
+    let mut runs: Vec<Vec<String>> = pure
+        .iter()
+        .map(|x| vec!["eval".into(), "--expr".into(), x.to_string()])
+        .collect();
+    for args in [
+        &["eval", "--impure", "--expr", "builtins.getEnv \"HOME\""][..],
+        &["eval", "--impure", "--expr", "builtins ? currentSystem"],
+    ] {
+        runs.push(args.iter().map(|s| s.to_string()).collect());
+    }
+    runs.push(vec![
+        "eval".into(),
+        "-f".into(),
+        file.display().to_string(),
+        "x".into(),
+    ]);
+    let mut mismatches = Vec::new();
+    let mut compare = |what: String, ours: std::process::Output, theirs: std::process::Output| {
+        let got = (
+            ours.status.success(),
+            ours.stdout,
+            final_error(&ours.stderr),
+        );
+        let want = (
+            theirs.status.success(),
+            theirs.stdout,
+            final_error(&theirs.stderr),
+        );
+        if got != want {
+            mismatches.push(format!("{what}\n  firn:   {got:?}\n  CppNix: {want:?}"));
+        }
+    };
+    for (i, args) in runs.iter().enumerate() {
+        let (a, b) = (e.store(&format!("f{i}")), e.store(&format!("c{i}")));
+        // `fetchTree` needs the `flakes` feature in CppNix 2.8.
+        let flakes = ["--extra-experimental-features", "flakes"];
+        let ours = firn("nix")
+            .args(args)
+            .args(["--store", &a])
+            .args(flakes)
+            .output()
+            .unwrap();
+        let theirs = cppnix("nix")
+            .args(args)
+            .args(["--store", &b])
+            .args(flakes)
+            .output()
+            .unwrap();
+        compare(format!("nix {args:?}"), ours, theirs);
+    }
+    // The settings, with the legacy commands.
+    let legacy: &[(&[&str], &str)] = &[
+        (
+            &["--option", "pure-eval", "true"],
+            "builtins.getEnv \"HOME\"",
+        ),
+        (
+            &["--option", "restrict-eval", "true"],
+            "builtins.getEnv \"HOME\"",
+        ),
+        (
+            &["--option", "restrict-eval", "true"],
+            "builtins ? currentSystem",
+        ),
+        (
+            &["--option", "restrict-eval", "true"],
+            "builtins.readFile /etc/hostname",
+        ),
+        (
+            &["--option", "restrict-eval", "true", "-I", "/etc"],
+            "builtins.readFile /etc/hostname",
+        ),
+        (
+            &["--option", "restrict-eval", "true", "-I", "foo=/etc"],
+            "builtins.readFile <foo/hostname>",
+        ),
+    ];
+    for (flags, expr) in legacy {
+        let run = |mut c: std::process::Command| {
+            c.args(*flags)
+                .args(["--eval", "-E", expr])
+                .output()
+                .unwrap()
+        };
+        compare(
+            format!("nix-instantiate {flags:?} {expr}"),
+            run(firn("nix-instantiate")),
+            run(cppnix("nix-instantiate")),
+        );
+    }
+    for (what, mut c) in [
+        ("firn", firn("nix-instantiate")),
+        ("CppNix", cppnix("nix-instantiate")),
+    ] {
+        let out = c
+            .args(["--option", "pure-eval", "true", "--eval"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            final_error(&out.stderr).contains("is forbidden in pure eval mode"),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}

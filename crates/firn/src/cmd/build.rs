@@ -19,8 +19,7 @@ pub struct InstallableArgs {
     /// Interpret installables as attribute paths of the value of this Nix expression.
     #[arg(long)]
     pub expr: Option<String>,
-    /// Allow access to mutable paths and repositories (accepted: firn's evaluation is not
-    /// restricted to pure mode).
+    /// Allow access to mutable paths and repositories: evaluate an `--expr` impurely.
     #[arg(long)]
     pub impure: bool,
     /// Interpret installables as attribute paths of the value of this file.
@@ -137,12 +136,17 @@ pub(crate) fn resolve_installables(
     };
     let mut out = Vec::new();
     for attr in attrs {
-        let opts = EvalOptions {
+        let mut opts = EvalOptions {
             attr_paths: vec![attr],
             args: args.clone(),
             include: inst.include.clone(),
             ..EvalOptions::from_settings(ctx)?
         };
+        if from_expr && !inst.impure {
+            // As CppNix's `nix`: an expression is evaluated purely unless `--impure` (a file
+            // never is).
+            opts.restriction = firn_eval::purity::Restriction::Pure;
+        }
         let input = read_input(&src, from_expr, &cwd)?;
         let (drvs, s) = evaluate(vec![input], opts, store, false)?;
         store = s;

@@ -9,8 +9,7 @@ pub struct EvalArgs {
     /// Interpret the installable as this Nix expression.
     #[arg(long)]
     expr: Option<String>,
-    /// Allow access to mutable paths and repositories (accepted: firn's evaluation is not
-    /// restricted to pure mode).
+    /// Allow access to mutable paths and repositories: evaluate an `--expr` impurely.
     #[arg(long)]
     impure: bool,
     /// Interpret the installable as an attribute path of the value of this file.
@@ -30,14 +29,23 @@ pub struct EvalArgs {
 }
 
 /// `nix eval`; `features` are the experimental features `pipe-operators` and
-/// `ca-derivations`, `max_call_depth` and `lints` the settings of those names.
+/// `ca-derivations`, `max_call_depth` and `lints` the settings of those names,
+/// `restriction` what the `pure-eval` and `restrict-eval` settings ask for.
 pub fn run(
     a: EvalArgs,
     show_trace: bool,
     features: (bool, bool),
     max_call_depth: usize,
     lints: firn_syntax::Lints,
+    restriction: firn_eval::purity::Restriction,
 ) -> Result<()> {
+    // As CppNix's `nix`: an expression is evaluated purely unless `--impure` (a file never
+    // is).
+    let restriction = if a.expr.is_some() && !a.impure {
+        firn_eval::purity::Restriction::Pure
+    } else {
+        restriction
+    };
     let (pipe_operators, ca_derivations) = features;
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
@@ -74,6 +82,7 @@ pub fn run(
         ev.ca_derivations = ca_derivations;
         ev.max_call_depth = max_call_depth;
         ev.lints = lints;
+        ev.restrict(restriction);
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let e = ev
                 .parse(&text, &origin, &base)

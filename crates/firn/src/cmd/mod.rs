@@ -149,6 +149,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
             ),
             ctx.settings.max_call_depth()?,
             ctx.settings.lints()?,
+            crate::legacy::nix_instantiate::restriction(&ctx),
         ),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),

@@ -198,6 +198,9 @@ pub struct EvalOptions {
     pub args: Vec<(String, String, bool)>,
     /// `-I` search path entries.
     pub include: Vec<String>,
+    /// Pure or restricted evaluation (`pure-eval`, `restrict-eval`; the new commands' default
+    /// with `--expr`).
+    pub restriction: firn_eval::purity::Restriction,
 }
 
 impl EvalOptions {
@@ -213,8 +216,21 @@ impl EvalOptions {
             impure_derivations: ctx.settings.has_feature("impure-derivations"),
             max_call_depth: Some(ctx.settings.max_call_depth()?),
             show_trace: ctx.settings.get_bool("show-trace"),
+            restriction: restriction(ctx),
             ..EvalOptions::default()
         })
+    }
+}
+
+/// The restriction the `pure-eval` and `restrict-eval` settings ask for.
+pub fn restriction(ctx: &Ctx) -> firn_eval::purity::Restriction {
+    use firn_eval::purity::Restriction;
+    if ctx.settings.get_bool("pure-eval") {
+        Restriction::Pure
+    } else if ctx.settings.get_bool("restrict-eval") {
+        Restriction::Restricted
+    } else {
+        Restriction::None
     }
 }
 
@@ -291,6 +307,7 @@ pub fn evaluate_with(
             None => firn_eval::store::EvalStore::dummy(dir, write),
         };
         ev.set_search_path(&opts.include);
+        ev.restrict(opts.restriction);
         let mut args = AttrMap::new();
         for (name, value, is_str) in &opts.args {
             let v = if *is_str {
@@ -308,6 +325,10 @@ pub fn evaluate_with(
         let mut warned = !print;
         let mut found = Vec::new();
         for input in &inputs {
+            // A file given to evaluate is read as `import` reads it (pure evaluation may not).
+            if input.origin.starts_with('/') {
+                ev.check_source_path(&input.origin).map_err(render)?;
+            }
             let e = ev
                 .parse(&input.text, &input.origin, &input.base_dir)
                 .map_err(render)?;
