@@ -68,8 +68,25 @@ pub enum CacheError {
     },
     #[error(transparent)]
     Realisation(#[from] realisation::RealisationError),
+    /// Not substituted because a reference's NAR is gone from every cache that listed it:
+    /// as if no cache had the path (CppNix's incomplete closure).
+    #[error("its reference '{reference}' is no longer in any binary cache")]
+    ReferenceGone { reference: String },
     #[error("{0}")]
     Other(String),
+}
+
+impl CacheError {
+    /// A substitute that is gone rather than broken: a cache listed the path (its narinfo)
+    /// but has no NAR for it, or the path needs such a one. CppNix (`SubstituteGone`) treats
+    /// it as if no cache had the path, so a derivation whose output it is gets built, without
+    /// `--fallback`.
+    pub fn is_gone(&self) -> bool {
+        matches!(
+            self,
+            CacheError::NoSuchFile { .. } | CacheError::ReferenceGone { .. }
+        )
+    }
 }
 
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;

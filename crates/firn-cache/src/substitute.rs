@@ -459,20 +459,39 @@ impl Substituters {
         for (p, _) in items {
             progress(Progress::Done { path: p });
         }
+        // Whether a skipped path's substitution failed for want of a NAR that is gone (its
+        // chain of skipped references ends at a gone one).
+        let gone_below = |mut d: usize| -> bool {
+            for _ in 0..outcomes.len() {
+                match outcomes.get(d) {
+                    Some(Outcome::Skipped(next)) => d = *next,
+                    Some(Outcome::Failed(e)) => return e.is_gone(),
+                    _ => return false,
+                }
+            }
+            false
+        };
+        let gone: Vec<bool> = outcomes
+            .iter()
+            .map(|o| matches!(o, Outcome::Skipped(d) if gone_below(*d)))
+            .collect();
         let mut failed = Vec::new();
         for (i, o) in outcomes.into_iter().enumerate() {
             match o {
                 Outcome::Done => {}
                 Outcome::Failed(e) => failed.push((items[i].0.clone(), e)),
                 Outcome::Skipped(d) => {
-                    let why = match items.get(d) {
-                        Some((dp, _)) => format!(
+                    let err = match items.get(d) {
+                        Some((dp, _)) if gone[i] => CacheError::ReferenceGone {
+                            reference: self.sd.display(dp).to_string(),
+                        },
+                        Some((dp, _)) => CacheError::Other(format!(
                             "its reference '{}' could not be substituted",
                             self.sd.display(dp)
-                        ),
-                        None => "its references form a cycle".to_string(),
+                        )),
+                        None => CacheError::Other("its references form a cycle".to_string()),
                     };
-                    failed.push((items[i].0.clone(), CacheError::Other(why)));
+                    failed.push((items[i].0.clone(), err));
                 }
             }
         }
@@ -508,6 +527,62 @@ impl Substituters {
         Ok(true)
     }
 
+    /// Open `p`'s NAR from the cache `a` found it in; when that cache no longer has the NAR
+    /// (its narinfo is there, the file is gone), from the next cache by priority that has a
+    /// trusted narinfo for `p` with the same references, as CppNix tries its next
+    /// substituter. The error when every one's NAR is gone is the first cache's
+    /// ([`CacheError::is_gone`]).
+    fn open_nar_somewhere(
+        &self,
+        p: &StorePath,
+        a: &Available,
+        progress: &(dyn Fn(Progress<'_>) + Sync),
+    ) -> Result<(&Entry, NarInfo, Box<dyn Read + Send>)> {
+        let mut gone: Option<CacheError> = None;
+        for i in a.cache..self.entries.len() {
+            let e = &self.entries[i];
+            let info = if i == a.cache {
+                a.info.clone()
+            } else {
+                if e.broken.load(Ordering::Relaxed) {
+                    continue;
+                }
+                match self.lookup(e, p) {
+                    Ok(Some(info))
+                        if info.references == a.info.references
+                            && self.trust.accepts(&self.sd, &info) =>
+                    {
+                        info
+                    }
+                    Ok(_) => continue,
+                    Err(err) => {
+                        self.lookup_failed(e, err);
+                        continue;
+                    }
+                }
+            };
+            progress(Progress::Start {
+                path: p,
+                from: e.cache.uri(),
+                nar_size: info.nar_size,
+            });
+            match e.cache.open_nar(&info) {
+                Ok(nar) => return Ok((e, info, nar)),
+                Err(err) if err.is_gone() => {
+                    tracing::debug!("{err}");
+                    gone.get_or_insert(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(gone.unwrap_or_else(|| {
+            CacheError::Other(format!(
+                "no binary cache has '{}' any more",
+                self.sd.display(p)
+            ))
+        }))
+    }
+
     fn stage_one(
         &self,
         store: &LocalStore,
@@ -518,13 +593,7 @@ impl Substituters {
         if store.is_valid_path(p)? {
             return Ok(None);
         }
-        let e = &self.entries[a.cache];
-        progress(Progress::Start {
-            path: p,
-            from: e.cache.uri(),
-            nar_size: a.info.nar_size,
-        });
-        let nar = e.cache.open_nar(&a.info)?;
+        let (e, info, nar) = self.open_nar_somewhere(p, a, progress)?;
         let mut counting = ProgressReader {
             inner: nar,
             done: AtomicU64::new(0),
@@ -533,7 +602,7 @@ impl Substituters {
             progress,
         };
         store
-            .stage_nar(&narinfo_to_path_info(&a.info), &mut counting)
+            .stage_nar(&narinfo_to_path_info(&info), &mut counting)
             .map_err(|err| {
                 CacheError::Other(format!(
                     "substituting '{}' from '{}': {err}",

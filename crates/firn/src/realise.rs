@@ -578,8 +578,16 @@ pub fn realise(
     }
     if let (Some(f), false) = (&finder, plan.substitutions.is_empty()) {
         let failed = fetch_substitutions(store, f, &plan.substitutions, ctx.verbosity < 0);
-        if !failed.is_empty() {
-            if !ctx.settings.get_bool("fallback") {
+        // A substitute that is gone (the narinfo without its NAR) is reported, then counts as
+        // no substitute at all, so what it was for is built even without --fallback (CppNix
+        // 2.8's `SubstituteGone`); a broken one fails the realisation unless --fallback.
+        let (gone, failed): (Vec<_>, Vec<_>) = failed.into_iter().partition(|(_, e)| e.is_gone());
+        for (p, e) in &gone {
+            let text = format!("error: substituting '{}': {e}", sd.display(p));
+            logger::line(logger::ERROR, &text);
+        }
+        if !failed.is_empty() || !gone.is_empty() {
+            if !failed.is_empty() && !ctx.settings.get_bool("fallback") {
                 for (p, e) in &failed {
                     let text = format!("error: substituting '{}': {e}", sd.display(p));
                     logger::line(logger::ERROR, &text);
