@@ -25,7 +25,9 @@ use firn_format::{
 use firn_store::realisations::{DrvOutput, Realisation};
 use firn_store::{LocalStore, ValidPathInfo};
 
-use crate::outputs::{canonicalise_output, check_reference_rules, scan_output, Checked, Refused};
+use crate::outputs::{
+    canonicalise_output, check_reference_rules, reference_order, scan_output, Checked, Refused,
+};
 use crate::plan::read_derivation;
 use crate::rewrite::{rewrite_path, Rewrites};
 use crate::{BuildError, FailKind};
@@ -286,7 +288,7 @@ pub fn finish_floating(
             fs::symlink_metadata(&loc).map_err(|e| BuildError::io("getting status of", &loc, e))?;
         scanned.insert(name.clone(), (loc, refs, meta));
     }
-    let order = reference_order(&drv_shown, outputs, &scanned)?;
+    let order = reference_order(&drv_shown, outputs, &|n| &scanned[n].1)?;
     // Scratch path → final path of the outputs done so far.
     let mut finals: BTreeMap<StorePath, StorePath> = BTreeMap::new();
     let mut checked = Vec::new();
@@ -379,56 +381,6 @@ pub fn finish_floating(
         check_reference_rules(sd, drv, &checked, store)?;
     }
     Ok(checked)
-}
-
-/// The output names with every output after the outputs it refers to; a cycle is an error.
-fn reference_order(
-    drv_shown: &str,
-    outputs: &BTreeMap<String, StorePath>,
-    scanned: &BTreeMap<String, (PathBuf, BTreeSet<StorePath>, fs::Metadata)>,
-) -> Result<Vec<String>, Refused> {
-    let by_path: BTreeMap<&StorePath, &String> = outputs.iter().map(|(n, p)| (p, n)).collect();
-    let deps = |name: &String| -> Vec<String> {
-        scanned[name]
-            .1
-            .iter()
-            .filter(|r| **r != outputs[name])
-            .filter_map(|r| by_path.get(r).map(|n| (*n).clone()))
-            .collect()
-    };
-    let mut order = Vec::new();
-    let mut state: BTreeMap<String, u8> = BTreeMap::new(); // 1 visiting, 2 done
-    for start in outputs.keys() {
-        if state.get(start) == Some(&2) {
-            continue;
-        }
-        let mut stack = vec![(start.clone(), deps(start), 0usize)];
-        state.insert(start.clone(), 1);
-        while let Some((name, ds, i)) = stack.last_mut() {
-            if *i < ds.len() {
-                let d = ds[*i].clone();
-                *i += 1;
-                match state.get(&d) {
-                    Some(2) => {}
-                    Some(_) => {
-                        return Err(refused(format!(
-                            "cycle detected in build of '{drv_shown}' in the references of output '{d}' from output '{name}'"
-                        )))
-                    }
-                    None => {
-                        state.insert(d.clone(), 1);
-                        let dd = deps(&d);
-                        stack.push((d, dd, 0));
-                    }
-                }
-            } else {
-                state.insert(name.clone(), 2);
-                order.push(name.clone());
-                stack.pop();
-            }
-        }
-    }
-    Ok(order)
 }
 
 /// Record realisations of `drv` (a pure derivation just built, or found valid): each output

@@ -9,7 +9,7 @@
 //! - [`sandbox`] is the Linux sandbox (namespaces and a chroot of the input closure), with
 //!   what a slot keeps for its sandboxes (a network namespace, [`netns`]; a store tree or an
 //!   overlay's lower layer); [`run`] starts a builder and watches it, [`env`] is its
-//!   environment;
+//!   environment, [`seccomp`] the system-call filter it runs under;
 //! - [`outputs`] checks and registers what a build produced; [`refscan`] finds references;
 //!   [`rewrite`] moves outputs that are valid already out of an unsandboxed build's way (hash
 //!   rewriting);
@@ -30,6 +30,7 @@ pub mod rewrite;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;
+pub mod seccomp;
 pub mod sign;
 pub mod slot;
 pub mod trash;
@@ -150,6 +151,11 @@ pub struct BuildSettings {
     /// `substitute`: off, a derivation whose input source is missing ends the realisation
     /// (CppNix's "does not exist, and substitution is disabled") instead of failing alone.
     pub substitute: bool,
+    /// `filter-syscalls`: builders (sandboxed or not) run under [`seccomp::Filter`].
+    pub filter_syscalls: bool,
+    /// `allow-new-privileges`: builders may gain privileges through setuid programs (no
+    /// `no_new_privs`).
+    pub allow_new_privileges: bool,
 }
 
 impl BuildSettings {
@@ -193,6 +199,8 @@ impl BuildSettings {
             user_pool_dir: PathBuf::from("/nix/var/nix"),
             secret_key_files: Vec::new(),
             substitute: true,
+            filter_syscalls: true,
+            allow_new_privileges: false,
         }
     }
 }

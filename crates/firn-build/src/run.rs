@@ -28,6 +28,8 @@ pub enum Launch {
         cwd: PathBuf,
         /// Run as this build user (uid, gid, supplementary groups).
         user: Option<(u32, u32, Vec<u32>)>,
+        /// `filter-syscalls` (see [`crate::sandbox::Spec::syscall_filter`]).
+        syscall_filter: Option<crate::seccomp::Filter>,
     },
     /// In the sandbox (see [`crate::sandbox`]).
     Sandboxed(Box<Spec>),
@@ -140,6 +142,7 @@ pub fn run(
             env,
             cwd,
             user,
+            syscall_filter,
         } => {
             let (out_r, out_w) = pipe()?;
             let out_w2 = out_w
@@ -154,10 +157,21 @@ pub fn run(
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out_w))
                 .stderr(Stdio::from(out_w2));
-            // SAFETY: setsid, setgroups, setgid, setuid and prctl are async-signal-safe.
+            // SAFETY: setsid, setgroups, setgid, setuid and prctl are async-signal-safe, and
+            // so is installing the filter (system calls on memory allocated before the fork).
             unsafe {
                 c.pre_exec(move || {
                     libc::setsid();
+                    // Before the build user is taken, as CppNix (without `no_new_privs`,
+                    // only root may install it); only a build with a build user fails
+                    // without it.
+                    if let Some(f) = &syscall_filter {
+                        if let Err(e) = f.install() {
+                            if user.is_some() {
+                                return Err(std::io::Error::from_raw_os_error(e));
+                            }
+                        }
+                    }
                     if let Some((uid, gid, groups)) = &user {
                         if libc::setgroups(groups.len(), groups.as_ptr()) == -1
                             || libc::setgid(*gid) == -1

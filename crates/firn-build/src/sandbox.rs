@@ -131,6 +131,9 @@ pub struct Spec {
     /// The build user (uid, gid) the sandbox's uid 1000 / gid 100 stand for; None: the
     /// calling user.
     pub build_user: Option<(u32, u32)>,
+    /// `filter-syscalls`: the filter the builder runs under (failing to install it fails
+    /// the build only with a build user, as in CppNix).
+    pub syscall_filter: Option<crate::seccomp::Filter>,
 }
 
 /// The device nodes every sandbox gets (those the host has).
@@ -494,6 +497,7 @@ impl Started {
         Some(match index {
             -1 => format!("executing '{}': {err}", self.builder),
             -2 => format!("setting up standard input and output: {err}"),
+            -3 => format!("installing the system call filter: {err}"),
             i => match self.ops.get(i as usize) {
                 Some(op) => format!("{}: {err}", op.describe()),
                 None => format!("sandbox setup: {err}"),
@@ -537,6 +541,8 @@ pub fn start(
         env,
         linux32: spec.linux32,
         uname26: spec.uname26,
+        syscall_filter: spec.syscall_filter.clone(),
+        filter_required: spec.build_user.is_some(),
         sync_r: sync_r.as_raw_fd(),
         sync_w: sync_w.as_raw_fd(),
         status_w: status_w.as_raw_fd(),

@@ -21,7 +21,7 @@ use firn_store::LocalStore;
 use crate::cache::BuildCache;
 use crate::env::{builder_env, EnvInputs};
 use crate::log::LogWriter;
-use crate::outputs::{canonicalise_output, check_outputs, Checked, Refused};
+use crate::outputs::{canonicalise_output, check_outputs, check_ownership, Checked, Refused};
 use crate::plan::{Node, Plan};
 use crate::rewrite::{fallback_path, rewrite_path, Rewrites};
 use crate::run::{run, Ended, Launch, Limits};
@@ -895,6 +895,7 @@ pub fn build_one(
                 uname26: settings.impersonate_linux26
                     && (drv.platform == "i686-linux" || drv.platform == "x86_64-linux"),
                 build_user: user.as_ref().map(|u| (u.uid, u.gid)),
+                syscall_filter: syscall_filter(settings),
             }))
         } else {
             if let Some(u) = &user {
@@ -909,6 +910,7 @@ pub fn build_one(
                 env,
                 cwd: tmp_dir.clone(),
                 user: user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())),
+                syscall_filter: syscall_filter(settings),
             }
         };
         let limits = Limits {
@@ -983,11 +985,15 @@ pub fn build_one(
     let mut installed = false;
     let result: Result<(), Failure> = match ended {
         Ended::Exited(0) => {
-            // Outputs made at fallback paths get the real hash parts back first.
-            let checked = unredirect(node, &location, &redirected)
-                .map_err(|e| Refused {
-                    kind: FailKind::Misc,
-                    msg: e.to_string(),
+            // What the builder left is looked at as it is first (CppNix's check of its
+            // permissions and owner); outputs made at fallback paths get the real hash parts
+            // back next.
+            let checked = check_ownership(&node.outputs, &location, user.as_ref().map(|u| u.uid))
+                .and_then(|()| {
+                    unredirect(node, &location, &redirected).map_err(|e| Refused {
+                        kind: FailKind::Misc,
+                        msg: e.to_string(),
+                    })
                 })
                 .and_then(|()| {
                     if floating {
@@ -1395,6 +1401,14 @@ fn build_resolved(
     let keys = crate::sign::read_keys(&settings.secret_key_files)?;
     crate::ca::register_realisations(store, &node.drv, &paths, !fixed, &keys)?;
     Ok(Ok(()))
+}
+
+/// The system-call filter builders run under (`filter-syscalls`, `allow-new-privileges`).
+fn syscall_filter(settings: &BuildSettings) -> Option<crate::seccomp::Filter> {
+    if !settings.filter_syscalls {
+        return None;
+    }
+    crate::seccomp::Filter::new(settings.allow_new_privileges)
 }
 
 /// The outputs made at fallback paths take the real paths' hash parts back, in all outputs

@@ -137,6 +137,7 @@ impl Slot {
             linux32: false,
             uname26: false,
             build_user: Some((USER, USER)),
+            syscall_filter: firn_build::seccomp::Filter::new(false),
         };
         let mut out = Vec::new();
         let limits = Limits {

@@ -79,10 +79,10 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
     if s.max_jobs == 0 {
         anyhow::bail!("'max-jobs' is 0 and there are no remote builders, so nothing can be built");
     }
+    // As CppNix 2.8, `cores = 0` reaches builders as `NIX_BUILD_CORES=0` (theirs to read
+    // as "all cores"); unset, it is the number of cores.
     if let Ok(c) = s_get("cores").parse::<usize>() {
-        if c > 0 {
-            s.cores = c;
-        }
+        s.cores = c;
     }
     s.sandbox = match s_get("sandbox").as_str() {
         "false" | "0" | "no" => SandboxMode::Off,
@@ -126,6 +126,11 @@ pub fn build_settings(ctx: &Ctx, store: &LocalStore, flags: &BuildFlags) -> Resu
         s.log_lines = n;
     }
     s.impersonate_linux26 = ctx.settings.get("impersonate-linux-26") != Some("false");
+    s.filter_syscalls = !matches!(
+        ctx.settings.get("filter-syscalls"),
+        Some("false" | "no" | "0")
+    );
+    s.allow_new_privileges = ctx.settings.get_bool("allow-new-privileges");
     // Build users only make sense for root; a group that does not exist (no Nix install
     // created it) means building as root, with a warning, rather than not building.
     // SAFETY: a plain getter.

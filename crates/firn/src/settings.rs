@@ -25,7 +25,8 @@ pub const KNOWN: &[(&str, Kind, &str)] = &[
     ("keep-derivations", Kind::Bool, "true"),
     ("auto-optimise-store", Kind::Bool, "false"),
     ("max-jobs", Kind::Value, "1"),
-    ("cores", Kind::Value, "0"),
+    // (`cores`' default, the number of cores, is set when loading.)
+    ("cores", Kind::Value, ""),
     ("sandbox", Kind::Value, "true"),
     ("substituters", Kind::Value, "https://cache.nixos.org/"),
     (
@@ -93,6 +94,8 @@ pub const KNOWN: &[(&str, Kind, &str)] = &[
     ("pre-build-hook", Kind::Value, ""),
     ("post-build-hook", Kind::Value, ""),
     ("impure-env", Kind::Value, ""),
+    ("filter-syscalls", Kind::Bool, "true"),
+    ("allow-new-privileges", Kind::Bool, "false"),
     // Substitution and downloads.
     ("substitute", Kind::Bool, "true"),
     ("trusted-substituters", Kind::Value, ""),
@@ -125,6 +128,9 @@ impl Settings {
         for (name, _, default) in KNOWN {
             s.values.insert(name.to_string(), default.to_string());
         }
+        // As CppNix: `cores` is the number of cores unless configured.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        s.values.insert("cores".to_string(), cores.to_string());
         // As CppNix: root builds as the members of `nixbld` unless configured otherwise.
         // SAFETY: a plain getter.
         if unsafe { libc::geteuid() } == 0 {

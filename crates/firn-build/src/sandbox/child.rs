@@ -86,6 +86,9 @@ pub(super) struct Plan {
     pub env_p: Vec<*const libc::c_char>,
     pub linux32: bool,
     pub uname26: bool,
+    /// Installed last before `exec`; a failure is the build's only when `filter_required`.
+    pub syscall_filter: Option<crate::seccomp::Filter>,
+    pub filter_required: bool,
     /// Read end of the "maps are written" pipe, write end of the status pipe, the log pipe.
     pub sync_r: i32,
     pub sync_w: i32,
@@ -282,7 +285,8 @@ unsafe fn run_op(op: &Op) -> Result<(), i32> {
     }
 }
 
-/// Report a failed op (its index, or -1 for exec) and errno, then exit.
+/// Report a failed op (its index; -1 for exec, -2 for stdio, -3 for the system call filter)
+/// and errno, then exit.
 unsafe fn child_fail(status_w: i32, index: i32, err: i32) -> ! {
     let mut buf = [0u8; 8];
     buf[..4].copy_from_slice(&index.to_le_bytes());
@@ -336,6 +340,13 @@ pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::personality(pers);
         }
         libc::setsid();
+        if let Some(f) = &plan.syscall_filter {
+            if let Err(e) = f.install() {
+                if plan.filter_required {
+                    child_fail(plan.status_w, -3, e);
+                }
+            }
+        }
         // A file cannot be executed while it is open for writing anywhere. A child that
         // another thread of this process forks while that thread has the builder open for
         // writing (copying it into the store) holds such a descriptor until its own exec,

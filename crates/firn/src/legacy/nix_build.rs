@@ -52,8 +52,13 @@ pub fn main(args: Vec<String>) -> Result<()> {
             s if s.starts_with("-I") && s.len() > 2 => opts.include.push(s[2..].to_string()),
             "--show-trace" => opts.show_trace = true,
             "-Q" | "--no-build-output" => flags.no_build_output = true,
-            // `--impure` as current Nix's: the legacy commands never evaluate purely.
-            "--add-drv-link" | "--drv-link" | "--impure" => {}
+            // Obsolete in CppNix 2.8, which accepts and ignores them (`--drv-link` with its
+            // argument; `--add-root` is `nix-shell`'s); `--impure` as current Nix's: the
+            // legacy commands never evaluate purely.
+            "--add-drv-link" | "--indirect" | "--impure" => {}
+            "--drv-link" | "--add-root" => {
+                need(&a)?;
+            }
             s if s.starts_with('-') && s != "-" => {
                 return Err(usage(format!("unrecognised flag '{s}'")))
             }
