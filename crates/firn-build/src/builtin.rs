@@ -1,6 +1,8 @@
 //! Builders that run inside firn instead of as a process: `builtin:fetchurl` (`file://`,
 //! `http://`, `https://`; with `unpack`, a NAR, xz-compressed when the URL ends in `.xz`;
 //! `executable`). The hash of a fixed output is checked afterwards like any other.
+//! `https://` servers must be signed by the CA bundle in effect ([`firn_http::tls`]);
+//! CppNix 2.8 does not check the server's certificate here at all (the hash is checked).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -65,10 +67,10 @@ fn fetchurl(env: &BTreeMap<String, String>, out: &Path) -> Result<String, String
 
 /// GET `url`, following redirects; any status but 2xx is an error naming it.
 fn http_get(url: &str) -> Result<Box<dyn Read>, String> {
-    let agent = ureq::AgentBuilder::new()
+    let agent = firn_http::agent_builder(url)
+        .map_err(|e| format!("unable to download '{url}': {e}"))?
         .timeout_connect(std::time::Duration::from_secs(30))
         .timeout_read(std::time::Duration::from_secs(300))
-        .user_agent(concat!("firn/", env!("CARGO_PKG_VERSION")))
         .build();
     match agent.get(url).call() {
         Ok(resp) => Ok(resp.into_reader()),

@@ -5,11 +5,12 @@
 //! Upload order is CppNix's: the NAR file first, then the narinfo, so a reader that finds a
 //! narinfo always finds its NAR.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use firn_format::hash::{HashAlgo, HashFormat, Hasher};
 use firn_format::narinfo::NarInfo;
@@ -60,6 +61,9 @@ pub struct BinaryCache {
     /// The narinfo disk cache its lookups and uploads go through (see
     /// [`BinaryCache::use_disk_cache`]), with the cache's id there.
     disk: Option<(Arc<DiskCache>, i64)>,
+    /// The narinfos [`BinaryCache::query_all_valid_paths`] read, which lookups take first
+    /// (as CppNix's in-memory path info cache holds what its listing queried).
+    listed: Mutex<HashMap<StorePath, NarInfo>>,
     counter: AtomicU64,
     pid: u32,
 }
@@ -114,7 +118,7 @@ impl BinaryCache {
                 (Box::new(b), false)
             }
             Location::Http(url) => (
-                Box::new(HttpBackend::new(url.clone(), opts.http_connections)),
+                Box::new(HttpBackend::new(url.clone(), opts.http_connections)?),
                 true,
             ),
             Location::S3 { bucket } => (
@@ -151,6 +155,7 @@ impl BinaryCache {
             want_mass_query: false,
             remote,
             disk: None,
+            listed: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
             pid: std::process::id(),
         };
@@ -239,6 +244,9 @@ impl BinaryCache {
     /// the disk cache attached ([`Self::use_disk_cache`]), a recent answer there is taken as
     /// it is, and the cache's answer is recorded.
     pub fn query_narinfo(&self, p: &StorePath) -> Result<Option<NarInfo>> {
+        if let Some(ni) = self.lock_listed().get(p) {
+            return Ok(Some(ni.clone()));
+        }
         if let Some(known) = self.disk_answer(p)? {
             return Ok(known);
         }
@@ -247,6 +255,79 @@ impl BinaryCache {
             disk.upsert(*id, p.hash_part(), found.as_ref())?;
         }
         Ok(found)
+    }
+
+    fn lock_listed(&self) -> std::sync::MutexGuard<'_, HashMap<StorePath, NarInfo>> {
+        self.listed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every path the cache has (CppNix's `queryAllValidPaths`, for `nix copy --all`): the
+    /// narinfos at its top, each read (on `jobs` threads) for the path's name, which the file
+    /// name lacks. CppNix names them all `<hash>-x` instead, so that its copies cannot order
+    /// them by reference (NixOS/nix#8473). Only `file://` and `s3://` caches can be listed;
+    /// for others this is CppNix's error. Files that are no narinfo's (wrong length, not a
+    /// hash part) are skipped.
+    pub fn query_all_valid_paths(&self, jobs: usize) -> Result<Vec<StorePath>> {
+        let Some(names) = self.backend.list_top()? else {
+            return Err(CacheError::Other(format!(
+                "operation 'queryAllValidPaths' is not supported by store '{}'",
+                self.uri
+            )));
+        };
+        let mut hashes: Vec<String> = names
+            .into_iter()
+            .filter_map(|n| Some(n.strip_suffix(".narinfo")?.to_string()))
+            .filter(|h| {
+                let ok = h.len() == firn_format::store_path::HASH_CHARS
+                    && h.bytes().all(firn_format::nixbase32::is_valid_char);
+                if !ok {
+                    tracing::warn!("skipping '{h}.narinfo' in '{}': not a hash part", self.uri);
+                }
+                ok
+            })
+            .collect();
+        hashes.sort();
+        let found = crate::graph::parallel_map(&hashes, jobs, |h| self.narinfo_by_hash_part(h));
+        let mut paths = Vec::with_capacity(found.len());
+        let mut listed = Vec::with_capacity(found.len());
+        for ni in found {
+            // Listed a moment ago, gone now: not one of the cache's paths any more.
+            if let Some(ni) = ni? {
+                paths.push(ni.path.clone());
+                listed.push(ni);
+            }
+        }
+        self.lock_listed()
+            .extend(listed.into_iter().map(|ni| (ni.path.clone(), ni)));
+        Ok(paths)
+    }
+
+    /// The narinfo in `<hash>.narinfo`, which must be for a path with that hash part.
+    fn narinfo_by_hash_part(&self, hash: &str) -> Result<Option<NarInfo>> {
+        let Some((info, whence)) = self.read_narinfo(hash)? else {
+            return Ok(None);
+        };
+        if info.path.hash_part() != hash {
+            return Err(CacheError::Other(format!(
+                "NAR info file '{whence}' is for path '{}'",
+                self.sd.display(&info.path)
+            )));
+        }
+        Ok(Some(info))
+    }
+
+    /// The file `<hash>.narinfo` parsed (whatever path it is for), and where it was.
+    fn read_narinfo(&self, hash: &str) -> Result<Option<(NarInfo, String)>> {
+        let key = format!("{hash}.narinfo");
+        let Some(bytes) = self.backend.get_bytes(&key)? else {
+            return Ok(None);
+        };
+        let whence = format!("{}/{key}", self.uri);
+        let text = String::from_utf8(bytes).map_err(|_| {
+            CacheError::Other(format!("NAR info file '{whence}' is not valid UTF-8"))
+        })?;
+        let info = NarInfo::parse(&self.sd, &text, &whence)?;
+        Ok(Some((info, whence)))
     }
 
     /// The attached disk cache's recent answer for `p`: `Some(Some(narinfo))` there,
@@ -264,15 +345,9 @@ impl BinaryCache {
 
     /// [`Self::query_narinfo`] from the cache itself.
     fn query_narinfo_uncached(&self, p: &StorePath) -> Result<Option<NarInfo>> {
-        let key = Self::narinfo_key(p);
-        let Some(bytes) = self.backend.get_bytes(&key)? else {
+        let Some((info, whence)) = self.read_narinfo(p.hash_part())? else {
             return Ok(None);
         };
-        let whence = format!("{}/{key}", self.uri);
-        let text = String::from_utf8(bytes).map_err(|_| {
-            CacheError::Other(format!("NAR info file '{whence}' is not valid UTF-8"))
-        })?;
-        let info = NarInfo::parse(&self.sd, &text, &whence)?;
         if info.path != *p {
             return Err(CacheError::Other(format!(
                 "NAR info file '{whence}' is for path '{}', not '{}'",
@@ -511,6 +586,9 @@ impl BinaryCache {
             Upload::Bytes(text.as_bytes()),
             "text/x-nix-narinfo",
         )?;
+        if let Some(known) = self.lock_listed().get_mut(&ni.path) {
+            *known = ni.clone();
+        }
         if let Some((disk, id)) = &self.disk {
             // The narinfo is in the cache: a disk cache that cannot record it only costs a
             // lookup later.
@@ -542,6 +620,9 @@ impl BinaryCache {
                 Upload::Bytes(text.as_bytes()),
                 "text/x-nix-narinfo",
             )?;
+            if let Some(known) = self.lock_listed().get_mut(p) {
+                *known = ni;
+            }
         }
         Ok(())
     }

@@ -47,6 +47,11 @@ pub enum CacheError {
     Download { url: String, why: String },
     #[error("unable to upload '{url}': {why}")]
     Upload { url: String, why: String },
+    #[error("binary cache '{cache}': {source}")]
+    Tls {
+        cache: String,
+        source: firn_http::TlsError,
+    },
     #[error("binary cache '{0}' is read-only")]
     ReadOnly(String),
     #[error("file '{key}' does not exist in binary cache '{cache}'")]

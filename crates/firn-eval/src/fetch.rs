@@ -160,10 +160,10 @@ fn request(url: &str, expected_etag: &str) -> EResult<Response> {
         });
     }
     if url.starts_with("http://") || url.starts_with("https://") {
-        let agent = ureq::AgentBuilder::new()
+        let agent = firn_http::agent_builder(url)
+            .map_err(|e| fail(e.to_string()))?
             .timeout_connect(std::time::Duration::from_secs(30))
             .timeout_read(std::time::Duration::from_secs(300))
-            .user_agent(concat!("firn/", env!("CARGO_PKG_VERSION")))
             .build();
         let mut req = agent.get(url);
         if !expected_etag.is_empty() {

@@ -1,5 +1,6 @@
-//! The answer to each route. Store queries run on the blocking pool; NARs, zstd streams and
-//! logs are produced there too and streamed ([`crate::nar_stream`]). A path is held as a
+//! The answer to each route. Store queries run on the blocking pool; NARs (plain, or
+//! compressed with zstd or xz as they are dumped) and logs are produced there too and streamed
+//! ([`crate::nar_stream`]). A path is held as a
 //! temporary GC root ([`firn_store::temproots::ScopedTempRoots`]) while its narinfo is read
 //! from the database and from just before a NAR or listing request checks it until the body
 //! is produced (or dropped unsent), so a concurrent `nix-store --gc` cannot delete it
@@ -356,7 +357,7 @@ fn narinfo(state: &State, info: &ValidPathInfo) -> Result<String> {
     Ok(ni.to_text(sd))
 }
 
-/// The NAR of `info.path`: whole or a range of it, or zstd-compressed.
+/// The NAR of `info.path`: whole or a range of it, or compressed (zstd, xz) as it is dumped.
 fn nar(
     state: &Arc<State>,
     info: ValidPathInfo,

@@ -109,9 +109,10 @@ pub struct ServeConfig {
     pub secret_keys: Vec<SecretKey>,
     /// `Priority` in `nix-cache-info`.
     pub priority: i32,
-    /// How NARs are offered in narinfos (`none` or `zstd`; both are served on request).
+    /// How NARs are offered in narinfos (`none`, `zstd` or `xz`; each is served on
+    /// request).
     pub compression: Compression,
-    /// The zstd level (`< 0`: the default, 3).
+    /// The compression level (`< 0`: the method's default, zstd 3, xz 6).
     pub compression_level: i32,
     /// Where build logs are (`<log dir>/drvs/xx/rest[.bz2]`).
     pub log_dir: PathBuf,

@@ -20,7 +20,7 @@ pub enum Route {
     NarInfo { hash: String },
     /// `/<hash>.ls`
     Listing { hash: String },
-    /// `/nar/<hash>[-<nar hash>].nar[.zst]`
+    /// `/nar/<hash>[-<nar hash>].nar[.zst|.xz]`
     Nar {
         hash: String,
         nar_hash: Option<String>,
@@ -109,6 +109,8 @@ fn parse_drv_output(id: &str) -> Result<DrvOutput, Reject> {
 fn parse_nar(file: &str) -> Result<Route, Reject> {
     let (stem, compression) = if let Some(s) = file.strip_suffix(".nar.zst") {
         (s, Compression::Zstd)
+    } else if let Some(s) = file.strip_suffix(".nar.xz") {
+        (s, Compression::Xz)
     } else if let Some(s) = file.strip_suffix(".nar") {
         (s, Compression::None)
     } else {
@@ -166,6 +168,14 @@ mod tests {
             })
         );
         assert_eq!(
+            parse(&format!("/nar/{H}-{NH}.nar.xz")),
+            Ok(Route::Nar {
+                hash: H.into(),
+                nar_hash: Some(NH.into()),
+                compression: Compression::Xz
+            })
+        );
+        assert_eq!(
             parse(&format!("/nar/{H}.nar")),
             Ok(Route::Nar {
                 hash: H.into(),
@@ -197,7 +207,9 @@ mod tests {
             ("/7RJJ86A15146CQ1D3QY068LML7N8YKZM.narinfo", BadRequest),
             ("/../7rjj86a15146cq1d3qy068lml7n8ykzm.narinfo", NotFound),
             ("/a/7rjj86a15146cq1d3qy068lml7n8ykzm.narinfo", NotFound),
-            ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm.nar.xz", NotFound),
+            ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm.nar.bz2", NotFound),
+            ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm.nar.xz.zst", NotFound),
+            ("/nar/7rjj86a15146cq1d3qy068lml7n8ykze.nar.xz", BadRequest),
             ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm-.nar", BadRequest),
             ("/nar/7rjj86a15146cq1d3qy068lml7n8ykzm-a/b.nar", BadRequest),
             ("/log/..", BadRequest),

@@ -53,6 +53,8 @@ impl Ctx {
     fn with_args(args: Vec<String>, legacy: bool) -> Result<(Ctx, Vec<String>)> {
         let mut settings = Settings::load()?;
         let (rest, common) = take_common_args(args, &mut settings, legacy)?;
+        // Every https request of this process trusts the CA bundle CppNix would.
+        firn_http::set_ssl_cert_file(settings.get("ssl-cert-file"));
         init_logging(common.verbosity);
         crate::logger::set_json(settings.get("log-format") == Some("internal-json"));
         if shows_warnings(common.verbosity) {

@@ -1,4 +1,4 @@
-//! `firn serve`: CppNix 2.8 copies closures from it (uncompressed and zstd, signatures checked
+//! `firn serve`: CppNix 2.8 copies closures from it (uncompressed, zstd and xz, signatures checked
 //! against the server's key) into fresh stores that then verify; raw HTTP requests check the
 //! narinfo, ranges, listings, logs, HEAD, keep-alive, many connections at once, and that bad
 //! paths, methods and oversized headers are refused.
@@ -240,12 +240,16 @@ impl Fixture {
     }
 }
 
-/// CppNix 2.8 copies the closure from the server, uncompressed and zstd, only with the
-/// server's key trusted.
+/// CppNix 2.8 copies the closure from the server, and substitutes it, uncompressed, zstd and
+/// xz, only with the server's key trusted.
 #[test]
 fn cppnix_copies_from_firn_serve() {
     let f = Fixture::new();
-    for (name, extra) in [("none", vec![]), ("zstd", vec!["--compression", "zstd"])] {
+    for (name, extra) in [
+        ("none", vec![]),
+        ("zstd", vec!["--compression", "zstd"]),
+        ("xz", vec!["--compression", "xz"]),
+    ] {
         let sk = f.sk();
         let mut args = vec!["--secret-key-file", sk.as_str()];
         args.extend(extra);
@@ -254,6 +258,9 @@ fn cppnix_copies_from_firn_serve() {
         assert_eq!(status, 200);
         let info = String::from_utf8(info).expect("UTF-8 narinfo");
         assert!(info.contains(&format!("Compression: {name}\n")), "{info}");
+        let ext = Compression::parse(name).expect("a method").extension();
+        let url_line = info.lines().find(|l| l.starts_with("URL: ")).unwrap_or("");
+        assert!(url_line.ends_with(&format!(".nar{ext}")), "{info}");
 
         let dst = store_dir(&f.dir, &format!("copy-{name}"));
         ok(cppnix("nix")
@@ -262,6 +269,14 @@ fn cppnix_copies_from_firn_serve() {
             .args(["--option", "trusted-public-keys", f.pk.trim()])
             .arg(&f.top));
         f.check_copy(&dst);
+        // And substitutes from it when realising the path.
+        let subst = store_dir(&f.dir, &format!("subst-{name}"));
+        ok(cppnix("nix-store")
+            .env("XDG_CACHE_HOME", f.xdg(&format!("subst-{name}")))
+            .args(["--store", &subst, "-r", &f.top])
+            .args(["--option", "substituters", &server.url()])
+            .args(["--option", "trusted-public-keys", f.pk.trim()]));
+        f.check_copy(&subst);
 
         // Another key trusted: the signatures do not verify and nothing is copied.
         let wrong = f.other_pk.trim();
@@ -339,18 +354,23 @@ fn http_requests() {
         assert_eq!(status, 200);
         assert_eq!(header(&head, "content-type"), Some("application/x-nix-nar"));
         assert!(body == dump, "the NAR of {p} differs from nix-store --dump");
-        let (status, head, zst) = server.get(&format!("/nar/{}.nar.zst", Fixture::hash_part(p)));
-        assert_eq!(status, 200);
-        assert_eq!(header(&head, "transfer-encoding"), Some("chunked"));
-        let mut unpacked = Vec::new();
-        Compression::Zstd
-            .decoder(Box::new(&zst[..]))
-            .and_then(|mut d| d.read_to_end(&mut unpacked))
-            .expect("a zstd stream");
-        assert!(
-            unpacked == dump,
-            "the zstd NAR of {p} differs from nix-store --dump"
-        );
+        // Compressed as they are dumped (so sent chunked, of no length known before).
+        for method in [Compression::Zstd, Compression::Xz] {
+            let file = format!("/nar/{}.nar{}", Fixture::hash_part(p), method.extension());
+            let (status, head, packed) = server.get(&file);
+            assert_eq!(status, 200);
+            assert_eq!(header(&head, "transfer-encoding"), Some("chunked"));
+            let mut unpacked = Vec::new();
+            method
+                .decoder(Box::new(&packed[..]))
+                .and_then(|mut d| d.read_to_end(&mut unpacked))
+                .expect("a compressed stream");
+            assert!(
+                unpacked == dump,
+                "the {} NAR of {p} differs from nix-store --dump",
+                method.name()
+            );
+        }
     }
     let dump = f.dump(&f.top);
     let (status, _, body) = server.get(&format!("/{url}"));

@@ -58,6 +58,19 @@ impl FileBackend {
 }
 
 impl Backend for FileBackend {
+    fn list_top(&self) -> Result<Option<Vec<String>>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.io("listing", &self.dir, e))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io("listing", &self.dir, e))?;
+            // Names that are not UTF-8 are no cache's files.
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(Some(names))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

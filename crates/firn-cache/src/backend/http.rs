@@ -1,6 +1,7 @@
 //! `http://` and `https://` caches: `GET` (404 and 403 mean "not there", as in CppNix), `HEAD`,
-//! and `PUT` for writing. One connection pool per cache; transient failures (connection
-//! errors, 5xx, 429) are retried a few times with a growing pause.
+//! and `PUT` for writing. One connection pool per cache, trusting the CA bundle CppNix would
+//! ([`firn_http::tls`]); transient failures (connection errors, 5xx, 429) are retried a few
+//! times with a growing pause.
 
 // ureq's error carries the response; it is passed straight on, never stored.
 #![allow(clippy::result_large_err)]
@@ -18,19 +19,24 @@ pub struct HttpBackend {
 }
 
 impl HttpBackend {
-    pub fn new(base: String, connections: usize) -> HttpBackend {
-        let agent = ureq::AgentBuilder::new()
+    /// A client for the cache at `base`; fails when the CA bundle in effect (see
+    /// [`firn_http::tls`]) cannot be used.
+    pub fn new(base: String, connections: usize) -> Result<HttpBackend> {
+        let agent = firn_http::agent_builder(&base)
+            .map_err(|e| CacheError::Tls {
+                cache: base.clone(),
+                source: e,
+            })?
             .timeout_connect(Duration::from_secs(10))
             .timeout_read(Duration::from_secs(300))
             .max_idle_connections(connections.max(1))
             .max_idle_connections_per_host(connections.max(1))
-            .user_agent(concat!("firn/", env!("CARGO_PKG_VERSION")))
             .build();
-        HttpBackend {
+        Ok(HttpBackend {
             base,
             agent,
             attempts: 3,
-        }
+        })
     }
 
     fn url(&self, key: &str) -> String {

@@ -31,6 +31,12 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The names of the files at the top of the cache (not those under `nar/` and the
+    /// like), to find every narinfo; `None` when the backend cannot list (HTTP).
+    fn list_top(&self) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
     /// The whole file, for small files such as narinfos.
     fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let Some(mut r) = self.get(key)? else {

@@ -56,6 +56,18 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
         ctx.attach_disk_cache(c)?;
     }
     let sd = src.store_dir().clone();
+    // Remote ends wait on the network: many at once. Otherwise the work is compression and
+    // hashing: one per core.
+    let remote = |s: &AnyStore| matches!(s, AnyStore::Cache(c) if c.remote);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ssh = |s: &AnyStore| matches!(s, AnyStore::Ssh(_));
+    let jobs = if ssh(&src) || ssh(&dst) {
+        1
+    } else if remote(&src) || remote(&dst) {
+        ctx.cache_options().http_connections.clamp(1, 64)
+    } else {
+        cores
+    };
     let mut paths: BTreeSet<StorePath> = BTreeSet::new();
     if a.all {
         if !a.inst.installables.is_empty() {
@@ -63,7 +75,12 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
         }
         match &src {
             AnyStore::Local(s) => paths.extend(s.query_all_valid_paths()?),
-            other => bail!("'--all' is not supported for '{}'", other.describe()),
+            // A file:// or s3:// cache is listed; an HTTP one cannot be.
+            AnyStore::Cache(c) => paths.extend(c.query_all_valid_paths(jobs)?),
+            other => bail!(
+                "operation 'queryAllValidPaths' is not supported by store '{}'",
+                other.describe()
+            ),
         }
     }
     // Derivation outputs (`DRV^OUT`, or what --file/--expr evaluate to) are realised first,
@@ -99,18 +116,6 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
         None
     } else {
         Some(ctx.trust_policy()?)
-    };
-    // Remote ends wait on the network: many at once. Otherwise the work is compression and
-    // hashing: one per core.
-    let remote = |s: &AnyStore| matches!(s, AnyStore::Cache(c) if c.remote);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ssh = |s: &AnyStore| matches!(s, AnyStore::Ssh(_));
-    let jobs = if ssh(&src) || ssh(&dst) {
-        1
-    } else if remote(&src) || remote(&dst) {
-        ctx.cache_options().http_connections.clamp(1, 64)
-    } else {
-        cores
     };
     // A local destination substitutes from this command's substituters (ssh:// ones from
     // their own).

@@ -14,6 +14,7 @@ use crate::context::Ctx;
 pub enum ServeCompression {
     None,
     Zstd,
+    Xz,
 }
 
 #[derive(Args, Debug)]
@@ -27,10 +28,10 @@ pub struct ServeArgs {
     /// The cache's priority in `nix-cache-info` (lower is preferred).
     #[arg(long, default_value_t = 30)]
     priority: i32,
-    /// How NARs are offered: uncompressed, or compressed with zstd on the fly.
+    /// How NARs are offered: uncompressed, or compressed on the fly with zstd or xz.
     #[arg(long, value_enum, default_value = "none")]
     compression: ServeCompression,
-    /// The zstd compression level (default 3).
+    /// The compression level (zstd: default 3; xz: 0-9, default 6).
     #[arg(long = "compression-level")]
     compression_level: Option<i32>,
 }
@@ -56,6 +57,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     config.compression = match a.compression {
         ServeCompression::None => Compression::None,
         ServeCompression::Zstd => Compression::Zstd,
+        ServeCompression::Xz => Compression::Xz,
     };
     config.compression_level = a.compression_level.unwrap_or(-1);
     let server = firn_serve::Server::bind(store, config)?;

@@ -146,12 +146,18 @@ impl S3Backend {
             None => MIN_PART,
         }
         .max(MIN_PART);
+        let agent = agent(connections, &at.origin)
+            .map_err(|e| CacheError::Tls {
+                cache: uri.base(),
+                source: e,
+            })?
+            .build();
         Ok(S3Backend {
             name: uri.base(),
             at,
             region,
             creds: Credentials::load(uri.param("profile"))?,
-            agent: agent(connections).build(),
+            agent,
             multipart: uri.flag("multipart-upload", false),
             part_size,
         })
@@ -218,6 +224,51 @@ impl S3Backend {
 
     fn url(&self, key: &str) -> String {
         format!("{}/{key}", self.name)
+    }
+
+    /// [`Backend::list_top`], asking for at most `page` keys at a time (the server's default,
+    /// 1000 on S3, without).
+    fn list_top_in_pages(&self, page: Option<u32>) -> Result<Vec<String>> {
+        let url = format!("{}/?list-type=2", self.name);
+        let fail = |why: String| CacheError::Download {
+            url: url.clone(),
+            why,
+        };
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // Parameters in canonical (sorted) order.
+            let mut query = String::new();
+            if let Some(t) = &token {
+                query = format!("continuation-token={}&", uri_encode(t, false));
+            }
+            query.push_str("delimiter=%2F&list-type=2");
+            if let Some(n) = page {
+                query.push_str(&format!("&max-keys={n}"));
+            }
+            let body = self
+                .request("GET", "", &query, &hex_sha256(b""))
+                .call()
+                .map_err(|e| fail(describe(e)))?
+                .into_string()
+                .map_err(|e| fail(e.to_string()))?;
+            keys.extend(
+                xml_fields(&body, "Key")
+                    .into_iter()
+                    .map(|k| xml_unescape(&k)),
+            );
+            let next = xml_field(&body, "NextContinuationToken").map(|t| xml_unescape(&t));
+            let truncated = xml_field(&body, "IsTruncated").is_some_and(|t| t == "true");
+            match next {
+                Some(t) if truncated && token.as_ref() != Some(&t) => token = Some(t),
+                _ if truncated => {
+                    return Err(fail(
+                        "the listing is truncated but gives no new continuation token".into(),
+                    ))
+                }
+                _ => return Ok(keys),
+            }
+        }
     }
 
     fn put_multipart(
@@ -308,14 +359,17 @@ impl S3Backend {
     }
 }
 
-/// The HTTP client: a pool of `connections` connections.
-fn agent(connections: usize) -> ureq::AgentBuilder {
-    ureq::AgentBuilder::new()
+/// The HTTP client for the endpoint `origin`: a pool of `connections` connections, trusting
+/// the CA bundle CppNix would.
+fn agent(
+    connections: usize,
+    origin: &str,
+) -> std::result::Result<ureq::AgentBuilder, firn_http::TlsError> {
+    Ok(firn_http::agent_builder(origin)?
         .timeout_connect(Duration::from_secs(10))
         .timeout_read(Duration::from_secs(300))
         .max_idle_connections(connections.max(1))
-        .max_idle_connections_per_host(connections.max(1))
-        .user_agent(concat!("firn/", env!("CARGO_PKG_VERSION")))
+        .max_idle_connections_per_host(connections.max(1)))
 }
 
 fn describe(e: ureq::Error) -> String {
@@ -328,6 +382,12 @@ fn describe(e: ureq::Error) -> String {
 impl Backend for S3Backend {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The bucket's top-level keys, a page of ListObjectsV2 at a time (`delimiter=/`, so
+    /// `nar/` and the like come back as one prefix each, as CppNix's listing asks).
+    fn list_top(&self) -> Result<Option<Vec<String>>> {
+        self.list_top_in_pages(None).map(Some)
     }
 
     fn get(&self, key: &str) -> Result<Option<Box<dyn Read + Send>>> {
@@ -385,10 +445,33 @@ impl Backend for S3Backend {
 
 /// The text of the first `<name>...</name>` in an XML answer.
 fn xml_field(xml: &str, name: &str) -> Option<String> {
+    xml_fields(xml, name).into_iter().next()
+}
+
+/// The texts of every `<name>...</name>` in an XML answer, in order.
+fn xml_fields(xml: &str, name: &str) -> Vec<String> {
     let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(xml[start..end].to_string())
+    let close = format!("</{name}>");
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(end) = after.find(&close) else {
+            break;
+        };
+        found.push(after[..end].to_string());
+        rest = &after[end + close.len()..];
+    }
+    found
+}
+
+/// XML text with its five predefined entities (all S3 escapes in keys) replaced.
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]
@@ -415,7 +498,7 @@ mod tests {
             at: addressing(bucket, &region, u.param("scheme"), u.param("endpoint")).unwrap(),
             region,
             creds,
-            agent: agent(1).build(),
+            agent: agent(1, "http://").expect("an agent").build(),
             multipart: false,
             part_size: MIN_PART,
         }
@@ -659,7 +742,8 @@ mod tests {
         };
         let local = |uri: &str, secret: &str| {
             let mut b = backend(uri, creds(secret));
-            b.agent = agent(2)
+            b.agent = agent(2, "http://")
+                .unwrap()
                 .resolver(move |netloc: &str| {
                     assert!(netloc.ends_with(".amazonaws.com:80"), "{netloc}");
                     Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
@@ -689,6 +773,20 @@ mod tests {
             assert_eq!(b.get_bytes("nix-cache-info").unwrap().unwrap(), text);
             assert!(b.exists("nix-cache-info").unwrap());
             assert!(!b.exists("nar/missing.nar").unwrap());
+            // The listing has the top-level keys, not those under `nar/`.
+            b.put("nar/x.nar", Upload::Bytes(b"x"), "application/x-nix-nar")
+                .unwrap();
+            let mut top = b.list_top().unwrap().unwrap();
+            top.sort();
+            assert_eq!(top, ["nix-cache-info"]);
+            // A page at a time.
+            b.put("b.narinfo", Upload::Bytes(b"x"), "text/x-nix-narinfo")
+                .unwrap();
+            b.put("a.narinfo", Upload::Bytes(b"x"), "text/x-nix-narinfo")
+                .unwrap();
+            let mut top = b.list_top_in_pages(Some(1)).unwrap();
+            top.sort();
+            assert_eq!(top, ["a.narinfo", "b.narinfo", "nix-cache-info"]);
             // A wrong secret makes a wrong signature, which the server refuses.
             let e = local(uri, "not-the-secret").get_bytes("nix-cache-info");
             assert!(
@@ -700,10 +798,20 @@ mod tests {
     }
 
     #[test]
-    fn xml_fields() {
+    fn xml_answers() {
         assert_eq!(
             xml_field("<a><UploadId>x-1</UploadId></a>", "UploadId").as_deref(),
             Some("x-1")
         );
+        let listing = "<ListBucketResult><IsTruncated>false</IsTruncated>\
+            <Contents><Key>a.narinfo</Key><Size>1</Size></Contents>\
+            <Contents><Key>b&amp;c</Key></Contents>\
+            <CommonPrefixes><Prefix>nar/</Prefix></CommonPrefixes><Key>unclosed";
+        let keys: Vec<String> = xml_fields(listing, "Key")
+            .iter()
+            .map(|k| xml_unescape(k))
+            .collect();
+        assert_eq!(keys, ["a.narinfo", "b&c"]);
+        assert_eq!(xml_unescape("&amp;lt;"), "&lt;");
     }
 }
