@@ -454,3 +454,37 @@ fn nix_build_of_a_drv_path_equals_cppnix() {
     assert!(nope.2.contains("does not have output 'nope'"), "{nope:?}");
     assert!(two.2.contains("more than one derivation output"), "{two:?}");
 }
+
+/// `nix build --rebuild` (the new CLI's name for `--check`): built again and compared, with
+/// CppNix's messages and exit code, for a deterministic and a changing derivation.
+#[test]
+fn nix_build_rebuild_as_cppnix() {
+    need_busybox();
+    let e = env();
+    let file = e.write(
+        "r.nix",
+        &format!(
+            "{LET_BUSYBOX}{MK_BUSYBOX}in {{\n  same = mk \"same\" \"echo same > $out\" {{ }};\n  changes = mk \"changes\" \"cat /proc/sys/kernel/random/uuid > $out\" {{ }};\n}}\n"
+        ),
+    );
+    for attr in ["same", "changes"] {
+        let mut got = Vec::new();
+        for firn_side in [true, false] {
+            let s = e.store(&format!("{attr}-{firn_side}"));
+            let build = |extra: &[&str]| {
+                let mut c = tool(firn_side, "nix", &s, &e);
+                c.args(["build", "--no-link", "-f"]).arg(&file).arg(attr);
+                c.args(extra);
+                run(&mut c)
+            };
+            assert_eq!(build(&[]).0, Some(0), "{attr}, firn: {firn_side}");
+            let (code, stderr) = build(&["--rebuild"]);
+            let checking = stderr
+                .lines()
+                .filter(|l| l.starts_with("checking outputs of '"))
+                .count();
+            got.push((code, checking));
+        }
+        assert_eq!(got[0], got[1], "{attr}: firn, then CppNix");
+    }
+}

@@ -57,8 +57,8 @@ pub struct BuildArgs {
     /// Show what would be built without building.
     #[arg(long)]
     dry_run: bool,
-    /// Rebuild and compare with the valid outputs.
-    #[arg(long)]
+    /// Rebuild and compare with the valid outputs (`--rebuild`, as CppNix names it here).
+    #[arg(long, alias = "rebuild")]
     check: bool,
     /// Keep the build directory of failed builds.
     #[arg(short = 'K', long)]
