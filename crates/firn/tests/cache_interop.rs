@@ -95,15 +95,6 @@ fn assert_same_closure(a: &str, b: &str, root: &str) {
     ok(cppnix("nix-store").args(["--store", b, "--verify", "--check-contents"]));
 }
 
-fn is_valid(store: &str, p: &str) -> bool {
-    cppnix("nix-store")
-        .args(["--store", store, "--check-validity", p])
-        .output()
-        .expect("run")
-        .status
-        .success()
-}
-
 #[test]
 fn cppnix_reads_caches_firn_wrote() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -75,16 +75,6 @@ fn closure(store: &str, p: &str) -> Vec<String> {
     v
 }
 
-fn is_valid(store: &str, p: &str) -> bool {
-    run({
-        let mut c = cppnix("nix-store");
-        c.args(["--store", store, "--check-validity", p]);
-        c
-    })
-    .status
-    .success()
-}
-
 /// `nix copy --from https://...` of `top` into the fresh store `dst`, by `tool` (firn or
 /// CppNix), with `setup` choosing the bundle.
 fn copy_from(

@@ -200,15 +200,6 @@ fn real(store: &str, path: &str) -> PathBuf {
     Path::new(store).join(path.trim_start_matches('/'))
 }
 
-fn is_valid(store: &str, p: &str) -> bool {
-    cppnix("nix-store")
-        .args(["--store", store, "--check-validity", p])
-        .output()
-        .expect("running nix-store --check-validity")
-        .status
-        .success()
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

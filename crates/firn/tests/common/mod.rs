@@ -107,6 +107,16 @@ pub fn ok(c: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
+/// Whether CppNix finds `path` valid in the chroot store `store`.
+pub fn is_valid(store: &str, path: &str) -> bool {
+    cppnix("nix-store")
+        .args(["--store", store, "--check-validity", path])
+        .output()
+        .expect("running nix-store --check-validity")
+        .status
+        .success()
+}
+
 pub fn ok_str(c: &mut Command) -> String {
     String::from_utf8(ok(c)).expect("output is UTF-8")
 }
