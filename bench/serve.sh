@@ -2,7 +2,8 @@
 # Binary-cache serving benchmark: `firn serve` against nginx serving the same cache as static
 # files (the practical limit), both under wrk on loopback, in the same run:
 #   1. narinfo lookups over N paths (default 1000), 64 connections, 10 s;
-#   2. downloads of one 32 MiB NAR, 16 connections, 10 s.
+#   2. the same with 2000 connections at once;
+#   3. downloads of one 32 MiB NAR, 16 connections, 10 s.
 # nginx serves a `file://` cache that firn wrote uncompressed from the same store, so both
 # send the same NAR bytes. Prints requests/s and MB/s of each and the ratio (firn / nginx).
 #   bench/serve.sh [N] [SECONDS]
@@ -29,6 +30,8 @@ head -c $((32 << 20)) /dev/urandom > "$BENCH_TMP/big.bin"
 big=$("$LINKS/nix-store" --store "$SRC" --add "$BENCH_TMP/big.bin")
 "$LINKS/nix" copy --store "$SRC" --to "file://$BENCH_TMP/cache?compression=none" "$root" "$big"
 
+# 2000 connections need more descriptors than the usual 1024 (for wrk, nginx and firn).
+ulimit -n 16384 2>/dev/null || echo "warning: could not raise the descriptor limit; the 2000-connection run may fail"
 nginx_port=$((20000 + RANDOM % 10000))
 firn_port=$((nginx_port + 1))
 start_nginx "$BENCH_TMP/cache" "$nginx_port"
@@ -65,6 +68,10 @@ line() { # NAME NGINX FIRN (req/s MB/s pairs)
 n=$(run_wrk "http://127.0.0.1:$nginx_port" 64 "$BENCH_TMP/narinfos.txt")
 f=$(run_wrk "http://127.0.0.1:$firn_port" 64 "$BENCH_TMP/narinfos.txt")
 line "narinfo lookups ($N paths, 64 conns)" "$n" "$f"
+# Thousands of clients at once (file descriptors raised above for wrk and both servers).
+n=$(run_wrk "http://127.0.0.1:$nginx_port" 2000 "$BENCH_TMP/narinfos.txt")
+f=$(run_wrk "http://127.0.0.1:$firn_port" 2000 "$BENCH_TMP/narinfos.txt")
+line "narinfo lookups (2000 conns)" "$n" "$f"
 
 hash=$(echo "$big" | sed -E 's|/nix/store/([a-z0-9]{32}).*|\1|')
 grep '^URL: ' "$BENCH_TMP/cache/$hash.narinfo" | sed 's|URL: |/|' > "$BENCH_TMP/nginx-nar.txt"
