@@ -32,8 +32,10 @@ use crate::nar_fs::NarFsError;
 /// the two cores, large enough that handing one over costs nothing next to hashing it.
 const CHUNK: usize = 256 << 10;
 /// Full chunks that may wait for the hashing thread: enough to let the producer go on while
-/// the hashing thread reads a large file it was given.
-const IN_FLIGHT: usize = 16;
+/// the hashing thread reads a large file it was given, and to run ahead through large files
+/// (where reading is faster than hashing) the lead it loses again in stretches of small ones
+/// (16 MiB in all; 16 chunks hashed /usr/share 5% slower, 128 gained 1% more for 18 MB more).
+const IN_FLIGHT: usize = 64;
 /// Chunks in all: those in flight, the one being hashed, the one being filled. No more are
 /// made: a producer that is ahead waits for an empty one (allocating instead would have the
 /// allocator hand fresh pages to be zeroed for every chunk, and free them again).
