@@ -2,7 +2,8 @@
 //! wrote (xz, zstd, bzip2, none; signed), firn copies and substitutes from caches CppNix
 //! wrote, signatures made by one verify in the other; and bad caches (unsigned, wrongly signed,
 //! corrupted NARs, lying narinfos, malicious NARs, URLs leaving the cache) are refused with
-//! nothing registered.
+//! nothing registered. S3 buckets (s3s-fs): copies both ways, multipart uploads, and
+//! credentials from `~/.aws/credentials` profiles.
 
 mod common;
 
@@ -1186,4 +1187,221 @@ fn copy_substitutes_on_destination() {
     assert!(err.contains("warning:"), "{err}");
     assert_eq!(contents(&e, LEAF), "leaf from the source\n");
     ok(cppnix("nix-store").args(["--store", &e, "--verify", "--check-contents"]));
+}
+
+/// `len` bytes that no compressor shrinks (xorshift64).
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Unpadded URL-safe base64, as s3s-fs names its metadata files.
+fn base64_url(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[(n >> (18 - 6 * i)) as usize & 63]));
+        }
+    }
+    out
+}
+
+/// The value of `field` in a narinfo.
+fn narinfo_field(info: &str, field: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}: ")))
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+        .to_string()
+}
+
+/// `multipart-upload=true&buffer-size=5242880`: a 12 MiB uncompressed NAR goes up in three
+/// parts (s3s-fs records the multipart ETag, `<md5>-3`, and keeps no part behind), and CppNix
+/// 2.8 substitutes the path from what landed in the bucket, with the same NAR hash.
+#[test]
+fn s3_multipart_uploads() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let file = tmp.path().join("noise");
+    std::fs::write(&file, noise(12 << 20, 0x9e37_79b9_7f4a_7c15)).expect("write");
+    let p = ok_str(firn("nix-store").args(["--store", &a, "--add"]).arg(&file));
+    let p = p.trim().to_string();
+    let (sk, pk) = keygen(tmp.path(), "s3-multipart-1");
+    let s3 = start_s3(tmp.path(), "cache");
+    let uri = format!(
+        "s3://cache?endpoint=127.0.0.1:{}&scheme=http&region=eu-test-1&compression=none\
+         &multipart-upload=true&buffer-size=5242880&secret-key={sk}",
+        s3.port
+    );
+    ok(firn("nix")
+        .env("AWS_ACCESS_KEY_ID", "firn-test-ak")
+        .env("AWS_SECRET_ACCESS_KEY", "firn-test-sk")
+        .env("HOME", tmp.path())
+        .env("XDG_CACHE_HOME", tmp.path().join("xdg"))
+        .args(["copy", "--store", &a, "--to", &uri, &p]));
+
+    let bucket = s3.root.join("cache");
+    let base = p.rsplit('/').next().expect("a store path");
+    let info = std::fs::read_to_string(bucket.join(format!("{}.narinfo", &base[..32])))
+        .expect("the narinfo is in the bucket");
+    assert_eq!(narinfo_field(&info, "Compression"), "none", "{info}");
+    let nar_key = narinfo_field(&info, "URL");
+    let nar_size: u64 = narinfo_field(&info, "NarSize").parse().expect("a size");
+    assert!(nar_size > 2 * 5242880, "{info}");
+    assert_eq!(
+        std::fs::metadata(bucket.join(&nar_key))
+            .expect("the NAR")
+            .len(),
+        nar_size
+    );
+    let meta = s3.root.join(format!(
+        ".bucket-{}.object-{}.internal.json",
+        base64_url(b"cache"),
+        base64_url(nar_key.as_bytes())
+    ));
+    let meta = std::fs::read_to_string(&meta).expect("s3s-fs's metadata of the NAR");
+    let etag: serde_json::Value = serde_json::from_str(&meta).expect("JSON");
+    let etag = etag["e_tag"].as_str().expect("an ETag").trim_matches('"');
+    assert!(etag.ends_with("-3"), "not a three-part upload: {meta}");
+    let leftovers: Vec<String> = std::fs::read_dir(&s3.root)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // CppNix (without S3 support on Debian) substitutes from the bucket's files.
+    let b = store_dir(tmp.path(), "b");
+    ok(cppnix("nix-store")
+        .env("XDG_CACHE_HOME", tmp.path().join("xdg-cppnix"))
+        .args(["--store", &b, "-r", &p])
+        .args(["--option", "substituters"])
+        .arg(format!("file://{}", bucket.display()))
+        .args(["--option", "trusted-public-keys", &pk]));
+    assert_same_closure(&a, &b, &p);
+    assert_eq!(
+        ok_str(cppnix("nix-store").args(["--store", &b, "-q", "--hash", &p])).trim(),
+        narinfo_field(&info, "NarHash")
+    );
+}
+
+/// S3 credentials from `~/.aws/credentials` alone (no `AWS_*` variables): `profile=NAME`
+/// picks the valid section of two, `AWS_PROFILE` stands in when the URL names none, and the
+/// `default` section (wrong here) is what is used otherwise, refused by the server.
+#[test]
+fn s3_credentials_from_profiles() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).expect("mkdir");
+    std::fs::write(
+        home.join(".aws/credentials"),
+        "[default]\naws_access_key_id = firn-test-ak\naws_secret_access_key = wrong\n\n\
+         # the one s3s-fs accepts\n[firn]\naws_access_key_id = firn-test-ak\n\
+         aws_secret_access_key = firn-test-sk\n",
+    )
+    .expect("write credentials");
+    let (sk, pk) = keygen(tmp.path(), "s3-profile-1");
+    let s3 = start_s3(tmp.path(), "one");
+    std::fs::create_dir_all(s3.root.join("two")).expect("mkdir bucket");
+    let uri = |bucket: &str, extra: &str| {
+        format!(
+            "s3://{bucket}?endpoint=127.0.0.1:{}&scheme=http&region=eu-test-1&secret-key={sk}{extra}",
+            s3.port
+        )
+    };
+    let nix = |xdg: &str, aws_profile: Option<&str>| {
+        let mut c = firn("nix");
+        for v in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ] {
+            c.env_remove(v);
+        }
+        if let Some(p) = aws_profile {
+            c.env("AWS_PROFILE", p);
+        }
+        c.env("HOME", &home)
+            .env("XDG_CACHE_HOME", tmp.path().join(xdg));
+        c
+    };
+    let add = |name: &str| {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, format!("{name}\n")).expect("write");
+        ok_str(firn("nix-store").args(["--store", &a, "--add"]).arg(&f))
+            .trim()
+            .to_string()
+    };
+    let (p1, p2) = (add("by-profile-param"), add("by-aws-profile"));
+
+    // No profile named: `default`, whose secret is wrong.
+    let out = nix("xdg-default", None)
+        .args(["copy", "--store", &a, "--to", &uri("one", ""), &p1])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "copied with the default profile");
+    assert!(err.contains("HTTP error 403"), "{err}");
+
+    // `profile=firn` in the URL (it wins over AWS_PROFILE), both ways.
+    ok(nix("xdg-param", Some("default")).args([
+        "copy",
+        "--store",
+        &a,
+        "--to",
+        &uri("one", "&profile=firn"),
+        &p1,
+    ]));
+    let b = store_dir(tmp.path(), "b");
+    ok(nix("xdg-param-from", None)
+        .args([
+            "copy",
+            "--from",
+            &uri("one", "&profile=firn"),
+            "--store",
+            &b,
+        ])
+        .args(["--option", "trusted-public-keys", &pk, &p1]));
+    assert_same_closure(&a, &b, &p1);
+
+    // AWS_PROFILE=firn, no `profile=`, both ways.
+    ok(nix("xdg-env", Some("firn")).args(["copy", "--store", &a, "--to", &uri("two", ""), &p2]));
+    let c = store_dir(tmp.path(), "c");
+    ok(nix("xdg-env-from", Some("firn"))
+        .args(["copy", "--from", &uri("two", ""), "--store", &c])
+        .args(["--option", "trusted-public-keys", &pk, &p2]));
+    assert_same_closure(&a, &c, &p2);
+    assert!(s3
+        .root
+        .join(format!("two/{}.narinfo", &p2[11..43]))
+        .exists());
+    // Reads are signed with the same credentials: the default profile's are refused.
+    let d = store_dir(tmp.path(), "d");
+    let out = nix("xdg-default-from", None)
+        .args(["copy", "--from", &uri("two", ""), "--store", &d])
+        .args(["--option", "trusted-public-keys", &pk, &p2])
+        .output()
+        .expect("run");
+    assert!(
+        !out.status.success(),
+        "read the bucket with the default profile"
+    );
+    assert!(!is_valid(&d, &p2));
 }

@@ -1,7 +1,7 @@
 //! `firn serve`: CppNix 2.8 copies closures from it (uncompressed, zstd and xz, signatures checked
-//! against the server's key) into fresh stores that then verify; raw HTTP requests check the
-//! narinfo, ranges, listings, logs, HEAD, keep-alive, many connections at once, and that bad
-//! paths, methods and oversized headers are refused.
+//! against the server's key, or either of two keys) into fresh stores that then verify; raw
+//! HTTP requests check the narinfo, ranges, listings, logs, HEAD, keep-alive, many connections
+//! at once, and that bad paths, methods and oversized headers are refused.
 
 mod common;
 
@@ -308,6 +308,38 @@ fn firn_copies_from_firn_serve() {
         .args(["--option", "trusted-public-keys", f.pk.trim()])
         .arg(&f.top));
     f.check_copy(&dst);
+}
+
+/// `--secret-key-file` given twice: every narinfo carries a signature by each key, and CppNix
+/// 2.8 substitutes the closure when it trusts only the first key, and when it trusts only the
+/// second.
+#[test]
+fn serve_signs_with_every_key() {
+    let f = Fixture::new();
+    let sk1 = f.sk();
+    let sk2 = f.dir.join("sk2").to_string_lossy().into_owned();
+    let server = Server::start(
+        &f.store,
+        &["--secret-key-file", &sk1, "--secret-key-file", &sk2],
+    );
+    for p in &f.closure {
+        let (status, _, info) = server.get(&format!("/{}.narinfo", Fixture::hash_part(p)));
+        assert_eq!(status, 200, "narinfo of {p}");
+        let info = String::from_utf8(info).expect("UTF-8 narinfo");
+        let sigs: Vec<&str> = info.lines().filter(|l| l.starts_with("Sig: ")).collect();
+        assert_eq!(sigs.len(), 2, "{info}");
+        assert!(sigs.iter().any(|s| s.starts_with("Sig: test-1:")), "{info}");
+        assert!(sigs.iter().any(|s| s.starts_with("Sig: test-2:")), "{info}");
+    }
+    for (name, pk) in [("first", &f.pk), ("second", &f.other_pk)] {
+        let subst = store_dir(&f.dir, &format!("two-keys-{name}"));
+        ok(cppnix("nix-store")
+            .env("XDG_CACHE_HOME", f.xdg(&format!("two-keys-{name}")))
+            .args(["--store", &subst, "-r", &f.top])
+            .args(["--option", "substituters", &server.url()])
+            .args(["--option", "trusted-public-keys", pk.trim()]));
+        f.check_copy(&subst);
+    }
 }
 
 /// The HTTP side: narinfo, ranges, listings, logs, HEAD, keep-alive, concurrency, refusals.
