@@ -1189,19 +1189,6 @@ fn copy_substitutes_on_destination() {
     ok(cppnix("nix-store").args(["--store", &e, "--verify", "--check-contents"]));
 }
 
-/// `len` bytes that no compressor shrinks (xorshift64).
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// Unpadded URL-safe base64, as s3s-fs names its metadata files.
 fn base64_url(data: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -19,19 +19,6 @@ fn write(p: &Path, data: &[u8], mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-/// Deterministic bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn big_tree(root: &Path) {
     // Many small files of every size up to a few KiB (every padding), some executable.
     for d in 0..12 {

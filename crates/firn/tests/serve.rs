@@ -625,16 +625,9 @@ fn gc_during_a_download_keeps_the_path() {
     // open could still be read after its deletion); 48 MiB, more than socket buffers hold.
     let tree = tmp.path().join("big");
     std::fs::create_dir(&tree).expect("mkdir");
-    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut state: u64 = 0x9e3779b97f4a7c15;
     for i in 0..192 {
-        let data: Vec<u8> = (0..256 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise_from(&mut state, 256 * 1024);
         std::fs::write(tree.join(format!("f{i:03}")), data).expect("write");
     }
     let path = ok_str(

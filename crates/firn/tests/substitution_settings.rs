@@ -801,19 +801,11 @@ fn one_http_connection_is_enough() {
 /// Random-looking bytes (xorshift), written to `path` a MiB at a time.
 fn write_noise(path: &Path, len: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut left = len;
     while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let b = s.to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
-        let n = left.min(buf.len());
-        f.write_all(&buf[..n]).expect("write");
+        let n = left.min(1 << 20);
+        f.write_all(&noise_from(&mut state, n)).expect("write");
         left -= n;
     }
     f.flush().expect("flush");

@@ -107,6 +107,26 @@ pub fn ok(c: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
+/// `len` deterministic bytes that no compressor shrinks (xorshift64 from `seed`, made odd:
+/// a zero state would stay zero); [`noise_from`] goes on from a state.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    noise_from(&mut state, len)
+}
+
+/// [`noise`] continuing from `state` (for data made piece by piece).
+pub fn noise_from(state: &mut u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// Whether CppNix finds `path` valid in the chroot store `store`.
 pub fn is_valid(store: &str, path: &str) -> bool {
     cppnix("nix-store")
