@@ -1403,6 +1403,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     Value::Attrs(_) => ev.coerce_to_string(&v, false, false)?.s.to_string(),
                     other => return Err(ev.coerce_error(other)),
                 };
+                // Where the file is on disk (a chroot store keeps store paths elsewhere).
+                let p = ev.store.real_path(&p).to_string_lossy().into_owned();
                 ev.import(&p)
             }),
         ),

@@ -27,11 +27,13 @@ fn path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     Ok(p)
 }
 
-/// [`path_of`] before the check of pure and restricted evaluation.
+/// [`path_of`] before the check of pure and restricted evaluation: where the file is on disk
+/// (in a chroot store, a store path's files are under its root), as CppNix's `realisePath`.
 fn unchecked_path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     let v = ev.force(t)?;
     let ctx = Some(("while realising the context of a path", None));
-    Ok(crate::builtins_drv::coerce_path_value(ev, &v, ctx)?.0)
+    let p = crate::builtins_drv::coerce_path_value(ev, &v, ctx)?.0;
+    Ok(ev.store.real_path(&p).to_string_lossy().into_owned())
 }
 
 /// `builtins.toJSON`, collecting the context of the strings in `ctx`; paths are copied to the

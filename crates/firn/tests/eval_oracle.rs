@@ -973,3 +973,50 @@ fn pure_and_restricted_evaluation_as_cppnix() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// `nix eval` writes to the store as CppNix's does (a `drvPath` it prints can be built), and
+/// the files of store paths are read where a chroot store keeps them (`readFile`, `import`).
+#[test]
+fn evaluation_writes_to_and_reads_from_chroot_stores() {
+    let e = env();
+    let drv =
+        "(derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }).drvPath";
+    let runs: &[(&str, &[&str], &str)] = &[
+        ("nix", &["eval", "--raw", "--impure", "--expr"], drv),
+        (
+            "nix",
+            &["eval", "--impure", "--expr"],
+            "builtins.readFile (builtins.toFile \"a\" \"b\")",
+        ),
+        (
+            "nix-instantiate",
+            &["--eval", "--read-write-mode", "-E"],
+            "import (builtins.toFile \"a.nix\" \"1 + 2\")",
+        ),
+    ];
+    for (i, (tool, args, expr)) in runs.iter().enumerate() {
+        let mut got = Vec::new();
+        for (name, mut c) in [("firn", firn(tool)), ("CppNix", cppnix(tool))] {
+            let store = e.store(&format!("{name}-{i}"));
+            let out = c
+                .args(["--store", &store])
+                .args(*args)
+                .arg(expr)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name} {args:?} {expr}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if i == 0 {
+                // The derivation is in the store.
+                let file = std::path::Path::new(&store).join(stdout.trim().trim_start_matches('/'));
+                assert!(file.is_file(), "{name}: {} not written", file.display());
+            }
+            got.push(stdout.trim_end().to_string());
+        }
+        assert_eq!(got[0], got[1], "{tool} {args:?} {expr}: firn, then CppNix");
+    }
+}

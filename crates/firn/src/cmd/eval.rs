@@ -30,7 +30,8 @@ pub struct EvalArgs {
 
 /// `nix eval`; `features` are the experimental features `pipe-operators` and
 /// `ca-derivations`, `max_call_depth` and `lints` the settings of those names,
-/// `restriction` what the `pure-eval` and `restrict-eval` settings ask for.
+/// `restriction` what the `pure-eval` and `restrict-eval` settings ask for, `store` the store
+/// written to (None: paths are computed, nothing is written).
 pub fn run(
     a: EvalArgs,
     show_trace: bool,
@@ -38,6 +39,7 @@ pub fn run(
     max_call_depth: usize,
     lints: firn_syntax::Lints,
     restriction: firn_eval::purity::Restriction,
+    store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
     // As CppNix's `nix`: an expression is evaluated purely unless `--impure` (a file never
     // is).
@@ -82,6 +84,11 @@ pub fn run(
         ev.ca_derivations = ca_derivations;
         ev.max_call_depth = max_call_depth;
         ev.lints = lints;
+        // As CppNix's `nix eval` (not read-only): derivations and sources are written to the
+        // store, so a `drvPath` printed can be built next.
+        if let Some(store) = store {
+            ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
+        }
         ev.restrict(restriction);
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let e = ev
@@ -126,7 +133,9 @@ pub fn run(
             firn_eval::print::print_value(ev, &v, true).map_err(|e| e.render(show_trace))
         };
         let out = body(&mut ev);
-        // Its values are left to the process's end (see eval_thread).
+        // The store is closed (its staging directory removed); the evaluator's values are left
+        // to the process's end (see eval_thread).
+        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
         std::mem::forget(ev);
         out
     })?;

@@ -150,6 +150,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
             ctx.settings.max_call_depth()?,
             ctx.settings.lints()?,
             crate::legacy::nix_instantiate::restriction(&ctx),
+            eval_store(&ctx),
         ),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
@@ -161,6 +162,24 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         }
         Command::InstallLinks { dir } => install_links(&dir),
         Command::Repl(a) => repl::run(ctx, a),
+    }
+}
+
+/// The store `nix eval` writes to. One that cannot be opened (no write access to `/nix`, which
+/// CppNix would reach through its daemon) leaves the evaluation read-only, with a warning.
+fn eval_store(ctx: &Ctx) -> Option<firn_store::LocalStore> {
+    match ctx.open_store() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if crate::context::shows_warnings(ctx.verbosity) {
+                let text = format!(
+                    "warning: evaluating without writing to the store: {}",
+                    crate::report::error_text(e.as_ref())
+                );
+                crate::logger::line(crate::logger::WARN, &text);
+            }
+            None
+        }
     }
 }
 
