@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use common::*;
@@ -37,11 +36,19 @@ const EXPR: &str = r#"{
   sub = mk "sub" "echo built > $out" { };
 }"#;
 
+/// The derivations of [`EXPR`] built by both sides, and a host directory for the sandbox-path
+/// cases.
 struct Oracle {
-    e: Env,
-    file: PathBuf,
+    b: BuildOracle,
     /// A host directory holding `f` (contents `secret`).
     host_dir: PathBuf,
+}
+
+impl std::ops::Deref for Oracle {
+    type Target = BuildOracle;
+    fn deref(&self) -> &BuildOracle {
+        &self.b
+    }
 }
 
 fn oracle() -> Oracle {
@@ -57,47 +64,9 @@ fn oracle() -> Oracle {
         "default.nix",
         &format!("{LET_BUSYBOX}{MK_BUSYBOX}in {body}"),
     );
-    Oracle { e, file, host_dir }
-}
-
-/// How one command ended.
-#[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    /// stderr from the first `error:` on (or all of it).
-    error: String,
-    stderr: String,
-}
-
-fn run(c: &mut Command) -> Outcome {
-    let out = c.output().expect("running a command");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let error = stderr[stderr.find("error:").unwrap_or(0)..]
-        .trim_end()
-        .to_string();
-    Outcome {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        error,
-        stderr,
-    }
-}
-
-fn side(firn_side: bool) -> &'static str {
-    if firn_side {
-        "firn"
-    } else {
-        "CppNix"
-    }
-}
-
-/// `tool` by firn or CppNix.
-fn tool(firn_side: bool, name: &str) -> Command {
-    if firn_side {
-        firn(name)
-    } else {
-        cppnix(name)
+    Oracle {
+        b: BuildOracle { e, file },
+        host_dir,
     }
 }
 
@@ -111,38 +80,23 @@ fn contents(store: &str, path: &str) -> String {
     std::fs::read_to_string(real(store, path)).expect("reading an output")
 }
 
+/// Both sides built `tag`'s derivation (`(CppNix's, firn's)` outcome), to the same output
+/// path, with contents `want`.
+fn both_built(o: &Oracle, tag: &str, (c, f): &(Outcome, Outcome), want: &str) {
+    assert_eq!(c.code, Some(0), "{tag} (CppNix): {}", c.stderr);
+    assert_eq!(f.code, Some(0), "{tag} (firn): {}", f.stderr);
+    assert_eq!(f.stdout, c.stdout, "{tag}");
+    for (firn_side, r) in [(false, c), (true, f)] {
+        let got = contents(&o.store(firn_side, tag), &r.stdout);
+        assert_eq!(got, want, "{tag} ({})", side_name(firn_side));
+    }
+}
+
 impl Oracle {
-    fn store(&self, firn_side: bool, tag: &str) -> String {
-        self.e.store(&format!("{tag}-{}", side(firn_side)))
-    }
-
-    /// `nix-build -A attr --no-out-link` (sandboxed) in the store `tag`, with `extra`.
-    fn build(&self, firn_side: bool, tag: &str, attr: &str, extra: &[&str]) -> Outcome {
-        run(&mut self.build_cmd(firn_side, tag, attr, extra))
-    }
-
-    fn build_cmd(&self, firn_side: bool, tag: &str, attr: &str, extra: &[&str]) -> Command {
-        let mut c = tool(firn_side, "nix-build");
-        c.arg("--store")
-            .arg(self.store(firn_side, tag))
-            .args(["--option", "sandbox", "true", "--no-out-link", "-A", attr])
-            .args(extra)
-            .arg(&self.file);
-        c
-    }
-
-    /// `nix-build -A attr` by both; returns (CppNix's, firn's).
-    fn both(&self, tag: &str, attr: &str, extra: &[&str]) -> (Outcome, Outcome) {
-        (
-            self.build(false, tag, attr, extra),
-            self.build(true, tag, attr, extra),
-        )
-    }
-
     /// The derivation of `attr`, instantiated into the store `tag` by that side.
     fn instantiate(&self, firn_side: bool, tag: &str, attr: &str) -> String {
         ok_str(
-            tool(firn_side, "nix-instantiate")
+            tool_of(firn_side, "nix-instantiate")
                 .arg("--store")
                 .arg(self.store(firn_side, tag))
                 .args(["-A", attr])
@@ -172,12 +126,7 @@ fn required_system_features_as_cppnix() {
     assert_eq!((c.stdout.as_str(), f.stdout.as_str()), ("", ""));
 
     let extra = ["--option", "system-features", "kvm-nonexistent"];
-    let (c, f) = o.both("s", "feat", &extra);
-    assert_eq!(c.code, Some(0), "CppNix: {}", c.stderr);
-    assert_eq!(f.code, Some(0), "firn: {}", f.stderr);
-    assert_eq!(f.stdout, c.stdout);
-    assert_eq!(contents(&o.store(false, "s"), &c.stdout), "hi\n");
-    assert_eq!(contents(&o.store(true, "s"), &f.stdout), "hi\n");
+    both_built(&o, "s", &o.both("s", "feat", &extra), "hi\n");
 }
 
 /// `--max-silent-time 1` (and `--option max-silent-time 1`) kills a builder that would stay
@@ -197,7 +146,7 @@ fn max_silent_time_as_cppnix() {
                 r.code,
                 Some(101),
                 "{tag} ({}): {}",
-                side(firn_side),
+                side_name(firn_side),
                 r.stderr
             );
             // CppNix 2.8 names the goal (`….drv!out' from .drv file`), firn the
@@ -205,10 +154,14 @@ fn max_silent_time_as_cppnix() {
             assert!(
                 r.error.contains("timed out after 1 seconds of silence"),
                 "{tag} ({}): {}",
-                side(firn_side),
+                side_name(firn_side),
                 r.error
             );
-            assert!(t.elapsed().as_secs() < 15, "{tag} ({})", side(firn_side));
+            assert!(
+                t.elapsed().as_secs() < 15,
+                "{tag} ({})",
+                side_name(firn_side)
+            );
             assert_eq!(r.stdout, "");
         }
     }
@@ -227,13 +180,15 @@ fn add_root_and_build_logs_as_cppnix() {
     let o = oracle();
     let mut outs = Vec::new();
     for firn_side in [false, true] {
-        let who = side(firn_side);
+        let who = side_name(firn_side);
         let store = o.store(firn_side, "s");
         let drv = o.instantiate(firn_side, "s", "logged");
         let link = o.e.dir.join(format!("link-{who}"));
-        let r = run(tool(firn_side, "nix-store")
-            .args(["--store", &store, "-r", &drv, "--add-root"])
-            .arg(&link));
+        let r = outcome(
+            tool_of(firn_side, "nix-store")
+                .args(["--store", &store, "-r", &drv, "--add-root"])
+                .arg(&link),
+        );
         assert_eq!(r.code, Some(0), "{who}: {}", r.stderr);
         assert_eq!(r.stdout.trim(), link.to_string_lossy(), "{who}");
         assert!(
@@ -257,44 +212,44 @@ fn add_root_and_build_logs_as_cppnix() {
 
         // The build log, by either implementation.
         for reader in [false, true] {
-            let l = run(tool(reader, "nix-store").args(["--store", &store, "-l", &drv]));
+            let l = outcome(tool_of(reader, "nix-store").args(["--store", &store, "-l", &drv]));
             assert_eq!(
                 l.code,
                 Some(0),
                 "{who}'s log by {}: {}",
-                side(reader),
+                side_name(reader),
                 l.stderr
             );
             assert_eq!(
                 l.stdout,
                 "hello-from-builder\n",
                 "{who}'s log by {}",
-                side(reader)
+                side_name(reader)
             );
-            let l = run(tool(reader, "nix").args(["log", "--store", &store, &drv]));
+            let l = outcome(tool_of(reader, "nix").args(["log", "--store", &store, &drv]));
             assert_eq!(
                 l.code,
                 Some(0),
                 "{who}'s log by {}: {}",
-                side(reader),
+                side_name(reader),
                 l.stderr
             );
             assert_eq!(
                 l.stdout,
                 "hello-from-builder\n",
                 "{who}'s log by {}",
-                side(reader)
+                side_name(reader)
             );
         }
 
-        let gc = run(tool(firn_side, "nix-store").args(["--store", &store, "--gc"]));
+        let gc = outcome(tool_of(firn_side, "nix-store").args(["--store", &store, "--gc"]));
         assert_eq!(gc.code, Some(0), "{who}: {}", gc.stderr);
         assert!(
             is_valid(&store, &out),
             "{who}: the rooted output was collected"
         );
         std::fs::remove_file(&link).expect("removing the root link");
-        let gc = run(tool(firn_side, "nix-store").args(["--store", &store, "--gc"]));
+        let gc = outcome(tool_of(firn_side, "nix-store").args(["--store", &store, "--gc"]));
         assert_eq!(gc.code, Some(0), "{who}: {}", gc.stderr);
         assert!(
             !is_valid(&store, &out),
@@ -317,16 +272,18 @@ fn nix_build_args_and_out_link_as_cppnix() {
     );
     let mut seen = Vec::new();
     for firn_side in [false, true] {
-        let who = side(firn_side);
+        let who = side_name(firn_side);
         let store = o.store(firn_side, "s");
         let work = o.e.dir.join(format!("work-{who}"));
         std::fs::create_dir_all(&work).expect("making a work directory");
-        let r = run(tool(firn_side, "nix-build")
-            .current_dir(&work)
-            .args([
-                "--store", &store, "--arg", "x", "1 + 2", "--argstr", "y", "str",
-            ])
-            .args(["-E", &expr, "-o", "mylink"]));
+        let r = outcome(
+            tool_of(firn_side, "nix-build")
+                .current_dir(&work)
+                .args([
+                    "--store", &store, "--arg", "x", "1 + 2", "--argstr", "y", "str",
+                ])
+                .args(["-E", &expr, "-o", "mylink"]),
+        );
         assert_eq!(r.code, Some(0), "{who}: {}", r.stderr);
         let out = r.stdout.trim().to_string();
         assert!(out.ends_with("-args-str"), "{who}: {out}");
@@ -341,13 +298,15 @@ fn nix_build_args_and_out_link_as_cppnix() {
         assert_eq!(auto, vec![work.join("mylink")], "{who}");
 
         // A function selected by -A from a file, called with the same arguments.
-        let r = run(tool(firn_side, "nix-build")
-            .current_dir(&work)
-            .args([
-                "--store", &store, "--arg", "x", "[ 1 2 ]", "--argstr", "y", "two",
-            ])
-            .args(["-A", "args", "-o", "other"])
-            .arg(&o.file));
+        let r = outcome(
+            tool_of(firn_side, "nix-build")
+                .current_dir(&work)
+                .args([
+                    "--store", &store, "--arg", "x", "[ 1 2 ]", "--argstr", "y", "two",
+                ])
+                .args(["-A", "args", "-o", "other"])
+                .arg(&o.file),
+        );
         assert_eq!(r.code, Some(0), "{who}: {}", r.stderr);
         let out2 = r.stdout.trim().to_string();
         assert_eq!(contents(&store, &out2), "1 2 two\n", "{who}");
@@ -377,20 +336,7 @@ fn sandbox_paths_as_cppnix() {
         ),
         ("none", vec![], "missing\n"),
     ] {
-        let (c, f) = o.both(tag, "sp", &extra);
-        assert_eq!(c.code, Some(0), "{tag} (CppNix): {}", c.stderr);
-        assert_eq!(f.code, Some(0), "{tag} (firn): {}", f.stderr);
-        assert_eq!(f.stdout, c.stdout, "{tag}");
-        assert_eq!(
-            contents(&o.store(false, tag), &c.stdout),
-            want,
-            "{tag} (CppNix)"
-        );
-        assert_eq!(
-            contents(&o.store(true, tag), &f.stdout),
-            want,
-            "{tag} (firn)"
-        );
+        both_built(&o, tag, &o.both(tag, "sp", &extra), want);
     }
 }
 
@@ -412,12 +358,7 @@ fn no_chroot_as_cppnix() {
     assert_eq!(f.error, c.error);
 
     let extra = ["--option", "sandbox", "relaxed"];
-    let (c, f) = o.both("s", "nochroot", &extra);
-    assert_eq!(c.code, Some(0), "CppNix: {}", c.stderr);
-    assert_eq!(f.code, Some(0), "firn: {}", f.stderr);
-    assert_eq!(f.stdout, c.stdout);
-    assert_eq!(contents(&o.store(false, "s"), &c.stdout), "missing\n");
-    assert_eq!(contents(&o.store(true, "s"), &f.stdout), "missing\n");
+    both_built(&o, "s", &o.both("s", "nochroot", &extra), "missing\n");
 }
 
 /// `impureEnvVars` of a fixed-output derivation passes the variable from the caller's
@@ -428,17 +369,19 @@ fn impure_env_vars_as_cppnix() {
     let o = oracle();
     let mut outs = Vec::new();
     for firn_side in [false, true] {
-        let who = side(firn_side);
-        let r = run(o
-            .build_cmd(firn_side, "with", "impure", &[])
-            .env(IMPURE_VAR, "bar"));
+        let who = side_name(firn_side);
+        let r = outcome(
+            o.build_cmd(firn_side, "with", "impure", &[])
+                .env(IMPURE_VAR, "bar"),
+        );
         assert_eq!(r.code, Some(0), "{who}: {}", r.stderr);
         assert_eq!(contents(&o.store(firn_side, "with"), &r.stdout), "bar\n");
         outs.push(r.stdout);
 
-        let r = run(o
-            .build_cmd(firn_side, "without", "impure", &[])
-            .env_remove(IMPURE_VAR));
+        let r = outcome(
+            o.build_cmd(firn_side, "without", "impure", &[])
+                .env_remove(IMPURE_VAR),
+        );
         assert_eq!(r.code, Some(102), "{who}: {}", r.stderr);
         assert!(
             r.error
@@ -477,7 +420,7 @@ fn allow_substitutes_false_as_cppnix() {
         "false",
     ];
     for firn_side in [false, true] {
-        let who = side(firn_side);
+        let who = side_name(firn_side);
         for (attr, builds) in [("nosub", true), ("sub", false)] {
             let tag = format!("b-{attr}");
             let r = o.build(firn_side, &tag, attr, &subst);
@@ -499,9 +442,11 @@ fn allow_substitutes_false_as_cppnix() {
         // nix-store -r of the derivation, in a store holding only the derivation.
         let tag = "r-nosub";
         let drv = o.instantiate(firn_side, tag, "nosub");
-        let r = run(tool(firn_side, "nix-store")
-            .args(["--store", &o.store(firn_side, tag), "-r", &drv])
-            .args(subst));
+        let r = outcome(
+            tool_of(firn_side, "nix-store")
+                .args(["--store", &o.store(firn_side, tag), "-r", &drv])
+                .args(subst),
+        );
         assert_eq!(r.code, Some(0), "nix-store -r ({who}): {}", r.stderr);
         assert!(r.stderr.contains("building '"), "{who}: {}", r.stderr);
         assert!(!r.stderr.contains("copying path '"), "{who}: {}", r.stderr);

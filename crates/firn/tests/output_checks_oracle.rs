@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -45,60 +45,15 @@ const EXPR: &str = r#"rec {
   cores = mk "cores" "echo $NIX_BUILD_CORES > $out" { };
 }"#;
 
-struct Oracle {
-    e: Env,
-    file: PathBuf,
-}
-
-fn oracle() -> Oracle {
+fn oracle() -> BuildOracle {
     need_busybox();
     let e = env();
     let body = EXPR.replace("${so}", STRUCTURED_OUT);
     let file = e.write("default.nix", &expr(&body));
-    Oracle { e, file }
+    BuildOracle { e, file }
 }
 
-/// How one `nix-build` ended.
-#[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    /// stderr from the first `error:` on (or all of it).
-    error: String,
-    stderr: String,
-}
-
-impl Oracle {
-    fn store(&self, firn_side: bool, tag: &str) -> String {
-        self.e.store(&format!(
-            "{tag}-{}",
-            if firn_side { "firn" } else { "cppnix" }
-        ))
-    }
-
-    /// `nix-build -A attr` by firn or CppNix, in the store `tag`, with `extra` arguments.
-    fn build(&self, firn_side: bool, tag: &str, attr: &str, extra: &[&str]) -> Outcome {
-        let mut c = if firn_side {
-            firn("nix-build")
-        } else {
-            cppnix("nix-build")
-        };
-        c.arg("--store")
-            .arg(self.store(firn_side, tag))
-            .args(["--option", "sandbox", "true", "--no-out-link", "-A", attr])
-            .args(extra)
-            .arg(&self.file);
-        run(&mut c)
-    }
-
-    /// `nix-build -A attr` by both; returns (CppNix's, firn's).
-    fn both(&self, tag: &str, attr: &str, extra: &[&str]) -> (Outcome, Outcome) {
-        (
-            self.build(false, tag, attr, extra),
-            self.build(true, tag, attr, extra),
-        )
-    }
-
+impl BuildOracle {
     /// The output paths of `attr`'s derivation that are valid in the store `tag`, with
     /// their NAR hashes.
     fn valid_outputs(&self, firn_side: bool, tag: &str, attr: &str) -> Vec<(String, String)> {
@@ -125,20 +80,6 @@ impl Oracle {
                 })
             })
             .collect()
-    }
-}
-
-fn run(c: &mut Command) -> Outcome {
-    let out = c.output().expect("running a command");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let error = stderr[stderr.find("error:").unwrap_or(0)..]
-        .trim_end()
-        .to_string();
-    Outcome {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        error,
-        stderr,
     }
 }
 
@@ -331,7 +272,7 @@ fn nix_build_obsolete_link_flags() {
             .args(["--drv-link", "drvlink", "--add-drv-link", "--indirect"])
             .args(["-A", "link", "-o", "res"])
             .arg(&o.file);
-        let out = run(&mut c);
+        let out = outcome(&mut c);
         assert_eq!(out.code, Some(0), "firn: {side}: {}", out.stderr);
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .expect("reading the directory")
@@ -384,7 +325,7 @@ fn unsandboxed_builds_are_filtered_too() {
                 .args(["--option", "sandbox", "false"])
                 .args(["--option", "build-users-group", ""])
                 .args(["--option", "filter-syscalls", filter]);
-            let out = run(&mut c);
+            let out = outcome(&mut c);
             assert_eq!(out.code, Some(0), "{tag} (firn: {side}): {}", out.stderr);
             let want = if filter == "true" { "rc=1" } else { "rc=0" };
             assert!(

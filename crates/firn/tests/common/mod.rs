@@ -127,6 +127,87 @@ pub fn noise_from(state: &mut u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// How one command of a test ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub stdout: String,
+    /// stderr from the first `error:` on (or all of it).
+    pub error: String,
+    pub stderr: String,
+}
+
+/// Run `c` to its end.
+pub fn outcome(c: &mut Command) -> Outcome {
+    let out = c.output().expect("running a command");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let error = stderr[stderr.find("error:").unwrap_or(0)..]
+        .trim_end()
+        .to_string();
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        error,
+        stderr,
+    }
+}
+
+/// "firn" or "CppNix", for messages and names.
+pub fn side_name(firn_side: bool) -> &'static str {
+    if firn_side {
+        "firn"
+    } else {
+        "CppNix"
+    }
+}
+
+/// `tool` of firn or of CppNix.
+pub fn tool_of(firn_side: bool, name: &str) -> Command {
+    if firn_side {
+        firn(name)
+    } else {
+        cppnix(name)
+    }
+}
+
+/// A file of derivations that CppNix 2.8 and firn each build in chroot stores of their own,
+/// sandboxed, for comparing what happens.
+pub struct BuildOracle {
+    pub e: Env,
+    pub file: PathBuf,
+}
+
+impl BuildOracle {
+    /// The chroot store `tag` of one side.
+    pub fn store(&self, firn_side: bool, tag: &str) -> String {
+        self.e.store(&format!("{tag}-{}", side_name(firn_side)))
+    }
+
+    /// `nix-build -A attr --no-out-link` (sandboxed) in the store `tag`, with `extra`.
+    pub fn build_cmd(&self, firn_side: bool, tag: &str, attr: &str, extra: &[&str]) -> Command {
+        let mut c = tool_of(firn_side, "nix-build");
+        c.arg("--store")
+            .arg(self.store(firn_side, tag))
+            .args(["--option", "sandbox", "true", "--no-out-link", "-A", attr])
+            .args(extra)
+            .arg(&self.file);
+        c
+    }
+
+    /// [`Self::build_cmd`], run.
+    pub fn build(&self, firn_side: bool, tag: &str, attr: &str, extra: &[&str]) -> Outcome {
+        outcome(&mut self.build_cmd(firn_side, tag, attr, extra))
+    }
+
+    /// [`Self::build`] by both; returns (CppNix's, firn's).
+    pub fn both(&self, tag: &str, attr: &str, extra: &[&str]) -> (Outcome, Outcome) {
+        (
+            self.build(false, tag, attr, extra),
+            self.build(true, tag, attr, extra),
+        )
+    }
+}
+
 /// Whether CppNix finds `path` valid in the chroot store `store`.
 pub fn is_valid(store: &str, path: &str) -> bool {
     cppnix("nix-store")
