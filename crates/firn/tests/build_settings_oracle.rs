@@ -212,34 +212,18 @@ fn add_root_and_build_logs_as_cppnix() {
 
         // The build log, by either implementation.
         for reader in [false, true] {
-            let l = outcome(tool_of(reader, "nix-store").args(["--store", &store, "-l", &drv]));
-            assert_eq!(
-                l.code,
-                Some(0),
-                "{who}'s log by {}: {}",
-                side_name(reader),
-                l.stderr
-            );
-            assert_eq!(
-                l.stdout,
-                "hello-from-builder\n",
-                "{who}'s log by {}",
-                side_name(reader)
-            );
-            let l = outcome(tool_of(reader, "nix").args(["log", "--store", &store, &drv]));
-            assert_eq!(
-                l.code,
-                Some(0),
-                "{who}'s log by {}: {}",
-                side_name(reader),
-                l.stderr
-            );
-            assert_eq!(
-                l.stdout,
-                "hello-from-builder\n",
-                "{who}'s log by {}",
-                side_name(reader)
-            );
+            let by = side_name(reader);
+            for (tool, args) in [
+                ("nix-store", ["-l", "--store"]),
+                ("nix", ["log", "--store"]),
+            ] {
+                let l = outcome(tool_of(reader, tool).args(args).args([&store, &drv]));
+                assert_eq!(l.code, Some(0), "{who}'s log by {by} {tool}: {}", l.stderr);
+                assert_eq!(
+                    l.stdout, "hello-from-builder\n",
+                    "{who}'s log by {by} {tool}"
+                );
+            }
         }
 
         let gc = outcome(tool_of(firn_side, "nix-store").args(["--store", &store, "--gc"]));
