@@ -493,7 +493,6 @@ fn to_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     }
     let p = ev.store.add_text(&name, &contents.s, &refs)?;
     let s = ev.store.dir.display(&p);
-    ev.allow_store_path(&s);
     Ok(Value::String(NixString::with_context(
         s.clone(),
         vec![s.as_str().into()],
@@ -572,11 +571,7 @@ fn add_path(
             .store
             .add_source(name, &real, recursive, None, expected.as_ref())?,
     };
-    let s = ev.store.dir.display(&p);
-    Ok(Value::String(NixString::with_context(
-        s.clone(),
-        vec![s.as_str().into()],
-    )))
+    Ok(Value::String(ev.allowed_store_string(&p)))
 }
 
 /// The entries under `real` that `filter` keeps (a directory it drops is not entered). The

@@ -1914,9 +1914,7 @@ impl Evaluator {
                 return Err(x);
             }
         };
-        let s = self.store.dir.display(&sp);
-        self.allow_store_path(&s);
-        Ok(NixString::with_context(s.clone(), vec![s.as_str().into()]))
+        Ok(self.allowed_store_string(&sp))
     }
 
     /// `f a b`, as `call(call(f, a), b)`. For the usual two-argument lambda (`a: b: ...`),

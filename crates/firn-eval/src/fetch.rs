@@ -928,9 +928,7 @@ fn args(ev: &mut Evaluator, t: &Thunk, who: &str) -> EResult<Args> {
 }
 
 fn result(ev: &mut Evaluator, p: &StorePath) -> Value {
-    let s = ev.store.dir.display(p);
-    ev.allow_store_path(&s);
-    Value::String(NixString::with_context(s.clone(), vec![s.as_str().into()]))
+    Value::String(ev.allowed_store_string(p))
 }
 
 fn mismatch(url: &str, want: &Hash, got: &Hash) -> EvalError {

@@ -13,7 +13,7 @@
 
 use crate::error::{err, EResult};
 use crate::eval::{Evaluator, COREPKGS};
-use crate::value::{ThunkState, Value};
+use crate::value::{NixString, ThunkState, Value};
 
 /// How evaluation may reach outside its inputs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +62,15 @@ impl Evaluator {
         if self.restriction != Restriction::None {
             self.allowed_paths.push(path.to_string());
         }
+    }
+
+    /// Store path `p` as a string with itself as context, readable by the evaluation from now
+    /// on (CppNix's `allowAndSetStorePathString`): what `builtins.path`, the fetchers and
+    /// sources copied to the store give.
+    pub(crate) fn allowed_store_string(&mut self, p: &firn_format::StorePath) -> NixString {
+        let s = self.store.dir.display(p);
+        self.allow_store_path(&s);
+        NixString::with_context(s.clone(), vec![s.as_str().into()])
     }
 
     /// Let evaluation read store path `shown` (as printed), which it made or fetched: the

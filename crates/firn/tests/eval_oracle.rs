@@ -916,6 +916,42 @@ fn pure_and_restricted_evaluation_as_cppnix() {
             .unwrap();
         compare(format!("nix {args:?}"), ours, theirs);
     }
+    // Store paths the evaluation made: a `toFile` result is not readable (CppNix allows only
+    // copied sources and fetched paths), a `builtins.path` with its hash is.
+    let src = e.write("src", "from the source\n");
+    let hash = ok_str(
+        cppnix("nix-hash")
+            .args(["--type", "sha256", "--flat", "--base32"])
+            .arg(&src),
+    );
+    let made: &[(&str, Option<&str>)] = &[
+        ("builtins.readFile (builtins.toFile \"a\" \"b\")", None),
+        (
+            &format!(
+                "builtins.readFile (builtins.path {{ path = {}; sha256 = \"{}\"; recursive = false; }})",
+                src.display(),
+                hash.trim()
+            ),
+            Some("\"from the source\\n\"\n"),
+        ),
+    ];
+    for (i, (expr, want)) in made.iter().enumerate() {
+        for (name, mut c) in [("firn", firn("nix")), ("CppNix", cppnix("nix"))] {
+            let store = e.store(&format!("made-{name}-{i}"));
+            let out = c
+                .args(["eval", "--store", &store, "--expr", expr])
+                .output()
+                .unwrap();
+            match want {
+                Some(w) => assert_eq!(String::from_utf8_lossy(&out.stdout), *w, "{name}: {expr}"),
+                None => assert!(
+                    final_error(&out.stderr).contains("is forbidden in pure eval mode"),
+                    "{name}: {expr}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+    }
     // The settings, with the legacy commands.
     let legacy: &[(&[&str], &str)] = &[
         (
