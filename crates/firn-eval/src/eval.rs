@@ -58,8 +58,9 @@ pub struct Evaluator {
     pub max_call_depth: usize,
     /// Pure or restricted evaluation (see [`crate::purity`]).
     pub(crate) restriction: crate::purity::Restriction,
-    /// What pure or restricted evaluation may read (see [`crate::purity`]).
-    pub(crate) allowed_paths: Vec<String>,
+    /// What pure or restricted evaluation may read, with what is under each (see
+    /// [`crate::purity`]): absolute paths without a trailing `/`.
+    pub(crate) allowed_paths: std::collections::HashSet<String>,
     /// The errors thunks failed with, once caught (`None` before), by `EvalError::memo`: a
     /// thunk that failed keeps its error, as current Nix's since 2.34 (see
     /// [`Self::force_failed`]).
@@ -108,7 +109,7 @@ impl Evaluator {
             impure_derivations: false,
             max_call_depth: MAX_CALL_DEPTH,
             restriction: Default::default(),
-            allowed_paths: Vec::new(),
+            allowed_paths: Default::default(),
             failed: Vec::new(),
             var_exprs: HashMap::new(),
             globals: Vec::new(),

@@ -39,12 +39,11 @@ impl Evaluator {
             self.remove_builtins(&["currentSystem", "currentTime"]);
         }
         // The search path's entries are readable (pure evaluation has none).
-        self.allowed_paths = self
-            .search_path_entries()
-            .into_iter()
-            .filter(|p| p.starts_with('/'))
-            .map(|p| firn_syntax::parser::canon_path(&p))
-            .collect();
+        for p in self.search_path_entries() {
+            if p.starts_with('/') {
+                self.allow(&firn_syntax::parser::canon_path(&p));
+            }
+        }
     }
 
     /// Whether evaluation is pure (`pure-eval`).
@@ -55,13 +54,6 @@ impl Evaluator {
     /// Whether the environment is hidden from `builtins.getEnv` (pure or restricted).
     pub(crate) fn hides_env(&self) -> bool {
         self.restriction != Restriction::None
-    }
-
-    /// Let evaluation read `path` (and what is under it) from now on.
-    pub fn allow_path(&mut self, path: &str) {
-        if self.restriction != Restriction::None {
-            self.allowed_paths.push(path.to_string());
-        }
     }
 
     /// Store path `p` as a string with itself as context, readable by the evaluation from now
@@ -78,10 +70,8 @@ impl Evaluator {
     pub fn allow_store_path(&mut self, shown: &str) {
         if self.restriction != Restriction::None {
             let real = self.store.real_path(shown).to_string_lossy().into_owned();
-            self.allowed_paths.push(shown.to_string());
-            if real != shown {
-                self.allowed_paths.push(real);
-            }
+            self.allow(shown);
+            self.allow(&real);
         }
     }
 
@@ -118,15 +108,34 @@ impl Evaluator {
         Ok(())
     }
 
+    /// `path` (absolute) and what is under it become readable.
+    fn allow(&mut self, path: &str) {
+        let p = path.trim_end_matches('/');
+        let p = if p.is_empty() { "/" } else { p };
+        if !self.allowed_paths.contains(p) {
+            self.allowed_paths.insert(p.to_string());
+        }
+    }
+
+    /// Whether `abs` (canonical) is an allowed path or under one: a lookup for it and each of
+    /// its parents, however many paths were allowed (every source copied and tree fetched
+    /// adds one).
     fn allowed(&self, abs: &str) -> bool {
-        self.allowed_paths.iter().any(|a| {
-            let a = a.trim_end_matches('/');
-            abs == a
-                || abs
-                    .strip_prefix(a)
-                    .is_some_and(|rest| rest.starts_with('/'))
-                || a.is_empty()
-        })
+        let mut p = abs.trim_end_matches('/');
+        if p.is_empty() {
+            p = "/";
+        }
+        loop {
+            if self.allowed_paths.contains(p) {
+                return true;
+            }
+            p = match p.rfind('/') {
+                _ if p == "/" => return false,
+                Some(0) => "/",
+                Some(i) => &p[..i],
+                None => return false,
+            };
+        }
     }
 
     /// Builtins taken away (`builtins.NAME` and the global `__NAME`).
@@ -156,4 +165,21 @@ pub(crate) fn require_hash(ev: &Evaluator, who: &str, has_hash: bool) -> EResult
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_paths_cover_what_is_under_them_only() {
+        let mut ev = Evaluator::new();
+        ev.restrict(Restriction::Pure);
+        ev.allow("/a/b/");
+        assert!(ev.allowed("/a/b") && ev.allowed("/a/b/c/d"));
+        assert!(!ev.allowed("/a") && !ev.allowed("/a/bc") && !ev.allowed("/"));
+        assert!(ev.check_source_path("/a/b/../x").is_err());
+        ev.allow("/");
+        assert!(ev.allowed("/anything/at/all"));
+    }
 }
