@@ -101,13 +101,11 @@ pub fn path_info_json(store: &LocalStore, p: &StorePath, show_closure_size: bool
 /// in JSON, where the NAR is: `url`, `compression`, `downloadHash`, `downloadSize`).
 pub fn run_cache(cache: &BinaryCache, a: PathInfoArgs) -> Result<()> {
     let sd = cache.store_dir().clone();
-    if a.paths.all {
-        bail!(
-            "'--all' is not supported for the binary cache '{}'",
-            cache.uri()
-        );
-    }
     let mut roots = Vec::new();
+    if a.paths.all {
+        // Every path the cache lists (file:// and s3://; others give CppNix's error).
+        roots = cache.query_all_valid_paths(16)?;
+    }
     for i in &a.paths.installables {
         roots.push(crate::paths::follow_links_to_store_path(&sd, i)?);
     }

@@ -343,15 +343,12 @@ fn store_subpath(sd: &firn_format::StoreDir, s: &str) -> Result<(firn_format::St
     Ok((sp, String::new()))
 }
 
-/// The store paths named on the command line, for a binary cache (no `--all`; `-r` follows
-/// the narinfos' references).
+/// The store paths named on the command line, for a binary cache (`--all`: every path a
+/// `file://` or `s3://` cache lists, as CppNix; `-r` follows the narinfos' references).
 fn cache_paths(cache: &BinaryCache, args: &StorePathArgs) -> Result<Vec<firn_format::StorePath>> {
     let sd = cache.store_dir();
     if args.all {
-        bail!(
-            "'--all' is not supported for the binary cache '{}'",
-            cache.uri()
-        );
+        return Ok(cache.query_all_valid_paths(16)?);
     }
     let mut roots = BTreeSet::new();
     for i in &args.installables {
