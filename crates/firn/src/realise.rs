@@ -341,6 +341,18 @@ impl Substitutable for Finder<'_> {
     }
 }
 
+/// The message for a failed substitution of `path`: `substituting 'P': E`, or the error
+/// alone when it names the substitution already (as the download's errors do, with the
+/// cache), so the path is not said twice.
+fn substitution_failure(path: &str, e: &firn_cache::CacheError) -> String {
+    let text = e.to_string();
+    if text.starts_with(&format!("substituting '{path}'")) {
+        text
+    } else {
+        format!("substituting '{path}': {text}")
+    }
+}
+
 /// Fetch the planned substitutions, printing `copying path ... from ...` for each (unless
 /// `quiet`); returns the failures.
 fn fetch_substitutions(
@@ -588,13 +600,13 @@ pub fn realise(
         // 2.8's `SubstituteGone`); a broken one fails the realisation unless --fallback.
         let (gone, failed): (Vec<_>, Vec<_>) = failed.into_iter().partition(|(_, e)| e.is_gone());
         for (p, e) in &gone {
-            let text = format!("error: substituting '{}': {e}", sd.display(p));
+            let text = format!("error: {}", substitution_failure(&sd.display(p), e));
             logger::line(logger::ERROR, &text);
         }
         if !failed.is_empty() || !gone.is_empty() {
             if !failed.is_empty() && !ctx.settings.get_bool("fallback") {
                 for (p, e) in &failed {
-                    let text = format!("error: substituting '{}': {e}", sd.display(p));
+                    let text = format!("error: {}", substitution_failure(&sd.display(p), e));
                     logger::line(logger::ERROR, &text);
                 }
                 return Err(Failure {
@@ -606,8 +618,8 @@ pub fn realise(
             }
             for (p, e) in &failed {
                 let text = format!(
-                    "warning: substituting '{}' failed ({e}); building from source (--fallback)",
-                    sd.display(p)
+                    "warning: {}; building from source (--fallback)",
+                    substitution_failure(&sd.display(p), e)
                 );
                 logger::line(logger::WARN, &text);
             }

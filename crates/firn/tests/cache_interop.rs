@@ -442,6 +442,37 @@ fn corrupt_caches_are_refused() {
     assert!(!okay);
     assert!(err.contains("hash mismatch"), "{err}");
     assert!(!is_valid(&s, &txt));
+    // As a substitute of a realisation: one error saying once what failed, with the cache.
+    let s = fresh("s1r");
+    let out = firn("nix-store")
+        .args([
+            "--store",
+            &s,
+            "-r",
+            &txt,
+            "--option",
+            "require-sigs",
+            "false",
+        ])
+        .args([
+            "--option",
+            "substituters",
+            &format!("file://{}", cache.display()),
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let line = err
+        .lines()
+        .find(|l| l.contains("hash mismatch"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.starts_with(&format!("error: substituting '{txt}' from 'file://")),
+        "{line}"
+    );
+    assert_eq!(line.matches("substituting '").count(), 1, "{line}");
+    assert!(!is_valid(&s, &txt));
     std::fs::write(&nar_file, &nar).expect("restore");
 
     // 2. A narinfo that lies about the NAR's size.
