@@ -7,7 +7,14 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let src = Source { origin: "«fuzz»", base_dir: "/b", home: "/h" };
+    // Pipe operators on, so the whole grammar is reached; lints at their defaults.
+    let src = Source {
+        origin: "«fuzz»",
+        base_dir: "/b",
+        home: "/h",
+        pipe_operators: true,
+        lints: Default::default(),
+    };
     let mut i = Interner::default();
     match parse(text, &src, &mut i) {
         Ok(e) => {

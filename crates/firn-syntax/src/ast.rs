@@ -5,6 +5,7 @@
 //! (non-string) concatenation, and nested attribute paths in bindings become nested sets.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use crate::symmap::SymMap;
 
@@ -31,9 +32,10 @@ pub struct Symbol(pub u32);
 /// Interns identifier strings; shared by the parser and, later, the evaluator.
 #[derive(Debug, Default)]
 pub struct Interner {
-    names: Vec<String>,
+    /// Each name is allocated once, for both the table and the map.
+    names: Vec<Arc<str>>,
     /// Identifiers are short and trusted (source text): a fast hash, not SipHash.
-    ids: HashMap<String, Symbol, foldhash::fast::FixedState>,
+    ids: HashMap<Arc<str>, Symbol, foldhash::fast::FixedState>,
 }
 
 impl Interner {
@@ -42,8 +44,9 @@ impl Interner {
             return id;
         }
         let id = Symbol(self.names.len() as u32);
-        self.names.push(s.to_string());
-        self.ids.insert(s.to_string(), id);
+        let name: Arc<str> = Arc::from(s);
+        self.names.push(Arc::clone(&name));
+        self.ids.insert(name, id);
         id
     }
 

@@ -247,32 +247,68 @@ fn uri_len(s: &[u8]) -> usize {
 
 /// Skip whitespace and comments from `i`; returns the new position, or an error position for
 /// an unterminated `/*` comment.
+#[inline]
 pub fn skip_trivia(s: &[u8], mut i: usize) -> Result<usize, usize> {
+    // Whitespace here, comments (rarer) in a call.
+    while let Some(b' ' | b'\t' | b'\r' | b'\n') = s.get(i) {
+        i += 1;
+    }
+    match s.get(i) {
+        Some(b'#' | b'/') => skip_comments(s, i),
+        _ => Ok(i),
+    }
+}
+
+/// [`skip_trivia`] from a comment (or a `/`).
+#[inline(never)]
+fn skip_comments(s: &[u8], mut i: usize) -> Result<usize, usize> {
     loop {
         match s.get(i) {
             Some(b' ' | b'\t' | b'\r' | b'\n') => i += 1,
-            Some(b'#') => {
-                while i < s.len() && s[i] != b'\n' && s[i] != b'\r' {
-                    i += 1;
-                }
-            }
+            Some(b'#') => i += find_either(&s[i..], b'\n', b'\r').unwrap_or(s.len() - i),
             Some(b'/') if s.get(i + 1) == Some(&b'*') => {
                 let start = i;
                 i += 2;
                 loop {
-                    if i + 1 >= s.len() {
-                        return Err(start);
+                    // The next `*`, closing the comment if a `/` follows.
+                    match find_either(&s[i..], b'*', b'*') {
+                        Some(k) if s.get(i + k + 1) == Some(&b'/') => {
+                            i += k + 2;
+                            break;
+                        }
+                        Some(k) => i += k + 1,
+                        None => return Err(start),
                     }
-                    if s[i] == b'*' && s[i + 1] == b'/' {
-                        i += 2;
-                        break;
-                    }
-                    i += 1;
                 }
             }
             _ => return Ok(i),
         }
     }
+}
+
+/// Where the first byte of `s` that is `a` or `b` is, looking at eight bytes at a time (for
+/// comments and the text of indented strings, which are long).
+pub(crate) fn find_either(s: &[u8], a: u8, b: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each zero byte of `v` is set, and perhaps of bytes above the first
+    // zero byte, never below it: the lowest bit set is the first zero byte's.
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let (aa, bb) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        let found = zero_bytes(v ^ aa) | zero_bytes(v ^ bb);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder().iter().position(|&c| c == a || c == b);
+    tail.map(|k| at + k)
 }
 
 /// The token at `i` (after trivia) and its length.
@@ -307,10 +343,12 @@ fn keyword(word: &[u8]) -> Option<Tok<'static>> {
     })
 }
 
-/// The two most common tokens without trying every rule: punctuation that starts no longer
-/// token, and identifiers (or keywords) that no path or URI rule could extend. `None` leaves
-/// the token to the full longest-match rules. `fresh` is whether `i` is outside the known
-/// run of path characters (which is updated as the full rules would).
+/// The common tokens without trying every rule: those starting with a character that starts
+/// no identifier, number, path or URI (punctuation, operators, strings, `<...>` paths), `.`
+/// where no path or float follows, and identifiers (or keywords) that no path or URI rule
+/// could extend. `None` leaves the token (numbers, paths, `/`, `+`, `-`, `~`, ...) to the
+/// full longest-match rules. `fresh` is whether `i` is outside the known run of path
+/// characters (which is updated as the full rules would).
 #[inline]
 fn quick_token<'a>(
     rest: &'a [u8],
@@ -321,9 +359,49 @@ fn quick_token<'a>(
     let c = *rest.first()?;
     match c {
         // None of these is a path, URI or identifier character, nor starts a fixed token.
-        b'{' | b'}' | b'(' | b')' | b'[' | b']' | b';' | b',' | b'@' | b':' | b'?' => {
+        b'{' | b'}' | b'(' | b')' | b'[' | b']' | b';' | b',' | b'@' | b':' | b'?' | b'*' => {
             Some((Tok::Char(c as char), 1))
         }
+        // Nor are these, which start only the fixed tokens tried here.
+        b'"' => Some((Tok::Quote, 1)),
+        b'=' => Some(pair(rest, b'=', Tok::Eq)),
+        b'!' => Some(pair(rest, b'=', Tok::NEq)),
+        b'>' => Some(pair(rest, b'=', Tok::Geq)),
+        b'&' => Some(pair(rest, b'&', Tok::And)),
+        b'$' => Some(pair(rest, b'{', Tok::DollarCurly)),
+        b'\'' if rest.get(1) == Some(&b'\'') => Some((Tok::IndOpen, ind_open_len(rest))),
+        b'\'' => Some((Tok::Char('\''), 1)),
+        // A `<...>` path is longer than `<=` or `<|`.
+        b'<' => Some(match (spath_len(rest), rest.get(1)) {
+            (0, Some(b'=')) => (Tok::Leq, 2),
+            (0, Some(b'|')) => (Tok::PipeFrom, 2),
+            (0, _) => (Tok::Char('<'), 1),
+            (n, _) => (Tok::SPath(ascii(&rest[1..n - 1])), n),
+        }),
+        // `.` starts a float before a digit, and a path if a `/` follows its run of path
+        // characters (which cannot be when `i` is inside the known run).
+        b'.' if !matches!(rest.get(1), Some(b'0'..=b'9')) => {
+            if fresh {
+                let run_len = rest
+                    .iter()
+                    .take_while(|c| CLASSES[**c as usize] & PATH_C != 0)
+                    .count();
+                if rest.get(run_len) == Some(&b'/') {
+                    return None;
+                }
+                *run = (i, i + run_len);
+            }
+            Some(if rest.starts_with(b"...") {
+                (Tok::Ellipsis, 3)
+            } else {
+                (Tok::Char('.'), 1)
+            })
+        }
+        b'|' => Some(match rest.get(1) {
+            Some(b'|') => (Tok::Or, 2),
+            Some(b'>') => (Tok::PipeInto, 2),
+            _ => (Tok::Char('|'), 1),
+        }),
         b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
             // A path needs a `/` after a run of path characters, a URI a `:` after its
             // scheme; with neither, the identifier is the longest match. The three runs
@@ -346,6 +424,27 @@ fn quick_token<'a>(
             Some((tok, n))
         }
         _ => None,
+    }
+}
+
+/// The length of the `''` that starts `rest`, with the spaces and newline that may follow:
+/// `''(\ *\n)?`.
+fn ind_open_len(rest: &[u8]) -> usize {
+    let sp = rest[2..].iter().take_while(|c| **c == b' ').count();
+    if rest.get(2 + sp) == Some(&b'\n') {
+        2 + sp + 1
+    } else {
+        2
+    }
+}
+
+/// The first byte of `rest` as a character token, or `tok` if `second` follows it.
+#[inline]
+fn pair(rest: &[u8], second: u8, tok: Tok<'static>) -> (Tok<'static>, usize) {
+    if rest.get(1) == Some(&second) {
+        (tok, 2)
+    } else {
+        (Tok::Char(rest[0] as char), 1)
     }
 }
 
@@ -387,8 +486,18 @@ fn word_runs(s: &[u8]) -> (usize, usize, usize) {
     if !s[0].is_ascii_alphabetic() {
         open &= !SCHEME_C;
     }
+    // Letters, digits and `-` go on with all three runs; most words are made of them.
+    let common = 1 + s[1..]
+        .iter()
+        .take_while(|c| CLASSES[**c as usize] == PATH_C | SCHEME_C | ID_C)
+        .count();
+    if !matches!(s.get(common), Some(b'.' | b'_' | b'\'' | b'+')) {
+        // What follows ends all three.
+        let scheme = if open & SCHEME_C != 0 { common } else { 0 };
+        return (common, scheme, common);
+    }
     let (mut path, mut scheme, mut id) = (0, 0, 0);
-    let mut k = 1;
+    let mut k = common;
     loop {
         let c = s.get(k).map_or(0, |b| CLASSES[*b as usize]);
         let closing = open & !c;
@@ -413,6 +522,7 @@ fn word_runs(s: &[u8]) -> (usize, usize, usize) {
 
 /// [`next_token`] remembering, in `run`, the last run of path characters that is not followed
 /// by `/`: inside it no path can start, which keeps long runs like `------1` linear.
+#[inline]
 pub fn next_token_cached<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, usize) {
     let rest = &s[i..];
     let in_dead_run = i >= run.0 && i < run.1;
@@ -490,14 +600,7 @@ fn full_token<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, 
         // Fixed tokens come before the pattern rules in Nix's lexer: they win ties.
         if *n >= best.0 {
             if *tok == Tok::IndOpen {
-                // `''(\ *\n)?`
-                let sp = rest[2..].iter().take_while(|c| **c == b' ').count();
-                let n = if rest.get(2 + sp) == Some(&b'\n') {
-                    2 + sp + 1
-                } else {
-                    2
-                };
-                return (Tok::IndOpen, n);
+                return (Tok::IndOpen, ind_open_len(rest));
             }
             return (*tok, *n);
         }
@@ -545,7 +648,7 @@ mod tests {
     /// the characters that matter to them.
     #[test]
     fn quick_tokens_agree_with_the_full_rules() {
-        let alphabet: &[u8] = b"ab_'-+./:<>=~${}()@?;1 \n\"";
+        let alphabet: &[u8] = b"ab_'-+./:<>=~${}()@?;1 \n\"!&|*Z9";
         let mut state = 0x2545f4914f6cdd1du64;
         for _ in 0..20_000 {
             let len = (state % 12) as usize + 1;
@@ -564,6 +667,57 @@ mod tests {
                     full,
                     "at {i} of {:?}",
                     String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+
+    /// Trivia are skipped as a byte at a time would skip them.
+    #[test]
+    fn trivia_as_byte_by_byte() {
+        fn reference(s: &[u8], mut i: usize) -> Result<usize, usize> {
+            loop {
+                match s.get(i) {
+                    Some(b' ' | b'\t' | b'\r' | b'\n') => i += 1,
+                    Some(b'#') => {
+                        while i < s.len() && s[i] != b'\n' && s[i] != b'\r' {
+                            i += 1;
+                        }
+                    }
+                    Some(b'/') if s.get(i + 1) == Some(&b'*') => {
+                        let start = i;
+                        i += 2;
+                        loop {
+                            if i + 1 >= s.len() {
+                                return Err(start);
+                            }
+                            if s[i] == b'*' && s[i + 1] == b'/' {
+                                i += 2;
+                                break;
+                            }
+                            i += 1;
+                        }
+                    }
+                    _ => return Ok(i),
+                }
+            }
+        }
+        let alphabet: &[u8] = b"/*#\n\r a";
+        let mut state = 0x9e3779b97f4a7c15u64;
+        for _ in 0..20_000 {
+            let len = (state % 40) as usize;
+            let mut input = Vec::with_capacity(len);
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                input.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            for i in 0..=input.len() {
+                assert_eq!(
+                    skip_trivia(&input, i),
+                    reference(&input, i),
+                    "{input:?} at {i}"
                 );
             }
         }

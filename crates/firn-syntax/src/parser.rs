@@ -3,7 +3,7 @@
 
 use crate::ast::*;
 use crate::lexer::{
-    is_path_char, next_token, next_token_cached, path_len, path_seg_len, skip_trivia, Tok,
+    find_either, is_path_char, next_token_cached, path_len, path_seg_len, skip_trivia, Tok,
 };
 use crate::lint::{self, Diagnose, Lints};
 
@@ -20,17 +20,30 @@ pub struct ParseError {
 
 type PResult<T> = Result<T, ParseError>;
 
+/// A token as the lexer found it, before the parser takes it (see [`Parser::accept`]): the
+/// token, its start and end; or, for an unterminated comment, where the comment starts.
+type Lexed<'a> = Result<(Tok<'a>, usize, usize), usize>;
+
+/// How many tokens past the next one the parser may look (see [`Parser::peek_ahead`]).
+const AHEAD: usize = 3;
+
 pub struct Parser<'a> {
+    /// The source, as text and as bytes.
+    text: &'a str,
     src: &'a [u8],
     pos: usize,
     /// Lookahead: the token at `pos` (after trivia), its start and end.
     peeked: Option<(Tok<'a>, usize, usize)>,
+    /// The tokens after `peeked` lexed already (the first `n_ahead`), each starting after the
+    /// one before: looking ahead does not lex a token twice.
+    ahead: [Lexed<'a>; AHEAD],
+    n_ahead: usize,
     /// See [`next_token_cached`].
     dead_run: (usize, usize),
     pub interner: &'a mut Interner,
-    base_dir: String,
-    home: String,
-    origin: String,
+    base_dir: &'a str,
+    home: &'a str,
+    origin: &'a str,
     depth: usize,
     /// Whether `|>` and `<|` are allowed (the `pipe-operators` experimental feature).
     pipe_operators: bool,
@@ -38,13 +51,8 @@ pub struct Parser<'a> {
     lints: Lints,
     /// What the lints set to `warn` found, in source order.
     warnings: Vec<ParseError>,
-}
-
-/// `v` without spare capacity: syntax trees live as long as the evaluation, so the slack a
-/// growing vector leaves would be kept for good.
-fn tight<T>(mut v: Vec<T>) -> Vec<T> {
-    v.shrink_to_fit();
-    v
+    /// Space to collect in (see [`Scratch`]).
+    scratch: Scratch,
 }
 
 /// Give back the spare capacity of a parsed set and of the sets its attribute paths made
@@ -91,65 +99,165 @@ pub fn canon_path(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-fn unescape(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let c = raw[i];
-        i += 1;
-        if c == b'\\' && i < raw.len() {
-            let e = raw[i];
-            i += 1;
-            out.push(match e {
-                b'n' => b'\n',
-                b'r' => b'\r',
-                b't' => b'\t',
-                other => other,
-            });
-        } else if c == b'\r' {
-            // CR and CR LF become LF.
-            out.push(b'\n');
-            if raw.get(i) == Some(&b'\n') {
-                i += 1;
-            }
-        } else {
-            out.push(c);
-        }
+/// Append `text[a..b]` to `buf`. The parser cuts text at ASCII characters and whole
+/// characters only, so the range is always on character boundaries; were it not, the bytes
+/// would go in as `String::from_utf8_lossy` makes them.
+fn push_src(buf: &mut String, text: &str, a: usize, b: usize) {
+    match text.get(a..b) {
+        Some(t) => buf.push_str(t),
+        None => buf.push_str(&String::from_utf8_lossy(&text.as_bytes()[a..b])),
     }
-    out
+}
+
+/// Where the line after the first line of `s` starts (after its `\n`), if there is one.
+fn line_end(s: &[u8]) -> Option<usize> {
+    find_either(s, b'\n', b'\n').map(|k| k + 1)
+}
+
+/// How many bytes the UTF-8 character starting with byte `lead` takes.
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    }
+}
+
+/// What ends the bindings [`Parser::parse_binds`] reads.
+#[derive(Clone, Copy)]
+enum BindsEnd {
+    Brace,
+    In,
 }
 
 /// A piece of an indented string before indentation stripping.
 enum IndPart {
     Text {
-        s: Vec<u8>,
+        text: IndText,
         has_indentation: bool,
         span: Span,
     },
     Expr(Expr),
 }
 
+/// The text of a piece of an indented string: a range of the source, or an escaped
+/// character.
+#[derive(Clone, Copy)]
+enum IndText {
+    Src(usize, usize),
+    Escaped(&'static str),
+}
+
+impl IndText {
+    /// Its bytes, in `text` (the source) or not.
+    fn bytes(self, text: &str) -> &[u8] {
+        match self {
+            IndText::Src(a, b) => &text.as_bytes()[a..b],
+            IndText::Escaped(e) => e.as_bytes(),
+        }
+    }
+
+    /// Append `bytes[a..b]` of its bytes (see [`Self::bytes`]) to `out`.
+    fn push_part(self, out: &mut String, text: &str, a: usize, b: usize) {
+        match self {
+            IndText::Src(start, _) => push_src(out, text, start + a, start + b),
+            IndText::Escaped(e) => push_src(out, e, a, b),
+        }
+    }
+}
+
+/// The vectors a parse collects in, emptied after each use and kept for the next parse on
+/// the same thread: parsing many small files then does not grow new ones for each.
+#[derive(Default)]
+struct Scratch {
+    /// Expressions being collected (list items, arguments, parts of strings), innermost
+    /// last: each collection pushes onto the end and takes its own items off when done, so
+    /// one vector serves them all, and what is kept is allocated once at its exact size.
+    exprs: Vec<Expr>,
+    /// Attribute paths being collected, as `exprs`.
+    names: Vec<AttrName>,
+    /// The pieces of indented strings being read, as `exprs`.
+    ind_parts: Vec<IndPart>,
+    /// Formals being collected, as `exprs`.
+    formals: Vec<Formal>,
+    /// Vectors the bindings of sets are collected in, kept for the next set: a set in the
+    /// syntax tree gets its bindings allocated once at their exact number.
+    binding_vecs: Vec<Vec<(Symbol, AttrDef)>>,
+    /// The text of the string literal being read.
+    strbuf: String,
+}
+
+/// Scratch vectors larger than this (in elements) are not kept for the next parse.
+const SCRATCH_KEPT: usize = 1 << 16;
+
+/// How many vectors for bindings are kept for the next parse (one is in use per set being
+/// read, so as many as sets nest).
+const BINDING_VECS_KEPT: usize = 64;
+
+thread_local! {
+    /// The scratch space of the last parse on this thread.
+    static KEPT: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
+impl Scratch {
+    /// The scratch space kept by the last parse on this thread, or a new one.
+    fn take() -> Scratch {
+        KEPT.try_with(|k| k.take())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Keep this scratch space for the next parse on this thread, emptied (a parse that
+    /// failed may leave items behind) and without vectors grown too large to keep.
+    fn keep(mut self) {
+        fn empty<T>(v: &mut Vec<T>) {
+            v.clear();
+            if v.capacity() > SCRATCH_KEPT {
+                *v = Vec::new();
+            }
+        }
+        empty(&mut self.exprs);
+        empty(&mut self.names);
+        empty(&mut self.ind_parts);
+        empty(&mut self.formals);
+        self.binding_vecs.iter_mut().for_each(empty);
+        self.binding_vecs.truncate(BINDING_VECS_KEPT);
+        self.strbuf.clear();
+        if self.strbuf.capacity() > SCRATCH_KEPT {
+            self.strbuf = String::new();
+        }
+        // A thread being torn down keeps nothing.
+        let _ = KEPT.try_with(|k| k.set(Some(self)));
+    }
+}
+
 impl<'a> Parser<'a> {
     pub fn new(
         src: &'a str,
         interner: &'a mut Interner,
-        origin: &str,
-        base_dir: &str,
-        home: &str,
+        origin: &'a str,
+        base_dir: &'a str,
+        home: &'a str,
     ) -> Parser<'a> {
         Parser {
+            text: src,
             src: src.as_bytes(),
             pos: 0,
             peeked: None,
+            ahead: [Err(0); AHEAD],
+            n_ahead: 0,
             dead_run: (0, 0),
             interner,
-            base_dir: base_dir.trim_end_matches('/').to_string(),
-            home: home.to_string(),
-            origin: origin.to_string(),
+            base_dir: base_dir.trim_end_matches('/'),
+            home,
+            origin,
             depth: 0,
             pipe_operators: false,
             lints: Lints::default(),
             warnings: Vec::new(),
+            scratch: Scratch::take(),
         }
     }
 
@@ -211,58 +319,117 @@ impl<'a> Parser<'a> {
         self
     }
 
-    fn peek(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
-        self.peek_ref().cloned()
-    }
-
-    /// The next token, without copying it.
+    /// The next token.
     #[inline]
-    fn peek_ref(&mut self) -> PResult<&(Tok<'a>, usize, usize)> {
-        if self.peeked.is_none() {
-            self.lex_next()?;
-        }
-        match &self.peeked {
+    fn peek(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
+        match self.peeked {
             Some(p) => Ok(p),
-            None => err("internal error: no token", self.pos, self.pos),
+            None => self.lex_next(),
         }
     }
 
-    /// Read the token at `pos` (after trivia) into `peeked`.
+    /// The token at `i` (after trivia), as lexed.
+    fn lex_at(&mut self, i: usize) -> Lexed<'a> {
+        let start = skip_trivia(self.src, i)?;
+        let (tok, n) = next_token_cached(self.src, start, &mut self.dead_run);
+        Ok((tok, start, start + n))
+    }
+
+    /// A lexed token as the next token: an unterminated comment is an error, and so is a
+    /// pipe operator without the feature (as CppNix's lexer: as soon as the token is read,
+    /// whatever follows).
+    #[inline]
+    fn accept(&self, lexed: Lexed<'a>) -> PResult<(Tok<'a>, usize, usize)> {
+        match lexed {
+            Ok((Tok::PipeInto | Tok::PipeFrom, ..)) | Err(_) => self.refuse(lexed),
+            Ok(t) => Ok(t),
+        }
+    }
+
+    /// [`Self::accept`] for the tokens that may be refused.
+    #[cold]
+    fn refuse(&self, lexed: Lexed<'a>) -> PResult<(Tok<'a>, usize, usize)> {
+        match lexed {
+            Err(at) => err("unterminated comment", at, self.src.len()),
+            Ok((_, start, end)) if !self.pipe_operators => err(
+                "experimental Nix feature 'pipe-operators' is disabled; add \
+                 '--extra-experimental-features pipe-operators' to enable it",
+                start,
+                end,
+            ),
+            Ok(t) => Ok(t),
+        }
+    }
+
+    /// Read the token at `pos` (after trivia) into `peeked`, or take it from `ahead`.
     #[inline(never)]
-    fn lex_next(&mut self) -> PResult<()> {
-        {
-            let start = match skip_trivia(self.src, self.pos) {
-                Ok(s) => s,
-                Err(at) => return err("unterminated comment", at, self.src.len()),
-            };
-            let (tok, n) = next_token_cached(self.src, start, &mut self.dead_run);
-            if matches!(tok, Tok::PipeInto | Tok::PipeFrom) && !self.pipe_operators {
-                // As CppNix's lexer: as soon as the token is read, whatever follows.
-                return err(
-                    "experimental Nix feature 'pipe-operators' is disabled; add \
-                     '--extra-experimental-features pipe-operators' to enable it",
-                    start,
-                    start + n,
-                );
-            }
-            self.peeked = Some((tok, start, start + n));
-        }
-        Ok(())
-    }
-
-    /// The kind of the next token (a cheap look: no copy of its text).
-    fn peek_tok(&mut self) -> PResult<&Tok<'a>> {
-        Ok(&self.peek_ref()?.0)
-    }
-
-    fn bump(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
-        let p = match self.peeked.take() {
-            Some(p) => p,
-            None => self.peek()?,
+    fn lex_next(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
+        let lexed = if self.n_ahead > 0 {
+            let first = self.ahead[0];
+            self.ahead.copy_within(1.., 0);
+            self.n_ahead -= 1;
+            first
+        } else {
+            self.lex_at(self.pos)
         };
+        let t = self.accept(lexed)?;
+        self.peeked = Some(t);
+        Ok(t)
+    }
+
+    /// The token `k` (1..=[`AHEAD`]) after the next one, as lexed (see [`Self::accept`]),
+    /// without taking any: it is kept for when it comes. Past an unterminated comment
+    /// everything is that comment.
+    fn peek_ahead(&mut self, k: usize) -> PResult<Lexed<'a>> {
+        let (_, _, mut end) = self.peek()?;
+        while self.n_ahead < k.min(AHEAD) {
+            if let Some(prev) = self.n_ahead.checked_sub(1).map(|i| self.ahead[i]) {
+                match prev {
+                    Ok((_, _, e)) => end = e,
+                    Err(_) => return Ok(prev),
+                }
+            }
+            self.ahead[self.n_ahead] = self.lex_at(end);
+            self.n_ahead += 1;
+        }
+        Ok(self.ahead[k.min(AHEAD) - 1])
+    }
+
+    /// Forget the tokens lexed ahead: the parser reads the source itself from `pos` (in
+    /// strings and paths).
+    #[inline]
+    fn forget_lookahead(&mut self) {
+        self.peeked = None;
+        self.n_ahead = 0;
+    }
+
+    /// The kind of the next token.
+    #[inline]
+    fn peek_tok(&mut self) -> PResult<Tok<'a>> {
+        Ok(self.peek()?.0)
+    }
+
+    /// Whether the next token is the character `c`.
+    #[inline]
+    fn at_char(&mut self, c: char) -> PResult<bool> {
+        Ok(matches!(self.peek()?.0, Tok::Char(x) if x == c))
+    }
+
+    /// Take the next token.
+    #[inline]
+    fn bump(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
+        let p = self.peek()?;
         self.pos = p.2;
         self.peeked = None;
         Ok(p)
+    }
+
+    /// Take the next token, which has been peeked.
+    #[inline]
+    fn advance(&mut self) {
+        if let Some(p) = self.peeked.take() {
+            self.pos = p.2;
+        }
     }
 
     fn unexpected<T>(&mut self, expecting: &str) -> PResult<T> {
@@ -281,14 +448,14 @@ impl<'a> Parser<'a> {
     }
 
     fn expect_char(&mut self, c: char) -> PResult<usize> {
-        match *self.peek_tok()? {
+        match self.peek_tok()? {
             Tok::Char(x) if x == c => Ok(self.bump()?.2),
             _ => self.unexpected(&format!("'{c}'")),
         }
     }
 
     fn expect(&mut self, t: Tok, what: &str) -> PResult<usize> {
-        if *self.peek_tok()? == t {
+        if self.peek_tok()? == t {
             Ok(self.bump()?.2)
         } else {
             self.unexpected(what)
@@ -304,12 +471,12 @@ impl<'a> Parser<'a> {
         Expr::new(ExprKind::Var(s), span)
     }
 
-    fn call(&mut self, fun: Expr, args: Vec<Expr>, span: Span) -> Expr {
+    fn call(&mut self, fun: Expr, args: Box<[Expr]>, span: Span) -> Expr {
         // `f a b` is one call with two arguments, as CppNix's makeCall builds it.
         match fun.kind {
             ExprKind::Call { fun: f, args: a } => {
                 let mut all = a.into_vec();
-                all.extend(args);
+                all.extend(args.into_vec());
                 Expr::new(
                     ExprKind::Call {
                         fun: f,
@@ -321,7 +488,7 @@ impl<'a> Parser<'a> {
             kind => Expr::new(
                 ExprKind::Call {
                     fun: Box::new(Expr::new(kind, fun.span)),
-                    args: args.into_boxed_slice(),
+                    args,
                 },
                 span,
             ),
@@ -330,11 +497,13 @@ impl<'a> Parser<'a> {
 
     /// Parse a whole file.
     pub fn parse_file(&mut self) -> PResult<Expr> {
-        let e = self.parse_expr()?;
-        match self.peek()? {
+        let r = self.parse_expr().and_then(|e| match self.peek()? {
             (Tok::Eof, _, _) => Ok(e),
             _ => self.unexpected("end of file"),
-        }
+        });
+        // The file is read: the scratch space is kept for the next parse on this thread.
+        std::mem::take(&mut self.scratch).keep();
+        r
     }
 
     fn enter(&mut self) -> PResult<()> {
@@ -364,10 +533,10 @@ impl<'a> Parser<'a> {
         match t {
             Tok::Id(name) => {
                 // `x: body` or `x @ { ... }: body`
-                let save = (self.pos, self.peeked);
-                self.bump()?;
-                match *self.peek_tok()? {
+                let next = self.peek_ahead(1)?;
+                match self.accept(next)?.0 {
                     Tok::Char(':') => {
+                        self.advance();
                         self.bump()?;
                         let body = self.parse_expr()?;
                         let arg = self.sym(name);
@@ -382,6 +551,7 @@ impl<'a> Parser<'a> {
                         ));
                     }
                     Tok::Char('@') => {
+                        self.advance();
                         self.bump()?;
                         let (t2, s2, _) = self.peek()?;
                         if t2 != Tok::Char('{') {
@@ -403,16 +573,13 @@ impl<'a> Parser<'a> {
                             span,
                         ));
                     }
-                    _ => {
-                        self.pos = save.0;
-                        self.peeked = save.1;
-                    }
+                    _ => {}
                 }
             }
             Tok::Char('{') if self.looks_like_formals()? => {
                 let formals = self.parse_formals()?;
                 let mut arg = None;
-                if *self.peek_tok()? == Tok::Char('@') {
+                if self.at_char('@')? {
                     self.bump()?;
                     match self.bump()? {
                         (Tok::Id(n), s, e) => arg = Some((self.sym(n), s, e)),
@@ -471,10 +638,10 @@ impl<'a> Parser<'a> {
             }
             Tok::Let => {
                 // `let { ... }` is the legacy form, handled as a simple expression.
-                let save = (self.pos, self.peeked);
-                self.bump()?;
-                if *self.peek_tok()? != Tok::Char('{') {
-                    let attrs = self.parse_binds(&[Tok::In])?;
+                let next = self.peek_ahead(1)?;
+                if !matches!(self.accept(next)?.0, Tok::Char('{')) {
+                    self.advance();
+                    let attrs = self.parse_binds(BindsEnd::In)?;
                     self.expect(Tok::In, "'in'")?;
                     let body = self.parse_expr()?;
                     // As CppNix's grammar: once the whole `let` is read, at the `let`.
@@ -490,8 +657,6 @@ impl<'a> Parser<'a> {
                         span,
                     ));
                 }
-                self.pos = save.0;
-                self.peeked = save.1;
             }
             Tok::If => {
                 self.bump()?;
@@ -517,39 +682,25 @@ impl<'a> Parser<'a> {
 
     /// Decide whether `{` starts a set pattern (formals) rather than an attribute set.
     fn looks_like_formals(&mut self) -> PResult<bool> {
-        let s = self.src;
-        let (_, _, mut i) = self.peek()?;
-        let tok_at = |i: usize| -> (Tok<'a>, usize, usize) {
-            let st = skip_trivia(s, i).unwrap_or(s.len());
-            let (t, n) = next_token(s, st);
-            (t, st, st + n)
+        // The tokens after the `{`; an unterminated comment ends the text.
+        let mut tok_at = |k: usize| -> PResult<Tok<'a>> {
+            Ok(self.peek_ahead(k)?.map_or(Tok::Eof, |(t, _, _)| t))
         };
-        let (t1, _, e1) = tok_at(i);
-        match t1 {
-            Tok::Ellipsis => Ok(true),
-            Tok::Char('}') => {
-                let (t2, _, _) = tok_at(e1);
-                Ok(matches!(t2, Tok::Char(':') | Tok::Char('@')))
-            }
-            Tok::Id(_) => {
-                i = e1;
-                let (t2, _, e2) = tok_at(i);
-                match t2 {
-                    Tok::Char(',') | Tok::Char('?') => Ok(true),
-                    Tok::Char('}') => {
-                        let (t3, _, _) = tok_at(e2);
-                        Ok(matches!(t3, Tok::Char(':') | Tok::Char('@')))
-                    }
-                    _ => Ok(false),
-                }
-            }
-            _ => Ok(false),
-        }
+        Ok(match tok_at(1)? {
+            Tok::Ellipsis => true,
+            Tok::Char('}') => matches!(tok_at(2)?, Tok::Char(':') | Tok::Char('@')),
+            Tok::Id(_) => match tok_at(2)? {
+                Tok::Char(',') | Tok::Char('?') => true,
+                Tok::Char('}') => matches!(tok_at(3)?, Tok::Char(':') | Tok::Char('@')),
+                _ => false,
+            },
+            _ => false,
+        })
     }
 
     fn parse_formals(&mut self) -> PResult<Formals> {
         self.expect_char('{')?;
-        let mut formals = Vec::new();
+        let base = self.scratch.formals.len();
         let mut ellipsis = false;
         loop {
             match self.peek()? {
@@ -566,18 +717,18 @@ impl<'a> Parser<'a> {
                 (Tok::Id(n), s, e) => {
                     self.bump()?;
                     let name = self.sym(n);
-                    let default = if *self.peek_tok()? == Tok::Char('?') {
+                    let default = if self.at_char('?')? {
                         self.bump()?;
                         Some(Box::new(self.parse_expr()?))
                     } else {
                         None
                     };
-                    formals.push(Formal {
+                    self.scratch.formals.push(Formal {
                         name,
                         default,
                         span: Span::new(s, e),
                     });
-                    match *self.peek_tok()? {
+                    match self.peek_tok()? {
                         Tok::Char(',') => {
                             self.bump()?;
                         }
@@ -592,7 +743,7 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Formals {
-            formals: formals.into_boxed_slice(),
+            formals: self.scratch.formals.drain(base..).collect(),
             ellipsis,
         })
     }
@@ -636,34 +787,34 @@ impl<'a> Parser<'a> {
     /// `expr_pipe_from` / `expr_pipe_into` / `expr_op`.
     fn parse_pipes(&mut self) -> PResult<Expr> {
         let first = self.parse_op(0)?;
-        match *self.peek_tok()? {
+        match self.peek_tok()? {
             Tok::PipeInto => {
                 let mut acc = first;
-                while *self.peek_tok()? == Tok::PipeInto {
+                while matches!(self.peek_tok()?, Tok::PipeInto) {
                     let (_, s, _) = self.bump()?;
                     let f = self.parse_op(0)?;
                     let span = Span::new(acc.span.start as usize, f.span.end as usize);
                     let _ = s;
-                    acc = self.call(f, vec![acc], span);
+                    acc = self.call(f, Box::new([acc]), span);
                 }
-                if *self.peek_tok()? == Tok::PipeFrom {
+                if matches!(self.peek_tok()?, Tok::PipeFrom) {
                     return self.unexpected("'|>'");
                 }
                 Ok(acc)
             }
             Tok::PipeFrom => {
                 let mut items = vec![first];
-                while *self.peek_tok()? == Tok::PipeFrom {
+                while matches!(self.peek_tok()?, Tok::PipeFrom) {
                     self.bump()?;
                     items.push(self.parse_op(0)?);
                 }
-                if *self.peek_tok()? == Tok::PipeInto {
+                if matches!(self.peek_tok()?, Tok::PipeInto) {
                     return self.unexpected("'<|'");
                 }
                 let mut acc = items.pop().expect("at least two items");
                 while let Some(f) = items.pop() {
                     let span = Span::new(f.span.start as usize, acc.span.end as usize);
-                    acc = self.call(f, vec![acc], span);
+                    acc = self.call(f, Box::new([acc]), span);
                 }
                 Ok(acc)
             }
@@ -737,13 +888,13 @@ impl<'a> Parser<'a> {
                 return err(format!("syntax error, unexpected {}", t.describe()), os, oe);
             }
             self.bump()?;
-            if t == Tok::Char('?') {
-                let path = self.parse_attrpath()?;
+            if matches!(t, Tok::Char('?')) {
+                let path = self.parse_attrpath_boxed()?;
                 let end = self.pos;
                 lhs = Expr::new(
                     ExprKind::HasAttr {
                         e: Box::new(lhs),
-                        path: path.into_boxed_slice(),
+                        path,
                     },
                     Span::new(start, end),
                 );
@@ -824,28 +975,29 @@ impl<'a> Parser<'a> {
     fn parse_app(&mut self) -> PResult<Expr> {
         let start = self.peek()?.1;
         let f = self.parse_select()?;
-        let mut args = Vec::new();
+        let base = self.scratch.exprs.len();
         let mut end = f.span.end as usize;
-        while Self::starts_simple(self.peek_tok()?) {
+        while Self::starts_simple(&self.peek_tok()?) {
             let a = self.parse_select()?;
             end = a.span.end as usize;
-            args.push(a);
+            self.scratch.exprs.push(a);
         }
-        if args.is_empty() {
+        if self.scratch.exprs.len() == base {
             return Ok(f);
         }
-        Ok(self.call(f, tight(args), Span::new(start, end)))
+        let args = self.scratch.exprs.drain(base..).collect();
+        Ok(self.call(f, args, Span::new(start, end)))
     }
 
     /// `expr_select`: `e.a.b`, `e.a or d`, and the legacy `e or` (a call of `or`).
     fn parse_select(&mut self) -> PResult<Expr> {
         let (_, start, _) = self.peek()?;
         let e = self.parse_simple()?;
-        match *self.peek_tok()? {
+        match self.peek_tok()? {
             Tok::Char('.') => {
                 self.bump()?;
-                let path = self.parse_attrpath()?;
-                let default = if *self.peek_tok()? == Tok::OrKw {
+                let path = self.parse_attrpath_boxed()?;
+                let default = if matches!(self.peek_tok()?, Tok::OrKw) {
                     self.bump()?;
                     Some(Box::new(self.parse_select()?))
                 } else {
@@ -855,7 +1007,6 @@ impl<'a> Parser<'a> {
                     .as_ref()
                     .map(|d| d.span.end as usize)
                     .unwrap_or(self.pos);
-                let path = path.into_boxed_slice();
                 let kind = match default {
                     None => ExprKind::Select {
                         e: Box::new(e),
@@ -884,13 +1035,23 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_attrpath(&mut self) -> PResult<Vec<AttrName>> {
-        let mut path = vec![self.parse_attr()?];
-        while *self.peek_tok()? == Tok::Char('.') {
-            self.bump()?;
-            path.push(self.parse_attr()?);
+    /// An attribute path, pushed onto `names`; returns where it starts there.
+    fn parse_attrpath(&mut self) -> PResult<usize> {
+        let base = self.scratch.names.len();
+        let first = self.parse_attr()?;
+        self.scratch.names.push(first);
+        while self.at_char('.')? {
+            self.advance();
+            let a = self.parse_attr()?;
+            self.scratch.names.push(a);
         }
-        Ok(tight(path))
+        Ok(base)
+    }
+
+    /// An attribute path, as a selection keeps it.
+    fn parse_attrpath_boxed(&mut self) -> PResult<Box<[AttrName]>> {
+        let base = self.parse_attrpath()?;
+        Ok(self.scratch.names.drain(base..).collect())
     }
 
     /// One attribute name: an identifier (`or` included), a string, or `${e}`.
@@ -907,10 +1068,9 @@ impl<'a> Parser<'a> {
             }
             Tok::Quote => {
                 self.bump()?;
-                let str_expr = self.parse_string_rest(s)?;
-                match str_expr.kind {
-                    ExprKind::Str(v) => Ok(AttrName::Static(self.sym(&v))),
-                    _ => Ok(AttrName::Dynamic(Box::new(str_expr))),
+                match self.string_rest(s)? {
+                    None => Ok(AttrName::Static(self.interner.intern(&self.scratch.strbuf))),
+                    Some(parts) => Ok(AttrName::Dynamic(Box::new(parts))),
                 }
             }
             Tok::DollarCurly => {
@@ -1023,7 +1183,7 @@ impl<'a> Parser<'a> {
                 // Legacy `let { ...; body = ...; }`: `(rec { ... }).body`.
                 self.bump()?;
                 self.expect_char('{')?;
-                let mut attrs = self.parse_binds(&[Tok::Char('}')])?;
+                let mut attrs = self.parse_binds(BindsEnd::Brace)?;
                 let e2 = self.expect_char('}')?;
                 attrs.rec = true;
                 let sp = Span::new(start, e2);
@@ -1039,7 +1199,7 @@ impl<'a> Parser<'a> {
             Tok::Rec => {
                 self.bump()?;
                 self.expect_char('{')?;
-                let mut attrs = self.parse_binds(&[Tok::Char('}')])?;
+                let mut attrs = self.parse_binds(BindsEnd::Brace)?;
                 let e2 = self.expect_char('}')?;
                 attrs.rec = true;
                 Ok(Expr::new(
@@ -1049,7 +1209,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Char('{') => {
                 self.bump()?;
-                let attrs = self.parse_binds(&[Tok::Char('}')])?;
+                let attrs = self.parse_binds(BindsEnd::Brace)?;
                 let e2 = self.expect_char('}')?;
                 Ok(Expr::new(
                     ExprKind::Attrs(Box::new(attrs)),
@@ -1058,22 +1218,20 @@ impl<'a> Parser<'a> {
             }
             Tok::Char('[') => {
                 self.bump()?;
-                let mut items = Vec::new();
+                let base = self.scratch.exprs.len();
                 loop {
-                    if *self.peek_tok()? == Tok::Char(']') {
+                    if self.at_char(']')? {
                         let (_, _, e2) = self.bump()?;
-                        return Ok(Expr::new(
-                            ExprKind::List(items.into_boxed_slice()),
-                            Span::new(start, e2),
-                        ));
+                        let items = self.scratch.exprs.drain(base..).collect();
+                        return Ok(Expr::new(ExprKind::List(items), Span::new(start, e2)));
                     }
-                    if !Self::starts_simple(self.peek_tok()?) {
+                    if !Self::starts_simple(&self.peek_tok()?) {
                         return self.unexpected("']'");
                     }
                     self.enter()?;
                     let item = self.parse_select();
                     self.depth -= 1;
-                    items.push(item?);
+                    self.scratch.exprs.push(item?);
                 }
             }
             _ => self.unexpected("expression"),
@@ -1088,7 +1246,7 @@ impl<'a> Parser<'a> {
             let rest = &self.src[self.pos..];
             if rest.starts_with(b"${") {
                 self.pos += 2;
-                self.peeked = None;
+                self.forget_lookahead();
                 let e = self.parse_expr()?;
                 self.expect_char('}')?;
                 parts.push(e);
@@ -1103,7 +1261,7 @@ impl<'a> Parser<'a> {
                 let s = String::from_utf8_lossy(&rest[..n]).into_owned();
                 let sp = Span::new(self.pos, self.pos + n);
                 self.pos += n;
-                self.peeked = None;
+                self.forget_lookahead();
                 slash = s.ends_with('/');
                 parts.push(Expr::new(ExprKind::Str(s.into()), sp));
                 continue;
@@ -1115,7 +1273,7 @@ impl<'a> Parser<'a> {
             }
             break;
         }
-        self.peeked = None;
+        self.forget_lookahead();
         if parts.len() == 1 {
             return Ok(parts.pop().expect("one part"));
         }
@@ -1130,101 +1288,115 @@ impl<'a> Parser<'a> {
 
     /// The rest of a `"..."` string after the opening quote.
     fn parse_string_rest(&mut self, start: usize) -> PResult<Expr> {
-        let mut parts: Vec<Expr> = Vec::new();
-        let mut buf: Vec<u8> = Vec::new();
-        let mut buf_start = self.pos;
-        self.peeked = None;
+        match self.string_rest(start)? {
+            None => Ok(Expr::new(
+                ExprKind::Str(self.scratch.strbuf.as_str().into()),
+                Span::new(start, self.pos),
+            )),
+            Some(parts) => Ok(parts),
+        }
+    }
+
+    /// Read the rest of a `"..."` string after the opening quote: `None` for a string
+    /// without interpolations, whose text is left in `strbuf`, or the concatenation of its
+    /// parts.
+    fn string_rest(&mut self, start: usize) -> PResult<Option<Expr>> {
+        const EOF: &str = "syntax error, unexpected end of file, expecting '\"'";
+        self.forget_lookahead();
+        let s = self.src;
+        let base = self.scratch.exprs.len();
+        self.scratch.strbuf.clear();
+        let mut i = self.pos;
+        // Where the text since the last interpolation starts.
+        let mut text_start = i;
         loop {
-            let i = self.pos;
-            let s = self.src;
+            let run = i;
+            while i < s.len() && !matches!(s[i], b'"' | b'\\' | b'$' | b'\r') {
+                i += 1;
+            }
+            push_src(&mut self.scratch.strbuf, self.text, run, i);
             match s.get(i) {
-                None => {
-                    return err(
-                        "syntax error, unexpected end of file, expecting '\"'",
-                        s.len(),
-                        s.len(),
-                    )
-                }
-                Some(b'"') => {
-                    self.pos += 1;
-                    break;
-                }
-                Some(b'$') if s.get(i + 1) == Some(&b'{') => {
-                    if !buf.is_empty() {
-                        let text = String::from_utf8_lossy(&unescape(&buf)).into_owned();
-                        parts.push(Expr::new(
-                            ExprKind::Str(text.into()),
-                            Span::new(buf_start, i),
-                        ));
-                        buf.clear();
+                None => return err(EOF, s.len(), s.len()),
+                Some(b'"') => break,
+                Some(b'$') => match s.get(i + 1) {
+                    Some(b'{') => {
+                        if !self.scratch.strbuf.is_empty() {
+                            let text = ExprKind::Str(self.scratch.strbuf.as_str().into());
+                            self.scratch
+                                .exprs
+                                .push(Expr::new(text, Span::new(text_start, i)));
+                            self.scratch.strbuf.clear();
+                        }
+                        self.pos = i + 2;
+                        let e = self.parse_expr()?;
+                        self.expect_char('}')?;
+                        self.forget_lookahead();
+                        self.scratch.exprs.push(e);
+                        self.scratch.strbuf.clear();
+                        i = self.pos;
+                        text_start = i;
                     }
-                    self.pos += 2;
-                    let e = self.parse_expr()?;
-                    self.expect_char('}')?;
-                    self.peeked = None;
-                    parts.push(e);
-                    buf_start = self.pos;
-                }
+                    // `$$` is literal, so `$${` is not an interpolation.
+                    Some(b'$') => {
+                        self.scratch.strbuf.push_str("$$");
+                        i += 2;
+                    }
+                    _ => {
+                        self.scratch.strbuf.push('$');
+                        i += 1;
+                    }
+                },
                 Some(b'\\') => {
-                    if i + 1 >= s.len() {
-                        return err(
-                            "syntax error, unexpected end of file, expecting '\"'",
-                            s.len(),
-                            s.len(),
-                        );
+                    let Some(&c) = s.get(i + 1) else {
+                        return err(EOF, s.len(), s.len());
+                    };
+                    let end = (i + 1 + utf8_width(c)).min(s.len());
+                    match c {
+                        b'n' => self.scratch.strbuf.push('\n'),
+                        b'r' => self.scratch.strbuf.push('\r'),
+                        b't' => self.scratch.strbuf.push('\t'),
+                        // Any other character stands for itself (the whole character).
+                        _ => push_src(&mut self.scratch.strbuf, self.text, i + 1, end),
                     }
-                    // Keep the escape for unescape(), taking the whole next character.
-                    let ch_len = std::str::from_utf8(&s[i + 1..])
-                        .ok()
-                        .or_else(|| std::str::from_utf8(&s[i + 1..(i + 5).min(s.len())]).ok())
-                        .and_then(|t| t.chars().next())
-                        .map(|c| c.len_utf8())
-                        .unwrap_or(1);
-                    buf.extend_from_slice(&s[i..i + 1 + ch_len]);
-                    self.pos += 1 + ch_len;
+                    i = end;
                 }
-                Some(b'$') if !matches!(s.get(i + 1), Some(b'"') | Some(b'\\') | None) => {
-                    // `$` and the character after it are literal (so `$${` is not `${`).
-                    buf.push(b'$');
-                    buf.push(s[i + 1]);
-                    self.pos += 2;
-                }
-                Some(&c) => {
-                    buf.push(c);
-                    self.pos += 1;
+                // A CR or CR LF line end is a LF.
+                _ => {
+                    self.scratch.strbuf.push('\n');
+                    i += if s.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
                 }
             }
         }
-        let end = self.pos;
-        if parts.is_empty() {
-            let text = String::from_utf8_lossy(&unescape(&buf)).into_owned();
-            return Ok(Expr::new(ExprKind::Str(text.into()), Span::new(start, end)));
+        let end = i + 1;
+        self.pos = end;
+        if self.scratch.exprs.len() == base {
+            return Ok(None);
         }
-        if !buf.is_empty() {
-            let text = String::from_utf8_lossy(&unescape(&buf)).into_owned();
-            parts.push(Expr::new(
-                ExprKind::Str(text.into()),
-                Span::new(buf_start, end - 1),
-            ));
+        if !self.scratch.strbuf.is_empty() {
+            let text = ExprKind::Str(self.scratch.strbuf.as_str().into());
+            self.scratch
+                .exprs
+                .push(Expr::new(text, Span::new(text_start, i)));
         }
-        Ok(Expr::new(
+        let parts = self.scratch.exprs.drain(base..).collect();
+        Ok(Some(Expr::new(
             ExprKind::Concat {
                 force_string: true,
-                parts: parts.into_boxed_slice(),
+                parts,
             },
             Span::new(start, end),
-        ))
+        )))
     }
 
     /// The rest of a `''...''` string after its opening.
     fn parse_ind_string_rest(&mut self, start: usize) -> PResult<Expr> {
-        let mut parts: Vec<IndPart> = Vec::new();
-        self.peeked = None;
+        let base = self.scratch.ind_parts.len();
+        self.forget_lookahead();
         let s = self.src;
         loop {
             let i = self.pos;
             let text = |a: usize, b: usize, has: bool| IndPart::Text {
-                s: s[a..b].to_vec(),
+                text: IndText::Src(a, b),
                 has_indentation: has,
                 span: Span::new(a, b),
             };
@@ -1238,30 +1410,34 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'\'') if s.get(i + 1) == Some(&b'\'') => match s.get(i + 2) {
                     Some(b'$') => {
-                        parts.push(IndPart::Text {
-                            s: b"$".to_vec(),
+                        self.scratch.ind_parts.push(IndPart::Text {
+                            text: IndText::Src(i + 2, i + 3),
                             has_indentation: false,
                             span: Span::new(i, i + 3),
                         });
                         self.pos += 3;
                     }
                     Some(b'\'') => {
-                        parts.push(IndPart::Text {
-                            s: b"''".to_vec(),
+                        self.scratch.ind_parts.push(IndPart::Text {
+                            text: IndText::Src(i, i + 2),
                             has_indentation: false,
                             span: Span::new(i, i + 3),
                         });
                         self.pos += 3;
                     }
                     Some(b'\\') if i + 3 < s.len() => {
-                        let ch_len = std::str::from_utf8(&s[i + 3..(i + 7).min(s.len())])
-                            .ok()
-                            .and_then(|t| t.chars().next())
-                            .map(|c| c.len_utf8())
-                            .unwrap_or(1);
-                        let un = unescape(&s[i + 2..i + 3 + ch_len]);
-                        parts.push(IndPart::Text {
-                            s: un,
+                        // The escaped character, whole (the source is UTF-8 text; CppNix
+                        // takes one byte and the rest of the character as text after it,
+                        // which gives the same string).
+                        let ch_len = utf8_width(s[i + 3]).min(s.len() - (i + 3));
+                        let text = match s[i + 3] {
+                            b'n' => IndText::Escaped("\n"),
+                            b'r' => IndText::Escaped("\r"),
+                            b't' => IndText::Escaped("\t"),
+                            _ => IndText::Src(i + 3, i + 3 + ch_len),
+                        };
+                        self.scratch.ind_parts.push(IndPart::Text {
+                            text,
                             has_indentation: false,
                             span: Span::new(i, i + 3 + ch_len),
                         });
@@ -1276,53 +1452,194 @@ impl<'a> Parser<'a> {
                     self.pos += 2;
                     let e = self.parse_expr()?;
                     self.expect_char('}')?;
-                    self.peeked = None;
-                    parts.push(IndPart::Expr(e));
+                    self.forget_lookahead();
+                    self.scratch.ind_parts.push(IndPart::Expr(e));
                 }
                 _ => {
                     // ([^$']|$[^{']|'[^'$])+
                     let mut j = i;
                     loop {
-                        match s.get(j) {
-                            Some(b'$') => match s.get(j + 1) {
-                                Some(b'{') | Some(b'\'') | None => break,
-                                Some(_) => j += 2,
-                            },
-                            Some(b'\'') => match s.get(j + 1) {
-                                Some(b'\'') | Some(b'$') | None => break,
-                                Some(_) => j += 2,
-                            },
-                            Some(_) => j += 1,
-                            None => break,
+                        j += find_either(&s[j..], b'$', b'\'').unwrap_or(s.len() - j);
+                        match (s.get(j), s.get(j + 1)) {
+                            (Some(b'$'), Some(b'{' | b'\'') | None) => break,
+                            (Some(b'\''), Some(b'\'' | b'$') | None) => break,
+                            (Some(_), Some(_)) => j += 2,
+                            _ => break,
                         }
                     }
                     if j > i {
-                        parts.push(text(i, j, true));
+                        self.scratch.ind_parts.push(text(i, j, true));
                         self.pos = j;
                     } else {
                         // A lone `$` or `'`.
-                        parts.push(text(i, i + 1, false));
+                        self.scratch.ind_parts.push(text(i, i + 1, false));
                         self.pos = i + 1;
                     }
                 }
             }
         }
         let end = self.pos;
-        Ok(strip_indentation(parts, Span::new(start, end)))
+        Ok(self.strip_indentation(base, Span::new(start, end)))
     }
 
-    /// Bindings of a set or `let`, until one of `until` (not consumed).
-    fn parse_binds(&mut self, until: &[Tok]) -> PResult<Attrs> {
+    /// CppNix's indentation stripping of `''` strings: the string of the pieces
+    /// `ind_parts[base..]` (taken off), spanning `span`.
+    fn strip_indentation(&mut self, base: usize, span: Span) -> Expr {
+        let src = self.text;
+        let mut parts = std::mem::take(&mut self.scratch.ind_parts);
+        let mut at_start = true;
+        let mut min_indent = usize::MAX;
+        let mut cur = 0usize;
+        for p in &parts[base..] {
+            match p {
+                IndPart::Text {
+                    text,
+                    has_indentation: true,
+                    ..
+                } => {
+                    let bytes = text.bytes(src);
+                    let mut k = 0;
+                    while k < bytes.len() {
+                        if at_start {
+                            match bytes[k] {
+                                b' ' => cur += 1,
+                                b'\n' => cur = 0,
+                                _ => {
+                                    at_start = false;
+                                    min_indent = min_indent.min(cur);
+                                }
+                            }
+                            k += 1;
+                        } else {
+                            // To the start of the next line.
+                            match line_end(&bytes[k..]) {
+                                Some(n) => {
+                                    k += n;
+                                    at_start = true;
+                                    cur = 0;
+                                }
+                                None => k = bytes.len(),
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    if at_start {
+                        at_start = false;
+                        min_indent = min_indent.min(cur);
+                    }
+                }
+            }
+        }
+        let out = self.scratch.exprs.len();
+        at_start = true;
+        let mut dropped = 0usize;
+        let n = parts.len() - base;
+        // The text of each piece, stripped.
+        let mut s2 = std::mem::take(&mut self.scratch.strbuf);
+        for (idx, p) in parts.drain(base..).enumerate() {
+            match p {
+                IndPart::Expr(e) => {
+                    at_start = false;
+                    dropped = 0;
+                    self.scratch.exprs.push(e);
+                }
+                IndPart::Text { text, span: sp, .. } => {
+                    s2.clear();
+                    let bytes = text.bytes(src);
+                    let mut k = 0;
+                    while k < bytes.len() {
+                        if at_start {
+                            match bytes[k] {
+                                b' ' => {
+                                    if dropped >= min_indent {
+                                        s2.push(' ');
+                                    }
+                                    dropped += 1;
+                                    k += 1;
+                                }
+                                b'\n' => {
+                                    dropped = 0;
+                                    s2.push('\n');
+                                    k += 1;
+                                }
+                                // The line's text starts here: copied below.
+                                _ => {
+                                    at_start = false;
+                                    dropped = 0;
+                                }
+                            }
+                        } else {
+                            // The rest of the line, as it is.
+                            let end = match line_end(&bytes[k..]) {
+                                Some(n) => {
+                                    at_start = true;
+                                    k + n
+                                }
+                                None => bytes.len(),
+                            };
+                            text.push_part(&mut s2, src, k, end);
+                            k = end;
+                        }
+                    }
+                    if idx + 1 == n {
+                        if let Some(p) = s2.rfind('\n') {
+                            if s2[p + 1..].bytes().all(|c| c == b' ') {
+                                s2.truncate(p + 1);
+                            }
+                        }
+                    }
+                    if !s2.is_empty() {
+                        let text = ExprKind::Str(s2.as_str().into());
+                        self.scratch.exprs.push(Expr::new(text, sp));
+                    }
+                }
+            }
+        }
+        self.scratch.strbuf = s2;
+        self.scratch.ind_parts = parts;
+        if self.scratch.exprs.len() == out {
+            return Expr::new(ExprKind::Str(String::new().into()), span);
+        }
+        if self.scratch.exprs.len() == out + 1
+            && matches!(self.scratch.exprs[out].kind, ExprKind::Str(_))
+        {
+            return self.scratch.exprs.pop().expect("one element");
+        }
+        Expr::new(
+            ExprKind::Concat {
+                force_string: true,
+                parts: self.scratch.exprs.drain(out..).collect(),
+            },
+            span,
+        )
+    }
+
+    /// Bindings of a set (`until` `}`, not consumed) or of a `let` (until `in`).
+    fn parse_binds(&mut self, until: BindsEnd) -> PResult<Attrs> {
         let mut attrs = Attrs::default();
+        if let Some(v) = self.scratch.binding_vecs.pop() {
+            attrs.attrs = SymMap::from_sorted(v);
+        }
         loop {
             let (t, s, _) = self.peek()?;
-            if until.contains(&t) {
+            let at_end = match until {
+                BindsEnd::Brace => matches!(t, Tok::Char('}')),
+                BindsEnd::In => matches!(t, Tok::In),
+            };
+            if at_end {
+                // The bindings at their exact number; the vector is kept for the next set.
+                let mut v = std::mem::take(&mut attrs.attrs).into_entries();
+                let mut exact = Vec::with_capacity(v.len());
+                exact.append(&mut v);
+                attrs.attrs = SymMap::from_sorted(exact);
+                self.scratch.binding_vecs.push(v);
                 tighten(&mut attrs);
                 return Ok(attrs);
             }
-            if t == Tok::Inherit {
+            if matches!(t, Tok::Inherit) {
                 self.bump()?;
-                let from = if *self.peek_tok()? == Tok::Char('(') {
+                let from = if self.at_char('(')? {
                     self.bump()?;
                     let e = self.parse_expr()?;
                     self.expect_char(')')?;
@@ -1351,9 +1668,9 @@ impl<'a> Parser<'a> {
                         }
                         Tok::Quote => {
                             self.bump()?;
-                            match self.parse_string_rest(s2)?.kind {
-                                ExprKind::Str(v) => self.sym(&v),
-                                _ => {
+                            match self.string_rest(s2)? {
+                                None => self.interner.intern(&self.scratch.strbuf),
+                                Some(_) => {
                                     return err(
                                         "dynamic attributes not allowed in inherit",
                                         s2,
@@ -1403,15 +1720,15 @@ impl<'a> Parser<'a> {
                 // What bison reports here.
                 return self.unexpected("'inherit'");
             }
-            let path = self.parse_attrpath()?;
+            let base = self.parse_attrpath()?;
             let path_end = self.pos;
-            if *self.peek_tok()? != Tok::Char('=') {
+            if !self.at_char('=')? {
                 return self.unexpected("'.' or '='");
             }
-            self.bump()?;
+            self.advance();
             let value = self.parse_expr()?;
             self.expect_char(';')?;
-            self.add_attr(&mut attrs, path, Span::new(s, path_end), value)?;
+            self.add_attr(&mut attrs, base, Span::new(s, path_end), value)?;
         }
     }
 
@@ -1431,30 +1748,44 @@ impl<'a> Parser<'a> {
             .join(".")
     }
 
-    fn add_attr(
+    /// Bind the attribute path `names[base..]` (taken off `names`) to `value` in `top`.
+    fn add_attr(&mut self, top: &mut Attrs, base: usize, span: Span, value: Expr) -> PResult<()> {
+        let mut names = std::mem::take(&mut self.scratch.names);
+        let r = self.add_path(top, &mut names, base, span, value);
+        names.truncate(base);
+        self.scratch.names = names;
+        r
+    }
+
+    /// [`Self::add_attr`] of the path `names[base..]`, which may be left changed.
+    fn add_path(
         &mut self,
         top: &mut Attrs,
-        path: Vec<AttrName>,
+        names: &mut Vec<AttrName>,
+        base: usize,
         span: Span,
         value: Expr,
     ) -> PResult<()> {
         let mut attrs = top;
-        let n = path.len();
-        for (k, a) in path.iter().enumerate().take(n - 1) {
-            match a {
+        let last = names.len() - 1;
+        for k in base..last {
+            // A dynamic name's expression is moved into the tree: what follows it goes into
+            // sets made here, where nothing can clash, so no message shows the path again.
+            match std::mem::replace(&mut names[k], AttrName::Static(Symbol(0))) {
                 AttrName::Static(sym) => {
-                    let exists = attrs.attrs.contains_key(sym);
+                    names[k] = AttrName::Static(sym);
+                    let exists = attrs.attrs.contains_key(&sym);
                     if exists {
                         let is_attrs = matches!(
-                            attrs.attrs.get(sym).map(|d| &d.value.kind),
+                            attrs.attrs.get(&sym).map(|d| &d.value.kind),
                             Some(ExprKind::Attrs(_))
                         );
                         if !is_attrs {
-                            let prev = attrs.attrs[sym].span;
+                            let prev = attrs.attrs[&sym].span;
                             return err(
                                 format!(
                                     "attribute '{}' already defined at {}",
-                                    self.show_path(&path[..=k]),
+                                    self.show_path(&names[base..=k]),
                                     self.describe_pos(prev)
                                 ),
                                 span.start as usize,
@@ -1463,7 +1794,7 @@ impl<'a> Parser<'a> {
                         }
                     } else {
                         attrs.attrs.insert(
-                            *sym,
+                            sym,
                             AttrDef {
                                 kind: AttrKind::Plain,
                                 value: Expr::new(ExprKind::Attrs(Box::default()), span),
@@ -1471,7 +1802,7 @@ impl<'a> Parser<'a> {
                             },
                         );
                     }
-                    let def = attrs.attrs.get_mut(sym).expect("inserted or present");
+                    let def = attrs.attrs.get_mut(&sym).expect("inserted or present");
                     match &mut def.value.kind {
                         ExprKind::Attrs(inner) => attrs = inner,
                         _ => unreachable!("checked to be an attribute set"),
@@ -1479,7 +1810,7 @@ impl<'a> Parser<'a> {
                 }
                 AttrName::Dynamic(e) => {
                     attrs.dynamic.push((
-                        (**e).clone(),
+                        *e,
                         Expr::new(ExprKind::Attrs(Box::default()), span),
                         span,
                     ));
@@ -1491,27 +1822,30 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        match &path[n - 1] {
+        match std::mem::replace(&mut names[last], AttrName::Static(Symbol(0))) {
             AttrName::Static(sym) => {
+                names[last] = AttrName::Static(sym);
                 let def = AttrDef {
                     kind: AttrKind::Plain,
                     value,
                     span,
                 };
-                let mut p = path.clone();
-                self.insert_attr(attrs, &mut p, *sym, def)
+                self.insert_attr(attrs, names, base, sym, def)
             }
             AttrName::Dynamic(e) => {
-                attrs.dynamic.push(((**e).clone(), value, span));
+                attrs.dynamic.push((*e, value, span));
                 Ok(())
             }
         }
     }
 
+    /// Bind `sym`, the end of the attribute path `path[base..]`, to `def` in `attrs`,
+    /// merging sets bound twice.
     fn insert_attr(
         &mut self,
         attrs: &mut Attrs,
         path: &mut Vec<AttrName>,
+        base: usize,
         sym: Symbol,
         def: AttrDef,
     ) -> PResult<()> {
@@ -1523,7 +1857,7 @@ impl<'a> Parser<'a> {
                 return err(
                     format!(
                         "attribute '{}' already defined at {}",
-                        self.show_path(path),
+                        self.show_path(&path[base..]),
                         self.describe_pos(prev)
                     ),
                     def.span.start as usize,
@@ -1550,7 +1884,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 path.push(AttrName::Static(s));
-                let r = self.insert_attr(old, path, s, d);
+                let r = self.insert_attr(old, path, base, s, d);
                 path.pop();
                 r?;
             }
@@ -1602,109 +1936,4 @@ pub fn line_starts(src: &[u8]) -> Vec<usize> {
         starts.push(i);
     }
     starts
-}
-
-/// CppNix's indentation stripping of `''` strings.
-fn strip_indentation(parts: Vec<IndPart>, span: Span) -> Expr {
-    if parts.is_empty() {
-        return Expr::new(ExprKind::Str(String::new().into()), span);
-    }
-    let mut at_start = true;
-    let mut min_indent = usize::MAX;
-    let mut cur = 0usize;
-    for p in &parts {
-        match p {
-            IndPart::Text {
-                s,
-                has_indentation: true,
-                ..
-            } => {
-                for &c in s {
-                    if at_start {
-                        if c == b' ' {
-                            cur += 1;
-                        } else if c == b'\n' {
-                            cur = 0;
-                        } else {
-                            at_start = false;
-                            min_indent = min_indent.min(cur);
-                        }
-                    } else if c == b'\n' {
-                        at_start = true;
-                        cur = 0;
-                    }
-                }
-            }
-            _ => {
-                if at_start {
-                    at_start = false;
-                    min_indent = min_indent.min(cur);
-                }
-            }
-        }
-    }
-    let mut out: Vec<Expr> = Vec::new();
-    at_start = true;
-    let mut dropped = 0usize;
-    let n = parts.len();
-    for (idx, p) in parts.into_iter().enumerate() {
-        match p {
-            IndPart::Expr(e) => {
-                at_start = false;
-                dropped = 0;
-                out.push(e);
-            }
-            IndPart::Text { s, span: sp, .. } => {
-                let mut s2: Vec<u8> = Vec::new();
-                for &c in &s {
-                    if at_start {
-                        if c == b' ' {
-                            if dropped >= min_indent {
-                                s2.push(c);
-                            }
-                            dropped += 1;
-                        } else if c == b'\n' {
-                            dropped = 0;
-                            s2.push(c);
-                        } else {
-                            at_start = false;
-                            dropped = 0;
-                            s2.push(c);
-                        }
-                    } else {
-                        s2.push(c);
-                        if c == b'\n' {
-                            at_start = true;
-                        }
-                    }
-                }
-                if idx + 1 == n {
-                    if let Some(p) = s2.iter().rposition(|&c| c == b'\n') {
-                        if s2[p + 1..].iter().all(|&c| c == b' ') {
-                            s2.truncate(p + 1);
-                        }
-                    }
-                }
-                if !s2.is_empty() {
-                    out.push(Expr::new(
-                        ExprKind::Str(String::from_utf8_lossy(&s2).into_owned().into()),
-                        sp,
-                    ));
-                }
-            }
-        }
-    }
-    if out.is_empty() {
-        return Expr::new(ExprKind::Str(String::new().into()), span);
-    }
-    if out.len() == 1 && matches!(out[0].kind, ExprKind::Str(_)) {
-        return out.pop().expect("one element");
-    }
-    Expr::new(
-        ExprKind::Concat {
-            force_string: true,
-            parts: out.into_boxed_slice(),
-        },
-        span,
-    )
 }

@@ -43,15 +43,21 @@ struct Checker<'a> {
     /// Enclosing scopes, innermost last: the names each binds, sorted by symbol (empty for
     /// a `with`).
     scopes: Vec<Vec<Symbol>>,
+    /// The emptied vectors of scopes left, for the next scopes entered.
+    spare: Vec<Vec<Symbol>>,
     withs: usize,
 }
 
-/// A scope's names as the evaluator orders them: sorted by symbol, each once.
-fn level(names: impl IntoIterator<Item = Symbol>) -> Vec<Symbol> {
-    let mut v: Vec<Symbol> = names.into_iter().collect();
-    v.sort_unstable();
-    v.dedup();
-    v
+/// The vectors of a check (`scopes` and `spare`), kept for the next check on this thread.
+type Kept = (Vec<Vec<Symbol>>, Vec<Vec<Symbol>>);
+
+/// Spare vectors beyond this many are not kept for the next check.
+const SPARE_KEPT: usize = 256;
+
+thread_local! {
+    /// The vectors of the last check on this thread: checking many small files then does
+    /// not grow new ones for each.
+    static KEPT: std::cell::Cell<Option<Kept>> = const { std::cell::Cell::new(None) };
 }
 
 /// The address of a lexically bound variable node: `(scopes out, position in that scope)`,
@@ -65,15 +71,28 @@ pub fn var_address(e: &Expr) -> Option<(usize, usize)> {
 
 /// Check that every variable in `e` is bound (by `e` itself, as a global, or in `extra`).
 pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), ParseError> {
+    let (scopes, spare) = KEPT
+        .try_with(|k| k.take())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let mut c = Checker {
         interner,
-        scopes: Vec::new(),
+        scopes,
+        spare,
         withs: 0,
     };
     if !extra.is_empty() {
-        c.scopes.push(level(extra.iter().copied()));
+        c.enter(extra.iter().copied());
     }
-    c.expr(e)
+    let r = c.expr(e);
+    // Left emptied (a failed check leaves scopes entered).
+    while !c.scopes.is_empty() {
+        c.leave();
+    }
+    c.spare.truncate(SPARE_KEPT);
+    let _ = KEPT.try_with(|k| k.set(Some((c.scopes, c.spare))));
+    r
 }
 
 /// A lambda bound to a name in a set or `let` is known by that name (CppNix's
@@ -102,6 +121,24 @@ pub fn lambda_name(e: &Expr) -> Option<Symbol> {
 }
 
 impl Checker<'_> {
+    /// Enter a scope binding `names`, ordered as the evaluator orders a scope's names:
+    /// sorted by symbol, each once.
+    fn enter(&mut self, names: impl IntoIterator<Item = Symbol>) {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.extend(names);
+        v.sort_unstable();
+        v.dedup();
+        self.scopes.push(v);
+    }
+
+    /// Leave the innermost scope.
+    fn leave(&mut self) {
+        if let Some(mut v) = self.scopes.pop() {
+            v.clear();
+            self.spare.push(v);
+        }
+    }
+
     /// Bound lexically (or possibly by a `with`)?
     fn lexical(&self, s: Symbol) -> bool {
         self.address(s).is_some() || self.withs > 0
@@ -144,7 +181,7 @@ impl Checker<'_> {
     fn attrs(&mut self, a: &mut Attrs, recursive: bool) -> Result<(), ParseError> {
         name_lambdas(a);
         if recursive {
-            self.scopes.push(level(a.attrs.keys().copied()));
+            self.enter(a.attrs.keys().copied());
         }
         for e in a.inherit_from.iter_mut() {
             self.expr(e)?;
@@ -173,7 +210,7 @@ impl Checker<'_> {
             self.expr(v)?;
         }
         if recursive {
-            self.scopes.pop();
+            self.leave();
         }
         Ok(())
     }
@@ -226,14 +263,10 @@ impl Checker<'_> {
             ExprKind::Attrs(a) => self.attrs(a, a.rec),
             ExprKind::List(items) => items.iter_mut().try_for_each(|i| self.expr(i)),
             ExprKind::Lambda { arg, formals, body } => {
-                let mut sc = Vec::new();
-                if let Some(a) = arg {
-                    sc.push(*a);
-                }
-                if let Some(f) = formals {
-                    sc.extend(f.formals.iter().map(|x| x.name));
-                }
-                self.scopes.push(level(sc));
+                let formal_names = formals
+                    .iter()
+                    .flat_map(|f| f.formals.iter().map(|x| x.name));
+                self.enter(arg.iter().copied().chain(formal_names));
                 let r = (|| {
                     if let Some(f) = formals {
                         for x in f.formals.iter_mut() {
@@ -244,7 +277,7 @@ impl Checker<'_> {
                     }
                     self.expr(body)
                 })();
-                self.scopes.pop();
+                self.leave();
                 r
             }
             ExprKind::Call { fun, args } => {
@@ -253,7 +286,7 @@ impl Checker<'_> {
             }
             ExprKind::Let { attrs, body } => {
                 name_lambdas(attrs);
-                self.scopes.push(level(attrs.attrs.keys().copied()));
+                self.enter(attrs.attrs.keys().copied());
                 let r = (|| {
                     for x in attrs.inherit_from.iter_mut() {
                         self.expr(x)?;
@@ -274,15 +307,15 @@ impl Checker<'_> {
                     }
                     self.expr(body)
                 })();
-                self.scopes.pop();
+                self.leave();
                 r
             }
             ExprKind::With { env, body } => {
                 self.expr(env)?;
                 self.withs += 1;
-                self.scopes.push(Vec::new());
+                self.enter([]);
                 let r = self.expr(body);
-                self.scopes.pop();
+                self.leave();
                 self.withs -= 1;
                 r
             }

@@ -36,6 +36,17 @@ impl<V> SymMap<V> {
         }
     }
 
+    /// The map of `entries`, which are sorted by symbol, each symbol once.
+    pub(crate) fn from_sorted(entries: Vec<(Symbol, V)>) -> SymMap<V> {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        SymMap { entries }
+    }
+
+    /// The entries, sorted by symbol.
+    pub(crate) fn into_entries(self) -> Vec<(Symbol, V)> {
+        self.entries
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

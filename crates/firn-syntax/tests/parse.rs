@@ -150,6 +150,8 @@ fn strings() {
     // Escapes stay separate parts, as in CppNix.
     assert_eq!(p("''''$ ''' ''\\n''"), r#"("$" + " " + "''" + " " + "\n")"#);
     assert_eq!(p("'' a ${b} ''"), r#"("a " + b + " ")"#);
+    // An escaped character is taken whole, whatever follows it.
+    assert_eq!(p("''x''\\é€y''"), r#"("x" + "é" + "€y")"#);
     assert_eq!(
         p("{ \"a b\" = 1; ${\"c\"} = 2; ${d} = 3; }"),
         "{ a b = 1; c = 2; \"${d}\" = 3; }"

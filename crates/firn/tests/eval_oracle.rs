@@ -25,6 +25,8 @@ const CORPUS: &[&str] = &[
     "2 - -3",
     "9223372036854775807",
     "\"a\" + \"b\"",
+    "''x''\\é€y''",
+    "''x''\\€''",
     "\"x${toString 1}y\"",
     "toString [ 1 \"a\" null true false [ 2 ] ]",
     "toString 1.5",
