@@ -137,9 +137,9 @@ fn hash_mode(s: &str) -> EResult<FileIngestionMethod> {
 }
 
 fn set_outputs(spec: &mut DrvSpec, names: Vec<String>) -> EResult<()> {
-    let mut seen = BTreeSet::new();
-    for n in &names {
-        if !seen.insert(n.clone()) {
+    for (i, n) in names.iter().enumerate() {
+        // Derivations have a few outputs: looking back is cheaper than a set.
+        if names[..i].contains(n) {
             return err(format!("duplicate derivation output '{n}'"));
         }
         if n == "drv" || n == "drvPath" {
@@ -162,7 +162,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         ));
     };
     let drv_name = match string_no_ctx(ev, &name_t) {
-        Ok(s) => s.to_string(),
+        Ok(s) => s.as_str().to_owned(),
         Err(x) => return Err(drv_name_frames(ev, x, &args)),
     };
     derivation_strict_named(ev, &args, &drv_name).map_err(|x| drv_frame(ev, x, &args, &drv_name))
@@ -228,8 +228,7 @@ fn drv_attr_frame(
 
 /// `derivationStrict` once the derivation's name is known.
 fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -> EResult<Value> {
-    let drv_name = drv_name.to_string();
-    if let Some(problem) = crate::store::name_problem(&drv_name) {
+    if let Some(problem) = crate::store::name_problem(drv_name) {
         return err(format!(
             "invalid derivation name: {problem}. Please pass a different 'name'."
         ));
@@ -254,9 +253,12 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
     };
 
     let mut drv = Derivation {
-        name: drv_name.clone(),
+        name: drv_name.to_string(),
         ..Default::default()
     };
+    // The environment in the order of the attributes, which is the map's: made into the
+    // map at once, which is cheaper than inserting each.
+    let mut env: Vec<(String, String)> = Vec::with_capacity(args.len());
     let mut ctx: Vec<RcStr> = Vec::new();
     let mut spec = DrvSpec {
         outputs: vec!["out".into()],
@@ -294,7 +296,7 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                                 text_frame(x, "while evaluating an element of the argument list")
                             })?;
                         ctx.extend(s.context.iter().cloned());
-                        drv.args.push(s.s.to_string());
+                        drv.args.push(s.s.as_str().to_owned());
                     }
                 }
                 _ if structured => {
@@ -305,25 +307,27 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                     if json.len() > 1 {
                         json.push(',');
                     }
-                    json.push_str(&serde_json::Value::String(key.to_string()).to_string());
+                    json.push_str(&serde_json::Value::String(key.as_str().to_owned()).to_string());
                     json.push(':');
                     crate::builtins_more::to_json(ev, &v, &mut json, &mut ctx, true)?;
                     match &**key {
                         "builder" => {
                             let s = string(ev, t)?;
                             ctx.extend(s.context.iter().cloned());
-                            drv.builder = s.s.to_string();
+                            drv.builder = s.s.as_str().to_owned();
                         }
-                        "system" => drv.platform = string_no_ctx(ev, t)?.to_string(),
-                        "outputHash" => spec.output_hash = Some(string_no_ctx(ev, t)?.to_string()),
+                        "system" => drv.platform = string_no_ctx(ev, t)?.as_str().to_owned(),
+                        "outputHash" => {
+                            spec.output_hash = Some(string_no_ctx(ev, t)?.as_str().to_owned())
+                        }
                         "outputHashAlgo" => {
-                            spec.output_hash_algo = string_no_ctx(ev, t)?.to_string()
+                            spec.output_hash_algo = string_no_ctx(ev, t)?.as_str().to_owned()
                         }
                         "outputHashMode" => spec.method = Some(hash_mode(&string_no_ctx(ev, t)?)?),
                         "outputs" => {
                             let mut names = Vec::new();
                             for x in list(ev, t)?.iter() {
-                                names.push(string_no_ctx(ev, x)?.to_string());
+                                names.push(string_no_ctx(ev, x)?.as_str().to_owned());
                             }
                             set_outputs(&mut spec, names)?;
                         }
@@ -334,7 +338,7 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                     let v = force(ev, t)?;
                     let s = ev.coerce_to_string(&v, true, true)?;
                     ctx.extend(s.context.iter().cloned());
-                    let s = s.s.to_string();
+                    let s = s.s.as_str().to_owned();
                     match &**key {
                         "builder" => drv.builder = s.clone(),
                         "system" => drv.platform = s.clone(),
@@ -350,19 +354,25 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                         )?,
                         _ => {}
                     }
-                    drv.env.insert(key.to_string(), s);
+                    env.push((key.as_str().to_owned(), s));
                 }
             }
             Ok(())
         })();
-        r.map_err(|x| drv_attr_frame(ev, x, args, key, &drv_name))?;
+        r.map_err(|x| drv_attr_frame(ev, x, args, key, drv_name))?;
     }
+    drv.env = env.into_iter().collect();
     if structured {
         json.push('}');
         drv.env.insert("__json".into(), json);
     }
 
-    // Everything the strings refer to becomes an input.
+    // Everything the strings refer to becomes an input, each once and in order (which
+    // decides which bad element an error names, as CppNix's sorted set). Most repeats are
+    // one handle met in several strings (an input's path in its own attribute, in `PATH`,
+    // in a script), so those go first by address, which is cheaper than comparing text.
+    ctx.sort_unstable_by_key(|c| c.as_str().as_ptr() as usize);
+    ctx.dedup_by(|a, b| RcStr::ptr_eq(a, b));
     ctx.sort_unstable();
     ctx.dedup();
     for c in &ctx {
@@ -376,8 +386,12 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                 drv.input_srcs.insert(q);
             }
         } else if let Some(rest) = c.strip_prefix('!') {
+            // The output name is short: a plain scan finds its end sooner than a search
+            // set up for long text.
             let (out, p) = rest
-                .split_once('!')
+                .bytes()
+                .position(|b| b == b'!')
+                .map(|i| (&rest[..i], &rest[i + 1..]))
                 .ok_or_else(|| EvalError::new(format!("invalid string context '{c}'")))?;
             let sp = parse_store_path(ev, p)?;
             drv.input_drvs.entry(sp).or_default().insert(out.into());
@@ -454,11 +468,14 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
     let shown = ev.store.dir.display(&drv_path);
 
     let mut out = AttrMap::new();
+    let mut all = String::with_capacity(shown.len() + 1);
+    all.push('=');
+    all.push_str(&shown);
     out.insert(
         "drvPath".into(),
         Thunk::value(Value::String(NixString::with_context(
             shown.clone(),
-            vec![format!("={shown}").into()],
+            vec![all.into()],
         ))),
     );
     for (id, path) in &outputs {
@@ -466,13 +483,17 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
             Some(p) => ev.store.dir.display(p),
             // Built later (floating content-addressed, or deferred): dependents refer to the
             // output through a placeholder that resolving replaces.
-            None => downstream_placeholder(&drv_path, &drv_name, id),
+            None => downstream_placeholder(&drv_path, drv_name, id),
         };
+        let mut built = String::with_capacity(id.len() + shown.len() + 2);
+        for part in ["!", id, "!", &shown] {
+            built.push_str(part);
+        }
         out.insert(
             id.as_str().into(),
             Thunk::value(Value::String(NixString::with_context(
                 s,
-                vec![format!("!{id}!{shown}").into()],
+                vec![built.into()],
             ))),
         );
     }

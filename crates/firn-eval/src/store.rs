@@ -12,7 +12,7 @@
 //! nothing can be added, so an evaluation that only computes paths (read-only mode) works and
 //! one that must write fails, naming the store operation as CppNix does.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -65,6 +65,10 @@ const OUTPUT_LISTS_KEPT: usize = 8;
 /// 211 characters from `[A-Za-z0-9+-._?=]`, not `.` or `..`, and not start with `.-` or
 /// `..-`.
 pub fn name_problem(name: &str) -> Option<String> {
+    // Every derivation's name is checked: a valid one without working out each reason.
+    if firn_format::store_path::validate_name(name).is_ok() {
+        return None;
+    }
     if name.is_empty() {
         return Some("name must not be empty".to_string());
     }
@@ -369,15 +373,24 @@ impl EvalStore {
         text: &str,
         refs: &BTreeSet<StorePath>,
     ) -> EResult<StorePath> {
+        self.add_text_refs(name, text, &refs.iter().collect::<Vec<_>>())
+    }
+
+    /// [`Self::add_text`] with the references borrowed, in order: a derivation's are in two
+    /// sets, and only a store that is written to needs them as one.
+    fn add_text_refs(&mut self, name: &str, text: &str, refs: &[&StorePath]) -> EResult<StorePath> {
         match self.writer() {
-            Some(store) => store
-                .add_text(name, text.as_bytes(), refs)
-                .map_err(|e| store_err("writing", name, e)),
+            Some(store) => {
+                let refs: BTreeSet<StorePath> = refs.iter().map(|r| (*r).clone()).collect();
+                store
+                    .add_text(name, text.as_bytes(), &refs)
+                    .map_err(|e| store_err("writing", name, e))
+            }
             None => {
                 self.refused("addTextToStore", false)?;
                 let h = Hash::digest(HashAlgo::Sha256, text.as_bytes());
                 self.dir
-                    .make_text_path(name, &h, refs)
+                    .make_text_path(name, &h, refs.iter().copied())
                     .map_err(|e| store_err("writing", name, e))
             }
         }
@@ -394,31 +407,38 @@ impl EvalStore {
         let (text, h) = self
             .drv_hashes
             .instantiate(&dir, &mut drv, |p| load_derivation(&dir, backend, p))?;
+        let p = self.register_derivation(&drv, text, h)?;
         let outputs = drv
             .outputs
-            .iter()
-            .map(|(id, o)| (id.clone(), o.path.clone()))
+            .into_iter()
+            .map(|(id, o)| (id, o.path))
             .collect();
-        Ok((self.register_derivation(drv, text, h)?, outputs))
+        Ok((p, outputs))
     }
 
     /// Write (or compute the path of) `drv` with its text and hash modulo already made.
     fn register_derivation(
         &mut self,
-        drv: Derivation,
+        drv: &Derivation,
         text: String,
         h: DrvHash,
     ) -> EResult<StorePath> {
-        let references = drv.references();
-        let p = self.add_text(&format!("{}.drv", drv.name), &text, &references)?;
-        if self.drv_hashes.get(&p).is_none() {
-            self.drv_hashes.insert(p.clone(), h);
-        }
-        let outputs = self.output_list(drv.outputs.keys());
+        let references = drv.sorted_references();
+        let mut name = String::with_capacity(drv.name.len() + 4);
+        name.push_str(&drv.name);
+        name.push_str(".drv");
+        let p = self.add_text_refs(&name, &text, &references)?;
+        self.drv_hashes.insert_new(&p, h);
+        let outputs = self.output_list(&drv.outputs);
+        // Most references are to paths already known (derivations of a package set share
+        // their inputs): those are not cloned.
         let references = references
             .into_iter()
             .map(|r| {
-                let (i, _) = self.referenced.insert_full(r);
+                let i = match self.referenced.get_index_of(r) {
+                    Some(i) => i,
+                    None => self.referenced.insert_full(r.clone()).0,
+                };
                 u32::try_from(i).expect("fewer than 2^32 store paths")
             })
             .collect();
@@ -433,18 +453,14 @@ impl EvalStore {
     }
 
     /// The shared list of these output names.
-    fn output_list<'a>(
-        &mut self,
-        names: impl ExactSizeIterator<Item = &'a String>,
-    ) -> Rc<[String]> {
-        let names: Vec<&String> = names.collect();
+    fn output_list<V>(&mut self, names: &BTreeMap<String, V>) -> Rc<[String]> {
         let same = |l: &&Rc<[String]>| {
-            l.len() == names.len() && l.iter().zip(&names).all(|(a, b)| a == *b)
+            l.len() == names.len() && l.iter().zip(names.keys()).all(|(a, b)| a == b)
         };
         if let Some(l) = self.output_lists.iter().rev().find(same) {
             return l.clone();
         }
-        let l: Rc<[String]> = names.into_iter().cloned().collect();
+        let l: Rc<[String]> = names.keys().cloned().collect();
         if self.output_lists.len() == OUTPUT_LISTS_KEPT {
             self.output_lists.remove(0);
         }

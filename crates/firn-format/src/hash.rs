@@ -126,6 +126,18 @@ pub enum HashError {
     },
 }
 
+/// The two base16 digits of each byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    t
+};
+
 /// A digest together with its algorithm.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hash {
@@ -161,7 +173,23 @@ impl Hash {
     }
 
     pub fn to_base16(&self) -> String {
-        data_encoding::HEXLOWER.encode(self.as_bytes())
+        let mut s = String::with_capacity(2 * self.algo.size());
+        self.push_base16(&mut s);
+        s
+    }
+
+    /// Append the base16 digits to `out`: derivations write hashes into text they are
+    /// building (fingerprints, the hash modulo's inputs), so no string of their own.
+    pub fn push_base16(&self, out: &mut String) {
+        // Digits go to a buffer first, a byte's pair at a time, and are appended in one go: a
+        // `char` pushed at a time is checked for room and encoded each time.
+        let mut buf = [[0u8; 2]; 64];
+        let bytes = self.as_bytes();
+        for (pair, &b) in buf.iter_mut().zip(bytes) {
+            *pair = HEX_PAIRS[usize::from(b)];
+        }
+        let digits = &buf.as_flattened()[..2 * bytes.len()];
+        out.push_str(std::str::from_utf8(digits).expect("hex digits are ASCII"));
     }
 
     pub fn to_nix32(&self) -> String {
@@ -298,6 +326,15 @@ impl Hash {
         }
         out
     }
+
+    /// [`Hash::truncate_xor`] into a fixed size (a store path's 20 bytes), without allocating.
+    pub fn fold_into<const N: usize>(&self) -> [u8; N] {
+        let mut out = [0u8; N];
+        for (i, b) in self.as_bytes().iter().enumerate() {
+            out[i % N] ^= b;
+        }
+        out
+    }
 }
 
 impl fmt::Debug for Hash {
@@ -357,13 +394,21 @@ impl Hasher {
     }
 
     pub fn finish(self) -> Hash {
-        let (algo, bytes): (HashAlgo, Vec<u8>) = match self.inner {
-            HasherInner::Md5(h) => (HashAlgo::Md5, h.finalize().to_vec()),
-            HasherInner::Sha1(h) => (HashAlgo::Sha1, h.finalize().to_vec()),
-            HasherInner::Sha256(h) => (HashAlgo::Sha256, h.finalize().to_vec()),
-            HasherInner::Sha512(h) => (HashAlgo::Sha512, h.finalize().to_vec()),
+        // Each digest is copied straight from the stack: no vector in between.
+        let mut bytes = [0u8; 64];
+        let algo = match self.inner {
+            HasherInner::Md5(h) => Self::put(&mut bytes, HashAlgo::Md5, &h.finalize()),
+            HasherInner::Sha1(h) => Self::put(&mut bytes, HashAlgo::Sha1, &h.finalize()),
+            HasherInner::Sha256(h) => Self::put(&mut bytes, HashAlgo::Sha256, &h.finalize()),
+            HasherInner::Sha512(h) => Self::put(&mut bytes, HashAlgo::Sha512, &h.finalize()),
         };
-        Hash::from_bytes(algo, &bytes).expect("digest size matches algorithm")
+        Hash { algo, bytes }
+    }
+
+    fn put(bytes: &mut [u8; 64], algo: HashAlgo, digest: &[u8]) -> HashAlgo {
+        debug_assert_eq!(digest.len(), algo.size());
+        bytes[..digest.len()].copy_from_slice(digest);
+        algo
     }
 }
 
@@ -434,8 +479,21 @@ mod tests {
     }
 
     #[test]
+    fn base16_matches_data_encoding() {
+        for algo in HashAlgo::ALL {
+            let h = Hash::digest(algo, b"abc");
+            assert_eq!(h.to_base16(), data_encoding::HEXLOWER.encode(h.as_bytes()));
+            let mut s = String::from("x");
+            h.push_base16(&mut s);
+            assert_eq!(s, format!("x{}", h.to_base16()));
+        }
+    }
+
+    #[test]
     fn truncate_xor_folds() {
         let h = Hash::from_bytes(HashAlgo::Md5, &[1u8; 16]).unwrap();
         assert_eq!(h.truncate_xor(8), vec![0u8; 8]);
+        let h = Hash::digest(HashAlgo::Sha256, b"abc");
+        assert_eq!(h.fold_into::<20>().to_vec(), h.truncate_xor(20));
     }
 }

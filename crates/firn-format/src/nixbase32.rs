@@ -31,21 +31,44 @@ pub const fn encoded_len(len: usize) -> usize {
 
 /// Encode bytes as nixbase32.
 pub fn encode(bytes: &[u8]) -> String {
-    let len = encoded_len(bytes.len());
-    let mut out = String::with_capacity(len);
-    for n in (0..len).rev() {
-        let b = n * 5;
-        let i = b / 8;
-        let j = b % 8;
-        let lo = (bytes[i] as u16) >> j;
-        let hi = if i + 1 < bytes.len() {
-            (bytes[i + 1] as u16) << (8 - j)
-        } else {
-            0
-        };
-        out.push(ALPHABET[((lo | hi) & 0x1f) as usize] as char);
-    }
+    let mut out = String::with_capacity(encoded_len(bytes.len()));
+    encode_into(&mut out, bytes);
     out
+}
+
+/// Append the nixbase32 encoding of `bytes` to `out` (store paths are built this way, with
+/// no string of their own for the hash part).
+pub fn encode_into(out: &mut String, bytes: &[u8]) {
+    // Up to a SHA-512's worth, the digits go to a buffer first and are appended in one go:
+    // a `char` pushed at a time is checked for room and encoded each time.
+    let mut buf = [0u8; encoded_len(64)];
+    let len = encoded_len(bytes.len());
+    if len > buf.len() {
+        out.reserve(len);
+        for n in (0..len).rev() {
+            out.push(char::from(digit_at(bytes, n)));
+        }
+        return;
+    }
+    for (c, n) in buf.iter_mut().zip((0..len).rev()) {
+        *c = digit_at(bytes, n);
+    }
+    out.push_str(std::str::from_utf8(&buf[..len]).expect("nixbase32 digits are ASCII"));
+}
+
+/// The character for the `n`th group of five bits of `bytes` (from the lowest bits of the
+/// first byte).
+fn digit_at(bytes: &[u8], n: usize) -> u8 {
+    let b = n * 5;
+    let i = b / 8;
+    let j = b % 8;
+    let lo = (bytes[i] as u16) >> j;
+    let hi = if i + 1 < bytes.len() {
+        (bytes[i + 1] as u16) << (8 - j)
+    } else {
+        0
+    };
+    ALPHABET[((lo | hi) & 0x1f) as usize]
 }
 
 fn digit(c: u8) -> Option<u8> {
@@ -59,9 +82,21 @@ fn digit(c: u8) -> Option<u8> {
     }
 }
 
+/// Which bytes are characters of the alphabet: store paths are checked a character at a
+/// time, and a table is one load where [`digit`]'s ranges are several comparisons.
+const VALID: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        t[ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Is `c` a character of the nixbase32 alphabet?
 pub fn is_valid_char(c: u8) -> bool {
-    digit(c).is_some()
+    VALID[usize::from(c)]
 }
 
 /// Decode a nixbase32 string into exactly `out_len` bytes.
@@ -115,6 +150,13 @@ mod tests {
         for len in 0..70usize {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
             assert_eq!(decode(&encode(&bytes), len).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn valid_chars_are_the_digits() {
+        for c in 0..=255u8 {
+            assert_eq!(is_valid_char(c), digit(c).is_some(), "{c}");
         }
     }
 

@@ -6,7 +6,6 @@
 //! sources, `output:<id>` for derivation outputs. Fixed-output paths that are not recursive
 //! SHA-256 go through one more step (`fixed:out:[r:]<algo>:<hex>:`).
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use thiserror::Error;
@@ -32,9 +31,38 @@ pub enum StorePathError {
     BadName { name: String, reason: String },
 }
 
+/// The bytes a store path name may have: `[A-Za-z0-9+-._?=]`.
+const NAME_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_' | b'?' | b'=');
+        c += 1;
+    }
+    t
+};
+
 /// Check a store path name: 1 to 211 characters from `[A-Za-z0-9+-._?=]`, not `.` or `..`,
 /// and not starting with `.-` or `..-`.
 pub fn validate_name(name: &str) -> Result<(), StorePathError> {
+    // Every derivation checks several names (its own, its outputs', each input path's):
+    // a valid name costs one table look-up a byte; the reasons are worked out only when
+    // it is not.
+    let b = name.as_bytes();
+    if !b.is_empty()
+        && b.len() <= MAX_NAME_LEN
+        && b[0] != b'.'
+        && b.iter().all(|&c| NAME_CHARS[usize::from(c)])
+    {
+        return Ok(());
+    }
+    name_error(name)
+}
+
+/// Why `name` is not a valid store path name (or `Ok` for a valid name starting with `.`).
+#[cold]
+fn name_error(name: &str) -> Result<(), StorePathError> {
     let bad = |reason: String| StorePathError::BadName {
         name: name.to_string(),
         reason,
@@ -74,9 +102,16 @@ impl StorePath {
     /// Build from a digest part and a name (the name is validated).
     pub fn from_parts(hash: &[u8; HASH_BYTES], name: &str) -> Result<StorePath, StorePathError> {
         validate_name(name)?;
-        Ok(StorePath {
-            base: format!("{}-{}", nixbase32::encode(hash), name),
-        })
+        Ok(Self::from_valid_parts(hash, name))
+    }
+
+    /// [`StorePath::from_parts`] for a name already validated.
+    fn from_valid_parts(hash: &[u8; HASH_BYTES], name: &str) -> StorePath {
+        let mut base = String::with_capacity(HASH_CHARS + 1 + name.len());
+        nixbase32::encode_into(&mut base, hash);
+        base.push('-');
+        base.push_str(name);
+        StorePath { base }
     }
 
     /// Parse `<hash>-<name>` (no directory).
@@ -250,13 +285,12 @@ impl StoreDir {
             .strip_prefix(self.0.as_str())
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| StorePathError::NotInStore(s.to_string()))?;
-        if base.contains('/') {
-            return Err(StorePathError::Invalid(
-                s.to_string(),
-                "it has a path below the store path",
-            ));
-        }
-        StorePath::from_base_name(base)
+        // A `/` is in neither the hash nor the name, so a path with one below it fails to
+        // parse anyway: only then is it looked for, to say so.
+        StorePath::from_base_name(base).map_err(|e| match base.contains('/') {
+            true => StorePathError::Invalid(s.to_string(), "it has a path below the store path"),
+            false => e,
+        })
     }
 
     /// Given any path inside the store (`/nix/store/<base>/sub/dir`), the store path it is in
@@ -286,43 +320,69 @@ impl StoreDir {
         inner: &Hash,
         name: &str,
     ) -> Result<StorePath, StorePathError> {
+        self.make_store_path_with(ty.len(), |fp| fp.push_str(ty), inner, name)
+    }
+
+    /// [`StoreDir::make_store_path`] with the type written into the fingerprint by
+    /// `write_type` (about `type_len` bytes): derivations make several paths each, and
+    /// their types (`output:<id>`, `text:<references>`) need no string of their own.
+    fn make_store_path_with(
+        &self,
+        type_len: usize,
+        write_type: impl FnOnce(&mut String),
+        inner: &Hash,
+        name: &str,
+    ) -> Result<StorePath, StorePathError> {
         validate_name(name)?;
         let algo = inner.algo().name();
         let mut fingerprint = String::with_capacity(
-            ty.len() + algo.len() + 2 * inner.as_bytes().len() + self.0.len() + name.len() + 4,
+            type_len + algo.len() + 2 * inner.as_bytes().len() + self.0.len() + name.len() + 4,
         );
-        for (i, part) in [ty, algo, &inner.to_base16(), &self.0, name]
-            .into_iter()
-            .enumerate()
-        {
-            if i > 0 {
-                fingerprint.push(':');
-            }
-            fingerprint.push_str(part);
-        }
+        write_type(&mut fingerprint);
+        fingerprint.push(':');
+        fingerprint.push_str(algo);
+        fingerprint.push(':');
+        inner.push_base16(&mut fingerprint);
+        fingerprint.push(':');
+        fingerprint.push_str(&self.0);
+        fingerprint.push(':');
+        fingerprint.push_str(name);
         let h = Hash::digest(HashAlgo::Sha256, fingerprint.as_bytes());
-        let folded = h.truncate_xor(HASH_BYTES);
-        let mut arr = [0u8; HASH_BYTES];
-        arr.copy_from_slice(&folded);
-        StorePath::from_parts(&arr, name)
+        Ok(StorePath::from_valid_parts(&h.fold_into(), name))
     }
 
-    fn make_type<'a>(
+    /// A path whose type is `base` followed by `:<path>` for each reference (in order, each
+    /// once) and `:self` if it refers to itself.
+    fn make_path_with_refs<'a>(
         &self,
         base: &str,
         refs: impl IntoIterator<Item = &'a StorePath>,
         self_ref: bool,
-    ) -> String {
-        let sorted: BTreeSet<&StorePath> = refs.into_iter().collect();
-        let mut ty = base.to_string();
-        for r in sorted {
-            ty.push(':');
-            self.display_into(&mut ty, r);
-        }
-        if self_ref {
-            ty.push_str(":self");
-        }
-        ty
+        inner: &Hash,
+        name: &str,
+    ) -> Result<StorePath, StorePathError> {
+        // Sorted and without repeats, as CppNix's `StorePathSet`; callers mostly give them
+        // so already, which the sort finds in one pass.
+        let mut sorted: Vec<&StorePath> = refs.into_iter().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let len = base.len()
+            + sorted
+                .iter()
+                .map(|r| self.0.len() + r.base.len() + 2)
+                .sum::<usize>()
+            + if self_ref { 5 } else { 0 };
+        let write_type = |ty: &mut String| {
+            ty.push_str(base);
+            for r in sorted {
+                ty.push(':');
+                self.display_into(ty, r);
+            }
+            if self_ref {
+                ty.push_str(":self");
+            }
+        };
+        self.make_store_path_with(len, write_type, inner, name)
     }
 
     /// The path of a text file added with `references` (`builtins.toFile`, `.drv` files).
@@ -332,8 +392,7 @@ impl StoreDir {
         text_hash: &Hash,
         refs: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<StorePath, StorePathError> {
-        let ty = self.make_type("text", refs, false);
-        self.make_store_path(&ty, text_hash, name)
+        self.make_path_with_refs("text", refs, false, text_hash, name)
     }
 
     /// The path of fixed-output content: a recursive SHA-256 is a `source` path (which may
@@ -347,8 +406,7 @@ impl StoreDir {
         self_ref: bool,
     ) -> Result<StorePath, StorePathError> {
         if method == FileIngestionMethod::Recursive && hash.algo() == HashAlgo::Sha256 {
-            let ty = self.make_type("source", refs, self_ref);
-            self.make_store_path(&ty, hash, name)
+            self.make_path_with_refs("source", refs, self_ref, hash, name)
         } else {
             let inner = format!(
                 "fixed:out:{}{}:{}:",
@@ -387,11 +445,15 @@ impl StoreDir {
         drv_name: &str,
     ) -> Result<StorePath, StorePathError> {
         let name = if output == "out" {
-            drv_name.to_string()
+            std::borrow::Cow::Borrowed(drv_name)
         } else {
-            format!("{drv_name}-{output}")
+            std::borrow::Cow::Owned(crate::derivation::output_path_name(drv_name, output))
         };
-        self.make_store_path(&format!("output:{output}"), drv_hash, &name)
+        let write_type = |ty: &mut String| {
+            ty.push_str("output:");
+            ty.push_str(output);
+        };
+        self.make_store_path_with(7 + output.len(), write_type, drv_hash, &name)
     }
 }
 

@@ -6,8 +6,9 @@
 //! they are (output names and paths, input paths, the system). Parsing never panics: malformed
 //! text gives an error with the byte offset.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use super::modulo::ModuloInputs;
 use super::{output_path_name, parse_method_algo, Derivation, DerivationOutput, DrvError};
 use crate::store_path::{StoreDir, StorePath};
 
@@ -179,69 +180,75 @@ pub fn escaped(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     // Copy the runs between characters that need escaping whole (all of them are ASCII,
-    // so splitting there keeps the UTF-8 intact). Without a return or a tab, which is nearly
-    // always, the others are found with a vectorised search.
-    if memchr::memchr2(b'\r', b'\t', s.as_bytes()).is_none() {
+    // so splitting there keeps the UTF-8 intact). Most strings of a derivation are short
+    // (names, versions, flags), where a byte loop beats setting up a vectorised search;
+    // in a long one without a return or a tab, which is nearly always, the others are found
+    // with a vectorised search.
+    if s.len() >= 32 && memchr::memchr2(b'\r', b'\t', s.as_bytes()).is_none() {
         let mut start = 0;
         for i in memchr::memchr3_iter(b'"', b'\\', b'\n', s.as_bytes()) {
             out.push_str(&s[start..i]);
-            out.push_str(match s.as_bytes()[i] {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                _ => "\\n",
-            });
+            out.push_str(escape(s.as_bytes()[i]));
             start = i + 1;
         }
         out.push_str(&s[start..]);
-        out.push('"');
-        return;
+    } else {
+        let mut start = 0;
+        for (i, &b) in s.as_bytes().iter().enumerate() {
+            if NEEDS_ESCAPE[usize::from(b)] {
+                out.push_str(&s[start..i]);
+                out.push_str(escape(b));
+                start = i + 1;
+            }
+        }
+        out.push_str(&s[start..]);
     }
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        out.push_str(esc);
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
     out.push('"');
 }
 
-/// An input derivation's key in the ATerm: its path, or (for the hash modulo) a hash.
-#[derive(Clone, Copy)]
-enum Key<'a> {
-    Text(&'a str),
-    Path(&'a StorePath),
+/// The bytes [`escaped`] writes otherwise.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\t' as usize] = true;
+    t
+};
+
+/// How [`escaped`] writes a byte of [`NEEDS_ESCAPE`].
+fn escape(b: u8) -> &'static str {
+    match b {
+        b'"' => "\\\"",
+        b'\\' => "\\\\",
+        b'\n' => "\\n",
+        b'\r' => "\\r",
+        _ => "\\t",
+    }
 }
 
-/// `rest` (written masked by [`Derivation::unparse_rest_marked`]) with `value(output)`
-/// put in at each mark: the text written unmasked once output paths are known. The values
-/// are store paths, which need no escaping.
+/// Append `rest` (written masked by [`Derivation::unparse_rest_marked`]) to `out` with
+/// `value(out, output)` writing the value at each mark: the text written unmasked once output
+/// paths are known. The values are store paths, which need no escaping.
 pub(super) fn splice_output_paths<'a>(
+    out: &mut String,
     rest: &str,
     marks: &[(usize, &'a str)],
-    mut value: impl FnMut(&'a str) -> String,
-) -> String {
-    let mut out = String::with_capacity(rest.len() + marks.len() * 64);
+    mut value: impl FnMut(&mut String, &'a str),
+) {
+    out.reserve(rest.len() + marks.len() * 80);
     let mut at = 0;
     for (pos, output) in marks {
         out.push_str(&rest[at..*pos]);
-        let v = value(output);
-        debug_assert!(!v
+        let start = out.len();
+        value(out, output);
+        debug_assert!(!out[start..]
             .bytes()
             .any(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\r' | b'\t')));
-        out.push_str(&v);
         at = *pos;
     }
     out.push_str(&rest[at..]);
-    out
 }
 
 /// Append `s` in quotes as it is (CppNix does not escape names, paths and the system).
@@ -333,13 +340,13 @@ impl Derivation {
     }
 
     /// The ATerm text. With `mask_outputs`, output paths and the environment variables named
-    /// after outputs are blanked; `input_hashes` (base16 hash modulo → output names) replaces
-    /// the input derivations, as for the hash modulo.
-    pub fn unparse(
+    /// after outputs are blanked; `input_hashes` (each input's hash modulo with the outputs
+    /// used) replaces the input derivations, as for the hash modulo.
+    pub(crate) fn unparse(
         &self,
         sd: &StoreDir,
         mask_outputs: bool,
-        input_hashes: Option<&BTreeMap<String, BTreeSet<String>>>,
+        input_hashes: Option<&ModuloInputs<'_>>,
     ) -> String {
         let mut s = String::with_capacity(1024);
         self.unparse_outputs(&mut s, sd, mask_outputs);
@@ -350,6 +357,19 @@ impl Derivation {
 
     /// `Derive([outputs],`
     pub(super) fn unparse_outputs(&self, s: &mut String, sd: &StoreDir, mask_outputs: bool) {
+        self.unparse_outputs_with(s, sd, |_, o| match mask_outputs {
+            true => None,
+            false => o.path.as_ref(),
+        });
+    }
+
+    /// `Derive([outputs],` with each output's path as `path` gives it (blank for none).
+    pub(super) fn unparse_outputs_with<'p>(
+        &'p self,
+        s: &mut String,
+        sd: &StoreDir,
+        path: impl Fn(&str, &'p DerivationOutput) -> Option<&'p StorePath>,
+    ) {
         s.push_str("Derive([");
         for (i, (id, o)) in self.outputs.iter().enumerate() {
             if i > 0 {
@@ -358,13 +378,13 @@ impl Derivation {
             s.push('(');
             raw(s, id);
             s.push(',');
-            match (&o.path, mask_outputs) {
-                (Some(p), false) => {
+            match path(id, o) {
+                Some(p) => {
                     s.push('"');
                     sd.display_into(s, p);
                     s.push('"');
                 }
-                _ => raw(s, ""),
+                None => raw(s, ""),
             }
             s.push(',');
             raw(s, &o.hash_algo);
@@ -380,37 +400,48 @@ impl Derivation {
         &self,
         s: &mut String,
         sd: &StoreDir,
-        input_hashes: Option<&BTreeMap<String, BTreeSet<String>>>,
+        input_hashes: Option<&ModuloInputs<'_>>,
     ) {
         s.push('[');
-        let mut first = true;
-        let mut input = |s: &mut String, key: Key<'_>, outs: &BTreeSet<String>| {
-            if !first {
-                s.push(',');
-            }
-            first = false;
-            s.push_str("(\"");
-            match key {
-                Key::Text(k) => s.push_str(k),
-                Key::Path(p) => sd.display_into(s, p),
-            }
-            s.push_str("\",");
-            list(s, outs.iter().map(String::as_str), raw);
-            s.push(')');
-        };
         match input_hashes {
             Some(h) => {
-                for (k, outs) in h {
-                    input(s, Key::Text(k), outs);
+                for (i, (hash, outs)) in h.groups().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    s.push_str("(\"");
+                    hash.push_base16(s);
+                    s.push_str("\",");
+                    list(s, outs, raw);
+                    s.push(')');
                 }
             }
             None => {
-                for (d, outs) in &self.input_drvs {
-                    input(s, Key::Path(d), outs);
+                for (i, (d, outs)) in self.input_drvs.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    s.push_str("(\"");
+                    sd.display_into(s, d);
+                    s.push_str("\",");
+                    list(s, outs.iter().map(String::as_str), raw);
+                    s.push(')');
                 }
             }
         }
         s.push_str("],");
+    }
+
+    /// About how long [`Self::unparse_rest`] is (not counting escapes), to allocate once.
+    pub(super) fn rest_len_hint(&self, sd: &StoreDir) -> usize {
+        let srcs: usize = self
+            .input_srcs
+            .iter()
+            .map(|p| sd.as_str().len() + p.base_name().len() + 4)
+            .sum();
+        let args: usize = self.args.iter().map(|a| a.len() + 3).sum();
+        let env: usize = self.env.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        srcs + self.platform.len() + self.builder.len() + args + env + 16
     }
 
     /// `[sources],"system","builder",[args],[env])`

@@ -287,8 +287,32 @@ impl Derivation {
 
     /// The references of the `.drv` file: input sources and input derivations.
     pub fn references(&self) -> BTreeSet<StorePath> {
-        let mut r = self.input_srcs.clone();
-        r.extend(self.input_drvs.keys().cloned());
-        r
+        self.sorted_references().into_iter().cloned().collect()
+    }
+
+    /// [`Derivation::references`] borrowed, in order and each once: the two sets merged
+    /// (a derivation given with all its outputs is in both).
+    pub fn sorted_references(&self) -> Vec<&StorePath> {
+        let mut out = Vec::with_capacity(self.input_srcs.len() + self.input_drvs.len());
+        let mut srcs = self.input_srcs.iter().peekable();
+        let mut drvs = self.input_drvs.keys().peekable();
+        loop {
+            let next = match (srcs.peek(), drvs.peek()) {
+                (Some(s), Some(d)) => match s.cmp(d) {
+                    std::cmp::Ordering::Less => srcs.next(),
+                    std::cmp::Ordering::Greater => drvs.next(),
+                    std::cmp::Ordering::Equal => {
+                        drvs.next();
+                        srcs.next()
+                    }
+                },
+                (Some(_), None) => srcs.next(),
+                (None, _) => drvs.next(),
+            };
+            match next {
+                Some(p) => out.push(p),
+                None => return out,
+            }
+        }
     }
 }

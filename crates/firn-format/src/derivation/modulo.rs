@@ -7,7 +7,7 @@
 //! changing how a fixed output is fetched does not change anything that depends on it.
 //! Reading input derivations is IO, so callers supply them; [`DrvHashes`] memoises.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{hash_map, BTreeSet, HashMap, HashSet};
 
 use super::{
     ingestion_prefix, output_path_name, Derivation, DerivationOutput, DerivationType, DrvError,
@@ -177,31 +177,23 @@ impl Derivation {
         })
     }
 
-    /// The input derivations as the hash modulo writes them (base16 of each input's hash
-    /// modulo → the output names used), and the kind of hash (deferred if any input is).
-    fn modulo_inputs<E: From<DrvError>>(
-        &self,
+    /// The input derivations as the hash modulo writes them (each input's hash modulo with
+    /// the output names used), and the kind of hash (deferred if any input is).
+    fn modulo_inputs<'a, E: From<DrvError>>(
+        &'a self,
         sd: &StoreDir,
         mut kind: DrvHashKind,
         input: &mut impl FnMut(&StorePath) -> Result<DrvHash, E>,
-    ) -> Result<(BTreeMap<String, BTreeSet<String>>, DrvHashKind), E> {
-        let mut inputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    ) -> Result<(ModuloInputs<'a>, DrvHashKind), E> {
+        let mut inputs = ModuloInputs::with_capacity(self.input_drvs.len());
         for (d, outs) in &self.input_drvs {
             let res = input(d)?;
             if res.kind == DrvHashKind::Deferred {
                 kind = DrvHashKind::Deferred;
             }
-            for out in outs {
-                let h = res
-                    .hashes
-                    .get(out)
-                    .ok_or_else(|| DrvError::MissingInputOutput {
-                        drv: sd.display(d),
-                        output: out.clone(),
-                    })?;
-                inputs.entry(h.to_base16()).or_default().insert(out.clone());
-            }
+            inputs.add(sd, d, outs, &res.hashes)?;
         }
+        inputs.finish();
         Ok((inputs, kind))
     }
 
@@ -316,7 +308,81 @@ impl Derivation {
     pub fn drv_path(&self, sd: &StoreDir) -> Result<StorePath, StorePathError> {
         let text = self.to_aterm(sd);
         let h = Hash::digest(HashAlgo::Sha256, text.as_bytes());
-        sd.make_text_path(&format!("{}.drv", self.name), &h, &self.references())
+        sd.make_text_path(&format!("{}.drv", self.name), &h, self.sorted_references())
+    }
+}
+
+/// The input derivations as the hash modulo writes them: instead of its path, each input
+/// gives the base16 of its own hash modulo, with the outputs used. Kept as the hashes and
+/// (hash, output) pairs, sorted as the text is (bytes sort as their base16 does) and grouped
+/// when written: two inputs may have the same hash (fixed outputs with the same contents),
+/// and their outputs are then merged, as in CppNix's map from hash to outputs. No text is
+/// made for the hashes until they are written.
+pub(crate) struct ModuloInputs<'a> {
+    hashes: Vec<Hash>,
+    /// The first eight bytes of the hash (which nearly always tell two apart, in a register),
+    /// its place in `hashes`, and an output name.
+    pairs: Vec<(u64, u32, &'a str)>,
+}
+
+impl<'a> ModuloInputs<'a> {
+    fn with_capacity(inputs: usize) -> Self {
+        ModuloInputs {
+            hashes: Vec::with_capacity(inputs),
+            pairs: Vec::with_capacity(inputs),
+        }
+    }
+
+    /// The outputs `outs` of input `d`, whose hashes are `hashes`.
+    fn add(
+        &mut self,
+        sd: &StoreDir,
+        d: &StorePath,
+        outs: &'a BTreeSet<String>,
+        hashes: &OutputHashes,
+    ) -> Result<(), DrvError> {
+        for out in outs {
+            let h = hashes
+                .get(out)
+                .ok_or_else(|| DrvError::MissingInputOutput {
+                    drv: sd.display(d),
+                    output: out.clone(),
+                })?;
+            // An input's outputs mostly share one hash: kept once.
+            if self.hashes.last() != Some(h) {
+                self.hashes.push(h.clone());
+            }
+            let i = u32::try_from(self.hashes.len() - 1).expect("fewer than 2^32 inputs");
+            let mut prefix = [0u8; 8];
+            let n = h.as_bytes().len().min(8);
+            prefix[..n].copy_from_slice(&h.as_bytes()[..n]);
+            self.pairs
+                .push((u64::from_be_bytes(prefix), i, out.as_str()));
+        }
+        Ok(())
+    }
+
+    /// Sort and drop repeats, once all inputs are in.
+    fn finish(&mut self) {
+        let hashes = &self.hashes;
+        let bytes = |i: u32| hashes[i as usize].as_bytes();
+        let order = |a: &(u64, u32, &str), b: &(u64, u32, &str)| {
+            a.0.cmp(&b.0)
+                .then_with(|| bytes(a.1).cmp(bytes(b.1)))
+                .then_with(|| a.2.cmp(b.2))
+        };
+        self.pairs.sort_unstable_by(order);
+        self.pairs.dedup_by(|a, b| order(a, b).is_eq());
+    }
+
+    /// Each hash with its outputs (in order).
+    pub(crate) fn groups(
+        &self,
+    ) -> impl Iterator<Item = (&Hash, impl Iterator<Item = &'a str> + '_)> {
+        let hash = |i: u32| &self.hashes[i as usize];
+        self.pairs
+            .chunk_by(move |a, b| hash(a.1) == hash(b.1))
+            .map(move |g| (hash(g[0].1), g.iter().map(|(_, _, o)| *o)))
     }
 }
 
@@ -354,6 +420,14 @@ impl DrvHashes {
     /// Record a hash computed elsewhere.
     pub fn insert(&mut self, drv: StorePath, hash: DrvHash) {
         self.memo.insert(drv, hash);
+    }
+
+    /// Record a hash computed elsewhere unless one is known (a derivation made again has the
+    /// same hash): one look-up.
+    pub fn insert_new(&mut self, drv: &StorePath, hash: DrvHash) {
+        if let hash_map::Entry::Vacant(e) = self.memo.entry(drv.clone()) {
+            e.insert(hash);
+        }
     }
 
     /// Make sure the hashes of `drvs` and of everything they depend on are known, reading
@@ -449,66 +523,119 @@ impl DrvHashes {
         drv: &mut Derivation,
         mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
     ) -> Result<(String, DrvHash), E> {
-        self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
-        let memo = &self.memo;
-        let mut input = known::<E>(memo, sd);
+        // The inputs' hashes, each looked up once (their derivations read first if need be).
+        let found = loop {
+            let found: Option<Vec<&DrvHash>> =
+                drv.input_drvs.keys().map(|d| self.memo.get(d)).collect();
+            match found {
+                Some(found) => break found,
+                None => self.ensure(sd, drv.input_drvs.keys(), &mut load)?,
+            }
+        };
         if !matches!(
             drv.derivation_type()?,
             DerivationType::InputAddressed { .. }
-        ) {
-            drv.compute_output_paths(sd, &mut input)?;
-            return drv.aterm_and_hash_modulo(sd, input);
+        ) || found.iter().any(|h| h.kind == DrvHashKind::Deferred)
+        {
+            // Not made from the hash modulo, or output paths wait for a build: nothing to
+            // share.
+            return self.instantiate_other(sd, drv, load);
         }
         for (id, o) in drv.outputs.iter_mut() {
             *o = DerivationOutput::deferred();
-            drv.env.insert(id.clone(), String::new());
+            match drv.env.get_mut(id) {
+                Some(v) => v.clear(),
+                None => {
+                    drv.env.insert(id.clone(), String::new());
+                }
+            }
         }
-        let (inputs, kind) = drv.modulo_inputs(sd, DrvHashKind::Regular, &mut input)?;
-        if kind == DrvHashKind::Deferred {
-            // Output paths wait for a build: nothing to share.
-            drv.compute_output_paths(sd, &mut input)?;
-            return drv.aterm_and_hash_modulo(sd, input);
+        let drv_ro: &Derivation = drv;
+        let mut inputs = ModuloInputs::with_capacity(drv_ro.input_drvs.len());
+        for ((d, outs), h) in drv_ro.input_drvs.iter().zip(found) {
+            inputs.add(sd, d, outs, &h.hashes)?;
         }
-        let mut inputs_by_hash = String::with_capacity(inputs.len() * 80 + 4);
-        drv.unparse_inputs(&mut inputs_by_hash, sd, Some(&inputs));
-        let mut rest_masked = String::with_capacity(1024);
-        let mut marks = Vec::new();
-        drv.unparse_rest_marked(&mut rest_masked, sd, true, &mut marks);
-        let mut head = String::with_capacity(256);
-        drv.unparse_outputs(&mut head, sd, true);
+        inputs.finish();
+        let mut inputs_by_hash = String::with_capacity(inputs.pairs.len() * 80 + 4);
+        drv_ro.unparse_inputs(&mut inputs_by_hash, sd, Some(&inputs));
+        let mut rest_masked = String::with_capacity(drv_ro.rest_len_hint(sd));
+        let mut marks = Vec::with_capacity(drv_ro.outputs.len());
+        drv_ro.unparse_rest_marked(&mut rest_masked, sd, true, &mut marks);
+        let mut head = String::with_capacity(64 + 48 * drv_ro.outputs.len());
+        drv_ro.unparse_outputs(&mut head, sd, true);
         let mut hasher = crate::hash::Hasher::new(HashAlgo::Sha256);
         for part in [&head, &inputs_by_hash, &rest_masked] {
             hasher.update(part.as_bytes());
         }
         let masked = hasher.finish();
-        let mut paths = BTreeMap::new();
-        for id in drv.outputs.keys() {
+        // In the order of the outputs.
+        let mut paths = Vec::with_capacity(drv_ro.outputs.len());
+        for id in drv_ro.outputs.keys() {
             let p = sd
-                .make_output_path(id, &masked, &drv.name)
+                .make_output_path(id, &masked, &drv_ro.name)
                 .map_err(DrvError::from)?;
-            paths.insert(id.clone(), p);
+            paths.push(p);
         }
-        let rest = super::aterm::splice_output_paths(&rest_masked, &marks, |id| {
-            paths.get(id).map(|p| sd.display(p)).unwrap_or_default()
+        let path_of = |id: &str| {
+            let i = drv_ro.outputs.keys().position(|o| o == id)?;
+            paths.get(i)
+        };
+
+        // The `.drv` text: outputs, input derivations by path, and the rest with the paths
+        // put in; the hash modulo is of the same text with the inputs by hash instead.
+        let path_len = sd.as_str().len() + 1 + drv_ro.name.len() + 48;
+        let inputs_len: usize = drv_ro
+            .input_drvs
+            .iter()
+            .map(|(d, outs)| path_len + d.name().len() + 16 * outs.len())
+            .sum();
+        let mut aterm = String::with_capacity(
+            head.len() + inputs_len + rest_masked.len() + 2 * marks.len() * path_len,
+        );
+        drv_ro.unparse_outputs_with(&mut aterm, sd, |id, _| path_of(id));
+        let head_len = aterm.len();
+        drv_ro.unparse_inputs(&mut aterm, sd, None);
+        let rest_start = aterm.len();
+        super::aterm::splice_output_paths(&mut aterm, &rest_masked, &marks, |out, id| {
+            if let Some(p) = path_of(id) {
+                sd.display_into(out, p);
+            }
         });
-        drop(marks);
-        for (id, p) in paths {
-            drv.env.insert(id.clone(), sd.display(&p));
-            drv.outputs.insert(id, DerivationOutput::input_addressed(p));
-        }
-        head.clear();
-        drv.unparse_outputs(&mut head, sd, false);
-        let mut aterm = String::with_capacity(head.len() + rest.len() + 512);
-        aterm.push_str(&head);
-        drv.unparse_inputs(&mut aterm, sd, None);
-        aterm.push_str(&rest);
         let mut hasher = crate::hash::Hasher::new(HashAlgo::Sha256);
-        for part in [&head, &inputs_by_hash, &rest] {
+        for part in [&aterm[..head_len], &inputs_by_hash, &aterm[rest_start..]] {
             hasher.update(part.as_bytes());
         }
         let h = hasher.finish();
+
+        for ((id, o), p) in drv.outputs.iter_mut().zip(paths) {
+            if let Some(v) = drv.env.get_mut(id) {
+                *v = sd.display(&p);
+            }
+            o.path = Some(p);
+        }
         let hashes = drv.outputs.keys().map(|k| (k.clone(), h.clone())).collect();
-        Ok((aterm, DrvHash { hashes, kind }))
+        Ok((
+            aterm,
+            DrvHash {
+                hashes,
+                kind: DrvHashKind::Regular,
+            },
+        ))
+    }
+
+    /// [`DrvHashes::instantiate`] of a derivation whose text cannot be shared: fixed-output,
+    /// floating, impure, or depending on a deferred one.
+    fn instantiate_other<E: From<DrvError>>(
+        &mut self,
+        sd: &StoreDir,
+        drv: &mut Derivation,
+        mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<(String, DrvHash), E> {
+        self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
+        let memo = &self.memo;
+        let mut input = known::<E>(memo, sd);
+        drv.compute_output_paths(sd, &mut input)?;
+        drv.aterm_and_hash_modulo(sd, input)
     }
 
     /// [`Derivation::compute_output_paths`] with the inputs' hashes from here (read with
@@ -522,5 +649,146 @@ impl DrvHashes {
         self.ensure(sd, drv.input_drvs.keys(), &mut load)?;
         let memo = &self.memo;
         drv.compute_output_paths(sd, known(memo, sd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::store_path::FileIngestionMethod;
+
+    fn drv(name: &str, builder: &str, outputs: &[(&str, DerivationOutput)]) -> Derivation {
+        let mut d = Derivation {
+            name: name.into(),
+            platform: "x86_64-linux".into(),
+            builder: builder.into(),
+            ..Default::default()
+        };
+        for (id, o) in outputs {
+            d.outputs.insert((*id).into(), o.clone());
+            d.env.insert((*id).into(), String::new());
+        }
+        d.env.insert("name".into(), name.into());
+        d
+    }
+
+    /// Inputs sharing a hash are one group wherever they come, outputs in order and once;
+    /// groups in the order of the base16 text.
+    #[test]
+    fn modulo_inputs_group_by_hash() {
+        let sd = StoreDir::default();
+        let d = drv("x", "/bin/sh", &[]);
+        let h = |s: &str| Hash::digest(HashAlgo::Sha256, s);
+        let one =
+            |o: &str, s: &str| -> OutputHashes { [(o.to_string(), h(s))].into_iter().collect() };
+        let set = |o: &[&str]| -> BTreeSet<String> { o.iter().map(|o| o.to_string()).collect() };
+        let (out, dev, both) = (set(&["out"]), set(&["dev"]), set(&["dev", "out"]));
+        let p = sd
+            .parse("/nix/store/ffffffffffffffffffffffffffffffff-x.drv")
+            .expect("a path");
+        let mut inputs = ModuloInputs::with_capacity(4);
+        inputs.add(&sd, &p, &out, &one("out", "a")).expect("add");
+        inputs.add(&sd, &p, &dev, &one("dev", "b")).expect("add");
+        let ab: OutputHashes = [("out".to_string(), h("a")), ("dev".to_string(), h("b"))]
+            .into_iter()
+            .collect();
+        inputs.add(&sd, &p, &both, &ab).expect("add");
+        inputs.add(&sd, &p, &dev, &one("dev", "a")).expect("add");
+        inputs.finish();
+        let mut text = String::new();
+        d.unparse_inputs(&mut text, &sd, Some(&inputs));
+        let mut want = [
+            format!("(\"{}\",[\"dev\",\"out\"])", h("a").to_base16()),
+            format!("(\"{}\",[\"dev\"])", h("b").to_base16()),
+        ];
+        want.sort();
+        assert_eq!(text, format!("[{}],", want.join(",")));
+        assert!(inputs.add(&sd, &p, &out, &one("dev", "a")).is_err());
+    }
+
+    /// Two inputs with one hash modulo (fixed outputs with the same name and contents, made
+    /// differently) are one entry of the text hashed, with their outputs merged, as in
+    /// CppNix's map from hash to outputs; the text and hashes made in one go agree with
+    /// those made apart.
+    #[test]
+    fn inputs_with_one_hash_are_merged() {
+        let sd = StoreDir::default();
+        let empty = Hash::digest(HashAlgo::Sha256, b"");
+        let fixed = DerivationOutput::fixed_output(FileIngestionMethod::Flat, &empty, None);
+        let mut made: HashMap<StorePath, Derivation> = HashMap::new();
+        let mut memo = DrvHashes::new();
+        let mut paths = Vec::new();
+        for (name, builder) in [("f", "/bin/sh"), ("f", "/bin/bash"), ("a", "/bin/sh")] {
+            let outs = if name == "f" {
+                vec![("out", fixed.clone())]
+            } else {
+                vec![
+                    ("out", DerivationOutput::deferred()),
+                    ("dev", DerivationOutput::deferred()),
+                ]
+            };
+            let mut d = drv(name, builder, &outs);
+            let (_, h) = memo
+                .instantiate(&sd, &mut d, |_| -> Result<Derivation, DrvError> {
+                    unreachable!("no inputs")
+                })
+                .expect("instantiating an input");
+            let p = d.drv_path(&sd).expect("drv path");
+            memo.insert(p.clone(), h);
+            made.insert(p.clone(), d);
+            paths.push(p);
+        }
+        let load = |p: &StorePath| {
+            made.get(p)
+                .cloned()
+                .ok_or_else(|| DrvError::Invalid(format!("no {p}")))
+        };
+        let mut c = drv("c", "/bin/sh", &[("out", DerivationOutput::deferred())]);
+        c.input_drvs.insert(paths[0].clone(), ["out".into()].into());
+        c.input_drvs.insert(paths[1].clone(), ["out".into()].into());
+        c.input_drvs
+            .insert(paths[2].clone(), ["dev".into(), "out".into()].into());
+        let mut apart = c.clone();
+
+        let (aterm, h) = DrvHashes::new()
+            .instantiate(&sd, &mut c, load)
+            .expect("instantiating");
+        DrvHashes::new()
+            .compute_output_paths(&sd, &mut apart, load)
+            .expect("output paths");
+        assert_eq!(c, apart);
+        assert_eq!(aterm, apart.to_aterm(&sd));
+        let (aterm2, h2) = DrvHashes::new()
+            .aterm_and_hash(&sd, &apart, load)
+            .expect("text and hash");
+        assert_eq!((&aterm2, &h2), (&aterm, &h));
+
+        // The text hashed, made the way it was before: a map from base16 to output names.
+        let mut by_hash: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (p, outs) in &c.input_drvs {
+            let hp = memo.get(p).expect("input hash");
+            for o in outs {
+                let hex = hp.hashes.get(o).expect("output hash").to_base16();
+                by_hash.entry(hex).or_default().insert(o.clone());
+            }
+        }
+        assert_eq!(by_hash.len(), 2, "the two fixed inputs share a hash");
+        let mut inputs = String::from("[");
+        for (i, (hex, outs)) in by_hash.iter().enumerate() {
+            if i > 0 {
+                inputs.push(',');
+            }
+            let outs: Vec<String> = outs.iter().map(|o| format!("\"{o}\"")).collect();
+            inputs.push_str(&format!("(\"{hex}\",[{}])", outs.join(",")));
+        }
+        inputs.push_str("],");
+        let mut by_path = String::new();
+        c.unparse_inputs(&mut by_path, &sd, None);
+        let text = aterm.replacen(&by_path, &inputs, 1);
+        assert_ne!(text, aterm);
+        let want = Hash::digest(HashAlgo::Sha256, text);
+        assert_eq!(h.hashes.get("out"), Some(&want));
     }
 }
