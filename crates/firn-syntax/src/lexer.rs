@@ -640,6 +640,27 @@ fn full_token<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, 
 mod tests {
     use super::*;
 
+    /// 20,000 inputs of bytes from `alphabet`, each of a length in `lens`, from a xorshift
+    /// generator started at `seed` (the same inputs every run).
+    fn random_inputs(
+        alphabet: &[u8],
+        seed: u64,
+        lens: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let mut state = seed;
+        (0..20_000).map(move |_| {
+            let len = lens.start + (state % (lens.end - lens.start) as u64) as usize;
+            (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    alphabet[(state % alphabet.len() as u64) as usize]
+                })
+                .collect()
+        })
+    }
+
     fn tok(s: &str) -> (Tok<'_>, usize) {
         next_token(s.as_bytes(), 0)
     }
@@ -649,16 +670,7 @@ mod tests {
     #[test]
     fn quick_tokens_agree_with_the_full_rules() {
         let alphabet: &[u8] = b"ab_'-+./:<>=~${}()@?;1 \n\"!&|*Z9";
-        let mut state = 0x2545f4914f6cdd1du64;
-        for _ in 0..20_000 {
-            let len = (state % 12) as usize + 1;
-            let mut input = Vec::with_capacity(len);
-            for _ in 0..len {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                input.push(alphabet[(state % alphabet.len() as u64) as usize]);
-            }
+        for input in random_inputs(alphabet, 0x2545f4914f6cdd1d, 1..13) {
             for i in 0..input.len() {
                 let quick = next_token_cached(&input, i, &mut (0, 0));
                 let full = full_token(&input, i, &mut (0, 0));
@@ -702,17 +714,7 @@ mod tests {
                 }
             }
         }
-        let alphabet: &[u8] = b"/*#\n\r a";
-        let mut state = 0x9e3779b97f4a7c15u64;
-        for _ in 0..20_000 {
-            let len = (state % 40) as usize;
-            let mut input = Vec::with_capacity(len);
-            for _ in 0..len {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                input.push(alphabet[(state % alphabet.len() as u64) as usize]);
-            }
+        for input in random_inputs(b"/*#\n\r a", 0x9e3779b97f4a7c15, 0..40) {
             for i in 0..=input.len() {
                 assert_eq!(
                     skip_trivia(&input, i),

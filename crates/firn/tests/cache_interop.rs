@@ -653,41 +653,20 @@ fn queries_on_caches_match_cppnix() {
     }
     // A second signature added by firn verifies with CppNix, and the other way round.
     ok(firn("nix").args(["store", "sign", "--store", &base, "-k", &sk2, "-r", &root]));
-    let both = format!("{pk} {pk2}");
-    for tool in [cppnix("nix"), firn("nix")] {
-        let mut c = tool;
-        ok(c.args([
-            "store",
-            "verify",
-            "--store",
-            &base,
-            "-r",
-            "--sigs-needed",
-            "2",
-            "--option",
-            "trusted-public-keys",
-            &both,
-            &root,
-        ]));
-    }
+    // `nix store verify` of `paths` in the cache by both tools, `needed` signatures from `keys`.
+    let both_verify = |paths: &[&str], needed: &str, keys: &str| {
+        for tool in [cppnix("nix"), firn("nix")] {
+            let mut c = tool;
+            c.args(["store", "verify", "--store", &base, "--sigs-needed", needed]);
+            ok(c.args(["--option", "trusted-public-keys", keys])
+                .args(paths));
+        }
+    };
+    both_verify(&["-r", &root], "2", &format!("{pk} {pk2}"));
     // `--all` signs and verifies every path the cache lists.
     let (sk3, pk3) = keygen(tmp.path(), "q-3");
     ok(firn("nix").args(["store", "sign", "--store", &base, "-k", &sk3, "--all"]));
-    for tool in [cppnix("nix"), firn("nix")] {
-        let mut c = tool;
-        ok(c.args([
-            "store",
-            "verify",
-            "--store",
-            &base,
-            "--all",
-            "--sigs-needed",
-            "1",
-            "--option",
-            "trusted-public-keys",
-            &pk3,
-        ]));
-    }
+    both_verify(&["--all"], "1", &pk3);
     // With a key missing, two signatures cannot be found.
     let out = firn("nix")
         .args([
