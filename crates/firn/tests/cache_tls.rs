@@ -75,19 +75,26 @@ fn closure(store: &str, p: &str) -> Vec<String> {
     v
 }
 
+/// How a command is told its CA bundle: environment variables, and the `ssl-cert-file`
+/// setting if any.
+type Bundle<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+
 /// `nix copy --from https://...` of `top` into the fresh store `dst`, by `tool` (firn or
-/// CppNix), with `setup` choosing the bundle.
+/// CppNix), with `bundle` choosing the bundle.
 fn copy_from(
     tool: fn(&str) -> Command,
     tmp: &Path,
     url: &str,
     dst: &str,
     top: &str,
-    setup: impl FnOnce(&mut Command),
+    (vars, setting): Bundle<'_>,
 ) -> Output {
     let mut c = isolated(tool, "nix", tmp, &dst.replace('/', "_"));
     c.args(["copy", "--from", url, "--store", dst, top]);
-    setup(&mut c);
+    c.envs(vars.iter().copied());
+    if let Some(f) = setting {
+        c.args(["--option", "ssl-cert-file", f]);
+    }
     run(c)
 }
 
@@ -111,46 +118,24 @@ fn https_caches_signed_by_a_private_ca() {
 
     for (who, tool) in [("firn", firn as fn(&str) -> Command), ("cppnix", cppnix)] {
         // Trusted through each of the three ways of naming the bundle.
-        for (how, setup) in [
-            (
-                "nix-ssl-cert-file",
-                Box::new(|c: &mut Command| {
-                    c.env("NIX_SSL_CERT_FILE", ca);
-                }) as Box<dyn Fn(&mut Command)>,
-            ),
-            (
-                "ssl-cert-file-var",
-                Box::new(|c: &mut Command| {
-                    c.env("SSL_CERT_FILE", ca);
-                }),
-            ),
+        let trusted: [(&str, Bundle); 5] = [
+            ("nix-ssl-cert-file", (&[("NIX_SSL_CERT_FILE", ca)], None)),
+            ("ssl-cert-file-var", (&[("SSL_CERT_FILE", ca)], None)),
             // The setting wins over the environment.
-            (
-                "setting",
-                Box::new(|c: &mut Command| {
-                    c.env("NIX_SSL_CERT_FILE", wrong)
-                        .args(["--option", "ssl-cert-file", ca]);
-                }),
-            ),
-            (
-                "pinned",
-                Box::new(|c: &mut Command| {
-                    c.env("NIX_SSL_CERT_FILE", pinned);
-                }),
-            ),
+            ("setting", (&[("NIX_SSL_CERT_FILE", wrong)], Some(ca))),
+            ("pinned", (&[("NIX_SSL_CERT_FILE", pinned)], None)),
             // NIX_SSL_CERT_FILE wins over SSL_CERT_FILE.
             (
                 "nix-var-first",
-                Box::new(|c: &mut Command| {
-                    c.env("NIX_SSL_CERT_FILE", ca).env("SSL_CERT_FILE", wrong);
-                }),
+                (&[("NIX_SSL_CERT_FILE", ca), ("SSL_CERT_FILE", wrong)], None),
             ),
-        ] {
+        ];
+        for (how, bundle) in trusted {
             if who == "cppnix" && how.contains("setting") {
                 continue;
             }
             let dst = store_dir(tmp, &format!("{who}-{how}"));
-            let out = copy_from(tool, tmp, &url, &dst, &top, |c| setup(c));
+            let out = copy_from(tool, tmp, &url, &dst, &top, bundle);
             assert!(
                 out.status.success(),
                 "{who} ({how}): {}",
@@ -161,36 +146,18 @@ fn https_caches_signed_by_a_private_ca() {
 
         // Refused: no bundle that has the CA (the system's, if any), a wrong one, a missing
         // one. Nothing is copied.
-        for (how, setup) in [
-            (
-                "none",
-                Box::new(|_: &mut Command| {}) as Box<dyn Fn(&mut Command)>,
-            ),
-            (
-                "wrong",
-                Box::new(|c: &mut Command| {
-                    c.env("NIX_SSL_CERT_FILE", wrong);
-                }),
-            ),
-            (
-                "wrong-setting",
-                Box::new(|c: &mut Command| {
-                    c.env("NIX_SSL_CERT_FILE", ca)
-                        .args(["--option", "ssl-cert-file", wrong]);
-                }),
-            ),
-            (
-                "missing",
-                Box::new(|c: &mut Command| {
-                    c.env("NIX_SSL_CERT_FILE", missing);
-                }),
-            ),
-        ] {
+        let refused: [(&str, Bundle); 4] = [
+            ("none", (&[], None)),
+            ("wrong", (&[("NIX_SSL_CERT_FILE", wrong)], None)),
+            ("wrong-setting", (&[("NIX_SSL_CERT_FILE", ca)], Some(wrong))),
+            ("missing", (&[("NIX_SSL_CERT_FILE", missing)], None)),
+        ];
+        for (how, bundle) in refused {
             if who == "cppnix" && how.contains("setting") {
                 continue;
             }
             let dst = store_dir(tmp, &format!("{who}-refused-{how}"));
-            let out = copy_from(tool, tmp, &url, &dst, &top, |c| setup(c));
+            let out = copy_from(tool, tmp, &url, &dst, &top, bundle);
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{who} ({how}) copied: {err}");
             assert!(!is_valid(&dst, &top), "{who} ({how})");

@@ -81,6 +81,25 @@ impl BuildOracle {
             })
             .collect()
     }
+
+    /// Both stores hold the same valid outputs of `attr`, with the same NAR hashes.
+    fn assert_same_outputs(&self, tag: &str, attr: &str) {
+        assert_eq!(
+            self.valid_outputs(true, tag, attr),
+            self.valid_outputs(false, tag, attr),
+            "{attr} {tag}"
+        );
+    }
+
+    /// Neither store holds a valid output of `attr`.
+    fn assert_no_outputs(&self, tag: &str, attr: &str) {
+        assert_eq!(
+            self.valid_outputs(false, tag, attr),
+            vec![],
+            "{attr} (CppNix)"
+        );
+        assert_eq!(self.valid_outputs(true, tag, attr), vec![], "{attr} (firn)");
+    }
 }
 
 /// Outputs that refer to each other cannot be registered: exit 1, CppNix's message naming
@@ -105,8 +124,7 @@ fn output_cycles_refused_as_cppnix() {
         );
         assert!(c.error.contains(msg), "{}", c.error);
         assert_eq!(f.error, c.error, "{attr}");
-        assert_eq!(o.valid_outputs(false, "s", attr), vec![], "{attr} (CppNix)");
-        assert_eq!(o.valid_outputs(true, "s", attr), vec![], "{attr} (firn)");
+        o.assert_no_outputs("s", attr);
     }
     // One output referring to the other (and to itself) is fine.
     let (c, f) = o.both("s", "noCycle", &[]);
@@ -117,10 +135,7 @@ fn output_cycles_refused_as_cppnix() {
         c.stderr,
         f.stderr
     );
-    assert_eq!(
-        o.valid_outputs(true, "s", "noCycle"),
-        o.valid_outputs(false, "s", "noCycle")
-    );
+    o.assert_same_outputs("s", "noCycle");
 }
 
 /// `outputChecks.out.maxSize` and `.maxClosureSize` with structured attributes: exit 1 and
@@ -144,11 +159,7 @@ fn output_size_limits_as_cppnix() {
             assert!(c.error.contains(msg), "{attr}: {}", c.error);
             assert_eq!(f.error, c.error, "{attr}");
         }
-        assert_eq!(
-            o.valid_outputs(true, "s", attr),
-            o.valid_outputs(false, "s", attr),
-            "{attr}"
-        );
+        o.assert_same_outputs("s", attr);
     }
 }
 
@@ -174,11 +185,7 @@ fn output_permissions_as_cppnix() {
                 c.stderr
             );
             assert!(f.stderr.contains(want), "{attr} {tag} (firn): {}", f.stderr);
-            assert_eq!(
-                o.valid_outputs(true, tag, attr),
-                o.valid_outputs(false, tag, attr),
-                "{attr} {tag}"
-            );
+            o.assert_same_outputs(tag, attr);
         }
     }
     let (c, f) = o.both("s", "suid", &[]);
@@ -205,8 +212,7 @@ fn output_permissions_as_cppnix() {
                 "{attr}: {e}"
             );
         }
-        assert_eq!(o.valid_outputs(false, "s", attr), vec![], "{attr} (CppNix)");
-        assert_eq!(o.valid_outputs(true, "s", attr), vec![], "{attr} (firn)");
+        o.assert_no_outputs("s", attr);
     }
     for attr in ["writableInside", "link"] {
         let (c, f) = o.both("s", attr, &[]);
@@ -217,11 +223,7 @@ fn output_permissions_as_cppnix() {
             c.stderr,
             f.stderr
         );
-        assert_eq!(
-            o.valid_outputs(true, "s", attr),
-            o.valid_outputs(false, "s", attr),
-            "{attr}"
-        );
+        o.assert_same_outputs("s", attr);
     }
 }
 
