@@ -137,6 +137,16 @@ pub struct Outcome {
     pub stderr: String,
 }
 
+/// Both tools failed with exit `code` and the same error, which says `part` (`what` names
+/// the case in a failure).
+#[allow(dead_code)]
+pub fn assert_both_failed((c, f): &(Outcome, Outcome), code: i32, part: &str, what: &str) {
+    assert_eq!(c.code, Some(code), "{what} (CppNix): {}", c.stderr);
+    assert_eq!(f.code, Some(code), "{what} (firn): {}", f.stderr);
+    assert!(c.error.contains(part), "{what}: {}", c.error);
+    assert_eq!(f.error, c.error, "{what}");
+}
+
 /// Run `c` to its end.
 pub fn outcome(c: &mut Command) -> Outcome {
     let out = c.output().expect("running a command");
