@@ -831,15 +831,7 @@ fn ls_and_cat_on_caches_match_cppnix() {
 /// arrived).
 fn all_paths(store: &str) -> Vec<String> {
     let paths = ok_str(cppnix("nix").args(["path-info", "--all", "--store", store]));
-    let mut v: Vec<String> = paths
-        .lines()
-        .map(|p| {
-            let h = ok_str(cppnix("nix-store").args(["--store", store, "-q", "--hash", p]));
-            format!("{p} {}", h.trim())
-        })
-        .collect();
-    v.sort();
-    v
+    with_nar_hashes(store, paths.lines())
 }
 
 /// `nix copy --all --from file://...` copies every path the cache has, references first.

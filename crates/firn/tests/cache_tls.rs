@@ -64,15 +64,8 @@ fn run(mut c: Command) -> Output {
 }
 
 fn closure(store: &str, p: &str) -> Vec<String> {
-    let mut v: Vec<String> = ok_str(cppnix("nix-store").args(["--store", store, "-qR", p]))
-        .lines()
-        .map(|l| {
-            let h = ok_str(cppnix("nix-store").args(["--store", store, "-q", "--hash", l]));
-            format!("{l} {}", h.trim())
-        })
-        .collect();
-    v.sort();
-    v
+    let paths = ok_str(cppnix("nix-store").args(["--store", store, "-qR", p]));
+    with_nar_hashes(store, paths.lines())
 }
 
 /// How a command is told its CA bundle: environment variables, and the `ssl-cert-file`

@@ -137,6 +137,20 @@ pub struct Outcome {
     pub stderr: String,
 }
 
+/// `paths` of `store`, each with its NAR hash as CppNix gives it (`P HASH`), sorted: what
+/// two stores must agree on after a copy.
+pub fn with_nar_hashes<'a>(store: &str, paths: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = paths
+        .into_iter()
+        .map(|p| {
+            let h = ok_str(cppnix("nix-store").args(["--store", store, "-q", "--hash", p]));
+            format!("{p} {}", h.trim())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Both tools failed with exit `code` and the same error, which says `part` (`what` names
 /// the case in a failure).
 #[allow(dead_code)]
