@@ -199,6 +199,12 @@ impl Display {
         (u64::from(std::process::id()) << 32) + n
     }
 
+    /// `internal-json`: the id of a new activity.
+    fn next_activity(&mut self) -> u64 {
+        self.activities += 1;
+        self.activity(self.activities)
+    }
+
     /// `internal-json`: the realisation's activity and its builds' (CppNix's `actRealise`,
     /// type 102, and `actBuilds`, type 104, whose progress counts tools show), started before
     /// any build.
@@ -299,7 +305,6 @@ impl Display {
 
     fn json_event(&mut self, e: Event, err: &mut impl Write) {
         // Activity type 105 is a build, result type 101 a build log line (CppNix's numbering).
-        let pid = u64::from(std::process::id()) << 32;
         let counts_change = matches!(e, Event::Started { .. } | Event::Finished { .. });
         match &e {
             Event::Started { drv, .. } => {
@@ -335,8 +340,7 @@ impl Display {
         let line = match e {
             Event::Waiting { drv, text } => {
                 // Activity type 111 is CppNix's `actBuildWaiting`, at `lvlWarn`.
-                self.activities += 1;
-                let id = pid + self.activities;
+                let id = self.next_activity();
                 self.wait_ids.insert(drv.clone(), id);
                 serde_json::json!({
                     "action": "start", "id": id, "level": 1, "type": 111, "parent": 0,
@@ -344,8 +348,7 @@ impl Display {
                 })
             }
             Event::Started { drv, check } => {
-                self.activities += 1;
-                let id = pid + self.activities;
+                let id = self.next_activity();
                 self.ids.insert(drv.clone(), id);
                 serde_json::json!({
                     "action": "start", "id": id, "level": 3, "type": 105, "parent": 0,
