@@ -841,9 +841,9 @@ impl Evaluator {
                 self.eval_step(e, env)
             }
             ExprKind::Int(i) => Ok(Value::Int(*i)),
-            ExprKind::Call { .. } => match self.as_direct_op(e) {
+            ExprKind::Call { fun, args } => match self.as_direct_op(e) {
                 Some((op, a, b)) => self.direct_op(e, op, a, b, env),
-                None => self.eval_any(e, env),
+                None => self.eval_call(e, fun, args, env),
             },
             ExprKind::If { .. }
             | ExprKind::Let { .. }
@@ -852,6 +852,52 @@ impl Evaluator {
             ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, env),
             _ => self.eval_step(e, env),
         }
+    }
+
+    /// [`Self::eval`] of a call (not in a tail position). The common one, a variable holding
+    /// a computed one-argument lambda (`f x`), is made here: its scope, and its body
+    /// evaluated, as [`Self::eval_any`]'s loop would, with the same depth, frames and
+    /// positions, without the loop's state. Others go to that loop.
+    #[inline(never)]
+    fn eval_call(
+        &mut self,
+        e: &'static Expr,
+        fun: &'static Expr,
+        args: &'static [Expr],
+        env: &Env,
+    ) -> EResult<Value> {
+        if let ([arg], ExprKind::Var(s)) = (args, &fun.kind) {
+            if let Some(t) = lookup_var_ref(fun, *s, env) {
+                if let Some(Value::Lambda(l)) = t.peek() {
+                    if let ExprKind::Lambda {
+                        arg: Some(n),
+                        formals: None,
+                        body,
+                    } = &l.expr.kind
+                    {
+                        if self.depth > self.max_call_depth {
+                            let x = EvalError::new("stack overflow; max-call-depth exceeded");
+                            return Err(self.locate_error(x, e));
+                        }
+                        if let Err(x) = self.check_stack() {
+                            return Err(self.locate_error(x, e));
+                        }
+                        let inner = l.env.push(Scope::One(*n, self.thunk(arg, env)));
+                        self.depth += 1;
+                        let r = self.eval(body, &inner);
+                        self.depth -= 1;
+                        return match r {
+                            Ok(v) => Ok(v),
+                            Err(x) => {
+                                let x = self.locate_error(x, body);
+                                Err(self.call_frames(x, l.expr, Some(e)))
+                            }
+                        };
+                    }
+                }
+            }
+        }
+        self.eval_any(e, env)
     }
 
     /// [`Self::eval`] of a selection without a default (placed as `eval_step` places).
@@ -1303,6 +1349,14 @@ impl Evaluator {
                         }
                         other => return self.call_at(other, t, Some(e.span.start)),
                     }
+                }
+                // A variable computed already (the usual branch of an `if`, body of a
+                // lambda) without `eval_step`'s frame.
+                ExprKind::Var(s) => {
+                    if let Some(v) = lookup_var_ref(e, *s, cur).and_then(Thunk::peek) {
+                        return Ok(v);
+                    }
+                    return self.eval_step(e, cur);
                 }
                 _ => return self.eval_step(e, cur),
             };
