@@ -422,10 +422,20 @@ impl Evaluator {
             }
             ThunkState::Apply(f, a) => {
                 let arg = a.clone();
+                if let Some(l) = simple_lambda(&f) {
+                    let r = self.call_simple(&l, arg);
+                    let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
+                    return self.finish_forced(t, r, || ThunkState::Apply(f, a));
+                }
                 self.force_applied(t, f, arg, |f| ThunkState::Apply(f, a))
             }
             ThunkState::ApplyIndex(f, i) => {
                 let arg = Thunk::value(Value::Int(i));
+                if let Some(l) = simple_lambda(&f) {
+                    let r = self.call_simple(&l, arg);
+                    let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
+                    return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
+                }
                 self.force_applied(t, f, arg, |f| ThunkState::ApplyIndex(f, i))
             }
             ThunkState::Select(src, name) => {
@@ -451,6 +461,27 @@ impl Evaluator {
             }
             ThunkState::Forcing => Err(recursion_error(t)),
         }
+    }
+
+    /// [`Self::call`] of a lambda [`simple_lambda`] found, without the dispatch on the kind
+    /// of function: its scope, and its body evaluated, with the same depth and frames.
+    #[inline]
+    fn call_simple(&mut self, l: &Lambda, arg: Thunk) -> EResult<Value> {
+        let ExprKind::Lambda {
+            arg: Some(n), body, ..
+        } = &l.expr.kind
+        else {
+            return self.call(Value::Lambda(l.clone()), arg);
+        };
+        if self.depth > self.max_call_depth {
+            return err("stack overflow; max-call-depth exceeded");
+        }
+        self.check_stack()?;
+        let inner = l.env.push(Scope::One(*n, arg));
+        self.depth += 1;
+        let r = self.eval(body, &inner);
+        self.depth -= 1;
+        r.map_err(|x| self.call_frames(x, l.expr, None))
     }
 
     /// [`Self::force_pending`] of an application: `f` called with `arg`; on an error the
@@ -2460,6 +2491,23 @@ fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
                 "a float"
             }
         )),
+    }
+}
+
+/// The value of thunk `f` if it is computed and a lambda of one plain argument whose body is
+/// no function (so that a call evaluates the body: see [`Evaluator::call_at`]).
+#[inline]
+fn simple_lambda(f: &Thunk) -> Option<Lambda> {
+    match f.peek() {
+        Some(Value::Lambda(l)) => match &l.expr.kind {
+            ExprKind::Lambda {
+                arg: Some(_),
+                formals: None,
+                body,
+            } if !matches!(body.kind, ExprKind::Lambda { .. }) => Some(l),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
