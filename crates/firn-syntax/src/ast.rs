@@ -4,9 +4,6 @@
 //! call of `__sub`, `a < b` of `__lessThan`, `<p>` of `__findFile __nixPath "p"`, `a + b` is a
 //! (non-string) concatenation, and nested attribute paths in bindings become nested sets.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 pub use crate::symmap::SymMap;
 
 /// A byte range in the source.
@@ -32,27 +29,65 @@ pub struct Symbol(pub u32);
 /// Interns identifier strings; shared by the parser and, later, the evaluator.
 #[derive(Debug, Default)]
 pub struct Interner {
-    /// Each name is allocated once, for both the table and the map.
-    names: Vec<Arc<str>>,
-    /// Identifiers are short and trusted (source text): a fast hash, not SipHash.
-    ids: HashMap<Arc<str>, Symbol, foldhash::fast::FixedState>,
+    /// The names, by symbol.
+    names: Vec<Box<str>>,
+    /// The symbols by name: an open-addressing table (linear probing, a power of two long,
+    /// at most half full) of each name's hash and its symbol plus one (0: an empty slot).
+    slots: Vec<(u32, u32)>,
 }
 
 impl Interner {
     pub fn intern(&mut self, s: &str) -> Symbol {
-        if let Some(&id) = self.ids.get(s) {
-            return id;
+        if self.names.len() * 2 >= self.slots.len() {
+            self.grow();
         }
-        let id = Symbol(self.names.len() as u32);
-        let name: Arc<str> = Arc::from(s);
-        self.names.push(Arc::clone(&name));
-        self.ids.insert(name, id);
-        id
+        let h = name_hash(s);
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let (sh, sym) = self.slots[i];
+            if sym == 0 {
+                break;
+            }
+            if sh == h && *self.names[(sym - 1) as usize] == *s {
+                return Symbol(sym - 1);
+            }
+            i = (i + 1) & mask;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(s.into());
+        self.slots[i] = (h, id + 1);
+        Symbol(id)
     }
 
     pub fn name(&self, s: Symbol) -> &str {
         &self.names[s.0 as usize]
     }
+
+    /// Double the table (placing each symbol again by its hash).
+    #[cold]
+    fn grow(&mut self) {
+        let len = (self.slots.len() * 2).max(256);
+        let mask = len - 1;
+        let mut slots = vec![(0u32, 0u32); len];
+        for &(h, sym) in self.slots.iter().filter(|(_, sym)| *sym != 0) {
+            let mut i = h as usize & mask;
+            while slots[i].1 != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = (h, sym);
+        }
+        self.slots = slots;
+    }
+}
+
+/// The hash of a name in [`Interner`]'s table. Names are short and trusted (source text): a
+/// fast hash, not SipHash.
+#[inline]
+fn name_hash(s: &str) -> u32 {
+    use std::hash::BuildHasher;
+    let h = foldhash::fast::FixedState::default().hash_one(s);
+    (h ^ (h >> 32)) as u32
 }
 
 /// An element of an attribute path: a name, or an interpolation `${e}` / `"${e}"`.

@@ -3,20 +3,21 @@
 //! Strings, indented strings and interpolated paths are scanned by the parser, which knows
 //! when it is inside one.
 
-/// A token in the default lexer state. Text is borrowed from the source, so a token is a
-/// small `Copy` value the parser can look at and pass around freely.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Tok<'a> {
-    Id(&'a str),
-    Int(&'a str),
-    Float(&'a str),
+/// A token in the default lexer state: its kind only. Its text is the source's bytes where
+/// it was found (see [`token_text`]), so a token is a small `Copy` value the parser can look
+/// at and pass around freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tok {
+    Id,
+    Int,
+    Float,
     /// A path literal, possibly ending in `/` (then an interpolation must follow).
-    Path(&'a str),
+    Path,
     /// `~/...`
-    HPath(&'a str),
-    /// `<nixpkgs/lib>` without the brackets.
-    SPath(&'a str),
-    Uri(&'a str),
+    HPath,
+    /// `<nixpkgs/lib>` (its text is without the brackets).
+    SPath,
+    Uri,
     If,
     Then,
     Else,
@@ -44,22 +45,38 @@ pub enum Tok<'a> {
     Quote,
     /// `''`: an indented string starts (the optional spaces and newline after it included).
     IndOpen,
-    /// Any other single character: `{ } [ ] ( ) ; : . , @ ? = + - * / ! < >`.
-    Char(char),
+    /// Any other single ASCII character: `{ } [ ] ( ) ; : . , @ ? = + - * / ! < >`, or an
+    /// invalid token.
+    Char(u8),
+    /// A single character outside ASCII (an invalid token).
+    Other,
     Eof,
+    /// Not a token: a `/*` comment without its end where a token should be (the parser
+    /// reports it; [`skip_trivia`] finds it).
+    Unterminated,
 }
 
-impl Tok<'_> {
+/// The text of a token of kind `tok` found at `src[start..end]`: the identifier, number,
+/// path (without `<` and `>` for a `<...>` path) or URI as written.
+#[inline]
+pub fn token_text(src: &str, tok: Tok, start: usize, end: usize) -> &str {
+    match tok {
+        Tok::SPath => &src[start + 1..end - 1],
+        _ => &src[start..end],
+    }
+}
+
+impl Tok {
     /// How the token is named in error messages (as bison names them).
     pub fn describe(&self) -> String {
         match self {
-            Tok::Id(_) => "identifier".into(),
-            Tok::Int(_) => "integer".into(),
-            Tok::Float(_) => "floating-point literal".into(),
-            Tok::Path(_) => "path".into(),
-            Tok::HPath(_) => "'~/…' path".into(),
-            Tok::SPath(_) => "'<…>' path".into(),
-            Tok::Uri(_) => "URI".into(),
+            Tok::Id => "identifier".into(),
+            Tok::Int => "integer".into(),
+            Tok::Float => "floating-point literal".into(),
+            Tok::Path => "path".into(),
+            Tok::HPath => "'~/…' path".into(),
+            Tok::SPath => "'<…>' path".into(),
+            Tok::Uri => "URI".into(),
             Tok::If => "'if'".into(),
             Tok::Then => "'then'".into(),
             Tok::Else => "'else'".into(),
@@ -85,9 +102,10 @@ impl Tok<'_> {
             Tok::DollarCurly => "'${'".into(),
             Tok::Quote => "'\"'".into(),
             Tok::IndOpen => "start of an indented string".into(),
-            Tok::Char(c) if "{}[]();:.,@?=+-*/!<>".contains(*c) => format!("'{c}'"),
-            Tok::Char(_) => "invalid token".into(),
+            Tok::Char(c) if b"{}[]();:.,@?=+-*/!<>".contains(c) => format!("'{}'", *c as char),
+            Tok::Char(_) | Tok::Other => "invalid token".into(),
             Tok::Eof => "end of file".into(),
+            Tok::Unterminated => "unterminated comment".into(),
         }
     }
 }
@@ -312,22 +330,12 @@ pub(crate) fn find_either(s: &[u8], a: u8, b: u8) -> Option<usize> {
 }
 
 /// The token at `i` (after trivia) and its length.
-pub fn next_token(s: &[u8], i: usize) -> (Tok<'_>, usize) {
+pub fn next_token(s: &[u8], i: usize) -> (Tok, usize) {
     next_token_cached(s, i, &mut (0, 0))
 }
 
-/// The text of a token whose characters are all ASCII by the rule that matched it
-/// (identifiers, numbers, paths, URIs).
-#[inline]
-fn ascii(b: &[u8]) -> &str {
-    debug_assert!(b.is_ascii(), "token text is ASCII");
-    // SAFETY: the rules these tokens come from admit ASCII bytes only (whatever the
-    // input), and ASCII is valid UTF-8.
-    unsafe { std::str::from_utf8_unchecked(b) }
-}
-
 /// The keyword spelled `word`, if it is one.
-fn keyword(word: &[u8]) -> Option<Tok<'static>> {
+fn keyword(word: &[u8]) -> Option<Tok> {
     Some(match word {
         b"if" => Tok::If,
         b"then" => Tok::Then,
@@ -350,17 +358,17 @@ fn keyword(word: &[u8]) -> Option<Tok<'static>> {
 /// full longest-match rules. `fresh` is whether `i` is outside the known run of path
 /// characters (which is updated as the full rules would).
 #[inline]
-fn quick_token<'a>(
-    rest: &'a [u8],
+fn quick_token(
+    rest: &[u8],
     fresh: bool,
     i: usize,
     run: &mut (usize, usize),
-) -> Option<(Tok<'a>, usize)> {
+) -> Option<(Tok, usize)> {
     let c = *rest.first()?;
     match c {
         // None of these is a path, URI or identifier character, nor starts a fixed token.
         b'{' | b'}' | b'(' | b')' | b'[' | b']' | b';' | b',' | b'@' | b':' | b'?' | b'*' => {
-            Some((Tok::Char(c as char), 1))
+            Some((Tok::Char(c), 1))
         }
         // Nor are these, which start only the fixed tokens tried here.
         b'"' => Some((Tok::Quote, 1)),
@@ -370,13 +378,13 @@ fn quick_token<'a>(
         b'&' => Some(pair(rest, b'&', Tok::And)),
         b'$' => Some(pair(rest, b'{', Tok::DollarCurly)),
         b'\'' if rest.get(1) == Some(&b'\'') => Some((Tok::IndOpen, ind_open_len(rest))),
-        b'\'' => Some((Tok::Char('\''), 1)),
+        b'\'' => Some((Tok::Char(b'\''), 1)),
         // A `<...>` path is longer than `<=` or `<|`.
         b'<' => Some(match (spath_len(rest), rest.get(1)) {
             (0, Some(b'=')) => (Tok::Leq, 2),
             (0, Some(b'|')) => (Tok::PipeFrom, 2),
-            (0, _) => (Tok::Char('<'), 1),
-            (n, _) => (Tok::SPath(ascii(&rest[1..n - 1])), n),
+            (0, _) => (Tok::Char(b'<'), 1),
+            (n, _) => (Tok::SPath, n),
         }),
         // `.` starts a float before a digit, and a path if a `/` follows its run of path
         // characters (which cannot be when `i` is inside the known run).
@@ -394,37 +402,46 @@ fn quick_token<'a>(
             Some(if rest.starts_with(b"...") {
                 (Tok::Ellipsis, 3)
             } else {
-                (Tok::Char('.'), 1)
+                (Tok::Char(b'.'), 1)
             })
         }
         b'|' => Some(match rest.get(1) {
             Some(b'|') => (Tok::Or, 2),
             Some(b'>') => (Tok::PipeInto, 2),
-            _ => (Tok::Char('|'), 1),
+            _ => (Tok::Char(b'|'), 1),
         }),
-        b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-            // A path needs a `/` after a run of path characters, a URI a `:` after its
-            // scheme; with neither, the identifier is the longest match. The three runs
-            // are measured in one pass over the word.
-            let (path_run, scheme, n) = word_runs(rest);
-            if rest.get(path_run) == Some(&b'/') {
-                return None;
-            }
-            if rest.get(scheme) == Some(&b':') {
-                return None;
-            }
-            if fresh {
-                *run = (i, i + path_run);
-            }
-            let word = &rest[..n];
-            let tok = match keyword(word) {
-                Some(k) => k,
-                None => Tok::Id(ascii(word)),
-            };
-            Some((tok, n))
-        }
+        b'a'..=b'z' | b'A'..=b'Z' | b'_' => quick_word(rest, fresh, i, run),
         _ => None,
     }
+}
+
+/// [`quick_token`] of a word (`rest` starts with a letter or `_`).
+#[inline]
+fn quick_word(
+    rest: &[u8],
+    fresh: bool,
+    i: usize,
+    run: &mut (usize, usize),
+) -> Option<(Tok, usize)> {
+    // A path needs a `/` after a run of path characters, a URI a `:` after its scheme;
+    // with neither, the identifier is the longest match. The three runs are measured in
+    // one pass over the word.
+    let (path_run, scheme, n) = word_runs(rest);
+    if rest.get(path_run) == Some(&b'/') {
+        return None;
+    }
+    if rest.get(scheme) == Some(&b':') {
+        return None;
+    }
+    if fresh {
+        *run = (i, i + path_run);
+    }
+    let word = &rest[..n];
+    let tok = match keyword(word) {
+        Some(k) => k,
+        None => Tok::Id,
+    };
+    Some((tok, n))
 }
 
 /// The length of the `''` that starts `rest`, with the spaces and newline that may follow:
@@ -440,11 +457,11 @@ fn ind_open_len(rest: &[u8]) -> usize {
 
 /// The first byte of `rest` as a character token, or `tok` if `second` follows it.
 #[inline]
-fn pair(rest: &[u8], second: u8, tok: Tok<'static>) -> (Tok<'static>, usize) {
+fn pair(rest: &[u8], second: u8, tok: Tok) -> (Tok, usize) {
     if rest.get(1) == Some(&second) {
         (tok, 2)
     } else {
-        (Tok::Char(rest[0] as char), 1)
+        (Tok::Char(rest[0]), 1)
     }
 }
 
@@ -523,7 +540,7 @@ fn word_runs(s: &[u8]) -> (usize, usize, usize) {
 /// [`next_token`] remembering, in `run`, the last run of path characters that is not followed
 /// by `/`: inside it no path can start, which keeps long runs like `------1` linear.
 #[inline]
-pub fn next_token_cached<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, usize) {
+pub fn next_token_cached(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
     let rest = &s[i..];
     let in_dead_run = i >= run.0 && i < run.1;
     if rest.is_empty() {
@@ -535,14 +552,42 @@ pub fn next_token_cached<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) ->
     full_token(s, i, run)
 }
 
+/// [`next_token_cached`], with the commonest tokens (single punctuation characters, words)
+/// found inline: the rest are left to a call.
+#[inline(always)]
+pub fn next_token_fast(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
+    match s.get(i) {
+        // As in `quick_token`.
+        Some(
+            &c
+            @ (b'{' | b'}' | b'(' | b')' | b'[' | b']' | b';' | b',' | b'@' | b':' | b'?' | b'*'),
+        ) => (Tok::Char(c), 1),
+        Some(b'"') => (Tok::Quote, 1),
+        Some(b'=') if s.get(i + 1) != Some(&b'=') => (Tok::Char(b'='), 1),
+        Some(b'a'..=b'z' | b'A'..=b'Z' | b'_') => {
+            let fresh = !(i >= run.0 && i < run.1);
+            match quick_word(&s[i..], fresh, i, run) {
+                Some(t) => t,
+                None => full_token(s, i, run),
+            }
+        }
+        _ => next_token_slow(s, i, run),
+    }
+}
+
+/// [`next_token_cached`], not inlined.
+#[inline(never)]
+fn next_token_slow(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
+    next_token_cached(s, i, run)
+}
+
 /// [`next_token_cached`] by the full longest-match rules only.
-fn full_token<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, usize) {
+fn full_token(s: &[u8], i: usize, run: &mut (usize, usize)) -> (Tok, usize) {
     let rest = &s[i..];
     let in_dead_run = i >= run.0 && i < run.1;
     if rest.is_empty() {
         return (Tok::Eof, 0);
     }
-    let text = |n: usize| -> &'a str { ascii(&rest[..n]) };
     // Longest match among the pattern rules; fixed tokens are checked after, and since flex
     // prefers the earlier rule on ties, keywords beat identifiers.
     let mut best: (usize, u8) = (0, 0);
@@ -622,17 +667,22 @@ fn full_token<'a>(s: &'a [u8], i: usize, run: &mut (usize, usize)) -> (Tok<'a>, 
                 .ok()
                 .and_then(|s| s.chars().next())
                 .unwrap_or(c as char);
-            (Tok::Char(ch), ch.len_utf8().max(1))
+            let tok = if ch.is_ascii() {
+                Tok::Char(ch as u8)
+            } else {
+                Tok::Other
+            };
+            (tok, ch.len_utf8().max(1))
         }
-        (n, 1) => (keyword(&rest[..n]).unwrap_or_else(|| Tok::Id(text(n))), n),
-        (n, 2) => (Tok::Int(text(n)), n),
-        (n, 3) => (Tok::Float(text(n)), n),
-        (n, 4) => (Tok::Path(text(n - 2)), n - 2),
-        (_, 5) => (Tok::HPath("~/"), 2),
-        (n, 6) => (Tok::Path(text(n)), n),
-        (n, 7) => (Tok::HPath(text(n)), n),
-        (n, 8) => (Tok::SPath(&text(n)[1..n - 1]), n),
-        (n, _) => (Tok::Uri(text(n)), n),
+        (n, 1) => (keyword(&rest[..n]).unwrap_or(Tok::Id), n),
+        (n, 2) => (Tok::Int, n),
+        (n, 3) => (Tok::Float, n),
+        (n, 4) => (Tok::Path, n - 2),
+        (_, 5) => (Tok::HPath, 2),
+        (n, 6) => (Tok::Path, n),
+        (n, 7) => (Tok::HPath, n),
+        (n, 8) => (Tok::SPath, n),
+        (n, _) => (Tok::Uri, n),
     }
 }
 
@@ -661,8 +711,16 @@ mod tests {
         })
     }
 
-    fn tok(s: &str) -> (Tok<'_>, usize) {
-        next_token(s.as_bytes(), 0)
+    /// The token at the start of `s`, its text and its length.
+    fn tok(s: &str) -> (Tok, &str, usize) {
+        let (t, n) = next_token(s.as_bytes(), 0);
+        let text = match t {
+            Tok::Id | Tok::Int | Tok::Float | Tok::Path | Tok::HPath | Tok::SPath | Tok::Uri => {
+                token_text(s, t, 0, n)
+            }
+            _ => "",
+        };
+        (t, text, n)
     }
 
     /// The quick paths give what the full rules give, at every position of inputs made of
@@ -674,6 +732,13 @@ mod tests {
             for i in 0..input.len() {
                 let quick = next_token_cached(&input, i, &mut (0, 0));
                 let full = full_token(&input, i, &mut (0, 0));
+                let fast = next_token_fast(&input, i, &mut (0, 0));
+                assert_eq!(
+                    quick,
+                    fast,
+                    "at {i} of {:?}",
+                    String::from_utf8_lossy(&input)
+                );
                 assert_eq!(
                     quick,
                     full,
@@ -727,19 +792,19 @@ mod tests {
 
     #[test]
     fn longest_match() {
-        assert_eq!(tok("if"), (Tok::If, 2));
-        assert_eq!(tok("iffy"), (Tok::Id("iffy"), 4));
-        assert_eq!(tok("a/b c"), (Tok::Path("a/b"), 3));
-        assert_eq!(tok("2/3"), (Tok::Path("2/3"), 3));
-        assert_eq!(tok("1.5e3"), (Tok::Float("1.5e3"), 5));
-        assert_eq!(tok(".5"), (Tok::Float(".5"), 2));
-        assert_eq!(tok("123"), (Tok::Int("123"), 3));
-        assert_eq!(tok("./${x}"), (Tok::Path("./"), 2));
-        assert_eq!(tok("http://x.org/y"), (Tok::Uri("http://x.org/y"), 14));
-        assert_eq!(tok("<nixpkgs/lib>"), (Tok::SPath("nixpkgs/lib"), 13));
-        assert_eq!(tok("a-b'"), (Tok::Id("a-b'"), 4));
-        assert_eq!(tok("//"), (Tok::Update, 2));
-        assert_eq!(tok("''  \nx"), (Tok::IndOpen, 5));
-        assert_eq!(tok("~/a/b"), (Tok::HPath("~/a/b"), 5));
+        assert_eq!(tok("if"), (Tok::If, "", 2));
+        assert_eq!(tok("iffy"), (Tok::Id, "iffy", 4));
+        assert_eq!(tok("a/b c"), (Tok::Path, "a/b", 3));
+        assert_eq!(tok("2/3"), (Tok::Path, "2/3", 3));
+        assert_eq!(tok("1.5e3"), (Tok::Float, "1.5e3", 5));
+        assert_eq!(tok(".5"), (Tok::Float, ".5", 2));
+        assert_eq!(tok("123"), (Tok::Int, "123", 3));
+        assert_eq!(tok("./${x}"), (Tok::Path, "./", 2));
+        assert_eq!(tok("http://x.org/y"), (Tok::Uri, "http://x.org/y", 14));
+        assert_eq!(tok("<nixpkgs/lib>"), (Tok::SPath, "nixpkgs/lib", 13));
+        assert_eq!(tok("a-b'"), (Tok::Id, "a-b'", 4));
+        assert_eq!(tok("//"), (Tok::Update, "", 2));
+        assert_eq!(tok("''  \nx"), (Tok::IndOpen, "", 5));
+        assert_eq!(tok("~/a/b"), (Tok::HPath, "~/a/b", 5));
     }
 }

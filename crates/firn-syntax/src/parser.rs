@@ -3,7 +3,8 @@
 
 use crate::ast::*;
 use crate::lexer::{
-    find_either, is_path_char, next_token_cached, path_len, path_seg_len, skip_trivia, Tok,
+    find_either, is_path_char, next_token_fast, path_len, path_seg_len, skip_trivia, token_text,
+    Tok,
 };
 use crate::lint::{self, Diagnose, Lints};
 
@@ -18,11 +19,25 @@ pub struct ParseError {
     pub span: Span,
 }
 
-type PResult<T> = Result<T, ParseError>;
+/// Boxed, so that what the parser's functions return in the common case (a token, a
+/// position) stays small enough to come back in registers.
+type PResult<T> = Result<T, Box<ParseError>>;
 
-/// A token as the lexer found it, before the parser takes it (see [`Parser::accept`]): the
-/// token, its start and end; or, for an unterminated comment, where the comment starts.
-type Lexed<'a> = Result<(Tok<'a>, usize, usize), usize>;
+/// A token the lexer found: its kind, and where it starts and ends in the source.
+#[derive(Clone, Copy)]
+struct Token {
+    tok: Tok,
+    start: u32,
+    end: u32,
+}
+
+impl Token {
+    /// The kind, start and end.
+    #[inline]
+    fn parts(self) -> (Tok, usize, usize) {
+        (self.tok, self.start as usize, self.end as usize)
+    }
+}
 
 /// How many tokens past the next one the parser may look (see [`Parser::peek_ahead`]).
 const AHEAD: usize = 3;
@@ -33,10 +48,10 @@ pub struct Parser<'a> {
     src: &'a [u8],
     pos: usize,
     /// Lookahead: the token at `pos` (after trivia), its start and end.
-    peeked: Option<(Tok<'a>, usize, usize)>,
+    peeked: Option<Token>,
     /// The tokens after `peeked` lexed already (the first `n_ahead`), each starting after the
     /// one before: looking ahead does not lex a token twice.
-    ahead: [Lexed<'a>; AHEAD],
+    ahead: [Token; AHEAD],
     n_ahead: usize,
     /// See [`next_token_cached`].
     dead_run: (usize, usize),
@@ -78,10 +93,10 @@ fn tighten(attrs: &mut Attrs) {
 }
 
 fn err<T>(msg: impl Into<String>, start: usize, end: usize) -> PResult<T> {
-    Err(ParseError {
+    Err(Box::new(ParseError {
         msg: msg.into(),
         span: Span::new(start, end),
-    })
+    }))
 }
 
 /// Resolve `.` and `..` lexically in an absolute path (Nix's `canonPath`, without symlinks).
@@ -106,6 +121,18 @@ fn push_src(buf: &mut String, text: &str, a: usize, b: usize) {
     match text.get(a..b) {
         Some(t) => buf.push_str(t),
         None => buf.push_str(&String::from_utf8_lossy(&text.as_bytes()[a..b])),
+    }
+}
+
+/// The items of `v` from `base` on, taken off it into a boxed slice of their exact size (moved
+/// as a block, not one by one); `v` keeps its buffer.
+fn take_tail<T>(v: &mut Vec<T>, base: usize) -> Box<[T]> {
+    if base == 0 {
+        let mut out = Vec::with_capacity(v.len());
+        out.append(v);
+        out.into_boxed_slice()
+    } else {
+        v.split_off(base).into_boxed_slice()
     }
 }
 
@@ -246,7 +273,11 @@ impl<'a> Parser<'a> {
             src: src.as_bytes(),
             pos: 0,
             peeked: None,
-            ahead: [Err(0); AHEAD],
+            ahead: [Token {
+                tok: Tok::Eof,
+                start: 0,
+                end: 0,
+            }; AHEAD],
             n_ahead: 0,
             dead_run: (0, 0),
             interner,
@@ -290,7 +321,7 @@ impl<'a> Parser<'a> {
             span: Span::new(span.0, span.1),
         };
         if fatal {
-            return Err(e);
+            return Err(Box::new(e));
         }
         self.warnings.push(e);
         Ok(())
@@ -321,50 +352,86 @@ impl<'a> Parser<'a> {
 
     /// The next token.
     #[inline]
-    fn peek(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
-        match self.peeked {
-            Some(p) => Ok(p),
-            None => self.lex_next(),
+    fn peek(&mut self) -> PResult<(Tok, usize, usize)> {
+        if let Some(p) = self.peeked {
+            return Ok(p.parts());
         }
+        let t = self.lex_next();
+        if self.peeked.is_none() {
+            return self.refuse(t).map(Token::parts);
+        }
+        Ok(t.parts())
     }
 
-    /// The token at `i` (after trivia), as lexed.
-    fn lex_at(&mut self, i: usize) -> Lexed<'a> {
-        let start = skip_trivia(self.src, i)?;
-        let (tok, n) = next_token_cached(self.src, start, &mut self.dead_run);
-        Ok((tok, start, start + n))
-    }
-
-    /// A lexed token as the next token: an unterminated comment is an error, and so is a
-    /// pipe operator without the feature (as CppNix's lexer: as soon as the token is read,
-    /// whatever follows).
+    /// The text of the token `tok` at `start..end` (see [`token_text`]).
     #[inline]
-    fn accept(&self, lexed: Lexed<'a>) -> PResult<(Tok<'a>, usize, usize)> {
-        match lexed {
-            Ok((Tok::PipeInto | Tok::PipeFrom, ..)) | Err(_) => self.refuse(lexed),
-            Ok(t) => Ok(t),
+    fn tok_text(&self, tok: Tok, start: usize, end: usize) -> &'a str {
+        token_text(self.text, tok, start, end)
+    }
+
+    /// The token at `i` (after trivia), as lexed: for an unterminated comment, a
+    /// [`Tok::Unterminated`] from where the comment starts to the end of the text.
+    #[inline]
+    fn lex_at(&mut self, i: usize) -> Token {
+        let start = match skip_trivia(self.src, i) {
+            Ok(start) => start,
+            Err(at) => {
+                return Token {
+                    tok: Tok::Unterminated,
+                    start: at as u32,
+                    end: self.src.len() as u32,
+                }
+            }
+        };
+        let (tok, n) = next_token_fast(self.src, start, &mut self.dead_run);
+        Token {
+            tok,
+            start: start as u32,
+            end: (start + n) as u32,
         }
     }
 
-    /// [`Self::accept`] for the tokens that may be refused.
+    /// Whether a lexed token may be the next token: an unterminated comment is an error, and
+    /// so is a pipe operator without the feature (as CppNix's lexer: as soon as the token is
+    /// read, whatever follows).
+    #[inline]
+    fn acceptable(&self, t: Token) -> bool {
+        match t.tok {
+            Tok::PipeInto | Tok::PipeFrom => self.pipe_operators,
+            Tok::Unterminated => false,
+            _ => true,
+        }
+    }
+
+    /// A lexed token as the next token (see [`Self::acceptable`]).
+    #[inline]
+    fn accept(&self, t: Token) -> PResult<Token> {
+        if self.acceptable(t) {
+            Ok(t)
+        } else {
+            self.refuse(t)
+        }
+    }
+
+    /// The error of a token that is not [`Self::acceptable`].
     #[cold]
-    fn refuse(&self, lexed: Lexed<'a>) -> PResult<(Tok<'a>, usize, usize)> {
-        match lexed {
-            Err(at) => err("unterminated comment", at, self.src.len()),
-            Ok((_, start, end)) if !self.pipe_operators => err(
-                "experimental Nix feature 'pipe-operators' is disabled; add \
-                 '--extra-experimental-features pipe-operators' to enable it",
-                start,
-                end,
-            ),
-            Ok(t) => Ok(t),
+    fn refuse(&self, t: Token) -> PResult<Token> {
+        if t.tok == Tok::Unterminated {
+            return err("unterminated comment", t.start as usize, t.end as usize);
         }
+        err(
+            "experimental Nix feature 'pipe-operators' is disabled; add \
+             '--extra-experimental-features pipe-operators' to enable it",
+            t.start as usize,
+            t.end as usize,
+        )
     }
 
-    /// Read the token at `pos` (after trivia) into `peeked`, or take it from `ahead`.
+    /// Lex the token at `pos` (after trivia), or take it from `ahead`: it becomes `peeked`
+    /// if it is [`Self::acceptable`].
     #[inline(never)]
-    fn lex_next(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
-        let lexed = if self.n_ahead > 0 {
+    fn lex_next(&mut self) -> Token {
+        let t = if self.n_ahead > 0 {
             let first = self.ahead[0];
             self.ahead.copy_within(1.., 0);
             self.n_ahead -= 1;
@@ -372,22 +439,23 @@ impl<'a> Parser<'a> {
         } else {
             self.lex_at(self.pos)
         };
-        let t = self.accept(lexed)?;
-        self.peeked = Some(t);
-        Ok(t)
+        if self.acceptable(t) {
+            self.peeked = Some(t);
+        }
+        t
     }
 
     /// The token `k` (1..=[`AHEAD`]) after the next one, as lexed (see [`Self::accept`]),
     /// without taking any: it is kept for when it comes. Past an unterminated comment
     /// everything is that comment.
-    fn peek_ahead(&mut self, k: usize) -> PResult<Lexed<'a>> {
+    fn peek_ahead(&mut self, k: usize) -> PResult<Token> {
         let (_, _, mut end) = self.peek()?;
         while self.n_ahead < k.min(AHEAD) {
             if let Some(prev) = self.n_ahead.checked_sub(1).map(|i| self.ahead[i]) {
-                match prev {
-                    Ok((_, _, e)) => end = e,
-                    Err(_) => return Ok(prev),
+                if prev.tok == Tok::Unterminated {
+                    return Ok(prev);
                 }
+                end = prev.end as usize;
             }
             self.ahead[self.n_ahead] = self.lex_at(end);
             self.n_ahead += 1;
@@ -405,19 +473,19 @@ impl<'a> Parser<'a> {
 
     /// The kind of the next token.
     #[inline]
-    fn peek_tok(&mut self) -> PResult<Tok<'a>> {
+    fn peek_tok(&mut self) -> PResult<Tok> {
         Ok(self.peek()?.0)
     }
 
     /// Whether the next token is the character `c`.
     #[inline]
-    fn at_char(&mut self, c: char) -> PResult<bool> {
+    fn at_char(&mut self, c: u8) -> PResult<bool> {
         Ok(matches!(self.peek()?.0, Tok::Char(x) if x == c))
     }
 
     /// Take the next token.
     #[inline]
-    fn bump(&mut self) -> PResult<(Tok<'a>, usize, usize)> {
+    fn bump(&mut self) -> PResult<(Tok, usize, usize)> {
         let p = self.peek()?;
         self.pos = p.2;
         self.peeked = None;
@@ -428,7 +496,7 @@ impl<'a> Parser<'a> {
     #[inline]
     fn advance(&mut self) {
         if let Some(p) = self.peeked.take() {
-            self.pos = p.2;
+            self.pos = p.end as usize;
         }
     }
 
@@ -447,10 +515,10 @@ impl<'a> Parser<'a> {
         err(msg, s, e.max(s + 1).min(self.src.len().max(s)))
     }
 
-    fn expect_char(&mut self, c: char) -> PResult<usize> {
+    fn expect_char(&mut self, c: u8) -> PResult<usize> {
         match self.peek_tok()? {
             Tok::Char(x) if x == c => Ok(self.bump()?.2),
-            _ => self.unexpected(&format!("'{c}'")),
+            _ => self.unexpected(&format!("'{}'", c as char)),
         }
     }
 
@@ -496,32 +564,44 @@ impl<'a> Parser<'a> {
     }
 
     /// Parse a whole file.
-    pub fn parse_file(&mut self) -> PResult<Expr> {
-        let r = self.parse_expr().and_then(|e| match self.peek()? {
+    pub fn parse_file(&mut self) -> Result<Expr, ParseError> {
+        let r = self.expr().and_then(|e| match self.peek()? {
             (Tok::Eof, _, _) => Ok(e),
             _ => self.unexpected("end of file"),
         });
         // The file is read: the scratch space is kept for the next parse on this thread.
         std::mem::take(&mut self.scratch).keep();
-        r
+        r.map_err(|e| *e)
     }
 
+    /// One level deeper (undone by the caller), refused past [`MAX_DEPTH`].
+    #[inline]
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            let (_, s, e) = self.peek()?;
-            return err(
-                format!("expression nested too deeply (more than {MAX_DEPTH} levels)"),
-                s,
-                e,
-            );
+            return self.too_deep();
         }
         Ok(())
     }
 
+    #[cold]
+    fn too_deep(&mut self) -> PResult<()> {
+        let (_, s, e) = self.peek()?;
+        err(
+            format!("expression nested too deeply (more than {MAX_DEPTH} levels)"),
+            s,
+            e,
+        )
+    }
+
     /// `expr_function`: lambdas, `assert`, `with`, `let ... in`, and below them `if` and
     /// operators.
-    pub fn parse_expr(&mut self) -> PResult<Expr> {
+    pub fn parse_expr(&mut self) -> Result<Expr, ParseError> {
+        self.expr().map_err(|e| *e)
+    }
+
+    /// [`Self::parse_expr`].
+    fn expr(&mut self) -> PResult<Expr> {
         self.enter()?;
         let r = self.parse_expr_inner();
         self.depth -= 1;
@@ -531,14 +611,15 @@ impl<'a> Parser<'a> {
     fn parse_expr_inner(&mut self) -> PResult<Expr> {
         let (t, start, end) = self.peek()?;
         match t {
-            Tok::Id(name) => {
+            Tok::Id => {
                 // `x: body` or `x @ { ... }: body`
+                let name = self.tok_text(t, start, end);
                 let next = self.peek_ahead(1)?;
-                match self.accept(next)?.0 {
-                    Tok::Char(':') => {
+                match self.accept(next)?.tok {
+                    Tok::Char(b':') => {
                         self.advance();
                         self.bump()?;
-                        let body = self.parse_expr()?;
+                        let body = self.expr()?;
                         let arg = self.sym(name);
                         let span = Span::new(start, body.span.end as usize);
                         return Ok(Expr::new(
@@ -550,17 +631,17 @@ impl<'a> Parser<'a> {
                             span,
                         ));
                     }
-                    Tok::Char('@') => {
+                    Tok::Char(b'@') => {
                         self.advance();
                         self.bump()?;
                         let (t2, s2, _) = self.peek()?;
-                        if t2 != Tok::Char('{') {
+                        if t2 != Tok::Char(b'{') {
                             return self.unexpected("'{'");
                         }
                         let _ = s2;
                         let formals = self.parse_formals()?;
-                        self.expect_char(':')?;
-                        let body = self.parse_expr()?;
+                        self.expect_char(b':')?;
+                        let body = self.expr()?;
                         let arg = self.sym(name);
                         self.validate_formals(&formals, Some((arg, start, end)))?;
                         let span = Span::new(start, body.span.end as usize);
@@ -576,13 +657,16 @@ impl<'a> Parser<'a> {
                     _ => {}
                 }
             }
-            Tok::Char('{') if self.looks_like_formals()? => {
+            Tok::Char(b'{') if self.looks_like_formals()? => {
                 let formals = self.parse_formals()?;
                 let mut arg = None;
-                if self.at_char('@')? {
+                if self.at_char(b'@')? {
                     self.bump()?;
                     match self.bump()? {
-                        (Tok::Id(n), s, e) => arg = Some((self.sym(n), s, e)),
+                        (Tok::Id, s, e) => {
+                            let n = self.tok_text(Tok::Id, s, e);
+                            arg = Some((self.sym(n), s, e))
+                        }
                         (t, s, e) => {
                             return err(
                                 format!(
@@ -595,8 +679,8 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                self.expect_char(':')?;
-                let body = self.parse_expr()?;
+                self.expect_char(b':')?;
+                let body = self.expr()?;
                 self.validate_formals(&formals, arg)?;
                 let span = Span::new(start, body.span.end as usize);
                 return Ok(Expr::new(
@@ -610,9 +694,9 @@ impl<'a> Parser<'a> {
             }
             Tok::Assert => {
                 self.bump()?;
-                let cond = self.parse_expr()?;
-                self.expect_char(';')?;
-                let body = self.parse_expr()?;
+                let cond = self.expr()?;
+                self.expect_char(b';')?;
+                let body = self.expr()?;
                 let span = Span::new(start, body.span.end as usize);
                 return Ok(Expr::new(
                     ExprKind::Assert {
@@ -624,9 +708,9 @@ impl<'a> Parser<'a> {
             }
             Tok::With => {
                 self.bump()?;
-                let env = self.parse_expr()?;
-                self.expect_char(';')?;
-                let body = self.parse_expr()?;
+                let env = self.expr()?;
+                self.expect_char(b';')?;
+                let body = self.expr()?;
                 let span = Span::new(start, body.span.end as usize);
                 return Ok(Expr::new(
                     ExprKind::With {
@@ -639,11 +723,11 @@ impl<'a> Parser<'a> {
             Tok::Let => {
                 // `let { ... }` is the legacy form, handled as a simple expression.
                 let next = self.peek_ahead(1)?;
-                if !matches!(self.accept(next)?.0, Tok::Char('{')) {
+                if !matches!(self.accept(next)?.tok, Tok::Char(b'{')) {
                     self.advance();
                     let attrs = self.parse_binds(BindsEnd::In)?;
                     self.expect(Tok::In, "'in'")?;
-                    let body = self.parse_expr()?;
+                    let body = self.expr()?;
                     // As CppNix's grammar: once the whole `let` is read, at the `let`.
                     if !attrs.dynamic.is_empty() {
                         return err("dynamic attributes not allowed in let", start, start + 3);
@@ -660,11 +744,11 @@ impl<'a> Parser<'a> {
             }
             Tok::If => {
                 self.bump()?;
-                let cond = self.parse_expr()?;
+                let cond = self.expr()?;
                 self.expect(Tok::Then, "'then'")?;
-                let then = self.parse_expr()?;
+                let then = self.expr()?;
                 self.expect(Tok::Else, "'else'")?;
-                let else_ = self.parse_expr()?;
+                let else_ = self.expr()?;
                 let span = Span::new(start, else_.span.end as usize);
                 return Ok(Expr::new(
                     ExprKind::If {
@@ -683,15 +767,18 @@ impl<'a> Parser<'a> {
     /// Decide whether `{` starts a set pattern (formals) rather than an attribute set.
     fn looks_like_formals(&mut self) -> PResult<bool> {
         // The tokens after the `{`; an unterminated comment ends the text.
-        let mut tok_at = |k: usize| -> PResult<Tok<'a>> {
-            Ok(self.peek_ahead(k)?.map_or(Tok::Eof, |(t, _, _)| t))
+        let mut tok_at = |k: usize| -> PResult<Tok> {
+            Ok(match self.peek_ahead(k)?.tok {
+                Tok::Unterminated => Tok::Eof,
+                t => t,
+            })
         };
         Ok(match tok_at(1)? {
             Tok::Ellipsis => true,
-            Tok::Char('}') => matches!(tok_at(2)?, Tok::Char(':') | Tok::Char('@')),
-            Tok::Id(_) => match tok_at(2)? {
-                Tok::Char(',') | Tok::Char('?') => true,
-                Tok::Char('}') => matches!(tok_at(3)?, Tok::Char(':') | Tok::Char('@')),
+            Tok::Char(b'}') => matches!(tok_at(2)?, Tok::Char(b':') | Tok::Char(b'@')),
+            Tok::Id => match tok_at(2)? {
+                Tok::Char(b',') | Tok::Char(b'?') => true,
+                Tok::Char(b'}') => matches!(tok_at(3)?, Tok::Char(b':') | Tok::Char(b'@')),
                 _ => false,
             },
             _ => false,
@@ -699,27 +786,28 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_formals(&mut self) -> PResult<Formals> {
-        self.expect_char('{')?;
+        self.expect_char(b'{')?;
         let base = self.scratch.formals.len();
         let mut ellipsis = false;
         loop {
             match self.peek()? {
-                (Tok::Char('}'), _, _) => {
+                (Tok::Char(b'}'), _, _) => {
                     self.bump()?;
                     break;
                 }
                 (Tok::Ellipsis, _, _) => {
                     self.bump()?;
                     ellipsis = true;
-                    self.expect_char('}')?;
+                    self.expect_char(b'}')?;
                     break;
                 }
-                (Tok::Id(n), s, e) => {
+                (Tok::Id, s, e) => {
                     self.bump()?;
+                    let n = self.tok_text(Tok::Id, s, e);
                     let name = self.sym(n);
-                    let default = if self.at_char('?')? {
+                    let default = if self.at_char(b'?')? {
                         self.bump()?;
-                        Some(Box::new(self.parse_expr()?))
+                        Some(Box::new(self.expr()?))
                     } else {
                         None
                     };
@@ -729,10 +817,10 @@ impl<'a> Parser<'a> {
                         span: Span::new(s, e),
                     });
                     match self.peek_tok()? {
-                        Tok::Char(',') => {
+                        Tok::Char(b',') => {
                             self.bump()?;
                         }
-                        Tok::Char('}') => {
+                        Tok::Char(b'}') => {
                             self.bump()?;
                             break;
                         }
@@ -743,7 +831,7 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Formals {
-            formals: self.scratch.formals.drain(base..).collect(),
+            formals: take_tail(&mut self.scratch.formals, base),
             ellipsis,
         })
     }
@@ -753,20 +841,16 @@ impl<'a> Parser<'a> {
         f: &Formals,
         arg: Option<(Symbol, usize, usize)>,
     ) -> PResult<()> {
-        let mut seen: Vec<(&str, Span)> = Vec::new();
-        let mut dup: Option<(String, Span)> = None;
-        for x in &f.formals {
-            let n = self.interner.name(x.name);
-            if seen.iter().any(|(m, _)| *m == n) {
-                let cand = (n.to_string(), x.span);
-                if dup
-                    .as_ref()
-                    .is_none_or(|d| (d.0.as_str(), d.1.start) > (cand.0.as_str(), cand.1.start))
-                {
-                    dup = Some(cand);
+        // Names are equal when their symbols are: the names are only looked at for the
+        // message.
+        let mut dup: Option<(&str, Span)> = None;
+        for (k, x) in f.formals.iter().enumerate() {
+            if f.formals[..k].iter().any(|y| y.name == x.name) {
+                let n = self.interner.name(x.name);
+                if dup.is_none_or(|(dn, ds)| (dn, ds.start) > (n, x.span.start)) {
+                    dup = Some((n, x.span));
                 }
             }
-            seen.push((n, x.span));
         }
         if let Some((n, span)) = dup {
             return err(
@@ -785,6 +869,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `expr_pipe_from` / `expr_pipe_into` / `expr_op`.
+    #[inline]
     fn parse_pipes(&mut self) -> PResult<Expr> {
         let first = self.parse_op(0)?;
         match self.peek_tok()? {
@@ -829,18 +914,19 @@ impl<'a> Parser<'a> {
             Tok::Or => (3, 4),
             Tok::And => (5, 6),
             Tok::Eq | Tok::NEq => (7, 8),
-            Tok::Char('<') | Tok::Char('>') | Tok::Leq | Tok::Geq => (9, 10),
+            Tok::Char(b'<') | Tok::Char(b'>') | Tok::Leq | Tok::Geq => (9, 10),
             Tok::Update => (12, 11),
             // NOT is 13 (prefix)
-            Tok::Char('+') | Tok::Char('-') => (15, 16),
-            Tok::Char('*') | Tok::Char('/') => (17, 18),
+            Tok::Char(b'+') | Tok::Char(b'-') => (15, 16),
+            Tok::Char(b'*') | Tok::Char(b'/') => (17, 18),
             Tok::Concat => (20, 19),
-            Tok::Char('?') => (21, 22),
+            Tok::Char(b'?') => (21, 22),
             // NEGATE is 23 (prefix)
             _ => return None,
         })
     }
 
+    #[inline]
     fn parse_op(&mut self, min_bp: u8) -> PResult<Expr> {
         self.enter()?;
         let r = self.parse_op_inner(min_bp);
@@ -851,13 +937,13 @@ impl<'a> Parser<'a> {
     fn parse_op_inner(&mut self, min_bp: u8) -> PResult<Expr> {
         let (t, start, _) = self.peek()?;
         let mut lhs = match t {
-            Tok::Char('!') => {
+            Tok::Char(b'!') => {
                 self.bump()?;
                 let e = self.parse_op(13)?;
                 let span = Span::new(start, e.span.end as usize);
                 Expr::new(ExprKind::Not(Box::new(e)), span)
             }
-            Tok::Char('-') => {
+            Tok::Char(b'-') => {
                 self.bump()?;
                 let e = self.parse_op(23)?;
                 let span = Span::new(start, e.span.end as usize);
@@ -888,7 +974,7 @@ impl<'a> Parser<'a> {
                 return err(format!("syntax error, unexpected {}", t.describe()), os, oe);
             }
             self.bump()?;
-            if matches!(t, Tok::Char('?')) {
+            if matches!(t, Tok::Char(b'?')) {
                 let path = self.parse_attrpath_boxed()?;
                 let end = self.pos;
                 lhs = Expr::new(
@@ -912,18 +998,18 @@ impl<'a> Parser<'a> {
                 Tok::NEq => bin(BinOp::NEq, lhs, rhs, span),
                 Tok::Update => bin(BinOp::Update, lhs, rhs, span),
                 Tok::Concat => bin(BinOp::ConcatLists, lhs, rhs, span),
-                Tok::Char('+') => Expr::new(
+                Tok::Char(b'+') => Expr::new(
                     ExprKind::Concat {
                         force_string: false,
                         parts: vec![lhs, rhs].into_boxed_slice(),
                     },
                     span,
                 ),
-                Tok::Char('-') => self.builtin_call("__sub", lhs, rhs, span, opspan),
-                Tok::Char('*') => self.builtin_call("__mul", lhs, rhs, span, opspan),
-                Tok::Char('/') => self.builtin_call("__div", lhs, rhs, span, opspan),
-                Tok::Char('<') => self.builtin_call("__lessThan", lhs, rhs, span, opspan),
-                Tok::Char('>') => self.builtin_call("__lessThan", rhs, lhs, span, opspan),
+                Tok::Char(b'-') => self.builtin_call("__sub", lhs, rhs, span, opspan),
+                Tok::Char(b'*') => self.builtin_call("__mul", lhs, rhs, span, opspan),
+                Tok::Char(b'/') => self.builtin_call("__div", lhs, rhs, span, opspan),
+                Tok::Char(b'<') => self.builtin_call("__lessThan", lhs, rhs, span, opspan),
+                Tok::Char(b'>') => self.builtin_call("__lessThan", rhs, lhs, span, opspan),
                 Tok::Leq => {
                     let c = self.builtin_call("__lessThan", rhs, lhs, span, opspan);
                     Expr::new(ExprKind::Not(Box::new(c)), span)
@@ -954,20 +1040,20 @@ impl<'a> Parser<'a> {
     fn starts_simple(t: &Tok) -> bool {
         matches!(
             t,
-            Tok::Id(_)
-                | Tok::Int(_)
-                | Tok::Float(_)
-                | Tok::Path(_)
-                | Tok::HPath(_)
-                | Tok::SPath(_)
-                | Tok::Uri(_)
+            Tok::Id
+                | Tok::Int
+                | Tok::Float
+                | Tok::Path
+                | Tok::HPath
+                | Tok::SPath
+                | Tok::Uri
                 | Tok::Quote
                 | Tok::IndOpen
                 | Tok::Let
                 | Tok::Rec
-                | Tok::Char('(')
-                | Tok::Char('{')
-                | Tok::Char('[')
+                | Tok::Char(b'(')
+                | Tok::Char(b'{')
+                | Tok::Char(b'[')
         )
     }
 
@@ -985,7 +1071,7 @@ impl<'a> Parser<'a> {
         if self.scratch.exprs.len() == base {
             return Ok(f);
         }
-        let args = self.scratch.exprs.drain(base..).collect();
+        let args = take_tail(&mut self.scratch.exprs, base);
         Ok(self.call(f, args, Span::new(start, end)))
     }
 
@@ -994,7 +1080,7 @@ impl<'a> Parser<'a> {
         let (_, start, _) = self.peek()?;
         let e = self.parse_simple()?;
         match self.peek_tok()? {
-            Tok::Char('.') => {
+            Tok::Char(b'.') => {
                 self.bump()?;
                 let path = self.parse_attrpath_boxed()?;
                 let default = if matches!(self.peek_tok()?, Tok::OrKw) {
@@ -1040,7 +1126,7 @@ impl<'a> Parser<'a> {
         let base = self.scratch.names.len();
         let first = self.parse_attr()?;
         self.scratch.names.push(first);
-        while self.at_char('.')? {
+        while self.at_char(b'.')? {
             self.advance();
             let a = self.parse_attr()?;
             self.scratch.names.push(a);
@@ -1051,15 +1137,16 @@ impl<'a> Parser<'a> {
     /// An attribute path, as a selection keeps it.
     fn parse_attrpath_boxed(&mut self) -> PResult<Box<[AttrName]>> {
         let base = self.parse_attrpath()?;
-        Ok(self.scratch.names.drain(base..).collect())
+        Ok(take_tail(&mut self.scratch.names, base))
     }
 
     /// One attribute name: an identifier (`or` included), a string, or `${e}`.
     fn parse_attr(&mut self) -> PResult<AttrName> {
         let (t, s, e) = self.peek()?;
         match t {
-            Tok::Id(n) => {
+            Tok::Id => {
                 self.bump()?;
+                let n = self.tok_text(t, s, e);
                 Ok(AttrName::Static(self.sym(n)))
             }
             Tok::OrKw => {
@@ -1075,8 +1162,8 @@ impl<'a> Parser<'a> {
             }
             Tok::DollarCurly => {
                 self.bump()?;
-                let x = self.parse_expr()?;
-                self.expect_char('}')?;
+                let x = self.expr()?;
+                self.expect_char(b'}')?;
                 // `${"name"}` with a plain string is a static name, as in CppNix.
                 match x.kind {
                     ExprKind::Str(v) => Ok(AttrName::Static(self.sym(&v))),
@@ -1095,23 +1182,26 @@ impl<'a> Parser<'a> {
         let (t, start, end) = self.peek()?;
         let span = Span::new(start, end);
         match t {
-            Tok::Id(n) => {
+            Tok::Id => {
                 self.bump()?;
+                let n = self.tok_text(t, start, end);
                 if n == "__curPos" {
                     Ok(Expr::new(ExprKind::CurPos, span))
                 } else {
                     Ok(self.var(n, span))
                 }
             }
-            Tok::Int(s) => {
+            Tok::Int => {
                 self.bump()?;
+                let s = self.tok_text(t, start, end);
                 match s.parse::<i64>() {
                     Ok(v) => Ok(Expr::new(ExprKind::Int(v), span)),
                     Err(_) => err(format!("invalid integer '{s}'"), start, end),
                 }
             }
-            Tok::Float(s) => {
+            Tok::Float => {
                 self.bump()?;
+                let s = self.tok_text(t, start, end);
                 match s.parse::<f64>() {
                     Ok(v) if v.is_finite() => Ok(Expr::new(ExprKind::Float(v), span)),
                     _ => err(format!("invalid float '{s}'"), start, end),
@@ -1125,8 +1215,9 @@ impl<'a> Parser<'a> {
                 self.bump()?;
                 self.parse_ind_string_rest(start)
             }
-            Tok::Path(p) => {
+            Tok::Path => {
                 self.bump()?;
+                let p = self.tok_text(t, start, end);
                 self.lint_path(p, start, end)?;
                 let resolved = if p.starts_with('/') {
                     let mut c = canon_path(p);
@@ -1143,8 +1234,9 @@ impl<'a> Parser<'a> {
                 };
                 self.parse_path_rest(resolved, p.ends_with('/'), start)
             }
-            Tok::HPath(p) => {
+            Tok::HPath => {
                 self.bump()?;
+                let p = self.tok_text(t, start, end);
                 let level = self.lints.absolute_path_literals;
                 self.lint(level, "lint-absolute-path-literals", (start, end), |_| {
                     lint::absolute_message(p, true)
@@ -1152,8 +1244,9 @@ impl<'a> Parser<'a> {
                 let resolved = format!("{}{}", self.home, &p[1..]);
                 self.parse_path_rest(resolved, p.ends_with('/'), start)
             }
-            Tok::SPath(p) => {
+            Tok::SPath => {
                 self.bump()?;
+                let p = self.tok_text(t, start, end);
                 let f = self.var("__findFile", span);
                 let np = self.var("__nixPath", span);
                 Ok(Expr::new(
@@ -1165,26 +1258,27 @@ impl<'a> Parser<'a> {
                     span,
                 ))
             }
-            Tok::Uri(u) => {
+            Tok::Uri => {
                 self.bump()?;
+                let u = self.tok_text(t, start, end);
                 let level = self.lints.url_literals;
                 self.lint(level, "lint-url-literals", (start, end), |fatal| {
                     lint::url_message(u, fatal)
                 })?;
                 Ok(Expr::new(ExprKind::Str(u.to_string().into()), span))
             }
-            Tok::Char('(') => {
+            Tok::Char(b'(') => {
                 self.bump()?;
-                let e = self.parse_expr()?;
-                self.expect_char(')')?;
+                let e = self.expr()?;
+                self.expect_char(b')')?;
                 Ok(e)
             }
             Tok::Let => {
                 // Legacy `let { ...; body = ...; }`: `(rec { ... }).body`.
                 self.bump()?;
-                self.expect_char('{')?;
+                self.expect_char(b'{')?;
                 let mut attrs = self.parse_binds(BindsEnd::Brace)?;
-                let e2 = self.expect_char('}')?;
+                let e2 = self.expect_char(b'}')?;
                 attrs.rec = true;
                 let sp = Span::new(start, e2);
                 let body = self.sym("body");
@@ -1198,31 +1292,31 @@ impl<'a> Parser<'a> {
             }
             Tok::Rec => {
                 self.bump()?;
-                self.expect_char('{')?;
+                self.expect_char(b'{')?;
                 let mut attrs = self.parse_binds(BindsEnd::Brace)?;
-                let e2 = self.expect_char('}')?;
+                let e2 = self.expect_char(b'}')?;
                 attrs.rec = true;
                 Ok(Expr::new(
                     ExprKind::Attrs(Box::new(attrs)),
                     Span::new(start, e2),
                 ))
             }
-            Tok::Char('{') => {
+            Tok::Char(b'{') => {
                 self.bump()?;
                 let attrs = self.parse_binds(BindsEnd::Brace)?;
-                let e2 = self.expect_char('}')?;
+                let e2 = self.expect_char(b'}')?;
                 Ok(Expr::new(
                     ExprKind::Attrs(Box::new(attrs)),
                     Span::new(start, e2),
                 ))
             }
-            Tok::Char('[') => {
+            Tok::Char(b'[') => {
                 self.bump()?;
                 let base = self.scratch.exprs.len();
                 loop {
-                    if self.at_char(']')? {
+                    if self.at_char(b']')? {
                         let (_, _, e2) = self.bump()?;
-                        let items = self.scratch.exprs.drain(base..).collect();
+                        let items = take_tail(&mut self.scratch.exprs, base);
                         return Ok(Expr::new(ExprKind::List(items), Span::new(start, e2)));
                     }
                     if !Self::starts_simple(&self.peek_tok()?) {
@@ -1247,8 +1341,8 @@ impl<'a> Parser<'a> {
             if rest.starts_with(b"${") {
                 self.pos += 2;
                 self.forget_lookahead();
-                let e = self.parse_expr()?;
-                self.expect_char('}')?;
+                let e = self.expr()?;
+                self.expect_char(b'}')?;
                 parts.push(e);
                 slash = false;
                 continue;
@@ -1328,8 +1422,8 @@ impl<'a> Parser<'a> {
                             self.scratch.strbuf.clear();
                         }
                         self.pos = i + 2;
-                        let e = self.parse_expr()?;
-                        self.expect_char('}')?;
+                        let e = self.expr()?;
+                        self.expect_char(b'}')?;
                         self.forget_lookahead();
                         self.scratch.exprs.push(e);
                         self.scratch.strbuf.clear();
@@ -1378,7 +1472,7 @@ impl<'a> Parser<'a> {
                 .exprs
                 .push(Expr::new(text, Span::new(text_start, i)));
         }
-        let parts = self.scratch.exprs.drain(base..).collect();
+        let parts = take_tail(&mut self.scratch.exprs, base);
         Ok(Some(Expr::new(
             ExprKind::Concat {
                 force_string: true,
@@ -1450,8 +1544,8 @@ impl<'a> Parser<'a> {
                 },
                 Some(b'$') if s.get(i + 1) == Some(&b'{') => {
                     self.pos += 2;
-                    let e = self.parse_expr()?;
-                    self.expect_char('}')?;
+                    let e = self.expr()?;
+                    self.expect_char(b'}')?;
                     self.forget_lookahead();
                     self.scratch.ind_parts.push(IndPart::Expr(e));
                 }
@@ -1609,7 +1703,7 @@ impl<'a> Parser<'a> {
         Expr::new(
             ExprKind::Concat {
                 force_string: true,
-                parts: self.scratch.exprs.drain(out..).collect(),
+                parts: take_tail(&mut self.scratch.exprs, out),
             },
             span,
         )
@@ -1624,7 +1718,7 @@ impl<'a> Parser<'a> {
         loop {
             let (t, s, _) = self.peek()?;
             let at_end = match until {
-                BindsEnd::Brace => matches!(t, Tok::Char('}')),
+                BindsEnd::Brace => matches!(t, Tok::Char(b'}')),
                 BindsEnd::In => matches!(t, Tok::In),
             };
             if at_end {
@@ -1639,10 +1733,10 @@ impl<'a> Parser<'a> {
             }
             if matches!(t, Tok::Inherit) {
                 self.bump()?;
-                let from = if self.at_char('(')? {
+                let from = if self.at_char(b'(')? {
                     self.bump()?;
-                    let e = self.parse_expr()?;
-                    self.expect_char(')')?;
+                    let e = self.expr()?;
+                    self.expect_char(b')')?;
                     Some(e)
                 } else {
                     None
@@ -1654,12 +1748,13 @@ impl<'a> Parser<'a> {
                 loop {
                     let (t, s2, e2) = self.peek()?;
                     let name = match t {
-                        Tok::Char(';') => {
+                        Tok::Char(b';') => {
                             self.bump()?;
                             break;
                         }
-                        Tok::Id(n) => {
+                        Tok::Id => {
                             self.bump()?;
+                            let n = self.tok_text(t, s2, e2);
                             self.sym(n)
                         }
                         Tok::OrKw => {
@@ -1716,18 +1811,18 @@ impl<'a> Parser<'a> {
                 }
                 continue;
             }
-            if !matches!(t, Tok::Id(_) | Tok::OrKw | Tok::Quote | Tok::DollarCurly) {
+            if !matches!(t, Tok::Id | Tok::OrKw | Tok::Quote | Tok::DollarCurly) {
                 // What bison reports here.
                 return self.unexpected("'inherit'");
             }
             let base = self.parse_attrpath()?;
             let path_end = self.pos;
-            if !self.at_char('=')? {
+            if !self.at_char(b'=')? {
                 return self.unexpected("'.' or '='");
             }
             self.advance();
-            let value = self.parse_expr()?;
-            self.expect_char(';')?;
+            let value = self.expr()?;
+            self.expect_char(b';')?;
             self.add_attr(&mut attrs, base, Span::new(s, path_end), value)?;
         }
     }

@@ -38,6 +38,9 @@ const GLOBALS: &[&str] = &[
     "fromTOML",
 ];
 
+/// Boxed, so that a check's result is a register.
+type CResult = Result<(), Box<ParseError>>;
+
 struct Checker<'a> {
     interner: &'a Interner,
     /// Enclosing scopes, innermost last: the names each binds, sorted by symbol (empty for
@@ -85,7 +88,7 @@ pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), 
     if !extra.is_empty() {
         c.enter(extra.iter().copied());
     }
-    let r = c.expr(e);
+    let r = c.expr(e).map_err(|e| *e);
     // Left emptied (a failed check leaves scopes entered).
     while !c.scopes.is_empty() {
         c.leave();
@@ -168,23 +171,23 @@ impl Checker<'_> {
         n.starts_with("__") || GLOBALS.contains(&n)
     }
 
-    fn path(&mut self, path: &mut [AttrName]) -> Result<(), ParseError> {
+    fn path(&mut self, path: &mut [AttrName]) -> CResult {
         for a in path.iter_mut() {
             if let AttrName::Dynamic(e) = a {
-                self.expr(e)?;
+                self.child(e)?;
             }
         }
         Ok(())
     }
 
     /// The bindings of a set: `rec` (and `let`) bind their own names for their values.
-    fn attrs(&mut self, a: &mut Attrs, recursive: bool) -> Result<(), ParseError> {
+    fn attrs(&mut self, a: &mut Attrs, recursive: bool) -> CResult {
         name_lambdas(a);
         if recursive {
             self.enter(a.attrs.keys().copied());
         }
         for e in a.inherit_from.iter_mut() {
-            self.expr(e)?;
+            self.child(e)?;
         }
         for d in a.attrs.values_mut() {
             match d.kind {
@@ -192,22 +195,22 @@ impl Checker<'_> {
                 AttrKind::Inherited => {
                     if recursive {
                         let inner = self.scopes.pop();
-                        let r = self.expr(&mut d.value);
+                        let r = self.child(&mut d.value);
                         if let Some(i) = inner {
                             self.scopes.push(i);
                         }
                         r?;
                     } else {
-                        self.expr(&mut d.value)?;
+                        self.child(&mut d.value)?;
                     }
                 }
                 AttrKind::InheritedFrom(_) => {}
-                AttrKind::Plain => self.expr(&mut d.value)?,
+                AttrKind::Plain => self.child(&mut d.value)?,
             }
         }
         for (n, v, _) in a.dynamic.iter_mut() {
-            self.expr(n)?;
-            self.expr(v)?;
+            self.child(n)?;
+            self.child(v)?;
         }
         if recursive {
             self.leave();
@@ -215,53 +218,74 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn expr(&mut self, e: &mut Expr) -> Result<(), ParseError> {
-        let span = e.span;
+    /// Check `e`: leaves and variables here, the rest in [`Self::expr`] (most nodes are
+    /// leaves, which then cost no call).
+    #[inline]
+    fn child(&mut self, e: &mut Expr) -> CResult {
+        match e.kind {
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Path(_)
+            | ExprKind::CurPos
+            | ExprKind::InheritFrom(_)
+            | ExprKind::Global(_) => Ok(()),
+            ExprKind::Var(s) => self.var(e, s),
+            _ => self.expr(e),
+        }
+    }
+
+    /// Check the variable `e`, which is `s`.
+    fn var(&mut self, e: &mut Expr, s: Symbol) -> CResult {
+        if let Some((up, i)) = self.address(s) {
+            // Addresses that do not fit are left to a search by name.
+            if up < 0x1_0000 && i < 0xffff {
+                e.memo.set(((up as u32) << 16) | (i as u32 + 1));
+            }
+            Ok(())
+        } else if self.withs > 0 {
+            Ok(())
+        } else if self.bound(s) {
+            e.kind = ExprKind::Global(s);
+            Ok(())
+        } else {
+            let name = self.interner.name(s);
+            let mut msg = format!("undefined variable '{name}'");
+            if let Some(m) = self.close_name(name) {
+                msg.push_str(&format!("; did you mean '{m}'?"));
+            }
+            Err(Box::new(ParseError { msg, span: e.span }))
+        }
+    }
+
+    fn expr(&mut self, e: &mut Expr) -> CResult {
         match &mut e.kind {
             ExprKind::Int(_)
             | ExprKind::Float(_)
             | ExprKind::Str(_)
             | ExprKind::Path(_)
             | ExprKind::CurPos
-            | ExprKind::InheritFrom(_) => Ok(()),
-            ExprKind::Global(_) => Ok(()),
+            | ExprKind::InheritFrom(_)
+            | ExprKind::Global(_) => Ok(()),
             ExprKind::Var(s) => {
                 let s = *s;
-                if let Some((up, i)) = self.address(s) {
-                    // Addresses that do not fit are left to a search by name.
-                    if up < 0x1_0000 && i < 0xffff {
-                        e.memo.set(((up as u32) << 16) | (i as u32 + 1));
-                    }
-                    Ok(())
-                } else if self.withs > 0 {
-                    Ok(())
-                } else if self.bound(s) {
-                    e.kind = ExprKind::Global(s);
-                    Ok(())
-                } else {
-                    let name = self.interner.name(s);
-                    let mut msg = format!("undefined variable '{name}'");
-                    if let Some(m) = self.close_name(name) {
-                        msg.push_str(&format!("; did you mean '{m}'?"));
-                    }
-                    Err(ParseError { msg, span })
-                }
+                self.var(e, s)
             }
             ExprKind::Select { e, path } => {
-                self.expr(e)?;
+                self.child(e)?;
                 self.path(path)
             }
             ExprKind::SelectOr(s) => {
-                self.expr(&mut s.e)?;
+                self.child(&mut s.e)?;
                 self.path(&mut s.path)?;
-                self.expr(&mut s.default)
+                self.child(&mut s.default)
             }
             ExprKind::HasAttr { e, path } => {
-                self.expr(e)?;
+                self.child(e)?;
                 self.path(path)
             }
             ExprKind::Attrs(a) => self.attrs(a, a.rec),
-            ExprKind::List(items) => items.iter_mut().try_for_each(|i| self.expr(i)),
+            ExprKind::List(items) => items.iter_mut().try_for_each(|i| self.child(i)),
             ExprKind::Lambda { arg, formals, body } => {
                 let formal_names = formals
                     .iter()
@@ -271,69 +295,69 @@ impl Checker<'_> {
                     if let Some(f) = formals {
                         for x in f.formals.iter_mut() {
                             if let Some(d) = &mut x.default {
-                                self.expr(d)?;
+                                self.child(d)?;
                             }
                         }
                     }
-                    self.expr(body)
+                    self.child(body)
                 })();
                 self.leave();
                 r
             }
             ExprKind::Call { fun, args } => {
-                self.expr(fun)?;
-                args.iter_mut().try_for_each(|a| self.expr(a))
+                self.child(fun)?;
+                args.iter_mut().try_for_each(|a| self.child(a))
             }
             ExprKind::Let { attrs, body } => {
                 name_lambdas(attrs);
                 self.enter(attrs.attrs.keys().copied());
                 let r = (|| {
                     for x in attrs.inherit_from.iter_mut() {
-                        self.expr(x)?;
+                        self.child(x)?;
                     }
                     for d in attrs.attrs.values_mut() {
                         match d.kind {
                             AttrKind::Inherited => {
                                 let inner = self.scopes.pop();
-                                let r = self.expr(&mut d.value);
+                                let r = self.child(&mut d.value);
                                 if let Some(i) = inner {
                                     self.scopes.push(i);
                                 }
                                 r?;
                             }
                             AttrKind::InheritedFrom(_) => {}
-                            AttrKind::Plain => self.expr(&mut d.value)?,
+                            AttrKind::Plain => self.child(&mut d.value)?,
                         }
                     }
-                    self.expr(body)
+                    self.child(body)
                 })();
                 self.leave();
                 r
             }
             ExprKind::With { env, body } => {
-                self.expr(env)?;
+                self.child(env)?;
                 self.withs += 1;
                 self.enter([]);
-                let r = self.expr(body);
+                let r = self.child(body);
                 self.leave();
                 self.withs -= 1;
                 r
             }
             ExprKind::If { cond, then, else_ } => {
-                self.expr(cond)?;
-                self.expr(then)?;
-                self.expr(else_)
+                self.child(cond)?;
+                self.child(then)?;
+                self.child(else_)
             }
             ExprKind::Assert { cond, body } => {
-                self.expr(cond)?;
-                self.expr(body)
+                self.child(cond)?;
+                self.child(body)
             }
-            ExprKind::Not(e) => self.expr(e),
+            ExprKind::Not(e) => self.child(e),
             ExprKind::Bin { a, b, .. } => {
-                self.expr(a)?;
-                self.expr(b)
+                self.child(a)?;
+                self.child(b)
             }
-            ExprKind::Concat { parts, .. } => parts.iter_mut().try_for_each(|p| self.expr(p)),
+            ExprKind::Concat { parts, .. } => parts.iter_mut().try_for_each(|p| self.child(p)),
         }
     }
 }
