@@ -97,7 +97,7 @@ fn write_copy(to: &CopyFile, bytes: &[u8], offset: u64) -> Result<(), NarFsError
     to.write_at(bytes, offset)
 }
 
-impl NarSink for ChunkWriter {
+impl NarSink for ChunkWriter<'_> {
     fn fill_from(&mut self, fd: BorrowedFd<'_>, want: u64) -> Result<Filled, FillError> {
         let room = self.spare().map_err(FillError::Sink)?;
         let (got, asked) = read_some(fd, room, want)?;
