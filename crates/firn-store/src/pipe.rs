@@ -533,6 +533,27 @@ mod tests {
         assert_eq!(h, Hash::digest(HashAlgo::Sha256, &data));
     }
 
+    /// More bytes than all the chunks of the ring hold, in writes of odd sizes: chunks
+    /// come back empty and are filled again, and the hash is still the stream's.
+    #[test]
+    fn chunks_are_reused_past_the_ring() {
+        let piece: Vec<u8> = (0..CHUNK / 3 + 11).map(|i| (i % 251) as u8).collect();
+        let rounds = 2 * CHUNKS * CHUNK / piece.len() + 7;
+        let mut expected = Hasher::new(HashAlgo::Sha256);
+        for _ in 0..rounds {
+            expected.update(&piece);
+        }
+        let (_, h, n) = hash_produced::<(), NarFsError>(HashAlgo::Sha256, |w| {
+            for _ in 0..rounds {
+                w.write_all(&piece).map_err(io)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, (rounds * piece.len()) as u64);
+        assert_eq!(h, expected.finish());
+    }
+
     #[test]
     fn bytes_put_in_place_count_once_committed_and_copies_get_them() {
         let d = tempfile::tempdir().unwrap();
