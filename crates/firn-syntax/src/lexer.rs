@@ -353,10 +353,10 @@ fn keyword(word: &[u8]) -> Option<Tok> {
 
 /// The common tokens without trying every rule: those starting with a character that starts
 /// no identifier, number, path or URI (punctuation, operators, strings, `<...>` paths), `.`
-/// where no path or float follows, and identifiers (or keywords) that no path or URI rule
-/// could extend. `None` leaves the token (numbers, paths, `/`, `+`, `-`, `~`, ...) to the
-/// full longest-match rules. `fresh` is whether `i` is outside the known run of path
-/// characters (which is updated as the full rules would).
+/// where no path or float follows, and identifiers (or keywords) and integers that no path,
+/// URI or float rule could extend. `None` leaves the token (floats, paths, `/`, `+`, `-`,
+/// `~`, ...) to the full longest-match rules. `fresh` is whether `i` is outside the known
+/// run of path characters (which is updated as the full rules would).
 #[inline]
 fn quick_token(
     rest: &[u8],
@@ -411,12 +411,27 @@ fn quick_token(
             _ => (Tok::Char(b'|'), 1),
         }),
         b'a'..=b'z' | b'A'..=b'Z' | b'_' => quick_word(rest, fresh, i, run),
+        // An integer that no float or path rule could extend: its digits end it, and no
+        // path character or `/` follows them.
+        b'0'..=b'9' => {
+            let n = digits(rest);
+            if rest
+                .get(n)
+                .is_some_and(|c| CLASSES[*c as usize] & PATH_C != 0 || *c == b'/')
+            {
+                return None;
+            }
+            if fresh {
+                *run = (i, i + n);
+            }
+            Some((Tok::Int, n))
+        }
         _ => None,
     }
 }
 
 /// [`quick_token`] of a word (`rest` starts with a letter or `_`).
-#[inline]
+#[inline(always)]
 fn quick_word(
     rest: &[u8],
     fresh: bool,
@@ -496,7 +511,7 @@ static CLASSES: [u8; 256] = {
 
 /// For a word starting with a letter or `_`: the lengths of its run of path characters,
 /// of its URI scheme (0 unless it starts with a letter) and of its identifier, in one pass.
-#[inline]
+#[inline(always)]
 fn word_runs(s: &[u8]) -> (usize, usize, usize) {
     let first = CLASSES[s[0] as usize];
     let mut open = first | ID_C;

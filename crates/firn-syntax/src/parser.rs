@@ -53,6 +53,8 @@ pub struct Parser<'a> {
     /// one before: looking ahead does not lex a token twice.
     ahead: [Token; AHEAD],
     n_ahead: usize,
+    /// The last token lexed as the next token that was not [`Self::acceptable`].
+    refused: Token,
     /// See [`next_token_cached`].
     dead_run: (usize, usize),
     pub interner: &'a mut Interner,
@@ -149,6 +151,17 @@ fn utf8_width(lead: u8) -> usize {
         0xf0..=0xf7 => 4,
         _ => 1,
     }
+}
+
+/// A `"..."` string read by [`Parser::string_rest`].
+enum StrLit<'a> {
+    /// Text without `\`, `$` or CR (so without escapes or interpolations): this text of
+    /// the source.
+    Src(&'a str),
+    /// Other text without interpolations: it is left in [`Scratch::strbuf`].
+    Buf,
+    /// With interpolations: the concatenation of its parts.
+    Parts(Expr),
 }
 
 /// What ends the bindings [`Parser::parse_binds`] reads.
@@ -279,6 +292,11 @@ impl<'a> Parser<'a> {
                 end: 0,
             }; AHEAD],
             n_ahead: 0,
+            refused: Token {
+                tok: Tok::Eof,
+                start: 0,
+                end: 0,
+            },
             dead_run: (0, 0),
             interner,
             base_dir: base_dir.trim_end_matches('/'),
@@ -356,11 +374,11 @@ impl<'a> Parser<'a> {
         if let Some(p) = self.peeked {
             return Ok(p.parts());
         }
-        let t = self.lex_next();
-        if self.peeked.is_none() {
-            return self.refuse(t).map(Token::parts);
+        self.lex_next();
+        match self.peeked {
+            Some(t) => Ok(t.parts()),
+            None => self.refuse(self.refused).map(Token::parts),
         }
-        Ok(t.parts())
     }
 
     /// The text of the token `tok` at `start..end` (see [`token_text`]).
@@ -371,7 +389,7 @@ impl<'a> Parser<'a> {
 
     /// The token at `i` (after trivia), as lexed: for an unterminated comment, a
     /// [`Tok::Unterminated`] from where the comment starts to the end of the text.
-    #[inline]
+    #[inline(always)]
     fn lex_at(&mut self, i: usize) -> Token {
         let start = match skip_trivia(self.src, i) {
             Ok(start) => start,
@@ -428,21 +446,28 @@ impl<'a> Parser<'a> {
     }
 
     /// Lex the token at `pos` (after trivia), or take it from `ahead`: it becomes `peeked`
-    /// if it is [`Self::acceptable`].
+    /// if it is [`Self::acceptable`], and `refused` if not.
     #[inline(never)]
-    fn lex_next(&mut self) -> Token {
+    fn lex_next(&mut self) {
         let t = if self.n_ahead > 0 {
-            let first = self.ahead[0];
-            self.ahead.copy_within(1.., 0);
-            self.n_ahead -= 1;
-            first
+            self.take_ahead()
         } else {
             self.lex_at(self.pos)
         };
         if self.acceptable(t) {
             self.peeked = Some(t);
+        } else {
+            self.refused = t;
         }
-        t
+    }
+
+    /// The first of the tokens lexed ahead, taken off them.
+    #[inline(never)]
+    fn take_ahead(&mut self) -> Token {
+        let first = self.ahead[0];
+        self.ahead.copy_within(1.., 0);
+        self.n_ahead -= 1;
+        first
     }
 
     /// The token `k` (1..=[`AHEAD`]) after the next one, as lexed (see [`Self::accept`]),
@@ -654,6 +679,12 @@ impl<'a> Parser<'a> {
                             span,
                         ));
                     }
+                    // A variable alone (the commonest expression), if entering the
+                    // operator level below would be allowed: straight to its node.
+                    t if ends_expr(t) && self.depth < MAX_DEPTH => {
+                        self.advance();
+                        return Ok(self.simple_var(name, Span::new(start, end)));
+                    }
                     _ => {}
                 }
             }
@@ -761,7 +792,28 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
+        if self.depth < MAX_DEPTH && Self::starts_simple(&t) {
+            // As `parse_pipes` (one level deeper for the operators, which is allowed here),
+            // without passing through the levels between it and the simple expression.
+            self.depth += 1;
+            let r = self.simple_chain(start);
+            self.depth -= 1;
+            return self.pipes_rest(r?);
+        }
         self.parse_pipes()
+    }
+
+    /// The operator expression (`expr_op`) that starts with the simple expression at
+    /// `start`, the next token: as [`Self::parse_op`] at the lowest binding power, where
+    /// what follows the simple expression often ends the expression.
+    fn simple_chain(&mut self, start: usize) -> PResult<Expr> {
+        let e = self.parse_simple()?;
+        if ends_expr(self.peek_tok()?) {
+            return Ok(e);
+        }
+        let e = self.select_rest(e, start)?;
+        let e = self.app_rest(e, start)?;
+        self.op_rest(e, start, 0)
     }
 
     /// Decide whether `{` starts a set pattern (formals) rather than an attribute set.
@@ -872,6 +924,21 @@ impl<'a> Parser<'a> {
     #[inline]
     fn parse_pipes(&mut self) -> PResult<Expr> {
         let first = self.parse_op(0)?;
+        self.pipes_rest(first)
+    }
+
+    /// [`Self::parse_pipes`] after its first operand, `first`.
+    #[inline]
+    fn pipes_rest(&mut self, first: Expr) -> PResult<Expr> {
+        match self.peek_tok()? {
+            Tok::PipeInto | Tok::PipeFrom => self.pipes(first),
+            _ => Ok(first),
+        }
+    }
+
+    /// [`Self::pipes_rest`] at a pipe operator.
+    #[cold]
+    fn pipes(&mut self, first: Expr) -> PResult<Expr> {
         match self.peek_tok()? {
             Tok::PipeInto => {
                 let mut acc = first;
@@ -887,7 +954,7 @@ impl<'a> Parser<'a> {
                 }
                 Ok(acc)
             }
-            Tok::PipeFrom => {
+            _ => {
                 let mut items = vec![first];
                 while matches!(self.peek_tok()?, Tok::PipeFrom) {
                     self.bump()?;
@@ -903,7 +970,6 @@ impl<'a> Parser<'a> {
                 }
                 Ok(acc)
             }
-            _ => Ok(first),
         }
     }
 
@@ -936,7 +1002,7 @@ impl<'a> Parser<'a> {
 
     fn parse_op_inner(&mut self, min_bp: u8) -> PResult<Expr> {
         let (t, start, _) = self.peek()?;
-        let mut lhs = match t {
+        let lhs = match t {
             Tok::Char(b'!') => {
                 self.bump()?;
                 let e = self.parse_op(13)?;
@@ -959,6 +1025,11 @@ impl<'a> Parser<'a> {
             }
             _ => self.parse_app()?,
         };
+        self.op_rest(lhs, start, min_bp)
+    }
+
+    /// [`Self::parse_op_inner`] after its left operand, `lhs`, which starts at `start`.
+    fn op_rest(&mut self, mut lhs: Expr, start: usize, min_bp: u8) -> PResult<Expr> {
         let mut last_nonassoc: Option<u8> = None;
         loop {
             let (t, os, oe) = self.peek()?;
@@ -1061,6 +1132,12 @@ impl<'a> Parser<'a> {
     fn parse_app(&mut self) -> PResult<Expr> {
         let start = self.peek()?.1;
         let f = self.parse_select()?;
+        self.app_rest(f, start)
+    }
+
+    /// [`Self::parse_app`] after the function, `f`, which starts at `start`.
+    #[inline]
+    fn app_rest(&mut self, f: Expr, start: usize) -> PResult<Expr> {
         let base = self.scratch.exprs.len();
         let mut end = f.span.end as usize;
         while Self::starts_simple(&self.peek_tok()?) {
@@ -1079,6 +1156,12 @@ impl<'a> Parser<'a> {
     fn parse_select(&mut self) -> PResult<Expr> {
         let (_, start, _) = self.peek()?;
         let e = self.parse_simple()?;
+        self.select_rest(e, start)
+    }
+
+    /// [`Self::parse_select`] after the simple expression `e`, which starts at `start`.
+    #[inline]
+    fn select_rest(&mut self, e: Expr, start: usize) -> PResult<Expr> {
         match self.peek_tok()? {
             Tok::Char(b'.') => {
                 self.bump()?;
@@ -1156,8 +1239,9 @@ impl<'a> Parser<'a> {
             Tok::Quote => {
                 self.bump()?;
                 match self.string_rest(s)? {
-                    None => Ok(AttrName::Static(self.interner.intern(&self.scratch.strbuf))),
-                    Some(parts) => Ok(AttrName::Dynamic(Box::new(parts))),
+                    StrLit::Src(t) => Ok(AttrName::Static(self.interner.intern(t))),
+                    StrLit::Buf => Ok(AttrName::Static(self.interner.intern(&self.scratch.strbuf))),
+                    StrLit::Parts(parts) => Ok(AttrName::Dynamic(Box::new(parts))),
                 }
             }
             Tok::DollarCurly => {
@@ -1177,6 +1261,16 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The simple expression of identifier `n` at `span`.
+    #[inline]
+    fn simple_var(&mut self, n: &str, span: Span) -> Expr {
+        if n == "__curPos" {
+            Expr::new(ExprKind::CurPos, span)
+        } else {
+            self.var(n, span)
+        }
+    }
+
     /// `expr_simple`.
     fn parse_simple(&mut self) -> PResult<Expr> {
         let (t, start, end) = self.peek()?;
@@ -1185,11 +1279,7 @@ impl<'a> Parser<'a> {
             Tok::Id => {
                 self.bump()?;
                 let n = self.tok_text(t, start, end);
-                if n == "__curPos" {
-                    Ok(Expr::new(ExprKind::CurPos, span))
-                } else {
-                    Ok(self.var(n, span))
-                }
+                Ok(self.simple_var(n, span))
             }
             Tok::Int => {
                 self.bump()?;
@@ -1383,21 +1473,34 @@ impl<'a> Parser<'a> {
     /// The rest of a `"..."` string after the opening quote.
     fn parse_string_rest(&mut self, start: usize) -> PResult<Expr> {
         match self.string_rest(start)? {
-            None => Ok(Expr::new(
+            StrLit::Src(t) => Ok(Expr::new(
+                ExprKind::Str(t.into()),
+                Span::new(start, self.pos),
+            )),
+            StrLit::Buf => Ok(Expr::new(
                 ExprKind::Str(self.scratch.strbuf.as_str().into()),
                 Span::new(start, self.pos),
             )),
-            Some(parts) => Ok(parts),
+            StrLit::Parts(parts) => Ok(parts),
         }
     }
 
-    /// Read the rest of a `"..."` string after the opening quote: `None` for a string
-    /// without interpolations, whose text is left in `strbuf`, or the concatenation of its
-    /// parts.
-    fn string_rest(&mut self, start: usize) -> PResult<Option<Expr>> {
+    /// Read the rest of a `"..."` string after the opening quote (see [`StrLit`]).
+    fn string_rest(&mut self, start: usize) -> PResult<StrLit<'a>> {
         const EOF: &str = "syntax error, unexpected end of file, expecting '\"'";
         self.forget_lookahead();
         let s = self.src;
+        // Most strings are text alone: taken from the source as they are.
+        let mut i = self.pos;
+        while i < s.len() && !matches!(s[i], b'"' | b'\\' | b'$' | b'\r') {
+            i += 1;
+        }
+        if s.get(i) == Some(&b'"') {
+            if let Some(t) = self.text.get(self.pos..i) {
+                self.pos = i + 1;
+                return Ok(StrLit::Src(t));
+            }
+        }
         let base = self.scratch.exprs.len();
         self.scratch.strbuf.clear();
         let mut i = self.pos;
@@ -1422,8 +1525,14 @@ impl<'a> Parser<'a> {
                             self.scratch.strbuf.clear();
                         }
                         self.pos = i + 2;
-                        let e = self.expr()?;
-                        self.expect_char(b'}')?;
+                        let e = match self.quick_interpolation() {
+                            Some(e) => e,
+                            None => {
+                                let e = self.expr()?;
+                                self.expect_char(b'}')?;
+                                e
+                            }
+                        };
                         self.forget_lookahead();
                         self.scratch.exprs.push(e);
                         self.scratch.strbuf.clear();
@@ -1464,7 +1573,7 @@ impl<'a> Parser<'a> {
         let end = i + 1;
         self.pos = end;
         if self.scratch.exprs.len() == base {
-            return Ok(None);
+            return Ok(StrLit::Buf);
         }
         if !self.scratch.strbuf.is_empty() {
             let text = ExprKind::Str(self.scratch.strbuf.as_str().into());
@@ -1473,7 +1582,7 @@ impl<'a> Parser<'a> {
                 .push(Expr::new(text, Span::new(text_start, i)));
         }
         let parts = take_tail(&mut self.scratch.exprs, base);
-        Ok(Some(Expr::new(
+        Ok(StrLit::Parts(Expr::new(
             ExprKind::Concat {
                 force_string: true,
                 parts,
@@ -1544,8 +1653,14 @@ impl<'a> Parser<'a> {
                 },
                 Some(b'$') if s.get(i + 1) == Some(&b'{') => {
                     self.pos += 2;
-                    let e = self.expr()?;
-                    self.expect_char(b'}')?;
+                    let e = match self.quick_interpolation() {
+                        Some(e) => e,
+                        None => {
+                            let e = self.expr()?;
+                            self.expect_char(b'}')?;
+                            e
+                        }
+                    };
                     self.forget_lookahead();
                     self.scratch.ind_parts.push(IndPart::Expr(e));
                 }
@@ -1574,6 +1689,73 @@ impl<'a> Parser<'a> {
         }
         let end = self.pos;
         Ok(self.strip_indentation(base, Span::new(start, end)))
+    }
+
+    /// The commonest interpolations, `${x}` and `${x.y}` written without spaces, read
+    /// from `pos` (after the `${`) to after their `}`, as [`Self::expr`] and the `}` would
+    /// read them; `None` (and nothing read) for any other.
+    #[inline(never)]
+    fn quick_interpolation(&mut self) -> Option<Expr> {
+        // The levels `expr` and the operators below it enter must be allowed.
+        if self.depth + 1 >= MAX_DEPTH {
+            return None;
+        }
+        let s = self.src;
+        let word_at = |j: usize| matches!(s.get(j), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'));
+        let i = self.pos;
+        if !word_at(i) {
+            return None;
+        }
+        // Lexed as the parser would, the cache of path runs updated only if taken.
+        let mut run = self.dead_run;
+        let (Tok::Id, n) = next_token_fast(s, i, &mut run) else {
+            return None;
+        };
+        let (end, attr) = match s.get(i + n) {
+            Some(b'}') => (i + n, None),
+            Some(b'.') if word_at(i + n + 1) => {
+                let dot = i + n;
+                if dot >= run.0 && dot < run.1 {
+                    // Inside the known run of path characters (as after most words), a `.`
+                    // before a letter is that token, and lexing it changes nothing.
+                    debug_assert!({
+                        let mut after = run;
+                        next_token_fast(s, dot, &mut after) == (Tok::Char(b'.'), 1) && after == run
+                    });
+                } else {
+                    let (Tok::Char(b'.'), 1) = next_token_fast(s, dot, &mut run) else {
+                        return None;
+                    };
+                }
+                let a = dot + 1;
+                match next_token_fast(s, a, &mut run) {
+                    (Tok::Id, k) if s.get(a + k) == Some(&b'}') => (a + k, Some((a, a + k))),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        let name = self.text.get(i..i + n)?;
+        let attr_name = match attr {
+            Some((a, b)) => Some(self.text.get(a..b)?),
+            None => None,
+        };
+        self.dead_run = run;
+        self.pos = end + 1;
+        let var = self.simple_var(name, Span::new(i, i + n));
+        Some(match attr_name {
+            None => var,
+            Some(a) => {
+                let sym = self.sym(a);
+                Expr::new(
+                    ExprKind::Select {
+                        e: Box::new(var),
+                        path: Box::new([AttrName::Static(sym)]),
+                    },
+                    Span::new(i, end),
+                )
+            }
+        })
     }
 
     /// CppNix's indentation stripping of `''` strings: the string of the pieces
@@ -1764,8 +1946,9 @@ impl<'a> Parser<'a> {
                         Tok::Quote => {
                             self.bump()?;
                             match self.string_rest(s2)? {
-                                None => self.interner.intern(&self.scratch.strbuf),
-                                Some(_) => {
+                                StrLit::Src(t) => self.interner.intern(t),
+                                StrLit::Buf => self.interner.intern(&self.scratch.strbuf),
+                                StrLit::Parts(_) => {
                                     return err(
                                         "dynamic attributes not allowed in inherit",
                                         s2,
@@ -1821,9 +2004,25 @@ impl<'a> Parser<'a> {
                 return self.unexpected("'.' or '='");
             }
             self.advance();
-            let value = self.expr()?;
+            let mut value = self.expr()?;
             self.expect_char(b';')?;
-            self.add_attr(&mut attrs, base, Span::new(s, path_end), value)?;
+            let span = Span::new(s, path_end);
+            if let [AttrName::Static(sym)] = self.scratch.names[base..] {
+                // One name, not bound yet (the commonest binding): bound here.
+                let def = AttrDef {
+                    kind: AttrKind::Plain,
+                    value,
+                    span,
+                };
+                match attrs.attrs.insert_new(sym, def) {
+                    Ok(()) => {
+                        self.scratch.names.truncate(base);
+                        continue;
+                    }
+                    Err(def) => value = def.value,
+                }
+            }
+            self.add_attr(&mut attrs, base, span, value)?;
         }
     }
 
@@ -1991,6 +2190,13 @@ impl<'a> Parser<'a> {
             Ok(())
         }
     }
+}
+
+/// Whether token `t` after an operand ends the expression it is in: no selection,
+/// argument, operator or pipe can follow.
+#[inline]
+fn ends_expr(t: Tok) -> bool {
+    matches!(t, Tok::Char(b';' | b'}' | b']' | b')' | b','))
 }
 
 fn bin(op: BinOp, a: Expr, b: Expr, span: Span) -> Expr {

@@ -81,6 +81,17 @@ impl<V> SymMap<V> {
         }
     }
 
+    /// Insert `v` at `k` if `k` is not bound yet; otherwise `v` is given back.
+    pub(crate) fn insert_new(&mut self, k: Symbol, v: V) -> Result<(), V> {
+        match self.find(&k) {
+            Ok(_) => Err(v),
+            Err(i) => {
+                self.entries.insert(i, (k, v));
+                Ok(())
+            }
+        }
+    }
+
     pub fn remove(&mut self, k: &Symbol) -> Option<V> {
         match self.find(k) {
             Ok(i) => Some(self.entries.remove(i).1),
