@@ -423,7 +423,7 @@ impl Evaluator {
             ThunkState::Apply(f, a) => {
                 let arg = a.clone();
                 if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(&l, arg);
+                    let r = self.call_simple(&l, arg, None);
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::Apply(f, a));
                 }
@@ -432,7 +432,7 @@ impl Evaluator {
             ThunkState::ApplyIndex(f, i) => {
                 let arg = Thunk::value(Value::Int(i));
                 if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(&l, arg);
+                    let r = self.call_simple(&l, arg, None);
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
                 }
@@ -463,25 +463,45 @@ impl Evaluator {
         }
     }
 
-    /// [`Self::call`] of a lambda [`simple_lambda`] found, without the dispatch on the kind
-    /// of function: its scope, and its body evaluated, with the same depth and frames.
+    /// A call of a lambda [`simple_lambda`] found, without the dispatch on the kind of
+    /// function: its scope, and its body evaluated, with the depth and frames of
+    /// [`Self::call`] (no `site`) or of a call expression `site` (an error of the call itself
+    /// placed there, one of the body with the call site's frame).
     #[inline]
-    fn call_simple(&mut self, l: &Lambda, arg: Thunk) -> EResult<Value> {
+    fn call_simple(
+        &mut self,
+        l: &Lambda,
+        arg: Thunk,
+        site: Option<&'static Expr>,
+    ) -> EResult<Value> {
         let ExprKind::Lambda {
             arg: Some(n), body, ..
         } = &l.expr.kind
         else {
             return self.call(Value::Lambda(l.clone()), arg);
         };
-        if self.depth > self.max_call_depth {
-            return err("stack overflow; max-call-depth exceeded");
+        let entered = if self.depth > self.max_call_depth {
+            err("stack overflow; max-call-depth exceeded")
+        } else {
+            self.check_stack()
+        };
+        if let Err(x) = entered {
+            return Err(match site {
+                Some(e) => self.locate_error(x, e),
+                None => x,
+            });
         }
-        self.check_stack()?;
         let inner = l.env.push(Scope::One(*n, arg));
         self.depth += 1;
         let r = self.eval(body, &inner);
         self.depth -= 1;
-        r.map_err(|x| self.call_frames(x, l.expr, None))
+        r.map_err(|x| {
+            let x = match site {
+                Some(_) => self.locate_error(x, body),
+                None => x,
+            };
+            self.call_frames(x, l.expr, site)
+        })
     }
 
     /// [`Self::force_pending`] of an application: `f` called with `arg`; on an error the
@@ -886,9 +906,9 @@ impl Evaluator {
     }
 
     /// [`Self::eval`] of a call (not in a tail position). The common one, a variable holding
-    /// a computed one-argument lambda (`f x`), is made here: its scope, and its body
-    /// evaluated, as [`Self::eval_any`]'s loop would, with the same depth, frames and
-    /// positions, without the loop's state. Others go to that loop.
+    /// a computed one-argument lambda (`f x`), is made by [`Self::call_simple`], with the
+    /// depth, frames and positions [`Self::eval_any`]'s loop would give it but without the
+    /// loop's state. Others go to that loop.
     #[inline(never)]
     fn eval_call(
         &mut self,
@@ -898,34 +918,9 @@ impl Evaluator {
         env: &Env,
     ) -> EResult<Value> {
         if let ([arg], ExprKind::Var(s)) = (args, &fun.kind) {
-            if let Some(t) = lookup_var_ref(fun, *s, env) {
-                if let Some(Value::Lambda(l)) = t.peek() {
-                    if let ExprKind::Lambda {
-                        arg: Some(n),
-                        formals: None,
-                        body,
-                    } = &l.expr.kind
-                    {
-                        if self.depth > self.max_call_depth {
-                            let x = EvalError::new("stack overflow; max-call-depth exceeded");
-                            return Err(self.locate_error(x, e));
-                        }
-                        if let Err(x) = self.check_stack() {
-                            return Err(self.locate_error(x, e));
-                        }
-                        let inner = l.env.push(Scope::One(*n, self.thunk(arg, env)));
-                        self.depth += 1;
-                        let r = self.eval(body, &inner);
-                        self.depth -= 1;
-                        return match r {
-                            Ok(v) => Ok(v),
-                            Err(x) => {
-                                let x = self.locate_error(x, body);
-                                Err(self.call_frames(x, l.expr, Some(e)))
-                            }
-                        };
-                    }
-                }
+            if let Some(l) = lookup_var_ref(fun, *s, env).and_then(simple_lambda) {
+                let arg = self.thunk(arg, env);
+                return self.call_simple(&l, arg, Some(e));
             }
         }
         self.eval_any(e, env)

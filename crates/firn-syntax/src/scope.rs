@@ -260,17 +260,15 @@ impl Checker<'_> {
 
     fn expr(&mut self, e: &mut Expr) -> CResult {
         match &mut e.kind {
+            // Leaves and variables (for the whole tree's root; below it, `child` takes them).
             ExprKind::Int(_)
             | ExprKind::Float(_)
             | ExprKind::Str(_)
             | ExprKind::Path(_)
             | ExprKind::CurPos
             | ExprKind::InheritFrom(_)
-            | ExprKind::Global(_) => Ok(()),
-            ExprKind::Var(s) => {
-                let s = *s;
-                self.var(e, s)
-            }
+            | ExprKind::Global(_)
+            | ExprKind::Var(_) => self.child(e),
             ExprKind::Select { e, path } => {
                 self.child(e)?;
                 self.path(path)
