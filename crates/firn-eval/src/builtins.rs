@@ -1236,8 +1236,19 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                             "while evaluating one element of the list of strings to concat passed to builtins.concatStringsSep",
                         )
                     })?;
+                    if i == 0 {
+                        if l.len() == 1 && ctx.is_empty() {
+                            // The one string is the result, as it is.
+                            return Ok(Value::String(s));
+                        }
+                        // Room for elements as long as the first, each after a separator.
+                        out.reserve((s.s.len() + sep.s.len()) * l.len());
+                    }
                     out.push_str(&s.s);
                     ctx.extend(s.context.iter().cloned());
+                }
+                if ctx.is_empty() {
+                    return Ok(Value::String(NixString::plain(out)));
                 }
                 Ok(Value::String(NixString {
                     s: out.into(),

@@ -34,6 +34,12 @@ pub struct Evaluator {
     pub builtins: Thunk,
     imports: HashMap<String, Value>,
     pub(crate) depth: usize,
+    /// Where string coercion last found (or missed) `__toString` and `outPath` in a set
+    /// (see `AttrMap::get_hinted`): the sets coerced are mostly derivations of one shape.
+    coerce_hints: std::cell::Cell<u32>,
+    /// The names `__toString` and `outPath` as the last set coerced that had them held
+    /// them: mostly the source's shared handles, so found by address.
+    coerce_names: [RcStr; 2],
     pub home: String,
     /// Each symbol's name as a shared string, made once (attribute maps are keyed by them).
     names: Vec<Option<RcStr>>,
@@ -97,6 +103,8 @@ impl Evaluator {
             builtins: Thunk::value(Value::Null),
             imports: HashMap::new(),
             depth: 0,
+            coerce_hints: std::cell::Cell::new(0),
+            coerce_names: ["__toString".into(), "outPath".into()],
             home: std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into()),
             names: Vec::new(),
             regex_cache: Default::default(),
@@ -1868,7 +1876,10 @@ impl Evaluator {
                 }
             }
             Value::Attrs(a) => {
-                if let Some(f) = a.get("__toString") {
+                if let Some((n, f)) = a.entry_hinted(&self.coerce_names[0], &self.coerce_hints, 0) {
+                    if !RcStr::ptr_eq(n, &self.coerce_names[0]) {
+                        self.coerce_names[0] = n.clone();
+                    }
                     let r = match self.force(&f.clone()) {
                         Ok(f) => self.call(f, Thunk::value(v.clone())),
                         Err(x) => Err(x),
@@ -1878,7 +1889,10 @@ impl Evaluator {
                         .coerce_in(&r, coerce_more, copy, ctx)
                         .map_err(|x| self.peel_frame(x, a, "__toString", true));
                 }
-                if let Some(o) = a.get("outPath") {
+                if let Some((n, o)) = a.entry_hinted(&self.coerce_names[1], &self.coerce_hints, 1) {
+                    if !RcStr::ptr_eq(n, &self.coerce_names[1]) {
+                        self.coerce_names[1] = n.clone();
+                    }
                     let o = self
                         .force(&o.clone())
                         .map_err(|x| self.peel_frame(x, a, "outPath", false))?;
@@ -1894,9 +1908,18 @@ impl Evaluator {
             Value::Bool(b) if coerce_more => Ok(NixString::plain(if *b { "1" } else { "" })),
             Value::Null if coerce_more => Ok(NixString::plain("")),
             Value::List(items) if coerce_more => {
+                let inner = ctx.map(|(_, e)| ("while evaluating one element of the list", e));
+                // Lists of one element (a flag, an input) are common: that element's string
+                // is the list's, as it is, without a copy.
+                if let [t] = &items[..] {
+                    let r = match self.force(t) {
+                        Ok(x) => self.coerce_in(&x, true, copy, inner),
+                        Err(x) => Err(x),
+                    };
+                    return r.map_err(|x| self.ctx_frame(x, ctx));
+                }
                 let mut s = String::new();
                 let mut ctx_ = Vec::new();
-                let inner = ctx.map(|(_, e)| ("while evaluating one element of the list", e));
                 for (i, t) in items.iter().enumerate() {
                     let r = match self.force(t) {
                         Ok(x) => self.coerce_in(&x, true, copy, inner).map(|p| (x, p)),
@@ -1908,6 +1931,9 @@ impl Evaluator {
                     }
                     s.push_str(&part.s);
                     ctx_.extend(part.context.iter().cloned());
+                }
+                if ctx_.is_empty() {
+                    return Ok(NixString::plain(s));
                 }
                 Ok(NixString {
                     s: s.into(),

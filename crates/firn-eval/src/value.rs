@@ -67,6 +67,10 @@ pub enum Keep {
     Last,
 }
 
+/// The bit of a remembered position ([`AttrMap::get_hinted`]) that says the name was
+/// missing there.
+const MISSED: u32 = 0x8000;
+
 impl AttrMap {
     pub fn new() -> AttrMap {
         AttrMap(Vec::new())
@@ -122,10 +126,11 @@ impl AttrMap {
     }
 
     /// [`Self::get_rc`] with a remembered position: half `slot` (0 or 1) of `hints` holds
-    /// where the name was found the last time this piece of code looked (plus one), which
-    /// is checked first. The same selection usually meets the same set (`builtins.x`,
-    /// `lib.x`) or sets of one shape, so most lookups then read a single entry. A stale hint
-    /// costs one comparison of names.
+    /// where the name was found the last time this piece of code looked (plus one), or,
+    /// with [`MISSED`] set, where it would have been (plus one), which is checked first.
+    /// The same selection usually meets the same set (`builtins.x`, `lib.x`) or sets of
+    /// one shape, so most lookups then read a single entry (two for a name that is
+    /// missing, as `x.a or d` often finds). A stale hint costs one or two comparisons.
     #[inline]
     pub fn get_hinted(
         &self,
@@ -133,18 +138,63 @@ impl AttrMap {
         hints: &std::cell::Cell<u32>,
         slot: usize,
     ) -> Option<&Thunk> {
+        self.index_hinted(k, hints, slot).map(|i| &self.0[i].1)
+    }
+
+    /// [`Self::get_hinted`] with the name as the map holds it.
+    #[inline]
+    pub fn entry_hinted(
+        &self,
+        k: &RcStr,
+        hints: &std::cell::Cell<u32>,
+        slot: usize,
+    ) -> Option<&(RcStr, Thunk)> {
+        self.index_hinted(k, hints, slot).map(|i| &self.0[i])
+    }
+
+    #[inline(always)]
+    fn index_hinted(&self, k: &RcStr, hints: &std::cell::Cell<u32>, slot: usize) -> Option<usize> {
         let shift = 16 * (slot as u32 & 1);
-        let h = ((hints.get() >> shift) & 0xffff) as usize;
-        if let Some((n, t)) = h.checked_sub(1).and_then(|i| self.0.get(i)) {
-            if n == k {
-                return Some(t);
+        let h = (hints.get() >> shift) & 0xffff;
+        if h != 0 && h & MISSED == 0 {
+            if let Some((n, _)) = self.0.get(h as usize - 1) {
+                if n == k {
+                    return Some(h as usize - 1);
+                }
             }
+        } else if h != 0 && self.missing_at(k.as_str(), (h & !MISSED) as usize - 1) {
+            return None;
         }
-        let i = self.index_rc(k)?;
-        if i < 0xffff {
-            hints.set((hints.get() & !(0xffff << shift)) | ((i as u32 + 1) << shift));
+        let by_address = if self.0.len() <= 16 {
+            self.0.iter().position(|(n, _)| RcStr::ptr_eq(n, k))
+        } else {
+            None
+        };
+        let found = by_address.map_or_else(|| self.find(k.as_str()), Ok);
+        let (i, bit) = match found {
+            Ok(i) => (i, 0),
+            Err(i) => (i, MISSED),
+        };
+        if i + 1 < MISSED as usize {
+            hints.set((hints.get() & !(0xffff << shift)) | ((i as u32 + 1) | bit) << shift);
         }
-        Some(&self.0[i].1)
+        found.ok()
+    }
+
+    /// Whether `k` is not in the map because it would go at position `i`: the entry
+    /// before sorts below it and the entry there (if any) above it.
+    #[inline(always)]
+    fn missing_at(&self, k: &str, i: usize) -> bool {
+        use std::cmp::Ordering::{Greater, Less};
+        if i > self.0.len() {
+            return false;
+        }
+        let below = i == 0 || crate::rc_str::cmp_str(&self.0[i - 1].0, k) == Less;
+        below
+            && self
+                .0
+                .get(i)
+                .is_none_or(|(n, _)| crate::rc_str::cmp_str(n, k) == Greater)
     }
 
     pub fn contains_key<K: AsRef<str> + ?Sized>(&self, k: &K) -> bool {
