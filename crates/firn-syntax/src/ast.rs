@@ -245,7 +245,7 @@ pub struct Expr {
     /// index of its value in its own table here; for a lambda bound to a name, the scope
     /// check keeps that name (see `scope::lambda_name`); for a variable bound lexically,
     /// its address (see `scope::var_address`); for a selection `e.a.b`, the evaluator keeps
-    /// where in the set each name was found last time.
+    /// where in the set each name was found (or found missing) last time.
     pub memo: std::cell::Cell<u32>,
 }
 
