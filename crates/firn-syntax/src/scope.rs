@@ -223,14 +223,8 @@ impl Checker<'_> {
     #[inline]
     fn child(&mut self, e: &mut Expr) -> CResult {
         match e.kind {
-            ExprKind::Int(_)
-            | ExprKind::Float(_)
-            | ExprKind::Str(_)
-            | ExprKind::Path(_)
-            | ExprKind::CurPos
-            | ExprKind::InheritFrom(_)
-            | ExprKind::Global(_) => Ok(()),
             ExprKind::Var(s) => self.var(e, s),
+            ref k if is_leaf(k) => Ok(()),
             _ => self.expr(e),
         }
     }
@@ -260,15 +254,6 @@ impl Checker<'_> {
 
     fn expr(&mut self, e: &mut Expr) -> CResult {
         match &mut e.kind {
-            // Leaves and variables (for the whole tree's root; below it, `child` takes them).
-            ExprKind::Int(_)
-            | ExprKind::Float(_)
-            | ExprKind::Str(_)
-            | ExprKind::Path(_)
-            | ExprKind::CurPos
-            | ExprKind::InheritFrom(_)
-            | ExprKind::Global(_)
-            | ExprKind::Var(_) => self.child(e),
             ExprKind::Select { e, path } => {
                 self.child(e)?;
                 self.path(path)
@@ -356,6 +341,23 @@ impl Checker<'_> {
                 self.child(b)
             }
             ExprKind::Concat { parts, .. } => parts.iter_mut().try_for_each(|p| self.child(p)),
+            // Leaves and variables (the whole tree's root; below it, `child` takes them).
+            _ => self.child(e),
         }
     }
+}
+
+/// Whether `k` is a node without children or names to check.
+#[inline]
+fn is_leaf(k: &ExprKind) -> bool {
+    matches!(
+        k,
+        ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Path(_)
+            | ExprKind::CurPos
+            | ExprKind::InheritFrom(_)
+            | ExprKind::Global(_)
+    )
 }
