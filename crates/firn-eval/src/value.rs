@@ -117,12 +117,19 @@ impl AttrMap {
 
     #[inline]
     fn index_rc(&self, k: &RcStr) -> Option<usize> {
+        self.locate_rc(k).ok()
+    }
+
+    /// Where `k` is (`Ok`), or would go (`Err`): in a small set first by address (names from
+    /// the source share one handle), then by a search of the names.
+    #[inline(always)]
+    fn locate_rc(&self, k: &RcStr) -> Result<usize, usize> {
         if self.0.len() <= 16 {
             if let Some(i) = self.0.iter().position(|(n, _)| RcStr::ptr_eq(n, k)) {
-                return Some(i);
+                return Ok(i);
             }
         }
-        self.find(k.as_str()).ok()
+        self.find(k.as_str())
     }
 
     /// [`Self::get_rc`] with a remembered position: half `slot` (0 or 1) of `hints` holds
@@ -165,12 +172,7 @@ impl AttrMap {
         } else if h != 0 && self.missing_at(k.as_str(), (h & !MISSED) as usize - 1) {
             return None;
         }
-        let by_address = if self.0.len() <= 16 {
-            self.0.iter().position(|(n, _)| RcStr::ptr_eq(n, k))
-        } else {
-            None
-        };
-        let found = by_address.map_or_else(|| self.find(k.as_str()), Ok);
+        let found = self.locate_rc(k);
         let (i, bit) = match found {
             Ok(i) => (i, 0),
             Err(i) => (i, MISSED),

@@ -1525,15 +1525,7 @@ impl<'a> Parser<'a> {
                             self.scratch.strbuf.clear();
                         }
                         self.pos = i + 2;
-                        let e = match self.quick_interpolation() {
-                            Some(e) => e,
-                            None => {
-                                let e = self.expr()?;
-                                self.expect_char(b'}')?;
-                                e
-                            }
-                        };
-                        self.forget_lookahead();
+                        let e = self.string_interpolation()?;
                         self.scratch.exprs.push(e);
                         self.scratch.strbuf.clear();
                         i = self.pos;
@@ -1653,15 +1645,7 @@ impl<'a> Parser<'a> {
                 },
                 Some(b'$') if s.get(i + 1) == Some(&b'{') => {
                     self.pos += 2;
-                    let e = match self.quick_interpolation() {
-                        Some(e) => e,
-                        None => {
-                            let e = self.expr()?;
-                            self.expect_char(b'}')?;
-                            e
-                        }
-                    };
-                    self.forget_lookahead();
+                    let e = self.string_interpolation()?;
                     self.scratch.ind_parts.push(IndPart::Expr(e));
                 }
                 _ => {
@@ -1689,6 +1673,23 @@ impl<'a> Parser<'a> {
         }
         let end = self.pos;
         Ok(self.strip_indentation(base, Span::new(start, end)))
+    }
+
+    /// An interpolation in a string or indented string, read from `pos` (after the `${`)
+    /// to after its `}`: the commonest shapes quickly ([`Self::quick_interpolation`]), the
+    /// others as an expression. The string's scanning goes on from `pos`, so nothing
+    /// looked ahead is kept.
+    fn string_interpolation(&mut self) -> PResult<Expr> {
+        let e = match self.quick_interpolation() {
+            Some(e) => e,
+            None => {
+                let e = self.expr()?;
+                self.expect_char(b'}')?;
+                e
+            }
+        };
+        self.forget_lookahead();
+        Ok(e)
     }
 
     /// The commonest interpolations, `${x}` and `${x.y}` written without spaces, read
