@@ -27,7 +27,7 @@ impl Span {
 pub struct Symbol(pub u32);
 
 /// Interns identifier strings; shared by the parser and, later, the evaluator.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Interner {
     /// The names, by symbol.
     names: Vec<Box<str>>,
@@ -58,6 +58,11 @@ impl Interner {
         self.names.push(s.into());
         self.slots[i] = (h, id + 1);
         Symbol(id)
+    }
+
+    /// The names interned, by symbol (the first interned first).
+    pub fn into_names(self) -> Vec<Box<str>> {
+        self.names
     }
 
     pub fn name(&self, s: Symbol) -> &str {

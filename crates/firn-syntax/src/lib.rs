@@ -4,6 +4,7 @@
 
 pub mod ast;
 pub mod bytes;
+pub mod detach;
 pub mod lexer;
 pub mod lint;
 pub mod parser;

@@ -109,6 +109,14 @@ impl<V> SymMap<V> {
         self.entries.capacity() > self.entries.len()
     }
 
+    /// Replace every key `k` by `f(k)` (a one-to-one mapping) and sort again.
+    pub(crate) fn rekey(&mut self, f: impl Fn(Symbol) -> Symbol) {
+        for (k, _) in self.entries.iter_mut() {
+            *k = f(*k);
+        }
+        self.entries.sort_unstable_by_key(|(k, _)| *k);
+    }
+
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Symbol, &V)> + ExactSizeIterator {
         self.entries.iter().map(|(k, v)| (k, v))
     }
