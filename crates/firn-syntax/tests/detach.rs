@@ -127,7 +127,7 @@ fn snippets_attach_to_the_same_tree() {
         "{ a = { x = 1; y = 2; }; a = { y = 3; x = 4; }; }",
         "{ x, x }: x",
     ];
-    for seed in [&SEEDS[..], &[][..], &SEEDS[5..]] {
+    for seed in [SEEDS, &[][..], &SEEDS[5..]] {
         for text in snippets {
             assert!(same(text, seed, &[]), "{text:?} does not parse");
         }
@@ -153,7 +153,7 @@ fn generated_programs_attach_to_the_same_tree() {
         let seed: Vec<&str> = SEEDS
             .iter()
             .copied()
-            .filter(|_| g.next() % 2 == 0)
+            .filter(|_| g.next().is_multiple_of(2))
             .collect();
         if same(&text, &seed, &[]) {
             parsed += 1;
