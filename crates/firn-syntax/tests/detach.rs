@@ -185,7 +185,7 @@ impl Gen {
     /// An expression with the variables `scope` bound (mostly; sometimes an unbound one).
     fn expr(&mut self, out: &mut String, depth: u32, scope: &[&'static str]) {
         let var = |g: &mut Gen| -> &'static str {
-            if g.next() % 20 == 0 {
+            if g.next().is_multiple_of(20) {
                 g.name()
             } else {
                 g.pick(scope)
@@ -202,7 +202,7 @@ impl Gen {
         match self.next() % 12 {
             0 => {
                 // A set, maybe recursive, with paths that merge.
-                let rec = self.next() % 3 == 0;
+                let rec = self.next().is_multiple_of(3);
                 out.push_str(if rec { "rec { " } else { "{ " });
                 let mut inner: Vec<&'static str> = scope.to_vec();
                 let n = self.next() % 5;
