@@ -32,7 +32,8 @@ pub struct Evaluator {
     pub interner: Interner,
     pub base_env: Env,
     pub builtins: Thunk,
-    imports: HashMap<String, Value>,
+    /// Imported files by path (a fast hash: paths come from the code evaluated).
+    imports: HashMap<String, Value, foldhash::fast::RandomState>,
     pub(crate) depth: usize,
     /// Where string coercion last found (or missed) `__toString` and `outPath` in a set
     /// (see `AttrMap::get_hinted`): the sets coerced are mostly derivations of one shape.
@@ -56,6 +57,13 @@ pub struct Evaluator {
     pub pipe_operators: bool,
     /// The parser's lints (`lint-url-literals`, ...): what to do about some literals.
     pub lints: firn_syntax::Lints,
+    /// Whether files named by path literals in imported files are parsed ahead on another
+    /// thread (see [`crate::prefetch`]); on unless turned off.
+    pub prefetch: bool,
+    /// The thread parsing ahead, once a file names others.
+    prefetcher: Option<crate::prefetch::Prefetcher>,
+    /// How many imported files that thread had parsed.
+    prefetched: usize,
     /// The `ca-derivations` experimental feature: `__contentAddressed = true` is allowed.
     pub ca_derivations: bool,
     /// The `impure-derivations` experimental feature: `__impure = true` is allowed.
@@ -101,7 +109,7 @@ impl Evaluator {
             interner: Interner::default(),
             base_env: Env::empty(),
             builtins: Thunk::value(Value::Null),
-            imports: HashMap::new(),
+            imports: HashMap::default(),
             depth: 0,
             coerce_hints: std::cell::Cell::new(0),
             coerce_names: ["__toString".into(), "outPath".into()],
@@ -113,6 +121,9 @@ impl Evaluator {
             abort_on_warn: false,
             pipe_operators: false,
             lints: firn_syntax::Lints::default(),
+            prefetch: true,
+            prefetcher: None,
+            prefetched: 0,
             ca_derivations: false,
             impure_derivations: false,
             max_call_depth: MAX_CALL_DEPTH,
@@ -282,6 +293,19 @@ impl Evaluator {
         } else {
             firn_syntax::parse_with_names(text, &src, &mut self.interner, names)
         };
+        self.finish_parse(parsed, text, origin, from_disk)
+    }
+
+    /// The end of a parse of `text` (from `origin`) that gave `parsed`: the warnings shown,
+    /// the text's positions kept, and the tree kept for the rest of the evaluation; or the
+    /// error, placed.
+    fn finish_parse(
+        &mut self,
+        parsed: Result<firn_syntax::Parsed, firn_syntax::ParseError>,
+        text: &str,
+        origin: &str,
+        from_disk: bool,
+    ) -> EResult<&'static Expr> {
         match parsed {
             Ok(firn_syntax::Parsed {
                 expr: mut e,
@@ -332,6 +356,20 @@ impl Evaluator {
             return Ok(v);
         }
         self.check_source_path(path)?;
+        if let Some(pf) = self.prefetcher.as_mut().and_then(|f| f.take(path)) {
+            if let Some(v) = self.imports.get(&pf.path) {
+                return Ok(v.clone());
+            }
+            if pf.settings == self.parse_settings() {
+                self.prefetched += 1;
+                let attached = pf.tree.attach(&mut self.interner, &[]);
+                let e = self.finish_parse(attached, &pf.text, &pf.path, true)?;
+                self.want_paths(e, pf.text.len());
+                let v = self.eval_top(e)?;
+                self.imports.insert(pf.path, v.clone());
+                return Ok(v);
+            }
+        }
         // One open and one `fstat` tell a file from a directory (whose `default.nix` is
         // meant) and give the size to read.
         let mut p = path.to_string();
@@ -361,9 +399,39 @@ impl Evaluator {
             .map(|d| d.to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into());
         let e = self.parse_file(&text, &p, &dir, &[])?;
+        self.want_paths(e, text.len());
         let v = self.eval_top(e)?;
         self.imports.insert(p, v.clone());
         Ok(v)
+    }
+
+    /// How many of the files imported so far were parsed ahead (see [`crate::prefetch`]).
+    pub fn prefetched(&self) -> usize {
+        self.prefetched
+    }
+
+    /// The parser's settings, as the thread parsing ahead needs them.
+    fn parse_settings(&self) -> crate::prefetch::ParseSettings {
+        crate::prefetch::ParseSettings {
+            home: self.home.clone(),
+            pipe_operators: self.pipe_operators,
+            lints: self.lints,
+        }
+    }
+
+    /// File `e` was imported (`bytes` long): the files its path literals name, not
+    /// imported yet, are parsed ahead (see [`crate::prefetch`]).
+    fn want_paths(&mut self, e: &'static Expr, bytes: usize) {
+        if !self.prefetch {
+            return;
+        }
+        let paths = firn_syntax::ast::path_literals(e);
+        let imports = &self.imports;
+        let wanted = paths.into_iter().filter(|p| !imports.contains_key(*p));
+        let settings = self.parse_settings();
+        self.prefetcher
+            .get_or_insert_with(|| crate::prefetch::Prefetcher::new(settings.clone()))
+            .want(wanted, &settings, bytes);
     }
 
     #[inline]

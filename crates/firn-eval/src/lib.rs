@@ -18,6 +18,7 @@ pub mod fetch_tree;
 pub mod flakeref;
 pub mod pool;
 pub mod positions;
+pub mod prefetch;
 pub mod print;
 pub mod purity;
 pub mod rc_str;

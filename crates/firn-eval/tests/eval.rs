@@ -179,3 +179,86 @@ fn sort_is_stable_on_every_shape() {
         );
     }
 }
+
+/// Files parsed ahead on another thread (`firn_eval::prefetch`) evaluate as files read at
+/// their `import`: the same values, the same errors at the same places, whichever way each
+/// file went.
+#[test]
+fn files_parsed_ahead_evaluate_as_files_read_in_place() {
+    let d = std::env::temp_dir().join(format!("firn-eval-prefetch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("sub")).expect("temporary directory");
+    let w = |name: &str, text: &str| std::fs::write(d.join(name), text).expect("write");
+    // Busy work first, so the worker has parsed the files named before they are imported.
+    w(
+        "main.nix",
+        "let busy = builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 300000); in \
+         builtins.seq busy { a = import ./a.nix; b = import ./sub; c = import ./sub/default.nix; \
+         bad = import ./bad.nix; unbound = import ./unbound.nix; data = ./data.txt; \
+         names = builtins.attrNames (import ./a.nix { z = 1; y = 2; }); }",
+    );
+    w(
+        "a.nix",
+        "{ y, z }: rec { inherit y z; w = y + z; v = { p = w; }; }",
+    );
+    w("sub/default.nix", "{ q = ../a.nix; }");
+    w("bad.nix", "{\n  x = 1;\n  y = ;\n}");
+    w("unbound.nix", "{ x = nope; }");
+    w("data.txt", "text");
+    let main = d.join("main.nix").to_string_lossy().into_owned();
+    let cases = [
+        format!("with import {main}; [ (a {{ y = 1; z = 2; }}) b c names ]"),
+        format!("(import {main}).bad"),
+        format!("(import {main}).unbound"),
+    ];
+    // The result (or the error and its place) and how many files were parsed ahead.
+    let run = |text: String, prefetch: bool| {
+        std::thread::Builder::new()
+            .stack_size(firn_eval::eval::EVAL_THREAD_STACK)
+            .spawn(move || {
+                let mut ev = Evaluator::new();
+                ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+                ev.prefetch = prefetch;
+                let r = (|| {
+                    let e = ev.parse(&text, "«test»", "/")?;
+                    let v = ev.eval_top(e)?;
+                    firn_eval::builtins::deep_force(&mut ev, &v)?;
+                    firn_eval::print::print_value(&mut ev, &v, true)
+                })()
+                .map_err(|e| format!("{}\n{}", e.msg, e.at.clone().unwrap_or_default()));
+                (r, ev.prefetched())
+            })
+            .expect("spawning")
+            .join()
+            .expect("no panic")
+    };
+    let mut ahead = 0;
+    for case in &cases {
+        let (on, n) = run(case.clone(), true);
+        let (off, none) = run(case.clone(), false);
+        assert_eq!(on, off, "{case}");
+        assert_eq!(none, 0);
+        ahead += n;
+    }
+    let (value, _) = run(cases[0].clone(), true);
+    assert_eq!(
+        value.as_deref(),
+        Ok(format!(
+            // `./sub` and `./sub/default.nix` are one import.
+            "[ {{ v = {{ p = 3; }}; w = 3; y = 1; z = 2; }} {{ q = {}/a.nix; }} «repeated» [ \"v\" \"w\" \"y\" \"z\" ] ]",
+            d.display(),
+        )
+        .as_str())
+    );
+    let (bad, _) = run(cases[1].clone(), true);
+    let bad = bad.expect_err("a parse error");
+    assert!(bad.starts_with("syntax error, unexpected ';'"), "{bad}");
+    assert!(bad.contains("bad.nix:3:7"), "{bad}");
+    let (unbound, _) = run(cases[2].clone(), true);
+    assert!(unbound
+        .expect_err("unbound")
+        .starts_with("undefined variable 'nope'"));
+    // The files the cases import were mostly parsed ahead (a, sub, bad, unbound).
+    assert!(ahead >= 3, "only {ahead} files were parsed ahead");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -363,6 +363,94 @@ pub fn shift_spans(e: &mut Expr, by: u32) {
     }
 }
 
+/// The path literals of `e` in the order they appear (not the parts of interpolated paths):
+/// the files it may import.
+pub fn path_literals(e: &Expr) -> Vec<&str> {
+    fn attrs<'a>(a: &'a Attrs, stack: &mut Vec<&'a Expr>) {
+        // Pushed in reverse, as the stack pops the last first.
+        stack.extend(a.inherit_from.iter().rev());
+        for (n, v, _) in a.dynamic.iter().rev() {
+            stack.push(v);
+            stack.push(n);
+        }
+        stack.extend(a.attrs.values().rev().map(|d| &d.value));
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<&Expr> = vec![e];
+    while let Some(e) = stack.pop() {
+        match &e.kind {
+            ExprKind::Path(p) => out.push(&**p),
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Var(_)
+            | ExprKind::Global(_)
+            | ExprKind::CurPos
+            | ExprKind::InheritFrom(_) => {}
+            ExprKind::Select { e, path } | ExprKind::HasAttr { e, path } => {
+                stack.extend(dynamic_names(path));
+                stack.push(e);
+            }
+            ExprKind::SelectOr(s) => {
+                stack.push(&s.default);
+                stack.extend(dynamic_names(&s.path));
+                stack.push(&s.e);
+            }
+            ExprKind::Attrs(a) => attrs(a, &mut stack),
+            ExprKind::List(items) => stack.extend(items.iter().rev()),
+            ExprKind::Lambda { formals, body, .. } => {
+                stack.push(body);
+                if let Some(f) = formals {
+                    stack.extend(f.formals.iter().rev().filter_map(|x| x.default.as_deref()));
+                }
+            }
+            ExprKind::Call { fun, args } => {
+                stack.extend(args.iter().rev());
+                stack.push(fun);
+            }
+            ExprKind::Let { attrs: a, body } => {
+                stack.push(body);
+                attrs(a, &mut stack);
+            }
+            ExprKind::With { env, body } => {
+                stack.push(body);
+                stack.push(env);
+            }
+            ExprKind::If { cond, then, else_ } => {
+                stack.push(else_);
+                stack.push(then);
+                stack.push(cond);
+            }
+            ExprKind::Assert { cond, body } => {
+                stack.push(body);
+                stack.push(cond);
+            }
+            ExprKind::Not(e) => stack.push(e),
+            ExprKind::Bin { a, b, .. } => {
+                stack.push(b);
+                stack.push(a);
+            }
+            // An interpolated path is a concatenation starting with a path: only the
+            // interpolated expressions are looked into.
+            ExprKind::Concat { parts, .. } => stack.extend(
+                parts
+                    .iter()
+                    .rev()
+                    .filter(|p| !matches!(p.kind, ExprKind::Path(_))),
+            ),
+        }
+    }
+    out
+}
+
+/// The interpolated names of an attribute path, last first.
+fn dynamic_names(path: &[AttrName]) -> impl Iterator<Item = &Expr> {
+    path.iter().rev().filter_map(|a| match a {
+        AttrName::Dynamic(e) => Some(&**e),
+        AttrName::Static(_) => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

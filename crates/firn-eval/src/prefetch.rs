@@ -1,0 +1,397 @@
+//! Files read and parsed ahead of their `import`, on a thread of their own.
+//!
+//! Nix code names the files it will import with path literals: a package set calls
+//! `callPackage ./pkgs/foo.nix { }` for each of thousands of packages, NixOS lists every
+//! module in `module-list.nix`. When the evaluator has imported a file, the path literals in
+//! it are handed to [`Prefetcher::want`]. A worker thread reads each (a directory: its
+//! `default.nix`; a file only if its name ends in `.nix`) and parses it apart from the
+//! evaluator's symbols ([`firn_syntax::detach`]). When the evaluator imports one of them,
+//! [`Prefetcher::take`] gives it the text and the tree, which the evaluator attaches to its
+//! own symbols on its own thread: the result is the tree a parse at that moment would have
+//! made. Anything the worker cannot do (a missing file, a parse error, a file not meant for
+//! Nix) it leaves to the evaluator, which then reads and parses the file itself and reports
+//! what it finds. A file is read once per evaluation either way (as Nix caches imports); it
+//! may be read a little earlier than its `import` runs.
+//!
+//! The worker stays within a budget, so an evaluation that imports few of the files it names
+//! (one package of a large set) wastes little: the source parsed and not taken yet is kept
+//! under [`WINDOW`] bytes plus the bytes the evaluation has imported so far.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use firn_syntax::detach::{parse_detached, Detached};
+use firn_syntax::{Lints, Source};
+
+/// Bytes of source the worker may parse beyond what the evaluation has imported.
+const WINDOW: usize = 4 << 20;
+
+/// How files are parsed: the parts of [`Source`] that are the evaluator's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseSettings {
+    pub home: String,
+    pub pipe_operators: bool,
+    pub lints: Lints,
+}
+
+/// A file read and parsed by the worker.
+pub struct Prefetched {
+    /// The file read: the path asked for, or its `default.nix`.
+    pub path: String,
+    /// Its text, as [`firn_syntax::bytes::decode`] gives it.
+    pub text: String,
+    /// Its directory, which relative paths in it were resolved against.
+    pub dir: String,
+    pub tree: Detached,
+    /// The settings it was parsed with.
+    pub settings: ParseSettings,
+}
+
+/// Where a file wanted is. A path wanted once is never queued again.
+enum Slot {
+    Queued,
+    Parsing,
+    Ready(Box<Prefetched>),
+    /// Taken, or left to the evaluator.
+    Gone,
+}
+
+struct State {
+    queue: VecDeque<String>,
+    slots: HashMap<String, Slot, foldhash::fast::RandomState>,
+    settings: ParseSettings,
+    /// Bytes of source parsed and not taken.
+    waiting: usize,
+    /// Bytes of source the evaluation has imported.
+    imported: usize,
+    stop: bool,
+    /// Whether the worker waits on [`Shared::work`], and the evaluator on
+    /// [`Shared::done`]: each side wakes the other only then (a wake is a system call).
+    worker_waits: bool,
+    evaluator_waits: bool,
+}
+
+impl State {
+    /// Whether the worker has a file to parse within its budget.
+    fn can_work(&self) -> bool {
+        !self.queue.is_empty() && self.waiting < WINDOW + self.imported
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// The worker waits here for work (or budget).
+    work: Condvar,
+    /// The evaluator waits here for a file being parsed.
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic on the worker while it held the lock leaves the state as consistent as
+        // any other moment (each change is one assignment): carry on.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The evaluator's side of the worker (started with the first file wanted).
+pub struct Prefetcher {
+    shared: Arc<Shared>,
+    started: bool,
+}
+
+impl Prefetcher {
+    pub fn new(settings: ParseSettings) -> Prefetcher {
+        Prefetcher {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    slots: HashMap::default(),
+                    settings,
+                    waiting: 0,
+                    imported: 0,
+                    stop: false,
+                    worker_waits: false,
+                    evaluator_waits: false,
+                }),
+                work: Condvar::new(),
+                done: Condvar::new(),
+            }),
+            started: false,
+        }
+    }
+
+    /// Ask for `paths` (absolute) to be read and parsed, in this order, with `settings`,
+    /// after the evaluation imported a file of `imported` bytes that names them.
+    pub fn want<'a>(
+        &mut self,
+        paths: impl IntoIterator<Item = &'a str>,
+        settings: &ParseSettings,
+        imported: usize,
+    ) {
+        let mut st = self.shared.lock();
+        if st.settings != *settings {
+            st.settings = settings.clone();
+        }
+        st.imported += imported;
+        for p in paths {
+            if !st.slots.contains_key(p) {
+                st.slots.insert(p.to_string(), Slot::Queued);
+                st.queue.push_back(p.to_string());
+            }
+        }
+        if !self.started {
+            if st.queue.is_empty() {
+                return;
+            }
+            drop(st);
+            self.started = true;
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("firn-prefetch".into())
+                .stack_size(firn_syntax::PARSE_STACK)
+                .spawn(move || work(&shared));
+            if spawned.is_err() {
+                // No thread: the evaluator reads every file itself.
+                self.shared.lock().stop = true;
+            }
+            return;
+        }
+        let wake = st.worker_waits && st.can_work();
+        drop(st);
+        if wake {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// The file `path` parsed, if the worker has it (waiting for it if the worker is on it
+    /// now). `None` when it is not wanted, not done yet, or the worker left it; from then on
+    /// the worker leaves it alone.
+    pub fn take(&mut self, path: &str) -> Option<Box<Prefetched>> {
+        if !self.started {
+            return None;
+        }
+        let mut st = self.shared.lock();
+        loop {
+            match st.slots.get(path) {
+                Some(Slot::Parsing) => {
+                    st.evaluator_waits = true;
+                    st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                    st.evaluator_waits = false;
+                }
+                Some(Slot::Ready(_)) => {
+                    let Some(Slot::Ready(p)) = st.slots.insert(path.to_string(), Slot::Gone) else {
+                        return None;
+                    };
+                    st.waiting -= p.text.len();
+                    return Some(p);
+                }
+                Some(Slot::Queued) => {
+                    st.slots.insert(path.to_string(), Slot::Gone);
+                    return None;
+                }
+                Some(Slot::Gone) | None => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.stop = true;
+        let wake = st.worker_waits;
+        drop(st);
+        if wake {
+            self.shared.work.notify_one();
+        }
+    }
+}
+
+/// The worker: files in the order wanted, within the budget, until told to stop.
+fn work(shared: &Shared) {
+    loop {
+        let (path, settings) = {
+            let mut st = shared.lock();
+            loop {
+                if st.stop {
+                    return;
+                }
+                if st.can_work() {
+                    if let Some(p) = st.queue.pop_front() {
+                        if let Some(slot @ Slot::Queued) = st.slots.get_mut(&p) {
+                            *slot = Slot::Parsing;
+                            break (p, st.settings.clone());
+                        }
+                    }
+                    continue;
+                }
+                st.worker_waits = true;
+                st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.worker_waits = false;
+            }
+        };
+        let done = read_and_parse(&path, settings);
+        let mut st = shared.lock();
+        match done {
+            Some(p) => {
+                st.waiting += p.text.len();
+                st.slots.insert(path, Slot::Ready(p));
+            }
+            None => {
+                st.slots.insert(path, Slot::Gone);
+            }
+        }
+        let wake = st.evaluator_waits;
+        drop(st);
+        if wake {
+            shared.done.notify_all();
+        }
+    }
+}
+
+/// `path` read and parsed as `import` would (a directory meaning its `default.nix`), if it
+/// is a Nix file that parses.
+fn read_and_parse(path: &str, settings: ParseSettings) -> Option<Box<Prefetched>> {
+    let meta = std::fs::metadata(path).ok()?;
+    let file = if meta.is_dir() {
+        format!("{}/default.nix", path.trim_end_matches('/'))
+    } else if path.ends_with(".nix") {
+        path.to_string()
+    } else {
+        return None;
+    };
+    let text = firn_syntax::bytes::decode(std::fs::read(&file).ok()?);
+    let dir = std::path::Path::new(&file)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into());
+    let src = Source {
+        origin: &file,
+        base_dir: &dir,
+        home: &settings.home,
+        pipe_operators: settings.pipe_operators,
+        lints: settings.lints,
+    };
+    let tree = parse_detached(&text, &src).ok()?;
+    Some(Box::new(Prefetched {
+        path: file,
+        text,
+        dir,
+        tree,
+        settings,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ParseSettings {
+        ParseSettings {
+            home: "/home/u".into(),
+            pipe_operators: false,
+            lints: Lints::default(),
+        }
+    }
+
+    /// A fresh directory of its own under the system's temporary one.
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("firn-prefetch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temporary directory");
+        d
+    }
+
+    /// Wait until the worker has nothing left it may do.
+    fn settle(p: &Prefetcher) {
+        for _ in 0..2000 {
+            let st = p.shared.lock();
+            let busy = st.slots.values().any(|s| matches!(s, Slot::Parsing));
+            if !busy && !st.can_work() {
+                return;
+            }
+            drop(st);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("the worker did not settle");
+    }
+
+    #[test]
+    fn files_named_are_parsed_ahead_and_the_rest_left_alone() {
+        let d = temp_dir("files");
+        let w = |name: &str, text: &str| std::fs::write(d.join(name), text).expect("write");
+        w("a.nix", "{ x = 1; }");
+        std::fs::create_dir_all(d.join("sub")).expect("mkdir");
+        w("sub/default.nix", "y: y");
+        w("data.txt", "not nix");
+        w("bad.nix", "{ x = ; }");
+        std::fs::create_dir_all(d.join("empty")).expect("mkdir");
+        let path = |name: &str| d.join(name).to_string_lossy().into_owned();
+        let names = [
+            "a.nix",
+            "sub",
+            "data.txt",
+            "bad.nix",
+            "empty",
+            "missing.nix",
+        ];
+        let paths: Vec<String> = names.iter().map(|n| path(n)).collect();
+        let mut p = Prefetcher::new(settings());
+        assert!(p.take(&paths[0]).is_none(), "nothing wanted yet");
+        p.want(paths.iter().map(|s| s.as_str()), &settings(), 0);
+        settle(&p);
+        let a = p.take(&paths[0]).expect("a.nix parsed ahead");
+        assert_eq!(
+            (a.path.as_str(), a.text.as_str()),
+            (paths[0].as_str(), "{ x = 1; }")
+        );
+        assert_eq!(a.dir, d.to_string_lossy());
+        let sub = p.take(&paths[1]).expect("sub/default.nix parsed ahead");
+        assert_eq!(sub.path, path("sub/default.nix"));
+        assert_eq!(sub.dir, path("sub"));
+        // Not Nix, not parsing, no default.nix, missing: left to the evaluator.
+        for q in &paths[2..] {
+            assert!(p.take(q).is_none(), "{q}");
+        }
+        // A file is given out once.
+        assert!(p.take(&paths[0]).is_none());
+        // The tree attaches.
+        let mut interner = firn_syntax::Interner::default();
+        let parsed = a.tree.attach(&mut interner, &[]).expect("attaches");
+        assert!(matches!(parsed.expr.kind, firn_syntax::ExprKind::Attrs(_)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_worker_keeps_within_its_budget() {
+        let d = temp_dir("budget");
+        // Three files of 3/4 of the window each: two fit before anything is imported.
+        let big = format!("\"{}\"", "x".repeat(WINDOW * 3 / 4));
+        let paths: Vec<String> = (0..3)
+            .map(|i| {
+                let f = d.join(format!("f{i}.nix"));
+                std::fs::write(&f, &big).expect("write");
+                f.to_string_lossy().into_owned()
+            })
+            .collect();
+        let mut p = Prefetcher::new(settings());
+        p.want(paths.iter().map(|s| s.as_str()), &settings(), 0);
+        settle(&p);
+        let ready = |p: &Prefetcher| {
+            let st = p.shared.lock();
+            st.slots
+                .values()
+                .filter(|s| matches!(s, Slot::Ready(_)))
+                .count()
+        };
+        assert_eq!(ready(&p), 2);
+        // Taking one makes room for the third.
+        assert!(p.take(&paths[0]).is_some());
+        p.want([], &settings(), 0);
+        settle(&p);
+        assert_eq!(ready(&p), 2);
+        assert!(p.take(&paths[2]).is_some());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
