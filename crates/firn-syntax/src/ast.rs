@@ -363,8 +363,9 @@ pub fn shift_spans(e: &mut Expr, by: u32) {
     }
 }
 
-/// The path literals of `e` in the order they appear (not the parts of interpolated paths):
-/// the files it may import.
+/// The path literals of `e` (not the parts of interpolated paths): the files it may import.
+/// They come in the order of the tree, which is the order of the source except that a set's
+/// bindings come in the order of their names' symbols.
 pub fn path_literals(e: &Expr) -> Vec<&str> {
     fn attrs<'a>(a: &'a Attrs, stack: &mut Vec<&'a Expr>) {
         // Pushed in reverse, as the stack pops the last first.
