@@ -459,6 +459,22 @@ mod tests {
     /// Syntax trees live for the whole evaluation (they were two fifths of a package set's
     /// heap): a change that grows a node costs every node of every file.
     #[test]
+    fn path_literals_are_the_plain_paths() {
+        let src = crate::Source {
+            origin: "/b/f.nix",
+            base_dir: "/b",
+            home: "/h",
+            pipe_operators: false,
+            lints: Default::default(),
+        };
+        let text = "x: { a = ./a.nix; b = [ (import ./b) ]; c = ./c/${x}; d = \"${./d}\"; \
+                    e = ./e + \"/f.nix\"; f = if x then ~/g.nix else { h = <n>; }; }";
+        let mut i = Interner::default();
+        let e = crate::parse(text, &src, &mut i).expect("parses");
+        assert_eq!(path_literals(&e), ["/b/a.nix", "/b/b", "/h/g.nix"]);
+    }
+
+    #[test]
     fn compact_nodes() {
         assert_eq!(std::mem::size_of::<ExprKind>(), 32);
         assert_eq!(std::mem::size_of::<Expr>(), 48);
