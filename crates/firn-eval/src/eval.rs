@@ -360,11 +360,14 @@ impl Evaluator {
             if let Some(v) = self.imports.get(&pf.path) {
                 return Ok(v.clone());
             }
-            if pf.settings == self.parse_settings() {
+            let s = &pf.settings;
+            if (&*s.home, s.pipe_operators, s.lints)
+                == (&*self.home, self.pipe_operators, self.lints)
+            {
                 self.prefetched += 1;
                 let attached = pf.tree.attach(&mut self.interner, &[]);
                 let e = self.finish_parse(attached, &pf.text, &pf.path, true)?;
-                self.want_paths(e, pf.text.len());
+                self.want(pf.paths.iter().map(String::as_str), pf.text.len());
                 let v = self.eval_top(e)?;
                 self.imports.insert(pf.path, v.clone());
                 return Ok(v);
@@ -399,7 +402,9 @@ impl Evaluator {
             .map(|d| d.to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into());
         let e = self.parse_file(&text, &p, &dir, &[])?;
-        self.want_paths(e, text.len());
+        if self.prefetch {
+            self.want(firn_syntax::ast::path_literals(e).into_iter(), text.len());
+        }
         let v = self.eval_top(e)?;
         self.imports.insert(p, v.clone());
         Ok(v)
@@ -419,15 +424,14 @@ impl Evaluator {
         }
     }
 
-    /// File `e` was imported (`bytes` long): the files its path literals name, not
-    /// imported yet, are parsed ahead (see [`crate::prefetch`]).
-    fn want_paths(&mut self, e: &'static Expr, bytes: usize) {
+    /// A file `bytes` long was imported, whose path literals are `paths`: the files they
+    /// name, not imported yet, are parsed ahead (see [`crate::prefetch`]).
+    fn want<'a>(&mut self, paths: impl Iterator<Item = &'a str>, bytes: usize) {
         if !self.prefetch {
             return;
         }
-        let paths = firn_syntax::ast::path_literals(e);
         let imports = &self.imports;
-        let wanted = paths.into_iter().filter(|p| !imports.contains_key(*p));
+        let wanted = paths.filter(|p| !imports.contains_key(*p));
         let settings = self.parse_settings();
         self.prefetcher
             .get_or_insert_with(|| crate::prefetch::Prefetcher::new(settings.clone()))

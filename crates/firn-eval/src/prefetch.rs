@@ -43,6 +43,9 @@ pub struct Prefetched {
     /// Its directory, which relative paths in it were resolved against.
     pub dir: String,
     pub tree: Detached,
+    /// The path literals in it ([`firn_syntax::ast::path_literals`]), found here rather
+    /// than on the evaluator's thread.
+    pub paths: Vec<String>,
     /// The settings it was parsed with.
     pub settings: ParseSettings,
 }
@@ -274,11 +277,13 @@ fn read_and_parse(path: &str, settings: ParseSettings) -> Option<Box<Prefetched>
         lints: settings.lints,
     };
     let tree = parse_detached(&text, &src).ok()?;
+    let paths = tree.path_literals().into_iter().map(String::from).collect();
     Some(Box::new(Prefetched {
         path: file,
         text,
         dir,
         tree,
+        paths,
         settings,
     }))
 }

@@ -40,6 +40,11 @@ pub fn parse_detached(text: &str, src: &Source<'_>) -> Result<Detached, ParseErr
 }
 
 impl Detached {
+    /// The tree's path literals ([`crate::ast::path_literals`]).
+    pub fn path_literals(&self) -> Vec<&str> {
+        path_literals(&self.expr)
+    }
+
     /// The tree with `interner`'s symbols, scope-checked with `extra` names in scope above
     /// the globals (see the module header).
     pub fn attach(self, interner: &mut Interner, extra: &[Symbol]) -> Result<Parsed, ParseError> {
