@@ -176,24 +176,21 @@ impl Prefetcher {
         }
         let mut st = self.shared.lock();
         loop {
-            match st.slots.get(path) {
-                Some(Slot::Parsing) => {
+            let slot = st.slots.get_mut(path)?;
+            match slot {
+                Slot::Parsing => {
                     st.evaluator_waits = true;
                     st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
                     st.evaluator_waits = false;
                 }
-                Some(Slot::Ready(_)) => {
-                    let Some(Slot::Ready(p)) = st.slots.insert(path.to_string(), Slot::Gone) else {
+                Slot::Ready(_) | Slot::Queued => {
+                    let Slot::Ready(p) = std::mem::replace(slot, Slot::Gone) else {
                         return None;
                     };
                     st.waiting -= p.text.len();
                     return Some(p);
                 }
-                Some(Slot::Queued) => {
-                    st.slots.insert(path.to_string(), Slot::Gone);
-                    return None;
-                }
-                Some(Slot::Gone) | None => return None,
+                Slot::Gone => return None,
             }
         }
     }
