@@ -40,8 +40,6 @@ pub struct Prefetched {
     pub path: String,
     /// Its text, as [`firn_syntax::bytes::decode`] gives it.
     pub text: String,
-    /// Its directory, which relative paths in it were resolved against.
-    pub dir: String,
     pub tree: Detached,
     /// The path literals in it ([`firn_syntax::ast::path_literals`]), found here rather
     /// than on the evaluator's thread.
@@ -231,7 +229,11 @@ fn work(shared: &Shared) {
                 st.worker_waits = false;
             }
         };
-        let done = read_and_parse(&path, settings);
+        // A panic in the parser (a bug) must not leave the file `Parsing`, which the
+        // evaluator would wait for forever: the file is left to the evaluator instead.
+        let done = std::panic::catch_unwind(|| read_and_parse(&path, settings))
+            .ok()
+            .flatten();
         let mut st = shared.lock();
         match done {
             Some(p) => {
@@ -278,7 +280,6 @@ fn read_and_parse(path: &str, settings: ParseSettings) -> Option<Box<Prefetched>
     Some(Box::new(Prefetched {
         path: file,
         text,
-        dir,
         tree,
         paths,
         settings,
@@ -348,10 +349,8 @@ mod tests {
             (a.path.as_str(), a.text.as_str()),
             (paths[0].as_str(), "{ x = 1; }")
         );
-        assert_eq!(a.dir, d.to_string_lossy());
         let sub = p.take(&paths[1]).expect("sub/default.nix parsed ahead");
         assert_eq!(sub.path, path("sub/default.nix"));
-        assert_eq!(sub.dir, path("sub"));
         // Not Nix, not parsing, no default.nix, missing: left to the evaluator.
         for q in &paths[2..] {
             assert!(p.take(q).is_none(), "{q}");
