@@ -4,7 +4,9 @@ use crate::rc_str::RcStr;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use firn_syntax::ast::{AttrKind, AttrName, Attrs, BinOp, Expr, ExprKind, Interner, Symbol};
+use firn_syntax::ast::{
+    AttrDef, AttrKind, AttrName, Attrs, BinOp, Expr, ExprKind, Interner, Symbol,
+};
 use firn_syntax::Source;
 
 use crate::error::{err, EResult, ErrorKind, EvalError, FramePrint};
@@ -87,6 +89,9 @@ pub struct Evaluator {
     pub positions: crate::positions::Positions,
     /// Literals' values, by the index their node keeps in `Expr::memo` (1-based).
     literals: Vec<(&'static Expr, Thunk)>,
+    /// The attributes of set expressions in name order (see [`NameOrder`]), by the index
+    /// their node keeps in `Expr::memo` (1-based).
+    name_orders: Vec<(&'static Expr, Rc<NameOrder>)>,
     /// The symbol `__overrides`.
     sym_overrides: Symbol,
     /// `__sub`, `__mul`, `__div`, `__lessThan`: the builtins the parser calls for `-`, `*`,
@@ -134,6 +139,7 @@ impl Evaluator {
             globals: Vec::new(),
             positions: Default::default(),
             literals: Vec::new(),
+            name_orders: Vec::new(),
             sym_overrides: Symbol(0),
             op_syms: [Symbol(u32::MAX); 4],
             stack_base: stack_pointer(),
@@ -819,23 +825,34 @@ impl Evaluator {
         x
     }
 
+    /// The name `a` of a selection or `?` (`None` for a dynamic name that is `null`). A
+    /// static name, the usual one, is its symbol's shared handle, without a call.
+    #[inline(always)]
     fn attr_name(&mut self, a: &'static AttrName, env: &Env) -> EResult<Option<RcStr>> {
         match a {
             AttrName::Static(s) => Ok(Some(self.name_rc(*s))),
-            AttrName::Dynamic(e) => match self.eval(e, env)? {
-                Value::String(s) => Ok(Some(no_context(s)?)),
-                Value::Null => Ok(None),
-                v => Err(self.attr_name_error(&v, e)),
-            },
+            AttrName::Dynamic(e) => self.dynamic_attr_name(e, env),
+        }
+    }
+
+    /// [`Self::attr_name`] of a name computed by expression `e`.
+    #[inline(never)]
+    fn dynamic_attr_name(&mut self, e: &'static Expr, env: &Env) -> EResult<Option<RcStr>> {
+        match self.eval(e, env)? {
+            Value::String(s) => Ok(Some(no_context(s)?)),
+            Value::Null => Ok(None),
+            v => Err(self.attr_name_error(&v, e)),
         }
     }
 
     /// Build an attribute set (or `let`/`rec` bindings): returns the map and, for recursive
     /// ones, the environment the values live in. For a `let` (`is_let`) the map is only
-    /// made when it has `__overrides`.
+    /// made when it has `__overrides`. `node` is the set's expression, if it is one (its
+    /// memo keeps the attributes' name order, see [`Self::name_order`]).
     fn build_attrs(
         &mut self,
         a: &'static Attrs,
+        node: Option<&'static Expr>,
         env: &Env,
         recursive: bool,
         is_let: bool,
@@ -845,64 +862,70 @@ impl Evaluator {
         } else {
             env.clone()
         };
-        // In a recursive set the scope is filled in after the thunks are made: a variable
-        // must not be resolved early (it may name one of the set's own attributes). In a
-        // plain set a lexical variable is shared (the same element, as CppNix's maybeThunk).
-        let thunk = |ev: &mut Evaluator, e: &'static Expr| {
-            if recursive {
-                ev.lazy_thunk(e, &inner)
-            } else {
-                ev.thunk(e, &inner)
-            }
-        };
         let from: Box<[Thunk]> = if a.inherit_from.is_empty() {
             Box::default()
         } else {
-            a.inherit_from.iter().map(|e| thunk(self, e)).collect()
+            a.inherit_from
+                .iter()
+                .map(|e| self.attr_thunk(e, &inner, recursive))
+                .collect()
         };
         let want_map = !is_let || a.attrs.contains_key(&self.sym_overrides);
-        let mut entries = Vec::with_capacity(if want_map { a.attrs.len() } else { 0 });
-        // `a.attrs` is in symbol order, as a scope's bindings are.
-        let mut vars = Vec::with_capacity(if recursive { a.attrs.len() } else { 0 });
-        for (sym, def) in &a.attrs {
-            let t = match def.kind {
-                AttrKind::Plain => thunk(self, &def.value),
-                // A lexical variable is shared as is; one that can only come from a `with`
-                // is looked up when used (looking now could force the `with`'s set while it
-                // is being built).
-                AttrKind::Inherited => match lookup_var(&def.value, *sym, env) {
-                    Some(t) => t,
-                    None => {
-                        let e = *self.var_exprs.entry(*sym).or_insert_with(|| {
-                            &*Box::leak(Box::new(Expr::new(
-                                ExprKind::Var(*sym),
-                                firn_syntax::ast::Span::new(0, 0),
-                            )))
-                        });
-                        Thunk::pending(e, env.clone())
-                    }
-                },
-                AttrKind::InheritedFrom(i) => {
-                    Thunk::new(ThunkState::Select(from[i as usize].clone(), *sym))
+        let order = match node {
+            Some(n) if want_map => self.name_order(n, a),
+            _ => None,
+        };
+        let (mut map, vars) = match order {
+            // The map's entries made in its order, the scope's from them.
+            Some(order) => {
+                let mut entries = Vec::with_capacity(order.defs.len());
+                for (name, sym, def) in order.defs.iter() {
+                    let t = self.def_thunk(*sym, def, env, &inner, recursive, &from);
+                    entries.push((name.clone(), t));
                 }
-            };
-            if recursive {
-                vars.push((*sym, t.clone()));
+                let vars: Vec<(Symbol, Thunk)> = if recursive {
+                    a.attrs
+                        .keys()
+                        .zip(order.by_symbol.iter())
+                        .map(|(sym, &i)| (*sym, entries[i as usize].1.clone()))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (AttrMap::from_sorted(entries), vars)
             }
-            if want_map {
-                entries.push((self.name_rc(*sym), t));
+            None => {
+                let mut entries = Vec::with_capacity(if want_map { a.attrs.len() } else { 0 });
+                // `a.attrs` is in symbol order, as a scope's bindings are.
+                let mut vars = Vec::with_capacity(if recursive { a.attrs.len() } else { 0 });
+                for (sym, def) in &a.attrs {
+                    let t = self.def_thunk(*sym, def, env, &inner, recursive, &from);
+                    if recursive {
+                        vars.push((*sym, t.clone()));
+                    }
+                    if want_map {
+                        entries.push((self.name_rc(*sym), t));
+                    }
+                }
+                // Static names are unique (the parser checks), so sorting is all that is
+                // needed.
+                entries.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+                (AttrMap::from_sorted(entries), vars)
             }
-        }
-        // Static names are unique (the parser checks), so sorting is all that is needed.
-        entries.sort_unstable_by(|x, y| x.0.cmp(&y.0));
-        let mut map = AttrMap::from_sorted(entries);
+        };
         if recursive {
             if let Some(Scope::Vars(v)) = inner.scope() {
                 v.set_sorted(vars);
             }
             // `__overrides` in a recursive set replaces attributes in the set; in its scope
             // only those the set defines itself (as CppNix: new names are not in scope).
-            if let Some(o) = map.get("__overrides").cloned() {
+            // (Only a static name can be there yet: dynamic ones are added below.)
+            let over = if a.attrs.contains_key(&self.sym_overrides) {
+                map.get("__overrides").cloned()
+            } else {
+                None
+            };
+            if let Some(o) = over {
                 match self.force(&o)? {
                     Value::Attrs(over) => {
                         for (k, t) in over.iter() {
@@ -927,6 +950,97 @@ impl Evaluator {
             self.add_dynamic_attrs(a, &inner, &mut map)?;
         }
         Ok((map, inner))
+    }
+
+    /// The thunk of an attribute's (or `inherit (e)`'s) expression `e` in scope `inner`. In
+    /// a recursive set the scope is filled in after the thunks are made: a variable must not
+    /// be resolved early (it may name one of the set's own attributes). In a plain set a
+    /// lexical variable is shared (the same element, as CppNix's maybeThunk).
+    #[inline]
+    fn attr_thunk(&mut self, e: &'static Expr, inner: &Env, recursive: bool) -> Thunk {
+        if recursive {
+            self.lazy_thunk(e, inner)
+        } else {
+            self.thunk(e, inner)
+        }
+    }
+
+    /// The thunk of definition `def` of `sym` in a set built in `env` (values in `inner`;
+    /// `from`: the thunks of the set's `inherit (e)` sources).
+    #[inline(always)]
+    fn def_thunk(
+        &mut self,
+        sym: Symbol,
+        def: &'static AttrDef,
+        env: &Env,
+        inner: &Env,
+        recursive: bool,
+        from: &[Thunk],
+    ) -> Thunk {
+        match def.kind {
+            AttrKind::Plain => self.attr_thunk(&def.value, inner, recursive),
+            // A lexical variable is shared as is; one that can only come from a `with` is
+            // looked up when used (looking now could force the `with`'s set while it is
+            // being built).
+            AttrKind::Inherited => match lookup_var(&def.value, sym, env) {
+                Some(t) => t,
+                None => {
+                    let e = *self.var_exprs.entry(sym).or_insert_with(|| {
+                        &*Box::leak(Box::new(Expr::new(
+                            ExprKind::Var(sym),
+                            firn_syntax::ast::Span::new(0, 0),
+                        )))
+                    });
+                    Thunk::pending(e, env.clone())
+                }
+            },
+            AttrKind::InheritedFrom(i) => {
+                Thunk::new(ThunkState::Select(from[i as usize].clone(), sym))
+            }
+        }
+    }
+
+    /// The name order of set expression `node` (whose attributes are `a`): a set's map is
+    /// sorted by name, its syntax by symbol, so without this every set built would be
+    /// sorted again. Made the second time the node is built (most sets of a package set
+    /// are built once: the first time the memo is only marked [`ORDER_SEEN`]); `None`
+    /// before.
+    #[inline]
+    fn name_order(&mut self, node: &'static Expr, a: &'static Attrs) -> Option<Rc<NameOrder>> {
+        let m = node.memo.get() as usize;
+        if let Some((n, order)) = m.checked_sub(1).and_then(|i| self.name_orders.get(i)) {
+            if std::ptr::eq(*n, node) {
+                return Some(order.clone());
+            }
+        }
+        self.new_name_order(node, a)
+    }
+
+    /// [`Self::name_order`] when this evaluator has none for the node yet.
+    #[inline(never)]
+    fn new_name_order(&mut self, node: &'static Expr, a: &'static Attrs) -> Option<Rc<NameOrder>> {
+        if node.memo.get() == 0 {
+            node.memo.set(ORDER_SEEN);
+            return None;
+        }
+        let mut defs: Vec<(RcStr, Symbol, &'static AttrDef, u32)> =
+            Vec::with_capacity(a.attrs.len());
+        for (i, (sym, def)) in a.attrs.iter().enumerate() {
+            defs.push((self.name_rc(*sym), *sym, def, i as u32));
+        }
+        defs.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        let mut by_symbol = vec![0u32; defs.len()];
+        for (k, d) in defs.iter().enumerate() {
+            by_symbol[d.3 as usize] = k as u32;
+        }
+        let order = Rc::new(NameOrder {
+            defs: defs.into_iter().map(|(n, s, d, _)| (n, s, d)).collect(),
+            by_symbol: by_symbol.into_boxed_slice(),
+        });
+        self.name_orders.push((node, order.clone()));
+        node.memo
+            .set(u32::try_from(self.name_orders.len()).unwrap_or(ORDER_SEEN));
+        Some(order)
     }
 
     /// The `"${name}" = value;` bindings of set `a` (scope `inner`), added to `map`.
@@ -1373,7 +1487,7 @@ impl Evaluator {
                     }
                 }
                 ExprKind::Let { attrs, body } => {
-                    let (_, inner) = self.build_attrs(attrs, cur, true, true)?;
+                    let (_, inner) = self.build_attrs(attrs, None, cur, true, true)?;
                     (body, Some(inner))
                 }
                 ExprKind::With { env: w, body } => {
@@ -1624,6 +1738,10 @@ impl Evaluator {
                 for (i, a) in path.iter().enumerate() {
                     let name = self.attr_name(a, env)?;
                     let found = match (&v, &name) {
+                        // As a selection's, the first two names' positions are remembered
+                        // in the node (most `?` ask sets of one shape, often for a name
+                        // they lack).
+                        (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i).cloned(),
                         (Value::Attrs(m), Some(n)) => m.get_rc(n).cloned(),
                         _ => None,
                     };
@@ -1637,7 +1755,7 @@ impl Evaluator {
                 Ok(Value::Bool(true))
             }
             ExprKind::Attrs(a) => {
-                let (map, _) = self.build_attrs(a, env, a.rec, false)?;
+                let (map, _) = self.build_attrs(a, Some(e), env, a.rec, false)?;
                 Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
                     map,
                     Origin::Attrs(a),
@@ -1805,8 +1923,10 @@ impl Evaluator {
                 let y = self.eval_operand(b, env, "in the right operand of '++'")?;
                 match (x, y) {
                     (Value::List(x), Value::List(y)) => {
-                        let mut v = (*x).clone();
-                        v.extend(y.iter().cloned());
+                        // One allocation of the final size (not a copy of `x` grown).
+                        let mut v = Vec::with_capacity(x.len() + y.len());
+                        v.extend_from_slice(&x);
+                        v.extend_from_slice(&y);
                         Ok(Value::List(Rc::new(v)))
                     }
                     (x, y) => {
@@ -2499,6 +2619,17 @@ const PATH_SEGMENT: &str = "while evaluating a path segment";
 /// The memo of a literal met once and not yet given a place in the literal table.
 const LITERAL_SEEN: u32 = u32::MAX;
 
+/// The memo of a set expression built once and not yet given a name order.
+const ORDER_SEEN: u32 = u32::MAX;
+
+/// A set expression's attributes in the order of the map it makes (by name; its syntax is
+/// in symbol order): for each, the name's shared handle, the symbol and the definition.
+struct NameOrder {
+    defs: Box<[(RcStr, Symbol, &'static AttrDef)]>,
+    /// For each attribute in symbol order, its place in `defs`.
+    by_symbol: Box<[u32]>,
+}
+
 /// The address of a local: where the stack is now.
 #[inline(always)]
 fn stack_pointer() -> usize {
@@ -2671,4 +2802,96 @@ fn missing_attr(name: Option<RcStr>, m: &AttrMap) -> EvalError {
 /// A close name among `candidates`, for "did you mean" hints.
 pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a RcStr>) -> Option<String> {
     firn_syntax::suggest::suggest(name, candidates.map(|c| &**c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `text` evaluated strictly and printed, or the error's message.
+    fn run(text: &str) -> Result<String, String> {
+        let mut ev = Evaluator::new();
+        let go = |ev: &mut Evaluator| -> EResult<String> {
+            let e = ev.parse(text, "«test»", "/")?;
+            let v = ev.eval_top(e)?;
+            crate::builtins::deep_force(ev, &v)?;
+            crate::print::print_value(ev, &v, true)
+        };
+        go(&mut ev).map_err(|x| x.msg.clone())
+    }
+
+    /// A set expression built many times (its name order is then remembered in the node,
+    /// see `Evaluator::name_order`) makes the same map each time: names in order, `rec`,
+    /// `inherit`, `inherit (e)`, `__overrides` and dynamic names included, and laziness
+    /// kept.
+    #[test]
+    fn sets_built_again_keep_their_order() {
+        let each =
+            |set: &str| format!("builtins.genList (i: let x = i; s = {{ a = 0; }}; in {set}) 3");
+        assert_eq!(
+            run(&each("{ zz = x; b = 1; a = 2; y = x; }")).unwrap(),
+            "[ { a = 2; b = 1; y = 0; zz = 0; } { a = 2; b = 1; y = 1; zz = 1; } \
+             { a = 2; b = 1; y = 2; zz = 2; } ]"
+        );
+        assert_eq!(
+            run(&each(
+                "rec { zz = b + x; b = 1; inherit x; inherit (s) a; }"
+            ))
+            .unwrap(),
+            "[ { a = 0; b = 1; x = 0; zz = 1; } { a = 0; b = 1; x = 1; zz = 2; } \
+             { a = 0; b = 1; x = 2; zz = 3; } ]"
+        );
+        assert_eq!(
+            run(&each("rec { b = 1; c = b; __overrides = { b = x; }; }.c")).unwrap(),
+            "[ 0 1 2 ]"
+        );
+        assert_eq!(
+            run(&each("{ m = 1; \"${toString x}\" = x; a = 5; }")).unwrap(),
+            "[ { \"0\" = 0; a = 5; m = 1; } { \"1\" = 1; a = 5; m = 1; } \
+             { \"2\" = 2; a = 5; m = 1; } ]"
+        );
+        assert_eq!(
+            run(&each(
+                "builtins.attrNames { c = throw \"lazy\"; b = x; a = 1; }"
+            ))
+            .unwrap(),
+            "[ [ \"a\" \"b\" \"c\" ] [ \"a\" \"b\" \"c\" ] [ \"a\" \"b\" \"c\" ] ]"
+        );
+        // An error in a value, caught, and again the next time the set is made.
+        assert_eq!(
+            run("builtins.genList (i: builtins.tryEval ({ b = throw \"no\"; a = i; }).b) 3")
+                .unwrap(),
+            "[ { success = false; value = false; } { success = false; value = false; } \
+             { success = false; value = false; } ]"
+        );
+        // A duplicate dynamic name is still found when the static ones come from the order.
+        let x = run("builtins.genList (i: { a = 1; b = 2; \"${\"a\"}\" = i; }) 3").unwrap_err();
+        assert!(x.contains("attribute 'a' already defined"), "{x}");
+    }
+
+    /// `?` remembers where names were found (or would be) in the node; sets of other
+    /// shapes asked at the same place still answer right.
+    #[test]
+    fn has_attr_with_remembered_positions() {
+        assert_eq!(
+            run(
+                "map (s: [ (s ? b) (s ? a.c) ]) [ { a = 1; } { b = 1; } { a.c = 1; b = 2; } \
+                 { } { a = { }; z = 1; } { b = 1; } ]"
+            )
+            .unwrap(),
+            "[ [ false false ] [ true false ] [ true true ] [ false false ] [ false false ] \
+             [ true false ] ]"
+        );
+        let x = run("builtins.genList (i: { a = i; } ? ${throw \"name\"}) 2").unwrap_err();
+        assert_eq!(x, "name");
+    }
+
+    /// `++` makes a new list of both sides, an empty side included.
+    #[test]
+    fn concatenated_lists() {
+        assert_eq!(
+            run("let l = [ 1 2 ]; in [ (l ++ [ ]) ([ ] ++ l) (l ++ [ 3 ] ++ l) ]").unwrap(),
+            "[ [ 1 2 ] [ 1 2 ] [ 1 2 3 1 2 ] ]"
+        );
+    }
 }

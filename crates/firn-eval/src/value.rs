@@ -138,7 +138,9 @@ impl AttrMap {
     /// The same selection usually meets the same set (`builtins.x`, `lib.x`) or sets of
     /// one shape, so most lookups then read a single entry (two for a name that is
     /// missing, as `x.a or d` often finds). A stale hint costs one or two comparisons.
-    #[inline]
+    /// Always inlined: selections and `?` call it from the evaluator's hot functions, where
+    /// a call would cost more than the look.
+    #[inline(always)]
     pub fn get_hinted(
         &self,
         k: &RcStr,
