@@ -371,7 +371,7 @@ impl Evaluator {
                 == (&*self.home, self.pipe_operators, self.lints)
             {
                 self.prefetched += 1;
-                let attached = pf.tree.attach(&mut self.interner, &[]);
+                let attached = pf.tree.attach(&mut self.interner);
                 let e = self.finish_parse(attached, &pf.text, &pf.path, true)?;
                 self.want(pf.paths.iter().map(String::as_str), pf.text.len());
                 let v = self.eval_top(e)?;
@@ -441,7 +441,7 @@ impl Evaluator {
         let settings = self.parse_settings();
         self.prefetcher
             .get_or_insert_with(|| crate::prefetch::Prefetcher::new(settings.clone()))
-            .want(wanted, &settings, bytes);
+            .want(wanted, &settings, bytes, &self.interner);
     }
 
     #[inline]

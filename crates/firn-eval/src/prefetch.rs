@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use firn_syntax::detach::{parse_detached, Detached};
-use firn_syntax::{Lints, Source};
+use firn_syntax::{Interner, Lints, Source};
 
 /// Bytes of source the worker may parse beyond what the evaluation has imported.
 const WINDOW: usize = 4 << 20;
@@ -66,6 +66,9 @@ struct State {
     /// Bytes of source the evaluation has imported.
     imported: usize,
     stop: bool,
+    /// Names the evaluator interned that the worker's mirror of its interner lacks yet,
+    /// in the order of their symbols.
+    names: Vec<Box<str>>,
     /// Whether the worker waits on [`Shared::work`], and the evaluator on
     /// [`Shared::done`]: each side wakes the other only then (a wake is a system call).
     worker_waits: bool,
@@ -99,6 +102,8 @@ impl Shared {
 pub struct Prefetcher {
     shared: Arc<Shared>,
     started: bool,
+    /// How many of the evaluator's names the worker has been given.
+    published: usize,
 }
 
 impl Prefetcher {
@@ -112,6 +117,7 @@ impl Prefetcher {
                     waiting: 0,
                     imported: 0,
                     stop: false,
+                    names: Vec::new(),
                     worker_waits: false,
                     evaluator_waits: false,
                 }),
@@ -119,22 +125,28 @@ impl Prefetcher {
                 done: Condvar::new(),
             }),
             started: false,
+            published: 0,
         }
     }
 
     /// Ask for `paths` (absolute) to be read and parsed, in this order, with `settings`,
-    /// after the evaluation imported a file of `imported` bytes that names them.
+    /// after the evaluation imported a file of `imported` bytes that names them; the trees
+    /// are made for `interner` (the evaluator's: the only one they may be attached to).
     pub fn want<'a>(
         &mut self,
         paths: impl IntoIterator<Item = &'a str>,
         settings: &ParseSettings,
         imported: usize,
+        interner: &Interner,
     ) {
         let mut st = self.shared.lock();
         if st.settings != *settings {
             st.settings = settings.clone();
         }
         st.imported += imported;
+        let new = interner.names_from(self.published);
+        st.names.extend(new.iter().cloned());
+        self.published += new.len();
         for p in paths {
             if !st.slots.contains_key(p) {
                 st.slots.insert(p.to_string(), Slot::Queued);
@@ -208,6 +220,8 @@ impl Drop for Prefetcher {
 
 /// The worker: files in the order wanted, within the budget, until told to stop.
 fn work(shared: &Shared) {
+    // The evaluator's interner as far as it has been given (see `firn_syntax::detach`).
+    let mut mirror = Interner::default();
     loop {
         let (path, settings) = {
             let mut st = shared.lock();
@@ -219,6 +233,9 @@ fn work(shared: &Shared) {
                     if let Some(p) = st.queue.pop_front() {
                         if let Some(slot @ Slot::Queued) = st.slots.get_mut(&p) {
                             *slot = Slot::Parsing;
+                            for n in st.names.drain(..) {
+                                mirror.intern(&n);
+                            }
                             break (p, st.settings.clone());
                         }
                     }
@@ -230,10 +247,22 @@ fn work(shared: &Shared) {
             }
         };
         // A panic in the parser (a bug) must not leave the file `Parsing`, which the
-        // evaluator would wait for forever: the file is left to the evaluator instead.
-        let done = std::panic::catch_unwind(|| read_and_parse(&path, settings))
-            .ok()
-            .flatten();
+        // evaluator would wait for forever: the files are left to the evaluator instead.
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_and_parse(&path, settings, &mut mirror)
+        }));
+        let Ok(done) = done else {
+            // The mirror may hold the names of the file that failed: no more files.
+            let mut st = shared.lock();
+            st.slots.insert(path, Slot::Gone);
+            st.stop = true;
+            let wake = st.evaluator_waits;
+            drop(st);
+            if wake {
+                shared.done.notify_all();
+            }
+            return;
+        };
         let mut st = shared.lock();
         match done {
             Some(p) => {
@@ -254,7 +283,11 @@ fn work(shared: &Shared) {
 
 /// `path` read and parsed as `import` would (a directory meaning its `default.nix`), if it
 /// is a Nix file that parses.
-fn read_and_parse(path: &str, settings: ParseSettings) -> Option<Box<Prefetched>> {
+fn read_and_parse(
+    path: &str,
+    settings: ParseSettings,
+    mirror: &mut Interner,
+) -> Option<Box<Prefetched>> {
     let meta = std::fs::metadata(path).ok()?;
     let file = if meta.is_dir() {
         format!("{}/default.nix", path.trim_end_matches('/'))
@@ -275,7 +308,7 @@ fn read_and_parse(path: &str, settings: ParseSettings) -> Option<Box<Prefetched>
         pipe_operators: settings.pipe_operators,
         lints: settings.lints,
     };
-    let tree = parse_detached(&text, &src).ok()?;
+    let tree = parse_detached(&text, &src, mirror).ok()?;
     let paths = tree.path_literals().into_iter().map(String::from).collect();
     Some(Box::new(Prefetched {
         path: file,
@@ -342,7 +375,12 @@ mod tests {
         let paths: Vec<String> = names.iter().map(|n| path(n)).collect();
         let mut p = Prefetcher::new(settings());
         assert!(p.take(&paths[0]).is_none(), "nothing wanted yet");
-        p.want(paths.iter().map(|s| s.as_str()), &settings(), 0);
+        p.want(
+            paths.iter().map(|s| s.as_str()),
+            &settings(),
+            0,
+            &Interner::default(),
+        );
         settle(&p);
         let a = p.take(&paths[0]).expect("a.nix parsed ahead");
         assert_eq!(
@@ -359,7 +397,7 @@ mod tests {
         assert!(p.take(&paths[0]).is_none());
         // The tree attaches.
         let mut interner = firn_syntax::Interner::default();
-        let parsed = a.tree.attach(&mut interner, &[]).expect("attaches");
+        let parsed = a.tree.attach(&mut interner).expect("attaches");
         assert!(matches!(parsed.expr.kind, firn_syntax::ExprKind::Attrs(_)));
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -377,7 +415,12 @@ mod tests {
             })
             .collect();
         let mut p = Prefetcher::new(settings());
-        p.want(paths.iter().map(|s| s.as_str()), &settings(), 0);
+        p.want(
+            paths.iter().map(|s| s.as_str()),
+            &settings(),
+            0,
+            &Interner::default(),
+        );
         settle(&p);
         let ready = |p: &Prefetcher| {
             let st = p.shared.lock();
@@ -389,7 +432,7 @@ mod tests {
         assert_eq!(ready(&p), 2);
         // Taking one makes room for the third.
         assert!(p.take(&paths[0]).is_some());
-        p.want([], &settings(), 0);
+        p.want([], &settings(), 0, &Interner::default());
         settle(&p);
         assert_eq!(ready(&p), 2);
         assert!(p.take(&paths[2]).is_some());

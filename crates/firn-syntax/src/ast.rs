@@ -65,6 +65,63 @@ impl Interner {
         self.names
     }
 
+    /// How many names are interned (the next new name's symbol).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The names of symbols `start` and on.
+    pub fn names_from(&self, start: usize) -> &[Box<str>] {
+        self.names.get(start..).unwrap_or(&[])
+    }
+
+    /// Forget the symbols `n` and on (the interner is then as it was when it held `n`).
+    pub fn truncate(&mut self, n: usize) {
+        while self.names.len() > n {
+            let sym = self.names.len() as u32 - 1;
+            let h = name_hash(&self.names[sym as usize]);
+            let mask = self.slots.len() - 1;
+            let mut i = h as usize & mask;
+            while self.slots[i].1 != sym + 1 {
+                i = (i + 1) & mask;
+            }
+            self.remove_slot(i);
+            self.names.pop();
+        }
+    }
+
+    /// Empty slot `i`, moving later entries of its run back so that every entry stays
+    /// reachable from its hash's slot (deletion in linear probing without tombstones).
+    fn remove_slot(&mut self, mut i: usize) {
+        let mask = self.slots.len() - 1;
+        self.slots[i] = (0, 0);
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let (h, sym) = self.slots[j];
+            if sym == 0 {
+                return;
+            }
+            // The entry at `j` may move to `i` unless its home slot lies after `i`, up to `j`
+            // (going round the end of the table).
+            let home = h as usize & mask;
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = self.slots[j];
+                self.slots[j] = (0, 0);
+                i = j;
+            }
+        }
+    }
+
     pub fn name(&self, s: Symbol) -> &str {
         &self.names[s.0 as usize]
     }
@@ -460,6 +517,34 @@ mod tests {
 
     /// Syntax trees live for the whole evaluation (they were two fifths of a package set's
     /// heap): a change that grows a node costs every node of every file.
+    #[test]
+    fn truncating_forgets_the_last_names_only() {
+        let mut i = Interner::default();
+        let names: Vec<String> = (0..3000)
+            .map(|k| format!("n{}", k * 7919 % 10007))
+            .collect();
+        for n in &names[..2000] {
+            i.intern(n);
+        }
+        let kept = i.clone();
+        for n in &names[2000..] {
+            i.intern(n);
+        }
+        i.truncate(2000);
+        assert_eq!(i.len(), 2000);
+        for (k, n) in names[..2000].iter().enumerate() {
+            assert_eq!(i.intern(n), Symbol(k as u32), "{n}");
+        }
+        // Forgotten names come back as new symbols, in the order asked.
+        assert_eq!(i.intern(&names[2500]), Symbol(2000));
+        assert_eq!(i.intern(&names[2100]), Symbol(2001));
+        let mut j = kept;
+        assert_eq!(j.intern(&names[2500]), Symbol(2000));
+        i.truncate(0);
+        assert!(i.is_empty());
+        assert_eq!(i.intern("x"), Symbol(0));
+    }
+
     #[test]
     fn path_literals_are_the_plain_paths() {
         let src = crate::Source {

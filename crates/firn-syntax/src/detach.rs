@@ -2,39 +2,62 @@
 //! thread ahead of its `import` ([`parse_detached`]), and the tree joined to the evaluator's
 //! symbols later, on its thread ([`Detached::attach`]).
 //!
-//! The tree attached is the one [`crate::parse_with_names_here`] would have made with the
-//! evaluator's interner at that moment: the file's names are interned there in the order the
-//! parser first met them (the order a parse there would have interned them in), every symbol
-//! in the tree is mapped, the sets' bindings are sorted again by the new symbols, and only
-//! then is the scope check run (its addresses depend on that order). A parse that failed is
-//! not attached: the caller parses the text again where it is, since which of several errors
-//! is found first may depend on the order of symbols.
+//! The other thread parses with a mirror of the evaluator's interner: a copy of its first
+//! names, kept up to date as the evaluator interns more. Names the mirror has get their
+//! symbols there, which are the evaluator's; a new name gets the next symbol, as a parse in
+//! the evaluator at that moment would give it, and the mirror forgets the new names after the
+//! parse. The scope check (an imported file's: nothing in scope but the globals) runs there
+//! too. When the tree is attached, the new names are interned in the evaluator in the order
+//! the parser first met them (the order a parse there would have interned them in). If the
+//! evaluator interned nothing meanwhile, they get the very symbols the parse gave them and
+//! the tree is used as it is; otherwise every new name's symbol in the tree is replaced, the
+//! sets' bindings are sorted again and the scopes are checked again (addresses depend on
+//! the order of symbols). So the tree attached is the one [`crate::parse_with_names_here`]
+//! would have made with the evaluator's interner at the moment of attaching. A parse that
+//! failed is not attached: the caller parses the text again where it is, since which of
+//! several errors is found first may depend on the order of symbols.
 
 use crate::ast::*;
 use crate::parser::{ParseError, Parser};
 use crate::{scope, Parsed, Source};
 
-/// A file parsed with an interner of its own.
-#[derive(Debug)]
+/// A file parsed with a mirror of the evaluator's interner.
+#[derive(Clone, Debug)]
 pub struct Detached {
     expr: Expr,
-    /// The names of the file's own interner, by symbol.
-    names: Vec<Box<str>>,
+    /// How many names the mirror had: symbols below are the evaluator's.
+    known: usize,
+    /// The names new to the mirror, by symbol from `known` on (the order the parser met
+    /// them in).
+    new_names: Vec<Box<str>>,
     warnings: Vec<ParseError>,
 }
 
-/// Parse `text` with an interner of its own, without the scope check. Runs on the calling
-/// thread, which must have [`crate::PARSE_STACK`] bytes of stack free.
-pub fn parse_detached(text: &str, src: &Source<'_>) -> Result<Detached, ParseError> {
-    let mut interner = Interner::default();
-    let mut p = Parser::new(text, &mut interner, src.origin, src.base_dir, src.home)
+/// Parse `text` with `mirror`, an interner whose names are the first names of the
+/// interner the tree will be attached to (its own new names are forgotten again), and
+/// check its scopes as an imported file's (no names in scope but the globals). Runs on the
+/// calling thread, which must have [`crate::PARSE_STACK`] bytes of stack free.
+pub fn parse_detached(
+    text: &str,
+    src: &Source<'_>,
+    mirror: &mut Interner,
+) -> Result<Detached, ParseError> {
+    let known = mirror.len();
+    let mut p = Parser::new(text, mirror, src.origin, src.base_dir, src.home)
         .with_pipe_operators(src.pipe_operators)
         .with_lints(src.lints);
-    let expr = p.parse_file()?;
+    let parsed = p.parse_file();
     let warnings = p.take_warnings();
+    let checked = parsed.and_then(|mut expr| {
+        scope::check(mirror, &mut expr, &[])?;
+        Ok(expr)
+    });
+    let new_names = mirror.names_from(known).to_vec();
+    mirror.truncate(known);
     Ok(Detached {
-        expr,
-        names: interner.into_names(),
+        expr: checked?,
+        known,
+        new_names,
         warnings,
     })
 }
@@ -45,13 +68,29 @@ impl Detached {
         path_literals(&self.expr)
     }
 
-    /// The tree with `interner`'s symbols, scope-checked with `extra` names in scope above
-    /// the globals (see the module header).
-    pub fn attach(self, interner: &mut Interner, extra: &[Symbol]) -> Result<Parsed, ParseError> {
-        let map: Vec<Symbol> = self.names.iter().map(|n| interner.intern(n)).collect();
+    /// The tree with `interner`'s symbols (see the module header). `interner`'s first
+    /// names must be the mirror's at the parse.
+    pub fn attach(self, interner: &mut Interner) -> Result<Parsed, ParseError> {
+        let known = self.known;
         let mut expr = self.expr;
-        rekey_symbols(&mut expr, &map);
-        scope::check(interner, &mut expr, extra)?;
+        let map: Vec<Symbol> = self.new_names.iter().map(|n| interner.intern(n)).collect();
+        // Nothing interned since the parse: the new names got the symbols the parse gave,
+        // and the tree, its sets' order and its scope addresses are right as they are.
+        let same = map
+            .iter()
+            .enumerate()
+            .all(|(k, s)| s.0 as usize == known + k);
+        if !same {
+            rekey_symbols(
+                &mut expr,
+                &|s: Symbol| match (s.0 as usize).checked_sub(known) {
+                    Some(k) => map[k],
+                    None => s,
+                },
+            );
+            // Addresses follow the new order of the scopes' names.
+            scope::check(interner, &mut expr, &[])?;
+        }
         Ok(Parsed {
             expr,
             warnings: self.warnings,
@@ -59,9 +98,10 @@ impl Detached {
     }
 }
 
-/// Replace every symbol `s` in `e` by `map[s]`, sorting sets' bindings again.
-fn rekey_symbols(e: &mut Expr, map: &[Symbol]) {
-    let m = |s: Symbol| map.get(s.0 as usize).copied().unwrap_or(s);
+/// Replace every symbol `s` in `e` by `m(s)`, sorting sets' bindings again, and forget
+/// what the scope check kept in the nodes (variables' addresses, lambdas' names), for the
+/// check to be made again.
+fn rekey_symbols(e: &mut Expr, m: &impl Fn(Symbol) -> Symbol) {
     fn names<'a>(
         path: &'a mut [AttrName],
         m: &impl Fn(Symbol) -> Symbol,
@@ -97,19 +137,23 @@ fn rekey_symbols(e: &mut Expr, map: &[Symbol]) {
             | ExprKind::Path(_)
             | ExprKind::CurPos
             | ExprKind::InheritFrom(_) => {}
-            ExprKind::Var(s) | ExprKind::Global(s) => *s = m(*s),
+            ExprKind::Var(s) | ExprKind::Global(s) => {
+                *s = m(*s);
+                e.memo.set(0);
+            }
             ExprKind::Select { e, path } | ExprKind::HasAttr { e, path } => {
-                names(path, &m, &mut stack);
+                names(path, m, &mut stack);
                 stack.push(e);
             }
             ExprKind::SelectOr(s) => {
-                names(&mut s.path, &m, &mut stack);
+                names(&mut s.path, m, &mut stack);
                 stack.push(&mut s.e);
                 stack.push(&mut s.default);
             }
-            ExprKind::Attrs(a) => attrs(a, &m, &mut stack),
+            ExprKind::Attrs(a) => attrs(a, m, &mut stack),
             ExprKind::List(items) => stack.extend(items.iter_mut()),
             ExprKind::Lambda { arg, formals, body } => {
+                e.memo.set(0);
                 if let Some(a) = arg {
                     *a = m(*a);
                 }
@@ -128,7 +172,7 @@ fn rekey_symbols(e: &mut Expr, map: &[Symbol]) {
                 stack.extend(args.iter_mut());
             }
             ExprKind::Let { attrs: a, body } => {
-                attrs(a, &m, &mut stack);
+                attrs(a, m, &mut stack);
                 stack.push(body);
             }
             ExprKind::With { env, body } => {
