@@ -11,7 +11,8 @@
 //! made. Anything the worker cannot do (a missing file, a parse error, a file not meant for
 //! Nix) it leaves to the evaluator, which then reads and parses the file itself and reports
 //! what it finds. A file is read once per evaluation either way (as Nix caches imports); it
-//! may be read a little earlier than its `import` runs.
+//! may be read a little earlier than its `import` runs. One read more than [`STALE_AFTER`]
+//! ago (in a long session such as the repl) is taken only if the file is unchanged since.
 //!
 //! The worker stays within a budget, so an evaluation that imports few of the files it names
 //! (one package of a large set) wastes little: the source parsed and not taken yet is kept
@@ -46,6 +47,33 @@ pub struct Prefetched {
     pub paths: Vec<String>,
     /// The settings it was parsed with.
     pub settings: ParseSettings,
+    /// When it was read, and what it was then (see [`Prefetched::still_current`]).
+    read_at: std::time::Instant,
+    stamp: Stamp,
+}
+
+/// What a file was when read: its modification time, size and inode.
+#[derive(PartialEq)]
+struct Stamp(Option<std::time::SystemTime>, u64, u64);
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp(meta.modified().ok(), meta.len(), meta.ino())
+    }
+}
+
+/// How old a file read ahead may be before it is checked against the file on disk when
+/// taken. A batch evaluation takes its files well within this; a long session (a repl)
+/// may take a file read minutes ago, which must not stand for a file edited since.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Prefetched {
+    /// Whether the file is as it was read (checked only once it is [`STALE_AFTER`] old).
+    fn still_current(&self) -> bool {
+        self.read_at.elapsed() < STALE_AFTER
+            || std::fs::metadata(&self.path).is_ok_and(|m| Stamp::of(&m) == self.stamp)
+    }
 }
 
 /// Where a file wanted is. A path wanted once is never queued again.
@@ -198,7 +226,8 @@ impl Prefetcher {
                         return None;
                     };
                     st.waiting -= p.text.len();
-                    return Some(p);
+                    drop(st);
+                    return p.still_current().then_some(p);
                 }
                 Slot::Gone => return None,
             }
@@ -296,7 +325,13 @@ fn read_and_parse(
     } else {
         return None;
     };
-    let text = firn_syntax::bytes::decode(std::fs::read(&file).ok()?);
+    let read_at = std::time::Instant::now();
+    let mut f = std::fs::File::open(&file).ok()?;
+    let meta = f.metadata().ok()?;
+    let stamp = Stamp::of(&meta);
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
+    std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+    let text = firn_syntax::bytes::decode(bytes);
     let dir = std::path::Path::new(&file)
         .parent()
         .map(|d| d.to_string_lossy().into_owned())
@@ -316,6 +351,8 @@ fn read_and_parse(
         tree,
         paths,
         settings,
+        read_at,
+        stamp,
     }))
 }
 
@@ -399,6 +436,31 @@ mod tests {
         let mut interner = firn_syntax::Interner::default();
         let parsed = a.tree.attach(&mut interner).expect("attaches");
         assert!(matches!(parsed.expr.kind, firn_syntax::ExprKind::Attrs(_)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_read_long_ago_is_taken_only_if_unchanged() {
+        let d = temp_dir("stale");
+        let (a, b) = (d.join("a.nix"), d.join("b.nix"));
+        std::fs::write(&a, "1").expect("write");
+        std::fs::write(&b, "2").expect("write");
+        let paths = [a.to_string_lossy(), b.to_string_lossy()];
+        let mut p = Prefetcher::new(settings());
+        p.want(
+            paths.iter().map(|s| &**s),
+            &settings(),
+            0,
+            &Interner::default(),
+        );
+        settle(&p);
+        std::thread::sleep(STALE_AFTER + std::time::Duration::from_millis(100));
+        std::fs::write(&a, "11").expect("write");
+        assert!(
+            p.take(&paths[0]).is_none(),
+            "a.nix changed after it was read"
+        );
+        assert_eq!(p.take(&paths[1]).expect("b.nix is unchanged").text, "2");
         let _ = std::fs::remove_dir_all(&d);
     }
 

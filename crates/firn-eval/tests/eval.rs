@@ -200,7 +200,10 @@ fn files_parsed_ahead_evaluate_as_files_read_in_place() {
          bad = import ./bad.nix; unbound = import ./unbound.nix; data = ./data.txt; \
          names = builtins.attrNames (import ./a.nix { z = 1; y = 2; }); })",
     );
-    w("other.nix", "let fresh = 1; w = 2; v = { p = 3; }; in fresh + w + v.p");
+    w(
+        "other.nix",
+        "let fresh = 1; w = 2; v = { p = 3; }; in fresh + w + v.p",
+    );
     w(
         "a.nix",
         "{ y, z }: rec { inherit y z; w = y + z; v = { p = w; }; }",
