@@ -545,6 +545,38 @@ mod tests {
         assert_eq!(i.intern("x"), Symbol(0));
     }
 
+    /// Rounds of names interned and forgotten again (as a mirror does for each file), on a
+    /// table that grows meanwhile: every name left is found at its symbol.
+    #[test]
+    fn interning_and_truncating_in_rounds() {
+        let mut i = Interner::default();
+        let mut kept: Vec<String> = Vec::new();
+        let mut x: u64 = 7;
+        for round in 0..400 {
+            let base = i.len();
+            let mut added = Vec::new();
+            for _ in 0..(round % 37) {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let n = format!("s{}", (x >> 40) % 5000);
+                let sym = i.intern(&n);
+                if sym.0 as usize >= base && !added.contains(&n) {
+                    added.push(n);
+                }
+            }
+            if round % 3 == 0 {
+                kept.extend(added);
+            } else {
+                i.truncate(base);
+            }
+            assert_eq!(i.len(), kept.len());
+            for (k, n) in kept.iter().enumerate() {
+                assert_eq!(i.intern(n), Symbol(k as u32), "round {round}: {n}");
+            }
+        }
+    }
+
     #[test]
     fn path_literals_are_the_plain_paths() {
         let src = crate::Source {
