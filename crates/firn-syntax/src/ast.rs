@@ -323,39 +323,39 @@ impl Expr {
     }
 }
 
-/// Move every span of `e` by `by` bytes: the evaluator gives each parsed file its own range
-/// of offsets, so a span alone says which file (and, with the file's text, which line and
-/// column) a node comes from.
-pub fn shift_spans(e: &mut Expr, by: u32) {
-    fn span(s: &mut Span, by: u32) {
-        s.start += by;
-        s.end += by;
-    }
-    fn names(path: &mut [AttrName], by: u32) {
+/// What a walk over a tree ([`walk_mut`]) changes: each node (before its children are
+/// walked), each static name of an attribute path, each set's (or `let`'s) bindings and
+/// each formal.
+pub trait VisitMut {
+    fn node(&mut self, e: &mut Expr);
+    fn name(&mut self, _s: &mut Symbol) {}
+    fn attrs(&mut self, _a: &mut Attrs) {}
+    fn formal(&mut self, _f: &mut Formal) {}
+}
+
+/// Walk every node of `e` (with an explicit stack: nesting may be deep), and the parts of
+/// each [`VisitMut`] names.
+pub fn walk_mut(e: &mut Expr, v: &mut impl VisitMut) {
+    fn path<'a>(path: &'a mut [AttrName], v: &mut impl VisitMut, stack: &mut Vec<&'a mut Expr>) {
         for a in path {
-            if let AttrName::Dynamic(e) = a {
-                shift_spans(e, by);
+            match a {
+                AttrName::Static(s) => v.name(s),
+                AttrName::Dynamic(e) => stack.push(e),
             }
         }
     }
-    fn attrs(a: &mut Attrs, by: u32) {
-        for d in a.attrs.values_mut() {
-            span(&mut d.span, by);
-            shift_spans(&mut d.value, by);
+    fn attrs<'a>(a: &'a mut Attrs, v: &mut impl VisitMut, stack: &mut Vec<&'a mut Expr>) {
+        v.attrs(a);
+        stack.extend(a.attrs.values_mut().map(|d| &mut d.value));
+        for (n, x, _) in a.dynamic.iter_mut() {
+            stack.push(n);
+            stack.push(x);
         }
-        for (n, v, s) in a.dynamic.iter_mut() {
-            shift_spans(n, by);
-            shift_spans(v, by);
-            span(s, by);
-        }
-        for e in a.inherit_from.iter_mut() {
-            shift_spans(e, by);
-        }
+        stack.extend(a.inherit_from.iter_mut());
     }
-    // An explicit stack: nesting may be deep.
     let mut stack: Vec<&mut Expr> = vec![e];
     while let Some(e) = stack.pop() {
-        span(&mut e.span, by);
+        v.node(e);
         match &mut e.kind {
             ExprKind::Int(_)
             | ExprKind::Float(_)
@@ -365,25 +365,21 @@ pub fn shift_spans(e: &mut Expr, by: u32) {
             | ExprKind::Global(_)
             | ExprKind::CurPos
             | ExprKind::InheritFrom(_) => {}
-            ExprKind::Select { e, path } => {
-                names(path, by);
+            ExprKind::Select { e, path: p } | ExprKind::HasAttr { e, path: p } => {
+                path(p, v, &mut stack);
                 stack.push(e);
             }
             ExprKind::SelectOr(s) => {
-                names(&mut s.path, by);
+                path(&mut s.path, v, &mut stack);
                 stack.push(&mut s.e);
                 stack.push(&mut s.default);
             }
-            ExprKind::HasAttr { e, path } => {
-                names(path, by);
-                stack.push(e);
-            }
-            ExprKind::Attrs(a) => attrs(a, by),
+            ExprKind::Attrs(a) => attrs(a, v, &mut stack),
             ExprKind::List(items) => stack.extend(items.iter_mut()),
             ExprKind::Lambda { formals, body, .. } => {
                 if let Some(f) = formals {
                     for x in f.formals.iter_mut() {
-                        span(&mut x.span, by);
+                        v.formal(x);
                         if let Some(d) = &mut x.default {
                             stack.push(d);
                         }
@@ -396,7 +392,7 @@ pub fn shift_spans(e: &mut Expr, by: u32) {
                 stack.extend(args.iter_mut());
             }
             ExprKind::Let { attrs: a, body } => {
-                attrs(a, by);
+                attrs(a, v, &mut stack);
                 stack.push(body);
             }
             ExprKind::With { env, body } => {
@@ -420,6 +416,36 @@ pub fn shift_spans(e: &mut Expr, by: u32) {
             ExprKind::Concat { parts, .. } => stack.extend(parts.iter_mut()),
         }
     }
+}
+
+/// Move every span of `e` by `by` bytes: the evaluator gives each parsed file its own range
+/// of offsets, so a span alone says which file (and, with the file's text, which line and
+/// column) a node comes from.
+pub fn shift_spans(e: &mut Expr, by: u32) {
+    struct Shift(u32);
+    impl Shift {
+        fn span(&self, s: &mut Span) {
+            s.start += self.0;
+            s.end += self.0;
+        }
+    }
+    impl VisitMut for Shift {
+        fn node(&mut self, e: &mut Expr) {
+            self.span(&mut e.span);
+        }
+        fn attrs(&mut self, a: &mut Attrs) {
+            for d in a.attrs.values_mut() {
+                self.span(&mut d.span);
+            }
+            for (_, _, s) in a.dynamic.iter_mut() {
+                self.span(s);
+            }
+        }
+        fn formal(&mut self, f: &mut Formal) {
+            self.span(&mut f.span);
+        }
+    }
+    walk_mut(e, &mut Shift(by));
 }
 
 /// The path literals of `e` (not the parts of interpolated paths): the files it may import.

@@ -102,98 +102,29 @@ impl Detached {
 /// what the scope check kept in the nodes (variables' addresses, lambdas' names), for the
 /// check to be made again.
 fn rekey_symbols(e: &mut Expr, m: &impl Fn(Symbol) -> Symbol) {
-    fn names<'a>(
-        path: &'a mut [AttrName],
-        m: &impl Fn(Symbol) -> Symbol,
-        stack: &mut Vec<&'a mut Expr>,
-    ) {
-        for a in path {
-            match a {
-                AttrName::Static(s) => *s = m(*s),
-                AttrName::Dynamic(e) => stack.push(e),
-            }
-        }
-    }
-    fn attrs<'a>(a: &'a mut Attrs, m: &impl Fn(Symbol) -> Symbol, stack: &mut Vec<&'a mut Expr>) {
-        a.attrs.rekey(m);
-        for d in a.attrs.values_mut() {
-            stack.push(&mut d.value);
-        }
-        for (n, v, _) in a.dynamic.iter_mut() {
-            stack.push(n);
-            stack.push(v);
-        }
-        for e in a.inherit_from.iter_mut() {
-            stack.push(e);
-        }
-    }
-    // An explicit stack: nesting may be deep.
-    let mut stack: Vec<&mut Expr> = vec![e];
-    while let Some(e) = stack.pop() {
-        match &mut e.kind {
-            ExprKind::Int(_)
-            | ExprKind::Float(_)
-            | ExprKind::Str(_)
-            | ExprKind::Path(_)
-            | ExprKind::CurPos
-            | ExprKind::InheritFrom(_) => {}
-            ExprKind::Var(s) | ExprKind::Global(s) => {
-                *s = m(*s);
-                e.memo.set(0);
-            }
-            ExprKind::Select { e, path } | ExprKind::HasAttr { e, path } => {
-                names(path, m, &mut stack);
-                stack.push(e);
-            }
-            ExprKind::SelectOr(s) => {
-                names(&mut s.path, m, &mut stack);
-                stack.push(&mut s.e);
-                stack.push(&mut s.default);
-            }
-            ExprKind::Attrs(a) => attrs(a, m, &mut stack),
-            ExprKind::List(items) => stack.extend(items.iter_mut()),
-            ExprKind::Lambda { arg, formals, body } => {
-                e.memo.set(0);
-                if let Some(a) = arg {
-                    *a = m(*a);
-                }
-                if let Some(f) = formals {
-                    for x in f.formals.iter_mut() {
-                        x.name = m(x.name);
-                        if let Some(d) = &mut x.default {
-                            stack.push(d);
-                        }
+    struct Rekey<'m, M>(&'m M);
+    impl<M: Fn(Symbol) -> Symbol> VisitMut for Rekey<'_, M> {
+        fn node(&mut self, e: &mut Expr) {
+            match &mut e.kind {
+                ExprKind::Var(s) | ExprKind::Global(s) => *s = self.0(*s),
+                ExprKind::Lambda { arg, .. } => {
+                    if let Some(a) = arg {
+                        *a = self.0(*a);
                     }
                 }
-                stack.push(body);
+                _ => return,
             }
-            ExprKind::Call { fun, args } => {
-                stack.push(fun);
-                stack.extend(args.iter_mut());
-            }
-            ExprKind::Let { attrs: a, body } => {
-                attrs(a, m, &mut stack);
-                stack.push(body);
-            }
-            ExprKind::With { env, body } => {
-                stack.push(env);
-                stack.push(body);
-            }
-            ExprKind::If { cond, then, else_ } => {
-                stack.push(cond);
-                stack.push(then);
-                stack.push(else_);
-            }
-            ExprKind::Assert { cond, body } => {
-                stack.push(cond);
-                stack.push(body);
-            }
-            ExprKind::Not(e) => stack.push(e),
-            ExprKind::Bin { a, b, .. } => {
-                stack.push(a);
-                stack.push(b);
-            }
-            ExprKind::Concat { parts, .. } => stack.extend(parts.iter_mut()),
+            e.memo.set(0);
+        }
+        fn name(&mut self, s: &mut Symbol) {
+            *s = self.0(*s);
+        }
+        fn attrs(&mut self, a: &mut Attrs) {
+            a.attrs.rekey(self.0);
+        }
+        fn formal(&mut self, f: &mut Formal) {
+            f.name = self.0(f.name);
         }
     }
+    walk_mut(e, &mut Rekey(m));
 }
