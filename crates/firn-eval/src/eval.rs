@@ -299,18 +299,19 @@ impl Evaluator {
         } else {
             firn_syntax::parse_with_names(text, &src, &mut self.interner, names)
         };
-        self.finish_parse(parsed, text, origin, from_disk)
+        let kept = if from_disk { Kept::Disk } else { Kept::Text };
+        self.finish_parse(parsed, text, origin, kept)
     }
 
     /// The end of a parse of `text` (from `origin`) that gave `parsed`: the warnings shown,
-    /// the text's positions kept, and the tree kept for the rest of the evaluation; or the
-    /// error, placed.
+    /// the text's positions kept as `kept` says, and the tree kept for the rest of the
+    /// evaluation; or the error, placed.
     fn finish_parse(
         &mut self,
         parsed: Result<firn_syntax::Parsed, firn_syntax::ParseError>,
         text: &str,
         origin: &str,
-        from_disk: bool,
+        kept: Kept,
     ) -> EResult<&'static Expr> {
         match parsed {
             Ok(firn_syntax::Parsed {
@@ -321,10 +322,14 @@ impl Evaluator {
                     let shown = firn_syntax::render_warning(w, text, origin);
                     crate::term::write_stderr_line(&shown);
                 }
-                let base = if from_disk {
-                    self.positions.add_disk_file(text, origin)
-                } else {
-                    self.positions.add_file(text, origin)
+                let base = match kept {
+                    Kept::Disk => self.positions.add_disk_file(text, origin),
+                    Kept::Text => self.positions.add_file(text, origin),
+                    Kept::Shifted { base, hash } => {
+                        self.positions
+                            .add_parsed_disk_file(base, text, origin, hash);
+                        None
+                    }
                 };
                 if let Some(base) = base {
                     firn_syntax::ast::shift_spans(&mut e, base);
@@ -332,12 +337,13 @@ impl Evaluator {
                 Ok(Box::leak(Box::new(e)))
             }
             Err(e) => {
+                // A tree moved already gives moved positions.
+                let offset = match kept {
+                    Kept::Shifted { base, .. } => e.span.start.saturating_sub(base),
+                    _ => e.span.start,
+                };
                 let mut x = EvalError::new(e.msg);
-                x.at = Some(firn_syntax::render_location(
-                    text,
-                    origin,
-                    e.span.start as usize,
-                ));
+                x.at = Some(firn_syntax::render_location(text, origin, offset as usize));
                 Err(x)
             }
         }
@@ -372,7 +378,11 @@ impl Evaluator {
             {
                 self.prefetched += 1;
                 let attached = pf.tree.attach(&mut self.interner);
-                let e = self.finish_parse(attached, &pf.text, &pf.path, true)?;
+                let kept = Kept::Shifted {
+                    base: pf.base,
+                    hash: pf.hash,
+                };
+                let e = self.finish_parse(attached, &pf.text, &pf.path, kept)?;
                 self.want(pf.paths.iter().map(String::as_str), pf.text.len());
                 let v = self.eval_top(e)?;
                 self.imports.insert(pf.path, v.clone());
@@ -439,8 +449,11 @@ impl Evaluator {
         let imports = &self.imports;
         let wanted = paths.filter(|p| !imports.contains_key(*p));
         let settings = self.parse_settings();
+        let offsets = &self.positions;
         self.prefetcher
-            .get_or_insert_with(|| crate::prefetch::Prefetcher::new(settings.clone()))
+            .get_or_insert_with(|| {
+                crate::prefetch::Prefetcher::new(settings.clone(), offsets.offsets())
+            })
             .want(wanted, &settings, bytes, &self.interner);
     }
 
@@ -2615,6 +2628,18 @@ const PLUS_OPERAND: &str = "in an operand of '+'";
 
 /// The frame of a part of a string or path that cannot be coerced to a string.
 const PATH_SEGMENT: &str = "while evaluating a path segment";
+
+/// How [`Evaluator::finish_parse`] keeps a parsed text's positions.
+#[derive(Clone, Copy)]
+enum Kept {
+    /// Read from disk: read again when needed.
+    Disk,
+    /// Kept as it is (not a file).
+    Text,
+    /// Read from disk by the thread that parses ahead, which moved the tree to the range
+    /// from `base` and hashed the text.
+    Shifted { base: u32, hash: u64 },
+}
 
 /// The memo of a literal met once and not yet given a place in the literal table.
 const LITERAL_SEEN: u32 = u32::MAX;

@@ -25,7 +25,8 @@ struct SourceFile {
     line_starts: std::cell::OnceCell<Box<[u32]>>,
 }
 
-fn text_hash(text: &str) -> u64 {
+/// The hash a file's text is recognised by when read again (see [`SourceFile::text`]).
+pub fn text_hash(text: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x6669726e).hash_one(text)
 }
@@ -58,8 +59,32 @@ impl SourceFile {
 
 #[derive(Default)]
 pub struct Positions {
-    files: Vec<SourceFile>,
-    next_base: u32,
+    /// By `base` (a file parsed ahead may be kept after files that took later ranges).
+    files: std::collections::BTreeMap<u32, SourceFile>,
+    offsets: Offsets,
+}
+
+/// The next free span offset, shared with the thread that parses files ahead (which takes
+/// each file's range when it parses it, see [`crate::prefetch`]). Offset 0 is never given
+/// (a memo of 0 means none).
+#[derive(Clone, Default)]
+pub struct Offsets(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Offsets {
+    /// A range of `len + 1` offsets: its first, or None when the offsets are used up.
+    pub fn reserve(&self, len: usize) -> Option<u32> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = u32::try_from(len).ok()?;
+        let mut cur = self.0.load(Relaxed);
+        loop {
+            let base = cur.max(1);
+            let next = base.checked_add(len)?.checked_add(1)?;
+            match self.0.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
+                Ok(_) => return Some(base),
+                Err(now) => cur = now,
+            }
+        }
+    }
 }
 
 impl Positions {
@@ -73,38 +98,55 @@ impl Positions {
     /// [`Self::add_file`] for the text of file `path` as [`firn_syntax::bytes::decode`]
     /// gives it: the text is read again when needed rather than kept.
     pub fn add_disk_file(&mut self, text: &str, path: &str) -> Option<u32> {
-        self.add(text, path, Some(text_hash(text)))
+        let base = self.offsets.reserve(text.len())?;
+        self.insert(base, text, path, Some(text_hash(text)));
+        Some(base)
+    }
+
+    /// [`Self::add_disk_file`] of a file whose range starts at `base`, taken from
+    /// [`Self::offsets`] by the thread that parsed it, and whose text has hash `hash`
+    /// ([`text_hash`]).
+    pub fn add_parsed_disk_file(&mut self, base: u32, text: &str, path: &str, hash: u64) {
+        self.insert(base, text, path, Some(hash));
+    }
+
+    /// The span offsets, for a thread that parses files ahead.
+    pub fn offsets(&self) -> Offsets {
+        self.offsets.clone()
     }
 
     fn add(&mut self, text: &str, origin: &str, disk_hash: Option<u64>) -> Option<u32> {
-        if self.next_base == 0 {
-            self.next_base = 1;
-        }
-        let len = u32::try_from(text.len()).ok()?;
-        let base = self.next_base;
-        self.next_base = base.checked_add(len)?.checked_add(1)?;
+        let base = self.offsets.reserve(text.len())?;
+        self.insert(base, text, origin, disk_hash);
+        Some(base)
+    }
+
+    /// Keep file `origin`'s range from `base`.
+    fn insert(&mut self, base: u32, text: &str, origin: &str, disk_hash: Option<u64>) {
         let kept = std::cell::OnceCell::new();
         if disk_hash.is_none() {
             let _ = kept.set(Some(text.into()));
         }
-        self.files.push(SourceFile {
+        let f = SourceFile {
             base,
-            len,
+            // Within u32: the range was reserved.
+            len: text.len() as u32,
             origin: origin.into(),
             text: kept,
             disk_hash,
             line_starts: std::cell::OnceCell::new(),
-        });
-        Some(base)
+        };
+        self.files.insert(base, f);
+    }
+
+    /// The file whose range holds offset `offset` (or ends before it, if none does).
+    fn file_at(&self, offset: u32) -> Option<&SourceFile> {
+        self.files.range(..=offset).next_back().map(|(_, f)| f)
     }
 
     /// File, line and column (1-based) of a span offset.
     pub fn locate(&self, offset: u32) -> Option<(RcStr, u32, u32)> {
-        let i = self
-            .files
-            .partition_point(|f| f.base <= offset)
-            .checked_sub(1)?;
-        let f = &self.files[i];
+        let f = self.file_at(offset)?;
         let rel = offset - f.base;
         if rel > f.len {
             return None;
@@ -125,11 +167,7 @@ impl Positions {
     /// The location of a span offset as an error shows it (`at FILE:LINE:COL:` and the
     /// lines around it).
     pub fn render(&self, offset: u32) -> Option<String> {
-        let i = self
-            .files
-            .partition_point(|f| f.base <= offset)
-            .checked_sub(1)?;
-        let f = &self.files[i];
+        let f = self.file_at(offset)?;
         let rel = offset.checked_sub(f.base).filter(|r| *r <= f.len)?;
         let text = f.text()?;
         Some(firn_syntax::render_location_in(
@@ -142,11 +180,7 @@ impl Positions {
 
     /// The source text between span offsets `start` and `end` of one file.
     pub fn text(&self, start: u32, end: u32) -> Option<&str> {
-        let i = self
-            .files
-            .partition_point(|f| f.base <= start)
-            .checked_sub(1)?;
-        let f = &self.files[i];
+        let f = self.file_at(start)?;
         let from = start.checked_sub(f.base)? as usize;
         let to = (end.checked_sub(f.base)? as usize).min(f.len as usize);
         f.text()?.get(from..to)
@@ -163,14 +197,9 @@ impl Positions {
     /// places it: at the parentheses around it, or the `${` of an interpolation (the
     /// expression's own span leaves them out). Only blanks may stand between them.
     pub fn operand_start(&self, start: u32, end: u32) -> u32 {
-        let Some(i) = self
-            .files
-            .partition_point(|f| f.base <= start)
-            .checked_sub(1)
-        else {
+        let Some(f) = self.file_at(start) else {
             return start;
         };
-        let f = &self.files[i];
         let Some(text) = f.text().map(str::as_bytes) else {
             return start;
         };

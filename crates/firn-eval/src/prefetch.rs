@@ -24,6 +24,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use firn_syntax::detach::{parse_detached, Detached};
 use firn_syntax::{Interner, Lints, Source};
 
+use crate::positions::Offsets;
+
 /// Bytes of source the worker may parse beyond what the evaluation has imported.
 const WINDOW: usize = 4 << 20;
 
@@ -47,6 +49,11 @@ pub struct Prefetched {
     pub paths: Vec<String>,
     /// The settings it was parsed with.
     pub settings: ParseSettings,
+    /// The first of the span offsets the tree was moved to (taken for it from the
+    /// evaluator's [`Offsets`]).
+    pub base: u32,
+    /// The text's hash ([`crate::positions::text_hash`]).
+    pub hash: u64,
     /// When it was read, and what it was then (see [`Prefetched::still_current`]).
     read_at: std::time::Instant,
     stamp: Stamp,
@@ -112,6 +119,8 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// The evaluator's span offsets.
+    offsets: Offsets,
     /// The worker waits here for work (or budget).
     work: Condvar,
     /// The evaluator waits here for a file being parsed.
@@ -135,9 +144,11 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub fn new(settings: ParseSettings) -> Prefetcher {
+    /// A prefetcher for an evaluator whose span offsets are `offsets`.
+    pub fn new(settings: ParseSettings, offsets: Offsets) -> Prefetcher {
         Prefetcher {
             shared: Arc::new(Shared {
+                offsets,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     slots: HashMap::default(),
@@ -278,7 +289,7 @@ fn work(shared: &Shared) {
         // A panic in the parser (a bug) must not leave the file `Parsing`, which the
         // evaluator would wait for forever: the files are left to the evaluator instead.
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            read_and_parse(&path, settings, &mut mirror)
+            read_and_parse(&path, settings, &mut mirror, &shared.offsets)
         }));
         let Ok(done) = done else {
             // The mirror may hold the names of the file that failed: no more files.
@@ -316,6 +327,7 @@ fn read_and_parse(
     path: &str,
     settings: ParseSettings,
     mirror: &mut Interner,
+    offsets: &Offsets,
 ) -> Option<Box<Prefetched>> {
     let meta = std::fs::metadata(path).ok()?;
     let file = if meta.is_dir() {
@@ -343,7 +355,11 @@ fn read_and_parse(
         pipe_operators: settings.pipe_operators,
         lints: settings.lints,
     };
-    let tree = parse_detached(&text, &src, mirror).ok()?;
+    let mut tree = parse_detached(&text, &src, mirror).ok()?;
+    // The tree moved to its own range of offsets here, where it is in this core's cache.
+    let base = offsets.reserve(text.len())?;
+    tree.shift_spans(base);
+    let hash = crate::positions::text_hash(&text);
     let paths = tree.path_literals().into_iter().map(String::from).collect();
     Some(Box::new(Prefetched {
         path: file,
@@ -351,6 +367,8 @@ fn read_and_parse(
         tree,
         paths,
         settings,
+        base,
+        hash,
         read_at,
         stamp,
     }))
@@ -410,7 +428,7 @@ mod tests {
             "missing.nix",
         ];
         let paths: Vec<String> = names.iter().map(|n| path(n)).collect();
-        let mut p = Prefetcher::new(settings());
+        let mut p = Prefetcher::new(settings(), Offsets::default());
         assert!(p.take(&paths[0]).is_none(), "nothing wanted yet");
         p.want(
             paths.iter().map(|s| s.as_str()),
@@ -446,7 +464,7 @@ mod tests {
         std::fs::write(&a, "1").expect("write");
         std::fs::write(&b, "2").expect("write");
         let paths = [a.to_string_lossy(), b.to_string_lossy()];
-        let mut p = Prefetcher::new(settings());
+        let mut p = Prefetcher::new(settings(), Offsets::default());
         p.want(
             paths.iter().map(|s| &**s),
             &settings(),
@@ -476,7 +494,7 @@ mod tests {
                 f.to_string_lossy().into_owned()
             })
             .collect();
-        let mut p = Prefetcher::new(settings());
+        let mut p = Prefetcher::new(settings(), Offsets::default());
         p.want(
             paths.iter().map(|s| s.as_str()),
             &settings(),

@@ -198,7 +198,13 @@ fn files_parsed_ahead_evaluate_as_files_read_in_place() {
          builtins.seq busy (builtins.seq (scopedImport { } ./other.nix) \
          { a = import ./a.nix; b = import ./sub; c = import ./sub/default.nix; \
          bad = import ./bad.nix; unbound = import ./unbound.nix; data = ./data.txt; \
-         names = builtins.attrNames (import ./a.nix { z = 1; y = 2; }); })",
+         names = builtins.attrNames (import ./a.nix { z = 1; y = 2; }); \
+         pos = import ./pos.nix; })",
+    );
+    // Positions in a file parsed ahead (its tree was moved to its offsets there).
+    w(
+        "pos.nix",
+        "{\n  p = __curPos;\n  q = builtins.unsafeGetAttrPos \"q\" { q = 1; };\n  e = 1 + \"x\";\n}",
     );
     w(
         "other.nix",
@@ -217,6 +223,8 @@ fn files_parsed_ahead_evaluate_as_files_read_in_place() {
         format!("with import {main}; [ (a {{ y = 1; z = 2; }}) b c names ]"),
         format!("(import {main}).bad"),
         format!("(import {main}).unbound"),
+        format!("with (import {main}).pos; [ p q ]"),
+        format!("(import {main}).pos.e"),
     ];
     // The result (or the error and its place) and how many files were parsed ahead.
     let run = |text: String, prefetch: bool| {
@@ -265,8 +273,16 @@ fn files_parsed_ahead_evaluate_as_files_read_in_place() {
     assert!(unbound
         .expect_err("unbound")
         .starts_with("undefined variable 'nope'"));
-    // The files the cases import were parsed ahead (`a.nix` and `sub`; those with errors
-    // are left to the evaluator).
-    assert!(ahead >= 2, "only {ahead} files were parsed ahead");
+    let (pos, _) = run(cases[3].clone(), true);
+    let pos = pos.expect("positions");
+    assert!(
+        pos.contains("line = 2;") && pos.contains("line = 3;"),
+        "{pos}"
+    );
+    let (e, _) = run(cases[4].clone(), true);
+    assert!(e.expect_err("1 + \"x\"").contains("pos.nix:4:"));
+    // The files the cases import were parsed ahead (`a.nix`, `sub`, `pos.nix`; those with
+    // errors are left to the evaluator).
+    assert!(ahead >= 4, "only {ahead} files were parsed ahead");
     let _ = std::fs::remove_dir_all(&d);
 }

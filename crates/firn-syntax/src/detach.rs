@@ -63,6 +63,11 @@ pub fn parse_detached(
 }
 
 impl Detached {
+    /// Move the tree's spans by `by` ([`crate::ast::shift_spans`]).
+    pub fn shift_spans(&mut self, by: u32) {
+        shift_spans(&mut self.expr, by);
+    }
+
     /// The tree's path literals ([`crate::ast::path_literals`]).
     pub fn path_literals(&self) -> Vec<&str> {
         path_literals(&self.expr)
