@@ -337,6 +337,10 @@ fn read_and_parse(
     } else {
         return None;
     };
+    // Only regular files: opening a named pipe, say, could wait for ever.
+    if !std::fs::metadata(&file).ok()?.is_file() {
+        return None;
+    }
     let read_at = std::time::Instant::now();
     let mut f = std::fs::File::open(&file).ok()?;
     let meta = f.metadata().ok()?;
@@ -417,6 +421,11 @@ mod tests {
         w("sub/default.nix", "y: y");
         w("data.txt", "not nix");
         w("bad.nix", "{ x = ; }");
+        std::fs::create_dir_all(d.join("dir.nix")).expect("mkdir");
+        let fifo = std::ffi::CString::new(d.join("fifo.nix").to_string_lossy().as_bytes())
+            .expect("no NUL");
+        // SAFETY: a NUL-terminated path; mkfifo only creates the file.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
         std::fs::create_dir_all(d.join("empty")).expect("mkdir");
         let path = |name: &str| d.join(name).to_string_lossy().into_owned();
         let names = [
@@ -426,6 +435,8 @@ mod tests {
             "bad.nix",
             "empty",
             "missing.nix",
+            "fifo.nix",
+            "dir.nix",
         ];
         let paths: Vec<String> = names.iter().map(|n| path(n)).collect();
         let mut p = Prefetcher::new(settings(), Offsets::default());
@@ -444,7 +455,8 @@ mod tests {
         );
         let sub = p.take(&paths[1]).expect("sub/default.nix parsed ahead");
         assert_eq!(sub.path, path("sub/default.nix"));
-        // Not Nix, not parsing, no default.nix, missing: left to the evaluator.
+        // Not Nix, not parsing, no default.nix, missing, not a regular file: left to the
+        // evaluator.
         for q in &paths[2..] {
             assert!(p.take(q).is_none(), "{q}");
         }
