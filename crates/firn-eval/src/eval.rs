@@ -748,8 +748,19 @@ impl Evaluator {
     }
 
     /// A thunk for `e` in an environment whose innermost scope may still be being filled
-    /// (`rec`, `let`, formals' defaults): variables are looked up only when forced.
+    /// (`rec`, `let`, formals' defaults): a variable of that scope is looked up only when
+    /// forced (it may name a binding not made yet). A variable bound further out names a
+    /// complete scope, so its thunk is shared, as [`Self::thunk`] and CppNix's maybeThunk
+    /// do: no thunk is made for `let a = b;`, and an infinite recursion through it is met
+    /// at `b`'s thunk itself (what [`aliased_recursion`] makes of one met through a thunk
+    /// of the variable).
     pub fn lazy_thunk(&mut self, e: &'static Expr, env: &Env) -> Thunk {
+        if let ExprKind::Var(s) = &e.kind {
+            return match outer_var(e, *s, env) {
+                Some(t) => t.clone(),
+                None => Thunk::pending(e, env.clone()),
+            };
+        }
         match self.literal(e) {
             Some(t) => t,
             None => Thunk::pending(e, env.clone()),
@@ -2329,7 +2340,10 @@ impl Evaluator {
         let Some(formals) = formals else {
             return Ok((body, l.env.push(Scope::Vars(Default::default()))));
         };
-        let mut vars: Vec<(Symbol, Thunk)> = Vec::with_capacity(formals.formals.len() + 1);
+        // Exactly as many as the scope gets (it keeps the vector as its slice: a spare slot
+        // would cost a reallocation there).
+        let mut vars: Vec<(Symbol, Thunk)> =
+            Vec::with_capacity(formals.formals.len() + usize::from(name.is_some()));
         let attrs = match self.force(&arg) {
             Ok(Value::Attrs(a)) => a,
             Ok(v) => return Err(self.lambda_arg_frame(self.type_error("a set", &v), l)),
@@ -2338,11 +2352,23 @@ impl Evaluator {
         let env = l.env.push(Scope::Vars(Default::default()));
         let mut used = 0;
         for fm in &formals.formals {
-            let n = self.name_rc(fm.name);
-            match attrs.get_rc(&n) {
+            // Each formal found takes a different argument (formals' names are unique): once
+            // all are taken, the remaining formals are missing without a search.
+            let found = if used < attrs.len() {
+                match self.names.get(fm.name.0 as usize) {
+                    Some(Some(n)) => attrs.get_rc_or_missing(n).cloned(),
+                    _ => {
+                        let n = self.name_rc(fm.name);
+                        attrs.get_rc_or_missing(&n).cloned()
+                    }
+                }
+            } else {
+                None
+            };
+            match found {
                 Some(t) => {
                     used += 1;
-                    vars.push((fm.name, t.clone()));
+                    vars.push((fm.name, t));
                 }
                 None => match &fm.default {
                     Some(d) => {
@@ -2351,8 +2377,9 @@ impl Evaluator {
                     }
                     None => {
                         let msg = format!(
-                            "function '{}' called without required argument '{n}'",
-                            self.lambda_name(l)
+                            "function '{}' called without required argument '{}'",
+                            self.lambda_name(l),
+                            self.interner.name(fm.name)
                         );
                         return Err(self.lambda_arg_error(l, msg, Vec::new()));
                     }
@@ -2792,6 +2819,17 @@ fn lookup_var_ref<'e>(e: &Expr, s: Symbol, env: &'e Env) -> Option<&'e Thunk> {
     found
 }
 
+/// The thunk of variable `e` (named `s`) if the scope check placed it at least one scope out
+/// of `env`'s innermost scope (which may still be being filled: see
+/// [`Evaluator::lazy_thunk`]).
+#[inline]
+fn outer_var<'e>(e: &Expr, s: Symbol, env: &'e Env) -> Option<&'e Thunk> {
+    match firn_syntax::scope::var_address(e) {
+        Some((up, _)) if up > 0 => lookup_var_ref(e, s, env),
+        _ => None,
+    }
+}
+
 /// The thunk of a lexically bound variable, without forcing any `with` scope.
 fn lookup_lexical(s: Symbol, env: &Env) -> Option<Thunk> {
     let mut cur = &env.0;
@@ -2917,6 +2955,150 @@ mod tests {
         assert_eq!(
             run("let l = [ 1 2 ]; in [ (l ++ [ ]) ([ ] ++ l) (l ++ [ 3 ] ++ l) ]").unwrap(),
             "[ [ 1 2 ] [ 1 2 ] [ 1 2 3 1 2 ] ]"
+        );
+    }
+
+    /// `text` evaluated strictly: its error rendered as with `--show-trace`.
+    fn run_trace(text: &str) -> String {
+        let mut ev = Evaluator::new();
+        let go = |ev: &mut Evaluator| -> EResult<String> {
+            let e = ev.parse(text, "«test»", "/")?;
+            let v = ev.eval_top(e)?;
+            crate::builtins::deep_force(ev, &v)?;
+            crate::print::print_value(ev, &v, true)
+        };
+        match go(&mut ev) {
+            Ok(v) => panic!("{text}: no error but {v}"),
+            Err(x) => x.render(true),
+        }
+    }
+
+    /// A `let`, `rec` or default binding that is a variable bound further out shares that
+    /// binding's thunk (see `Evaluator::lazy_thunk`): values, laziness and infinite
+    /// recursions (their messages, where they are reported, the frame where they start)
+    /// are those of CppNix, which shares it too.
+    #[test]
+    fn aliases_of_outer_bindings() {
+        assert_eq!(
+            run("let a = 1; in let b = a; in let c = b; in c").unwrap(),
+            "1"
+        );
+        assert_eq!(
+            run("builtins.foldl' (acc: i: let a = acc; b = a; in b + 1) 0 (builtins.genList (x: x) 10)")
+                .unwrap(),
+            "10"
+        );
+        assert_eq!(
+            run("let x = 1; in rec { inherit x; y = x; z = y; }").unwrap(),
+            "{ x = 1; y = 1; z = 1; }"
+        );
+        assert_eq!(run("let y = 2; f = { x ? y }: x; in f { }").unwrap(), "2");
+        assert_eq!(run("with { x = 1; }; let y = x; in y").unwrap(), "1");
+        // Laziness: an alias is not forced, neither of a binding of its own scope nor of
+        // one further out.
+        assert_eq!(run("let a = throw \"x\"; b = a; in 1").unwrap(), "1");
+        assert_eq!(run("let a = throw \"x\"; in let b = a; in 1").unwrap(), "1");
+        assert_eq!(
+            run("let t = throw \"boom\"; in let u = t; v = u; in (builtins.tryEval v).success")
+                .unwrap(),
+            "false"
+        );
+        // `__overrides` replaces bindings after the set's own values were made: an alias
+        // made while forcing it keeps the binding it shared, as a plain set's does.
+        assert_eq!(
+            run("rec { a = 1; __overrides = let x = a; in { a = 2; c = x; }; }.c").unwrap(),
+            "1"
+        );
+        assert_eq!(
+            run("rec { a = 1; __overrides = { a = 2; c = a; }; }.c").unwrap(),
+            "1"
+        );
+    }
+
+    /// Infinite recursion through aliases, of the same scope (still looked up when forced)
+    /// and of scopes further out (shared): the same message, and one "entering the
+    /// infinite recursion" frame.
+    #[test]
+    fn infinite_recursion_through_aliases() {
+        for text in [
+            "let a = b; b = a; in a",
+            "rec { a = b; b = a; }.a",
+            "let x = { y = x.y; }; in x.y",
+            "let a = let b = a; in b; in a",
+            "let a = rec { b = a; }.b; in a",
+            "let a = ({ b ? a }: b) { }; in a",
+            "let a = b; b = let c = a; in c; in a",
+            "let a = b; b = c; c = let d = a; in d; in [ a b c ]",
+        ] {
+            let x = run(text).unwrap_err();
+            assert_eq!(x, "infinite recursion encountered", "{text}");
+            let r = run_trace(text);
+            assert_eq!(
+                r.matches("entering the infinite recursion").count(),
+                1,
+                "{text}: {r}"
+            );
+        }
+        // Where it is reported: at the variable that met the thunk being forced.
+        let r = run_trace("let a = let b = a; in b; in a");
+        assert!(r.contains("at «test»:1:23:"), "{r}");
+        let r = run_trace("rec { a = let c = b; in c; b = a; }.a");
+        assert!(r.contains("at «test»:1:25:"), "{r}");
+        let r = run_trace("let a = b; b = a; in a");
+        assert!(r.contains("at «test»:1:9:"), "{r}");
+    }
+
+    /// A lambda's formals are bound from its argument set as before: defaults, `@`, names
+    /// not from the source (not shared handles), sets too large for the linear search,
+    /// and the errors (a missing argument reported before an unexpected one, suggestions).
+    #[test]
+    fn formals_bound_from_arguments() {
+        let f = "{ a, b ? 1, c ? 2, ... }: a + b + c";
+        assert_eq!(run(&format!("({f}) {{ a = 1; c = 3; }}")).unwrap(), "5");
+        assert_eq!(run(&format!("({f}) {{ a = 1; }}")).unwrap(), "4");
+        assert_eq!(
+            run(&format!("({f}) {{ c = 1; a = 1; b = 1; d = 0; }}")).unwrap(),
+            "3"
+        );
+        assert_eq!(
+            run(
+                "({ a ? 1, b ? 2 }: a + b) (builtins.listToAttrs [ { name = \"b\"; value = 7; } ])"
+            )
+            .unwrap(),
+            "8"
+        );
+        let big = "builtins.listToAttrs (builtins.genList (i: { name = \"n${toString i}\"; value = i; }) 40)";
+        assert_eq!(
+            run(&format!("({{ n5 ? 0, x ? 9, ... }}: n5 + x) ({big})")).unwrap(),
+            "14"
+        );
+        assert_eq!(
+            run(&format!("({{ x, ... }}: x) ({big} // {{ x = 3; }})")).unwrap(),
+            "3"
+        );
+        assert_eq!(
+            run("(args@{ a, ... }: args) { a = 1; b = 2; }").unwrap(),
+            "{ a = 1; b = 2; }"
+        );
+        assert_eq!(run("({ a, b ? a }: b) { a = 5; }").unwrap(), "5");
+        assert_eq!(
+            run("let f = { a, b, c }: a; in f { a = 1; e = 2; }").unwrap_err(),
+            "function 'f' called without required argument 'b'"
+        );
+        assert_eq!(
+            run("let f = { c, b, a }: a; in f { a = 1; }").unwrap_err(),
+            "function 'f' called without required argument 'c'"
+        );
+        assert_eq!(
+            run("let f = { a, b ? 1 }: a; in f { a = 1; d = 2; c = 3; }").unwrap_err(),
+            "function 'f' called with unexpected argument 'c'"
+        );
+        let r = run_trace("let f = { aa, bb ? 1 }: aa; in f { aa = 1; bc = 1; }");
+        assert!(r.contains("unexpected argument 'bc'"), "{r}");
+        assert!(r.contains("Did you mean"), "{r}");
+        assert_eq!(
+            run(&format!("({{ x }}: x) ({big})")).unwrap_err(),
+            "function 'anonymous lambda' called without required argument 'x'"
         );
     }
 }
