@@ -2979,40 +2979,38 @@ mod tests {
     /// are those of CppNix, which shares it too.
     #[test]
     fn aliases_of_outer_bindings() {
-        assert_eq!(
-            run("let a = 1; in let b = a; in let c = b; in c").unwrap(),
-            "1"
-        );
-        assert_eq!(
-            run("builtins.foldl' (acc: i: let a = acc; b = a; in b + 1) 0 (builtins.genList (x: x) 10)")
-                .unwrap(),
-            "10"
-        );
-        assert_eq!(
-            run("let x = 1; in rec { inherit x; y = x; z = y; }").unwrap(),
-            "{ x = 1; y = 1; z = 1; }"
-        );
-        assert_eq!(run("let y = 2; f = { x ? y }: x; in f { }").unwrap(), "2");
-        assert_eq!(run("with { x = 1; }; let y = x; in y").unwrap(), "1");
-        // Laziness: an alias is not forced, neither of a binding of its own scope nor of
-        // one further out.
-        assert_eq!(run("let a = throw \"x\"; b = a; in 1").unwrap(), "1");
-        assert_eq!(run("let a = throw \"x\"; in let b = a; in 1").unwrap(), "1");
-        assert_eq!(
-            run("let t = throw \"boom\"; in let u = t; v = u; in (builtins.tryEval v).success")
-                .unwrap(),
-            "false"
-        );
-        // `__overrides` replaces bindings after the set's own values were made: an alias
-        // made while forcing it keeps the binding it shared, as a plain set's does.
-        assert_eq!(
-            run("rec { a = 1; __overrides = let x = a; in { a = 2; c = x; }; }.c").unwrap(),
-            "1"
-        );
-        assert_eq!(
-            run("rec { a = 1; __overrides = { a = 2; c = a; }; }.c").unwrap(),
-            "1"
-        );
+        let cases = [
+            ("let a = 1; in let b = a; in let c = b; in c", "1"),
+            (
+                "builtins.foldl' (acc: i: let a = acc; b = a; in b + 1) 0 (builtins.genList (x: x) 10)",
+                "10",
+            ),
+            (
+                "let x = 1; in rec { inherit x; y = x; z = y; }",
+                "{ x = 1; y = 1; z = 1; }",
+            ),
+            ("let y = 2; f = { x ? y }: x; in f { }", "2"),
+            ("with { x = 1; }; let y = x; in y", "1"),
+            // Laziness: an alias is not forced, neither of a binding of its own scope nor
+            // of one further out.
+            ("let a = throw \"x\"; b = a; in 1", "1"),
+            ("let a = throw \"x\"; in let b = a; in 1", "1"),
+            (
+                "let t = throw \"boom\"; in let u = t; v = u; in (builtins.tryEval v).success",
+                "false",
+            ),
+            // `__overrides` replaces bindings after the set's own values were made: an
+            // alias made while forcing it keeps the binding it shared, as a plain set's
+            // does.
+            (
+                "rec { a = 1; __overrides = let x = a; in { a = 2; c = x; }; }.c",
+                "1",
+            ),
+            ("rec { a = 1; __overrides = { a = 2; c = a; }; }.c", "1"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text).as_deref(), Ok(want), "{text}");
+        }
     }
 
     /// Infinite recursion through aliases, of the same scope (still looked up when forced)
@@ -3054,51 +3052,54 @@ mod tests {
     #[test]
     fn formals_bound_from_arguments() {
         let f = "{ a, b ? 1, c ? 2, ... }: a + b + c";
-        assert_eq!(run(&format!("({f}) {{ a = 1; c = 3; }}")).unwrap(), "5");
-        assert_eq!(run(&format!("({f}) {{ a = 1; }}")).unwrap(), "4");
-        assert_eq!(
-            run(&format!("({f}) {{ c = 1; a = 1; b = 1; d = 0; }}")).unwrap(),
-            "3"
-        );
-        assert_eq!(
-            run(
-                "({ a ? 1, b ? 2 }: a + b) (builtins.listToAttrs [ { name = \"b\"; value = 7; } ])"
-            )
-            .unwrap(),
-            "8"
-        );
         let big = "builtins.listToAttrs (builtins.genList (i: { name = \"n${toString i}\"; value = i; }) 40)";
-        assert_eq!(
-            run(&format!("({{ n5 ? 0, x ? 9, ... }}: n5 + x) ({big})")).unwrap(),
-            "14"
-        );
-        assert_eq!(
-            run(&format!("({{ x, ... }}: x) ({big} // {{ x = 3; }})")).unwrap(),
-            "3"
-        );
-        assert_eq!(
-            run("(args@{ a, ... }: args) { a = 1; b = 2; }").unwrap(),
-            "{ a = 1; b = 2; }"
-        );
-        assert_eq!(run("({ a, b ? a }: b) { a = 5; }").unwrap(), "5");
-        assert_eq!(
-            run("let f = { a, b, c }: a; in f { a = 1; e = 2; }").unwrap_err(),
-            "function 'f' called without required argument 'b'"
-        );
-        assert_eq!(
-            run("let f = { c, b, a }: a; in f { a = 1; }").unwrap_err(),
-            "function 'f' called without required argument 'c'"
-        );
-        assert_eq!(
-            run("let f = { a, b ? 1 }: a; in f { a = 1; d = 2; c = 3; }").unwrap_err(),
-            "function 'f' called with unexpected argument 'c'"
-        );
+        let values = [
+            (format!("({f}) {{ a = 1; c = 3; }}"), "5"),
+            (format!("({f}) {{ a = 1; }}"), "4"),
+            (format!("({f}) {{ c = 1; a = 1; b = 1; d = 0; }}"), "3"),
+            (
+                "({ a ? 1, b ? 2 }: a + b) (builtins.listToAttrs [ { name = \"b\"; value = 7; } ])"
+                    .into(),
+                "8",
+            ),
+            (format!("({{ n5 ? 0, x ? 9, ... }}: n5 + x) ({big})"), "14"),
+            (format!("({{ x, ... }}: x) ({big} // {{ x = 3; }})"), "3"),
+            (
+                "(args@{ a, ... }: args) { a = 1; b = 2; }".into(),
+                "{ a = 1; b = 2; }",
+            ),
+            ("({ a, b ? a }: b) { a = 5; }".into(), "5"),
+        ];
+        for (text, want) in &values {
+            assert_eq!(run(text).as_deref(), Ok(*want), "{text}");
+        }
+        let errors = [
+            (
+                "let f = { a, b, c }: a; in f { a = 1; e = 2; }".to_string(),
+                "function 'f' called without required argument 'b'",
+            ),
+            (
+                "let f = { c, b, a }: a; in f { a = 1; }".into(),
+                "function 'f' called without required argument 'c'",
+            ),
+            (
+                "let f = { a, b ? 1 }: a; in f { a = 1; d = 2; c = 3; }".into(),
+                "function 'f' called with unexpected argument 'c'",
+            ),
+            (
+                format!("({{ x }}: x) ({big})"),
+                "function 'anonymous lambda' called without required argument 'x'",
+            ),
+        ];
+        for (text, want) in &errors {
+            assert_eq!(
+                run(text).as_ref().map_err(String::as_str),
+                Err(*want),
+                "{text}"
+            );
+        }
         let r = run_trace("let f = { aa, bb ? 1 }: aa; in f { aa = 1; bc = 1; }");
         assert!(r.contains("unexpected argument 'bc'"), "{r}");
         assert!(r.contains("Did you mean"), "{r}");
-        assert_eq!(
-            run(&format!("({{ x }}: x) ({big})")).unwrap_err(),
-            "function 'anonymous lambda' called without required argument 'x'"
-        );
     }
 }
