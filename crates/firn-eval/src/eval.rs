@@ -2871,16 +2871,18 @@ pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a RcStr>) -> O
 mod tests {
     use super::*;
 
-    /// `text` evaluated strictly and printed, or the error's message.
-    fn run(text: &str) -> Result<String, String> {
+    /// `text` evaluated strictly and printed, or the error.
+    fn eval_text(text: &str) -> EResult<String> {
         let mut ev = Evaluator::new();
-        let go = |ev: &mut Evaluator| -> EResult<String> {
-            let e = ev.parse(text, "«test»", "/")?;
-            let v = ev.eval_top(e)?;
-            crate::builtins::deep_force(ev, &v)?;
-            crate::print::print_value(ev, &v, true)
-        };
-        go(&mut ev).map_err(|x| x.msg.clone())
+        let e = ev.parse(text, "«test»", "/")?;
+        let v = ev.eval_top(e)?;
+        crate::builtins::deep_force(&mut ev, &v)?;
+        crate::print::print_value(&mut ev, &v, true)
+    }
+
+    /// [`eval_text`] with the error's message.
+    fn run(text: &str) -> Result<String, String> {
+        eval_text(text).map_err(|x| x.msg.clone())
     }
 
     /// A set expression built many times (its name order is then remembered in the node,
@@ -2960,14 +2962,7 @@ mod tests {
 
     /// `text` evaluated strictly: its error rendered as with `--show-trace`.
     fn run_trace(text: &str) -> String {
-        let mut ev = Evaluator::new();
-        let go = |ev: &mut Evaluator| -> EResult<String> {
-            let e = ev.parse(text, "«test»", "/")?;
-            let v = ev.eval_top(e)?;
-            crate::builtins::deep_force(ev, &v)?;
-            crate::print::print_value(ev, &v, true)
-        };
-        match go(&mut ev) {
+        match eval_text(text) {
             Ok(v) => panic!("{text}: no error but {v}"),
             Err(x) => x.render(true),
         }
