@@ -325,9 +325,8 @@ impl Evaluator {
                 let base = match kept {
                     Kept::Disk => self.positions.add_disk_file(text, origin),
                     Kept::Text => self.positions.add_file(text, origin),
-                    Kept::Shifted { base, hash } => {
-                        self.positions
-                            .add_parsed_disk_file(base, text, origin, hash);
+                    Kept::Shifted { base, hash, len } => {
+                        self.positions.add_parsed_disk_file(base, len, origin, hash);
                         None
                     }
                 };
@@ -337,13 +336,12 @@ impl Evaluator {
                 Ok(Box::leak(Box::new(e)))
             }
             Err(e) => {
-                // A tree moved already gives moved positions.
-                let offset = match kept {
-                    Kept::Shifted { base, .. } => e.span.start.saturating_sub(base),
-                    _ => e.span.start,
-                };
                 let mut x = EvalError::new(e.msg);
-                x.at = Some(firn_syntax::render_location(text, origin, offset as usize));
+                x.at = Some(firn_syntax::render_location(
+                    text,
+                    origin,
+                    e.span.start as usize,
+                ));
                 Err(x)
             }
         }
@@ -376,17 +374,22 @@ impl Evaluator {
             if (&*s.home, s.pipe_operators, s.lints)
                 == (&*self.home, self.pipe_operators, self.lints)
             {
-                self.prefetched += 1;
-                let attached = pf.tree.attach(&mut self.interner);
-                let kept = Kept::Shifted {
-                    base: pf.base,
-                    hash: pf.hash,
-                };
-                let e = self.finish_parse(attached, &pf.text, &pf.path, kept)?;
-                self.want(pf.paths.iter().map(String::as_str), pf.text.len());
-                let v = self.eval_top(e)?;
-                self.imports.insert(pf.path, v.clone());
-                return Ok(v);
+                // An attach that fails (a scope check after new symbols) is left to the
+                // reading in place below, which reports the error with the text.
+                if let Ok(parsed) = pf.tree.attach(&mut self.interner) {
+                    self.prefetched += 1;
+                    let kept = Kept::Shifted {
+                        base: pf.base,
+                        hash: pf.hash,
+                        len: pf.len,
+                    };
+                    let text = pf.text.as_deref().unwrap_or_default();
+                    let e = self.finish_parse(Ok(parsed), text, &pf.path, kept)?;
+                    self.want(pf.paths.iter().map(String::as_str), pf.len);
+                    let v = self.eval_top(e)?;
+                    self.imports.insert(pf.path, v.clone());
+                    return Ok(v);
+                }
             }
         }
         // One open and one `fstat` tell a file from a directory (whose `default.nix` is
@@ -2664,8 +2667,9 @@ enum Kept {
     /// Kept as it is (not a file).
     Text,
     /// Read from disk by the thread that parses ahead, which moved the tree to the range
-    /// from `base` and hashed the text.
-    Shifted { base: u32, hash: u64 },
+    /// from `base` and hashed the text (`len` bytes; the text given may be empty when there
+    /// are no warnings to show). Never for a failed parse.
+    Shifted { base: u32, hash: u64, len: usize },
 }
 
 /// The memo of a literal met once and not yet given a place in the literal table.

@@ -99,15 +99,15 @@ impl Positions {
     /// gives it: the text is read again when needed rather than kept.
     pub fn add_disk_file(&mut self, text: &str, path: &str) -> Option<u32> {
         let base = self.offsets.reserve(text.len())?;
-        self.insert(base, text, path, Some(text_hash(text)));
+        self.insert(base, text.len(), None, path, Some(text_hash(text)));
         Some(base)
     }
 
     /// [`Self::add_disk_file`] of a file whose range starts at `base`, taken from
     /// [`Self::offsets`] by the thread that parsed it, and whose text has hash `hash`
     /// ([`text_hash`]).
-    pub fn add_parsed_disk_file(&mut self, base: u32, text: &str, path: &str, hash: u64) {
-        self.insert(base, text, path, Some(hash));
+    pub fn add_parsed_disk_file(&mut self, base: u32, len: usize, path: &str, hash: u64) {
+        self.insert(base, len, None, path, Some(hash));
     }
 
     /// The span offsets, for a thread that parses files ahead.
@@ -117,20 +117,29 @@ impl Positions {
 
     fn add(&mut self, text: &str, origin: &str, disk_hash: Option<u64>) -> Option<u32> {
         let base = self.offsets.reserve(text.len())?;
-        self.insert(base, text, origin, disk_hash);
+        let kept = disk_hash.is_none().then_some(text);
+        self.insert(base, text.len(), kept, origin, disk_hash);
         Some(base)
     }
 
-    /// Keep file `origin`'s range from `base`.
-    fn insert(&mut self, base: u32, text: &str, origin: &str, disk_hash: Option<u64>) {
+    /// Keep file `origin`'s range from `base`, `len` long, with its text if `text` is given
+    /// (else it is read again when needed, and recognised by `disk_hash`).
+    fn insert(
+        &mut self,
+        base: u32,
+        len: usize,
+        text: Option<&str>,
+        origin: &str,
+        disk_hash: Option<u64>,
+    ) {
         let kept = std::cell::OnceCell::new();
-        if disk_hash.is_none() {
-            let _ = kept.set(Some(text.into()));
+        if let Some(t) = text {
+            let _ = kept.set(Some(t.into()));
         }
         let f = SourceFile {
             base,
             // Within u32: the range was reserved.
-            len: text.len() as u32,
+            len: len as u32,
             origin: origin.into(),
             text: kept,
             disk_hash,

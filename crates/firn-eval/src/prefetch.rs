@@ -41,8 +41,11 @@ pub struct ParseSettings {
 pub struct Prefetched {
     /// The file read: the path asked for, or its `default.nix`.
     pub path: String,
-    /// Its text, as [`firn_syntax::bytes::decode`] gives it.
-    pub text: String,
+    /// Its length, as [`firn_syntax::bytes::decode`] gives its text.
+    pub len: usize,
+    /// Its text, kept only when the parse has warnings to show (a text freed here is
+    /// memory this thread reuses for the next file).
+    pub text: Option<String>,
     pub tree: Detached,
     /// The path literals in it ([`firn_syntax::ast::path_literals`]), found here rather
     /// than on the evaluator's thread.
@@ -236,7 +239,7 @@ impl Prefetcher {
                     let Slot::Ready(p) = std::mem::replace(slot, Slot::Gone) else {
                         return None;
                     };
-                    st.waiting -= p.text.len();
+                    st.waiting -= p.len;
                     drop(st);
                     return p.still_current().then_some(p);
                 }
@@ -306,7 +309,7 @@ fn work(shared: &Shared) {
         let mut st = shared.lock();
         match done {
             Some(p) => {
-                st.waiting += p.text.len();
+                st.waiting += p.len;
                 st.slots.insert(path, Slot::Ready(p));
             }
             None => {
@@ -365,8 +368,11 @@ fn read_and_parse(
     tree.shift_spans(base);
     let hash = crate::positions::text_hash(&text);
     let paths = tree.path_literals().into_iter().map(String::from).collect();
+    let len = text.len();
+    let text = tree.has_warnings().then_some(text);
     Some(Box::new(Prefetched {
         path: file,
+        len,
         text,
         tree,
         paths,
@@ -450,8 +456,8 @@ mod tests {
         settle(&p);
         let a = p.take(&paths[0]).expect("a.nix parsed ahead");
         assert_eq!(
-            (a.path.as_str(), a.text.as_str()),
-            (paths[0].as_str(), "{ x = 1; }")
+            (a.path.as_str(), a.len),
+            (paths[0].as_str(), "{ x = 1; }".len())
         );
         let sub = p.take(&paths[1]).expect("sub/default.nix parsed ahead");
         assert_eq!(sub.path, path("sub/default.nix"));
@@ -490,7 +496,27 @@ mod tests {
             p.take(&paths[0]).is_none(),
             "a.nix changed after it was read"
         );
-        assert_eq!(p.take(&paths[1]).expect("b.nix is unchanged").text, "2");
+        assert_eq!(p.take(&paths[1]).expect("b.nix is unchanged").len, 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The text is kept only for a parse with warnings to show.
+    #[test]
+    fn texts_are_kept_for_warnings_only() {
+        let d = temp_dir("warnings");
+        let f = d.join("u.nix");
+        std::fs::write(&f, "http://example.org/x").expect("write");
+        let path = f.to_string_lossy().into_owned();
+        let mut warn = settings();
+        warn.lints.url_literals = firn_syntax::Diagnose::Warn;
+        for (s, kept) in [(settings(), false), (warn, true)] {
+            let mut p = Prefetcher::new(s.clone(), Offsets::default());
+            p.want([path.as_str()], &s, 0, &Interner::default());
+            settle(&p);
+            let got = p.take(&path).expect("parsed ahead");
+            assert_eq!(got.len, 20);
+            assert_eq!(got.text.is_some(), kept);
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 

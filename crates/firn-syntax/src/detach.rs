@@ -63,6 +63,11 @@ pub fn parse_detached(
 }
 
 impl Detached {
+    /// Whether the parse has warnings to show (which need the text).
+    pub fn has_warnings(&self) -> bool {
+        !self.warnings.is_empty()
+    }
+
     /// Move the tree's spans by `by` ([`crate::ast::shift_spans`]).
     pub fn shift_spans(&mut self, by: u32) {
         shift_spans(&mut self.expr, by);
