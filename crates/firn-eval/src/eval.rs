@@ -361,19 +361,14 @@ impl Evaluator {
         if path.strip_prefix(COREPKGS) == Some("fetchurl.nix") {
             // Built in, as in Nix (found by `<nix/fetchurl.nix>`); parsed as a string is.
             let e = self.parse(COREPKGS_FETCHURL, "«string»", "/")?;
-            let v = self.eval_top(e)?;
-            self.imports.insert(path.to_string(), v.clone());
-            return Ok(v);
+            return self.eval_import(path.to_string(), e);
         }
         self.check_source_path(path)?;
         if let Some(pf) = self.prefetcher.as_mut().and_then(|f| f.take(path)) {
             if let Some(v) = self.imports.get(&pf.path) {
                 return Ok(v.clone());
             }
-            let s = &pf.settings;
-            if (&*s.home, s.pipe_operators, s.lints)
-                == (&*self.home, self.pipe_operators, self.lints)
-            {
+            if pf.settings.is(&self.home, self.pipe_operators, self.lints) {
                 // An attach that fails (a scope check after new symbols) is left to the
                 // reading in place below, which reports the error with the text.
                 if let Ok(parsed) = pf.tree.attach(&mut self.interner) {
@@ -386,9 +381,7 @@ impl Evaluator {
                     let text = pf.text.as_deref().unwrap_or_default();
                     let e = self.finish_parse(Ok(parsed), text, &pf.path, kept)?;
                     self.want(pf.paths.iter().map(String::as_str), pf.len);
-                    let v = self.eval_top(e)?;
-                    self.imports.insert(pf.path, v.clone());
-                    return Ok(v);
+                    return self.eval_import(pf.path, e);
                 }
             }
         }
@@ -424,8 +417,13 @@ impl Evaluator {
         if self.prefetch {
             self.want(firn_syntax::ast::path_literals(e).into_iter(), text.len());
         }
+        self.eval_import(p, e)
+    }
+
+    /// Imported file `path`, parsed as `e`: its value, kept for later imports.
+    fn eval_import(&mut self, path: String, e: &'static Expr) -> EResult<Value> {
         let v = self.eval_top(e)?;
-        self.imports.insert(p, v.clone());
+        self.imports.insert(path, v.clone());
         Ok(v)
     }
 
@@ -449,15 +447,27 @@ impl Evaluator {
         if !self.prefetch {
             return;
         }
+        let (home, pipe, lints) = (&self.home, self.pipe_operators, self.lints);
+        if !self
+            .prefetcher
+            .as_ref()
+            .is_some_and(|pf| pf.settings().is(home, pipe, lints))
+        {
+            let settings = self.parse_settings();
+            match &mut self.prefetcher {
+                Some(pf) => pf.set_settings(settings),
+                None => {
+                    let offsets = self.positions.offsets();
+                    self.prefetcher = Some(crate::prefetch::Prefetcher::new(settings, offsets));
+                }
+            }
+        }
+        let Some(pf) = self.prefetcher.as_mut() else {
+            return;
+        };
         let imports = &self.imports;
         let wanted = paths.filter(|p| !imports.contains_key(*p));
-        let settings = self.parse_settings();
-        let offsets = &self.positions;
-        self.prefetcher
-            .get_or_insert_with(|| {
-                crate::prefetch::Prefetcher::new(settings.clone(), offsets.offsets())
-            })
-            .want(wanted, &settings, bytes, &self.interner);
+        pf.want(wanted, bytes, &self.interner);
     }
 
     #[inline]

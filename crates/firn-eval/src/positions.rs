@@ -98,9 +98,7 @@ impl Positions {
     /// [`Self::add_file`] for the text of file `path` as [`firn_syntax::bytes::decode`]
     /// gives it: the text is read again when needed rather than kept.
     pub fn add_disk_file(&mut self, text: &str, path: &str) -> Option<u32> {
-        let base = self.offsets.reserve(text.len())?;
-        self.insert(base, text.len(), None, path, Some(text_hash(text)));
-        Some(base)
+        self.add(text, path, Some(text_hash(text)))
     }
 
     /// [`Self::add_disk_file`] of a file whose range starts at `base`, taken from

@@ -37,6 +37,13 @@ pub struct ParseSettings {
     pub lints: Lints,
 }
 
+impl ParseSettings {
+    /// Whether these are the settings `home`, `pipe_operators` and `lints`.
+    pub fn is(&self, home: &str, pipe_operators: bool, lints: Lints) -> bool {
+        (&*self.home, self.pipe_operators, self.lints) == (home, pipe_operators, lints)
+    }
+}
+
 /// A file read and parsed by the worker.
 pub struct Prefetched {
     /// The file read: the path asked for, or its `default.nix`.
@@ -141,6 +148,8 @@ impl Shared {
 /// The evaluator's side of the worker (started with the first file wanted).
 pub struct Prefetcher {
     shared: Arc<Shared>,
+    /// The settings files are parsed with from now on (the worker's copy is in the state).
+    settings: ParseSettings,
     started: bool,
     /// How many of the evaluator's names the worker has been given.
     published: usize,
@@ -155,7 +164,7 @@ impl Prefetcher {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     slots: HashMap::default(),
-                    settings,
+                    settings: settings.clone(),
                     waiting: 0,
                     imported: 0,
                     stop: false,
@@ -166,25 +175,33 @@ impl Prefetcher {
                 work: Condvar::new(),
                 done: Condvar::new(),
             }),
+            settings,
             started: false,
             published: 0,
         }
     }
 
-    /// Ask for `paths` (absolute) to be read and parsed, in this order, with `settings`,
-    /// after the evaluation imported a file of `imported` bytes that names them; the trees
-    /// are made for `interner` (the evaluator's: the only one they may be attached to).
+    /// The settings files are parsed with.
+    pub fn settings(&self) -> &ParseSettings {
+        &self.settings
+    }
+
+    /// Parse the files wanted from now on with `settings`.
+    pub fn set_settings(&mut self, settings: ParseSettings) {
+        self.shared.lock().settings = settings.clone();
+        self.settings = settings;
+    }
+
+    /// Ask for `paths` (absolute) to be read and parsed, in this order, after the
+    /// evaluation imported a file of `imported` bytes that names them; the trees are made
+    /// for `interner` (the evaluator's: the only one they may be attached to).
     pub fn want<'a>(
         &mut self,
         paths: impl IntoIterator<Item = &'a str>,
-        settings: &ParseSettings,
         imported: usize,
         interner: &Interner,
     ) {
         let mut st = self.shared.lock();
-        if st.settings != *settings {
-            st.settings = settings.clone();
-        }
         st.imported += imported;
         let new = interner.names_from(self.published);
         st.names.extend(new.iter().cloned());
@@ -447,12 +464,7 @@ mod tests {
         let paths: Vec<String> = names.iter().map(|n| path(n)).collect();
         let mut p = Prefetcher::new(settings(), Offsets::default());
         assert!(p.take(&paths[0]).is_none(), "nothing wanted yet");
-        p.want(
-            paths.iter().map(|s| s.as_str()),
-            &settings(),
-            0,
-            &Interner::default(),
-        );
+        p.want(paths.iter().map(|s| s.as_str()), 0, &Interner::default());
         settle(&p);
         let a = p.take(&paths[0]).expect("a.nix parsed ahead");
         assert_eq!(
@@ -483,12 +495,7 @@ mod tests {
         std::fs::write(&b, "2").expect("write");
         let paths = [a.to_string_lossy(), b.to_string_lossy()];
         let mut p = Prefetcher::new(settings(), Offsets::default());
-        p.want(
-            paths.iter().map(|s| &**s),
-            &settings(),
-            0,
-            &Interner::default(),
-        );
+        p.want(paths.iter().map(|s| &**s), 0, &Interner::default());
         settle(&p);
         std::thread::sleep(STALE_AFTER + std::time::Duration::from_millis(100));
         std::fs::write(&a, "11").expect("write");
@@ -511,7 +518,7 @@ mod tests {
         warn.lints.url_literals = firn_syntax::Diagnose::Warn;
         for (s, kept) in [(settings(), false), (warn, true)] {
             let mut p = Prefetcher::new(s.clone(), Offsets::default());
-            p.want([path.as_str()], &s, 0, &Interner::default());
+            p.want([path.as_str()], 0, &Interner::default());
             settle(&p);
             let got = p.take(&path).expect("parsed ahead");
             assert_eq!(got.len, 20);
@@ -533,12 +540,7 @@ mod tests {
             })
             .collect();
         let mut p = Prefetcher::new(settings(), Offsets::default());
-        p.want(
-            paths.iter().map(|s| s.as_str()),
-            &settings(),
-            0,
-            &Interner::default(),
-        );
+        p.want(paths.iter().map(|s| s.as_str()), 0, &Interner::default());
         settle(&p);
         let ready = |p: &Prefetcher| {
             let st = p.shared.lock();
@@ -550,7 +552,7 @@ mod tests {
         assert_eq!(ready(&p), 2);
         // Taking one makes room for the third.
         assert!(p.take(&paths[0]).is_some());
-        p.want([], &settings(), 0, &Interner::default());
+        p.want([], 0, &Interner::default());
         settle(&p);
         assert_eq!(ready(&p), 2);
         assert!(p.take(&paths[2]).is_some());
