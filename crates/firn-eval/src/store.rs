@@ -17,7 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use firn_format::derivation::{Derivation, DrvHash, DrvHashes};
+use firn_format::derivation::{Derivation, DrvHashes, Instantiated};
 use firn_format::store_path::{ContentAddress, FileIngestionMethod};
 use firn_format::{Hash, HashAlgo, StoreDir, StorePath};
 use firn_store::{LocalStore, ValidPathInfo};
@@ -373,12 +373,19 @@ impl EvalStore {
         text: &str,
         refs: &BTreeSet<StorePath>,
     ) -> EResult<StorePath> {
-        self.add_text_refs(name, text, &refs.iter().collect::<Vec<_>>())
+        self.add_text_refs(name, text, None, &refs.iter().collect::<Vec<_>>())
     }
 
     /// [`Self::add_text`] with the references borrowed, in order: a derivation's are in two
-    /// sets, and only a store that is written to needs them as one.
-    fn add_text_refs(&mut self, name: &str, text: &str, refs: &[&StorePath]) -> EResult<StorePath> {
+    /// sets, and only a store that is written to needs them as one. `text_hash` is the
+    /// SHA-256 of `text` if known already (a store that is written to hashes it itself).
+    fn add_text_refs(
+        &mut self,
+        name: &str,
+        text: &str,
+        text_hash: Option<Hash>,
+        refs: &[&StorePath],
+    ) -> EResult<StorePath> {
         match self.writer() {
             Some(store) => {
                 let refs: BTreeSet<StorePath> = refs.iter().map(|r| (*r).clone()).collect();
@@ -388,7 +395,8 @@ impl EvalStore {
             }
             None => {
                 self.refused("addTextToStore", false)?;
-                let h = Hash::digest(HashAlgo::Sha256, text.as_bytes());
+                let h =
+                    text_hash.unwrap_or_else(|| Hash::digest(HashAlgo::Sha256, text.as_bytes()));
                 self.dir
                     .make_text_path(name, &h, refs.iter().copied())
                     .map_err(|e| store_err("writing", name, e))
@@ -404,10 +412,14 @@ impl EvalStore {
     pub fn instantiate(&mut self, mut drv: Derivation) -> EResult<(StorePath, OutputPaths)> {
         let dir = self.dir.clone();
         let backend = &self.backend;
-        let (text, h) = self
+        // Only a store that is not written to needs the text's hash from here.
+        let text_hash = self.writer().is_none();
+        let made = self
             .drv_hashes
-            .instantiate(&dir, &mut drv, |p| load_derivation(&dir, backend, p))?;
-        let p = self.register_derivation(&drv, text, h)?;
+            .instantiate_hashed(&dir, &mut drv, text_hash, |p| {
+                load_derivation(&dir, backend, p)
+            })?;
+        let p = self.register_derivation(&drv, made)?;
         let outputs = drv
             .outputs
             .into_iter()
@@ -417,17 +429,17 @@ impl EvalStore {
     }
 
     /// Write (or compute the path of) `drv` with its text and hash modulo already made.
-    fn register_derivation(
-        &mut self,
-        drv: &Derivation,
-        text: String,
-        h: DrvHash,
-    ) -> EResult<StorePath> {
+    fn register_derivation(&mut self, drv: &Derivation, made: Instantiated) -> EResult<StorePath> {
+        let Instantiated {
+            text,
+            hash: h,
+            text_hash,
+        } = made;
         let references = drv.sorted_references();
         let mut name = String::with_capacity(drv.name.len() + 4);
         name.push_str(&drv.name);
         name.push_str(".drv");
-        let p = self.add_text_refs(&name, &text, &references)?;
+        let p = self.add_text_refs(&name, &text, text_hash, &references)?;
         self.drv_hashes.insert_new(&p, h);
         let outputs = self.output_list(&drv.outputs);
         // Most references are to paths already known (derivations of a package set share

@@ -350,6 +350,7 @@ impl fmt::Display for Hash {
     }
 }
 
+#[derive(Clone)]
 enum HasherInner {
     Md5(md5::Md5),
     Sha1(sha1::Sha1),
@@ -357,7 +358,9 @@ enum HasherInner {
     Sha512(sha2::Sha512),
 }
 
-/// A streaming hasher that also counts the bytes it has seen.
+/// A streaming hasher that also counts the bytes it has seen. Cloning it keeps what has been
+/// hashed so far: two texts with a common start hash it once.
+#[derive(Clone)]
 pub struct Hasher {
     inner: HasherInner,
     len: u64,

@@ -50,8 +50,30 @@ pub fn encode_into(out: &mut String, bytes: &[u8]) {
         }
         return;
     }
-    for (c, n) in buf.iter_mut().zip((0..len).rev()) {
-        *c = digit_at(bytes, n);
+    // Five bytes are exactly eight digits: each group of five is read as one number and its
+    // digits taken by shifting, rather than each digit gathered from the bytes it straddles.
+    // The last digit holds the lowest bits, so the groups fill the digits from the end; the
+    // digits of the bytes left over (fewer than five) come first.
+    let digits = &mut buf[..len];
+    let word = |chunk: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        u64::from_le_bytes(w)
+    };
+    let groups = bytes.chunks_exact(5);
+    let rest = groups.remainder();
+    for (eight, chunk) in digits.rchunks_exact_mut(8).zip(groups) {
+        let v = word(chunk);
+        for (k, d) in eight.iter_mut().rev().enumerate() {
+            *d = ALPHABET[((v >> (5 * k)) & 0x1f) as usize];
+        }
+    }
+    if !rest.is_empty() {
+        let v = word(rest);
+        let first = len - bytes.len() / 5 * 8;
+        for (k, d) in digits[..first].iter_mut().rev().enumerate() {
+            *d = ALPHABET[((v >> (5 * k)) & 0x1f) as usize];
+        }
     }
     out.push_str(std::str::from_utf8(&buf[..len]).expect("nixbase32 digits are ASCII"));
 }
@@ -97,6 +119,18 @@ const VALID: [bool; 256] = {
 /// Is `c` a character of the nixbase32 alphabet?
 pub fn is_valid_char(c: u8) -> bool {
     VALID[usize::from(c)]
+}
+
+/// Are all of `s` characters of the nixbase32 alphabet? Every store path parsed checks its
+/// hash part: comparisons without a branch a byte (the digits, and the letters but `e`, `o`,
+/// `t`, `u`) are done many bytes at once, where a table is one load a byte.
+pub fn all_valid_chars(s: &[u8]) -> bool {
+    s.iter().fold(true, |ok, &c| {
+        let digit = c.wrapping_sub(b'0') < 10;
+        let letter = c.wrapping_sub(b'a') < 26;
+        let excluded = (c == b'e') | (c == b'o') | (c == b't') | (c == b'u');
+        ok & (digit | (letter & !excluded))
+    })
 }
 
 /// Decode a nixbase32 string into exactly `out_len` bytes.
@@ -145,6 +179,19 @@ mod tests {
         sha2::Sha256::digest(b"").to_vec()
     }
 
+    /// The digits made five bytes at a time are those made a digit at a time.
+    #[test]
+    fn encode_matches_digit_at_a_time() {
+        for len in 0..70usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 151 + 7) as u8 ^ 0xa5).collect();
+            let want: String = (0..encoded_len(len))
+                .rev()
+                .map(|n| char::from(digit_at(&bytes, n)))
+                .collect();
+            assert_eq!(encode(&bytes), want, "{len} bytes");
+        }
+    }
+
     #[test]
     fn roundtrip_all_lengths() {
         for len in 0..70usize {
@@ -157,6 +204,22 @@ mod tests {
     fn valid_chars_are_the_digits() {
         for c in 0..=255u8 {
             assert_eq!(is_valid_char(c), digit(c).is_some(), "{c}");
+            assert_eq!(all_valid_chars(&[c]), digit(c).is_some(), "{c}");
+        }
+    }
+
+    /// A string is valid when each of its characters is, wherever a bad one is.
+    #[test]
+    fn all_valid_chars_finds_any_bad_one() {
+        let good = b"0mdqa9w1p6cmli6976v4wi0sw9r4p5pr";
+        assert!(all_valid_chars(good));
+        assert!(all_valid_chars(b""));
+        for i in 0..good.len() {
+            for bad in [b'e', b'o', b't', b'u', b'A', b'/', b'-', 0, 0xff] {
+                let mut s = *good;
+                s[i] = bad;
+                assert!(!all_valid_chars(&s), "{bad} at {i}");
+            }
         }
     }
 

@@ -120,7 +120,7 @@ impl StorePath {
             return Err(StorePathError::Invalid(base.to_string(), "too short"));
         }
         let (h, name) = (&base[..HASH_CHARS], &base[HASH_CHARS + 1..]);
-        if !h.bytes().all(nixbase32::is_valid_char) {
+        if !nixbase32::all_valid_chars(h.as_bytes()) {
             return Err(StorePathError::Invalid(
                 base.to_string(),
                 "the hash part is not nixbase32",

@@ -18,7 +18,8 @@ use crate::hash::{Hash, HashAlgo, HashError};
 use crate::store_path::{FileIngestionMethod, StorePath, StorePathError};
 
 pub use modulo::{
-    downstream_placeholder, hash_placeholder, DrvHash, DrvHashKind, DrvHashes, OutputHashes,
+    downstream_placeholder, hash_placeholder, DrvHash, DrvHashKind, DrvHashes, Instantiated,
+    OutputHashes,
 };
 
 /// One output as the `.drv` file states it: the three strings after the output's name.
@@ -83,7 +84,13 @@ pub fn output_path_name(drv_name: &str, output: &str) -> String {
     if output == "out" {
         drv_name.to_string()
     } else {
-        format!("{drv_name}-{output}")
+        // Every derivation with several outputs names each: made at its size, without the
+        // formatting machinery.
+        let mut name = String::with_capacity(drv_name.len() + 1 + output.len());
+        name.push_str(drv_name);
+        name.push('-');
+        name.push_str(output);
+        name
     }
 }
 
@@ -314,5 +321,18 @@ impl Derivation {
                 None => return out,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `out` is named as the derivation; other outputs get their name after a dash.
+    #[test]
+    fn output_path_names() {
+        assert_eq!(output_path_name("hello-2.12", "out"), "hello-2.12");
+        assert_eq!(output_path_name("hello-2.12", "dev"), "hello-2.12-dev");
+        assert_eq!(output_path_name("x", ""), "x-");
     }
 }

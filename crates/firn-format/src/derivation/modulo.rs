@@ -401,6 +401,17 @@ fn known<'m, E: From<DrvError>>(
     }
 }
 
+/// What [`DrvHashes::instantiate_hashed`] gives of a derivation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instantiated {
+    /// The ATerm text of the `.drv` file.
+    pub text: String,
+    /// The (unmasked) hash modulo.
+    pub hash: DrvHash,
+    /// The SHA-256 of `text`, if it was asked for.
+    pub text_hash: Option<Hash>,
+}
+
 /// Memoised hashes modulo of derivations by path (unmasked, as inputs use them).
 #[derive(Clone, Debug, Default)]
 pub struct DrvHashes {
@@ -521,8 +532,23 @@ impl DrvHashes {
         &mut self,
         sd: &StoreDir,
         drv: &mut Derivation,
-        mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
+        load: impl FnMut(&StorePath) -> Result<Derivation, E>,
     ) -> Result<(String, DrvHash), E> {
+        let made = self.instantiate_hashed(sd, drv, false, load)?;
+        Ok((made.text, made.hash))
+    }
+
+    /// [`DrvHashes::instantiate`], also giving the SHA-256 of the `.drv` text when
+    /// `text_hash` is asked for (what its store path is made from, when the store does not
+    /// hash the text itself). The `.drv` text and the unmasked text of the hash modulo start
+    /// with the same outputs, whose blocks are then hashed once for both.
+    pub fn instantiate_hashed<E: From<DrvError>>(
+        &mut self,
+        sd: &StoreDir,
+        drv: &mut Derivation,
+        text_hash: bool,
+        mut load: impl FnMut(&StorePath) -> Result<Derivation, E>,
+    ) -> Result<Instantiated, E> {
         // The inputs' hashes, each looked up once (their derivations read first if need be).
         let found = loop {
             let found: Option<Vec<&DrvHash>> =
@@ -539,7 +565,13 @@ impl DrvHashes {
         {
             // Not made from the hash modulo, or output paths wait for a build: nothing to
             // share.
-            return self.instantiate_other(sd, drv, load);
+            let (text, hash) = self.instantiate_other(sd, drv, load)?;
+            let text_hash = text_hash.then(|| Hash::digest(HashAlgo::Sha256, text.as_bytes()));
+            return Ok(Instantiated {
+                text,
+                hash,
+                text_hash,
+            });
         }
         for (id, o) in drv.outputs.iter_mut() {
             *o = DerivationOutput::deferred();
@@ -602,10 +634,17 @@ impl DrvHashes {
             }
         });
         let mut hasher = crate::hash::Hasher::new(HashAlgo::Sha256);
-        for part in [&aterm[..head_len], &inputs_by_hash, &aterm[rest_start..]] {
+        hasher.update(&aterm.as_bytes()[..head_len]);
+        // The `.drv` text goes on from here with the inputs by path instead.
+        let text_hasher = text_hash.then(|| hasher.clone());
+        for part in [&inputs_by_hash, &aterm[rest_start..]] {
             hasher.update(part.as_bytes());
         }
         let h = hasher.finish();
+        let text_hash = text_hasher.map(|mut t| {
+            t.update(&aterm.as_bytes()[head_len..]);
+            t.finish()
+        });
 
         for ((id, o), p) in drv.outputs.iter_mut().zip(paths) {
             if let Some(v) = drv.env.get_mut(id) {
@@ -614,13 +653,14 @@ impl DrvHashes {
             o.path = Some(p);
         }
         let hashes = drv.outputs.keys().map(|k| (k.clone(), h.clone())).collect();
-        Ok((
-            aterm,
-            DrvHash {
+        Ok(Instantiated {
+            text: aterm,
+            hash: DrvHash {
                 hashes,
                 kind: DrvHashKind::Regular,
             },
-        ))
+            text_hash,
+        })
     }
 
     /// [`DrvHashes::instantiate`] of a derivation whose text cannot be shared: fixed-output,
@@ -706,6 +746,46 @@ mod tests {
         want.sort();
         assert_eq!(text, format!("[{}],", want.join(",")));
         assert!(inputs.add(&sd, &p, &out, &one("dev", "a")).is_err());
+    }
+
+    /// The text hash given by `instantiate_hashed` (from the outputs hashed once for two
+    /// texts) is that of the text, for input-addressed derivations with one output or
+    /// several (outputs longer than a block) and for fixed-output ones (made apart); the
+    /// rest is what `instantiate` gives.
+    #[test]
+    fn instantiate_hashed_gives_the_text_hash() {
+        let sd = StoreDir::default();
+        let empty = Hash::digest(HashAlgo::Sha256, b"");
+        let fixed = DerivationOutput::fixed_output(FileIngestionMethod::Flat, &empty, None);
+        let many: Vec<(String, DerivationOutput)> = (0..6)
+            .map(|i| (format!("output{i}"), DerivationOutput::deferred()))
+            .collect();
+        let many: Vec<(&str, DerivationOutput)> =
+            many.iter().map(|(o, d)| (o.as_str(), d.clone())).collect();
+        let no_inputs =
+            |_: &StorePath| -> Result<Derivation, DrvError> { unreachable!("no inputs") };
+        for outs in [
+            vec![("out", DerivationOutput::deferred())],
+            many,
+            vec![("out", fixed)],
+        ] {
+            let d = drv("x", "/bin/sh", &outs);
+            let (mut a, mut b, mut c) = (d.clone(), d.clone(), d);
+            let made = DrvHashes::new()
+                .instantiate_hashed(&sd, &mut a, true, no_inputs)
+                .expect("instantiating");
+            let want = Hash::digest(HashAlgo::Sha256, made.text.as_bytes());
+            assert_eq!(made.text_hash.as_ref(), Some(&want));
+            let (text, hash) = DrvHashes::new()
+                .instantiate(&sd, &mut b, no_inputs)
+                .expect("instantiating");
+            assert_eq!((&text, &hash), (&made.text, &made.hash));
+            assert_eq!(a, b);
+            let unhashed = DrvHashes::new()
+                .instantiate_hashed(&sd, &mut c, false, no_inputs)
+                .expect("instantiating");
+            assert_eq!(unhashed.text_hash, None);
+        }
     }
 
     /// Two inputs with one hash modulo (fixed outputs with the same name and contents, made
