@@ -169,8 +169,9 @@ impl Evaluator {
         self.stack_base.saturating_sub(stack_pointer())
     }
 
-    /// An error instead of a stack overflow when evaluation nests too deep.
-    #[inline]
+    /// An error instead of a stack overflow when evaluation nests too deep. Always inlined:
+    /// the calls check it on their hot paths, where a call costs more than the check.
+    #[inline(always)]
     pub(crate) fn check_stack(&self) -> EResult<()> {
         if self.stack_used() > self.stack_limit {
             return Err(stack_overflow());
@@ -535,7 +536,7 @@ impl Evaluator {
             ThunkState::Apply(f, a) => {
                 let arg = a.clone();
                 if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(&l, arg, None);
+                    let r = self.call_simple(l, arg, None);
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::Apply(f, a));
                 }
@@ -544,7 +545,7 @@ impl Evaluator {
             ThunkState::ApplyIndex(f, i) => {
                 let arg = Thunk::value(Value::Int(i));
                 if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(&l, arg, None);
+                    let r = self.call_simple(l, arg, None);
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
                 }
@@ -582,7 +583,7 @@ impl Evaluator {
     #[inline]
     fn call_simple(
         &mut self,
-        l: &Lambda,
+        l: Lambda,
         arg: Thunk,
         site: Option<&'static Expr>,
     ) -> EResult<Value> {
@@ -590,7 +591,7 @@ impl Evaluator {
             arg: Some(n), body, ..
         } = &l.expr.kind
         else {
-            return self.call(Value::Lambda(l.clone()), arg);
+            return self.call(Value::Lambda(l), arg);
         };
         let entered = if self.depth > self.max_call_depth {
             err("stack overflow; max-call-depth exceeded")
@@ -603,7 +604,9 @@ impl Evaluator {
                 None => x,
             });
         }
-        let inner = l.env.push(Scope::One(*n, arg));
+        let lambda = l.expr;
+        // The scope takes over the closure's handle on its environment.
+        let inner = l.env.extend(Scope::One(*n, arg));
         self.depth += 1;
         let r = self.eval(body, &inner);
         self.depth -= 1;
@@ -612,7 +615,7 @@ impl Evaluator {
                 Some(_) => self.locate_error(x, body),
                 None => x,
             };
-            self.call_frames(x, l.expr, site)
+            self.call_frames(x, lambda, site)
         })
     }
 
@@ -1136,6 +1139,23 @@ impl Evaluator {
         }
     }
 
+    /// [`Self::eval`] with its cheapest cases in place, for operands (mostly a literal or a
+    /// variable computed already): an integer, or a computed variable's value, without
+    /// the call of `eval` (its frame and dispatch cost more than the look itself).
+    #[inline(always)]
+    fn eval_operand_value(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
+        match &e.kind {
+            ExprKind::Int(i) => Ok(Value::Int(*i)),
+            ExprKind::Var(s) => {
+                if let Some(v) = lookup_var_ref(e, *s, env).and_then(Thunk::peek_scalar_first) {
+                    return Ok(v);
+                }
+                self.eval_step(e, env)
+            }
+            _ => self.eval(e, env),
+        }
+    }
+
     /// [`Self::eval`] of a call (not in a tail position). The common one, a variable holding
     /// a computed one-argument lambda (`f x`), is made by [`Self::call_simple`], with the
     /// depth, frames and positions [`Self::eval_any`]'s loop would give it but without the
@@ -1151,7 +1171,7 @@ impl Evaluator {
         if let ([arg], ExprKind::Var(s)) = (args, &fun.kind) {
             if let Some(l) = lookup_var_ref(fun, *s, env).and_then(simple_lambda) {
                 let arg = self.thunk(arg, env);
-                return self.call_simple(&l, arg, Some(e));
+                return self.call_simple(l, arg, Some(e));
             }
         }
         self.eval_any(e, env)
@@ -1669,26 +1689,28 @@ impl Evaluator {
         env: &Env,
     ) -> EResult<Value> {
         let r = self.builtin_call(|ev| {
-            let x = ev.eval(a, env)?;
-            let y = ev.eval(b, env)?;
-            match (x, y) {
-                // Integers, the common case, at once (overflow and division by zero go the
-                // general way, for its errors).
-                (Value::Int(i), Value::Int(j)) => {
-                    let r = match op {
-                        0 => i.checked_sub(j),
-                        1 => i.checked_mul(j),
-                        2 if j != 0 => i.checked_div(j),
-                        3 => return Ok(Value::Bool(i < j)),
-                        _ => None,
-                    };
-                    match r {
-                        Some(v) => Ok(Value::Int(v)),
-                        None => ev.apply_op(op, Value::Int(i), Value::Int(j)),
-                    }
-                }
-                (x, y) => ev.apply_op(op, x, y),
+            let x = ev.eval_operand_value(a, env)?;
+            let y = ev.eval_operand_value(b, env)?;
+            // Integers, the common case, at once (overflow and division by zero go the
+            // general way, for its errors); they own nothing, so are dropped without a
+            // call of the drop glue (see `Value::discard`).
+            if let (Value::Int(i), Value::Int(j)) = (&x, &y) {
+                let (i, j) = (*i, *j);
+                x.discard();
+                y.discard();
+                let r = match op {
+                    0 => i.checked_sub(j),
+                    1 => i.checked_mul(j),
+                    2 if j != 0 => i.checked_div(j),
+                    3 => return Ok(Value::Bool(i < j)),
+                    _ => None,
+                };
+                return match r {
+                    Some(v) => Ok(Value::Int(v)),
+                    None => ev.apply_op(op, Value::Int(i), Value::Int(j)),
+                };
             }
+            ev.apply_op(op, x, y)
         });
         match r {
             Ok(v) => Ok(v),
@@ -1884,20 +1906,40 @@ impl Evaluator {
     /// `e` evaluated to a Boolean; an error gets the frame `ctx` (what `e` is to its
     /// operator), at `e`.
     fn eval_bool(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<bool> {
-        match self.eval(e, env) {
-            Ok(Value::Bool(b)) => Ok(b),
+        let x = match self.eval(e, env) {
             Ok(v) => {
-                let x = self.type_error("a Boolean", &v);
-                Err(self.text_frame_at(x, ctx, e))
+                if let Value::Bool(b) = v {
+                    // Owns nothing: no call of the drop glue (see `Value::discard`).
+                    v.discard();
+                    return Ok(b);
+                }
+                self.type_error("a Boolean", &v)
             }
-            Err(x) => Err(self.text_frame_at(x, ctx, e)),
-        }
+            Err(x) => x,
+        };
+        Err(self.text_frame_at(x, ctx, e))
     }
 
     /// `e` evaluated as an operand; an error gets the frame `ctx`, at `e`.
     #[inline]
     fn eval_operand(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<Value> {
         match self.eval(e, env) {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.text_frame_at(x, ctx, e)),
+        }
+    }
+
+    /// [`Self::eval_operand`] with [`Self::eval_operand_value`]'s cases in place: for the
+    /// operands of `==`, `!=` and `+`, mostly literals and computed variables. (Elsewhere,
+    /// where operands are sets, lists and strings, the larger code would not pay.)
+    #[inline(always)]
+    fn eval_scalar_operand(
+        &mut self,
+        e: &'static Expr,
+        env: &Env,
+        ctx: &'static str,
+    ) -> EResult<Value> {
+        match self.eval_operand_value(e, env) {
             Ok(v) => Ok(v),
             Err(x) => Err(self.text_frame_at(x, ctx, e)),
         }
@@ -1924,14 +1966,27 @@ impl Evaluator {
                     || self.eval_bool(b, env, "in the right operand of '->'")?,
             )),
             BinOp::Eq => {
-                let x = self.eval_operand(a, env, "in the left operand of '=='")?;
-                let y = self.eval_operand(b, env, "in the right operand of '=='")?;
-                Ok(Value::Bool(self.equal(&x, &y)?))
+                let x = self.eval_scalar_operand(a, env, "in the left operand of '=='")?;
+                let y = self.eval_scalar_operand(b, env, "in the right operand of '=='")?;
+                // Two integers at once, without the call of `equal`.
+                if let (Value::Int(i), Value::Int(j)) = (&x, &y) {
+                    let r = i == j;
+                    x.discard();
+                    y.discard();
+                    return Ok(Value::Bool(r));
+                }
+                let r = self.equal(&x, &y);
+                x.discard();
+                y.discard();
+                Ok(Value::Bool(r?))
             }
             BinOp::NEq => {
-                let x = self.eval_operand(a, env, "in the left operand of '!='")?;
-                let y = self.eval_operand(b, env, "in the right operand of '!='")?;
-                Ok(Value::Bool(!self.equal(&x, &y)?))
+                let x = self.eval_scalar_operand(a, env, "in the left operand of '!='")?;
+                let y = self.eval_scalar_operand(b, env, "in the right operand of '!='")?;
+                let r = self.equal(&x, &y);
+                x.discard();
+                y.discard();
+                Ok(Value::Bool(!r?))
             }
             BinOp::Update => {
                 let x = self.eval_operand(a, env, "in the left operand of '//'")?;
@@ -1978,12 +2033,14 @@ impl Evaluator {
     fn concat(&mut self, force_string: bool, parts: &'static [Expr], env: &Env) -> EResult<Value> {
         // `a + b` on numbers, without collecting the parts.
         if !force_string && parts.len() == 2 {
-            let a = self.eval_operand(&parts[0], env, PLUS_OPERAND)?;
+            let a = self.eval_scalar_operand(&parts[0], env, PLUS_OPERAND)?;
             if matches!(a, Value::Int(_) | Value::Float(_)) {
-                let b = self.eval_operand(&parts[1], env, PLUS_OPERAND)?;
+                let b = self.eval_scalar_operand(&parts[1], env, PLUS_OPERAND)?;
                 // Two integers at once (an overflow takes the general way, for its error).
                 if let (Value::Int(i), Value::Int(j)) = (&a, &b) {
                     if let Some(v) = i.checked_add(*j) {
+                        a.discard();
+                        b.discard();
                         return Ok(Value::Int(v));
                     }
                 }
@@ -2277,7 +2334,7 @@ impl Evaluator {
                     }
                     self.check_stack()?;
                     self.depth += 1;
-                    let env = l.env.push(Scope::One(*n1, a)).push(Scope::One(*n2, b));
+                    let env = l.env.push(Scope::One(*n1, a)).extend(Scope::One(*n2, b));
                     let r = match self.eval(body, &env) {
                         Ok(v) => Ok(v),
                         Err(x) => Err(self.call_frames(x, inner, None)),
@@ -2788,17 +2845,14 @@ fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
 /// no function (so that a call evaluates the body: see [`Evaluator::call_at`]).
 #[inline]
 fn simple_lambda(f: &Thunk) -> Option<Lambda> {
-    match f.peek() {
-        Some(Value::Lambda(l)) => match &l.expr.kind {
-            ExprKind::Lambda {
-                arg: Some(_),
-                formals: None,
-                body,
-            } if !matches!(body.kind, ExprKind::Lambda { .. }) => Some(l),
-            _ => None,
-        },
-        _ => None,
-    }
+    f.lambda_where(|e| match &e.kind {
+        ExprKind::Lambda {
+            arg: Some(_),
+            formals: None,
+            body,
+        } => !matches!(body.kind, ExprKind::Lambda { .. }),
+        _ => false,
+    })
 }
 
 /// The thunk of variable `e` (named `s`) if it is bound lexically: at the address the scope
@@ -2814,7 +2868,9 @@ fn lookup_var(e: &Expr, s: Symbol, env: &Env) -> Option<Thunk> {
 /// The thunk of variable `e` at the address the scope check gave it, by reference (see
 /// [`VarMap::get_at_ref`] for how long it may be held); `None` when it has no address (a
 /// variable of a `with`, or one the check could not place), to be looked up by name.
-#[inline]
+/// Always inlined: it is the look of every variable, a few loads where a call would cost
+/// as much again.
+#[inline(always)]
 fn lookup_var_ref<'e>(e: &Expr, s: Symbol, env: &'e Env) -> Option<&'e Thunk> {
     let (up, i) = firn_syntax::scope::var_address(e)?;
     let mut node = env.0.as_deref();
@@ -3053,6 +3109,147 @@ mod tests {
         assert!(r.contains("at «test»:1:25:"), "{r}");
         let r = run_trace("let a = b; b = a; in a");
         assert!(r.contains("at «test»:1:9:"), "{r}");
+    }
+
+    /// The `--show-trace` frames of `r` (their first lines) and where its error is.
+    fn frames_and_place(r: &str) -> (Vec<String>, Vec<String>) {
+        let lines = r.lines().map(str::trim);
+        let frames = lines
+            .clone()
+            .filter(|l| l.starts_with('…'))
+            .map(String::from);
+        let places = lines.filter(|l| l.starts_with("at ") || l.starts_with("error: "));
+        (frames.collect(), places.map(String::from).collect())
+    }
+
+    /// Calls and operators with fast paths (a two-argument lambda called by `foldl'`, a
+    /// `genList` element, a one-argument lambda called by name, operands that are literals
+    /// or computed variables, `==`, `+` and the arithmetic of integers, conditions) give
+    /// the values, and for errors the frames and positions, of the general way (as CppNix
+    /// gives them).
+    #[test]
+    fn fast_paths_of_calls_and_operators() {
+        // `lib.lists.findFirstIndex` over `lib.range`, as nixpkgs writes it.
+        let find = |pred: &str| {
+            format!(
+                "let range = first: last: builtins.genList (n: first + n) (last - first + 1); \
+                 pred = {pred}; r = builtins.foldl' (index: el: if index < 0 then \
+                 (if pred el then - index - 1 else index - 1) else index) (-1) (range 0 9); \
+                 in if r < 0 then null else r"
+            )
+        };
+        assert_eq!(run(&find("x: x == 7")).unwrap(), "7");
+        assert_eq!(run(&find("x: x == 70")).unwrap(), "null");
+        assert_eq!(run(&find("x: x * x > 10 && x != 5")).unwrap(), "4");
+        assert_eq!(
+            run("let f = a: b: [ a b ]; in builtins.foldl' f [ ] [ 1 2.5 \"s\" null ]").unwrap(),
+            "[ [ [ [ [ ] 1 ] 2.5 ] \"s\" ] null ]"
+        );
+        assert_eq!(
+            run("builtins.foldl' (a: b: a == b) 1 [ 1 1.0 ]").unwrap(),
+            "false"
+        );
+        // A value bound to a lambda's argument outlives the call.
+        assert_eq!(
+            run("map (f: f 0) (builtins.genList (i: j: i + j + 1) 3)").unwrap(),
+            "[ 1 2 3 ]"
+        );
+        let caught = "builtins.tryEval (builtins.foldl' (a: b: if b == 1 then throw \"t\" else a) 0 [ 0 1 ])";
+        assert_eq!(run(caught).unwrap(), "{ success = false; value = false; }");
+
+        // An operator's error in a curried lambda `foldl'` calls.
+        let (frames, places) =
+            frames_and_place(&run_trace("builtins.foldl' (a: b: a - b) 0 [ 1 \"x\" ]"));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'foldl'' builtin",
+                "… while calling anonymous lambda",
+                "… while calling the 'sub' builtin",
+                "… while evaluating the second argument of the subtraction",
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:1:",
+                "at «test»:1:21:",
+                "at «test»:1:26:",
+                "error: expected an integer but found a string: \"x\"",
+            ]
+        );
+        // A condition that is no Boolean.
+        let (frames, places) = frames_and_place(&run_trace(
+            "builtins.foldl' (a: b: if b then a else a) 0 [ true 1 ]",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'foldl'' builtin",
+                "… while calling anonymous lambda",
+                "… while evaluating a branch condition",
+            ]
+        );
+        assert_eq!(
+            places[3..],
+            [
+                "error: expected a Boolean but found an integer: 1",
+                "at «test»:1:24:"
+            ]
+        );
+        // An operand of `==` that fails.
+        let (frames, places) = frames_and_place(&run_trace(
+            "builtins.foldl' (a: b: a == b.x) 0 [ { x = 0; } { } ]",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'foldl'' builtin",
+                "… while calling anonymous lambda",
+                "… in the right operand of '=='",
+                "… while evaluating the attribute 'x'",
+            ]
+        );
+        assert_eq!(
+            places.last().map(String::as_str),
+            Some("error: attribute 'x' missing")
+        );
+        // A `genList` element whose `+` fails, and one whose division does.
+        let (frames, places) = frames_and_place(&run_trace(
+            "let l = builtins.genList (n: n + \"x\") 3; in builtins.elemAt l 1",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'elemAt' builtin",
+                "… from call site",
+                "… while calling anonymous lambda",
+            ]
+        );
+        assert_eq!(
+            places[3..],
+            [
+                "error: cannot add a string to an integer",
+                "at «test»:1:34:"
+            ]
+        );
+        let (frames, _) = frames_and_place(&run_trace("builtins.genList (n: 10 / (n - 1)) 3"));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating list element at index 1",
+                "… from call site",
+                "… while calling anonymous lambda",
+                "… while calling the 'div' builtin",
+            ]
+        );
+        // `max-call-depth` through `foldl'`'s calls.
+        let mut ev = Evaluator::new();
+        ev.max_call_depth = 50;
+        let text = "let f = n: builtins.foldl' (a: b: f (n + 1)) 0 [ 1 ]; in f 0";
+        let e = ev.parse(text, "«test»", "/").unwrap();
+        let x = ev.eval_top(e).map(|_| ()).unwrap_err();
+        assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
     }
 
     /// A lambda's formals are bound from its argument set as before: defaults, `@`, names

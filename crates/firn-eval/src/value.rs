@@ -14,6 +14,7 @@
 use crate::rc_str::RcStr;
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 use firn_syntax::ast::{Expr, Symbol};
@@ -391,6 +392,43 @@ pub enum Value {
 }
 
 impl Value {
+    /// Whether the value owns nothing (null, a Boolean, a number): it is copied bitwise and
+    /// dropping it does nothing.
+    #[inline(always)]
+    pub fn is_scalar(&self) -> bool {
+        matches!(
+            self,
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_)
+        )
+    }
+
+    /// [`Clone::clone`] with null, Booleans and numbers copied in place: for the places
+    /// where the value is usually one (operands of arithmetic and comparisons), where the
+    /// call of the derived `clone` costs more than the copy. Elsewhere (most values are
+    /// sets, strings, functions) the check would only add to the call.
+    #[inline(always)]
+    pub fn clone_scalar_first(&self) -> Value {
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::Float(f) => Value::Float(*f),
+            _ => self.clone(),
+        }
+    }
+
+    /// Drop the value: a scalar without a call of the drop glue, which the compiler keeps
+    /// out of line (it is large) even where the value is known to be an integer. For the
+    /// evaluator's hot paths, where most values dropped are scalars.
+    #[inline(always)]
+    pub fn discard(self) {
+        if self.is_scalar() {
+            std::mem::forget(self);
+        } else {
+            drop(self);
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Null => "null",
@@ -461,7 +499,33 @@ pub const NO_SITE: u32 = u32::MAX;
 /// leaves [`Thunk`]'s methods: they copy a value out or swap the whole state, and neither
 /// runs evaluator code while the cell is being accessed. This saves `RefCell`'s flag (and
 /// its checks) on the most numerous object of an evaluation.
-pub struct ThunkCell(UnsafeCell<ThunkState>);
+pub struct ThunkCell(UnsafeCell<ManuallyDrop<ThunkState>>);
+
+impl ThunkCell {
+    /// The state (`ManuallyDrop` is transparent: see the `Drop` below for why it is there).
+    #[inline(always)]
+    fn state(&self) -> *mut ThunkState {
+        self.0.get().cast()
+    }
+}
+
+impl Drop for ThunkCell {
+    /// Many thunks freed hold a computed scalar (an integer bound to a lambda's argument,
+    /// a fold's accumulator): that state owns nothing, so leaving it undropped frees
+    /// nothing less, and saves the call of the state's drop glue (kept out of line).
+    #[inline(always)]
+    fn drop(&mut self) {
+        let state = self.0.get_mut();
+        if let ThunkState::Done(v) = &**state {
+            if v.is_scalar() {
+                return;
+            }
+        }
+        // SAFETY: the cell is being dropped, and this is the only place its state is
+        // dropped; nothing uses it afterwards.
+        unsafe { ManuallyDrop::drop(state) }
+    }
+}
 
 /// A lazily computed value, shared.
 #[derive(Clone)]
@@ -470,7 +534,9 @@ pub struct Thunk(Shared<ThunkCell>);
 impl Thunk {
     #[inline]
     pub fn new(state: ThunkState) -> Thunk {
-        Thunk(Shared::new(ThunkCell(UnsafeCell::new(state))))
+        Thunk(Shared::new(ThunkCell(UnsafeCell::new(ManuallyDrop::new(
+            state,
+        )))))
     }
     #[inline]
     pub fn value(v: Value) -> Thunk {
@@ -492,8 +558,29 @@ impl Thunk {
     pub fn peek(&self) -> Option<Value> {
         // SAFETY: see `ThunkCell`: a shared look that only clones (cloning a value
         // touches reference counts, never a thunk's state).
-        match unsafe { &*self.0 .0.get() } {
+        match unsafe { &*self.0.state() } {
             ThunkState::Done(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+    /// The value if it is computed and a lambda whose expression `pred` accepts: cloned
+    /// as a lambda (one count raised), not through the general [`Value::clone`].
+    #[inline]
+    pub fn lambda_where(&self, pred: impl FnOnce(&'static Expr) -> bool) -> Option<Lambda> {
+        // SAFETY: see `ThunkCell`: a shared look; `pred` reads only the (immutable,
+        // static) syntax and the clone touches a scope's count, never a thunk's state.
+        match unsafe { &*self.0.state() } {
+            ThunkState::Done(Value::Lambda(l)) if pred(l.expr) => Some(l.clone()),
+            _ => None,
+        }
+    }
+    /// [`Self::peek`] for a value that is usually a scalar (see
+    /// [`Value::clone_scalar_first`]).
+    #[inline(always)]
+    pub fn peek_scalar_first(&self) -> Option<Value> {
+        // SAFETY: as `peek`.
+        match unsafe { &*self.0.state() } {
+            ThunkState::Done(v) => Some(v.clone_scalar_first()),
             _ => None,
         }
     }
@@ -503,9 +590,9 @@ impl Thunk {
     #[inline]
     pub fn applied_site(&self) -> u32 {
         // SAFETY: see `ThunkCell`: shared looks that copy a number out.
-        match unsafe { &*self.0 .0.get() } {
+        match unsafe { &*self.0.state() } {
             ThunkState::Apply(g, _) | ThunkState::ApplyIndex(g, _) => {
-                match unsafe { &*g.0 .0.get() } {
+                match unsafe { &*g.0.state() } {
                     ThunkState::Done(Value::Lambda(l)) => l.expr.span.start,
                     _ => NO_SITE,
                 }
@@ -518,7 +605,7 @@ impl Thunk {
     pub fn replace(&self, state: ThunkState) -> ThunkState {
         // SAFETY: see `ThunkCell`: no other reference into the cell exists while this
         // swap runs (the old state is moved out and dropped by the caller, later).
-        unsafe { std::mem::replace(&mut *self.0 .0.get(), state) }
+        unsafe { std::mem::replace(&mut *self.0.state(), state) }
     }
     /// Set the state (the old one is dropped after the cell holds the new one).
     #[inline]
@@ -529,7 +616,7 @@ impl Thunk {
     /// holds nothing to drop, so the state is overwritten without a drop).
     #[inline]
     pub fn finish(&self, v: Value) {
-        let cell = self.0 .0.get();
+        let cell = self.0.state();
         // SAFETY: see `ThunkCell`; writing over the state without dropping it is at worst a
         // leak (if it were not `Forcing`), never a double free.
         unsafe {
@@ -670,6 +757,15 @@ impl Env {
             parent: self.clone(),
         })))
     }
+    /// [`Self::push`] of a chain this one is not needed for afterwards: the new scope takes
+    /// over the handle (no count to raise here and lower when `self` is dropped).
+    #[inline]
+    pub fn extend(self, scope: Scope) -> Env {
+        Env(Some(Shared::new(EnvNode {
+            scope,
+            parent: self,
+        })))
+    }
     /// The innermost scope.
     pub fn scope(&self) -> Option<&Scope> {
         self.0.as_deref().map(|n| &n.scope)
@@ -691,5 +787,45 @@ mod tests {
         assert_eq!(std::mem::size_of::<Env>(), 8);
         assert_eq!(std::mem::size_of::<Scope>(), 24);
         assert_eq!(std::mem::size_of::<(RcStr, Thunk)>(), 16);
+    }
+
+    /// The in-place copy of scalars and [`Value::discard`]: scalars are copied, other
+    /// values share (a count raised) and are released (lowered) as the derived ones did;
+    /// thunks freed with any state release it.
+    #[test]
+    fn clone_and_discard() {
+        for v in [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(-7),
+            Value::Float(0.5),
+        ] {
+            assert!(v.is_scalar());
+            let c = v.clone_scalar_first();
+            let same = match (&v, &c) {
+                (Value::Null, Value::Null) => true,
+                (Value::Bool(a), Value::Bool(b)) => a == b,
+                (Value::Int(a), Value::Int(b)) => a == b,
+                (Value::Float(a), Value::Float(b)) => a == b,
+                _ => false,
+            };
+            assert!(same);
+            c.discard();
+        }
+        let list = Rc::new(vec![Thunk::value(Value::Int(1))]);
+        let v = Value::List(list.clone());
+        assert!(!v.is_scalar());
+        let c = v.clone_scalar_first();
+        assert_eq!(Rc::strong_count(&list), 3);
+        c.discard();
+        assert_eq!(Rc::strong_count(&list), 2);
+        let t = Thunk::value(v);
+        let u = Thunk::new(ThunkState::Apply(t.clone(), Thunk::value(Value::Int(2))));
+        drop(t);
+        assert_eq!(Rc::strong_count(&list), 2);
+        drop(u);
+        assert_eq!(Rc::strong_count(&list), 1);
+        let s = Value::str("text");
+        assert!(matches!(s.clone(), Value::String(n) if n.s.as_str() == "text"));
     }
 }
