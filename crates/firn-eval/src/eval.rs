@@ -1130,12 +1130,46 @@ impl Evaluator {
                 Some((op, a, b)) => self.direct_op(e, op, a, b, env),
                 None => self.eval_call(e, fun, args, env),
             },
-            ExprKind::If { .. }
-            | ExprKind::Let { .. }
-            | ExprKind::With { .. }
-            | ExprKind::Assert { .. } => self.eval_any(e, env),
+            ExprKind::If { .. } => self.eval_if(e, env),
+            ExprKind::Let { .. } | ExprKind::With { .. } | ExprKind::Assert { .. } => {
+                self.eval_any(e, env)
+            }
             ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, env),
             _ => self.eval_step(e, env),
+        }
+    }
+
+    /// [`Self::eval`] of an `if` (`e`), without [`Self::eval_any`]'s loop state when the
+    /// branch taken is no tail position of its own: an `if` keeps no state in that loop (no
+    /// scope, no call entered), so its branch may as well start a loop of its own, and only a
+    /// branch that is one of the loop's kinds (a call that is no operator, `let`, `with`,
+    /// `assert`) needs it. Conditions' errors are placed at the `if` as the loop places them.
+    #[inline(never)]
+    fn eval_if(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
+        let mut e = e;
+        loop {
+            let ExprKind::If { cond, then, else_ } = &e.kind else {
+                return self.eval_any(e, env);
+            };
+            let next: &'static Expr =
+                match self.eval_bool(cond, env, "while evaluating a branch condition") {
+                    Ok(true) => then,
+                    Ok(false) => else_,
+                    Err(x) => return Err(self.locate_error(x, e)),
+                };
+            match &next.kind {
+                ExprKind::If { .. } => e = next,
+                ExprKind::Call { .. } => {
+                    return match self.as_direct_op(next) {
+                        Some((op, a, b)) => self.direct_op(next, op, a, b, env),
+                        None => self.eval_any(next, env),
+                    }
+                }
+                ExprKind::Let { .. } | ExprKind::With { .. } | ExprKind::Assert { .. } => {
+                    return self.eval_any(next, env)
+                }
+                _ => return self.eval(next, env),
+            }
         }
     }
 
@@ -1668,8 +1702,14 @@ impl Evaluator {
     fn as_direct_op(&self, e: &'static Expr) -> Option<(usize, &'static Expr, &'static Expr)> {
         if let ExprKind::Call { fun, args } = &e.kind {
             if let (ExprKind::Global(s), [a, b]) = (&fun.kind, &args[..]) {
-                let op = self.op_syms.iter().position(|o| o == s)?;
-                return Some((op, a, b));
+                // The operators' symbols are interned one after the other when the
+                // evaluator is made (a test pins it), so the index is a subtraction; the
+                // check against the table keeps this right (if slower: the operators would
+                // be called as builtins) were they ever not consecutive.
+                let op = s.0.wrapping_sub(self.op_syms[0].0) as usize;
+                if self.op_syms.get(op) == Some(s) {
+                    return Some((op, a, b));
+                }
             }
         }
         None
@@ -1688,6 +1728,25 @@ impl Evaluator {
         b: &'static Expr,
         env: &Env,
     ) -> EResult<Value> {
+        // Two integers at hand (literals or computed variables): nothing is evaluated, so
+        // no call can nest inside and the level the builtin's call would count is never
+        // seen; only the depth it starts at is checked, as the call checks it. The stack
+        // check is left to the calls around (this nests no deeper). Overflow and division
+        // by zero go the general way, for their errors.
+        if let (Some(i), Some(j)) = (int_in_place(a, env), int_in_place(b, env)) {
+            if self.depth <= self.max_call_depth {
+                let r = match op {
+                    0 => i.checked_sub(j),
+                    1 => i.checked_mul(j),
+                    2 if j != 0 => i.checked_div(j),
+                    3 => return Ok(Value::Bool(i < j)),
+                    _ => None,
+                };
+                if let Some(v) = r {
+                    return Ok(Value::Int(v));
+                }
+            }
+        }
         let r = self.builtin_call(|ev| {
             let x = ev.eval_operand_value(a, env)?;
             let y = ev.eval_operand_value(b, env)?;
@@ -2855,6 +2914,18 @@ fn simple_lambda(f: &Thunk) -> Option<Lambda> {
     })
 }
 
+/// Operand `e` if it is an integer at hand: a literal, or a variable bound lexically whose
+/// value is computed. Nothing is evaluated (so it may be looked at before the operands
+/// before it are evaluated).
+#[inline(always)]
+fn int_in_place(e: &Expr, env: &Env) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Int(i) => Some(*i),
+        ExprKind::Var(s) => lookup_var_ref(e, *s, env).and_then(Thunk::peek_int),
+        _ => None,
+    }
+}
+
 /// The thunk of variable `e` (named `s`) if it is bound lexically: at the address the scope
 /// check gave it, or else by searching the scopes by name. Never forces a `with` scope.
 #[inline]
@@ -3250,6 +3321,166 @@ mod tests {
         let e = ev.parse(text, "«test»", "/").unwrap();
         let x = ev.eval_top(e).map(|_| ()).unwrap_err();
         assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
+    }
+
+    /// The second round of fast paths: an `if` outside `eval_any`'s loop (its branches
+    /// still tail positions, its errors placed and framed as before), operators on
+    /// integers at hand (without the builtin call's bookkeeping, but with its depth check
+    /// and its errors), and the operators found by symbol; and lambdas called by `foldl'`
+    /// and `genList` that keep their arguments (a check for reusing those cells).
+    #[test]
+    fn fast_paths_of_conditions_operators_and_cells() {
+        // Conditions: nested, branches of every kind, conditions that are no Booleans.
+        assert_eq!(
+            run(
+                "let f = n: if n < 0 then -1 else if n == 0 then 0 else if n > 9 then \"big\" \
+                 else { x = n; }.x; in map f [ (-5) 0 3 10 ]"
+            )
+            .unwrap(),
+            "[ -1 0 3 \"big\" ]"
+        );
+        assert_eq!(
+            run(
+                "let x = 4; in [ (if true then x - 1 else 0) (if false then 0 else x * x) \
+                 (if true then let y = x; in y else 0) (if true then assert x == 4; x else 0) \
+                 (if true then with { z = 7; }; z else 0) (if x < 5 then x / 2 else 0) ]"
+            )
+            .unwrap(),
+            "[ 3 16 4 4 7 2 ]"
+        );
+        // A tail call in a branch: the frames of each call, as the loop gives them.
+        let (frames, places) = frames_and_place(&run_trace(
+            "let f = n: if n == 0 then throw \"x\" else f (n - 1); in f 2",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… from call site",
+                "… while calling 'f'",
+                "… from call site",
+                "… while calling 'f'",
+                "… from call site",
+                "… while calling 'f'",
+                "… while calling the 'throw' builtin",
+            ]
+        );
+        assert_eq!(places.last().map(String::as_str), Some("error: x"));
+        let (frames, places) =
+            frames_and_place(&run_trace("let f = n: if n then 1 else 2; in f 3"));
+        assert_eq!(
+            frames,
+            [
+                "… from call site",
+                "… while calling 'f'",
+                "… while evaluating a branch condition",
+            ]
+        );
+        assert_eq!(
+            places[3..],
+            [
+                "error: expected a Boolean but found an integer: 3",
+                "at «test»:1:12:"
+            ]
+        );
+        let (frames, places) = frames_and_place(&run_trace(
+            "let f = n: if n < 1 then (if n < 0 then n else let z = n; in z + \"a\") \
+             else 0; in f 0",
+        ));
+        assert_eq!(frames, ["… from call site", "… while calling 'f'"]);
+        assert_eq!(
+            places[2..],
+            [
+                "error: cannot add a string to an integer",
+                "at «test»:1:66:"
+            ]
+        );
+        assert_eq!(
+            run("if true then assert false; 1 else 2").unwrap_err(),
+            "assertion 'false' failed"
+        );
+
+        // Operators on integers at hand: values, and the errors of the builtins.
+        assert_eq!(
+            run("let a = 7; b = 2; in [ (a - b) (a * b) (a / b) (a < b) (b < a) (a - 9) ]")
+                .unwrap(),
+            "[ 5 14 3 false true -2 ]"
+        );
+        let (frames, places) = frames_and_place(&run_trace(
+            "let x = 9223372036854775807; y = -1; in if true then x - y else 0",
+        ));
+        assert_eq!(frames, ["… while calling the 'sub' builtin"]);
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:56:",
+                "error: integer overflow in subtracting 9223372036854775807 - -1"
+            ]
+        );
+        let (frames, places) = frames_and_place(&run_trace(
+            "let x = 1; y = 0; in if x < 2 then x / y else 0",
+        ));
+        assert_eq!(frames, ["… while calling the 'div' builtin"]);
+        assert_eq!(places, ["at «test»:1:38:", "error: division by zero"]);
+        // The depth an operator starts at is checked as the builtin's call checks it:
+        // operands at hand (a literal, computed variables) need the depth operands to be
+        // computed (which nest no call) need.
+        let least_depth = |body: &str| {
+            let text = format!("let f = n: let y = {body}; in n - y; g = n: f n; in g (g 1)");
+            (0..20)
+                .find(|d| {
+                    let mut ev = Evaluator::new();
+                    ev.max_call_depth = *d;
+                    let e = ev.parse(&text, "«test»", "/").unwrap();
+                    match ev.eval_top(e) {
+                        Ok(_) => true,
+                        Err(x) => {
+                            assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
+                            false
+                        }
+                    }
+                })
+                .unwrap()
+        };
+        assert_eq!(least_depth("1"), least_depth("1 + 0"));
+        assert_eq!(least_depth("n"), least_depth("1 + 0"));
+        // The operators' symbols are consecutive (see `as_direct_op`).
+        let ev = Evaluator::new();
+        for (i, s) in ev.op_syms.iter().enumerate() {
+            assert_eq!(s.0, ev.op_syms[0].0 + i as u32);
+        }
+
+        // `foldl'`'s accumulator kept by the function: each one is its own.
+        assert_eq!(
+            run("(builtins.foldl' (a: b: { prev = a; v = b; }) 0 [ 1 2 3 ]).prev.prev").unwrap(),
+            "{ prev = 0; v = 1; }"
+        );
+        assert_eq!(
+            run("map (f: f 0) (builtins.foldl' (a: b: a ++ [ (x: b + x) ]) [ ] [ 1 2 3 ])")
+                .unwrap(),
+            "[ 1 2 3 ]"
+        );
+        assert_eq!(
+            run("builtins.foldl' (a: b: let g = x: a; in g 0 + b) 0 [ 1 2 3 4 ]").unwrap(),
+            "10"
+        );
+        // `genList`'s argument kept by the element, or another element computed inside.
+        assert_eq!(
+            run("map (s: s.v) (builtins.genList (i: { v = i; }) 3)").unwrap(),
+            "[ 0 1 2 ]"
+        );
+        assert_eq!(
+            run("map (g: g 0) (builtins.genList (i: let g = x: i; in g) 3)").unwrap(),
+            "[ 0 1 2 ]"
+        );
+        assert_eq!(
+            run("builtins.genList (i: builtins.elemAt (builtins.genList (j: i * 10 + j) 3) 1) 3")
+                .unwrap(),
+            "[ 1 11 21 ]"
+        );
+        assert_eq!(
+            run("builtins.genList (i: [ i (i + 1) ]) 3").unwrap(),
+            "[ [ 0 1 ] [ 1 2 ] [ 2 3 ] ]"
+        );
     }
 
     /// A lambda's formals are bound from its argument set as before: defaults, `@`, names

@@ -584,6 +584,15 @@ impl Thunk {
             _ => None,
         }
     }
+    /// The value if it is computed and an integer (copied out, no handle taken).
+    #[inline(always)]
+    pub fn peek_int(&self) -> Option<i64> {
+        // SAFETY: as `peek`: a shared look that copies a number out.
+        match unsafe { &*self.0.state() } {
+            ThunkState::Done(Value::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
     /// For the errors of a call of this thunk's value: [`NOT_APPLIED`] when it is not an
     /// application not computed yet; else the position of the function it applies when that
     /// is a computed lambda (current Nix's `determinePos`), or [`NO_SITE`].
