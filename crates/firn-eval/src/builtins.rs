@@ -560,6 +560,163 @@ fn sort_by(ev: &mut Evaluator, items: &[Thunk], cmp: &Value) -> EResult<Vec<Thun
     Ok(out)
 }
 
+/// Which entries of a set `removeAttrs` drops, by index: bits of one word for the small
+/// sets nearly all are, a vector for larger ones.
+pub(crate) struct Marks {
+    small: u64,
+    large: Vec<bool>,
+    count: usize,
+}
+
+impl Marks {
+    /// No marks, for a set of `len` entries.
+    pub(crate) fn new(len: usize) -> Marks {
+        Marks {
+            small: 0,
+            large: if len > 64 {
+                vec![false; len]
+            } else {
+                Vec::new()
+            },
+            count: 0,
+        }
+    }
+
+    /// Mark entry `i` (again is no change).
+    pub(crate) fn set(&mut self, i: usize) {
+        if !self.get(i) {
+            self.count += 1;
+            match self.large.get_mut(i) {
+                Some(b) => *b = true,
+                None => self.small |= 1 << i,
+            }
+        }
+    }
+
+    /// Whether entry `i` is marked.
+    pub(crate) fn get(&self, i: usize) -> bool {
+        match self.large.get(i) {
+            Some(b) => *b,
+            None => i < 64 && self.small & (1 << i) != 0,
+        }
+    }
+}
+
+/// The entries of `m` not marked in `gone`, copied in runs between the marked ones (a subset
+/// of a set's entries in its order: sorted and unique).
+pub(crate) fn without(m: &AttrMap, gone: &Marks) -> AttrMap {
+    let e = m.entries();
+    let mut out = Vec::with_capacity(e.len() - gone.count);
+    let mut start = 0;
+    for i in 0..e.len() {
+        if gone.get(i) {
+            out.extend_from_slice(&e[start..i]);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&e[start..]);
+    AttrMap::from_sorted(out)
+}
+
+/// The names `zipAttrsWith` has met with their values, in the order of the sets.
+///
+/// The sets zipped tend to have the same names, so the names met go in a vector sorted by
+/// name that each set is merged into in one pass over both, its values added in place. A
+/// set with new names rebuilds that vector, so where new names keep coming (sets with
+/// different names) the entries of the sets after that go in a second vector instead, sorted
+/// once at the end: never more than about `n log n` work for `n` entries.
+#[derive(Default)]
+pub(crate) struct Zip {
+    names: Vec<(RcStr, Vec<Thunk>)>,
+    /// Entries of later sets (after every value in `names`), in the order of the sets.
+    rest: Vec<(RcStr, Thunk)>,
+    /// Whether entries go to `rest` now.
+    sorting: bool,
+    /// Entries added so far, and entries moved by rebuilds of `names`.
+    added: usize,
+    moved: usize,
+}
+
+impl Zip {
+    /// Add the entries of set `m`. `left`: the sets still to come with this one, the most
+    /// values a new name can get.
+    pub(crate) fn add(&mut self, m: &AttrMap, left: usize) {
+        self.added += m.len();
+        if self.sorting {
+            self.rest
+                .extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            return;
+        }
+        let acc = &mut self.names;
+        let mut new: Vec<(usize, RcStr, Thunk)> = Vec::new();
+        let mut j = 0;
+        for (k, v) in m.iter() {
+            while j < acc.len() && acc[j].0 < *k {
+                j += 1;
+            }
+            match acc.get_mut(j) {
+                Some((n, vs)) if n == k => {
+                    vs.push(v.clone());
+                    j += 1;
+                }
+                _ => new.push((j, k.clone(), v.clone())),
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        self.moved += acc.len();
+        if self.moved > 4 * self.added + 64 {
+            self.sorting = true;
+            self.rest.extend(new.into_iter().map(|(_, k, v)| (k, v)));
+            return;
+        }
+        let mut merged = Vec::with_capacity(acc.len() + new.len());
+        let mut old = std::mem::take(acc).into_iter();
+        let mut taken = 0;
+        for (at, k, v) in new {
+            merged.extend(old.by_ref().take(at - taken));
+            taken = at;
+            let mut vs = Vec::with_capacity(left.min(4));
+            vs.push(v);
+            merged.push((k, vs));
+        }
+        merged.extend(old);
+        *acc = merged;
+    }
+
+    /// The names met, sorted and unique, each with its values in the order of the sets.
+    pub(crate) fn finish(self) -> Vec<(RcStr, Vec<Thunk>)> {
+        let Zip {
+            names, mut rest, ..
+        } = self;
+        if rest.is_empty() {
+            return names;
+        }
+        // Stable: the values of a name stay in the order of the sets.
+        rest.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut out = Vec::with_capacity(names.len() + rest.len());
+        let mut old = names.into_iter().peekable();
+        let mut rest = rest.into_iter().peekable();
+        while let Some((k, v)) = rest.next() {
+            while let Some(e) = old.next_if(|e| e.0 < k) {
+                out.push(e);
+            }
+            let (k, mut vs) = match old.next_if(|e| e.0 == k) {
+                Some(e) => e,
+                None => (k, Vec::new()),
+            };
+            vs.push(v);
+            while let Some((_, v)) = rest.next_if(|e| e.0 == k) {
+                vs.push(v);
+            }
+            out.push((k, vs));
+        }
+        out.extend(old);
+        out
+    }
+}
+
 fn table() -> Vec<(&'static str, usize, PrimFn)> {
     vec![
         ("add", 2, arith_prim('+')),
@@ -709,7 +866,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     return Ok(Value::List(l));
                 }
                 let f = function_arg(ev, &a[0], (0, "builtins.filter"))?;
-                let mut out = Vec::new();
+                // One allocation of the most that can be kept (no regrowing).
+                let mut out = Vec::with_capacity(l.len());
                 for t in l.iter() {
                     let v = ev.call(f.clone(), t.clone())?;
                     if bool_result(
@@ -719,6 +877,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     )? {
                         out.push(t.clone());
                     }
+                }
+                // All kept: the list itself, as CppNix (a list's identity is not observable
+                // here: equality compares its elements, which are the same thunks, and
+                // printing tells repeated lists by the value holding them).
+                if out.len() == l.len() {
+                    return Ok(Value::List(l));
                 }
                 Ok(Value::List(Rc::new(out)))
             }),
@@ -909,19 +1073,20 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let m = attrs_arg(ev, &a[0], (0, "builtins.removeAttrs"))?;
                 let names = list_arg(ev, &a[1], (1, "builtins.removeAttrs"))?;
-                let mut gone = Vec::with_capacity(names.len());
+                // Each name is looked up in the set (a binary search) and its entry marked;
+                // the names need no sorting, and the entries kept are copied in runs.
+                let mut gone = Marks::new(m.len());
                 for t in names.iter() {
-                    gone.push(string(ev, t)?.s);
+                    match force(ev, t)? {
+                        Value::String(s) => {
+                            if let Some(i) = m.position(&s.s) {
+                                gone.set(i);
+                            }
+                        }
+                        v => return Err(ev.type_error("a string", &v)),
+                    }
                 }
-                gone.sort_unstable();
-                // A subset of a set's names, in its order: sorted and unique.
-                let out = AttrMap::from_sorted(
-                    m.iter()
-                        .filter(|(k, _)| gone.binary_search(k).is_err())
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                );
-                Ok(Value::Attrs(Rc::new(out.into())))
+                Ok(Value::Attrs(Rc::new(without(&m, &gone).into())))
             }),
         ),
         (
@@ -977,7 +1142,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let y = attrs_arg(ev, &a[1], (1, "builtins.intersectAttrs"))?;
                 // Walk the smaller set, look names up in the larger one (`callPackage`
                 // intersects a few formals with a whole package set).
-                let out: AttrMap = if x.len() < y.len() {
+                // Either way a subset of a set's names in its order: sorted and unique.
+                let out = AttrMap::from_sorted(if x.len() < y.len() {
                     x.keys()
                         .filter_map(|k| y.get(k).map(|v| (k.clone(), v.clone())))
                         .collect()
@@ -986,7 +1152,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         .filter(|(k, _)| x.contains_key(*k))
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect()
-                };
+                });
                 Ok(Value::Attrs(Rc::new(out.into())))
             }),
         ),
@@ -1013,8 +1179,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             2,
             prim!(ev, a, {
                 let n = string_arg(ev, &a[0], (0, "builtins.catAttrs"))?;
-                let mut out = Vec::new();
-                for t in list_arg(ev, &a[1], (1, "builtins.catAttrs"))?.iter() {
+                let l = list_arg(ev, &a[1], (1, "builtins.catAttrs"))?;
+                // At most one value a set: one allocation, no regrowing.
+                let mut out = Vec::with_capacity(l.len());
+                for t in l.iter() {
                     let m = match force(ev, t)? {
                         Value::Attrs(m) => m,
                         v => {
@@ -1516,8 +1684,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 function_arg(ev, &a[0], (0, "builtins.zipAttrsWith"))?;
                 let l = list_arg(ev, &a[1], (1, "builtins.zipAttrsWith"))?;
-                let mut acc: BTreeMap<RcStr, Vec<Thunk>> = BTreeMap::new();
-                for t in l.iter() {
+                let mut zip = Zip::default();
+                for (n, t) in l.iter().enumerate() {
                     let m = match force(ev, t)? {
                         Value::Attrs(m) => m,
                         v => {
@@ -1527,13 +1695,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                             ))
                         }
                     };
-                    for (k, v) in m.iter() {
-                        acc.entry(k.clone()).or_default().push(v.clone());
-                    }
+                    zip.add(&m, l.len() - n);
                 }
-                // A B-tree's keys, in order: sorted and unique.
+                // Sorted and unique (see `Zip`).
                 let out = AttrMap::from_sorted(
-                    acc.into_iter()
+                    zip.finish()
+                        .into_iter()
                         .map(|(k, vs)| {
                             let partial =
                                 Thunk::apply(a[0].clone(), Thunk::value(Value::str(k.clone())));
@@ -1679,5 +1846,152 @@ pub fn install(ev: &mut Evaluator) {
     ) {
         Ok(e) => derivation.set(ThunkState::Pending(e, ev.base_env.clone())),
         Err(e) => unreachable!("the built-in definition of 'derivation' parses: {}", e.msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `text` evaluated strictly and printed, or the error's message.
+    fn run(text: &str) -> Result<String, String> {
+        let go = |ev: &mut Evaluator| -> EResult<String> {
+            let e = ev.parse(text, "«test»", "/")?;
+            let v = ev.eval_top(e)?;
+            deep_force(ev, &v)?;
+            crate::print::print_value(ev, &v, true)
+        };
+        go(&mut Evaluator::new()).map_err(|x| x.msg.clone())
+    }
+
+    /// `removeAttrs`: names missing, repeated or in any order; every entry of a set bigger
+    /// than a word of marks; no names; a name that is not a string (after the earlier names,
+    /// as before); laziness of the values kept.
+    #[test]
+    fn remove_attrs() {
+        let s = "{ a = 1; b = 2; c = 3; d = 4; }";
+        for (names, out) in [
+            ("[ ]", "{ a = 1; b = 2; c = 3; d = 4; }"),
+            ("[ \"c\" \"a\" \"c\" \"zz\" ]", "{ b = 2; d = 4; }"),
+            ("[ \"d\" \"b\" \"a\" \"c\" ]", "{ }"),
+            ("[ \"a\" \"d\" ]", "{ b = 2; c = 3; }"),
+        ] {
+            assert_eq!(run(&format!("removeAttrs {s} {names}")).unwrap(), out);
+        }
+        let big = "builtins.listToAttrs (builtins.genList (i: { name = \"n${toString i}\"; \
+                   value = i; }) 100)";
+        assert_eq!(
+            run(&format!(
+                "builtins.attrNames (removeAttrs ({big}) (builtins.genList (i: \
+                 \"n${{toString (i + 3)}}\") 99))"
+            ))
+            .unwrap(),
+            "[ \"n0\" \"n1\" \"n2\" ]"
+        );
+        assert_eq!(
+            run(&format!("builtins.length (builtins.attrNames (removeAttrs ({big}) [ \"n99\" \"n0\" \"n99\" ]))")).unwrap(),
+            "98"
+        );
+        let e = run("removeAttrs { a = 1; } [ \"a\" 1 (throw \"later\") ]").unwrap_err();
+        assert!(e.contains("expected a string but found an integer"), "{e}");
+        let e = run("removeAttrs { a = 1; } [ (throw \"first\") 1 ]").unwrap_err();
+        assert_eq!(e, "first");
+        assert_eq!(
+            run("(removeAttrs { a = throw \"lazy\"; b = 1; } [ \"c\" ]).b").unwrap(),
+            "1"
+        );
+        // A new set each time (printing tells a set seen before).
+        assert_eq!(
+            run("let s = { a = 1; }; in [ s (removeAttrs s [ ]) ]").unwrap(),
+            "[ { a = 1; } { a = 1; } ]"
+        );
+    }
+
+    /// `zipAttrsWith`: names in order, values in the order of the sets, for sets with the
+    /// same names, with different ones (enough to sort the later ones at the end) and mixed.
+    #[test]
+    fn zip_attrs_with() {
+        let z = |sets: &str| run(&format!("builtins.zipAttrsWith (n: v: [ n ] ++ v) {sets}"));
+        assert_eq!(z("[ ]").unwrap(), "{ }");
+        assert_eq!(
+            z("[ { b = 1; a = 2; } { a = 3; c = 4; } { } { c = 5; a = 6; b = 7; } ]").unwrap(),
+            "{ a = [ \"a\" 2 3 6 ]; b = [ \"b\" 1 7 ]; c = [ \"c\" 4 5 ]; }"
+        );
+        // Each set a new name: most entries go the sorting way.
+        let many = "builtins.genList (i: { \"k${toString (99 - i)}\" = i; x = i; \
+                    \"j${toString (i / 2)}\" = -i; }) 100";
+        let expect = run(&format!(
+            "let sets = {many}; names = builtins.concatMap builtins.attrNames sets; in \
+             builtins.listToAttrs (map (n: {{ name = n; value = [ n ] ++ \
+             builtins.catAttrs n sets; }}) names)"
+        ))
+        .unwrap();
+        assert_eq!(z(&format!("({many})")).unwrap(), expect);
+        assert!(expect.contains("j24 = [ \"j24\" -48 -49 ]"), "{expect}");
+        let e = z("[ { a = 1; } 2 ]").unwrap_err();
+        assert!(e.contains("expected a set but found an integer"), "{e}");
+        assert_eq!(
+            run("builtins.attrNames (builtins.zipAttrsWith (throw \"lazy\") [ { a = 1; } ])")
+                .unwrap_err(),
+            "lazy"
+        );
+    }
+
+    /// `filter` keeping all, some or none; an element kept once per occurrence.
+    #[test]
+    fn filter() {
+        let f = |p: &str| run(&format!("builtins.filter ({p}) [ 1 2 3 2 ]"));
+        assert_eq!(f("x: true").unwrap(), "[ 1 2 3 2 ]");
+        assert_eq!(f("x: x == 2").unwrap(), "[ 2 2 ]");
+        assert_eq!(f("x: false").unwrap(), "[ ]");
+        assert_eq!(
+            run("let l = [ 1 (x: x) ]; in builtins.filter (x: true) l == l").unwrap(),
+            "true"
+        );
+        let e = f("x: 1").unwrap_err();
+        assert!(e.contains("expected a Boolean but found an integer"), "{e}");
+    }
+
+    /// `catAttrs`, `intersectAttrs` and `listToAttrs` (input in order or not, repeated names:
+    /// the first wins).
+    #[test]
+    fn attr_builtins() {
+        assert_eq!(
+            run("builtins.catAttrs \"a\" [ { a = 1; } { } { a = 2; b = 3; } ]").unwrap(),
+            "[ 1 2 ]"
+        );
+        for (x, y, out) in [
+            (
+                "{ a = 1; c = 2; }",
+                "{ a = 3; b = 4; c = 5; d = 6; e = 7; }",
+                "{ a = 3; c = 5; }",
+            ),
+            (
+                "{ a = 1; b = 2; c = 3; }",
+                "{ c = 4; z = 5; }",
+                "{ c = 4; }",
+            ),
+            ("{ }", "{ a = 1; }", "{ }"),
+        ] {
+            assert_eq!(
+                run(&format!("builtins.intersectAttrs {x} {y}")).unwrap(),
+                out
+            );
+        }
+        let l = |pairs: &str| run(&format!("builtins.listToAttrs [ {pairs} ]"));
+        assert_eq!(
+            l("{ name = \"a\"; value = 1; } { name = \"b\"; value = 2; }").unwrap(),
+            "{ a = 1; b = 2; }"
+        );
+        assert_eq!(
+            l("{ name = \"b\"; value = 1; } { name = \"a\"; value = 2; } \
+               { name = \"b\"; value = 3; }")
+            .unwrap(),
+            "{ a = 2; b = 1; }"
+        );
+        assert_eq!(
+            l("{ name = \"a\"; value = 1; } { name = \"a\"; value = 2; }").unwrap(),
+            "{ a = 1; }"
+        );
     }
 }

@@ -83,6 +83,11 @@ impl AttrMap {
 
     /// A map from entries in any order; of equal names, `keep` says which one stays.
     pub fn from_unsorted(mut v: Vec<(RcStr, Thunk)>, keep: Keep) -> AttrMap {
+        // Entries often come in order already (`listToAttrs (map f (attrNames s))`): then
+        // one pass over them, stopping at the first pair out of order, is all.
+        if v.windows(2).all(|w| w[0].0 < w[1].0) {
+            return AttrMap(v);
+        }
         if keep == Keep::Last {
             v.reverse();
         }
@@ -221,6 +226,16 @@ impl AttrMap {
                 .is_none_or(|(n, _)| crate::rc_str::cmp_str(n, k) == Greater)
     }
 
+    /// Where name `k` is among [`Self::entries`], if there.
+    pub fn position<K: AsRef<str> + ?Sized>(&self, k: &K) -> Option<usize> {
+        self.find(k.as_ref()).ok()
+    }
+
+    /// The entries, sorted by name: for builtins that copy runs of them whole.
+    pub fn entries(&self) -> &[(RcStr, Thunk)] {
+        &self.0
+    }
+
     pub fn contains_key<K: AsRef<str> + ?Sized>(&self, k: &K) -> bool {
         self.find(k.as_ref()).is_ok()
     }
@@ -264,9 +279,18 @@ impl AttrMap {
         self.0.iter().map(|(_, v)| v)
     }
 
-    /// `self // other`: one pass over both, `other` winning.
+    /// `self // other`: `other` winning. Both are sorted, so the result is their merge; when
+    /// one side is much smaller (`attrs // { x = ...; }`, the common case), each of its
+    /// names is found in the larger side by binary search and the runs between them are
+    /// copied whole, without comparing every name of the larger side.
     pub fn update(&self, other: &AttrMap) -> AttrMap {
         let (a, b) = (&self.0, &other.0);
+        if b.len() * 4 <= a.len() {
+            return AttrMap(update_few(a, b, true));
+        }
+        if a.len() * 4 <= b.len() {
+            return AttrMap(update_few(b, a, false));
+        }
         let mut out = Vec::with_capacity(a.len() + b.len());
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
@@ -292,14 +316,55 @@ impl AttrMap {
     }
 }
 
+/// [`AttrMap::update`] of the entries `many` and the (much fewer) entries `few`: each of
+/// `few` is found in `many` by binary search and the runs of `many` between them copied
+/// whole. `few_wins`: whether `few` is the right side (its entries replace those of `many`
+/// with equal names) or the left (they are dropped for them). Out of line, so that the
+/// merge of two sets of like sizes keeps the code it had.
+#[inline(never)]
+fn update_few(
+    many: &[(RcStr, Thunk)],
+    few: &[(RcStr, Thunk)],
+    few_wins: bool,
+) -> Vec<(RcStr, Thunk)> {
+    let mut out = Vec::with_capacity(many.len() + few.len());
+    let mut i = 0;
+    for e in few {
+        match search_from(many, i, &e.0) {
+            Ok(k) => {
+                out.extend_from_slice(&many[i..k]);
+                if few_wins {
+                    out.push(e.clone());
+                    i = k + 1;
+                } else {
+                    i = k;
+                }
+            }
+            Err(k) => {
+                out.extend_from_slice(&many[i..k]);
+                out.push(e.clone());
+                i = k;
+            }
+        }
+    }
+    out.extend_from_slice(&many[i..]);
+    out
+}
+
+/// Where name `k` is (`Ok`) or would go (`Err`) in the sorted entries `v`, searching from
+/// index `from` on (the names before it are known to sort below `k`).
+#[inline]
+fn search_from(v: &[(RcStr, Thunk)], from: usize, k: &RcStr) -> Result<usize, usize> {
+    match v[from..].binary_search_by(|(n, _)| n.cmp(k)) {
+        Ok(i) => Ok(from + i),
+        Err(i) => Err(from + i),
+    }
+}
+
 impl FromIterator<(RcStr, Thunk)> for AttrMap {
     /// As a map collects: of equal names the last stays.
     fn from_iter<I: IntoIterator<Item = (RcStr, Thunk)>>(it: I) -> AttrMap {
-        let v: Vec<_> = it.into_iter().collect();
-        if v.windows(2).all(|w| w[0].0 < w[1].0) {
-            return AttrMap(v);
-        }
-        AttrMap::from_unsorted(v, Keep::Last)
+        AttrMap::from_unsorted(it.into_iter().collect(), Keep::Last)
     }
 }
 
@@ -784,6 +849,97 @@ impl Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn map(names: &[&str]) -> AttrMap {
+        AttrMap::from_unsorted(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (RcStr::from(*n), Thunk::value(Value::Int(i as i64))))
+                .collect(),
+            Keep::First,
+        )
+    }
+
+    fn show(m: &AttrMap) -> Vec<(String, i64)> {
+        m.iter()
+            .map(|(k, t)| match t.peek() {
+                Some(Value::Int(i)) => (k.to_string(), i),
+                _ => unreachable!("test values are integers"),
+            })
+            .collect()
+    }
+
+    /// `//` on every shape (either side small, both alike, disjoint, overlapping, empty):
+    /// the merge of both with the right side winning, as a map would have it.
+    #[test]
+    fn update_matches_a_map() {
+        let names = [
+            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "mm", "z",
+        ];
+        let mut seed = 7u32;
+        let mut pick = |n: usize| -> Vec<&str> {
+            let mut v = Vec::new();
+            for x in names {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if (seed >> 16) as usize % names.len() < n {
+                    v.push(x);
+                }
+            }
+            v
+        };
+        for round in 0..200 {
+            let (x, y) = (pick(round % 15), pick((round / 15) % 15));
+            let (a, b) = (map(&x), map(&y));
+            let mut want = std::collections::BTreeMap::new();
+            for (k, v) in show(&a)
+                .into_iter()
+                .chain(show(&b).into_iter().map(|(k, v)| (k, v + 100)))
+            {
+                want.insert(k, v);
+            }
+            let b100 = AttrMap::from_sorted(
+                b.iter()
+                    .map(|(k, t)| match t.peek() {
+                        Some(Value::Int(i)) => (k.clone(), Thunk::value(Value::Int(i + 100))),
+                        _ => unreachable!(),
+                    })
+                    .collect(),
+            );
+            let got = show(&a.update(&b100));
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{x:?} // {y:?}");
+        }
+    }
+
+    /// A map from entries in any order: sorted, of equal names the one `Keep` says; entries
+    /// already in order are kept as they are.
+    #[test]
+    fn from_unsorted_keeps_the_right_one() {
+        let e = |v: &[(&str, i64)]| -> Vec<(RcStr, Thunk)> {
+            v.iter()
+                .map(|(n, i)| (RcStr::from(*n), Thunk::value(Value::Int(*i))))
+                .collect()
+        };
+        let both = [("b", 1), ("a", 2), ("b", 3), ("a", 4)];
+        assert_eq!(
+            show(&AttrMap::from_unsorted(e(&both), Keep::First)),
+            [("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+        assert_eq!(
+            show(&AttrMap::from_unsorted(e(&both), Keep::Last)),
+            [("a".to_string(), 4), ("b".to_string(), 3)]
+        );
+        let dup_in_order = [("a", 1), ("a", 2), ("b", 3)];
+        assert_eq!(
+            show(&AttrMap::from_unsorted(e(&dup_in_order), Keep::Last)),
+            [("a".to_string(), 2), ("b".to_string(), 3)]
+        );
+        let sorted = [("a", 1), ("b", 2), ("c", 3)];
+        assert_eq!(
+            show(&AttrMap::from_unsorted(e(&sorted), Keep::First)).len(),
+            3
+        );
+    }
 
     /// The sizes the memory strategy depends on (see the module header): a change that
     /// grows them costs every thunk of an evaluation.
