@@ -1735,15 +1735,8 @@ impl Evaluator {
         // by zero go the general way, for their errors.
         if let (Some(i), Some(j)) = (int_in_place(a, env), int_in_place(b, env)) {
             if self.depth <= self.max_call_depth {
-                let r = match op {
-                    0 => i.checked_sub(j),
-                    1 => i.checked_mul(j),
-                    2 if j != 0 => i.checked_div(j),
-                    3 => return Ok(Value::Bool(i < j)),
-                    _ => None,
-                };
-                if let Some(v) = r {
-                    return Ok(Value::Int(v));
+                if let Some(v) = int_op(op, i, j) {
+                    return Ok(v);
                 }
             }
         }
@@ -1757,15 +1750,8 @@ impl Evaluator {
                 let (i, j) = (*i, *j);
                 x.discard();
                 y.discard();
-                let r = match op {
-                    0 => i.checked_sub(j),
-                    1 => i.checked_mul(j),
-                    2 if j != 0 => i.checked_div(j),
-                    3 => return Ok(Value::Bool(i < j)),
-                    _ => None,
-                };
-                return match r {
-                    Some(v) => Ok(Value::Int(v)),
+                return match int_op(op, i, j) {
+                    Some(v) => Ok(v),
                     None => ev.apply_op(op, Value::Int(i), Value::Int(j)),
                 };
             }
@@ -2912,6 +2898,20 @@ fn simple_lambda(f: &Thunk) -> Option<Lambda> {
         } => !matches!(body.kind, ExprKind::Lambda { .. }),
         _ => false,
     })
+}
+
+/// [`Evaluator::direct_op`]'s operator `op` on two integers, when it has a result here
+/// (`None` for an overflow or a division by zero, which take the general way for their
+/// errors).
+#[inline(always)]
+fn int_op(op: usize, i: i64, j: i64) -> Option<Value> {
+    match op {
+        0 => i.checked_sub(j).map(Value::Int),
+        1 => i.checked_mul(j).map(Value::Int),
+        2 if j != 0 => i.checked_div(j).map(Value::Int),
+        3 => Some(Value::Bool(i < j)),
+        _ => None,
+    }
 }
 
 /// Operand `e` if it is an integer at hand: a literal, or a variable bound lexically whose
