@@ -760,7 +760,13 @@ impl Evaluator {
                 return t.clone();
             }
         }
-        self.lazy_thunk(e, env)
+        // What `lazy_thunk` makes of anything but a variable, without its call and its
+        // second look at the kind (this is the thunk of most call arguments and list
+        // elements).
+        match self.literal(e) {
+            Some(t) => t,
+            None => Thunk::pending(e, env.clone()),
+        }
     }
 
     /// A thunk for `e` in an environment whose innermost scope may still be being filled
@@ -1119,13 +1125,19 @@ impl Evaluator {
         // need none), the rest to `eval_step`. The kinds with tail positions go to
         // `eval_any`, whose loop keeps more state.
         match &e.kind {
-            ExprKind::Var(s) => {
-                if let Some(v) = lookup_var_ref(e, *s, env).and_then(Thunk::peek) {
-                    return Ok(v);
-                }
-                self.eval_step(e, env)
-            }
+            ExprKind::Var(s) => match lookup_var_ref(e, *s, env) {
+                Some(t) => match t.peek() {
+                    Some(v) => Ok(v),
+                    None => self.eval_pending_var(e, t.clone()),
+                },
+                None => self.eval_step(e, env),
+            },
             ExprKind::Int(i) => Ok(Value::Int(*i)),
+            // A closure: no call of `eval_step` (whose frame is large) for it.
+            ExprKind::Lambda { .. } => Ok(Value::Lambda(Lambda {
+                expr: e,
+                env: env.clone(),
+            })),
             ExprKind::Call { fun, args } => match self.as_direct_op(e) {
                 Some((op, a, b)) => self.direct_op(e, op, a, b, env),
                 None => self.eval_call(e, fun, args, env),
@@ -1136,6 +1148,17 @@ impl Evaluator {
             }
             ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, env),
             _ => self.eval_step(e, env),
+        }
+    }
+
+    /// [`Self::eval`] of a variable `e` bound lexically to thunk `t`, not computed yet: `t`
+    /// forced, an error placed at `e` (as `eval_step` places it), without `eval_step`'s
+    /// second lookup and large frame.
+    #[inline(never)]
+    fn eval_pending_var(&mut self, e: &'static Expr, t: Thunk) -> EResult<Value> {
+        match self.force_pending(&t) {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.locate_error(x, e)),
         }
     }
 
@@ -1838,25 +1861,7 @@ impl Evaluator {
             ExprKind::Select { e: inner, path } => self.select(e, inner, path, None, env),
             ExprKind::SelectOr(x) => self.select(e, &x.e, &x.path, Some(&x.default), env),
             ExprKind::HasAttr { e: inner, path } => {
-                let mut v = self.eval_operand(inner, env, "in the argument of '?'")?;
-                for (i, a) in path.iter().enumerate() {
-                    let name = self.attr_name(a, env)?;
-                    let found = match (&v, &name) {
-                        // As a selection's, the first two names' positions are remembered
-                        // in the node (most `?` ask sets of one shape, often for a name
-                        // they lack).
-                        (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i).cloned(),
-                        (Value::Attrs(m), Some(n)) => m.get_rc(n).cloned(),
-                        _ => None,
-                    };
-                    match found {
-                        // The last attribute only has to exist, not to be evaluated.
-                        Some(_) if i + 1 == path.len() => return Ok(Value::Bool(true)),
-                        Some(t) => v = self.force(&t)?,
-                        None => return Ok(Value::Bool(false)),
-                    }
-                }
-                Ok(Value::Bool(true))
+                self.has_attr(e, inner, path, env).map(Value::Bool)
             }
             ExprKind::Attrs(a) => {
                 let (map, _) = self.build_attrs(a, Some(e), env, a.rec, false)?;
@@ -1889,6 +1894,38 @@ impl Evaluator {
                 parts,
             } => self.concat(*force_string, parts, env),
         }
+    }
+
+    /// `inner ? path` (node `e`, whose memo keeps the lookup hints of the first two names):
+    /// whether the path names an attribute. Errors are not placed (the caller places them at
+    /// `e`).
+    fn has_attr(
+        &mut self,
+        e: &'static Expr,
+        inner: &'static Expr,
+        path: &'static [AttrName],
+        env: &Env,
+    ) -> EResult<bool> {
+        let mut v = self.eval_operand(inner, env, "in the argument of '?'")?;
+        for (i, a) in path.iter().enumerate() {
+            let name = self.attr_name(a, env)?;
+            let found = match (&v, &name) {
+                // As a selection's, the first two names' positions are remembered in the
+                // node (most `?` ask sets of one shape, often for a name they lack).
+                (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i),
+                (Value::Attrs(m), Some(n)) => m.get_rc(n),
+                _ => None,
+            };
+            // The last attribute only has to exist, not to be evaluated (nor its thunk
+            // taken a handle on).
+            let t = match found {
+                Some(_) if i + 1 == path.len() => return Ok(true),
+                Some(t) => t.clone(),
+                None => return Ok(false),
+            };
+            v = self.force(&t)?;
+        }
+        Ok(true)
     }
 
     /// `inner.path` (node `e`, whose memo keeps the lookup hints), or `default` where an
@@ -1949,8 +1986,31 @@ impl Evaluator {
     }
 
     /// `e` evaluated to a Boolean; an error gets the frame `ctx` (what `e` is to its
-    /// operator), at `e`.
+    /// operator), at `e`. The kinds that make a Boolean (`?`, `!`, `&&`, `||`, `->`, `==`,
+    /// `!=`; most conditions are one) are computed as one here, without [`Self::eval`]'s
+    /// dispatch, the Boolean value made and taken apart again, and `eval_step`'s frame;
+    /// their errors are placed at `e` as `eval_step` places them.
     fn eval_bool(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<bool> {
+        let r = match &e.kind {
+            ExprKind::HasAttr { e: inner, path } => self.has_attr(e, inner, path, env),
+            ExprKind::Not(x) => match self.eval_bool(x, env, "in the argument of '!'") {
+                Ok(b) => Ok(!b),
+                Err(x) => Err(x),
+            },
+            ExprKind::Bin { op, a, b } if is_boolean(*op) => self.bool_binop(*op, a, b, env),
+            _ => return self.eval_bool_value(e, env, ctx),
+        };
+        match r {
+            Ok(b) => Ok(b),
+            Err(x) => {
+                let x = self.locate_error(x, e);
+                Err(self.text_frame_at(x, ctx, e))
+            }
+        }
+    }
+
+    /// [`Self::eval_bool`] of the other kinds: `e`'s value, which must be a Boolean.
+    fn eval_bool_value(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<bool> {
         let x = match self.eval(e, env) {
             Ok(v) => {
                 if let Value::Bool(b) = v {
@@ -1990,26 +2050,29 @@ impl Evaluator {
         }
     }
 
-    fn binop(
+    /// The operators whose result is a Boolean ([`is_boolean`]) applied to `a` and `b`;
+    /// errors are not placed (the caller places them at the operation).
+    #[inline]
+    fn bool_binop(
         &mut self,
         op: BinOp,
         a: &'static Expr,
         b: &'static Expr,
         env: &Env,
-    ) -> EResult<Value> {
-        match op {
-            BinOp::And => Ok(Value::Bool(
+    ) -> EResult<bool> {
+        Ok(match op {
+            BinOp::And => {
                 self.eval_bool(a, env, "in the left operand of '&&'")?
-                    && self.eval_bool(b, env, "in the right operand of '&&'")?,
-            )),
-            BinOp::Or => Ok(Value::Bool(
+                    && self.eval_bool(b, env, "in the right operand of '&&'")?
+            }
+            BinOp::Or => {
                 self.eval_bool(a, env, "in the left operand of '||'")?
-                    || self.eval_bool(b, env, "in the right operand of '||'")?,
-            )),
-            BinOp::Impl => Ok(Value::Bool(
+                    || self.eval_bool(b, env, "in the right operand of '||'")?
+            }
+            BinOp::Impl => {
                 !self.eval_bool(a, env, "in the left operand of '->'")?
-                    || self.eval_bool(b, env, "in the right operand of '->'")?,
-            )),
+                    || self.eval_bool(b, env, "in the right operand of '->'")?
+            }
             BinOp::Eq => {
                 let x = self.eval_scalar_operand(a, env, "in the left operand of '=='")?;
                 let y = self.eval_scalar_operand(b, env, "in the right operand of '=='")?;
@@ -2018,12 +2081,12 @@ impl Evaluator {
                     let r = i == j;
                     x.discard();
                     y.discard();
-                    return Ok(Value::Bool(r));
+                    return Ok(r);
                 }
                 let r = self.equal(&x, &y);
                 x.discard();
                 y.discard();
-                Ok(Value::Bool(r?))
+                r?
             }
             BinOp::NEq => {
                 let x = self.eval_scalar_operand(a, env, "in the left operand of '!='")?;
@@ -2031,7 +2094,24 @@ impl Evaluator {
                 let r = self.equal(&x, &y);
                 x.discard();
                 y.discard();
-                Ok(Value::Bool(!r?))
+                !r?
+            }
+            BinOp::Update | BinOp::ConcatLists => {
+                return err("internal error: not a Boolean operator")
+            }
+        })
+    }
+
+    fn binop(
+        &mut self,
+        op: BinOp,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
+        match op {
+            BinOp::And | BinOp::Or | BinOp::Impl | BinOp::Eq | BinOp::NEq => {
+                Ok(Value::Bool(self.bool_binop(op, a, b, env)?))
             }
             BinOp::Update => {
                 let x = self.eval_operand(a, env, "in the left operand of '//'")?;
@@ -2746,6 +2826,15 @@ pub fn no_context(s: NixString) -> EResult<RcStr> {
     }
 }
 
+/// Whether `op` makes a Boolean (see [`Evaluator::bool_binop`]).
+#[inline(always)]
+fn is_boolean(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::And | BinOp::Or | BinOp::Impl | BinOp::Eq | BinOp::NEq
+    )
+}
+
 /// Where CppNix places expression `e` in a frame: an operator written as a call of a builtin
 /// (`a < b` is `__lessThan a b`) at the operator, otherwise where `e` starts.
 #[cold]
@@ -3090,6 +3179,65 @@ mod tests {
         );
         let x = run("builtins.genList (i: { a = i; } ? ${throw \"name\"}) 2").unwrap_err();
         assert_eq!(x, "name");
+    }
+
+    /// The kinds that make a Boolean are computed as one where a Boolean is wanted (see
+    /// `Evaluator::eval_bool`): the same values as elsewhere, laziness (`&&`, `||`, `->`
+    /// stop early) kept, and errors placed as before: at the operation, with the operand's
+    /// frame and the condition's.
+    #[test]
+    fn boolean_conditions_computed_in_place() {
+        let cond = |c: &str| format!("if {c} then 1 else 0");
+        for (c, want) in [
+            ("{ a = 1; } ? a", "1"),
+            ("{ a.b = 1; } ? a.c", "0"),
+            ("1 ? a", "0"),
+            ("!({ } ? a)", "1"),
+            ("!(!true)", "1"),
+            ("false && throw \"no\"", "0"),
+            ("true || throw \"no\"", "1"),
+            ("false -> throw \"no\"", "1"),
+            ("true -> false", "0"),
+            ("1 == 1 && \"a\" != \"b\"", "1"),
+            ("(x: x) == (x: x)", "0"),
+            ("[ 1 ] == [ 1 ] && { a = 1; } != { a = 2; }", "1"),
+            ("{ a = throw \"no\"; } ? a", "1"),
+        ] {
+            assert_eq!(run(&cond(c)).unwrap(), want, "{c}");
+        }
+        // The same kinds as values, and in `assert` and `builtins.filter`.
+        assert_eq!(
+            run("let s = { a.b = 1; }; in [ (s ? a.b) (!(s ? a.c)) (1 == 2 || s ? a) (true -> s ? x) ]")
+                .unwrap(),
+            "[ true true true false ]"
+        );
+        assert_eq!(run("assert !({ } ? a) && 1 != 2; 3").unwrap(), "3");
+        assert_eq!(
+            run("builtins.filter (x: !(x ? a)) [ { a = 1; } { } ]").unwrap(),
+            "[ { } ]"
+        );
+        // Errors: the operand's frame, then the condition's; the error placed at the
+        // operation that wanted the Boolean.
+        let x = run_trace(&cond("true && 1"));
+        let operand = x.find("in the right operand of '&&'").unwrap();
+        let branch = x.find("while evaluating a branch condition").unwrap();
+        assert!(branch < operand, "{x}");
+        assert!(
+            x.contains("expected a Boolean but found an integer: 1\n       at «test»:1:4:"),
+            "{x}"
+        );
+        let x = run_trace(&cond("!(1 == 1 && 2)"));
+        assert!(x.contains("in the argument of '!'"), "{x}");
+        assert!(x.contains("in the right operand of '&&'"), "{x}");
+        assert_eq!(
+            run(&cond("!({ a = 1; } ? ${1})")).unwrap_err(),
+            "expected a string but found an integer: 1"
+        );
+        assert_eq!(run(&cond("(throw \"t\") == 1")).unwrap_err(), "t");
+        assert_eq!(
+            run(&cond("!(builtins.abort \"a\")")).unwrap_err(),
+            "evaluation aborted with the following error message: 'a'"
+        );
     }
 
     /// `++` makes a new list of both sides, an empty side included.
