@@ -357,11 +357,29 @@ pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
     // The sets and lists entered, outermost first, each with its index in its parent.
     let mut path: Vec<(Value, usize)> = Vec::new();
     // What is left to do: an element, its depth (`path` length of its parent + 1) and its
-    // index in its parent; the next one last.
+    // index in its parent; the next one last. A list's elements stay in the list, as one
+    // entry (see `DeepNext::Rest`).
     let mut todo: Vec<(DeepNext, usize, usize)> = Vec::new();
     let mut seen = DeepSeen::default();
     deep_enter(v, 0, 0, &mut path, &mut todo, &mut seen);
-    while let Some((next, depth, index)) = todo.pop() {
+    while let Some(top) = todo.last_mut() {
+        let (next, depth, index) = match top {
+            (DeepNext::Rest(l), depth, from) => match next_in_list(l, *from) {
+                // The list stays on `todo` for the elements after this one.
+                Some((i, next)) => {
+                    *from = i + 1;
+                    (next, *depth, i)
+                }
+                None => {
+                    todo.pop();
+                    continue;
+                }
+            },
+            _ => match todo.pop() {
+                Some(x) => x,
+                None => break,
+            },
+        };
         path.truncate(depth);
         let r = if ev.depth + depth > ev.max_call_depth {
             err("stack overflow; max-call-depth exceeded")
@@ -369,10 +387,16 @@ pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
             match next {
                 DeepNext::Force(t) => deep_force_thunk(ev, &t, depth),
                 DeepNext::Enter(v) => Ok(v),
+                // Never taken off `todo` here (see above).
+                DeepNext::Rest(_) => continue,
             }
         };
         match r {
-            Ok(v) => deep_enter(&v, depth, index, &mut path, &mut todo, &mut seen),
+            Ok(v) => {
+                deep_enter(&v, depth, index, &mut path, &mut todo, &mut seen);
+                // Mostly a number, dropped in place.
+                v.discard();
+            }
             Err(e) => return Err(deep_frames(ev, e, &path, index)),
         }
     }
@@ -407,10 +431,33 @@ fn deep_call_too_deep(ev: &Evaluator, site: u32) -> EvalError {
 }
 
 /// An element [`deep_force`] has yet to visit: a thunk to force, or a set or list computed
-/// already, to enter.
+/// already, to enter; or the elements of a list from an index on (`todo`'s third field),
+/// looked at in place: a list of a hundred thousand elements is one entry, not one each
+/// (which cost a growing stack, its copies included, and a handle on each element).
 enum DeepNext {
     Force(Thunk),
     Enter(Value),
+    Rest(Rc<Vec<Thunk>>),
+}
+
+/// The first element of list `l` from index `from` on that [`deep_force`] has work with (one
+/// not computed yet, or a set or list), with its index. Elements computed to anything else
+/// have nothing left to force, and are passed over.
+#[inline]
+fn next_in_list(l: &[Thunk], from: usize) -> Option<(usize, DeepNext)> {
+    let rest = l.get(from..)?;
+    rest.iter().enumerate().find_map(|(i, t)| {
+        // Mostly numbers and the like, copied and dropped in place.
+        let next = match t.peek_scalar_first() {
+            None => DeepNext::Force(t.clone()),
+            Some(v @ (Value::Attrs(_) | Value::List(_))) => DeepNext::Enter(v),
+            Some(v) => {
+                v.discard();
+                return None;
+            }
+        };
+        Some((from + i, next))
+    })
 }
 
 /// The sets and lists [`deep_force`] has entered, by address.
@@ -444,7 +491,9 @@ fn deep_enter(
             }
         }
         Value::List(l) if seen.insert(Rc::as_ptr(l) as usize) => {
-            todo.extend(l.iter().enumerate().rev().filter_map(element))
+            if !l.is_empty() {
+                todo.push((DeepNext::Rest(l.clone()), depth + 1, 0));
+            }
         }
         _ => return,
     }
@@ -493,6 +542,25 @@ fn deep_frames(
         index = *parent_index;
     }
     e
+}
+
+/// The elements of `lists` one after the other (`concatLists`, `concatMap`): when at most
+/// one of them has elements, that list itself (shared, not copied), as in CppNix; otherwise
+/// one allocation of the final size.
+fn join_lists(lists: Vec<Rc<Vec<Thunk>>>) -> Rc<Vec<Thunk>> {
+    let mut full = lists.iter().filter(|x| !x.is_empty());
+    match (full.next(), full.next()) {
+        (None, _) => Rc::new(Vec::new()),
+        (Some(only), None) => only.clone(),
+        _ => {
+            let n = lists.iter().map(|x| x.len()).sum();
+            let mut out = Vec::with_capacity(n);
+            for x in &lists {
+                out.extend_from_slice(x);
+            }
+            Rc::new(out)
+        }
+    }
 }
 
 macro_rules! prim {
@@ -907,17 +975,17 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             1,
             prim!(ev, a, {
                 let l = list_arg(ev, &a[0], (0, "builtins.concatLists"))?;
-                let mut out = Vec::new();
+                let mut lists = Vec::with_capacity(l.len());
                 for t in l.iter() {
                     match force(ev, t)? {
-                        Value::List(x) => out.extend(x.iter().cloned()),
+                        Value::List(x) => lists.push(x),
                         v => return Err(text_frame(
                             ev.type_error("a list", &v),
                             "while evaluating a value of the list passed to builtins.concatLists",
                         )),
                     }
                 }
-                Ok(Value::List(Rc::new(out)))
+                Ok(Value::List(join_lists(lists)))
             }),
         ),
         (
@@ -926,14 +994,14 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let f = function_arg(ev, &a[0], (0, "builtins.concatMap"))?;
                 let l = list_arg(ev, &a[1], (1, "builtins.concatMap"))?;
-                let mut out = Vec::new();
+                let mut lists = Vec::with_capacity(l.len());
                 for t in l.iter() {
                     match ev.call(f.clone(), t.clone())? {
-                        Value::List(x) => out.extend(x.iter().cloned()),
+                        Value::List(x) => lists.push(x),
                         v => return Err(concat_map_error(ev, &v, &f)),
                     }
                 }
-                Ok(Value::List(Rc::new(out)))
+                Ok(Value::List(join_lists(lists)))
             }),
         ),
         (

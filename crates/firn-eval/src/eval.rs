@@ -543,12 +543,12 @@ impl Evaluator {
                 self.force_applied(t, f, arg, |f| ThunkState::Apply(f, a))
             }
             ThunkState::ApplyIndex(f, i) => {
-                let arg = Thunk::value(Value::Int(i));
                 if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(l, arg, None);
+                    let r = self.call_simple(l, Thunk::value(Value::Int(i)), None);
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
                 }
+                let arg = Thunk::value(Value::Int(i));
                 self.force_applied(t, f, arg, |f| ThunkState::ApplyIndex(f, i))
             }
             ThunkState::Select(src, name) => {
@@ -649,7 +649,8 @@ impl Evaluator {
     ) -> EResult<Value> {
         match r {
             Ok(v) => {
-                t.finish(v.clone());
+                // Often a number (`genList`'s and `map`'s elements): copied in place.
+                t.finish(v.clone_scalar_first());
                 Ok(v)
             }
             Err(x) => {
@@ -1147,6 +1148,10 @@ impl Evaluator {
                 self.eval_any(e, env)
             }
             ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, env),
+            ExprKind::Concat { .. } => match as_sum_of_var(e) {
+                Some((a, b)) => self.eval_sum(e, a, b, env),
+                None => self.eval_step(e, env),
+            },
             _ => self.eval_step(e, env),
         }
     }
@@ -1160,6 +1165,70 @@ impl Evaluator {
             Ok(v) => Ok(v),
             Err(x) => Err(self.locate_error(x, e)),
         }
+    }
+
+    /// [`Self::eval`] of `a + b` (node `e`, not a string interpolation). Two integers at
+    /// hand (literals or computed variables, as `first + n` in `range`'s `genList`) are
+    /// added here: nothing is evaluated, and `eval_step`'s large frame is not entered. The
+    /// rest (other operands, an overflow, for its error) takes the general way.
+    #[inline(never)]
+    fn eval_sum(
+        &mut self,
+        e: &'static Expr,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
+        // The second operand is only looked at when the first is one (`f x + f y` then
+        // costs one look).
+        if let Some(i) = int_in_place(a, env) {
+            if let Some(v) = int_in_place(b, env).and_then(|j| i.checked_add(j)) {
+                return Ok(Value::Int(v));
+            }
+            // The first at hand, the second to evaluate (`acc + el` summing a list): as
+            // `concat` does it, with `eval_step`'s placing of an error at `e`.
+            let r = match self.sum_operand(b, env) {
+                Ok(y) => self.add_values(Value::Int(i), y, b),
+                Err(x) => Err(self.text_frame_at(x, PLUS_OPERAND, b)),
+            };
+            return r.map_err(|x| self.locate_error(x, e));
+        }
+        self.eval_step(e, env)
+    }
+
+    /// Number `x` plus `y`, the value of operand `b` of `a + b`: an error (an overflow, a
+    /// non-number) is placed at `b`, as in Nix.
+    #[inline(always)]
+    fn add_values(&mut self, x: Value, y: Value, b: &'static Expr) -> EResult<Value> {
+        // Two integers at once (an overflow takes the general way, for its error).
+        if let (Value::Int(i), Value::Int(j)) = (&x, &y) {
+            if let Some(v) = i.checked_add(*j) {
+                x.discard();
+                y.discard();
+                return Ok(Value::Int(v));
+            }
+        }
+        add_numbers(self, &x, &y).map_err(|x| self.locate_error(x, b))
+    }
+
+    /// [`Self::eval_operand_value`] of an operand of `+`, with a variable not computed yet
+    /// (an element of a list, a fold's accumulator) forced without `eval_step`'s frame: as
+    /// `eval_kind` forces it, the error placed at `b` as `eval_step` places it.
+    #[inline(always)]
+    fn sum_operand(&mut self, b: &'static Expr, env: &Env) -> EResult<Value> {
+        if let ExprKind::Var(s) = &b.kind {
+            if let Some(t) = lookup_var_ref(b, *s, env) {
+                if let Some(v) = t.peek_scalar_first() {
+                    return Ok(v);
+                }
+                let t = t.clone();
+                return match self.force_pending(&t) {
+                    Ok(v) => Ok(v),
+                    Err(x) => Err(self.locate_error(x, b)),
+                };
+            }
+        }
+        self.eval_operand_value(b, env)
     }
 
     /// [`Self::eval`] of an `if` (`e`), without [`Self::eval_any`]'s loop state when the
@@ -1692,6 +1761,13 @@ impl Evaluator {
                     }
                     return self.eval_step(e, cur);
                 }
+                // `a + b`, for `eval`'s case of it (see `Self::eval_sum`).
+                ExprKind::Concat { .. } => {
+                    return match as_sum_of_var(e) {
+                        Some((a, b)) => self.eval_sum(e, a, b, cur),
+                        None => self.eval_step(e, cur),
+                    }
+                }
                 _ => return self.eval_step(e, cur),
             };
             e = next;
@@ -2139,6 +2215,10 @@ impl Evaluator {
                 let x = self.eval_operand(a, env, "in the left operand of '++'")?;
                 let y = self.eval_operand(b, env, "in the right operand of '++'")?;
                 match (x, y) {
+                    // With an empty side, the other list as it is (shared, not copied), as
+                    // in CppNix: `acc ++ [ ]` in a fold stays linear.
+                    (Value::List(x), Value::List(y)) if y.is_empty() => Ok(Value::List(x)),
+                    (Value::List(x), Value::List(y)) if x.is_empty() => Ok(Value::List(y)),
                     (Value::List(x), Value::List(y)) => {
                         // One allocation of the final size (not a copy of `x` grown).
                         let mut v = Vec::with_capacity(x.len() + y.len());
@@ -2161,16 +2241,7 @@ impl Evaluator {
             let a = self.eval_scalar_operand(&parts[0], env, PLUS_OPERAND)?;
             if matches!(a, Value::Int(_) | Value::Float(_)) {
                 let b = self.eval_scalar_operand(&parts[1], env, PLUS_OPERAND)?;
-                // Two integers at once (an overflow takes the general way, for its error).
-                if let (Value::Int(i), Value::Int(j)) = (&a, &b) {
-                    if let Some(v) = i.checked_add(*j) {
-                        a.discard();
-                        b.discard();
-                        return Ok(Value::Int(v));
-                    }
-                }
-                // An error (overflow, a non-number) is at the operand added, as in Nix.
-                return add_numbers(self, &a, &b).map_err(|x| self.locate_error(x, &parts[1]));
+                return self.add_values(a, b, &parts[1]);
             }
             let b = self.eval_operand(&parts[1], env, PLUS_OPERAND)?;
             return self.concat_values(force_string, vec![a, b], parts);
@@ -2790,6 +2861,11 @@ impl Evaluator {
     /// Equality of two elements: the same thunk is equal to itself (whatever its value, so
     /// `[ f ] == [ f ]` holds for a function `f`), otherwise their values are compared.
     pub fn equal_thunks(&mut self, a: &Thunk, b: &Thunk) -> EResult<bool> {
+        // Two computed integers (long lists of numbers), compared without a value made and
+        // dropped for each.
+        if let (Some(i), Some(j)) = (a.peek_int(), b.peek_int()) {
+            return Ok(i == j);
+        }
         let p = self.force(a)?;
         let q = self.force(b)?;
         if Thunk::ptr_eq(a, b) {
@@ -2999,6 +3075,26 @@ fn int_op(op: usize, i: i64, j: i64) -> Option<Value> {
         1 => i.checked_mul(j).map(Value::Int),
         2 if j != 0 => i.checked_div(j).map(Value::Int),
         3 => Some(Value::Bool(i < j)),
+        _ => None,
+    }
+}
+
+/// The operands of `e` if it is `a + b` (not a string interpolation) whose first operand
+/// is a variable or an integer literal, the case [`Evaluator::eval_sum`] may do at once;
+/// other sums (`f x + f y`) go straight to `eval_step`, without that detour.
+#[inline(always)]
+fn as_sum_of_var(e: &'static Expr) -> Option<(&'static Expr, &'static Expr)> {
+    match &e.kind {
+        ExprKind::Concat {
+            force_string: false,
+            parts,
+        } => match &parts[..] {
+            [a @ Expr {
+                kind: ExprKind::Var(_) | ExprKind::Int(_),
+                ..
+            }, b] => Some((a, b)),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -3469,6 +3565,169 @@ mod tests {
         let e = ev.parse(text, "«test»", "/").unwrap();
         let x = ev.eval_top(e).map(|_| ()).unwrap_err();
         assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
+    }
+
+    /// The fast paths of element-wise code: `+` of integers at hand, `++` and
+    /// `concatLists`/`concatMap` with empty lists (the other list shared), `deepSeq` going
+    /// through a list in place, and `==` of computed integer elements. Results, messages,
+    /// places and frames are those of the general ways.
+    #[test]
+    fn fast_paths_of_sums_lists_and_deep_forcing() {
+        // `+` of integers at hand; an overflow, a float or a string take the general way.
+        assert_eq!(
+            run("let x = 1; y = 2; in [ (x + y) (x + 2) (1 + y) ]").unwrap(),
+            "[ 3 3 3 ]"
+        );
+        assert_eq!(run("let x = 1; y = 2.5; in x + y").unwrap(), "3.5");
+        assert_eq!(
+            run("builtins.foldl' (acc: el: acc + el) 0 (builtins.genList (n: 5 + n) 100)").unwrap(),
+            "5450"
+        );
+        let overflow = "integer overflow in adding 9223372036854775807 + 1";
+        assert_eq!(
+            run("let x = 9223372036854775807; in x + 1").unwrap_err(),
+            overflow
+        );
+        // An error without frames: its message first, then its place (at the operand).
+        let r = run_trace("let x = 9223372036854775807; y = 1; in x + y");
+        assert!(r.starts_with(overflow), "{r}");
+        assert_eq!(frames_and_place(&r).1, ["at «test»:1:44:"]);
+        let r = run_trace("let x = 1; y = \"a\"; in x + y");
+        assert!(r.starts_with("cannot add a string to an integer"), "{r}");
+        assert_eq!(frames_and_place(&r).1, ["at «test»:1:28:"]);
+        // The second operand evaluated (a list's element), failing and not a number.
+        let (frames, places) = frames_and_place(&run_trace(
+            "builtins.foldl' (acc: el: acc + el) 0 [ 1 (throw \"t\") ]",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'foldl'' builtin",
+                "… while calling anonymous lambda",
+                "… in an operand of '+'",
+                "… while calling the 'throw' builtin",
+            ]
+        );
+        assert_eq!(places.last().map(String::as_str), Some("error: t"));
+        let (_, places) = frames_and_place(&run_trace(
+            "builtins.foldl' (acc: el: acc + el) 0 [ 1 \"a\" ]",
+        ));
+        assert_eq!(
+            places[2..],
+            [
+                "error: cannot add a string to an integer",
+                "at «test»:1:33:"
+            ]
+        );
+        let (frames, places) = frames_and_place(&run_trace("let x = \"a\"; y = 1; in x + y"));
+        assert_eq!(frames, ["… while evaluating a path segment"]);
+        assert_eq!(
+            places.last().map(String::as_str),
+            Some("error: cannot coerce an integer to a string: 1")
+        );
+        let (frames, places) = frames_and_place(&run_trace(
+            "builtins.genList (n: 9223372036854775807 + n) 3",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating list element at index 1",
+                "… from call site",
+                "… while calling anonymous lambda",
+            ]
+        );
+        assert_eq!(
+            places[2..],
+            [format!("error: {overflow}"), "at «test»:1:44:".into()]
+        );
+
+        // `++` and `concatLists`/`concatMap` with empty lists; a non-list still fails.
+        assert_eq!(
+            run("let l = [ 1 ]; in [ ([ ] ++ l) (l ++ [ ]) ([ ] ++ [ ]) ((l ++ [ ]) ++ (l ++ [ 2 ])) ]")
+                .unwrap(),
+            "[ [ 1 ] [ 1 ] [ ] [ 1 1 2 ] ]"
+        );
+        let message = "expected a list but found an integer: 1";
+        for text in ["let x = [ ]; in x ++ 1", "let x = [ ]; in 1 ++ x"] {
+            let (frames, places) = frames_and_place(&run_trace(text));
+            assert_eq!(
+                frames,
+                ["… while evaluating one of the elements to concatenate"]
+            );
+            assert_eq!(
+                places.last().map(String::as_str),
+                Some(&*format!("error: {message}"))
+            );
+        }
+        assert_eq!(
+            run(
+                "with builtins; [ (concatLists [ [ ] [ 1 2 ] [ ] ]) (concatLists [ [ ] [ ] ]) \
+                 (concatLists [ [ 1 ] [ 2 ] [ ] [ 3 ] ]) \
+                 (concatMap (x: if x == 2 then [ x ] else [ ]) [ 1 2 3 ]) ]"
+            )
+            .unwrap(),
+            "[ [ 1 2 ] [ ] [ 1 2 3 ] [ 2 ] ]"
+        );
+        assert_eq!(
+            run("builtins.concatLists [ [ ] [ 1 2 ] 3 ]").unwrap_err(),
+            "expected a list but found an integer: 3"
+        );
+        let (frames, _) = frames_and_place(&run_trace("builtins.concatMap (x: x) [ [ ] 1 ]"));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'concatMap' builtin",
+                "… while evaluating the return value of the function passed to builtins.concatMap",
+            ]
+        );
+
+        // `deepSeq` through lists in place: the first failing element in order, with the
+        // path to it; lists met twice, nested, and elements computed already.
+        assert_eq!(
+            run("let l = [ 1 [ 2 ] ]; in builtins.deepSeq [ l l (builtins.genList (x: [ x ]) 3) [ ] ] 0")
+                .unwrap(),
+            "0"
+        );
+        let (frames, places) = frames_and_place(&run_trace(
+            "builtins.deepSeq (builtins.genList (x: if x == 5 then throw \"five\" else x) 10) 0",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'deepSeq' builtin",
+                "… while evaluating list element at index 5",
+                "… from call site",
+                "… while calling anonymous lambda",
+                "… while calling the 'throw' builtin",
+            ]
+        );
+        assert_eq!(places.last().map(String::as_str), Some("error: five"));
+        let (frames, _) = frames_and_place(&run_trace(
+            "builtins.deepSeq [ 1 [ 2 { a = 3; b = [ (throw \"deep\") ]; } ] ] 0",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'deepSeq' builtin",
+                "… while evaluating list element at index 1",
+                "… while evaluating list element at index 1",
+                "… while evaluating the attribute 'b'",
+                "… while evaluating list element at index 0",
+                "… while calling the 'throw' builtin",
+            ]
+        );
+
+        // `==` of lists: computed integers, a float equal to an integer, the same function
+        // element, errors of elements forced.
+        let eq = "let g = builtins.genList; l = g (x: x) 5; f = x: x; in builtins.deepSeq l [ \
+                  (l == g (x: x) 5) (l == g (x: x + 0) 5) (l == g (x: if x == 4 then 5 else x) 5) \
+                  ([ 1 2 3 ] == [ 1 2 3.0 ]) ([ f ] == [ f ]) (let m = [ f ]; in m == m) \
+                  ([ 1 (throw \"e\") ] == [ 2 (throw \"e\") ]) ]";
+        assert_eq!(run(eq).unwrap(), "[ true true false true true true false ]");
+        assert_eq!(
+            run("[ 1 (throw \"e\") ] == [ 1 (throw \"e\") ]").unwrap_err(),
+            "e"
+        );
     }
 
     /// The second round of fast paths: an `if` outside `eval_any`'s loop (its branches
