@@ -963,9 +963,20 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 // The initial accumulator is only forced if it is the result.
                 let mut acc = a[1].clone();
                 let l = list_arg(ev, &a[2], (2, "builtins.foldlStrict"))?;
-                for t in l.iter() {
-                    let v = ev.call2(&f, acc, t.clone())?;
-                    acc = Thunk::value(v);
+                // The usual two-argument lambda is taken apart once, not per element.
+                match crate::eval::Lambda2::of(&f) {
+                    Some(l2) => {
+                        for t in l.iter() {
+                            let v = ev.call_lambda2(l2, acc, t.clone())?;
+                            acc = Thunk::value(v);
+                        }
+                    }
+                    None => {
+                        for t in l.iter() {
+                            let v = ev.call2(&f, acc, t.clone())?;
+                            acc = Thunk::value(v);
+                        }
+                    }
                 }
                 force(ev, &acc)
             }),

@@ -536,7 +536,7 @@ impl Evaluator {
             ThunkState::Apply(f, a) => {
                 let arg = a.clone();
                 if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(l, arg, None);
+                    let r = self.call_simple(l, arg, None, true);
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::Apply(f, a));
                 }
@@ -544,7 +544,7 @@ impl Evaluator {
             }
             ThunkState::ApplyIndex(f, i) => {
                 if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(l, Thunk::value(Value::Int(i)), None);
+                    let r = self.call_simple(l, Thunk::value(Value::Int(i)), None, true);
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
                 }
@@ -579,13 +579,16 @@ impl Evaluator {
     /// A call of a lambda [`simple_lambda`] found, without the dispatch on the kind of
     /// function: its scope, and its body evaluated, with the depth and frames of
     /// [`Self::call`] (no `site`) or of a call expression `site` (an error of the call itself
-    /// placed there, one of the body with the call site's frame).
-    #[inline]
+    /// placed there, one of the body with the call site's frame). `stack_checked`: the
+    /// caller checked the stack in the same frame (this is always inlined, so the check
+    /// here would read the same stack pointer and give the same answer).
+    #[inline(always)]
     fn call_simple(
         &mut self,
         l: Lambda,
         arg: Thunk,
         site: Option<&'static Expr>,
+        stack_checked: bool,
     ) -> EResult<Value> {
         let ExprKind::Lambda {
             arg: Some(n), body, ..
@@ -593,16 +596,11 @@ impl Evaluator {
         else {
             return self.call(Value::Lambda(l), arg);
         };
-        let entered = if self.depth > self.max_call_depth {
-            err("stack overflow; max-call-depth exceeded")
-        } else {
-            self.check_stack()
-        };
-        if let Err(x) = entered {
-            return Err(match site {
-                Some(e) => self.locate_error(x, e),
-                None => x,
-            });
+        // As `call_at`: the depth before the call is checked, then the stack.
+        if self.depth > self.max_call_depth
+            || (!stack_checked && self.stack_used() > self.stack_limit)
+        {
+            return Err(self.call_refused(site));
         }
         let lambda = l.expr;
         // The scope takes over the closure's handle on its environment.
@@ -610,13 +608,46 @@ impl Evaluator {
         self.depth += 1;
         let r = self.eval(body, &inner);
         self.depth -= 1;
-        r.map_err(|x| {
-            let x = match site {
-                Some(_) => self.locate_error(x, body),
-                None => x,
-            };
-            self.call_frames(x, lambda, site)
-        })
+        inner.discard(1);
+        match r {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.call_simple_failed(x, body, lambda, site)),
+        }
+    }
+
+    /// [`Self::call_simple`] refused to enter the call (the call depth or the stack is used
+    /// up): the error, placed at the call expression `site` if there is one.
+    #[cold]
+    #[inline(never)]
+    fn call_refused(&mut self, site: Option<&'static Expr>) -> EvalError {
+        let x = if self.depth > self.max_call_depth {
+            EvalError::new("stack overflow; max-call-depth exceeded")
+        } else {
+            stack_overflow()
+        };
+        match site {
+            Some(e) => self.locate_error(x, e),
+            None => x,
+        }
+    }
+
+    /// An error `x` out of the body `body` of lambda `lambda` called by
+    /// [`Self::call_simple`] (from the call expression `site`, if any): placed in the body
+    /// when there is a call site, with the call's frames.
+    #[cold]
+    #[inline(never)]
+    fn call_simple_failed(
+        &mut self,
+        x: EvalError,
+        body: &'static Expr,
+        lambda: &'static Expr,
+        site: Option<&'static Expr>,
+    ) -> EvalError {
+        let x = match site {
+            Some(_) => self.locate_error(x, body),
+            None => x,
+        };
+        self.call_frames(x, lambda, site)
     }
 
     /// [`Self::force_pending`] of an application: `f` called with `arg`; on an error the
@@ -1296,8 +1327,16 @@ impl Evaluator {
     ) -> EResult<Value> {
         if let ([arg], ExprKind::Var(s)) = (args, &fun.kind) {
             if let Some(l) = lookup_var_ref(fun, *s, env).and_then(simple_lambda) {
-                let arg = self.thunk(arg, env);
-                return self.call_simple(l, arg, Some(e));
+                // The argument is mostly a variable bound lexically: its thunk shared without
+                // the call of `thunk`.
+                let arg = match &arg.kind {
+                    ExprKind::Var(s) => match lookup_var_ref(arg, *s, env) {
+                        Some(t) => t.clone(),
+                        None => self.thunk(arg, env),
+                    },
+                    _ => self.thunk(arg, env),
+                };
+                return self.call_simple(l, arg, Some(e), false);
             }
         }
         self.eval_any(e, env)
@@ -2510,38 +2549,34 @@ impl Evaluator {
     /// as builtins such as `foldl'` and `sort` call, both scopes are made at once and the
     /// body evaluated, without the closure of the first application in between.
     pub fn call2(&mut self, f: &Value, a: Thunk, b: Thunk) -> EResult<Value> {
-        if let Value::Lambda(l) = f {
-            if let ExprKind::Lambda {
-                arg: Some(n1),
-                formals: None,
-                body: inner,
-            } = &l.expr.kind
-            {
-                if let ExprKind::Lambda {
-                    arg: Some(n2),
-                    formals: None,
-                    body,
-                } = &inner.kind
-                {
-                    // The first application evaluates nothing (see `call_at`); the second is
-                    // a call, checked as one.
-                    if self.depth > self.max_call_depth {
-                        return err("stack overflow; max-call-depth exceeded");
-                    }
-                    self.check_stack()?;
-                    self.depth += 1;
-                    let env = l.env.push(Scope::One(*n1, a)).extend(Scope::One(*n2, b));
-                    let r = match self.eval(body, &env) {
-                        Ok(v) => Ok(v),
-                        Err(x) => Err(self.call_frames(x, inner, None)),
-                    };
-                    self.depth -= 1;
-                    return r;
-                }
-            }
+        if let Some(l2) = Lambda2::of(f) {
+            return self.call_lambda2(l2, a, b);
         }
         let g = self.call(f.clone(), a)?;
         self.call(g, b)
+    }
+
+    /// [`Self::call2`] of a two-argument lambda taken apart already (a builtin calling the
+    /// same function for every element takes it apart once).
+    #[inline]
+    pub(crate) fn call_lambda2(&mut self, l2: Lambda2<'_>, a: Thunk, b: Thunk) -> EResult<Value> {
+        // The first application evaluates nothing (see `call_at`); the second is a call,
+        // checked as one.
+        if self.depth > self.max_call_depth {
+            return err("stack overflow; max-call-depth exceeded");
+        }
+        self.check_stack()?;
+        self.depth += 1;
+        let env = l2
+            .env
+            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
+        let r = self.eval(l2.body, &env);
+        self.depth -= 1;
+        env.discard(2);
+        match r {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.call_frames(x, l2.inner, None)),
+        }
     }
 
     /// Apply a function value to an argument.
@@ -3048,6 +3083,50 @@ fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
                 "a float"
             }
         )),
+    }
+}
+
+/// A lambda of two plain arguments (`a: b: body`) taken apart, for [`Evaluator::call_lambda2`].
+#[derive(Clone, Copy)]
+pub(crate) struct Lambda2<'a> {
+    /// The closure's environment.
+    env: &'a Env,
+    /// The two parameters.
+    first: Symbol,
+    second: Symbol,
+    /// The inner lambda (`b: body`), for the frame of an error.
+    inner: &'static Expr,
+    body: &'static Expr,
+}
+
+impl<'a> Lambda2<'a> {
+    /// `f` taken apart if it is such a lambda.
+    #[inline]
+    pub(crate) fn of(f: &'a Value) -> Option<Lambda2<'a>> {
+        let Value::Lambda(l) = f else { return None };
+        let ExprKind::Lambda {
+            arg: Some(first),
+            formals: None,
+            body: inner,
+        } = &l.expr.kind
+        else {
+            return None;
+        };
+        let ExprKind::Lambda {
+            arg: Some(second),
+            formals: None,
+            body,
+        } = &inner.kind
+        else {
+            return None;
+        };
+        Some(Lambda2 {
+            env: &l.env,
+            first: *first,
+            second: *second,
+            inner,
+            body,
+        })
     }
 }
 
@@ -3565,6 +3644,89 @@ mod tests {
         let e = ev.parse(text, "«test»", "/").unwrap();
         let x = ev.eval_top(e).map(|_| ()).unwrap_err();
         assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
+    }
+
+    /// The scopes of calls taken apart in place as the call returns (`call_simple`'s one
+    /// binding, `foldl'`'s two): a scope still held (by a closure or a thunk made in the
+    /// call) stays whole; `max-call-depth` counts every call of these paths (a `genList`
+    /// element, a lambda called by name, `foldl'`'s function), with the same frames.
+    #[test]
+    fn fast_paths_of_call_scopes() {
+        // Scopes outliving their call: a closure from `foldl'`'s function, a set of thunks
+        // from a lambda called by name, a `genList` element's.
+        assert_eq!(
+            run("map (f: f 1) (builtins.foldl' (l: b: l ++ [ (x: x + b) ]) [ ] [ 10 20 ])")
+                .unwrap(),
+            "[ 11 21 ]"
+        );
+        assert_eq!(
+            run("let f = x: { v = x + 1; w = [ x ]; }; r = f 1; in [ r.v r.w (f 2).v ]").unwrap(),
+            "[ 2 [ 1 ] 3 ]"
+        );
+        assert_eq!(
+            run("map (s: s.v) (builtins.genList (n: { v = n * 2; }) 3)").unwrap(),
+            "[ 0 2 4 ]"
+        );
+        // Functions `foldl'` does not take apart: more arguments, formals, one argument.
+        assert_eq!(
+            run("(builtins.foldl' ({ a ? 1 }: b: { a = a + b; }) { } [ 5 10 ]).a").unwrap(),
+            "16"
+        );
+        assert_eq!(
+            run("(builtins.foldl' (a: b: c: a + b + c) 1 [ 2 ]) 3").unwrap(),
+            "6"
+        );
+        assert_eq!(run("builtins.foldl' (a: a) (b: 7) [ 1 ]").unwrap(), "7");
+        // Each level of these recursions is three calls (`f`, the builtin, the lambda it
+        // calls): with a depth of 20, six levels fit and seven do not, on every path.
+        for text in [
+            "let f = n: if n == 0 then 0 else 1 + builtins.elemAt (builtins.genList (i: f (n - 1)) 1) 0; in f N",
+            "let f = n: if n == 0 then 0 else builtins.foldl' (a: b: 1 + f (n - 1)) 0 [ 1 ]; in f N",
+            "let f = n: if n == 0 then 0 else 1 + builtins.head (map (x: f (n - 1)) [ 1 ]); in f N",
+        ] {
+            for (n, fits) in [(6, true), (7, false)] {
+                let mut ev = Evaluator::new();
+                ev.max_call_depth = 20;
+                let e = ev
+                    .parse(&text.replace('N', &n.to_string()), "«test»", "/")
+                    .unwrap();
+                match ev.eval_top(e) {
+                    Ok(v) => assert!(fits && matches!(v, Value::Int(6)), "{text} {n}"),
+                    Err(x) => {
+                        assert!(!fits, "{text} {n}: {}", x.msg);
+                        assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
+                    }
+                }
+            }
+        }
+        // The frames of an error in the body of a lambda called by name, and in a
+        // `genList` element's.
+        let (frames, places) = frames_and_place(&run_trace(
+            "let p = x: x.a; in builtins.foldl' (a: b: if p b then a else a) 0 [ { a = true; } { } ]",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'foldl'' builtin",
+                "… while calling anonymous lambda",
+                "… while evaluating a branch condition",
+                "… from call site",
+                "… while calling 'p'",
+                "… while evaluating the attribute 'a'",
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:20:",
+                "at «test»:1:40:",
+                "at «test»:1:46:",
+                "at «test»:1:46:",
+                "at «test»:1:9:",
+                "at «test»:1:12:",
+                "error: attribute 'a' missing",
+            ]
+        );
     }
 
     /// The fast paths of element-wise code: `+` of integers at hand, `++` and

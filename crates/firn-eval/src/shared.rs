@@ -56,6 +56,36 @@ impl<T> Shared<T> {
         unsafe { self.ptr.as_ref() }
     }
 
+    /// The value, when `this` is its last handle (the block is given back without dropping
+    /// the value, which the caller now owns); otherwise the handle is dropped (the count
+    /// lowered) and `None`. As `Rc::into_inner`, for a caller that takes the value apart
+    /// with its common case inline, where the generic drop would call out of line.
+    #[inline(always)]
+    pub fn into_unique(this: Shared<T>) -> Option<T> {
+        let c = &this.inner().count;
+        let n = c.get();
+        if n != 1 {
+            c.set(n - 1);
+            std::mem::forget(this);
+            return None;
+        }
+        let p = this.ptr.as_ptr();
+        std::mem::forget(this);
+        // SAFETY: this was the last handle, forgotten above: the value is read out once
+        // and the allocation is never used again.
+        let inner = unsafe { ptr::read(p) };
+        if Self::CLASS == 0 {
+            // SAFETY: the pointer came from `Box::leak`; freed as uninitialised memory
+            // (the value was moved out above, so nothing is dropped twice).
+            drop(unsafe { Box::from_raw(p.cast::<std::mem::MaybeUninit<Inner<T>>>()) });
+        } else {
+            // SAFETY: the block came from the pool for this class on this thread, and its
+            // contents were moved out.
+            unsafe { crate::pool::give(p.cast(), Self::CLASS) };
+        }
+        Some(inner.value)
+    }
+
     /// Whether two handles point to the same value.
     #[inline]
     pub fn ptr_eq(a: &Shared<T>, b: &Shared<T>) -> bool {
@@ -145,6 +175,21 @@ mod tests {
         assert_eq!(drops.get(), 0);
         drop(c);
         assert_eq!(drops.get(), 1);
+    }
+
+    #[test]
+    fn into_unique_only_from_the_last_handle() {
+        let drops = Rc::new(Cell::new(0));
+        let a = Shared::new(CountDrops(drops.clone()));
+        let b = a.clone();
+        assert!(Shared::into_unique(a).is_none());
+        assert_eq!(drops.get(), 0);
+        let v = Shared::into_unique(b).map(|v| v.0.clone());
+        // Moved out, not dropped: dropped once, here.
+        assert_eq!(drops.get(), 1);
+        assert!(v.is_some());
+        let big = Shared::new([7u64; 16]);
+        assert_eq!(Shared::into_unique(big), Some([7u64; 16]));
     }
 
     #[test]

@@ -832,14 +832,51 @@ impl Env {
         })))
     }
     /// [`Self::push`] of a chain this one is not needed for afterwards: the new scope takes
-    /// over the handle (no count to raise here and lower when `self` is dropped).
-    #[inline]
+    /// over the handle (no count to raise here and lower when `self` is dropped). Always
+    /// inlined: it makes the scope of every call of a one-argument lambda.
+    #[inline(always)]
     pub fn extend(self, scope: Scope) -> Env {
         Env(Some(Shared::new(EnvNode {
             scope,
             parent: self,
         })))
     }
+    /// `self.push(a).extend(b)`, always inlined: for `Evaluator::call2`, which binds both
+    /// arguments of a two-argument lambda on every call (`foldl'`, `sort`), where the two
+    /// calls cost as much as the scopes themselves.
+    #[inline(always)]
+    pub fn push_two(&self, a: Scope, b: Scope) -> Env {
+        let outer = Env(Some(Shared::new(EnvNode {
+            scope: a,
+            parent: self.clone(),
+        })));
+        Env(Some(Shared::new(EnvNode {
+            scope: b,
+            parent: outer,
+        })))
+    }
+    /// Drop this handle, with the innermost `levels` scopes taken apart in place while this
+    /// is their last handle: for a call's scopes, dropped as the call returns, where the
+    /// generic drop (recursive, so out of line) costs more than the few loads and stores
+    /// of a one-binding scope. Any other scope is dropped the usual way.
+    #[inline(always)]
+    pub fn discard(self, levels: usize) {
+        let mut env = self;
+        for _ in 0..levels {
+            let Some(node) = env.0 else { return };
+            let Some(EnvNode { scope, parent }) = Shared::into_unique(node) else {
+                return;
+            };
+            match scope {
+                // A thunk's drop is inline (a count lowered; a computed scalar is freed
+                // without the state's drop glue).
+                Scope::One(_, t) => drop(t),
+                other => drop(other),
+            }
+            env = parent;
+        }
+    }
+
     /// The innermost scope.
     pub fn scope(&self) -> Option<&Scope> {
         self.0.as_deref().map(|n| &n.scope)
