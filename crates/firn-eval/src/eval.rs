@@ -1178,13 +1178,43 @@ impl Evaluator {
             ExprKind::Let { .. } | ExprKind::With { .. } | ExprKind::Assert { .. } => {
                 self.eval_any(e, env)
             }
-            ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, env),
+            ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, None, env),
+            ExprKind::SelectOr(x) => self.eval_select(e, &x.e, &x.path, Some(&x.default), env),
+            ExprKind::Attrs(a) => self.eval_attrs(e, a, env),
+            ExprKind::Global(s) => self.eval_global(e, *s, env),
             ExprKind::Concat { .. } => match as_sum_of_var(e) {
                 Some((a, b)) => self.eval_sum(e, a, b, env),
                 None => self.eval_step(e, env),
             },
             _ => self.eval_step(e, env),
         }
+    }
+
+    /// [`Self::eval`] of a set literal (node `e`): its map built, an error placed at `e` as
+    /// `eval_step` places it. Sets are among the most common kinds (the module system makes
+    /// many), so they skip `eval_step`'s dispatch.
+    #[inline(never)]
+    fn eval_attrs(&mut self, e: &'static Expr, a: &'static Attrs, env: &Env) -> EResult<Value> {
+        match self.build_attrs(a, Some(e), env, a.rec, false) {
+            Ok((map, _)) => Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
+                map,
+                Origin::Attrs(a),
+            )))),
+            Err(x) => Err(self.locate_error(x, e)),
+        }
+    }
+
+    /// [`Self::eval`] of a global variable (`true`, `null`, `builtins`, ...; node `e`):
+    /// a computed one is copied out without a handle on its thunk. The rest (one not
+    /// computed yet, an undefined name, for its error) takes `eval_step`'s way.
+    #[inline(never)]
+    fn eval_global(&mut self, e: &'static Expr, s: Symbol, env: &Env) -> EResult<Value> {
+        if let Some(Some(t)) = self.globals.get(s.0 as usize) {
+            if let Some(v) = t.peek() {
+                return Ok(v);
+            }
+        }
+        self.eval_step(e, env)
     }
 
     /// [`Self::eval`] of a variable `e` bound lexically to thunk `t`, not computed yet: `t`
@@ -1304,8 +1334,13 @@ impl Evaluator {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Var(s) => {
-                if let Some(v) = lookup_var_ref(e, *s, env).and_then(Thunk::peek_scalar_first) {
-                    return Ok(v);
+                if let Some(t) = lookup_var_ref(e, *s, env) {
+                    if let Some(v) = t.peek_scalar_first() {
+                        return Ok(v);
+                    }
+                    // Not computed yet (a lazy argument, `n - 1` of a recursion): forced
+                    // as `eval` forces it, without `eval_step`'s dispatch.
+                    return self.eval_pending_var(e, t.clone());
                 }
                 self.eval_step(e, env)
             }
@@ -1342,16 +1377,18 @@ impl Evaluator {
         self.eval_any(e, env)
     }
 
-    /// [`Self::eval`] of a selection without a default (placed as `eval_step` places).
+    /// [`Self::eval`] of a selection, with or without a default (placed as `eval_step`
+    /// places).
     #[inline(never)]
     fn eval_select(
         &mut self,
         e: &'static Expr,
         inner: &'static Expr,
         path: &'static [AttrName],
+        default: Option<&'static Expr>,
         env: &Env,
     ) -> EResult<Value> {
-        match self.select(e, inner, path, None, env) {
+        match self.select(e, inner, path, default, env) {
             Ok(v) => Ok(v),
             Err(x) => Err(self.locate_error(x, e)),
         }
@@ -1937,20 +1974,16 @@ impl Evaluator {
         }
     }
 
-    /// [`Self::eval_step`] without placing errors.
+    /// [`Self::eval_step`] without placing errors. Inlined into `eval_step`, whose frame is
+    /// the largest any arm needs and whose prologue saves the registers any arm uses: so
+    /// each arm with more than a few instructions of work is a call of a function kept out
+    /// of line, and the frame stays small for all.
     #[inline(always)]
     fn eval_kind(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::Int(*i)),
             ExprKind::Float(f) => Ok(Value::Float(*f)),
-            ExprKind::Str(s) => match self.literal(e) {
-                Some(t) => self.force(&t),
-                None => Err(self.nul_in_string(e, s)),
-            },
-            ExprKind::Path(_) => match self.literal(e) {
-                Some(t) => self.force(&t),
-                None => err("internal error: a path literal without a value"),
-            },
+            ExprKind::Str(_) | ExprKind::Path(_) => self.literal_value(e),
             ExprKind::Var(s) => {
                 // Most variables are bound lexically and already computed: their value is
                 // copied out without taking a handle on the thunk.
@@ -1961,34 +1994,20 @@ impl Evaluator {
                     let t = t.clone();
                     return self.force_pending(&t);
                 }
-                let t = match lookup_lexical(*s, env) {
-                    Some(t) => t,
-                    None => self.lookup_with(*s, env)?,
-                };
-                self.force(&t)
+                self.var_value(*s, env)
             }
-            ExprKind::Global(s) => {
-                let t = self.global(*s)?;
-                self.force(&t)
-            }
+            ExprKind::Global(s) => self.global_value(*s),
             ExprKind::CurPos => Ok(self.positions.value(e.span.start)),
             ExprKind::InheritFrom(_) => err("internal error: inherit source outside a set"),
-            ExprKind::Select { e: inner, path } => self.select(e, inner, path, None, env),
-            ExprKind::SelectOr(x) => self.select(e, &x.e, &x.path, Some(&x.default), env),
+            // `eval_select` places the error as `eval_step` would (a second placing leaves
+            // it), and `select` then has one caller, into which it is inlined.
+            ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, None, env),
+            ExprKind::SelectOr(x) => self.eval_select(e, &x.e, &x.path, Some(&x.default), env),
             ExprKind::HasAttr { e: inner, path } => {
                 self.has_attr(e, inner, path, env).map(Value::Bool)
             }
-            ExprKind::Attrs(a) => {
-                let (map, _) = self.build_attrs(a, Some(e), env, a.rec, false)?;
-                Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
-                    map,
-                    Origin::Attrs(a),
-                ))))
-            }
-            ExprKind::List(items) => {
-                let ts = items.iter().map(|i| self.thunk(i, env)).collect();
-                Ok(Value::List(Rc::new(ts)))
-            }
+            ExprKind::Attrs(a) => self.eval_attrs(e, a, env),
+            ExprKind::List(items) => self.list_value(items, env),
             ExprKind::Lambda { .. } => Ok(Value::Lambda(Lambda {
                 expr: e,
                 env: env.clone(),
@@ -2003,12 +2022,52 @@ impl Evaluator {
                 env,
                 "in the argument of '!'",
             )?)),
+            // The Boolean operators (`==` the most common) call `bool_binop` here: a call
+            // of `binop` in between would cost more than this small arm.
+            ExprKind::Bin { op, a, b } if is_boolean(*op) => {
+                Ok(Value::Bool(self.bool_binop(*op, a, b, env)?))
+            }
             ExprKind::Bin { op, a, b } => self.binop(*op, a, b, env),
             ExprKind::Concat {
                 force_string,
                 parts,
             } => self.concat(*force_string, parts, env),
         }
+    }
+
+    /// [`Self::eval_kind`] of a string or path literal `e` (errors not placed).
+    #[inline(never)]
+    fn literal_value(&mut self, e: &'static Expr) -> EResult<Value> {
+        match (self.literal(e), &e.kind) {
+            (Some(t), _) => self.force(&t),
+            (None, ExprKind::Str(s)) => Err(self.nul_in_string(e, s)),
+            (None, _) => err("internal error: a path literal without a value"),
+        }
+    }
+
+    /// [`Self::eval_kind`] of variable `s` that the node's resolution did not find: a
+    /// lexical one, or one from a `with` (errors not placed).
+    #[inline(never)]
+    fn var_value(&mut self, s: Symbol, env: &Env) -> EResult<Value> {
+        let t = match lookup_lexical(s, env) {
+            Some(t) => t,
+            None => self.lookup_with(s, env)?,
+        };
+        self.force(&t)
+    }
+
+    /// [`Self::eval_kind`] of global variable `s` (errors not placed).
+    #[inline(never)]
+    fn global_value(&mut self, s: Symbol) -> EResult<Value> {
+        let t = self.global(s)?;
+        self.force(&t)
+    }
+
+    /// [`Self::eval_kind`] of a list literal: a thunk for each item.
+    #[inline(never)]
+    fn list_value(&mut self, items: &'static [Expr], env: &Env) -> EResult<Value> {
+        let ts = items.iter().map(|i| self.thunk(i, env)).collect();
+        Ok(Value::List(Rc::new(ts)))
     }
 
     /// `inner ? path` (node `e`, whose memo keeps the lookup hints of the first two names):
@@ -2023,13 +2082,21 @@ impl Evaluator {
     ) -> EResult<bool> {
         let mut v = self.eval_operand(inner, env, "in the argument of '?'")?;
         for (i, a) in path.iter().enumerate() {
-            let name = self.attr_name(a, env)?;
-            let found = match (&v, &name) {
-                // As a selection's, the first two names' positions are remembered in the
-                // node (most `?` ask sets of one shape, often for a name they lack).
-                (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i),
-                (Value::Attrs(m), Some(n)) => m.get_rc(n),
-                _ => None,
+            // As a selection's: the first two names' positions are remembered in the node
+            // (most `?` ask sets of one shape, often for a name they lack), and a static
+            // name is looked up with the handle the table of names keeps, borrowed.
+            let found = match a {
+                AttrName::Static(s) => match self.names.get(s.0 as usize) {
+                    Some(Some(n)) => attr_in(&v, n, &e.memo, i),
+                    _ => {
+                        let n = self.name_rc(*s);
+                        attr_in(&v, &n, &e.memo, i)
+                    }
+                },
+                AttrName::Dynamic(_) => match self.attr_name(a, env)? {
+                    Some(n) => attr_in(&v, &n, &e.memo, i),
+                    None => None,
+                },
             };
             // The last attribute only has to exist, not to be evaluated (nor its thunk
             // taken a handle on).
@@ -2059,15 +2126,28 @@ impl Evaluator {
             Err(x) => return Err(self.text_frame_at(x, "while selecting an attribute", inner)),
         };
         for (i, a) in path.iter().enumerate() {
-            let name = match self.attr_name(a, env) {
-                Ok(n) => n,
-                Err(x) => return Err(self.select_error(x, e, inner, path, env, i, None)),
-            };
-            let found = match (&v, &name) {
-                // Positions of the first two names are remembered in the node.
-                (Value::Attrs(m), Some(n)) if i < 2 => m.get_hinted(n, &e.memo, i),
-                (Value::Attrs(m), Some(n)) => m.get_rc(n),
-                _ => None,
+            // A static name (nearly all) is looked up with the handle the table of names
+            // keeps, borrowed: no count raised and dropped for each name. Its own handle is
+            // only taken for an error (`name` then, below); a dynamic name's is kept here.
+            let mut dynamic: Option<RcStr> = None;
+            let found = match a {
+                AttrName::Static(s) => match self.names.get(s.0 as usize) {
+                    Some(Some(n)) => attr_in(&v, n, &e.memo, i),
+                    _ => {
+                        let n = self.name_rc(*s);
+                        attr_in(&v, &n, &e.memo, i)
+                    }
+                },
+                AttrName::Dynamic(_) => {
+                    dynamic = match self.attr_name(a, env) {
+                        Ok(n) => n,
+                        Err(x) => return Err(self.select_error(x, e, inner, path, env, i, None)),
+                    };
+                    match &dynamic {
+                        Some(n) => attr_in(&v, n, &e.memo, i),
+                        None => None,
+                    }
+                }
             };
             match found {
                 Some(t) => {
@@ -2080,6 +2160,7 @@ impl Evaluator {
                     v = match self.force_pending(&t) {
                         Ok(x) => x,
                         Err(x) => {
+                            let name = self.static_or(a, dynamic);
                             let def = self.def_offset(&v, name.as_deref());
                             return Err(self.select_error(x, e, inner, path, env, i + 1, def));
                         }
@@ -2092,12 +2173,24 @@ impl Evaluator {
                             Err(x) => Err(self.select_error(x, e, inner, path, env, i, None)),
                         };
                     }
+                    let name = self.static_or(a, dynamic);
                     let x = self.select_missing(&v, name, e);
                     return Err(self.select_error(x, e, inner, path, env, i, None));
                 }
             }
         }
         Ok(v)
+    }
+
+    /// The name of selection step `a`: a static name's handle, or else `dynamic`, the
+    /// dynamic name as computed (`None` for `null`). For [`Self::select`]'s errors.
+    #[cold]
+    #[inline(never)]
+    fn static_or(&mut self, a: &AttrName, dynamic: Option<RcStr>) -> Option<RcStr> {
+        match a {
+            AttrName::Static(s) => Some(self.name_rc(*s)),
+            AttrName::Dynamic(_) => dynamic,
+        }
     }
 
     /// `e` evaluated to a Boolean; an error gets the frame `ctx` (what `e` is to its
@@ -2217,6 +2310,7 @@ impl Evaluator {
         })
     }
 
+    #[inline(never)]
     fn binop(
         &mut self,
         op: BinOp,
@@ -2274,6 +2368,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn concat(&mut self, force_string: bool, parts: &'static [Expr], env: &Env) -> EResult<Value> {
         // `a + b` on numbers, without collecting the parts.
         if !force_string && parts.len() == 2 {
@@ -3205,6 +3300,23 @@ fn lookup_var(e: &Expr, s: Symbol, env: &Env) -> Option<Thunk> {
 /// variable of a `with`, or one the check could not place), to be looked up by name.
 /// Always inlined: it is the look of every variable, a few loads where a call would cost
 /// as much again.
+/// Attribute `n` of `v` if it is a set that has one, for step `i` of a selection: the
+/// positions of the first two names are remembered in the node's `memo` (see
+/// [`AttrMap::get_hinted`]).
+#[inline(always)]
+fn attr_in<'v>(
+    v: &'v Value,
+    n: &RcStr,
+    memo: &std::cell::Cell<u32>,
+    i: usize,
+) -> Option<&'v Thunk> {
+    match v {
+        Value::Attrs(m) if i < 2 => m.get_hinted(n, memo, i),
+        Value::Attrs(m) => m.get_rc(n),
+        _ => None,
+    }
+}
+
 #[inline(always)]
 fn lookup_var_ref<'e>(e: &Expr, s: Symbol, env: &'e Env) -> Option<&'e Thunk> {
     let (up, i) = firn_syntax::scope::var_address(e)?;
@@ -3897,6 +4009,105 @@ mod tests {
     /// integers at hand (without the builtin call's bookkeeping, but with its depth check
     /// and its errors), and the operators found by symbol; and lambdas called by `foldl'`
     /// and `genList` that keep their arguments (a check for reusing those cells).
+    /// Selections (with and without a default, static and dynamic names), `?`, set
+    /// literals and globals, which `eval` sends to their own functions (not `eval_step`),
+    /// give the values, and for errors the frames and positions, of the general way (as
+    /// CppNix gives them).
+    #[test]
+    fn fast_paths_of_selections_sets_and_globals() {
+        assert_eq!(
+            run(
+                "let s = { a = { b = 1; }; }; n = \"a\"; i = 1; in [ (s.a.b) (s.${n}.b) \
+                 (s.x or 2) (s.a.x or 3) (s.${null} or 4) (s ? a.b) (s ? ${n}) (s ? ${null}) \
+                 (s ? a.c) ({ a = 1; }.a or 5) (i.a or 6) true null (with s; a.b) ]"
+            )
+            .unwrap(),
+            "[ 1 1 2 3 4 true true false false 1 6 true null 1 ]"
+        );
+        let cases: [(&str, &[&str], &[&str]); 6] = [
+            (
+                "let s = { a = 1; }; in s.b",
+                &["… while evaluating the attribute 'b'"],
+                &["at «test»:1:24:", "error: attribute 'b' missing"],
+            ),
+            (
+                "let s = { a = { b = throw \"t\"; }; }; in s.a.b",
+                &[
+                    "… while evaluating the attribute 'a.b'",
+                    "… from the definition of 'a.b'",
+                    "… while calling the 'throw' builtin",
+                ],
+                &[
+                    "at «test»:1:41:",
+                    "at «test»:1:17:",
+                    "at «test»:1:21:",
+                    "error: t",
+                ],
+            ),
+            (
+                "let s = { a = 1; }; in s.a.b",
+                &[
+                    "… while evaluating the attribute 'a.b'",
+                    "… from the definition of 'a'",
+                    "… while selecting an attribute",
+                ],
+                &[
+                    "at «test»:1:24:",
+                    "at «test»:1:11:",
+                    "at «test»:1:24:",
+                    "error: expected a set but found an integer: 1",
+                ],
+            ),
+            (
+                "let s = { a = 1; }; in s.${1}",
+                &[
+                    "… while evaluating the attribute '\"${1}\"'",
+                    "… while evaluating an attribute name",
+                ],
+                &[
+                    "at «test»:1:24:",
+                    "at «test»:1:28:",
+                    "error: expected a string but found an integer: 1",
+                    "at «test»:1:28:",
+                ],
+            ),
+            (
+                "let s = { a = 1; }; in s ? ${1}",
+                &["… while evaluating an attribute name"],
+                &[
+                    "at «test»:1:30:",
+                    "error: expected a string but found an integer: 1",
+                    "at «test»:1:30:",
+                ],
+            ),
+            (
+                "let x = { a = 1 + \"b\"; }; in x.a or 1",
+                &[
+                    "… while evaluating the attribute 'a'",
+                    "… from the definition of 'a'",
+                ],
+                &[
+                    "at «test»:1:30:",
+                    "at «test»:1:11:",
+                    "error: cannot add a string to an integer",
+                    "at «test»:1:19:",
+                ],
+            ),
+        ];
+        for (text, want_frames, want_places) in cases {
+            let (frames, places) = frames_and_place(&run_trace(text));
+            assert_eq!(frames, want_frames, "{text}");
+            assert_eq!(places, want_places, "{text}");
+        }
+        // A set literal's error is placed at the set.
+        let r = run_trace("let n = \"a\"; in { ${n} = 1; a = 2; }");
+        assert!(
+            r.contains("dynamic attribute 'a' already defined at «test»:1:29"),
+            "{r}"
+        );
+        assert!(r.contains("at «test»:1:19:"), "{r}");
+    }
+
     #[test]
     fn fast_paths_of_conditions_operators_and_cells() {
         // Conditions: nested, branches of every kind, conditions that are no Booleans.
