@@ -841,6 +841,7 @@ impl Env {
             parent: self,
         })))
     }
+
     /// `self.push(a).extend(b)`, always inlined: for `Evaluator::call2`, which binds both
     /// arguments of a two-argument lambda on every call (`foldl'`, `sort`), where the two
     /// calls cost as much as the scopes themselves.
@@ -855,6 +856,7 @@ impl Env {
             parent: outer,
         })))
     }
+
     /// Drop this handle, with the innermost `levels` scopes taken apart in place while this
     /// is their last handle: for a call's scopes, dropped as the call returns, where the
     /// generic drop (recursive, so out of line) costs more than the few loads and stores
