@@ -964,19 +964,13 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let mut acc = a[1].clone();
                 let l = list_arg(ev, &a[2], (2, "builtins.foldlStrict"))?;
                 // The usual two-argument lambda is taken apart once, not per element.
-                match crate::eval::Lambda2::of(&f) {
-                    Some(l2) => {
-                        for t in l.iter() {
-                            let v = ev.call_lambda2(l2, acc, t.clone())?;
-                            acc = Thunk::value(v);
-                        }
-                    }
-                    None => {
-                        for t in l.iter() {
-                            let v = ev.call2(&f, acc, t.clone())?;
-                            acc = Thunk::value(v);
-                        }
-                    }
+                if let (Some(l2), Some((x, rest))) = (crate::eval::Lambda2::of(&f), l.split_first())
+                {
+                    return ev.fold_lambda2(l2, acc, x, rest);
+                }
+                for t in l.iter() {
+                    let v = ev.call2(&f, acc, t.clone())?;
+                    acc = Thunk::value(v);
                 }
                 force(ev, &acc)
             }),

@@ -498,6 +498,7 @@ impl Evaluator {
                     Err(x) => Err(self.pending_failed(t, x, e, env)),
                 }
             }
+            ThunkState::ApplyIndex(f, i) => self.force_index(t, f, i),
             state => self.force_state(t, state),
         }
     }
@@ -542,15 +543,7 @@ impl Evaluator {
                 }
                 self.force_applied(t, f, arg, |f| ThunkState::Apply(f, a))
             }
-            ThunkState::ApplyIndex(f, i) => {
-                if let Some(l) = simple_lambda(&f) {
-                    let r = self.call_simple(l, Thunk::value(Value::Int(i)), None, true);
-                    let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
-                    return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
-                }
-                let arg = Thunk::value(Value::Int(i));
-                self.force_applied(t, f, arg, |f| ThunkState::ApplyIndex(f, i))
-            }
+            ThunkState::ApplyIndex(f, i) => self.force_index(t, f, i),
             ThunkState::Select(src, name) => {
                 if name.0 & FAILED != 0 {
                     return self.force_failed(t, src, name);
@@ -574,6 +567,25 @@ impl Evaluator {
             }
             ThunkState::Forcing => Err(recursion_error(t)),
         }
+    }
+
+    /// [`Self::force_pending`] of `genList`'s element `f i` (the state taken out of `t`,
+    /// which holds `Forcing`), as [`Self::force_state`] forces the other states but in a
+    /// function of its own: elements are forced one after another by the million, and
+    /// `force_state`'s large frame and dispatch cost more than the call itself.
+    #[inline(never)]
+    fn force_index(&mut self, t: &Thunk, f: Thunk, i: i64) -> EResult<Value> {
+        if let Err(e) = self.check_stack() {
+            t.set(ThunkState::ApplyIndex(f, i));
+            return Err(e);
+        }
+        if let Some(l) = simple_lambda(&f) {
+            let r = self.call_simple(l, Thunk::value(Value::Int(i)), None, true);
+            let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
+            return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
+        }
+        let arg = Thunk::value(Value::Int(i));
+        self.force_applied(t, f, arg, |f| ThunkState::ApplyIndex(f, i))
     }
 
     /// A call of a lambda [`simple_lambda`] found, without the dispatch on the kind of
@@ -1178,6 +1190,7 @@ impl Evaluator {
             ExprKind::Let { .. } | ExprKind::With { .. } | ExprKind::Assert { .. } => {
                 self.eval_any(e, env)
             }
+            ExprKind::Bin { op, a, b } if is_boolean(*op) => self.eval_bool_op(e, *op, a, b, env),
             ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, None, env),
             ExprKind::SelectOr(x) => self.eval_select(e, &x.e, &x.path, Some(&x.default), env),
             ExprKind::Attrs(a) => self.eval_attrs(e, a, env),
@@ -1200,6 +1213,29 @@ impl Evaluator {
                 map,
                 Origin::Attrs(a),
             )))),
+            Err(x) => Err(self.locate_error(x, e)),
+        }
+    }
+
+    /// [`Self::eval`] of an operator whose result is a Boolean (node `e`; `==` the most
+    /// common, the body of many a predicate such as `x: x == 5`): computed by
+    /// [`Self::bool_binop`], an error placed at `e` as `eval_step` places it, without
+    /// `eval_step`'s dispatch and large frame.
+    #[inline(never)]
+    fn eval_bool_op(
+        &mut self,
+        e: &'static Expr,
+        op: BinOp,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
+        let r = match op {
+            BinOp::Eq => self.eq_operands(a, b, env),
+            _ => self.bool_binop(op, a, b, env),
+        };
+        match r {
+            Ok(b) => Ok(Value::Bool(b)),
             Err(x) => Err(self.locate_error(x, e)),
         }
     }
@@ -1903,18 +1939,23 @@ impl Evaluator {
         b: &'static Expr,
         env: &Env,
     ) -> EResult<Value> {
-        // Two integers at hand (literals or computed variables): nothing is evaluated, so
-        // no call can nest inside and the level the builtin's call would count is never
-        // seen; only the depth it starts at is checked, as the call checks it. The stack
-        // check is left to the calls around (this nests no deeper). Overflow and division
-        // by zero go the general way, for their errors.
-        if let (Some(i), Some(j)) = (int_in_place(a, env), int_in_place(b, env)) {
-            if self.depth <= self.max_call_depth {
-                if let Some(v) = int_op(op, i, j) {
-                    return Ok(v);
-                }
-            }
+        if let Some(v) = self.direct_op_in_place(op, a, b, env) {
+            return Ok(v);
         }
+        self.direct_op_call(e, op, a, b, env)
+    }
+
+    /// [`Self::direct_op`] of operands not both integers at hand (or without a result
+    /// there): evaluated and applied as the builtin's call does, counted as one.
+    #[inline(never)]
+    fn direct_op_call(
+        &mut self,
+        e: &'static Expr,
+        op: usize,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
         let r = self.builtin_call(|ev| {
             let x = ev.eval_operand_value(a, env)?;
             let y = ev.eval_operand_value(b, env)?;
@@ -1936,6 +1977,27 @@ impl Evaluator {
             Ok(v) => Ok(v),
             Err(x) => Err(self.direct_op_error(x, e, op)),
         }
+    }
+
+    /// [`Self::direct_op`] of two integers at hand (literals or computed variables), when
+    /// it has a result here: nothing is evaluated, so no call can nest inside and the level
+    /// the builtin's call would count is never seen; only the depth it starts at is
+    /// checked, as the call checks it. The stack check is left to the calls around (this
+    /// nests no deeper). Overflow and division by zero (`None`) go the general way, for
+    /// their errors.
+    #[inline(always)]
+    fn direct_op_in_place(
+        &self,
+        op: usize,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> Option<Value> {
+        let (i, j) = (int_in_place(a, env)?, int_in_place(b, env)?);
+        if self.depth > self.max_call_depth {
+            return None;
+        }
+        int_op(op, i, j)
     }
 
     /// [`Self::direct_op`]'s operator `op` applied to `x` and `y` as its builtin does.
@@ -2206,6 +2268,7 @@ impl Evaluator {
                 Err(x) => Err(x),
             },
             ExprKind::Bin { op, a, b } if is_boolean(*op) => self.bool_binop(*op, a, b, env),
+            ExprKind::Call { fun, args } => return self.eval_bool_call(e, fun, args, env, ctx),
             _ => return self.eval_bool_value(e, env, ctx),
         };
         match r {
@@ -2217,9 +2280,50 @@ impl Evaluator {
         }
     }
 
+    /// [`Self::eval_bool`] of a call `e`: as [`Self::eval`] makes it (an operator the parser
+    /// made a call, `a < b`, or a call of a function, `pred x`), without `eval`'s dispatch,
+    /// and `a < b` of integers at hand compared here, without the call of `direct_op` and
+    /// the Boolean value made and taken apart again.
+    #[inline(never)]
+    fn eval_bool_call(
+        &mut self,
+        e: &'static Expr,
+        fun: &'static Expr,
+        args: &'static [Expr],
+        env: &Env,
+        ctx: &'static str,
+    ) -> EResult<bool> {
+        let r = match self.as_direct_op(e) {
+            Some((op, a, b)) => {
+                if let Some(v) = self.direct_op_in_place(op, a, b, env) {
+                    let cond = match v {
+                        Value::Bool(c) => Some(c),
+                        _ => None,
+                    };
+                    // A number (`if a - b then`) is no condition: its error is made below.
+                    v.discard();
+                    if let Some(c) = cond {
+                        return Ok(c);
+                    }
+                }
+                self.direct_op_call(e, op, a, b, env)
+            }
+            None => self.eval_call(e, fun, args, env),
+        };
+        self.bool_of(r, e, ctx)
+    }
+
     /// [`Self::eval_bool`] of the other kinds: `e`'s value, which must be a Boolean.
     fn eval_bool_value(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<bool> {
-        let x = match self.eval(e, env) {
+        let r = self.eval(e, env);
+        self.bool_of(r, e, ctx)
+    }
+
+    /// The value `r` of condition `e` as a Boolean; an error (`r`'s, or that it is no
+    /// Boolean) gets the frame `ctx`, at `e`.
+    #[inline(always)]
+    fn bool_of(&mut self, r: EResult<Value>, e: &'static Expr, ctx: &'static str) -> EResult<bool> {
+        let x = match r {
             Ok(v) => {
                 if let Value::Bool(b) = v {
                     // Owns nothing: no call of the drop glue (see `Value::discard`).
@@ -2281,21 +2385,7 @@ impl Evaluator {
                 !self.eval_bool(a, env, "in the left operand of '->'")?
                     || self.eval_bool(b, env, "in the right operand of '->'")?
             }
-            BinOp::Eq => {
-                let x = self.eval_scalar_operand(a, env, "in the left operand of '=='")?;
-                let y = self.eval_scalar_operand(b, env, "in the right operand of '=='")?;
-                // Two integers at once, without the call of `equal`.
-                if let (Value::Int(i), Value::Int(j)) = (&x, &y) {
-                    let r = i == j;
-                    x.discard();
-                    y.discard();
-                    return Ok(r);
-                }
-                let r = self.equal(&x, &y);
-                x.discard();
-                y.discard();
-                r?
-            }
+            BinOp::Eq => self.eq_operands(a, b, env)?,
             BinOp::NEq => {
                 let x = self.eval_scalar_operand(a, env, "in the left operand of '!='")?;
                 let y = self.eval_scalar_operand(b, env, "in the right operand of '!='")?;
@@ -2308,6 +2398,25 @@ impl Evaluator {
                 return err("internal error: not a Boolean operator")
             }
         })
+    }
+
+    /// `a == b` (errors not placed): two integers compared at once, without the call of
+    /// `equal`. Always inlined: [`Self::eval_bool_op`] computes the most common operator
+    /// with it, without the call of [`Self::bool_binop`].
+    #[inline(always)]
+    fn eq_operands(&mut self, a: &'static Expr, b: &'static Expr, env: &Env) -> EResult<bool> {
+        let x = self.eval_scalar_operand(a, env, "in the left operand of '=='")?;
+        let y = self.eval_scalar_operand(b, env, "in the right operand of '=='")?;
+        if let (Value::Int(i), Value::Int(j)) = (&x, &y) {
+            let r = i == j;
+            x.discard();
+            y.discard();
+            return Ok(r);
+        }
+        let r = self.equal(&x, &y);
+        x.discard();
+        y.discard();
+        r
     }
 
     #[inline(never)]
@@ -2654,20 +2763,66 @@ impl Evaluator {
     /// [`Self::call2`] of a two-argument lambda taken apart already (a builtin calling the
     /// same function for every element takes it apart once).
     #[inline]
-    pub(crate) fn call_lambda2(&mut self, l2: Lambda2<'_>, a: Thunk, b: Thunk) -> EResult<Value> {
-        // The first application evaluates nothing (see `call_at`); the second is a call,
-        // checked as one.
+    fn call_lambda2(&mut self, l2: Lambda2<'_>, a: Thunk, b: Thunk) -> EResult<Value> {
+        let env = l2
+            .env
+            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
+        let r = self.lambda2_body(l2, &env);
+        env.discard(2);
+        r
+    }
+
+    /// `foldl'` of a two-argument lambda (taken apart once) over the list of `first` and
+    /// `rest` from the accumulator `acc` (not forced): as [`Self::call_lambda2`] for each
+    /// element, but the two scopes of a call are rebound for the next one when nothing made
+    /// in them is still alive (the usual case: the result is a number or a set of other
+    /// values), and so is the accumulator's cell when nothing else holds it. A fold then
+    /// allocates nothing per element where it made three cells.
+    pub(crate) fn fold_lambda2(
+        &mut self,
+        l2: Lambda2<'_>,
+        acc: Thunk,
+        first: &Thunk,
+        rest: &[Thunk],
+    ) -> EResult<Value> {
+        let mut env = l2.env.push_two(
+            Scope::One(l2.first, acc),
+            Scope::One(l2.second, first.clone()),
+        );
+        let mut v = self.lambda2_body(l2, &env);
+        for t in rest {
+            let Ok(x) = v else { break };
+            match env.two_bindings_mut() {
+                Some((a, b)) => {
+                    a.rebind_value(x);
+                    *b = t.clone();
+                }
+                None => {
+                    env.discard(2);
+                    env = l2.env.push_two(
+                        Scope::One(l2.first, Thunk::value(x)),
+                        Scope::One(l2.second, t.clone()),
+                    );
+                }
+            }
+            v = self.lambda2_body(l2, &env);
+        }
+        env.discard(2);
+        v
+    }
+
+    /// The body of two-argument lambda `l2` evaluated in `env` (its two arguments bound), as
+    /// the second application of a call: the first evaluates nothing (see `call_at`); the
+    /// second is a call, checked and counted as one, with its frame on an error.
+    #[inline(always)]
+    fn lambda2_body(&mut self, l2: Lambda2<'_>, env: &Env) -> EResult<Value> {
         if self.depth > self.max_call_depth {
             return err("stack overflow; max-call-depth exceeded");
         }
         self.check_stack()?;
         self.depth += 1;
-        let env = l2
-            .env
-            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
-        let r = self.eval(l2.body, &env);
+        let r = self.eval(l2.body, env);
         self.depth -= 1;
-        env.discard(2);
         match r {
             Ok(v) => Ok(v),
             Err(x) => Err(self.call_frames(x, l2.inner, None)),
@@ -3181,7 +3336,8 @@ fn add_numbers(ev: &Evaluator, a: &Value, b: &Value) -> EResult<Value> {
     }
 }
 
-/// A lambda of two plain arguments (`a: b: body`) taken apart, for [`Evaluator::call_lambda2`].
+/// A lambda of two plain arguments (`a: b: body`) taken apart, for [`Evaluator::call2`] and
+/// [`Evaluator::fold_lambda2`].
 #[derive(Clone, Copy)]
 pub(crate) struct Lambda2<'a> {
     /// The closure's environment.
@@ -3756,6 +3912,65 @@ mod tests {
         let e = ev.parse(text, "«test»", "/").unwrap();
         let x = ev.eval_top(e).map(|_| ()).unwrap_err();
         assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
+    }
+
+    /// `foldl'` rebinding its function's scopes and accumulator cell from one element to the
+    /// next (only when nothing made in them is still alive), and conditions that are calls
+    /// (`a < b`, `pred x`) or `==` bodies computed without `eval`'s dispatch.
+    #[test]
+    fn fast_paths_of_folds_and_conditions() {
+        // The accumulator kept by the value, a closure keeping the scopes, thunks keeping
+        // both, the initial accumulator not forced.
+        for (text, want) in [
+            ("builtins.foldl' (a: b: [ a b ]) 0 [ 1 2 3 ]", "[ [ [ 0 1 ] 2 ] 3 ]"),
+            ("(builtins.foldl' (a: b: x: a x + b) (x: x) [ 1 2 3 ]) 10", "16"),
+            (
+                "builtins.foldl' (a: b: { s = a; inherit b; }) null [ 1 2 ]",
+                "{ b = 2; s = { b = 1; s = null; }; }",
+            ),
+            ("builtins.foldl' (a: b: b) (throw \"no\") [ 1 ]", "1"),
+            (
+                "builtins.foldl' (i: e: if i < 0 then (if e == 3 then - i - 1 else i - 1) else i) (-1) [ 5 4 3 2 ]",
+                "2",
+            ),
+            ("let p = x: x == 1; in [ (if p 1 then 1 else 2) (if 2 < 1 then 1 else 2) ]", "[ 1 2 ]"),
+        ] {
+            assert_eq!(run(text).unwrap(), want, "{text}");
+        }
+        for (text, msg) in [
+            (
+                "if 1 - 1 then 1 else 2",
+                "expected a Boolean but found an integer",
+            ),
+            (
+                "let p = x: x; in if p 3 then 1 else 2",
+                "expected a Boolean but found an integer",
+            ),
+        ] {
+            let r = run(text).unwrap_err();
+            assert!(r.contains(msg), "{text}: {r}");
+        }
+        // An error in the middle of a fold: the frames of the call it came from.
+        let (frames, places) = frames_and_place(&run_trace(
+            "builtins.foldl' (a: b: if b == 2 then throw \"x\" else a + b) 0 [ 1 2 3 ]",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'foldl'' builtin",
+                "… while calling anonymous lambda",
+                "… while calling the 'throw' builtin",
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:1:",
+                "at «test»:1:21:",
+                "at «test»:1:39:",
+                "error: x",
+            ]
+        );
     }
 
     /// The scopes of calls taken apart in place as the call returns (`call_simple`'s one

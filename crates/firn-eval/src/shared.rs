@@ -86,6 +86,19 @@ impl<T> Shared<T> {
         Some(inner.value)
     }
 
+    /// The value, mutably, when `this` is its only handle (as `Rc::get_mut`): for a caller
+    /// that would otherwise drop the object and make a new one of the same kind (the scopes
+    /// of `foldl'`'s calls, rebound for each element).
+    #[inline(always)]
+    pub fn get_mut(this: &mut Shared<T>) -> Option<&mut T> {
+        if this.inner().count.get() != 1 {
+            return None;
+        }
+        // SAFETY: `this` is the only handle and is borrowed mutably for the result's
+        // lifetime, so no other reference to the value exists or can be made meanwhile.
+        Some(unsafe { &mut (*this.ptr.as_ptr()).value })
+    }
+
     /// Whether two handles point to the same value.
     #[inline]
     pub fn ptr_eq(a: &Shared<T>, b: &Shared<T>) -> bool {
@@ -190,6 +203,16 @@ mod tests {
         assert!(v.is_some());
         let big = Shared::new([7u64; 16]);
         assert_eq!(Shared::into_unique(big), Some([7u64; 16]));
+    }
+
+    #[test]
+    fn get_mut_only_from_the_only_handle() {
+        let mut a = Shared::new(5u64);
+        *Shared::get_mut(&mut a).unwrap() += 1;
+        let b = a.clone();
+        assert!(Shared::get_mut(&mut a).is_none());
+        drop(b);
+        assert_eq!(Shared::get_mut(&mut a).copied(), Some(6));
     }
 
     #[test]

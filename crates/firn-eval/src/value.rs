@@ -618,6 +618,24 @@ impl Thunk {
     pub fn apply_index(f: Thunk, i: i64) -> Thunk {
         Thunk::new(ThunkState::ApplyIndex(f, i))
     }
+    /// Make this handle's thunk hold `v`: the cell itself when the handle is its only one
+    /// (nothing else can see it change; its old state, usually a computed scalar, is
+    /// dropped), else a new cell in the handle's place. For a binding rebound on every call
+    /// (`foldl'`'s accumulator), where a new cell would be one allocation more per element.
+    #[inline(always)]
+    pub fn rebind_value(&mut self, v: Value) {
+        match Shared::get_mut(&mut self.0) {
+            Some(cell) => {
+                let old =
+                    std::mem::replace(cell.0.get_mut(), ManuallyDrop::new(ThunkState::Done(v)));
+                match ManuallyDrop::into_inner(old) {
+                    ThunkState::Done(old) => old.discard(),
+                    other => drop(other),
+                }
+            }
+            None => *self = Thunk::value(v),
+        }
+    }
     /// The value if already computed.
     #[inline]
     pub fn peek(&self) -> Option<Value> {
@@ -860,7 +878,8 @@ impl Env {
     /// Drop this handle, with the innermost `levels` scopes taken apart in place while this
     /// is their last handle: for a call's scopes, dropped as the call returns, where the
     /// generic drop (recursive, so out of line) costs more than the few loads and stores
-    /// of a one-binding scope. Any other scope is dropped the usual way.
+    /// of a one-binding scope. Any other scope is dropped the usual way, as is the scope
+    /// around them when this was its last handle.
     #[inline(always)]
     pub fn discard(self, levels: usize) {
         let mut env = self;
@@ -877,6 +896,35 @@ impl Env {
             }
             env = parent;
         }
+        // The scope around them (the closure's environment, usually held elsewhere too):
+        // its count lowered in place, not by a call of the generic drop.
+        if let Some(node) = env.0 {
+            drop(Shared::into_unique(node));
+        }
+    }
+
+    /// The bindings of the two innermost scopes (one name each, as [`Self::push_two`] makes
+    /// them), to rebind, when this is the only handle on both: no closure, thunk or value
+    /// made in them is alive, so nothing can see them change. For a caller calling one
+    /// two-argument function for each element (`foldl'`), which then keeps its scopes
+    /// instead of dropping them and making two new ones per element.
+    #[inline(always)]
+    pub fn two_bindings_mut(&mut self) -> Option<(&mut Thunk, &mut Thunk)> {
+        let EnvNode {
+            scope: Scope::One(_, b),
+            parent,
+        } = Shared::get_mut(self.0.as_mut()?)?
+        else {
+            return None;
+        };
+        let EnvNode {
+            scope: Scope::One(_, a),
+            ..
+        } = Shared::get_mut(parent.0.as_mut()?)?
+        else {
+            return None;
+        };
+        Some((a, b))
     }
 
     /// The innermost scope.
