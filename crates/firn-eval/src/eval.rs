@@ -1003,7 +1003,12 @@ impl Evaluator {
                 (AttrMap::from_sorted(entries), vars)
             }
         };
-        if recursive {
+        if !recursive {
+            // Never filled: an empty vector owns nothing, so no call of its drop glue (as
+            // `Value::discard`).
+            debug_assert_eq!(vars.capacity(), 0);
+            std::mem::forget(vars);
+        } else {
             if let Some(Scope::Vars(v)) = inner.scope() {
                 v.set_sorted(vars);
             }
@@ -2142,6 +2147,11 @@ impl Evaluator {
         path: &'static [AttrName],
         env: &Env,
     ) -> EResult<bool> {
+        if let [_] = path {
+            if let Some(found) = self.step_in_place(e, inner, path, env, |_, t| t.is_some()) {
+                return Ok(found);
+            }
+        }
         let mut v = self.eval_operand(inner, env, "in the argument of '?'")?;
         for (i, a) in path.iter().enumerate() {
             // As a selection's: the first two names' positions are remembered in the node
@@ -2183,11 +2193,31 @@ impl Evaluator {
         default: Option<&'static Expr>,
         env: &Env,
     ) -> EResult<Value> {
-        let mut v = match self.eval(inner, env) {
-            Ok(v) => v,
-            Err(x) => return Err(self.text_frame_at(x, "while selecting an attribute", inner)),
+        let first = self.step_in_place(e, inner, path, env, |set, t| match t {
+            Some(t) => match t.peek() {
+                Some(v) => InPlace::Value(v),
+                None => InPlace::Pending(Value::Attrs(set.clone()), t.clone()),
+            },
+            None => InPlace::Missing,
+        });
+        let (mut v, start) = match (first, default) {
+            (Some(InPlace::Value(v)), _) => (v, 1),
+            (Some(InPlace::Pending(set, t)), _) => match self.force_pending(&t) {
+                Ok(v) => (v, 1),
+                Err(x) => return Err(self.step_failed(x, &set, None, e, inner, path, env, 0)),
+            },
+            (Some(InPlace::Missing), Some(d)) => {
+                return match self.eval(d, env) {
+                    Ok(v) => Ok(v),
+                    Err(x) => Err(self.select_error(x, e, inner, path, env, 0, None)),
+                };
+            }
+            _ => match self.eval(inner, env) {
+                Ok(v) => (v, 0),
+                Err(x) => return Err(self.text_frame_at(x, "while selecting an attribute", inner)),
+            },
         };
-        for (i, a) in path.iter().enumerate() {
+        for (i, a) in (start..).zip(&path[start..]) {
             // A static name (nearly all) is looked up with the handle the table of names
             // keeps, borrowed: no count raised and dropped for each name. Its own handle is
             // only taken for an error (`name` then, below); a dynamic name's is kept here.
@@ -2222,9 +2252,7 @@ impl Evaluator {
                     v = match self.force_pending(&t) {
                         Ok(x) => x,
                         Err(x) => {
-                            let name = self.static_or(a, dynamic);
-                            let def = self.def_offset(&v, name.as_deref());
-                            return Err(self.select_error(x, e, inner, path, env, i + 1, def));
+                            return Err(self.step_failed(x, &v, dynamic, e, inner, path, env, i))
                         }
                     }
                 }
@@ -2242,6 +2270,50 @@ impl Evaluator {
             }
         }
         Ok(v)
+    }
+
+    /// `f` applied to what the first step of selection or `?` `e` (`inner.path`) finds, taken
+    /// in place when `inner` is a variable whose value is computed and a set and the first
+    /// name is static (most are: `lib.x`, `cfg.enable`, `args ? x`): the set is looked at
+    /// where its thunk holds it, with no count raised and dropped on it, nor `inner`
+    /// evaluated. `None` where this does not apply (the general way then takes the step).
+    #[inline(always)]
+    fn step_in_place<R>(
+        &self,
+        e: &Expr,
+        inner: &Expr,
+        path: &[AttrName],
+        env: &Env,
+        f: impl FnOnce(&Rc<AttrSet>, Option<&Thunk>) -> R,
+    ) -> Option<R> {
+        let (ExprKind::Var(var), Some(AttrName::Static(s))) = (&inner.kind, path.first()) else {
+            return None;
+        };
+        let Some(Some(n)) = self.names.get(s.0 as usize) else {
+            return None;
+        };
+        lookup_var_ref(inner, *var, env)?.with_attrs(|m| f(m, m.get_hinted(n, &e.memo, 0)))
+    }
+
+    /// The error `x` of forcing the attribute that step `i` of selection `e` (`inner.path`)
+    /// found in set `v` (`dynamic`: the step's name if it is dynamic, as computed).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn step_failed(
+        &mut self,
+        x: EvalError,
+        v: &Value,
+        dynamic: Option<RcStr>,
+        e: &'static Expr,
+        inner: &'static Expr,
+        path: &'static [AttrName],
+        env: &Env,
+        i: usize,
+    ) -> EvalError {
+        let name = self.static_or(&path[i], dynamic);
+        let def = self.def_offset(v, name.as_deref());
+        self.select_error(x, e, inner, path, env, i + 1, def)
     }
 
     /// The name of selection step `a`: a static name's handle, or else `dynamic`, the
@@ -3221,6 +3293,16 @@ const PLUS_OPERAND: &str = "in an operand of '+'";
 /// The frame of a part of a string or path that cannot be coerced to a string.
 const PATH_SEGMENT: &str = "while evaluating a path segment";
 
+/// What the first step of a selection found in place ([`Evaluator::step_in_place`]).
+enum InPlace {
+    /// The attribute, computed: its value.
+    Value(Value),
+    /// The attribute, not computed yet: the set (for an error's frames) and its thunk.
+    Pending(Value, Thunk),
+    /// No attribute of the name.
+    Missing,
+}
+
 /// How [`Evaluator::finish_parse`] keeps a parsed text's positions.
 #[derive(Clone, Copy)]
 enum Kept {
@@ -3782,6 +3864,72 @@ mod tests {
             .map(String::from);
         let places = lines.filter(|l| l.starts_with("at ") || l.starts_with("error: "));
         (frames.collect(), places.map(String::from).collect())
+    }
+
+    /// A selection or `?` whose set is a computed variable takes its first step in place
+    /// (`Evaluator::step_in_place`): values, defaults, and the frames and positions of its
+    /// errors (an attribute that fails, one missing, a later step) are the general way's.
+    #[test]
+    fn fast_paths_of_selections_in_place() {
+        assert_eq!(
+            run(
+                "let s = { a = 1; b = { c = 2; }; d = 1 + 2; }; in builtins.seq s [ (s.a) \
+                 (s.a or 2) (s.x or 3) (s ? a) (s ? x) (s ? b.c) (s ? a.b) (s.b.c) (s.d) \
+                 (s.d) (s.b.x or 4) ]"
+            )
+            .unwrap(),
+            "[ 1 1 3 true false true false 2 3 3 4 ]"
+        );
+        let cases: [(&str, &[&str], &[&str]); 3] = [
+            (
+                "let s = { a = { b = throw \"t\"; }; }; in builtins.seq s s.a.b",
+                &[
+                    "… while calling the 'seq' builtin",
+                    "… while evaluating the attribute 'a.b'",
+                    "… from the definition of 'a.b'",
+                    "… while calling the 'throw' builtin",
+                ],
+                &[
+                    "at «test»:1:41:",
+                    "at «test»:1:56:",
+                    "at «test»:1:17:",
+                    "at «test»:1:21:",
+                    "error: t",
+                ],
+            ),
+            (
+                "let s = { a = 1; b = s.a + \"x\"; }; in builtins.seq s (s.b or 1)",
+                &[
+                    "… while calling the 'seq' builtin",
+                    "… while evaluating the attribute 'b'",
+                    "… from the definition of 'b'",
+                ],
+                &[
+                    "at «test»:1:39:",
+                    "at «test»:1:55:",
+                    "at «test»:1:18:",
+                    "error: cannot add a string to an integer",
+                    "at «test»:1:28:",
+                ],
+            ),
+            (
+                "let s = { a = 1; }; in builtins.seq s s.c",
+                &[
+                    "… while calling the 'seq' builtin",
+                    "… while evaluating the attribute 'c'",
+                ],
+                &[
+                    "at «test»:1:24:",
+                    "at «test»:1:39:",
+                    "error: attribute 'c' missing",
+                ],
+            ),
+        ];
+        for (text, want_frames, want_places) in cases {
+            let (frames, places) = frames_and_place(&run_trace(text));
+            assert_eq!(frames, want_frames, "{text}");
+            assert_eq!(places, want_places, "{text}");
+        }
     }
 
     /// Calls and operators with fast paths (a two-argument lambda called by `foldl'`, a

@@ -657,6 +657,18 @@ impl Thunk {
             _ => None,
         }
     }
+    /// `f` applied to the attributes of the value if it is computed and a set: a look at
+    /// them without a handle taken on the set (for the first step of a selection or `?`).
+    /// `f` must only read the map and clone handles (as [`Self::lambda_where`]'s `pred`).
+    #[inline(always)]
+    pub fn with_attrs<R>(&self, f: impl FnOnce(&Rc<AttrSet>) -> R) -> Option<R> {
+        // SAFETY: see `ThunkCell`: a shared look; `f` reads the map and at most clones
+        // handles (counts, never a thunk's state).
+        match unsafe { &*self.0.state() } {
+            ThunkState::Done(Value::Attrs(a)) => Some(f(a)),
+            _ => None,
+        }
+    }
     /// [`Self::peek`] for a value that is usually a scalar (see
     /// [`Value::clone_scalar_first`]).
     #[inline(always)]
@@ -784,7 +796,13 @@ impl VarMap {
         debug_assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
         // SAFETY: see the type; the old bindings are dropped after the swap.
         let old = unsafe { std::mem::replace(&mut *self.0.get(), v.into_boxed_slice()) };
-        drop(old);
+        // Usually the empty slice the scope was made with: it owns nothing, so no call of
+        // the drop glue (as `Value::discard`).
+        if old.is_empty() {
+            std::mem::forget(old);
+        } else {
+            drop(old);
+        }
     }
 
     /// Rebind `s` if this scope binds it; returns whether it did.
