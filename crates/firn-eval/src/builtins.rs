@@ -14,7 +14,12 @@ pub(crate) fn force(ev: &mut Evaluator, t: &Thunk) -> EResult<Value> {
     ev.force(t)
 }
 
+/// The integer `t` holds. A computed one (the usual index or count) is copied out, without
+/// the general clone and drop of its value.
 pub(crate) fn int(ev: &mut Evaluator, t: &Thunk) -> EResult<i64> {
+    if let Some(i) = t.peek_int() {
+        return Ok(i);
+    }
     match force(ev, t)? {
         Value::Int(i) => Ok(i),
         v => Err(ev.type_error("an integer", &v)),
@@ -135,7 +140,13 @@ fn concat_map_error(ev: &Evaluator, v: &Value, f: &Value) -> EvalError {
 
 /// [`list`] for argument `arg` of a builtin: as CppNix's `forceList`, a value of the wrong
 /// type (not an error forcing it) gets the argument's frame.
+///
+/// A computed list (the usual argument of `elemAt`, `length`) is taken without the general
+/// clone and drop of its value.
 pub(crate) fn list_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<Rc<Vec<Thunk>>> {
+    if let Some(l) = t.peek_list() {
+        return Ok(l);
+    }
     match force(ev, t)? {
         Value::List(l) => Ok(l),
         v => Err(arg_frame(ev.type_error("a list", &v), arg)),
@@ -863,7 +874,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let l = list_arg(ev, &a[0], (0, "'builtins.head'"))?;
                 match l.first() {
-                    Some(t) => force(ev, &t.clone()),
+                    Some(t) => force(ev, t),
                     None => err("'builtins.head' called on an empty list"),
                 }
             }),
@@ -886,7 +897,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let l = list_arg(ev, &a[0], (0, "'builtins.elemAt'"))?;
                 let i = int_arg(ev, &a[1], (1, "'builtins.elemAt'"))?;
                 match usize::try_from(i).ok().and_then(|i| l.get(i)) {
-                    Some(t) => force(ev, &t.clone()),
+                    Some(t) => force(ev, t),
                     None => err(format!(
                         "'builtins.elemAt' called with index {i} on a list of size {}",
                         l.len()

@@ -1189,7 +1189,7 @@ impl Evaluator {
             })),
             ExprKind::Call { fun, args } => match self.as_direct_op(e) {
                 Some((op, a, b)) => self.direct_op(e, op, a, b, env),
-                None => self.eval_call(e, fun, args, env),
+                None => self.eval_call_of(e, fun, args, env),
             },
             ExprKind::If { .. } => self.eval_if(e, env),
             ExprKind::Let { .. } | ExprKind::With { .. } | ExprKind::Assert { .. } => {
@@ -1389,33 +1389,181 @@ impl Evaluator {
         }
     }
 
-    /// [`Self::eval`] of a call (not in a tail position). The common one, a variable holding
-    /// a computed one-argument lambda (`f x`), is made by [`Self::call_simple`], with the
-    /// depth, frames and positions [`Self::eval_any`]'s loop would give it but without the
-    /// loop's state. Others go to that loop.
-    #[inline(never)]
-    fn eval_call(
+    /// [`Self::eval`] of a call that is no operator (not in a tail position): by the number
+    /// of arguments, to the function made for it.
+    #[inline(always)]
+    fn eval_call_of(
         &mut self,
         e: &'static Expr,
         fun: &'static Expr,
         args: &'static [Expr],
         env: &Env,
     ) -> EResult<Value> {
-        if let ([arg], ExprKind::Var(s)) = (args, &fun.kind) {
-            if let Some(l) = lookup_var_ref(fun, *s, env).and_then(simple_lambda) {
-                // The argument is mostly a variable bound lexically: its thunk shared without
-                // the call of `thunk`.
-                let arg = match &arg.kind {
-                    ExprKind::Var(s) => match lookup_var_ref(arg, *s, env) {
-                        Some(t) => t.clone(),
-                        None => self.thunk(arg, env),
-                    },
-                    _ => self.thunk(arg, env),
-                };
-                return self.call_simple(l, arg, Some(e), false);
+        match args {
+            [arg] => self.eval_call(e, fun, arg, env),
+            _ => self.eval_call_var(e, fun, args, env),
+        }
+    }
+
+    /// [`Self::eval`] of a call of one argument (not in a tail position). The common one, a
+    /// variable holding a computed one-argument lambda (`f x`), is made by
+    /// [`Self::call_simple`], with the depth, frames and positions [`Self::eval_any`]'s loop
+    /// would give it but without the loop's state. A builtin goes to
+    /// [`Self::eval_builtin_call`], others to the loop.
+    #[inline(never)]
+    fn eval_call(
+        &mut self,
+        e: &'static Expr,
+        fun: &'static Expr,
+        arg: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
+        if let ExprKind::Var(s) = &fun.kind {
+            if let Some(t) = lookup_var_ref(fun, *s, env) {
+                if let Some(l) = simple_lambda(t) {
+                    let arg = self.arg_thunk(arg, env);
+                    return self.call_simple(l, arg, Some(e), false);
+                }
+                if let Some(p) = t.peek_primop() {
+                    return self.eval_builtin_call(e, p, std::slice::from_ref(arg), env);
+                }
             }
         }
         self.eval_any(e, env)
+    }
+
+    /// [`Self::eval`] of a call of several arguments (not in a tail position). A variable
+    /// bound lexically holding a
+    /// two-argument lambda given both (`f a b`), or a builtin given all its arguments
+    /// (`elemAt l i`), is called here without the loop's state. Others go to that loop.
+    /// Kept out of `eval_call`, whose frame stays that of its common case.
+    #[inline(never)]
+    fn eval_call_var(
+        &mut self,
+        e: &'static Expr,
+        fun: &'static Expr,
+        args: &'static [Expr],
+        env: &Env,
+    ) -> EResult<Value> {
+        let t = match &fun.kind {
+            ExprKind::Var(s) => match lookup_var_ref(fun, *s, env) {
+                Some(t) => t,
+                None => return self.eval_any(e, env),
+            },
+            _ => return self.eval_any(e, env),
+        };
+        if let [a, b] = args {
+            if let Some(f) = t.lambda_where(|_| true).map(Value::Lambda) {
+                if let Some(l2) = Lambda2::of(&f) {
+                    let (a, b) = (self.arg_thunk(a, env), self.arg_thunk(b, env));
+                    return self.call_lambda2_at(l2, a, b, e);
+                }
+                return self.eval_any(e, env);
+            }
+        }
+        match t.peek_primop() {
+            Some(p) => self.eval_builtin_call(e, p, args, env),
+            None => self.eval_any(e, env),
+        }
+    }
+
+    /// [`Self::eval`] of call `e` of builtin `p` (the value of the variable called) with
+    /// `args`: given all its arguments, it is called here, its error placed at the call as
+    /// [`Self::eval_any`]'s loop places it; else (a partial application) in that loop.
+    #[inline(never)]
+    fn eval_builtin_call(
+        &mut self,
+        e: &'static Expr,
+        p: Rc<PrimOp>,
+        args: &'static [Expr],
+        env: &Env,
+    ) -> EResult<Value> {
+        if p.arity != args.len() {
+            return self.eval_any(e, env);
+        }
+        match self.call_builtin_at(e, &p, args, env) {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.locate_error(x, e)),
+        }
+    }
+
+    /// A thunk for argument `a` of a call in `env`. The argument is mostly a variable bound
+    /// lexically: its thunk is shared without the call of [`Self::thunk`].
+    #[inline(always)]
+    fn arg_thunk(&mut self, a: &'static Expr, env: &Env) -> Thunk {
+        if let ExprKind::Var(s) = &a.kind {
+            if let Some(t) = lookup_var_ref(a, *s, env) {
+                return t.clone();
+            }
+        }
+        self.thunk(a, env)
+    }
+
+    /// [`Self::call_lambda2`] from the call expression `site` (`f a b` in no tail position),
+    /// with the depth, frames and positions [`Self::eval_any`]'s loop gives such a call (as
+    /// [`Self::call_simple`] for one argument): the first application evaluates nothing,
+    /// so only the second is checked and counted, and an error gets the inner lambda's frame.
+    #[inline(never)]
+    fn call_lambda2_at(
+        &mut self,
+        l2: Lambda2<'_>,
+        a: Thunk,
+        b: Thunk,
+        site: &'static Expr,
+    ) -> EResult<Value> {
+        if self.depth > self.max_call_depth || self.stack_used() > self.stack_limit {
+            return Err(self.call_refused(Some(site)));
+        }
+        let env = l2
+            .env
+            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
+        self.depth += 1;
+        let r = self.eval(l2.body, &env);
+        self.depth -= 1;
+        env.discard(2);
+        match r {
+            Ok(v) => Ok(v),
+            Err(x) => Err(self.call_simple_failed(x, l2.body, l2.inner, Some(site))),
+        }
+    }
+
+    /// Builtin `p` called at the call expression `e` with `args` (as many as it takes) in
+    /// `env`: one thunk for each argument (the usual arities on the stack), the depth as
+    /// [`Self::builtin_call`] counts it, and an error with the builtin's frame. Always
+    /// inlined: a call of it would cost as much as the dispatch it does.
+    #[inline(always)]
+    fn call_builtin_at(
+        &mut self,
+        e: &'static Expr,
+        p: &PrimOp,
+        args: &'static [Expr],
+        env: &Env,
+    ) -> EResult<Value> {
+        self.builtin_call(|ev| {
+            let r = match args {
+                [a] => {
+                    let a = ev.arg_thunk(a, env);
+                    (p.f)(ev, &[a])
+                }
+                [a, b] => {
+                    let (a, b) = (ev.arg_thunk(a, env), ev.arg_thunk(b, env));
+                    (p.f)(ev, &[a, b])
+                }
+                [a, b, c] => {
+                    let (a, b) = (ev.arg_thunk(a, env), ev.arg_thunk(b, env));
+                    let c = ev.arg_thunk(c, env);
+                    (p.f)(ev, &[a, b, c])
+                }
+                args => {
+                    let ts: Vec<Thunk> = args.iter().map(|a| ev.thunk(a, env)).collect();
+                    (p.f)(ev, &ts)
+                }
+            };
+            match r {
+                Ok(v) => Ok(v),
+                Err(x) => Err(ev.builtin_frame(x, p, Some(op_pos(e)))),
+            }
+        })
     }
 
     /// [`Self::eval`] of a selection, with or without a default (placed as `eval_step`
@@ -1810,64 +1958,53 @@ impl Evaluator {
                     // A builtin given all its arguments at once is called directly.
                     if let Value::PrimOp(p) = &f {
                         if rest.len() >= p.arity {
-                            let r = self.builtin_call(|ev| {
-                                // The arguments on the stack for the usual arities.
-                                let r = match &rest[..p.arity] {
-                                    [a] => {
-                                        let a = ev.thunk(a, cur);
-                                        (p.f)(ev, &[a])
-                                    }
-                                    [a, b] => {
-                                        let (a, b) = (ev.thunk(a, cur), ev.thunk(b, cur));
-                                        (p.f)(ev, &[a, b])
-                                    }
-                                    [a, b, c] => {
-                                        let (a, b) = (ev.thunk(a, cur), ev.thunk(b, cur));
-                                        let c = ev.thunk(c, cur);
-                                        (p.f)(ev, &[a, b, c])
-                                    }
-                                    args => {
-                                        let ts: Vec<Thunk> =
-                                            args.iter().map(|a| ev.thunk(a, cur)).collect();
-                                        (p.f)(ev, &ts)
-                                    }
-                                };
-                                match r {
-                                    Ok(v) => Ok(v),
-                                    Err(x) => Err(ev.builtin_frame(x, p, Some(op_pos(e)))),
-                                }
-                            });
                             let arity = p.arity;
-                            f = r?;
+                            f = self.call_builtin_at(e, p, &rest[..arity], cur)?;
                             rest = &rest[arity..];
                         }
                     }
-                    let Some((last, init)) = rest.split_last() else {
-                        return Ok(f);
-                    };
-                    for a in init {
-                        let t = self.thunk(a, cur);
+                    // All but the last two arguments applied; then a two-argument lambda
+                    // given both has its scopes made at once, without the closure of the
+                    // first application.
+                    let two = rest.len().saturating_sub(2);
+                    for a in &rest[..two] {
+                        let t = self.arg_thunk(a, cur);
                         f = self.call_at(f, t, Some(e.span.start))?;
                     }
-                    let t = self.thunk(last, cur);
-                    match f {
-                        Value::Lambda(l) => {
-                            if self.depth > self.max_call_depth {
-                                return err("stack overflow; max-call-depth exceeded");
-                            }
-                            *entered += 1;
-                            self.depth += 1;
-                            if *entered == 1 {
-                                self.check_stack()?;
-                            }
-                            let (body, inner) = match self.bind_lambda(&l, t) {
-                                Ok(b) => b,
-                                Err(x) => return Err(self.bind_error(x, Some(e.span.start))),
-                            };
-                            self.tail_calls.push((l.expr, e));
-                            (body, Some(inner))
+                    rest = &rest[two..];
+                    let l2 = match rest {
+                        [_, _] => Lambda2::of(&f),
+                        _ => None,
+                    };
+                    if let (Some(l2), [a, b]) = (l2, rest) {
+                        let (a, b) = (self.arg_thunk(a, cur), self.arg_thunk(b, cur));
+                        self.enter_tail_call(entered)?;
+                        let inner = l2
+                            .env
+                            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
+                        self.tail_calls.push((l2.inner, e));
+                        (l2.body, Some(inner))
+                    } else {
+                        let Some((last, init)) = rest.split_last() else {
+                            return Ok(f);
+                        };
+                        for a in init {
+                            let t = self.arg_thunk(a, cur);
+                            f = self.call_at(f, t, Some(e.span.start))?;
                         }
-                        other => return self.call_at(other, t, Some(e.span.start)),
+                        let t = self.arg_thunk(last, cur);
+                        match f {
+                            Value::Lambda(l) => {
+                                self.enter_tail_call(entered)?;
+                                let (body, inner) = match self.bind_lambda(&l, t) {
+                                    Ok(b) => b,
+                                    Err(x) => return Err(self.bind_error(x, Some(e.span.start))),
+                                };
+                                self.tail_calls.push((l.expr, e));
+                                (body, Some(inner))
+                            }
+                            other => return self.call_at(other, t, Some(e.span.start)),
+                        }
                     }
                 }
                 // A variable computed already (the usual branch of an `if`, body of a
@@ -1892,6 +2029,22 @@ impl Evaluator {
                 owned = Some(n);
             }
         }
+    }
+
+    /// [`Self::eval_loop`] entering a lambda's body in tail position: as in current Nix, the
+    /// depth before the call is checked; the call counts one level (given back when the loop
+    /// ends), and the stack is checked at the loop's first call.
+    #[inline(always)]
+    fn enter_tail_call(&mut self, entered: &mut usize) -> EResult<()> {
+        if self.depth > self.max_call_depth {
+            return err("stack overflow; max-call-depth exceeded");
+        }
+        *entered += 1;
+        self.depth += 1;
+        if *entered == 1 {
+            self.check_stack()?;
+        }
+        Ok(())
     }
 
     /// `f` run as a call of a builtin: as in current Nix, the depth before the call is
@@ -2380,7 +2533,7 @@ impl Evaluator {
                 }
                 self.direct_op_call(e, op, a, b, env)
             }
-            None => self.eval_call(e, fun, args, env),
+            None => self.eval_call_of(e, fun, args, env),
         };
         self.bool_of(r, e, ctx)
     }
@@ -4624,6 +4777,126 @@ mod tests {
             run("builtins.genList (i: [ i (i + 1) ]) 3").unwrap(),
             "[ [ 0 1 ] [ 1 2 ] [ 2 3 ] ]"
         );
+    }
+
+    /// Calls of a variable with several arguments (a two-argument lambda given both, a
+    /// curried lambda of more, a builtin given all its arguments), in tail position and
+    /// not: the values, the frames and positions of errors, and the call depth they count,
+    /// as the general way gives them.
+    #[test]
+    fn fast_paths_of_calls_with_arguments() {
+        let values = [
+            ("let f = a: b: a - b; in [ (f 5 2) ]", "[ 3 ]"),
+            (
+                "let f = a: b: c: a - b - c; in [ (f 9 2 3) ((f 9 2) 3) ]",
+                "[ 4 4 ]",
+            ),
+            ("let f = a: b: a b; in [ (f (x: x + 1) 2) ]", "[ 3 ]"),
+            (
+                "let e = builtins.elemAt; l = [ 1 2 ]; in [ (e l 1) (e [ 7 ] 0) ]",
+                "[ 2 7 ]",
+            ),
+            (
+                "let g = builtins.getAttr; in [ (g \"a\" { a = 1; }) ]",
+                "[ 1 ]",
+            ),
+            ("let p = builtins.add; in [ ((p 1) 2) (p 1 2) ]", "[ 3 3 ]"),
+            (
+                "let f = a: b: if a == 0 then b else f (a - 1) (b + 1); in [ (f 9 0) ]",
+                "[ 9 ]",
+            ),
+            ("let f = { x }: b: x + b; in [ (f { x = 1; } 2) ]", "[ 3 ]"),
+        ];
+        for (text, v) in values {
+            assert_eq!(run(text).unwrap(), v, "{text}");
+        }
+        // An error in the body of a two-argument lambda, called in no tail position and in
+        // one (then from a third argument's application).
+        let (frames, places) =
+            frames_and_place(&run_trace("let f = a: b: a - b; in [ (f 1 \"x\") ]"));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating list element at index 0",
+                "… from call site",
+                "… while calling 'f'",
+                "… while calling the 'sub' builtin",
+                "… while evaluating the second argument of the subtraction",
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:28:",
+                "at «test»:1:12:",
+                "at «test»:1:17:",
+                "error: expected an integer but found a string: \"x\"",
+            ]
+        );
+        let (frames, places) =
+            frames_and_place(&run_trace("let f = a: b: c: a - b - c; in f 1 2 \"x\""));
+        assert_eq!(
+            frames,
+            [
+                "… from call site",
+                "… while calling 'f'",
+                "… while calling the 'sub' builtin",
+                "… while evaluating the second argument of the subtraction",
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:32:",
+                "at «test»:1:15:",
+                "at «test»:1:24:",
+                "error: expected an integer but found a string: \"x\"",
+            ]
+        );
+        // A builtin's own error: its frame, at the call.
+        let (frames, places) = frames_and_place(&run_trace(
+            "let elemAt = builtins.elemAt; in [ (elemAt [ 1 ] 5) ]",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating list element at index 0",
+                "… while calling the 'elemAt' builtin",
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:37:",
+                "error: 'builtins.elemAt' called with index 5 on a list of size 1",
+            ]
+        );
+        // Each level is one call (the lambda), or three (the builtin, the lambda it calls, `f`):
+        // with a depth of 20, the recursions fit up to their limit and fail beyond.
+        for (text, fits, fails) in [
+            ("let f = a: b: if a == 0 then 0 else 1 + f (a - 1) b; in f N 0", 19, 20),
+            ("let f = a: b: if a == 0 then 0 else f (a - 1) b; in f N 0", 19, 20),
+            (
+                "let e = builtins.foldl'; f = a: b: if a == 0 then 0 else e (x: y: f (a - 1) b) 0 [ 1 ]; in f N 0",
+                6,
+                7,
+            ),
+        ] {
+            for (n, ok) in [(fits, true), (fails, false)] {
+                let mut ev = Evaluator::new();
+                ev.max_call_depth = 20;
+                let e = ev
+                    .parse(&text.replace('N', &n.to_string()), "«test»", "/")
+                    .unwrap();
+                match ev.eval_top(e) {
+                    Ok(_) => assert!(ok, "{text} {n}"),
+                    Err(x) => {
+                        assert!(!ok, "{text} {n}: {}", x.msg);
+                        assert_eq!(x.msg, "stack overflow; max-call-depth exceeded");
+                    }
+                }
+            }
+        }
     }
 
     /// A lambda's formals are bound from its argument set as before: defaults, `@`, names

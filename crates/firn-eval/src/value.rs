@@ -669,6 +669,26 @@ impl Thunk {
             _ => None,
         }
     }
+    /// The value if it is computed and a builtin (one count raised), without the general
+    /// [`Value::clone`].
+    #[inline]
+    pub fn peek_primop(&self) -> Option<Rc<PrimOp>> {
+        // SAFETY: as `peek`: a shared look whose clone touches the builtin's count only.
+        match unsafe { &*self.0.state() } {
+            ThunkState::Done(Value::PrimOp(p)) => Some(p.clone()),
+            _ => None,
+        }
+    }
+    /// The value if it is computed and a list (one count raised), without the general
+    /// [`Value::clone`].
+    #[inline(always)]
+    pub fn peek_list(&self) -> Option<Rc<Vec<Thunk>>> {
+        // SAFETY: as `peek`: a shared look whose clone touches the list's count only.
+        match unsafe { &*self.0.state() } {
+            ThunkState::Done(Value::List(l)) => Some(l.clone()),
+            _ => None,
+        }
+    }
     /// [`Self::peek`] for a value that is usually a scalar (see
     /// [`Value::clone_scalar_first`]).
     #[inline(always)]
