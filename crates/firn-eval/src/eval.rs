@@ -541,6 +541,9 @@ impl Evaluator {
                     let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
                     return self.finish_forced(t, r, || ThunkState::Apply(f, a));
                 }
+                if let Some((g, k)) = f.applied_lambda() {
+                    return self.force_applied2(t, g, k, f, a);
+                }
                 self.force_applied(t, f, arg, |f| ThunkState::Apply(f, a))
             }
             ThunkState::ApplyIndex(f, i) => self.force_index(t, f, i),
@@ -679,6 +682,40 @@ impl Evaluator {
         };
         let r = r.map_err(|x| self.apply_error(x, &f, site));
         self.finish_forced(t, r, || restore(f))
+    }
+
+    /// [`Self::force_state`] of `f a` where `f` is the application `g k` not computed yet
+    /// and `g` a computed lambda (`mapAttrs`' and `zipAttrsWith`'s `f name value`): a
+    /// two-argument lambda is called with both at once, as [`Self::call2`], without
+    /// forcing `f` (usually only the application `t` holds it; where another does, forcing
+    /// it later makes the same closure, as the first application of `a: b: ...` evaluates
+    /// nothing). On an error `f` gets the value forcing it gives, so the error and the
+    /// state put back are those of [`Self::force_applied`]. Other lambdas go that way.
+    #[inline(never)]
+    fn force_applied2(
+        &mut self,
+        t: &Thunk,
+        g: Lambda,
+        k: Thunk,
+        f: Thunk,
+        a: Thunk,
+    ) -> EResult<Value> {
+        let g = Value::Lambda(g);
+        let Some(l2) = Lambda2::of(&g) else {
+            let arg = a.clone();
+            return self.force_applied(t, f, arg, |f| ThunkState::Apply(f, a));
+        };
+        let site = f.applied_site();
+        let r = self.call_lambda2(l2, k.clone(), a.clone());
+        let r = r.map_err(|x| {
+            let partial = Lambda {
+                expr: l2.inner,
+                env: l2.env.push(Scope::One(l2.first, k)),
+            };
+            f.set(ThunkState::Done(Value::Lambda(partial)));
+            self.apply_error(x, &f, site)
+        });
+        self.finish_forced(t, r, || ThunkState::Apply(f, a))
     }
 
     /// The end of forcing thunk `t` (not an expression's: see [`Self::pending_failed`]) with
@@ -2986,8 +3023,9 @@ impl Evaluator {
     }
 
     /// [`Self::call2`] of a two-argument lambda taken apart already (a builtin calling the
-    /// same function for every element takes it apart once).
-    #[inline]
+    /// same function for every element takes it apart once). Always inlined: called from
+    /// `call2` and `force_applied2`, and a call of it would cost as much as it does.
+    #[inline(always)]
     fn call_lambda2(&mut self, l2: Lambda2<'_>, a: Thunk, b: Thunk) -> EResult<Value> {
         let env = l2
             .env
@@ -3076,6 +3114,24 @@ impl Evaluator {
                 }
             }
         }
+        // A lambda of one plain argument, the usual function a builtin calls (`map`'s,
+        // `filter`'s): its scope made and its body evaluated without `call_inner`'s
+        // dispatch, with the same depth, checks and frames.
+        let f = match f {
+            Value::Lambda(l)
+                if matches!(
+                    l.expr.kind,
+                    ExprKind::Lambda {
+                        arg: Some(_),
+                        formals: None,
+                        ..
+                    }
+                ) =>
+            {
+                return self.call_simple(l, arg, None, false);
+            }
+            f => f,
+        };
         // As in current Nix, the depth before the call is checked.
         if self.depth > self.max_call_depth {
             return err("stack overflow; max-call-depth exceeded");
@@ -3249,13 +3305,23 @@ impl Evaluator {
                 }
             }
             Value::PrimOpApp(p, args) => {
-                let mut all = (*args).clone();
-                all.push(arg);
-                if all.len() == p.arity {
-                    (p.f)(self, &all).map_err(|x| self.builtin_frame(x, &p, site))
-                } else {
-                    Ok(Value::PrimOpApp(p, Rc::new(all)))
+                if args.len() + 1 < p.arity {
+                    let mut all = Vec::with_capacity(args.len() + 1);
+                    all.extend_from_slice(&args);
+                    all.push(arg);
+                    return Ok(Value::PrimOpApp(p, Rc::new(all)));
                 }
+                // Completed: the usual arities' arguments on the stack, without a vector.
+                let r = match &args[..] {
+                    [a] => (p.f)(self, &[a.clone(), arg]),
+                    [a, b] => (p.f)(self, &[a.clone(), b.clone(), arg]),
+                    _ => {
+                        let mut all = (*args).clone();
+                        all.push(arg);
+                        (p.f)(self, &all)
+                    }
+                };
+                r.map_err(|x| self.builtin_frame(x, &p, site))
             }
             Value::Attrs(a) if a.contains_key("__functor") => {
                 let f = a
@@ -4954,5 +5020,129 @@ mod tests {
         let r = run_trace("let f = { aa, bb ? 1 }: aa; in f { aa = 1; bc = 1; }");
         assert!(r.contains("unexpected argument 'bc'"), "{r}");
         assert!(r.contains("Did you mean"), "{r}");
+    }
+
+    /// Functions called by builtins (`Evaluator::call_at` of a plain lambda by
+    /// `call_simple`, `mapAttrs`' two-argument lambda by `force_applied2`) and builtins
+    /// applied in parts (`PrimOpApp` completed): values, and the frames and positions of an
+    /// error in the body, also when forced again after `tryEval`.
+    #[test]
+    fn fast_paths_of_calls_by_builtins() {
+        let values = [
+            (
+                "builtins.mapAttrs (n: v: n + v) { a = \"x\"; }",
+                "{ a = \"ax\"; }",
+            ),
+            (
+                "builtins.mapAttrs (n: { y }: y) { a = { y = 2; }; }",
+                "{ a = 2; }",
+            ),
+            (
+                "builtins.mapAttrs (n: v: w: v) { a = 1; }",
+                "{ a = <LAMBDA>; }",
+            ),
+            ("builtins.mapAttrs builtins.add { }", "{ }"),
+            (
+                "builtins.zipAttrsWith (n: vs: vs) [ { a = 1; } ]",
+                "{ a = [ 1 ]; }",
+            ),
+            ("builtins.filter (x: x > 1) [ 1 2 ]", "[ 2 ]"),
+            ("builtins.concatMap (x: [ x x ]) [ 1 ]", "[ 1 1 ]"),
+            ("let m = map (x: x + 1); in m [ 1 ]", "[ 2 ]"),
+            (
+                "let g = builtins.substring 0; in [ (g 2 \"abc\") ((g 1) \"abc\") ]",
+                "[ \"ab\" \"a\" ]",
+            ),
+        ];
+        for (text, v) in values {
+            assert_eq!(run(text).unwrap(), v, "{text}");
+        }
+        let text = "let s = builtins.mapAttrs (n: v: v + 1) { b = \"x\"; }; in s.b";
+        let (frames, places) = frames_and_place(&run_trace(text));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating the attribute 'b'",
+                "… while calling anonymous lambda",
+                "… while evaluating a path segment"
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:58:",
+                "at «test»:1:31:",
+                "at «test»:1:38:",
+                "error: cannot coerce an integer to a string: 1"
+            ]
+        );
+        let text = "let s = builtins.mapAttrs (n: v: throw n) { b = 1; }; \
+                    in [ (builtins.tryEval s.b) s.b ]";
+        let (frames, places) = frames_and_place(&run_trace(text));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating list element at index 1",
+                "… while evaluating the attribute 'b'",
+                "… while evaluating the attribute 'b'",
+                "… while calling anonymous lambda",
+                "… while calling the 'throw' builtin"
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:83:",
+                "at «test»:1:78:",
+                "at «test»:1:31:",
+                "at «test»:1:34:",
+                "error: b"
+            ]
+        );
+        let (frames, places) = frames_and_place(&run_trace("builtins.filter (x: x + 1) [ 1 ]"));
+        assert_eq!(frames, ["… while calling the 'filter' builtin", "… while evaluating the return value of the filtering function passed to builtins.filter"]);
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:1:",
+                "error: expected a Boolean but found an integer: 2"
+            ]
+        );
+        let (frames, places) =
+            frames_and_place(&run_trace("let m = map (x: x + 1); in m [ \"x\" ]"));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating list element at index 0",
+                "… from call site",
+                "… while calling anonymous lambda",
+                "… while evaluating a path segment"
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:14:",
+                "at «test»:1:14:",
+                "at «test»:1:21:",
+                "error: cannot coerce an integer to a string: 1"
+            ]
+        );
+        let text = "let g = builtins.substring 0; in g 2 3";
+        let (frames, places) = frames_and_place(&run_trace(text));
+        assert_eq!(
+            frames,
+            [
+                "… while calling the 'substring' builtin",
+                "… while evaluating the third argument (the string) passed to builtins.substring"
+            ]
+        );
+        assert_eq!(
+            places,
+            [
+                "at «test»:1:34:",
+                "error: cannot coerce an integer to a string: 3"
+            ]
+        );
     }
 }

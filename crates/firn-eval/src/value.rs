@@ -708,6 +708,20 @@ impl Thunk {
             _ => None,
         }
     }
+    /// The lambda and argument of an application not computed yet whose function is a
+    /// computed lambda (`mapAttrs`'s `f name`, the function of each value's application),
+    /// handles cloned: so that forcing the outer application can make both at once.
+    #[inline]
+    pub fn applied_lambda(&self) -> Option<(Lambda, Thunk)> {
+        // SAFETY: see `ThunkCell`: shared looks whose clones touch counts only.
+        match unsafe { &*self.0.state() } {
+            ThunkState::Apply(g, x) => match unsafe { &*g.0.state() } {
+                ThunkState::Done(Value::Lambda(l)) => Some((l.clone(), x.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
     /// For the errors of a call of this thunk's value: [`NOT_APPLIED`] when it is not an
     /// application not computed yet; else the position of the function it applies when that
     /// is a computed lambda (current Nix's `determinePos`), or [`NO_SITE`].
