@@ -1232,7 +1232,7 @@ impl Evaluator {
             ExprKind::Let { .. } | ExprKind::With { .. } | ExprKind::Assert { .. } => {
                 self.eval_any(e, env)
             }
-            ExprKind::Bin { op, a, b } if is_boolean(*op) => self.eval_bool_op(e, *op, a, b, env),
+            ExprKind::Bin { op, .. } if is_boolean(*op) => self.eval_bool_op(e, env),
             ExprKind::Select { e: inner, path } => self.eval_select(e, inner, path, None, env),
             ExprKind::SelectOr(x) => self.eval_select(e, &x.e, &x.path, Some(&x.default), env),
             ExprKind::Attrs(a) => self.eval_attrs(e, a, env),
@@ -1262,19 +1262,16 @@ impl Evaluator {
     /// [`Self::eval`] of an operator whose result is a Boolean (node `e`; `==` the most
     /// common, the body of many a predicate such as `x: x == 5`): computed by
     /// [`Self::bool_binop`], an error placed at `e` as `eval_step` places it, without
-    /// `eval_step`'s dispatch and large frame.
+    /// `eval_step`'s dispatch and large frame. Given the node alone (taken apart here), so
+    /// that `eval` passes every argument in a register and jumps here (a tail call).
     #[inline(never)]
-    fn eval_bool_op(
-        &mut self,
-        e: &'static Expr,
-        op: BinOp,
-        a: &'static Expr,
-        b: &'static Expr,
-        env: &Env,
-    ) -> EResult<Value> {
-        let r = match op {
+    fn eval_bool_op(&mut self, e: &'static Expr, env: &Env) -> EResult<Value> {
+        let ExprKind::Bin { op, a, b } = &e.kind else {
+            return self.eval_step(e, env);
+        };
+        let r = match *op {
             BinOp::Eq => self.eq_operands(a, b, env),
-            _ => self.bool_binop(op, a, b, env),
+            op => self.bool_binop(op, a, b, env),
         };
         match r {
             Ok(b) => Ok(Value::Bool(b)),
@@ -1324,6 +1321,21 @@ impl Evaluator {
             if let Some(v) = int_in_place(b, env).and_then(|j| i.checked_add(j)) {
                 return Ok(Value::Int(v));
             }
+        }
+        self.eval_sum_rest(e, a, b, env)
+    }
+
+    /// [`Self::eval_sum`] of operands not both integers at hand (or overflowing), out of
+    /// line: its frame and saved registers are not paid by the sums done at once.
+    #[inline(never)]
+    fn eval_sum_rest(
+        &mut self,
+        e: &'static Expr,
+        a: &'static Expr,
+        b: &'static Expr,
+        env: &Env,
+    ) -> EResult<Value> {
+        if let Some(i) = int_in_place(a, env) {
             // The first at hand, the second to evaluate (`acc + el` summing a list): as
             // `concat` does it, with `eval_step`'s placing of an error at `e`.
             let r = match self.sum_operand(b, env) {
@@ -2521,8 +2533,21 @@ impl Evaluator {
     /// operator), at `e`. The kinds that make a Boolean (`?`, `!`, `&&`, `||`, `->`, `==`,
     /// `!=`; most conditions are one) are computed as one here, without [`Self::eval`]'s
     /// dispatch, the Boolean value made and taken apart again, and `eval_step`'s frame;
-    /// their errors are placed at `e` as `eval_step` places them.
+    /// their errors are placed at `e` as `eval_step` places them. Always inlined: only the
+    /// dispatch on a call (most conditions are one, `a < b` or `pred x`), so that the
+    /// caller calls [`Self::eval_bool_call`] itself, without a function between whose
+    /// prologue saves the registers the other kinds need.
+    #[inline(always)]
     fn eval_bool(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<bool> {
+        match &e.kind {
+            ExprKind::Call { fun, args } => self.eval_bool_call(e, fun, args, env, ctx),
+            _ => self.eval_bool_kind(e, env, ctx),
+        }
+    }
+
+    /// [`Self::eval_bool`] of the kinds other than a call.
+    #[inline(never)]
+    fn eval_bool_kind(&mut self, e: &'static Expr, env: &Env, ctx: &'static str) -> EResult<bool> {
         let r = match &e.kind {
             ExprKind::HasAttr { e: inner, path } => self.has_attr(e, inner, path, env),
             ExprKind::Not(x) => match self.eval_bool(x, env, "in the argument of '!'") {
@@ -2530,7 +2555,6 @@ impl Evaluator {
                 Err(x) => Err(x),
             },
             ExprKind::Bin { op, a, b } if is_boolean(*op) => self.bool_binop(*op, a, b, env),
-            ExprKind::Call { fun, args } => return self.eval_bool_call(e, fun, args, env, ctx),
             _ => return self.eval_bool_value(e, env, ctx),
         };
         match r {
@@ -2668,6 +2692,15 @@ impl Evaluator {
     #[inline(always)]
     fn eq_operands(&mut self, a: &'static Expr, b: &'static Expr, env: &Env) -> EResult<bool> {
         let x = self.eval_scalar_operand(a, env, "in the left operand of '=='")?;
+        // An integer compared with one at hand (`x == 5`): the second operand is not made a
+        // value (looking at it evaluates nothing).
+        if let Value::Int(i) = &x {
+            if let Some(j) = int_in_place(b, env) {
+                let r = *i == j;
+                x.discard();
+                return Ok(r);
+            }
+        }
         let y = self.eval_scalar_operand(b, env, "in the right operand of '=='")?;
         if let (Value::Int(i), Value::Int(j)) = (&x, &y) {
             let r = i == j;
@@ -4688,6 +4721,72 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("at «test»:1:19:"), "{r}");
+    }
+
+    /// Conditions dispatched by `eval_bool` (a call straight to `eval_bool_call`),
+    /// `eval_bool_op` given the node alone, `==` of an integer and one at hand, and sums
+    /// split between `eval_sum` and `eval_sum_rest`: values, and the frames of errors.
+    #[test]
+    fn fast_paths_of_predicates_comparisons_and_sums() {
+        // Conditions of every kind (calls, `!`, `&&`, `?`, `==`), a predicate's `==` with an
+        // integer at hand or not, sums at hand and not (an overflow, a string).
+        assert_eq!(
+            run(
+                "let p = x: x == 3; q = x: 3 == x; s = { a = 1; }; l = builtins.genList (n: 2 + n) 4; \
+                 in [ (builtins.filter p l) (builtins.filter q l) \
+                 (map (x: if !(p x) && s ? a then x + 1 else x) l) \
+                 (if \"a\" == \"a\" then 1 else 0) (if 1 == 1.0 then 1 else 0) ]"
+            )
+            .unwrap(),
+            "[ [ 3 ] [ 3 ] [ 3 3 5 6 ] 1 1 ]"
+        );
+        assert_eq!(
+            run(
+                "let lib = { f = i: if i < 0 then (if i == -3 then -i - 1 else i - 1) else i; }; \
+                 in builtins.foldl' (i: x: lib.f i) (-1) [ 1 2 3 4 ]"
+            )
+            .unwrap(),
+            "2"
+        );
+        // A predicate whose operand fails: the frames of the call and the condition.
+        let (frames, places) = frames_and_place(&run_trace(
+            "let p = x: x == 1; l = builtins.genList (n: n + \"a\") 2; in if p (builtins.head l) then 1 else 0",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating a branch condition",
+                "… from call site",
+                "… while calling 'p'",
+                "… in the left operand of '=='",
+                "… while calling the 'head' builtin",
+                "… from call site",
+                "… while calling anonymous lambda",
+            ]
+        );
+        assert_eq!(
+            places[places.len() - 2..],
+            [
+                "error: cannot add a string to an integer",
+                "at «test»:1:49:"
+            ]
+        );
+        // A condition that is no Boolean, a predicate that gives none.
+        let (frames, places) =
+            frames_and_place(&run_trace("let p = x: x + 1; in if p 2 then 1 else 0"));
+        assert_eq!(frames, ["… while evaluating a branch condition"]);
+        assert_eq!(places.last().map(String::as_str), Some("at «test»:1:22:"));
+        let (frames, _) = frames_and_place(&run_trace(
+            "let x = 9223372036854775807; in if !(x + 1 == 0) then 1 else 0",
+        ));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating a branch condition",
+                "… in the argument of '!'",
+                "… in the left operand of '=='",
+            ]
+        );
     }
 
     #[test]
