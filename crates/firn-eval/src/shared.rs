@@ -29,11 +29,11 @@ impl<T> Shared<T> {
 
     #[inline]
     pub fn new(value: T) -> Shared<T> {
-        let inner = Inner {
-            count: Cell::new(1),
-            value,
-        };
         if Self::CLASS == 0 {
+            let inner = Inner {
+                count: Cell::new(1),
+                value,
+            };
             return Shared {
                 ptr: NonNull::from(Box::leak(Box::new(inner))),
                 _owns: PhantomData,
@@ -41,8 +41,12 @@ impl<T> Shared<T> {
         }
         let block = crate::pool::take(Self::CLASS).cast::<Inner<T>>();
         // SAFETY: a fresh block of at least `size_of::<Inner<T>>()` bytes, aligned to 16
-        // (at least `T`'s alignment, by `class`).
-        unsafe { block.write(inner) };
+        // (at least `T`'s alignment, by `class`). The fields are written one by one into
+        // the block, not assembled on the stack and copied.
+        unsafe {
+            ptr::addr_of_mut!((*block).count).write(Cell::new(1));
+            ptr::addr_of_mut!((*block).value).write(value);
+        }
         Shared {
             // SAFETY: blocks are never null.
             ptr: unsafe { NonNull::new_unchecked(block) },
