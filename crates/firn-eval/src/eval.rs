@@ -833,7 +833,12 @@ impl Evaluator {
         if let ExprKind::Var(s) = &e.kind {
             return match lookup_var(e, *s, env) {
                 Some(t) => t,
-                None => Thunk::pending(e, env.clone()),
+                None => match firn_syntax::scope::with_address(e)
+                    .and_then(|_| self.with_var_global(*s))
+                {
+                    Some(t) => t,
+                    None => Thunk::pending(e, env.clone()),
+                },
             };
         }
         if let ExprKind::Global(s) = &e.kind {
@@ -920,23 +925,39 @@ impl Evaluator {
         }
     }
 
+    /// The global `s` for a variable the scope check found no lexical scope of its file
+    /// binds (one with a `with` address): the global scope is the outermost lexical one
+    /// (the only scope outside a file whose names the check does not know), so it comes
+    /// before any `with`.
+    #[inline]
+    fn with_var_global(&self, s: Symbol) -> Option<Thunk> {
+        self.globals.get(s.0 as usize).cloned().flatten()
+    }
+
     /// A variable no lexical scope binds (see [`lookup_var`], which the caller has tried):
     /// from the innermost `with` whose set has it.
     fn lookup_with(&mut self, s: Symbol, env: &Env) -> EResult<Thunk> {
+        self.lookup_with_from(s, env.0.as_deref())
+    }
+
+    /// [`Self::lookup_with`] from scope `start` out (the caller knows no scope inside it
+    /// is a `with`, nor binds `s`). The scopes are borrowed from the caller's environment,
+    /// which holds them all.
+    fn lookup_with_from(&mut self, s: Symbol, start: Option<&EnvNode>) -> EResult<Thunk> {
         let name = self.name_rc(s);
-        let mut cur = env.0.clone();
+        let mut cur = start;
         while let Some(node) = cur {
             if let Scope::With(t) = &node.scope {
                 match self.force(t)? {
                     Value::Attrs(a) => {
-                        if let Some(x) = a.get(&name) {
+                        if let Some(x) = a.get_rc(&name) {
                             return Ok(x.clone());
                         }
                     }
                     v => return Err(self.type_error("a set", &v)),
                 }
             }
-            cur = node.parent.0.clone();
+            cur = node.parent.0.as_deref();
         }
         err(format!("undefined variable '{name}'"))
     }
@@ -2263,7 +2284,7 @@ impl Evaluator {
                     let t = t.clone();
                     return self.force_pending(&t);
                 }
-                self.var_value(*s, env)
+                self.var_value(e, *s, env)
             }
             ExprKind::Global(s) => self.global_value(*s),
             ExprKind::CurPos => Ok(self.positions.value(e.span.start)),
@@ -2314,13 +2335,20 @@ impl Evaluator {
         }
     }
 
-    /// [`Self::eval_kind`] of variable `s` that the node's resolution did not find: a
-    /// lexical one, or one from a `with` (errors not placed).
+    /// [`Self::eval_kind`] of variable `s` (node `e`) that has no lexical address: one
+    /// from a `with` (looked up from the innermost `with`'s scope if the scope check placed
+    /// it), or a lexical one the check could not place (errors not placed).
     #[inline(never)]
-    fn var_value(&mut self, s: Symbol, env: &Env) -> EResult<Value> {
-        let t = match lookup_lexical(s, env) {
-            Some(t) => t,
-            None => self.lookup_with(s, env)?,
+    fn var_value(&mut self, e: &Expr, s: Symbol, env: &Env) -> EResult<Value> {
+        let t = match with_scope(e, env) {
+            Some(w) => match self.with_var_global(s) {
+                Some(t) => t,
+                None => self.lookup_with_from(s, Some(w))?,
+            },
+            None => match lookup_lexical(s, env) {
+                Some(t) => t,
+                None => self.lookup_with(s, env)?,
+            },
         };
         self.force(&t)
     }
@@ -3781,8 +3809,29 @@ fn int_in_place(e: &Expr, env: &Env) -> Option<i64> {
 fn lookup_var(e: &Expr, s: Symbol, env: &Env) -> Option<Thunk> {
     match lookup_var_ref(e, s, env) {
         Some(t) => Some(t.clone()),
+        // No scope of its file binds it (it has a `with` address): a search would find
+        // only a global, which `Evaluator::thunk` takes from the globals itself.
+        None if firn_syntax::scope::with_address(e).is_some() => None,
         None => lookup_lexical(s, env),
     }
+}
+
+/// The scope of the innermost `with` around variable `e`, at the count of scopes the scope
+/// check gave it (see [`firn_syntax::scope::with_address`]); `None` if it has none (the
+/// variable is then looked up by name).
+#[inline]
+fn with_scope<'e>(e: &Expr, env: &'e Env) -> Option<&'e EnvNode> {
+    let up = firn_syntax::scope::with_address(e)?;
+    let mut node = env.0.as_deref();
+    for _ in 0..up {
+        node = node.and_then(|n| n.parent.0.as_deref());
+    }
+    let found = node.filter(|n| matches!(n.scope, Scope::With(_)));
+    debug_assert!(
+        found.is_some(),
+        "`with` address out of step with the environment"
+    );
+    found
 }
 
 /// The thunk of variable `e` at the address the scope check gave it, by reference (see
@@ -5243,5 +5292,56 @@ mod tests {
                 "error: cannot coerce an integer to a string: 3"
             ]
         );
+    }
+
+    /// Variables of a `with` (looked up from the innermost `with` the scope check placed):
+    /// lexical bindings and globals come first, inner `with`s before outer ones, the
+    /// `with`'s set forced only when a variable needs it, and its errors unchanged.
+    #[test]
+    fn fast_paths_of_with_variables() {
+        let values = [
+            ("with { a = 1; }; with { b = 2; }; [ a b ]", "[ 1 2 ]"),
+            ("with { a = 1; }; with { a = 2; }; a", "2"),
+            ("let a = 3; in with { a = 1; }; a", "3"),
+            ("x: with x; a", "<LAMBDA>"),
+            (
+                "with { false = 1; map = 2; }; [ false (map (x: x) [ 1 ]) ]",
+                "[ false [ 1 ] ]",
+            ),
+            ("with { __nope = 5; }; __nope", "5"),
+            ("with { a = 1; }; let f = y: a + y; in f 2", "3"),
+            ("with { a = 1; }; rec { b = a; c = b; }.c", "1"),
+            ("with { a = 1; }; { inherit a; }.a", "1"),
+            ("with { a = 1; }; builtins.genList (i: a + i) 2", "[ 1 2 ]"),
+            ("with throw \"no\"; [ true 1 ]", "[ true 1 ]"),
+            (
+                "let s = { a = 1; }; in with s; let t = { b = a; }; in with t; [ a b ]",
+                "[ 1 1 ]",
+            ),
+        ];
+        for (text, v) in values {
+            assert_eq!(run(text).unwrap(), v, "{text}");
+        }
+        assert_eq!(
+            run("with { x = 1; }; y").unwrap_err(),
+            "undefined variable 'y'"
+        );
+        assert_eq!(
+            run("with { }; __nope").unwrap_err(),
+            "undefined variable '__nope'"
+        );
+        assert_eq!(
+            run("with 1; y").unwrap_err(),
+            "expected a set but found an integer: 1"
+        );
+        let (frames, places) = frames_and_place(&run_trace("with { a = throw \"x\"; }; [ a ]"));
+        assert_eq!(
+            frames,
+            [
+                "… while evaluating list element at index 0",
+                "… while calling the 'throw' builtin"
+            ]
+        );
+        assert_eq!(places, ["at «test»:1:12:", "error: x"]);
     }
 }

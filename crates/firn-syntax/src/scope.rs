@@ -7,7 +7,11 @@
 //! out it is bound and its position there. The evaluator's environments have one scope per
 //! level seen here (a lambda's argument or formals sorted by symbol, a `let` or recursive
 //! set's names sorted by symbol, a `with` with none), so it finds the binding without
-//! searching by name.
+//! searching by name. A variable inside a `with` that no scope of the file binds gets how
+//! many scopes out the innermost `with` is (see [`with_address`]): the evaluator tries the
+//! global scope (the one lexical scope outside a file whose names are not known here), then
+//! goes straight to that `with`, instead of searching every scope on the way for a name
+//! none of them binds.
 
 use crate::ast::*;
 use crate::parser::ParseError;
@@ -48,7 +52,8 @@ struct Checker<'a> {
     scopes: Vec<Vec<Symbol>>,
     /// The emptied vectors of scopes left, for the next scopes entered.
     spare: Vec<Vec<Symbol>>,
-    withs: usize,
+    /// The positions in `scopes` of the enclosing `with`s' scopes, innermost last.
+    withs: Vec<usize>,
 }
 
 /// The vectors of a check (`scopes` and `spare`), kept for the next check on this thread.
@@ -67,7 +72,20 @@ thread_local! {
 /// if the scope check found one.
 pub fn var_address(e: &Expr) -> Option<(usize, usize)> {
     match (&e.kind, e.memo.get()) {
-        (ExprKind::Var(_), m) if m != 0 => Some(((m >> 16) as usize, (m & 0xffff) as usize - 1)),
+        (ExprKind::Var(_), m) if m & 0xffff != 0 => {
+            Some(((m >> 16) as usize, (m & 0xffff) as usize - 1))
+        }
+        _ => None,
+    }
+}
+
+/// For a variable node that no lexical scope of its file binds but a `with` encloses: how
+/// many scopes out the innermost `with`'s scope is, if the scope check found it. (Kept in the node's
+/// `memo` as that count plus one in the high half and zero in the low half, which a
+/// lexical address never has: its low half is its position plus one.)
+pub fn with_address(e: &Expr) -> Option<usize> {
+    match (&e.kind, e.memo.get()) {
+        (ExprKind::Var(_), m) if m != 0 && m & 0xffff == 0 => Some((m >> 16) as usize - 1),
         _ => None,
     }
 }
@@ -83,7 +101,7 @@ pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), 
         interner,
         scopes,
         spare,
-        withs: 0,
+        withs: Vec::new(),
     };
     if !extra.is_empty() {
         c.enter(extra.iter().copied());
@@ -144,7 +162,7 @@ impl Checker<'_> {
 
     /// Bound lexically (or possibly by a `with`)?
     fn lexical(&self, s: Symbol) -> bool {
-        self.address(s).is_some() || self.withs > 0
+        self.address(s).is_some() || !self.withs.is_empty()
     }
 
     /// Where `s` is bound lexically: scopes out, and position in that scope.
@@ -237,7 +255,12 @@ impl Checker<'_> {
                 e.memo.set(((up as u32) << 16) | (i as u32 + 1));
             }
             Ok(())
-        } else if self.withs > 0 {
+        } else if let Some(&w) = self.withs.last() {
+            // A count that does not fit is left to a search.
+            match self.scopes.len().checked_sub(w + 1) {
+                Some(up) if up + 1 < 0x1_0000 => e.memo.set(((up + 1) as u32) << 16),
+                _ => {}
+            }
             Ok(())
         } else if self.bound(s) {
             e.kind = ExprKind::Global(s);
@@ -319,11 +342,11 @@ impl Checker<'_> {
             }
             ExprKind::With { env, body } => {
                 self.child(env)?;
-                self.withs += 1;
                 self.enter([]);
+                self.withs.push(self.scopes.len() - 1);
                 let r = self.child(body);
                 self.leave();
-                self.withs -= 1;
+                self.withs.pop();
                 r
             }
             ExprKind::If { cond, then, else_ } => {

@@ -353,6 +353,65 @@ fn variable_addresses() {
     );
 }
 
+/// A variable only a `with` can bind knows how many scopes out the innermost `with` is
+/// (`with_address`), and has no lexical address.
+#[test]
+fn with_addresses() {
+    use firn_syntax::ast::{Expr, ExprKind};
+    use firn_syntax::scope::{var_address, with_address};
+
+    fn collect(e: &Expr, i: &Interner, out: &mut Vec<(String, Option<usize>)>) {
+        match &e.kind {
+            ExprKind::Var(s) => {
+                assert!(with_address(e).is_none() || var_address(e).is_none());
+                out.push((i.name(*s).to_string(), with_address(e)));
+            }
+            ExprKind::Lambda { body, .. } => collect(body, i, out),
+            ExprKind::Let { attrs, body } => {
+                for d in attrs.attrs.values() {
+                    collect(&d.value, i, out);
+                }
+                collect(body, i, out)
+            }
+            ExprKind::With { env, body } => {
+                collect(env, i, out);
+                collect(body, i, out)
+            }
+            ExprKind::List(items) => items.iter().for_each(|x| collect(x, i, out)),
+            _ => {}
+        }
+    }
+    let withs = |text: &str| {
+        let mut i = Interner::default();
+        let e = parse(text, &src(), &mut i).expect("parses");
+        let mut out = Vec::new();
+        collect(&e, &i, &mut out);
+        out
+    };
+    let v = |n: &str, a: Option<usize>| (n.to_string(), a);
+    // Directly inside the `with`, and under a lambda and a `let` inside it.
+    assert_eq!(
+        withs("f: with f; [ a (x: [ b x ]) (let y = c; in [ y d ]) ]"),
+        [
+            v("f", None),
+            v("a", Some(0)),
+            v("b", Some(1)),
+            v("x", None),
+            v("c", Some(1)),
+            v("y", None),
+            v("d", Some(1))
+        ]
+    );
+    // Nested `with`s: the innermost one is meant; the outer `with`'s expression is looked
+    // up from outside it.
+    assert_eq!(
+        withs("f: with f; with b; x: [ a x ]"),
+        [v("f", None), v("b", Some(0)), v("a", Some(1)), v("x", None)]
+    );
+    // Outside every `with`, a variable bound nowhere is a global or an error, never one.
+    assert_eq!(withs("let a = 1; in [ a ]"), [v("a", None)]);
+}
+
 /// Current Nix's lints of literals (`lint-*-literals`): ignored by default; `warn` hands
 /// the warnings back with the tree; `fatal` is a parse error at the literal.
 #[test]
