@@ -4156,6 +4156,65 @@ mod tests {
         assert!(r.contains("at «test»:1:9:"), "{r}");
     }
 
+    /// Calls of lambdas with formals (`Evaluator::bind_formals`): values with defaults taken
+    /// or not, defaults referring to other formals and to the `@` name (either side), the
+    /// `@` name hidden by nothing, and the messages and frames of its errors (a missing
+    /// argument, the first in source order; an unexpected one with its suggestion; an
+    /// argument that is no set).
+    #[test]
+    fn calls_with_formals() {
+        for (text, want) in [
+            ("({ a, b ? a + 1 }: b) { a = 1; }", "2"),
+            ("({ b ? a + 1, a }: b) { a = 1; }", "2"),
+            ("(args@{ a, b ? args.a + 10 }: b) { a = 1; }", "11"),
+            ("({ a, b ? args.a + 10 }@args: b) { a = 1; }", "11"),
+            ("({ a, ... }@args: args.b + a) { a = 1; b = 2; }", "3"),
+            ("({ a ? throw \"no a\" }: 1) { }", "1"),
+            (
+                "({ z, y, x, w ? 4, v ? z }: [ z y x w v ]) { x = 1; y = 2; z = 3; }",
+                "[ 3 2 1 4 3 ]",
+            ),
+            (
+                "map ({ a, b ? a * 2 }: b) [ { a = 1; } { a = 2; b = 0; } ]",
+                "[ 2 0 ]",
+            ),
+        ] {
+            assert_eq!(run(text).as_deref(), Ok(want), "{text}");
+        }
+        for (text, want) in [
+            (
+                "({ a, b, c }: a) { a = 1; }",
+                "function 'anonymous lambda' called without required argument 'b'",
+            ),
+            (
+                "let f = { a, b }: a; in f { b = 1; }",
+                "function 'f' called without required argument 'a'",
+            ),
+            (
+                "({ a }: a) { a = 1; b = 2; }",
+                "function 'anonymous lambda' called with unexpected argument 'b'",
+            ),
+            ("({ a, b ? throw \"no b\" }: b) { a = 1; }", "no b"),
+            (
+                "({ a ? b, b ? a }: a) { }",
+                "infinite recursion encountered",
+            ),
+            ("({ a }: a) 1", "expected a set but found an integer: 1"),
+        ] {
+            assert_eq!(run(text).unwrap_err(), want, "{text}");
+        }
+        let r = run_trace("({ foo }: foo) { foo = 1; fo = 2; }");
+        assert!(r.contains("Did you mean foo?"), "{r}");
+        let (frames, _) = frames_and_place(&run_trace("({ a }: a) 1"));
+        assert_eq!(
+            frames,
+            [
+                "… from call site",
+                "… while evaluating the value passed for the lambda argument",
+            ]
+        );
+    }
+
     /// The `--show-trace` frames of `r` (their first lines) and where its error is.
     fn frames_and_place(r: &str) -> (Vec<String>, Vec<String>) {
         let lines = r.lines().map(str::trim);
