@@ -80,9 +80,9 @@ pub fn var_address(e: &Expr) -> Option<(usize, usize)> {
 }
 
 /// For a variable node that no lexical scope of its file binds but a `with` encloses: how
-/// many scopes out the innermost `with`'s scope is, if the scope check found it. (Kept in the node's
-/// `memo` as that count plus one in the high half and zero in the low half, which a
-/// lexical address never has: its low half is its position plus one.)
+/// many scopes out the innermost `with`'s scope is, if the scope check found it. (Kept in
+/// the node's `memo` as that count plus one in the high half and zero in the low half,
+/// which a lexical address never has: its low half is its position plus one.)
 pub fn with_address(e: &Expr) -> Option<usize> {
     match (&e.kind, e.memo.get()) {
         (ExprKind::Var(_), m) if m != 0 && m & 0xffff == 0 => Some((m >> 16) as usize - 1),
