@@ -432,7 +432,9 @@ impl Derivation {
         s.push_str("],");
     }
 
-    /// About how long [`Self::unparse_rest`] is (not counting escapes), to allocate once.
+    /// About how long [`Self::unparse_rest`] is, to allocate once: exact but for escapes,
+    /// for which a sixteenth more is allowed (scripts have a newline every few dozen bytes;
+    /// without room for them, the text would be copied into a buffer twice as large).
     pub(super) fn rest_len_hint(&self, sd: &StoreDir) -> usize {
         let srcs: usize = self
             .input_srcs
@@ -441,7 +443,8 @@ impl Derivation {
             .sum();
         let args: usize = self.args.iter().map(|a| a.len() + 3).sum();
         let env: usize = self.env.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
-        srcs + self.platform.len() + self.builder.len() + args + env + 16
+        let exact = srcs + self.platform.len() + self.builder.len() + args + env + 16;
+        exact + exact / 16
     }
 
     /// `[sources],"system","builder",[args],[env])`
@@ -505,6 +508,21 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = r#"Derive([("out","/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-x","","")],[("/nix/store/ffffffffffffffffffffffffffffffff-dep.drv",["dev","out"])],["/nix/store/ssssssssssssssssssssssssssssssss-src"],"x86_64-linux","/bin/sh",["-c","echo \"hi\"\n\\ \t"],[("a","b\r"),("out","/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-x")])"#;
+
+    /// The hint for the text after the inputs leaves room for the escapes of a script (a
+    /// newline and a quote or two a line), so that the text is written without growing.
+    #[test]
+    fn rest_hint_has_room_for_escapes() {
+        let sd = StoreDir::default();
+        let mut d = Derivation::parse(&sd, SAMPLE, "x").unwrap();
+        let script = "make -j$NIX_BUILD_CORES install PREFIX=\"$out\"\n".repeat(40);
+        d.args.push(script.clone());
+        d.env.insert("buildPhase".into(), script);
+        let hint = d.rest_len_hint(&sd);
+        let mut s = String::with_capacity(hint);
+        d.unparse_rest(&mut s, &sd, false);
+        assert!(s.len() <= hint, "{} > {hint}", s.len());
+    }
 
     #[test]
     fn parse_print_roundtrip() {
