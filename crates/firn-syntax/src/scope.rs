@@ -72,7 +72,8 @@ thread_local! {
 /// if the scope check found one.
 pub fn var_address(e: &Expr) -> Option<(usize, usize)> {
     match (&e.kind, e.memo.get()) {
-        (ExprKind::Var(_), m) if m & 0xffff != 0 => {
+        // One test: a lexical address is positive, a `with` address negative as an `i32`.
+        (ExprKind::Var(_), m) if m as i32 > 0 => {
             Some(((m >> 16) as usize, (m & 0xffff) as usize - 1))
         }
         _ => None,
@@ -81,14 +82,16 @@ pub fn var_address(e: &Expr) -> Option<(usize, usize)> {
 
 /// For a variable node that no lexical scope of its file binds but a `with` encloses: how
 /// many scopes out the innermost `with`'s scope is, if the scope check found it. (Kept in
-/// the node's `memo` as that count plus one in the high half and zero in the low half,
-/// which a lexical address never has: its low half is its position plus one.)
+/// the node's `memo` with the top bit set, which a lexical address never has.)
 pub fn with_address(e: &Expr) -> Option<usize> {
     match (&e.kind, e.memo.get()) {
-        (ExprKind::Var(_), m) if m != 0 && m & 0xffff == 0 => Some((m >> 16) as usize - 1),
+        (ExprKind::Var(_), m) if m & WITH_ADDRESS != 0 => Some((m & !WITH_ADDRESS) as usize),
         _ => None,
     }
 }
+
+/// The bit of a variable node's `memo` that marks a `with` address (see [`with_address`]).
+const WITH_ADDRESS: u32 = 1 << 31;
 
 /// Check that every variable in `e` is bound (by `e` itself, as a global, or in `extra`).
 pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), ParseError> {
@@ -251,14 +254,14 @@ impl Checker<'_> {
     fn var(&mut self, e: &mut Expr, s: Symbol) -> CResult {
         if let Some((up, i)) = self.address(s) {
             // Addresses that do not fit are left to a search by name.
-            if up < 0x1_0000 && i < 0xffff {
+            if up < 0x8000 && i < 0xffff {
                 e.memo.set(((up as u32) << 16) | (i as u32 + 1));
             }
             Ok(())
         } else if let Some(&w) = self.withs.last() {
             // A count that does not fit is left to a search.
             match self.scopes.len().checked_sub(w + 1) {
-                Some(up) if up + 1 < 0x1_0000 => e.memo.set(((up + 1) as u32) << 16),
+                Some(up) if up < WITH_ADDRESS as usize => e.memo.set(WITH_ADDRESS | up as u32),
                 _ => {}
             }
             Ok(())
