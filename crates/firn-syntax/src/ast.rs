@@ -306,7 +306,8 @@ pub struct Expr {
     /// A number remembered per node, 0 until set: for a literal, the evaluator keeps the
     /// index of its value in its own table here; for a lambda bound to a name, the scope
     /// check keeps that name (see `scope::lambda_name`); for a variable bound lexically,
-    /// its address (see `scope::var_address`); for a selection `e.a.b` or a test `e ? a.b`,
+    /// its address (see `scope::var_address`), and for one only a `with` or a global can
+    /// bind, how far out the innermost `with` is (`scope::with_address`); for a selection `e.a.b` or a test `e ? a.b`,
     /// the evaluator keeps where in the set each name was found (or found missing) last
     /// time; for a set expression built more than once, the index of its attributes' name
     /// order in the evaluator's table.
