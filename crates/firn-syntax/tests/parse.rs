@@ -263,62 +263,66 @@ fn arbitrary_input_never_panics() {
     }
 }
 
-/// The addresses the scope check gives variables (scopes out, position among the scope's
-/// names sorted by symbol), for each kind of scope the evaluator pushes.
-#[test]
-fn variable_addresses() {
+/// Each variable node of `text`, in source order, with what `look` finds in it: the scope
+/// check's records, read by the two tests below.
+fn variables<T>(text: &str, look: impl Fn(&firn_syntax::ast::Expr) -> T) -> Vec<(String, T)> {
     use firn_syntax::ast::{Expr, ExprKind};
-    use firn_syntax::scope::var_address;
 
-    fn collect(e: &Expr, i: &Interner, out: &mut Vec<(String, Option<(usize, usize)>)>) {
+    fn collect<T>(e: &Expr, i: &Interner, look: &impl Fn(&Expr) -> T, out: &mut Vec<(String, T)>) {
         if let ExprKind::Var(s) = &e.kind {
-            out.push((i.name(*s).to_string(), var_address(e)));
+            out.push((i.name(*s).to_string(), look(e)));
         }
+        let mut go = |x: &Expr| collect(x, i, look, out);
         match &e.kind {
             ExprKind::Lambda { body, formals, .. } => {
                 if let Some(f) = formals {
                     for x in &f.formals {
                         if let Some(d) = &x.default {
-                            collect(d, i, out);
+                            go(d);
                         }
                     }
                 }
-                collect(body, i, out)
+                go(body)
             }
             ExprKind::Let { attrs, body } => {
                 for d in attrs.attrs.values() {
-                    collect(&d.value, i, out);
+                    go(&d.value);
                 }
-                collect(body, i, out)
+                go(body)
             }
             ExprKind::With { env, body } => {
-                collect(env, i, out);
-                collect(body, i, out)
+                go(env);
+                go(body)
             }
             ExprKind::Attrs(a) => {
                 for d in a.attrs.values() {
-                    collect(&d.value, i, out);
+                    go(&d.value);
                 }
             }
             ExprKind::Call { fun, args } => {
-                collect(fun, i, out);
-                args.iter().for_each(|a| collect(a, i, out));
+                go(fun);
+                args.iter().for_each(go);
             }
-            ExprKind::List(items) => items.iter().for_each(|x| collect(x, i, out)),
+            ExprKind::List(items) => items.iter().for_each(go),
             _ => {}
         }
     }
-    let addresses = |text: &str| {
-        let mut i = Interner::default();
-        // Intern in a known order, so symbol order is alphabetical here.
-        for n in ["a", "b", "c", "f", "s", "x", "y", "z"] {
-            i.intern(n);
-        }
-        let e = parse(text, &src(), &mut i).expect("parses");
-        let mut out = Vec::new();
-        collect(&e, &i, &mut out);
-        out
-    };
+    let mut i = Interner::default();
+    // Intern in a known order, so symbol order is alphabetical here.
+    for n in ["a", "b", "c", "f", "s", "x", "y", "z"] {
+        i.intern(n);
+    }
+    let e = parse(text, &src(), &mut i).expect("parses");
+    let mut out = Vec::new();
+    collect(&e, &i, &look, &mut out);
+    out
+}
+
+/// The addresses the scope check gives variables (scopes out, position among the scope's
+/// names sorted by symbol), for each kind of scope the evaluator pushes.
+#[test]
+fn variable_addresses() {
+    let addresses = |text: &str| variables(text, firn_syntax::scope::var_address);
     let v = |n: &str, a: Option<(usize, usize)>| (n.to_string(), a);
     // A plain lambda's argument, one scope out from inside a nested lambda.
     assert_eq!(
@@ -357,36 +361,13 @@ fn variable_addresses() {
 /// (`with_address`), and has no lexical address.
 #[test]
 fn with_addresses() {
-    use firn_syntax::ast::{Expr, ExprKind};
     use firn_syntax::scope::{var_address, with_address};
 
-    fn collect(e: &Expr, i: &Interner, out: &mut Vec<(String, Option<usize>)>) {
-        match &e.kind {
-            ExprKind::Var(s) => {
-                assert!(with_address(e).is_none() || var_address(e).is_none());
-                out.push((i.name(*s).to_string(), with_address(e)));
-            }
-            ExprKind::Lambda { body, .. } => collect(body, i, out),
-            ExprKind::Let { attrs, body } => {
-                for d in attrs.attrs.values() {
-                    collect(&d.value, i, out);
-                }
-                collect(body, i, out)
-            }
-            ExprKind::With { env, body } => {
-                collect(env, i, out);
-                collect(body, i, out)
-            }
-            ExprKind::List(items) => items.iter().for_each(|x| collect(x, i, out)),
-            _ => {}
-        }
-    }
     let withs = |text: &str| {
-        let mut i = Interner::default();
-        let e = parse(text, &src(), &mut i).expect("parses");
-        let mut out = Vec::new();
-        collect(&e, &i, &mut out);
-        out
+        variables(text, |e| {
+            assert!(with_address(e).is_none() || var_address(e).is_none());
+            with_address(e)
+        })
     };
     let v = |n: &str, a: Option<usize>| (n.to_string(), a);
     // Directly inside the `with`, and under a lambda and a `let` inside it.
