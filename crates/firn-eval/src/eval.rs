@@ -937,20 +937,31 @@ impl Evaluator {
     /// A variable no lexical scope binds (see [`lookup_var`], which the caller has tried):
     /// from the innermost `with` whose set has it.
     fn lookup_with(&mut self, s: Symbol, env: &Env) -> EResult<Thunk> {
-        self.lookup_with_from(s, env.0.as_deref())
+        self.lookup_with_from(s, env.0.as_deref(), None)
     }
 
     /// [`Self::lookup_with`] from scope `start` out (the caller knows no scope inside it
     /// is a `with`, nor binds `s`). The scopes are borrowed from the caller's environment,
-    /// which holds them all.
-    fn lookup_with_from(&mut self, s: Symbol, start: Option<&EnvNode>) -> EResult<Thunk> {
+    /// which holds them all. For a variable node `var` with a `with` address, where the
+    /// name was found is remembered in the node ([`firn_syntax::scope::with_hint`]) and
+    /// read first next time.
+    fn lookup_with_from(
+        &mut self,
+        s: Symbol,
+        start: Option<&EnvNode>,
+        var: Option<&Expr>,
+    ) -> EResult<Thunk> {
         let name = self.name_rc(s);
+        let hint = var.map_or(0, firn_syntax::scope::with_hint);
         let mut cur = start;
         while let Some(node) = cur {
             if let Scope::With(t) = &node.scope {
                 match self.force(t)? {
                     Value::Attrs(a) => {
-                        if let Some(x) = a.get_rc(&name) {
+                        if let Some((i, x)) = a.get_rc_hinted(&name, hint) {
+                            if let Some(e) = var.filter(|_| i + 1 != hint) {
+                                firn_syntax::scope::set_with_hint(e, i);
+                            }
                             return Ok(x.clone());
                         }
                     }
@@ -2343,7 +2354,7 @@ impl Evaluator {
         let t = match with_scope(e, env) {
             Some(w) => match self.with_var_global(s) {
                 Some(t) => t,
-                None => self.lookup_with_from(s, Some(w))?,
+                None => self.lookup_with_from(s, Some(w), Some(e))?,
             },
             None => match lookup_lexical(s, env) {
                 Some(t) => t,
@@ -5402,5 +5413,36 @@ mod tests {
             ]
         );
         assert_eq!(places, ["at «test»:1:12:", "error: x"]);
+    }
+
+    /// A variable of a `with` remembers where in the set it was found, and reads that entry
+    /// first next time: one node meeting sets of other shapes (the name elsewhere, another
+    /// name at the remembered place, the name only in an outer `with`, nowhere) still gets
+    /// the innermost binding, and the same as a search.
+    #[test]
+    fn with_hints_of_other_sets() {
+        let values = [
+            (
+                "let f = s: with s; x; in map f [ { a = 0; x = 1; } { x = 2; z = 3; } \
+                 { b = 0; c = 0; x = 4; } { x = 5; } { a = 0; x = 6; } ]",
+                "[ 1 2 4 5 6 ]",
+            ),
+            (
+                "let f = s: t: with s; with t; x; in [ (f { x = 1; } { y = 2; }) \
+                 (f { x = 1; } { x = 2; }) (f { a = 0; x = 3; } { }) \
+                 (f { x = 4; } { a = 0; x = 5; }) (f { a = 0; b = 0; x = 6; } { x = 7; }) ]",
+                "[ 1 2 3 5 7 ]",
+            ),
+            (
+                "let f = s: with builtins; with s; [ (isInt x) x ]; in \
+                 map f [ { x = 1; } { isInt = _: \"mine\"; x = 2; } { x = 3; } ]",
+                "[ [ true 1 ] [ \"mine\" 2 ] [ true 3 ] ]",
+            ),
+        ];
+        for (text, v) in values {
+            assert_eq!(run(text).unwrap(), v, "{text}");
+        }
+        let e = run("let f = s: with s; x; in map f [ { x = 1; } { y = 1; } ]").unwrap_err();
+        assert_eq!(e, "undefined variable 'x'");
     }
 }

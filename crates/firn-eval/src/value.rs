@@ -126,6 +126,21 @@ impl AttrMap {
         self.locate_rc(k).ok()
     }
 
+    /// [`Self::get_rc`] trying first the entry at `hint` (an index plus one, 0 for none),
+    /// where the same piece of code found the name last time: the thunk and its index. For
+    /// a variable of a `with`, whose set is usually the same large one (`with builtins;`,
+    /// `with lib;`) where a search compares names at every step.
+    #[inline]
+    pub fn get_rc_hinted(&self, k: &RcStr, hint: usize) -> Option<(usize, &Thunk)> {
+        if let Some((n, t)) = hint.checked_sub(1).and_then(|i| self.0.get(i)) {
+            if n == k {
+                return Some((hint - 1, t));
+            }
+        }
+        let i = self.index_rc(k)?;
+        Some((i, &self.0[i].1))
+    }
+
     /// [`Self::get_rc`] for a name that is often missing (a lambda's formal with a default
     /// is usually not passed): in a small set a name not found by address is looked for by
     /// its length and bytes in one more pass over the names, cheaper there than a binary

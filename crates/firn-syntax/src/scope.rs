@@ -82,16 +82,43 @@ pub fn var_address(e: &Expr) -> Option<(usize, usize)> {
 
 /// For a variable node that no lexical scope of its file binds but a `with` encloses: how
 /// many scopes out the innermost `with`'s scope is, if the scope check found it. (Kept in
-/// the node's `memo` with the top bit set, which a lexical address never has.)
+/// the node's `memo` with the top bit set, which a lexical address never has; the count in
+/// the low 15 bits, and the evaluator's [`with_hint`] in the 16 bits between.)
+#[inline]
 pub fn with_address(e: &Expr) -> Option<usize> {
     match (&e.kind, e.memo.get()) {
-        (ExprKind::Var(_), m) if m & WITH_ADDRESS != 0 => Some((m & !WITH_ADDRESS) as usize),
+        (ExprKind::Var(_), m) if m & WITH_ADDRESS != 0 => Some((m & WITH_UP) as usize),
         _ => None,
+    }
+}
+
+/// For a variable node with a [`with_address`]: where in a `with`'s set the evaluator found
+/// the name the last time (its index plus one; 0 for none yet). A lookup reads that entry
+/// first and takes it if it holds the name, so a wrong hint (another set, another shape)
+/// costs one comparison and never changes the result.
+#[inline]
+pub fn with_hint(e: &Expr) -> usize {
+    ((e.memo.get() & WITH_HINT) >> WITH_HINT_SHIFT) as usize
+}
+
+/// Remember index `i` of a `with`'s set as variable `e`'s [`with_hint`] (an index too large
+/// for the hint is not remembered).
+#[inline]
+pub fn set_with_hint(e: &Expr, i: usize) {
+    let m = e.memo.get();
+    if m & WITH_ADDRESS != 0 && i < (WITH_HINT >> WITH_HINT_SHIFT) as usize {
+        e.memo
+            .set((m & !WITH_HINT) | ((i as u32 + 1) << WITH_HINT_SHIFT));
     }
 }
 
 /// The bit of a variable node's `memo` that marks a `with` address (see [`with_address`]).
 const WITH_ADDRESS: u32 = 1 << 31;
+/// The bits of a `with` address that count the scopes out to the innermost `with`.
+const WITH_UP: u32 = 0x7fff;
+/// The bits of a `with` address that hold the [`with_hint`], and where they start.
+const WITH_HINT: u32 = !(WITH_ADDRESS | WITH_UP);
+const WITH_HINT_SHIFT: u32 = 15;
 
 /// Check that every variable in `e` is bound (by `e` itself, as a global, or in `extra`).
 pub fn check(interner: &Interner, e: &mut Expr, extra: &[Symbol]) -> Result<(), ParseError> {
@@ -261,7 +288,7 @@ impl Checker<'_> {
         } else if let Some(&w) = self.withs.last() {
             // A count that does not fit is left to a search.
             match self.scopes.len().checked_sub(w + 1) {
-                Some(up) if up < WITH_ADDRESS as usize => e.memo.set(WITH_ADDRESS | up as u32),
+                Some(up) if up <= WITH_UP as usize => e.memo.set(WITH_ADDRESS | up as u32),
                 _ => {}
             }
             Ok(())
