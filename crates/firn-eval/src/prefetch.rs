@@ -349,24 +349,13 @@ fn read_and_parse(
     mirror: &mut Interner,
     offsets: &Offsets,
 ) -> Option<Box<Prefetched>> {
-    let meta = std::fs::metadata(path).ok()?;
-    let file = if meta.is_dir() {
-        format!("{}/default.nix", path.trim_end_matches('/'))
-    } else if path.ends_with(".nix") {
-        path.to_string()
-    } else {
-        return None;
-    };
-    // Only regular files: opening a named pipe, say, could wait for ever.
-    if !std::fs::metadata(&file).ok()?.is_file() {
-        return None;
-    }
     let read_at = std::time::Instant::now();
-    let mut f = std::fs::File::open(&file).ok()?;
-    let meta = f.metadata().ok()?;
+    let (file, f, meta) = open_nix_file(path)?;
     let stamp = Stamp::of(&meta);
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
-    std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+    // Through `Take`, which reads into the capacity reserved (a `File` itself would ask
+    // the kernel for its size and position again).
+    std::io::Read::read_to_end(&mut std::io::Read::take(&f, u64::MAX), &mut bytes).ok()?;
     let text = firn_syntax::bytes::decode(bytes);
     let dir = std::path::Path::new(&file)
         .parent()
@@ -399,6 +388,42 @@ fn read_and_parse(
         read_at,
         stamp,
     }))
+}
+
+/// The file `import` of `path` reads, opened, with its metadata: `path` itself if its name
+/// ends in `.nix`, or the `default.nix` of a directory; only a regular file. Opened without
+/// waiting (opening a named pipe would wait for a writer), and told apart by the `fstat`
+/// of the open file: a file costs an open and a `stat`, where a `stat` of the path first
+/// cost two more.
+fn open_nix_file(path: &str) -> Option<(String, std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |p: &str| {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(p)
+            .ok()?;
+        let meta = f.metadata().ok()?;
+        Some((f, meta))
+    };
+    let default_nix = || format!("{}/default.nix", path.trim_end_matches('/'));
+    let (file, (f, meta)) = if path.ends_with(".nix") {
+        match open(path)? {
+            (_, meta) if meta.is_dir() => {
+                let file = default_nix();
+                let opened = open(&file)?;
+                (file, opened)
+            }
+            opened => (path.to_string(), opened),
+        }
+    } else if std::fs::metadata(path).ok()?.is_dir() {
+        let file = default_nix();
+        let opened = open(&file)?;
+        (file, opened)
+    } else {
+        return None;
+    };
+    meta.is_file().then_some((file, f, meta))
 }
 
 #[cfg(test)]
@@ -445,6 +470,8 @@ mod tests {
         w("data.txt", "not nix");
         w("bad.nix", "{ x = ; }");
         std::fs::create_dir_all(d.join("dir.nix")).expect("mkdir");
+        std::fs::create_dir_all(d.join("pkg.nix")).expect("mkdir");
+        w("pkg.nix/default.nix", "z: z");
         let fifo = std::ffi::CString::new(d.join("fifo.nix").to_string_lossy().as_bytes())
             .expect("no NUL");
         // SAFETY: a NUL-terminated path; mkfifo only creates the file.
@@ -454,6 +481,7 @@ mod tests {
         let names = [
             "a.nix",
             "sub",
+            "pkg.nix",
             "data.txt",
             "bad.nix",
             "empty",
@@ -473,9 +501,12 @@ mod tests {
         );
         let sub = p.take(&paths[1]).expect("sub/default.nix parsed ahead");
         assert_eq!(sub.path, path("sub/default.nix"));
+        // A directory whose name ends in `.nix` means its `default.nix` too.
+        let pkg = p.take(&paths[2]).expect("pkg.nix/default.nix parsed ahead");
+        assert_eq!(pkg.path, path("pkg.nix/default.nix"));
         // Not Nix, not parsing, no default.nix, missing, not a regular file: left to the
         // evaluator.
-        for q in &paths[2..] {
+        for q in &paths[3..] {
             assert!(p.take(q).is_none(), "{q}");
         }
         // A file is given out once.
