@@ -1005,9 +1005,10 @@ impl Evaluator {
     }
 
     /// Build an attribute set (or `let`/`rec` bindings): returns the map and, for recursive
-    /// ones, the environment the values live in. For a `let` (`is_let`) the map is only
-    /// made when it has `__overrides`. `node` is the set's expression, if it is one (its
-    /// memo keeps the attributes' name order, see [`Self::name_order`]).
+    /// ones, the environment the values live in. For a `let` (`is_let`) no map is made, and
+    /// `__overrides` is a binding like any other (as in CppNix: only a recursive set applies
+    /// it). `node` is the set's expression, if it is one (its memo keeps the attributes'
+    /// name order, see [`Self::name_order`]).
     fn build_attrs(
         &mut self,
         a: &'static Attrs,
@@ -1029,7 +1030,7 @@ impl Evaluator {
                 .map(|e| self.attr_thunk(e, &inner, recursive))
                 .collect()
         };
-        let want_map = !is_let || a.attrs.contains_key(&self.sym_overrides);
+        let want_map = !is_let;
         let order = match node {
             Some(n) if want_map => self.name_order(n, a),
             _ => None,
@@ -1084,7 +1085,7 @@ impl Evaluator {
             // `__overrides` in a recursive set replaces attributes in the set; in its scope
             // only those the set defines itself (as CppNix: new names are not in scope).
             // (Only a static name can be there yet: dynamic ones are added below.)
-            let over = if a.attrs.contains_key(&self.sym_overrides) {
+            let over = if !is_let && a.attrs.contains_key(&self.sym_overrides) {
                 map.get("__overrides").cloned()
             } else {
                 None
@@ -1114,6 +1115,23 @@ impl Evaluator {
             self.add_dynamic_attrs(a, &inner, &mut map)?;
         }
         Ok((map, inner))
+    }
+
+    /// The scope of a `let` without `inherit (e)` (nearly every `let`; dynamic names are a
+    /// parse error there, but a tree may be built otherwise): [`Self::build_attrs`] without
+    /// the map, the name order and the checks for those.
+    fn build_let(&mut self, a: &'static Attrs, env: &Env) -> Env {
+        let inner = env.push(Scope::Vars(Default::default()));
+        // `a.attrs` is in symbol order, as a scope's bindings are.
+        let mut vars = Vec::with_capacity(a.attrs.len());
+        for (sym, def) in &a.attrs {
+            let t = self.def_thunk(*sym, def, env, &inner, true, &[]);
+            vars.push((*sym, t));
+        }
+        if let Some(Scope::Vars(v)) = inner.scope() {
+            v.set_sorted(vars);
+        }
+        inner
     }
 
     /// The thunk of an attribute's (or `inherit (e)`'s) expression `e` in scope `inner`. In
@@ -2016,7 +2034,11 @@ impl Evaluator {
                     }
                 }
                 ExprKind::Let { attrs, body } => {
-                    let (_, inner) = self.build_attrs(attrs, None, cur, true, true)?;
+                    let inner = if attrs.inherit_from.is_empty() && attrs.dynamic.is_empty() {
+                        self.build_let(attrs, cur)
+                    } else {
+                        self.build_attrs(attrs, None, cur, true, true)?.1
+                    };
                     (body, Some(inner))
                 }
                 ExprKind::With { env: w, body } => {
@@ -5413,6 +5435,38 @@ mod tests {
             ]
         );
         assert_eq!(places, ["at «test»:1:12:", "error: x"]);
+    }
+
+    /// `let` bindings: plain ones (the scope built directly), `inherit` from the scope
+    /// outside, `inherit (e)` (the general way), bindings referring to later ones and to
+    /// themselves; `__overrides` is a binding like any other in a `let`, as in every CppNix
+    /// (only a recursive set applies it). Values equal to CppNix 2.8's.
+    #[test]
+    fn let_bindings() {
+        let values = [
+            (
+                "let x = 1; in let inherit x; y = x + 1; in [ x y ]",
+                "[ 1 2 ]",
+            ),
+            ("let a = b; b = 2; in a", "2"),
+            ("let f = n: if n == 0 then 0 else f (n - 1); in f 10", "0"),
+            ("let a = { b = 1; }; in let inherit (a) b; c = b; in c", "1"),
+            ("let inherit ({ q = 3; }) q; r = q; in r", "3"),
+            ("let __overrides = 5; in 1", "1"),
+            (
+                "let __overrides = { a = 1; }; a = 2; inherit ({ b = 3; }) b; in \
+                 [ a b __overrides.a ]",
+                "[ 2 3 1 ]",
+            ),
+            ("let __overrides = { a = 1; }; a = 2; in a", "2"),
+        ];
+        for (text, v) in values {
+            assert_eq!(run(text).unwrap(), v, "{text}");
+        }
+        assert_eq!(
+            run("let x = x; in x").unwrap_err(),
+            "infinite recursion encountered"
+        );
     }
 
     /// A variable of a `with` remembers where in the set it was found, and reads that entry
