@@ -2536,8 +2536,9 @@ impl Evaluator {
     }
 
     /// `f` applied to what the first step of selection or `?` `e` (`inner.path`) finds, taken
-    /// in place when `inner` is a variable whose value is computed and a set and the first
-    /// name is static (most are: `lib.x`, `cfg.enable`, `args ? x`): the set is looked at
+    /// in place when `inner` is a variable (or a global: `builtins.x`) whose value is computed
+    /// and a set and the first name is static (most are: `lib.x`, `cfg.enable`, `args ? x`):
+    /// the set is looked at
     /// where its thunk holds it, with no count raised and dropped on it, nor `inner`
     /// evaluated. `None` where this does not apply (the general way then takes the step).
     #[inline(always)]
@@ -2549,13 +2550,19 @@ impl Evaluator {
         env: &Env,
         f: impl FnOnce(&Rc<AttrSet>, Option<&Thunk>) -> R,
     ) -> Option<R> {
-        let (ExprKind::Var(var), Some(AttrName::Static(s))) = (&inner.kind, path.first()) else {
+        let Some(AttrName::Static(s)) = path.first() else {
             return None;
+        };
+        let t = match &inner.kind {
+            ExprKind::Var(var) => lookup_var_ref(inner, *var, env)?,
+            // `builtins.x`: the global's thunk, where the table of globals holds it.
+            ExprKind::Global(g) => self.globals.get(g.0 as usize)?.as_ref()?,
+            _ => return None,
         };
         let Some(Some(n)) = self.names.get(s.0 as usize) else {
             return None;
         };
-        lookup_var_ref(inner, *var, env)?.with_attrs(|m| f(m, m.get_hinted(n, &e.memo, 0)))
+        t.with_attrs(|m| f(m, m.get_hinted(n, &e.memo, 0)))
     }
 
     /// The error `x` of forcing the attribute that step `i` of selection `e` (`inner.path`)
