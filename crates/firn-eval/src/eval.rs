@@ -5476,6 +5476,35 @@ mod tests {
         );
     }
 
+    /// Selections and `?` from the global `builtins` (looked up in place), from a
+    /// `builtins` bound lexically (a variable then, not the global) and inside a `with`
+    /// that has one (the global comes first); missing names with `or`, and errors.
+    #[test]
+    fn selections_from_globals() {
+        let values = [
+            ("builtins.length [ 1 2 ]", "2"),
+            ("builtins.nope or 5", "5"),
+            (
+                "[ (builtins ? length) (builtins ? nope) ]",
+                "[ true false ]",
+            ),
+            ("let builtins = { length = 1; }; in builtins.length", "1"),
+            ("with { builtins = 1; }; builtins.length [ 1 ]", "1"),
+            ("builtins.builtins.builtins.head [ 7 ]", "7"),
+        ];
+        for (text, v) in values {
+            assert_eq!(run(text).unwrap(), v, "{text}");
+        }
+        assert_eq!(
+            run("builtins.nope").unwrap_err(),
+            "attribute 'nope' missing"
+        );
+        assert_eq!(
+            run("builtins.length.x").unwrap_err(),
+            "expected a set but found a function: «primop length»"
+        );
+    }
+
     /// A variable of a `with` remembers where in the set it was found, and reads that entry
     /// first next time: one node meeting sets of other shapes (the name elsewhere, another
     /// name at the remembered place, the name only in an outer `with`, nowhere) still gets
