@@ -2538,9 +2538,9 @@ impl Evaluator {
     /// `f` applied to what the first step of selection or `?` `e` (`inner.path`) finds, taken
     /// in place when `inner` is a variable (or a global: `builtins.x`) whose value is computed
     /// and a set and the first name is static (most are: `lib.x`, `cfg.enable`, `args ? x`):
-    /// the set is looked at
-    /// where its thunk holds it, with no count raised and dropped on it, nor `inner`
-    /// evaluated. `None` where this does not apply (the general way then takes the step).
+    /// the set is looked at where its thunk holds it, with no count raised and dropped on
+    /// it, nor `inner` evaluated. `None` where this does not apply (the general way then
+    /// takes the step).
     #[inline(always)]
     fn step_in_place<R>(
         &self,
