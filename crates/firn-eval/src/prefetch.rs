@@ -392,9 +392,9 @@ fn read_and_parse(
 
 /// The file `import` of `path` reads, opened, with its metadata: `path` itself if its name
 /// ends in `.nix`, or the `default.nix` of a directory; only a regular file. Opened without
-/// waiting (opening a named pipe would wait for a writer), and told apart by the `fstat`
-/// of the open file: a file costs an open and a `stat`, where a `stat` of the path first
-/// cost two more.
+/// waiting (opening a named pipe would wait for a writer) and told apart by the `fstat` of
+/// the open file: a `.nix` file costs an open and an `fstat` (a `stat` of the path and of
+/// the file before opening it cost two calls more).
 fn open_nix_file(path: &str) -> Option<(String, std::fs::File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = |p: &str| {
