@@ -391,44 +391,37 @@ fn read_and_parse(
 }
 
 /// The file `import` of `path` reads, opened, with its metadata: `path` itself if its name
-/// ends in `.nix`, or the `default.nix` of a directory; only a regular file. Opened without
-/// waiting (opening a named pipe would wait for a writer) and told apart by the `fstat` of
-/// the open file: a `.nix` file costs an open and an `fstat` (a `stat` of the path and of
-/// the file before opening it cost two calls more).
+/// ends in `.nix`, or the `default.nix` of a directory; only a regular file, told apart by
+/// a `stat` of the path before it is opened (opening a named pipe would wait for a writer,
+/// and let one that waits go on to write to no reader). A `.nix` file costs a `stat` and an
+/// open (a second `stat` of the path, an `fstat` and the read's own `fstat` and `lseek`
+/// cost four calls more).
 fn open_nix_file(path: &str) -> Option<(String, std::fs::File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let open = |p: &str| {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(p)
-            .ok()?;
-        let meta = f.metadata().ok()?;
-        Some((f, meta))
-    };
-    let default_nix = || format!("{}/default.nix", path.trim_end_matches('/'));
-    let (file, (f, meta)) = if path.ends_with(".nix") {
-        match open(path)? {
-            (_, meta) if meta.is_dir() => {
-                let file = default_nix();
-                let opened = open(&file)?;
-                (file, opened)
-            }
-            opened => (path.to_string(), opened),
-        }
-    } else if std::fs::metadata(path).ok()?.is_dir() {
-        let file = default_nix();
-        let opened = open(&file)?;
-        (file, opened)
-    } else {
+    let mut file = path.to_string();
+    let mut meta = std::fs::metadata(&file).ok()?;
+    if meta.is_dir() {
+        file = format!("{}/default.nix", path.trim_end_matches('/'));
+        meta = std::fs::metadata(&file).ok()?;
+    } else if !path.ends_with(".nix") {
         return None;
-    };
-    meta.is_file().then_some((file, f, meta))
+    }
+    if !meta.is_file() {
+        return None;
+    }
+    // Without waiting all the same, should the file have become a pipe since.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&file)
+        .ok()?;
+    Some((file, f, meta))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
 
     fn settings() -> ParseSettings {
         ParseSettings {
@@ -476,6 +469,17 @@ mod tests {
             .expect("no NUL");
         // SAFETY: a NUL-terminated path; mkfifo only creates the file.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+        // A writer waiting for a reader of the pipe: the worker must not open it (that
+        // would let the writer go on, to write to no reader).
+        let writer_open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (fifo, flag) = (d.join("fifo.nix"), writer_open.clone());
+            std::thread::spawn(move || {
+                let w = std::fs::OpenOptions::new().write(true).open(fifo);
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                drop(w);
+            })
+        };
         std::fs::create_dir_all(d.join("empty")).expect("mkdir");
         let path = |name: &str| d.join(name).to_string_lossy().into_owned();
         let names = [
@@ -509,6 +513,16 @@ mod tests {
         for q in &paths[3..] {
             assert!(p.take(q).is_none(), "{q}");
         }
+        // Let the writer go (a reader opens), after noting whether it went already.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let writer_went = writer_open.load(std::sync::atomic::Ordering::SeqCst);
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(d.join("fifo.nix"));
+        writer.join().expect("writer thread");
+        drop(reader);
+        assert!(!writer_went, "the worker opened the named pipe");
         // A file is given out once.
         assert!(p.take(&paths[0]).is_none());
         // The tree attaches.
