@@ -394,8 +394,7 @@ fn read_and_parse(
 /// ends in `.nix`, or the `default.nix` of a directory; only a regular file, told apart by
 /// a `stat` of the path before it is opened (opening a named pipe would wait for a writer,
 /// and let one that waits go on to write to no reader). A `.nix` file costs a `stat` and an
-/// open (a second `stat` of the path, an `fstat` and the read's own `fstat` and `lseek`
-/// cost four calls more).
+/// open; the caller reads it without `std`'s `fstat` and `lseek` of `read_to_end`.
 fn open_nix_file(path: &str) -> Option<(String, std::fs::File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = path.to_string();
