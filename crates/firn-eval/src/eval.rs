@@ -1004,19 +1004,16 @@ impl Evaluator {
         }
     }
 
-    /// Build an attribute set (or `let`/`rec` bindings): returns the map and, for recursive
-    /// ones, the environment the values live in. For a `let` (`is_let`) no map is made, and
-    /// `__overrides` is a binding like any other (as in CppNix: only a recursive set applies
-    /// it). `node` is the set's expression, if it is one (its memo keeps the attributes'
-    /// name order, see [`Self::name_order`]).
+    /// Build an attribute set's map (a recursive one's values live in a scope of their own).
+    /// `node` is the set's expression (its memo keeps the attributes' name order, see
+    /// [`Self::name_order`]). (A `let` is [`Self::build_let`].)
     fn build_attrs(
         &mut self,
         a: &'static Attrs,
-        node: Option<&'static Expr>,
+        node: &'static Expr,
         env: &Env,
         recursive: bool,
-        is_let: bool,
-    ) -> EResult<(AttrMap, Env)> {
+    ) -> EResult<AttrMap> {
         let inner = if recursive {
             env.push(Scope::Vars(Default::default()))
         } else {
@@ -1030,19 +1027,10 @@ impl Evaluator {
                 .map(|e| self.attr_thunk(e, &inner, recursive))
                 .collect()
         };
-        let want_map = !is_let;
-        let order = match node {
-            Some(n) if want_map => self.name_order(n, a),
-            _ => None,
-        };
-        let (mut map, vars) = match order {
+        let (mut map, vars) = match self.name_order(node, a) {
             // The map's entries made in its order, the scope's from them.
             Some(order) => {
-                let mut entries = Vec::with_capacity(order.defs.len());
-                for (name, sym, def) in order.defs.iter() {
-                    let t = self.def_thunk(*sym, def, env, &inner, recursive, &from);
-                    entries.push((name.clone(), t));
-                }
+                let entries = self.entries_in_order(&order, env, &inner, recursive, &from);
                 let vars: Vec<(Symbol, Thunk)> = if recursive {
                     a.attrs
                         .keys()
@@ -1055,7 +1043,7 @@ impl Evaluator {
                 (AttrMap::from_sorted(entries), vars)
             }
             None => {
-                let mut entries = Vec::with_capacity(if want_map { a.attrs.len() } else { 0 });
+                let mut entries = Vec::with_capacity(a.attrs.len());
                 // `a.attrs` is in symbol order, as a scope's bindings are.
                 let mut vars = Vec::with_capacity(if recursive { a.attrs.len() } else { 0 });
                 for (sym, def) in &a.attrs {
@@ -1063,9 +1051,7 @@ impl Evaluator {
                     if recursive {
                         vars.push((*sym, t.clone()));
                     }
-                    if want_map {
-                        entries.push((self.name_rc(*sym), t));
-                    }
+                    entries.push((self.name_rc(*sym), t));
                 }
                 // Static names are unique (the parser checks), so sorting is all that is
                 // needed.
@@ -1085,7 +1071,7 @@ impl Evaluator {
             // `__overrides` in a recursive set replaces attributes in the set; in its scope
             // only those the set defines itself (as CppNix: new names are not in scope).
             // (Only a static name can be there yet: dynamic ones are added below.)
-            let over = if !is_let && a.attrs.contains_key(&self.sym_overrides) {
+            let over = if a.attrs.contains_key(&self.sym_overrides) {
                 map.get("__overrides").cloned()
             } else {
                 None
@@ -1114,7 +1100,7 @@ impl Evaluator {
         if !a.dynamic.is_empty() {
             self.add_dynamic_attrs(a, &inner, &mut map)?;
         }
-        Ok((map, inner))
+        Ok(map)
     }
 
     /// A set expression that is not recursive and has only static names, without
@@ -1122,26 +1108,51 @@ impl Evaluator {
     /// made in the map's order, without [`Self::build_attrs`]'s scope, sources of `inherit
     /// (e)` and checks for those.
     fn plain_set(&mut self, a: &'static Attrs, order: &NameOrder, env: &Env) -> Value {
-        let mut entries = Vec::with_capacity(order.defs.len());
-        for (name, sym, def) in order.defs.iter() {
-            let t = self.def_thunk(*sym, def, env, env, false, &[]);
-            entries.push((name.clone(), t));
-        }
+        let entries = self.entries_in_order(order, env, env, false, &[]);
         Value::Attrs(Rc::new(AttrSet::with_origin(
             AttrMap::from_sorted(entries),
             Origin::Attrs(a),
         )))
     }
 
-    /// The scope of a `let` without `inherit (e)` (nearly every `let`; dynamic names are a
-    /// parse error there, but a tree may be built otherwise): [`Self::build_attrs`] without
-    /// the map, the name order and the checks for those.
+    /// A set's entries (definitions in `env`, values in `inner`; `from`: the thunks of its
+    /// `inherit (e)` sources) made in its known name order `order`: the map's order.
+    #[inline(always)]
+    fn entries_in_order(
+        &mut self,
+        order: &NameOrder,
+        env: &Env,
+        inner: &Env,
+        recursive: bool,
+        from: &[Thunk],
+    ) -> Vec<(RcStr, Thunk)> {
+        let mut entries = Vec::with_capacity(order.defs.len());
+        for (name, sym, def) in order.defs.iter() {
+            let t = self.def_thunk(*sym, def, env, inner, recursive, from);
+            entries.push((name.clone(), t));
+        }
+        entries
+    }
+
+    /// The scope of a `let`: its bindings, recursive, with no map (a `let` is no set:
+    /// `__overrides` is a binding like any other, as in CppNix, where only a recursive set
+    /// applies it). Dynamic names are a parse error in a `let`.
     fn build_let(&mut self, a: &'static Attrs, env: &Env) -> Env {
+        debug_assert!(a.dynamic.is_empty(), "a `let` with a dynamic name");
         let inner = env.push(Scope::Vars(Default::default()));
+        // The sources of `inherit (e)`, in the `let`'s scope.
+        let from: Box<[Thunk]> = if a.inherit_from.is_empty() {
+            Box::default()
+        } else {
+            a.inherit_from
+                .iter()
+                .map(|e| self.lazy_thunk(e, &inner))
+                .collect()
+        };
         // `a.attrs` is in symbol order, as a scope's bindings are.
         let mut vars = Vec::with_capacity(a.attrs.len());
         for (sym, def) in &a.attrs {
-            let t = self.def_thunk(*sym, def, env, &inner, true, &[]);
+            let t = self.def_thunk(*sym, def, env, &inner, true, &from);
             vars.push((*sym, t));
         }
         if let Some(Scope::Vars(v)) = inner.scope() {
@@ -1329,8 +1340,8 @@ impl Evaluator {
                 return Ok(self.plain_set(a, &order, env));
             }
         }
-        match self.build_attrs(a, Some(e), env, a.rec, false) {
-            Ok((map, _)) => Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
+        match self.build_attrs(a, e, env, a.rec) {
+            Ok(map) => Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
                 map,
                 Origin::Attrs(a),
             )))),
@@ -2062,14 +2073,7 @@ impl Evaluator {
                         (else_, None)
                     }
                 }
-                ExprKind::Let { attrs, body } => {
-                    let inner = if attrs.inherit_from.is_empty() && attrs.dynamic.is_empty() {
-                        self.build_let(attrs, cur)
-                    } else {
-                        self.build_attrs(attrs, None, cur, true, true)?.1
-                    };
-                    (body, Some(inner))
-                }
+                ExprKind::Let { attrs, body } => (body, Some(self.build_let(attrs, cur))),
                 ExprKind::With { env: w, body } => {
                     let t = self.thunk(w, cur);
                     (body, Some(cur.push(Scope::With(t))))
