@@ -619,7 +619,7 @@ impl Evaluator {
         }
         let lambda = l.expr;
         // The scope takes over the closure's handle on its environment.
-        let inner = l.env.extend(Scope::One(*n, arg));
+        let inner = l.env.extend(*n, arg);
         self.depth += 1;
         let r = self.eval(body, &inner);
         self.depth -= 1;
@@ -1653,9 +1653,7 @@ impl Evaluator {
         if self.depth > self.max_call_depth || self.stack_used() > self.stack_limit {
             return Err(self.call_refused(Some(site)));
         }
-        let env = l2
-            .env
-            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
+        let env = l2.env.push_two(l2.first, a, l2.second, b);
         self.depth += 1;
         let r = self.eval(l2.body, &env);
         self.depth -= 1;
@@ -2115,9 +2113,7 @@ impl Evaluator {
                     if let (Some(l2), [a, b]) = (l2, rest) {
                         let (a, b) = (self.arg_thunk(a, cur), self.arg_thunk(b, cur));
                         self.enter_tail_call(entered)?;
-                        let inner = l2
-                            .env
-                            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
+                        let inner = l2.env.push_two(l2.first, a, l2.second, b);
                         self.tail_calls.push((l2.inner, e));
                         (l2.body, Some(inner))
                     } else {
@@ -3161,9 +3157,7 @@ impl Evaluator {
     /// `call2` and `force_applied2`, and a call of it would cost as much as it does.
     #[inline(always)]
     fn call_lambda2(&mut self, l2: Lambda2<'_>, a: Thunk, b: Thunk) -> EResult<Value> {
-        let env = l2
-            .env
-            .push_two(Scope::One(l2.first, a), Scope::One(l2.second, b));
+        let env = l2.env.push_two(l2.first, a, l2.second, b);
         let r = self.lambda2_body(l2, &env);
         env.discard(2);
         r
@@ -3182,10 +3176,7 @@ impl Evaluator {
         first: &Thunk,
         rest: &[Thunk],
     ) -> EResult<Value> {
-        let mut env = l2.env.push_two(
-            Scope::One(l2.first, acc),
-            Scope::One(l2.second, first.clone()),
-        );
+        let mut env = l2.env.push_two(l2.first, acc, l2.second, first.clone());
         let mut v = self.lambda2_body(l2, &env);
         for t in rest {
             let Ok(x) = v else { break };
@@ -3196,10 +3187,9 @@ impl Evaluator {
                 }
                 None => {
                     env.discard(2);
-                    env = l2.env.push_two(
-                        Scope::One(l2.first, Thunk::value(x)),
-                        Scope::One(l2.second, t.clone()),
-                    );
+                    env = l2
+                        .env
+                        .push_two(l2.first, Thunk::value(x), l2.second, t.clone());
                 }
             }
             v = self.lambda2_body(l2, &env);

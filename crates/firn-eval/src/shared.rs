@@ -29,10 +29,19 @@ impl<T> Shared<T> {
 
     #[inline]
     pub fn new(value: T) -> Shared<T> {
+        Self::new_with(|| value)
+    }
+
+    /// [`Self::new`] of the value `make` returns, made once the block is taken: its fields
+    /// are then stored into the block directly. A value made before (the argument of
+    /// `new`) is assembled on the stack first and copied over in 16-byte pieces, which
+    /// stall when they read back the narrower stores that assembled it.
+    #[inline(always)]
+    pub fn new_with(make: impl FnOnce() -> T) -> Shared<T> {
         if Self::CLASS == 0 {
             let inner = Inner {
                 count: Cell::new(1),
-                value,
+                value: make(),
             };
             return Shared {
                 ptr: NonNull::from(Box::leak(Box::new(inner))),
@@ -45,7 +54,7 @@ impl<T> Shared<T> {
         // the block, not assembled on the stack and copied.
         unsafe {
             ptr::addr_of_mut!((*block).count).write(Cell::new(1));
-            ptr::addr_of_mut!((*block).value).write(value);
+            ptr::addr_of_mut!((*block).value).write(make());
         }
         Shared {
             // SAFETY: blocks are never null.

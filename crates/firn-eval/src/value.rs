@@ -622,24 +622,30 @@ pub struct Thunk(Shared<ThunkCell>);
 impl Thunk {
     #[inline]
     pub fn new(state: ThunkState) -> Thunk {
-        Thunk(Shared::new(ThunkCell(UnsafeCell::new(ManuallyDrop::new(
-            state,
-        )))))
+        Thunk::new_with(|| state)
+    }
+    /// A thunk of the state `make` returns, made in the block (see [`Shared::new_with`]):
+    /// for the constructors below, whose states are made here, not by their callers.
+    #[inline(always)]
+    fn new_with(make: impl FnOnce() -> ThunkState) -> Thunk {
+        Thunk(Shared::new_with(|| {
+            ThunkCell(UnsafeCell::new(ManuallyDrop::new(make())))
+        }))
     }
     #[inline]
     pub fn value(v: Value) -> Thunk {
-        Thunk::new(ThunkState::Done(v))
+        Thunk::new_with(|| ThunkState::Done(v))
     }
     #[inline]
     pub fn pending(e: &'static Expr, env: Env) -> Thunk {
-        Thunk::new(ThunkState::Pending(e, env))
+        Thunk::new_with(|| ThunkState::Pending(e, env))
     }
     pub fn apply(f: Thunk, arg: Thunk) -> Thunk {
-        Thunk::new(ThunkState::Apply(f, arg))
+        Thunk::new_with(|| ThunkState::Apply(f, arg))
     }
     /// `f i`, computed when forced (see [`ThunkState::ApplyIndex`]).
     pub fn apply_index(f: Thunk, i: i64) -> Thunk {
-        Thunk::new(ThunkState::ApplyIndex(f, i))
+        Thunk::new_with(|| ThunkState::ApplyIndex(f, i))
     }
     /// Make this handle's thunk hold `v`: the cell itself when the handle is its only one
     /// (nothing else can see it change; its old state, usually a computed scalar, is
@@ -919,35 +925,34 @@ impl Env {
     }
     #[inline]
     pub fn push(&self, scope: Scope) -> Env {
-        Env(Some(Shared::new(EnvNode {
+        Env(Some(Shared::new_with(|| EnvNode {
             scope,
             parent: self.clone(),
         })))
     }
-    /// [`Self::push`] of a chain this one is not needed for afterwards: the new scope takes
-    /// over the handle (no count to raise here and lower when `self` is dropped). Always
-    /// inlined: it makes the scope of every call of a one-argument lambda.
+    /// A scope binding `name = t` (a lambda's argument) pushed onto a chain this one is not
+    /// needed for afterwards: the new scope takes over the handle (no count to raise here
+    /// and lower when `self` is dropped). Always inlined: it makes the scope of every call
+    /// of a one-argument lambda. The scope is made inside [`Shared::new_with`], so its
+    /// fields are stored into the block directly.
     #[inline(always)]
-    pub fn extend(self, scope: Scope) -> Env {
-        Env(Some(Shared::new(EnvNode {
-            scope,
+    pub fn extend(self, name: Symbol, t: Thunk) -> Env {
+        Env(Some(Shared::new_with(|| EnvNode {
+            scope: Scope::One(name, t),
             parent: self,
         })))
     }
 
-    /// `self.push(a).extend(b)`, always inlined: for `Evaluator::call2`, which binds both
-    /// arguments of a two-argument lambda on every call (`foldl'`, `sort`), where the two
-    /// calls cost as much as the scopes themselves.
+    /// `self.push(first = a).extend(second = b)`, always inlined: for `Evaluator::call2`,
+    /// which binds both arguments of a two-argument lambda on every call (`foldl'`, `sort`),
+    /// where the two calls cost as much as the scopes themselves.
     #[inline(always)]
-    pub fn push_two(&self, a: Scope, b: Scope) -> Env {
-        let outer = Env(Some(Shared::new(EnvNode {
-            scope: a,
+    pub fn push_two(&self, first: Symbol, a: Thunk, second: Symbol, b: Thunk) -> Env {
+        let outer = Env(Some(Shared::new_with(|| EnvNode {
+            scope: Scope::One(first, a),
             parent: self.clone(),
         })));
-        Env(Some(Shared::new(EnvNode {
-            scope: b,
-            parent: outer,
-        })))
+        outer.extend(second, b)
     }
 
     /// Drop this handle, with the innermost `levels` scopes taken apart in place while this
