@@ -710,7 +710,7 @@ impl Evaluator {
         let r = r.map_err(|x| {
             let partial = Lambda {
                 expr: l2.inner,
-                env: l2.env.push(Scope::One(l2.first, k)),
+                env: l2.env.clone().extend(l2.first, k),
             };
             f.set(ThunkState::Done(Value::Lambda(partial)));
             self.apply_error(x, &f, site)
@@ -1015,7 +1015,7 @@ impl Evaluator {
         recursive: bool,
     ) -> EResult<AttrMap> {
         let inner = if recursive {
-            env.push(Scope::Vars(Default::default()))
+            env.push_empty()
         } else {
             env.clone()
         };
@@ -1139,7 +1139,7 @@ impl Evaluator {
     /// applies it). Dynamic names are a parse error in a `let`.
     fn build_let(&mut self, a: &'static Attrs, env: &Env) -> Env {
         debug_assert!(a.dynamic.is_empty(), "a `let` with a dynamic name");
-        let inner = env.push(Scope::Vars(Default::default()));
+        let inner = env.push_empty();
         // The sources of `inherit (e)`, in the `let`'s scope.
         let from: Box<[Thunk]> = if a.inherit_from.is_empty() {
             Box::default()
@@ -3277,7 +3277,7 @@ impl Evaluator {
                 arg: Some(n),
                 formals: None,
                 body,
-            } => Ok((body, l.env.push(Scope::One(*n, arg)))),
+            } => Ok((body, l.env.clone().extend(*n, arg))),
             _ => self.bind_formals(l, arg),
         }
     }
@@ -3294,7 +3294,7 @@ impl Evaluator {
             return err("internal error: a lambda without a lambda expression");
         };
         let Some(formals) = formals else {
-            return Ok((body, l.env.push(Scope::Vars(Default::default()))));
+            return Ok((body, l.env.push_empty()));
         };
         // Exactly as many as the scope gets (it keeps the vector as its slice: a spare slot
         // would cost a reallocation there).
@@ -3305,7 +3305,7 @@ impl Evaluator {
             Ok(v) => return Err(self.lambda_arg_frame(self.type_error("a set", &v), l)),
             Err(x) => return Err(self.lambda_arg_frame(x, l)),
         };
-        let env = l.env.push(Scope::Vars(Default::default()));
+        let env = l.env.push_empty();
         let mut used = 0;
         for fm in &formals.formals {
             // Each formal found takes a different argument (formals' names are unique): once

@@ -930,6 +930,16 @@ impl Env {
             parent: self.clone(),
         })))
     }
+    /// [`Self::push`] of a scope of no bindings yet, filled in place afterwards (a `let`, a
+    /// `rec` set, a lambda's formals), made in its block as [`Self::extend`]'s.
+    #[inline]
+    pub fn push_empty(&self) -> Env {
+        Env(Some(Shared::new_with(|| EnvNode {
+            scope: Scope::Vars(VarMap::default()),
+            parent: self.clone(),
+        })))
+    }
+
     /// A scope binding `name = t` (a lambda's argument) pushed onto a chain this one is not
     /// needed for afterwards: the new scope takes over the handle (no count to raise here
     /// and lower when `self` is dropped). Always inlined: it makes the scope of every call
