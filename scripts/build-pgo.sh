@@ -9,8 +9,9 @@
 #
 # The training set is generated here and is not the benchmarks' input: a package set of 600
 # packages (bench/gen_pkgset.sh; the benchmark evaluates one of 2000) evaluated to drvPaths
-# and instantiated into a throw-away store, and small language workloads at other sizes than
-# bench/eval.sh's. With NIXPKGS_LIB=/path/to/nixpkgs/lib it also evaluates that lib's
+# and instantiated into a throw-away store, small language workloads at other sizes than
+# bench/eval.sh's, and store work on this repository's sources (hash, add, dump, a binary
+# cache written and read, a check, a collection). With NIXPKGS_LIB=/path/to/nixpkgs/lib it also evaluates that lib's
 # tests/misc.nix and its module system over 30 modules (the benchmarks: a January 2024
 # misc.nix and 150 modules).
 #
@@ -58,6 +59,18 @@ run "$bin/nix-instantiate" --eval --strict -E \
     'builtins.stringLength (builtins.concatStringsSep "," (builtins.genList toString 20000))'
 run "$bin/nix-instantiate" --eval --strict -E \
     'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i: 20000 - i) 20000))'
+# The store's own work, so that its code is not laid out as never run: a NAR hash of a
+# tree, adding it to a store, dumping it, a binary cache written and read back, a check of
+# the store's contents and a garbage collection.
+run "$bin/nix-hash" --type sha256 "$root/crates"
+added=$("$bin/nix-store" --store "$work/store" --add "$root/crates")
+run "$bin/nix-store" --dump "$work/store$added"
+run "$bin/nix" --extra-experimental-features nix-command copy --store "$work/store" \
+    --to "file://$work/cache" "$added"
+run "$bin/nix" --extra-experimental-features nix-command copy --from "file://$work/cache" \
+    --store "$work/store2" --no-check-sigs "$added"
+run "$bin/nix-store" --store "$work/store" --verify --check-contents
+run "$bin/nix-store" --store "$work/store" --gc
 if [ -n "${NIXPKGS_LIB:-}" ]; then
     BENCH_TMP="$work/bench" source "$root/bench/lib.sh"
     write_modules_nix "$work/modules.nix" 30
