@@ -459,8 +459,8 @@ impl From<AttrMap> for AttrSet {
 /// sat at byte 1 and every copy of a value (into a thunk, out of one) moved bytes 1-7 as two
 /// overlapping 4-byte pieces; read back at other offsets, those stores could not be
 /// forwarded to the loads, and the copies stalled. Same size (24 bytes) and the same niche
-/// for `ThunkState`; fewer instructions by under 1%, but 5% less wall time on the package
-/// set and 18% on a `foldl'` over a million elements (A/B, alternating runs).
+/// for `ThunkState`; fewer instructions by under 1%, but 3-6% less wall time on the package
+/// set and 7-18% on a `foldl'` over a million elements (A/B, alternating runs).
 #[derive(Clone)]
 #[repr(u64)]
 pub enum Value {
