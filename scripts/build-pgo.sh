@@ -49,16 +49,14 @@ run() {
 bash "$root/bench/gen_pkgset.sh" "$work/pkgset" 600 >/dev/null
 run "$bin/nix-instantiate" --eval --strict --json "$work/pkgset/drvpaths.nix"
 run "$bin/nix-instantiate" --store "$work/store" "$work/pkgset"
-run "$bin/nix-instantiate" --eval --strict -E \
-    'let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 20'
-run "$bin/nix-instantiate" --eval --strict -E \
-    "builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 200000)"
-run "$bin/nix-instantiate" --eval --strict -E \
-    'builtins.length (builtins.attrNames (builtins.listToAttrs (builtins.genList (i: { name = toString i; value = i; }) 20000)))'
-run "$bin/nix-instantiate" --eval --strict -E \
-    'builtins.stringLength (builtins.concatStringsSep "," (builtins.genList toString 20000))'
-run "$bin/nix-instantiate" --eval --strict -E \
-    'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i: 20000 - i) 20000))'
+for expr in \
+    'let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 20' \
+    "builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 200000)" \
+    'builtins.length (builtins.attrNames (builtins.listToAttrs (builtins.genList (i: { name = toString i; value = i; }) 20000)))' \
+    'builtins.stringLength (builtins.concatStringsSep "," (builtins.genList toString 20000))' \
+    'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i: 20000 - i) 20000))'; do
+    run "$bin/nix-instantiate" --eval --strict -E "$expr"
+done
 # The store's own work, so that its code is not laid out as never run: a NAR hash of a
 # tree, adding it to a store, dumping it, a binary cache written and read back, a check of
 # the store's contents and a garbage collection.

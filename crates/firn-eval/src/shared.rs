@@ -50,8 +50,8 @@ impl<T> Shared<T> {
         }
         let block = crate::pool::take(Self::CLASS).cast::<Inner<T>>();
         // SAFETY: a fresh block of at least `size_of::<Inner<T>>()` bytes, aligned to 16
-        // (at least `T`'s alignment, by `class`). The fields are written one by one into
-        // the block, not assembled on the stack and copied.
+        // (at least `T`'s alignment, by `class`). The count and then the value `make`
+        // returns are written into it, the value made only now (see above).
         unsafe {
             ptr::addr_of_mut!((*block).count).write(Cell::new(1));
             ptr::addr_of_mut!((*block).value).write(make());
