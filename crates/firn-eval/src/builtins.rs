@@ -1923,6 +1923,18 @@ pub fn install(ev: &mut Evaluator) {
         ev.globals[i] = Some(t.clone());
     }
     ev.base_env = Env::empty().push(Scope::Vars(VarMap::from(vars)));
+    ev.builtins_sym = ev.sym("builtins");
+    if let Some(Value::Attrs(set)) = ev.builtins.peek() {
+        for (name, t) in set.iter() {
+            if let Some(p) = t.peek_primop() {
+                let i = ev.sym(name).0 as usize;
+                if ev.builtin_ops.len() <= i {
+                    ev.builtin_ops.resize(i + 1, None);
+                }
+                ev.builtin_ops[i] = Some(p);
+            }
+        }
+    }
     match ev.parse(
         crate::builtins_drv::DERIVATION_NIX,
         "«nix-internal»/derivation-internal.nix",

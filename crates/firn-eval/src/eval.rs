@@ -97,6 +97,10 @@ pub struct Evaluator {
     /// `__sub`, `__mul`, `__div`, `__lessThan`: the builtins the parser calls for `-`, `*`,
     /// `/` and the comparisons (see [`Self::direct_op`]).
     op_syms: [Symbol; 4],
+    /// The global `builtins`, and its members that are builtins by symbol (see
+    /// [`Self::global_member_primop`]); set by `builtins::install`.
+    pub(crate) builtins_sym: Symbol,
+    pub(crate) builtin_ops: Vec<Option<Rc<PrimOp>>>,
     /// Where this thread's stack was when the evaluator was made, and how far below that
     /// evaluation may go: nesting that is not a function call (forcing a chain of thunks,
     /// deep data) ends with an error there instead of overflowing the stack.
@@ -142,6 +146,8 @@ impl Evaluator {
             name_orders: Vec::new(),
             sym_overrides: Symbol(0),
             op_syms: [Symbol(u32::MAX); 4],
+            builtins_sym: Symbol(u32::MAX),
+            builtin_ops: Vec::new(),
             stack_base: stack_pointer(),
             stack_limit: DEFAULT_STACK_LIMIT,
             tail_calls: Vec::new(),
@@ -1568,7 +1574,44 @@ impl Evaluator {
                 }
             }
         }
-        self.eval_any(e, env)
+        self.eval_call_other(e, fun, std::slice::from_ref(arg), env)
+    }
+
+    /// [`Self::eval`] of a call `e` of `fun` with `args` that is not a variable's function:
+    /// `builtins.NAME` given all its arguments is called as a variable's builtin is (see
+    /// [`Self::global_member_primop`]), others go to the loop. Out of line, so that the
+    /// callers' frames stay those of their common case.
+    #[inline(never)]
+    fn eval_call_other(
+        &mut self,
+        e: &'static Expr,
+        fun: &'static Expr,
+        args: &'static [Expr],
+        env: &Env,
+    ) -> EResult<Value> {
+        match self.global_member_primop(fun) {
+            Some(p) => self.eval_builtin_call(e, p, args, env),
+            None => self.eval_any(e, env),
+        }
+    }
+
+    /// The builtin `fun` names when it is `builtins.NAME` and that member is a builtin: so
+    /// that `builtins.elemAt l i` is called as `elemAt l i` is, without the selection made
+    /// a value (a search of the set by name) and the call loop's state, which cost a
+    /// quarter of such a call. `builtins` here is the global one: a program that binds the
+    /// name (`let`, a function argument, `scopedImport`'s scope) makes it a lexical
+    /// variable, and `with` cannot hide a global; the set's builtins never change.
+    #[inline(always)]
+    fn global_member_primop(&self, fun: &'static Expr) -> Option<Rc<PrimOp>> {
+        let ExprKind::Select { e: inner, path } = &fun.kind else {
+            return None;
+        };
+        match (&inner.kind, &path[..]) {
+            (ExprKind::Global(s), [AttrName::Static(name)]) if *s == self.builtins_sym => {
+                self.builtin_ops.get(name.0 as usize)?.clone()
+            }
+            _ => None,
+        }
     }
 
     /// [`Self::eval`] of a call of several arguments (not in a tail position). A variable
@@ -1589,7 +1632,7 @@ impl Evaluator {
                 Some(t) => t,
                 None => return self.eval_any(e, env),
             },
-            _ => return self.eval_any(e, env),
+            _ => return self.eval_call_other(e, fun, args, env),
         };
         if let [a, b] = args {
             if let Some(f) = t.lambda_where(|_| true).map(Value::Lambda) {
@@ -5594,5 +5637,52 @@ mod tests {
         }
         let e = run("let f = s: with s; x; in map f [ { x = 1; } { y = 1; } ]").unwrap_err();
         assert_eq!(e, "undefined variable 'x'");
+    }
+
+    /// `builtins.NAME args` (called as a variable's builtin, `Evaluator::global_member_primop`)
+    /// is the global's member only: a `builtins` the program binds, by `scopedImport` too,
+    /// is its own; partial applications and members that are no builtin take the loop.
+    #[test]
+    fn builtins_members_called_directly() {
+        let file = std::env::temp_dir().join(format!("firn-members-{}.nix", std::process::id()));
+        std::fs::write(&file, "builtins.elemAt [ 1 ] 5").expect("write");
+        let values = [
+            ("builtins.elemAt [ 1 2 3 ] 1", "2".to_string()),
+            (
+                "builtins.genList (builtins.add 1) 3",
+                "[ 1 2 3 ]".to_string(),
+            ),
+            ("builtins.elemAt [ (builtins.sub 5 2) ] 0", "3".to_string()),
+            (
+                "let builtins = { elemAt = l: i: 7; }; in builtins.elemAt [ 1 ] 5",
+                "7".to_string(),
+            ),
+            (
+                "with { builtins = { elemAt = l: i: 9; }; }; builtins.elemAt [ 1 2 ] 1",
+                "2".to_string(),
+            ),
+            ("builtins.langVersion", "6".to_string()),
+            (
+                &*format!(
+                    "scopedImport {{ builtins = {{ elemAt = l: i: 6; }}; }} {}",
+                    file.display()
+                ),
+                "6".to_string(),
+            ),
+        ];
+        for (text, v) in &values {
+            assert_eq!(run(text).unwrap(), *v, "{text}");
+        }
+        let _ = std::fs::remove_file(&file);
+        let e = eval_text("builtins.elemAt [ 1 ] 5").unwrap_err();
+        assert_eq!(
+            e.msg,
+            "'builtins.elemAt' called with index 5 on a list of size 1"
+        );
+        let e = run("builtins.add 1 2 3").unwrap_err();
+        assert_eq!(
+            e,
+            "attempt to call something which is not a function but an integer: 3"
+        );
     }
 }

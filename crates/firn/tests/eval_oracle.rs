@@ -66,6 +66,15 @@ const CORPUS: &[&str] = &[
     "builtins.head [ 1 2 ]",
     "builtins.tail [ 1 2 3 ]",
     "builtins.elemAt [ 1 2 3 ] 1",
+    // `builtins.NAME args` is called as a variable's builtin is: only the global's
+    // members, given all their arguments; a bound `builtins` is the program's.
+    "let builtins = { elemAt = l: i: 7; }; in builtins.elemAt [ 1 ] 5",
+    "(builtins: builtins.elemAt [ 1 ] 5) { elemAt = l: i: 8; }",
+    "with { builtins = { elemAt = l: i: 9; }; }; builtins.elemAt [ 1 2 ] 1",
+    "map (builtins.elemAt [ 1 2 3 ]) [ 0 2 ]",
+    "builtins.elemAt [ 1 ] 5",
+    "builtins.add 1 2 3",
+    "builtins.length [ 1 2 ] + builtins.stringLength \"abc\"",
     "builtins.elem 2 [ 1 2 ]",
     "map (x: x * x) [ 1 2 3 ]",
     "builtins.filter (x: x > 1) [ 1 2 3 ]",
