@@ -1916,22 +1916,15 @@ pub fn install(ev: &mut Evaluator) {
     }
     vars.insert(ev.sym("builtins"), builtins);
     for (sym, t) in &vars {
-        let i = sym.0 as usize;
-        if ev.globals.len() <= i {
-            ev.globals.resize(i + 1, None);
-        }
-        ev.globals[i] = Some(t.clone());
+        crate::eval::set_by_symbol(&mut ev.globals, *sym, t.clone());
     }
     ev.base_env = Env::empty().push(Scope::Vars(VarMap::from(vars)));
     ev.builtins_sym = ev.sym("builtins");
     if let Some(Value::Attrs(set)) = ev.builtins.peek() {
         for (name, t) in set.iter() {
             if let Some(p) = t.peek_primop() {
-                let i = ev.sym(name).0 as usize;
-                if ev.builtin_ops.len() <= i {
-                    ev.builtin_ops.resize(i + 1, None);
-                }
-                ev.builtin_ops[i] = Some(p);
+                let s = ev.sym(name);
+                crate::eval::set_by_symbol(&mut ev.builtin_ops, s, p);
             }
         }
     }

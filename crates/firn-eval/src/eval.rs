@@ -236,12 +236,8 @@ impl Evaluator {
     /// [`Self::name_rc`] the first time a symbol is asked for.
     #[inline(never)]
     fn new_name_rc(&mut self, s: Symbol) -> RcStr {
-        let i = s.0 as usize;
-        if i >= self.names.len() {
-            self.names.resize(i + 1, None);
-        }
         let n: RcStr = self.interner.name(s).into();
-        self.names[i] = Some(n.clone());
+        set_by_symbol(&mut self.names, s, n.clone());
         n
     }
 
@@ -3960,6 +3956,16 @@ fn attr_in<'v>(
         Value::Attrs(m) => m.get_rc(n),
         _ => None,
     }
+}
+
+/// Entry `s` of a table indexed by symbol (the evaluator's names, globals, builtins) set to
+/// `x`, the table grown to hold it.
+pub(crate) fn set_by_symbol<T: Clone>(table: &mut Vec<Option<T>>, s: Symbol, x: T) {
+    let i = s.0 as usize;
+    if table.len() <= i {
+        table.resize(i + 1, None);
+    }
+    table[i] = Some(x);
 }
 
 #[inline(always)]
