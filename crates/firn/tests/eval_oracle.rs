@@ -165,6 +165,18 @@ const CORPUS: &[&str] = &[
     "1 / 0",
     "\"${1}\"",
     "[ 1 ] < 2",
+    // Calls of one argument that is not a plain lambda, outside a tail position (made
+    // without the tail loop: `eval_call_other`, `call_lambda_at`, `call_value_at`).
+    "let lib = { f = { a, b ? 2 }: a + b; }; in [ (lib.f { a = 1; }) ]",
+    "with { f = { a }: a * 2; }; [ (f { a = 4; }) ]",
+    "let o = { __functor = self: x: x + self.k; k = 1; }; in [ (o 2) ]",
+    "let p = builtins.add 1; in [ (p 2) ((builtins.sub 5) 3) ]",
+    "let lib = { add = a: b: a + b; }; in [ ((lib.add 1) 2) ]",
+    "[ (({ a, ... }@args: args.c) { a = 1; c = 3; }) ]",
+    "let lib = { f = { a }: a; }; in [ (lib.f { }) ]",
+    "let o = { __functor = 1; }; in [ (o 1) ]",
+    "let lib = { }; in [ (lib.f 1) ]",
+    "with { f = { a }: a; }; [ (f { a = 1; b = 2; }) ]",
     // Nix's own files, found when the search path has no `nix`.
     "<nix/fetchurl.nix>",
     "<nix/no-such-file.nix>",
@@ -421,6 +433,93 @@ fn tail_calls_and_call_depth() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A call outside a tail position is made without the tail loop when its function is
+/// computed (`eval_call`, `eval_call_other`): its errors (positions, frames, with and without
+/// `--show-trace`) must be the loop's. Each call fails once as the body of a `let` (the loop)
+/// and once as a list element (the direct way); the element's own frame aside, the outputs
+/// are the same.
+#[test]
+fn calls_outside_tail_positions_fail_as_in_them() {
+    let cases = [
+        ("f = { a }: a.b;", "f { a = { }; }"),
+        ("f = { a }: a;", "f { }"),
+        ("f = { a }: a;", "f 1"),
+        ("f = { a }: a;", "f { a = 1; b = 2; }"),
+        ("f = { a }: a;", "f (throw \"arg\")"),
+        ("f = x: x.b;", "f { }"),
+        ("o = { __functor = self: x: x.y; };", "o { }"),
+        ("o = { __functor = 1; };", "o { }"),
+        ("p = builtins.add 1;", "p \"x\""),
+        ("lib = { f = { a }: a.b; };", "lib.f { a = { }; }"),
+        ("lib = { f = x: x.b; };", "lib.f { }"),
+        ("lib = { g = a: b: a + b; };", "(lib.g 1) \"x\""),
+        (
+            "lib = { f = { a }: b: a + b; };",
+            "(lib.f { a = 1; }) \"x\"",
+        ),
+        ("lib = { };", "lib.f 1"),
+        ("x = 1;", "x 2"),
+    ];
+    // Without the source excerpts (the lines differ) and the list element's frame.
+    let normal = |out: &std::process::Output| {
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let mut lines: Vec<&str> = Vec::new();
+        let mut skip_blank = false;
+        for l in text.lines() {
+            let t = l.trim_start();
+            if skip_blank && t.is_empty() {
+                skip_blank = false;
+                continue;
+            }
+            skip_blank = false;
+            if t.starts_with("… while evaluating list element") {
+                skip_blank = true;
+                continue;
+            }
+            if t.split_once('|')
+                .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
+                || t.starts_with('|')
+            {
+                continue;
+            }
+            lines.push(l);
+        }
+        // An error with no frame left is shown on one line.
+        if lines.first() == Some(&"error:")
+            && lines
+                .get(1)
+                .is_some_and(|l| l.trim_start().starts_with("error: "))
+        {
+            let rest = lines[1].trim_start().to_string();
+            let mut v = vec![rest];
+            v.extend(lines[2..].iter().map(|l| l.to_string()));
+            return v.join("\n");
+        }
+        lines.join("\n")
+    };
+    for (defs, call) in cases {
+        for trace in [false, true] {
+            let run = |e: String| {
+                let mut c = firn("nix-instantiate");
+                c.args(["--eval", "--strict"]);
+                if trace {
+                    c.arg("--show-trace");
+                }
+                c.args(["-E", &e]).output().expect("run firn")
+            };
+            let tail = run(format!("let {defs}\nin (\n{call}\n)"));
+            let inner = run(format!("let {defs}\nin [ (\n{call}\n) ]"));
+            assert_eq!(tail.status.code(), Some(1), "{call}");
+            assert_eq!(inner.status.code(), Some(1), "{call}");
+            assert_eq!(
+                normal(&tail),
+                normal(&inner),
+                "{defs} {call} (trace: {trace})"
+            );
+        }
+    }
 }
 
 /// `--show-trace` prints `addErrorContext` frames, `--option abort-on-warn true` makes
