@@ -2943,6 +2943,42 @@ impl Evaluator {
         r
     }
 
+    /// `x // { ... }` with a set literal on the right whose map a plain build makes (not
+    /// recursive, no `inherit (e)`, no dynamic name, its name order known: see
+    /// [`Self::eval_attrs`]): the result made from `x` and the literal's definitions at
+    /// once, without the literal's own set (two allocations, and its entries copied
+    /// again). The same result and origin as the general way; `None` where that applies
+    /// (`x` not a set, for its error, or either side empty).
+    #[inline(never)]
+    fn update_with_literal(&mut self, x: &Value, b: &'static Expr, env: &Env) -> Option<Value> {
+        let ExprKind::Attrs(lit) = &b.kind else {
+            return None;
+        };
+        if lit.rec || !lit.inherit_from.is_empty() || !lit.dynamic.is_empty() {
+            return None;
+        }
+        let Value::Attrs(x) = x else {
+            return None;
+        };
+        let order = self.known_name_order(b)?;
+        if x.is_empty() || order.defs.is_empty() {
+            return None;
+        }
+        let map = x.map.update_sorted(
+            order.defs.len(),
+            order.defs.iter().map(|(name, sym, def)| {
+                (
+                    name.clone(),
+                    self.def_thunk(*sym, def, env, env, false, &[]),
+                )
+            }),
+        );
+        Some(Value::Attrs(Rc::new(AttrSet::with_origin(
+            map,
+            Origin::Attrs(lit),
+        ))))
+    }
+
     #[inline(never)]
     fn binop(
         &mut self,
@@ -2957,6 +2993,9 @@ impl Evaluator {
             }
             BinOp::Update => {
                 let x = self.eval_operand(a, env, "in the left operand of '//'")?;
+                if let Some(r) = self.update_with_literal(&x, b, env) {
+                    return Ok(r);
+                }
                 let y = self.eval_operand(b, env, "in the right operand of '//'")?;
                 match (x, y) {
                     (Value::Attrs(x), Value::Attrs(y)) => {

@@ -331,6 +331,32 @@ impl AttrMap {
     }
 }
 
+impl AttrMap {
+    /// [`Self::update`] with the right side's `n` entries given in name order (each name
+    /// once) as they are made: each is found in this map by binary search from where the
+    /// last one was, and the runs between them copied whole.
+    pub fn update_sorted(&self, n: usize, right: impl Iterator<Item = (RcStr, Thunk)>) -> AttrMap {
+        let many = &self.0;
+        let mut out = Vec::with_capacity(many.len() + n);
+        let mut i = 0;
+        for e in right {
+            match search_from(many, i, &e.0) {
+                Ok(k) => {
+                    out.extend_from_slice(&many[i..k]);
+                    i = k + 1;
+                }
+                Err(k) => {
+                    out.extend_from_slice(&many[i..k]);
+                    i = k;
+                }
+            }
+            out.push(e);
+        }
+        out.extend_from_slice(&many[i..]);
+        AttrMap(out)
+    }
+}
+
 /// [`AttrMap::update`] of the entries `many` and the (much fewer) entries `few`: each of
 /// `few` is found in `many` by binary search and the runs of `many` between them copied
 /// whole. `few_wins`: whether `few` is the right side (its entries replace those of `many`
@@ -1084,7 +1110,12 @@ mod tests {
                     .collect(),
             );
             let got = show(&a.update(&b100));
-            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{x:?} // {y:?}");
+            let want: Vec<_> = want.into_iter().collect();
+            assert_eq!(got, want, "{x:?} // {y:?}");
+            // The same with the right side's entries given one by one, in name order.
+            let sorted =
+                a.update_sorted(b100.len(), b100.iter().map(|(k, t)| (k.clone(), t.clone())));
+            assert_eq!(show(&sorted), want, "{x:?} // {y:?}, update_sorted");
         }
     }
 

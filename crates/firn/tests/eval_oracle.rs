@@ -177,6 +177,15 @@ const CORPUS: &[&str] = &[
     "let o = { __functor = 1; }; in [ (o 1) ]",
     "let lib = { }; in [ (lib.f 1) ]",
     "with { f = { a }: a; }; [ (f { a = 1; b = 2; }) ]",
+    // `x // { ... }` made without the literal's own set once its name order is known
+    // (`update_with_literal`: the third call on): the same result, the literal's
+    // positions.
+    "let s = { a = 1; b = 2; }; f = x: s // { b = x; c = 3; }; in [ (f 1) (f 2) (f 3) (f 4) ]",
+    "let s = { a = 1; }; f = x: (builtins.unsafeGetAttrPos \"c\" (s // { b = x; c = 3; })).column; in [ (f 1) (f 2) (f 3) ]",
+    "let y = 5; f = x: x // { inherit y; z = y; }; in [ (f { a = 1; }) (f { y = 1; }) (f { z = 0; }) ]",
+    "let f = x: { a = 0; b = 0; z = 0; } // { b = x; y = x; }; in [ (f 1) (f 2) (f 3) ]",
+    "let f = x: (x // { b = throw \"lazy\"; }).a; in [ (f { a = 1; }) (f { a = 2; }) (f { a = 3; }) ]",
+    "let f = x: x // { b = 1; }; in [ (f { }) (f { }) (f 3) ]",
     // Nix's own files, found when the search path has no `nix`.
     "<nix/fetchurl.nix>",
     "<nix/no-such-file.nix>",
