@@ -1170,7 +1170,11 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         v => return Err(ev.type_error("a string", &v)),
                     }
                 }
-                Ok(Value::Attrs(Rc::new(without(&m, &gone).into())))
+                // The attributes kept are the set's own: their positions are its.
+                Ok(Value::Attrs(Rc::new(AttrSet {
+                    map: without(&m, &gone),
+                    origin: m.origin,
+                })))
             }),
         ),
         (
@@ -1237,7 +1241,11 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect()
                 });
-                Ok(Value::Attrs(Rc::new(out.into())))
+                // The attributes are the second set's: their positions are its.
+                Ok(Value::Attrs(Rc::new(AttrSet {
+                    map: out,
+                    origin: y.origin,
+                })))
             }),
         ),
         (

@@ -418,8 +418,9 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
             crate::builtins::deep_force(ev, &v)?;
             Ok(Value::String(to_xml(ev, &v)?))
         }),
-        // Known for sets made from syntax (and `functionArgs`), as long as they are the very
-        // set (a `//` result has no positions); otherwise null.
+        // Known for sets made from syntax (and `functionArgs`), and what `removeAttrs` and
+        // `intersectAttrs` keep of them, and for the right side of `//`; otherwise null
+        // (CppNix keeps a position with every attribute, firn one origin with a set).
         ("unsafeGetAttrPos", 2, |ev, a| {
             let name = string(ev, &a[0])?;
             let set = attrs(ev, &a[1])?;

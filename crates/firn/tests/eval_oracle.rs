@@ -186,6 +186,8 @@ const CORPUS: &[&str] = &[
     "let f = x: { a = 0; b = 0; z = 0; } // { b = x; y = x; }; in [ (f 1) (f 2) (f 3) ]",
     "let f = x: (x // { b = throw \"lazy\"; }).a; in [ (f { a = 1; }) (f { a = 2; }) (f { a = 3; }) ]",
     "let f = x: x // { b = 1; }; in [ (f { }) (f { }) (f 3) ]",
+    // Positions of the attributes `removeAttrs` and `intersectAttrs` keep: the input's.
+    "let s = {\n a = 1;\n b = 2; }; p = n: x: let q = builtins.unsafeGetAttrPos n x; in [ q.line q.column ]; in [ (p \"a\" (builtins.removeAttrs s [ \"b\" ])) (p \"b\" (builtins.intersectAttrs { b = 0; } s)) (builtins.unsafeGetAttrPos \"b\" (builtins.removeAttrs s [ \"b\" ])) ]",
     // Nix's own files, found when the search path has no `nix`.
     "<nix/fetchurl.nix>",
     "<nix/no-such-file.nix>",
