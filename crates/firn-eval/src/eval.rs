@@ -1654,13 +1654,8 @@ impl Evaluator {
                 }
             }
             Value::Lambda(l) => {
-                let simple = matches!(&l.expr.kind, ExprKind::Lambda {
-                    arg: Some(_),
-                    formals: None,
-                    body,
-                } if !matches!(body.kind, ExprKind::Lambda { .. }));
                 let t = self.arg_thunk(arg, env);
-                if simple {
+                if is_simple_lambda(l.expr) {
                     self.call_simple(l, t, Some(e), false)
                 } else {
                     self.call_lambda_at(l, t, e)
@@ -3981,14 +3976,21 @@ impl<'a> Lambda2<'a> {
 /// no function (so that a call evaluates the body: see [`Evaluator::call_at`]).
 #[inline]
 fn simple_lambda(f: &Thunk) -> Option<Lambda> {
-    f.lambda_where(|e| match &e.kind {
+    f.lambda_where(is_simple_lambda)
+}
+
+/// Whether lambda expression `e` takes one plain argument and its body is no function
+/// ([`simple_lambda`]'s kind, which [`Evaluator::call_simple`] calls).
+#[inline]
+fn is_simple_lambda(e: &Expr) -> bool {
+    match &e.kind {
         ExprKind::Lambda {
             arg: Some(_),
             formals: None,
             body,
         } => !matches!(body.kind, ExprKind::Lambda { .. }),
         _ => false,
-    })
+    }
 }
 
 /// [`Evaluator::direct_op`]'s operator `op` on two integers, when it has a result here

@@ -301,10 +301,10 @@ impl AttrMap {
     pub fn update(&self, other: &AttrMap) -> AttrMap {
         let (a, b) = (&self.0, &other.0);
         if b.len() * 4 <= a.len() {
-            return AttrMap(update_few(a, b, true));
+            return AttrMap(update_few(a, b.len(), b.iter().cloned(), true));
         }
         if a.len() * 4 <= b.len() {
-            return AttrMap(update_few(b, a, false));
+            return AttrMap(update_few(b, a.len(), a.iter().cloned(), false));
         }
         let mut out = Vec::with_capacity(a.len() + b.len());
         let (mut i, mut j) = (0, 0);
@@ -329,53 +329,35 @@ impl AttrMap {
         out.extend_from_slice(&b[j..]);
         AttrMap(out)
     }
-}
 
-impl AttrMap {
     /// [`Self::update`] with the right side's `n` entries given in name order (each name
-    /// once) as they are made: each is found in this map by binary search from where the
-    /// last one was, and the runs between them copied whole.
+    /// once) as they are made, by [`update_few`].
     pub fn update_sorted(&self, n: usize, right: impl Iterator<Item = (RcStr, Thunk)>) -> AttrMap {
-        let many = &self.0;
-        let mut out = Vec::with_capacity(many.len() + n);
-        let mut i = 0;
-        for e in right {
-            match search_from(many, i, &e.0) {
-                Ok(k) => {
-                    out.extend_from_slice(&many[i..k]);
-                    i = k + 1;
-                }
-                Err(k) => {
-                    out.extend_from_slice(&many[i..k]);
-                    i = k;
-                }
-            }
-            out.push(e);
-        }
-        out.extend_from_slice(&many[i..]);
-        AttrMap(out)
+        AttrMap(update_few(&self.0, n, right, true))
     }
 }
 
-/// [`AttrMap::update`] of the entries `many` and the (much fewer) entries `few`: each of
-/// `few` is found in `many` by binary search and the runs of `many` between them copied
-/// whole. `few_wins`: whether `few` is the right side (its entries replace those of `many`
-/// with equal names) or the left (they are dropped for them). Out of line, so that the
-/// merge of two sets of like sizes keeps the code it had.
+/// [`AttrMap::update`] of the entries `many` and the (much fewer, `n`) entries `few`, in
+/// name order: each of `few` is found in `many` by binary search from where the last one
+/// was, and the runs of `many` between them copied whole. `few_wins`: whether `few` is the
+/// right side (its entries replace those of `many` with equal names) or the left (they are
+/// dropped for them). Out of line, so that the merge of two sets of like sizes keeps the
+/// code it had.
 #[inline(never)]
 fn update_few(
     many: &[(RcStr, Thunk)],
-    few: &[(RcStr, Thunk)],
+    n: usize,
+    few: impl Iterator<Item = (RcStr, Thunk)>,
     few_wins: bool,
 ) -> Vec<(RcStr, Thunk)> {
-    let mut out = Vec::with_capacity(many.len() + few.len());
+    let mut out = Vec::with_capacity(many.len() + n);
     let mut i = 0;
     for e in few {
         match search_from(many, i, &e.0) {
             Ok(k) => {
                 out.extend_from_slice(&many[i..k]);
                 if few_wins {
-                    out.push(e.clone());
+                    out.push(e);
                     i = k + 1;
                 } else {
                     i = k;
@@ -383,7 +365,7 @@ fn update_few(
             }
             Err(k) => {
                 out.extend_from_slice(&many[i..k]);
-                out.push(e.clone());
+                out.push(e);
                 i = k;
             }
         }
