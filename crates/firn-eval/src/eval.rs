@@ -3000,11 +3000,10 @@ impl Evaluator {
                         if x.is_empty() {
                             return Ok(Value::Attrs(y));
                         }
-                        // The right side's syntax still gives the positions of its own
-                        // attributes (those of the left side are not known).
+                        let origin = crate::positions::update_origin(&x, &y, &self.interner);
                         Ok(Value::Attrs(Rc::new(AttrSet {
                             map: x.map.update(&y.map),
-                            origin: y.origin,
+                            origin,
                         })))
                     }
                     (x, y) => Err(self

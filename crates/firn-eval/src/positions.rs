@@ -272,6 +272,49 @@ impl Positions {
     }
 }
 
+/// The origin of `x // y` (neither empty): `y`'s, which gives the positions of `y`'s
+/// attributes (those of `x` are not known). Unless `y` lost to `removeAttrs` or
+/// `intersectAttrs` an attribute its syntax defines that `x` has: that attribute of the
+/// result is `x`'s, and `y`'s origin would give it the removed definition's position, so the
+/// result gets no origin. Checked name by name only when `y` has fewer attributes than its
+/// syntax defines statically (or names made dynamically).
+#[inline]
+pub(crate) fn update_origin(
+    x: &AttrSet,
+    y: &AttrSet,
+    interner: &firn_syntax::Interner,
+) -> Option<Origin> {
+    let origin = y.origin?;
+    let all = match origin {
+        Origin::Attrs(a) => a.dynamic.is_empty() && a.attrs.len() == y.len(),
+        Origin::Formals(f) => f.formals.len() == y.len(),
+    };
+    if all {
+        return Some(origin);
+    }
+    checked_update_origin(x, y, origin, interner)
+}
+
+/// [`update_origin`] where `y` may have lost attributes its syntax defines.
+#[cold]
+#[inline(never)]
+fn checked_update_origin(
+    x: &AttrSet,
+    y: &AttrSet,
+    origin: Origin,
+    interner: &firn_syntax::Interner,
+) -> Option<Origin> {
+    let lost = |s: firn_syntax::ast::Symbol| {
+        let name = interner.name(s);
+        !y.contains_key(name) && x.contains_key(name)
+    };
+    let wrong = match origin {
+        Origin::Attrs(a) => a.attrs.iter().any(|(s, _)| lost(*s)),
+        Origin::Formals(f) => f.formals.iter().any(|f| lost(f.name)),
+    };
+    (!wrong).then_some(origin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

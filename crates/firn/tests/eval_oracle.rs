@@ -386,6 +386,17 @@ in [
         ),
     ]));
     assert_eq!(inherited.trim(), "22");
+    // `//` whose right side lost to `removeAttrs` (or `intersectAttrs`) an attribute the
+    // left side has: that attribute is the left side's, whose position firn does not keep
+    // (CppNix gives it), and the right side's syntax must not give it the removed
+    // definition's, so the set has none.
+    let lost = ok_str(firn("nix-instantiate").args([
+        "--eval",
+        "--strict",
+        "-E",
+        "let p = n: x: builtins.unsafeGetAttrPos n x; in [ (p \"a\" ({ a = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])) (p \"b\" ({ b = 0; } // builtins.intersectAttrs { a = 0; } { a = 1; b = 2; })) ((p \"b\" ({ c = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])).column) ]",
+    ]));
+    assert_eq!(lost.trim(), "[ null null 252 ]");
 }
 
 /// Every call counts towards `max-call-depth`, tail calls too, as in current Nix (where each
