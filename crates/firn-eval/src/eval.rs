@@ -1803,31 +1803,32 @@ impl Evaluator {
         args: &'static [Expr],
         env: &Env,
     ) -> EResult<Value> {
-        let r = if let Err(x) = self.enter_builtin() {
-            Err(x)
-        } else {
-            let r = match args {
-                [a] => {
-                    let a = self.arg_thunk(a, env);
-                    (p.f)(self, &[a])
+        let r = match self.enter_builtin() {
+            Err(x) => Err(x),
+            Ok(()) => {
+                let r = match args {
+                    [a] => {
+                        let a = self.arg_thunk(a, env);
+                        (p.f)(self, &[a])
+                    }
+                    [a, b] => {
+                        let (a, b) = (self.arg_thunk(a, env), self.arg_thunk(b, env));
+                        (p.f)(self, &[a, b])
+                    }
+                    [a, b, c] => {
+                        let (a, b) = (self.arg_thunk(a, env), self.arg_thunk(b, env));
+                        let c = self.arg_thunk(c, env);
+                        (p.f)(self, &[a, b, c])
+                    }
+                    args => {
+                        let ts: Vec<Thunk> = args.iter().map(|a| self.thunk(a, env)).collect();
+                        (p.f)(self, &ts)
+                    }
+                };
+                match r {
+                    Ok(v) => Ok(v),
+                    Err(x) => Err(self.builtin_frame(x, p, Some(op_pos(e)))),
                 }
-                [a, b] => {
-                    let (a, b) = (self.arg_thunk(a, env), self.arg_thunk(b, env));
-                    (p.f)(self, &[a, b])
-                }
-                [a, b, c] => {
-                    let (a, b) = (self.arg_thunk(a, env), self.arg_thunk(b, env));
-                    let c = self.arg_thunk(c, env);
-                    (p.f)(self, &[a, b, c])
-                }
-                args => {
-                    let ts: Vec<Thunk> = args.iter().map(|a| self.thunk(a, env)).collect();
-                    (p.f)(self, &ts)
-                }
-            };
-            match r {
-                Ok(v) => Ok(v),
-                Err(x) => Err(self.builtin_frame(x, p, Some(op_pos(e)))),
             }
         };
         self.depth -= 1;

@@ -295,8 +295,8 @@ pub(crate) fn update_origin(
     checked_update_origin(x, y, origin, interner)
 }
 
-/// [`update_origin`] where `y` may have lost attributes its syntax defines.
-#[cold]
+/// [`update_origin`] where `y` may have lost attributes its syntax defines (or has names
+/// made dynamically, as a fold's `acc // { ${n} = v; }` has at every step: not rare).
 #[inline(never)]
 fn checked_update_origin(
     x: &AttrSet,
