@@ -11,6 +11,7 @@ use firn_syntax::Source;
 
 use crate::error::{err, EResult, ErrorKind, EvalError, FramePrint};
 use crate::value::*;
+use crate::words::relay;
 
 /// Deepest nesting of function calls before "stack overflow" is reported: the default of
 /// Nix's `max-call-depth` ([`Evaluator::max_call_depth`]). Tail calls count, as every call
@@ -585,11 +586,11 @@ impl Evaluator {
             return Err(e);
         }
         if let Some(l) = simple_lambda(&f) {
-            let r = self.call_simple(l, Thunk::value(Value::Int(i)), None, true);
+            let r = self.call_simple(l, Thunk::int(i), None, true);
             let r = r.map_err(|x| self.apply_error(x, &f, crate::value::NOT_APPLIED));
             return self.finish_forced(t, r, || ThunkState::ApplyIndex(f, i));
         }
-        let arg = Thunk::value(Value::Int(i));
+        let arg = Thunk::int(i);
         self.force_applied(t, f, arg, |f| ThunkState::ApplyIndex(f, i))
     }
 
@@ -627,8 +628,8 @@ impl Evaluator {
         self.depth -= 1;
         inner.discard(1);
         match r {
-            Ok(v) => Ok(v),
             Err(x) => Err(self.call_simple_failed(x, body, lambda, site)),
+            ok => relay(ok),
         }
     }
 
@@ -731,9 +732,16 @@ impl Evaluator {
     ) -> EResult<Value> {
         match r {
             Ok(v) => {
-                // Often a number (`genList`'s and `map`'s elements): copied in place.
-                t.finish(v.clone_scalar_first());
-                Ok(v)
+                // Often a number (`genList`'s and `map`'s elements): copied in place, a
+                // word at a time (the two paths kept apart: joined, they copy `v` in
+                // 16-byte pieces again; see `crate::words`).
+                if v.is_scalar() {
+                    // SAFETY: a scalar owns nothing: its bitwise copy is a clone.
+                    t.finish(unsafe { crate::words::copy_words(&v) });
+                } else {
+                    t.finish(v.clone());
+                }
+                relay(Ok(v))
             }
             Err(x) => {
                 let mut x = entering_recursion(x, t);
@@ -3360,19 +3368,23 @@ impl Evaluator {
         let mut env = l2.env.push_two(l2.first, acc, l2.second, first.clone());
         let mut v = self.lambda2_body(l2, &env);
         for t in rest {
-            let Ok(x) = v else { break };
+            let Ok(x) = &v else { break };
             match env.two_bindings_mut() {
                 Some((a, b)) => {
-                    a.rebind_value(x);
+                    // SAFETY: `v` is forgotten below: the binding takes what it owned.
+                    unsafe { a.rebind_value(x) };
                     *b = t.clone();
                 }
                 None => {
                     env.discard(2);
+                    // SAFETY: as above.
+                    let x = unsafe { crate::words::copy_words(x) };
                     env = l2
                         .env
                         .push_two(l2.first, Thunk::value(x), l2.second, t.clone());
                 }
             }
+            std::mem::forget(v);
             v = self.lambda2_body(l2, &env);
         }
         env.discard(2);

@@ -26,6 +26,7 @@ pub mod shared;
 pub mod store;
 pub mod term;
 pub mod value;
+mod words;
 
 pub use error::{ErrorKind, EvalError};
 pub use eval::Evaluator;

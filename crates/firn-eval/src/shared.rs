@@ -99,6 +99,42 @@ impl<T> Shared<T> {
         Some(inner.value)
     }
 
+    /// [`Self::into_unique`] for a caller that moves the value's fields out one by one:
+    /// when `this` is the last handle, `take` gets the value in place and returns what it
+    /// moved out, and the block is given back. Reading the value whole copies it in wide
+    /// pieces, and a piece that spans two narrower stores still in flight (a scope made
+    /// just before a short call) stalls until they land; field by field, each load matches
+    /// the store that wrote it.
+    ///
+    /// # Safety
+    /// `take` must move out (`ptr::read`) or drop in place every field of the value that
+    /// owns anything: the block is freed without dropping it, and never read again.
+    #[inline(always)]
+    pub unsafe fn take_unique<R>(this: Shared<T>, take: impl FnOnce(*mut T) -> R) -> Option<R> {
+        let c = &this.inner().count;
+        let n = c.get();
+        if n != 1 {
+            c.set(n - 1);
+            std::mem::forget(this);
+            return None;
+        }
+        let p = this.ptr.as_ptr();
+        std::mem::forget(this);
+        // SAFETY: this was the last handle, forgotten above; the caller takes the value's
+        // contents (see the function's contract) and the block is never used again.
+        let r = take(unsafe { ptr::addr_of_mut!((*p).value) });
+        if Self::CLASS == 0 {
+            // SAFETY: the pointer came from `Box::leak`; freed as uninitialised memory (the
+            // value's contents were taken above, so nothing is dropped twice).
+            drop(unsafe { Box::from_raw(p.cast::<std::mem::MaybeUninit<Inner<T>>>()) });
+        } else {
+            // SAFETY: the block came from the pool for this class on this thread, and its
+            // contents were taken.
+            unsafe { crate::pool::give(p.cast(), Self::CLASS) };
+        }
+        Some(r)
+    }
+
     /// The value, mutably, when `this` is its only handle (as `Rc::get_mut`): for a caller
     /// that would otherwise drop the object and make a new one of the same kind (the scopes
     /// of `foldl'`'s calls, rebound for each element).
@@ -180,6 +216,7 @@ impl<T> std::ops::Deref for Shared<T> {
 mod tests {
     use super::Shared;
     use std::cell::Cell;
+    use std::ptr;
     use std::rc::Rc;
 
     struct CountDrops(Rc<Cell<usize>>);
@@ -216,6 +253,21 @@ mod tests {
         assert!(v.is_some());
         let big = Shared::new([7u64; 16]);
         assert_eq!(Shared::into_unique(big), Some([7u64; 16]));
+    }
+
+    #[test]
+    fn take_unique_only_from_the_last_handle() {
+        let drops = Rc::new(Cell::new(0));
+        let a = Shared::new((CountDrops(drops.clone()), 3u32));
+        let b = a.clone();
+        // SAFETY (both): the closure moves the one field that owns anything out.
+        assert!(unsafe { Shared::take_unique(a, |p| ptr::read(&(*p).0)) }.is_none());
+        assert_eq!(drops.get(), 0);
+        let taken = unsafe { Shared::take_unique(b, |p| ptr::read(&(*p).0)) };
+        // Moved out, not dropped with the block: dropped once, with `taken`.
+        assert_eq!(drops.get(), 0);
+        drop(taken);
+        assert_eq!(drops.get(), 1);
     }
 
     #[test]

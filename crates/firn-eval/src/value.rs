@@ -15,6 +15,7 @@ use crate::rc_str::RcStr;
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::mem::ManuallyDrop;
+use std::ptr;
 use std::rc::Rc;
 
 use firn_syntax::ast::{Expr, Symbol};
@@ -644,6 +645,13 @@ impl Thunk {
     pub fn value(v: Value) -> Thunk {
         Thunk::new_with(|| ThunkState::Done(v))
     }
+    /// `Thunk::value(Value::Int(i))`, with the integer stored into the block directly (a
+    /// value made first is copied over in 16-byte pieces that stall on the narrower stores
+    /// that made it; see [`Shared::new_with`]): `genList`'s elements' arguments.
+    #[inline(always)]
+    pub fn int(i: i64) -> Thunk {
+        Thunk::new_with(|| ThunkState::Done(Value::Int(i)))
+    }
     #[inline]
     pub fn pending(e: &'static Expr, env: Env) -> Thunk {
         Thunk::new_with(|| ThunkState::Pending(e, env))
@@ -659,8 +667,14 @@ impl Thunk {
     /// (nothing else can see it change; its old state, usually a computed scalar, is
     /// dropped), else a new cell in the handle's place. For a binding rebound on every call
     /// (`foldl'`'s accumulator), where a new cell would be one allocation more per element.
+    ///
+    /// # Safety
+    /// `*v` is moved in, a word at a time (it is a result just returned: see
+    /// `crate::words`): the caller forgets its owner.
     #[inline(always)]
-    pub fn rebind_value(&mut self, v: Value) {
+    pub unsafe fn rebind_value(&mut self, v: &Value) {
+        // SAFETY: the caller gives up `*v` (see above).
+        let v = unsafe { crate::words::copy_words(v) };
         match Shared::get_mut(&mut self.0) {
             Some(cell) => {
                 let old =
@@ -983,15 +997,22 @@ impl Env {
         let mut env = self;
         for _ in 0..levels {
             let Some(node) = env.0 else { return };
-            let Some(EnvNode { scope, parent }) = Shared::into_unique(node) else {
-                return;
+            // SAFETY: the scope is dropped in place or its thunk moved out, and the parent
+            // moved out: nothing it owns is left behind. Its name is never read, so no
+            // load spans the scope's tag and name (see `Shared::take_unique`).
+            let taken = unsafe {
+                Shared::take_unique(node, |n: *mut EnvNode| {
+                    let scope = ptr::addr_of_mut!((*n).scope);
+                    match &mut *scope {
+                        // A thunk's drop is inline (a count lowered; a computed scalar is
+                        // freed without the state's drop glue).
+                        Scope::One(_, t) => drop(ptr::read(t)),
+                        _ => ptr::drop_in_place(scope),
+                    }
+                    ptr::read(ptr::addr_of!((*n).parent))
+                })
             };
-            match scope {
-                // A thunk's drop is inline (a count lowered; a computed scalar is freed
-                // without the state's drop glue).
-                Scope::One(_, t) => drop(t),
-                other => drop(other),
-            }
+            let Some(parent) = taken else { return };
             env = parent;
         }
         // The scope around them (the closure's environment, usually held elsewhere too):
