@@ -365,14 +365,55 @@ pub fn less_than(ev: &mut Evaluator, a: &Value, b: &Value) -> EResult<bool> {
 /// call against `max-call-depth`; an error says, with `--show-trace`, which attributes and
 /// list elements lead to it. A set or list met again is not entered again.
 pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
-    // The sets and lists entered, outermost first, each with its index in its parent.
-    let mut path: Vec<(Value, usize)> = Vec::new();
-    // What is left to do: an element, its depth (`path` length of its parent + 1) and its
-    // index in its parent; the next one last. A list's elements stay in the list, as one
-    // entry (see `DeepNext::Rest`).
-    let mut todo: Vec<(DeepNext, usize, usize)> = Vec::new();
-    let mut seen = DeepSeen::default();
-    deep_enter(v, 0, 0, &mut path, &mut todo, &mut seen);
+    // A scalar, a function: nothing to do (and nothing to take out and put back).
+    if !matches!(v, Value::Attrs(_) | Value::List(_)) {
+        return Ok(());
+    }
+    // The lists of an earlier call, empty; a call made while this one forces an element
+    // (a `deepSeq` inside) finds none and makes its own.
+    let mut scratch = std::mem::take(&mut ev.deep_scratch);
+    let r = deep_force_with(ev, v, &mut scratch);
+    scratch.clear();
+    if scratch.small() {
+        ev.deep_scratch = scratch;
+    }
+    r
+}
+
+/// The work lists of [`deep_force`], empty between calls.
+#[derive(Default)]
+pub struct DeepScratch {
+    /// The sets and lists entered, outermost first, each with its index in its parent.
+    path: Vec<(Value, usize)>,
+    /// What is left to do: an element, its depth (`path` length of its parent + 1) and its
+    /// index in its parent; the next one last. A list's elements stay in the list, as one
+    /// entry (see `DeepNext::Rest`).
+    todo: Vec<(DeepNext, usize, usize)>,
+    seen: DeepSeen,
+}
+
+impl DeepScratch {
+    /// The most entries a kept list has room for: the room a value of a million sets
+    /// needed is given back once it is forced.
+    const KEEP: usize = 4096;
+
+    fn small(&self) -> bool {
+        self.path.capacity() <= Self::KEEP
+            && self.todo.capacity() <= Self::KEEP
+            && self.seen.capacity() <= Self::KEEP
+    }
+
+    fn clear(&mut self) {
+        self.path.clear();
+        self.todo.clear();
+        self.seen.clear();
+    }
+}
+
+/// [`deep_force`] with its work lists.
+fn deep_force_with(ev: &mut Evaluator, v: &Value, scratch: &mut DeepScratch) -> EResult<()> {
+    let DeepScratch { path, todo, seen } = scratch;
+    deep_enter(v, 0, 0, path, todo, seen);
     while let Some(top) = todo.last_mut() {
         let (next, depth, index) = match top {
             (DeepNext::Rest(l), depth, from) => match next_in_list(l, *from) {
@@ -404,11 +445,11 @@ pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
         };
         match r {
             Ok(v) => {
-                deep_enter(&v, depth, index, &mut path, &mut todo, &mut seen);
+                deep_enter(&v, depth, index, path, todo, seen);
                 // Mostly a number, dropped in place.
                 v.discard();
             }
-            Err(e) => return Err(deep_frames(ev, e, &path, index)),
+            Err(e) => return Err(deep_frames(ev, e, path, index)),
         }
     }
     Ok(())

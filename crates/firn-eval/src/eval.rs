@@ -78,6 +78,9 @@ pub struct Evaluator {
     /// What pure or restricted evaluation may read, with what is under each (see
     /// [`crate::purity`]): absolute paths without a trailing `/`.
     pub(crate) allowed_paths: std::collections::HashSet<String>,
+    /// [`crate::builtins::deep_force`]'s work lists, kept between calls (empty, with their
+    /// room) so that a `deepSeq` per element of a list allocates nothing.
+    pub(crate) deep_scratch: crate::builtins::DeepScratch,
     /// The errors thunks failed with, once caught (`None` before), by `EvalError::memo`: a
     /// thunk that failed keeps its error, as current Nix's since 2.34 (see
     /// [`Self::force_failed`]).
@@ -139,6 +142,7 @@ impl Evaluator {
             max_call_depth: MAX_CALL_DEPTH,
             restriction: Default::default(),
             allowed_paths: Default::default(),
+            deep_scratch: Default::default(),
             failed: Vec::new(),
             var_exprs: HashMap::new(),
             globals: Vec::new(),
@@ -4949,6 +4953,19 @@ mod tests {
                 "… while calling the 'concatMap' builtin",
                 "… while evaluating the return value of the function passed to builtins.concatMap",
             ]
+        );
+
+        // `deepSeq`'s work lists, kept between calls: a `deepSeq` inside an element being
+        // forced (which makes its own), and calls after one that failed (its lists left
+        // empty, so nothing it had entered counts as seen).
+        assert_eq!(
+            run("let f = x: builtins.deepSeq x x; s = { a = [ 1 ]; }; in [ \
+                 (builtins.tryEval (f [ s (throw \"a\") ])).success \
+                 (f { b = f [ s s ]; }) (f [ s (f { c = [ s ]; }) ]) \
+                 (builtins.tryEval (f [ s { d = [ (throw \"d\") ]; } ])).success ]")
+            .unwrap(),
+            // As CppNix 2.8 prints it.
+            "[ false { b = [ { a = [ 1 ]; } «repeated» ]; } [ «repeated» { c = [ «repeated» ]; } ] false ]"
         );
 
         // `deepSeq` through lists in place: the first failing element in order, with the
