@@ -75,28 +75,8 @@ impl<T> Shared<T> {
     /// with its common case inline, where the generic drop would call out of line.
     #[inline(always)]
     pub fn into_unique(this: Shared<T>) -> Option<T> {
-        let c = &this.inner().count;
-        let n = c.get();
-        if n != 1 {
-            c.set(n - 1);
-            std::mem::forget(this);
-            return None;
-        }
-        let p = this.ptr.as_ptr();
-        std::mem::forget(this);
-        // SAFETY: this was the last handle, forgotten above: the value is read out once
-        // and the allocation is never used again.
-        let inner = unsafe { ptr::read(p) };
-        if Self::CLASS == 0 {
-            // SAFETY: the pointer came from `Box::leak`; freed as uninitialised memory
-            // (the value was moved out above, so nothing is dropped twice).
-            drop(unsafe { Box::from_raw(p.cast::<std::mem::MaybeUninit<Inner<T>>>()) });
-        } else {
-            // SAFETY: the block came from the pool for this class on this thread, and its
-            // contents were moved out.
-            unsafe { crate::pool::give(p.cast(), Self::CLASS) };
-        }
-        Some(inner.value)
+        // SAFETY: the value is read out whole, once; the block is never used again.
+        unsafe { Self::take_unique(this, |p| ptr::read(p)) }
     }
 
     /// [`Self::into_unique`] for a caller that moves the value's fields out one by one:
