@@ -382,7 +382,7 @@ pub fn deep_force(ev: &mut Evaluator, v: &Value) -> EResult<()> {
 
 /// The work lists of [`deep_force`], empty between calls.
 #[derive(Default)]
-pub struct DeepScratch {
+pub(crate) struct DeepScratch {
     /// The sets and lists entered, outermost first, each with its index in its parent.
     path: Vec<(Value, usize)>,
     /// What is left to do: an element, its depth (`path` length of its parent + 1) and its

@@ -11,7 +11,7 @@ use firn_syntax::Source;
 
 use crate::error::{err, EResult, ErrorKind, EvalError, FramePrint};
 use crate::value::*;
-use crate::words::relay;
+use crate::words::{copy_words, relay};
 
 /// Deepest nesting of function calls before "stack overflow" is reported: the default of
 /// Nix's `max-call-depth` ([`Evaluator::max_call_depth`]). Tail calls count, as every call
@@ -741,7 +741,7 @@ impl Evaluator {
                 // 16-byte pieces again; see `crate::words`).
                 if v.is_scalar() {
                     // SAFETY: a scalar owns nothing: its bitwise copy is a clone.
-                    t.finish(unsafe { crate::words::copy_words(&v) });
+                    t.finish(unsafe { copy_words(&v) });
                 } else {
                     t.finish(v.clone());
                 }
@@ -3382,7 +3382,7 @@ impl Evaluator {
                 None => {
                     env.discard(2);
                     // SAFETY: as above.
-                    let x = unsafe { crate::words::copy_words(x) };
+                    let x = unsafe { copy_words(x) };
                     env = l2
                         .env
                         .push_two(l2.first, Thunk::value(x), l2.second, t.clone());
