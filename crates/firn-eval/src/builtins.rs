@@ -1977,10 +1977,9 @@ pub fn install(ev: &mut Evaluator) {
             }
         }
     }
-    match ev.parse(
+    match ev.parse_builtin(
         crate::builtins_drv::DERIVATION_NIX,
         "«nix-internal»/derivation-internal.nix",
-        "/",
     ) {
         Ok(e) => derivation.set(ThunkState::Pending(e, ev.base_env.clone())),
         Err(e) => unreachable!("the built-in definition of 'derivation' parses: {}", e.msg),

@@ -268,7 +268,19 @@ impl Evaluator {
         base_dir: &str,
         names: &[Symbol],
     ) -> EResult<&'static Expr> {
-        self.parse_source(text, origin, base_dir, names, false)
+        self.parse_source(text, origin, base_dir, names, false, false)
+    }
+
+    /// Parse Nix text that is part of firn (the `derivation` wrapper, `<nix/fetchurl.nix>`).
+    /// It nests shallowly, so it is parsed on this thread whatever the stack left, without
+    /// the thread an unknown text gets on a small stack (each evaluator parses the wrapper
+    /// when made, before it is told its stack: a thread per command otherwise).
+    pub(crate) fn parse_builtin(
+        &mut self,
+        text: &'static str,
+        origin: &str,
+    ) -> EResult<&'static Expr> {
+        self.parse_source(text, origin, "/", &[], false, true)
     }
 
     /// [`Self::parse_with_names`] of the text of file `path` as
@@ -281,7 +293,7 @@ impl Evaluator {
         base_dir: &str,
         names: &[Symbol],
     ) -> EResult<&'static Expr> {
-        self.parse_source(text, path, base_dir, names, true)
+        self.parse_source(text, path, base_dir, names, true, false)
     }
 
     fn parse_source(
@@ -291,6 +303,7 @@ impl Evaluator {
         base_dir: &str,
         names: &[Symbol],
         from_disk: bool,
+        shallow: bool,
     ) -> EResult<&'static Expr> {
         let home = self.home.clone();
         let src = Source {
@@ -302,7 +315,7 @@ impl Evaluator {
         };
         // On a big enough stack, parse here rather than on a thread of its own.
         let free = self.stack_limit.saturating_sub(self.stack_used());
-        let parsed = if free > firn_syntax::PARSE_STACK + (16 << 20) {
+        let parsed = if shallow || free > firn_syntax::PARSE_STACK + (16 << 20) {
             firn_syntax::parse_with_names_here(text, &src, &mut self.interner, names)
         } else {
             firn_syntax::parse_with_names(text, &src, &mut self.interner, names)
@@ -368,7 +381,7 @@ impl Evaluator {
         }
         if path.strip_prefix(COREPKGS) == Some("fetchurl.nix") {
             // Built in, as in Nix (found by `<nix/fetchurl.nix>`); parsed as a string is.
-            let e = self.parse(COREPKGS_FETCHURL, "«string»", "/")?;
+            let e = self.parse_builtin(COREPKGS_FETCHURL, "«string»")?;
             return self.eval_import(path.to_string(), e);
         }
         self.check_source_path(path)?;
