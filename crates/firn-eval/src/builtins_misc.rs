@@ -172,7 +172,9 @@ fn integer_range_error(text: &str, e: &toml::de::Error) -> Option<String> {
     ))
 }
 
-/// Escape text for an XML attribute value, as CppNix's XML writer does.
+/// Escape text for an XML attribute value, as CppNix's XML writer does: the markup
+/// characters, and newlines (which attribute normalisation would turn into spaces); tabs and
+/// carriage returns stay as they are.
 fn xml_escape(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
@@ -181,23 +183,21 @@ fn xml_escape(s: &str, out: &mut String) {
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
             '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            '\t' => out.push_str("&#x9;"),
             c => out.push(c),
         }
     }
 }
 
 /// An XML document written with CppNix's layout: two spaces per level, `<e a="v" />` for empty
-/// elements.
+/// elements. The elements open are kept, to be closed when writing stops at an error.
 struct Xml {
     out: String,
-    depth: usize,
+    open: Vec<&'static str>,
 }
 
 impl Xml {
-    fn tag(&mut self, name: &str, attrs: &[(&str, &str)], empty: bool) {
-        for _ in 0..self.depth {
+    fn tag(&mut self, name: &'static str, attrs: &[(&str, &str)], empty: bool) {
+        for _ in 0..self.open.len() {
             self.out.push_str("  ");
         }
         self.out.push('<');
@@ -211,13 +211,16 @@ impl Xml {
         }
         self.out.push_str(if empty { " />\n" } else { ">\n" });
         if !empty {
-            self.depth += 1;
+            self.open.push(name);
         }
     }
 
-    fn close(&mut self, name: &str) {
-        self.depth -= 1;
-        for _ in 0..self.depth {
+    /// Close the innermost element open.
+    fn close(&mut self) {
+        let Some(name) = self.open.pop() else {
+            return;
+        };
+        for _ in 0..self.open.len() {
             self.out.push_str("  ");
         }
         self.out.push_str("</");
@@ -226,138 +229,218 @@ impl Xml {
     }
 }
 
-fn xml_attrs(
-    ev: &mut Evaluator,
-    m: &AttrMap,
-    x: &mut Xml,
-    ctx: &mut Vec<RcStr>,
-    seen: &mut std::collections::HashSet<String>,
-) -> EResult<()> {
-    for (k, t) in m.iter() {
-        x.tag("attr", &[("name", k)], false);
-        let v = ev.force(t)?;
-        xml_value(ev, &v, x, ctx, seen)?;
-        x.close("attr");
-    }
-    Ok(())
+/// How a value is written as XML: `strict` forces values as they are reached (otherwise one
+/// not computed yet is `<unevaluated />`), `location` gives each attribute and function the
+/// place it is defined at (`column`, `line`, and `path` when that is a file), as CppNix's
+/// `nix-instantiate --xml` does. `builtins.toXML` is strict, without locations.
+#[derive(Clone, Copy, Debug)]
+pub struct XmlOptions {
+    pub strict: bool,
+    pub location: bool,
 }
 
-fn xml_value(
-    ev: &mut Evaluator,
-    v: &Value,
-    x: &mut Xml,
-    ctx: &mut Vec<RcStr>,
-    seen: &mut std::collections::HashSet<String>,
-) -> EResult<()> {
-    match v {
-        Value::Int(i) => x.tag("int", &[("value", &i.to_string())], true),
-        Value::Bool(b) => x.tag(
-            "bool",
-            &[("value", if *b { "true" } else { "false" })],
-            true,
-        ),
-        Value::String(s) => {
-            ctx.extend(s.context.iter().cloned());
-            x.tag("string", &[("value", &s.s)], true)
+/// The state of one XML rendering: the document, the options, the context of the strings met
+/// and the derivations written out already.
+struct XmlWriter {
+    x: Xml,
+    opts: XmlOptions,
+    ctx: Vec<RcStr>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl XmlWriter {
+    /// The value of `t` to write: forced when strict, else as far as it is computed.
+    fn value_of(&self, ev: &mut Evaluator, t: &Thunk) -> EResult<Option<Value>> {
+        if self.opts.strict {
+            ev.force(t).map(Some)
+        } else {
+            Ok(t.peek())
         }
-        Value::Path(p) => x.tag("path", &[("value", p)], true),
-        Value::Null => x.tag("null", &[], true),
-        Value::Float(f) => x.tag(
-            "float",
-            &[("value", &firn_syntax::show::format_float(*f))],
-            true,
-        ),
-        Value::List(l) => {
-            x.tag("list", &[], false);
-            for t in l.iter() {
-                let v = ev.force(t)?;
-                xml_value(ev, &v, x, ctx, seen)?;
+    }
+
+    /// `column`, `line` and (for a file) `path` of span offset `off`, as XML attributes in
+    /// CppNix's order (by name).
+    fn location(ev: &Evaluator, off: Option<u32>) -> Vec<(&'static str, String)> {
+        let Some((file, line, col)) = off.and_then(|o| ev.positions.locate(o)) else {
+            return Vec::new();
+        };
+        let mut attrs = vec![("column", col.to_string()), ("line", line.to_string())];
+        if file.starts_with('/') {
+            attrs.push(("path", file.to_string()));
+        }
+        attrs
+    }
+
+    fn attrs(&mut self, ev: &mut Evaluator, set: &AttrSet) -> EResult<()> {
+        for (k, t) in set.iter() {
+            let mut attrs: Vec<(&str, String)> = Vec::with_capacity(4);
+            if self.opts.location {
+                let off = ev.positions.attr_offset(set, k, &ev.interner);
+                attrs = Self::location(ev, off);
             }
-            x.close("list");
+            // By name, as CppNix's attribute map: after `column` and `line`, before `path`.
+            let at = attrs
+                .iter()
+                .position(|(n, _)| *n > "name")
+                .unwrap_or(attrs.len());
+            attrs.insert(at, ("name", k.to_string()));
+            let shown: Vec<(&str, &str)> = attrs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            self.x.tag("attr", &shown, false);
+            match self.value_of(ev, t)? {
+                Some(v) => self.value(ev, &v)?,
+                None => self.x.tag("unevaluated", &[], true),
+            }
+            self.x.close();
         }
-        Value::Attrs(m) => {
-            if ev.is_derivation(m)? {
-                let mut found = Vec::new();
-                let mut drv_path = String::new();
-                for key in ["drvPath", "outPath"] {
-                    if let Some(t) = m.get(key) {
-                        if let Value::String(s) = ev.force(&t.clone())? {
-                            ctx.extend(s.context.iter().cloned());
-                            if key == "drvPath" {
-                                drv_path = s.s.to_string();
+        Ok(())
+    }
+
+    fn value(&mut self, ev: &mut Evaluator, v: &Value) -> EResult<()> {
+        let x = &mut self.x;
+        match v {
+            Value::Int(i) => x.tag("int", &[("value", &i.to_string())], true),
+            Value::Bool(b) => x.tag(
+                "bool",
+                &[("value", if *b { "true" } else { "false" })],
+                true,
+            ),
+            Value::String(s) => {
+                self.ctx.extend(s.context.iter().cloned());
+                x.tag("string", &[("value", &s.s)], true)
+            }
+            Value::Path(p) => x.tag("path", &[("value", p)], true),
+            Value::Null => x.tag("null", &[], true),
+            Value::Float(f) => x.tag(
+                "float",
+                &[("value", &firn_syntax::show::format_float(*f))],
+                true,
+            ),
+            Value::List(l) => {
+                x.tag("list", &[], false);
+                for t in l.iter() {
+                    match self.value_of(ev, t)? {
+                        Some(v) => self.value(ev, &v)?,
+                        None => self.x.tag("unevaluated", &[], true),
+                    }
+                }
+                self.x.close();
+            }
+            Value::Attrs(m) => {
+                if ev.is_derivation(m)? {
+                    let mut found = Vec::new();
+                    let mut drv_path = String::new();
+                    for key in ["drvPath", "outPath"] {
+                        if let Some(t) = m.get(key) {
+                            if let Some(Value::String(s)) = self.value_of(ev, &t.clone())? {
+                                self.ctx.extend(s.context.iter().cloned());
+                                if key == "drvPath" {
+                                    drv_path = s.s.to_string();
+                                }
+                                found.push((key, s.s.to_string()));
                             }
-                            found.push((key, s.s.to_string()));
                         }
                     }
-                }
-                let attrs: Vec<(&str, &str)> =
-                    found.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                x.tag("derivation", &attrs, false);
-                if !drv_path.is_empty() && seen.insert(drv_path) {
-                    xml_attrs(ev, m, x, ctx, seen)?;
+                    let attrs: Vec<(&str, &str)> =
+                        found.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    self.x.tag("derivation", &attrs, false);
+                    if !drv_path.is_empty() && self.seen.insert(drv_path) {
+                        self.attrs(ev, m)?;
+                    } else {
+                        self.x.tag("repeated", &[], true);
+                    }
+                    self.x.close();
                 } else {
-                    x.tag("repeated", &[], true);
-                }
-                x.close("derivation");
-            } else {
-                x.tag("attrs", &[], false);
-                xml_attrs(ev, m, x, ctx, seen)?;
-                x.close("attrs");
-            }
-        }
-        Value::Lambda(l) => {
-            let firn_syntax::ExprKind::Lambda { arg, formals, .. } = &l.expr.kind else {
-                return err("internal error: a lambda without a lambda expression");
-            };
-            x.tag("function", &[], false);
-            match formals {
-                Some(f) => {
-                    let name = arg.map(|a| ev.interner.name(a).to_string());
-                    let mut attrs: Vec<(&str, &str)> = Vec::new();
-                    if f.ellipsis {
-                        attrs.push(("ellipsis", "1"));
-                    }
-                    if let Some(n) = &name {
-                        attrs.push(("name", n));
-                    }
-                    x.tag("attrspat", &attrs, false);
-                    let mut names: Vec<String> = f
-                        .formals
-                        .iter()
-                        .map(|fm| ev.interner.name(fm.name).to_string())
-                        .collect();
-                    names.sort();
-                    for n in names {
-                        x.tag("attr", &[("name", &n)], true);
-                    }
-                    x.close("attrspat");
-                }
-                None => {
-                    let n = arg
-                        .map(|a| ev.interner.name(a).to_string())
-                        .unwrap_or_default();
-                    x.tag("varpat", &[("name", &n)], true);
+                    self.x.tag("attrs", &[], false);
+                    self.attrs(ev, m)?;
+                    self.x.close();
                 }
             }
-            x.close("function");
+            Value::Lambda(l) => {
+                let firn_syntax::ExprKind::Lambda { arg, formals, .. } = &l.expr.kind else {
+                    return err("internal error: a lambda without a lambda expression");
+                };
+                let place = if self.opts.location {
+                    Self::location(ev, Some(l.expr.span.start))
+                } else {
+                    Vec::new()
+                };
+                let shown: Vec<(&str, &str)> =
+                    place.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let x = &mut self.x;
+                x.tag("function", &shown, false);
+                match formals {
+                    Some(f) => {
+                        let name = arg.map(|a| ev.interner.name(a).to_string());
+                        let mut attrs: Vec<(&str, &str)> = Vec::new();
+                        if f.ellipsis {
+                            attrs.push(("ellipsis", "1"));
+                        }
+                        if let Some(n) = &name {
+                            attrs.push(("name", n));
+                        }
+                        x.tag("attrspat", &attrs, false);
+                        let mut names: Vec<String> = f
+                            .formals
+                            .iter()
+                            .map(|fm| ev.interner.name(fm.name).to_string())
+                            .collect();
+                        names.sort();
+                        for n in names {
+                            x.tag("attr", &[("name", &n)], true);
+                        }
+                        x.close();
+                    }
+                    None => {
+                        let n = arg
+                            .map(|a| ev.interner.name(a).to_string())
+                            .unwrap_or_default();
+                        x.tag("varpat", &[("name", &n)], true);
+                    }
+                }
+                x.close();
+            }
+            Value::PrimOp(_) | Value::PrimOpApp(..) => x.tag("unevaluated", &[], true),
         }
-        Value::PrimOp(_) | Value::PrimOpApp(..) => x.tag("unevaluated", &[], true),
+        Ok(())
     }
-    Ok(())
 }
 
-/// `builtins.toXML` (and `nix-instantiate --xml`): the value as CppNix's XML, with the context
-/// of the strings in it.
+/// `builtins.toXML`: the value as CppNix's XML (forced throughout, no locations), with the
+/// context of the strings in it.
 pub fn to_xml(ev: &mut Evaluator, v: &Value) -> EResult<NixString> {
-    let mut x = Xml {
-        out: String::from("<?xml version='1.0' encoding='utf-8'?>\n"),
-        depth: 0,
+    let opts = XmlOptions {
+        strict: true,
+        location: false,
     };
-    let mut ctx = Vec::new();
-    x.tag("expr", &[], false);
-    xml_value(ev, v, &mut x, &mut ctx, &mut Default::default())?;
-    x.close("expr");
-    Ok(NixString::with_context(x.out, ctx))
+    value_to_xml(ev, v, opts).map_err(|(_, e)| e)
+}
+
+/// `v` as CppNix's XML document, written as `opts` says (`nix-instantiate --xml`), with the
+/// context of the strings in it. On an error, the document as far as it was written, with
+/// the elements open closed (as CppNix prints it before the error), and the error.
+pub fn value_to_xml(
+    ev: &mut Evaluator,
+    v: &Value,
+    opts: XmlOptions,
+) -> Result<NixString, (String, EvalError)> {
+    let mut w = XmlWriter {
+        x: Xml {
+            out: String::from("<?xml version='1.0' encoding='utf-8'?>\n"),
+            open: Vec::new(),
+        },
+        opts,
+        ctx: Vec::new(),
+        seen: Default::default(),
+    };
+    w.x.tag("expr", &[], false);
+    let r = w.value(ev, v);
+    while !w.x.open.is_empty() {
+        w.x.close();
+    }
+    match r {
+        Ok(()) => Ok(NixString::with_context(w.x.out, w.ctx)),
+        Err(e) => Err((w.x.out, e)),
+    }
 }
 
 pub fn table() -> Vec<(&'static str, usize, PrimFn)> {

@@ -19,7 +19,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--help" => {
-                outln!("Usage: nix-instantiate [--parse | --eval [--strict] [--json]] [-E] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [--add-root PATH] [-I PATH] FILES...");
+                outln!("Usage: nix-instantiate [--parse | --eval [--strict] [--json | --xml [--no-location]]] [-E] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [--add-root PATH] [-I PATH] FILES...");
                 return Ok(());
             }
             "--version" => {
@@ -30,7 +30,8 @@ pub fn main(args: Vec<String>) -> Result<()> {
             "-E" | "--expr" => from_expr = true,
             "--eval" | "--eval-only" => opts.eval = true,
             "--strict" => opts.strict = true,
-            "--json" => opts.json = true,
+            // One output kind: the last flag given, as CppNix.
+            "--json" => (opts.json, opts.xml) = (true, false),
             "--read-write-mode" => opts.read_write = true,
             "--show-trace" => opts.show_trace = true,
             "--find-file" => opts.find_file = true,
@@ -55,11 +56,8 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     .ok_or_else(|| usage(format!("flag '{a}' requires 2 arguments")))?;
                 opts.args.push((name, value, a == "--argstr"));
             }
-            "--xml" => {
-                return Err(anyhow::anyhow!(
-                    "nix-instantiate '--xml' is not implemented by firn yet"
-                ))
-            }
+            "--xml" => (opts.json, opts.xml) = (false, true),
+            "--no-location" => opts.no_location = true,
             "-I" => opts.include.push(
                 it.next()
                     .ok_or_else(|| usage("flag '-I' requires 1 argument"))?,
@@ -187,6 +185,10 @@ pub struct EvalOptions {
     pub eval: bool,
     pub strict: bool,
     pub json: bool,
+    /// `--xml`: print the value as XML, with where each attribute and function is defined
+    /// unless `--no-location`.
+    pub xml: bool,
+    pub no_location: bool,
     pub read_write: bool,
     pub show_trace: bool,
     pub find_file: bool,
@@ -342,6 +344,25 @@ pub fn evaluate_with(
                 let v = select(&mut ev, top.clone(), &path, &args, render)?;
                 if opts.eval {
                     let v = ev.auto_call(v, &args).map_err(render)?;
+                    if opts.xml {
+                        // Forced as it is written (when strict), as CppNix: the document
+                        // ends with its own newline.
+                        let o = firn_eval::builtins_misc::XmlOptions {
+                            strict: opts.strict,
+                            location: !opts.no_location,
+                        };
+                        // Written as far as it goes before an error, as CppNix does.
+                        let (text, failed) =
+                            match firn_eval::builtins_misc::value_to_xml(&mut ev, &v, o) {
+                                Ok(x) => (x.s.to_string(), None),
+                                Err((partial, e)) => (partial, Some(e)),
+                            };
+                        firn_eval::term::write_stdout(&text, false).map_err(|e| e.to_string())?;
+                        if let Some(e) = failed {
+                            return Err(render(e));
+                        }
+                        continue;
+                    }
                     if opts.strict || opts.json {
                         firn_eval::builtins::deep_force(&mut ev, &v).map_err(render)?;
                     }
