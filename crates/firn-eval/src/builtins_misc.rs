@@ -295,7 +295,19 @@ impl XmlWriter {
         Ok(())
     }
 
+    /// Write `v`, one level deeper: as CppNix, each level counts towards `max-call-depth`
+    /// (a set that contains itself ends with that error, not with the memory exhausted).
     fn value(&mut self, ev: &mut Evaluator, v: &Value) -> EResult<()> {
+        if ev.depth >= ev.max_call_depth {
+            return err("stack overflow; max-call-depth exceeded");
+        }
+        ev.depth += 1;
+        let r = ev.check_stack().and_then(|()| self.value_here(ev, v));
+        ev.depth -= 1;
+        r
+    }
+
+    fn value_here(&mut self, ev: &mut Evaluator, v: &Value) -> EResult<()> {
         let x = &mut self.x;
         match v {
             Value::Int(i) => x.tag("int", &[("value", &i.to_string())], true),

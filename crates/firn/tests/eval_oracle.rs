@@ -493,6 +493,40 @@ in {
     }
 }
 
+/// Writing XML counts each level towards `max-call-depth`, as CppNix: a set that contains
+/// itself ends with that error (the document so far on stdout), not with memory exhausted.
+#[test]
+fn xml_of_a_cycle_ends_at_max_call_depth() {
+    for args in [
+        &[
+            "--eval",
+            "--xml",
+            "--strict",
+            "-E",
+            "let x = { a = x; }; in x",
+        ][..],
+        &["--eval", "--xml", "-E", "let x = { a = x; }; in x"],
+        &[
+            "--eval",
+            "--strict",
+            "-E",
+            "let x = { a = x; }; in builtins.toXML x",
+        ],
+    ] {
+        let out = firn("nix-instantiate")
+            .args(["--max-call-depth", "200"])
+            .args(args)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("max-call-depth exceeded"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Every call counts towards `max-call-depth`, tail calls too, as in current Nix (where each
 /// call nests on the C++ stack; CppNix 2.8 overflows its stack instead): deep enough recursion
 /// ends with the max-call-depth error, never a crash, and an endless tail recursion ends too
