@@ -493,6 +493,59 @@ in {
     }
 }
 
+/// `--raw` (current Nix): the value coerced to a string (a derivation's `outPath`, a path
+/// copied), printed as it is, without quotes or a newline; anything else not a string is an
+/// error with current Nix's frame. `--parse-only` is `--parse`, and `--dry-run` instantiates
+/// without writing, as CppNix 2.8's: the same `.drv` path printed, nothing in the store.
+#[test]
+fn raw_output_dry_run_and_parse_only() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str]| firn("nix-instantiate").args(args).output().expect("runs");
+    let out = run(&["--eval", "--json", "--raw", "-E", "\"a\\nb\\\"\""]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"a\nb\"");
+    let drv = "derivation { name = \"x\"; system = \"x\"; builder = \"/bin/sh\"; }";
+    let out = run(&["--eval", "--raw", "-E", drv]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/nix/store/wrjy0zpx12zvynnga8wrzngbbg6yq3vr-x"
+    );
+    let out = run(&["--eval", "--raw", "-E", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("while generating the nix-instantiate output")
+            && err.contains("cannot coerce an integer to a string: 1"),
+        "{err}"
+    );
+    let parse = |mut c: std::process::Command| ok_str(c.args(["--parse-only", "-E", "x: 1 + x.y"]));
+    assert_eq!(
+        parse(firn("nix-instantiate")),
+        parse(cppnix("nix-instantiate"))
+    );
+    for (side, mut c) in [
+        ("firn", firn("nix-instantiate")),
+        ("cppnix", cppnix("nix-instantiate")),
+    ] {
+        let store = store_dir(tmp.path(), side);
+        let shown = ok_str(c.args(["--store", &store, "--dry-run", "-E", drv]));
+        assert_eq!(
+            shown.trim(),
+            "/nix/store/safnr1ywsblyl5qfbca0178m104hzxaw-x.drv",
+            "{side}"
+        );
+        let written = std::fs::read_dir(std::path::Path::new(&store).join("nix/store"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".drv"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(written, 0, "{side} wrote the derivation");
+    }
+}
+
 /// Writing XML counts each level towards `max-call-depth`, as CppNix: a set that contains
 /// itself ends with that error (the document so far on stdout), not with memory exhausted.
 #[test]

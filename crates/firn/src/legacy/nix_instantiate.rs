@@ -19,20 +19,24 @@ pub fn main(args: Vec<String>) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--help" => {
-                outln!("Usage: nix-instantiate [--parse | --eval [--strict] [--json | --xml [--no-location]]] [-E] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [--add-root PATH] [-I PATH] FILES...");
+                outln!("Usage: nix-instantiate [--parse | --eval [--strict] [--raw | --json | --xml [--no-location]]] [-E] [-A ATTR] [--arg NAME EXPR] [--argstr NAME STRING] [--add-root PATH] [-I PATH] FILES...");
                 return Ok(());
             }
             "--version" => {
                 outln!("{}", crate::version_line("nix-instantiate"));
                 return Ok(());
             }
-            "--parse" => parse_only = true,
+            "--parse" | "--parse-only" => parse_only = true,
             "-E" | "--expr" => from_expr = true,
             "--eval" | "--eval-only" => opts.eval = true,
             "--strict" => opts.strict = true,
             // One output kind: the last flag given, as CppNix.
-            "--json" => (opts.json, opts.xml) = (true, false),
+            "--json" => (opts.json, opts.xml, opts.raw) = (true, false, false),
+            // Current Nix: a string printed verbatim, without quotes or a newline.
+            "--raw" => (opts.json, opts.xml, opts.raw) = (false, false, true),
             "--read-write-mode" => opts.read_write = true,
+            // Derivations computed, not written (CppNix's read-only mode).
+            "--dry-run" => opts.dry_run = true,
             "--show-trace" => opts.show_trace = true,
             "--find-file" => opts.find_file = true,
             "--add-root" => {
@@ -56,7 +60,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     .ok_or_else(|| usage(format!("flag '{a}' requires 2 arguments")))?;
                 opts.args.push((name, value, a == "--argstr"));
             }
-            "--xml" => (opts.json, opts.xml) = (false, true),
+            "--xml" => (opts.json, opts.xml, opts.raw) = (false, true, false),
             "--no-location" => opts.no_location = true,
             "-I" => opts.include.push(
                 it.next()
@@ -189,7 +193,11 @@ pub struct EvalOptions {
     /// unless `--no-location`.
     pub xml: bool,
     pub no_location: bool,
+    /// `--raw`: the value coerced to a string, printed as it is.
+    pub raw: bool,
     pub read_write: bool,
+    /// `--dry-run`: instantiate without writing `.drv` files (read-only mode).
+    pub dry_run: bool,
     pub show_trace: bool,
     pub find_file: bool,
     /// `--add-root`: register each `.drv` as an indirect root (`PATH`, `PATH-2`, ...).
@@ -303,7 +311,7 @@ pub fn evaluate_with(
             .max_call_depth
             .unwrap_or(firn_eval::eval::MAX_CALL_DEPTH);
         // `--eval` runs in read-only mode, as CppNix: paths are computed, not written.
-        let write = !opts.eval || opts.read_write;
+        let write = (!opts.eval && !opts.dry_run) || opts.read_write;
         ev.store = match &store {
             Some(store) => firn_eval::store::EvalStore::with_store(store.clone(), write),
             None => firn_eval::store::EvalStore::dummy(dir, write),
@@ -344,6 +352,18 @@ pub fn evaluate_with(
                 let v = select(&mut ev, top.clone(), &path, &args, render)?;
                 if opts.eval {
                     let v = ev.auto_call(v, &args).map_err(render)?;
+                    if opts.raw {
+                        let s = ev
+                            .coerce_in(
+                                &v,
+                                false,
+                                true,
+                                Some(("while generating the nix-instantiate output", None)),
+                            )
+                            .map_err(render)?;
+                        firn_eval::term::write_stdout(&s.s, false).map_err(|e| e.to_string())?;
+                        continue;
+                    }
                     if opts.xml {
                         // Forced as it is written (when strict), as CppNix: the document
                         // ends with its own newline.
