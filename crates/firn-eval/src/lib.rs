@@ -5,6 +5,7 @@
 //! `fetch_git.rs`.
 
 mod assert_eq;
+pub mod builtin_docs;
 pub mod builtins;
 pub mod builtins_drv;
 pub mod builtins_misc;

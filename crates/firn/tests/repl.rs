@@ -273,7 +273,7 @@ fn errors_inside_values_with_locations() {
 }
 
 /// firn's own commands and arguments (CppNix 2.8 has no `--file`/`--expr` for `nix repl`,
-/// no builtin documentation to compare with firn's none).
+/// and its builtin documentation is its own text: firn's `:doc` is compared with firn's).
 #[test]
 fn firn_file_expr_and_doc() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -324,15 +324,29 @@ fn firn_file_expr_and_doc() {
         tmp.path(),
         &store,
         &[],
-        ":doc builtins.add\n:?\n:b 1\n:i 1\n",
+        ":doc builtins.add\n:?\n:b 1\n:i 1\n:doc derivation\n:doc builtins.add 1\n",
     );
     assert!(
-        r.stdout
-            .contains("builtins.add: a built-in function of 2 arguments"),
+        r.stdout.contains(
+            "nix-repl> :doc builtins.add\nSynopsis: builtins.add a b\n\n    The sum of the numbers a and b"
+        ),
         "{}",
         r.stdout
     );
     assert!(r.stdout.contains("The following commands are available:"));
+    assert!(
+        r.stdout
+            .contains(":doc derivation\nSynopsis: builtins.derivation attrs\n"),
+        "{}",
+        r.stdout
+    );
+    // A partly applied builtin, like any other value without documentation.
+    assert!(
+        r.stderr
+            .contains("error: value does not have documentation"),
+        "{}",
+        r.stderr
+    );
     assert!(r
         .stderr
         .contains("error: expression does not evaluate to a derivation"));

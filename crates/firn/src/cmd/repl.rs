@@ -695,25 +695,35 @@ impl Session {
         self.load_all().map(|_| ())
     }
 
-    /// `:doc`: firn keeps no documentation of builtins; say what the value is.
+    /// `:doc`: a built-in function's synopsis and description (firn's own, from
+    /// `firn_eval::builtin_docs`), laid out as current Nix shows its documentation.
     fn doc(&mut self, arg: &str) -> LineResult<()> {
         let v = self.eval_string(arg)?;
-        match v {
-            Value::PrimOp(p) => {
-                let name = p.name.trim_start_matches("__");
-                outln!(
-                    "builtins.{name}: a built-in function of {} argument{}",
-                    p.arity,
-                    if p.arity == 1 { "" } else { "s" }
-                );
-                outln!();
-                outln!(
-                    "    firn has no documentation of builtins; see the Nix manual's list of built-in functions."
-                );
-                Ok(())
-            }
-            _ => msg("value does not have documentation"),
+        let name = match &v {
+            Value::PrimOp(p) => Some(p.name.trim_start_matches("__").to_string()),
+            // The `derivation` wrapper is a Nix function, documented as a builtin.
+            Value::Lambda(l) => match self.eval_string("builtins.derivation") {
+                Ok(Value::Lambda(w)) if std::ptr::eq(w.expr, l.expr) => {
+                    Some("derivation".to_string())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(doc) = name.and_then(|n| firn_eval::builtin_docs::lookup(&n)) else {
+            return msg("value does not have documentation");
+        };
+        let mut synopsis = format!("Synopsis: builtins.{}", doc.name);
+        for a in doc.args {
+            synopsis.push(' ');
+            synopsis.push_str(a);
         }
+        outln!("{synopsis}");
+        outln!();
+        for line in wrap(doc.text, 76) {
+            outln!("    {line}");
+        }
+        Ok(())
     }
 
     /// The `.drv` of a derivation value, which must be valid in the store.
@@ -933,3 +943,23 @@ The following commands are available:
 
 Not supported by firn yet: :i (install), :s and :u (shells), :lf (flakes).
 ";
+
+/// `text` broken into lines of at most `width` characters, at spaces (a longer word gets a
+/// line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
