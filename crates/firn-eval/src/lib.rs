@@ -10,6 +10,7 @@ pub mod builtins;
 pub mod builtins_drv;
 pub mod builtins_misc;
 pub mod builtins_more;
+pub mod doc_comment;
 pub mod drv_info;
 pub mod error;
 pub mod eval;

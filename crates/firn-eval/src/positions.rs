@@ -185,6 +185,14 @@ impl Positions {
         ))
     }
 
+    /// The source text of the file that holds span offset `offset`, from its start up to
+    /// `offset`.
+    pub fn text_before(&self, offset: u32) -> Option<&str> {
+        let f = self.file_at(offset)?;
+        let to = offset.checked_sub(f.base)? as usize;
+        f.text()?.get(..to)
+    }
+
     /// The source text between span offsets `start` and `end` of one file.
     pub fn text(&self, start: u32, end: u32) -> Option<&str> {
         let f = self.file_at(start)?;

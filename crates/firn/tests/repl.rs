@@ -222,7 +222,6 @@ fn print_and_type_commands() {
 :t map
 :t builtins.foldl'
 :t derivation
-:doc (x: x)
 :doc 1
 :st
 :st
@@ -339,6 +338,37 @@ fn firn_file_expr_and_doc() {
             .contains(":doc derivation\nSynopsis: builtins.derivation attrs\n"),
         "{}",
         r.stdout
+    );
+    // A function: where it is defined, and its doc comment (current Nix; CppNix 2.8 has
+    // none for functions).
+    std::fs::write(
+        tmp.path().join("doc.nix"),
+        "{\n  /**\n    Add one.\n\n    More.\n  */\n  inc = x: x + 1;\n  plain = y: y;\n}\n",
+    )
+    .expect("write");
+    let d = run(
+        firn("nix"),
+        tmp.path(),
+        &store,
+        &[],
+        ":l doc.nix\n:doc inc\n:doc plain\n:doc (z: z)\n",
+    );
+    let doc = tmp.path().join("doc.nix");
+    let want = format!(
+        ":doc inc\nFunction `inc`\n  … defined at {}:7:9\n\n    Add one.\n\n    More.\n",
+        doc.display()
+    );
+    assert!(d.stdout.contains(&want), "{}", d.stdout);
+    let want = format!(
+        ":doc plain\nFunction `plain`\n  … defined at {}:8:11\n",
+        doc.display()
+    );
+    assert!(d.stdout.contains(&want), "{}", d.stdout);
+    assert!(
+        d.stdout
+            .contains(":doc (z: z)\nFunction defined at «string»:1:2\n"),
+        "{}",
+        d.stdout
     );
     // A partly applied builtin, like any other value without documentation.
     assert!(

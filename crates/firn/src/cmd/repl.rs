@@ -711,6 +711,9 @@ impl Session {
             _ => None,
         };
         let Some(doc) = name.and_then(|n| firn_eval::builtin_docs::lookup(&n)) else {
+            if let Value::Lambda(l) = &v {
+                return self.lambda_doc(l.expr.span.start);
+            }
             return msg("value does not have documentation");
         };
         let mut synopsis = format!("Synopsis: builtins.{}", doc.name);
@@ -722,6 +725,37 @@ impl Session {
         outln!();
         for line in wrap(doc.text, 76) {
             outln!("    {line}");
+        }
+        Ok(())
+    }
+
+    /// `:doc` of a function defined at span offset `start`: as current Nix, "Function", its
+    /// name and where it is defined, then its doc comment (`/** … */` before it or before the
+    /// name it is bound to), if it has one.
+    fn lambda_doc(&mut self, start: u32) -> LineResult<()> {
+        let positions = &self.ev.positions;
+        let doc = positions
+            .text_before(start)
+            .map(firn_eval::doc_comment::function_doc)
+            .unwrap_or_default();
+        let place = positions
+            .locate(start)
+            .map(|(file, line, col)| format!("defined at {file}:{line}:{col}"));
+        match (&doc.name, place) {
+            (Some(n), Some(p)) => outln!("Function `{n}`\n  … {p}"),
+            (Some(n), None) => outln!("Function `{n}`"),
+            (None, Some(p)) => outln!("Function {p}"),
+            (None, None) => outln!("Function"),
+        }
+        if let Some(c) = &doc.comment {
+            outln!();
+            for l in c.lines() {
+                if l.is_empty() {
+                    outln!();
+                } else {
+                    outln!("    {l}");
+                }
+            }
         }
         Ok(())
     }
