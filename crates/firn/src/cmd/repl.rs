@@ -696,7 +696,8 @@ impl Session {
     }
 
     /// `:doc`: a built-in function's synopsis and description (firn's own, from
-    /// `firn_eval::builtin_docs`), laid out as current Nix shows its documentation.
+    /// `firn_eval::builtin_docs`), or a function's name, place and doc comment
+    /// ([`Self::lambda_doc`]), laid out as current Nix shows its documentation.
     fn doc(&mut self, arg: &str) -> LineResult<()> {
         let v = self.eval_string(arg)?;
         let name = match &v {
