@@ -343,7 +343,7 @@ fn firn_file_expr_and_doc() {
     // none for functions).
     std::fs::write(
         tmp.path().join("doc.nix"),
-        "{\n  /**\n    Add one.\n\n    More.\n  */\n  inc = x: x + 1;\n  plain = y: y;\n}\n",
+        "{\n  /**\n    Add one.\n\n    More.\n  */\n  inc = x: x + 1;\n  plain = y: y;\n  /** The version. */\n  version = \"1\";\n  n = 2;\n  f = { __functor = self: z: z; };\n}\n",
     )
     .expect("write");
     let d = run(
@@ -351,7 +351,7 @@ fn firn_file_expr_and_doc() {
         tmp.path(),
         &store,
         &[],
-        ":l doc.nix\n:doc inc\n:doc plain\n:doc (z: z)\n",
+        ":l doc.nix\n:doc inc\n:doc plain\n:doc (z: z)\n:a { s = import ./doc.nix; }\n:doc s.version\n:doc s.n\n:doc s.f\n",
     );
     let doc = tmp.path().join("doc.nix");
     let want = format!(
@@ -370,6 +370,20 @@ fn firn_file_expr_and_doc() {
         "{}",
         d.stdout
     );
+    // An attribute that is not a function: where it is defined, and its doc comment.
+    let want = format!(
+        ":doc s.version\nAttribute `version`\n\n  … defined at {}:10:3\n\n    The version.\n",
+        doc.display()
+    );
+    assert!(d.stdout.contains(&want), "{}", d.stdout);
+    let want = format!(
+        ":doc s.n\nAttribute `n`\n\n  … defined at {}:11:3\n\nNo documentation found.\n",
+        doc.display()
+    );
+    assert!(d.stdout.contains(&want), "{}", d.stdout);
+    // A set with `__functor` is the function it stands for.
+    let want = format!(":doc s.f\nFunction defined at {}:12:27\n", doc.display());
+    assert!(d.stdout.contains(&want), "{}", d.stdout);
     // A partly applied builtin, like any other value without documentation.
     assert!(
         r.stderr

@@ -697,9 +697,76 @@ impl Session {
 
     /// `:doc`: a built-in function's synopsis and description (firn's own, from
     /// `firn_eval::builtin_docs`), or a function's name, place and doc comment
-    /// ([`Self::lambda_doc`]), laid out as current Nix shows its documentation.
+    /// ([`Self::lambda_doc`]), laid out as current Nix shows its documentation. A set with
+    /// `__functor` is documented as the function it stands for; an attribute `e.name` that is
+    /// not a documented function, by where it is defined and the doc comment before it.
     fn doc(&mut self, arg: &str) -> LineResult<()> {
+        let fallback = self.attribute_place(arg)?;
         let v = self.eval_string(arg)?;
+        if self.value_doc(v, 0)? {
+            return Ok(());
+        }
+        let Some((name, off)) = fallback else {
+            return msg("value does not have documentation");
+        };
+        let positions = &self.ev.positions;
+        outln!("Attribute `{name}`");
+        outln!();
+        if let Some((file, line, col)) = positions.locate(off) {
+            outln!("  … defined at {file}:{line}:{col}");
+            outln!();
+        }
+        let comment = positions
+            .text_before(off)
+            .and_then(firn_eval::doc_comment::comment_before);
+        match comment {
+            Some(c) => print_indented(&c),
+            None => outln!("No documentation found."),
+        }
+        Ok(())
+    }
+
+    /// For `:doc e.a.name` (names written out): `name` and where it is defined in the set
+    /// `e.a`, if that is known. The set is evaluated here (an error there is the command's).
+    fn attribute_place(&mut self, arg: &str) -> LineResult<Option<(String, u32)>> {
+        let e = self.parse(arg)?;
+        let firn_syntax::ExprKind::Select { e: base, path } = &e.kind else {
+            return Ok(None);
+        };
+        let mut names = Vec::with_capacity(path.len());
+        for a in path.iter() {
+            let firn_syntax::ast::AttrName::Static(s) = a else {
+                return Ok(None);
+            };
+            names.push(self.ev.interner.name(*s).to_string());
+        }
+        let Some(last) = names.pop() else {
+            return Ok(None);
+        };
+        let env = self.env();
+        let mut v = self.ev.eval(base, &env).map_err(|e| self.eval_err(e))?;
+        for n in &names {
+            let Value::Attrs(a) = &v else {
+                return Ok(None);
+            };
+            let Some(t) = a.get(n).cloned() else {
+                return Ok(None);
+            };
+            v = self.ev.force(&t).map_err(|e| self.eval_err(e))?;
+        }
+        let Value::Attrs(a) = &v else {
+            return Ok(None);
+        };
+        if a.get(&last).is_none() {
+            return Ok(None);
+        }
+        let off = self.ev.positions.attr_offset(a, &last, &self.ev.interner);
+        Ok(off.map(|o| (last, o)))
+    }
+
+    /// Print the documentation of `v` if it has some (a builtin, a function, a set with
+    /// `__functor` standing for one); whether it did.
+    fn value_doc(&mut self, v: Value, depth: usize) -> LineResult<bool> {
         let name = match &v {
             Value::PrimOp(p) => Some(p.name.trim_start_matches("__").to_string()),
             // The `derivation` wrapper is a Nix function, documented as a builtin.
@@ -709,13 +776,26 @@ impl Session {
                 }
                 _ => None,
             },
+            Value::Attrs(a) if depth < 16 => {
+                let Some(f) = a.get("__functor").cloned() else {
+                    return Ok(false);
+                };
+                // The function the set stands for: its functor applied to the set.
+                let applied = self
+                    .ev
+                    .force(&f)
+                    .and_then(|f| self.ev.call(f, Thunk::value(v.clone())))
+                    .map_err(|e| self.eval_err(e))?;
+                return self.value_doc(applied, depth + 1);
+            }
             _ => None,
         };
         let Some(doc) = name.and_then(|n| firn_eval::builtin_docs::lookup(&n)) else {
             if let Value::Lambda(l) = &v {
-                return self.lambda_doc(l.expr.span.start);
+                self.lambda_doc(l.expr.span.start)?;
+                return Ok(true);
             }
-            return msg("value does not have documentation");
+            return Ok(false);
         };
         let mut synopsis = format!("Synopsis: builtins.{}", doc.name);
         for a in doc.args {
@@ -727,7 +807,7 @@ impl Session {
         for line in wrap(doc.text, 76) {
             outln!("    {line}");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// `:doc` of a function defined at span offset `start`: as current Nix, "Function", its
@@ -750,13 +830,7 @@ impl Session {
         }
         if let Some(c) = &doc.comment {
             outln!();
-            for l in c.lines() {
-                if l.is_empty() {
-                    outln!();
-                } else {
-                    outln!("    {l}");
-                }
-            }
+            print_indented(c);
         }
         Ok(())
     }
@@ -978,6 +1052,17 @@ The following commands are available:
 
 Not supported by firn yet: :i (install), :s and :u (shells), :lf (flakes).
 ";
+
+/// Print the lines of `text` indented by four spaces (blank lines left blank).
+fn print_indented(text: &str) {
+    for l in text.lines() {
+        if l.is_empty() {
+            outln!();
+        } else {
+            outln!("    {l}");
+        }
+    }
+}
 
 /// `text` broken into lines of at most `width` characters, at spaces (a longer word gets a
 /// line of its own).
