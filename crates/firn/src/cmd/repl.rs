@@ -701,8 +701,19 @@ impl Session {
     /// `__functor` is documented as the function it stands for; an attribute `e.name` that is
     /// not a documented function, by where it is defined and the doc comment before it.
     fn doc(&mut self, arg: &str) -> LineResult<()> {
-        let fallback = self.attribute_place(arg)?;
-        let v = self.eval_string(arg)?;
+        // `e.name`: the attribute, found once, with its place kept for a value without
+        // documentation of its own; anything else evaluated as it is.
+        let (v, fallback) = match self.selected_attribute(arg)? {
+            Some((name, set, t)) => {
+                let off = self
+                    .ev
+                    .positions
+                    .attr_offset(&set, &name, &self.ev.interner);
+                let v = self.ev.force(&t).map_err(|e| self.eval_err(e))?;
+                (v, off.map(|o| (name, o)))
+            }
+            None => (self.eval_string(arg)?, None),
+        };
         if self.value_doc(v, 0)? {
             return Ok(());
         }
@@ -726,42 +737,47 @@ impl Session {
         Ok(())
     }
 
-    /// For `:doc e.a.name` (names written out): `name` and where it is defined in the set
-    /// `e.a`, if that is known. The set is evaluated here (an error there is the command's).
-    fn attribute_place(&mut self, arg: &str) -> LineResult<Option<(String, u32)>> {
+    /// For `:doc e.a.name` (names written out): `name`, the set `e.a` that has it, and its
+    /// value. `None` for anything else, or when a set on the way lacks the name (evaluating
+    /// the whole then gives the error).
+    fn selected_attribute(
+        &mut self,
+        arg: &str,
+    ) -> LineResult<Option<(String, Rc<firn_eval::value::AttrSet>, Thunk)>> {
         let e = self.parse(arg)?;
         let firn_syntax::ExprKind::Select { e: base, path } = &e.kind else {
             return Ok(None);
         };
-        let mut names = Vec::with_capacity(path.len());
-        for a in path.iter() {
+        let env = self.env();
+        let mut v = self.ev.eval(base, &env).map_err(|e| self.eval_err(e))?;
+        for (i, a) in path.iter().enumerate() {
             let firn_syntax::ast::AttrName::Static(s) = a else {
                 return Ok(None);
             };
-            names.push(self.ev.interner.name(*s).to_string());
-        }
-        let Some(last) = names.pop() else {
-            return Ok(None);
-        };
-        let env = self.env();
-        let mut v = self.ev.eval(base, &env).map_err(|e| self.eval_err(e))?;
-        for n in &names {
-            let Value::Attrs(a) = &v else {
+            let name = self.ev.interner.name(*s).to_string();
+            let Value::Attrs(set) = v else {
                 return Ok(None);
             };
-            let Some(t) = a.get(n).cloned() else {
+            let Some(t) = set.get(&name).cloned() else {
                 return Ok(None);
             };
+            if i + 1 == path.len() {
+                return Ok(Some((name, set, t)));
+            }
             v = self.ev.force(&t).map_err(|e| self.eval_err(e))?;
         }
-        let Value::Attrs(a) = &v else {
-            return Ok(None);
+        Ok(None)
+    }
+
+    /// Whether `l` is the `derivation` wrapper of `builtins` (a Nix function).
+    fn is_derivation_wrapper(&mut self, l: &firn_eval::value::Lambda) -> bool {
+        let Some(Value::Attrs(b)) = self.ev.builtins.peek() else {
+            return false;
         };
-        if a.get(&last).is_none() {
-            return Ok(None);
-        }
-        let off = self.ev.positions.attr_offset(a, &last, &self.ev.interner);
-        Ok(off.map(|o| (last, o)))
+        let Some(t) = b.get("derivation").cloned() else {
+            return false;
+        };
+        matches!(self.ev.force(&t), Ok(Value::Lambda(w)) if std::ptr::eq(w.expr, l.expr))
     }
 
     /// Print the documentation of `v` if it has some (a builtin, a function, a set with
@@ -770,12 +786,7 @@ impl Session {
         let name = match &v {
             Value::PrimOp(p) => Some(p.name.trim_start_matches("__").to_string()),
             // The `derivation` wrapper is a Nix function, documented as a builtin.
-            Value::Lambda(l) => match self.eval_string("builtins.derivation") {
-                Ok(Value::Lambda(w)) if std::ptr::eq(w.expr, l.expr) => {
-                    Some("derivation".to_string())
-                }
-                _ => None,
-            },
+            Value::Lambda(l) if self.is_derivation_wrapper(l) => Some("derivation".to_string()),
             Value::Attrs(a) if depth < 16 => {
                 let Some(f) = a.get("__functor").cloned() else {
                     return Ok(false);

@@ -31,9 +31,9 @@ pub fn main(args: Vec<String>) -> Result<()> {
             "--eval" | "--eval-only" => opts.eval = true,
             "--strict" => opts.strict = true,
             // One output kind: the last flag given, as CppNix.
-            "--json" => (opts.json, opts.xml, opts.raw) = (true, false, false),
+            "--json" => opts.output = Output::Json,
             // Current Nix: a string printed verbatim, without quotes or a newline.
-            "--raw" => (opts.json, opts.xml, opts.raw) = (false, false, true),
+            "--raw" => opts.output = Output::Raw,
             "--read-write-mode" => opts.read_write = true,
             // Derivations computed, not written (CppNix's read-only mode).
             "--dry-run" => opts.dry_run = true,
@@ -60,7 +60,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     .ok_or_else(|| usage(format!("flag '{a}' requires 2 arguments")))?;
                 opts.args.push((name, value, a == "--argstr"));
             }
-            "--xml" => (opts.json, opts.xml, opts.raw) = (false, true, false),
+            "--xml" => opts.output = Output::Xml,
             "--no-location" => opts.no_location = true,
             "-I" => opts.include.push(
                 it.next()
@@ -188,13 +188,10 @@ pub struct EvalOptions {
     /// `--eval`: print values instead of instantiating derivations.
     pub eval: bool,
     pub strict: bool,
-    pub json: bool,
-    /// `--xml`: print the value as XML, with where each attribute and function is defined
-    /// unless `--no-location`.
-    pub xml: bool,
+    /// How `--eval` prints the value.
+    pub output: Output,
+    /// `--no-location`: no places in `--xml` output.
     pub no_location: bool,
-    /// `--raw`: the value coerced to a string, printed as it is.
-    pub raw: bool,
     pub read_write: bool,
     /// `--dry-run`: instantiate without writing `.drv` files (read-only mode).
     pub dry_run: bool,
@@ -211,6 +208,21 @@ pub struct EvalOptions {
     /// Pure or restricted evaluation (`pure-eval`, `restrict-eval`; the new commands' default
     /// with `--expr`).
     pub restriction: firn_eval::purity::Restriction,
+}
+
+/// How `nix-instantiate --eval` prints the value (the last of `--json`, `--xml` and `--raw`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// As Nix writes values.
+    #[default]
+    Plain,
+    /// `--json`.
+    Json,
+    /// `--xml`: CppNix's XML, with where each attribute and function is defined unless
+    /// `--no-location`.
+    Xml,
+    /// `--raw`: the value coerced to a string, printed as it is.
+    Raw,
 }
 
 impl EvalOptions {
@@ -352,7 +364,7 @@ pub fn evaluate_with(
                 let v = select(&mut ev, top.clone(), &path, &args, render)?;
                 if opts.eval {
                     let v = ev.auto_call(v, &args).map_err(render)?;
-                    if opts.raw {
+                    if opts.output == Output::Raw {
                         let s = ev
                             .coerce_in(
                                 &v,
@@ -364,7 +376,7 @@ pub fn evaluate_with(
                         firn_eval::term::write_stdout(&s.s, false).map_err(|e| e.to_string())?;
                         continue;
                     }
-                    if opts.xml {
+                    if opts.output == Output::Xml {
                         // Forced as it is written (when strict), as CppNix: the document
                         // ends with its own newline.
                         let o = firn_eval::builtins_misc::XmlOptions {
@@ -383,10 +395,11 @@ pub fn evaluate_with(
                         }
                         continue;
                     }
-                    if opts.strict || opts.json {
+                    let json = opts.output == Output::Json;
+                    if opts.strict || json {
                         firn_eval::builtins::deep_force(&mut ev, &v).map_err(render)?;
                     }
-                    let s = if opts.json {
+                    let s = if json {
                         let mut s = String::new();
                         firn_eval::builtins_more::to_json(
                             &mut ev,
