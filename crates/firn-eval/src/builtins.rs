@@ -1879,6 +1879,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
 pub fn install(ev: &mut Evaluator) {
     let mut set = AttrMap::new();
     let mut globals: BTreeMap<&'static str, Thunk> = BTreeMap::new();
+    let features = ev.features;
     for (name, arity, f) in table()
         .into_iter()
         .chain(crate::builtins_more::table())
@@ -1890,6 +1891,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::flakeref::table())
         .chain(crate::fetch_git::table())
         .chain(crate::fetch_tree::table())
+        .filter(|(name, _, _)| features.has_builtin(name))
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));
         set.insert(ev.name_rc_of(name), t.clone());

@@ -278,13 +278,13 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
             match &**key {
                 "__contentAddressed" => {
                     content_addressed = boolean(ev, t)?;
-                    if content_addressed && !ev.ca_derivations {
+                    if content_addressed && !ev.features.ca_derivations {
                         return err("experimental Nix feature 'ca-derivations' is disabled; use '--extra-experimental-features ca-derivations' to override");
                     }
                 }
                 "__impure" => {
                     impure = boolean(ev, t)?;
-                    if impure && !ev.impure_derivations {
+                    if impure && !ev.features.impure_derivations {
                         return err("experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override");
                     }
                 }

@@ -56,8 +56,9 @@ pub struct Evaluator {
     pub trace_verbose: bool,
     /// `abort-on-warn`: `builtins.warn` fails after printing.
     pub abort_on_warn: bool,
-    /// The `pipe-operators` experimental feature: whether `|>` and `<|` parse.
-    pub pipe_operators: bool,
+    /// The experimental features on (fixed when the evaluator is made: they decide which
+    /// builtins exist).
+    pub features: crate::features::Features,
     /// The parser's lints (`lint-url-literals`, ...): what to do about some literals.
     pub lints: firn_syntax::Lints,
     /// Whether files named by path literals in imported files are parsed ahead on another
@@ -67,10 +68,6 @@ pub struct Evaluator {
     prefetcher: Option<crate::prefetch::Prefetcher>,
     /// How many imported files that thread had parsed.
     prefetched: usize,
-    /// The `ca-derivations` experimental feature: `__contentAddressed = true` is allowed.
-    pub ca_derivations: bool,
-    /// The `impure-derivations` experimental feature: `__impure = true` is allowed.
-    pub impure_derivations: bool,
     /// `max-call-depth`: how deeply calls may nest.
     pub max_call_depth: usize,
     /// Pure or restricted evaluation (see [`crate::purity`]).
@@ -117,7 +114,13 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
+    /// An evaluator with no experimental features on.
     pub fn new() -> Evaluator {
+        Evaluator::with_features(crate::features::Features::default())
+    }
+
+    /// An evaluator with experimental `features` on (those that add builtins add them here).
+    pub fn with_features(features: crate::features::Features) -> Evaluator {
         let mut ev = Evaluator {
             interner: Interner::default(),
             base_env: Env::empty(),
@@ -132,13 +135,11 @@ impl Evaluator {
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
             abort_on_warn: false,
-            pipe_operators: false,
+            features,
             lints: firn_syntax::Lints::default(),
             prefetch: true,
             prefetcher: None,
             prefetched: 0,
-            ca_derivations: false,
-            impure_derivations: false,
             max_call_depth: MAX_CALL_DEPTH,
             restriction: Default::default(),
             allowed_paths: Default::default(),
@@ -310,7 +311,7 @@ impl Evaluator {
             origin,
             base_dir,
             home: &home,
-            pipe_operators: self.pipe_operators,
+            pipe_operators: self.features.pipe_operators,
             lints: self.lints,
         };
         // On a big enough stack, parse here rather than on a thread of its own.
@@ -389,7 +390,10 @@ impl Evaluator {
             if let Some(v) = self.imports.get(&pf.path) {
                 return Ok(v.clone());
             }
-            if pf.settings.is(&self.home, self.pipe_operators, self.lints) {
+            if pf
+                .settings
+                .is(&self.home, self.features.pipe_operators, self.lints)
+            {
                 // An attach that fails (a scope check after new symbols) is left to the
                 // reading in place below, which reports the error with the text.
                 if let Ok(parsed) = pf.tree.attach(&mut self.interner) {
@@ -457,7 +461,7 @@ impl Evaluator {
     fn parse_settings(&self) -> crate::prefetch::ParseSettings {
         crate::prefetch::ParseSettings {
             home: self.home.clone(),
-            pipe_operators: self.pipe_operators,
+            pipe_operators: self.features.pipe_operators,
             lints: self.lints,
         }
     }
@@ -468,7 +472,7 @@ impl Evaluator {
         if !self.prefetch {
             return;
         }
-        let (home, pipe, lints) = (&self.home, self.pipe_operators, self.lints);
+        let (home, pipe, lints) = (&self.home, self.features.pipe_operators, self.lints);
         if !self
             .prefetcher
             .as_ref()

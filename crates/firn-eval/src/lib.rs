@@ -14,6 +14,7 @@ pub mod doc_comment;
 pub mod drv_info;
 pub mod error;
 pub mod eval;
+pub mod features;
 pub mod fetch;
 pub mod fetch_git;
 pub mod fetch_tree;
@@ -32,6 +33,7 @@ mod words;
 
 pub use error::{ErrorKind, EvalError};
 pub use eval::Evaluator;
+pub use features::Features;
 pub use value::Value;
 
 /// The version of Nix firn implements: `builtins.nixVersion`, and what the tools' `--version`

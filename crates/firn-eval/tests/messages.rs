@@ -553,7 +553,7 @@ fn pipe_operators_need_the_experimental_feature() {
     );
     assert_eq!(run("f <| 1").unwrap_err().msg, PIPES_OFF);
 
-    let on = |text: &str| run_with(text, |ev| ev.pipe_operators = true);
+    let on = |text: &str| run_with(text, |ev| ev.features.pipe_operators = true);
     assert_eq!(on("1 |> (x: x + 1)").unwrap(), "2");
     assert_eq!(
         on("[ 1 2 ] |> map (x: x * 3) |> builtins.length").unwrap(),
@@ -566,7 +566,9 @@ fn pipe_operators_need_the_experimental_feature() {
     let f = dir.file("pipes.nix", b"2 |> (x: x * 5)\n");
     assert_eq!(run(&format!("import {f}")).unwrap_err().msg, PIPES_OFF);
     assert_eq!(
-        run_with(&format!("import {f}"), |ev| ev.pipe_operators = true).unwrap(),
+        run_with(&format!("import {f}"), |ev| ev.features.pipe_operators =
+            true)
+        .unwrap(),
         "10"
     );
 }

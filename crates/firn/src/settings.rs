@@ -301,6 +301,11 @@ impl Settings {
         self.get("experimental-features")
             .is_some_and(|v| v.split_whitespace().any(|f| f == name))
     }
+
+    /// The experimental features that matter to an evaluation.
+    pub fn eval_features(&self) -> firn_eval::Features {
+        firn_eval::Features::from_names(self.get("experimental-features").unwrap_or(""))
+    }
 }
 
 /// Options common to every command, taken out of the argument list before the command's own

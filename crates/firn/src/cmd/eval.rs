@@ -28,14 +28,13 @@ pub struct EvalArgs {
     installable: Option<String>,
 }
 
-/// `nix eval`; `features` are the experimental features `pipe-operators` and
-/// `ca-derivations`, `max_call_depth` and `lints` the settings of those names,
+/// `nix eval`; `features` are the experimental features on, `max_call_depth` and `lints` the settings of those names,
 /// `restriction` what the `pure-eval` and `restrict-eval` settings ask for, `store` the store
 /// written to (None: paths are computed, nothing is written).
 pub fn run(
     a: EvalArgs,
     show_trace: bool,
-    features: (bool, bool),
+    features: firn_eval::Features,
     max_call_depth: usize,
     lints: firn_syntax::Lints,
     restriction: firn_eval::purity::Restriction,
@@ -48,7 +47,6 @@ pub fn run(
     } else {
         restriction
     };
-    let (pipe_operators, ca_derivations) = features;
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
         .to_string_lossy()
@@ -78,10 +76,8 @@ pub fn run(
     let (apply, raw, json) = (a.apply.clone(), a.raw, a.json);
     let out = crate::eval_thread::run(move || -> Result<String, String> {
         use firn_eval::value::{Thunk, Value};
-        let mut ev = firn_eval::Evaluator::new();
+        let mut ev = firn_eval::Evaluator::with_features(features);
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-        ev.pipe_operators = pipe_operators;
-        ev.ca_derivations = ca_derivations;
         ev.max_call_depth = max_call_depth;
         ev.lints = lints;
         // As CppNix's `nix eval` (not read-only): derivations and sources are written to the

@@ -143,10 +143,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::Eval(a) => eval::run(
             a,
             ctx.settings.get_bool("show-trace"),
-            (
-                ctx.settings.has_feature("pipe-operators"),
-                ctx.settings.has_feature("ca-derivations"),
-            ),
+            ctx.settings.eval_features(),
             ctx.settings.max_call_depth()?,
             ctx.settings.lints()?,
             crate::legacy::nix_instantiate::restriction(&ctx),

@@ -299,14 +299,11 @@ impl Session {
 
     /// A fresh evaluator (nothing cached, no variables), set up from the options.
     fn reset(&mut self) -> LineResult<()> {
-        let mut ev = Evaluator::new();
+        let mut ev = Evaluator::with_features(self.ctx.settings.eval_features());
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.trace_verbose = self.ctx.settings.get_bool("trace-verbose");
         ev.abort_on_warn = self.ctx.settings.get_bool("abort-on-warn");
-        ev.pipe_operators = self.ctx.settings.has_feature("pipe-operators");
         ev.lints = self.ctx.settings.lints().unwrap_or_default();
-        ev.ca_derivations = self.ctx.settings.has_feature("ca-derivations");
-        ev.impure_derivations = self.ctx.settings.has_feature("impure-derivations");
         ev.max_call_depth = self
             .ctx
             .settings

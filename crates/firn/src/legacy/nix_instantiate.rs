@@ -104,7 +104,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
             origin: &origin,
             base_dir: &base_dir,
             home: &home,
-            pipe_operators: opts.pipe_operators,
+            pipe_operators: opts.features.pipe_operators,
             lints: opts.lints,
         };
         let mut interner = Interner::default();
@@ -175,14 +175,10 @@ pub struct EvalOptions {
     pub trace_verbose: bool,
     /// `abort-on-warn`: `builtins.warn` is an error after printing.
     pub abort_on_warn: bool,
-    /// The `pipe-operators` experimental feature: `|>` and `<|` parse.
-    pub pipe_operators: bool,
+    /// The experimental features on.
+    pub features: firn_eval::Features,
     /// The parser's lints (`lint-url-literals`, ...).
     pub lints: firn_syntax::Lints,
-    /// The `ca-derivations` experimental feature: content-addressed derivations.
-    pub ca_derivations: bool,
-    /// The `impure-derivations` experimental feature: impure derivations.
-    pub impure_derivations: bool,
     /// `max-call-depth` (None: Nix's default).
     pub max_call_depth: Option<usize>,
     /// `--eval`: print values instead of instantiating derivations.
@@ -232,10 +228,8 @@ impl EvalOptions {
         Ok(EvalOptions {
             trace_verbose: ctx.settings.get_bool("trace-verbose"),
             abort_on_warn: ctx.settings.get_bool("abort-on-warn"),
-            pipe_operators: ctx.settings.has_feature("pipe-operators"),
+            features: ctx.settings.eval_features(),
             lints: ctx.settings.lints()?,
-            ca_derivations: ctx.settings.has_feature("ca-derivations"),
-            impure_derivations: ctx.settings.has_feature("impure-derivations"),
             max_call_depth: Some(ctx.settings.max_call_depth()?),
             show_trace: ctx.settings.get_bool("show-trace"),
             restriction: restriction(ctx),
@@ -311,14 +305,11 @@ pub fn evaluate_with(
             }
             Backend::Dummy(dir) => (None, dir),
         };
-        let mut ev = firn_eval::Evaluator::new();
+        let mut ev = firn_eval::Evaluator::with_features(opts.features);
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.trace_verbose = opts.trace_verbose;
         ev.abort_on_warn = opts.abort_on_warn;
-        ev.pipe_operators = opts.pipe_operators;
         ev.lints = opts.lints;
-        ev.ca_derivations = opts.ca_derivations;
-        ev.impure_derivations = opts.impure_derivations;
         ev.max_call_depth = opts
             .max_call_depth
             .unwrap_or(firn_eval::eval::MAX_CALL_DEPTH);

@@ -1,0 +1,61 @@
+//! The experimental features that change what an evaluation accepts, as the
+//! `experimental-features` setting names them.
+
+/// Which of the evaluator's experimental features are on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `pipe-operators`: `|>` and `<|` parse.
+    pub pipe_operators: bool,
+    /// `ca-derivations`: `__contentAddressed = true` is allowed.
+    pub ca_derivations: bool,
+    /// `impure-derivations`: `__impure = true` is allowed.
+    pub impure_derivations: bool,
+    /// `fetch-closure`: `builtins.fetchClosure` exists.
+    pub fetch_closure: bool,
+    /// `dynamic-derivations`: `builtins.outputOf` exists.
+    pub dynamic_derivations: bool,
+}
+
+impl Features {
+    /// The features named in `list` (the setting's value: names separated by white space);
+    /// names of other features are ignored here.
+    pub fn from_names(list: &str) -> Features {
+        let mut f = Features::default();
+        for name in list.split_whitespace() {
+            match name {
+                "pipe-operators" => f.pipe_operators = true,
+                "ca-derivations" => f.ca_derivations = true,
+                "impure-derivations" => f.impure_derivations = true,
+                "fetch-closure" => f.fetch_closure = true,
+                "dynamic-derivations" => f.dynamic_derivations = true,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// Whether the builtin `name` exists with these features: as in Nix, a builtin behind a
+    /// feature that is off is not there at all (`builtins ? fetchClosure` is false).
+    pub fn has_builtin(&self, name: &str) -> bool {
+        match name {
+            "fetchClosure" => self.fetch_closure,
+            "outputOf" => self.dynamic_derivations,
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_turn_features_on() {
+        let f = Features::from_names("nix-command  fetch-closure\tca-derivations flakes");
+        assert!(f.fetch_closure && f.ca_derivations);
+        assert!(!f.pipe_operators && !f.impure_derivations && !f.dynamic_derivations);
+        assert_eq!(Features::from_names(""), Features::default());
+        assert!(f.has_builtin("fetchClosure") && f.has_builtin("map"));
+        assert!(!f.has_builtin("outputOf"));
+    }
+}
