@@ -52,6 +52,7 @@ pub static DOCS: &[BuiltinDoc] = docs! {
     "div" ["a", "b"] "a divided by b (`a / b`); integer division when both are integers.";
     "elem" ["x", "list"] "Whether x is equal to some element of list.";
     "elemAt" ["list", "n"] "The element of list at index n, counting from 0; an error if there is none.";
+    "fetchClosure" ["args"] "Copy the closure of store path `fromPath` from the binary cache at `fromStore` (http or https) into the local store and give the path, with itself as context, readable in pure evaluation too. The path must be content-addressed; with `toPath` the closure is rewritten to content-addressed form first and must become `toPath` (set it to \"\" to be told the path); with `inputAddressed = true` an input-addressed path is taken as it is, if signed by a trusted key. Needs the `fetch-closure` experimental feature.";
     "fetchGit" ["args"] "Fetch a Git repository (a URL, or a set of `url`, `ref`, `rev`, `shallow`, `submodules`, `allRefs`, ...) into the store; the result has `outPath`, `rev`, `shortRev`, `revCount` and `lastModified`.";
     "fetchTarball" ["args"] "Download a tarball (a URL, or a set of `url`, `sha256` and `name`) and unpack it into the store; gives its path. Without a hash it is cached for `tarball-ttl` seconds.";
     "fetchTree" ["input"] "Fetch a source tree described by a flake reference (string or set: `path`, `tarball`, `file`, `git`, ...) into the store; gives a set with `outPath` and what the input type knows (`narHash`, `rev`, `lastModified`, ...).";

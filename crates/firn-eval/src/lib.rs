@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod fetch;
+pub mod fetch_closure;
 pub mod fetch_git;
 pub mod fetch_tree;
 pub mod flakeref;

@@ -235,17 +235,28 @@ impl NarInfo {
     /// Does the path follow from its `CA` field and references? Such paths need no
     /// signature: CppNix trusts them fully.
     pub fn is_content_addressed(&self, sd: &StoreDir) -> bool {
-        let Some(ca) = &self.ca else {
-            return false;
-        };
-        let self_ref = self.references.contains(&self.path);
-        if self_ref && matches!(ca, ContentAddress::Text(_)) {
-            return false;
-        }
-        let others = self.references.iter().filter(|r| **r != self.path);
-        sd.make_path_from_ca(self.path.name(), ca, others, self_ref)
-            .is_ok_and(|p| p == self.path)
+        follows_from_ca(sd, &self.path, self.ca.as_ref(), &self.references)
     }
+}
+
+/// Whether `path` is the one its content address `ca` and its `references` make (CppNix's
+/// `isContentAddressed`, for narinfos and for valid paths alike).
+pub fn follows_from_ca(
+    sd: &StoreDir,
+    path: &StorePath,
+    ca: Option<&ContentAddress>,
+    references: &BTreeSet<StorePath>,
+) -> bool {
+    let Some(ca) = ca else {
+        return false;
+    };
+    let self_ref = references.contains(path);
+    if self_ref && matches!(ca, ContentAddress::Text(_)) {
+        return false;
+    }
+    let others = references.iter().filter(|r| *r != path);
+    sd.make_path_from_ca(path.name(), ca, others, self_ref)
+        .is_ok_and(|p| p == *path)
 }
 
 /// Only SHA-256 NAR hashes are written to narinfo files by CppNix.

@@ -23,6 +23,12 @@ pub struct ValidPathInfo {
 }
 
 impl ValidPathInfo {
+    /// Whether the path follows from its `ca` field and references: such paths need no
+    /// signature.
+    pub fn is_content_addressed(&self, sd: &StoreDir) -> bool {
+        firn_format::narinfo::follows_from_ca(sd, &self.path, self.ca.as_ref(), &self.references)
+    }
+
     pub fn new(path: StorePath, nar_hash: Hash, nar_size: u64) -> ValidPathInfo {
         ValidPathInfo {
             path,

@@ -60,13 +60,12 @@ impl Ctx {
         if shows_warnings(common.verbosity) {
             settings.warn_unknown();
         }
-        Ok((
-            Ctx {
-                settings,
-                verbosity: common.verbosity,
-            },
-            rest,
-        ))
+        let ctx = Ctx {
+            settings,
+            verbosity: common.verbosity,
+        };
+        crate::closure_source::install(&ctx);
+        Ok((ctx, rest))
     }
 
     /// The URI of the store named by `--store`, the `store` setting or `NIX_REMOTE`.

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod hash;
 pub mod installables;
 pub mod key;
+pub mod make_ca;
 pub mod nar;
 pub mod path_info;
 pub mod repl;

@@ -1,5 +1,5 @@
 //! `nix store ...`: add, cat, ls, dump-path, gc, delete, verify, optimise, info,
-//! path-from-hash-part, sign.
+//! path-from-hash-part, sign, make-content-addressed (in [`super::make_ca`]).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -62,6 +62,9 @@ pub enum StoreCmd {
     /// Get a store path from its hash part.
     #[command(name = "path-from-hash-part")]
     PathFromHashPart { hash_part: String },
+    /// Rewrite a path or closure to content-addressed form.
+    #[command(name = "make-content-addressed")]
+    MakeContentAddressed(super::make_ca::MakeCaArgs),
     /// Sign store paths with a local key.
     Sign {
         /// File containing the secret signing key.
@@ -217,6 +220,10 @@ pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
                 Some(p) => writeln!(out, "{}", sd.display(&p))?,
                 None => bail!("there is no store path corresponding to '{hash_part}'"),
             }
+        }
+        StoreCmd::MakeContentAddressed(a) => {
+            drop(out);
+            return super::make_ca::run(ctx, a);
         }
         StoreCmd::Sign { key_file, paths } => {
             let key = crate::cmd::key::read_secret_key(Path::new(&key_file))?;
@@ -374,6 +381,7 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
     let cache = BinaryCache::open(&uri, &ctx.store_dir(), &ctx.cache_options())?;
     let sd = cache.store_dir().clone();
     match cmd {
+        StoreCmd::MakeContentAddressed(a) => return super::make_ca::run(ctx, a),
         StoreCmd::Info => outln!("Store URL: {}", cache.uri()),
         StoreCmd::Cat { path } => {
             let (sp, rest) = store_subpath(&sd, &path)?;

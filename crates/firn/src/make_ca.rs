@@ -1,0 +1,157 @@
+//! Rewriting a closure to content-addressed form, as CppNix's `makeContentAddressed`: for
+//! `nix store make-content-addressed` and `builtins.fetchClosure { toPath = …; }`.
+//!
+//! Each path of the closure, references first, is read as a NAR from the source store; the
+//! paths it refers to that were rewritten before are replaced (whole printed store paths, as
+//! CppNix replaces them); the result is hashed with its own hash part zeroed (CppNix's hash
+//! modulo, [`ModuloSink`]), which gives a fixed-output (`source`) path with the same name
+//! and references; its own hash part is then rewritten to the new one and the path is added
+//! to the destination with that content address. A content-addressed path needs no
+//! signature, so the rewritten closure can be trusted anywhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use firn_build::ca::ModuloSink;
+use firn_build::rewrite::{HashRewriter, Rewrites};
+use firn_cache::copy::AnyStore;
+use firn_format::{ContentAddress, FileIngestionMethod, Hash, HashAlgo, StorePath};
+use firn_store::ValidPathInfo;
+
+/// Where rewritten paths go: given each path's info and NAR, in reference order.
+pub type AddPath<'a> = dyn FnMut(&ValidPathInfo, &[u8]) -> Result<()> + 'a;
+
+/// Rewrite the closure of `roots` in `src`, adding each rewritten path with `add` unless
+/// `has` says the destination has it already; `show` is told of each rewrite as it starts
+/// (CppNix logs `rewriting 'OLD' to 'NEW'`). Returns what each path of the closure became.
+pub fn make_content_addressed(
+    src: &AnyStore,
+    roots: &BTreeSet<StorePath>,
+    jobs: usize,
+    has: &dyn Fn(&StorePath) -> Result<bool>,
+    add: &mut AddPath<'_>,
+    show: &dyn Fn(&str),
+) -> Result<BTreeMap<StorePath, StorePath>> {
+    let sd = src.store_dir().clone();
+    let infos = firn_cache::copy::closure_infos(src, roots, jobs)?;
+    let all: BTreeSet<StorePath> = infos.keys().cloned().collect();
+    let mut order = firn_store::topo::topo_sort(&all, |p| {
+        infos
+            .get(p)
+            .map(|i| i.references.clone())
+            .unwrap_or_default()
+    })
+    .map_err(anyhow::Error::msg)?;
+    // The sort puts referrers first.
+    order.reverse();
+    let mut remapped: BTreeMap<StorePath, StorePath> = BTreeMap::new();
+    for path in order {
+        let Some(info) = infos.get(&path) else {
+            continue;
+        };
+        let shown = sd.display(&path);
+        let mut nar = Vec::with_capacity(usize::try_from(info.nar_size).unwrap_or(0));
+        src.dump_nar(&path, &mut nar)
+            .with_context(|| format!("reading the NAR of '{shown}'"))?;
+        let mut rewrites = BTreeMap::new();
+        let mut references = BTreeSet::new();
+        let mut self_ref = false;
+        for r in &info.references {
+            if *r == path {
+                self_ref = true;
+                continue;
+            }
+            let to = remapped.get(r).unwrap_or(r);
+            if to != r {
+                rewrites.insert(sd.display(r), sd.display(to));
+            }
+            references.insert(to.clone());
+        }
+        let nar = replace_all(nar, &rewrites);
+        let mut modulo = ModuloSink::new(HashAlgo::Sha256, path.hash_part());
+        modulo.write_all(&nar).context("hashing a NAR in memory")?;
+        let hash = modulo.finish();
+        let new = sd
+            .make_fixed_output_path(
+                path.name(),
+                FileIngestionMethod::Recursive,
+                &hash,
+                &references,
+                self_ref,
+            )
+            .with_context(|| format!("making the content-addressed path of '{shown}'"))?;
+        show(&format!("rewriting '{shown}' to '{}'", sd.display(&new)));
+        if !has(&new)? {
+            let pair = Rewrites::new([(&path, &new)]);
+            let mut rewriter = HashRewriter::new(&pair, Vec::with_capacity(nar.len()));
+            rewriter
+                .write_all(&nar)
+                .context("rewriting a NAR in memory")?;
+            let out = rewriter.finish().context("rewriting a NAR in memory")?;
+            let mut new_info = ValidPathInfo::new(
+                new.clone(),
+                Hash::digest(HashAlgo::Sha256, &out),
+                out.len() as u64,
+            );
+            new_info.references = references;
+            if self_ref {
+                new_info.references.insert(new.clone());
+            }
+            new_info.ca = Some(ContentAddress::Fixed(FileIngestionMethod::Recursive, hash));
+            add(&new_info, &out).with_context(|| format!("adding '{}'", sd.display(&new)))?;
+        }
+        remapped.insert(path, new);
+    }
+    Ok(remapped)
+}
+
+/// Each `from` replaced by its `to` in `data`, one pair after the other in the order of the
+/// map, each occurrence left to right and the search going on after the replacement (CppNix's
+/// `rewriteStrings`).
+fn replace_all(mut data: Vec<u8>, rewrites: &BTreeMap<String, String>) -> Vec<u8> {
+    for (from, to) in rewrites {
+        let (from, to) = (from.as_bytes(), to.as_bytes());
+        if from.is_empty() || !contains(&data, from) {
+            continue;
+        }
+        let mut out = Vec::with_capacity(data.len());
+        let mut i = 0;
+        while i < data.len() {
+            if data[i..].starts_with(from) {
+                out.extend_from_slice(to);
+                i += from.len();
+            } else {
+                out.push(data[i]);
+                i += 1;
+            }
+        }
+        data = out;
+    }
+    data
+}
+
+fn contains(data: &[u8], needle: &[u8]) -> bool {
+    data.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacements_go_one_pair_after_the_other() {
+        let mut m = BTreeMap::new();
+        m.insert("ab".to_string(), "xy".to_string());
+        m.insert("yc".to_string(), "zz".to_string());
+        // "ab" first gives "xyc", in which "yc" is then found.
+        assert_eq!(replace_all(b"abc ab".to_vec(), &m), b"xzz xy".to_vec());
+        assert_eq!(
+            replace_all(b"aaa".to_vec(), &BTreeMap::new()),
+            b"aaa".to_vec()
+        );
+        let mut n = BTreeMap::new();
+        n.insert("aa".to_string(), "b".to_string());
+        assert_eq!(replace_all(b"aaaaa".to_vec(), &n), b"bba".to_vec());
+    }
+}
