@@ -54,6 +54,19 @@ pub fn make_content_addressed(
         let mut nar = Vec::with_capacity(usize::try_from(info.nar_size).unwrap_or(0));
         src.dump_nar(&path, &mut nar)
             .with_context(|| format!("reading the NAR of '{shown}'"))?;
+        // A cache's NAR is checked against its narinfo here (CppNix 2.8 takes it as it is):
+        // a rewritten path vouches for its contents, so they must be the ones signed for.
+        let got = Hash::digest(info.nar_hash.algo(), &nar);
+        if got != info.nar_hash || (info.nar_size != 0 && nar.len() as u64 != info.nar_size) {
+            anyhow::bail!(
+                "the NAR of '{shown}' in '{}' does not match its information: hash '{}' and size {}, expected '{}' and size {}",
+                src.describe(),
+                got.to_sri(),
+                nar.len(),
+                info.nar_hash.to_sri(),
+                info.nar_size
+            );
+        }
         let mut rewrites = BTreeMap::new();
         let mut references = BTreeSet::new();
         let mut self_ref = false;

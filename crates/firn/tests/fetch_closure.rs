@@ -137,6 +137,30 @@ fn make_content_addressed_equals_cppnix() {
     let back = s.env.store("back");
     ok(cppnix("nix").args(["copy", "--store", &back, "--from", &to, &new]));
     assert_eq!(closure_infos(&back, &new), closure_infos(&cs, &new));
+
+    // A NAR in the cache that is not the one its narinfo describes is refused (CppNix 2.8
+    // rewrites whatever it reads).
+    let cache_dir = s.env.dir.join("cache");
+    let narinfo = std::fs::read_to_string(cache_dir.join(format!("{}.narinfo", &TOP[11..43])))
+        .expect("reading the narinfo");
+    let url = narinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .expect("a URL line");
+    let nar_path = cache_dir.join(url);
+    let nar = ok(Command::new("xz").arg("-dc").arg(&nar_path));
+    let bad = String::from_utf8_lossy(&nar).replace("itself", "ITSELF");
+    assert_ne!(bad.as_bytes(), &nar[..]);
+    std::fs::write(&nar_path, xz(bad.as_bytes())).expect("writing the NAR");
+    let bad_store = s.env.store("bad");
+    let f = run(firn("nix"), &bad_store, true);
+    assert_eq!(f.code, Some(1));
+    assert!(
+        f.error.contains(&format!("the NAR of '{TOP}'")) && f.error.contains("does not match"),
+        "{}",
+        f.stderr
+    );
+    assert!(!is_valid(&bad_store, &new));
 }
 
 #[test]
