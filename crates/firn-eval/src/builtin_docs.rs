@@ -95,6 +95,7 @@ pub static DOCS: &[BuiltinDoc] = docs! {
     "mapAttrs" ["f", "set"] "set with each value v of attribute name replaced by `f name v`.";
     "match" ["regex", "s"] "If the POSIX extended regular expression regex matches all of s, a list of what its groups matched (null for a group that did not take part); otherwise null.";
     "mul" ["a", "b"] "The product of the numbers a and b (`a * b`).";
+    "outputOf" ["derivation-reference", "output-name"] "The path of output output-name of the derivation derivation-reference names: a string whose context is one derivation path (`builtins.unsafeDiscardOutputDependency drv.drvPath`) or one output that is itself a derivation (another `outputOf`, or the `outPath` of a derivation that makes a `.drv`). Gives the store path when it is known before building, otherwise a placeholder that building replaces; the result's context is that output. Only with the `dynamic-derivations` experimental feature.";
     "parseDrvName" ["s"] "Split the package name s into a set of `name` and `version`: the version starts at the first dash followed by a digit.";
     "parseFlakeRef" ["flake-ref"] "The set of attributes of the flake reference URL flake-ref (the inverse of `flakeRefToString`).";
     "partition" ["pred", "list"] "A set of `right`, the elements of list for which pred returns true, and `wrong`, the others; each in order.";
@@ -141,7 +142,10 @@ mod tests {
     /// and every entry is a function there.
     #[test]
     fn every_builtin_function_is_documented() {
-        let mut ev = crate::Evaluator::new();
+        // With every experimental feature on, so the builtins behind one are there too.
+        let mut ev = crate::Evaluator::with_features(crate::features::Features::from_names(
+            "pipe-operators ca-derivations impure-derivations fetch-closure dynamic-derivations",
+        ));
         let Some(crate::value::Value::Attrs(set)) = ev.builtins.peek() else {
             panic!("builtins is a set");
         };

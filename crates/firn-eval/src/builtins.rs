@@ -1892,6 +1892,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::fetch_git::table())
         .chain(crate::fetch_tree::table())
         .chain(crate::fetch_closure::table())
+        .chain(crate::output_of::table())
         .filter(|(name, _, _)| features.has_builtin(name))
     {
         let t = Thunk::value(Value::PrimOp(Rc::new(PrimOp { name, arity, f })));

@@ -99,12 +99,13 @@ fn string_no_ctx_arg(ev: &mut Evaluator, t: &Thunk, arg: Arg) -> EResult<RcStr> 
     crate::eval::no_context(string_arg(ev, t, arg)?).map_err(|x| arg_frame(x, arg))
 }
 
-/// The store path a context element is about.
+/// The store path a context element is about (for an output of an output, the derivation it
+/// starts from).
 pub fn context_path(c: &str) -> &str {
     if let Some(p) = c.strip_prefix('=') {
         p
     } else if let Some(rest) = c.strip_prefix('!') {
-        rest.split_once('!').map(|(_, p)| p).unwrap_or(rest)
+        rest.rsplit_once('!').map(|(_, p)| p).unwrap_or(rest)
     } else {
         c
     }
@@ -393,7 +394,14 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                 .position(|b| b == b'!')
                 .map(|i| (&rest[..i], &rest[i + 1..]))
                 .ok_or_else(|| EvalError::new(format!("invalid string context '{c}'")))?;
-            let sp = parse_store_path(ev, p)?;
+            let sp = parse_store_path(ev, p).map_err(|x| {
+                // `!OUT!OUT1!/nix/store/….drv`: an output of a derivation that is built.
+                if p.contains('!') {
+                    crate::output_of::dynamic_input_error(ev, c)
+                } else {
+                    x
+                }
+            })?;
             drv.input_drvs.entry(sp).or_default().insert(out.into());
         } else {
             let sp = parse_store_path(ev, c)?;
@@ -465,6 +473,11 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
         }
     }
     let (drv_path, outputs) = ev.store.instantiate(drv)?;
+    if ev.features.dynamic_derivations {
+        // `builtins.outputOf` may ask for them, and a read-only evaluation cannot read them
+        // back from the `.drv`.
+        ev.store.keep_output_paths(&drv_path, &outputs);
+    }
     let shown = ev.store.dir.display(&drv_path);
 
     let mut out = AttrMap::new();
@@ -769,7 +782,14 @@ fn get_context(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             infos.entry(p.into()).or_default().all = true;
         } else if let Some(rest) = c.strip_prefix('!') {
             if let Some((o, p)) = rest.split_once('!') {
-                infos.entry(p.into()).or_default().outputs.push(o.into());
+                // An output of a derivation that is itself built is listed under the path of
+                // that derivation (which must be known).
+                let p = if p.contains('!') {
+                    crate::output_of::resolved_drv(ev, p)?
+                } else {
+                    p.into()
+                };
+                infos.entry(p).or_default().outputs.push(o.into());
             }
         } else {
             infos.entry(c.to_string()).or_default().path = true;

@@ -5,8 +5,9 @@
 //!
 //! Derivations made by this evaluation are remembered with their hashes modulo, so inputs
 //! never have to be read back (in read-only mode they could not be), and with their
-//! references and output names (for `=` contexts); the rest of each derivation is dropped
-//! once written.
+//! references and output names (for `=` contexts), and with the `dynamic-derivations` feature
+//! their output paths (for `builtins.outputOf`); the rest of each derivation is dropped once
+//! written.
 //!
 //! A `dummy://` store ([`EvalStore::dummy`]) is CppNix's dummy store: no path is valid and
 //! nothing can be added, so an evaluation that only computes paths (read-only mode) works and
@@ -43,6 +44,10 @@ pub struct EvalStore {
     output_lists: Vec<Rc<[String]>>,
     /// Sources copied without a filter, by their path on disk.
     sources: HashMap<PathBuf, StorePath>,
+    /// The output paths of derivations made by this evaluation, kept only when asked for
+    /// ([`EvalStore::keep_output_paths`]: `builtins.outputOf` needs them, and read-only
+    /// evaluations cannot read them back from a `.drv` file).
+    output_paths: HashMap<StorePath, OutputPaths>,
 }
 
 /// Each output of a derivation with its path (none for outputs known only after a build).
@@ -111,6 +116,7 @@ impl EvalStore {
             referenced: Default::default(),
             output_lists: Vec::new(),
             sources: HashMap::new(),
+            output_paths: HashMap::new(),
         }
     }
 
@@ -489,6 +495,32 @@ impl EvalStore {
                 .into_keys()
                 .collect()),
         }
+    }
+
+    /// Remember the output paths of `drv`, made by this evaluation, for
+    /// [`EvalStore::output_path`].
+    pub fn keep_output_paths(&mut self, drv: &StorePath, outputs: &OutputPaths) {
+        self.output_paths.insert(drv.clone(), outputs.clone());
+    }
+
+    /// Output `output` of derivation `drv` (one kept by [`EvalStore::keep_output_paths`], or
+    /// one in the store): `None` if it has no such output, else its path, if that is known
+    /// before the derivation is built.
+    pub fn output_path(&self, drv: &StorePath, output: &str) -> EResult<Option<Option<StorePath>>> {
+        if let Some(outs) = self.output_paths.get(drv) {
+            return Ok(outs
+                .iter()
+                .find(|(id, _)| id == output)
+                .map(|(_, p)| p.clone()));
+        }
+        if self.backend.is_some() && !self.is_valid(drv)? {
+            return Err(EvalError::new(format!(
+                "path '{}' is not a valid store path",
+                self.dir.display(drv)
+            )));
+        }
+        let mut d = load_derivation(&self.dir, &self.backend, drv)?;
+        Ok(d.outputs.remove(output).map(|o| o.path))
     }
 
     /// Whether `p` exists: made by this evaluation, or valid in the store.

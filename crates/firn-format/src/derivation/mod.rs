@@ -18,7 +18,8 @@ use crate::hash::{Hash, HashAlgo, HashError};
 use crate::store_path::{FileIngestionMethod, StorePath, StorePathError};
 
 pub use modulo::{
-    downstream_placeholder, hash_placeholder, DrvHash, DrvHashKind, DrvHashes, Instantiated,
+    computed_output_placeholder_hash, downstream_placeholder, downstream_placeholder_hash,
+    hash_placeholder, placeholder_text, DrvHash, DrvHashKind, DrvHashes, Instantiated,
     OutputHashes,
 };
 

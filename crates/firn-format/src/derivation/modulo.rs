@@ -95,12 +95,35 @@ pub fn hash_placeholder(output: &str) -> String {
 /// content-addressed or deferred derivation): `/<nix32 of sha256("nix-upstream-output:<drv
 /// hash part>:<output path name>")>`.
 pub fn downstream_placeholder(drv_path: &StorePath, drv_name: &str, output: &str) -> String {
+    placeholder_text(&downstream_placeholder_hash(drv_path, drv_name, output))
+}
+
+/// The hash [`downstream_placeholder`] writes (in nix32, after a `/`).
+pub fn downstream_placeholder_hash(drv_path: &StorePath, drv_name: &str, output: &str) -> Hash {
     let clear = format!(
         "nix-upstream-output:{}:{}",
         drv_path.hash_part(),
         output_path_name(drv_name, output)
     );
-    format!("/{}", Hash::digest(HashAlgo::Sha256, clear).to_nix32())
+    Hash::digest(HashAlgo::Sha256, clear)
+}
+
+/// The hash of the placeholder that stands for output `output` of a derivation which is not
+/// known yet because it is itself the output of a build (a dynamic derivation), given the hash
+/// of that derivation's own placeholder (`drv_placeholder`: a [`downstream_placeholder_hash`],
+/// or one of these for a deeper nesting): the SHA-256 of `nix-computed-output:<nix32 of
+/// drv_placeholder XOR-folded to 20 bytes>:<output>`.
+pub fn computed_output_placeholder_hash(drv_placeholder: &Hash, output: &str) -> Hash {
+    let folded = crate::nixbase32::encode(&drv_placeholder.fold_into::<20>());
+    Hash::digest(
+        HashAlgo::Sha256,
+        format!("nix-computed-output:{folded}:{output}"),
+    )
+}
+
+/// A placeholder as it is written in strings: `/` and the hash in nix32.
+pub fn placeholder_text(h: &Hash) -> String {
+    format!("/{}", h.to_nix32())
 }
 
 impl Derivation {
@@ -712,6 +735,57 @@ mod tests {
         }
         d.env.insert("name".into(), name.into());
         d
+    }
+
+    /// Placeholders for outputs of derivations that are not built yet, and for outputs of
+    /// derivations that are themselves outputs (dynamic derivations). The expected values were
+    /// computed by hand with a separate script (Python's `hashlib.sha256` and a direct
+    /// transcription of nixbase32: characters `0-9a-z` without `e o u t`, the digest read as
+    /// a little-endian bit string in 5-bit groups, last group first; and the XOR-fold of byte
+    /// `i` into byte `i % 20`), from these clear texts:
+    /// - `nix-upstream-output:g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q:foo` (output `out` of
+    ///   `foo.drv`: the output path name is the derivation name alone);
+    /// - `nix-upstream-output:g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q:foo.drv` (output `out` of
+    ///   `foo.drv.drv`, a derivation that makes a derivation);
+    /// - `nix-computed-output:jwhdxqah2znyzl0rvvl43b4fidlw05ij:out` (output `out` of what the
+    ///   previous one stands for; the middle part is the nixbase32 of the previous digest
+    ///   folded to 20 bytes);
+    /// - `nix-computed-output:yf49xq5hqxgw1gn8ak6h4cqlcphmdskk:dev` (output `dev` one level
+    ///   deeper).
+    ///
+    /// The first and third agree with the values in current Nix's own unit tests of these
+    /// placeholders.
+    #[test]
+    fn placeholders_of_unbuilt_and_dynamic_outputs() {
+        let sd = StoreDir::default();
+        let foo = sd
+            .parse("/nix/store/g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q-foo.drv")
+            .unwrap();
+        assert_eq!(
+            downstream_placeholder(&foo, "foo", "out"),
+            "/0c6rn30q4frawknapgwq386zq358m8r6msvywcvc89n6m5p2dgbz"
+        );
+        let producer = sd
+            .parse("/nix/store/g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q-foo.drv.drv")
+            .unwrap();
+        let inner = downstream_placeholder_hash(&producer, "foo.drv", "out");
+        assert_eq!(
+            placeholder_text(&inner),
+            "/0glc0ffbbgasr1xxp7lbjwhdxqah2znyzvlmvmsg84fl8c91p25r"
+        );
+        assert_eq!(
+            crate::nixbase32::encode(&inner.fold_into::<20>()),
+            "jwhdxqah2znyzl0rvvl43b4fidlw05ij"
+        );
+        let outer = computed_output_placeholder_hash(&inner, "out");
+        assert_eq!(
+            placeholder_text(&outer),
+            "/0gn6agqxjyyalf0dpihgyf49xq5hqxgw100f0wydnj6yqrhqsb3w"
+        );
+        assert_eq!(
+            placeholder_text(&computed_output_placeholder_hash(&outer, "dev")),
+            "/1a8sbnd284f5s6q28l37rgvmj8rr7x0pgvz3xw8dz24yyxp2jqpa"
+        );
     }
 
     /// Inputs sharing a hash are one group wherever they come, outputs in order and once;
