@@ -161,6 +161,21 @@ fn fetch_closure(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         return err("'fetchClosure' needs a local store to copy paths into");
     };
     let shown = |ev: &Evaluator, p: &StorePath| ev.store.dir.display(p);
+    // The path given back stays while this process runs, even if a collection starts before
+    // it is used (as current Nix, a temporary root from before its validity is checked).
+    let root = match &args.to_path {
+        Some(Some(p)) => Some(p),
+        Some(None) => None,
+        None => Some(&from_path),
+    };
+    if let Some(p) = root {
+        local.add_temp_root(p).map_err(|e| {
+            EvalError::new(format!(
+                "adding a temporary root for '{}': {e}",
+                shown(ev, p)
+            ))
+        })?;
+    }
     let result = match args.to_path {
         Some(to_path) => {
             let valid = match &to_path {

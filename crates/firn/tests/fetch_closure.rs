@@ -452,3 +452,55 @@ fn fetch_closure_follows_current_nix() {
         o.stderr
     );
 }
+
+/// An installable that is a derivation output is built first (as `nix copy` builds it), then
+/// rewritten: the same rewrite as CppNix's, which builds it in its own store.
+#[test]
+fn make_content_addressed_of_a_built_output_equals_cppnix() {
+    need_busybox();
+    let env = env();
+    let expr = env.write(
+        "e.nix",
+        r#"
+let bb = builtins.path { path = /usr/bin; name = "busybox"; filter = p: t: baseNameOf p == "busybox"; };
+in {
+  self = derivation {
+    name = "self";
+    system = "x86_64-linux";
+    builder = "${bb}/busybox";
+    args = [ "sh" "-c" "echo made at $out > $out" ];
+  };
+}
+"#,
+    );
+    let expr = expr.to_string_lossy().into_owned();
+    let run = |mut c: Command, store: &str| {
+        c.args([
+            "store",
+            "make-content-addressed",
+            "--store",
+            store,
+            "--json",
+        ])
+        .args(["--file", &expr, "self"]);
+        outcome(&mut c)
+    };
+    let (cs, fs) = (env.store("c"), env.store("f"));
+    let c = run(cppnix("nix"), &cs);
+    let mut firn_nix = firn("nix");
+    firn_nix.args(["--option", "sandbox", "true"]);
+    let f = run(firn_nix, &fs);
+    assert_eq!(c.code, Some(0), "{}", c.stderr);
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+    assert_eq!(f.stdout.trim(), c.stdout.trim());
+    let v: serde_json::Value = serde_json::from_str(&c.stdout).expect("rewrites JSON");
+    let (old, new) = v["rewrites"]
+        .as_object()
+        .and_then(|m| m.iter().next())
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .expect("one rewrite");
+    assert_ne!(old, new);
+    assert_eq!(closure_infos(&fs, &new), closure_infos(&cs, &new));
+    let text = std::fs::read_to_string(format!("{fs}{new}")).expect("reading the rewritten output");
+    assert_eq!(text, format!("made at {new}\n"));
+}

@@ -143,7 +143,7 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
 
 /// The paths of the wanted outputs (`None`: all) of `drv` in the source store, and with
 /// `ca-derivations` their realisations there. A local source builds what is missing first.
-fn built_outputs(
+pub(crate) fn built_outputs(
     ctx: &Ctx,
     src: &AnyStore,
     local: &LocalStore,

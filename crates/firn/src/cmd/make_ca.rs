@@ -1,8 +1,10 @@
-//! `nix store make-content-addressed [--from URI] [--to URI] [--json] PATHS`: rewrite the
-//! closures of store paths to content-addressed form ([`crate::make_ca`]), from the source
+//! `nix store make-content-addressed [--from URI] [--to URI] [--json] INSTALLABLES`: rewrite
+//! the closures of store paths to content-addressed form ([`crate::make_ca`]), from the source
 //! store (`--from`, else `--store`) into the destination (`--to`, else `--store`), and say
 //! what each path given became: `rewrote 'OLD' to 'NEW'` on stderr, or with `--json`
-//! `{"rewrites":{OLD:NEW,…}}` on stdout.
+//! `{"rewrites":{OLD:NEW,…}}` on stdout. Installables are store paths (or links to them), or
+//! derivation outputs (`DRV^OUT`, attribute paths with `--file`/`--expr`), built first as
+//! `nix copy` builds them.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +14,7 @@ use firn_cache::cache::NarSource;
 use firn_cache::copy::AnyStore;
 use firn_format::StorePath;
 
+use crate::cmd::build::InstallableArgs;
 use crate::context::Ctx;
 use crate::paths::follow_links_to_store_path;
 
@@ -26,8 +29,9 @@ pub struct MakeCaArgs {
     /// Produce output in JSON format.
     #[arg(long)]
     json: bool,
-    /// Store paths, or symlinks to them (such as `./result`).
-    paths: Vec<String>,
+    /// Store paths (or links to them), DRV^OUTPUTS, or with --file/--expr attribute paths.
+    #[command(flatten)]
+    inst: InstallableArgs,
 }
 
 pub fn run(ctx: &Ctx, a: MakeCaArgs) -> Result<()> {
@@ -41,8 +45,32 @@ pub fn run(ctx: &Ctx, a: MakeCaArgs) -> Result<()> {
     };
     let sd = src.store_dir().clone();
     let mut given = Vec::new();
-    for p in &a.paths {
-        given.push(follow_links_to_store_path(&sd, p)?);
+    let derived = a.inst.file.is_some()
+        || a.inst.expr.is_some()
+        || a.inst.installables.iter().any(|i| {
+            i.rsplit_once(['!', '^'])
+                .is_some_and(|(p, _)| p.ends_with(".drv"))
+        });
+    if derived {
+        let (resolved, local) = crate::cmd::build::resolve_installables(
+            ctx,
+            &a.inst,
+            "nix store make-content-addressed",
+        )?;
+        for path in resolved {
+            match path {
+                firn_build::DerivedPath::Opaque(p) => given.push(p),
+                firn_build::DerivedPath::Built { drv, outputs } => {
+                    let (outs, _) =
+                        crate::cmd::copy::built_outputs(ctx, &src, &local, &drv, outputs)?;
+                    given.extend(outs);
+                }
+            }
+        }
+    } else {
+        for p in &a.inst.installables {
+            given.push(follow_links_to_store_path(&sd, p)?);
+        }
     }
     let roots: BTreeSet<StorePath> = given.iter().cloned().collect();
     let jobs = match (&src, &dst) {
