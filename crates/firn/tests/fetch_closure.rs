@@ -81,6 +81,19 @@ fn closure_infos(store: &str, path: &str) -> serde_json::Value {
     v
 }
 
+/// What CppNix rewrites `TOP` to (in a store of its own).
+fn cppnix_rewrite(s: &Setup) -> String {
+    let mut c = cppnix("nix");
+    c.args([
+        "store",
+        "make-content-addressed",
+        "--store",
+        &s.env.store("m"),
+    ])
+    .args(["--from", &s.cache, "--json", TOP]);
+    rewrites(&String::from_utf8_lossy(&ok(&mut c)))
+}
+
 fn rewrites(json: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).expect("rewrites JSON");
     v["rewrites"][TOP]
@@ -172,15 +185,7 @@ fn fetch_closure_agrees_with_cppnix() {
             s.cache
         )
     };
-    let mut c = cppnix("nix");
-    c.args([
-        "store",
-        "make-content-addressed",
-        "--store",
-        &s.env.store("m"),
-    ])
-    .args(["--from", &s.cache, "--json", TOP]);
-    let new = rewrites(&String::from_utf8_lossy(&ok(&mut c)));
+    let new = cppnix_rewrite(&s);
 
     // The rewrite to content-addressed form.
     let (c, f) = both(
@@ -402,15 +407,7 @@ fn fetch_closure_follows_current_nix() {
 
     // `nix eval --expr` is pure: the fetched closure is readable, the rest of the store not.
     let new_store = s.env.store("pure");
-    let mut c = cppnix("nix");
-    c.args([
-        "store",
-        "make-content-addressed",
-        "--store",
-        &s.env.store("m"),
-    ])
-    .args(["--from", &s.cache, "--json", TOP]);
-    let new = rewrites(&String::from_utf8_lossy(&ok(&mut c)));
+    let new = cppnix_rewrite(&s);
     let text = format!(
         "let p = {}; in [ (builtins.readFile p) (builtins.getContext p) ]",
         call(&format!("fromPath = {TOP}; toPath = {new};"))
