@@ -9,6 +9,8 @@
 //! same path infos, same contents.
 
 mod common;
+#[path = "common/https.rs"]
+mod https;
 
 use std::process::Command;
 
@@ -500,4 +502,37 @@ in {
     assert_eq!(closure_infos(&fs, &new), closure_infos(&cs, &new));
     let text = std::fs::read_to_string(format!("{fs}{new}")).expect("reading the rewritten output");
     assert_eq!(text, format!("made at {new}\n"));
+}
+
+/// Over HTTPS, as users call it (no `_NIX_IN_TEST`): the cache served by a TLS server whose
+/// CA the tools are told of; CppNix and firn fetch and rewrite the same closure.
+#[test]
+fn fetch_closure_over_https_equals_cppnix() {
+    let s = setup();
+    let port = https::https_server(s.env.dir.join("cache"));
+    let url = format!("https://127.0.0.1:{port}");
+    let new = cppnix_rewrite(&s);
+    let ca = https::test_ca();
+    for (rest, want) in [
+        (format!("fromPath = {TOP}; toPath = {new};"), new.clone()),
+        (format!("fromPath = {};", s.ca), s.ca.clone()),
+    ] {
+        let expr = format!("builtins.fetchClosure {{ fromStore = \"{url}\"; {rest} }}");
+        let mut outs = Vec::new();
+        for (who, mut c) in [
+            ("cppnix", cppnix("nix-instantiate")),
+            ("firn", firn("nix-instantiate")),
+        ] {
+            let store = s.env.store(&format!("{who}-{}", &want[11..19]));
+            c.env("NIX_SSL_CERT_FILE", &ca)
+                .args(["--store", &store, "--eval"])
+                .args(["--extra-experimental-features", "fetch-closure"])
+                .args(["-E", &expr]);
+            let o = outcome(&mut c);
+            assert_eq!(o.code, Some(0), "{who}: {}", o.stderr);
+            assert_eq!(o.stdout.trim(), format!("\"{want}\""), "{who}");
+            outs.push(closure_infos(&store, &want));
+        }
+        assert_eq!(outs[0], outs[1]);
+    }
 }
