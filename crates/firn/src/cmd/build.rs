@@ -38,6 +38,19 @@ pub struct InstallableArgs {
     pub installables: Vec<String>,
 }
 
+impl InstallableArgs {
+    /// Whether these name derivation outputs to build (`--file`/`--expr` attribute paths, or
+    /// `DRV^OUT`/`DRV!OUT`) rather than only store paths.
+    pub fn names_derivations(&self) -> bool {
+        self.file.is_some()
+            || self.expr.is_some()
+            || self.installables.iter().any(|i| {
+                i.rsplit_once(['!', '^'])
+                    .is_some_and(|(p, _)| p.ends_with(".drv"))
+            })
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     #[command(flatten)]

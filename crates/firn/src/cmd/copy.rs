@@ -86,12 +86,7 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     // Derivation outputs (`DRV^OUT`, or what --file/--expr evaluate to) are realised first,
     // and with `ca-derivations` their realisations are copied after the paths, as CppNix's
     // `copyPaths` does for built paths.
-    let derived = a.inst.file.is_some()
-        || a.inst.expr.is_some()
-        || a.inst.installables.iter().any(|i| {
-            i.rsplit_once(['!', '^'])
-                .is_some_and(|(p, _)| p.ends_with(".drv"))
-        });
+    let derived = a.inst.names_derivations();
     let mut realisations = Vec::new();
     if derived {
         let (resolved, local) = crate::cmd::build::resolve_installables(ctx, &a.inst, "nix copy")?;

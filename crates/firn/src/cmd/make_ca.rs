@@ -45,12 +45,7 @@ pub fn run(ctx: &Ctx, a: MakeCaArgs) -> Result<()> {
     };
     let sd = src.store_dir().clone();
     let mut given = Vec::new();
-    let derived = a.inst.file.is_some()
-        || a.inst.expr.is_some()
-        || a.inst.installables.iter().any(|i| {
-            i.rsplit_once(['!', '^'])
-                .is_some_and(|(p, _)| p.ends_with(".drv"))
-        });
+    let derived = a.inst.names_derivations();
     if derived {
         let (resolved, local) = crate::cmd::build::resolve_installables(
             ctx,
@@ -113,7 +108,8 @@ pub fn run(ctx: &Ctx, a: MakeCaArgs) -> Result<()> {
         }
         let doc = serde_json::json!({ "rewrites": m });
         outln!("{doc}");
-    } else {
+    } else if ctx.verbosity >= -1 {
+        // A notice in CppNix: shown unless more than one `--quiet`.
         for p in &given {
             eprintln!(
                 "rewrote '{}' to '{}'",
