@@ -272,6 +272,46 @@ impl Evaluator {
         self.parse_source(text, origin, base_dir, names, false, false)
     }
 
+    /// Parse a repl line as bindings, as current Nix's repl does (`a = 1; b = 2;`,
+    /// `inherit (s) x y`): the line as the inside of a set, or failing that with a `;` added.
+    /// Gives a set expression (not recursive) whose positions are the line's own, or `None`
+    /// if the line is not bindings (nothing is shown or kept then).
+    pub fn parse_repl_bindings(
+        &mut self,
+        line: &str,
+        origin: &str,
+        base_dir: &str,
+        names: &[Symbol],
+    ) -> Option<&'static Expr> {
+        let home = self.home.clone();
+        let src = Source {
+            origin,
+            base_dir,
+            home: &home,
+            pipe_operators: self.features.pipe_operators,
+            lints: self.lints,
+        };
+        let free = self.stack_limit.saturating_sub(self.stack_used());
+        let parsed = ["", ";"].into_iter().find_map(|end| {
+            // A set around the line: each offset in it is one more than in the line.
+            let text = format!("{{{line}{end}\n}}");
+            let r = if free > firn_syntax::PARSE_STACK + (16 << 20) {
+                firn_syntax::parse_with_names_here(&text, &src, &mut self.interner, names)
+            } else {
+                firn_syntax::parse_with_names(&text, &src, &mut self.interner, names)
+            };
+            r.ok()
+                .filter(|p| matches!(&p.expr.kind, ExprKind::Attrs(_)))
+        })?;
+        let mut e = parsed.expr;
+        // The positions are the line's, as typed; the set's own opening brace falls just
+        // before it.
+        if let Some(base) = self.positions.add_file(line, origin) {
+            firn_syntax::ast::shift_spans(&mut e, base.saturating_sub(1));
+        }
+        Some(Box::leak(Box::new(e)))
+    }
+
     /// Parse Nix text that is part of firn (the `derivation` wrapper, `<nix/fetchurl.nix>`).
     /// It nests shallowly, so it is parsed on this thread whatever the stack left, without
     /// the thread an unknown text gets on a small stack (each evaluator parses the wrapper
@@ -581,7 +621,8 @@ impl Evaluator {
                             let x = x.clone();
                             self.force(&x)
                         }
-                        None => err(attr_missing_text(self.interner.name(name))),
+                        // With the names it might have meant, as a selection's error.
+                        None => Err(missing_attr(Some(self.interner.name(name).into()), &a)),
                     },
                     Ok(v) => Err(self.type_error("a set", &v)),
                     Err(e) => Err(e),
@@ -4499,6 +4540,13 @@ mod tests {
         }
         let r = run_trace("({ foo }: foo) { foo = 1; fo = 2; }");
         assert!(r.contains("Did you mean foo?"), "{r}");
+        // A name inherited from a set that lacks it is suggested as a selection's is (as
+        // CppNix 2.8 and current Nix).
+        let r = run_trace("let a = { x = 1; }; s = { inherit (a) y; }; in s.y");
+        assert!(
+            r.contains("attribute 'y' missing") && r.contains("Did you mean x?"),
+            "{r}"
+        );
         let (frames, _) = frames_and_place(&run_trace("({ a }: a) 1"));
         assert_eq!(
             frames,

@@ -180,6 +180,36 @@ fn bindings_capture_what_was_in_scope() {
     );
 }
 
+/// Lines of bindings, as current Nix's repl takes them (CppNix 2.8 refuses them): several on
+/// a line, `inherit` with and without a source and with or without its `;`. Each binds in
+/// the scope of its line; a line that is not bindings is still an expression.
+#[test]
+fn lines_of_bindings_as_current_nix() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = store_dir(tmp.path(), "store");
+    let input = "a = { x = 10; y = 20; }\ninherit (a) x y\nx + y\np = 1; q = 2;\np + q\n\
+                 foo = 42\ninherit foo\nfoo\ninherit (a) z;\nz\nr = 5; s = ;\na == a\n";
+    let r = run(firn("nix"), tmp.path(), &store, &[], input);
+    let out = no_blank_lines(&r.stdout).join("\n");
+    for want in [
+        "nix-repl> x + y\n30",
+        "nix-repl> p + q\n3",
+        "nix-repl> foo\n42",
+        "nix-repl> a == a\ntrue",
+    ] {
+        assert!(out.contains(want), "{want}:\n{out}\n{}", r.stderr);
+    }
+    // What `inherit (a) z` binds fails when used, naming what was meant.
+    assert!(
+        r.stderr.contains("attribute 'z' missing")
+            && r.stderr.contains("Did you mean one of x or y?"),
+        "{}",
+        r.stderr
+    );
+    // Not bindings after all: the first binding's error, as CppNix 2.8 reports it.
+    assert!(r.stderr.contains("syntax error"), "{}", r.stderr);
+}
+
 #[test]
 fn multi_line_input_continues_until_complete() {
     same(

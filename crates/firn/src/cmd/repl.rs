@@ -474,21 +474,55 @@ impl Session {
         Ok(Flow::Prompt)
     }
 
-    /// `NAME = EXPR` binds; anything else is evaluated and printed.
+    /// `NAME = EXPR` binds; so do other bindings, as in current Nix (`a = 1; b = 2;`,
+    /// `inherit (s) x y`, `inherit x`); anything else is evaluated and printed.
     fn expression_or_binding(&mut self, line: &str) -> LineResult<()> {
         if let Some(p) = line.find('=') {
             let name = line[..p].trim();
             if line.as_bytes().get(p + 1) != Some(&b'=') && is_var_name(name) {
-                // The rest is parsed as typed (after the `=`), so columns match CppNix's.
-                let e = self.parse(&line[p + 1..])?;
-                let env = self.env();
-                let t = self.ev.thunk(e, &env);
-                self.add_var(name, t);
-                return Ok(());
+                // The rest is parsed as typed (after the `=`), so columns match CppNix 2.8's.
+                match self.parse(&line[p + 1..]) {
+                    Ok(e) => {
+                        let env = self.env();
+                        let t = self.ev.thunk(e, &env);
+                        self.add_var(name, t);
+                        return Ok(());
+                    }
+                    // More bindings after the first, or else 2.8's error for the one.
+                    Err(x) => {
+                        if matches!(x, LineError::Incomplete) || !self.bindings(line)? {
+                            return Err(x);
+                        }
+                        return Ok(());
+                    }
+                }
             }
+        }
+        if self.bindings(line)? {
+            return Ok(());
         }
         let v = self.eval_string(line)?;
         self.print(&v, 1)
+    }
+
+    /// Bind what `line` binds if it is bindings (each in the scope of the line, as current
+    /// Nix's repl binds them); false if it is not.
+    fn bindings(&mut self, line: &str) -> LineResult<bool> {
+        let names: Vec<Symbol> = self.vars.keys().copied().collect();
+        let Some(e) = self
+            .ev
+            .parse_repl_bindings(line, ORIGIN, &self.opts.cwd, &names)
+        else {
+            return Ok(false);
+        };
+        let env = self.env();
+        let v = self.ev.eval(e, &env).map_err(|x| self.eval_err(x))?;
+        if let Value::Attrs(set) = v {
+            for (k, t) in set.iter() {
+                self.add_var(k, t.clone());
+            }
+        }
+        Ok(true)
     }
 
     /// Print a value on stdout (what was printed before an error stays, as in CppNix).
