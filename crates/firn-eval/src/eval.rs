@@ -283,24 +283,11 @@ impl Evaluator {
         base_dir: &str,
         names: &[Symbol],
     ) -> Option<&'static Expr> {
-        let home = self.home.clone();
-        let src = Source {
-            origin,
-            base_dir,
-            home: &home,
-            pipe_operators: self.features.pipe_operators,
-            lints: self.lints,
-        };
-        let free = self.stack_limit.saturating_sub(self.stack_used());
         let parsed = ["", ";"].into_iter().find_map(|end| {
             // A set around the line: each offset in it is one more than in the line.
             let text = format!("{{{line}{end}\n}}");
-            let r = if free > firn_syntax::PARSE_STACK + (16 << 20) {
-                firn_syntax::parse_with_names_here(&text, &src, &mut self.interner, names)
-            } else {
-                firn_syntax::parse_with_names(&text, &src, &mut self.interner, names)
-            };
-            r.ok()
+            self.parse_text(&text, origin, base_dir, names, false)
+                .ok()
                 .filter(|p| matches!(&p.expr.kind, ExprKind::Attrs(_)))
         })?;
         let mut e = parsed.expr;
@@ -337,6 +324,33 @@ impl Evaluator {
         self.parse_source(text, path, base_dir, names, true, false)
     }
 
+    /// Parse `text` with this evaluator's settings and symbols, `names` in scope above the
+    /// globals; on this thread when the stack left is big enough (or the text is `shallow`),
+    /// else on a thread of its own.
+    fn parse_text(
+        &mut self,
+        text: &str,
+        origin: &str,
+        base_dir: &str,
+        names: &[Symbol],
+        shallow: bool,
+    ) -> Result<firn_syntax::Parsed, firn_syntax::ParseError> {
+        let home = self.home.clone();
+        let src = Source {
+            origin,
+            base_dir,
+            home: &home,
+            pipe_operators: self.features.pipe_operators,
+            lints: self.lints,
+        };
+        let free = self.stack_limit.saturating_sub(self.stack_used());
+        if shallow || free > firn_syntax::PARSE_STACK + (16 << 20) {
+            firn_syntax::parse_with_names_here(text, &src, &mut self.interner, names)
+        } else {
+            firn_syntax::parse_with_names(text, &src, &mut self.interner, names)
+        }
+    }
+
     fn parse_source(
         &mut self,
         text: &str,
@@ -346,21 +360,7 @@ impl Evaluator {
         from_disk: bool,
         shallow: bool,
     ) -> EResult<&'static Expr> {
-        let home = self.home.clone();
-        let src = Source {
-            origin,
-            base_dir,
-            home: &home,
-            pipe_operators: self.features.pipe_operators,
-            lints: self.lints,
-        };
-        // On a big enough stack, parse here rather than on a thread of its own.
-        let free = self.stack_limit.saturating_sub(self.stack_used());
-        let parsed = if shallow || free > firn_syntax::PARSE_STACK + (16 << 20) {
-            firn_syntax::parse_with_names_here(text, &src, &mut self.interner, names)
-        } else {
-            firn_syntax::parse_with_names(text, &src, &mut self.interner, names)
-        };
+        let parsed = self.parse_text(text, origin, base_dir, names, shallow);
         let kept = if from_disk { Kept::Disk } else { Kept::Text };
         self.finish_parse(parsed, text, origin, kept)
     }
