@@ -3,6 +3,7 @@
 //! (with `passAsFile` attributes written to `.attr-<hash>` files), and for structured
 //! attributes the `.attrs.json` and `.attrs.sh` files.
 
+use firn_format::rewrite::rewrite_strings as rewrite;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
@@ -26,16 +27,6 @@ pub struct EnvInputs<'a> {
     /// For `exportReferencesGraph` in structured attrs: the closure of a set of paths, as
     /// `nix path-info --json` objects.
     pub closure_json: &'a dyn Fn(&BTreeSet<StorePath>) -> Result<serde_json::Value, BuildError>,
-}
-
-pub fn rewrite(s: &str, rewrites: &BTreeMap<String, String>) -> String {
-    let mut out = s.to_string();
-    for (from, to) in rewrites {
-        if out.contains(from.as_str()) {
-            out = out.replace(from.as_str(), to);
-        }
-    }
-    out
 }
 
 fn write(p: &Path, data: &[u8]) -> Result<(), BuildError> {

@@ -821,7 +821,7 @@ pub fn build_one(
         let args: Vec<String> = drv
             .args
             .iter()
-            .map(|a| crate::env::rewrite(a, &rewrites))
+            .map(|a| firn_format::rewrite::rewrite_strings(a, &rewrites))
             .collect();
         let argv0 = Path::new(&drv.builder)
             .file_name()

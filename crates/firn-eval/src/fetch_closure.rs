@@ -179,7 +179,7 @@ fn fetch_closure(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let result = match args.to_path {
         Some(to_path) => {
             let valid = match &to_path {
-                Some(p) => is_valid(ev, &local, p)?,
+                Some(p) => ev.store.is_valid(p)?,
                 None => false,
             };
             let to_path = match to_path {
@@ -217,7 +217,7 @@ fn fetch_closure(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             to_path
         }
         None => {
-            if !is_valid(ev, &local, &from_path)? {
+            if !ev.store.is_valid(&from_path)? {
                 source()?
                     .copy_closure(&local, &from_store, &from_path)
                     .map_err(EvalError::new)?;
@@ -245,12 +245,6 @@ fn fetch_closure(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         ev.allow_store_path(&s);
     }
     Ok(Value::String(ev.allowed_store_string(&result)))
-}
-
-fn is_valid(ev: &Evaluator, local: &LocalStore, p: &StorePath) -> EResult<bool> {
-    local
-        .is_valid_path(p)
-        .map_err(|e| EvalError::new(format!("querying path '{}': {e}", ev.store.dir.display(p))))
 }
 
 /// Whether valid path `p` follows from its content address (CppNix's `isContentAddressed`).

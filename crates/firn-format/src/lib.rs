@@ -19,4 +19,5 @@ pub mod cache_info;
 pub mod derivation;
 pub mod nar;
 pub mod narinfo;
+pub mod rewrite;
 pub mod signature;

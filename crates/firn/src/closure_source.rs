@@ -37,13 +37,10 @@ impl CacheClosures {
         }
     }
 
-    /// The binary cache at `url`, with the cache's jobs for a walk of its closure.
+    /// The binary cache at `url`, with the jobs for a walk of its closure.
     fn open_cache(&self, ctx: &Ctx, url: &str) -> anyhow::Result<(AnyStore, usize)> {
         let src = ctx.open_any_at(url)?;
-        let jobs = match &src {
-            AnyStore::Cache(c) if c.remote => ctx.cache_options().http_connections.clamp(1, 64),
-            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let jobs = ctx.transfer_jobs(&[&src]);
         Ok((src, jobs))
     }
 }

@@ -159,6 +159,22 @@ impl Ctx {
         }
     }
 
+    /// How many paths a transfer between `stores` works on at once: an `ssh://` end one;
+    /// remote caches wait on the network, so many (`http-connections`); otherwise the work is
+    /// compression and hashing, so one per core.
+    pub fn transfer_jobs(&self, stores: &[&AnyStore]) -> usize {
+        if stores.iter().any(|s| matches!(s, AnyStore::Ssh(_))) {
+            1
+        } else if stores
+            .iter()
+            .any(|s| matches!(s, AnyStore::Cache(c) if c.remote))
+        {
+            self.cache_options().http_connections.clamp(1, 64)
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
     /// Which narinfos to trust: `require-sigs` and `trusted-public-keys`.
     pub fn trust_policy(&self) -> Result<TrustPolicy> {
         Ok(TrustPolicy {

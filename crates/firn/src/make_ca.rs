@@ -81,7 +81,7 @@ pub fn make_content_addressed(
             }
             references.insert(to.clone());
         }
-        let nar = replace_all(nar, &rewrites);
+        let nar = firn_format::rewrite::rewrite_bytes(nar, &rewrites);
         let mut modulo = ModuloSink::new(HashAlgo::Sha256, path.hash_part());
         modulo.write_all(&nar).context("hashing a NAR in memory")?;
         let hash = modulo.finish();
@@ -117,54 +117,4 @@ pub fn make_content_addressed(
         remapped.insert(path, new);
     }
     Ok(remapped)
-}
-
-/// Each `from` replaced by its `to` in `data`, one pair after the other in the order of the
-/// map, each occurrence left to right and the search going on after the replacement (CppNix's
-/// `rewriteStrings`).
-fn replace_all(mut data: Vec<u8>, rewrites: &BTreeMap<String, String>) -> Vec<u8> {
-    for (from, to) in rewrites {
-        let (from, to) = (from.as_bytes(), to.as_bytes());
-        if from.is_empty() || !contains(&data, from) {
-            continue;
-        }
-        let mut out = Vec::with_capacity(data.len());
-        let mut i = 0;
-        while i < data.len() {
-            if data[i..].starts_with(from) {
-                out.extend_from_slice(to);
-                i += from.len();
-            } else {
-                out.push(data[i]);
-                i += 1;
-            }
-        }
-        data = out;
-    }
-    data
-}
-
-fn contains(data: &[u8], needle: &[u8]) -> bool {
-    data.windows(needle.len()).any(|w| w == needle)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replacements_go_one_pair_after_the_other() {
-        let mut m = BTreeMap::new();
-        m.insert("ab".to_string(), "xy".to_string());
-        m.insert("yc".to_string(), "zz".to_string());
-        // "ab" first gives "xyc", in which "yc" is then found.
-        assert_eq!(replace_all(b"abc ab".to_vec(), &m), b"xzz xy".to_vec());
-        assert_eq!(
-            replace_all(b"aaa".to_vec(), &BTreeMap::new()),
-            b"aaa".to_vec()
-        );
-        let mut n = BTreeMap::new();
-        n.insert("aa".to_string(), "b".to_string());
-        assert_eq!(replace_all(b"aaaaa".to_vec(), &n), b"bba".to_vec());
-    }
 }

@@ -8,18 +8,8 @@ use std::collections::BTreeMap;
 
 use super::modulo::downstream_placeholder;
 use super::{Derivation, DerivationOutput, DrvError, DrvHash};
+use crate::rewrite::rewrite_strings;
 use crate::store_path::{StoreDir, StorePath};
-
-/// CppNix's `rewriteStrings`: each `from` → `to` in turn (in key order), every occurrence.
-fn rewrite_strings(s: &str, rewrites: &BTreeMap<String, String>) -> String {
-    let mut s = s.to_string();
-    for (from, to) in rewrites {
-        if !from.is_empty() && s.contains(from.as_str()) {
-            s = s.replace(from.as_str(), to);
-        }
-    }
-    s
-}
 
 impl Derivation {
     /// The resolved form of this derivation, given the path of every output of an input

@@ -56,18 +56,7 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
         ctx.attach_disk_cache(c)?;
     }
     let sd = src.store_dir().clone();
-    // Remote ends wait on the network: many at once. Otherwise the work is compression and
-    // hashing: one per core.
-    let remote = |s: &AnyStore| matches!(s, AnyStore::Cache(c) if c.remote);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ssh = |s: &AnyStore| matches!(s, AnyStore::Ssh(_));
-    let jobs = if ssh(&src) || ssh(&dst) {
-        1
-    } else if remote(&src) || remote(&dst) {
-        ctx.cache_options().http_connections.clamp(1, 64)
-    } else {
-        cores
-    };
+    let jobs = ctx.transfer_jobs(&[&src, &dst]);
     let mut paths: BTreeSet<StorePath> = BTreeSet::new();
     if a.all {
         if !a.inst.installables.is_empty() {

@@ -68,12 +68,7 @@ pub fn run(ctx: &Ctx, a: MakeCaArgs) -> Result<()> {
         }
     }
     let roots: BTreeSet<StorePath> = given.iter().cloned().collect();
-    let jobs = match (&src, &dst) {
-        (AnyStore::Cache(c), _) | (_, AnyStore::Cache(c)) if c.remote => {
-            ctx.cache_options().http_connections.clamp(1, 64)
-        }
-        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let jobs = ctx.transfer_jobs(&[&src, &dst]);
     let has = |p: &StorePath| -> Result<bool> { Ok(dst.is_valid(p)?) };
     let mut add = |info: &firn_store::ValidPathInfo, nar: &[u8]| -> Result<()> {
         match &dst {
