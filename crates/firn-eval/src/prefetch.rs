@@ -14,6 +14,10 @@
 //! may be read a little earlier than its `import` runs. One read more than [`STALE_AFTER`]
 //! ago (in a long session such as the repl) is taken only if the file is unchanged since.
 //!
+//! The worker goes through the files in the order they were named; when the evaluator
+//! reaches a file the worker has not got to, the worker turns to the files named next to it
+//! first ([`State::follow`]), as evaluation tends to go on among neighbours.
+//!
 //! The worker stays within a budget, so an evaluation that imports few of the files it names
 //! (one package of a large set) wastes little: the source parsed and not taken yet is kept
 //! under [`WINDOW`] bytes plus the bytes the evaluation has imported so far.
@@ -28,6 +32,10 @@ use crate::positions::Offsets;
 
 /// Bytes of source the worker may parse beyond what the evaluation has imported.
 const WINDOW: usize = 4 << 20;
+
+/// How many of the files wanted next to one the evaluator had to read itself the worker
+/// turns to (see [`State::follow`]).
+const FOLLOW: usize = 32;
 
 /// How files are parsed: the parts of [`Source`] that are the evaluator's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,8 +111,16 @@ enum Slot {
 }
 
 struct State {
-    queue: VecDeque<String>,
-    slots: HashMap<String, Slot, foldhash::fast::RandomState>,
+    /// Every path wanted, in the order wanted.
+    order: Vec<String>,
+    /// Where the worker is in `order`.
+    next: usize,
+    /// Places in `order` the worker goes to before `next` ([`State::follow`]).
+    ahead: VecDeque<usize>,
+    /// The place in `order` of the last file the evaluator read itself.
+    last_missed: Option<usize>,
+    /// Each path wanted: its place in `order`, and where it is.
+    slots: HashMap<String, (usize, Slot), foldhash::fast::RandomState>,
     settings: ParseSettings,
     /// Bytes of source parsed and not taken.
     waiting: usize,
@@ -121,9 +137,77 @@ struct State {
 }
 
 impl State {
+    fn new(settings: ParseSettings) -> State {
+        State {
+            order: Vec::new(),
+            next: 0,
+            ahead: VecDeque::new(),
+            last_missed: None,
+            slots: HashMap::default(),
+            settings,
+            waiting: 0,
+            imported: 0,
+            stop: false,
+            names: Vec::new(),
+            worker_waits: false,
+            evaluator_waits: false,
+        }
+    }
+
     /// Whether the worker has a file to parse within its budget.
     fn can_work(&self) -> bool {
-        !self.queue.is_empty() && self.waiting < WINDOW + self.imported
+        (self.next < self.order.len() || !self.ahead.is_empty())
+            && self.waiting < WINDOW + self.imported
+    }
+
+    /// Where the file wanted at `path` is now.
+    fn set(&mut self, path: &str, to: Slot) {
+        if let Some((_, slot)) = self.slots.get_mut(path) {
+            *slot = to;
+        }
+    }
+
+    /// The next file for the worker, marked as being parsed: the first place in `ahead`,
+    /// else the next in `order`, that is still queued.
+    fn start_next(&mut self) -> Option<String> {
+        loop {
+            let at = match self.ahead.pop_front() {
+                Some(at) => at,
+                None if self.next < self.order.len() => {
+                    self.next += 1;
+                    self.next - 1
+                }
+                None => return None,
+            };
+            let path = &self.order[at];
+            if let Some((_, slot @ Slot::Queued)) = self.slots.get_mut(path) {
+                *slot = Slot::Parsing;
+                return Some(path.clone());
+            }
+        }
+    }
+
+    /// The evaluator had to read the file at `at` in `order` itself: the worker had not
+    /// got to it. Evaluation tends to go on to files named near the one it imports (the
+    /// packages a package depends on are often its neighbours in the list that names
+    /// them), and in the direction it has been going (down a chain of dependencies, or up
+    /// a list): the worker turns to the next [`FOLLOW`] files that way, then goes on where
+    /// it was.
+    fn follow(&mut self, at: usize) {
+        let (down, up) = match self.last_missed.replace(at) {
+            Some(last) if last.abs_diff(at) <= FOLLOW => (at < last, at > last),
+            _ => (true, true),
+        };
+        self.ahead.clear();
+        for d in 1..=FOLLOW {
+            let below = at.checked_sub(d).filter(|_| down);
+            let above = Some(at + d).filter(|&i| up && i < self.order.len());
+            for i in below.into_iter().chain(above) {
+                if matches!(self.slots.get(&self.order[i]), Some((_, Slot::Queued))) {
+                    self.ahead.push_back(i);
+                }
+            }
+        }
     }
 }
 
@@ -161,17 +245,7 @@ impl Prefetcher {
         Prefetcher {
             shared: Arc::new(Shared {
                 offsets,
-                state: Mutex::new(State {
-                    queue: VecDeque::new(),
-                    slots: HashMap::default(),
-                    settings: settings.clone(),
-                    waiting: 0,
-                    imported: 0,
-                    stop: false,
-                    names: Vec::new(),
-                    worker_waits: false,
-                    evaluator_waits: false,
-                }),
+                state: Mutex::new(State::new(settings.clone())),
                 work: Condvar::new(),
                 done: Condvar::new(),
             }),
@@ -208,12 +282,13 @@ impl Prefetcher {
         self.published += new.len();
         for p in paths {
             if !st.slots.contains_key(p) {
-                st.slots.insert(p.to_string(), Slot::Queued);
-                st.queue.push_back(p.to_string());
+                let at = st.order.len();
+                st.slots.insert(p.to_string(), (at, Slot::Queued));
+                st.order.push(p.to_string());
             }
         }
         if !self.started {
-            if st.queue.is_empty() {
+            if !st.can_work() {
                 return;
             }
             drop(st);
@@ -245,7 +320,8 @@ impl Prefetcher {
         }
         let mut st = self.shared.lock();
         loop {
-            let slot = st.slots.get_mut(path)?;
+            let (at, slot) = st.slots.get_mut(path)?;
+            let at = *at;
             match slot {
                 Slot::Parsing => {
                     st.evaluator_waits = true;
@@ -253,7 +329,9 @@ impl Prefetcher {
                     st.evaluator_waits = false;
                 }
                 Slot::Ready(_) | Slot::Queued => {
-                    let Slot::Ready(p) = std::mem::replace(slot, Slot::Gone) else {
+                    let taken = std::mem::replace(slot, Slot::Gone);
+                    let Slot::Ready(p) = taken else {
+                        st.follow(at);
                         return None;
                     };
                     st.waiting -= p.len;
@@ -278,7 +356,8 @@ impl Drop for Prefetcher {
     }
 }
 
-/// The worker: files in the order wanted, within the budget, until told to stop.
+/// The worker: files in the order wanted (or followed), within the budget, until told to
+/// stop.
 fn work(shared: &Shared) {
     // The evaluator's interner as far as it has been given (see `firn_syntax::detach`).
     let mut mirror = Interner::default();
@@ -290,14 +369,11 @@ fn work(shared: &Shared) {
                     return;
                 }
                 if st.can_work() {
-                    if let Some(p) = st.queue.pop_front() {
-                        if let Some(slot @ Slot::Queued) = st.slots.get_mut(&p) {
-                            *slot = Slot::Parsing;
-                            for n in st.names.drain(..) {
-                                mirror.intern(&n);
-                            }
-                            break (p, st.settings.clone());
+                    if let Some(p) = st.start_next() {
+                        for n in st.names.drain(..) {
+                            mirror.intern(&n);
                         }
+                        break (p, st.settings.clone());
                     }
                     continue;
                 }
@@ -314,7 +390,7 @@ fn work(shared: &Shared) {
         let Ok(done) = done else {
             // The mirror may hold the names of the file that failed: no more files.
             let mut st = shared.lock();
-            st.slots.insert(path, Slot::Gone);
+            st.set(&path, Slot::Gone);
             st.stop = true;
             let wake = st.evaluator_waits;
             drop(st);
@@ -327,11 +403,9 @@ fn work(shared: &Shared) {
         match done {
             Some(p) => {
                 st.waiting += p.len;
-                st.slots.insert(path, Slot::Ready(p));
+                st.set(&path, Slot::Ready(p));
             }
-            None => {
-                st.slots.insert(path, Slot::Gone);
-            }
+            None => st.set(&path, Slot::Gone),
         }
         let wake = st.evaluator_waits;
         drop(st);
@@ -442,7 +516,7 @@ mod tests {
     fn settle(p: &Prefetcher) {
         for _ in 0..2000 {
             let st = p.shared.lock();
-            let busy = st.slots.values().any(|s| matches!(s, Slot::Parsing));
+            let busy = st.slots.values().any(|(_, s)| matches!(s, Slot::Parsing));
             if !busy && !st.can_work() {
                 return;
             }
@@ -571,6 +645,48 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// A file the evaluator had to read itself turns the worker to the files named next to
+    /// it: on both sides after a jump, then on the side the evaluator is going.
+    #[test]
+    fn the_worker_follows_the_evaluator_after_a_miss() {
+        let mut st = State::new(settings());
+        for i in 0..200 {
+            let p = format!("/p/{i}.nix");
+            st.slots.insert(p.clone(), (i, Slot::Queued));
+            st.order.push(p);
+        }
+        // The worker starts at the beginning.
+        assert_eq!(st.start_next().as_deref(), Some("/p/0.nix"));
+        // The evaluator reads 100 itself (a jump): the files around it come first, the
+        // nearest first, then the worker goes on where it was.
+        st.set("/p/100.nix", Slot::Gone);
+        st.follow(100);
+        assert_eq!(st.ahead.len(), 2 * FOLLOW);
+        let next: Vec<String> = (0..4).filter_map(|_| st.start_next()).collect();
+        assert_eq!(next, ["/p/99.nix", "/p/101.nix", "/p/98.nix", "/p/102.nix"]);
+        // Then 97 (going down): the files below it, and not those parsed or gone.
+        st.set("/p/97.nix", Slot::Gone);
+        st.set("/p/95.nix", Slot::Gone);
+        st.follow(97);
+        let below: Vec<usize> = st.ahead.iter().copied().collect();
+        let want: Vec<usize> = (97 - FOLLOW..97).rev().filter(|&i| i != 95).collect();
+        assert_eq!(below, want);
+        // Going up from 150 (far from 97: both sides again), then 152: above only.
+        st.follow(150);
+        st.follow(152);
+        let above: Vec<usize> = st.ahead.iter().copied().collect();
+        assert_eq!(above, (153..153 + FOLLOW).collect::<Vec<_>>());
+        // Past the end of the list there is nothing to follow.
+        st.follow(198);
+        st.follow(199);
+        assert!(st.ahead.is_empty());
+        // Once the files followed are done, the worker goes on from where it was.
+        while st.ahead.front().is_some() {
+            st.start_next();
+        }
+        assert_eq!(st.start_next().as_deref(), Some("/p/1.nix"));
+    }
+
     #[test]
     fn the_worker_keeps_within_its_budget() {
         let d = temp_dir("budget");
@@ -590,7 +706,7 @@ mod tests {
             let st = p.shared.lock();
             st.slots
                 .values()
-                .filter(|s| matches!(s, Slot::Ready(_)))
+                .filter(|(_, s)| matches!(s, Slot::Ready(_)))
                 .count()
         };
         assert_eq!(ready(&p), 2);
