@@ -13,6 +13,7 @@ mod eval_thread;
 mod legacy;
 mod logger;
 mod make_ca;
+mod markdown;
 mod paths;
 mod realise;
 mod report;

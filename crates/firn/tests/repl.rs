@@ -370,10 +370,10 @@ fn firn_file_expr_and_doc() {
         r.stdout
     );
     // A function: where it is defined, and its doc comment (current Nix; CppNix 2.8 has
-    // none for functions).
+    // none for functions), its Markdown laid out as a terminal shows it.
     std::fs::write(
         tmp.path().join("doc.nix"),
-        "{\n  /**\n    Add one.\n\n    More.\n  */\n  inc = x: x + 1;\n  plain = y: y;\n  /** The version. */\n  version = \"1\";\n  n = 2;\n  f = { __functor = self: z: z; };\n}\n",
+        "{\n  /**\n    Add `one`\n    to *x*.\n    - More.\n  */\n  inc = x: x + 1;\n  plain = y: y;\n  /** The version. */\n  version = \"1\";\n  n = 2;\n  f = { __functor = self: z: z; };\n}\n",
     )
     .expect("write");
     let d = run(
@@ -385,7 +385,7 @@ fn firn_file_expr_and_doc() {
     );
     let doc = tmp.path().join("doc.nix");
     let want = format!(
-        ":doc inc\nFunction `inc`\n  … defined at {}:7:9\n\n    Add one.\n\n    More.\n",
+        ":doc inc\nFunction `inc`\n  … defined at {}:7:9\n\n    Add one to x.\n\n      · More.\n",
         doc.display()
     );
     assert!(d.stdout.contains(&want), "{}", d.stdout);

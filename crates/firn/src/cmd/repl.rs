@@ -762,7 +762,7 @@ impl Session {
             .text_before(off)
             .and_then(firn_eval::doc_comment::comment_before);
         match comment {
-            Some(c) => print_indented(&c),
+            Some(c) => print_markdown(&c),
             None => outln!("No documentation found."),
         }
         Ok(())
@@ -846,9 +846,7 @@ impl Session {
         }
         outln!("{synopsis}");
         outln!();
-        for line in wrap(doc.text, 76) {
-            outln!("    {line}");
-        }
+        print_markdown(doc.text);
         Ok(true)
     }
 
@@ -872,7 +870,7 @@ impl Session {
         }
         if let Some(c) = &doc.comment {
             outln!();
-            print_indented(c);
+            print_markdown(c);
         }
         Ok(())
     }
@@ -1095,33 +1093,9 @@ The following commands are available:
 Not supported by firn yet: :i (install), :s and :u (shells), :lf (flakes).
 ";
 
-/// Print the lines of `text` indented by four spaces (blank lines left blank).
-fn print_indented(text: &str) {
-    for l in text.lines() {
-        if l.is_empty() {
-            outln!();
-        } else {
-            outln!("    {l}");
-        }
+/// Print documentation written in Markdown as a terminal shows it ([`crate::markdown`]).
+fn print_markdown(text: &str) {
+    for l in crate::markdown::render(text, 80) {
+        outln!("{l}");
     }
-}
-
-/// `text` broken into lines of at most `width` characters, at spaces (a longer word gets a
-/// line of its own).
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
 }
