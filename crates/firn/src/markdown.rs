@@ -102,15 +102,14 @@ impl Renderer {
             }
             Event::Start(Tag::Item) => {
                 self.flush();
-                let Some(list) = self.lists.last_mut() else {
-                    return;
-                };
-                list.items += 1;
-                let marker = match list.next.as_mut() {
-                    Some(n) => {
-                        *n += 1;
-                        format!("{}. ", *n - 1)
-                    }
+                let number = self.lists.last_mut().and_then(|list| {
+                    list.items += 1;
+                    let n = list.next.as_mut()?;
+                    *n += 1;
+                    Some(*n - 1)
+                });
+                let marker = match number {
+                    Some(n) => format!("{n}. "),
                     None => "· ".to_string(),
                 };
                 self.marker = Some(marker);
@@ -175,12 +174,18 @@ impl Renderer {
         self.open_block();
         for line in lines {
             let text = match self.marker.take() {
-                Some(m) => format!("{}{m}{line}", " ".repeat(self.indent - 2)),
+                Some(m) => format!("{}{m}{line}", self.pad(self.indent - 2)),
                 None if line.is_empty() => String::new(),
-                None => format!("{}{line}", " ".repeat(self.indent)),
+                None => format!("{}{line}", self.pad(self.indent)),
             };
             self.out.push(text);
         }
+    }
+
+    /// Spaces for an indentation of `n` columns, at most half the width (deeply nested
+    /// lists and quotes stop moving right there).
+    fn pad(&self, n: usize) -> String {
+        " ".repeat(n.min(self.width / 2))
     }
 
     /// The paragraph read so far, filled to the width.
@@ -190,7 +195,7 @@ impl Renderer {
             return;
         }
         let text = std::mem::take(&mut self.words);
-        let width = self.width.saturating_sub(self.indent).max(20);
+        let width = self.width - self.pad(self.indent).len();
         let lines: Vec<String> = text.split('\n').flat_map(|l| fill(l, width)).collect();
         self.block_lines(lines);
     }
@@ -205,7 +210,7 @@ impl Renderer {
         if let Some(m) = self.marker.take() {
             self.open_block();
             self.out
-                .push(format!("{}{}", " ".repeat(self.indent - 2), m.trim_end()));
+                .push(format!("{}{}", self.pad(self.indent - 2), m.trim_end()));
             self.after_marker = true;
         }
         self.block_lines(lines);
@@ -299,6 +304,35 @@ mod tests {
             show("`sep`\n\n: Separator to add\n\n`f`\n\n: Function"),
             "    sep\n\n        Separator to add\n\n    f\n\n        Function"
         );
+    }
+
+    /// Whatever a doc comment holds is laid out without a panic, and in the width where the
+    /// words fit.
+    #[test]
+    fn any_text_is_laid_out() {
+        let deep = format!("{}x", "> - ".repeat(40));
+        let long = "w".repeat(200);
+        for md in [
+            "",
+            "```\nunclosed",
+            "<div>\n*html*\n</div>",
+            "| a | b |\n|---|---|\n| 1 | 2 |",
+            "1. a\n\n   ```\n   code\n   ```\n2. b",
+            "- \n- ",
+            ":::{.example}\n# Title\n:::",
+            "term\n: \n",
+            "***\n---",
+            deep.as_str(),
+            long.as_str(),
+        ] {
+            for line in render(md, 80) {
+                let words = line.split_whitespace().all(|w| w.chars().count() > 60);
+                assert!(
+                    line.chars().count() <= 80 || words || line.contains('|'),
+                    "{md:?}: {line:?}"
+                );
+            }
+        }
     }
 
     #[test]
