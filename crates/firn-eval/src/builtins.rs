@@ -1711,8 +1711,15 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let v = force(ev, &a[0])?;
                 let p = match &v {
                     Value::Path(p) => p.to_string(),
-                    Value::String(s) => s.s.to_string(),
-                    Value::Attrs(_) => ev.coerce_to_string(&v, false, false)?.s.to_string(),
+                    Value::String(s) => {
+                        crate::builtins_more::realised(ev, &s.s, &s.context)?;
+                        s.s.to_string()
+                    }
+                    Value::Attrs(_) => {
+                        let s = ev.coerce_to_string(&v, false, false)?;
+                        crate::builtins_more::realised(ev, &s.s, &s.context)?;
+                        s.s.to_string()
+                    }
                     other => return Err(ev.coerce_error(other)),
                 };
                 // Where the file is on disk (a chroot store keeps store paths elsewhere).

@@ -111,7 +111,7 @@ pub fn context_path(c: &str) -> &str {
     }
 }
 
-fn parse_store_path(ev: &Evaluator, s: &str) -> EResult<StorePath> {
+pub(crate) fn parse_store_path(ev: &Evaluator, s: &str) -> EResult<StorePath> {
     ev.store
         .dir
         .parse(s)

@@ -20,6 +20,7 @@ pub mod fetch_closure;
 pub mod fetch_git;
 pub mod fetch_tree;
 pub mod flakeref;
+pub mod ifd;
 pub mod output_of;
 pub mod pool;
 pub mod positions;

@@ -65,6 +65,7 @@ impl Ctx {
             verbosity: common.verbosity,
         };
         crate::closure_source::install(&ctx);
+        crate::eval_builds::install(&ctx);
         Ok((ctx, rest))
     }
 

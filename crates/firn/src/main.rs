@@ -9,6 +9,7 @@ mod closure;
 mod closure_source;
 mod cmd;
 mod context;
+mod eval_builds;
 mod eval_thread;
 mod legacy;
 mod logger;

@@ -34,6 +34,9 @@ pub struct BuildFlags {
     /// `-Q`/`--no-build-output` (legacy commands): the builders' output is not shown; a
     /// failure ends with its last lines instead.
     pub no_build_output: bool,
+    /// The failures' messages are the error's (for an evaluation that builds: its error
+    /// says why, as CppNix's does) rather than printed.
+    pub failures_in_error: bool,
 }
 
 impl BuildFlags {
@@ -680,6 +683,14 @@ pub fn realise(
     } else {
         outcome.failures.iter().map(|f| f.msg.clone()).collect()
     };
+    if flags.failures_in_error && !lines.is_empty() {
+        return Err(Failure {
+            code,
+            msg: lines.join("\n"),
+            silent: false,
+        }
+        .into());
+    }
     let mut err = std::io::stderr().lock();
     for l in lines {
         logger::write_line(&mut err, logger::ERROR, &format!("error: {l}"));

@@ -1,0 +1,67 @@
+//! How evaluations build what they read (import from derivation) in this program: the
+//! evaluator's [`Builder`], made from the command's settings (`allow-import-from-derivation`,
+//! the build and substitution settings), installed for every command.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use firn_build::DerivedPath;
+use firn_eval::ifd::Builder;
+use firn_format::StorePath;
+use firn_store::LocalStore;
+
+use crate::context::{Ctx, Failure};
+use crate::realise::{realise, BuildFlags};
+use crate::settings::Settings;
+
+/// Builds derivation outputs for the evaluator, with the settings of the command.
+pub struct EvalBuilds {
+    settings: Settings,
+    verbosity: i32,
+}
+
+/// Let evaluations of this process build what they import.
+pub fn install(ctx: &Ctx) {
+    firn_eval::ifd::set_builder(Box::new(EvalBuilds {
+        settings: ctx.settings.clone(),
+        verbosity: ctx.verbosity,
+    }));
+}
+
+impl Builder for EvalBuilds {
+    fn build(
+        &self,
+        store: &LocalStore,
+        wanted: &BTreeMap<StorePath, BTreeSet<String>>,
+    ) -> Result<(), String> {
+        let sd = store.store_dir();
+        if !self.settings.get_bool("allow-import-from-derivation") {
+            let drv = wanted
+                .keys()
+                .next()
+                .map(|d| sd.display(d))
+                .unwrap_or_default();
+            return Err(format!(
+                "cannot build '{drv}' during evaluation because the option 'allow-import-from-derivation' is disabled"
+            ));
+        }
+        let ctx = Ctx {
+            settings: self.settings.clone(),
+            verbosity: self.verbosity,
+        };
+        let paths: Vec<DerivedPath> = wanted
+            .iter()
+            .map(|(drv, outputs)| DerivedPath::Built {
+                drv: drv.clone(),
+                outputs: Some(outputs.clone()),
+            })
+            .collect();
+        let flags = BuildFlags {
+            failures_in_error: true,
+            ..BuildFlags::default()
+        };
+        realise(&ctx, store, &paths, &flags).map_err(|e| match e.downcast_ref::<Failure>() {
+            Some(f) => f.msg.clone(),
+            None => crate::report::error_text(e.as_ref()),
+        })
+    }
+}
