@@ -1712,12 +1712,12 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let p = match &v {
                     Value::Path(p) => p.to_string(),
                     Value::String(s) => {
-                        crate::builtins_more::realised(ev, &s.s, &s.context)?;
+                        crate::ifd::realise_path(ev, &s.s, &s.context)?;
                         s.s.to_string()
                     }
                     Value::Attrs(_) => {
                         let s = ev.coerce_to_string(&v, false, false)?;
-                        crate::builtins_more::realised(ev, &s.s, &s.context)?;
+                        crate::ifd::realise_path(ev, &s.s, &s.context)?;
                         s.s.to_string()
                     }
                     other => return Err(ev.coerce_error(other)),

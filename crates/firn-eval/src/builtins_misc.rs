@@ -61,7 +61,7 @@ fn hash_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let algo = algo(&crate::builtins::string_arg(ev, &a[0], (0, "builtins.hashFile"))?.s)?;
     let v = force(ev, &a[1])?;
     let p = ev.coerce_to_string(&v, false, false)?;
-    crate::builtins_more::realised(ev, &p.s, &p.context)?;
+    crate::ifd::realise_path(ev, &p.s, &p.context)?;
     ev.check_source_path(&p.s)?;
     let real = ev.store.real_path(&p.s);
     let data =
@@ -75,7 +75,7 @@ fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let scope = attrs(ev, &a[0])?;
     let v = force(ev, &a[1])?;
     let s = ev.coerce_to_string(&v, false, false)?;
-    crate::builtins_more::realised(ev, &s.s, &s.context)?;
+    crate::ifd::realise_path(ev, &s.s, &s.context)?;
     let mut path = s.s.to_string();
     ev.check_source_path(&path)?;
     if std::path::Path::new(&path).is_dir() {

@@ -33,21 +33,8 @@ fn unchecked_path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     let v = ev.force(t)?;
     let ctx = Some(("while realising the context of a path", None));
     let (p, context) = crate::builtins_drv::coerce_path_value(ev, &v, ctx)?;
-    realised(ev, &p, &context)?;
+    crate::ifd::realise_path(ev, &p, &context)?;
     Ok(ev.store.real_path(&p).to_string_lossy().into_owned())
-}
-
-/// The paths `context` of `path` refers to made to exist ([`crate::ifd::realise_context`]),
-/// an error with CppNix's frame.
-pub(crate) fn realised(ev: &mut Evaluator, path: &str, context: &[RcStr]) -> EResult<()> {
-    if context.is_empty() {
-        return Ok(());
-    }
-    crate::ifd::realise_context(ev, context).map_err(|mut x| {
-        x.trace
-            .push(format!("while realising the context of path '{path}'"));
-        x
-    })
 }
 
 /// `builtins.toJSON`, collecting the context of the strings in `ctx`; paths are copied to the

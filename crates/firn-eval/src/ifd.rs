@@ -49,9 +49,22 @@ fn element(c: &str) -> EResult<(&str, Option<&str>)> {
     }
 }
 
+/// Make the paths of `context`, the context of `path`, exist ([`realise_context`]); an error
+/// gets CppNix's frame.
+pub(crate) fn realise_path(ev: &mut Evaluator, path: &str, context: &[RcStr]) -> EResult<()> {
+    if context.is_empty() {
+        return Ok(());
+    }
+    realise_context(ev, context).map_err(|mut x| {
+        x.trace
+            .push(format!("while realising the context of path '{path}'"));
+        x
+    })
+}
+
 /// Make every path of `context` exist: each must be valid in the store, and the derivation
 /// outputs named are built. A path built is readable in pure and restricted evaluation.
-pub(crate) fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<()> {
+fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<()> {
     let mut wanted: BTreeMap<StorePath, BTreeSet<String>> = BTreeMap::new();
     for c in context {
         let (path, output) = element(c)?;
