@@ -3,6 +3,7 @@
 //! the build and substitution settings), installed for every command.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use firn_build::DerivedPath;
 use firn_eval::ifd::Builder;
@@ -17,6 +18,18 @@ use crate::settings::Settings;
 pub struct EvalBuilds {
     settings: Settings,
     verbosity: i32,
+}
+
+/// The status of the last build an evaluation needed that failed (0: none).
+static FAILED: AtomicU8 = AtomicU8::new(0);
+
+/// The exit status of a build an evaluation of this process needed and that failed (100 and
+/// up, as CppNix's `buildPaths` gives): the status a command stopped by it ends with.
+pub fn failed_status() -> Option<u8> {
+    match FAILED.load(Ordering::Relaxed) {
+        0 => None,
+        c => Some(c),
+    }
 }
 
 /// Let evaluations of this process build what they import.
@@ -60,7 +73,10 @@ impl Builder for EvalBuilds {
             ..BuildFlags::default()
         };
         realise(&ctx, store, &paths, &flags).map_err(|e| match e.downcast_ref::<Failure>() {
-            Some(f) => f.msg.clone(),
+            Some(f) => {
+                FAILED.store(f.code, Ordering::Relaxed);
+                f.msg.clone()
+            }
             None => crate::report::error_text(e.as_ref()),
         })
     }

@@ -84,7 +84,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = e.downcast_ref::<Failure>().map(|f| f.code).unwrap_or(1);
+            let code = match e.downcast_ref::<Failure>().map(|f| f.code).unwrap_or(1) {
+                // An evaluation stopped by a build it needed ends with the build's status,
+                // as CppNix's does.
+                1 => eval_builds::failed_status().unwrap_or(1),
+                c => c,
+            };
             if let Some(f) = e.downcast_ref::<Failure>() {
                 if f.silent {
                     return ExitCode::from(code);

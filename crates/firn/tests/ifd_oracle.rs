@@ -80,11 +80,10 @@ fn reading_an_output_builds_it_as_cppnix() {
         );
         let o = eval(side, &store, &file, "text", &rw);
         assert!(!o.stderr.contains("building '"), "{}", o.stderr);
-        // A builder that fails: the evaluation's error is the build's. (CppNix exits with
-        // the build's status, 100; firn's evaluation errors end with 1 for now.)
+        // A builder that fails: the evaluation's error is the build's, and so is the exit
+        // status.
         let o = eval(side, &store, &file, "fails", &rw);
-        let want = if side { 1 } else { 100 };
-        assert_eq!(o.code, Some(want), "{}", o.stderr);
+        assert_eq!(o.code, Some(100), "{}", o.stderr);
         assert!(
             o.error.contains("builder for '")
                 && o.error.contains("-bad.drv' failed with exit code 3"),
