@@ -52,6 +52,7 @@ pub static DOCS: &[BuiltinDoc] = docs! {
     "div" ["a", "b"] "a divided by b (`a / b`); integer division when both are integers.";
     "elem" ["x", "list"] "Whether x is equal to some element of list.";
     "elemAt" ["list", "n"] "The element of list at index n, counting from 0; an error if there is none.";
+    "exec" ["args"] "Run the program named by the first string of the list args with the others as its arguments, and evaluate what it prints as a Nix expression. Only with `allow-unsafe-native-code-during-evaluation`; the paths the strings refer to are built first.";
     "fetchClosure" ["args"] "Copy the closure of store path `fromPath` from the binary cache at `fromStore` (http or https) into the local store and give the path, with itself as context, readable in pure evaluation too. The path must be content-addressed; with `toPath` the closure is rewritten to content-addressed form first and must become `toPath` (set it to \"\" to be told the path); with `inputAddressed = true` an input-addressed path is taken as it is, if signed by a trusted key. Needs the `fetch-closure` experimental feature.";
     "fetchGit" ["args"] "Fetch a Git repository (a URL, or a set of `url`, `ref`, `rev`, `shallow`, `submodules`, `allRefs`, ...) into the store; the result has `outPath`, `rev`, `shortRev`, `revCount` and `lastModified`.";
     "fetchTarball" ["args"] "Download a tarball (a URL, or a set of `url`, `sha256` and `name`) and unpack it into the store; gives its path. Without a hash it is cached for `tarball-ttl` seconds.";
@@ -142,10 +143,14 @@ mod tests {
     /// and every entry is a function there.
     #[test]
     fn every_builtin_function_is_documented() {
-        // With every experimental feature on, so the builtins behind one are there too.
-        let mut ev = crate::Evaluator::with_features(crate::features::Features::from_names(
-            "pipe-operators ca-derivations impure-derivations fetch-closure dynamic-derivations",
-        ));
+        // With every experimental feature on (and native code allowed), so the builtins
+        // behind one are there too.
+        let mut ev = crate::Evaluator::with_features(crate::features::Features {
+            native_code: true,
+            ..crate::features::Features::from_names(
+                "pipe-operators ca-derivations impure-derivations fetch-closure dynamic-derivations",
+            )
+        });
         let Some(crate::value::Value::Attrs(set)) = ev.builtins.peek() else {
             panic!("builtins is a set");
         };

@@ -69,6 +69,93 @@ fn hash_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     Ok(Value::str(Hash::digest(algo, data).to_base16()))
 }
 
+/// `exec [ program arg ... ]` (only with `allow-unsafe-native-code-during-evaluation`): the
+/// program (looked up in `PATH`) run with the arguments, once the paths their contexts name
+/// exist (built if need be, as for `import`), and what it prints evaluated as Nix (relative
+/// paths in it are relative to `/`, as in current Nix), as CppNix's `exec`.
+fn exec(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    let items = crate::builtins::list_arg(ev, &a[0], (0, "builtins.exec"))?;
+    if items.is_empty() {
+        return err("at least one argument to 'exec' required");
+    }
+    let mut words = Vec::with_capacity(items.len());
+    let mut context = Vec::new();
+    for (i, t) in items.iter().enumerate() {
+        let frame = match i {
+            0 => "while evaluating the first element of the argument passed to builtins.exec",
+            _ => "while evaluating an element of the argument passed to builtins.exec",
+        };
+        let s = force(ev, t)
+            .and_then(|v| ev.coerce_to_string(&v, false, false))
+            .map_err(|x| crate::builtins::text_frame(x, frame))?;
+        context.extend(s.context.iter().cloned());
+        words.push(s.s.to_string());
+    }
+    let program = words.remove(0);
+    crate::ifd::realise_context(ev, &context)?;
+    let out = std::process::Command::new(&program)
+        .args(&words)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            // As CppNix's child says before it exits with 1.
+            let why = match e.raw_os_error() {
+                // SAFETY: strerror gives a string that is copied at once.
+                Some(n) => unsafe {
+                    std::ffi::CStr::from_ptr(libc::strerror(n))
+                        .to_string_lossy()
+                        .into_owned()
+                },
+                None => e.to_string(),
+            };
+            crate::term::write_stderr_line(&crate::error::error_line(&format!(
+                "executing '{program}': {why}"
+            )));
+            return err(format!("program '{program}' failed with exit code 1"));
+        }
+    };
+    if !out.status.success() {
+        return err(format!("program '{program}' {}", failed_how(&out.status)));
+    }
+    let text = firn_syntax::bytes::decode(out.stdout);
+    let e = ev
+        .parse_with_names(&text, "«string»", "/", &[])
+        .map_err(|mut x| {
+            x.trace
+                .push(format!("while parsing the output from '{program}'"));
+            x
+        })?;
+    ev.eval_top(e).map_err(|mut x| {
+        x.trace
+            .push(format!("while evaluating the output from '{program}'"));
+        x
+    })
+}
+
+/// How a program that failed ended, as CppNix's `statusToString` says it.
+fn failed_how(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("failed with exit code {c}"),
+        (None, Some(s)) => {
+            // SAFETY: strsignal returns a pointer to a static or thread-local string (or
+            // NULL), which is copied at once.
+            let name = unsafe {
+                let p = libc::strsignal(s);
+                (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+            };
+            match name {
+                Some(n) => format!("failed due to signal {s} ({n})"),
+                None => format!("failed due to signal {s}"),
+            }
+        }
+        (None, None) => "failed".to_string(),
+    }
+}
+
 /// `scopedImport attrs path`: evaluate the file with `attrs` in scope above the globals (not
 /// cached, since the scope differs between calls).
 fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
@@ -492,6 +579,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         }),
         ("convertHash", 1, convert_hash),
         ("hashFile", 2, hash_file),
+        ("exec", 1, exec),
         ("toPath", 1, |ev, a| {
             const ARG: crate::builtins::Arg = (0, "builtins.toPath");
             let s = crate::builtins::coerce_arg(ev, &a[0], false, false, ARG)?;

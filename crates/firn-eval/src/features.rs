@@ -14,6 +14,9 @@ pub struct Features {
     pub fetch_closure: bool,
     /// `dynamic-derivations`: `builtins.outputOf` exists.
     pub dynamic_derivations: bool,
+    /// Not an experimental feature but the setting `allow-unsafe-native-code-during-evaluation`,
+    /// which gates builtins the same way: `builtins.exec` exists.
+    pub native_code: bool,
 }
 
 impl Features {
@@ -40,6 +43,7 @@ impl Features {
         match name {
             "fetchClosure" => self.fetch_closure,
             "outputOf" => self.dynamic_derivations,
+            "exec" => self.native_code,
             _ => true,
         }
     }
@@ -56,6 +60,11 @@ mod tests {
         assert!(!f.pipe_operators && !f.impure_derivations && !f.dynamic_derivations);
         assert_eq!(Features::from_names(""), Features::default());
         assert!(f.has_builtin("fetchClosure") && f.has_builtin("map"));
-        assert!(!f.has_builtin("outputOf"));
+        assert!(!f.has_builtin("outputOf") && !f.has_builtin("exec"));
+        let native = Features {
+            native_code: true,
+            ..f
+        };
+        assert!(native.has_builtin("exec"));
     }
 }

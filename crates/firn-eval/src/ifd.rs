@@ -64,7 +64,7 @@ pub(crate) fn realise_path(ev: &mut Evaluator, path: &str, context: &[RcStr]) ->
 
 /// Make every path of `context` exist: each must be valid in the store, and the derivation
 /// outputs named are built. A path built is readable in pure and restricted evaluation.
-fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<()> {
+pub(crate) fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<()> {
     let mut wanted: BTreeMap<StorePath, BTreeSet<String>> = BTreeMap::new();
     for c in context {
         let (path, output) = element(c)?;

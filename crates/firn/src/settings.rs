@@ -304,7 +304,10 @@ impl Settings {
 
     /// The experimental features that matter to an evaluation.
     pub fn eval_features(&self) -> firn_eval::Features {
-        firn_eval::Features::from_names(self.get("experimental-features").unwrap_or(""))
+        firn_eval::Features {
+            native_code: self.get_bool("allow-unsafe-native-code-during-evaluation"),
+            ..firn_eval::Features::from_names(self.get("experimental-features").unwrap_or(""))
+        }
     }
 }
 
