@@ -227,6 +227,24 @@ fn drv_attr_frame(
     x
 }
 
+/// Current Nix's warning about attribute `key` of derivation `drv_name` (a legacy attribute
+/// that no longer does what it did): `msg` at the attribute, under "while evaluating
+/// derivation".
+#[cold]
+#[inline(never)]
+fn warn_attr(ev: &Evaluator, args: &AttrSet, key: &str, drv_name: &str, msg: String) {
+    let mut x = EvalError::new(msg);
+    x.at = ev
+        .positions
+        .attr_offset(args, key, &ev.interner)
+        .and_then(|off| ev.positions.render(off));
+    x.push_frame(
+        format!("while evaluating derivation '{drv_name}'"),
+        FramePrint::Always,
+    );
+    crate::term::write_stderr_line(&x.render_as_warning(true));
+}
+
 /// `derivationStrict` once the derivation's name is known.
 fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -> EResult<Value> {
     if let Some(problem) = crate::store::name_problem(drv_name) {
@@ -332,6 +350,21 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                             }
                             set_outputs(&mut spec, names)?;
                         }
+                        "allowedReferences"
+                        | "allowedRequisites"
+                        | "disallowedReferences"
+                        | "disallowedRequisites"
+                        | "maxSize"
+                        | "maxClosureSize" => warn_attr(
+                            ev,
+                            args,
+                            key,
+                            drv_name,
+                            format!(
+                                "'structuredAttrs' disables the effect of the derivation \
+                                 attribute '{key}'; use 'outputChecks.<output>.{key}' instead"
+                            ),
+                        ),
                         _ => {}
                     }
                 }
@@ -341,6 +374,16 @@ fn derivation_strict_named(ev: &mut Evaluator, args: &AttrSet, drv_name: &str) -
                     ctx.extend(s.context.iter().cloned());
                     let s = s.s.as_str().to_owned();
                     match &**key {
+                        "__json" => warn_attr(
+                            ev,
+                            args,
+                            key,
+                            drv_name,
+                            "setting structured attributes via '__json' is deprecated, and may \
+                             be disallowed in future versions of Nix. Set '__structuredAttrs = \
+                             true' instead."
+                                .into(),
+                        ),
                         "builder" => drv.builder = s.clone(),
                         "system" => drv.platform = s.clone(),
                         "outputHash" => spec.output_hash = Some(s.clone()),

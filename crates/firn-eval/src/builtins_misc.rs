@@ -42,7 +42,14 @@ fn convert_hash(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let h = Hash::parse(&hash, algo).map_err(|e| EvalError::new(e.to_string()))?;
     let out = match &*format {
         "base16" => h.to_base16(),
-        "nix32" | "base32" => h.to_nix32(),
+        "nix32" => h.to_nix32(),
+        "base32" => {
+            // Current Nix still takes the old name, with a warning.
+            crate::term::write_stderr_line(
+                r#"warning: "base32" is a deprecated alias for hash format "nix32"."#,
+            );
+            h.to_nix32()
+        }
         "base64" => h.to_base64(),
         "sri" => h.to_sri(),
         other => {
@@ -190,25 +197,72 @@ fn toml_no_nul(s: &str) -> EResult<&str> {
         .map_err(|e| EvalError::new(format!("while parsing TOML: error: {}", e.msg)))
 }
 
-fn toml_value(v: toml::Value) -> EResult<Value> {
+/// A TOML date, time or date-time as current Nix writes it (RFC 3339: an upper-case `T`,
+/// seconds always, the fraction in 3, 6 or 9 digits, whichever is the shortest exact one).
+fn toml_timestamp(d: &toml::value::Datetime) -> String {
+    let mut out = String::new();
+    if let Some(date) = &d.date {
+        out.push_str(&format!(
+            "{:04}-{:02}-{:02}",
+            date.year, date.month, date.day
+        ));
+    }
+    if let Some(time) = &d.time {
+        if d.date.is_some() {
+            out.push('T');
+        }
+        out.push_str(&format!(
+            "{:02}:{:02}:{:02}",
+            time.hour, time.minute, time.second
+        ));
+        let ns = time.nanosecond;
+        if ns != 0 {
+            if ns % 1_000_000 == 0 {
+                out.push_str(&format!(".{:03}", ns / 1_000_000));
+            } else if ns % 1_000 == 0 {
+                out.push_str(&format!(".{:06}", ns / 1_000));
+            } else {
+                out.push_str(&format!(".{ns:09}"));
+            }
+        }
+    }
+    match d.offset {
+        Some(toml::value::Offset::Z) => out.push('Z'),
+        Some(toml::value::Offset::Custom { minutes }) => {
+            let sign = if minutes < 0 { '-' } else { '+' };
+            let m = minutes.unsigned_abs();
+            out.push_str(&format!("{sign}{:02}:{:02}", m / 60, m % 60));
+        }
+        None => {}
+    }
+    out
+}
+
+fn toml_value(v: toml::Value, timestamps: bool) -> EResult<Value> {
     Ok(match v {
         toml::Value::String(s) => Value::str(toml_no_nul(&s)?),
         toml::Value::Integer(i) => Value::Int(i),
         toml::Value::Float(f) => Value::Float(f),
         toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) if timestamps => {
+            let mut m = AttrMap::new();
+            m.insert("_type".into(), Thunk::value(Value::str("timestamp")));
+            m.insert("value".into(), Thunk::value(Value::str(toml_timestamp(&d))));
+            Value::Attrs(Rc::new(m.into()))
+        }
         toml::Value::Datetime(_) => {
             return err("while parsing TOML: Dates and times are not supported")
         }
         toml::Value::Array(a) => Value::List(Rc::new(
             a.into_iter()
-                .map(|x| toml_value(x).map(Thunk::value))
+                .map(|x| toml_value(x, timestamps).map(Thunk::value))
                 .collect::<EResult<_>>()?,
         )),
         toml::Value::Table(t) => {
             let mut m = AttrMap::new();
             for (k, x) in t {
                 toml_no_nul(&k)?;
-                m.insert(k.into(), Thunk::value(toml_value(x)?));
+                m.insert(k.into(), Thunk::value(toml_value(x, timestamps)?));
             }
             Value::Attrs(Rc::new(m.into()))
         }
@@ -221,7 +275,7 @@ fn from_toml(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         let msg = integer_range_error(&s.s, &e).unwrap_or_else(|| e.message().to_string());
         EvalError::new(format!("while parsing TOML: {msg}"))
     })?;
-    toml_value(toml::Value::Table(t))
+    toml_value(toml::Value::Table(t), ev.features.parse_toml_timestamps)
 }
 
 /// For a decimal integer outside the 64-bit range, the message (with the line pointed at)

@@ -612,7 +612,7 @@ pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
         }),
         ("warn", 2, |ev, a| {
             let msg = string(ev, &a[0])?;
-            crate::term::write_stderr_line(&format!("evaluation warning: {}", msg.s));
+            crate::term::write_stderr_line(&warning_text(&msg.s));
             if ev.abort_on_warn {
                 return err("aborting to reveal stack trace of warning, as abort-on-warn is set");
             }
@@ -852,4 +852,46 @@ pub fn regex_table() -> Vec<(&'static str, usize, PrimFn)> {
             Ok(Value::List(Rc::new(out)))
         }),
     ]
+}
+
+/// `builtins.warn`'s message as current Nix lays it out: after `evaluation warning: `, the
+/// lines after the first indented under the first (each without trailing blanks); a message
+/// that starts with a line break is printed as it is, right after the colon.
+fn warning_text(msg: &str) -> String {
+    const PREFIX: &str = "evaluation warning:";
+    let msg = msg.trim_end_matches([' ', '\n', '\r', '\t']);
+    if msg.starts_with('\n') {
+        return format!("{PREFIX}{msg}");
+    }
+    let mut out = String::with_capacity(msg.len() + PREFIX.len() + 1);
+    for (i, line) in msg.split('\n').enumerate() {
+        let start = out.len();
+        if i == 0 {
+            out.push_str(PREFIX);
+            out.push(' ');
+        } else {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', PREFIX.len() + 1));
+        }
+        out.push_str(line);
+        let kept = out[start..].trim_end_matches([' ', '\r', '\t']).len();
+        out.truncate(start + kept);
+    }
+    out
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::warning_text;
+
+    #[test]
+    fn warnings_are_laid_out_as_current_nix_does() {
+        assert_eq!(warning_text("foo"), "evaluation warning: foo");
+        assert_eq!(
+            warning_text("foo\nbar  \n\nbaz\n"),
+            "evaluation warning: foo\n                    bar\n\n                    baz"
+        );
+        assert_eq!(warning_text("\nfoo\nbar"), "evaluation warning:\nfoo\nbar");
+        assert_eq!(warning_text(""), "evaluation warning:");
+    }
 }

@@ -127,16 +127,38 @@ impl EvalError {
     /// its innermost frame's, which current Nix would show in that frame.
     pub fn render(&self, trace: bool) -> String {
         let shown = self.shown_frames(trace);
-        self.layout(fold_frames_limited(shown.into_iter(), !trace))
+        self.layout(fold_frames_limited(shown.into_iter(), !trace), "error")
     }
 
     /// The message and its position without frames (as the repl shows an error in a value).
     pub fn render_alone(&self) -> String {
-        self.layout((Vec::new(), false))
+        self.layout((Vec::new(), false), "error")
     }
 
-    /// [`Self::render`] with the frames to show, folded, and whether some were left out.
-    fn layout(&self, (folded, truncated): (Vec<Folded<'_>>, bool)) -> String {
+    /// This error's message, position and frames as current Nix logs a warning that has
+    /// them: [`Self::render`] under `warning:` (every line two columns further in, as the
+    /// prefix is two longer), with `warning: ` before the message.
+    pub fn render_as_warning(&self, trace: bool) -> String {
+        let shown = self.shown_frames(trace);
+        let text = self.layout(fold_frames_limited(shown.into_iter(), !trace), "warning");
+        let mut out = String::from("warning:");
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+                if !line.is_empty() {
+                    out.push_str("  ");
+                }
+            } else if !line.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(line);
+        }
+        out
+    }
+
+    /// [`Self::render`] with the frames to show, folded, and whether some were left out;
+    /// `level` names what it is before the message (`error`) when frames come first.
+    fn layout(&self, (folded, truncated): (Vec<Folded<'_>>, bool), level: &str) -> String {
         let frames = !folded.is_empty();
         let at = match self.at.as_deref() {
             _ if frames && self.at_in_frame => None,
@@ -176,7 +198,9 @@ impl EvalError {
                 "\n       (stack trace truncated; use '--show-trace' to show the full, detailed trace)\n",
             );
         }
-        out.push_str("\n       error: ");
+        out.push_str("\n       ");
+        out.push_str(level);
+        out.push_str(": ");
         out.push_str(&s);
         out
     }

@@ -14,6 +14,9 @@ pub struct Features {
     pub fetch_closure: bool,
     /// `dynamic-derivations`: `builtins.outputOf` exists.
     pub dynamic_derivations: bool,
+    /// `parse-toml-timestamps`: `fromTOML` gives dates and times as
+    /// `{ _type = "timestamp"; value = …; }`.
+    pub parse_toml_timestamps: bool,
     /// Not an experimental feature but the setting `allow-unsafe-native-code-during-evaluation`,
     /// which gates builtins the same way: `builtins.exec` exists.
     pub native_code: bool,
@@ -31,6 +34,7 @@ impl Features {
                 "impure-derivations" => f.impure_derivations = true,
                 "fetch-closure" => f.fetch_closure = true,
                 "dynamic-derivations" => f.dynamic_derivations = true,
+                "parse-toml-timestamps" => f.parse_toml_timestamps = true,
                 _ => {}
             }
         }
@@ -58,6 +62,8 @@ mod tests {
         let f = Features::from_names("nix-command  fetch-closure\tca-derivations flakes");
         assert!(f.fetch_closure && f.ca_derivations);
         assert!(!f.pipe_operators && !f.impure_derivations && !f.dynamic_derivations);
+        assert!(!f.parse_toml_timestamps);
+        assert!(Features::from_names("parse-toml-timestamps").parse_toml_timestamps);
         assert_eq!(Features::from_names(""), Features::default());
         assert!(f.has_builtin("fetchClosure") && f.has_builtin("map"));
         assert!(!f.has_builtin("outputOf") && !f.has_builtin("exec"));

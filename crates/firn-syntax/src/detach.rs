@@ -18,7 +18,7 @@
 //! several errors is found first may depend on the order of symbols.
 
 use crate::ast::*;
-use crate::parser::{ParseError, Parser};
+use crate::parser::{ParseError, ParseWarning, Parser};
 use crate::{scope, Parsed, Source};
 
 /// A file parsed with a mirror of the evaluator's interner.
@@ -30,7 +30,7 @@ pub struct Detached {
     /// The names new to the mirror, by symbol from `known` on (the order the parser met
     /// them in).
     new_names: Vec<Box<str>>,
-    warnings: Vec<ParseError>,
+    warnings: Vec<ParseWarning>,
 }
 
 /// Parse `text` with `mirror`, an interner whose names are the first names of the

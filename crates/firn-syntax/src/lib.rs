@@ -15,7 +15,7 @@ pub mod symmap;
 
 pub use ast::{Expr, ExprKind, Interner, Span, Symbol};
 pub use lint::{Diagnose, Lints};
-pub use parser::{line_col, line_starts, ParseError};
+pub use parser::{line_col, line_starts, ParseError, ParseWarning};
 
 /// Where a source text comes from, for error messages and resolving relative paths.
 #[derive(Clone, Debug)]
@@ -37,7 +37,7 @@ pub struct Source<'a> {
 #[derive(Debug)]
 pub struct Parsed {
     pub expr: Expr,
-    pub warnings: Vec<ParseError>,
+    pub warnings: Vec<ParseWarning>,
 }
 
 /// Parse a whole Nix expression. Runs on a thread with a large stack so that deep (but
@@ -143,10 +143,26 @@ pub fn render_error(e: &ParseError, text: &str, origin: &str) -> String {
     )
 }
 
-/// A lint's warning as current Nix logs it: `warning: ` and the message, then its location
-/// (see [`render_location`]) indented under the message (two columns further than under
-/// `error: `); no trailing line break.
-pub fn render_warning(w: &ParseError, text: &str, origin: &str) -> String {
+/// A parser's warning as current Nix logs it, with no trailing line break. A lint's:
+/// `warning: ` and the message, then its location (see [`render_location`]) indented under
+/// the message (two columns further than under `error: `). A legacy `e or`'s: where it is,
+/// why, and the expression in the parentheses that keep its meaning.
+pub fn render_warning(w: &ParseWarning, text: &str, origin: &str) -> String {
+    let w = match w {
+        ParseWarning::Lint(w) => w,
+        ParseWarning::CursedOr(span) => {
+            let (line, col) = line_col(text.as_bytes(), span.start as usize);
+            let snippet = text
+                .get(span.start as usize..span.end as usize)
+                .unwrap_or("could not read expression");
+            return format!(
+                "warning: at {origin}:{line}:{col}: This expression uses `or` as an identifier in a \
+                 way that will change in a future Nix release.\n\
+                 Wrap this entire expression in parentheses to preserve its current meaning:\n    \
+                 ({snippet})\nGive feedback at https://github.com/NixOS/nix/pull/11121"
+            );
+        }
+    };
     let mut out = format!("warning: {}", w.msg);
     for line in render_location(text, origin, w.span.start as usize).lines() {
         out.push('\n');
@@ -169,13 +185,22 @@ pub fn render_location(text: &str, origin: &str, offset: usize) -> String {
     render_location_in(text, &starts, origin, offset)
 }
 
+/// The line and column (both from 1; the column in bytes of the text as read, see
+/// [`crate::bytes`]) of `offset` in `text`, whose lines start at `starts`.
+fn line_col_in(text: &str, starts: &[u32], offset: usize) -> (usize, usize) {
+    let off = offset.min(text.len());
+    // 1-based: the last line starting at or before `off`.
+    let line = starts.partition_point(|&s| s as usize <= off).max(1);
+    let start = starts.get(line - 1).map_or(0, |&s| s as usize).min(off);
+    let stand_ins = crate::bytes::count_stand_ins(&text.as_bytes()[start..off]);
+    (line, off - start - 3 * stand_ins + 1)
+}
+
 /// [`render_location`] given where the lines of `text` start ([`line_starts`]): the work is
 /// then on the lines shown only, not on the whole text (an evaluation may place many errors
 /// in one large file).
 pub fn render_location_in(text: &str, starts: &[u32], origin: &str, offset: usize) -> String {
-    let off = offset.min(text.len());
-    // 1-based: the last line starting at or before `off`.
-    let line = starts.partition_point(|&s| s as usize <= off).max(1);
+    let (line, col) = line_col_in(text, starts, offset);
     let line_text = |n: usize| -> &str {
         let Some(&s) = n.checked_sub(1).and_then(|i| starts.get(i)) else {
             return "";
@@ -186,10 +211,6 @@ pub fn render_location_in(text: &str, starts: &[u32], origin: &str, offset: usiz
             .trim_end_matches('\n')
             .trim_end_matches('\r')
     };
-    let start = starts.get(line - 1).map_or(0, |&s| s as usize);
-    // In the bytes the text stands for (see `crate::bytes`).
-    let stand_ins = crate::bytes::count_stand_ins(&text.as_bytes()[start.min(off)..off]);
-    let col = off - start.min(off) - 3 * stand_ins + 1;
     let show = |n: usize| -> String {
         let t = line_text(n).trim_end();
         if t.is_empty() {

@@ -19,6 +19,17 @@ pub struct ParseError {
     pub span: Span,
 }
 
+/// A warning of the parser, shown when its parse is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseWarning {
+    /// A lint set to `warn`: the message, shown over an excerpt at the span.
+    Lint(ParseError),
+    /// The legacy `e or` (a call of `e` with the variable `or`) where the parse current Nix
+    /// plans would read it otherwise (`f e or`, `[ e or ]`, `x.a or e or`); the span covers
+    /// `e or`. Current Nix warns there.
+    CursedOr(Span),
+}
+
 /// Boxed, so that what the parser's functions return in the common case (a token, a
 /// position) stays small enough to come back in registers.
 type PResult<T> = Result<T, Box<ParseError>>;
@@ -67,7 +78,10 @@ pub struct Parser<'a> {
     /// The lints to check literals against.
     lints: Lints,
     /// What the lints set to `warn` found, in source order.
-    warnings: Vec<ParseError>,
+    warnings: Vec<ParseWarning>,
+    /// The span of the last `expr_select` parsed when it is a legacy `e or` call, for the
+    /// production that uses it to warn or not ([`ParseWarning::CursedOr`]).
+    cursed_or: Option<Span>,
     /// Space to collect in (see [`Scratch`]).
     scratch: Scratch,
 }
@@ -306,6 +320,7 @@ impl<'a> Parser<'a> {
             pipe_operators: false,
             lints: Lints::default(),
             warnings: Vec::new(),
+            cursed_or: None,
             scratch: Scratch::take(),
         }
     }
@@ -317,7 +332,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The warnings of the lints set to `warn` so far, taken out of the parser.
-    pub fn take_warnings(&mut self) -> Vec<ParseError> {
+    pub fn take_warnings(&mut self) -> Vec<ParseWarning> {
         std::mem::take(&mut self.warnings)
     }
 
@@ -341,7 +356,7 @@ impl<'a> Parser<'a> {
         if fatal {
             return Err(Box::new(e));
         }
-        self.warnings.push(e);
+        self.warnings.push(ParseWarning::Lint(e));
         Ok(())
     }
 
@@ -1142,6 +1157,7 @@ impl<'a> Parser<'a> {
         let mut end = f.span.end as usize;
         while Self::starts_simple(&self.peek_tok()?) {
             let a = self.parse_select()?;
+            self.warn_if_cursed_or();
             end = a.span.end as usize;
             self.scratch.exprs.push(a);
         }
@@ -1162,13 +1178,17 @@ impl<'a> Parser<'a> {
     /// [`Self::parse_select`] after the simple expression `e`, which starts at `start`.
     #[inline]
     fn select_rest(&mut self, e: Expr, start: usize) -> PResult<Expr> {
+        // What was parsed inside `e` is not this `expr_select`.
+        self.cursed_or = None;
         match self.peek_tok()? {
             Tok::Char(b'.') => {
                 self.bump()?;
                 let path = self.parse_attrpath_boxed()?;
                 let default = if matches!(self.peek_tok()?, Tok::OrKw) {
                     self.bump()?;
-                    Some(Box::new(self.parse_select()?))
+                    let d = self.parse_select()?;
+                    self.warn_if_cursed_or();
+                    Some(Box::new(d))
                 } else {
                     None
                 };
@@ -1192,6 +1212,7 @@ impl<'a> Parser<'a> {
             Tok::OrKw => {
                 let (_, s, en) = self.bump()?;
                 let or = self.var("or", Span::new(s, en));
+                self.cursed_or = Some(Span::new(start, en));
                 Ok(Expr::new(
                     ExprKind::Call {
                         fun: Box::new(e),
@@ -1201,6 +1222,14 @@ impl<'a> Parser<'a> {
                 ))
             }
             _ => Ok(e),
+        }
+    }
+
+    /// After an `expr_select` that a production uses where current Nix warns about a legacy
+    /// `e or` call: the warning, if it was one.
+    fn warn_if_cursed_or(&mut self) {
+        if let Some(span) = self.cursed_or.take() {
+            self.warnings.push(ParseWarning::CursedOr(span));
         }
     }
 
@@ -1416,6 +1445,7 @@ impl<'a> Parser<'a> {
                     let item = self.parse_select();
                     self.depth -= 1;
                     self.scratch.exprs.push(item?);
+                    self.warn_if_cursed_or();
                 }
             }
             _ => self.unexpected("expression"),

@@ -410,7 +410,7 @@ fn lints_of_literals() {
     };
     assert!(run(Lints::default()).expect("parses").warnings.is_empty());
     let found = run(with(Diagnose::Warn)).expect("parses").warnings;
-    let msgs: Vec<&str> = found.iter().map(|w| w.msg.as_str()).collect();
+    let msgs: Vec<&str> = found.iter().map(|w| lint_msg(w)).collect();
     assert_eq!(
         msgs,
         [
@@ -453,9 +453,47 @@ fn lints_of_literals() {
     let w = parse_linted("x: a/${x}/b", &s, &mut Interner::default())
         .expect("parses")
         .warnings;
-    assert!(w[0].msg.starts_with("relative path literal 'a/'"), "{w:?}");
+    assert!(
+        lint_msg(&w[0]).starts_with("relative path literal 'a/'"),
+        "{w:?}"
+    );
     assert_eq!("fatal".parse(), Ok(Diagnose::Fatal));
     assert!("loud".parse::<Diagnose>().is_err());
+}
+
+fn lint_msg(w: &firn_syntax::ParseWarning) -> &str {
+    match w {
+        firn_syntax::ParseWarning::Lint(e) => &e.msg,
+        other => panic!("not a lint: {other:?}"),
+    }
+}
+
+/// Current Nix warns where the legacy `e or` (a call of `e` with the variable `or`) is an
+/// argument, a list element or a select's default, which its future grammar reads
+/// otherwise; not where it is the function of a call or stands alone.
+#[test]
+fn legacy_or_calls_warn_where_current_nix_does() {
+    use firn_syntax::{parse_linted, render_warning, ParseWarning};
+    let text = "let or = 1; g = x: x; in [\n  (g (g or))\n  (g or)\n  (g or g)\n  \
+                ({ }.b or g or)\n  ([ g or ])\n  (g (\n g or))\n  (g g or)\n]";
+    let w = parse_linted(text, &src(), &mut Interner::default())
+        .expect("parses")
+        .warnings;
+    let at: Vec<&str> = w
+        .iter()
+        .map(|w| match w {
+            ParseWarning::CursedOr(s) => &text[s.start as usize..s.end as usize],
+            other => panic!("not a legacy `or`: {other:?}"),
+        })
+        .collect();
+    assert_eq!(at, ["g or", "g or", "g or"], "{w:?}");
+    assert_eq!(
+        render_warning(&w[0], text, "/f.nix"),
+        "warning: at /f.nix:5:13: This expression uses `or` as an identifier in a way that \
+         will change in a future Nix release.\nWrap this entire expression in parentheses to \
+         preserve its current meaning:\n    (g or)\nGive feedback at \
+         https://github.com/NixOS/nix/pull/11121"
+    );
 }
 
 #[test]
