@@ -1711,14 +1711,10 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 let v = force(ev, &a[0])?;
                 let p = match &v {
                     Value::Path(p) => p.to_string(),
-                    Value::String(s) => {
-                        crate::ifd::realise_path(ev, &s.s, &s.context)?;
-                        s.s.to_string()
-                    }
+                    Value::String(s) => crate::ifd::realise_path(ev, s.s.to_string(), &s.context)?,
                     Value::Attrs(_) => {
                         let s = ev.coerce_to_string(&v, false, false)?;
-                        crate::ifd::realise_path(ev, &s.s, &s.context)?;
-                        s.s.to_string()
+                        crate::ifd::realise_path(ev, s.s.to_string(), &s.context)?
                     }
                     other => return Err(ev.coerce_error(other)),
                 };

@@ -68,11 +68,10 @@ fn hash_file(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let algo = algo(&crate::builtins::string_arg(ev, &a[0], (0, "builtins.hashFile"))?.s)?;
     let v = force(ev, &a[1])?;
     let p = ev.coerce_to_string(&v, false, false)?;
-    crate::ifd::realise_path(ev, &p.s, &p.context)?;
-    ev.check_source_path(&p.s)?;
-    let real = ev.store.real_path(&p.s);
-    let data =
-        std::fs::read(&real).map_err(|e| crate::error::io_error("reading file", &p.s, &e))?;
+    let p = crate::ifd::realise_path(ev, p.s.to_string(), &p.context)?;
+    ev.check_source_path(&p)?;
+    let real = ev.store.real_path(&p);
+    let data = std::fs::read(&real).map_err(|e| crate::error::io_error("reading file", &p, &e))?;
     Ok(Value::str(Hash::digest(algo, data).to_base16()))
 }
 
@@ -99,7 +98,13 @@ fn exec(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         words.push(s.s.to_string());
     }
     let program = words.remove(0);
-    crate::ifd::realise_context(ev, &context)?;
+    // The placeholders of outputs built replaced (which CppNix leaves to do).
+    let rewrites = crate::ifd::realise_context(ev, &context)?;
+    let program = crate::ifd::rewrite(program, &rewrites);
+    let words: Vec<String> = words
+        .into_iter()
+        .map(|w| crate::ifd::rewrite(w, &rewrites))
+        .collect();
     let out = std::process::Command::new(&program)
         .args(&words)
         .stdin(std::process::Stdio::null())
@@ -169,8 +174,7 @@ fn scoped_import(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     let scope = attrs(ev, &a[0])?;
     let v = force(ev, &a[1])?;
     let s = ev.coerce_to_string(&v, false, false)?;
-    crate::ifd::realise_path(ev, &s.s, &s.context)?;
-    let mut path = s.s.to_string();
+    let mut path = crate::ifd::realise_path(ev, s.s.to_string(), &s.context)?;
     ev.check_source_path(&path)?;
     if std::path::Path::new(&path).is_dir() {
         path = format!("{}/default.nix", path.trim_end_matches('/'));

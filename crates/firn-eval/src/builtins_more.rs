@@ -33,7 +33,7 @@ fn unchecked_path_of(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     let v = ev.force(t)?;
     let ctx = Some(("while realising the context of a path", None));
     let (p, context) = crate::builtins_drv::coerce_path_value(ev, &v, ctx)?;
-    crate::ifd::realise_path(ev, &p, &context)?;
+    let p = crate::ifd::realise_path(ev, p, &context)?;
     Ok(ev.store.real_path(&p).to_string_lossy().into_owned())
 }
 

@@ -2,7 +2,9 @@
 //! (`import`, `readFile`, `readDir`, `pathExists`, ...) reads it, as CppNix's
 //! `realiseContext`. Every path of the context must be valid in the store (a derivation
 //! made by a read-only evaluation is not); the outputs of derivations named in it are built
-//! (or substituted) first. Building is not the evaluator's business: the program installs a
+//! (or substituted) first, and the placeholders of those whose paths were not known before
+//! (floating content-addressed outputs) replaced in the path read by the paths built.
+//! Building is not the evaluator's business: the program installs a
 //! [`Builder`] ([`set_builder`]) that builds with its settings, and refuses when
 //! `allow-import-from-derivation` is off.
 
@@ -19,13 +21,14 @@ use crate::rc_str::RcStr;
 
 /// How derivation outputs are built during an evaluation.
 pub trait Builder: Send + Sync {
-    /// Build (or substitute) `outputs` of each derivation into `store`; `Err` is the
-    /// message of the error the evaluation stops with.
+    /// Build (or substitute) `outputs` of each derivation into `store`, and give the path of
+    /// each output built, by derivation and output name; `Err` is the message of the error
+    /// the evaluation stops with.
     fn build(
         &self,
         store: &LocalStore,
         wanted: &BTreeMap<StorePath, BTreeSet<String>>,
-    ) -> Result<(), String>;
+    ) -> Result<BTreeMap<StorePath, BTreeMap<String, StorePath>>, String>;
 }
 
 static BUILDER: OnceLock<Box<dyn Builder>> = OnceLock::new();
@@ -49,22 +52,41 @@ fn element(c: &str) -> EResult<(&str, Option<&str>)> {
     }
 }
 
-/// Make the paths of `context`, the context of `path`, exist ([`realise_context`]); an error
-/// gets CppNix's frame.
-pub(crate) fn realise_path(ev: &mut Evaluator, path: &str, context: &[RcStr]) -> EResult<()> {
-    if context.is_empty() {
-        return Ok(());
-    }
-    realise_context(ev, context).map_err(|mut x| {
-        x.trace
-            .push(format!("while realising the context of path '{path}'"));
-        x
+/// What the placeholders of outputs built stand for: pairs of a placeholder and the path.
+pub(crate) type Rewrites = Vec<(String, String)>;
+
+/// `s` with each placeholder of `rewrites` replaced by its path (CppNix's `rewriteStrings`).
+pub(crate) fn rewrite(s: String, rewrites: &Rewrites) -> String {
+    rewrites.iter().fold(s, |s, (from, to)| {
+        if s.contains(from.as_str()) {
+            s.replace(from.as_str(), to)
+        } else {
+            s
+        }
     })
+}
+
+/// Make the paths of `context`, the context of `path`, exist ([`realise_context`]), and give
+/// `path` with the placeholders of outputs built replaced; an error gets CppNix's frame.
+pub(crate) fn realise_path(ev: &mut Evaluator, path: String, context: &[RcStr]) -> EResult<String> {
+    if context.is_empty() {
+        return Ok(path);
+    }
+    match realise_context(ev, context) {
+        Ok(rewrites) => Ok(rewrite(path, &rewrites)),
+        Err(mut x) => {
+            x.trace
+                .push(format!("while realising the context of path '{path}'"));
+            Err(x)
+        }
+    }
 }
 
 /// Make every path of `context` exist: each must be valid in the store, and the derivation
 /// outputs named are built. A path built is readable in pure and restricted evaluation.
-pub(crate) fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<()> {
+/// Gives what the placeholders of the outputs built stand for (a floating content-addressed
+/// output is named by one until it is built).
+pub(crate) fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<Rewrites> {
     let mut wanted: BTreeMap<StorePath, BTreeSet<String>> = BTreeMap::new();
     for c in context {
         let (path, output) = element(c)?;
@@ -77,7 +99,7 @@ pub(crate) fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<
         }
     }
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let Some(store) = ev.store.backend().cloned() else {
         return err("cannot build during an evaluation without a store");
@@ -89,16 +111,25 @@ pub(crate) fn realise_context(ev: &mut Evaluator, context: &[RcStr]) -> EResult<
             ev.store.dir.display(drv)
         ));
     };
-    builder.build(&store, &wanted).map_err(EvalError::new)?;
+    let built = builder.build(&store, &wanted).map_err(EvalError::new)?;
+    let mut rewrites = Vec::new();
     for (drv, outputs) in &wanted {
+        let drv_name = drv.name().strip_suffix(".drv").unwrap_or(drv.name());
         for o in outputs {
-            if let Some(Some(p)) = ev.store.output_path(drv, o)? {
-                let shown = ev.store.dir.display(&p);
-                ev.allow_store_path(&shown);
-            }
+            let Some(p) = built.get(drv).and_then(|m| m.get(o)) else {
+                return err(format!(
+                    "derivation '{}' does not have an output named '{o}'",
+                    ev.store.dir.display(drv)
+                ));
+            };
+            let shown = ev.store.dir.display(p);
+            ev.allow_store_path(&shown);
+            let placeholder =
+                firn_format::derivation::modulo::downstream_placeholder(drv, drv_name, o);
+            rewrites.push((placeholder, shown));
         }
     }
-    Ok(())
+    Ok(rewrites)
 }
 
 /// Whether `p` is in the store itself (a derivation of a read-only evaluation is not).
@@ -128,5 +159,19 @@ mod tests {
             Some((drv, Some("out")))
         );
         assert!(element(&format!("!out!dev!{drv}")).is_err());
+    }
+
+    #[test]
+    fn placeholders_are_replaced_by_the_paths_built() {
+        let r = vec![
+            ("/aaa".to_string(), "/nix/store/x-a".to_string()),
+            ("/bbb".to_string(), "/nix/store/y-b".to_string()),
+        ];
+        assert_eq!(rewrite("/aaa/sub".into(), &r), "/nix/store/x-a/sub");
+        assert_eq!(
+            rewrite("/bbb:/aaa".into(), &r),
+            "/nix/store/y-b:/nix/store/x-a"
+        );
+        assert_eq!(rewrite("/ccc".into(), &r), "/ccc");
     }
 }

@@ -45,7 +45,7 @@ impl Builder for EvalBuilds {
         &self,
         store: &LocalStore,
         wanted: &BTreeMap<StorePath, BTreeSet<String>>,
-    ) -> Result<(), String> {
+    ) -> Result<BTreeMap<StorePath, BTreeMap<String, StorePath>>, String> {
         let sd = store.store_dir();
         if !self.settings.get_bool("allow-import-from-derivation") {
             let drv = wanted
@@ -78,6 +78,20 @@ impl Builder for EvalBuilds {
                 f.msg.clone()
             }
             None => crate::report::error_text(e.as_ref()),
-        })
+        })?;
+        // Where the outputs are: in the derivation, or (floating content-addressed) in the
+        // realisations the builds recorded.
+        let mut built = BTreeMap::new();
+        for (drv, outputs) in wanted {
+            let text = |e: firn_build::BuildError| e.to_string();
+            let d = firn_build::plan::read_derivation(store, drv).map_err(text)?;
+            let mut known = firn_build::ca::output_map(store, &d).map_err(text)?;
+            let paths: BTreeMap<String, StorePath> = outputs
+                .iter()
+                .filter_map(|o| Some((o.clone(), known.remove(o)??)))
+                .collect();
+            built.insert(drv.clone(), paths);
+        }
+        Ok(built)
     }
 }

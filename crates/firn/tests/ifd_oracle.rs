@@ -129,3 +129,42 @@ fn reading_an_output_builds_it_as_cppnix() {
         );
     }
 }
+
+/// A floating content-addressed output (`ca-derivations`) is named by a placeholder until it
+/// is built: reading it builds it and reads the path the build recorded, on both sides.
+#[test]
+fn floating_content_addressed_outputs_are_read_once_built() {
+    need_busybox();
+    let e = env();
+    let body = r#"let ca = { __contentAddressed = true; outputHashMode = "recursive"; outputHashAlgo = "sha256"; };
+in {
+  value = (import (mk "gen" "echo '{ x = 6; }' > $out" ca)).x * 7;
+  sub = builtins.readFile "${mk "d" "mkdir $out; echo inner > $out/a" ca}/a";
+  both = builtins.readFile "${mk "d" "mkdir $out; echo inner > $out/a" ca}/a"
+    + builtins.readFile (mk "t" "echo two > $out" ca);
+}
+"#;
+    let file = e.write("ca-ifd.nix", &format!("{LET_BUSYBOX}{MK_BUSYBOX}in {body}"));
+    let opts = [
+        "--read-write-mode",
+        "--extra-experimental-features",
+        "ca-derivations",
+    ];
+    for side in [false, true] {
+        let store = e.store(&format!("ca-{}", side_name(side)));
+        for (attr, want) in [
+            ("value", "42"),
+            ("sub", "\"inner\\n\""),
+            ("both", "\"inner\\ntwo\\n\""),
+        ] {
+            let o = eval(side, &store, &file, attr, &opts);
+            assert_eq!(
+                (o.code, o.stdout.trim()),
+                (Some(0), want),
+                "{} {attr}: {}",
+                side_name(side),
+                o.stderr
+            );
+        }
+    }
+}
