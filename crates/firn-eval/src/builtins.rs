@@ -1214,7 +1214,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 // The attributes kept are the set's own: their positions are its.
                 Ok(Value::Attrs(Rc::new(AttrSet {
                     map: without(&m, &gone),
-                    origin: m.origin,
+                    origin: m.origin.clone(),
                 })))
             }),
         ),
@@ -1285,7 +1285,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                 // The attributes are the second set's: their positions are its.
                 Ok(Value::Attrs(Rc::new(AttrSet {
                     map: out,
-                    origin: y.origin,
+                    origin: y.origin.clone(),
                 })))
             }),
         ),

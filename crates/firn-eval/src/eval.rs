@@ -3054,10 +3054,9 @@ impl Evaluator {
                 )
             }),
         );
-        Some(Value::Attrs(Rc::new(AttrSet::with_origin(
-            map,
-            Origin::Attrs(lit),
-        ))))
+        // The literal defines exactly the names it gives (all static).
+        let origin = crate::positions::joined_origin(x, Origin::Attrs(lit), map.len());
+        Some(Value::Attrs(Rc::new(AttrSet::with_origin(map, origin))))
     }
 
     #[inline(never)]
@@ -3086,11 +3085,10 @@ impl Evaluator {
                         if x.is_empty() {
                             return Ok(Value::Attrs(y));
                         }
-                        let origin = crate::positions::update_origin(&x, &y, &self.interner);
-                        Ok(Value::Attrs(Rc::new(AttrSet {
-                            map: x.map.update(&y.map),
-                            origin,
-                        })))
+                        let map = x.map.update(&y.map);
+                        let origin =
+                            crate::positions::update_origin(&x, &y, map.len(), &self.interner);
+                        Ok(Value::Attrs(Rc::new(AttrSet { map, origin })))
                     }
                     (x, y) => Err(self
                         .type_error("a set", if matches!(x, Value::Attrs(_)) { &y } else { &x })),

@@ -265,23 +265,64 @@ impl Positions {
         name: &str,
         interner: &firn_syntax::Interner,
     ) -> Option<u32> {
-        match set.origin? {
-            Origin::Attrs(a) => a
-                .attrs
-                .iter()
-                .find(|(s, _)| interner.name(**s) == name)
-                .map(|(_, d)| d.span.start),
-            Origin::Formals(f) => f
-                .formals
-                .iter()
-                .find(|x| interner.name(x.name) == name)
-                .map(|x| x.span.start),
-        }
+        origin_offset(set.origin.as_ref()?, name, interner)
     }
 }
 
-/// The origin of `x // y` (neither empty): `y`'s, which gives the positions of `y`'s
-/// attributes (those of `x` are not known). Unless `y` lost to `removeAttrs` or
+/// Where `origin` defines `name`, if it does.
+fn origin_offset(origin: &Origin, name: &str, interner: &firn_syntax::Interner) -> Option<u32> {
+    match origin {
+        Origin::Attrs(a) => a
+            .attrs
+            .iter()
+            .find(|(s, _)| interner.name(**s) == name)
+            .map(|(_, d)| d.span.start),
+        Origin::Formals(f) => f
+            .formals
+            .iter()
+            .find(|x| interner.name(x.name) == name)
+            .map(|x| x.span.start),
+        Origin::Update(u) => origin_offset(&u.right, name, interner)
+            .or_else(|| origin_offset(&u.left, name, interner)),
+    }
+}
+
+/// Whether `origin`, the origin of `set`, names exactly `set`'s attributes (it knows all
+/// of them, and no others).
+fn exact_for(origin: &Origin, set: &AttrSet) -> bool {
+    match origin {
+        Origin::Attrs(a) => a.dynamic.is_empty() && a.attrs.len() == set.len(),
+        Origin::Formals(f) => f.formals.len() == set.len(),
+        Origin::Update(u) => u.exact && u.len == set.len(),
+    }
+}
+
+/// The origin of `x // y`, a set of `len` attributes, when `y`'s origin, `right`, names
+/// exactly `y`'s attributes: both sides' (`x`'s for the names `right` does not know), or
+/// only `y`'s where `x` has no origin or its chain of updates is long already.
+pub(crate) fn joined_origin(x: &AttrSet, right: Origin, len: usize) -> Origin {
+    let Some(left) = &x.origin else {
+        return right;
+    };
+    let depth = match left {
+        Origin::Update(u) => u.depth.saturating_add(1),
+        _ => 1,
+    };
+    if depth > crate::value::UpdateOrigin::MAX_DEPTH {
+        return right;
+    }
+    Origin::Update(Rc::new(crate::value::UpdateOrigin {
+        left: left.clone(),
+        right,
+        depth,
+        exact: exact_for(left, x),
+        len,
+    }))
+}
+
+/// The origin of `x // y` (neither empty; the result has `len` attributes). Where `y`'s
+/// origin names exactly `y`'s attributes, both sides' ([`joined_origin`]). Otherwise `y`'s, which gives the positions
+/// of `y`'s attributes (those of `x` are not known then), unless `y` lost to `removeAttrs` or
 /// `intersectAttrs` an attribute its syntax defines that `x` has: that attribute of the
 /// result is `x`'s, and `y`'s origin would give it the removed definition's position, so the
 /// result gets no origin. Checked name by name only when `y` has fewer attributes than its
@@ -290,15 +331,12 @@ impl Positions {
 pub(crate) fn update_origin(
     x: &AttrSet,
     y: &AttrSet,
+    len: usize,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
-    let origin = y.origin?;
-    let all = match origin {
-        Origin::Attrs(a) => a.dynamic.is_empty() && a.attrs.len() == y.len(),
-        Origin::Formals(f) => f.formals.len() == y.len(),
-    };
-    if all {
-        return Some(origin);
+    let origin = y.origin.as_ref()?;
+    if exact_for(origin, y) {
+        return Some(joined_origin(x, origin.clone(), len));
     }
     checked_update_origin(x, y, origin, interner)
 }
@@ -309,7 +347,7 @@ pub(crate) fn update_origin(
 fn checked_update_origin(
     x: &AttrSet,
     y: &AttrSet,
-    origin: Origin,
+    origin: &Origin,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
     let lost = |s: firn_syntax::ast::Symbol| {
@@ -319,8 +357,10 @@ fn checked_update_origin(
     let wrong = match origin {
         Origin::Attrs(a) => a.attrs.iter().any(|(s, _)| lost(*s)),
         Origin::Formals(f) => f.formals.iter().any(|f| lost(f.name)),
+        // Which names its chain knows is not cheap to tell.
+        Origin::Update(_) => true,
     };
-    (!wrong).then_some(origin)
+    (!wrong).then(|| origin.clone())
 }
 
 #[cfg(test)]

@@ -419,12 +419,37 @@ impl<'a> IntoIterator for &'a AttrMap {
     }
 }
 
-/// Where a set was made from syntax, for attribute positions (`unsafeGetAttrPos`).
-#[derive(Clone, Copy, Debug)]
+/// Where a set was made from syntax, for attribute positions (`unsafeGetAttrPos`, `--xml`,
+/// the frames of derivation attributes). For every name the set has, the origin gives the
+/// position of its definition or none; what it gives for other names does not matter.
+#[derive(Clone, Debug)]
 pub enum Origin {
     Attrs(&'static firn_syntax::ast::Attrs),
     /// `builtins.functionArgs` of a lambda with these formals.
     Formals(&'static firn_syntax::ast::Formals),
+    /// `x // y` where `y`'s origin names exactly `y`'s attributes: a name it knows is `y`'s,
+    /// the others are `x`'s.
+    Update(Rc<UpdateOrigin>),
+}
+
+/// The origins of the two sides of an update ([`Origin::Update`]).
+#[derive(Debug)]
+pub struct UpdateOrigin {
+    pub left: Origin,
+    pub right: Origin,
+    /// How many updates deep `left` is: the chain a fold of updates makes is cut after
+    /// [`UpdateOrigin::MAX_DEPTH`] (the older names then have no position), so that it
+    /// holds no more than that many links per set.
+    pub depth: u8,
+    /// Whether the names it knows are exactly those of the set it was made for (`left`'s
+    /// exactly `x`'s), and how many that set has: a set with as many names and this origin
+    /// (only ever passed on to sets with fewer) is that set.
+    pub exact: bool,
+    pub len: usize,
+}
+
+impl UpdateOrigin {
+    pub const MAX_DEPTH: u8 = 16;
 }
 
 /// An attribute set: its attributes (it derefs to them) and, for a set made from syntax,

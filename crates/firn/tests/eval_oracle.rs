@@ -399,6 +399,32 @@ in [
         "let p = n: x: builtins.unsafeGetAttrPos n x; in [ (p \"a\" ({ a = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])) (p \"b\" ({ b = 0; } // builtins.intersectAttrs { a = 0; } { a = 1; b = 2; })) ((p \"b\" ({ c = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])).column) ]",
     ]));
     assert_eq!(lost.trim(), "[ null null 252 ]");
+
+    // `//` keeps both sides' positions where the right side's syntax gives exactly its
+    // attributes (a literal, a set from one, a chain of such updates), as CppNix's.
+    let sets = "let\n  a = { x = 1; y = 2; };\n  b = a // { y = 3; z = 4; };\n  \
+                f = a // { y = 3; } // { z = 5; } // { x = 9; };\n  g = b // a;\n  \
+                h = builtins.removeAttrs b [ \"z\" ] // { w = 0; };\n  \
+                p = s: n: builtins.unsafeGetAttrPos n s;\nin ";
+    let updates = tmp.path().join("updates.nix");
+    std::fs::write(
+        &updates,
+        format!(
+            "{sets}[ (p b \"x\") (p b \"y\") (p b \"z\") (p f \"x\") (p f \"y\") (p f \"z\")\n  \
+             (p g \"x\") (p g \"z\") (p h \"x\") (p h \"y\") (p h \"w\") ]\n"
+        ),
+    )
+    .expect("write");
+    let run = |mut c: std::process::Command| ok_str(c.args(["--eval", "--strict"]).arg(&updates));
+    assert_eq!(run(firn("nix-instantiate")), run(cppnix("nix-instantiate")));
+    // And in `--xml`'s attribute positions.
+    let shown = tmp.path().join("shown.nix");
+    std::fs::write(&shown, format!("{sets}{{ b = b; f = f; g = g; h = h; }}\n")).expect("write");
+    let run =
+        |mut c: std::process::Command| ok_str(c.args(["--eval", "--strict", "--xml"]).arg(&shown));
+    let mine = run(firn("nix-instantiate"));
+    assert!(mine.contains("line=\"2\""), "{mine}");
+    assert_eq!(mine, run(cppnix("nix-instantiate")));
 }
 
 /// `nix-instantiate --eval --xml`: strict and lazy (a value not computed yet is
@@ -406,8 +432,9 @@ in [
 /// file of sets, lists, functions (formals, `@`, `...`), derivations (shown once, then
 /// `<repeated />`), paths and escapes; an error leaves the document written so far, closed,
 /// on stdout, and exits 1, as CppNix. Attribute positions are compared on sets whose
-/// attributes come from their own syntax (firn does not keep the positions of the left side
-/// of `//`, nor CppNix 2.8's column for `inherit`: see `positions_agree_with_cppnix`).
+/// attributes come from their own syntax (firn keeps the positions of the left side of `//`
+/// only where the right side's syntax names exactly its attributes, and does not follow
+/// CppNix 2.8's column for `inherit`: see `positions_agree_with_cppnix`).
 #[test]
 fn xml_output_agrees_with_cppnix() {
     let tmp = tempfile::tempdir().expect("tmp");
