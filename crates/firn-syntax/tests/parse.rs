@@ -410,7 +410,7 @@ fn lints_of_literals() {
     };
     assert!(run(Lints::default()).expect("parses").warnings.is_empty());
     let found = run(with(Diagnose::Warn)).expect("parses").warnings;
-    let msgs: Vec<&str> = found.iter().map(|w| lint_msg(w)).collect();
+    let msgs: Vec<&str> = found.iter().map(lint_msg).collect();
     assert_eq!(
         msgs,
         [
