@@ -304,10 +304,12 @@ pub(crate) fn joined_origin(x: &AttrSet, right: Origin, len: usize) -> Origin {
     let Some(left) = &x.origin else {
         return right;
     };
-    let depth = match left {
-        Origin::Update(u) => u.depth.saturating_add(1),
-        _ => 1,
+    // Either side may be a chain (a fold from the left or from the right).
+    let depth_of = |o: &Origin| match o {
+        Origin::Update(u) => u.depth,
+        _ => 0,
     };
+    let depth = depth_of(left).max(depth_of(&right)).saturating_add(1);
     if depth > crate::value::UpdateOrigin::MAX_DEPTH {
         return right;
     }
@@ -321,12 +323,12 @@ pub(crate) fn joined_origin(x: &AttrSet, right: Origin, len: usize) -> Origin {
 }
 
 /// The origin of `x // y` (neither empty; the result has `len` attributes). Where `y`'s
-/// origin names exactly `y`'s attributes, both sides' ([`joined_origin`]). Otherwise `y`'s, which gives the positions
-/// of `y`'s attributes (those of `x` are not known then), unless `y` lost to `removeAttrs` or
-/// `intersectAttrs` an attribute its syntax defines that `x` has: that attribute of the
-/// result is `x`'s, and `y`'s origin would give it the removed definition's position, so the
-/// result gets no origin. Checked name by name only when `y` has fewer attributes than its
-/// syntax defines statically (or names made dynamically).
+/// origin names exactly `y`'s attributes, both sides' ([`joined_origin`]). Otherwise `y`'s,
+/// which gives the positions of `y`'s attributes (those of `x` are not known then), unless
+/// `y` lost to `removeAttrs` or `intersectAttrs` an attribute its syntax defines that `x`
+/// has: that attribute of the result is `x`'s, and `y`'s origin would give it the removed
+/// definition's position, so the result gets no origin. Checked name by name only when `y`
+/// has fewer attributes than its syntax defines statically (or names made dynamically).
 #[inline]
 pub(crate) fn update_origin(
     x: &AttrSet,

@@ -437,9 +437,9 @@ pub enum Origin {
 pub struct UpdateOrigin {
     pub left: Origin,
     pub right: Origin,
-    /// How many updates deep `left` is: the chain a fold of updates makes is cut after
-    /// [`UpdateOrigin::MAX_DEPTH`] (the older names then have no position), so that it
-    /// holds no more than that many links per set.
+    /// How many updates deep this is (on either side): the chain a fold of updates makes
+    /// is cut after [`UpdateOrigin::MAX_DEPTH`] (the older names then have no position), so
+    /// that a set's origin is a small tree, looked up without deep recursion.
     pub depth: u8,
     /// Whether the names it knows are exactly those of the set it was made for (`left`'s
     /// exactly `x`'s), and how many that set has: a set with as many names and this origin

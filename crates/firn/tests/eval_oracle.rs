@@ -425,6 +425,19 @@ in [
     let mine = run(firn("nix-instantiate"));
     assert!(mine.contains("line=\"2\""), "{mine}");
     assert_eq!(mine, run(cppnix("nix-instantiate")));
+    // Folds of updates from either side keep their origins small (and looking one up
+    // shallow): a set made by 100,000 of them.
+    for fold in ["{ a = n; } // acc", "acc // { a = n; }"] {
+        let e = format!(
+            "(builtins.unsafeGetAttrPos \"a\" (builtins.foldl' (acc: n: {fold}) {{ b = 1; }} \
+             (builtins.genList (x: x) 100000))).column"
+        );
+        let eval = |mut c: std::process::Command| ok_str(c.args(["--eval", "-E", &e]));
+        assert_eq!(
+            eval(firn("nix-instantiate")),
+            eval(cppnix("nix-instantiate"))
+        );
+    }
 }
 
 /// `nix-instantiate --eval --xml`: strict and lazy (a value not computed yet is
