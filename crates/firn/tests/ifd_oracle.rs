@@ -40,6 +40,25 @@ fn eval(
     outcome(&mut c)
 }
 
+/// [`eval`] of `attr`, which must succeed with the value `want`.
+fn expect_value(
+    firn_side: bool,
+    store: &str,
+    file: &std::path::Path,
+    attr: &str,
+    extra: &[&str],
+    want: &str,
+) {
+    let o = eval(firn_side, store, file, attr, extra);
+    assert_eq!(
+        (o.code, o.stdout.trim()),
+        (Some(0), want),
+        "{} {attr}: {}",
+        side_name(firn_side),
+        o.stderr
+    );
+}
+
 #[test]
 fn reading_an_output_builds_it_as_cppnix() {
     need_busybox();
@@ -60,14 +79,7 @@ fn reading_an_output_builds_it_as_cppnix() {
             ),
             ("scoped", "10"),
         ] {
-            let o = eval(side, &store, &file, attr, &rw);
-            assert_eq!(
-                (o.code, o.stdout.trim()),
-                (Some(0), want),
-                "{} {attr}: {}",
-                side_name(side),
-                o.stderr
-            );
+            expect_value(side, &store, &file, attr, &rw, want);
         }
         // The output is in the store, valid in CppNix's eyes (firn's side too), and not
         // built again.
@@ -157,14 +169,7 @@ in {
             ("sub", "\"inner\\n\""),
             ("both", "\"inner\\ntwo\\n\""),
         ] {
-            let o = eval(side, &store, &file, attr, &opts);
-            assert_eq!(
-                (o.code, o.stdout.trim()),
-                (Some(0), want),
-                "{} {attr}: {}",
-                side_name(side),
-                o.stderr
-            );
+            expect_value(side, &store, &file, attr, &opts, want);
         }
     }
 }
