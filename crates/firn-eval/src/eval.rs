@@ -3055,7 +3055,7 @@ impl Evaluator {
             }),
         );
         // The literal defines exactly the names it gives (all static).
-        let origin = crate::positions::joined_origin(x, Origin::Attrs(lit), map.len());
+        let origin = crate::positions::joined_origin(x, Origin::Attrs(lit), true, map.len());
         Some(Value::Attrs(Rc::new(AttrSet::with_origin(map, origin))))
     }
 

@@ -293,14 +293,16 @@ fn exact_for(origin: &Origin, set: &AttrSet) -> bool {
     match origin {
         Origin::Attrs(a) => a.dynamic.is_empty() && a.attrs.len() == set.len(),
         Origin::Formals(f) => f.formals.len() == set.len(),
-        Origin::Update(u) => u.exact && u.len == set.len(),
+        Origin::Update(u) => u.exact && u.len as usize == set.len(),
     }
 }
 
-/// The origin of `x // y`, a set of `len` attributes, when `y`'s origin, `right`, names
-/// exactly `y`'s attributes: both sides' (`x`'s for the names `right` does not know), or
-/// only `y`'s where `x` has no origin or its chain of updates is long already.
-pub(crate) fn joined_origin(x: &AttrSet, right: Origin, len: usize) -> Origin {
+/// The origin of `x // y`, a set of `len` attributes, when `y`'s origin, `right`, gives the
+/// position of each of `y`'s attributes or none, and none for a name of `x` that `y` does not
+/// have: both sides' (`x`'s for the names `right` does not know), or only `y`'s where `x` has
+/// no origin or its chain of updates is long already. `right_exact`: whether `right` names
+/// exactly `y`'s attributes.
+pub(crate) fn joined_origin(x: &AttrSet, right: Origin, right_exact: bool, len: usize) -> Origin {
     let Some(left) = &x.origin else {
         return right;
     };
@@ -317,8 +319,8 @@ pub(crate) fn joined_origin(x: &AttrSet, right: Origin, len: usize) -> Origin {
         left: left.clone(),
         right,
         depth,
-        exact: exact_for(left, x),
-        len,
+        exact: right_exact && exact_for(left, x) && u32::try_from(len).is_ok(),
+        len: u32::try_from(len).unwrap_or(u32::MAX),
     }))
 }
 
@@ -338,9 +340,9 @@ pub(crate) fn update_origin(
 ) -> Option<Origin> {
     let origin = y.origin.as_ref()?;
     if exact_for(origin, y) {
-        return Some(joined_origin(x, origin.clone(), len));
+        return Some(joined_origin(x, origin.clone(), true, len));
     }
-    checked_update_origin(x, y, origin, interner)
+    checked_update_origin(x, y, origin, len, interner)
 }
 
 /// [`update_origin`] where `y` may have lost attributes its syntax defines (or has names
@@ -350,6 +352,7 @@ fn checked_update_origin(
     x: &AttrSet,
     y: &AttrSet,
     origin: &Origin,
+    len: usize,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
     let lost = |s: firn_syntax::ast::Symbol| {
@@ -362,7 +365,33 @@ fn checked_update_origin(
         // Which names its chain knows is not cheap to tell.
         Origin::Update(_) => true,
     };
-    (!wrong).then(|| origin.clone())
+    if wrong {
+        return None;
+    }
+    // `x`'s origin may answer for the names `y`'s syntax does not know: those it lost (not
+    // `x`'s, just checked), and those made dynamically. A few of those are checked to be
+    // neither `x`'s nor known to its origin (which might otherwise give a position of its
+    // own syntax to `y`'s attribute); for more, `y`'s positions only.
+    let joinable = match origin {
+        Origin::Attrs(a) if a.dynamic.is_empty() => true,
+        Origin::Attrs(a) => {
+            y.len() <= 8
+                && y.keys().all(|k| {
+                    a.attrs.iter().any(|(s, _)| interner.name(*s) == &**k)
+                        || (!x.contains_key(k)
+                            && x.origin
+                                .as_ref()
+                                .is_none_or(|o| origin_offset(o, k, interner).is_none()))
+                })
+        }
+        Origin::Formals(_) => true,
+        Origin::Update(_) => false,
+    };
+    Some(if joinable {
+        joined_origin(x, origin.clone(), false, len)
+    } else {
+        origin.clone()
+    })
 }
 
 #[cfg(test)]

@@ -445,12 +445,16 @@ pub struct UpdateOrigin {
     /// exactly `x`'s), and how many that set has: a set with as many names and this origin
     /// (only ever passed on to sets with fewer) is that set.
     pub exact: bool,
-    pub len: usize,
+    pub len: u32,
 }
 
 impl UpdateOrigin {
     pub const MAX_DEPTH: u8 = 16;
 }
+
+// One is made for most updates: with its counts behind the reference-count header it fills
+// a 56-byte block of the allocator.
+const _: () = assert!(std::mem::size_of::<UpdateOrigin>() <= 40);
 
 /// An attribute set: its attributes (it derefs to them) and, for a set made from syntax,
 /// that syntax.

@@ -399,19 +399,30 @@ in [
         "let p = n: x: builtins.unsafeGetAttrPos n x; in [ (p \"a\" ({ a = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])) (p \"b\" ({ b = 0; } // builtins.intersectAttrs { a = 0; } { a = 1; b = 2; })) ((p \"b\" ({ c = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])).column) ]",
     ]));
     assert_eq!(lost.trim(), "[ null null 252 ]");
+    // A name made dynamically on the right, which the left side's syntax (before a
+    // `removeAttrs`) also defines: unknown (CppNix gives the dynamic attribute's), never
+    // the left side's removed definition.
+    let dynamic = ok_str(firn("nix-instantiate").args([
+        "--eval",
+        "--strict",
+        "-E",
+        "builtins.unsafeGetAttrPos \"p\" (builtins.removeAttrs { p = 1; q = 2; } [ \"p\" ] // { ${builtins.head [ \"p\" ]} = 3; })",
+    ]));
+    assert_eq!(dynamic.trim(), "null");
 
     // `//` keeps both sides' positions where the right side's syntax gives exactly its
     // attributes (a literal, a set from one, a chain of such updates), as CppNix's.
     let sets = "let\n  a = { x = 1; y = 2; };\n  b = a // { y = 3; z = 4; };\n  \
                 f = a // { y = 3; } // { z = 5; } // { x = 9; };\n  g = b // a;\n  \
                 h = builtins.removeAttrs b [ \"z\" ] // { w = 0; };\n  \
+                d = builtins.foldl' (acc: n: acc // { ${n} = n; }) { start = 0; } [ \"p\" \"q\" ];\n  \
                 p = s: n: builtins.unsafeGetAttrPos n s;\nin ";
     let updates = tmp.path().join("updates.nix");
     std::fs::write(
         &updates,
         format!(
             "{sets}[ (p b \"x\") (p b \"y\") (p b \"z\") (p f \"x\") (p f \"y\") (p f \"z\")\n  \
-             (p g \"x\") (p g \"z\") (p h \"x\") (p h \"y\") (p h \"w\") ]\n"
+             (p g \"x\") (p g \"z\") (p h \"x\") (p h \"y\") (p h \"w\") (p d \"start\") ]\n"
         ),
     )
     .expect("write");
