@@ -33,7 +33,7 @@ pub struct Source<'a> {
     pub lints: Lints,
 }
 
-/// A parsed expression and the warnings of the lints set to `warn`.
+/// A parsed expression and the parser's warnings (lints set to `warn`, legacy `or` calls).
 #[derive(Debug)]
 pub struct Parsed {
     pub expr: Expr,
@@ -46,7 +46,7 @@ pub fn parse(text: &str, src: &Source<'_>, interner: &mut Interner) -> Result<Ex
     parse_on_big_stack(text, src, interner, Some(&[])).map(|p| p.expr)
 }
 
-/// [`parse`], with the warnings of the lints (which the caller shows).
+/// [`parse`], with the parser's warnings (which the caller shows).
 pub fn parse_linted(
     text: &str,
     src: &Source<'_>,

@@ -77,7 +77,8 @@ pub struct Parser<'a> {
     pipe_operators: bool,
     /// The lints to check literals against.
     lints: Lints,
-    /// What the lints set to `warn` found, in source order.
+    /// What the lints set to `warn` found, and the legacy `or` calls current Nix warns
+    /// about, in source order.
     warnings: Vec<ParseWarning>,
     /// The span of the last `expr_select` parsed when it is a legacy `e or` call, for the
     /// production that uses it to warn or not ([`ParseWarning::CursedOr`]).
@@ -331,7 +332,7 @@ impl<'a> Parser<'a> {
         self
     }
 
-    /// The warnings of the lints set to `warn` so far, taken out of the parser.
+    /// The warnings so far (see [`ParseWarning`]), taken out of the parser.
     pub fn take_warnings(&mut self) -> Vec<ParseWarning> {
         std::mem::take(&mut self.warnings)
     }
