@@ -392,22 +392,17 @@ in [
     // left side has: that attribute is the left side's, whose position firn does not keep
     // (CppNix gives it), and the right side's syntax must not give it the removed
     // definition's, so the set has none.
-    let lost = ok_str(firn("nix-instantiate").args([
-        "--eval",
-        "--strict",
-        "-E",
+    let firn_eval = |e: &str| ok_str(firn("nix-instantiate").args(["--eval", "--strict", "-E", e]));
+    let lost = firn_eval(
         "let p = n: x: builtins.unsafeGetAttrPos n x; in [ (p \"a\" ({ a = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])) (p \"b\" ({ b = 0; } // builtins.intersectAttrs { a = 0; } { a = 1; b = 2; })) ((p \"b\" ({ c = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])).column) ]",
-    ]));
+    );
     assert_eq!(lost.trim(), "[ null null 252 ]");
     // A name made dynamically on the right, which the left side's syntax (before a
     // `removeAttrs`) also defines: unknown (CppNix gives the dynamic attribute's), never
     // the left side's removed definition.
-    let dynamic = ok_str(firn("nix-instantiate").args([
-        "--eval",
-        "--strict",
-        "-E",
+    let dynamic = firn_eval(
         "builtins.unsafeGetAttrPos \"p\" (builtins.removeAttrs { p = 1; q = 2; } [ \"p\" ] // { ${builtins.head [ \"p\" ]} = 3; })",
-    ]));
+    );
     assert_eq!(dynamic.trim(), "null");
 
     // `//` keeps both sides' positions where the right side's syntax gives exactly its
