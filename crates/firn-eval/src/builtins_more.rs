@@ -863,21 +863,11 @@ fn warning_text(msg: &str) -> String {
     if msg.starts_with('\n') {
         return format!("{PREFIX}{msg}");
     }
-    let mut out = String::with_capacity(msg.len() + PREFIX.len() + 1);
-    for (i, line) in msg.split('\n').enumerate() {
-        let start = out.len();
-        if i == 0 {
-            out.push_str(PREFIX);
-            out.push(' ');
-        } else {
-            out.push('\n');
-            out.extend(std::iter::repeat_n(' ', PREFIX.len() + 1));
-        }
-        out.push_str(line);
-        let kept = out[start..].trim_end_matches([' ', '\r', '\t']).len();
-        out.truncate(start + kept);
+    let text = crate::error::indent_lines(msg, PREFIX.len() + 1);
+    if text.is_empty() {
+        return PREFIX.to_string();
     }
-    out
+    format!("{PREFIX} {text}")
 }
 
 #[cfg(test)]

@@ -141,19 +141,13 @@ impl EvalError {
     pub fn render_as_warning(&self, trace: bool) -> String {
         let shown = self.shown_frames(trace);
         let text = self.layout(fold_frames_limited(shown.into_iter(), !trace), "warning");
-        let mut out = String::from("warning:");
-        for (i, line) in text.split('\n').enumerate() {
-            if i > 0 {
-                out.push('\n');
-                if !line.is_empty() {
-                    out.push_str("  ");
-                }
-            } else if !line.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(line);
+        let extra = "warning: ".len() - "error: ".len();
+        let text = indent_lines(&text, extra);
+        if text.starts_with('\n') {
+            format!("warning:{text}")
+        } else {
+            format!("warning: {text}")
         }
-        out
     }
 
     /// [`Self::render`] with the frames to show, folded, and whether some were left out;
@@ -326,6 +320,12 @@ fn frame_layout(frame: &str) -> String {
 /// A message's lines after the first indented to line up under its first (which follows
 /// `error: ` or `… `), and no line with trailing blanks, as CppNix prints messages.
 fn indent_rest(text: &str) -> String {
+    indent_lines(text, "error: ".len())
+}
+
+/// `text`'s lines after the first indented by `width` columns (an empty line left empty),
+/// each without trailing blanks: how CppNix lays out what follows a prefix of that width.
+pub(crate) fn indent_lines(text: &str, width: usize) -> String {
     let chomp = |l: &str| l.trim_end_matches([' ', '\t', '\r', '\n']).to_string();
     let mut lines = text.split('\n');
     let mut out = chomp(lines.next().unwrap_or_default());
@@ -333,7 +333,7 @@ fn indent_rest(text: &str) -> String {
         out.push('\n');
         let l = chomp(l);
         if !l.is_empty() {
-            out.push_str("       ");
+            out.extend(std::iter::repeat_n(' ', width));
             out.push_str(&l);
         }
     }

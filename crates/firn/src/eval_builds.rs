@@ -81,9 +81,9 @@ impl Builder for EvalBuilds {
         })?;
         // Where the outputs are: in the derivation, or (floating content-addressed) in the
         // realisations the builds recorded.
+        let text = |e: firn_build::BuildError| e.to_string();
         let mut built = BTreeMap::new();
         for (drv, outputs) in wanted {
-            let text = |e: firn_build::BuildError| e.to_string();
             let d = firn_build::plan::read_derivation(store, drv).map_err(text)?;
             let mut known = firn_build::ca::output_map(store, &d).map_err(text)?;
             let paths: BTreeMap<String, StorePath> = outputs
