@@ -427,22 +427,6 @@ impl Tail {
     }
 }
 
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGKILL => "Killed",
-        libc::SIGTERM => "Terminated",
-        libc::SIGSEGV => "Segmentation fault",
-        libc::SIGABRT => "Aborted",
-        libc::SIGINT => "Interrupt",
-        libc::SIGHUP => "Hangup",
-        libc::SIGPIPE => "Broken pipe",
-        libc::SIGBUS => "Bus error",
-        libc::SIGFPE => "Floating point exception",
-        libc::SIGILL => "Illegal instruction",
-        _ => "Unknown signal",
-    }
-}
-
 /// Removes a directory tree when dropped (unless disarmed), through the slot's [`Trash`].
 /// `.1`: the directories it holds when all went as expected, `.3`: where to move it first
 /// (see [`Doomed`]).
@@ -1106,7 +1090,7 @@ pub fn build_one(
             builder_failed,
             format!(
                 "builder for '{drv_shown}' failed due to signal {s} ({})",
-                signal_name(s)
+                firn_store::exit_status::signal_name(s)
             ),
         )),
         Ended::TimedOut(t) => Err(failure(
@@ -1499,14 +1483,7 @@ impl DiffHook<'_> {
                 }
                 return;
             }
-            Ok(out) => match (
-                out.status.code(),
-                std::os::unix::process::ExitStatusExt::signal(&out.status),
-            ) {
-                (Some(c), _) => format!("failed with exit code {c}"),
-                (None, Some(s)) => format!("failed due to signal {s} ({})", signal_name(s)),
-                _ => "failed".to_string(),
-            },
+            Ok(out) => firn_store::exit_status::describe(&out.status),
             Err(e) => format!("could not be started: {e}"),
         };
         (self.note)(format!(

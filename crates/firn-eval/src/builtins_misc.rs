@@ -130,7 +130,10 @@ fn exec(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
         }
     };
     if !out.status.success() {
-        return err(format!("program '{program}' {}", failed_how(&out.status)));
+        return err(format!(
+            "program '{program}' {}",
+            firn_store::exit_status::describe(&out.status)
+        ));
     }
     let text = firn_syntax::bytes::decode(out.stdout);
     let e = ev
@@ -145,27 +148,6 @@ fn exec(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             .push(format!("while evaluating the output from '{program}'"));
         x
     })
-}
-
-/// How a program that failed ended, as CppNix's `statusToString` says it.
-fn failed_how(status: &std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("failed with exit code {c}"),
-        (None, Some(s)) => {
-            // SAFETY: strsignal returns a pointer to a static or thread-local string (or
-            // NULL), which is copied at once.
-            let name = unsafe {
-                let p = libc::strsignal(s);
-                (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-            };
-            match name {
-                Some(n) => format!("failed due to signal {s} ({n})"),
-                None => format!("failed due to signal {s}"),
-            }
-        }
-        (None, None) => "failed".to_string(),
-    }
 }
 
 /// `scopedImport attrs path`: evaluate the file with `attrs` in scope above the globals (not

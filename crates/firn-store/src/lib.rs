@@ -9,6 +9,7 @@ pub mod canon;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod exit_status;
 pub mod export;
 pub mod gc;
 pub mod local;
