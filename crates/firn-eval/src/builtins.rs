@@ -100,6 +100,24 @@ pub(crate) fn text_frame(mut x: EvalError, text: &'static str) -> EvalError {
     x
 }
 
+/// The set `listToAttrs` makes of `pairs` (in list order; the first of equal names wins)
+/// whose definitions are at `offsets` (one for each pair): its origin a table of them.
+fn list_to_attrs_placed(pairs: Vec<(RcStr, Thunk)>, offsets: Vec<u32>) -> AttrSet {
+    let mut v: Vec<(RcStr, Thunk, u32)> = pairs
+        .into_iter()
+        .zip(offsets)
+        .map(|((n, t), o)| (n, t, o))
+        .collect();
+    if !v.windows(2).all(|w| w[0].0 < w[1].0) {
+        // Stable: of equal names, the first in the list stays first.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|later, earlier| later.0 == earlier.0);
+    }
+    let table = PosTable::from_sorted(v.iter().map(|(n, _, o)| (n.clone(), *o)).collect());
+    let map = AttrMap::from_sorted(v.into_iter().map(|(n, t, _)| (n, t)).collect());
+    AttrSet::with_origin(map, Origin::Table(Rc::new(table)))
+}
+
 /// The error of a `name` in `listToAttrs` that is not a string (`r`: the name forced, or the
 /// error forcing it): the frame and the type error are at the attribute, as current Nix's.
 #[cold]
@@ -1224,6 +1242,8 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             prim!(ev, a, {
                 let l = list_arg(ev, &a[0], (ONLY, "builtins.listToAttrs"))?;
                 let mut out = Vec::with_capacity(l.len());
+                let mut offsets: Vec<u32> = Vec::with_capacity(l.len());
+                let mut placed = true;
                 for t in l.iter() {
                     let p = match force(ev, t)? {
                         Value::Attrs(p) => p,
@@ -1256,11 +1276,23 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                             ))
                         }
                     };
+                    // Each attribute's position is that of its pair's `value`, as in
+                    // CppNix; kept only while every pair's is known (a table that lacks a
+                    // name would let an update's other side answer for it).
+                    if placed {
+                        match ev.positions.attr_offset(&p, "value", &ev.interner) {
+                            Some(o) => offsets.push(o),
+                            None => placed = false,
+                        }
+                    }
                     out.push((name.s, value));
                 }
-                // The first occurrence of a name wins.
-                let out = AttrMap::from_unsorted(out, Keep::First);
-                Ok(Value::Attrs(Rc::new(out.into())))
+                if !placed {
+                    // The first occurrence of a name wins.
+                    let out = AttrMap::from_unsorted(out, Keep::First);
+                    return Ok(Value::Attrs(Rc::new(out.into())));
+                }
+                Ok(Value::Attrs(Rc::new(list_to_attrs_placed(out, offsets))))
             }),
         ),
         (

@@ -1085,7 +1085,7 @@ impl Evaluator {
         node: &'static Expr,
         env: &Env,
         recursive: bool,
-    ) -> EResult<AttrMap> {
+    ) -> EResult<(AttrMap, Vec<(RcStr, u32)>)> {
         let inner = if recursive {
             env.push_empty()
         } else {
@@ -1169,10 +1169,12 @@ impl Evaluator {
                 }
             }
         }
-        if !a.dynamic.is_empty() {
-            self.add_dynamic_attrs(a, &inner, &mut map)?;
-        }
-        Ok(map)
+        let dynamic = if a.dynamic.is_empty() {
+            Vec::new()
+        } else {
+            self.add_dynamic_attrs(a, &inner, &mut map)?
+        };
+        Ok((map, dynamic))
     }
 
     /// A set expression that is not recursive and has only static names, without
@@ -1339,7 +1341,7 @@ impl Evaluator {
         a: &'static Attrs,
         inner: &Env,
         map: &mut AttrMap,
-    ) -> EResult<()> {
+    ) -> EResult<Vec<(RcStr, u32)>> {
         let mut dynamic_seen: Vec<(RcStr, u32)> = Vec::new();
         for (n, v, span) in &a.dynamic {
             let name = match self.eval(n, inner)? {
@@ -1354,7 +1356,7 @@ impl Evaluator {
             let t = self.lazy_thunk(v, inner);
             map.insert(name, t);
         }
-        Ok(())
+        Ok(dynamic_seen)
     }
 
     /// Evaluate `e` in `env`. Tail positions (`if` branches, `let`/`with`/`assert` bodies, and
@@ -1413,10 +1415,10 @@ impl Evaluator {
             }
         }
         match self.build_attrs(a, e, env, a.rec) {
-            Ok(map) => Ok(Value::Attrs(Rc::new(AttrSet::with_origin(
-                map,
-                Origin::Attrs(a),
-            )))),
+            Ok((map, dynamic)) => {
+                let origin = crate::positions::literal_origin(a, dynamic, map.len());
+                Ok(Value::Attrs(Rc::new(AttrSet::with_origin(map, origin))))
+            }
             Err(x) => Err(self.locate_error(x, e)),
         }
     }

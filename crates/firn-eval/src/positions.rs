@@ -284,7 +284,30 @@ fn origin_offset(origin: &Origin, name: &str, interner: &firn_syntax::Interner) 
             .map(|x| x.span.start),
         Origin::Update(u) => origin_offset(&u.right, name, interner)
             .or_else(|| origin_offset(&u.left, name, interner)),
+        Origin::Table(t) => t.get(name),
     }
+}
+
+/// The origin of a set literal `a` whose attributes (`len` of them) include those it made
+/// dynamically, `dynamic` (name and offset of each): `a` itself for the static ones, under a
+/// table of the dynamic ones.
+pub(crate) fn literal_origin(
+    a: &'static firn_syntax::ast::Attrs,
+    dynamic: Vec<(RcStr, u32)>,
+    len: usize,
+) -> Origin {
+    if dynamic.is_empty() {
+        return Origin::Attrs(a);
+    }
+    let table = PosTable::new(dynamic);
+    Origin::Update(Rc::new(crate::value::UpdateOrigin {
+        // All static names are the set's (`__overrides` aside, which may add others).
+        exact: a.attrs.len() + table.len() == len && u32::try_from(len).is_ok(),
+        len: u32::try_from(len).unwrap_or(u32::MAX),
+        left: Origin::Attrs(a),
+        right: Origin::Table(Rc::new(table)),
+        depth: 1,
+    }))
 }
 
 /// Whether `origin`, the origin of `set`, names exactly `set`'s attributes (it knows all
@@ -294,6 +317,7 @@ fn exact_for(origin: &Origin, set: &AttrSet) -> bool {
         Origin::Attrs(a) => a.dynamic.is_empty() && a.attrs.len() == set.len(),
         Origin::Formals(f) => f.formals.len() == set.len(),
         Origin::Update(u) => u.exact && u.len as usize == set.len(),
+        Origin::Table(t) => t.len() == set.len(),
     }
 }
 
@@ -362,8 +386,15 @@ fn checked_update_origin(
     let wrong = match origin {
         Origin::Attrs(a) => a.attrs.iter().any(|(s, _)| lost(*s)),
         Origin::Formals(f) => f.formals.iter().any(|f| lost(f.name)),
-        // Which names its chain knows is not cheap to tell.
-        Origin::Update(_) => true,
+        Origin::Table(t) => t.names().any(|n| !y.contains_key(n) && x.contains_key(n)),
+        // A chain's names, if there are few enough to check one by one.
+        Origin::Update(_) => {
+            let mut names = Vec::new();
+            !chain_names(origin, interner, &mut names)
+                || names
+                    .iter()
+                    .any(|n| !y.contains_key(n) && x.contains_key(n))
+        }
     };
     if wrong {
         return None;
@@ -384,14 +415,42 @@ fn checked_update_origin(
                                 .is_none_or(|o| origin_offset(o, k, interner).is_none()))
                 })
         }
-        Origin::Formals(_) => true,
-        Origin::Update(_) => false,
+        Origin::Formals(_) | Origin::Table(_) => true,
+        // Knows every name of the set it was made for (of which `y` has some).
+        Origin::Update(u) => u.exact,
     };
     Some(if joinable {
         joined_origin(x, origin.clone(), false, len)
     } else {
         origin.clone()
     })
+}
+
+/// How many names [`chain_names`] lists at most: the check it serves runs on every such
+/// update, so a long chain over large sets is not walked.
+const CHAIN_NAMES_MAX: usize = 64;
+
+/// Add the names `origin` knows to `out`; false if there are more than [`CHAIN_NAMES_MAX`].
+fn chain_names<'a>(
+    origin: &'a Origin,
+    interner: &'a firn_syntax::Interner,
+    out: &mut Vec<&'a str>,
+) -> bool {
+    let room = |n: usize, out: &Vec<&str>| out.len() + n <= CHAIN_NAMES_MAX;
+    match origin {
+        Origin::Attrs(a) if room(a.attrs.len(), out) => {
+            out.extend(a.attrs.iter().map(|(s, _)| interner.name(*s)))
+        }
+        Origin::Formals(f) if room(f.formals.len(), out) => {
+            out.extend(f.formals.iter().map(|x| interner.name(x.name)))
+        }
+        Origin::Table(t) if room(t.len(), out) => out.extend(t.names().map(|n| n.as_str())),
+        Origin::Update(u) => {
+            return chain_names(&u.right, interner, out) && chain_names(&u.left, interner, out)
+        }
+        _ => return false,
+    }
+    true
 }
 
 #[cfg(test)]

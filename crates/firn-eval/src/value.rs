@@ -430,6 +430,48 @@ pub enum Origin {
     /// `x // y` where `y`'s origin names exactly `y`'s attributes: a name it knows is `y`'s,
     /// the others are `x`'s.
     Update(Rc<UpdateOrigin>),
+    /// Positions of names not written in the syntax: those a set literal makes dynamically,
+    /// and those of `listToAttrs` (each its pair's `value`, as in CppNix).
+    Table(Rc<PosTable>),
+}
+
+/// Names (sorted, each once) with the offset of their definition ([`Origin::Table`]).
+#[derive(Debug)]
+pub struct PosTable(Box<[(RcStr, u32)]>);
+
+impl PosTable {
+    /// The table of `entries`, in any order; of equal names, the first is kept.
+    pub fn new(mut entries: Vec<(RcStr, u32)>) -> PosTable {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        PosTable(entries.into_boxed_slice())
+    }
+
+    /// A table of entries already sorted by name, without duplicates.
+    pub fn from_sorted(entries: Vec<(RcStr, u32)>) -> PosTable {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        PosTable(entries.into_boxed_slice())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Where `name` was defined.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.0
+            .binary_search_by(|(n, _)| crate::rc_str::cmp_str(n, name))
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &RcStr> {
+        self.0.iter().map(|(n, _)| n)
+    }
 }
 
 /// The origins of the two sides of an update ([`Origin::Update`]).

@@ -398,12 +398,37 @@ in [
     );
     assert_eq!(lost.trim(), "[ null null 252 ]");
     // A name made dynamically on the right, which the left side's syntax (before a
-    // `removeAttrs`) also defines: unknown (CppNix gives the dynamic attribute's), never
+    // `removeAttrs`) also defines: the dynamic attribute's position (as CppNix's), never
     // the left side's removed definition.
     let dynamic = firn_eval(
-        "builtins.unsafeGetAttrPos \"p\" (builtins.removeAttrs { p = 1; q = 2; } [ \"p\" ] // { ${builtins.head [ \"p\" ]} = 3; })",
+        "(builtins.unsafeGetAttrPos \"p\" (builtins.removeAttrs { p = 1; q = 2; } [ \"p\" ] // { ${builtins.head [ \"p\" ]} = 3; })).column",
     );
-    assert_eq!(dynamic.trim(), "null");
+    assert_eq!(dynamic.trim(), "85");
+
+    // Names made dynamically and by `listToAttrs` (each at its pair's `value`, the first of
+    // equal names winning), alone and under or over an update: as CppNix gives them.
+    let made = tmp.path().join("made.nix");
+    std::fs::write(
+        &made,
+        r#"let
+  n = "b";
+  pair = name: value: { value = value; name = name; };
+  d = { a = 1; ${n} = 2; ${null} = 3; };
+  l = builtins.listToAttrs [ { name = "x"; value = 1; } (pair "y" 2) { value = 3; name = "x"; } ];
+  u = { x = 0; w = 1; } // l;
+  o = l // { w = 2; };
+  f = builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; }) { start = 0; } (builtins.genList (i: i) 5);
+  r = builtins.removeAttrs d [ "a" ];
+  p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
+in [ (p d) (p l) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) ]
+"#,
+    )
+    .expect("write");
+    let run_made = |mut c: std::process::Command| ok_str(c.args(["--eval", "--strict"]).arg(&made));
+    assert_eq!(
+        run_made(firn("nix-instantiate")),
+        run_made(cppnix("nix-instantiate"))
+    );
 
     // `//` keeps both sides' positions where the right side's syntax gives exactly its
     // attributes (a literal, a set from one, a chain of such updates), as CppNix's.
