@@ -103,16 +103,26 @@ pub(crate) fn text_frame(mut x: EvalError, text: &'static str) -> EvalError {
 /// The set `listToAttrs` makes of `pairs` (in list order; the first of equal names wins)
 /// whose definitions are at `offsets` (one for each pair): its origin a table of them.
 fn list_to_attrs_placed(pairs: Vec<(RcStr, Thunk)>, offsets: Vec<u32>) -> AttrSet {
+    if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+        // In order already (`listToAttrs (map f (attrNames s))`): no copy to sort.
+        let table = PosTable::from_sorted(
+            pairs
+                .iter()
+                .zip(offsets)
+                .map(|((n, _), o)| (n.clone(), o))
+                .collect(),
+        );
+        let map = AttrMap::from_sorted(pairs);
+        return AttrSet::with_origin(map, Origin::Table(Rc::new(table)));
+    }
     let mut v: Vec<(RcStr, Thunk, u32)> = pairs
         .into_iter()
         .zip(offsets)
         .map(|((n, t), o)| (n, t, o))
         .collect();
-    if !v.windows(2).all(|w| w[0].0 < w[1].0) {
-        // Stable: of equal names, the first in the list stays first.
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v.dedup_by(|later, earlier| later.0 == earlier.0);
-    }
+    // Stable: of equal names, the first in the list stays first.
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.dedup_by(|later, earlier| later.0 == earlier.0);
     let table = PosTable::from_sorted(v.iter().map(|(n, _, o)| (n.clone(), *o)).collect());
     let map = AttrMap::from_sorted(v.into_iter().map(|(n, t, _)| (n, t)).collect());
     AttrSet::with_origin(map, Origin::Table(Rc::new(table)))
