@@ -115,6 +115,16 @@ fn list_to_attrs_placed(pairs: Vec<(RcStr, Thunk)>, offsets: Vec<u32>) -> AttrSe
         let map = AttrMap::from_sorted(pairs);
         return AttrSet::with_origin(map, Origin::Table(Rc::new(table)));
     }
+    if let Some(&o) = offsets
+        .first()
+        .filter(|&&o| offsets.iter().all(|&x| x == o))
+    {
+        // Every pair from one expression (`map (n: { name = n; value = …; })`, `genAttrs`):
+        // the pairs sorted in place as without positions, and one offset for all.
+        let map = AttrMap::from_unsorted(pairs, Keep::First);
+        let table = PosTable::from_sorted(map.keys().map(|n| (n.clone(), o)).collect());
+        return AttrSet::with_origin(map, Origin::Table(Rc::new(table)));
+    }
     let mut v: Vec<(RcStr, Thunk, u32)> = pairs
         .into_iter()
         .zip(offsets)

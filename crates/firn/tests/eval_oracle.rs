@@ -415,12 +415,13 @@ in [
   pair = name: value: { value = value; name = name; };
   d = { a = 1; ${n} = 2; ${null} = 3; };
   l = builtins.listToAttrs [ { name = "x"; value = 1; } (pair "y" 2) { value = 3; name = "x"; } ];
+  g = builtins.listToAttrs (map (n: { name = n; value = 0; }) [ "q" "p" "q" ]);
   u = { x = 0; w = 1; } // l;
   o = l // { w = 2; };
   f = builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; }) { start = 0; } (builtins.genList (i: i) 5);
   r = builtins.removeAttrs d [ "a" ];
   p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
-in [ (p d) (p l) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) ]
+in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) ]
 "#,
     )
     .expect("write");
