@@ -1307,7 +1307,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
                     }
                     out.push((name.s, value));
                 }
-                if !placed {
+                if !placed || out.is_empty() {
                     // The first occurrence of a name wins.
                     let out = AttrMap::from_unsorted(out, Keep::First);
                     return Ok(Value::Attrs(Rc::new(out.into())));
