@@ -353,8 +353,10 @@ pub(crate) fn joined_origin(x: &AttrSet, right: Origin, right_exact: bool, len: 
 /// which gives the positions of `y`'s attributes (those of `x` are not known then), unless
 /// `y` lost to `removeAttrs` or `intersectAttrs` an attribute its syntax defines that `x`
 /// has: that attribute of the result is `x`'s, and `y`'s origin would give it the removed
-/// definition's position, so the result gets no origin. Checked name by name only when `y`
-/// has fewer attributes than its syntax defines statically (or names made dynamically).
+/// definition's position, so the result gets a table of each attribute's position looked up
+/// on its own side ([`placed_update`]; no origin for a large set). Checked name by name only
+/// when `y` has fewer attributes than its syntax defines statically (or names made
+/// dynamically).
 #[inline]
 pub(crate) fn update_origin(
     x: &AttrSet,
@@ -397,7 +399,7 @@ fn checked_update_origin(
         }
     };
     if wrong {
-        return None;
+        return placed_update(x, y, len, interner);
     }
     // `x`'s origin may answer for the names `y`'s syntax does not know: those it lost (not
     // `x`'s, just checked), and those made dynamically. A few of those are checked to be
@@ -424,6 +426,34 @@ fn checked_update_origin(
     } else {
         origin.clone()
     })
+}
+
+/// The most attributes [`placed_update`] looks up one by one.
+const PLACED_UPDATE_MAX: usize = 256;
+
+/// The origin of `x // y` (`len` attributes) where `y`'s origin also knows names `y` lost and
+/// `x` has: a table of every attribute's position, each looked up on the side it comes from.
+/// None if the set is large (a look-up may scan a literal) or a position is not known (a
+/// table must name all of its set's attributes, see [`exact_for`]).
+#[cold]
+fn placed_update(
+    x: &AttrSet,
+    y: &AttrSet,
+    len: usize,
+    interner: &firn_syntax::Interner,
+) -> Option<Origin> {
+    if len > PLACED_UPDATE_MAX {
+        return None;
+    }
+    let (xo, yo) = (x.origin.as_ref()?, y.origin.as_ref()?);
+    let mut entries = Vec::with_capacity(len);
+    for k in y.keys() {
+        entries.push((k.clone(), origin_offset(yo, k, interner)?));
+    }
+    for k in x.keys().filter(|k| !y.contains_key(k)) {
+        entries.push((k.clone(), origin_offset(xo, k, interner)?));
+    }
+    Some(Origin::Table(Rc::new(PosTable::new(entries))))
 }
 
 /// How many names [`chain_names`] lists at most: the check it serves runs on every such

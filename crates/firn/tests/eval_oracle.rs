@@ -389,14 +389,13 @@ in [
     ]));
     assert_eq!(inherited.trim(), "22");
     // `//` whose right side lost to `removeAttrs` (or `intersectAttrs`) an attribute the
-    // left side has: that attribute is the left side's, whose position firn does not keep
-    // (CppNix gives it), and the right side's syntax must not give it the removed
-    // definition's, so the set has none.
+    // left side has: that attribute is the left side's, and the right side's syntax must
+    // not give it the removed definition's position (each is looked up on its own side).
     let firn_eval = |e: &str| ok_str(firn("nix-instantiate").args(["--eval", "--strict", "-E", e]));
     let lost = firn_eval(
-        "let p = n: x: builtins.unsafeGetAttrPos n x; in [ (p \"a\" ({ a = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])) (p \"b\" ({ b = 0; } // builtins.intersectAttrs { a = 0; } { a = 1; b = 2; })) ((p \"b\" ({ c = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])).column) ]",
+        "let p = n: x: (builtins.unsafeGetAttrPos n x).column; in [ (p \"a\" ({ a = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])) (p \"b\" ({ b = 0; } // builtins.intersectAttrs { a = 0; } { a = 1; b = 2; })) (p \"b\" ({ c = 0; } // builtins.removeAttrs { a = 1; b = 2; } [ \"a\" ])) ]",
     );
-    assert_eq!(lost.trim(), "[ null null 252 ]");
+    assert_eq!(lost.trim(), "[ 70 141 260 ]");
     // A name made dynamically on the right, which the left side's syntax (before a
     // `removeAttrs`) also defines: the dynamic attribute's position (as CppNix's), never
     // the left side's removed definition.
@@ -421,7 +420,7 @@ in [
   f = builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; }) { start = 0; } (builtins.genList (i: i) 5);
   r = builtins.removeAttrs d [ "a" ];
   p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
-in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) ]
+in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) ]
 "#,
     )
     .expect("write");
