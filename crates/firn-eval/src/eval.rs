@@ -3057,7 +3057,8 @@ impl Evaluator {
             }),
         );
         // The literal defines exactly the names it gives (all static).
-        let origin = crate::positions::joined_origin(x, Origin::Attrs(lit), true, map.len());
+        let origin =
+            crate::positions::joined_origin(x, Origin::Attrs(lit), true, map.len(), &self.interner);
         Some(Value::Attrs(Rc::new(AttrSet::with_origin(map, origin))))
     }
 

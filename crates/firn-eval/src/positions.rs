@@ -325,8 +325,15 @@ fn exact_for(origin: &Origin, set: &AttrSet) -> bool {
 /// position of each of `y`'s attributes or none, and none for a name of `x` that `y` does not
 /// have: both sides' (`x`'s for the names `right` does not know), or only `y`'s where `x` has
 /// no origin or its chain of updates is long already. `right_exact`: whether `right` names
-/// exactly `y`'s attributes.
-pub(crate) fn joined_origin(x: &AttrSet, right: Origin, right_exact: bool, len: usize) -> Origin {
+/// exactly `y`'s attributes. A chain that would grow past [`UpdateOrigin::MAX_DEPTH`] is
+/// made into a table of the result's positions where that is cheap ([`flattened`]).
+pub(crate) fn joined_origin(
+    x: &AttrSet,
+    right: Origin,
+    right_exact: bool,
+    len: usize,
+    interner: &firn_syntax::Interner,
+) -> Origin {
     let Some(left) = &x.origin else {
         return right;
     };
@@ -337,7 +344,10 @@ pub(crate) fn joined_origin(x: &AttrSet, right: Origin, right_exact: bool, len: 
     };
     let depth = depth_of(left).max(depth_of(&right)).saturating_add(1);
     if depth > crate::value::UpdateOrigin::MAX_DEPTH {
-        return right;
+        return match right_exact {
+            true => flattened(x, left, &right, len, interner).unwrap_or(right),
+            false => right,
+        };
     }
     Origin::Update(Rc::new(crate::value::UpdateOrigin {
         left: left.clone(),
@@ -366,7 +376,7 @@ pub(crate) fn update_origin(
 ) -> Option<Origin> {
     let origin = y.origin.as_ref()?;
     if exact_for(origin, y) {
-        return Some(joined_origin(x, origin.clone(), true, len));
+        return Some(joined_origin(x, origin.clone(), true, len, interner));
     }
     checked_update_origin(x, y, origin, len, interner)
 }
@@ -422,10 +432,43 @@ fn checked_update_origin(
         Origin::Update(u) => u.exact,
     };
     Some(if joinable {
-        joined_origin(x, origin.clone(), false, len)
+        joined_origin(x, origin.clone(), false, len, interner)
     } else {
         origin.clone()
     })
+}
+
+/// The positions of `x // y` (`len` attributes; `x`'s origin `left`, `right` naming exactly
+/// `y`'s attributes) as one table, so that a fold's chain of updates does not lose its oldest
+/// names when it is cut. Only for small sets whose every position is known: a table names
+/// all of its set's attributes (see [`exact_for`]).
+#[cold]
+fn flattened(
+    x: &AttrSet,
+    left: &Origin,
+    right: &Origin,
+    len: usize,
+    interner: &firn_syntax::Interner,
+) -> Option<Origin> {
+    if len > PLACED_UPDATE_MAX {
+        return None;
+    }
+    let mut names = Vec::new();
+    if !chain_names(right, interner, &mut names) {
+        return None;
+    }
+    names.sort_unstable();
+    names.dedup();
+    let mut entries = Vec::with_capacity(len);
+    for n in &names {
+        entries.push((RcStr::from(*n), origin_offset(right, n, interner)?));
+    }
+    for k in x.keys() {
+        if names.binary_search(&k.as_str()).is_err() {
+            entries.push((k.clone(), origin_offset(left, k, interner)?));
+        }
+    }
+    (entries.len() == len).then(|| Origin::Table(Rc::new(PosTable::new(entries))))
 }
 
 /// The most attributes [`placed_update`] looks up one by one.

@@ -419,8 +419,10 @@ in [
   o = l // { w = 2; };
   f = builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; }) { start = 0; } (builtins.genList (i: i) 5);
   r = builtins.removeAttrs d [ "a" ];
+  deep = builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; } // (if i == 20 then { start = 1; } else { })) { start = 0; } (builtins.genList (i: i) 40);
+  deeper = builtins.foldl' (acc: i: { ${"r" + toString i} = i; } // acc) { start = 0; } (builtins.genList (i: i) 40);
   p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
-in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) ]
+in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) (p deep) (p deeper) ]
 "#,
     )
     .expect("write");
