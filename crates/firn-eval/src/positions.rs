@@ -471,7 +471,7 @@ fn flattened(
     (entries.len() == len).then(|| Origin::Table(Rc::new(PosTable::new(entries))))
 }
 
-/// The most attributes [`placed_update`] looks up one by one.
+/// The most attributes [`placed_update`] and [`flattened`] look up one by one.
 const PLACED_UPDATE_MAX: usize = 256;
 
 /// The origin of `x // y` (`len` attributes) where `y`'s origin also knows names `y` lost and
