@@ -440,8 +440,7 @@ fn checked_update_origin(
 
 /// The positions of `x // y` (`len` attributes; `x`'s origin `left`, `right` naming exactly
 /// `y`'s attributes) as one table, so that a fold's chain of updates does not lose its oldest
-/// names when it is cut. Only for small sets whose every position is known: a table names
-/// all of its set's attributes (see [`exact_for`]).
+/// names when it is cut.
 #[cold]
 fn flattened(
     x: &AttrSet,
@@ -450,34 +449,22 @@ fn flattened(
     len: usize,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
-    if len > PLACED_UPDATE_MAX {
-        return None;
-    }
     let mut names = Vec::new();
     if !chain_names(right, interner, &mut names) {
         return None;
     }
     names.sort_unstable();
     names.dedup();
-    let mut entries = Vec::with_capacity(len);
-    for n in &names {
-        entries.push((RcStr::from(*n), origin_offset(right, n, interner)?));
-    }
-    for k in x.keys() {
-        if names.binary_search(&k.as_str()).is_err() {
-            entries.push((k.clone(), origin_offset(left, k, interner)?));
-        }
-    }
-    (entries.len() == len).then(|| Origin::Table(Rc::new(PosTable::new(entries))))
+    let ys = names.iter().map(|n| (RcStr::from(*n), right));
+    let xs = x
+        .keys()
+        .filter(|k| names.binary_search(&k.as_str()).is_err())
+        .map(|k| (k.clone(), left));
+    table_of(ys.chain(xs), len, interner)
 }
-
-/// The most attributes [`placed_update`] and [`flattened`] look up one by one.
-const PLACED_UPDATE_MAX: usize = 256;
 
 /// The origin of `x // y` (`len` attributes) where `y`'s origin also knows names `y` lost and
 /// `x` has: a table of every attribute's position, each looked up on the side it comes from.
-/// None if the set is large (a look-up may scan a literal) or a position is not known (a
-/// table must name all of its set's attributes, see [`exact_for`]).
 #[cold]
 fn placed_update(
     x: &AttrSet,
@@ -485,18 +472,35 @@ fn placed_update(
     len: usize,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
-    if len > PLACED_UPDATE_MAX {
+    let (xo, yo) = (x.origin.as_ref()?, y.origin.as_ref()?);
+    let ys = y.keys().map(|k| (k.clone(), yo));
+    let xs = x
+        .keys()
+        .filter(|k| !y.contains_key(k))
+        .map(|k| (k.clone(), xo));
+    table_of(ys.chain(xs), len, interner)
+}
+
+/// The most attributes [`table_of`] looks up one by one (a look-up may scan a literal).
+const TABLE_LOOKUPS_MAX: usize = 256;
+
+/// A table of the positions of a set's `len` attributes, each name looked up in the origin it
+/// comes with. None for a large set, or if a position is not known: a table names all of its
+/// set's attributes (see [`exact_for`]).
+fn table_of<'o>(
+    names: impl Iterator<Item = (RcStr, &'o Origin)>,
+    len: usize,
+    interner: &firn_syntax::Interner,
+) -> Option<Origin> {
+    if len > TABLE_LOOKUPS_MAX {
         return None;
     }
-    let (xo, yo) = (x.origin.as_ref()?, y.origin.as_ref()?);
     let mut entries = Vec::with_capacity(len);
-    for k in y.keys() {
-        entries.push((k.clone(), origin_offset(yo, k, interner)?));
+    for (name, origin) in names {
+        let offset = origin_offset(origin, &name, interner)?;
+        entries.push((name, offset));
     }
-    for k in x.keys().filter(|k| !y.contains_key(k)) {
-        entries.push((k.clone(), origin_offset(xo, k, interner)?));
-    }
-    Some(Origin::Table(Rc::new(PosTable::new(entries))))
+    (entries.len() == len).then(|| Origin::Table(Rc::new(PosTable::new(entries))))
 }
 
 /// How many names [`chain_names`] lists at most: the check it serves runs on every such
