@@ -1945,6 +1945,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::fetch::table())
         .chain(crate::flakeref::table())
         .chain(crate::fetch_git::table())
+        .chain(crate::fetch_hg::table())
         .chain(crate::fetch_tree::table())
         .chain(crate::fetch_closure::table())
         .chain(crate::output_of::table())

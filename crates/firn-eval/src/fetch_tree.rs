@@ -10,8 +10,8 @@
 //! - Types: `path` (a local tree, `lastModified` its newest modification time), `tarball` and
 //!   `file` (downloads over `file://`/`http(s)://`, see [`crate::fetch`]; `file` is the current
 //!   manual's, which 2.8 lacks), `git` ([`crate::fetch_git`]), `github`/`gitlab`/`sourcehut`
-//!   (their HTTP APIs, so they need the network), `indirect` (looked up in the user, system
-//!   and global flake registries); `hg` inputs are parsed but not fetched.
+//!   (their HTTP APIs, so they need the network), `hg` ([`crate::fetch_hg`]), `indirect`
+//!   (looked up in the user, system and global flake registries).
 //! - `Input::fetch`: an input with a `narHash` whose store path is valid is not fetched again
 //!   (for `git`, `github`... only with the other attributes that lock it); otherwise it is
 //!   fetched, and a `narHash` that does not match is CppNix's error, raised before anything is
@@ -244,10 +244,6 @@ impl Scheme {
             "hg" => Scheme::Mercurial,
             _ => return None,
         })
-    }
-
-    fn is_git_archive(self) -> bool {
-        matches!(self, Scheme::GitHub | Scheme::GitLab | Scheme::SourceHut)
     }
 }
 
@@ -1173,13 +1169,12 @@ fn fetch_scheme(
         Scheme::File => fetch_file(ev, input, check),
         Scheme::Tarball => fetch_tarball(ev, input, check),
         Scheme::Git => crate::fetch_git::fetch_scheme(ev, input, check),
-        s if s.is_git_archive() => fetch_git_archive(ev, s, input, check),
+        Scheme::Mercurial => crate::fetch_hg::fetch_scheme(ev, input, check),
+        Scheme::GitHub | Scheme::GitLab | Scheme::SourceHut => {
+            fetch_git_archive(ev, scheme, input, check)
+        }
         Scheme::Indirect => err(format!(
             "indirect input '{}' cannot be fetched directly",
-            input.show()
-        )),
-        _ => err(format!(
-            "cannot fetch Mercurial input '{}': firn does not support Mercurial",
             input.show()
         )),
     }

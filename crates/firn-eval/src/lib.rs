@@ -18,6 +18,7 @@ pub mod features;
 pub mod fetch;
 pub mod fetch_closure;
 pub mod fetch_git;
+pub mod fetch_hg;
 pub mod fetch_tree;
 pub mod flakeref;
 pub mod ifd;

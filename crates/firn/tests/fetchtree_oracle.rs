@@ -833,7 +833,10 @@ fn network_inputs_fail_clearly() {
             "builtins.fetchTree { type = \"indirect\"; id = \"not a flake id\"; }",
             "'not a flake id' is not a valid flake ID",
         ),
-        ("builtins.fetchTree \"hg+file:///nowhere\"", "Mercurial"),
+        (
+            "builtins.fetchTree \"hg+file:///nowhere\"",
+            "hg failed with exit code 255",
+        ),
     ] {
         let r = run(false, &f, &wrap(expr));
         assert!(!r.ok, "{expr}");
