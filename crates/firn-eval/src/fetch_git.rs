@@ -23,10 +23,11 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 
 use firn_format::{Hash, HashAlgo, StorePath};
+use firn_store::exit_status::describe;
 
 use crate::builtins::PrimFn;
 use crate::error::{err, EResult, EvalError};
@@ -87,6 +88,7 @@ pub(crate) fn check_attrs(input: &Input) -> EResult<()> {
 
 /// What a git command printed and how it ended.
 struct Run {
+    status: ExitStatus,
     code: Option<i32>,
     stdout: Vec<u8>,
     /// stdout and stderr together (only when asked for).
@@ -114,17 +116,11 @@ fn git_run(args: &[&str], merge: bool, c_locale: bool) -> EResult<Run> {
         merged.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     Ok(Run {
+        status: out.status,
         code: out.status.code(),
         stdout: out.stdout,
         merged,
     })
-}
-
-fn status_text(code: Option<i32>) -> String {
-    match code {
-        Some(c) => format!("failed with exit code {c}"),
-        None => "was killed by a signal".into(),
-    }
 }
 
 /// CppNix's `runProgram("git", ...)`: stdout, or an error when git fails. The error names the
@@ -132,15 +128,15 @@ fn status_text(code: Option<i32>) -> String {
 fn git(args: &[&str], url: &str) -> EResult<String> {
     let r = git_run(args, false, false)?;
     if r.code != Some(0) {
-        return Err(git_failed(r.code, url));
+        return Err(git_failed(&r.status, url));
     }
     Ok(String::from_utf8_lossy(&r.stdout).into_owned())
 }
 
-fn git_failed(code: Option<i32>, url: &str) -> EvalError {
+fn git_failed(status: &ExitStatus, url: &str) -> EvalError {
     EvalError::new(format!(
         "program 'git' {} (while fetching Git repository '{url}')",
-        status_text(code)
+        describe(status)
     ))
 }
 
@@ -269,7 +265,7 @@ fn export(
     let unpacked = unpack(stdout, &dir);
     let status = child.wait().map_err(spawn_err)?;
     if !status.success() {
-        return Err(git_failed(status.code(), actual_url));
+        return Err(git_failed(&status, actual_url));
     }
     unpacked.map_err(|e| {
         EvalError::new(format!(
@@ -307,7 +303,7 @@ fn add_dirty(
     }
     let r = git_run(&args, false, false)?;
     if r.code != Some(0) {
-        return Err(git_failed(r.code, actual_url));
+        return Err(git_failed(&r.status, actual_url));
     }
     let files: BTreeSet<Vec<u8>> = r
         .stdout
@@ -457,7 +453,7 @@ pub(crate) fn fetch_scheme(ev: &mut Evaluator, orig: &Input, check: &Check) -> E
             match r.code {
                 Some(0) => clean = true,
                 Some(1) => {}
-                other => return Err(git_failed(other, &actual)),
+                _ => return Err(git_failed(&r.status, &actual)),
             }
         }
         if !clean {
@@ -583,7 +579,7 @@ pub(crate) fn fetch_scheme(ev: &mut Evaluator, orig: &Input, check: &Check) -> E
             match r.code {
                 Some(0) => false,
                 Some(_) => true,
-                None => return Err(git_failed(None, &actual)),
+                None => return Err(git_failed(&r.status, &actual)),
             }
         } else if all_refs {
             true
