@@ -16,7 +16,7 @@
 //!   CppNix's do.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
@@ -428,6 +428,47 @@ pub(crate) fn nar_hash_of(ev: &Evaluator, p: &StorePath, fallback: Option<&Path>
     firn_store::nar_fs::hash_path(&src, HashAlgo::Sha256)
         .map(|(h, _)| h)
         .map_err(|e| EvalError::new(format!("hashing '{}': {e}", src.display())))
+}
+
+/// Add the files of the working tree at `dir` that a version control tool listed (`listed`:
+/// paths relative to `dir`, each ended by a NUL byte), and the directories leading to them,
+/// to the store as a recursive path named `name` (a dirty tree's tracked files).
+pub(crate) fn add_listed_files(
+    ev: &mut Evaluator,
+    name: &str,
+    dir: &str,
+    listed: &[u8],
+    check: &crate::fetch_tree::Check,
+) -> EResult<(StorePath, Hash)> {
+    let files: BTreeSet<&[u8]> = listed
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let root = PathBuf::from(crate::eval::canon_path(dir));
+    let mut keep = |p: &Path, ft: std::fs::FileType| -> bool {
+        let Ok(rel) = p.strip_prefix(&root) else {
+            return false;
+        };
+        let rel = rel.as_os_str().as_bytes();
+        if ft.is_dir() {
+            let mut prefix = rel.to_vec();
+            prefix.push(b'/');
+            files
+                .range(prefix.as_slice()..)
+                .next()
+                .is_some_and(|f| f.starts_with(&prefix))
+        } else {
+            files.contains(rel)
+        }
+    };
+    add_tree_checked(
+        ev,
+        name,
+        &root,
+        Some(&mut keep),
+        check.expected,
+        check.mismatch,
+    )
 }
 
 /// Add the tree at `dir` (without what `keep` rejects) to the store as a recursive path named

@@ -18,10 +18,8 @@
 //!
 //! The store path is added even in read-only evaluation, as CppNix does.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -305,37 +303,7 @@ fn add_dirty(
     if r.code != Some(0) {
         return Err(git_failed(&r.status, actual_url));
     }
-    let files: BTreeSet<Vec<u8>> = r
-        .stdout
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_vec())
-        .collect();
-    let root = PathBuf::from(crate::eval::canon_path(actual_url));
-    let mut keep = |p: &Path, ft: fs::FileType| -> bool {
-        let Ok(rel) = p.strip_prefix(&root) else {
-            return false;
-        };
-        let rel = rel.as_os_str().as_bytes();
-        if ft.is_dir() {
-            let mut prefix = rel.to_vec();
-            prefix.push(b'/');
-            files
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|f| f.starts_with(&prefix))
-        } else {
-            files.contains(rel)
-        }
-    };
-    fetch::add_tree_checked(
-        ev,
-        name,
-        &root,
-        Some(&mut keep),
-        check.expected,
-        check.mismatch,
-    )
+    fetch::add_listed_files(ev, name, actual_url, &r.stdout, check)
 }
 
 /// The fetcher cache's key of an exported revision.

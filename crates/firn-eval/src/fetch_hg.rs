@@ -18,9 +18,7 @@
 //!
 //! Unlike CppNix, `hg` is quiet when it is asked whether the cache already has a revision.
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -116,36 +114,7 @@ fn add_unclean(
         Ok(out) => out,
         Err(status) => return err(format!("hg {}", describe(&status))),
     };
-    let files: BTreeSet<Vec<u8>> = listed
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_vec())
-        .collect();
-    let root = PathBuf::from(crate::eval::canon_path(dir));
-    let mut keep = |p: &Path, ft: fs::FileType| -> bool {
-        let Ok(rel) = p.strip_prefix(&root) else {
-            return false;
-        };
-        let rel = rel.as_os_str().as_bytes();
-        if ft.is_dir() {
-            let mut prefix = rel.to_vec();
-            prefix.push(b'/');
-            files
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|f| f.starts_with(&prefix))
-        } else {
-            files.contains(rel)
-        }
-    };
-    fetch::add_tree_checked(
-        ev,
-        name,
-        &root,
-        Some(&mut keep),
-        check.expected,
-        check.mismatch,
-    )
+    fetch::add_listed_files(ev, name, dir, &listed, check)
 }
 
 /// The fetcher cache's key of an exported revision.
