@@ -272,16 +272,12 @@ impl Positions {
 /// Where `origin` defines `name`, if it does.
 fn origin_offset(origin: &Origin, name: &str, interner: &firn_syntax::Interner) -> Option<u32> {
     match origin {
-        Origin::Attrs(a) => a
-            .attrs
-            .iter()
-            .find(|(s, _)| interner.name(**s) == name)
-            .map(|(_, d)| d.span.start),
-        Origin::Formals(f) => f
-            .formals
-            .iter()
-            .find(|x| interner.name(x.name) == name)
-            .map(|x| x.span.start),
+        // A name the syntax has is interned: look its symbol up (a literal's are sorted).
+        Origin::Attrs(a) => a.attrs.get(&interner.find(name)?).map(|d| d.span.start),
+        Origin::Formals(f) => {
+            let s = interner.find(name)?;
+            f.formals.iter().find(|x| x.name == s).map(|x| x.span.start)
+        }
         Origin::Update(u) => origin_offset(&u.right, name, interner)
             .or_else(|| origin_offset(&u.left, name, interner)),
         Origin::Table(t) => t.get(name),
@@ -440,7 +436,10 @@ fn checked_update_origin(
 
 /// The positions of `x // y` (`len` attributes; `x`'s origin `left`, `right` naming exactly
 /// `y`'s attributes) as one table, so that a fold's chain of updates does not lose its oldest
-/// names when it is cut.
+/// names when it is cut. The links' right sides are small (at most [`CHAIN_NAMES_MAX`] names
+/// in all); the chain's base, a table (an earlier cut's) or a literal, may be large: `x`'s
+/// names (sorted) are merged with the table's (sorted), so a cut costs about what one update
+/// of the set does.
 #[cold]
 fn flattened(
     x: &AttrSet,
@@ -449,18 +448,119 @@ fn flattened(
     len: usize,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
-    let mut names = Vec::new();
-    if !chain_names(right, interner, &mut names) {
+    // `y`'s names, then those of `left`'s links, newest first; the first of a name wins.
+    let mut ys = Vec::new();
+    if !link_entries(right, interner, &mut ys) {
         return None;
     }
-    names.sort_unstable();
-    names.dedup();
-    let ys = names.iter().map(|n| (RcStr::from(*n), right));
-    let xs = x
-        .keys()
-        .filter(|k| names.binary_search(&k.as_str()).is_err())
-        .map(|k| (k.clone(), left));
-    table_of(ys.chain(xs), len, interner)
+    let mut links = Vec::new();
+    let base = chain_base(left, interner, &mut links)?;
+    let by_name = |a: &(&str, u32), b: &(&str, u32)| crate::rc_str::cmp_str(a.0, b.0);
+    ys.sort_by(by_name);
+    ys.dedup_by(|later, earlier| later.0 == earlier.0);
+    links.sort_by(by_name);
+    links.dedup_by(|later, earlier| later.0 == earlier.0);
+    // Where `x`'s (sorted) names meet `ys` and `links`: the offsets of `x`'s names that they
+    // know (`ys`' first), and `ys`' other names with the index they go before.
+    let keys: Vec<&RcStr> = x.keys().collect();
+    let locate = |n: &str| keys.binary_search_by(|k| crate::rc_str::cmp_str(k, n));
+    let mut known = Vec::new();
+    let mut extra = Vec::new();
+    for &(n, o) in &ys {
+        match locate(n) {
+            Ok(i) => known.push((i, o)),
+            Err(i) => extra.push((i, n, o)),
+        }
+    }
+    known.extend(
+        links
+            .iter()
+            .filter_map(|&(n, o)| Some((locate(n).ok()?, o))),
+    );
+    // Stable: of one index, `ys`' entry (first) is kept.
+    known.sort_by_key(|e| e.0);
+    known.dedup_by_key(|e| e.0);
+    let table = match base {
+        Origin::Table(t) => t.entries(),
+        _ => &[],
+    };
+    // One pass over `x`'s names; the table is sorted as they are, and mostly shares their
+    // handles, so it is followed by pointer comparisons.
+    let (mut kn, mut ex, mut t) = (0, 0, 0);
+    let mut entries = Vec::with_capacity(len);
+    for (i, k) in keys.iter().enumerate() {
+        while let Some(&(_, n, o)) = extra.get(ex).filter(|e| e.0 == i) {
+            entries.push((RcStr::from(n), o));
+            ex += 1;
+        }
+        let offset = match known.get(kn) {
+            Some(&(at, o)) if at == i => {
+                kn += 1;
+                o
+            }
+            _ if matches!(base, Origin::Table(_)) => {
+                while t < table.len() && table[t].0 < **k {
+                    t += 1;
+                }
+                match table.get(t) {
+                    Some((n, o)) if n == *k => *o,
+                    _ => return None,
+                }
+            }
+            _ => origin_offset(base, k, interner)?,
+        };
+        entries.push(((*k).clone(), offset));
+    }
+    entries.extend(extra[ex..].iter().map(|&(_, n, o)| (RcStr::from(n), o)));
+    (entries.len() == len).then(|| Origin::Table(Rc::new(PosTable::from_sorted(entries))))
+}
+
+/// Add the names and offsets `origin` knows to `out` (newest first, for a chain); false if
+/// there are more than [`CHAIN_NAMES_MAX`] in all or one's position is not known.
+fn link_entries<'a>(
+    origin: &'a Origin,
+    interner: &'a firn_syntax::Interner,
+    out: &mut Vec<(&'a str, u32)>,
+) -> bool {
+    let room = |n: usize, out: &Vec<(&str, u32)>| out.len() + n <= CHAIN_NAMES_MAX;
+    match origin {
+        Origin::Attrs(a) if room(a.attrs.len(), out) => out.extend(
+            a.attrs
+                .iter()
+                .map(|(s, d)| (interner.name(*s), d.span.start)),
+        ),
+        Origin::Formals(f) if room(f.formals.len(), out) => out.extend(
+            f.formals
+                .iter()
+                .map(|x| (interner.name(x.name), x.span.start)),
+        ),
+        Origin::Table(t) if room(t.len(), out) => {
+            out.extend(t.entries().iter().map(|(n, o)| (n.as_str(), *o)))
+        }
+        Origin::Update(u) => {
+            return link_entries(&u.right, interner, out) && link_entries(&u.left, interner, out)
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// The base of the chain of updates `origin` (itself if it is not one), with the entries of
+/// the links' right sides added to `out` ([`link_entries`]); none if those are too many.
+fn chain_base<'a>(
+    origin: &'a Origin,
+    interner: &'a firn_syntax::Interner,
+    out: &mut Vec<(&'a str, u32)>,
+) -> Option<&'a Origin> {
+    match origin {
+        Origin::Update(u) => {
+            if !link_entries(&u.right, interner, out) {
+                return None;
+            }
+            chain_base(&u.left, interner, out)
+        }
+        other => Some(other),
+    }
 }
 
 /// The origin of `x // y` (`len` attributes) where `y`'s origin also knows names `y` lost and
@@ -481,7 +581,9 @@ fn placed_update(
     table_of(ys.chain(xs), len, interner)
 }
 
-/// The most attributes [`table_of`] looks up one by one (a look-up may scan a literal).
+/// The most attributes [`table_of`] looks up one by one (each look-up walks a chain of
+/// updates): a table made at every such update of a large set would cost far more than the
+/// update.
 const TABLE_LOOKUPS_MAX: usize = 256;
 
 /// A table of the positions of a set's `len` attributes, each name looked up in the origin it

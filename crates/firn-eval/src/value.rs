@@ -472,6 +472,11 @@ impl PosTable {
     pub fn names(&self) -> impl Iterator<Item = &RcStr> {
         self.0.iter().map(|(n, _)| n)
     }
+
+    /// The names with their offsets, sorted by name.
+    pub fn entries(&self) -> &[(RcStr, u32)] {
+        &self.0
+    }
 }
 
 /// The origins of the two sides of an update ([`Origin::Update`]).

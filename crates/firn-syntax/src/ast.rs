@@ -126,6 +126,26 @@ impl Interner {
         &self.names[s.0 as usize]
     }
 
+    /// The symbol of `s` if it was interned (without interning it).
+    pub fn find(&self, s: &str) -> Option<Symbol> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let h = name_hash(s);
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let (sh, sym) = self.slots[i];
+            if sym == 0 {
+                return None;
+            }
+            if sh == h && *self.names[(sym - 1) as usize] == *s {
+                return Some(Symbol(sym - 1));
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// Double the table (placing each symbol again by its hash).
     #[cold]
     fn grow(&mut self) {

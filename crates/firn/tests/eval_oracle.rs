@@ -421,9 +421,24 @@ in [
   r = builtins.removeAttrs d [ "a" ];
   deep = builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; } // (if i == 20 then { start = 1; } else { })) { start = 0; } (builtins.genList (i: i) 40);
   deeper = builtins.foldl' (acc: i: { ${"r" + toString i} = i; } // acc) { start = 0; } (builtins.genList (i: i) 40);
+  big = BIG;
+  onto = base: builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; }) base (builtins.genList (i: i) 40);
+  grown = builtins.foldl' (acc: i: acc // { ${"g" + toString i} = i; } // (if i == 200 then { start = 1; } else { })) { start = 0; } (builtins.genList (i: i) 400);
+  listed = builtins.listToAttrs (builtins.genList (i: { name = "l" + toString i; value = i; }) 300);
   p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
-in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) (p deep) (p deeper) ]
-"#,
+in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) (p deep) (p deeper)
+  (p (onto big)) (p grown) (p (onto listed)) (p (onto (big // { a7 = 0; }))) ]
+"#
+        // A literal of 300 attributes, one per line.
+        .replace(
+            "BIG",
+            &format!(
+                "{{\n{}  }}",
+                (0..300)
+                    .map(|i| format!("    a{i} = {i};\n"))
+                    .collect::<String>()
+            ),
+        ),
     )
     .expect("write");
     let run_made = |mut c: std::process::Command| ok_str(c.args(["--eval", "--strict"]).arg(&made));
