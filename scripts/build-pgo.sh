@@ -2,18 +2,12 @@
 # build-pgo.sh: build firn with profile-guided optimisation, into target/pgo/release/firn.
 #
 # 1. build an instrumented firn (target/pgo-gen), which writes a profile of every run;
-# 2. run it on a training set of evaluations (below);
+# 2. run it on a training set of evaluations and store work (scripts/training.sh);
 # 3. merge the profiles with the toolchain's own llvm-profdata (rustup's `llvm-tools`
 #    component, added if missing: its LLVM must be the one rustc uses);
 # 4. build firn again with the merged profile (target/pgo).
 #
-# The training set is generated here and is not the benchmarks' input: a package set of 600
-# packages (bench/gen_pkgset.sh; the benchmark evaluates one of 2000) evaluated to drvPaths
-# and instantiated into a throw-away store, small language workloads at other sizes than
-# bench/eval.sh's, and store work on this repository's sources (hash, add, dump, a binary
-# cache written and read, a check, a collection). With NIXPKGS_LIB=/path/to/nixpkgs/lib it also evaluates that lib's
-# tests/misc.nix and its module system over 30 modules (the benchmarks: a January 2024
-# misc.nix and 150 modules).
+# The training set is scripts/training.sh's (generated there, not the benchmarks' input).
 #
 # Usage: scripts/build-pgo.sh   (about twice a release build's time; PGO_WORK=DIR keeps the
 # profiles in DIR instead of a temporary directory)
@@ -46,35 +40,8 @@ export LLVM_PROFILE_FILE="$work/raw/firn-%p-%m.profraw"
 run() {
     "$@" >/dev/null || { echo "build-pgo: training run failed: $*" >&2; exit 1; }
 }
-bash "$root/bench/gen_pkgset.sh" "$work/pkgset" 600 >/dev/null
-run "$bin/nix-instantiate" --eval --strict --json "$work/pkgset/drvpaths.nix"
-run "$bin/nix-instantiate" --store "$work/store" "$work/pkgset"
-for expr in \
-    'let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 20' \
-    "builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 200000)" \
-    'builtins.length (builtins.attrNames (builtins.listToAttrs (builtins.genList (i: { name = toString i; value = i; }) 20000)))' \
-    'builtins.stringLength (builtins.concatStringsSep "," (builtins.genList toString 20000))' \
-    'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i: 20000 - i) 20000))'; do
-    run "$bin/nix-instantiate" --eval --strict -E "$expr"
-done
-# The store's own work, so that its code is not laid out as never run: a NAR hash of a
-# tree, adding it to a store, dumping it, a binary cache written and read back, a check of
-# the store's contents and a garbage collection.
-run "$bin/nix-hash" --type sha256 "$root/crates"
-added=$("$bin/nix-store" --store "$work/store" --add "$root/crates")
-run "$bin/nix-store" --dump "$work/store$added"
-run "$bin/nix" --extra-experimental-features nix-command copy --store "$work/store" \
-    --to "file://$work/cache" "$added"
-run "$bin/nix" --extra-experimental-features nix-command copy --from "file://$work/cache" \
-    --store "$work/store2" --no-check-sigs "$added"
-run "$bin/nix-store" --store "$work/store" --verify --check-contents
-run "$bin/nix-store" --store "$work/store" --gc
-if [ -n "${NIXPKGS_LIB:-}" ]; then
-    BENCH_TMP="$work/bench" source "$root/bench/lib.sh"
-    write_modules_nix "$work/modules.nix" 30
-    run "$bin/nix-instantiate" --eval --strict "$work/modules.nix"
-    run "$bin/nix-instantiate" --eval --strict "$NIXPKGS_LIB/tests/misc.nix"
-fi
+source "$root/scripts/training.sh"
+training_runs
 unset LLVM_PROFILE_FILE
 
 echo "build-pgo: 3/4 merging profiles" >&2

@@ -3,12 +3,9 @@
 # that a training set of runs executes, in the order they first run; crates/firn/build.rs has
 # the linker place them side by side.
 #
-# The training set is build-pgo.sh's (not the benchmarks' inputs): a package set of 600
-# packages evaluated to drvPaths and instantiated, small language workloads, and store work on
-# this repository's sources; with NIXPKGS_LIB=/path/to/nixpkgs/lib also that lib's
-# tests/misc.nix and its module system over 30 modules. Each run is under valgrind's callgrind,
-# which lists every function that ran (a sampling profiler would miss the rarely called ones,
-# and each of those still maps its page).
+# The training set is build-pgo.sh's (scripts/training.sh; not the benchmarks' inputs), each
+# run under valgrind's callgrind, which lists every function that ran (a sampling profiler
+# would miss the rarely called ones, and each of those still maps its page).
 #
 # Symbol names carry hashes of the crate's build configuration (the toolchain, the features),
 # not of the code: the list stays good while functions are edited, and names that are gone are
@@ -37,31 +34,8 @@ run() {
         --callgrind-out-file="$work/cg.$(printf %03d "$n")" "$@" >/dev/null 2>"$work/err" \
         || { cat "$work/err" >&2; echo "hot-functions: training run failed: $*" >&2; exit 1; }
 }
-bash "$root/bench/gen_pkgset.sh" "$work/pkgset" 600 >/dev/null
-run "$bin/nix-instantiate" --eval --strict --json "$work/pkgset/drvpaths.nix"
-run "$bin/nix-instantiate" --store "$work/store" "$work/pkgset"
-for expr in \
-    'let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 15' \
-    "builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 20000)" \
-    'builtins.length (builtins.attrNames (builtins.listToAttrs (builtins.genList (i: { name = toString i; value = i; }) 2000)))' \
-    'builtins.stringLength (builtins.concatStringsSep "," (builtins.genList toString 2000))' \
-    'builtins.head (builtins.sort (a: b: a < b) (builtins.genList (i: 2000 - i) 2000))'; do
-    run "$bin/nix-instantiate" --eval --strict -E "$expr"
-done
-run "$bin/nix-hash" --type sha256 "$root/crates/firn-syntax"
-added=$("$bin/nix-store" --store "$work/store" --add "$root/crates/firn-syntax")
-run "$bin/nix-store" --dump "$work/store$added"
-run "$bin/nix" --extra-experimental-features nix-command copy --store "$work/store" \
-    --to "file://$work/cache" "$added"
-run "$bin/nix" --extra-experimental-features nix-command copy --from "file://$work/cache" \
-    --store "$work/store2" --no-check-sigs "$added"
-run "$bin/nix-store" --store "$work/store" --verify --check-contents
-if [ -n "${NIXPKGS_LIB:-}" ]; then
-    BENCH_TMP="$work/bench" source "$root/bench/lib.sh"
-    write_modules_nix "$work/modules.nix" 30
-    run "$bin/nix-instantiate" --eval --strict "$work/modules.nix"
-    run "$bin/nix-instantiate" --eval --strict "$NIXPKGS_LIB/tests/misc.nix"
-fi
+source "$root/scripts/training.sh"
+training_runs
 
 echo "hot-functions: 3/3 writing crates/firn/hot-functions.txt" >&2
 # callgrind names each function once per file as `fn=(id) name` or `cfn=(id) name` (later

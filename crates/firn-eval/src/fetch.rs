@@ -430,6 +430,26 @@ pub(crate) fn nar_hash_of(ev: &Evaluator, p: &StorePath, fallback: Option<&Path>
         .map_err(|e| EvalError::new(format!("hashing '{}': {e}", src.display())))
 }
 
+/// The cache directory of a repository fetched from `url`, `$XDG_CACHE_HOME/nix/KIND/<nix32
+/// sha256 of the URL>` as CppNix names it (`gitv3`, `hg`), its parent created, and a lock on
+/// it held until the guard is dropped (two evaluations do not fetch into it at once).
+pub(crate) fn repo_cache_dir(
+    ev: &Evaluator,
+    kind: &str,
+    url: &str,
+) -> EResult<(String, firn_store::lock::PathLocks)> {
+    let h = Hash::digest(HashAlgo::Sha256, url.as_bytes());
+    let dir = format!("{}/nix/{kind}/{}", cache_home(ev), h.to_nix32());
+    let parent = Path::new(&dir)
+        .parent()
+        .expect("the cache directory has a parent");
+    fs::create_dir_all(parent)
+        .map_err(|e| EvalError::new(format!("creating '{}': {e}", parent.display())))?;
+    let lock = firn_store::lock::PathLocks::lock(&[PathBuf::from(&dir)])
+        .map_err(|e| EvalError::new(format!("locking '{dir}': {e}")))?;
+    Ok((dir, lock))
+}
+
 /// Add the files of the working tree at `dir` that a version control tool listed (`listed`:
 /// paths relative to `dir`, each ended by a NUL byte), and the directories leading to them,
 /// to the store as a recursive path named `name` (a dirty tree's tracked files).

@@ -20,7 +20,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 
@@ -509,17 +509,9 @@ pub(crate) fn fetch_scheme(ev: &mut Evaluator, orig: &Input, check: &Check) -> E
                 return from_cache(ev, input, shallow, &info, path);
             }
         }
-        let h = Hash::digest(HashAlgo::Sha256, actual.as_bytes());
-        let cache_dir = format!("{}/nix/gitv3/{}", fetch::cache_home(ev), h.to_nix32());
+        let (cache_dir, _lock) = fetch::repo_cache_dir(ev, "gitv3", &actual)?;
         repo_dir = cache_dir.clone();
         git_dir = ".".into();
-        let parent = Path::new(&cache_dir)
-            .parent()
-            .expect("the cache directory has a parent");
-        fs::create_dir_all(parent)
-            .map_err(|e| EvalError::new(format!("creating '{}': {e}", parent.display())))?;
-        let _lock = firn_store::lock::PathLocks::lock(&[PathBuf::from(&cache_dir)])
-            .map_err(|e| EvalError::new(format!("locking '{cache_dir}': {e}")))?;
         if !path_exists(&cache_dir) {
             let init_branch = format!("init.defaultBranch={GIT_INITIAL_BRANCH}");
             git(&["-c", &init_branch, "init", "--bare", &repo_dir], &actual)?;

@@ -19,7 +19,6 @@
 //! Unlike CppNix, `hg` is quiet when it is asked whether the cache already has a revision.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 
@@ -29,10 +28,10 @@ use firn_store::exit_status::describe;
 
 use crate::builtins::{force, PrimFn};
 use crate::error::{err, EResult, EvalError};
-use crate::eval::{no_context, Evaluator};
+use crate::eval::Evaluator;
 use crate::fetch::{self, attrs_of, TempDir};
 use crate::fetch_tree::{
-    fetch_input, input_from_attrs, parse_url, Attr, Attrs, Check, Fetched, Input,
+    fetch_input, input_from_attrs, parse_url, string_no_ctx, Attr, Attrs, Check, Fetched, Input,
 };
 use crate::value::*;
 
@@ -219,15 +218,7 @@ pub(crate) fn fetch_scheme(ev: &mut Evaluator, orig: &Input, check: &Check) -> E
         }
     }
 
-    let h = Hash::digest(HashAlgo::Sha256, actual.as_bytes());
-    let cache_dir = format!("{}/nix/hg/{}", fetch::cache_home(ev), h.to_nix32());
-    let parent = Path::new(&cache_dir)
-        .parent()
-        .expect("the cache directory has a parent");
-    fs::create_dir_all(parent)
-        .map_err(|e| EvalError::new(format!("creating '{}': {e}", parent.display())))?;
-    let _lock = firn_store::lock::PathLocks::lock(&[PathBuf::from(&cache_dir)])
-        .map_err(|e| EvalError::new(format!("locking '{cache_dir}': {e}")))?;
+    let (cache_dir, _lock) = fetch::repo_cache_dir(ev, "hg", &actual)?;
     let have = match input.rev()? {
         Some(r) => path_exists(&cache_dir) && has_revision(&cache_dir, &r.to_base16())?,
         None => false,
@@ -313,16 +304,6 @@ fn is_rev(s: &str) -> bool {
     static RE: OnceLock<regex::Regex> = OnceLock::new();
     RE.get_or_init(|| regex::Regex::new("^[0-9a-fA-F]{40}$").expect("valid"))
         .is_match(s)
-}
-
-fn string_no_ctx(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
-    match force(ev, t)? {
-        Value::String(s) => Ok(no_context(s)?.to_string()),
-        other => err(format!(
-            "value is {} while a string was expected",
-            other.type_name()
-        )),
-    }
 }
 
 /// `fetchMercurial URL` or `fetchMercurial { url; rev ? ; name ? }`, where `rev` is either

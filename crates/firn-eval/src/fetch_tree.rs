@@ -1331,7 +1331,7 @@ pub(crate) struct Params {
 }
 
 /// A string without context (CppNix's `forceStringNoCtx`).
-fn string_no_ctx(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
+pub(crate) fn string_no_ctx(ev: &mut Evaluator, t: &Thunk) -> EResult<String> {
     match force(ev, t)? {
         Value::String(s) => Ok(no_context(s)?.to_string()),
         other => err(format!(

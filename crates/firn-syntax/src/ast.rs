@@ -42,18 +42,10 @@ impl Interner {
             self.grow();
         }
         let h = name_hash(s);
-        let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
-        loop {
-            let (sh, sym) = self.slots[i];
-            if sym == 0 {
-                break;
-            }
-            if sh == h && *self.names[(sym - 1) as usize] == *s {
-                return Symbol(sym - 1);
-            }
-            i = (i + 1) & mask;
-        }
+        let i = match self.probe(s, h) {
+            Ok(sym) => return sym,
+            Err(empty) => empty,
+        };
         let id = self.names.len() as u32;
         self.names.push(s.into());
         self.slots[i] = (h, id + 1);
@@ -131,16 +123,22 @@ impl Interner {
         if self.slots.is_empty() {
             return None;
         }
-        let h = name_hash(s);
+        self.probe(s, name_hash(s)).ok()
+    }
+
+    /// `s`'s symbol (its hash `h`), or the empty slot where it would go. The table must not be
+    /// empty.
+    #[inline]
+    fn probe(&self, s: &str, h: u32) -> Result<Symbol, usize> {
         let mask = self.slots.len() - 1;
         let mut i = h as usize & mask;
         loop {
             let (sh, sym) = self.slots[i];
             if sym == 0 {
-                return None;
+                return Err(i);
             }
             if sh == h && *self.names[(sym - 1) as usize] == *s {
-                return Some(Symbol(sym - 1));
+                return Ok(Symbol(sym - 1));
             }
             i = (i + 1) & mask;
         }

@@ -145,25 +145,7 @@ fn fetchgit_equals_cppnix() {
     assert_eq!(v["revCount"], 0);
     assert_eq!(v["lastModifiedDate"], "20220809101112");
     let out = v["out"].as_str().unwrap();
-    let files = real(&store_dir(dir, "firn-dirty"), out);
-    assert_eq!(
-        std::fs::read_to_string(files.join("README")).expect("README"),
-        "changed\n"
-    );
-    assert!(!files.join("untracked").exists());
-    assert!(!files.join(".git").exists());
-    assert!(std::fs::symlink_metadata(files.join("link"))
-        .expect("link")
-        .file_type()
-        .is_symlink());
-    assert!(
-        std::fs::metadata(files.join("run.sh"))
-            .expect("run.sh")
-            .permissions()
-            .mode()
-            & 0o100
-            != 0
-    );
+    assert_dirty_tree_files(&real(&store_dir(dir, "firn-dirty"), out), ".git");
 
     // An unknown rev fails in both, naming the repository.
     let (mine, theirs) = both(

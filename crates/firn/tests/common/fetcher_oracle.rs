@@ -97,3 +97,25 @@ pub struct Same {
 pub fn real(store: &str, out: &str) -> std::path::PathBuf {
     Path::new(store).join(out.trim_start_matches('/'))
 }
+
+/// The files of a dirty working tree as fetched: `README` as changed on disk, the untracked
+/// file and the version control directory (`vcs_dir`) left out, the symlink and the executable
+/// kept as such.
+pub fn assert_dirty_tree_files(files: &Path, vcs_dir: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::read_to_string(files.join("README")).expect("README"),
+        "changed\n"
+    );
+    assert!(!files.join("untracked").exists());
+    assert!(!files.join(vcs_dir).exists());
+    assert!(std::fs::symlink_metadata(files.join("link"))
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    let mode = std::fs::metadata(files.join("run.sh"))
+        .expect("run.sh")
+        .permissions()
+        .mode();
+    assert!(mode & 0o100 != 0, "run.sh is executable");
+}
