@@ -70,6 +70,8 @@ pub struct Evaluator {
     prefetched: usize,
     /// `max-call-depth`: how deeply calls may nest.
     pub max_call_depth: usize,
+    /// `allowed-uris`: the URI prefixes fetchers may use in restricted evaluation.
+    pub allowed_uris: Vec<String>,
     /// Pure or restricted evaluation (see [`crate::purity`]).
     pub(crate) restriction: crate::purity::Restriction,
     /// What pure or restricted evaluation may read, with what is under each (see
@@ -141,6 +143,7 @@ impl Evaluator {
             prefetcher: None,
             prefetched: 0,
             max_call_depth: MAX_CALL_DEPTH,
+            allowed_uris: Vec::new(),
             restriction: Default::default(),
             allowed_paths: Default::default(),
             deep_scratch: Default::default(),

@@ -977,10 +977,13 @@ fn args(ev: &mut Evaluator, t: &Thunk, who: &str) -> EResult<Args> {
         if out.url.is_empty() {
             return err(format!("'url' argument required in call to '{who}'"));
         }
+        ev.check_uri(&out.url)?;
         Ok(out)
     } else {
+        let url = str_of(ev, t)?;
+        ev.check_uri(&url)?;
         Ok(Args {
-            url: str_of(ev, t)?,
+            url,
             name: None,
             sha256: None,
             attrs: false,

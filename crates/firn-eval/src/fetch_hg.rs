@@ -346,6 +346,7 @@ fn prim_fetch_mercurial(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
     } else {
         url = ev.coerce_to_string(&v, false, false)?.s.to_string();
     }
+    ev.check_uri(&url)?;
     if ev.pure() && rev.is_none() {
         return err("in pure evaluation mode, 'fetchMercurial' requires a Mercurial revision");
     }

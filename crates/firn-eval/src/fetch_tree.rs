@@ -1375,6 +1375,9 @@ pub(crate) fn fetch_tree_with(
             let attr = match &v {
                 Value::String(_) | Value::Path(_) => {
                     let s = ev.coerce_to_string(&v, false, false)?.s.to_string();
+                    if &**k == "url" {
+                        ev.check_uri(&s)?;
+                    }
                     Attr::Str(match &**k {
                         "url" if ty == "git" => fix_uri_for_git(&s),
                         "url" => fix_uri(&s, "file"),
@@ -1408,6 +1411,7 @@ pub(crate) fn fetch_tree_with(
         input_from_attrs(attrs)?
     } else {
         let s = ev.coerce_to_string(&v, false, false)?.s.to_string();
+        ev.check_uri(&s)?;
         if ty == Some("git") {
             input_from_attrs(attrs_of([
                 ("type", "git".into()),

@@ -7,6 +7,8 @@
 //!   forbidden in pure eval mode (use '--impure' to override)" (or "in restricted mode"),
 //!   checked on the path as written and again with its symbolic links resolved.
 //! - `builtins.getEnv` gives `""`.
+//! - Restricted only: fetchers take only URIs under an `allowed-uris` prefix, or paths that
+//!   may be read (`check_uri`).
 //! - Pure only: no search path (`<…>` fails, `builtins.nixPath` is empty), no
 //!   `currentSystem` or `currentTime`, no `builtins.storePath`, and fetchers need a hash
 //!   (`fetchurl`, `fetchTarball`) or a locked input (`fetchTree`, `fetchGit`).
@@ -106,6 +108,34 @@ impl Evaluator {
             }
         }
         Ok(())
+    }
+
+    /// Whether a fetcher may use `uri` (CppNix's `checkURI`): in restricted evaluation only
+    /// one equal to an `allowed-uris` prefix or under it (after a `/`), or a path (or
+    /// `file://` URI) that may be read.
+    pub fn check_uri(&self, uri: &str) -> EResult<()> {
+        if self.restriction != Restriction::Restricted {
+            return Ok(());
+        }
+        let under = |prefix: &String| {
+            uri == prefix
+                || (!prefix.is_empty()
+                    && uri.len() > prefix.len()
+                    && uri.starts_with(prefix.as_str())
+                    && (prefix.ends_with('/') || uri.as_bytes()[prefix.len()] == b'/'))
+        };
+        if self.allowed_uris.iter().any(under) {
+            return Ok(());
+        }
+        if uri.starts_with('/') {
+            return self.check_source_path(uri);
+        }
+        if let Some(path) = uri.strip_prefix("file://") {
+            return self.check_source_path(path);
+        }
+        err(format!(
+            "access to URI '{uri}' is forbidden in restricted mode"
+        ))
     }
 
     /// `path` (absolute) and what is under it become readable.

@@ -1379,6 +1379,45 @@ fn pure_and_restricted_evaluation_as_cppnix() {
             &["--option", "restrict-eval", "true", "-I", "foo=/etc"],
             "builtins.readFile <foo/hostname>",
         ),
+        // Fetchers take only URIs under an `allowed-uris` prefix (after a `/`) or paths that
+        // may be read.
+        (
+            &[
+                "--option",
+                "restrict-eval",
+                "true",
+                "--option",
+                "allowed-uris",
+                "https://example.org/a",
+            ],
+            "builtins.fetchurl \"https://example.org/ab\"",
+        ),
+        (
+            &["--option", "restrict-eval", "true"],
+            "builtins.fetchTarball { url = \"http://example.com/x.tar.gz\"; }",
+        ),
+        (
+            &[
+                "--option",
+                "restrict-eval",
+                "true",
+                "--extra-experimental-features",
+                "flakes",
+            ],
+            "builtins.fetchTree \"git+https://example.com/r\"",
+        ),
+        (
+            &["--option", "restrict-eval", "true"],
+            "builtins.fetchGit \"https://example.com/r\"",
+        ),
+        (
+            &["--option", "restrict-eval", "true"],
+            "builtins.fetchMercurial \"https://example.com/r\"",
+        ),
+        (
+            &["--option", "restrict-eval", "true"],
+            "builtins.fetchurl \"file:///etc/hostname\"",
+        ),
     ];
     for (flags, expr) in legacy {
         let run = |mut c: std::process::Command| {
@@ -1391,6 +1430,31 @@ fn pure_and_restricted_evaluation_as_cppnix() {
             format!("nix-instantiate {flags:?} {expr}"),
             run(firn("nix-instantiate")),
             run(cppnix("nix-instantiate")),
+        );
+    }
+    // A URI under an allowed prefix is fetched (here it cannot be downloaded).
+    for (what, mut c) in [
+        ("firn", firn("nix-instantiate")),
+        ("CppNix", cppnix("nix-instantiate")),
+    ] {
+        let out = c
+            .args(["--option", "restrict-eval", "true"])
+            .args([
+                "--option",
+                "allowed-uris",
+                "http://127.0.0.1:9/ https://example.org/a",
+            ])
+            .args([
+                "--eval",
+                "-E",
+                "builtins.fetchurl \"https://example.org/a/b\"",
+            ])
+            .output()
+            .unwrap();
+        let err = final_error(&out.stderr);
+        assert!(
+            !out.status.success() && !err.contains("forbidden"),
+            "{what}: {err}"
         );
     }
     for (what, mut c) in [

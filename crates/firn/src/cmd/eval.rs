@@ -29,7 +29,8 @@ pub struct EvalArgs {
 }
 
 /// `nix eval`; `features` are the experimental features on, `max_call_depth` and `lints` the settings of those names,
-/// `restriction` what the `pure-eval` and `restrict-eval` settings ask for, `store` the store
+/// `restriction` what the `pure-eval` and `restrict-eval` settings ask for (with the
+/// `allowed-uris` of restricted evaluation), `store` the store
 /// written to (None: paths are computed, nothing is written).
 pub fn run(
     a: EvalArgs,
@@ -37,7 +38,7 @@ pub fn run(
     features: firn_eval::Features,
     max_call_depth: usize,
     lints: firn_syntax::Lints,
-    restriction: firn_eval::purity::Restriction,
+    (restriction, allowed_uris): (firn_eval::purity::Restriction, Vec<String>),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
     // As CppNix's `nix`: an expression is evaluated purely unless `--impure` (a file never
@@ -86,6 +87,7 @@ pub fn run(
             ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
         }
         ev.restrict(restriction);
+        ev.allowed_uris = allowed_uris;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let e = ev
                 .parse(&text, &origin, &base)

@@ -147,7 +147,10 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
             ctx.settings.eval_features(),
             ctx.settings.max_call_depth()?,
             ctx.settings.lints()?,
-            crate::legacy::nix_instantiate::restriction(&ctx),
+            (
+                crate::legacy::nix_instantiate::restriction(&ctx),
+                ctx.settings.get_list("allowed-uris"),
+            ),
             eval_store(&ctx),
         ),
         Command::Copy(a) => copy::run(&ctx, a),

@@ -204,6 +204,8 @@ pub struct EvalOptions {
     /// Pure or restricted evaluation (`pure-eval`, `restrict-eval`; the new commands' default
     /// with `--expr`).
     pub restriction: firn_eval::purity::Restriction,
+    /// `allowed-uris`: what fetchers may use in restricted evaluation.
+    pub allowed_uris: Vec<String>,
 }
 
 /// How `nix-instantiate --eval` prints the value (the last of `--json`, `--xml` and `--raw`).
@@ -233,6 +235,7 @@ impl EvalOptions {
             max_call_depth: Some(ctx.settings.max_call_depth()?),
             show_trace: ctx.settings.get_bool("show-trace"),
             restriction: restriction(ctx),
+            allowed_uris: ctx.settings.get_list("allowed-uris"),
             ..EvalOptions::default()
         })
     }
@@ -321,6 +324,7 @@ pub fn evaluate_with(
         };
         ev.set_search_path(&opts.include);
         ev.restrict(opts.restriction);
+        ev.allowed_uris = opts.allowed_uris.clone();
         let mut args = AttrMap::new();
         for (name, value, is_str) in &opts.args {
             let v = if *is_str {
