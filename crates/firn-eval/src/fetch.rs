@@ -430,6 +430,16 @@ pub(crate) fn nar_hash_of(ev: &Evaluator, p: &StorePath, fallback: Option<&Path>
         .map_err(|e| EvalError::new(format!("hashing '{}': {e}", src.display())))
 }
 
+/// Whether anything (a symbolic link included) is at `p`.
+pub(crate) fn path_exists(p: &str) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
+/// A SHA-1 (a revision) in any encoding, surrounding whitespace ignored.
+pub(crate) fn parse_sha1(s: &str) -> EResult<Hash> {
+    Hash::parse(s.trim(), Some(HashAlgo::Sha1)).map_err(|e| EvalError::new(e.to_string()))
+}
+
 /// The cache directory of a repository fetched from `url`, `$XDG_CACHE_HOME/nix/KIND/<nix32
 /// sha256 of the URL>` as CppNix names it (`gitv3`, `hg`), its parent created, and a lock on
 /// it held until the guard is dropped (two evaluations do not fetch into it at once).

@@ -30,7 +30,7 @@ use firn_store::exit_status::describe;
 use crate::builtins::PrimFn;
 use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
-use crate::fetch::{self, attrs_of, TempDir, TARBALL_TTL};
+use crate::fetch::{self, attrs_of, parse_sha1, path_exists, TempDir, TARBALL_TTL};
 use crate::fetch_tree::{parse_url, Attr, Attrs, Check, Fetched, Input, Params};
 use crate::value::*;
 
@@ -144,18 +144,10 @@ fn parse_u64(s: &str, what: &str) -> EResult<u64> {
         .map_err(|_| EvalError::new(format!("invalid {what} '{}' from git", s.trim())))
 }
 
-fn parse_sha1(s: &str) -> EResult<Hash> {
-    Hash::parse(s.trim(), Some(HashAlgo::Sha1)).map_err(|e| EvalError::new(e.to_string()))
-}
-
 fn epoch_secs(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn path_exists(p: &str) -> bool {
-    fs::symlink_metadata(p).is_ok()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ use firn_store::exit_status::describe;
 use crate::builtins::{force, PrimFn};
 use crate::error::{err, EResult, EvalError};
 use crate::eval::Evaluator;
-use crate::fetch::{self, attrs_of, TempDir};
+use crate::fetch::{self, attrs_of, parse_sha1, path_exists, TempDir};
 use crate::fetch_tree::{
     fetch_input, input_from_attrs, parse_url, string_no_ctx, Attr, Attrs, Check, Fetched, Input,
 };
@@ -63,11 +63,13 @@ fn hg_run(args: &[&str]) -> EResult<Result<Vec<u8>, ExitStatus>> {
 }
 
 /// CppNix's `runHg`: what hg printed, or an error when it fails.
+fn hg_out(args: &[&str]) -> EResult<Vec<u8>> {
+    hg_run(args)?.or_else(|status| err(format!("hg {}", describe(&status))))
+}
+
+/// [`hg_out`] as text.
 fn hg(args: &[&str]) -> EResult<String> {
-    match hg_run(args)? {
-        Ok(out) => Ok(String::from_utf8_lossy(&out).into_owned()),
-        Err(status) => err(format!("hg {}", describe(&status))),
-    }
+    Ok(String::from_utf8_lossy(&hg_out(args)?).into_owned())
 }
 
 /// Whether the repository at `dir` has revision `rev` (hg's complaint, if not, is not shown).
@@ -77,10 +79,6 @@ fn has_revision(dir: &str, rev: &str) -> EResult<bool> {
         .output()
         .map_err(spawn_err)?;
     Ok(out.stdout == b"1")
-}
-
-fn path_exists(p: &str) -> bool {
-    fs::symlink_metadata(p).is_ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -100,7 +98,7 @@ fn add_unclean(
     dir: &str,
     check: &Check,
 ) -> EResult<(StorePath, Hash)> {
-    let listed = match hg_run(&[
+    let listed = hg_out(&[
         "status",
         "-R",
         dir,
@@ -109,10 +107,7 @@ fn add_unclean(
         "--added",
         "--no-status",
         "--print0",
-    ])? {
-        Ok(out) => out,
-        Err(status) => return err(format!("hg {}", describe(&status))),
-    };
+    ])?;
     fetch::add_listed_files(ev, name, dir, &listed, check)
 }
 
@@ -207,9 +202,7 @@ pub(crate) fn fetch_scheme(ev: &mut Evaluator, orig: &Input, check: &Check) -> E
     ]);
     if let Some((info, path)) = fetch::cache_lookup(ev, &unlocked)? {
         let rev2 = match info.get("rev") {
-            Some(Attr::Str(s)) => {
-                Hash::parse(s, Some(HashAlgo::Sha1)).map_err(|e| EvalError::new(e.to_string()))?
-            }
+            Some(Attr::Str(s)) => parse_sha1(s)?,
             _ => return err("input attribute 'rev' is missing"),
         };
         if input.rev()?.is_none_or(|r| r == rev2) {
@@ -253,7 +246,7 @@ pub(crate) fn fetch_scheme(ev: &mut Evaluator, orig: &Input, check: &Check) -> E
             "unexpected output of 'hg log' for '{rev_or_ref}' in '{actual}': '{found}'"
         ));
     };
-    let rev = Hash::parse(node, Some(HashAlgo::Sha1)).map_err(|e| EvalError::new(e.to_string()))?;
+    let rev = parse_sha1(node)?;
     let count: u64 = count
         .parse()
         .map_err(|_| EvalError::new(format!("invalid revision number '{count}' from 'hg log'")))?;
@@ -324,10 +317,7 @@ fn prim_fetch_mercurial(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
                 "rev" => {
                     let s = string_no_ctx(ev, t)?;
                     if is_rev(&s) {
-                        rev = Some(
-                            Hash::parse(&s, Some(HashAlgo::Sha1))
-                                .map_err(|e| EvalError::new(e.to_string()))?,
-                        );
+                        rev = Some(parse_sha1(&s)?);
                     } else {
                         hg_ref = Some(s);
                     }

@@ -398,10 +398,10 @@ fn checked_update_origin(
         // A chain's names, if there are few enough to check one by one.
         Origin::Update(_) => {
             let mut names = Vec::new();
-            !chain_names(origin, interner, &mut names)
+            !link_entries(origin, interner, &mut names)
                 || names
                     .iter()
-                    .any(|n| !y.contains_key(n) && x.contains_key(n))
+                    .any(|(n, _)| !y.contains_key(n) && x.contains_key(n))
         }
     };
     if wrong {
@@ -605,32 +605,9 @@ fn table_of<'o>(
     (entries.len() == len).then(|| Origin::Table(Rc::new(PosTable::new(entries))))
 }
 
-/// How many names [`chain_names`] lists at most: the check it serves runs on every such
+/// How many names [`link_entries`] lists at most: the check it serves runs on every such
 /// update, so a long chain over large sets is not walked.
 const CHAIN_NAMES_MAX: usize = 64;
-
-/// Add the names `origin` knows to `out`; false if there are more than [`CHAIN_NAMES_MAX`].
-fn chain_names<'a>(
-    origin: &'a Origin,
-    interner: &'a firn_syntax::Interner,
-    out: &mut Vec<&'a str>,
-) -> bool {
-    let room = |n: usize, out: &Vec<&str>| out.len() + n <= CHAIN_NAMES_MAX;
-    match origin {
-        Origin::Attrs(a) if room(a.attrs.len(), out) => {
-            out.extend(a.attrs.iter().map(|(s, _)| interner.name(*s)))
-        }
-        Origin::Formals(f) if room(f.formals.len(), out) => {
-            out.extend(f.formals.iter().map(|x| interner.name(x.name)))
-        }
-        Origin::Table(t) if room(t.len(), out) => out.extend(t.names().map(|n| n.as_str())),
-        Origin::Update(u) => {
-            return chain_names(&u.right, interner, out) && chain_names(&u.left, interner, out)
-        }
-        _ => return false,
-    }
-    true
-}
 
 #[cfg(test)]
 mod tests {
