@@ -3061,7 +3061,7 @@ impl Evaluator {
         );
         // The literal defines exactly the names it gives (all static).
         let origin =
-            crate::positions::joined_origin(x, Origin::Attrs(lit), true, map.len(), &self.interner);
+            crate::positions::joined_origin(x, Origin::Attrs(lit), true, &map, &self.interner);
         Some(Value::Attrs(Rc::new(AttrSet::with_origin(map, origin))))
     }
 
@@ -3092,8 +3092,7 @@ impl Evaluator {
                             return Ok(Value::Attrs(y));
                         }
                         let map = x.map.update(&y.map);
-                        let origin =
-                            crate::positions::update_origin(&x, &y, map.len(), &self.interner);
+                        let origin = crate::positions::update_origin(&x, &y, &map, &self.interner);
                         Ok(Value::Attrs(Rc::new(AttrSet { map, origin })))
                     }
                     (x, y) => Err(self

@@ -327,9 +327,10 @@ pub(crate) fn joined_origin(
     x: &AttrSet,
     right: Origin,
     right_exact: bool,
-    len: usize,
+    result: &AttrMap,
     interner: &firn_syntax::Interner,
 ) -> Origin {
+    let len = result.len();
     let Some(left) = &x.origin else {
         return right;
     };
@@ -341,7 +342,7 @@ pub(crate) fn joined_origin(
     let depth = depth_of(left).max(depth_of(&right)).saturating_add(1);
     if depth > crate::value::UpdateOrigin::MAX_DEPTH {
         return match right_exact {
-            true => flattened(x, left, &right, len, interner).unwrap_or(right),
+            true => flattened(result, left, &right, interner).unwrap_or(right),
             false => right,
         };
     }
@@ -367,14 +368,14 @@ pub(crate) fn joined_origin(
 pub(crate) fn update_origin(
     x: &AttrSet,
     y: &AttrSet,
-    len: usize,
+    result: &AttrMap,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
     let origin = y.origin.as_ref()?;
     if exact_for(origin, y) {
-        return Some(joined_origin(x, origin.clone(), true, len, interner));
+        return Some(joined_origin(x, origin.clone(), true, result, interner));
     }
-    checked_update_origin(x, y, origin, len, interner)
+    checked_update_origin(x, y, origin, result, interner)
 }
 
 /// [`update_origin`] where `y` may have lost attributes its syntax defines (or has names
@@ -384,7 +385,7 @@ fn checked_update_origin(
     x: &AttrSet,
     y: &AttrSet,
     origin: &Origin,
-    len: usize,
+    result: &AttrMap,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
     let lost = |s: firn_syntax::ast::Symbol| {
@@ -405,7 +406,7 @@ fn checked_update_origin(
         }
     };
     if wrong {
-        return placed_update(x, y, len, interner);
+        return placed_update(x, y, result.len(), interner);
     }
     // `x`'s origin may answer for the names `y`'s syntax does not know: those it lost (not
     // `x`'s, just checked), and those made dynamically. A few of those are checked to be
@@ -428,92 +429,110 @@ fn checked_update_origin(
         Origin::Update(u) => u.exact,
     };
     Some(if joinable {
-        joined_origin(x, origin.clone(), false, len, interner)
+        joined_origin(x, origin.clone(), false, result, interner)
     } else {
         origin.clone()
     })
 }
 
-/// The positions of `x // y` (`len` attributes; `x`'s origin `left`, `right` naming exactly
-/// `y`'s attributes) as one table, so that a fold's chain of updates does not lose its oldest
-/// names when it is cut. The links' right sides are small (at most [`CHAIN_NAMES_MAX`] names
-/// in all); the chain's base, a table (an earlier cut's) or a literal, may be large: `x`'s
-/// names (sorted) are merged with the table's (sorted), so a cut costs about what one update
-/// of the set does.
+/// The positions of `x // y` (its attributes `result`; `x`'s origin `left`, `right` naming
+/// exactly `y`'s attributes) as one table, so that a fold's chain of updates does not lose its
+/// oldest names when it is cut. The chain's leaves are small (at most [`CHAIN_NAMES_MAX`]
+/// names on either side of the largest), but for one, its base: a table (an earlier cut's)
+/// or a literal, which may be large, on the left (a fold from the left) or on the right (a
+/// fold from the right). The result's names (sorted) are merged with the small leaves' and
+/// the base table's (sorted), so a cut costs about what one update of the set does.
 #[cold]
 fn flattened(
-    x: &AttrSet,
+    result: &AttrMap,
     left: &Origin,
     right: &Origin,
-    len: usize,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
-    // `y`'s names, then those of `left`'s links, newest first; the first of a name wins.
-    let mut ys = Vec::new();
-    if !link_entries(right, interner, &mut ys) {
+    // The leaves in look-up order (the first that knows a name gives its position).
+    let mut leaves = Vec::new();
+    if !chain_leaves(right, &mut leaves) || !chain_leaves(left, &mut leaves) {
         return None;
     }
-    let mut links = Vec::new();
-    let base = chain_base(left, interner, &mut links)?;
-    let by_name = |a: &(&str, u32), b: &(&str, u32)| crate::rc_str::cmp_str(a.0, b.0);
-    ys.sort_by(by_name);
-    ys.dedup_by(|later, earlier| later.0 == earlier.0);
-    links.sort_by(by_name);
-    links.dedup_by(|later, earlier| later.0 == earlier.0);
-    // Where `x`'s (sorted) names meet `ys` and `links`: the offsets of `x`'s names that they
-    // know (`ys`' first), and `ys`' other names with the index they go before.
-    let keys: Vec<&RcStr> = x.keys().collect();
-    let locate = |n: &str| keys.binary_search_by(|k| crate::rc_str::cmp_str(k, n));
-    let mut known = Vec::new();
-    let mut extra = Vec::new();
-    for &(n, o) in &ys {
-        match locate(n) {
-            Ok(i) => known.push((i, o)),
-            Err(i) => extra.push((i, n, o)),
+    let base = (0..leaves.len()).max_by_key(|&i| origin_len(leaves[i]))?;
+    // The small leaves' names, before the base's and after them; of a name, the first wins.
+    fn listed<'a>(
+        part: &[&'a Origin],
+        interner: &'a firn_syntax::Interner,
+    ) -> Option<Vec<(&'a str, u32)>> {
+        let mut entries = Vec::new();
+        for o in part {
+            if !link_entries(o, interner, &mut entries) {
+                return None;
+            }
         }
+        entries.sort_by(|a, b| crate::rc_str::cmp_str(a.0, b.0));
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        Some(entries)
     }
-    known.extend(
-        links
-            .iter()
-            .filter_map(|&(n, o)| Some((locate(n).ok()?, o))),
-    );
-    // Stable: of one index, `ys`' entry (first) is kept.
-    known.sort_by_key(|e| e.0);
-    known.dedup_by_key(|e| e.0);
+    let before = listed(&leaves[..base], interner)?;
+    let after = listed(&leaves[base + 1..], interner)?;
+    let base = leaves[base];
     let table = match base {
         Origin::Table(t) => t.entries(),
         _ => &[],
     };
-    // One pass over `x`'s names; the table is sorted as they are, and mostly shares their
-    // handles, so it is followed by pointer comparisons.
-    let (mut kn, mut ex, mut t) = (0, 0, 0);
-    let mut entries = Vec::with_capacity(len);
-    for (i, k) in keys.iter().enumerate() {
-        while let Some(&(_, n, o)) = extra.get(ex).filter(|e| e.0 == i) {
-            entries.push((RcStr::from(n), o));
-            ex += 1;
+    // One pass over the result's names; the table is sorted as they are, and mostly shares
+    // their handles, so it is followed by pointer comparisons.
+    let find = |entries: &[(&str, u32)], at: &mut usize, k: &str| {
+        while *at < entries.len() && crate::rc_str::cmp_str(entries[*at].0, k).is_lt() {
+            *at += 1;
         }
-        let offset = match known.get(kn) {
-            Some(&(at, o)) if at == i => {
-                kn += 1;
-                o
-            }
-            _ if matches!(base, Origin::Table(_)) => {
-                while t < table.len() && table[t].0 < **k {
+        entries.get(*at).filter(|e| e.0 == k).map(|e| e.1)
+    };
+    let (mut b, mut a, mut t) = (0, 0, 0);
+    let mut entries = Vec::with_capacity(result.len());
+    for k in result.keys() {
+        let in_base = || match base {
+            Origin::Table(_) => {
+                while t < table.len() && table[t].0 < *k {
                     t += 1;
                 }
-                match table.get(t) {
-                    Some((n, o)) if n == *k => *o,
-                    _ => return None,
-                }
+                table.get(t).filter(|(n, _)| n == k).map(|e| e.1)
             }
-            _ => origin_offset(base, k, interner)?,
+            _ => origin_offset(base, k, interner),
         };
-        entries.push(((*k).clone(), offset));
+        let offset = find(&before, &mut b, k)
+            .or_else(in_base)
+            .or_else(|| find(&after, &mut a, k))?;
+        entries.push((k.clone(), offset));
     }
-    entries.extend(extra[ex..].iter().map(|&(_, n, o)| (RcStr::from(n), o)));
-    (entries.len() == len).then(|| Origin::Table(Rc::new(PosTable::from_sorted(entries))))
+    Some(Origin::Table(Rc::new(PosTable::from_sorted(entries))))
 }
+
+/// Add the leaves of the chain of updates `origin` (itself if it is not one) to `out`, in
+/// look-up order (a link's right side before its left); false if there are more than
+/// [`CHAIN_LEAVES_MAX`].
+fn chain_leaves<'a>(origin: &'a Origin, out: &mut Vec<&'a Origin>) -> bool {
+    match origin {
+        Origin::Update(u) => chain_leaves(&u.right, out) && chain_leaves(&u.left, out),
+        leaf if out.len() < CHAIN_LEAVES_MAX => {
+            out.push(leaf);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// How many names a leaf of a chain of updates knows.
+fn origin_len(origin: &Origin) -> usize {
+    match origin {
+        Origin::Attrs(a) => a.attrs.len(),
+        Origin::Formals(f) => f.formals.len(),
+        Origin::Table(t) => t.len(),
+        Origin::Update(_) => 0,
+    }
+}
+
+/// How many leaves [`flattened`] takes from a chain of updates (a chain cut at
+/// [`UpdateOrigin::MAX_DEPTH`](crate::value::UpdateOrigin::MAX_DEPTH) has a few dozen; a
+/// tree of updates could have many more).
+const CHAIN_LEAVES_MAX: usize = 4 * CHAIN_NAMES_MAX;
 
 /// Add the names and offsets `origin` knows to `out` (newest first, for a chain); false if
 /// there are more than [`CHAIN_NAMES_MAX`] in all or one's position is not known.
@@ -543,24 +562,6 @@ fn link_entries<'a>(
         _ => return false,
     }
     true
-}
-
-/// The base of the chain of updates `origin` (itself if it is not one), with the entries of
-/// the links' right sides added to `out` ([`link_entries`]); none if those are too many.
-fn chain_base<'a>(
-    origin: &'a Origin,
-    interner: &'a firn_syntax::Interner,
-    out: &mut Vec<(&'a str, u32)>,
-) -> Option<&'a Origin> {
-    match origin {
-        Origin::Update(u) => {
-            if !link_entries(&u.right, interner, out) {
-                return None;
-            }
-            chain_base(&u.left, interner, out)
-        }
-        other => Some(other),
-    }
 }
 
 /// The origin of `x // y` (`len` attributes) where `y`'s origin also knows names `y` lost and

@@ -405,7 +405,9 @@ in [
     assert_eq!(dynamic.trim(), "85");
 
     // Names made dynamically and by `listToAttrs` (each at its pair's `value`, the first of
-    // equal names winning), alone and under or over an update: as CppNix gives them.
+    // equal names winning), alone and under or over an update, and large sets folded onto
+    // from the left, the right or both (a cut chain keeps every position): as CppNix gives
+    // them.
     let made = tmp.path().join("made.nix");
     std::fs::write(
         &made,
@@ -425,9 +427,12 @@ in [
   onto = base: builtins.foldl' (acc: i: acc // { ${"k" + toString i} = i; }) base (builtins.genList (i: i) 40);
   grown = builtins.foldl' (acc: i: acc // { ${"g" + toString i} = i; } // (if i == 200 then { start = 1; } else { })) { start = 0; } (builtins.genList (i: i) 400);
   listed = builtins.listToAttrs (builtins.genList (i: { name = "l" + toString i; value = i; }) 300);
+  under = base: builtins.foldl' (acc: i: { ${"r" + toString i} = i; } // acc) base (builtins.genList (i: i) 40);
+  mixed = base: builtins.foldl' (acc: i: if i / 3 * 3 == i then acc // { ${"m" + toString i} = i; } else { ${"n" + toString i} = i; a5 = 1; } // acc) base (builtins.genList (i: i) 60);
   p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
 in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) (p deep) (p deeper)
-  (p (onto big)) (p grown) (p (onto listed)) (p (onto (big // { a7 = 0; }))) ]
+  (p (onto big)) (p grown) (p (onto listed)) (p (onto (big // { a7 = 0; })))
+  (p (under big)) (p (under listed)) (p (mixed big)) (p (mixed listed)) ]
 "#
         // A literal of 300 attributes, one per line.
         .replace(
