@@ -678,12 +678,7 @@ fn file_type(ft: &std::fs::FileType) -> &'static str {
 /// The entries of `NIX_PATH`.
 pub fn nix_path_env() -> Vec<String> {
     std::env::var("NIX_PATH")
-        .map(|p| {
-            p.split(':')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|p| crate::search_path::split_nix_path(&p))
         .unwrap_or_default()
 }
 
@@ -737,19 +732,14 @@ pub fn find_file(ev: &mut Evaluator, search: &Thunk, name: &str) -> EResult<Valu
             name.strip_prefix(&format!("{prefix}/")).map(str::to_string)
         };
         if let Some(rest) = rest {
-            // A relative entry is relative to the current directory, as CppNix's absPath.
-            let path = if path.starts_with('/') || path.contains("://") {
-                path
-            } else {
-                let cwd = std::env::current_dir()
-                    .map(|d| d.to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| "/".into());
-                format!("{}/{path}", cwd.trim_end_matches('/'))
+            // Resolved only once its prefix matches (a URI is downloaded then).
+            let Some(dir) = crate::search_path::resolve_entry(ev, &path)? else {
+                continue;
             };
             let candidate = if rest.is_empty() {
-                path.clone()
+                dir
             } else {
-                format!("{}/{}", path.trim_end_matches('/'), rest)
+                format!("{}/{}", dir.trim_end_matches('/'), rest)
             };
             if std::path::Path::new(&candidate).exists() {
                 let found = crate::eval::canon_path(&candidate);

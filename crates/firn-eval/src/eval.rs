@@ -50,6 +50,9 @@ pub struct Evaluator {
     /// Regular expressions compiled so far (`match`, `split`), whole-string ones first. A
     /// `Regex` is shared, not cloned: a clone starts with an empty matching cache.
     pub regex_cache: [HashMap<String, Rc<regex::Regex>, foldhash::fast::FixedState>; 2],
+    /// Search path entries resolved so far (a URI's download, a path's existence), each
+    /// with its directory or None (skipped); see `search_path::resolve_entry`.
+    pub(crate) search_path_resolved: HashMap<String, Option<String>>,
     /// Where sources, text files and derivations go (or are only computed for).
     pub store: crate::store::EvalStore,
     /// Whether `builtins.traceVerbose` prints (the `trace-verbose` setting).
@@ -134,6 +137,7 @@ impl Evaluator {
             home: std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into()),
             names: Vec::new(),
             regex_cache: Default::default(),
+            search_path_resolved: HashMap::new(),
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
             abort_on_warn: false,
@@ -416,6 +420,12 @@ impl Evaluator {
     pub fn eval_top(&mut self, e: &'static Expr) -> EResult<Value> {
         let env = self.base_env.clone();
         self.eval(e, &env)
+    }
+
+    /// A thunk of a parsed expression in the global scope, evaluated when forced (a
+    /// command line's `--arg`).
+    pub fn top_thunk(&mut self, e: &'static Expr) -> Thunk {
+        Thunk::pending(e, self.base_env.clone())
     }
 
     /// `import path`.

@@ -5,6 +5,7 @@
 //! `fetch_git.rs`.
 
 mod assert_eq;
+pub mod attr_path;
 pub mod builtin_docs;
 pub mod builtins;
 pub mod builtins_drv;
@@ -29,6 +30,7 @@ pub mod prefetch;
 pub mod print;
 pub mod purity;
 pub mod rc_str;
+pub mod search_path;
 pub mod shared;
 pub mod store;
 pub mod term;

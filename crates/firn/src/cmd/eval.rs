@@ -12,9 +12,19 @@ pub struct EvalArgs {
     /// Allow access to mutable paths and repositories: evaluate an `--expr` impurely.
     #[arg(long)]
     impure: bool,
-    /// Interpret the installable as an attribute path of the value of this file.
+    /// Interpret the installable as an attribute path of the value of this file (`-` for
+    /// standard input, `<name>` in the search path, or the URL of a tarball).
     #[arg(short = 'f', long)]
     file: Option<String>,
+    /// `--arg NAME EXPR`: functions on the attribute path taking a set get NAME.
+    #[arg(long, num_args = 2, value_names = ["NAME", "EXPR"])]
+    arg: Vec<String>,
+    /// `--argstr NAME STRING`: as `--arg` with a string.
+    #[arg(long, num_args = 2, value_names = ["NAME", "STRING"])]
+    argstr: Vec<String>,
+    /// Add a path to the search path (`<nixpkgs>`).
+    #[arg(short = 'I', long = "include")]
+    include: Vec<String>,
     /// Apply the function to the result.
     #[arg(long)]
     apply: Option<String>,
@@ -24,6 +34,12 @@ pub struct EvalArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Do not write derivations (and sources) to the store: only compute their paths.
+    #[arg(long)]
+    read_only: bool,
+    /// Write the result to this path: a string as a file, a set as a directory of them.
+    #[arg(long)]
+    write_to: Option<String>,
     /// An attribute path (with --file or --expr).
     installable: Option<String>,
 }
@@ -52,29 +68,35 @@ pub fn run(
         .context("getting the current directory")?
         .to_string_lossy()
         .into_owned();
-    let (text, origin, base) = match (&a.expr, &a.file) {
-        (Some(e), None) => (e.clone(), "«string»".to_string(), cwd),
-        (None, Some(f)) => {
-            let mut path = crate::paths::absolute(f)?;
-            if std::path::Path::new(&path).is_dir() {
-                path = format!("{path}/default.nix");
-            }
-            let text = std::fs::read(&path)
-                .map(firn_syntax::bytes::decode)
-                .with_context(|| format!("reading file '{path}'"))?;
-            let dir = std::path::Path::new(&path)
-                .parent()
-                .map(|d| d.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "/".into());
-            (text, path, dir)
-        }
+    let input = match (&a.expr, &a.file) {
+        (Some(e), None) => crate::legacy::nix_instantiate::read_input(e, true, &cwd)?,
+        (None, Some(f)) => crate::legacy::nix_instantiate::read_input(f, false, &cwd)?,
         (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
         (None, None) => bail!(
             "'nix eval' of a flake installable is not implemented by firn yet; use '--expr' or '--file'"
         ),
     };
+    if let Some(dir) = &a.write_to {
+        if std::fs::symlink_metadata(dir).is_ok() {
+            bail!("path '{dir}' already exists");
+        }
+    }
+    let mut auto_args = Vec::new();
+    for pair in a.arg.chunks(2) {
+        auto_args.push((pair[0].clone(), pair[1].clone(), false));
+    }
+    for pair in a.argstr.chunks(2) {
+        auto_args.push((pair[0].clone(), pair[1].clone(), true));
+    }
+    let store = store.filter(|_| !a.read_only);
     let attr = a.installable.clone().unwrap_or_default();
-    let (apply, raw, json) = (a.apply.clone(), a.raw, a.json);
+    let (apply, raw, json, include, write_to) = (
+        a.apply.clone(),
+        a.raw,
+        a.json,
+        a.include.clone(),
+        a.write_to.clone(),
+    );
     let out = crate::eval_thread::run(move || -> Result<String, String> {
         use firn_eval::value::{Thunk, Value};
         let mut ev = firn_eval::Evaluator::with_features(features);
@@ -86,37 +108,31 @@ pub fn run(
         if let Some(store) = store {
             ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
         }
+        ev.set_search_path(&include);
         ev.restrict(restriction);
         ev.allowed_uris = allowed_uris;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
+            let render = |e: firn_eval::error::EvalError| e.render(show_trace);
+            let input = crate::legacy::nix_instantiate::resolve_input(ev, input)?;
             let e = ev
-                .parse(&text, &origin, &base)
-                .map_err(|e| e.render(show_trace))?;
-            let mut v = ev.eval_top(e).map_err(|e| e.render(show_trace))?;
-            for part in crate::legacy::nix_instantiate::attr_path_parts(&attr)? {
-                let part = part.as_str();
-                v = match &v {
-                    Value::Attrs(m) => match m.get(part) {
-                        Some(t) => ev.force(&t.clone()).map_err(|e| e.render(show_trace))?,
-                        None => return Err(format!("attribute '{part}' missing")),
-                    },
-                    other => return Err(format!("expected a set but found {}", other.type_name())),
-                };
-            }
+                .parse(&input.text, &input.origin, &input.base_dir)
+                .map_err(render)?;
+            let top = ev.eval_top(e).map_err(render)?;
+            let args = crate::legacy::nix_instantiate::auto_args(ev, &auto_args).map_err(render)?;
+            let mut v = firn_eval::attr_path::find(ev, top, &attr, &args).map_err(render)?;
             if let Some(f) = apply {
-                let fe = ev
-                    .parse(&f, "«string»", "/")
-                    .map_err(|e| e.render(show_trace))?;
-                let fv = ev.eval_top(fe).map_err(|e| e.render(show_trace))?;
-                v = ev
-                    .call(fv, Thunk::value(v))
-                    .map_err(|e| e.render(show_trace))?;
+                let fe = ev.parse(&f, "«string»", &cwd).map_err(render)?;
+                let fv = ev.eval_top(fe).map_err(render)?;
+                v = ev.call(fv, Thunk::value(v)).map_err(render)?;
             }
-            firn_eval::builtins::deep_force(ev, &v).map_err(|e| e.render(show_trace))?;
+            if let Some(dir) = write_to {
+                write_value(ev, &v, None, std::path::Path::new(&dir)).map_err(render)?;
+                return Ok(String::new());
+            }
             if json {
                 let mut s = String::new();
                 firn_eval::builtins_more::to_json(ev, &v, &mut s, &mut Vec::new(), true)
-                    .map_err(|e| e.render(show_trace))?;
+                    .map_err(render)?;
                 return Ok(s);
             }
             if raw {
@@ -125,10 +141,11 @@ pub fn run(
                     other => ev
                         .coerce_to_string(other, false, true)
                         .map(|s| s.s.to_string())
-                        .map_err(|e| e.render(show_trace)),
+                        .map_err(render),
                 };
             }
-            firn_eval::print::print_value(ev, &v, true).map_err(|e| e.render(show_trace))
+            firn_eval::builtins::deep_force(ev, &v).map_err(render)?;
+            firn_eval::print::print_value(ev, &v, true).map_err(render)
         };
         let out = body(&mut ev);
         // The store is closed (its staging directory removed); the evaluator's values are left
@@ -138,7 +155,68 @@ pub fn run(
         out
     })?;
     match out {
+        Ok(_) if a.write_to.is_some() => Ok(()),
         Ok(s) => Ok(firn_eval::term::write_stdout(&s, !raw)?),
         Err(msg) => bail!("{msg}"),
+    }
+}
+
+/// `--write-to`: `v` written at `path`, a string as a file, a set as a directory with an
+/// entry for each attribute (CppNix's messages for anything else); `at` is the offset of
+/// `v`'s definition, if known.
+fn write_value(
+    ev: &mut firn_eval::Evaluator,
+    v: &firn_eval::Value,
+    at: Option<u32>,
+    path: &std::path::Path,
+) -> Result<(), firn_eval::error::EvalError> {
+    use firn_eval::error::{EvalError, FramePrint};
+    use firn_eval::Value;
+    match v {
+        Value::String(s) => std::fs::write(path, s.s.as_bytes())
+            .map_err(|e| EvalError::new(format!("writing to file '{}': {e}", path.display()))),
+        Value::Attrs(set) => {
+            std::fs::create_dir(path).map_err(|e| {
+                EvalError::new(format!("creating directory '{}': {e}", path.display()))
+            })?;
+            for (name, t) in set.iter() {
+                let offset = ev.positions.attr_offset(set, name, &ev.interner);
+                let frame = |ev: &firn_eval::Evaluator, mut e: EvalError| {
+                    let text = format!("while evaluating the attribute '{name}'");
+                    let text = match offset {
+                        Some(o) => ev.frame(text, o),
+                        None => text,
+                    };
+                    e.push_frame(text, FramePrint::Default);
+                    e
+                };
+                if &**name == "." || &**name == ".." {
+                    let e = EvalError::new(format!("invalid file name '{name}'"));
+                    return Err(frame(ev, e));
+                }
+                let r = ev
+                    .force(&t.clone())
+                    .and_then(|v| write_value(ev, &v, offset, &path.join(&**name)));
+                r.map_err(|e| frame(ev, e))?;
+            }
+            Ok(())
+        }
+        _ => {
+            // CppNix 2.8 shows the position as `FILE:LINE:COL`, `(string)` for an expression.
+            let pos = at
+                .and_then(|o| ev.positions.locate(o))
+                .map(|(file, line, col)| {
+                    let file = match &*file {
+                        "«string»" => "(string)",
+                        "«stdin»" => "(stdin)",
+                        f => f,
+                    };
+                    format!("{file}:{line}:{col}")
+                })
+                .unwrap_or_else(|| "undefined position".into());
+            Err(EvalError::new(format!(
+                "value at '{pos}' is not a string or an attribute set"
+            )))
+        }
     }
 }

@@ -571,23 +571,7 @@ impl Session {
 
     /// Where a `:l` argument is (CppNix's `lookupFileArg`).
     fn lookup_file_arg(&mut self, arg: &str) -> LineResult<String> {
-        if arg.starts_with("http://") || arg.starts_with("https://") || arg.starts_with("file://") {
-            let v = self.call_builtin("fetchTarball", Value::str(arg))?;
-            return self.path_of(&v);
-        }
-        if arg.len() > 2 && arg.starts_with('<') && arg.ends_with('>') {
-            let name = &arg[1..arg.len() - 1];
-            let search = match self.ev.builtins.peek() {
-                Some(Value::Attrs(m)) => m.get("nixPath").cloned(),
-                _ => None,
-            };
-            let search = search.ok_or_else(|| LineError::Msg("no search path".into()))?;
-            let v = firn_eval::builtins_more::find_file(&mut self.ev, &search, name)
-                .map_err(|e| self.eval_err(e))?;
-            return self.path_of(&v);
-        }
-        crate::paths::absolute(arg)
-            .map_err(|e| LineError::Msg(crate::report::error_text(e.as_ref())))
+        firn_eval::search_path::lookup_file_arg(&mut self.ev, arg).map_err(|e| self.eval_err(e))
     }
 
     fn path_of(&mut self, v: &Value) -> LineResult<String> {
@@ -596,19 +580,6 @@ impl Session {
             .coerce_to_string(v, false, false)
             .map_err(|e| self.eval_err(e))?;
         Ok(s.s.to_string())
-    }
-
-    /// Call `builtins.NAME` with one argument.
-    fn call_builtin(&mut self, name: &str, arg: Value) -> LineResult<Value> {
-        let f = match self.ev.builtins.peek() {
-            Some(Value::Attrs(m)) => m.get(name).cloned(),
-            _ => None,
-        };
-        let f = f.ok_or_else(|| LineError::Msg(format!("no builtin '{name}'")))?;
-        let f = self.ev.force(&f).map_err(|e| self.eval_err(e))?;
-        self.ev
-            .call(f, Thunk::value(arg))
-            .map_err(|e| self.eval_err(e))
     }
 
     /// The value of a file (a directory's `default.nix`), read now even if it was imported
@@ -666,29 +637,8 @@ impl Session {
     }
 
     /// Follow an attribute path, calling functions on the way with the `--arg`s.
-    fn select(&mut self, mut v: Value, path: &str, args: &AttrMap) -> LineResult<Value> {
-        let parts =
-            crate::legacy::nix_instantiate::attr_path_parts(path).map_err(LineError::Msg)?;
-        for part in parts {
-            v = self.ev.auto_call(v, args).map_err(|e| self.eval_err(e))?;
-            let next = match &v {
-                Value::Attrs(m) => m.get(part.as_str()).cloned(),
-                Value::List(l) => part.parse::<usize>().ok().and_then(|i| l.get(i).cloned()),
-                other => {
-                    return msg(format!(
-                        "expected a set but found {} while selecting '{part}'",
-                        other.type_name()
-                    ))
-                }
-            };
-            let Some(t) = next else {
-                return msg(format!(
-                    "attribute '{part}' in selection path '{path}' not found"
-                ));
-            };
-            v = self.ev.force(&t).map_err(|e| self.eval_err(e))?;
-        }
-        Ok(v)
+    fn select(&mut self, v: Value, path: &str, args: &AttrMap) -> LineResult<Value> {
+        firn_eval::attr_path::find(&mut self.ev, v, path, args).map_err(|e| self.eval_err(e))
     }
 
     /// Load the files (and `--file`/`--expr`) again, each announced; true if there were any.

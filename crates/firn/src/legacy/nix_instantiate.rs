@@ -87,19 +87,35 @@ pub fn main(args: Vec<String>) -> Result<()> {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/homeless-shelter".into());
     let mut inputs = Vec::new();
     for e in &exprs {
+        let input = read_input(e, from_expr, &cwd)?;
+        if !parse_only {
+            inputs.push(input);
+            continue;
+        }
         let Input {
             text,
             origin,
             base_dir,
-        } = read_input(e, from_expr, &cwd)?;
-        if !parse_only {
-            inputs.push(Input {
-                text,
-                origin,
-                base_dir,
-            });
-            continue;
-        }
+            ..
+        } = if input.lookup {
+            // Looked up as evaluation would (the search path, a download).
+            let include = opts.include.clone();
+            let features = opts.features;
+            crate::eval_thread::run(move || {
+                let mut ev = firn_eval::Evaluator::with_features(features);
+                ev.set_search_path(&include);
+                let found = resolve_input(&mut ev, input);
+                std::mem::forget(ev);
+                found
+            })?
+            .map_err(|msg| Failure {
+                code: 1,
+                msg,
+                silent: false,
+            })?
+        } else {
+            input
+        };
         let src = Source {
             origin: &origin,
             base_dir: &base_dir,
@@ -165,6 +181,9 @@ pub struct Input {
     pub text: String,
     pub origin: String,
     pub base_dir: String,
+    /// `origin` is a file argument the evaluator looks up (`<name>` in the search path, or
+    /// a URI of a tarball; see [`resolve_input`]), and `text` is empty until then.
+    pub lookup: bool,
 }
 
 /// What to do with the values.
@@ -290,7 +309,6 @@ pub fn evaluate_with(
     print: bool,
 ) -> Result<Evaluated> {
     let result = crate::eval_thread::run(move || -> Result<Evaluated, String> {
-        use firn_eval::value::{AttrMap, Thunk, Value};
         let show = opts.show_trace;
         let render = move |e: firn_eval::error::EvalError| {
             let mut text = e.render(show);
@@ -325,23 +343,12 @@ pub fn evaluate_with(
         ev.set_search_path(&opts.include);
         ev.restrict(opts.restriction);
         ev.allowed_uris = opts.allowed_uris.clone();
-        let mut args = AttrMap::new();
-        for (name, value, is_str) in &opts.args {
-            let v = if *is_str {
-                Value::str(value.as_str())
-            } else {
-                let cwd = std::env::current_dir()
-                    .map(|d| d.to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| "/".into());
-                let e = ev.parse(value, "«string»", &cwd).map_err(render)?;
-                ev.eval_top(e).map_err(render)?
-            };
-            args.insert(name.as_str().into(), Thunk::value(v));
-        }
+        let args = auto_args(&mut ev, &opts.args).map_err(render)?;
         let mut root_nr = 0;
         let mut warned = !print;
         let mut found = Vec::new();
-        for input in &inputs {
+        for input in inputs {
+            let input = resolve_input(&mut ev, input)?;
             // A file given to evaluate is read as `import` reads it (pure evaluation may not).
             if input.origin.starts_with('/') {
                 ev.check_source_path(&input.origin).map_err(render)?;
@@ -356,9 +363,14 @@ pub fn evaluate_with(
                 opts.attr_paths.clone()
             };
             for path in paths {
-                let v = select(&mut ev, top.clone(), &path, &args, render)?;
+                let v = firn_eval::attr_path::find(&mut ev, top.clone(), &path, &args)
+                    .map_err(render)?;
                 if opts.eval {
-                    let v = ev.auto_call(v, &args).map_err(render)?;
+                    // Called only when there are `--arg`s, as CppNix (`-A`'s steps are).
+                    let v = match args.is_empty() {
+                        true => v,
+                        false => ev.auto_call(v, &args).map_err(render)?,
+                    };
                     if opts.output == Output::Raw {
                         let s = ev
                             .coerce_in(
@@ -484,100 +496,93 @@ pub fn evaluate_with(
     }
 }
 
-/// Follow a `-A` attribute path (dots separate names, numbers index lists), calling functions
-/// with the `--arg`s on the way.
-fn select(
+/// The set functions are called with (CppNix's auto-arguments): each `--argstr` (`true`) a
+/// string, each `--arg` its expression, parsed now and evaluated only if it is used.
+pub fn auto_args(
     ev: &mut firn_eval::Evaluator,
-    mut v: firn_eval::Value,
-    path: &str,
-    args: &firn_eval::value::AttrMap,
-    render: impl Fn(firn_eval::error::EvalError) -> String + Copy,
-) -> Result<firn_eval::Value, String> {
-    use firn_eval::Value;
-    for part in attr_path_parts(path)? {
-        let part = part.as_str();
-        v = ev.auto_call(v, args).map_err(render)?;
-        v = match &v {
-            Value::Attrs(m) => match m.get(part) {
-                Some(t) => ev.force(&t.clone()).map_err(render)?,
-                None => {
-                    return Err(format!(
-                        "attribute '{part}' in selection path '{path}' not found"
-                    ))
-                }
-            },
-            Value::List(l) => match part.parse::<usize>() {
-                Ok(i) if i < l.len() => ev.force(&l[i].clone()).map_err(render)?,
-                _ => {
-                    return Err(format!(
-                        "list index '{part}' in selection path '{path}' is out of range"
-                    ))
-                }
-            },
-            other => return Err(format!("expected a set but found {}", other.type_name())),
+    given: &[(String, String, bool)],
+) -> Result<firn_eval::value::AttrMap, firn_eval::error::EvalError> {
+    use firn_eval::value::{AttrMap, Thunk, Value};
+    let mut args = AttrMap::new();
+    for (name, value, is_str) in given {
+        let t = if *is_str {
+            Thunk::value(Value::str(value.as_str()))
+        } else {
+            let cwd = std::env::current_dir()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/".into());
+            let e = ev.parse(value, "«string»", &cwd)?;
+            ev.top_thunk(e)
         };
+        args.insert(name.as_str().into(), t);
     }
-    Ok(v)
-}
-
-/// The names of an attribute path as CppNix parses them: separated by `.`, with `"..."`
-/// quoting names that contain dots.
-pub fn attr_path_parts(path: &str) -> Result<Vec<String>, String> {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in path.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '.' if !quoted => {
-                if !cur.is_empty() {
-                    parts.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if quoted {
-        return Err(format!("missing closing quote in selection path '{path}'"));
-    }
-    if !cur.is_empty() {
-        parts.push(cur);
-    }
-    Ok(parts)
+    Ok(args)
 }
 
 /// One expression from the command line: `-E` text, `-` for stdin, or a file (a directory
-/// means its `default.nix`).
+/// means its `default.nix`); `<name>` and URIs are looked up by the evaluator
+/// ([`resolve_input`]).
 pub fn read_input(e: &str, from_expr: bool, cwd: &str) -> Result<Input> {
-    let (text, origin, base_dir) = if from_expr {
-        (e.to_string(), "«string»".to_string(), cwd.to_string())
-    } else if e == "-" {
+    if from_expr {
+        return Ok(Input {
+            text: e.to_string(),
+            origin: "«string»".to_string(),
+            base_dir: cwd.to_string(),
+            lookup: false,
+        });
+    }
+    if e == "-" {
         let mut s = Vec::new();
         std::io::stdin()
             .read_to_end(&mut s)
             .context("reading standard input")?;
-        (
-            firn_syntax::bytes::decode(s),
-            "«stdin»".to_string(),
-            cwd.to_string(),
-        )
-    } else {
-        let mut path = crate::paths::absolute(e)?;
-        if std::path::Path::new(&path).is_dir() {
-            path = format!("{path}/default.nix");
-        }
-        let text = std::fs::read(&path)
-            .map(firn_syntax::bytes::decode)
-            .with_context(|| format!("reading file '{path}'"))?;
-        let dir = std::path::Path::new(&path)
-            .parent()
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "/".into());
-        (text, path, dir)
-    };
+        return Ok(Input {
+            text: firn_syntax::bytes::decode(s),
+            origin: "«stdin»".to_string(),
+            base_dir: cwd.to_string(),
+            lookup: false,
+        });
+    }
+    if firn_eval::search_path::is_uri(e) || (e.len() > 2 && e.starts_with('<') && e.ends_with('>'))
+    {
+        return Ok(Input {
+            text: String::new(),
+            origin: e.to_string(),
+            base_dir: String::new(),
+            lookup: true,
+        });
+    }
+    read_file(&crate::paths::absolute(e)?)
+}
+
+/// The file at `path` (absolute; a directory means its `default.nix`) to evaluate.
+fn read_file(path: &str) -> Result<Input> {
+    let mut path = path.to_string();
+    if std::path::Path::new(&path).is_dir() {
+        path = format!("{path}/default.nix");
+    }
+    let text = std::fs::read(&path)
+        .map(firn_syntax::bytes::decode)
+        .with_context(|| format!("reading file '{path}'"))?;
+    let base_dir = std::path::Path::new(&path)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into());
     Ok(Input {
         text,
-        origin,
+        origin: path,
         base_dir,
+        lookup: false,
     })
+}
+
+/// `input` read, once the evaluator has looked up where its file argument is (CppNix's
+/// `lookupFileArg`: `<name>` in the search path, a URI's tarball unpacked in the store).
+pub fn resolve_input(ev: &mut firn_eval::Evaluator, input: Input) -> Result<Input, String> {
+    if !input.lookup {
+        return Ok(input);
+    }
+    let path =
+        firn_eval::search_path::lookup_file_arg(ev, &input.origin).map_err(|e| e.render(false))?;
+    read_file(&path).map_err(|e| crate::report::error_text(e.as_ref()))
 }
