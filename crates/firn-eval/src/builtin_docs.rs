@@ -57,6 +57,7 @@ pub static DOCS: &[BuiltinDoc] = docs! {
     "fetchGit" ["args"] "Fetch a Git repository (a URL, or a set of `url`, `ref`, `rev`, `shallow`, `submodules`, `allRefs`, ...) into the store; the result has `outPath`, `rev`, `shortRev`, `revCount` and `lastModified`.";
     "fetchMercurial" ["args"] "Fetch a Mercurial repository (a URL or path, or a set of `url`, `rev` (a revision, or a branch or tag name) and `name`) into the store with `hg`; the result has `outPath`, `branch`, `rev`, `shortRev` and `revCount`.";
     "fetchTarball" ["args"] "Download a tarball (a URL, or a set of `url`, `sha256` and `name`) and unpack it into the store; gives its path. Without a hash it is cached for `tarball-ttl` seconds.";
+    "getFlake" ["ref"] "Fetch the flake a flake reference names, lock its inputs (in memory, from its `flake.lock` where that still fits) and give its outputs with `outPath`, `inputs`, `outputs`, `sourceInfo` and the source's `narHash`, `rev`, `lastModified`... (experimental feature `flakes`; a pure evaluation takes only locked references).";
     "fetchTree" ["input"] "Fetch a source tree described by a flake reference (string or set: `path`, `tarball`, `file`, `git`, ...) into the store; gives a set with `outPath` and what the input type knows (`narHash`, `rev`, `lastModified`, ...).";
     "fetchurl" ["url"] "Download url (a string, or a set of `url` and `sha256`/`hash`) into the store at evaluation time; gives its path.";
     "filter" ["pred", "list"] "The elements of list for which pred returns true, in order.";

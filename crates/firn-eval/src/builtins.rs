@@ -1944,6 +1944,7 @@ pub fn install(ev: &mut Evaluator) {
         .chain(crate::builtins_misc::table())
         .chain(crate::fetch::table())
         .chain(crate::flakeref::table())
+        .chain(crate::flake::table())
         .chain(crate::fetch_git::table())
         .chain(crate::fetch_hg::table())
         .chain(crate::fetch_tree::table())

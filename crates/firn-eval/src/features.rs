@@ -14,6 +14,8 @@ pub struct Features {
     pub fetch_closure: bool,
     /// `dynamic-derivations`: `builtins.outputOf` exists.
     pub dynamic_derivations: bool,
+    /// `flakes`: `builtins.getFlake` exists.
+    pub flakes: bool,
     /// `parse-toml-timestamps`: `fromTOML` gives dates and times as
     /// `{ _type = "timestamp"; value = …; }`.
     pub parse_toml_timestamps: bool,
@@ -35,6 +37,7 @@ impl Features {
                 "fetch-closure" => f.fetch_closure = true,
                 "dynamic-derivations" => f.dynamic_derivations = true,
                 "parse-toml-timestamps" => f.parse_toml_timestamps = true,
+                "flakes" => f.flakes = true,
                 _ => {}
             }
         }
@@ -48,6 +51,7 @@ impl Features {
             "fetchClosure" => self.fetch_closure,
             "outputOf" => self.dynamic_derivations,
             "exec" => self.native_code,
+            "getFlake" => self.flakes,
             _ => true,
         }
     }

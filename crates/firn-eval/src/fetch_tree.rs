@@ -800,7 +800,7 @@ fn apply_overrides(input: &Input, r#ref: Option<String>, rev: Option<Hash>) -> E
 
 /// CppNix's `lookupInRegistries`: the user registry, the system one (`$NIX_CONF_DIR`), and
 /// the global one (downloaded, and only when the others do not have the input).
-fn lookup_in_registries(ev: &mut Evaluator, input: &Input) -> EResult<Input> {
+pub(crate) fn lookup_in_registries(ev: &mut Evaluator, input: &Input) -> EResult<Input> {
     let mut regs = vec![
         read_registry(&format!("{}/nix/registry.json", config_home(ev))),
         read_registry(&format!(

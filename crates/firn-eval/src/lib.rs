@@ -21,6 +21,7 @@ pub mod fetch_closure;
 pub mod fetch_git;
 pub mod fetch_hg;
 pub mod fetch_tree;
+pub mod flake;
 pub mod flakeref;
 pub mod ifd;
 pub mod output_of;

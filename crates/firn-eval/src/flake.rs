@@ -1,0 +1,1144 @@
+//! Flakes as the evaluator sees them: `builtins.getFlake` (the `flakes` experimental feature),
+//! with CppNix 2.8's semantics.
+//!
+//! - A flake is fetched (its reference looked up in the registries when it is indirect and
+//!   that is allowed), and its `flake.nix` read: `description`, `inputs`, `outputs` (a
+//!   function; the names of its set pattern other than `self` are inputs too, looked up as
+//!   flake IDs) and `nixConfig`; any other attribute is an error.
+//! - Each input is a set of `url`, `flake`, `follows` (a `/`-separated path of input names
+//!   from the root), `inputs` (overrides of the input's own inputs) and fetcher attributes
+//!   (with a `type`); a relative `url` is relative to the flake's directory.
+//! - Locking ([`lock`]): the flake's `flake.lock` is read; an input whose entry there was made
+//!   from the same reference keeps its locked form (its own inputs are taken from the lock
+//!   too), any other input is fetched and locked, and a flake input's inputs are then locked
+//!   the same way, from its own `flake.lock` unless the top-level lock already has them.
+//!   `getFlake` does this in memory and writes nothing; in pure evaluation only locked
+//!   references are taken, and no registry is read.
+//! - Calling ([`call`]): every node of the lock is fetched as `fetchTree` would (lazily), its
+//!   `flake.nix` imported and `outputs` called with its inputs and `self`; the result is the
+//!   outputs updated with the source's attributes (`outPath`, `narHash`, `rev`, ...) and
+//!   `inputs`, `outputs` and `sourceInfo`. A non-flake input is its source's attributes.
+//!
+//! Not done: writing `flake.lock` (no `nix flake` command uses this yet), `nixConfig` is
+//! checked but not applied.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use firn_format::StorePath;
+
+use crate::builtins::{force, PrimFn};
+use crate::error::{err, EResult, EvalError};
+use crate::eval::Evaluator;
+use crate::fetch_tree::{self, Attr, Attrs, Input};
+use crate::value::*;
+
+/// A path of input names from the root flake (`a/b` in a `follows`).
+type InputPath = Vec<String>;
+
+/// A flake reference: a fetcher input and the flake's directory in it.
+#[derive(Clone, Debug, PartialEq)]
+struct FlakeRef {
+    input: Input,
+    subdir: String,
+}
+
+impl FlakeRef {
+    /// The reference a string denotes (`github:o/r`, `path:/x`, `/abs/path`, `nixpkgs`,
+    /// `git+file:///x?dir=sub`, ...); `base`: the directory a relative path is relative to.
+    fn parse(s: &str, base: Option<&str>) -> EResult<FlakeRef> {
+        let relative = !s.contains(':') && (s.starts_with('.') || !s.starts_with('/'));
+        let s = match base {
+            Some(base) if relative && (s.starts_with("./") || s.starts_with("../") || s == ".") => {
+                let (path, query) = s.split_once('?').map_or((s, None), |(p, q)| (p, Some(q)));
+                let abs = crate::eval::canon_path(&format!("{base}/{path}"));
+                match query {
+                    Some(q) => format!("path:{abs}?{q}"),
+                    None => format!("path:{abs}"),
+                }
+            }
+            _ => s.to_string(),
+        };
+        let r = crate::flakeref::FlakeRef::parse(&s).map_err(|e| EvalError::new(e.msg))?;
+        FlakeRef::from_attrs(r.to_attrs())
+    }
+
+    /// The reference of a set of fetcher attributes (`dir` is the subdirectory).
+    fn from_attrs(mut attrs: Attrs) -> EResult<FlakeRef> {
+        let subdir = match attrs.remove("dir") {
+            Some(Attr::Str(d)) => d,
+            Some(_) => return err("flake input attribute 'dir' must be a string"),
+            None => String::new(),
+        };
+        Ok(FlakeRef {
+            input: fetch_tree::input_from_attrs(attrs)?,
+            subdir,
+        })
+    }
+
+    /// The attributes, with a non-empty `dir`.
+    fn attrs(&self) -> Attrs {
+        let mut attrs = self.input.attrs.clone();
+        if !self.subdir.is_empty() {
+            attrs.insert("dir".into(), Attr::Str(self.subdir.clone()));
+        }
+        attrs
+    }
+
+    /// Whether it names one tree for good (CppNix's `isLocked`).
+    fn is_locked(&self) -> bool {
+        self.input.attrs.contains_key("rev") || self.input.attrs.contains_key("narHash")
+    }
+
+    /// As messages show it.
+    fn show(&self) -> String {
+        let url = self.input.show();
+        match self.subdir.is_empty() {
+            true => url,
+            false if url.contains('?') => format!("{url}&dir={}", self.subdir),
+            false => format!("{url}?dir={}", self.subdir),
+        }
+    }
+}
+
+/// An input of a flake, as its `flake.nix` gives it.
+#[derive(Clone, Debug)]
+struct FlakeInput {
+    reference: Option<FlakeRef>,
+    is_flake: bool,
+    /// An absolute input path (from the root flake).
+    follows: Option<InputPath>,
+    overrides: BTreeMap<String, FlakeInput>,
+}
+
+/// A flake fetched and its `flake.nix` read.
+struct Flake {
+    locked: FlakeRef,
+    /// Its source in the store.
+    path: StorePath,
+    inputs: BTreeMap<String, FlakeInput>,
+}
+
+/// A node of a lock: the root (no reference) or a locked input, with the edges to its own
+/// inputs.
+#[derive(Debug)]
+struct Node {
+    /// `(locked, original, is a flake)`.
+    reference: Option<(FlakeRef, FlakeRef, bool)>,
+    inputs: RefCell<BTreeMap<String, Edge>>,
+}
+
+#[derive(Clone, Debug)]
+enum Edge {
+    Node(Rc<Node>),
+    Follows(InputPath),
+}
+
+impl Node {
+    fn root() -> Rc<Node> {
+        Rc::new(Node {
+            reference: None,
+            inputs: RefCell::new(BTreeMap::new()),
+        })
+    }
+}
+
+/// Fetched trees by reference, for one locking (a reference met twice is fetched once).
+#[derive(Default)]
+struct Fetched(Vec<(FlakeRef, StorePath, FlakeRef)>);
+
+/// How a flake is locked.
+#[derive(Clone, Copy)]
+struct Flags {
+    use_registries: bool,
+    allow_unlocked: bool,
+}
+
+/// The tree of `r` and its locked form (looked up in the registries first if it is
+/// indirect and `lookup` allows that).
+fn fetch_ref(
+    ev: &mut Evaluator,
+    r: &FlakeRef,
+    lookup: bool,
+    fetched: &mut Fetched,
+) -> EResult<(StorePath, FlakeRef)> {
+    if let Some((_, p, l)) = fetched.0.iter().find(|(from, _, _)| from == r) {
+        return Ok((p.clone(), l.clone()));
+    }
+    let input = if r.input.attrs.get("type") == Some(&Attr::Str("indirect".into())) {
+        if !lookup {
+            return err(format!(
+                "'{}' is an indirect flake reference, but registry lookups are not allowed",
+                r.show()
+            ));
+        }
+        fetch_tree::lookup_in_registries(ev, &r.input)?
+    } else {
+        r.input.clone()
+    };
+    let (path, locked) = fetch_tree::fetch_input(ev, &input)?;
+    let shown = ev.store.dir.display(&path);
+    ev.allow_store_path(&shown);
+    let locked = FlakeRef {
+        input: locked,
+        subdir: r.subdir.clone(),
+    };
+    fetched.0.push((r.clone(), path.clone(), locked.clone()));
+    Ok((path, locked))
+}
+
+/// Where the files of store path `p` are.
+fn real_dir(ev: &Evaluator, p: &StorePath) -> String {
+    ev.store
+        .real_path(&ev.store.dir.display(p))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Fetch the flake `r` and read its `flake.nix` (`root`: where a `follows` of its inputs
+/// starts).
+fn get_flake(
+    ev: &mut Evaluator,
+    r: &FlakeRef,
+    lookup: bool,
+    fetched: &mut Fetched,
+    root: &[String],
+) -> EResult<Flake> {
+    let (path, locked) = fetch_ref(ev, r, lookup, fetched)?;
+    let shown = ev.store.dir.display(&path);
+    let dir = match locked.subdir.as_str() {
+        "" => shown.clone(),
+        sub => crate::eval::canon_path(&format!("{shown}/{sub}")),
+    };
+    if !dir.starts_with(&shown) {
+        return err(format!(
+            "'flake.nix' file of flake '{}' escapes from '{shown}'",
+            locked.show()
+        ));
+    }
+    let file = format!("{dir}/flake.nix");
+    let real = ev.store.real_path(&file);
+    if !real.is_file() {
+        return err(format!(
+            "source tree referenced by '{}' does not contain a '{}/flake.nix' file",
+            locked.show(),
+            locked.subdir
+        ));
+    }
+    let v = ev.import(&real.to_string_lossy())?;
+    let Value::Attrs(top) = v else {
+        return err(format!(
+            "expected a set but got {} at {file}:1:1",
+            v.type_name()
+        ));
+    };
+    let mut inputs = BTreeMap::new();
+    for (name, t) in top.iter() {
+        let at = |ev: &Evaluator| match ev.positions.attr_offset(&top, name, &ev.interner) {
+            Some(o) => ev.positions.render(o).map(|r| r.trim_end().to_string()),
+            None => None,
+        };
+        match &**name {
+            "description" => {
+                if !matches!(force(ev, t)?, Value::String(_)) {
+                    return err("flake attribute 'description' is not a string");
+                }
+            }
+            "inputs" => {
+                inputs = parse_inputs(ev, t, &dir, root).map_err(|mut e| {
+                    e.trace.push("while reading the flake's 'inputs'".into());
+                    e
+                })?;
+            }
+            "outputs" => {}
+            "nixConfig" => {
+                if !matches!(force(ev, t)?, Value::Attrs(_)) {
+                    return err("flake attribute 'nixConfig' is not a set");
+                }
+            }
+            other => {
+                let mut e = EvalError::new(format!(
+                    "flake '{}' has an unsupported attribute '{other}'",
+                    locked.show()
+                ));
+                e.at = at(ev);
+                return Err(e);
+            }
+        }
+    }
+    let Some(outputs) = top.get("outputs") else {
+        return err(format!(
+            "flake '{}' lacks attribute 'outputs'",
+            locked.show()
+        ));
+    };
+    match force(ev, outputs)? {
+        Value::Lambda(l) => {
+            if let firn_syntax::ExprKind::Lambda {
+                formals: Some(f), ..
+            } = &l.expr.kind
+            {
+                for formal in f.formals.iter() {
+                    let name = ev.interner.name(formal.name).to_string();
+                    if name != "self" && !inputs.contains_key(&name) {
+                        let reference = FlakeRef::parse(&name, None)?;
+                        inputs.insert(
+                            name,
+                            FlakeInput {
+                                reference: Some(reference),
+                                is_flake: true,
+                                follows: None,
+                                overrides: BTreeMap::new(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Value::PrimOp(_) | Value::PrimOpApp(..) => {}
+        other => {
+            return err(format!(
+                "flake attribute 'outputs' is {} while a function was expected",
+                other.type_name()
+            ))
+        }
+    }
+    Ok(Flake {
+        locked,
+        path,
+        inputs,
+    })
+}
+
+/// The inputs of a flake (`inputs = { ... }`); `base`: the flake's directory, `root`: where
+/// `follows` paths start.
+fn parse_inputs(
+    ev: &mut Evaluator,
+    t: &Thunk,
+    base: &str,
+    root: &[String],
+) -> EResult<BTreeMap<String, FlakeInput>> {
+    let Value::Attrs(set) = force(ev, t)? else {
+        return err("flake attribute 'inputs' is not a set");
+    };
+    let mut out = BTreeMap::new();
+    for (name, t) in set.iter() {
+        let input = parse_input(ev, name, t, base, root).map_err(|mut e| {
+            e.trace
+                .push(format!("while reading the flake input '{name}'"));
+            e
+        })?;
+        out.insert(name.to_string(), input);
+    }
+    Ok(out)
+}
+
+fn parse_input(
+    ev: &mut Evaluator,
+    name: &str,
+    t: &Thunk,
+    base: &str,
+    root: &[String],
+) -> EResult<FlakeInput> {
+    let Value::Attrs(set) = force(ev, t)? else {
+        return err(format!("flake input '{name}' is not a set"));
+    };
+    let mut input = FlakeInput {
+        reference: None,
+        is_flake: true,
+        follows: None,
+        overrides: BTreeMap::new(),
+    };
+    let mut attrs = Attrs::new();
+    let mut url = None;
+    for (k, t) in set.iter() {
+        match (&**k, force(ev, t)?) {
+            ("url", Value::String(s)) => {
+                url = Some(s.s.to_string());
+                attrs.insert("url".into(), Attr::Str(s.s.to_string()));
+            }
+            ("flake", Value::Bool(b)) => input.is_flake = b,
+            ("inputs", _) => input.overrides = parse_inputs(ev, t, base, root)?,
+            ("follows", Value::String(s)) => {
+                let mut path = root.to_vec();
+                path.extend(s.s.split('/').filter(|p| !p.is_empty()).map(String::from));
+                input.follows = Some(path);
+            }
+            ("url" | "follows", v) => {
+                return err(format!(
+                    "flake input attribute '{k}' is {} while a string was expected",
+                    v.type_name()
+                ))
+            }
+            ("flake", v) => {
+                return err(format!(
+                    "flake input attribute 'flake' is {} while a Boolean was expected",
+                    v.type_name()
+                ))
+            }
+            (_, Value::String(s)) => {
+                attrs.insert(k.to_string(), Attr::Str(s.s.to_string()));
+            }
+            (_, Value::Bool(b)) => {
+                attrs.insert(k.to_string(), Attr::Bool(b));
+            }
+            (_, Value::Int(i)) => {
+                attrs.insert(k.to_string(), Attr::Int(i as u64));
+            }
+            (_, v) => {
+                return err(format!(
+                "flake input attribute '{k}' is {} while a string, Boolean, or integer is expected",
+                v.type_name()
+            ))
+            }
+        }
+    }
+    if attrs.contains_key("type") {
+        input.reference = Some(FlakeRef::from_attrs(attrs)?);
+    } else {
+        attrs.remove("url");
+        if let Some(k) = attrs.keys().next() {
+            return err(format!("unexpected flake input attribute '{k}'"));
+        }
+        if let Some(url) = url {
+            input.reference = Some(FlakeRef::parse(&url, Some(base))?);
+        }
+    }
+    if input.follows.is_none() && input.reference.is_none() {
+        input.reference = Some(FlakeRef::from_attrs(
+            [
+                ("type".to_string(), Attr::Str("indirect".into())),
+                ("id".to_string(), Attr::Str(name.into())),
+            ]
+            .into(),
+        )?);
+    }
+    Ok(input)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lock files
+
+/// The root node of the lock file at `path` (an empty root if there is none).
+fn read_lock(path: &std::path::Path) -> EResult<Rc<Node>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Node::root()),
+        Err(e) => return err(format!("reading lock file '{}': {e}", path.display())),
+    };
+    let bad = |what: &str| EvalError::new(format!("lock file '{}' {what}", path.display()));
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(&format!("is not valid JSON: {e}")))?;
+    let version = json["version"].as_u64().unwrap_or(0);
+    if !(5..=7).contains(&version) {
+        return Err(bad(&format!("has unsupported version {version}")));
+    }
+    let nodes = json["nodes"]
+        .as_object()
+        .ok_or_else(|| bad("has no 'nodes'"))?;
+    let root = json["root"].as_str().ok_or_else(|| bad("has no 'root'"))?;
+    let mut made: HashMap<String, Rc<Node>> = HashMap::new();
+    node_of(root, nodes, &mut made, &bad, 0)
+}
+
+/// The node `key` of a lock file's `nodes` (each made once, as nodes are shared).
+fn node_of(
+    key: &str,
+    nodes: &serde_json::Map<String, serde_json::Value>,
+    made: &mut HashMap<String, Rc<Node>>,
+    bad: &dyn Fn(&str) -> EvalError,
+    depth: usize,
+) -> EResult<Rc<Node>> {
+    if let Some(n) = made.get(key) {
+        return Ok(n.clone());
+    }
+    if depth > 1000 {
+        return Err(bad("has a cycle of inputs"));
+    }
+    let json = nodes
+        .get(key)
+        .ok_or_else(|| bad(&format!("has no node '{key}'")))?;
+    let reference = match json.get("locked") {
+        None => None,
+        Some(locked) => {
+            let mut attrs = json_attrs(locked).ok_or_else(|| bad("has a bad 'locked'"))?;
+            // Version 5 kept the NAR hash and times apart, in `info`.
+            if let Some(info) = json.get("info") {
+                attrs.extend(json_attrs(info).ok_or_else(|| bad("has a bad 'info'"))?);
+            }
+            let locked = FlakeRef::from_attrs(attrs)?;
+            let original = json
+                .get("original")
+                .and_then(json_attrs)
+                .ok_or_else(|| bad(&format!("has no 'original' in node '{key}'")))?;
+            let original = FlakeRef::from_attrs(original)?;
+            if !locked.is_locked() {
+                return Err(bad(&format!("contains mutable lock '{}'", locked.show())));
+            }
+            let is_flake = json.get("flake").and_then(|f| f.as_bool()).unwrap_or(true);
+            Some((locked, original, is_flake))
+        }
+    };
+    let node = Rc::new(Node {
+        reference,
+        inputs: RefCell::new(BTreeMap::new()),
+    });
+    made.insert(key.to_string(), node.clone());
+    if let Some(inputs) = json.get("inputs").and_then(|i| i.as_object()) {
+        for (name, edge) in inputs {
+            let edge = match edge {
+                serde_json::Value::String(k) => {
+                    Edge::Node(node_of(k, nodes, made, bad, depth + 1)?)
+                }
+                serde_json::Value::Array(path) => Edge::Follows(
+                    path.iter()
+                        .map(|p| p.as_str().map(String::from))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| bad("has a bad 'follows'"))?,
+                ),
+                _ => return Err(bad(&format!("has a bad input '{name}'"))),
+            };
+            node.inputs.borrow_mut().insert(name.clone(), edge);
+        }
+    }
+    Ok(node)
+}
+
+/// Fetcher attributes from JSON (strings, numbers, Booleans).
+fn json_attrs(v: &serde_json::Value) -> Option<Attrs> {
+    let mut out = Attrs::new();
+    for (k, v) in v.as_object()? {
+        let a = match v {
+            serde_json::Value::String(s) => Attr::Str(s.clone()),
+            serde_json::Value::Bool(b) => Attr::Bool(*b),
+            serde_json::Value::Number(n) => Attr::Int(n.as_u64()?),
+            _ => return None,
+        };
+        out.insert(k.clone(), a);
+    }
+    Some(out)
+}
+
+fn attrs_json(attrs: &Attrs) -> serde_json::Value {
+    serde_json::Value::Object(
+        attrs
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Attr::Str(s) => serde_json::Value::from(s.as_str()),
+                    Attr::Int(i) => serde_json::Value::from(*i),
+                    Attr::Bool(b) => serde_json::Value::from(*b),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+/// The lock file of the tree under `root` as JSON (version 7): each node under the name of
+/// the input that first reaches it (`_2`, `_3`... after names taken), shared nodes once.
+fn lock_json(root: &Rc<Node>) -> String {
+    fn dump(
+        key: &str,
+        node: &Rc<Node>,
+        keys: &mut HashMap<*const Node, String>,
+        nodes: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> String {
+        if let Some(k) = keys.get(&Rc::as_ptr(node)) {
+            return k.clone();
+        }
+        let mut key = key.to_string();
+        if nodes.contains_key(&key) || keys.values().any(|k| *k == key) {
+            key = (2..)
+                .map(|n| format!("{key}_{n}"))
+                .find(|k| !nodes.contains_key(k) && !keys.values().any(|x| x == k))
+                .unwrap_or_default();
+        }
+        keys.insert(Rc::as_ptr(node), key.clone());
+        let mut n = serde_json::Map::new();
+        let inputs = node.inputs.borrow();
+        if !inputs.is_empty() {
+            let mut out = serde_json::Map::new();
+            for (name, edge) in inputs.iter() {
+                let v = match edge {
+                    Edge::Node(child) => serde_json::Value::from(dump(name, child, keys, nodes)),
+                    Edge::Follows(path) => serde_json::Value::from(path.clone()),
+                };
+                out.insert(name.clone(), v);
+            }
+            n.insert("inputs".into(), serde_json::Value::Object(out));
+        }
+        if let Some((locked, original, is_flake)) = &node.reference {
+            n.insert("locked".into(), attrs_json(&locked.attrs()));
+            n.insert("original".into(), attrs_json(&original.attrs()));
+            if !is_flake {
+                n.insert("flake".into(), serde_json::Value::Bool(false));
+            }
+        }
+        nodes.insert(key.clone(), serde_json::Value::Object(n));
+        key
+    }
+    let mut nodes = serde_json::Map::new();
+    let root_key = dump("root", root, &mut HashMap::new(), &mut nodes);
+    serde_json::json!({ "nodes": nodes, "root": root_key, "version": 7 }).to_string()
+}
+
+/// Check that every `follows` of the lock under `root` leads to a node.
+fn check_follows(root: &Rc<Node>) -> EResult<()> {
+    let mut todo = vec![(root.clone(), Vec::<String>::new())];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((node, at)) = todo.pop() {
+        if !seen.insert(Rc::as_ptr(&node)) {
+            continue;
+        }
+        for (name, edge) in node.inputs.borrow().iter() {
+            let mut path = at.clone();
+            path.push(name.clone());
+            match edge {
+                Edge::Node(child) => todo.push((child.clone(), path)),
+                Edge::Follows(target) => {
+                    if find_path(root, target, 0).is_none() {
+                        return err(format!(
+                            "input '{}' follows a non-existent input '{}'",
+                            path.join("/"),
+                            target.join("/")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The node at input path `path` from `root` (following `follows` on the way).
+fn find_path(root: &Rc<Node>, path: &[String], depth: usize) -> Option<Rc<Node>> {
+    if depth > 100 {
+        return None;
+    }
+    let mut node = root.clone();
+    for name in path {
+        let edge = node.inputs.borrow().get(name).cloned()?;
+        node = match edge {
+            Edge::Node(n) => n,
+            Edge::Follows(p) => find_path(root, &p, depth + 1)?,
+        };
+    }
+    Some(node)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locking
+
+/// A flake and the lock of its inputs.
+struct Locked {
+    flake: Flake,
+    root: Rc<Node>,
+    /// The lock differs from the flake's `flake.lock`: its source counts as dirty (no
+    /// `rev`), as in CppNix.
+    changed: bool,
+}
+
+struct Locker<'a> {
+    ev: &'a mut Evaluator,
+    flags: Flags,
+    fetched: Fetched,
+    overrides: HashMap<InputPath, FlakeInput>,
+    /// The references of the flakes being locked, outermost first (a cycle is an error).
+    parents: Vec<FlakeRef>,
+}
+
+/// Lock the flake `top` (in memory): its inputs as its `flake.lock` has them where they
+/// are still what `flake.nix` asks for, the others fetched.
+fn lock(ev: &mut Evaluator, top: &FlakeRef, flags: Flags) -> EResult<Locked> {
+    let mut fetched = Fetched::default();
+    let flake = get_flake(ev, top, flags.use_registries, &mut fetched, &[])?;
+    let source = real_dir(ev, &flake.path);
+    let dir = match flake.locked.subdir.as_str() {
+        "" => source.clone(),
+        sub => format!("{source}/{sub}"),
+    };
+    let old = read_lock(&std::path::Path::new(&dir).join("flake.lock"))?;
+    let root = Node::root();
+    let mut locker = Locker {
+        ev,
+        flags,
+        fetched,
+        overrides: HashMap::new(),
+        parents: Vec::new(),
+    };
+    let within = |mut e: EvalError| {
+        e.trace.push(format!(
+            "while updating the lock file of flake '{}'",
+            flake.locked.show()
+        ));
+        e
+    };
+    locker
+        .compute(&flake.inputs, &root, &[], Some(&old), &[], false)
+        .map_err(within)?;
+    check_follows(&root).map_err(within)?;
+    let changed = lock_json(&old) != lock_json(&root);
+    if changed {
+        // As current Nix's `getFlake` (2.8 refused to lock in memory).
+        let diff = diff(&old, &root);
+        crate::term::write_stderr_line(&format!(
+            "warning: not writing modified lock file of flake '{}':\n{}",
+            top.show(),
+            diff.trim_end()
+        ));
+    }
+    Ok(Locked {
+        flake,
+        root,
+        changed,
+    })
+}
+
+/// Every input path of the lock under `root` with its edge (each node's inputs once).
+fn all_inputs(root: &Rc<Node>) -> BTreeMap<InputPath, Edge> {
+    let mut out = BTreeMap::new();
+    let mut done = std::collections::HashSet::new();
+    let mut todo = vec![(root.clone(), Vec::new())];
+    while let Some((node, prefix)) = todo.pop() {
+        if !done.insert(Rc::as_ptr(&node)) {
+            continue;
+        }
+        for (id, edge) in node.inputs.borrow().iter() {
+            let mut path: InputPath = prefix.clone();
+            path.push(id.clone());
+            if let Edge::Node(child) = edge {
+                todo.push((child.clone(), path.clone()));
+            }
+            out.insert(path, edge.clone());
+        }
+    }
+    out
+}
+
+/// An edge as the lock's diff shows it: the locked reference (with its date) or the path
+/// it follows.
+fn describe(edge: &Edge) -> String {
+    match edge {
+        Edge::Node(n) => match &n.reference {
+            Some((locked, _, _)) => {
+                let mut s = format!("'{}'", locked.show());
+                if let Ok(Some(t)) = locked.input.int("lastModified") {
+                    let d = fetch_tree::utc_date(t as i64);
+                    s.push_str(&format!(" ({}-{}-{})", &d[..4], &d[4..6], &d[6..8]));
+                }
+                s
+            }
+            None => "'root'".into(),
+        },
+        Edge::Follows(p) => format!("follows '{}'", p.join("/")),
+    }
+}
+
+/// What changed between two locks, as current Nix lists it.
+fn diff(old: &Rc<Node>, new: &Rc<Node>) -> String {
+    let (old, new) = (all_inputs(old), all_inputs(new));
+    let mut out = String::new();
+    let same = |a: &Edge, b: &Edge| match (a, b) {
+        (Edge::Node(x), Edge::Node(y)) => {
+            x.reference.as_ref().map(|r| &r.0) == y.reference.as_ref().map(|r| &r.0)
+        }
+        (Edge::Follows(x), Edge::Follows(y)) => x == y,
+        _ => false,
+    };
+    let mut names: Vec<&InputPath> = old.keys().chain(new.keys()).collect();
+    names.sort();
+    names.dedup();
+    for path in names {
+        let shown = path.join("/");
+        match (old.get(path), new.get(path)) {
+            (None, Some(e)) => out.push_str(&format!(
+                "\u{2022} \x1b[32;1mAdded input '{shown}':\x1b[0m\n    {}\n",
+                describe(e)
+            )),
+            (Some(_), None) => out.push_str(&format!(
+                "\u{2022} \x1b[31;1mRemoved input '{shown}'\x1b[0m\n"
+            )),
+            (Some(a), Some(b)) if !same(a, b) => out.push_str(&format!(
+                "\u{2022} \x1b[1mUpdated input '{shown}':\x1b[0m\n    {}\n  \u{2192} {}\n",
+                describe(a),
+                describe(b)
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Locker<'_> {
+    /// Lock `inputs` (those of the flake at input path `prefix`) into `node`; `old`: that
+    /// flake's node in a lock file; `lock_root`: where that lock file's `follows` start;
+    /// `trust`: whether `old` is known to be the flake's own.
+    fn compute(
+        &mut self,
+        inputs: &BTreeMap<String, FlakeInput>,
+        node: &Rc<Node>,
+        prefix: &[String],
+        old: Option<&Rc<Node>>,
+        lock_root: &[String],
+        trust: bool,
+    ) -> EResult<()> {
+        // Overrides given by this flake for its inputs' inputs.
+        for (id, input) in inputs {
+            for (sub, o) in &input.overrides {
+                let mut path = prefix.to_vec();
+                path.push(id.clone());
+                path.push(sub.clone());
+                self.overrides.insert(path, o.clone());
+            }
+        }
+        for (id, given) in inputs {
+            let mut path = prefix.to_vec();
+            path.push(id.clone());
+            self.compute_one(id, given, node, &path, old, lock_root, trust)
+                .map_err(|mut e| {
+                    e.trace.push(format!(
+                        "while updating the flake input '{}'",
+                        path.join("/")
+                    ));
+                    e
+                })?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compute_one(
+        &mut self,
+        id: &str,
+        given: &FlakeInput,
+        node: &Rc<Node>,
+        path: &[String],
+        old: Option<&Rc<Node>>,
+        lock_root: &[String],
+        trust: bool,
+    ) -> EResult<()> {
+        let overridden = self.overrides.get(path).cloned().map(|mut o| {
+            // An override keeps whether the input is a flake.
+            o.is_flake = given.is_flake;
+            o
+        });
+        let has_override = overridden.is_some();
+        let input = overridden.as_ref().unwrap_or(given);
+        if let Some(target) = &input.follows {
+            node.inputs
+                .borrow_mut()
+                .insert(id.to_string(), Edge::Follows(target.clone()));
+            return Ok(());
+        }
+        let Some(reference) = &input.reference else {
+            return err(format!("flake input '{id}' has no reference"));
+        };
+        let old_lock = old.and_then(|o| match o.inputs.borrow().get(id) {
+            Some(Edge::Node(n)) => Some(n.clone()),
+            _ => None,
+        });
+        let kept = old_lock.as_ref().and_then(|o| match &o.reference {
+            Some(r) if r.1 == *reference && !has_override => Some((o.clone(), r.clone())),
+            _ => None,
+        });
+        if let Some((old_lock, (locked, original, is_flake))) = kept {
+            // Unchanged: keep the locked form, and lock its inputs from the old lock.
+            let child = Rc::new(Node {
+                reference: Some((locked.clone(), original, is_flake)),
+                inputs: RefCell::new(BTreeMap::new()),
+            });
+            node.inputs
+                .borrow_mut()
+                .insert(id.to_string(), Edge::Node(child.clone()));
+            let mut fake = BTreeMap::new();
+            let mut refetch = false;
+            for (name, edge) in old_lock.inputs.borrow().iter() {
+                match edge {
+                    Edge::Node(n) => {
+                        if let Some((_, original, is_flake)) = &n.reference {
+                            fake.insert(
+                                name.clone(),
+                                FlakeInput {
+                                    reference: Some(original.clone()),
+                                    is_flake: *is_flake,
+                                    follows: None,
+                                    overrides: BTreeMap::new(),
+                                },
+                            );
+                        }
+                    }
+                    Edge::Follows(target) => {
+                        if !trust {
+                            // The flake may have changed: a `follows` no override gives
+                            // any more means its inputs must be read again.
+                            let mut at = path.to_vec();
+                            at.push(name.clone());
+                            if !self.overrides.contains_key(&at) {
+                                refetch = true;
+                                break;
+                            }
+                        }
+                        let mut abs = lock_root.to_vec();
+                        abs.extend(target.iter().cloned());
+                        fake.insert(
+                            name.clone(),
+                            FlakeInput {
+                                reference: None,
+                                is_flake: true,
+                                follows: Some(abs),
+                                overrides: BTreeMap::new(),
+                            },
+                        );
+                    }
+                }
+            }
+            let inputs = if refetch {
+                get_flake(self.ev, &locked, false, &mut self.fetched, path)?.inputs
+            } else {
+                fake
+            };
+            return self.compute(&inputs, &child, path, Some(&old_lock), lock_root, !refetch);
+        }
+        // New: fetch and lock it.
+        if !self.flags.allow_unlocked && !reference.is_locked() {
+            return err(format!(
+                "cannot update flake input '{}' in pure mode",
+                path.join("/")
+            ));
+        }
+        let original = given.reference.clone().unwrap_or_else(|| reference.clone());
+        if !input.is_flake {
+            let (_, locked) = fetch_ref(
+                self.ev,
+                reference,
+                self.flags.use_registries,
+                &mut self.fetched,
+            )?;
+            node.inputs.borrow_mut().insert(
+                id.to_string(),
+                Edge::Node(Rc::new(Node {
+                    reference: Some((locked, reference.clone(), false)),
+                    inputs: RefCell::new(BTreeMap::new()),
+                })),
+            );
+            return Ok(());
+        }
+        let flake = get_flake(
+            self.ev,
+            reference,
+            self.flags.use_registries,
+            &mut self.fetched,
+            path,
+        )?;
+        let child = Rc::new(Node {
+            reference: Some((flake.locked.clone(), original, true)),
+            inputs: RefCell::new(BTreeMap::new()),
+        });
+        node.inputs
+            .borrow_mut()
+            .insert(id.to_string(), Edge::Node(child.clone()));
+        if let Some(p) = self.parents.iter().find(|p| *p == reference) {
+            return err(format!("found circular import of flake '{}'", p.show()));
+        }
+        self.parents.push(reference.clone());
+        // Its inputs from the top-level lock if that had it, else from its own lock file.
+        let result = match old_lock {
+            Some(o) => self.compute(&flake.inputs, &child, path, Some(&o), lock_root, false),
+            None => {
+                let source = real_dir(self.ev, &flake.path);
+                let dir = match flake.locked.subdir.as_str() {
+                    "" => source,
+                    sub => format!("{source}/{sub}"),
+                };
+                let own = read_lock(&std::path::Path::new(&dir).join("flake.lock"))?;
+                self.compute(&flake.inputs, &child, path, Some(&own), path, false)
+            }
+        };
+        self.parents.pop();
+        result
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calling
+
+/// The Nix code that makes a locked flake's value from its lock (as JSON), the root's
+/// source attributes and its subdirectory.
+const CALL: &str = r#"lockJSON: rootSource: rootDir:
+let
+  lock = builtins.fromJSON lockJSON;
+  # The node an edge leads to: a node's key, or a path of input names from the root.
+  target = edge: if builtins.isList edge then walk lock.root edge else edge;
+  walk = key: path:
+    if path == [ ] then key
+    else walk (target lock.nodes.${key}.inputs.${builtins.head path}) (builtins.tail path);
+  nodes = builtins.mapAttrs (key: node:
+    let
+      isRoot = key == lock.root;
+      source =
+        if isRoot then rootSource
+        else builtins.fetchTree ((node.info or { }) // builtins.removeAttrs node.locked [ "dir" ]);
+      dir = if isRoot then rootDir else node.locked.dir or "";
+      flake = import (source + (if dir == "" then "" else "/" + dir) + "/flake.nix");
+      inputs = builtins.mapAttrs (name: edge: nodes.${target edge}) (node.inputs or { });
+      outputs = flake.outputs (inputs // { self = result; });
+      result = outputs // source // { inherit inputs outputs; sourceInfo = source; };
+    in
+    if node.flake or true then
+      assert builtins.isFunction flake.outputs; result
+    else source) lock.nodes;
+in
+nodes.${lock.root}
+"#;
+
+/// The value of a locked flake.
+fn call(ev: &mut Evaluator, locked: &Locked) -> EResult<Value> {
+    let json = lock_json(&locked.root);
+    let mut input = locked.flake.locked.input.clone();
+    if locked.changed {
+        input.attrs.remove("rev");
+        input.attrs.remove("revCount");
+    }
+    let source = fetch_tree::emit_tree_attrs(ev, &locked.flake.path, &input, false)?;
+    let e = ev.parse(CALL, "«string»", "/")?;
+    let f = ev.eval_top(e)?;
+    let f = ev.call(f, Thunk::value(Value::str(json)))?;
+    let f = ev.call(f, Thunk::value(source))?;
+    ev.call(
+        f,
+        Thunk::value(Value::str(locked.flake.locked.subdir.as_str())),
+    )
+}
+
+/// `builtins.getFlake REF`: the flake's outputs and source attributes, its inputs locked as
+/// its `flake.lock` has them (in memory; the others fetched, unless the evaluation is pure).
+fn prim_get_flake(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
+    // A path names the flake in that directory (as current Nix takes it).
+    let s = match force(ev, &a[0])? {
+        Value::Path(p) => format!("path:{p}"),
+        _ => fetch_tree::string_no_ctx(ev, &a[0])?,
+    };
+    let r = FlakeRef::parse(&s, None)?;
+    let pure = ev.pure();
+    if pure && !r.is_locked() {
+        return err(format!(
+            "cannot call 'getFlake' on unlocked flake reference '{s}' (use --impure to override)"
+        ));
+    }
+    let locked = lock(
+        ev,
+        &r,
+        Flags {
+            use_registries: !pure,
+            allow_unlocked: !pure,
+        },
+    )?;
+    call(ev, &locked)
+}
+
+pub fn table() -> Vec<(&'static str, usize, PrimFn)> {
+    vec![("getFlake", 1, prim_get_flake as PrimFn)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(path: &str) -> FlakeRef {
+        FlakeRef::from_attrs(
+            [
+                ("type".to_string(), Attr::Str("path".into())),
+                ("path".to_string(), Attr::Str(path.into())),
+                (
+                    "narHash".to_string(),
+                    Attr::Str("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into()),
+                ),
+            ]
+            .into(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn lock_json_names_shared_and_clashing_nodes() {
+        let shared = Rc::new(Node {
+            reference: Some((reference("/a"), reference("/a"), false)),
+            inputs: RefCell::new(BTreeMap::new()),
+        });
+        let other = Rc::new(Node {
+            reference: Some((reference("/b"), reference("/b"), true)),
+            inputs: RefCell::new(
+                [
+                    ("x".to_string(), Edge::Node(shared.clone())),
+                    ("y".to_string(), Edge::Follows(vec!["x".into()])),
+                ]
+                .into(),
+            ),
+        });
+        let root = Node::root();
+        root.inputs
+            .borrow_mut()
+            .insert("x".into(), Edge::Node(other));
+        root.inputs
+            .borrow_mut()
+            .insert("z".into(), Edge::Node(shared));
+        let json: serde_json::Value = serde_json::from_str(&lock_json(&root)).unwrap();
+        assert_eq!(json["root"], "root");
+        assert_eq!(json["version"], 7);
+        assert_eq!(json["nodes"]["root"]["inputs"]["x"], "x");
+        assert_eq!(json["nodes"]["x"]["inputs"]["x"], "x_2");
+        assert_eq!(json["nodes"]["root"]["inputs"]["z"], "x_2");
+        assert_eq!(json["nodes"]["x"]["inputs"]["y"], serde_json::json!(["x"]));
+        assert_eq!(json["nodes"]["x_2"]["flake"], false);
+        assert_eq!(json["nodes"]["x_2"]["locked"]["path"], "/a");
+        // Read back: the same tree, the shared node once.
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("flake.lock");
+        std::fs::write(&file, lock_json(&root)).unwrap();
+        let again = read_lock(&file).unwrap();
+        assert_eq!(lock_json(&again), lock_json(&root));
+        check_follows(&again).unwrap();
+    }
+
+    #[test]
+    fn bad_lock_files_are_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("flake.lock");
+        for (text, msg) in [
+            ("{", "is not valid JSON"),
+            (
+                r#"{"version": 4, "nodes": {}, "root": "root"}"#,
+                "has unsupported version 4",
+            ),
+            (
+                r#"{"version": 7, "nodes": {}, "root": "root"}"#,
+                "has no node 'root'",
+            ),
+            (
+                r#"{"version": 7, "nodes": {"root": {"inputs": {"a": "a"}}, "a": {"locked": {"type": "path", "path": "/x"}, "original": {"type": "path", "path": "/x"}}}, "root": "root"}"#,
+                "contains mutable lock",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = read_lock(&file).unwrap_err();
+            assert!(e.msg.contains(msg), "{text}: {}", e.msg);
+        }
+        assert!(read_lock(&tmp.path().join("none"))
+            .unwrap()
+            .inputs
+            .borrow()
+            .is_empty());
+    }
+
+    #[test]
+    fn follows_must_lead_somewhere() {
+        let root = Node::root();
+        root.inputs
+            .borrow_mut()
+            .insert("a".into(), Edge::Follows(vec!["nope".into()]));
+        let e = check_follows(&root).unwrap_err();
+        assert_eq!(e.msg, "input 'a' follows a non-existent input 'nope'");
+    }
+}

@@ -1,0 +1,275 @@
+//! `builtins.getFlake` against CppNix 2.8 (`flakes` on), each in a chroot store and fetcher
+//! cache of its own, on the same flakes: a top-level flake with a path input that has its
+//! own lock file, a Git input, a non-flake input, an input of an input overridden by
+//! `follows`, and an input named only in the `outputs` pattern, locked by CppNix's
+//! `nix flake lock`. With the lock files both give the same outputs and source attributes
+//! (`outPath`, `narHash`, `rev`, `revCount`, `lastModified`...) for every node. Without the
+//! top-level lock file CppNix 2.8 refuses; firn locks in memory as current Nix does (with
+//! its warning), and gets the same inputs. Bad flakes fail with the messages of the flake
+//! module.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::Command;
+
+const DATE: &str = "2026-11-01T12:00:00Z";
+
+/// A tool of either side with flakes on, its store and caches in `dir` (its own per side).
+fn tool(firn_side: bool, name: &str, dir: &Path) -> Command {
+    let side = dir.join(side_name(firn_side));
+    let mut c = tool_of(firn_side, name);
+    c.env("XDG_CACHE_HOME", side.join("cache"))
+        .env("HOME", side.join("home"))
+        .env("NIX_PATH", "")
+        .args(["--store", &side.join("store").to_string_lossy()])
+        .args(["--option", "experimental-features", "nix-command flakes"]);
+    c
+}
+
+/// Evaluate `expr` strictly; the output, or the error's last line.
+fn eval(firn_side: bool, dir: &Path, expr: &str, impure: bool) -> (bool, String, String) {
+    let mut c = tool(firn_side, "nix-instantiate", dir);
+    c.args(["--eval", "--strict", "-E", expr]);
+    if !impure {
+        c.args(["--option", "pure-eval", "true"]);
+    }
+    let out = c.output().expect("running nix-instantiate");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with("error: "))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
+        if out.status.success() { stderr } else { last },
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn get_flake_agrees_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    let (lib, mid, top, data) = (
+        dir.join("lib"),
+        dir.join("mid"),
+        dir.join("top"),
+        dir.join("data"),
+    );
+    // A flake in a Git repository, two commits.
+    write(
+        &lib.join("flake.nix"),
+        "{ description = \"lib\"; outputs = { self }: { v = \"lib-1\"; }; }\n",
+    );
+    git(&lib, &["init", "-q", "-b", "main"], DATE);
+    git(&lib, &["add", "."], DATE);
+    git(&lib, &["commit", "-q", "-m", "one"], DATE);
+    write(
+        &lib.join("flake.nix"),
+        "{ description = \"lib\"; outputs = { self }: { v = \"lib-2\"; n = self.revCount; }; }\n",
+    );
+    git(
+        &lib,
+        &["commit", "-q", "-am", "two"],
+        "2026-11-02T12:00:00Z",
+    );
+    let lib_url = format!("git+file://{}", lib.display());
+    // A path flake with its own lock file, taking `lib` at its first commit.
+    let first = git(&lib, &["rev-list", "--max-parents=0", "HEAD"], DATE);
+    write(
+        &mid.join("flake.nix"),
+        &format!(
+            "{{\n  inputs.lib.url = \"{lib_url}?rev={first}\";\n  outputs = {{ self, lib }}: {{ w = lib.v; libRev = lib.rev; }};\n}}\n"
+        ),
+    );
+    write(&data.join("file"), "data\n");
+    write(
+        &top.join("flake.nix"),
+        &format!(
+            r#"{{
+  description = "top";
+  inputs = {{
+    mid.url = "path:{mid}";
+    lib2.url = "{lib_url}";
+    mid.inputs.lib.follows = "lib2";
+    data = {{ url = "path:{data}"; flake = false; }};
+    same.follows = "mid";
+  }};
+  outputs = {{ self, mid, lib2, data, same, ... }}: {{
+    w = mid.w;
+    libRev = mid.libRev;
+    file = builtins.readFile (data + "/file");
+    sameW = same.w;
+    topNames = builtins.attrNames self;
+  }};
+}}
+"#,
+            mid = mid.display(),
+            data = data.display()
+        ),
+    );
+    for flake in [&mid, &top] {
+        let out = tool(false, "nix", dir)
+            .args(["flake", "lock"])
+            .arg(format!("path:{}", flake.display()))
+            .output()
+            .expect("nix flake lock");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let node = |n: &str| {
+        format!(
+            "{{ inherit ({n}) outPath narHash lastModified lastModifiedDate; rev = {n}.rev or null; revCount = {n}.revCount or null; names = builtins.attrNames {n}; }}"
+        )
+    };
+    let get = format!("builtins.getFlake \"path:{}\"", top.display());
+    let inputs = format!(
+        "let f = {get}; in {{ inherit (f) w libRev file sameW; mid = {}; lib2 = {}; data = {}; midLib = {}; inputs = builtins.attrNames f.inputs; }}",
+        node("f.inputs.mid"),
+        node("f.inputs.lib2"),
+        node("f.inputs.data"),
+        node("f.inputs.mid.inputs.lib"),
+    );
+    let whole = format!(
+        "let f = {get}; in {{ top = {}; names = builtins.attrNames f; out = f.outputs.topNames; src = builtins.attrNames f.sourceInfo; }}",
+        node("f")
+    );
+    for expr in [&inputs, &whole] {
+        let cpp = eval(false, dir, expr, true);
+        assert!(cpp.0, "CppNix: {}", cpp.2);
+        let ours = eval(true, dir, expr, true);
+        assert!(ours.0, "firn: {}", ours.2);
+        assert_eq!(ours.1, cpp.1, "{expr}");
+    }
+    // The follows took: `mid`'s `lib` is `lib2`, at the newest commit.
+    let cpp = eval(false, dir, &inputs, true).1;
+    let second = git(&lib, &["rev-parse", "HEAD"], DATE);
+    assert!(cpp.contains(&format!("libRev = \"{second}\"")), "{cpp}");
+
+    // A locked reference in pure mode (both), an unlocked one refused.
+    let top_nar = eval(
+        false,
+        dir,
+        &format!("(builtins.getFlake \"path:{}\").narHash", top.display()),
+        true,
+    )
+    .1;
+    let locked = format!(
+        "(builtins.getFlake \"path:{}?narHash={}\").w",
+        top.display(),
+        top_nar
+            .trim_matches('"')
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+    );
+    assert_eq!(
+        eval(true, dir, &locked, false).1,
+        eval(false, dir, &locked, false).1
+    );
+    let unlocked = eval(true, dir, &get, false);
+    assert!(!unlocked.0);
+    assert!(
+        unlocked
+            .2
+            .contains("cannot call 'getFlake' on unlocked flake reference"),
+        "{}",
+        unlocked.2
+    );
+
+    // Without the top-level lock file: locked in memory (current Nix's behaviour; 2.8
+    // refuses), `mid`'s own lock file ignored for the overridden `lib`, the rest fetched.
+    std::fs::remove_file(top.join("flake.lock")).expect("rm");
+    let ours = eval(true, dir, &inputs, true);
+    assert!(ours.0, "{}", ours.2);
+    assert_eq!(ours.1, cpp);
+    assert!(
+        ours.2.contains(&format!(
+            "warning: not writing modified lock file of flake 'path:{}':",
+            top.display()
+        )) && ours.2.contains("Added input 'lib2':"),
+        "{}",
+        ours.2
+    );
+    // And `mid` alone uses its own lock file: `lib` at the first commit.
+    let mid_alone = eval(
+        true,
+        dir,
+        &format!("(builtins.getFlake \"path:{}\").w", mid.display()),
+        true,
+    );
+    assert_eq!(mid_alone.1, "\"lib-1\"", "{}", mid_alone.2);
+
+    // Bad flakes.
+    let bad = |name: &str, text: &str| {
+        let d = dir.join(name);
+        write(&d.join("flake.nix"), text);
+        eval(
+            true,
+            dir,
+            &format!("(builtins.getFlake \"path:{}\").x", d.display()),
+            true,
+        )
+    };
+    let cases = [
+        (
+            "b1",
+            "{ outputs = _: { }; foo = 1; }",
+            "has an unsupported attribute 'foo'",
+        ),
+        (
+            "b2",
+            "{ description = \"d\"; }",
+            "lacks attribute 'outputs'",
+        ),
+        (
+            "b3",
+            "{ inputs.a.follows = \"nope\"; outputs = _: { }; }",
+            "input 'a' follows a non-existent input 'nope'",
+        ),
+        (
+            "b4",
+            "{ inputs.a = { url = \"path:/x\"; bogus = 1; }; outputs = _: { }; }",
+            "unexpected flake input attribute 'bogus'",
+        ),
+        (
+            "b5",
+            "{ outputs = 1; }",
+            "flake attribute 'outputs' is an integer",
+        ),
+    ];
+    for (name, text, msg) in cases {
+        let (ok, _, err) = bad(name, text);
+        assert!(!ok && err.contains(msg), "{name}: {err}");
+    }
+    // A corrupt lock file is an error naming it, and is left as it was.
+    let corrupt = dir.join("b6");
+    write(&corrupt.join("flake.nix"), "{ outputs = _: { x = 1; }; }");
+    write(&corrupt.join("flake.lock"), "{ \"version\": 7, \"nodes\": ");
+    let (ok, _, err) = eval(
+        true,
+        dir,
+        &format!("(builtins.getFlake \"path:{}\").x", corrupt.display()),
+        true,
+    );
+    assert!(
+        !ok && err.contains("flake.lock' is not valid JSON"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(corrupt.join("flake.lock")).expect("read"),
+        "{ \"version\": 7, \"nodes\": "
+    );
+}
