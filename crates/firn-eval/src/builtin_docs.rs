@@ -150,7 +150,7 @@ mod tests {
         let mut ev = crate::Evaluator::with_features(crate::features::Features {
             native_code: true,
             ..crate::features::Features::from_names(
-                "pipe-operators ca-derivations impure-derivations fetch-closure dynamic-derivations",
+                "pipe-operators ca-derivations impure-derivations fetch-closure dynamic-derivations flakes",
             )
         });
         let Some(crate::value::Value::Attrs(set)) = ev.builtins.peek() else {
