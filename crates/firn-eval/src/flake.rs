@@ -651,7 +651,9 @@ struct Locker<'a> {
 
 /// Lock the flake `top` (in memory): its inputs as its `flake.lock` has them where they
 /// are still what `flake.nix` asks for, the others fetched.
-fn lock(ev: &mut Evaluator, top: &FlakeRef, flags: Flags) -> EResult<Locked> {
+/// With `write` (a command's lock, not `getFlake`'s), a changed lock is written
+/// ([`write_changed`]).
+fn lock(ev: &mut Evaluator, top: &FlakeRef, flags: Flags, write: bool) -> EResult<Locked> {
     let mut fetched = Fetched::default();
     let flake = get_flake(ev, top, flags.use_registries, &mut fetched, &[])?;
     let source = real_dir(ev, &flake.path);
@@ -680,20 +682,24 @@ fn lock(ev: &mut Evaluator, top: &FlakeRef, flags: Flags) -> EResult<Locked> {
         .map_err(within)?;
     check_follows(&root).map_err(within)?;
     let changed = lock_json(&old) != lock_json(&root);
-    if changed {
-        // As current Nix's `getFlake` (2.8 refused to lock in memory).
-        let diff = diff(&old, &root);
-        crate::term::write_stderr_line(&format!(
-            "warning: not writing modified lock file of flake '{}':\n{}",
-            top.show(),
-            diff.trim_end()
-        ));
-    }
-    Ok(Locked {
+    let locked = Locked {
         flake,
         root,
         changed,
-    })
+    };
+    if !changed {
+        return Ok(locked);
+    }
+    if write {
+        return write_changed(ev, top, locked, &old);
+    }
+    // As current Nix's `getFlake` (2.8 refused to lock in memory).
+    crate::term::write_stderr_line(&format!(
+        "warning: not writing modified lock file of flake '{}':\n{}",
+        top.show(),
+        diff(&old, &locked.root).trim_end()
+    ));
+    Ok(locked)
 }
 
 /// Every input path of the lock under `root` with its edge (each node's inputs once).
@@ -1034,8 +1040,272 @@ fn prim_get_flake(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             use_registries: !pure,
             allow_unlocked: !pure,
         },
+        false,
     )?;
     call(ev, &locked)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Installables of the command line
+
+/// The flake reference of an installable's part before `#`, as the command line reads it:
+/// a path (absolute, or relative to `cwd`; `.` too) names the flake in that directory, as
+/// `git+file://ROOT?dir=SUB` when it is in a Git repository (ROOT holding `.git`), else as
+/// `path:`; anything else is parsed as a flake reference.
+fn parse_cli_ref(s: &str, cwd: &str) -> EResult<FlakeRef> {
+    if !(s.starts_with('/') || s.starts_with('.')) || s.contains("://") {
+        return FlakeRef::parse(s, None);
+    }
+    let (path, query) = s.split_once('?').map_or((s, None), |(p, q)| (p, Some(q)));
+    let dir = crate::eval::canon_path(&if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{cwd}/{path}")
+    });
+    if !std::path::Path::new(&dir).is_dir() {
+        return err(format!(
+            "path '{dir}' is not a flake (because it's not a directory)"
+        ));
+    }
+    if !std::path::Path::new(&dir).join("flake.nix").exists() {
+        return err(format!(
+            "path '{dir}' is not a flake (because it doesn't contain a 'flake.nix' file)"
+        ));
+    }
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    let mut root = dir.clone();
+    let mut sub = String::new();
+    loop {
+        if std::path::Path::new(&root).join(".git").exists() {
+            let mut url = format!("git+file://{root}{query}");
+            if !sub.is_empty() {
+                if query.contains("dir=") {
+                    return err(format!(
+                        "flake URL '{s}' has an inconsistent 'dir' parameter"
+                    ));
+                }
+                url.push_str(if query.is_empty() { "?" } else { "&" });
+                url.push_str(&format!("dir={sub}"));
+            }
+            return FlakeRef::parse(&url, None);
+        }
+        if root == "/" {
+            return FlakeRef::parse(&format!("path:{dir}{query}"), None);
+        }
+        let (parent, name) = root.rsplit_once('/').unwrap_or(("", &root));
+        sub = match sub.is_empty() {
+            true => name.to_string(),
+            false => format!("{name}/{sub}"),
+        };
+        root = if parent.is_empty() {
+            "/".into()
+        } else {
+            parent.to_string()
+        };
+    }
+}
+
+/// Where `r`'s files are on this machine, if it is a local tree (`path:`, `git+file:`).
+fn local_source(r: &FlakeRef) -> Option<String> {
+    match (
+        r.input.attrs.get("type"),
+        r.input.attrs.get("path"),
+        r.input.attrs.get("url"),
+    ) {
+        (Some(Attr::Str(t)), Some(Attr::Str(p)), _) if t == "path" => Some(p.clone()),
+        (Some(Attr::Str(t)), _, Some(Attr::Str(u))) if t == "git" => {
+            u.strip_prefix("file://").map(String::from)
+        }
+        _ => None,
+    }
+}
+
+/// Whether every node of the lock under `root` is locked.
+fn all_locked(root: &Rc<Node>) -> bool {
+    all_inputs(root).values().all(|e| match e {
+        Edge::Node(n) => n.reference.as_ref().is_none_or(|r| r.0.is_locked()),
+        Edge::Follows(_) => true,
+    })
+}
+
+/// Write a changed lock (the flake `top`'s, `locked`) to its `flake.lock` when the flake is
+/// a local tree and every input is locked (CppNix's warnings; a Git repository gets the file
+/// added to its index), then read the flake again: its source now has the new lock file.
+/// A lock with an unlocked input is not written (a warning).
+fn write_changed(
+    ev: &mut Evaluator,
+    top: &FlakeRef,
+    mut locked: Locked,
+    old: &Rc<Node>,
+) -> EResult<Locked> {
+    let Some(local) = local_source(top) else {
+        return err(format!(
+            "cannot write modified lock file of flake '{}' (use '--no-write-lock-file' to ignore)",
+            top.show()
+        ));
+    };
+    if !all_locked(&locked.root) {
+        crate::term::write_stderr_line(&format!(
+            "warning: will not write lock file of flake '{}' because it has a mutable input",
+            top.show()
+        ));
+        return Ok(locked);
+    }
+    let rel = match top.subdir.as_str() {
+        "" => "flake.lock".to_string(),
+        sub => format!("{sub}/flake.lock"),
+    };
+    let file = format!("{}/{rel}", local.trim_end_matches('/'));
+    let existed = std::path::Path::new(&file).exists();
+    let diff = diff(old, &locked.root);
+    crate::term::write_stderr_line(&match (existed, diff.trim_end()) {
+        (false, _) => format!("warning: creating lock file '{file}'"),
+        (true, "") => format!("warning: updating lock file '{file}'"),
+        (true, d) => format!("warning: updating lock file '{file}':\n{d}"),
+    });
+    write_lock(&file, &locked.root)?;
+    if top.input.attrs.get("type") == Some(&Attr::Str("git".into())) {
+        let out = std::process::Command::new("git")
+            .args([
+                "-C",
+                &local,
+                "add",
+                "--force",
+                "--intent-to-add",
+                "--",
+                &rel,
+            ])
+            .output()
+            .map_err(|e| EvalError::new(format!("running git to add '{file}': {e}")))?;
+        if !out.status.success() {
+            return err(format!(
+                "adding '{file}' to the Git index failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    locked.flake = get_flake(ev, top, true, &mut Fetched::default(), &[])?;
+    locked.changed = false;
+    Ok(locked)
+}
+
+/// Write the lock under `root` to `path` as CppNix does (JSON indented by two, a final
+/// newline), through a temporary file renamed into place, so a crash leaves the old file.
+fn write_lock(path: &str, root: &Rc<Node>) -> EResult<()> {
+    let json: serde_json::Value = serde_json::from_str(&lock_json(root))
+        .map_err(|e| EvalError::new(format!("making lock file '{path}': {e}")))?;
+    let text = serde_json::to_string_pretty(&sorted(json))
+        .map_err(|e| EvalError::new(format!("making lock file '{path}': {e}")))?;
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    std::fs::write(&tmp, format!("{text}\n"))
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            EvalError::new(format!("writing lock file '{path}': {e}"))
+        })
+}
+
+/// `v` with every object's keys in order (as CppNix's JSON library keeps them).
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut entries: Vec<_> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
+}
+
+/// The value at attribute path `path` of `v`, or the close names of the attribute missing
+/// on the way (a value on the way that is not a set is an error, as CppNix's).
+fn lookup(ev: &mut Evaluator, mut v: Value, path: &str) -> EResult<Result<Value, Vec<String>>> {
+    let parts = crate::attr_path::parse(path)?;
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Attrs(set) = &v else {
+            return err(format!(
+                "'{}' is not an attribute set",
+                parts[..i].join(".")
+            ));
+        };
+        let t = match set.get(part) {
+            Some(t) => t.clone(),
+            None => {
+                let close = firn_syntax::suggest::best_matches(part, set.keys().map(|k| &**k));
+                return Ok(Err(close));
+            }
+        };
+        v = force(ev, &t)?;
+    }
+    Ok(Ok(v))
+}
+
+/// The value of a flake installable (`REF#ATTRPATH`, `REF` alone meaning its default
+/// package): the flake locked (its lock file written if it changed, see
+/// [`write_changed`]) and called, and the first of the attribute paths CppNix 2.8 tries
+/// that it has: `packages.SYSTEM.ATTRPATH`, `legacyPackages.SYSTEM.ATTRPATH`, `ATTRPATH`
+/// (for `REF` alone: those of `packages.SYSTEM.default`, then `defaultPackage.SYSTEM`).
+pub fn installable(ev: &mut Evaluator, installable: &str, cwd: &str) -> EResult<Value> {
+    let (r, fragment) = match installable.split_once('#') {
+        Some((r, f)) => (
+            r,
+            crate::flakeref::percent_decode(f).map_err(|e| EvalError::new(e.msg))?,
+        ),
+        None => (installable, String::new()),
+    };
+    let r = parse_cli_ref(r, cwd)?;
+    let flags = Flags {
+        use_registries: true,
+        allow_unlocked: true,
+    };
+    let locked = lock(ev, &r, flags, true)?;
+    let outputs = call(ev, &locked)?;
+    let system = match ev.builtins.peek() {
+        Some(Value::Attrs(b)) => match b.get("currentSystem").map(|t| t.peek()) {
+            Some(Some(Value::String(s))) => s.s.to_string(),
+            _ => "x86_64-linux".into(),
+        },
+        _ => "x86_64-linux".into(),
+    };
+    let wanted = match fragment.as_str() {
+        "" => vec![
+            format!("packages.{system}.default"),
+            format!("defaultPackage.{system}"),
+        ],
+        f => vec![f.to_string()],
+    };
+    let mut tried = Vec::new();
+    for prefix in [
+        format!("packages.{system}."),
+        format!("legacyPackages.{system}."),
+    ] {
+        tried.push(format!("{prefix}{}", wanted[0]));
+    }
+    tried.extend(wanted);
+    let mut close = Vec::new();
+    for path in &tried {
+        match lookup(ev, outputs.clone(), path)? {
+            Ok(v) => return Ok(v),
+            Err(names) => close.extend(names),
+        }
+    }
+    close.sort();
+    close.dedup();
+    let listed: Vec<String> = tried.iter().map(|p| format!("'{p}'")).collect();
+    let shown = match listed.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let mut e = EvalError::new(format!(
+        "flake '{}' does not provide attribute {shown}",
+        r.show()
+    ));
+    e.suggestions = close;
+    Err(e)
 }
 
 pub fn table() -> Vec<(&'static str, usize, PrimFn)> {

@@ -273,3 +273,145 @@ fn get_flake_agrees_with_cppnix() {
         "{ \"version\": 7, \"nodes\": "
     );
 }
+
+/// Flake installables of `nix eval` and `nix build` (`REF#ATTRPATH`, `.`, a directory in a
+/// Git repository): the attribute paths tried (`packages.SYSTEM.`, `legacyPackages.SYSTEM.`,
+/// as given; the default package), the lock file written as CppNix writes it (the same
+/// bytes, and added to a Git repository's index), and the derivations `nix build` would
+/// build.
+#[test]
+fn flake_installables_agree_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    write(&dir.join("c/data"), "hello\n");
+    let flake = |text: &str| {
+        format!(
+            "{{\n  inputs.c = {{ url = \"path:{}\"; flake = false; }};\n  outputs = {{ self, c }}: {text};\n}}\n",
+            dir.join("c").display()
+        )
+    };
+    let outputs = r#"{
+    x = builtins.readFile (c + "/data");
+    packages.x86_64-linux.hello = derivation { name = "hello"; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; system = "x86_64-linux"; };
+    packages.x86_64-linux.default = self.packages.x86_64-linux.hello;
+    legacyPackages.x86_64-linux.leg = "leg";
+    s.t = [ 1 { u = "v"; } ];
+  }"#;
+    let plain = dir.join("plain");
+    write(&plain.join("flake.nix"), &flake(outputs));
+    let repo = dir.join("repo");
+    write(&repo.join("sub/flake.nix"), &flake(outputs));
+    git(&repo, &["init", "-q", "-b", "main"], DATE);
+    git(&repo, &["add", "."], DATE);
+    git(&repo, &["commit", "-q", "-m", "one"], DATE);
+
+    let run = |firn_side: bool, cwd: &Path, args: &[&str]| {
+        let out = tool(firn_side, "nix", dir)
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .expect("running nix");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or("")
+            .to_string();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
+            last,
+        )
+    };
+    let plain_ref = format!("path:{}", plain.display());
+    let sub = repo.join("sub");
+    let cases: Vec<(&Path, Vec<String>)> = vec![
+        (dir, vec!["eval".into(), format!("{plain_ref}#x")]),
+        (dir, vec!["eval".into(), format!("{plain_ref}#leg")]),
+        (dir, vec!["eval".into(), format!("{plain_ref}#s.t.1.u")]),
+        (dir, vec!["eval".into(), format!("{plain_ref}#hello.name")]),
+        (
+            dir,
+            vec!["eval".into(), "--raw".into(), format!("{plain_ref}#x")],
+        ),
+        (dir, vec!["eval".into(), format!("{plain_ref}#nope")]),
+        (dir, vec!["eval".into(), format!("{plain_ref}#x.y")]),
+        (dir, vec!["eval".into(), format!("{plain_ref}#s.q")]),
+        (dir, vec!["eval".into(), format!("{plain_ref}#s.t.1")]),
+        (
+            dir,
+            vec!["eval".into(), "--json".into(), format!("{plain_ref}#s")],
+        ),
+        (&plain, vec!["eval".into(), ".#x".into()]),
+        (&plain, vec!["eval".into(), ".#default.drvPath".into()]),
+        (dir, vec!["eval".into(), "./plain#x".into()]),
+        (
+            dir,
+            vec![
+                "eval".into(),
+                "--apply".into(),
+                "x: x + \"!\"".into(),
+                "./plain#x".into(),
+            ],
+        ),
+        (&sub, vec!["eval".into(), ".#x".into()]),
+        (
+            &plain,
+            vec!["build".into(), "--dry-run".into(), "--json".into()],
+        ),
+        (
+            &plain,
+            vec![
+                "build".into(),
+                "--dry-run".into(),
+                "--json".into(),
+                ".#hello".into(),
+            ],
+        ),
+    ];
+    let mut sides = Vec::new();
+    for side in [false, true] {
+        // Each side writes its own lock files, from none.
+        let _ = std::fs::remove_file(plain.join("flake.lock"));
+        let _ = std::fs::remove_file(sub.join("flake.lock"));
+        git(&repo, &["reset", "-q"], DATE);
+        let mut seen = Vec::new();
+        for (cwd, args) in &cases {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            seen.push(run(side, cwd, &args));
+        }
+        let lock = std::fs::read(plain.join("flake.lock")).expect("a lock file was written");
+        let sub_lock = std::fs::read(sub.join("flake.lock")).expect("a lock file was written");
+        let index = git(&repo, &["status", "--porcelain"], DATE);
+        sides.push((seen, lock, sub_lock, index));
+    }
+    let (ours, cpp) = (&sides[1], &sides[0]);
+    for ((f, c), case) in ours.0.iter().zip(&cpp.0).zip(&cases) {
+        assert_eq!(f.0, c.0, "{case:?}: {}", f.2);
+        // What `nix build --dry-run` would build is compared below.
+        if case.1[0] != "build" {
+            assert_eq!(f, c, "{case:?}");
+        }
+    }
+    assert_eq!(ours.1, cpp.1, "the lock files differ");
+    assert_eq!(ours.2, cpp.2, "the lock files differ");
+    assert_eq!(ours.3, cpp.3);
+    assert!(cpp.3.contains("flake.lock"), "{}", cpp.3);
+    // The same derivation as CppNix would build.
+    let dry = |firn_side: bool| {
+        let out = tool(firn_side, "nix", dir)
+            .current_dir(&plain)
+            .args(["build", "--dry-run", ".#hello"])
+            .output()
+            .expect("nix build");
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("/nix/store/"))
+            .map(|l| l.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let cpp = dry(false);
+    assert!(!cpp.is_empty());
+    assert_eq!(dry(true), cpp);
+}

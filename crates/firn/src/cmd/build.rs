@@ -34,7 +34,8 @@ pub struct InstallableArgs {
     /// Add a path to the search path (`<nixpkgs>`).
     #[arg(short = 'I', long = "include")]
     pub include: Vec<String>,
-    /// Installables: attribute paths (with --file/--expr), store paths, or DRV^OUTPUTS.
+    /// Installables: attribute paths (with --file/--expr), store paths, DRV^OUTPUTS, or
+    /// flake installables (`REF#ATTRPATH`).
     pub installables: Vec<String>,
 }
 
@@ -97,7 +98,7 @@ struct Resolved {
 
 /// Resolve installables (evaluating `--file`/`--expr` where given).
 fn resolve(ctx: &Ctx, inst: &InstallableArgs) -> Result<(Vec<Resolved>, LocalStore)> {
-    resolve_installables(ctx, inst, "nix build").map(|(paths, store)| {
+    resolve_installables(ctx, inst).map(|(paths, store)| {
         (
             paths.into_iter().map(|path| Resolved { path }).collect(),
             store,
@@ -105,24 +106,52 @@ fn resolve(ctx: &Ctx, inst: &InstallableArgs) -> Result<(Vec<Resolved>, LocalSto
     })
 }
 
-/// Resolve installables (evaluating `--file`/`--expr` where given) to derived paths, for the
-/// command `cmd` (named in messages); the local store they were resolved in.
+/// Resolve installables to derived paths: attribute paths of `--file`/`--expr`, else store
+/// paths, `DRV^OUTPUTS`, or flake installables (`REF#ATTRPATH`, `.` when none is given),
+/// evaluated; the local store they were resolved in.
 pub(crate) fn resolve_installables(
     ctx: &Ctx,
     inst: &InstallableArgs,
-    cmd: &str,
 ) -> Result<(Vec<DerivedPath>, LocalStore)> {
     let mut store = ctx.open_store()?;
     if inst.file.is_none() && inst.expr.is_none() {
-        if inst.installables.is_empty() {
-            bail!("'{cmd}' without --file or --expr needs a flake, which firn does not support yet; give store paths, DRV^OUTPUTS, or use --file/--expr");
-        }
+        let given = if inst.installables.is_empty() {
+            vec![".".to_string()]
+        } else {
+            inst.installables.clone()
+        };
         let mut out = Vec::new();
-        for i in &inst.installables {
-            if i.contains('#') || !(i.starts_with('/') || i.starts_with('.')) {
-                bail!("flake installables such as '{i}' are not supported by firn yet; use --file or --expr");
+        for i in &given {
+            // A store path (or `DRV^OUTPUTS`), else a flake installable.
+            let stored = !i.contains('#')
+                && crate::realise::parse_derived_path(&store, i)
+                    .map(|p| out.push(p))
+                    .is_ok();
+            if stored {
+                continue;
             }
-            out.push(crate::realise::parse_derived_path(&store, i)?);
+            let features = ctx.settings.eval_features();
+            if !features.flakes {
+                bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+            }
+            let mut opts = EvalOptions {
+                attr_paths: vec![String::new()],
+                include: inst.include.clone(),
+                ..EvalOptions::from_settings(ctx)?
+            };
+            if !inst.impure {
+                // Flakes are evaluated purely unless `--impure`, as CppNix's.
+                opts.restriction = firn_eval::purity::Restriction::Pure;
+            }
+            let input = crate::legacy::nix_instantiate::Input::flake(i);
+            let (drvs, s) = evaluate(vec![input], opts, store, false)?;
+            store = s;
+            for (drv, output) in drvs {
+                out.push(DerivedPath::Built {
+                    drv: store.store_dir().parse(&drv)?,
+                    outputs: Some([output].into()),
+                });
+            }
         }
         return Ok((out, store));
     }

@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let derived = a.inst.names_derivations();
     let mut realisations = Vec::new();
     if derived {
-        let (resolved, local) = crate::cmd::build::resolve_installables(ctx, &a.inst, "nix copy")?;
+        let (resolved, local) = crate::cmd::build::resolve_installables(ctx, &a.inst)?;
         for path in resolved {
             match path {
                 DerivedPath::Opaque(p) => {

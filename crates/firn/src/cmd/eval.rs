@@ -40,7 +40,8 @@ pub struct EvalArgs {
     /// Write the result to this path: a string as a file, a set as a directory of them.
     #[arg(long)]
     write_to: Option<String>,
-    /// An attribute path (with --file or --expr).
+    /// An attribute path (with --file or --expr), or else a flake installable
+    /// (`FLAKEREF#ATTRPATH`; `.` when not given).
     installable: Option<String>,
 }
 
@@ -59,7 +60,13 @@ pub fn run(
 ) -> Result<()> {
     // As CppNix's `nix`: an expression is evaluated purely unless `--impure` (a file never
     // is).
-    let restriction = if a.expr.is_some() && !a.impure {
+    // A flake installable: neither `--expr` nor `--file`.
+    let flake = (a.expr.is_none() && a.file.is_none())
+        .then(|| a.installable.clone().unwrap_or_else(|| ".".into()));
+    if flake.is_some() && !features.flakes {
+        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+    }
+    let restriction = if (a.expr.is_some() || flake.is_some()) && !a.impure {
         firn_eval::purity::Restriction::Pure
     } else {
         restriction
@@ -72,9 +79,7 @@ pub fn run(
         (Some(e), None) => crate::legacy::nix_instantiate::read_input(e, true, &cwd)?,
         (None, Some(f)) => crate::legacy::nix_instantiate::read_input(f, false, &cwd)?,
         (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
-        (None, None) => bail!(
-            "'nix eval' of a flake installable is not implemented by firn yet; use '--expr' or '--file'"
-        ),
+        (None, None) => crate::legacy::nix_instantiate::read_input("", true, &cwd)?,
     };
     if let Some(dir) = &a.write_to {
         if std::fs::symlink_metadata(dir).is_ok() {
@@ -113,13 +118,21 @@ pub fn run(
         ev.allowed_uris = allowed_uris;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let render = |e: firn_eval::error::EvalError| e.render(show_trace);
-            let input = crate::legacy::nix_instantiate::resolve_input(ev, input)?;
-            let e = ev
-                .parse(&input.text, &input.origin, &input.base_dir)
-                .map_err(render)?;
-            let top = ev.eval_top(e).map_err(render)?;
-            let args = crate::legacy::nix_instantiate::auto_args(ev, &auto_args).map_err(render)?;
-            let mut v = firn_eval::attr_path::find(ev, top, &attr, &args).map_err(render)?;
+            let mut v = match &flake {
+                Some(installable) => {
+                    firn_eval::flake::installable(ev, installable, &cwd).map_err(render)?
+                }
+                None => {
+                    let input = crate::legacy::nix_instantiate::resolve_input(ev, input)?;
+                    let e = ev
+                        .parse(&input.text, &input.origin, &input.base_dir)
+                        .map_err(render)?;
+                    let top = ev.eval_top(e).map_err(render)?;
+                    let args = crate::legacy::nix_instantiate::auto_args(ev, &auto_args)
+                        .map_err(render)?;
+                    firn_eval::attr_path::find(ev, top, &attr, &args).map_err(render)?
+                }
+            };
             if let Some(f) = apply {
                 let fe = ev.parse(&f, "«string»", &cwd).map_err(render)?;
                 let fv = ev.eval_top(fe).map_err(render)?;

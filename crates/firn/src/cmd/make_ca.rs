@@ -47,11 +47,7 @@ pub fn run(ctx: &Ctx, a: MakeCaArgs) -> Result<()> {
     let mut given = Vec::new();
     let derived = a.inst.names_derivations();
     if derived {
-        let (resolved, local) = crate::cmd::build::resolve_installables(
-            ctx,
-            &a.inst,
-            "nix store make-content-addressed",
-        )?;
+        let (resolved, local) = crate::cmd::build::resolve_installables(ctx, &a.inst)?;
         for path in resolved {
             match path {
                 firn_build::DerivedPath::Opaque(p) => given.push(p),

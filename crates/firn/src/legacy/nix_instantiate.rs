@@ -184,6 +184,21 @@ pub struct Input {
     /// `origin` is a file argument the evaluator looks up (`<name>` in the search path, or
     /// a URI of a tarball; see [`resolve_input`]), and `text` is empty until then.
     pub lookup: bool,
+    /// `origin` is a flake installable (`REF#ATTRPATH`), evaluated as `nix build` takes one.
+    pub flake: bool,
+}
+
+impl Input {
+    /// The flake installable `installable`.
+    pub fn flake(installable: &str) -> Input {
+        Input {
+            text: String::new(),
+            origin: installable.to_string(),
+            base_dir: String::new(),
+            lookup: false,
+            flake: true,
+        }
+    }
 }
 
 /// What to do with the values.
@@ -348,15 +363,23 @@ pub fn evaluate_with(
         let mut warned = !print;
         let mut found = Vec::new();
         for input in inputs {
-            let input = resolve_input(&mut ev, input)?;
-            // A file given to evaluate is read as `import` reads it (pure evaluation may not).
-            if input.origin.starts_with('/') {
-                ev.check_source_path(&input.origin).map_err(render)?;
-            }
-            let e = ev
-                .parse(&input.text, &input.origin, &input.base_dir)
-                .map_err(render)?;
-            let top = ev.eval_top(e).map_err(render)?;
+            let top = if input.flake {
+                let cwd = std::env::current_dir()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "/".into());
+                firn_eval::flake::installable(&mut ev, &input.origin, &cwd).map_err(render)?
+            } else {
+                let input = resolve_input(&mut ev, input)?;
+                // A file given to evaluate is read as `import` reads it (pure evaluation may
+                // not).
+                if input.origin.starts_with('/') {
+                    ev.check_source_path(&input.origin).map_err(render)?;
+                }
+                let e = ev
+                    .parse(&input.text, &input.origin, &input.base_dir)
+                    .map_err(render)?;
+                ev.eval_top(e).map_err(render)?
+            };
             let paths = if opts.attr_paths.is_empty() {
                 vec![String::new()]
             } else {
@@ -529,6 +552,7 @@ pub fn read_input(e: &str, from_expr: bool, cwd: &str) -> Result<Input> {
             origin: "«string»".to_string(),
             base_dir: cwd.to_string(),
             lookup: false,
+            flake: false,
         });
     }
     if e == "-" {
@@ -541,6 +565,7 @@ pub fn read_input(e: &str, from_expr: bool, cwd: &str) -> Result<Input> {
             origin: "«stdin»".to_string(),
             base_dir: cwd.to_string(),
             lookup: false,
+            flake: false,
         });
     }
     if firn_eval::search_path::is_uri(e) || (e.len() > 2 && e.starts_with('<') && e.ends_with('>'))
@@ -550,6 +575,7 @@ pub fn read_input(e: &str, from_expr: bool, cwd: &str) -> Result<Input> {
             origin: e.to_string(),
             base_dir: String::new(),
             lookup: true,
+            flake: false,
         });
     }
     read_file(&crate::paths::absolute(e)?)
@@ -573,6 +599,7 @@ fn read_file(path: &str) -> Result<Input> {
         origin: path,
         base_dir,
         lookup: false,
+        flake: false,
     })
 }
 
