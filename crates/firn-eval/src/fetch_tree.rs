@@ -342,7 +342,7 @@ impl Input {
     }
 
     /// CppNix's `Input::toURL`.
-    fn to_url(&self) -> EResult<ParsedUrl> {
+    pub(crate) fn to_url(&self) -> EResult<ParsedUrl> {
         let Some(scheme) = self.scheme else {
             return err(format!("cannot show unsupported input '{}'", self.json()));
         };

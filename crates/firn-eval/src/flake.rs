@@ -91,13 +91,17 @@ impl FlakeRef {
         self.input.attrs.contains_key("rev") || self.input.attrs.contains_key("narHash")
     }
 
-    /// As messages show it.
+    /// As messages show it (CppNix's `FlakeRef::to_string`: the input's URL with `dir` among
+    /// its parameters).
     fn show(&self) -> String {
-        let url = self.input.show();
-        match self.subdir.is_empty() {
-            true => url,
-            false if url.contains('?') => format!("{url}&dir={}", self.subdir),
-            false => format!("{url}?dir={}", self.subdir),
+        match self.input.to_url() {
+            Ok(mut url) => {
+                if !self.subdir.is_empty() {
+                    url.query.insert("dir".into(), self.subdir.clone());
+                }
+                url.to_url_string()
+            }
+            Err(_) => attrs_json_text(&self.attrs()),
         }
     }
 }
@@ -114,7 +118,11 @@ struct FlakeInput {
 
 /// A flake fetched and its `flake.nix` read.
 struct Flake {
+    original: FlakeRef,
+    /// The reference after the registries (the original one when it is direct).
+    resolved: FlakeRef,
     locked: FlakeRef,
+    description: Option<String>,
     /// Its source in the store.
     path: StorePath,
     inputs: BTreeMap<String, FlakeInput>,
@@ -144,9 +152,10 @@ impl Node {
     }
 }
 
-/// Fetched trees by reference, for one locking (a reference met twice is fetched once).
+/// Fetched trees by reference (with the reference resolved and locked), for one locking (a
+/// reference met twice is fetched once).
 #[derive(Default)]
-struct Fetched(Vec<(FlakeRef, StorePath, FlakeRef)>);
+struct Fetched(Vec<(FlakeRef, StorePath, FlakeRef, FlakeRef)>);
 
 /// How a flake is locked.
 #[derive(Clone, Copy)]
@@ -155,16 +164,16 @@ struct Flags {
     allow_unlocked: bool,
 }
 
-/// The tree of `r` and its locked form (looked up in the registries first if it is
-/// indirect and `lookup` allows that).
+/// The tree of `r`, `r` resolved (looked up in the registries if it is indirect and
+/// `lookup` allows that) and locked.
 fn fetch_ref(
     ev: &mut Evaluator,
     r: &FlakeRef,
     lookup: bool,
     fetched: &mut Fetched,
-) -> EResult<(StorePath, FlakeRef)> {
-    if let Some((_, p, l)) = fetched.0.iter().find(|(from, _, _)| from == r) {
-        return Ok((p.clone(), l.clone()));
+) -> EResult<(StorePath, FlakeRef, FlakeRef)> {
+    if let Some((_, p, res, l)) = fetched.0.iter().find(|(from, ..)| from == r) {
+        return Ok((p.clone(), res.clone(), l.clone()));
     }
     let input = if r.input.attrs.get("type") == Some(&Attr::Str("indirect".into())) {
         if !lookup {
@@ -180,12 +189,18 @@ fn fetch_ref(
     let (path, locked) = fetch_tree::fetch_input(ev, &input)?;
     let shown = ev.store.dir.display(&path);
     ev.allow_store_path(&shown);
+    let resolved = FlakeRef {
+        input,
+        subdir: r.subdir.clone(),
+    };
     let locked = FlakeRef {
         input: locked,
         subdir: r.subdir.clone(),
     };
-    fetched.0.push((r.clone(), path.clone(), locked.clone()));
-    Ok((path, locked))
+    fetched
+        .0
+        .push((r.clone(), path.clone(), resolved.clone(), locked.clone()));
+    Ok((path, resolved, locked))
 }
 
 /// Where the files of store path `p` are.
@@ -205,7 +220,8 @@ fn get_flake(
     fetched: &mut Fetched,
     root: &[String],
 ) -> EResult<Flake> {
-    let (path, locked) = fetch_ref(ev, r, lookup, fetched)?;
+    let (path, resolved, locked) = fetch_ref(ev, r, lookup, fetched)?;
+    let mut description = None;
     let shown = ev.store.dir.display(&path);
     let dir = match locked.subdir.as_str() {
         "" => shown.clone(),
@@ -240,11 +256,10 @@ fn get_flake(
             None => None,
         };
         match &**name {
-            "description" => {
-                if !matches!(force(ev, t)?, Value::String(_)) {
-                    return err("flake attribute 'description' is not a string");
-                }
-            }
+            "description" => match force(ev, t)? {
+                Value::String(d) => description = Some(d.s.to_string()),
+                _ => return err("flake attribute 'description' is not a string"),
+            },
             "inputs" => {
                 inputs = parse_inputs(ev, t, &dir, root).map_err(|mut e| {
                     e.trace.push("while reading the flake's 'inputs'".into());
@@ -305,7 +320,10 @@ fn get_flake(
         }
     }
     Ok(Flake {
+        original: r.clone(),
+        resolved,
         locked,
+        description,
         path,
         inputs,
     })
@@ -520,6 +538,10 @@ fn json_attrs(v: &serde_json::Value) -> Option<Attrs> {
     Some(out)
 }
 
+fn attrs_json_text(attrs: &Attrs) -> String {
+    attrs_json(attrs).to_string()
+}
+
 fn attrs_json(attrs: &Attrs) -> serde_json::Value {
     serde_json::Value::Object(
         attrs
@@ -653,7 +675,14 @@ struct Locker<'a> {
 /// are still what `flake.nix` asks for, the others fetched.
 /// With `write` (a command's lock, not `getFlake`'s), a changed lock is written
 /// ([`write_changed`]).
-fn lock(ev: &mut Evaluator, top: &FlakeRef, flags: Flags, write: bool) -> EResult<Locked> {
+/// `recreate`: the inputs are locked afresh, as if there were no `flake.lock`.
+fn lock(
+    ev: &mut Evaluator,
+    top: &FlakeRef,
+    flags: Flags,
+    write: bool,
+    recreate: bool,
+) -> EResult<Locked> {
     let mut fetched = Fetched::default();
     let flake = get_flake(ev, top, flags.use_registries, &mut fetched, &[])?;
     let source = real_dir(ev, &flake.path);
@@ -678,7 +707,14 @@ fn lock(ev: &mut Evaluator, top: &FlakeRef, flags: Flags, write: bool) -> EResul
         e
     };
     locker
-        .compute(&flake.inputs, &root, &[], Some(&old), &[], false)
+        .compute(
+            &flake.inputs,
+            &root,
+            &[],
+            (!recreate).then_some(&old),
+            &[],
+            false,
+        )
         .map_err(within)?;
     check_follows(&root).map_err(within)?;
     let changed = lock_json(&old) != lock_json(&root);
@@ -916,7 +952,7 @@ impl Locker<'_> {
         }
         let original = given.reference.clone().unwrap_or_else(|| reference.clone());
         if !input.is_flake {
-            let (_, locked) = fetch_ref(
+            let (_, _, locked) = fetch_ref(
                 self.ev,
                 reference,
                 self.flags.use_registries,
@@ -1040,6 +1076,7 @@ fn prim_get_flake(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             use_registries: !pure,
             allow_unlocked: !pure,
         },
+        false,
         false,
     )?;
     call(ev, &locked)
@@ -1261,7 +1298,7 @@ pub fn installable(ev: &mut Evaluator, installable: &str, cwd: &str) -> EResult<
         use_registries: true,
         allow_unlocked: true,
     };
-    let locked = lock(ev, &r, flags, true)?;
+    let locked = lock(ev, &r, flags, true, false)?;
     let outputs = call(ev, &locked)?;
     let system = match ev.builtins.peek() {
         Some(Value::Attrs(b)) => match b.get("currentSystem").map(|t| t.peek()) {
@@ -1306,6 +1343,110 @@ pub fn installable(ev: &mut Evaluator, installable: &str, cwd: &str) -> EResult<
     ));
     e.suggestions = close;
     Err(e)
+}
+
+/// What `nix flake metadata` shows of a flake.
+pub struct Metadata {
+    pub original_url: String,
+    pub original: serde_json::Value,
+    pub resolved_url: String,
+    pub resolved: serde_json::Value,
+    pub locked_url: String,
+    pub locked: serde_json::Value,
+    pub description: Option<String>,
+    /// Its source in the store.
+    pub path: String,
+    pub revision: Option<String>,
+    pub rev_count: Option<u64>,
+    pub last_modified: Option<u64>,
+    /// The lock file (as JSON).
+    pub locks: serde_json::Value,
+    /// The inputs as a tree, a line each (`├───NAME: URL`, names in bold).
+    pub tree: Vec<String>,
+}
+
+/// Lock the flake `reference` (a command line's: a path is a local flake), writing its
+/// `flake.lock` if that changes (`nix flake lock`; with `recreate`, every input locked
+/// afresh: `nix flake update`), and what `nix flake metadata` shows of it.
+pub fn lock_command(
+    ev: &mut Evaluator,
+    reference: &str,
+    cwd: &str,
+    recreate: bool,
+) -> EResult<Metadata> {
+    if reference.contains('#') {
+        return err(format!(
+            "unexpected fragment '{}' in flake reference '{reference}'",
+            reference.split_once('#').map_or("", |x| x.1)
+        ));
+    }
+    let r = parse_cli_ref(reference, cwd)?;
+    let flags = Flags {
+        use_registries: true,
+        allow_unlocked: true,
+    };
+    let locked = lock(ev, &r, flags, true, recreate)?;
+    let flake = &locked.flake;
+    let input = &flake.locked.input;
+    let mut tree = Vec::new();
+    let mut visited = std::collections::HashSet::new();
+    visited.insert(Rc::as_ptr(&locked.root));
+    input_tree(&locked.root, "", &mut visited, &mut tree);
+    Ok(Metadata {
+        original_url: flake.original.show(),
+        original: attrs_json(&flake.original.attrs()),
+        resolved_url: flake.resolved.show(),
+        resolved: attrs_json(&flake.resolved.attrs()),
+        locked_url: flake.locked.show(),
+        locked: attrs_json(&flake.locked.attrs()),
+        description: flake.description.clone(),
+        path: ev.store.dir.display(&flake.path),
+        revision: input.rev()?.map(|r| r.to_base16()),
+        rev_count: input.int("revCount")?,
+        last_modified: input.int("lastModified")?,
+        locks: sorted(
+            serde_json::from_str(&lock_json(&locked.root))
+                .map_err(|e| EvalError::new(format!("making the lock file: {e}")))?,
+        ),
+        tree,
+    })
+}
+
+/// The lines of `nix flake metadata`'s tree of inputs under `node` (a node's inputs shown
+/// at its first visit only).
+fn input_tree(
+    node: &Rc<Node>,
+    prefix: &str,
+    visited: &mut std::collections::HashSet<*const Node>,
+    out: &mut Vec<String>,
+) {
+    let inputs = node.inputs.borrow();
+    for (i, (name, edge)) in inputs.iter().enumerate() {
+        let last = i + 1 == inputs.len();
+        let conn = if last {
+            "\u{2514}\u{2500}\u{2500}\u{2500}"
+        } else {
+            "\u{251c}\u{2500}\u{2500}\u{2500}"
+        };
+        match edge {
+            Edge::Node(child) => {
+                let url = child
+                    .reference
+                    .as_ref()
+                    .map(|r| r.0.show())
+                    .unwrap_or_default();
+                out.push(format!("{prefix}{conn}\x1b[1m{name}\x1b[0m: {url}"));
+                if visited.insert(Rc::as_ptr(child)) {
+                    let more = if last { "    " } else { "\u{2502}   " };
+                    input_tree(child, &format!("{prefix}{more}"), visited, out);
+                }
+            }
+            Edge::Follows(path) => out.push(format!(
+                "{prefix}{conn}\x1b[1m{name}\x1b[0m follows input '{}'",
+                path.join("/")
+            )),
+        }
+    }
 }
 
 pub fn table() -> Vec<(&'static str, usize, PrimFn)> {

@@ -415,3 +415,87 @@ fn flake_installables_agree_with_cppnix() {
     assert!(!cpp.is_empty());
     assert_eq!(dry(true), cpp);
 }
+
+/// `nix flake lock`, `nix flake update` and `nix flake metadata` (text and `--json`, and the
+/// deprecated `info`) as CppNix 2.8's: the same lock files, the same warnings listing what
+/// changed, the same metadata.
+#[test]
+fn flake_commands_agree_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    write(&dir.join("c/data"), "one\n");
+    write(
+        &dir.join("b/flake.nix"),
+        &format!(
+            "{{ inputs.c = {{ url = \"path:{}\"; flake = false; }}; outputs = {{ self, c }}: {{ }}; }}\n",
+            dir.join("c").display()
+        ),
+    );
+    let top = dir.join("top");
+    write(
+        &top.join("flake.nix"),
+        &format!(
+            "{{\n  description = \"the top\";\n  inputs.b.url = \"path:{}\";\n  inputs.d.follows = \"b/c\";\n  outputs = {{ self, b, d }}: {{ }};\n}}\n",
+            dir.join("b").display()
+        ),
+    );
+    let reference = format!("path:{}", top.display());
+    let run = |firn_side: bool, args: &[&str]| {
+        let out = tool(firn_side, "nix", dir)
+            .args(args)
+            .output()
+            .expect("running nix");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut sides = Vec::new();
+    for side in [false, true] {
+        let _ = std::fs::remove_file(top.join("flake.lock"));
+        let _ = std::fs::remove_file(dir.join("c/data2"));
+        let lock = run(side, &["flake", "lock", &reference]);
+        let locked = std::fs::read(top.join("flake.lock")).expect("a lock file");
+        let again = run(side, &["flake", "lock", &reference]);
+        let meta = run(side, &["flake", "metadata", &reference]);
+        let json = run(side, &["flake", "metadata", "--json", &reference]);
+        let info = run(side, &["flake", "info", &reference]);
+        // A new file in `c`: `update` locks it afresh (and lists the change).
+        std::fs::write(dir.join("c/data2"), "two\n").expect("write");
+        let update = run(side, &["flake", "update", &reference]);
+        let updated = std::fs::read(top.join("flake.lock")).expect("a lock file");
+        sides.push((lock, locked, again, meta, json, info, update, updated));
+    }
+    let (c, f) = (&sides[0], &sides[1]);
+    assert_eq!(f.0, c.0, "flake lock");
+    assert!(c.0 .2.contains("warning: creating lock file"), "{}", c.0 .2);
+    assert_eq!(f.1, c.1, "the lock files differ");
+    assert_eq!(f.2, c.2, "flake lock again: nothing to do");
+    assert_eq!(f.3, c.3, "flake metadata");
+    assert!(c.3 .1.contains("follows input 'b/c'"), "{}", c.3 .1);
+    assert_eq!(f.4, c.4, "flake metadata --json");
+    assert_eq!(f.5, c.5, "flake info");
+    // The modification times of `c` differ between the two runs (it was written again).
+    let dates = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("lastModified="))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(f.6 .0, c.6 .0, "flake update: {}", f.6 .2);
+    assert_eq!(dates(&f.6 .2), dates(&c.6 .2), "flake update");
+    assert!(c.6 .2.contains("Updated input 'b/c':"), "{}", c.6 .2);
+    let without_times = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| !l.contains("\"lastModified\""))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        without_times(&f.7),
+        without_times(&c.7),
+        "updated lock files"
+    );
+}

@@ -5,6 +5,7 @@ pub mod build;
 pub mod copy;
 pub mod derivation;
 pub mod eval;
+pub mod flake;
 pub mod hash;
 pub mod installables;
 pub mod key;
@@ -55,6 +56,9 @@ enum Command {
     ShowDerivation(derivation::ShowArgs),
     /// Evaluate a Nix expression.
     Eval(eval::EvalArgs),
+    /// Manage flakes: lock, update, metadata.
+    #[command(subcommand)]
+    Flake(flake::FlakeCmd),
     /// Build derivations (`--file`/`--expr` attribute paths, store paths, DRV^OUTPUTS).
     Build(build::BuildArgs),
     /// Show the build log of a derivation or of the derivation that built a path.
@@ -151,6 +155,12 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
                 crate::legacy::nix_instantiate::restriction(&ctx),
                 ctx.settings.get_list("allowed-uris"),
             ),
+            eval_store(&ctx),
+        ),
+        Command::Flake(c) => flake::run(
+            c,
+            ctx.settings.get_bool("show-trace"),
+            ctx.settings.eval_features(),
             eval_store(&ctx),
         ),
         Command::Copy(a) => copy::run(&ctx, a),
