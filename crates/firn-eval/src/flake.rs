@@ -164,6 +164,41 @@ struct Flags {
     allow_unlocked: bool,
 }
 
+/// The command line's say in locking (CppNix's lock flags).
+#[derive(Clone, Debug)]
+pub struct LockOptions {
+    /// `--recreate-lock-file` (and `nix flake update`): every input locked afresh.
+    pub recreate: bool,
+    /// Not `--no-update-lock-file`: the lock file may change.
+    pub update: bool,
+    /// Not `--no-write-lock-file`: a changed lock is written.
+    pub write: bool,
+    /// `--update-input PATH`: these inputs (`a/b`) locked afresh.
+    pub update_inputs: Vec<String>,
+    /// `--override-input PATH REF`: these inputs taken from other flake references.
+    pub override_inputs: Vec<(String, String)>,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            recreate: false,
+            update: true,
+            write: true,
+            update_inputs: Vec::new(),
+            override_inputs: Vec::new(),
+        }
+    }
+}
+
+/// An input path as the command line gives it (`a/b`).
+fn input_path(s: &str) -> InputPath {
+    s.split('/')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// The tree of `r`, `r` resolved (looked up in the registries if it is indirect and
 /// `lookup` allows that) and locked.
 fn fetch_ref(
@@ -669,6 +704,11 @@ struct Locker<'a> {
     overrides: HashMap<InputPath, FlakeInput>,
     /// The references of the flakes being locked, outermost first (a cycle is an error).
     parents: Vec<FlakeRef>,
+    /// Inputs to lock afresh (`--update-input`).
+    updates: Vec<InputPath>,
+    /// The input paths met (to warn of `--update-input`/`--override-input` flags that
+    /// name none).
+    used: std::collections::HashSet<InputPath>,
 }
 
 /// Lock the flake `top` (in memory): its inputs as its `flake.lock` has them where they
@@ -680,8 +720,8 @@ fn lock(
     ev: &mut Evaluator,
     top: &FlakeRef,
     flags: Flags,
-    write: bool,
-    recreate: bool,
+    options: &LockOptions,
+    cwd: &str,
 ) -> EResult<Locked> {
     let mut fetched = Fetched::default();
     let flake = get_flake(ev, top, flags.use_registries, &mut fetched, &[])?;
@@ -692,12 +732,31 @@ fn lock(
     };
     let old = read_lock(&std::path::Path::new(&dir).join("flake.lock"))?;
     let root = Node::root();
+    let mut overrides = HashMap::new();
+    for (path, reference) in &options.override_inputs {
+        let reference = parse_cli_ref(reference, cwd)?;
+        overrides.insert(
+            input_path(path),
+            FlakeInput {
+                reference: Some(reference),
+                is_flake: true,
+                follows: None,
+                overrides: BTreeMap::new(),
+            },
+        );
+    }
     let mut locker = Locker {
         ev,
         flags,
         fetched,
-        overrides: HashMap::new(),
+        overrides,
         parents: Vec::new(),
+        updates: options
+            .update_inputs
+            .iter()
+            .map(|p| input_path(p))
+            .collect(),
+        used: std::collections::HashSet::new(),
     };
     let within = |mut e: EvalError| {
         e.trace.push(format!(
@@ -711,11 +770,25 @@ fn lock(
             &flake.inputs,
             &root,
             &[],
-            (!recreate).then_some(&old),
+            (!options.recreate).then_some(&old),
             &[],
             false,
         )
         .map_err(within)?;
+    for (path, reference) in &options.override_inputs {
+        if !locker.used.contains(&input_path(path)) {
+            crate::term::write_stderr_line(&format!(
+                "warning: the flag '--override-input {path} {reference}' does not match any input"
+            ));
+        }
+    }
+    for path in &options.update_inputs {
+        if !locker.used.contains(&input_path(path)) {
+            crate::term::write_stderr_line(&format!(
+                "warning: the flag '--update-input {path}' does not match any input"
+            ));
+        }
+    }
     check_follows(&root).map_err(within)?;
     let changed = lock_json(&old) != lock_json(&root);
     let locked = Locked {
@@ -726,10 +799,10 @@ fn lock(
     if !changed {
         return Ok(locked);
     }
-    if write {
-        return write_changed(ev, top, locked, &old);
+    if options.write {
+        return write_changed(ev, top, locked, &old, options.update);
     }
-    // As current Nix's `getFlake` (2.8 refused to lock in memory).
+    // As current Nix's `getFlake` (2.8 refused to lock in memory), and `--no-write-lock-file`.
     crate::term::write_stderr_line(&format!(
         "warning: not writing modified lock file of flake '{}':\n{}",
         top.show(),
@@ -867,6 +940,7 @@ impl Locker<'_> {
             o
         });
         let has_override = overridden.is_some();
+        self.used.insert(path.to_vec());
         let input = overridden.as_ref().unwrap_or(given);
         if let Some(target) = &input.follows {
             node.inputs
@@ -877,10 +951,13 @@ impl Locker<'_> {
         let Some(reference) = &input.reference else {
             return err(format!("flake input '{id}' has no reference"));
         };
-        let old_lock = old.and_then(|o| match o.inputs.borrow().get(id) {
-            Some(Edge::Node(n)) => Some(n.clone()),
-            _ => None,
-        });
+        let updating = self.updates.iter().any(|u| u == path);
+        let old_lock = old
+            .filter(|_| !updating)
+            .and_then(|o| match o.inputs.borrow().get(id) {
+                Some(Edge::Node(n)) => Some(n.clone()),
+                _ => None,
+            });
         let kept = old_lock.as_ref().and_then(|o| match &o.reference {
             Some(r) if r.1 == *reference && !has_override => Some((o.clone(), r.clone())),
             _ => None,
@@ -895,8 +972,15 @@ impl Locker<'_> {
                 .borrow_mut()
                 .insert(id.to_string(), Edge::Node(child.clone()));
             let mut fake = BTreeMap::new();
-            let mut refetch = false;
+            // An input of this one to update means reading this flake again.
+            let mut refetch = self
+                .updates
+                .iter()
+                .any(|u| u.len() > path.len() && u.starts_with(path));
             for (name, edge) in old_lock.inputs.borrow().iter() {
+                if refetch {
+                    break;
+                }
                 match edge {
                     Edge::Node(n) => {
                         if let Some((_, original, is_flake)) = &n.reference {
@@ -1076,8 +1160,12 @@ fn prim_get_flake(ev: &mut Evaluator, a: &[Thunk]) -> EResult<Value> {
             use_registries: !pure,
             allow_unlocked: !pure,
         },
-        false,
-        false,
+        &LockOptions {
+            write: false,
+            update: false,
+            ..LockOptions::default()
+        },
+        "/",
     )?;
     call(ev, &locked)
 }
@@ -1168,12 +1256,14 @@ fn all_locked(root: &Rc<Node>) -> bool {
 /// Write a changed lock (the flake `top`'s, `locked`) to its `flake.lock` when the flake is
 /// a local tree and every input is locked (CppNix's warnings; a Git repository gets the file
 /// added to its index), then read the flake again: its source now has the new lock file.
-/// A lock with an unlocked input is not written (a warning).
+/// A lock with an unlocked input is not written (a warning); without `update`
+/// (`--no-update-lock-file`) a change is an error.
 fn write_changed(
     ev: &mut Evaluator,
     top: &FlakeRef,
     mut locked: Locked,
     old: &Rc<Node>,
+    update: bool,
 ) -> EResult<Locked> {
     let Some(local) = local_source(top) else {
         return err(format!(
@@ -1187,6 +1277,12 @@ fn write_changed(
             top.show()
         ));
         return Ok(locked);
+    }
+    if !update {
+        return err(format!(
+            "flake '{}' requires lock file changes but they're not allowed due to '--no-update-lock-file'",
+            top.show()
+        ));
     }
     let rel = match top.subdir.as_str() {
         "" => "flake.lock".to_string(),
@@ -1285,7 +1381,12 @@ fn lookup(ev: &mut Evaluator, mut v: Value, path: &str) -> EResult<Result<Value,
 /// [`write_changed`]) and called, and the first of the attribute paths CppNix 2.8 tries
 /// that it has: `packages.SYSTEM.ATTRPATH`, `legacyPackages.SYSTEM.ATTRPATH`, `ATTRPATH`
 /// (for `REF` alone: those of `packages.SYSTEM.default`, then `defaultPackage.SYSTEM`).
-pub fn installable(ev: &mut Evaluator, installable: &str, cwd: &str) -> EResult<Value> {
+pub fn installable(
+    ev: &mut Evaluator,
+    installable: &str,
+    cwd: &str,
+    options: &LockOptions,
+) -> EResult<Value> {
     let (r, fragment) = match installable.split_once('#') {
         Some((r, f)) => (
             r,
@@ -1298,7 +1399,7 @@ pub fn installable(ev: &mut Evaluator, installable: &str, cwd: &str) -> EResult<
         use_registries: true,
         allow_unlocked: true,
     };
-    let locked = lock(ev, &r, flags, true, false)?;
+    let locked = lock(ev, &r, flags, options, cwd)?;
     let outputs = call(ev, &locked)?;
     let system = match ev.builtins.peek() {
         Some(Value::Attrs(b)) => match b.get("currentSystem").map(|t| t.peek()) {
@@ -1372,7 +1473,7 @@ pub fn lock_command(
     ev: &mut Evaluator,
     reference: &str,
     cwd: &str,
-    recreate: bool,
+    options: &LockOptions,
 ) -> EResult<Metadata> {
     if reference.contains('#') {
         return err(format!(
@@ -1385,7 +1486,7 @@ pub fn lock_command(
         use_registries: true,
         allow_unlocked: true,
     };
-    let locked = lock(ev, &r, flags, true, recreate)?;
+    let locked = lock(ev, &r, flags, options, cwd)?;
     let flake = &locked.flake;
     let input = &flake.locked.input;
     let mut tree = Vec::new();

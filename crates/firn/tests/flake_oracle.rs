@@ -440,7 +440,23 @@ fn flake_commands_agree_with_cppnix() {
         ),
     );
     let reference = format!("path:{}", top.display());
+    // The flakes' files get one modification time before each command, so that both sides
+    // see the same `lastModified` whatever the last command wrote.
+    let settle = || {
+        let mut c = Command::new("find");
+        c.arg(dir)
+            .args([
+                "-path",
+                &format!("{}/CppNix", dir.display()),
+                "-prune",
+                "-o",
+            ])
+            .args(["-path", &format!("{}/firn", dir.display()), "-prune", "-o"])
+            .args(["-exec", "touch", "-h", "-d", DATE, "{}", "+"]);
+        assert!(c.status().expect("find").success());
+    };
     let run = |firn_side: bool, args: &[&str]| {
+        settle();
         let out = tool(firn_side, "nix", dir)
             .args(args)
             .output()
@@ -465,7 +481,45 @@ fn flake_commands_agree_with_cppnix() {
         std::fs::write(dir.join("c/data2"), "two\n").expect("write");
         let update = run(side, &["flake", "update", &reference]);
         let updated = std::fs::read(top.join("flake.lock")).expect("a lock file");
-        sides.push((lock, locked, again, meta, json, info, update, updated));
+        // The lock flags: one input afresh, an override (never written), no updates.
+        std::fs::write(dir.join("c/data2"), "three\n").expect("write");
+        let one = run(
+            side,
+            &["flake", "lock", "--update-input", "b/c", &reference],
+        );
+        let c2 = dir.join("c2");
+        write(&c2.join("data"), "other\n");
+        let overridden = run(
+            side,
+            &[
+                "flake",
+                "metadata",
+                "--json",
+                "--override-input",
+                "b/c",
+                &format!("path:{}", c2.display()),
+                &reference,
+            ],
+        );
+        let after = std::fs::read(top.join("flake.lock")).expect("a lock file");
+        std::fs::remove_file(top.join("flake.lock")).expect("rm");
+        let refused = run(
+            side,
+            &["flake", "lock", "--no-update-lock-file", &reference],
+        );
+        let unwritten = run(side, &["flake", "lock", "--no-write-lock-file", &reference]);
+        let flags = (
+            one,
+            overridden.0,
+            overridden.2,
+            after,
+            refused,
+            unwritten.0,
+            top.join("flake.lock").exists(),
+        );
+        sides.push((
+            lock, locked, again, meta, json, info, update, updated, flags,
+        ));
     }
     let (c, f) = (&sides[0], &sides[1]);
     assert_eq!(f.0, c.0, "flake lock");

@@ -34,6 +34,8 @@ pub struct InstallableArgs {
     /// Add a path to the search path (`<nixpkgs>`).
     #[arg(short = 'I', long = "include")]
     pub include: Vec<String>,
+    #[command(flatten)]
+    pub lock: crate::cmd::flake::LockArgs,
     /// Installables: attribute paths (with --file/--expr), store paths, DRV^OUTPUTS, or
     /// flake installables (`REF#ATTRPATH`).
     pub installables: Vec<String>,
@@ -137,6 +139,7 @@ pub(crate) fn resolve_installables(
             let mut opts = EvalOptions {
                 attr_paths: vec![String::new()],
                 include: inst.include.clone(),
+                flake_lock: inst.lock.options(),
                 ..EvalOptions::from_settings(ctx)?
             };
             if !inst.impure {

@@ -40,6 +40,8 @@ pub struct EvalArgs {
     /// Write the result to this path: a string as a file, a set as a directory of them.
     #[arg(long)]
     write_to: Option<String>,
+    #[command(flatten)]
+    lock: crate::cmd::flake::LockArgs,
     /// An attribute path (with --file or --expr), or else a flake installable
     /// (`FLAKEREF#ATTRPATH`; `.` when not given).
     installable: Option<String>,
@@ -94,6 +96,7 @@ pub fn run(
         auto_args.push((pair[0].clone(), pair[1].clone(), true));
     }
     let store = store.filter(|_| !a.read_only);
+    let lock_options = a.lock.options();
     let attr = a.installable.clone().unwrap_or_default();
     let (apply, raw, json, include, write_to) = (
         a.apply.clone(),
@@ -120,7 +123,8 @@ pub fn run(
             let render = |e: firn_eval::error::EvalError| e.render(show_trace);
             let mut v = match &flake {
                 Some(installable) => {
-                    firn_eval::flake::installable(ev, installable, &cwd).map_err(render)?
+                    firn_eval::flake::installable(ev, installable, &cwd, &lock_options)
+                        .map_err(render)?
                 }
                 None => {
                     let input = crate::legacy::nix_instantiate::resolve_input(ev, input)?;

@@ -18,8 +18,49 @@ pub enum FlakeCmd {
     Info(FlakeArgs),
 }
 
+/// How the command line lets a flake's lock change (CppNix's flake options).
+#[derive(Args, Debug, Clone, Default)]
+pub struct LockArgs {
+    /// Lock every input afresh, as if there were no lock file.
+    #[arg(long)]
+    recreate_lock_file: bool,
+    /// Fail if the lock file would change.
+    #[arg(long)]
+    no_update_lock_file: bool,
+    /// Do not write a changed lock file (a warning shows the change).
+    #[arg(long)]
+    no_write_lock_file: bool,
+    /// Lock this input (`a/b`) afresh.
+    #[arg(long, value_name = "INPUT_PATH")]
+    update_input: Vec<String>,
+    /// Take this input (`a/b`) from another flake reference.
+    #[arg(long, num_args = 2, value_names = ["INPUT_PATH", "FLAKE_URL"])]
+    override_input: Vec<String>,
+}
+
+impl LockArgs {
+    /// The options of the evaluator's locking.
+    pub fn options(&self) -> firn_eval::flake::LockOptions {
+        firn_eval::flake::LockOptions {
+            recreate: self.recreate_lock_file,
+            update: !self.no_update_lock_file,
+            // An override is not written to the lock file (as CppNix: it implies
+            // `--no-write-lock-file`).
+            write: !self.no_write_lock_file && self.override_input.is_empty(),
+            update_inputs: self.update_input.clone(),
+            override_inputs: self
+                .override_input
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct FlakeArgs {
+    #[command(flatten)]
+    lock: LockArgs,
     /// Print the metadata as JSON (`metadata`).
     #[arg(long)]
     json: bool,
@@ -38,7 +79,7 @@ pub fn run(
     if !features.flakes {
         bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
     }
-    let (args, recreate, show) = match cmd {
+    let (args, update_all, show) = match cmd {
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
@@ -55,6 +96,8 @@ pub fn run(
         .to_string_lossy()
         .into_owned();
     let reference = args.flake.clone().unwrap_or_else(|| ".".into());
+    let mut options = args.lock.options();
+    options.recreate |= update_all;
     let json = args.json;
     let out = crate::eval_thread::run(move || -> Result<String, String> {
         let mut ev = firn_eval::Evaluator::with_features(features);
@@ -63,7 +106,7 @@ pub fn run(
             ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
         }
         ev.restrict(firn_eval::purity::Restriction::Pure);
-        let m = firn_eval::flake::lock_command(&mut ev, &reference, &cwd, recreate)
+        let m = firn_eval::flake::lock_command(&mut ev, &reference, &cwd, &options)
             .map_err(|e| e.render(show_trace));
         ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
         std::mem::forget(ev);

@@ -231,6 +231,8 @@ pub struct EvalOptions {
     pub add_root: Option<String>,
     /// `-A` attribute paths (each printed in turn; none means the whole value).
     pub attr_paths: Vec<String>,
+    /// How a flake installable's lock may change (`nix build`'s flake options).
+    pub flake_lock: firn_eval::flake::LockOptions,
     /// `--arg NAME EXPR` and `--argstr NAME STRING` (the flag is true for `--argstr`).
     pub args: Vec<(String, String, bool)>,
     /// `-I` search path entries.
@@ -367,7 +369,8 @@ pub fn evaluate_with(
                 let cwd = std::env::current_dir()
                     .map(|d| d.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| "/".into());
-                firn_eval::flake::installable(&mut ev, &input.origin, &cwd).map_err(render)?
+                firn_eval::flake::installable(&mut ev, &input.origin, &cwd, &opts.flake_lock)
+                    .map_err(render)?
             } else {
                 let input = resolve_input(&mut ev, input)?;
                 // A file given to evaluate is read as `import` reads it (pure evaluation may
