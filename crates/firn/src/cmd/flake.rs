@@ -16,6 +16,9 @@ pub enum FlakeCmd {
     Metadata(FlakeArgs),
     /// Show flake metadata (deprecated: `metadata`).
     Info(FlakeArgs),
+    /// Other subcommands (`show`, `check`, `init`, ...), which firn does not have yet.
+    #[command(external_subcommand)]
+    Other(Vec<String>),
 }
 
 /// How the command line lets a flake's lock change (CppNix's flake options).
@@ -83,6 +86,10 @@ pub fn run(
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
+        FlakeCmd::Other(args) => bail!(
+            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update' and 'metadata')",
+            args.first().map_or("", String::as_str)
+        ),
         FlakeCmd::Info(a) => {
             crate::logger::line(
                 crate::logger::WARN,
