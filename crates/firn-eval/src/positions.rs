@@ -330,10 +330,31 @@ pub(crate) fn joined_origin(
     result: &AttrMap,
     interner: &firn_syntax::Interner,
 ) -> Origin {
+    match &x.origin {
+        Some(left) => joined(
+            left,
+            exact_for(left, x),
+            right,
+            right_exact,
+            result,
+            interner,
+        ),
+        None => right,
+    }
+}
+
+/// `right` over `left` (the origin of `x // y` for sides with those origins; each `_exact`:
+/// whether that origin names exactly its side's attributes), the chain cut and flattened
+/// past [`crate::value::UpdateOrigin::MAX_DEPTH`] (see [`flattened`]).
+fn joined(
+    left: &Origin,
+    left_exact: bool,
+    right: Origin,
+    right_exact: bool,
+    result: &AttrMap,
+    interner: &firn_syntax::Interner,
+) -> Origin {
     let len = result.len();
-    let Some(left) = &x.origin else {
-        return right;
-    };
     // Either side may be a chain (a fold from the left or from the right).
     let depth_of = |o: &Origin| match o {
         Origin::Update(u) => u.depth,
@@ -350,7 +371,7 @@ pub(crate) fn joined_origin(
         left: left.clone(),
         right,
         depth,
-        exact: right_exact && exact_for(left, x) && u32::try_from(len).is_ok(),
+        exact: right_exact && left_exact && u32::try_from(len).is_ok(),
         len: u32::try_from(len).unwrap_or(u32::MAX),
     }))
 }
@@ -406,7 +427,7 @@ fn checked_update_origin(
         }
     };
     if wrong {
-        return placed_update(x, y, result.len(), interner);
+        return placed_update(x, y, result, interner);
     }
     // `x`'s origin may answer for the names `y`'s syntax does not know: those it lost (not
     // `x`'s, just checked), and those made dynamically. A few of those are checked to be
@@ -564,22 +585,34 @@ fn link_entries<'a>(
     true
 }
 
-/// The origin of `x // y` (`len` attributes) where `y`'s origin also knows names `y` lost and
-/// `x` has: a table of every attribute's position, each looked up on the side it comes from.
+/// The origin of `x // y` (attributes `result`) where `y`'s origin also knows names `y` lost
+/// and `x` has. Each attribute's position must come from its own side, so one side's names
+/// are looked up into a table put over the other side's origin: `y`'s names over `x`'s
+/// origin (which knows all of `x`'s), or, where `y` is the larger, the names only `x` has over
+/// `y`'s origin (the lost names are among them, so the table answers for them first). A
+/// table is made only for the smaller side, of at most [`TABLE_LOOKUPS_MAX`] names; with
+/// two larger sides, no origin.
 #[cold]
 fn placed_update(
     x: &AttrSet,
     y: &AttrSet,
-    len: usize,
+    result: &AttrMap,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
     let (xo, yo) = (x.origin.as_ref()?, y.origin.as_ref()?);
-    let ys = y.keys().map(|k| (k.clone(), yo));
+    let only_x = result.len() - y.len();
+    if y.len() <= TABLE_LOOKUPS_MAX || only_x > TABLE_LOOKUPS_MAX {
+        let ys = table_of(y.keys().map(|k| (k.clone(), yo)), y.len(), interner)?;
+        return Some(joined(xo, exact_for(xo, x), ys, true, result, interner));
+    }
     let xs = x
         .keys()
         .filter(|k| !y.contains_key(k))
         .map(|k| (k.clone(), xo));
-    table_of(ys.chain(xs), len, interner)
+    let xs = table_of(xs, only_x, interner)?;
+    // `y`'s origin may know removed names that neither side has: not exact (the table
+    // names exactly the names only `x` has).
+    Some(joined(yo, false, xs, true, result, interner))
 }
 
 /// The most attributes [`table_of`] looks up one by one (each look-up walks a chain of

@@ -405,8 +405,9 @@ in [
     assert_eq!(dynamic.trim(), "85");
 
     // Names made dynamically and by `listToAttrs` (each at its pair's `value`, the first of
-    // equal names winning), alone and under or over an update, and large sets folded onto
-    // from the left, the right or both (a cut chain keeps every position): as CppNix gives
+    // equal names winning), alone and under or over an update, large sets folded onto
+    // from the left, the right or both (a cut chain keeps every position), and large sets
+    // updated with a side that lost (to `removeAttrs`) a name the other has: as CppNix gives
     // them.
     let made = tmp.path().join("made.nix");
     std::fs::write(
@@ -432,7 +433,10 @@ in [
   p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
 in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) (p deep) (p deeper)
   (p (onto big)) (p grown) (p (onto listed)) (p (onto (big // { a7 = 0; })))
-  (p (under big)) (p (under listed)) (p (mixed big)) (p (mixed listed)) ]
+  (p (under big)) (p (under listed)) (p (mixed big)) (p (mixed listed))
+  (p (big // builtins.removeAttrs { a5 = 1; zz = 2; } [ "a5" ]))
+  (p ({ a5 = 0; q = 1; } // builtins.removeAttrs big [ "a5" ]))
+  (p (onto (listed // builtins.removeAttrs { l7 = 1; a = 2; } [ "l7" ]))) ]
 "#
         // A literal of 300 attributes, one per line.
         .replace(
