@@ -25,15 +25,8 @@ pub struct InstallableArgs {
     /// Interpret installables as attribute paths of the value of this file.
     #[arg(short = 'f', long)]
     pub file: Option<String>,
-    /// `--arg NAME EXPR` for functions taking a set.
-    #[arg(long, num_args = 2, value_names = ["NAME", "EXPR"])]
-    pub arg: Vec<String>,
-    /// `--argstr NAME STRING` for functions taking a set.
-    #[arg(long, num_args = 2, value_names = ["NAME", "STRING"])]
-    pub argstr: Vec<String>,
-    /// Add a path to the search path (`<nixpkgs>`).
-    #[arg(short = 'I', long = "include")]
-    pub include: Vec<String>,
+    #[command(flatten)]
+    pub common: crate::cmd::eval::CommonEvalArgs,
     #[command(flatten)]
     pub lock: crate::cmd::flake::LockArgs,
     /// Installables: attribute paths (with --file/--expr), store paths, DRV^OUTPUTS, or
@@ -138,7 +131,7 @@ pub(crate) fn resolve_installables(
             }
             let mut opts = EvalOptions {
                 attr_paths: vec![String::new()],
-                include: inst.include.clone(),
+                include: inst.common.include.clone(),
                 flake_lock: inst.lock.options(),
                 ..EvalOptions::from_settings(ctx)?
             };
@@ -147,14 +140,7 @@ pub(crate) fn resolve_installables(
                 opts.restriction = firn_eval::purity::Restriction::Pure;
             }
             let input = crate::legacy::nix_instantiate::Input::flake(i);
-            let (drvs, s) = evaluate(vec![input], opts, store, false)?;
-            store = s;
-            for (drv, output) in drvs {
-                out.push(DerivedPath::Built {
-                    drv: store.store_dir().parse(&drv)?,
-                    outputs: Some([output].into()),
-                });
-            }
+            store = evaluate_into(input, opts, store, &mut out)?;
         }
         return Ok((out, store));
     }
@@ -167,13 +153,7 @@ pub(crate) fn resolve_installables(
         (None, Some(f)) => (f.clone(), false),
         _ => bail!("'--expr' and '--file' cannot be used together"),
     };
-    let mut args = Vec::new();
-    for pair in inst.arg.chunks(2) {
-        args.push((pair[0].clone(), pair[1].clone(), false));
-    }
-    for pair in inst.argstr.chunks(2) {
-        args.push((pair[0].clone(), pair[1].clone(), true));
-    }
+    let args = inst.common.auto_args();
     let attrs = if inst.installables.is_empty() {
         vec![String::new()]
     } else {
@@ -184,7 +164,7 @@ pub(crate) fn resolve_installables(
         let mut opts = EvalOptions {
             attr_paths: vec![attr],
             args: args.clone(),
-            include: inst.include.clone(),
+            include: inst.common.include.clone(),
             ..EvalOptions::from_settings(ctx)?
         };
         if from_expr && !inst.impure {
@@ -193,16 +173,26 @@ pub(crate) fn resolve_installables(
             opts.restriction = firn_eval::purity::Restriction::Pure;
         }
         let input = read_input(&src, from_expr, &cwd)?;
-        let (drvs, s) = evaluate(vec![input], opts, store, false)?;
-        store = s;
-        for (drv, output) in drvs {
-            out.push(DerivedPath::Built {
-                drv: store.store_dir().parse(&drv)?,
-                outputs: Some([output].into()),
-            });
-        }
+        store = evaluate_into(input, opts, store, &mut out)?;
     }
     Ok((out, store))
+}
+
+/// Evaluate `input` to derivations, adding the outputs they name to `out`; the store back.
+fn evaluate_into(
+    input: crate::legacy::nix_instantiate::Input,
+    opts: EvalOptions,
+    store: LocalStore,
+    out: &mut Vec<DerivedPath>,
+) -> Result<LocalStore> {
+    let (drvs, store) = evaluate(vec![input], opts, store, false)?;
+    for (drv, output) in drvs {
+        out.push(DerivedPath::Built {
+            drv: store.store_dir().parse(&drv)?,
+            outputs: Some([output].into()),
+        });
+    }
+    Ok(store)
 }
 
 pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {

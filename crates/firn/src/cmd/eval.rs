@@ -4,6 +4,37 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+/// The evaluation options `nix eval`, `nix build` and `nix repl` share (CppNix's
+/// `MixEvalArgs`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonEvalArgs {
+    /// `--arg NAME EXPR`: functions taking a set (a file's value, the steps of an attribute
+    /// path) get NAME.
+    #[arg(long, num_args = 2, value_names = ["NAME", "EXPR"])]
+    pub arg: Vec<String>,
+    /// `--argstr NAME STRING`: as `--arg` with a string.
+    #[arg(long, num_args = 2, value_names = ["NAME", "STRING"])]
+    pub argstr: Vec<String>,
+    /// Add a path to the search path (`<nixpkgs>`).
+    #[arg(short = 'I', long = "include")]
+    pub include: Vec<String>,
+}
+
+impl CommonEvalArgs {
+    /// The `--arg`s and `--argstr`s as `(name, value, is a string)`.
+    pub fn auto_args(&self) -> Vec<(String, String, bool)> {
+        let args = self
+            .arg
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone(), false));
+        let strs = self
+            .argstr
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone(), true));
+        args.chain(strs).collect()
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Interpret the installable as this Nix expression.
@@ -16,15 +47,8 @@ pub struct EvalArgs {
     /// standard input, `<name>` in the search path, or the URL of a tarball).
     #[arg(short = 'f', long)]
     file: Option<String>,
-    /// `--arg NAME EXPR`: functions on the attribute path taking a set get NAME.
-    #[arg(long, num_args = 2, value_names = ["NAME", "EXPR"])]
-    arg: Vec<String>,
-    /// `--argstr NAME STRING`: as `--arg` with a string.
-    #[arg(long, num_args = 2, value_names = ["NAME", "STRING"])]
-    argstr: Vec<String>,
-    /// Add a path to the search path (`<nixpkgs>`).
-    #[arg(short = 'I', long = "include")]
-    include: Vec<String>,
+    #[command(flatten)]
+    common: CommonEvalArgs,
     /// Apply the function to the result.
     #[arg(long)]
     apply: Option<String>,
@@ -88,13 +112,7 @@ pub fn run(
             bail!("path '{dir}' already exists");
         }
     }
-    let mut auto_args = Vec::new();
-    for pair in a.arg.chunks(2) {
-        auto_args.push((pair[0].clone(), pair[1].clone(), false));
-    }
-    for pair in a.argstr.chunks(2) {
-        auto_args.push((pair[0].clone(), pair[1].clone(), true));
-    }
+    let auto_args = a.common.auto_args();
     let store = store.filter(|_| !a.read_only);
     let lock_options = a.lock.options();
     let attr = a.installable.clone().unwrap_or_default();
@@ -102,7 +120,7 @@ pub fn run(
         a.apply.clone(),
         a.raw,
         a.json,
-        a.include.clone(),
+        a.common.include.clone(),
         a.write_to.clone(),
     );
     let out = crate::eval_thread::run(move || -> Result<String, String> {

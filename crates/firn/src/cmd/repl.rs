@@ -38,15 +38,8 @@ pub struct ReplArgs {
     /// expression, and load the result into scope.
     #[arg(long)]
     expr: Option<String>,
-    /// `--arg NAME EXPR` for functions taking a set (loaded files that are functions).
-    #[arg(long, num_args = 2, value_names = ["NAME", "EXPR"])]
-    arg: Vec<String>,
-    /// `--argstr NAME STRING` for functions taking a set.
-    #[arg(long, num_args = 2, value_names = ["NAME", "STRING"])]
-    argstr: Vec<String>,
-    /// Add a path to the search path (`<nixpkgs>`).
-    #[arg(short = 'I', long = "include")]
-    include: Vec<String>,
+    #[command(flatten)]
+    common: crate::cmd::eval::CommonEvalArgs,
     /// Allow access to mutable paths and repositories (accepted: firn's evaluation is not
     /// restricted to pure mode).
     #[arg(long)]
@@ -64,13 +57,7 @@ pub(crate) const CONTINUATION: &str = "          ";
 const ORIGIN: &str = "«string»";
 
 pub fn run(ctx: Ctx, a: ReplArgs) -> Result<()> {
-    let mut auto_args = Vec::new();
-    for pair in a.arg.chunks(2) {
-        auto_args.push((pair[0].clone(), pair[1].clone(), false));
-    }
-    for pair in a.argstr.chunks(2) {
-        auto_args.push((pair[0].clone(), pair[1].clone(), true));
-    }
+    let auto_args = a.common.auto_args();
     let installable = match (&a.file, &a.expr) {
         (Some(_), Some(_)) => anyhow::bail!("'--expr' and '--file' cannot be used together"),
         (Some(f), None) => Some(Source::File(f.clone())),
@@ -99,7 +86,7 @@ pub fn run(ctx: Ctx, a: ReplArgs) -> Result<()> {
         .to_string_lossy()
         .into_owned();
     let opts = Options {
-        include: a.include.clone(),
+        include: a.common.include.clone(),
         cwd,
         auto_args,
         installable,
