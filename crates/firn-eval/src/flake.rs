@@ -1,5 +1,6 @@
 //! Flakes as the evaluator sees them: `builtins.getFlake` (the `flakes` experimental feature),
-//! with CppNix 2.8's semantics.
+//! and the flakes of the command line (installables of `nix eval`/`nix build`, `nix flake
+//! lock|update|metadata`), with CppNix 2.8's semantics.
 //!
 //! - A flake is fetched (its reference looked up in the registries when it is indirect and
 //!   that is allowed), and its `flake.nix` read: `description`, `inputs`, `outputs` (a
@@ -12,15 +13,20 @@
 //!   from the same reference keeps its locked form (its own inputs are taken from the lock
 //!   too), any other input is fetched and locked, and a flake input's inputs are then locked
 //!   the same way, from its own `flake.lock` unless the top-level lock already has them.
-//!   `getFlake` does this in memory and writes nothing; in pure evaluation only locked
-//!   references are taken, and no registry is read.
+//!   `getFlake` does this in memory and writes nothing (in pure evaluation only locked
+//!   references are taken, and no registry is read); a command writes a changed lock to the
+//!   flake's `flake.lock` ([`write_changed`]), with its lock options ([`LockOptions`]:
+//!   `--update-input`, `--override-input`, ...).
 //! - Calling ([`call`]): every node of the lock is fetched as `fetchTree` would (lazily), its
 //!   `flake.nix` imported and `outputs` called with its inputs and `self`; the result is the
 //!   outputs updated with the source's attributes (`outPath`, `narHash`, `rev`, ...) and
 //!   `inputs`, `outputs` and `sourceInfo`. A non-flake input is its source's attributes.
 //!
-//! Not done: writing `flake.lock` (no `nix flake` command uses this yet), `nixConfig` is
-//! checked but not applied.
+//! - Installables ([`installable`]): `REF#ATTRPATH`, a path or `.` naming the flake in that
+//!   directory (`git+file://` inside a Git repository); the first of 2.8's attribute paths
+//!   (`packages.SYSTEM.`, `legacyPackages.SYSTEM.`, as given) the outputs have.
+//!
+//! Not done: `nixConfig` is checked but not applied; `--commit-lock-file`, `--inputs-from`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};

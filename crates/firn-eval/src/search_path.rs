@@ -1,6 +1,6 @@
 //! The Nix search path's entries and the files named on command lines, as CppNix resolves
 //! them:
-//! - [`split_nix_path`]: `NIX_PATH` split at colons, but not at those of a URI
+//! - [`split_nix_path`]: `NIX_PATH` split at colons, but not at a URI's after its scheme
 //!   (`nixpkgs=https://host/x.tar.gz:other=/p` is two entries);
 //! - [`resolve_entry`]: an entry's directory: a path as it is (absolute), a URI
 //!   (`http(s)://`, `file://`, `channel:NAME`, …) downloaded as a tarball and unpacked into
@@ -36,8 +36,8 @@ pub fn resolve_uri(uri: &str) -> String {
     }
 }
 
-/// `NIX_PATH`'s entries (`PREFIX=PATH` or `PATH`): split at each colon except those inside
-/// a URI entry (its scheme's and its port's, up to the next colon), as CppNix splits it.
+/// `NIX_PATH`'s entries (`PREFIX=PATH` or `PATH`): split at each colon except the one after
+/// a URI entry's scheme, as CppNix splits it (a port's colon still splits the entry there).
 pub fn split_nix_path(s: &str) -> Vec<String> {
     let b = s.as_bytes();
     let mut entries = Vec::new();

@@ -84,9 +84,8 @@ pub fn run(
     (restriction, allowed_uris): (firn_eval::purity::Restriction, Vec<String>),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    // As CppNix's `nix`: an expression is evaluated purely unless `--impure` (a file never
-    // is).
-    // A flake installable: neither `--expr` nor `--file`.
+    // A flake installable: neither `--expr` nor `--file`. As CppNix's `nix`, an expression
+    // and a flake are evaluated purely unless `--impure` (a file never is).
     let flake = (a.expr.is_none() && a.file.is_none())
         .then(|| a.installable.clone().unwrap_or_else(|| ".".into()));
     if flake.is_some() && !features.flakes {
@@ -105,6 +104,7 @@ pub fn run(
         (Some(e), None) => crate::legacy::nix_instantiate::read_input(e, true, &cwd)?,
         (None, Some(f)) => crate::legacy::nix_instantiate::read_input(f, false, &cwd)?,
         (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
+        // A flake installable (not read as an input).
         (None, None) => crate::legacy::nix_instantiate::read_input("", true, &cwd)?,
     };
     if let Some(dir) = &a.write_to {
