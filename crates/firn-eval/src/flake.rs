@@ -1345,7 +1345,7 @@ fn write_lock(path: &str, root: &Rc<Node>) -> EResult<()> {
 }
 
 /// `v` with every object's keys in order (as CppNix's JSON library keeps them).
-fn sorted(v: serde_json::Value) -> serde_json::Value {
+pub fn sorted(v: serde_json::Value) -> serde_json::Value {
     match v {
         serde_json::Value::Object(m) => {
             let mut entries: Vec<_> = m.into_iter().collect();
@@ -1517,6 +1517,31 @@ pub fn lock_command(
         ),
         tree,
     })
+}
+
+/// The outputs of the flake `reference` (a command line's), locked as a command locks it,
+/// and its locked reference as CppNix prints it (`nix flake show`).
+pub fn outputs(
+    ev: &mut Evaluator,
+    reference: &str,
+    cwd: &str,
+    options: &LockOptions,
+) -> EResult<(Value, String)> {
+    let r = parse_cli_ref(reference, cwd)?;
+    let flags = Flags {
+        use_registries: true,
+        allow_unlocked: true,
+    };
+    let locked = lock(ev, &r, flags, options, cwd)?;
+    let v = call(ev, &locked)?;
+    let outputs = match &v {
+        Value::Attrs(set) => match set.get("outputs") {
+            Some(t) => force(ev, &t.clone())?,
+            None => return err("the flake has no 'outputs'"),
+        },
+        _ => return err("the flake is not a set"),
+    };
+    Ok((outputs, locked.flake.locked.show()))
 }
 
 /// The lines of `nix flake metadata`'s tree of inputs under `node` (a node's inputs shown

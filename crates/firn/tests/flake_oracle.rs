@@ -553,3 +553,60 @@ fn flake_commands_agree_with_cppnix() {
         "updated lock files"
     );
 }
+
+/// `nix flake show` (the tree, `--json`, `--legacy`) as CppNix 2.8's, standard output and
+/// standard error each: every kind of output it names, and what it shows before an error.
+#[test]
+fn flake_show_agrees_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    let good = dir.join("good");
+    write(
+        &good.join("flake.nix"),
+        r#"{
+  description = "shown";
+  outputs = { self }: {
+    packages.x86_64-linux.hello = derivation { name = "hello"; builder = "/bin/sh"; system = "x86_64-linux"; } // { meta.description = "says hi"; };
+    packages.x86_64-linux.default = self.packages.x86_64-linux.hello;
+    legacyPackages.x86_64-linux = { leg = self.packages.x86_64-linux.hello; broken = throw "no"; };
+    lib.f = x: x;
+    overlays.default = final: prev: { };
+    nixosModules.m = { };
+    apps.x86_64-linux.default = { type = "app"; program = "/bin/sh"; };
+    devShells.x86_64-linux.default = self.packages.x86_64-linux.hello;
+    checks.x86_64-linux.t = self.packages.x86_64-linux.hello;
+    formatter.x86_64-linux = self.packages.x86_64-linux.hello;
+    templates.t = { path = ./.; description = "a template"; };
+    hydraJobs.a.b = self.packages.x86_64-linux.hello;
+  };
+}
+"#,
+    );
+    let bad = dir.join("bad");
+    write(
+        &bad.join("flake.nix"),
+        "{ outputs = { self }: { apps.x86_64-linux.x = { program = \"y\"; }; packages.x86_64-linux.p = 1; }; }\n",
+    );
+    for (flake, args) in [
+        (&good, &["flake", "show"][..]),
+        (&good, &["flake", "show", "--json"]),
+        (&good, &["flake", "show", "--legacy"]),
+        (&bad, &["flake", "show"]),
+    ] {
+        let mut seen = Vec::new();
+        for side in [false, true] {
+            let out = tool(side, "nix", dir)
+                .current_dir(flake)
+                .args(args)
+                .output()
+                .expect("nix flake show");
+            seen.push((
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        assert_eq!(seen[1], seen[0], "{args:?} in {}", flake.display());
+        assert!(!seen[0].1.is_empty() || seen[0].0 != Some(0), "{args:?}");
+    }
+}

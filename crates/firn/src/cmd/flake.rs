@@ -1,7 +1,7 @@
-//! `nix flake lock`, `nix flake update` and `nix flake metadata` (`info`): a flake's inputs
-//! locked (its `flake.lock` written when that changes, all locked afresh for `update`) and
-//! its metadata shown, as CppNix 2.8 shows it (`--json` too). The locking itself is
-//! firn-eval's (`flake.rs`).
+//! `nix flake lock`, `nix flake update`, `nix flake metadata` (`info`) and `nix flake show`:
+//! a flake's inputs locked (its `flake.lock` written when that changes, all locked afresh
+//! for `update`), its metadata and its outputs shown, as CppNix 2.8 shows them (`--json`
+//! too). The locking itself is firn-eval's (`flake.rs`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -16,6 +16,8 @@ pub enum FlakeCmd {
     Metadata(FlakeArgs),
     /// Show flake metadata (deprecated: `metadata`).
     Info(FlakeArgs),
+    /// Show the outputs of a flake.
+    Show(ShowArgs),
     /// Other subcommands (`show`, `check`, `init`, ...), which firn does not have yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -71,6 +73,15 @@ pub struct FlakeArgs {
     flake: Option<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Show the contents of `legacyPackages` too.
+    #[arg(long)]
+    legacy: bool,
+    #[command(flatten)]
+    flake: FlakeArgs,
+}
+
 /// Run a `nix flake` subcommand; `features` the experimental features on, `store` the
 /// store fetched into.
 pub fn run(
@@ -83,11 +94,12 @@ pub fn run(
         bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
     }
     let (args, update_all, show) = match cmd {
+        FlakeCmd::Show(a) => return show_outputs(a, show_trace, features, store),
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
         FlakeCmd::Other(args) => bail!(
-            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update' and 'metadata')",
+            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata' and 'show')",
             args.first().map_or("", String::as_str)
         ),
         FlakeCmd::Info(a) => {
@@ -206,4 +218,276 @@ fn local_time(t: u64) -> String {
         tm.tm_min,
         tm.tm_sec
     )
+}
+
+/// `nix flake show`: the outputs as a tree (or `--json`), each known kind of output named
+/// (package, app, template, NixOS module, ...) as CppNix 2.8 names it; `legacyPackages`'
+/// systems are only listed without `--legacy`. What it is evaluating goes to stderr when
+/// that is not a terminal, as CppNix's plain logger shows it.
+fn show_outputs(
+    a: ShowArgs,
+    show_trace: bool,
+    features: firn_eval::Features,
+    store: Option<firn_store::LocalStore>,
+) -> Result<()> {
+    let cwd = std::env::current_dir()
+        .context("getting the current directory")?
+        .to_string_lossy()
+        .into_owned();
+    let reference = a.flake.flake.clone().unwrap_or_else(|| ".".into());
+    let options = a.flake.lock.options();
+    let (json, legacy) = (a.flake.json, a.legacy);
+    let out = crate::eval_thread::run(move || -> Result<String, String> {
+        let mut ev = firn_eval::Evaluator::with_features(features);
+        ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+        if let Some(store) = store {
+            ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
+        }
+        ev.restrict(firn_eval::purity::Restriction::Pure);
+        let result = (|| {
+            let (v, locked) = firn_eval::flake::outputs(&mut ev, &reference, &cwd, &options)?;
+            let mut show = Show {
+                ev: &mut ev,
+                legacy,
+                json,
+            };
+            let root = firn_eval::value::Thunk::value(v);
+            let j = show.visit(root, &[], &format!("\x1b[1m{locked}\x1b[0m"), "")?;
+            Ok(match json {
+                true => firn_eval::flake::sorted(j).to_string(),
+                false => String::new(),
+            })
+        })()
+        .map_err(|e: firn_eval::error::EvalError| e.render(show_trace));
+        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
+        std::mem::forget(ev);
+        result
+    })?;
+    match out {
+        Ok(s) if s.is_empty() => Ok(()),
+        Ok(s) => Ok(firn_eval::term::write_stdout(&s, true)?),
+        Err(msg) => bail!("{msg}"),
+    }
+}
+
+/// The walk of `nix flake show`.
+struct Show<'a> {
+    ev: &'a mut firn_eval::Evaluator,
+    legacy: bool,
+    json: bool,
+}
+
+impl Show<'_> {
+    /// A line of the tree, written at once (as CppNix, so what was shown before an error
+    /// stays).
+    fn out(&mut self, line: String) {
+        if !self.json {
+            // A closed standard output ends the command as it does elsewhere.
+            let _ = firn_eval::term::write_stdout(&line, true);
+        }
+    }
+
+    /// Show `v`, at attribute path `path`, on the line `header`; its children's lines start
+    /// with `next`.
+    fn visit(
+        &mut self,
+        t: firn_eval::value::Thunk,
+        path: &[String],
+        header: &str,
+        next: &str,
+    ) -> Result<serde_json::Value, firn_eval::error::EvalError> {
+        use firn_eval::error::EvalError;
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            firn_eval::term::write_stderr_line(&format!("evaluating '{}'...", path.join(".")));
+        }
+        let first = path.first().map(String::as_str).unwrap_or("");
+        let n = path.len();
+        let mut j = serde_json::Map::new();
+        let result = (|| {
+            // Forced here, so that an error under `legacyPackages` is passed over.
+            let v = self.ev.force(&t)?;
+            let recurse = n == 0
+                || (n == 1
+                    && matches!(
+                        first,
+                        "defaultPackage"
+                            | "devShell"
+                            | "formatter"
+                            | "nixosConfigurations"
+                            | "nixosModules"
+                            | "defaultApp"
+                            | "templates"
+                            | "overlays"
+                    ))
+                || ((n == 1 || n == 2)
+                    && matches!(first, "checks" | "packages" | "devShells" | "apps"));
+            let derivation = (n == 2
+                && matches!(first, "defaultPackage" | "devShell" | "formatter"))
+                || (n == 3 && matches!(first, "checks" | "packages" | "devShells"));
+            if recurse {
+                return self.recurse(&v, path, header, next, &mut j);
+            }
+            if derivation {
+                return match self.is_derivation(&v)? {
+                    true => self.show_derivation(&v, path, header, &mut j),
+                    false => Err(EvalError::new("expected a derivation")),
+                };
+            }
+            if first == "hydraJobs" {
+                return match self.is_derivation(&v)? {
+                    true => self.show_derivation(&v, path, header, &mut j),
+                    false => self.recurse(&v, path, header, next, &mut j),
+                };
+            }
+            if first == "legacyPackages" {
+                if n == 1 {
+                    return self.recurse(&v, path, header, next, &mut j);
+                }
+                if !self.legacy {
+                    firn_eval::term::write_stderr_line(&format!(
+                        "warning: {header}: \x1b[35;1momitted\x1b[0m (use '--legacy' to show)"
+                    ));
+                    return Ok(());
+                }
+                if self.is_derivation(&v)? {
+                    return self.show_derivation(&v, path, header, &mut j);
+                }
+                if n <= 2 {
+                    return self.recurse(&v, path, header, next, &mut j);
+                }
+                return Ok(());
+            }
+            if (n == 2 && first == "defaultApp") || (n == 3 && first == "apps") {
+                let ty = self.string_attr(&v, "type")?;
+                if ty.as_deref() != Some("app") {
+                    return Err(EvalError::new("not an app definition"));
+                }
+                j.insert("type".into(), "app".into());
+                self.out(format!("{header}: app"));
+                return Ok(());
+            }
+            if (n == 1 && first == "defaultTemplate") || (n == 2 && first == "templates") {
+                let description = self
+                    .string_attr(&v, "description")?
+                    .ok_or_else(|| EvalError::new("attribute 'description' missing"))?;
+                j.insert("type".into(), "template".into());
+                j.insert("description".into(), description.as_str().into());
+                self.out(format!("{header}: template: \x1b[1m{description}\x1b[0m"));
+                return Ok(());
+            }
+            let (ty, what) = if (n == 1 && first == "overlay") || (n == 2 && first == "overlays") {
+                ("nixpkgs-overlay", "Nixpkgs overlay")
+            } else if n == 2 && first == "nixosConfigurations" {
+                ("nixos-configuration", "NixOS configuration")
+            } else if (n == 1 && first == "nixosModule") || (n == 2 && first == "nixosModules") {
+                ("nixos-module", "NixOS module")
+            } else {
+                ("unknown", "unknown")
+            };
+            j.insert("type".into(), ty.into());
+            self.out(format!("{header}: \x1b[35;1m{what}\x1b[0m"));
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(serde_json::Value::Object(j)),
+            // Errors under `legacyPackages` are passed over, as CppNix's.
+            Err(_) if first == "legacyPackages" => Ok(serde_json::Value::Object(j)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The header line, then each attribute of `v` (a set) under it.
+    fn recurse(
+        &mut self,
+        v: &firn_eval::Value,
+        path: &[String],
+        header: &str,
+        next: &str,
+        j: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), firn_eval::error::EvalError> {
+        let firn_eval::Value::Attrs(set) = v else {
+            return Err(firn_eval::error::EvalError::new(format!(
+                "'{}' is not an attribute set",
+                path.join(".")
+            )));
+        };
+        self.out(header.to_string());
+        let set = set.clone();
+        let len = set.len();
+        for (i, (name, t)) in set.iter().enumerate() {
+            let last = i + 1 == len;
+            let (conn, more) = match last {
+                true => ("\u{2514}\u{2500}\u{2500}\u{2500}", "    "),
+                false => ("\u{251c}\u{2500}\u{2500}\u{2500}", "\u{2502}   "),
+            };
+            let mut path2 = path.to_vec();
+            path2.push(name.to_string());
+            let header2 = format!("\x1b[32;1m{next}{conn}\x1b[0m\x1b[1m{name}\x1b[0m");
+            let j2 = self.visit(t.clone(), &path2, &header2, &format!("{next}{more}"))?;
+            j.insert(name.to_string(), j2);
+        }
+        Ok(())
+    }
+
+    fn show_derivation(
+        &mut self,
+        v: &firn_eval::Value,
+        path: &[String],
+        header: &str,
+        j: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), firn_eval::error::EvalError> {
+        let name = self.string_attr(v, "name")?.unwrap_or_default();
+        if self.json {
+            let description = match self.attr(v, "meta")? {
+                Some(meta) => self.string_attr(&meta, "description")?,
+                None => None,
+            };
+            j.insert("type".into(), "derivation".into());
+            j.insert("name".into(), name.as_str().into());
+            if let Some(d) = description {
+                j.insert("description".into(), d.into());
+            }
+            return Ok(());
+        }
+        let (n, first) = (path.len(), path.first().map(String::as_str).unwrap_or(""));
+        let kind = if (n == 2 && first == "devShell") || (n >= 2 && first == "devShells") {
+            "development environment"
+        } else if (n == 3 && first == "checks") || (n >= 1 && first == "hydraJobs") {
+            "derivation"
+        } else {
+            "package"
+        };
+        self.out(format!("{header}: {kind} '{name}'"));
+        Ok(())
+    }
+
+    /// Whether `v` is a derivation (a set whose `type` is `"derivation"`).
+    fn is_derivation(&mut self, v: &firn_eval::Value) -> Result<bool, firn_eval::error::EvalError> {
+        Ok(self.string_attr(v, "type")?.as_deref() == Some("derivation"))
+    }
+
+    fn attr(
+        &mut self,
+        v: &firn_eval::Value,
+        name: &str,
+    ) -> Result<Option<firn_eval::Value>, firn_eval::error::EvalError> {
+        match v {
+            firn_eval::Value::Attrs(set) => match set.get(name) {
+                Some(t) => Ok(Some(self.ev.force(&t.clone())?)),
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    fn string_attr(
+        &mut self,
+        v: &firn_eval::Value,
+        name: &str,
+    ) -> Result<Option<String>, firn_eval::error::EvalError> {
+        Ok(match self.attr(v, name)? {
+            Some(firn_eval::Value::String(s)) => Some(s.s.to_string()),
+            _ => None,
+        })
+    }
 }
