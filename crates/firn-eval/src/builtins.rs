@@ -875,6 +875,17 @@ impl Zip {
     }
 }
 
+/// A package name split as `builtins.parseDrvName` splits it: the version starts after the
+/// first dash followed by something that is not a letter.
+pub fn drv_name(s: &str) -> (&str, &str) {
+    let b = s.as_bytes();
+    let dash = |i: usize| b[i] == b'-' && b.get(i + 1).is_some_and(|c| !c.is_ascii_alphabetic());
+    match (0..b.len()).find(|&i| dash(i)) {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    }
+}
+
 fn table() -> Vec<(&'static str, usize, PrimFn)> {
     vec![
         ("add", 2, arith_prim('+')),
@@ -1846,20 +1857,7 @@ fn table() -> Vec<(&'static str, usize, PrimFn)> {
             1,
             prim!(ev, a, {
                 let s = string_arg(ev, &a[0], (0, "builtins.parseDrvName"))?;
-                // The version starts at the first dash followed by something that is not a letter.
-                let b = s.s.as_bytes();
-                let mut split = b.len();
-                for i in 0..b.len() {
-                    if b[i] == b'-' && b.get(i + 1).is_some_and(|c| !c.is_ascii_alphabetic()) {
-                        split = i;
-                        break;
-                    }
-                }
-                let (name, version) = if split < b.len() {
-                    (&s.s[..split], &s.s[split + 1..])
-                } else {
-                    (&*s.s, "")
-                };
+                let (name, version) = drv_name(&s.s);
                 let mut m = AttrMap::new();
                 m.insert("name".into(), Thunk::value(Value::str(name)));
                 m.insert("version".into(), Thunk::value(Value::str(version)));

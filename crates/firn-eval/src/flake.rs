@@ -1393,6 +1393,19 @@ pub fn installable(
     cwd: &str,
     options: &LockOptions,
 ) -> EResult<Value> {
+    installable_as(ev, installable, cwd, options, false)
+}
+
+/// [`installable`] for `nix run` (`app`): the apps first (`apps.SYSTEM.ATTRPATH`, then
+/// `packages.`, `legacyPackages.`; for `REF` alone `apps.SYSTEM.default`, `defaultApp`,
+/// then the default package).
+pub fn installable_as(
+    ev: &mut Evaluator,
+    installable: &str,
+    cwd: &str,
+    options: &LockOptions,
+    app: bool,
+) -> EResult<Value> {
     let (r, fragment) = match installable.split_once('#') {
         Some((r, f)) => (
             r,
@@ -1414,18 +1427,26 @@ pub fn installable(
         },
         _ => "x86_64-linux".into(),
     };
-    let wanted = match fragment.as_str() {
-        "" => vec![
+    let mut wanted = Vec::new();
+    if fragment.is_empty() && app {
+        wanted.push(format!("apps.{system}.default"));
+        wanted.push(format!("defaultApp.{system}"));
+    }
+    match fragment.as_str() {
+        "" => wanted.extend([
             format!("packages.{system}.default"),
             format!("defaultPackage.{system}"),
-        ],
-        f => vec![f.to_string()],
-    };
+        ]),
+        f => wanted.push(f.to_string()),
+    }
+    let mut prefixes = Vec::new();
+    if app {
+        prefixes.push(format!("apps.{system}."));
+    }
+    prefixes.push(format!("packages.{system}."));
+    prefixes.push(format!("legacyPackages.{system}."));
     let mut tried = Vec::new();
-    for prefix in [
-        format!("packages.{system}."),
-        format!("legacyPackages.{system}."),
-    ] {
+    for prefix in prefixes {
         tried.push(format!("{prefix}{}", wanted[0]));
     }
     tried.extend(wanted);

@@ -610,3 +610,94 @@ fn flake_show_agrees_with_cppnix() {
         assert!(!seen[0].1.is_empty() || seen[0].0 != Some(0), "{args:?}");
     }
 }
+
+/// `nix run` (an app, a package's main program, the default, `--file`) and `nix shell`
+/// (`-c`; and the packages an output propagates in `PATH`, firn alone) as CppNix 2.8's: the same program
+/// run with the same arguments, its store mounted at `/nix/store` for the chroot stores the
+/// tests use. The builders are the host's busybox.
+#[test]
+fn run_and_shell_agree_with_cppnix() {
+    need_busybox();
+    let e = env();
+    let dir = &e.dir;
+    let flake = dir.join("app");
+    write(
+        &flake.join("flake.nix"),
+        r#"{
+  outputs = { self }: let
+    bb = builtins.path { path = /usr/bin; name = "busybox"; filter = p: t: baseNameOf p == "busybox"; };
+    mk = name: script: attrs: derivation ({ inherit name; system = "x86_64-linux"; builder = "${bb}/busybox"; args = [ "sh" "-c" script ]; } // attrs);
+    tool = mk "tool-2" ''
+      mkdir -p $out/bin
+      printf '#!${bb}/busybox sh\necho "tool says $*"\n' > $out/bin/tool
+      chmod +x $out/bin/tool
+    '' { };
+  in {
+    packages.x86_64-linux.hello = mk "hello-1.0" ''
+      mkdir -p $out/bin
+      printf '#!${bb}/busybox sh\necho "hello from $(basename $0) with $*"\n' > $out/bin/hello
+      chmod +x $out/bin/hello
+    '' { };
+    packages.x86_64-linux.withTool = mk "with-tool" ''
+      mkdir -p $out/nix-support
+      echo ${tool} > $out/nix-support/propagated-user-env-packages
+    '' { };
+    packages.x86_64-linux.named = mk "named-3.1" ''
+      mkdir -p $out/bin
+      printf '#!${bb}/busybox sh\necho "main program"\n' > $out/bin/prog
+      chmod +x $out/bin/prog
+    '' { } // { meta.mainProgram = "prog"; };
+    packages.x86_64-linux.default = self.packages.x86_64-linux.hello;
+    apps.x86_64-linux.greet = { type = "app"; program = "${self.packages.x86_64-linux.hello}/bin/hello"; };
+  };
+}
+"#,
+    );
+    write(
+        &dir.join("file.nix"),
+        &format!(
+            "{{ hello = (builtins.getFlake \"path:{}\").packages.x86_64-linux.hello; }}\n",
+            flake.display()
+        ),
+    );
+    let file = dir.join("file.nix").to_string_lossy().into_owned();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["run", "--impure", ".#hello", "--", "a", "-b"],
+        vec!["run", "--impure", ".#greet", "x"],
+        vec!["run", "--impure"],
+        vec!["run", "--impure", ".#named"],
+        vec!["run", "--impure", "--file", &file, "hello", "y"],
+        vec![
+            "shell", "--impure", ".#hello", "-c", "hello", "via", "shell",
+        ],
+        vec!["run", "--impure", ".#nope"],
+    ];
+    for args in &cases {
+        let mut seen = Vec::new();
+        for side in [false, true] {
+            let out = tool(side, "nix", dir)
+                .current_dir(&flake)
+                .args(args)
+                .output()
+                .expect("running nix");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let last = stderr
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with("error: "))
+                .unwrap_or("")
+                .to_string();
+            seen.push((
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                last,
+            ));
+        }
+        assert_eq!(seen[1], seen[0], "{args:?}");
+        assert!(
+            seen[0].0 == Some(0) || !seen[0].2.is_empty(),
+            "{args:?}: {seen:?}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ pub mod make_ca;
 pub mod nar;
 pub mod path_info;
 pub mod repl;
+pub mod run;
 pub mod serve;
 pub mod store;
 pub mod why_depends;
@@ -56,6 +57,10 @@ enum Command {
     ShowDerivation(derivation::ShowArgs),
     /// Evaluate a Nix expression.
     Eval(eval::EvalArgs),
+    /// Run an app or a package.
+    Run(run::RunArgs),
+    /// Run a shell (or a command) with packages in PATH.
+    Shell(run::ShellArgs),
     /// Manage flakes: lock, update, metadata.
     #[command(subcommand)]
     Flake(flake::FlakeCmd),
@@ -163,6 +168,8 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
             ctx.settings.eval_features(),
             eval_store(&ctx),
         ),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Shell(a) => run::shell(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Build(a) => build::build(&ctx, a),

@@ -1,0 +1,388 @@
+//! `nix run` and `nix shell`, as CppNix 2.8's:
+//! - `nix shell INSTALLABLES... [-c CMD ARGS...]`: the installables built, their outputs'
+//!   `bin` directories (and those of the packages their
+//!   `nix-support/propagated-user-env-packages` name) put before `PATH`, and the command
+//!   (`$SHELL`, or `bash`) run in their place;
+//! - `nix run INSTALLABLE [ARGS...]`: an app (`{ type = "app"; program = ...; }`, what its
+//!   program's string context names built) or a derivation (built; the program is
+//!   `bin/` + `meta.mainProgram`, `pname` or the name without its version) run with the
+//!   arguments. A flake installable is looked up among the apps first.
+//!
+//! A store kept elsewhere on disk (`--store /some/root`) is mounted at its store directory
+//! in a mount namespace of the program's own (a user namespace too when not root), as
+//! CppNix does, so that the paths the program was built with are there.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use firn_build::DerivedPath;
+use firn_store::LocalStore;
+
+use crate::cmd::build::{resolve_installables, InstallableArgs};
+use crate::context::Ctx;
+use crate::realise::{built_outputs, realise, BuildFlags};
+
+#[derive(Args, Debug)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    inst: InstallableArgs,
+    /// The command to run, and its arguments (default: `$SHELL`).
+    #[arg(short = 'c', long = "command", num_args = 1.., allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Evaluate installables as attribute paths of this expression.
+    #[arg(long)]
+    expr: Option<String>,
+    /// Allow access to mutable paths and repositories.
+    #[arg(long)]
+    impure: bool,
+    /// Evaluate installables as attribute paths of this file.
+    #[arg(short = 'f', long)]
+    file: Option<String>,
+    #[command(flatten)]
+    common: crate::cmd::eval::CommonEvalArgs,
+    #[command(flatten)]
+    lock: crate::cmd::flake::LockArgs,
+    /// The app or package to run (default `.`), then its arguments (after `--` if they
+    /// look like options).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// `nix shell`.
+pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<()> {
+    let (wanted, store) = resolve_installables(ctx, &a.inst)?;
+    realise(ctx, &store, &wanted, &BuildFlags::default())?;
+    let mut outputs = Vec::new();
+    for p in &wanted {
+        outputs.extend(built_outputs(&store, p)?.into_iter().map(|(_, p)| p));
+    }
+    // Each output's `bin`, and those of the packages it propagates, first in `PATH`.
+    let sd = store.store_dir().clone();
+    let mut path: Vec<String> = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    let mut done = std::collections::HashSet::new();
+    let mut todo: std::collections::VecDeque<_> = outputs.into_iter().collect();
+    while let Some(p) = todo.pop_front() {
+        if !done.insert(p.clone()) {
+            continue;
+        }
+        path.insert(0, format!("{}/bin", sd.display(&p)));
+        let propagated = store
+            .real_path(&p)
+            .join("nix-support/propagated-user-env-packages");
+        if let Ok(text) = std::fs::read_to_string(&propagated) {
+            for word in text.split_whitespace() {
+                todo.push_back(
+                    sd.parse(word)
+                        .with_context(|| format!("reading '{}'", propagated.display()))?,
+                );
+            }
+        }
+    }
+    let command = match a.command.is_empty() {
+        true => vec![std::env::var("SHELL").unwrap_or_else(|_| "bash".into())],
+        false => a.command,
+    };
+    exec_in_store(&store, &command[0], &command[1..], Some(&path.join(":")))
+}
+
+/// `nix run`.
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
+    let mut args = a.args.into_iter();
+    let installable = args.next().unwrap_or_else(|| ".".into());
+    let mut rest: Vec<String> = args.collect();
+    // `--` separates the program's arguments (it is not one of them), as in CppNix.
+    if let Some(i) = rest.iter().position(|a| a == "--") {
+        rest.remove(i);
+    }
+    let (program, wanted, store) = if a.file.is_none() && a.expr.is_none() {
+        app_of_flake(ctx, &installable, a.impure, &a.common, &a.lock)?
+    } else {
+        // An attribute path of `--file`/`--expr`: a derivation, run as a package.
+        let inst = InstallableArgs {
+            expr: a.expr,
+            impure: a.impure,
+            file: a.file,
+            common: a.common,
+            lock: a.lock,
+            installables: vec![installable],
+        };
+        let (wanted, store) = resolve_installables(ctx, &inst)?;
+        let program = package_program(ctx, &store, &inst, &wanted)?;
+        (program, wanted, store)
+    };
+    realise(ctx, &store, &wanted, &BuildFlags::default())?;
+    exec_in_store(&store, &program, &rest, None)
+}
+
+/// The program of a flake installable (an app, or a package's main program) and what must
+/// be built for it.
+fn app_of_flake(
+    ctx: &Ctx,
+    installable: &str,
+    impure: bool,
+    common: &crate::cmd::eval::CommonEvalArgs,
+    lock: &crate::cmd::flake::LockArgs,
+) -> Result<(String, Vec<DerivedPath>, LocalStore)> {
+    let features = ctx.settings.eval_features();
+    if !features.flakes {
+        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+    }
+    let store = ctx.open_store()?;
+    let cwd = std::env::current_dir()
+        .context("getting the current directory")?
+        .to_string_lossy()
+        .into_owned();
+    let show_trace = ctx.settings.get_bool("show-trace");
+    let options = lock.options();
+    let include = common.include.clone();
+    let installable = installable.to_string();
+    let sd = store.store_dir().clone();
+    let (store, out) = crate::eval_thread::run(move || {
+        let store = std::rc::Rc::new(store);
+        let mut ev = firn_eval::Evaluator::with_features(features);
+        ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+        ev.store = firn_eval::store::EvalStore::with_store(store.clone(), true);
+        ev.set_search_path(&include);
+        if !impure {
+            ev.restrict(firn_eval::purity::Restriction::Pure);
+        }
+        let out =
+            program_of(&mut ev, &installable, &cwd, &options).map_err(|e| e.render(show_trace));
+        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
+        std::mem::forget(ev);
+        (std::rc::Rc::try_unwrap(store).ok(), out)
+    })?;
+    let (program, context) = out.map_err(|msg| anyhow::anyhow!("{msg}"))?;
+    let store = match store {
+        Some(s) => s,
+        None => ctx.open_store()?,
+    };
+    let mut wanted = Vec::new();
+    for c in context {
+        // `!OUT!DRV` (an output), `=DRV` (a derivation and its outputs) or a plain path.
+        let path = match c.strip_prefix('!').and_then(|r| r.split_once('!')) {
+            Some((out, drv)) => DerivedPath::Built {
+                drv: sd.parse(drv)?,
+                outputs: Some([out.to_string()].into()),
+            },
+            None => match c.strip_prefix('=') {
+                Some(drv) => DerivedPath::Opaque(sd.parse(drv)?),
+                None => DerivedPath::Opaque(sd.parse(&c)?),
+            },
+        };
+        wanted.push(path);
+    }
+    Ok((program, wanted, store))
+}
+
+/// The program of the value of `installable` and the string context it needs built: an
+/// app's `program`, or a package's `bin/MAIN` under its output path.
+fn program_of(
+    ev: &mut firn_eval::Evaluator,
+    installable: &str,
+    cwd: &str,
+    options: &firn_eval::flake::LockOptions,
+) -> Result<(String, Vec<String>), firn_eval::error::EvalError> {
+    use firn_eval::error::EvalError;
+    use firn_eval::Value;
+    let v = firn_eval::flake::installable_as(ev, installable, cwd, options, true)?;
+    let Value::Attrs(set) = &v else {
+        return Err(EvalError::new(format!(
+            "installable '{installable}' is {} while a set was expected",
+            v.type_name()
+        )));
+    };
+    let get = |ev: &mut firn_eval::Evaluator, name: &str| -> Result<Option<Value>, EvalError> {
+        match set.get(name) {
+            Some(t) => Ok(Some(ev.force(&t.clone())?)),
+            None => Ok(None),
+        }
+    };
+    let ty = match get(ev, "type")? {
+        Some(Value::String(s)) => s.s.to_string(),
+        _ => String::new(),
+    };
+    let program = match ty.as_str() {
+        "app" => {
+            let p =
+                get(ev, "program")?.ok_or_else(|| EvalError::new("attribute 'program' missing"))?;
+            ev.coerce_to_string(&p, false, false)?
+        }
+        "derivation" => {
+            let out =
+                get(ev, "outPath")?.ok_or_else(|| EvalError::new("attribute 'outPath' missing"))?;
+            let out = ev.coerce_to_string(&out, false, false)?;
+            let main = main_program(ev, &v)?;
+            firn_eval::value::NixString::with_context(
+                format!("{}/bin/{main}", out.s),
+                out.context.to_vec(),
+            )
+        }
+        other => {
+            return Err(EvalError::new(format!(
+            "installable '{installable}' is neither an app nor a package (its type is '{other}')"
+        )))
+        }
+    };
+    let context = program.context.iter().map(|c| c.to_string()).collect();
+    Ok((program.s.to_string(), context))
+}
+
+/// A derivation's main program: `meta.mainProgram`, else `pname`, else its name without the
+/// version.
+fn main_program(
+    ev: &mut firn_eval::Evaluator,
+    drv: &firn_eval::Value,
+) -> Result<String, firn_eval::error::EvalError> {
+    use firn_eval::Value;
+    let Value::Attrs(set) = drv else {
+        return Ok(String::new());
+    };
+    let string = |ev: &mut firn_eval::Evaluator, v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s.s.to_string()),
+        _ => {
+            let _ = ev;
+            None
+        }
+    };
+    if let Some(meta) = set.get("meta") {
+        if let Value::Attrs(m) = ev.force(&meta.clone())? {
+            if let Some(t) = m.get("mainProgram") {
+                let v = ev.force(&t.clone())?;
+                if let Some(s) = string(ev, Some(v)) {
+                    return Ok(s);
+                }
+            }
+        }
+    }
+    if let Some(t) = set.get("pname") {
+        let v = ev.force(&t.clone())?;
+        if let Some(s) = string(ev, Some(v)) {
+            return Ok(s);
+        }
+    }
+    let name = match set.get("name") {
+        Some(t) => {
+            let v = ev.force(&t.clone())?;
+            string(ev, Some(v)).unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    Ok(firn_eval::builtins::drv_name(&name).0.to_string())
+}
+
+/// The program of a package given by `--file`/`--expr`: `bin/` + its name without the
+/// version, under its (first) output.
+fn package_program(
+    _ctx: &Ctx,
+    store: &LocalStore,
+    _inst: &InstallableArgs,
+    wanted: &[DerivedPath],
+) -> Result<String> {
+    let Some(DerivedPath::Built { drv, .. }) = wanted.first() else {
+        bail!("'nix run' needs a package");
+    };
+    let d = firn_build::plan::read_derivation(store, drv)?;
+    let outs = firn_build::plan::output_paths(drv, &d, store)?;
+    let Some((_, out)) = outs.into_iter().find(|(n, _)| n == "out") else {
+        bail!("'{}' has no output 'out'", store.store_dir().display(drv));
+    };
+    let name = drv.name().trim_end_matches(".drv");
+    let main = firn_eval::builtins::drv_name(name).0;
+    Ok(format!("{}/bin/{main}", store.store_dir().display(&out)))
+}
+
+/// Run `program` with `args` in place of this process (with `PATH` set to `path` if given);
+/// for a store kept elsewhere on disk, in a mount namespace where it is at its store
+/// directory.
+fn exec_in_store(
+    store: &LocalStore,
+    program: &str,
+    args: &[String],
+    path: Option<&str>,
+) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let logical = store.store_dir().to_string();
+    let real = store.layout().real_store_dir.clone();
+    if real != std::path::Path::new(&logical) {
+        mount_store(&real, &logical)?;
+    }
+    let mut c = std::process::Command::new(program);
+    c.args(args).arg0(program);
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    let e = c.exec();
+    bail!("unable to execute '{program}': {e}")
+}
+
+/// Give this process a mount namespace of its own in which `real` is mounted at `logical`
+/// (as root; otherwise in a user namespace of its own too, mapping this user to itself).
+fn mount_store(real: &std::path::Path, logical: &str) -> Result<()> {
+    use std::ffi::CString;
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let flags = match uid {
+        0 => libc::CLONE_NEWNS,
+        _ => libc::CLONE_NEWNS | libc::CLONE_NEWUSER,
+    };
+    // SAFETY: unshare changes only this process's namespaces (firn is single-threaded here:
+    // the evaluation thread has ended).
+    if unsafe { libc::unshare(flags) } != 0 {
+        bail!(
+            "setting up a mount namespace to run a program from the store at '{}': {}",
+            real.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    if uid != 0 {
+        std::fs::write("/proc/self/setgroups", "deny").context("writing setgroups")?;
+        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+            .context("writing uid_map")?;
+        std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+            .context("writing gid_map")?;
+    }
+    if !std::path::Path::new(logical).is_dir() {
+        bail!(
+            "cannot run a program from the store at '{}': '{logical}' does not exist here to mount it on",
+            real.display()
+        );
+    }
+    let c = |s: &str| CString::new(s).context("a path with a NUL byte");
+    let root = c("/")?;
+    let src = c(&real.to_string_lossy())?;
+    let dst = c(logical)?;
+    let none = c("none")?;
+    // SAFETY: plain mount(2) calls with NUL-terminated paths that outlive them.
+    unsafe {
+        if libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+            || libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+        {
+            bail!(
+                "mounting the store at '{}' on '{logical}': {}",
+                real.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
