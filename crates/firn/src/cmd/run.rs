@@ -102,37 +102,30 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     if let Some(i) = rest.iter().position(|a| a == "--") {
         rest.remove(i);
     }
-    let (program, wanted, store) = if a.file.is_none() && a.expr.is_none() {
-        app_of_flake(ctx, &installable, a.impure, &a.common, &a.lock)?
-    } else {
-        // An attribute path of `--file`/`--expr`: a derivation, run as a package.
-        let inst = InstallableArgs {
-            expr: a.expr,
-            impure: a.impure,
-            file: a.file,
-            common: a.common,
-            lock: a.lock,
-            installables: vec![installable],
-        };
-        let (wanted, store) = resolve_installables(ctx, &inst)?;
-        let program = package_program(ctx, &store, &inst, &wanted)?;
-        (program, wanted, store)
+    let source = match (a.expr, a.file) {
+        (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
+        (Some(e), None) => Some((e, true)),
+        (None, Some(f)) => Some((f, false)),
+        (None, None) => None,
     };
+    let (program, wanted, store) =
+        program_to_run(ctx, &installable, source, a.impure, &a.common, &a.lock)?;
     realise(ctx, &store, &wanted, &BuildFlags::default())?;
     exec_in_store(&store, &program, &rest, None)
 }
 
-/// The program of a flake installable (an app, or a package's main program) and what must
-/// be built for it.
-fn app_of_flake(
+/// The program `nix run` runs for `installable` (a flake installable, or with `source`, an
+/// attribute path of that expression (true) or file), and what must be built for it.
+fn program_to_run(
     ctx: &Ctx,
     installable: &str,
+    source: Option<(String, bool)>,
     impure: bool,
     common: &crate::cmd::eval::CommonEvalArgs,
     lock: &crate::cmd::flake::LockArgs,
 ) -> Result<(String, Vec<DerivedPath>, LocalStore)> {
     let features = ctx.settings.eval_features();
-    if !features.flakes {
+    if source.is_none() && !features.flakes {
         bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
     }
     let store = ctx.open_store()?;
@@ -140,9 +133,18 @@ fn app_of_flake(
         .context("getting the current directory")?
         .to_string_lossy()
         .into_owned();
+    let input = match &source {
+        Some((s, from_expr)) => Some(crate::legacy::nix_instantiate::read_input(
+            s, *from_expr, &cwd,
+        )?),
+        None => None,
+    };
+    // As CppNix's `nix`: an expression and a flake are evaluated purely unless `--impure`.
+    let pure = !impure && !matches!(source, Some((_, false)));
     let show_trace = ctx.settings.get_bool("show-trace");
     let options = lock.options();
     let include = common.include.clone();
+    let auto_args = common.auto_args();
     let installable = installable.to_string();
     let sd = store.store_dir().clone();
     let (store, out) = crate::eval_thread::run(move || {
@@ -151,11 +153,29 @@ fn app_of_flake(
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.store = firn_eval::store::EvalStore::with_store(store.clone(), true);
         ev.set_search_path(&include);
-        if !impure {
+        if pure {
             ev.restrict(firn_eval::purity::Restriction::Pure);
         }
-        let out =
-            program_of(&mut ev, &installable, &cwd, &options).map_err(|e| e.render(show_trace));
+        let out = (|| -> Result<_, String> {
+            let render = |e: firn_eval::error::EvalError| e.render(show_trace);
+            let v = match input {
+                None => {
+                    firn_eval::flake::installable_as(&mut ev, &installable, &cwd, &options, true)
+                        .map_err(render)?
+                }
+                Some(input) => {
+                    let input = crate::legacy::nix_instantiate::resolve_input(&mut ev, input)?;
+                    let e = ev
+                        .parse(&input.text, &input.origin, &input.base_dir)
+                        .map_err(render)?;
+                    let top = ev.eval_top(e).map_err(render)?;
+                    let args = crate::legacy::nix_instantiate::auto_args(&mut ev, &auto_args)
+                        .map_err(render)?;
+                    firn_eval::attr_path::find(&mut ev, top, &installable, &args).map_err(render)?
+                }
+            };
+            program_of(&mut ev, &installable, v).map_err(render)
+        })();
         ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
         std::mem::forget(ev);
         (std::rc::Rc::try_unwrap(store).ok(), out)
@@ -173,27 +193,22 @@ fn app_of_flake(
                 drv: sd.parse(drv)?,
                 outputs: Some([out.to_string()].into()),
             },
-            None => match c.strip_prefix('=') {
-                Some(drv) => DerivedPath::Opaque(sd.parse(drv)?),
-                None => DerivedPath::Opaque(sd.parse(&c)?),
-            },
+            None => DerivedPath::Opaque(sd.parse(c.strip_prefix('=').unwrap_or(&c))?),
         };
         wanted.push(path);
     }
     Ok((program, wanted, store))
 }
 
-/// The program of the value of `installable` and the string context it needs built: an
-/// app's `program`, or a package's `bin/MAIN` under its output path.
+/// The program of `v` (the value of `installable`) and the string context it needs built:
+/// an app's `program`, or a package's `bin/MAIN` under its output path.
 fn program_of(
     ev: &mut firn_eval::Evaluator,
     installable: &str,
-    cwd: &str,
-    options: &firn_eval::flake::LockOptions,
+    v: firn_eval::Value,
 ) -> Result<(String, Vec<String>), firn_eval::error::EvalError> {
     use firn_eval::error::EvalError;
     use firn_eval::Value;
-    let v = firn_eval::flake::installable_as(ev, installable, cwd, options, true)?;
     let Value::Attrs(set) = &v else {
         return Err(EvalError::new(format!(
             "installable '{installable}' is {} while a set was expected",
@@ -243,61 +258,36 @@ fn main_program(
     drv: &firn_eval::Value,
 ) -> Result<String, firn_eval::error::EvalError> {
     use firn_eval::Value;
-    let Value::Attrs(set) = drv else {
-        return Ok(String::new());
-    };
-    let string = |ev: &mut firn_eval::Evaluator, v: Option<Value>| match v {
-        Some(Value::String(s)) => Some(s.s.to_string()),
-        _ => {
-            let _ = ev;
-            None
-        }
-    };
-    if let Some(meta) = set.get("meta") {
-        if let Value::Attrs(m) = ev.force(&meta.clone())? {
-            if let Some(t) = m.get("mainProgram") {
-                let v = ev.force(&t.clone())?;
-                if let Some(s) = string(ev, Some(v)) {
-                    return Ok(s);
-                }
+    // The string at `name` of set `v`, if it is one.
+    fn string_at(
+        ev: &mut firn_eval::Evaluator,
+        v: &Value,
+        name: &str,
+    ) -> Result<Option<String>, firn_eval::error::EvalError> {
+        let Value::Attrs(set) = v else {
+            return Ok(None);
+        };
+        Ok(match set.get(name) {
+            Some(t) => match ev.force(&t.clone())? {
+                Value::String(s) => Some(s.s.to_string()),
+                _ => None,
+            },
+            None => None,
+        })
+    }
+    if let Value::Attrs(set) = drv {
+        if let Some(meta) = set.get("meta") {
+            let meta = ev.force(&meta.clone())?;
+            if let Some(main) = string_at(ev, &meta, "mainProgram")? {
+                return Ok(main);
             }
         }
     }
-    if let Some(t) = set.get("pname") {
-        let v = ev.force(&t.clone())?;
-        if let Some(s) = string(ev, Some(v)) {
-            return Ok(s);
-        }
+    if let Some(pname) = string_at(ev, drv, "pname")? {
+        return Ok(pname);
     }
-    let name = match set.get("name") {
-        Some(t) => {
-            let v = ev.force(&t.clone())?;
-            string(ev, Some(v)).unwrap_or_default()
-        }
-        None => String::new(),
-    };
+    let name = string_at(ev, drv, "name")?.unwrap_or_default();
     Ok(firn_eval::builtins::drv_name(&name).0.to_string())
-}
-
-/// The program of a package given by `--file`/`--expr`: `bin/` + its name without the
-/// version, under its (first) output.
-fn package_program(
-    _ctx: &Ctx,
-    store: &LocalStore,
-    _inst: &InstallableArgs,
-    wanted: &[DerivedPath],
-) -> Result<String> {
-    let Some(DerivedPath::Built { drv, .. }) = wanted.first() else {
-        bail!("'nix run' needs a package");
-    };
-    let d = firn_build::plan::read_derivation(store, drv)?;
-    let outs = firn_build::plan::output_paths(drv, &d, store)?;
-    let Some((_, out)) = outs.into_iter().find(|(n, _)| n == "out") else {
-        bail!("'{}' has no output 'out'", store.store_dir().display(drv));
-    };
-    let name = drv.name().trim_end_matches(".drv");
-    let main = firn_eval::builtins::drv_name(name).0;
-    Ok(format!("{}/bin/{main}", store.store_dir().display(&out)))
 }
 
 /// Run `program` with `args` in place of this process (with `PATH` set to `path` if given);
