@@ -170,6 +170,12 @@ struct Flags {
     allow_unlocked: bool,
 }
 
+/// How a command (not `getFlake`) locks: registries used, unlocked inputs taken.
+const COMMAND_FLAGS: Flags = Flags {
+    use_registries: true,
+    allow_unlocked: true,
+};
+
 /// The command line's say in locking (CppNix's lock flags).
 #[derive(Clone, Debug)]
 pub struct LockOptions {
@@ -1414,11 +1420,7 @@ pub fn installable_as(
         None => (installable, String::new()),
     };
     let r = parse_cli_ref(r, cwd)?;
-    let flags = Flags {
-        use_registries: true,
-        allow_unlocked: true,
-    };
-    let locked = lock(ev, &r, flags, options, cwd)?;
+    let locked = lock(ev, &r, COMMAND_FLAGS, options, cwd)?;
     let outputs = call(ev, &locked)?;
     let system = match ev.builtins.peek() {
         Some(Value::Attrs(b)) => match b.get("currentSystem").map(|t| t.peek()) {
@@ -1509,11 +1511,7 @@ pub fn lock_command(
         ));
     }
     let r = parse_cli_ref(reference, cwd)?;
-    let flags = Flags {
-        use_registries: true,
-        allow_unlocked: true,
-    };
-    let locked = lock(ev, &r, flags, options, cwd)?;
+    let locked = lock(ev, &r, COMMAND_FLAGS, options, cwd)?;
     let flake = &locked.flake;
     let input = &flake.locked.input;
     let mut tree = Vec::new();
@@ -1549,11 +1547,7 @@ pub fn outputs(
     options: &LockOptions,
 ) -> EResult<(Value, String)> {
     let r = parse_cli_ref(reference, cwd)?;
-    let flags = Flags {
-        use_registries: true,
-        allow_unlocked: true,
-    };
-    let locked = lock(ev, &r, flags, options, cwd)?;
+    let locked = lock(ev, &r, COMMAND_FLAGS, options, cwd)?;
     let v = call(ev, &locked)?;
     let outputs = match &v {
         Value::Attrs(set) => match set.get("outputs") {

@@ -36,19 +36,25 @@ fn eval(firn_side: bool, dir: &Path, expr: &str, impure: bool) -> (bool, String,
         c.args(["--option", "pure-eval", "true"]);
     }
     let out = c.output().expect("running nix-instantiate");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with("error: "))
-        .unwrap_or("")
-        .trim()
-        .to_string();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
-        if out.status.success() { stderr } else { last },
+        match out.status.success() {
+            true => String::from_utf8_lossy(&out.stderr).into_owned(),
+            false => last_error(&out.stderr),
+        },
     )
+}
+
+/// The last line of `stderr` that starts with `error: ` (indented or not), or "".
+fn last_error(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or("")
+        .to_string()
 }
 
 fn write(path: &Path, text: &str) {
@@ -311,13 +317,7 @@ fn flake_installables_agree_with_cppnix() {
             .args(args)
             .output()
             .expect("running nix");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("error: "))
-            .unwrap_or("")
-            .to_string();
+        let last = last_error(&out.stderr);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
@@ -680,14 +680,7 @@ fn run_and_shell_agree_with_cppnix() {
                 .args(args)
                 .output()
                 .expect("running nix");
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            let last = stderr
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|l| l.starts_with("error: "))
-                .unwrap_or("")
-                .to_string();
+            let last = last_error(&out.stderr);
             seen.push((
                 out.status.code(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -119,12 +119,7 @@ pub fn run(
     options.recreate |= update_all;
     let json = args.json;
     let out = crate::eval_thread::run(move || -> Result<String, String> {
-        let mut ev = firn_eval::Evaluator::with_features(features);
-        ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-        if let Some(store) = store {
-            ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
-        }
-        ev.restrict(firn_eval::purity::Restriction::Pure);
+        let mut ev = evaluator(features, store);
         let m = firn_eval::flake::lock_command(&mut ev, &reference, &cwd, &options)
             .map_err(|e| e.render(show_trace));
         ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
@@ -144,6 +139,21 @@ pub fn run(
         Ok(s) => Ok(firn_eval::term::write_stdout(&s, true)?),
         Err(msg) => bail!("{msg}"),
     }
+}
+
+/// The evaluator of the flake commands: pure, fetching into `store` (computing paths only
+/// without one).
+fn evaluator(
+    features: firn_eval::Features,
+    store: Option<firn_store::LocalStore>,
+) -> firn_eval::Evaluator {
+    let mut ev = firn_eval::Evaluator::with_features(features);
+    ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+    if let Some(store) = store {
+        ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
+    }
+    ev.restrict(firn_eval::purity::Restriction::Pure);
+    ev
 }
 
 /// `nix flake metadata --json`: CppNix's object (keys in order).
@@ -238,12 +248,7 @@ fn show_outputs(
     let options = a.flake.lock.options();
     let (json, legacy) = (a.flake.json, a.legacy);
     let out = crate::eval_thread::run(move || -> Result<String, String> {
-        let mut ev = firn_eval::Evaluator::with_features(features);
-        ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-        if let Some(store) = store {
-            ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
-        }
-        ev.restrict(firn_eval::purity::Restriction::Pure);
+        let mut ev = evaluator(features, store);
         let result = (|| {
             let (v, locked) = firn_eval::flake::outputs(&mut ev, &reference, &cwd, &options)?;
             let mut show = Show {
