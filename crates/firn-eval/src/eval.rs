@@ -53,6 +53,9 @@ pub struct Evaluator {
     /// Search path entries resolved so far (a URI's download, a path's existence), each
     /// with its directory or None (skipped); see `search_path::resolve_entry`.
     pub(crate) search_path_resolved: HashMap<String, Option<String>>,
+    /// The global flake registry (the `flake-registry` setting): a file, a URL, or "" for
+    /// none.
+    pub flake_registry: String,
     /// Where sources, text files and derivations go (or are only computed for).
     pub store: crate::store::EvalStore,
     /// Whether `builtins.traceVerbose` prints (the `trace-verbose` setting).
@@ -138,6 +141,7 @@ impl Evaluator {
             names: Vec::new(),
             regex_cache: Default::default(),
             search_path_resolved: HashMap::new(),
+            flake_registry: "https://channels.nixos.org/flake-registry.json".into(),
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
             abort_on_warn: false,

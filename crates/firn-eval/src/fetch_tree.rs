@@ -799,7 +799,8 @@ fn apply_overrides(input: &Input, r#ref: Option<String>, rev: Option<Hash>) -> E
 }
 
 /// CppNix's `lookupInRegistries`: the user registry, the system one (`$NIX_CONF_DIR`), and
-/// the global one (downloaded, and only when the others do not have the input).
+/// the global one (`Evaluator::flake_registry`: read or downloaded, and only when the others
+/// do not have the input).
 pub(crate) fn lookup_in_registries(ev: &mut Evaluator, input: &Input) -> EResult<Input> {
     let mut regs = vec![
         read_registry(&format!("{}/nix/registry.json", config_home(ev))),
@@ -826,10 +827,15 @@ pub(crate) fn lookup_in_registries(ev: &mut Evaluator, input: &Input) -> EResult
                     break 'restart;
                 }
                 have_global = true;
-                let url = "https://channels.nixos.org/flake-registry.json";
-                let f = fetch::download_file(ev, url, "flake-registry.json", false)?;
-                let real = ev.store.real_path(&ev.store.dir.display(&f.path));
-                regs.push(read_registry(&real.to_string_lossy()));
+                // The `flake-registry` setting: a file, a URL to download, or "" for none.
+                let global = ev.flake_registry.clone();
+                if global.starts_with('/') {
+                    regs.push(read_registry(&global));
+                } else if !global.is_empty() {
+                    let f = fetch::download_file(ev, &global, "flake-registry.json", false)?;
+                    let real = ev.store.real_path(&ev.store.dir.display(&f.path));
+                    regs.push(read_registry(&real.to_string_lossy()));
+                }
                 continue;
             }
             for entry in &regs[i] {

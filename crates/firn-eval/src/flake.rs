@@ -1559,6 +1559,22 @@ pub fn outputs(
     Ok((outputs, locked.flake.locked.show()))
 }
 
+/// `nix flake prefetch`: the flake `reference` fetched (resolved in the registries); its
+/// locked reference, store path and NAR hash (SRI).
+pub fn prefetch(
+    ev: &mut Evaluator,
+    reference: &str,
+    cwd: &str,
+) -> EResult<(String, String, String)> {
+    let r = parse_cli_ref(reference, cwd)?;
+    let (path, _, locked) = fetch_ref(ev, &r, true, &mut Fetched::default())?;
+    let hash = match locked.input.nar_hash()? {
+        Some(h) => h.to_sri(),
+        None => return err(format!("no NAR hash for '{}'", locked.show())),
+    };
+    Ok((locked.show(), ev.store.dir.display(&path), hash))
+}
+
 /// The lines of `nix flake metadata`'s tree of inputs under `node` (a node's inputs shown
 /// at its first visit only).
 fn input_tree(

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const ERROR: u8 = 0;
 pub const WARN: u8 = 1;
+pub const NOTICE: u8 = 2;
 pub const INFO: u8 = 3;
 
 static JSON: AtomicBool = AtomicBool::new(false);

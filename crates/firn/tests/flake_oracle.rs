@@ -694,3 +694,51 @@ fn run_and_shell_agree_with_cppnix() {
         );
     }
 }
+
+/// Flake IDs resolved through the global registry the `flake-registry` setting names (a
+/// file here), in installables, `nix flake metadata` and `nix flake prefetch` (text and
+/// `--json`), and an ID no registry has: as CppNix 2.8.
+#[test]
+fn registries_and_prefetch_agree_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    let target = dir.join("target");
+    write(
+        &target.join("flake.nix"),
+        "{ description = \"registered\"; outputs = { self }: { v = \"from the registry\"; }; }\n",
+    );
+    let registry = dir.join("registry.json");
+    write(
+        &registry,
+        &format!(
+            "{{\"flakes\":[{{\"from\":{{\"type\":\"indirect\",\"id\":\"myreg\"}},\"to\":{{\"type\":\"path\",\"path\":\"{}\"}}}}],\"version\":2}}\n",
+            target.display()
+        ),
+    );
+    let registry = registry.to_string_lossy().into_owned();
+    let cases: [&[&str]; 6] = [
+        &["eval", "myreg#v"],
+        &["flake", "metadata", "myreg"],
+        &["flake", "prefetch", "myreg"],
+        &["flake", "prefetch", "--json", "myreg"],
+        &["flake", "prefetch", &format!("path:{}", target.display())],
+        &["eval", "nope#v"],
+    ];
+    for args in cases {
+        let mut seen = Vec::new();
+        for side in [false, true] {
+            let out = tool(side, "nix", dir)
+                .args(["--option", "flake-registry", &registry])
+                .args(args)
+                .output()
+                .expect("running nix");
+            seen.push((
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        assert_eq!(seen[1], seen[0], "{args:?}");
+        assert!(!seen[0].1.is_empty() || !seen[0].2.is_empty(), "{args:?}");
+    }
+}

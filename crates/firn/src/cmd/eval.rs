@@ -73,7 +73,7 @@ pub struct EvalArgs {
 
 /// `nix eval`; `features` are the experimental features on, `max_call_depth` and `lints` the settings of those names,
 /// `restriction` what the `pure-eval` and `restrict-eval` settings ask for (with the
-/// `allowed-uris` of restricted evaluation), `store` the store
+/// `allowed-uris` of restricted evaluation), `flake_registry` that setting, `store` the store
 /// written to (None: paths are computed, nothing is written).
 pub fn run(
     a: EvalArgs,
@@ -82,6 +82,7 @@ pub fn run(
     max_call_depth: usize,
     lints: firn_syntax::Lints,
     (restriction, allowed_uris): (firn_eval::purity::Restriction, Vec<String>),
+    flake_registry: String,
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
     // A flake installable: neither `--expr` nor `--file`. As CppNix's `nix`, an expression
@@ -137,6 +138,7 @@ pub fn run(
         ev.set_search_path(&include);
         ev.restrict(restriction);
         ev.allowed_uris = allowed_uris;
+        ev.flake_registry = flake_registry;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let render = |e: firn_eval::error::EvalError| e.render(show_trace);
             let mut v = match &flake {

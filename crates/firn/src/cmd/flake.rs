@@ -1,4 +1,5 @@
-//! `nix flake lock`, `nix flake update`, `nix flake metadata` (`info`) and `nix flake show`:
+//! `nix flake lock`, `nix flake update`, `nix flake metadata` (`info`), `nix flake show` and
+//! `nix flake prefetch`:
 //! a flake's inputs locked (its `flake.lock` written when that changes, all locked afresh
 //! for `update`), its metadata and its outputs shown, as CppNix 2.8 shows them (`--json`
 //! too). The locking itself is firn-eval's (`flake.rs`).
@@ -18,6 +19,8 @@ pub enum FlakeCmd {
     Info(FlakeArgs),
     /// Show the outputs of a flake.
     Show(ShowArgs),
+    /// Download a flake's source tree into the store.
+    Prefetch(FlakeArgs),
     /// Other subcommands (`show`, `check`, `init`, ...), which firn does not have yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -87,19 +90,20 @@ pub struct ShowArgs {
 pub fn run(
     cmd: FlakeCmd,
     show_trace: bool,
-    features: firn_eval::Features,
+    (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
     if !features.flakes {
         bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
     }
     let (args, update_all, show) = match cmd {
-        FlakeCmd::Show(a) => return show_outputs(a, show_trace, features, store),
+        FlakeCmd::Show(a) => return show_outputs(a, show_trace, (features, registry), store),
+        FlakeCmd::Prefetch(a) => return prefetch(a, show_trace, (features, registry), store),
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
         FlakeCmd::Other(args) => bail!(
-            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata' and 'show')",
+            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show' and 'prefetch')",
             args.first().map_or("", String::as_str)
         ),
         FlakeCmd::Info(a) => {
@@ -119,7 +123,7 @@ pub fn run(
     options.recreate |= update_all;
     let json = args.json;
     let out = crate::eval_thread::run(move || -> Result<String, String> {
-        let mut ev = evaluator(features, store);
+        let mut ev = evaluator(features, registry, store);
         let m = firn_eval::flake::lock_command(&mut ev, &reference, &cwd, &options)
             .map_err(|e| e.render(show_trace));
         ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
@@ -145,10 +149,12 @@ pub fn run(
 /// without one).
 fn evaluator(
     features: firn_eval::Features,
+    registry: String,
     store: Option<firn_store::LocalStore>,
 ) -> firn_eval::Evaluator {
     let mut ev = firn_eval::Evaluator::with_features(features);
     ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
+    ev.flake_registry = registry;
     if let Some(store) = store {
         ev.store = firn_eval::store::EvalStore::with_store(std::rc::Rc::new(store), true);
     }
@@ -237,7 +243,7 @@ fn local_time(t: u64) -> String {
 fn show_outputs(
     a: ShowArgs,
     show_trace: bool,
-    features: firn_eval::Features,
+    (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
     let cwd = std::env::current_dir()
@@ -248,7 +254,7 @@ fn show_outputs(
     let options = a.flake.lock.options();
     let (json, legacy) = (a.flake.json, a.legacy);
     let out = crate::eval_thread::run(move || -> Result<String, String> {
-        let mut ev = evaluator(features, store);
+        let mut ev = evaluator(features, registry, store);
         let result = (|| {
             let (v, locked) = firn_eval::flake::outputs(&mut ev, &reference, &cwd, &options)?;
             let mut show = Show {
@@ -494,5 +500,44 @@ impl Show<'_> {
             Some(firn_eval::Value::String(s)) => Some(s.s.to_string()),
             _ => None,
         })
+    }
+}
+
+/// `nix flake prefetch`: the flake's source fetched (its reference resolved in the
+/// registries), and where it went with its NAR hash.
+fn prefetch(
+    a: FlakeArgs,
+    show_trace: bool,
+    (features, registry): (firn_eval::Features, String),
+    store: Option<firn_store::LocalStore>,
+) -> Result<()> {
+    if !features.flakes {
+        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+    }
+    let cwd = std::env::current_dir()
+        .context("getting the current directory")?
+        .to_string_lossy()
+        .into_owned();
+    let reference = a.flake.clone().unwrap_or_else(|| ".".into());
+    let json = a.json;
+    let out = crate::eval_thread::run(move || -> Result<String, String> {
+        let mut ev = evaluator(features, registry, store);
+        let r =
+            firn_eval::flake::prefetch(&mut ev, &reference, &cwd).map_err(|e| e.render(show_trace));
+        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
+        std::mem::forget(ev);
+        let (locked, path, hash) = r?;
+        Ok(match json {
+            true => serde_json::json!({ "hash": hash, "storePath": path }).to_string(),
+            false => format!("Downloaded '{locked}' to '{path}' (hash '{hash}')."),
+        })
+    })?;
+    match out {
+        Ok(s) if json => Ok(firn_eval::term::write_stdout(&s, true)?),
+        Ok(s) => {
+            crate::logger::line(crate::logger::NOTICE, &s);
+            Ok(())
+        }
+        Err(msg) => bail!("{msg}"),
     }
 }

@@ -160,12 +160,13 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
                 crate::legacy::nix_instantiate::restriction(&ctx),
                 ctx.settings.get_list("allowed-uris"),
             ),
+            flake_registry(&ctx),
             eval_store(&ctx),
         ),
         Command::Flake(c) => flake::run(
             c,
             ctx.settings.get_bool("show-trace"),
-            ctx.settings.eval_features(),
+            (ctx.settings.eval_features(), flake_registry(&ctx)),
             eval_store(&ctx),
         ),
         Command::Run(a) => run::run(&ctx, a),
@@ -181,6 +182,11 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::InstallLinks { dir } => install_links(&dir),
         Command::Repl(a) => repl::run(ctx, a),
     }
+}
+
+/// The `flake-registry` setting: the global flake registry (a file, a URL, or "" for none).
+pub(crate) fn flake_registry(ctx: &Ctx) -> String {
+    ctx.settings.get("flake-registry").unwrap_or("").to_string()
 }
 
 /// The store `nix eval` writes to. One that cannot be opened (no write access to `/nix`, which

@@ -287,6 +287,7 @@ impl Session {
     /// A fresh evaluator (nothing cached, no variables), set up from the options.
     fn reset(&mut self) -> LineResult<()> {
         let mut ev = Evaluator::with_features(self.ctx.settings.eval_features());
+        ev.flake_registry = crate::cmd::flake_registry(&self.ctx);
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.trace_verbose = self.ctx.settings.get_bool("trace-verbose");
         ev.abort_on_warn = self.ctx.settings.get_bool("abort-on-warn");

@@ -146,6 +146,7 @@ fn program_to_run(
     let include = common.include.clone();
     let auto_args = common.auto_args();
     let installable = installable.to_string();
+    let registry = crate::cmd::flake_registry(ctx);
     let sd = store.store_dir().clone();
     let (store, out) = crate::eval_thread::run(move || {
         let store = std::rc::Rc::new(store);
@@ -153,6 +154,7 @@ fn program_to_run(
         ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
         ev.store = firn_eval::store::EvalStore::with_store(store.clone(), true);
         ev.set_search_path(&include);
+        ev.flake_registry = registry;
         if pure {
             ev.restrict(firn_eval::purity::Restriction::Pure);
         }

@@ -242,6 +242,8 @@ pub struct EvalOptions {
     pub restriction: firn_eval::purity::Restriction,
     /// `allowed-uris`: what fetchers may use in restricted evaluation.
     pub allowed_uris: Vec<String>,
+    /// The `flake-registry` setting (for flake installables' indirect inputs).
+    pub flake_registry: String,
 }
 
 /// How `nix-instantiate --eval` prints the value (the last of `--json`, `--xml` and `--raw`).
@@ -272,6 +274,7 @@ impl EvalOptions {
             show_trace: ctx.settings.get_bool("show-trace"),
             restriction: restriction(ctx),
             allowed_uris: ctx.settings.get_list("allowed-uris"),
+            flake_registry: ctx.settings.get("flake-registry").unwrap_or("").to_string(),
             ..EvalOptions::default()
         })
     }
@@ -360,6 +363,7 @@ pub fn evaluate_with(
         ev.set_search_path(&opts.include);
         ev.restrict(opts.restriction);
         ev.allowed_uris = opts.allowed_uris.clone();
+        ev.flake_registry = opts.flake_registry.clone();
         let args = auto_args(&mut ev, &opts.args).map_err(render)?;
         let mut root_nr = 0;
         let mut warned = !print;
