@@ -78,11 +78,10 @@ pub struct EvalArgs {
 pub fn run(
     a: EvalArgs,
     show_trace: bool,
-    features: firn_eval::Features,
+    (features, flake_registry): (firn_eval::Features, String),
     max_call_depth: usize,
     lints: firn_syntax::Lints,
     (restriction, allowed_uris): (firn_eval::purity::Restriction, Vec<String>),
-    flake_registry: String,
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
     // A flake installable: neither `--expr` nor `--file`. As CppNix's `nix`, an expression

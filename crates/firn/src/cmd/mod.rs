@@ -153,14 +153,13 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::Eval(a) => eval::run(
             a,
             ctx.settings.get_bool("show-trace"),
-            ctx.settings.eval_features(),
+            (ctx.settings.eval_features(), flake_registry(&ctx)),
             ctx.settings.max_call_depth()?,
             ctx.settings.lints()?,
             (
                 crate::legacy::nix_instantiate::restriction(&ctx),
                 ctx.settings.get_list("allowed-uris"),
             ),
-            flake_registry(&ctx),
             eval_store(&ctx),
         ),
         Command::Flake(c) => flake::run(
