@@ -1399,19 +1399,42 @@ pub fn installable(
     cwd: &str,
     options: &LockOptions,
 ) -> EResult<Value> {
-    installable_as(ev, installable, cwd, options, false)
+    installable_as(ev, installable, cwd, options, Wanted::Package)
 }
 
-/// [`installable`] for `nix run` (`app`): the apps first (`apps.SYSTEM.ATTRPATH`, then
-/// `packages.`, `legacyPackages.`; for `REF` alone `apps.SYSTEM.default`, `defaultApp`,
-/// then the default package).
+/// What a command looks for in a flake installable's outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    /// A package (`nix build`, `nix eval`, `nix shell`).
+    Package,
+    /// An app or a package (`nix run`).
+    App,
+    /// A template (`nix flake init`, `nix flake new`).
+    Template,
+}
+
+/// [`installable`] for what a command wants: for `App` the apps first
+/// (`apps.SYSTEM.ATTRPATH`, then `packages.`, `legacyPackages.`; for `REF` alone
+/// `apps.SYSTEM.default`, `defaultApp`, then the default package); for `Template`,
+/// `templates.ATTRPATH` then `ATTRPATH` (`defaultTemplate` for `REF` alone), as CppNix 2.8.
 pub fn installable_as(
     ev: &mut Evaluator,
     installable: &str,
     cwd: &str,
     options: &LockOptions,
-    app: bool,
+    want: Wanted,
 ) -> EResult<Value> {
+    installable_at(ev, installable, cwd, options, want).map(|(v, _)| v)
+}
+
+/// [`installable_as`], with the attribute path the value was found at.
+pub fn installable_at(
+    ev: &mut Evaluator,
+    installable: &str,
+    cwd: &str,
+    options: &LockOptions,
+    want: Wanted,
+) -> EResult<(Value, String)> {
     let (r, fragment) = match installable.split_once('#') {
         Some((r, f)) => (
             r,
@@ -1430,23 +1453,34 @@ pub fn installable_as(
         _ => "x86_64-linux".into(),
     };
     let mut wanted = Vec::new();
-    if fragment.is_empty() && app {
-        wanted.push(format!("apps.{system}.default"));
-        wanted.push(format!("defaultApp.{system}"));
-    }
-    match fragment.as_str() {
-        "" => wanted.extend([
-            format!("packages.{system}.default"),
-            format!("defaultPackage.{system}"),
-        ]),
-        f => wanted.push(f.to_string()),
-    }
     let mut prefixes = Vec::new();
-    if app {
-        prefixes.push(format!("apps.{system}."));
+    match (want, fragment.as_str()) {
+        (Wanted::Template, "") => wanted.push("defaultTemplate".to_string()),
+        (Wanted::Template, f) => wanted.push(f.to_string()),
+        (_, f) => {
+            if f.is_empty() && want == Wanted::App {
+                wanted.push(format!("apps.{system}.default"));
+                wanted.push(format!("defaultApp.{system}"));
+            }
+            match f {
+                "" => wanted.extend([
+                    format!("packages.{system}.default"),
+                    format!("defaultPackage.{system}"),
+                ]),
+                f => wanted.push(f.to_string()),
+            }
+        }
     }
-    prefixes.push(format!("packages.{system}."));
-    prefixes.push(format!("legacyPackages.{system}."));
+    match want {
+        Wanted::Template => prefixes.push("templates.".to_string()),
+        Wanted::App | Wanted::Package => {
+            if want == Wanted::App {
+                prefixes.push(format!("apps.{system}."));
+            }
+            prefixes.push(format!("packages.{system}."));
+            prefixes.push(format!("legacyPackages.{system}."));
+        }
+    }
     let mut tried = Vec::new();
     for prefix in prefixes {
         tried.push(format!("{prefix}{}", wanted[0]));
@@ -1455,7 +1489,7 @@ pub fn installable_as(
     let mut close = Vec::new();
     for path in &tried {
         match lookup(ev, outputs.clone(), path)? {
-            Ok(v) => return Ok(v),
+            Ok(v) => return Ok((v, path.clone())),
             Err(names) => close.extend(names),
         }
     }

@@ -742,3 +742,95 @@ fn registries_and_prefetch_agree_with_cppnix() {
         assert!(!seen[0].1.is_empty() || !seen[0].2.is_empty(), "{args:?}");
     }
 }
+
+/// `nix flake new` and `nix flake init` from a local template: the files written and
+/// announced, the welcome text, a template path given as a string and a file already there
+/// with other contents refused — what CppNix 2.8 prints for the same template in a store at
+/// `/nix/store` (compared by hand: 2.8 cannot take a template from a chroot store, which it
+/// reports as not in the store, so this test checks firn alone). Lines are sorted: a
+/// directory's entries are written in the order they are read.
+#[test]
+fn templates_as_cppnix_writes_them() {
+    let e = env();
+    let dir = &e.dir;
+    let tpl = dir.join("tpl");
+    write(&tpl.join("t1/flake.nix"), "{ outputs = _: { }; }\n");
+    write(&tpl.join("t1/sub/README"), "readme\n");
+    write(
+        &tpl.join("flake.nix"),
+        "{ outputs = { self }: { templates.t1 = { path = ./t1; description = \"one\"; welcomeText = \"Welcome!\"; }; templates.str = { path = \"/tmp/x\"; description = \"bad\"; }; defaultTemplate = self.templates.t1; }; }\n",
+    );
+    let reference = format!("path:{}", tpl.display());
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("here")).expect("mkdir");
+    let run = |cwd: &Path, args: &[&str]| {
+        let out = tool(true, "nix", dir)
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .expect("running nix");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .replace(&work.display().to_string(), "WORK");
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        (out.status.code(), lines)
+    };
+    let wrote = |d: &str| {
+        vec![
+            String::new(),
+            String::new(),
+            String::new(),
+            "    Welcome!".to_string(),
+            format!("wrote: WORK/{d}/flake.nix"),
+            format!("wrote: WORK/{d}/sub"),
+            format!("wrote: WORK/{d}/sub/README"),
+        ]
+    };
+    let new = run(
+        &work,
+        &["flake", "new", "-t", &format!("{reference}#t1"), "out"],
+    );
+    assert_eq!(new, (Some(0), wrote("out")));
+    let init = run(&work.join("here"), &["flake", "init", "-t", &reference]);
+    assert_eq!(init, (Some(0), wrote("here")));
+    assert_eq!(
+        std::fs::read_to_string(work.join("out/sub/README")).expect("read"),
+        "readme\n"
+    );
+    let string = run(
+        &work,
+        &["flake", "new", "-t", &format!("{reference}#str"), "bad"],
+    );
+    assert_eq!(
+        string,
+        (
+            Some(1),
+            vec![
+                "       If you've set 'templates.str.path' to a string, try using a path instead."
+                    .to_string(),
+                "error: '/tmp/x' was not found in the Nix store".to_string()
+            ]
+        )
+    );
+    write(&work.join("clash/flake.nix"), "other\n");
+    let clash = run(
+        &work.join("clash"),
+        &["flake", "init", "-t", &format!("{reference}#t1")],
+    );
+    assert_eq!(clash.0, Some(1));
+    assert!(
+        clash.1.contains(
+            &"error: refusing to overwrite existing file 'WORK/clash/flake.nix'".to_string()
+        ),
+        "{clash:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("clash/flake.nix")).expect("read"),
+        "other\n",
+        "a clashing file is left as it was"
+    );
+}

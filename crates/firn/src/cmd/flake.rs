@@ -1,5 +1,5 @@
-//! `nix flake lock`, `nix flake update`, `nix flake metadata` (`info`), `nix flake show` and
-//! `nix flake prefetch`:
+//! `nix flake lock`, `nix flake update`, `nix flake metadata` (`info`), `nix flake show`,
+//! `nix flake prefetch` and `nix flake init`/`new` (from templates):
 //! a flake's inputs locked (its `flake.lock` written when that changes, all locked afresh
 //! for `update`), its metadata and its outputs shown, as CppNix 2.8 shows them (`--json`
 //! too). The locking itself is firn-eval's (`flake.rs`).
@@ -21,6 +21,10 @@ pub enum FlakeCmd {
     Show(ShowArgs),
     /// Download a flake's source tree into the store.
     Prefetch(FlakeArgs),
+    /// Create a flake in the current directory from a template.
+    Init(InitArgs),
+    /// Create a flake in a new directory from a template.
+    New(NewArgs),
     /// Other subcommands (`show`, `check`, `init`, ...), which firn does not have yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -85,6 +89,22 @@ pub struct ShowArgs {
     flake: FlakeArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The template: `FLAKEREF#NAME` (its `templates.NAME`; `defaultTemplate` without NAME).
+    #[arg(short = 't', long = "template", default_value = "templates")]
+    template: String,
+}
+
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// The template: `FLAKEREF#NAME` (its `templates.NAME`; `defaultTemplate` without NAME).
+    #[arg(short = 't', long = "template", default_value = "templates")]
+    template: String,
+    /// The directory to create the flake in.
+    dest: String,
+}
+
 /// Run a `nix flake` subcommand; `features` the experimental features on, `store` the
 /// store fetched into.
 pub fn run(
@@ -99,11 +119,17 @@ pub fn run(
     let (args, update_all, show) = match cmd {
         FlakeCmd::Show(a) => return show_outputs(a, show_trace, (features, registry), store),
         FlakeCmd::Prefetch(a) => return prefetch(a, show_trace, (features, registry), store),
+        FlakeCmd::Init(a) => {
+            return from_template(&a.template, ".", show_trace, (features, registry), store)
+        }
+        FlakeCmd::New(a) => {
+            return from_template(&a.template, &a.dest, show_trace, (features, registry), store)
+        }
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
         FlakeCmd::Other(args) => bail!(
-            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show' and 'prefetch')",
+            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show', 'prefetch', 'init' and 'new')",
             args.first().map_or("", String::as_str)
         ),
         FlakeCmd::Info(a) => {
@@ -540,4 +566,164 @@ fn prefetch(
         }
         Err(msg) => bail!("{msg}"),
     }
+}
+
+/// `nix flake init` (into `.`) and `nix flake new DEST`: the template's files (its `path`,
+/// in the store) copied into `dest`, each announced ("wrote: ..."); a file already there
+/// with other contents is an error, one with the same is left; in a Git repository the
+/// files are added to the index. Then the template's `welcomeText`, if any.
+fn from_template(
+    template: &str,
+    dest: &str,
+    show_trace: bool,
+    (features, registry): (firn_eval::Features, String),
+    store: Option<firn_store::LocalStore>,
+) -> Result<()> {
+    if !features.flakes {
+        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+    }
+    let cwd = std::env::current_dir()
+        .context("getting the current directory")?
+        .to_string_lossy()
+        .into_owned();
+    let dest = crate::paths::absolute(dest)?;
+    let template = template.to_string();
+    let out = crate::eval_thread::run(move || -> Result<(String, Option<String>), String> {
+        let mut ev = evaluator(features, registry, store);
+        let r = template_of(&mut ev, &template, &cwd).map_err(|e| e.render(show_trace));
+        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
+        std::mem::forget(ev);
+        r
+    })?;
+    let (from, welcome) = out.map_err(|msg| anyhow::anyhow!("{msg}"))?;
+    let mut written = Vec::new();
+    copy_template(
+        std::path::Path::new(&from),
+        std::path::Path::new(&dest),
+        &mut written,
+    )?;
+    if std::path::Path::new(&dest).join(".git").exists() {
+        let status = std::process::Command::new("git")
+            .args(["-C", &dest, "add", "--intent-to-add", "--force", "--"])
+            .args(&written)
+            .status()
+            .context("running git")?;
+        if !status.success() {
+            bail!("git add of the template's files failed ({status})");
+        }
+    }
+    if let Some(text) = welcome {
+        // Shown as CppNix lays out a plain paragraph (it renders Markdown; firn shows the
+        // text as it is, indented).
+        let indented: Vec<String> = text
+            .trim_end()
+            .lines()
+            .map(|l| match l.is_empty() {
+                true => String::new(),
+                false => format!("    {l}"),
+            })
+            .collect();
+        crate::logger::line(crate::logger::NOTICE, "\n");
+        crate::logger::line(crate::logger::NOTICE, &format!("\n{}", indented.join("\n")));
+    }
+    Ok(())
+}
+
+/// The template's directory on disk and its welcome text.
+fn template_of(
+    ev: &mut firn_eval::Evaluator,
+    template: &str,
+    cwd: &str,
+) -> Result<(String, Option<String>), firn_eval::error::EvalError> {
+    use firn_eval::error::EvalError;
+    use firn_eval::Value;
+    let options = firn_eval::flake::LockOptions {
+        write: false,
+        ..Default::default()
+    };
+    let (v, at) = firn_eval::flake::installable_at(
+        ev,
+        template,
+        cwd,
+        &options,
+        firn_eval::flake::Wanted::Template,
+    )?;
+    let Value::Attrs(set) = &v else {
+        return Err(EvalError::new(format!(
+            "template '{template}' is {} while a set was expected",
+            v.type_name()
+        )));
+    };
+    let path = match set.get("path") {
+        Some(t) => ev.force(&t.clone())?,
+        None => return Err(EvalError::new("attribute 'path' missing")),
+    };
+    let path = ev.coerce_to_string(&path, false, true)?.s.to_string();
+    if ev.store.dir.parse_inside(&path).is_err() {
+        return Err(EvalError::new(format!(
+            "'{path}' was not found in the Nix store\nIf you've set '{at}.path' to a string, try using a path instead."
+        )));
+    }
+    let welcome = match set.get("welcomeText") {
+        Some(t) => match ev.force(&t.clone())? {
+            Value::String(s) => Some(s.s.to_string()),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok((
+        ev.store.real_path(&path).to_string_lossy().into_owned(),
+        welcome,
+    ))
+}
+
+/// Copy the tree `from` into `to` (made if missing), adding each path written to `written`.
+fn copy_template(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    written: &mut Vec<String>,
+) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating '{}'", to.display()))?;
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .with_context(|| format!("reading '{}'", from.display()))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("reading '{}'", from.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let (from2, to2) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("reading '{}'", from2.display()))?;
+        if kind.is_dir() {
+            copy_template(&from2, &to2, written)?;
+        } else if kind.is_file() {
+            let contents =
+                std::fs::read(&from2).with_context(|| format!("reading '{}'", from2.display()))?;
+            match std::fs::read(&to2) {
+                Ok(there) if there != contents => {
+                    bail!("refusing to overwrite existing file '{}'", to2.display())
+                }
+                Ok(_) => {}
+                Err(_) => std::fs::write(&to2, &contents)
+                    .with_context(|| format!("writing '{}'", to2.display()))?,
+            }
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(&from2)
+                .with_context(|| format!("reading '{}'", from2.display()))?;
+            match std::fs::read_link(&to2) {
+                Ok(there) if there != target => {
+                    bail!("refusing to overwrite existing symlink '{}'", to2.display())
+                }
+                Ok(_) => {}
+                Err(_) => std::os::unix::fs::symlink(&target, &to2)
+                    .with_context(|| format!("creating '{}'", to2.display()))?,
+            }
+        } else {
+            bail!("file '{}' has unsupported type", from2.display());
+        }
+        let shown = to2.to_string_lossy().into_owned();
+        crate::logger::line(crate::logger::NOTICE, &format!("wrote: {shown}"));
+        written.push(shown);
+    }
+    Ok(())
 }

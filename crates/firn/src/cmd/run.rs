@@ -161,10 +161,14 @@ fn program_to_run(
         let out = (|| -> Result<_, String> {
             let render = |e: firn_eval::error::EvalError| e.render(show_trace);
             let v = match input {
-                None => {
-                    firn_eval::flake::installable_as(&mut ev, &installable, &cwd, &options, true)
-                        .map_err(render)?
-                }
+                None => firn_eval::flake::installable_as(
+                    &mut ev,
+                    &installable,
+                    &cwd,
+                    &options,
+                    firn_eval::flake::Wanted::App,
+                )
+                .map_err(render)?,
                 Some(input) => {
                     let input = crate::legacy::nix_instantiate::resolve_input(&mut ev, input)?;
                     let e = ev
