@@ -126,9 +126,7 @@ pub(crate) fn resolve_installables(
                 continue;
             }
             let features = ctx.settings.eval_features();
-            if !features.flakes {
-                bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
-            }
+            crate::cmd::flake::require_flakes(&features)?;
             let mut opts = EvalOptions {
                 attr_paths: vec![String::new()],
                 include: inst.common.include.clone(),

@@ -88,8 +88,8 @@ pub fn run(
     // and a flake are evaluated purely unless `--impure` (a file never is).
     let flake = (a.expr.is_none() && a.file.is_none())
         .then(|| a.installable.clone().unwrap_or_else(|| ".".into()));
-    if flake.is_some() && !features.flakes {
-        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+    if flake.is_some() {
+        crate::cmd::flake::require_flakes(&features)?;
     }
     let restriction = if (a.expr.is_some() || flake.is_some()) && !a.impure {
         firn_eval::purity::Restriction::Pure

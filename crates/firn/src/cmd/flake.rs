@@ -113,9 +113,7 @@ pub fn run(
     (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    if !features.flakes {
-        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
-    }
+    require_flakes(&features)?;
     let (args, update_all, show) = match cmd {
         FlakeCmd::Show(a) => return show_outputs(a, show_trace, (features, registry), store),
         FlakeCmd::Prefetch(a) => return prefetch(a, show_trace, (features, registry), store),
@@ -148,27 +146,18 @@ pub fn run(
     let mut options = args.lock.options();
     options.recreate |= update_all;
     let json = args.json;
-    let out = crate::eval_thread::run(move || -> Result<String, String> {
-        let mut ev = evaluator(features, registry, store);
-        let m = firn_eval::flake::lock_command(&mut ev, &reference, &cwd, &options)
-            .map_err(|e| e.render(show_trace));
-        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
-        std::mem::forget(ev);
-        let m = m?;
-        if !show {
-            return Ok(String::new());
-        }
-        Ok(if json {
+    let m = with_evaluator((features, registry), store, show_trace, move |ev| {
+        firn_eval::flake::lock_command(ev, &reference, &cwd, &options)
+    })?;
+    if show {
+        let s = if json {
             metadata_json(&m)
         } else {
             metadata_text(&m)
-        })
-    })?;
-    match out {
-        Ok(s) if s.is_empty() => Ok(()),
-        Ok(s) => Ok(firn_eval::term::write_stdout(&s, true)?),
-        Err(msg) => bail!("{msg}"),
+        };
+        firn_eval::term::write_stdout(&s, true)?;
     }
+    Ok(())
 }
 
 /// The evaluator of the flake commands: pure, fetching into `store` (computing paths only
@@ -186,6 +175,36 @@ fn evaluator(
     }
     ev.restrict(firn_eval::purity::Restriction::Pure);
     ev
+}
+
+/// The `flakes` experimental feature must be on for flake commands and installables.
+pub(crate) fn require_flakes(features: &firn_eval::Features) -> Result<()> {
+    if !features.flakes {
+        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+    }
+    Ok(())
+}
+
+/// Run `job` with a flake command's evaluator ([`evaluator`]) on the evaluation thread; its
+/// error rendered (with `--show-trace`'s frames if asked).
+fn with_evaluator<T: Send + 'static>(
+    (features, registry): (firn_eval::Features, String),
+    store: Option<firn_store::LocalStore>,
+    show_trace: bool,
+    job: impl FnOnce(&mut firn_eval::Evaluator) -> Result<T, firn_eval::error::EvalError>
+        + Send
+        + 'static,
+) -> Result<T> {
+    require_flakes(&features)?;
+    let out = crate::eval_thread::run(move || {
+        let mut ev = evaluator(features, registry, store);
+        let r = job(&mut ev).map_err(|e| e.render(show_trace));
+        // The store is closed; the evaluator's values are left to the process's end.
+        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
+        std::mem::forget(ev);
+        r
+    })?;
+    out.map_err(|msg| anyhow::anyhow!("{msg}"))
 }
 
 /// `nix flake metadata --json`: CppNix's object (keys in order).
@@ -279,32 +298,16 @@ fn show_outputs(
     let reference = a.flake.flake.clone().unwrap_or_else(|| ".".into());
     let options = a.flake.lock.options();
     let (json, legacy) = (a.flake.json, a.legacy);
-    let out = crate::eval_thread::run(move || -> Result<String, String> {
-        let mut ev = evaluator(features, registry, store);
-        let result = (|| {
-            let (v, locked) = firn_eval::flake::outputs(&mut ev, &reference, &cwd, &options)?;
-            let mut show = Show {
-                ev: &mut ev,
-                legacy,
-                json,
-            };
-            let root = firn_eval::value::Thunk::value(v);
-            let j = show.visit(root, &[], &format!("\x1b[1m{locked}\x1b[0m"), "")?;
-            Ok(match json {
-                true => firn_eval::flake::sorted(j).to_string(),
-                false => String::new(),
-            })
-        })()
-        .map_err(|e: firn_eval::error::EvalError| e.render(show_trace));
-        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
-        std::mem::forget(ev);
-        result
+    let j = with_evaluator((features, registry), store, show_trace, move |ev| {
+        let (v, locked) = firn_eval::flake::outputs(ev, &reference, &cwd, &options)?;
+        let mut show = Show { ev, legacy, json };
+        let root = firn_eval::value::Thunk::value(v);
+        show.visit(root, &[], &format!("\x1b[1m{locked}\x1b[0m"), "")
     })?;
-    match out {
-        Ok(s) if s.is_empty() => Ok(()),
-        Ok(s) => Ok(firn_eval::term::write_stdout(&s, true)?),
-        Err(msg) => bail!("{msg}"),
+    if json {
+        firn_eval::term::write_stdout(&firn_eval::flake::sorted(j).to_string(), true)?;
     }
+    Ok(())
 }
 
 /// The walk of `nix flake show`.
@@ -537,35 +540,23 @@ fn prefetch(
     (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    if !features.flakes {
-        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
-    }
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
         .to_string_lossy()
         .into_owned();
     let reference = a.flake.clone().unwrap_or_else(|| ".".into());
-    let json = a.json;
-    let out = crate::eval_thread::run(move || -> Result<String, String> {
-        let mut ev = evaluator(features, registry, store);
-        let r =
-            firn_eval::flake::prefetch(&mut ev, &reference, &cwd).map_err(|e| e.render(show_trace));
-        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
-        std::mem::forget(ev);
-        let (locked, path, hash) = r?;
-        Ok(match json {
-            true => serde_json::json!({ "hash": hash, "storePath": path }).to_string(),
-            false => format!("Downloaded '{locked}' to '{path}' (hash '{hash}')."),
-        })
-    })?;
-    match out {
-        Ok(s) if json => Ok(firn_eval::term::write_stdout(&s, true)?),
-        Ok(s) => {
-            crate::logger::line(crate::logger::NOTICE, &s);
-            Ok(())
-        }
-        Err(msg) => bail!("{msg}"),
+    let (locked, path, hash) =
+        with_evaluator((features, registry), store, show_trace, move |ev| {
+            firn_eval::flake::prefetch(ev, &reference, &cwd)
+        })?;
+    if a.json {
+        let j = serde_json::json!({ "hash": hash, "storePath": path });
+        firn_eval::term::write_stdout(&j.to_string(), true)?;
+    } else {
+        let text = format!("Downloaded '{locked}' to '{path}' (hash '{hash}').");
+        crate::logger::line(crate::logger::NOTICE, &text);
     }
+    Ok(())
 }
 
 /// `nix flake init` (into `.`) and `nix flake new DEST`: the template's files (its `path`,
@@ -579,23 +570,15 @@ fn from_template(
     (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    if !features.flakes {
-        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
-    }
     let cwd = std::env::current_dir()
         .context("getting the current directory")?
         .to_string_lossy()
         .into_owned();
     let dest = crate::paths::absolute(dest)?;
     let template = template.to_string();
-    let out = crate::eval_thread::run(move || -> Result<(String, Option<String>), String> {
-        let mut ev = evaluator(features, registry, store);
-        let r = template_of(&mut ev, &template, &cwd).map_err(|e| e.render(show_trace));
-        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
-        std::mem::forget(ev);
-        r
+    let (from, welcome) = with_evaluator((features, registry), store, show_trace, move |ev| {
+        template_of(ev, &template, &cwd)
     })?;
-    let (from, welcome) = out.map_err(|msg| anyhow::anyhow!("{msg}"))?;
     let mut written = Vec::new();
     copy_template(
         std::path::Path::new(&from),

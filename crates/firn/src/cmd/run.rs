@@ -125,8 +125,8 @@ fn program_to_run(
     lock: &crate::cmd::flake::LockArgs,
 ) -> Result<(String, Vec<DerivedPath>, LocalStore)> {
     let features = ctx.settings.eval_features();
-    if source.is_none() && !features.flakes {
-        bail!("experimental Nix feature 'flakes' is disabled; use '--extra-experimental-features flakes' to override");
+    if source.is_none() {
+        crate::cmd::flake::require_flakes(&features)?;
     }
     let store = ctx.open_store()?;
     let cwd = std::env::current_dir()
