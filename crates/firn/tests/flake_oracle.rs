@@ -664,6 +664,8 @@ fn run_and_shell_agree_with_cppnix() {
     let cases: Vec<Vec<&str>> = vec![
         vec!["run", "--impure", ".#hello", "--", "a", "-b"],
         vec!["run", "--impure", ".#greet", "x"],
+        // Options before `--` are `nix run`'s, wherever they are.
+        vec!["run", ".#hello", "--impure", "z"],
         vec!["run", "--impure"],
         vec!["run", "--impure", ".#named"],
         vec!["run", "--impure", "--file", &file, "hello", "y"],

@@ -46,8 +46,7 @@ pub struct RunArgs {
     #[command(flatten)]
     lock: crate::cmd::flake::LockArgs,
     /// The app or package to run (default `.`), then its arguments (after `--` if they
-    /// look like options).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// look like options: before it, options are `nix run`'s, as in CppNix).
     args: Vec<String>,
 }
 
@@ -97,11 +96,7 @@ pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<()> {
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let mut args = a.args.into_iter();
     let installable = args.next().unwrap_or_else(|| ".".into());
-    let mut rest: Vec<String> = args.collect();
-    // `--` separates the program's arguments (it is not one of them), as in CppNix.
-    if let Some(i) = rest.iter().position(|a| a == "--") {
-        rest.remove(i);
-    }
+    let rest: Vec<String> = args.collect();
     let source = match (a.expr, a.file) {
         (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
         (Some(e), None) => Some((e, true)),
