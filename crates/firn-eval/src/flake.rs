@@ -550,7 +550,10 @@ fn node_of(
         inputs: RefCell::new(BTreeMap::new()),
     });
     made.insert(key.to_string(), node.clone());
-    if let Some(inputs) = json.get("inputs").and_then(|i| i.as_object()) {
+    if let Some(inputs) = json.get("inputs") {
+        let inputs = inputs
+            .as_object()
+            .ok_or_else(|| bad(&format!("has bad 'inputs' in node '{key}'")))?;
         for (name, edge) in inputs {
             let edge = match edge {
                 serde_json::Value::String(k) => {
@@ -1194,19 +1197,50 @@ fn parse_cli_ref(s: &str, cwd: &str) -> EResult<FlakeRef> {
         return FlakeRef::parse(s, None);
     }
     let (path, query) = s.split_once('?').map_or((s, None), |(p, q)| (p, Some(q)));
-    let dir = crate::eval::canon_path(&if path.starts_with('/') {
+    let mut dir = crate::eval::canon_path(&if path.starts_with('/') {
         path.to_string()
     } else {
         format!("{cwd}/{path}")
     });
+    let has_flake = |d: &str| std::path::Path::new(d).join("flake.nix").exists();
+    if !has_flake(&dir) {
+        // A directory inside a flake names that flake: look upwards, not past a Git
+        // repository's root or a file system boundary, as CppNix.
+        crate::term::write_stderr_line(&format!(
+            "path '{dir}' does not contain a 'flake.nix', searching up"
+        ));
+        let device = |d: &str| {
+            std::fs::symlink_metadata(d)
+                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                .map_err(|e| EvalError::new(format!("getting status of '{d}': {}", io_text(&e))))
+        };
+        let start = device(&dir)?;
+        loop {
+            if has_flake(&dir) {
+                break;
+            }
+            if std::path::Path::new(&dir).join(".git").exists() {
+                return err(format!(
+                    "path '{dir}' is not part of a flake (neither it nor its parent directories contain a 'flake.nix' file)"
+                ));
+            }
+            if device(&dir)? != start {
+                return err(format!(
+                    "unable to find a flake before encountering filesystem boundary at '{dir}'"
+                ));
+            }
+            if dir == "/" {
+                return err("could not find a flake.nix file");
+            }
+            dir = match dir.rsplit_once('/') {
+                Some(("", _)) | None => "/".to_string(),
+                Some((parent, _)) => parent.to_string(),
+            };
+        }
+    }
     if !std::path::Path::new(&dir).is_dir() {
         return err(format!(
             "path '{dir}' is not a flake (because it's not a directory)"
-        ));
-    }
-    if !std::path::Path::new(&dir).join("flake.nix").exists() {
-        return err(format!(
-            "path '{dir}' is not a flake (because it doesn't contain a 'flake.nix' file)"
         ));
     }
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
@@ -1239,6 +1273,15 @@ fn parse_cli_ref(s: &str, cwd: &str) -> EResult<FlakeRef> {
         } else {
             parent.to_string()
         };
+    }
+}
+
+/// An IO error as CppNix words it (the system's message, without Rust's "(os error N)").
+fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }
 

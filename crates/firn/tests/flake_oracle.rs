@@ -278,6 +278,21 @@ fn get_flake_agrees_with_cppnix() {
         std::fs::read_to_string(corrupt.join("flake.lock")).expect("read"),
         "{ \"version\": 7, \"nodes\": "
     );
+    // A lock file of the wrong shape too.
+    write(
+        &corrupt.join("flake.lock"),
+        r#"{"version": 7, "root": "root", "nodes": {"root": {"inputs": 5}}}"#,
+    );
+    let (ok, _, err) = eval(
+        true,
+        dir,
+        &format!("(builtins.getFlake \"path:{}\").x", corrupt.display()),
+        true,
+    );
+    assert!(
+        !ok && err.contains("has bad 'inputs' in node 'root'"),
+        "{err}"
+    );
 }
 
 /// Flake installables of `nix eval` and `nix build` (`REF#ATTRPATH`, `.`, a directory in a
@@ -326,6 +341,10 @@ fn flake_installables_agree_with_cppnix() {
     };
     let plain_ref = format!("path:{}", plain.display());
     let sub = repo.join("sub");
+    // A directory inside a flake names it; one outside any flake is an error.
+    let deep = plain.join("deep/er");
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    std::fs::create_dir_all(dir.join("empty")).expect("mkdir");
     let cases: Vec<(&Path, Vec<String>)> = vec![
         (dir, vec!["eval".into(), format!("{plain_ref}#x")]),
         (dir, vec!["eval".into(), format!("{plain_ref}#leg")]),
@@ -356,6 +375,9 @@ fn flake_installables_agree_with_cppnix() {
             ],
         ),
         (&sub, vec!["eval".into(), ".#x".into()]),
+        (&deep, vec!["eval".into(), ".#x".into()]),
+        (dir, vec!["eval".into(), "./empty#x".into()]),
+        (dir, vec!["eval".into(), "./nothere#x".into()]),
         (
             &plain,
             vec!["build".into(), "--dry-run".into(), "--json".into()],
