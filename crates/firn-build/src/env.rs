@@ -112,7 +112,7 @@ pub fn builder_env(i: &EnvInputs) -> Result<BTreeMap<String, String>, BuildError
             }
         }
         // CppNix writes the JSON with sorted keys and no spaces.
-        let sorted = sort_json(&attrs);
+        let sorted = firn_format::json::sort_json(&attrs);
         let text = serde_json::to_string(&sorted)
             .map_err(|e| BuildError::Other(format!("writing .attrs.json: {e}")))?;
         write(
@@ -155,23 +155,6 @@ fn impure_env_vars(
         .env
         .get("impureEnvVars")
         .map(|s| s.split_ascii_whitespace().map(String::from).collect()))
-}
-
-/// A copy of `v` with every object's keys sorted (as nlohmann's `json` orders them).
-pub fn sort_json(v: &serde_json::Value) -> serde_json::Value {
-    match v {
-        serde_json::Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let mut out = serde_json::Map::new();
-            for k in keys {
-                out.insert(k.clone(), sort_json(&m[k]));
-            }
-            serde_json::Value::Object(out)
-        }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort_json).collect()),
-        other => other.clone(),
-    }
 }
 
 fn shell_escape(s: &str) -> String {

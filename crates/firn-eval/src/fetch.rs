@@ -274,7 +274,11 @@ fn cache(ev: &Evaluator) -> Option<Rc<rusqlite::Connection>> {
 
 /// Input attributes from the cache's JSON (CppNix's `jsonToAttrs`).
 pub(crate) fn attrs_from_json(s: &str) -> Option<Attrs> {
-    let v: serde_json::Value = serde_json::from_str(s).ok()?;
+    attrs_from_value(&serde_json::from_str(s).ok()?)
+}
+
+/// The attributes of a JSON object of strings, numbers and Booleans (None for anything else).
+pub(crate) fn attrs_from_value(v: &serde_json::Value) -> Option<Attrs> {
     let mut out = Attrs::new();
     for (k, v) in v.as_object()? {
         let a = match v {

@@ -107,7 +107,7 @@ impl FlakeRef {
                 }
                 url.to_url_string()
             }
-            Err(_) => attrs_json_text(&self.attrs()),
+            Err(_) => fetch_tree::attrs_to_json(&self.attrs()),
         }
     }
 }
@@ -250,12 +250,10 @@ fn fetch_ref(
     Ok((path, resolved, locked))
 }
 
-/// Where the files of store path `p` are.
-fn real_dir(ev: &Evaluator, p: &StorePath) -> String {
-    ev.store
-        .real_path(&ev.store.dir.display(p))
-        .to_string_lossy()
-        .into_owned()
+/// The root of the lock in `flake`'s own `flake.lock` (an empty one if it has none).
+fn own_lock(ev: &Evaluator, flake: &Flake) -> EResult<Rc<Node>> {
+    let source = ev.store.real_path(&ev.store.dir.display(&flake.path));
+    read_lock(&source.join(&flake.locked.subdir).join("flake.lock"))
 }
 
 /// Fetch the flake `r` and read its `flake.nix` (`root`: where a `follows` of its inputs
@@ -527,15 +525,18 @@ fn node_of(
     let reference = match json.get("locked") {
         None => None,
         Some(locked) => {
-            let mut attrs = json_attrs(locked).ok_or_else(|| bad("has a bad 'locked'"))?;
+            let mut attrs =
+                crate::fetch::attrs_from_value(locked).ok_or_else(|| bad("has a bad 'locked'"))?;
             // Version 5 kept the NAR hash and times apart, in `info`.
             if let Some(info) = json.get("info") {
-                attrs.extend(json_attrs(info).ok_or_else(|| bad("has a bad 'info'"))?);
+                attrs.extend(
+                    crate::fetch::attrs_from_value(info).ok_or_else(|| bad("has a bad 'info'"))?,
+                );
             }
             let locked = FlakeRef::from_attrs(attrs)?;
             let original = json
                 .get("original")
-                .and_then(json_attrs)
+                .and_then(crate::fetch::attrs_from_value)
                 .ok_or_else(|| bad(&format!("has no 'original' in node '{key}'")))?;
             let original = FlakeRef::from_attrs(original)?;
             if !locked.is_locked() {
@@ -573,41 +574,6 @@ fn node_of(
     Ok(node)
 }
 
-/// Fetcher attributes from JSON (strings, numbers, Booleans).
-fn json_attrs(v: &serde_json::Value) -> Option<Attrs> {
-    let mut out = Attrs::new();
-    for (k, v) in v.as_object()? {
-        let a = match v {
-            serde_json::Value::String(s) => Attr::Str(s.clone()),
-            serde_json::Value::Bool(b) => Attr::Bool(*b),
-            serde_json::Value::Number(n) => Attr::Int(n.as_u64()?),
-            _ => return None,
-        };
-        out.insert(k.clone(), a);
-    }
-    Some(out)
-}
-
-fn attrs_json_text(attrs: &Attrs) -> String {
-    attrs_json(attrs).to_string()
-}
-
-fn attrs_json(attrs: &Attrs) -> serde_json::Value {
-    serde_json::Value::Object(
-        attrs
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Attr::Str(s) => serde_json::Value::from(s.as_str()),
-                    Attr::Int(i) => serde_json::Value::from(*i),
-                    Attr::Bool(b) => serde_json::Value::from(*b),
-                };
-                (k.clone(), v)
-            })
-            .collect(),
-    )
-}
-
 /// The lock file of the tree under `root` as JSON (version 7): each node under the name of
 /// the input that first reaches it (`_2`, `_3`... after names taken), shared nodes once.
 fn lock_json(root: &Rc<Node>) -> String {
@@ -642,8 +608,14 @@ fn lock_json(root: &Rc<Node>) -> String {
             n.insert("inputs".into(), serde_json::Value::Object(out));
         }
         if let Some((locked, original, is_flake)) = &node.reference {
-            n.insert("locked".into(), attrs_json(&locked.attrs()));
-            n.insert("original".into(), attrs_json(&original.attrs()));
+            n.insert(
+                "locked".into(),
+                crate::flakeref::attrs_to_value(&locked.attrs()),
+            );
+            n.insert(
+                "original".into(),
+                crate::flakeref::attrs_to_value(&original.attrs()),
+            );
             if !is_flake {
                 n.insert("flake".into(), serde_json::Value::Bool(false));
             }
@@ -740,12 +712,7 @@ fn lock(
 ) -> EResult<Locked> {
     let mut fetched = Fetched::default();
     let flake = get_flake(ev, top, flags.use_registries, &mut fetched, &[])?;
-    let source = real_dir(ev, &flake.path);
-    let dir = match flake.locked.subdir.as_str() {
-        "" => source.clone(),
-        sub => format!("{source}/{sub}"),
-    };
-    let old = read_lock(&std::path::Path::new(&dir).join("flake.lock"))?;
+    let old = own_lock(ev, &flake)?;
     let root = Node::root();
     let mut overrides = HashMap::new();
     for (path, reference) in &options.override_inputs {
@@ -1088,12 +1055,7 @@ impl Locker<'_> {
         let result = match old_lock {
             Some(o) => self.compute(&flake.inputs, &child, path, Some(&o), lock_root, false),
             None => {
-                let source = real_dir(self.ev, &flake.path);
-                let dir = match flake.locked.subdir.as_str() {
-                    "" => source,
-                    sub => format!("{source}/{sub}"),
-                };
-                let own = read_lock(&std::path::Path::new(&dir).join("flake.lock"))?;
+                let own = own_lock(self.ev, &flake)?;
                 self.compute(&flake.inputs, &child, path, Some(&own), path, false)
             }
         };
@@ -1382,7 +1344,7 @@ fn write_changed(
 fn write_lock(path: &str, root: &Rc<Node>) -> EResult<()> {
     let json: serde_json::Value = serde_json::from_str(&lock_json(root))
         .map_err(|e| EvalError::new(format!("making lock file '{path}': {e}")))?;
-    let text = serde_json::to_string_pretty(&sorted(json))
+    let text = serde_json::to_string_pretty(&firn_format::json::sort_json(&json))
         .map_err(|e| EvalError::new(format!("making lock file '{path}': {e}")))?;
     let tmp = format!("{path}.tmp-{}", std::process::id());
     std::fs::write(&tmp, format!("{text}\n"))
@@ -1391,21 +1353,6 @@ fn write_lock(path: &str, root: &Rc<Node>) -> EResult<()> {
             let _ = std::fs::remove_file(&tmp);
             EvalError::new(format!("writing lock file '{path}': {e}"))
         })
-}
-
-/// `v` with every object's keys in order (as CppNix's JSON library keeps them).
-pub fn sorted(v: serde_json::Value) -> serde_json::Value {
-    match v {
-        serde_json::Value::Object(m) => {
-            let mut entries: Vec<_> = m.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        serde_json::Value::Array(a) => {
-            serde_json::Value::Array(a.into_iter().map(sorted).collect())
-        }
-        other => other,
-    }
 }
 
 /// The value at attribute path `path` of `v`, or the close names of the attribute missing
@@ -1597,18 +1544,18 @@ pub fn lock_command(
     input_tree(&locked.root, "", &mut visited, &mut tree);
     Ok(Metadata {
         original_url: flake.original.show(),
-        original: attrs_json(&flake.original.attrs()),
+        original: crate::flakeref::attrs_to_value(&flake.original.attrs()),
         resolved_url: flake.resolved.show(),
-        resolved: attrs_json(&flake.resolved.attrs()),
+        resolved: crate::flakeref::attrs_to_value(&flake.resolved.attrs()),
         locked_url: flake.locked.show(),
-        locked: attrs_json(&flake.locked.attrs()),
+        locked: crate::flakeref::attrs_to_value(&flake.locked.attrs()),
         description: flake.description.clone(),
         path: ev.store.dir.display(&flake.path),
         revision: input.rev()?.map(|r| r.to_base16()),
         rev_count: input.int("revCount")?,
         last_modified: input.int("lastModified")?,
-        locks: sorted(
-            serde_json::from_str(&lock_json(&locked.root))
+        locks: firn_format::json::sort_json(
+            &serde_json::from_str(&lock_json(&locked.root))
                 .map_err(|e| EvalError::new(format!("making the lock file: {e}")))?,
         ),
         tree,

@@ -895,6 +895,11 @@ pub type Attrs = BTreeMap<String, Attr>;
 
 /// The attributes as compact JSON (for error messages, as upstream prints them).
 pub fn attrs_to_json(attrs: &Attrs) -> String {
+    attrs_to_value(attrs).to_string()
+}
+
+/// The attributes as a JSON object.
+pub fn attrs_to_value(attrs: &Attrs) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for (k, v) in attrs {
         let j = match v {
@@ -904,7 +909,7 @@ pub fn attrs_to_json(attrs: &Attrs) -> String {
         };
         m.insert(k.clone(), j);
     }
-    serde_json::Value::Object(m).to_string()
+    serde_json::Value::Object(m)
 }
 
 fn maybe_str(attrs: &Attrs, name: &str) -> Result<Option<String>> {

@@ -38,8 +38,9 @@ pub fn set_builder(builder: Box<dyn Builder>) {
     let _ = BUILDER.set(builder);
 }
 
-/// A context element taken apart: the store path, and the output for `!OUT!DRV`.
-fn element(c: &str) -> EResult<(&str, Option<&str>)> {
+/// A context element taken apart: the store path, and the output for `!OUT!DRV` (a plain
+/// path and a whole derivation `=DRV` have none).
+pub fn element(c: &str) -> EResult<(&str, Option<&str>)> {
     if let Some(p) = c.strip_prefix('=') {
         return Ok((p, None));
     }

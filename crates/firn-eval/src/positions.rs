@@ -171,6 +171,22 @@ impl Positions {
         Some((f.origin.clone(), line as u32, col))
     }
 
+    /// A position as CppNix 2.8 prints one in a value or message: `FILE:LINE:COL`, with
+    /// `(string)`/`(stdin)` for expressions not read from a file, or `undefined position`.
+    pub fn shown(&self, offset: u32) -> String {
+        match self.locate(offset) {
+            Some((file, line, col)) => {
+                let file = match &*file {
+                    "«string»" => "(string)",
+                    "«stdin»" => "(stdin)",
+                    f => f,
+                };
+                format!("{file}:{line}:{col}")
+            }
+            None => "undefined position".to_string(),
+        }
+    }
+
     /// The location of a span offset as an error shows it (`at FILE:LINE:COL:` and the
     /// lines around it).
     pub fn render(&self, offset: u32) -> Option<String> {

@@ -17,6 +17,7 @@ pub use signature::{PublicKey, PublicKeys, SecretKey};
 pub use store_path::{ContentAddress, FileIngestionMethod, StoreDir, StorePath};
 pub mod cache_info;
 pub mod derivation;
+pub mod json;
 pub mod nar;
 pub mod narinfo;
 pub mod rewrite;

@@ -46,6 +46,12 @@ fn eval(firn_side: bool, dir: &Path, expr: &str, impure: bool) -> (bool, String,
     )
 }
 
+/// How `c` ended: its exit code, standard output and standard error.
+fn ran(c: &mut Command) -> (Option<i32>, String, String) {
+    let o = outcome(c);
+    (o.code, o.stdout, o.stderr)
+}
+
 /// The last line of `stderr` that starts with `error: ` (indented or not), or "".
 fn last_error(stderr: &[u8]) -> String {
     String::from_utf8_lossy(stderr)
@@ -327,16 +333,11 @@ fn flake_installables_agree_with_cppnix() {
     git(&repo, &["commit", "-q", "-m", "one"], DATE);
 
     let run = |firn_side: bool, cwd: &Path, args: &[&str]| {
-        let out = tool(firn_side, "nix", dir)
-            .current_dir(cwd)
-            .args(args)
-            .output()
-            .expect("running nix");
-        let last = last_error(&out.stderr);
+        let (code, stdout, stderr) = ran(tool(firn_side, "nix", dir).current_dir(cwd).args(args));
         (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
-            last,
+            code,
+            stdout.trim_end().to_string(),
+            last_error(stderr.as_bytes()),
         )
     };
     let plain_ref = format!("path:{}", plain.display());
@@ -479,15 +480,7 @@ fn flake_commands_agree_with_cppnix() {
     };
     let run = |firn_side: bool, args: &[&str]| {
         settle();
-        let out = tool(firn_side, "nix", dir)
-            .args(args)
-            .output()
-            .expect("running nix");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        ran(tool(firn_side, "nix", dir).args(args))
     };
     let mut sides = Vec::new();
     for side in [false, true] {
@@ -617,16 +610,7 @@ fn flake_show_agrees_with_cppnix() {
     ] {
         let mut seen = Vec::new();
         for side in [false, true] {
-            let out = tool(side, "nix", dir)
-                .current_dir(flake)
-                .args(args)
-                .output()
-                .expect("nix flake show");
-            seen.push((
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ));
+            seen.push(ran(tool(side, "nix", dir).current_dir(flake).args(args)));
         }
         assert_eq!(seen[1], seen[0], "{args:?} in {}", flake.display());
         assert!(!seen[0].1.is_empty() || seen[0].0 != Some(0), "{args:?}");
@@ -699,17 +683,8 @@ fn run_and_shell_agree_with_cppnix() {
     for args in &cases {
         let mut seen = Vec::new();
         for side in [false, true] {
-            let out = tool(side, "nix", dir)
-                .current_dir(&flake)
-                .args(args)
-                .output()
-                .expect("running nix");
-            let last = last_error(&out.stderr);
-            seen.push((
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                last,
-            ));
+            let (code, stdout, stderr) = ran(tool(side, "nix", dir).current_dir(&flake).args(args));
+            seen.push((code, stdout, last_error(stderr.as_bytes())));
         }
         assert_eq!(seen[1], seen[0], "{args:?}");
         assert!(
@@ -751,16 +726,8 @@ fn registries_and_prefetch_agree_with_cppnix() {
     for args in cases {
         let mut seen = Vec::new();
         for side in [false, true] {
-            let out = tool(side, "nix", dir)
-                .args(["--option", "flake-registry", &registry])
-                .args(args)
-                .output()
-                .expect("running nix");
-            seen.push((
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ));
+            let registry = ["--option", "flake-registry", &registry];
+            seen.push(ran(tool(side, "nix", dir).args(registry).args(args)));
         }
         assert_eq!(seen[1], seen[0], "{args:?}");
         assert!(!seen[0].1.is_empty() || !seen[0].2.is_empty(), "{args:?}");

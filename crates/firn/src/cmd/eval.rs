@@ -238,18 +238,10 @@ fn write_value(
             Ok(())
         }
         _ => {
-            // CppNix 2.8 shows the position as `FILE:LINE:COL`, `(string)` for an expression.
-            let pos = at
-                .and_then(|o| ev.positions.locate(o))
-                .map(|(file, line, col)| {
-                    let file = match &*file {
-                        "«string»" => "(string)",
-                        "«stdin»" => "(stdin)",
-                        f => f,
-                    };
-                    format!("{file}:{line}:{col}")
-                })
-                .unwrap_or_else(|| "undefined position".into());
+            let pos = match at {
+                Some(o) => ev.positions.shown(o),
+                None => "undefined position".to_string(),
+            };
             Err(EvalError::new(format!(
                 "value at '{pos}' is not a string or an attribute set"
             )))

@@ -305,7 +305,7 @@ fn show_outputs(
         show.visit(root, &[], &format!("\x1b[1m{locked}\x1b[0m"), "")
     })?;
     if json {
-        firn_eval::term::write_stdout(&firn_eval::flake::sorted(j).to_string(), true)?;
+        firn_eval::term::write_stdout(&firn_format::json::sort_json(&j).to_string(), true)?;
     }
     Ok(())
 }

@@ -187,16 +187,16 @@ fn program_to_run(
         None => ctx.open_store()?,
     };
     let mut wanted = Vec::new();
-    for c in context {
-        // `!OUT!DRV` (an output), `=DRV` (a derivation and its outputs) or a plain path.
-        let path = match c.strip_prefix('!').and_then(|r| r.split_once('!')) {
-            Some((out, drv)) => DerivedPath::Built {
-                drv: sd.parse(drv)?,
+    for c in &context {
+        let (path, output) =
+            firn_eval::ifd::element(c).map_err(|e| anyhow::anyhow!("{}", e.msg))?;
+        wanted.push(match output {
+            Some(out) => DerivedPath::Built {
+                drv: sd.parse(path)?,
                 outputs: Some([out.to_string()].into()),
             },
-            None => DerivedPath::Opaque(sd.parse(c.strip_prefix('=').unwrap_or(&c))?),
-        };
-        wanted.push(path);
+            None => DerivedPath::Opaque(sd.parse(path)?),
+        });
     }
     Ok((program, wanted, store))
 }

@@ -119,17 +119,7 @@ impl Printer<'_> {
                 self.out.push(']');
             }
             Value::Lambda(l) => {
-                let pos = match self.ev.positions.locate(l.expr.span.start) {
-                    Some((file, line, col)) => {
-                        let file = match &*file {
-                            "«string»" => "(string)",
-                            "«stdin»" => "(stdin)",
-                            f => f,
-                        };
-                        format!("{file}:{line}:{col}")
-                    }
-                    None => "undefined position".to_string(),
-                };
+                let pos = self.ev.positions.shown(l.expr.span.start);
                 self.colored(BLUE, &format!("«lambda @ {pos}»"));
             }
             Value::PrimOp(_) => self.colored(MAGENTA, "«primop»"),
