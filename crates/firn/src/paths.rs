@@ -19,6 +19,14 @@ pub fn absolute(s: &str) -> Result<String> {
     Ok(canon(&p.to_string_lossy()))
 }
 
+/// The current directory, as a string.
+pub fn cwd() -> Result<String> {
+    Ok(std::env::current_dir()
+        .context("getting the current directory")?
+        .to_string_lossy()
+        .into_owned())
+}
+
 /// Lexically normalise an absolute path: collapse `//`, drop `.`, resolve `..`.
 pub use firn_syntax::parser::canon_path as canon;
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use firn_build::DerivedPath;
 use firn_store::LocalStore;
@@ -142,10 +142,7 @@ pub(crate) fn resolve_installables(
         }
         return Ok((out, store));
     }
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let (src, from_expr) = match (&inst.expr, &inst.file) {
         (Some(e), None) => (e.clone(), true),
         (None, Some(f)) => (f.clone(), false),

@@ -1,7 +1,7 @@
 //! `nix eval`: evaluate an expression (`--expr`) or a file (`--file`), optionally select an
 //! attribute path and apply a function, and print the result as Nix, `--json` or `--raw`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
 /// The evaluation options `nix eval`, `nix build` and `nix repl` share (CppNix's
@@ -96,10 +96,7 @@ pub fn run(
     } else {
         restriction
     };
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let input = match (&a.expr, &a.file) {
         (Some(e), None) => crate::legacy::nix_instantiate::read_input(e, true, &cwd)?,
         (None, Some(f)) => crate::legacy::nix_instantiate::read_input(f, false, &cwd)?,

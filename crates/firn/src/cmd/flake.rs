@@ -138,10 +138,7 @@ pub fn run(
             (a, false, true)
         }
     };
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let reference = args.flake.clone().unwrap_or_else(|| ".".into());
     let mut options = args.lock.options();
     options.recreate |= update_all;
@@ -291,10 +288,7 @@ fn show_outputs(
     (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let reference = a.flake.flake.clone().unwrap_or_else(|| ".".into());
     let options = a.flake.lock.options();
     let (json, legacy) = (a.flake.json, a.legacy);
@@ -540,10 +534,7 @@ fn prefetch(
     (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let reference = a.flake.clone().unwrap_or_else(|| ".".into());
     let (locked, path, hash) =
         with_evaluator((features, registry), store, show_trace, move |ev| {
@@ -570,10 +561,7 @@ fn from_template(
     (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let dest = crate::paths::absolute(dest)?;
     let template = template.to_string();
     let (from, welcome) = with_evaluator((features, registry), store, show_trace, move |ev| {

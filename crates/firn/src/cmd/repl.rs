@@ -81,10 +81,7 @@ pub fn run(ctx: Ctx, a: ReplArgs) -> Result<()> {
             None
         }
     };
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let opts = Options {
         include: a.common.include.clone(),
         cwd,

@@ -124,10 +124,7 @@ fn program_to_run(
         crate::cmd::flake::require_flakes(&features)?;
     }
     let store = ctx.open_store()?;
-    let cwd = std::env::current_dir()
-        .context("getting the current directory")?
-        .to_string_lossy()
-        .into_owned();
+    let cwd = crate::paths::cwd()?;
     let input = match &source {
         Some((s, from_expr)) => Some(crate::legacy::nix_instantiate::read_input(
             s, *from_expr, &cwd,
