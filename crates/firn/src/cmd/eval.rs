@@ -4,6 +4,13 @@
 use anyhow::{bail, Result};
 use clap::Args;
 
+/// What `nix eval` evaluates: a flake installable, or an expression or file (whose value
+/// the installable is an attribute path of).
+enum Source {
+    Flake(String),
+    Input(crate::legacy::nix_instantiate::Input),
+}
+
 /// The evaluation options `nix eval`, `nix build` and `nix repl` share (CppNix's
 /// `MixEvalArgs`).
 #[derive(Args, Debug, Clone, Default)]
@@ -84,25 +91,26 @@ pub fn run(
     (restriction, allowed_uris): (firn_eval::purity::Restriction, Vec<String>),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
-    // A flake installable: neither `--expr` nor `--file`. As CppNix's `nix`, an expression
-    // and a flake are evaluated purely unless `--impure` (a file never is).
-    let flake = (a.expr.is_none() && a.file.is_none())
-        .then(|| a.installable.clone().unwrap_or_else(|| ".".into()));
-    if flake.is_some() {
-        crate::cmd::flake::require_flakes(&features)?;
-    }
-    let restriction = if (a.expr.is_some() || flake.is_some()) && !a.impure {
-        firn_eval::purity::Restriction::Pure
-    } else {
-        restriction
-    };
     let cwd = crate::paths::cwd()?;
-    let input = match (&a.expr, &a.file) {
-        (Some(e), None) => crate::legacy::nix_instantiate::read_input(e, true, &cwd)?,
-        (None, Some(f)) => crate::legacy::nix_instantiate::read_input(f, false, &cwd)?,
+    let source = match (&a.expr, &a.file) {
+        (Some(e), None) => {
+            Source::Input(crate::legacy::nix_instantiate::read_input(e, true, &cwd)?)
+        }
+        (None, Some(f)) => {
+            Source::Input(crate::legacy::nix_instantiate::read_input(f, false, &cwd)?)
+        }
         (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
-        // A flake installable (not read as an input).
-        (None, None) => crate::legacy::nix_instantiate::read_input("", true, &cwd)?,
+        // Neither: a flake installable.
+        (None, None) => {
+            crate::cmd::flake::require_flakes(&features)?;
+            Source::Flake(a.installable.clone().unwrap_or_else(|| ".".into()))
+        }
+    };
+    // As CppNix's `nix`, an expression and a flake are evaluated purely unless `--impure`
+    // (a file never is).
+    let restriction = match a.file.is_none() && !a.impure {
+        true => firn_eval::purity::Restriction::Pure,
+        false => restriction,
     };
     if let Some(dir) = &a.write_to {
         if std::fs::symlink_metadata(dir).is_ok() {
@@ -137,12 +145,12 @@ pub fn run(
         ev.flake_registry = flake_registry;
         let body = |ev: &mut firn_eval::Evaluator| -> Result<String, String> {
             let render = |e: firn_eval::error::EvalError| e.render(show_trace);
-            let mut v = match &flake {
-                Some(installable) => {
-                    firn_eval::flake::installable(ev, installable, &cwd, &lock_options)
+            let mut v = match source {
+                Source::Flake(installable) => {
+                    firn_eval::flake::installable(ev, &installable, &cwd, &lock_options)
                         .map_err(render)?
                 }
-                None => {
+                Source::Input(input) => {
                     let input = crate::legacy::nix_instantiate::resolve_input(ev, input)?;
                     let e = ev
                         .parse(&input.text, &input.origin, &input.base_dir)
