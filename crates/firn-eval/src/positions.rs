@@ -297,6 +297,10 @@ fn origin_offset(origin: &Origin, name: &str, interner: &firn_syntax::Interner) 
         Origin::Update(u) => origin_offset(&u.right, name, interner)
             .or_else(|| origin_offset(&u.left, name, interner)),
         Origin::Table(t) => t.get(name),
+        Origin::Sides(s) if s.right_set.contains_key(name) => {
+            origin_offset(&s.right, name, interner)
+        }
+        Origin::Sides(s) => origin_offset(&s.left, name, interner),
     }
 }
 
@@ -330,6 +334,8 @@ fn exact_for(origin: &Origin, set: &AttrSet) -> bool {
         Origin::Formals(f) => f.formals.len() == set.len(),
         Origin::Update(u) => u.exact && u.len as usize == set.len(),
         Origin::Table(t) => t.len() == set.len(),
+        // Its sides' origins may know more names.
+        Origin::Sides(_) => false,
     }
 }
 
@@ -372,11 +378,7 @@ fn joined(
 ) -> Origin {
     let len = result.len();
     // Either side may be a chain (a fold from the left or from the right).
-    let depth_of = |o: &Origin| match o {
-        Origin::Update(u) => u.depth,
-        _ => 0,
-    };
-    let depth = depth_of(left).max(depth_of(&right)).saturating_add(1);
+    let depth = left.depth().max(right.depth()).saturating_add(1);
     if depth > crate::value::UpdateOrigin::MAX_DEPTH {
         return match right_exact {
             true => flattened(result, left, &right, interner).unwrap_or(right),
@@ -398,13 +400,13 @@ fn joined(
 /// `y` lost to `removeAttrs` or `intersectAttrs` an attribute its syntax defines that `x`
 /// has: that attribute of the result is `x`'s, and `y`'s origin would give it the removed
 /// definition's position, so the result gets a table of each attribute's position looked up
-/// on its own side ([`placed_update`]; no origin for a large set). Checked name by name only
+/// on its own side ([`placed_update`]). Checked name by name only
 /// when `y` has fewer attributes than its syntax defines statically (or names made
 /// dynamically).
 #[inline]
 pub(crate) fn update_origin(
     x: &AttrSet,
-    y: &AttrSet,
+    y: &Rc<AttrSet>,
     result: &AttrMap,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
@@ -420,7 +422,7 @@ pub(crate) fn update_origin(
 #[inline(never)]
 fn checked_update_origin(
     x: &AttrSet,
-    y: &AttrSet,
+    y: &Rc<AttrSet>,
     origin: &Origin,
     result: &AttrMap,
     interner: &firn_syntax::Interner,
@@ -434,7 +436,7 @@ fn checked_update_origin(
         Origin::Formals(f) => f.formals.iter().any(|f| lost(f.name)),
         Origin::Table(t) => t.names().any(|n| !y.contains_key(n) && x.contains_key(n)),
         // A chain's names, if there are few enough to check one by one.
-        Origin::Update(_) => {
+        Origin::Update(_) | Origin::Sides(_) => {
             let mut names = Vec::new();
             !link_entries(origin, interner, &mut names)
                 || names
@@ -464,6 +466,7 @@ fn checked_update_origin(
         Origin::Formals(_) | Origin::Table(_) => true,
         // Knows every name of the set it was made for (of which `y` has some).
         Origin::Update(u) => u.exact,
+        Origin::Sides(_) => false,
     };
     Some(if joinable {
         joined_origin(x, origin.clone(), false, result, interner)
@@ -563,6 +566,8 @@ fn origin_len(origin: &Origin) -> usize {
         Origin::Formals(f) => f.formals.len(),
         Origin::Table(t) => t.len(),
         Origin::Update(_) => 0,
+        // It cannot be listed (see `link_entries`), so it is taken as the base.
+        Origin::Sides(_) => usize::MAX,
     }
 }
 
@@ -607,19 +612,39 @@ fn link_entries<'a>(
 /// origin (which knows all of `x`'s), or, where `y` is the larger, the names only `x` has over
 /// `y`'s origin (the lost names are among them, so the table answers for them first). A
 /// table is made only for the smaller side, of at most [`TABLE_LOOKUPS_MAX`] names; with
-/// two larger sides, no origin.
+/// two larger sides, both origins told apart by `y`'s names ([`Origin::Sides`]), or, where
+/// that would make too deep a chain, a table of the result's positions.
 #[cold]
 fn placed_update(
     x: &AttrSet,
-    y: &AttrSet,
+    y: &Rc<AttrSet>,
     result: &AttrMap,
     interner: &firn_syntax::Interner,
 ) -> Option<Origin> {
     let (xo, yo) = (x.origin.as_ref()?, y.origin.as_ref()?);
     let only_x = result.len() - y.len();
-    if y.len() <= TABLE_LOOKUPS_MAX || only_x > TABLE_LOOKUPS_MAX {
+    if y.len() <= TABLE_LOOKUPS_MAX {
         let ys = table_of(y.keys().map(|k| (k.clone(), yo)), y.len(), interner)?;
         return Some(joined(xo, exact_for(xo, x), ys, true, result, interner));
+    }
+    if only_x > TABLE_LOOKUPS_MAX {
+        let depth = xo.depth().max(yo.depth()).saturating_add(1);
+        let sides = Origin::Sides(Rc::new(crate::value::SidesOrigin {
+            left: xo.clone(),
+            right: yo.clone(),
+            right_set: y.clone(),
+            depth,
+        }));
+        if depth <= crate::value::UpdateOrigin::MAX_DEPTH {
+            return Some(sides);
+        }
+        // Too deep (a fold of such updates): the result's positions as a table, once in
+        // `MAX_DEPTH` steps.
+        let entries = result
+            .keys()
+            .filter_map(|k| Some((k.clone(), origin_offset(&sides, k, interner)?)))
+            .collect();
+        return Some(Origin::Table(Rc::new(PosTable::from_sorted(entries))));
     }
     let xs = x
         .keys()

@@ -433,6 +433,43 @@ pub enum Origin {
     /// Positions of names not written in the syntax: those a set literal makes dynamically,
     /// and those of `listToAttrs` (each its pair's `value`, as in CppNix).
     Table(Rc<PosTable>),
+    /// `x // y` where `y`'s origin also knows names `y` lost (to `removeAttrs`), and both
+    /// sides are too large for a table of one side's positions: a name `y` has is looked up
+    /// in `y`'s origin, the others in `x`'s.
+    Sides(Rc<SidesOrigin>),
+}
+
+impl Origin {
+    /// How many updates deep this origin is (see [`UpdateOrigin::depth`]).
+    pub fn depth(&self) -> u8 {
+        match self {
+            Origin::Update(u) => u.depth,
+            Origin::Sides(s) => s.depth,
+            Origin::Attrs(_) | Origin::Formals(_) | Origin::Table(_) => 0,
+        }
+    }
+}
+
+/// The two sides of an update that are told apart by the right side's names
+/// ([`Origin::Sides`]).
+pub struct SidesOrigin {
+    pub left: Origin,
+    pub right: Origin,
+    /// The right side (its names; its values are the result's too).
+    pub right_set: Rc<AttrSet>,
+    /// As [`UpdateOrigin::depth`].
+    pub depth: u8,
+}
+
+impl std::fmt::Debug for SidesOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidesOrigin")
+            .field("left", &self.left)
+            .field("right", &self.right)
+            .field("right_names", &self.right_set.len())
+            .field("depth", &self.depth)
+            .finish()
+    }
 }
 
 /// Names (sorted, each once) with the offset of their definition ([`Origin::Table`]).

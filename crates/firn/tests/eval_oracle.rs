@@ -407,8 +407,8 @@ in [
     // Names made dynamically and by `listToAttrs` (each at its pair's `value`, the first of
     // equal names winning), alone and under or over an update, large sets folded onto
     // from the left, the right or both (a cut chain keeps every position), and large sets
-    // updated with a side that lost (to `removeAttrs`) a name the other has: as CppNix gives
-    // them.
+    // updated with a side that lost (to `removeAttrs`) a name the other has (the other side
+    // large or not, once or in a fold): as CppNix gives them.
     let made = tmp.path().join("made.nix");
     std::fs::write(
         &made,
@@ -429,6 +429,7 @@ in [
   grown = builtins.foldl' (acc: i: acc // { ${"g" + toString i} = i; } // (if i == 200 then { start = 1; } else { })) { start = 0; } (builtins.genList (i: i) 400);
   listed = builtins.listToAttrs (builtins.genList (i: { name = "l" + toString i; value = i; }) 300);
   under = base: builtins.foldl' (acc: i: { ${"r" + toString i} = i; } // acc) base (builtins.genList (i: i) 40);
+  other = listed // { a5 = 0; a6 = 1; };
   mixed = base: builtins.foldl' (acc: i: if i / 3 * 3 == i then acc // { ${"m" + toString i} = i; } else { ${"n" + toString i} = i; a5 = 1; } // acc) base (builtins.genList (i: i) 60);
   p = s: map (k: builtins.unsafeGetAttrPos k s) (builtins.attrNames s);
 in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1; c = 2; } // r)) (p ({ a = 1; } // builtins.removeAttrs o [ "x" ])) (p deep) (p deeper)
@@ -436,7 +437,10 @@ in [ (p d) (p l) (p g) (p u) (p o) (p f) (p r) (p ({ b = 5; } // r)) (p ({ a = 1
   (p (under big)) (p (under listed)) (p (mixed big)) (p (mixed listed))
   (p (big // builtins.removeAttrs { a5 = 1; zz = 2; } [ "a5" ]))
   (p ({ a5 = 0; q = 1; } // builtins.removeAttrs big [ "a5" ]))
-  (p (onto (listed // builtins.removeAttrs { l7 = 1; a = 2; } [ "l7" ]))) ]
+  (p (onto (listed // builtins.removeAttrs { l7 = 1; a = 2; } [ "l7" ])))
+  (p (other // builtins.removeAttrs big [ "a5" ]))
+  (p (onto (other // builtins.removeAttrs big [ "a5" ]) // builtins.removeAttrs big [ "a7" ]))
+  (p (builtins.foldl' (acc: i: acc // builtins.removeAttrs big [ "a${toString i}" ]) other (builtins.genList (i: i) 30))) ]
 "#
         // A literal of 300 attributes, one per line.
         .replace(
