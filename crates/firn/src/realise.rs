@@ -34,6 +34,9 @@ pub struct BuildFlags {
     /// `-Q`/`--no-build-output` (legacy commands): the builders' output is not shown; a
     /// failure ends with its last lines instead.
     pub no_build_output: bool,
+    /// Failures reported as CppNix's `buildPaths` reports them (as the legacy commands do,
+    /// but without their logging): `nix flake check`.
+    pub build_paths_errors: bool,
     /// The failures' messages are the error's (for an evaluation that builds: its error
     /// says why, as CppNix's does) rather than printed.
     pub failures_in_error: bool,
@@ -678,7 +681,7 @@ pub fn realise(
     for f in &outcome.failures {
         failed_drvs.insert(f.drv.clone());
     }
-    let lines = if flags.legacy {
+    let lines = if flags.legacy || flags.build_paths_errors {
         legacy_failure_lines(sd, wanted, &plan, &outcome.failures, &top_missing)
     } else {
         outcome.failures.iter().map(|f| f.msg.clone()).collect()

@@ -825,3 +825,159 @@ fn templates_as_cppnix_writes_them() {
         "a clashing file is left as it was"
     );
 }
+
+/// `nix flake check` on flakes with one problem each (CppNix 2.8 checks outputs in the order
+/// of its symbol table, firn in name order, so each flake has one error to find), a flake
+/// that passes, and `--keep-going` over two errors: the same exit codes and errors. Then
+/// the checks of this system built: one failing (exit 100, the builder's error), and the
+/// passing one's output in the store.
+#[test]
+fn flake_check_agrees_with_cppnix() {
+    need_busybox();
+    let e = env();
+    let dir = &e.dir;
+    let mk =
+        r#"mk = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; };"#;
+    let cases: Vec<(&str, &str)> = vec![
+        (
+            "good",
+            r#"checks.x86_64-linux.a = mk "a"; checks.aarch64-linux.a = mk "b";
+               packages.x86_64-linux.default = mk "p"; devShells.x86_64-linux.default = mk "s";
+               apps.x86_64-linux.default = { type = "app"; program = "/bin/sh"; };
+               overlays.default = final: prev: { }; overlays.under = _final: _: { };
+               overlay = final: prev: { };
+               nixosModules.default = { config, ... }: { }; nixosModules.set = { a = 1; };
+               nixosConfigurations.m = { config.system.build.toplevel = mk "top"; };
+               bundlers.x86_64-linux.default = x: x; legacyPackages.x86_64-linux = { };
+               hydraJobs.build.x86_64-linux = mk "job"; formatter.x86_64-linux = 1;
+               defaultPackage.x86_64-linux = mk "old"; unknownOutput = 1;"#,
+        ),
+        (
+            "not-derivation",
+            r#"packages.x86_64-linux.bad = { x = 1; };"#,
+        ),
+        (
+            "broken-derivation",
+            r#"checks.x86_64-linux.bad = mk (throw "no name");"#,
+        ),
+        ("overlay-final", "overlays.wrong = self: super: { };"),
+        ("overlay-prev", "overlays.wrong = final: super: { };"),
+        ("overlay-formals", "overlay = { final }: prev: { };"),
+        ("module-closed", "nixosModules.bad = { config }: { };"),
+        (
+            "module-option",
+            r#"nixosModules.bad = { a = throw "bad option"; };"#,
+        ),
+        ("module-kind", "nixosModule = 1;"),
+        ("system", "legacyPackages.badsystem = { };"),
+        (
+            "nixos-missing",
+            "nixosConfigurations.m = { config = { }; };",
+        ),
+        (
+            "nixos-not-derivation",
+            "nixosConfigurations.m = { config.system.build.toplevel = { }; };",
+        ),
+        ("jobset", r#"hydraJobs = mk "j";"#),
+        ("job", "hydraJobs.a.b = 1;"),
+        ("bundler", "bundlers.x86_64-linux.b = 1;"),
+        ("template-path", r#"templates.t = { description = "x"; };"#),
+        ("checks-kind", "checks = 5;"),
+        ("per-system-kind", "packages.x86_64-linux = [ ];"),
+    ];
+    for (name, outputs) in &cases {
+        let flake = dir.join("check").join(name);
+        write(
+            &flake.join("flake.nix"),
+            &format!(
+                "{{\n  outputs = {{ self }}: let\n    {mk}\n  in {{\n    {outputs}\n  }};\n}}\n"
+            ),
+        );
+        let mut seen = Vec::new();
+        for side in [false, true] {
+            let (code, _, stderr) = ran(tool(side, "nix", dir)
+                .args(["flake", "check", "--no-build"])
+                .arg(format!("path:{}", flake.display())));
+            let unknown = stderr.contains("warning: unknown flake output 'unknownOutput'");
+            let error = last_error(stderr.as_bytes()).replace(side_name(side), "SIDE");
+            seen.push((code, error, unknown));
+        }
+        // A type error in current Nix's words, as all of firn's (2.8: "value is an integer
+        // while a set was expected").
+        if let Some(kind) = seen[0].1.strip_prefix("error: value is ") {
+            let kind = kind.trim_end_matches(" while a set was expected");
+            assert!(
+                seen[1]
+                    .1
+                    .starts_with(&format!("error: expected a set but found {kind}")),
+                "{name}: {seen:?}"
+            );
+            seen[1].1 = seen[0].1.clone();
+        }
+        assert_eq!(seen[1], seen[0], "{name}");
+        assert_eq!(seen[0].0 == Some(0), *name == "good", "{name}: {seen:?}");
+    }
+    // `--keep-going`: both errors shown as ignored, and the command fails at the end.
+    let flake = dir.join("check/two");
+    write(
+        &flake.join("flake.nix"),
+        "{ outputs = { self }: { overlay = x: x; packages.x86_64-linux.p = 1; }; }\n",
+    );
+    for side in [false, true] {
+        let (code, _, stderr) = ran(tool(side, "nix", dir)
+            .args(["flake", "check", "--no-build", "--keep-going"])
+            .arg(format!("path:{}", flake.display())));
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(
+            stderr.matches("error (ignored): error:").count(),
+            2,
+            "{stderr}"
+        );
+        assert_eq!(
+            last_error(stderr.as_bytes()),
+            "error: some errors were encountered during the evaluation"
+        );
+    }
+    // Builds: this system's checks only.
+    let flake = dir.join("check/build");
+    write(
+        &flake.join("flake.nix"),
+        r#"{
+  outputs = { self }: let
+    bb = builtins.path { path = /usr/bin; name = "busybox"; filter = p: t: baseNameOf p == "busybox"; };
+    mk = name: script: derivation { inherit name; system = "x86_64-linux"; builder = "${bb}/busybox"; args = [ "sh" "-c" script ]; };
+  in {
+    checks.x86_64-linux.pass = mk "pass" "echo ok > $out";
+    checks.x86_64-linux.fail = mk "fail" "echo failing >&2; exit 3";
+    checks.aarch64-linux.other = mk "other" "exit 1";
+  };
+}
+"#,
+    );
+    let mut seen = Vec::new();
+    for side in [false, true] {
+        let (code, _, stderr) = ran(tool(side, "nix", dir)
+            .args(["flake", "check", "--impure", "--keep-going"])
+            .args(["--option", "substituters", ""])
+            .arg(format!("path:{}", flake.display())));
+        let store = dir.join(side_name(side)).join("store/nix/store");
+        let built: Vec<String> = std::fs::read_dir(&store)
+            .expect("the store")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with("-pass") || n.ends_with("-fail") || n.ends_with("-other"))
+            .collect();
+        seen.push((code, last_error(stderr.as_bytes()), built));
+    }
+    assert_eq!(seen[1], seen[0]);
+    assert_eq!(seen[0].0, Some(100), "{seen:?}");
+    assert!(
+        seen[0].1.contains("-fail.drv' failed with exit code 3"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[0].2.len(),
+        1,
+        "only the passing check's output: {seen:?}"
+    );
+}

@@ -25,7 +25,9 @@ pub enum FlakeCmd {
     Init(InitArgs),
     /// Create a flake in a new directory from a template.
     New(NewArgs),
-    /// Other subcommands (`show`, `check`, `init`, ...), which firn does not have yet.
+    /// Check that the flake's outputs evaluate, and run its checks.
+    Check(super::flake_check::CheckArgs),
+    /// Other subcommands (`clone`, `archive`), which firn does not have yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -105,15 +107,16 @@ pub struct NewArgs {
     dest: String,
 }
 
-/// Run a `nix flake` subcommand; `features` the experimental features on, `store` the
-/// store fetched into.
-pub fn run(
-    cmd: FlakeCmd,
-    show_trace: bool,
-    (features, registry): (firn_eval::Features, String),
-    store: Option<firn_store::LocalStore>,
-) -> Result<()> {
+/// Run a `nix flake` subcommand.
+pub fn run(cmd: FlakeCmd, ctx: &crate::context::Ctx) -> Result<()> {
+    let show_trace = ctx.settings.get_bool("show-trace");
+    let (features, registry) = (ctx.settings.eval_features(), super::flake_registry(ctx));
     require_flakes(&features)?;
+    let store = match cmd {
+        // Opened by the command itself.
+        FlakeCmd::Check(_) => None,
+        _ => super::eval_store(ctx),
+    };
     let (args, update_all, show) = match cmd {
         FlakeCmd::Show(a) => return show_outputs(a, show_trace, (features, registry), store),
         FlakeCmd::Prefetch(a) => return prefetch(a, show_trace, (features, registry), store),
@@ -123,11 +126,12 @@ pub fn run(
         FlakeCmd::New(a) => {
             return from_template(&a.template, &a.dest, show_trace, (features, registry), store)
         }
+        FlakeCmd::Check(a) => return super::flake_check::check(ctx, a),
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
         FlakeCmd::Other(args) => bail!(
-            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show', 'prefetch', 'init' and 'new')",
+            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show', 'check', 'prefetch', 'init' and 'new')",
             args.first().map_or("", String::as_str)
         ),
         FlakeCmd::Info(a) => {

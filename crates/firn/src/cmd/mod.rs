@@ -6,6 +6,7 @@ pub mod copy;
 pub mod derivation;
 pub mod eval;
 pub mod flake;
+pub mod flake_check;
 pub mod hash;
 pub mod installables;
 pub mod key;
@@ -162,12 +163,7 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
             ),
             eval_store(&ctx),
         ),
-        Command::Flake(c) => flake::run(
-            c,
-            ctx.settings.get_bool("show-trace"),
-            (ctx.settings.eval_features(), flake_registry(&ctx)),
-            eval_store(&ctx),
-        ),
+        Command::Flake(c) => flake::run(c, &ctx),
         Command::Run(a) => run::run(&ctx, a),
         Command::Shell(a) => run::shell(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
@@ -190,7 +186,7 @@ pub(crate) fn flake_registry(ctx: &Ctx) -> String {
 
 /// The store `nix eval` writes to. One that cannot be opened (no write access to `/nix`, which
 /// CppNix would reach through its daemon) leaves the evaluation read-only, with a warning.
-fn eval_store(ctx: &Ctx) -> Option<firn_store::LocalStore> {
+pub(crate) fn eval_store(ctx: &Ctx) -> Option<firn_store::LocalStore> {
     match ctx.open_store() {
         Ok(s) => Some(s),
         Err(e) => {
