@@ -189,6 +189,10 @@ pub struct LockOptions {
     pub update_inputs: Vec<String>,
     /// `--override-input PATH REF`: these inputs taken from other flake references.
     pub override_inputs: Vec<(String, String)>,
+    /// `--commit-lock-file`: a lock file written in a Git repository is committed, its
+    /// message's summary this (the `commit-lockfile-summary` setting; empty: CppNix's
+    /// `flake.lock: Add` or `Update`).
+    pub commit: Option<String>,
 }
 
 impl Default for LockOptions {
@@ -199,6 +203,7 @@ impl Default for LockOptions {
             write: true,
             update_inputs: Vec::new(),
             override_inputs: Vec::new(),
+            commit: None,
         }
     }
 }
@@ -782,7 +787,7 @@ fn lock(
         return Ok(locked);
     }
     if options.write {
-        return write_changed(ev, top, locked, &old, options.update);
+        return write_changed(ev, top, locked, &old, options);
     }
     // As current Nix's `getFlake` (2.8 refused to lock in memory), and `--no-write-lock-file`.
     crate::term::write_stderr_line(&format!(
@@ -1280,7 +1285,7 @@ fn write_changed(
     top: &FlakeRef,
     mut locked: Locked,
     old: &Rc<Node>,
-    update: bool,
+    options: &LockOptions,
 ) -> EResult<Locked> {
     let Some(local) = local_source(top) else {
         return err(format!(
@@ -1295,7 +1300,7 @@ fn write_changed(
         ));
         return Ok(locked);
     }
-    if !update {
+    if !options.update {
         return err(format!(
             "flake '{}' requires lock file changes but they're not allowed due to '--no-update-lock-file'",
             top.show()
@@ -1314,29 +1319,55 @@ fn write_changed(
         (true, d) => format!("warning: updating lock file '{file}':\n{d}"),
     });
     write_lock(&file, &locked.root)?;
-    if top.input.attrs.get("type") == Some(&Attr::Str("git".into())) {
-        let out = std::process::Command::new("git")
-            .args([
-                "-C",
-                &local,
-                "add",
-                "--force",
-                "--intent-to-add",
-                "--",
-                &rel,
-            ])
-            .output()
-            .map_err(|e| EvalError::new(format!("running git to add '{file}': {e}")))?;
-        if !out.status.success() {
-            return err(format!(
-                "adding '{file}' to the Git index failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+    let git = top.input.attrs.get("type") == Some(&Attr::Str("git".into()));
+    if git {
+        run_git(
+            &local,
+            &["add", "--force", "--intent-to-add", "--", &rel],
+            &file,
+        )?;
+        if let Some(summary) = &options.commit {
+            // CppNix's message: a summary, then the changes without their colours.
+            let summary = match summary.as_str() {
+                "" => format!("{rel}: {}", if existed { "Update" } else { "Add" }),
+                s => s.to_string(),
+            };
+            let message = format!(
+                "{summary}\n\nFlake lock file updates:\n\n{}",
+                crate::term::strip_escapes(&diff)
+            );
+            run_git(&local, &["commit", &rel, "-m", &message], &file)?;
         }
     }
+    let before = locked.flake.locked.input.attrs.get("rev").cloned();
     locked.flake = get_flake(ev, top, true, &mut Fetched::default(), &[])?;
+    if let (true, Some(Attr::Str(rev))) = (
+        options.commit.is_some() && git,
+        locked.flake.locked.input.attrs.get("rev"),
+    ) {
+        if before.as_ref() != locked.flake.locked.input.attrs.get("rev") {
+            crate::term::write_stderr_line(&format!("warning: committed new revision '{rev}'"));
+        }
+    }
     locked.changed = false;
     Ok(locked)
+}
+
+/// Run `git -C dir ARGS` for the lock file `file`; its error output in the error.
+fn run_git(dir: &str, args: &[&str], file: &str) -> EResult<()> {
+    let out = std::process::Command::new("git")
+        .args(["-C", dir])
+        .args(args)
+        .output()
+        .map_err(|e| EvalError::new(format!("running git for '{file}': {e}")))?;
+    if !out.status.success() {
+        return err(format!(
+            "'git {}' for '{file}' failed: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
 }
 
 /// Write the lock under `root` to `path` as CppNix does (JSON indented by two, a final

@@ -981,3 +981,92 @@ fn flake_check_agrees_with_cppnix() {
         "only the passing check's output: {seen:?}"
     );
 }
+
+/// `--commit-lock-file` in a Git repository: the lock file created and then updated is
+/// committed with CppNix 2.8's message (summary `flake.lock: Add`/`Update`, or the
+/// `commit-lockfile-summary` setting, then the changes without colours) and its warning of
+/// the new revision.
+#[test]
+fn commit_lock_file_agrees_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    let mut seen = Vec::new();
+    for side in [false, true] {
+        let root = dir.join("commit").join(side_name(side));
+        let (dep, top) = (root.join("dep"), root.join("top"));
+        write(
+            &dep.join("flake.nix"),
+            "{ outputs = { self }: { v = 1; }; }\n",
+        );
+        write(
+            &top.join("flake.nix"),
+            &format!(
+                "{{ inputs.dep.url = \"path:{}\"; outputs = {{ self, dep }}: {{ v = dep.v; }}; }}\n",
+                dep.display()
+            ),
+        );
+        git(&top, &["init", "-q", "-b", "main"], DATE);
+        git(&top, &["add", "flake.nix"], DATE);
+        git(&top, &["commit", "-q", "-m", "init"], DATE);
+        let nix = |args: &[&str]| {
+            let (code, _, stderr) = ran(tool(side, "nix", dir)
+                .current_dir(&top)
+                .args(args)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_AUTHOR_NAME", "Firn Test")
+                .env("GIT_AUTHOR_EMAIL", "test@firn.invalid")
+                .env("GIT_COMMITTER_NAME", "Firn Test")
+                .env("GIT_COMMITTER_EMAIL", "test@firn.invalid")
+                .env("GIT_AUTHOR_DATE", DATE)
+                .env("GIT_COMMITTER_DATE", DATE));
+            let warnings: Vec<String> = stderr
+                .lines()
+                .filter(|l| l.starts_with("warning: "))
+                .map(
+                    |l| match l.starts_with("warning: committed new revision '") {
+                        true => "warning: committed new revision".to_string(),
+                        false => l.replace(side_name(side), "SIDE"),
+                    },
+                )
+                .collect();
+            (code, warnings)
+        };
+        let created = nix(&["flake", "lock", "--commit-lock-file"]);
+        write(
+            &dep.join("flake.nix"),
+            "{ outputs = { self }: { v = 2; }; }\n",
+        );
+        let updated = nix(&["flake", "update", "--commit-lock-file"]);
+        write(
+            &dep.join("flake.nix"),
+            "{ outputs = { self }: { v = 3; }; }\n",
+        );
+        let summary = nix(&[
+            "flake",
+            "update",
+            "--commit-lock-file",
+            "--option",
+            "commit-lockfile-summary",
+            "chore: bump",
+        ]);
+        // A path input's `lastModified` is its files' time, written a moment apart per side.
+        let log =
+            git(&top, &["log", "--format=%s%n%b%n---"], DATE).replace(side_name(side), "SIDE");
+        let log = log
+            .split("lastModified=")
+            .map(|part| part.trim_start_matches(|c: char| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join("lastModified=N");
+        let status = git(&top, &["status", "--short"], DATE);
+        seen.push((created, updated, summary, log, status));
+    }
+    assert_eq!(seen[1], seen[0]);
+    let (created, _, _, log, status) = &seen[0];
+    assert_eq!(created.0, Some(0), "{seen:?}");
+    assert!(log.starts_with("chore: bump\n"), "{log}");
+    assert!(
+        log.contains("flake.lock: Update\n") && log.contains("flake.lock: Add\n"),
+        "{log}"
+    );
+    assert!(status.is_empty(), "everything committed: {status}");
+}

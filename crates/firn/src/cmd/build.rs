@@ -130,7 +130,7 @@ pub(crate) fn resolve_installables(
             let mut opts = EvalOptions {
                 attr_paths: vec![String::new()],
                 include: inst.common.include.clone(),
-                flake_lock: inst.lock.options(),
+                flake_lock: inst.lock.options(&ctx.settings),
                 ..EvalOptions::from_settings(ctx)?
             };
             if !inst.impure {

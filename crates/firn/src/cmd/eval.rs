@@ -82,15 +82,14 @@ pub struct EvalArgs {
 /// `restriction` what the `pure-eval` and `restrict-eval` settings ask for (with the
 /// `allowed-uris` of restricted evaluation), `flake_registry` that setting, `store` the store
 /// written to (None: paths are computed, nothing is written).
-pub fn run(
-    a: EvalArgs,
-    show_trace: bool,
-    (features, flake_registry): (firn_eval::Features, String),
-    max_call_depth: usize,
-    lints: firn_syntax::Lints,
-    (restriction, allowed_uris): (firn_eval::purity::Restriction, Vec<String>),
-    store: Option<firn_store::LocalStore>,
-) -> Result<()> {
+pub fn run(a: EvalArgs, ctx: &crate::context::Ctx) -> Result<()> {
+    let show_trace = ctx.settings.get_bool("show-trace");
+    let (features, flake_registry) = (ctx.settings.eval_features(), super::flake_registry(ctx));
+    let max_call_depth = ctx.settings.max_call_depth()?;
+    let lints = ctx.settings.lints()?;
+    let restriction = crate::legacy::nix_instantiate::restriction(ctx);
+    let allowed_uris = ctx.settings.get_list("allowed-uris");
+    let store = super::eval_store(ctx);
     let cwd = crate::paths::cwd()?;
     let source = match (&a.expr, &a.file) {
         (Some(e), None) => {
@@ -119,7 +118,7 @@ pub fn run(
     }
     let auto_args = a.common.auto_args();
     let store = store.filter(|_| !a.read_only);
-    let lock_options = a.lock.options();
+    let lock_options = a.lock.options(&ctx.settings);
     let attr = a.installable.clone().unwrap_or_default();
     let (apply, raw, json, include, write_to) = (
         a.apply.clone(),

@@ -50,11 +50,19 @@ pub struct LockArgs {
     /// Take this input (`a/b`) from another flake reference.
     #[arg(long, num_args = 2, value_names = ["INPUT_PATH", "FLAKE_URL"])]
     override_input: Vec<String>,
+    /// Commit a changed lock file (in a Git repository).
+    #[arg(long)]
+    commit_lock_file: bool,
 }
 
 impl LockArgs {
-    /// The options of the evaluator's locking.
-    pub fn options(&self) -> firn_eval::flake::LockOptions {
+    /// The options of the evaluator's locking (the commit message's summary from
+    /// `settings`).
+    pub fn options(&self, settings: &crate::settings::Settings) -> firn_eval::flake::LockOptions {
+        let summary = ["commit-lockfile-summary", "commit-lock-file-summary"]
+            .iter()
+            .find_map(|k| settings.get(k).filter(|v| !v.is_empty()))
+            .unwrap_or_default();
         firn_eval::flake::LockOptions {
             recreate: self.recreate_lock_file,
             update: !self.no_update_lock_file,
@@ -67,6 +75,7 @@ impl LockArgs {
                 .chunks(2)
                 .map(|p| (p[0].clone(), p[1].clone()))
                 .collect(),
+            commit: self.commit_lock_file.then(|| summary.to_string()),
         }
     }
 }
@@ -118,7 +127,10 @@ pub fn run(cmd: FlakeCmd, ctx: &crate::context::Ctx) -> Result<()> {
         _ => super::eval_store(ctx),
     };
     let (args, update_all, show) = match cmd {
-        FlakeCmd::Show(a) => return show_outputs(a, show_trace, (features, registry), store),
+        FlakeCmd::Show(a) => {
+            let options = a.flake.lock.options(&ctx.settings);
+            return show_outputs(a, options, show_trace, (features, registry), store);
+        }
         FlakeCmd::Prefetch(a) => return prefetch(a, show_trace, (features, registry), store),
         FlakeCmd::Init(a) => {
             return from_template(&a.template, ".", show_trace, (features, registry), store)
@@ -144,7 +156,7 @@ pub fn run(cmd: FlakeCmd, ctx: &crate::context::Ctx) -> Result<()> {
     };
     let cwd = crate::paths::cwd()?;
     let reference = args.flake.clone().unwrap_or_else(|| ".".into());
-    let mut options = args.lock.options();
+    let mut options = args.lock.options(&ctx.settings);
     options.recreate |= update_all;
     let json = args.json;
     let m = with_evaluator((features, registry), store, show_trace, move |ev| {
@@ -288,13 +300,14 @@ fn local_time(t: u64) -> String {
 /// that is not a terminal, as CppNix's plain logger shows it.
 fn show_outputs(
     a: ShowArgs,
+    options: firn_eval::flake::LockOptions,
     show_trace: bool,
     (features, registry): (firn_eval::Features, String),
     store: Option<firn_store::LocalStore>,
 ) -> Result<()> {
     let cwd = crate::paths::cwd()?;
     let reference = a.flake.flake.clone().unwrap_or_else(|| ".".into());
-    let options = a.flake.lock.options();
+
     let (json, legacy) = (a.flake.json, a.legacy);
     let j = with_evaluator((features, registry), store, show_trace, move |ev| {
         let (v, locked) = firn_eval::flake::outputs(ev, &reference, &cwd, &options)?;

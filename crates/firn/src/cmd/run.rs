@@ -134,7 +134,7 @@ fn program_to_run(
     // As CppNix's `nix`: an expression and a flake are evaluated purely unless `--impure`.
     let pure = !impure && !matches!(source, Some((_, false)));
     let show_trace = ctx.settings.get_bool("show-trace");
-    let options = lock.options();
+    let options = lock.options(&ctx.settings);
     let include = common.include.clone();
     let auto_args = common.auto_args();
     let installable = installable.to_string();
