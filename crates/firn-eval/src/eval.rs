@@ -56,6 +56,12 @@ pub struct Evaluator {
     /// The global flake registry (the `flake-registry` setting): a file, a URL, or "" for
     /// none.
     pub flake_registry: String,
+    /// Registry entries of the command line (`--override-flake`, `--inputs-from`): looked
+    /// up before all registries (CppNix's flag registry), each `(from, to)`.
+    pub(crate) flag_registry: Vec<(crate::fetch_tree::Input, crate::fetch_tree::Input)>,
+    /// Whether the command's entries are in `flag_registry` (added by the
+    /// first locking).
+    pub(crate) flag_registry_added: bool,
     /// Where sources, text files and derivations go (or are only computed for).
     pub store: crate::store::EvalStore,
     /// Whether `builtins.traceVerbose` prints (the `trace-verbose` setting).
@@ -142,6 +148,8 @@ impl Evaluator {
             regex_cache: Default::default(),
             search_path_resolved: HashMap::new(),
             flake_registry: "https://channels.nixos.org/flake-registry.json".into(),
+            flag_registry: Vec::new(),
+            flag_registry_added: false,
             store: crate::store::EvalStore::read_only(firn_format::StoreDir::default()),
             trace_verbose: false,
             abort_on_warn: false,

@@ -798,11 +798,22 @@ fn apply_overrides(input: &Input, r#ref: Option<String>, rev: Option<Hash>) -> E
     Ok(out)
 }
 
-/// CppNix's `lookupInRegistries`: the user registry, the system one (`$NIX_CONF_DIR`), and
-/// the global one (`Evaluator::flake_registry`: read or downloaded, and only when the others
-/// do not have the input).
+/// CppNix's `lookupInRegistries`: the command line's entries (`Evaluator::flag_registry`),
+/// the user registry, the system one (`$NIX_CONF_DIR`), and the global one
+/// (`Evaluator::flake_registry`: read or downloaded, and only when the others do not have
+/// the input).
 pub(crate) fn lookup_in_registries(ev: &mut Evaluator, input: &Input) -> EResult<Input> {
+    let flags = ev
+        .flag_registry
+        .iter()
+        .map(|(from, to)| RegistryEntry {
+            from: from.clone(),
+            to: to.clone(),
+            exact: false,
+        })
+        .collect();
     let mut regs = vec![
+        flags,
         read_registry(&format!("{}/nix/registry.json", config_home(ev))),
         read_registry(&format!(
             "{}/registry.json",

@@ -193,6 +193,10 @@ pub struct LockOptions {
     /// message's summary this (the `commit-lockfile-summary` setting; empty: CppNix's
     /// `flake.lock: Add` or `Update`).
     pub commit: Option<String>,
+    /// `--inputs-from REF`: the inputs of that flake are registry entries for their names.
+    pub inputs_from: Option<String>,
+    /// `--override-flake FROM TO`: registry entries.
+    pub override_flakes: Vec<(String, String)>,
 }
 
 impl Default for LockOptions {
@@ -204,6 +208,8 @@ impl Default for LockOptions {
             update_inputs: Vec::new(),
             override_inputs: Vec::new(),
             commit: None,
+            inputs_from: None,
+            override_flakes: Vec::new(),
         }
     }
 }
@@ -715,6 +721,18 @@ fn lock(
     options: &LockOptions,
     cwd: &str,
 ) -> EResult<Locked> {
+    if !ev.flag_registry_added {
+        // The command line's registry entries, once.
+        ev.flag_registry_added = true;
+        for (from, to) in &options.override_flakes {
+            // (A `dir` of the target is not kept, as in the registries read from files.)
+            let (from, to) = (parse_cli_ref(from, cwd)?, parse_cli_ref(to, cwd)?);
+            ev.flag_registry.push((from.input, to.input));
+        }
+        if let Some(from) = &options.inputs_from {
+            add_inputs_from(ev, from, cwd)?;
+        }
+    }
     let mut fetched = Fetched::default();
     let flake = get_flake(ev, top, flags.use_registries, &mut fetched, &[])?;
     let old = own_lock(ev, &flake)?;
@@ -796,6 +814,32 @@ fn lock(
         diff(&old, &locked.root).trim_end()
     ));
     Ok(locked)
+}
+
+/// `--inputs-from REF`: each input of flake `reference` (locked as a command locks it,
+/// nothing written), `follows` followed, made the registry entry of its name, looked up
+/// before all registries (CppNix's flag registry).
+fn add_inputs_from(ev: &mut Evaluator, reference: &str, cwd: &str) -> EResult<()> {
+    let r = parse_cli_ref(reference, cwd)?;
+    let options = LockOptions {
+        write: false,
+        ..LockOptions::default()
+    };
+    let locked = lock(ev, &r, COMMAND_FLAGS, &options, cwd)?;
+    let names: Vec<String> = locked.root.inputs.borrow().keys().cloned().collect();
+    for name in names {
+        let Some(node) = find_path(&locked.root, std::slice::from_ref(&name), 0) else {
+            continue;
+        };
+        if let Some((to, _, _)) = &node.reference {
+            let mut attrs = crate::flakeref::Attrs::new();
+            attrs.insert("type".into(), Attr::Str("indirect".into()));
+            attrs.insert("id".into(), Attr::Str(name));
+            let from = crate::fetch_tree::input_from_attrs(attrs)?;
+            ev.flag_registry.push((from, to.input.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Every input path of the lock under `root` with its edge (each node's inputs once).

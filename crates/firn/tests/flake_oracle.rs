@@ -1070,3 +1070,53 @@ fn commit_lock_file_agrees_with_cppnix() {
     );
     assert!(status.is_empty(), "everything committed: {status}");
 }
+
+/// `--inputs-from` (a flake's locked inputs, `follows` followed, as registry entries for
+/// their names) and `--override-flake` (an entry of the command line), before the
+/// registries: in `nix eval` and `nix flake metadata`, and an ID neither has.
+#[test]
+fn inputs_from_and_override_flake_agree_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    let (dep, src) = (dir.join("dep"), dir.join("src"));
+    write(
+        &dep.join("flake.nix"),
+        "{ outputs = { self }: { v = \"from-dep\"; }; }\n",
+    );
+    write(
+        &src.join("flake.nix"),
+        &format!(
+            "{{ inputs.dep.url = \"path:{}\"; inputs.other.follows = \"dep\"; outputs = {{ self, dep, other }}: {{ }}; }}\n",
+            dep.display()
+        ),
+    );
+    let from = format!("path:{}", src.display());
+    let to = format!("path:{}", dep.display());
+    let none = dir.join("no-registry.json").to_string_lossy().into_owned();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["eval", "--inputs-from", &from, "dep#v"],
+        vec!["eval", "--inputs-from", &from, "other#v"],
+        vec!["eval", "--inputs-from", &from, "nope#v"],
+        vec!["eval", "--override-flake", "dep", &to, "dep#v"],
+        vec!["eval", "--override-flake", "flake:dep", &to, "dep#v"],
+        vec!["flake", "metadata", "--json", "--inputs-from", &from, "dep"],
+    ];
+    for args in &cases {
+        let mut seen = Vec::new();
+        for side in [false, true] {
+            // The flag registry's options first: CppNix 2.8 reads `--inputs-from` as it
+            // parses it.
+            let (code, stdout, stderr) = ran(tool(side, "nix", dir)
+                .args(["--option", "flake-registry", &none])
+                .args(args));
+            seen.push((code, stdout, last_error(stderr.as_bytes())));
+        }
+        assert_eq!(seen[1], seen[0], "{args:?}");
+        let found = args[0] == "eval" && !args.contains(&"nope#v");
+        assert_eq!(
+            seen[0].1.trim_end() == "\"from-dep\"",
+            found,
+            "{args:?}: {seen:?}"
+        );
+    }
+}

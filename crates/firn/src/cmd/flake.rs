@@ -53,6 +53,12 @@ pub struct LockArgs {
     /// Commit a changed lock file (in a Git repository).
     #[arg(long)]
     commit_lock_file: bool,
+    /// Use the inputs of this flake as registry entries.
+    #[arg(long, value_name = "FLAKE_URL")]
+    inputs_from: Option<String>,
+    /// Resolve a flake reference (a flake ID) to another one, before the registries.
+    #[arg(long, num_args = 2, value_names = ["ORIGINAL_REF", "RESOLVED_REF"])]
+    override_flake: Vec<String>,
 }
 
 impl LockArgs {
@@ -76,6 +82,12 @@ impl LockArgs {
                 .map(|p| (p[0].clone(), p[1].clone()))
                 .collect(),
             commit: self.commit_lock_file.then(|| summary.to_string()),
+            inputs_from: self.inputs_from.clone(),
+            override_flakes: self
+                .override_flake
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
         }
     }
 }
