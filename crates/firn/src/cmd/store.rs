@@ -64,7 +64,7 @@ pub enum StoreCmd {
     PathFromHashPart { hash_part: String },
     /// Rewrite a path or closure to content-addressed form.
     #[command(name = "make-content-addressed")]
-    MakeContentAddressed(super::make_ca::MakeCaArgs),
+    MakeContentAddressed(Box<super::make_ca::MakeCaArgs>),
     /// Sign store paths with a local key.
     Sign {
         /// File containing the secret signing key.
@@ -223,7 +223,7 @@ pub fn run(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
         }
         StoreCmd::MakeContentAddressed(a) => {
             drop(out);
-            return super::make_ca::run(ctx, a);
+            return super::make_ca::run(ctx, *a);
         }
         StoreCmd::Sign { key_file, paths } => {
             let key = crate::cmd::key::read_secret_key(Path::new(&key_file))?;
@@ -381,7 +381,7 @@ fn run_cache(ctx: &Ctx, cmd: StoreCmd) -> Result<()> {
     let cache = BinaryCache::open(&uri, &ctx.store_dir(), &ctx.cache_options())?;
     let sd = cache.store_dir().clone();
     match cmd {
-        StoreCmd::MakeContentAddressed(a) => return super::make_ca::run(ctx, a),
+        StoreCmd::MakeContentAddressed(a) => return super::make_ca::run(ctx, *a),
         StoreCmd::Info => outln!("Store URL: {}", cache.uri()),
         StoreCmd::Cat { path } => {
             let (sp, rest) = store_subpath(&sd, &path)?;
