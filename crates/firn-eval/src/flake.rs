@@ -1658,6 +1658,91 @@ pub fn outputs(
     Ok((outputs, locked.flake.locked.show()))
 }
 
+/// `nix flake archive`: the flake `reference` locked as a command locks it, its source and
+/// each locked input's fetched (with `dry_run` only their paths computed from their NAR
+/// hashes). CppNix 2.8's `--json` tree (`path`, and `inputs` by name: `follows` left out,
+/// an input met twice shown twice) and the paths.
+pub fn archive(
+    ev: &mut Evaluator,
+    reference: &str,
+    cwd: &str,
+    options: &LockOptions,
+    dry_run: bool,
+) -> EResult<(serde_json::Value, Vec<StorePath>)> {
+    let r = parse_cli_ref(reference, cwd)?;
+    let locked = lock(ev, &r, COMMAND_FLAGS, options, cwd)?;
+    let mut paths = vec![locked.flake.path.clone()];
+    let mut fetched = Fetched::default();
+    let inputs = archive_inputs(ev, &locked.root, dry_run, &mut fetched, &mut paths, 0)?;
+    let mut top = serde_json::Map::new();
+    top.insert(
+        "path".into(),
+        ev.store.dir.display(&locked.flake.path).to_string().into(),
+    );
+    top.insert("inputs".into(), inputs);
+    Ok((serde_json::Value::Object(top), paths))
+}
+
+/// The inputs of `node` for [`archive`], their paths added to `paths`.
+fn archive_inputs(
+    ev: &mut Evaluator,
+    node: &Rc<Node>,
+    dry_run: bool,
+    fetched: &mut Fetched,
+    paths: &mut Vec<StorePath>,
+    depth: usize,
+) -> EResult<serde_json::Value> {
+    if depth > 100 {
+        return err("the lock file's inputs are nested too deeply");
+    }
+    let edges: Vec<(String, Edge)> = node
+        .inputs
+        .borrow()
+        .iter()
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    let mut out = serde_json::Map::new();
+    for (name, edge) in edges {
+        let Edge::Node(child) = edge else {
+            continue;
+        };
+        let Some((locked, _, _)) = &child.reference else {
+            continue;
+        };
+        let path = match dry_run {
+            true => {
+                let hash = locked.input.nar_hash()?.ok_or_else(|| {
+                    EvalError::new(format!(
+                        "cannot compute the store path of unlocked input '{}'",
+                        locked.show()
+                    ))
+                })?;
+                ev.store
+                    .dir
+                    .make_fixed_output_path(
+                        &locked.input.name()?,
+                        firn_format::store_path::FileIngestionMethod::Recursive,
+                        &hash,
+                        [],
+                        false,
+                    )
+                    .map_err(|e| EvalError::new(format!("input '{}': {e}", locked.show())))?
+            }
+            false => fetch_ref(ev, locked, false, fetched)?.0,
+        };
+        let mut o = serde_json::Map::new();
+        o.insert(
+            "path".into(),
+            ev.store.dir.display(&path).to_string().into(),
+        );
+        paths.push(path);
+        let inner = archive_inputs(ev, &child, dry_run, fetched, paths, depth + 1)?;
+        o.insert("inputs".into(), inner);
+        out.insert(name, serde_json::Value::Object(o));
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
 /// `nix flake prefetch`: the flake `reference` fetched (resolved in the registries); its
 /// locked reference, store path and NAR hash (SRI).
 pub fn prefetch(

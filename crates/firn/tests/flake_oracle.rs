@@ -1120,3 +1120,70 @@ fn inputs_from_and_override_flake_agree_with_cppnix() {
         );
     }
 }
+
+/// `nix flake archive`: the tree of the flake's and its inputs' sources (`--json`; `follows`
+/// left out, an input met twice shown twice), the same with `--dry-run` (paths computed, not
+/// fetched), and `--to` a binary cache: the same sources copied.
+#[test]
+fn archive_agrees_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    let (dep, g, top) = (dir.join("dep"), dir.join("g"), dir.join("top"));
+    write(&dep.join("flake.nix"), "{ outputs = { self }: { }; }\n");
+    write(
+        &g.join("flake.nix"),
+        &format!(
+            "{{ inputs.dep.url = \"path:{}\"; outputs = {{ self, dep }}: {{ }}; }}\n",
+            dep.display()
+        ),
+    );
+    git(&g, &["init", "-q", "-b", "main"], DATE);
+    git(&g, &["add", "."], DATE);
+    git(&g, &["commit", "-q", "-m", "g"], DATE);
+    write(
+        &top.join("flake.nix"),
+        &format!(
+            "{{ inputs.dep.url = \"path:{dep}\"; inputs.g.url = \"git+file://{g}\"; inputs.g.inputs.dep.follows = \"dep\"; inputs.data = {{ url = \"path:{dep}\"; flake = false; }}; outputs = {{ self, ... }}: {{ }}; }}\n",
+            dep = dep.display(),
+            g = g.display()
+        ),
+    );
+    let top_ref = format!("path:{}", top.display());
+    // The lock file first (written by CppNix), so that both sides read the same.
+    let (code, _, _) = ran(tool(false, "nix", dir).args(["flake", "lock", &top_ref]));
+    assert_eq!(code, Some(0));
+    let mut seen = Vec::new();
+    for side in [false, true] {
+        let cache = dir.join(format!("{}-cache", side_name(side)));
+        let mut outs = Vec::new();
+        for args in [
+            vec!["flake", "archive", "--dry-run", "--json", &top_ref],
+            vec!["flake", "archive", "--json", &top_ref],
+        ] {
+            outs.push(ran(tool(side, "nix", dir).args(&args)).1);
+        }
+        let to = format!("file://{}", cache.display());
+        let (code, _, stderr) =
+            ran(tool(side, "nix", dir).args(["flake", "archive", "--to", &to, &top_ref]));
+        assert_eq!(code, Some(0), "{stderr}");
+        let mut listed: Vec<String> = std::fs::read_dir(&cache)
+            .expect("the cache")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        listed.sort();
+        seen.push((outs, listed));
+    }
+    assert_eq!(seen[1], seen[0]);
+    let (outs, listed) = &seen[0];
+    assert_eq!(outs[0], outs[1], "--dry-run computes the same paths");
+    assert!(
+        outs[0].contains("\"inputs\":{\"data\":{\"path\":"),
+        "{outs:?}"
+    );
+    assert_eq!(
+        listed.iter().filter(|n| n.ends_with(".narinfo")).count(),
+        3,
+        "{listed:?}"
+    );
+}

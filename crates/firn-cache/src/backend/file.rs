@@ -28,12 +28,14 @@ impl FileBackend {
         }
     }
 
-    /// Create the directory and its `nar/` (and `realisations/`) subdirectories.
+    /// Create the directory and its `nar/`, `realisations/` and `log/` subdirectories (as
+    /// CppNix makes them).
     pub fn create_dirs(&self) -> Result<()> {
         for d in [
             self.dir.clone(),
             self.dir.join("nar"),
             self.dir.join("realisations"),
+            self.dir.join("log"),
         ] {
             fs::create_dir_all(&d).map_err(|e| self.io("creating directory", &d, e))?;
         }

@@ -125,6 +125,32 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     Ok(())
 }
 
+/// Copy `paths` (with their closures) from the local store to the store at `to`, as
+/// `nix copy --to` does (`nix flake archive --to`).
+pub(crate) fn copy_paths(ctx: &Ctx, to: &str, paths: &BTreeSet<StorePath>) -> Result<()> {
+    let src = ctx.open_any()?;
+    let mut dst = ctx.open_any_at(to)?;
+    if let AnyStore::Cache(c) = &mut dst {
+        ctx.attach_disk_cache(c)?;
+    }
+    let sd = src.store_dir().clone();
+    let check_sigs = match ctx.settings.get_bool("require-sigs") {
+        true => Some(ctx.trust_policy()?),
+        false => None,
+    };
+    let opts = CopyOptions {
+        jobs: ctx.transfer_jobs(&[&src, &dst]),
+        check_sigs,
+        substitute: false,
+        dst_substituters: None,
+    };
+    let (from, to) = (src.describe(), dst.describe());
+    let report = copy_closure(&src, &dst, paths, &opts, &|p| {
+        tracing::info!("copying path '{}' from '{from}' to '{to}'", sd.display(p));
+    })?;
+    finish(&sd, &report)
+}
+
 /// The paths of the wanted outputs (`None`: all) of `drv` in the source store, and with
 /// `ca-derivations` their realisations there. A local source builds what is missing first.
 pub(crate) fn built_outputs(

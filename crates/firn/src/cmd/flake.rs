@@ -27,7 +27,9 @@ pub enum FlakeCmd {
     New(NewArgs),
     /// Check that the flake's outputs evaluate, and run its checks.
     Check(super::flake_check::CheckArgs),
-    /// Other subcommands (`clone`, `archive`), which firn does not have yet.
+    /// Copy a flake and all its inputs to a store.
+    Archive(ArchiveArgs),
+    /// Other subcommands (`clone`), which firn does not have yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
@@ -104,6 +106,18 @@ pub struct FlakeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ArchiveArgs {
+    /// URI of the destination store (default: none, the sources are only fetched).
+    #[arg(long, value_name = "STORE_URI")]
+    to: Option<String>,
+    /// Only show what would be copied (its store paths computed, nothing fetched).
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    flake: FlakeArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct ShowArgs {
     /// Show the contents of `legacyPackages` too.
     #[arg(long)]
@@ -151,11 +165,12 @@ pub fn run(cmd: FlakeCmd, ctx: &crate::context::Ctx) -> Result<()> {
             return from_template(&a.template, &a.dest, show_trace, (features, registry), store)
         }
         FlakeCmd::Check(a) => return super::flake_check::check(ctx, a),
+        FlakeCmd::Archive(a) => return archive(ctx, a, show_trace, (features, registry), store),
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
         FlakeCmd::Other(args) => bail!(
-            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show', 'check', 'prefetch', 'init' and 'new')",
+            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show', 'check', 'archive', 'prefetch', 'init' and 'new')",
             args.first().map_or("", String::as_str)
         ),
         FlakeCmd::Info(a) => {
@@ -553,6 +568,32 @@ impl Show<'_> {
             _ => None,
         })
     }
+}
+
+/// `nix flake archive`: the flake and its inputs fetched (their tree with `--json`), and
+/// copied with `--to` (unless `--dry-run`), as CppNix 2.8's.
+fn archive(
+    ctx: &crate::context::Ctx,
+    a: ArchiveArgs,
+    show_trace: bool,
+    (features, registry): (firn_eval::Features, String),
+    store: Option<firn_store::LocalStore>,
+) -> Result<()> {
+    let cwd = crate::paths::cwd()?;
+    let reference = a.flake.flake.clone().unwrap_or_else(|| ".".into());
+    let options = a.flake.lock.options(&ctx.settings);
+    let dry_run = a.dry_run;
+    let (tree, paths) = with_evaluator((features, registry), store, show_trace, move |ev| {
+        firn_eval::flake::archive(ev, &reference, &cwd, &options, dry_run)
+    })?;
+    if a.flake.json {
+        // Without a final newline, as CppNix 2.8 prints it.
+        firn_eval::term::write_stdout(&tree.to_string(), false)?;
+    }
+    if let (Some(to), false) = (&a.to, dry_run) {
+        super::copy::copy_paths(ctx, to, &paths.into_iter().collect())?;
+    }
+    Ok(())
 }
 
 /// `nix flake prefetch`: the flake's source fetched (its reference resolved in the
