@@ -1743,6 +1743,56 @@ fn archive_inputs(
     Ok(serde_json::Value::Object(out))
 }
 
+/// `nix flake clone`: the repository of the flake `reference` (registries followed) cloned
+/// into `dest` with Git, as CppNix 2.8's `Input::clone`: a `git` input from its URL (a local
+/// repository from its directory), a `github` one from GitHub over HTTPS, on its `ref`.
+pub fn clone(ev: &mut Evaluator, reference: &str, cwd: &str, dest: &str) -> EResult<()> {
+    let r = parse_cli_ref(reference, cwd)?;
+    let input = match r.input.attrs.get("type") {
+        Some(Attr::Str(t)) if t == "indirect" => fetch_tree::lookup_in_registries(ev, &r.input)?,
+        _ => r.input.clone(),
+    };
+    let get = |k: &str| match input.attrs.get(k) {
+        Some(Attr::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let url = match get("type").as_deref() {
+        Some("git") => {
+            let url = get("url").unwrap_or_default();
+            let base = url.split(['?', '#']).next().unwrap_or_default().to_string();
+            match base.strip_prefix("file://") {
+                // Not a bare repository: its directory.
+                Some(dir) if std::path::Path::new(dir).join(".git").exists() => dir.to_string(),
+                _ => base,
+            }
+        }
+        Some("github") => format!(
+            "https://github.com/{}/{}.git",
+            get("owner").unwrap_or_default(),
+            get("repo").unwrap_or_default()
+        ),
+        _ => return err(format!("do not know how to clone input '{}'", input.show())),
+    };
+    if get("rev").is_some() {
+        return err("cloning a specific revision is not implemented");
+    }
+    let mut c = std::process::Command::new("git");
+    c.arg("clone").arg(&url);
+    if let Some(r) = get("ref") {
+        c.args(["--branch", &r]);
+    }
+    let status = c
+        .arg(dest)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| EvalError::new(format!("running git to clone '{url}': {e}")))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => err(format!("program 'git' failed with exit code {code}")),
+        None => err("program 'git' was killed by a signal"),
+    }
+}
+
 /// `nix flake prefetch`: the flake `reference` fetched (resolved in the registries); its
 /// locked reference, store path and NAR hash (SRI).
 pub fn prefetch(

@@ -1187,3 +1187,62 @@ fn archive_agrees_with_cppnix() {
         "{listed:?}"
     );
 }
+
+/// `nix flake clone`: a Git flake cloned (on its `ref`), and CppNix 2.8's errors: no
+/// `--dest`, an input that is not a repository, a revision, a clone that fails.
+#[test]
+fn clone_agrees_with_cppnix() {
+    let e = env();
+    let dir = &e.dir;
+    let repo = dir.join("repo");
+    write(&repo.join("flake.nix"), "{ outputs = { self }: { }; }\n");
+    git(&repo, &["init", "-q", "-b", "main"], DATE);
+    git(&repo, &["add", "."], DATE);
+    git(&repo, &["commit", "-q", "-m", "one"], DATE);
+    git(&repo, &["branch", "other"], DATE);
+    let rev = git(&repo, &["rev-parse", "HEAD"], DATE);
+    let none = dir.join("no-registry.json").to_string_lossy().into_owned();
+    let url = format!("git+file://{}", repo.display());
+    let mut seen = Vec::new();
+    for side in [false, true] {
+        let dest = |n: &str| {
+            dir.join(format!("{}-{n}", side_name(side)))
+                .to_string_lossy()
+                .into_owned()
+        };
+        let cases: Vec<Vec<String>> = vec![
+            vec![url.clone(), "--dest".into(), dest("a")],
+            vec![format!("{url}?ref=other"), "-f".into(), dest("b")],
+            vec![url.clone()],
+            vec![
+                format!("path:{}", repo.display()),
+                "--dest".into(),
+                dest("c"),
+            ],
+            vec![
+                format!("{url}?rev={}", rev.trim()),
+                "--dest".into(),
+                dest("d"),
+            ],
+            vec![
+                format!("git+file://{}/nope", dir.display()),
+                "--dest".into(),
+                dest("e"),
+            ],
+        ];
+        let mut outs = Vec::new();
+        for args in &cases {
+            let (code, _, stderr) = ran(tool(side, "nix", dir)
+                .args(["--option", "flake-registry", &none, "flake", "clone"])
+                .args(args));
+            outs.push((code, last_error(stderr.as_bytes())));
+        }
+        let branch = git(Path::new(&dest("b")), &["branch", "--show-current"], DATE);
+        let files = std::fs::read_to_string(Path::new(&dest("a")).join("flake.nix")).ok();
+        seen.push((outs, branch, files));
+    }
+    assert_eq!(seen[1], seen[0]);
+    assert_eq!(seen[0].1.trim(), "other");
+    assert_eq!(seen[0].0[0], (Some(0), String::new()));
+    assert!(seen[0].2.is_some());
+}

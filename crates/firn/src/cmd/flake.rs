@@ -1,8 +1,9 @@
 //! `nix flake lock`, `nix flake update`, `nix flake metadata` (`info`), `nix flake show`,
-//! `nix flake prefetch` and `nix flake init`/`new` (from templates):
-//! a flake's inputs locked (its `flake.lock` written when that changes, all locked afresh
-//! for `update`), its metadata and its outputs shown, as CppNix 2.8 shows them (`--json`
-//! too). The locking itself is firn-eval's (`flake.rs`).
+//! `nix flake archive`, `nix flake clone`, `nix flake prefetch` and `nix flake init`/`new`
+//! (from templates): a flake's inputs locked (its `flake.lock` written when that changes,
+//! all locked afresh for `update`), its metadata and its outputs shown, its sources copied,
+//! its repository cloned, as CppNix 2.8 does (`--json` too). The locking itself is
+//! firn-eval's (`flake.rs`); `nix flake check` is `flake_check.rs`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -29,9 +30,8 @@ pub enum FlakeCmd {
     Check(super::flake_check::CheckArgs),
     /// Copy a flake and all its inputs to a store.
     Archive(ArchiveArgs),
-    /// Other subcommands (`clone`), which firn does not have yet.
-    #[command(external_subcommand)]
-    Other(Vec<String>),
+    /// Clone a flake's repository.
+    Clone(CloneArgs),
 }
 
 /// How the command line lets a flake's lock change (CppNix's flake options).
@@ -106,6 +106,15 @@ pub struct FlakeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CloneArgs {
+    /// Clone the flake to this directory.
+    #[arg(short = 'f', long, value_name = "PATH")]
+    dest: Option<String>,
+    /// The flake reference (default `.`).
+    flake: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct ArchiveArgs {
     /// URI of the destination store (default: none, the sources are only fetched).
     #[arg(long, value_name = "STORE_URI")]
@@ -162,17 +171,29 @@ pub fn run(cmd: FlakeCmd, ctx: &crate::context::Ctx) -> Result<()> {
             return from_template(&a.template, ".", show_trace, (features, registry), store)
         }
         FlakeCmd::New(a) => {
-            return from_template(&a.template, &a.dest, show_trace, (features, registry), store)
+            return from_template(
+                &a.template,
+                &a.dest,
+                show_trace,
+                (features, registry),
+                store,
+            )
         }
         FlakeCmd::Check(a) => return super::flake_check::check(ctx, a),
         FlakeCmd::Archive(a) => return archive(ctx, a, show_trace, (features, registry), store),
         FlakeCmd::Lock(a) => (a, false, false),
         FlakeCmd::Update(a) => (a, true, false),
         FlakeCmd::Metadata(a) => (a, false, true),
-        FlakeCmd::Other(args) => bail!(
-            "'nix flake {}' is not implemented by firn yet (it has 'lock', 'update', 'metadata', 'show', 'check', 'archive', 'prefetch', 'init' and 'new')",
-            args.first().map_or("", String::as_str)
-        ),
+        FlakeCmd::Clone(a) => {
+            let Some(dest) = a.dest else {
+                bail!("missing flag '--dest'");
+            };
+            let cwd = crate::paths::cwd()?;
+            let reference = a.flake.unwrap_or_else(|| ".".into());
+            return with_evaluator((features, registry), store, show_trace, move |ev| {
+                firn_eval::flake::clone(ev, &reference, &cwd, &dest)
+            });
+        }
         FlakeCmd::Info(a) => {
             crate::logger::line(
                 crate::logger::WARN,
