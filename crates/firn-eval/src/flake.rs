@@ -721,7 +721,8 @@ fn lock(
     options: &LockOptions,
     cwd: &str,
 ) -> EResult<Locked> {
-    if !ev.flag_registry_added {
+    let has_entries = options.inputs_from.is_some() || !options.override_flakes.is_empty();
+    if has_entries && !ev.flag_registry_added {
         // The command line's registry entries, once.
         ev.flag_registry_added = true;
         for (from, to) in &options.override_flakes {
