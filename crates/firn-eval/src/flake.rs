@@ -26,7 +26,8 @@
 //!   directory (`git+file://` inside a Git repository); the first of 2.8's attribute paths
 //!   (`packages.SYSTEM.`, `legacyPackages.SYSTEM.`, as given) the outputs have.
 //!
-//! Not done: `nixConfig` is checked but not applied; `--commit-lock-file`, `--inputs-from`.
+//! - A flake's `nixConfig` is read with it, and applied by the commands that apply it
+//!   (`flake_config.rs`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -132,6 +133,8 @@ struct Flake {
     /// Its source in the store.
     path: StorePath,
     inputs: BTreeMap<String, FlakeInput>,
+    /// Its `nixConfig` settings, by name, their values as text.
+    config: Vec<(String, String)>,
 }
 
 /// A node of a lock: the root (no reference) or a locked input, with the edges to its own
@@ -197,6 +200,10 @@ pub struct LockOptions {
     pub inputs_from: Option<String>,
     /// `--override-flake FROM TO`: registry entries.
     pub override_flakes: Vec<(String, String)>,
+    /// The flake's `nixConfig` is applied (by the commands that apply it, as CppNix's
+    /// `applyNixConfig`), with `accept_config` (`accept-flake-config`) all of it.
+    pub apply_config: bool,
+    pub accept_config: bool,
 }
 
 impl Default for LockOptions {
@@ -210,6 +217,8 @@ impl Default for LockOptions {
             commit: None,
             inputs_from: None,
             override_flakes: Vec::new(),
+            apply_config: false,
+            accept_config: false,
         }
     }
 }
@@ -306,6 +315,7 @@ fn get_flake(
         ));
     };
     let mut inputs = BTreeMap::new();
+    let mut config = Vec::new();
     for (name, t) in top.iter() {
         let at = |ev: &Evaluator| match ev.positions.attr_offset(&top, name, &ev.interner) {
             Some(o) => ev.positions.render(o).map(|r| r.trim_end().to_string()),
@@ -323,11 +333,7 @@ fn get_flake(
                 })?;
             }
             "outputs" => {}
-            "nixConfig" => {
-                if !matches!(force(ev, t)?, Value::Attrs(_)) {
-                    return err("flake attribute 'nixConfig' is not a set");
-                }
-            }
+            "nixConfig" => config = crate::flake_config::read(ev, t)?,
             other => {
                 let mut e = EvalError::new(format!(
                     "flake '{}' has an unsupported attribute '{other}'",
@@ -382,6 +388,7 @@ fn get_flake(
         description,
         path,
         inputs,
+        config,
     })
 }
 
@@ -736,6 +743,9 @@ fn lock(
     }
     let mut fetched = Fetched::default();
     let flake = get_flake(ev, top, flags.use_registries, &mut fetched, &[])?;
+    if options.apply_config {
+        crate::flake_config::apply(&flake.config, options.accept_config)?;
+    }
     let old = own_lock(ev, &flake)?;
     let root = Node::root();
     let mut overrides = HashMap::new();

@@ -22,6 +22,7 @@ pub mod fetch_git;
 pub mod fetch_hg;
 pub mod fetch_tree;
 pub mod flake;
+pub mod flake_config;
 pub mod flakeref;
 pub mod ifd;
 pub mod output_of;

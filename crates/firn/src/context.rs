@@ -39,6 +39,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// This context with the settings taken from flakes' `nixConfig` (by the evaluations of
+    /// this command) set over its own, as CppNix sets them in its global configuration
+    /// before it builds.
+    pub fn with_flake_config(&self) -> Ctx {
+        let mut settings = self.settings.clone();
+        for (name, value) in firn_eval::flake_config::accepted() {
+            settings.set(&name, &value);
+        }
+        Ctx {
+            settings,
+            verbosity: self.verbosity,
+        }
+    }
+
     /// Load settings and take the global options out of `args` (of a `nix` command).
     pub fn new(args: Vec<String>) -> Result<(Ctx, Vec<String>)> {
         Self::with_args(args, false)

@@ -57,10 +57,12 @@ impl Builder for EvalBuilds {
                 "cannot build '{drv}' during evaluation because the option 'allow-import-from-derivation' is disabled"
             ));
         }
+        // With what flakes' `nixConfig` set since (as CppNix's global configuration).
         let ctx = Ctx {
             settings: self.settings.clone(),
             verbosity: self.verbosity,
-        };
+        }
+        .with_flake_config();
         let paths: Vec<DerivedPath> = wanted
             .iter()
             .map(|(drv, outputs)| DerivedPath::Built {

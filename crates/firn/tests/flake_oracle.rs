@@ -1246,3 +1246,117 @@ fn clone_agrees_with_cppnix() {
     assert_eq!(seen[0].0[0], (Some(0), String::new()));
     assert!(seen[0].2.is_some());
 }
+
+/// A flake's `nixConfig`: read (strings, lists, numbers, booleans; other values are CppNix's
+/// errors), applied by the commands that apply it (the safe settings taken; the others
+/// warned about and ignored, unless `--accept-flake-config` or the user's
+/// `trusted-settings.json` says so; `nix flake metadata` applies nothing), and what is taken
+/// in force for the builds that follow (`keep-failed`).
+#[test]
+fn nix_config_agrees_with_cppnix() {
+    need_busybox();
+    let e = env();
+    let dir = &e.dir;
+    let flakes = [
+        (
+            "settings",
+            r#"nixConfig = { bash-prompt = "x> "; extra-substituters = [ "http://a.invalid" "http://b.invalid" ]; sandbox = false; cores = 3; extra-bash-prompt-suffix = "s"; };"#,
+        ),
+        ("set", "nixConfig.x = { };"),
+        ("list", "nixConfig.x = [ 1 ];"),
+        ("null", "nixConfig.x = ./flake.nix; nixConfig.y = null;"),
+    ];
+    for (name, config) in flakes {
+        write(
+            &dir.join("nc").join(name).join("flake.nix"),
+            &format!("{{\n  {config}\n  outputs = {{ self }}: {{ v = 1; }};\n}}\n"),
+        );
+    }
+    write(
+        &dir.join("nc/keep/flake.nix"),
+        r#"{
+  nixConfig.keep-failed = true;
+  outputs = { self }: let
+    bb = builtins.path { path = /usr/bin; name = "busybox"; filter = p: t: baseNameOf p == "busybox"; };
+  in { packages.x86_64-linux.default = derivation { name = "nc-keep-fails"; system = "x86_64-linux"; builder = "${bb}/busybox"; args = [ "sh" "-c" "exit 1" ]; }; };
+}
+"#,
+    );
+    let at = |name: &str| format!("path:{}", dir.join("nc").join(name).display());
+    let cases: Vec<Vec<String>> = vec![
+        vec!["flake".into(), "lock".into(), at("settings")],
+        vec!["eval".into(), format!("{}#v", at("settings"))],
+        vec![
+            "eval".into(),
+            "--accept-flake-config".into(),
+            format!("{}#v", at("settings")),
+        ],
+        vec![
+            "flake".into(),
+            "metadata".into(),
+            "--json".into(),
+            at("settings"),
+        ],
+        vec!["eval".into(), format!("{}#v", at("set"))],
+        vec!["eval".into(), format!("{}#v", at("list"))],
+        vec!["eval".into(), format!("{}#v", at("null"))],
+        vec![
+            "build".into(),
+            "--impure".into(),
+            "--no-link".into(),
+            at("keep"),
+        ],
+        vec![
+            "build".into(),
+            "--impure".into(),
+            "--no-link".into(),
+            "--accept-flake-config".into(),
+            at("keep"),
+        ],
+    ];
+    // Saved answers: `sandbox = false` trusted, `cores = 3` not.
+    let saved = "{\"sandbox\":{\"false\":true},\"cores\":{\"3\":false}}";
+    for trusted in [false, true] {
+        for args in &cases {
+            let mut seen = Vec::new();
+            for side in [false, true] {
+                let home = dir.join(side_name(side)).join("home");
+                let list = home.join(".local/share/nix/trusted-settings.json");
+                match trusted {
+                    true => write(&list, saved),
+                    false => {
+                        let _ = std::fs::remove_file(&list);
+                    }
+                }
+                let (code, _, stderr) = ran(tool(side, "nix", dir)
+                    .args(["--option", "substituters", ""])
+                    .args(args));
+                let lines: Vec<String> = stderr
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("warning: ")
+                            || l.starts_with("error: ")
+                            || l.starts_with("note: ")
+                    })
+                    .map(|l| match l.starts_with("note: keeping build directory") {
+                        true => "note: keeping build directory".to_string(),
+                        false => l.to_string(),
+                    })
+                    .collect();
+                seen.push((code, lines));
+            }
+            assert_eq!(seen[1], seen[0], "{args:?} (trusted list: {trusted})");
+        }
+    }
+    for d in std::fs::read_dir("/tmp")
+        .expect("/tmp")
+        .filter_map(|e| e.ok())
+    {
+        if d.file_name()
+            .to_string_lossy()
+            .starts_with("nix-build-nc-keep-fails.drv-")
+        {
+            let _ = std::fs::remove_dir_all(d.path());
+        }
+    }
+}

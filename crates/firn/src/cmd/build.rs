@@ -130,7 +130,7 @@ pub(crate) fn resolve_installables(
             let mut opts = EvalOptions {
                 attr_paths: vec![String::new()],
                 include: inst.common.include.clone(),
-                flake_lock: inst.lock.options(&ctx.settings),
+                flake_lock: inst.lock.applied_options(&ctx.settings),
                 ..EvalOptions::from_settings(ctx)?
             };
             if !inst.impure {
@@ -212,9 +212,11 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
     let wanted: Vec<DerivedPath> = resolved.iter().map(|r| r.path.clone()).collect();
     // CppNix 2.8's `nix build` ends with status 1 when builds failed, not with the legacy
     // commands' 100 and up.
-    realise(ctx, &store, &wanted, &flags).map_err(|e| match e.downcast::<Failure>() {
-        Ok(f) => Failure { code: 1, ..f }.into(),
-        Err(e) => e,
+    realise(&ctx.with_flake_config(), &store, &wanted, &flags).map_err(|e| {
+        match e.downcast::<Failure>() {
+            Ok(f) => Failure { code: 1, ..f }.into(),
+            Err(e) => e,
+        }
     })?;
     if a.dry_run {
         return Ok(());

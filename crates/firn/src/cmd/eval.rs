@@ -118,7 +118,7 @@ pub fn run(a: EvalArgs, ctx: &crate::context::Ctx) -> Result<()> {
     }
     let auto_args = a.common.auto_args();
     let store = store.filter(|_| !a.read_only);
-    let lock_options = a.lock.options(&ctx.settings);
+    let lock_options = a.lock.applied_options(&ctx.settings);
     let attr = a.installable.clone().unwrap_or_default();
     let (apply, raw, json, include, write_to) = (
         a.apply.clone(),

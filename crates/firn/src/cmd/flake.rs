@@ -85,11 +85,26 @@ impl LockArgs {
                 .collect(),
             commit: self.commit_lock_file.then(|| summary.to_string()),
             inputs_from: self.inputs_from.clone(),
+            // Set by the commands that apply a flake's `nixConfig`.
+            apply_config: false,
+            accept_config: settings.get_bool("accept-flake-config"),
             override_flakes: self
                 .override_flake
                 .chunks(2)
                 .map(|p| (p[0].clone(), p[1].clone()))
                 .collect(),
+        }
+    }
+
+    /// [`Self::options`] for a command that applies the flake's `nixConfig` (installables,
+    /// `nix flake lock|update|check`, `nix run`, as CppNix's `applyNixConfig`).
+    pub fn applied_options(
+        &self,
+        settings: &crate::settings::Settings,
+    ) -> firn_eval::flake::LockOptions {
+        firn_eval::flake::LockOptions {
+            apply_config: true,
+            ..self.options(settings)
         }
     }
 }
@@ -206,6 +221,8 @@ pub fn run(cmd: FlakeCmd, ctx: &crate::context::Ctx) -> Result<()> {
     let reference = args.flake.clone().unwrap_or_else(|| ".".into());
     let mut options = args.lock.options(&ctx.settings);
     options.recreate |= update_all;
+    // `nix flake lock` and `update` apply the flake's `nixConfig` (not `metadata`).
+    options.apply_config = !show;
     let json = args.json;
     let m = with_evaluator((features, registry), store, show_trace, move |ev| {
         firn_eval::flake::lock_command(ev, &reference, &cwd, &options)

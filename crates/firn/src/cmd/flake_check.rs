@@ -48,7 +48,7 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let store = ctx.open_store()?;
     let cwd = crate::paths::cwd()?;
     let reference = a.flake.clone().unwrap_or_else(|| ".".into());
-    let options = a.lock.options(&ctx.settings);
+    let options = a.lock.applied_options(&ctx.settings);
     let keep_going = a.keep_going || ctx.settings.get_bool("keep-going");
     let show_trace = ctx.settings.get_bool("show-trace");
     let system = ctx.settings.get("system").unwrap_or_default().to_string();
@@ -107,7 +107,7 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
             build_paths_errors: true,
             ..BuildFlags::default()
         };
-        realise(ctx, &store, &wanted, &flags)?;
+        realise(&ctx.with_flake_config(), &store, &wanted, &flags)?;
     }
     if errors {
         bail!("some errors were encountered during the evaluation");

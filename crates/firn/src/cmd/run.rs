@@ -53,7 +53,12 @@ pub struct RunArgs {
 /// `nix shell`.
 pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<()> {
     let (wanted, store) = resolve_installables(ctx, &a.inst)?;
-    realise(ctx, &store, &wanted, &BuildFlags::default())?;
+    realise(
+        &ctx.with_flake_config(),
+        &store,
+        &wanted,
+        &BuildFlags::default(),
+    )?;
     let mut outputs = Vec::new();
     for p in &wanted {
         outputs.extend(built_outputs(&store, p)?.into_iter().map(|(_, p)| p));
@@ -105,7 +110,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     };
     let (program, wanted, store) =
         program_to_run(ctx, &installable, source, a.impure, &a.common, &a.lock)?;
-    realise(ctx, &store, &wanted, &BuildFlags::default())?;
+    realise(
+        &ctx.with_flake_config(),
+        &store,
+        &wanted,
+        &BuildFlags::default(),
+    )?;
     exec_in_store(&store, &program, &rest, None)
 }
 
@@ -134,7 +144,7 @@ fn program_to_run(
     // As CppNix's `nix`: an expression and a flake are evaluated purely unless `--impure`.
     let pure = !impure && !matches!(source, Some((_, false)));
     let show_trace = ctx.settings.get_bool("show-trace");
-    let options = lock.options(&ctx.settings);
+    let options = lock.applied_options(&ctx.settings);
     let include = common.include.clone();
     let auto_args = common.auto_args();
     let installable = installable.to_string();
