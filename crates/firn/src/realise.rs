@@ -682,7 +682,34 @@ pub fn realise(
         failed_drvs.insert(f.drv.clone());
     }
     let lines = if flags.legacy || flags.build_paths_errors {
-        legacy_failure_lines(sd, wanted, &plan, &outcome.failures, &top_missing)
+        // Without `--keep-going`, the requests left unbuilt when the first failure stopped
+        // the run count as failed too (CppNix's goals that never finished).
+        let cancelled: BTreeSet<StorePath> = match settings.keep_going {
+            true => BTreeSet::new(),
+            false => {
+                let built: BTreeSet<&StorePath> = outcome.built.iter().collect();
+                wanted
+                    .iter()
+                    .filter_map(|w| match w {
+                        DerivedPath::Built { drv, .. } => Some(drv),
+                        DerivedPath::Opaque(_) => None,
+                    })
+                    .filter(|d| {
+                        plan.nodes.iter().any(|n| &n.drv_path == *d)
+                            && !built.contains(d)
+                            && !failed_drvs.contains(*d)
+                    })
+                    .cloned()
+                    .collect()
+            }
+        };
+        legacy_failure_lines(
+            sd,
+            wanted,
+            &plan,
+            &outcome.failures,
+            (&top_missing, &cancelled),
+        )
     } else {
         outcome.failures.iter().map(|f| f.msg.clone()).collect()
     };
@@ -709,15 +736,16 @@ pub fn realise(
 /// The errors a legacy command shows after its builds, in CppNix 2.8's order (`buildPaths`):
 /// failures of what was not asked for (and of resolved derivations built in place of what
 /// was) as they came; then those of the requests (CppNix's goals, ordered by name), the first
-/// last; and when more than one request failed, or one without an error of its own (a path
-/// that could be neither substituted nor built, a resolved derivation's build), `build of
-/// ... failed` naming every failed request.
+/// last; and when more than one request failed (those `cancelled` when a failure stopped the
+/// run too), or one without an error of its own (a path that could be neither substituted
+/// nor built, a resolved derivation's build), `build of ... failed` naming every failed
+/// request.
 fn legacy_failure_lines(
     sd: &firn_format::StoreDir,
     wanted: &[DerivedPath],
     plan: &firn_build::plan::Plan,
     failures: &[firn_build::Failure],
-    missing: &BTreeSet<StorePath>,
+    (missing, cancelled): (&BTreeSet<StorePath>, &BTreeSet<StorePath>),
 ) -> Vec<String> {
     let tops: BTreeSet<&StorePath> = wanted
         .iter()
@@ -736,7 +764,7 @@ fn legacy_failure_lines(
     let key = |p: &StorePath| (p.name().to_string(), sd.display(p));
     let mut lines = Vec::new();
     let mut held: BTreeMap<(String, String), String> = BTreeMap::new();
-    let mut failed: BTreeSet<StorePath> = missing.clone();
+    let mut failed: BTreeSet<StorePath> = missing.union(cancelled).cloned().collect();
     for f in failures {
         if !tops.contains(&f.drv) {
             lines.push(f.msg.clone());

@@ -959,3 +959,59 @@ fn builds_run_as_build_users() {
         );
     }
 }
+
+/// A run stopped by a failure (no `--keep-going`) names the requests it left unbuilt among
+/// the failed ones, as CppNix 2.8's `buildPaths` (`build of '…', '…' failed`); with
+/// `--keep-going` the other request is built and only the failure is reported.
+#[test]
+fn a_stopped_run_names_unbuilt_requests_as_cppnix() {
+    need_busybox();
+    let e = env();
+    let file = e.write(
+        "default.nix",
+        &expr(r#"{ fails = mk "fails" "exit 3" { }; good = mk "good" "touch $out" { }; }"#),
+    );
+    for keep_going in [false, true] {
+        let mut seen = Vec::new();
+        for side in [false, true] {
+            let s = e.store(&format!(
+                "{}-{keep_going}",
+                if side { "firn" } else { "cppnix" }
+            ));
+            let tool = |name: &str| {
+                let mut c = if side { firn(name) } else { cppnix(name) };
+                c.args(["--store", &s]);
+                c
+            };
+            let drvs: Vec<String> = ["fails", "good"]
+                .iter()
+                .map(|a| {
+                    ok_str(tool("nix-instantiate").arg(&file).args(["-A", a]))
+                        .trim()
+                        .to_string()
+                })
+                .collect();
+            let mut c = tool("nix-store");
+            c.arg("--realise").args(&drvs);
+            if keep_going {
+                c.arg("--keep-going");
+            }
+            let (code, err) = stderr_of(&mut c);
+            let errors: Vec<String> = err
+                .lines()
+                .filter(|l| l.starts_with("error: "))
+                .map(String::from)
+                .collect();
+            seen.push((code, errors));
+        }
+        assert_eq!(seen[1], seen[0], "keep-going: {keep_going}");
+        assert_eq!(
+            seen[0]
+                .1
+                .last()
+                .is_some_and(|l| l.starts_with("error: build of ")),
+            !keep_going,
+            "{seen:?}"
+        );
+    }
+}

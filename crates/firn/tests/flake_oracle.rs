@@ -954,6 +954,19 @@ fn flake_check_agrees_with_cppnix() {
 }
 "#,
     );
+    // Without `--keep-going` the first failure stops the run (the other check is named as
+    // failed, as CppNix's `buildPaths` names it).
+    let mut stopped = Vec::new();
+    for side in [false, true] {
+        let (code, _, stderr) = ran(tool(side, "nix", dir)
+            .args(["flake", "check", "--impure"])
+            .args(["--option", "substituters", ""])
+            .arg(format!("path:{}", flake.display())));
+        stopped.push((code, last_error(stderr.as_bytes())));
+    }
+    assert_eq!(stopped[1], stopped[0]);
+    assert_eq!(stopped[0].0, Some(100), "{stopped:?}");
+    assert!(stopped[0].1.starts_with("error: build of "), "{stopped:?}");
     let mut seen = Vec::new();
     for side in [false, true] {
         let (code, _, stderr) = ran(tool(side, "nix", dir)
