@@ -53,12 +53,7 @@ pub struct RunArgs {
 /// `nix shell`.
 pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<()> {
     let (wanted, store) = resolve_installables(ctx, &a.inst)?;
-    realise(
-        &ctx.with_flake_config(),
-        &store,
-        &wanted,
-        &BuildFlags::default(),
-    )?;
+    build(ctx, &store, &wanted)?;
     let mut outputs = Vec::new();
     for p in &wanted {
         outputs.extend(built_outputs(&store, p)?.into_iter().map(|(_, p)| p));
@@ -110,13 +105,18 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     };
     let (program, wanted, store) =
         program_to_run(ctx, &installable, source, a.impure, &a.common, &a.lock)?;
+    build(ctx, &store, &wanted)?;
+    exec_in_store(&store, &program, &rest, None)
+}
+
+/// Build what the command needs, with the settings the flakes' `nixConfig` set.
+fn build(ctx: &Ctx, store: &LocalStore, wanted: &[DerivedPath]) -> Result<()> {
     realise(
         &ctx.with_flake_config(),
-        &store,
-        &wanted,
+        store,
+        wanted,
         &BuildFlags::default(),
-    )?;
-    exec_in_store(&store, &program, &rest, None)
+    )
 }
 
 /// The program `nix run` runs for `installable` (a flake installable, or with `source`, an
