@@ -91,6 +91,9 @@ pub struct CopyOptions<'a> {
     pub substitute: bool,
     /// The substituters of a local destination (its `substituters` setting).
     pub dst_substituters: Option<&'a Substituters>,
+    /// Told how many paths will be copied (those the destination lacks, maybe none) before
+    /// the first (CppNix 2.8's `copying N paths`).
+    pub on_start: Option<&'a (dyn Fn(usize) + Sync)>,
 }
 
 /// What a copy did.
@@ -146,6 +149,9 @@ pub fn copy_closure(
         .filter(|p| !valid.contains(*p))
         .map(|p| &infos[p])
         .collect();
+    if let Some(start) = opts.on_start {
+        start(todo.len());
+    }
     let index: HashMap<&StorePath, usize> =
         todo.iter().enumerate().map(|(i, x)| (&x.path, i)).collect();
     let deps: Vec<Vec<usize>> = todo

@@ -61,19 +61,18 @@ impl ClosureSource for CacheClosures {
             } else {
                 None
             };
+            let sd = to.store_dir().clone();
+            // As CppNix logs the copy.
+            let log = crate::cmd::copy::CopyLog::new(&ctx, &src, &dst);
             let opts = CopyOptions {
                 jobs,
                 check_sigs,
                 substitute: false,
                 dst_substituters: None,
+                on_start: Some(&|n| log.start(n)),
             };
-            let sd = to.store_dir().clone();
-            let verbose = ctx.verbosity >= 0;
             let report = copy_closure(&src, &dst, &BTreeSet::from([path.clone()]), &opts, &|p| {
-                // As CppNix logs each path it copies.
-                if verbose {
-                    eprintln!("copying path '{}' from '{from}'...", sd.display(p));
-                }
+                log.path(p)
             })?;
             if let Some((p, e)) = report.failed.into_iter().next() {
                 anyhow::bail!("copying path '{}' from '{from}': {e}", sd.display(&p));

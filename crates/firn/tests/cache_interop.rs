@@ -1435,3 +1435,51 @@ fn s3_credentials_from_profiles() {
     );
     assert!(!is_valid(&d, &p2));
 }
+
+/// `nix copy` says what it copies as CppNix 2.8 does: `copying N paths...` (also when none
+/// is missing), then a line per path: `to` the cache from the local store, `from` it into
+/// one (the per-path lines compared in path order: both copy in parallel).
+#[test]
+fn copy_messages_agree_with_cppnix() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = store_dir(tmp.path(), "a");
+    let (root, _) = make_closure(tmp.path(), &a);
+    let mut seen = Vec::new();
+    for side in [false, true] {
+        let tool = || if side { firn("nix") } else { cppnix("nix") };
+        let name = side_name(side);
+        let uri = format!(
+            "file://{}",
+            tmp.path().join(format!("cache-{name}")).display()
+        );
+        let b = store_dir(tmp.path(), &format!("b-{name}"));
+        let lines = |c: &mut Command| -> Vec<String> {
+            let o = c.output().expect("running nix copy");
+            let err = String::from_utf8_lossy(&o.stderr).replace(&uri, "CACHE");
+            assert!(o.status.success(), "{err}");
+            let mut lines: Vec<String> = err.lines().map(String::from).collect();
+            if lines.len() > 1 {
+                lines[1..].sort();
+            }
+            lines
+        };
+        let to = lines(tool().args(["copy", "--store", &a, "--to", &uri, &root]));
+        let again = lines(tool().args(["copy", "--store", &a, "--to", &uri, &root]));
+        let from = lines(tool().args([
+            "copy",
+            "--no-check-sigs",
+            "--store",
+            &b,
+            "--from",
+            &uri,
+            &root,
+        ]));
+        seen.push((to, again, from));
+    }
+    assert_eq!(seen[1], seen[0]);
+    assert_eq!(seen[0].1, vec!["copying 0 paths...".to_string()]);
+    assert!(
+        seen[0].0[0].starts_with("copying ") && seen[0].0.len() > 2,
+        "{seen:?}"
+    );
+}

@@ -107,17 +107,15 @@ pub fn run(ctx: &Ctx, a: CopyArgs) -> Result<()> {
         (AnyStore::Local(_), true) => ctx.substituters()?,
         _ => None,
     };
+    let log = CopyLog::new(ctx, &src, &dst);
     let opts = CopyOptions {
         jobs,
         check_sigs,
         substitute: a.substitute_on_destination,
         dst_substituters: dst_subs.as_ref(),
+        on_start: Some(&|n| log.start(n)),
     };
-    let from = src.describe();
-    let to = dst.describe();
-    let report = copy_closure(&src, &dst, &paths, &opts, &|p| {
-        tracing::info!("copying path '{}' from '{from}' to '{to}'", sd.display(p));
-    })?;
+    let report = copy_closure(&src, &dst, &paths, &opts, &|p| log.path(p))?;
     finish(&sd, &report)?;
     if !realisations.is_empty() {
         copy_realisations(&src, &dst, &realisations, opts.check_sigs.as_ref())?;
@@ -138,17 +136,63 @@ pub(crate) fn copy_paths(ctx: &Ctx, to: &str, paths: &BTreeSet<StorePath>) -> Re
         true => Some(ctx.trust_policy()?),
         false => None,
     };
+    let log = CopyLog::new(ctx, &src, &dst);
     let opts = CopyOptions {
         jobs: ctx.transfer_jobs(&[&src, &dst]),
         check_sigs,
         substitute: false,
         dst_substituters: None,
+        on_start: Some(&|n| log.start(n)),
     };
-    let (from, to) = (src.describe(), dst.describe());
-    let report = copy_closure(&src, &dst, paths, &opts, &|p| {
-        tracing::info!("copying path '{}' from '{from}' to '{to}'", sd.display(p));
-    })?;
+    let report = copy_closure(&src, &dst, paths, &opts, &|p| log.path(p))?;
     finish(&sd, &report)
+}
+
+/// CppNix's messages of a copy between stores (`copyPaths`): `copying N paths...`, then
+/// `copying path 'P' to 'DST'...` (from a local store), `... from 'SRC'...` (to one), or
+/// `... from 'SRC' to 'DST'...`; not with `--quiet`.
+pub(crate) struct CopyLog {
+    shown: bool,
+    sd: firn_format::StoreDir,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl CopyLog {
+    pub(crate) fn new(ctx: &Ctx, src: &AnyStore, dst: &AnyStore) -> CopyLog {
+        let uri = |s: &AnyStore| match s {
+            AnyStore::Local(_) => None,
+            other => Some(other.describe()),
+        };
+        CopyLog {
+            shown: ctx.verbosity >= 0,
+            sd: src.store_dir().clone(),
+            from: uri(src),
+            to: uri(dst),
+        }
+    }
+
+    pub(crate) fn start(&self, n: usize) {
+        if self.shown {
+            crate::logger::line(crate::logger::INFO, &format!("copying {n} paths..."));
+        }
+    }
+
+    pub(crate) fn path(&self, p: &StorePath) {
+        if !self.shown {
+            return;
+        }
+        let p = self.sd.display(p);
+        let line = match (&self.from, &self.to) {
+            (None, to) => format!(
+                "copying path '{p}' to '{}'...",
+                to.as_deref().unwrap_or("local")
+            ),
+            (Some(from), None) => format!("copying path '{p}' from '{from}'..."),
+            (Some(from), Some(to)) => format!("copying path '{p}' from '{from}' to '{to}'..."),
+        };
+        crate::logger::line(crate::logger::INFO, &line);
+    }
 }
 
 /// The paths of the wanted outputs (`None`: all) of `drv` in the source store, and with

@@ -77,18 +77,14 @@ pub fn main(args: Vec<String>) -> Result<()> {
     } else {
         None
     };
+    let log = crate::cmd::copy::CopyLog::new(&ctx, src, dst);
     let opts = CopyOptions {
         jobs: 1,
         check_sigs: None,
         substitute: use_substitutes,
         dst_substituters: local_subs.as_ref(),
+        on_start: Some(&|n| log.start(n)),
     };
-    let (from, into) = (src.describe(), dst.describe());
-    let report = copy_closure(src, dst, &set, &opts, &|p| {
-        eprintln!(
-            "copying path '{}' from '{from}' to '{into}'...",
-            sd.display(p)
-        );
-    })?;
+    let report = copy_closure(src, dst, &set, &opts, &|p| log.path(p))?;
     crate::cmd::copy::finish(&sd, &report)
 }
