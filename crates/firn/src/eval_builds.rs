@@ -3,7 +3,7 @@
 //! the build and substitution settings), installed for every command.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use firn_build::DerivedPath;
 use firn_eval::ifd::Builder;
@@ -22,6 +22,16 @@ pub struct EvalBuilds {
 
 /// The status of the last build an evaluation needed that failed (0: none).
 static FAILED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether import from derivation is allowed when `allow-import-from-derivation` is not
+/// set (CppNix's `setDefault` of it: `nix flake check` turns it off for `hydraJobs`).
+static IFD_BY_DEFAULT: AtomicBool = AtomicBool::new(true);
+
+/// Set whether import from derivation is allowed unless the user set
+/// `allow-import-from-derivation`.
+pub fn set_ifd_by_default(allowed: bool) {
+    IFD_BY_DEFAULT.store(allowed, Ordering::Relaxed);
+}
 
 /// The exit status of a build an evaluation of this process needed and that failed (100 and
 /// up, as CppNix's `buildPaths` gives): the status a command stopped by it ends with.
@@ -47,7 +57,11 @@ impl Builder for EvalBuilds {
         wanted: &BTreeMap<StorePath, BTreeSet<String>>,
     ) -> Result<BTreeMap<StorePath, BTreeMap<String, StorePath>>, String> {
         let sd = store.store_dir();
-        if !self.settings.get_bool("allow-import-from-derivation") {
+        let allowed = match self.settings.is_set("allow-import-from-derivation") {
+            true => self.settings.get_bool("allow-import-from-derivation"),
+            false => IFD_BY_DEFAULT.load(Ordering::Relaxed),
+        };
+        if !allowed {
             let drv = wanted
                 .keys()
                 .next()

@@ -119,6 +119,8 @@ pub struct Settings {
     values: BTreeMap<String, String>,
     /// Names the user set that Nix does not know (see [`Settings::set_user`]).
     unknown: std::collections::BTreeSet<String>,
+    /// The settings given a value (not left at their defaults), by name.
+    explicit: std::collections::BTreeSet<String>,
 }
 
 impl Settings {
@@ -237,6 +239,8 @@ impl Settings {
 
     /// Set a setting; `extra-NAME` appends.
     pub fn set(&mut self, name: &str, value: &str) {
+        self.explicit
+            .insert(name.strip_prefix("extra-").unwrap_or(name).to_string());
         if let Some(base) = name.strip_prefix("extra-") {
             let e = self.values.entry(base.to_string()).or_default();
             if e.is_empty() {
@@ -248,6 +252,12 @@ impl Settings {
         } else {
             self.values.insert(name.to_string(), value.to_string());
         }
+    }
+
+    /// Whether `name` was given a value (by a configuration file, the environment or the
+    /// command line), rather than left at its default.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.explicit.contains(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

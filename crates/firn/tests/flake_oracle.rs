@@ -1373,3 +1373,56 @@ fn nix_config_agrees_with_cppnix() {
         }
     }
 }
+
+/// `nix flake check` turns import from derivation off for `hydraJobs` (not for the other
+/// outputs) unless the user set `allow-import-from-derivation`, as CppNix 2.8.
+#[test]
+fn flake_check_hydra_jobs_ifd_agrees_with_cppnix() {
+    need_busybox();
+    let e = env();
+    let dir = &e.dir;
+    for (name, output) in [
+        ("hydra", "hydraJobs.j.x86_64-linux = job;"),
+        ("packages", "packages.x86_64-linux.j = job;"),
+    ] {
+        write(
+            &dir.join("ifd").join(name).join("flake.nix"),
+            &format!(
+                r#"{{
+  outputs = {{ self }}: let
+    bb = builtins.path {{ path = /usr/bin; name = "busybox"; filter = p: t: baseNameOf p == "busybox"; }};
+    gen = derivation {{ name = "gen"; system = "x86_64-linux"; builder = "${{bb}}/busybox"; args = [ "sh" "-c" "echo '\"from-ifd\"' > $out" ]; }};
+    job = derivation {{ name = import gen; system = "x86_64-linux"; builder = "${{bb}}/busybox"; args = [ "sh" "-c" "echo > $out" ]; }};
+  in {{ {output} }};
+}}
+"#
+            ),
+        );
+    }
+    let at = |name: &str| format!("path:{}", dir.join("ifd").join(name).display());
+    let cases: Vec<(Vec<String>, bool)> = vec![
+        (vec![at("hydra")], false),
+        (vec![at("packages")], true),
+        (
+            vec![
+                "--option".into(),
+                "allow-import-from-derivation".into(),
+                "true".into(),
+                at("hydra"),
+            ],
+            true,
+        ),
+    ];
+    for (args, passes) in &cases {
+        let mut seen = Vec::new();
+        for side in [false, true] {
+            let (code, _, stderr) = ran(tool(side, "nix", dir)
+                .args(["--option", "substituters", ""])
+                .args(["flake", "check", "--impure"])
+                .args(args));
+            seen.push((code, last_error(stderr.as_bytes())));
+        }
+        assert_eq!(seen[1], seen[0], "{args:?}");
+        assert_eq!(seen[0].0 == Some(0), *passes, "{args:?}: {seen:?}");
+    }
+}

@@ -7,8 +7,9 @@
 //! `--no-build`). The first error ends the command; with `--keep-going` each is shown as
 //! ignored and the command fails at the end.
 //!
-//! As in CppNix, `hydraJobs` is checked first; the other outputs follow in name order (2.8's
-//! order is that of its symbol table).
+//! As in CppNix, `hydraJobs` is checked first, without import from derivation unless the user
+//! set `allow-import-from-derivation`; the other outputs follow in name order (2.8's order is
+//! that of its symbol table).
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -225,6 +226,8 @@ impl Checker<'_> {
     }
 
     fn output(&mut self, name: &str, t: &Thunk, at: Option<u32>) -> EResult<()> {
+        // As CppNix: no import from derivation in Hydra jobs unless the user allows it.
+        crate::eval_builds::set_ifd_by_default(name != "hydraJobs");
         let v = self.force(t)?;
         let replacement = match name {
             "defaultPackage" => "packages.<system>.default",
