@@ -1487,6 +1487,8 @@ pub enum Wanted {
     App,
     /// A template (`nix flake init`, `nix flake new`).
     Template,
+    /// A development shell (`nix develop`, `nix print-dev-env`): `devShells.SYSTEM.` first.
+    DevShell,
 }
 
 /// [`installable`] for what a command wants: for `App` the apps first
@@ -1538,6 +1540,10 @@ pub fn installable_at(
                 wanted.push(format!("apps.{system}.default"));
                 wanted.push(format!("defaultApp.{system}"));
             }
+            if f.is_empty() && want == Wanted::DevShell {
+                wanted.push(format!("devShells.{system}.default"));
+                wanted.push(format!("devShell.{system}"));
+            }
             match f {
                 "" => wanted.extend([
                     format!("packages.{system}.default"),
@@ -1549,9 +1555,12 @@ pub fn installable_at(
     }
     match want {
         Wanted::Template => prefixes.push("templates.".to_string()),
-        Wanted::App | Wanted::Package => {
+        Wanted::App | Wanted::Package | Wanted::DevShell => {
             if want == Wanted::App {
                 prefixes.push(format!("apps.{system}."));
+            }
+            if want == Wanted::DevShell {
+                prefixes.push(format!("devShells.{system}."));
             }
             prefixes.push(format!("packages.{system}."));
             prefixes.push(format!("legacyPackages.{system}."));

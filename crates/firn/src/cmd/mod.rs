@@ -4,6 +4,7 @@ pub mod accessor;
 pub mod build;
 pub mod copy;
 pub mod derivation;
+pub mod develop;
 pub mod eval;
 pub mod flake;
 pub mod flake_check;
@@ -63,6 +64,11 @@ enum Command {
     /// Run a shell (or a command) with packages in PATH.
     Shell(run::ShellArgs),
     /// Manage flakes: lock, update, metadata.
+    /// Run a bash shell that provides the build environment of a derivation.
+    Develop(Box<develop::DevelopArgs>),
+    /// Print shell code that recreates the build environment of a derivation.
+    #[command(name = "print-dev-env")]
+    PrintDevEnv(Box<develop::PrintDevEnvArgs>),
     #[command(subcommand)]
     Flake(flake::FlakeCmd),
     /// Build derivations (`--file`/`--expr` attribute paths, store paths, DRV^OUTPUTS).
@@ -154,6 +160,8 @@ fn run(ctx: Ctx, cmd: Command) -> Result<()> {
         Command::Eval(a) => eval::run(a, &ctx),
         Command::Flake(c) => flake::run(c, &ctx),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Develop(a) => develop::develop(&ctx, *a),
+        Command::PrintDevEnv(a) => develop::print_dev_env(&ctx, *a),
         Command::Shell(a) => run::shell(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),

@@ -301,7 +301,7 @@ fn main_program(
 /// Run `program` with `args` in place of this process (with `PATH` set to `path` if given);
 /// for a store kept elsewhere on disk, in a mount namespace where it is at its store
 /// directory.
-fn exec_in_store(
+pub(crate) fn exec_in_store(
     store: &LocalStore,
     program: &str,
     args: &[String],
