@@ -6,7 +6,9 @@
 #      are in the store after the first run: later runs hash and look them up);
 #   2. `nix flake metadata --json` of the locked flake;
 #   3. `nix eval --json` of the drvPaths of the flake's packages (P per input, default 10);
-#   4. `nix flake check --no-build` (those packages and as many checks).
+#   4. `nix flake check --no-build` (those packages and as many checks);
+#   5. `nix print-dev-env` of a development shell (the host's bash as its builder, in the
+#      sandbox through `extra-sandbox-paths`; its environment is built once, untimed).
 # Prints ratios (CppNix / firn).
 #   bench/flake.sh [N] [P]
 own_tmp=${BENCH_TMP:-yes}
@@ -14,6 +16,9 @@ source "$(dirname "$0")/lib.sh"
 cleanup() { if [ "$own_tmp" = yes ]; then rm -rf "$BENCH_TMP"; fi; }
 trap cleanup EXIT
 ensure_firn
+# firn's sandbox cannot build in a store below a directory only root may enter (mktemp's
+# 0700; CppNix 2.8 can): the development shell's environment is built here.
+chmod 0755 "$BENCH_TMP"
 N=${1:-40}
 P=${2:-10}
 RUNS=${RUNS:-5}
@@ -51,6 +56,11 @@ $(printf "%b" "$inputs")  };
     packages.x86_64-linux = all;
     checks.x86_64-linux = builtins.mapAttrs (n: p: p // { name = "check-\${p.name}"; }) all;
     drvPaths = builtins.mapAttrs (n: p: p.drvPath) all;
+    devShells.x86_64-linux.default = derivation {
+      name = "shell"; system = "x86_64-linux"; builder = "/usr/bin/bash";
+      args = [ "-c" "echo > \$out" ]; FOO = "bar"; shellHook = "echo hi"; outputs = [ "out" ];
+      DEPS = builtins.concatStringsSep " " (builtins.attrNames all);
+    };
   };
 }
 NIX
@@ -59,7 +69,8 @@ side() { # side cpp|firn ARGS...: a nix command of that side on its own store
     local bin=nix
     [ "$s" = firn ] && bin="$LINKS/nix"
     HOME="$BENCH_TMP/$s-home" XDG_CACHE_HOME="$BENCH_TMP/$s-cache" "$bin" --store "$BENCH_TMP/$s-store" \
-        --option experimental-features 'nix-command flakes' --option flake-registry "$BENCH_TMP/none.json" "$@"
+        --option experimental-features 'nix-command flakes' --option flake-registry "$BENCH_TMP/none.json" \
+        --option extra-sandbox-paths "/usr/bin /usr/lib /usr/lib64 /lib64 /lib" --option substituters '' "$@"
 }
 top="path:$F/top"
 # The same results first (the lock written by CppNix, then by firn, must be the same bytes).
@@ -84,3 +95,7 @@ read -r c f < <(best_pair "$RUNS" side cpp eval --json "$top#drvPaths" ::: side 
 report "eval of $((N * P)) drvPaths" "$c" "$f"
 read -r c f < <(best_pair "$RUNS" side cpp flake check --no-build "$top" ::: side firn flake check --no-build "$top")
 report "flake check --no-build ($((2 * N * P)) drvs)" "$c" "$f"
+side cpp print-dev-env "$top" >/dev/null 2>&1 || { echo "cppnix: print-dev-env failed"; exit 1; }
+side firn print-dev-env "$top" >/dev/null 2>&1 || { echo "firn: print-dev-env failed"; exit 1; }
+read -r c f < <(best_pair "$RUNS" side cpp print-dev-env "$top" ::: side firn print-dev-env "$top")
+report "print-dev-env (environment built)" "$c" "$f"
