@@ -275,77 +275,28 @@ fn derivation_of(
     source: &SourceArgs,
     installable: &str,
 ) -> Result<(StorePath, LocalStore)> {
-    let features = ctx.settings.eval_features();
     let from = match (&source.expr, &source.file) {
         (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
         (Some(e), None) => Some((e.clone(), true)),
         (None, Some(f)) => Some((f.clone(), false)),
-        (None, None) => {
-            crate::cmd::flake::require_flakes(&features)?;
-            None
-        }
+        (None, None) => None,
     };
-    let store = ctx.open_store()?;
-    let cwd = crate::paths::cwd()?;
-    let input = match &from {
-        Some((s, from_expr)) => Some(crate::legacy::nix_instantiate::read_input(
-            s, *from_expr, &cwd,
-        )?),
-        None => None,
+    let source = crate::cmd::run::EvalSource {
+        from,
+        impure: source.impure,
+        common: &source.common,
+        lock: &source.lock,
     };
-    // As CppNix's `nix`: an expression and a flake are evaluated purely unless `--impure`.
-    let pure = !source.impure && !matches!(from, Some((_, false)));
-    let show_trace = ctx.settings.get_bool("show-trace");
-    let options = source.lock.applied_options(&ctx.settings);
-    let include = source.common.include.clone();
-    let auto_args = source.common.auto_args();
-    let installable = installable.to_string();
-    let registry = crate::cmd::flake_registry(ctx);
-    let sd = store.store_dir().clone();
-    let (store, out) = crate::eval_thread::run(move || {
-        let store = std::rc::Rc::new(store);
-        let mut ev = firn_eval::Evaluator::with_features(features);
-        ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-        ev.store = firn_eval::store::EvalStore::with_store(store.clone(), true);
-        ev.set_search_path(&include);
-        ev.flake_registry = registry;
-        if pure {
-            ev.restrict(firn_eval::purity::Restriction::Pure);
-        }
-        let out = (|| -> Result<String, String> {
-            let render = |e: firn_eval::error::EvalError| e.render(show_trace);
-            let v = match input {
-                None => firn_eval::flake::installable_as(
-                    &mut ev,
-                    &installable,
-                    &cwd,
-                    &options,
-                    firn_eval::flake::Wanted::DevShell,
-                )
-                .map_err(render)?,
-                Some(input) => {
-                    let input = crate::legacy::nix_instantiate::resolve_input(&mut ev, input)?;
-                    let e = ev
-                        .parse(&input.text, &input.origin, &input.base_dir)
-                        .map_err(render)?;
-                    let top = ev.eval_top(e).map_err(render)?;
-                    let args = crate::legacy::nix_instantiate::auto_args(&mut ev, &auto_args)
-                        .map_err(render)?;
-                    firn_eval::attr_path::find(&mut ev, top, &installable, &args).map_err(render)?
-                }
-            };
-            drv_path_of(&mut ev, &installable, &v).map_err(render)
-        })();
-        ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
-        std::mem::forget(ev);
-        (std::rc::Rc::try_unwrap(store).ok(), out)
-    })?;
-    let drv = out.map_err(|msg| anyhow::anyhow!("{msg}"))?;
-    let store = match store {
-        Some(s) => s,
-        None => ctx.open_store()?,
-    };
-    Ok((sd.parse(&drv)?, store))
+    let name = installable.to_string();
+    let (drv, store) = crate::cmd::run::eval_installable(
+        ctx,
+        installable,
+        &source,
+        firn_eval::flake::Wanted::DevShell,
+        move |ev, v| drv_path_of(ev, &name, &v),
+    )?;
+    let drv = store.store_dir().parse(&drv)?;
+    Ok((drv, store))
 }
 
 /// The `drvPath` of `v`, which must be a derivation.
@@ -502,58 +453,38 @@ fn shell_escape(s: &str) -> String {
 /// `nixpkgs` input or the registries' `nixpkgs`, built; if that fails (shown as an ignored
 /// error), `bash` from `PATH`.
 fn interactive_bash(ctx: &Ctx, source: &SourceArgs, installable: &str) -> String {
-    let flake = installable.split('#').next().unwrap_or(".").to_string();
+    let flake = (source.expr.is_none() && source.file.is_none())
+        .then(|| installable.split('#').next().unwrap_or(".").to_string());
+    let lock = source.lock.for_nixpkgs(flake);
     let found = (|| -> Result<String> {
-        let mut lock = source.lock.options(&ctx.settings);
-        lock.inputs_from = (source.expr.is_none() && source.file.is_none()).then_some(flake);
-        lock.update_inputs.clear();
-        lock.override_inputs.clear();
-        let features = ctx.settings.eval_features();
-        let registry = crate::cmd::flake_registry(ctx);
-        let cwd = crate::paths::cwd()?;
-        let own = ctx.open_store()?;
-        let sd = own.store_dir().clone();
-        let show_trace = ctx.settings.get_bool("show-trace");
-        let (own, out) = crate::eval_thread::run(move || {
-            let own = std::rc::Rc::new(own);
-            let mut ev = firn_eval::Evaluator::with_features(features);
-            ev.set_stack_size(firn_eval::eval::EVAL_THREAD_STACK);
-            ev.store = firn_eval::store::EvalStore::with_store(own.clone(), true);
-            ev.flake_registry = registry;
-            ev.restrict(firn_eval::purity::Restriction::Pure);
-            let out = firn_eval::flake::installable_as(
-                &mut ev,
-                "nixpkgs#bashInteractive",
-                &cwd,
-                &lock,
-                firn_eval::flake::Wanted::Package,
-            )
-            .and_then(|v| drv_path_of(&mut ev, "nixpkgs#bashInteractive", &v))
-            .map_err(|e| e.render(show_trace));
-            ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
-            std::mem::forget(ev);
-            (std::rc::Rc::try_unwrap(own).ok(), out)
-        })?;
-        let drv = sd.parse(&out.map_err(|m| anyhow::anyhow!("{m}"))?)?;
-        let own = match own {
-            Some(s) => s,
-            None => ctx.open_store()?,
+        let nixpkgs = crate::cmd::run::EvalSource {
+            from: None,
+            impure: false,
+            common: &source.common,
+            lock: &lock,
         };
+        let (drv, store) = crate::cmd::run::eval_installable(
+            ctx,
+            "nixpkgs#bashInteractive",
+            &nixpkgs,
+            firn_eval::flake::Wanted::Package,
+            |ev, v| drv_path_of(ev, "nixpkgs#bashInteractive", &v),
+        )?;
         let wanted = DerivedPath::Built {
-            drv,
+            drv: store.store_dir().parse(&drv)?,
             outputs: Some(["out".to_string()].into()),
         };
         crate::realise::realise(
             &ctx.with_flake_config(),
-            &own,
+            &store,
             std::slice::from_ref(&wanted),
             &crate::realise::BuildFlags::default(),
         )?;
-        let (_, out) = crate::realise::built_outputs(&own, &wanted)?
+        let (_, out) = crate::realise::built_outputs(&store, &wanted)?
             .into_iter()
             .next()
             .context("bashInteractive has no output")?;
-        Ok(format!("{}/bin/bash", sd.display(&out)))
+        Ok(format!("{}/bin/bash", store.store_dir().display(&out)))
     })();
     match found {
         Ok(bash) => bash,

@@ -96,6 +96,17 @@ impl LockArgs {
         }
     }
 
+    /// These flags for looking nixpkgs up beside `flake` (`nix develop`'s bash): the flake's
+    /// inputs as registry entries, no input updated or overridden.
+    pub fn for_nixpkgs(&self, flake: Option<String>) -> LockArgs {
+        LockArgs {
+            update_input: Vec::new(),
+            override_input: Vec::new(),
+            inputs_from: flake,
+            ..self.clone()
+        }
+    }
+
     /// [`Self::options`] for a command that applies the flake's `nixConfig` (installables,
     /// `nix flake lock|update|check`, `nix run`, as CppNix's `applyNixConfig`).
     pub fn applied_options(

@@ -103,8 +103,13 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         (None, Some(f)) => Some((f, false)),
         (None, None) => None,
     };
-    let (program, wanted, store) =
-        program_to_run(ctx, &installable, source, a.impure, &a.common, &a.lock)?;
+    let source = EvalSource {
+        from: source,
+        impure: a.impure,
+        common: &a.common,
+        lock: &a.lock,
+    };
+    let (program, wanted, store) = program_to_run(ctx, &installable, &source)?;
     build(ctx, &store, &wanted)?;
     exec_in_store(&store, &program, &rest, None)
 }
@@ -119,37 +124,51 @@ fn build(ctx: &Ctx, store: &LocalStore, wanted: &[DerivedPath]) -> Result<()> {
     )
 }
 
-/// The program `nix run` runs for `installable` (a flake installable, or with `source`, an
-/// attribute path of that expression (true) or file), and what must be built for it.
-fn program_to_run(
+/// Where an installable is evaluated (`nix run`, `nix develop`): a flake installable, or
+/// with `from`, an attribute path of that expression (true) or file; with the command's
+/// `--impure`, `--arg`s, `-I`s and lock flags.
+pub(crate) struct EvalSource<'a> {
+    pub from: Option<(String, bool)>,
+    pub impure: bool,
+    pub common: &'a crate::cmd::eval::CommonEvalArgs,
+    pub lock: &'a crate::cmd::flake::LockArgs,
+}
+
+/// Evaluate `installable` (see [`EvalSource`]; a flake's looked up as `want` says) on the
+/// evaluation thread and take from its value what `then` takes; the store it was evaluated
+/// in.
+pub(crate) fn eval_installable<T: Send + 'static>(
     ctx: &Ctx,
     installable: &str,
-    source: Option<(String, bool)>,
-    impure: bool,
-    common: &crate::cmd::eval::CommonEvalArgs,
-    lock: &crate::cmd::flake::LockArgs,
-) -> Result<(String, Vec<DerivedPath>, LocalStore)> {
+    source: &EvalSource<'_>,
+    want: firn_eval::flake::Wanted,
+    then: impl FnOnce(
+            &mut firn_eval::Evaluator,
+            firn_eval::Value,
+        ) -> Result<T, firn_eval::error::EvalError>
+        + Send
+        + 'static,
+) -> Result<(T, LocalStore)> {
     let features = ctx.settings.eval_features();
-    if source.is_none() {
+    if source.from.is_none() {
         crate::cmd::flake::require_flakes(&features)?;
     }
     let store = ctx.open_store()?;
     let cwd = crate::paths::cwd()?;
-    let input = match &source {
+    let input = match &source.from {
         Some((s, from_expr)) => Some(crate::legacy::nix_instantiate::read_input(
             s, *from_expr, &cwd,
         )?),
         None => None,
     };
     // As CppNix's `nix`: an expression and a flake are evaluated purely unless `--impure`.
-    let pure = !impure && !matches!(source, Some((_, false)));
+    let pure = !source.impure && !matches!(source.from, Some((_, false)));
     let show_trace = ctx.settings.get_bool("show-trace");
-    let options = lock.applied_options(&ctx.settings);
-    let include = common.include.clone();
-    let auto_args = common.auto_args();
+    let options = source.lock.applied_options(&ctx.settings);
+    let include = source.common.include.clone();
+    let auto_args = source.common.auto_args();
     let installable = installable.to_string();
     let registry = crate::cmd::flake_registry(ctx);
-    let sd = store.store_dir().clone();
     let (store, out) = crate::eval_thread::run(move || {
         let store = std::rc::Rc::new(store);
         let mut ev = firn_eval::Evaluator::with_features(features);
@@ -160,17 +179,13 @@ fn program_to_run(
         if pure {
             ev.restrict(firn_eval::purity::Restriction::Pure);
         }
-        let out = (|| -> Result<_, String> {
+        let out = (|| -> Result<T, String> {
             let render = |e: firn_eval::error::EvalError| e.render(show_trace);
             let v = match input {
-                None => firn_eval::flake::installable_as(
-                    &mut ev,
-                    &installable,
-                    &cwd,
-                    &options,
-                    firn_eval::flake::Wanted::App,
-                )
-                .map_err(render)?,
+                None => {
+                    firn_eval::flake::installable_as(&mut ev, &installable, &cwd, &options, want)
+                        .map_err(render)?
+                }
                 Some(input) => {
                     let input = crate::legacy::nix_instantiate::resolve_input(&mut ev, input)?;
                     let e = ev
@@ -182,17 +197,36 @@ fn program_to_run(
                     firn_eval::attr_path::find(&mut ev, top, &installable, &args).map_err(render)?
                 }
             };
-            program_of(&mut ev, &installable, v).map_err(render)
+            then(&mut ev, v).map_err(render)
         })();
         ev.store = firn_eval::store::EvalStore::read_only(ev.store.dir.clone());
         std::mem::forget(ev);
         (std::rc::Rc::try_unwrap(store).ok(), out)
     })?;
-    let (program, context) = out.map_err(|msg| anyhow::anyhow!("{msg}"))?;
+    let out = out.map_err(|msg| anyhow::anyhow!("{msg}"))?;
     let store = match store {
         Some(s) => s,
         None => ctx.open_store()?,
     };
+    Ok((out, store))
+}
+
+/// The program `nix run` runs for `installable` (see [`EvalSource`]), and what must be built
+/// for it.
+fn program_to_run(
+    ctx: &Ctx,
+    installable: &str,
+    source: &EvalSource<'_>,
+) -> Result<(String, Vec<DerivedPath>, LocalStore)> {
+    let name = installable.to_string();
+    let ((program, context), store) = eval_installable(
+        ctx,
+        installable,
+        source,
+        firn_eval::flake::Wanted::App,
+        move |ev, v| program_of(ev, &name, v),
+    )?;
+    let sd = store.store_dir().clone();
     let mut wanted = Vec::new();
     for c in &context {
         let (path, output) =
