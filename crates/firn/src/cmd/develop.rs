@@ -18,6 +18,7 @@ use firn_build::DerivedPath;
 use firn_format::StorePath;
 use firn_store::LocalStore;
 
+use crate::cmd::run::SourceArgs;
 use crate::context::Ctx;
 
 /// The environment dump the derivation's builder runs.
@@ -42,25 +43,6 @@ const IGNORED: [&str; 16] = [
     "TZ",
     "UID",
 ];
-
-/// What the environment is of: an installable (a flake's by default, or an attribute path
-/// of `--expr`/`--file`).
-#[derive(Args, Debug)]
-pub struct SourceArgs {
-    /// Evaluate the installable as an attribute path of this expression.
-    #[arg(long)]
-    expr: Option<String>,
-    /// Allow access to mutable paths and repositories.
-    #[arg(long)]
-    impure: bool,
-    /// Evaluate the installable as an attribute path of this file.
-    #[arg(short = 'f', long)]
-    file: Option<String>,
-    #[command(flatten)]
-    common: crate::cmd::eval::CommonEvalArgs,
-    #[command(flatten)]
-    lock: crate::cmd::flake::LockArgs,
-}
 
 #[derive(Args, Debug)]
 pub struct DevelopArgs {
@@ -275,18 +257,7 @@ fn derivation_of(
     source: &SourceArgs,
     installable: &str,
 ) -> Result<(StorePath, LocalStore)> {
-    let from = match (&source.expr, &source.file) {
-        (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
-        (Some(e), None) => Some((e.clone(), true)),
-        (None, Some(f)) => Some((f.clone(), false)),
-        (None, None) => None,
-    };
-    let source = crate::cmd::run::EvalSource {
-        from,
-        impure: source.impure,
-        common: &source.common,
-        lock: &source.lock,
-    };
+    let source = source.eval_source(&source.lock)?;
     let name = installable.to_string();
     let (drv, store) = crate::cmd::run::eval_installable(
         ctx,
@@ -453,15 +424,15 @@ fn shell_escape(s: &str) -> String {
 /// `nixpkgs` input or the registries' `nixpkgs`, built; if that fails (shown as an ignored
 /// error), `bash` from `PATH`.
 fn interactive_bash(ctx: &Ctx, source: &SourceArgs, installable: &str) -> String {
-    let flake = (source.expr.is_none() && source.file.is_none())
+    let flake = source
+        .is_flake()
         .then(|| installable.split('#').next().unwrap_or(".").to_string());
     let lock = source.lock.for_nixpkgs(flake);
     let found = (|| -> Result<String> {
         let nixpkgs = crate::cmd::run::EvalSource {
             from: None,
             impure: false,
-            common: &source.common,
-            lock: &lock,
+            ..source.eval_source(&lock)?
         };
         let (drv, store) = crate::cmd::run::eval_installable(
             ctx,

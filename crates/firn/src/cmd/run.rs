@@ -30,21 +30,55 @@ pub struct ShellArgs {
     command: Vec<String>,
 }
 
+/// Where an installable is evaluated (`nix run`, `nix develop`): a flake's by default, or an
+/// attribute path of `--expr`/`--file`.
 #[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Evaluate installables as attribute paths of this expression.
+pub struct SourceArgs {
+    /// Evaluate the installable as an attribute path of this expression.
     #[arg(long)]
     expr: Option<String>,
     /// Allow access to mutable paths and repositories.
     #[arg(long)]
     impure: bool,
-    /// Evaluate installables as attribute paths of this file.
+    /// Evaluate the installable as an attribute path of this file.
     #[arg(short = 'f', long)]
     file: Option<String>,
     #[command(flatten)]
     common: crate::cmd::eval::CommonEvalArgs,
     #[command(flatten)]
-    lock: crate::cmd::flake::LockArgs,
+    pub lock: crate::cmd::flake::LockArgs,
+}
+
+impl SourceArgs {
+    /// Whether the installable is a flake's (neither `--expr` nor `--file`).
+    pub fn is_flake(&self) -> bool {
+        self.expr.is_none() && self.file.is_none()
+    }
+
+    /// These arguments as an [`EvalSource`] (`lock` for the flakes).
+    pub fn eval_source<'a>(
+        &'a self,
+        lock: &'a crate::cmd::flake::LockArgs,
+    ) -> Result<EvalSource<'a>> {
+        let from = match (&self.expr, &self.file) {
+            (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
+            (Some(e), None) => Some((e.clone(), true)),
+            (None, Some(f)) => Some((f.clone(), false)),
+            (None, None) => None,
+        };
+        Ok(EvalSource {
+            from,
+            impure: self.impure,
+            common: &self.common,
+            lock,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    source: SourceArgs,
     /// The app or package to run (default `.`), then its arguments (after `--` if they
     /// look like options: before it, options are `nix run`'s, as in CppNix).
     args: Vec<String>,
@@ -97,18 +131,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let mut args = a.args.into_iter();
     let installable = args.next().unwrap_or_else(|| ".".into());
     let rest: Vec<String> = args.collect();
-    let source = match (a.expr, a.file) {
-        (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
-        (Some(e), None) => Some((e, true)),
-        (None, Some(f)) => Some((f, false)),
-        (None, None) => None,
-    };
-    let source = EvalSource {
-        from: source,
-        impure: a.impure,
-        common: &a.common,
-        lock: &a.lock,
-    };
+    let source = a.source.eval_source(&a.source.lock)?;
     let (program, wanted, store) = program_to_run(ctx, &installable, &source)?;
     build(ctx, &store, &wanted)?;
     exec_in_store(&store, &program, &rest, None)
