@@ -52,16 +52,10 @@ const FLAKE: &str = r#"{
 /// `nix ARGS` of either side, with flakes, its own store and caches, no registry, no
 /// substituters, and the host's bash and libraries in the sandbox.
 fn nix(firn_side: bool, dir: &Path, args: &[&str]) -> Command {
-    let side = dir.join(side_name(firn_side));
-    let mut c = tool_of(firn_side, "nix");
-    c.env("XDG_CACHE_HOME", side.join("cache"))
-        .env("HOME", side.join("home"))
-        .env("NIX_PATH", "")
-        .env("KEPT", "kept-value")
+    let mut c = flake_tool(firn_side, "nix", dir);
+    c.env("KEPT", "kept-value")
         .env("DROPPED", "dropped-value")
         .current_dir(dir)
-        .args(["--store", &side.join("store").to_string_lossy()])
-        .args(["--option", "experimental-features", "nix-command flakes"])
         .args([
             "--option",
             "flake-registry",

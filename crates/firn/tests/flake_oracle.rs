@@ -16,17 +16,7 @@ use std::process::Command;
 
 const DATE: &str = "2026-11-01T12:00:00Z";
 
-/// A tool of either side with flakes on, its store and caches in `dir` (its own per side).
-fn tool(firn_side: bool, name: &str, dir: &Path) -> Command {
-    let side = dir.join(side_name(firn_side));
-    let mut c = tool_of(firn_side, name);
-    c.env("XDG_CACHE_HOME", side.join("cache"))
-        .env("HOME", side.join("home"))
-        .env("NIX_PATH", "")
-        .args(["--store", &side.join("store").to_string_lossy()])
-        .args(["--option", "experimental-features", "nix-command flakes"]);
-    c
-}
+use common::flake_tool as tool;
 
 /// Evaluate `expr` strictly; the output, or the error's last line.
 fn eval(firn_side: bool, dir: &Path, expr: &str, impure: bool) -> (bool, String, String) {
@@ -44,6 +34,29 @@ fn eval(firn_side: bool, dir: &Path, expr: &str, impure: bool) -> (bool, String,
             false => last_error(&out.stderr),
         },
     )
+}
+
+/// `run` for CppNix 2.8's side, then for firn's; firn's result must equal CppNix's (`what`
+/// names the case in the failure), which is returned.
+fn agree<T: PartialEq + std::fmt::Debug>(
+    what: impl std::fmt::Display,
+    mut run: impl FnMut(bool) -> T,
+) -> T {
+    let cppnix = run(false);
+    let firn = run(true);
+    assert_eq!(firn, cppnix, "{what}");
+    cppnix
+}
+
+/// The names in directory `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// How `c` ended: its exit code, standard output and standard error.
@@ -608,12 +621,10 @@ fn flake_show_agrees_with_cppnix() {
         (&good, &["flake", "show", "--legacy"]),
         (&bad, &["flake", "show"]),
     ] {
-        let mut seen = Vec::new();
-        for side in [false, true] {
-            seen.push(ran(tool(side, "nix", dir).current_dir(flake).args(args)));
-        }
-        assert_eq!(seen[1], seen[0], "{args:?} in {}", flake.display());
-        assert!(!seen[0].1.is_empty() || seen[0].0 != Some(0), "{args:?}");
+        let seen = agree(format!("{args:?} in {}", flake.display()), |side| {
+            ran(tool(side, "nix", dir).current_dir(flake).args(args))
+        });
+        assert!(!seen.1.is_empty() || seen.0 != Some(0), "{args:?}");
     }
 }
 
@@ -681,14 +692,12 @@ fn run_and_shell_agree_with_cppnix() {
         vec!["run", "--impure", ".#nope"],
     ];
     for args in &cases {
-        let mut seen = Vec::new();
-        for side in [false, true] {
+        let seen = agree(format!("{args:?}"), |side| {
             let (code, stdout, stderr) = ran(tool(side, "nix", dir).current_dir(&flake).args(args));
-            seen.push((code, stdout, last_error(stderr.as_bytes())));
-        }
-        assert_eq!(seen[1], seen[0], "{args:?}");
+            (code, stdout, last_error(stderr.as_bytes()))
+        });
         assert!(
-            seen[0].0 == Some(0) || !seen[0].2.is_empty(),
+            seen.0 == Some(0) || !seen.2.is_empty(),
             "{args:?}: {seen:?}"
         );
     }
@@ -724,13 +733,11 @@ fn registries_and_prefetch_agree_with_cppnix() {
         &["eval", "nope#v"],
     ];
     for args in cases {
-        let mut seen = Vec::new();
-        for side in [false, true] {
+        let seen = agree(format!("{args:?}"), |side| {
             let registry = ["--option", "flake-registry", &registry];
-            seen.push(ran(tool(side, "nix", dir).args(registry).args(args)));
-        }
-        assert_eq!(seen[1], seen[0], "{args:?}");
-        assert!(!seen[0].1.is_empty() || !seen[0].2.is_empty(), "{args:?}");
+            ran(tool(side, "nix", dir).args(registry).args(args))
+        });
+        assert!(!seen.1.is_empty() || !seen.2.is_empty(), "{args:?}");
     }
 }
 
@@ -956,43 +963,33 @@ fn flake_check_agrees_with_cppnix() {
     );
     // Without `--keep-going` the first failure stops the run (the other check is named as
     // failed, as CppNix's `buildPaths` names it).
-    let mut stopped = Vec::new();
-    for side in [false, true] {
+    let stopped = agree("", |side| {
         let (code, _, stderr) = ran(tool(side, "nix", dir)
             .args(["flake", "check", "--impure"])
             .args(["--option", "substituters", ""])
             .arg(format!("path:{}", flake.display())));
-        stopped.push((code, last_error(stderr.as_bytes())));
-    }
-    assert_eq!(stopped[1], stopped[0]);
-    assert_eq!(stopped[0].0, Some(100), "{stopped:?}");
-    assert!(stopped[0].1.starts_with("error: build of "), "{stopped:?}");
-    let mut seen = Vec::new();
-    for side in [false, true] {
+        (code, last_error(stderr.as_bytes()))
+    });
+    assert_eq!(stopped.0, Some(100), "{stopped:?}");
+    assert!(stopped.1.starts_with("error: build of "), "{stopped:?}");
+    let seen = agree("", |side| {
         let (code, _, stderr) = ran(tool(side, "nix", dir)
             .args(["flake", "check", "--impure", "--keep-going"])
             .args(["--option", "substituters", ""])
             .arg(format!("path:{}", flake.display())));
         let store = dir.join(side_name(side)).join("store/nix/store");
-        let built: Vec<String> = std::fs::read_dir(&store)
-            .expect("the store")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+        let built: Vec<String> = names_in(&store)
+            .into_iter()
             .filter(|n| n.ends_with("-pass") || n.ends_with("-fail") || n.ends_with("-other"))
             .collect();
-        seen.push((code, last_error(stderr.as_bytes()), built));
-    }
-    assert_eq!(seen[1], seen[0]);
-    assert_eq!(seen[0].0, Some(100), "{seen:?}");
+        (code, last_error(stderr.as_bytes()), built)
+    });
+    assert_eq!(seen.0, Some(100), "{seen:?}");
     assert!(
-        seen[0].1.contains("-fail.drv' failed with exit code 3"),
+        seen.1.contains("-fail.drv' failed with exit code 3"),
         "{seen:?}"
     );
-    assert_eq!(
-        seen[0].2.len(),
-        1,
-        "only the passing check's output: {seen:?}"
-    );
+    assert_eq!(seen.2.len(), 1, "only the passing check's output: {seen:?}");
 }
 
 /// `--commit-lock-file` in a Git repository: the lock file created and then updated is
@@ -1003,8 +1000,7 @@ fn flake_check_agrees_with_cppnix() {
 fn commit_lock_file_agrees_with_cppnix() {
     let e = env();
     let dir = &e.dir;
-    let mut seen = Vec::new();
-    for side in [false, true] {
+    let seen = agree("", |side| {
         let root = dir.join("commit").join(side_name(side));
         let (dep, top) = (root.join("dep"), root.join("top"));
         write(
@@ -1071,10 +1067,9 @@ fn commit_lock_file_agrees_with_cppnix() {
             .collect::<Vec<_>>()
             .join("lastModified=N");
         let status = git(&top, &["status", "--short"], DATE);
-        seen.push((created, updated, summary, log, status));
-    }
-    assert_eq!(seen[1], seen[0]);
-    let (created, _, _, log, status) = &seen[0];
+        (created, updated, summary, log, status)
+    });
+    let (created, _, _, log, status) = &seen;
     assert_eq!(created.0, Some(0), "{seen:?}");
     assert!(log.starts_with("chore: bump\n"), "{log}");
     assert!(
@@ -1115,19 +1110,17 @@ fn inputs_from_and_override_flake_agree_with_cppnix() {
         vec!["flake", "metadata", "--json", "--inputs-from", &from, "dep"],
     ];
     for args in &cases {
-        let mut seen = Vec::new();
-        for side in [false, true] {
+        let seen = agree(format!("{args:?}"), |side| {
             // The flag registry's options first: CppNix 2.8 reads `--inputs-from` as it
             // parses it.
             let (code, stdout, stderr) = ran(tool(side, "nix", dir)
                 .args(["--option", "flake-registry", &none])
                 .args(args));
-            seen.push((code, stdout, last_error(stderr.as_bytes())));
-        }
-        assert_eq!(seen[1], seen[0], "{args:?}");
+            (code, stdout, last_error(stderr.as_bytes()))
+        });
         let found = args[0] == "eval" && !args.contains(&"nope#v");
         assert_eq!(
-            seen[0].1.trim_end() == "\"from-dep\"",
+            seen.1.trim_end() == "\"from-dep\"",
             found,
             "{args:?}: {seen:?}"
         );
@@ -1165,8 +1158,7 @@ fn archive_agrees_with_cppnix() {
     // The lock file first (written by CppNix), so that both sides read the same.
     let (code, _, _) = ran(tool(false, "nix", dir).args(["flake", "lock", &top_ref]));
     assert_eq!(code, Some(0));
-    let mut seen = Vec::new();
-    for side in [false, true] {
+    let seen = agree("", |side| {
         let cache = dir.join(format!("{}-cache", side_name(side)));
         let mut outs = Vec::new();
         for args in [
@@ -1179,16 +1171,9 @@ fn archive_agrees_with_cppnix() {
         let (code, _, stderr) =
             ran(tool(side, "nix", dir).args(["flake", "archive", "--to", &to, &top_ref]));
         assert_eq!(code, Some(0), "{stderr}");
-        let mut listed: Vec<String> = std::fs::read_dir(&cache)
-            .expect("the cache")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        listed.sort();
-        seen.push((outs, listed));
-    }
-    assert_eq!(seen[1], seen[0]);
-    let (outs, listed) = &seen[0];
+        (outs, names_in(&cache))
+    });
+    let (outs, listed) = &seen;
     assert_eq!(outs[0], outs[1], "--dry-run computes the same paths");
     assert!(
         outs[0].contains("\"inputs\":{\"data\":{\"path\":"),
@@ -1216,8 +1201,7 @@ fn clone_agrees_with_cppnix() {
     let rev = git(&repo, &["rev-parse", "HEAD"], DATE);
     let none = dir.join("no-registry.json").to_string_lossy().into_owned();
     let url = format!("git+file://{}", repo.display());
-    let mut seen = Vec::new();
-    for side in [false, true] {
+    let seen = agree("", |side| {
         let dest = |n: &str| {
             dir.join(format!("{}-{n}", side_name(side)))
                 .to_string_lossy()
@@ -1252,12 +1236,11 @@ fn clone_agrees_with_cppnix() {
         }
         let branch = git(Path::new(&dest("b")), &["branch", "--show-current"], DATE);
         let files = std::fs::read_to_string(Path::new(&dest("a")).join("flake.nix")).ok();
-        seen.push((outs, branch, files));
-    }
-    assert_eq!(seen[1], seen[0]);
-    assert_eq!(seen[0].1.trim(), "other");
-    assert_eq!(seen[0].0[0], (Some(0), String::new()));
-    assert!(seen[0].2.is_some());
+        (outs, branch, files)
+    });
+    assert_eq!(seen.1.trim(), "other");
+    assert_eq!(seen.0[0], (Some(0), String::new()));
+    assert!(seen.2.is_some());
 }
 
 /// A flake's `nixConfig`: read (strings, lists, numbers, booleans; other values are CppNix's
@@ -1331,8 +1314,7 @@ fn nix_config_agrees_with_cppnix() {
     let saved = "{\"sandbox\":{\"false\":true},\"cores\":{\"3\":false}}";
     for trusted in [false, true] {
         for args in &cases {
-            let mut seen = Vec::new();
-            for side in [false, true] {
+            agree(format!("{args:?} (trusted list: {trusted})"), |side| {
                 let home = dir.join(side_name(side)).join("home");
                 let list = home.join(".local/share/nix/trusted-settings.json");
                 match trusted {
@@ -1356,9 +1338,8 @@ fn nix_config_agrees_with_cppnix() {
                         false => l.to_string(),
                     })
                     .collect();
-                seen.push((code, lines));
-            }
-            assert_eq!(seen[1], seen[0], "{args:?} (trusted list: {trusted})");
+                (code, lines)
+            });
         }
     }
     for d in std::fs::read_dir("/tmp")
@@ -1414,15 +1395,13 @@ fn flake_check_hydra_jobs_ifd_agrees_with_cppnix() {
         ),
     ];
     for (args, passes) in &cases {
-        let mut seen = Vec::new();
-        for side in [false, true] {
+        let seen = agree(format!("{args:?}"), |side| {
             let (code, _, stderr) = ran(tool(side, "nix", dir)
                 .args(["--option", "substituters", ""])
                 .args(["flake", "check", "--impure"])
                 .args(args));
-            seen.push((code, last_error(stderr.as_bytes())));
-        }
-        assert_eq!(seen[1], seen[0], "{args:?}");
-        assert_eq!(seen[0].0 == Some(0), *passes, "{args:?}: {seen:?}");
+            (code, last_error(stderr.as_bytes()))
+        });
+        assert_eq!(seen.0 == Some(0), *passes, "{args:?}: {seen:?}");
     }
 }

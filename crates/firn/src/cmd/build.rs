@@ -14,21 +14,55 @@ use crate::context::{Ctx, Failure};
 use crate::legacy::nix_instantiate::{evaluate, read_input, EvalOptions};
 use crate::realise::{make_result_link, realise, BuildFlags};
 
+/// Where installables are evaluated (`nix build`, `nix run`, `nix develop`, ...): a flake's
+/// by default, or attribute paths of `--expr`/`--file`.
 #[derive(Args, Debug, Default)]
-pub struct InstallableArgs {
-    /// Interpret installables as attribute paths of the value of this Nix expression.
+pub struct SourceArgs {
+    /// Evaluate the installable as an attribute path of this expression.
     #[arg(long)]
     pub expr: Option<String>,
-    /// Allow access to mutable paths and repositories: evaluate an `--expr` impurely.
+    /// Allow access to mutable paths and repositories.
     #[arg(long)]
     pub impure: bool,
-    /// Interpret installables as attribute paths of the value of this file.
+    /// Evaluate the installable as an attribute path of this file.
     #[arg(short = 'f', long)]
     pub file: Option<String>,
     #[command(flatten)]
     pub common: crate::cmd::eval::CommonEvalArgs,
     #[command(flatten)]
     pub lock: crate::cmd::flake::LockArgs,
+}
+
+impl SourceArgs {
+    /// Whether the installable is a flake's (neither `--expr` nor `--file`).
+    pub fn is_flake(&self) -> bool {
+        self.expr.is_none() && self.file.is_none()
+    }
+
+    /// These arguments as a [`crate::cmd::run::EvalSource`] (`lock` for the flakes).
+    pub fn eval_source<'a>(
+        &'a self,
+        lock: &'a crate::cmd::flake::LockArgs,
+    ) -> Result<crate::cmd::run::EvalSource<'a>> {
+        let from = match (&self.expr, &self.file) {
+            (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
+            (Some(e), None) => Some((e.clone(), true)),
+            (None, Some(f)) => Some((f.clone(), false)),
+            (None, None) => None,
+        };
+        Ok(crate::cmd::run::EvalSource {
+            from,
+            impure: self.impure,
+            common: &self.common,
+            lock,
+        })
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct InstallableArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Installables: attribute paths (with --file/--expr), store paths, DRV^OUTPUTS, or
     /// flake installables (`REF#ATTRPATH`).
     pub installables: Vec<String>,
@@ -38,8 +72,7 @@ impl InstallableArgs {
     /// Whether these name derivation outputs to build (`--file`/`--expr` attribute paths, or
     /// `DRV^OUT`/`DRV!OUT`) rather than only store paths.
     pub fn names_derivations(&self) -> bool {
-        self.file.is_some()
-            || self.expr.is_some()
+        !self.source.is_flake()
             || self.installables.iter().any(|i| {
                 i.rsplit_once(['!', '^'])
                     .is_some_and(|(p, _)| p.ends_with(".drv"))
@@ -109,7 +142,7 @@ pub(crate) fn resolve_installables(
     inst: &InstallableArgs,
 ) -> Result<(Vec<DerivedPath>, LocalStore)> {
     let mut store = ctx.open_store()?;
-    if inst.file.is_none() && inst.expr.is_none() {
+    if inst.source.file.is_none() && inst.source.expr.is_none() {
         let given = if inst.installables.is_empty() {
             vec![".".to_string()]
         } else {
@@ -129,11 +162,11 @@ pub(crate) fn resolve_installables(
             crate::cmd::flake::require_flakes(&features)?;
             let mut opts = EvalOptions {
                 attr_paths: vec![String::new()],
-                include: inst.common.include.clone(),
-                flake_lock: inst.lock.applied_options(&ctx.settings),
+                include: inst.source.common.include.clone(),
+                flake_lock: inst.source.lock.applied_options(&ctx.settings),
                 ..EvalOptions::from_settings(ctx)?
             };
-            if !inst.impure {
+            if !inst.source.impure {
                 // Flakes are evaluated purely unless `--impure`, as CppNix's.
                 opts.restriction = firn_eval::purity::Restriction::Pure;
             }
@@ -143,12 +176,11 @@ pub(crate) fn resolve_installables(
         return Ok((out, store));
     }
     let cwd = crate::paths::cwd()?;
-    let (src, from_expr) = match (&inst.expr, &inst.file) {
-        (Some(e), None) => (e.clone(), true),
-        (None, Some(f)) => (f.clone(), false),
-        _ => bail!("'--expr' and '--file' cannot be used together"),
+    // (A flake's installables went above.)
+    let Some((src, from_expr)) = inst.source.eval_source(&inst.source.lock)?.from else {
+        bail!("no --expr or --file");
     };
-    let args = inst.common.auto_args();
+    let args = inst.source.common.auto_args();
     let attrs = if inst.installables.is_empty() {
         vec![String::new()]
     } else {
@@ -159,10 +191,10 @@ pub(crate) fn resolve_installables(
         let mut opts = EvalOptions {
             attr_paths: vec![attr],
             args: args.clone(),
-            include: inst.common.include.clone(),
+            include: inst.source.common.include.clone(),
             ..EvalOptions::from_settings(ctx)?
         };
-        if from_expr && !inst.impure {
+        if from_expr && !inst.source.impure {
             // As CppNix's `nix`: an expression is evaluated purely unless `--impure` (a file
             // never is).
             opts.restriction = firn_eval::purity::Restriction::Pure;

@@ -18,7 +18,7 @@ use firn_build::DerivedPath;
 use firn_format::StorePath;
 use firn_store::LocalStore;
 
-use crate::cmd::run::SourceArgs;
+use crate::cmd::build::SourceArgs;
 use crate::context::Ctx;
 
 /// The environment dump the derivation's builder runs.

@@ -17,7 +17,7 @@ use clap::Args;
 use firn_build::DerivedPath;
 use firn_store::LocalStore;
 
-use crate::cmd::build::{resolve_installables, InstallableArgs};
+use crate::cmd::build::{resolve_installables, InstallableArgs, SourceArgs};
 use crate::context::Ctx;
 use crate::realise::{built_outputs, realise, BuildFlags};
 
@@ -28,51 +28,6 @@ pub struct ShellArgs {
     /// The command to run, and its arguments (default: `$SHELL`).
     #[arg(short = 'c', long = "command", num_args = 1.., allow_hyphen_values = true)]
     command: Vec<String>,
-}
-
-/// Where an installable is evaluated (`nix run`, `nix develop`): a flake's by default, or an
-/// attribute path of `--expr`/`--file`.
-#[derive(Args, Debug)]
-pub struct SourceArgs {
-    /// Evaluate the installable as an attribute path of this expression.
-    #[arg(long)]
-    expr: Option<String>,
-    /// Allow access to mutable paths and repositories.
-    #[arg(long)]
-    impure: bool,
-    /// Evaluate the installable as an attribute path of this file.
-    #[arg(short = 'f', long)]
-    file: Option<String>,
-    #[command(flatten)]
-    common: crate::cmd::eval::CommonEvalArgs,
-    #[command(flatten)]
-    pub lock: crate::cmd::flake::LockArgs,
-}
-
-impl SourceArgs {
-    /// Whether the installable is a flake's (neither `--expr` nor `--file`).
-    pub fn is_flake(&self) -> bool {
-        self.expr.is_none() && self.file.is_none()
-    }
-
-    /// These arguments as an [`EvalSource`] (`lock` for the flakes).
-    pub fn eval_source<'a>(
-        &'a self,
-        lock: &'a crate::cmd::flake::LockArgs,
-    ) -> Result<EvalSource<'a>> {
-        let from = match (&self.expr, &self.file) {
-            (Some(_), Some(_)) => bail!("'--expr' and '--file' cannot be used together"),
-            (Some(e), None) => Some((e.clone(), true)),
-            (None, Some(f)) => Some((f.clone(), false)),
-            (None, None) => None,
-        };
-        Ok(EvalSource {
-            from,
-            impure: self.impure,
-            common: &self.common,
-            lock,
-        })
-    }
 }
 
 #[derive(Args, Debug)]

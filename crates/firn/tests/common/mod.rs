@@ -194,6 +194,18 @@ pub fn tool_of(firn_side: bool, name: &str) -> Command {
     }
 }
 
+/// A tool of either side with flakes on, its store and caches in `dir` (its own per side).
+pub fn flake_tool(firn_side: bool, name: &str, dir: &Path) -> Command {
+    let side = dir.join(side_name(firn_side));
+    let mut c = tool_of(firn_side, name);
+    c.env("XDG_CACHE_HOME", side.join("cache"))
+        .env("HOME", side.join("home"))
+        .env("NIX_PATH", "")
+        .args(["--store", &side.join("store").to_string_lossy()])
+        .args(["--option", "experimental-features", "nix-command flakes"]);
+    c
+}
+
 /// A file of derivations that CppNix 2.8 and firn each build in chroot stores of their own,
 /// sandboxed, for comparing what happens.
 pub struct BuildOracle {
