@@ -146,17 +146,10 @@ pub fn develop(ctx: &Ctx, a: DevelopArgs) -> Result<()> {
             0,
             "[ -n \"$PS1\" ] && [ -e ~/.bashrc ] && source ~/.bashrc;\n",
         );
+        let settings = ctx.with_flake_config().settings;
         for (setting, op) in [("bash-prompt", "="), ("bash-prompt-suffix", "+=")] {
-            let value = ctx
-                .with_flake_config()
-                .settings
-                .get(setting)
-                .map(String::from);
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                script.push_str(&format!(
-                    "[ -n \"$PS1\" ] && PS1{op}{};\n",
-                    shell_escape(&v)
-                ));
+            if let Some(v) = settings.get(setting).filter(|v| !v.is_empty()) {
+                script.push_str(&format!("[ -n \"$PS1\" ] && PS1{op}{};\n", shell_escape(v)));
             }
         }
     }
@@ -172,30 +165,15 @@ pub fn develop(ctx: &Ctx, a: DevelopArgs) -> Result<()> {
     crate::cmd::run::exec_in_store(&store, &shell, &args, None)
 }
 
-/// A new file for the shell's startup script, `$TMPDIR/nix-shell.XXXXXX` (created here, so
-/// that no other process can have made it).
+/// A new file for the shell's startup script, `$TMPDIR/nix-shellXXXXXX`.
 fn startup_file() -> Result<String> {
-    let dir = std::env::temp_dir();
-    for attempt in 0..100u32 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!(
-            "nix-shell.{:06x}",
-            (nanos ^ std::process::id() ^ attempt) & 0xffffff
-        );
-        let path = dir.join(name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(_) => return Ok(path.to_string_lossy().into_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating '{}'", path.display())),
-        }
-    }
-    bail!("could not create a startup file in '{}'", dir.display())
+    let (_, path) = tempfile::Builder::new()
+        .prefix("nix-shell")
+        .tempfile()
+        .context("creating the shell's startup file")?
+        .keep()
+        .context("keeping the shell's startup file")?;
+    Ok(path.to_string_lossy().into_owned())
 }
 
 /// `--ignore-environment`, `--keep` and `--unset` (CppNix's `MixEnvironment`).
