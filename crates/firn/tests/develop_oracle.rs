@@ -62,13 +62,18 @@ fn nix(firn_side: bool, dir: &Path, args: &[&str]) -> Command {
             &dir.join("none.json").to_string_lossy(),
         ])
         .args(["--option", "substituters", ""])
-        .args([
-            "--option",
-            "extra-sandbox-paths",
-            "/usr/bin /usr/lib /usr/lib64 /lib64 /lib",
-        ])
+        .args(["--option", "extra-sandbox-paths", &host_bash_paths()])
         .args(args);
     c
+}
+
+/// The host's directories bash and its libraries are in (those of them this system has).
+fn host_bash_paths() -> String {
+    ["/usr/bin", "/usr/lib", "/usr/lib64", "/lib64", "/lib"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The last line of `stderr` starting with `error: ` (after indentation), or "".
